@@ -144,6 +144,7 @@ static bool print_group(const char *group)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
+        fprintf(stderr, "ehrctl: no command given\n");
         print_overview(stderr);
         return CLI_EXIT_USAGE;
     }
