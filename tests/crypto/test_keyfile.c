@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -500,6 +501,45 @@ static void test_kdf_profiles_parse(void **state)
     }
 }
 
+/*
+ * The committed fuzz seeds (tests/fuzz/keyfile/make_seeds.c) are named after
+ * the result opening them must give: files written by an earlier build that
+ * must keep opening, or keep failing the same way, in this one.
+ */
+static void test_committed_seed_files_give_the_result_their_name_says(void **state)
+{
+    const char *dir = EHR_TEST_DATA_DIR "/fuzz/corpus/fuzz_keyfile";
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    int ok_count = 0, error_count = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[PATH_MAX];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ehr_keyfile_info info;
+        char why[EHR_KEYFILE_MESSAGE_BYTES];
+        int rc = ehr_keyfile_read_info(path, &info, why);
+        if (rc == 0) {
+            bool empty = (info.flags & EHR_KEYFILE_FLAG_EMPTY_PASSPHRASE) != 0;
+            ehr_identity got;
+            rc = ehr_keyfile_load(path, &got, NULL, empty ? "" : "fuzz", empty ? 0 : 4, why);
+            ehr_identity_wipe(&got);
+        }
+        const char *expect = strncmp(e->d_name, "ok-", 3) == 0 ? "OK" : e->d_name;
+        size_t expect_len = strcmp(expect, "OK") == 0 ? 2 : strcspn(e->d_name, "-");
+        if (strlen(ehr_errname(rc)) != expect_len ||
+            strncmp(ehr_errname(rc), expect, expect_len) != 0)
+            fail_msg("%s: got %s (%s)", e->d_name, ehr_errname(rc), why);
+        ok_count += rc == 0;
+        error_count += rc != 0;
+    }
+    closedir(d);
+    assert_true(ok_count >= 3);
+    assert_true(error_count >= 10);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -522,6 +562,7 @@ int main(void)
         T(test_save_writes_mode_0600_and_refuses_to_overwrite),
         T(test_load_reports_file_problems),
         T(test_kdf_profiles_parse),
+        T(test_committed_seed_files_give_the_result_their_name_says),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
