@@ -519,7 +519,7 @@ static void test_committed_seed_files_give_the_result_their_name_says(void **sta
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         ehr_keyfile_info info;
-        char why[EHR_KEYFILE_MESSAGE_BYTES];
+        char why[EHR_KEYFILE_MESSAGE_BYTES] = "";
         int rc = ehr_keyfile_read_info(path, &info, why);
         if (rc == 0) {
             bool empty = (info.flags & EHR_KEYFILE_FLAG_EMPTY_PASSPHRASE) != 0;
