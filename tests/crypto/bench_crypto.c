@@ -2,7 +2,8 @@
  * bench_crypto - signatures and hashing per second on one core, through our
  * API and, in the same run, directly through libsecp256k1 (the floor our
  * wrappers must stay close to), with the ratio between the two. SHA-256 is
- * compared with libsodium's crypto_hash_sha256 the same way.
+ * compared with libsodium's crypto_hash_sha256 the same way. Last, the
+ * time to open a key file at each argon2id cost profile (best of R).
  *
  * Usage: bench_crypto [--iterations N] [--rounds R]
  * Each figure is the best of R rounds of N operations; our API and the
@@ -154,6 +155,35 @@ static void report_hash(size_t bytes, double ours, double raw)
     report_rate(name, ours, raw);
 }
 
+/* Opening a key file sealed with each cost profile: what unlocking costs a node at start. */
+static void report_keyfile_open(int rounds)
+{
+    static const char *const names[] = {"min", "interactive", "moderate"};
+    ehr_identity id;
+    ehr_identity_generate(&id, "bench");
+    for (int p = EHR_KDF_MIN; p <= EHR_KDF_MODERATE; p++) {
+        uint8_t sealed[EHR_KEYFILE_BYTES];
+        ehr_kdf_params kdf = ehr_kdf_profile_params((enum ehr_kdf_profile)p);
+        if (ehr_keyfile_seal(sealed, &id, "bench", 5, kdf) != 0)
+            continue;
+        double best = 1e9;
+        for (int r = 0; r < rounds; r++) {
+            ehr_identity got;
+            double t0 = now_seconds();
+            int rc = ehr_keyfile_open(&got, NULL, sealed, sizeof sealed, "bench", 5, NULL);
+            double t = now_seconds() - t0;
+            ehr_identity_wipe(&got);
+            if (rc == 0 && t < best)
+                best = t;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "key file open, argon2id %s", names[p - EHR_KDF_MIN]);
+        printf("%-34s %12.1f ms (%llu passes, %llu KiB)\n", name, best * 1e3,
+               (unsigned long long)kdf.opslimit, (unsigned long long)(kdf.memlimit_bytes >> 10));
+    }
+    ehr_identity_wipe(&id);
+}
+
 static long parse_long(const char *s, long max)
 {
     char *end;
@@ -240,6 +270,7 @@ int main(int argc, char **argv)
         measure(&f, ours_sha256, raw_sha256, iterations * 4, rounds, &ours, &raw);
         report_hash(hash_sizes[i], ours, raw);
     }
+    report_keyfile_open(rounds);
     ehr_signing_key_wipe(&f.key);
     secp256k1_context_destroy(f.ctx);
     return 0;
