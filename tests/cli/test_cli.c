@@ -513,9 +513,9 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
     const char *roles[] = {"hospital", "lab", "insurer"};
     json_t *list = json_array();
     for (int i = 0; i < 3; i++) {
-        char key[16], name[16], address[32];
+        char key[16], name[32], address[32];
         snprintf(key, sizeof key, "m%d.key", i);
-        snprintf(name, sizeof name, "Member %d", i);
+        snprintf(name, sizeof name, "H\xc3\xb4pital %d", i); /* UTF-8 names are fine */
         snprintf(address, sizeof address, "10.0.0.%d:7000", i + 1);
         struct result r = run(f, "keygen", "--out", key, "--no-passphrase");
         assert_int_equal(r.status, 0);
@@ -661,6 +661,14 @@ static void test_genesis_rejects_bad_members_naming_member_and_field(void **stat
         json_string("0100000000000000000000000000000000000000000000000000000000000000"));
     expect_genesis_rejects(f, l, "kx_key: not a valid X25519");
 
+    l = two_members(); /* names are printed: no control characters */
+    json_object_set_new(json_array_get(l, 1), "name", json_string("B\x1b[2J"));
+    expect_genesis_rejects(f, l, "member 2");
+
+    l = two_members();
+    json_object_set_new(json_array_get(l, 1), "name", json_string(""));
+    expect_genesis_rejects(f, l, "name: must be 1 to 128 bytes");
+
     expect_genesis_rejects(f, json_array(), "no members");
 
     write_text(f, "bad.json", "{\"members\": [ {\"name\": } ]}");
@@ -692,6 +700,79 @@ static void test_genesis_member_count_limit_edge(void **state)
     result_free(&r);
     json_array_append_new(list, member_json("one too many", "lab", "10.9.9.9:7000"));
     expect_genesis_rejects(f, list, "over the maximum");
+}
+
+/* A string of LEN copies of C, then TAIL (into a static buffer). */
+static const char *repeat(char c, size_t len, const char *tail)
+{
+    static char buf[2048];
+    assert_true(len + strlen(tail) < sizeof buf);
+    memset(buf, c, len);
+    memcpy(buf + len, tail, strlen(tail) + 1);
+    return buf;
+}
+
+/* Genesis with one member changed by KEY=VALUE and chain id CHAIN; returns the exit status. */
+static int genesis_with(const struct fixture *f, const char *key, const char *value,
+                        const char *chain)
+{
+    json_t *l = two_members();
+    json_object_set_new(json_array_get(l, 0), key, json_string(value));
+    write_members(f, "edge.json", l);
+    json_decref(l);
+    unlink(path_in(f, "edge.pb"));
+    struct result r =
+        run(f, "genesis", "--members", "edge.json", "--chain-id", chain, "--out", "edge.pb");
+    int status = r.status;
+    result_free(&r);
+    return status;
+}
+
+static void test_genesis_and_passphrase_limits_at_their_edges(void **state)
+{
+    struct fixture *f = *state;
+    /* member name: 128 bytes */
+    assert_int_equal(genesis_with(f, "name", repeat('n', 128, ""), "c"), 0);
+    assert_int_equal(genesis_with(f, "name", repeat('n', 129, ""), "c"), 1);
+    /* address: 255 bytes */
+    assert_int_equal(genesis_with(f, "address", repeat('a', 250, ":7000"), "c"), 0);
+    assert_int_equal(genesis_with(f, "address", repeat('a', 251, ":7000"), "c"), 1);
+    assert_int_equal(genesis_with(f, "address", "a:65535", "c"), 0);
+    assert_int_equal(genesis_with(f, "address", "a:65536", "c"), 1);
+    /* chain id: 64 bytes (a usage error, it is an option) */
+    char chain[80];
+    snprintf(chain, sizeof chain, "%s", repeat('c', 64, ""));
+    assert_int_equal(genesis_with(f, "name", "x", chain), 0);
+    snprintf(chain, sizeof chain, "%s", repeat('c', 65, ""));
+    assert_int_equal(genesis_with(f, "name", "x", chain), 2);
+    /* the members file: 1 MiB */
+    FILE *fp = fopen(path_in(f, "huge.json"), "w");
+    assert_non_null(fp);
+    for (int i = 0; i <= (1 << 20); i++)
+        fputc(' ', fp);
+    assert_int_equal(fclose(fp), 0);
+    struct result r =
+        run(f, "genesis", "--members", "huge.json", "--chain-id", "c", "--out", "g.pb");
+    assert_one_line_failure(&r, "larger than 1 MiB");
+    result_free(&r);
+    /* passphrase: 1024 bytes, plus its line ending */
+    write_text(f, "pw1024", repeat('p', 1024, "\r\n"));
+    r = run(f, "keygen", "--out", "a.key", "--passphrase-file", "pw1024");
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    write_text(f, "pw1025", repeat('p', 1025, "\n"));
+    r = run(f, "keygen", "--out", "b.key", "--passphrase-file", "pw1025");
+    assert_one_line_failure(&r, "longer than 1024 bytes");
+    result_free(&r);
+    const char *env[] = {"EHR_PASSPHRASE=", NULL};
+    char *long_env = ehr_malloc(1100);
+    snprintf(long_env, 1100, "EHR_PASSPHRASE=%s", repeat('p', 1025, ""));
+    env[0] = long_env;
+    r = run_env(f, env, "keygen", "--out", "b.key", NULL);
+    assert_one_line_failure(&r, "longer than 1024 bytes");
+    result_free(&r);
+    ehr_free(long_env);
+    assert_false(file_exists(f, "b.key"));
 }
 
 static void test_genesis_show_rejects_what_is_not_a_genesis(void **state)
@@ -727,6 +808,7 @@ int main(void)
         T(test_genesis_rejects_bad_members_naming_member_and_field),
         T(test_genesis_member_count_limit_edge),
         T(test_genesis_show_rejects_what_is_not_a_genesis),
+        T(test_genesis_and_passphrase_limits_at_their_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
