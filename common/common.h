@@ -1,6 +1,7 @@
 /*
  * common.h - what every ehrchain module shares: one error enum, one
- * allocation wrapper, hex encoding and the structured logger.
+ * allocation wrapper, hex encoding, the structured logger and small-file
+ * reads and atomic writes.
  *
  * It depends on libc only, so the consensus core may use it. It is not a
  * grab bag: anything that belongs to one module lives in that module.
@@ -97,6 +98,26 @@ int ehr_log_level_parse(const char *name, enum ehr_log_level *out);
 void ehr_log_set_sink(ehr_log_sink sink, void *ctx);
 void ehr_log(enum ehr_log_level level, const char *msg, const char *kv_fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Small whole files (file.c). ehr_file_write_atomic writes LEN bytes to PATH
+ * so that after a crash PATH is either absent/old or complete: a temporary
+ * file created with O_EXCL in the same directory, given exactly MODE (umask
+ * notwithstanding), written, fsynced, renamed over PATH, then the directory
+ * fsynced. Without OVERWRITE an
+ * existing PATH is never replaced (EHR_EEXIST), checked atomically by the
+ * rename. Returns 0, EHR_EEXIST or -errno; on error PATH is untouched.
+ *
+ * ehr_file_read reads the regular file PATH into BUF (capacity BUF_SIZE):
+ * 0 with *LEN_OUT set, EHR_ETOOBIG if the file is longer than BUF_SIZE,
+ * EHR_EINVAL if it is not a regular file, -errno. ehr_file_read_alloc does
+ * the same into a new ehr_malloc'd buffer of at most MAX_BYTES that the
+ * caller frees with ehr_free; the size is checked before allocating.
+ */
+int ehr_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
+                          bool overwrite);
+int ehr_file_read(const char *path, void *buf, size_t buf_size, size_t *len_out);
+int ehr_file_read_alloc(const char *path, size_t max_bytes, uint8_t **data_out, size_t *len_out);
 
 /* Safety invariant: stays on in release builds; prints and aborts. */
 #define EHR_ASSERT(cond)                                                                           \

@@ -162,3 +162,17 @@ void ehr_kx_key_wipe(ehr_kx_key *key)
 {
     sodium_memzero(key, sizeof *key);
 }
+
+int ehr_kx_public_key_check(const uint8_t public_key[EHR_KX_PUBLIC_BYTES])
+{
+    /* crypto_scalarmult fails exactly when the result is all zero, which for
+     * any clamped scalar means PUBLIC_KEY is a point of small order. */
+    static const uint8_t probe[crypto_scalarmult_SCALARBYTES] = {
+        0x6b, 0x5d, 0x39, 0x2a, 0x11, 0x47, 0x8c, 0x0e, 0x95, 0x23, 0x71,
+        0xcc, 0x08, 0x5f, 0xa4, 0x31, 0x72, 0x19, 0xe0, 0x3d, 0x56, 0x8b,
+        0x2f, 0x94, 0x60, 0x1a, 0xd7, 0x4e, 0x83, 0x3c, 0x25, 0x59};
+    uint8_t out[crypto_scalarmult_BYTES];
+    int rc = crypto_scalarmult(out, probe, public_key);
+    sodium_memzero(out, sizeof out);
+    return rc == 0 ? 0 : EHR_EINVAL;
+}

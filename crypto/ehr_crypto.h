@@ -16,6 +16,7 @@
 #ifndef EHR_CRYPTO_H
 #define EHR_CRYPTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -114,5 +115,176 @@ int ehr_kx_key_from_secret(ehr_kx_key *key, const uint8_t secret[EHR_KX_SECRET_B
 
 /* Zero every byte of KEY. */
 void ehr_kx_key_wipe(ehr_kx_key *key);
+
+/*
+ * Check that PUBLIC_KEY is usable for X25519: 0, or EHR_EINVAL for one of the
+ * low-order points (all-zero shared secret whatever our secret is).
+ */
+int ehr_kx_public_key_check(const uint8_t public_key[EHR_KX_PUBLIC_BYTES]);
+
+/*
+ * ---- Identities and key files (keyfile.c) ----
+ *
+ * An identity is what one member node, patient or practitioner holds: a
+ * BIP-340 signing key, an X25519 key and a short label for people. A key file
+ * stores one identity, its secrets encrypted under a passphrase.
+ *
+ * Key file format, version 1. A fixed layout of exactly EHR_KEYFILE_BYTES,
+ * integers little-endian:
+ *
+ *   offset size  field
+ *        0    6  magic "EHRKEY"
+ *        6    1  version (1)
+ *        7    1  flags: bit 0 = sealed under the empty passphrase; others 0
+ *        8    8  argon2id opslimit   [EHR_KEYFILE_OPSLIMIT_MIN, _MAX]
+ *       16    8  argon2id memlimit in bytes [EHR_KEYFILE_MEMLIMIT_BYTES_MIN, _MAX]
+ *       24   16  argon2id salt
+ *       40   24  XChaCha20-Poly1305 nonce
+ *       64   32  signing public key (BIP-340 x-only)
+ *       96   32  X25519 public key
+ *      128    1  label length (0..EHR_KEYFILE_LABEL_BYTES_MAX)
+ *      129   64  label, printable ASCII, zero-padded
+ *      193   80  ciphertext: signing secret (32) || X25519 secret (32), then
+ *                the 16-byte Poly1305 tag
+ *
+ * The key is argon2id(passphrase, salt, opslimit, memlimit); the whole clear
+ * header (bytes 0..192) is the AEAD associated data, so a change to any
+ * header byte makes decryption fail like a wrong passphrase would.
+ *
+ * Why not protobuf, as elsewhere: this is the one format read from a file an
+ * attacker may hand us *before* we know the passphrase, and the first thing
+ * done with it is to choose how much memory argon2id gets. A fixed layout is
+ * checked completely by comparing one length and a few bounds, with no
+ * allocation, no optional or repeated fields and no second encoding of the
+ * same header (the associated data is the bytes on disk, nothing
+ * re-encoded). The version byte is the way to change it.
+ *
+ * A wrong passphrase and a tampered ciphertext, salt, nonce or public key are
+ * the same event to an AEAD (the tag does not verify), so both give
+ * EHR_EPASSPHRASE; the message says so.
+ */
+enum {
+    EHR_KEYFILE_VERSION = 1,
+    EHR_KEYFILE_MAGIC_BYTES = 6,
+    EHR_KEYFILE_SALT_BYTES = 16,
+    EHR_KEYFILE_NONCE_BYTES = 24,
+    EHR_KEYFILE_LABEL_BYTES_MAX = 64,
+    EHR_KEYFILE_HEADER_BYTES = 193,
+    EHR_KEYFILE_SECRETS_BYTES = EHR_SCHNORR_SECRET_BYTES + EHR_KX_SECRET_BYTES,
+    EHR_KEYFILE_TAG_BYTES = 16,
+    EHR_KEYFILE_BYTES =
+        EHR_KEYFILE_HEADER_BYTES + EHR_KEYFILE_SECRETS_BYTES + EHR_KEYFILE_TAG_BYTES,
+    EHR_KEYFILE_FLAG_EMPTY_PASSPHRASE = 0x01,
+    EHR_PASSPHRASE_BYTES_MAX = 1024,
+    EHR_KEYFILE_MESSAGE_BYTES = 160,
+};
+
+/*
+ * Bounds on the argon2id costs a key file may ask for, checked before any
+ * work: a crafted file cannot make us allocate more than 1 GiB or spend more
+ * than 16 passes. The minimum is argon2id's own (tests use it).
+ */
+#define EHR_KEYFILE_OPSLIMIT_MIN 1ULL
+#define EHR_KEYFILE_OPSLIMIT_MAX 16ULL
+#define EHR_KEYFILE_MEMLIMIT_BYTES_MIN 8192ULL
+#define EHR_KEYFILE_MEMLIMIT_BYTES_MAX (1024ULL * 1024 * 1024)
+
+/* argon2id costs for sealing a key file. */
+typedef struct ehr_kdf_params {
+    uint64_t opslimit;
+    uint64_t memlimit_bytes;
+} ehr_kdf_params;
+
+/*
+ * Named cost profiles: MIN (tests, fuzzing), INTERACTIVE (the default: 2
+ * passes, 64 MiB, about a tenth of a second), MODERATE (3 passes, 256 MiB),
+ * SENSITIVE (4 passes, 1 GiB).
+ */
+enum ehr_kdf_profile { EHR_KDF_MIN, EHR_KDF_INTERACTIVE, EHR_KDF_MODERATE, EHR_KDF_SENSITIVE };
+
+ehr_kdf_params ehr_kdf_profile_params(enum ehr_kdf_profile profile);
+
+/* Parse "min", "interactive", "moderate", "sensitive". Returns 0 or EHR_EINVAL. */
+int ehr_kdf_profile_parse(const char *name, enum ehr_kdf_profile *out);
+
+typedef struct ehr_identity {
+    ehr_signing_key signing;
+    ehr_kx_key kx;
+    char label[EHR_KEYFILE_LABEL_BYTES_MAX + 1]; /* NUL-terminated */
+} ehr_identity;
+
+/*
+ * Check LABEL: at most EHR_KEYFILE_LABEL_BYTES_MAX bytes of printable ASCII
+ * (so that printing it can never drive a terminal). Returns 0, EHR_ETOOBIG
+ * or EHR_EINVAL.
+ */
+int ehr_identity_label_check(const char *label);
+
+/*
+ * Generate a fresh identity with LABEL into caller memory (best: sodium_malloc'd).
+ * Returns 0, or the error of ehr_identity_label_check (ID is then zeroed).
+ */
+int ehr_identity_generate(ehr_identity *id, const char *label);
+
+/* Zero every byte of ID. */
+void ehr_identity_wipe(ehr_identity *id);
+
+/* The clear part of a key file: everything but the secrets. */
+typedef struct ehr_keyfile_info {
+    uint8_t version;
+    uint8_t flags;
+    ehr_kdf_params kdf;
+    uint8_t salt[EHR_KEYFILE_SALT_BYTES];
+    uint8_t nonce[EHR_KEYFILE_NONCE_BYTES];
+    uint8_t signing_public_key[EHR_SCHNORR_PUBLIC_BYTES];
+    uint8_t kx_public_key[EHR_KX_PUBLIC_BYTES];
+    char label[EHR_KEYFILE_LABEL_BYTES_MAX + 1]; /* NUL-terminated */
+} ehr_keyfile_info;
+
+/*
+ * Seal ID into OUT under the passphrase PASS (PASS_LEN bytes, may be 0: the
+ * file is then flagged as unprotected) with argon2id costs KDF and a fresh
+ * random salt and nonce. Returns 0; EHR_EINVAL for costs out of bounds or a
+ * bad label; EHR_ETOOBIG for a passphrase over EHR_PASSPHRASE_BYTES_MAX;
+ * -ENOMEM if argon2id cannot get its memory. Wipes every secret it made.
+ */
+int ehr_keyfile_seal(uint8_t out[EHR_KEYFILE_BYTES], const ehr_identity *id, const char *pass,
+                     size_t pass_len, ehr_kdf_params kdf);
+
+/*
+ * Parse and check the clear header of the LEN bytes at DATA, without the
+ * passphrase and without allocating. Returns 0 and fills INFO, or:
+ * EHR_ETRUNCATED (shorter than a key file), EHR_ECORRUPT (bad magic, extra
+ * bytes, bad flags, label or public key, costs under the minimum),
+ * EHR_EVERSION (a version we do not read), EHR_ETOOBIG (argon2id costs over
+ * the maximum). WHY (may be NULL) receives a message for people.
+ */
+int ehr_keyfile_parse(ehr_keyfile_info *info, const uint8_t *data, size_t len,
+                      char why[EHR_KEYFILE_MESSAGE_BYTES]);
+
+/*
+ * Parse, derive the key and decrypt: on success ID holds the identity (the
+ * caller wipes it) and INFO (may be NULL) the header. Errors: those of
+ * ehr_keyfile_parse; EHR_EPASSPHRASE (wrong passphrase or tampered file);
+ * EHR_ECORRUPT (secrets do not match the public keys); EHR_ETOOBIG
+ * (passphrase too long); -ENOMEM. On error ID is zeroed.
+ */
+int ehr_keyfile_open(ehr_identity *id, ehr_keyfile_info *info, const uint8_t *data, size_t len,
+                     const char *pass, size_t pass_len, char why[EHR_KEYFILE_MESSAGE_BYTES]);
+
+/*
+ * Files. ehr_keyfile_save seals ID and writes it to PATH atomically with
+ * mode 0600 (common.h: ehr_file_write_atomic); an existing PATH is replaced
+ * only with OVERWRITE, else EHR_EEXIST. ehr_keyfile_read_info and
+ * ehr_keyfile_load read PATH (at most EHR_KEYFILE_BYTES + 1 bytes are read)
+ * and return as ehr_keyfile_parse / ehr_keyfile_open, or -errno. A file
+ * longer than a key file is EHR_ECORRUPT.
+ */
+int ehr_keyfile_save(const char *path, const ehr_identity *id, const char *pass, size_t pass_len,
+                     ehr_kdf_params kdf, bool overwrite);
+int ehr_keyfile_read_info(const char *path, ehr_keyfile_info *info,
+                          char why[EHR_KEYFILE_MESSAGE_BYTES]);
+int ehr_keyfile_load(const char *path, ehr_identity *id, ehr_keyfile_info *info, const char *pass,
+                     size_t pass_len, char why[EHR_KEYFILE_MESSAGE_BYTES]);
 
 #endif /* EHR_CRYPTO_H */

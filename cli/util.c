@@ -1,0 +1,115 @@
+/*
+ * util.c - ehrctl's shared plumbing: option parsing, usage and failure
+ * messages, JSON and human output, number parsing. Nothing here knows about
+ * a particular command.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_internal.h"
+
+enum { FIELD_COLUMN = 16 };
+
+int cli__getopt(struct cli__ctx *ctx, int argc, char **argv, const struct option *options)
+{
+    EHR_ASSERT(ctx->command != NULL);
+    for (;;) {
+        int c = getopt_long(argc, argv, ":h", options, NULL);
+        switch (c) {
+        case -1:
+            return CLI_OPT_END;
+        case 'J':
+            ctx->json = true;
+            continue;
+        case 'h':
+            cli__command_help(ctx->command);
+            ctx->exit_code = CLI_EXIT_OK;
+            return CLI_OPT_EXIT;
+        case ':':
+            ctx->exit_code = cli__usage_error(ctx, "%s needs a value", argv[optind - 1]);
+            return CLI_OPT_EXIT;
+        case '?':
+            ctx->exit_code = cli__usage_error(ctx, "unknown option %s", argv[optind - 1]);
+            return CLI_OPT_EXIT;
+        default:
+            EHR_ASSERT(c > 0);
+            return c;
+        }
+    }
+}
+
+void cli__command_help(const struct cli__command *command)
+{
+    printf("usage: ehrctl %s %s\n\n%s\n", command->name, command->synopsis, command->summary);
+    if (command->details != NULL && command->details[0] != '\0')
+        printf("\n%s", command->details);
+    printf("\ncommon options:\n  --json        machine-readable output on stdout\n"
+           "  --help, -h    this help\n");
+}
+
+int cli__usage_error(struct cli__ctx *ctx, const char *fmt, ...)
+{
+    EHR_ASSERT(ctx->command != NULL);
+    fprintf(stderr, "ehrctl: %s: ", ctx->command->name);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: ehrctl %s %s\n(ehrctl %s --help for more)\n", ctx->command->name,
+            ctx->command->synopsis, ctx->command->name);
+    return CLI_EXIT_USAGE;
+}
+
+int cli__fail(const char *why, const char *what_fmt, ...)
+{
+    EHR_ASSERT(why != NULL);
+    fputs("ehrctl: ", stderr);
+    va_list ap;
+    va_start(ap, what_fmt);
+    vfprintf(stderr, what_fmt, ap);
+    va_end(ap);
+    fprintf(stderr, ": %s\n", why);
+    return CLI_EXIT_FAIL;
+}
+
+int cli__json_print(json_t *root)
+{
+    EHR_ASSERT(root != NULL);
+    int rc = json_dumpf(root, stdout, JSON_INDENT(2));
+    json_decref(root);
+    if (rc != 0 || fputc('\n', stdout) == EOF)
+        return cli__fail(strerror(errno), "write JSON to stdout");
+    return CLI_EXIT_OK;
+}
+
+json_t *cli__json_hex(const uint8_t *data, size_t len)
+{
+    char *hex = ehr_malloc(2 * len + 1);
+    ehr_hex_encode(hex, data, len);
+    json_t *s = json_string(hex);
+    ehr_free(hex);
+    if (s == NULL)
+        ehr_panic("out of memory building JSON");
+    return s;
+}
+
+int cli__parse_u64(const char *text, uint64_t max, uint64_t *out)
+{
+    if (text == NULL || text[0] < '0' || text[0] > '9')
+        return EHR_EINVAL; /* strtoull would accept spaces, signs and "-1" */
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return EHR_EINVAL;
+    *out = v;
+    return 0;
+}
+
+void cli__print_field(const char *key, const char *value)
+{
+    printf("%-*s%s\n", FIELD_COLUMN, key, value);
+}

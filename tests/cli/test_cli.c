@@ -1,0 +1,814 @@
+/*
+ * Tests for ehrctl: each runs the built binary as a subprocess in a fresh
+ * temporary directory, with an empty environment and stdin from /dev/null
+ * (so no test can hang on a passphrase prompt), and checks exit status,
+ * stdout (parsed with jansson for --json) and stderr, and the files left
+ * behind.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ehr_crypto.h"
+
+#define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
+
+enum { ARGS_MAX = 32, OUTPUT_BYTES_MAX = 1 << 20, GENESIS_MEMBERS_MAX = 128 };
+
+struct fixture {
+    char dir[64];
+};
+
+struct result {
+    int status; /* exit status, or -1 if killed by a signal */
+    char *out;  /* stdout, NUL-terminated */
+    char *err;  /* stderr, NUL-terminated */
+};
+
+static int fixture_setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    if (f == NULL || ehr_crypto_init() != 0)
+        return -1;
+    memcpy(f->dir, "/tmp/ehr-test-cli-XXXXXX", sizeof "/tmp/ehr-test-cli-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static void dir_remove(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        char p[PATH_MAX];
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    if (d != NULL)
+        closedir(d);
+    rmdir(dir);
+}
+
+static int fixture_teardown(void **state)
+{
+    struct fixture *f = *state;
+    dir_remove(f->dir);
+    free(f);
+    return 0;
+}
+
+static char *path_in(const struct fixture *f, const char *name)
+{
+    static char paths[4][PATH_MAX];
+    static int next;
+    char *p = paths[next++ % 4];
+    snprintf(p, PATH_MAX, "%s/%s", f->dir, name);
+    return p;
+}
+
+static void write_text(const struct fixture *f, const char *name, const char *text)
+{
+    FILE *fp = fopen(path_in(f, name), "w");
+    assert_non_null(fp);
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static char *slurp(const char *path)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (ehr_file_read_alloc(path, OUTPUT_BYTES_MAX, &data, &len) != 0)
+        return NULL;
+    char *text = ehr_malloc(len + 1);
+    memcpy(text, data, len);
+    text[len] = '\0';
+    ehr_free(data);
+    return text;
+}
+
+static void result_free(struct result *r)
+{
+    ehr_free(r->out);
+    ehr_free(r->err);
+    r->out = r->err = NULL;
+}
+
+/*
+ * Run ehrctl in F's directory with ENV (NULL-terminated "K=V" list, may be
+ * NULL) and ARGS (NULL-terminated, without the program name).
+ */
+static struct result run_args(const struct fixture *f, const char *const *env,
+                              const char *const *args)
+{
+    const char *argv[ARGS_MAX + 2] = {"ehrctl"};
+    int argc = 1;
+    for (; args[argc - 1] != NULL; argc++) {
+        assert_true(argc <= ARGS_MAX);
+        argv[argc] = args[argc - 1];
+    }
+    argv[argc] = NULL;
+
+    char out_path[PATH_MAX], err_path[PATH_MAX];
+    snprintf(out_path, sizeof out_path, "%s/.stdout", f->dir);
+    snprintf(err_path, sizeof err_path, "%s/.stderr", f->dir);
+    static const char *const no_env[] = {NULL};
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+            dup2(err, 2) < 0 || chdir(f->dir) != 0)
+            _exit(126);
+        execve(EHRCTL, (char *const *)argv, (char *const *)(env != NULL ? env : no_env));
+        _exit(127);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    struct result r;
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(out_path);
+    r.err = slurp(err_path);
+    assert_non_null(r.out);
+    assert_non_null(r.err);
+    unlink(out_path);
+    unlink(err_path);
+    assert_int_not_equal(r.status, 127); /* the binary exists */
+    return r;
+}
+
+/* As run_args with the arguments listed after ENV, ending with NULL. */
+static struct result run_env(const struct fixture *f, const char *const *env, ...)
+{
+    const char *args[ARGS_MAX + 1];
+    va_list ap;
+    va_start(ap, env);
+    size_t count = 0;
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        assert_true(count < ARGS_MAX);
+        args[count++] = a;
+    }
+    va_end(ap);
+    args[count] = NULL;
+    return run_args(f, env, args);
+}
+
+#define run(f, ...) run_env(f, NULL, __VA_ARGS__, (const char *)NULL)
+
+static json_t *parse_json(const char *text)
+{
+    json_error_t error;
+    json_t *root = json_loads(text, 0, &error);
+    if (root == NULL)
+        fail_msg("output is not JSON (%s): %s", error.text, text);
+    return root;
+}
+
+static const char *json_str(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    assert_non_null(v);
+    assert_true(json_is_string(v));
+    return json_string_value(v);
+}
+
+/* A failure message is exactly one line `ehrctl: ...`. */
+static void assert_one_line_failure(const struct result *r, const char *fragment)
+{
+    assert_int_equal(r->status, 1);
+    assert_int_equal(strncmp(r->err, "ehrctl: ", 8), 0);
+    const char *nl = strchr(r->err, '\n');
+    assert_non_null(nl);
+    assert_int_equal(nl[1], '\0');
+    if (strstr(r->err, fragment) == NULL)
+        fail_msg("stderr lacks \"%s\": %s", fragment, r->err);
+    assert_string_equal(r->out, "");
+}
+
+static void assert_usage_error(const struct result *r)
+{
+    assert_int_equal(r->status, 2);
+    assert_int_equal(strncmp(r->err, "ehrctl", 6), 0);
+    assert_string_equal(r->out, "");
+}
+
+static bool file_exists(const struct fixture *f, const char *name)
+{
+    return access(path_in(f, name), F_OK) == 0;
+}
+
+static int dir_entry_count(const struct fixture *f)
+{
+    DIR *d = opendir(f->dir);
+    int count = 0;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        count += e->d_name[0] != '.';
+    if (d != NULL)
+        closedir(d);
+    return count;
+}
+
+/* keygen with the passphrase in file "pw"; returns the parsed --json output. */
+static json_t *keygen(const struct fixture *f, const char *out, const char *label)
+{
+    if (!file_exists(f, "pw"))
+        write_text(f, "pw", "correct horse\n");
+    struct result r =
+        run(f, "keygen", "--out", out, "--label", label, "--passphrase-file", "pw", "--json");
+    if (r.status != 0)
+        fail_msg("keygen failed: %s", r.err);
+    json_t *root = parse_json(r.out);
+    result_free(&r);
+    return root;
+}
+
+static void test_keygen_and_key_show_agree(void **state)
+{
+    struct fixture *f = *state;
+    json_t *made = keygen(f, "node.key", "st-mary-1");
+    struct stat st;
+    assert_int_equal(stat(path_in(f, "node.key"), &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_size, EHR_KEYFILE_BYTES);
+
+    struct result r = run(f, "key", "show", "node.key", "--json");
+    assert_int_equal(r.status, 0);
+    json_t *shown = parse_json(r.out);
+    assert_string_equal(json_str(shown, "signing_key"), json_str(made, "signing_key"));
+    assert_string_equal(json_str(shown, "kx_key"), json_str(made, "kx_key"));
+    assert_string_equal(json_str(shown, "label"), "st-mary-1");
+    assert_true(json_is_true(json_object_get(shown, "passphrase")));
+    uint8_t key[32];
+    assert_int_equal(ehr_hex_decode(key, 32, json_str(shown, "signing_key")), 0);
+    assert_int_equal(ehr_hex_decode(key, 32, json_str(shown, "kx_key")), 0);
+    result_free(&r);
+
+    r = run(f, "key", "show", "node.key"); /* human output names the same key */
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, json_str(made, "signing_key")));
+    assert_non_null(strstr(r.out, "st-mary-1"));
+    assert_null(strchr(r.out, '{'));
+    result_free(&r);
+    json_decref(shown);
+    json_decref(made);
+}
+
+static void test_wrong_passphrase_fails_and_changes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    json_decref(keygen(f, "node.key", "n"));
+    char *before = slurp(path_in(f, "node.key"));
+    write_text(f, "wrong", "correct horse.\n");
+    write_text(f, "new", "new passphrase\n");
+    int entries = dir_entry_count(f);
+    struct result r = run(f, "key", "passwd", "node.key", "--passphrase-file", "wrong",
+                          "--new-passphrase-file", "new");
+    assert_one_line_failure(&r, "wrong passphrase");
+    assert_non_null(strstr(r.err, "node.key"));
+    result_free(&r);
+    char *after = slurp(path_in(f, "node.key"));
+    assert_memory_equal(before, after, EHR_KEYFILE_BYTES);
+    assert_int_equal(dir_entry_count(f), entries); /* nothing written beside it */
+    ehr_free(before);
+    ehr_free(after);
+}
+
+static void test_passwd_changes_the_passphrase_and_keeps_the_keys(void **state)
+{
+    struct fixture *f = *state;
+    json_t *made = keygen(f, "node.key", "n");
+    const char *env[] = {"EHR_PASSPHRASE=correct horse", "EHR_NEW_PASSPHRASE=second", NULL};
+    struct result r = run_env(f, env, "key", "passwd", "node.key", "--json", NULL);
+    if (r.status != 0)
+        fail_msg("passwd failed: %s", r.err);
+    json_t *shown = parse_json(r.out);
+    assert_string_equal(json_str(shown, "signing_key"), json_str(made, "signing_key"));
+    result_free(&r);
+    /* the old passphrase no longer opens it; the new one does */
+    r = run_env(f, env, "key", "passwd", "node.key", NULL);
+    assert_one_line_failure(&r, "wrong passphrase");
+    result_free(&r);
+    const char *env2[] = {"EHR_PASSPHRASE=second", "EHR_NEW_PASSPHRASE=third", NULL};
+    r = run_env(f, env2, "key", "passwd", "node.key", NULL);
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    json_decref(shown);
+    json_decref(made);
+}
+
+static void test_keygen_refuses_to_overwrite_without_force(void **state)
+{
+    struct fixture *f = *state;
+    json_t *first = keygen(f, "node.key", "one");
+    struct result r =
+        run(f, "keygen", "--out", "node.key", "--passphrase-file", "pw", "--label", "two");
+    assert_one_line_failure(&r, "already exists");
+    result_free(&r);
+    r = run(f, "key", "show", "node.key", "--json");
+    json_t *shown = parse_json(r.out);
+    assert_string_equal(json_str(shown, "signing_key"), json_str(first, "signing_key"));
+    result_free(&r);
+    json_decref(shown);
+
+    r = run(f, "keygen", "--out", "node.key", "--passphrase-file", "pw", "--force", "--json");
+    assert_int_equal(r.status, 0);
+    shown = parse_json(r.out);
+    assert_string_not_equal(json_str(shown, "signing_key"), json_str(first, "signing_key"));
+    result_free(&r);
+    json_decref(shown);
+    json_decref(first);
+}
+
+static void test_keygen_passphrase_sources_and_empty_passphrase(void **state)
+{
+    struct fixture *f = *state;
+    /* no file, no variable, no terminal: a clear failure, no file */
+    struct result r = run(f, "keygen", "--out", "a.key");
+    assert_one_line_failure(&r, "no passphrase");
+    assert_false(file_exists(f, "a.key"));
+    result_free(&r);
+    /* an empty passphrase is refused unless asked for */
+    write_text(f, "empty", "\n");
+    r = run(f, "keygen", "--out", "a.key", "--passphrase-file", "empty");
+    assert_one_line_failure(&r, "empty passphrase");
+    assert_false(file_exists(f, "a.key"));
+    result_free(&r);
+    const char *env_empty[] = {"EHR_PASSPHRASE=", NULL};
+    r = run_env(f, env_empty, "keygen", "--out", "a.key", NULL);
+    assert_one_line_failure(&r, "empty passphrase");
+    result_free(&r);
+    /* a passphrase file of two lines is refused rather than guessed at */
+    write_text(f, "two", "first\nsecond\n");
+    r = run(f, "keygen", "--out", "a.key", "--passphrase-file", "two");
+    assert_one_line_failure(&r, "more than one line");
+    result_free(&r);
+    r = run(f, "keygen", "--out", "a.key", "--no-passphrase", "--json");
+    assert_int_equal(r.status, 0);
+    json_t *shown = parse_json(r.out);
+    assert_true(json_is_false(json_object_get(shown, "passphrase")));
+    json_decref(shown);
+    result_free(&r);
+    /* from the environment */
+    const char *env[] = {"EHR_PASSPHRASE=from env", NULL};
+    r = run_env(f, env, "keygen", "--out", "b.key", NULL);
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    const char *env_new[] = {"EHR_PASSPHRASE=from env", "EHR_NEW_PASSPHRASE=x", NULL};
+    r = run_env(f, env_new, "key", "passwd", "b.key", NULL);
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+}
+
+static void test_corrupt_key_files_are_named_clearly(void **state)
+{
+    struct fixture *f = *state;
+    json_decref(keygen(f, "node.key", "n"));
+    char *good = slurp(path_in(f, "node.key"));
+    assert_int_equal(ehr_file_write_atomic(path_in(f, "short.key"), good, 100, 0600, false), 0);
+    struct result r = run(f, "key", "show", "short.key");
+    assert_one_line_failure(&r, "truncated");
+    result_free(&r);
+    write_text(f, "text.key", "hello, this is not a key file\n");
+    r = run(f, "key", "show", "text.key");
+    assert_one_line_failure(&r, "not an ehrchain key file");
+    result_free(&r);
+    good[6] = 9; /* version */
+    assert_int_equal(
+        ehr_file_write_atomic(path_in(f, "v9.key"), good, EHR_KEYFILE_BYTES, 0600, false), 0);
+    r = run(f, "key", "show", "v9.key");
+    assert_one_line_failure(&r, "version 9");
+    result_free(&r);
+    r = run(f, "key", "show", "missing.key");
+    assert_one_line_failure(&r, "No such file");
+    result_free(&r);
+    ehr_free(good);
+}
+
+static void test_usage_errors_exit_2(void **state)
+{
+    struct fixture *f = *state;
+    write_text(f, "m.json", "{\"members\": []}");
+    const char *const cases[][12] = {
+        {NULL},
+        {"frobnicate", NULL},
+        {"--json", NULL},
+        {"key", NULL},
+        {"keygen", NULL},
+        {"keygen", "--out", NULL},
+        {"keygen", "--out", "a.key", "--bogus", NULL},
+        {"keygen", "--out", "a.key", "extra", NULL},
+        {"keygen", "--out", "a.key", "--kdf", "fast", NULL},
+        {"keygen", "--out", "a.key", "--kdf", "min", NULL},
+        {"keygen", "--out", "a.key", "--label", "tab\there", NULL},
+        {"keygen", "--out", "a.key", "--no-passphrase", "--passphrase-file", "pw", NULL},
+        {"key", "show", NULL},
+        {"key", "show", "a", "b", NULL},
+        {"key", "passwd", NULL},
+        {"genesis", "--members", "m.json", "--out", "g.pb", NULL},
+        {"genesis", "--members", "m.json", "--chain-id", "c", "--out", "g.pb", "--time-ms", "-5",
+         NULL},
+        {"genesis", "--members", "m.json", "--chain-id", "has space", "--out", "g.pb", NULL},
+        {"genesis", "--members", "m.json", "--chain-id", "c", "--out", "g.pb", "stray", NULL},
+        {"genesis", "show", NULL},
+        {"genesis", "member", "--key", "k", NULL},
+        {"genesis", "member", "--key", "k", "--name", "n", "--role", "dentist", "--address", "a:1",
+         NULL},
+        {"help", "nothing", NULL},
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
+        struct result r = run_args(f, NULL, cases[i]);
+        if (r.status != 2)
+            fail_msg("case %zu (%s %s): exit %d, stderr: %s", i, cases[i][0] ? cases[i][0] : "",
+                     cases[i][0] && cases[i][1] ? cases[i][1] : "", r.status, r.err);
+        assert_usage_error(&r);
+        result_free(&r);
+    }
+    assert_false(file_exists(f, "a.key"));
+    assert_false(file_exists(f, "g.pb"));
+}
+
+static void test_label_limit_edge(void **state)
+{
+    struct fixture *f = *state;
+    char label[EHR_KEYFILE_LABEL_BYTES_MAX + 2];
+    memset(label, 'x', EHR_KEYFILE_LABEL_BYTES_MAX + 1);
+    label[EHR_KEYFILE_LABEL_BYTES_MAX + 1] = '\0';
+    struct result r = run(f, "keygen", "--out", "a.key", "--no-passphrase", "--label", label);
+    assert_usage_error(&r);
+    result_free(&r);
+    label[EHR_KEYFILE_LABEL_BYTES_MAX] = '\0';
+    r = run(f, "keygen", "--out", "a.key", "--no-passphrase", "--label", label, "--json");
+    assert_int_equal(r.status, 0);
+    json_t *shown = parse_json(r.out);
+    assert_string_equal(json_str(shown, "label"), label);
+    json_decref(shown);
+    result_free(&r);
+}
+
+static void test_help_lists_every_command(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = run(f, "help");
+    assert_int_equal(r.status, 0);
+    const char *names[] = {"keygen",  "key show",     "key passwd",
+                           "genesis", "genesis show", "genesis member"};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(names); i++)
+        assert_non_null(strstr(r.out, names[i]));
+    result_free(&r);
+    r = run(f, "keygen", "--help");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "usage: ehrctl keygen --out FILE"));
+    assert_string_equal(r.err, "");
+    result_free(&r);
+    r = run(f, "help", "key", "show");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "usage: ehrctl key show FILE"));
+    result_free(&r);
+}
+
+/* A member entry as `ehrctl genesis member` prints it, for a fresh identity. */
+static json_t *member_json(const char *name, const char *role, const char *address)
+{
+    ehr_identity id;
+    assert_int_equal(ehr_identity_generate(&id, ""), 0);
+    char node[65], kx[65];
+    ehr_hex_encode(node, id.signing.public_key, 32);
+    ehr_hex_encode(kx, id.kx.public_key, 32);
+    ehr_identity_wipe(&id);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", name, "role", role, "node_key", node,
+                     "kx_key", kx, "address", address);
+}
+
+static void write_members(const struct fixture *f, const char *file, json_t *list)
+{
+    json_t *root = json_pack("{s:O}", "members", list);
+    assert_int_equal(json_dump_file(root, path_in(f, file), 0), 0);
+    json_decref(root);
+}
+
+static void test_genesis_from_key_files_is_deterministic(void **state)
+{
+    struct fixture *f = *state;
+    const char *roles[] = {"hospital", "lab", "insurer"};
+    json_t *list = json_array();
+    for (int i = 0; i < 3; i++) {
+        char key[16], name[32], address[32];
+        snprintf(key, sizeof key, "m%d.key", i);
+        snprintf(name, sizeof name, "H\xc3\xb4pital %d", i); /* UTF-8 names are fine */
+        snprintf(address, sizeof address, "10.0.0.%d:7000", i + 1);
+        struct result r = run(f, "keygen", "--out", key, "--no-passphrase");
+        assert_int_equal(r.status, 0);
+        result_free(&r);
+        r = run(f, "genesis", "member", "--key", key, "--name", name, "--role", roles[i],
+                "--address", address);
+        if (r.status != 0)
+            fail_msg("genesis member: %s", r.err);
+        json_array_append_new(list, parse_json(r.out));
+        result_free(&r);
+    }
+    write_members(f, "members.json", list);
+    struct result r = run(f, "genesis", "--members", "members.json", "--chain-id", "ehr-test-1",
+                          "--out", "g1.pb", "--time-ms", "1700000000000", "--json");
+    if (r.status != 0)
+        fail_msg("genesis: %s", r.err);
+    json_t *made = parse_json(r.out);
+    result_free(&r);
+    /* the printed hash is SHA-256 of the file's bytes */
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(ehr_file_read_alloc(path_in(f, "g1.pb"), 1 << 20, &bytes, &len), 0);
+    uint8_t hash[32];
+    char hash_hex[65];
+    ehr_sha256(hash, bytes, len);
+    ehr_hex_encode(hash_hex, hash, 32);
+    assert_string_equal(json_str(made, "genesis_hash"), hash_hex);
+
+    /* the same input gives the same bytes */
+    r = run(f, "genesis", "--members", "members.json", "--chain-id", "ehr-test-1", "--out", "g2.pb",
+            "--time-ms", "1700000000000");
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    uint8_t *again = NULL;
+    size_t again_len = 0;
+    assert_int_equal(ehr_file_read_alloc(path_in(f, "g2.pb"), 1 << 20, &again, &again_len), 0);
+    assert_int_equal(again_len, len);
+    assert_memory_equal(again, bytes, len);
+
+    /* show gives back the members, in order, and the same hash */
+    r = run(f, "genesis", "show", "g1.pb", "--json");
+    assert_int_equal(r.status, 0);
+    json_t *shown = parse_json(r.out);
+    assert_true(json_equal(json_object_get(shown, "members"), list));
+    assert_string_equal(json_str(shown, "chain_id"), "ehr-test-1");
+    assert_int_equal(json_integer_value(json_object_get(shown, "time_ms")), 1700000000000LL);
+    assert_string_equal(json_str(shown, "genesis_hash"), hash_hex);
+    result_free(&r);
+    /* refuses to overwrite */
+    r = run(f, "genesis", "--members", "members.json", "--chain-id", "other", "--out", "g1.pb");
+    assert_one_line_failure(&r, "already exists");
+    result_free(&r);
+
+    json_decref(shown);
+    json_decref(made);
+    json_decref(list);
+    ehr_free(bytes);
+    ehr_free(again);
+}
+
+/* Run genesis on LIST and expect failure naming FRAGMENT, with no file written. */
+static void expect_genesis_rejects(const struct fixture *f, json_t *list, const char *fragment)
+{
+    write_members(f, "bad.json", list);
+    struct result r =
+        run(f, "genesis", "--members", "bad.json", "--chain-id", "c", "--out", "g.pb");
+    assert_one_line_failure(&r, fragment);
+    result_free(&r);
+    assert_false(file_exists(f, "g.pb"));
+    json_decref(list);
+}
+
+static json_t *two_members(void)
+{
+    json_t *list = json_array();
+    json_array_append_new(list, member_json("A", "hospital", "a.example:7000"));
+    json_array_append_new(list, member_json("B", "pharmacy", "b.example:7000"));
+    return list;
+}
+
+static void test_genesis_rejects_bad_members_naming_member_and_field(void **state)
+{
+    struct fixture *f = *state;
+    json_t *l;
+
+    l = two_members();
+    json_object_set_new(json_array_get(l, 1), "node_key", json_string("abcd"));
+    expect_genesis_rejects(f, l, "member 2 (\"B\"): node_key: not 64 hex digits");
+
+    l = two_members();
+    json_object_set_new(
+        json_array_get(l, 0), "kx_key",
+        json_string("zz00000000000000000000000000000000000000000000000000000000000000"));
+    expect_genesis_rejects(f, l, "member 1 (\"A\"): kx_key: not 64 hex digits");
+
+    l = two_members();
+    json_object_set_new(json_array_get(l, 1), "role", json_string("dentist"));
+    expect_genesis_rejects(f, l, "member 2 (\"B\"): role");
+
+    l = two_members();
+    json_object_set(json_array_get(l, 1), "node_key",
+                    json_object_get(json_array_get(l, 0), "node_key"));
+    expect_genesis_rejects(f, l, "member 2 (\"B\"): node_key: same as member 1");
+
+    l = two_members();
+    json_object_set(json_array_get(l, 1), "kx_key",
+                    json_object_get(json_array_get(l, 0), "kx_key"));
+    expect_genesis_rejects(f, l, "kx_key: same as member 1");
+
+    l = two_members();
+    json_object_set_new(json_array_get(l, 1), "name", json_string("A"));
+    expect_genesis_rejects(f, l, "name: same as member 1");
+
+    l = two_members();
+    json_object_set_new(json_array_get(l, 1), "address", json_string("a.example:7000"));
+    expect_genesis_rejects(f, l, "address: same as member 1");
+
+    l = two_members();
+    json_object_del(json_array_get(l, 0), "address");
+    expect_genesis_rejects(f, l, "member 1 (\"A\"): missing field \"address\"");
+
+    l = two_members();
+    json_object_set_new(json_array_get(l, 0), "adress", json_string("x:1"));
+    expect_genesis_rejects(f, l, "unknown field \"adress\"");
+
+    l = two_members();
+    json_object_set_new(json_array_get(l, 0), "address", json_string("no-port"));
+    expect_genesis_rejects(f, l, "member 1 (\"A\"): address");
+
+    l = two_members();
+    json_object_set_new(json_array_get(l, 0), "name", json_integer(7));
+    expect_genesis_rejects(f, l, "member 1: \"name\" must be a string");
+
+    l = two_members(); /* a valid-looking key that is not on the curve */
+    json_object_set_new(
+        json_array_get(l, 0), "node_key",
+        json_string("eefdea4cdb677750a420fee807eacf21eb9898ae79b9768766e4faa04a2d4a34"));
+    expect_genesis_rejects(f, l, "node_key: not a valid BIP-340");
+
+    l = two_members(); /* a low-order X25519 point */
+    json_object_set_new(
+        json_array_get(l, 0), "kx_key",
+        json_string("0100000000000000000000000000000000000000000000000000000000000000"));
+    expect_genesis_rejects(f, l, "kx_key: not a valid X25519");
+
+    l = two_members(); /* names are printed: no control characters */
+    json_object_set_new(json_array_get(l, 1), "name", json_string("B\x1b[2J"));
+    expect_genesis_rejects(f, l, "member 2");
+
+    l = two_members();
+    json_object_set_new(json_array_get(l, 1), "name", json_string(""));
+    expect_genesis_rejects(f, l, "name: must be 1 to 128 bytes");
+
+    expect_genesis_rejects(f, json_array(), "no members");
+
+    write_text(f, "bad.json", "{\"members\": [ {\"name\": } ]}");
+    struct result r =
+        run(f, "genesis", "--members", "bad.json", "--chain-id", "c", "--out", "g.pb");
+    assert_one_line_failure(&r, "line 1");
+    result_free(&r);
+}
+
+static void test_genesis_member_count_limit_edge(void **state)
+{
+    struct fixture *f = *state;
+    json_t *list = json_array();
+    for (int i = 0; i < GENESIS_MEMBERS_MAX; i++) {
+        char name[16], address[32];
+        snprintf(name, sizeof name, "M%d", i);
+        snprintf(address, sizeof address, "10.0.%d.%d:7000", i / 250, i % 250 + 1);
+        json_array_append_new(list, member_json(name, "lab", address));
+    }
+    write_members(f, "max.json", list);
+    struct result r =
+        run(f, "genesis", "--members", "max.json", "--chain-id", "c", "--out", "max.pb", "--json");
+    if (r.status != 0)
+        fail_msg("genesis at the member limit: %s", r.err);
+    json_t *made = parse_json(r.out);
+    assert_int_equal(json_integer_value(json_object_get(made, "member_count")),
+                     GENESIS_MEMBERS_MAX);
+    json_decref(made);
+    result_free(&r);
+    json_array_append_new(list, member_json("one too many", "lab", "10.9.9.9:7000"));
+    expect_genesis_rejects(f, list, "over the maximum");
+}
+
+/* A string of LEN copies of C, then TAIL (into a static buffer). */
+static const char *repeat(char c, size_t len, const char *tail)
+{
+    static char buf[2048];
+    assert_true(len + strlen(tail) < sizeof buf);
+    memset(buf, c, len);
+    memcpy(buf + len, tail, strlen(tail) + 1);
+    return buf;
+}
+
+/* Genesis with one member changed by KEY=VALUE and chain id CHAIN; returns the exit status. */
+static int genesis_with(const struct fixture *f, const char *key, const char *value,
+                        const char *chain)
+{
+    json_t *l = two_members();
+    json_object_set_new(json_array_get(l, 0), key, json_string(value));
+    write_members(f, "edge.json", l);
+    json_decref(l);
+    unlink(path_in(f, "edge.pb"));
+    struct result r =
+        run(f, "genesis", "--members", "edge.json", "--chain-id", chain, "--out", "edge.pb");
+    int status = r.status;
+    result_free(&r);
+    return status;
+}
+
+static void test_genesis_and_passphrase_limits_at_their_edges(void **state)
+{
+    struct fixture *f = *state;
+    /* member name: 128 bytes */
+    assert_int_equal(genesis_with(f, "name", repeat('n', 128, ""), "c"), 0);
+    assert_int_equal(genesis_with(f, "name", repeat('n', 129, ""), "c"), 1);
+    /* address: 255 bytes */
+    assert_int_equal(genesis_with(f, "address", repeat('a', 250, ":7000"), "c"), 0);
+    assert_int_equal(genesis_with(f, "address", repeat('a', 251, ":7000"), "c"), 1);
+    assert_int_equal(genesis_with(f, "address", "a:65535", "c"), 0);
+    assert_int_equal(genesis_with(f, "address", "a:65536", "c"), 1);
+    /* chain id: 64 bytes (a usage error, it is an option) */
+    char chain[80];
+    snprintf(chain, sizeof chain, "%s", repeat('c', 64, ""));
+    assert_int_equal(genesis_with(f, "name", "x", chain), 0);
+    snprintf(chain, sizeof chain, "%s", repeat('c', 65, ""));
+    assert_int_equal(genesis_with(f, "name", "x", chain), 2);
+    /* the members file: 1 MiB */
+    FILE *fp = fopen(path_in(f, "huge.json"), "w");
+    assert_non_null(fp);
+    for (int i = 0; i <= (1 << 20); i++)
+        fputc(' ', fp);
+    assert_int_equal(fclose(fp), 0);
+    struct result r =
+        run(f, "genesis", "--members", "huge.json", "--chain-id", "c", "--out", "g.pb");
+    assert_one_line_failure(&r, "larger than 1 MiB");
+    result_free(&r);
+    /* passphrase: 1024 bytes, plus its line ending */
+    write_text(f, "pw1024", repeat('p', 1024, "\r\n"));
+    r = run(f, "keygen", "--out", "a.key", "--passphrase-file", "pw1024");
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    write_text(f, "pw1025", repeat('p', 1025, "\n"));
+    r = run(f, "keygen", "--out", "b.key", "--passphrase-file", "pw1025");
+    assert_one_line_failure(&r, "longer than 1024 bytes");
+    result_free(&r);
+    const char *env[] = {"EHR_PASSPHRASE=", NULL};
+    char *long_env = ehr_malloc(1100);
+    snprintf(long_env, 1100, "EHR_PASSPHRASE=%s", repeat('p', 1025, ""));
+    env[0] = long_env;
+    r = run_env(f, env, "keygen", "--out", "b.key", NULL);
+    assert_one_line_failure(&r, "longer than 1024 bytes");
+    result_free(&r);
+    ehr_free(long_env);
+    assert_false(file_exists(f, "b.key"));
+}
+
+static void test_genesis_show_rejects_what_is_not_a_genesis(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = run(f, "keygen", "--out", "k.key", "--no-passphrase");
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    r = run(f, "genesis", "show", "k.key");
+    assert_int_equal(r.status, 1);
+    result_free(&r);
+    write_text(f, "empty.pb", ""); /* decodes, but has no chain id and no members */
+    r = run(f, "genesis", "show", "empty.pb");
+    assert_one_line_failure(&r, "chain id");
+    result_free(&r);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_keygen_and_key_show_agree),
+        T(test_wrong_passphrase_fails_and_changes_nothing),
+        T(test_passwd_changes_the_passphrase_and_keeps_the_keys),
+        T(test_keygen_refuses_to_overwrite_without_force),
+        T(test_keygen_passphrase_sources_and_empty_passphrase),
+        T(test_corrupt_key_files_are_named_clearly),
+        T(test_usage_errors_exit_2),
+        T(test_label_limit_edge),
+        T(test_help_lists_every_command),
+        T(test_genesis_from_key_files_is_deterministic),
+        T(test_genesis_rejects_bad_members_naming_member_and_field),
+        T(test_genesis_member_count_limit_edge),
+        T(test_genesis_show_rejects_what_is_not_a_genesis),
+        T(test_genesis_and_passphrase_limits_at_their_edges),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
