@@ -328,6 +328,7 @@ enum rpc_status rpc__reader_feed(struct rpc__reader *reader, const uint8_t *data
             reader->body_len = body_len;
             reader->body.len = 0;
             reader->in_body = true;
+            continue; /* the body may start in a later chunk */
         }
         size_t take = reader->body_len - reader->body.len;
         if (take > len)
