@@ -240,7 +240,9 @@ static void call_complete(struct rpc_client_call *call, enum rpc_status status, 
         return;
     call->done = true;
     call->status = status;
-    snprintf(call->message, sizeof call->message, "%s", message);
+    size_t len = strnlen(message, sizeof call->message - 1); /* no snprintf: once per call */
+    memcpy(call->message, message, len);
+    call->message[len] = '\0';
     uv_timer_stop(&call->timer);
     rpc__list_push(&call->client->done, &call->link_done);
     client_kick(call->client);

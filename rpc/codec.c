@@ -199,10 +199,18 @@ void rpc__timeout_format(uint64_t ms, char *out)
     }
     if (value > digits_max)
         value = digits_max;
-    char text[32];
-    int n = snprintf(text, sizeof text, "%llu%c", (unsigned long long)value, unit);
-    EHR_ASSERT(n > 0 && (size_t)n <= RPC__TIMEOUT_TEXT_BYTES_MAX);
-    memcpy(out, text, (size_t)n + 1);
+    /* By hand rather than snprintf: this runs once per call. */
+    char digits[8];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0);
+    EHR_ASSERT(n <= 8 && n + 1 <= RPC__TIMEOUT_TEXT_BYTES_MAX);
+    for (size_t i = 0; i < n; i++)
+        out[i] = digits[n - 1 - i];
+    out[n] = unit;
+    out[n + 1] = '\0';
 }
 
 /* ---- grpc-message ---- */

@@ -1336,6 +1336,110 @@ static void test_connection_limit_edge(void **state)
     ts_join(ts);
 }
 
+static void test_streams_per_connection_edge(void **state)
+{
+    struct rpc_server_config config = {.streams_per_connection_max = 4};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    /* Sent at once, before our SETTINGS can be acknowledged: the server holds the line. */
+    struct h2raw_stream *s[5];
+    for (int i = 0; i < 5; i++) {
+        s[i] = h2raw_request(&h, ECHO_HANG, NULL, body, 5, true);
+        assert_non_null(s[i]);
+    }
+    assert_true(h2raw_wait(&h, s[4], 5000));
+    assert_int_equal(s[4]->close_code, NGHTTP2_REFUSED_STREAM); /* the fifth: refused */
+    wait_count(&ts->service.stats.calls, 4);                    /* four: served */
+    for (int i = 0; i < 4; i++)
+        assert_false(s[i]->closed);
+    h2raw_close(&h);
+    wait_count(&ts->service.stats.cancels[RPC_STATUS_CANCELLED], 4);
+    assert_int_equal(atomic_load(&ts->service.stats.calls), 4);
+    ts_join(ts);
+}
+
+static void test_header_list_edge(void **state)
+{
+    struct thread_server *ts = *state;
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    /* h2raw's own headers count 294 bytes (name + value + 32 each); x-big adds 37 + value. */
+    size_t value_len = RPC_HEADER_LIST_BYTES_MAX - 294 - 37;
+    char *big = calloc(1, value_len + 2);
+    memset(big, 'v', value_len);
+    const char *const headers[] = {"x-big", big, NULL};
+    struct h2raw h;
+    struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_SAY, headers, body, 5, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK); /* exactly at the limit */
+    h2raw_close(&h);
+    big[value_len] = 'v'; /* one byte over */
+    s = raw_call(&h, ts->port, ECHO_SAY, headers, body, 5, true);
+    assert_int_equal(s->http_status, 431);
+    assert_int_equal(s->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    h2raw_close(&h);
+    free(big);
+}
+
+static void test_connection_request_budget_edge(void **state)
+{
+    struct rpc_server_config config = {.message_bytes_max = 32768,
+                                       .connection_request_bytes_max = 65536};
+    struct thread_server *ts = ts_start(&config);
+    size_t frame = 5 + 32768;
+    uint8_t *a = calloc(1, frame), *b = calloc(1, frame);
+    h2raw_grpc_frame(a, 0, NULL, 32768);
+    h2raw_grpc_frame(b, 0, NULL, 32768);
+    uint8_t c[6];
+    h2raw_grpc_frame(c, 0, (const uint8_t *)"c", 1);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    /* Two whole messages held (streams left open) use the budget exactly ... */
+    struct h2raw_stream *sa = h2raw_request(&h, ECHO_SAY, NULL, a, frame, false);
+    struct h2raw_stream *sb = h2raw_request(&h, ECHO_SAY, NULL, b, frame, false);
+    struct h2raw_stream *sc = h2raw_request(&h, ECHO_SAY, NULL, c, sizeof c, true);
+    assert_true(h2raw_wait(&h, sc, 5000));
+    /* ... so a third, of one byte, does not fit. */
+    assert_int_equal(sc->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(sc->grpc_message, "connection"));
+    assert_false(sa->closed);
+    assert_false(sb->closed);
+    h2raw_close(&h);
+    free(a);
+    free(b);
+    ts_join(ts);
+}
+
+static void test_idle_connection_is_closed(void **state)
+{
+    struct rpc_server_config config = {.idle_timeout_ms = 50};
+    struct thread_server *ts = ts_start(&config);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    assert_true(h2raw_wait(&h, NULL, 5000)); /* EOF after a GOAWAY, without a request */
+    assert_true(h.goaway);
+    h2raw_close(&h);
+    ts_join(ts);
+}
+
+static void test_shutdown_grace_forces_held_calls(void **state)
+{
+    struct rpc_server_config config = {.shutdown_grace_ms = 50};
+    struct fixture f;
+    fixture_start(&f, &config, NULL);
+    struct outcome o = {0};
+    assert_int_equal(rpc_client_unary(f.client, ECHO_HANG, NULL, 0, 0, on_done, &o, NULL), 0);
+    run_until_count(&f.loop, &f.service.stats.calls, 1);
+    rpc_server_close(f.server, on_server_closed, &f);
+    run_until(&f.loop, &f.server_closed); /* the grace ran out: the call was forced */
+    assert_int_equal(atomic_load(&f.service.stats.cancels[RPC_STATUS_UNAVAILABLE]), 1);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_UNAVAILABLE);
+    fixture_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest codec[] = {
@@ -1372,6 +1476,7 @@ int main(void)
         cmocka_unit_test(test_graceful_close_lets_unary_finish_and_ends_streams),
         cmocka_unit_test(test_connect_refused_is_unavailable),
         cmocka_unit_test(test_method_registration_rules),
+        cmocka_unit_test(test_shutdown_grace_forces_held_calls),
     };
     const struct CMUnitTest raw[] = {
         cmocka_unit_test(test_raw_http1_request_gets_505),
@@ -1386,9 +1491,13 @@ int main(void)
         cmocka_unit_test(test_raw_server_enforces_grpc_timeout),
         cmocka_unit_test(test_raw_client_vanishes_mid_stream),
         cmocka_unit_test(test_sync_client_unary_and_stream),
+        cmocka_unit_test(test_header_list_edge),
     };
     const struct CMUnitTest limits[] = {
         cmocka_unit_test(test_connection_limit_edge),
+        cmocka_unit_test(test_streams_per_connection_edge),
+        cmocka_unit_test(test_connection_request_budget_edge),
+        cmocka_unit_test(test_idle_connection_is_closed),
     };
     ehr_log_set_level(EHR_LOG_OFF);
     int failed = cmocka_run_group_tests_name("rpc codecs", codec, NULL, NULL);
