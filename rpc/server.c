@@ -644,7 +644,8 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     if (conn->call_count >= server->config.streams_per_connection_max) {
-        /* nghttp2 enforces our SETTINGS once acknowledged; this holds before that too. */
+        /* nghttp2 refuses these itself from the moment our SETTINGS are
+         * queued (its pending limit); this check is the belt to that. */
         nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
                                   NGHTTP2_REFUSED_STREAM);
         return 0;

@@ -707,6 +707,22 @@ static void test_response_over_limit_fails_the_call(void **state)
     fixture_stop(&f);
 }
 
+static void test_request_budget_is_returned_after_each_call(void **state)
+{
+    /* A budget of one message: each call must give it back for the next to fit. */
+    struct rpc_server_config config = {.message_bytes_max = 1000,
+                                       .connection_request_bytes_max = 1000};
+    struct fixture f;
+    fixture_start(&f, &config, NULL);
+    for (int i = 0; i < 20; i++) {
+        struct outcome o = {0};
+        say_call(&f, &o, "", 900, 0, 0, NULL, 5000);
+        assert_int_equal(o.status, RPC_STATUS_OK);
+        outcome_clear(&o);
+    }
+    fixture_stop(&f);
+}
+
 static void test_many_concurrent_calls_on_one_connection(void **state)
 {
     enum { CALLS = 1000 };
@@ -1469,6 +1485,7 @@ int main(void)
         cmocka_unit_test(test_oversize_request_refused_and_connection_lives),
         cmocka_unit_test(test_client_refuses_oversize_locally),
         cmocka_unit_test(test_response_over_limit_fails_the_call),
+        cmocka_unit_test(test_request_budget_is_returned_after_each_call),
         cmocka_unit_test(test_many_concurrent_calls_on_one_connection),
         cmocka_unit_test(test_client_disconnect_mid_stream_cancels_handler),
         cmocka_unit_test(test_reply_after_client_gone_is_safe),
