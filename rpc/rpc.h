@@ -69,10 +69,12 @@ enum rpc_status rpc_status_from_err(int err);
 #define RPC_CONNECTION_REQUEST_BYTES_MAX (8u * 1024 * 1024)
 /* Output a connection buffers for the socket before it stops producing more. */
 #define RPC_CONNECTION_OUTPUT_BYTES_MAX (256u * 1024)
-/* Response bytes queued on one server stream before rpc_stream_send says EAGAIN. */
+/*
+ * Response bytes queued on one server stream before rpc_stream_send says
+ * EAGAIN. Each message counts its 5-byte prefix, so this bounds the number
+ * of queued messages too.
+ */
 #define RPC_STREAM_QUEUE_BYTES_MAX (1024u * 1024)
-/* Messages queued on one server stream before rpc_stream_send says EAGAIN. */
-#define RPC_STREAM_QUEUE_MESSAGES_MAX 256u
 /* Registered methods per server, and the length of a method path. */
 #define RPC_METHODS_MAX 64u
 #define RPC_METHOD_PATH_BYTES_MAX 128u
@@ -99,7 +101,6 @@ struct rpc_server_config {
     uint32_t header_list_bytes_max;      /* RPC_HEADER_LIST_BYTES_MAX */
     size_t connection_request_bytes_max; /* RPC_CONNECTION_REQUEST_BYTES_MAX */
     size_t stream_queue_bytes_max;       /* RPC_STREAM_QUEUE_BYTES_MAX */
-    uint32_t stream_queue_messages_max;  /* RPC_STREAM_QUEUE_MESSAGES_MAX */
     uint64_t idle_timeout_ms;            /* RPC_IDLE_TIMEOUT_MS */
     uint64_t shutdown_grace_ms;          /* RPC_SHUTDOWN_GRACE_MS */
 };
