@@ -1,0 +1,310 @@
+/*
+ * rpc.h - gRPC over cleartext HTTP/2 (prior knowledge) on a libuv loop,
+ * built on nghttp2: a server that dispatches registered methods to handler
+ * callbacks, and a client for one HTTP/2 connection with many calls in
+ * flight (plus a blocking wrapper for one-shot commands).
+ *
+ * It is a transport: handlers receive and return message bytes; it knows
+ * nothing of ehrchain's methods or of protobuf. Not thread-safe: every
+ * object belongs to the loop it was created on and is used from that loop's
+ * thread only. Lifetime rules, limits and the status mapping are spelled out
+ * in rpc/README.md; the rules that bind callers are repeated below.
+ */
+#ifndef EHR_RPC_H
+#define EHR_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+/* ---- status codes ---- */
+
+/* The gRPC status codes, with their wire values. */
+enum rpc_status {
+    RPC_STATUS_OK = 0,
+    RPC_STATUS_CANCELLED = 1,
+    RPC_STATUS_UNKNOWN = 2,
+    RPC_STATUS_INVALID_ARGUMENT = 3,
+    RPC_STATUS_DEADLINE_EXCEEDED = 4,
+    RPC_STATUS_NOT_FOUND = 5,
+    RPC_STATUS_ALREADY_EXISTS = 6,
+    RPC_STATUS_PERMISSION_DENIED = 7,
+    RPC_STATUS_RESOURCE_EXHAUSTED = 8,
+    RPC_STATUS_FAILED_PRECONDITION = 9,
+    RPC_STATUS_ABORTED = 10,
+    RPC_STATUS_OUT_OF_RANGE = 11,
+    RPC_STATUS_UNIMPLEMENTED = 12,
+    RPC_STATUS_INTERNAL = 13,
+    RPC_STATUS_UNAVAILABLE = 14,
+    RPC_STATUS_DATA_LOSS = 15,
+    RPC_STATUS_UNAUTHENTICATED = 16,
+    RPC_STATUS_COUNT_ /* not a status: one past the last */
+};
+
+/* "OK", "INVALID_ARGUMENT", ...; "UNKNOWN_STATUS" for values out of range. Never NULL. */
+const char *rpc_status_name(int status);
+
+/*
+ * The status a client should see for an ehrchain error code (common.h's
+ * EHR_E* or -errno): 0 -> OK, EHR_EINVAL/ETOOBIG/... -> INVALID_ARGUMENT,
+ * EHR_ENOTFOUND -> NOT_FOUND, EHR_EEXIST -> ALREADY_EXISTS, EHR_EFULL/EAGAIN
+ * -> RESOURCE_EXHAUSTED, EHR_ENOTLEADER -> UNAVAILABLE, ... (table in
+ * rpc/README.md). Unknown codes map to UNKNOWN, other -errno to INTERNAL.
+ */
+enum rpc_status rpc_status_from_err(int err);
+
+/* ---- limits (defaults of the configs below; each is checked where input enters) ---- */
+
+/* Largest gRPC message (request or response) accepted, before it is buffered. */
+#define RPC_MESSAGE_BYTES_MAX (4u * 1024 * 1024)
+/* Connections a server holds at once; more are accepted and closed at once. */
+#define RPC_CONNECTIONS_MAX 1024u
+/* SETTINGS_MAX_CONCURRENT_STREAMS the server advertises (and enforces). */
+#define RPC_STREAMS_PER_CONNECTION_MAX 128u
+/* Request header list (names + values + 32 per field, as HTTP/2 counts it). */
+#define RPC_HEADER_LIST_BYTES_MAX 8192u
+/* Request bytes a server buffers per connection (all its partial messages). */
+#define RPC_CONNECTION_REQUEST_BYTES_MAX (8u * 1024 * 1024)
+/* Output a connection buffers for the socket before it stops producing more. */
+#define RPC_CONNECTION_OUTPUT_BYTES_MAX (256u * 1024)
+/*
+ * Response bytes queued on one server stream before rpc_stream_send says
+ * EAGAIN. Each message counts its 5-byte prefix, so this bounds the number
+ * of queued messages too.
+ */
+#define RPC_STREAM_QUEUE_BYTES_MAX (1024u * 1024)
+/* Registered methods per server, and the length of a method path. */
+#define RPC_METHODS_MAX 64u
+#define RPC_METHOD_PATH_BYTES_MAX 128u
+/* A status message is cut to this many bytes before it is percent-encoded. */
+#define RPC_STATUS_MESSAGE_BYTES_MAX 512u
+/* Longest deadline honoured (a longer grpc-timeout is cut to this). */
+#define RPC_TIMEOUT_MS_MAX (100ull * 24 * 3600 * 1000)
+/* A connection with no open stream and no traffic for this long is closed. */
+#define RPC_IDLE_TIMEOUT_MS 300000u
+/* Graceful shutdown waits this long for in-flight calls before it forces them. */
+#define RPC_SHUTDOWN_GRACE_MS 5000u
+
+/* ---- server ---- */
+
+struct rpc_server; /* one listening socket and its connections */
+struct rpc_call;   /* one unary call, owned by the handler until finished */
+struct rpc_stream; /* one server-streaming call, owned by the handler until finished */
+
+/* Every field may be left 0 to take the default named in the comment. */
+struct rpc_server_config {
+    size_t message_bytes_max;            /* RPC_MESSAGE_BYTES_MAX */
+    uint32_t connections_max;            /* RPC_CONNECTIONS_MAX */
+    uint32_t streams_per_connection_max; /* RPC_STREAMS_PER_CONNECTION_MAX */
+    uint32_t header_list_bytes_max;      /* RPC_HEADER_LIST_BYTES_MAX */
+    size_t connection_request_bytes_max; /* RPC_CONNECTION_REQUEST_BYTES_MAX */
+    size_t stream_queue_bytes_max;       /* RPC_STREAM_QUEUE_BYTES_MAX */
+    uint64_t idle_timeout_ms;            /* RPC_IDLE_TIMEOUT_MS */
+    uint64_t shutdown_grace_ms;          /* RPC_SHUTDOWN_GRACE_MS */
+};
+
+/*
+ * Handlers. REQUEST/REQUEST_LEN is the one request message (it may be empty);
+ * it is valid only until the handler returns. The handler now owns CALL (or
+ * STREAM) and must finish it exactly once, now or later, whatever happens to
+ * the client: rpc_call_reply / rpc_call_fail, or rpc_stream_finish.
+ */
+typedef void (*rpc_unary_handler)(struct rpc_call *call, const uint8_t *request, size_t request_len,
+                                  void *method_data);
+typedef void (*rpc_stream_handler)(struct rpc_stream *stream, const uint8_t *request,
+                                   size_t request_len, void *method_data);
+
+/*
+ * Told once when the call ended without the handler: the client cancelled or
+ * went away (CANCELLED / UNAVAILABLE), the deadline passed
+ * (DEADLINE_EXCEEDED; the client has already been told), or the server is
+ * shutting down (UNAVAILABLE). The call stays valid: the handler must still
+ * finish it (which then only releases it); it may do so inside this callback.
+ */
+typedef void (*rpc_cancel_cb)(void *data, enum rpc_status why);
+
+/* A stream whose send said EHR_EAGAIN has room again (its queue fell to half). */
+typedef void (*rpc_writable_cb)(struct rpc_stream *stream, void *data);
+
+/* Called once when rpc_server_close has finished: every call finished and released. */
+typedef void (*rpc_server_close_cb)(struct rpc_server *server, void *data);
+
+/*
+ * Create a server on LOOP (which the caller owns and runs). CONFIG may be
+ * NULL for the defaults. Returns 0 and *out, or EHR_EINVAL for a config out
+ * of range. The server does nothing until rpc_server_listen.
+ */
+int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *config,
+                   struct rpc_server **out);
+
+/*
+ * Register PATH ("/ehr.v1.Node/GetStatus": slash, service, slash, method) as a
+ * unary or server-streaming method. Returns 0, EHR_EINVAL for a malformed
+ * path, EHR_EEXIST if already registered, EHR_EFULL past RPC_METHODS_MAX.
+ * Register before listening.
+ */
+int rpc_server_add_unary(struct rpc_server *server, const char *path, rpc_unary_handler handler,
+                         void *method_data);
+int rpc_server_add_stream(struct rpc_server *server, const char *path, rpc_stream_handler handler,
+                          void *method_data);
+
+/*
+ * Listen on HOST (numeric IPv4 or IPv6) and PORT (0: the kernel picks one;
+ * read it back with rpc_server_port). Returns 0 or -errno / EHR_EINVAL.
+ */
+int rpc_server_listen(struct rpc_server *server, const char *host, uint16_t port);
+uint16_t rpc_server_port(const struct rpc_server *server);
+
+/* Connections open now and calls the handlers hold now (for metrics and tests). */
+uint32_t rpc_server_connection_count(const struct rpc_server *server);
+uint32_t rpc_server_call_count(const struct rpc_server *server);
+
+/*
+ * Graceful shutdown: stop accepting, send GOAWAY on every connection, end
+ * streaming calls with UNAVAILABLE, let unary calls finish for up to
+ * shutdown_grace_ms, then close what is left (handlers get cancel callbacks).
+ * CLOSE_CB (may be NULL) runs once every call the handlers held has been
+ * finished and every handle is closed; the server is freed after it
+ * returns. The loop must keep running until then.
+ */
+void rpc_server_close(struct rpc_server *server, rpc_server_close_cb close_cb, void *data);
+
+/*
+ * Finish a unary call with one response message (copied; any length up to
+ * message_bytes_max) or with a status and a human-readable MESSAGE (may be
+ * NULL; cut to RPC_STATUS_MESSAGE_BYTES_MAX). STATUS must not be OK.
+ * On every return the call is finished and CALL is invalid. Returns 0 if the
+ * answer was queued for the client; EHR_ECLOSED / EHR_ETIMEDOUT if the call
+ * had already ended (cancel callback) and there is no one to answer;
+ * EHR_ETOOBIG if the response was over the limit (the client gets
+ * RESOURCE_EXHAUSTED instead).
+ */
+int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t response_len);
+int rpc_call_fail(struct rpc_call *call, enum rpc_status status, const char *message);
+
+/* Set (or clear with NULL) the cancel callback; call it from the handler. */
+void rpc_call_on_cancel(struct rpc_call *call, rpc_cancel_cb cb, void *data);
+/* The method path, and the milliseconds left before the deadline (UINT64_MAX: none). */
+const char *rpc_call_method(const struct rpc_call *call);
+uint64_t rpc_call_deadline_left_ms(const struct rpc_call *call);
+
+/*
+ * Queue one response message on a streaming call (copied). Returns 0;
+ * EHR_EAGAIN if the stream's queue is full (nothing queued: wait for the
+ * writable callback); EHR_ETOOBIG over message_bytes_max; EHR_ECLOSED /
+ * EHR_ETIMEDOUT if the call has ended (the stream must still be finished).
+ */
+int rpc_stream_send(struct rpc_stream *stream, const uint8_t *message, size_t message_len);
+
+/*
+ * Finish a streaming call: the queued messages go out, then STATUS (OK or
+ * an error) and MESSAGE (may be NULL). On every return STREAM is invalid.
+ * Returns 0, or EHR_ECLOSED / EHR_ETIMEDOUT if the call had already ended.
+ */
+int rpc_stream_finish(struct rpc_stream *stream, enum rpc_status status, const char *message);
+
+void rpc_stream_on_cancel(struct rpc_stream *stream, rpc_cancel_cb cb, void *data);
+void rpc_stream_on_writable(struct rpc_stream *stream, rpc_writable_cb cb, void *data);
+const char *rpc_stream_method(const struct rpc_stream *stream);
+uint64_t rpc_stream_deadline_left_ms(const struct rpc_stream *stream);
+
+/* ---- client ---- */
+
+struct rpc_client;      /* one HTTP/2 connection to a server */
+struct rpc_client_call; /* one call in flight, valid until its done callback */
+
+struct rpc_client_config {
+    size_t message_bytes_max; /* largest response message accepted: RPC_MESSAGE_BYTES_MAX */
+};
+
+/* The connection is up (STATUS 0) or could not be made (-errno / EHR_E*). */
+typedef void (*rpc_connect_cb)(struct rpc_client *client, int status, void *data);
+
+/*
+ * A call has ended. STATUS is what the server said, or what the client
+ * concluded: UNAVAILABLE (connection lost), DEADLINE_EXCEEDED, CANCELLED,
+ * INTERNAL (broken response), RESOURCE_EXHAUSTED (response over the limit).
+ * MESSAGE is never NULL. RESPONSE is the unary response message (NULL for a
+ * streaming call or on error). Everything is valid only during the callback.
+ */
+typedef void (*rpc_done_cb)(void *data, enum rpc_status status, const char *message,
+                            const uint8_t *response, size_t response_len);
+
+/* One message of a streaming call; valid only during the callback. */
+typedef void (*rpc_message_cb)(void *data, const uint8_t *message, size_t message_len);
+
+/* Called once after rpc_client_close when the client is freed. */
+typedef void (*rpc_client_close_cb)(void *data);
+
+/*
+ * Connect to HOST:PORT (a numeric address or a name to resolve) on LOOP.
+ * Returns 0 and *out: CONNECT_CB follows exactly once. Calls may be started
+ * at once; they are sent when the connection is up (or fail UNAVAILABLE).
+ * On a non-zero return nothing was created and no callback fires.
+ */
+int rpc_client_connect(uv_loop_t *loop, const char *host, uint16_t port,
+                       const struct rpc_client_config *config, rpc_connect_cb connect_cb,
+                       void *data, struct rpc_client **out);
+
+/*
+ * Start a unary call to PATH with REQUEST (copied) and TIMEOUT_MS (0: no
+ * deadline). DONE_CB runs exactly once, never from inside this function.
+ * *OUT (may be NULL) is a handle for rpc_client_call_cancel, valid until
+ * DONE_CB returns. Returns 0, EHR_EINVAL (bad path), EHR_ETOOBIG (request
+ * over the limit) or EHR_ECLOSED (client closing); on error no callback.
+ */
+int rpc_client_unary(struct rpc_client *client, const char *path, const uint8_t *request,
+                     size_t request_len, uint64_t timeout_ms, rpc_done_cb done_cb, void *data,
+                     struct rpc_client_call **out);
+
+/* As rpc_client_unary, for a server-streaming method: MESSAGE_CB per response message. */
+int rpc_client_stream(struct rpc_client *client, const char *path, const uint8_t *request,
+                      size_t request_len, uint64_t timeout_ms, rpc_message_cb message_cb,
+                      rpc_done_cb done_cb, void *data, struct rpc_client_call **out);
+
+/* Cancel a call in flight: RST_STREAM to the server, DONE_CB with CANCELLED (later). */
+void rpc_client_call_cancel(struct rpc_client_call *call);
+
+/*
+ * Close the connection: calls still in flight end with CANCELLED; then
+ * CLOSE_CB (may be NULL) and the client is freed. The loop must keep running.
+ */
+void rpc_client_close(struct rpc_client *client, rpc_client_close_cb close_cb, void *data);
+
+/* ---- blocking client (for one-shot commands; runs its own private loop) ---- */
+
+struct rpc_sync;
+
+/* The outcome of one blocking call. Release with rpc_result_clear. */
+struct rpc_result {
+    enum rpc_status status;
+    char message[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+    uint8_t *response; /* unary response (ehr_malloc'ed), NULL on error */
+    size_t response_len;
+};
+
+void rpc_result_clear(struct rpc_result *result);
+
+/*
+ * Connect within TIMEOUT_MS. Returns 0 and *out, or -errno / EHR_ETIMEDOUT /
+ * EHR_EINVAL with a reason in ERR (may be NULL) of ERR_BYTES.
+ */
+int rpc_sync_open(const char *host, uint16_t port, uint64_t timeout_ms, struct rpc_sync **out,
+                  char *err, size_t err_bytes);
+
+/*
+ * One call, blocking until it ends; the outcome goes to *RESULT (always
+ * filled, even for local failures, which read as UNAVAILABLE / INTERNAL).
+ * Returns RESULT->status. For a streaming method MESSAGE_CB runs per message.
+ */
+enum rpc_status rpc_sync_unary(struct rpc_sync *sync, const char *path, const uint8_t *request,
+                               size_t request_len, uint64_t timeout_ms, struct rpc_result *result);
+enum rpc_status rpc_sync_stream(struct rpc_sync *sync, const char *path, const uint8_t *request,
+                                size_t request_len, uint64_t timeout_ms, rpc_message_cb message_cb,
+                                void *data, struct rpc_result *result);
+
+void rpc_sync_close(struct rpc_sync *sync);
+
+#endif /* EHR_RPC_H */

@@ -1,0 +1,1489 @@
+/*
+ * server.c - the gRPC server: accepts h2c connections (prior knowledge),
+ * turns each request stream into a call, dispatches it to the registered
+ * handler, and carries the handler's answer back with gRPC framing, status
+ * trailers, deadlines and bounds on everything a client can make us hold.
+ *
+ * It does not know any method's messages: handlers get and give bytes.
+ *
+ * Design notes
+ *
+ * A call has two owners, each a flag (rpc_call is freed when both are
+ * clear; see call_reap):
+ *   stream_attached  the HTTP/2 stream exists (nghttp2 may still read our
+ *                    output buffer or report frames for it);
+ *   app_owned        the handler holds the call (from dispatch until it
+ *                    finishes it with reply / fail / finish).
+ * Invariants:
+ *   1. A handler's call is valid until the handler finishes it, whatever
+ *      the client does: a vanished stream only clears stream_attached.
+ *   2. `ended` is set once a final status is decided (the handler's, or
+ *      ours: cancel, deadline, shutdown, a framing error); nothing more is
+ *      queued for the client after it.
+ *   3. The cancel callback fires at most once, only while app_owned, and
+ *      only for an end the handler did not choose.
+ *   4. Handlers and callbacks run only from server_pump, never from inside
+ *      an nghttp2 callback, so they may call any rpc_* function (even
+ *      rpc_server_close); nghttp2 callbacks only record and queue.
+ *   5. Memory of a reaped call is recycled only at the end of the pump,
+ *      so code that just ran a handler may still read the call's fields.
+ *
+ * Call states (the function that moves between them):
+ *   receiving --call_request_done--> queued --call_deliver--> with handler
+ *   with handler --rpc_call_reply/fail, rpc_stream_finish--> draining
+ *   with handler --call_detach / deadline / shutdown--> ended, with handler
+ *   ended, with handler --finish--> draining or reaped
+ *   any --call_detach (stream closed)--> reaped once app_owned is clear
+ *
+ * nghttp2 caveats (where they bite):
+ *   - submit_* may be called inside its callbacks; session_send and
+ *     session_del may not. We flush only from the pump and close
+ *     connections only outside nghttp2 (conn_close is never reached from
+ *     a callback).
+ *   - A data provider that has nothing returns NGHTTP2_ERR_DEFERRED, and
+ *     nothing is sent for the stream until nghttp2_session_resume_data():
+ *     every path that queues output or ends a call resumes a deferred
+ *     stream (call_resume).
+ *   - With NGHTTP2_DATA_FLAG_NO_COPY the read callback only promises bytes;
+ *     send_data_cb copies them later (after WOULDBLOCK possibly in a later
+ *     session_send), so we keep a cursor and never a pointer across them.
+ *   - Trailers are submitted from inside the read callback, with
+ *     NO_END_STREAM on the last DATA frame (the documented way).
+ *   - nghttp2 reports BAD_CLIENT_MAGIC for a non-HTTP/2 client; we look at
+ *     the first bytes to answer an HTTP/1.x request with a 505.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "rpc_internal.h"
+
+/* Why a request's headers are refused (bits of rpc_call.header_faults). */
+enum {
+    FAULT_HEADERS_TOO_BIG = 1 << 0,
+    FAULT_BAD_TIMEOUT = 1 << 1,
+    FAULT_BAD_ENCODING = 1 << 2,
+    SEEN_POST = 1 << 3,
+    SEEN_GRPC_CONTENT_TYPE = 1 << 4,
+    SEEN_TE_TRAILERS = 1 << 5,
+};
+
+/* Bytes of the first read kept to tell an HTTP/1.x client from garbage. */
+#define FIRST_BYTES_KEPT 8u
+/* HTTP/2 windows: per stream and per connection (our own budgets bound memory). */
+#define STREAM_WINDOW_BYTES (1 << 20)
+#define CONNECTION_WINDOW_BYTES (16 << 20)
+/* Room for one status message once percent-encoded. */
+#define ENCODED_MESSAGE_BYTES (3 * RPC_STATUS_MESSAGE_BYTES_MAX + 1)
+
+struct rpc__method {
+    char path[RPC_METHOD_PATH_BYTES_MAX + 1];
+    size_t path_len;
+    bool streaming;
+    rpc_unary_handler unary;
+    rpc_stream_handler stream;
+    void *data;
+};
+
+struct rpc_server {
+    uv_loop_t *loop;
+    struct rpc_server_config config;
+    struct rpc__method methods[RPC_METHODS_MAX];
+    uint32_t method_count;
+    uv_tcp_t listener;
+    bool listening;
+    uint16_t port;
+    uv_idle_t kick; /* runs the pump after calls finished outside our callbacks */
+    uv_timer_t grace_timer;
+    uint8_t *read_buf;
+    nghttp2_session_callbacks *callbacks;
+    nghttp2_option *option;
+    struct rpc__link conns;   /* open connections */
+    struct rpc__link dirty;   /* connections that may have output to produce */
+    struct rpc__link pending; /* calls with notifications to deliver */
+    struct rpc__link reap;    /* calls to recycle at the end of the pump */
+    struct rpc__link pool;    /* recycled calls (their timers initialised) */
+    uint32_t pool_count;
+    uint32_t conn_count;
+    uint32_t app_call_count;
+    uint32_t handles_open; /* every uv handle of the server, its connections and calls */
+    bool pumping;
+    bool closing;
+    bool torn_down;
+    rpc_server_close_cb close_cb;
+    void *close_data;
+};
+
+struct rpc__server_conn {
+    struct rpc__conn io; /* first: nghttp2 user_data and handle data point here */
+    struct rpc_server *server;
+    struct rpc__link link_all;
+    struct rpc__link link_dirty;
+    struct rpc__link calls; /* calls whose stream is attached */
+    uint32_t call_count;
+    uv_timer_t idle_timer;
+    size_t request_budget; /* request bytes this connection may still buffer */
+    uint8_t first_bytes[FIRST_BYTES_KEPT];
+    uint32_t first_len;
+    uint32_t handles_open;
+    bool closing;
+    bool close_after_write;
+};
+
+struct rpc_call {
+    struct rpc_server *server;
+    struct rpc__server_conn *conn; /* NULL once the stream is gone */
+    struct rpc__link link;         /* conn->calls, or server reap / pool */
+    struct rpc__link link_pending; /* server pending */
+    int32_t stream_id;
+    const struct rpc__method *method;
+    struct rpc__reader reader;
+    struct rpc__buf request; /* the request message, held until dispatch */
+    size_t request_charged;  /* request bytes charged to the connection */
+    bool have_request;
+    uint32_t header_bytes;
+    uint32_t header_faults;
+    char path[RPC_METHOD_PATH_BYTES_MAX + 1];
+    char encoding[32];
+    bool has_deadline;
+    uint64_t timeout_ms;
+    uint64_t deadline_ms; /* loop time */
+    bool stream_attached;
+    bool app_owned;
+    bool ended;
+    bool request_done;
+    bool headers_sent;
+    bool data_deferred;
+    bool want_writable;
+    bool reaped;
+    bool notify_request;
+    bool notify_cancel;
+    bool notify_writable;
+    enum rpc_status cancel_why;
+    int end_err; /* what a late finish returns: EHR_ECLOSED or EHR_ETIMEDOUT */
+    enum rpc_status final_status;
+    char final_message[ENCODED_MESSAGE_BYTES];
+    size_t final_message_len;
+    struct rpc__buf out; /* framed response messages; out.data[out_pos..] not yet sent */
+    size_t out_pos;
+    size_t out_promised; /* bytes from out_pos the read callback promised (NO_COPY) */
+    rpc_cancel_cb cancel_cb;
+    void *cancel_data;
+    rpc_writable_cb writable_cb;
+    void *writable_data;
+    uv_timer_t timer; /* the deadline */
+};
+
+/* A streaming call is a call; the distinct type only keeps the two APIs apart. */
+struct rpc_stream {
+    struct rpc_call call;
+};
+
+static void server_pump(struct rpc_server *server);
+static void conn_close(struct rpc__server_conn *conn, enum rpc_status why);
+
+#define NV(name, value)                                                                            \
+    {                                                                                              \
+        (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, sizeof(value) - 1,                \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                           \
+    }
+
+static nghttp2_nv nv_make(const char *name, const char *value, size_t value_len)
+{
+    nghttp2_nv nv = {(uint8_t *)name, (uint8_t *)value, strlen(name), value_len,
+                     NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+    return nv;
+}
+
+/* ---- handles and the pump ---- */
+
+static void server_handle_closed(uv_handle_t *handle);
+
+static void server_finish_close(struct rpc_server *server)
+{
+    EHR_ASSERT(server->torn_down && server->handles_open == 0);
+    if (server->close_cb != NULL)
+        server->close_cb(server, server->close_data);
+    nghttp2_session_callbacks_del(server->callbacks);
+    nghttp2_option_del(server->option);
+    ehr_free(server->read_buf);
+    ehr_free(server);
+}
+
+static void server_handle_closed(uv_handle_t *handle)
+{
+    struct rpc_server *server = handle->data;
+    EHR_ASSERT(server->handles_open > 0);
+    server->handles_open--;
+    if (server->torn_down && server->handles_open == 0)
+        server_finish_close(server);
+}
+
+static void call_handle_closed(uv_handle_t *handle)
+{
+    struct rpc_call *call = handle->data;
+    struct rpc_server *server = call->server;
+    ehr_free(call);
+    EHR_ASSERT(server->handles_open > 0);
+    server->handles_open--;
+    if (server->torn_down && server->handles_open == 0)
+        server_finish_close(server);
+}
+
+static void kick_cb(uv_idle_t *idle)
+{
+    struct rpc_server *server = idle->data;
+    uv_idle_stop(idle);
+    server_pump(server);
+}
+
+/* Make sure the pump runs soon (after a call finished outside our callbacks). */
+static void server_kick(struct rpc_server *server)
+{
+    if (!server->pumping && !server->torn_down && !uv_is_active((uv_handle_t *)&server->kick))
+        uv_idle_start(&server->kick, kick_cb);
+}
+
+static void conn_mark_dirty(struct rpc__server_conn *conn)
+{
+    if (!conn->closing && !rpc__list_linked(&conn->link_dirty))
+        rpc__list_push(&conn->server->dirty, &conn->link_dirty);
+}
+
+/* ---- calls: allocation and ownership ---- */
+
+static struct rpc_call *call_get(struct rpc_server *server)
+{
+    struct rpc_call *call;
+    if (!rpc__list_empty(&server->pool)) {
+        struct rpc__link *link = server->pool.next;
+        rpc__list_remove(link);
+        server->pool_count--;
+        call = RPC__CONTAINER(link, struct rpc_call, link);
+    } else {
+        /* Every call is allocated as a stream so either view is valid. */
+        call = (struct rpc_call *)ehr_calloc(1, sizeof(struct rpc_stream));
+        call->server = server;
+        uv_timer_init(server->loop, &call->timer);
+        call->timer.data = call;
+        server->handles_open++;
+        rpc__list_init(&call->link);
+    }
+    rpc__list_init(&call->link_pending);
+    call->reader.messages_max = 1; /* unary and server-streaming take one request */
+    call->end_err = EHR_ECLOSED;
+    EHR_ASSERT(!call->app_owned && !call->stream_attached);
+    return call;
+}
+
+/* Clear a call for reuse, keeping its buffers (within the pooled size) and its timer. */
+static void call_reset(struct rpc_call *call)
+{
+    struct rpc__buf request = call->request, out = call->out;
+    struct rpc__reader reader = call->reader;
+    uv_timer_t timer = call->timer;
+    rpc__reader_release(&reader, NULL);
+    rpc__buf_recycle(&request);
+    rpc__buf_recycle(&out);
+    struct rpc_server *server = call->server;
+    memset(call, 0, sizeof *call);
+    call->server = server;
+    call->request = request;
+    call->out = out;
+    call->reader = reader;
+    call->timer = timer;
+    rpc__list_init(&call->link);
+    rpc__list_init(&call->link_pending);
+}
+
+/* Both owners are gone: recycle at the end of the pump (invariant 5). */
+static void call_reap(struct rpc_call *call)
+{
+    EHR_ASSERT(!call->app_owned);
+    EHR_ASSERT(!call->stream_attached);
+    if (call->reaped)
+        return;
+    call->reaped = true;
+    uv_timer_stop(&call->timer);
+    rpc__list_remove(&call->link_pending);
+    rpc__list_remove(&call->link);
+    rpc__list_push(&call->server->reap, &call->link);
+}
+
+static void server_recycle_reaped(struct rpc_server *server)
+{
+    while (!rpc__list_empty(&server->reap)) {
+        struct rpc__link *link = server->reap.next;
+        rpc__list_remove(link);
+        struct rpc_call *call = RPC__CONTAINER(link, struct rpc_call, link);
+        if (server->pool_count >= RPC__POOLED_CALLS_MAX || server->closing) {
+            rpc__reader_release(&call->reader, NULL);
+            rpc__buf_free(&call->reader.body);
+            rpc__buf_free(&call->request);
+            rpc__buf_free(&call->out);
+            uv_close((uv_handle_t *)&call->timer, call_handle_closed);
+            continue;
+        }
+        call_reset(call);
+        rpc__list_push(&server->pool, &call->link);
+        server->pool_count++;
+    }
+}
+
+static void call_notify(struct rpc_call *call, bool *flag)
+{
+    *flag = true;
+    if (!rpc__list_linked(&call->link_pending))
+        rpc__list_push(&call->server->pending, &call->link_pending);
+}
+
+/* Give back what the held request charged to the connection. */
+static void call_uncharge_request(struct rpc_call *call)
+{
+    if (call->conn != NULL)
+        call->conn->request_budget += call->request_charged;
+    call->request_charged = 0;
+}
+
+/*
+ * The stream is gone (closed, reset, or its connection closed). The handler,
+ * if it holds the call, is told once (invariant 3); the call is reaped when
+ * the handler has finished it too.
+ */
+static void call_detach(struct rpc_call *call, enum rpc_status why)
+{
+    struct rpc__server_conn *conn = call->conn;
+    EHR_ASSERT(call->stream_attached && conn != NULL);
+    rpc__list_remove(&call->link);
+    EHR_ASSERT(conn->call_count > 0);
+    conn->call_count--;
+    rpc__reader_release(&call->reader, &conn->request_budget);
+    call_uncharge_request(call);
+    if (conn->io.session != NULL)
+        nghttp2_session_set_stream_user_data(conn->io.session, call->stream_id, NULL);
+    call->conn = NULL;
+    call->stream_attached = false;
+    uv_timer_stop(&call->timer);
+    if (call->app_owned && !call->ended) {
+        call->end_err = EHR_ECLOSED;
+        call->cancel_why = why;
+        call_notify(call, &call->notify_cancel);
+    }
+    call->ended = true;
+    if (!call->app_owned)
+        call_reap(call);
+}
+
+/* ---- calls: output ---- */
+
+static void call_resume(struct rpc_call *call)
+{
+    if (call->data_deferred && call->conn != NULL) {
+        call->data_deferred = false;
+        nghttp2_session_resume_data(call->conn->io.session, call->stream_id);
+    }
+}
+
+static size_t call_queued_bytes(const struct rpc_call *call)
+{
+    return call->out.len - call->out_pos;
+}
+
+/* nghttp2 data provider: promise queued bytes (copied in send_data_cb), then trailers. */
+static ssize_t call_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+                            size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+                            void *user_data)
+{
+    struct rpc_call *call = source->ptr;
+    EHR_ASSERT(call->stream_id == stream_id);
+    size_t queued = call_queued_bytes(call);
+    if (queued == 0 && !call->ended) {
+        call->data_deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = queued < length ? queued : length;
+    if (n > 0)
+        *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    call->out_promised = n;
+    if (n == queued && call->ended) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        const char *status = rpc__status_text(call->final_status);
+        nghttp2_nv trailers[2] = {
+            nv_make("grpc-status", status, strlen(status)),
+            nv_make("grpc-message", call->final_message, call->final_message_len),
+        };
+        if (nghttp2_submit_trailer(session, stream_id, trailers,
+                                   call->final_message_len > 0 ? 2 : 1) != 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    return (ssize_t)n;
+}
+
+static int server_send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
+                               const uint8_t *framehd, size_t length, nghttp2_data_source *source,
+                               void *user_data)
+{
+    struct rpc__server_conn *conn = user_data;
+    struct rpc_call *call = source->ptr;
+    EHR_ASSERT(frame->data.padlen == 0); /* we never pad */
+    EHR_ASSERT(length == call->out_promised && length <= call_queued_bytes(call));
+    uint8_t *out = rpc__conn_out_reserve(&conn->io, 9 + length);
+    if (out == NULL)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    memcpy(out, framehd, 9);
+    memcpy(out + 9, call->out.data + call->out_pos, length);
+    rpc__conn_out_commit(&conn->io, 9 + length);
+    call->out_pos += length;
+    call->out_promised = 0;
+    if (call->out_pos == call->out.len) {
+        call->out.len = 0;
+        call->out_pos = 0;
+    }
+    if (call->want_writable && call->app_owned && !call->ended &&
+        call_queued_bytes(call) <= conn->server->config.stream_queue_bytes_max / 2) {
+        call->want_writable = false;
+        call_notify(call, &call->notify_writable);
+    }
+    return 0;
+}
+
+/*
+ * Decide the call's final status and put it on the wire: trailers after the
+ * queued messages if headers went out, a trailers-only response otherwise.
+ * HTTP_STATUS is the :status of a trailers-only response. Precondition: the
+ * stream is attached and the call has not ended (invariant 2).
+ */
+static void call_end(struct rpc_call *call, const char *http_status, enum rpc_status status,
+                     const char *message, bool discard_queued, int end_err)
+{
+    EHR_ASSERT(call->stream_attached && call->conn != NULL);
+    EHR_ASSERT(!call->ended);
+    call->ended = true;
+    call->end_err = end_err;
+    uv_timer_stop(&call->timer);
+    call->final_status = status;
+    call->final_message_len =
+        rpc__percent_encode(message, call->final_message, sizeof call->final_message);
+    if (discard_queued)
+        call->out.len = call->out_pos + call->out_promised; /* keep what nghttp2 was promised */
+    nghttp2_session *session = call->conn->io.session;
+    if (call->headers_sent) {
+        call_resume(call);
+    } else {
+        call->headers_sent = true;
+        const char *status_text = rpc__status_text(status);
+        nghttp2_nv nv[4] = {
+            nv_make(":status", http_status, strlen(http_status)),
+            NV("content-type", "application/grpc"),
+            nv_make("grpc-status", status_text, strlen(status_text)),
+            nv_make("grpc-message", call->final_message, call->final_message_len),
+        };
+        if (nghttp2_submit_response(session, call->stream_id, nv,
+                                    call->final_message_len > 0 ? 4 : 3, NULL) != 0)
+            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+                                      NGHTTP2_INTERNAL_ERROR);
+    }
+    conn_mark_dirty(call->conn);
+}
+
+/* Submit the response headers with our data provider (the first message or the end). */
+static void call_send_headers(struct rpc_call *call)
+{
+    EHR_ASSERT(!call->headers_sent);
+    call->headers_sent = true;
+    nghttp2_nv nv[2] = {NV(":status", "200"), NV("content-type", "application/grpc")};
+    nghttp2_data_provider provider = {.source.ptr = call, .read_callback = call_read_cb};
+    nghttp2_session *session = call->conn->io.session;
+    if (nghttp2_submit_response(session, call->stream_id, nv, 2, &provider) != 0)
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
+                                  NGHTTP2_INTERNAL_ERROR);
+}
+
+/* Append one framed message to the call's queue. */
+static void call_queue_message(struct rpc_call *call, const uint8_t *message, size_t len)
+{
+    if (call->out_pos == call->out.len) {
+        call->out.len = 0;
+        call->out_pos = 0;
+    } else if (call->out_pos > call->out.cap / 2) {
+        /* Compacting is safe: a promised frame is copied from out_pos later. */
+        memmove(call->out.data, call->out.data + call->out_pos, call_queued_bytes(call));
+        call->out.len -= call->out_pos;
+        call->out_pos = 0;
+    }
+    uint8_t *p = rpc__buf_reserve(&call->out, RPC__PREFIX_BYTES + len);
+    rpc__prefix_write(p, (uint32_t)len);
+    if (len > 0)
+        memcpy(p + RPC__PREFIX_BYTES, message, len);
+    call->out.len += RPC__PREFIX_BYTES + len;
+}
+
+static void call_timer_cb(uv_timer_t *timer)
+{
+    struct rpc_call *call = timer->data;
+    struct rpc_server *server = call->server;
+    if (call->ended || !call->stream_attached)
+        return;
+    call_end(call, "200", RPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", true, EHR_ETIMEDOUT);
+    if (call->app_owned) {
+        call->cancel_why = RPC_STATUS_DEADLINE_EXCEEDED;
+        call_notify(call, &call->notify_cancel);
+    }
+    server_pump(server);
+}
+
+/* ---- calls: the request side (inside nghttp2 callbacks: record and queue only) ---- */
+
+static const struct rpc__method *method_find(const struct rpc_server *server, const uint8_t *path,
+                                             size_t len)
+{
+    for (uint32_t i = 0; i < server->method_count; i++) {
+        const struct rpc__method *m = &server->methods[i];
+        if (m->path_len == len && memcmp(m->path, path, len) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+static bool value_is(const uint8_t *value, size_t len, const char *text)
+{
+    size_t n = strlen(text);
+    return len == n && memcmp(value, text, n) == 0;
+}
+
+static bool content_type_is_grpc(const uint8_t *value, size_t len)
+{
+    static const char base[] = "application/grpc";
+    size_t n = sizeof base - 1;
+    if (len < n || memcmp(value, base, n) != 0)
+        return false;
+    return len == n || value[n] == '+' || value[n] == ';';
+}
+
+/* The request headers are complete: refuse what we cannot serve, or arm the deadline. */
+static void call_headers_done(struct rpc_call *call)
+{
+    char message[RPC_METHOD_PATH_BYTES_MAX + 96];
+    uint32_t f = call->header_faults;
+    struct rpc_server *server = call->server;
+    if (f & FAULT_HEADERS_TOO_BIG) {
+        snprintf(message, sizeof message, "request headers over the limit of %u bytes",
+                 server->config.header_list_bytes_max);
+        call_end(call, "431", RPC_STATUS_RESOURCE_EXHAUSTED, message, true, EHR_ECLOSED);
+    } else if (!(f & SEEN_POST)) {
+        call_end(call, "405", RPC_STATUS_INTERNAL, "gRPC requests must use POST", true,
+                 EHR_ECLOSED);
+    } else if (!(f & SEEN_GRPC_CONTENT_TYPE)) {
+        call_end(call, "415", RPC_STATUS_INTERNAL, "content-type must be application/grpc", true,
+                 EHR_ECLOSED);
+    } else if (!(f & SEEN_TE_TRAILERS)) {
+        call_end(call, "400", RPC_STATUS_INTERNAL, "te: trailers is required", true, EHR_ECLOSED);
+    } else if (f & FAULT_BAD_TIMEOUT) {
+        call_end(call, "400", RPC_STATUS_INTERNAL, "malformed grpc-timeout", true, EHR_ECLOSED);
+    } else if (f & FAULT_BAD_ENCODING) {
+        snprintf(message, sizeof message, "grpc-encoding %s is not supported (identity only)",
+                 call->encoding);
+        call_end(call, "200", RPC_STATUS_UNIMPLEMENTED, message, true, EHR_ECLOSED);
+    } else if (call->method == NULL) {
+        snprintf(message, sizeof message, "unknown method %s", call->path);
+        call_end(call, "200", RPC_STATUS_UNIMPLEMENTED, message, true, EHR_ECLOSED);
+    } else if (call->has_deadline) {
+        call->deadline_ms = uv_now(server->loop) + call->timeout_ms;
+        uv_timer_start(&call->timer, call_timer_cb, call->timeout_ms, 0);
+    }
+}
+
+/* END_STREAM from the client: the request is complete (or broken). */
+static void call_request_done(struct rpc_call *call)
+{
+    call->request_done = true;
+    if (call->ended)
+        return;
+    if (!rpc__reader_idle(&call->reader))
+        call_end(call, "200", RPC_STATUS_INTERNAL, "request ended inside a message (truncated)",
+                 true, EHR_ECLOSED);
+    else if (!call->have_request)
+        call_end(call, "200", RPC_STATUS_INTERNAL, "request has no message", true, EHR_ECLOSED);
+    else
+        call_notify(call, &call->notify_request);
+}
+
+static enum rpc_status call_on_request(void *ctx, const uint8_t *message, size_t len, char *err,
+                                       size_t err_bytes)
+{
+    struct rpc_call *call = ctx;
+    struct rpc__server_conn *conn = call->conn;
+    EHR_ASSERT(!call->have_request); /* the reader allows one message */
+    if (conn->request_budget < len) {
+        snprintf(err, err_bytes, "message of %zu bytes does not fit the connection's buffer", len);
+        return RPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    conn->request_budget -= len;
+    call->request_charged = len;
+    if (message == call->reader.body.data) {
+        /* Gathered across chunks: take the reader's buffer instead of copying. */
+        struct rpc__buf taken = call->reader.body;
+        call->reader.body = call->request;
+        call->request = taken;
+    } else if (len > 0) {
+        memcpy(rpc__buf_reserve(&call->request, len), message, len);
+    }
+    call->request.len = len;
+    call->have_request = true;
+    return RPC_STATUS_OK;
+}
+
+static struct rpc_call *stream_call(nghttp2_session *session, int32_t stream_id)
+{
+    return nghttp2_session_get_stream_user_data(session, stream_id);
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    struct rpc__server_conn *conn = user_data;
+    struct rpc_server *server = conn->server;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    if (conn->call_count >= server->config.streams_per_connection_max) {
+        /* nghttp2 refuses these itself from the moment our SETTINGS are
+         * queued (its pending limit); this check is the belt to that. */
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_REFUSED_STREAM);
+        return 0;
+    }
+    struct rpc_call *call = call_get(server);
+    call->conn = conn;
+    call->stream_id = frame->hd.stream_id;
+    call->stream_attached = true;
+    rpc__list_push(&conn->calls, &call->link);
+    conn->call_count++;
+    nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
+    return 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
+                     void *user_data)
+{
+    struct rpc__server_conn *conn = user_data;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* trailers from a client carry nothing we use */
+    struct rpc_call *call = stream_call(session, frame->hd.stream_id);
+    if (call == NULL || (call->header_faults & FAULT_HEADERS_TOO_BIG))
+        return 0;
+    call->header_bytes += (uint32_t)(name_len + value_len + 32);
+    if (call->header_bytes > conn->server->config.header_list_bytes_max) {
+        call->header_faults |= FAULT_HEADERS_TOO_BIG;
+        return 0;
+    }
+    if (value_is(name, name_len, ":method")) {
+        if (value_is(value, value_len, "POST"))
+            call->header_faults |= SEEN_POST;
+    } else if (value_is(name, name_len, ":path")) {
+        size_t n = value_len < RPC_METHOD_PATH_BYTES_MAX ? value_len : RPC_METHOD_PATH_BYTES_MAX;
+        rpc__percent_decode(value, n, call->path, sizeof call->path);
+        call->method = method_find(conn->server, value, value_len);
+    } else if (value_is(name, name_len, "content-type")) {
+        if (content_type_is_grpc(value, value_len))
+            call->header_faults |= SEEN_GRPC_CONTENT_TYPE;
+    } else if (value_is(name, name_len, "te")) {
+        if (value_is(value, value_len, "trailers"))
+            call->header_faults |= SEEN_TE_TRAILERS;
+    } else if (value_is(name, name_len, "grpc-timeout")) {
+        if (rpc__timeout_parse(value, value_len, &call->timeout_ms) == 0)
+            call->has_deadline = true;
+        else
+            call->header_faults |= FAULT_BAD_TIMEOUT;
+    } else if (value_is(name, name_len, "grpc-encoding")) {
+        if (!value_is(value, value_len, "identity")) {
+            call->header_faults |= FAULT_BAD_ENCODING;
+            rpc__percent_decode(value, value_len < 16 ? value_len : 16, call->encoding,
+                                sizeof call->encoding);
+        }
+    }
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+        return 0;
+    struct rpc_call *call = stream_call(session, frame->hd.stream_id);
+    if (call == NULL)
+        return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+        call_headers_done(call);
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+        call_request_done(call);
+    return 0;
+}
+
+static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                              const uint8_t *data, size_t len, void *user_data)
+{
+    struct rpc__server_conn *conn = user_data;
+    struct rpc_call *call = stream_call(session, stream_id);
+    if (call == NULL || call->ended)
+        return 0; /* refused already: the rest is dropped (flow control still credits it) */
+    char err[160];
+    enum rpc_status status =
+        rpc__reader_feed(&call->reader, data, len, conn->server->config.message_bytes_max,
+                         &conn->request_budget, call_on_request, call, err, sizeof err);
+    if (status != RPC_STATUS_OK)
+        call_end(call, "200", status, err, true, EHR_ECLOSED);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    struct rpc_call *call = stream_call(session, frame->hd.stream_id);
+    /* We ended the stream before the client finished sending (an early
+     * refusal): tell it to stop, as HTTP/2 asks (RFC 9113 8.1). */
+    if (call != NULL && !call->request_done)
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                           void *user_data)
+{
+    struct rpc_call *call = stream_call(session, stream_id);
+    if (call != NULL)
+        call_detach(call, RPC_STATUS_CANCELLED);
+    return 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_handle_closed(uv_handle_t *handle)
+{
+    struct rpc__server_conn *conn = handle->data;
+    struct rpc_server *server = conn->server;
+    EHR_ASSERT(conn->handles_open > 0);
+    if (--conn->handles_open == 0) {
+        rpc__conn_free_buffers(&conn->io);
+        ehr_free(conn);
+    }
+    EHR_ASSERT(server->handles_open > 0);
+    server->handles_open--;
+    if (server->torn_down && server->handles_open == 0)
+        server_finish_close(server);
+}
+
+/*
+ * Close a connection now (never from inside an nghttp2 callback): every
+ * call still attached is detached, its handler told WHY.
+ */
+static void conn_close(struct rpc__server_conn *conn, enum rpc_status why)
+{
+    struct rpc_server *server = conn->server;
+    if (conn->closing)
+        return;
+    conn->closing = true;
+    EHR_ASSERT(server->conn_count > 0);
+    server->conn_count--;
+    rpc__list_remove(&conn->link_dirty);
+    rpc__list_remove(&conn->link_all);
+    while (!rpc__list_empty(&conn->calls))
+        call_detach(RPC__CONTAINER(conn->calls.next, struct rpc_call, link), why);
+    EHR_ASSERT(conn->call_count == 0);
+    if (conn->io.session != NULL) {
+        nghttp2_session_del(conn->io.session);
+        conn->io.session = NULL;
+    }
+    if (conn->io.socketless)
+        return; /* rpc__server_conn_close frees it */
+    uv_read_stop((uv_stream_t *)&conn->io.tcp);
+    uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
+    uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
+}
+
+/* Produce and write what the session has; close when HTTP/2 says we are done. */
+static void conn_flush(struct rpc__server_conn *conn)
+{
+    if (conn->closing)
+        return;
+    int rv = rpc__conn_flush(&conn->io);
+    if (rv != 0) {
+        ehr_log(EHR_LOG_DEBUG, "rpc connection write failed", "err=%d", rv);
+        conn_close(conn, RPC_STATUS_CANCELLED);
+        return;
+    }
+    nghttp2_session *session = conn->io.session;
+    if (conn->close_after_write || session == NULL ||
+        (!nghttp2_session_want_read(session) && !nghttp2_session_want_write(session))) {
+        if (rpc__conn_output_bytes(&conn->io) == 0)
+            conn_close(conn, RPC_STATUS_CANCELLED);
+        else
+            conn->close_after_write = true;
+        return;
+    }
+    if (!conn->io.socketless && !conn->io.read_stopped &&
+        rpc__conn_output_bytes(&conn->io) >= conn->io.output_bytes_max) {
+        /* The peer does not read: stop reading its requests until it does. */
+        uv_read_stop((uv_stream_t *)&conn->io.tcp);
+        conn->io.read_stopped = true;
+    }
+}
+
+static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_write_done(struct rpc__conn *io, int status)
+{
+    struct rpc__server_conn *conn = (struct rpc__server_conn *)io;
+    struct rpc_server *server = conn->server;
+    if (conn->closing)
+        return;
+    if (status < 0) {
+        conn_close(conn, RPC_STATUS_CANCELLED);
+    } else {
+        if (io->read_stopped && rpc__conn_output_bytes(io) < io->output_bytes_max / 2) {
+            io->read_stopped = false;
+            uv_read_start((uv_stream_t *)&io->tcp, rpc__conn_alloc_cb, conn_read_cb);
+        }
+        conn_mark_dirty(conn);
+    }
+    server_pump(server);
+}
+
+/* An HTTP/1.x request line starts with an upper-case method and a space. */
+static bool conn_looks_http1(const struct rpc__server_conn *conn)
+{
+    uint32_t i = 0;
+    while (i < conn->first_len && conn->first_bytes[i] >= 'A' && conn->first_bytes[i] <= 'Z')
+        i++;
+    return i > 0 && i < conn->first_len && conn->first_bytes[i] == ' ';
+}
+
+static void conn_answer_http1(struct rpc__server_conn *conn)
+{
+    static const char body[] = "this server speaks gRPC over HTTP/2 (prior knowledge) only\n";
+    char response[256];
+    int n = snprintf(response, sizeof response,
+                     "HTTP/1.1 505 HTTP Version Not Supported\r\n"
+                     "Content-Type: text/plain\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     sizeof body - 1, body);
+    EHR_ASSERT(n > 0 && (size_t)n < sizeof response);
+    uint8_t *out = rpc__conn_out_reserve(&conn->io, (size_t)n);
+    if (out != NULL) {
+        memcpy(out, response, (size_t)n);
+        rpc__conn_out_commit(&conn->io, (size_t)n);
+    }
+    conn->close_after_write = true;
+    conn_mark_dirty(conn);
+}
+
+/* Bytes from the client into nghttp2 (which calls the on_* functions above). */
+static void conn_recv(struct rpc__server_conn *conn, const uint8_t *data, size_t len)
+{
+    if (conn->io.session == NULL)
+        return; /* answered as HTTP/1.x already: the rest is ignored */
+    if (conn->first_len < FIRST_BYTES_KEPT) {
+        size_t take = FIRST_BYTES_KEPT - conn->first_len;
+        if (take > len)
+            take = len;
+        memcpy(conn->first_bytes + conn->first_len, data, take);
+        conn->first_len += (uint32_t)take;
+    }
+    ssize_t rv = nghttp2_session_mem_recv(conn->io.session, data, len);
+    if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC && conn_looks_http1(conn)) {
+        ehr_log(EHR_LOG_DEBUG, "rpc refused an HTTP/1.x request", "%s", "answer=505");
+        nghttp2_session_del(conn->io.session);
+        conn->io.session = NULL;
+        while (!rpc__list_empty(&conn->calls))
+            call_detach(RPC__CONTAINER(conn->calls.next, struct rpc_call, link),
+                        RPC_STATUS_CANCELLED);
+        conn_answer_http1(conn);
+        return;
+    }
+    if (rv < 0) {
+        ehr_log(EHR_LOG_DEBUG, "rpc connection protocol error", "err=\"%s\"",
+                nghttp2_strerror((int)rv));
+        /* nghttp2 may have queued a GOAWAY: let it out, then close. */
+        conn->close_after_write = true;
+    }
+    conn_mark_dirty(conn);
+}
+
+static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct rpc__server_conn *conn = stream->data;
+    struct rpc_server *server = conn->server;
+    if (nread == 0 || conn->closing)
+        return;
+    if (nread < 0) {
+        conn_close(conn, RPC_STATUS_CANCELLED);
+    } else {
+        uv_timer_again(&conn->idle_timer);
+        conn_recv(conn, (const uint8_t *)buf->base, (size_t)nread);
+    }
+    server_pump(server);
+}
+
+static void conn_idle_cb(uv_timer_t *timer)
+{
+    struct rpc__server_conn *conn = timer->data;
+    if (conn->closing || conn->call_count > 0)
+        return; /* repeat: it fires again after another idle period */
+    if (conn->io.session == NULL) {
+        conn_close(conn, RPC_STATUS_CANCELLED);
+        server_pump(conn->server);
+        return;
+    }
+    nghttp2_session_terminate_session(conn->io.session, NGHTTP2_NO_ERROR);
+    conn_mark_dirty(conn);
+    server_pump(conn->server);
+}
+
+/* Everything but the socket: session, settings, budgets. */
+static int conn_setup(struct rpc_server *server, struct rpc__server_conn *conn, bool socketless)
+{
+    rpc__conn_init(&conn->io, RPC_CONNECTION_OUTPUT_BYTES_MAX);
+    conn->io.socketless = socketless;
+    conn->io.read_buf = server->read_buf;
+    conn->io.on_write_done = conn_write_done;
+    conn->server = server;
+    conn->request_budget = server->config.connection_request_bytes_max;
+    rpc__list_init(&conn->link_all);
+    rpc__list_init(&conn->link_dirty);
+    rpc__list_init(&conn->calls);
+    int rv =
+        nghttp2_session_server_new2(&conn->io.session, server->callbacks, conn, server->option);
+    if (rv != 0)
+        return EHR_EINVAL;
+    nghttp2_settings_entry settings[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, server->config.streams_per_connection_max},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, server->config.header_list_bytes_max},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW_BYTES},
+    };
+    rv = nghttp2_submit_settings(conn->io.session, NGHTTP2_FLAG_NONE, settings,
+                                 EHR_ARRAY_COUNT(settings));
+    if (rv == 0)
+        rv = nghttp2_session_set_local_window_size(conn->io.session, NGHTTP2_FLAG_NONE, 0,
+                                                   CONNECTION_WINDOW_BYTES);
+    if (rv != 0) {
+        nghttp2_session_del(conn->io.session);
+        conn->io.session = NULL;
+        return EHR_EINVAL;
+    }
+    rpc__list_push(&server->conns, &conn->link_all);
+    server->conn_count++;
+    /* Our SETTINGS go out with the answer to the client's first bytes, so an
+     * HTTP/1.x client gets a clean 505 and no HTTP/2 frame before it. */
+    return 0;
+}
+
+static void reject_closed(uv_handle_t *handle)
+{
+    struct rpc_server *server = handle->data;
+    ehr_free(handle);
+    server->handles_open--;
+    if (server->torn_down && server->handles_open == 0)
+        server_finish_close(server);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct rpc_server *server = listener->data;
+    if (status < 0) {
+        ehr_log(EHR_LOG_WARN, "rpc accept failed", "err=\"%s\"", uv_strerror(status));
+        return;
+    }
+    if (server->closing || server->conn_count >= server->config.connections_max) {
+        uv_tcp_t *reject = ehr_malloc(sizeof *reject);
+        uv_tcp_init(server->loop, reject);
+        reject->data = server;
+        server->handles_open++;
+        if (uv_accept(listener, (uv_stream_t *)reject) == 0)
+            ehr_log(EHR_LOG_WARN, "rpc connection refused: limit reached", "connections_max=%u",
+                    server->config.connections_max);
+        uv_close((uv_handle_t *)reject, reject_closed);
+        return;
+    }
+    struct rpc__server_conn *conn = ehr_calloc(1, sizeof *conn);
+    uv_tcp_init(server->loop, &conn->io.tcp);
+    uv_timer_init(server->loop, &conn->idle_timer);
+    conn->io.tcp.data = conn;
+    conn->idle_timer.data = conn;
+    conn->handles_open = 2;
+    conn->server = server;
+    server->handles_open += 2;
+    if (uv_accept(listener, (uv_stream_t *)&conn->io.tcp) != 0 ||
+        conn_setup(server, conn, false) != 0) {
+        conn->closing = true;
+        uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
+        uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
+        return;
+    }
+    uv_tcp_nodelay(&conn->io.tcp, 1);
+    uv_timer_start(&conn->idle_timer, conn_idle_cb, server->config.idle_timeout_ms,
+                   server->config.idle_timeout_ms);
+    uv_read_start((uv_stream_t *)&conn->io.tcp, rpc__conn_alloc_cb, conn_read_cb);
+    server_pump(server);
+}
+
+/* ---- the pump: deliver notifications, then flush, until quiet (invariant 4) ---- */
+
+static void call_deliver(struct rpc_call *call)
+{
+    struct rpc_server *server = call->server;
+    rpc__list_remove(&call->link_pending);
+    if (call->notify_request) {
+        call->notify_request = false;
+        if (call->stream_attached && !call->ended) {
+            const struct rpc__method *m = call->method;
+            if (m->streaming && server->closing) {
+                call_end(call, "200", RPC_STATUS_UNAVAILABLE, "server shutting down", true,
+                         EHR_ECLOSED);
+            } else {
+                call->app_owned = true;
+                server->app_call_count++;
+                if (m->streaming)
+                    m->stream((struct rpc_stream *)call, call->request.data, call->request.len,
+                              m->data);
+                else
+                    m->unary(call, call->request.data, call->request.len, m->data);
+            }
+        }
+        /* The handler may have finished (even reaped) the call: its memory
+         * stays until the pump ends (invariant 5), so this is safe. */
+        call_uncharge_request(call);
+        rpc__buf_recycle(&call->request);
+    }
+    if (call->notify_cancel) {
+        call->notify_cancel = false;
+        if (call->app_owned && call->cancel_cb != NULL)
+            call->cancel_cb(call->cancel_data, call->cancel_why);
+    }
+    if (call->notify_writable) {
+        call->notify_writable = false;
+        if (call->app_owned && !call->ended && call->writable_cb != NULL)
+            call->writable_cb((struct rpc_stream *)call, call->writable_data);
+    }
+}
+
+static void server_teardown(struct rpc_server *server)
+{
+    server->torn_down = true;
+    uv_close((uv_handle_t *)&server->kick, server_handle_closed);
+    uv_close((uv_handle_t *)&server->grace_timer, server_handle_closed);
+    while (!rpc__list_empty(&server->pool)) {
+        struct rpc__link *link = server->pool.next;
+        rpc__list_remove(link);
+        struct rpc_call *call = RPC__CONTAINER(link, struct rpc_call, link);
+        rpc__buf_free(&call->reader.body);
+        rpc__buf_free(&call->request);
+        rpc__buf_free(&call->out);
+        uv_close((uv_handle_t *)&call->timer, call_handle_closed);
+    }
+    server->pool_count = 0;
+}
+
+static void server_pump(struct rpc_server *server)
+{
+    if (server->pumping || server->torn_down)
+        return;
+    server->pumping = true;
+    for (;;) {
+        if (!rpc__list_empty(&server->pending)) {
+            call_deliver(RPC__CONTAINER(server->pending.next, struct rpc_call, link_pending));
+            continue;
+        }
+        if (!rpc__list_empty(&server->dirty)) {
+            struct rpc__server_conn *conn =
+                RPC__CONTAINER(server->dirty.next, struct rpc__server_conn, link_dirty);
+            rpc__list_remove(&conn->link_dirty);
+            conn_flush(conn);
+            continue;
+        }
+        break;
+    }
+    server_recycle_reaped(server);
+    server->pumping = false;
+    if (server->closing && server->conn_count == 0 && server->app_call_count == 0 &&
+        !server->listening) {
+        server_teardown(server);
+        if (server->handles_open == 0)
+            server_finish_close(server);
+    }
+}
+
+/* ---- public: server ---- */
+
+static int config_fill(struct rpc_server_config *c, const struct rpc_server_config *in)
+{
+    memset(c, 0, sizeof *c);
+    if (in != NULL)
+        *c = *in;
+    if (c->message_bytes_max == 0)
+        c->message_bytes_max = RPC_MESSAGE_BYTES_MAX;
+    if (c->connections_max == 0)
+        c->connections_max = RPC_CONNECTIONS_MAX;
+    if (c->streams_per_connection_max == 0)
+        c->streams_per_connection_max = RPC_STREAMS_PER_CONNECTION_MAX;
+    if (c->header_list_bytes_max == 0)
+        c->header_list_bytes_max = RPC_HEADER_LIST_BYTES_MAX;
+    if (c->connection_request_bytes_max == 0)
+        c->connection_request_bytes_max = RPC_CONNECTION_REQUEST_BYTES_MAX;
+    if (c->stream_queue_bytes_max == 0)
+        c->stream_queue_bytes_max = RPC_STREAM_QUEUE_BYTES_MAX;
+    if (c->idle_timeout_ms == 0)
+        c->idle_timeout_ms = RPC_IDLE_TIMEOUT_MS;
+    if (c->shutdown_grace_ms == 0)
+        c->shutdown_grace_ms = RPC_SHUTDOWN_GRACE_MS;
+    /* A message must fit the 32-bit prefix and the connection's request budget. */
+    if (c->message_bytes_max > UINT32_MAX || c->message_bytes_max > c->connection_request_bytes_max)
+        return EHR_EINVAL;
+    if (c->streams_per_connection_max > (1u << 20))
+        return EHR_EINVAL;
+    return 0;
+}
+
+int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *config, struct rpc_server **out)
+{
+    EHR_ASSERT(loop != NULL && out != NULL);
+    struct rpc_server_config c;
+    int rv = config_fill(&c, config);
+    if (rv != 0)
+        return rv;
+    struct rpc_server *server = ehr_calloc(1, sizeof *server);
+    server->loop = loop;
+    server->config = c;
+    server->read_buf = ehr_malloc(RPC__READ_BUFFER_BYTES);
+    rpc__list_init(&server->conns);
+    rpc__list_init(&server->dirty);
+    rpc__list_init(&server->pending);
+    rpc__list_init(&server->reap);
+    rpc__list_init(&server->pool);
+    uv_idle_init(loop, &server->kick);
+    server->kick.data = server;
+    uv_timer_init(loop, &server->grace_timer);
+    server->grace_timer.data = server;
+    server->handles_open = 2;
+
+    EHR_ASSERT(nghttp2_session_callbacks_new(&server->callbacks) == 0);
+    nghttp2_session_callbacks *cb = server->callbacks;
+    nghttp2_session_callbacks_set_send_callback(cb, rpc__conn_send_cb);
+    nghttp2_session_callbacks_set_send_data_callback(cb, server_send_data_cb);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    EHR_ASSERT(nghttp2_option_new(&server->option) == 0);
+    nghttp2_option_set_no_closed_streams(server->option, 1);
+    *out = server;
+    return 0;
+}
+
+static bool path_valid(const char *path)
+{
+    /* "/Service/Method": printable, no spaces, exactly two slashes, neither part empty. */
+    size_t len = strnlen(path, RPC_METHOD_PATH_BYTES_MAX + 1);
+    if (len < 4 || len > RPC_METHOD_PATH_BYTES_MAX || path[0] != '/')
+        return false;
+    const char *second = strchr(path + 1, '/');
+    if (second == NULL || second == path + 1 || second[1] == '\0' || strchr(second + 1, '/'))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (path[i] <= 0x20 || path[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+static int server_add(struct rpc_server *server, const char *path, bool streaming,
+                      rpc_unary_handler unary, rpc_stream_handler stream, void *data)
+{
+    EHR_ASSERT(server != NULL && !server->closing);
+    if (path == NULL || !path_valid(path))
+        return EHR_EINVAL;
+    if (method_find(server, (const uint8_t *)path, strlen(path)) != NULL)
+        return EHR_EEXIST;
+    if (server->method_count >= RPC_METHODS_MAX)
+        return EHR_EFULL;
+    struct rpc__method *m = &server->methods[server->method_count++];
+    m->path_len = strlen(path);
+    memcpy(m->path, path, m->path_len + 1);
+    m->streaming = streaming;
+    m->unary = unary;
+    m->stream = stream;
+    m->data = data;
+    return 0;
+}
+
+int rpc_server_add_unary(struct rpc_server *server, const char *path, rpc_unary_handler handler,
+                         void *method_data)
+{
+    EHR_ASSERT(handler != NULL);
+    return server_add(server, path, false, handler, NULL, method_data);
+}
+
+int rpc_server_add_stream(struct rpc_server *server, const char *path, rpc_stream_handler handler,
+                          void *method_data)
+{
+    EHR_ASSERT(handler != NULL);
+    return server_add(server, path, true, NULL, handler, method_data);
+}
+
+int rpc_server_listen(struct rpc_server *server, const char *host, uint16_t port)
+{
+    EHR_ASSERT(!server->listening && !server->closing);
+    struct sockaddr_storage addr;
+    if (rpc__addr_parse(host, port, &addr) != 0)
+        return EHR_EINVAL;
+    uv_tcp_init(server->loop, &server->listener);
+    server->listener.data = server;
+    server->handles_open++;
+    server->listening = true;
+    int rv = uv_tcp_bind(&server->listener, (const struct sockaddr *)&addr, 0);
+    if (rv == 0)
+        rv = uv_listen((uv_stream_t *)&server->listener, 511, on_connection);
+    if (rv != 0) {
+        server->listening = false;
+        uv_close((uv_handle_t *)&server->listener, server_handle_closed);
+        return rv;
+    }
+    struct sockaddr_storage bound;
+    int bound_len = sizeof bound;
+    uv_tcp_getsockname(&server->listener, (struct sockaddr *)&bound, &bound_len);
+    server->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                               : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    return 0;
+}
+
+uint16_t rpc_server_port(const struct rpc_server *server)
+{
+    return server->port;
+}
+
+uint32_t rpc_server_connection_count(const struct rpc_server *server)
+{
+    return server->conn_count;
+}
+
+uint32_t rpc_server_call_count(const struct rpc_server *server)
+{
+    return server->app_call_count;
+}
+
+static void grace_cb(uv_timer_t *timer)
+{
+    struct rpc_server *server = timer->data;
+    while (!rpc__list_empty(&server->conns))
+        conn_close(RPC__CONTAINER(server->conns.next, struct rpc__server_conn, link_all),
+                   RPC_STATUS_UNAVAILABLE);
+    server_pump(server);
+}
+
+/* GOAWAY (streams the client already opened may finish); streaming calls end now. */
+static void conn_goaway(struct rpc__server_conn *conn)
+{
+    nghttp2_session *session = conn->io.session;
+    if (session == NULL)
+        return;
+    nghttp2_submit_goaway(session, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(session), NGHTTP2_NO_ERROR, NULL,
+                          0);
+    for (struct rpc__link *l = conn->calls.next; l != &conn->calls; l = l->next) {
+        struct rpc_call *call = RPC__CONTAINER(l, struct rpc_call, link);
+        if (call->app_owned && !call->ended && call->method->streaming) {
+            call_end(call, "200", RPC_STATUS_UNAVAILABLE, "server shutting down", true,
+                     EHR_ECLOSED);
+            call->cancel_why = RPC_STATUS_UNAVAILABLE;
+            call_notify(call, &call->notify_cancel);
+        }
+    }
+    conn_mark_dirty(conn);
+}
+
+void rpc_server_close(struct rpc_server *server, rpc_server_close_cb close_cb, void *data)
+{
+    EHR_ASSERT(!server->closing);
+    server->closing = true;
+    server->close_cb = close_cb;
+    server->close_data = data;
+    if (server->listening) {
+        server->listening = false;
+        uv_close((uv_handle_t *)&server->listener, server_handle_closed);
+    }
+    for (struct rpc__link *l = server->conns.next; l != &server->conns; l = l->next)
+        conn_goaway(RPC__CONTAINER(l, struct rpc__server_conn, link_all));
+    uv_timer_start(&server->grace_timer, grace_cb, server->config.shutdown_grace_ms, 0);
+    uv_unref((uv_handle_t *)&server->grace_timer);
+    server_kick(server);
+    server_pump(server);
+}
+
+/* ---- public: calls ---- */
+
+/* The handler gives the call back. Returns 0 if it may still answer, else why not. */
+static int call_app_release(struct rpc_call *call)
+{
+    struct rpc_server *server = call->server;
+    EHR_ASSERT(call->app_owned); /* finished twice, or never dispatched */
+    call->app_owned = false;
+    EHR_ASSERT(server->app_call_count > 0);
+    server->app_call_count--;
+    call->cancel_cb = NULL;
+    call->writable_cb = NULL;
+    server_kick(server);
+    if (!call->ended)
+        return 0;
+    if (!call->stream_attached)
+        call_reap(call);
+    return call->end_err;
+}
+
+int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t response_len)
+{
+    EHR_ASSERT(!call->method->streaming);
+    int err = call_app_release(call);
+    if (err != 0)
+        return err;
+    size_t max = call->server->config.message_bytes_max;
+    if (response_len > max) {
+        char message[128];
+        snprintf(message, sizeof message,
+                 "response message of %zu bytes is over the limit of %zu bytes", response_len, max);
+        call_end(call, "200", RPC_STATUS_RESOURCE_EXHAUSTED, message, true, EHR_ECLOSED);
+        return EHR_ETOOBIG;
+    }
+    call_queue_message(call, response, response_len);
+    call->ended = true;
+    uv_timer_stop(&call->timer);
+    call->final_status = RPC_STATUS_OK;
+    call->final_message_len = 0;
+    call_send_headers(call);
+    conn_mark_dirty(call->conn);
+    return 0;
+}
+
+int rpc_call_fail(struct rpc_call *call, enum rpc_status status, const char *message)
+{
+    EHR_ASSERT(status > RPC_STATUS_OK && status < RPC_STATUS_COUNT_);
+    int err = call_app_release(call);
+    if (err != 0)
+        return err;
+    call_end(call, "200", status, message, true, EHR_ECLOSED);
+    return 0;
+}
+
+void rpc_call_on_cancel(struct rpc_call *call, rpc_cancel_cb cb, void *data)
+{
+    EHR_ASSERT(call->app_owned);
+    call->cancel_cb = cb;
+    call->cancel_data = data;
+}
+
+const char *rpc_call_method(const struct rpc_call *call)
+{
+    return call->method->path;
+}
+
+uint64_t rpc_call_deadline_left_ms(const struct rpc_call *call)
+{
+    if (!call->has_deadline)
+        return UINT64_MAX;
+    uint64_t now = uv_now(call->server->loop);
+    return call->deadline_ms > now ? call->deadline_ms - now : 0;
+}
+
+int rpc_stream_send(struct rpc_stream *stream, const uint8_t *message, size_t message_len)
+{
+    struct rpc_call *call = &stream->call;
+    EHR_ASSERT(call->app_owned && call->method->streaming);
+    if (call->ended)
+        return call->end_err;
+    const struct rpc_server_config *config = &call->server->config;
+    if (message_len > config->message_bytes_max)
+        return EHR_ETOOBIG;
+    size_t queued = call_queued_bytes(call);
+    if (queued > 0 && queued + RPC__PREFIX_BYTES + message_len > config->stream_queue_bytes_max) {
+        call->want_writable = true;
+        return EHR_EAGAIN;
+    }
+    call_queue_message(call, message, message_len);
+    if (!call->headers_sent)
+        call_send_headers(call);
+    else
+        call_resume(call);
+    conn_mark_dirty(call->conn);
+    server_kick(call->server);
+    return 0;
+}
+
+int rpc_stream_finish(struct rpc_stream *stream, enum rpc_status status, const char *message)
+{
+    struct rpc_call *call = &stream->call;
+    EHR_ASSERT((unsigned)status < RPC_STATUS_COUNT_);
+    EHR_ASSERT(call->method->streaming);
+    int err = call_app_release(call);
+    if (err != 0)
+        return err;
+    call_end(call, "200", status, message, false, EHR_ECLOSED);
+    return 0;
+}
+
+void rpc_stream_on_cancel(struct rpc_stream *stream, rpc_cancel_cb cb, void *data)
+{
+    rpc_call_on_cancel(&stream->call, cb, data);
+}
+
+void rpc_stream_on_writable(struct rpc_stream *stream, rpc_writable_cb cb, void *data)
+{
+    EHR_ASSERT(stream->call.app_owned);
+    stream->call.writable_cb = cb;
+    stream->call.writable_data = data;
+}
+
+const char *rpc_stream_method(const struct rpc_stream *stream)
+{
+    return stream->call.method->path;
+}
+
+uint64_t rpc_stream_deadline_left_ms(const struct rpc_stream *stream)
+{
+    return rpc_call_deadline_left_ms(&stream->call);
+}
+
+/* ---- socketless connections (fuzzing) ---- */
+
+int rpc__server_conn_new_socketless(struct rpc_server *server, struct rpc__server_conn **out)
+{
+    if (server->closing || server->conn_count >= server->config.connections_max)
+        return EHR_EFULL;
+    struct rpc__server_conn *conn = ehr_calloc(1, sizeof *conn);
+    int rv = conn_setup(server, conn, true);
+    if (rv != 0) {
+        ehr_free(conn);
+        return rv;
+    }
+    *out = conn;
+    server_pump(server);
+    return 0;
+}
+
+int rpc__server_conn_feed(struct rpc__server_conn *conn, const uint8_t *data, size_t len)
+{
+    if (conn->closing || conn->io.session == NULL)
+        return EHR_ECLOSED;
+    conn_recv(conn, data, len);
+    server_pump(conn->server);
+    return conn->closing ? EHR_ECLOSED : 0;
+}
+
+void rpc__server_conn_close(struct rpc__server_conn *conn)
+{
+    EHR_ASSERT(conn->io.socketless);
+    if (!conn->closing) {
+        conn_close(conn, RPC_STATUS_CANCELLED);
+        server_pump(conn->server);
+    }
+    rpc__conn_free_buffers(&conn->io);
+    ehr_free(conn);
+}

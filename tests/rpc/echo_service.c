@@ -1,0 +1,223 @@
+/*
+ * echo_service.c - the Echo test service (see echo_service.h). Say answers
+ * at once, later (a timer, with no cancel callback: the reply must then be
+ * safe on a call whose client is gone) or with a requested error; Hang
+ * never answers and finishes only from its cancel callback; Count streams
+ * messages with back-pressure (EAGAIN, then the writable callback).
+ */
+#include <string.h>
+
+#include "common.h"
+#include "echo.pb-c.h"
+#include "echo_service.h"
+
+static void note_finish(struct echo_service *service, int rv)
+{
+    if (rv == EHR_ECLOSED)
+        atomic_fetch_add(&service->stats.late_closed, 1);
+    else if (rv == EHR_ETIMEDOUT)
+        atomic_fetch_add(&service->stats.late_timedout, 1);
+}
+
+/* ---- Say ---- */
+
+struct say_later {
+    uv_timer_t timer;
+    struct echo_service *service;
+    struct rpc_call *call;
+    uint8_t *reply;
+    size_t reply_len;
+};
+
+static void say_later_closed(uv_handle_t *handle)
+{
+    struct say_later *later = handle->data;
+    ehr_free(later->reply);
+    ehr_free(later);
+}
+
+static void say_later_fire(uv_timer_t *timer)
+{
+    struct say_later *later = timer->data;
+    /* No cancel callback was set: the client may be long gone, and the
+     * reply must still be safe (it then returns EHR_ECLOSED). */
+    note_finish(later->service, rpc_call_reply(later->call, later->reply, later->reply_len));
+    uv_close((uv_handle_t *)&later->timer, say_later_closed);
+}
+
+static void say(struct rpc_call *call, const uint8_t *request, size_t request_len, void *data)
+{
+    struct echo_service *service = data;
+    atomic_fetch_add(&service->stats.calls, 1);
+    Ehr__Test__EchoRequest *req = ehr__test__echo_request__unpack(NULL, request_len, request);
+    if (req == NULL) {
+        atomic_fetch_add(&service->stats.decode_errors, 1);
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, "malformed EchoRequest");
+        return;
+    }
+    if (req->fail_code != 0) {
+        enum rpc_status status = req->fail_code < RPC_STATUS_COUNT_
+                                     ? (enum rpc_status)req->fail_code
+                                     : RPC_STATUS_UNKNOWN;
+        rpc_call_fail(call, status, req->fail_message);
+        ehr__test__echo_request__free_unpacked(req, NULL);
+        return;
+    }
+    Ehr__Test__EchoReply reply = EHR__TEST__ECHO_REPLY__INIT;
+    reply.text = req->text;
+    reply.payload = req->payload;
+    size_t len = ehr__test__echo_reply__get_packed_size(&reply);
+    uint8_t *bytes = ehr_malloc(len);
+    ehr__test__echo_reply__pack(&reply, bytes);
+    if (req->delay_ms == 0) {
+        rpc_call_reply(call, bytes, len);
+        ehr_free(bytes);
+    } else {
+        struct say_later *later = ehr_calloc(1, sizeof *later);
+        later->service = service;
+        later->call = call;
+        later->reply = bytes;
+        later->reply_len = len;
+        uv_timer_init(service->loop, &later->timer);
+        later->timer.data = later;
+        uv_timer_start(&later->timer, say_later_fire, req->delay_ms, 0);
+    }
+    ehr__test__echo_request__free_unpacked(req, NULL);
+}
+
+/* ---- Hang ---- */
+
+struct hang {
+    struct echo_service *service;
+    struct rpc_call *call;
+};
+
+static void hang_cancelled(void *data, enum rpc_status why)
+{
+    struct hang *hang = data;
+    atomic_fetch_add(&hang->service->stats.cancels[why], 1);
+    /* Finishing from inside the cancel callback is allowed: it releases. */
+    note_finish(hang->service, rpc_call_fail(hang->call, RPC_STATUS_CANCELLED, "gone"));
+    ehr_free(hang);
+}
+
+static void hang_handler(struct rpc_call *call, const uint8_t *request, size_t request_len,
+                         void *data)
+{
+    struct echo_service *service = data;
+    atomic_fetch_add(&service->stats.calls, 1);
+    struct hang *hang = ehr_calloc(1, sizeof *hang);
+    hang->service = service;
+    hang->call = call;
+    rpc_call_on_cancel(call, hang_cancelled, hang);
+}
+
+/* ---- Count ---- */
+
+struct count {
+    struct echo_service *service;
+    struct rpc_stream *stream;
+    uint32_t next;
+    uint32_t total;
+    uint32_t fail_code;
+    bool hang;
+    uint8_t *payload;
+    size_t payload_len;
+    uint8_t *scratch;
+};
+
+static void count_free(struct count *count)
+{
+    ehr_free(count->payload);
+    ehr_free(count->scratch);
+    ehr_free(count);
+}
+
+static void count_cancelled(void *data, enum rpc_status why)
+{
+    struct count *count = data;
+    atomic_fetch_add(&count->service->stats.cancels[why], 1);
+    note_finish(count->service, rpc_stream_finish(count->stream, RPC_STATUS_CANCELLED, "gone"));
+    count_free(count);
+}
+
+static void count_pump(struct count *count);
+
+static void count_writable(struct rpc_stream *stream, void *data)
+{
+    struct count *count = data;
+    atomic_fetch_add(&count->service->stats.writable, 1);
+    count_pump(count);
+}
+
+/* Send until done or the queue is full; finish at the end unless hanging. */
+static void count_pump(struct count *count)
+{
+    while (count->next < count->total) {
+        Ehr__Test__CountReply reply = EHR__TEST__COUNT_REPLY__INIT;
+        reply.index = count->next;
+        reply.payload.data = count->payload;
+        reply.payload.len = count->payload_len;
+        size_t len = ehr__test__count_reply__pack(&reply, count->scratch);
+        int rv = rpc_stream_send(count->stream, count->scratch, len);
+        if (rv == EHR_EAGAIN) {
+            atomic_fetch_add(&count->service->stats.eagain, 1);
+            return; /* the writable callback resumes */
+        }
+        if (rv != 0)
+            return; /* ended: the cancel callback finishes it */
+        count->next++;
+    }
+    if (count->hang)
+        return;
+    enum rpc_status status = count->fail_code < RPC_STATUS_COUNT_
+                                 ? (enum rpc_status)count->fail_code
+                                 : RPC_STATUS_UNKNOWN;
+    note_finish(count->service,
+                rpc_stream_finish(count->stream, status, status ? "failed as asked" : NULL));
+    count_free(count);
+}
+
+static void count_handler(struct rpc_stream *stream, const uint8_t *request, size_t request_len,
+                          void *data)
+{
+    struct echo_service *service = data;
+    atomic_fetch_add(&service->stats.calls, 1);
+    Ehr__Test__CountRequest *req = ehr__test__count_request__unpack(NULL, request_len, request);
+    if (req == NULL) {
+        atomic_fetch_add(&service->stats.decode_errors, 1);
+        rpc_stream_finish(stream, RPC_STATUS_INVALID_ARGUMENT, "malformed CountRequest");
+        return;
+    }
+    if (req->payload_bytes > 1024 * 1024) {
+        rpc_stream_finish(stream, RPC_STATUS_INVALID_ARGUMENT, "payload_bytes over 1 MiB");
+        ehr__test__count_request__free_unpacked(req, NULL);
+        return;
+    }
+    struct count *count = ehr_calloc(1, sizeof *count);
+    count->service = service;
+    count->stream = stream;
+    count->total = req->count;
+    count->fail_code = req->fail_code;
+    count->hang = req->hang;
+    count->payload_len = req->payload_bytes;
+    count->payload = ehr_calloc(1, count->payload_len + 1);
+    memset(count->payload, 'x', count->payload_len);
+    count->scratch = ehr_malloc(count->payload_len + 32);
+    ehr__test__count_request__free_unpacked(req, NULL);
+    rpc_stream_on_cancel(stream, count_cancelled, count);
+    rpc_stream_on_writable(stream, count_writable, count);
+    count_pump(count);
+}
+
+int echo_service_register(struct echo_service *service, uv_loop_t *loop, struct rpc_server *server)
+{
+    memset(&service->stats, 0, sizeof service->stats);
+    service->loop = loop;
+    int rv = rpc_server_add_unary(server, ECHO_SAY, say, service);
+    if (rv == 0)
+        rv = rpc_server_add_unary(server, ECHO_HANG, hang_handler, service);
+    if (rv == 0)
+        rv = rpc_server_add_stream(server, ECHO_COUNT, count_handler, service);
+    return rv;
+}

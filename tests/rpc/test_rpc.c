@@ -1,0 +1,1527 @@
+/*
+ * Tests of rpc/: the codecs (no I/O); our client against our server on one
+ * loop (unary, async reply, streaming with back-pressure, cancel,
+ * deadlines, limits at their edges, disconnects, graceful shutdown); and a
+ * server on its own thread fed raw bytes over real sockets (HTTP/1.1,
+ * garbage, truncated and oversize messages, compressed flag, bad headers,
+ * connection limit). The interoperability test with a stock gRPC client is
+ * interop.py.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "echo.pb-c.h"
+#include "echo_service.h"
+#include "h2raw.h"
+#include "rpc.h"
+#include "rpc_internal.h"
+
+/* ---------------------------------------------------------------- codecs */
+
+static uint64_t timeout_of(const char *text)
+{
+    uint64_t ms = 0;
+    assert_int_equal(rpc__timeout_parse((const uint8_t *)text, strlen(text), &ms), 0);
+    return ms;
+}
+
+static int timeout_rejects(const char *text)
+{
+    uint64_t ms;
+    return rpc__timeout_parse((const uint8_t *)text, strlen(text), &ms) == EHR_EINVAL;
+}
+
+static void test_grpc_timeout_parses_every_unit(void **state)
+{
+    assert_int_equal(timeout_of("2H"), 2ull * 3600 * 1000);
+    assert_int_equal(timeout_of("3M"), 3ull * 60 * 1000);
+    assert_int_equal(timeout_of("5S"), 5000);
+    assert_int_equal(timeout_of("250m"), 250);
+    assert_int_equal(timeout_of("1500u"), 2);    /* rounded up */
+    assert_int_equal(timeout_of("1u"), 1);       /* a positive timeout never becomes 0 */
+    assert_int_equal(timeout_of("1000000n"), 1); /* exactly one ms */
+    assert_int_equal(timeout_of("1000001n"), 2);
+    assert_int_equal(timeout_of("0m"), 0);
+    assert_int_equal(timeout_of("99999999m"), 99999999); /* 8 digits: the edge */
+    assert_int_equal(timeout_of("99999999H"), RPC_TIMEOUT_MS_MAX);
+}
+
+static void test_grpc_timeout_rejects_malformed(void **state)
+{
+    assert_true(timeout_rejects(""));
+    assert_true(timeout_rejects("m"));
+    assert_true(timeout_rejects("100"));
+    assert_true(timeout_rejects("100x"));
+    assert_true(timeout_rejects("-5S"));
+    assert_true(timeout_rejects("1 S"));
+    assert_true(timeout_rejects("123456789m")); /* 9 digits: one over */
+}
+
+static void test_grpc_timeout_format_round_trips(void **state)
+{
+    const uint64_t cases[] = {1, 999, 99999999, 100000000, 5000000001ull, RPC_TIMEOUT_MS_MAX};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
+        char text[RPC__TIMEOUT_TEXT_BYTES_MAX + 1];
+        rpc__timeout_format(cases[i], text);
+        uint64_t back = timeout_of(text);
+        assert_true(back >= cases[i]);                  /* never shorter */
+        assert_true(back - cases[i] <= 3600ull * 1000); /* at most one unit longer */
+    }
+}
+
+static void test_grpc_message_percent_round_trip(void **state)
+{
+    const char *text = "height 7: 100% gone \xc3\xbc\n\x01 end";
+    char encoded[3 * RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+    size_t n = rpc__percent_encode(text, encoded, sizeof encoded);
+    assert_string_equal(encoded, "height 7: 100%25 gone %C3%BC%0A%01 end");
+    assert_int_equal(n, strlen(encoded));
+    char decoded[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+    rpc__percent_decode((const uint8_t *)encoded, n, decoded, sizeof decoded);
+    assert_string_equal(decoded, text);
+    /* Bad escapes pass through as they are. */
+    rpc__percent_decode((const uint8_t *)"a%zzb%4", 7, decoded, sizeof decoded);
+    assert_string_equal(decoded, "a%zzb%4");
+}
+
+static void test_grpc_message_cut_at_limit(void **state)
+{
+    char text[RPC_STATUS_MESSAGE_BYTES_MAX + 100];
+    memset(text, 'a', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    char encoded[3 * RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+    assert_int_equal(rpc__percent_encode(text, encoded, sizeof encoded),
+                     RPC_STATUS_MESSAGE_BYTES_MAX);
+    /* All escaped: three bytes each, still within the buffer. */
+    memset(text, '%', sizeof text - 1);
+    assert_int_equal(rpc__percent_encode(text, encoded, sizeof encoded),
+                     3 * RPC_STATUS_MESSAGE_BYTES_MAX);
+}
+
+static void test_status_names_and_parse(void **state)
+{
+    assert_string_equal(rpc_status_name(RPC_STATUS_OK), "OK");
+    assert_string_equal(rpc_status_name(RPC_STATUS_UNAUTHENTICATED), "UNAUTHENTICATED");
+    assert_string_equal(rpc_status_name(17), "UNKNOWN_STATUS");
+    assert_string_equal(rpc_status_name(-1), "UNKNOWN_STATUS");
+    for (int s = 0; s < RPC_STATUS_COUNT_; s++) {
+        const char *text = rpc__status_text((enum rpc_status)s);
+        assert_int_equal(rpc__status_parse((const uint8_t *)text, strlen(text)), s);
+    }
+    assert_int_equal(rpc__status_parse((const uint8_t *)"17", 2), RPC_STATUS_UNKNOWN);
+    assert_int_equal(rpc__status_parse((const uint8_t *)"x", 1), RPC_STATUS_UNKNOWN);
+    assert_int_equal(rpc__status_parse((const uint8_t *)"", 0), RPC_STATUS_UNKNOWN);
+}
+
+static void test_status_from_err_mapping(void **state)
+{
+    assert_int_equal(rpc_status_from_err(0), RPC_STATUS_OK);
+    assert_int_equal(rpc_status_from_err(EHR_EINVAL), RPC_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(rpc_status_from_err(EHR_ETOOBIG), RPC_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(rpc_status_from_err(EHR_EBADSIG), RPC_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(rpc_status_from_err(EHR_ECHAIN), RPC_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(rpc_status_from_err(EHR_ENOTFOUND), RPC_STATUS_NOT_FOUND);
+    assert_int_equal(rpc_status_from_err(EHR_EEXIST), RPC_STATUS_ALREADY_EXISTS);
+    assert_int_equal(rpc_status_from_err(EHR_EFULL), RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(rpc_status_from_err(EHR_EAGAIN), RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(rpc_status_from_err(EHR_ENOTLEADER), RPC_STATUS_UNAVAILABLE);
+    assert_int_equal(rpc_status_from_err(EHR_ETIMEDOUT), RPC_STATUS_DEADLINE_EXCEEDED);
+    assert_int_equal(rpc_status_from_err(EHR_EDENIED), RPC_STATUS_PERMISSION_DENIED);
+    assert_int_equal(rpc_status_from_err(EHR_ECORRUPT), RPC_STATUS_DATA_LOSS);
+    assert_int_equal(rpc_status_from_err(-ENOMEM), RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(rpc_status_from_err(-EIO), RPC_STATUS_INTERNAL);
+    assert_int_equal(rpc_status_from_err(12345), RPC_STATUS_UNKNOWN);
+    /* Every ehrchain code maps to something other than OK and UNKNOWN. */
+    for (int err = EHR_EINVAL; err < EHR_ERR_LAST_; err++) {
+        assert_int_not_equal(rpc_status_from_err(err), RPC_STATUS_OK);
+        assert_int_not_equal(rpc_status_from_err(err), RPC_STATUS_UNKNOWN);
+    }
+}
+
+struct gathered {
+    uint8_t data[256];
+    size_t len;
+    int count;
+};
+
+static enum rpc_status gather(void *ctx, const uint8_t *message, size_t len, char *err,
+                              size_t err_bytes)
+{
+    struct gathered *g = ctx;
+    memcpy(g->data + g->len, message, len);
+    g->len += len;
+    g->count++;
+    return RPC_STATUS_OK;
+}
+
+static void test_reader_reassembles_at_every_split(void **state)
+{
+    uint8_t wire[64];
+    size_t n = h2raw_grpc_frame(wire, 0, (const uint8_t *)"hello", 5);
+    n += h2raw_grpc_frame(wire + n, 0, NULL, 0);
+    n += h2raw_grpc_frame(wire + n, 0, (const uint8_t *)"world!", 6);
+    for (size_t split = 0; split <= n; split++) {
+        struct rpc__reader reader = {0};
+        struct gathered g = {0};
+        size_t budget = 1000;
+        char err[128];
+        assert_int_equal(
+            rpc__reader_feed(&reader, wire, split, 100, &budget, gather, &g, err, sizeof err),
+            RPC_STATUS_OK);
+        assert_int_equal(rpc__reader_feed(&reader, wire + split, n - split, 100, &budget, gather,
+                                          &g, err, sizeof err),
+                         RPC_STATUS_OK);
+        assert_int_equal(g.count, 3);
+        assert_memory_equal(g.data, "helloworld!", 11);
+        assert_true(rpc__reader_idle(&reader));
+        assert_int_equal(budget, 1000); /* everything charged was given back */
+        rpc__reader_release(&reader, &budget);
+        rpc__buf_free(&reader.body);
+    }
+}
+
+static void test_reader_refuses_oversize_before_buffering(void **state)
+{
+    uint8_t prefix[5];
+    h2raw_grpc_frame(prefix, 0, NULL, 101);
+    struct rpc__reader reader = {0};
+    struct gathered g = {0};
+    char err[128];
+    assert_int_equal(rpc__reader_feed(&reader, prefix, 5, 100, NULL, gather, &g, err, sizeof err),
+                     RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err, "101 bytes"));
+    assert_null(reader.body.data); /* nothing was allocated for it */
+    /* Exactly at the limit is fine. */
+    struct rpc__reader ok = {0};
+    uint8_t wire[105];
+    memset(wire, 0, sizeof wire);
+    h2raw_grpc_frame(wire, 0, NULL, 100);
+    assert_int_equal(rpc__reader_feed(&ok, wire, 105, 100, NULL, gather, &g, err, sizeof err),
+                     RPC_STATUS_OK);
+    assert_int_equal(g.count, 1);
+}
+
+static void test_reader_refuses_compressed_and_bad_flags(void **state)
+{
+    uint8_t wire[8];
+    char err[128];
+    struct gathered g = {0};
+    struct rpc__reader reader = {0};
+    h2raw_grpc_frame(wire, 1, (const uint8_t *)"abc", 3);
+    assert_int_equal(rpc__reader_feed(&reader, wire, 8, 100, NULL, gather, &g, err, sizeof err),
+                     RPC_STATUS_INTERNAL);
+    assert_non_null(strstr(err, "compressed"));
+    struct rpc__reader reader2 = {0};
+    h2raw_grpc_frame(wire, 0x80, (const uint8_t *)"abc", 3);
+    assert_int_equal(rpc__reader_feed(&reader2, wire, 8, 100, NULL, gather, &g, err, sizeof err),
+                     RPC_STATUS_INTERNAL);
+    assert_int_equal(g.count, 0);
+}
+
+static void test_reader_budget_limits_partial_messages(void **state)
+{
+    uint8_t wire[5 + 50];
+    memset(wire, 0, sizeof wire);
+    h2raw_grpc_frame(wire, 0, NULL, 50);
+    struct rpc__reader reader = {0};
+    struct gathered g = {0};
+    char err[128];
+    size_t budget = 49;
+    /* A partial message of 50 bytes needs 50 bytes of budget. */
+    assert_int_equal(rpc__reader_feed(&reader, wire, 20, 100, &budget, gather, &g, err, sizeof err),
+                     RPC_STATUS_RESOURCE_EXHAUSTED);
+    budget = 50;
+    struct rpc__reader reader2 = {0};
+    assert_int_equal(
+        rpc__reader_feed(&reader2, wire, 20, 100, &budget, gather, &g, err, sizeof err),
+        RPC_STATUS_OK);
+    assert_int_equal(budget, 0);
+    rpc__reader_release(&reader2, &budget); /* dropped mid-message: refunded */
+    assert_int_equal(budget, 50);
+    rpc__buf_free(&reader2.body);
+}
+
+static void test_reader_counts_messages_against_max(void **state)
+{
+    uint8_t wire[10];
+    size_t n = h2raw_grpc_frame(wire, 0, NULL, 0);
+    n += h2raw_grpc_frame(wire + n, 0, NULL, 0);
+    struct rpc__reader reader = {.messages_max = 1};
+    struct gathered g = {0};
+    char err[128];
+    assert_int_equal(rpc__reader_feed(&reader, wire, n, 100, NULL, gather, &g, err, sizeof err),
+                     RPC_STATUS_INTERNAL);
+    assert_int_equal(g.count, 1);
+    assert_non_null(strstr(err, "more than 1 message"));
+}
+
+/* ------------------------------------------ client and server on one loop */
+
+struct fixture {
+    uv_loop_t loop;
+    struct rpc_server *server;
+    struct echo_service service;
+    struct rpc_client *client;
+    uint16_t port;
+    bool connected;
+    int connect_status;
+    bool server_closed;
+    bool client_closed;
+};
+
+struct outcome {
+    bool done;
+    enum rpc_status status;
+    char message[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+    uint8_t *response;
+    size_t response_len;
+    uint32_t messages;
+    uint32_t next_index;
+    bool out_of_order;
+    struct fixture *fixture;
+    bool close_client_after; /* messages */
+    uint32_t close_after_count;
+};
+
+static void on_connected(struct rpc_client *client, int status, void *data)
+{
+    struct fixture *f = data;
+    f->connected = true;
+    f->connect_status = status;
+}
+
+static void on_done(void *data, enum rpc_status status, const char *message,
+                    const uint8_t *response, size_t response_len)
+{
+    struct outcome *o = data;
+    assert_false(o->done); /* exactly once */
+    o->done = true;
+    o->status = status;
+    snprintf(o->message, sizeof o->message, "%s", message);
+    if (response != NULL) {
+        o->response = ehr_malloc(response_len + 1);
+        memcpy(o->response, response, response_len);
+        o->response_len = response_len;
+    }
+}
+
+static void on_client_closed(void *data)
+{
+    ((struct fixture *)data)->client_closed = true;
+}
+
+static void on_message(void *data, const uint8_t *message, size_t len)
+{
+    struct outcome *o = data;
+    Ehr__Test__CountReply *reply = ehr__test__count_reply__unpack(NULL, len, message);
+    assert_non_null(reply);
+    if (reply->index != o->next_index)
+        o->out_of_order = true;
+    o->next_index = reply->index + 1;
+    o->messages++;
+    ehr__test__count_reply__free_unpacked(reply, NULL);
+    if (o->close_client_after && o->messages == o->close_after_count)
+        rpc_client_close(o->fixture->client, on_client_closed, o->fixture); /* allowed here */
+}
+
+static void outcome_clear(struct outcome *o)
+{
+    ehr_free(o->response);
+    memset(o, 0, sizeof *o);
+}
+
+static void wake_cb(uv_timer_t *timer) {}
+
+/* Run LOOP until *FLAG or 10 s of loop time (then fail). */
+static void run_until(uv_loop_t *loop, const bool *flag)
+{
+    uv_update_time(loop);
+    uint64_t start = uv_now(loop);
+    uv_timer_t tick;
+    uv_timer_init(loop, &tick);
+    uv_timer_start(&tick, wake_cb, 10, 10); /* keeps poll from sleeping long */
+    uv_unref((uv_handle_t *)&tick);
+    while (!*flag) {
+        uv_run(loop, UV_RUN_ONCE);
+        uv_update_time(loop);
+        if (uv_now(loop) - start > 10000)
+            fail_msg("timed out waiting on the loop");
+    }
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* Run until a counter reaches WANT (for service counters). */
+static void run_until_count(uv_loop_t *loop, atomic_uint *counter, unsigned want)
+{
+    bool reached = false;
+    uv_update_time(loop);
+    uint64_t start = uv_now(loop);
+    while (!reached) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        reached = atomic_load(counter) >= want;
+        uv_update_time(loop);
+        if (uv_now(loop) - start > 10000)
+            fail_msg("timed out waiting for a counter");
+        if (!reached)
+            usleep(1000);
+    }
+}
+
+static void fixture_start(struct fixture *f, const struct rpc_server_config *config,
+                          const struct rpc_client_config *client_config)
+{
+    memset(f, 0, sizeof *f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    assert_int_equal(rpc_server_new(&f->loop, config, &f->server), 0);
+    assert_int_equal(echo_service_register(&f->service, &f->loop, f->server), 0);
+    assert_int_equal(rpc_server_listen(f->server, "127.0.0.1", 0), 0);
+    f->port = rpc_server_port(f->server);
+    assert_int_not_equal(f->port, 0);
+    assert_int_equal(rpc_client_connect(&f->loop, "127.0.0.1", f->port, client_config, on_connected,
+                                        f, &f->client),
+                     0);
+    run_until(&f->loop, &f->connected);
+    assert_int_equal(f->connect_status, 0);
+}
+
+static void on_server_closed(struct rpc_server *server, void *data)
+{
+    ((struct fixture *)data)->server_closed = true;
+}
+
+static void fixture_stop(struct fixture *f)
+{
+    if (f->client != NULL && !f->client_closed)
+        rpc_client_close(f->client, on_client_closed, f);
+    if (f->server != NULL && !f->server_closed)
+        rpc_server_close(f->server, on_server_closed, f);
+    run_until(&f->loop, &f->client_closed);
+    run_until(&f->loop, &f->server_closed);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&f->loop), 0); /* every handle was closed */
+}
+
+static size_t pack_echo(uint8_t **out, const char *text, size_t payload_len, uint32_t delay_ms,
+                        uint32_t fail_code, const char *fail_message)
+{
+    Ehr__Test__EchoRequest req = EHR__TEST__ECHO_REQUEST__INIT;
+    req.text = (char *)text;
+    uint8_t *payload = ehr_calloc(1, payload_len + 1);
+    memset(payload, 'p', payload_len);
+    req.payload.data = payload;
+    req.payload.len = payload_len;
+    req.delay_ms = delay_ms;
+    req.fail_code = fail_code;
+    req.fail_message = (char *)(fail_message ? fail_message : "");
+    size_t len = ehr__test__echo_request__get_packed_size(&req);
+    *out = ehr_malloc(len + 1);
+    ehr__test__echo_request__pack(&req, *out);
+    ehr_free(payload);
+    return len;
+}
+
+static size_t pack_count(uint8_t *out, uint32_t count, uint32_t payload_bytes, uint32_t fail_code,
+                         bool hang)
+{
+    Ehr__Test__CountRequest req = EHR__TEST__COUNT_REQUEST__INIT;
+    req.count = count;
+    req.payload_bytes = payload_bytes;
+    req.fail_code = fail_code;
+    req.hang = hang;
+    return ehr__test__count_request__pack(&req, out);
+}
+
+/* One unary Say through the fixture's client; returns its outcome in O. */
+static void say_call(struct fixture *f, struct outcome *o, const char *text, size_t payload_len,
+                     uint32_t delay_ms, uint32_t fail_code, const char *fail_message,
+                     uint64_t timeout_ms)
+{
+    uint8_t *req;
+    size_t len = pack_echo(&req, text, payload_len, delay_ms, fail_code, fail_message);
+    assert_int_equal(rpc_client_unary(f->client, ECHO_SAY, req, len, timeout_ms, on_done, o, NULL),
+                     0);
+    ehr_free(req);
+    run_until(&f->loop, &o->done);
+}
+
+static void test_unary_echo_round_trip(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct outcome o = {0};
+    say_call(&f, &o, "hello", 1000, 0, 0, NULL, 5000);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    Ehr__Test__EchoReply *reply = ehr__test__echo_reply__unpack(NULL, o.response_len, o.response);
+    assert_non_null(reply);
+    assert_string_equal(reply->text, "hello");
+    assert_int_equal(reply->payload.len, 1000);
+    ehr__test__echo_reply__free_unpacked(reply, NULL);
+    outcome_clear(&o);
+    /* An empty request message is a message too. */
+    assert_int_equal(rpc_client_unary(f.client, ECHO_SAY, NULL, 0, 0, on_done, &o, NULL), 0);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    assert_int_equal(o.response_len, 0);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_unary_async_reply_after_delay(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct outcome o = {0};
+    say_call(&f, &o, "later", 10, 30, 0, NULL, 5000);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    assert_int_equal(atomic_load(&f.service.stats.late_closed), 0);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_fail_status_and_message_reach_client(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct outcome o = {0};
+    const char *text = "no block at height 7 \xe2\x80\x94 100% sure\nsecond line";
+    say_call(&f, &o, "x", 0, 0, RPC_STATUS_NOT_FOUND, text, 5000);
+    assert_int_equal(o.status, RPC_STATUS_NOT_FOUND);
+    assert_string_equal(o.message, text);
+    assert_null(o.response);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_unknown_method_is_unimplemented(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct outcome o = {0};
+    assert_int_equal(
+        rpc_client_unary(f.client, "/ehr.test.Echo/Nope", NULL, 0, 5000, on_done, &o, NULL), 0);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_UNIMPLEMENTED);
+    assert_non_null(strstr(o.message, "/ehr.test.Echo/Nope"));
+    assert_int_equal(atomic_load(&f.service.stats.calls), 0);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void start_count(struct fixture *f, struct outcome *o, uint32_t count,
+                        uint32_t payload_bytes, uint32_t fail_code, bool hang, uint64_t timeout_ms,
+                        struct rpc_client_call **call)
+{
+    uint8_t req[64];
+    size_t len = pack_count(req, count, payload_bytes, fail_code, hang);
+    assert_int_equal(rpc_client_stream(f->client, ECHO_COUNT, req, len, timeout_ms, on_message,
+                                       on_done, o, call),
+                     0);
+}
+
+static void test_stream_many_messages_in_order_with_back_pressure(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct outcome o = {0};
+    start_count(&f, &o, 5000, 1000, 0, false, 0, NULL);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    assert_int_equal(o.messages, 5000);
+    assert_false(o.out_of_order);
+    /* 5 MB through a 1 MiB queue: the handler must have been held back and resumed. */
+    assert_true(atomic_load(&f.service.stats.eagain) > 0);
+    assert_true(atomic_load(&f.service.stats.writable) > 0);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_stream_ends_with_handler_status(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct outcome o = {0};
+    start_count(&f, &o, 3, 10, RPC_STATUS_FAILED_PRECONDITION, false, 0, NULL);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_FAILED_PRECONDITION);
+    assert_string_equal(o.message, "failed as asked");
+    assert_int_equal(o.messages, 3);
+    outcome_clear(&o);
+    /* Zero messages and OK: a trailers-only response. */
+    start_count(&f, &o, 0, 0, 0, false, 0, NULL);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    assert_int_equal(o.messages, 0);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_client_cancel_reaches_handler(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct outcome o = {0};
+    struct rpc_client_call *call;
+    assert_int_equal(rpc_client_unary(f.client, ECHO_HANG, NULL, 0, 0, on_done, &o, &call), 0);
+    run_until_count(&f.loop, &f.service.stats.calls, 1);
+    assert_int_equal(rpc_server_call_count(f.server), 1);
+    rpc_client_call_cancel(call);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_CANCELLED);
+    run_until_count(&f.loop, &f.service.stats.cancels[RPC_STATUS_CANCELLED], 1);
+    /* The handler's finish after the cancel only released the call. */
+    assert_int_equal(atomic_load(&f.service.stats.late_closed), 1);
+    assert_int_equal(rpc_server_call_count(f.server), 0);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_deadline_exceeded_ends_call_on_both_sides(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct outcome o = {0};
+    assert_int_equal(rpc_client_unary(f.client, ECHO_HANG, NULL, 0, 50, on_done, &o, NULL), 0);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_DEADLINE_EXCEEDED);
+    /* The server either timed out itself or saw the client's reset first. */
+    while (atomic_load(&f.service.stats.cancels[RPC_STATUS_DEADLINE_EXCEEDED]) +
+               atomic_load(&f.service.stats.cancels[RPC_STATUS_CANCELLED]) ==
+           0)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_int_equal(rpc_server_call_count(f.server), 0);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_message_limit_edge_on_server(void **state)
+{
+    struct rpc_server_config config = {.message_bytes_max = 65536};
+    struct rpc_client_config client_config = {.message_bytes_max = 1 << 20};
+    struct fixture f;
+    fixture_start(&f, &config, &client_config);
+    /* EchoRequest{payload} is 1 tag byte + 3 length bytes + payload. */
+    struct outcome o = {0};
+    say_call(&f, &o, "", 65536 - 4, 0, 0, NULL, 5000);
+    assert_int_equal(o.status, RPC_STATUS_OK); /* exactly at the limit */
+    outcome_clear(&o);
+    say_call(&f, &o, "", 65536 - 3, 0, 0, NULL, 5000);
+    assert_int_equal(o.status, RPC_STATUS_RESOURCE_EXHAUSTED); /* one byte over */
+    assert_non_null(strstr(o.message, "65537 bytes"));
+    assert_int_equal(atomic_load(&f.service.stats.calls), 1);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_oversize_request_refused_and_connection_lives(void **state)
+{
+    struct rpc_server_config config = {.message_bytes_max = 65536};
+    struct rpc_client_config client_config = {.message_bytes_max = 4 << 20};
+    struct fixture f;
+    fixture_start(&f, &config, &client_config);
+    uint8_t *req;
+    size_t len = pack_echo(&req, "", 3 << 20, 0, 0, NULL);
+    struct outcome o = {0};
+    assert_int_equal(rpc_client_unary(f.client, ECHO_SAY, req, len, 5000, on_done, &o, NULL), 0);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(atomic_load(&f.service.stats.calls), 0);
+    ehr_free(req);
+    outcome_clear(&o);
+    /* The connection is still good. */
+    say_call(&f, &o, "after", 1, 0, 0, NULL, 5000);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static int big_reply_result = 1;
+
+static void big_reply(struct rpc_call *call, const uint8_t *request, size_t len, void *data)
+{
+    size_t n = (size_t)(uintptr_t)data;
+    uint8_t *bytes = ehr_calloc(1, n);
+    big_reply_result = rpc_call_reply(call, bytes, n);
+    ehr_free(bytes);
+}
+
+static void test_client_refuses_oversize_locally(void **state)
+{
+    struct rpc_client_config client_config = {.message_bytes_max = 100};
+    struct fixture f;
+    fixture_start(&f, NULL, &client_config);
+    uint8_t req[101] = {0};
+    struct outcome o = {0};
+    assert_int_equal(rpc_client_unary(f.client, ECHO_SAY, req, 101, 0, on_done, &o, NULL),
+                     EHR_ETOOBIG);
+    assert_int_equal(rpc_client_unary(f.client, "no-slash", req, 1, 0, on_done, &o, NULL),
+                     EHR_EINVAL);
+    /* A response over the client's limit, and one at it. */
+    assert_int_equal(rpc_server_add_unary(f.server, "/t.T/Big", big_reply, (void *)(uintptr_t)101),
+                     0);
+    assert_int_equal(rpc_server_add_unary(f.server, "/t.T/Edge", big_reply, (void *)(uintptr_t)100),
+                     0);
+    assert_int_equal(rpc_client_unary(f.client, "/t.T/Big", NULL, 0, 0, on_done, &o, NULL), 0);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(o.message, "101 bytes"));
+    outcome_clear(&o);
+    assert_int_equal(rpc_client_unary(f.client, "/t.T/Edge", NULL, 0, 0, on_done, &o, NULL), 0);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    assert_int_equal(o.response_len, 100);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_response_over_limit_fails_the_call(void **state)
+{
+    struct rpc_server_config config = {.message_bytes_max = 1000};
+    struct fixture f;
+    fixture_start(&f, &config, NULL);
+    assert_int_equal(rpc_server_add_unary(f.server, "/t.T/Big", big_reply, (void *)(uintptr_t)1001),
+                     0);
+    assert_int_equal(
+        rpc_server_add_unary(f.server, "/t.T/Edge", big_reply, (void *)(uintptr_t)1000), 0);
+    struct outcome o = {0};
+    assert_int_equal(rpc_client_unary(f.client, "/t.T/Big", NULL, 0, 0, on_done, &o, NULL), 0);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(big_reply_result, EHR_ETOOBIG);
+    assert_int_equal(o.status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    outcome_clear(&o);
+    assert_int_equal(rpc_client_unary(f.client, "/t.T/Edge", NULL, 0, 0, on_done, &o, NULL), 0);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(big_reply_result, 0);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    assert_int_equal(o.response_len, 1000);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_request_budget_is_returned_after_each_call(void **state)
+{
+    /* A budget of one message: each call must give it back for the next to fit. */
+    struct rpc_server_config config = {.message_bytes_max = 1000,
+                                       .connection_request_bytes_max = 1000};
+    struct fixture f;
+    fixture_start(&f, &config, NULL);
+    for (int i = 0; i < 20; i++) {
+        struct outcome o = {0};
+        say_call(&f, &o, "", 900, 0, 0, NULL, 5000);
+        assert_int_equal(o.status, RPC_STATUS_OK);
+        outcome_clear(&o);
+    }
+    fixture_stop(&f);
+}
+
+static void test_many_concurrent_calls_on_one_connection(void **state)
+{
+    enum { CALLS = 1000 };
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct outcome *o = ehr_calloc(CALLS, sizeof *o);
+    for (int i = 0; i < CALLS; i++) {
+        char text[16];
+        snprintf(text, sizeof text, "%d", i);
+        uint8_t *req;
+        size_t len = pack_echo(&req, text, (size_t)i % 300, 0, 0, NULL);
+        assert_int_equal(rpc_client_unary(f.client, ECHO_SAY, req, len, 0, on_done, &o[i], NULL),
+                         0);
+        ehr_free(req);
+    }
+    for (int i = 0; i < CALLS; i++) {
+        run_until(&f.loop, &o[i].done);
+        assert_int_equal(o[i].status, RPC_STATUS_OK);
+        Ehr__Test__EchoReply *reply =
+            ehr__test__echo_reply__unpack(NULL, o[i].response_len, o[i].response);
+        assert_non_null(reply);
+        char text[16];
+        snprintf(text, sizeof text, "%d", i);
+        assert_string_equal(reply->text, text);
+        assert_int_equal(reply->payload.len, (size_t)i % 300);
+        ehr__test__echo_reply__free_unpacked(reply, NULL);
+        outcome_clear(&o[i]);
+    }
+    assert_int_equal(atomic_load(&f.service.stats.calls), CALLS);
+    ehr_free(o);
+    fixture_stop(&f);
+}
+
+static void test_client_disconnect_mid_stream_cancels_handler(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct outcome o = {.fixture = &f, .close_client_after = true, .close_after_count = 10};
+    start_count(&f, &o, 10, 100, 0, true, 0, NULL);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_CANCELLED);
+    assert_int_equal(o.messages, 10);
+    run_until(&f.loop, &f.client_closed);
+    run_until_count(&f.loop, &f.service.stats.cancels[RPC_STATUS_CANCELLED], 1);
+    assert_int_equal(atomic_load(&f.service.stats.late_closed), 1);
+    assert_int_equal(rpc_server_call_count(f.server), 0);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_reply_after_client_gone_is_safe(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    uint8_t *req;
+    size_t len = pack_echo(&req, "late", 10, 40, 0, NULL);
+    struct outcome o = {0};
+    assert_int_equal(rpc_client_unary(f.client, ECHO_SAY, req, len, 0, on_done, &o, NULL), 0);
+    ehr_free(req);
+    run_until_count(&f.loop, &f.service.stats.calls, 1);
+    rpc_client_close(f.client, on_client_closed, &f);
+    run_until(&f.loop, &f.client_closed);
+    assert_int_equal(o.status, RPC_STATUS_CANCELLED);
+    /* The service holds the call with no cancel callback; its timer replies later. */
+    run_until_count(&f.loop, &f.service.stats.late_closed, 1);
+    assert_int_equal(rpc_server_call_count(f.server), 0);
+    fixture_stop(&f);
+}
+
+/* A streaming handler that fills its queue once and records how much fit. */
+static int queue_accepted = -1;
+static int queue_big_first = -1;
+
+static void fill_queue(struct rpc_stream *stream, const uint8_t *request, size_t len, void *data)
+{
+    size_t size = (size_t)(uintptr_t)data;
+    uint8_t *msg = ehr_calloc(1, size + 1);
+    int n = 0;
+    while (rpc_stream_send(stream, msg, size) == 0)
+        n++;
+    queue_accepted = n;
+    ehr_free(msg);
+    rpc_stream_finish(stream, RPC_STATUS_OK, NULL);
+}
+
+static void big_first(struct rpc_stream *stream, const uint8_t *request, size_t len, void *data)
+{
+    uint8_t *msg = ehr_calloc(1, 5000);
+    queue_big_first = rpc_stream_send(stream, msg, 5000);
+    ehr_free(msg);
+    rpc_stream_finish(stream, RPC_STATUS_OK, NULL);
+}
+
+static void count_messages(void *data, const uint8_t *message, size_t len)
+{
+    ((struct outcome *)data)->messages++;
+}
+
+static void test_stream_queue_limit_edge(void **state)
+{
+    struct rpc_server_config config = {.stream_queue_bytes_max = 1000};
+    struct fixture f;
+    fixture_start(&f, &config, NULL);
+    assert_int_equal(rpc_server_add_stream(f.server, "/t.T/Fill", fill_queue, (void *)95), 0);
+    assert_int_equal(rpc_server_add_stream(f.server, "/t.T/BigFirst", big_first, NULL), 0);
+    struct outcome o = {0};
+    assert_int_equal(
+        rpc_client_stream(f.client, "/t.T/Fill", NULL, 0, 0, count_messages, on_done, &o, NULL), 0);
+    run_until(&f.loop, &o.done);
+    /* Each message takes 95 + 5 bytes: ten fill the 1000-byte queue exactly. */
+    assert_int_equal(queue_accepted, 10);
+    assert_int_equal(o.messages, 10);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    outcome_clear(&o);
+    /* An empty queue takes one message larger than the queue. */
+    assert_int_equal(
+        rpc_client_stream(f.client, "/t.T/BigFirst", NULL, 0, 0, count_messages, on_done, &o, NULL),
+        0);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(queue_big_first, 0);
+    assert_int_equal(o.messages, 1);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+static void test_graceful_close_lets_unary_finish_and_ends_streams(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    uint8_t *req;
+    size_t len = pack_echo(&req, "inflight", 1, 50, 0, NULL);
+    struct outcome unary = {0}, stream = {0};
+    assert_int_equal(rpc_client_unary(f.client, ECHO_SAY, req, len, 0, on_done, &unary, NULL), 0);
+    ehr_free(req);
+    start_count(&f, &stream, 2, 10, 0, true, 0, NULL);
+    run_until_count(&f.loop, &f.service.stats.calls, 2);
+    rpc_server_close(f.server, on_server_closed, &f);
+    run_until(&f.loop, &stream.done);
+    assert_int_equal(stream.status, RPC_STATUS_UNAVAILABLE);
+    assert_int_equal(stream.messages, 2);
+    run_until(&f.loop, &unary.done);
+    assert_int_equal(unary.status, RPC_STATUS_OK); /* the in-flight call finished */
+    run_until(&f.loop, &f.server_closed);
+    assert_int_equal(atomic_load(&f.service.stats.cancels[RPC_STATUS_UNAVAILABLE]), 1);
+    /* New calls now fail: the server is gone. */
+    struct outcome late = {0};
+    assert_int_equal(rpc_client_unary(f.client, ECHO_SAY, NULL, 0, 0, on_done, &late, NULL), 0);
+    run_until(&f.loop, &late.done);
+    assert_int_equal(late.status, RPC_STATUS_UNAVAILABLE);
+    outcome_clear(&unary);
+    outcome_clear(&stream);
+    outcome_clear(&late);
+    fixture_stop(&f);
+}
+
+static void test_connect_refused_is_unavailable(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    /* Find a port nobody listens on: bind one and close it. */
+    struct rpc_server *probe;
+    assert_int_equal(rpc_server_new(&loop, NULL, &probe), 0);
+    assert_int_equal(rpc_server_listen(probe, "127.0.0.1", 0), 0);
+    uint16_t port = rpc_server_port(probe);
+    struct fixture f = {0};
+    rpc_server_close(probe, on_server_closed, &f);
+    run_until(&loop, &f.server_closed);
+    struct rpc_client *client;
+    assert_int_equal(rpc_client_connect(&loop, "127.0.0.1", port, NULL, on_connected, &f, &client),
+                     0);
+    struct outcome o = {0};
+    assert_int_equal(rpc_client_unary(client, ECHO_SAY, NULL, 0, 0, on_done, &o, NULL), 0);
+    run_until(&loop, &o.done);
+    assert_true(f.connected);
+    assert_int_equal(f.connect_status, UV_ECONNREFUSED);
+    assert_int_equal(o.status, RPC_STATUS_UNAVAILABLE);
+    assert_non_null(strstr(o.message, "refused"));
+    rpc_client_close(client, on_client_closed, &f);
+    run_until(&loop, &f.client_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    outcome_clear(&o);
+    assert_int_equal(rpc_client_connect(&loop, "", 1, NULL, NULL, NULL, &client), EHR_EINVAL);
+}
+
+static void noop_unary(struct rpc_call *call, const uint8_t *r, size_t n, void *d)
+{
+    rpc_call_reply(call, NULL, 0);
+}
+
+static void test_method_registration_rules(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rpc_server *server;
+    assert_int_equal(rpc_server_new(&loop, NULL, &server), 0);
+    const char *bad[] = {"", "/", "//", "/a", "/a/", "//b", "a/b", "/a/b/c", "/a /b", "/a/b\n"};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(bad); i++)
+        assert_int_equal(rpc_server_add_unary(server, bad[i], noop_unary, NULL), EHR_EINVAL);
+    char longest[RPC_METHOD_PATH_BYTES_MAX + 2];
+    memset(longest, 'm', sizeof longest);
+    longest[0] = '/';
+    longest[2] = '/';
+    longest[RPC_METHOD_PATH_BYTES_MAX] = '\0'; /* exactly the limit */
+    assert_int_equal(rpc_server_add_unary(server, longest, noop_unary, NULL), 0);
+    longest[RPC_METHOD_PATH_BYTES_MAX] = 'm';
+    longest[RPC_METHOD_PATH_BYTES_MAX + 1] = '\0'; /* one over */
+    assert_int_equal(rpc_server_add_unary(server, longest, noop_unary, NULL), EHR_EINVAL);
+    assert_int_equal(rpc_server_add_unary(server, "/s.S/M", noop_unary, NULL), 0);
+    assert_int_equal(rpc_server_add_unary(server, "/s.S/M", noop_unary, NULL), EHR_EEXIST);
+    for (unsigned i = 2; i < RPC_METHODS_MAX; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/s.S/M%u", i);
+        assert_int_equal(rpc_server_add_unary(server, path, noop_unary, NULL), 0);
+    }
+    assert_int_equal(rpc_server_add_unary(server, "/s.S/OneTooMany", noop_unary, NULL), EHR_EFULL);
+    struct rpc_server_config config = {.message_bytes_max = 2u << 20,
+                                       .connection_request_bytes_max = 1u << 20};
+    struct rpc_server *bad_server;
+    assert_int_equal(rpc_server_new(&loop, &config, &bad_server), EHR_EINVAL);
+    struct fixture f = {0};
+    rpc_server_close(server, on_server_closed, &f);
+    run_until(&loop, &f.server_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* ------------------------------------------ a server thread and raw sockets */
+
+struct thread_server {
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_async_t stop;
+    uv_sem_t ready;
+    struct rpc_server *server;
+    struct echo_service service;
+    struct rpc_server_config config;
+    uint16_t port;
+};
+
+static void ts_closed(struct rpc_server *server, void *data)
+{
+    struct thread_server *ts = data;
+    uv_close((uv_handle_t *)&ts->stop, NULL);
+}
+
+static void ts_stop(uv_async_t *async)
+{
+    struct thread_server *ts = async->data;
+    rpc_server_close(ts->server, ts_closed, ts);
+}
+
+static void ts_main(void *arg)
+{
+    struct thread_server *ts = arg;
+    uv_loop_init(&ts->loop);
+    uv_async_init(&ts->loop, &ts->stop, ts_stop);
+    ts->stop.data = ts;
+    EHR_ASSERT(rpc_server_new(&ts->loop, &ts->config, &ts->server) == 0);
+    EHR_ASSERT(echo_service_register(&ts->service, &ts->loop, ts->server) == 0);
+    EHR_ASSERT(rpc_server_listen(ts->server, "127.0.0.1", 0) == 0);
+    ts->port = rpc_server_port(ts->server);
+    uv_sem_post(&ts->ready);
+    uv_run(&ts->loop, UV_RUN_DEFAULT);
+    EHR_ASSERT(uv_loop_close(&ts->loop) == 0);
+}
+
+static struct thread_server *ts_start(const struct rpc_server_config *config)
+{
+    struct thread_server *ts = ehr_calloc(1, sizeof *ts);
+    if (config != NULL)
+        ts->config = *config;
+    uv_sem_init(&ts->ready, 0);
+    assert_int_equal(uv_thread_create(&ts->thread, ts_main, ts), 0);
+    uv_sem_wait(&ts->ready);
+    return ts;
+}
+
+static void ts_join(struct thread_server *ts)
+{
+    uv_async_send(&ts->stop);
+    uv_thread_join(&ts->thread);
+    uv_sem_destroy(&ts->ready);
+    ehr_free(ts);
+}
+
+/* Wait (from the test thread) for a service counter the server thread bumps. */
+static void wait_count(atomic_uint *counter, unsigned want)
+{
+    for (int i = 0; i < 5000 && atomic_load(counter) < want; i++)
+        usleep(1000);
+    assert_true(atomic_load(counter) >= want);
+}
+
+static int setup_thread_server(void **state)
+{
+    *state = ts_start(NULL);
+    return 0;
+}
+
+static int teardown_thread_server(void **state)
+{
+    ts_join(*state);
+    return 0;
+}
+
+static void test_raw_http1_request_gets_505(void **state)
+{
+    struct thread_server *ts = *state;
+    int fd = raw_connect(ts->port);
+    assert_true(fd >= 0);
+    const char request[] = "POST /ehr.test.Echo/Say HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_int_equal(raw_send(fd, request, sizeof request - 1), 0);
+    uint8_t buf[1024];
+    bool eof;
+    size_t n = raw_read(fd, buf, sizeof buf - 1, 5000, &eof);
+    buf[n] = '\0';
+    assert_true(eof);
+    assert_memory_equal(buf, "HTTP/1.1 505 ", 13);
+    assert_non_null(strstr((char *)buf, "HTTP/2"));
+    close(fd);
+}
+
+static void test_raw_garbage_closes_connection_and_server_lives(void **state)
+{
+    struct thread_server *ts = *state;
+    int fd = raw_connect(ts->port);
+    assert_true(fd >= 0);
+    uint8_t garbage[300];
+    for (size_t i = 0; i < sizeof garbage; i++)
+        garbage[i] = (uint8_t)(i * 131 + 7);
+    assert_int_equal(raw_send(fd, garbage, sizeof garbage), 0);
+    uint8_t buf[1024];
+    bool eof;
+    raw_read(fd, buf, sizeof buf, 5000, &eof);
+    assert_true(eof);
+    close(fd);
+    /* A valid preface followed by a garbage frame: GOAWAY, then close. */
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    assert_true(h2raw_wait(&h, NULL, 100) == false);
+    const uint8_t bad_frame[] = {0, 0, 4, 0xff, 0, 0, 0, 0, 1, 1, 2, 3, 4};
+    /* An unknown frame type must be ignored; a DATA frame on stream 0 is fatal. */
+    const uint8_t fatal[] = {0, 0, 1, 0, 0, 0, 0, 0, 0, 'x'};
+    assert_int_equal(raw_send(h.fd, bad_frame, sizeof bad_frame), 0);
+    assert_int_equal(raw_send(h.fd, fatal, sizeof fatal), 0);
+    assert_true(h2raw_wait(&h, NULL, 5000));
+    assert_true(h.goaway);
+    h2raw_close(&h);
+    /* The server still serves. */
+    struct rpc_sync *sync;
+    char err[256];
+    assert_int_equal(rpc_sync_open("127.0.0.1", ts->port, 5000, &sync, err, sizeof err), 0);
+    struct rpc_result result;
+    assert_int_equal(rpc_sync_unary(sync, ECHO_SAY, NULL, 0, 5000, &result), RPC_STATUS_OK);
+    rpc_result_clear(&result);
+    rpc_sync_close(sync);
+}
+
+/* Send one raw request and wait for its end. */
+static struct h2raw_stream *raw_call(struct h2raw *h, uint16_t port, const char *path,
+                                     const char *const *headers, const uint8_t *body,
+                                     size_t body_len, bool end_stream)
+{
+    assert_int_equal(h2raw_connect(h, port), 0);
+    struct h2raw_stream *s = h2raw_request(h, path, headers, body, body_len, end_stream);
+    assert_non_null(s);
+    assert_true(h2raw_wait(h, s, 5000));
+    return s;
+}
+
+static void test_raw_truncated_message_is_internal(void **state)
+{
+    struct thread_server *ts = *state;
+    uint8_t body[8];
+    h2raw_grpc_frame(body, 0, NULL, 10); /* announces 10 bytes ... */
+    memcpy(body + 5, "abc", 3);          /* ... sends 3, then ends the stream */
+    struct h2raw h;
+    struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_SAY, NULL, body, sizeof body, true);
+    assert_int_equal(s->http_status, 200);
+    assert_int_equal(s->grpc_status, RPC_STATUS_INTERNAL);
+    assert_non_null(strstr(s->grpc_message, "truncated"));
+    h2raw_close(&h);
+}
+
+static void test_raw_request_without_message_is_internal(void **state)
+{
+    struct thread_server *ts = *state;
+    struct h2raw h;
+    struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_SAY, NULL, NULL, 0, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_INTERNAL);
+    assert_non_null(strstr(s->grpc_message, "no message"));
+    h2raw_close(&h);
+}
+
+static void test_raw_two_messages_on_unary_is_internal(void **state)
+{
+    struct thread_server *ts = *state;
+    uint8_t body[10];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    h2raw_grpc_frame(body + 5, 0, NULL, 0);
+    struct h2raw h;
+    struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_SAY, NULL, body, sizeof body, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_INTERNAL);
+    assert_non_null(strstr(s->grpc_message, "more than 1 message"));
+    h2raw_close(&h);
+}
+
+static void test_raw_length_prefix_over_limit_refused_early(void **state)
+{
+    struct thread_server *ts = *state;
+    uint8_t prefix[5];
+    h2raw_grpc_frame(prefix, 0, NULL, RPC_MESSAGE_BYTES_MAX + 1);
+    /* Only the prefix, stream left open: the answer must not wait for the body. */
+    struct h2raw h;
+    struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_SAY, NULL, prefix, 5, false);
+    assert_int_equal(s->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(s->grpc_message, "over the limit"));
+    assert_int_equal(s->close_code, NGHTTP2_NO_ERROR); /* and told to stop sending */
+    h2raw_close(&h);
+}
+
+static void test_raw_oversize_body_is_never_buffered(void **state)
+{
+    struct thread_server *ts = *state;
+    size_t len = RPC_MESSAGE_BYTES_MAX + 1;
+    uint8_t *body = calloc(1, 5 + len);
+    assert_non_null(body);
+    h2raw_grpc_frame(body, 0, NULL, (uint32_t)len);
+    ehr_alloc_stats_reset(); /* this client allocates with malloc: only the server counts */
+    struct h2raw h;
+    struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_SAY, NULL, body, 5 + len, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    /* The server never held more than a read buffer's worth of it. */
+    assert_true(ehr_alloc_largest_bytes() <= RPC__READ_BUFFER_BYTES);
+    h2raw_close(&h);
+    free(body);
+}
+
+static void test_raw_compressed_flag_is_internal(void **state)
+{
+    struct thread_server *ts = *state;
+    uint8_t body[8];
+    h2raw_grpc_frame(body, 1, (const uint8_t *)"abc", 3);
+    struct h2raw h;
+    struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_SAY, NULL, body, sizeof body, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_INTERNAL);
+    assert_non_null(strstr(s->grpc_message, "compressed"));
+    h2raw_close(&h);
+    const char *const gzip[] = {"grpc-encoding", "gzip", NULL};
+    h2raw_grpc_frame(body, 0, (const uint8_t *)"abc", 3);
+    s = raw_call(&h, ts->port, ECHO_SAY, gzip, body, sizeof body, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_UNIMPLEMENTED);
+    assert_non_null(strstr(s->grpc_message, "gzip"));
+    h2raw_close(&h);
+}
+
+static void test_raw_bad_headers_are_refused(void **state)
+{
+    struct thread_server *ts = *state;
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    struct h2raw h;
+    /* Each case: headers, then the HTTP and gRPC status expected. */
+    const char *const no_te[] = {H2RAW_NO_DEFAULTS,
+                                 "",
+                                 ":method",
+                                 "POST",
+                                 ":scheme",
+                                 "http",
+                                 ":authority",
+                                 "x",
+                                 ":path",
+                                 ECHO_SAY,
+                                 "content-type",
+                                 "application/grpc",
+                                 NULL};
+    struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_SAY, no_te, body, 5, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_INTERNAL);
+    assert_non_null(strstr(s->grpc_message, "te: trailers"));
+    h2raw_close(&h);
+    const char *const json[] = {H2RAW_NO_DEFAULTS,
+                                "",
+                                ":method",
+                                "POST",
+                                ":scheme",
+                                "http",
+                                ":authority",
+                                "x",
+                                ":path",
+                                ECHO_SAY,
+                                "content-type",
+                                "application/json",
+                                "te",
+                                "trailers",
+                                NULL};
+    s = raw_call(&h, ts->port, ECHO_SAY, json, body, 5, true);
+    assert_int_equal(s->http_status, 415);
+    assert_int_equal(s->grpc_status, RPC_STATUS_INTERNAL);
+    h2raw_close(&h);
+    const char *const get[] = {H2RAW_NO_DEFAULTS,
+                               "",
+                               ":method",
+                               "GET",
+                               ":scheme",
+                               "http",
+                               ":authority",
+                               "x",
+                               ":path",
+                               ECHO_SAY,
+                               "content-type",
+                               "application/grpc",
+                               "te",
+                               "trailers",
+                               NULL};
+    s = raw_call(&h, ts->port, ECHO_SAY, get, NULL, 0, true);
+    assert_int_equal(s->http_status, 405);
+    h2raw_close(&h);
+    const char *const bad_timeout[] = {"grpc-timeout", "soon", NULL};
+    s = raw_call(&h, ts->port, ECHO_SAY, bad_timeout, body, 5, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_INTERNAL);
+    assert_non_null(strstr(s->grpc_message, "grpc-timeout"));
+    h2raw_close(&h);
+    char big[RPC_HEADER_LIST_BYTES_MAX];
+    memset(big, 'v', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    const char *const too_big[] = {"x-big", big, NULL};
+    s = raw_call(&h, ts->port, ECHO_SAY, too_big, body, 5, true);
+    assert_int_equal(s->http_status, 431);
+    assert_int_equal(s->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    h2raw_close(&h);
+}
+
+static void test_raw_server_enforces_grpc_timeout(void **state)
+{
+    struct thread_server *ts = *state;
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    const char *const units[] = {"50m", "50000u", "50000000n"};
+    unsigned cancels = atomic_load(&ts->service.stats.cancels[RPC_STATUS_DEADLINE_EXCEEDED]);
+    unsigned timedout = atomic_load(&ts->service.stats.late_timedout);
+    for (unsigned i = 0; i < EHR_ARRAY_COUNT(units); i++) {
+        const char *const timeout[] = {"grpc-timeout", units[i], NULL};
+        struct h2raw h;
+        struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_HANG, timeout, body, 5, true);
+        assert_int_equal(s->grpc_status, RPC_STATUS_DEADLINE_EXCEEDED);
+        h2raw_close(&h);
+        /* The handler was told, and its late finish said so. */
+        wait_count(&ts->service.stats.cancels[RPC_STATUS_DEADLINE_EXCEEDED], cancels + i + 1);
+        wait_count(&ts->service.stats.late_timedout, timedout + i + 1);
+    }
+}
+
+static void test_raw_client_vanishes_mid_stream(void **state)
+{
+    struct thread_server *ts = *state;
+    unsigned before = atomic_load(&ts->service.stats.cancels[RPC_STATUS_CANCELLED]);
+    uint8_t req[64];
+    size_t len = pack_count(req + 5, 1000000, 1000, 0, false);
+    h2raw_grpc_frame(req, 0, req + 5, (uint32_t)len);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    struct h2raw_stream *s = h2raw_request(&h, ECHO_COUNT, NULL, req, 5 + len, true);
+    assert_non_null(s);
+    for (int i = 0; i < 500 && s->data_len == 0; i++)
+        h2raw_wait(&h, s, 10); /* some data flows, then the client just vanishes */
+    assert_true(s->data_len > 0);
+    h2raw_close(&h);
+    wait_count(&ts->service.stats.cancels[RPC_STATUS_CANCELLED], before + 1);
+}
+
+static void test_sync_client_unary_and_stream(void **state)
+{
+    struct thread_server *ts = *state;
+    struct rpc_sync *sync;
+    char err[256];
+    assert_int_equal(rpc_sync_open("localhost", ts->port, 5000, &sync, err, sizeof err), 0);
+    uint8_t *req;
+    size_t len = pack_echo(&req, "sync", 5, 0, 0, NULL);
+    struct rpc_result result;
+    assert_int_equal(rpc_sync_unary(sync, ECHO_SAY, req, len, 5000, &result), RPC_STATUS_OK);
+    Ehr__Test__EchoReply *reply =
+        ehr__test__echo_reply__unpack(NULL, result.response_len, result.response);
+    assert_non_null(reply);
+    assert_string_equal(reply->text, "sync");
+    ehr__test__echo_reply__free_unpacked(reply, NULL);
+    rpc_result_clear(&result);
+    ehr_free(req);
+    uint8_t count_req[32];
+    len = pack_count(count_req, 7, 3, 0, false);
+    struct outcome o = {0};
+    assert_int_equal(
+        rpc_sync_stream(sync, ECHO_COUNT, count_req, len, 5000, on_message, &o, &result),
+        RPC_STATUS_OK);
+    assert_int_equal(o.messages, 7);
+    rpc_result_clear(&result);
+    assert_int_equal(rpc_sync_unary(sync, ECHO_HANG, NULL, 0, 30, &result),
+                     RPC_STATUS_DEADLINE_EXCEEDED);
+    rpc_result_clear(&result);
+    rpc_sync_close(sync);
+    /* A port with no server: a clear error. */
+    assert_int_not_equal(rpc_sync_open("127.0.0.1", 1, 2000, &sync, err, sizeof err), 0);
+    assert_non_null(strstr(err, "127.0.0.1:1"));
+}
+
+static void test_connection_limit_edge(void **state)
+{
+    struct rpc_server_config config = {.connections_max = 2};
+    struct thread_server *ts = ts_start(&config);
+    struct h2raw a, b;
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    /* Two connections (the limit) are served ... */
+    struct h2raw_stream *s = raw_call(&a, ts->port, ECHO_SAY, NULL, body, 5, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    s = raw_call(&b, ts->port, ECHO_SAY, NULL, body, 5, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    /* ... the third is closed at once. */
+    int fd = raw_connect(ts->port);
+    assert_true(fd >= 0);
+    uint8_t buf[64];
+    bool eof;
+    raw_read(fd, buf, sizeof buf, 5000, &eof);
+    assert_true(eof);
+    close(fd);
+    h2raw_close(&a);
+    h2raw_close(&b);
+    ts_join(ts);
+}
+
+static void test_streams_per_connection_edge(void **state)
+{
+    struct rpc_server_config config = {.streams_per_connection_max = 4};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    /* Sent at once, before our SETTINGS can be acknowledged: the server holds the line. */
+    struct h2raw_stream *s[5];
+    for (int i = 0; i < 5; i++) {
+        s[i] = h2raw_request(&h, ECHO_HANG, NULL, body, 5, true);
+        assert_non_null(s[i]);
+    }
+    assert_true(h2raw_wait(&h, s[4], 5000));
+    assert_int_equal(s[4]->close_code, NGHTTP2_REFUSED_STREAM); /* the fifth: refused */
+    wait_count(&ts->service.stats.calls, 4);                    /* four: served */
+    for (int i = 0; i < 4; i++)
+        assert_false(s[i]->closed);
+    h2raw_close(&h);
+    wait_count(&ts->service.stats.cancels[RPC_STATUS_CANCELLED], 4);
+    assert_int_equal(atomic_load(&ts->service.stats.calls), 4);
+    ts_join(ts);
+}
+
+static void test_header_list_edge(void **state)
+{
+    struct thread_server *ts = *state;
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    /* h2raw's own headers count 294 bytes (name + value + 32 each); x-big adds 37 + value. */
+    size_t value_len = RPC_HEADER_LIST_BYTES_MAX - 294 - 37;
+    char *big = calloc(1, value_len + 2);
+    memset(big, 'v', value_len);
+    const char *const headers[] = {"x-big", big, NULL};
+    struct h2raw h;
+    struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_SAY, headers, body, 5, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK); /* exactly at the limit */
+    h2raw_close(&h);
+    big[value_len] = 'v'; /* one byte over */
+    s = raw_call(&h, ts->port, ECHO_SAY, headers, body, 5, true);
+    assert_int_equal(s->http_status, 431);
+    assert_int_equal(s->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    h2raw_close(&h);
+    free(big);
+}
+
+static void test_connection_request_budget_edge(void **state)
+{
+    struct rpc_server_config config = {.message_bytes_max = 32768,
+                                       .connection_request_bytes_max = 65536};
+    struct thread_server *ts = ts_start(&config);
+    size_t frame = 5 + 32768;
+    uint8_t *a = calloc(1, frame), *b = calloc(1, frame);
+    h2raw_grpc_frame(a, 0, NULL, 32768);
+    h2raw_grpc_frame(b, 0, NULL, 32768);
+    uint8_t c[6];
+    h2raw_grpc_frame(c, 0, (const uint8_t *)"c", 1);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    /* Two whole messages held (streams left open) use the budget exactly ... */
+    struct h2raw_stream *sa = h2raw_request(&h, ECHO_SAY, NULL, a, frame, false);
+    struct h2raw_stream *sb = h2raw_request(&h, ECHO_SAY, NULL, b, frame, false);
+    struct h2raw_stream *sc = h2raw_request(&h, ECHO_SAY, NULL, c, sizeof c, true);
+    assert_true(h2raw_wait(&h, sc, 5000));
+    /* ... so a third, of one byte, does not fit. */
+    assert_int_equal(sc->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(sc->grpc_message, "connection"));
+    assert_false(sa->closed);
+    assert_false(sb->closed);
+    h2raw_close(&h);
+    free(a);
+    free(b);
+    ts_join(ts);
+}
+
+static void test_idle_connection_is_closed(void **state)
+{
+    struct rpc_server_config config = {.idle_timeout_ms = 50};
+    struct thread_server *ts = ts_start(&config);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    assert_true(h2raw_wait(&h, NULL, 5000)); /* EOF after a GOAWAY, without a request */
+    assert_true(h.goaway);
+    h2raw_close(&h);
+    ts_join(ts);
+}
+
+static void test_shutdown_grace_forces_held_calls(void **state)
+{
+    struct rpc_server_config config = {.shutdown_grace_ms = 50};
+    struct fixture f;
+    fixture_start(&f, &config, NULL);
+    struct outcome o = {0};
+    assert_int_equal(rpc_client_unary(f.client, ECHO_HANG, NULL, 0, 0, on_done, &o, NULL), 0);
+    run_until_count(&f.loop, &f.service.stats.calls, 1);
+    rpc_server_close(f.server, on_server_closed, &f);
+    run_until(&f.loop, &f.server_closed); /* the grace ran out: the call was forced */
+    assert_int_equal(atomic_load(&f.service.stats.cancels[RPC_STATUS_UNAVAILABLE]), 1);
+    run_until(&f.loop, &o.done);
+    assert_int_equal(o.status, RPC_STATUS_UNAVAILABLE);
+    fixture_stop(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest codec[] = {
+        cmocka_unit_test(test_grpc_timeout_parses_every_unit),
+        cmocka_unit_test(test_grpc_timeout_rejects_malformed),
+        cmocka_unit_test(test_grpc_timeout_format_round_trips),
+        cmocka_unit_test(test_grpc_message_percent_round_trip),
+        cmocka_unit_test(test_grpc_message_cut_at_limit),
+        cmocka_unit_test(test_status_names_and_parse),
+        cmocka_unit_test(test_status_from_err_mapping),
+        cmocka_unit_test(test_reader_reassembles_at_every_split),
+        cmocka_unit_test(test_reader_refuses_oversize_before_buffering),
+        cmocka_unit_test(test_reader_refuses_compressed_and_bad_flags),
+        cmocka_unit_test(test_reader_budget_limits_partial_messages),
+        cmocka_unit_test(test_reader_counts_messages_against_max),
+    };
+    const struct CMUnitTest loop[] = {
+        cmocka_unit_test(test_unary_echo_round_trip),
+        cmocka_unit_test(test_unary_async_reply_after_delay),
+        cmocka_unit_test(test_fail_status_and_message_reach_client),
+        cmocka_unit_test(test_unknown_method_is_unimplemented),
+        cmocka_unit_test(test_stream_many_messages_in_order_with_back_pressure),
+        cmocka_unit_test(test_stream_ends_with_handler_status),
+        cmocka_unit_test(test_client_cancel_reaches_handler),
+        cmocka_unit_test(test_deadline_exceeded_ends_call_on_both_sides),
+        cmocka_unit_test(test_message_limit_edge_on_server),
+        cmocka_unit_test(test_oversize_request_refused_and_connection_lives),
+        cmocka_unit_test(test_client_refuses_oversize_locally),
+        cmocka_unit_test(test_response_over_limit_fails_the_call),
+        cmocka_unit_test(test_request_budget_is_returned_after_each_call),
+        cmocka_unit_test(test_many_concurrent_calls_on_one_connection),
+        cmocka_unit_test(test_client_disconnect_mid_stream_cancels_handler),
+        cmocka_unit_test(test_reply_after_client_gone_is_safe),
+        cmocka_unit_test(test_stream_queue_limit_edge),
+        cmocka_unit_test(test_graceful_close_lets_unary_finish_and_ends_streams),
+        cmocka_unit_test(test_connect_refused_is_unavailable),
+        cmocka_unit_test(test_method_registration_rules),
+        cmocka_unit_test(test_shutdown_grace_forces_held_calls),
+    };
+    const struct CMUnitTest raw[] = {
+        cmocka_unit_test(test_raw_http1_request_gets_505),
+        cmocka_unit_test(test_raw_garbage_closes_connection_and_server_lives),
+        cmocka_unit_test(test_raw_truncated_message_is_internal),
+        cmocka_unit_test(test_raw_request_without_message_is_internal),
+        cmocka_unit_test(test_raw_two_messages_on_unary_is_internal),
+        cmocka_unit_test(test_raw_length_prefix_over_limit_refused_early),
+        cmocka_unit_test(test_raw_oversize_body_is_never_buffered),
+        cmocka_unit_test(test_raw_compressed_flag_is_internal),
+        cmocka_unit_test(test_raw_bad_headers_are_refused),
+        cmocka_unit_test(test_raw_server_enforces_grpc_timeout),
+        cmocka_unit_test(test_raw_client_vanishes_mid_stream),
+        cmocka_unit_test(test_sync_client_unary_and_stream),
+        cmocka_unit_test(test_header_list_edge),
+    };
+    const struct CMUnitTest limits[] = {
+        cmocka_unit_test(test_connection_limit_edge),
+        cmocka_unit_test(test_streams_per_connection_edge),
+        cmocka_unit_test(test_connection_request_budget_edge),
+        cmocka_unit_test(test_idle_connection_is_closed),
+    };
+    ehr_log_set_level(EHR_LOG_OFF);
+    int failed = cmocka_run_group_tests_name("rpc codecs", codec, NULL, NULL);
+    failed += cmocka_run_group_tests_name("rpc client and server", loop, NULL, NULL);
+    failed += cmocka_run_group_tests_name("rpc raw input", raw, setup_thread_server,
+                                          teardown_thread_server);
+    failed += cmocka_run_group_tests_name("rpc limits", limits, NULL, NULL);
+    return failed;
+}
