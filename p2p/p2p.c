@@ -39,6 +39,7 @@
  * run (with UV_ECANCELED) before the close callback; several uv_write calls
  * on one stream complete in order.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -705,6 +706,14 @@ int p2p_create(uv_loop_t *loop, const p2p_config *config, p2p **out)
     size_t chain_len = strlen(config->chain_id);
     if (chain_len == 0 || chain_len > P2P_CHAIN_ID_BYTES_MAX)
         return EHR_EINVAL;
+    /* libuv writes with write(2): with SIGPIPE at its default, a peer that
+     * closes while we write would kill the process. Changing the process's
+     * signal disposition is not a library's business, so insist instead. */
+    struct sigaction pipe_action;
+    if (sigaction(SIGPIPE, NULL, &pipe_action) != 0 || pipe_action.sa_handler == SIG_DFL) {
+        ehr_log(EHR_LOG_ERROR, "p2p needs SIGPIPE ignored", "hint=\"signal(SIGPIPE, SIG_IGN)\"");
+        return EHR_EINVAL;
+    }
     size_t queue =
         config->queue_bytes_max != 0 ? config->queue_bytes_max : (size_t)P2P_QUEUE_BYTES_DEFAULT;
     if (queue < P2P_QUEUE_BYTES_MIN || queue > P2P_QUEUE_BYTES_MAX)

@@ -19,7 +19,9 @@
  * Threading: everything runs on the caller's loop thread; no function may be
  * called from another thread. No global state: several p2p objects may share
  * one loop or live on different loops. ehr_crypto_init() must have been called
- * once before p2p_create.
+ * once before p2p_create, and SIGPIPE must not be at its default disposition
+ * (ignore it: a peer that closes while we write would otherwise kill the
+ * process; p2p_create refuses to start if it is).
  */
 #ifndef EHR_P2P_H
 #define EHR_P2P_H
@@ -126,7 +128,7 @@ typedef struct p2p_config {
  * Create a p2p object on LOOP (borrowed; must outlive it). It does nothing
  * until p2p_listen / p2p_set_members. Returns 0 and *OUT (freed by p2p_close),
  * or EHR_EINVAL for a bad config (missing key or callback, chain id empty or
- * too long, timing or queue bound out of range).
+ * too long, timing or queue bound out of range) or SIGPIPE not ignored.
  */
 int p2p_create(uv_loop_t *loop, const p2p_config *config, p2p **out);
 

@@ -44,6 +44,7 @@ int main(int argc, char **argv)
         return 2;
     }
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    signal(SIGPIPE, SIG_IGN);
     if (ehr_crypto_init() != 0)
         return 1;
     ehr_log_set_level(EHR_LOG_WARN);

@@ -324,15 +324,12 @@ static void rawpeer_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *
     free(buf->base);
 }
 
-static void rawpeer_on_connect(uv_connect_t *req, int status)
+static void rawpeer_begin(rawpeer *rp, bool initiator)
 {
-    rawpeer *rp = req->data;
-    assert_int_equal(status, 0);
-    rp->connected = true;
     uv_read_start((uv_stream_t *)&rp->tcp, rawpeer_alloc, rawpeer_on_read);
     if (rp->handshake) {
         p2p__hs_params params = {
-            .initiator = true,
+            .initiator = initiator,
             .node_key = rp->key,
             .chain_id = rp->chain_id,
             .expected_peer = rp->expected_peer,
@@ -343,10 +340,49 @@ static void rawpeer_on_connect(uv_connect_t *req, int status)
     }
 }
 
+static void rawpeer_on_connect(uv_connect_t *req, int status)
+{
+    rawpeer *rp = req->data;
+    assert_int_equal(status, 0);
+    rp->connected = true;
+    rawpeer_begin(rp, true);
+}
+
+static void rawpeer_on_connection(uv_stream_t *server, int status)
+{
+    rawpeer *rp = server->data;
+    if (status != 0 || rp->accepted)
+        return; /* one connection only; later ones wait in the backlog */
+    assert_int_equal(uv_tcp_init(rp->loop, &rp->tcp), 0);
+    rp->tcp_open = true;
+    rp->tcp.data = rp;
+    assert_int_equal(uv_accept(server, (uv_stream_t *)&rp->tcp), 0);
+    rp->accepted = true;
+    rp->connected = true;
+    rawpeer_begin(rp, false);
+}
+
+void rawpeer_listen(rawpeer *rp, uv_loop_t *loop)
+{
+    rp->loop = loop;
+    assert_int_equal(uv_tcp_init(loop, &rp->server), 0);
+    rp->server.data = rp;
+    struct sockaddr_in addr;
+    assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &addr), 0);
+    assert_int_equal(uv_tcp_bind(&rp->server, (const struct sockaddr *)&addr, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&rp->server, 8, rawpeer_on_connection), 0);
+    struct sockaddr_storage bound;
+    int len = (int)sizeof bound;
+    assert_int_equal(uv_tcp_getsockname(&rp->server, (struct sockaddr *)&bound, &len), 0);
+    rp->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    rp->listening = true;
+}
+
 void rawpeer_connect(rawpeer *rp, uv_loop_t *loop, uint16_t port)
 {
     rp->loop = loop;
     assert_int_equal(uv_tcp_init(loop, &rp->tcp), 0);
+    rp->tcp_open = true;
     rp->tcp.data = rp;
     rp->connect_req.data = rp;
     struct sockaddr_in addr;
@@ -378,11 +414,22 @@ static void rawpeer_on_closed(uv_handle_t *handle)
     rp->closed = true;
 }
 
+static void rawpeer_on_server_closed(uv_handle_t *handle)
+{
+    rawpeer *rp = handle->data;
+    rp->listening = false;
+}
+
 void rawpeer_close(rawpeer *rp)
 {
-    if (!rp->closed && !uv_is_closing((uv_handle_t *)&rp->tcp)) {
+    if (rp->tcp_open && !rp->closed && !uv_is_closing((uv_handle_t *)&rp->tcp)) {
         uv_close((uv_handle_t *)&rp->tcp, rawpeer_on_closed);
         while (!rp->closed)
+            uv_run(rp->loop, UV_RUN_ONCE);
+    }
+    if (rp->listening) {
+        uv_close((uv_handle_t *)&rp->server, rawpeer_on_server_closed);
+        while (rp->listening)
             uv_run(rp->loop, UV_RUN_ONCE);
     }
     p2p__hs_wipe(&rp->hs);

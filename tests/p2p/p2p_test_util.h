@@ -92,7 +92,12 @@ enum { RAWPEER_IN_BYTES_MAX = 4096, RAWPEER_SENT_BYTES_MAX = 4096 };
 
 typedef struct rawpeer {
     uv_loop_t *loop;
+    uv_tcp_t server; /* for rawpeer_listen */
+    bool listening;
+    bool accepted;
+    uint16_t port;
     uv_tcp_t tcp;
+    bool tcp_open;
     uv_connect_t connect_req;
     bool connected;
     bool eof; /* the other side closed */
@@ -118,6 +123,9 @@ typedef struct rawpeer {
 
 /* Connect RP to 127.0.0.1:PORT on LOOP. Set the handshake fields first. */
 void rawpeer_connect(rawpeer *rp, uv_loop_t *loop, uint16_t port);
+/* Listen on 127.0.0.1 (kernel-chosen port, in rp->port) for one
+ * connection, and answer its handshake as the responder. */
+void rawpeer_listen(rawpeer *rp, uv_loop_t *loop);
 /* Write DATA[0..LEN) (copied). */
 void rawpeer_write(rawpeer *rp, const void *data, size_t len);
 /* Seal a frame holding MESSAGES[0..COUNT) with rp->tx and return it in a

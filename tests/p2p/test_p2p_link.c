@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,6 +94,9 @@ static bool pred_received_at_least(void *ctx)
     }
     return true;
 }
+
+static void raw_peer_for(rawpeer *rp, const ehr_signing_key *key, const tnode *target);
+static bool pred_received_one(void *ctx);
 
 /* ---- exchange and ordering ---- */
 
@@ -282,11 +286,16 @@ static void test_full_queue_says_eagain_and_writable_resumes(void **state)
     /* Nothing is written within one callback, so the bound is hit at once. */
     assert_int_equal(pr.eagain_count, 1);
     assert_true(pr.sent >= 2 && pr.sent * PRESSURE_MESSAGE_BYTES <= P2P_QUEUE_BYTES_MIN);
+    /* One loop turn starts the write; bytes in flight still count (L4). */
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    pressure_pump(&pr);
+    assert_int_equal(pr.eagain_count, 2);
+    assert_true(pr.queued_max_seen <= P2P_QUEUE_BYTES_MIN);
     trun_until(&w->loop, pred_pressure_done, &pr, WAIT_MS);
     assert_false(w->nodes[1].order_broken);
     assert_int_equal(w->nodes[1].received_count, 400);
     assert_true(w->nodes[0].writable_count >= 1);
-    assert_true(pr.eagain_count >= 2);
+    assert_true(pr.eagain_count >= 3);
     assert_true(pr.queued_max_seen <= P2P_QUEUE_BYTES_MIN);
     assert_int_equal(w->nodes[0].link_down_count, 0);
 }
@@ -379,6 +388,106 @@ static void test_both_nodes_dialling_converge_on_one_link(void **state)
     trun_until(&w->loop, pred_b_received_50, b, WAIT_MS);
     assert_int_equal(b->received_count, 50);
     assert_false(b->order_broken);
+}
+
+/* Generate KEY so that it sorts below (LOWER) or above the key of N. */
+static void key_ordered(ehr_signing_key *key, const tnode *n, bool lower)
+{
+    do
+        assert_int_equal(ehr_signing_key_generate(key), 0);
+    while ((memcmp(key->public_key, n->key.public_key, P2P_KEY_BYTES) < 0) != lower);
+}
+
+static void start_single_node(world *w)
+{
+    p2p_config config;
+    tnode_config(&w->nodes[0], &config, CHAIN);
+    tnode_start(&w->nodes[0], &w->loop, NULL, &config);
+    w->count = 1;
+}
+
+static bool pred_first_link_up(void *ctx)
+{
+    return ((tnode *)ctx)->link_up_count >= 1;
+}
+
+static void test_second_connection_against_preferred_link_is_closed(void **state)
+{
+    /* A dials R (a raw peer that listens); A's key is the lower, so that
+     * connection is the preferred one. R then dials A as well: A must keep
+     * its own connection and close R's (L2). */
+    world *w = *state;
+    start_single_node(w);
+    tnode *a = &w->nodes[0];
+    ehr_signing_key r_key;
+    key_ordered(&r_key, a, false);
+    rawpeer listener;
+    memset(&listener, 0, sizeof listener);
+    listener.handshake = true;
+    listener.key = &r_key;
+    listener.chain_id = CHAIN;
+    rawpeer_listen(&listener, &w->loop);
+    p2p_member m;
+    memset(&m, 0, sizeof m);
+    memcpy(m.node_key, r_key.public_key, P2P_KEY_BYTES);
+    snprintf(m.address, sizeof m.address, "127.0.0.1:%u", (unsigned)listener.port);
+    assert_int_equal(p2p_set_members(a->p, &m, 1), 0);
+    trun_until(&w->loop, pred_first_link_up, a, WAIT_MS);
+    p2p_link_info info;
+    assert_int_equal(p2p_link_info_get(a->p, r_key.public_key, &info), 0);
+    assert_true(info.initiator);
+
+    rawpeer dup;
+    raw_peer_for(&dup, &r_key, a);
+    rawpeer_connect(&dup, &w->loop, a->port);
+    trun_until(&w->loop, tpred_rawpeer_eof, &dup, WAIT_MS);
+    assert_true(dup.done); /* the handshake itself succeeded */
+    assert_true(tlog_contains("duplicate connection; the preferred one stays"));
+    assert_int_equal(a->link_up_count, 1);
+    assert_int_equal(a->link_down_count, 0);
+    assert_int_equal(p2p_link_info_get(a->p, r_key.public_key, &info), 0);
+    assert_true(info.up && info.initiator);
+    assert_false(listener.eof);
+    rawpeer_close(&dup);
+    rawpeer_close(&listener);
+}
+
+static void test_newer_connection_replaces_stale_link(void **state)
+{
+    /* R (lower key) connects, then connects again as a restarted node would
+     * while A still holds the first connection: the new one replaces it. */
+    world *w = *state;
+    start_single_node(w);
+    tnode *a = &w->nodes[0];
+    ehr_signing_key r_key;
+    key_ordered(&r_key, a, true);
+    p2p_member m;
+    memset(&m, 0, sizeof m);
+    memcpy(m.node_key, r_key.public_key, P2P_KEY_BYTES);
+    assert_int_equal(p2p_set_members(a->p, &m, 1), 0);
+    rawpeer first, second;
+    raw_peer_for(&first, &r_key, a);
+    rawpeer_connect(&first, &w->loop, a->port);
+    trun_until(&w->loop, pred_first_link_up, a, WAIT_MS);
+    raw_peer_for(&second, &r_key, a);
+    rawpeer_connect(&second, &w->loop, a->port);
+    trun_until(&w->loop, tpred_rawpeer_eof, &first, WAIT_MS);
+    assert_true(second.done);
+    assert_false(second.eof);
+    assert_int_equal(a->link_up_count, 2);
+    assert_int_equal(a->link_down_count, 1);
+    assert_int_equal(a->last_down_reason, EHR_EEXIST);
+    assert_true(tlog_contains("replaced by a newer or preferred connection"));
+    /* Frames on the new connection arrive. */
+    const uint8_t *one[1] = {(const uint8_t *)"fresh"};
+    size_t one_len[1] = {5}, len = 0;
+    uint8_t *frame = rawpeer_frame(&second, one, one_len, 1, &len);
+    rawpeer_write(&second, frame, len);
+    trun_until(&w->loop, pred_received_one, a, WAIT_MS);
+    assert_memory_equal(a->last_message, "fresh", 5);
+    free(frame);
+    rawpeer_close(&first);
+    rawpeer_close(&second);
 }
 
 /* ---- keep-alives and dead peers ---- */
@@ -804,6 +913,10 @@ static void test_create_rejects_bad_config(void **state)
     assert_int_equal(p2p_create(&w->loop, &config, &p), EHR_EINVAL);
     tnode_config(&n, &config, CHAIN);
     config.queue_bytes_max = P2P_QUEUE_BYTES_MIN;
+    signal(SIGPIPE, SIG_DFL);
+    assert_int_equal(p2p_create(&w->loop, &config, &p), EHR_EINVAL);
+    assert_true(tlog_contains("p2p needs SIGPIPE ignored"));
+    signal(SIGPIPE, SIG_IGN);
     assert_int_equal(p2p_create(&w->loop, &config, &p), 0);
     assert_int_equal(p2p_listen(p, "not-an-address"), EHR_EINVAL);
     assert_int_equal(p2p_listen(p, "127.0.0.1:0"), 0);
@@ -817,6 +930,7 @@ int main(void)
 {
     if (ehr_crypto_init() != 0)
         return 1;
+    signal(SIGPIPE, SIG_IGN);
 #define T(name) cmocka_unit_test_setup_teardown(name, world_setup, world_teardown)
     const struct CMUnitTest tests[] = {
         T(test_two_nodes_exchange_messages_in_order_both_ways),
@@ -826,6 +940,8 @@ int main(void)
         T(test_full_queue_says_eagain_and_writable_resumes),
         T(test_removing_a_member_closes_its_link_and_adding_reopens),
         T(test_both_nodes_dialling_converge_on_one_link),
+        T(test_second_connection_against_preferred_link_is_closed),
+        T(test_newer_connection_replaces_stale_link),
         T(test_idle_link_stays_up_on_keepalives),
         T(test_silent_member_is_dropped_as_dead),
         T(test_refuses_key_outside_member_set),

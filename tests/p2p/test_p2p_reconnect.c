@@ -222,6 +222,7 @@ int main(void)
 {
     if (ehr_crypto_init() != 0)
         return 1;
+    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_link_returns_after_peer_process_is_killed_and_restarted),
     };
