@@ -283,6 +283,12 @@ static void rawpeer_send_hs_output(rawpeer *rp)
         return;
     if (rp->corrupt_auth && rp->hs.state == P2P__HS_AWAIT_AUTH)
         rp->hs.out[rp->hs.out_len - 5] ^= 0x01; /* inside the 64-byte signature */
+    if (rp->hold_auth && rp->hs.state == P2P__HS_AWAIT_AUTH) {
+        memcpy(rp->held, rp->hs.out, rp->hs.out_len);
+        rp->held_len = rp->hs.out_len;
+        rp->hs.out_len = 0;
+        return;
+    }
     rawpeer_write(rp, rp->hs.out, rp->hs.out_len);
     rp->hs.out_len = 0;
 }

@@ -105,6 +105,9 @@ typedef struct rawpeer {
     /* Handshake through the pure layer (if handshake is true). */
     bool handshake;
     bool corrupt_auth; /* flip a bit of our signature before sending it */
+    bool hold_auth;    /* keep our PeerAuth in held[] instead of sending it */
+    uint8_t held[P2P__HS_OUT_BYTES_MAX];
+    size_t held_len;
     const ehr_signing_key *key;
     const char *chain_id;
     const uint8_t *expected_peer;

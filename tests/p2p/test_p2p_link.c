@@ -550,6 +550,11 @@ static bool pred_first_link_down(void *ctx)
     return ((tnode *)ctx)->link_down_count >= 1;
 }
 
+static bool pred_auth_held(void *ctx)
+{
+    return ((rawpeer *)ctx)->held_len > 0;
+}
+
 static void test_silent_member_is_dropped_as_dead(void **state)
 {
     world *w = *state;
@@ -892,6 +897,90 @@ static void test_too_many_pending_handshakes_are_refused_at_once(void **state)
         rawpeer_close(&silent[i]);
 }
 
+static void stop_reading(rawpeer *rp)
+{
+    uv_read_stop((uv_stream_t *)&rp->tcp);
+}
+
+static void test_queue_bound_counts_bytes_stuck_in_flight(void **state)
+{
+    /* The receiver stops reading, so writes stall in the kernel and stay in
+     * flight: the bound must hold over both buffers together (L4). */
+    world *w = *state;
+    ehr_signing_key key;
+    assert_int_equal(ehr_signing_key_generate(&key), 0);
+    p2p_config config;
+    tnode *a = &w->nodes[0];
+    tnode_config(a, &config, CHAIN);
+    config.queue_bytes_max = P2P_QUEUE_BYTES_MIN;
+    tnode_start(a, &w->loop, NULL, &config);
+    w->count = 1;
+    p2p_member m;
+    memset(&m, 0, sizeof m);
+    memcpy(m.node_key, key.public_key, P2P_KEY_BYTES);
+    assert_int_equal(p2p_set_members(a->p, &m, 1), 0);
+    rawpeer rp;
+    raw_peer_for(&rp, &key, a);
+    rp.on_done = stop_reading;
+    rawpeer_connect(&rp, &w->loop, a->port);
+    trun_until(&w->loop, pred_first_link_up, a, WAIT_MS);
+    static uint8_t buf[PRESSURE_MESSAGE_BYTES];
+    size_t queued_max = 0;
+    uint64_t sent = 0, sent_before = UINT64_MAX;
+    int stalled_rounds = 0;
+    /* Send until the kernel buffers are full and the queue stops draining. */
+    for (int round = 0; round < 1000 && stalled_rounds < 3; round++) {
+        int rc;
+        do {
+            tmsg_make(buf, sizeof buf, 0, sent);
+            rc = p2p_send(a->p, key.public_key, buf, sizeof buf);
+            p2p_link_info info;
+            assert_int_equal(p2p_link_info_get(a->p, key.public_key, &info), 0);
+            if (info.queued_bytes > queued_max)
+                queued_max = info.queued_bytes;
+            if (rc == 0)
+                sent++;
+        } while (rc == 0);
+        assert_int_equal(rc, EHR_EAGAIN);
+        stalled_rounds = sent == sent_before ? stalled_rounds + 1 : 0;
+        sent_before = sent;
+        trun_for(&w->loop, 20);
+    }
+    assert_int_equal(stalled_rounds, 3);
+    assert_true(queued_max <= P2P_QUEUE_BYTES_MIN);
+    p2p_link_info info;
+    assert_int_equal(p2p_link_info_get(a->p, key.public_key, &info), 0);
+    assert_true(info.queued_bytes > P2P_QUEUE_BYTES_MIN / 2); /* really stuck */
+    assert_int_equal(a->link_down_count, 0);
+    rawpeer_close(&rp);
+    /* Closing drops the unsent messages, and says how many. */
+    trun_until(&w->loop, pred_first_link_down, a, WAIT_MS);
+    assert_true(a->last_down_unsent > 0);
+    assert_true(a->last_down_unsent <= P2P_QUEUE_BYTES_MIN / PRESSURE_MESSAGE_BYTES);
+}
+
+static void test_member_removed_during_handshake_is_refused(void **state)
+{
+    /* The member check passes at the hello; the member is removed before the
+     * auth arrives: the completed handshake must not become a link. */
+    world *w = *state;
+    ehr_signing_key key;
+    assert_int_equal(ehr_signing_key_generate(&key), 0);
+    start_node_for_raw_peer(w, &key, 0, 0);
+    tnode *a = &w->nodes[0];
+    rawpeer rp;
+    raw_peer_for(&rp, &key, a);
+    rp.hold_auth = true;
+    rawpeer_connect(&rp, &w->loop, a->port);
+    trun_until(&w->loop, pred_auth_held, &rp, WAIT_MS);
+    assert_int_equal(p2p_set_members(a->p, NULL, 0), 0);
+    rawpeer_write(&rp, rp.held, rp.held_len);
+    trun_until(&w->loop, tpred_rawpeer_eof, &rp, WAIT_MS);
+    assert_int_equal(a->link_up_count, 0);
+    assert_true(tlog_contains("reason=\"key not in member set\""));
+    rawpeer_close(&rp);
+}
+
 static void test_create_rejects_bad_config(void **state)
 {
     world *w = *state;
@@ -956,6 +1045,8 @@ int main(void)
         T(test_refuses_peer_that_connects_and_says_nothing),
         T(test_refuses_garbage_before_handshake),
         T(test_too_many_pending_handshakes_are_refused_at_once),
+        T(test_queue_bound_counts_bytes_stuck_in_flight),
+        T(test_member_removed_during_handshake_is_refused),
         T(test_create_rejects_bad_config),
     };
 #undef T
