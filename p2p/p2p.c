@@ -665,6 +665,17 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- the tick: timeouts, keep-alives, dialing ---- */
 
+/* Dial every member whose time has come and that has no connection. */
+static void dial_due(p2p *p)
+{
+    uint64_t now = now_ms(p);
+    for (size_t i = 0; i < p->member_count && !p->closing; i++) {
+        struct member *m = p->members[i];
+        if (m->dialable && m->link == NULL && m->dialing == NULL && now >= m->next_dial_ms)
+            member_dial(p, m);
+    }
+}
+
 static void on_tick(uv_timer_t *timer)
 {
     p2p *p = timer->data;
@@ -684,11 +695,7 @@ static void on_tick(uv_timer_t *timer)
             }
         }
     }
-    for (size_t i = 0; i < p->member_count && !p->closing; i++) {
-        struct member *m = p->members[i];
-        if (m->dialable && m->link == NULL && m->dialing == NULL && now >= m->next_dial_ms)
-            member_dial(p, m);
-    }
+    dial_due(p);
 }
 
 /* ---- public API ---- */
@@ -876,6 +883,8 @@ int p2p_set_members(p2p *p, const p2p_member *members, size_t count)
         EHR_ASSERT(m->link == NULL && m->dialing == NULL);
         ehr_free(m);
     }
+    /* New members are dialled now rather than at the next tick. */
+    dial_due(p);
     return 0;
 }
 
