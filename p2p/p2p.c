@@ -23,9 +23,11 @@
  *      is preferred and the new one is not; so a node that restarts and dials
  *      again replaces its stale predecessor, and simultaneous dials converge.
  *   L3 Messages on one link go out in p2p_send order: they are appended to
- *      the fill buffer, and at most one buffer is being written at a time.
- *   L4 A link's queue (both buffers) never holds more than queue_bytes_max
- *      bytes; p2p_send says EHR_EAGAIN instead, and on_writable follows.
+ *      the fill buffer, buffers are handed to uv_write in that order, and
+ *      libuv completes the writes of one stream in order.
+ *   L4 A link's queue (the fill buffer and every buffer being written)
+ *      never holds more than queue_bytes_max bytes; p2p_send says EHR_EAGAIN
+ *      instead, and on_writable follows once it has drained to half.
  *   L5 No callback fires after p2p_close; a conn is freed only in its close
  *      callback, so a callback that closes the conn it came from is safe.
  *
@@ -34,6 +36,14 @@
  * peer detection and dialing; one prepare handle flushes the queues once per
  * loop iteration, which batches every message sent during that iteration
  * into as few frames and writes as possible.
+ *
+ * Write buffers: messages are encrypted in place in a fill buffer; once it
+ * holds P2P__WRITE_CHUNK_BYTES it is written at once (and a new one takes
+ * over), else at the end of the loop iteration. Writes complete chunk by
+ * chunk, so the sender refills its queue while the kernel still holds data
+ * and freshly encrypted bytes reach the socket while they are in cache.
+ * Finished buffers go back to a small per-link pool, so the hot path does
+ * not allocate.
  *
  * libuv caveats relied on: uv_close cancels pending writes, whose callbacks
  * run (with UV_ECANCELED) before the close callback; several uv_write calls
@@ -70,6 +80,14 @@ struct member {
     bool blocked; /* p2p_send said EHR_EAGAIN; on_writable is due */
 };
 
+/* One write buffer: sealed frames, written with one uv_write. */
+struct wbuf {
+    p2p__outbuf ob;
+    uv_write_t req;
+    struct conn *conn;
+    struct wbuf *next;
+};
+
 struct conn {
     p2p *owner;
     struct conn *prev, *next;
@@ -78,7 +96,6 @@ struct conn {
     uv_write_t hs_req[2];
     uint8_t hs_out[2][P2P__HS_OUT_BYTES_MAX];
     int hs_writes;
-    uv_write_t data_req;
     enum conn_state state;
     bool initiator;
     bool counted_handshake; /* counts toward p->inbound_handshakes */
@@ -88,9 +105,13 @@ struct conn {
     p2p__handshake hs;
     p2p__cipher tx, rx;
     p2p__reader reader;
-    p2p__outbuf out[2];
-    int fill;     /* index of the buffer taking messages */
-    bool writing; /* out[fill ^ 1] is being written */
+    struct wbuf *fill;                      /* takes messages; NULL until needed */
+    struct wbuf *flight_head, *flight_tail; /* handed to uv_write, oldest first */
+    struct wbuf *spare;                     /* pool of empty buffers */
+    size_t spare_count;
+    size_t queued_bytes;      /* in fill and in flight (L4) */
+    uint64_t queued_messages; /* in fill and in flight */
+    int write_error;          /* a uv_write that failed at once; closed by on_flush */
     uint64_t started_ms, last_rx_ms, last_tx_ms;
     uint64_t messages_sent, messages_received;
     char peer_address[P2P_ADDRESS_BYTES_MAX];
@@ -216,7 +237,7 @@ static int member_check(void *ctx, const uint8_t key[P2P_KEY_BYTES])
 
 static size_t conn_queued_bytes(const struct conn *c)
 {
-    return c->out[0].len + c->out[1].len;
+    return c->queued_bytes;
 }
 
 /* L2: the connection opened by the lower node key is preferred. */
@@ -229,6 +250,8 @@ static bool conn_preferred(const p2p *p, const struct conn *c)
 
 static void handle_closed(p2p *p);
 static void on_listener_closed(uv_handle_t *handle);
+static void on_flush(uv_prepare_t *handle);
+static void wbuf_free(struct wbuf *w);
 
 /* ---- dialing ---- */
 
@@ -269,8 +292,13 @@ static void on_conn_closed(uv_handle_t *handle)
     if (c->next != NULL)
         c->next->prev = c->prev;
     p2p__reader_free(&c->reader);
-    p2p__outbuf_free(&c->out[0]);
-    p2p__outbuf_free(&c->out[1]);
+    EHR_ASSERT(c->flight_head == NULL); /* libuv ran every write callback first */
+    wbuf_free(c->fill);
+    while (c->spare != NULL) {
+        struct wbuf *w = c->spare;
+        c->spare = w->next;
+        wbuf_free(w);
+    }
     p2p__hs_wipe(&c->hs);
     p2p__cipher_wipe(&c->tx);
     p2p__cipher_wipe(&c->rx);
@@ -307,7 +335,7 @@ static void conn_close(struct conn *c, int reason, const char *why)
         m->blocked = false;
         member_schedule_dial(p, m);
     }
-    uint64_t unsent = c->out[0].message_count + c->out[1].message_count;
+    uint64_t unsent = c->queued_messages;
     if (why != NULL && !p->closing) {
         char hex[KEY_HEX_BYTES] = "-";
         if (c->peer_known)
@@ -326,47 +354,132 @@ static void conn_close(struct conn *c, int reason, const char *why)
 
 /* ---- writing ---- */
 
-static void on_data_written(uv_write_t *req, int status);
+enum {
+    /* A fill buffer is written once it holds this much. */
+    P2P__WRITE_CHUNK_BYTES = 256 << 10,
+    /* Room a fill buffer may need: a chunk minus one byte, then a maximal
+     * message in a frame of its own, and the open frame's tag. */
+    WBUF_CAPACITY_MAX =
+        P2P__WRITE_CHUNK_BYTES + P2P__LENGTH_BYTES + P2P_FRAME_BYTES_MAX + 2 * P2P__TAG_BYTES,
+    /* Empty buffers kept per link while busy; all are freed once idle. */
+    WBUF_SPARE_MAX = 8,
+};
 
-/* Seal the fill buffer and write it; the other becomes the fill buffer. */
+static void wbuf_free(struct wbuf *w)
+{
+    if (w == NULL)
+        return;
+    p2p__outbuf_free(&w->ob);
+    ehr_free(w);
+}
+
+/* The fill buffer of C, taken from the pool or made. */
+static struct wbuf *conn_fill(struct conn *c)
+{
+    if (c->fill != NULL)
+        return c->fill;
+    struct wbuf *w = c->spare;
+    if (w != NULL) {
+        c->spare = w->next;
+        c->spare_count--;
+    } else {
+        w = ehr_calloc(1, sizeof *w);
+    }
+    w->conn = c;
+    w->next = NULL;
+    w->req.data = w;
+    c->fill = w;
+    return w;
+}
+
+static void on_wbuf_written(uv_write_t *req, int status);
+
+/* Seal the fill buffer and hand it to uv_write. A failure to start the write
+ * is recorded and acted on by on_flush (never a callback from here). */
 static void conn_write(struct conn *c)
 {
-    EHR_ASSERT(c->state == CONN_LIVE && !c->writing);
-    p2p__outbuf *ob = &c->out[c->fill];
-    EHR_ASSERT(ob->len > 0);
-    p2p__outbuf_seal(ob, &c->tx);
-    uv_buf_t buf = uv_buf_init((char *)ob->data, (unsigned)ob->len);
-    int rc = uv_write(&c->data_req, (uv_stream_t *)&c->tcp, &buf, 1, on_data_written);
+    struct wbuf *w = c->fill;
+    if (w == NULL || w->ob.len == 0 || c->write_error != 0)
+        return;
+    EHR_ASSERT(c->state == CONN_LIVE);
+    size_t before = w->ob.len;
+    p2p__outbuf_seal(&w->ob, &c->tx);
+    c->queued_bytes += w->ob.len - before;
+    uv_buf_t buf = uv_buf_init((char *)w->ob.data, (unsigned)w->ob.len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_wbuf_written);
     if (rc != 0) {
-        conn_close(c, rc, "write failed");
+        c->write_error = rc;
+        if (!uv_is_active((uv_handle_t *)&c->owner->flush))
+            uv_prepare_start(&c->owner->flush, on_flush);
         return;
     }
-    c->writing = true;
-    c->fill ^= 1;
+    c->fill = NULL;
+    if (c->flight_tail != NULL)
+        c->flight_tail->next = w;
+    else
+        c->flight_head = w;
+    c->flight_tail = w;
     c->last_tx_ms = now_ms(c->owner);
 }
 
-static void on_data_written(uv_write_t *req, int status)
+static void on_wbuf_written(uv_write_t *req, int status)
 {
-    struct conn *c = req->data;
+    struct wbuf *w = req->data;
+    struct conn *c = w->conn;
+    p2p *p = c->owner;
+    EHR_ASSERT(c->flight_head == w); /* libuv completes one stream's writes in order (L3) */
+    c->flight_head = w->next;
+    if (c->flight_head == NULL)
+        c->flight_tail = NULL;
+    EHR_ASSERT(c->queued_bytes >= w->ob.len && c->queued_messages >= w->ob.message_count);
+    c->queued_bytes -= w->ob.len;
+    c->queued_messages -= w->ob.message_count;
+    if (c->state == CONN_CLOSING || c->spare_count >= WBUF_SPARE_MAX) {
+        wbuf_free(w);
+    } else {
+        p2p__outbuf_reset(&w->ob);
+        w->next = c->spare;
+        c->spare = w;
+        c->spare_count++;
+    }
     if (c->state == CONN_CLOSING)
         return;
-    p2p *p = c->owner;
-    EHR_ASSERT(c->writing);
-    c->writing = false;
-    p2p__outbuf_reset(&c->out[c->fill ^ 1]);
     if (status < 0) {
         conn_close(c, status, "write failed");
         return;
     }
-    if (c->out[c->fill].len > 0)
-        conn_write(c);
     struct member *m = c->member;
-    if (c->state == CONN_LIVE && m != NULL && m->blocked &&
-        conn_queued_bytes(c) <= p->queue_bytes_max / 2) {
+    if (m != NULL && m->blocked && conn_queued_bytes(c) <= p->queue_bytes_max / 2) {
         m->blocked = false;
         if (p->cb.on_writable != NULL)
             p->cb.on_writable(p->user, c->peer_key);
+    }
+}
+
+/* Queue a keep-alive on C if nothing else is queued. */
+static void conn_keepalive(struct conn *c)
+{
+    if (c->queued_bytes != 0)
+        return;
+    struct wbuf *w = conn_fill(c);
+    if (p2p__outbuf_keepalive(&w->ob, &c->tx, WBUF_CAPACITY_MAX) != 0)
+        return;
+    c->queued_bytes += w->ob.len;
+    conn_write(c);
+}
+
+/* Free the pooled buffers of an idle link. */
+static void conn_trim(struct conn *c)
+{
+    while (c->spare != NULL) {
+        struct wbuf *w = c->spare;
+        c->spare = w->next;
+        wbuf_free(w);
+    }
+    c->spare_count = 0;
+    if (c->fill != NULL && c->fill->ob.len == 0) {
+        wbuf_free(c->fill);
+        c->fill = NULL;
     }
 }
 
@@ -374,8 +487,12 @@ static void on_flush(uv_prepare_t *handle)
 {
     p2p *p = handle->data;
     uv_prepare_stop(&p->flush);
-    for (struct conn *c = p->conns; c != NULL; c = c->next) {
-        if (c->state == CONN_LIVE && !c->writing && c->out[c->fill].len > 0)
+    for (struct conn *c = p->conns; c != NULL && !p->closing; c = c->next) {
+        if (c->state != CONN_LIVE)
+            continue;
+        if (c->write_error != 0)
+            conn_close(c, c->write_error, "write failed");
+        else
             conn_write(c);
     }
 }
@@ -520,7 +637,6 @@ static struct conn *conn_new(p2p *p, bool initiator)
     EHR_ASSERT(rc == 0); /* only fails for a bad loop or flags */
     c->tcp.data = c;
     c->connect_req.data = c;
-    c->data_req.data = c;
     p->handles_open++;
     c->next = p->conns;
     if (p->conns != NULL)
@@ -580,9 +696,7 @@ static void conn_established(struct conn *c)
             conn_close(c, EHR_EEXIST, "duplicate connection; the preferred one stays");
             /* The peer dialled although we hold a link: probe it now, so a
              * stale one (the peer restarted) is found quickly. */
-            if (!old->writing && old->out[old->fill].len == 0 &&
-                p2p__outbuf_keepalive(&old->out[old->fill], &old->tx, p->queue_bytes_max) == 0)
-                conn_write(old);
+            conn_keepalive(old);
             return;
         }
         conn_close(old, EHR_EEXIST, "replaced by a newer or preferred connection");
@@ -688,10 +802,10 @@ static void on_tick(uv_timer_t *timer)
         } else if (c->state == CONN_LIVE) {
             if (now - c->last_rx_ms >= p->dead_after_ms) {
                 conn_close(c, EHR_ETIMEDOUT, "peer silent");
-            } else if (now - c->last_tx_ms >= p->keepalive_interval_ms && !c->writing &&
-                       c->out[c->fill].len == 0) {
-                if (p2p__outbuf_keepalive(&c->out[c->fill], &c->tx, p->queue_bytes_max) == 0)
-                    conn_write(c);
+            } else if (now - c->last_tx_ms >= p->keepalive_interval_ms) {
+                if (c->flight_head == NULL)
+                    conn_trim(c); /* idle for a while: give the pooled buffers back */
+                conn_keepalive(c);
             }
         }
     }
@@ -904,14 +1018,24 @@ int p2p_send(p2p *p, const uint8_t peer[P2P_KEY_BYTES], const uint8_t *data, siz
         return EHR_ECLOSED;
     EHR_ASSERT(c->state == CONN_LIVE);
     size_t cost = p2p__outbuf_message_cost(len);
-    if (conn_queued_bytes(c) + cost > p->queue_bytes_max ||
-        p2p__outbuf_append(&c->out[c->fill], &c->tx, data, len, p->queue_bytes_max) != 0) {
+    if (conn_queued_bytes(c) + cost > p->queue_bytes_max || c->write_error != 0) {
         m->blocked = true;
         return EHR_EAGAIN;
     }
+    struct wbuf *w = conn_fill(c);
+    size_t before = w->ob.len;
+    if (p2p__outbuf_append(&w->ob, &c->tx, data, len, WBUF_CAPACITY_MAX) != 0) {
+        m->blocked = true; /* only an allocation failure gets here */
+        return EHR_EAGAIN;
+    }
+    c->queued_bytes += w->ob.len - before;
+    c->queued_messages++;
+    /* L4; the open frame's tag is counted when the frame is sealed. */
     EHR_ASSERT(conn_queued_bytes(c) <= p->queue_bytes_max + P2P__TAG_BYTES);
     c->messages_sent++;
-    if (!c->writing && !uv_is_active((uv_handle_t *)&p->flush))
+    if (w->ob.len >= P2P__WRITE_CHUNK_BYTES)
+        conn_write(c);
+    else if (!uv_is_active((uv_handle_t *)&p->flush))
         uv_prepare_start(&p->flush, on_flush);
     return 0;
 }
