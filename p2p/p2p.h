@@ -91,8 +91,9 @@ typedef struct p2p_callbacks {
     /* A link to PEER is up: p2p_send to it now queues. */
     void (*on_link_up)(void *user, const uint8_t peer[P2P_KEY_BYTES]);
     /* The link to PEER went down for REASON (a negative code). UNSENT_COUNT
-     * messages accepted by p2p_send were not handed to the kernel and are
-     * dropped; others may or may not have arrived. */
+     * messages accepted by p2p_send were still queued (not yet confirmed
+     * written to the kernel) and are dropped, though the first of them may
+     * have reached the peer; earlier messages may or may not have arrived. */
     void (*on_link_down)(void *user, const uint8_t peer[P2P_KEY_BYTES], int reason,
                          uint64_t unsent_count);
     /* p2p_send to PEER returned EHR_EAGAIN earlier and its queue has drained

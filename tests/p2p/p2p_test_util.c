@@ -53,6 +53,14 @@ bool tlog_contains(const char *text)
     return strstr(tlog_buf, text) != NULL;
 }
 
+size_t tlog_count(const char *text)
+{
+    size_t count = 0;
+    for (const char *at = strstr(tlog_buf, text); at != NULL; at = strstr(at + 1, text))
+        count++;
+    return count;
+}
+
 void tlog_dump(void)
 {
     fprintf(stderr, "---- captured log ----\n%s----\n", tlog_buf);

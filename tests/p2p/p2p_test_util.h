@@ -28,6 +28,8 @@ void tlog_capture(void);
 void tlog_clear(void);
 /* Whether a captured line contains TEXT. */
 bool tlog_contains(const char *text);
+/* How many times TEXT occurs in the captured log. */
+size_t tlog_count(const char *text);
 /* Print the captured lines to stderr (for a failing test). */
 void tlog_dump(void);
 

@@ -981,6 +981,41 @@ static void test_member_removed_during_handshake_is_refused(void **state)
     rawpeer_close(&rp);
 }
 
+static void test_failed_dials_back_off(void **state)
+{
+    /* A member whose address refuses connections: with a 20 ms base doubling
+     * to 400 ms, one second holds about six attempts; without back-off it
+     * would hold fifty. Bounds are wide on purpose (a loaded machine only
+     * lowers the count). */
+    world *w = *state;
+    start_single_node(w);
+    tnode *a = &w->nodes[0];
+    uv_tcp_t probe; /* find a port nobody listens on */
+    assert_int_equal(uv_tcp_init(&w->loop, &probe), 0);
+    struct sockaddr_in addr;
+    assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &addr), 0);
+    assert_int_equal(uv_tcp_bind(&probe, (const struct sockaddr *)&addr, 0), 0);
+    struct sockaddr_storage bound;
+    int len = (int)sizeof bound;
+    assert_int_equal(uv_tcp_getsockname(&probe, (struct sockaddr *)&bound, &len), 0);
+    uv_close((uv_handle_t *)&probe, NULL);
+    trun_for(&w->loop, 5);
+    ehr_signing_key other;
+    key_ordered(&other, a, false); /* we are lower: no dial yield */
+    p2p_member m;
+    memset(&m, 0, sizeof m);
+    memcpy(m.node_key, other.public_key, P2P_KEY_BYTES);
+    snprintf(m.address, sizeof m.address, "127.0.0.1:%u",
+             (unsigned)ntohs(((struct sockaddr_in *)&bound)->sin_port));
+    tlog_clear();
+    assert_int_equal(p2p_set_members(a->p, &m, 1), 0);
+    trun_for(&w->loop, 1000);
+    size_t attempts = tlog_count("msg=\"p2p dial failed\"");
+    assert_true(attempts >= 3);
+    assert_true(attempts <= 12);
+    assert_int_equal(a->link_up_count, 0);
+}
+
 static void test_create_rejects_bad_config(void **state)
 {
     world *w = *state;
@@ -1047,6 +1082,7 @@ int main(void)
         T(test_too_many_pending_handshakes_are_refused_at_once),
         T(test_queue_bound_counts_bytes_stuck_in_flight),
         T(test_member_removed_during_handshake_is_refused),
+        T(test_failed_dials_back_off),
         T(test_create_rejects_bad_config),
     };
 #undef T
