@@ -420,7 +420,8 @@ static int tx_order_cmp(const void *a, const void *b)
 /* LMDB's default key order: bytes, then the shorter key first. */
 static int key_cmp(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
 {
-    int c = memcmp(a, b, a_len < b_len ? a_len : b_len);
+    size_t common = a_len < b_len ? a_len : b_len;
+    int c = common > 0 ? memcmp(a, b, common) : 0;
     if (c != 0)
         return c;
     return a_len < b_len ? -1 : a_len > b_len ? 1 : 0;
@@ -478,7 +479,7 @@ static int append_precheck(ledger *l, const ledger_append *req, const ledger_blo
         return rc;
     uint32_t n = h->tx_count;
     scratch_reserve(l, n, req->write_count);
-    if (req->tx_hashes != NULL) {
+    if (req->tx_hashes != NULL && n > 0) {
         memcpy(l->hashes, req->tx_hashes, (size_t)n * EHR_HASH_BYTES);
 #ifndef NDEBUG
         for (uint32_t i = 0; i < n; i++) {
@@ -515,7 +516,8 @@ static int append_precheck(ledger *l, const ledger_append *req, const ledger_blo
     for (uint32_t i = 0; i < n; i++)
         l->tx_order[i] = i;
     sort_hashes = (const uint8_t(*)[EHR_HASH_BYTES])l->hashes;
-    qsort(l->tx_order, n, sizeof *l->tx_order, tx_order_cmp);
+    if (n > 1)
+        qsort(l->tx_order, n, sizeof *l->tx_order, tx_order_cmp);
     for (uint32_t i = 1; i < n; i++)
         if (memcmp(l->hashes[l->tx_order[i]], l->hashes[l->tx_order[i - 1]], EHR_HASH_BYTES) == 0)
             return ledger__error(l, EHR_EEXIST, "block %llu holds transactions %u and %u twice",
@@ -524,7 +526,8 @@ static int append_precheck(ledger *l, const ledger_append *req, const ledger_blo
     for (size_t i = 0; i < req->write_count; i++)
         l->write_order[i] = (uint32_t)i;
     sort_writes = req->writes;
-    qsort(l->write_order, req->write_count, sizeof *l->write_order, write_order_cmp);
+    if (req->write_count > 1)
+        qsort(l->write_order, req->write_count, sizeof *l->write_order, write_order_cmp);
     return 0;
 }
 
@@ -874,7 +877,8 @@ long ledger_state_scan(ledger *l, const uint8_t *prefix, size_t prefix_len, cons
     long visited = 0;
     int cb_error = 0; /* kept apart: LMDB's own codes are negative too */
     while (rc == 0) {
-        if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0)
+        if (k.mv_size < prefix_len ||
+            (prefix_len > 0 && memcmp(k.mv_data, prefix, prefix_len) != 0))
             break;
         if (!(skip_equal && key_cmp(k.mv_data, k.mv_size, after, after_len) == 0)) {
             int cb = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);

@@ -5,6 +5,7 @@
 #include "ledger_testutil.h"
 
 #include <dirent.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,4 +198,72 @@ void tu_rmdir(char *dir)
     }
     rmdir(dir);
     ehr_free(dir);
+}
+
+/* Open DIR's environment and DB for one write transaction. */
+static int raw_begin(const char *dir, const char *db, MDB_env **env, MDB_txn **txn, MDB_dbi *dbi)
+{
+    int rc = mdb_env_create(env);
+    if (rc != 0)
+        return rc;
+    mdb_env_set_maxdbs(*env, 8);
+    rc = mdb_env_open(*env, dir, MDB_NOTLS, 0600);
+    if (rc == 0)
+        rc = mdb_txn_begin(*env, NULL, 0, txn);
+    if (rc == 0) {
+        rc = mdb_dbi_open(*txn, db, 0, dbi);
+        if (rc != 0)
+            mdb_txn_abort(*txn);
+    }
+    if (rc != 0)
+        mdb_env_close(*env);
+    return rc;
+}
+
+static int raw_end(MDB_env *env, MDB_txn *txn, int rc)
+{
+    if (rc == 0)
+        rc = mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return rc;
+}
+
+int tu_raw_edit(const char *dir, const char *db, const void *key, size_t key_len,
+                void (*edit)(uint8_t *value, size_t *len, void *ctx), void *ctx)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    int rc = raw_begin(dir, db, &env, &txn, &dbi);
+    if (rc != 0)
+        return rc;
+    MDB_val k = {.mv_size = key_len, .mv_data = (void *)key}, v;
+    rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == 0) {
+        size_t len = v.mv_size;
+        uint8_t *copy = ehr_malloc(len + 4096);
+        memcpy(copy, v.mv_data, len);
+        edit(copy, &len, ctx);
+        MDB_val nv = {.mv_size = len, .mv_data = copy};
+        rc = mdb_put(txn, dbi, &k, &nv, 0);
+        ehr_free(copy);
+    }
+    return raw_end(env, txn, rc);
+}
+
+int tu_raw_put(const char *dir, const char *db, const void *key, size_t key_len, const void *value,
+               size_t len)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    int rc = raw_begin(dir, db, &env, &txn, &dbi);
+    if (rc != 0)
+        return rc;
+    MDB_val k = {.mv_size = key_len, .mv_data = (void *)key};
+    MDB_val v = {.mv_size = len, .mv_data = (void *)value};
+    rc = mdb_put(txn, dbi, &k, &v, 0);
+    return raw_end(env, txn, rc);
 }

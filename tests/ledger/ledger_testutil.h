@@ -53,6 +53,20 @@ void tu_block_next(const ledger_tip *tip, const tu_batch *b, const ehr_signing_k
  */
 int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t *height);
 
+/*
+ * Tamper with a closed ledger through LMDB directly: read the value under
+ * KEY in database DB ("blocks", "txs", "state", "meta"), let EDIT change a
+ * copy (it may change *LEN up to 4096 bytes more) and write it back.
+ * Returns 0, or the LMDB error (MDB_NOTFOUND if there is no such key).
+ */
+int tu_raw_edit(const char *dir, const char *db, const void *key, size_t key_len,
+                void (*edit)(uint8_t *value, size_t *len, void *ctx), void *ctx);
+
+/* Put VALUE under KEY in database DB of a closed ledger. Returns 0 or the
+ * LMDB error. */
+int tu_raw_put(const char *dir, const char *db, const void *key, size_t key_len, const void *value,
+               size_t len);
+
 /* A fresh temporary directory path (created); caller frees with tu_rmdir. */
 char *tu_tmpdir(void);
 /* Remove DIR and the files in it, then free the path. */
