@@ -10,7 +10,7 @@
  *
  * Errors: 0 on success, a negative EHR_E* code (common.h) or -errno. Check
  * functions also fill an optional ledger_diag with a sentence a person can
- * act on; the store keeps the last such sentence (ledger_last_error).
+ * act on; the store keeps the last such sentence per thread (ledger_last_error).
  *
  * Memory: functions that return bytes return an ehr_malloc'd copy the caller
  * frees with ehr_free. Views (ledger_tx_view, ledger_block_view) borrow the
@@ -333,7 +333,8 @@ int ledger_open(const char *dir, const ledger_options *options, ledger **out);
 
 void ledger_close(ledger *l);
 
-/* The sentence describing the last error of a call on LEDGER ("" if none). */
+/* The sentence describing why the last failed call on L made by this thread
+ * failed ("" if it succeeded). Valid until this thread's next call. */
 const char *ledger_last_error(const ledger *l);
 
 /*

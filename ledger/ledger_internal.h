@@ -131,7 +131,6 @@ struct ledger {
     MDB_dbi db_meta;   /* "chain" -> ChainInfo, "tip" -> ChainTip */
     ledger_options options;
     char *dir;
-    char error[LEDGER_DIAG_BYTES_MAX];
     /* Append scratch, reused from block to block (one writer at a time). */
     uint8_t (*hashes)[EHR_HASH_BYTES];
     uint32_t *tx_order;
@@ -140,7 +139,7 @@ struct ledger {
     size_t write_capacity;
 };
 
-/* Record a message as LEDGER's last error and return ERR. */
+/* Record a message as this thread's last ledger error and return ERR. */
 int ledger__error(ledger *l, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Map an LMDB return code to ours (recording a message); 0 stays 0. */

@@ -37,12 +37,15 @@
 
 #include "ehr/v1/ledger.pb-c.h"
 
+/* Per thread, so that readers on several threads never share the buffer. */
+static _Thread_local char last_error[LEDGER_DIAG_BYTES_MAX];
+
 int ledger__error(ledger *l, int err, const char *fmt, ...)
 {
-    EHR_ASSERT(err != 0);
+    EHR_ASSERT(l != NULL && err != 0);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(l->error, sizeof l->error, fmt, ap);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
     return err;
 }
@@ -288,7 +291,8 @@ void ledger_close(ledger *l)
 
 const char *ledger_last_error(const ledger *l)
 {
-    return l->error;
+    EHR_ASSERT(l != NULL);
+    return last_error;
 }
 
 /* ---- Writes ---- */
@@ -323,7 +327,7 @@ static int block_store(ledger *l, MDB_txn *txn, uint64_t height, const uint8_t *
 
 int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
 {
-    l->error[0] = '\0';
+    last_error[0] = '\0';
     ledger_diag diag;
     uint8_t *block;
     size_t block_len;
@@ -629,7 +633,7 @@ static int state_write(ledger *l, MDB_txn *txn, const ledger_append *req)
 int ledger_append_block(ledger *l, const ledger_append *req)
 {
     EHR_ASSERT(req != NULL);
-    l->error[0] = '\0';
+    last_error[0] = '\0';
     ledger_diag diag;
     ledger_block_view view;
     int rc = ledger_block_parse(req->block, req->block_len, &view, &diag);
@@ -673,7 +677,7 @@ out:
 
 int ledger_applied_index_set(ledger *l, uint64_t index)
 {
-    l->error[0] = '\0';
+    last_error[0] = '\0';
     MDB_txn *txn;
     int rc = write_begin(l, &txn);
     if (rc != 0)
@@ -698,7 +702,7 @@ int ledger_applied_index_set(ledger *l, uint64_t index)
 
 int ledger_tip_get(ledger *l, ledger_tip *out)
 {
-    l->error[0] = '\0';
+    last_error[0] = '\0';
     MDB_txn *txn;
     int rc = ledger__read_begin(l, &txn);
     if (rc != 0)
@@ -710,7 +714,7 @@ int ledger_tip_get(ledger *l, ledger_tip *out)
 
 int ledger_chain_get(ledger *l, ledger_chain *out)
 {
-    l->error[0] = '\0';
+    last_error[0] = '\0';
     MDB_txn *txn;
     int rc = ledger__read_begin(l, &txn);
     if (rc != 0)
@@ -732,7 +736,7 @@ static uint8_t *copy_out(const void *data, size_t len)
 int ledger_block_get(ledger *l, uint64_t height, uint8_t **bytes, size_t *len)
 {
     EHR_ASSERT(bytes != NULL && len != NULL);
-    l->error[0] = '\0';
+    last_error[0] = '\0';
     MDB_txn *txn;
     int rc = ledger__read_begin(l, &txn);
     if (rc != 0)
@@ -766,7 +770,7 @@ int ledger_tx_get(ledger *l, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_locat
 {
     EHR_ASSERT(hash != NULL && location != NULL);
     EHR_ASSERT(envelope == NULL || envelope_len != NULL);
-    l->error[0] = '\0';
+    last_error[0] = '\0';
     MDB_txn *txn;
     int rc = ledger__read_begin(l, &txn);
     if (rc != 0)
@@ -826,7 +830,7 @@ int ledger_state_get(ledger *l, const uint8_t *key, size_t key_len, uint8_t **va
                      size_t *value_len)
 {
     EHR_ASSERT(value != NULL && value_len != NULL);
-    l->error[0] = '\0';
+    last_error[0] = '\0';
     if (key == NULL || key_len == 0 || key_len > EHR_STATE_KEY_BYTES_MAX)
         return ledger__error(l, EHR_EINVAL, "a state key is 1..%d bytes", EHR_STATE_KEY_BYTES_MAX);
     MDB_txn *txn;
@@ -851,7 +855,7 @@ long ledger_state_scan(ledger *l, const uint8_t *prefix, size_t prefix_len, cons
                        size_t after_len, size_t count_max, ledger_scan_fn fn, void *ctx)
 {
     EHR_ASSERT(fn != NULL);
-    l->error[0] = '\0';
+    last_error[0] = '\0';
     if (count_max == 0 || count_max > LEDGER_SCAN_COUNT_MAX)
         return ledger__error(l, EHR_EINVAL, "a scan visits 1..%d keys", LEDGER_SCAN_COUNT_MAX);
     if (prefix_len > EHR_STATE_KEY_BYTES_MAX || after_len > EHR_STATE_KEY_BYTES_MAX ||

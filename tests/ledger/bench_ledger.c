@@ -12,7 +12,10 @@
  * append; only ledger_append_block (and the floor's transaction) is timed.
  *
  *   scripts/bench ledger [--txs N] [--block-txs N] [--segment-txs N]
- *                        [--sync durable|none] [--no-floor] [--dir DIR]
+ *                        [--sync durable|none] [--no-floor] [--no-state] [--dir DIR]
+ *
+ * --no-state leaves out the world-state writes (tx-index rows only), to
+ * show what each of the two random-key inserts per transaction costs.
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -33,6 +36,7 @@ typedef struct bench_args {
     uint64_t segment_txs;
     enum ledger_sync_mode sync;
     bool floor;
+    bool state;
     const char *dir;
 } bench_args;
 
@@ -56,11 +60,14 @@ static int parse_u64(const char *s, uint64_t *out)
 
 static int args_parse(int argc, char **argv, bench_args *a)
 {
-    *a = (bench_args){.txs = 1200000, .block_txs = 1000, .segment_txs = 100000, .floor = true};
+    *a = (bench_args){
+        .txs = 1200000, .block_txs = 1000, .segment_txs = 100000, .floor = true, .state = true};
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--no-floor") == 0) {
             a->floor = false;
+        } else if (strcmp(argv[i], "--no-state") == 0) {
+            a->state = false;
         } else if (v == NULL) {
             return -1;
         } else if (strcmp(argv[i], "--txs") == 0) {
@@ -133,7 +140,7 @@ static int order_cmp(const void *a, const void *b)
  * block), committed durably. */
 static void floor_append(floor_env *f, uint64_t height, const uint8_t *block, size_t len,
                          const tu_batch *b, const ledger_block_view *view, uint32_t *order,
-                         uint32_t *state_order)
+                         uint32_t *state_order, size_t state_count)
 {
     MDB_txn *txn;
     CHECK_MDB(mdb_txn_begin(f->env, NULL, 0, &txn));
@@ -148,7 +155,7 @@ static void floor_append(floor_env *f, uint64_t height, const uint8_t *block, si
     }
     mdb_cursor_close(cur);
     CHECK_MDB(mdb_cursor_open(txn, f->state, &cur));
-    for (size_t j = 0; j < b->count; j++) {
+    for (size_t j = 0; j < state_count; j++) {
         const ledger_state_write *w = &b->writes[state_order[j]];
         MDB_val k = {w->key_len, (void *)w->key}, v = {w->value_len, (void *)w->value};
         CHECK_MDB(mdb_cursor_put(cur, &k, &v, 0));
@@ -177,7 +184,7 @@ int main(int argc, char **argv)
     bench_args a;
     if (args_parse(argc, argv, &a) != 0) {
         fprintf(stderr, "usage: bench_ledger [--txs N] [--block-txs N] [--segment-txs N] "
-                        "[--sync durable|none] [--no-floor] [--dir DIR]\n");
+                        "[--sync durable|none] [--no-floor] [--no-state] [--dir DIR]\n");
         return 2;
     }
     if (ehr_crypto_init() != 0)
@@ -234,7 +241,7 @@ int main(int argc, char **argv)
                              .block_len = len,
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                              .writes = b.writes,
-                             .write_count = b.count,
+                             .write_count = a.state ? b.count : 0,
                              .applied_index = tip.height + 1};
         double t0 = now_s();
         rc = ledger_append_block(l, &req);
@@ -265,7 +272,8 @@ int main(int argc, char **argv)
             qsort(order, b.count, sizeof *order, order_cmp);
             /* State keys are "rec/" + tx hash: the same order. */
             memcpy(state_order, order, b.count * sizeof *order);
-            floor_append(&fl, tip.height + 1, block, len, &b, &view, order, state_order);
+            floor_append(&fl, tip.height + 1, block, len, &b, &view, order, state_order,
+                         a.state ? b.count : 0);
             double f1 = now_s();
             t_floor += f1 - f0;
             seg_floor += f1 - f0;

@@ -156,6 +156,10 @@ static void test_empty_ledger_has_no_tip_and_refuses_bad_genesis(void **state)
     ledger_chain chain;
     assert_int_equal(ledger_tip_get(l, &tip), EHR_ENOTFOUND);
     assert_int_equal(ledger_chain_get(l, &chain), EHR_ENOTFOUND);
+    ledger_verify_report rep;
+    assert_int_equal(ledger_verify(l, &rep), EHR_ENOTFOUND);
+    assert_int_equal(rep.fault, LEDGER_FAULT_NO_CHAIN);
+    assert_non_null(strstr(rep.msg, "no genesis"));
     uint8_t junk[10] = {0xff, 0xff};
     assert_int_equal(ledger_genesis_init(l, junk, sizeof junk), EHR_EINVAL);
     assert_true(strlen(ledger_last_error(l)) > 0);
