@@ -383,26 +383,79 @@ static bool chain_id_char(char c)
            c == '_' || c == '-';
 }
 
-/* True if S is 1..MAX bytes with no control character or (if NO_SPACE) space. */
-static bool text_ok(const char *s, size_t max, bool no_space)
+/* True if S is 1..MAX bytes of valid UTF-8 (no overlong form, surrogate or
+ * code point past U+10FFFF) without control characters (C0, DEL, C1), so a
+ * name is safe to print on a terminal and to put in JSON. */
+static bool name_ok(const char *s, size_t max)
 {
+    const uint8_t *p = (const uint8_t *)s;
     size_t n = strlen(s);
     if (n == 0 || n > max)
         return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || (no_space && c == ' '))
+    for (size_t i = 0; i < n;) {
+        uint8_t b = p[i];
+        size_t more;
+        uint32_t cp, min;
+        if (b < 0x80) {
+            more = 0, cp = b, min = 0;
+        } else if (b >= 0xc2 && b <= 0xdf) {
+            more = 1, cp = b & 0x1fu, min = 0x80;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            more = 2, cp = b & 0x0fu, min = 0x800;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            more = 3, cp = b & 0x07u, min = 0x10000;
+        } else {
             return false;
+        }
+        if (more >= n - i)
+            return false;
+        for (size_t k = 1; k <= more; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i + k] & 0x3fu);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return false;
+        i += more + 1;
     }
     return true;
 }
 
+/* True if S is HOST:PORT in 1..MAX printable ASCII bytes without spaces,
+ * with a non-empty host and a decimal port from 1 to 65535. */
+static bool peer_address_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return false;
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s)
+        return false;
+    const char *digits = colon + 1;
+    size_t count = strlen(digits);
+    if (count == 0 || count > 5 || digits[0] == '0')
+        return false;
+    uint32_t port = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (digits[i] < '0' || digits[i] > '9')
+            return false;
+        port = port * 10 + (uint32_t)(digits[i] - '0');
+    }
+    return port <= 65535;
+}
+
 static int member_check(const Ehr__V1__Member *m, size_t i, ledger_diag *diag)
 {
-    if (!text_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX, false))
+    if (!name_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
         return ledger__fail(diag, EHR_EINVAL,
-                            "genesis member %zu: name must be 1..%d bytes of printable text", i,
-                            EHR_MEMBER_NAME_BYTES_MAX);
+                            "genesis member %zu: name must be 1..%d bytes of UTF-8 text "
+                            "without control characters",
+                            i, EHR_MEMBER_NAME_BYTES_MAX);
     if (m->role < EHR__V1__MEMBER_ROLE__MEMBER_ROLE_HOSPITAL ||
         m->role > EHR__V1__MEMBER_ROLE__MEMBER_ROLE_REGULATOR)
         return ledger__fail(diag, EHR_EINVAL, "genesis member %zu: role %d is not a known role", i,
@@ -417,10 +470,11 @@ static int member_check(const Ehr__V1__Member *m, size_t i, ledger_diag *diag)
         return ledger__fail(diag, EHR_EINVAL,
                             "genesis member %zu: kx key must be %d non-zero bytes", i,
                             EHR_KX_PUBLIC_BYTES);
-    if (!text_ok(m->peer_address, EHR_PEER_ADDRESS_BYTES_MAX, true))
+    if (!peer_address_ok(m->peer_address, EHR_PEER_ADDRESS_BYTES_MAX))
         return ledger__fail(diag, EHR_EINVAL,
-                            "genesis member %zu: peer address must be 1..%d bytes, no spaces", i,
-                            EHR_PEER_ADDRESS_BYTES_MAX);
+                            "genesis member %zu: peer address must be HOST:PORT (port 1..65535) "
+                            "in at most %d bytes without spaces",
+                            i, EHR_PEER_ADDRESS_BYTES_MAX);
     return 0;
 }
 

@@ -255,9 +255,10 @@ int ledger_block_build(const ledger_block_params *params, const ledger_bytes *en
 /*
  * Decode and validate a serialized Genesis: canonical encoding, chain id of
  * 1..EHR_CHAIN_ID_BYTES_MAX characters from [A-Za-z0-9._-], 1..
- * EHR_GENESIS_MEMBERS_MAX members, each with a name, a valid role, a valid
- * 32-byte node key, a 32-byte kx key and a peer address within their limits,
- * no node key or kx key twice. *OUT (may be NULL) gets the decoded document;
+ * EHR_GENESIS_MEMBERS_MAX members, each with a name (UTF-8, no control
+ * characters), a valid role, a valid 32-byte node key, a non-zero 32-byte kx
+ * key and a HOST:PORT peer address within their limits, no node key or kx
+ * key twice. *OUT (may be NULL) gets the decoded document;
  * free it with ehr__v1__genesis__free_unpacked(*OUT, NULL).
  * Returns 0; EHR_ETOOBIG, EHR_EINVAL.
  */

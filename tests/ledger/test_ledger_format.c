@@ -140,14 +140,16 @@ static void test_envelope_noncanonical_encodings_rejected(void **state)
     /* Signature first, then body. */
     memcpy(buf, env + body_field, 66);
     memcpy(buf + 66, env, body_field);
-    assert_non_null(ehr__v1__tx_envelope__unpack(NULL, len, buf) ? (void *)1 : NULL);
-    assert_int_equal(ledger_tx_envelope_parse(buf, len, &view, &diag), EHR_EINVAL);
+    Ehr__V1__TxEnvelope *pb = ehr__v1__tx_envelope__unpack(NULL, len, buf);
+    assert_non_null(pb); /* valid protobuf, */
+    ehr__v1__tx_envelope__free_unpacked(pb, NULL);
+    assert_int_equal(ledger_tx_envelope_parse(buf, len, &view, &diag), EHR_EINVAL); /* not ours */
 
     /* An unknown field after the signature. */
     memcpy(buf, env, len);
     buf[len] = (3 << 3) | 0;
     buf[len + 1] = 1;
-    Ehr__V1__TxEnvelope *pb = ehr__v1__tx_envelope__unpack(NULL, len + 2, buf);
+    pb = ehr__v1__tx_envelope__unpack(NULL, len + 2, buf);
     assert_non_null(pb);
     ehr__v1__tx_envelope__free_unpacked(pb, NULL);
     assert_int_equal(ledger_tx_envelope_parse(buf, len + 2, &view, &diag), EHR_EINVAL);
@@ -909,15 +911,38 @@ static void test_genesis_validation_rules_and_edges(void **state)
     assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
     f->members[0].name = "";
     assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
-    f->members[0].name = "Lab\nInjected";
-    assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
+    const char *bad_names[] = {
+        "Lab\nInjected", "Lab\x7f",      "Lab\xc2\x85",      /* C0, DEL, C1 (NEL) */
+        "\xc0\xaf",      "\xed\xa0\x80", "\xf4\x90\x80\x80", /* overlong, surrogate, > U+10FFFF */
+        "Lab\xe2\x82",   "\x80Lab",      "Lab\xff"};         /* cut short, stray, invalid */
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(bad_names); i++) {
+        f->members[0].name = (char *)bad_names[i];
+        assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
+    }
+    f->members[0].name = "H\xc3\xb4pital Saint-\xc3\x89loi \xe2\x80\x94 \xf0\x9f\x8f\xa5";
+    assert_int_equal(fixture_parse(f, &diag), 0);
     f->members[0].name = "Lab";
-    f->members[0].peer_address = "host :1";
-    assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
-    f->members[0].peer_address = "";
+    const char *bad_addresses[] = {"host :1",   "",           "host",       ":7400",
+                                   "host:",     "host:0",     "host:65536", "host:07400",
+                                   "host:74a0", "h\xc3\xa9:1"};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(bad_addresses); i++) {
+        f->members[0].peer_address = (char *)bad_addresses[i];
+        assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
+    }
+    const char *good_addresses[] = {"h:1", "10.0.0.1:65535", "[::1]:7400", "node-1.example:7400"};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(good_addresses); i++) {
+        f->members[0].peer_address = (char *)good_addresses[i];
+        assert_int_equal(fixture_parse(f, &diag), 0);
+    }
+    char address[EHR_PEER_ADDRESS_BYTES_MAX + 2];
+    memset(address, 'a', sizeof address);
+    memcpy(address + EHR_PEER_ADDRESS_BYTES_MAX - 5, ":7400", 6); /* exactly the limit */
+    f->members[0].peer_address = address;
+    assert_int_equal(fixture_parse(f, &diag), 0);
+    memset(address, 'a', sizeof address);
+    memcpy(address + EHR_PEER_ADDRESS_BYTES_MAX - 4, ":7400", 6); /* one over */
     assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
     f->members[0].peer_address = "h:1";
-    assert_int_equal(fixture_parse(f, &diag), 0);
 
     f->g.n_members = 0;
     assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
