@@ -12,10 +12,12 @@
  * append; only ledger_append_block (and the floor's transaction) is timed.
  *
  *   scripts/bench ledger [--txs N] [--block-txs N] [--segment-txs N]
- *                        [--sync durable|none] [--no-floor] [--no-state] [--dir DIR]
+ *                        [--sync durable|none] [--no-floor] [--no-state] [--verify]
+ *                        [--dir DIR]
  *
  * --no-state leaves out the world-state writes (tx-index rows only), to
  * show what each of the two random-key inserts per transaction costs.
+ * --verify times ledger_verify over the finished ledger (every signature).
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -37,6 +39,7 @@ typedef struct bench_args {
     enum ledger_sync_mode sync;
     bool floor;
     bool state;
+    bool verify;
     const char *dir;
 } bench_args;
 
@@ -68,6 +71,8 @@ static int args_parse(int argc, char **argv, bench_args *a)
             a->floor = false;
         } else if (strcmp(argv[i], "--no-state") == 0) {
             a->state = false;
+        } else if (strcmp(argv[i], "--verify") == 0) {
+            a->verify = true;
         } else if (v == NULL) {
             return -1;
         } else if (strcmp(argv[i], "--txs") == 0) {
@@ -184,7 +189,8 @@ int main(int argc, char **argv)
     bench_args a;
     if (args_parse(argc, argv, &a) != 0) {
         fprintf(stderr, "usage: bench_ledger [--txs N] [--block-txs N] [--segment-txs N] "
-                        "[--sync durable|none] [--no-floor] [--no-state] [--dir DIR]\n");
+                        "[--sync durable|none] [--no-floor] [--no-state] [--verify] "
+                        "[--dir DIR]\n");
         return 2;
     }
     if (ehr_crypto_init() != 0)
@@ -313,6 +319,16 @@ int main(int argc, char **argv)
            (double)env_bytes / (double)done);
     if (a.floor)
         printf("floor: %.1f MB on disk\n", (double)disk_bytes(floor_dir) / 1e6);
+    if (a.verify) {
+        ledger_verify_report rep;
+        double v0 = now_s();
+        rc = ledger_verify(l, &rep);
+        double v1 = now_s();
+        printf("verify: %s in %.1f s (%.0f tx/s)\n", rep.msg, v1 - v0,
+               (double)rep.txs_checked / (v1 - v0));
+        if (rc != 0)
+            return 1;
+    }
     ledger_close(l);
     if (a.floor)
         mdb_env_close(fl.env);

@@ -525,6 +525,27 @@ static int scan_record(void *ctx, const uint8_t *key, size_t key_len, const uint
     return 0;
 }
 
+/* A scan callback that reads the ledger again (a second read transaction
+ * on the same thread: MDB_NOTLS allows it). */
+typedef struct nested_ctx {
+    ledger *l;
+    int reads;
+} nested_ctx;
+
+static int scan_nested_read(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                            size_t value_len)
+{
+    nested_ctx *n = ctx;
+    uint8_t *again;
+    size_t again_len;
+    if (ledger_state_get(n->l, key, key_len, &again, &again_len) != 0 || again_len != value_len ||
+        (value_len > 0 && memcmp(again, value, value_len) != 0))
+        return EHR_ECORRUPT;
+    ehr_free(again);
+    n->reads++;
+    return 0;
+}
+
 static void test_state_scan_prefix_resume_and_bounds(void **state)
 {
     fixture *f = *state;
@@ -565,6 +586,11 @@ static void test_state_scan_prefix_resume_and_bounds(void **state)
     assert_int_equal(all, (long)EHR_ARRAY_COUNT(w) + MEMBERS);
     assert_int_equal(
         ledger_state_scan(f->l, (const uint8_t *)"zz", 2, NULL, 0, 10, scan_record, &log), 0);
+    nested_ctx nested = {.l = f->l};
+    assert_int_equal(
+        ledger_state_scan(f->l, (const uint8_t *)"a/", 2, NULL, 0, 100, scan_nested_read, &nested),
+        5);
+    assert_int_equal(nested.reads, 5);
     assert_int_equal(ledger_state_scan(f->l, NULL, 0, NULL, 0, 0, scan_record, &log), EHR_EINVAL);
     assert_int_equal(
         ledger_state_scan(f->l, NULL, 0, NULL, 0, LEDGER_SCAN_COUNT_MAX + 1, scan_record, &log),
