@@ -485,20 +485,35 @@ typedef struct ledger_verify_report {
 /* The name of FAULT ("hash-link", ...), for --json. Never NULL. */
 const char *ledger_fault_name(enum ledger_fault fault);
 
+enum { LEDGER_VERIFY_THREADS_MAX = 16 };
+
+typedef struct ledger_verify_options {
+    /* Threads checking transaction signatures: 0 for one per online CPU,
+     * else 1..LEDGER_VERIFY_THREADS_MAX (1: all on the calling thread). */
+    uint32_t threads;
+    /* If not NULL, called now and then with the height reached and the tip
+     * being walked to (for a progress line). */
+    void (*progress)(void *ctx, uint64_t height, uint64_t tip);
+    void *progress_ctx;
+} ledger_verify_options;
+
 /*
  * Walk every block from 0 to the tip (as of the call): stored checksum,
  * parse, height sequence, hash chain, time order, block 0 against the chain
  * info, Merkle root, header signature, every transaction (canonical, chain
- * id, not expired at block time, signature) and its tx-index row; then the
- * tip record and the tx-index row count. Stops at the first fault.
+ * id, not expired at block time, signature; spread over OPTIONS->threads),
+ * then each transaction's tx-index row; then the tip record and the
+ * tx-index row count. Stops at the first fault (within a block, the first
+ * failing transaction). OPTIONS may be NULL for the defaults.
  * Not yet: replaying transactions against the world state (contracts/), and
  * checking that each proposer was a member at its height (only that the
  * signature verifies).
  * Returns 0 with REPORT->fault NONE; otherwise the fault's error (EHR_ECORRUPT
  * for a checksum, EHR_ELINK for a hash link or height, EHR_EBADSIG for a
- * signature, ...) with REPORT saying where. Safe while another process appends.
+ * signature, ...) with REPORT saying where; EHR_EINVAL for bad OPTIONS (no
+ * fault, a message in REPORT). Safe while another process appends.
  */
-int ledger_verify(ledger *l, ledger_verify_report *report);
+int ledger_verify(ledger *l, const ledger_verify_options *options, ledger_verify_report *report);
 
 typedef struct ledger_stats {
     uint64_t blocks;        /* entries in the blocks database */

@@ -322,7 +322,7 @@ int main(int argc, char **argv)
     if (a.verify) {
         ledger_verify_report rep;
         double v0 = now_s();
-        rc = ledger_verify(l, &rep);
+        rc = ledger_verify(l, NULL, &rep);
         double v1 = now_s();
         printf("verify: %s in %.1f s (%.0f tx/s)\n", rep.msg, v1 - v0,
                (double)rep.txs_checked / (v1 - v0));

@@ -115,7 +115,7 @@ static void test_killed_appender_leaves_consistent_prefix_with_acknowledged_bloc
             fail_msg("round %d: tip %llu is below acknowledged block %llu", round,
                      (unsigned long long)tip.height, (unsigned long long)acknowledged);
         ledger_verify_report rep;
-        int rc = ledger_verify(l, &rep);
+        int rc = ledger_verify(l, NULL, &rep);
         if (rc != 0)
             fail_msg("round %d: %s", round, rep.msg);
         assert_true(rep.blocks_checked == tip.height + 1);

@@ -157,7 +157,7 @@ static void test_empty_ledger_has_no_tip_and_refuses_bad_genesis(void **state)
     assert_int_equal(ledger_tip_get(l, &tip), EHR_ENOTFOUND);
     assert_int_equal(ledger_chain_get(l, &chain), EHR_ENOTFOUND);
     ledger_verify_report rep;
-    assert_int_equal(ledger_verify(l, &rep), EHR_ENOTFOUND);
+    assert_int_equal(ledger_verify(l, NULL, &rep), EHR_ENOTFOUND);
     assert_int_equal(rep.fault, LEDGER_FAULT_NO_CHAIN);
     assert_non_null(strstr(rep.msg, "no genesis"));
     uint8_t junk[10] = {0xff, 0xff};
@@ -245,7 +245,7 @@ static void test_append_then_every_lookup(void **state)
     uint8_t long_key[EHR_STATE_KEY_BYTES_MAX + 1] = {0};
     assert_int_equal(ledger_state_get(f->l, long_key, sizeof long_key, &value, &len), EHR_EINVAL);
     ledger_verify_report rep;
-    assert_int_equal(ledger_verify(f->l, &rep), 0);
+    assert_int_equal(ledger_verify(f->l, NULL, &rep), 0);
     assert_true(rep.blocks_checked == BLOCKS + 1 && rep.txs_checked == BLOCKS * TXS);
 }
 
@@ -422,7 +422,7 @@ static void test_refused_appends_write_nothing(void **state)
     /* And after all that, the next good block goes on. */
     assert_int_equal(tu_append(f->l, &f->keys[2], 2, NULL), 0);
     ledger_verify_report rep;
-    assert_int_equal(ledger_verify(f->l, &rep), 0);
+    assert_int_equal(ledger_verify(f->l, NULL, &rep), 0);
 }
 
 /* Append one block of 1 transaction with the given state writes. */
@@ -648,7 +648,7 @@ static void test_map_full_is_a_clear_error_and_a_bigger_map_continues(void **sta
     assert_unchanged(l, &before);
     assert_int_equal(tu_append(l, &keys[0], 20, NULL), 0);
     ledger_verify_report rep;
-    assert_int_equal(ledger_verify(l, &rep), 0);
+    assert_int_equal(ledger_verify(l, NULL, &rep), 0);
     assert_true(rep.blocks_checked == (uint64_t)blocks + 2);
     ledger_close(l);
     tu_rmdir(dir);
@@ -668,7 +668,7 @@ static void test_reopen_and_read_only_use(void **state)
     assert_int_equal(ledger_open(f->dir, &ro, &r), 0);
     assert_unchanged(r, &before);
     ledger_verify_report rep;
-    assert_int_equal(ledger_verify(r, &rep), 0);
+    assert_int_equal(ledger_verify(r, NULL, &rep), 0);
     assert_non_null(strstr(rep.msg, "ledger ok"));
     assert_int_equal(ledger_genesis_init(r, f->genesis, f->genesis_len), EHR_EINVAL);
     assert_non_null(strstr(ledger_last_error(r), "read-only"));
@@ -743,7 +743,7 @@ static void test_tx_lookup_detects_a_damaged_index_row(void **state)
     assert_int_equal(ledger_tx_get(f->l, b.hashes[0], &loc, NULL, NULL), 0);
     assert_int_equal(ledger_tx_get(f->l, b.hashes[1], &loc, NULL, NULL), EHR_ECORRUPT);
     ledger_verify_report rep;
-    assert_int_equal(ledger_verify(f->l, &rep), EHR_ECORRUPT);
+    assert_int_equal(ledger_verify(f->l, NULL, &rep), EHR_ECORRUPT);
     assert_int_equal(rep.fault, LEDGER_FAULT_TX_INDEX);
     assert_int_equal(rep.tx_index, 1);
     ehr_free(block);

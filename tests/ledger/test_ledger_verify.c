@@ -62,7 +62,7 @@ static int verify(fixture *f, ledger_verify_report *rep)
 {
     if (f->l == NULL)
         assert_int_equal(ledger_open(f->dir, &(ledger_options){.read_only = true}, &f->l), 0);
-    return ledger_verify(f->l, rep);
+    return ledger_verify(f->l, NULL, rep);
 }
 
 /* The stored block bytes at HEIGHT (ehr_malloc'd). */
@@ -177,7 +177,7 @@ static void test_bad_transaction_signature_is_found(void **state)
                          .applied_index = 99};
     assert_int_equal(ledger_append_block(f->l, &req), 0);
     ledger_verify_report rep;
-    assert_int_equal(ledger_verify(f->l, &rep), EHR_EBADSIG);
+    assert_int_equal(ledger_verify(f->l, NULL, &rep), EHR_EBADSIG);
     assert_int_equal(rep.fault, LEDGER_FAULT_TX_SIG);
     assert_true(rep.height == BLOCKS + 1);
     assert_int_equal(rep.tx_index, 1);
@@ -325,6 +325,74 @@ static void test_tip_and_tx_index_damage_is_found(void **state)
     assert_int_equal(rep.fault, LEDGER_FAULT_TIP);
 }
 
+/* Append a block of COUNT transactions whose signatures at BAD[0..BAD_COUNT)
+ * are forged. */
+static void append_forged(fixture *f, size_t count, const size_t *bad, size_t bad_count)
+{
+    if (f->l == NULL)
+        assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    tu_batch b;
+    tu_batch_make(&b, &f->keys[1], count, 0);
+    for (size_t i = 0; i < bad_count; i++)
+        ((uint8_t *)b.envelopes[bad[i]].data)[b.envelopes[bad[i]].len - 1] ^= 0x01;
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, &b, &f->keys[0], &block, &len);
+    ledger_append req = {.block = block,
+                         .block_len = len,
+                         .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .applied_index = 99};
+    assert_int_equal(ledger_append_block(f->l, &req), 0);
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
+static void count_progress(void *ctx, uint64_t height, uint64_t tip)
+{
+    (*(int *)ctx)++;
+}
+
+/* Transactions are checked on several threads; the report names the first
+ * bad one whatever the thread count. */
+static void test_first_bad_signature_is_reported_whatever_the_thread_count(void **state)
+{
+    fixture *f = *state;
+    const size_t bad[] = {50, 10};
+    append_forged(f, 64, bad, 2);
+    const uint32_t thread_counts[] = {1, 2, 3, LEDGER_VERIFY_THREADS_MAX, 0};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(thread_counts); i++) {
+        int calls = 0;
+        ledger_verify_options opts = {
+            .threads = thread_counts[i], .progress = count_progress, .progress_ctx = &calls};
+        ledger_verify_report rep;
+        assert_int_equal(ledger_verify(f->l, &opts, &rep), EHR_EBADSIG);
+        assert_int_equal(rep.fault, LEDGER_FAULT_TX_SIG);
+        assert_int_equal(rep.tx_index, 10);
+        assert_true(rep.height == BLOCKS + 1);
+        assert_int_equal(calls, 1);
+    }
+    ledger_verify_options too_many = {.threads = LEDGER_VERIFY_THREADS_MAX + 1};
+    ledger_verify_report rep;
+    assert_int_equal(ledger_verify(f->l, &too_many, &rep), EHR_EINVAL);
+    assert_int_equal(rep.fault, LEDGER_FAULT_NONE);
+    assert_non_null(strstr(rep.msg, "threads"));
+}
+
+/* A bad transaction only in the last thread's share is found too. */
+static void test_bad_signature_in_a_worker_slice_is_found(void **state)
+{
+    fixture *f = *state;
+    const size_t bad[] = {63};
+    append_forged(f, 64, bad, 1);
+    ledger_verify_options opts = {.threads = 2};
+    ledger_verify_report rep;
+    assert_int_equal(ledger_verify(f->l, &opts, &rep), EHR_EBADSIG);
+    assert_int_equal(rep.tx_index, 63);
+    assert_string_equal(ledger_fault_name(rep.fault), "tx-signature");
+}
+
 /* The three faults an operator must tell apart read differently. */
 static void test_fault_messages_are_distinct(void **state)
 {
@@ -350,6 +418,8 @@ int main(void)
         T(test_merkle_root_and_height_faults_are_found),
         T(test_expired_and_foreign_transactions_are_found),
         T(test_tip_and_tx_index_damage_is_found),
+        T(test_first_bad_signature_is_reported_whatever_the_thread_count),
+        T(test_bad_signature_in_a_worker_slice_is_found),
         cmocka_unit_test(test_fault_messages_are_distinct),
     };
     if (ehr_crypto_init() != 0)
