@@ -13,11 +13,12 @@
  *
  *   scripts/bench ledger [--txs N] [--block-txs N] [--segment-txs N]
  *                        [--sync durable|none] [--no-floor] [--no-state] [--verify]
- *                        [--dir DIR]
+ *                        [--verify-threads N] [--dir DIR]
  *
  * --no-state leaves out the world-state writes (tx-index rows only), to
  * show what each of the two random-key inserts per transaction costs.
- * --verify times ledger_verify over the finished ledger (every signature).
+ * --verify times ledger_verify over the finished ledger (every signature);
+ * --verify-threads N does so with N threads (default: one per CPU).
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -40,6 +41,7 @@ typedef struct bench_args {
     bool floor;
     bool state;
     bool verify;
+    uint64_t verify_threads;
     const char *dir;
 } bench_args;
 
@@ -86,6 +88,12 @@ static int args_parse(int argc, char **argv, bench_args *a)
         } else if (strcmp(argv[i], "--segment-txs") == 0) {
             if (parse_u64(v, &a->segment_txs) != 0)
                 return -1;
+            i++;
+        } else if (strcmp(argv[i], "--verify-threads") == 0) {
+            if (parse_u64(v, &a->verify_threads) != 0 ||
+                a->verify_threads > LEDGER_VERIFY_THREADS_MAX)
+                return -1;
+            a->verify = true;
             i++;
         } else if (strcmp(argv[i], "--sync") == 0) {
             if (strcmp(v, "durable") == 0)
@@ -190,7 +198,7 @@ int main(int argc, char **argv)
     if (args_parse(argc, argv, &a) != 0) {
         fprintf(stderr, "usage: bench_ledger [--txs N] [--block-txs N] [--segment-txs N] "
                         "[--sync durable|none] [--no-floor] [--no-state] [--verify] "
-                        "[--dir DIR]\n");
+                        "[--verify-threads N] [--dir DIR]\n");
         return 2;
     }
     if (ehr_crypto_init() != 0)
@@ -322,9 +330,11 @@ int main(int argc, char **argv)
     if (a.verify) {
         ledger_verify_report rep;
         double v0 = now_s();
-        rc = ledger_verify(l, NULL, &rep);
+        ledger_verify_options vopts = {.threads = (uint32_t)a.verify_threads};
+        rc = ledger_verify(l, &vopts, &rep);
         double v1 = now_s();
-        printf("verify: %s in %.1f s (%.0f tx/s)\n", rep.msg, v1 - v0,
+        printf("verify (threads %llu, 0 = one per CPU): %s in %.1f s (%.0f tx/s)\n",
+               (unsigned long long)a.verify_threads, rep.msg, v1 - v0,
                (double)rep.txs_checked / (v1 - v0));
         if (rc != 0)
             return 1;
