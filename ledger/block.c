@@ -244,10 +244,11 @@ int ledger_block_check(const ledger_block_view *view, unsigned flags, const char
     }
     if ((flags & LEDGER_CHECK_TXS) != 0) {
         ledger_tx_rules rules = {.chain_id = chain_id, .now_ms = h->time_ms};
+        ledger__key_cache keys = {0};
         for (uint32_t i = 0; i < h->tx_count; i++) {
             ledger_diag tx_diag;
-            rc = ledger_tx_check(view->bytes + view->txs[i].offset, view->txs[i].length, &rules,
-                                 NULL, &tx_diag);
+            rc = ledger__tx_check(view->bytes + view->txs[i].offset, view->txs[i].length, &rules,
+                                  hashes[i], &keys, NULL, &tx_diag);
             if (rc != 0) {
                 if (failed_tx != NULL)
                     *failed_tx = (long)i;

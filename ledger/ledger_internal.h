@@ -68,6 +68,24 @@ bool ledger__proto_canonical(const ProtobufCMessage *msg, const uint8_t *data, s
 int ledger__fail(ledger_diag *diag, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- Transactions ---- */
+
+/* The last signer key parsed, kept by a caller that checks many
+ * transactions in a row (one per thread). Zero-initialise. */
+typedef struct ledger__key_cache {
+    ehr_public_key key;
+    bool valid;
+} ledger__key_cache;
+
+/*
+ * ledger_tx_check for callers that already hold the transaction's hash
+ * (KNOWN_HASH, not NULL: it must be SHA-256 of the body) and/or a KEYS
+ * cache (may be NULL). Same results and errors as ledger_tx_check.
+ */
+int ledger__tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rules,
+                     const uint8_t known_hash[EHR_HASH_BYTES], ledger__key_cache *keys,
+                     ledger_tx *out, ledger_diag *diag);
+
 /* ---- Stored records (proto/ehr/v1/ledger.proto) ---- */
 
 enum {

@@ -92,8 +92,9 @@ static int tx_body_rules(const Ehr__V1__TxBody *b, const ledger_tx_rules *rules,
     return 0;
 }
 
-int ledger_tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rules, ledger_tx *out,
-                    ledger_diag *diag)
+int ledger__tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rules,
+                     const uint8_t known_hash[EHR_HASH_BYTES], ledger__key_cache *keys,
+                     ledger_tx *out, ledger_diag *diag)
 {
     EHR_ASSERT(rules != NULL && rules->chain_id != NULL);
     ledger_tx tx = {0};
@@ -112,13 +113,24 @@ int ledger_tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rul
     rc = tx_body_rules(tx.body, rules, diag);
     if (rc != 0)
         goto fail;
-    ledger_tx_hash(tx.view.body, tx.view.body_len, tx.hash);
-    ehr_public_key signer;
-    if (ehr_public_key_parse(&signer, tx.body->signer.data) != 0) {
-        rc = ledger__fail(diag, EHR_EINVAL, "transaction signer is not a valid public key");
-        goto fail;
+    if (known_hash != NULL)
+        memcpy(tx.hash, known_hash, EHR_HASH_BYTES);
+    else
+        ledger_tx_hash(tx.view.body, tx.view.body_len, tx.hash);
+    /* Parsing an x-only key recovers its y coordinate (a square root):
+     * worth skipping when the same signer signed the previous transaction. */
+    ledger__key_cache local = {0};
+    if (keys == NULL)
+        keys = &local;
+    if (!keys->valid ||
+        memcmp(keys->key.bytes, tx.body->signer.data, EHR_SCHNORR_PUBLIC_BYTES) != 0) {
+        keys->valid = ehr_public_key_parse(&keys->key, tx.body->signer.data) == 0;
+        if (!keys->valid) {
+            rc = ledger__fail(diag, EHR_EINVAL, "transaction signer is not a valid public key");
+            goto fail;
+        }
     }
-    if (ehr_schnorr_verify(&signer, tx.hash, tx.view.signature) != 0) {
+    if (ehr_schnorr_verify(&keys->key, tx.hash, tx.view.signature) != 0) {
         rc = ledger__fail(diag, EHR_EBADSIG, "transaction signature does not verify");
         goto fail;
     }
@@ -130,6 +142,12 @@ int ledger_tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rul
 fail:
     ledger_tx_release(&tx);
     return rc;
+}
+
+int ledger_tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rules, ledger_tx *out,
+                    ledger_diag *diag)
+{
+    return ledger__tx_check(bytes, len, rules, NULL, NULL, out, diag);
 }
 
 int ledger_tx_envelope_build(const uint8_t *body, size_t body_len, const ehr_signing_key *key,

@@ -89,7 +89,8 @@ static int fault(ledger_verify_report *report, int err, enum ledger_fault kind, 
 /* One thread's share of a block's transaction checks, and its result. */
 typedef struct slice {
     uint32_t first, end; /* transactions [first, end) */
-    long failed;         /* the first failing transaction, or -1 */
+    ledger__key_cache keys;
+    long failed; /* the first failing transaction, or -1 */
     int rc;
     ledger_diag diag;
 } slice;
@@ -113,6 +114,7 @@ typedef struct tx_pool {
     pthread_t threads[LEDGER_VERIFY_THREADS_MAX];
     worker_arg args[LEDGER_VERIFY_THREADS_MAX];
     const ledger_block_view *view;
+    const uint8_t (*hashes)[EHR_HASH_BYTES]; /* the block's tx hashes, from the Merkle check */
     const char *chain_id;
     slice slices[LEDGER_VERIFY_THREADS_MAX];
 } tx_pool;
@@ -125,7 +127,8 @@ static void slice_check(const tx_pool *pool, slice *s)
     s->rc = 0;
     for (uint32_t i = s->first; i < s->end; i++) {
         const ledger_span *span = &view->txs[i];
-        s->rc = ledger_tx_check(view->bytes + span->offset, span->length, &rules, NULL, &s->diag);
+        s->rc = ledger__tx_check(view->bytes + span->offset, span->length, &rules, pool->hashes[i],
+                                 &s->keys, NULL, &s->diag);
         if (s->rc != 0) {
             s->failed = (long)i;
             return;
@@ -190,11 +193,13 @@ static void pool_stop(tx_pool *pool)
 
 /* Check every transaction of VIEW; returns the slice with the lowest
  * failing transaction, or NULL if all pass. */
-static const slice *pool_check(tx_pool *pool, const ledger_block_view *view, const char *chain_id)
+static const slice *pool_check(tx_pool *pool, const ledger_block_view *view,
+                               const uint8_t (*hashes)[EHR_HASH_BYTES], const char *chain_id)
 {
     uint32_t n = view->header.tx_count;
     unsigned parts = n >= VERIFY_PARALLEL_TXS_MIN ? pool->count : 1;
     pool->view = view;
+    pool->hashes = hashes;
     pool->chain_id = chain_id;
     for (unsigned i = 0; i < pool->count; i++) {
         /* Slices beyond PARTS are empty: their workers wake and finish. */
@@ -256,7 +261,8 @@ static int verify_genesis(walk *w, const ledger_block_view *view)
 static int verify_txs(walk *w, MDB_txn *txn, const ledger_block_view *view)
 {
     const ledger_block_header *h = &view->header;
-    const slice *bad = pool_check(&w->pool, view, w->chain.chain_id);
+    const slice *bad =
+        pool_check(&w->pool, view, (const uint8_t(*)[EHR_HASH_BYTES])w->hashes, w->chain.chain_id);
     if (bad != NULL && bad->rc == EHR_EBADSIG)
         return fault(w->report, bad->rc, LEDGER_FAULT_TX_SIG, h->height, bad->failed,
                      "bad signature: height %llu tx %ld", (unsigned long long)h->height,

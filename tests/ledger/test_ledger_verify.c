@@ -393,6 +393,58 @@ static void test_bad_signature_in_a_worker_slice_is_found(void **state)
     assert_string_equal(ledger_fault_name(rep.fault), "tx-signature");
 }
 
+/* Signers change from transaction to transaction (verify keeps the last
+ * parsed key): a valid transaction by another member passes, one that names
+ * a signer but was signed by another key does not. */
+static void test_signer_changes_and_impostors_within_a_block(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    tu_batch b;
+    tu_batch_make(&b, &f->keys[1], 64, 0);
+    for (size_t i = 20; i < 24; i++) { /* valid, by keys[0] */
+        ehr_free((void *)b.envelopes[i].data);
+        uint8_t *env;
+        size_t env_len;
+        tu_tx(&f->keys[0], TU_CHAIN_ID, TU_GENESIS_TIME_MS + 86400000, 0, &env, &env_len,
+              b.hashes[i]);
+        b.envelopes[i] = (ledger_bytes){env, env_len};
+    }
+    uint8_t *body, *env;
+    size_t body_len, env_len;
+    tu_tx_body(&f->keys[1], TU_CHAIN_ID, TU_GENESIS_TIME_MS + 86400000, 0, &body, &body_len);
+    assert_int_equal(ledger_tx_envelope_build(body, body_len, &f->keys[0], &env, &env_len), 0);
+    ehr_free((void *)b.envelopes[40].data);
+    b.envelopes[40] = (ledger_bytes){env, env_len}; /* names keys[1], signed by keys[0] */
+    ledger_tx_hash(body, body_len, b.hashes[40]);
+    ehr_free(body);
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, &b, &f->keys[0], &block, &len);
+    ledger_append req = {.block = block,
+                         .block_len = len,
+                         .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .applied_index = 99};
+    assert_int_equal(ledger_append_block(f->l, &req), 0);
+    for (uint32_t threads = 1; threads <= 2; threads++) {
+        ledger_verify_options opts = {.threads = threads};
+        ledger_verify_report rep;
+        assert_int_equal(ledger_verify(f->l, &opts, &rep), EHR_EBADSIG);
+        assert_int_equal(rep.tx_index, 40);
+    }
+    ledger_block_view view;
+    assert_int_equal(ledger_block_parse(block, len, &view, NULL), 0);
+    long failed;
+    assert_int_equal(ledger_block_check(&view, LEDGER_CHECK_ALL, TU_CHAIN_ID, NULL, &failed, NULL),
+                     EHR_EBADSIG);
+    assert_int_equal(failed, 40);
+    ledger_block_view_release(&view);
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
 /* The three faults an operator must tell apart read differently. */
 static void test_fault_messages_are_distinct(void **state)
 {
@@ -420,6 +472,7 @@ int main(void)
         T(test_tip_and_tx_index_damage_is_found),
         T(test_first_bad_signature_is_reported_whatever_the_thread_count),
         T(test_bad_signature_in_a_worker_slice_is_found),
+        T(test_signer_changes_and_impostors_within_a_block),
         cmocka_unit_test(test_fault_messages_are_distinct),
     };
     if (ehr_crypto_init() != 0)
