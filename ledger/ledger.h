@@ -219,10 +219,10 @@ enum ledger_block_check_flags {
 };
 
 /*
- * Check a parsed block. With LEDGER_CHECK_TXS, RULES_CHAIN_ID is required
+ * Check a parsed block. With LEDGER_CHECK_TXS, CHAIN_ID is required
  * and each transaction is checked against the block time. TX_HASHES, if not
  * NULL, receives the tx_count transaction hashes (computed when MERKLE or
- * TXS is asked). *FAILED_TX is set to the failing transaction's index, or -1.
+ * TXS is asked). FAILED_TX (may be NULL) gets the failing transaction, or -1.
  * Returns 0; EHR_ECORRUPT (Merkle root), EHR_EBADSIG (header or a tx
  * signature: a tx's when *FAILED_TX >= 0), or a ledger_tx_check error.
  */
