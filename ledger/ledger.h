@@ -326,7 +326,8 @@ typedef struct ledger_options {
  * Open (creating DIR with mode 0700 and an empty ledger in it if needed,
  * unless read-only) the ledger in DIR. OPTIONS may be NULL for the defaults
  * (durable). *OUT is owned by the caller: ledger_close it. Do not use a
- * ledger across fork(): open it again in the child.
+ * ledger across fork(): open it again in the child. Open a directory once
+ * per process at a time (an LMDB rule); share the handle between threads.
  * Returns 0; EHR_EINVAL (bad option), EHR_EVERSION (another format),
  * EHR_ECORRUPT, EHR_ENOTFOUND (read-only and no ledger), -errno.
  */
