@@ -322,6 +322,22 @@ static void test_tx_check_rejects_each_rule_with_its_code(void **state)
     envelope_of(&b, &key, &env, &len);
     assert_int_equal(ledger_tx_check(env, len, &RULES, NULL, &diag), EHR_EINVAL);
     ehr_free(env);
+
+    /* A chain id at its length limit, and one past it. */
+    char id[EHR_CHAIN_ID_BYTES_MAX + 2];
+    memset(id, 'c', sizeof id);
+    id[EHR_CHAIN_ID_BYTES_MAX] = '\0';
+    ledger_tx_rules long_chain = {.chain_id = id, .now_ms = TU_GENESIS_TIME_MS};
+    b = body_template(&key, &payload, nonce);
+    b.chain_id = id;
+    envelope_of(&b, &key, &env, &len);
+    assert_int_equal(ledger_tx_check(env, len, &long_chain, NULL, &diag), 0);
+    ehr_free(env);
+    id[EHR_CHAIN_ID_BYTES_MAX] = 'c';
+    id[EHR_CHAIN_ID_BYTES_MAX + 1] = '\0';
+    envelope_of(&b, &key, &env, &len);
+    assert_int_equal(ledger_tx_check(env, len, &long_chain, NULL, &diag), EHR_EINVAL);
+    ehr_free(env);
 }
 
 /* A body the signer signed but not in canonical form: refused. */
@@ -714,8 +730,12 @@ static void test_block_parse_rejects_malformed_blocks(void **state)
     assert_int_equal(ledger_block_parse(bad, bad_len, &view, &diag), EHR_EINVAL);
     assert_non_null(strstr(diag.msg, "canonical"));
     ehr_free(bad);
-    /* A header over its size limit. */
+    /* A header at its size limit (junk: refused as such), then over it. */
     memset(header, 0, sizeof header);
+    pb->header = (ProtobufCBinaryData){EHR_BLOCK_HEADER_BYTES_MAX, header};
+    bad = block_repack(pb, &bad_len);
+    assert_int_equal(ledger_block_parse(bad, bad_len, &view, &diag), EHR_EINVAL);
+    ehr_free(bad);
     pb->header = (ProtobufCBinaryData){EHR_BLOCK_HEADER_BYTES_MAX + 1, header};
     bad = block_repack(pb, &bad_len);
     assert_int_equal(ledger_block_parse(bad, bad_len, &view, &diag), EHR_ETOOBIG);
@@ -723,9 +743,11 @@ static void test_block_parse_rejects_malformed_blocks(void **state)
     pb->header = saved_header;
     ehr__v1__block__free_unpacked(pb, NULL);
 
-    /* Over the block size limit: refused before any decoding. */
+    /* Over the block size limit: refused before any decoding; at the limit,
+     * decoded (and refused for what it is). */
     uint8_t *huge = ehr_calloc(EHR_BLOCK_BYTES_MAX + 1, 1);
     assert_int_equal(ledger_block_parse(huge, EHR_BLOCK_BYTES_MAX + 1, &view, &diag), EHR_ETOOBIG);
+    assert_int_equal(ledger_block_parse(huge, EHR_BLOCK_BYTES_MAX, &view, &diag), EHR_EINVAL);
     ehr_free(huge);
     ehr_free(block);
     tu_batch_free(&b);
@@ -985,6 +1007,7 @@ static void test_genesis_rejects_bad_encodings(void **state)
     uint8_t *huge = ehr_calloc(EHR_GENESIS_BYTES_MAX + 1, 1);
     assert_int_equal(ledger_genesis_parse(huge, EHR_GENESIS_BYTES_MAX + 1, NULL, &diag),
                      EHR_ETOOBIG);
+    assert_int_equal(ledger_genesis_parse(huge, EHR_GENESIS_BYTES_MAX, NULL, &diag), EHR_EINVAL);
     ehr_free(huge);
     ehr_free(g);
 }

@@ -504,6 +504,47 @@ static void test_state_writes_apply_in_order_with_removals(void **state)
     ehr_free(value);
 }
 
+/* The per-block state write limits, at their edges. */
+static void test_state_write_count_and_bytes_limits(void **state)
+{
+    fixture *f = *state;
+    ledger_state_write *w = ehr_calloc(EHR_BLOCK_STATE_WRITES_MAX + 1, sizeof *w);
+    uint8_t(*keys)[8] = ehr_malloc((EHR_BLOCK_STATE_WRITES_MAX + 1) * sizeof *keys);
+    for (size_t i = 0; i <= EHR_BLOCK_STATE_WRITES_MAX; i++) {
+        ledger__height_key(keys[i], i);
+        w[i] = (ledger_state_write){.key = keys[i], .key_len = 8, .value = keys[i], .value_len = 8};
+    }
+    snapshot before = snap(f->l);
+    assert_int_equal(append_with_writes(f, w, EHR_BLOCK_STATE_WRITES_MAX + 1), EHR_ETOOBIG);
+    assert_unchanged(f->l, &before);
+    assert_int_equal(append_with_writes(f, w, EHR_BLOCK_STATE_WRITES_MAX), 0);
+    ledger_stats stats;
+    assert_int_equal(ledger_stats_get(f->l, &stats), 0);
+    assert_true(stats.state_keys == before.stats.state_keys + EHR_BLOCK_STATE_WRITES_MAX);
+
+    /* Bytes: writes of one shared value adding up to exactly the limit. */
+    enum { KEY_BYTES = 8 };
+    size_t per = KEY_BYTES + EHR_STATE_VALUE_BYTES_MAX;
+    size_t full = EHR_BLOCK_STATE_BYTES_MAX / per;
+    size_t rest = EHR_BLOCK_STATE_BYTES_MAX - full * per; /* the last write's size */
+    assert_true(rest > KEY_BYTES);
+    uint8_t *value = ehr_calloc(EHR_STATE_VALUE_BYTES_MAX + 1, 1);
+    for (size_t i = 0; i <= full; i++) {
+        w[i].value = value;
+        w[i].value_len = i < full ? EHR_STATE_VALUE_BYTES_MAX : rest - KEY_BYTES;
+    }
+    w[full].value_len++;
+    before = snap(f->l);
+    assert_int_equal(append_with_writes(f, w, full + 1), EHR_ETOOBIG);
+    assert_non_null(strstr(ledger_last_error(f->l), "state writes over the limit"));
+    assert_unchanged(f->l, &before);
+    w[full].value_len--;
+    assert_int_equal(append_with_writes(f, w, full + 1), 0);
+    ehr_free(value);
+    ehr_free(keys);
+    ehr_free(w);
+}
+
 typedef struct scan_log {
     char keys[32][16];
     int count;
@@ -683,6 +724,9 @@ static void test_reopen_and_read_only_use(void **state)
     assert_int_equal(ledger_open(missing, &ro, &r), EHR_ENOTFOUND);
     ledger_options bad = {.readers_max = LEDGER_READERS_MAX + 1};
     assert_int_equal(ledger_open(f->dir, &bad, &r), EHR_EINVAL);
+    ledger_close(f->l);
+    ledger_options most = {.readers_max = LEDGER_READERS_MAX};
+    assert_int_equal(ledger_open(f->dir, &most, &f->l), 0);
     bad = (ledger_options){.sync = (enum ledger_sync_mode)7};
     assert_int_equal(ledger_open(f->dir, &bad, &r), EHR_EINVAL);
 }
@@ -760,6 +804,7 @@ int main(void)
         T(test_refused_appends_write_nothing),
         T(test_state_writes_apply_in_order_with_removals),
         T(test_state_scan_prefix_resume_and_bounds),
+        T(test_state_write_count_and_bytes_limits),
         T(test_applied_index_only_moves_forward),
         cmocka_unit_test(test_map_full_is_a_clear_error_and_a_bigger_map_continues),
         T(test_reopen_and_read_only_use),
