@@ -1,0 +1,598 @@
+/*
+ * block.c - blocks and the genesis document: canonical parsing of a Block
+ * (without copying its transactions), the header rules of block.proto, the
+ * Merkle and signature checks, building and signing a block, and deriving
+ * block 0 from a genesis document.
+ *
+ * Not here: whether a block links to the ledger's tip or whether its
+ * proposer is a member (store.c knows the tip and the state).
+ */
+#include "ledger_internal.h"
+
+#include <string.h>
+
+/* ---- Parsing ---- */
+
+static bool all_zero(const uint8_t *p, size_t len)
+{
+    uint8_t acc = 0;
+    for (size_t i = 0; i < len; i++)
+        acc |= p[i];
+    return acc == 0;
+}
+
+/* Decode the header bytes canonically and apply block.proto's rules. */
+static int header_decode(const uint8_t *bytes, size_t len, ledger_block_header *out,
+                         ledger_diag *diag)
+{
+    Ehr__V1__BlockHeader *h = ehr__v1__block_header__unpack(NULL, len, bytes);
+    if (h == NULL)
+        return ledger__fail(diag, EHR_EINVAL, "block header does not decode");
+    int rc = 0;
+    if (!ledger__proto_canonical(&h->base, bytes, len)) {
+        rc = ledger__fail(diag, EHR_EINVAL, "block header is not in canonical form");
+        goto out;
+    }
+    if (h->prev_hash.len != EHR_HASH_BYTES || h->tx_root.len != EHR_HASH_BYTES) {
+        rc = ledger__fail(diag, EHR_EINVAL, "block header: prev_hash and tx_root must be %d bytes",
+                          EHR_HASH_BYTES);
+        goto out;
+    }
+    if (h->tx_count > EHR_BLOCK_TX_COUNT_MAX) {
+        rc = ledger__fail(diag, EHR_ETOOBIG, "block holds %u transactions, over the limit of %d",
+                          (unsigned)h->tx_count, EHR_BLOCK_TX_COUNT_MAX);
+        goto out;
+    }
+    memset(out, 0, sizeof *out);
+    if (h->height == 0) {
+        if (!all_zero(h->prev_hash.data, EHR_HASH_BYTES) || h->proposer.len != 0 ||
+            h->raft_term != 0 || h->raft_index != 0 || h->tx_count != 0 ||
+            h->genesis_hash.len != EHR_HASH_BYTES) {
+            rc = ledger__fail(diag, EHR_EINVAL,
+                              "block 0 must have a zero prev_hash, no proposer, no Raft "
+                              "position, no transactions and a genesis hash");
+            goto out;
+        }
+        memcpy(out->genesis_hash, h->genesis_hash.data, EHR_HASH_BYTES);
+    } else {
+        if (h->proposer.len != EHR_SCHNORR_PUBLIC_BYTES || h->genesis_hash.len != 0) {
+            rc = ledger__fail(diag, EHR_EINVAL,
+                              "block %llu must have a %d-byte proposer and no genesis hash",
+                              (unsigned long long)h->height, EHR_SCHNORR_PUBLIC_BYTES);
+            goto out;
+        }
+        memcpy(out->proposer, h->proposer.data, EHR_SCHNORR_PUBLIC_BYTES);
+    }
+    out->height = h->height;
+    memcpy(out->prev_hash, h->prev_hash.data, EHR_HASH_BYTES);
+    memcpy(out->tx_root, h->tx_root.data, EHR_HASH_BYTES);
+    out->time_ms = h->time_ms;
+    out->raft_term = h->raft_term;
+    out->raft_index = h->raft_index;
+    out->tx_count = h->tx_count;
+out:
+    ehr__v1__block_header__free_unpacked(h, NULL);
+    return rc;
+}
+
+void ledger_block_view_release(ledger_block_view *view)
+{
+    if (view == NULL)
+        return;
+    ehr_free(view->txs);
+    view->txs = NULL;
+}
+
+int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out, ledger_diag *diag)
+{
+    EHR_ASSERT(out != NULL);
+    memset(out, 0, sizeof *out);
+    if (len > EHR_BLOCK_BYTES_MAX)
+        return ledger__fail(diag, EHR_ETOOBIG, "block is %zu bytes, over the limit of %d", len,
+                            EHR_BLOCK_BYTES_MAX);
+    if (bytes == NULL && len > 0)
+        return ledger__fail(diag, EHR_EINVAL, "block bytes missing");
+    ledger__reader r = {.data = bytes, .len = len};
+    if (!ledger__tag_next(&r, 1, LEDGER__WIRE_LEN))
+        return ledger__fail(diag, len == 0 ? EHR_ETRUNCATED : EHR_EINVAL,
+                            "block does not start with its header (field 1)");
+    int rc = ledger__len_field_read(&r, 1, 1, EHR_BLOCK_HEADER_BYTES_MAX, &out->header_span);
+    if (rc != 0)
+        return ledger__fail(diag, rc, "block header field is %s",
+                            rc == EHR_ETOOBIG      ? "over its size limit"
+                            : rc == EHR_ETRUNCATED ? "truncated"
+                                                   : "malformed");
+    rc =
+        header_decode(bytes + out->header_span.offset, out->header_span.length, &out->header, diag);
+    if (rc != 0)
+        return rc;
+    ledger_block_header *h = &out->header;
+    ehr_sha256(out->hash, bytes + out->header_span.offset, out->header_span.length);
+
+    if (ledger__tag_next(&r, 2, LEDGER__WIRE_LEN)) {
+        ledger_span sig;
+        rc = ledger__len_field_read(&r, 2, EHR_SCHNORR_SIG_BYTES, EHR_SCHNORR_SIG_BYTES, &sig);
+        if (rc != 0)
+            return ledger__fail(diag, rc == EHR_ETRUNCATED ? rc : EHR_EINVAL,
+                                "block signature is not exactly %d bytes", EHR_SCHNORR_SIG_BYTES);
+        out->signature = bytes + sig.offset;
+    }
+    if ((h->height == 0) != (out->signature == NULL))
+        return ledger__fail(diag, EHR_EINVAL, "block %llu %s a signature",
+                            (unsigned long long)h->height,
+                            h->height == 0 ? "must not carry" : "lacks");
+
+    out->txs = ehr_malloc((h->tx_count > 0 ? h->tx_count : 1) * sizeof *out->txs);
+    uint32_t count = 0;
+    while (ledger__tag_next(&r, 3, LEDGER__WIRE_LEN)) {
+        if (count == h->tx_count) {
+            rc = ledger__fail(diag, EHR_EINVAL, "block holds more transactions than tx_count %u",
+                              (unsigned)h->tx_count);
+            goto fail;
+        }
+        ledger_span *span = &out->txs[count];
+        rc = ledger__len_field_read(&r, 3, 1, EHR_TX_BYTES_MAX, span);
+        if (rc != 0) {
+            ledger__fail(diag, rc, "block transaction %u is %s", (unsigned)count,
+                         rc == EHR_ETOOBIG      ? "over the size limit"
+                         : rc == EHR_ETRUNCATED ? "truncated"
+                                                : "malformed");
+            goto fail;
+        }
+        ledger_tx_view tx;
+        ledger_diag tx_diag;
+        rc = ledger_tx_envelope_parse(bytes + span->offset, span->length, &tx, &tx_diag);
+        if (rc != 0) {
+            ledger__fail(diag, rc, "block transaction %u: %s", (unsigned)count, tx_diag.msg);
+            goto fail;
+        }
+        count++;
+    }
+    if (count != h->tx_count) {
+        rc = ledger__fail(diag, EHR_EINVAL, "block holds %u transactions, header says %u",
+                          (unsigned)count, (unsigned)h->tx_count);
+        goto fail;
+    }
+    if (ledger__tag_next(&r, 4, LEDGER__WIRE_LEN)) {
+        rc = ledger__len_field_read(&r, 4, 1, EHR_GENESIS_BYTES_MAX, &out->genesis);
+        if (rc != 0) {
+            ledger__fail(diag, rc, "block genesis field is malformed, truncated or too big");
+            goto fail;
+        }
+    }
+    if (r.pos != len) {
+        rc = ledger__fail(diag, EHR_EINVAL,
+                          "block has %zu bytes of unknown, repeated or misordered fields",
+                          len - r.pos);
+        goto fail;
+    }
+    if (h->height == 0) {
+        if (out->genesis.length == 0) {
+            rc = ledger__fail(diag, EHR_EINVAL, "block 0 lacks the genesis document");
+            goto fail;
+        }
+        const uint8_t *g = bytes + out->genesis.offset;
+        uint8_t g_hash[EHR_HASH_BYTES];
+        ehr_sha256(g_hash, g, out->genesis.length);
+        if (memcmp(g_hash, h->genesis_hash, EHR_HASH_BYTES) != 0) {
+            rc = ledger__fail(diag, EHR_EINVAL, "block 0: genesis_hash is not the document's");
+            goto fail;
+        }
+        rc = ledger_genesis_parse(g, out->genesis.length, NULL, diag);
+        if (rc != 0)
+            goto fail;
+    } else if (out->genesis.length != 0) {
+        rc = ledger__fail(diag, EHR_EINVAL, "only block 0 carries a genesis document");
+        goto fail;
+    }
+    out->bytes = bytes;
+    out->len = len;
+    return 0;
+fail:
+    ledger_block_view_release(out);
+    return rc;
+}
+
+/* ---- Checking ---- */
+
+/* Hash every transaction body of VIEW into HASHES. */
+static void block_tx_hashes(const ledger_block_view *view, uint8_t (*hashes)[EHR_HASH_BYTES])
+{
+    for (uint32_t i = 0; i < view->header.tx_count; i++) {
+        ledger_tx_view tx;
+        int rc = ledger_tx_envelope_parse(view->bytes + view->txs[i].offset, view->txs[i].length,
+                                          &tx, NULL);
+        EHR_ASSERT(rc == 0); /* ledger_block_parse checked every envelope */
+        ledger_tx_hash(tx.body, tx.body_len, hashes[i]);
+    }
+}
+
+int ledger_block_check(const ledger_block_view *view, unsigned flags, const char *chain_id,
+                       uint8_t (*tx_hashes)[EHR_HASH_BYTES], long *failed_tx, ledger_diag *diag)
+{
+    EHR_ASSERT(view != NULL && view->bytes != NULL);
+    EHR_ASSERT((flags & LEDGER_CHECK_TXS) == 0 || chain_id != NULL);
+    if (failed_tx != NULL)
+        *failed_tx = -1;
+    const ledger_block_header *h = &view->header;
+    uint8_t(*hashes)[EHR_HASH_BYTES] = tx_hashes;
+    bool need_hashes = (flags & (LEDGER_CHECK_MERKLE | LEDGER_CHECK_TXS)) != 0;
+    if (need_hashes && hashes == NULL && h->tx_count > 0)
+        hashes = ehr_malloc(h->tx_count * EHR_HASH_BYTES);
+    int rc = 0;
+    if (need_hashes)
+        block_tx_hashes(view, hashes);
+    if ((flags & LEDGER_CHECK_MERKLE) != 0) {
+        uint8_t root[EHR_HASH_BYTES];
+        ledger_merkle_root((const uint8_t(*)[EHR_HASH_BYTES])hashes, h->tx_count, root);
+        if (memcmp(root, h->tx_root, EHR_HASH_BYTES) != 0) {
+            rc = ledger__fail(diag, EHR_ECORRUPT,
+                              "block %llu: tx_root does not match its transactions",
+                              (unsigned long long)h->height);
+            goto out;
+        }
+    }
+    if ((flags & LEDGER_CHECK_HEADER_SIG) != 0 && h->height > 0) {
+        ehr_public_key proposer;
+        if (ehr_public_key_parse(&proposer, h->proposer) != 0 ||
+            ehr_schnorr_verify(&proposer, view->hash, view->signature) != 0) {
+            rc = ledger__fail(diag, EHR_EBADSIG,
+                              "block %llu: the proposer's header signature does not verify",
+                              (unsigned long long)h->height);
+            goto out;
+        }
+    }
+    if ((flags & LEDGER_CHECK_TXS) != 0) {
+        ledger_tx_rules rules = {.chain_id = chain_id, .now_ms = h->time_ms};
+        ledger__key_cache keys = {0};
+        for (uint32_t i = 0; i < h->tx_count; i++) {
+            ledger_diag tx_diag;
+            rc = ledger__tx_check(view->bytes + view->txs[i].offset, view->txs[i].length, &rules,
+                                  hashes[i], &keys, NULL, &tx_diag);
+            if (rc != 0) {
+                if (failed_tx != NULL)
+                    *failed_tx = (long)i;
+                ledger__fail(diag, rc, "block %llu tx %u: %s", (unsigned long long)h->height,
+                             (unsigned)i, tx_diag.msg);
+                goto out;
+            }
+        }
+    }
+out:
+    if (hashes != tx_hashes)
+        ehr_free(hashes);
+    return rc;
+}
+
+/* ---- Building ---- */
+
+/* Pack HEADER into a fresh buffer; returns it and its length in *LEN. */
+static uint8_t *header_pack(const Ehr__V1__BlockHeader *header, size_t *len)
+{
+    size_t n = ehr__v1__block_header__get_packed_size(header);
+    EHR_ASSERT(n > 0 && n <= EHR_BLOCK_HEADER_BYTES_MAX);
+    uint8_t *p = ehr_malloc(n);
+    size_t packed = ehr__v1__block_header__pack(header, p);
+    EHR_ASSERT(packed == n);
+    *len = n;
+    return p;
+}
+
+static size_t len_field_size(size_t content_len)
+{
+    return 1 + ledger__varint_size(content_len) + content_len;
+}
+
+static size_t len_field_write(uint8_t *p, unsigned field, const uint8_t *content, size_t len)
+{
+    size_t n = 0;
+    p[n++] = (uint8_t)((field << 3) | LEDGER__WIRE_LEN);
+    n += ledger__varint_write(p + n, len);
+    memcpy(p + n, content, len);
+    return n + len;
+}
+
+int ledger_block_build(const ledger_block_params *params, const ledger_bytes *envelopes,
+                       size_t count, const uint8_t (*tx_hashes)[EHR_HASH_BYTES],
+                       const ehr_signing_key *proposer, uint8_t **out, size_t *out_len,
+                       ledger_diag *diag)
+{
+    EHR_ASSERT(params != NULL && proposer != NULL && out != NULL && out_len != NULL);
+    if (params->height == 0)
+        return ledger__fail(diag, EHR_EINVAL, "block 0 comes from the genesis document only");
+    if (count > EHR_BLOCK_TX_COUNT_MAX)
+        return ledger__fail(diag, EHR_ETOOBIG, "%zu transactions, over the limit of %d", count,
+                            EHR_BLOCK_TX_COUNT_MAX);
+    size_t txs_bytes = 0;
+    for (size_t i = 0; i < count; i++) {
+        ledger_tx_view tx;
+        ledger_diag tx_diag;
+        int rc = ledger_tx_envelope_parse(envelopes[i].data, envelopes[i].len, &tx, &tx_diag);
+        if (rc != 0)
+            return ledger__fail(diag, rc, "transaction %zu: %s", i, tx_diag.msg);
+        txs_bytes += len_field_size(envelopes[i].len);
+        if (txs_bytes > EHR_BLOCK_BYTES_MAX)
+            return ledger__fail(diag, EHR_ETOOBIG, "transactions over the block limit of %d bytes",
+                                EHR_BLOCK_BYTES_MAX);
+    }
+    uint8_t(*hashes)[EHR_HASH_BYTES] = NULL;
+    if (tx_hashes == NULL && count > 0) {
+        hashes = ehr_malloc(count * EHR_HASH_BYTES);
+        for (size_t i = 0; i < count; i++) {
+            ledger_tx_view tx;
+            (void)ledger_tx_envelope_parse(envelopes[i].data, envelopes[i].len, &tx, NULL);
+            ledger_tx_hash(tx.body, tx.body_len, hashes[i]);
+        }
+        tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])hashes;
+    }
+    uint8_t root[EHR_HASH_BYTES];
+    ledger_merkle_root(tx_hashes, count, root);
+    ehr_free(hashes);
+
+    Ehr__V1__BlockHeader header = EHR__V1__BLOCK_HEADER__INIT;
+    header.height = params->height;
+    header.prev_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)params->prev_hash};
+    header.tx_root = (ProtobufCBinaryData){EHR_HASH_BYTES, root};
+    header.time_ms = params->time_ms;
+    header.proposer =
+        (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)proposer->public_key};
+    header.raft_term = params->raft_term;
+    header.raft_index = params->raft_index;
+    header.tx_count = (uint32_t)count;
+    size_t header_len;
+    uint8_t *header_bytes = header_pack(&header, &header_len);
+    uint8_t block_hash[EHR_HASH_BYTES], sig[EHR_SCHNORR_SIG_BYTES];
+    ehr_sha256(block_hash, header_bytes, header_len);
+    int rc = ehr_schnorr_sign(proposer, block_hash, sig);
+    if (rc != 0) {
+        ehr_free(header_bytes);
+        return ledger__fail(diag, rc, "signing the block header failed");
+    }
+    size_t total = len_field_size(header_len) + len_field_size(EHR_SCHNORR_SIG_BYTES) + txs_bytes;
+    if (total > EHR_BLOCK_BYTES_MAX) {
+        ehr_free(header_bytes);
+        return ledger__fail(diag, EHR_ETOOBIG, "block would be %zu bytes, over the limit of %d",
+                            total, EHR_BLOCK_BYTES_MAX);
+    }
+    uint8_t *p = ehr_malloc(total);
+    size_t n = len_field_write(p, 1, header_bytes, header_len);
+    n += len_field_write(p + n, 2, sig, EHR_SCHNORR_SIG_BYTES);
+    for (size_t i = 0; i < count; i++)
+        n += len_field_write(p + n, 3, envelopes[i].data, envelopes[i].len);
+    EHR_ASSERT(n == total);
+    ehr_free(header_bytes);
+    *out = p;
+    *out_len = total;
+    return 0;
+}
+
+/* ---- Genesis ---- */
+
+void ledger_member_key(uint8_t out[LEDGER_MEMBER_KEY_BYTES],
+                       const uint8_t node_key[EHR_SCHNORR_PUBLIC_BYTES])
+{
+    _Static_assert(sizeof LEDGER_MEMBER_KEY_PREFIX - 1 + EHR_SCHNORR_PUBLIC_BYTES ==
+                       LEDGER_MEMBER_KEY_BYTES,
+                   "member key layout");
+    memcpy(out, LEDGER_MEMBER_KEY_PREFIX, sizeof LEDGER_MEMBER_KEY_PREFIX - 1);
+    memcpy(out + sizeof LEDGER_MEMBER_KEY_PREFIX - 1, node_key, EHR_SCHNORR_PUBLIC_BYTES);
+}
+
+static bool chain_id_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+/* True if S is 1..MAX bytes of valid UTF-8 (no overlong form, surrogate or
+ * code point past U+10FFFF) without control characters (C0, DEL, C1), so a
+ * name is safe to print on a terminal and to put in JSON. */
+static bool name_ok(const char *s, size_t max)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n;) {
+        uint8_t b = p[i];
+        size_t more;
+        uint32_t cp, min;
+        if (b < 0x80) {
+            more = 0, cp = b, min = 0;
+        } else if (b >= 0xc2 && b <= 0xdf) {
+            more = 1, cp = b & 0x1fu, min = 0x80;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            more = 2, cp = b & 0x0fu, min = 0x800;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            more = 3, cp = b & 0x07u, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (more >= n - i)
+            return false;
+        for (size_t k = 1; k <= more; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i + k] & 0x3fu);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return false;
+        i += more + 1;
+    }
+    return true;
+}
+
+/* True if S is HOST:PORT in 1..MAX printable ASCII bytes without spaces,
+ * with a non-empty host and a decimal port from 1 to 65535. */
+static bool peer_address_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return false;
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s)
+        return false;
+    const char *digits = colon + 1;
+    size_t count = strlen(digits);
+    if (count == 0 || count > 5 || digits[0] == '0')
+        return false;
+    uint32_t port = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (digits[i] < '0' || digits[i] > '9')
+            return false;
+        port = port * 10 + (uint32_t)(digits[i] - '0');
+    }
+    return port <= 65535;
+}
+
+static int member_check(const Ehr__V1__Member *m, size_t i, ledger_diag *diag)
+{
+    if (!name_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
+        return ledger__fail(diag, EHR_EINVAL,
+                            "genesis member %zu: name must be 1..%d bytes of UTF-8 text "
+                            "without control characters",
+                            i, EHR_MEMBER_NAME_BYTES_MAX);
+    if (m->role < EHR__V1__MEMBER_ROLE__MEMBER_ROLE_HOSPITAL ||
+        m->role > EHR__V1__MEMBER_ROLE__MEMBER_ROLE_REGULATOR)
+        return ledger__fail(diag, EHR_EINVAL, "genesis member %zu: role %d is not a known role", i,
+                            (int)m->role);
+    ehr_public_key key;
+    if (m->node_key.len != EHR_SCHNORR_PUBLIC_BYTES ||
+        ehr_public_key_parse(&key, m->node_key.data) != 0)
+        return ledger__fail(diag, EHR_EINVAL,
+                            "genesis member %zu: node key is not a valid %d-byte public key", i,
+                            EHR_SCHNORR_PUBLIC_BYTES);
+    if (m->kx_key.len != EHR_KX_PUBLIC_BYTES || all_zero(m->kx_key.data, EHR_KX_PUBLIC_BYTES))
+        return ledger__fail(diag, EHR_EINVAL,
+                            "genesis member %zu: kx key must be %d non-zero bytes", i,
+                            EHR_KX_PUBLIC_BYTES);
+    if (!peer_address_ok(m->peer_address, EHR_PEER_ADDRESS_BYTES_MAX))
+        return ledger__fail(diag, EHR_EINVAL,
+                            "genesis member %zu: peer address must be HOST:PORT (port 1..65535) "
+                            "in at most %d bytes without spaces",
+                            i, EHR_PEER_ADDRESS_BYTES_MAX);
+    return 0;
+}
+
+static int genesis_check(const Ehr__V1__Genesis *g, ledger_diag *diag)
+{
+    size_t id_len = strlen(g->chain_id);
+    if (id_len == 0 || id_len > EHR_CHAIN_ID_BYTES_MAX)
+        return ledger__fail(diag, EHR_EINVAL, "genesis chain id must be 1..%d characters",
+                            EHR_CHAIN_ID_BYTES_MAX);
+    for (size_t i = 0; i < id_len; i++)
+        if (!chain_id_char(g->chain_id[i]))
+            return ledger__fail(diag, EHR_EINVAL,
+                                "genesis chain id may hold only A-Z a-z 0-9 . _ -");
+    if (g->time_ms == 0)
+        return ledger__fail(diag, EHR_EINVAL, "genesis time is missing");
+    if (g->n_members == 0)
+        return ledger__fail(diag, EHR_EINVAL, "genesis names no member");
+    if (g->n_members > EHR_GENESIS_MEMBERS_MAX)
+        return ledger__fail(diag, EHR_ETOOBIG, "genesis names %zu members, over the limit of %d",
+                            g->n_members, EHR_GENESIS_MEMBERS_MAX);
+    for (size_t i = 0; i < g->n_members; i++) {
+        int rc = member_check(g->members[i], i, diag);
+        if (rc != 0)
+            return rc;
+        for (size_t j = 0; j < i; j++) {
+            if (memcmp(g->members[i]->node_key.data, g->members[j]->node_key.data,
+                       EHR_SCHNORR_PUBLIC_BYTES) == 0)
+                return ledger__fail(diag, EHR_EINVAL,
+                                    "genesis members %zu and %zu have the same node key", j, i);
+            if (memcmp(g->members[i]->kx_key.data, g->members[j]->kx_key.data,
+                       EHR_KX_PUBLIC_BYTES) == 0)
+                return ledger__fail(diag, EHR_EINVAL,
+                                    "genesis members %zu and %zu have the same kx key", j, i);
+        }
+    }
+    return 0;
+}
+
+int ledger_genesis_parse(const uint8_t *bytes, size_t len, Ehr__V1__Genesis **out,
+                         ledger_diag *diag)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (len > EHR_GENESIS_BYTES_MAX)
+        return ledger__fail(diag, EHR_ETOOBIG, "genesis is %zu bytes, over the limit of %d", len,
+                            EHR_GENESIS_BYTES_MAX);
+    if (bytes == NULL && len > 0)
+        return ledger__fail(diag, EHR_EINVAL, "genesis bytes missing");
+    Ehr__V1__Genesis *g = ehr__v1__genesis__unpack(NULL, len, bytes);
+    if (g == NULL)
+        return ledger__fail(diag, EHR_EINVAL, "genesis does not decode as an ehr.v1.Genesis");
+    int rc = 0;
+    if (!ledger__proto_canonical(&g->base, bytes, len))
+        rc = ledger__fail(diag, EHR_EINVAL, "genesis is not in canonical form");
+    else
+        rc = genesis_check(g, diag);
+    if (rc != 0 || out == NULL)
+        ehr__v1__genesis__free_unpacked(g, NULL);
+    else
+        *out = g;
+    return rc;
+}
+
+int ledger_genesis_encode(const Ehr__V1__Genesis *genesis, uint8_t **out, size_t *out_len,
+                          ledger_diag *diag)
+{
+    EHR_ASSERT(genesis != NULL && out != NULL && out_len != NULL);
+    size_t n = ehr__v1__genesis__get_packed_size(genesis);
+    if (n > EHR_GENESIS_BYTES_MAX)
+        return ledger__fail(diag, EHR_ETOOBIG, "genesis would be %zu bytes, over the limit of %d",
+                            n, EHR_GENESIS_BYTES_MAX);
+    uint8_t *p = ehr_malloc(n > 0 ? n : 1);
+    size_t packed = ehr__v1__genesis__pack(genesis, p);
+    EHR_ASSERT(packed == n);
+    /* Check what was written, as a reader will see it. */
+    int rc = ledger_genesis_parse(p, n, NULL, diag);
+    if (rc != 0) {
+        ehr_free(p);
+        return rc;
+    }
+    *out = p;
+    *out_len = n;
+    return 0;
+}
+
+int ledger_genesis_block_build(const uint8_t *genesis, size_t len, uint8_t **out, size_t *out_len,
+                               ledger_diag *diag)
+{
+    EHR_ASSERT(out != NULL && out_len != NULL);
+    Ehr__V1__Genesis *g;
+    int rc = ledger_genesis_parse(genesis, len, &g, diag);
+    if (rc != 0)
+        return rc;
+    uint8_t zero[EHR_HASH_BYTES] = {0}, empty_root[EHR_HASH_BYTES], genesis_hash[EHR_HASH_BYTES];
+    ledger_merkle_root(NULL, 0, empty_root);
+    ehr_sha256(genesis_hash, genesis, len);
+
+    Ehr__V1__BlockHeader header = EHR__V1__BLOCK_HEADER__INIT;
+    header.height = 0;
+    header.prev_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, zero};
+    header.tx_root = (ProtobufCBinaryData){EHR_HASH_BYTES, empty_root};
+    header.time_ms = g->time_ms;
+    header.genesis_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, genesis_hash};
+    ehr__v1__genesis__free_unpacked(g, NULL);
+    size_t header_len;
+    uint8_t *header_bytes = header_pack(&header, &header_len);
+
+    Ehr__V1__Block block = EHR__V1__BLOCK__INIT;
+    block.header = (ProtobufCBinaryData){header_len, header_bytes};
+    block.genesis = (ProtobufCBinaryData){len, (uint8_t *)genesis};
+    size_t n = ehr__v1__block__get_packed_size(&block);
+    EHR_ASSERT(n <= EHR_BLOCK_BYTES_MAX);
+    uint8_t *p = ehr_malloc(n);
+    size_t packed = ehr__v1__block__pack(&block, p);
+    EHR_ASSERT(packed == n);
+    ehr_free(header_bytes);
+    *out = p;
+    *out_len = n;
+    return 0;
+}

@@ -1,0 +1,529 @@
+/*
+ * ledger.h - the ledger of ehrchain: the transaction and block formats
+ * (limits, canonical decoding, hashing, signatures, Merkle trees, block 0
+ * from a genesis document) and the node's LMDB store of blocks, the tx
+ * index, the world state and the chain tip.
+ *
+ * Not here: what a transaction *means* (contracts/ applies it and produces
+ * the state writes this module stores), consensus (consensus/ decides which
+ * block comes next), the Raft log (later, in the same LMDB environment).
+ *
+ * Errors: 0 on success, a negative EHR_E* code (common.h) or -errno. Check
+ * functions also fill an optional ledger_diag with a sentence a person can
+ * act on; the store keeps the last such sentence per thread (ledger_last_error).
+ *
+ * Memory: functions that return bytes return an ehr_malloc'd copy the caller
+ * frees with ehr_free. Views (ledger_tx_view, ledger_block_view) borrow the
+ * bytes they were parsed from; those bytes must outlive the view.
+ */
+#ifndef EHR_LEDGER_H
+#define EHR_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "ehr_crypto.h"
+#include "ehr/v1/block.pb-c.h"
+#include "ehr/v1/tx.pb-c.h"
+
+/* ---- Limits (each checked where input enters, before anything is decoded) ---- */
+
+enum {
+    EHR_HASH_BYTES = 32,
+    /* A serialized TxBody. */
+    EHR_TX_BODY_BYTES_MAX = 64 * 1024,
+    /* Envelope framing around the body: two tags, two lengths (the body's
+     * takes at most 3 bytes), and the 64-byte signature. */
+    EHR_TX_ENVELOPE_OVERHEAD_BYTES = 1 + 3 + 1 + 1 + 64,
+    /* A serialized TxEnvelope. */
+    EHR_TX_BYTES_MAX = EHR_TX_BODY_BYTES_MAX + EHR_TX_ENVELOPE_OVERHEAD_BYTES,
+    EHR_TX_NONCE_BYTES = 16,
+    EHR_CHAIN_ID_BYTES_MAX = 64,
+    /* Transactions in one block, and a serialized Block's size. */
+    EHR_BLOCK_TX_COUNT_MAX = 10000,
+    EHR_BLOCK_BYTES_MAX = 8 * 1024 * 1024,
+    /* A serialized BlockHeader (a full one is under 200 bytes). */
+    EHR_BLOCK_HEADER_BYTES_MAX = 512,
+    /* The genesis document and its member list. */
+    EHR_GENESIS_BYTES_MAX = 1024 * 1024,
+    EHR_GENESIS_MEMBERS_MAX = 256,
+    EHR_MEMBER_NAME_BYTES_MAX = 128,
+    EHR_PEER_ADDRESS_BYTES_MAX = 256,
+    /* World state: one key, one value, and what one block may write. */
+    EHR_STATE_KEY_BYTES_MAX = 256,
+    EHR_STATE_VALUE_BYTES_MAX = 128 * 1024,
+    EHR_BLOCK_STATE_WRITES_MAX = 8 * EHR_BLOCK_TX_COUNT_MAX,
+    EHR_BLOCK_STATE_BYTES_MAX = 64 * 1024 * 1024,
+    /* Hashes in a Merkle inclusion proof: ceil(log2(EHR_BLOCK_TX_COUNT_MAX)). */
+    EHR_MERKLE_PROOF_HASHES_MAX = 14,
+};
+
+_Static_assert((1u << EHR_MERKLE_PROOF_HASHES_MAX) >= EHR_BLOCK_TX_COUNT_MAX,
+               "a proof can reach every leaf of the largest block");
+_Static_assert(EHR_TX_BODY_BYTES_MAX < (1 << 21), "body length fits a 3-byte varint");
+_Static_assert(EHR_STATE_KEY_BYTES_MAX <= 511, "LMDB's default key size limit");
+
+/* Why a check failed, in a sentence ("body is 70000 bytes, over ..."). */
+enum { LEDGER_DIAG_BYTES_MAX = 256 };
+typedef struct ledger_diag {
+    char msg[LEDGER_DIAG_BYTES_MAX];
+} ledger_diag;
+
+/* A borrowed byte string. */
+typedef struct ledger_bytes {
+    const uint8_t *data;
+    size_t len;
+} ledger_bytes;
+
+/* ---- Transactions ---- */
+
+/* The two parts of a canonical TxEnvelope, pointing into its bytes. */
+typedef struct ledger_tx_view {
+    const uint8_t *body;
+    size_t body_len;
+    const uint8_t *signature; /* EHR_SCHNORR_SIG_BYTES */
+} ledger_tx_view;
+
+/*
+ * Parse the framing of a serialized TxEnvelope. The only encoding accepted
+ * is the canonical one: field 1 (body, 1..EHR_TX_BODY_BYTES_MAX bytes), then
+ * field 2 (signature, exactly 64 bytes), minimal varints, nothing else. So a
+ * transaction has one byte form and nobody can re-wrap a signed body.
+ * Allocates nothing and does not look inside the body.
+ * Returns 0; EHR_ETOOBIG (over EHR_TX_BYTES_MAX), EHR_ETRUNCATED, EHR_EINVAL.
+ */
+int ledger_tx_envelope_parse(const uint8_t *bytes, size_t len, ledger_tx_view *out,
+                             ledger_diag *diag);
+
+/* The transaction hash (its id): SHA-256 of the body bytes. */
+void ledger_tx_hash(const uint8_t *body, size_t body_len, uint8_t out[EHR_HASH_BYTES]);
+
+/* What a transaction is checked against. */
+typedef struct ledger_tx_rules {
+    const char *chain_id; /* required: the body must name this chain */
+    uint64_t now_ms;      /* the transaction is expired if now_ms > expiry_ms */
+} ledger_tx_rules;
+
+/* A checked transaction. `body` is owned; release with ledger_tx_release. */
+typedef struct ledger_tx {
+    ledger_tx_view view;
+    uint8_t hash[EHR_HASH_BYTES];
+    Ehr__V1__TxBody *body;
+} ledger_tx;
+
+/*
+ * Fully check a serialized TxEnvelope: framing (as ledger_tx_envelope_parse),
+ * the body decodes in canonical form with no unknown fields, chain id, a
+ * 32-byte signer that is a valid key, a 16-byte nonce, a non-zero expiry not
+ * passed, a payload, and the signature over the hash.
+ * OUT may be NULL; when given it holds the decoded body (release it).
+ * Returns 0; EHR_ETOOBIG, EHR_ETRUNCATED, EHR_EINVAL, EHR_ECHAIN,
+ * EHR_EEXPIRED, EHR_EBADSIG. On error OUT holds nothing to release.
+ */
+int ledger_tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rules, ledger_tx *out,
+                    ledger_diag *diag);
+
+void ledger_tx_release(ledger_tx *tx);
+
+/*
+ * Sign BODY (a serialized TxBody, at most EHR_TX_BODY_BYTES_MAX bytes) with
+ * KEY and write the canonical envelope to *OUT (ehr_malloc'd, caller frees).
+ * Does not check the body's contents. Returns 0, EHR_ETOOBIG, EHR_EINVAL.
+ */
+int ledger_tx_envelope_build(const uint8_t *body, size_t body_len, const ehr_signing_key *key,
+                             uint8_t **out, size_t *out_len);
+
+/* ---- Merkle trees over transaction hashes (RFC 6962 shape) ----
+ * leaf = SHA-256(0x00 || tx hash), node = SHA-256(0x01 || left || right),
+ * the left subtree of n leaves holds the largest power of two below n, and
+ * the root of no leaves is SHA-256 of the empty string.
+ */
+
+/* The root over COUNT hashes (COUNT <= EHR_BLOCK_TX_COUNT_MAX). Allocates
+ * scratch space of COUNT hashes. */
+void ledger_merkle_root(const uint8_t (*hashes)[EHR_HASH_BYTES], size_t count,
+                        uint8_t root[EHR_HASH_BYTES]);
+
+/*
+ * The inclusion proof (audit path, leaf to root) of leaf INDEX among COUNT.
+ * Writes *PROOF_COUNT hashes (at most EHR_MERKLE_PROOF_HASHES_MAX) to PROOF.
+ * Returns 0, or EHR_EINVAL if INDEX >= COUNT or COUNT is over the limit.
+ */
+int ledger_merkle_proof(const uint8_t (*hashes)[EHR_HASH_BYTES], size_t count, size_t index,
+                        uint8_t proof[EHR_MERKLE_PROOF_HASHES_MAX][EHR_HASH_BYTES],
+                        size_t *proof_count);
+
+/*
+ * Check that LEAF (a tx hash) is at INDEX of a COUNT-leaf tree with ROOT.
+ * Returns 0; EHR_EINVAL for a proof of the wrong shape (INDEX >= COUNT, too
+ * many or too few hashes); EHR_ECORRUPT if it does not lead to ROOT.
+ */
+int ledger_merkle_proof_check(const uint8_t leaf[EHR_HASH_BYTES], size_t index, size_t count,
+                              const uint8_t (*proof)[EHR_HASH_BYTES], size_t proof_count,
+                              const uint8_t root[EHR_HASH_BYTES]);
+
+/* ---- Blocks ---- */
+
+/* A decoded BlockHeader with its sizes checked. */
+typedef struct ledger_block_header {
+    uint64_t height;
+    uint8_t prev_hash[EHR_HASH_BYTES];
+    uint8_t tx_root[EHR_HASH_BYTES];
+    uint64_t time_ms;
+    uint8_t proposer[EHR_SCHNORR_PUBLIC_BYTES]; /* zero at height 0 */
+    uint64_t raft_term;
+    uint64_t raft_index;
+    uint32_t tx_count;
+    uint8_t genesis_hash[EHR_HASH_BYTES]; /* zero above height 0 */
+} ledger_block_header;
+
+/* Where a part lies inside the block bytes. */
+typedef struct ledger_span {
+    uint32_t offset;
+    uint32_t length;
+} ledger_span;
+
+/* A parsed block, borrowing the bytes it was parsed from. */
+typedef struct ledger_block_view {
+    const uint8_t *bytes;
+    size_t len;
+    ledger_block_header header;
+    uint8_t hash[EHR_HASH_BYTES]; /* SHA-256 of the header bytes */
+    ledger_span header_span;
+    const uint8_t *signature; /* 64 bytes; NULL at height 0 */
+    ledger_span *txs;         /* envelope spans, header.tx_count of them; owned */
+    ledger_span genesis;      /* length 0 above height 0 */
+} ledger_block_view;
+
+/*
+ * Parse a serialized Block: size limits, canonical framing (fields 1-4 in
+ * order, minimal varints, nothing unknown), each envelope's framing, the
+ * header decoded canonically with the sizes and the height-0 rules of
+ * block.proto, tx_count equal to the envelopes present, and at height 0 the
+ * genesis document valid and matching genesis_hash. Computes the block hash.
+ * Checks no signature and no Merkle root (ledger_block_check does).
+ * Returns 0 (release OUT with ledger_block_view_release); EHR_ETOOBIG,
+ * EHR_ETRUNCATED, EHR_EINVAL. On error OUT holds nothing to release.
+ */
+int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out, ledger_diag *diag);
+
+void ledger_block_view_release(ledger_block_view *view);
+
+enum ledger_block_check_flags {
+    LEDGER_CHECK_MERKLE = 1u << 0,     /* tx hashes and the Merkle root */
+    LEDGER_CHECK_HEADER_SIG = 1u << 1, /* the proposer's signature (height > 0) */
+    LEDGER_CHECK_TXS = 1u << 2,        /* every tx: ledger_tx_check at block time */
+    LEDGER_CHECK_ALL = 7u,
+};
+
+/*
+ * Check a parsed block. With LEDGER_CHECK_TXS, CHAIN_ID is required
+ * and each transaction is checked against the block time. TX_HASHES, if not
+ * NULL, receives the tx_count transaction hashes (computed when MERKLE or
+ * TXS is asked). FAILED_TX (may be NULL) gets the failing transaction, or -1.
+ * Returns 0; EHR_ECORRUPT (Merkle root), EHR_EBADSIG (header or a tx
+ * signature: a tx's when *FAILED_TX >= 0), or a ledger_tx_check error.
+ */
+int ledger_block_check(const ledger_block_view *view, unsigned flags, const char *chain_id,
+                       uint8_t (*tx_hashes)[EHR_HASH_BYTES], long *failed_tx, ledger_diag *diag);
+
+/* What the proposer puts in a header besides the transactions. */
+typedef struct ledger_block_params {
+    uint64_t height; /* > 0 */
+    uint8_t prev_hash[EHR_HASH_BYTES];
+    uint64_t time_ms;
+    uint64_t raft_term;
+    uint64_t raft_index;
+} ledger_block_params;
+
+/*
+ * Build and sign a block of COUNT envelopes (each must pass
+ * ledger_tx_envelope_parse; their contents are the caller's business).
+ * TX_HASHES may be NULL (then computed) or hold the COUNT hashes the caller
+ * already has. Writes the canonical Block to *OUT (ehr_malloc'd).
+ * Returns 0; EHR_EINVAL, EHR_ETOOBIG (count or size over a limit).
+ */
+int ledger_block_build(const ledger_block_params *params, const ledger_bytes *envelopes,
+                       size_t count, const uint8_t (*tx_hashes)[EHR_HASH_BYTES],
+                       const ehr_signing_key *proposer, uint8_t **out, size_t *out_len,
+                       ledger_diag *diag);
+
+/* ---- Genesis ---- */
+
+/*
+ * Decode and validate a serialized Genesis: canonical encoding, chain id of
+ * 1..EHR_CHAIN_ID_BYTES_MAX characters from [A-Za-z0-9._-], 1..
+ * EHR_GENESIS_MEMBERS_MAX members, each with a name (UTF-8, no control
+ * characters), a valid role, a valid 32-byte node key, a non-zero 32-byte kx
+ * key and a HOST:PORT peer address within their limits, no node key or kx
+ * key twice. *OUT (may be NULL) gets the decoded document;
+ * free it with ehr__v1__genesis__free_unpacked(*OUT, NULL).
+ * Returns 0; EHR_ETOOBIG, EHR_EINVAL.
+ */
+int ledger_genesis_parse(const uint8_t *bytes, size_t len, Ehr__V1__Genesis **out,
+                         ledger_diag *diag);
+
+/*
+ * Validate GENESIS and serialize it (what `ehrctl genesis` writes). Writes
+ * *OUT (ehr_malloc'd). Returns 0, or a ledger_genesis_parse error.
+ */
+int ledger_genesis_encode(const Ehr__V1__Genesis *genesis, uint8_t **out, size_t *out_len,
+                          ledger_diag *diag);
+
+/*
+ * Derive block 0 from a serialized genesis document. Deterministic: the
+ * header and block are protobuf-c's serialization of structs filled only
+ * from the document, and protobuf-c writes fields in field-number order, so
+ * every node derives the same bytes. Writes *OUT (ehr_malloc'd).
+ * Returns 0, or a ledger_genesis_parse error.
+ */
+int ledger_genesis_block_build(const uint8_t *genesis, size_t len, uint8_t **out, size_t *out_len,
+                               ledger_diag *diag);
+
+/* World-state key of a member: "member/" followed by its 32-byte node key;
+ * the value is the serialized Member. */
+#define LEDGER_MEMBER_KEY_PREFIX "member/"
+enum { LEDGER_MEMBER_KEY_BYTES = 7 + EHR_SCHNORR_PUBLIC_BYTES };
+void ledger_member_key(uint8_t out[LEDGER_MEMBER_KEY_BYTES],
+                       const uint8_t node_key[EHR_SCHNORR_PUBLIC_BYTES]);
+
+/* ---- The store ---- */
+
+typedef struct ledger ledger;
+
+enum ledger_sync_mode {
+    /* Every append is on disk when it returns (LMDB's default: data, then
+     * meta page, each followed by fdatasync). */
+    LEDGER_SYNC_DURABLE = 0,
+    /* No fdatasync (MDB_NOSYNC): survives a process crash, but an OS crash
+     * or power loss may lose recent appends or corrupt the environment. Only
+     * for throwaway ledgers (tests, bulk imports re-done on failure). */
+    LEDGER_SYNC_NONE = 1,
+};
+
+enum {
+    LEDGER_MAP_BYTES_DEFAULT = 0, /* see ledger_options.map_bytes */
+    LEDGER_READERS_MAX_DEFAULT = 126,
+    LEDGER_READERS_MAX = 4096,
+    LEDGER_SCAN_COUNT_MAX = 10000,
+};
+/* The default map: address space reserved, not disk used (the file grows
+ * with the data). 64 GiB holds hundreds of millions of transactions. */
+#define LEDGER_MAP_BYTES_DEFAULT_VALUE (64ull << 30)
+#define LEDGER_MAP_BYTES_MIN (256ull << 10)
+#define LEDGER_MAP_BYTES_MAX (1ull << 44)
+
+typedef struct ledger_options {
+    uint64_t map_bytes; /* 0: LEDGER_MAP_BYTES_DEFAULT_VALUE; else MIN..MAX */
+    enum ledger_sync_mode sync;
+    uint32_t readers_max; /* 0: LEDGER_READERS_MAX_DEFAULT; else 1..LEDGER_READERS_MAX */
+    bool read_only;       /* open an existing ledger for reading only */
+} ledger_options;
+
+/*
+ * Open (creating DIR with mode 0700 and an empty ledger in it if needed,
+ * unless read-only) the ledger in DIR. OPTIONS may be NULL for the defaults
+ * (durable). *OUT is owned by the caller: ledger_close it. Do not use a
+ * ledger across fork(): open it again in the child. Open a directory once
+ * per process at a time (an LMDB rule); share the handle between threads.
+ * Returns 0; EHR_EINVAL (bad option), EHR_EVERSION (another format),
+ * EHR_ECORRUPT, EHR_ENOTFOUND (read-only and no ledger), -errno.
+ */
+int ledger_open(const char *dir, const ledger_options *options, ledger **out);
+
+void ledger_close(ledger *l);
+
+/* The sentence describing why the last failed call on L made by this thread
+ * failed ("" if it succeeded). Valid until this thread's next call. */
+const char *ledger_last_error(const ledger *l);
+
+/*
+ * Write block 0 derived from GENESIS (see ledger_genesis_block_build), the
+ * chain info and the founding members (LEDGER_MEMBER_KEY_PREFIX keys), in
+ * one write transaction. Returns 0; EHR_EEXIST if the ledger already has a
+ * chain; a ledger_genesis_parse error; EHR_EFULL.
+ */
+int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len);
+
+typedef struct ledger_tip {
+    uint64_t height;
+    uint8_t hash[EHR_HASH_BYTES];
+    uint64_t time_ms;
+    uint64_t applied_index;
+    uint64_t tx_count; /* transactions in blocks 0..height */
+} ledger_tip;
+
+/* The last block. Returns 0, or EHR_ENOTFOUND before ledger_genesis_init. */
+int ledger_tip_get(ledger *l, ledger_tip *out);
+
+typedef struct ledger_chain {
+    uint32_t format_version;
+    char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1];
+    uint8_t genesis_hash[EHR_HASH_BYTES];
+    uint8_t genesis_block_hash[EHR_HASH_BYTES];
+} ledger_chain;
+
+/* Which chain this is. Returns 0, or EHR_ENOTFOUND before genesis. */
+int ledger_chain_get(ledger *l, ledger_chain *out);
+
+/* One world-state write: set KEY to VALUE, or delete KEY. */
+typedef struct ledger_state_write {
+    const uint8_t *key;
+    size_t key_len; /* 1..EHR_STATE_KEY_BYTES_MAX */
+    const uint8_t *value;
+    size_t value_len; /* 0..EHR_STATE_VALUE_BYTES_MAX */
+    bool remove;
+} ledger_state_write;
+
+/* An append request: everything that becomes durable with one block. */
+typedef struct ledger_append {
+    const uint8_t *block;
+    size_t block_len;
+    /* NULL, or the block's tx_count transaction hashes in order, computed
+     * when the transactions were admitted (so they are not hashed again).
+     * They must be the SHA-256 of each body: debug builds check it;
+     * ledger_verify recomputes them. */
+    const uint8_t (*tx_hashes)[EHR_HASH_BYTES];
+    /* The world-state writes of the block's transactions, applied in order
+     * (a later write to the same key wins). */
+    const ledger_state_write *writes;
+    size_t write_count;
+    /* The Raft index this block's entry was applied at: never below the
+     * current applied index. */
+    uint64_t applied_index;
+} ledger_append;
+
+/*
+ * Append one block with its tx-index rows, state writes, the new tip and
+ * applied index, in one LMDB write transaction: all of it is on the ledger
+ * (durably, in the default sync mode) when this returns 0, none of it when
+ * it returns an error. Checks: the block parses (ledger_block_parse), the
+ * height is tip + 1 and prev_hash the tip's hash (EHR_ELINK), the time is
+ * not before the tip's, the Merkle root matches the transactions, the
+ * proposer is a member (EHR_EDENIED) and signed the header (EHR_EBADSIG), no
+ * transaction is already on the ledger or twice in the block (EHR_EEXIST).
+ * Transaction signatures and contents are not checked here: the node admits
+ * only checked transactions, and ledger_verify re-checks them all.
+ * Returns 0 or those errors; EHR_EFULL when the map is full; EHR_EINVAL.
+ * One writer at a time: callers serialise appends.
+ */
+int ledger_append_block(ledger *l, const ledger_append *request);
+
+/* Record that Raft entries up to INDEX are applied when no block came with
+ * them (e.g. a membership change). INDEX below the current one: EHR_EINVAL. */
+int ledger_applied_index_set(ledger *l, uint64_t index);
+
+/*
+ * The block at HEIGHT, its stored checksum verified. *BYTES is an
+ * ehr_malloc'd copy. Returns 0; EHR_ENOTFOUND; EHR_ECORRUPT.
+ */
+int ledger_block_get(ledger *l, uint64_t height, uint8_t **bytes, size_t *len);
+
+typedef struct ledger_tx_location {
+    uint64_t height;
+    uint32_t index;
+    uint32_t offset; /* of the envelope inside the block bytes */
+    uint32_t length;
+} ledger_tx_location;
+
+/*
+ * The transaction with HASH: its location, and (if ENVELOPE is not NULL) an
+ * ehr_malloc'd copy of its envelope, read without decoding the block; the
+ * body is checked to hash to HASH. Returns 0; EHR_ENOTFOUND; EHR_ECORRUPT.
+ */
+int ledger_tx_get(ledger *l, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *location,
+                  uint8_t **envelope, size_t *envelope_len);
+
+/* The value of KEY: an ehr_malloc'd copy (NULL with *LEN 0 for an empty
+ * value). Returns 0; EHR_ENOTFOUND; EHR_EINVAL (key length). */
+int ledger_state_get(ledger *l, const uint8_t *key, size_t key_len, uint8_t **value,
+                     size_t *value_len);
+
+/* Called per key: return 0 to go on, 1 to stop, a negative error to abort
+ * (returned by the scan). The bytes are valid during the call only. */
+typedef int (*ledger_scan_fn)(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                              size_t value_len);
+
+/*
+ * Call FN for the keys starting with PREFIX (may be empty), in byte order,
+ * beginning after AFTER (NULL to start at the prefix: pass the last key seen
+ * to continue a scan), at most COUNT_MAX (1..LEDGER_SCAN_COUNT_MAX) keys.
+ * FN runs inside a read snapshot; it may read the ledger but not append.
+ * Returns the number of keys visited (>= 0), or a negative error.
+ */
+long ledger_state_scan(ledger *l, const uint8_t *prefix, size_t prefix_len, const uint8_t *after,
+                       size_t after_len, size_t count_max, ledger_scan_fn fn, void *ctx);
+
+/* What ledger_verify found. */
+enum ledger_fault {
+    LEDGER_FAULT_NONE = 0,
+    LEDGER_FAULT_NO_CHAIN,   /* no genesis, or the chain info is unreadable */
+    LEDGER_FAULT_CORRUPT,    /* a stored record fails its checksum */
+    LEDGER_FAULT_DECODE,     /* a stored block does not parse */
+    LEDGER_FAULT_HEIGHT,     /* a block's height is not its position */
+    LEDGER_FAULT_HASH_LINK,  /* prev_hash is not the previous block's hash */
+    LEDGER_FAULT_TIME,       /* block time went backwards */
+    LEDGER_FAULT_GENESIS,    /* block 0 does not match the chain info */
+    LEDGER_FAULT_MERKLE,     /* tx_root does not match the transactions */
+    LEDGER_FAULT_HEADER_SIG, /* the proposer's signature does not verify */
+    LEDGER_FAULT_TX,         /* a transaction is malformed, expired or for another chain */
+    LEDGER_FAULT_TX_SIG,     /* a transaction's signature does not verify */
+    LEDGER_FAULT_TX_INDEX,   /* the tx index disagrees with the blocks */
+    LEDGER_FAULT_TIP,        /* the tip record disagrees with the blocks */
+};
+
+typedef struct ledger_verify_report {
+    enum ledger_fault fault;
+    uint64_t height; /* where the fault is */
+    long tx_index;   /* the transaction's position, or -1 */
+    uint64_t blocks_checked;
+    uint64_t txs_checked;
+    char msg[LEDGER_DIAG_BYTES_MAX]; /* one line: the verdict */
+} ledger_verify_report;
+
+/* The name of FAULT ("hash-link", ...), for --json. Never NULL. */
+const char *ledger_fault_name(enum ledger_fault fault);
+
+enum { LEDGER_VERIFY_THREADS_MAX = 16 };
+
+typedef struct ledger_verify_options {
+    /* Threads checking transaction signatures: 0 for one per online CPU,
+     * else 1..LEDGER_VERIFY_THREADS_MAX (1: all on the calling thread). */
+    uint32_t threads;
+    /* If not NULL, called now and then with the height reached and the tip
+     * being walked to (for a progress line). */
+    void (*progress)(void *ctx, uint64_t height, uint64_t tip);
+    void *progress_ctx;
+} ledger_verify_options;
+
+/*
+ * Walk every block from 0 to the tip (as of the call): stored checksum,
+ * parse, height sequence, hash chain, time order, block 0 against the chain
+ * info, Merkle root, header signature, every transaction (canonical, chain
+ * id, not expired at block time, signature; spread over OPTIONS->threads),
+ * then each transaction's tx-index row; then the tip record and the
+ * tx-index row count. Stops at the first fault (within a block, the first
+ * failing transaction). OPTIONS may be NULL for the defaults.
+ * Not yet: replaying transactions against the world state (contracts/), and
+ * checking that each proposer was a member at its height (only that the
+ * signature verifies).
+ * Returns 0 with REPORT->fault NONE; otherwise the fault's error (EHR_ECORRUPT
+ * for a checksum, EHR_ELINK for a hash link or height, EHR_EBADSIG for a
+ * signature, ...) with REPORT saying where; EHR_EINVAL for bad OPTIONS (no
+ * fault, a message in REPORT). Safe while another process appends.
+ */
+int ledger_verify(ledger *l, const ledger_verify_options *options, ledger_verify_report *report);
+
+typedef struct ledger_stats {
+    uint64_t blocks;        /* entries in the blocks database */
+    uint64_t tx_index_rows; /* entries in the tx index */
+    uint64_t state_keys;    /* entries in the world state */
+    uint64_t file_bytes;    /* disk used by the data file (allocated blocks) */
+    uint64_t map_bytes;     /* the map size in use */
+} ledger_stats;
+
+int ledger_stats_get(ledger *l, ledger_stats *out);
+
+#endif /* EHR_LEDGER_H */

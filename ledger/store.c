@@ -1,0 +1,932 @@
+/*
+ * store.c - the ledger's LMDB environment: opening it, block 0, appending
+ * blocks with their tx-index rows, state writes and tip in one write
+ * transaction, and the lookups.
+ *
+ * Not here: the offline walk over the whole chain (verify.c) and the
+ * formats themselves (tx.c, block.c, records.c).
+ *
+ * LMDB caveats, as they apply here:
+ * - One write transaction at a time per environment (LMDB serialises
+ *   writers with a lock shared between processes). The append scratch in
+ *   struct ledger assumes one writing thread; callers serialise appends.
+ * - MDB_NOTLS: a read transaction is not tied to its thread, so readers on
+ *   several threads (and a scan callback that reads again) each get their
+ *   own reader slot. Read transactions here live for one call only: a
+ *   long-lived reader stops LMDB from reusing freed pages and the file grows.
+ * - No use after fork(): a child must open the ledger again, never use the
+ *   parent's MDB_env (its lock and map belong to the parent).
+ * - mdb_env_set_mapsize only before mdb_env_open here (or later with no
+ *   transaction active in the process, which we never do). The map is
+ *   address space, not disk: the file grows with the data. When it is used
+ *   up, LMDB returns MDB_MAP_FULL and we return EHR_EFULL with the size.
+ * - Stale reader slots of a killed process are cleared at open
+ *   (mdb_reader_check); LMDB does not checksum pages, so blocks carry
+ *   their own checksum (records.c).
+ * - MDB_WRITEMAP is not used: measured here, msync of the map made durable
+ *   appends several times slower than LMDB's default pwrite + fdatasync.
+ */
+#include "ledger_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ehr/v1/ledger.pb-c.h"
+
+/* Per thread, so that readers on several threads never share the buffer. */
+static _Thread_local char last_error[LEDGER_DIAG_BYTES_MAX];
+
+int ledger__error(ledger *l, int err, const char *fmt, ...)
+{
+    EHR_ASSERT(l != NULL && err != 0);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+int ledger__lmdb_error(ledger *l, int rc, const char *what)
+{
+    switch (rc) {
+    case 0:
+        return 0;
+    case MDB_MAP_FULL:
+        return ledger__error(l, EHR_EFULL,
+                             "%s: the ledger's map of %llu bytes is full; reopen it with a "
+                             "larger map size",
+                             what, (unsigned long long)l->options.map_bytes);
+    case MDB_NOTFOUND:
+        return ledger__error(l, EHR_ENOTFOUND, "%s: not found", what);
+    case MDB_KEYEXIST:
+        return ledger__error(l, EHR_EEXIST, "%s: already present", what);
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+        return ledger__error(l, EHR_ECORRUPT, "%s: the LMDB environment is damaged (%s)", what,
+                             mdb_strerror(rc));
+    case MDB_VERSION_MISMATCH:
+        return ledger__error(l, EHR_EVERSION, "%s: %s", what, mdb_strerror(rc));
+    case MDB_READERS_FULL:
+        return ledger__error(l, EHR_EAGAIN, "%s: all %u reader slots are in use", what,
+                             (unsigned)l->options.readers_max);
+    case MDB_MAP_RESIZED:
+        return ledger__error(l, EHR_EAGAIN, "%s: another process grew the map; reopen the ledger",
+                             what);
+    default:
+        if (rc > 0)
+            return ledger__error(l, -rc, "%s: %s", what, strerror(rc));
+        return ledger__error(l, EHR_EINVAL, "%s: %s", what, mdb_strerror(rc));
+    }
+}
+
+int ledger__read_begin(ledger *l, MDB_txn **txn)
+{
+    return ledger__lmdb_error(l, mdb_txn_begin(l->env, NULL, MDB_RDONLY, txn),
+                              "starting a read transaction");
+}
+
+static MDB_val val_of(const void *data, size_t len)
+{
+    return (MDB_val){.mv_size = len, .mv_data = (void *)data};
+}
+
+int ledger__tip_read(ledger *l, MDB_txn *txn, ledger_tip *out)
+{
+    MDB_val k = val_of(LEDGER__META_TIP, sizeof LEDGER__META_TIP - 1), v;
+    int rc = mdb_get(txn, l->db_meta, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return ledger__error(l, EHR_ENOTFOUND, "the ledger has no chain yet (no genesis)");
+    if (rc != 0)
+        return ledger__lmdb_error(l, rc, "reading the tip");
+    Ehr__V1__ChainTip *t = ehr__v1__chain_tip__unpack(NULL, v.mv_size, v.mv_data);
+    if (t == NULL || t->hash.len != EHR_HASH_BYTES) {
+        if (t != NULL)
+            ehr__v1__chain_tip__free_unpacked(t, NULL);
+        return ledger__error(l, EHR_ECORRUPT, "the tip record does not decode");
+    }
+    out->height = t->height;
+    memcpy(out->hash, t->hash.data, EHR_HASH_BYTES);
+    out->time_ms = t->time_ms;
+    out->applied_index = t->applied_index;
+    out->tx_count = t->tx_count;
+    ehr__v1__chain_tip__free_unpacked(t, NULL);
+    return 0;
+}
+
+static int tip_write(ledger *l, MDB_txn *txn, const ledger_tip *tip)
+{
+    Ehr__V1__ChainTip t = EHR__V1__CHAIN_TIP__INIT;
+    t.height = tip->height;
+    t.hash = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)tip->hash};
+    t.time_ms = tip->time_ms;
+    t.applied_index = tip->applied_index;
+    t.tx_count = tip->tx_count;
+    uint8_t buf[128];
+    size_t n = ehr__v1__chain_tip__get_packed_size(&t);
+    EHR_ASSERT(n <= sizeof buf);
+    ehr__v1__chain_tip__pack(&t, buf);
+    MDB_val k = val_of(LEDGER__META_TIP, sizeof LEDGER__META_TIP - 1), v = val_of(buf, n);
+    return ledger__lmdb_error(l, mdb_put(txn, l->db_meta, &k, &v, 0), "writing the tip");
+}
+
+int ledger__chain_read(ledger *l, MDB_txn *txn, ledger_chain *out)
+{
+    MDB_val k = val_of(LEDGER__META_CHAIN, sizeof LEDGER__META_CHAIN - 1), v;
+    int rc = mdb_get(txn, l->db_meta, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return ledger__error(l, EHR_ENOTFOUND, "the ledger has no chain yet (no genesis)");
+    if (rc != 0)
+        return ledger__lmdb_error(l, rc, "reading the chain info");
+    Ehr__V1__ChainInfo *c = ehr__v1__chain_info__unpack(NULL, v.mv_size, v.mv_data);
+    rc = 0;
+    if (c == NULL || c->genesis_hash.len != EHR_HASH_BYTES ||
+        c->genesis_block_hash.len != EHR_HASH_BYTES || strlen(c->chain_id) == 0 ||
+        strlen(c->chain_id) > EHR_CHAIN_ID_BYTES_MAX) {
+        rc = ledger__error(l, EHR_ECORRUPT, "the chain info record does not decode");
+        goto out;
+    }
+    if (c->format_version != LEDGER__FORMAT_VERSION) {
+        rc = ledger__error(l, EHR_EVERSION,
+                           "the ledger's format version is %u; this build reads version %d",
+                           (unsigned)c->format_version, LEDGER__FORMAT_VERSION);
+        goto out;
+    }
+    memset(out, 0, sizeof *out);
+    out->format_version = c->format_version;
+    memcpy(out->chain_id, c->chain_id, strlen(c->chain_id));
+    memcpy(out->genesis_hash, c->genesis_hash.data, EHR_HASH_BYTES);
+    memcpy(out->genesis_block_hash, c->genesis_block_hash.data, EHR_HASH_BYTES);
+out:
+    if (c != NULL)
+        ehr__v1__chain_info__free_unpacked(c, NULL);
+    return rc;
+}
+
+/* ---- Open and close ---- */
+
+static int options_resolve(const ledger_options *in, ledger_options *out)
+{
+    *out = in != NULL ? *in : (ledger_options){0};
+    if (out->map_bytes == LEDGER_MAP_BYTES_DEFAULT)
+        out->map_bytes = LEDGER_MAP_BYTES_DEFAULT_VALUE;
+    if (out->map_bytes < LEDGER_MAP_BYTES_MIN || out->map_bytes > LEDGER_MAP_BYTES_MAX)
+        return EHR_EINVAL;
+    long page = sysconf(_SC_PAGESIZE);
+    EHR_ASSERT(page > 0);
+    out->map_bytes = (out->map_bytes + (uint64_t)page - 1) / (uint64_t)page * (uint64_t)page;
+    if (out->readers_max == 0)
+        out->readers_max = LEDGER_READERS_MAX_DEFAULT;
+    if (out->readers_max > LEDGER_READERS_MAX)
+        return EHR_EINVAL;
+    if (out->sync != LEDGER_SYNC_DURABLE && out->sync != LEDGER_SYNC_NONE)
+        return EHR_EINVAL;
+    return 0;
+}
+
+/* Open (or, writable, create) the four databases in one transaction. */
+static int dbs_open(ledger *l)
+{
+    bool ro = l->options.read_only;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(l->env, NULL, ro ? MDB_RDONLY : 0, &txn);
+    if (rc != 0)
+        return ledger__lmdb_error(l, rc, "opening the databases");
+    unsigned flags = ro ? 0 : MDB_CREATE;
+    struct {
+        const char *name;
+        MDB_dbi *dbi;
+    } dbs[] = {{LEDGER__DB_BLOCKS, &l->db_blocks},
+               {LEDGER__DB_TXS, &l->db_txs},
+               {LEDGER__DB_STATE, &l->db_state},
+               {LEDGER__DB_META, &l->db_meta}};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(dbs); i++) {
+        rc = mdb_dbi_open(txn, dbs[i].name, flags, dbs[i].dbi);
+        if (rc == MDB_NOTFOUND) {
+            mdb_txn_abort(txn);
+            return ledger__error(l, EHR_ENOTFOUND, "no ledger in %s", l->dir);
+        }
+        if (rc != 0) {
+            mdb_txn_abort(txn);
+            return ledger__lmdb_error(l, rc, "opening the databases");
+        }
+    }
+    /* Refuse a ledger of another format before anything reads it. */
+    ledger_chain chain;
+    rc = ledger__chain_read(l, txn, &chain);
+    if (rc != 0 && rc != EHR_ENOTFOUND) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    /* Commit (not abort) so the database handles stay open. */
+    return ledger__lmdb_error(l, mdb_txn_commit(txn), "opening the databases");
+}
+
+int ledger_open(const char *dir, const ledger_options *options, ledger **out)
+{
+    EHR_ASSERT(dir != NULL && out != NULL);
+    *out = NULL;
+    ledger_options opts;
+    if (options_resolve(options, &opts) != 0)
+        return EHR_EINVAL;
+    if (!opts.read_only && mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    ledger *l = ehr_calloc(1, sizeof *l);
+    l->options = opts;
+    l->dir = ehr_strdup(dir);
+    int rc = mdb_env_create(&l->env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(l->env, 4);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(l->env, (size_t)opts.map_bytes);
+    if (rc == 0)
+        rc = mdb_env_set_maxreaders(l->env, opts.readers_max);
+    if (rc != 0) {
+        rc = ledger__lmdb_error(l, rc, "creating the LMDB environment");
+        goto fail;
+    }
+    unsigned flags = MDB_NOTLS;
+    if (opts.sync == LEDGER_SYNC_NONE)
+        flags |= MDB_NOSYNC;
+    if (opts.read_only)
+        flags |= MDB_RDONLY;
+    rc = mdb_env_open(l->env, dir, flags, 0600);
+    if (rc == ENOENT) {
+        rc = ledger__error(l, EHR_ENOTFOUND, "no ledger in %s", dir);
+        goto fail;
+    }
+    if (rc != 0) {
+        rc = ledger__lmdb_error(l, rc, "opening the LMDB environment");
+        goto fail;
+    }
+    /* A process killed while reading leaves its reader slot behind. */
+    int dead = 0;
+    (void)mdb_reader_check(l->env, &dead);
+    rc = dbs_open(l);
+    if (rc != 0)
+        goto fail;
+    *out = l;
+    return 0;
+fail:
+    ledger_close(l);
+    return rc;
+}
+
+void ledger_close(ledger *l)
+{
+    if (l == NULL)
+        return;
+    if (l->env != NULL)
+        mdb_env_close(l->env);
+    ehr_free(l->dir);
+    ehr_free(l->hashes);
+    ehr_free(l->tx_order);
+    ehr_free(l->write_order);
+    ehr_free(l);
+}
+
+const char *ledger_last_error(const ledger *l)
+{
+    EHR_ASSERT(l != NULL);
+    return last_error;
+}
+
+/* ---- Writes ---- */
+
+static int write_begin(ledger *l, MDB_txn **txn)
+{
+    if (l->options.read_only)
+        return ledger__error(l, EHR_EINVAL, "the ledger is open read-only");
+    return ledger__lmdb_error(l, mdb_txn_begin(l->env, NULL, 0, txn),
+                              "starting a write transaction");
+}
+
+/* Store BLOCK under HEIGHT (the next height): framing and block bytes are
+ * written straight into the page LMDB reserves. */
+static int block_store(ledger *l, MDB_txn *txn, uint64_t height, const uint8_t *block,
+                       size_t block_len)
+{
+    uint8_t key[8];
+    ledger__height_key(key, height);
+    size_t prefix = ledger__stored_block_prefix_size(block_len);
+    MDB_val k = val_of(key, sizeof key), v = val_of(NULL, prefix + block_len);
+    /* MDB_APPEND: heights only grow, so LMDB fills pages in order instead of
+     * searching and splitting. */
+    int rc = mdb_put(txn, l->db_blocks, &k, &v, MDB_APPEND | MDB_RESERVE);
+    if (rc != 0)
+        return ledger__lmdb_error(l, rc, "storing the block");
+    uint8_t *dst = v.mv_data;
+    ledger__stored_block_prefix_write(dst, height, block, block_len);
+    memcpy(dst + prefix, block, block_len);
+    return 0;
+}
+
+int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
+{
+    last_error[0] = '\0';
+    ledger_diag diag;
+    uint8_t *block;
+    size_t block_len;
+    int rc = ledger_genesis_block_build(genesis, len, &block, &block_len, &diag);
+    if (rc != 0)
+        return ledger__error(l, rc, "%s", diag.msg);
+    ledger_block_view view;
+    rc = ledger_block_parse(block, block_len, &view, &diag);
+    EHR_ASSERT(rc == 0); /* what we derive, we accept */
+    Ehr__V1__Genesis *g;
+    rc = ledger_genesis_parse(genesis, len, &g, &diag);
+    EHR_ASSERT(rc == 0);
+
+    MDB_txn *txn = NULL;
+    rc = write_begin(l, &txn);
+    if (rc != 0)
+        goto out;
+    ledger_chain existing;
+    rc = ledger__chain_read(l, txn, &existing);
+    if (rc == 0) {
+        rc = ledger__error(l, EHR_EEXIST, "the ledger already holds chain \"%s\"",
+                           existing.chain_id);
+        goto out;
+    }
+    if (rc != EHR_ENOTFOUND)
+        goto out;
+    rc = block_store(l, txn, 0, block, block_len);
+    for (size_t i = 0; rc == 0 && i < g->n_members; i++) {
+        const Ehr__V1__Member *m = g->members[i];
+        uint8_t key[LEDGER_MEMBER_KEY_BYTES];
+        ledger_member_key(key, m->node_key.data);
+        size_t n = ehr__v1__member__get_packed_size(m);
+        MDB_val k = val_of(key, sizeof key), v = val_of(NULL, n);
+        rc = ledger__lmdb_error(l, mdb_put(txn, l->db_state, &k, &v, MDB_RESERVE),
+                                "writing a founding member");
+        if (rc == 0)
+            ehr__v1__member__pack(m, v.mv_data);
+    }
+    if (rc == 0) {
+        Ehr__V1__ChainInfo c = EHR__V1__CHAIN_INFO__INIT;
+        c.format_version = LEDGER__FORMAT_VERSION;
+        c.chain_id = g->chain_id;
+        c.genesis_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, view.header.genesis_hash};
+        c.genesis_block_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, view.hash};
+        uint8_t buf[256];
+        size_t n = ehr__v1__chain_info__get_packed_size(&c);
+        EHR_ASSERT(n <= sizeof buf);
+        ehr__v1__chain_info__pack(&c, buf);
+        MDB_val k = val_of(LEDGER__META_CHAIN, sizeof LEDGER__META_CHAIN - 1), v = val_of(buf, n);
+        rc = ledger__lmdb_error(l, mdb_put(txn, l->db_meta, &k, &v, 0), "writing the chain info");
+    }
+    if (rc == 0) {
+        ledger_tip tip = {.height = 0, .time_ms = view.header.time_ms};
+        memcpy(tip.hash, view.hash, EHR_HASH_BYTES);
+        rc = tip_write(l, txn, &tip);
+    }
+    if (rc == 0) {
+        rc = ledger__lmdb_error(l, mdb_txn_commit(txn), "committing block 0");
+        txn = NULL;
+    }
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    ehr__v1__genesis__free_unpacked(g, NULL);
+    ledger_block_view_release(&view);
+    ehr_free(block);
+    return rc;
+}
+
+/* Grow the append scratch to COUNT transactions and WRITES state writes. */
+static void scratch_reserve(ledger *l, size_t count, size_t writes)
+{
+    if (count > l->tx_capacity) {
+        l->hashes = ehr_realloc(l->hashes, count * EHR_HASH_BYTES);
+        l->tx_order = ehr_realloc(l->tx_order, count * sizeof *l->tx_order);
+        l->tx_capacity = count;
+    }
+    if (writes > l->write_capacity) {
+        l->write_order = ehr_realloc(l->write_order, writes * sizeof *l->write_order);
+        l->write_capacity = writes;
+    }
+}
+
+/* Sort contexts: qsort has none, and one writer at a time appends. */
+static _Thread_local const uint8_t (*sort_hashes)[EHR_HASH_BYTES];
+static _Thread_local const ledger_state_write *sort_writes;
+
+static int tx_order_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return memcmp(sort_hashes[x], sort_hashes[y], EHR_HASH_BYTES);
+}
+
+/* LMDB's default key order: bytes, then the shorter key first. */
+static int key_cmp(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
+{
+    size_t common = a_len < b_len ? a_len : b_len;
+    int c = common > 0 ? memcmp(a, b, common) : 0;
+    if (c != 0)
+        return c;
+    return a_len < b_len ? -1 : a_len > b_len ? 1 : 0;
+}
+
+/* By key, then by position, so later writes to a key still come later. */
+static int write_order_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    const ledger_state_write *wx = &sort_writes[x], *wy = &sort_writes[y];
+    int c = key_cmp(wx->key, wx->key_len, wy->key, wy->key_len);
+    if (c != 0)
+        return c;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* Check the request's state writes against the limits. */
+static int writes_check(ledger *l, const ledger_append *req)
+{
+    if (req->write_count > EHR_BLOCK_STATE_WRITES_MAX)
+        return ledger__error(l, EHR_ETOOBIG, "%zu state writes, over the limit of %d per block",
+                             req->write_count, EHR_BLOCK_STATE_WRITES_MAX);
+    if (req->write_count > 0 && req->writes == NULL)
+        return ledger__error(l, EHR_EINVAL, "state writes missing");
+    size_t total = 0;
+    for (size_t i = 0; i < req->write_count; i++) {
+        const ledger_state_write *w = &req->writes[i];
+        if (w->key == NULL || w->key_len == 0 || w->key_len > EHR_STATE_KEY_BYTES_MAX)
+            return ledger__error(l, w->key_len > EHR_STATE_KEY_BYTES_MAX ? EHR_ETOOBIG : EHR_EINVAL,
+                                 "state write %zu: key must be 1..%d bytes", i,
+                                 EHR_STATE_KEY_BYTES_MAX);
+        if (!w->remove && w->value_len > EHR_STATE_VALUE_BYTES_MAX)
+            return ledger__error(l, EHR_ETOOBIG,
+                                 "state write %zu: value is %zu bytes, over the limit of %d", i,
+                                 w->value_len, EHR_STATE_VALUE_BYTES_MAX);
+        if (!w->remove && w->value_len > 0 && w->value == NULL)
+            return ledger__error(l, EHR_EINVAL, "state write %zu: value missing", i);
+        total += w->key_len + (w->remove ? 0 : w->value_len);
+        if (total > EHR_BLOCK_STATE_BYTES_MAX)
+            return ledger__error(l, EHR_ETOOBIG, "state writes over the limit of %d bytes",
+                                 EHR_BLOCK_STATE_BYTES_MAX);
+    }
+    return 0;
+}
+
+/* Everything that can be checked without the database, before the write
+ * transaction (which holds LMDB's writer lock) starts. */
+static int append_precheck(ledger *l, const ledger_append *req, const ledger_block_view *view)
+{
+    const ledger_block_header *h = &view->header;
+    if (h->height == 0)
+        return ledger__error(l, EHR_EINVAL, "block 0 is written by ledger_genesis_init only");
+    int rc = writes_check(l, req);
+    if (rc != 0)
+        return rc;
+    uint32_t n = h->tx_count;
+    scratch_reserve(l, n, req->write_count);
+    if (req->tx_hashes != NULL && n > 0) {
+        memcpy(l->hashes, req->tx_hashes, (size_t)n * EHR_HASH_BYTES);
+#ifndef NDEBUG
+        for (uint32_t i = 0; i < n; i++) {
+            ledger_tx_view tx;
+            EHR_ASSERT(ledger_tx_envelope_parse(view->bytes + view->txs[i].offset,
+                                                view->txs[i].length, &tx, NULL) == 0);
+            uint8_t hash[EHR_HASH_BYTES];
+            ledger_tx_hash(tx.body, tx.body_len, hash);
+            EHR_ASSERT(memcmp(hash, l->hashes[i], EHR_HASH_BYTES) == 0);
+        }
+#endif
+    } else {
+        for (uint32_t i = 0; i < n; i++) {
+            ledger_tx_view tx;
+            rc = ledger_tx_envelope_parse(view->bytes + view->txs[i].offset, view->txs[i].length,
+                                          &tx, NULL);
+            EHR_ASSERT(rc == 0); /* ledger_block_parse checked the framing */
+            ledger_tx_hash(tx.body, tx.body_len, l->hashes[i]);
+        }
+    }
+    uint8_t root[EHR_HASH_BYTES];
+    ledger_merkle_root((const uint8_t(*)[EHR_HASH_BYTES])l->hashes, n, root);
+    if (memcmp(root, h->tx_root, EHR_HASH_BYTES) != 0)
+        return ledger__error(l, EHR_EINVAL, "block %llu: tx_root does not match its transactions",
+                             (unsigned long long)h->height);
+    ehr_public_key proposer;
+    if (ehr_public_key_parse(&proposer, h->proposer) != 0 ||
+        ehr_schnorr_verify(&proposer, view->hash, view->signature) != 0)
+        return ledger__error(l, EHR_EBADSIG,
+                             "block %llu: the proposer's header signature does not verify",
+                             (unsigned long long)h->height);
+    /* Sorted inserts touch each B-tree page once, in order; sorting also
+     * puts a transaction that is in the block twice next to itself. */
+    for (uint32_t i = 0; i < n; i++)
+        l->tx_order[i] = i;
+    sort_hashes = (const uint8_t(*)[EHR_HASH_BYTES])l->hashes;
+    if (n > 1)
+        qsort(l->tx_order, n, sizeof *l->tx_order, tx_order_cmp);
+    for (uint32_t i = 1; i < n; i++)
+        if (memcmp(l->hashes[l->tx_order[i]], l->hashes[l->tx_order[i - 1]], EHR_HASH_BYTES) == 0)
+            return ledger__error(l, EHR_EEXIST, "block %llu holds transactions %u and %u twice",
+                                 (unsigned long long)h->height, (unsigned)l->tx_order[i - 1],
+                                 (unsigned)l->tx_order[i]);
+    for (size_t i = 0; i < req->write_count; i++)
+        l->write_order[i] = (uint32_t)i;
+    sort_writes = req->writes;
+    if (req->write_count > 1)
+        qsort(l->write_order, req->write_count, sizeof *l->write_order, write_order_cmp);
+    return 0;
+}
+
+/* The checks against the tip, inside the write transaction. */
+static int append_link_check(ledger *l, MDB_txn *txn, const ledger_append *req,
+                             const ledger_block_view *view, ledger_tip *tip)
+{
+    const ledger_block_header *h = &view->header;
+    int rc = ledger__tip_read(l, txn, tip);
+    if (rc != 0)
+        return rc;
+    if (h->height != tip->height + 1)
+        return ledger__error(l, EHR_ELINK, "block height %llu does not follow the tip at %llu",
+                             (unsigned long long)h->height, (unsigned long long)tip->height);
+    if (memcmp(h->prev_hash, tip->hash, EHR_HASH_BYTES) != 0)
+        return ledger__error(l, EHR_ELINK, "block %llu: prev_hash is not the hash of block %llu",
+                             (unsigned long long)h->height, (unsigned long long)tip->height);
+    if (h->time_ms < tip->time_ms)
+        return ledger__error(l, EHR_EINVAL, "block %llu: time %llu ms is before the tip's %llu ms",
+                             (unsigned long long)h->height, (unsigned long long)h->time_ms,
+                             (unsigned long long)tip->time_ms);
+    if (req->applied_index < tip->applied_index)
+        return ledger__error(l, EHR_EINVAL, "applied index %llu is below the current %llu",
+                             (unsigned long long)req->applied_index,
+                             (unsigned long long)tip->applied_index);
+    uint8_t key[LEDGER_MEMBER_KEY_BYTES];
+    ledger_member_key(key, h->proposer);
+    MDB_val k = val_of(key, sizeof key), v;
+    rc = mdb_get(txn, l->db_state, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return ledger__error(l, EHR_EDENIED, "block %llu: the proposer is not a member",
+                             (unsigned long long)h->height);
+    return ledger__lmdb_error(l, rc, "looking up the proposer");
+}
+
+/* Insert the tx-index rows in hash order; a hash already present fails. */
+static int tx_index_write(ledger *l, MDB_txn *txn, const ledger_block_view *view)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, l->db_txs, &cur);
+    if (rc != 0)
+        return ledger__lmdb_error(l, rc, "opening the tx index");
+    for (uint32_t j = 0; j < view->header.tx_count; j++) {
+        uint32_t i = l->tx_order[j];
+        ledger_tx_location loc = {.height = view->header.height,
+                                  .index = i,
+                                  .offset = view->txs[i].offset,
+                                  .length = view->txs[i].length};
+        uint8_t row[LEDGER__TX_LOCATION_BYTES_MAX];
+        MDB_val k = val_of(l->hashes[i], EHR_HASH_BYTES),
+                v = val_of(row, ledger__tx_location_write(row, &loc));
+        rc = mdb_cursor_put(cur, &k, &v, MDB_NOOVERWRITE);
+        if (rc == MDB_KEYEXIST) {
+            char hex[2 * EHR_HASH_BYTES + 1];
+            ehr_hex_encode(hex, l->hashes[i], EHR_HASH_BYTES);
+            rc = ledger__error(l, EHR_EEXIST, "block %llu tx %u (%s) is already on the ledger",
+                               (unsigned long long)view->header.height, (unsigned)i, hex);
+            break;
+        }
+        if (rc != 0) {
+            rc = ledger__lmdb_error(l, rc, "writing the tx index");
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* Apply the state writes in key order (then request order). */
+static int state_write(ledger *l, MDB_txn *txn, const ledger_append *req)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, l->db_state, &cur);
+    if (rc != 0)
+        return ledger__lmdb_error(l, rc, "opening the world state");
+    for (size_t j = 0; j < req->write_count; j++) {
+        const ledger_state_write *w = &req->writes[l->write_order[j]];
+        MDB_val k = val_of(w->key, w->key_len);
+        if (w->remove) {
+            MDB_val old;
+            rc = mdb_cursor_get(cur, &k, &old, MDB_SET);
+            if (rc == 0)
+                rc = mdb_cursor_del(cur, 0);
+            else if (rc == MDB_NOTFOUND)
+                rc = 0; /* removing an absent key is not an error */
+        } else {
+            MDB_val v = val_of(w->value, w->value_len);
+            rc = mdb_cursor_put(cur, &k, &v, 0);
+        }
+        if (rc != 0) {
+            rc = ledger__lmdb_error(l, rc, "writing the world state");
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+int ledger_append_block(ledger *l, const ledger_append *req)
+{
+    EHR_ASSERT(req != NULL);
+    last_error[0] = '\0';
+    ledger_diag diag;
+    ledger_block_view view;
+    int rc = ledger_block_parse(req->block, req->block_len, &view, &diag);
+    if (rc != 0)
+        return ledger__error(l, rc, "%s", diag.msg);
+    MDB_txn *txn = NULL;
+    rc = append_precheck(l, req, &view);
+    if (rc != 0)
+        goto out;
+    rc = write_begin(l, &txn);
+    if (rc != 0)
+        goto out;
+    ledger_tip tip;
+    rc = append_link_check(l, txn, req, &view, &tip);
+    if (rc == 0)
+        rc = tx_index_write(l, txn, &view);
+    if (rc == 0)
+        rc = state_write(l, txn, req);
+    if (rc == 0)
+        rc = block_store(l, txn, view.header.height, req->block, req->block_len);
+    if (rc == 0) {
+        ledger_tip next = {.height = view.header.height,
+                           .time_ms = view.header.time_ms,
+                           .applied_index = req->applied_index,
+                           .tx_count = tip.tx_count + view.header.tx_count};
+        memcpy(next.hash, view.hash, EHR_HASH_BYTES);
+        rc = tip_write(l, txn, &next);
+    }
+    if (rc == 0) {
+        /* The commit is the one point where the block becomes visible and,
+         * in durable mode, reaches the disk. On error LMDB has freed TXN. */
+        rc = ledger__lmdb_error(l, mdb_txn_commit(txn), "committing the block");
+        txn = NULL;
+    }
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    ledger_block_view_release(&view);
+    return rc;
+}
+
+int ledger_applied_index_set(ledger *l, uint64_t index)
+{
+    last_error[0] = '\0';
+    MDB_txn *txn;
+    int rc = write_begin(l, &txn);
+    if (rc != 0)
+        return rc;
+    ledger_tip tip;
+    rc = ledger__tip_read(l, txn, &tip);
+    if (rc == 0 && index < tip.applied_index)
+        rc = ledger__error(l, EHR_EINVAL, "applied index %llu is below the current %llu",
+                           (unsigned long long)index, (unsigned long long)tip.applied_index);
+    if (rc == 0) {
+        tip.applied_index = index;
+        rc = tip_write(l, txn, &tip);
+    }
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return ledger__lmdb_error(l, mdb_txn_commit(txn), "committing the applied index");
+}
+
+/* ---- Reads ---- */
+
+int ledger_tip_get(ledger *l, ledger_tip *out)
+{
+    last_error[0] = '\0';
+    MDB_txn *txn;
+    int rc = ledger__read_begin(l, &txn);
+    if (rc != 0)
+        return rc;
+    rc = ledger__tip_read(l, txn, out);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ledger_chain_get(ledger *l, ledger_chain *out)
+{
+    last_error[0] = '\0';
+    MDB_txn *txn;
+    int rc = ledger__read_begin(l, &txn);
+    if (rc != 0)
+        return rc;
+    rc = ledger__chain_read(l, txn, out);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+static uint8_t *copy_out(const void *data, size_t len)
+{
+    if (len == 0)
+        return NULL;
+    uint8_t *p = ehr_malloc(len);
+    memcpy(p, data, len);
+    return p;
+}
+
+int ledger_block_get(ledger *l, uint64_t height, uint8_t **bytes, size_t *len)
+{
+    EHR_ASSERT(bytes != NULL && len != NULL);
+    last_error[0] = '\0';
+    MDB_txn *txn;
+    int rc = ledger__read_begin(l, &txn);
+    if (rc != 0)
+        return rc;
+    uint8_t key[8];
+    ledger__height_key(key, height);
+    MDB_val k = val_of(key, sizeof key), v;
+    rc = mdb_get(txn, l->db_blocks, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        rc = ledger__error(l, EHR_ENOTFOUND, "no block at height %llu", (unsigned long long)height);
+    } else if (rc != 0) {
+        rc = ledger__lmdb_error(l, rc, "reading a block");
+    } else {
+        const uint8_t *block;
+        size_t block_len;
+        rc = ledger__stored_block_open(v.mv_data, v.mv_size, height, &block, &block_len);
+        if (rc != 0)
+            rc = ledger__error(l, rc, "block %llu is corrupt: its stored checksum does not match",
+                               (unsigned long long)height);
+        else {
+            *bytes = copy_out(block, block_len);
+            *len = block_len;
+        }
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ledger_tx_get(ledger *l, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *location,
+                  uint8_t **envelope, size_t *envelope_len)
+{
+    EHR_ASSERT(hash != NULL && location != NULL);
+    EHR_ASSERT(envelope == NULL || envelope_len != NULL);
+    last_error[0] = '\0';
+    MDB_txn *txn;
+    int rc = ledger__read_begin(l, &txn);
+    if (rc != 0)
+        return rc;
+    MDB_val k = val_of(hash, EHR_HASH_BYTES), v;
+    rc = mdb_get(txn, l->db_txs, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        rc = ledger__error(l, EHR_ENOTFOUND, "no such transaction on the ledger");
+        goto out;
+    }
+    if (rc != 0) {
+        rc = ledger__lmdb_error(l, rc, "reading the tx index");
+        goto out;
+    }
+    if (ledger__tx_location_read(v.mv_data, v.mv_size, location) != 0) {
+        rc = ledger__error(l, EHR_ECORRUPT, "the tx index row does not decode");
+        goto out;
+    }
+    uint8_t key[8];
+    ledger__height_key(key, location->height);
+    k = val_of(key, sizeof key);
+    rc = mdb_get(txn, l->db_blocks, &k, &v);
+    if (rc != 0) {
+        rc = rc == MDB_NOTFOUND
+                 ? ledger__error(l, EHR_ECORRUPT, "the tx index points at missing block %llu",
+                                 (unsigned long long)location->height)
+                 : ledger__lmdb_error(l, rc, "reading a block");
+        goto out;
+    }
+    /* Read the envelope in place; its body hash is its check (the block's
+     * checksum covers 100s of KiB, too much for one lookup). */
+    const uint8_t *block;
+    size_t block_len;
+    ledger_tx_view tx;
+    uint8_t body_hash[EHR_HASH_BYTES];
+    if (ledger__stored_block_locate(v.mv_data, v.mv_size, &block, &block_len, NULL) != 0 ||
+        location->offset > block_len || location->length > block_len - location->offset ||
+        ledger_tx_envelope_parse(block + location->offset, location->length, &tx, NULL) != 0 ||
+        (ledger_tx_hash(tx.body, tx.body_len, body_hash),
+         memcmp(body_hash, hash, EHR_HASH_BYTES) != 0)) {
+        rc = ledger__error(l, EHR_ECORRUPT,
+                           "the transaction stored at block %llu position %u does not match "
+                           "its hash",
+                           (unsigned long long)location->height, (unsigned)location->index);
+        goto out;
+    }
+    if (envelope != NULL) {
+        *envelope = copy_out(block + location->offset, location->length);
+        *envelope_len = location->length;
+    }
+out:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ledger_state_get(ledger *l, const uint8_t *key, size_t key_len, uint8_t **value,
+                     size_t *value_len)
+{
+    EHR_ASSERT(value != NULL && value_len != NULL);
+    last_error[0] = '\0';
+    if (key == NULL || key_len == 0 || key_len > EHR_STATE_KEY_BYTES_MAX)
+        return ledger__error(l, EHR_EINVAL, "a state key is 1..%d bytes", EHR_STATE_KEY_BYTES_MAX);
+    MDB_txn *txn;
+    int rc = ledger__read_begin(l, &txn);
+    if (rc != 0)
+        return rc;
+    MDB_val k = val_of(key, key_len), v;
+    rc = mdb_get(txn, l->db_state, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        rc = ledger__error(l, EHR_ENOTFOUND, "no such state key");
+    else if (rc != 0)
+        rc = ledger__lmdb_error(l, rc, "reading the world state");
+    else {
+        *value = copy_out(v.mv_data, v.mv_size);
+        *value_len = v.mv_size;
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+long ledger_state_scan(ledger *l, const uint8_t *prefix, size_t prefix_len, const uint8_t *after,
+                       size_t after_len, size_t count_max, ledger_scan_fn fn, void *ctx)
+{
+    EHR_ASSERT(fn != NULL);
+    last_error[0] = '\0';
+    if (count_max == 0 || count_max > LEDGER_SCAN_COUNT_MAX)
+        return ledger__error(l, EHR_EINVAL, "a scan visits 1..%d keys", LEDGER_SCAN_COUNT_MAX);
+    if (prefix_len > EHR_STATE_KEY_BYTES_MAX || after_len > EHR_STATE_KEY_BYTES_MAX ||
+        (prefix == NULL && prefix_len > 0) || (after == NULL && after_len > 0))
+        return ledger__error(l, EHR_EINVAL, "scan prefix or start key over %d bytes",
+                             EHR_STATE_KEY_BYTES_MAX);
+    /* Start at the prefix, or after AFTER if that lies beyond it. */
+    bool skip_equal = after != NULL && key_cmp(after, after_len, prefix, prefix_len) >= 0;
+    const uint8_t *start = skip_equal ? after : prefix;
+    size_t start_len = skip_equal ? after_len : prefix_len;
+    MDB_txn *txn;
+    int rc = ledger__read_begin(l, &txn);
+    if (rc != 0)
+        return rc;
+    MDB_cursor *cur;
+    rc = mdb_cursor_open(txn, l->db_state, &cur);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return ledger__lmdb_error(l, rc, "opening the world state");
+    }
+    MDB_val k = val_of(start, start_len), v;
+    rc = mdb_cursor_get(cur, &k, &v, start_len > 0 ? MDB_SET_RANGE : MDB_FIRST);
+    long visited = 0;
+    int cb_error = 0; /* kept apart: LMDB's own codes are negative too */
+    while (rc == 0) {
+        if (k.mv_size < prefix_len ||
+            (prefix_len > 0 && memcmp(k.mv_data, prefix, prefix_len) != 0))
+            break;
+        if (!(skip_equal && key_cmp(k.mv_data, k.mv_size, after, after_len) == 0)) {
+            int cb = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+            visited++;
+            if (cb < 0) {
+                cb_error = cb;
+                break;
+            }
+            if (cb > 0 || (size_t)visited == count_max)
+                break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (cb_error != 0)
+        return cb_error;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return ledger__lmdb_error(l, rc, "scanning the world state");
+    return visited;
+}
+
+int ledger_stats_get(ledger *l, ledger_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    MDB_txn *txn;
+    int rc = ledger__read_begin(l, &txn);
+    if (rc != 0)
+        return rc;
+    MDB_stat st;
+    if (mdb_stat(txn, l->db_blocks, &st) == 0)
+        out->blocks = st.ms_entries;
+    if (mdb_stat(txn, l->db_txs, &st) == 0)
+        out->tx_index_rows = st.ms_entries;
+    if (mdb_stat(txn, l->db_state, &st) == 0)
+        out->state_keys = st.ms_entries;
+    mdb_txn_abort(txn);
+    MDB_envinfo info;
+    mdb_env_info(l->env, &info);
+    out->map_bytes = info.me_mapsize;
+    char path[4096];
+    struct stat fs;
+    int n = snprintf(path, sizeof path, "%s/data.mdb", l->dir);
+    if (n > 0 && (size_t)n < sizeof path && stat(path, &fs) == 0)
+        out->file_bytes = (uint64_t)fs.st_blocks * 512;
+    return 0;
+}

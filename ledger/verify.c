@@ -1,0 +1,476 @@
+/*
+ * verify.c - the offline check of a whole ledger (`ehrctl ledger verify`):
+ * every stored block from 0 to the tip against its checksum, its
+ * predecessor, its Merkle root and signatures, and the tx index against the
+ * blocks. Stops at the first fault and says where it is.
+ *
+ * Not here (yet): replaying the transactions to rebuild the world state
+ * (needs contracts/), and proposer membership at each height (only the
+ * signature is checked).
+ *
+ * LMDB: the walk reads in short read transactions, renewed every
+ * VERIFY_BATCH_BLOCKS blocks, so a verify running next to a node never pins
+ * old pages for long. Blocks up to the tip seen at the start never change,
+ * so the batches see the same chain. Only the calling thread touches LMDB.
+ *
+ * Threads: the transaction checks of a block (signatures dominate, ~40 us
+ * each) are split into contiguous slices, one per thread; the caller takes
+ * slice 0 and waits for the others. Each slice stops at its first failure,
+ * so the lowest failing index over all slices is the block's first failure
+ * and the report does not depend on the thread count. Workers only parse,
+ * hash and verify (no LMDB, no ehr_malloc); each writes its own result slot.
+ */
+#include "ledger_internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+    VERIFY_BATCH_BLOCKS = 64,
+    /* Blocks with fewer transactions are checked on the calling thread. */
+    VERIFY_PARALLEL_TXS_MIN = 32,
+};
+
+const char *ledger_fault_name(enum ledger_fault fault)
+{
+    switch (fault) {
+    case LEDGER_FAULT_NONE:
+        return "none";
+    case LEDGER_FAULT_NO_CHAIN:
+        return "no-chain";
+    case LEDGER_FAULT_CORRUPT:
+        return "corrupt";
+    case LEDGER_FAULT_DECODE:
+        return "decode";
+    case LEDGER_FAULT_HEIGHT:
+        return "height";
+    case LEDGER_FAULT_HASH_LINK:
+        return "hash-link";
+    case LEDGER_FAULT_TIME:
+        return "time";
+    case LEDGER_FAULT_GENESIS:
+        return "genesis";
+    case LEDGER_FAULT_MERKLE:
+        return "merkle-root";
+    case LEDGER_FAULT_HEADER_SIG:
+        return "header-signature";
+    case LEDGER_FAULT_TX:
+        return "transaction";
+    case LEDGER_FAULT_TX_SIG:
+        return "tx-signature";
+    case LEDGER_FAULT_TX_INDEX:
+        return "tx-index";
+    case LEDGER_FAULT_TIP:
+        return "tip";
+    }
+    return "unknown";
+}
+
+/* Record FAULT at HEIGHT (and TX, or -1) in REPORT; returns ERR. */
+static int fault(ledger_verify_report *report, int err, enum ledger_fault kind, uint64_t height,
+                 long tx, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static int fault(ledger_verify_report *report, int err, enum ledger_fault kind, uint64_t height,
+                 long tx, const char *fmt, ...)
+{
+    EHR_ASSERT(err < 0 && kind != LEDGER_FAULT_NONE);
+    report->fault = kind;
+    report->height = height;
+    report->tx_index = tx;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(report->msg, sizeof report->msg, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+/* One thread's share of a block's transaction checks, and its result. */
+typedef struct slice {
+    uint32_t first, end; /* transactions [first, end) */
+    ledger__key_cache keys;
+    long failed; /* the first failing transaction, or -1 */
+    int rc;
+    ledger_diag diag;
+} slice;
+
+struct tx_pool;
+
+typedef struct worker_arg {
+    struct tx_pool *pool;
+    unsigned index;
+} worker_arg;
+
+/* The threads that check a block's transactions (see the file comment). */
+typedef struct tx_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t generation; /* bumped for each block handed out */
+    unsigned pending;    /* workers still busy with the current block */
+    bool stop;
+    unsigned count; /* threads, the caller included */
+    unsigned started;
+    pthread_t threads[LEDGER_VERIFY_THREADS_MAX];
+    worker_arg args[LEDGER_VERIFY_THREADS_MAX];
+    const ledger_block_view *view;
+    const uint8_t (*hashes)[EHR_HASH_BYTES]; /* the block's tx hashes, from the Merkle check */
+    const char *chain_id;
+    slice slices[LEDGER_VERIFY_THREADS_MAX];
+} tx_pool;
+
+static void slice_check(const tx_pool *pool, slice *s)
+{
+    const ledger_block_view *view = pool->view;
+    ledger_tx_rules rules = {.chain_id = pool->chain_id, .now_ms = view->header.time_ms};
+    s->failed = -1;
+    s->rc = 0;
+    for (uint32_t i = s->first; i < s->end; i++) {
+        const ledger_span *span = &view->txs[i];
+        s->rc = ledger__tx_check(view->bytes + span->offset, span->length, &rules, pool->hashes[i],
+                                 &s->keys, NULL, &s->diag);
+        if (s->rc != 0) {
+            s->failed = (long)i;
+            return;
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker_arg *w = arg;
+    tx_pool *pool = w->pool;
+    uint64_t seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&pool->mu);
+        while (pool->generation == seen && !pool->stop)
+            pthread_cond_wait(&pool->go, &pool->mu);
+        if (pool->stop) {
+            pthread_mutex_unlock(&pool->mu);
+            return NULL;
+        }
+        seen = pool->generation;
+        pthread_mutex_unlock(&pool->mu);
+        slice_check(pool, &pool->slices[w->index]);
+        pthread_mutex_lock(&pool->mu);
+        EHR_ASSERT(pool->pending > 0);
+        if (--pool->pending == 0)
+            pthread_cond_signal(&pool->done);
+        pthread_mutex_unlock(&pool->mu);
+    }
+}
+
+/* Start COUNT - 1 workers (fewer if the system refuses: then fewer slices).
+ * POOL must stay where it is until pool_stop. */
+static void pool_start(tx_pool *pool, unsigned count)
+{
+    EHR_ASSERT(count >= 1 && count <= LEDGER_VERIFY_THREADS_MAX);
+    memset(pool, 0, sizeof *pool);
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->go, NULL);
+    pthread_cond_init(&pool->done, NULL);
+    pool->count = 1;
+    for (unsigned i = 1; i < count; i++) {
+        pool->args[i] = (worker_arg){.pool = pool, .index = i};
+        if (pthread_create(&pool->threads[i], NULL, worker_main, &pool->args[i]) != 0)
+            break;
+        pool->count++;
+    }
+}
+
+static void pool_stop(tx_pool *pool)
+{
+    pthread_mutex_lock(&pool->mu);
+    pool->stop = true;
+    pthread_cond_broadcast(&pool->go);
+    pthread_mutex_unlock(&pool->mu);
+    for (unsigned i = 1; i < pool->count; i++)
+        pthread_join(pool->threads[i], NULL);
+    pthread_cond_destroy(&pool->done);
+    pthread_cond_destroy(&pool->go);
+    pthread_mutex_destroy(&pool->mu);
+}
+
+/* Check every transaction of VIEW; returns the slice with the lowest
+ * failing transaction, or NULL if all pass. */
+static const slice *pool_check(tx_pool *pool, const ledger_block_view *view,
+                               const uint8_t (*hashes)[EHR_HASH_BYTES], const char *chain_id)
+{
+    uint32_t n = view->header.tx_count;
+    unsigned parts = n >= VERIFY_PARALLEL_TXS_MIN ? pool->count : 1;
+    pool->view = view;
+    pool->hashes = hashes;
+    pool->chain_id = chain_id;
+    for (unsigned i = 0; i < pool->count; i++) {
+        /* Slices beyond PARTS are empty: their workers wake and finish. */
+        pool->slices[i].first = i < parts ? (uint32_t)((uint64_t)n * i / parts) : n;
+        pool->slices[i].end = i < parts ? (uint32_t)((uint64_t)n * (i + 1) / parts) : n;
+    }
+    if (pool->count > 1) {
+        pthread_mutex_lock(&pool->mu);
+        pool->pending = pool->count - 1;
+        pool->generation++;
+        pthread_cond_broadcast(&pool->go);
+        pthread_mutex_unlock(&pool->mu);
+    }
+    slice_check(pool, &pool->slices[0]);
+    if (pool->count > 1) {
+        pthread_mutex_lock(&pool->mu);
+        while (pool->pending > 0)
+            pthread_cond_wait(&pool->done, &pool->mu);
+        pthread_mutex_unlock(&pool->mu);
+    }
+    const slice *first = NULL;
+    for (unsigned i = 0; i < pool->count; i++) {
+        const slice *s = &pool->slices[i];
+        if (s->failed >= 0 && (first == NULL || s->failed < first->failed))
+            first = s;
+    }
+    return first;
+}
+
+/* The state the walk carries from block to block. */
+typedef struct walk {
+    ledger *ledger;
+    ledger_verify_report *report;
+    ledger_chain chain;
+    uint8_t prev_hash[EHR_HASH_BYTES];
+    uint64_t prev_time_ms;
+    uint64_t tx_total;
+    uint8_t (*hashes)[EHR_HASH_BYTES];
+    tx_pool pool;
+} walk;
+
+static int verify_genesis(walk *w, const ledger_block_view *view)
+{
+    const uint8_t *g_bytes = view->bytes + view->genesis.offset;
+    Ehr__V1__Genesis *g;
+    int rc = ledger_genesis_parse(g_bytes, view->genesis.length, &g, NULL);
+    EHR_ASSERT(rc == 0); /* ledger_block_parse validated it */
+    bool same = strcmp(g->chain_id, w->chain.chain_id) == 0 &&
+                memcmp(view->header.genesis_hash, w->chain.genesis_hash, EHR_HASH_BYTES) == 0 &&
+                memcmp(view->hash, w->chain.genesis_block_hash, EHR_HASH_BYTES) == 0;
+    ehr__v1__genesis__free_unpacked(g, NULL);
+    if (!same)
+        return fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_GENESIS, 0, -1,
+                     "block 0 does not match the ledger's chain info");
+    return 0;
+}
+
+/* Each transaction of the block (in the pool), then its index row. */
+static int verify_txs(walk *w, MDB_txn *txn, const ledger_block_view *view)
+{
+    const ledger_block_header *h = &view->header;
+    const slice *bad =
+        pool_check(&w->pool, view, (const uint8_t(*)[EHR_HASH_BYTES])w->hashes, w->chain.chain_id);
+    if (bad != NULL && bad->rc == EHR_EBADSIG)
+        return fault(w->report, bad->rc, LEDGER_FAULT_TX_SIG, h->height, bad->failed,
+                     "bad signature: height %llu tx %ld", (unsigned long long)h->height,
+                     bad->failed);
+    if (bad != NULL)
+        return fault(w->report, bad->rc, LEDGER_FAULT_TX, h->height, bad->failed,
+                     "invalid transaction: height %llu tx %ld: %s", (unsigned long long)h->height,
+                     bad->failed, bad->diag.msg);
+    for (uint32_t i = 0; i < h->tx_count; i++) {
+        const ledger_span *span = &view->txs[i];
+        MDB_val k = {.mv_size = EHR_HASH_BYTES, .mv_data = w->hashes[i]}, v;
+        ledger_tx_location loc;
+        int rc = mdb_get(txn, w->ledger->db_txs, &k, &v);
+        if (rc != 0 || ledger__tx_location_read(v.mv_data, v.mv_size, &loc) != 0 ||
+            loc.height != h->height || loc.index != i || loc.offset != span->offset ||
+            loc.length != span->length)
+            return fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_TX_INDEX, h->height, (long)i,
+                         "tx index mismatch: height %llu tx %u is %s",
+                         (unsigned long long)h->height, (unsigned)i,
+                         rc == MDB_NOTFOUND ? "not indexed" : "indexed elsewhere");
+    }
+    w->report->txs_checked += h->tx_count;
+    return 0;
+}
+
+static int verify_block(walk *w, MDB_txn *txn, uint64_t height)
+{
+    ledger_verify_report *rep = w->report;
+    uint8_t key[8];
+    ledger__height_key(key, height);
+    MDB_val k = {.mv_size = sizeof key, .mv_data = key}, v;
+    int rc = mdb_get(txn, w->ledger->db_blocks, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return fault(rep, EHR_ELINK, LEDGER_FAULT_HEIGHT, height, -1,
+                     "block %llu is missing below the tip", (unsigned long long)height);
+    if (rc != 0)
+        return fault(rep, ledger__lmdb_error(w->ledger, rc, "reading a block"),
+                     LEDGER_FAULT_CORRUPT, height, -1, "block %llu cannot be read: %s",
+                     (unsigned long long)height, ledger_last_error(w->ledger));
+    const uint8_t *bytes;
+    size_t len;
+    if (ledger__stored_block_open(v.mv_data, v.mv_size, height, &bytes, &len) != 0)
+        return fault(rep, EHR_ECORRUPT, LEDGER_FAULT_CORRUPT, height, -1,
+                     "corrupt block record at height %llu: the stored checksum does not match",
+                     (unsigned long long)height);
+    ledger_block_view view;
+    ledger_diag diag;
+    rc = ledger_block_parse(bytes, len, &view, &diag);
+    if (rc != 0)
+        return fault(rep, EHR_ECORRUPT, LEDGER_FAULT_DECODE, height, -1,
+                     "block %llu does not parse: %s", (unsigned long long)height, diag.msg);
+    const ledger_block_header *h = &view.header;
+    if (h->height != height) {
+        rc = fault(rep, EHR_ELINK, LEDGER_FAULT_HEIGHT, height, -1,
+                   "height sequence broken: the block stored at %llu says height %llu",
+                   (unsigned long long)height, (unsigned long long)h->height);
+        goto out;
+    }
+    if (height == 0) {
+        rc = verify_genesis(w, &view);
+        if (rc != 0)
+            goto out;
+    } else if (memcmp(h->prev_hash, w->prev_hash, EHR_HASH_BYTES) != 0) {
+        rc = fault(rep, EHR_ELINK, LEDGER_FAULT_HASH_LINK, height, -1,
+                   "broken hash link at height %llu: prev_hash is not the hash of block %llu",
+                   (unsigned long long)height, (unsigned long long)height - 1);
+        goto out;
+    }
+    if (h->time_ms < w->prev_time_ms) {
+        rc = fault(rep, EHR_ELINK, LEDGER_FAULT_TIME, height, -1,
+                   "block time goes backwards at height %llu", (unsigned long long)height);
+        goto out;
+    }
+    if (h->tx_count > 0 && w->hashes == NULL)
+        w->hashes = ehr_malloc(EHR_BLOCK_TX_COUNT_MAX * EHR_HASH_BYTES);
+    long failed_tx;
+    rc = ledger_block_check(&view, LEDGER_CHECK_MERKLE | LEDGER_CHECK_HEADER_SIG, NULL, w->hashes,
+                            &failed_tx, &diag);
+    if (rc == EHR_ECORRUPT) {
+        rc = fault(rep, rc, LEDGER_FAULT_MERKLE, height, -1,
+                   "bad Merkle root at height %llu: tx_root does not match the transactions",
+                   (unsigned long long)height);
+        goto out;
+    }
+    if (rc != 0) {
+        rc = fault(rep, rc, LEDGER_FAULT_HEADER_SIG, height, -1,
+                   "bad block signature at height %llu: the proposer's signature does not verify",
+                   (unsigned long long)height);
+        goto out;
+    }
+    rc = verify_txs(w, txn, &view);
+    if (rc != 0)
+        goto out;
+    memcpy(w->prev_hash, view.hash, EHR_HASH_BYTES);
+    w->prev_time_ms = h->time_ms;
+    w->tx_total += h->tx_count;
+    rep->blocks_checked++;
+out:
+    ledger_block_view_release(&view);
+    return rc;
+}
+
+/* The snapshot the walk is judged against: chain, tip, row counts. */
+static int verify_start(walk *w, ledger_tip *tip, uint64_t *index_rows)
+{
+    ledger *l = w->ledger;
+    MDB_txn *txn;
+    int rc = ledger__read_begin(l, &txn);
+    if (rc != 0)
+        return fault(w->report, rc, LEDGER_FAULT_NO_CHAIN, 0, -1, "%s", ledger_last_error(l));
+    rc = ledger__chain_read(l, txn, &w->chain);
+    if (rc == 0)
+        rc = ledger__tip_read(l, txn, tip);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return fault(w->report, rc, LEDGER_FAULT_NO_CHAIN, 0, -1, "%s", ledger_last_error(l));
+    }
+    MDB_stat st;
+    rc = mdb_stat(txn, l->db_txs, &st);
+    *index_rows = st.ms_entries;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint8_t tip_key[8];
+    ledger__height_key(tip_key, tip->height);
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, l->db_blocks, &cur);
+    if (rc == 0) {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    if (rc != 0 || k.mv_size != sizeof tip_key || memcmp(k.mv_data, tip_key, sizeof tip_key) != 0)
+        return fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_TIP, tip->height, -1,
+                     "the last stored block is not the tip at height %llu",
+                     (unsigned long long)tip->height);
+    return 0;
+}
+
+/* The thread count OPTIONS ask for (0 if out of range). */
+static unsigned threads_of(const ledger_verify_options *options)
+{
+    uint32_t n = options != NULL ? options->threads : 0;
+    if (n == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus < 1                           ? 1
+            : cpus > LEDGER_VERIFY_THREADS_MAX ? LEDGER_VERIFY_THREADS_MAX
+                                               : (uint32_t)cpus;
+    }
+    return n <= LEDGER_VERIFY_THREADS_MAX ? n : 0;
+}
+
+int ledger_verify(ledger *l, const ledger_verify_options *options, ledger_verify_report *report)
+{
+    EHR_ASSERT(l != NULL && report != NULL);
+    memset(report, 0, sizeof *report);
+    report->tx_index = -1;
+    unsigned threads = threads_of(options);
+    if (threads == 0) {
+        snprintf(report->msg, sizeof report->msg, "verify threads must be 0..%d",
+                 LEDGER_VERIFY_THREADS_MAX);
+        return EHR_EINVAL;
+    }
+    walk *w = ehr_calloc(1, sizeof *w);
+    w->ledger = l;
+    w->report = report;
+    ledger_tip tip;
+    uint64_t index_rows = 0;
+    int rc = verify_start(w, &tip, &index_rows);
+    if (rc != 0) {
+        ehr_free(w);
+        return rc;
+    }
+    pool_start(&w->pool, threads);
+    MDB_txn *txn = NULL;
+    for (uint64_t h = 0; h <= tip.height && rc == 0; h++) {
+        if (h % VERIFY_BATCH_BLOCKS == 0) {
+            if (options != NULL && options->progress != NULL)
+                options->progress(options->progress_ctx, h, tip.height);
+            /* A fresh snapshot now and then: see the file comment. */
+            if (txn != NULL)
+                mdb_txn_reset(txn);
+            int lrc =
+                txn == NULL ? mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn) : mdb_txn_renew(txn);
+            if (lrc != 0) {
+                rc = fault(report, ledger__lmdb_error(l, lrc, "reading blocks"),
+                           LEDGER_FAULT_CORRUPT, h, -1, "%s", ledger_last_error(l));
+                break;
+            }
+        }
+        rc = verify_block(w, txn, h);
+    }
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    pool_stop(&w->pool);
+    if (rc == 0 &&
+        (memcmp(w->prev_hash, tip.hash, EHR_HASH_BYTES) != 0 || w->tx_total != tip.tx_count))
+        rc = fault(report, EHR_ECORRUPT, LEDGER_FAULT_TIP, tip.height, -1,
+                   "the tip record disagrees with block %llu", (unsigned long long)tip.height);
+    if (rc == 0 && index_rows != w->tx_total)
+        rc = fault(report, EHR_ECORRUPT, LEDGER_FAULT_TX_INDEX, tip.height, -1,
+                   "the tx index holds %llu rows, the blocks hold %llu transactions",
+                   (unsigned long long)index_rows, (unsigned long long)w->tx_total);
+    if (rc == 0)
+        snprintf(report->msg, sizeof report->msg,
+                 "ledger ok: %llu blocks (0..%llu), %llu transactions, chain %s",
+                 (unsigned long long)report->blocks_checked, (unsigned long long)tip.height,
+                 (unsigned long long)report->txs_checked, w->chain.chain_id);
+    ehr_free(w->hashes);
+    ehr_free(w);
+    return rc;
+}

@@ -1,0 +1,161 @@
+/*
+ * wire.c - the canonical protobuf wire reader and writer the ledger's
+ * framing parsers share, the canonical-encoding check for messages decoded
+ * with protobuf-c, and the diagnostics helper.
+ *
+ * Not a general protobuf library: it reads only what our formats use
+ * (one-byte tags, varints, length-delimited fields) and refuses every
+ * encoding but the canonical one.
+ */
+#include "ledger_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int ledger__fail(ledger_diag *diag, int err, const char *fmt, ...)
+{
+    EHR_ASSERT(err < 0);
+    if (diag != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(diag->msg, sizeof diag->msg, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+int ledger__varint_read(ledger__reader *r, uint64_t *out)
+{
+    EHR_ASSERT(r->pos <= r->len);
+    uint64_t value = 0;
+    for (unsigned i = 0; i < LEDGER__VARINT_BYTES_MAX; i++) {
+        if (r->pos >= r->len)
+            return EHR_ETRUNCATED;
+        uint8_t b = r->data[r->pos++];
+        if (i == LEDGER__VARINT_BYTES_MAX - 1 && b > 1)
+            return EHR_EINVAL; /* more than 64 bits */
+        value |= (uint64_t)(b & 0x7f) << (7 * i);
+        if ((b & 0x80) == 0) {
+            if (b == 0 && i > 0)
+                return EHR_EINVAL; /* a trailing zero group: not minimal */
+            *out = value;
+            return 0;
+        }
+    }
+    return EHR_EINVAL;
+}
+
+bool ledger__tag_next(const ledger__reader *r, unsigned field, unsigned wire)
+{
+    EHR_ASSERT(field > 0 && field < 16);
+    return r->pos < r->len && r->data[r->pos] == (uint8_t)((field << 3) | wire);
+}
+
+int ledger__len_field_read(ledger__reader *r, unsigned field, size_t len_min, size_t len_max,
+                           ledger_span *out)
+{
+    EHR_ASSERT(ledger__tag_next(r, field, LEDGER__WIRE_LEN));
+    EHR_ASSERT(len_min <= len_max);
+    r->pos++;
+    uint64_t n;
+    int rc = ledger__varint_read(r, &n);
+    if (rc != 0)
+        return rc;
+    if (n > len_max)
+        return EHR_ETOOBIG;
+    if (n < len_min)
+        return EHR_EINVAL;
+    if (n > r->len - r->pos)
+        return EHR_ETRUNCATED;
+    out->offset = (uint32_t)r->pos;
+    out->length = (uint32_t)n;
+    r->pos += (size_t)n;
+    return 0;
+}
+
+size_t ledger__varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+size_t ledger__varint_write(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    EHR_ASSERT(n <= LEDGER__VARINT_BYTES_MAX);
+    return n;
+}
+
+/* True if MSG or any message inside it kept fields protobuf-c did not know. */
+static bool proto_has_unknown(const ProtobufCMessage *msg)
+{
+    if (msg->n_unknown_fields != 0)
+        return true;
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)msg;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t count = *(const size_t *)(const void *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *items =
+                *(ProtobufCMessage *const *const *)(const void *)(base + f->offset);
+            for (size_t j = 0; j < count; j++)
+                if (proto_has_unknown(items[j]))
+                    return true;
+            continue;
+        }
+        /* A oneof member shares its storage with the other cases: read it
+         * only when it is the case that is set. */
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0 &&
+            *(const uint32_t *)(const void *)(base + f->quantifier_offset) != f->id)
+            continue;
+        const ProtobufCMessage *sub =
+            *(const ProtobufCMessage *const *)(const void *)(base + f->offset);
+        if (sub != NULL && proto_has_unknown(sub))
+            return true;
+    }
+    return false;
+}
+
+/* A ProtobufCBuffer that compares what is packed with the expected bytes. */
+typedef struct compare_buffer {
+    ProtobufCBuffer base;
+    const uint8_t *expect;
+    size_t len;
+    size_t pos;
+    bool same;
+} compare_buffer;
+
+static void compare_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data)
+{
+    compare_buffer *c = (compare_buffer *)(void *)buffer;
+    if (!c->same || len > c->len - c->pos || memcmp(c->expect + c->pos, data, len) != 0) {
+        c->same = false;
+        return;
+    }
+    c->pos += len;
+}
+
+bool ledger__proto_canonical(const ProtobufCMessage *msg, const uint8_t *data, size_t len)
+{
+    EHR_ASSERT(msg != NULL);
+    if (proto_has_unknown(msg))
+        return false;
+    if (protobuf_c_message_get_packed_size(msg) != len)
+        return false;
+    compare_buffer c = {.base = {.append = compare_append}, .expect = data, .len = len};
+    c.same = true;
+    size_t packed = protobuf_c_message_pack_to_buffer(msg, &c.base);
+    return c.same && packed == len && c.pos == len;
+}

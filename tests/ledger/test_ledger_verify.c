@@ -1,0 +1,481 @@
+/*
+ * Tests of ledger_verify: a sound chain passes; each kind of damage to a
+ * closed ledger (made through LMDB directly) is found at its place, with its
+ * own fault, error code and message: a flipped byte (checksum), a broken
+ * hash link, a bad transaction or header signature, a wrong Merkle root or
+ * height, an expired or foreign transaction, tx index and tip damage.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger_internal.h"
+#include "ledger_testutil.h"
+#include "ehr/v1/ledger.pb-c.h"
+
+enum { MEMBERS = 2, BLOCKS = 4, TXS = 3 };
+
+typedef struct fixture {
+    char *dir;
+    ledger *l;
+    ehr_signing_key keys[MEMBERS];
+} fixture;
+
+/* A closed ledger of BLOCKS blocks of TXS transactions after block 0. */
+static int fixture_setup(void **state)
+{
+    fixture *f = ehr_calloc(1, sizeof *f);
+    for (uint32_t i = 0; i < MEMBERS; i++)
+        tu_key(&f->keys[i], 200 + i);
+    uint8_t *g;
+    size_t g_len;
+    tu_genesis(f->keys, MEMBERS, &g, &g_len);
+    f->dir = tu_tmpdir();
+    if (ledger_open(f->dir, NULL, &f->l) != 0 || ledger_genesis_init(f->l, g, g_len) != 0)
+        return -1;
+    ehr_free(g);
+    for (int i = 0; i < BLOCKS; i++)
+        if (tu_append(f->l, &f->keys[i % MEMBERS], TXS, NULL) != 0)
+            return -1;
+    ledger_close(f->l);
+    f->l = NULL;
+    *state = f;
+    return 0;
+}
+
+static int fixture_teardown(void **state)
+{
+    fixture *f = *state;
+    ledger_close(f->l);
+    tu_rmdir(f->dir);
+    ehr_free(f);
+    return 0;
+}
+
+/* Open F's ledger and verify it; the report lands in REP. */
+static int verify(fixture *f, ledger_verify_report *rep)
+{
+    if (f->l == NULL)
+        assert_int_equal(ledger_open(f->dir, &(ledger_options){.read_only = true}, &f->l), 0);
+    return ledger_verify(f->l, NULL, rep);
+}
+
+/* The stored block bytes at HEIGHT (ehr_malloc'd). */
+static uint8_t *block_at(fixture *f, uint64_t height, size_t *len)
+{
+    ledger *l;
+    assert_int_equal(ledger_open(f->dir, NULL, &l), 0);
+    uint8_t *bytes;
+    assert_int_equal(ledger_block_get(l, height, &bytes, len), 0);
+    ledger_close(l);
+    return bytes;
+}
+
+/* Store BYTES at HEIGHT with a correct checksum, bypassing every check. */
+static void block_put_raw(fixture *f, uint64_t height, const uint8_t *bytes, size_t len)
+{
+    uint8_t key[8];
+    ledger__height_key(key, height);
+    size_t prefix = ledger__stored_block_prefix_size(len);
+    uint8_t *record = ehr_malloc(prefix + len);
+    ledger__stored_block_prefix_write(record, height, bytes, len);
+    memcpy(record + prefix, bytes, len);
+    assert_int_equal(tu_raw_put(f->dir, LEDGER__DB_BLOCKS, key, sizeof key, record, prefix + len),
+                     0);
+    ehr_free(record);
+}
+
+static void test_sound_ledger_verifies(void **state)
+{
+    fixture *f = *state;
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), 0);
+    assert_int_equal(rep.fault, LEDGER_FAULT_NONE);
+    assert_true(rep.blocks_checked == BLOCKS + 1);
+    assert_true(rep.txs_checked == BLOCKS * TXS);
+    assert_non_null(strstr(rep.msg, "ledger ok"));
+    assert_string_equal(ledger_fault_name(rep.fault), "none");
+}
+
+static void flip_block_byte(uint8_t *value, size_t *len, void *ctx)
+{
+    value[*len - 100] ^= 0x10; /* inside the last transaction */
+}
+
+static void test_flipped_byte_in_stored_block_is_corrupt(void **state)
+{
+    fixture *f = *state;
+    uint8_t key[8];
+    ledger__height_key(key, 2);
+    assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_BLOCKS, key, 8, flip_block_byte, NULL), 0);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_CORRUPT);
+    assert_true(rep.height == 2);
+    assert_true(rep.blocks_checked == 2);
+    assert_string_equal(rep.msg,
+                        "corrupt block record at height 2: the stored checksum does not match");
+    uint8_t *bytes;
+    size_t len;
+    assert_int_equal(ledger_block_get(f->l, 2, &bytes, &len), EHR_ECORRUPT);
+}
+
+static void test_broken_hash_link_is_found(void **state)
+{
+    fixture *f = *state;
+    /* A properly signed block 3 that names the wrong predecessor. */
+    size_t len;
+    uint8_t *old = block_at(f, 2, &len);
+    ledger_block_view v2;
+    assert_int_equal(ledger_block_parse(old, len, &v2, NULL), 0);
+    ledger_tip fake = {.height = 2, .time_ms = v2.header.time_ms};
+    memcpy(fake.hash, v2.hash, EHR_HASH_BYTES);
+    fake.hash[31] ^= 1;
+    ledger_block_view_release(&v2);
+    ehr_free(old);
+    tu_batch b;
+    tu_batch_make(&b, &f->keys[0], TXS, 0);
+    uint8_t *block;
+    tu_block_next(&fake, &b, &f->keys[0], &block, &len);
+    block_put_raw(f, 3, block, len);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_ELINK);
+    assert_int_equal(rep.fault, LEDGER_FAULT_HASH_LINK);
+    assert_true(rep.height == 3);
+    assert_string_equal(rep.msg,
+                        "broken hash link at height 3: prev_hash is not the hash of block 2");
+    assert_string_equal(ledger_fault_name(rep.fault), "hash-link");
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
+/* The append path trusts admission for transaction signatures; verify does
+ * not. A block carrying a forged transaction is found by verify. */
+static void test_bad_transaction_signature_is_found(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    tu_batch b;
+    tu_batch_make(&b, &f->keys[1], TXS, 0);
+    uint8_t *forged = (uint8_t *)b.envelopes[1].data;
+    forged[b.envelopes[1].len - 5] ^= 0x20; /* signature byte; the hash is the body's */
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, &b, &f->keys[0], &block, &len);
+    ledger_append req = {.block = block,
+                         .block_len = len,
+                         .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .writes = b.writes,
+                         .write_count = b.count,
+                         .applied_index = 99};
+    assert_int_equal(ledger_append_block(f->l, &req), 0);
+    ledger_verify_report rep;
+    assert_int_equal(ledger_verify(f->l, NULL, &rep), EHR_EBADSIG);
+    assert_int_equal(rep.fault, LEDGER_FAULT_TX_SIG);
+    assert_true(rep.height == BLOCKS + 1);
+    assert_int_equal(rep.tx_index, 1);
+    char want[128];
+    snprintf(want, sizeof want, "bad signature: height %d tx 1", BLOCKS + 1);
+    assert_string_equal(rep.msg, want);
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
+static void test_bad_header_signature_is_found(void **state)
+{
+    fixture *f = *state;
+    size_t len;
+    uint8_t *block = block_at(f, 1, &len);
+    ledger_block_view v;
+    assert_int_equal(ledger_block_parse(block, len, &v, NULL), 0);
+    block[v.signature - block + 3] ^= 0x01;
+    ledger_block_view_release(&v);
+    block_put_raw(f, 1, block, len);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_EBADSIG);
+    assert_int_equal(rep.fault, LEDGER_FAULT_HEADER_SIG);
+    assert_true(rep.height == 1);
+    assert_int_equal(rep.tx_index, -1);
+    assert_non_null(strstr(rep.msg, "bad block signature at height 1"));
+    ehr_free(block);
+}
+
+static void test_merkle_root_and_height_faults_are_found(void **state)
+{
+    fixture *f = *state;
+    size_t len, len3;
+    uint8_t *block = block_at(f, 2, &len);
+    uint8_t *block3 = block_at(f, 3, &len3);
+    /* Block 2 with block 3's first transaction in place of its own. */
+    Ehr__V1__Block *pb = ehr__v1__block__unpack(NULL, len, block);
+    Ehr__V1__Block *pb3 = ehr__v1__block__unpack(NULL, len3, block3);
+    assert_non_null(pb);
+    assert_non_null(pb3);
+    Ehr__V1__TxEnvelope *kept = pb->txs[0];
+    pb->txs[0] = pb3->txs[0];
+    size_t bad_len = ehr__v1__block__get_packed_size(pb);
+    uint8_t *bad = ehr_malloc(bad_len);
+    ehr__v1__block__pack(pb, bad);
+    pb->txs[0] = kept;
+    block_put_raw(f, 2, bad, bad_len);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_MERKLE);
+    assert_true(rep.height == 2);
+    assert_non_null(strstr(rep.msg, "bad Merkle root at height 2"));
+    ledger_close(f->l);
+    f->l = NULL;
+
+    /* Block 3 stored at height 2. */
+    block_put_raw(f, 2, block3, len3);
+    assert_int_equal(verify(f, &rep), EHR_ELINK);
+    assert_int_equal(rep.fault, LEDGER_FAULT_HEIGHT);
+    assert_true(rep.height == 2);
+    assert_non_null(strstr(rep.msg, "height sequence broken"));
+    ehr_free(bad);
+    ehr__v1__block__free_unpacked(pb, NULL);
+    ehr__v1__block__free_unpacked(pb3, NULL);
+    ehr_free(block);
+    ehr_free(block3);
+}
+
+/* Append (through the API, which does not look inside transactions) a block
+ * whose transaction 0 is for CHAIN and expires at EXPIRY_MS. */
+static void append_questionable(fixture *f, const char *chain, uint64_t expiry_ms)
+{
+    if (f->l == NULL)
+        assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    tu_batch b;
+    tu_batch_make(&b, &f->keys[1], 1, 0);
+    ehr_free((void *)b.envelopes[0].data);
+    uint8_t *env;
+    size_t env_len;
+    tu_tx(&f->keys[1], chain, expiry_ms, 0, &env, &env_len, b.hashes[0]);
+    b.envelopes[0] = (ledger_bytes){env, env_len};
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, &b, &f->keys[0], &block, &len);
+    ledger_append req = {.block = block,
+                         .block_len = len,
+                         .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .applied_index = 99};
+    assert_int_equal(ledger_append_block(f->l, &req), 0);
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
+static void test_expired_and_foreign_transactions_are_found(void **state)
+{
+    fixture *f = *state;
+    /* Block time is genesis time + 1 s per block: this expired before. */
+    append_questionable(f, TU_CHAIN_ID, TU_GENESIS_TIME_MS + 10);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_EEXPIRED);
+    assert_int_equal(rep.fault, LEDGER_FAULT_TX);
+    assert_int_equal(rep.tx_index, 0);
+    assert_non_null(strstr(rep.msg, "invalid transaction"));
+    ledger_close(f->l);
+    f->l = NULL;
+    tu_rmdir(f->dir);
+    ehr_free(f);
+    assert_int_equal(fixture_setup(state), 0);
+    f = *state;
+    append_questionable(f, "ehr-elsewhere", TU_GENESIS_TIME_MS + 86400000);
+    assert_int_equal(verify(f, &rep), EHR_ECHAIN);
+    assert_int_equal(rep.fault, LEDGER_FAULT_TX);
+}
+
+static void add_tx_count(uint8_t *value, size_t *len, void *ctx)
+{
+    Ehr__V1__ChainTip *t = ehr__v1__chain_tip__unpack(NULL, *len, value);
+    assert_non_null(t);
+    t->tx_count += 1;
+    *len = ehr__v1__chain_tip__pack(t, value);
+    ehr__v1__chain_tip__free_unpacked(t, NULL);
+}
+
+static void test_tip_and_tx_index_damage_is_found(void **state)
+{
+    fixture *f = *state;
+    uint8_t bogus_hash[EHR_HASH_BYTES] = {0xee};
+    uint8_t row[LEDGER__TX_LOCATION_BYTES_MAX];
+    ledger_tx_location loc = {.height = 1, .index = 0, .offset = 5, .length = 5};
+    size_t n = ledger__tx_location_write(row, &loc);
+    assert_int_equal(tu_raw_put(f->dir, LEDGER__DB_TXS, bogus_hash, EHR_HASH_BYTES, row, n), 0);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_TX_INDEX);
+    assert_non_null(strstr(rep.msg, "rows"));
+    ledger_close(f->l);
+    f->l = NULL;
+
+    assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_META, LEDGER__META_TIP,
+                                 strlen(LEDGER__META_TIP), add_tx_count, NULL),
+                     0);
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_TIP);
+}
+
+/* Append a block of COUNT transactions whose signatures at BAD[0..BAD_COUNT)
+ * are forged. */
+static void append_forged(fixture *f, size_t count, const size_t *bad, size_t bad_count)
+{
+    if (f->l == NULL)
+        assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    tu_batch b;
+    tu_batch_make(&b, &f->keys[1], count, 0);
+    for (size_t i = 0; i < bad_count; i++)
+        ((uint8_t *)b.envelopes[bad[i]].data)[b.envelopes[bad[i]].len - 1] ^= 0x01;
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, &b, &f->keys[0], &block, &len);
+    ledger_append req = {.block = block,
+                         .block_len = len,
+                         .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .applied_index = 99};
+    assert_int_equal(ledger_append_block(f->l, &req), 0);
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
+static void count_progress(void *ctx, uint64_t height, uint64_t tip)
+{
+    (*(int *)ctx)++;
+}
+
+/* Transactions are checked on several threads; the report names the first
+ * bad one whatever the thread count. */
+static void test_first_bad_signature_is_reported_whatever_the_thread_count(void **state)
+{
+    fixture *f = *state;
+    const size_t bad[] = {50, 10};
+    append_forged(f, 64, bad, 2);
+    const uint32_t thread_counts[] = {1, 2, 3, LEDGER_VERIFY_THREADS_MAX, 0};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(thread_counts); i++) {
+        int calls = 0;
+        ledger_verify_options opts = {
+            .threads = thread_counts[i], .progress = count_progress, .progress_ctx = &calls};
+        ledger_verify_report rep;
+        assert_int_equal(ledger_verify(f->l, &opts, &rep), EHR_EBADSIG);
+        assert_int_equal(rep.fault, LEDGER_FAULT_TX_SIG);
+        assert_int_equal(rep.tx_index, 10);
+        assert_true(rep.height == BLOCKS + 1);
+        assert_int_equal(calls, 1);
+    }
+    ledger_verify_options too_many = {.threads = LEDGER_VERIFY_THREADS_MAX + 1};
+    ledger_verify_report rep;
+    assert_int_equal(ledger_verify(f->l, &too_many, &rep), EHR_EINVAL);
+    assert_int_equal(rep.fault, LEDGER_FAULT_NONE);
+    assert_non_null(strstr(rep.msg, "threads"));
+}
+
+/* A bad transaction only in the last thread's share is found too. */
+static void test_bad_signature_in_a_worker_slice_is_found(void **state)
+{
+    fixture *f = *state;
+    const size_t bad[] = {63};
+    append_forged(f, 64, bad, 1);
+    ledger_verify_options opts = {.threads = 2};
+    ledger_verify_report rep;
+    assert_int_equal(ledger_verify(f->l, &opts, &rep), EHR_EBADSIG);
+    assert_int_equal(rep.tx_index, 63);
+    assert_string_equal(ledger_fault_name(rep.fault), "tx-signature");
+}
+
+/* Signers change from transaction to transaction (verify keeps the last
+ * parsed key): a valid transaction by another member passes, one that names
+ * a signer but was signed by another key does not. */
+static void test_signer_changes_and_impostors_within_a_block(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    tu_batch b;
+    tu_batch_make(&b, &f->keys[1], 64, 0);
+    for (size_t i = 20; i < 24; i++) { /* valid, by keys[0] */
+        ehr_free((void *)b.envelopes[i].data);
+        uint8_t *env;
+        size_t env_len;
+        tu_tx(&f->keys[0], TU_CHAIN_ID, TU_GENESIS_TIME_MS + 86400000, 0, &env, &env_len,
+              b.hashes[i]);
+        b.envelopes[i] = (ledger_bytes){env, env_len};
+    }
+    uint8_t *body, *env;
+    size_t body_len, env_len;
+    tu_tx_body(&f->keys[1], TU_CHAIN_ID, TU_GENESIS_TIME_MS + 86400000, 0, &body, &body_len);
+    assert_int_equal(ledger_tx_envelope_build(body, body_len, &f->keys[0], &env, &env_len), 0);
+    ehr_free((void *)b.envelopes[40].data);
+    b.envelopes[40] = (ledger_bytes){env, env_len}; /* names keys[1], signed by keys[0] */
+    ledger_tx_hash(body, body_len, b.hashes[40]);
+    ehr_free(body);
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, &b, &f->keys[0], &block, &len);
+    ledger_append req = {.block = block,
+                         .block_len = len,
+                         .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .applied_index = 99};
+    assert_int_equal(ledger_append_block(f->l, &req), 0);
+    for (uint32_t threads = 1; threads <= 2; threads++) {
+        ledger_verify_options opts = {.threads = threads};
+        ledger_verify_report rep;
+        assert_int_equal(ledger_verify(f->l, &opts, &rep), EHR_EBADSIG);
+        assert_int_equal(rep.tx_index, 40);
+    }
+    ledger_block_view view;
+    assert_int_equal(ledger_block_parse(block, len, &view, NULL), 0);
+    long failed;
+    assert_int_equal(ledger_block_check(&view, LEDGER_CHECK_ALL, TU_CHAIN_ID, NULL, &failed, NULL),
+                     EHR_EBADSIG);
+    assert_int_equal(failed, 40);
+    ledger_block_view_release(&view);
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
+/* The three faults an operator must tell apart read differently. */
+static void test_fault_messages_are_distinct(void **state)
+{
+    const enum ledger_fault faults[] = {
+        LEDGER_FAULT_NO_CHAIN,   LEDGER_FAULT_CORRUPT, LEDGER_FAULT_DECODE,  LEDGER_FAULT_HEIGHT,
+        LEDGER_FAULT_HASH_LINK,  LEDGER_FAULT_TIME,    LEDGER_FAULT_GENESIS, LEDGER_FAULT_MERKLE,
+        LEDGER_FAULT_HEADER_SIG, LEDGER_FAULT_TX,      LEDGER_FAULT_TX_SIG,  LEDGER_FAULT_TX_INDEX,
+        LEDGER_FAULT_TIP};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(faults); i++)
+        for (size_t j = 0; j < i; j++)
+            assert_string_not_equal(ledger_fault_name(faults[i]), ledger_fault_name(faults[j]));
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_sound_ledger_verifies),
+        T(test_flipped_byte_in_stored_block_is_corrupt),
+        T(test_broken_hash_link_is_found),
+        T(test_bad_transaction_signature_is_found),
+        T(test_bad_header_signature_is_found),
+        T(test_merkle_root_and_height_faults_are_found),
+        T(test_expired_and_foreign_transactions_are_found),
+        T(test_tip_and_tx_index_damage_is_found),
+        T(test_first_bad_signature_is_reported_whatever_the_thread_count),
+        T(test_bad_signature_in_a_worker_slice_is_found),
+        T(test_signer_changes_and_impostors_within_a_block),
+        cmocka_unit_test(test_fault_messages_are_distinct),
+    };
+    if (ehr_crypto_init() != 0)
+        return 1;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
