@@ -15,11 +15,17 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ehr_crypto.h"
@@ -30,6 +36,8 @@ enum { ARGS_MAX = 32, OUTPUT_BYTES_MAX = 1 << 20, GENESIS_MEMBERS_MAX = 128 };
 
 struct fixture {
     char dir[64];
+    pid_t tty_leader; /* a terminal test's session leader still running, or 0 */
+    int tty_master;   /* its terminal, or -1 */
 };
 
 struct result {
@@ -43,6 +51,7 @@ static int fixture_setup(void **state)
     struct fixture *f = calloc(1, sizeof *f);
     if (f == NULL || ehr_crypto_init() != 0)
         return -1;
+    f->tty_master = -1;
     memcpy(f->dir, "/tmp/ehr-test-cli-XXXXXX", sizeof "/tmp/ehr-test-cli-XXXXXX");
     if (mkdtemp(f->dir) == NULL)
         return -1;
@@ -69,6 +78,15 @@ static void dir_remove(const char *dir)
 static int fixture_teardown(void **state)
 {
     struct fixture *f = *state;
+    if (f->tty_leader > 0) { /* a terminal test failed midway: end its processes */
+        kill(f->tty_leader, SIGKILL);
+        /* The job dies with its leader (PR_SET_PDEATHSIG) and, as we are a
+         * subreaper, comes back to us: reap both. */
+        while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+            ;
+    }
+    if (f->tty_master >= 0)
+        close(f->tty_master);
     dir_remove(f->dir);
     free(f);
     return 0;
@@ -790,10 +808,212 @@ static void test_genesis_show_rejects_what_is_not_a_genesis(void **state)
     result_free(&r);
 }
 
+/*
+ * ---- ehrctl on a terminal ----
+ *
+ * ehrctl runs on a pseudo-terminal as the foreground job of a small session
+ * leader, as under a job-control shell, so keys like ^Z and ^\ reach it as
+ * they would reach a person's ehrctl. The leader exits with ehrctl's exit
+ * status (128 + the signal if a signal ended it). Waits below are guards
+ * against a hang, not measurements: the awaited event normally comes at once.
+ */
+enum { TTY_GUARD_MS = 10000, TTY_OUTPUT_BYTES_MAX = 1 << 16 };
+
+struct tty_run {
+    int master;
+    pid_t leader;
+    char out[TTY_OUTPUT_BYTES_MAX]; /* everything ehrctl wrote to the terminal */
+    size_t out_len;
+};
+
+static long long now_ms_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The foreground job: ehrctl in its own process group, owning the terminal. */
+static _Noreturn void tty_job_exec(const struct fixture *f, int slave, const char *const *argv)
+{
+    static const char *const no_env[] = {NULL};
+    struct rlimit no_core = {0, 0};
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1 || setpgid(0, 0) != 0 ||
+        signal(SIGTTOU, SIG_IGN) == SIG_ERR || tcsetpgrp(slave, getpid()) != 0 ||
+        signal(SIGTTOU, SIG_DFL) == SIG_ERR || setrlimit(RLIMIT_CORE, &no_core) != 0 ||
+        dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0 || chdir(f->dir) != 0)
+        _exit(126);
+    execve(EHRCTL, (char *const *)argv, (char *const *)no_env);
+    _exit(127);
+}
+
+/* Start `ehrctl ARGS...` (NULL-terminated) on a fresh terminal. */
+static void tty_start(struct tty_run *t, struct fixture *f, const char *const *args)
+{
+    const char *argv[ARGS_MAX + 2] = {"ehrctl"};
+    for (int i = 0; args[i] != NULL; i++) {
+        assert_true(i < ARGS_MAX);
+        argv[i + 1] = args[i];
+    }
+    t->out_len = 0;
+    if (f->tty_master >= 0)
+        close(f->tty_master);
+    t->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    assert_true(t->master >= 0);
+    assert_int_equal(grantpt(t->master), 0);
+    assert_int_equal(unlockpt(t->master), 0);
+    const char *slave_name = ptsname(t->master);
+    assert_non_null(slave_name);
+    t->leader = fork();
+    assert_true(t->leader >= 0);
+    if (t->leader == 0) {
+        int slave = -1;
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || setsid() < 0 ||
+            (slave = open(slave_name, O_RDWR)) < 0) /* our controlling tty */
+            _exit(126);
+        pid_t job = fork();
+        if (job < 0)
+            _exit(126);
+        if (job == 0)
+            tty_job_exec(f, slave, argv);
+        int status;
+        while (waitpid(job, &status, 0) < 0) {
+            if (errno != EINTR)
+                _exit(126);
+        }
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+    f->tty_leader = t->leader;
+    f->tty_master = t->master;
+}
+
+/* Read what ehrctl wrote until the output holds TEXT COUNT times. Fails after the guard. */
+static void tty_wait_for(struct tty_run *t, const char *text, int count)
+{
+    long long deadline = now_ms_monotonic() + TTY_GUARD_MS;
+    for (;;) {
+        t->out[t->out_len] = '\0';
+        int seen = 0;
+        for (const char *p = t->out; (p = strstr(p, text)) != NULL; p += strlen(text))
+            seen++;
+        if (seen >= count)
+            return;
+        long long left = deadline - now_ms_monotonic();
+        if (left <= 0)
+            fail_msg("terminal never showed \"%s\" %d times; it shows: %s", text, count, t->out);
+        struct pollfd pfd = {t->master, POLLIN, 0};
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        ssize_t n = read(t->master, t->out + t->out_len, sizeof t->out - 1 - t->out_len);
+        if (n <= 0)
+            fail_msg("terminal closed before \"%s\" showed; it shows: %s", text, t->out);
+        t->out_len += (size_t)n;
+    }
+}
+
+static bool tty_echo_is_on(const struct tty_run *t)
+{
+    struct termios tio;
+    assert_int_equal(tcgetattr(t->master, &tio), 0);
+    return (tio.c_lflag & ECHO) != 0;
+}
+
+/* Wait until the terminal's echo is ON (or off). Fails after the guard. */
+static void tty_wait_echo(const struct tty_run *t, bool on, const char *when)
+{
+    long long deadline = now_ms_monotonic() + TTY_GUARD_MS;
+    while (tty_echo_is_on(t) != on) {
+        if (now_ms_monotonic() > deadline)
+            fail_msg("terminal echo still %s %s", on ? "off" : "on", when);
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+static void tty_type(const struct tty_run *t, const char *keys)
+{
+    assert_int_equal(write(t->master, keys, strlen(keys)), (ssize_t)strlen(keys));
+}
+
+/*
+ * Wait for the session leader; returns ehrctl's exit status (128 + signal if
+ * killed). The terminal stays open (its settings can still be read) until
+ * the fixture's teardown or the next tty_start.
+ */
+static int tty_finish(struct fixture *f, struct tty_run *t)
+{
+    int status;
+    assert_int_equal(waitpid(t->leader, &status, 0), t->leader);
+    f->tty_leader = 0;
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* A signal that ends ehrctl at the passphrase prompt leaves the terminal echoing. */
+static void test_terminal_echo_is_restored_when_a_signal_ends_the_prompt(void **state)
+{
+    struct fixture *f = *state;
+    json_decref(keygen(f, "node.key", "n"));
+    write_text(f, "new", "new passphrase\n");
+    static const int signals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        static const char *const args[] = {"key", "passwd", "node.key", "--new-passphrase-file",
+                                           "new", NULL};
+        struct tty_run t;
+        tty_start(&t, f, args);
+        tty_wait_for(&t, "passphrase for node.key: ", 1);
+        tty_wait_echo(&t, false, "at the prompt");
+        pid_t job = tcgetpgrp(t.master);
+        assert_true(job > 0);
+        assert_int_equal(kill(-job, signals[i]), 0);
+        assert_int_equal(tty_finish(f, &t), 128 + signals[i]);
+        if (!tty_echo_is_on(&t))
+            fail_msg("echo left off after signal %d (%s)", signals[i], strsignal(signals[i]));
+    }
+}
+
+/*
+ * ^Z at the prompt gives the terminal back with echo on while ehrctl is
+ * stopped; on SIGCONT (fg) echo goes off again and the prompt is shown again,
+ * so the passphrase typed next is neither echoed nor mixed with earlier keys.
+ */
+static void test_terminal_prompt_survives_stop_and_continue(void **state)
+{
+    struct fixture *f = *state;
+    json_decref(keygen(f, "node.key", "n"));
+    write_text(f, "new", "new passphrase\n");
+    static const char *const args[] = {"key", "passwd", "node.key", "--new-passphrase-file",
+                                       "new", NULL};
+    struct tty_run t;
+    tty_start(&t, f, args);
+    tty_wait_for(&t, "passphrase for node.key: ", 1);
+    tty_wait_echo(&t, false, "at the prompt");
+    pid_t job = tcgetpgrp(t.master);
+    assert_true(job > 0);
+    tty_type(&t, "half typed\x1a"); /* ^Z: SIGTSTP to the foreground job */
+    tty_wait_echo(&t, true, "while ehrctl is stopped");
+    assert_int_equal(kill(-job, SIGCONT), 0);
+    tty_wait_for(&t, "passphrase for node.key: ", 2);
+    tty_wait_echo(&t, false, "after ehrctl continued");
+    tty_type(&t, "correct horse\n");
+    tty_wait_for(&t, "passphrase (argon2id", 1); /* key passwd printed the re-encrypted file */
+    assert_int_equal(tty_finish(f, &t), 0);
+    assert_null(strstr(t.out, "correct horse")); /* never echoed */
+    assert_true(tty_echo_is_on(&t));
+
+    struct result r = run(f, "key", "passwd", "node.key", "--passphrase-file", "new",
+                          "--new-passphrase-file", "pw");
+    assert_int_equal(r.status, 0); /* the new passphrase took */
+    result_free(&r);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
 {
+    /* Orphans of a failed terminal test are reparented to us, to be reaped. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         T(test_keygen_and_key_show_agree),
         T(test_wrong_passphrase_fails_and_changes_nothing),
@@ -809,6 +1029,8 @@ int main(void)
         T(test_genesis_member_count_limit_edge),
         T(test_genesis_show_rejects_what_is_not_a_genesis),
         T(test_genesis_and_passphrase_limits_at_their_edges),
+        T(test_terminal_echo_is_restored_when_a_signal_ends_the_prompt),
+        T(test_terminal_prompt_survives_stop_and_continue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
