@@ -338,9 +338,9 @@ static int genesis_print(struct cli__ctx *ctx, const char *path, const Ehr__V1__
 {
     if (ctx->json) {
         json_t *root =
-            json_pack("{s:s, s:s, s:I, s:o, s:I}", "file", path, "chain_id", g->chain_id, "time_ms",
-                      (json_int_t)g->time_ms, "genesis_hash", cli__json_hex(file_hash, 32),
-                      "member_count", (json_int_t)g->n_members);
+            json_pack("{s:o, s:s, s:I, s:o, s:I}", "file", cli__json_text(path), "chain_id",
+                      g->chain_id, "time_ms", (json_int_t)g->time_ms, "genesis_hash",
+                      cli__json_hex(file_hash, 32), "member_count", (json_int_t)g->n_members);
         if (root == NULL)
             ehr_panic("out of memory building JSON");
         if (with_members) {

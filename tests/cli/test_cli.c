@@ -614,6 +614,48 @@ static json_t *two_members(void)
     return list;
 }
 
+/*
+ * File names are bytes, not always UTF-8, and JSON strings must be UTF-8:
+ * --json output still comes out (the bytes that are not UTF-8 shown as '?'),
+ * and the command still succeeds.
+ */
+static void test_json_output_survives_file_names_that_are_not_utf8(void **state)
+{
+    struct fixture *f = *state;
+    const char *key = "n\xff\xfe.key", *genesis = "g\xc3(.pb";
+    struct result r = run(f, "keygen", "--out", key, "--no-passphrase", "--json");
+    if (r.status != 0)
+        fail_msg("keygen: %s", r.err);
+    json_t *made = parse_json(r.out);
+    assert_string_equal(json_str(made, "file"), "n??.key");
+    json_decref(made);
+    result_free(&r);
+    r = run(f, "key", "show", key, "--json");
+    assert_int_equal(r.status, 0);
+    json_t *shown = parse_json(r.out);
+    assert_string_equal(json_str(shown, "file"), "n??.key");
+    json_decref(shown);
+    result_free(&r);
+
+    json_t *list = two_members();
+    write_members(f, "members.json", list);
+    json_decref(list);
+    r = run(f, "genesis", "--members", "members.json", "--chain-id", "c", "--out", genesis,
+            "--json");
+    if (r.status != 0)
+        fail_msg("genesis: %s", r.err);
+    json_t *g = parse_json(r.out);
+    assert_string_equal(json_str(g, "file"), "g?(.pb");
+    json_decref(g);
+    result_free(&r);
+    r = run(f, "genesis", "show", genesis, "--json");
+    assert_int_equal(r.status, 0);
+    g = parse_json(r.out);
+    assert_string_equal(json_str(g, "file"), "g?(.pb");
+    json_decref(g);
+    result_free(&r);
+}
+
 static void test_genesis_rejects_bad_members_naming_member_and_field(void **state)
 {
     struct fixture *f = *state;
@@ -1029,6 +1071,7 @@ int main(void)
         T(test_genesis_member_count_limit_edge),
         T(test_genesis_show_rejects_what_is_not_a_genesis),
         T(test_genesis_and_passphrase_limits_at_their_edges),
+        T(test_json_output_survives_file_names_that_are_not_utf8),
         T(test_terminal_echo_is_restored_when_a_signal_ends_the_prompt),
         T(test_terminal_prompt_survives_stop_and_continue),
     };
