@@ -467,6 +467,34 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
     return exit_code;
 }
 
+/*
+ * Whether DATA (LEN bytes) is exactly the encoding of G that ehrctl genesis
+ * writes. Protobuf decoding accepts more: unknown fields (skipped), repeated
+ * scalar fields (the last wins), fields in another order, padded varints,
+ * strings cut at an embedded NUL. Such a file decodes to what we show yet
+ * hashes differently, so block 0 would commit to bytes nobody reviewed;
+ * re-encoding and comparing refuses all of them at once.
+ */
+static bool genesis_is_canonical(const Ehr__V1__Genesis *g, const uint8_t *data, size_t len)
+{
+    /* protobuf-c keeps unknown fields and packs them again: refuse them first. */
+    if (g->base.n_unknown_fields != 0)
+        return false;
+    for (size_t i = 0; i < g->n_members; i++) {
+        if (g->members[i]->base.n_unknown_fields != 0)
+            return false;
+    }
+    size_t size = ehr__v1__genesis__get_packed_size(g);
+    if (size != len)
+        return false;
+    uint8_t *packed = ehr_malloc(size);
+    size_t packed_len = ehr__v1__genesis__pack(g, packed);
+    EHR_ASSERT(packed_len == size);
+    bool same = memcmp(packed, data, len) == 0;
+    ehr_free(packed);
+    return same;
+}
+
 int cli__cmd_genesis_show(struct cli__ctx *ctx, int argc, char **argv)
 {
     static const struct option options[] = {CLI_COMMON_OPTIONS};
@@ -487,15 +515,22 @@ int cli__cmd_genesis_show(struct cli__ctx *ctx, int argc, char **argv)
     Ehr__V1__Genesis *g = ehr__v1__genesis__unpack(NULL, len, data);
     uint8_t hash[32];
     ehr_sha256(hash, data, len);
-    ehr_free(data);
-    if (g == NULL)
+    if (g == NULL) {
+        ehr_free(data);
         return cli__fail("not a genesis file (protobuf decoding failed)", "read genesis %s", path);
+    }
     char why[WHY_BYTES];
     int exit_code;
     if (genesis_check(g, why) != 0)
         exit_code = cli__fail(why, "check genesis %s", path);
+    else if (!genesis_is_canonical(g, data, len))
+        exit_code = cli__fail("not in the form ehrctl writes (unknown, repeated or reordered "
+                              "fields, padded numbers or text with NUL bytes): the hash would "
+                              "cover more than is shown",
+                              "check genesis %s", path);
     else
         exit_code = genesis_print(ctx, path, g, hash, true);
+    ehr_free(data);
     ehr__v1__genesis__free_unpacked(g, NULL);
     return exit_code;
 }

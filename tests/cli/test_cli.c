@@ -850,6 +850,73 @@ static void test_genesis_show_rejects_what_is_not_a_genesis(void **state)
     result_free(&r);
 }
 
+/* Write NAME as the bytes of genesis file SRC with EXTRA appended (or PREFIX prepended). */
+static void genesis_variant(const struct fixture *f, const char *src, const char *name,
+                            const uint8_t *prefix, size_t prefix_len, const uint8_t *extra,
+                            size_t extra_len)
+{
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(ehr_file_read_alloc(path_in(f, src), 1 << 20, &bytes, &len), 0);
+    uint8_t *out = ehr_malloc(prefix_len + len + extra_len);
+    memcpy(out, prefix, prefix_len);
+    memcpy(out + prefix_len, bytes, len);
+    memcpy(out + prefix_len + len, extra, extra_len);
+    assert_int_equal(
+        ehr_file_write_atomic(path_in(f, name), out, prefix_len + len + extra_len, 0644, true), 0);
+    ehr_free(out);
+    ehr_free(bytes);
+}
+
+/*
+ * genesis show accepts only the exact encoding ehrctl genesis writes, so what
+ * it prints is all that the printed hash covers. Each variant below decodes
+ * and passes every field check, yet hashes differently from what it shows.
+ */
+static void test_genesis_show_refuses_other_encodings_of_a_genesis(void **state)
+{
+    struct fixture *f = *state;
+    json_t *list = two_members();
+    write_members(f, "members.json", list);
+    json_decref(list);
+    struct result r = run(f, "genesis", "--members", "members.json", "--chain-id", "c1", "--out",
+                          "g.pb", "--time-ms", "1000");
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    r = run(f, "genesis", "show", "g.pb");
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+
+    static const uint8_t unknown_field[] = {15 << 3, 1};                 /* field 15, varint 1 */
+    static const uint8_t chain_id_again[] = {0x0a, 2, 'c', '1'};         /* field 1 repeated */
+    static const uint8_t chain_id_nul[] = {0x0a, 4, 'c', '1', 0, 'x'};   /* shows as "c1" */
+    static const uint8_t time_padded[] = {0x10, 0xe8, 0x87, 0x80, 0x00}; /* 1000, 4-byte varint */
+    genesis_variant(f, "g.pb", "unknown.pb", NULL, 0, unknown_field, sizeof unknown_field);
+    genesis_variant(f, "g.pb", "again.pb", NULL, 0, chain_id_again, sizeof chain_id_again);
+    genesis_variant(f, "g.pb", "nul.pb", chain_id_nul, sizeof chain_id_nul, NULL, 0);
+    genesis_variant(f, "g.pb", "padded.pb", NULL, 0, time_padded, sizeof time_padded);
+    /* the same fields in another order: same size, other bytes */
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(ehr_file_read_alloc(path_in(f, "g.pb"), 1 << 20, &bytes, &len), 0);
+    static const uint8_t chain_id_field[] = {0x0a, 2, 'c', '1'};
+    assert_memory_equal(bytes, chain_id_field, sizeof chain_id_field); /* written first */
+    uint8_t *moved = ehr_malloc(len);
+    memcpy(moved, bytes + sizeof chain_id_field, len - sizeof chain_id_field);
+    memcpy(moved + len - sizeof chain_id_field, chain_id_field, sizeof chain_id_field);
+    assert_int_equal(ehr_file_write_atomic(path_in(f, "moved.pb"), moved, len, 0644, true), 0);
+    ehr_free(moved);
+    ehr_free(bytes);
+    const char *variants[] = {"unknown.pb", "again.pb", "nul.pb", "padded.pb", "moved.pb"};
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        r = run(f, "genesis", "show", variants[i]);
+        if (r.status != 1)
+            fail_msg("genesis show accepted %s: %s", variants[i], r.out);
+        assert_one_line_failure(&r, "not in the form ehrctl writes");
+        result_free(&r);
+    }
+}
+
 /*
  * ---- ehrctl on a terminal ----
  *
@@ -1070,6 +1137,7 @@ int main(void)
         T(test_genesis_rejects_bad_members_naming_member_and_field),
         T(test_genesis_member_count_limit_edge),
         T(test_genesis_show_rejects_what_is_not_a_genesis),
+        T(test_genesis_show_refuses_other_encodings_of_a_genesis),
         T(test_genesis_and_passphrase_limits_at_their_edges),
         T(test_json_output_survives_file_names_that_are_not_utf8),
         T(test_terminal_echo_is_restored_when_a_signal_ends_the_prompt),
