@@ -31,6 +31,9 @@ enum {
     KEY_HEX_BYTES = 2 * 32 + 1,
 };
 
+/* Genesis time in ms: within JSON's (and json_int_t's) signed 64-bit range. */
+static const uint64_t GENESIS_TIME_MS_MAX = INT64_MAX;
+
 static const struct {
     const char *name;
     Ehr__V1__MemberRole role;
@@ -190,6 +193,9 @@ static int genesis_check(const Ehr__V1__Genesis *g, char *why)
     int rc = chain_id_check(g->chain_id, why);
     if (rc != 0)
         return rc;
+    if (g->time_ms > GENESIS_TIME_MS_MAX)
+        return say(why, EHR_EINVAL, "time %llu ms is over the maximum %llu",
+                   (unsigned long long)g->time_ms, (unsigned long long)GENESIS_TIME_MS_MAX);
     if (g->n_members == 0)
         return say(why, EHR_EINVAL, "no members: a chain needs at least one");
     if (g->n_members > GENESIS_MEMBERS_MAX)
@@ -401,8 +407,11 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
             out = optarg;
             break;
         case 't':
-            if (cli__parse_u64(optarg, UINT64_MAX, &time_ms) != 0)
-                return cli__usage_error(ctx, "--time-ms wants milliseconds since the epoch");
+            if (cli__parse_u64(optarg, GENESIS_TIME_MS_MAX, &time_ms) != 0)
+                return cli__usage_error(ctx,
+                                        "--time-ms wants milliseconds since the epoch, "
+                                        "at most %llu",
+                                        (unsigned long long)GENESIS_TIME_MS_MAX);
             time_given = true;
             break;
         case 'f':

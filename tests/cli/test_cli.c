@@ -917,6 +917,55 @@ static void test_genesis_show_refuses_other_encodings_of_a_genesis(void **state)
     }
 }
 
+/* Genesis time: at most INT64_MAX ms, so that JSON (signed 64-bit) shows it as it is. */
+static void test_genesis_time_limit_edge(void **state)
+{
+    struct fixture *f = *state;
+    json_t *list = two_members();
+    write_members(f, "members.json", list);
+    json_decref(list);
+    struct result r = run(f, "genesis", "--members", "members.json", "--chain-id", "c", "--out",
+                          "max.pb", "--time-ms", "9223372036854775807", "--json");
+    if (r.status != 0)
+        fail_msg("genesis at the time limit: %s", r.err);
+    result_free(&r);
+    r = run(f, "genesis", "show", "max.pb", "--json");
+    assert_int_equal(r.status, 0);
+    json_t *shown = parse_json(r.out);
+    assert_true(json_integer_value(json_object_get(shown, "time_ms")) == INT64_MAX);
+    json_decref(shown);
+    result_free(&r);
+
+    r = run(f, "genesis", "--members", "members.json", "--chain-id", "c", "--out", "over.pb",
+            "--time-ms", "9223372036854775808");
+    assert_usage_error(&r);
+    result_free(&r);
+    assert_false(file_exists(f, "over.pb"));
+
+    /* A file with time INT64_MAX + 1, encoded as ehrctl would: genesis show refuses it.
+     * time_ms is top-level field 2 (tag 0x10); INT64_MAX is the varint ff x8 7f and
+     * 2^63 the varint 80 x9 01. */
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(ehr_file_read_alloc(path_in(f, "max.pb"), 1 << 20, &bytes, &len), 0);
+    static const uint8_t max_time[] = {0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+    static const uint8_t over_time[] = {0x10, 0x80, 0x80, 0x80, 0x80, 0x80,
+                                        0x80, 0x80, 0x80, 0x80, 0x01};
+    uint8_t *at = memmem(bytes, len, max_time, sizeof max_time);
+    assert_non_null(at);
+    size_t before = (size_t)(at - bytes), after = len - before - sizeof max_time;
+    uint8_t *over = ehr_malloc(len + 1);
+    memcpy(over, bytes, before);
+    memcpy(over + before, over_time, sizeof over_time);
+    memcpy(over + before + sizeof over_time, at + sizeof max_time, after);
+    assert_int_equal(ehr_file_write_atomic(path_in(f, "over.pb"), over, len + 1, 0644, false), 0);
+    ehr_free(over);
+    ehr_free(bytes);
+    r = run(f, "genesis", "show", "over.pb", "--json");
+    assert_one_line_failure(&r, "time");
+    result_free(&r);
+}
+
 /*
  * ---- ehrctl on a terminal ----
  *
@@ -1138,6 +1187,7 @@ int main(void)
         T(test_genesis_member_count_limit_edge),
         T(test_genesis_show_rejects_what_is_not_a_genesis),
         T(test_genesis_show_refuses_other_encodings_of_a_genesis),
+        T(test_genesis_time_limit_edge),
         T(test_genesis_and_passphrase_limits_at_their_edges),
         T(test_json_output_survives_file_names_that_are_not_utf8),
         T(test_terminal_echo_is_restored_when_a_signal_ends_the_prompt),
