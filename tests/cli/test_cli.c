@@ -859,9 +859,11 @@ static void genesis_variant(const struct fixture *f, const char *src, const char
     size_t len = 0;
     assert_int_equal(ehr_file_read_alloc(path_in(f, src), 1 << 20, &bytes, &len), 0);
     uint8_t *out = ehr_malloc(prefix_len + len + extra_len);
-    memcpy(out, prefix, prefix_len);
+    if (prefix_len > 0)
+        memcpy(out, prefix, prefix_len);
     memcpy(out + prefix_len, bytes, len);
-    memcpy(out + prefix_len + len, extra, extra_len);
+    if (extra_len > 0)
+        memcpy(out + prefix_len + len, extra, extra_len);
     assert_int_equal(
         ehr_file_write_atomic(path_in(f, name), out, prefix_len + len + extra_len, 0644, true), 0);
     ehr_free(out);
@@ -1017,6 +1019,8 @@ static void tty_start(struct tty_run *t, struct fixture *f, const char *const *a
     if (f->tty_master >= 0)
         close(f->tty_master);
     t->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (t->master < 0 && (errno == ENOENT || errno == ENXIO || errno == ENODEV))
+        skip(); /* no pseudo-terminals in this environment */
     assert_true(t->master >= 0);
     assert_int_equal(grantpt(t->master), 0);
     assert_int_equal(unlockpt(t->master), 0);
