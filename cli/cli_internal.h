@@ -77,6 +77,13 @@ int cli__fail(const char *why, const char *what_fmt, ...) __attribute__((format(
 /* Print ROOT as indented JSON and a newline on stdout, then release it. Returns 0 or 1. */
 int cli__json_print(json_t *root);
 
+/*
+ * A JSON string for TEXT that may not be UTF-8 (a file name is any bytes):
+ * TEXT itself if it is valid UTF-8, else a copy with every byte over 0x7f
+ * shown as '?'. Never NULL (aborts on OOM).
+ */
+json_t *cli__json_text(const char *text);
+
 /* A JSON string of LEN bytes as lowercase hex. Never NULL (aborts on OOM). */
 json_t *cli__json_hex(const uint8_t *data, size_t len);
 

@@ -31,6 +31,9 @@ enum {
     KEY_HEX_BYTES = 2 * 32 + 1,
 };
 
+/* Genesis time in ms: within JSON's (and json_int_t's) signed 64-bit range. */
+static const uint64_t GENESIS_TIME_MS_MAX = INT64_MAX;
+
 static const struct {
     const char *name;
     Ehr__V1__MemberRole role;
@@ -190,6 +193,9 @@ static int genesis_check(const Ehr__V1__Genesis *g, char *why)
     int rc = chain_id_check(g->chain_id, why);
     if (rc != 0)
         return rc;
+    if (g->time_ms > GENESIS_TIME_MS_MAX)
+        return say(why, EHR_EINVAL, "time %llu ms is over the maximum %llu",
+                   (unsigned long long)g->time_ms, (unsigned long long)GENESIS_TIME_MS_MAX);
     if (g->n_members == 0)
         return say(why, EHR_EINVAL, "no members: a chain needs at least one");
     if (g->n_members > GENESIS_MEMBERS_MAX)
@@ -338,9 +344,9 @@ static int genesis_print(struct cli__ctx *ctx, const char *path, const Ehr__V1__
 {
     if (ctx->json) {
         json_t *root =
-            json_pack("{s:s, s:s, s:I, s:o, s:I}", "file", path, "chain_id", g->chain_id, "time_ms",
-                      (json_int_t)g->time_ms, "genesis_hash", cli__json_hex(file_hash, 32),
-                      "member_count", (json_int_t)g->n_members);
+            json_pack("{s:o, s:s, s:I, s:o, s:I}", "file", cli__json_text(path), "chain_id",
+                      g->chain_id, "time_ms", (json_int_t)g->time_ms, "genesis_hash",
+                      cli__json_hex(file_hash, 32), "member_count", (json_int_t)g->n_members);
         if (root == NULL)
             ehr_panic("out of memory building JSON");
         if (with_members) {
@@ -401,8 +407,11 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
             out = optarg;
             break;
         case 't':
-            if (cli__parse_u64(optarg, UINT64_MAX, &time_ms) != 0)
-                return cli__usage_error(ctx, "--time-ms wants milliseconds since the epoch");
+            if (cli__parse_u64(optarg, GENESIS_TIME_MS_MAX, &time_ms) != 0)
+                return cli__usage_error(ctx,
+                                        "--time-ms wants milliseconds since the epoch, "
+                                        "at most %llu",
+                                        (unsigned long long)GENESIS_TIME_MS_MAX);
             time_given = true;
             break;
         case 'f':
@@ -467,6 +476,34 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
     return exit_code;
 }
 
+/*
+ * Whether DATA (LEN bytes) is exactly the encoding of G that ehrctl genesis
+ * writes. Protobuf decoding accepts more: unknown fields (skipped), repeated
+ * scalar fields (the last wins), fields in another order, padded varints,
+ * strings cut at an embedded NUL. Such a file decodes to what we show yet
+ * hashes differently, so block 0 would commit to bytes nobody reviewed;
+ * re-encoding and comparing refuses all of them at once.
+ */
+static bool genesis_is_canonical(const Ehr__V1__Genesis *g, const uint8_t *data, size_t len)
+{
+    /* protobuf-c keeps unknown fields and packs them again: refuse them first. */
+    if (g->base.n_unknown_fields != 0)
+        return false;
+    for (size_t i = 0; i < g->n_members; i++) {
+        if (g->members[i]->base.n_unknown_fields != 0)
+            return false;
+    }
+    size_t size = ehr__v1__genesis__get_packed_size(g);
+    if (size != len)
+        return false;
+    uint8_t *packed = ehr_malloc(size);
+    size_t packed_len = ehr__v1__genesis__pack(g, packed);
+    EHR_ASSERT(packed_len == size);
+    bool same = memcmp(packed, data, len) == 0;
+    ehr_free(packed);
+    return same;
+}
+
 int cli__cmd_genesis_show(struct cli__ctx *ctx, int argc, char **argv)
 {
     static const struct option options[] = {CLI_COMMON_OPTIONS};
@@ -487,15 +524,22 @@ int cli__cmd_genesis_show(struct cli__ctx *ctx, int argc, char **argv)
     Ehr__V1__Genesis *g = ehr__v1__genesis__unpack(NULL, len, data);
     uint8_t hash[32];
     ehr_sha256(hash, data, len);
-    ehr_free(data);
-    if (g == NULL)
+    if (g == NULL) {
+        ehr_free(data);
         return cli__fail("not a genesis file (protobuf decoding failed)", "read genesis %s", path);
+    }
     char why[WHY_BYTES];
     int exit_code;
     if (genesis_check(g, why) != 0)
         exit_code = cli__fail(why, "check genesis %s", path);
+    else if (!genesis_is_canonical(g, data, len))
+        exit_code = cli__fail("not in the form ehrctl writes (unknown, repeated or reordered "
+                              "fields, padded numbers or text with NUL bytes): the hash would "
+                              "cover more than is shown",
+                              "check genesis %s", path);
     else
         exit_code = genesis_print(ctx, path, g, hash, true);
+    ehr_free(data);
     ehr__v1__genesis__free_unpacked(g, NULL);
     return exit_code;
 }

@@ -51,12 +51,12 @@ static int print_keyfile(struct cli__ctx *ctx, const char *path, const ehr_keyfi
     ehr_hex_encode(kx_hex, info->kx_public_key, EHR_KX_PUBLIC_BYTES);
     bool protected = (info->flags & EHR_KEYFILE_FLAG_EMPTY_PASSPHRASE) == 0;
     if (ctx->json) {
-        json_t *root =
-            json_pack("{s:s, s:i, s:s, s:s, s:s, s:b, s:{s:s, s:I, s:I}, s:s}", "file", path,
-                      "version", (int)info->version, "label", info->label, "signing_key", sign_hex,
-                      "kx_key", kx_hex, "passphrase", protected, "kdf", "algorithm", "argon2id",
-                      "opslimit", (json_int_t)info->kdf.opslimit, "memlimit_bytes",
-                      (json_int_t)info->kdf.memlimit_bytes, "mode", mode_text(path, mode));
+        json_t *root = json_pack(
+            "{s:o, s:i, s:s, s:s, s:s, s:b, s:{s:s, s:I, s:I}, s:s}", "file", cli__json_text(path),
+            "version", (int)info->version, "label", info->label, "signing_key", sign_hex, "kx_key",
+            kx_hex, "passphrase", protected, "kdf", "algorithm", "argon2id", "opslimit",
+            (json_int_t)info->kdf.opslimit, "memlimit_bytes", (json_int_t)info->kdf.memlimit_bytes,
+            "mode", mode_text(path, mode));
         if (root == NULL)
             ehr_panic("out of memory building JSON");
         return cli__json_print(root);

@@ -85,6 +85,24 @@ int cli__json_print(json_t *root)
     return CLI_EXIT_OK;
 }
 
+json_t *cli__json_text(const char *text)
+{
+    EHR_ASSERT(text != NULL);
+    json_t *s = json_string(text); /* NULL for text that is not UTF-8 (or no memory) */
+    if (s == NULL) {
+        char *shown = ehr_strdup(text);
+        for (char *p = shown; *p != '\0'; p++) {
+            if ((unsigned char)*p > 0x7f)
+                *p = '?';
+        }
+        s = json_string(shown);
+        ehr_free(shown);
+    }
+    if (s == NULL)
+        ehr_panic("out of memory building JSON");
+    return s;
+}
+
 json_t *cli__json_hex(const uint8_t *data, size_t len)
 {
     char *hex = ehr_malloc(2 * len + 1);

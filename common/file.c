@@ -157,10 +157,16 @@ int ehr_file_write_atomic(const char *path, const void *data, size_t len, unsign
     return dir_sync(dir);
 }
 
-/* Open PATH for reading and check it is a regular file of at most MAX_BYTES. */
+/*
+ * Open PATH for reading and check it is a regular file of at most MAX_BYTES.
+ * O_NONBLOCK so that a FIFO (or a device) is refused at once instead of
+ * blocking in open() until a writer appears; O_NOCTTY so that a terminal
+ * named by mistake never becomes our controlling terminal. Neither flag
+ * changes how a regular file reads, and only regular files get past fstat.
+ */
 static int open_bounded(const char *path, size_t max_bytes, size_t *size_out)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         return -errno;
     struct stat st;

@@ -15,11 +15,17 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ehr_crypto.h"
@@ -30,6 +36,8 @@ enum { ARGS_MAX = 32, OUTPUT_BYTES_MAX = 1 << 20, GENESIS_MEMBERS_MAX = 128 };
 
 struct fixture {
     char dir[64];
+    pid_t tty_leader; /* a terminal test's session leader still running, or 0 */
+    int tty_master;   /* its terminal, or -1 */
 };
 
 struct result {
@@ -43,6 +51,7 @@ static int fixture_setup(void **state)
     struct fixture *f = calloc(1, sizeof *f);
     if (f == NULL || ehr_crypto_init() != 0)
         return -1;
+    f->tty_master = -1;
     memcpy(f->dir, "/tmp/ehr-test-cli-XXXXXX", sizeof "/tmp/ehr-test-cli-XXXXXX");
     if (mkdtemp(f->dir) == NULL)
         return -1;
@@ -69,6 +78,15 @@ static void dir_remove(const char *dir)
 static int fixture_teardown(void **state)
 {
     struct fixture *f = *state;
+    if (f->tty_leader > 0) { /* a terminal test failed midway: end its processes */
+        kill(f->tty_leader, SIGKILL);
+        /* The job dies with its leader (PR_SET_PDEATHSIG) and, as we are a
+         * subreaper, comes back to us: reap both. */
+        while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+            ;
+    }
+    if (f->tty_master >= 0)
+        close(f->tty_master);
     dir_remove(f->dir);
     free(f);
     return 0;
@@ -596,6 +614,48 @@ static json_t *two_members(void)
     return list;
 }
 
+/*
+ * File names are bytes, not always UTF-8, and JSON strings must be UTF-8:
+ * --json output still comes out (the bytes that are not UTF-8 shown as '?'),
+ * and the command still succeeds.
+ */
+static void test_json_output_survives_file_names_that_are_not_utf8(void **state)
+{
+    struct fixture *f = *state;
+    const char *key = "n\xff\xfe.key", *genesis = "g\xc3(.pb";
+    struct result r = run(f, "keygen", "--out", key, "--no-passphrase", "--json");
+    if (r.status != 0)
+        fail_msg("keygen: %s", r.err);
+    json_t *made = parse_json(r.out);
+    assert_string_equal(json_str(made, "file"), "n??.key");
+    json_decref(made);
+    result_free(&r);
+    r = run(f, "key", "show", key, "--json");
+    assert_int_equal(r.status, 0);
+    json_t *shown = parse_json(r.out);
+    assert_string_equal(json_str(shown, "file"), "n??.key");
+    json_decref(shown);
+    result_free(&r);
+
+    json_t *list = two_members();
+    write_members(f, "members.json", list);
+    json_decref(list);
+    r = run(f, "genesis", "--members", "members.json", "--chain-id", "c", "--out", genesis,
+            "--json");
+    if (r.status != 0)
+        fail_msg("genesis: %s", r.err);
+    json_t *g = parse_json(r.out);
+    assert_string_equal(json_str(g, "file"), "g?(.pb");
+    json_decref(g);
+    result_free(&r);
+    r = run(f, "genesis", "show", genesis, "--json");
+    assert_int_equal(r.status, 0);
+    g = parse_json(r.out);
+    assert_string_equal(json_str(g, "file"), "g?(.pb");
+    json_decref(g);
+    result_free(&r);
+}
+
 static void test_genesis_rejects_bad_members_naming_member_and_field(void **state)
 {
     struct fixture *f = *state;
@@ -790,10 +850,332 @@ static void test_genesis_show_rejects_what_is_not_a_genesis(void **state)
     result_free(&r);
 }
 
+/* Write NAME as the bytes of genesis file SRC with EXTRA appended (or PREFIX prepended). */
+static void genesis_variant(const struct fixture *f, const char *src, const char *name,
+                            const uint8_t *prefix, size_t prefix_len, const uint8_t *extra,
+                            size_t extra_len)
+{
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(ehr_file_read_alloc(path_in(f, src), 1 << 20, &bytes, &len), 0);
+    uint8_t *out = ehr_malloc(prefix_len + len + extra_len);
+    if (prefix_len > 0)
+        memcpy(out, prefix, prefix_len);
+    memcpy(out + prefix_len, bytes, len);
+    if (extra_len > 0)
+        memcpy(out + prefix_len + len, extra, extra_len);
+    assert_int_equal(
+        ehr_file_write_atomic(path_in(f, name), out, prefix_len + len + extra_len, 0644, true), 0);
+    ehr_free(out);
+    ehr_free(bytes);
+}
+
+/*
+ * genesis show accepts only the exact encoding ehrctl genesis writes, so what
+ * it prints is all that the printed hash covers. Each variant below decodes
+ * and passes every field check, yet hashes differently from what it shows.
+ */
+static void test_genesis_show_refuses_other_encodings_of_a_genesis(void **state)
+{
+    struct fixture *f = *state;
+    json_t *list = two_members();
+    write_members(f, "members.json", list);
+    json_decref(list);
+    struct result r = run(f, "genesis", "--members", "members.json", "--chain-id", "c1", "--out",
+                          "g.pb", "--time-ms", "1000");
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    r = run(f, "genesis", "show", "g.pb");
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+
+    static const uint8_t unknown_field[] = {15 << 3, 1};                 /* field 15, varint 1 */
+    static const uint8_t chain_id_again[] = {0x0a, 2, 'c', '1'};         /* field 1 repeated */
+    static const uint8_t chain_id_nul[] = {0x0a, 4, 'c', '1', 0, 'x'};   /* shows as "c1" */
+    static const uint8_t time_padded[] = {0x10, 0xe8, 0x87, 0x80, 0x00}; /* 1000, 4-byte varint */
+    genesis_variant(f, "g.pb", "unknown.pb", NULL, 0, unknown_field, sizeof unknown_field);
+    genesis_variant(f, "g.pb", "again.pb", NULL, 0, chain_id_again, sizeof chain_id_again);
+    genesis_variant(f, "g.pb", "nul.pb", chain_id_nul, sizeof chain_id_nul, NULL, 0);
+    genesis_variant(f, "g.pb", "padded.pb", NULL, 0, time_padded, sizeof time_padded);
+    /* the same fields in another order: same size, other bytes */
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(ehr_file_read_alloc(path_in(f, "g.pb"), 1 << 20, &bytes, &len), 0);
+    static const uint8_t chain_id_field[] = {0x0a, 2, 'c', '1'};
+    assert_memory_equal(bytes, chain_id_field, sizeof chain_id_field); /* written first */
+    uint8_t *moved = ehr_malloc(len);
+    memcpy(moved, bytes + sizeof chain_id_field, len - sizeof chain_id_field);
+    memcpy(moved + len - sizeof chain_id_field, chain_id_field, sizeof chain_id_field);
+    assert_int_equal(ehr_file_write_atomic(path_in(f, "moved.pb"), moved, len, 0644, true), 0);
+    ehr_free(moved);
+    ehr_free(bytes);
+    const char *variants[] = {"unknown.pb", "again.pb", "nul.pb", "padded.pb", "moved.pb"};
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        r = run(f, "genesis", "show", variants[i]);
+        if (r.status != 1)
+            fail_msg("genesis show accepted %s: %s", variants[i], r.out);
+        assert_one_line_failure(&r, "not in the form ehrctl writes");
+        result_free(&r);
+    }
+}
+
+/* Genesis time: at most INT64_MAX ms, so that JSON (signed 64-bit) shows it as it is. */
+static void test_genesis_time_limit_edge(void **state)
+{
+    struct fixture *f = *state;
+    json_t *list = two_members();
+    write_members(f, "members.json", list);
+    json_decref(list);
+    struct result r = run(f, "genesis", "--members", "members.json", "--chain-id", "c", "--out",
+                          "max.pb", "--time-ms", "9223372036854775807", "--json");
+    if (r.status != 0)
+        fail_msg("genesis at the time limit: %s", r.err);
+    result_free(&r);
+    r = run(f, "genesis", "show", "max.pb", "--json");
+    assert_int_equal(r.status, 0);
+    json_t *shown = parse_json(r.out);
+    assert_true(json_integer_value(json_object_get(shown, "time_ms")) == INT64_MAX);
+    json_decref(shown);
+    result_free(&r);
+
+    r = run(f, "genesis", "--members", "members.json", "--chain-id", "c", "--out", "over.pb",
+            "--time-ms", "9223372036854775808");
+    assert_usage_error(&r);
+    result_free(&r);
+    assert_false(file_exists(f, "over.pb"));
+
+    /* A file with time INT64_MAX + 1, encoded as ehrctl would: genesis show refuses it.
+     * time_ms is top-level field 2 (tag 0x10); INT64_MAX is the varint ff x8 7f and
+     * 2^63 the varint 80 x9 01. */
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(ehr_file_read_alloc(path_in(f, "max.pb"), 1 << 20, &bytes, &len), 0);
+    static const uint8_t max_time[] = {0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+    static const uint8_t over_time[] = {0x10, 0x80, 0x80, 0x80, 0x80, 0x80,
+                                        0x80, 0x80, 0x80, 0x80, 0x01};
+    uint8_t *at = memmem(bytes, len, max_time, sizeof max_time);
+    assert_non_null(at);
+    size_t before = (size_t)(at - bytes), after = len - before - sizeof max_time;
+    uint8_t *over = ehr_malloc(len + 1);
+    memcpy(over, bytes, before);
+    memcpy(over + before, over_time, sizeof over_time);
+    memcpy(over + before + sizeof over_time, at + sizeof max_time, after);
+    assert_int_equal(ehr_file_write_atomic(path_in(f, "over.pb"), over, len + 1, 0644, false), 0);
+    ehr_free(over);
+    ehr_free(bytes);
+    r = run(f, "genesis", "show", "over.pb", "--json");
+    assert_one_line_failure(&r, "time");
+    result_free(&r);
+}
+
+/*
+ * ---- ehrctl on a terminal ----
+ *
+ * ehrctl runs on a pseudo-terminal as the foreground job of a small session
+ * leader, as under a job-control shell, so keys like ^Z and ^\ reach it as
+ * they would reach a person's ehrctl. The leader exits with ehrctl's exit
+ * status (128 + the signal if a signal ended it). Waits below are guards
+ * against a hang, not measurements: the awaited event normally comes at once.
+ */
+enum { TTY_GUARD_MS = 10000, TTY_OUTPUT_BYTES_MAX = 1 << 16 };
+
+struct tty_run {
+    int master;
+    pid_t leader;
+    char out[TTY_OUTPUT_BYTES_MAX]; /* everything ehrctl wrote to the terminal */
+    size_t out_len;
+};
+
+static long long now_ms_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The foreground job: ehrctl in its own process group, owning the terminal. */
+static _Noreturn void tty_job_exec(const struct fixture *f, int slave, const char *const *argv)
+{
+    static const char *const no_env[] = {NULL};
+    struct rlimit no_core = {0, 0};
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1 || setpgid(0, 0) != 0 ||
+        signal(SIGTTOU, SIG_IGN) == SIG_ERR || tcsetpgrp(slave, getpid()) != 0 ||
+        signal(SIGTTOU, SIG_DFL) == SIG_ERR || setrlimit(RLIMIT_CORE, &no_core) != 0 ||
+        dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0 || chdir(f->dir) != 0)
+        _exit(126);
+    execve(EHRCTL, (char *const *)argv, (char *const *)no_env);
+    _exit(127);
+}
+
+/* Start `ehrctl ARGS...` (NULL-terminated) on a fresh terminal. */
+static void tty_start(struct tty_run *t, struct fixture *f, const char *const *args)
+{
+    const char *argv[ARGS_MAX + 2] = {"ehrctl"};
+    for (int i = 0; args[i] != NULL; i++) {
+        assert_true(i < ARGS_MAX);
+        argv[i + 1] = args[i];
+    }
+    t->out_len = 0;
+    if (f->tty_master >= 0)
+        close(f->tty_master);
+    t->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (t->master < 0 && (errno == ENOENT || errno == ENXIO || errno == ENODEV))
+        skip(); /* no pseudo-terminals in this environment */
+    assert_true(t->master >= 0);
+    assert_int_equal(grantpt(t->master), 0);
+    assert_int_equal(unlockpt(t->master), 0);
+    const char *slave_name = ptsname(t->master);
+    assert_non_null(slave_name);
+    t->leader = fork();
+    assert_true(t->leader >= 0);
+    if (t->leader == 0) {
+        int slave = -1;
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || setsid() < 0 ||
+            (slave = open(slave_name, O_RDWR)) < 0) /* our controlling tty */
+            _exit(126);
+        pid_t job = fork();
+        if (job < 0)
+            _exit(126);
+        if (job == 0)
+            tty_job_exec(f, slave, argv);
+        int status;
+        while (waitpid(job, &status, 0) < 0) {
+            if (errno != EINTR)
+                _exit(126);
+        }
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+    f->tty_leader = t->leader;
+    f->tty_master = t->master;
+}
+
+/* Read what ehrctl wrote until the output holds TEXT COUNT times. Fails after the guard. */
+static void tty_wait_for(struct tty_run *t, const char *text, int count)
+{
+    long long deadline = now_ms_monotonic() + TTY_GUARD_MS;
+    for (;;) {
+        t->out[t->out_len] = '\0';
+        int seen = 0;
+        for (const char *p = t->out; (p = strstr(p, text)) != NULL; p += strlen(text))
+            seen++;
+        if (seen >= count)
+            return;
+        long long left = deadline - now_ms_monotonic();
+        if (left <= 0)
+            fail_msg("terminal never showed \"%s\" %d times; it shows: %s", text, count, t->out);
+        struct pollfd pfd = {t->master, POLLIN, 0};
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        ssize_t n = read(t->master, t->out + t->out_len, sizeof t->out - 1 - t->out_len);
+        if (n <= 0)
+            fail_msg("terminal closed before \"%s\" showed; it shows: %s", text, t->out);
+        t->out_len += (size_t)n;
+    }
+}
+
+static bool tty_echo_is_on(const struct tty_run *t)
+{
+    struct termios tio;
+    assert_int_equal(tcgetattr(t->master, &tio), 0);
+    return (tio.c_lflag & ECHO) != 0;
+}
+
+/* Wait until the terminal's echo is ON (or off). Fails after the guard. */
+static void tty_wait_echo(const struct tty_run *t, bool on, const char *when)
+{
+    long long deadline = now_ms_monotonic() + TTY_GUARD_MS;
+    while (tty_echo_is_on(t) != on) {
+        if (now_ms_monotonic() > deadline)
+            fail_msg("terminal echo still %s %s", on ? "off" : "on", when);
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+static void tty_type(const struct tty_run *t, const char *keys)
+{
+    assert_int_equal(write(t->master, keys, strlen(keys)), (ssize_t)strlen(keys));
+}
+
+/*
+ * Wait for the session leader; returns ehrctl's exit status (128 + signal if
+ * killed). The terminal stays open (its settings can still be read) until
+ * the fixture's teardown or the next tty_start.
+ */
+static int tty_finish(struct fixture *f, struct tty_run *t)
+{
+    int status;
+    assert_int_equal(waitpid(t->leader, &status, 0), t->leader);
+    f->tty_leader = 0;
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* A signal that ends ehrctl at the passphrase prompt leaves the terminal echoing. */
+static void test_terminal_echo_is_restored_when_a_signal_ends_the_prompt(void **state)
+{
+    struct fixture *f = *state;
+    json_decref(keygen(f, "node.key", "n"));
+    write_text(f, "new", "new passphrase\n");
+    static const int signals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        static const char *const args[] = {"key", "passwd", "node.key", "--new-passphrase-file",
+                                           "new", NULL};
+        struct tty_run t;
+        tty_start(&t, f, args);
+        tty_wait_for(&t, "passphrase for node.key: ", 1);
+        tty_wait_echo(&t, false, "at the prompt");
+        pid_t job = tcgetpgrp(t.master);
+        assert_true(job > 0);
+        assert_int_equal(kill(-job, signals[i]), 0);
+        assert_int_equal(tty_finish(f, &t), 128 + signals[i]);
+        if (!tty_echo_is_on(&t))
+            fail_msg("echo left off after signal %d (%s)", signals[i], strsignal(signals[i]));
+    }
+}
+
+/*
+ * ^Z at the prompt gives the terminal back with echo on while ehrctl is
+ * stopped; on SIGCONT (fg) echo goes off again and the prompt is shown again,
+ * so the passphrase typed next is neither echoed nor mixed with earlier keys.
+ */
+static void test_terminal_prompt_survives_stop_and_continue(void **state)
+{
+    struct fixture *f = *state;
+    json_decref(keygen(f, "node.key", "n"));
+    write_text(f, "new", "new passphrase\n");
+    static const char *const args[] = {"key", "passwd", "node.key", "--new-passphrase-file",
+                                       "new", NULL};
+    struct tty_run t;
+    tty_start(&t, f, args);
+    tty_wait_for(&t, "passphrase for node.key: ", 1);
+    tty_wait_echo(&t, false, "at the prompt");
+    pid_t job = tcgetpgrp(t.master);
+    assert_true(job > 0);
+    tty_type(&t, "half typed\x1a"); /* ^Z: SIGTSTP to the foreground job */
+    tty_wait_echo(&t, true, "while ehrctl is stopped");
+    assert_int_equal(kill(-job, SIGCONT), 0);
+    tty_wait_for(&t, "passphrase for node.key: ", 2);
+    tty_wait_echo(&t, false, "after ehrctl continued");
+    tty_type(&t, "correct horse\n");
+    tty_wait_for(&t, "passphrase (argon2id", 1); /* key passwd printed the re-encrypted file */
+    assert_int_equal(tty_finish(f, &t), 0);
+    assert_null(strstr(t.out, "correct horse")); /* never echoed */
+    assert_true(tty_echo_is_on(&t));
+
+    struct result r = run(f, "key", "passwd", "node.key", "--passphrase-file", "new",
+                          "--new-passphrase-file", "pw");
+    assert_int_equal(r.status, 0); /* the new passphrase took */
+    result_free(&r);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
 {
+    /* Orphans of a failed terminal test are reparented to us, to be reaped. */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         T(test_keygen_and_key_show_agree),
         T(test_wrong_passphrase_fails_and_changes_nothing),
@@ -808,7 +1190,12 @@ int main(void)
         T(test_genesis_rejects_bad_members_naming_member_and_field),
         T(test_genesis_member_count_limit_edge),
         T(test_genesis_show_rejects_what_is_not_a_genesis),
+        T(test_genesis_show_refuses_other_encodings_of_a_genesis),
+        T(test_genesis_time_limit_edge),
         T(test_genesis_and_passphrase_limits_at_their_edges),
+        T(test_json_output_survives_file_names_that_are_not_utf8),
+        T(test_terminal_echo_is_restored_when_a_signal_ends_the_prompt),
+        T(test_terminal_prompt_survives_stop_and_continue),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

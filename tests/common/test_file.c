@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -150,6 +152,35 @@ static void test_read_rejects_directories_and_missing_files(void **state)
     assert_int_equal(ehr_file_read(f->path, buf, sizeof buf, &len), -ENOENT);
 }
 
+/*
+ * A FIFO (or any other non-regular file) is refused without blocking: opening
+ * a FIFO for reading waits for a writer, so the check must not depend on
+ * open() returning. Run in a child with an alarm so a regression fails the
+ * test instead of hanging the suite.
+ */
+static void test_read_refuses_a_fifo_without_waiting_for_a_writer(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(mkfifo(f->path, 0600), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(10); /* only a guard against hanging; the expected result is immediate */
+        char buf[4];
+        size_t len;
+        uint8_t *data = NULL;
+        int rc = ehr_file_read(f->path, buf, sizeof buf, &len);
+        int rc_alloc = ehr_file_read_alloc(f->path, 16, &data, &len);
+        _exit(rc == EHR_EINVAL && rc_alloc == EHR_EINVAL ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFSIGNALED(status))
+        fail_msg("reading a FIFO blocked (child killed by signal %d)", WTERMSIG(status));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -163,6 +194,8 @@ int main(void)
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_read_bounds_the_size, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_read_rejects_directories_and_missing_files,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_read_refuses_a_fifo_without_waiting_for_a_writer,
                                         fixture_setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
