@@ -351,6 +351,8 @@ struct sim {
     raft_id next_id;
     struct raft_options base_opt;
     bool cut[SIM_NODES_MAX][SIM_NODES_MAX]; /* by slot: cut[from][to] */
+    bool isolated[SIM_NODES_MAX];           /* churn style: cut off by churn() */
+    bool churn; /* this chaos phase isolates leaders one after another */
     /* phase */
     bool calm;
     uint64_t phase_start;
@@ -709,6 +711,8 @@ static void trace_msg(struct sim *s, const char *what, const struct raft_message
 /* S4: what a message claims must already be durable at its sender. */
 static void check_persisted(struct sim *s, struct sim_node *nd, const struct raft_message *m)
 {
+    if (s->opt.consequences_only)
+        return;
     const struct raft_hard_state *hs = &nd->durable_hs;
     if (m->type == RAFT_MSG_VOTE_RESP && !m->reject) {
         if (hs->term != m->term || hs->vote != m->to)
@@ -962,6 +966,16 @@ static void check_node(struct sim *s, struct sim_node *nd)
                       (unsigned long long)nd->id, (unsigned long long)t, (unsigned long long)i,
                       (unsigned long long)known);
     }
+    /* S10 (the commit rule): a leader moves its commit index only onto an
+     * entry of its own term; older entries commit under it. */
+    if (!s->opt.consequences_only && st.role == RAFT_LEADER && nd->memo_role == RAFT_LEADER &&
+        nd->memo_term == term && st.hard_state.commit > nd->memo_commit) {
+        uint64_t t = 0;
+        if (raft_term_at(nd->r, st.hard_state.commit, &t) != 0 || t != term)
+            violation(s, "S10 leader %llu of term %llu committed index %llu of term %llu by count",
+                      (unsigned long long)nd->id, (unsigned long long)term,
+                      (unsigned long long)st.hard_state.commit, (unsigned long long)t);
+    }
     if (st.hard_state.commit > s->committed_max) {
         s->committed_max = st.hard_state.commit;
         s->res->committed = s->committed_max;
@@ -1040,6 +1054,12 @@ static void check_calm(struct sim *s)
 
 /* ---- control: phases, clients, faults, membership ---- */
 
+static void cut_clear(struct sim *s)
+{
+    memset(s->cut, 0, sizeof s->cut);
+    memset(s->isolated, 0, sizeof s->isolated);
+}
+
 static void start_chaos(struct sim *s)
 {
     static const uint32_t drops[] = {0, 10000, 50000, 150000};
@@ -1054,8 +1074,15 @@ static void start_chaos(struct sim *s)
     s->fault_ppm = 10000 + (uint32_t)rng_below(&s->rng, 40000);
     s->new_leader_fault_ppm =
         rng_below(&s->rng, 2) == 0 ? 0 : 300000 + (uint32_t)rng_below(&s->rng, 600000);
-    trace(s, "phase chaos until t=%llu drop=%u dup=%u slow=%u delay<=%u",
-          (unsigned long long)s->phase_end, s->drop_ppm, s->dup_ppm, s->slow_ppm, s->delay_max);
+    s->churn = rng_below(&s->rng, 3) == 0;
+    if (s->churn) {
+        s->fault_ppm = 100000 + (uint32_t)rng_below(&s->rng, 300000);
+        s->new_leader_fault_ppm = 0;
+    }
+    cut_clear(s);
+    trace(s, "phase chaos%s until t=%llu drop=%u dup=%u slow=%u delay<=%u",
+          s->churn ? " (leader churn)" : "", (unsigned long long)s->phase_end, s->drop_ppm,
+          s->dup_ppm, s->slow_ppm, s->delay_max);
 }
 
 static void start_calm(struct sim *s)
@@ -1070,7 +1097,8 @@ static void start_calm(struct sim *s)
     s->crash_ready_ppm = 0;
     s->fault_ppm = 0;
     s->new_leader_fault_ppm = 0;
-    memset(s->cut, 0, sizeof s->cut);
+    s->churn = false;
+    cut_clear(s);
     for (uint32_t i = 0; i < s->n; i++) {
         struct sim_node *nd = &s->nodes[i];
         if (nd->id != 0 && !nd->up && !nd->corrupt)
@@ -1280,8 +1308,49 @@ static void fault(struct sim *s)
             trace(s, "isolate leader n%llu", (unsigned long long)s->nodes[l].id);
         }
     } else {
-        memset(s->cut, 0, sizeof s->cut);
+        cut_clear(s);
         trace(s, "heal");
+    }
+}
+
+/*
+ * The "leader churn" fault style: cut the current leader off (keeping at
+ * most one peer), or reconnect a node cut off earlier, never isolating more
+ * nodes than the cluster tolerates. Old-term entries then often reach a
+ * majority under a later leader before that leader's own entries do: the
+ * situation of figure 8 in the Raft paper.
+ */
+static void churn(struct sim *s)
+{
+    uint32_t isolated = 0;
+    for (uint32_t i = 0; i < s->n; i++)
+        isolated += s->isolated[i];
+    int l = leader_slot(s);
+    if (l >= 0 && !s->isolated[l] && isolated < s->n - (s->n / 2 + 1) &&
+        rng_below(&s->rng, 10) < 7) {
+        bool keep = rng_below(&s->rng, 2) == 0;
+        uint32_t peer = (uint32_t)rng_below(&s->rng, s->n);
+        for (uint32_t b = 0; b < s->n; b++) {
+            bool cut = b != (uint32_t)l && !(keep && b == peer);
+            s->cut[l][b] = cut;
+            s->cut[b][l] = cut;
+        }
+        s->isolated[l] = true;
+        trace(s, "churn: cut off leader n%llu%s", (unsigned long long)s->nodes[l].id,
+              keep ? " but for one peer" : "");
+    } else if (isolated > 0) {
+        uint32_t pick = (uint32_t)rng_below(&s->rng, isolated);
+        for (uint32_t i = 0; i < s->n; i++) {
+            if (!s->isolated[i] || pick-- != 0)
+                continue;
+            for (uint32_t b = 0; b < s->n; b++) {
+                s->cut[i][b] = false;
+                s->cut[b][i] = false;
+            }
+            s->isolated[i] = false;
+            trace(s, "churn: reconnect slot %u", i);
+            break;
+        }
     }
 }
 
@@ -1298,8 +1367,12 @@ static void control(struct sim *s)
     }
     if (rng_below(&s->rng, 100) < 60 && (!s->calm || s->now + DRAIN_UNITS < s->phase_end))
         client_propose(s);
-    if (rng_ppm(&s->rng, s->fault_ppm))
-        fault(s);
+    if (rng_ppm(&s->rng, s->fault_ppm)) {
+        if (s->churn)
+            churn(s);
+        else
+            fault(s);
+    }
     if (rng_below(&s->rng, 100) < 3)
         membership(s);
     int l = leader_slot(s);

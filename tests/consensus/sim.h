@@ -28,6 +28,11 @@ struct sim_options {
     bool trace;      /* print every event to trace_out as it happens */
     FILE *trace_out; /* default stderr */
     bool quiet;      /* do not print the violation report */
+    /* Skip the checks of the rules behind the properties, S4 (what a
+     * message claims is durable at its sender) and S10 (the commit rule),
+     * and check only their consequences (split votes, lost or diverging
+     * entries): to measure how quickly those alone expose a bug. */
+    bool consequences_only;
 };
 
 struct sim_result {

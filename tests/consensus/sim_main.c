@@ -2,7 +2,7 @@
  * sim_main.c - ehr-sim: run the consensus simulator over a range of seeds.
  *
  *   ehr-sim [--seed N] [--seeds COUNT] [--nodes K] [--steps N] [--trace]
- *           [--expect-violation] [--budget-env]
+ *           [--expect-violation] [--budget-env] [--no-rule-checks]
  *
  * --seed N runs (and with --trace prints) exactly one seed, reproducing a
  * failure; --seeds COUNT runs seeds N..N+COUNT-1. Prints the seed budget,
@@ -11,6 +11,8 @@
  * tests, built with a deliberate bug) the reverse: 0 only if some seed
  * violated. --budget-env lets EHR_SIM_SEEDS / EHR_SIM_STEPS override the
  * budget (CI uses it; sanitizer builds divide the default by four).
+ * --no-rule-checks checks only the consequences of a broken rule (see
+ * sim.h), to measure how quickly they alone expose a bug.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,13 +46,14 @@ static double now_seconds(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: ehr-sim [--seed N] [--seeds COUNT] [--nodes K] [--steps N] [--trace]\n"
-                    "               [--expect-violation] [--budget-env]\n");
+                    "               [--expect-violation] [--budget-env] [--no-rule-checks]\n");
 }
 
 int main(int argc, char **argv)
 {
     uint64_t seed = 1, seeds = 1, nodes = 0, steps = 20000;
     bool single = false, trace = false, expect = false, budget_env = false, seeds_given = false;
+    bool consequences_only = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -75,6 +78,8 @@ int main(int argc, char **argv)
             expect = true;
         } else if (strcmp(a, "--budget-env") == 0) {
             budget_env = true;
+        } else if (strcmp(a, "--no-rule-checks") == 0) {
+            consequences_only = true;
         } else {
             err = EHR_EINVAL;
         }
@@ -105,8 +110,11 @@ int main(int argc, char **argv)
              corrupt = 0, snaps = 0, confs = 0, transfers = 0, reads = 0, calm = 0, leaders = 0;
     uint64_t run = 0;
     for (uint64_t k = 0; k < seeds; k++, run++) {
-        struct sim_options opt = {
-            .seed = seed + k, .nodes = (uint32_t)nodes, .steps = steps, .trace = trace};
+        struct sim_options opt = {.seed = seed + k,
+                                  .nodes = (uint32_t)nodes,
+                                  .steps = steps,
+                                  .trace = trace,
+                                  .consequences_only = consequences_only};
         struct sim_result res;
         if (sim_run(&opt, &res) != 0) {
             usage();
