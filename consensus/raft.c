@@ -349,9 +349,9 @@ static void config_truncated(struct raft *r, uint64_t index)
 {
     if (r->conf_index < index)
         return;
-    /* Every configuration but the last in a log is committed (I10). */
+    /* Every configuration but the last in a log is committed (I10), if
+     * maybe not known so here yet: it is never the one truncated. */
     RAFT_ASSERT(r->conf_prev_index < index);
-    RAFT_ASSERT(r->conf_prev_index <= r->commit);
     r->conf = r->conf_prev;
     r->conf_index = r->conf_prev_index;
 }
@@ -933,18 +933,19 @@ static void reads_advance(struct raft *r)
 
 /* ---- follower handlers ---- */
 
-static void handle_append(struct raft *r, const struct raft_message *m)
+/* Returns 0, or EHR_EPROTO for an append no correct leader sends. */
+static int handle_append(struct raft *r, const struct raft_message *m)
 {
     struct raft_message resp = {.type = RAFT_MSG_APPEND_RESP, .to = m->from, .term = r->term};
     if (m->index < r->commit) {
         /* Everything up to our commit index matches the leader already. */
         resp.index = r->commit;
         send_response(r, &resp);
-        return;
+        return 0;
     }
     if (!raft__log_match(r, m->index, m->log_term)) {
         if (r->halted != 0)
-            return;
+            return 0;
         uint64_t last = raft__log_last(r);
         uint64_t hint = m->index < last ? m->index : last;
         raft__log_find_conflict_by_term(r, hint, m->log_term, &resp.hint_index, &resp.hint_term);
@@ -952,7 +953,7 @@ static void handle_append(struct raft *r, const struct raft_message *m)
         resp.reject = true;
         r->stats.appends_rejected++;
         send_response(r, &resp);
-        return;
+        return 0;
     }
     /* Skip what we already hold; replace from the first conflict (I9). */
     uint64_t last_new = m->index + m->entry_count;
@@ -965,18 +966,26 @@ static void handle_append(struct raft *r, const struct raft_message *m)
                 continue; /* compacted: committed, hence matching */
             break;        /* beyond our log */
         }
-        if (t != e->term) {
-            RAFT_ASSERT(e->index > r->commit); /* I9: committed entries never change */
-            break;
+        if (t == e->term)
+            continue;
+        if (e->index <= r->commit) {
+            /* I9: a leader wants to change an entry we know is committed.
+             * Our state and the cluster's differ: stop, never serve it. */
+            raft__halt(r, EHR_EDIVERGED);
+            return 0;
         }
+        if (e->index <= r->conf_index && e->index <= r->conf_prev_index)
+            return EHR_EPROTO; /* it would drop a configuration known committed (I10) */
+        break;
     }
     if (r->halted != 0)
-        return;
+        return 0;
     if (k < m->entry_count)
         log_append(r, &m->entries[k], m->entry_count - k);
     commit_to(r, m->commit < last_new ? m->commit : last_new);
     resp.index = last_new;
     send_response(r, &resp);
+    return 0;
 }
 
 static void handle_heartbeat(struct raft *r, const struct raft_message *m)
@@ -1066,7 +1075,9 @@ static void handle_append_resp(struct raft *r, struct raft__progress *pr,
                                const struct raft_message *m)
 {
     if (m->reject) {
-        bool stale = (pr->state == RAFT_PROGRESS_REPLICATE && m->index <= pr->match) ||
+        /* only an index we sent an append after can be rejected */
+        bool stale = m->index >= pr->next ||
+                     (pr->state == RAFT_PROGRESS_REPLICATE && m->index <= pr->match) ||
                      (pr->state == RAFT_PROGRESS_PROBE && m->index != pr->next - 1) ||
                      pr->state == RAFT_PROGRESS_SNAPSHOT;
         if (stale)
@@ -1088,7 +1099,6 @@ static void handle_append_resp(struct raft *r, struct raft__progress *pr,
     }
     bool updated = false;
     if (m->index > pr->match) {
-        RAFT_ASSERT(m->index <= raft__log_last(r)); /* nobody holds what we never had */
         pr->match = m->index;
         updated = true;
     }
@@ -1229,6 +1239,36 @@ static int validate_message(const struct raft *r, const struct raft_message *m)
     return 0;
 }
 
+/* A follower's share of raft_step (terms already settled). Returns 0 or
+ * EHR_EPROTO. */
+static int follower_step(struct raft *r, const struct raft_message *m)
+{
+    EHR_ASSERT(r->role == RAFT_FOLLOWER);
+    /* terms are settled: only a granted pre-vote carries the next one */
+    EHR_ASSERT(m->term == r->term || m->type == RAFT_MSG_PREVOTE_RESP);
+    switch (m->type) {
+    case RAFT_MSG_APPEND:
+        r->leader = m->from;
+        r->election_elapsed = 0;
+        return handle_append(r, m);
+    case RAFT_MSG_HEARTBEAT:
+        r->leader = m->from;
+        r->election_elapsed = 0;
+        handle_heartbeat(r, m);
+        return 0;
+    case RAFT_MSG_SNAPSHOT:
+        r->leader = m->from;
+        r->election_elapsed = 0;
+        handle_snapshot(r, m);
+        return 0;
+    case RAFT_MSG_TIMEOUT_NOW:
+        campaign(r, CAMPAIGN_TRANSFER); /* only this term's leader sends it */
+        return 0;
+    default:
+        return 0; /* stale responses */
+    }
+}
+
 static int check_callable(const struct raft *r)
 {
     if (r->halted != 0)
@@ -1248,6 +1288,11 @@ int raft_step(struct raft *r, const struct raft_message *m)
     bool from_leader =
         m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAPSHOT;
     bool vote_req = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE;
+    /* A leader never tells a follower to commit past what it acknowledged
+     * (send_heartbeat): such a claim means a broken peer, or a lost log
+     * here. Refuse it rather than commit entries we do not hold. */
+    if (m->type == RAFT_MSG_HEARTBEAT && m->term >= r->term && m->commit > raft__log_last(r))
+        return EHR_EPROTO;
 
     if (m->term > r->term) {
         if (vote_req && !m->transfer && r->opt.check_quorum && in_lease(r))
@@ -1286,6 +1331,8 @@ int raft_step(struct raft *r, const struct raft_message *m)
         struct raft__progress *pr = progress_find(r, m->from);
         if (pr == NULL)
             return 0;
+        if (m->type == RAFT_MSG_APPEND_RESP && !m->reject && m->index > raft__log_last(r))
+            return EHR_EPROTO; /* nobody holds what we never had */
         pr->recent_active = true;
         if (m->type == RAFT_MSG_APPEND_RESP)
             handle_append_resp(r, pr, m);
@@ -1299,28 +1346,16 @@ int raft_step(struct raft *r, const struct raft_message *m)
     case RAFT_CANDIDATE:
         if (m->type == RAFT_MSG_PREVOTE_RESP || m->type == RAFT_MSG_VOTE_RESP) {
             handle_vote_resp(r, m);
-            break;
+        } else if (from_leader) {
+            become_follower(r, m->term, m->from); /* someone won this term */
+            err = follower_step(r, m);
         }
-        if (!from_leader)
-            break;
-        become_follower(r, m->term, m->from);
-        /* fallthrough */
+        break;
     case RAFT_FOLLOWER:
-        if (from_leader) {
-            r->leader = m->from;
-            r->election_elapsed = 0;
-        }
-        if (m->type == RAFT_MSG_APPEND)
-            handle_append(r, m);
-        else if (m->type == RAFT_MSG_HEARTBEAT)
-            handle_heartbeat(r, m);
-        else if (m->type == RAFT_MSG_SNAPSHOT)
-            handle_snapshot(r, m);
-        else if (m->type == RAFT_MSG_TIMEOUT_NOW)
-            campaign(r, CAMPAIGN_TRANSFER); /* only this term's leader sends it */
+        err = follower_step(r, m);
         break;
     }
-    return r->halted;
+    return r->halted != 0 ? r->halted : err;
 }
 
 /* ---- raft_tick ---- */

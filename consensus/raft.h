@@ -246,9 +246,13 @@ int raft_tick(struct raft *r);
 
 /*
  * A message received from a peer. Returns 0 (also when the message is stale
- * and ignored), EHR_EPROTO when it is malformed (wrong recipient, bad lengths,
- * entries out of order, over a limit: the core's state is unchanged) or the
- * halting error.
+ * and ignored); EHR_EPROTO when it is malformed (wrong recipient, bad
+ * lengths, entries out of order, over a limit: nothing changes) or asks what
+ * no correct peer asks (commit past our log, drop a configuration known
+ * committed: the message is ignored, after any newer term in it was taken);
+ * or the halting error. The instance halts with EHR_EDIVERGED when a leader
+ * contradicts an entry it knows committed: its state and the cluster's
+ * differ, and the node must stop rather than serve either.
  */
 int raft_step(struct raft *r, const struct raft_message *m);
 

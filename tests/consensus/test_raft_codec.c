@@ -69,11 +69,8 @@ static int decode_meta(const uint8_t *b, size_t n, void *out)
 static void test_entry_record_round_trips_and_detects_corruption(void **state)
 {
     const uint8_t data[] = "a block proposal";
-    struct raft_entry e = {.term = 7,
-                           .index = 1234567,
-                           .type = RAFT_ENTRY_NORMAL,
-                           .size = sizeof data,
-                           .data = data};
+    struct raft_entry e = {
+        .term = 7, .index = 1234567, .type = RAFT_ENTRY_NORMAL, .size = sizeof data, .data = data};
     uint8_t rec[RAFT_ENTRY_RECORD_HEADER_BYTES + sizeof data + RAFT_RECORD_CRC_BYTES];
     assert_int_equal(raft_entry_record_encode(&e, rec, sizeof rec - 1), EHR_ETOOBIG);
     assert_int_equal(raft_entry_record_encode(&e, rec, sizeof rec), (int)sizeof rec);
@@ -146,8 +143,8 @@ static void test_config_encoding_at_its_edges(void **state)
     assert_int_equal(raft_config_encode(&over, buf), EHR_EINVAL); /* 17 members */
     struct raft_config dup = {.voter_count = 2, .voters = {5, 5}};
     assert_int_equal(raft_config_encode(&dup, buf), EHR_EINVAL);
-    struct raft_config dup2 = {.voter_count = 1, .voters = {5}, .learner_count = 1,
-                               .learners = {5}};
+    struct raft_config dup2 = {
+        .voter_count = 1, .voters = {5}, .learner_count = 1, .learners = {5}};
     assert_int_equal(raft_config_encode(&dup2, buf), EHR_EINVAL);
     struct raft_config zero = {.voter_count = 1, .voters = {0}};
     assert_int_equal(raft_config_encode(&zero, buf), EHR_EINVAL);
@@ -265,7 +262,10 @@ static void test_create_refuses_inconsistent_storage(void **state)
     opt.applied = 2; /* the application claims more than is committed */
     assert_int_equal(raft_create(&r, &opt, &st), EHR_EINVAL);
     opt.applied = 0;
-    struct raft_entry junk = {.term = 1, .index = 2, .type = RAFT_ENTRY_CONFIG, .size = 3,
+    struct raft_entry junk = {.term = 1,
+                              .index = 2,
+                              .type = RAFT_ENTRY_CONFIG,
+                              .size = 3,
                               .data = (const uint8_t *)"bad"};
     assert_int_equal(raft_mem_storage_append(ms, &junk, 1), 0);
     assert_int_equal(raft_create(&r, &opt, &st), EHR_ECORRUPT);
