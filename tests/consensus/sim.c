@@ -1517,9 +1517,10 @@ int sim_run(const struct sim_options *opt, struct sim_result *result)
         s->opt.trace_out = stderr;
     s->res = result;
     s->rng.s = opt->seed * 0x2545f4914f6cdd1dULL + 1;
-    s->n = opt->nodes != 0
-               ? opt->nodes
-               : SIM_NODES_MIN + (uint32_t)rng_below(&s->rng, SIM_NODES_MAX - SIM_NODES_MIN + 1);
+    /* drawn even when given, so that --nodes K replays a seed exactly */
+    s->n = SIM_NODES_MIN + (uint32_t)rng_below(&s->rng, SIM_NODES_MAX - SIM_NODES_MIN + 1);
+    if (opt->nodes != 0)
+        s->n = opt->nodes;
     s->next_id = 100;
     s->next_prop = 1;
     /* Options drawn per seed, inside their valid ranges (edges included). */

@@ -23,6 +23,13 @@
 #include "common.h"
 #include "sim.h"
 
+/* Which build this is: the plain core, or one with a deliberate bug. */
+#ifdef EHR_SIM_BUG_NAME
+#define SIM_NAME "ehr-sim[bug " EHR_SIM_BUG_NAME "]"
+#else
+#define SIM_NAME "ehr-sim"
+#endif
+
 static int parse_u64(const char *s, uint64_t *out)
 {
     if (s == NULL || *s == '\0' || *s == '-')
@@ -143,24 +150,24 @@ int main(int argc, char **argv)
     double secs = now_seconds() - start;
     if (secs <= 0)
         secs = 1e-9;
-    printf("ehr-sim: seeds %llu..%llu (%llu run), %llu steps each: %llu steps checked, "
-           "%llu violation(s)\n",
+    printf(SIM_NAME ": seeds %llu..%llu (%llu run), %llu steps each: %llu steps checked, "
+                    "%llu violation(s)\n",
            (unsigned long long)seed, (unsigned long long)(seed + seeds - 1),
            (unsigned long long)run, (unsigned long long)steps, (unsigned long long)total_steps,
            (unsigned long long)violations);
-    printf("ehr-sim: %llu leaders, %llu entries committed, %llu proposals acked, %llu reads, "
-           "%llu crashes (%llu torn writes, %llu corrupt disks refused), %llu snapshots "
-           "installed, %llu config changes, %llu transfers, %llu calm checks\n",
+    printf(SIM_NAME ": %llu leaders, %llu entries committed, %llu proposals acked, %llu reads, "
+                    "%llu crashes (%llu torn writes, %llu corrupt disks refused), %llu snapshots "
+                    "installed, %llu config changes, %llu transfers, %llu calm checks\n",
            (unsigned long long)leaders, (unsigned long long)committed, (unsigned long long)acked,
            (unsigned long long)reads, (unsigned long long)crashes, (unsigned long long)torn,
            (unsigned long long)corrupt, (unsigned long long)snaps, (unsigned long long)confs,
            (unsigned long long)transfers, (unsigned long long)calm);
-    printf("ehr-sim: %.2f s, %.1f seeds/s, %.0f steps/s\n", secs, (double)run / secs,
+    printf(SIM_NAME ": %.2f s, %.1f seeds/s, %.0f steps/s\n", secs, (double)run / secs,
            (double)total_steps / secs);
     if (expect) {
-        printf("ehr-sim: %s\n", violations > 0
-                                    ? "the deliberate bug was caught"
-                                    : "NO violation found: the simulator missed the bug");
+        printf(SIM_NAME ": %s\n", violations > 0
+                                      ? "the deliberate bug was caught"
+                                      : "NO violation found: the simulator missed the bug");
         return violations > 0 ? 0 : 1;
     }
     return violations > 0 ? 1 : 0;
