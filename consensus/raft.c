@@ -1908,10 +1908,12 @@ void raft_status_get(const struct raft *r, struct raft_status *out)
         out->snapshot_index = r->u.snap.index;
         out->snapshot_term = r->u.snap.term;
     } else {
-        out->snapshot_index = out->first_index - 1;
-        uint64_t t = 0;
-        if (r->st.term(r->st.ctx, out->snapshot_index, &t) == 0)
-            out->snapshot_term = t;
+        struct raft_snapshot_meta meta;
+        uint64_t size = 0;
+        if (r->st.snapshot_meta(r->st.ctx, &meta, &size) == 0) {
+            out->snapshot_index = meta.index;
+            out->snapshot_term = meta.term;
+        }
     }
     out->config_index = r->conf_index;
     out->config = r->conf;

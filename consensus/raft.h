@@ -362,7 +362,7 @@ struct raft_status {
     uint64_t applied;
     uint64_t first_index; /* including entries not yet persisted */
     uint64_t last_index;
-    uint64_t snapshot_index;
+    uint64_t snapshot_index; /* the latest snapshot (the log may reach below it) */
     uint64_t snapshot_term;
     uint64_t config_index; /* index of the configuration in force (0: bootstrap/snapshot) */
     struct raft_config config;
@@ -503,9 +503,9 @@ int raft_mem_storage_snapshot(struct raft_mem_storage *ms, const struct raft_sna
 const uint8_t *raft_mem_storage_snapshot_data(const struct raft_mem_storage *ms, uint64_t *size);
 
 /*
- * Step 2 of the ready protocol against this storage: stage/install the
- * snapshot chunk, set the hard state, append the entries. Returns 0 or the
- * first error.
+ * Step 2 of the ready protocol against this storage: stage (and install)
+ * the snapshot chunk, append the entries, set the hard state. Returns 0 or
+ * the first error (nothing after it is done).
  */
 int raft_mem_storage_persist(struct raft_mem_storage *ms, const struct raft_ready *rd);
 

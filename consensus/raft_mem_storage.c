@@ -332,7 +332,9 @@ int raft_mem_storage_persist(struct raft_mem_storage *ms, const struct raft_read
                 return err;
         }
     }
+    if ((err = raft_mem_storage_append(ms, rd->entries, rd->entry_count)) != 0)
+        return err;
     if (rd->hard_state_changed)
         raft_mem_storage_set_hard_state(ms, &rd->hard_state);
-    return raft_mem_storage_append(ms, rd->entries, rd->entry_count);
+    return 0;
 }

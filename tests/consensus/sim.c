@@ -925,7 +925,7 @@ static void process(struct sim *s, uint32_t slot)
 static void check_leader_completeness(struct sim *s, struct sim_node *nd,
                                       const struct raft_status *st)
 {
-    for (uint64_t i = st->snapshot_index + 1; i <= s->committed_max; i++) {
+    for (uint64_t i = st->first_index; i <= s->committed_max; i++) {
         uint64_t want = vec_get(&s->committed_term, i);
         if (want == 0)
             continue;
