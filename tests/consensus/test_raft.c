@@ -925,6 +925,48 @@ static void test_appends_bounded_per_message_and_in_flight(void **state)
     tn_free(&net);
 }
 
+/* A caller that never collects its batches does not grow memory without
+ * bound: past RAFT_OUTBOX_MAX queued messages, new ones are dropped (Raft
+ * tolerates loss) and counted. */
+static void test_outbox_bounded_when_batches_are_not_collected(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 3, 3, NULL);
+    elect(&net, 1);
+    struct raft *f = tn_node(&net, 2)->r;
+    struct raft_message hb = {
+        .type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 2, .term = tn_status(&net, 2).hard_state.term};
+    for (int i = 0; i < RAFT_OUTBOX_MAX + 10; i++)
+        assert_int_equal(raft_step(f, &hb), 0);
+    assert_int_equal(stats_of(&net, 2).messages_dropped, 10);
+    struct raft_ready rd;
+    assert_int_equal(raft_ready_get(f, &rd), 0);
+    assert_int_equal(rd.message_count + rd.message_after_persist_count, RAFT_OUTBOX_MAX);
+    assert_int_equal(raft_mem_storage_persist(tn_node(&net, 2)->ms, &rd), 0);
+    assert_int_equal(raft_ready_advance(f), 0);
+    tn_free(&net);
+}
+
+/* RAFT_MEMBERS_MAX members at most: the next addition is refused. */
+static void test_membership_bounded_at_members_max(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 3, 3, NULL);
+    elect(&net, 1);
+    struct raft *l = tn_node(&net, 1)->r;
+    for (raft_id id = 100; id < 100 + RAFT_MEMBERS_MAX - 3; id++) {
+        assert_int_equal(raft_propose_config(l, RAFT_CONFIG_ADD_LEARNER, id), 0);
+        tn_settle(&net);
+    }
+    struct raft_status st = tn_status(&net, 1);
+    assert_int_equal(st.config.voter_count + st.config.learner_count, RAFT_MEMBERS_MAX);
+    assert_int_equal(raft_propose_config(l, RAFT_CONFIG_ADD_LEARNER, 999), EHR_EFULL);
+    assert_int_equal(raft_propose_config(l, RAFT_CONFIG_REMOVE, 100), 0);
+    tn_settle(&net);
+    assert_int_equal(raft_propose_config(l, RAFT_CONFIG_ADD_LEARNER, 999), 0);
+    tn_free(&net);
+}
+
 /* Whatever a peer sends is checked before use: bad messages change nothing. */
 static void test_malformed_messages_are_refused(void **state)
 {
@@ -1025,6 +1067,8 @@ int main(void)
         cmocka_unit_test(test_options_validated_at_their_edges),
         cmocka_unit_test(test_proposal_limits_give_back_pressure),
         cmocka_unit_test(test_appends_bounded_per_message_and_in_flight),
+        cmocka_unit_test(test_outbox_bounded_when_batches_are_not_collected),
+        cmocka_unit_test(test_membership_bounded_at_members_max),
         cmocka_unit_test(test_malformed_messages_are_refused),
         cmocka_unit_test(test_no_input_between_ready_and_advance),
     };
