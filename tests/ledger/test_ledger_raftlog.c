@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lmdb.h>
 #include <sodium.h>
 
 #include "ledger_testutil.h"
@@ -536,6 +537,45 @@ static void test_raft_log_and_blocks_share_one_environment(void **state)
     tu_rmdir(dir);
 }
 
+/* A ledger written before the Raft log existed: read-only it reads as an
+ * empty log; writable, the database is created. */
+static void test_ledger_without_a_raft_log_database_opens(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir();
+    ledger *l;
+    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(append_pattern(l, 1, 3, 0), 0);
+    ledger_close(l);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "raft_log", 0, &dbi), 0);
+    assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    ledger_options ro = {.read_only = true};
+    assert_int_equal(ledger_open(dir, &ro, &l), 0);
+    bounds_expect(l, 1, 0);
+    uint8_t buf[8];
+    size_t len;
+    assert_int_equal(ledger_raft_entry_get(l, 1, buf, sizeof buf, &len), EHR_ENOTFOUND);
+    ledger_stats stats;
+    assert_int_equal(ledger_stats_get(l, &stats), 0);
+    assert_int_equal(stats.raft_entries, 0);
+    ledger_close(l);
+    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(append_pattern(l, 1, 2, 0), 0);
+    bounds_expect(l, 1, 2);
+    ledger_close(l);
+    tu_rmdir(dir);
+}
+
 /* ---- crash test ---- */
 
 enum {
@@ -1005,6 +1045,7 @@ int main(void)
         cmocka_unit_test(test_limits_at_their_edges),
         cmocka_unit_test(test_reopen_yields_exactly_what_was_written),
         cmocka_unit_test(test_raft_log_and_blocks_share_one_environment),
+        cmocka_unit_test(test_ledger_without_a_raft_log_database_opens),
         cmocka_unit_test(test_killed_writer_leaves_a_prefix_with_every_acknowledged_write),
         cmocka_unit_test(test_raft_instance_persists_through_the_ledger_and_recovers),
     };
