@@ -516,10 +516,127 @@ typedef struct ledger_verify_options {
  */
 int ledger_verify(ledger *l, const ledger_verify_options *options, ledger_verify_report *report);
 
+/* ---- The Raft log (raftlog.c) ----
+ *
+ * The node's Raft log and its metadata live in the ledger's LMDB
+ * environment, as records this module does not interpret: the node encodes
+ * entries, hard state and snapshot meta with consensus/'s record codec
+ * (checksummed) and hands the bytes over; the ledger keeps them in index
+ * order, enforces that the log stays one contiguous run [first, last], and
+ * makes each ledger_raft_write durable and atomic. So the ledger does not
+ * depend on consensus/.
+ *
+ * Indices start at 1. The log holds [first, last]; an empty log has
+ * last == first - 1. first starts at 1 and only moves up (compaction).
+ * One write transaction at a time per environment: the node issues raft
+ * writes and block appends from its one loop thread, never concurrently.
+ */
+
+enum {
+    /* One stored entry: a block proposal of up to EHR_BLOCK_BYTES_MAX plus
+     * the proposal's own framing and the record codec's header and CRC. */
+    LEDGER_RAFT_ENTRY_OVERHEAD_BYTES = 4096,
+    LEDGER_RAFT_ENTRY_BYTES_MAX = EHR_BLOCK_BYTES_MAX + LEDGER_RAFT_ENTRY_OVERHEAD_BYTES,
+    /* Entries appended by one ledger_raft_write (the core's largest append
+     * message carries 65536). */
+    LEDGER_RAFT_WRITE_ENTRIES_MAX = 65536,
+    /* A hard state, snapshot meta or boundary record. */
+    LEDGER_RAFT_META_BYTES_MAX = 1024,
+};
+_Static_assert((long)LEDGER_RAFT_ENTRY_BYTES_MAX > (long)EHR_BLOCK_BYTES_MAX,
+               "a stored entry holds the largest block proposal");
+
+/*
+ * One atomic, durable change to the Raft log, applied in this order:
+ *  1. truncate_from (0: none): drop the entries at and after it;
+ *     first <= truncate_from <= last + 1.
+ *  2. compact_index (0: none): drop the entries below it; first becomes
+ *     compact_index (>= first; it may pass last + 1, which leaves an empty
+ *     log starting there, as installing a snapshot does). BOUNDARY is then
+ *     required: the record the node keeps about entry compact_index - 1
+ *     (its term, which the core asks for), 1..LEDGER_RAFT_META_BYTES_MAX.
+ *  3. entries[0..entry_count) at append_index, append_index + 1, ...: an
+ *     entry already in the log at append_index is replaced together with
+ *     every entry after it; first <= append_index <= last + 1 (as left by
+ *     steps 1 and 2). Each entry is 1..LEDGER_RAFT_ENTRY_BYTES_MAX bytes,
+ *     at most LEDGER_RAFT_WRITE_ENTRIES_MAX entries.
+ *  4. hard_state (data NULL: unchanged), 1..LEDGER_RAFT_META_BYTES_MAX.
+ *  5. snapshot_meta (data NULL: unchanged), 1..LEDGER_RAFT_META_BYTES_MAX.
+ * The bytes are borrowed for the call.
+ */
+typedef struct ledger_raft_batch {
+    uint64_t truncate_from;
+    uint64_t compact_index;
+    ledger_bytes boundary;
+    uint64_t append_index;
+    const ledger_bytes *entries;
+    size_t entry_count;
+    ledger_bytes hard_state;
+    ledger_bytes snapshot_meta;
+} ledger_raft_batch;
+
+/*
+ * Apply BATCH in one LMDB write transaction: when this returns 0 all of it
+ * is on disk (in LEDGER_SYNC_DURABLE mode: fdatasync'd before the return),
+ * when it returns an error none of it is. Entries and the hard state that
+ * refers to them land in the same commit, so a crash never leaves a hard
+ * state whose commit index is beyond the log.
+ * Returns 0; EHR_EINVAL (nothing to do, a gap, an index outside the ranges
+ * above, a missing boundary, read-only ledger); EHR_ETOOBIG (an entry, a
+ * record or the entry count over its limit); EHR_EFULL (the map is full);
+ * EHR_ECORRUPT (the stored log is not contiguous); -errno. Refusals write
+ * nothing; ledger_last_error says why.
+ * One writer at a time (with ledger_append_block too): callers serialise.
+ */
+int ledger_raft_write(ledger *l, const ledger_raft_batch *batch);
+
+/* The first / last index of the log (an empty log: last == first - 1; a
+ * new ledger: first 1, last 0), read in one snapshot. Either pointer may be
+ * NULL. Returns 0; EHR_ECORRUPT (the stored log is not one run starting at
+ * first). */
+int ledger_raft_bounds(ledger *l, uint64_t *first, uint64_t *last);
+int ledger_raft_first_index(ledger *l, uint64_t *out);
+int ledger_raft_last_index(ledger *l, uint64_t *out);
+
+/* Called per entry with its bytes, valid during the call only (they point
+ * into LMDB's map, inside a read transaction). Return 0 to go on, 1 to stop
+ * after this entry, a negative error to abort (returned by the read). */
+typedef int (*ledger_raft_entry_fn)(void *ctx, uint64_t index, const uint8_t *bytes, size_t len);
+
+/*
+ * The entry at INDEX, copied into BUF (CAP bytes); *LEN gets its size.
+ * Returns 0; EHR_ENOTFOUND (outside [first, last], e.g. compacted);
+ * EHR_ETOOBIG (CAP too small: *LEN says how much is needed, BUF untouched).
+ */
+int ledger_raft_entry_get(ledger *l, uint64_t index, uint8_t *buf, size_t cap, size_t *len);
+
+/*
+ * Call FN for the entries [LO, HI) in order, in one read snapshot, stopping
+ * before the bytes passed to FN would exceed BYTES_MAX (but always at least
+ * one entry) or when FN says so. Nothing is copied: FN decodes or copies
+ * what it keeps (this is what the node's raft_storage.entries uses).
+ * Returns the number of entries FN was called for (>= 1); EHR_EINVAL
+ * (LO >= HI); EHR_ENOTFOUND (LO below first or HI beyond last + 1);
+ * EHR_ECORRUPT (an entry missing inside the range); FN's error.
+ */
+long ledger_raft_entries_read(ledger *l, uint64_t lo, uint64_t hi, uint64_t bytes_max,
+                              ledger_raft_entry_fn fn, void *ctx);
+
+/*
+ * The last stored hard state / snapshot meta / boundary record (see
+ * ledger_raft_write), copied into BUF (CAP bytes); *LEN gets its size.
+ * Returns 0; EHR_ENOTFOUND (never written); EHR_ETOOBIG (CAP too small,
+ * *LEN says how much is needed); EHR_ECORRUPT (over the limit on disk).
+ */
+int ledger_raft_hard_state_get(ledger *l, uint8_t *buf, size_t cap, size_t *len);
+int ledger_raft_snapshot_meta_get(ledger *l, uint8_t *buf, size_t cap, size_t *len);
+int ledger_raft_boundary_get(ledger *l, uint8_t *buf, size_t cap, size_t *len);
+
 typedef struct ledger_stats {
     uint64_t blocks;        /* entries in the blocks database */
     uint64_t tx_index_rows; /* entries in the tx index */
     uint64_t state_keys;    /* entries in the world state */
+    uint64_t raft_entries;  /* entries in the Raft log */
     uint64_t file_bytes;    /* disk used by the data file (allocated blocks) */
     uint64_t map_bytes;     /* the map size in use */
 } ledger_stats;

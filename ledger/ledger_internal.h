@@ -105,6 +105,13 @@ enum {
 #define LEDGER__DB_META "meta"
 #define LEDGER__META_CHAIN "chain"
 #define LEDGER__META_TIP "tip"
+/* The Raft log (raftlog.c): entries keyed by index (8 bytes big-endian);
+ * its metadata in "meta". */
+#define LEDGER__DB_RAFT_LOG "raft_log"
+#define LEDGER__META_RAFT_HARD_STATE "raft/hard_state"
+#define LEDGER__META_RAFT_SNAPSHOT "raft/snapshot_meta"
+/* 8-byte big-endian first index, then the boundary record. */
+#define LEDGER__META_RAFT_FIRST "raft/first"
 
 /* The 8-byte big-endian key of a height (so keys sort as numbers). */
 void ledger__height_key(uint8_t out[8], uint64_t height);
@@ -143,10 +150,12 @@ int ledger__tx_location_read(const uint8_t *data, size_t len, ledger_tx_location
 
 struct ledger {
     MDB_env *env;
-    MDB_dbi db_blocks; /* height (8 bytes big-endian) -> StoredBlock */
-    MDB_dbi db_txs;    /* tx hash (32 bytes) -> TxLocation */
-    MDB_dbi db_state;  /* key -> value */
-    MDB_dbi db_meta;   /* "chain" -> ChainInfo, "tip" -> ChainTip */
+    MDB_dbi db_blocks;     /* height (8 bytes big-endian) -> StoredBlock */
+    MDB_dbi db_txs;        /* tx hash (32 bytes) -> TxLocation */
+    MDB_dbi db_state;      /* key -> value */
+    MDB_dbi db_meta;       /* "chain" -> ChainInfo, "tip" -> ChainTip, "raft/..." */
+    MDB_dbi db_raft_log;   /* index (8 bytes big-endian) -> opaque entry record */
+    bool raft_log_present; /* false only read-only on a ledger made before it */
     ledger_options options;
     char *dir;
     /* Append scratch, reused from block to block (one writer at a time). */

@@ -188,7 +188,7 @@ static int options_resolve(const ledger_options *in, ledger_options *out)
     return 0;
 }
 
-/* Open (or, writable, create) the four databases in one transaction. */
+/* Open (or, writable, create) the five databases in one transaction. */
 static int dbs_open(ledger *l)
 {
     bool ro = l->options.read_only;
@@ -215,6 +215,14 @@ static int dbs_open(ledger *l)
             return ledger__lmdb_error(l, rc, "opening the databases");
         }
     }
+    /* A ledger written before the Raft log existed has no raft_log database;
+     * read-only, it reads as an empty log (writable, it is created). */
+    rc = mdb_dbi_open(txn, LEDGER__DB_RAFT_LOG, flags, &l->db_raft_log);
+    if (rc != 0 && !(rc == MDB_NOTFOUND && ro)) {
+        mdb_txn_abort(txn);
+        return ledger__lmdb_error(l, rc, "opening the raft log database");
+    }
+    l->raft_log_present = rc == 0;
     /* Refuse a ledger of another format before anything reads it. */
     ledger_chain chain;
     rc = ledger__chain_read(l, txn, &chain);
@@ -240,7 +248,7 @@ int ledger_open(const char *dir, const ledger_options *options, ledger **out)
     l->dir = ehr_strdup(dir);
     int rc = mdb_env_create(&l->env);
     if (rc == 0)
-        rc = mdb_env_set_maxdbs(l->env, 4);
+        rc = mdb_env_set_maxdbs(l->env, 5);
     if (rc == 0)
         rc = mdb_env_set_mapsize(l->env, (size_t)opts.map_bytes);
     if (rc == 0)
@@ -919,6 +927,8 @@ int ledger_stats_get(ledger *l, ledger_stats *out)
         out->tx_index_rows = st.ms_entries;
     if (mdb_stat(txn, l->db_state, &st) == 0)
         out->state_keys = st.ms_entries;
+    if (l->raft_log_present && mdb_stat(txn, l->db_raft_log, &st) == 0)
+        out->raft_entries = st.ms_entries;
     mdb_txn_abort(txn);
     MDB_envinfo info;
     mdb_env_info(l->env, &info);
