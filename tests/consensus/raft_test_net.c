@@ -128,7 +128,8 @@ static bool deliver_one(struct tn_net *net, struct raft_message *m)
                    net->cut[m->from][m->to] || !tn_node(net, m->to)->up ||
                    (net->filter != NULL && net->filter(net->filter_ctx, m));
     if (!dropped) {
-        int err = raft_step(tn_node(net, m->to)->r, m);
+        struct raft *r = tn_node(net, m->to)->r;
+        int err = net->step != NULL ? net->step(net->step_ctx, r, m) : raft_step(r, m);
         if (err != 0)
             die("raft_step", err);
         net->delivered++;

@@ -29,6 +29,11 @@ struct tn_node {
 /* Return true to drop m. */
 typedef bool (*tn_filter)(void *ctx, const struct raft_message *m);
 
+/* Hands a delivered message to r; returns raft_step's result. The default
+ * (NULL) is raft_step itself; a hook may transform m on the way (e.g. through
+ * a wire encoding). */
+typedef int (*tn_step)(void *ctx, struct raft *r, const struct raft_message *m);
+
 struct tn_net {
     struct tn_node nodes[TN_NODES_MAX];
     size_t count;
@@ -38,6 +43,8 @@ struct tn_net {
     bool cut[TN_NODES_MAX + 1][TN_NODES_MAX + 1]; /* by id: cut[from][to] drops */
     tn_filter filter;
     void *filter_ctx;
+    tn_step step;
+    void *step_ctx;
     uint64_t delivered;
 };
 
