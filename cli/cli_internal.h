@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ehr/v1/block.pb-c.h"
 #include "ehr_crypto.h"
 
 enum {
@@ -96,6 +97,16 @@ int cli__parse_u64(const char *text, uint64_t max, uint64_t *out);
 /* Print a key-value line for human output: the key padded to a column. */
 void cli__print_field(const char *key, const char *value);
 
+/* TIME_MS as "<ms> ms (YYYY-MM-DDTHH:MM:SS.mmmZ)" into OUT (64 bytes suffice). */
+void cli__time_text(uint64_t time_ms, char *out, size_t size);
+
+/*
+ * TEXT (UTF-8) made safe to print on a terminal: control characters (C0,
+ * DEL, C1) become '?', and it is cut at a character boundary to fit
+ * OUT_SIZE bytes with its NUL.
+ */
+void cli__text_shown(const char *text, char *out, size_t out_size);
+
 /*
  * Passphrases (passphrase.c). A passphrase lives in a sodium_malloc'd buffer
  * (locked, guarded, wiped when freed).
@@ -136,6 +147,22 @@ void cli__passphrase_free(struct cli__passphrase *p);
 int cli__identity_load(const char *path, const char *passphrase_file, ehr_identity **out,
                        ehr_keyfile_info *info);
 
+/* A genesis file read and checked by the ledger's rules (cmd_genesis.c). */
+struct cli__genesis_file {
+    uint8_t *bytes; /* the file, ehr_malloc'd */
+    size_t len;
+    Ehr__V1__Genesis *genesis; /* decoded */
+    uint8_t hash[32];          /* SHA-256 of the bytes: the genesis hash */
+};
+
+/*
+ * Read PATH (at most EHR_GENESIS_BYTES_MAX bytes) and check it with
+ * ledger_genesis_parse. Returns 0 (free OUT with cli__genesis_file_free), or
+ * CLI_EXIT_FAIL after printing `ehrctl: read|check genesis PATH: <why>`.
+ */
+int cli__genesis_read(const char *path, struct cli__genesis_file *out);
+void cli__genesis_file_free(struct cli__genesis_file *file);
+
 /* Commands (cmd_*.c). */
 int cli__cmd_keygen(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_key_show(struct cli__ctx *ctx, int argc, char **argv);
@@ -143,5 +170,10 @@ int cli__cmd_key_passwd(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_genesis_show(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_genesis_member(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_ledger_init(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_ledger_verify(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_ledger_status(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_block_show(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv);
 
 #endif /* EHR_CLI_INTERNAL_H */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli_internal.h"
 
@@ -130,4 +131,37 @@ int cli__parse_u64(const char *text, uint64_t max, uint64_t *out)
 void cli__print_field(const char *key, const char *value)
 {
     printf("%-*s%s\n", FIELD_COLUMN, key, value);
+}
+
+void cli__time_text(uint64_t time_ms, char *out, size_t size)
+{
+    time_t secs = (time_t)(time_ms / 1000);
+    struct tm tm;
+    if (time_ms / 1000 > (uint64_t)INT32_MAX * 1000 || gmtime_r(&secs, &tm) == NULL) {
+        snprintf(out, size, "%llu ms", (unsigned long long)time_ms);
+        return;
+    }
+    snprintf(out, size, "%llu ms (%04d-%02d-%02dT%02d:%02d:%02d.%03uZ)",
+             (unsigned long long)time_ms, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (unsigned)(time_ms % 1000));
+}
+
+void cli__text_shown(const char *text, char *out, size_t out_size)
+{
+    EHR_ASSERT(out_size > 0);
+    size_t n = strlen(text);
+    if (n >= out_size) {
+        n = out_size - 1;
+        while (n > 0 && ((uint8_t)text[n] & 0xc0) == 0x80)
+            n--;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)text[i];
+        bool c1 =
+            c == 0xc2 && i + 1 < n && (uint8_t)text[i + 1] >= 0x80 && (uint8_t)text[i + 1] <= 0x9f;
+        out[i] = c < 0x20 || c == 0x7f || c1 ? '?' : (char)c;
+        if (c1)
+            out[++i] = '?';
+    }
+    out[n] = '\0';
 }

@@ -178,9 +178,12 @@ int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out,
             rc = ledger__fail(diag, EHR_EINVAL, "block 0: genesis_hash is not the document's");
             goto fail;
         }
-        rc = ledger_genesis_parse(g, out->genesis.length, NULL, diag);
-        if (rc != 0)
+        ledger_diag why;
+        rc = ledger_genesis_parse(g, out->genesis.length, NULL, &why);
+        if (rc != 0) {
+            ledger__fail(diag, rc, "block 0: genesis document: %s", why.msg);
             goto fail;
+        }
     } else if (out->genesis.length != 0) {
         rc = ledger__fail(diag, EHR_EINVAL, "only block 0 carries a genesis document");
         goto fail;
@@ -384,6 +387,19 @@ static bool chain_id_char(char c)
            c == '_' || c == '-';
 }
 
+int ledger_chain_id_check(const char *chain_id, ledger_diag *diag)
+{
+    EHR_ASSERT(chain_id != NULL);
+    size_t len = strlen(chain_id);
+    if (len == 0 || len > EHR_CHAIN_ID_BYTES_MAX)
+        return ledger__fail(diag, EHR_EINVAL, "chain id must be 1 to %d characters",
+                            EHR_CHAIN_ID_BYTES_MAX);
+    for (size_t i = 0; i < len; i++)
+        if (!chain_id_char(chain_id[i]))
+            return ledger__fail(diag, EHR_EINVAL, "chain id may use only A-Z a-z 0-9 . _ -");
+    return 0;
+}
+
 /* True if S is 1..MAX bytes of valid UTF-8 (no overlong form, surrogate or
  * code point past U+10FFFF) without control characters (C0, DEL, C1), so a
  * name is safe to print on a terminal and to put in JSON. */
@@ -424,91 +440,135 @@ static bool name_ok(const char *s, size_t max)
     return true;
 }
 
-/* True if S is HOST:PORT in 1..MAX printable ASCII bytes without spaces,
- * with a non-empty host and a decimal port from 1 to 65535. */
-static bool peer_address_ok(const char *s, size_t max)
+/* A character of a host name or IPv4 address; inside [brackets] (IPv6) ':' too. */
+static bool host_char(char c, bool bracketed)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < 0x21 || s[i] > 0x7e)
-            return false;
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon == s)
-        return false;
-    const char *digits = colon + 1;
-    size_t count = strlen(digits);
-    if (count == 0 || count > 5 || digits[0] == '0')
-        return false;
-    uint32_t port = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (digits[i] < '0' || digits[i] > '9')
-            return false;
-        port = port * 10 + (uint32_t)(digits[i] - '0');
-    }
-    return port <= 65535;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || (bracketed && c == ':');
 }
 
-static int member_check(const Ehr__V1__Member *m, size_t i, ledger_diag *diag)
+/* HOST:PORT in 1..EHR_PEER_ADDRESS_BYTES_MAX bytes: HOST a DNS name or IPv4
+ * address ([A-Za-z0-9.-]) or [IPv6] ([A-Za-z0-9.:-] inside brackets), PORT
+ * 1..65535 in decimal without a leading zero. Returns 0 or EHR_EINVAL with
+ * the reason in DIAG. */
+static int peer_address_check(const char *s, ledger_diag *diag)
 {
+    size_t n = strlen(s);
+    if (n == 0 || n > EHR_PEER_ADDRESS_BYTES_MAX)
+        return ledger__fail(diag, EHR_EINVAL, "address: must be HOST:PORT of 1 to %d bytes",
+                            EHR_PEER_ADDRESS_BYTES_MAX);
+    const char *colon = strrchr(s, ':');
+    const char *digits = colon != NULL ? colon + 1 : "";
+    size_t count = strlen(digits);
+    bool port_ok = count >= 1 && count <= 5 && digits[0] != '0';
+    uint32_t port = 0;
+    for (size_t i = 0; port_ok && i < count; i++) {
+        port_ok = digits[i] >= '0' && digits[i] <= '9';
+        port = port * 10 + (uint32_t)(digits[i] - '0');
+    }
+    if (!port_ok || port > 65535)
+        return ledger__fail(diag, EHR_EINVAL,
+                            "address: \"%.64s\" is not HOST:PORT with a port from 1 to 65535", s);
+    size_t host_len = (size_t)(colon - s);
+    bool bracketed = host_len >= 2 && s[0] == '[' && s[host_len - 1] == ']';
+    size_t from = bracketed ? 1 : 0, to = bracketed ? host_len - 1 : host_len;
+    if (from == to)
+        return ledger__fail(diag, EHR_EINVAL, "address: \"%.64s\" has no host", s);
+    for (size_t i = from; i < to; i++)
+        if (!host_char(s[i], bracketed))
+            return ledger__fail(diag, EHR_EINVAL,
+                                "address: the host holds a character other than A-Z a-z 0-9 . - "
+                                "(and : inside [brackets])");
+    return 0;
+}
+
+int ledger_genesis_member_check(const Ehr__V1__Member *m, ledger_diag *diag)
+{
+    EHR_ASSERT(m != NULL);
     if (!name_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
         return ledger__fail(diag, EHR_EINVAL,
-                            "genesis member %zu: name must be 1..%d bytes of UTF-8 text "
-                            "without control characters",
-                            i, EHR_MEMBER_NAME_BYTES_MAX);
+                            "name: must be 1 to %d bytes of UTF-8 text without control characters",
+                            EHR_MEMBER_NAME_BYTES_MAX);
     if (m->role < EHR__V1__MEMBER_ROLE__MEMBER_ROLE_HOSPITAL ||
         m->role > EHR__V1__MEMBER_ROLE__MEMBER_ROLE_REGULATOR)
-        return ledger__fail(diag, EHR_EINVAL, "genesis member %zu: role %d is not a known role", i,
-                            (int)m->role);
+        return ledger__fail(diag, EHR_EINVAL, "role: %d is not a known role", (int)m->role);
     ehr_public_key key;
     if (m->node_key.len != EHR_SCHNORR_PUBLIC_BYTES ||
         ehr_public_key_parse(&key, m->node_key.data) != 0)
         return ledger__fail(diag, EHR_EINVAL,
-                            "genesis member %zu: node key is not a valid %d-byte public key", i,
+                            "node_key: not a valid BIP-340 x-only public key (%d bytes)",
                             EHR_SCHNORR_PUBLIC_BYTES);
-    if (m->kx_key.len != EHR_KX_PUBLIC_BYTES || all_zero(m->kx_key.data, EHR_KX_PUBLIC_BYTES))
-        return ledger__fail(diag, EHR_EINVAL,
-                            "genesis member %zu: kx key must be %d non-zero bytes", i,
+    /* ehr_kx_public_key_check refuses zero and the other points of small
+     * order, whose shared secrets an attacker could predict. */
+    if (m->kx_key.len != EHR_KX_PUBLIC_BYTES || ehr_kx_public_key_check(m->kx_key.data) != 0)
+        return ledger__fail(diag, EHR_EINVAL, "kx_key: not a valid X25519 public key (%d bytes)",
                             EHR_KX_PUBLIC_BYTES);
-    if (!peer_address_ok(m->peer_address, EHR_PEER_ADDRESS_BYTES_MAX))
-        return ledger__fail(diag, EHR_EINVAL,
-                            "genesis member %zu: peer address must be HOST:PORT (port 1..65535) "
-                            "in at most %d bytes without spaces",
-                            i, EHR_PEER_ADDRESS_BYTES_MAX);
-    return 0;
+    return peer_address_check(m->peer_address, diag);
+}
+
+static bool bytes_equal(ProtobufCBinaryData a, ProtobufCBinaryData b)
+{
+    return a.len == b.len && memcmp(a.data, b.data, a.len) == 0;
+}
+
+/* The field in which checked members A and B collide, or NULL. */
+static const char *member_collision(const Ehr__V1__Member *a, const Ehr__V1__Member *b)
+{
+    if (strcmp(a->name, b->name) == 0)
+        return "name";
+    if (bytes_equal(a->node_key, b->node_key))
+        return "node_key";
+    if (bytes_equal(a->kx_key, b->kx_key))
+        return "kx_key";
+    if (strcmp(a->peer_address, b->peer_address) == 0)
+        return "address";
+    return NULL;
+}
+
+/* How many bytes of the valid UTF-8 NAME fit in MAX without splitting a character. */
+static int name_cut(const char *name, size_t max)
+{
+    size_t n = strlen(name);
+    if (n <= max)
+        return (int)n;
+    while (max > 0 && ((uint8_t)name[max] & 0xc0) == 0x80)
+        max--;
+    return (int)max;
 }
 
 static int genesis_check(const Ehr__V1__Genesis *g, ledger_diag *diag)
 {
-    size_t id_len = strlen(g->chain_id);
-    if (id_len == 0 || id_len > EHR_CHAIN_ID_BYTES_MAX)
-        return ledger__fail(diag, EHR_EINVAL, "genesis chain id must be 1..%d characters",
-                            EHR_CHAIN_ID_BYTES_MAX);
-    for (size_t i = 0; i < id_len; i++)
-        if (!chain_id_char(g->chain_id[i]))
-            return ledger__fail(diag, EHR_EINVAL,
-                                "genesis chain id may hold only A-Z a-z 0-9 . _ -");
+    int rc = ledger_chain_id_check(g->chain_id, diag);
+    if (rc != 0)
+        return rc;
     if (g->time_ms == 0)
         return ledger__fail(diag, EHR_EINVAL, "genesis time is missing");
+    if (g->time_ms > EHR_GENESIS_TIME_MS_MAX)
+        return ledger__fail(diag, EHR_EINVAL, "genesis time %llu ms is over the maximum %llu",
+                            (unsigned long long)g->time_ms,
+                            (unsigned long long)EHR_GENESIS_TIME_MS_MAX);
     if (g->n_members == 0)
-        return ledger__fail(diag, EHR_EINVAL, "genesis names no member");
+        return ledger__fail(diag, EHR_EINVAL, "no members: a chain needs at least one");
     if (g->n_members > EHR_GENESIS_MEMBERS_MAX)
-        return ledger__fail(diag, EHR_ETOOBIG, "genesis names %zu members, over the limit of %d",
-                            g->n_members, EHR_GENESIS_MEMBERS_MAX);
+        return ledger__fail(diag, EHR_ETOOBIG, "%zu members, over the maximum %d", g->n_members,
+                            EHR_GENESIS_MEMBERS_MAX);
+    /* Members are named by position from 1 and, once the name is known to
+     * be printable, by name: "member 2 (\"Lab\"): kx_key: ...". */
     for (size_t i = 0; i < g->n_members; i++) {
-        int rc = member_check(g->members[i], i, diag);
-        if (rc != 0)
-            return rc;
+        const Ehr__V1__Member *m = g->members[i];
+        ledger_diag why;
+        if (ledger_genesis_member_check(m, &why) != 0) {
+            if (!name_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
+                return ledger__fail(diag, EHR_EINVAL, "member %zu: %s", i + 1, why.msg);
+            return ledger__fail(diag, EHR_EINVAL, "member %zu (\"%.*s\"): %s", i + 1,
+                                name_cut(m->name, 48), m->name, why.msg);
+        }
         for (size_t j = 0; j < i; j++) {
-            if (memcmp(g->members[i]->node_key.data, g->members[j]->node_key.data,
-                       EHR_SCHNORR_PUBLIC_BYTES) == 0)
+            const char *field = member_collision(g->members[j], m);
+            if (field != NULL)
                 return ledger__fail(diag, EHR_EINVAL,
-                                    "genesis members %zu and %zu have the same node key", j, i);
-            if (memcmp(g->members[i]->kx_key.data, g->members[j]->kx_key.data,
-                       EHR_KX_PUBLIC_BYTES) == 0)
-                return ledger__fail(diag, EHR_EINVAL,
-                                    "genesis members %zu and %zu have the same kx key", j, i);
+                                    "member %zu (\"%.*s\"): %s: same as member %zu", i + 1,
+                                    name_cut(m->name, 48), m->name, field, j + 1);
         }
     }
     return 0;

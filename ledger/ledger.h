@@ -60,6 +60,10 @@ enum {
     EHR_MERKLE_PROOF_HASHES_MAX = 14,
 };
 
+/* Genesis time in ms since the epoch: within the signed 64-bit range that
+ * JSON tools (and jansson's json_int_t) represent exactly. */
+#define EHR_GENESIS_TIME_MS_MAX ((uint64_t)INT64_MAX)
+
 _Static_assert((1u << EHR_MERKLE_PROOF_HASHES_MAX) >= EHR_BLOCK_TX_COUNT_MAX,
                "a proof can reach every leaf of the largest block");
 _Static_assert(EHR_TX_BODY_BYTES_MAX < (1 << 21), "body length fits a 3-byte varint");
@@ -253,14 +257,35 @@ int ledger_block_build(const ledger_block_params *params, const ledger_bytes *en
 /* ---- Genesis ---- */
 
 /*
- * Decode and validate a serialized Genesis: canonical encoding, chain id of
- * 1..EHR_CHAIN_ID_BYTES_MAX characters from [A-Za-z0-9._-], 1..
- * EHR_GENESIS_MEMBERS_MAX members, each with a name (UTF-8, no control
- * characters), a valid role, a valid 32-byte node key, a non-zero 32-byte kx
- * key and a HOST:PORT peer address within their limits, no node key or kx
- * key twice. *OUT (may be NULL) gets the decoded document;
- * free it with ehr__v1__genesis__free_unpacked(*OUT, NULL).
- * Returns 0; EHR_ETOOBIG, EHR_EINVAL.
+ * The genesis rules, the one set every tool applies (ehrctl genesis checks
+ * members with these same functions before it writes a file):
+ * - chain id: 1..EHR_CHAIN_ID_BYTES_MAX characters from [A-Za-z0-9._-];
+ * - a non-zero time, 1..EHR_GENESIS_MEMBERS_MAX members;
+ * - each member: a name of 1..EHR_MEMBER_NAME_BYTES_MAX bytes of UTF-8
+ *   without control characters, a known role, a valid BIP-340 node key, a
+ *   valid X25519 kx key (not zero or another point of small order), and a
+ *   peer address HOST:PORT of at most EHR_PEER_ADDRESS_BYTES_MAX bytes (HOST
+ *   a DNS name, an IPv4 address or an [IPv6] address; PORT 1..65535 without
+ *   a leading zero);
+ * - no two members with the same name, node key, kx key or address.
+ * Messages name the member by position from 1 (and name) and the field, as
+ * `member 2 ("Lab"): kx_key: not a valid X25519 public key (32 bytes)`.
+ */
+
+/* Check a chain id. Returns 0 or EHR_EINVAL (reason in DIAG, may be NULL). */
+int ledger_chain_id_check(const char *chain_id, ledger_diag *diag);
+
+/*
+ * Check one member's fields (not whether another member has the same ones).
+ * Returns 0 or EHR_EINVAL with `FIELD: reason` in DIAG (may be NULL).
+ */
+int ledger_genesis_member_check(const Ehr__V1__Member *member, ledger_diag *diag);
+
+/*
+ * Decode and validate a serialized Genesis: at most EHR_GENESIS_BYTES_MAX
+ * bytes, canonical encoding, and the rules above. *OUT (may be NULL) gets
+ * the decoded document; free it with ehr__v1__genesis__free_unpacked(*OUT,
+ * NULL). Returns 0; EHR_ETOOBIG, EHR_EINVAL.
  */
 int ledger_genesis_parse(const uint8_t *bytes, size_t len, Ehr__V1__Genesis **out,
                          ledger_diag *diag);

@@ -3,7 +3,9 @@
  * temporary directory, with an empty environment and stdin from /dev/null
  * (so no test can hang on a passphrase prompt), and checks exit status,
  * stdout (parsed with jansson for --json) and stderr, and the files left
- * behind.
+ * behind. The ledger commands run on ledgers that the tests extend in
+ * process with the ledger's test builders (signed blocks of transactions)
+ * and damage through LMDB directly.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,10 +31,13 @@
 #include <unistd.h>
 
 #include "ehr_crypto.h"
+#include "ledger.h"
+#include "ledger_internal.h"
+#include "ledger_testutil.h"
 
 #define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
 
-enum { ARGS_MAX = 32, OUTPUT_BYTES_MAX = 1 << 20, GENESIS_MEMBERS_MAX = 128 };
+enum { ARGS_MAX = 32, OUTPUT_BYTES_MAX = 1 << 20 };
 
 struct fixture {
     char dir[64];
@@ -59,6 +64,7 @@ static int fixture_setup(void **state)
     return 0;
 }
 
+/* Remove DIR, its files and its subdirectories (ledger data directories). */
 static void dir_remove(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -68,7 +74,11 @@ static void dir_remove(const char *dir)
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            dir_remove(p);
+        else
+            unlink(p);
     }
     if (d != NULL)
         closedir(d);
@@ -452,6 +462,25 @@ static void test_usage_errors_exit_2(void **state)
         {"genesis", "member", "--key", "k", NULL},
         {"genesis", "member", "--key", "k", "--name", "n", "--role", "dentist", "--address", "a:1",
          NULL},
+        {"genesis", "--members", "m.json", "--chain-id", "c", "--out", "g.pb", "--time-ms", "0",
+         NULL},
+        {"ledger", NULL},
+        {"ledger", "init", NULL},
+        {"ledger", "init", "--genesis", "g.pb", NULL}, /* no --data, no $EHR_DATA */
+        {"ledger", "init", "--data", "d", NULL},
+        {"ledger", "init", "--genesis", "g.pb", "--data", "d", "stray", NULL},
+        {"ledger", "verify", NULL},
+        {"ledger", "verify", "--data", "d", "--threads", "17", NULL},
+        {"ledger", "verify", "--data", "d", "--threads", "-1", NULL},
+        {"ledger", "verify", "--data", "d", "extra", NULL},
+        {"ledger", "status", "--data", "d", "extra", NULL},
+        {"block", "show", "--data", "d", NULL},
+        {"block", "show", "1", "2", "--data", "d", NULL},
+        {"block", "show", "x", "--data", "d", NULL},
+        {"block", "show", "-1", "--data", "d", NULL},
+        {"block", "show", "1", NULL},
+        {"tx", "show", "--data", "d", NULL},
+        {"tx", "show", "zz", "--data", "d", NULL},
         {"help", "nothing", NULL},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
@@ -464,6 +493,7 @@ static void test_usage_errors_exit_2(void **state)
     }
     assert_false(file_exists(f, "a.key"));
     assert_false(file_exists(f, "g.pb"));
+    assert_false(file_exists(f, "d"));
 }
 
 static void test_label_limit_edge(void **state)
@@ -489,8 +519,9 @@ static void test_help_lists_every_command(void **state)
     struct fixture *f = *state;
     struct result r = run(f, "help");
     assert_int_equal(r.status, 0);
-    const char *names[] = {"keygen",  "key show",     "key passwd",
-                           "genesis", "genesis show", "genesis member"};
+    const char *names[] = {"keygen",        "key show",       "key passwd",  "genesis",
+                           "genesis show",  "genesis member", "ledger init", "ledger verify",
+                           "ledger status", "block show",     "tx show"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(names); i++)
         assert_non_null(strstr(r.out, names[i]));
     result_free(&r);
@@ -742,7 +773,7 @@ static void test_genesis_member_count_limit_edge(void **state)
 {
     struct fixture *f = *state;
     json_t *list = json_array();
-    for (int i = 0; i < GENESIS_MEMBERS_MAX; i++) {
+    for (int i = 0; i < EHR_GENESIS_MEMBERS_MAX; i++) {
         char name[16], address[32];
         snprintf(name, sizeof name, "M%d", i);
         snprintf(address, sizeof address, "10.0.%d.%d:7000", i / 250, i % 250 + 1);
@@ -755,8 +786,13 @@ static void test_genesis_member_count_limit_edge(void **state)
         fail_msg("genesis at the member limit: %s", r.err);
     json_t *made = parse_json(r.out);
     assert_int_equal(json_integer_value(json_object_get(made, "member_count")),
-                     GENESIS_MEMBERS_MAX);
+                     EHR_GENESIS_MEMBERS_MAX);
     json_decref(made);
+    result_free(&r);
+    /* one rule set: what genesis writes at the limit, a node takes */
+    r = run(f, "ledger", "init", "--genesis", "max.pb", "--data", "data");
+    if (r.status != 0)
+        fail_msg("ledger init at the member limit: %s", r.err);
     result_free(&r);
     json_array_append_new(list, member_json("one too many", "lab", "10.9.9.9:7000"));
     expect_genesis_rejects(f, list, "over the maximum");
@@ -791,19 +827,22 @@ static int genesis_with(const struct fixture *f, const char *key, const char *va
 static void test_genesis_and_passphrase_limits_at_their_edges(void **state)
 {
     struct fixture *f = *state;
-    /* member name: 128 bytes */
-    assert_int_equal(genesis_with(f, "name", repeat('n', 128, ""), "c"), 0);
-    assert_int_equal(genesis_with(f, "name", repeat('n', 129, ""), "c"), 1);
-    /* address: 255 bytes */
-    assert_int_equal(genesis_with(f, "address", repeat('a', 250, ":7000"), "c"), 0);
-    assert_int_equal(genesis_with(f, "address", repeat('a', 251, ":7000"), "c"), 1);
+    /* member name: the ledger's limit */
+    assert_int_equal(genesis_with(f, "name", repeat('n', EHR_MEMBER_NAME_BYTES_MAX, ""), "c"), 0);
+    assert_int_equal(genesis_with(f, "name", repeat('n', EHR_MEMBER_NAME_BYTES_MAX + 1, ""), "c"),
+                     1);
+    /* address: the ledger's limit, HOST and ":7000" */
+    assert_int_equal(
+        genesis_with(f, "address", repeat('a', EHR_PEER_ADDRESS_BYTES_MAX - 5, ":7000"), "c"), 0);
+    assert_int_equal(
+        genesis_with(f, "address", repeat('a', EHR_PEER_ADDRESS_BYTES_MAX - 4, ":7000"), "c"), 1);
     assert_int_equal(genesis_with(f, "address", "a:65535", "c"), 0);
     assert_int_equal(genesis_with(f, "address", "a:65536", "c"), 1);
-    /* chain id: 64 bytes (a usage error, it is an option) */
-    char chain[80];
-    snprintf(chain, sizeof chain, "%s", repeat('c', 64, ""));
+    /* chain id: the ledger's limit (a usage error, it is an option) */
+    char chain[EHR_CHAIN_ID_BYTES_MAX + 2];
+    snprintf(chain, sizeof chain, "%s", repeat('c', EHR_CHAIN_ID_BYTES_MAX, ""));
     assert_int_equal(genesis_with(f, "name", "x", chain), 0);
-    snprintf(chain, sizeof chain, "%s", repeat('c', 65, ""));
+    snprintf(chain, sizeof chain, "%s", repeat('c', EHR_CHAIN_ID_BYTES_MAX + 1, ""));
     assert_int_equal(genesis_with(f, "name", "x", chain), 2);
     /* the members file: 1 MiB */
     FILE *fp = fopen(path_in(f, "huge.json"), "w");
@@ -848,6 +887,443 @@ static void test_genesis_show_rejects_what_is_not_a_genesis(void **state)
     r = run(f, "genesis", "show", "empty.pb");
     assert_one_line_failure(&r, "chain id");
     result_free(&r);
+}
+
+/* ---- ledger init / verify / status, block show, tx show ---- */
+
+enum { LEDGER_MEMBERS = 2, LEDGER_BLOCKS = 3, LEDGER_BLOCK_TXS = 4 };
+
+/* Members' keys for the ledger tests: the same seeds give the same keys. */
+static void ledger_keys(ehr_signing_key keys[LEDGER_MEMBERS], uint32_t seed)
+{
+    for (uint32_t i = 0; i < LEDGER_MEMBERS; i++)
+        tu_key(&keys[i], seed + i);
+}
+
+/* Write a genesis for the members of SEED to NAME; HASH_HEX (may be NULL) gets its hash. */
+static void write_genesis(const struct fixture *f, const char *name, uint32_t seed,
+                          char hash_hex[65])
+{
+    ehr_signing_key keys[LEDGER_MEMBERS];
+    ledger_keys(keys, seed);
+    uint8_t *g;
+    size_t len;
+    tu_genesis(keys, LEDGER_MEMBERS, &g, &len);
+    assert_int_equal(ehr_file_write_atomic(path_in(f, name), g, len, 0644, true), 0);
+    if (hash_hex != NULL) {
+        uint8_t hash[32];
+        ehr_sha256(hash, g, len);
+        ehr_hex_encode(hash_hex, hash, 32);
+    }
+    ehr_free(g);
+}
+
+/* `ledger init` DATA from a genesis of seed 1, then LEDGER_BLOCKS blocks of
+ * LEDGER_BLOCK_TXS signed transactions appended in process. */
+static void make_ledger(const struct fixture *f, const char *data)
+{
+    write_genesis(f, "g.pb", 1, NULL);
+    struct result r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", data);
+    if (r.status != 0)
+        fail_msg("ledger init: %s", r.err);
+    result_free(&r);
+    ehr_signing_key keys[LEDGER_MEMBERS];
+    ledger_keys(keys, 1);
+    ledger *l;
+    assert_int_equal(ledger_open(path_in(f, data), NULL, &l), 0);
+    for (int i = 0; i < LEDGER_BLOCKS; i++)
+        assert_int_equal(tu_append(l, &keys[i % LEDGER_MEMBERS], LEDGER_BLOCK_TXS, NULL), 0);
+    ledger_close(l);
+}
+
+/* Run `ledger verify --data DATA --json` and return the parsed output; *STATUS gets the exit. */
+static json_t *verify_json(const struct fixture *f, const char *data, int *status)
+{
+    struct result r = run(f, "ledger", "verify", "--data", data, "--json");
+    *status = r.status;
+    json_t *root = parse_json(r.out);
+    result_free(&r);
+    return root;
+}
+
+static json_int_t json_int(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    assert_non_null(v);
+    assert_true(json_is_integer(v));
+    return json_integer_value(v);
+}
+
+static void test_ledger_init_then_verify_and_init_again(void **state)
+{
+    struct fixture *f = *state;
+    char genesis_hex[65];
+    write_genesis(f, "g.pb", 1, genesis_hex);
+    struct result r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "data", "--json");
+    if (r.status != 0)
+        fail_msg("ledger init: %s", r.err);
+    json_t *made = parse_json(r.out);
+    result_free(&r);
+    assert_true(json_is_true(json_object_get(made, "created")));
+    assert_string_equal(json_str(made, "chain_id"), TU_CHAIN_ID);
+    assert_string_equal(json_str(made, "genesis_hash"), genesis_hex);
+    assert_int_equal(json_int(made, "members"), LEDGER_MEMBERS);
+    struct stat st;
+    assert_int_equal(stat(path_in(f, "data"), &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+
+    /* block 0's hash is the one block show and verify report */
+    const char *block0 = json_str(made, "block0_hash");
+    r = run(f, "block", "show", "0", "--data", "data", "--json");
+    assert_int_equal(r.status, 0);
+    json_t *shown = parse_json(r.out);
+    assert_string_equal(json_str(shown, "hash"), block0);
+    assert_string_equal(json_str(shown, "genesis_hash"), genesis_hex);
+    assert_true(json_is_null(json_object_get(shown, "proposer")));
+    json_decref(shown);
+    result_free(&r);
+    r = run(f, "ledger", "verify", "--data", "data");
+    assert_int_equal(r.status, 0);
+    char want[160];
+    snprintf(want, sizeof want, "ledger ok: 1 block, 0 transactions, tip 0 %s\n", block0);
+    assert_string_equal(r.out, want);
+    result_free(&r);
+
+    /* the same genesis again: nothing changes, and it says so */
+    r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "data");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "already initialised"));
+    assert_non_null(strstr(r.out, block0));
+    result_free(&r);
+    const char *env[] = {"EHR_DATA=data", NULL}; /* --data defaults to $EHR_DATA */
+    r = run_env(f, env, "ledger", "status", "--json", NULL);
+    assert_int_equal(r.status, 0);
+    json_t *status = parse_json(r.out);
+    assert_int_equal(json_int(status, "tip_height"), 0);
+    assert_string_equal(json_str(status, "tip_hash"), block0);
+    assert_string_equal(json_str(status, "genesis_hash"), genesis_hex);
+    json_decref(status);
+    result_free(&r);
+    json_decref(made);
+}
+
+static void test_ledger_init_refuses_another_chain_and_a_foreign_directory(void **state)
+{
+    struct fixture *f = *state;
+    write_genesis(f, "g.pb", 1, NULL);
+    write_genesis(f, "other.pb", 7, NULL);
+    struct result r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "data");
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    r = run(f, "ledger", "init", "--genesis", "other.pb", "--data", "data");
+    assert_one_line_failure(&r, "already holds chain");
+    result_free(&r);
+    r = run(f, "ledger", "verify", "--data", "data"); /* untouched */
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+
+    /* a directory with other files in it is not taken for a ledger */
+    assert_int_equal(mkdir(path_in(f, "home"), 0700), 0);
+    write_text(f, "home/notes.txt", "mine\n");
+    r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "home");
+    assert_one_line_failure(&r, "not empty");
+    result_free(&r);
+    assert_int_equal(access(path_in(f, "home/data.mdb"), F_OK), -1);
+    /* nor is a file; and a bad genesis stops before any directory is made */
+    r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "g.pb");
+    assert_one_line_failure(&r, "not a directory");
+    result_free(&r);
+    write_text(f, "junk.pb", "not a genesis");
+    r = run(f, "ledger", "init", "--genesis", "junk.pb", "--data", "fresh");
+    assert_one_line_failure(&r, "genesis");
+    result_free(&r);
+    assert_false(file_exists(f, "fresh"));
+    /* reading commands do not create a ledger where there is none */
+    r = run(f, "ledger", "verify", "--data", "fresh");
+    assert_one_line_failure(&r, "no ledger");
+    result_free(&r);
+    assert_false(file_exists(f, "fresh"));
+}
+
+static void test_block_show_lists_transactions_and_names_the_tip(void **state)
+{
+    struct fixture *f = *state;
+    make_ledger(f, "data");
+    struct result r = run(f, "block", "show", "2", "--data", "data", "--json");
+    assert_int_equal(r.status, 0);
+    json_t *block = parse_json(r.out);
+    result_free(&r);
+    assert_int_equal(json_int(block, "height"), 2);
+    assert_int_equal(json_int(block, "tx_count"), LEDGER_BLOCK_TXS);
+    json_t *txs = json_object_get(block, "txs");
+    assert_int_equal(json_array_size(txs), LEDGER_BLOCK_TXS);
+    /* each listed hash is found by tx show at that place */
+    for (size_t i = 0; i < LEDGER_BLOCK_TXS; i++) {
+        json_t *tx = json_array_get(txs, i);
+        assert_string_equal(json_str(tx, "type"), "record_anchor");
+        r = run(f, "tx", "show", json_str(tx, "hash"), "--data", "data", "--json");
+        assert_int_equal(r.status, 0);
+        json_t *shown = parse_json(r.out);
+        assert_int_equal(json_int(shown, "height"), 2);
+        assert_int_equal(json_int(shown, "index"), (json_int_t)i);
+        json_decref(shown);
+        result_free(&r);
+    }
+    /* block 1 is block 2's predecessor */
+    r = run(f, "block", "show", "1", "--data", "data", "--json");
+    assert_int_equal(r.status, 0);
+    json_t *prev = parse_json(r.out);
+    assert_string_equal(json_str(prev, "hash"), json_str(block, "prev_hash"));
+    json_decref(prev);
+    result_free(&r);
+    /* human output names the same transactions */
+    r = run(f, "block", "show", "2", "--data", "data");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, json_str(json_array_get(txs, 3), "hash")));
+    assert_null(strchr(r.out, '{'));
+    result_free(&r);
+
+    char missing[32], want[64];
+    snprintf(missing, sizeof missing, "%d", LEDGER_BLOCKS + 1);
+    snprintf(want, sizeof want, "no block at height %d (tip is %d)", LEDGER_BLOCKS + 1,
+             LEDGER_BLOCKS);
+    r = run(f, "block", "show", missing, "--data", "data");
+    assert_one_line_failure(&r, want);
+    result_free(&r);
+    json_decref(block);
+}
+
+static void test_tx_show_found_not_found_and_malformed(void **state)
+{
+    struct fixture *f = *state;
+    make_ledger(f, "data");
+    ehr_signing_key keys[LEDGER_MEMBERS];
+    ledger_keys(keys, 1);
+    /* a transaction whose contents the test knows */
+    ledger *l;
+    assert_int_equal(ledger_open(path_in(f, "data"), NULL, &l), 0);
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    tu_batch b;
+    tu_batch_make(&b, &keys[1], 1, 5);
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, &b, &keys[0], &block, &len);
+    ledger_append req = {.block = block,
+                         .block_len = len,
+                         .writes = b.writes,
+                         .write_count = b.count,
+                         .applied_index = tip.height + 1};
+    assert_int_equal(ledger_append_block(l, &req), 0);
+    ledger_close(l);
+    ehr_free(block);
+    char hash_hex[65], signer_hex[65];
+    ehr_hex_encode(hash_hex, b.hashes[0], 32);
+    ehr_hex_encode(signer_hex, keys[1].public_key, 32);
+    ledger_tx_view view;
+    assert_int_equal(ledger_tx_envelope_parse(b.envelopes[0].data, b.envelopes[0].len, &view, NULL),
+                     0);
+    Ehr__V1__TxBody *body = ehr__v1__tx_body__unpack(NULL, view.body_len, view.body);
+    assert_non_null(body);
+    char nonce_hex[2 * EHR_TX_NONCE_BYTES + 1], pointer_hex[64];
+    ehr_hex_encode(nonce_hex, body->nonce.data, body->nonce.len);
+    ehr_hex_encode(pointer_hex, body->record_anchor->encrypted_pointer.data,
+                   body->record_anchor->encrypted_pointer.len);
+
+    struct result r = run(f, "tx", "show", hash_hex, "--data", "data", "--json");
+    assert_int_equal(r.status, 0);
+    json_t *tx = parse_json(r.out);
+    result_free(&r);
+    assert_string_equal(json_str(tx, "hash"), hash_hex);
+    assert_int_equal(json_int(tx, "height"), tip.height + 1);
+    assert_int_equal(json_int(tx, "index"), 0);
+    assert_string_equal(json_str(tx, "chain_id"), TU_CHAIN_ID);
+    assert_string_equal(json_str(tx, "signer"), signer_hex);
+    assert_string_equal(json_str(tx, "nonce"), nonce_hex);
+    assert_int_equal(json_int(tx, "expiry_ms"), (json_int_t)body->expiry_ms);
+    assert_string_equal(json_str(tx, "type"), "record_anchor");
+    assert_true(json_is_true(json_object_get(tx, "valid")));
+    json_t *payload = json_object_get(tx, "payload");
+    assert_string_equal(json_str(payload, "record_type"), "lab-result");
+    assert_string_equal(json_str(payload, "encrypted_pointer"), pointer_hex);
+    assert_int_equal(json_int(payload, "ciphertext_bytes"),
+                     (json_int_t)body->record_anchor->ciphertext_bytes);
+    json_decref(tx);
+    /* human output: the same facts, no JSON */
+    r = run(f, "tx", "show", hash_hex, "--data", "data");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, signer_hex));
+    assert_non_null(strstr(r.out, "lab-result"));
+    assert_non_null(strstr(r.out, pointer_hex));
+    assert_null(strchr(r.out, '{'));
+    result_free(&r);
+    ehr__v1__tx_body__free_unpacked(body, NULL);
+    tu_batch_free(&b);
+
+    hash_hex[0] = hash_hex[0] == '0' ? '1' : '0'; /* a hash not on the ledger */
+    r = run(f, "tx", "show", hash_hex, "--data", "data");
+    assert_one_line_failure(&r, "not on this ledger");
+    result_free(&r);
+    hash_hex[63] = '\0'; /* 63 digits */
+    r = run(f, "tx", "show", hash_hex, "--data", "data");
+    assert_usage_error(&r);
+    assert_non_null(strstr(r.err, "64 hex digits"));
+    result_free(&r);
+}
+
+static void flip_byte(uint8_t *value, size_t *len, void *ctx)
+{
+    (void)ctx;
+    value[*len - 100] ^= 0x10; /* inside the block's last transaction */
+}
+
+/* Store BYTES at HEIGHT of the ledger in DIR with a correct checksum, bypassing every check. */
+static void block_put_raw(const char *dir, uint64_t height, const uint8_t *bytes, size_t len)
+{
+    uint8_t key[8];
+    ledger__height_key(key, height);
+    size_t prefix = ledger__stored_block_prefix_size(len);
+    uint8_t *record = ehr_malloc(prefix + len);
+    ledger__stored_block_prefix_write(record, height, bytes, len);
+    memcpy(record + prefix, bytes, len);
+    assert_int_equal(tu_raw_put(dir, LEDGER__DB_BLOCKS, key, sizeof key, record, prefix + len), 0);
+    ehr_free(record);
+}
+
+/* Replace block HEIGHT of DIR with a properly signed one whose prev_hash is wrong. */
+static void plant_broken_link(const char *dir, uint64_t height, const ehr_signing_key *proposer)
+{
+    ledger *l;
+    assert_int_equal(ledger_open(dir, NULL, &l), 0);
+    uint8_t *bytes;
+    size_t len;
+    assert_int_equal(ledger_block_get(l, height - 1, &bytes, &len), 0);
+    ledger_close(l);
+    ledger_block_view prev;
+    assert_int_equal(ledger_block_parse(bytes, len, &prev, NULL), 0);
+    ledger_tip fake = {.height = height - 1, .time_ms = prev.header.time_ms};
+    memcpy(fake.hash, prev.hash, EHR_HASH_BYTES);
+    fake.hash[31] ^= 1;
+    ledger_block_view_release(&prev);
+    ehr_free(bytes);
+    tu_batch b;
+    tu_batch_make(&b, proposer, LEDGER_BLOCK_TXS, 0);
+    uint8_t *block;
+    tu_block_next(&fake, &b, proposer, &block, &len);
+    block_put_raw(dir, height, block, len);
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
+/* Append to DIR a block whose transaction 1 carries a forged signature (the
+ * append path leaves transaction signatures to admission and verify). */
+static void plant_bad_signature(const char *dir, const ehr_signing_key *proposer)
+{
+    ledger *l;
+    assert_int_equal(ledger_open(dir, NULL, &l), 0);
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    tu_batch b;
+    tu_batch_make(&b, proposer, LEDGER_BLOCK_TXS, 0);
+    uint8_t *forged = (uint8_t *)b.envelopes[1].data;
+    forged[b.envelopes[1].len - 5] ^= 0x20; /* a signature byte */
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, &b, proposer, &block, &len);
+    ledger_append req = {.block = block,
+                         .block_len = len,
+                         .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .writes = b.writes,
+                         .write_count = b.count,
+                         .applied_index = tip.height + 1};
+    assert_int_equal(ledger_append_block(l, &req), 0);
+    ledger_close(l);
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
+/* Verify DATA: exit 1, one line `ledger FAULT: ...` holding FRAGMENT; the
+ * --json form agrees (fault name, height, tx index). Returns the line. */
+static char *expect_fault(const struct fixture *f, const char *data, const char *fragment,
+                          enum ledger_fault fault, uint64_t height, long tx_index)
+{
+    struct result r = run(f, "ledger", "verify", "--data", data);
+    assert_int_equal(r.status, 1);
+    assert_int_equal(strncmp(r.out, "ledger FAULT: ", 14), 0);
+    assert_non_null(strchr(r.out, '\n'));
+    assert_int_equal(strchr(r.out, '\n')[1], '\0');
+    if (strstr(r.out, fragment) == NULL)
+        fail_msg("verify says \"%s\", not \"%s\"", r.out, fragment);
+    char *line = r.out;
+    r.out = NULL;
+    result_free(&r);
+    int status;
+    json_t *v = verify_json(f, data, &status);
+    assert_int_equal(status, 1);
+    assert_true(json_is_false(json_object_get(v, "ok")));
+    assert_string_equal(json_str(v, "fault"), ledger_fault_name(fault));
+    assert_int_equal(json_int(v, "height"), (json_int_t)height);
+    if (tx_index < 0)
+        assert_true(json_is_null(json_object_get(v, "tx_index")));
+    else
+        assert_int_equal(json_int(v, "tx_index"), tx_index);
+    assert_non_null(strstr(line, json_str(v, "message")));
+    json_decref(v);
+    return line;
+}
+
+static void test_verify_passes_a_sound_chain_and_names_three_planted_faults(void **state)
+{
+    struct fixture *f = *state;
+    ehr_signing_key keys[LEDGER_MEMBERS];
+    ledger_keys(keys, 1);
+    const char *dirs[] = {"d1", "d2", "d3"};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(dirs); i++)
+        make_ledger(f, dirs[i]);
+    struct result r = run(f, "ledger", "verify", "--data", "d1", "--threads", "2");
+    assert_int_equal(r.status, 0);
+    char want[64];
+    snprintf(want, sizeof want, "ledger ok: %d blocks, %d transactions, tip %d ", LEDGER_BLOCKS + 1,
+             LEDGER_BLOCKS * LEDGER_BLOCK_TXS, LEDGER_BLOCKS);
+    if (strncmp(r.out, want, strlen(want)) != 0)
+        fail_msg("verify says \"%s\"", r.out);
+    result_free(&r);
+    int status;
+    json_t *ok = verify_json(f, "d1", &status);
+    assert_int_equal(status, 0);
+    assert_true(json_is_true(json_object_get(ok, "ok")));
+    assert_string_equal(json_str(ok, "fault"), ledger_fault_name(LEDGER_FAULT_NONE));
+    assert_int_equal(json_int(ok, "blocks_checked"), LEDGER_BLOCKS + 1);
+    assert_int_equal(json_int(ok, "txs_checked"), LEDGER_BLOCKS * LEDGER_BLOCK_TXS);
+    assert_int_equal(json_int(ok, "tip_height"), LEDGER_BLOCKS);
+    r = run(f, "block", "show", "3", "--data", "d1", "--json");
+    json_t *tip = parse_json(r.out);
+    assert_string_equal(json_str(ok, "tip_hash"), json_str(tip, "hash"));
+    json_decref(tip);
+    json_decref(ok);
+    result_free(&r);
+
+    /* 1. one flipped byte in the stored block at height 2 */
+    uint8_t key[8];
+    ledger__height_key(key, 2);
+    assert_int_equal(tu_raw_edit(path_in(f, "d1"), LEDGER__DB_BLOCKS, key, 8, flip_byte, NULL), 0);
+    char *corrupt =
+        expect_fault(f, "d1", "corrupt block record at height 2", LEDGER_FAULT_CORRUPT, 2, -1);
+    /* 2. block 3 signed properly but linked to the wrong predecessor */
+    plant_broken_link(path_in(f, "d2"), 3, &keys[0]);
+    char *link =
+        expect_fault(f, "d2", "broken hash link at height 3", LEDGER_FAULT_HASH_LINK, 3, -1);
+    /* 3. a new block whose transaction 1 has a forged signature */
+    plant_bad_signature(path_in(f, "d3"), &keys[1]);
+    snprintf(want, sizeof want, "bad signature: height %d tx 1", LEDGER_BLOCKS + 1);
+    char *sig = expect_fault(f, "d3", want, LEDGER_FAULT_TX_SIG, LEDGER_BLOCKS + 1, 1);
+    /* three distinct verdicts */
+    assert_string_not_equal(corrupt, link);
+    assert_string_not_equal(link, sig);
+    assert_string_not_equal(corrupt, sig);
+    ehr_free(corrupt);
+    ehr_free(link);
+    ehr_free(sig);
 }
 
 /* Write NAME as the bytes of genesis file SRC with EXTRA appended (or PREFIX prepended). */
@@ -914,7 +1390,7 @@ static void test_genesis_show_refuses_other_encodings_of_a_genesis(void **state)
         r = run(f, "genesis", "show", variants[i]);
         if (r.status != 1)
             fail_msg("genesis show accepted %s: %s", variants[i], r.out);
-        assert_one_line_failure(&r, "not in the form ehrctl writes");
+        assert_one_line_failure(&r, "genesis is not in canonical form");
         result_free(&r);
     }
 }
@@ -1196,6 +1672,11 @@ int main(void)
         T(test_json_output_survives_file_names_that_are_not_utf8),
         T(test_terminal_echo_is_restored_when_a_signal_ends_the_prompt),
         T(test_terminal_prompt_survives_stop_and_continue),
+        T(test_ledger_init_then_verify_and_init_again),
+        T(test_ledger_init_refuses_another_chain_and_a_foreign_directory),
+        T(test_block_show_lists_transactions_and_names_the_tip),
+        T(test_tx_show_found_not_found_and_malformed),
+        T(test_verify_passes_a_sound_chain_and_names_three_planted_faults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

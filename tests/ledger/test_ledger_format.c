@@ -831,6 +831,8 @@ typedef struct genesis_fixture {
     Ehr__V1__Member *ptrs[G_MEMBERS_MAX];
     ehr_signing_key keys[G_MEMBERS_MAX];
     uint8_t kx[G_MEMBERS_MAX][32];
+    char names[G_MEMBERS_MAX][48];
+    char addresses[G_MEMBERS_MAX][48];
 } genesis_fixture;
 
 static genesis_fixture *fixture_make(size_t count)
@@ -841,14 +843,16 @@ static genesis_fixture *fixture_make(size_t count)
     g.time_ms = TU_GENESIS_TIME_MS;
     for (size_t i = 0; i < count; i++) {
         tu_key(&f->keys[i], (uint32_t)(1000 + i));
-        f->kx[i][0] = (uint8_t)(i + 1);
-        f->kx[i][1] = (uint8_t)((i + 1) >> 8);
+        f->kx[i][0] = (uint8_t)(i + 2); /* 0 and 1 are points of small order */
+        f->kx[i][1] = (uint8_t)((i + 2) >> 8);
+        snprintf(f->names[i], sizeof f->names[i], "General Hospital %zu", i);
+        snprintf(f->addresses[i], sizeof f->addresses[i], "node-%zu.example:7400", i);
         Ehr__V1__Member m = EHR__V1__MEMBER__INIT;
-        m.name = "General Hospital";
+        m.name = f->names[i];
         m.role = EHR__V1__MEMBER_ROLE__MEMBER_ROLE_HOSPITAL;
         m.node_key = (ProtobufCBinaryData){32, f->keys[i].public_key};
         m.kx_key = (ProtobufCBinaryData){32, f->kx[i]};
-        m.peer_address = "node.example:7400";
+        m.peer_address = f->addresses[i];
         f->members[i] = m;
         f->ptrs[i] = &f->members[i];
     }
@@ -896,7 +900,7 @@ static void test_genesis_validation_rules_and_edges(void **state)
 
     f->members[1].role = EHR__V1__MEMBER_ROLE__MEMBER_ROLE_UNSPECIFIED;
     assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
-    assert_non_null(strstr(diag.msg, "member 1: role"));
+    assert_non_null(strstr(diag.msg, "member 2 (\"General Hospital 1\"): role"));
     f->members[1].role = (Ehr__V1__MemberRole)6;
     assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
     f->members[1].role = EHR__V1__MEMBER_ROLE__MEMBER_ROLE_REGULATOR;
@@ -904,11 +908,12 @@ static void test_genesis_validation_rules_and_edges(void **state)
 
     f->members[2].node_key = f->members[0].node_key;
     assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
-    assert_non_null(strstr(diag.msg, "same node key"));
+    assert_string_equal(diag.msg, "member 3 (\"General Hospital 2\"): node_key: same as member 1");
     f->members[2].node_key = (ProtobufCBinaryData){32, f->keys[2].public_key};
     f->members[2].kx_key = f->members[0].kx_key;
     assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
-    assert_non_null(strstr(diag.msg, "same kx key"));
+    assert_non_null(
+        strstr(diag.msg, "member 3 (\"General Hospital 2\"): kx_key: same as member 1"));
     f->members[2].kx_key = (ProtobufCBinaryData){32, f->kx[2]};
 
     f->members[0].node_key.len = 31;
@@ -921,7 +926,22 @@ static void test_genesis_validation_rules_and_edges(void **state)
     uint8_t zero_kx[32] = {0};
     f->members[0].kx_key = (ProtobufCBinaryData){32, zero_kx};
     assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
+    uint8_t small_order_kx[32] = {1}; /* u = 1: every shared secret with it is zero */
+    f->members[0].kx_key = (ProtobufCBinaryData){32, small_order_kx};
+    assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
+    assert_non_null(strstr(diag.msg, "member 1 (\"General Hospital 0\"): kx_key: not a valid"));
     f->members[0].kx_key = (ProtobufCBinaryData){32, f->kx[0]};
+    assert_int_equal(fixture_parse(f, &diag), 0);
+
+    /* Names and addresses are unique too. */
+    f->members[2].name = f->names[0];
+    assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
+    assert_non_null(strstr(diag.msg, "member 3 (\"General Hospital 0\"): name: same as member 1"));
+    f->members[2].name = f->names[2];
+    f->members[2].peer_address = f->addresses[1];
+    assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
+    assert_non_null(strstr(diag.msg, "address: same as member 2"));
+    f->members[2].peer_address = f->addresses[2];
 
     char name[EHR_MEMBER_NAME_BYTES_MAX + 2];
     memset(name, 'n', sizeof name);
@@ -944,14 +964,16 @@ static void test_genesis_validation_rules_and_edges(void **state)
     f->members[0].name = "H\xc3\xb4pital Saint-\xc3\x89loi \xe2\x80\x94 \xf0\x9f\x8f\xa5";
     assert_int_equal(fixture_parse(f, &diag), 0);
     f->members[0].name = "Lab";
-    const char *bad_addresses[] = {"host :1",   "",           "host",       ":7400",
-                                   "host:",     "host:0",     "host:65536", "host:07400",
-                                   "host:74a0", "h\xc3\xa9:1"};
+    const char *bad_addresses[] = {"host :1",     "",           "host",
+                                   ":7400",       "host:",      "host:0",
+                                   "host:65536",  "host:07400", "host:74a0",
+                                   "h\xc3\xa9:1", "a@b:1",      "a/b:1",
+                                   "[::1:7400",   "[]:7400",    "host:123456"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(bad_addresses); i++) {
         f->members[0].peer_address = (char *)bad_addresses[i];
         assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
     }
-    const char *good_addresses[] = {"h:1", "10.0.0.1:65535", "[::1]:7400", "node-1.example:7400"};
+    const char *good_addresses[] = {"h:1", "10.0.0.1:65535", "[::1]:7400", "node-9.example:7400"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(good_addresses); i++) {
         f->members[0].peer_address = (char *)good_addresses[i];
         assert_int_equal(fixture_parse(f, &diag), 0);

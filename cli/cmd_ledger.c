@@ -1,0 +1,816 @@
+/*
+ * cmd_ledger.c - ehrctl's commands on a node's ledger directory: ledger init
+ * (block 0 from a genesis file), ledger verify (walk and re-check the whole
+ * chain), ledger status, block show HEIGHT, tx show HASH.
+ *
+ * Each is a thin layer over ledger.h (ledger/README.md, "For the CLI"): the
+ * checks and their messages are the ledger's; this file picks the directory
+ * (--data, else $EHR_DATA), opens the ledger (read-only for everything but
+ * init) and prints. Not here: talking to a running node (these read the
+ * files directly, which LMDB allows while the node appends).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli_internal.h"
+#include "ledger.h"
+
+enum {
+    HASH_HEX_BYTES = 2 * EHR_HASH_BYTES + 1,
+    LINE_BYTES = 128,
+    /* The progress line of verify: shown only once a walk has taken this
+     * long, and redrawn at most this often. */
+    PROGRESS_AFTER_MS = 1000,
+    PROGRESS_EVERY_MS = 250,
+};
+
+/* The data directory: --data, else $EHR_DATA; NULL after a usage error. */
+static const char *data_dir(struct cli__ctx *ctx, const char *given)
+{
+    if (given == NULL)
+        given = getenv("EHR_DATA");
+    if (given == NULL || given[0] == '\0') {
+        cli__usage_error(ctx, "--data DIR is required (or set $EHR_DATA)");
+        return NULL;
+    }
+    return given;
+}
+
+/* Why ledger_open failed, in words (it has no handle to keep a message in). */
+static const char *open_error_text(int rc)
+{
+    switch (rc) {
+    case EHR_ENOTFOUND:
+        return "no ledger there (ehrctl ledger init creates one)";
+    case EHR_EVERSION:
+        return "the ledger has a format version this ehrctl does not know";
+    case EHR_ECORRUPT:
+        return "the ledger's chain record is corrupt";
+    default:
+        return rc < 0 && rc > -4096 ? strerror(-rc) : ehr_strerror(rc);
+    }
+}
+
+/* Open DIR's ledger. Returns 0, or CLI_EXIT_FAIL after saying why. */
+static int open_ledger(const char *dir, bool read_only, ledger **out)
+{
+    int rc = ledger_open(dir, &(ledger_options){.read_only = read_only}, out);
+    if (rc != 0)
+        return cli__fail(open_error_text(rc), "open ledger %s", dir);
+    return 0;
+}
+
+static void hex32(char out[HASH_HEX_BYTES], const uint8_t bytes[EHR_HASH_BYTES])
+{
+    ehr_hex_encode(out, bytes, EHR_HASH_BYTES);
+}
+
+static json_t *json_checked(json_t *v)
+{
+    if (v == NULL)
+        ehr_panic("out of memory building JSON");
+    return v;
+}
+
+/* Options shared by the ledger commands: --data and the common ones. */
+#define DATA_OPTION                                                                                \
+    {                                                                                              \
+        "data", required_argument, NULL, 'd'                                                       \
+    }
+
+/*
+ * Parse options that are only --data (and, with THREADS not NULL,
+ * --threads N) and one positional argument named WHAT (none if WHAT is
+ * NULL; it is then argv[optind]). Returns 0 with *DIR set, or the exit code
+ * to return.
+ */
+static int parse_data_options(struct cli__ctx *ctx, int argc, char **argv, const char *what,
+                              const char **dir, uint32_t *threads)
+{
+    static const struct option with_threads[] = {
+        DATA_OPTION, {"threads", required_argument, NULL, 't'}, CLI_COMMON_OPTIONS};
+    static const struct option plain[] = {DATA_OPTION, CLI_COMMON_OPTIONS};
+    const char *given = NULL;
+    int c;
+    while ((c = cli__getopt(ctx, argc, argv, threads != NULL ? with_threads : plain)) >= 0) {
+        uint64_t n;
+        switch (c) {
+        case 'd':
+            given = optarg;
+            break;
+        case 't':
+            if (cli__parse_u64(optarg, LEDGER_VERIFY_THREADS_MAX, &n) != 0)
+                return cli__usage_error(ctx, "--threads wants 0 (one per CPU) to %d",
+                                        LEDGER_VERIFY_THREADS_MAX);
+            *threads = (uint32_t)n;
+            break;
+        default:
+            EHR_ASSERT(0 && "option in the table but not handled");
+        }
+    }
+    if (c == CLI_OPT_EXIT)
+        return ctx->exit_code;
+    if (what == NULL && optind < argc)
+        return cli__usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+    if (what != NULL && argc - optind != 1)
+        return cli__usage_error(ctx, "expected exactly one %s", what);
+    *dir = data_dir(ctx, given);
+    return *dir != NULL ? 0 : CLI_EXIT_USAGE;
+}
+
+/* ---- ledger init ---- */
+
+/*
+ * Refuse a DIR that exists and holds files but no ledger (a typo for a home
+ * directory, say), and a path that is not a directory. Returns 0 or
+ * CLI_EXIT_FAIL after saying why.
+ */
+static int init_dir_check(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return errno == ENOENT ? 0 : cli__fail(strerror(errno), "ledger directory %s", dir);
+    if (!S_ISDIR(st.st_mode))
+        return cli__fail("not a directory", "ledger directory %s", dir);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return cli__fail(strerror(errno), "ledger directory %s", dir);
+    bool ledger_file = false, other = false;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (strcmp(e->d_name, "data.mdb") == 0)
+            ledger_file = true;
+        else if (strcmp(e->d_name, "lock.mdb") != 0)
+            other = true;
+    }
+    closedir(d);
+    if (!ledger_file && other)
+        return cli__fail("not empty and holds no ledger; give a new or empty directory",
+                         "ledger directory %s", dir);
+    return 0;
+}
+
+int cli__cmd_ledger_init(struct cli__ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"genesis", required_argument, NULL, 'g'}, DATA_OPTION, CLI_COMMON_OPTIONS};
+    const char *genesis_path = NULL, *given = NULL;
+    int c;
+    while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
+        if (c == 'g')
+            genesis_path = optarg;
+        else if (c == 'd')
+            given = optarg;
+        else
+            EHR_ASSERT(0 && "option in the table but not handled");
+    }
+    if (c == CLI_OPT_EXIT)
+        return ctx->exit_code;
+    if (optind < argc)
+        return cli__usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+    if (genesis_path == NULL)
+        return cli__usage_error(ctx, "--genesis FILE is required");
+    const char *dir = data_dir(ctx, given);
+    if (dir == NULL)
+        return CLI_EXIT_USAGE;
+
+    struct cli__genesis_file file;
+    if (cli__genesis_read(genesis_path, &file) != 0)
+        return CLI_EXIT_FAIL;
+    ledger *l = NULL;
+    int exit_code = init_dir_check(dir);
+    if (exit_code == 0)
+        exit_code = open_ledger(dir, false, &l);
+    bool created = false;
+    ledger_chain chain;
+    if (exit_code == 0) {
+        int rc = ledger_chain_get(l, &chain);
+        if (rc == EHR_ENOTFOUND) {
+            rc = ledger_genesis_init(l, file.bytes, file.len);
+            created = rc == 0;
+            if (rc == EHR_EEXIST) /* another process initialised it meanwhile */
+                rc = 0;
+            if (rc == 0)
+                rc = ledger_chain_get(l, &chain);
+        }
+        if (rc != 0)
+            exit_code = cli__fail(ledger_last_error(l), "initialise ledger %s", dir);
+    }
+    char want_hex[HASH_HEX_BYTES], have_hex[HASH_HEX_BYTES], block_hex[HASH_HEX_BYTES];
+    if (exit_code == 0) {
+        hex32(want_hex, file.hash);
+        hex32(have_hex, chain.genesis_hash);
+        hex32(block_hex, chain.genesis_block_hash);
+        if (memcmp(chain.genesis_hash, file.hash, EHR_HASH_BYTES) != 0) {
+            char why[320];
+            snprintf(why, sizeof why,
+                     "it already holds chain \"%s\" (genesis %.16s...), not %s's chain \"%s\" "
+                     "(genesis %.16s...)",
+                     chain.chain_id, have_hex, genesis_path, file.genesis->chain_id, want_hex);
+            exit_code = cli__fail(why, "initialise ledger %s", dir);
+        }
+    }
+    if (exit_code == 0 && ctx->json) {
+        exit_code = cli__json_print(json_checked(
+            json_pack("{s:s, s:b, s:s, s:s, s:s, s:I}", "data", dir, "created", created, "chain_id",
+                      chain.chain_id, "genesis_hash", have_hex, "block0_hash", block_hex, "members",
+                      (json_int_t)file.genesis->n_members)));
+    } else if (exit_code == 0) {
+        printf("%s %s\n", created ? "ledger initialised in" : "ledger already initialised in", dir);
+        cli__print_field("chain id", chain.chain_id);
+        cli__print_field("genesis hash", have_hex);
+        cli__print_field("block 0 hash", block_hex);
+        char line[LINE_BYTES];
+        snprintf(line, sizeof line, "%zu", file.genesis->n_members);
+        cli__print_field("members", line);
+    }
+    ledger_close(l);
+    cli__genesis_file_free(&file);
+    return exit_code;
+}
+
+/* ---- ledger verify ---- */
+
+struct progress {
+    uint64_t start_ms;
+    uint64_t last_ms;
+    bool shown;
+};
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ledger_verify's progress callback: a line on stderr (a terminal), redrawn. */
+static void progress_show(void *ctx, uint64_t height, uint64_t tip)
+{
+    struct progress *p = ctx;
+    uint64_t now = monotonic_ms();
+    if (now - p->start_ms < PROGRESS_AFTER_MS || now - p->last_ms < PROGRESS_EVERY_MS)
+        return;
+    p->last_ms = now;
+    p->shown = true;
+    fprintf(stderr, "\rverifying: block %llu of %llu (%llu%%)", (unsigned long long)height,
+            (unsigned long long)tip, (unsigned long long)(tip > 0 ? height * 100 / tip : 100));
+    fflush(stderr);
+}
+
+/* The hash of block HEIGHT into OUT_HEX ("?" if it cannot be read). */
+static void block_hash_hex(ledger *l, uint64_t height, char out_hex[HASH_HEX_BYTES])
+{
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    ledger_block_view view;
+    memcpy(out_hex, "?", 2);
+    if (ledger_block_get(l, height, &bytes, &len) == 0 &&
+        ledger_block_parse(bytes, len, &view, NULL) == 0) {
+        hex32(out_hex, view.hash);
+        ledger_block_view_release(&view);
+    }
+    ehr_free(bytes);
+}
+
+int cli__cmd_ledger_verify(struct cli__ctx *ctx, int argc, char **argv)
+{
+    const char *dir = NULL;
+    uint32_t threads = 0;
+    int exit_code = parse_data_options(ctx, argc, argv, NULL, &dir, &threads);
+    if (exit_code != 0)
+        return exit_code;
+    ledger *l;
+    if (open_ledger(dir, true, &l) != 0)
+        return CLI_EXIT_FAIL;
+    struct progress progress = {.start_ms = monotonic_ms()};
+    ledger_verify_options options = {.threads = threads};
+    if (isatty(STDERR_FILENO)) {
+        options.progress = progress_show;
+        options.progress_ctx = &progress;
+    }
+    ledger_verify_report report;
+    int rc = ledger_verify(l, &options, &report);
+    if (progress.shown)
+        fputs("\r\033[K", stderr);
+    if (rc != 0 && report.fault == LEDGER_FAULT_NONE) { /* not a finding: could not verify */
+        ledger_close(l);
+        return cli__fail(report.msg, "verify ledger %s", dir);
+    }
+    bool ok = rc == 0;
+    EHR_ASSERT(ok == (report.fault == LEDGER_FAULT_NONE));
+    char tip_hex[HASH_HEX_BYTES] = "";
+    uint64_t tip_height = report.blocks_checked > 0 ? report.blocks_checked - 1 : 0;
+    if (ok)
+        block_hash_hex(l, tip_height, tip_hex);
+    ledger_close(l);
+    if (ctx->json) {
+        json_t *root = json_checked(
+            json_pack("{s:b, s:s, s:o, s:o, s:s, s:I, s:I}", "ok", ok, "fault",
+                      ledger_fault_name(report.fault), "height",
+                      ok ? json_null() : json_integer((json_int_t)report.height), "tx_index",
+                      ok || report.tx_index < 0 ? json_null() : json_integer(report.tx_index),
+                      "message", report.msg, "blocks_checked", (json_int_t)report.blocks_checked,
+                      "txs_checked", (json_int_t)report.txs_checked));
+        if (ok) {
+            json_object_set_new(root, "tip_height", json_integer((json_int_t)tip_height));
+            json_object_set_new(root, "tip_hash", json_checked(json_string(tip_hex)));
+        }
+        exit_code = cli__json_print(root);
+    } else if (ok) {
+        printf("ledger ok: %llu block%s, %llu transaction%s, tip %llu %s\n",
+               (unsigned long long)report.blocks_checked, report.blocks_checked == 1 ? "" : "s",
+               (unsigned long long)report.txs_checked, report.txs_checked == 1 ? "" : "s",
+               (unsigned long long)tip_height, tip_hex);
+    } else {
+        printf("ledger FAULT: %s\n", report.msg);
+    }
+    return ok && exit_code == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+/* ---- ledger status ---- */
+
+int cli__cmd_ledger_status(struct cli__ctx *ctx, int argc, char **argv)
+{
+    const char *dir = NULL;
+    int exit_code = parse_data_options(ctx, argc, argv, NULL, &dir, NULL);
+    if (exit_code != 0)
+        return exit_code;
+    ledger *l;
+    if (open_ledger(dir, true, &l) != 0)
+        return CLI_EXIT_FAIL;
+    ledger_chain chain;
+    ledger_tip tip;
+    ledger_stats stats;
+    int rc = ledger_chain_get(l, &chain);
+    if (rc == 0)
+        rc = ledger_tip_get(l, &tip);
+    if (rc == 0)
+        rc = ledger_stats_get(l, &stats);
+    if (rc != 0) {
+        exit_code = cli__fail(rc == EHR_ENOTFOUND ? "no genesis yet (ehrctl ledger init)"
+                                                  : ledger_last_error(l),
+                              "ledger status %s", dir);
+        ledger_close(l);
+        return exit_code;
+    }
+    ledger_close(l);
+    char genesis_hex[HASH_HEX_BYTES], block0_hex[HASH_HEX_BYTES], tip_hex[HASH_HEX_BYTES];
+    hex32(genesis_hex, chain.genesis_hash);
+    hex32(block0_hex, chain.genesis_block_hash);
+    hex32(tip_hex, tip.hash);
+    if (ctx->json)
+        return cli__json_print(json_checked(json_pack(
+            "{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "data", dir, "chain_id",
+            chain.chain_id, "genesis_hash", genesis_hex, "block0_hash", block0_hex, "tip_height",
+            (json_int_t)tip.height, "tip_hash", tip_hex, "tip_time_ms", (json_int_t)tip.time_ms,
+            "tx_count", (json_int_t)tip.tx_count, "applied_index", (json_int_t)tip.applied_index,
+            "format_version", (json_int_t)chain.format_version, "state_keys",
+            (json_int_t)stats.state_keys, "file_bytes", (json_int_t)stats.file_bytes)));
+    char line[LINE_BYTES];
+    cli__print_field("data", dir);
+    cli__print_field("chain id", chain.chain_id);
+    cli__print_field("genesis hash", genesis_hex);
+    cli__print_field("block 0 hash", block0_hex);
+    snprintf(line, sizeof line, "%llu", (unsigned long long)tip.height);
+    cli__print_field("tip height", line);
+    cli__print_field("tip hash", tip_hex);
+    cli__time_text(tip.time_ms, line, sizeof line);
+    cli__print_field("tip time", line);
+    snprintf(line, sizeof line, "%llu", (unsigned long long)tip.tx_count);
+    cli__print_field("transactions", line);
+    snprintf(line, sizeof line, "%llu", (unsigned long long)tip.applied_index);
+    cli__print_field("applied index", line);
+    snprintf(line, sizeof line, "%llu keys", (unsigned long long)stats.state_keys);
+    cli__print_field("world state", line);
+    snprintf(line, sizeof line, "%llu bytes", (unsigned long long)stats.file_bytes);
+    cli__print_field("data file", line);
+    return CLI_EXIT_OK;
+}
+
+/* ---- Transactions: the payload, whatever its type ---- */
+
+/* A JSON string for LEN bytes of text: as is if UTF-8, else escaped (\xNN). */
+static json_t *json_text(const char *s, size_t len)
+{
+    json_t *v = json_stringn(s, len);
+    if (v != NULL)
+        return v;
+    char *escaped = ehr_malloc(4 * len + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = (uint8_t)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\')
+            escaped[n++] = (char)c;
+        else
+            n += (size_t)snprintf(escaped + n, 5, "\\x%02x", c);
+    }
+    escaped[n] = '\0';
+    v = json_checked(json_string(escaped));
+    ehr_free(escaped);
+    return v;
+}
+
+static json_t *message_to_json(const ProtobufCMessage *msg);
+
+/* One value of field FD stored at P, as JSON: bytes as hex, enums by name. */
+static json_t *value_to_json(const ProtobufCFieldDescriptor *fd, const void *p)
+{
+    switch (fd->type) {
+    case PROTOBUF_C_TYPE_BOOL:
+        return json_boolean(*(const protobuf_c_boolean *)p);
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        return json_integer(*(const int32_t *)p);
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        return json_integer(*(const uint32_t *)p);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        return json_integer(*(const int64_t *)p);
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        /* json_int_t is signed: a value past INT64_MAX goes out as text. */
+        if (*(const uint64_t *)p > INT64_MAX) {
+            char text[24];
+            snprintf(text, sizeof text, "%llu", (unsigned long long)*(const uint64_t *)p);
+            return json_string(text);
+        }
+        return json_integer((json_int_t) * (const uint64_t *)p);
+    case PROTOBUF_C_TYPE_FLOAT:
+        return json_real(*(const float *)p);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return json_real(*(const double *)p);
+    case PROTOBUF_C_TYPE_ENUM: {
+        int value = *(const int *)p;
+        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(fd->descriptor, value);
+        return ev != NULL ? json_string(ev->name) : json_integer(value);
+    }
+    case PROTOBUF_C_TYPE_STRING: {
+        const char *s = *(char *const *)p;
+        return json_text(s != NULL ? s : "", s != NULL ? strlen(s) : 0);
+    }
+    case PROTOBUF_C_TYPE_BYTES: {
+        const ProtobufCBinaryData *b = p;
+        return cli__json_hex(b->data, b->len);
+    }
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
+        return m != NULL ? message_to_json(m) : json_null();
+    }
+    }
+    EHR_ASSERT(0 && "a protobuf-c field type not handled");
+    return NULL;
+}
+
+/* Size in memory of one element of a repeated field of FD's type. */
+static size_t element_size(const ProtobufCFieldDescriptor *fd)
+{
+    switch (fd->type) {
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 8;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    default:
+        return 4; /* int32, uint32, fixed32, float, enum */
+    }
+}
+
+/*
+ * Every field of MSG as a JSON object, in field order, driven by its
+ * descriptor: so each payload type (and any added later) shows without code
+ * of its own. Of a oneof, only the member that is set.
+ */
+static json_t *message_to_json(const ProtobufCMessage *msg)
+{
+    EHR_ASSERT(msg != NULL);
+    const ProtobufCMessageDescriptor *desc = msg->descriptor;
+    EHR_ASSERT(desc->magic == PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC);
+    json_t *obj = json_checked(json_object());
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *fd = &desc->fields[i];
+        const uint8_t *base = (const uint8_t *)msg;
+        json_t *v;
+        if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t count = *(const size_t *)(base + fd->quantifier_offset);
+            const uint8_t *items = *(const uint8_t *const *)(base + fd->offset);
+            v = json_checked(json_array());
+            for (size_t k = 0; k < count; k++)
+                json_array_append_new(
+                    v, json_checked(value_to_json(fd, items + k * element_size(fd))));
+        } else {
+            if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0 &&
+                *(const uint32_t *)(base + fd->quantifier_offset) != fd->id)
+                continue;
+            v = json_checked(value_to_json(fd, base + fd->offset));
+        }
+        json_object_set_new(obj, fd->name, v);
+    }
+    return obj;
+}
+
+/* The name of BODY's payload field ("record_anchor"), or "none". */
+static const char *payload_name(const Ehr__V1__TxBody *body)
+{
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(
+        &ehr__v1__tx_body__descriptor, (unsigned)body->payload_case);
+    return fd != NULL ? fd->name : "none";
+}
+
+/* The set payload message of BODY, or NULL. */
+static const ProtobufCMessage *payload_of(const Ehr__V1__TxBody *body)
+{
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(
+        &ehr__v1__tx_body__descriptor, (unsigned)body->payload_case);
+    if (fd == NULL || fd->type != PROTOBUF_C_TYPE_MESSAGE)
+        return NULL;
+    return *(ProtobufCMessage *const *)((const uint8_t *)body + fd->offset);
+}
+
+/* Print the JSON object OBJ as indented `key  value` lines. */
+static void print_object(json_t *obj, int indent)
+{
+    EHR_ASSERT(json_is_object(obj));
+    EHR_ASSERT(indent >= 0);
+    size_t width = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        if (strlen(key) > width)
+            width = strlen(key);
+    }
+    json_object_foreach(obj, key, v)
+    {
+        char text[LINE_BYTES * 8];
+        if (json_is_object(v)) {
+            printf("%*s%s:\n", indent, "", key);
+            print_object(v, indent + 2);
+            continue;
+        }
+        if (json_is_array(v)) {
+            printf("%*s%-*s  %s\n", indent, "", (int)width, key,
+                   json_array_size(v) == 0 ? "(none)" : "");
+            size_t k;
+            json_t *item;
+            json_array_foreach(v, k, item)
+            {
+                if (json_is_object(item)) {
+                    printf("%*s- %zu:\n", indent + 2, "", k + 1);
+                    print_object(item, indent + 4);
+                } else {
+                    char *dumped = json_dumps(item, JSON_ENCODE_ANY);
+                    cli__text_shown(json_is_string(item) ? json_string_value(item) : dumped, text,
+                                    sizeof text);
+                    printf("%*s- %s\n", indent + 2, "", text);
+                    free(dumped);
+                }
+            }
+            continue;
+        }
+        char *dumped = json_dumps(v, JSON_ENCODE_ANY);
+        cli__text_shown(json_is_string(v) ? json_string_value(v) : dumped, text, sizeof text);
+        printf("%*s%-*s  %s\n", indent, "", (int)width, key, text);
+        free(dumped);
+    }
+}
+
+/* ---- tx show ---- */
+
+int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv)
+{
+    const char *dir = NULL;
+    int exit_code = parse_data_options(ctx, argc, argv, "HASH", &dir, NULL);
+    if (exit_code != 0)
+        return exit_code;
+    const char *hash_arg = argv[optind];
+    uint8_t hash[EHR_HASH_BYTES];
+    if (strlen(hash_arg) != 2 * EHR_HASH_BYTES || ehr_hex_decode(hash, sizeof hash, hash_arg) != 0)
+        return cli__usage_error(ctx, "HASH must be 64 hex digits, not \"%.80s\"", hash_arg);
+    ledger *l;
+    if (open_ledger(dir, true, &l) != 0)
+        return CLI_EXIT_FAIL;
+    ledger_tx_location loc;
+    uint8_t *envelope = NULL, *block = NULL;
+    size_t envelope_len = 0, block_len = 0;
+    ledger_chain chain;
+    ledger_block_view view = {0};
+    bool have_view = false;
+    int rc = ledger_tx_get(l, hash, &loc, &envelope, &envelope_len);
+    if (rc == EHR_ENOTFOUND) {
+        exit_code = cli__fail("not on this ledger", "tx %s", hash_arg);
+        goto done;
+    }
+    if (rc == 0)
+        rc = ledger_chain_get(l, &chain);
+    if (rc == 0)
+        rc = ledger_block_get(l, loc.height, &block, &block_len);
+    if (rc != 0) {
+        exit_code = cli__fail(ledger_last_error(l), "tx %s", hash_arg);
+        goto done;
+    }
+    ledger_diag diag;
+    if (ledger_block_parse(block, block_len, &view, &diag) != 0) {
+        exit_code =
+            cli__fail(diag.msg, "tx %s: block %llu", hash_arg, (unsigned long long)loc.height);
+        goto done;
+    }
+    have_view = true;
+    /* The body as stored (ledger_tx_get checked that it hashes to HASH), and
+     * the admission check as of the block's time, which verify also makes. */
+    ledger_tx_view tx_view;
+    Ehr__V1__TxBody *body = NULL;
+    if (ledger_tx_envelope_parse(envelope, envelope_len, &tx_view, &diag) == 0)
+        body = ehr__v1__tx_body__unpack(NULL, tx_view.body_len, tx_view.body);
+    if (body == NULL) {
+        exit_code = cli__fail("the stored transaction does not decode", "tx %s", hash_arg);
+        goto done;
+    }
+    ledger_tx_rules rules = {.chain_id = chain.chain_id, .now_ms = view.header.time_ms};
+    bool valid = ledger_tx_check(envelope, envelope_len, &rules, NULL, &diag) == 0;
+    char hash_hex[HASH_HEX_BYTES];
+    hex32(hash_hex, hash);
+    json_t *payload =
+        payload_of(body) != NULL ? message_to_json(payload_of(body)) : json_checked(json_object());
+    json_t *root = json_checked(
+        json_pack("{s:s, s:I, s:I, s:s, s:o, s:o, s:I, s:s, s:o, s:b, s:s, s:I}", "hash", hash_hex,
+                  "height", (json_int_t)loc.height, "index", (json_int_t)loc.index, "chain_id",
+                  body->chain_id, "signer", cli__json_hex(body->signer.data, body->signer.len),
+                  "nonce", cli__json_hex(body->nonce.data, body->nonce.len), "expiry_ms",
+                  (json_int_t)body->expiry_ms, "type", payload_name(body), "signature",
+                  cli__json_hex(tx_view.signature, EHR_SCHNORR_SIG_BYTES), "valid", valid, "check",
+                  valid ? "signature and contents valid at the block's time" : diag.msg, "bytes",
+                  (json_int_t)envelope_len));
+    if (ctx->json) {
+        json_object_set_new(root, "payload", payload);
+        exit_code = cli__json_print(root);
+    } else {
+        char line[LINE_BYTES];
+        cli__print_field("tx", hash_hex);
+        snprintf(line, sizeof line, "%llu, index %u", (unsigned long long)loc.height, loc.index);
+        cli__print_field("block", line);
+        cli__text_shown(body->chain_id, line, sizeof line);
+        cli__print_field("chain id", line);
+        cli__print_field("signer", json_string_value(json_object_get(root, "signer")));
+        cli__print_field("nonce", json_string_value(json_object_get(root, "nonce")));
+        cli__time_text(body->expiry_ms, line, sizeof line);
+        cli__print_field("expiry", line);
+        snprintf(line, sizeof line, "%zu bytes", envelope_len);
+        cli__print_field("size", line);
+        cli__print_field("check", valid ? "valid (signature and contents at the block's time)"
+                                        : json_string_value(json_object_get(root, "check")));
+        printf("%s:\n", payload_name(body));
+        print_object(payload, 2);
+        json_decref(payload);
+        json_decref(root);
+    }
+    ehr__v1__tx_body__free_unpacked(body, NULL);
+done:
+    if (have_view)
+        ledger_block_view_release(&view);
+    ehr_free(block);
+    ehr_free(envelope);
+    ledger_close(l);
+    return exit_code;
+}
+
+/* ---- block show ---- */
+
+/* The tx hash and payload type of envelope SPAN of VIEW. */
+static void block_tx_describe(const ledger_block_view *view, ledger_span span,
+                              uint8_t hash[EHR_HASH_BYTES], const char **type)
+{
+    EHR_ASSERT(span.offset <= view->len && span.length <= view->len - span.offset);
+    ledger_tx_view tx;
+    *type = "malformed";
+    memset(hash, 0, EHR_HASH_BYTES);
+    if (ledger_tx_envelope_parse(view->bytes + span.offset, span.length, &tx, NULL) != 0)
+        return;
+    ledger_tx_hash(tx.body, tx.body_len, hash);
+    Ehr__V1__TxBody *body = ehr__v1__tx_body__unpack(NULL, tx.body_len, tx.body);
+    if (body == NULL)
+        return;
+    *type = payload_name(body); /* a static string in the descriptor */
+    ehr__v1__tx_body__free_unpacked(body, NULL);
+}
+
+int cli__cmd_block_show(struct cli__ctx *ctx, int argc, char **argv)
+{
+    const char *dir = NULL;
+    int exit_code = parse_data_options(ctx, argc, argv, "HEIGHT", &dir, NULL);
+    if (exit_code != 0)
+        return exit_code;
+    uint64_t height;
+    if (cli__parse_u64(argv[optind], UINT64_MAX, &height) != 0)
+        return cli__usage_error(ctx, "HEIGHT must be a block height (0, 1, ...), not \"%.40s\"",
+                                argv[optind]);
+    ledger *l;
+    if (open_ledger(dir, true, &l) != 0)
+        return CLI_EXIT_FAIL;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = ledger_block_get(l, height, &bytes, &len);
+    if (rc != 0) {
+        ledger_tip tip;
+        char why[LINE_BYTES];
+        if (rc == EHR_ENOTFOUND && ledger_tip_get(l, &tip) == 0)
+            snprintf(why, sizeof why, "no block at height %llu (tip is %llu)",
+                     (unsigned long long)height, (unsigned long long)tip.height);
+        else if (rc == EHR_ENOTFOUND)
+            snprintf(why, sizeof why, "no block at height %llu (the ledger has no genesis yet)",
+                     (unsigned long long)height);
+        else
+            snprintf(why, sizeof why, "%s", ledger_last_error(l));
+        ledger_close(l);
+        return cli__fail(why, "block show");
+    }
+    ledger_close(l);
+    ledger_block_view view;
+    ledger_diag diag;
+    if (ledger_block_parse(bytes, len, &view, &diag) != 0) {
+        ehr_free(bytes);
+        return cli__fail(diag.msg, "block %llu", (unsigned long long)height);
+    }
+    const ledger_block_header *h = &view.header;
+    char hash_hex[HASH_HEX_BYTES], prev_hex[HASH_HEX_BYTES], root_hex[HASH_HEX_BYTES];
+    char proposer_hex[HASH_HEX_BYTES], genesis_hex[HASH_HEX_BYTES];
+    hex32(hash_hex, view.hash);
+    hex32(prev_hex, h->prev_hash);
+    hex32(root_hex, h->tx_root);
+    hex32(proposer_hex, h->proposer);
+    hex32(genesis_hex, h->genesis_hash);
+    bool first = h->height == 0;
+    if (ctx->json) {
+        json_t *txs = json_checked(json_array());
+        for (uint32_t i = 0; i < h->tx_count; i++) {
+            uint8_t tx_hash[EHR_HASH_BYTES];
+            const char *type;
+            block_tx_describe(&view, view.txs[i], tx_hash, &type);
+            json_array_append_new(
+                txs, json_checked(json_pack("{s:I, s:o, s:s, s:I}", "index", (json_int_t)i, "hash",
+                                            cli__json_hex(tx_hash, EHR_HASH_BYTES), "type", type,
+                                            "bytes", (json_int_t)view.txs[i].length)));
+        }
+        json_t *root = json_checked(json_pack(
+            "{s:I, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:o, s:o, s:I, s:o}", "height",
+            (json_int_t)h->height, "hash", hash_hex, "prev_hash", prev_hex, "tx_root", root_hex,
+            "time_ms", (json_int_t)h->time_ms, "proposer",
+            first ? json_null() : json_string(proposer_hex), "raft_term", (json_int_t)h->raft_term,
+            "raft_index", (json_int_t)h->raft_index, "tx_count", (json_int_t)h->tx_count,
+            "genesis_hash", first ? json_string(genesis_hex) : json_null(), "signature",
+            first ? json_null() : cli__json_hex(view.signature, EHR_SCHNORR_SIG_BYTES), "bytes",
+            (json_int_t)len, "txs", txs));
+        exit_code = cli__json_print(root);
+    } else {
+        char line[LINE_BYTES];
+        snprintf(line, sizeof line, "%llu", (unsigned long long)h->height);
+        cli__print_field("height", line);
+        cli__print_field("hash", hash_hex);
+        cli__print_field("prev hash", prev_hex);
+        cli__print_field("tx root", root_hex);
+        cli__time_text(h->time_ms, line, sizeof line);
+        cli__print_field("time", line);
+        cli__print_field("proposer",
+                         first ? "none (block 0 comes from the genesis)" : proposer_hex);
+        snprintf(line, sizeof line, "term %llu, index %llu", (unsigned long long)h->raft_term,
+                 (unsigned long long)h->raft_index);
+        cli__print_field("raft", line);
+        if (first)
+            cli__print_field("genesis hash", genesis_hex);
+        snprintf(line, sizeof line, "%zu bytes", len);
+        cli__print_field("size", line);
+        snprintf(line, sizeof line, "%u", h->tx_count);
+        cli__print_field("transactions", line);
+        for (uint32_t i = 0; i < h->tx_count; i++) {
+            uint8_t tx_hash[EHR_HASH_BYTES];
+            const char *type;
+            char tx_hex[HASH_HEX_BYTES];
+            block_tx_describe(&view, view.txs[i], tx_hash, &type);
+            hex32(tx_hex, tx_hash);
+            printf("  %5u  %s  %s\n", i, tx_hex, type);
+        }
+    }
+    ledger_block_view_release(&view);
+    ehr_free(bytes);
+    return exit_code;
+}
