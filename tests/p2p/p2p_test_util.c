@@ -107,6 +107,11 @@ void trun_until(uv_loop_t *loop, tpred_fn pred, void *ctx, uint64_t timeout_ms)
     }
 }
 
+bool trun_try(uv_loop_t *loop, tpred_fn pred, void *ctx, uint64_t timeout_ms)
+{
+    return run_with_deadline(loop, pred, ctx, timeout_ms);
+}
+
 void trun_for(uv_loop_t *loop, uint64_t duration_ms)
 {
     run_with_deadline(loop, NULL, NULL, duration_ms);

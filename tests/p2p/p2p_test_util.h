@@ -39,6 +39,8 @@ typedef bool (*tpred_fn)(void *ctx);
 
 /* Run LOOP until PRED(CTX) holds; fail the test after TIMEOUT_MS. */
 void trun_until(uv_loop_t *loop, tpred_fn pred, void *ctx, uint64_t timeout_ms);
+/* Run LOOP until PRED(CTX) holds or TIMEOUT_MS pass; whether it held. */
+bool trun_try(uv_loop_t *loop, tpred_fn pred, void *ctx, uint64_t timeout_ms);
 /* Run LOOP for DURATION_MS. */
 void trun_for(uv_loop_t *loop, uint64_t duration_ms);
 

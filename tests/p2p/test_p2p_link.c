@@ -332,7 +332,12 @@ static void test_removing_a_member_closes_its_link_and_adding_reopens(void **sta
     tnode *both[2] = {a, b};
     tnode_set_members(a, both, 2);
     trun_until(&w->loop, pred_all_links_up, w, WAIT_MS);
-    assert_int_equal(a->link_up_count, 2);
+    /* At least once more: when both sides redial at the same moment the
+     * tie-break may show as a brief down-then-up (p2p/README.md, invariant L2),
+     * which a loaded machine makes likely. What this test guards is that the
+     * link returns and carries messages. */
+    assert_true(a->link_up_count >= 2);
+    assert_true(tnode_link_up(a, b));
     assert_int_equal(p2p_send(a->p, b->key.public_key, msg, sizeof msg), 0);
 }
 
