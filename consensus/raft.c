@@ -172,15 +172,23 @@ static bool promotable(const struct raft *r)
 
 /*
  * Queue m (from and term already set by the caller or here) for the batch.
- * after_persist: the message depends on durable state (votes, acks). Beyond
- * RAFT_OUTBOX_MAX messages are dropped: Raft tolerates loss, and a caller
- * that never collects its batches must not grow memory without bound.
+ * after_persist: the message depends on durable state (votes, acks). So does
+ * any message that carries a term not yet durable here (I5): a leader that
+ * won in the batch that raised its term (a sole voter) must not send its
+ * appends before that term is durable, or a crash lets it win the same term
+ * again with other entries at the same indices. Pre-votes and their answers
+ * carry a term nobody adopts and are exempt. Beyond RAFT_OUTBOX_MAX messages
+ * are dropped: Raft tolerates loss, and a caller that never collects its
+ * batches must not grow memory without bound.
  */
 static void send(struct raft *r, struct raft_message *m, bool after_persist)
 {
-    struct raft__outbox *o = after_persist ? &r->out_after : &r->out_now;
     EHR_ASSERT(m->to != r->id);
     EHR_ASSERT(m->type > 0 && m->type < RAFT_MSG_TYPE_LAST_);
+    if (m->type != RAFT_MSG_PREVOTE && m->type != RAFT_MSG_PREVOTE_RESP &&
+        m->term > r->hs_handed.term)
+        after_persist = true;
+    struct raft__outbox *o = after_persist ? &r->out_after : &r->out_now;
     if (r->out_now.count + r->out_after.count >= RAFT_OUTBOX_MAX) {
         r->stats.messages_dropped++;
         return;

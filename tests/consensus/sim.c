@@ -714,7 +714,12 @@ static void check_persisted(struct sim *s, struct sim_node *nd, const struct raf
     if (s->opt.consequences_only)
         return;
     const struct raft_hard_state *hs = &nd->durable_hs;
-    if (m->type == RAFT_MSG_VOTE_RESP && !m->reject) {
+    if (m->type != RAFT_MSG_PREVOTE && m->type != RAFT_MSG_PREVOTE_RESP && m->term > hs->term) {
+        /* a term that a crash can forget, so the sender could lead it twice */
+        violation(s, "S4 node %llu sent a %s of term %llu before persisting the term",
+                  (unsigned long long)nd->id, raft_message_type_name(m->type),
+                  (unsigned long long)m->term);
+    } else if (m->type == RAFT_MSG_VOTE_RESP && !m->reject) {
         if (hs->term != m->term || hs->vote != m->to)
             violation(s, "S4 node %llu granted a vote in term %llu before persisting it",
                       (unsigned long long)nd->id, (unsigned long long)m->term);

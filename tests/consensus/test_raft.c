@@ -809,6 +809,65 @@ static void test_restart_recovers_persisted_state(void **state)
     tn_free(&net);
 }
 
+/* Tick node id (no settling, no batch processed) until it leads. */
+static void tick_until_leader(struct tn_net *net, raft_id id)
+{
+    for (int i = 0; i < 100 && tn_status(net, id).role != RAFT_LEADER; i++)
+        assert_int_equal(raft_tick(tn_node(net, id)->r), 0);
+    assert_int_equal(tn_status(net, id).role, RAFT_LEADER);
+}
+
+/* I2, I5: a sole voter wins its election at once, in the batch that raises
+ * its term. Its appends carry that term, so they must not leave before the
+ * term is durable: a crash in between would let it win the same term again
+ * with different entries at the same indices, and a learner that got the
+ * first appends would apply an entry that was never committed. */
+static void test_sole_voter_appends_wait_for_durable_term(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 2, 1, tweak_plain);
+    tick_until_leader(&net, 1);
+    tn_settle(&net);
+    assert_int_equal(raft_propose_config(tn_node(&net, 1)->r, RAFT_CONFIG_ADD_LEARNER, 2), 0);
+    tn_settle(&net);
+    tn_tick_all(&net, 2);
+    assert_int_equal(tn_node(&net, 2)->applied, tn_node(&net, 1)->applied);
+
+    /* restart the voter: it wins term T at once and proposes X */
+    tn_restart(&net, 1);
+    uint64_t durable_term = tn_status(&net, 1).hard_state.term;
+    tick_until_leader(&net, 1);
+    uint64_t term = tn_status(&net, 1).hard_state.term;
+    assert_true(term > durable_term);
+    uint8_t x = 'X';
+    assert_int_equal(raft_propose(tn_node(&net, 1)->r, &x, 1), 0);
+    struct raft_ready rd;
+    assert_int_equal(raft_ready_get(tn_node(&net, 1)->r, &rd), 0);
+    assert_true(rd.hard_state_changed);
+    for (size_t i = 0; i < rd.message_count; i++)
+        assert_true(rd.messages[i].term <= durable_term); /* only what is durable leaves */
+    /* the messages go out, then the voter crashes before persisting */
+    for (size_t i = 0; i < rd.message_count; i++)
+        assert_int_equal(raft_step(tn_node(&net, 2)->r, &rd.messages[i]), 0);
+    tn_crash(&net, 1);
+    tn_settle(&net);
+    tn_drop_queue(&net);
+
+    /* it wins the same term again and commits Y where X was */
+    tn_restart(&net, 1);
+    tick_until_leader(&net, 1);
+    assert_int_equal(tn_status(&net, 1).hard_state.term, term);
+    uint8_t y = 'Y';
+    assert_int_equal(raft_propose(tn_node(&net, 1)->r, &y, 1), 0);
+    tn_settle(&net);
+    tn_tick_all(&net, 3);
+    uint64_t applied = tn_node(&net, 1)->applied;
+    assert_int_equal(tn_node(&net, 2)->applied, applied);
+    for (uint64_t i = 1; i <= applied; i++)
+        assert_int_equal(tn_node(&net, 2)->applied_hash[i], tn_node(&net, 1)->applied_hash[i]);
+    tn_free(&net);
+}
+
 /* ---- limits, each at its edge ---- */
 
 static void test_options_validated_at_their_edges(void **state)
@@ -1064,6 +1123,7 @@ int main(void)
         cmocka_unit_test(test_leadership_transfer_completes_or_times_out),
         cmocka_unit_test(test_read_index_waits_for_own_term_commit),
         cmocka_unit_test(test_restart_recovers_persisted_state),
+        cmocka_unit_test(test_sole_voter_appends_wait_for_durable_term),
         cmocka_unit_test(test_options_validated_at_their_edges),
         cmocka_unit_test(test_proposal_limits_give_back_pressure),
         cmocka_unit_test(test_appends_bounded_per_message_and_in_flight),
