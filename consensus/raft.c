@@ -516,8 +516,8 @@ enum campaign_kind { CAMPAIGN_PRE, CAMPAIGN_REAL, CAMPAIGN_TRANSFER };
 
 static void campaign(struct raft *r, enum campaign_kind kind)
 {
-    if (!promotable(r))
-        return;
+    if (!promotable(r) || r->term >= RAFT_TERM_MAX)
+        return; /* at the bound the next term would not be accepted (I1) */
     uint64_t term;
     enum raft_message_type type;
     if (kind == CAMPAIGN_PRE) {
@@ -1186,6 +1186,8 @@ static int validate_message(const struct raft *r, const struct raft_message *m)
         return EHR_EPROTO;
     if (m->to != r->id || m->from == 0 || m->from == r->id)
         return EHR_EPROTO;
+    if (m->term > RAFT_TERM_MAX)
+        return EHR_EPROTO; /* adopting it, our next campaign would wrap the term */
     switch (m->type) {
     case RAFT_MSG_APPEND_RESP:
     case RAFT_MSG_PREVOTE_RESP:
@@ -1847,7 +1849,7 @@ int raft_create(struct raft **out, const struct raft_options *opt, const struct 
     }
     if (hs.commit < snap.index)
         hs.commit = snap.index; /* the snapshot holds only committed entries */
-    if (hs.commit > last || (hs.vote != 0 && hs.term == 0)) {
+    if (hs.commit > last || (hs.vote != 0 && hs.term == 0) || hs.term > RAFT_TERM_MAX) {
         raft_destroy(r);
         return EHR_ECORRUPT;
     }

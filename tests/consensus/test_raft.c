@@ -1026,6 +1026,52 @@ static void test_membership_bounded_at_members_max(void **state)
     tn_free(&net);
 }
 
+/* A term is bounded (RAFT_TERM_MAX): a peer claiming a term past it is
+ * refused, so no node adopts a term whose next campaign would wrap to 0 (a
+ * failed assertion on every node the term reaches, again at each restart).
+ * At the bound, a node is accepted but no longer campaigns. */
+static void test_term_bounded_at_term_max(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 3, 3, tweak_plain);
+    elect(&net, 1);
+    tn_isolate(&net, 1);
+    struct raft *f = tn_node(&net, 2)->r;
+    uint64_t t = tn_status(&net, 2).hard_state.term;
+    struct raft_message hb = {
+        .type = RAFT_MSG_HEARTBEAT, .from = 3, .to = 2, .term = RAFT_TERM_MAX + 1};
+    assert_int_equal(raft_step(f, &hb), EHR_EPROTO);
+    hb.term = UINT64_MAX;
+    assert_int_equal(raft_step(f, &hb), EHR_EPROTO);
+    struct raft_message vote = vote_req(3, 2, UINT64_MAX, 100, 1);
+    assert_int_equal(raft_step(f, &vote), EHR_EPROTO);
+    assert_int_equal(tn_status(&net, 2).hard_state.term, t);
+    hb.term = RAFT_TERM_MAX;
+    assert_int_equal(raft_step(f, &hb), 0);
+    assert_int_equal(tn_status(&net, 2).hard_state.term, RAFT_TERM_MAX);
+    tn_settle(&net);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(raft_tick(f), 0); /* times out, yet never campaigns past the bound */
+    tn_settle(&net);
+    assert_int_equal(tn_status(&net, 2).hard_state.term, RAFT_TERM_MAX);
+    assert_int_equal(tn_status(&net, 2).role, RAFT_FOLLOWER);
+    tn_free(&net);
+    /* a persisted term past the bound is corrupt storage */
+    struct raft_mem_storage *ms = raft_mem_storage_create(true);
+    struct raft_storage st;
+    raft_mem_storage_interface(ms, &st);
+    struct raft_options opt;
+    raft_options_default(&opt);
+    opt.id = 1;
+    struct raft *r = NULL;
+    raft_mem_storage_set_hard_state(ms, &(struct raft_hard_state){.term = RAFT_TERM_MAX + 1});
+    assert_int_equal(raft_create(&r, &opt, &st), EHR_ECORRUPT);
+    raft_mem_storage_set_hard_state(ms, &(struct raft_hard_state){.term = RAFT_TERM_MAX});
+    assert_int_equal(raft_create(&r, &opt, &st), 0);
+    raft_destroy(r);
+    raft_mem_storage_destroy(ms);
+}
+
 /* Whatever a peer sends is checked before use: bad messages change nothing. */
 static void test_malformed_messages_are_refused(void **state)
 {
@@ -1129,6 +1175,7 @@ int main(void)
         cmocka_unit_test(test_appends_bounded_per_message_and_in_flight),
         cmocka_unit_test(test_outbox_bounded_when_batches_are_not_collected),
         cmocka_unit_test(test_membership_bounded_at_members_max),
+        cmocka_unit_test(test_term_bounded_at_term_max),
         cmocka_unit_test(test_malformed_messages_are_refused),
         cmocka_unit_test(test_no_input_between_ready_and_advance),
     };
