@@ -366,6 +366,7 @@ struct sim {
     struct u64vec applied_hash;   /* by index */
     struct u64vec chain_hash;     /* app state after applying index */
     struct u64vec leader_of_term; /* by term */
+    struct u64vec leader_gen;     /* by term: the leader's crash generation + 1 */
     uint64_t committed_max;
     struct lm_map lm;
     struct u64vec prop_node; /* by proposal id: proposing node id */
@@ -989,12 +990,18 @@ static void check_node(struct sim *s, struct sim_node *nd)
         uint64_t who = vec_get(&s->leader_of_term, term);
         if (who == 0) {
             vec_set(&s->leader_of_term, term, nd->id);
+            vec_set(&s->leader_gen, term, (uint64_t)nd->gen + 1);
             s->res->leaders++;
             trace(s, "n%llu leads term %llu", (unsigned long long)nd->id, (unsigned long long)term);
         } else if (who != nd->id) {
             violation(s, "S1 two leaders in term %llu: nodes %llu and %llu",
                       (unsigned long long)term, (unsigned long long)who,
                       (unsigned long long)nd->id);
+        } else if (vec_get(&s->leader_gen, term) != (uint64_t)nd->gen + 1) {
+            /* it voted for itself in that term: leading it again after a
+             * crash means it forgot that vote, and may fork its own log */
+            violation(s, "S1 node %llu led term %llu twice, before and after a crash",
+                      (unsigned long long)nd->id, (unsigned long long)term);
         }
         if (nd->memo_role != RAFT_LEADER || nd->memo_term != term) {
             check_leader_completeness(s, nd, &st);
@@ -1501,6 +1508,7 @@ static void sim_free(struct sim *s)
     vec_free(&s->applied_hash);
     vec_free(&s->chain_hash);
     vec_free(&s->leader_of_term);
+    vec_free(&s->leader_gen);
     vec_free(&s->prop_node);
     vec_free(&s->prop_hash);
     vec_free(&s->prop_acked);
