@@ -483,6 +483,20 @@ static struct raft_status node_status(const struct sim_node *nd)
     return st;
 }
 
+/* An up node that believes it leads, a deposed one as likely as the
+ * newest (clients reach whichever they think leads), or -1. */
+static int any_leader_slot(struct sim *s)
+{
+    int found[SIM_NODES_MAX];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->n && n < SIM_NODES_MAX; i++)
+        if (s->nodes[i].up && node_status(&s->nodes[i]).role == RAFT_LEADER)
+            found[n++] = (int)i;
+    if (n == 0)
+        return -1;
+    return n == 1 ? found[0] : found[rng_below(&s->rng, n)];
+}
+
 /* The up node leading in the highest term, or -1. */
 static int leader_slot(const struct sim *s)
 {
@@ -1397,12 +1411,13 @@ static void control(struct sim *s)
         s->res->transfers += err == 0;
         process(s, (uint32_t)l);
     }
-    if (l >= 0 && s->nodes[l].up && rng_below(&s->rng, 100) < 5) {
+    int rl = any_leader_slot(s);
+    if (rl >= 0 && rng_below(&s->rng, 100) < 5) {
         uint64_t req = ++s->next_read;
-        int err = raft_read_index(s->nodes[l].r, req);
+        int err = raft_read_index(s->nodes[rl].r, req);
         if (err == 0)
             vec_set(&s->read_floor, req, s->acked_max_index + 1);
-        process(s, (uint32_t)l);
+        process(s, (uint32_t)rl);
     }
     if (rng_below(&s->rng, 100) < 4) {
         uint32_t slot = (uint32_t)rng_below(&s->rng, s->n);
@@ -1542,7 +1557,10 @@ int sim_run(const struct sim_options *opt, struct sim_result *result)
     o->election_ticks = 10;
     o->heartbeat_ticks = 1 + (uint32_t)rng_below(&s->rng, 3);
     o->pre_vote = rng_below(&s->rng, 10) != 0;
-    o->check_quorum = true;
+    /* Without check-quorum a cut-off leader keeps believing it leads until
+     * it hears a newer term: the reads sent to it show whether read-index
+     * really waits for a quorum's confirmation. */
+    o->check_quorum = rng_below(&s->rng, 5) != 0;
     o->append_entries_max = 1 + (uint32_t)rng_below(&s->rng, rng_below(&s->rng, 2) ? 4 : 64);
     o->append_bytes_max = 256 + rng_below(&s->rng, 65536);
     o->inflight_max = 1 + (uint32_t)rng_below(&s->rng, 32);
@@ -1557,9 +1575,9 @@ int sim_run(const struct sim_options *opt, struct sim_result *result)
     for (uint32_t i = 0; i < s->n; i++)
         boot.voters[i] = i + 1;
     trace(s,
-          "seed %llu: %u nodes, pre_vote=%d heartbeat=%u append<=%u/%llu inflight<=%u/%llu "
-          "chunk=%u",
-          (unsigned long long)opt->seed, s->n, o->pre_vote, o->heartbeat_ticks,
+          "seed %llu: %u nodes, pre_vote=%d check_quorum=%d heartbeat=%u append<=%u/%llu "
+          "inflight<=%u/%llu chunk=%u",
+          (unsigned long long)opt->seed, s->n, o->pre_vote, o->check_quorum, o->heartbeat_ticks,
           o->append_entries_max, (unsigned long long)o->append_bytes_max, o->inflight_max,
           (unsigned long long)o->inflight_bytes_max, o->snapshot_chunk_bytes);
     for (uint32_t i = 0; i < s->n; i++) {
