@@ -1148,7 +1148,9 @@ static void handle_heartbeat_resp(struct raft *r, struct raft__progress *pr,
         pr->snap_chunk_sent = false; /* resend a chunk that may be lost */
     if (pr->match < raft__log_last(r) || pr->state == RAFT_PROGRESS_SNAPSHOT)
         send_append(r, pr, true);
-    if (m->context > pr->read_ack) {
+    /* Only an echo of a round we sent confirms anything (I12): a claimed
+     * future round would confirm reads that peer never heard of. */
+    if (m->context > pr->read_ack && m->context <= r->read_round) {
         pr->read_ack = m->context;
         reads_advance(r);
     }

@@ -787,6 +787,33 @@ static void test_read_index_waits_for_own_term_commit(void **state)
     tn_free(&net);
 }
 
+/* I12: only an echo of a round the leader sent confirms a read: a peer that
+ * claims a round not yet begun cannot confirm reads issued after it. */
+static void test_read_confirmed_only_by_rounds_sent(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 3, 3, NULL);
+    elect(&net, 1);
+    tn_settle(&net);
+    struct raft *l = tn_node(&net, 1)->r;
+    uint64_t term = tn_status(&net, 1).hard_state.term;
+    tn_isolate(&net, 1);
+    struct raft_message future = {
+        .type = RAFT_MSG_HEARTBEAT_RESP, .from = 2, .to = 1, .term = term, .context = UINT64_MAX};
+    assert_int_equal(raft_step(l, &future), 0);
+    assert_int_equal(raft_read_index(l, 7), 0);
+    future.context = 1000;
+    assert_int_equal(raft_step(l, &future), 0);
+    tn_settle(&net);
+    assert_int_equal(tn_node(&net, 1)->read_count, 0); /* nobody confirmed it */
+    tn_heal(&net);
+    tn_tick_all(&net, 2);
+    assert_int_equal(tn_node(&net, 1)->read_count, 1);
+    assert_int_equal(tn_node(&net, 1)->reads[0].err, 0);
+    assert_int_equal(tn_node(&net, 1)->reads[0].request, 7);
+    tn_free(&net);
+}
+
 /* A restarted node recovers its term, vote, commit index and configuration. */
 static void test_restart_recovers_persisted_state(void **state)
 {
@@ -1168,6 +1195,7 @@ int main(void)
         cmocka_unit_test(test_removed_leader_campaigns_until_its_removal_commits),
         cmocka_unit_test(test_leadership_transfer_completes_or_times_out),
         cmocka_unit_test(test_read_index_waits_for_own_term_commit),
+        cmocka_unit_test(test_read_confirmed_only_by_rounds_sent),
         cmocka_unit_test(test_restart_recovers_persisted_state),
         cmocka_unit_test(test_sole_voter_appends_wait_for_durable_term),
         cmocka_unit_test(test_options_validated_at_their_edges),
