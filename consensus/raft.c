@@ -1494,7 +1494,8 @@ int raft_propose_config(struct raft *r, enum raft_config_op op, raft_id id)
         if (!raft_config_is_learner(&c, id))
             return EHR_EINVAL;
         const struct raft__progress *pr = progress_find(r, id);
-        if (pr == NULL || pr->match + r->opt.promote_lag_max < raft__log_last(r))
+        /* match <= last: the difference cannot wrap, a sum could */
+        if (pr == NULL || raft__log_last(r) - pr->match > r->opt.promote_lag_max)
             return EHR_EAGAIN; /* not caught up yet */
         uint32_t k = 0;
         for (uint32_t i = 0; i < c.learner_count; i++)

@@ -634,6 +634,35 @@ static void test_learner_catches_up_then_is_promoted(void **state)
     tn_free(&net);
 }
 
+static void tweak_any_lag(struct raft_options *opt)
+{
+    opt->promote_lag_max = UINT64_MAX;
+}
+
+/* promote_lag_max at the top of its range lets any learner be promoted
+ * (the lag test must not wrap and refuse them all). */
+static void test_promote_lag_max_at_its_top(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 4, 3, tweak_any_lag);
+    elect(&net, 1);
+    struct raft *l = tn_node(&net, 1)->r;
+    assert_int_equal(raft_propose_config(l, RAFT_CONFIG_ADD_LEARNER, 4), 0);
+    tn_settle(&net);
+    struct raft_progress_info pi;
+    assert_int_equal(raft_progress_get(l, 4, &pi), 0);
+    assert_true(pi.match > 0); /* it holds part of the log ... */
+    tn_isolate(&net, 4);
+    assert_int_equal(tn_propose(&net, 1, 20, 8), 0);
+    tn_settle(&net);
+    assert_true(tn_status(&net, 1).last_index > pi.match + 1); /* ... and lags */
+    assert_int_equal(raft_propose_config(l, RAFT_CONFIG_PROMOTE, 4), 0);
+    tn_settle(&net);
+    struct raft_status st = tn_status(&net, 1);
+    assert_true(raft_config_is_voter(&st.config, 4));
+    tn_free(&net);
+}
+
 /* I11: the leader may remove itself: it leads until the change commits,
  * then steps down and hands over; it never campaigns again. */
 static void test_leader_removes_itself_and_hands_over(void **state)
@@ -1191,6 +1220,7 @@ int main(void)
         cmocka_unit_test(test_prevote_and_checkquorum_healed_cluster_elects_leader),
         cmocka_unit_test(test_follower_behind_compacted_log_receives_snapshot),
         cmocka_unit_test(test_learner_catches_up_then_is_promoted),
+        cmocka_unit_test(test_promote_lag_max_at_its_top),
         cmocka_unit_test(test_leader_removes_itself_and_hands_over),
         cmocka_unit_test(test_removed_leader_campaigns_until_its_removal_commits),
         cmocka_unit_test(test_leadership_transfer_completes_or_times_out),
