@@ -172,15 +172,23 @@ static bool promotable(const struct raft *r)
 
 /*
  * Queue m (from and term already set by the caller or here) for the batch.
- * after_persist: the message depends on durable state (votes, acks). Beyond
- * RAFT_OUTBOX_MAX messages are dropped: Raft tolerates loss, and a caller
- * that never collects its batches must not grow memory without bound.
+ * after_persist: the message depends on durable state (votes, acks). So does
+ * any message that carries a term not yet durable here (I5): a leader that
+ * won in the batch that raised its term (a sole voter) must not send its
+ * appends before that term is durable, or a crash lets it win the same term
+ * again with other entries at the same indices. Pre-votes and their answers
+ * carry a term nobody adopts and are exempt. Beyond RAFT_OUTBOX_MAX messages
+ * are dropped: Raft tolerates loss, and a caller that never collects its
+ * batches must not grow memory without bound.
  */
 static void send(struct raft *r, struct raft_message *m, bool after_persist)
 {
-    struct raft__outbox *o = after_persist ? &r->out_after : &r->out_now;
     EHR_ASSERT(m->to != r->id);
     EHR_ASSERT(m->type > 0 && m->type < RAFT_MSG_TYPE_LAST_);
+    if (m->type != RAFT_MSG_PREVOTE && m->type != RAFT_MSG_PREVOTE_RESP &&
+        m->term > r->hs_handed.term)
+        after_persist = true;
+    struct raft__outbox *o = after_persist ? &r->out_after : &r->out_now;
     if (r->out_now.count + r->out_after.count >= RAFT_OUTBOX_MAX) {
         r->stats.messages_dropped++;
         return;
@@ -508,8 +516,8 @@ enum campaign_kind { CAMPAIGN_PRE, CAMPAIGN_REAL, CAMPAIGN_TRANSFER };
 
 static void campaign(struct raft *r, enum campaign_kind kind)
 {
-    if (!promotable(r))
-        return;
+    if (!promotable(r) || r->term >= RAFT_TERM_MAX)
+        return; /* at the bound the next term would not be accepted (I1) */
     uint64_t term;
     enum raft_message_type type;
     if (kind == CAMPAIGN_PRE) {
@@ -1140,7 +1148,9 @@ static void handle_heartbeat_resp(struct raft *r, struct raft__progress *pr,
         pr->snap_chunk_sent = false; /* resend a chunk that may be lost */
     if (pr->match < raft__log_last(r) || pr->state == RAFT_PROGRESS_SNAPSHOT)
         send_append(r, pr, true);
-    if (m->context > pr->read_ack) {
+    /* Only an echo of a round we sent confirms anything (I12): a claimed
+     * future round would confirm reads that peer never heard of. */
+    if (m->context > pr->read_ack && m->context <= r->read_round) {
         pr->read_ack = m->context;
         reads_advance(r);
     }
@@ -1178,6 +1188,8 @@ static int validate_message(const struct raft *r, const struct raft_message *m)
         return EHR_EPROTO;
     if (m->to != r->id || m->from == 0 || m->from == r->id)
         return EHR_EPROTO;
+    if (m->term > RAFT_TERM_MAX)
+        return EHR_EPROTO; /* adopting it, our next campaign would wrap the term */
     switch (m->type) {
     case RAFT_MSG_APPEND_RESP:
     case RAFT_MSG_PREVOTE_RESP:
@@ -1482,7 +1494,8 @@ int raft_propose_config(struct raft *r, enum raft_config_op op, raft_id id)
         if (!raft_config_is_learner(&c, id))
             return EHR_EINVAL;
         const struct raft__progress *pr = progress_find(r, id);
-        if (pr == NULL || pr->match + r->opt.promote_lag_max < raft__log_last(r))
+        /* match <= last: the difference cannot wrap, a sum could */
+        if (pr == NULL || raft__log_last(r) - pr->match > r->opt.promote_lag_max)
             return EHR_EAGAIN; /* not caught up yet */
         uint32_t k = 0;
         for (uint32_t i = 0; i < c.learner_count; i++)
@@ -1839,7 +1852,7 @@ int raft_create(struct raft **out, const struct raft_options *opt, const struct 
     }
     if (hs.commit < snap.index)
         hs.commit = snap.index; /* the snapshot holds only committed entries */
-    if (hs.commit > last || (hs.vote != 0 && hs.term == 0)) {
+    if (hs.commit > last || (hs.vote != 0 && hs.term == 0) || hs.term > RAFT_TERM_MAX) {
         raft_destroy(r);
         return EHR_ECORRUPT;
     }

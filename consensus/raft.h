@@ -65,6 +65,9 @@ enum {
 #define RAFT_SNAPSHOT_CHUNK_BYTES_MAX ((uint32_t)64 << 20) /* one snapshot chunk */
 #define RAFT_APPLY_BYTES_MAX ((uint64_t)1 << 30)           /* committed data per ready */
 #define RAFT_CONFIG_ENCODED_BYTES_MAX (4 + 8 * RAFT_MEMBERS_MAX)
+/* Highest term: a message claiming more is refused, a node there no longer
+ * campaigns, so a term never wraps (2^62 elections are never reached). */
+#define RAFT_TERM_MAX ((uint64_t)1 << 62)
 
 /* ---- log entries, hard state, configuration ---- */
 
@@ -225,7 +228,8 @@ struct raft;
  * Create an instance from the persisted state in `storage` (copied; its ctx
  * must outlive the instance). Returns 0 and *out, or EHR_EINVAL (bad
  * options), EHR_ECORRUPT (the storage contradicts itself: commit beyond the
- * log, a configuration entry that does not decode) or a storage error.
+ * log, a term past RAFT_TERM_MAX, a configuration entry that does not
+ * decode) or a storage error.
  * The instance is owned by the caller; free it with raft_destroy.
  */
 int raft_create(struct raft **out, const struct raft_options *opt, const struct raft_storage *st);

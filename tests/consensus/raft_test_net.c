@@ -150,7 +150,8 @@ void tn_settle(struct tn_net *net)
         /* deliver what is queued now, in order; replies queue behind */
         size_t n = net->queue_count;
         struct raft_message **batch = ehr_malloc((n > 0 ? n : 1) * sizeof *batch);
-        memcpy(batch, net->queue, n * sizeof *batch);
+        if (n > 0) /* the queue is NULL until the first message */
+            memcpy(batch, net->queue, n * sizeof *batch);
         net->queue_count = 0;
         for (size_t i = 0; i < n; i++)
             deliver_one(net, batch[i]);

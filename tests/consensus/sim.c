@@ -366,6 +366,7 @@ struct sim {
     struct u64vec applied_hash;   /* by index */
     struct u64vec chain_hash;     /* app state after applying index */
     struct u64vec leader_of_term; /* by term */
+    struct u64vec leader_gen;     /* by term: the leader's crash generation + 1 */
     uint64_t committed_max;
     struct lm_map lm;
     struct u64vec prop_node; /* by proposal id: proposing node id */
@@ -480,6 +481,20 @@ static struct raft_status node_status(const struct sim_node *nd)
     struct raft_status st;
     raft_status_get(nd->r, &st);
     return st;
+}
+
+/* An up node that believes it leads, a deposed one as likely as the
+ * newest (clients reach whichever they think leads), or -1. */
+static int any_leader_slot(struct sim *s)
+{
+    int found[SIM_NODES_MAX];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->n && n < SIM_NODES_MAX; i++)
+        if (s->nodes[i].up && node_status(&s->nodes[i]).role == RAFT_LEADER)
+            found[n++] = (int)i;
+    if (n == 0)
+        return -1;
+    return n == 1 ? found[0] : found[rng_below(&s->rng, n)];
 }
 
 /* The up node leading in the highest term, or -1. */
@@ -714,7 +729,12 @@ static void check_persisted(struct sim *s, struct sim_node *nd, const struct raf
     if (s->opt.consequences_only)
         return;
     const struct raft_hard_state *hs = &nd->durable_hs;
-    if (m->type == RAFT_MSG_VOTE_RESP && !m->reject) {
+    if (m->type != RAFT_MSG_PREVOTE && m->type != RAFT_MSG_PREVOTE_RESP && m->term > hs->term) {
+        /* a term that a crash can forget, so the sender could lead it twice */
+        violation(s, "S4 node %llu sent a %s of term %llu before persisting the term",
+                  (unsigned long long)nd->id, raft_message_type_name(m->type),
+                  (unsigned long long)m->term);
+    } else if (m->type == RAFT_MSG_VOTE_RESP && !m->reject) {
         if (hs->term != m->term || hs->vote != m->to)
             violation(s, "S4 node %llu granted a vote in term %llu before persisting it",
                       (unsigned long long)nd->id, (unsigned long long)m->term);
@@ -984,12 +1004,18 @@ static void check_node(struct sim *s, struct sim_node *nd)
         uint64_t who = vec_get(&s->leader_of_term, term);
         if (who == 0) {
             vec_set(&s->leader_of_term, term, nd->id);
+            vec_set(&s->leader_gen, term, (uint64_t)nd->gen + 1);
             s->res->leaders++;
             trace(s, "n%llu leads term %llu", (unsigned long long)nd->id, (unsigned long long)term);
         } else if (who != nd->id) {
             violation(s, "S1 two leaders in term %llu: nodes %llu and %llu",
                       (unsigned long long)term, (unsigned long long)who,
                       (unsigned long long)nd->id);
+        } else if (vec_get(&s->leader_gen, term) != (uint64_t)nd->gen + 1) {
+            /* it voted for itself in that term: leading it again after a
+             * crash means it forgot that vote, and may fork its own log */
+            violation(s, "S1 node %llu led term %llu twice, before and after a crash",
+                      (unsigned long long)nd->id, (unsigned long long)term);
         }
         if (nd->memo_role != RAFT_LEADER || nd->memo_term != term) {
             check_leader_completeness(s, nd, &st);
@@ -1385,12 +1411,13 @@ static void control(struct sim *s)
         s->res->transfers += err == 0;
         process(s, (uint32_t)l);
     }
-    if (l >= 0 && s->nodes[l].up && rng_below(&s->rng, 100) < 5) {
+    int rl = any_leader_slot(s);
+    if (rl >= 0 && rng_below(&s->rng, 100) < 5) {
         uint64_t req = ++s->next_read;
-        int err = raft_read_index(s->nodes[l].r, req);
+        int err = raft_read_index(s->nodes[rl].r, req);
         if (err == 0)
             vec_set(&s->read_floor, req, s->acked_max_index + 1);
-        process(s, (uint32_t)l);
+        process(s, (uint32_t)rl);
     }
     if (rng_below(&s->rng, 100) < 4) {
         uint32_t slot = (uint32_t)rng_below(&s->rng, s->n);
@@ -1496,6 +1523,7 @@ static void sim_free(struct sim *s)
     vec_free(&s->applied_hash);
     vec_free(&s->chain_hash);
     vec_free(&s->leader_of_term);
+    vec_free(&s->leader_gen);
     vec_free(&s->prop_node);
     vec_free(&s->prop_hash);
     vec_free(&s->prop_acked);
@@ -1529,7 +1557,10 @@ int sim_run(const struct sim_options *opt, struct sim_result *result)
     o->election_ticks = 10;
     o->heartbeat_ticks = 1 + (uint32_t)rng_below(&s->rng, 3);
     o->pre_vote = rng_below(&s->rng, 10) != 0;
-    o->check_quorum = true;
+    /* Without check-quorum a cut-off leader keeps believing it leads until
+     * it hears a newer term: the reads sent to it show whether read-index
+     * really waits for a quorum's confirmation. */
+    o->check_quorum = rng_below(&s->rng, 5) != 0;
     o->append_entries_max = 1 + (uint32_t)rng_below(&s->rng, rng_below(&s->rng, 2) ? 4 : 64);
     o->append_bytes_max = 256 + rng_below(&s->rng, 65536);
     o->inflight_max = 1 + (uint32_t)rng_below(&s->rng, 32);
@@ -1544,9 +1575,9 @@ int sim_run(const struct sim_options *opt, struct sim_result *result)
     for (uint32_t i = 0; i < s->n; i++)
         boot.voters[i] = i + 1;
     trace(s,
-          "seed %llu: %u nodes, pre_vote=%d heartbeat=%u append<=%u/%llu inflight<=%u/%llu "
-          "chunk=%u",
-          (unsigned long long)opt->seed, s->n, o->pre_vote, o->heartbeat_ticks,
+          "seed %llu: %u nodes, pre_vote=%d check_quorum=%d heartbeat=%u append<=%u/%llu "
+          "inflight<=%u/%llu chunk=%u",
+          (unsigned long long)opt->seed, s->n, o->pre_vote, o->check_quorum, o->heartbeat_ticks,
           o->append_entries_max, (unsigned long long)o->append_bytes_max, o->inflight_max,
           (unsigned long long)o->inflight_bytes_max, o->snapshot_chunk_bytes);
     for (uint32_t i = 0; i < s->n; i++) {

@@ -634,6 +634,35 @@ static void test_learner_catches_up_then_is_promoted(void **state)
     tn_free(&net);
 }
 
+static void tweak_any_lag(struct raft_options *opt)
+{
+    opt->promote_lag_max = UINT64_MAX;
+}
+
+/* promote_lag_max at the top of its range lets any learner be promoted
+ * (the lag test must not wrap and refuse them all). */
+static void test_promote_lag_max_at_its_top(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 4, 3, tweak_any_lag);
+    elect(&net, 1);
+    struct raft *l = tn_node(&net, 1)->r;
+    assert_int_equal(raft_propose_config(l, RAFT_CONFIG_ADD_LEARNER, 4), 0);
+    tn_settle(&net);
+    struct raft_progress_info pi;
+    assert_int_equal(raft_progress_get(l, 4, &pi), 0);
+    assert_true(pi.match > 0); /* it holds part of the log ... */
+    tn_isolate(&net, 4);
+    assert_int_equal(tn_propose(&net, 1, 20, 8), 0);
+    tn_settle(&net);
+    assert_true(tn_status(&net, 1).last_index > pi.match + 1); /* ... and lags */
+    assert_int_equal(raft_propose_config(l, RAFT_CONFIG_PROMOTE, 4), 0);
+    tn_settle(&net);
+    struct raft_status st = tn_status(&net, 1);
+    assert_true(raft_config_is_voter(&st.config, 4));
+    tn_free(&net);
+}
+
 /* I11: the leader may remove itself: it leads until the change commits,
  * then steps down and hands over; it never campaigns again. */
 static void test_leader_removes_itself_and_hands_over(void **state)
@@ -787,6 +816,33 @@ static void test_read_index_waits_for_own_term_commit(void **state)
     tn_free(&net);
 }
 
+/* I12: only an echo of a round the leader sent confirms a read: a peer that
+ * claims a round not yet begun cannot confirm reads issued after it. */
+static void test_read_confirmed_only_by_rounds_sent(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 3, 3, NULL);
+    elect(&net, 1);
+    tn_settle(&net);
+    struct raft *l = tn_node(&net, 1)->r;
+    uint64_t term = tn_status(&net, 1).hard_state.term;
+    tn_isolate(&net, 1);
+    struct raft_message future = {
+        .type = RAFT_MSG_HEARTBEAT_RESP, .from = 2, .to = 1, .term = term, .context = UINT64_MAX};
+    assert_int_equal(raft_step(l, &future), 0);
+    assert_int_equal(raft_read_index(l, 7), 0);
+    future.context = 1000;
+    assert_int_equal(raft_step(l, &future), 0);
+    tn_settle(&net);
+    assert_int_equal(tn_node(&net, 1)->read_count, 0); /* nobody confirmed it */
+    tn_heal(&net);
+    tn_tick_all(&net, 2);
+    assert_int_equal(tn_node(&net, 1)->read_count, 1);
+    assert_int_equal(tn_node(&net, 1)->reads[0].err, 0);
+    assert_int_equal(tn_node(&net, 1)->reads[0].request, 7);
+    tn_free(&net);
+}
+
 /* A restarted node recovers its term, vote, commit index and configuration. */
 static void test_restart_recovers_persisted_state(void **state)
 {
@@ -806,6 +862,65 @@ static void test_restart_recovers_persisted_state(void **state)
     assert_int_equal(after.config_index, before.config_index);
     assert_memory_equal(&after.config, &before.config, sizeof after.config);
     assert_int_equal(after.role, RAFT_FOLLOWER);
+    tn_free(&net);
+}
+
+/* Tick node id (no settling, no batch processed) until it leads. */
+static void tick_until_leader(struct tn_net *net, raft_id id)
+{
+    for (int i = 0; i < 100 && tn_status(net, id).role != RAFT_LEADER; i++)
+        assert_int_equal(raft_tick(tn_node(net, id)->r), 0);
+    assert_int_equal(tn_status(net, id).role, RAFT_LEADER);
+}
+
+/* I2, I5: a sole voter wins its election at once, in the batch that raises
+ * its term. Its appends carry that term, so they must not leave before the
+ * term is durable: a crash in between would let it win the same term again
+ * with different entries at the same indices, and a learner that got the
+ * first appends would apply an entry that was never committed. */
+static void test_sole_voter_appends_wait_for_durable_term(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 2, 1, tweak_plain);
+    tick_until_leader(&net, 1);
+    tn_settle(&net);
+    assert_int_equal(raft_propose_config(tn_node(&net, 1)->r, RAFT_CONFIG_ADD_LEARNER, 2), 0);
+    tn_settle(&net);
+    tn_tick_all(&net, 2);
+    assert_int_equal(tn_node(&net, 2)->applied, tn_node(&net, 1)->applied);
+
+    /* restart the voter: it wins term T at once and proposes X */
+    tn_restart(&net, 1);
+    uint64_t durable_term = tn_status(&net, 1).hard_state.term;
+    tick_until_leader(&net, 1);
+    uint64_t term = tn_status(&net, 1).hard_state.term;
+    assert_true(term > durable_term);
+    uint8_t x = 'X';
+    assert_int_equal(raft_propose(tn_node(&net, 1)->r, &x, 1), 0);
+    struct raft_ready rd;
+    assert_int_equal(raft_ready_get(tn_node(&net, 1)->r, &rd), 0);
+    assert_true(rd.hard_state_changed);
+    for (size_t i = 0; i < rd.message_count; i++)
+        assert_true(rd.messages[i].term <= durable_term); /* only what is durable leaves */
+    /* the messages go out, then the voter crashes before persisting */
+    for (size_t i = 0; i < rd.message_count; i++)
+        assert_int_equal(raft_step(tn_node(&net, 2)->r, &rd.messages[i]), 0);
+    tn_crash(&net, 1);
+    tn_settle(&net);
+    tn_drop_queue(&net);
+
+    /* it wins the same term again and commits Y where X was */
+    tn_restart(&net, 1);
+    tick_until_leader(&net, 1);
+    assert_int_equal(tn_status(&net, 1).hard_state.term, term);
+    uint8_t y = 'Y';
+    assert_int_equal(raft_propose(tn_node(&net, 1)->r, &y, 1), 0);
+    tn_settle(&net);
+    tn_tick_all(&net, 3);
+    uint64_t applied = tn_node(&net, 1)->applied;
+    assert_int_equal(tn_node(&net, 2)->applied, applied);
+    for (uint64_t i = 1; i <= applied; i++)
+        assert_int_equal(tn_node(&net, 2)->applied_hash[i], tn_node(&net, 1)->applied_hash[i]);
     tn_free(&net);
 }
 
@@ -967,6 +1082,52 @@ static void test_membership_bounded_at_members_max(void **state)
     tn_free(&net);
 }
 
+/* A term is bounded (RAFT_TERM_MAX): a peer claiming a term past it is
+ * refused, so no node adopts a term whose next campaign would wrap to 0 (a
+ * failed assertion on every node the term reaches, again at each restart).
+ * At the bound, a node is accepted but no longer campaigns. */
+static void test_term_bounded_at_term_max(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 3, 3, tweak_plain);
+    elect(&net, 1);
+    tn_isolate(&net, 1);
+    struct raft *f = tn_node(&net, 2)->r;
+    uint64_t t = tn_status(&net, 2).hard_state.term;
+    struct raft_message hb = {
+        .type = RAFT_MSG_HEARTBEAT, .from = 3, .to = 2, .term = RAFT_TERM_MAX + 1};
+    assert_int_equal(raft_step(f, &hb), EHR_EPROTO);
+    hb.term = UINT64_MAX;
+    assert_int_equal(raft_step(f, &hb), EHR_EPROTO);
+    struct raft_message vote = vote_req(3, 2, UINT64_MAX, 100, 1);
+    assert_int_equal(raft_step(f, &vote), EHR_EPROTO);
+    assert_int_equal(tn_status(&net, 2).hard_state.term, t);
+    hb.term = RAFT_TERM_MAX;
+    assert_int_equal(raft_step(f, &hb), 0);
+    assert_int_equal(tn_status(&net, 2).hard_state.term, RAFT_TERM_MAX);
+    tn_settle(&net);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(raft_tick(f), 0); /* times out, yet never campaigns past the bound */
+    tn_settle(&net);
+    assert_int_equal(tn_status(&net, 2).hard_state.term, RAFT_TERM_MAX);
+    assert_int_equal(tn_status(&net, 2).role, RAFT_FOLLOWER);
+    tn_free(&net);
+    /* a persisted term past the bound is corrupt storage */
+    struct raft_mem_storage *ms = raft_mem_storage_create(true);
+    struct raft_storage st;
+    raft_mem_storage_interface(ms, &st);
+    struct raft_options opt;
+    raft_options_default(&opt);
+    opt.id = 1;
+    struct raft *r = NULL;
+    raft_mem_storage_set_hard_state(ms, &(struct raft_hard_state){.term = RAFT_TERM_MAX + 1});
+    assert_int_equal(raft_create(&r, &opt, &st), EHR_ECORRUPT);
+    raft_mem_storage_set_hard_state(ms, &(struct raft_hard_state){.term = RAFT_TERM_MAX});
+    assert_int_equal(raft_create(&r, &opt, &st), 0);
+    raft_destroy(r);
+    raft_mem_storage_destroy(ms);
+}
+
 /* Whatever a peer sends is checked before use: bad messages change nothing. */
 static void test_malformed_messages_are_refused(void **state)
 {
@@ -1059,16 +1220,20 @@ int main(void)
         cmocka_unit_test(test_prevote_and_checkquorum_healed_cluster_elects_leader),
         cmocka_unit_test(test_follower_behind_compacted_log_receives_snapshot),
         cmocka_unit_test(test_learner_catches_up_then_is_promoted),
+        cmocka_unit_test(test_promote_lag_max_at_its_top),
         cmocka_unit_test(test_leader_removes_itself_and_hands_over),
         cmocka_unit_test(test_removed_leader_campaigns_until_its_removal_commits),
         cmocka_unit_test(test_leadership_transfer_completes_or_times_out),
         cmocka_unit_test(test_read_index_waits_for_own_term_commit),
+        cmocka_unit_test(test_read_confirmed_only_by_rounds_sent),
         cmocka_unit_test(test_restart_recovers_persisted_state),
+        cmocka_unit_test(test_sole_voter_appends_wait_for_durable_term),
         cmocka_unit_test(test_options_validated_at_their_edges),
         cmocka_unit_test(test_proposal_limits_give_back_pressure),
         cmocka_unit_test(test_appends_bounded_per_message_and_in_flight),
         cmocka_unit_test(test_outbox_bounded_when_batches_are_not_collected),
         cmocka_unit_test(test_membership_bounded_at_members_max),
+        cmocka_unit_test(test_term_bounded_at_term_max),
         cmocka_unit_test(test_malformed_messages_are_refused),
         cmocka_unit_test(test_no_input_between_ready_and_advance),
     };
