@@ -143,5 +143,6 @@ int cli__cmd_key_passwd(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_genesis_show(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_genesis_member(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_init(struct cli__ctx *ctx, int argc, char **argv);
 
 #endif /* EHR_CLI_INTERNAL_H */
