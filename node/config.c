@@ -243,7 +243,7 @@ static int string_get(const struct loader *ld, const char *key, json_t *value, s
 /* A path from the file, made absolute against the config file's directory. */
 static int path_get(const struct loader *ld, const char *key, json_t *value, char **out)
 {
-    const char *text;
+    const char *text = NULL;
     int rc = string_get(ld, key, value, NODE_CONFIG_PATH_BYTES_MAX, &text);
     if (rc != 0)
         return rc;
@@ -260,7 +260,7 @@ static int path_get(const struct loader *ld, const char *key, json_t *value, cha
 
 static int address_get(const struct loader *ld, const char *key, json_t *value, char **out)
 {
-    const char *text;
+    const char *text = NULL;
     int rc = string_get(ld, key, value, NODE_CONFIG_ADDRESS_BYTES_MAX, &text);
     if (rc != 0)
         return rc;
