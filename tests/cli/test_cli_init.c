@@ -138,7 +138,7 @@ static void genesis_make(const struct fixture *f, const char *name, const char *
 {
     json_t *list = json_array();
     for (size_t i = 0; i < count; i++) {
-        char member_name[32], address[32];
+        char member_name[48], address[48];
         snprintf(member_name, sizeof member_name, "member %zu", i);
         snprintf(address, sizeof address, "10.0.0.%zu:7000", i + 1);
         struct result r = run(f, "genesis", "member", "--key", keys[i], "--name", member_name,
