@@ -175,5 +175,6 @@ int cli__cmd_ledger_verify(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_ledger_status(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_block_show(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_init(struct cli__ctx *ctx, int argc, char **argv);
 
 #endif /* EHR_CLI_INTERNAL_H */

@@ -88,6 +88,24 @@ static const struct cli__command commands[] = {
      "options:\n"
      "  --data DIR     the node's data directory (default $EHR_DATA), opened read-only\n",
      cli__cmd_tx_show},
+    {"init",
+     "--genesis FILE --key FILE --data DIR --peer-listen HOST:PORT --rpc-listen HOST:PORT "
+     "[--config OUT] [--passphrase-file FILE] [--force]",
+     "Create a founding node's data directory: ledger, key copy, config file.",
+     "options:\n"
+     "  --genesis FILE          the chain's genesis file (ehrctl genesis writes it)\n"
+     "  --key FILE              this node's key file; its signing key must be a founding\n"
+     "                          member of the genesis; copied to DIR/node.key (mode 0600)\n"
+     "  --data DIR              the data directory, created with mode 0700; must be absent\n"
+     "                          or empty unless --force\n"
+     "  --peer-listen HOST:PORT where the node listens for its peers\n"
+     "  --rpc-listen HOST:PORT  where the node serves the gRPC API\n"
+     "  --config OUT            the node's config file (default DIR/ehrd.json)\n"
+     "  --passphrase-file FILE  the key's passphrase (else $EHR_PASSPHRASE, else a prompt);\n"
+     "                          recorded in the config for the node\n"
+     "  --force                 re-run on an initialised DIR: rewrite node.key and the\n"
+     "                          config, keep the ledger if it is this genesis's chain\n",
+     cli__cmd_init},
     {"help", "[COMMAND]", "Show the commands, or one command's help.", NULL, cmd_help},
 };
 
@@ -126,7 +144,7 @@ static void print_overview(FILE *out)
 {
     fprintf(out, "usage: ehrctl COMMAND [ARGS...] [--json]\n\n"
                  "Operate an ehrchain network: identities and key files, the genesis file, a\n"
-                 "node's ledger.\n\n"
+                 "node's ledger and data directory.\n\n"
                  "commands:\n");
     for (size_t i = 0; i < EHR_ARRAY_COUNT(commands); i++)
         fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);

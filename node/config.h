@@ -1,0 +1,158 @@
+/*
+ * config.h - the node's configuration file: what `ehrd --config FILE` reads
+ * and `ehrctl init` writes. One JSON object (parsed with jansson) naming the
+ * data directory, the key file, the peer and RPC listen addresses, the log
+ * level and the node's limits.
+ *
+ * Not here: opening the key file, binding the addresses, locking the data
+ * directory (datadir.h), the genesis (it lives in the ledger).
+ *
+ * The file is strict: an unknown key, a wrong type or a value out of range
+ * is refused with a message naming the key, so a typo never silently falls
+ * back to a default. Omitted optional keys take the defaults below. Relative
+ * paths are resolved against the directory holding the config file, so a
+ * config file keeps working whatever the node's working directory is.
+ *
+ *   {
+ *     "data_dir": "/var/lib/ehrd",          required
+ *     "key_file": "node.key",               default DATA_DIR/node.key
+ *     "passphrase_file": "pass.txt",        optional; else $EHR_PASSPHRASE
+ *     "peer_listen": "0.0.0.0:7000",        required, HOST:PORT
+ *     "rpc_listen": "127.0.0.1:7001",       required, HOST:PORT
+ *     "log_level": "info",                  debug, info, warn, error
+ *     "limits": { "mempool_tx_count": 50000, ... }   each optional
+ *   }
+ */
+#ifndef EHR_NODE_CONFIG_H
+#define EHR_NODE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "ledger.h"
+#include "mempool.h"
+#include "raft.h"
+#include "raft_wire.h"
+
+/* ---- Limits of the file itself ---- */
+
+enum {
+    /* The config file (a few hundred bytes in practice). */
+    NODE_CONFIG_FILE_BYTES_MAX = 64 * 1024,
+    /* A path, after resolution against the config file's directory. */
+    NODE_CONFIG_PATH_BYTES_MAX = 4095,
+    /* A listen address, HOST:PORT (the genesis's peer address bound). */
+    NODE_CONFIG_ADDRESS_BYTES_MAX = 256,
+    /* An error message from node_config_load (callers size buffers with it). */
+    NODE_CONFIG_ERROR_BYTES_MAX = 512,
+};
+
+/* ---- Ranges of the limits (each key of "limits": default, min, max) ---- */
+
+/* mempool_tx_count and mempool_bytes: MEMPOOL_* in mempool.h. */
+
+/* block_tx_count: transactions the leader puts in one block. */
+#define NODE_CONFIG_BLOCK_TX_COUNT_DEFAULT 5000u
+#define NODE_CONFIG_BLOCK_TX_COUNT_MIN 1u
+#define NODE_CONFIG_BLOCK_TX_COUNT_MAX ((uint64_t)EHR_BLOCK_TX_COUNT_MAX)
+/* block_bytes: a serialized block. It must hold the largest transaction with
+ * the header and framing, and travel as one consensus proposal, which is
+ * smaller than the ledger's EHR_BLOCK_BYTES_MAX (see raft_wire.h). */
+#define NODE_CONFIG_BLOCK_BYTES_MIN ((uint64_t)EHR_TX_BYTES_MAX + EHR_BLOCK_HEADER_BYTES_MAX + 64u)
+#define NODE_CONFIG_BLOCK_BYTES_MAX                                                                \
+    ((uint64_t)NODE_RAFT_WIRE_PROPOSAL_BYTES_MAX < (uint64_t)EHR_BLOCK_BYTES_MAX                   \
+         ? (uint64_t)NODE_RAFT_WIRE_PROPOSAL_BYTES_MAX                                             \
+         : (uint64_t)EHR_BLOCK_BYTES_MAX)
+#define NODE_CONFIG_BLOCK_BYTES_DEFAULT NODE_CONFIG_BLOCK_BYTES_MAX
+/* block_flush_ms: how long the leader waits for more transactions before
+ * proposing a block that is not full. */
+#define NODE_CONFIG_BLOCK_FLUSH_MS_DEFAULT 100u
+#define NODE_CONFIG_BLOCK_FLUSH_MS_MIN 1u
+#define NODE_CONFIG_BLOCK_FLUSH_MS_MAX 60000u
+/* rpc_message_bytes: the largest gRPC message the node accepts. It must hold
+ * the largest transaction in its request. */
+#define NODE_CONFIG_RPC_MESSAGE_BYTES_MIN ((uint64_t)EHR_TX_BYTES_MAX + 1024u)
+#define NODE_CONFIG_RPC_MESSAGE_BYTES_MAX ((uint64_t)4u << 20) /* == RPC_MESSAGE_BYTES_MAX */
+#define NODE_CONFIG_RPC_MESSAGE_BYTES_DEFAULT NODE_CONFIG_RPC_MESSAGE_BYTES_MAX
+/* raft_tick_ms: the consensus clock's period. */
+#define NODE_CONFIG_RAFT_TICK_MS_DEFAULT 100u
+#define NODE_CONFIG_RAFT_TICK_MS_MIN 1u
+#define NODE_CONFIG_RAFT_TICK_MS_MAX 10000u
+/* election_ticks: base election timeout (RAFT_ELECTION_TICKS_* in raft.h). */
+#define NODE_CONFIG_ELECTION_TICKS_DEFAULT 10u
+/* heartbeat_ticks: 1 .. election_ticks - 1. */
+#define NODE_CONFIG_HEARTBEAT_TICKS_DEFAULT 1u
+#define NODE_CONFIG_HEARTBEAT_TICKS_MIN 1u
+
+/* ---- The configuration ---- */
+
+struct node_config_limits {
+    uint64_t mempool_tx_count;  /* MEMPOOL_TX_COUNT_MIN..MAX */
+    uint64_t mempool_bytes;     /* MEMPOOL_BYTES_MIN..MAX */
+    uint64_t block_tx_count;    /* NODE_CONFIG_BLOCK_TX_COUNT_MIN..MAX */
+    uint64_t block_bytes;       /* NODE_CONFIG_BLOCK_BYTES_MIN..MAX */
+    uint64_t block_flush_ms;    /* NODE_CONFIG_BLOCK_FLUSH_MS_MIN..MAX */
+    uint64_t rpc_message_bytes; /* NODE_CONFIG_RPC_MESSAGE_BYTES_MIN..MAX */
+    uint64_t raft_tick_ms;      /* NODE_CONFIG_RAFT_TICK_MS_MIN..MAX */
+    uint64_t election_ticks;    /* RAFT_ELECTION_TICKS_MIN..MAX */
+    uint64_t heartbeat_ticks;   /* 1..election_ticks - 1 */
+};
+
+/*
+ * A loaded configuration. The strings are ehr_malloc'd and owned by the
+ * struct (node_config_free releases them); paths are absolute after
+ * node_config_load. passphrase_file is NULL when the file names none.
+ */
+struct node_config {
+    char *data_dir;
+    char *key_file;
+    char *passphrase_file;
+    char *peer_listen;
+    char *rpc_listen;
+    enum ehr_log_level log_level;
+    struct node_config_limits limits;
+};
+
+/* Set CFG to the defaults: no strings, log level info, every limit at its
+ * default. */
+void node_config_defaults(struct node_config *cfg);
+
+/*
+ * Read and check the config file PATH into *CFG (overwritten; free it with
+ * node_config_free even on error — it is then empty). Returns 0; on error
+ * a message naming the file and the key (or the line and column of a JSON
+ * error) in ERR (ERR_SIZE bytes, NODE_CONFIG_ERROR_BYTES_MAX is enough) and:
+ * -errno or EHR_EINVAL (not a regular file) reading it, EHR_ETOOBIG over
+ * NODE_CONFIG_FILE_BYTES_MAX, EHR_EINVAL for everything in it.
+ */
+int node_config_load(const char *path, struct node_config *cfg, char *err, size_t err_size);
+
+/*
+ * Check CFG's fields (what load checks after parsing): required strings
+ * present, addresses, path lengths, every limit in range. Returns 0, or
+ * EHR_EINVAL with the message in ERR.
+ */
+int node_config_check(const struct node_config *cfg, char *err, size_t err_size);
+
+/*
+ * Write CFG to PATH as indented JSON with every key (defaults included), via
+ * ehr_file_write_atomic with mode 0600, replacing an existing PATH only if
+ * OVERWRITE. Paths are written as they are in CFG. Returns 0; EHR_EINVAL if
+ * node_config_check refuses CFG (message in ERR); EHR_EEXIST; -errno.
+ */
+int node_config_write(const char *path, const struct node_config *cfg, bool overwrite, char *err,
+                      size_t err_size);
+
+/* Release CFG's strings and reset it to the defaults. Safe twice. */
+void node_config_free(struct node_config *cfg);
+
+/*
+ * Is ADDRESS a listen address: HOST:PORT with HOST a DNS name, an IPv4
+ * address or [IPv6], PORT 1..65535, at most NODE_CONFIG_ADDRESS_BYTES_MAX
+ * bytes? Returns 0, or EHR_EINVAL with why in ERR.
+ */
+int node_config_address_check(const char *address, char *err, size_t err_size);
+
+#endif /* EHR_NODE_CONFIG_H */

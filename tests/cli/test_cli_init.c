@@ -1,0 +1,418 @@
+/*
+ * test_cli_init - `ehrctl init`, run as a subprocess in a fresh temporary
+ * directory with an empty environment and stdin from /dev/null: success
+ * creates the data directory, the key copy and the config with private
+ * modes (and the config loads with node_config_load, the ledger matches the
+ * genesis); a key that is not a founding member is refused with nothing
+ * created; a re-run is refused without changing anything unless --force;
+ * usage errors exit 2 and create nothing.
+ */
+#define _XOPEN_SOURCE 700
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "datadir.h"
+#include "ehr_crypto.h"
+
+#define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
+
+enum { ARGS_MAX = 32, OUTPUT_BYTES_MAX = 1 << 20 };
+
+struct fixture {
+    char dir[64];
+};
+
+struct result {
+    int status; /* exit status, or -1 if killed by a signal */
+    char *out, *err;
+};
+
+static char *path_in(const struct fixture *f, const char *name)
+{
+    static char paths[4][PATH_MAX];
+    static int next;
+    char *p = paths[next++ % 4];
+    snprintf(p, PATH_MAX, "%s/%s", f->dir, name);
+    return p;
+}
+
+static char *slurp(const char *path)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (ehr_file_read_alloc(path, OUTPUT_BYTES_MAX, &data, &len) != 0)
+        return NULL;
+    char *text = ehr_malloc(len + 1);
+    memcpy(text, data, len);
+    text[len] = '\0';
+    ehr_free(data);
+    return text;
+}
+
+static void result_free(struct result *r)
+{
+    ehr_free(r->out);
+    ehr_free(r->err);
+}
+
+/* Run ehrctl in F's directory with the arguments after F, ending with NULL. */
+static struct result run_list(const struct fixture *f, ...)
+{
+    const char *argv[ARGS_MAX + 2] = {"ehrctl"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, f);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        assert_true(argc <= ARGS_MAX);
+        argv[argc++] = a;
+    }
+    va_end(ap);
+    argv[argc] = NULL;
+    char out_path[PATH_MAX], err_path[PATH_MAX];
+    snprintf(out_path, sizeof out_path, "%s/.stdout", f->dir);
+    snprintf(err_path, sizeof err_path, "%s/.stderr", f->dir);
+    static char *const no_env[] = {NULL};
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+            dup2(err, 2) < 0 || chdir(f->dir) != 0)
+            _exit(126);
+        execve(EHRCTL, (char *const *)argv, no_env);
+        _exit(127);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    struct result r;
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(out_path);
+    r.err = slurp(err_path);
+    assert_non_null(r.out);
+    assert_non_null(r.err);
+    unlink(out_path);
+    unlink(err_path);
+    assert_int_not_equal(r.status, 127);
+    return r;
+}
+
+#define run(f, ...) run_list(f, __VA_ARGS__, (const char *)NULL)
+
+/* Run, expecting success. */
+static void run_ok(struct result r)
+{
+    if (r.status != 0)
+        fail_msg("ehrctl failed (%d): %s", r.status, r.err);
+    result_free(&r);
+}
+
+static void write_text(const struct fixture *f, const char *name, const char *text)
+{
+    FILE *fp = fopen(path_in(f, name), "w");
+    assert_non_null(fp);
+    assert_true(fputs(text, fp) >= 0);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* A genesis file NAME of chain CHAIN_ID whose members are the key files KEYS. */
+static void genesis_make(const struct fixture *f, const char *name, const char *chain_id,
+                         const char *const *keys, size_t count)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < count; i++) {
+        char member_name[48], address[48];
+        snprintf(member_name, sizeof member_name, "member %zu", i);
+        snprintf(address, sizeof address, "10.0.0.%zu:7000", i + 1);
+        struct result r = run(f, "genesis", "member", "--key", keys[i], "--name", member_name,
+                              "--role", "hospital", "--address", address);
+        assert_int_equal(r.status, 0);
+        json_error_t error;
+        json_t *member = json_loads(r.out, 0, &error);
+        assert_non_null(member);
+        json_array_append_new(list, member);
+        result_free(&r);
+    }
+    json_t *root = json_pack("{s:o}", "members", list);
+    char *text = json_dumps(root, 0);
+    write_text(f, "members.json", text);
+    free(text);
+    json_decref(root);
+    run_ok(run(f, "genesis", "--members", "members.json", "--chain-id", chain_id, "--out", name,
+               "--force"));
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    if (f == NULL || ehr_crypto_init() != 0)
+        return -1;
+    memcpy(f->dir, "/tmp/ehr-test-init-XXXXXX", sizeof "/tmp/ehr-test-init-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    *state = f;
+    /* Two keys, one a founding member of chain test-1, the other not. */
+    run_ok(run(f, "keygen", "--out", "a.key", "--no-passphrase"));
+    run_ok(run(f, "keygen", "--out", "b.key", "--no-passphrase"));
+    const char *member[] = {"a.key"};
+    genesis_make(f, "genesis.bin", "test-1", member, 1);
+    return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static unsigned file_mode(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_mode & 07777;
+}
+
+static void assert_one_line_failure(const struct result *r, const char *fragment)
+{
+    assert_int_equal(r->status, 1);
+    assert_int_equal(strncmp(r->err, "ehrctl: ", 8), 0);
+    const char *nl = strchr(r->err, '\n');
+    assert_non_null(nl);
+    assert_int_equal(nl[1], '\0');
+    if (strstr(r->err, fragment) == NULL)
+        fail_msg("stderr lacks \"%s\": %s", fragment, r->err);
+    assert_string_equal(r->out, "");
+}
+
+#define INIT_ARGS(data)                                                                            \
+    "init", "--genesis", "genesis.bin", "--key", "a.key", "--data", data, "--peer-listen",         \
+        "0.0.0.0:7000", "--rpc-listen", "127.0.0.1:7001"
+
+static void test_init_creates_the_directory_key_and_config_with_private_modes(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = run(f, INIT_ARGS("node"));
+    if (r.status != 0)
+        fail_msg("init failed: %s", r.err);
+    char real[PATH_MAX], want[PATH_MAX + 64];
+    assert_non_null(realpath(path_in(f, "node"), real));
+    /* It says what it did and how the node will be started, nothing more. */
+    snprintf(want, sizeof want, "ehrd --config %s/ehrd.json", real);
+    assert_non_null(strstr(r.out, want));
+    assert_non_null(strstr(r.out, "test-1"));
+    assert_string_equal(r.err, "");
+    result_free(&r);
+
+    assert_int_equal(file_mode(path_in(f, "node")), 0700);
+    assert_int_equal(file_mode(path_in(f, "node/node.key")), 0600);
+    assert_int_equal(file_mode(path_in(f, "node/ehrd.json")), 0600);
+    char *original = slurp(path_in(f, "a.key")), *copy = slurp(path_in(f, "node/node.key"));
+    assert_string_equal(copy, original);
+    ehr_free(original);
+    ehr_free(copy);
+
+    /* The config is what ehrd will load, with absolute paths. */
+    struct node_config cfg;
+    char err[NODE_CONFIG_ERROR_BYTES_MAX];
+    if (node_config_load(path_in(f, "node/ehrd.json"), &cfg, err, sizeof err) != 0)
+        fail_msg("the written config does not load: %s", err);
+    assert_string_equal(cfg.data_dir, real);
+    snprintf(want, sizeof want, "%s/node.key", real);
+    assert_string_equal(cfg.key_file, want);
+    assert_null(cfg.passphrase_file);
+    assert_string_equal(cfg.peer_listen, "0.0.0.0:7000");
+    assert_string_equal(cfg.rpc_listen, "127.0.0.1:7001");
+    assert_int_equal(cfg.limits.mempool_tx_count, MEMPOOL_TX_COUNT_DEFAULT);
+    node_config_free(&cfg);
+
+    /* The ledger holds this genesis's chain, and the directory is not left locked. */
+    uint8_t *genesis;
+    size_t len;
+    assert_int_equal(ehr_file_read_alloc(path_in(f, "genesis.bin"), 1 << 20, &genesis, &len), 0);
+    assert_int_equal(node_datadir_check_genesis(real, genesis, len, err, sizeof err), 0);
+    ehr_free(genesis);
+    struct node_datadir_lock lock;
+    assert_int_equal(node_datadir_lock(real, &lock, err, sizeof err), 0);
+    node_datadir_unlock(&lock);
+}
+
+static void test_init_with_json_and_a_config_path_elsewhere(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = run(f, INIT_ARGS("node"), "--config", "elsewhere.json", "--json");
+    if (r.status != 0)
+        fail_msg("init failed: %s", r.err);
+    json_error_t error;
+    json_t *root = json_loads(r.out, 0, &error);
+    assert_non_null(root);
+    char real[PATH_MAX], want[PATH_MAX + 64];
+    assert_non_null(realpath(path_in(f, "elsewhere.json"), real));
+    snprintf(want, sizeof want, "ehrd --config %s", real);
+    assert_string_equal(json_string_value(json_object_get(root, "start_command")), want);
+    assert_string_equal(json_string_value(json_object_get(root, "chain_id")), "test-1");
+    json_decref(root);
+    result_free(&r);
+    assert_int_equal(access(path_in(f, "node/ehrd.json"), F_OK), -1);
+    assert_int_equal(file_mode(path_in(f, "elsewhere.json")), 0600);
+}
+
+static void test_init_refuses_a_key_that_is_not_a_founding_member(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = run(f, "init", "--genesis", "genesis.bin", "--key", "b.key", "--data", "node",
+                          "--peer-listen", "h:1", "--rpc-listen", "h:2");
+    assert_one_line_failure(&r, "this key is not a founding member of chain \"test-1\"");
+    result_free(&r);
+    assert_int_equal(access(path_in(f, "node"), F_OK), -1);
+}
+
+static void test_init_reads_the_passphrase_like_the_other_commands(void **state)
+{
+    struct fixture *f = *state;
+    write_text(f, "pw", "correct horse\n");
+    write_text(f, "wrong", "battery staple\n");
+    run_ok(run(f, "keygen", "--out", "c.key", "--passphrase-file", "pw", "--force"));
+    const char *members[] = {"c.key"};
+    genesis_make(f, "genesis.bin", "test-1", members, 1);
+
+    /* No passphrase source (no terminal, no variable): refused, nothing created. */
+    struct result r = run(f, "init", "--genesis", "genesis.bin", "--key", "c.key", "--data", "node",
+                          "--peer-listen", "h:1", "--rpc-listen", "h:2");
+    assert_one_line_failure(&r, "open key file c.key");
+    result_free(&r);
+    r = run(f, "init", "--genesis", "genesis.bin", "--key", "c.key", "--data", "node",
+            "--peer-listen", "h:1", "--rpc-listen", "h:2", "--passphrase-file", "wrong");
+    assert_one_line_failure(&r, "open key file c.key");
+    result_free(&r);
+    assert_int_equal(access(path_in(f, "node"), F_OK), -1);
+
+    /* The right one: accepted and recorded in the config for the node. */
+    run_ok(run(f, "init", "--genesis", "genesis.bin", "--key", "c.key", "--data", "node",
+               "--peer-listen", "h:1", "--rpc-listen", "h:2", "--passphrase-file", "pw"));
+    struct node_config cfg;
+    char err[NODE_CONFIG_ERROR_BYTES_MAX], real[PATH_MAX];
+    assert_int_equal(node_config_load(path_in(f, "node/ehrd.json"), &cfg, err, sizeof err), 0);
+    assert_non_null(realpath(path_in(f, "pw"), real));
+    assert_string_equal(cfg.passphrase_file, real);
+    node_config_free(&cfg);
+}
+
+static void test_init_rerun_is_refused_unless_forced_and_changes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    run_ok(run(f, INIT_ARGS("node")));
+    char *config_before = slurp(path_in(f, "node/ehrd.json"));
+    struct stat before, after;
+    assert_int_equal(stat(path_in(f, "node/data.mdb"), &before), 0);
+
+    struct result r = run(f, "init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node",
+                          "--peer-listen", "0.0.0.0:7000", "--rpc-listen", "h:9");
+    assert_one_line_failure(&r, "not empty");
+    result_free(&r);
+    char *config_after = slurp(path_in(f, "node/ehrd.json"));
+    assert_string_equal(config_after, config_before);
+    ehr_free(config_after);
+    assert_int_equal(stat(path_in(f, "node/data.mdb"), &after), 0);
+    assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+    assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+
+    /* --force with the same genesis: the config is rewritten, the ledger kept. */
+    run_ok(run(f, "init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node",
+               "--peer-listen", "0.0.0.0:7000", "--rpc-listen", "h:9", "--force"));
+    config_after = slurp(path_in(f, "node/ehrd.json"));
+    assert_non_null(strstr(config_after, "\"rpc_listen\": \"h:9\""));
+    ehr_free(config_after);
+
+    /* --force never replaces a ledger of another chain. */
+    const char *member[] = {"a.key"};
+    genesis_make(f, "other.bin", "test-2", member, 1);
+    r = run(f, "init", "--genesis", "other.bin", "--key", "a.key", "--data", "node",
+            "--peer-listen", "h:1", "--rpc-listen", "h:3", "--force");
+    assert_one_line_failure(&r, "keep the existing ledger");
+    assert_non_null(strstr(r.err, "test-2"));
+    result_free(&r);
+    ehr_free(config_before);
+}
+
+static void test_init_usage_errors_exit_2_and_create_nothing(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const cases[][14] = {
+        {"init", NULL},
+        {"init", "--key", "a.key", "--data", "node", "--peer-listen", "h:1", "--rpc-listen", "h:2",
+         NULL},
+        {"init", "--genesis", "genesis.bin", "--data", "node", "--peer-listen", "h:1",
+         "--rpc-listen", "h:2", NULL},
+        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--peer-listen", "h:1",
+         "--rpc-listen", "h:2", NULL},
+        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--rpc-listen",
+         "h:2", NULL},
+        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--peer-listen",
+         "h:1", NULL},
+        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--peer-listen",
+         "h", "--rpc-listen", "h:2", NULL},
+        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--peer-listen",
+         "h:1", "--rpc-listen", "h:70000", NULL},
+        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--peer-listen",
+         "h:1", "--rpc-listen", "h:2", "extra", NULL},
+        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--peer-listen",
+         "h:1", "--rpc-listen", "h:2", "--bogus", NULL},
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
+        const char *const *c = cases[i];
+        struct result r =
+            run(f, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12]);
+        if (r.status != 2)
+            fail_msg("case %zu: exit %d, stderr %s", i, r.status, r.err);
+        assert_int_equal(strncmp(r.err, "ehrctl", 6), 0);
+        assert_string_equal(r.out, "");
+        result_free(&r);
+        assert_int_equal(access(path_in(f, "node"), F_OK), -1);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_init_creates_the_directory_key_and_config_with_private_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_with_json_and_a_config_path_elsewhere, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_init_refuses_a_key_that_is_not_a_founding_member,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_reads_the_passphrase_like_the_other_commands,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_init_rerun_is_refused_unless_forced_and_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_usage_errors_exit_2_and_create_nothing, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,306 @@
+/*
+ * test_datadir - the data directory (node/datadir.h): the lock is exclusive
+ * across processes and names its holder's pid, the kernel releases it when
+ * the holder dies (even by SIGKILL), a missing directory is reported as
+ * such, and the genesis check accepts the ledger's own genesis and refuses
+ * another chain's with both hashes in the message.
+ *
+ * Forked children report through their exit status (cmocka's asserts
+ * belong to the parent).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "datadir.h"
+#include "ledger_testutil.h"
+
+struct fixture {
+    char *tmp;
+    char dir[PATH_MAX];
+    char err[NODE_DATADIR_ERROR_BYTES_MAX];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    if (f == NULL || ehr_crypto_init() != 0)
+        return -1;
+    f->tmp = tu_tmpdir();
+    snprintf(f->dir, sizeof f->dir, "%s/data", f->tmp);
+    if (mkdir(f->dir, 0700) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    tu_rmdir(ehr_strdup(f->dir));
+    tu_rmdir(f->tmp);
+    free(f);
+    return 0;
+}
+
+/* Wait for CHILD; its exit status, or -1 if a signal ended it. */
+static int child_status(pid_t child)
+{
+    int status;
+    while (waitpid(child, &status, 0) < 0)
+        assert_int_equal(errno, EINTR);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* In a child: try the lock on DIR, expecting EHR_EAGAIN naming HOLDER. */
+static _Noreturn void child_expect_busy(const char *dir, pid_t holder)
+{
+    char err[NODE_DATADIR_ERROR_BYTES_MAX], want[64];
+    struct node_datadir_lock lock;
+    int rc = node_datadir_lock(dir, &lock, err, sizeof err);
+    snprintf(want, sizeof want, "in use by process %ld", (long)holder);
+    if (rc != EHR_EAGAIN)
+        _exit(1);
+    if (strstr(err, want) == NULL || strstr(err, dir) == NULL)
+        _exit(2);
+    if (lock.fd != -1)
+        _exit(3);
+    _exit(0);
+}
+
+static void test_lock_is_exclusive_across_processes_and_names_the_holder(void **state)
+{
+    struct fixture *f = *state;
+    struct node_datadir_lock lock;
+    assert_int_equal(node_datadir_lock(f->dir, &lock, f->err, sizeof f->err), 0);
+    assert_true(lock.fd >= 0);
+
+    /* The file: mode 0600, holding our pid. */
+    char path[PATH_MAX + 8], text[32], want[32];
+    snprintf(path, sizeof path, "%s/LOCK", f->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    size_t len;
+    assert_int_equal(ehr_file_read(path, text, sizeof text - 1, &len), 0);
+    text[len] = '\0';
+    snprintf(want, sizeof want, "%ld\n", (long)getpid());
+    assert_string_equal(text, want);
+
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        child_expect_busy(f->dir, getppid());
+    assert_int_equal(child_status(child), 0);
+
+    /* Once released, another process can take it. */
+    node_datadir_unlock(&lock);
+    assert_int_equal(lock.fd, -1);
+    node_datadir_unlock(&lock); /* safe twice */
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        struct node_datadir_lock other;
+        char err[NODE_DATADIR_ERROR_BYTES_MAX];
+        _exit(node_datadir_lock(f->dir, &other, err, sizeof err) == 0 ? 0 : 1);
+    }
+    assert_int_equal(child_status(child), 0);
+}
+
+static void test_lock_is_released_when_its_holder_is_killed(void **state)
+{
+    struct fixture *f = *state;
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        struct node_datadir_lock lock;
+        char err[NODE_DATADIR_ERROR_BYTES_MAX];
+        if (node_datadir_lock(f->dir, &lock, err, sizeof err) != 0)
+            _exit(1);
+        char one = 1;
+        if (write(ready[1], &one, 1) != 1)
+            _exit(2);
+        for (;;)
+            pause();
+    }
+    close(ready[1]);
+    char one = 0;
+    assert_int_equal(read(ready[0], &one, 1), 1);
+    close(ready[0]);
+
+    /* Held by the child: refused, naming it. (The child is killed before
+     * any assertion, so a failure leaves no process behind.) */
+    struct node_datadir_lock lock;
+    int busy = node_datadir_lock(f->dir, &lock, f->err, sizeof f->err);
+    int killed = kill(child, SIGKILL); /* no chance to clean up: the kernel drops the lock */
+    int status = child_status(child);
+    assert_int_equal(busy, EHR_EAGAIN);
+    char want[64];
+    snprintf(want, sizeof want, "in use by process %ld", (long)child);
+    assert_non_null(strstr(f->err, want));
+    assert_int_equal(lock.fd, -1);
+    assert_int_equal(killed, 0);
+    assert_int_equal(status, -1);
+    assert_int_equal(node_datadir_lock(f->dir, &lock, f->err, sizeof f->err), 0);
+    node_datadir_unlock(&lock);
+}
+
+static void test_lock_refuses_a_missing_or_wrong_directory(void **state)
+{
+    struct fixture *f = *state;
+    char missing[PATH_MAX + 16];
+    snprintf(missing, sizeof missing, "%s/nope", f->tmp);
+    struct node_datadir_lock lock;
+    assert_int_equal(node_datadir_lock(missing, &lock, f->err, sizeof f->err), -ENOENT);
+    assert_non_null(strstr(f->err, "does not exist"));
+    assert_non_null(strstr(f->err, missing));
+    assert_int_equal(lock.fd, -1);
+    assert_int_equal(access(missing, F_OK), -1); /* not created */
+
+    /* A regular file is not a data directory. */
+    char file[PATH_MAX + 16];
+    snprintf(file, sizeof file, "%s/LOCK", f->dir);
+    assert_int_equal(ehr_file_write_atomic(file, "x", 1, 0600, false), 0);
+    assert_int_equal(node_datadir_lock(file, &lock, f->err, sizeof f->err), EHR_EINVAL);
+    assert_non_null(strstr(f->err, "not a directory"));
+
+    /* The path length limit, at its edge. */
+    static char long_dir[NODE_DATADIR_PATH_BYTES_MAX + 2];
+    size_t len = (size_t)snprintf(long_dir, sizeof long_dir, "%s/nope", f->tmp);
+    for (; len < NODE_DATADIR_PATH_BYTES_MAX; len++)
+        long_dir[len] = len % 2 == 0 ? '/' : 'a';
+    long_dir[len] = '\0';
+    assert_int_equal(strlen(long_dir), NODE_DATADIR_PATH_BYTES_MAX);
+    assert_int_equal(node_datadir_lock(long_dir, &lock, f->err, sizeof f->err), -ENOENT);
+    long_dir[len] = 'a';
+    long_dir[len + 1] = '\0';
+    assert_int_equal(node_datadir_lock(long_dir, &lock, f->err, sizeof f->err), EHR_EINVAL);
+    assert_non_null(strstr(f->err, "1 to 4000 bytes"));
+}
+
+/* A ledger in DIR initialised from GENESIS. */
+static void ledger_make(const char *dir, const uint8_t *genesis, size_t len)
+{
+    ledger_options options = {.sync = LEDGER_SYNC_NONE};
+    ledger *l;
+    assert_int_equal(ledger_open(dir, &options, &l), 0);
+    assert_int_equal(ledger_genesis_init(l, genesis, len), 0);
+    ledger_close(l);
+}
+
+/* GENESIS re-encoded under another chain id (*OUT ehr_malloc'd). */
+static void genesis_rechain(const uint8_t *genesis, size_t len, const char *chain_id, uint8_t **out,
+                            size_t *out_len)
+{
+    Ehr__V1__Genesis *doc;
+    ledger_diag diag;
+    assert_int_equal(ledger_genesis_parse(genesis, len, &doc, &diag), 0);
+    char *old = doc->chain_id;
+    doc->chain_id = (char *)chain_id;
+    assert_int_equal(ledger_genesis_encode(doc, out, out_len, &diag), 0);
+    doc->chain_id = old;
+    ehr__v1__genesis__free_unpacked(doc, NULL);
+}
+
+static void test_genesis_check_accepts_its_own_and_refuses_another_chain(void **state)
+{
+    struct fixture *f = *state;
+    ehr_signing_key keys[3];
+    for (uint32_t i = 0; i < 3; i++)
+        tu_key(&keys[i], i + 1);
+    uint8_t *mine, *other, *renamed;
+    size_t mine_len, other_len, renamed_len;
+    tu_genesis(keys, 2, &mine, &mine_len);
+    tu_genesis(keys + 1, 2, &other, &other_len);
+    genesis_rechain(mine, mine_len, "another-chain", &renamed, &renamed_len);
+
+    /* No ledger yet. */
+    assert_int_equal(node_datadir_check_genesis(f->dir, mine, mine_len, f->err, sizeof f->err),
+                     EHR_ENOTFOUND);
+    assert_non_null(strstr(f->err, "holds no ledger"));
+
+    ledger_make(f->dir, mine, mine_len);
+    assert_int_equal(node_datadir_check_genesis(f->dir, mine, mine_len, f->err, sizeof f->err), 0);
+
+    /* Same chain id, other members: the hashes differ, both are named. */
+    char mine_hex[65], other_hex[65];
+    uint8_t hash[EHR_HASH_BYTES];
+    ehr_sha256(hash, mine, mine_len);
+    ehr_hex_encode(mine_hex, hash, EHR_HASH_BYTES);
+    ehr_sha256(hash, other, other_len);
+    ehr_hex_encode(other_hex, hash, EHR_HASH_BYTES);
+    assert_int_equal(node_datadir_check_genesis(f->dir, other, other_len, f->err, sizeof f->err),
+                     EHR_ECHAIN);
+    assert_non_null(strstr(f->err, mine_hex));
+    assert_non_null(strstr(f->err, other_hex));
+
+    /* Another chain id: both ids are named. */
+    assert_int_equal(
+        node_datadir_check_genesis(f->dir, renamed, renamed_len, f->err, sizeof f->err),
+        EHR_ECHAIN);
+    assert_non_null(strstr(f->err, "\"" TU_CHAIN_ID "\""));
+    assert_non_null(strstr(f->err, "\"another-chain\""));
+
+    /* Not a genesis at all. */
+    const uint8_t junk[] = {0xff, 0xff, 0xff};
+    assert_true(node_datadir_check_genesis(f->dir, junk, sizeof junk, f->err, sizeof f->err) < 0);
+    assert_non_null(strstr(f->err, "not a valid genesis file"));
+
+    /* The check works while the directory is locked (the node checks after locking). */
+    struct node_datadir_lock lock;
+    assert_int_equal(node_datadir_lock(f->dir, &lock, f->err, sizeof f->err), 0);
+    assert_int_equal(node_datadir_check_genesis(f->dir, mine, mine_len, f->err, sizeof f->err), 0);
+    node_datadir_unlock(&lock);
+
+    ehr_free(mine);
+    ehr_free(other);
+    ehr_free(renamed);
+}
+
+static void test_genesis_check_refuses_a_missing_directory(void **state)
+{
+    struct fixture *f = *state;
+    ehr_signing_key key;
+    tu_key(&key, 1);
+    uint8_t *genesis;
+    size_t len;
+    tu_genesis(&key, 1, &genesis, &len);
+    char missing[PATH_MAX + 16];
+    snprintf(missing, sizeof missing, "%s/nope", f->tmp);
+    assert_int_equal(node_datadir_check_genesis(missing, genesis, len, f->err, sizeof f->err),
+                     -ENOENT);
+    assert_non_null(strstr(f->err, "does not exist"));
+    assert_int_equal(access(missing, F_OK), -1);
+    ehr_free(genesis);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_lock_is_exclusive_across_processes_and_names_the_holder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_is_released_when_its_holder_is_killed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lock_refuses_a_missing_or_wrong_directory, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_genesis_check_accepts_its_own_and_refuses_another_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_genesis_check_refuses_a_missing_directory, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
