@@ -163,6 +163,13 @@ struct cli__genesis_file {
 int cli__genesis_read(const char *path, struct cli__genesis_file *out);
 void cli__genesis_file_free(struct cli__genesis_file *file);
 
+/*
+ * Open DIR's ledger (cmd_ledger.c). Returns 0, or CLI_EXIT_FAIL after printing
+ * `ehrctl: open ledger DIR: <why>` in words an operator can act on.
+ */
+struct ledger;
+int cli__ledger_open(const char *dir, bool read_only, struct ledger **out);
+
 /* Commands (cmd_*.c). */
 int cli__cmd_keygen(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_key_show(struct cli__ctx *ctx, int argc, char **argv);

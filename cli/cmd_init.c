@@ -69,10 +69,9 @@ static bool genesis_has_member(const Ehr__V1__Genesis *genesis,
 static int ledger_create(const struct init_args *a, const uint8_t *genesis, size_t len)
 {
     ledger *l = NULL;
-    int rc = ledger_open(a->data, NULL, &l);
-    if (rc != 0)
-        return cli__fail(ehr_strerror(rc), "open the ledger in %s", a->data);
-    rc = ledger_genesis_init(l, genesis, len);
+    if (cli__ledger_open(a->data, false, &l) != 0)
+        return CLI_EXIT_FAIL;
+    int rc = ledger_genesis_init(l, genesis, len);
     char why[LEDGER_DIAG_BYTES_MAX + 64];
     snprintf(why, sizeof why, "%s", ledger_last_error(l));
     ledger_close(l);

@@ -57,8 +57,7 @@ static const char *open_error_text(int rc)
     }
 }
 
-/* Open DIR's ledger. Returns 0, or CLI_EXIT_FAIL after saying why. */
-static int open_ledger(const char *dir, bool read_only, ledger **out)
+int cli__ledger_open(const char *dir, bool read_only, ledger **out)
 {
     int rc = ledger_open(dir, &(ledger_options){.read_only = read_only}, out);
     if (rc != 0)
@@ -188,7 +187,7 @@ int cli__cmd_ledger_init(struct cli__ctx *ctx, int argc, char **argv)
     ledger *l = NULL;
     int exit_code = init_dir_check(dir);
     if (exit_code == 0)
-        exit_code = open_ledger(dir, false, &l);
+        exit_code = cli__ledger_open(dir, false, &l);
     bool created = false;
     ledger_chain chain;
     if (exit_code == 0) {
@@ -289,7 +288,7 @@ int cli__cmd_ledger_verify(struct cli__ctx *ctx, int argc, char **argv)
     if (exit_code != 0)
         return exit_code;
     ledger *l;
-    if (open_ledger(dir, true, &l) != 0)
+    if (cli__ledger_open(dir, true, &l) != 0)
         return CLI_EXIT_FAIL;
     struct progress progress = {.start_ms = monotonic_ms()};
     ledger_verify_options options = {.threads = threads};
@@ -345,7 +344,7 @@ int cli__cmd_ledger_status(struct cli__ctx *ctx, int argc, char **argv)
     if (exit_code != 0)
         return exit_code;
     ledger *l;
-    if (open_ledger(dir, true, &l) != 0)
+    if (cli__ledger_open(dir, true, &l) != 0)
         return CLI_EXIT_FAIL;
     ledger_chain chain;
     ledger_tip tip;
@@ -608,7 +607,7 @@ int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv)
     if (strlen(hash_arg) != 2 * EHR_HASH_BYTES || ehr_hex_decode(hash, sizeof hash, hash_arg) != 0)
         return cli__usage_error(ctx, "HASH must be 64 hex digits, not \"%.80s\"", hash_arg);
     ledger *l;
-    if (open_ledger(dir, true, &l) != 0)
+    if (cli__ledger_open(dir, true, &l) != 0)
         return CLI_EXIT_FAIL;
     ledger_tx_location loc;
     uint8_t *envelope = NULL, *block = NULL;
@@ -725,7 +724,7 @@ int cli__cmd_block_show(struct cli__ctx *ctx, int argc, char **argv)
         return cli__usage_error(ctx, "HEIGHT must be a block height (0, 1, ...), not \"%.40s\"",
                                 argv[optind]);
     ledger *l;
-    if (open_ledger(dir, true, &l) != 0)
+    if (cli__ledger_open(dir, true, &l) != 0)
         return CLI_EXIT_FAIL;
     uint8_t *bytes = NULL;
     size_t len = 0;
