@@ -1,0 +1,349 @@
+/*
+ * test_cluster.c - multi-process tests of ehrd: three real node processes
+ * on loopback, driven through the gRPC API (cluster.h).
+ *
+ * How we know nothing acknowledged is lost: every transaction a node
+ * acknowledged as committed (SubmitTransaction with wait_for_commit
+ * answered OK) is looked up afterwards in every node's ledger, opened from
+ * disk after the processes stopped, and `ehrctl ledger verify` must pass on
+ * each data directory. A node killed with SIGKILL gets no chance to flush
+ * anything, so what it acknowledged was on disk (its own and a quorum's)
+ * before the answer left.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cluster.h"
+#include "config.h"
+#include "ehr/v1/node.pb-c.h"
+#include "ledger_testutil.h"
+
+#ifndef EHRD_PATH
+#error "EHRD_PATH must name the ehrd binary"
+#endif
+#ifndef EHRCTL_PATH
+#error "EHRCTL_PATH must name the ehrctl binary"
+#endif
+
+enum { LEADER_WAIT_MS = 15000 };
+
+static bool keep_dirs(void)
+{
+    return getenv("EHR_TEST_KEEP") != NULL;
+}
+
+/* Wait until every running node has applied the same tip; returns it. */
+static uint64_t wait_converged(struct cluster *c, uint64_t timeout_ms)
+{
+    uint64_t end = cluster_now_us() + timeout_ms * 1000;
+    for (;;) {
+        uint64_t tip = UINT64_MAX;
+        bool same = true;
+        uint8_t hash[EHR_HASH_BYTES];
+        for (size_t i = 0; i < c->count; i++) {
+            if (c->nodes[i].pid == 0)
+                continue;
+            struct cluster_status s;
+            if (cluster_status(c, i, &s) != 0) {
+                same = false;
+                break;
+            }
+            if (tip == UINT64_MAX) {
+                tip = s.tip_height;
+                memcpy(hash, s.tip_hash, EHR_HASH_BYTES);
+            } else if (s.tip_height != tip || memcmp(hash, s.tip_hash, EHR_HASH_BYTES) != 0) {
+                same = false;
+            }
+        }
+        if (same && tip != UINT64_MAX)
+            return tip;
+        if (cluster_now_us() > end)
+            fail_msg("the nodes did not converge on one tip in %llu ms",
+                     (unsigned long long)timeout_ms);
+        usleep(50000);
+    }
+}
+
+/* Every node's block at every height 0..TIP has the same hash (through the API). */
+static void assert_same_chain(struct cluster *c, uint64_t tip)
+{
+    for (uint64_t h = 0; h <= tip; h++) {
+        uint8_t first[EHR_HASH_BYTES];
+        bool have = false;
+        for (size_t i = 0; i < c->count; i++) {
+            if (c->nodes[i].pid == 0)
+                continue;
+            uint8_t hash[EHR_HASH_BYTES];
+            assert_int_equal(cluster_block_hash(c, i, h, hash), 0);
+            if (!have) {
+                memcpy(first, hash, EHR_HASH_BYTES);
+                have = true;
+            } else if (memcmp(first, hash, EHR_HASH_BYTES) != 0) {
+                fail_msg("node %zu's block %llu differs", i, (unsigned long long)h);
+            }
+        }
+    }
+}
+
+/* Stopped nodes: every acknowledged transaction is in every ledger, where
+ * the node said, and `ehrctl ledger verify` passes on each. */
+static void assert_ledgers_hold(struct cluster *c, const struct cluster_tx *txs, size_t count)
+{
+    for (size_t i = 0; i < c->count; i++) {
+        ledger *l;
+        ledger_options o = {.read_only = true};
+        assert_int_equal(ledger_open(c->nodes[i].dir, &o, &l), 0);
+        for (size_t t = 0; t < count; t++) {
+            if (!txs[t].committed)
+                continue;
+            ledger_tx_location loc;
+            int rc = ledger_tx_get(l, txs[t].hash, &loc, NULL, NULL);
+            if (rc != 0)
+                fail_msg("node %zu lacks acknowledged tx %zu (%s)", i, t, ehr_errname(rc));
+            assert_int_equal(loc.height, txs[t].height);
+            assert_int_equal(loc.index, txs[t].position);
+        }
+        ledger_close(l);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            char *argv[] = {EHRCTL_PATH, "ledger", "verify", "--data", c->nodes[i].dir, NULL};
+            execv(argv[0], argv);
+            _exit(127);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+}
+
+static void test_three_nodes_commit_10000_transactions_into_identical_ledgers(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    assert_int_not_equal(cluster_wait_leader(&c, LEADER_WAIT_MS), SIZE_MAX);
+    enum { TXS = 10000 };
+    struct cluster_tx *txs = cluster_txs_make(&c, TXS, 120);
+    uint64_t t0 = cluster_now_us();
+    size_t committed = cluster_load(&c, txs, TXS, 256, 180000, NULL, NULL);
+    uint64_t t1 = cluster_now_us();
+    size_t retried = 0;
+    for (size_t i = 0; i < TXS; i++) {
+        if (txs[i].status != 0)
+            fail_msg("tx %zu ended with status %s", i, rpc_status_name(txs[i].status));
+        retried += txs[i].attempts > 1;
+    }
+    assert_int_equal(committed, TXS);
+    printf("# 10000 transactions committed in %.2f s through 3 nodes (%zu retried)\n",
+           (double)(t1 - t0) / 1e6, retried);
+    uint64_t tip = wait_converged(&c, 20000);
+    assert_true(tip >= 1);
+    assert_same_chain(&c, tip);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_stop(&c, i), 0); /* a clean stop exits 0 */
+    assert_ledgers_hold(&c, txs, TXS);
+    cluster_txs_free(txs, TXS);
+    cluster_destroy(&c, keep_dirs());
+}
+
+/* ---- the leader dies mid-load ---- */
+
+struct kill_plan {
+    size_t victim;
+    size_t after_committed;
+    uint64_t killed_at_us;
+};
+
+static void kill_when_loaded(void *ctx, struct cluster *c, const struct cluster_tx *txs,
+                             size_t count, uint64_t now_us)
+{
+    struct kill_plan *k = ctx;
+    if (k->killed_at_us != 0)
+        return;
+    size_t done = 0;
+    for (size_t i = 0; i < count; i++)
+        done += txs[i].committed;
+    if (done < k->after_committed)
+        return;
+    cluster_kill(c, k->victim);
+    k->killed_at_us = now_us;
+}
+
+static void test_leader_killed_mid_load_loses_nothing_acknowledged(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    size_t leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(leader, SIZE_MAX);
+    enum { TXS = 4000 };
+    struct cluster_tx *txs = cluster_txs_make(&c, TXS, 120);
+    struct kill_plan k = {.victim = leader, .after_committed = 1000};
+    cluster_load(&c, txs, TXS, 128, 180000, kill_when_loaded, &k);
+    assert_int_not_equal(k.killed_at_us, 0);
+
+    /* When did a new leader serve? The first commit of a submission sent
+     * after the kill. */
+    uint64_t first = UINT64_MAX;
+    size_t acked = 0;
+    for (size_t i = 0; i < TXS; i++) {
+        acked += txs[i].committed;
+        if (txs[i].committed && txs[i].sent_us >= k.killed_at_us && txs[i].done_us < first)
+            first = txs[i].done_us;
+    }
+    assert_int_not_equal(first, UINT64_MAX);
+    double serve_ms = (double)(first - k.killed_at_us) / 1000.0;
+    size_t new_leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(new_leader, SIZE_MAX);
+    assert_int_not_equal(new_leader, leader);
+    printf("# leader SIGKILLed: a new leader committed a new submission %.0f ms later; "
+           "%zu of %d acknowledged\n",
+           serve_ms, acked, TXS);
+    assert_true(serve_ms < 2000.0);
+
+    /* The killed node comes back, catches up and agrees. */
+    cluster_start(&c, leader);
+    uint64_t tip = wait_converged(&c, 30000);
+    assert_same_chain(&c, tip);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_stop(&c, i), 0);
+    assert_ledgers_hold(&c, txs, TXS);
+    cluster_txs_free(txs, TXS);
+    cluster_destroy(&c, keep_dirs());
+}
+
+/* ---- bad input through the API ---- */
+
+static int submit(struct cluster *c, size_t node, const uint8_t *env, size_t len, bool wait,
+                  char *msg, size_t msg_size)
+{
+    Ehr__V1__SubmitTransactionRequest req = EHR__V1__SUBMIT_TRANSACTION_REQUEST__INIT;
+    req.envelope = (ProtobufCBinaryData){len, (uint8_t *)env};
+    req.wait_for_commit = wait;
+    size_t plen = ehr__v1__submit_transaction_request__get_packed_size(&req);
+    uint8_t *buf = malloc(plen);
+    assert_non_null(buf);
+    ehr__v1__submit_transaction_request__pack(&req, buf);
+    struct rpc_result r;
+    int st = cluster_call(c, node, "SubmitTransaction", buf, plen, 10000, &r);
+    if (msg != NULL)
+        snprintf(msg, msg_size, "%s", r.message);
+    rpc_result_clear(&r);
+    free(buf);
+    return st;
+}
+
+static void expect_refused(struct cluster *c, size_t node, const uint8_t *env, size_t len,
+                           int status, const char *words)
+{
+    char msg[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+    int st = submit(c, node, env, len, true, msg, sizeof msg);
+    if (st != status || strstr(msg, words) == NULL)
+        fail_msg("node %zu: got %s \"%s\", expected %s with \"%s\"", node, rpc_status_name(st), msg,
+                 rpc_status_name(status), words);
+}
+
+static void test_bad_input_gets_its_status_and_commits_nothing(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    size_t leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(leader, SIZE_MAX);
+    size_t follower = (leader + 1) % 3;
+    struct cluster_status before;
+    assert_int_equal(cluster_status(&c, leader, &before), 0);
+
+    ehr_signing_key key;
+    assert_int_equal(ehr_signing_key_generate(&key), 0);
+    uint64_t now = (uint64_t)time(NULL) * 1000;
+    uint8_t *env;
+    size_t len;
+    uint8_t hash[EHR_HASH_BYTES];
+
+    /* Malformed protobuf: not a SubmitTransactionRequest at all. */
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0x01, 0x02};
+    struct rpc_result r;
+    for (size_t node = 0; node < 3; node++) {
+        assert_int_equal(cluster_call(&c, node, "SubmitTransaction", junk, sizeof junk, 5000, &r),
+                         RPC_STATUS_INVALID_ARGUMENT);
+        rpc_result_clear(&r);
+    }
+
+    /* A bad signature, at the leader and through a follower (which leaves
+     * the signature to the leader). */
+    tu_tx(&key, c.chain_id, now + 600000, 64, &env, &len, hash);
+    env[len - 1] ^= 0x01;
+    expect_refused(&c, leader, env, len, RPC_STATUS_INVALID_ARGUMENT, "signature");
+    expect_refused(&c, follower, env, len, RPC_STATUS_INVALID_ARGUMENT, "signature");
+    ehr_free(env);
+
+    /* Expired, and for another chain. */
+    tu_tx(&key, c.chain_id, now - 1000, 64, &env, &len, hash);
+    expect_refused(&c, leader, env, len, RPC_STATUS_INVALID_ARGUMENT, "expire");
+    ehr_free(env);
+    tu_tx(&key, "another-chain", now + 600000, 64, &env, &len, hash);
+    expect_refused(&c, follower, env, len, RPC_STATUS_INVALID_ARGUMENT, "chain");
+    ehr_free(env);
+
+    /* Over the transaction size limit, and over the RPC message limit. */
+    uint8_t *over = calloc(1, EHR_TX_BYTES_MAX + 1);
+    assert_non_null(over);
+    expect_refused(&c, leader, over, EHR_TX_BYTES_MAX + 1, RPC_STATUS_INVALID_ARGUMENT, "");
+    expect_refused(&c, follower, over, EHR_TX_BYTES_MAX + 1, RPC_STATUS_INVALID_ARGUMENT, "");
+    free(over);
+    size_t huge = NODE_CONFIG_RPC_MESSAGE_BYTES_DEFAULT + 1;
+    uint8_t *big = calloc(1, huge);
+    assert_non_null(big);
+    assert_int_equal(cluster_call(&c, leader, "SubmitTransaction", big, huge, 5000, &r),
+                     RPC_STATUS_RESOURCE_EXHAUSTED);
+    rpc_result_clear(&r);
+    free(big);
+
+    /* A duplicate: committed once, then refused at the leader and a follower. */
+    tu_tx(&key, c.chain_id, now + 600000, 64, &env, &len, hash);
+    assert_int_equal(submit(&c, follower, env, len, true, NULL, 0), 0);
+    expect_refused(&c, leader, env, len, RPC_STATUS_ALREADY_EXISTS, "already");
+    expect_refused(&c, follower, env, len, RPC_STATUS_ALREADY_EXISTS, "already");
+    ehr_free(env);
+
+    /* Nothing else committed: exactly one more block's worth (the good tx). */
+    usleep(300000);
+    struct cluster_status after;
+    assert_int_equal(cluster_status(&c, leader, &after), 0);
+    assert_int_equal(after.tip_height, before.tip_height + 1);
+    assert_int_equal(after.mempool_tx_count, 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_stop(&c, i), 0);
+    ehr_signing_key_wipe(&key);
+    cluster_destroy(&c, keep_dirs());
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    assert_int_equal(ehr_crypto_init(), 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_input_gets_its_status_and_commits_nothing),
+        cmocka_unit_test(test_three_nodes_commit_10000_transactions_into_identical_ledgers),
+        cmocka_unit_test(test_leader_killed_mid_load_loses_nothing_acknowledged),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
