@@ -190,6 +190,29 @@ void cluster_destroy(struct cluster *c, bool keep)
 
 pid_t cluster_start(struct cluster *c, size_t i)
 {
+    return cluster_start_env(c, i, NULL, NULL);
+}
+
+int cluster_wait_exit(struct cluster *c, size_t i, uint64_t timeout_ms)
+{
+    struct cluster_node *n = &c->nodes[i];
+    uint64_t end = cluster_now_us() + timeout_ms * 1000;
+    while (n->pid != 0) {
+        int st;
+        pid_t r = waitpid(n->pid, &st, WNOHANG);
+        if (r == n->pid) {
+            n->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        }
+        if (cluster_now_us() > end)
+            return -1;
+        usleep(10000);
+    }
+    return -1;
+}
+
+pid_t cluster_start_env(struct cluster *c, size_t i, const char *name, const char *value)
+{
     struct cluster_node *n = &c->nodes[i];
     CHECK(n->pid == 0);
     pid_t pid = fork();
@@ -200,6 +223,8 @@ pid_t cluster_start(struct cluster *c, size_t i)
             _exit(127);
         dup2(fd, 2);
         dup2(fd, 1);
+        if (name != NULL)
+            setenv(name, value, 1);
         char *argv[] = {c->ehrd, "--config", n->config, NULL};
         execv(argv[0], argv);
         _exit(127);

@@ -59,6 +59,11 @@ void cluster_destroy(struct cluster *c, bool keep);
 
 /* Start node I (ehrd --config ..., stderr to its log). Returns its pid. */
 pid_t cluster_start(struct cluster *c, size_t i);
+/* As cluster_start, with NAME=VALUE in the node's environment. */
+pid_t cluster_start_env(struct cluster *c, size_t i, const char *name, const char *value);
+/* Wait up to TIMEOUT_MS for node I to exit on its own; its exit status, or
+ * -1 if it is still running (or died from a signal). */
+int cluster_wait_exit(struct cluster *c, size_t i, uint64_t timeout_ms);
 /* SIGTERM node I and wait for it; returns its exit status (or -1). */
 int cluster_stop(struct cluster *c, size_t i);
 /* SIGKILL node I and reap it. */

@@ -336,12 +336,104 @@ static void test_bad_input_gets_its_status_and_commits_nothing(void **state)
     cluster_destroy(&c, keep_dirs());
 }
 
+/* ---- divergence ---- */
+
+static void test_a_node_whose_state_digest_differs_stops_loudly(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    /* Node 2 computes a wrong digest at height 2 (the fault-injection hook
+     * stands in for a bug or a corrupted disk making it apply differently). */
+    cluster_start(&c, 0);
+    cluster_start(&c, 1);
+    cluster_start_env(&c, 2, "EHR_TEST_DIGEST_FAULT_HEIGHT", "2");
+    assert_int_not_equal(cluster_wait_leader(&c, LEADER_WAIT_MS), SIZE_MAX);
+    enum { TXS = 3 };
+    struct cluster_tx *txs = cluster_txs_make(&c, TXS, 50);
+    for (size_t i = 0; i < TXS; i++) /* one block each */
+        assert_int_equal(cluster_load(&c, &txs[i], 1, 1, 30000, NULL, NULL), 1);
+    assert_int_equal(cluster_wait_exit(&c, 2, 10000), 3);
+    FILE *f = fopen(c.nodes[2].log, "r");
+    assert_non_null(f);
+    char line[1024];
+    bool said = false;
+    while (fgets(line, sizeof line, f) != NULL)
+        said = said || strstr(line, "STATE DIVERGED") != NULL;
+    fclose(f);
+    assert_true(said);
+    /* The two that agree go on. */
+    struct cluster_status s0, s1;
+    assert_int_equal(cluster_status(&c, 0, &s0), 0);
+    assert_int_equal(cluster_status(&c, 1, &s1), 0);
+    assert_true(s0.tip_height >= TXS);
+    assert_int_equal(cluster_stop(&c, 0), 0);
+    assert_int_equal(cluster_stop(&c, 1), 0);
+    cluster_txs_free(txs, TXS);
+    cluster_destroy(&c, keep_dirs());
+}
+
+/* ---- a stock gRPC client ---- */
+
+static void test_stock_python_grpc_client_submits_and_reads(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    size_t leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(leader, SIZE_MAX);
+    ehr_signing_key key;
+    assert_int_equal(ehr_signing_key_generate(&key), 0);
+    uint8_t *env;
+    size_t len;
+    uint8_t hash[EHR_HASH_BYTES];
+    tu_tx(&key, c.chain_id, (uint64_t)time(NULL) * 1000 + 600000, 200, &env, &len, hash);
+    ehr_signing_key_wipe(&key);
+    char path[CLUSTER_PATH_BYTES + 16];
+    snprintf(path, sizeof path, "%s/tx.bin", c.root);
+    assert_int_equal(ehr_file_write_atomic(path, env, len, 0600, true), 0);
+    ehr_free(env);
+    char port[16];
+    /* Through a follower, so the submission is forwarded to the leader. */
+    snprintf(port, sizeof port, "%u", c.nodes[(leader + 1) % 3].rpc_port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *argv[] = {"/usr/bin/python3",
+                        EHR_SOURCE_DIR "/tests/node/interop_node.py",
+                        "--proto-root",
+                        EHR_SOURCE_DIR "/proto",
+                        "--port",
+                        port,
+                        "--envelope",
+                        path,
+                        "--chain-id",
+                        c.chain_id,
+                        NULL};
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_stop(&c, i), 0);
+    cluster_destroy(&c, keep_dirs());
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77)
+        skip();
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     assert_int_equal(ehr_crypto_init(), 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_input_gets_its_status_and_commits_nothing),
+        cmocka_unit_test(test_stock_python_grpc_client_submits_and_reads),
+        cmocka_unit_test(test_a_node_whose_state_digest_differs_stops_loudly),
         cmocka_unit_test(test_three_nodes_commit_10000_transactions_into_identical_ledgers),
         cmocka_unit_test(test_leader_killed_mid_load_loses_nothing_acknowledged),
     };
