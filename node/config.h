@@ -88,6 +88,14 @@ enum {
 #define NODE_CONFIG_HEARTBEAT_TICKS_DEFAULT 1u
 #define NODE_CONFIG_HEARTBEAT_TICKS_MIN 1u
 
+/* snapshot_entries: a node snapshots its ledger (a full copy, in a worker
+ * thread) and compacts its consensus log once this many entries were applied
+ * since its last snapshot. A follower further behind than the compacted log
+ * is brought up to date with the snapshot. */
+#define NODE_CONFIG_SNAPSHOT_ENTRIES_DEFAULT 10000u
+#define NODE_CONFIG_SNAPSHOT_ENTRIES_MIN 16u
+#define NODE_CONFIG_SNAPSHOT_ENTRIES_MAX ((uint64_t)1 << 32)
+
 /* ---- The configuration ---- */
 
 struct node_config_limits {
@@ -100,6 +108,7 @@ struct node_config_limits {
     uint64_t raft_tick_ms;      /* NODE_CONFIG_RAFT_TICK_MS_MIN..MAX */
     uint64_t election_ticks;    /* RAFT_ELECTION_TICKS_MIN..MAX */
     uint64_t heartbeat_ticks;   /* 1..election_ticks - 1 */
+    uint64_t snapshot_entries;  /* NODE_CONFIG_SNAPSHOT_ENTRIES_MIN..MAX */
 };
 
 /*

@@ -10,13 +10,16 @@
  * kinds are protobuf-c's).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ehr/v1/p2p.pb-c.h"
 #include "ehr/v1/tx.pb-c.h"
@@ -499,12 +502,248 @@ static int apply_committed(struct node *n, const struct raft_entry *entries, siz
 
 /* ---- the ready protocol ---- */
 
+/* ---- snapshots ---- */
+
+static void *snapshot_thread(void *arg)
+{
+    struct node *n = arg;
+    n->snap_rc = ledger_snapshot_create(n->ledger, n->snap_creating, &n->snap_info);
+    snprintf(n->snap_err, sizeof n->snap_err, "%s",
+             n->snap_rc != 0 ? ledger_last_error(n->ledger) : "");
+    uv_async_send(&n->snap_async);
+    return NULL;
+}
+
+/* Take a snapshot in a worker thread when enough was applied since the last. */
+static void snapshot_maybe_start(struct node *n)
+{
+    if (n->snap_running || n->stopping || n->applied_index == 0)
+        return;
+    uint64_t since = n->applied_index - n->store.snap_meta.index;
+    if (!n->snap_wanted && since < n->cfg.limits.snapshot_entries)
+        return;
+    if (n->snap_retry_at != 0 && uv_now(n->loop) < n->snap_retry_at)
+        return;
+    n->snap_running = true;
+    int rc = pthread_create(&n->snap_thread, NULL, snapshot_thread, n);
+    if (rc != 0) {
+        n->snap_running = false;
+        n->snap_retry_at = uv_now(n->loop) + NODE_SNAPSHOT_RETRY_MS;
+        ehr_log(EHR_LOG_WARN, "cannot start a snapshot thread", "err=%d", rc);
+    }
+}
+
+static void snapshot_join(struct node *n)
+{
+    if (!n->snap_running)
+        return;
+    pthread_join(n->snap_thread, NULL);
+    n->snap_running = false;
+}
+
+/* The worker finished: record the snapshot and compact the log. */
+static void on_snapshot_done(uv_async_t *h)
+{
+    struct node *n = h->data;
+    if (!n->snap_running)
+        return; /* joined already (an install or a stop) */
+    snapshot_join(n);
+    if (n->stopping)
+        return;
+    if (n->snap_rc != 0) {
+        ehr_log(EHR_LOG_WARN, "snapshot failed", "err=%s why=\"%s\"", ehr_errname(n->snap_rc),
+                n->snap_err);
+        n->snap_retry_at = uv_now(n->loop) + NODE_SNAPSHOT_RETRY_MS;
+        return;
+    }
+    n->snap_retry_at = 0;
+    struct raft_snapshot_meta meta = {.index = n->snap_info.tip.applied_index};
+    struct raft_storage st;
+    node_raft_store_interface(&n->store, &st);
+    if (meta.index <= n->store.snap_meta.index || st.term(st.ctx, meta.index, &meta.term) != 0) {
+        unlink(n->snap_creating); /* overtaken by an installed snapshot */
+        return;
+    }
+    /* Membership changes are not offered yet, so the configuration in
+     * force at any index is the one the core runs with. */
+    struct raft_status rs;
+    raft_status_get(n->raft, &rs);
+    meta.config = rs.config;
+    char path[NODE_PATH_BYTES_MAX];
+    snprintf(path, sizeof path, "%s/snap-%020" PRIu64 ".mdb", n->snap_dir, meta.index);
+    if (rename(n->snap_creating, path) != 0) {
+        ehr_log(EHR_LOG_WARN, "snapshot failed", "why=\"rename: %s\"", strerror(errno));
+        n->snap_retry_at = uv_now(n->loop) + NODE_SNAPSHOT_RETRY_MS;
+        return;
+    }
+    uint64_t keep = n->cfg.limits.snapshot_entries / 2;
+    if (keep > NODE_SNAPSHOT_KEEP_ENTRIES_MAX)
+        keep = NODE_SNAPSHOT_KEEP_ENTRIES_MAX;
+    uint64_t compact = meta.index + 1 > keep ? meta.index + 1 - keep : 0;
+    if (compact <= n->store.first)
+        compact = 0;
+    int rc = node_raft_store_snapshot_set(&n->store, &meta, path, compact);
+    if (rc != 0) {
+        ehr_log(EHR_LOG_WARN, "snapshot not recorded", "err=%s why=\"%s\"", ehr_errname(rc),
+                ledger_last_error(n->ledger));
+        unlink(path);
+        n->snap_retry_at = uv_now(n->loop) + NODE_SNAPSHOT_RETRY_MS;
+        return;
+    }
+    if (n->snap_path[0] != '\0' && strcmp(n->snap_path, path) != 0)
+        unlink(n->snap_path);
+    snprintf(n->snap_path, sizeof n->snap_path, "%s", path);
+    n->snap_wanted = false;
+    ehr_log(EHR_LOG_INFO, "snapshot taken",
+            "index=%" PRIu64 " height=%" PRIu64 " bytes=%" PRIu64 " log_first=%" PRIu64, meta.index,
+            n->snap_info.tip.height, n->snap_info.file_bytes, n->store.first);
+}
+
+static int write_all_at(int fd, const uint8_t *data, size_t len, uint64_t offset)
+{
+    while (len > 0) {
+        ssize_t w = pwrite(fd, data, len, (off_t)offset);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        data += w;
+        len -= (size_t)w;
+        offset += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Copy the file FROM to TO (created, fsync'd). */
+static int copy_file(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -errno;
+    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+        int err = -errno;
+        close(in);
+        return err;
+    }
+    int rc = 0;
+    uint8_t *buf = ehr_malloc(1u << 20);
+    uint64_t at = 0;
+    for (;;) {
+        ssize_t r = pread(in, buf, 1u << 20, (off_t)at);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? -errno : 0;
+            break;
+        }
+        if ((rc = write_all_at(out, buf, (size_t)r, at)) != 0)
+            break;
+        at += (uint64_t)r;
+    }
+    ehr_free(buf);
+    if (rc == 0 && fsync(out) != 0)
+        rc = -errno;
+    close(in);
+    close(out);
+    if (rc != 0)
+        unlink(to);
+    return rc;
+}
+
+/* Replace the ledger by the staged snapshot of META. */
+static int snapshot_install(struct node *n, const struct raft_snapshot_meta *meta)
+{
+    snapshot_join(n); /* the ledger handle is about to close */
+    /* Keep a copy to serve on: this node may lead before its own next
+     * snapshot, and a follower may need one. */
+    char keep[NODE_PATH_BYTES_MAX];
+    snprintf(keep, sizeof keep, "%s/snap-%020" PRIu64 ".mdb", n->snap_dir, meta->index);
+    int rc = copy_file(n->stage_path, keep);
+    if (rc != 0) {
+        ehr_log(EHR_LOG_ERROR, "cannot keep a copy of the received snapshot", "err=%s",
+                ehr_errname(rc));
+        return rc;
+    }
+    uint8_t brec[RAFT_ENTRY_RECORD_HEADER_BYTES + RAFT_RECORD_CRC_BYTES];
+    uint8_t mrec[RAFT_SNAPSHOT_META_RECORD_BYTES];
+    int mn = raft_snapshot_meta_record_encode(meta, mrec, sizeof mrec);
+    if (mn < 0)
+        return mn;
+    ledger_raft_batch reset = {
+        .compact_index = meta->index + 1,
+        .boundary = {brec, node_raft_store_boundary_encode(meta->index, meta->term, brec)},
+        .snapshot_meta = {mrec, (size_t)mn}};
+    ledger_snapshot_expect expect = {.chain_id = n->chain.chain_id, .applied_index = meta->index};
+    memcpy(expect.genesis_hash, n->chain.genesis_hash, EHR_HASH_BYTES);
+    ledger_snapshot_info info;
+    ledger_diag diag = {{0}};
+    ledger_close(n->ledger);
+    n->ledger = NULL;
+    rc = ledger_snapshot_install(n->cfg.data_dir, n->stage_path, &reset, &expect, &info, &diag);
+    int rc2 = ledger_open(n->cfg.data_dir, NULL, &n->ledger);
+    if (rc != 0 || rc2 != 0) {
+        ehr_log(EHR_LOG_ERROR, "snapshot install failed", "err=%s why=\"%s\" reopen=%s",
+                ehr_errname(rc), diag.msg, ehr_errname(rc2));
+        unlink(keep);
+        if (rc2 != 0)
+            n->ledger = NULL;
+        return rc != 0 ? rc : rc2;
+    }
+    rc = node_raft_store_reload(&n->store, n->ledger, keep);
+    if (rc == 0)
+        rc = ledger_tip_get(n->ledger, &n->tip);
+    if (rc != 0)
+        return rc;
+    n->applied_index = meta->index;
+    if (n->snap_path[0] != '\0' && strcmp(n->snap_path, keep) != 0)
+        unlink(n->snap_path);
+    snprintf(n->snap_path, sizeof n->snap_path, "%s", keep);
+    /* Transactions the snapshot committed are no longer the pool's: start
+     * it afresh (what was in it was admitted here, never acknowledged as
+     * committed). */
+    mempool_config mc = {.chain_id = n->chain.chain_id,
+                         .tx_count_max = (uint32_t)n->cfg.limits.mempool_tx_count,
+                         .bytes_max = n->cfg.limits.mempool_bytes,
+                         .ledger_lookup = mempool_ledger_lookup,
+                         .ledger_lookup_ctx = n->ledger};
+    mempool_destroy(&n->pool);
+    rc = mempool_init(&n->pool, &mc);
+    if (rc != 0)
+        return rc;
+    ehr_log(EHR_LOG_INFO, "snapshot installed",
+            "index=%" PRIu64 " height=%" PRIu64 " txs=%" PRIu64 " bytes=%" PRIu64, meta->index,
+            info.tip.height, info.tip.tx_count, info.file_bytes);
+    return 0;
+}
+
 static int snapshot_chunk(struct node *n, const struct raft_snapshot_chunk *c)
 {
-    (void)c;
-    fatal(n, NODE_EXIT_FAILURE, "a snapshot arrived, and this node cannot install snapshots",
-          "index=%" PRIu64, c->meta.index);
-    return EHR_EINVAL;
+    int rc = 0;
+    if (c->offset == 0) {
+        if (n->stage_fd >= 0)
+            close(n->stage_fd);
+        n->stage_fd = open(n->stage_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (n->stage_fd < 0)
+            rc = -errno;
+    } else if (n->stage_fd < 0) {
+        rc = EHR_EINVAL; /* the core hands chunks in order from 0 */
+    }
+    if (rc == 0 && c->size > 0)
+        rc = write_all_at(n->stage_fd, c->data, c->size, c->offset);
+    if (rc == 0 && c->done) {
+        if (c->install && fsync(n->stage_fd) != 0)
+            rc = -errno;
+        close(n->stage_fd);
+        n->stage_fd = -1;
+        if (rc == 0 && c->install)
+            rc = snapshot_install(n, &c->meta);
+        unlink(n->stage_path);
+    }
+    if (rc != 0)
+        fatal(n, NODE_EXIT_FAILURE, "cannot take in a snapshot", "index=%" PRIu64 " err=%s",
+              c->meta.index, ehr_errname(rc));
+    return rc;
 }
 
 static void role_changed(struct node *n, enum raft_role role, raft_id leader)
@@ -562,6 +801,7 @@ static void process_ready(struct node *n)
         rc = raft_ready_advance(n->raft);
         EHR_ASSERT(rc == 0);
     }
+    snapshot_maybe_start(n);
 }
 
 static void on_prepare(uv_prepare_t *h)
@@ -812,6 +1052,16 @@ static int start_raft(struct node *n, char *err, size_t err_size)
                  ledger_last_error(n->ledger));
         return rc;
     }
+    if (n->store.snap_meta.index != 0) {
+        snprintf(n->snap_path, sizeof n->snap_path, "%s/snap-%020" PRIu64 ".mdb", n->snap_dir,
+                 n->store.snap_meta.index);
+        if (node_raft_store_snapshot_file(&n->store, n->snap_path) != 0) {
+            ehr_log(EHR_LOG_WARN, "the recorded snapshot's file is missing; taking a new one",
+                    "path=%s", n->snap_path);
+            n->snap_path[0] = '\0';
+            n->snap_wanted = true;
+        }
+    }
     struct raft_hard_state hs;
     rc = node_raft_store_hard_state(&n->store, &hs);
     if (rc != 0) {
@@ -929,6 +1179,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     n->forwards.prev = n->forwards.next = &n->forwards;
     n->streams.prev = n->streams.next = &n->streams;
     n->digests = ehr_calloc(NODE_DIGEST_WINDOW, sizeof *n->digests);
+    n->stage_fd = -1;
     n->wire_cap = NODE_RAFT_WIRE_ENVELOPE_BYTES_MAX + NODE_RAFT_WIRE_BYTES_MAX;
     n->wire_buf = ehr_malloc(n->wire_cap);
     n->batch_cap = (size_t)cfg->limits.block_tx_count;
@@ -964,12 +1215,30 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
         snprintf(err, err_size, "cannot set up the mempool: %s", ehr_strerror(rc));
         goto fail;
     }
+    if (strlen(cfg->data_dir) + sizeof "/snapshots" > sizeof n->snap_dir) {
+        rc = EHR_EINVAL;
+        snprintf(err, err_size, "the data directory's path is over %zu bytes",
+                 sizeof n->snap_dir - sizeof "/snapshots");
+        goto fail;
+    }
+    snprintf(n->snap_dir, sizeof n->snap_dir, "%s/snapshots", cfg->data_dir);
+    snprintf(n->snap_creating, sizeof n->snap_creating, "%s/creating.mdb", n->snap_dir);
+    snprintf(n->stage_path, sizeof n->stage_path, "%s/snapshot-incoming.mdb", cfg->data_dir);
+    if (mkdir(n->snap_dir, 0700) != 0 && errno != EEXIST) {
+        rc = -errno;
+        snprintf(err, err_size, "cannot create %s: %s", n->snap_dir, strerror(errno));
+        goto fail;
+    }
+    unlink(n->snap_creating); /* left by a node that stopped mid-copy */
+    unlink(n->stage_path);
     if ((rc = start_raft(n, err, err_size)) != 0 || (rc = start_p2p(n, err, err_size)) != 0 ||
         (rc = node__service_start(n, err, err_size)) != 0)
         goto fail;
     uv_timer_init(loop, &n->tick_timer);
     uv_timer_init(loop, &n->flush_timer);
     uv_prepare_init(loop, &n->prepare);
+    uv_async_init(loop, &n->snap_async, on_snapshot_done);
+    n->snap_async.data = n;
     n->tick_timer.data = n->flush_timer.data = n->prepare.data = n;
     uv_timer_start(&n->tick_timer, on_tick, cfg->limits.raft_tick_ms, cfg->limits.raft_tick_ms);
     uv_prepare_start(&n->prepare, on_prepare);
@@ -1073,13 +1342,20 @@ void node_stop(struct node *n)
     ehr_log(EHR_LOG_INFO, "node stopping", "applied=%" PRIu64 " tip=%" PRIu64, n->applied_index,
             n->tip.height);
     node__service_drain(n);
-    n->closing = 6;
+    snapshot_join(n);
+    if (n->stage_fd >= 0) {
+        close(n->stage_fd);
+        n->stage_fd = -1;
+        unlink(n->stage_path);
+    }
+    n->closing = 7;
     rpc_server_close(n->rpc, on_rpc_closed, n);
     p2p_close(n->p2p, on_p2p_closed);
     uv_close((uv_handle_t *)&n->tick_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->flush_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->prepare, on_handle_closed);
-    /* The sixth: this function's own reference, dropped last so that no
+    uv_close((uv_handle_t *)&n->snap_async, on_handle_closed);
+    /* The seventh: this function's own reference, dropped last so that no
      * callback frees the node while it runs. */
     closed_one(n);
 }

@@ -6,6 +6,7 @@
 #ifndef EHR_NODE_INTERNAL_H
 #define EHR_NODE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -38,7 +39,16 @@ enum {
     NODE_DIGEST_WINDOW = 1024,
     /* Transactions a follower hands over to a new leader per tick. */
     NODE_HANDOVER_PER_TICK = 4096,
+    /* Entries kept in the consensus log below a snapshot (at most half of
+     * snapshot_entries), so a follower only slightly behind gets entries,
+     * not a whole snapshot. */
+    NODE_SNAPSHOT_KEEP_ENTRIES_MAX = 1000,
+    /* Paths under the data directory. */
+    NODE_PATH_BYTES_MAX = 4096,
 };
+
+/* A failed snapshot is tried again after this long. */
+#define NODE_SNAPSHOT_RETRY_MS 10000u
 
 /* A commit wait without a client deadline ends after this long. */
 #define NODE_COMMIT_WAIT_MS_MAX 60000u
@@ -154,6 +164,22 @@ struct node {
     size_t stream_count;
 
     struct node__digest_slot *digests; /* NODE_DIGEST_WINDOW */
+
+    /* snapshots: one created at a time, in snap_thread; completion comes
+     * back to the loop through snap_async */
+    char snap_dir[NODE_PATH_BYTES_MAX - 64]; /* DATA/snapshots (room for the names in it) */
+    char snap_path[NODE_PATH_BYTES_MAX];     /* the current snapshot file ("" if none) */
+    char snap_creating[NODE_PATH_BYTES_MAX]; /* where the thread writes */
+    char stage_path[NODE_PATH_BYTES_MAX];    /* a snapshot being received */
+    int stage_fd;
+    pthread_t snap_thread;
+    bool snap_running;
+    bool snap_wanted;       /* take one as soon as possible (after an install) */
+    uint64_t snap_retry_at; /* loop ms; 0: no failure pending */
+    uv_async_t snap_async;
+    int snap_rc;
+    ledger_snapshot_info snap_info;
+    char snap_err[LEDGER_DIAG_BYTES_MAX];
 
     uint8_t *wire_buf; /* one encoded peer message */
     size_t wire_cap;

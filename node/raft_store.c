@@ -382,6 +382,20 @@ int node_raft_store_snapshot_set(struct node_raft_store *s, const struct raft_sn
     return 0;
 }
 
+int node_raft_store_snapshot_file(struct node_raft_store *s, const char *path)
+{
+    int fd;
+    uint64_t size;
+    int rc = snap_file_open(path, &fd, &size);
+    if (rc != 0)
+        return rc;
+    if (s->snap_fd >= 0)
+        close(s->snap_fd);
+    s->snap_fd = fd;
+    s->snap_size = size;
+    return 0;
+}
+
 int node_raft_store_reload(struct node_raft_store *s, ledger *l, const char *path)
 {
     if (s->snap_fd >= 0)

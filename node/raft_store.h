@@ -92,6 +92,10 @@ int node_raft_store_bootstrap(struct node_raft_store *s, const struct raft_entry
 int node_raft_store_snapshot_set(struct node_raft_store *s, const struct raft_snapshot_meta *meta,
                                  const char *path, uint64_t compact_index);
 
+/* Use PATH as the file of the snapshot the log already records (at start).
+ * Returns 0 or -errno (e.g. -ENOENT: the file is gone; take a new one). */
+int node_raft_store_snapshot_file(struct node_raft_store *s, const char *path);
+
 /*
  * After the node has replaced its whole ledger by an installed snapshot
  * (whose Raft records the node wrote: an empty log from META->index + 1 and

@@ -163,6 +163,8 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
                 cfg.limits.block_flush_ms = limits->block_flush_ms;
             if (limits->raft_tick_ms)
                 cfg.limits.raft_tick_ms = limits->raft_tick_ms;
+            if (limits->snapshot_entries)
+                cfg.limits.snapshot_entries = limits->snapshot_entries;
             if (limits->mempool_tx_count)
                 cfg.limits.mempool_tx_count = limits->mempool_tx_count;
             CHECK(node_config_write(n->config, &cfg, true, err, sizeof err) == 0);

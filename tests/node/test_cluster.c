@@ -186,7 +186,11 @@ static void test_leader_killed_mid_load_loses_nothing_acknowledged(void **state)
 {
     (void)state;
     struct cluster c;
-    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    /* A 30 ms tick: followers campaign 0.3-0.6 s after the leader falls
+     * silent, so even a split first vote leaves a new leader within 2 s on
+     * a loaded machine (the default 50 ms tick takes 0.5-1 s per round). */
+    struct cluster_limits lim = {.raft_tick_ms = 30};
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, &lim);
     for (size_t i = 0; i < 3; i++)
         cluster_start(&c, i);
     size_t leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
@@ -336,6 +340,50 @@ static void test_bad_input_gets_its_status_and_commits_nothing(void **state)
     cluster_destroy(&c, keep_dirs());
 }
 
+/* ---- catching up by snapshot ---- */
+
+static bool log_says(const struct cluster *c, size_t i, const char *words)
+{
+    FILE *f = fopen(c->nodes[i].log, "r");
+    assert_non_null(f);
+    char line[2048];
+    bool said = false;
+    while (!said && fgets(line, sizeof line, f) != NULL)
+        said = strstr(line, words) != NULL;
+    fclose(f);
+    return said;
+}
+
+static void test_a_node_behind_the_compacted_log_catches_up_by_snapshot(void **state)
+{
+    (void)state;
+    struct cluster c;
+    /* Small blocks and frequent snapshots: many entries, a short log. */
+    struct cluster_limits lim = {.block_tx_count = 20, .block_flush_ms = 5, .snapshot_entries = 20};
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, &lim);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    size_t leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(leader, SIZE_MAX);
+    size_t late = (leader + 1) % 3;
+    assert_int_equal(cluster_stop(&c, late), 0);
+    enum { TXS = 2000 };
+    struct cluster_tx *txs = cluster_txs_make(&c, TXS, 60);
+    assert_int_equal(cluster_load(&c, txs, TXS, 64, 180000, NULL, NULL), TXS);
+    wait_converged(&c, 20000);
+    assert_true(log_says(&c, leader, "snapshot taken"));
+    cluster_start(&c, late);
+    uint64_t tip = wait_converged(&c, 60000);
+    assert_true(tip >= TXS / 20);
+    assert_true(log_says(&c, late, "snapshot installed"));
+    assert_same_chain(&c, tip);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_stop(&c, i), 0);
+    assert_ledgers_hold(&c, txs, TXS);
+    cluster_txs_free(txs, TXS);
+    cluster_destroy(&c, keep_dirs());
+}
+
 /* ---- divergence ---- */
 
 static void test_a_node_whose_state_digest_differs_stops_loudly(void **state)
@@ -434,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_bad_input_gets_its_status_and_commits_nothing),
         cmocka_unit_test(test_stock_python_grpc_client_submits_and_reads),
         cmocka_unit_test(test_a_node_whose_state_digest_differs_stops_loudly),
+        cmocka_unit_test(test_a_node_behind_the_compacted_log_catches_up_by_snapshot),
         cmocka_unit_test(test_three_nodes_commit_10000_transactions_into_identical_ledgers),
         cmocka_unit_test(test_leader_killed_mid_load_loses_nothing_acknowledged),
     };

@@ -265,6 +265,7 @@ static void test_every_limit_at_its_edges(void **state)
         {"raft_tick_ms", 1, 10000},
         {"election_ticks", RAFT_ELECTION_TICKS_MIN, RAFT_ELECTION_TICKS_MAX},
         {"heartbeat_ticks", 1, RAFT_ELECTION_TICKS_MAX - 1},
+        {"snapshot_entries", 16, (uint64_t)1 << 32},
     };
     /* The proposal bound is the tighter one for a block. */
     assert_true((long)NODE_RAFT_WIRE_PROPOSAL_BYTES_MAX < (long)EHR_BLOCK_BYTES_MAX);
