@@ -288,9 +288,11 @@ static void test_every_limit_at_its_edges(void **state)
                              f->err);
                 const struct node_config_limits *l = &cfg.limits;
                 const uint64_t got[] = {
-                    l->mempool_tx_count, l->mempool_bytes,  l->block_tx_count,
-                    l->block_bytes,      l->block_flush_ms, l->rpc_message_bytes,
-                    l->raft_tick_ms,     l->election_ticks, l->heartbeat_ticks};
+                    l->mempool_tx_count, l->mempool_bytes,     l->block_tx_count, l->block_bytes,
+                    l->block_flush_ms,   l->rpc_message_bytes, l->raft_tick_ms,   l->election_ticks,
+                    l->heartbeat_ticks,  l->snapshot_entries};
+                _Static_assert(sizeof got / sizeof got[0] == sizeof limits / sizeof limits[0],
+                               "every limit is checked");
                 assert_int_equal(got[i], values[v]);
             } else {
                 char want[128];
