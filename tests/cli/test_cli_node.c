@@ -1149,6 +1149,13 @@ static void test_blocks_follow_prints_one_line_per_block_and_stops(void **state)
     assert_int_equal(lines, LEDGER_BLOCKS + 1);
     assert_non_null(strstr(r.out, "genesis"));
     result_free(&r);
+    /* without --from it starts after the tip: no old block is printed */
+    fx->fake->stream_end = true;
+    r = run(fx, "blocks", "follow", "--node", fx->address);
+    fx->fake->stream_end = false;
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "");
+    result_free(&r);
 
     /* above the tip + 1: the node's NOT_FOUND */
     r = run(fx, "blocks", "follow", "--from", "9", "--node", fx->address);
