@@ -67,7 +67,7 @@ enum {
     BENCH_POINTER_BYTES = 48,
     BENCH_PATIENTS = 16,
     HASH_HEX_BYTES = 2 * EHR_HASH_BYTES + 1,
-    LINE_BYTES = 256,
+    LINE_BYTES = 640, /* room for a host name (253 bytes) and more */
 };
 
 #define SUBMIT_PATH "/ehr.v1.Node/SubmitTransaction"
@@ -589,7 +589,7 @@ static int bench_report(struct cli__ctx *ctx, struct bench *b)
         }
     }
     if (b->committed != b->tx_count) {
-        char why[64];
+        char why[96];
         snprintf(why, sizeof why, "%llu of %zu transactions did not commit",
                  (unsigned long long)(b->tx_count - b->committed), b->tx_count);
         return cli__fail(why, "bench");
