@@ -217,8 +217,12 @@ static void propose_blocks(struct node *n, bool flush)
         return;
     const struct node_config_limits *lim = &n->cfg.limits;
     while (n->prop_inflight < NODE_PROPOSALS_INFLIGHT_MAX) {
+        /* A full block goes at once; a partial one when nothing is in
+         * flight (an idle pipeline gains nothing by waiting: under load,
+         * blocks fill while earlier ones commit) or when the flush timer
+         * says the oldest transaction has waited block_flush_ms. */
         size_t pending = mempool_pending_count(&n->pool);
-        if (pending == 0 || (pending < lim->block_tx_count && !flush))
+        if (pending == 0 || (pending < lim->block_tx_count && !flush && n->prop_inflight > 0))
             break;
         struct raft_status st;
         raft_status_get(n->raft, &st);
