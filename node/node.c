@@ -172,13 +172,69 @@ static void on_flush(uv_timer_t *t)
     n->flush_due = true; /* the prepare handle proposes */
 }
 
-int node__leader_admit(struct node *n, const uint8_t *envelope, size_t len,
-                       mempool_admit_result *result)
+struct admit {
+    uv_work_t work;
+    struct node *node;
+    uint8_t *envelope;
+    size_t len;
+    uint64_t now_ms;
+    mempool_verified verified;
+    node__admit_cb cb;
+    void *ctx;
+};
+
+static void maybe_free(struct node *n);
+
+static void admit_verify(uv_work_t *w)
 {
-    int rc = mempool_admit(&n->pool, envelope, len, node__now_ms(), result);
-    if (rc == 0 && !uv_is_active((uv_handle_t *)&n->flush_timer))
-        uv_timer_start(&n->flush_timer, on_flush, n->cfg.limits.block_flush_ms, 0);
-    return rc;
+    struct admit *a = w->data;
+    /* The chain id never changes while the node runs. */
+    mempool_tx_verify(a->node->chain.chain_id, a->envelope, a->len, a->now_ms, &a->verified);
+}
+
+static void admit_done(uv_work_t *w, int status)
+{
+    struct admit *a = w->data;
+    struct node *n = a->node;
+    n->admits_inflight--;
+    mempool_admit_result res;
+    memset(&res, 0, sizeof res);
+    int rc;
+    if (status != 0 || n->stopping) {
+        rc = EHR_ECLOSED;
+        snprintf(res.reason, sizeof res.reason, "the node is shutting down");
+    } else {
+        rc = mempool_admit_finish(&n->pool, a->envelope, a->len, &a->verified, &res);
+        if (rc == 0 && !uv_is_active((uv_handle_t *)&n->flush_timer))
+            uv_timer_start(&n->flush_timer, on_flush, n->cfg.limits.block_flush_ms, 0);
+    }
+    a->cb(n, a->ctx, rc, &res);
+    ehr_free(a->envelope);
+    ehr_free(a);
+    if (n->stopping)
+        maybe_free(n);
+}
+
+void node__admit(struct node *n, const uint8_t *envelope, size_t len, node__admit_cb cb, void *ctx)
+{
+    mempool_admit_result res;
+    int rc = mempool_admit_begin(&n->pool, envelope, len, &res);
+    if (rc != 0) {
+        cb(n, ctx, rc, &res);
+        return;
+    }
+    struct admit *a = ehr_calloc(1, sizeof *a);
+    a->work.data = a;
+    a->node = n;
+    a->envelope = ehr_malloc(len);
+    memcpy(a->envelope, envelope, len);
+    a->len = len;
+    a->now_ms = node__now_ms();
+    a->cb = cb;
+    a->ctx = ctx;
+    n->admits_inflight++;
+    rc = uv_queue_work(n->loop, &a->work, admit_verify, admit_done);
+    EHR_ASSERT(rc == 0); /* fails only for a NULL callback */
 }
 
 /* Can the leader propose now? */
@@ -850,30 +906,50 @@ static void send_node_info(struct node *n, const struct node_member *m)
     send_kind(n, m, &pm);
 }
 
-static void tx_forward_received(struct node *n, struct node_member *from,
-                                const Ehr__V1__TxForward *fw)
+struct forward_ctx {
+    raft_id from;
+    uint64_t request_id;
+};
+
+static void forward_answer(struct node *n, raft_id from, uint64_t request_id, int rc,
+                           const mempool_admit_result *res)
 {
-    mempool_admit_result res;
-    memset(&res, 0, sizeof res);
-    int rc;
-    if (n->role != RAFT_LEADER) {
-        rc = EHR_ENOTLEADER;
-        snprintf(res.reason, sizeof res.reason, "the receiving node is no longer the leader");
-    } else {
-        rc = node__leader_admit(n, fw->envelope.data, fw->envelope.len, &res);
-    }
-    if (fw->request_id == 0)
+    const struct node_member *m = node__member_by_id(n, from);
+    if (request_id == 0 || m == NULL || n->stopping)
         return;
     Ehr__V1__TxForwardResult r = EHR__V1__TX_FORWARD_RESULT__INIT;
-    r.request_id = fw->request_id;
+    r.request_id = request_id;
     r.error = rc;
-    r.reason = res.reason;
-    if (res.hash_known)
-        r.tx_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, res.hash};
+    r.reason = (char *)res->reason;
+    if (res->hash_known)
+        r.tx_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)res->hash};
     Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
     pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_TX_FORWARD_RESULT;
     pm.tx_forward_result = &r;
-    send_kind(n, from, &pm);
+    send_kind(n, m, &pm);
+}
+
+static void forward_admitted(struct node *n, void *ctx, int rc, const mempool_admit_result *res)
+{
+    struct forward_ctx *fc = ctx;
+    forward_answer(n, fc->from, fc->request_id, rc, res);
+    ehr_free(fc);
+}
+
+static void tx_forward_received(struct node *n, struct node_member *from,
+                                const Ehr__V1__TxForward *fw)
+{
+    if (n->role != RAFT_LEADER) {
+        mempool_admit_result res;
+        memset(&res, 0, sizeof res);
+        snprintf(res.reason, sizeof res.reason, "the receiving node is no longer the leader");
+        forward_answer(n, from->id, fw->request_id, EHR_ENOTLEADER, &res);
+        return;
+    }
+    struct forward_ctx *fc = ehr_calloc(1, sizeof *fc);
+    fc->from = from->id;
+    fc->request_id = fw->request_id;
+    node__admit(n, fw->envelope.data, fw->envelope.len, forward_admitted, fc);
 }
 
 static void peer_kind_received(struct node *n, struct node_member *from, const uint8_t *data,
@@ -1309,9 +1385,10 @@ static void free_node(struct node *n)
     ehr_free(n);
 }
 
-static void closed_one(struct node *n)
+/* Free the node once every handle is closed and no signature check is out. */
+static void maybe_free(struct node *n)
 {
-    if (--n->closing > 0)
+    if (n->closing > 0 || n->admits_inflight > 0)
         return;
     int code = n->exit_code;
     void (*cb)(void *, int) = n->on_stopped;
@@ -1320,6 +1397,12 @@ static void closed_one(struct node *n)
     free_node(n);
     if (cb != NULL)
         cb(user, code);
+}
+
+static void closed_one(struct node *n)
+{
+    --n->closing;
+    maybe_free(n);
 }
 
 static void on_handle_closed(uv_handle_t *h)

@@ -184,6 +184,8 @@ struct node {
     uint8_t *wire_buf; /* one encoded peer message */
     size_t wire_cap;
 
+    size_t admits_inflight; /* signature checks on the worker pool */
+
     uint64_t started_ms;
     int closing; /* handles still closing */
     bool stopping;
@@ -196,11 +198,16 @@ uint64_t node__now_ms(void);
 const struct node_member *node__member_by_id(const struct node *n, raft_id id);
 
 /*
- * Admit ENVELOPE at the leader: mempool admission, then the flush timer.
- * RESULT gets the verdict. Returns 0 or the mempool's error.
+ * Admit ENVELOPE (copied) at the leader: the mempool's cheap checks now,
+ * the signature on libuv's worker pool, the insertion back on the loop
+ * (mempool_admit_begin / mempool_tx_verify / mempool_admit_finish), then
+ * the flush timer. CB(N, CTX, RC, RESULT) runs exactly once: at once if a
+ * cheap check refuses, else from the loop when the check is done (also
+ * while the node stops: RC is then EHR_ECLOSED unless it was admitted).
  */
-int node__leader_admit(struct node *n, const uint8_t *envelope, size_t len,
-                       mempool_admit_result *result);
+typedef void (*node__admit_cb)(struct node *n, void *ctx, int rc,
+                               const mempool_admit_result *result);
+void node__admit(struct node *n, const uint8_t *envelope, size_t len, node__admit_cb cb, void *ctx);
 
 /* Send a TxForward to the leader. Returns 0, EHR_ENOTLEADER (none known),
  * EHR_ECLOSED (no link to it), EHR_EAGAIN (its queue is full). */

@@ -150,6 +150,38 @@ static void reply_submitted(struct rpc_call *call, const uint8_t hash[EHR_HASH_B
 
 /* ---- SubmitTransaction ---- */
 
+/* A submission at the leader whose signature is being checked. */
+struct pending_admit {
+    struct rpc_call *call; /* NULL once the call ended without us */
+    bool wait_commit;
+};
+
+static void on_pending_admit_cancel(void *data, enum rpc_status why)
+{
+    struct pending_admit *pa = data;
+    rpc_call_fail(pa->call, why, NULL);
+    pa->call = NULL;
+}
+
+static void submit_admitted(struct node *n, void *ctx, int rc, const mempool_admit_result *res)
+{
+    struct pending_admit *pa = ctx;
+    struct rpc_call *call = pa->call;
+    bool wait = pa->wait_commit;
+    ehr_free(pa);
+    if (call == NULL)
+        return; /* the client went away; the verdict stands */
+    if (rc != 0) {
+        fail_err(call, rc == EHR_ECLOSED ? EHR_ENOTLEADER : rc, res->reason);
+        return;
+    }
+    if (!wait) {
+        reply_submitted(call, res->hash, false, 0, 0);
+        return;
+    }
+    wait_for_commit(n, waiter_new(n, call, res->hash, true));
+}
+
 static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
 {
     struct node *n = data;
@@ -169,17 +201,11 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
         goto out;
     }
     if (n->role == RAFT_LEADER) {
-        mempool_admit_result res;
-        int rc = node__leader_admit(n, env, env_len, &res);
-        if (rc != 0) {
-            fail_err(call, rc, res.reason);
-            goto out;
-        }
-        if (!r->wait_for_commit) {
-            reply_submitted(call, res.hash, false, 0, 0);
-            goto out;
-        }
-        wait_for_commit(n, waiter_new(n, call, res.hash, true));
+        struct pending_admit *pa = ehr_calloc(1, sizeof *pa);
+        pa->call = call;
+        pa->wait_commit = r->wait_for_commit;
+        rpc_call_on_cancel(call, on_pending_admit_cancel, pa);
+        node__admit(n, env, env_len, submit_admitted, pa);
         goto out;
     }
     /* A follower checks what costs nothing (the framing, a duplicate on its
