@@ -10,6 +10,7 @@
  * anything, so what it acknowledged was on disk (its own and a quorum's)
  * before the answer left.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -456,6 +457,126 @@ static void test_a_node_whose_state_digest_differs_stops_loudly(void **state)
     cluster_destroy(&c, keep_dirs());
 }
 
+/* ---- refusing to start ---- */
+
+static bool log_says(const struct cluster *c, size_t i, const char *words);
+
+/* Run ehrd with ARGV[1..] and NAME=VALUE in its environment (NAME may be
+ * NULL), expecting it to exit EXPECT within 20 s with WORDS in its stderr. */
+static void expect_start_refused(const char *config, const char *extra_flag,
+                                 const char *extra_value, int expect, const char *words)
+{
+    char out[] = "/tmp/ehrd-refusal-XXXXXX";
+    int fd = mkstemp(out);
+    assert_true(fd >= 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fd, 2);
+        dup2(fd, 1);
+        char *argv[] = {EHRD_PATH,          "--config",          (char *)config,
+                        (char *)extra_flag, (char *)extra_value, NULL};
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    char text[4096] = "";
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    unlink(out);
+    text[n > 0 ? n : 0] = '\0';
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != expect || strstr(text, words) == NULL)
+        fail_msg("ehrd --config %s: exit %d, expected %d with \"%s\"; it said: %s", config,
+                 WIFEXITED(st) ? WEXITSTATUS(st) : -1, expect, words, text);
+}
+
+static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 2, EHRD_PATH, EHRCTL_PATH, NULL);
+    char path[CLUSTER_PATH_BYTES + 64];
+
+    /* A config with a typo in a key, and one that does not exist. */
+    snprintf(path, sizeof path, "%s/bad.json", c.root);
+    static const char bad[] =
+        "{\"data_dir\": \"/x\", \"peer_listen\": \"127.0.0.1:1\", "
+        "\"rpc_listen\": \"127.0.0.1:2\", \"limits\": {\"mempool_tx_cnt\": 5}}";
+    assert_int_equal(ehr_file_write_atomic(path, bad, strlen(bad), 0600, true), 0);
+    expect_start_refused(path, NULL, NULL, 1, "mempool_tx_cnt");
+    snprintf(path, sizeof path, "%s/none.json", c.root);
+    expect_start_refused(path, NULL, NULL, 1, "none.json");
+
+    /* A missing data directory. */
+    struct node_config cfg;
+    char err[NODE_CONFIG_ERROR_BYTES_MAX];
+    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
+    ehr_free(cfg.data_dir);
+    snprintf(path, sizeof path, "%s/nowhere", c.root);
+    cfg.data_dir = ehr_strdup(path);
+    snprintf(path, sizeof path, "%s/missing-dir.json", c.root);
+    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    node_config_free(&cfg);
+    expect_start_refused(path, NULL, NULL, 1, "does not exist");
+
+    /* Another node's key on this node's data directory: not the member the
+     * directory was made for is fine, but a key of no member is refused. */
+    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/stranger.key", c.root);
+    char *keygen[] = {c.ehrctl, "keygen", "--out", path, "--no-passphrase", NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        execv(keygen[0], keygen);
+        _exit(127);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(WEXITSTATUS(st), 0);
+    ehr_free(cfg.key_file);
+    cfg.key_file = ehr_strdup(path);
+    snprintf(path, sizeof path, "%s/stranger.json", c.root);
+    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    node_config_free(&cfg);
+    expect_start_refused(path, NULL, NULL, 1, "is not a member");
+
+    /* A genesis that is not the ledger's. */
+    snprintf(path, sizeof path, "%s/other-genesis.pb", c.root);
+    ehr_signing_key k;
+    tu_key(&k, 99);
+    uint8_t *g;
+    size_t glen;
+    tu_genesis(&k, 1, &g, &glen);
+    assert_int_equal(ehr_file_write_atomic(path, g, glen, 0600, true), 0);
+    ehr_free(g);
+    expect_start_refused(c.nodes[0].config, "--genesis", path, 1, "chain");
+
+    /* A data directory another ehrd holds. */
+    cluster_start(&c, 0);
+    for (int i = 0; i < 1000 && !log_says(&c, 0, "node started"); i++)
+        usleep(10000);
+    assert_true(log_says(&c, 0, "node started"));
+    char pidtext[32];
+    snprintf(pidtext, sizeof pidtext, "%d", (int)c.nodes[0].pid);
+    expect_start_refused(c.nodes[0].config, NULL, NULL, 1, pidtext);
+    assert_int_equal(cluster_stop(&c, 0), 0);
+
+    /* Usage. */
+    pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        char *argv[] = {EHRD_PATH, "--bogus", NULL};
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(WEXITSTATUS(st), 2);
+    cluster_destroy(&c, keep_dirs());
+}
+
 /* ---- a stock gRPC client ---- */
 
 static void test_stock_python_grpc_client_submits_and_reads(void **state)
@@ -514,6 +635,7 @@ int main(void)
     setvbuf(stdout, NULL, _IONBF, 0);
     assert_int_equal(ehr_crypto_init(), 0);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ehrd_refuses_to_start_with_a_clear_message),
         cmocka_unit_test(test_bad_input_gets_its_status_and_commits_nothing),
         cmocka_unit_test(test_stock_python_grpc_client_submits_and_reads),
         cmocka_unit_test(test_a_node_whose_state_digest_differs_stops_loudly),
