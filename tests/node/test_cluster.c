@@ -381,7 +381,8 @@ static void test_bad_input_gets_its_status_and_commits_nothing(void **state)
 static bool log_says(const struct cluster *c, size_t i, const char *words)
 {
     FILE *f = fopen(c->nodes[i].log, "r");
-    assert_non_null(f);
+    if (f == NULL)
+        return false; /* not written yet */
     char line[2048];
     bool said = false;
     while (!said && fgets(line, sizeof line, f) != NULL)
