@@ -21,12 +21,21 @@
 #include <stdint.h>
 
 #include "ehr/v1/block.pb-c.h"
+#include "ehr/v1/node.pb-c.h"
+#include "ehr/v1/tx.pb-c.h"
 #include "ehr_crypto.h"
+#include "rpc.h"
 
 enum {
     CLI_EXIT_OK = 0,
     CLI_EXIT_FAIL = 1,
     CLI_EXIT_USAGE = 2,
+    /* Commands that talk to a node: the gRPC statuses a caller acts on. */
+    CLI_EXIT_REJECTED = 3,    /* INVALID_ARGUMENT: the node refused the request */
+    CLI_EXIT_DUPLICATE = 4,   /* ALREADY_EXISTS: the transaction is known already */
+    CLI_EXIT_BUSY = 5,        /* RESOURCE_EXHAUSTED: mempool full, retry later */
+    CLI_EXIT_UNAVAILABLE = 6, /* UNAVAILABLE: unreachable, no leader, or not the leader */
+    CLI_EXIT_TIMEOUT = 7,     /* DEADLINE_EXCEEDED: no answer within --timeout-ms */
 };
 
 struct cli__ctx;
@@ -170,6 +179,153 @@ void cli__genesis_file_free(struct cli__genesis_file *file);
 struct ledger;
 int cli__ledger_open(const char *dir, bool read_only, struct ledger **out);
 
+/*
+ * Printing a committed transaction and a block (show.c), shared by the
+ * offline (--data) and online (--node) forms of `tx show` and `block show`
+ * so that both print the same thing for the same data.
+ */
+struct cli__tx_shown {
+    const uint8_t *envelope; /* the serialized TxEnvelope as committed */
+    size_t envelope_len;
+    uint64_t height;        /* of the block that holds it */
+    uint32_t index;         /* its position in that block */
+    const char *chain_id;   /* the ledger's chain, for the admission check */
+    uint64_t block_time_ms; /* the check is made as of the block's time */
+};
+
+/*
+ * Print TX (whose id is HASH, given by the user as HASH_ARG) in human or
+ * --json form. Returns CLI_EXIT_OK, or CLI_EXIT_FAIL after saying why (the
+ * body does not decode, or does not hash to HASH).
+ */
+int cli__tx_print(struct cli__ctx *ctx, const uint8_t hash[32], const char *hash_arg,
+                  const struct cli__tx_shown *tx);
+
+/*
+ * Parse the serialized Block BYTES (which must be block HEIGHT) and print it.
+ * Returns CLI_EXIT_OK, or CLI_EXIT_FAIL after saying why it does not parse.
+ */
+int cli__block_print(struct cli__ctx *ctx, const uint8_t *bytes, size_t len, uint64_t height);
+
+/*
+ * A node's gRPC API (node.c). --node HOST:PORT (else $EHR_NODE, else
+ * CLI_NODE_DEFAULT) and --timeout-ms (connect and each call). Every byte
+ * field whose size the API fixes is checked before use.
+ */
+#define CLI_NODE_DEFAULT "127.0.0.1:7001"
+enum {
+    CLI_HOST_BYTES_MAX = 253, /* a DNS name's longest text form */
+    CLI_TIMEOUT_MS_DEFAULT = 10000,
+    CLI_STATUS_PEERS_MAX = 1024, /* peers listed by GetStatus */
+    CLI__LEADER_ID_HEX_BYTES = 2 * EHR_SCHNORR_PUBLIC_BYTES + 1,
+};
+#define CLI_TIMEOUT_MS_MAX (24ull * 3600 * 1000)
+
+/* The options table entries; their values are 'N' and 'T'. */
+#define CLI_NODE_OPTIONS                                                                           \
+    {"node", required_argument, NULL, 'N'},                                                        \
+    {                                                                                              \
+        "timeout-ms", required_argument, NULL, 'T'                                                 \
+    }
+
+struct cli__node_options {
+    const char *address; /* as given; NULL until cli__node_options_finish */
+    uint64_t timeout_ms;
+    bool given;            /* --node was on the command line */
+    bool timeout_ms_given; /* --timeout-ms was on the command line */
+};
+
+/*
+ * Parse HOST:PORT or [IPv6]:PORT (port 1-65535, host printable ASCII of at
+ * most CLI_HOST_BYTES_MAX bytes). Returns 0 or EHR_EINVAL.
+ */
+int cli__address_parse(const char *text, char host[CLI_HOST_BYTES_MAX + 1], uint16_t *port);
+
+/* Handle option C ('N' or 'T') with ARG into O. Returns 0 or CLI_EXIT_USAGE (said why). */
+int cli__node_option(struct cli__ctx *ctx, int c, const char *arg, struct cli__node_options *o);
+
+/* Fill in the defaults ($EHR_NODE, CLI_NODE_DEFAULT). Returns 0 or CLI_EXIT_USAGE. */
+int cli__node_options_finish(struct cli__ctx *ctx, struct cli__node_options *o);
+
+/* A blocking connection to one node. */
+struct cli__node {
+    char address[CLI_HOST_BYTES_MAX + 8]; /* as given, for messages */
+    char host[CLI_HOST_BYTES_MAX + 1];
+    uint16_t port;
+    uint64_t timeout_ms;
+    struct rpc_sync *sync;
+};
+
+/*
+ * Connect within O's timeout. Returns 0, or CLI_EXIT_UNAVAILABLE after
+ * printing `ehrctl: WHAT: cannot connect to ... (UNAVAILABLE)`.
+ */
+int cli__node_open(struct cli__node *node, const struct cli__node_options *o, const char *what);
+void cli__node_close(struct cli__node *node);
+
+/*
+ * Call /ehr.v1.Node/METHOD with REQUEST and a deadline of TIMEOUT_MS (0: the
+ * node's --timeout-ms). Returns the status; RESULT is always filled (release
+ * with rpc_result_clear).
+ */
+enum rpc_status cli__node_call(struct cli__node *node, const char *method,
+                               const ProtobufCMessage *request, uint64_t timeout_ms,
+                               struct rpc_result *result);
+
+/* The exit status for a gRPC status (CLI_EXIT_* above; 1 for the rest). */
+int cli__exit_for_status(enum rpc_status status);
+
+/*
+ * Print one line for a failed call: what the status means, its name, the
+ * node, grpc-message (control characters shown as '?'), and for UNAVAILABLE
+ * the leader the message names. Returns cli__exit_for_status(status).
+ */
+int cli__node_fail(const struct cli__node *node, const struct rpc_result *result,
+                   const char *what_fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Print `ehrctl: WHAT: bad answer from NODE: WHY`. Returns CLI_EXIT_FAIL. */
+int cli__node_bad_answer(const struct cli__node *node, const char *what, const char *why);
+
+/*
+ * Find "leader=<64 hex> address=<HOST:PORT>" in a status MESSAGE (the form
+ * node.proto fixes for UNAVAILABLE). Returns 0, EHR_ENOTFOUND (no leader
+ * named) or EHR_EINVAL (named but malformed).
+ */
+int cli__leader_parse(const char *message, char id_hex[CLI__LEADER_ID_HEX_BYTES],
+                      char address[CLI_HOST_BYTES_MAX + 8]);
+
+/*
+ * GetStatus, decoded and checked (32-byte ids and tip hash, a chain id of
+ * at most 64 bytes, a bounded peer list). Returns 0 and *OUT (free with
+ * ehr__v1__get_status_response__free_unpacked), or the exit status after
+ * printing why.
+ */
+int cli__node_get_status(struct cli__node *node, const char *what,
+                         Ehr__V1__GetStatusResponse **out);
+
+/*
+ * The online forms of `tx show` and `block show` (cmd_node.c): the same
+ * output as the offline ones, from GetTransaction / GetBlock. O is finished.
+ */
+int cli__tx_show_online(struct cli__ctx *ctx, const struct cli__node_options *o,
+                        const uint8_t hash[32], const char *hash_arg);
+int cli__block_show_online(struct cli__ctx *ctx, const struct cli__node_options *o,
+                           uint64_t height);
+
+/*
+ * Transaction payloads from JSON (payload.c). A payload file is at most
+ * CLI_PAYLOAD_FILE_BYTES_MAX bytes (hex doubles the bytes of a body).
+ */
+#define CLI_PAYLOAD_FILE_BYTES_MAX (4u * 64 * 1024)
+
+/*
+ * Set BODY's payload from ROOT, {"<payload type>": {<fields>}}, strictly (see
+ * payload.c). BODY's payload must be unset. Returns 0 (release with
+ * cli__payload_free), or EHR_EINVAL with a reason naming the key in WHY.
+ */
+int cli__payload_from_json(json_t *root, Ehr__V1__TxBody *body, char *why, size_t why_size);
+void cli__payload_free(Ehr__V1__TxBody *body);
+
 /* Commands (cmd_*.c). */
 int cli__cmd_keygen(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_key_show(struct cli__ctx *ctx, int argc, char **argv);
@@ -183,5 +339,9 @@ int cli__cmd_ledger_status(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_block_show(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_init(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_status(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_tx_submit(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_blocks_follow(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_bench(struct cli__ctx *ctx, int argc, char **argv);
 
 #endif /* EHR_CLI_INTERNAL_H */

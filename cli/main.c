@@ -14,6 +14,22 @@
 
 static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
 
+/* Help shared by the commands that talk to a node. */
+#define NODE_OPTIONS_HELP                                                                          \
+    "  --node HOST:PORT        the node's gRPC address (default $EHR_NODE, else\n"                 \
+    "                          " CLI_NODE_DEFAULT ")\n"                                            \
+    "  --timeout-ms N          deadline in ms to connect and for each call (default 10000)\n"
+#define NODE_EXIT_HELP                                                                             \
+    "\nexit status: 0 ok; 1 failed; 2 usage error; and by the node's gRPC status:\n"               \
+    "  3 INVALID_ARGUMENT    the node refused it (the line says which rule)\n"                     \
+    "  4 ALREADY_EXISTS      the transaction is in the mempool or on the ledger already\n"         \
+    "  5 RESOURCE_EXHAUSTED  the mempool is full: retry later\n"                                   \
+    "  6 UNAVAILABLE         unreachable, no leader yet, or not the leader: the line names\n"      \
+    "                        the leader when the node does (retry there with --node)\n"            \
+    "  7 DEADLINE_EXCEEDED   no answer within --timeout-ms\n"                                      \
+    "Other statuses exit 1. Failures print one line on stderr with the status's name and\n"        \
+    "the node's message.\n"
+
 static const struct cli__command commands[] = {
     {"keygen",
      "--out FILE [--label TEXT] [--passphrase-file FILE | --no-passphrase] [--kdf PROFILE] "
@@ -79,14 +95,22 @@ static const struct cli__command commands[] = {
      "options:\n"
      "  --data DIR     the node's data directory (default $EHR_DATA), opened read-only\n",
      cli__cmd_ledger_status},
-    {"block show", "HEIGHT --data DIR", "Show a block's header and its transactions.",
+    {"block show", "HEIGHT (--data DIR | --node HOST:PORT)",
+     "Show a block's header and its transactions.",
+     "From a ledger directory (--data) or from a running node (--node, GetBlock); the\n"
+     "output is the same. Without either: $EHR_DATA, else $EHR_NODE.\n\n"
      "options:\n"
-     "  --data DIR     the node's data directory (default $EHR_DATA), opened read-only\n",
+     "  --data DIR              the node's data directory, opened read-only\n" NODE_OPTIONS_HELP
+         NODE_EXIT_HELP,
      cli__cmd_block_show},
-    {"tx show", "HASH --data DIR", "Show a transaction: where it is and what it says.",
-     "HASH is the transaction's id, 64 hex digits.\n\n"
+    {"tx show", "HASH (--data DIR | --node HOST:PORT)",
+     "Show a transaction: where it is and what it says.",
+     "HASH is the transaction's id, 64 hex digits. From a ledger directory (--data) or\n"
+     "from a running node (--node: GetTransaction, and the block it names, checked to\n"
+     "hold it); the output is the same. Without either: $EHR_DATA, else $EHR_NODE.\n\n"
      "options:\n"
-     "  --data DIR     the node's data directory (default $EHR_DATA), opened read-only\n",
+     "  --data DIR              the node's data directory, opened read-only\n" NODE_OPTIONS_HELP
+         NODE_EXIT_HELP,
      cli__cmd_tx_show},
     {"init",
      "--genesis FILE --key FILE --data DIR --peer-listen HOST:PORT --rpc-listen HOST:PORT "
@@ -106,6 +130,72 @@ static const struct cli__command commands[] = {
      "  --force                 re-run on an initialised DIR: rewrite node.key and the\n"
      "                          config, keep the ledger if it is this genesis's chain\n",
      cli__cmd_init},
+    {"status", "[--node HOST:PORT]", "Show a running node's view of itself and the cluster.",
+     "Node id and name, Raft role, term and leader, commit and applied index, tip height\n"
+     "and hash, chain id, mempool, CPU time, and each peer with its link state and\n"
+     "match index (GetStatus).\n\n"
+     "options:\n" NODE_OPTIONS_HELP NODE_EXIT_HELP,
+     cli__cmd_status},
+    {"tx submit",
+     "(--payload FILE.json --key FILE | --envelope FILE) [--chain-id ID] [--expiry-s N] "
+     "[--wait] [--node HOST:PORT]",
+     "Sign a transaction and submit it to a node; prints its hash.",
+     "options:\n"
+     "  --payload FILE.json     one payload of tx.proto's oneof by its field name, e.g.\n"
+     "                          {\"patient_enroll\": {\"patient_key\": \"<hex>\",\n"
+     "                           \"patient_kx_key\": \"<hex>\"}}; bytes in hex, strings as\n"
+     "                          strings, integers as numbers, enums by name; unknown keys\n"
+     "                          are refused (exit 2, nothing sent)\n"
+     "  --key FILE              the key file to sign with (its signing key is the signer)\n"
+     "  --passphrase-file FILE  the key's passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
+     "  --chain-id ID           the chain (default: the node's, from GetStatus)\n"
+     "  --expiry-s N            the transaction expires N s from now (default 300, max\n"
+     "                          604800)\n"
+     "  --envelope FILE         submit this serialized, signed TxEnvelope as is instead\n"
+     "  --wait                  answer once the transaction is in a committed block and\n"
+     "                          print its height and position (within "
+     "--timeout-ms)\n" NODE_OPTIONS_HELP
+     "\nA random 16-byte nonce makes each submission a new transaction. The checks a node\n"
+     "makes on admission (size, chain id, expiry, signature) are made first; what fails\n"
+     "them is not sent.\n" NODE_EXIT_HELP,
+     cli__cmd_tx_submit},
+    {"blocks follow", "[--from HEIGHT] [--count N] [--node HOST:PORT]",
+     "Print each block as the node commits it, one line per block.",
+     "Each line: height, hash, transaction count, time, proposer; --json prints one JSON\n"
+     "object per line. Runs until interrupted (^C: exit 0) or the node ends the stream.\n\n"
+     "options:\n"
+     "  --from HEIGHT           the first block (default: the node's tip + 1, new blocks\n"
+     "                          only; 0 replays the chain)\n"
+     "  --count N               stop after N blocks\n" NODE_OPTIONS_HELP
+     "                          (--timeout-ms bounds connecting only)\n" NODE_EXIT_HELP,
+     cli__cmd_blocks_follow},
+    {"bench",
+     "[--node HOST:PORT]... [--txs N] [--inflight K] [--rate R] [--warmup-s S] "
+     "[--timeout-ms N]",
+     "Measure a cluster: committed transactions per second, latency, CPU per node.",
+     "Signs N transactions first (a fresh in-memory key, record_anchor payloads of ~270\n"
+     "bytes per envelope, the chain id from GetStatus), then submits them with\n"
+     "wait_for_commit over one HTTP/2 connection per node, round-robin over the nodes,\n"
+     "keeping K in flight. A transaction answered UNAVAILABLE (no leader, leader\n"
+     "changed) is sent again after a short pause; retries are counted apart and a\n"
+     "transaction is counted once, by its final outcome.\n\n"
+     "options:\n"
+     "  --node HOST:PORT        a node to submit to; repeat for more (default $EHR_NODE,\n"
+     "                          else " CLI_NODE_DEFAULT ")\n"
+     "  --txs N                 transactions to submit (default 10000, max 1000000)\n"
+     "  --inflight K            submissions in flight (default 64, max 4096)\n"
+     "  --rate R                open loop: start at most R tx/s (default: as fast as the\n"
+     "                          in-flight limit allows); latency then counts from each\n"
+     "                          transaction's scheduled start, so client queueing shows\n"
+     "  --warmup-s S            leave the first S seconds out of the measured window\n"
+     "                          (default 0)\n"
+     "  --timeout-ms N          deadline of each submission (default 30000)\n"
+     "\nReport: submitted, committed, failed by status, retries, committed tx/s over the\n"
+     "measured window (from the end of the warm-up to the last answer), commit latency\n"
+     "p50/p99/max in ms (send to committed answer), and each node's CPU use over the\n"
+     "window from GetStatus's cpu_user_ms + cpu_system_ms (100% = one core). Exit 0 when\n"
+     "every transaction committed, 1 otherwise.\n",
+     cli__cmd_bench},
     {"help", "[COMMAND]", "Show the commands, or one command's help.", NULL, cmd_help},
 };
 
@@ -144,13 +234,14 @@ static void print_overview(FILE *out)
 {
     fprintf(out, "usage: ehrctl COMMAND [ARGS...] [--json]\n\n"
                  "Operate an ehrchain network: identities and key files, the genesis file, a\n"
-                 "node's ledger and data directory.\n\n"
+                 "node's ledger and data directory, and running nodes over their gRPC API.\n\n"
                  "commands:\n");
     for (size_t i = 0; i < EHR_ARRAY_COUNT(commands); i++)
         fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n`ehrctl COMMAND --help` shows a command's options. Human output by default,\n"
                  "--json for scripts. Exit status: 0 success, 1 the operation failed (reason on\n"
-                 "stderr), 2 usage error.\n");
+                 "stderr), 2 usage error; commands that talk to a node exit 3-7 for the gRPC\n"
+                 "statuses a caller acts on (see their --help).\n");
 }
 
 static int cmd_help(struct cli__ctx *ctx, int argc, char **argv)

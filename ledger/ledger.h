@@ -668,4 +668,130 @@ typedef struct ledger_stats {
 
 int ledger_stats_get(ledger *l, ledger_stats *out);
 
+/* ---- Snapshots (snapshot.c) ----
+ *
+ * A snapshot is the whole ledger (blocks, tx index, world state, chain info,
+ * tip and applied index) as of one Raft applied index, in one file: a
+ * compacted copy of the ledger's LMDB environment (an LMDB data file, opened
+ * with MDB_NOSUBDIR). The node creates one in a worker thread, serves it in
+ * chunks (pread) through raft_storage.snapshot_read, and a receiver stages
+ * the chunks into a file, then installs it in place of its own ledger.
+ *
+ * The file also carries the sender's Raft records (log, hard state,
+ * boundary, snapshot meta): installing replaces them with the receiver's.
+ * LMDB does not checksum pages and does not defend against hostile files:
+ * snapshots come only from authenticated members, and inspection checks
+ * what it can cheaply (the LMDB header against the file size, the format
+ * version, the chain, the tip record against the last block and its stored
+ * checksum, block 0 against the chain info). ledger_verify checks the rest.
+ */
+
+enum {
+    /* A snapshot or ledger path, in bytes without the NUL (the temporary
+     * names made next to it add a few bytes, within PATH_MAX). */
+    LEDGER_SNAPSHOT_PATH_BYTES_MAX = 1024,
+};
+/* A snapshot file's size: inspection refuses a larger file before reading
+ * it. 4 TiB, at 100 MB/s a transfer of about 12 hours. */
+#define LEDGER_SNAPSHOT_BYTES_MAX (1ull << 42)
+_Static_assert(LEDGER_SNAPSHOT_BYTES_MAX <= LEDGER_MAP_BYTES_MAX,
+               "a snapshot fits the largest map");
+
+/* What a snapshot file holds, read from the file itself. */
+typedef struct ledger_snapshot_info {
+    ledger_chain chain;
+    ledger_tip tip;      /* tip.applied_index: the Raft index it is a snapshot at */
+    uint64_t file_bytes; /* the file's size */
+} ledger_snapshot_info;
+
+/*
+ * Write a consistent, compacted copy of L's environment to the file PATH
+ * (1..LEDGER_SNAPSHOT_PATH_BYTES_MAX bytes; its directory must exist):
+ * LMDB copies inside its own read transaction into a temporary file next
+ * to PATH, which is fsync'd, inspected (as ledger_snapshot_inspect), renamed
+ * over PATH, and the directory fsync'd. PATH is never half-written: it is
+ * either untouched or the whole new snapshot; a failed call removes the
+ * temporary file.
+ * Safe from a worker thread while the owner thread keeps appending blocks
+ * and writing the Raft log through the same handle: the copy is the ledger
+ * as of one committed transaction. Which one is not known in advance, so
+ * INFO (required) gets what the copy holds, read back from it: its
+ * tip.applied_index is the index to build the Raft snapshot meta for.
+ * Costs: O(ledger size) in reads and writes; the copy's read transaction
+ * holds old pages for its whole duration, so the ledger file may grow by
+ * what is written meanwhile.
+ * Returns 0; EHR_EINVAL (bad path; the ledger has applied no Raft entry
+ * yet); EHR_ETOOBIG (path or copy over its limit); EHR_ENOTFOUND (no
+ * chain); a ledger_snapshot_inspect error for a copy that fails its
+ * checks; -errno. ledger_last_error(L) says why.
+ */
+int ledger_snapshot_create(ledger *l, const char *path, ledger_snapshot_info *info);
+
+/*
+ * Check that the file PATH is a snapshot: a regular file of at most
+ * LEDGER_SNAPSHOT_BYTES_MAX bytes with a valid LMDB header whose pages lie
+ * inside the file, the ledger's databases, this build's format version, a
+ * chain, a tip whose block is the last one stored, passes its stored
+ * checksum and hashes to the tip's hash, block 0 matching the chain info,
+ * block and tx-index counts matching the tip, and an applied index >= 1.
+ * Opens the file read-only without a lock file and changes nothing. INFO
+ * (required) gets what it holds. DIAG (may be NULL) gets a sentence.
+ * Returns 0; EHR_EINVAL (bad path, not a regular file, not an LMDB file or
+ * not a ledger, applied index 0); EHR_ETOOBIG; EHR_ETRUNCATED (shorter
+ * than its header says); EHR_EVERSION (another LMDB or ledger format);
+ * EHR_ENOTFOUND (no such file, or no chain); EHR_ECORRUPT; -errno.
+ */
+int ledger_snapshot_inspect(const char *path, ledger_snapshot_info *info, ledger_diag *diag);
+
+/* What the receiver expects of a snapshot (from the Raft snapshot meta and
+ * its own chain). */
+typedef struct ledger_snapshot_expect {
+    const char *chain_id;                 /* required */
+    uint8_t genesis_hash[EHR_HASH_BYTES]; /* required */
+    uint64_t applied_index;               /* the Raft snapshot's index, >= 1 */
+} ledger_snapshot_expect;
+
+/*
+ * Replace the ledger in LEDGER_DIR with the snapshot file SNAPSHOT_PATH.
+ * Preconditions: nothing has LEDGER_DIR's ledger open, in this process or
+ * another (the node closes its handle first, and reopens it with
+ * ledger_open after a return of 0); SNAPSHOT_PATH is on the same file
+ * system as LEDGER_DIR (stage it inside LEDGER_DIR, e.g. DIR/snapshot.mdb)
+ * and is not used by anything else.
+ * Steps: inspect the snapshot; its chain id and genesis hash must be
+ * EXPECT's (EHR_ECHAIN) and its applied index EXPECT->applied_index
+ * (EHR_EINVAL). Take an exclusive lock on LEDGER_DIR/lock.mdb, the byte
+ * LMDB's own openers lock, so that a ledger open anywhere is refused
+ * (EHR_EAGAIN) and an open that races the install waits for it. The
+ * current ledger, if any, must be of the same chain and must not have
+ * applied beyond the snapshot (EHR_EINVAL: that would move the applied
+ * state back). Then, on the snapshot file itself: remove the sender's Raft
+ * log, hard state, boundary and snapshot meta; apply RAFT_RESET with
+ * ledger_raft_write's own code; sync. RAFT_RESET must compact to
+ * applied_index + 1 with the boundary record for applied_index, set the
+ * snapshot meta, and may append entries from applied_index + 1; it must
+ * not truncate. Its hard_state is written if given; if not, the current
+ * ledger's hard state record is carried over, so term and vote never move
+ * back (the node passes the hard state it last persisted, or a newer one).
+ * Last, rename the file over LEDGER_DIR/data.mdb, fsync LEDGER_DIR, and
+ * empty lock.mdb, so the next ledger_open rebuilds LMDB's reader table and
+ * transaction counter from the new file (a stale table never applies).
+ * Crash safety: up to the rename, LEDGER_DIR holds the old ledger,
+ * untouched; after it, the new one, whole. SNAPSHOT_PATH is gone after a
+ * return of 0; after an error it may have been changed: discard it. An
+ * error after the rename (syncing the directory, emptying lock.mdb: -errno)
+ * leaves the new ledger in place, INFO filled: after any error, reopen the
+ * ledger and read its tip to know which one it holds.
+ * INFO (may be NULL) gets what the installed ledger holds; DIAG (may be
+ * NULL) a sentence. Returns 0; the ledger_snapshot_inspect errors;
+ * EHR_ECHAIN; EHR_EINVAL (EXPECT or RAFT_RESET malformed, applied index
+ * mismatch, or one that would move back); EHR_EAGAIN (the ledger is open);
+ * EHR_ENOTFOUND (no LEDGER_DIR); a ledger_raft_write error; -errno
+ * (-EXDEV: another file system).
+ */
+int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
+                            const ledger_raft_batch *raft_reset,
+                            const ledger_snapshot_expect *expect, ledger_snapshot_info *info,
+                            ledger_diag *diag);
+
 #endif /* EHR_LEDGER_H */

@@ -180,4 +180,26 @@ int ledger__read_begin(ledger *l, MDB_txn **txn);
 int ledger__tip_read(ledger *l, MDB_txn *txn, ledger_tip *out);
 int ledger__chain_read(ledger *l, MDB_txn *txn, ledger_chain *out);
 
+/* ---- Snapshots (snapshot.c) ---- */
+
+/* The steps of ledger_snapshot_install, in order. */
+enum ledger__install_step {
+    LEDGER__INSTALL_LOCKED = 1,   /* lock.mdb locked, nothing changed yet */
+    LEDGER__INSTALL_RAFT_CLEARED, /* the sender's Raft records removed from the file */
+    LEDGER__INSTALL_RAFT_RESET,   /* RAFT_RESET written to the file */
+    LEDGER__INSTALL_SYNCED,       /* the file is on disk */
+    LEDGER__INSTALL_RENAMED,      /* the file is DIR/data.mdb */
+    LEDGER__INSTALL_DIR_SYNCED,   /* the rename is on disk */
+    LEDGER__INSTALL_LOCK_EMPTIED, /* lock.mdb emptied (still locked) */
+    LEDGER__INSTALL_STEP_COUNT = LEDGER__INSTALL_LOCK_EMPTIED,
+};
+
+/* Fault injection for the crash test: if not NULL, called after each step
+ * of ledger_snapshot_install (the test kills the process there). */
+extern void (*ledger__snapshot_install_hook)(enum ledger__install_step step);
+
+/* The size check of ledger_snapshot_inspect, for the edge test. Returns 0
+ * or EHR_ETOOBIG (over LEDGER_SNAPSHOT_BYTES_MAX), with a sentence. */
+int ledger__snapshot_size_check(uint64_t file_bytes, ledger_diag *diag);
+
 #endif /* EHR_LEDGER_INTERNAL_H */

@@ -60,6 +60,8 @@ static const struct limit_spec limit_specs[] = {
     /* Also below election_ticks: checked in limits_check. */
     LIMIT(heartbeat_ticks, NODE_CONFIG_HEARTBEAT_TICKS_DEFAULT, NODE_CONFIG_HEARTBEAT_TICKS_MIN,
           RAFT_ELECTION_TICKS_MAX - 1),
+    LIMIT(snapshot_entries, NODE_CONFIG_SNAPSHOT_ENTRIES_DEFAULT, NODE_CONFIG_SNAPSHOT_ENTRIES_MIN,
+          NODE_CONFIG_SNAPSHOT_ENTRIES_MAX),
 };
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};

@@ -76,8 +76,10 @@ enum {
 #define NODE_CONFIG_RPC_MESSAGE_BYTES_MIN ((uint64_t)EHR_TX_BYTES_MAX + 1024u)
 #define NODE_CONFIG_RPC_MESSAGE_BYTES_MAX ((uint64_t)4u << 20) /* == RPC_MESSAGE_BYTES_MAX */
 #define NODE_CONFIG_RPC_MESSAGE_BYTES_DEFAULT NODE_CONFIG_RPC_MESSAGE_BYTES_MAX
-/* raft_tick_ms: the consensus clock's period. */
-#define NODE_CONFIG_RAFT_TICK_MS_DEFAULT 100u
+/* raft_tick_ms: the consensus clock's period. With the default election_ticks a
+ * follower campaigns 0.5-1 s after it last heard from a leader: right for a
+ * LAN or metro cluster; raise it for long or lossy links. */
+#define NODE_CONFIG_RAFT_TICK_MS_DEFAULT 50u
 #define NODE_CONFIG_RAFT_TICK_MS_MIN 1u
 #define NODE_CONFIG_RAFT_TICK_MS_MAX 10000u
 /* election_ticks: base election timeout (RAFT_ELECTION_TICKS_* in raft.h). */
@@ -85,6 +87,14 @@ enum {
 /* heartbeat_ticks: 1 .. election_ticks - 1. */
 #define NODE_CONFIG_HEARTBEAT_TICKS_DEFAULT 1u
 #define NODE_CONFIG_HEARTBEAT_TICKS_MIN 1u
+
+/* snapshot_entries: a node snapshots its ledger (a full copy, in a worker
+ * thread) and compacts its consensus log once this many entries were applied
+ * since its last snapshot. A follower further behind than the compacted log
+ * is brought up to date with the snapshot. */
+#define NODE_CONFIG_SNAPSHOT_ENTRIES_DEFAULT 10000u
+#define NODE_CONFIG_SNAPSHOT_ENTRIES_MIN 16u
+#define NODE_CONFIG_SNAPSHOT_ENTRIES_MAX ((uint64_t)1 << 32)
 
 /* ---- The configuration ---- */
 
@@ -98,6 +108,7 @@ struct node_config_limits {
     uint64_t raft_tick_ms;      /* NODE_CONFIG_RAFT_TICK_MS_MIN..MAX */
     uint64_t election_ticks;    /* RAFT_ELECTION_TICKS_MIN..MAX */
     uint64_t heartbeat_ticks;   /* 1..election_ticks - 1 */
+    uint64_t snapshot_entries;  /* NODE_CONFIG_SNAPSHOT_ENTRIES_MIN..MAX */
 };
 
 /*

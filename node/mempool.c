@@ -255,14 +255,11 @@ static enum mempool_verdict mempool__verdict_of_check(int rc)
     }
 }
 
-int mempool_admit(mempool *pool, const uint8_t *bytes, size_t len, uint64_t now_ms,
-                  mempool_admit_result *result)
+/* The cheap checks, in order: framing (which yields the hash), the hash in
+ * the pool, on the ledger, room by count and by bytes. */
+static int mempool__cheap_checks(mempool *pool, const uint8_t *bytes, size_t len,
+                                 mempool_admit_result *result)
 {
-    EHR_ASSERT(pool != NULL && pool->slots != NULL);
-    EHR_ASSERT(result != NULL);
-    memset(result, 0, sizeof *result);
-
-    /* Framing first: it bounds the size and yields the body to hash. */
     ledger_diag diag;
     ledger_tx_view view;
     int rc = ledger_tx_envelope_parse(bytes, len, &view, &diag);
@@ -292,16 +289,54 @@ int mempool_admit(mempool *pool, const uint8_t *bytes, size_t len, uint64_t now_
                                "retry later",
                                (unsigned long long)pool->bytes, (unsigned long long)pool->bytes_max,
                                len);
+    return 0;
+}
 
-    /* The one signature verification this transaction gets. */
-    ledger_tx_rules rules = {.chain_id = pool->chain_id, .now_ms = now_ms};
+int mempool_admit_begin(mempool *pool, const uint8_t *bytes, size_t len,
+                        mempool_admit_result *result)
+{
+    EHR_ASSERT(pool != NULL && pool->slots != NULL);
+    EHR_ASSERT(result != NULL);
+    memset(result, 0, sizeof *result);
+    return mempool__cheap_checks(pool, bytes, len, result);
+}
+
+int mempool_tx_verify(const char *chain_id, const uint8_t *bytes, size_t len, uint64_t now_ms,
+                      mempool_verified *out)
+{
+    EHR_ASSERT(out != NULL);
+    memset(out, 0, sizeof *out);
+    ledger_tx_rules rules = {.chain_id = chain_id, .now_ms = now_ms};
     ledger_tx tx;
-    rc = ledger_tx_check(bytes, len, &rules, &tx, &diag);
-    if (rc != 0)
-        return mempool__reject(result, mempool__verdict_of_check(rc), rc, "%s", diag.msg);
-    EHR_ASSERT(memcmp(tx.hash, result->hash, EHR_HASH_BYTES) == 0);
-    uint64_t expiry_ms = tx.body->expiry_ms;
+    ledger_diag diag = {{0}};
+    out->err = ledger_tx_check(bytes, len, &rules, &tx, &diag);
+    out->now_ms = now_ms;
+    if (out->err != 0) {
+        snprintf(out->reason, sizeof out->reason, "%s", diag.msg);
+        return out->err;
+    }
+    memcpy(out->hash, tx.hash, EHR_HASH_BYTES);
+    out->expiry_ms = tx.body->expiry_ms;
     ledger_tx_release(&tx);
+    return 0;
+}
+
+int mempool_admit_finish(mempool *pool, const uint8_t *bytes, size_t len,
+                         const mempool_verified *verified, mempool_admit_result *result)
+{
+    EHR_ASSERT(pool != NULL && pool->slots != NULL);
+    EHR_ASSERT(result != NULL && verified != NULL);
+    memset(result, 0, sizeof *result);
+    /* The pool and the ledger may have changed since mempool_admit_begin. */
+    int rc = mempool__cheap_checks(pool, bytes, len, result);
+    if (rc != 0)
+        return rc;
+    if (verified->err != 0)
+        return mempool__reject(result, mempool__verdict_of_check(verified->err), verified->err,
+                               "%s", verified->reason);
+    /* The verification was of these very bytes. */
+    EHR_ASSERT(memcmp(verified->hash, result->hash, EHR_HASH_BYTES) == 0);
+    uint64_t expiry_ms = verified->expiry_ms, now_ms = verified->now_ms;
     if (expiry_ms - now_ms <= MEMPOOL_CLOCK_SKEW_MS) /* now_ms <= expiry_ms after the check */
         return mempool__reject(result, MEMPOOL_REJECT_EXPIRING, EHR_EEXPIRED,
                                "transaction expires at %llu ms, within the %u ms clock-skew "
@@ -328,6 +363,26 @@ int mempool_admit(mempool *pool, const uint8_t *bytes, size_t len, uint64_t now_
         pool->expiry_min_ms = expiry_ms;
     result->verdict = MEMPOOL_ADMITTED;
     return 0;
+}
+
+const char *mempool_chain_id(const mempool *pool)
+{
+    return pool->chain_id;
+}
+
+int mempool_admit(mempool *pool, const uint8_t *bytes, size_t len, uint64_t now_ms,
+                  mempool_admit_result *result)
+{
+    /* Everything cheap first, so a resubmission or a full pool costs no
+     * signature verification; then the one verification this transaction
+     * gets; then the insertion (whose cheap checks cannot fail now: nothing
+     * changed in between). */
+    int rc = mempool_admit_begin(pool, bytes, len, result);
+    if (rc != 0)
+        return rc;
+    mempool_verified v;
+    mempool_tx_verify(pool->chain_id, bytes, len, now_ms, &v);
+    return mempool_admit_finish(pool, bytes, len, &v, result);
 }
 
 /* ---- Batches and removal ---- */

@@ -176,6 +176,40 @@ void mempool_destroy(mempool *pool);
 int mempool_admit(mempool *pool, const uint8_t *bytes, size_t len, uint64_t now_ms,
                   mempool_admit_result *result);
 
+/*
+ * Admission in steps, for a caller that verifies signatures off its loop
+ * thread (the leader does, on a worker pool):
+ *   mempool_admit_begin   the cheap checks of mempool_admit, in its order
+ *                         (framing, duplicate in the pool and on the ledger,
+ *                         room); nothing changes; RESULT as mempool_admit's.
+ *   mempool_tx_verify     ledger_tx_check at NOW_MS against CHAIN_ID into
+ *                         *OUT: touches no pool, safe on any thread.
+ *   mempool_admit_finish  on the pool's thread: the cheap checks again (the
+ *                         pool or the ledger may have changed meanwhile: a
+ *                         copy admitted in between is a duplicate now), then
+ *                         VERIFIED's verdict for these very bytes, the
+ *                         expiry against the skew tolerance, and insertion.
+ * mempool_admit is begin + verify + finish. Each returns as mempool_admit
+ * (mempool_tx_verify: ledger_tx_check's error, with OUT->reason).
+ */
+typedef struct mempool_verified {
+    int err; /* ledger_tx_check's result */
+    uint8_t hash[EHR_HASH_BYTES];
+    uint64_t expiry_ms;
+    uint64_t now_ms; /* the time it was checked at */
+    char reason[MEMPOOL_REASON_BYTES_MAX];
+} mempool_verified;
+
+int mempool_admit_begin(mempool *pool, const uint8_t *bytes, size_t len,
+                        mempool_admit_result *result);
+int mempool_tx_verify(const char *chain_id, const uint8_t *bytes, size_t len, uint64_t now_ms,
+                      mempool_verified *out);
+int mempool_admit_finish(mempool *pool, const uint8_t *bytes, size_t len,
+                         const mempool_verified *verified, mempool_admit_result *result);
+
+/* The chain id the pool admits for (what mempool_tx_verify needs). */
+const char *mempool_chain_id(const mempool *pool);
+
 /* A batch handed out for a block proposal. */
 typedef struct mempool_batch {
     /* Caller-provided arrays of capacity `capacity`: envelopes borrow the

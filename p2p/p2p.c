@@ -33,9 +33,14 @@
  *
  * Member keys are kept sorted, so lookups on the send path are a binary
  * search. One timer (the tick) drives handshake timeouts, keep-alives, dead
- * peer detection and dialing; one prepare handle flushes the queues once per
+ * peer detection and dialing; one idle handle flushes the queues once per
  * loop iteration, which batches every message sent during that iteration
- * into as few frames and writes as possible.
+ * into as few frames and writes as possible. An idle handle, not a prepare
+ * one: a message sent from the caller's own prepare callback would
+ * otherwise wait until something woke the loop up (libuv runs a prepare
+ * handle started during the prepare phase only in the next iteration, after
+ * a poll that blocks), while an active idle handle keeps the poll from
+ * blocking.
  *
  * Write buffers: messages are encrypted in place in a fill buffer; once it
  * holds P2P__WRITE_CHUNK_BYTES it is written at once (and a new one takes
@@ -130,7 +135,7 @@ struct p2p {
     bool listening;
     uint16_t port;
     uv_timer_t tick;
-    uv_prepare_t flush;
+    uv_idle_t flush; /* an idle handle: the loop does not block while it is active */
     struct member *members[P2P_MEMBERS_MAX]; /* sorted by key */
     size_t member_count;
     struct conn *conns; /* every connection, CLOSING ones included */
@@ -250,7 +255,7 @@ static bool conn_preferred(const p2p *p, const struct conn *c)
 
 static void handle_closed(p2p *p);
 static void on_listener_closed(uv_handle_t *handle);
-static void on_flush(uv_prepare_t *handle);
+static void on_flush(uv_idle_t *handle);
 static void wbuf_free(struct wbuf *w);
 
 /* ---- dialing ---- */
@@ -410,7 +415,7 @@ static void conn_write(struct conn *c)
     if (rc != 0) {
         c->write_error = rc;
         if (!uv_is_active((uv_handle_t *)&c->owner->flush))
-            uv_prepare_start(&c->owner->flush, on_flush);
+            uv_idle_start(&c->owner->flush, on_flush);
         return;
     }
     c->fill = NULL;
@@ -483,10 +488,10 @@ static void conn_trim(struct conn *c)
     }
 }
 
-static void on_flush(uv_prepare_t *handle)
+static void on_flush(uv_idle_t *handle)
 {
     p2p *p = handle->data;
-    uv_prepare_stop(&p->flush);
+    uv_idle_stop(&p->flush);
     for (struct conn *c = p->conns; c != NULL && !p->closing; c = c->next) {
         if (c->state != CONN_LIVE)
             continue;
@@ -870,7 +875,7 @@ int p2p_create(uv_loop_t *loop, const p2p_config *config, p2p **out)
     tick = tick < TICK_MS_MIN ? TICK_MS_MIN : tick > TICK_MS_MAX ? TICK_MS_MAX : tick;
     uv_timer_init(loop, &p->tick);
     p->tick.data = p;
-    uv_prepare_init(loop, &p->flush);
+    uv_idle_init(loop, &p->flush);
     p->flush.data = p;
     p->handles_open = 2;
     uv_timer_start(&p->tick, on_tick, tick, tick);
@@ -1036,7 +1041,7 @@ int p2p_send(p2p *p, const uint8_t peer[P2P_KEY_BYTES], const uint8_t *data, siz
     if (w->ob.len >= P2P__WRITE_CHUNK_BYTES)
         conn_write(c);
     else if (!uv_is_active((uv_handle_t *)&p->flush))
-        uv_prepare_start(&p->flush, on_flush);
+        uv_idle_start(&p->flush, on_flush);
     return 0;
 }
 

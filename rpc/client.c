@@ -853,6 +853,12 @@ static int client_call_start(struct rpc_client *client, const char *path, const 
     return 0;
 }
 
+bool rpc_client_is_down(const struct rpc_client *client)
+{
+    EHR_ASSERT(client != NULL);
+    return client->state == CLIENT_DOWN;
+}
+
 int rpc_client_unary(struct rpc_client *client, const char *path, const uint8_t *request,
                      size_t request_len, uint64_t timeout_ms, rpc_done_cb done_cb, void *data,
                      struct rpc_client_call **out)

@@ -264,6 +264,13 @@ int rpc_client_stream(struct rpc_client *client, const char *path, const uint8_t
                       size_t request_len, uint64_t timeout_ms, rpc_message_cb message_cb,
                       rpc_done_cb done_cb, void *data, struct rpc_client_call **out);
 
+/*
+ * True once the connection is gone (refused, lost, GOAWAY, closed): every
+ * call started from now on ends UNAVAILABLE at once. There is no reconnect;
+ * a caller that wants one closes CLIENT and connects a new one.
+ */
+bool rpc_client_is_down(const struct rpc_client *client);
+
 /* Cancel a call in flight: RST_STREAM to the server, DONE_CB with CANCELLED (later). */
 void rpc_client_call_cancel(struct rpc_client_call *call);
 

@@ -287,6 +287,72 @@ static void test_duplicate_check_costs_no_signature_verification(void **state)
 
 /* ---- Limits ---- */
 
+/* Admission in steps: the pool and the ledger may change between begin and
+ * finish (the signature is verified elsewhere meanwhile); finish sees it. */
+static void test_admission_in_steps_rechecks_what_changed_meanwhile(void **state)
+{
+    fixture *f = *state;
+    uint8_t *a, *b, *c;
+    size_t alen, blen, clen;
+    uint8_t ha[EHR_HASH_BYTES], hb[EHR_HASH_BYTES], hc[EHR_HASH_BYTES];
+    make_tx(f, LATER_MS, 10, &a, &alen, ha);
+    make_tx(f, LATER_MS, 10, &b, &blen, hb);
+    make_tx(f, LATER_MS, 10, &c, &clen, hc);
+    mempool_admit_result r;
+    mempool_verified va, vb, vc;
+
+    /* a: begun twice (two submissions of one tx), finished twice: one copy. */
+    assert_int_equal(mempool_admit_begin(&f->pool, a, alen, &r), 0);
+    assert_int_equal(mempool_admit_begin(&f->pool, a, alen, &r), 0);
+    assert_int_equal(mempool_count(&f->pool), 0); /* begin changes nothing */
+    assert_int_equal(mempool_tx_verify(mempool_chain_id(&f->pool), a, alen, NOW_MS, &va), 0);
+    assert_memory_equal(va.hash, ha, EHR_HASH_BYTES);
+    assert_int_equal(mempool_admit_finish(&f->pool, a, alen, &va, &r), 0);
+    assert_int_equal(mempool_admit_finish(&f->pool, a, alen, &va, &r), EHR_EEXIST);
+    assert_int_equal(r.verdict, MEMPOOL_REJECT_DUPLICATE_POOL);
+    assert_int_equal(mempool_count(&f->pool), 1);
+
+    /* b: committed on the ledger while it was being verified. */
+    assert_int_equal(mempool_admit_begin(&f->pool, b, blen, &r), 0);
+    assert_int_equal(mempool_tx_verify(TU_CHAIN_ID, b, blen, NOW_MS, &vb), 0);
+    fake_add(&f->ledger, hb);
+    assert_int_equal(mempool_admit_finish(&f->pool, b, blen, &vb, &r), EHR_EEXIST);
+    assert_int_equal(r.verdict, MEMPOOL_REJECT_DUPLICATE_LEDGER);
+
+    /* c: a bad signature found by the verification is refused at finish. */
+    c[clen - 1] ^= 1;
+    assert_int_equal(mempool_admit_begin(&f->pool, c, clen, &r), 0);
+    assert_int_equal(mempool_tx_verify(TU_CHAIN_ID, c, clen, NOW_MS, &vc), EHR_EBADSIG);
+    assert_true(strlen(vc.reason) > 0);
+    assert_int_equal(mempool_admit_finish(&f->pool, c, clen, &vc, &r), EHR_EBADSIG);
+    assert_int_equal(r.verdict, MEMPOOL_REJECT_SIGNATURE);
+    assert_int_equal(mempool_count(&f->pool), 1);
+    pool_check(&f->pool);
+    ehr_free(a);
+    ehr_free(b);
+    ehr_free(c);
+}
+
+/* The pool filled up while a transaction was being verified: finish says full. */
+static void test_admission_in_steps_finds_a_pool_filled_meanwhile(void **state)
+{
+    fixture *f = *state;
+    mempool_destroy(&f->pool);
+    fixture_pool(f, 1, 0);
+    uint8_t *a;
+    size_t alen;
+    uint8_t ha[EHR_HASH_BYTES], other[EHR_HASH_BYTES];
+    make_tx(f, LATER_MS, 10, &a, &alen, ha);
+    mempool_admit_result r;
+    mempool_verified va;
+    assert_int_equal(mempool_admit_begin(&f->pool, a, alen, &r), 0);
+    assert_int_equal(mempool_tx_verify(TU_CHAIN_ID, a, alen, NOW_MS, &va), 0);
+    admit_fresh(f, 10, other);
+    assert_int_equal(mempool_admit_finish(&f->pool, a, alen, &va, &r), EHR_EFULL);
+    assert_int_equal(r.verdict, MEMPOOL_REJECT_FULL_COUNT);
+    ehr_free(a);
+}
+
 static void test_config_ranges_are_validated(void **state)
 {
     fixture *f = *state;
@@ -785,6 +851,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_duplicate_check_costs_no_signature_verification, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_config_ranges_are_validated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admission_in_steps_rechecks_what_changed_meanwhile,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admission_in_steps_finds_a_pool_filled_meanwhile,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_by_count_exact_fill_then_one_more_is_efull, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_full_by_bytes_exact_fill_then_one_byte_more_is_efull,

@@ -265,6 +265,7 @@ static void test_every_limit_at_its_edges(void **state)
         {"raft_tick_ms", 1, 10000},
         {"election_ticks", RAFT_ELECTION_TICKS_MIN, RAFT_ELECTION_TICKS_MAX},
         {"heartbeat_ticks", 1, RAFT_ELECTION_TICKS_MAX - 1},
+        {"snapshot_entries", 16, (uint64_t)1 << 32},
     };
     /* The proposal bound is the tighter one for a block. */
     assert_true((long)NODE_RAFT_WIRE_PROPOSAL_BYTES_MAX < (long)EHR_BLOCK_BYTES_MAX);
@@ -287,9 +288,11 @@ static void test_every_limit_at_its_edges(void **state)
                              f->err);
                 const struct node_config_limits *l = &cfg.limits;
                 const uint64_t got[] = {
-                    l->mempool_tx_count, l->mempool_bytes,  l->block_tx_count,
-                    l->block_bytes,      l->block_flush_ms, l->rpc_message_bytes,
-                    l->raft_tick_ms,     l->election_ticks, l->heartbeat_ticks};
+                    l->mempool_tx_count, l->mempool_bytes,     l->block_tx_count, l->block_bytes,
+                    l->block_flush_ms,   l->rpc_message_bytes, l->raft_tick_ms,   l->election_ticks,
+                    l->heartbeat_ticks,  l->snapshot_entries};
+                _Static_assert(sizeof got / sizeof got[0] == sizeof limits / sizeof limits[0],
+                               "every limit is checked");
                 assert_int_equal(got[i], values[v]);
             } else {
                 char want[128];

@@ -716,9 +716,11 @@ static void test_peer_decode_passes_other_kinds_on(void **state)
     (void)state;
     Ehr__V1__PeerMessage p = EHR__V1__PEER_MESSAGE__INIT;
     uint8_t digest[32] = {1, 2, 3};
+    Ehr__V1__StateDigest sd = EHR__V1__STATE_DIGEST__INIT;
+    sd.height = 7;
+    sd.digest = (ProtobufCBinaryData){sizeof digest, digest};
     p.kind_case = EHR__V1__PEER_MESSAGE__KIND_STATE_DIGEST;
-    p.state_digest.len = sizeof digest;
-    p.state_digest.data = digest;
+    p.state_digest = &sd;
     uint8_t buf[64];
     size_t size = ehr__v1__peer_message__pack(&p, buf);
     struct node_raft_wire_message d;

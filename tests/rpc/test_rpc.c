@@ -392,6 +392,7 @@ static void fixture_start(struct fixture *f, const struct rpc_server_config *con
                      0);
     run_until(&f->loop, &f->connected);
     assert_int_equal(f->connect_status, 0);
+    assert_false(rpc_client_is_down(f->client));
 }
 
 static void on_server_closed(struct rpc_server *server, void *data)
@@ -872,6 +873,7 @@ static void test_graceful_close_lets_unary_finish_and_ends_streams(void **state)
     assert_int_equal(rpc_client_unary(f.client, ECHO_SAY, NULL, 0, 0, on_done, &late, NULL), 0);
     run_until(&f.loop, &late.done);
     assert_int_equal(late.status, RPC_STATUS_UNAVAILABLE);
+    assert_true(rpc_client_is_down(f.client));
     outcome_clear(&unary);
     outcome_clear(&stream);
     outcome_clear(&late);
@@ -900,6 +902,7 @@ static void test_connect_refused_is_unavailable(void **state)
     assert_int_equal(f.connect_status, UV_ECONNREFUSED);
     assert_int_equal(o.status, RPC_STATUS_UNAVAILABLE);
     assert_non_null(strstr(o.message, "refused"));
+    assert_true(rpc_client_is_down(client));
     rpc_client_close(client, on_client_closed, &f);
     run_until(&loop, &f.client_closed);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -1,0 +1,300 @@
+/*
+ * node.c - how ehrctl talks to a running node over its gRPC API (service
+ * ehr.v1.Node, proto/ehr/v1/node.proto): the --node and --timeout-ms
+ * options, a blocking connection for one-shot commands, the one-line
+ * failure message and exit status for every gRPC status, and GetStatus with
+ * every length checked.
+ *
+ * Not here: what a command does with the answers (cmd_node.c) or the
+ * benchmark's own asynchronous clients (cmd_bench.c). Responses are decoded
+ * with protobuf-c and every byte field whose size the API fixes is checked
+ * before use: a node that sends a 31-byte hash gets an error, not a crash.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_internal.h"
+#include "ehr/v1/node.pb-c.h"
+#include "ledger.h"
+
+/* Room for one failure line's parts. */
+enum { WHY_BYTES = 2 * RPC_STATUS_MESSAGE_BYTES_MAX + 3 * CLI_HOST_BYTES_MAX + 256 };
+
+int cli__address_parse(const char *text, char host[CLI_HOST_BYTES_MAX + 1], uint16_t *port)
+{
+    EHR_ASSERT(text != NULL);
+    EHR_ASSERT(host != NULL && port != NULL);
+    const char *colon, *host_start = text;
+    size_t host_len;
+    if (text[0] == '[') { /* [IPv6]:PORT */
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':')
+            return EHR_EINVAL;
+        host_start = text + 1;
+        host_len = (size_t)(close - host_start);
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (colon == NULL || memchr(text, ':', (size_t)(colon - text)) != NULL)
+            return EHR_EINVAL; /* no port, or a bare IPv6 address */
+        host_len = (size_t)(colon - text);
+    }
+    if (host_len == 0 || host_len > CLI_HOST_BYTES_MAX)
+        return EHR_EINVAL;
+    for (size_t i = 0; i < host_len; i++) {
+        char c = host_start[i];
+        if (c <= ' ' || c > '~' || c == '/' || c == '[' || c == ']')
+            return EHR_EINVAL;
+    }
+    uint64_t value;
+    if (colon[1] == '0' || cli__parse_u64(colon + 1, UINT16_MAX, &value) != 0 || value == 0)
+        return EHR_EINVAL;
+    memcpy(host, host_start, host_len);
+    host[host_len] = '\0';
+    *port = (uint16_t)value;
+    return 0;
+}
+
+int cli__node_option(struct cli__ctx *ctx, int c, const char *arg, struct cli__node_options *o)
+{
+    EHR_ASSERT(c == 'N' || c == 'T');
+    char host[CLI_HOST_BYTES_MAX + 1];
+    uint16_t port;
+    if (c == 'N') {
+        if (cli__address_parse(arg, host, &port) != 0)
+            return cli__usage_error(ctx, "--node wants HOST:PORT (or [IPv6]:PORT), not \"%.80s\"",
+                                    arg);
+        o->address = arg;
+        o->given = true;
+        return 0;
+    }
+    if (cli__parse_u64(arg, CLI_TIMEOUT_MS_MAX, &o->timeout_ms) != 0 || o->timeout_ms == 0)
+        return cli__usage_error(ctx, "--timeout-ms wants 1 to %llu milliseconds, not \"%.40s\"",
+                                (unsigned long long)CLI_TIMEOUT_MS_MAX, arg);
+    o->timeout_ms_given = true;
+    return 0;
+}
+
+int cli__node_options_finish(struct cli__ctx *ctx, struct cli__node_options *o)
+{
+    if (o->address == NULL) {
+        const char *env = getenv("EHR_NODE");
+        o->address = env != NULL && env[0] != '\0' ? env : CLI_NODE_DEFAULT;
+    }
+    if (o->timeout_ms == 0)
+        o->timeout_ms = CLI_TIMEOUT_MS_DEFAULT;
+    char host[CLI_HOST_BYTES_MAX + 1];
+    uint16_t port;
+    if (cli__address_parse(o->address, host, &port) != 0)
+        return cli__usage_error(ctx, "$EHR_NODE wants HOST:PORT, not \"%.80s\"", o->address);
+    return 0;
+}
+
+int cli__node_open(struct cli__node *node, const struct cli__node_options *o, const char *what)
+{
+    EHR_ASSERT(o->address != NULL && o->timeout_ms > 0);
+    memset(node, 0, sizeof *node);
+    int rc = cli__address_parse(o->address, node->host, &node->port);
+    EHR_ASSERT(rc == 0); /* checked by cli__node_options_finish */
+    snprintf(node->address, sizeof node->address, "%s", o->address);
+    node->timeout_ms = o->timeout_ms;
+    char err[CLI_HOST_BYTES_MAX + 128];
+    rc = rpc_sync_open(node->host, node->port, o->timeout_ms, &node->sync, err, sizeof err);
+    if (rc != 0) {
+        char why[sizeof err + 64];
+        snprintf(why, sizeof why, "%s (UNAVAILABLE)", err);
+        cli__fail(why, "%s", what);
+        node->sync = NULL;
+        return CLI_EXIT_UNAVAILABLE;
+    }
+    return 0;
+}
+
+void cli__node_close(struct cli__node *node)
+{
+    rpc_sync_close(node->sync);
+    node->sync = NULL;
+}
+
+enum rpc_status cli__node_call(struct cli__node *node, const char *method,
+                               const ProtobufCMessage *request, uint64_t timeout_ms,
+                               struct rpc_result *result)
+{
+    EHR_ASSERT(node->sync != NULL);
+    EHR_ASSERT(method != NULL && request != NULL);
+    char path[RPC_METHOD_PATH_BYTES_MAX + 1];
+    snprintf(path, sizeof path, "/ehr.v1.Node/%s", method);
+    size_t len = protobuf_c_message_get_packed_size(request);
+    uint8_t *bytes = ehr_malloc(len + 1);
+    size_t packed = protobuf_c_message_pack(request, bytes);
+    EHR_ASSERT(packed == len);
+    enum rpc_status status = rpc_sync_unary(node->sync, path, bytes, len,
+                                            timeout_ms > 0 ? timeout_ms : node->timeout_ms, result);
+    ehr_free(bytes);
+    return status;
+}
+
+int cli__exit_for_status(enum rpc_status status)
+{
+    switch (status) {
+    case RPC_STATUS_OK:
+        return CLI_EXIT_OK;
+    case RPC_STATUS_INVALID_ARGUMENT:
+        return CLI_EXIT_REJECTED;
+    case RPC_STATUS_ALREADY_EXISTS:
+        return CLI_EXIT_DUPLICATE;
+    case RPC_STATUS_RESOURCE_EXHAUSTED:
+        return CLI_EXIT_BUSY;
+    case RPC_STATUS_UNAVAILABLE:
+        return CLI_EXIT_UNAVAILABLE;
+    case RPC_STATUS_DEADLINE_EXCEEDED:
+        return CLI_EXIT_TIMEOUT;
+    default:
+        return CLI_EXIT_FAIL;
+    }
+}
+
+int cli__leader_parse(const char *message, char id_hex[CLI__LEADER_ID_HEX_BYTES],
+                      char address[CLI_HOST_BYTES_MAX + 8])
+{
+    const char *p = strstr(message, "leader=");
+    if (p == NULL)
+        return EHR_ENOTFOUND;
+    p += strlen("leader=");
+    size_t id_len = strspn(p, "0123456789abcdefABCDEF");
+    if (id_len != 2 * EHR_SCHNORR_PUBLIC_BYTES)
+        return EHR_EINVAL;
+    memcpy(id_hex, p, id_len);
+    id_hex[id_len] = '\0';
+    p += id_len;
+    const char *a = strstr(p, "address=");
+    if (a == NULL)
+        return EHR_EINVAL;
+    a += strlen("address=");
+    size_t a_len = strcspn(a, " \t;,)");
+    char host[CLI_HOST_BYTES_MAX + 1];
+    uint16_t port;
+    if (a_len == 0 || a_len >= CLI_HOST_BYTES_MAX + 8)
+        return EHR_EINVAL;
+    memcpy(address, a, a_len);
+    address[a_len] = '\0';
+    return cli__address_parse(address, host, &port) == 0 ? 0 : EHR_EINVAL;
+}
+
+/* The sentence for STATUS that says what it means for the caller. */
+static const char *status_meaning(enum rpc_status status)
+{
+    switch (status) {
+    case RPC_STATUS_INVALID_ARGUMENT:
+        return "the node refused it";
+    case RPC_STATUS_ALREADY_EXISTS:
+        return "already in the node's mempool or on the ledger";
+    case RPC_STATUS_RESOURCE_EXHAUSTED:
+        return "the node has no room now, retry later";
+    case RPC_STATUS_UNAVAILABLE:
+        return "the node cannot serve it now";
+    case RPC_STATUS_DEADLINE_EXCEEDED:
+        return "no answer in time";
+    case RPC_STATUS_NOT_FOUND:
+        return "not found";
+    case RPC_STATUS_INTERNAL:
+        return "the node reports an internal error";
+    case RPC_STATUS_UNIMPLEMENTED:
+        return "the node does not serve this call (an older or other server?)";
+    default:
+        return "the call failed";
+    }
+}
+
+int cli__node_fail(const struct cli__node *node, const struct rpc_result *result,
+                   const char *what_fmt, ...)
+{
+    EHR_ASSERT(result->status != RPC_STATUS_OK);
+    char what[256];
+    va_list ap;
+    va_start(ap, what_fmt);
+    vsnprintf(what, sizeof what, what_fmt, ap);
+    va_end(ap);
+    char message[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+    cli__text_shown(result->message, message, sizeof message);
+    char hint[2 * CLI_HOST_BYTES_MAX + 128] = "";
+    if (result->status == RPC_STATUS_UNAVAILABLE) {
+        char id_hex[CLI__LEADER_ID_HEX_BYTES], address[CLI_HOST_BYTES_MAX + 8];
+        if (cli__leader_parse(result->message, id_hex, address) == 0)
+            snprintf(hint, sizeof hint, "; the leader is %.16s... at %s: retry with --node %s",
+                     id_hex, address, address);
+        else if (strstr(result->message, "leader") != NULL)
+            snprintf(hint, sizeof hint, "; no leader known yet: retry shortly");
+    } else if (result->status == RPC_STATUS_DEADLINE_EXCEEDED) {
+        snprintf(hint, sizeof hint, " (--timeout-ms %llu)", (unsigned long long)node->timeout_ms);
+    }
+    char why[WHY_BYTES];
+    snprintf(why, sizeof why, "%s (%s from %s): %s%s", status_meaning(result->status),
+             rpc_status_name(result->status), node->address, message[0] ? message : "-", hint);
+    cli__fail(why, "%s", what);
+    return cli__exit_for_status(result->status);
+}
+
+/* Fail with a response the node should not have sent. Returns CLI_EXIT_FAIL. */
+int cli__node_bad_answer(const struct cli__node *node, const char *what, const char *why)
+{
+    char line[CLI_HOST_BYTES_MAX + LEDGER_DIAG_BYTES_MAX + 64];
+    snprintf(line, sizeof line, "bad answer from %s: %s", node->address, why);
+    return cli__fail(line, "%s", what);
+}
+
+static bool status_lengths_ok(const Ehr__V1__GetStatusResponse *s, const char **why)
+{
+    if (s->node_id.len != EHR_SCHNORR_PUBLIC_BYTES) {
+        *why = "node_id is not 32 bytes";
+        return false;
+    }
+    if (s->leader_id.len != 0 && s->leader_id.len != EHR_SCHNORR_PUBLIC_BYTES) {
+        *why = "leader_id is neither empty nor 32 bytes";
+        return false;
+    }
+    if (s->tip_hash.len != EHR_HASH_BYTES) {
+        *why = "tip_hash is not 32 bytes";
+        return false;
+    }
+    if (strlen(s->chain_id) > EHR_CHAIN_ID_BYTES_MAX) {
+        *why = "chain_id is longer than 64 bytes";
+        return false;
+    }
+    if (s->n_peers > CLI_STATUS_PEERS_MAX) {
+        *why = "over 1024 peers listed";
+        return false;
+    }
+    for (size_t i = 0; i < s->n_peers; i++) {
+        if (s->peers[i]->node_id.len != EHR_SCHNORR_PUBLIC_BYTES) {
+            *why = "a peer's node_id is not 32 bytes";
+            return false;
+        }
+    }
+    return true;
+}
+
+int cli__node_get_status(struct cli__node *node, const char *what, Ehr__V1__GetStatusResponse **out)
+{
+    Ehr__V1__GetStatusRequest request = EHR__V1__GET_STATUS_REQUEST__INIT;
+    struct rpc_result result;
+    *out = NULL;
+    if (cli__node_call(node, "GetStatus", &request.base, 0, &result) != RPC_STATUS_OK) {
+        int exit_code = cli__node_fail(node, &result, "%s", what);
+        rpc_result_clear(&result);
+        return exit_code;
+    }
+    Ehr__V1__GetStatusResponse *s =
+        ehr__v1__get_status_response__unpack(NULL, result.response_len, result.response);
+    rpc_result_clear(&result);
+    const char *why = "GetStatusResponse does not decode";
+    if (s == NULL || !status_lengths_ok(s, &why)) {
+        if (s != NULL)
+            ehr__v1__get_status_response__free_unpacked(s, NULL);
+        return cli__node_bad_answer(node, what, why);
+    }
+    *out = s;
+    return 0;
+}

@@ -1,0 +1,71 @@
+/*
+ * node.h - the running node: consensus (consensus/) over the peer network
+ * (p2p/), committing blocks into the ledger (ledger/), with the mempool and
+ * the integrator API (service ehr.v1.Node over rpc/), all on one libuv loop
+ * that the caller owns. ehrd is main() around this; tests may run a node
+ * in-process the same way.
+ *
+ * What happens, in short (node/README.md has the whole story):
+ * - The Raft log and hard state live in the ledger's LMDB environment;
+ *   every ready batch is persisted in one durable commit before the
+ *   messages that depend on it leave (raft.h's protocol).
+ * - The leader batches admitted transactions into a signed block (bounded
+ *   by count and bytes, flushed after block_flush_ms) and proposes the
+ *   block's bytes; every node appends each committed block to its ledger in
+ *   one LMDB write with the Raft index it was applied at. Restart recovers
+ *   from LMDB alone.
+ * - A follower forwards submitted transactions to the leader, which runs
+ *   the whole admission (the only signature check before commit) and
+ *   answers; clients asking to wait are answered when the block holding
+ *   their transaction is applied on the node they asked.
+ * - After each block, nodes exchange state digests; a node whose digest
+ *   differs from what a quorum of the others applied stops.
+ *
+ * Not thread-safe: every call on the loop's thread.
+ */
+#ifndef EHR_NODE_H
+#define EHR_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "ehr_crypto.h"
+
+struct node;
+
+/* Exit codes a node reports when it stops (ehrd exits with them). */
+enum node_exit {
+    NODE_EXIT_OK = 0,       /* stopped on request */
+    NODE_EXIT_FAILURE = 1,  /* could not start, or a storage or system error */
+    NODE_EXIT_USAGE = 2,    /* bad command line (ehrd itself) */
+    NODE_EXIT_DIVERGED = 3, /* this node's state differs from the cluster's */
+};
+
+/*
+ * Start a node on LOOP from CFG (borrowed for the call; what is kept is
+ * copied) with the identity ID (copied into secure memory; the caller wipes
+ * its own). The data directory must be locked by the caller and hold a
+ * ledger with a chain whose members include ID's node key. Binds the peer
+ * and RPC listeners. ON_STOPPED(USER, EXIT) is called once, from the loop,
+ * when the node has stopped (after node_stop, or on its own after a fatal
+ * error) and everything is closed and freed; run the loop until then.
+ * Returns 0 and *OUT; or an error with a message in ERR (ERR_SIZE bytes;
+ * nothing is left running).
+ */
+int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identity *id,
+               void (*on_stopped)(void *user, int exit_code), void *user, struct node **out,
+               char *err, size_t err_size);
+
+/* Begin a clean stop: stop taking calls, finish what is in flight (a write
+ * in flight is always finished: writes are synchronous on the loop), close
+ * everything, then ON_STOPPED with NODE_EXIT_OK. Safe to call twice. */
+void node_stop(struct node *n);
+
+/* The ports actually bound (useful when the config asked for port 0). */
+uint16_t node_peer_port(const struct node *n);
+uint16_t node_rpc_port(const struct node *n);
+
+#endif /* EHR_NODE_H */

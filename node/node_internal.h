@@ -1,0 +1,237 @@
+/*
+ * node_internal.h - what node.c (the runtime: consensus, peers, apply,
+ * proposals) and service.c (the ehr.v1.Node handlers) share. Not a public
+ * interface: names carry the node__ prefix and may change with the module.
+ */
+#ifndef EHR_NODE_INTERNAL_H
+#define EHR_NODE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "ehr_crypto.h"
+#include "ledger.h"
+#include "mempool.h"
+#include "node.h"
+#include "p2p.h"
+#include "raft.h"
+#include "raft_store.h"
+#include "raft_wire.h"
+#include "rpc.h"
+
+enum {
+    /* Founding members a node runs with: the consensus core's bound. */
+    NODE_MEMBERS_MAX = RAFT_MEMBERS_MAX,
+    /* Block proposals the leader keeps in flight (proposed, not applied). */
+    NODE_PROPOSALS_INFLIGHT_MAX = 8,
+    /* Buckets of the tables of waiting calls (a power of two). */
+    NODE_WAIT_BUCKETS = 4096,
+    /* SubmitTransaction calls waiting (for a commit or a leader's verdict)
+     * at once; more are refused with RESOURCE_EXHAUSTED. */
+    NODE_WAITERS_MAX = 65536,
+    /* StreamBlocks calls open at once. */
+    NODE_BLOCK_STREAMS_MAX = 256,
+    /* Heights whose state digests are kept for comparison. */
+    NODE_DIGEST_WINDOW = 1024,
+    /* Transactions a follower hands over to a new leader per tick. */
+    NODE_HANDOVER_PER_TICK = 4096,
+    /* Entries kept in the consensus log below a snapshot (at most half of
+     * snapshot_entries), so a follower only slightly behind gets entries,
+     * not a whole snapshot. */
+    NODE_SNAPSHOT_KEEP_ENTRIES_MAX = 1000,
+    /* Paths under the data directory. */
+    NODE_PATH_BYTES_MAX = 4096,
+};
+
+/* A failed snapshot is tried again after this long. */
+#define NODE_SNAPSHOT_RETRY_MS 10000u
+
+/* A commit wait without a client deadline ends after this long. */
+#define NODE_COMMIT_WAIT_MS_MAX 60000u
+/* A forwarded transaction whose verdict does not come back in time fails UNAVAILABLE. */
+#define NODE_FORWARD_TIMEOUT_MS 10000u
+
+struct node_member {
+    raft_id id;
+    uint8_t key[EHR_SCHNORR_PUBLIC_BYTES];
+    char name[EHR_MEMBER_NAME_BYTES_MAX + 1];
+    char peer_address[P2P_ADDRESS_BYTES_MAX];
+    char rpc_address[NODE_CONFIG_ADDRESS_BYTES_MAX + 1]; /* learnt from its NodeInfo */
+    bool self;
+    bool link_up;
+};
+
+/* A list link: the FIFO lists below are doubly linked through these. */
+struct node__link {
+    struct node__link *prev, *next;
+};
+
+/*
+ * A SubmitTransaction call the node still holds: waiting for the leader's
+ * verdict on a forward (request_id != 0), or for its transaction's block.
+ */
+struct node__waiter {
+    struct node *node;
+    struct rpc_call *call;
+    uint8_t hash[EHR_HASH_BYTES];
+    uint64_t request_id; /* a forward's, 0 once waiting for the commit */
+    raft_id forwarded_to;
+    bool wait_commit;
+    uint64_t expires_at;        /* loop ms */
+    struct node__waiter *hnext; /* bucket chain */
+    struct node__link fifo;     /* in node.forwards or node.commit_waits */
+};
+
+/* One StreamBlocks call. */
+struct node__stream {
+    struct node *node;
+    struct rpc_stream *stream;
+    uint64_t next_height;
+    bool blocked; /* the last send said EAGAIN: wait for the writable callback */
+    struct node__link link;
+};
+
+struct node__digest_slot {
+    uint64_t height; /* 0: unused */
+    bool own_set;
+    bool judged;
+    uint8_t own[EHR_HASH_BYTES];
+    bool peer_set[NODE_MEMBERS_MAX];
+    uint8_t peer[NODE_MEMBERS_MAX][EHR_HASH_BYTES];
+};
+
+struct node {
+    uv_loop_t *loop;
+    struct node_config cfg; /* owned copy */
+    ehr_identity *id;       /* sodium_malloc'd */
+    void (*on_stopped)(void *user, int exit_code);
+    void *user;
+
+    ledger *ledger;
+    ledger_chain chain;
+    ledger_tip tip; /* the ledger's tip, kept in step with every apply */
+
+    struct node_member members[NODE_MEMBERS_MAX];
+    size_t member_count;
+    size_t self_index;
+
+    struct node_raft_store store;
+    struct raft *raft;
+    enum raft_role role;
+    raft_id leader;
+    uint64_t term;
+    uint64_t commit_index;
+    uint64_t applied_index;
+
+    p2p *p2p;
+    struct rpc_server *rpc;
+    mempool pool;
+
+    uv_timer_t tick_timer;
+    uv_timer_t flush_timer;
+    uv_prepare_t prepare;
+    bool flush_due; /* the flush timer fired: propose a partial block */
+
+    /* the leader's proposals */
+    bool can_propose;          /* every entry before this term's first is applied */
+    uint64_t term_start_index; /* the index of this term's first entry */
+    uint64_t prop_height;      /* the last block proposed (or the tip) */
+    uint8_t prop_hash[EHR_HASH_BYTES];
+    uint64_t prop_time_ms;
+    uint64_t prop_last_index; /* Raft index of the last proposal in flight */
+    uint32_t prop_inflight;
+    bool prop_rebase; /* a proposal was refused at apply: rebuild on the tip */
+    ledger_bytes *batch_envelopes;
+    uint8_t (*batch_hashes)[EHR_HASH_BYTES];
+    size_t batch_cap;
+
+    /* apply scratch */
+    uint8_t (*apply_hashes)[EHR_HASH_BYTES];
+
+    /* waiting calls */
+    struct node__waiter *commit_table[NODE_WAIT_BUCKETS];
+    struct node__waiter *forward_table[NODE_WAIT_BUCKETS];
+    struct node__link commit_waits; /* FIFO by expiry */
+    struct node__link forwards;     /* FIFO by expiry */
+    size_t waiter_count;
+    uint64_t next_request_id;
+
+    struct node__link streams;
+    size_t stream_count;
+
+    struct node__digest_slot *digests; /* NODE_DIGEST_WINDOW */
+
+    /* snapshots: one created at a time, in snap_thread; completion comes
+     * back to the loop through snap_async */
+    char snap_dir[NODE_PATH_BYTES_MAX - 64]; /* DATA/snapshots (room for the names in it) */
+    char snap_path[NODE_PATH_BYTES_MAX];     /* the current snapshot file ("" if none) */
+    char snap_creating[NODE_PATH_BYTES_MAX]; /* where the thread writes */
+    char stage_path[NODE_PATH_BYTES_MAX];    /* a snapshot being received */
+    int stage_fd;
+    pthread_t snap_thread;
+    bool snap_running;
+    bool snap_wanted;       /* take one as soon as possible (after an install) */
+    uint64_t snap_retry_at; /* loop ms; 0: no failure pending */
+    uv_async_t snap_async;
+    int snap_rc;
+    ledger_snapshot_info snap_info;
+    char snap_err[LEDGER_DIAG_BYTES_MAX];
+
+    uint8_t *wire_buf; /* one encoded peer message */
+    size_t wire_cap;
+
+    size_t admits_inflight; /* signature checks on the worker pool */
+
+    uint64_t started_ms;
+    int closing; /* handles still closing */
+    bool stopping;
+    int exit_code;
+};
+
+/* ---- node.c, for service.c ---- */
+
+uint64_t node__now_ms(void);
+const struct node_member *node__member_by_id(const struct node *n, raft_id id);
+
+/*
+ * Admit ENVELOPE (copied) at the leader: the mempool's cheap checks now,
+ * the signature on libuv's worker pool, the insertion back on the loop
+ * (mempool_admit_begin / mempool_tx_verify / mempool_admit_finish), then
+ * the flush timer. CB(N, CTX, RC, RESULT) runs exactly once: at once if a
+ * cheap check refuses, else from the loop when the check is done (also
+ * while the node stops: RC is then EHR_ECLOSED unless it was admitted).
+ */
+typedef void (*node__admit_cb)(struct node *n, void *ctx, int rc,
+                               const mempool_admit_result *result);
+void node__admit(struct node *n, const uint8_t *envelope, size_t len, node__admit_cb cb, void *ctx);
+
+/* Send a TxForward to the leader. Returns 0, EHR_ENOTLEADER (none known),
+ * EHR_ECLOSED (no link to it), EHR_EAGAIN (its queue is full). */
+int node__forward(struct node *n, uint64_t request_id, const uint8_t *envelope, size_t len);
+
+/* Fill MSG with why this node cannot take a submission now (no leader, or no
+ * link to it), naming the leader as node.proto asks. */
+void node__unavailable_message(const struct node *n, char *msg, size_t size);
+
+/* ---- service.c, for node.c ---- */
+
+int node__service_start(struct node *n, char *err, size_t err_size);
+/* A block was applied at height H with HASHES (COUNT of them): answer the
+ * calls waiting for these transactions and feed the block streams. */
+void node__service_block_applied(struct node *n, uint64_t height,
+                                 const uint8_t (*hashes)[EHR_HASH_BYTES], size_t count);
+/* The leader's verdict on a forward. */
+void node__service_forward_result(struct node *n, uint64_t request_id, int error,
+                                  const char *reason, const uint8_t *hash);
+/* The link to PEER went down: fail the forwards that went to it. */
+void node__service_link_down(struct node *n, raft_id peer);
+/* Expire waits past their time (called every tick). */
+void node__service_sweep(struct node *n);
+/* Fail every call the node holds (UNAVAILABLE: shutting down). */
+void node__service_drain(struct node *n);
+
+#endif /* EHR_NODE_INTERNAL_H */

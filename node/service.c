@@ -1,0 +1,696 @@
+/*
+ * service.c - the integrator API: service ehr.v1.Node (proto/ehr/v1/
+ * node.proto) on the node's rpc/ server. Requests are decoded with
+ * protobuf-c, checked, and answered from the ledger, the consensus status
+ * and the mempool; SubmitTransaction is admitted at the leader (directly,
+ * or forwarded by a follower over the peer network) and, when asked,
+ * answered only once its block is applied on this node.
+ *
+ * Not here: consensus, proposals and applying blocks (node.c).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "ehr/v1/node.pb-c.h"
+#include "node_internal.h"
+
+#define PATH_PREFIX "/ehr.v1.Node/"
+
+enum { MESSAGE_BYTES_MAX = 256 };
+
+/* ---- lists ---- */
+
+static void link_init(struct node__link *l)
+{
+    l->prev = l->next = l;
+}
+
+static void link_push(struct node__link *head, struct node__link *l)
+{
+    l->prev = head->prev;
+    l->next = head;
+    head->prev->next = l;
+    head->prev = l;
+}
+
+static void link_remove(struct node__link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    link_init(l);
+}
+
+#define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- replies ---- */
+
+typedef size_t (*packed_size_fn)(const void *);
+typedef size_t (*pack_fn)(const void *, uint8_t *);
+
+static void reply_packed(struct rpc_call *call, const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = ehr_malloc(len ? len : 1);
+    protobuf_c_message_pack(msg, buf);
+    rpc_call_reply(call, buf, len);
+    ehr_free(buf);
+}
+
+static void fail_err(struct rpc_call *call, int err, const char *reason)
+{
+    enum rpc_status st = rpc_status_from_err(err);
+    if (st == RPC_STATUS_OK)
+        st = RPC_STATUS_INTERNAL;
+    rpc_call_fail(call, st, reason);
+}
+
+/* ---- waiters ---- */
+
+static size_t bucket_of_hash(const uint8_t hash[EHR_HASH_BYTES])
+{
+    return ((size_t)hash[0] << 8 | hash[1]) & (NODE_WAIT_BUCKETS - 1);
+}
+
+static size_t bucket_of_id(uint64_t id)
+{
+    return (size_t)(id & (NODE_WAIT_BUCKETS - 1));
+}
+
+static void table_remove(struct node__waiter **table, size_t bucket, struct node__waiter *w)
+{
+    for (struct node__waiter **p = &table[bucket]; *p != NULL; p = &(*p)->hnext)
+        if (*p == w) {
+            *p = w->hnext;
+            w->hnext = NULL;
+            return;
+        }
+}
+
+/* Take W out of whichever table and list holds it. */
+static void waiter_unlink(struct node__waiter *w)
+{
+    struct node *n = w->node;
+    if (w->request_id != 0)
+        table_remove(n->forward_table, bucket_of_id(w->request_id), w);
+    else
+        table_remove(n->commit_table, bucket_of_hash(w->hash), w);
+    link_remove(&w->fifo);
+    n->waiter_count--;
+}
+
+static void waiter_free(struct node__waiter *w)
+{
+    ehr_free(w);
+}
+
+static void on_waiter_cancel(void *data, enum rpc_status why)
+{
+    struct node__waiter *w = data;
+    waiter_unlink(w);
+    rpc_call_fail(w->call, why, NULL);
+    waiter_free(w);
+}
+
+static void wait_for_commit(struct node *n, struct node__waiter *w)
+{
+    w->request_id = 0;
+    w->expires_at = uv_now(n->loop) + NODE_COMMIT_WAIT_MS_MAX;
+    size_t b = bucket_of_hash(w->hash);
+    w->hnext = n->commit_table[b];
+    n->commit_table[b] = w;
+    link_push(&n->commit_waits, &w->fifo);
+}
+
+static struct node__waiter *waiter_new(struct node *n, struct rpc_call *call,
+                                       const uint8_t hash[EHR_HASH_BYTES], bool wait_commit)
+{
+    struct node__waiter *w = ehr_calloc(1, sizeof *w);
+    w->node = n;
+    w->call = call;
+    memcpy(w->hash, hash, EHR_HASH_BYTES);
+    w->wait_commit = wait_commit;
+    link_init(&w->fifo);
+    n->waiter_count++;
+    rpc_call_on_cancel(call, on_waiter_cancel, w);
+    return w;
+}
+
+static void reply_submitted(struct rpc_call *call, const uint8_t hash[EHR_HASH_BYTES],
+                            bool committed, uint64_t height, uint32_t position)
+{
+    Ehr__V1__SubmitTransactionResponse r = EHR__V1__SUBMIT_TRANSACTION_RESPONSE__INIT;
+    r.tx_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)hash};
+    r.committed = committed;
+    r.height = height;
+    r.position = position;
+    reply_packed(call, &r.base);
+}
+
+/* ---- SubmitTransaction ---- */
+
+/* A submission at the leader whose signature is being checked. */
+struct pending_admit {
+    struct rpc_call *call; /* NULL once the call ended without us */
+    bool wait_commit;
+};
+
+static void on_pending_admit_cancel(void *data, enum rpc_status why)
+{
+    struct pending_admit *pa = data;
+    rpc_call_fail(pa->call, why, NULL);
+    pa->call = NULL;
+}
+
+static void submit_admitted(struct node *n, void *ctx, int rc, const mempool_admit_result *res)
+{
+    struct pending_admit *pa = ctx;
+    struct rpc_call *call = pa->call;
+    bool wait = pa->wait_commit;
+    ehr_free(pa);
+    if (call == NULL)
+        return; /* the client went away; the verdict stands */
+    if (rc != 0) {
+        fail_err(call, rc == EHR_ECLOSED ? EHR_ENOTLEADER : rc, res->reason);
+        return;
+    }
+    if (!wait) {
+        reply_submitted(call, res->hash, false, 0, 0);
+        return;
+    }
+    wait_for_commit(n, waiter_new(n, call, res->hash, true));
+}
+
+static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct node *n = data;
+    Ehr__V1__SubmitTransactionRequest *r =
+        ehr__v1__submit_transaction_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
+                      "malformed request: not a SubmitTransactionRequest");
+        return;
+    }
+    const uint8_t *env = r->envelope.data;
+    size_t env_len = r->envelope.len;
+    char msg[MEMPOOL_REASON_BYTES_MAX + 64];
+    if (n->waiter_count >= NODE_WAITERS_MAX) {
+        rpc_call_fail(call, RPC_STATUS_RESOURCE_EXHAUSTED,
+                      "too many submissions waiting on this node; retry later");
+        goto out;
+    }
+    if (n->role == RAFT_LEADER) {
+        struct pending_admit *pa = ehr_calloc(1, sizeof *pa);
+        pa->call = call;
+        pa->wait_commit = r->wait_for_commit;
+        rpc_call_on_cancel(call, on_pending_admit_cancel, pa);
+        node__admit(n, env, env_len, submit_admitted, pa);
+        goto out;
+    }
+    /* A follower checks what costs nothing (the framing, a duplicate on its
+     * own ledger) and leaves the rest, the signature above all, to the
+     * leader's admission. */
+    ledger_tx_view tv;
+    ledger_diag diag = {{0}};
+    int rc = ledger_tx_envelope_parse(env, env_len, &tv, &diag);
+    if (rc != 0) {
+        fail_err(call, rc, diag.msg);
+        goto out;
+    }
+    uint8_t hash[EHR_HASH_BYTES];
+    ledger_tx_hash(tv.body, tv.body_len, hash);
+    ledger_tx_location loc;
+    rc = ledger_tx_get(n->ledger, hash, &loc, NULL, NULL);
+    if (rc == 0) {
+        snprintf(msg, sizeof msg, "the transaction is already on the ledger, at height %" PRIu64,
+                 loc.height);
+        rpc_call_fail(call, RPC_STATUS_ALREADY_EXISTS, msg);
+        goto out;
+    }
+    uint64_t request_id = ++n->next_request_id;
+    rc = node__forward(n, request_id, env, env_len);
+    if (rc != 0) {
+        if (rc == EHR_EAGAIN)
+            snprintf(msg, sizeof msg, "the link to the leader is congested; retry shortly");
+        else
+            node__unavailable_message(n, msg, sizeof msg);
+        rpc_call_fail(
+            call, rc == EHR_EAGAIN ? RPC_STATUS_RESOURCE_EXHAUSTED : RPC_STATUS_UNAVAILABLE, msg);
+        goto out;
+    }
+    struct node__waiter *w = waiter_new(n, call, hash, r->wait_for_commit);
+    w->request_id = request_id;
+    w->forwarded_to = n->leader;
+    w->expires_at = uv_now(n->loop) + NODE_FORWARD_TIMEOUT_MS;
+    size_t b = bucket_of_id(request_id);
+    w->hnext = n->forward_table[b];
+    n->forward_table[b] = w;
+    link_push(&n->forwards, &w->fifo);
+out:
+    ehr__v1__submit_transaction_request__free_unpacked(r, NULL);
+}
+
+void node__service_forward_result(struct node *n, uint64_t request_id, int error,
+                                  const char *reason, const uint8_t *hash)
+{
+    struct node__waiter *w = n->forward_table[bucket_of_id(request_id)];
+    while (w != NULL && w->request_id != request_id)
+        w = w->hnext;
+    if (w == NULL)
+        return; /* answered already (timed out, cancelled) */
+    waiter_unlink(w);
+    if (error != 0) {
+        char msg[MESSAGE_BYTES_MAX + MEMPOOL_REASON_BYTES_MAX];
+        if (error == EHR_ENOTLEADER) {
+            node__unavailable_message(n, msg, sizeof msg);
+            rpc_call_fail(w->call, RPC_STATUS_UNAVAILABLE, msg);
+        } else {
+            snprintf(msg, sizeof msg, "%s", reason && reason[0] ? reason : ehr_strerror(error));
+            fail_err(w->call, error, msg);
+        }
+        waiter_free(w);
+        return;
+    }
+    if (hash != NULL && memcmp(hash, w->hash, EHR_HASH_BYTES) != 0) {
+        rpc_call_fail(w->call, RPC_STATUS_INTERNAL, "the leader answered for another transaction");
+        waiter_free(w);
+        return;
+    }
+    if (!w->wait_commit) {
+        reply_submitted(w->call, w->hash, false, 0, 0);
+        waiter_free(w);
+        return;
+    }
+    /* The block may already be here: the verdict and the block travel on
+     * one link in order, but the verdict may have been delayed. */
+    ledger_tx_location loc;
+    if (ledger_tx_get(n->ledger, w->hash, &loc, NULL, NULL) == 0) {
+        reply_submitted(w->call, w->hash, true, loc.height, loc.index);
+        waiter_free(w);
+        return;
+    }
+    n->waiter_count++;
+    wait_for_commit(n, w);
+}
+
+void node__service_link_down(struct node *n, raft_id peer)
+{
+    struct node__link *l = n->forwards.next;
+    while (l != &n->forwards) {
+        struct node__waiter *w = CONTAINER(l, struct node__waiter, fifo);
+        l = l->next;
+        if (w->forwarded_to != peer)
+            continue;
+        waiter_unlink(w);
+        rpc_call_fail(w->call, RPC_STATUS_UNAVAILABLE,
+                      "the link to the leader failed before it answered; the transaction may or "
+                      "may not have been admitted: resubmit it (a duplicate is refused)");
+        waiter_free(w);
+    }
+}
+
+void node__service_sweep(struct node *n)
+{
+    uint64_t now = uv_now(n->loop);
+    struct node__link *lists[2] = {&n->forwards, &n->commit_waits};
+    for (int i = 0; i < 2; i++) {
+        while (lists[i]->next != lists[i]) {
+            struct node__waiter *w = CONTAINER(lists[i]->next, struct node__waiter, fifo);
+            if (w->expires_at > now)
+                break;
+            waiter_unlink(w);
+            rpc_call_fail(w->call, i == 0 ? RPC_STATUS_UNAVAILABLE : RPC_STATUS_DEADLINE_EXCEEDED,
+                          i == 0 ? "the leader did not answer in time"
+                                 : "the transaction was not committed in time; it may still be");
+            waiter_free(w);
+        }
+    }
+}
+
+/* ---- block streams ---- */
+
+static void stream_pump(struct node__stream *s);
+
+static void stream_end(struct node__stream *s, enum rpc_status st, const char *msg)
+{
+    link_remove(&s->link);
+    s->node->stream_count--;
+    rpc_stream_finish(s->stream, st, msg);
+    ehr_free(s);
+}
+
+static void on_stream_cancel(void *data, enum rpc_status why)
+{
+    stream_end(data, why, NULL);
+}
+
+static void on_stream_writable(struct rpc_stream *stream, void *data)
+{
+    (void)stream;
+    struct node__stream *s = data;
+    s->blocked = false;
+    stream_pump(s);
+}
+
+/* Send blocks from next_height up to the tip, until the stream's queue is full. */
+static void stream_pump(struct node__stream *s)
+{
+    struct node *n = s->node;
+    while (!s->blocked && s->next_height <= n->tip.height) {
+        uint8_t *block;
+        size_t len;
+        int rc = ledger_block_get(n->ledger, s->next_height, &block, &len);
+        if (rc != 0) {
+            stream_end(s, RPC_STATUS_INTERNAL, "cannot read a block from the ledger");
+            return;
+        }
+        ledger_block_view v;
+        rc = ledger_block_parse(block, len, &v, NULL);
+        if (rc != 0) {
+            ehr_free(block);
+            stream_end(s, RPC_STATUS_INTERNAL, "a stored block does not parse");
+            return;
+        }
+        Ehr__V1__StreamBlocksResponse r = EHR__V1__STREAM_BLOCKS_RESPONSE__INIT;
+        r.height = s->next_height;
+        r.block = (ProtobufCBinaryData){len, block};
+        r.block_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, v.hash};
+        size_t plen = protobuf_c_message_get_packed_size(&r.base);
+        uint8_t *buf = ehr_malloc(plen);
+        protobuf_c_message_pack(&r.base, buf);
+        ledger_block_view_release(&v);
+        ehr_free(block);
+        rc = rpc_stream_send(s->stream, buf, plen);
+        ehr_free(buf);
+        if (rc == EHR_EAGAIN) {
+            s->blocked = true;
+            return;
+        }
+        if (rc != 0) {
+            stream_end(s, RPC_STATUS_UNAVAILABLE, NULL);
+            return;
+        }
+        s->next_height++;
+    }
+}
+
+static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t len, void *data)
+{
+    struct node *n = data;
+    Ehr__V1__StreamBlocksRequest *r = ehr__v1__stream_blocks_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_stream_finish(stream, RPC_STATUS_INVALID_ARGUMENT,
+                          "malformed request: not a StreamBlocksRequest");
+        return;
+    }
+    uint64_t from = r->from_height;
+    ehr__v1__stream_blocks_request__free_unpacked(r, NULL);
+    char msg[MESSAGE_BYTES_MAX];
+    if (from > n->tip.height + 1) {
+        snprintf(msg, sizeof msg, "from_height %" PRIu64 " is above the tip + 1 (%" PRIu64 ")",
+                 from, n->tip.height + 1);
+        rpc_stream_finish(stream, RPC_STATUS_NOT_FOUND, msg);
+        return;
+    }
+    if (n->stream_count >= NODE_BLOCK_STREAMS_MAX) {
+        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED,
+                          "too many block streams open on this node");
+        return;
+    }
+    struct node__stream *s = ehr_calloc(1, sizeof *s);
+    s->node = n;
+    s->stream = stream;
+    s->next_height = from;
+    link_push(&n->streams, &s->link);
+    n->stream_count++;
+    rpc_stream_on_cancel(stream, on_stream_cancel, s);
+    rpc_stream_on_writable(stream, on_stream_writable, s);
+    stream_pump(s);
+}
+
+void node__service_block_applied(struct node *n, uint64_t height,
+                                 const uint8_t (*hashes)[EHR_HASH_BYTES], size_t count)
+{
+    if (n->waiter_count > 0)
+        for (size_t i = 0; i < count; i++) {
+            struct node__waiter **p = &n->commit_table[bucket_of_hash(hashes[i])];
+            while (*p != NULL) {
+                struct node__waiter *w = *p;
+                if (memcmp(w->hash, hashes[i], EHR_HASH_BYTES) != 0) {
+                    p = &w->hnext;
+                    continue;
+                }
+                *p = w->hnext;
+                w->hnext = NULL;
+                link_remove(&w->fifo);
+                n->waiter_count--;
+                reply_submitted(w->call, w->hash, true, height, (uint32_t)i);
+                waiter_free(w);
+            }
+        }
+    struct node__link *l = n->streams.next;
+    while (l != &n->streams) {
+        struct node__stream *s = CONTAINER(l, struct node__stream, link);
+        l = l->next;
+        stream_pump(s);
+    }
+}
+
+/* ---- queries ---- */
+
+static void get_transaction(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct node *n = data;
+    Ehr__V1__GetTransactionRequest *r = ehr__v1__get_transaction_request__unpack(NULL, len, req);
+    if (r == NULL || r->tx_hash.len != EHR_HASH_BYTES) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
+                      r == NULL ? "malformed request: not a GetTransactionRequest"
+                                : "tx_hash must be 32 bytes");
+        if (r != NULL)
+            ehr__v1__get_transaction_request__free_unpacked(r, NULL);
+        return;
+    }
+    ledger_tx_location loc;
+    uint8_t *env = NULL, *block = NULL;
+    size_t env_len = 0, block_len = 0;
+    int rc = ledger_tx_get(n->ledger, r->tx_hash.data, &loc, &env, &env_len);
+    ehr__v1__get_transaction_request__free_unpacked(r, NULL);
+    if (rc == EHR_ENOTFOUND) {
+        rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no committed transaction has this hash");
+        return;
+    }
+    ledger_block_view v;
+    if (rc == 0)
+        rc = ledger_block_get(n->ledger, loc.height, &block, &block_len);
+    if (rc == 0)
+        rc = ledger_block_parse(block, block_len, &v, NULL);
+    if (rc != 0) {
+        ehr_free(env);
+        ehr_free(block);
+        fail_err(call, rc == EHR_ENOTFOUND ? EHR_ECORRUPT : rc, "cannot read the ledger");
+        return;
+    }
+    Ehr__V1__GetTransactionResponse resp = EHR__V1__GET_TRANSACTION_RESPONSE__INIT;
+    resp.envelope = (ProtobufCBinaryData){env_len, env};
+    resp.height = loc.height;
+    resp.position = loc.index;
+    resp.block_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, v.hash};
+    reply_packed(call, &resp.base);
+    ledger_block_view_release(&v);
+    ehr_free(env);
+    ehr_free(block);
+}
+
+static void get_block(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct node *n = data;
+    Ehr__V1__GetBlockRequest *r = ehr__v1__get_block_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
+                      "malformed request: not a GetBlockRequest");
+        return;
+    }
+    uint64_t height = r->height;
+    ehr__v1__get_block_request__free_unpacked(r, NULL);
+    char msg[MESSAGE_BYTES_MAX];
+    if (height > n->tip.height) {
+        snprintf(msg, sizeof msg, "no block at height %" PRIu64 " (the tip is %" PRIu64 ")", height,
+                 n->tip.height);
+        rpc_call_fail(call, RPC_STATUS_NOT_FOUND, msg);
+        return;
+    }
+    uint8_t *block;
+    size_t block_len;
+    ledger_block_view v;
+    int rc = ledger_block_get(n->ledger, height, &block, &block_len);
+    if (rc == 0) {
+        rc = ledger_block_parse(block, block_len, &v, NULL);
+        if (rc != 0)
+            ehr_free(block);
+    }
+    if (rc != 0) {
+        fail_err(call, rc == EHR_ENOTFOUND ? EHR_ECORRUPT : rc, "cannot read the block");
+        return;
+    }
+    Ehr__V1__GetBlockResponse resp = EHR__V1__GET_BLOCK_RESPONSE__INIT;
+    resp.block = (ProtobufCBinaryData){block_len, block};
+    resp.block_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, v.hash};
+    reply_packed(call, &resp.base);
+    ledger_block_view_release(&v);
+    ehr_free(block);
+}
+
+static Ehr__V1__NodeRole role_of(const struct node *n)
+{
+    switch (n->role) {
+    case RAFT_LEADER:
+        return EHR__V1__NODE_ROLE__NODE_ROLE_LEADER;
+    case RAFT_CANDIDATE:
+    case RAFT_PRE_CANDIDATE:
+        return EHR__V1__NODE_ROLE__NODE_ROLE_CANDIDATE;
+    default:
+        return EHR__V1__NODE_ROLE__NODE_ROLE_FOLLOWER;
+    }
+}
+
+static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct node *n = data;
+    Ehr__V1__GetStatusRequest *r = ehr__v1__get_status_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
+                      "malformed request: not a GetStatusRequest");
+        return;
+    }
+    ehr__v1__get_status_request__free_unpacked(r, NULL);
+    struct raft_status rs;
+    raft_status_get(n->raft, &rs);
+    const struct node_member *self = &n->members[n->self_index];
+    const struct node_member *leader = node__member_by_id(n, n->leader);
+
+    Ehr__V1__GetStatusResponse resp = EHR__V1__GET_STATUS_RESPONSE__INIT;
+    resp.node_id = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)self->key};
+    resp.name = (char *)self->name;
+    resp.role = role_of(n);
+    resp.term = rs.hard_state.term;
+    if (leader != NULL) {
+        resp.leader_id = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)leader->key};
+        resp.leader_rpc_address = (char *)(leader->self ? n->cfg.rpc_listen : leader->rpc_address);
+    }
+    resp.commit_index = rs.hard_state.commit;
+    resp.applied_index = n->applied_index;
+    resp.tip_height = n->tip.height;
+    resp.tip_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, n->tip.hash};
+    resp.chain_id = n->chain.chain_id;
+    resp.mempool_tx_count = mempool_count(&n->pool);
+    resp.mempool_bytes = mempool_bytes(&n->pool);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        resp.cpu_user_ms =
+            (uint64_t)ru.ru_utime.tv_sec * 1000 + (uint64_t)ru.ru_utime.tv_usec / 1000;
+        resp.cpu_system_ms =
+            (uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000;
+    }
+    resp.uptime_ms = uv_now(n->loop) - n->started_ms;
+
+    Ehr__V1__PeerStatus peers[NODE_MEMBERS_MAX];
+    Ehr__V1__PeerStatus *peer_ptrs[NODE_MEMBERS_MAX];
+    /* Members are kept in node-key order (the ledger's scan order). */
+    size_t np = 0;
+    for (size_t i = 0; i < n->member_count; i++) {
+        const struct node_member *m = &n->members[i];
+        if (m->self)
+            continue;
+        Ehr__V1__PeerStatus *p = &peers[np];
+        ehr__v1__peer_status__init(p);
+        p->node_id = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)m->key};
+        p->name = (char *)m->name;
+        p->peer_address = (char *)m->peer_address;
+        p2p_link_info li;
+        p->link_state = EHR__V1__LINK_STATE__LINK_STATE_DISCONNECTED;
+        if (p2p_link_info_get(n->p2p, m->key, &li) == 0)
+            p->link_state = li.up ? EHR__V1__LINK_STATE__LINK_STATE_CONNECTED
+                            : li.connection_count > 0
+                                ? EHR__V1__LINK_STATE__LINK_STATE_CONNECTING
+                                : EHR__V1__LINK_STATE__LINK_STATE_DISCONNECTED;
+        struct raft_progress_info pi;
+        if (n->role == RAFT_LEADER && raft_progress_get(n->raft, m->id, &pi) == 0)
+            p->match_index = pi.match;
+        peer_ptrs[np++] = p;
+    }
+    resp.n_peers = np;
+    resp.peers = peer_ptrs;
+    reply_packed(call, &resp.base);
+}
+
+/* ---- start and drain ---- */
+
+static int split_host_port(const char *address, char *host, size_t host_size, uint16_t *port)
+{
+    const char *colon = strrchr(address, ':');
+    if (colon == NULL || colon == address)
+        return EHR_EINVAL;
+    const char *h = address;
+    size_t hl = (size_t)(colon - address);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl + 1 > host_size)
+        return EHR_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    unsigned long p = 0;
+    for (const char *c = colon + 1; *c; c++) {
+        if (*c < '0' || *c > '9' || p > 65535)
+            return EHR_EINVAL;
+        p = p * 10 + (unsigned long)(*c - '0');
+    }
+    if (colon[1] == '\0' || p > 65535)
+        return EHR_EINVAL;
+    *port = (uint16_t)p;
+    return 0;
+}
+
+int node__service_start(struct node *n, char *err, size_t err_size)
+{
+    struct rpc_server_config rc_cfg = {.message_bytes_max =
+                                           (size_t)n->cfg.limits.rpc_message_bytes};
+    int rc = rpc_server_new(n->loop, &rc_cfg, &n->rpc);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot set up the RPC server: %s", ehr_strerror(rc));
+        return rc;
+    }
+    rpc_server_add_unary(n->rpc, PATH_PREFIX "SubmitTransaction", submit, n);
+    rpc_server_add_unary(n->rpc, PATH_PREFIX "GetTransaction", get_transaction, n);
+    rpc_server_add_unary(n->rpc, PATH_PREFIX "GetBlock", get_block, n);
+    rpc_server_add_unary(n->rpc, PATH_PREFIX "GetStatus", get_status, n);
+    rpc_server_add_stream(n->rpc, PATH_PREFIX "StreamBlocks", stream_blocks, n);
+    char host[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
+    uint16_t port;
+    rc = split_host_port(n->cfg.rpc_listen, host, sizeof host, &port);
+    if (rc == 0)
+        rc = rpc_server_listen(n->rpc, host, port);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot serve RPC on %s: %s (rpc_listen must be IP:PORT)",
+                 n->cfg.rpc_listen, rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
+        return rc;
+    }
+    return 0;
+}
+
+void node__service_drain(struct node *n)
+{
+    struct node__link *lists[2] = {&n->forwards, &n->commit_waits};
+    for (int i = 0; i < 2; i++)
+        while (lists[i]->next != lists[i]) {
+            struct node__waiter *w = CONTAINER(lists[i]->next, struct node__waiter, fifo);
+            waiter_unlink(w);
+            rpc_call_fail(w->call, RPC_STATUS_UNAVAILABLE, "the node is shutting down");
+            waiter_free(w);
+        }
+    while (n->streams.next != &n->streams)
+        stream_end(CONTAINER(n->streams.next, struct node__stream, link), RPC_STATUS_UNAVAILABLE,
+                   "the node is shutting down");
+}

@@ -1,0 +1,1283 @@
+/*
+ * test_cli_node - ehrctl's commands that talk to a node (status, tx submit,
+ * tx show / block show --node, blocks follow, bench), run as a subprocess
+ * against a fake ehr.v1.Node served in this process by the project's own
+ * rpc server on its own thread.
+ *
+ * The fake is canned but checking: it decodes every request, admits a
+ * submitted envelope only if ledger_tx_check passes against its chain id
+ * and clock (as a node would) and answers with the real hash; it serves
+ * blocks and transactions from a real ledger built with the ledger's test
+ * builders, so the online forms of tx show / block show can be compared
+ * byte for byte with the offline ones on the same directory. Knobs make it
+ * fail submissions with a chosen status, answer with malformed lengths, or
+ * refuse the first few submissions with UNAVAILABLE.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ehr/v1/node.pb-c.h"
+#include "ehr_crypto.h"
+#include "ledger.h"
+#include "ledger_testutil.h"
+#include "rpc.h"
+
+#define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
+
+enum {
+    ARGS_MAX = 40,
+    OUTPUT_BYTES_MAX = 1 << 20,
+    LEDGER_MEMBERS = 2,
+    LEDGER_BLOCKS = 3,
+    LEDGER_BLOCK_TXS = 4,
+    STREAMS_MAX = 8,
+};
+
+/* ------------------------------------------------------------ the fake node */
+
+struct fake {
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_async_t stop;
+    uv_sem_t ready;
+    struct rpc_server *server;
+    uint16_t port;
+    uv_mutex_t lock; /* guards everything below */
+
+    /* set by the test */
+    char ledger_dir[PATH_MAX]; /* "" for none */
+    ehr_signing_key node_key;
+    enum rpc_status submit_status; /* OK: admit; else fail with it */
+    char submit_message[256];
+    unsigned unavailable_first; /* answer the first N submissions UNAVAILABLE */
+    bool wrong_hash;            /* answer SubmitTransaction with another hash */
+    bool short_node_id;         /* GetStatus with a 31-byte node id */
+    bool short_block_hash;      /* GetBlock with a 31-byte hash */
+    bool stream_end;            /* end StreamBlocks after the tip (else hold it open) */
+
+    /* seen by the fake */
+    unsigned submits, status_calls, admitted;
+    uint8_t last_envelope[EHR_TX_BYTES_MAX];
+    size_t last_envelope_len;
+    bool last_wait;
+    uint64_t next_height;
+
+    /* server thread only */
+    ledger *ledger;
+    struct rpc_stream *held[STREAMS_MAX];
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void reply_message(struct rpc_call *call, const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *bytes = ehr_malloc(len + 1);
+    protobuf_c_message_pack(m, bytes);
+    rpc_call_reply(call, bytes, len);
+    ehr_free(bytes);
+}
+
+static void fake_get_status(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct fake *f = data;
+    Ehr__V1__GetStatusRequest *r = ehr__v1__get_status_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, "malformed GetStatusRequest");
+        return;
+    }
+    ehr__v1__get_status_request__free_unpacked(r, NULL);
+    uv_mutex_lock(&f->lock);
+    f->status_calls++;
+    Ehr__V1__GetStatusResponse s = EHR__V1__GET_STATUS_RESPONSE__INIT;
+    s.node_id.data = f->node_key.public_key;
+    s.node_id.len = f->short_node_id ? 31 : 32;
+    s.name = (char *)"St. Mary Hospital";
+    s.role = EHR__V1__NODE_ROLE__NODE_ROLE_LEADER;
+    s.term = 7;
+    s.leader_id.data = f->node_key.public_key;
+    s.leader_id.len = 32;
+    char address[32];
+    snprintf(address, sizeof address, "127.0.0.1:%u", f->port);
+    s.leader_rpc_address = address;
+    s.commit_index = 41;
+    s.applied_index = 40;
+    ledger_tip tip = {.height = 5};
+    memset(tip.hash, 0xab, sizeof tip.hash);
+    if (f->ledger != NULL)
+        EHR_ASSERT(ledger_tip_get(f->ledger, &tip) == 0);
+    s.tip_height = tip.height;
+    s.tip_hash.data = tip.hash;
+    s.tip_hash.len = 32;
+    s.chain_id = (char *)TU_CHAIN_ID;
+    uint8_t peer_ids[2][32];
+    memset(peer_ids[0], 0x11, 32);
+    memset(peer_ids[1], 0x22, 32);
+    Ehr__V1__PeerStatus p0 = EHR__V1__PEER_STATUS__INIT, p1 = EHR__V1__PEER_STATUS__INIT;
+    p0.node_id.data = peer_ids[0];
+    p0.node_id.len = 32;
+    p0.name = (char *)"City Lab";
+    p0.peer_address = (char *)"10.0.0.2:7000";
+    p0.link_state = EHR__V1__LINK_STATE__LINK_STATE_CONNECTED;
+    p0.match_index = 40;
+    p1.node_id.data = peer_ids[1];
+    p1.node_id.len = 32;
+    p1.name = (char *)"Acme Insurance";
+    p1.peer_address = (char *)"10.0.0.3:7000";
+    p1.link_state = EHR__V1__LINK_STATE__LINK_STATE_CONNECTING;
+    Ehr__V1__PeerStatus *peers[2] = {&p0, &p1};
+    s.peers = peers;
+    s.n_peers = 2;
+    s.mempool_tx_count = 3;
+    s.mempool_bytes = 900;
+    /* CPU grows 50 ms per 100 ms of uptime between calls: 50 %. */
+    s.cpu_user_ms = 1000 + 40ull * f->status_calls;
+    s.cpu_system_ms = 200 + 10ull * f->status_calls;
+    s.uptime_ms = 60000 + 100ull * f->status_calls;
+    reply_message(call, &s.base);
+    uv_mutex_unlock(&f->lock);
+}
+
+static void fake_submit(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct fake *f = data;
+    Ehr__V1__SubmitTransactionRequest *r =
+        ehr__v1__submit_transaction_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, "malformed SubmitTransactionRequest");
+        return;
+    }
+    uv_mutex_lock(&f->lock);
+    f->submits++;
+    EHR_ASSERT(r->envelope.len <= sizeof f->last_envelope);
+    memcpy(f->last_envelope, r->envelope.data, r->envelope.len);
+    f->last_envelope_len = r->envelope.len;
+    f->last_wait = r->wait_for_commit;
+    ledger_tx_rules rules = {.chain_id = TU_CHAIN_ID, .now_ms = now_ms()};
+    ledger_tx tx;
+    ledger_diag diag;
+    if (f->unavailable_first > 0) {
+        f->unavailable_first--;
+        rpc_call_fail(call, RPC_STATUS_UNAVAILABLE, "no leader known");
+    } else if (ledger_tx_check(r->envelope.data, r->envelope.len, &rules, &tx, &diag) != 0) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, diag.msg);
+    } else if (f->submit_status != RPC_STATUS_OK) {
+        ledger_tx_release(&tx);
+        rpc_call_fail(call, f->submit_status, f->submit_message);
+    } else {
+        f->admitted++;
+        if (f->wrong_hash)
+            tx.hash[0] ^= 1;
+        Ehr__V1__SubmitTransactionResponse a = EHR__V1__SUBMIT_TRANSACTION_RESPONSE__INIT;
+        a.tx_hash.data = tx.hash;
+        a.tx_hash.len = 32;
+        a.committed = r->wait_for_commit;
+        if (a.committed) {
+            a.height = f->next_height++;
+            a.position = 2;
+        }
+        reply_message(call, &a.base);
+        ledger_tx_release(&tx);
+    }
+    uv_mutex_unlock(&f->lock);
+    ehr__v1__submit_transaction_request__free_unpacked(r, NULL);
+}
+
+static void fake_get_block(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct fake *f = data;
+    Ehr__V1__GetBlockRequest *r = ehr__v1__get_block_request__unpack(NULL, len, req);
+    if (r == NULL) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, "malformed GetBlockRequest");
+        return;
+    }
+    uint8_t *bytes = NULL;
+    size_t bytes_len = 0;
+    ledger_block_view view;
+    if (f->ledger == NULL || ledger_block_get(f->ledger, r->height, &bytes, &bytes_len) != 0) {
+        rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no such block");
+    } else {
+        EHR_ASSERT(ledger_block_parse(bytes, bytes_len, &view, NULL) == 0);
+        Ehr__V1__GetBlockResponse a = EHR__V1__GET_BLOCK_RESPONSE__INIT;
+        a.block.data = bytes;
+        a.block.len = bytes_len;
+        a.block_hash.data = view.hash;
+        uv_mutex_lock(&f->lock);
+        a.block_hash.len = f->short_block_hash ? 31 : 32;
+        uv_mutex_unlock(&f->lock);
+        reply_message(call, &a.base);
+        ledger_block_view_release(&view);
+    }
+    ehr_free(bytes);
+    ehr__v1__get_block_request__free_unpacked(r, NULL);
+}
+
+static void fake_get_transaction(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct fake *f = data;
+    Ehr__V1__GetTransactionRequest *r = ehr__v1__get_transaction_request__unpack(NULL, len, req);
+    if (r == NULL || r->tx_hash.len != 32) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, "tx_hash must be 32 bytes");
+        if (r != NULL)
+            ehr__v1__get_transaction_request__free_unpacked(r, NULL);
+        return;
+    }
+    ledger_tx_location loc;
+    uint8_t *envelope = NULL, *block = NULL;
+    size_t envelope_len = 0, block_len = 0;
+    if (f->ledger == NULL ||
+        ledger_tx_get(f->ledger, r->tx_hash.data, &loc, &envelope, &envelope_len) != 0) {
+        rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no committed transaction with that hash");
+    } else {
+        ledger_block_view view;
+        EHR_ASSERT(ledger_block_get(f->ledger, loc.height, &block, &block_len) == 0);
+        EHR_ASSERT(ledger_block_parse(block, block_len, &view, NULL) == 0);
+        Ehr__V1__GetTransactionResponse a = EHR__V1__GET_TRANSACTION_RESPONSE__INIT;
+        a.envelope.data = envelope;
+        a.envelope.len = envelope_len;
+        a.height = loc.height;
+        a.position = loc.index;
+        a.block_hash.data = view.hash;
+        a.block_hash.len = 32;
+        reply_message(call, &a.base);
+        ledger_block_view_release(&view);
+    }
+    ehr_free(envelope);
+    ehr_free(block);
+    ehr__v1__get_transaction_request__free_unpacked(r, NULL);
+}
+
+/* A held stream is finished when its client leaves (or the server closes). */
+static void fake_stream_cancelled(void *data, enum rpc_status why)
+{
+    struct rpc_stream **slot = data;
+    rpc_stream_finish(*slot, why, NULL);
+    *slot = NULL;
+}
+
+static void fake_stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t len,
+                               void *data)
+{
+    struct fake *f = data;
+    Ehr__V1__StreamBlocksRequest *r = ehr__v1__stream_blocks_request__unpack(NULL, len, req);
+    ledger_tip tip;
+    if (r == NULL || f->ledger == NULL || ledger_tip_get(f->ledger, &tip) != 0) {
+        rpc_stream_finish(stream, RPC_STATUS_INVALID_ARGUMENT, "malformed StreamBlocksRequest");
+        if (r != NULL)
+            ehr__v1__stream_blocks_request__free_unpacked(r, NULL);
+        return;
+    }
+    uint64_t from = r->from_height;
+    ehr__v1__stream_blocks_request__free_unpacked(r, NULL);
+    if (from > tip.height + 1) {
+        rpc_stream_finish(stream, RPC_STATUS_NOT_FOUND, "from_height is above the tip + 1");
+        return;
+    }
+    for (uint64_t h = from; h <= tip.height; h++) {
+        uint8_t *bytes;
+        size_t bytes_len;
+        ledger_block_view view;
+        EHR_ASSERT(ledger_block_get(f->ledger, h, &bytes, &bytes_len) == 0);
+        EHR_ASSERT(ledger_block_parse(bytes, bytes_len, &view, NULL) == 0);
+        Ehr__V1__StreamBlocksResponse m = EHR__V1__STREAM_BLOCKS_RESPONSE__INIT;
+        m.height = h;
+        m.block.data = bytes;
+        m.block.len = bytes_len;
+        m.block_hash.data = view.hash;
+        m.block_hash.len = 32;
+        size_t n = ehr__v1__stream_blocks_response__get_packed_size(&m);
+        uint8_t *packed = ehr_malloc(n);
+        ehr__v1__stream_blocks_response__pack(&m, packed);
+        EHR_ASSERT(rpc_stream_send(stream, packed, n) == 0); /* a few small blocks fit */
+        ehr_free(packed);
+        ledger_block_view_release(&view);
+        ehr_free(bytes);
+    }
+    uv_mutex_lock(&f->lock);
+    bool end = f->stream_end;
+    uv_mutex_unlock(&f->lock);
+    if (end) {
+        rpc_stream_finish(stream, RPC_STATUS_OK, NULL);
+        return;
+    }
+    for (size_t i = 0; i < STREAMS_MAX; i++) {
+        if (f->held[i] == NULL) {
+            f->held[i] = stream;
+            rpc_stream_on_cancel(stream, fake_stream_cancelled, &f->held[i]);
+            return;
+        }
+    }
+    rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, "too many streams");
+}
+
+static void fake_closed(struct rpc_server *server, void *data)
+{
+    struct fake *f = data;
+    uv_close((uv_handle_t *)&f->stop, NULL);
+}
+
+static void fake_stop(uv_async_t *async)
+{
+    struct fake *f = async->data;
+    rpc_server_close(f->server, fake_closed, f);
+}
+
+static void fake_main(void *arg)
+{
+    struct fake *f = arg;
+    EHR_ASSERT(uv_loop_init(&f->loop) == 0);
+    uv_async_init(&f->loop, &f->stop, fake_stop);
+    f->stop.data = f;
+    if (f->ledger_dir[0] != '\0')
+        EHR_ASSERT(ledger_open(f->ledger_dir, &(ledger_options){.read_only = true}, &f->ledger) ==
+                   0);
+    EHR_ASSERT(rpc_server_new(&f->loop, NULL, &f->server) == 0);
+    EHR_ASSERT(rpc_server_add_unary(f->server, "/ehr.v1.Node/GetStatus", fake_get_status, f) == 0);
+    EHR_ASSERT(rpc_server_add_unary(f->server, "/ehr.v1.Node/SubmitTransaction", fake_submit, f) ==
+               0);
+    EHR_ASSERT(rpc_server_add_unary(f->server, "/ehr.v1.Node/GetBlock", fake_get_block, f) == 0);
+    EHR_ASSERT(rpc_server_add_unary(f->server, "/ehr.v1.Node/GetTransaction", fake_get_transaction,
+                                    f) == 0);
+    EHR_ASSERT(
+        rpc_server_add_stream(f->server, "/ehr.v1.Node/StreamBlocks", fake_stream_blocks, f) == 0);
+    EHR_ASSERT(rpc_server_listen(f->server, "127.0.0.1", 0) == 0);
+    f->port = rpc_server_port(f->server);
+    uv_sem_post(&f->ready);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    EHR_ASSERT(uv_loop_close(&f->loop) == 0);
+    if (f->ledger != NULL)
+        ledger_close(f->ledger);
+}
+
+/* Start a fake node serving LEDGER_DIR (NULL: none). */
+static struct fake *fake_start(const char *ledger_dir)
+{
+    struct fake *f = ehr_calloc(1, sizeof *f);
+    if (ledger_dir != NULL)
+        snprintf(f->ledger_dir, sizeof f->ledger_dir, "%s", ledger_dir);
+    tu_key(&f->node_key, 77);
+    f->next_height = 6;
+    uv_mutex_init(&f->lock);
+    uv_sem_init(&f->ready, 0);
+    assert_int_equal(uv_thread_create(&f->thread, fake_main, f), 0);
+    uv_sem_wait(&f->ready);
+    return f;
+}
+
+static void fake_join(struct fake *f)
+{
+    uv_async_send(&f->stop);
+    uv_thread_join(&f->thread);
+    uv_sem_destroy(&f->ready);
+    uv_mutex_destroy(&f->lock);
+    ehr_free(f);
+}
+
+static unsigned fake_count(struct fake *f, const unsigned *counter)
+{
+    uv_mutex_lock(&f->lock);
+    unsigned v = *counter;
+    uv_mutex_unlock(&f->lock);
+    return v;
+}
+
+/* ------------------------------------------------------ running ehrctl */
+
+struct fixture {
+    char dir[64];
+    char address[32]; /* the fake's HOST:PORT */
+    struct fake *fake;
+};
+
+struct result {
+    int status; /* exit status, or -1 if killed by a signal */
+    char *out;
+    char *err;
+};
+
+static char *path_in(const struct fixture *fx, const char *name)
+{
+    static char paths[4][PATH_MAX];
+    static int next;
+    char *p = paths[next++ % 4];
+    snprintf(p, PATH_MAX, "%s/%s", fx->dir, name);
+    return p;
+}
+
+static void write_text(const struct fixture *fx, const char *name, const char *text)
+{
+    assert_int_equal(ehr_file_write_atomic(path_in(fx, name), text, strlen(text), 0600, true), 0);
+}
+
+static char *slurp(const char *path)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (ehr_file_read_alloc(path, OUTPUT_BYTES_MAX, &data, &len) != 0)
+        return NULL;
+    char *text = ehr_malloc(len + 1);
+    memcpy(text, data, len);
+    text[len] = '\0';
+    ehr_free(data);
+    return text;
+}
+
+static void result_free(struct result *r)
+{
+    ehr_free(r->out);
+    ehr_free(r->err);
+    r->out = r->err = NULL;
+}
+
+/* Start ehrctl with ENV and ARGS (NULL-terminated), stdout/stderr to files. */
+static pid_t spawn(const struct fixture *fx, const char *const *env, const char *const *args)
+{
+    const char *argv[ARGS_MAX + 2] = {"ehrctl"};
+    int argc = 1;
+    for (; args[argc - 1] != NULL; argc++) {
+        assert_true(argc <= ARGS_MAX);
+        argv[argc] = args[argc - 1];
+    }
+    argv[argc] = NULL;
+    static const char *const no_env[] = {NULL};
+    char out_path[PATH_MAX], err_path[PATH_MAX];
+    snprintf(out_path, sizeof out_path, "%s/.stdout", fx->dir);
+    snprintf(err_path, sizeof err_path, "%s/.stderr", fx->dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+            dup2(err, 2) < 0 || chdir(fx->dir) != 0)
+            _exit(126);
+        execve(EHRCTL, (char *const *)argv, (char *const *)(env != NULL ? env : no_env));
+        _exit(127);
+    }
+    return pid;
+}
+
+static struct result collect(const struct fixture *fx, pid_t pid)
+{
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    struct result r;
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(path_in(fx, ".stdout"));
+    r.err = slurp(path_in(fx, ".stderr"));
+    assert_non_null(r.out);
+    assert_non_null(r.err);
+    assert_int_not_equal(r.status, 127);
+    return r;
+}
+
+static struct result run_env(const struct fixture *fx, const char *const *env, ...)
+{
+    const char *args[ARGS_MAX + 1];
+    va_list ap;
+    va_start(ap, env);
+    size_t count = 0;
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        assert_true(count < ARGS_MAX);
+        args[count++] = a;
+    }
+    va_end(ap);
+    args[count] = NULL;
+    return collect(fx, spawn(fx, env, args));
+}
+
+#define run(fx, ...) run_env(fx, NULL, __VA_ARGS__, (const char *)NULL)
+
+static json_t *parse_json(const char *text)
+{
+    json_error_t error;
+    json_t *root = json_loads(text, 0, &error);
+    if (root == NULL)
+        fail_msg("output is not JSON (%s): %s", error.text, text);
+    return root;
+}
+
+static const char *json_str(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_string(v))
+        fail_msg("no string \"%s\"", key);
+    return json_string_value(v);
+}
+
+static json_int_t json_int(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v))
+        fail_msg("no integer \"%s\"", key);
+    return json_integer_value(v);
+}
+
+/* A failure is one line `ehrctl: ...` on stderr, with FRAGMENT, exit STATUS, nothing on stdout. */
+static void assert_failure(const struct result *r, int status, const char *fragment)
+{
+    if (r->status != status)
+        fail_msg("exit %d, want %d; stderr: %s", r->status, status, r->err);
+    assert_int_equal(strncmp(r->err, "ehrctl: ", 8), 0);
+    const char *nl = strchr(r->err, '\n');
+    assert_non_null(nl);
+    assert_int_equal(nl[1], '\0');
+    if (strstr(r->err, fragment) == NULL)
+        fail_msg("stderr lacks \"%s\": %s", fragment, r->err);
+    assert_string_equal(r->out, "");
+}
+
+static void assert_usage_error(const struct result *r, const char *fragment)
+{
+    if (r->status != 2)
+        fail_msg("exit %d, want 2; stderr: %s", r->status, r->err);
+    assert_int_equal(strncmp(r->err, "ehrctl", 6), 0);
+    if (fragment != NULL && strstr(r->err, fragment) == NULL)
+        fail_msg("stderr lacks \"%s\": %s", fragment, r->err);
+    assert_string_equal(r->out, "");
+}
+
+static void dir_remove(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        char p[PATH_MAX];
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            dir_remove(p);
+        else
+            unlink(p);
+    }
+    if (d != NULL)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* A ledger of LEDGER_BLOCKS blocks of LEDGER_BLOCK_TXS transactions in DIR/data. */
+static void make_ledger(const struct fixture *fx)
+{
+    ehr_signing_key keys[LEDGER_MEMBERS];
+    for (uint32_t i = 0; i < LEDGER_MEMBERS; i++)
+        tu_key(&keys[i], 1 + i);
+    uint8_t *g;
+    size_t len;
+    tu_genesis(keys, LEDGER_MEMBERS, &g, &len);
+    ledger *l;
+    assert_int_equal(ledger_open(path_in(fx, "data"), NULL, &l), 0);
+    assert_int_equal(ledger_genesis_init(l, g, len), 0);
+    for (int i = 0; i < LEDGER_BLOCKS; i++)
+        assert_int_equal(tu_append(l, &keys[i % LEDGER_MEMBERS], LEDGER_BLOCK_TXS, NULL), 0);
+    ledger_close(l);
+    ehr_free(g);
+}
+
+/* The fixture: a temporary directory with a ledger, and a fake node serving it. */
+static int fixture_setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    if (fx == NULL || ehr_crypto_init() != 0)
+        return -1;
+    memcpy(fx->dir, "/tmp/ehr-test-cli-node-XXXXXX", sizeof "/tmp/ehr-test-cli-node-XXXXXX");
+    if (mkdtemp(fx->dir) == NULL)
+        return -1;
+    make_ledger(fx);
+    fx->fake = fake_start(path_in(fx, "data"));
+    snprintf(fx->address, sizeof fx->address, "127.0.0.1:%u", fx->fake->port);
+    *state = fx;
+    return 0;
+}
+
+static int fixture_teardown(void **state)
+{
+    struct fixture *fx = *state;
+    fake_join(fx->fake);
+    dir_remove(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* A key file "k" under passphrase "pw"; *PUBLIC_HEX gets its signing key. */
+static void make_key(const struct fixture *fx, char public_hex[65])
+{
+    ehr_identity id;
+    assert_int_equal(ehr_identity_generate(&id, "test"), 0);
+    assert_int_equal(
+        ehr_keyfile_save(path_in(fx, "k"), &id, "pw", 2, ehr_kdf_profile_params(EHR_KDF_MIN), true),
+        0);
+    ehr_hex_encode(public_hex, id.signing.public_key, 32);
+    ehr_identity_wipe(&id);
+}
+
+static const char *const pass_env[] = {"EHR_PASSPHRASE=pw", NULL};
+
+/* The body of the envelope the fake received last. */
+static Ehr__V1__TxBody *last_body(struct fake *f, uint8_t hash[32])
+{
+    uv_mutex_lock(&f->lock);
+    ledger_tx_view view;
+    assert_int_equal(ledger_tx_envelope_parse(f->last_envelope, f->last_envelope_len, &view, NULL),
+                     0);
+    ledger_tx_hash(view.body, view.body_len, hash);
+    Ehr__V1__TxBody *body = ehr__v1__tx_body__unpack(NULL, view.body_len, view.body);
+    uv_mutex_unlock(&f->lock);
+    assert_non_null(body);
+    return body;
+}
+
+/* ---------------------------------------------------------------- status */
+
+static void test_status_human_and_json_show_what_the_node_said(void **state)
+{
+    struct fixture *fx = *state;
+    char id_hex[65], peer_hex[65];
+    ehr_hex_encode(id_hex, fx->fake->node_key.public_key, 32);
+    memset(peer_hex, '1', 64);
+    peer_hex[64] = '\0';
+    struct result r = run(fx, "status", "--node", fx->address, "--json");
+    assert_int_equal(r.status, 0);
+    json_t *s = parse_json(r.out);
+    assert_string_equal(json_str(s, "node_id"), id_hex);
+    assert_string_equal(json_str(s, "name"), "St. Mary Hospital");
+    assert_string_equal(json_str(s, "role"), "leader");
+    assert_int_equal(json_int(s, "term"), 7);
+    assert_string_equal(json_str(s, "leader_id"), id_hex);
+    assert_string_equal(json_str(s, "leader_rpc_address"), fx->address);
+    assert_int_equal(json_int(s, "commit_index"), 41);
+    assert_int_equal(json_int(s, "applied_index"), 40);
+    assert_int_equal(json_int(s, "tip_height"), LEDGER_BLOCKS);
+    assert_string_equal(json_str(s, "chain_id"), TU_CHAIN_ID);
+    assert_int_equal(json_int(s, "mempool_tx_count"), 3);
+    assert_int_equal(json_int(s, "mempool_bytes"), 900);
+    json_t *peers = json_object_get(s, "peers");
+    assert_int_equal(json_array_size(peers), 2);
+    assert_string_equal(json_str(json_array_get(peers, 0), "node_id"), peer_hex);
+    assert_string_equal(json_str(json_array_get(peers, 0), "link_state"), "connected");
+    assert_int_equal(json_int(json_array_get(peers, 0), "match_index"), 40);
+    assert_string_equal(json_str(json_array_get(peers, 1), "link_state"), "connecting");
+    assert_string_equal(json_str(json_array_get(peers, 1), "name"), "Acme Insurance");
+    const char *tip_hash = json_str(s, "tip_hash");
+    char tip_copy[65];
+    snprintf(tip_copy, sizeof tip_copy, "%s", tip_hash);
+    json_decref(s);
+    result_free(&r);
+
+    /* human: the same facts, no JSON; the node from $EHR_NODE */
+    char env_node[48];
+    snprintf(env_node, sizeof env_node, "EHR_NODE=%s", fx->address);
+    const char *const env[] = {env_node, NULL};
+    r = run_env(fx, env, "status", (const char *)NULL);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, id_hex));
+    assert_non_null(strstr(r.out, "(this node)"));
+    assert_non_null(strstr(r.out, "leader"));
+    assert_non_null(strstr(r.out, tip_copy));
+    assert_non_null(strstr(r.out, peer_hex));
+    assert_non_null(strstr(r.out, "connecting"));
+    assert_non_null(strstr(r.out, "City Lab"));
+    assert_null(strchr(r.out, '{'));
+    assert_string_equal(r.err, "");
+    result_free(&r);
+}
+
+static void test_status_unreachable_and_malformed_answers_fail_cleanly(void **state)
+{
+    struct fixture *fx = *state;
+    /* nobody listens on port 1 */
+    struct result r = run(fx, "status", "--node", "127.0.0.1:1");
+    assert_failure(&r, 6, "UNAVAILABLE");
+    result_free(&r);
+    /* a node id of 31 bytes is a bad answer, not a crash */
+    fx->fake->short_node_id = true;
+    r = run(fx, "status", "--node", fx->address);
+    fx->fake->short_node_id = false;
+    assert_failure(&r, 1, "node_id is not 32 bytes");
+    result_free(&r);
+    /* so is a block hash of 31 bytes */
+    fx->fake->short_block_hash = true;
+    r = run(fx, "block", "show", "1", "--node", fx->address);
+    fx->fake->short_block_hash = false;
+    assert_failure(&r, 1, "block_hash is not 32 bytes");
+    result_free(&r);
+}
+
+static void test_node_options_usage_errors_exit_2(void **state)
+{
+    struct fixture *fx = *state;
+    const char *const cases[][10] = {
+        {"status", "--node", "localhost", NULL},
+        {"status", "--node", "127.0.0.1:0", NULL},
+        {"status", "--node", "127.0.0.1:65536", NULL},
+        {"status", "--node", "::1:7001", NULL},
+        {"status", "--timeout-ms", "0", NULL},
+        {"status", "--timeout-ms", "86400001", NULL},
+        {"status", "extra", NULL},
+        {"tx", "show", "00", "--data", "d", "--node", "127.0.0.1:7001", NULL},
+        {"block", "show", "1", "--data", "d", "--node", "127.0.0.1:7001", NULL},
+        {"tx", "submit", NULL},
+        {"tx", "submit", "--payload", "p.json", NULL},
+        {"tx", "submit", "--envelope", "e", "--key", "k", NULL},
+        {"tx", "submit", "--envelope", "e", "--payload", "p.json", "--key", "k", NULL},
+        {"tx", "submit", "--payload", "p.json", "--key", "k", "--expiry-s", "604801", NULL},
+        {"tx", "submit", "--payload", "p.json", "--key", "k", "--chain-id", "a b", NULL},
+        {"blocks", "follow", "--count", "0", NULL},
+        {"bench", "--inflight", "4097", NULL},
+        {"bench", "--txs", "0", NULL},
+        {"bench", "--txs", "1000001", NULL},
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
+        const char *args[ARGS_MAX + 1];
+        size_t n = 0;
+        for (; cases[i][n] != NULL; n++)
+            args[n] = cases[i][n];
+        args[n] = NULL;
+        struct result r = collect(fx, spawn(fx, NULL, args));
+        if (r.status != 2)
+            fail_msg("case %zu (%s %s): exit %d, stderr: %s", i, cases[i][0],
+                     cases[i][1] ? cases[i][1] : "", r.status, r.err);
+        assert_usage_error(&r, NULL);
+        result_free(&r);
+    }
+    assert_int_equal(fake_count(fx->fake, &fx->fake->submits), 0);
+    /* the [IPv6]:PORT form parses (and nobody listens there) */
+    struct result r = run(fx, "status", "--node", "[::1]:1", "--timeout-ms", "2000");
+    assert_failure(&r, 6, "UNAVAILABLE");
+    result_free(&r);
+}
+
+/* ------------------------------------------------------------- tx submit */
+
+static void test_tx_submit_sends_a_valid_signed_envelope_and_prints_its_hash(void **state)
+{
+    struct fixture *fx = *state;
+    char signer_hex[65];
+    make_key(fx, signer_hex);
+    uint8_t patient[32], patient_kx[32];
+    ehr_random_bytes(patient, 32);
+    ehr_random_bytes(patient_kx, 32);
+    char patient_hex[65], patient_kx_hex[65], payload[256];
+    ehr_hex_encode(patient_hex, patient, 32);
+    ehr_hex_encode(patient_kx_hex, patient_kx, 32);
+    snprintf(payload, sizeof payload,
+             "{\"patient_enroll\": {\"patient_key\": \"%s\", \"patient_kx_key\": \"%s\"}}",
+             patient_hex, patient_kx_hex);
+    write_text(fx, "p.json", payload);
+    unsigned status_before = fake_count(fx->fake, &fx->fake->status_calls);
+    uint64_t before = now_ms();
+    struct result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json",
+                              "--node", fx->address, "--json", (const char *)NULL);
+    uint64_t after = now_ms();
+    if (r.status != 0)
+        fail_msg("exit %d: %s", r.status, r.err);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->admitted), 1);
+    /* the chain id came from GetStatus */
+    assert_int_equal(fake_count(fx->fake, &fx->fake->status_calls), status_before + 1);
+    uint8_t hash[32];
+    Ehr__V1__TxBody *body = last_body(fx->fake, hash);
+    char hash_hex[65];
+    ehr_hex_encode(hash_hex, hash, 32);
+    json_t *out = parse_json(r.out);
+    assert_string_equal(json_str(out, "hash"), hash_hex);
+    assert_false(json_is_true(json_object_get(out, "committed")));
+    json_decref(out);
+    result_free(&r);
+    assert_string_equal(body->chain_id, TU_CHAIN_ID);
+    char body_signer[65];
+    ehr_hex_encode(body_signer, body->signer.data, body->signer.len);
+    assert_string_equal(body_signer, signer_hex);
+    assert_int_equal(body->nonce.len, EHR_TX_NONCE_BYTES);
+    assert_true(body->expiry_ms >= before + 300000 && body->expiry_ms <= after + 300000);
+    assert_int_equal(body->payload_case, EHR__V1__TX_BODY__PAYLOAD_PATIENT_ENROLL);
+    assert_memory_equal(body->patient_enroll->patient_key.data, patient, 32);
+    assert_memory_equal(body->patient_enroll->patient_kx_key.data, patient_kx, 32);
+    uint8_t first_nonce[EHR_TX_NONCE_BYTES];
+    memcpy(first_nonce, body->nonce.data, EHR_TX_NONCE_BYTES);
+    ehr__v1__tx_body__free_unpacked(body, NULL);
+    assert_false(fx->fake->last_wait);
+
+    /* human form, --wait, --chain-id (no GetStatus), --expiry-s at its maximum */
+    status_before = fake_count(fx->fake, &fx->fake->status_calls);
+    r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",
+                fx->address, "--wait", "--chain-id", TU_CHAIN_ID, "--expiry-s", "604800",
+                (const char *)NULL);
+    if (r.status != 0)
+        fail_msg("exit %d: %s", r.status, r.err);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->status_calls), status_before);
+    assert_true(fx->fake->last_wait);
+    body = last_body(fx->fake, hash);
+    ehr_hex_encode(hash_hex, hash, 32);
+    assert_non_null(strstr(r.out, hash_hex));
+    assert_non_null(strstr(r.out, "committed at height"));
+    assert_memory_not_equal(body->nonce.data, first_nonce, EHR_TX_NONCE_BYTES);
+    assert_true(body->expiry_ms >= before + 604800000ull);
+    ehr__v1__tx_body__free_unpacked(body, NULL);
+    result_free(&r);
+
+    /* another chain id: the node refuses it, and the line says so */
+    unsigned admitted = fake_count(fx->fake, &fx->fake->admitted);
+    r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",
+                fx->address, "--chain-id", "other-chain", (const char *)NULL);
+    assert_failure(&r, 3, "INVALID_ARGUMENT");
+    assert_non_null(strstr(r.err, "chain"));
+    result_free(&r);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->admitted), admitted);
+}
+
+static void test_tx_submit_payload_json_is_strict_and_nothing_is_sent(void **state)
+{
+    struct fixture *fx = *state;
+    char signer_hex[65];
+    make_key(fx, signer_hex);
+    char key64[65];
+    memset(key64, 'a', 64);
+    key64[64] = '\0';
+    struct {
+        const char *json;
+        const char *fragment;
+    } cases[] = {
+        {"{\"patient_enrol\": {}}", "unknown key \"patient_enrol\""},
+        {"{\"patient_enroll\": {\"patient_key\": \"aa\", \"name\": \"x\"}}",
+         "unknown key \"patient_enroll.name\""},
+        {"{\"patient_enroll\": {\"patient_key\": \"zz\"}}", "patient_enroll.patient_key: not hex"},
+        {"{\"patient_enroll\": {\"patient_key\": \"abc\"}}", "patient_enroll.patient_key: not hex"},
+        {"{\"patient_enroll\": {\"patient_key\": 12}}", "patient_enroll.patient_key: wants"},
+        {"{\"record_anchor\": {\"ciphertext_bytes\": \"many\"}}",
+         "record_anchor.ciphertext_bytes: wants an integer"},
+        {"{\"record_anchor\": {\"ciphertext_bytes\": -1}}", "record_anchor.ciphertext_bytes"},
+        {"{\"record_anchor\": {\"record_type\": 5}}", "record_anchor.record_type: wants a string"},
+        {"{\"consent_grant\": {\"record_types\": \"lab\"}}",
+         "consent_grant.record_types: wants an array"},
+        {"{\"consent_grant\": {\"record_ids\": [\"00\", \"0g\"]}}",
+         "consent_grant.record_ids[1]: not hex"},
+        {"{\"member_admit\": {\"member\": {\"role\": \"dentist\"}}}",
+         "member_admit.member.role: wants one of"},
+        {"{\"patient_enroll\": {}, \"consent_revoke\": {}}", "exactly one payload"},
+        {"{\"patient_enroll\": []}", "patient_enroll: wants an object"},
+        {"{\"chain_id\": {}}", "unknown key \"chain_id\""},
+        {"[1]", "exactly one payload"},
+        {"{\"patient_enroll\": {\"patient_key\": \"aa\", \"patient_key\": \"bb\"}}", "not JSON"},
+        {"{\"patient_enroll\": ", "not JSON"},
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
+        write_text(fx, "p.json", cases[i].json);
+        struct result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json",
+                                  "--node", fx->address, (const char *)NULL);
+        if (r.status != 2 || strstr(r.err, cases[i].fragment) == NULL)
+            fail_msg("case %zu (%s): exit %d, stderr: %s", i, cases[i].json, r.status, r.err);
+        assert_usage_error(&r, cases[i].fragment);
+        result_free(&r);
+    }
+    /* the payload file's size limit at its edge: at the limit the file is read (and this
+     * one makes a body over EHR_TX_BODY_BYTES_MAX), one byte more is not */
+    enum { FILE_MAX = 4 * 64 * 1024 };
+    char *big = ehr_malloc(FILE_MAX + 2);
+    const char *head = "{\"record_anchor\": {\"encrypted_pointer\": \"";
+    size_t head_len = strlen(head), hex_len = 2 * 70000;
+    memcpy(big, head, head_len);
+    memset(big + head_len, 'a', hex_len);
+    memcpy(big + head_len + hex_len, "\"}}", 3);
+    memset(big + head_len + hex_len + 3, ' ', FILE_MAX - head_len - hex_len - 3);
+    big[FILE_MAX] = '\0';
+    write_text(fx, "p.json", big);
+    struct result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json",
+                              "--node", fx->address, (const char *)NULL);
+    assert_usage_error(&r, "over 65536");
+    result_free(&r);
+    big[FILE_MAX] = ' ';
+    big[FILE_MAX + 1] = '\0';
+    write_text(fx, "p.json", big);
+    r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",
+                fx->address, (const char *)NULL);
+    assert_usage_error(&r, "over 262144 bytes");
+    result_free(&r);
+    ehr_free(big);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->submits), 0);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->status_calls), 0);
+
+    /* every JSON type of the mapping, accepted: nested message, enum, repeated, uint64 */
+    char payload[1024];
+    snprintf(payload, sizeof payload,
+             "{\"member_admit\": {\"member\": {\"name\": \"City Lab\", \"role\": "
+             "\"MEMBER_ROLE_LAB\", \"node_key\": \"%s\", \"kx_key\": \"%s\", \"peer_address\": "
+             "\"10.0.0.2:7000\"}}}",
+             key64, key64);
+    write_text(fx, "p.json", payload);
+    r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",
+                fx->address, (const char *)NULL);
+    if (r.status != 0)
+        fail_msg("exit %d: %s", r.status, r.err);
+    result_free(&r);
+    uint8_t hash[32];
+    Ehr__V1__TxBody *body = last_body(fx->fake, hash);
+    assert_int_equal(body->payload_case, EHR__V1__TX_BODY__PAYLOAD_MEMBER_ADMIT);
+    assert_string_equal(body->member_admit->member->name, "City Lab");
+    assert_int_equal(body->member_admit->member->role, EHR__V1__MEMBER_ROLE__MEMBER_ROLE_LAB);
+    ehr__v1__tx_body__free_unpacked(body, NULL);
+    write_text(fx, "p.json",
+               "{\"consent_grant\": {\"record_types\": [\"lab-result\", \"imaging\"], "
+               "\"record_ids\": [\"0102\"], \"valid_until_ms\": \"18446744073709551615\", "
+               "\"purpose\": \"treatment\"}}");
+    r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",
+                fx->address, (const char *)NULL);
+    if (r.status != 0)
+        fail_msg("exit %d: %s", r.status, r.err);
+    result_free(&r);
+    body = last_body(fx->fake, hash);
+    assert_int_equal(body->consent_grant->n_record_types, 2);
+    assert_string_equal(body->consent_grant->record_types[1], "imaging");
+    assert_int_equal(body->consent_grant->n_record_ids, 1);
+    assert_int_equal(body->consent_grant->record_ids[0].len, 2);
+    assert_true(body->consent_grant->valid_until_ms == UINT64_MAX);
+    ehr__v1__tx_body__free_unpacked(body, NULL);
+}
+
+static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **state)
+{
+    struct fixture *fx = *state;
+    char signer_hex[65];
+    make_key(fx, signer_hex);
+    write_text(fx, "p.json", "{\"consent_revoke\": {\"grant_id\": \"00ff\"}}");
+    char leader_message[200];
+    char leader_hex[65];
+    memset(leader_hex, 'c', 64);
+    leader_hex[64] = '\0';
+    snprintf(leader_message, sizeof leader_message,
+             "not the leader; leader=%s address=10.0.0.2:7001", leader_hex);
+    struct {
+        enum rpc_status status;
+        const char *message;
+        int exit_code;
+        const char *fragment;
+        const char *fragment2;
+    } cases[] = {
+        {RPC_STATUS_INVALID_ARGUMENT, "expired", 3, "refused it (INVALID_ARGUMENT", "expired"},
+        {RPC_STATUS_ALREADY_EXISTS, "duplicate", 4, "already in the node's mempool or on the",
+         "ALREADY_EXISTS"},
+        {RPC_STATUS_RESOURCE_EXHAUSTED, "mempool full (10000 transactions)", 5, "retry later",
+         "RESOURCE_EXHAUSTED"},
+        {RPC_STATUS_UNAVAILABLE, leader_message, 6, "retry with --node 10.0.0.2:7001",
+         "the leader is cccccccccccccccc"},
+        {RPC_STATUS_UNAVAILABLE, "no leader known", 6, "no leader known yet", "UNAVAILABLE"},
+        {RPC_STATUS_DEADLINE_EXCEEDED, "waited too long", 7, "DEADLINE_EXCEEDED", "no answer"},
+        {RPC_STATUS_INTERNAL, "state inconsistent", 1, "INTERNAL", "state inconsistent"},
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
+        uv_mutex_lock(&fx->fake->lock);
+        fx->fake->submit_status = cases[i].status;
+        snprintf(fx->fake->submit_message, sizeof fx->fake->submit_message, "%s", cases[i].message);
+        uv_mutex_unlock(&fx->fake->lock);
+        struct result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json",
+                                  "--node", fx->address, (const char *)NULL);
+        assert_failure(&r, cases[i].exit_code, cases[i].fragment);
+        if (strstr(r.err, cases[i].fragment2) == NULL)
+            fail_msg("case %zu: stderr lacks \"%s\": %s", i, cases[i].fragment2, r.err);
+        /* the line names the transaction */
+        uint8_t hash[32];
+        Ehr__V1__TxBody *body = last_body(fx->fake, hash);
+        ehr__v1__tx_body__free_unpacked(body, NULL);
+        char hash_hex[65];
+        ehr_hex_encode(hash_hex, hash, 32);
+        assert_non_null(strstr(r.err, hash_hex));
+        result_free(&r);
+    }
+    uv_mutex_lock(&fx->fake->lock);
+    fx->fake->submit_status = RPC_STATUS_OK;
+    fx->fake->wrong_hash = true;
+    uv_mutex_unlock(&fx->fake->lock);
+    struct result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json",
+                              "--node", fx->address, (const char *)NULL);
+    fx->fake->wrong_hash = false;
+    assert_failure(&r, 1, "not the hash of the transaction sent");
+    result_free(&r);
+}
+
+static void test_tx_submit_envelope_is_sent_as_is(void **state)
+{
+    struct fixture *fx = *state;
+    ehr_signing_key key;
+    tu_key(&key, 9);
+    uint8_t *envelope, hash[32];
+    size_t len;
+    tu_tx(&key, TU_CHAIN_ID, now_ms() + 60000, 40, &envelope, &len, hash);
+    assert_int_equal(ehr_file_write_atomic(path_in(fx, "e.bin"), envelope, len, 0600, true), 0);
+    struct result r = run(fx, "tx", "submit", "--envelope", "e.bin", "--node", fx->address);
+    if (r.status != 0)
+        fail_msg("exit %d: %s", r.status, r.err);
+    char hash_hex[65];
+    ehr_hex_encode(hash_hex, hash, 32);
+    assert_non_null(strstr(r.out, hash_hex));
+    result_free(&r);
+    uv_mutex_lock(&fx->fake->lock);
+    assert_int_equal(fx->fake->last_envelope_len, len);
+    assert_memory_equal(fx->fake->last_envelope, envelope, len);
+    uv_mutex_unlock(&fx->fake->lock);
+    /* a file that is not an envelope is not sent */
+    unsigned submits = fake_count(fx->fake, &fx->fake->submits);
+    write_text(fx, "junk.bin", "not an envelope");
+    r = run(fx, "tx", "submit", "--envelope", "junk.bin", "--node", fx->address);
+    assert_failure(&r, 1, "not a TxEnvelope");
+    result_free(&r);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->submits), submits);
+    ehr_free(envelope);
+}
+
+/* -------------------------------------------------- tx show / block show */
+
+static void assert_same_output(const struct fixture *fx, const char *const *offline,
+                               const char *const *online)
+{
+    struct result a = collect(fx, spawn(fx, NULL, offline));
+    struct result b = collect(fx, spawn(fx, NULL, online));
+    if (a.status != 0 || b.status != 0)
+        fail_msg("exit %d / %d: %s / %s", a.status, b.status, a.err, b.err);
+    assert_string_equal(a.out, b.out);
+    assert_true(strlen(a.out) > 100);
+    result_free(&a);
+    result_free(&b);
+}
+
+static void test_show_online_prints_what_show_offline_prints(void **state)
+{
+    struct fixture *fx = *state;
+    const char *data = path_in(fx, "data");
+    char data_dir[PATH_MAX];
+    snprintf(data_dir, sizeof data_dir, "%s", data);
+    for (int height = 0; height <= LEDGER_BLOCKS; height++) {
+        char h[16];
+        snprintf(h, sizeof h, "%d", height);
+        for (int json = 0; json < 2; json++) {
+            const char *offline[] = {"block", "show", h, "--data", data_dir, json ? "--json" : NULL,
+                                     NULL};
+            const char *online[] = {
+                "block", "show", h, "--node", fx->address, json ? "--json" : NULL, NULL};
+            assert_same_output(fx, offline, online);
+        }
+    }
+    /* every transaction of the last block */
+    struct result r = run(fx, "block", "show", "3", "--node", fx->address, "--json");
+    assert_int_equal(r.status, 0);
+    json_t *block = parse_json(r.out);
+    result_free(&r);
+    json_t *txs = json_object_get(block, "txs");
+    assert_int_equal(json_array_size(txs), LEDGER_BLOCK_TXS);
+    for (size_t i = 0; i < LEDGER_BLOCK_TXS; i++) {
+        const char *hash = json_str(json_array_get(txs, i), "hash");
+        for (int json = 0; json < 2; json++) {
+            const char *offline[] = {"tx", "show", hash, "--data", data_dir, json ? "--json" : NULL,
+                                     NULL};
+            const char *online[] = {
+                "tx", "show", hash, "--node", fx->address, json ? "--json" : NULL, NULL};
+            assert_same_output(fx, offline, online);
+        }
+    }
+    /* not found: the same words as offline */
+    r = run(fx, "block", "show", "9", "--node", fx->address);
+    assert_failure(&r, 1, "no block at height 9 (tip is 3)");
+    result_free(&r);
+    char missing[65];
+    snprintf(missing, sizeof missing, "%s", json_str(json_array_get(txs, 0), "hash"));
+    missing[0] = missing[0] == '0' ? '1' : '0';
+    r = run(fx, "tx", "show", missing, "--node", fx->address);
+    assert_failure(&r, 1, "not on this ledger");
+    result_free(&r);
+    json_decref(block);
+}
+
+/* ---------------------------------------------------------- blocks follow */
+
+static void test_blocks_follow_prints_one_line_per_block_and_stops(void **state)
+{
+    struct fixture *fx = *state;
+    /* --count stops a stream the node holds open */
+    struct result r =
+        run(fx, "blocks", "follow", "--from", "1", "--count", "2", "--node", fx->address, "--json");
+    if (r.status != 0)
+        fail_msg("exit %d: %s", r.status, r.err);
+    char *line2 = strchr(r.out, '\n');
+    assert_non_null(line2);
+    *line2++ = '\0';
+    json_t *first = parse_json(r.out);
+    assert_int_equal(json_int(first, "height"), 1);
+    assert_int_equal(json_int(first, "tx_count"), LEDGER_BLOCK_TXS);
+    json_t *second = parse_json(line2);
+    assert_int_equal(json_int(second, "height"), 2);
+    assert_int_equal(strchr(line2, '\n')[1], '\0'); /* two lines, no more */
+    /* the hashes are the blocks' */
+    struct result b = run(fx, "block", "show", "2", "--node", fx->address, "--json");
+    json_t *block = parse_json(b.out);
+    assert_string_equal(json_str(second, "hash"), json_str(block, "hash"));
+    json_decref(block);
+    json_decref(first);
+    json_decref(second);
+    result_free(&b);
+    result_free(&r);
+
+    /* a stream the node ends: every block from 0, then exit 0 */
+    fx->fake->stream_end = true;
+    r = run(fx, "blocks", "follow", "--from", "0", "--node", fx->address);
+    fx->fake->stream_end = false;
+    assert_int_equal(r.status, 0);
+    int lines = 0;
+    for (const char *p = r.out; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    assert_int_equal(lines, LEDGER_BLOCKS + 1);
+    assert_non_null(strstr(r.out, "genesis"));
+    result_free(&r);
+    /* without --from it starts after the tip: no old block is printed */
+    fx->fake->stream_end = true;
+    r = run(fx, "blocks", "follow", "--node", fx->address);
+    fx->fake->stream_end = false;
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "");
+    result_free(&r);
+
+    /* above the tip + 1: the node's NOT_FOUND */
+    r = run(fx, "blocks", "follow", "--from", "9", "--node", fx->address);
+    assert_failure(&r, 1, "NOT_FOUND");
+    result_free(&r);
+}
+
+static void test_blocks_follow_exits_0_on_sigint(void **state)
+{
+    struct fixture *fx = *state;
+    const char *args[] = {"blocks", "follow", "--from", "0", "--node", fx->address, NULL};
+    pid_t pid = spawn(fx, NULL, args);
+    /* wait until all blocks are printed, then interrupt the held stream */
+    bool printed = false;
+    for (int i = 0; i < 1000 && !printed; i++) {
+        char *out = slurp(path_in(fx, ".stdout"));
+        int lines = 0;
+        for (const char *p = out; p != NULL && (p = strchr(p, '\n')) != NULL; p++)
+            lines++;
+        printed = lines == LEDGER_BLOCKS + 1;
+        ehr_free(out);
+        if (!printed)
+            usleep(10000);
+    }
+    assert_true(printed);
+    assert_int_equal(kill(pid, SIGINT), 0);
+    struct result r = collect(fx, pid);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    result_free(&r);
+}
+
+/* ------------------------------------------------------------------ bench */
+
+static void test_bench_commits_every_transaction_and_reports_it(void **state)
+{
+    struct fixture *fx = *state;
+    enum { TXS = 60 };
+    unsigned admitted = fake_count(fx->fake, &fx->fake->admitted);
+    unsigned submits = fake_count(fx->fake, &fx->fake->submits);
+    /* the first 5 submissions meet "no leader": sent again, counted once */
+    fx->fake->unavailable_first = 5;
+    struct result r = run(fx, "bench", "--node", fx->address, "--node", fx->address, "--txs", "60",
+                          "--inflight", "8", "--json");
+    if (r.status != 0)
+        fail_msg("exit %d: %s", r.status, r.err);
+    json_t *rep = parse_json(r.out);
+    assert_int_equal(json_int(rep, "txs"), TXS);
+    assert_int_equal(json_int(rep, "submitted"), TXS);
+    assert_int_equal(json_int(rep, "committed"), TXS);
+    assert_int_equal(json_int(rep, "failed_total"), 0);
+    assert_int_equal(json_int(rep, "retries"), 5);
+    assert_int_equal(json_int(rep, "window_committed"), TXS);
+    assert_true(json_real_value(json_object_get(rep, "committed_tx_per_s")) > 0);
+    json_t *latency = json_object_get(rep, "latency_ms");
+    double p50 = json_real_value(json_object_get(latency, "p50"));
+    double p99 = json_real_value(json_object_get(latency, "p99"));
+    double max = json_real_value(json_object_get(latency, "max"));
+    assert_true(p50 > 0 && p50 <= p99 && p99 <= max);
+    double envelope = json_real_value(json_object_get(rep, "envelope_bytes_avg"));
+    assert_true(envelope >= 200 && envelope <= 300);
+    json_t *nodes = json_object_get(rep, "nodes");
+    assert_int_equal(json_array_size(nodes), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *node = json_array_get(nodes, i);
+        /* the fake's CPU grows 50 ms per 100 ms of uptime between calls */
+        json_t *cpu = json_object_get(node, "cpu_percent");
+        assert_true(json_is_real(cpu));
+        assert_true(json_real_value(cpu) > 49.9 && json_real_value(cpu) < 50.1);
+        assert_int_equal(json_int(node, "submissions"), (TXS + 5) / 2 + (i == 0 ? 1 : 0));
+    }
+    json_decref(rep);
+    result_free(&r);
+    /* every transaction reached the fake, valid, exactly once more than the retries */
+    assert_int_equal(fake_count(fx->fake, &fx->fake->admitted), admitted + TXS);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->submits), submits + TXS + 5);
+
+    /* human form, with a rate and failures: the report names them and exits 1 */
+    uv_mutex_lock(&fx->fake->lock);
+    fx->fake->submit_status = RPC_STATUS_RESOURCE_EXHAUSTED;
+    snprintf(fx->fake->submit_message, sizeof fx->fake->submit_message, "mempool full");
+    uv_mutex_unlock(&fx->fake->lock);
+    r = run(fx, "bench", "--node", fx->address, "--txs", "10", "--rate", "2000");
+    fx->fake->submit_status = RPC_STATUS_OK;
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "RESOURCE_EXHAUSTED 10"));
+    assert_non_null(strstr(r.out, "rate 2000 tx/s"));
+    assert_non_null(strstr(r.err, "10 of 10 transactions did not commit"));
+    result_free(&r);
+    /* the in-flight limit at its edge (4097 is a usage error) */
+    r = run(fx, "bench", "--node", fx->address, "--txs", "3", "--inflight", "4096");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "4096 in flight"));
+    result_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_status_human_and_json_show_what_the_node_said,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_status_unreachable_and_malformed_answers_fail_cleanly,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_node_options_usage_errors_exit_2, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_tx_submit_sends_a_valid_signed_envelope_and_prints_its_hash, fixture_setup,
+            fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tx_submit_payload_json_is_strict_and_nothing_is_sent,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tx_submit_maps_each_error_status_to_its_line_and_exit,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tx_submit_envelope_is_sent_as_is, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_show_online_prints_what_show_offline_prints,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_blocks_follow_prints_one_line_per_block_and_stops,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_blocks_follow_exits_0_on_sigint, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_bench_commits_every_transaction_and_reports_it,
+                                        fixture_setup, fixture_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

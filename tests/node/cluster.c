@@ -1,0 +1,565 @@
+/*
+ * cluster.c - a local network of ehrd processes for tests (see cluster.h).
+ */
+#include "cluster.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "ehr/v1/node.pb-c.h"
+#include "ledger_testutil.h"
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "cluster: %s:%d: %s\n", __FILE__, __LINE__, #cond);                    \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+uint64_t cluster_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    socklen_t len = sizeof a;
+    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Run ARGV (NULL-terminated) with stdout to OUT (NULL: /dev/null); abort unless it exits 0. */
+static void run(const char *out, char *const argv[])
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0)
+            _exit(127);
+        dup2(fd, 1);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "cluster: command failed:");
+        for (int i = 0; argv[i]; i++)
+            fprintf(stderr, " %s", argv[i]);
+        fprintf(stderr, "\n");
+        abort();
+    }
+}
+
+static void pathf(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pathf(char *buf, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, CLUSTER_PATH_BYTES, fmt, ap);
+    va_end(ap);
+    CHECK(n > 0 && n < CLUSTER_PATH_BYTES);
+}
+
+static void append_file(FILE *to, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        CHECK(fwrite(buf, 1, n, to) == n);
+    fclose(f);
+}
+
+void cluster_create(struct cluster *c, size_t count, const char *ehrd, const char *ehrctl,
+                    const struct cluster_limits *limits)
+{
+    CHECK(count >= 1 && count <= CLUSTER_NODES_MAX);
+    memset(c, 0, sizeof *c);
+    c->root = tu_tmpdir();
+    c->count = count;
+    snprintf(c->ehrd, sizeof c->ehrd, "%s", ehrd);
+    snprintf(c->ehrctl, sizeof c->ehrctl, "%s", ehrctl);
+    snprintf(c->chain_id, sizeof c->chain_id, "ehr-cluster-test");
+    char path[CLUSTER_PATH_BYTES], members[CLUSTER_PATH_BYTES], genesis[CLUSTER_PATH_BYTES];
+    pathf(members, "%s/members.json", c->root);
+    pathf(genesis, "%s/genesis.pb", c->root);
+    FILE *mf = fopen(members, "w");
+    CHECK(mf != NULL);
+    fputs("{\"members\": [", mf);
+    static const char *roles[] = {"hospital", "lab", "insurer", "pharmacy", "regulator"};
+    for (size_t i = 0; i < count; i++) {
+        struct cluster_node *n = &c->nodes[i];
+        n->peer_port = free_port();
+        n->rpc_port = free_port();
+        char key[CLUSTER_PATH_BYTES], name[64], addr[64], entry[CLUSTER_PATH_BYTES];
+        pathf(key, "%s/node%zu.key", c->root, i);
+        snprintf(name, sizeof name, "Member %zu", i);
+        snprintf(addr, sizeof addr, "127.0.0.1:%u", n->peer_port);
+        pathf(entry, "%s/member%zu.json", c->root, i);
+        char *keygen[] = {c->ehrctl,         "keygen", "--out",       key,
+                          "--no-passphrase", "--kdf",  "interactive", NULL};
+        run(NULL, keygen);
+        char *member[] = {c->ehrctl, "genesis", "member",         "--key",     key,  "--name",
+                          name,      "--role",  (char *)roles[i], "--address", addr, NULL};
+        run(entry, member);
+        if (i > 0)
+            fputs(",", mf);
+        append_file(mf, entry);
+        ehr_keyfile_info info;
+        CHECK(ehr_keyfile_read_info(key, &info, NULL) == 0);
+        memcpy(n->node_key, info.signing_public_key, EHR_SCHNORR_PUBLIC_BYTES);
+    }
+    fputs("]}\n", mf);
+    fclose(mf);
+    char *gen[] = {c->ehrctl,   "genesis", "--members", members, "--chain-id",
+                   c->chain_id, "--out",   genesis,     NULL};
+    run(NULL, gen);
+    for (size_t i = 0; i < count; i++) {
+        struct cluster_node *n = &c->nodes[i];
+        char key[CLUSTER_PATH_BYTES], peer[64], rpcl[64];
+        pathf(key, "%s/node%zu.key", c->root, i);
+        pathf(n->dir, "%s/node%zu", c->root, i);
+        pathf(n->config, "%s/node%zu/ehrd.json", c->root, i);
+        pathf(n->log, "%s/node%zu.log", c->root, i);
+        snprintf(peer, sizeof peer, "127.0.0.1:%u", n->peer_port);
+        snprintf(rpcl, sizeof rpcl, "127.0.0.1:%u", n->rpc_port);
+        char *init[] = {c->ehrctl, "init", "--genesis",     genesis, "--key",        key,
+                        "--data",  n->dir, "--peer-listen", peer,    "--rpc-listen", rpcl,
+                        NULL};
+        run(NULL, init);
+        if (limits != NULL) {
+            struct node_config cfg;
+            char err[NODE_CONFIG_ERROR_BYTES_MAX];
+            CHECK(node_config_load(n->config, &cfg, err, sizeof err) == 0);
+            if (limits->block_tx_count)
+                cfg.limits.block_tx_count = limits->block_tx_count;
+            if (limits->block_flush_ms)
+                cfg.limits.block_flush_ms = limits->block_flush_ms;
+            if (limits->raft_tick_ms)
+                cfg.limits.raft_tick_ms = limits->raft_tick_ms;
+            if (limits->snapshot_entries)
+                cfg.limits.snapshot_entries = limits->snapshot_entries;
+            if (limits->mempool_tx_count)
+                cfg.limits.mempool_tx_count = limits->mempool_tx_count;
+            CHECK(node_config_write(n->config, &cfg, true, err, sizeof err) == 0);
+            node_config_free(&cfg);
+        }
+        (void)path;
+    }
+}
+
+void cluster_destroy(struct cluster *c, bool keep)
+{
+    for (size_t i = 0; i < c->count; i++)
+        if (c->nodes[i].pid > 0)
+            cluster_kill(c, i);
+    if (keep) {
+        fprintf(stderr, "cluster: kept %s\n", c->root);
+        free(c->root);
+    } else {
+        char *argv[] = {"/bin/rm", "-rf", c->root, NULL};
+        run(NULL, argv);
+        free(c->root);
+    }
+    c->root = NULL;
+}
+
+pid_t cluster_start(struct cluster *c, size_t i)
+{
+    return cluster_start_env(c, i, NULL, NULL);
+}
+
+int cluster_wait_exit(struct cluster *c, size_t i, uint64_t timeout_ms)
+{
+    struct cluster_node *n = &c->nodes[i];
+    uint64_t end = cluster_now_us() + timeout_ms * 1000;
+    while (n->pid != 0) {
+        int st;
+        pid_t r = waitpid(n->pid, &st, WNOHANG);
+        if (r == n->pid) {
+            n->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        }
+        if (cluster_now_us() > end)
+            return -1;
+        usleep(10000);
+    }
+    return -1;
+}
+
+pid_t cluster_start_env(struct cluster *c, size_t i, const char *name, const char *value)
+{
+    struct cluster_node *n = &c->nodes[i];
+    CHECK(n->pid == 0);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd < 0)
+            _exit(127);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        if (name != NULL)
+            setenv(name, value, 1);
+        char *argv[] = {c->ehrd, "--config", n->config, NULL};
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    n->pid = pid;
+    return pid;
+}
+
+int cluster_stop(struct cluster *c, size_t i)
+{
+    struct cluster_node *n = &c->nodes[i];
+    if (n->pid == 0)
+        return -1;
+    kill(n->pid, SIGTERM);
+    int st;
+    CHECK(waitpid(n->pid, &st, 0) == n->pid);
+    n->pid = 0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void cluster_kill(struct cluster *c, size_t i)
+{
+    struct cluster_node *n = &c->nodes[i];
+    if (n->pid == 0)
+        return;
+    kill(n->pid, SIGKILL);
+    int st;
+    waitpid(n->pid, &st, 0);
+    n->pid = 0;
+}
+
+/* ---- blocking calls ---- */
+
+int cluster_call(struct cluster *c, size_t i, const char *method, const uint8_t *request,
+                 size_t request_len, uint64_t timeout_ms, struct rpc_result *result)
+{
+    memset(result, 0, sizeof *result);
+    struct rpc_sync *s;
+    char err[128];
+    if (rpc_sync_open("127.0.0.1", c->nodes[i].rpc_port, timeout_ms, &s, err, sizeof err) != 0) {
+        result->status = RPC_STATUS_UNAVAILABLE;
+        snprintf(result->message, sizeof result->message, "%s", err);
+        return RPC_STATUS_UNAVAILABLE;
+    }
+    char path[128];
+    snprintf(path, sizeof path, "/ehr.v1.Node/%s", method);
+    int st = rpc_sync_unary(s, path, request, request_len, timeout_ms, result);
+    rpc_sync_close(s);
+    return st;
+}
+
+int cluster_status(struct cluster *c, size_t i, struct cluster_status *out)
+{
+    memset(out, 0, sizeof *out);
+    struct rpc_result r;
+    int st = cluster_call(c, i, "GetStatus", NULL, 0, 2000, &r);
+    if (st != 0) {
+        rpc_result_clear(&r);
+        return st;
+    }
+    Ehr__V1__GetStatusResponse *s =
+        ehr__v1__get_status_response__unpack(NULL, r.response_len, r.response);
+    rpc_result_clear(&r);
+    CHECK(s != NULL);
+    out->role = s->role;
+    out->term = s->term;
+    out->commit_index = s->commit_index;
+    out->applied_index = s->applied_index;
+    out->tip_height = s->tip_height;
+    CHECK(s->tip_hash.len == EHR_HASH_BYTES);
+    memcpy(out->tip_hash, s->tip_hash.data, EHR_HASH_BYTES);
+    if (s->leader_id.len == EHR_SCHNORR_PUBLIC_BYTES) {
+        out->has_leader = true;
+        memcpy(out->leader_id, s->leader_id.data, EHR_SCHNORR_PUBLIC_BYTES);
+    }
+    out->mempool_tx_count = s->mempool_tx_count;
+    for (size_t p = 0; p < s->n_peers; p++)
+        out->peers_connected +=
+            s->peers[p]->link_state == EHR__V1__LINK_STATE__LINK_STATE_CONNECTED;
+    ehr__v1__get_status_response__free_unpacked(s, NULL);
+    return 0;
+}
+
+size_t cluster_wait_leader(struct cluster *c, uint64_t timeout_ms)
+{
+    uint64_t end = cluster_now_us() + timeout_ms * 1000;
+    do {
+        for (size_t i = 0; i < c->count; i++) {
+            if (c->nodes[i].pid == 0)
+                continue;
+            struct cluster_status s;
+            if (cluster_status(c, i, &s) != 0 || s.role != EHR__V1__NODE_ROLE__NODE_ROLE_LEADER)
+                continue;
+            return i;
+        }
+        usleep(10000);
+    } while (cluster_now_us() < end);
+    return SIZE_MAX;
+}
+
+int cluster_block_hash(struct cluster *c, size_t i, uint64_t height, uint8_t hash[EHR_HASH_BYTES])
+{
+    Ehr__V1__GetBlockRequest req = EHR__V1__GET_BLOCK_REQUEST__INIT;
+    req.height = height;
+    uint8_t buf[32];
+    size_t len = ehr__v1__get_block_request__pack(&req, buf);
+    struct rpc_result r;
+    int st = cluster_call(c, i, "GetBlock", buf, len, 5000, &r);
+    if (st == 0) {
+        Ehr__V1__GetBlockResponse *b =
+            ehr__v1__get_block_response__unpack(NULL, r.response_len, r.response);
+        CHECK(b != NULL && b->block_hash.len == EHR_HASH_BYTES);
+        memcpy(hash, b->block_hash.data, EHR_HASH_BYTES);
+        ehr__v1__get_block_response__free_unpacked(b, NULL);
+    }
+    rpc_result_clear(&r);
+    return st;
+}
+
+/* ---- load ---- */
+
+struct cluster_tx *cluster_txs_make(const struct cluster *c, size_t count, size_t pad)
+{
+    struct cluster_tx *txs = calloc(count, sizeof *txs);
+    CHECK(txs != NULL);
+    ehr_signing_key key;
+    CHECK(ehr_signing_key_generate(&key) == 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t expiry = (uint64_t)ts.tv_sec * 1000 + 3600 * 1000;
+    for (size_t i = 0; i < count; i++) {
+        tu_tx(&key, c->chain_id, expiry, pad, &txs[i].envelope, &txs[i].envelope_len, txs[i].hash);
+        txs[i].status = -1;
+    }
+    ehr_signing_key_wipe(&key);
+    return txs;
+}
+
+void cluster_txs_free(struct cluster_tx *txs, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        ehr_free(txs[i].envelope);
+    free(txs);
+}
+
+enum { LOAD_ATTEMPTS_MAX = 100, LOAD_RETRY_DELAY_US = 20000 };
+
+struct load_conn {
+    struct rpc_client *client;
+};
+
+struct load {
+    struct cluster *c;
+    uv_loop_t loop;
+    uv_timer_t timer;
+    struct cluster_tx *txs;
+    size_t count, next, inflight, inflight_max, done, committed, rr;
+    struct load_conn conns[CLUSTER_NODES_MAX];
+    size_t *retry; /* tx indexes waiting to be retried */
+    uint64_t *retry_at;
+    size_t retry_count;
+    cluster_load_tick tick;
+    void *tick_ctx;
+    uint64_t deadline_us;
+    bool stopping; /* draining: submit nothing more */
+};
+
+struct attempt {
+    struct load *L;
+    size_t tx, node;
+};
+
+static void submit_one(struct load *L, size_t tx);
+
+static void conn_drop(struct load *L, size_t node)
+{
+    if (L->conns[node].client != NULL) {
+        rpc_client_close(L->conns[node].client, NULL, NULL);
+        L->conns[node].client = NULL;
+    }
+}
+
+static void on_done(void *data, enum rpc_status status, const char *message,
+                    const uint8_t *response, size_t response_len)
+{
+    (void)message;
+    struct attempt *a = data;
+    struct load *L = a->L;
+    struct cluster_tx *t = &L->txs[a->tx];
+    t->done_us = cluster_now_us();
+    L->inflight--;
+    bool retry = (status == RPC_STATUS_UNAVAILABLE || status == RPC_STATUS_RESOURCE_EXHAUSTED ||
+                  status == RPC_STATUS_DEADLINE_EXCEEDED || status == RPC_STATUS_CANCELLED) &&
+                 t->attempts < LOAD_ATTEMPTS_MAX;
+    if (status == RPC_STATUS_OK) {
+        Ehr__V1__SubmitTransactionResponse *r =
+            ehr__v1__submit_transaction_response__unpack(NULL, response_len, response);
+        CHECK(r != NULL && r->tx_hash.len == EHR_HASH_BYTES);
+        CHECK(memcmp(r->tx_hash.data, t->hash, EHR_HASH_BYTES) == 0);
+        t->committed = r->committed;
+        t->height = r->height;
+        t->position = r->position;
+        ehr__v1__submit_transaction_response__free_unpacked(r, NULL);
+        t->status = 0;
+        L->done++;
+        L->committed += t->committed;
+    } else if (retry && !L->stopping) {
+        if (status == RPC_STATUS_UNAVAILABLE && L->c->nodes[a->node].pid == 0)
+            conn_drop(L, a->node);
+        L->retry[L->retry_count] = a->tx;
+        L->retry_at[L->retry_count++] = cluster_now_us() + LOAD_RETRY_DELAY_US;
+    } else {
+        t->status = (int)status;
+        L->done++;
+    }
+    free(a);
+    while (!L->stopping && L->inflight < L->inflight_max && L->next < L->count)
+        submit_one(L, L->next++);
+    if (L->done == L->count)
+        uv_stop(&L->loop);
+}
+
+static void submit_one(struct load *L, size_t tx)
+{
+    struct cluster *c = L->c;
+    size_t node = SIZE_MAX;
+    for (size_t k = 0; k < c->count; k++) {
+        size_t i = (L->rr + k) % c->count;
+        if (c->nodes[i].pid != 0) {
+            node = i;
+            break;
+        }
+    }
+    CHECK(node != SIZE_MAX);
+    L->rr = node + 1;
+    if (L->conns[node].client == NULL)
+        CHECK(rpc_client_connect(&L->loop, "127.0.0.1", c->nodes[node].rpc_port, NULL, NULL, NULL,
+                                 &L->conns[node].client) == 0);
+    struct cluster_tx *t = &L->txs[tx];
+    Ehr__V1__SubmitTransactionRequest req = EHR__V1__SUBMIT_TRANSACTION_REQUEST__INIT;
+    req.envelope = (ProtobufCBinaryData){t->envelope_len, t->envelope};
+    req.wait_for_commit = true;
+    size_t len = ehr__v1__submit_transaction_request__get_packed_size(&req);
+    uint8_t *buf = malloc(len);
+    CHECK(buf != NULL);
+    ehr__v1__submit_transaction_request__pack(&req, buf);
+    struct attempt *a = calloc(1, sizeof *a);
+    CHECK(a != NULL);
+    *a = (struct attempt){L, tx, node};
+    t->attempts++;
+    t->sent_us = cluster_now_us();
+    L->inflight++;
+    int rc = rpc_client_unary(L->conns[node].client, "/ehr.v1.Node/SubmitTransaction", buf, len,
+                              10000, on_done, a, NULL);
+    free(buf);
+    if (rc != 0) {
+        /* The client is closing (its node went away): retry elsewhere. */
+        L->inflight--;
+        free(a);
+        conn_drop(L, node);
+        L->retry[L->retry_count] = tx;
+        L->retry_at[L->retry_count++] = cluster_now_us() + LOAD_RETRY_DELAY_US;
+    }
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    struct load *L = h->data;
+    uint64_t now = cluster_now_us();
+    if (L->tick != NULL)
+        L->tick(L->tick_ctx, L->c, L->txs, L->count, now);
+    for (size_t i = 0; i < L->c->count; i++)
+        if (L->c->nodes[i].pid == 0)
+            conn_drop(L, i);
+    /* Take the due retries out first: submitting may queue new ones. */
+    size_t keep = 0, due_count = 0;
+    size_t *due = calloc(L->retry_count + 1, sizeof *due);
+    CHECK(due != NULL);
+    for (size_t i = 0; i < L->retry_count; i++) {
+        if (L->retry_at[i] <= now && L->inflight + due_count < L->inflight_max) {
+            due[due_count++] = L->retry[i];
+        } else {
+            L->retry[keep] = L->retry[i];
+            L->retry_at[keep++] = L->retry_at[i];
+        }
+    }
+    L->retry_count = keep;
+    for (size_t i = 0; i < due_count && !L->stopping; i++)
+        submit_one(L, due[i]);
+    free(due);
+    if (now > L->deadline_us || L->done == L->count)
+        uv_stop(&L->loop);
+}
+
+static void on_close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+size_t cluster_load(struct cluster *c, struct cluster_tx *txs, size_t count, size_t inflight,
+                    uint64_t timeout_ms, cluster_load_tick tick, void *tick_ctx)
+{
+    struct load *L = calloc(1, sizeof *L);
+    CHECK(L != NULL);
+    L->c = c;
+    L->txs = txs;
+    L->count = count;
+    L->inflight_max = inflight;
+    L->tick = tick;
+    L->tick_ctx = tick_ctx;
+    L->retry = calloc(count + 1, sizeof *L->retry);
+    L->retry_at = calloc(count + 1, sizeof *L->retry_at);
+    L->deadline_us = cluster_now_us() + timeout_ms * 1000;
+    CHECK(uv_loop_init(&L->loop) == 0);
+    uv_timer_init(&L->loop, &L->timer);
+    L->timer.data = L;
+    uv_timer_start(&L->timer, on_timer, 10, 10);
+    while (L->inflight < L->inflight_max && L->next < L->count)
+        submit_one(L, L->next++);
+    uv_run(&L->loop, UV_RUN_DEFAULT);
+    L->stopping = true;
+    for (size_t i = 0; i < c->count; i++)
+        conn_drop(L, i);
+    uv_timer_stop(&L->timer);
+    uv_run(&L->loop, UV_RUN_NOWAIT);
+    uv_walk(&L->loop, on_close_walk, NULL);
+    uv_run(&L->loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&L->loop) == 0);
+    size_t committed = L->committed;
+    free(L->retry);
+    free(L->retry_at);
+    free(L);
+    return committed;
+}

@@ -1,0 +1,136 @@
+/*
+ * cluster.h - a local network of real ehrd processes on loopback for the
+ * node's multi-process tests and load programs: keys, genesis and data
+ * directories made with the real ehrctl binary, nodes started with fork and
+ * exec, stopped with SIGTERM or killed with SIGKILL, and a client side on
+ * the real gRPC API (rpc/ client, ehr.v1.Node messages).
+ *
+ * Test code only: set-up failures abort with a message (they are bugs in
+ * the test or the machine, not cases under test).
+ */
+#ifndef EHR_TEST_CLUSTER_H
+#define EHR_TEST_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ledger.h"
+#include "rpc.h"
+
+enum { CLUSTER_NODES_MAX = 5, CLUSTER_PATH_BYTES = 512 };
+
+struct cluster_node {
+    char dir[CLUSTER_PATH_BYTES];    /* data directory */
+    char config[CLUSTER_PATH_BYTES]; /* its ehrd.json */
+    char log[CLUSTER_PATH_BYTES];    /* ehrd's stderr */
+    uint16_t peer_port, rpc_port;
+    uint8_t node_key[EHR_SCHNORR_PUBLIC_BYTES];
+    pid_t pid; /* 0: not running */
+};
+
+struct cluster {
+    char *root; /* a temporary directory holding everything */
+    size_t count;
+    struct cluster_node nodes[CLUSTER_NODES_MAX];
+    char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1];
+    char ehrd[CLUSTER_PATH_BYTES], ehrctl[CLUSTER_PATH_BYTES];
+};
+
+/* Limits written into every node's config (0: leave ehrctl init's default). */
+struct cluster_limits {
+    uint64_t block_tx_count;
+    uint64_t block_flush_ms;
+    uint64_t raft_tick_ms;
+    uint64_t snapshot_entries;
+    uint64_t mempool_tx_count;
+};
+
+/*
+ * Make COUNT founding members (keys without passphrase, a genesis, `ehrctl
+ * init` for each with free loopback ports) under a new temporary directory.
+ * EHRD and EHRCTL are the binaries' paths. Nothing is started.
+ */
+void cluster_create(struct cluster *c, size_t count, const char *ehrd, const char *ehrctl,
+                    const struct cluster_limits *limits);
+/* Kill whatever still runs and remove the directory (unless KEEP). */
+void cluster_destroy(struct cluster *c, bool keep);
+
+/* Start node I (ehrd --config ..., stderr to its log). Returns its pid. */
+pid_t cluster_start(struct cluster *c, size_t i);
+/* As cluster_start, with NAME=VALUE in the node's environment. */
+pid_t cluster_start_env(struct cluster *c, size_t i, const char *name, const char *value);
+/* Wait up to TIMEOUT_MS for node I to exit on its own; its exit status, or
+ * -1 if it is still running (or died from a signal). */
+int cluster_wait_exit(struct cluster *c, size_t i, uint64_t timeout_ms);
+/* SIGTERM node I and wait for it; returns its exit status (or -1). */
+int cluster_stop(struct cluster *c, size_t i);
+/* SIGKILL node I and reap it. */
+void cluster_kill(struct cluster *c, size_t i);
+
+/* ---- the API, blocking (one connection per call set-up) ---- */
+
+struct cluster_status {
+    int role; /* Ehr__V1__NodeRole */
+    uint64_t term, commit_index, applied_index, tip_height;
+    uint8_t tip_hash[EHR_HASH_BYTES];
+    uint8_t leader_id[EHR_SCHNORR_PUBLIC_BYTES];
+    bool has_leader;
+    uint64_t mempool_tx_count;
+    size_t peers_connected;
+};
+
+/* GetStatus of node I. Returns the gRPC status (0 = OK). */
+int cluster_status(struct cluster *c, size_t i, struct cluster_status *out);
+
+/* The index of the node that node I (or any node, when I is SIZE_MAX) names
+ * as leader, waiting up to TIMEOUT_MS; SIZE_MAX if none. */
+size_t cluster_wait_leader(struct cluster *c, uint64_t timeout_ms);
+
+/* GetBlock HEIGHT from node I: its hash. Returns the gRPC status. */
+int cluster_block_hash(struct cluster *c, size_t i, uint64_t height, uint8_t hash[EHR_HASH_BYTES]);
+
+/* One blocking unary call to node I: PATH under /ehr.v1.Node/, REQUEST
+ * bytes; RESULT as rpc_sync_unary fills it (the caller clears it). */
+int cluster_call(struct cluster *c, size_t i, const char *method, const uint8_t *request,
+                 size_t request_len, uint64_t timeout_ms, struct rpc_result *result);
+
+/* ---- load ---- */
+
+/* What happened to one submitted transaction. */
+struct cluster_tx {
+    uint8_t *envelope;
+    size_t envelope_len;
+    uint8_t hash[EHR_HASH_BYTES];
+    int status;      /* final gRPC status; -1 while pending */
+    bool committed;  /* acknowledged as committed */
+    uint64_t height; /* and where */
+    uint32_t position;
+    uint32_t attempts;
+    uint64_t sent_us, done_us; /* of the last attempt */
+};
+
+/* COUNT fresh signed transactions for the cluster's chain (PAD bytes of
+ * payload padding), expiring in an hour. */
+struct cluster_tx *cluster_txs_make(const struct cluster *c, size_t count, size_t pad);
+void cluster_txs_free(struct cluster_tx *txs, size_t count);
+
+/* Called now and then while a load runs (every ~10 ms): may kill nodes. */
+typedef void (*cluster_load_tick)(void *ctx, struct cluster *c, const struct cluster_tx *txs,
+                                  size_t count, uint64_t now_us);
+
+/*
+ * Submit TXS with wait_for_commit, INFLIGHT at a time, round-robin over the
+ * running nodes; a submission answered UNAVAILABLE, RESOURCE_EXHAUSTED or
+ * DEADLINE_EXCEEDED (or whose connection fails) is retried on the next
+ * running node after a short pause, up to 100 attempts. Runs until every
+ * transaction has a final status or TIMEOUT_MS passes. TICK (may be NULL)
+ * runs about every 10 ms. Returns the number committed.
+ */
+size_t cluster_load(struct cluster *c, struct cluster_tx *txs, size_t count, size_t inflight,
+                    uint64_t timeout_ms, cluster_load_tick tick, void *tick_ctx);
+
+uint64_t cluster_now_us(void);
+
+#endif /* EHR_TEST_CLUSTER_H */

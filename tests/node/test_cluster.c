@@ -1,0 +1,648 @@
+/*
+ * test_cluster.c - multi-process tests of ehrd: three real node processes
+ * on loopback, driven through the gRPC API (cluster.h).
+ *
+ * How we know nothing acknowledged is lost: every transaction a node
+ * acknowledged as committed (SubmitTransaction with wait_for_commit
+ * answered OK) is looked up afterwards in every node's ledger, opened from
+ * disk after the processes stopped, and `ehrctl ledger verify` must pass on
+ * each data directory. A node killed with SIGKILL gets no chance to flush
+ * anything, so what it acknowledged was on disk (its own and a quorum's)
+ * before the answer left.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cluster.h"
+#include "config.h"
+#include "ehr/v1/node.pb-c.h"
+#include "ledger_testutil.h"
+
+#ifndef EHRD_PATH
+#error "EHRD_PATH must name the ehrd binary"
+#endif
+#ifndef EHRCTL_PATH
+#error "EHRCTL_PATH must name the ehrctl binary"
+#endif
+
+enum { LEADER_WAIT_MS = 15000 };
+
+static bool keep_dirs(void)
+{
+    return getenv("EHR_TEST_KEEP") != NULL;
+}
+
+/* Wait until every running node has applied the same tip; returns it. */
+static uint64_t wait_converged(struct cluster *c, uint64_t timeout_ms)
+{
+    uint64_t end = cluster_now_us() + timeout_ms * 1000;
+    for (;;) {
+        uint64_t tip = UINT64_MAX;
+        bool same = true;
+        uint8_t hash[EHR_HASH_BYTES];
+        for (size_t i = 0; i < c->count; i++) {
+            if (c->nodes[i].pid == 0)
+                continue;
+            struct cluster_status s;
+            if (cluster_status(c, i, &s) != 0) {
+                same = false;
+                break;
+            }
+            if (tip == UINT64_MAX) {
+                tip = s.tip_height;
+                memcpy(hash, s.tip_hash, EHR_HASH_BYTES);
+            } else if (s.tip_height != tip || memcmp(hash, s.tip_hash, EHR_HASH_BYTES) != 0) {
+                same = false;
+            }
+        }
+        if (same && tip != UINT64_MAX)
+            return tip;
+        if (cluster_now_us() > end)
+            fail_msg("the nodes did not converge on one tip in %llu ms",
+                     (unsigned long long)timeout_ms);
+        usleep(50000);
+    }
+}
+
+/* Every node's block at every height 0..TIP has the same hash (through the API). */
+static void assert_same_chain(struct cluster *c, uint64_t tip)
+{
+    for (uint64_t h = 0; h <= tip; h++) {
+        uint8_t first[EHR_HASH_BYTES];
+        bool have = false;
+        for (size_t i = 0; i < c->count; i++) {
+            if (c->nodes[i].pid == 0)
+                continue;
+            uint8_t hash[EHR_HASH_BYTES];
+            assert_int_equal(cluster_block_hash(c, i, h, hash), 0);
+            if (!have) {
+                memcpy(first, hash, EHR_HASH_BYTES);
+                have = true;
+            } else if (memcmp(first, hash, EHR_HASH_BYTES) != 0) {
+                fail_msg("node %zu's block %llu differs", i, (unsigned long long)h);
+            }
+        }
+    }
+}
+
+/* Stopped nodes: every acknowledged transaction is in every ledger, where
+ * the node said, and `ehrctl ledger verify` passes on each. */
+static void assert_ledgers_hold(struct cluster *c, const struct cluster_tx *txs, size_t count)
+{
+    for (size_t i = 0; i < c->count; i++) {
+        ledger *l;
+        ledger_options o = {.read_only = true};
+        assert_int_equal(ledger_open(c->nodes[i].dir, &o, &l), 0);
+        for (size_t t = 0; t < count; t++) {
+            if (!txs[t].committed)
+                continue;
+            ledger_tx_location loc;
+            int rc = ledger_tx_get(l, txs[t].hash, &loc, NULL, NULL);
+            if (rc != 0)
+                fail_msg("node %zu lacks acknowledged tx %zu (%s)", i, t, ehr_errname(rc));
+            assert_int_equal(loc.height, txs[t].height);
+            assert_int_equal(loc.index, txs[t].position);
+        }
+        ledger_close(l);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            char *argv[] = {EHRCTL_PATH, "ledger", "verify", "--data", c->nodes[i].dir, NULL};
+            execv(argv[0], argv);
+            _exit(127);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+}
+
+static void test_three_nodes_commit_10000_transactions_into_identical_ledgers(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    assert_int_not_equal(cluster_wait_leader(&c, LEADER_WAIT_MS), SIZE_MAX);
+    enum { TXS = 10000 };
+    struct cluster_tx *txs = cluster_txs_make(&c, TXS, 120);
+    uint64_t t0 = cluster_now_us();
+    size_t committed = cluster_load(&c, txs, TXS, 256, 180000, NULL, NULL);
+    uint64_t t1 = cluster_now_us();
+    size_t retried = 0;
+    for (size_t i = 0; i < TXS; i++) {
+        if (txs[i].status != 0)
+            fail_msg("tx %zu ended with status %s", i, rpc_status_name(txs[i].status));
+        retried += txs[i].attempts > 1;
+    }
+    assert_int_equal(committed, TXS);
+    printf("# 10000 transactions committed in %.2f s through 3 nodes (%zu retried)\n",
+           (double)(t1 - t0) / 1e6, retried);
+    uint64_t tip = wait_converged(&c, 20000);
+    assert_true(tip >= 1);
+    assert_same_chain(&c, tip);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_stop(&c, i), 0); /* a clean stop exits 0 */
+    assert_ledgers_hold(&c, txs, TXS);
+    cluster_txs_free(txs, TXS);
+    cluster_destroy(&c, keep_dirs());
+}
+
+/* ---- the leader dies mid-load ---- */
+
+struct kill_plan {
+    size_t victim;
+    size_t after_committed;
+    uint64_t killed_at_us;
+};
+
+static void kill_when_loaded(void *ctx, struct cluster *c, const struct cluster_tx *txs,
+                             size_t count, uint64_t now_us)
+{
+    struct kill_plan *k = ctx;
+    if (k->killed_at_us != 0)
+        return;
+    size_t done = 0;
+    for (size_t i = 0; i < count; i++)
+        done += txs[i].committed;
+    if (done < k->after_committed)
+        return;
+    cluster_kill(c, k->victim);
+    k->killed_at_us = now_us;
+}
+
+/* The proposer of the block at HEIGHT, through node I's API. */
+static int block_proposer(struct cluster *c, size_t i, uint64_t height,
+                          uint8_t proposer[EHR_SCHNORR_PUBLIC_BYTES])
+{
+    Ehr__V1__GetBlockRequest req = EHR__V1__GET_BLOCK_REQUEST__INIT;
+    req.height = height;
+    uint8_t buf[32];
+    size_t len = ehr__v1__get_block_request__pack(&req, buf);
+    struct rpc_result r;
+    int st = cluster_call(c, i, "GetBlock", buf, len, 5000, &r);
+    if (st == 0) {
+        Ehr__V1__GetBlockResponse *b =
+            ehr__v1__get_block_response__unpack(NULL, r.response_len, r.response);
+        assert_non_null(b);
+        ledger_block_view v;
+        assert_int_equal(ledger_block_parse(b->block.data, b->block.len, &v, NULL), 0);
+        memcpy(proposer, v.header.proposer, EHR_SCHNORR_PUBLIC_BYTES);
+        ledger_block_view_release(&v);
+        ehr__v1__get_block_response__free_unpacked(b, NULL);
+    }
+    rpc_result_clear(&r);
+    return st;
+}
+
+static void test_leader_killed_mid_load_loses_nothing_acknowledged(void **state)
+{
+    (void)state;
+    struct cluster c;
+    /* A 30 ms tick: followers campaign 0.3-0.6 s after the leader falls
+     * silent, so even a split first vote leaves a new leader within 2 s on
+     * a loaded machine (the default 50 ms tick takes 0.5-1 s per round). */
+    struct cluster_limits lim = {.raft_tick_ms = 30};
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, &lim);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    size_t leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(leader, SIZE_MAX);
+    enum { TXS = 4000 };
+    struct cluster_tx *txs = cluster_txs_make(&c, TXS, 120);
+    struct kill_plan k = {.victim = leader, .after_committed = 1000};
+    cluster_load(&c, txs, TXS, 128, 180000, kill_when_loaded, &k);
+    assert_int_not_equal(k.killed_at_us, 0);
+
+    /* When did a new leader serve? At the first acknowledged commit of a
+     * transaction in a block the new leader proposed (an entry of the old
+     * one may still be acknowledged after the kill: its commit was on the
+     * wire already). */
+    size_t new_leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(new_leader, SIZE_MAX);
+    assert_int_not_equal(new_leader, leader);
+    uint64_t first = UINT64_MAX;
+    size_t acked = 0, by_status[RPC_STATUS_COUNT_ + 1] = {0};
+    for (size_t i = 0; i < TXS; i++) {
+        acked += txs[i].committed;
+        int st = txs[i].status;
+        by_status[st >= 0 && st < RPC_STATUS_COUNT_ ? st : RPC_STATUS_COUNT_]++;
+        if (!txs[i].committed || txs[i].done_us <= k.killed_at_us || txs[i].done_us >= first)
+            continue;
+        uint8_t proposer[EHR_SCHNORR_PUBLIC_BYTES];
+        assert_int_equal(block_proposer(&c, new_leader, txs[i].height, proposer), 0);
+        if (memcmp(proposer, c.nodes[leader].node_key, EHR_SCHNORR_PUBLIC_BYTES) != 0)
+            first = txs[i].done_us;
+    }
+    for (int st = 1; st <= RPC_STATUS_COUNT_; st++)
+        if (by_status[st] > 0)
+            printf("# %zu submissions ended %s\n", by_status[st], rpc_status_name(st));
+    assert_int_not_equal(first, UINT64_MAX);
+    double serve_ms = (double)(first - k.killed_at_us) / 1000.0;
+    printf("# leader SIGKILLed: a new leader committed %.0f ms later; %zu of %d submissions "
+           "acknowledged as committed\n",
+           serve_ms, acked, TXS);
+    assert_true(serve_ms < 2000.0);
+
+    /* The killed node comes back, catches up and agrees. */
+    cluster_start(&c, leader);
+    uint64_t tip = wait_converged(&c, 30000);
+    assert_same_chain(&c, tip);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_stop(&c, i), 0);
+    assert_ledgers_hold(&c, txs, TXS);
+    cluster_txs_free(txs, TXS);
+    cluster_destroy(&c, keep_dirs());
+}
+
+/* ---- bad input through the API ---- */
+
+static int submit(struct cluster *c, size_t node, const uint8_t *env, size_t len, bool wait,
+                  char *msg, size_t msg_size)
+{
+    Ehr__V1__SubmitTransactionRequest req = EHR__V1__SUBMIT_TRANSACTION_REQUEST__INIT;
+    req.envelope = (ProtobufCBinaryData){len, (uint8_t *)env};
+    req.wait_for_commit = wait;
+    size_t plen = ehr__v1__submit_transaction_request__get_packed_size(&req);
+    uint8_t *buf = malloc(plen);
+    assert_non_null(buf);
+    ehr__v1__submit_transaction_request__pack(&req, buf);
+    struct rpc_result r;
+    int st = cluster_call(c, node, "SubmitTransaction", buf, plen, 10000, &r);
+    if (msg != NULL)
+        snprintf(msg, msg_size, "%s", r.message);
+    rpc_result_clear(&r);
+    free(buf);
+    return st;
+}
+
+static void expect_refused(struct cluster *c, size_t node, const uint8_t *env, size_t len,
+                           int status, const char *words)
+{
+    char msg[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+    int st = submit(c, node, env, len, true, msg, sizeof msg);
+    if (st != status || strstr(msg, words) == NULL)
+        fail_msg("node %zu: got %s \"%s\", expected %s with \"%s\"", node, rpc_status_name(st), msg,
+                 rpc_status_name(status), words);
+}
+
+static void test_bad_input_gets_its_status_and_commits_nothing(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    size_t leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(leader, SIZE_MAX);
+    size_t follower = (leader + 1) % 3;
+    struct cluster_status before;
+    assert_int_equal(cluster_status(&c, leader, &before), 0);
+
+    ehr_signing_key key;
+    assert_int_equal(ehr_signing_key_generate(&key), 0);
+    uint64_t now = (uint64_t)time(NULL) * 1000;
+    uint8_t *env;
+    size_t len;
+    uint8_t hash[EHR_HASH_BYTES];
+
+    /* Malformed protobuf: not a SubmitTransactionRequest at all. */
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0x01, 0x02};
+    struct rpc_result r;
+    for (size_t node = 0; node < 3; node++) {
+        assert_int_equal(cluster_call(&c, node, "SubmitTransaction", junk, sizeof junk, 5000, &r),
+                         RPC_STATUS_INVALID_ARGUMENT);
+        rpc_result_clear(&r);
+    }
+
+    /* A bad signature, at the leader and through a follower (which leaves
+     * the signature to the leader). */
+    tu_tx(&key, c.chain_id, now + 600000, 64, &env, &len, hash);
+    env[len - 1] ^= 0x01;
+    expect_refused(&c, leader, env, len, RPC_STATUS_INVALID_ARGUMENT, "signature");
+    expect_refused(&c, follower, env, len, RPC_STATUS_INVALID_ARGUMENT, "signature");
+    ehr_free(env);
+
+    /* Expired, and for another chain. */
+    tu_tx(&key, c.chain_id, now - 1000, 64, &env, &len, hash);
+    expect_refused(&c, leader, env, len, RPC_STATUS_INVALID_ARGUMENT, "expire");
+    ehr_free(env);
+    tu_tx(&key, "another-chain", now + 600000, 64, &env, &len, hash);
+    expect_refused(&c, follower, env, len, RPC_STATUS_INVALID_ARGUMENT, "chain");
+    ehr_free(env);
+
+    /* Over the transaction size limit, and over the RPC message limit. */
+    uint8_t *over = calloc(1, EHR_TX_BYTES_MAX + 1);
+    assert_non_null(over);
+    expect_refused(&c, leader, over, EHR_TX_BYTES_MAX + 1, RPC_STATUS_INVALID_ARGUMENT, "");
+    expect_refused(&c, follower, over, EHR_TX_BYTES_MAX + 1, RPC_STATUS_INVALID_ARGUMENT, "");
+    free(over);
+    size_t huge = NODE_CONFIG_RPC_MESSAGE_BYTES_DEFAULT + 1;
+    uint8_t *big = calloc(1, huge);
+    assert_non_null(big);
+    assert_int_equal(cluster_call(&c, leader, "SubmitTransaction", big, huge, 5000, &r),
+                     RPC_STATUS_RESOURCE_EXHAUSTED);
+    rpc_result_clear(&r);
+    free(big);
+
+    /* A duplicate: committed once, then refused at the leader and a follower. */
+    tu_tx(&key, c.chain_id, now + 600000, 64, &env, &len, hash);
+    assert_int_equal(submit(&c, follower, env, len, true, NULL, 0), 0);
+    expect_refused(&c, leader, env, len, RPC_STATUS_ALREADY_EXISTS, "already");
+    expect_refused(&c, follower, env, len, RPC_STATUS_ALREADY_EXISTS, "already");
+    ehr_free(env);
+
+    /* Nothing else committed: exactly one more block's worth (the good tx). */
+    usleep(300000);
+    struct cluster_status after;
+    assert_int_equal(cluster_status(&c, leader, &after), 0);
+    assert_int_equal(after.tip_height, before.tip_height + 1);
+    assert_int_equal(after.mempool_tx_count, 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_stop(&c, i), 0);
+    ehr_signing_key_wipe(&key);
+    cluster_destroy(&c, keep_dirs());
+}
+
+/* ---- catching up by snapshot ---- */
+
+static bool log_says(const struct cluster *c, size_t i, const char *words)
+{
+    FILE *f = fopen(c->nodes[i].log, "r");
+    if (f == NULL)
+        return false; /* not written yet */
+    char line[2048];
+    bool said = false;
+    while (!said && fgets(line, sizeof line, f) != NULL)
+        said = strstr(line, words) != NULL;
+    fclose(f);
+    return said;
+}
+
+static void test_a_node_behind_the_compacted_log_catches_up_by_snapshot(void **state)
+{
+    (void)state;
+    struct cluster c;
+    /* Small blocks and frequent snapshots: many entries, a short log. */
+    struct cluster_limits lim = {.block_tx_count = 20, .block_flush_ms = 5, .snapshot_entries = 20};
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, &lim);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    size_t leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(leader, SIZE_MAX);
+    size_t late = (leader + 1) % 3;
+    assert_int_equal(cluster_stop(&c, late), 0);
+    enum { TXS = 2000 };
+    struct cluster_tx *txs = cluster_txs_make(&c, TXS, 60);
+    assert_int_equal(cluster_load(&c, txs, TXS, 64, 180000, NULL, NULL), TXS);
+    wait_converged(&c, 20000);
+    assert_true(log_says(&c, leader, "snapshot taken"));
+    cluster_start(&c, late);
+    uint64_t tip = wait_converged(&c, 60000);
+    assert_true(tip >= TXS / 20);
+    assert_true(log_says(&c, late, "snapshot installed"));
+    assert_same_chain(&c, tip);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_stop(&c, i), 0);
+    assert_ledgers_hold(&c, txs, TXS);
+    cluster_txs_free(txs, TXS);
+    cluster_destroy(&c, keep_dirs());
+}
+
+/* ---- divergence ---- */
+
+static void test_a_node_whose_state_digest_differs_stops_loudly(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    /* Node 2 computes a wrong digest at height 2 (the fault-injection hook
+     * stands in for a bug or a corrupted disk making it apply differently). */
+    cluster_start(&c, 0);
+    cluster_start(&c, 1);
+    cluster_start_env(&c, 2, "EHR_TEST_DIGEST_FAULT_HEIGHT", "2");
+    assert_int_not_equal(cluster_wait_leader(&c, LEADER_WAIT_MS), SIZE_MAX);
+    enum { TXS = 3 };
+    struct cluster_tx *txs = cluster_txs_make(&c, TXS, 50);
+    for (size_t i = 0; i < TXS; i++) /* one block each */
+        assert_int_equal(cluster_load(&c, &txs[i], 1, 1, 30000, NULL, NULL), 1);
+    assert_int_equal(cluster_wait_exit(&c, 2, 10000), 3);
+    FILE *f = fopen(c.nodes[2].log, "r");
+    assert_non_null(f);
+    char line[1024];
+    bool said = false;
+    while (fgets(line, sizeof line, f) != NULL)
+        said = said || strstr(line, "STATE DIVERGED") != NULL;
+    fclose(f);
+    assert_true(said);
+    /* The two that agree go on. */
+    struct cluster_status s0, s1;
+    assert_int_equal(cluster_status(&c, 0, &s0), 0);
+    assert_int_equal(cluster_status(&c, 1, &s1), 0);
+    assert_true(s0.tip_height >= TXS);
+    assert_int_equal(cluster_stop(&c, 0), 0);
+    assert_int_equal(cluster_stop(&c, 1), 0);
+    cluster_txs_free(txs, TXS);
+    cluster_destroy(&c, keep_dirs());
+}
+
+/* ---- refusing to start ---- */
+
+static bool log_says(const struct cluster *c, size_t i, const char *words);
+
+/* Run ehrd with ARGV[1..] and NAME=VALUE in its environment (NAME may be
+ * NULL), expecting it to exit EXPECT within 20 s with WORDS in its stderr. */
+static void expect_start_refused(const char *config, const char *extra_flag,
+                                 const char *extra_value, int expect, const char *words)
+{
+    char out[] = "/tmp/ehrd-refusal-XXXXXX";
+    int fd = mkstemp(out);
+    assert_true(fd >= 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fd, 2);
+        dup2(fd, 1);
+        char *argv[] = {EHRD_PATH,          "--config",          (char *)config,
+                        (char *)extra_flag, (char *)extra_value, NULL};
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    char text[4096] = "";
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    unlink(out);
+    text[n > 0 ? n : 0] = '\0';
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != expect || strstr(text, words) == NULL)
+        fail_msg("ehrd --config %s: exit %d, expected %d with \"%s\"; it said: %s", config,
+                 WIFEXITED(st) ? WEXITSTATUS(st) : -1, expect, words, text);
+}
+
+static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 2, EHRD_PATH, EHRCTL_PATH, NULL);
+    char path[CLUSTER_PATH_BYTES + 64];
+
+    /* A config with a typo in a key, and one that does not exist. */
+    snprintf(path, sizeof path, "%s/bad.json", c.root);
+    static const char bad[] =
+        "{\"data_dir\": \"/x\", \"peer_listen\": \"127.0.0.1:1\", "
+        "\"rpc_listen\": \"127.0.0.1:2\", \"limits\": {\"mempool_tx_cnt\": 5}}";
+    assert_int_equal(ehr_file_write_atomic(path, bad, strlen(bad), 0600, true), 0);
+    expect_start_refused(path, NULL, NULL, 1, "mempool_tx_cnt");
+    snprintf(path, sizeof path, "%s/none.json", c.root);
+    expect_start_refused(path, NULL, NULL, 1, "none.json");
+
+    /* A missing data directory. */
+    struct node_config cfg;
+    char err[NODE_CONFIG_ERROR_BYTES_MAX];
+    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
+    ehr_free(cfg.data_dir);
+    snprintf(path, sizeof path, "%s/nowhere", c.root);
+    cfg.data_dir = ehr_strdup(path);
+    snprintf(path, sizeof path, "%s/missing-dir.json", c.root);
+    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    node_config_free(&cfg);
+    expect_start_refused(path, NULL, NULL, 1, "does not exist");
+
+    /* Another node's key on this node's data directory: not the member the
+     * directory was made for is fine, but a key of no member is refused. */
+    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/stranger.key", c.root);
+    char *keygen[] = {c.ehrctl, "keygen", "--out", path, "--no-passphrase", NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        execv(keygen[0], keygen);
+        _exit(127);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(WEXITSTATUS(st), 0);
+    ehr_free(cfg.key_file);
+    cfg.key_file = ehr_strdup(path);
+    snprintf(path, sizeof path, "%s/stranger.json", c.root);
+    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    node_config_free(&cfg);
+    expect_start_refused(path, NULL, NULL, 1, "is not a member");
+
+    /* A genesis that is not the ledger's. */
+    snprintf(path, sizeof path, "%s/other-genesis.pb", c.root);
+    ehr_signing_key k;
+    tu_key(&k, 99);
+    uint8_t *g;
+    size_t glen;
+    tu_genesis(&k, 1, &g, &glen);
+    assert_int_equal(ehr_file_write_atomic(path, g, glen, 0600, true), 0);
+    ehr_free(g);
+    expect_start_refused(c.nodes[0].config, "--genesis", path, 1, "chain");
+
+    /* A data directory another ehrd holds. */
+    cluster_start(&c, 0);
+    for (int i = 0; i < 1000 && !log_says(&c, 0, "node started"); i++)
+        usleep(10000);
+    assert_true(log_says(&c, 0, "node started"));
+    char pidtext[32];
+    snprintf(pidtext, sizeof pidtext, "%d", (int)c.nodes[0].pid);
+    expect_start_refused(c.nodes[0].config, NULL, NULL, 1, pidtext);
+    assert_int_equal(cluster_stop(&c, 0), 0);
+
+    /* Usage. */
+    pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        char *argv[] = {EHRD_PATH, "--bogus", NULL};
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(WEXITSTATUS(st), 2);
+    cluster_destroy(&c, keep_dirs());
+}
+
+/* ---- a stock gRPC client ---- */
+
+static void test_stock_python_grpc_client_submits_and_reads(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    size_t leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(leader, SIZE_MAX);
+    ehr_signing_key key;
+    assert_int_equal(ehr_signing_key_generate(&key), 0);
+    uint8_t *env;
+    size_t len;
+    uint8_t hash[EHR_HASH_BYTES];
+    tu_tx(&key, c.chain_id, (uint64_t)time(NULL) * 1000 + 600000, 200, &env, &len, hash);
+    ehr_signing_key_wipe(&key);
+    char path[CLUSTER_PATH_BYTES + 16];
+    snprintf(path, sizeof path, "%s/tx.bin", c.root);
+    assert_int_equal(ehr_file_write_atomic(path, env, len, 0600, true), 0);
+    ehr_free(env);
+    char port[16];
+    /* Through a follower, so the submission is forwarded to the leader. */
+    snprintf(port, sizeof port, "%u", c.nodes[(leader + 1) % 3].rpc_port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *argv[] = {"/usr/bin/python3",
+                        EHR_SOURCE_DIR "/tests/node/interop_node.py",
+                        "--proto-root",
+                        EHR_SOURCE_DIR "/proto",
+                        "--port",
+                        port,
+                        "--envelope",
+                        path,
+                        "--chain-id",
+                        c.chain_id,
+                        NULL};
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_stop(&c, i), 0);
+    cluster_destroy(&c, keep_dirs());
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77)
+        skip();
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    assert_int_equal(ehr_crypto_init(), 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ehrd_refuses_to_start_with_a_clear_message),
+        cmocka_unit_test(test_bad_input_gets_its_status_and_commits_nothing),
+        cmocka_unit_test(test_stock_python_grpc_client_submits_and_reads),
+        cmocka_unit_test(test_a_node_whose_state_digest_differs_stops_loudly),
+        cmocka_unit_test(test_a_node_behind_the_compacted_log_catches_up_by_snapshot),
+        cmocka_unit_test(test_three_nodes_commit_10000_transactions_into_identical_ledgers),
+        cmocka_unit_test(test_leader_killed_mid_load_loses_nothing_acknowledged),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
