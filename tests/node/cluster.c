@@ -190,6 +190,36 @@ void cluster_destroy(struct cluster *c, bool keep)
     c->root = NULL;
 }
 
+/* Every node started and not yet reaped, for cluster_kill_all. */
+enum { LIVE_MAX = 64 };
+static pid_t live[LIVE_MAX];
+
+static void live_add(pid_t pid)
+{
+    for (int i = 0; i < LIVE_MAX; i++)
+        if (live[i] == 0) {
+            live[i] = pid;
+            return;
+        }
+}
+
+static void live_remove(pid_t pid)
+{
+    for (int i = 0; i < LIVE_MAX; i++)
+        if (live[i] == pid)
+            live[i] = 0;
+}
+
+void cluster_kill_all(void)
+{
+    for (int i = 0; i < LIVE_MAX; i++)
+        if (live[i] != 0) {
+            kill(live[i], SIGKILL);
+            waitpid(live[i], NULL, 0);
+            live[i] = 0;
+        }
+}
+
 pid_t cluster_start(struct cluster *c, size_t i)
 {
     return cluster_start_env(c, i, NULL, NULL);
@@ -203,6 +233,7 @@ int cluster_wait_exit(struct cluster *c, size_t i, uint64_t timeout_ms)
         int st;
         pid_t r = waitpid(n->pid, &st, WNOHANG);
         if (r == n->pid) {
+            live_remove(n->pid);
             n->pid = 0;
             return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
         }
@@ -232,6 +263,7 @@ pid_t cluster_start_env(struct cluster *c, size_t i, const char *name, const cha
         _exit(127);
     }
     n->pid = pid;
+    live_add(pid);
     return pid;
 }
 
@@ -243,6 +275,7 @@ int cluster_stop(struct cluster *c, size_t i)
     kill(n->pid, SIGTERM);
     int st;
     CHECK(waitpid(n->pid, &st, 0) == n->pid);
+    live_remove(n->pid);
     n->pid = 0;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -255,6 +288,7 @@ void cluster_kill(struct cluster *c, size_t i)
     kill(n->pid, SIGKILL);
     int st;
     waitpid(n->pid, &st, 0);
+    live_remove(n->pid);
     n->pid = 0;
 }
 

@@ -54,6 +54,10 @@ struct cluster_limits {
  */
 void cluster_create(struct cluster *c, size_t count, const char *ehrd, const char *ehrctl,
                     const struct cluster_limits *limits);
+/* SIGKILL every node any cluster of this process still runs (a teardown for
+ * tests that failed before cluster_destroy). */
+void cluster_kill_all(void);
+
 /* Kill whatever still runs and remove the directory (unless KEEP). */
 void cluster_destroy(struct cluster *c, bool keep);
 

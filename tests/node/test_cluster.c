@@ -631,18 +631,31 @@ static void test_stock_python_grpc_client_submits_and_reads(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* A test that failed half-way leaves no node running. */
+static int kill_leftovers(void **state)
+{
+    (void)state;
+    cluster_kill_all();
+    return 0;
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     assert_int_equal(ehr_crypto_init(), 0);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ehrd_refuses_to_start_with_a_clear_message),
-        cmocka_unit_test(test_bad_input_gets_its_status_and_commits_nothing),
-        cmocka_unit_test(test_stock_python_grpc_client_submits_and_reads),
-        cmocka_unit_test(test_a_node_whose_state_digest_differs_stops_loudly),
-        cmocka_unit_test(test_a_node_behind_the_compacted_log_catches_up_by_snapshot),
-        cmocka_unit_test(test_three_nodes_commit_10000_transactions_into_identical_ledgers),
-        cmocka_unit_test(test_leader_killed_mid_load_loses_nothing_acknowledged),
+        cmocka_unit_test_teardown(test_ehrd_refuses_to_start_with_a_clear_message, kill_leftovers),
+        cmocka_unit_test_teardown(test_bad_input_gets_its_status_and_commits_nothing,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(test_stock_python_grpc_client_submits_and_reads, kill_leftovers),
+        cmocka_unit_test_teardown(test_a_node_whose_state_digest_differs_stops_loudly,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(test_a_node_behind_the_compacted_log_catches_up_by_snapshot,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(test_three_nodes_commit_10000_transactions_into_identical_ledgers,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(test_leader_killed_mid_load_loses_nothing_acknowledged,
+                                  kill_leftovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
