@@ -333,6 +333,17 @@ enum {
     LEDGER_READERS_MAX_DEFAULT = 126,
     LEDGER_READERS_MAX = 4096,
     LEDGER_SCAN_COUNT_MAX = 10000,
+    /* The overlay: blocks on the ledger whose tx-index rows and state
+     * writes are not yet in the derived tables (see "The write path" in
+     * README.md). An append waits (back-pressure) while the overlay holds
+     * LEDGER_OVERLAY_BLOCKS_MAX blocks or a block would take it over
+     * LEDGER_OVERLAY_BYTES_MAX bytes of memory; one block always fits. */
+    LEDGER_OVERLAY_BLOCKS_MAX = 1024,
+    LEDGER_OVERLAY_BYTES_MAX = 256 * 1024 * 1024,
+    /* A checkpoint starts once this many blocks wait, or the oldest has
+     * waited LEDGER_CHECKPOINT_DELAY_MS, or an append waits for room. */
+    LEDGER_CHECKPOINT_BLOCKS_MIN = 64,
+    LEDGER_CHECKPOINT_DELAY_MS = 500,
 };
 /* The default map: address space reserved, not disk used (the file grows
  * with the data). 64 GiB holds hundreds of millions of transactions. */
@@ -497,6 +508,7 @@ enum ledger_fault {
     LEDGER_FAULT_TX_SIG,     /* a transaction's signature does not verify */
     LEDGER_FAULT_TX_INDEX,   /* the tx index disagrees with the blocks */
     LEDGER_FAULT_TIP,        /* the tip record disagrees with the blocks */
+    LEDGER_FAULT_STATE,      /* the world state disagrees with the write log */
 };
 
 typedef struct ledger_verify_report {
@@ -659,13 +671,31 @@ int ledger_raft_boundary_get(ledger *l, uint8_t *buf, size_t cap, size_t *len);
 
 typedef struct ledger_stats {
     uint64_t blocks;        /* entries in the blocks database */
-    uint64_t tx_index_rows; /* entries in the tx index */
-    uint64_t state_keys;    /* entries in the world state */
+    uint64_t tx_index_rows; /* rows in the tx index (derived tables + overlay) */
+    uint64_t state_keys;    /* keys in the world state (derived tables + overlay) */
     uint64_t raft_entries;  /* entries in the Raft log */
-    uint64_t file_bytes;    /* disk used by the data file (allocated blocks) */
-    uint64_t map_bytes;     /* the map size in use */
+    uint64_t file_bytes;    /* disk used by both data files (allocated blocks) */
+    uint64_t map_bytes;     /* the map size in use (of each environment) */
+    /* The write path: blocks below checkpoint_height are in the derived
+     * tables; the overlay holds overlay_blocks blocks above it in
+     * overlay_bytes of memory. */
+    uint64_t checkpoint_height;
+    uint64_t overlay_blocks;
+    uint64_t overlay_bytes;
+    uint64_t checkpoints; /* checkpoints committed since open (0 read-only) */
 } ledger_stats;
 
+/* Counts in one read view. Returns 0 or an LMDB error. */
 int ledger_stats_get(ledger *l, ledger_stats *out);
+
+/*
+ * Bring the derived tables (tx index, world state) up to the tip now and
+ * wait for it: ledger_close does this too; a node may call it before
+ * copying the ledger's files. Appends may go on meanwhile (they are not
+ * waited for). Returns 0; EHR_EINVAL (read-only); the error of a failed
+ * checkpoint (EHR_EFULL: the derived map is full; -errno), which is sticky
+ * until the ledger is reopened.
+ */
+int ledger_checkpoint(ledger *l);
 
 #endif /* EHR_LEDGER_H */

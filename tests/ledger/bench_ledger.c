@@ -10,6 +10,12 @@
  *
  * Transactions and blocks are built (signed, hashed) before each timed
  * append; only ledger_append_block (and the floor's transaction) is timed.
+ * Each append's latency is kept, and p50/p99/max per block are printed per
+ * segment and overall, so a stall behind a checkpoint shows. The ledger's
+ * checkpoint thread runs on while the benchmark builds the next block, as
+ * it would while a node waits for the next one; the final figures include
+ * ledger_checkpoint (bringing the derived tables up to the tip) as a
+ * separate line.
  *
  *   scripts/bench ledger [--txs N] [--block-txs N] [--segment-txs N]
  *                        [--sync durable|none] [--no-floor] [--no-state] [--verify]
@@ -184,6 +190,23 @@ static void floor_append(floor_env *f, uint64_t height, const uint8_t *block, si
     CHECK_MDB(mdb_txn_commit(txn));
 }
 
+static int double_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* p50, p99 and max of LAT[0..N) in ms (sorts LAT). */
+static void latency_print(const char *what, double *lat, size_t n)
+{
+    if (n == 0)
+        return;
+    qsort(lat, n, sizeof *lat, double_cmp);
+    size_t p99 = (size_t)((double)n * 0.99);
+    printf("%s append latency per block: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", what,
+           1e3 * lat[n / 2], 1e3 * lat[p99 < n ? p99 : n - 1], 1e3 * lat[n - 1]);
+}
+
 static uint64_t disk_bytes(const char *dir)
 {
     char path[1100];
@@ -230,6 +253,10 @@ int main(int argc, char **argv)
     printf("bench_ledger: %llu txs in blocks of %llu, sync %s, dir %s\n", (unsigned long long)a.txs,
            (unsigned long long)a.block_txs, a.sync == LEDGER_SYNC_DURABLE ? "durable" : "none",
            base);
+    size_t blocks_max = (size_t)(a.txs / a.block_txs + 2);
+    double *lat = ehr_malloc(blocks_max * sizeof *lat);
+    double *seg_lat = ehr_malloc(blocks_max * sizeof *seg_lat);
+    size_t lat_count = 0, seg_lat_count = 0;
     uint32_t *order = ehr_malloc(a.block_txs * sizeof *order);
     uint32_t *state_order = ehr_malloc(a.block_txs * sizeof *state_order);
     double t_ledger = 0, t_floor = 0, t_check = 0, seg_ledger = 0, seg_floor = 0;
@@ -264,6 +291,8 @@ int main(int argc, char **argv)
             ehr_panic("append failed: %s", ledger_last_error(l));
         t_ledger += t1 - t0;
         seg_ledger += t1 - t0;
+        lat[lat_count++] = t1 - t0;
+        seg_lat[seg_lat_count++] = t1 - t0;
 
         /* Untimed for throughput: the CPU part of the append's checks
          * (parse, Merkle root, header signature), for the breakdown. */
@@ -302,14 +331,28 @@ int main(int argc, char **argv)
                    (unsigned long long)seg_start, (unsigned long long)done, n / seg_ledger);
             if (a.floor)
                 printf("  floor %8.0f tx/s  ratio %.2f", n / seg_floor, seg_floor / seg_ledger);
-            printf("\n");
+            qsort(seg_lat, seg_lat_count, sizeof *seg_lat, double_cmp);
+            printf("  p50 %.1f p99 %.1f max %.1f ms\n", 1e3 * seg_lat[seg_lat_count / 2],
+                   1e3 * seg_lat[(size_t)((double)seg_lat_count * 0.99)],
+                   1e3 * seg_lat[seg_lat_count - 1]);
+            seg_lat_count = 0;
             fflush(stdout);
             segment++;
             seg_start = done;
             seg_ledger = seg_floor = 0;
         }
     }
+    latency_print("ledger", lat, lat_count);
     ledger_stats stats;
+    ledger_stats_get(l, &stats);
+    printf("at the end: checkpoint height %llu, overlay %llu blocks (%.1f MB), %llu checkpoints\n",
+           (unsigned long long)stats.checkpoint_height, (unsigned long long)stats.overlay_blocks,
+           (double)stats.overlay_bytes / 1e6, (unsigned long long)stats.checkpoints);
+    double c0 = now_s();
+    if (ledger_checkpoint(l) != 0)
+        ehr_panic("checkpoint failed: %s", ledger_last_error(l));
+    printf("ledger_checkpoint to the tip: %.2f s; with it, ledger %.0f tx/s\n", now_s() - c0,
+           (double)done / (t_ledger + now_s() - c0));
     ledger_stats_get(l, &stats);
     double blocks = (double)done / (double)a.block_txs;
     printf("overall: ledger %.0f tx/s (%.2f ms per block)", (double)done / t_ledger,
@@ -344,8 +387,8 @@ int main(int argc, char **argv)
         mdb_env_close(fl.env);
     if (a.dir == NULL) {
         char path[1100];
-        const char *files[] = {"ledger/data.mdb", "ledger/lock.mdb", "floor/data.mdb",
-                               "floor/lock.mdb"};
+        const char *files[] = {"ledger/data.mdb",         "ledger/lock.mdb", "ledger/derived.mdb",
+                               "ledger/derived.mdb-lock", "floor/data.mdb",  "floor/lock.mdb"};
         for (size_t i = 0; i < EHR_ARRAY_COUNT(files); i++) {
             snprintf(path, sizeof path, "%s/%s", base, files[i]);
             remove(path);
@@ -357,6 +400,8 @@ int main(int argc, char **argv)
     ehr_free(base);
     ehr_free(g);
     ehr_free(order);
+    ehr_free(lat);
+    ehr_free(seg_lat);
     ehr_free(state_order);
     return 0;
 }
