@@ -327,8 +327,8 @@ int ledger__derived_reserve(ledger *l, size_t bytes)
     EHR_ASSERT(bytes <= LEDGER_OVERLAY_BYTES_MAX);
     int rc = 0;
     pthread_mutex_lock(&l->checkpoint_mu);
-    while (l->reserved_blocks > 0 && (l->reserved_blocks + 1 > LEDGER_OVERLAY_BLOCKS_MAX ||
-                                      l->reserved_bytes + bytes > LEDGER_OVERLAY_BYTES_MAX)) {
+    while (l->reserved_blocks > 0 && (l->reserved_blocks + 1 > l->overlay_blocks_max ||
+                                      l->reserved_bytes + bytes > l->overlay_bytes_max)) {
         if (l->checkpoint_error != 0) {
             rc = ledger__error(l, l->checkpoint_error,
                                "the derived tables are %llu blocks behind and cannot catch up: %s",
@@ -472,8 +472,8 @@ static int overlay_extend(ledger *l, uint64_t tip)
         rc = block_load(l, txn, h, &b);
         if (rc != 0)
             break;
-        if (l->reserved_blocks > 0 && (l->reserved_blocks + 1 > LEDGER_OVERLAY_BLOCKS_MAX ||
-                                       l->reserved_bytes + b->bytes > LEDGER_OVERLAY_BYTES_MAX)) {
+        if (l->reserved_blocks > 0 && (l->reserved_blocks + 1 > l->overlay_blocks_max ||
+                                       l->reserved_bytes + b->bytes > l->overlay_bytes_max)) {
             if (l->options.read_only) {
                 ehr_free(b);
                 rc = ledger__error(l, EHR_EAGAIN,
@@ -683,6 +683,8 @@ int ledger__derived_open(ledger *l)
     pthread_cond_init(&l->checkpoint_done, NULL);
     ledger__overlay_init(&l->overlay);
     l->oldest_ns = now_ns();
+    l->overlay_blocks_max = LEDGER_OVERLAY_BLOCKS_MAX;
+    l->overlay_bytes_max = LEDGER_OVERLAY_BYTES_MAX;
 
     int rc = derived_env_open(l);
     if (rc != 0)
@@ -923,4 +925,33 @@ int ledger__derived_stats(ledger *l, ledger_stats *out)
     out->checkpoints = l->checkpoints_done;
     pthread_mutex_unlock(&l->checkpoint_mu);
     return rc;
+}
+
+/* ---- Test hooks ---- */
+
+void ledger__checkpoint_pause(ledger *l, bool paused)
+{
+    pthread_mutex_lock(&l->checkpoint_mu);
+    l->checkpoint_paused = paused;
+    pthread_cond_signal(&l->checkpoint_wake);
+    pthread_mutex_unlock(&l->checkpoint_mu);
+}
+
+uint64_t ledger__append_waits(ledger *l)
+{
+    pthread_mutex_lock(&l->checkpoint_mu);
+    uint64_t n = l->append_waits;
+    pthread_mutex_unlock(&l->checkpoint_mu);
+    return n;
+}
+
+void ledger__overlay_limits_set(ledger *l, uint64_t blocks_max, uint64_t bytes_max)
+{
+    EHR_ASSERT(blocks_max >= 1 && blocks_max <= LEDGER_OVERLAY_BLOCKS_MAX);
+    EHR_ASSERT(bytes_max >= 1 && bytes_max <= LEDGER_OVERLAY_BYTES_MAX);
+    pthread_mutex_lock(&l->checkpoint_mu);
+    l->overlay_blocks_max = blocks_max;
+    l->overlay_bytes_max = bytes_max;
+    pthread_cond_broadcast(&l->checkpoint_done);
+    pthread_mutex_unlock(&l->checkpoint_mu);
 }

@@ -280,11 +280,13 @@ struct ledger {
     uint64_t reserved_blocks;     /* overlay blocks, plus one being appended */
     uint64_t reserved_bytes;      /* their bytes */
     uint64_t checkpoint_want;     /* ledger_checkpoint asks for heights below it */
-    uint64_t append_waits;        /* appends that waited for room (tests) */
-    uint32_t appends_waiting;     /* now */
-    uint64_t checkpoints_done;    /* tests, stats */
-    uint64_t oldest_ns;           /* when the oldest overlay block was published */
-    int checkpoint_error;         /* sticky: the last checkpoint failed */
+    uint64_t overlay_blocks_max;  /* LEDGER_OVERLAY_*_MAX, lower in tests */
+    uint64_t overlay_bytes_max;
+    uint64_t append_waits;     /* appends that waited for room (tests) */
+    uint32_t appends_waiting;  /* now */
+    uint64_t checkpoints_done; /* tests, stats */
+    uint64_t oldest_ns;        /* when the oldest overlay block was published */
+    int checkpoint_error;      /* sticky: the last checkpoint failed */
     char checkpoint_error_msg[LEDGER_DIAG_BYTES_MAX];
     /* Append scratch, reused from block to block (one writer at a time). */
     uint8_t (*hashes)[EHR_HASH_BYTES];
@@ -373,6 +375,15 @@ int ledger__derived_stats(ledger *l, ledger_stats *out);
  * error (positive or MDB_*). Shared by the checkpoint and verify's replay. */
 int ledger__rows_apply(MDB_txn *txn, MDB_dbi txs, MDB_dbi state, ledger__ov_block *const *blocks,
                        size_t count);
+
+/* Tests only. Stop (or allow again) the automatic checkpoints; an explicit
+ * ledger_checkpoint still runs one, and ledger_close then skips the last
+ * one (so the next open replays the overlay). */
+void ledger__checkpoint_pause(ledger *l, bool paused);
+/* Tests only: how many appends have waited for room so far. */
+uint64_t ledger__append_waits(ledger *l);
+/* Tests only: lower the overlay's limits (1..the LEDGER_OVERLAY_*_MAX). */
+void ledger__overlay_limits_set(ledger *l, uint64_t blocks_max, uint64_t bytes_max);
 
 /* Read the tip / chain info inside TXN. EHR_ENOTFOUND before genesis,
  * EHR_ECORRUPT if the record does not decode. */
