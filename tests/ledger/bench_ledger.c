@@ -26,7 +26,8 @@
  * including ledger_checkpoint at the end: the sustained rate, with the
  * background checkpoints competing for the disk and given no idle time
  * between blocks. The floor then does the same writes in its own phase
- * (not interleaved, so the two never share the disk).
+ * (not interleaved, so the two never share the disk; sync(2) before each
+ * phase, so neither inherits the other's write-back).
  *
  * --no-state leaves out the world-state writes (tx-index rows only), to
  * show what each of the two random-key inserts per transaction costs.
@@ -40,6 +41,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ledger_internal.h"
 #include "ledger_testutil.h"
@@ -259,6 +261,7 @@ static void run_prebuilt(const bench_args *a, ledger *l, floor_env *fl,
         ledger_block_view_release(&view);
     }
     printf("built %zu blocks in %.1f s (untimed)\n", count, now_s() - b0);
+    sync(); /* each phase starts with no write-back pending */
     double *lat = ehr_malloc(count * sizeof *lat);
     double start = now_s(), seg_start = start;
     uint64_t done = 0, seg_done = 0;
@@ -299,6 +302,7 @@ static void run_prebuilt(const bench_args *a, ledger *l, floor_env *fl,
            end - appended);
     latency_print("ledger", lat, count);
     if (a->floor) {
+        sync();
         uint32_t *order = ehr_malloc(a->block_txs * sizeof *order);
         uint32_t *state_order = ehr_malloc(a->block_txs * sizeof *state_order);
         double f0 = now_s(), fseg = f0;
