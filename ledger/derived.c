@@ -207,8 +207,8 @@ int ledger__rows_apply(MDB_txn *txn, MDB_dbi txs, MDB_dbi state, ledger__ov_bloc
 /* ---- The checkpoint ---- */
 
 /* Record RC (an LMDB code) as the sticky checkpoint error and wake every
- * waiter. Called without checkpoint_mu. */
-static void checkpoint_fail(ledger *l, int rc, const char *what)
+ * waiter. Called without checkpoint_mu. Returns our error code. */
+static int checkpoint_fail(ledger *l, int rc, const char *what)
 {
     int err = ledger__lmdb_error(l, rc, what);
     pthread_mutex_lock(&l->checkpoint_mu);
@@ -217,7 +217,8 @@ static void checkpoint_fail(ledger *l, int rc, const char *what)
     pthread_cond_broadcast(&l->checkpoint_done);
     pthread_mutex_unlock(&l->checkpoint_mu);
     ehr_log(EHR_LOG_ERROR, "ledger checkpoint failed", "dir=%s error=%s", l->dir,
-            l->checkpoint_error_msg);
+            ledger_last_error(l));
+    return err;
 }
 
 /*
@@ -256,10 +257,8 @@ static int checkpoint_run(ledger *l, uint64_t through)
             mdb_txn_abort(txn);
     }
     ehr_free(blocks);
-    if (rc != 0) {
-        checkpoint_fail(l, rc, "checkpointing the derived tables");
-        return l->checkpoint_error;
-    }
+    if (rc != 0)
+        return checkpoint_fail(l, rc, "checkpointing the derived tables");
     /* Invariant 2: the rows are committed; now they may leave the overlay. */
     pthread_rwlock_wrlock(&l->overlay_lock);
     size_t dropped = ledger__overlay_drop_through(&l->overlay, through);

@@ -720,7 +720,8 @@ int ledger_stats_get(ledger *l, ledger_stats *out);
  * copying the ledger's files. Appends may go on meanwhile (they are not
  * waited for). Returns 0; EHR_EINVAL (read-only); the error of a failed
  * checkpoint (EHR_EFULL: the derived map is full; -errno), which is sticky
- * until the ledger is reopened.
+ * until the ledger is reopened. Not from inside a ledger_state_scan
+ * callback (the checkpoint waits for the scan's view to end).
  */
 int ledger_checkpoint(ledger *l);
 
