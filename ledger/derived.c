@@ -26,9 +26,10 @@
  * Threads: the owner's appends (one at a time), the checkpointer (writable
  * ledgers), any readers. The checkpointer is the only writer of the derived
  * environment and the only one that drops overlay blocks (read-only: the
- * refreshing reader, under checkpoint_mu). Lock order: checkpoint_mu is
- * never held while taking overlay_lock exclusively except in the read-only
- * refresh, which holds no overlay lock then.
+ * refreshing reader, under refresh_mu). Lock order: refresh_mu, then
+ * overlay_lock; checkpoint_mu is never held while taking overlay_lock (and
+ * a thread that holds overlay_lock shared, e.g. in a scan callback, may
+ * take checkpoint_mu).
  * States of the checkpointer: idle (waits on checkpoint_wake) -> running
  * (checkpoint_run, no lock held) -> idle; -> failed (checkpoint_error set:
  * appends fail once they would wait; cleared only by reopening); stop
@@ -509,8 +510,11 @@ static int overlay_extend(ledger *l, uint64_t tip)
  * the blocks it appended. Errors leave the reader behind, not broken. */
 static void overlay_refresh(ledger *l)
 {
+    /* refresh_mu: the only thread that changes this handle's overlay and
+     * counters (read-only: no appender, no checkpointer). checkpoint_mu is
+     * taken only around the counters, never while the overlay lock is
+     * wanted (a scan callback may hold it shared and ask for the stats). */
     pthread_mutex_lock(&l->refresh_mu);
-    pthread_mutex_lock(&l->checkpoint_mu);
     bool has;
     uint64_t tip;
     checkpoint_rec cp = {0};
@@ -523,24 +527,24 @@ static void overlay_refresh(ledger *l)
         mdb_txn_abort(txn);
     }
     if (rc != 0 || !has) {
-        pthread_mutex_unlock(&l->checkpoint_mu);
         pthread_mutex_unlock(&l->refresh_mu);
         return;
     }
     if (cp.present && cp.next > l->checkpoint_next) {
         pthread_rwlock_wrlock(&l->overlay_lock);
         ledger__overlay_drop_through(&l->overlay, cp.next - 1);
-        l->reserved_blocks = l->overlay.block_count;
-        l->reserved_bytes = l->overlay.bytes;
+        uint64_t blocks = l->overlay.block_count, bytes = l->overlay.bytes;
         pthread_rwlock_unlock(&l->overlay_lock);
+        pthread_mutex_lock(&l->checkpoint_mu);
+        l->reserved_blocks = blocks;
+        l->reserved_bytes = bytes;
         l->checkpoint_next = cp.next;
         l->checkpoint_tx_count = cp.tx_count;
         if (l->published_next < cp.next)
             l->published_next = cp.next;
+        pthread_mutex_unlock(&l->checkpoint_mu);
     }
-    bool behind = tip + 1 > l->published_next;
-    pthread_mutex_unlock(&l->checkpoint_mu);
-    if (behind)
+    if (tip + 1 > l->published_next)
         (void)overlay_extend(l, tip);
     pthread_mutex_unlock(&l->refresh_mu);
 }

@@ -29,6 +29,17 @@ enum {
 };
 
 _Static_assert(LEDGER__OV_LEVELS_MAX <= 32, "levels fit the PRNG's bits");
+/* The largest block (ledger__ov_block_bytes at every limit) fits the
+ * overlay alone, so an append never waits for room that cannot exist. */
+enum { OVERLAY_ROW_BYTES_MAX = 256 };
+_Static_assert(sizeof(ledger__ov_tx) + OVERLAY_TX_BYTES <= OVERLAY_ROW_BYTES_MAX, "tx row cost");
+_Static_assert(sizeof(ledger_state_write) + OVERLAY_NODE_BYTES <= OVERLAY_ROW_BYTES_MAX,
+               "state row cost");
+_Static_assert(sizeof(ledger__ov_block) + (uint64_t)EHR_BLOCK_TX_COUNT_MAX * OVERLAY_ROW_BYTES_MAX +
+                       (uint64_t)EHR_BLOCK_STATE_WRITES_MAX * OVERLAY_ROW_BYTES_MAX +
+                       EHR_BLOCK_STATE_BYTES_MAX <=
+                   LEDGER_OVERLAY_BYTES_MAX,
+               "the largest block fits the overlay");
 
 size_t ledger__ov_block_bytes(uint32_t tx_count, const ledger_state_write *writes, size_t count)
 {
