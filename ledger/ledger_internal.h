@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 
 #include <lmdb.h>
 #include <sodium.h>
@@ -264,6 +265,7 @@ struct ledger {
     /* The overlay's contents; readers share it, adding and dropping blocks
      * take it exclusively. Readers may nest (a scan callback that reads). */
     pthread_rwlock_t overlay_lock;
+    _Atomic unsigned publishers_waiting; /* the checkpoint's drops yield to them */
     ledger__overlay overlay;
     /* The checkpoint's bookkeeping, under checkpoint_mu. */
     pthread_mutex_t checkpoint_mu;
