@@ -33,7 +33,7 @@
 #include "ledger_testutil.h"
 
 enum {
-    ROUNDS = 8,
+    ROUNDS = 12,
     TXS_PER_BLOCK = 60,
     CHILD_BLOCKS_MAX = 100000,
     REPORTS_BEFORE_KILL_MAX = 6,
