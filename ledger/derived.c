@@ -724,7 +724,7 @@ int ledger__derived_open(ledger *l)
         rc = derived_check(l, has, tip);
     if (rc == 0 && has) {
         rc = overlay_extend(l, tip);
-        if (rc != 0 && l->options.read_only) {
+        if (rc != 0 && rc != EHR_EAGAIN && l->options.read_only) {
             /* Let verify report the damage rather than refuse to open. */
             ehr_log(EHR_LOG_WARN, "ledger overlay incomplete", "dir=%s error=%s", l->dir,
                     ledger_last_error(l));

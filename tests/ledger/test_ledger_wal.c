@@ -505,6 +505,68 @@ static void test_catch_up_at_open_checkpoints_in_steps(void **state)
     assert_int_equal(s.state_keys, blocks + 1);
 }
 
+static void file_copy(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    uint8_t buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* Put back the derived tables saved (checkpointed at height 1) in OLD. */
+static void derived_restore(const char *dir, const char *old)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, LEDGER__DERIVED_FILE);
+    file_copy(old, path);
+}
+
+/* A read-only open replays at most LEDGER_OVERLAY_BLOCKS_MAX blocks above
+ * the derived tables' checkpoint: exactly that many open, one more is
+ * EHR_EAGAIN with a message (a writable open then catches up in steps). */
+static void test_read_only_replay_limit_edge(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(ledger_checkpoint(f->l), 0); /* block 0: checkpoint at 1 */
+    ledger_close(f->l);
+    char derived[600], old[600];
+    snprintf(derived, sizeof derived, "%s/%s", f->dir, LEDGER__DERIVED_FILE);
+    snprintf(old, sizeof old, "%s/derived.old", f->dir);
+    file_copy(derived, old);
+
+    fixture_open(f, LEDGER_SYNC_NONE);
+    for (int i = 0; i < LEDGER_OVERLAY_BLOCKS_MAX; i++)
+        assert_int_equal(tu_append(f->l, &f->key, 1, NULL), 0);
+    ledger_close(f->l);
+    f->l = NULL;
+    derived_restore(f->dir, old); /* blocks 1..MAX above the checkpoint */
+    ledger *r;
+    ledger_options ro = {.read_only = true};
+    assert_int_equal(ledger_open(f->dir, &ro, &r), 0);
+    ledger_stats s = stats_of(r);
+    assert_int_equal(s.overlay_blocks, LEDGER_OVERLAY_BLOCKS_MAX);
+    assert_int_equal(s.checkpoint_height, 1);
+    assert_int_equal(s.tx_index_rows, LEDGER_OVERLAY_BLOCKS_MAX);
+    ledger_close(r);
+
+    fixture_open(f, LEDGER_SYNC_NONE);
+    assert_int_equal(tu_append(f->l, &f->key, 1, NULL), 0);
+    ledger_close(f->l);
+    f->l = NULL;
+    derived_restore(f->dir, old); /* one block more */
+    assert_int_equal(ledger_open(f->dir, &ro, &r), EHR_EAGAIN);
+    fixture_open(f, LEDGER_SYNC_NONE);
+    s = stats_of(f->l);
+    assert_true(s.checkpoints >= 1);
+    assert_int_equal(s.tx_index_rows, LEDGER_OVERLAY_BLOCKS_MAX + 1);
+    unlink(old);
+}
+
 /* ---- A read-only process follows the writer ---- */
 
 /* The child: for each batch of hashes the parent sends, answer one byte per
@@ -746,6 +808,7 @@ int main(void)
         T(test_overlay_byte_limit_edge),
         T(test_derived_tables_are_rebuilt_when_lost_or_foreign),
         T(test_catch_up_at_open_checkpoints_in_steps),
+        T(test_read_only_replay_limit_edge),
         T(test_read_only_process_sees_overlay_and_checkpointed_blocks),
         T(test_readers_never_miss_a_row_while_checkpoints_run),
     };
