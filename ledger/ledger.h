@@ -333,6 +333,17 @@ enum {
     LEDGER_READERS_MAX_DEFAULT = 126,
     LEDGER_READERS_MAX = 4096,
     LEDGER_SCAN_COUNT_MAX = 10000,
+    /* The overlay: blocks on the ledger whose tx-index rows and state
+     * writes are not yet in the derived tables (see "The write path" in
+     * README.md). An append waits (back-pressure) while the overlay holds
+     * LEDGER_OVERLAY_BLOCKS_MAX blocks or a block would take it over
+     * LEDGER_OVERLAY_BYTES_MAX bytes of memory; one block always fits. */
+    LEDGER_OVERLAY_BLOCKS_MAX = 1024,
+    LEDGER_OVERLAY_BYTES_MAX = 256 * 1024 * 1024,
+    /* A checkpoint starts once this many blocks wait, or the oldest has
+     * waited LEDGER_CHECKPOINT_DELAY_MS, or an append waits for room. */
+    LEDGER_CHECKPOINT_BLOCKS_MIN = 64,
+    LEDGER_CHECKPOINT_DELAY_MS = 500,
 };
 /* The default map: address space reserved, not disk used (the file grows
  * with the data). 64 GiB holds hundreds of millions of transactions. */
@@ -349,15 +360,29 @@ typedef struct ledger_options {
 
 /*
  * Open (creating DIR with mode 0700 and an empty ledger in it if needed,
- * unless read-only) the ledger in DIR. OPTIONS may be NULL for the defaults
+ * unless read-only) the ledger in DIR: the main environment (data.mdb) and
+ * the derived one (derived.mdb: tx index, world state). The overlay is
+ * rebuilt from the blocks and write log above the derived tables'
+ * checkpoint (at most LEDGER_OVERLAY_BLOCKS_MAX blocks; writable, a longer
+ * gap is checkpointed in steps, and derived tables that are missing, of
+ * another chain or ahead of the blocks are rebuilt). Writable, a checkpoint
+ * thread starts. Read-only, each read first catches the overlay up with the
+ * files, so answers follow a writer in another process, a little behind it
+ * at most (a block whose commit is racing the read may not be seen yet).
+ * OPTIONS may be NULL for the defaults
  * (durable). *OUT is owned by the caller: ledger_close it. Do not use a
  * ledger across fork(): open it again in the child. Open a directory once
  * per process at a time (an LMDB rule); share the handle between threads.
  * Returns 0; EHR_EINVAL (bad option), EHR_EVERSION (another format),
- * EHR_ECORRUPT, EHR_ENOTFOUND (read-only and no ledger), -errno.
+ * EHR_ECORRUPT, EHR_ENOTFOUND (read-only and no ledger, or no derived
+ * tables), EHR_EAGAIN (read-only and the derived tables too far behind),
+ * -errno.
  */
 int ledger_open(const char *dir, const ledger_options *options, ledger **out);
 
+/* Writable: bring the derived tables up to the tip (ledger_checkpoint;
+ * a failure is logged, and the next open replays), stop the checkpoint
+ * thread. Then close both environments. */
 void ledger_close(ledger *l);
 
 /* The sentence describing why the last failed call on L made by this thread
@@ -421,18 +446,24 @@ typedef struct ledger_append {
 } ledger_append;
 
 /*
- * Append one block with its tx-index rows, state writes, the new tip and
- * applied index, in one LMDB write transaction: all of it is on the ledger
- * (durably, in the default sync mode) when this returns 0, none of it when
- * it returns an error. Checks: the block parses (ledger_block_parse), the
+ * Append one block with its state writes (its write-log record), the new
+ * tip and applied index, in one LMDB write transaction: all of it is on the
+ * ledger (durably, in the default sync mode) when this returns 0, and every
+ * lookup in this process sees it (its tx-index rows and state writes are in
+ * the overlay until a background checkpoint moves them to the derived
+ * tables); none of it when it returns an error. May wait for a checkpoint
+ * first when the overlay is full (LEDGER_OVERLAY_BLOCKS_MAX/_BYTES_MAX).
+ * Checks: the block parses (ledger_block_parse), the
  * height is tip + 1 and prev_hash the tip's hash (EHR_ELINK), the time is
  * not before the tip's, the Merkle root matches the transactions, the
  * proposer is a member (EHR_EDENIED) and signed the header (EHR_EBADSIG), no
  * transaction is already on the ledger or twice in the block (EHR_EEXIST).
  * Transaction signatures and contents are not checked here: the node admits
  * only checked transactions, and ledger_verify re-checks them all.
- * Returns 0 or those errors; EHR_EFULL when the map is full; EHR_EINVAL.
- * One writer at a time: callers serialise appends.
+ * Returns 0 or those errors; EHR_EFULL when the map is full; EHR_EINVAL
+ * (also: read-only); the checkpoint's error when the overlay is full and the
+ * checkpoint has failed (ledger_checkpoint). One writer at a time: callers
+ * serialise appends.
  */
 int ledger_append_block(ledger *l, const ledger_append *request);
 
@@ -497,6 +528,7 @@ enum ledger_fault {
     LEDGER_FAULT_TX_SIG,     /* a transaction's signature does not verify */
     LEDGER_FAULT_TX_INDEX,   /* the tx index disagrees with the blocks */
     LEDGER_FAULT_TIP,        /* the tip record disagrees with the blocks */
+    LEDGER_FAULT_STATE,      /* the world state disagrees with the write log */
 };
 
 typedef struct ledger_verify_report {
@@ -524,12 +556,18 @@ typedef struct ledger_verify_options {
 } ledger_verify_options;
 
 /*
- * Walk every block from 0 to the tip (as of the call): stored checksum,
+ * First the derived tables against the write log, in one snapshot of them
+ * (at checkpoint C): the world state must equal the write log of blocks
+ * 0..C-1 replayed (in a scratch LMDB environment under $TMPDIR, removed
+ * afterwards; each write-log record's checksum checked), the tx index must
+ * hold the rows its checkpoint counts. Then walk every block from 0 to the
+ * tip (as of the call; further if the checkpoint is past it): stored checksum,
  * parse, height sequence, hash chain, time order, block 0 against the chain
  * info, Merkle root, header signature, every transaction (canonical, chain
  * id, not expired at block time, signature; spread over OPTIONS->threads),
- * then each transaction's tx-index row; then the tip record and the
- * tx-index row count. Stops at the first fault (within a block, the first
+ * then each transaction's tx-index row (overlay or derived tables, as every
+ * lookup sees it); the tip record and the checkpoint's transaction count
+ * where the walk passes them. Stops at the first fault (within a block, the first
  * failing transaction). OPTIONS may be NULL for the defaults.
  * Not yet: replaying transactions against the world state (contracts/), and
  * checking that each proposer was a member at its height (only that the
@@ -659,13 +697,21 @@ int ledger_raft_boundary_get(ledger *l, uint8_t *buf, size_t cap, size_t *len);
 
 typedef struct ledger_stats {
     uint64_t blocks;        /* entries in the blocks database */
-    uint64_t tx_index_rows; /* entries in the tx index */
-    uint64_t state_keys;    /* entries in the world state */
+    uint64_t tx_index_rows; /* rows in the tx index (derived tables + overlay) */
+    uint64_t state_keys;    /* keys in the world state (derived tables + overlay) */
     uint64_t raft_entries;  /* entries in the Raft log */
-    uint64_t file_bytes;    /* disk used by the data file (allocated blocks) */
-    uint64_t map_bytes;     /* the map size in use */
+    uint64_t file_bytes;    /* disk used by both data files (allocated blocks) */
+    uint64_t map_bytes;     /* the map size in use (of each environment) */
+    /* The write path: blocks below checkpoint_height are in the derived
+     * tables; the overlay holds overlay_blocks blocks above it in
+     * overlay_bytes of memory. */
+    uint64_t checkpoint_height;
+    uint64_t overlay_blocks;
+    uint64_t overlay_bytes;
+    uint64_t checkpoints; /* checkpoints committed since open (0 read-only) */
 } ledger_stats;
 
+/* Counts in one read view. Returns 0 or an LMDB error. */
 int ledger_stats_get(ledger *l, ledger_stats *out);
 
 /* ---- Snapshots (snapshot.c) ----
@@ -793,5 +839,15 @@ int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
                             const ledger_raft_batch *raft_reset,
                             const ledger_snapshot_expect *expect, ledger_snapshot_info *info,
                             ledger_diag *diag);
+/*
+ * Bring the derived tables (tx index, world state) up to the tip now and
+ * wait for it: ledger_close does this too; a node may call it before
+ * copying the ledger's files. Appends may go on meanwhile (they are not
+ * waited for). Returns 0; EHR_EINVAL (read-only); the error of a failed
+ * checkpoint (EHR_EFULL: the derived map is full; -errno), which is sticky
+ * until the ledger is reopened. Not from inside a ledger_state_scan
+ * callback (the checkpoint waits for the scan's view to end).
+ */
+int ledger_checkpoint(ledger *l);
 
 #endif /* EHR_LEDGER_H */

@@ -9,9 +9,12 @@
 #ifndef EHR_LEDGER_INTERNAL_H
 #define EHR_LEDGER_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 
 #include <lmdb.h>
+#include <sodium.h>
 #include <protobuf-c/protobuf-c.h>
 
 #include "ledger.h"
@@ -89,7 +92,9 @@ int ledger__tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *ru
 /* ---- Stored records (proto/ehr/v1/ledger.proto) ---- */
 
 enum {
-    LEDGER__FORMAT_VERSION = 1,
+    /* 2: the tx index and world state moved to the derived environment,
+     * the write log joined the main one. */
+    LEDGER__FORMAT_VERSION = 2,
     LEDGER__CHECKSUM_BYTES = 32,
     /* StoredBlock framing before the block bytes: tag, 32, checksum, tag,
      * block length (at most 4 bytes below EHR_BLOCK_BYTES_MAX). */
@@ -98,11 +103,17 @@ enum {
     LEDGER__TX_LOCATION_BYTES_MAX = 4 * (1 + LEDGER__VARINT_BYTES_MAX),
 };
 
-/* Names of the LMDB databases inside the environment. */
+/* Names of the LMDB databases inside the main environment (DIR/data.mdb). */
 #define LEDGER__DB_BLOCKS "blocks"
+#define LEDGER__DB_WRITES "writes"
+#define LEDGER__DB_META "meta"
+/* The derived environment (DIR/derived.mdb, see derived.c): the tx index,
+ * the world state and the checkpoint record. */
+#define LEDGER__DERIVED_FILE "derived.mdb"
 #define LEDGER__DB_TXS "txs"
 #define LEDGER__DB_STATE "state"
-#define LEDGER__DB_META "meta"
+#define LEDGER__DB_DERIVED_META "derived_meta"
+#define LEDGER__META_CHECKPOINT "checkpoint"
 #define LEDGER__META_CHAIN "chain"
 #define LEDGER__META_TIP "tip"
 /* The Raft log (raftlog.c): entries keyed by index (8 bytes big-endian);
@@ -146,18 +157,139 @@ size_t ledger__tx_location_write(uint8_t out[LEDGER__TX_LOCATION_BYTES_MAX],
 /* Decode a canonical TxLocation. Returns 0 or EHR_ECORRUPT. */
 int ledger__tx_location_read(const uint8_t *data, size_t len, ledger_tx_location *loc);
 
-/* ---- The store (store.c), shared with verify.c ---- */
+/*
+ * The write log: StoredWrites records (ledger.proto). ledger__writes_record_size
+ * is the encoded size of WRITES[0..COUNT); ledger__writes_record_write
+ * encodes them, checksum included, into OUT (exactly SIZE bytes) and returns
+ * SIZE. ledger__writes_record_open checks the checksum against HEIGHT and
+ * decodes the canonical record: *WRITES (ehr_malloc'd array, NULL if none)
+ * points into RECORD. Returns 0 or EHR_ECORRUPT (nothing to free).
+ */
+size_t ledger__writes_record_size(const ledger_state_write *writes, size_t count);
+size_t ledger__writes_record_write(uint8_t *out, size_t size, uint64_t height,
+                                   const ledger_state_write *writes, size_t count);
+int ledger__writes_record_open(const uint8_t *record, size_t record_len, uint64_t height,
+                               ledger_state_write **writes, size_t *count);
+
+/* ---- The overlay (overlay.c): blocks above the checkpoint, in memory ---- */
+
+enum { LEDGER__OV_LEVELS_MAX = 24 };
+
+/* One tx-index row of an overlay block, chained in the hash table. */
+typedef struct ledger__ov_tx {
+    uint8_t hash[EHR_HASH_BYTES];
+    ledger_tx_location loc;
+    struct ledger__ov_tx *next;
+} ledger__ov_tx;
+
+/* One block's rows: one allocation, immutable once made (except the links
+ * `next` and txs[].next, which the overlay owns under its lock). */
+typedef struct ledger__ov_block {
+    uint64_t height;
+    uint32_t tx_count;
+    size_t write_count;
+    size_t bytes; /* what it counts against LEDGER_OVERLAY_BYTES_MAX */
+    ledger__ov_tx *txs;
+    ledger_state_write *writes; /* in block order; bytes inside this allocation */
+    struct ledger__ov_block *next;
+} ledger__ov_block;
+
+/* A state key's newest write in the overlay (a removal is a tombstone). */
+typedef struct ledger__ov_node {
+    const ledger_state_write *write;
+    uint64_t height;
+    uint32_t level;
+    struct ledger__ov_node *next[];
+} ledger__ov_node;
+
+typedef struct ledger__overlay {
+    ledger__ov_block *first, *last; /* ascending heights */
+    uint64_t block_count;
+    uint64_t bytes;
+    ledger__ov_tx **buckets;
+    size_t bucket_count; /* a power of two */
+    size_t tx_count;
+    uint8_t hash_key[crypto_shorthash_KEYBYTES];
+    ledger__ov_node *head;
+    uint32_t level;
+    size_t key_count;
+    uint64_t rng;
+} ledger__overlay;
+
+/* LMDB's default key order: bytes, then the shorter key first. */
+int ledger__key_cmp(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len);
+
+/* The memory a block with these rows takes in the overlay. */
+size_t ledger__ov_block_bytes(uint32_t tx_count, const ledger_state_write *writes, size_t count);
+/* A new block (ehr_malloc'd; the overlay frees it once added) holding the
+ * rows of TX_COUNT transactions (HASHES, envelope SPANS) and a copy of
+ * WRITES. */
+ledger__ov_block *ledger__ov_block_make(uint64_t height, uint32_t tx_count,
+                                        const uint8_t (*hashes)[EHR_HASH_BYTES],
+                                        const ledger_span *spans, const ledger_state_write *writes,
+                                        size_t write_count);
+void ledger__overlay_init(ledger__overlay *ov);
+void ledger__overlay_free(ledger__overlay *ov);
+/* Add B (the block after the last one), taking ownership. */
+void ledger__overlay_add(ledger__overlay *ov, ledger__ov_block *b);
+/* Drop and free the blocks at or below HEIGHT; returns how many. */
+size_t ledger__overlay_drop_through(ledger__overlay *ov, uint64_t height);
+/* The row of HASH, or NULL. */
+const ledger__ov_tx *ledger__overlay_tx(const ledger__overlay *ov,
+                                        const uint8_t hash[EHR_HASH_BYTES]);
+/* KEY's node, or NULL; the first node at or after KEY (NULL at the end);
+ * the next node is node->next[0]. */
+const ledger__ov_node *ledger__overlay_state(const ledger__overlay *ov, const uint8_t *key,
+                                             size_t key_len);
+const ledger__ov_node *ledger__overlay_seek(const ledger__overlay *ov, const uint8_t *key,
+                                            size_t key_len);
+
+/* ---- The store (store.c, derived.c), shared with verify.c ---- */
 
 struct ledger {
     MDB_env *env;
     MDB_dbi db_blocks;     /* height (8 bytes big-endian) -> StoredBlock */
-    MDB_dbi db_txs;        /* tx hash (32 bytes) -> TxLocation */
-    MDB_dbi db_state;      /* key -> value */
+    MDB_dbi db_writes;     /* height (8 bytes big-endian) -> StoredWrites */
     MDB_dbi db_meta;       /* "chain" -> ChainInfo, "tip" -> ChainTip, "raft/..." */
     MDB_dbi db_raft_log;   /* index (8 bytes big-endian) -> opaque entry record */
     bool raft_log_present; /* false only read-only on a ledger made before it */
     ledger_options options;
     char *dir;
+    /* The derived environment and the overlay (derived.c). */
+    MDB_env *derived_env;
+    MDB_dbi db_txs;          /* tx hash (32 bytes) -> TxLocation */
+    MDB_dbi db_state;        /* key -> value */
+    MDB_dbi db_derived_meta; /* "checkpoint" -> Checkpoint */
+    uint8_t genesis_block_hash[EHR_HASH_BYTES];
+    bool chain_known;
+    /* The overlay's contents; readers share it, adding and dropping blocks
+     * take it exclusively. Readers may nest (a scan callback that reads). */
+    pthread_rwlock_t overlay_lock;
+    _Atomic unsigned publishers_waiting; /* the checkpoint's drops yield to them */
+    ledger__overlay overlay;
+    /* The checkpoint's bookkeeping, under checkpoint_mu. */
+    pthread_mutex_t checkpoint_mu;
+    pthread_mutex_t refresh_mu;     /* read-only: one overlay refresh at a time */
+    pthread_cond_t checkpoint_wake; /* the checkpointer: work or stop */
+    pthread_cond_t checkpoint_done; /* appends waiting for room, checkpoint waiters */
+    pthread_t checkpoint_thread;
+    bool checkpoint_running; /* the thread exists */
+    bool checkpoint_stop;
+    bool checkpoint_paused;       /* tests: start no checkpoint */
+    uint64_t checkpoint_next;     /* the derived tables hold heights below it */
+    uint64_t checkpoint_tx_count; /* ... and these transactions */
+    uint64_t published_next;      /* the overlay holds heights below it */
+    uint64_t reserved_blocks;     /* overlay blocks, plus one being appended */
+    uint64_t reserved_bytes;      /* their bytes */
+    uint64_t checkpoint_want;     /* ledger_checkpoint asks for heights below it */
+    uint64_t overlay_blocks_max;  /* LEDGER_OVERLAY_*_MAX, lower in tests */
+    uint64_t overlay_bytes_max;
+    uint64_t append_waits;     /* appends that waited for room (tests) */
+    uint32_t appends_waiting;  /* now */
+    uint64_t checkpoints_done; /* tests, stats */
+    uint64_t oldest_ns;        /* when the oldest overlay block was published */
+    int checkpoint_error;      /* sticky: the last checkpoint failed */
+    char checkpoint_error_msg[LEDGER_DIAG_BYTES_MAX];
     /* Append scratch, reused from block to block (one writer at a time). */
     uint8_t (*hashes)[EHR_HASH_BYTES];
     uint32_t *tx_order;
@@ -174,6 +306,86 @@ int ledger__lmdb_error(ledger *l, int rc, const char *what);
 
 /* Begin a read-only transaction. */
 int ledger__read_begin(ledger *l, MDB_txn **txn);
+
+/* The main environment's write-log record at HEIGHT inside TXN, decoded
+ * (see ledger__writes_record_open). EHR_ENOTFOUND, EHR_ECORRUPT. */
+int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger_state_write **writes,
+                        size_t *count);
+
+/* ---- The derived environment (derived.c) ---- */
+
+/* Open (create if writable) DIR/derived.mdb, bring it and the overlay up to
+ * the main environment's tip (checkpointing as needed when writable), and
+ * start the checkpointer (writable). Called by ledger_open after the main
+ * environment is open. Returns 0 or an error with a message. */
+int ledger__derived_open(ledger *l);
+/* Final checkpoint (writable), stop the checkpointer, free the overlay,
+ * close the environment. Safe on a partly opened ledger. */
+void ledger__derived_close(ledger *l);
+/* Wait until the overlay has room for a block of BYTES (back-pressure),
+ * then reserve it. Returns 0, or the checkpoint's error. */
+int ledger__derived_reserve(ledger *l, size_t bytes);
+/* Give back a reservation that was not published. */
+void ledger__derived_unreserve(ledger *l, size_t bytes);
+/* Add B (its block committed in the main environment) to the overlay. */
+void ledger__derived_publish(ledger *l, ledger__ov_block *b);
+
+/* A read view over the overlay and a derived read transaction: begin takes
+ * the overlay lock shared (and, read-only, catches the overlay up with
+ * the files first); end releases both. */
+typedef struct ledger__view {
+    ledger *ledger;
+    MDB_txn *txn;             /* derived */
+    uint64_t checkpoint_next; /* of TXN's snapshot */
+} ledger__view;
+int ledger__view_begin(ledger *l, ledger__view *v);
+void ledger__view_end(ledger__view *v);
+/* HASH's location in the view: 0, EHR_ENOTFOUND, EHR_ECORRUPT (bad row). */
+int ledger__view_tx(ledger__view *v, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *loc);
+/* KEY's value in the view, borrowed until view end: 0, EHR_ENOTFOUND. */
+int ledger__view_state(ledger__view *v, const uint8_t *key, size_t key_len, const uint8_t **value,
+                       size_t *value_len);
+
+/* A cursor over the state in key order: the overlay merged with the
+ * derived table (the overlay wins on equal keys; removals hide keys). */
+typedef struct ledger__state_cursor {
+    ledger__view *view;
+    MDB_cursor *cur;
+    const ledger__ov_node *node;
+    MDB_val key, value; /* the derived cursor's current row */
+    bool derived_end;
+} ledger__state_cursor;
+/* Position at the first key >= START (START_LEN 0: the first key). */
+int ledger__state_cursor_open(ledger__view *v, const uint8_t *start, size_t start_len,
+                              ledger__state_cursor *c);
+/* The next visible key: 0 with KEY/VALUE borrowed, 1 at the end, or an
+ * error. */
+int ledger__state_cursor_next(ledger__state_cursor *c, const uint8_t **key, size_t *key_len,
+                              const uint8_t **value, size_t *value_len);
+void ledger__state_cursor_close(ledger__state_cursor *c);
+
+/* The derived tables' checkpoint inside TXN (a derived transaction): the
+ * heights below *NEXT and their *TX_COUNT transactions (0, 0 if none yet).
+ * Returns 0 or EHR_ECORRUPT. */
+int ledger__checkpoint_get(ledger *l, MDB_txn *txn, uint64_t *next, uint64_t *tx_count);
+
+/* The tx-index rows, state keys and overlay figures of OUT, in one view. */
+int ledger__derived_stats(ledger *l, ledger_stats *out);
+
+/* Apply the rows of BLOCKS[0..COUNT) (ascending heights) to TXS (may be 0:
+ * no tx rows) and STATE in TXN, in sorted batches. Returns 0 or an LMDB
+ * error (positive or MDB_*). Shared by the checkpoint and verify's replay. */
+int ledger__rows_apply(MDB_txn *txn, MDB_dbi txs, MDB_dbi state, ledger__ov_block *const *blocks,
+                       size_t count);
+
+/* Tests only. Stop (or allow again) the automatic checkpoints; an explicit
+ * ledger_checkpoint still runs one, and ledger_close then skips the last
+ * one (so the next open replays the overlay). */
+void ledger__checkpoint_pause(ledger *l, bool paused);
+/* Tests only: how many appends have waited for room so far. */
+uint64_t ledger__append_waits(ledger *l);
+/* Tests only: lower the overlay's limits (1..the LEDGER_OVERLAY_*_MAX). */
+void ledger__overlay_limits_set(ledger *l, uint64_t blocks_max, uint64_t bytes_max);
 
 /* Read the tip / chain info inside TXN. EHR_ENOTFOUND before genesis,
  * EHR_ECORRUPT if the record does not decode. */

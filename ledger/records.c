@@ -130,3 +130,138 @@ int ledger__tx_location_read(const uint8_t *data, size_t len, ledger_tx_location
     loc->length = (uint32_t)v[4];
     return 0;
 }
+
+/* ---- StoredWrites: a block's world-state writes (the write log) ---- */
+
+/* The encoded StateWrite of W (without its own tag and length). */
+static size_t state_write_size(const ledger_state_write *w)
+{
+    size_t n = 1 + ledger__varint_size(w->key_len) + w->key_len;
+    if (w->remove)
+        n += 2;
+    else if (w->value_len > 0)
+        n += 1 + ledger__varint_size(w->value_len) + w->value_len;
+    return n;
+}
+
+size_t ledger__writes_record_size(const ledger_state_write *writes, size_t count)
+{
+    size_t n = 2 + LEDGER__CHECKSUM_BYTES;
+    for (size_t i = 0; i < count; i++) {
+        size_t sub = state_write_size(&writes[i]);
+        n += 1 + ledger__varint_size(sub) + sub;
+    }
+    return n;
+}
+
+static void writes_checksum(uint8_t out[LEDGER__CHECKSUM_BYTES], uint64_t height,
+                            const uint8_t *body, size_t body_len)
+{
+    /* The same construction as a stored block's checksum. */
+    ledger__block_checksum(out, height, body, body_len);
+}
+
+size_t ledger__writes_record_write(uint8_t *out, size_t size, uint64_t height,
+                                   const ledger_state_write *writes, size_t count)
+{
+    EHR_ASSERT(size == ledger__writes_record_size(writes, count));
+    size_t n = 2 + LEDGER__CHECKSUM_BYTES;
+    for (size_t i = 0; i < count; i++) {
+        const ledger_state_write *w = &writes[i];
+        out[n++] = (2 << 3) | LEDGER__WIRE_LEN;
+        n += ledger__varint_write(out + n, state_write_size(w));
+        out[n++] = (1 << 3) | LEDGER__WIRE_LEN;
+        n += ledger__varint_write(out + n, w->key_len);
+        memcpy(out + n, w->key, w->key_len);
+        n += w->key_len;
+        if (w->remove) {
+            out[n++] = (3 << 3) | LEDGER__WIRE_VARINT;
+            out[n++] = 1;
+        } else if (w->value_len > 0) {
+            out[n++] = (2 << 3) | LEDGER__WIRE_LEN;
+            n += ledger__varint_write(out + n, w->value_len);
+            memcpy(out + n, w->value, w->value_len);
+            n += w->value_len;
+        }
+    }
+    EHR_ASSERT(n == size);
+    out[0] = (1 << 3) | LEDGER__WIRE_LEN;
+    out[1] = LEDGER__CHECKSUM_BYTES;
+    writes_checksum(out + 2, height, out + 2 + LEDGER__CHECKSUM_BYTES,
+                    size - 2 - LEDGER__CHECKSUM_BYTES);
+    return n;
+}
+
+/* Decode one canonical StateWrite of SUB_LEN bytes at R's position. */
+static int state_write_read(ledger__reader *r, size_t sub_len, ledger_state_write *w)
+{
+    ledger__reader s = {.data = r->data + r->pos, .len = sub_len};
+    ledger_span key, value = {0, 0};
+    if (!ledger__tag_next(&s, 1, LEDGER__WIRE_LEN) ||
+        ledger__len_field_read(&s, 1, 1, EHR_STATE_KEY_BYTES_MAX, &key) != 0)
+        return EHR_ECORRUPT;
+    bool remove = false;
+    if (ledger__tag_next(&s, 2, LEDGER__WIRE_LEN) &&
+        ledger__len_field_read(&s, 2, 1, EHR_STATE_VALUE_BYTES_MAX, &value) != 0)
+        return EHR_ECORRUPT;
+    if (ledger__tag_next(&s, 3, LEDGER__WIRE_VARINT)) {
+        /* Canonical: true is the one value written, and never with a value. */
+        if (s.len - s.pos < 2 || s.data[s.pos + 1] != 1 || value.length > 0)
+            return EHR_ECORRUPT;
+        s.pos += 2;
+        remove = true;
+    }
+    if (s.pos != s.len)
+        return EHR_ECORRUPT;
+    *w = (ledger_state_write){.key = s.data + key.offset,
+                              .key_len = key.length,
+                              .value = value.length > 0 ? s.data + value.offset : NULL,
+                              .value_len = value.length,
+                              .remove = remove};
+    r->pos += sub_len;
+    return 0;
+}
+
+int ledger__writes_record_open(const uint8_t *record, size_t record_len, uint64_t height,
+                               ledger_state_write **writes, size_t *count)
+{
+    EHR_ASSERT(writes != NULL && count != NULL);
+    *writes = NULL;
+    *count = 0;
+    ledger__reader r = {.data = record, .len = record_len};
+    ledger_span sum;
+    if (!ledger__tag_next(&r, 1, LEDGER__WIRE_LEN) ||
+        ledger__len_field_read(&r, 1, LEDGER__CHECKSUM_BYTES, LEDGER__CHECKSUM_BYTES, &sum) != 0)
+        return EHR_ECORRUPT;
+    uint8_t expect[LEDGER__CHECKSUM_BYTES];
+    writes_checksum(expect, height, record + r.pos, record_len - r.pos);
+    if (sodium_memcmp(expect, record + sum.offset, LEDGER__CHECKSUM_BYTES) != 0)
+        return EHR_ECORRUPT;
+    /* Two passes: count the entries (framing only), then decode them. */
+    size_t body = r.pos, n = 0;
+    while (r.pos < r.len) {
+        ledger_span sub;
+        if (n == EHR_BLOCK_STATE_WRITES_MAX || !ledger__tag_next(&r, 2, LEDGER__WIRE_LEN) ||
+            ledger__len_field_read(&r, 2, 1, EHR_BLOCK_STATE_BYTES_MAX, &sub) != 0)
+            return EHR_ECORRUPT;
+        n++;
+    }
+    if (n == 0)
+        return 0;
+    ledger_state_write *out = ehr_malloc(n * sizeof *out);
+    r.pos = body;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t sub_len;
+        r.pos++; /* the tag, checked above */
+        int rc = ledger__varint_read(&r, &sub_len);
+        EHR_ASSERT(rc == 0);
+        if (state_write_read(&r, (size_t)sub_len, &out[i]) != 0) {
+            ehr_free(out);
+            return EHR_ECORRUPT;
+        }
+    }
+    EHR_ASSERT(r.pos == record_len);
+    *writes = out;
+    *count = n;
+    return 0;
+}

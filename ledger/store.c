@@ -1,10 +1,11 @@
 /*
- * store.c - the ledger's LMDB environment: opening it, block 0, appending
- * blocks with their tx-index rows, state writes and tip in one write
- * transaction, and the lookups.
+ * store.c - the ledger's main LMDB environment: opening it, block 0,
+ * appending blocks with their write-log record and tip in one durable write
+ * transaction, and the lookups (through the read views of derived.c).
  *
- * Not here: the offline walk over the whole chain (verify.c) and the
- * formats themselves (tx.c, block.c, records.c).
+ * Not here: the derived tables, the overlay and the checkpoints
+ * (derived.c, overlay.c), the offline walk over the whole chain (verify.c)
+ * and the formats themselves (tx.c, block.c, records.c).
  *
  * LMDB caveats, as they apply here:
  * - One write transaction at a time per environment (LMDB serialises
@@ -188,7 +189,7 @@ static int options_resolve(const ledger_options *in, ledger_options *out)
     return 0;
 }
 
-/* Open (or, writable, create) the five databases in one transaction. */
+/* Open (or, writable, create) the four databases in one transaction. */
 static int dbs_open(ledger *l)
 {
     bool ro = l->options.read_only;
@@ -197,13 +198,30 @@ static int dbs_open(ledger *l)
     if (rc != 0)
         return ledger__lmdb_error(l, rc, "opening the databases");
     unsigned flags = ro ? 0 : MDB_CREATE;
+    /* The chain info first: a ledger of another format is refused before
+     * anything is created in it (the transaction is then aborted). */
+    rc = mdb_dbi_open(txn, LEDGER__DB_META, flags, &l->db_meta);
+    if (rc == 0) {
+        ledger_chain chain;
+        rc = ledger__chain_read(l, txn, &chain);
+        if (rc != 0 && rc != EHR_ENOTFOUND) {
+            mdb_txn_abort(txn);
+            return rc;
+        }
+        rc = 0;
+    }
+    if (rc == MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return ledger__error(l, EHR_ENOTFOUND, "no ledger in %s", l->dir);
+    }
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return ledger__lmdb_error(l, rc, "opening the databases");
+    }
     struct {
         const char *name;
         MDB_dbi *dbi;
-    } dbs[] = {{LEDGER__DB_BLOCKS, &l->db_blocks},
-               {LEDGER__DB_TXS, &l->db_txs},
-               {LEDGER__DB_STATE, &l->db_state},
-               {LEDGER__DB_META, &l->db_meta}};
+    } dbs[] = {{LEDGER__DB_BLOCKS, &l->db_blocks}, {LEDGER__DB_WRITES, &l->db_writes}};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(dbs); i++) {
         rc = mdb_dbi_open(txn, dbs[i].name, flags, dbs[i].dbi);
         if (rc == MDB_NOTFOUND) {
@@ -223,13 +241,6 @@ static int dbs_open(ledger *l)
         return ledger__lmdb_error(l, rc, "opening the raft log database");
     }
     l->raft_log_present = rc == 0;
-    /* Refuse a ledger of another format before anything reads it. */
-    ledger_chain chain;
-    rc = ledger__chain_read(l, txn, &chain);
-    if (rc != 0 && rc != EHR_ENOTFOUND) {
-        mdb_txn_abort(txn);
-        return rc;
-    }
     /* Commit (not abort) so the database handles stay open. */
     return ledger__lmdb_error(l, mdb_txn_commit(txn), "opening the databases");
 }
@@ -275,6 +286,8 @@ int ledger_open(const char *dir, const ledger_options *options, ledger **out)
     int dead = 0;
     (void)mdb_reader_check(l->env, &dead);
     rc = dbs_open(l);
+    if (rc == 0)
+        rc = ledger__derived_open(l);
     if (rc != 0)
         goto fail;
     *out = l;
@@ -288,12 +301,12 @@ void ledger_close(ledger *l)
 {
     if (l == NULL)
         return;
+    ledger__derived_close(l); /* the last checkpoint, then the thread stops */
     if (l->env != NULL)
         mdb_env_close(l->env);
     ehr_free(l->dir);
     ehr_free(l->hashes);
     ehr_free(l->tx_order);
-    ehr_free(l->write_order);
     ehr_free(l);
 }
 
@@ -333,6 +346,41 @@ static int block_store(ledger *l, MDB_txn *txn, uint64_t height, const uint8_t *
     return 0;
 }
 
+/* Store the write-log record of HEIGHT (the next height), encoded straight
+ * into the page LMDB reserves. */
+static int writes_store(ledger *l, MDB_txn *txn, uint64_t height, const ledger_state_write *writes,
+                        size_t count)
+{
+    uint8_t key[8];
+    ledger__height_key(key, height);
+    size_t size = ledger__writes_record_size(writes, count);
+    MDB_val k = val_of(key, sizeof key), v = val_of(NULL, size);
+    int rc = mdb_put(txn, l->db_writes, &k, &v, MDB_APPEND | MDB_RESERVE);
+    if (rc != 0)
+        return ledger__lmdb_error(l, rc, "storing the write log");
+    ledger__writes_record_write(v.mv_data, size, height, writes, count);
+    return 0;
+}
+
+int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger_state_write **writes,
+                        size_t *count)
+{
+    uint8_t key[8];
+    ledger__height_key(key, height);
+    MDB_val k = val_of(key, sizeof key), v;
+    int rc = mdb_get(txn, l->db_writes, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return ledger__error(l, EHR_ENOTFOUND, "no write-log record at height %llu",
+                             (unsigned long long)height);
+    if (rc != 0)
+        return ledger__lmdb_error(l, rc, "reading the write log");
+    if (ledger__writes_record_open(v.mv_data, v.mv_size, height, writes, count) != 0)
+        return ledger__error(l, EHR_ECORRUPT,
+                             "the write-log record at height %llu fails its checksum or format",
+                             (unsigned long long)height);
+    return 0;
+}
+
 int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
 {
     last_error[0] = '\0';
@@ -349,8 +397,26 @@ int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
     rc = ledger_genesis_parse(genesis, len, &g, &diag);
     EHR_ASSERT(rc == 0);
 
+    /* The founding members are block 0's state writes. */
+    ledger_state_write *writes = ehr_calloc(g->n_members + 1, sizeof *writes);
+    uint8_t(*keys)[LEDGER_MEMBER_KEY_BYTES] = ehr_calloc(g->n_members + 1, sizeof *keys);
+    for (size_t i = 0; i < g->n_members; i++) {
+        const Ehr__V1__Member *m = g->members[i];
+        ledger_member_key(keys[i], m->node_key.data);
+        uint8_t *value = ehr_malloc(ehr__v1__member__get_packed_size(m));
+        writes[i] = (ledger_state_write){.key = keys[i],
+                                         .key_len = LEDGER_MEMBER_KEY_BYTES,
+                                         .value = value,
+                                         .value_len = ehr__v1__member__pack(m, value)};
+    }
+    ledger__ov_block *ov = ledger__ov_block_make(0, 0, NULL, NULL, writes, g->n_members);
+    bool reserved = false;
     MDB_txn *txn = NULL;
     rc = write_begin(l, &txn);
+    if (rc == 0) {
+        rc = ledger__derived_reserve(l, ov->bytes);
+        reserved = rc == 0;
+    }
     if (rc != 0)
         goto out;
     ledger_chain existing;
@@ -363,17 +429,8 @@ int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
     if (rc != EHR_ENOTFOUND)
         goto out;
     rc = block_store(l, txn, 0, block, block_len);
-    for (size_t i = 0; rc == 0 && i < g->n_members; i++) {
-        const Ehr__V1__Member *m = g->members[i];
-        uint8_t key[LEDGER_MEMBER_KEY_BYTES];
-        ledger_member_key(key, m->node_key.data);
-        size_t n = ehr__v1__member__get_packed_size(m);
-        MDB_val k = val_of(key, sizeof key), v = val_of(NULL, n);
-        rc = ledger__lmdb_error(l, mdb_put(txn, l->db_state, &k, &v, MDB_RESERVE),
-                                "writing a founding member");
-        if (rc == 0)
-            ehr__v1__member__pack(m, v.mv_data);
-    }
+    if (rc == 0)
+        rc = writes_store(l, txn, 0, writes, g->n_members);
     if (rc == 0) {
         Ehr__V1__ChainInfo c = EHR__V1__CHAIN_INFO__INIT;
         c.format_version = LEDGER__FORMAT_VERSION;
@@ -396,58 +453,47 @@ int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
         rc = ledger__lmdb_error(l, mdb_txn_commit(txn), "committing block 0");
         txn = NULL;
     }
+    if (rc == 0) {
+        pthread_mutex_lock(&l->checkpoint_mu);
+        memcpy(l->genesis_block_hash, view.hash, EHR_HASH_BYTES);
+        l->chain_known = true;
+        pthread_mutex_unlock(&l->checkpoint_mu);
+        ledger__derived_publish(l, ov);
+        ov = NULL;
+    }
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
+    if (ov != NULL && reserved)
+        ledger__derived_unreserve(l, ov->bytes);
+    ehr_free(ov);
+    for (size_t i = 0; i < g->n_members; i++)
+        ehr_free((void *)writes[i].value);
+    ehr_free(writes);
+    ehr_free(keys);
     ehr__v1__genesis__free_unpacked(g, NULL);
     ledger_block_view_release(&view);
     ehr_free(block);
     return rc;
 }
 
-/* Grow the append scratch to COUNT transactions and WRITES state writes. */
-static void scratch_reserve(ledger *l, size_t count, size_t writes)
+/* Grow the append scratch to COUNT transactions. */
+static void scratch_reserve(ledger *l, size_t count)
 {
     if (count > l->tx_capacity) {
         l->hashes = ehr_realloc(l->hashes, count * EHR_HASH_BYTES);
         l->tx_order = ehr_realloc(l->tx_order, count * sizeof *l->tx_order);
         l->tx_capacity = count;
     }
-    if (writes > l->write_capacity) {
-        l->write_order = ehr_realloc(l->write_order, writes * sizeof *l->write_order);
-        l->write_capacity = writes;
-    }
 }
 
-/* Sort contexts: qsort has none, and one writer at a time appends. */
+/* Sort context: qsort has none, and one writer at a time appends. */
 static _Thread_local const uint8_t (*sort_hashes)[EHR_HASH_BYTES];
-static _Thread_local const ledger_state_write *sort_writes;
 
 static int tx_order_cmp(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return memcmp(sort_hashes[x], sort_hashes[y], EHR_HASH_BYTES);
-}
-
-/* LMDB's default key order: bytes, then the shorter key first. */
-static int key_cmp(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
-{
-    size_t common = a_len < b_len ? a_len : b_len;
-    int c = common > 0 ? memcmp(a, b, common) : 0;
-    if (c != 0)
-        return c;
-    return a_len < b_len ? -1 : a_len > b_len ? 1 : 0;
-}
-
-/* By key, then by position, so later writes to a key still come later. */
-static int write_order_cmp(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    const ledger_state_write *wx = &sort_writes[x], *wy = &sort_writes[y];
-    int c = key_cmp(wx->key, wx->key_len, wy->key, wy->key_len);
-    if (c != 0)
-        return c;
-    return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /* Check the request's state writes against the limits. */
@@ -490,7 +536,7 @@ static int append_precheck(ledger *l, const ledger_append *req, const ledger_blo
     if (rc != 0)
         return rc;
     uint32_t n = h->tx_count;
-    scratch_reserve(l, n, req->write_count);
+    scratch_reserve(l, n);
     if (req->tx_hashes != NULL && n > 0) {
         memcpy(l->hashes, req->tx_hashes, (size_t)n * EHR_HASH_BYTES);
 #ifndef NDEBUG
@@ -523,8 +569,8 @@ static int append_precheck(ledger *l, const ledger_append *req, const ledger_blo
         return ledger__error(l, EHR_EBADSIG,
                              "block %llu: the proposer's header signature does not verify",
                              (unsigned long long)h->height);
-    /* Sorted inserts touch each B-tree page once, in order; sorting also
-     * puts a transaction that is in the block twice next to itself. */
+    /* Sorting puts a transaction that is in the block twice next to
+     * itself (and the lookups against the index walk it in order). */
     for (uint32_t i = 0; i < n; i++)
         l->tx_order[i] = i;
     sort_hashes = (const uint8_t(*)[EHR_HASH_BYTES])l->hashes;
@@ -535,11 +581,6 @@ static int append_precheck(ledger *l, const ledger_append *req, const ledger_blo
             return ledger__error(l, EHR_EEXIST, "block %llu holds transactions %u and %u twice",
                                  (unsigned long long)h->height, (unsigned)l->tx_order[i - 1],
                                  (unsigned)l->tx_order[i]);
-    for (size_t i = 0; i < req->write_count; i++)
-        l->write_order[i] = (uint32_t)i;
-    sort_writes = req->writes;
-    if (req->write_count > 1)
-        qsort(l->write_order, req->write_count, sizeof *l->write_order, write_order_cmp);
     return 0;
 }
 
@@ -565,76 +606,41 @@ static int append_link_check(ledger *l, MDB_txn *txn, const ledger_append *req,
         return ledger__error(l, EHR_EINVAL, "applied index %llu is below the current %llu",
                              (unsigned long long)req->applied_index,
                              (unsigned long long)tip->applied_index);
-    uint8_t key[LEDGER_MEMBER_KEY_BYTES];
-    ledger_member_key(key, h->proposer);
-    MDB_val k = val_of(key, sizeof key), v;
-    rc = mdb_get(txn, l->db_state, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return ledger__error(l, EHR_EDENIED, "block %llu: the proposer is not a member",
-                             (unsigned long long)h->height);
-    return ledger__lmdb_error(l, rc, "looking up the proposer");
+    return 0;
 }
 
-/* Insert the tx-index rows in hash order; a hash already present fails. */
-static int tx_index_write(ledger *l, MDB_txn *txn, const ledger_block_view *view)
+/* The checks against the tx index and the world state (overlay, then the
+ * derived tables): the proposer is a member, no transaction is already on
+ * the ledger. */
+static int append_index_check(ledger *l, const ledger_block_view *view)
 {
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, l->db_txs, &cur);
+    const ledger_block_header *h = &view->header;
+    ledger__view v;
+    int rc = ledger__view_begin(l, &v);
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "opening the tx index");
-    for (uint32_t j = 0; j < view->header.tx_count; j++) {
+        return rc;
+    uint8_t key[LEDGER_MEMBER_KEY_BYTES];
+    ledger_member_key(key, h->proposer);
+    const uint8_t *value;
+    size_t value_len;
+    rc = ledger__view_state(&v, key, sizeof key, &value, &value_len);
+    if (rc == EHR_ENOTFOUND)
+        rc = ledger__error(l, EHR_EDENIED, "block %llu: the proposer is not a member",
+                           (unsigned long long)h->height);
+    for (uint32_t j = 0; rc == 0 && j < h->tx_count; j++) {
         uint32_t i = l->tx_order[j];
-        ledger_tx_location loc = {.height = view->header.height,
-                                  .index = i,
-                                  .offset = view->txs[i].offset,
-                                  .length = view->txs[i].length};
-        uint8_t row[LEDGER__TX_LOCATION_BYTES_MAX];
-        MDB_val k = val_of(l->hashes[i], EHR_HASH_BYTES),
-                v = val_of(row, ledger__tx_location_write(row, &loc));
-        rc = mdb_cursor_put(cur, &k, &v, MDB_NOOVERWRITE);
-        if (rc == MDB_KEYEXIST) {
+        ledger_tx_location loc;
+        int found = ledger__view_tx(&v, l->hashes[i], &loc);
+        if (found == 0 || found == EHR_ECORRUPT) {
             char hex[2 * EHR_HASH_BYTES + 1];
             ehr_hex_encode(hex, l->hashes[i], EHR_HASH_BYTES);
             rc = ledger__error(l, EHR_EEXIST, "block %llu tx %u (%s) is already on the ledger",
-                               (unsigned long long)view->header.height, (unsigned)i, hex);
-            break;
-        }
-        if (rc != 0) {
-            rc = ledger__lmdb_error(l, rc, "writing the tx index");
-            break;
+                               (unsigned long long)h->height, (unsigned)i, hex);
+        } else if (found != EHR_ENOTFOUND) {
+            rc = found;
         }
     }
-    mdb_cursor_close(cur);
-    return rc;
-}
-
-/* Apply the state writes in key order (then request order). */
-static int state_write(ledger *l, MDB_txn *txn, const ledger_append *req)
-{
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, l->db_state, &cur);
-    if (rc != 0)
-        return ledger__lmdb_error(l, rc, "opening the world state");
-    for (size_t j = 0; j < req->write_count; j++) {
-        const ledger_state_write *w = &req->writes[l->write_order[j]];
-        MDB_val k = val_of(w->key, w->key_len);
-        if (w->remove) {
-            MDB_val old;
-            rc = mdb_cursor_get(cur, &k, &old, MDB_SET);
-            if (rc == 0)
-                rc = mdb_cursor_del(cur, 0);
-            else if (rc == MDB_NOTFOUND)
-                rc = 0; /* removing an absent key is not an error */
-        } else {
-            MDB_val v = val_of(w->value, w->value_len);
-            rc = mdb_cursor_put(cur, &k, &v, 0);
-        }
-        if (rc != 0) {
-            rc = ledger__lmdb_error(l, rc, "writing the world state");
-            break;
-        }
-    }
-    mdb_cursor_close(cur);
+    ledger__view_end(&v);
     return rc;
 }
 
@@ -642,26 +648,42 @@ int ledger_append_block(ledger *l, const ledger_append *req)
 {
     EHR_ASSERT(req != NULL);
     last_error[0] = '\0';
+    if (l->options.read_only)
+        return ledger__error(l, EHR_EINVAL, "the ledger is open read-only");
     ledger_diag diag;
     ledger_block_view view;
     int rc = ledger_block_parse(req->block, req->block_len, &view, &diag);
     if (rc != 0)
         return ledger__error(l, rc, "%s", diag.msg);
     MDB_txn *txn = NULL;
+    ledger__ov_block *ov = NULL;
     rc = append_precheck(l, req, &view);
     if (rc != 0)
         goto out;
-    rc = write_begin(l, &txn);
-    if (rc != 0)
+    /* The overlay's copy of the rows, made before any lock is taken. */
+    ov = ledger__ov_block_make(view.header.height, view.header.tx_count,
+                               (const uint8_t(*)[EHR_HASH_BYTES])l->hashes, view.txs, req->writes,
+                               req->write_count);
+    /* Back-pressure: wait for the checkpoint to make room (invariant 3 of
+     * derived.c), before taking LMDB's writer lock. */
+    rc = ledger__derived_reserve(l, ov->bytes);
+    if (rc != 0) {
+        ehr_free(ov);
+        ov = NULL;
         goto out;
+    }
+    rc = write_begin(l, &txn);
     ledger_tip tip;
-    rc = append_link_check(l, txn, req, &view, &tip);
     if (rc == 0)
-        rc = tx_index_write(l, txn, &view);
+        rc = append_link_check(l, txn, req, &view, &tip);
     if (rc == 0)
-        rc = state_write(l, txn, req);
+        rc = append_index_check(l, &view);
+    /* Only sequential keys on the durable path: the block, its write-log
+     * record (both MDB_APPEND by height) and the tip. */
     if (rc == 0)
         rc = block_store(l, txn, view.header.height, req->block, req->block_len);
+    if (rc == 0)
+        rc = writes_store(l, txn, view.header.height, req->writes, req->write_count);
     if (rc == 0) {
         ledger_tip next = {.height = view.header.height,
                            .time_ms = view.header.time_ms,
@@ -671,14 +693,22 @@ int ledger_append_block(ledger *l, const ledger_append *req)
         rc = tip_write(l, txn, &next);
     }
     if (rc == 0) {
-        /* The commit is the one point where the block becomes visible and,
-         * in durable mode, reaches the disk. On error LMDB has freed TXN. */
+        /* The commit is the one point where the block becomes durable; it
+         * is visible to lookups once its rows are in the overlay. On error
+         * LMDB has freed TXN. */
         rc = ledger__lmdb_error(l, mdb_txn_commit(txn), "committing the block");
         txn = NULL;
+    }
+    if (rc == 0) {
+        ledger__derived_publish(l, ov);
+        ov = NULL;
+    } else {
+        ledger__derived_unreserve(l, ov->bytes);
     }
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
+    ehr_free(ov);
     ledger_block_view_release(&view);
     return rc;
 }
@@ -779,27 +809,26 @@ int ledger_tx_get(ledger *l, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_locat
     EHR_ASSERT(hash != NULL && location != NULL);
     EHR_ASSERT(envelope == NULL || envelope_len != NULL);
     last_error[0] = '\0';
-    MDB_txn *txn;
-    int rc = ledger__read_begin(l, &txn);
+    ledger__view view;
+    int rc = ledger__view_begin(l, &view);
     if (rc != 0)
         return rc;
-    MDB_val k = val_of(hash, EHR_HASH_BYTES), v;
-    rc = mdb_get(txn, l->db_txs, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        rc = ledger__error(l, EHR_ENOTFOUND, "no such transaction on the ledger");
-        goto out;
-    }
-    if (rc != 0) {
-        rc = ledger__lmdb_error(l, rc, "reading the tx index");
-        goto out;
-    }
-    if (ledger__tx_location_read(v.mv_data, v.mv_size, location) != 0) {
-        rc = ledger__error(l, EHR_ECORRUPT, "the tx index row does not decode");
-        goto out;
-    }
+    rc = ledger__view_tx(&view, hash, location);
+    ledger__view_end(&view);
+    if (rc == EHR_ENOTFOUND)
+        return ledger__error(l, EHR_ENOTFOUND, "no such transaction on the ledger");
+    if (rc != 0)
+        return rc;
+    /* Blocks never change once written: the main environment is read after
+     * the view, in its own snapshot (which holds the block: it committed
+     * before its row was published). */
+    MDB_txn *txn;
+    rc = ledger__read_begin(l, &txn);
+    if (rc != 0)
+        return rc;
     uint8_t key[8];
     ledger__height_key(key, location->height);
-    k = val_of(key, sizeof key);
+    MDB_val k = val_of(key, sizeof key), v;
     rc = mdb_get(txn, l->db_blocks, &k, &v);
     if (rc != 0) {
         rc = rc == MDB_NOTFOUND
@@ -841,21 +870,20 @@ int ledger_state_get(ledger *l, const uint8_t *key, size_t key_len, uint8_t **va
     last_error[0] = '\0';
     if (key == NULL || key_len == 0 || key_len > EHR_STATE_KEY_BYTES_MAX)
         return ledger__error(l, EHR_EINVAL, "a state key is 1..%d bytes", EHR_STATE_KEY_BYTES_MAX);
-    MDB_txn *txn;
-    int rc = ledger__read_begin(l, &txn);
+    ledger__view view;
+    int rc = ledger__view_begin(l, &view);
     if (rc != 0)
         return rc;
-    MDB_val k = val_of(key, key_len), v;
-    rc = mdb_get(txn, l->db_state, &k, &v);
-    if (rc == MDB_NOTFOUND)
+    const uint8_t *data;
+    size_t len;
+    rc = ledger__view_state(&view, key, key_len, &data, &len);
+    if (rc == EHR_ENOTFOUND)
         rc = ledger__error(l, EHR_ENOTFOUND, "no such state key");
-    else if (rc != 0)
-        rc = ledger__lmdb_error(l, rc, "reading the world state");
-    else {
-        *value = copy_out(v.mv_data, v.mv_size);
-        *value_len = v.mv_size;
+    else if (rc == 0) {
+        *value = copy_out(data, len);
+        *value_len = len;
     }
-    mdb_txn_abort(txn);
+    ledger__view_end(&view);
     return rc;
 }
 
@@ -871,46 +899,37 @@ long ledger_state_scan(ledger *l, const uint8_t *prefix, size_t prefix_len, cons
         return ledger__error(l, EHR_EINVAL, "scan prefix or start key over %d bytes",
                              EHR_STATE_KEY_BYTES_MAX);
     /* Start at the prefix, or after AFTER if that lies beyond it. */
-    bool skip_equal = after != NULL && key_cmp(after, after_len, prefix, prefix_len) >= 0;
+    bool skip_equal = after != NULL && ledger__key_cmp(after, after_len, prefix, prefix_len) >= 0;
     const uint8_t *start = skip_equal ? after : prefix;
     size_t start_len = skip_equal ? after_len : prefix_len;
-    MDB_txn *txn;
-    int rc = ledger__read_begin(l, &txn);
+    /* The callback runs inside the view (the overlay held shared and one
+     * derived snapshot), so it may read the ledger again. */
+    ledger__view view;
+    int rc = ledger__view_begin(l, &view);
     if (rc != 0)
         return rc;
-    MDB_cursor *cur;
-    rc = mdb_cursor_open(txn, l->db_state, &cur);
-    if (rc != 0) {
-        mdb_txn_abort(txn);
-        return ledger__lmdb_error(l, rc, "opening the world state");
-    }
-    MDB_val k = val_of(start, start_len), v;
-    rc = mdb_cursor_get(cur, &k, &v, start_len > 0 ? MDB_SET_RANGE : MDB_FIRST);
+    ledger__state_cursor cur;
+    rc = ledger__state_cursor_open(&view, start, start_len, &cur);
     long visited = 0;
-    int cb_error = 0; /* kept apart: LMDB's own codes are negative too */
-    while (rc == 0) {
-        if (k.mv_size < prefix_len ||
-            (prefix_len > 0 && memcmp(k.mv_data, prefix, prefix_len) != 0))
+    const uint8_t *k, *v;
+    size_t k_len, v_len;
+    while (rc == 0 && (rc = ledger__state_cursor_next(&cur, &k, &k_len, &v, &v_len)) == 0) {
+        if (k_len < prefix_len || (prefix_len > 0 && memcmp(k, prefix, prefix_len) != 0)) {
+            rc = 1;
             break;
-        if (!(skip_equal && key_cmp(k.mv_data, k.mv_size, after, after_len) == 0)) {
-            int cb = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
-            visited++;
-            if (cb < 0) {
-                cb_error = cb;
-                break;
-            }
-            if (cb > 0 || (size_t)visited == count_max)
-                break;
         }
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        if (skip_equal && ledger__key_cmp(k, k_len, after, after_len) == 0)
+            continue;
+        int cb = fn(ctx, k, k_len, v, v_len);
+        visited++;
+        if (cb < 0)
+            rc = cb;
+        else if (cb > 0 || (size_t)visited == count_max)
+            rc = 1;
     }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    if (cb_error != 0)
-        return cb_error;
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return ledger__lmdb_error(l, rc, "scanning the world state");
-    return visited;
+    ledger__state_cursor_close(&cur);
+    ledger__view_end(&view);
+    return rc < 0 ? rc : visited;
 }
 
 int ledger_stats_get(ledger *l, ledger_stats *out)
@@ -923,20 +942,22 @@ int ledger_stats_get(ledger *l, ledger_stats *out)
     MDB_stat st;
     if (mdb_stat(txn, l->db_blocks, &st) == 0)
         out->blocks = st.ms_entries;
-    if (mdb_stat(txn, l->db_txs, &st) == 0)
-        out->tx_index_rows = st.ms_entries;
-    if (mdb_stat(txn, l->db_state, &st) == 0)
-        out->state_keys = st.ms_entries;
     if (l->raft_log_present && mdb_stat(txn, l->db_raft_log, &st) == 0)
         out->raft_entries = st.ms_entries;
     mdb_txn_abort(txn);
+    rc = ledger__derived_stats(l, out);
+    if (rc != 0)
+        return rc;
     MDB_envinfo info;
     mdb_env_info(l->env, &info);
     out->map_bytes = info.me_mapsize;
-    char path[4096];
-    struct stat fs;
-    int n = snprintf(path, sizeof path, "%s/data.mdb", l->dir);
-    if (n > 0 && (size_t)n < sizeof path && stat(path, &fs) == 0)
-        out->file_bytes = (uint64_t)fs.st_blocks * 512;
+    const char *files[] = {"data.mdb", LEDGER__DERIVED_FILE};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(files); i++) {
+        char path[4096];
+        struct stat fs;
+        int n = snprintf(path, sizeof path, "%s/%s", l->dir, files[i]);
+        if (n > 0 && (size_t)n < sizeof path && stat(path, &fs) == 0)
+            out->file_bytes += (uint64_t)fs.st_blocks * 512;
+    }
     return 0;
 }

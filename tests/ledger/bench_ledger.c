@@ -10,10 +10,24 @@
  *
  * Transactions and blocks are built (signed, hashed) before each timed
  * append; only ledger_append_block (and the floor's transaction) is timed.
+ * Each append's latency is kept, and p50/p99/max per block are printed per
+ * segment and overall, so a stall behind a checkpoint shows. The ledger's
+ * checkpoint thread runs on while the benchmark builds the next block, as
+ * it would while a node waits for the next one; the final figures include
+ * ledger_checkpoint (bringing the derived tables up to the tip) as a
+ * separate line.
  *
  *   scripts/bench ledger [--txs N] [--block-txs N] [--segment-txs N]
  *                        [--sync durable|none] [--no-floor] [--no-state] [--verify]
- *                        [--verify-threads N] [--dir DIR]
+ *                        [--verify-threads N] [--dir DIR] [--prebuilt]
+ *
+ * --prebuilt builds every block first (untimed, all in memory), then
+ * appends them back to back and times the wall clock of the whole run
+ * including ledger_checkpoint at the end: the sustained rate, with the
+ * background checkpoints competing for the disk and given no idle time
+ * between blocks. The floor then does the same writes in its own phase
+ * (not interleaved, so the two never share the disk; sync(2) before each
+ * phase, so neither inherits the other's write-back).
  *
  * --no-state leaves out the world-state writes (tx-index rows only), to
  * show what each of the two random-key inserts per transaction costs.
@@ -27,6 +41,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ledger_internal.h"
 #include "ledger_testutil.h"
@@ -41,6 +56,7 @@ typedef struct bench_args {
     bool floor;
     bool state;
     bool verify;
+    bool prebuilt;
     uint64_t verify_threads;
     const char *dir;
 } bench_args;
@@ -75,6 +91,8 @@ static int args_parse(int argc, char **argv, bench_args *a)
             a->state = false;
         } else if (strcmp(argv[i], "--verify") == 0) {
             a->verify = true;
+        } else if (strcmp(argv[i], "--prebuilt") == 0) {
+            a->prebuilt = true;
         } else if (v == NULL) {
             return -1;
         } else if (strcmp(argv[i], "--txs") == 0) {
@@ -184,6 +202,156 @@ static void floor_append(floor_env *f, uint64_t height, const uint8_t *block, si
     CHECK_MDB(mdb_txn_commit(txn));
 }
 
+static int double_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* p50, p99 and max of LAT[0..N) in ms (sorts LAT). */
+static void latency_print(const char *what, double *lat, size_t n)
+{
+    if (n == 0)
+        return;
+    qsort(lat, n, sizeof *lat, double_cmp);
+    size_t p99 = (size_t)((double)n * 0.99);
+    printf("%s append latency per block: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", what,
+           1e3 * lat[n / 2], 1e3 * lat[p99 < n ? p99 : n - 1], 1e3 * lat[n - 1]);
+}
+
+/* A block built ahead of time, with what its append and the floor need. */
+typedef struct prepared {
+    tu_batch batch;
+    uint8_t *block;
+    size_t len;
+} prepared;
+
+static void floor_block(floor_env *f, uint64_t height, const prepared *p, bool state,
+                        uint32_t *order, uint32_t *state_order);
+
+/*
+ * --prebuilt: build COUNT blocks on top of L's tip, then append them back to
+ * back (wall clock, latency per block, then ledger_checkpoint), then the
+ * floor's phase. Prints its own figures.
+ */
+static void run_prebuilt(const bench_args *a, ledger *l, floor_env *fl,
+                         const ehr_signing_key *proposer, const ehr_signing_key *signer)
+{
+    size_t count = (size_t)((a->txs + a->block_txs - 1) / a->block_txs);
+    prepared *blocks = ehr_calloc(count, sizeof *blocks);
+    static uint8_t value[STATE_VALUE_BYTES];
+    ledger_tip tip;
+    if (ledger_tip_get(l, &tip) != 0)
+        ehr_panic("no tip");
+    double b0 = now_s();
+    for (size_t i = 0; i < count; i++) {
+        prepared *p = &blocks[i];
+        tu_batch_make(&p->batch, signer, a->block_txs, TX_PAD_BYTES);
+        for (size_t j = 0; j < p->batch.count; j++) {
+            p->batch.writes[j].value = value;
+            p->batch.writes[j].value_len = sizeof value;
+        }
+        tu_block_next(&tip, &p->batch, proposer, &p->block, &p->len);
+        ledger_block_view view;
+        if (ledger_block_parse(p->block, p->len, &view, NULL) != 0)
+            ehr_panic("parse");
+        tip.height++;
+        memcpy(tip.hash, view.hash, EHR_HASH_BYTES);
+        tip.time_ms = view.header.time_ms;
+        ledger_block_view_release(&view);
+    }
+    printf("built %zu blocks in %.1f s (untimed)\n", count, now_s() - b0);
+    sync(); /* each phase starts with no write-back pending */
+    double *lat = ehr_malloc(count * sizeof *lat);
+    double start = now_s(), seg_start = start;
+    uint64_t done = 0, seg_done = 0;
+    for (size_t i = 0; i < count; i++) {
+        prepared *p = &blocks[i];
+        ledger_append req = {.block = p->block,
+                             .block_len = p->len,
+                             .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])p->batch.hashes,
+                             .writes = p->batch.writes,
+                             .write_count = a->state ? p->batch.count : 0,
+                             .applied_index = i + 1};
+        double t0 = now_s();
+        if (ledger_append_block(l, &req) != 0)
+            ehr_panic("append failed: %s", ledger_last_error(l));
+        double t1 = now_s();
+        lat[i] = t1 - t0;
+        done += p->batch.count;
+        if (done - seg_done >= a->segment_txs || i + 1 == count) {
+            ledger_stats st;
+            ledger_stats_get(l, &st);
+            printf("ledger txs %8llu..%8llu  %8.0f tx/s wall  overlay %4llu blocks  checkpoint at "
+                   "%llu\n",
+                   (unsigned long long)seg_done, (unsigned long long)done,
+                   (double)(done - seg_done) / (t1 - seg_start),
+                   (unsigned long long)st.overlay_blocks, (unsigned long long)st.checkpoint_height);
+            fflush(stdout);
+            seg_done = done;
+            seg_start = t1;
+        }
+    }
+    double appended = now_s();
+    if (ledger_checkpoint(l) != 0)
+        ehr_panic("checkpoint failed: %s", ledger_last_error(l));
+    double end = now_s();
+    printf("ledger: %.0f tx/s wall clock over the appends (%.1f s), %.0f tx/s including the last "
+           "checkpoint to the tip (%.2f s)\n",
+           (double)done / (appended - start), appended - start, (double)done / (end - start),
+           end - appended);
+    latency_print("ledger", lat, count);
+    if (a->floor) {
+        sync();
+        uint32_t *order = ehr_malloc(a->block_txs * sizeof *order);
+        uint32_t *state_order = ehr_malloc(a->block_txs * sizeof *state_order);
+        double f0 = now_s(), fseg = f0;
+        uint64_t fdone = 0, fseg_done = 0;
+        for (size_t i = 0; i < count; i++) {
+            double t0 = now_s();
+            floor_block(fl, i + 1, &blocks[i], a->state, order, state_order);
+            lat[i] = now_s() - t0;
+            fdone += blocks[i].batch.count;
+            if (fdone - fseg_done >= a->segment_txs || i + 1 == count) {
+                double t1 = now_s();
+                printf("floor  txs %8llu..%8llu  %8.0f tx/s\n", (unsigned long long)fseg_done,
+                       (unsigned long long)fdone, (double)(fdone - fseg_done) / (t1 - fseg));
+                fseg = t1;
+                fseg_done = fdone;
+            }
+        }
+        double f1 = now_s();
+        printf("floor: %.0f tx/s; ledger (with its last checkpoint) / floor = %.2f\n",
+               (double)fdone / (f1 - f0), (f1 - f0) / (end - start));
+        latency_print("floor", lat, count);
+        ehr_free(order);
+        ehr_free(state_order);
+    }
+    for (size_t i = 0; i < count; i++) {
+        ehr_free(blocks[i].block);
+        tu_batch_free(&blocks[i].batch);
+    }
+    ehr_free(blocks);
+    ehr_free(lat);
+}
+
+/* The floor's writes for prepared block P at HEIGHT. */
+static void floor_block(floor_env *f, uint64_t height, const prepared *p, bool state,
+                        uint32_t *order, uint32_t *state_order)
+{
+    ledger_block_view view;
+    if (ledger_block_parse(p->block, p->len, &view, NULL) != 0)
+        ehr_panic("parse");
+    for (uint32_t i = 0; i < p->batch.count; i++)
+        order[i] = i;
+    sort_keys = (const uint8_t(*)[EHR_HASH_BYTES])p->batch.hashes;
+    qsort(order, p->batch.count, sizeof *order, order_cmp);
+    memcpy(state_order, order, p->batch.count * sizeof *order);
+    floor_append(f, height, p->block, p->len, &p->batch, &view, order, state_order,
+                 state ? p->batch.count : 0);
+    ledger_block_view_release(&view);
+}
+
 static uint64_t disk_bytes(const char *dir)
 {
     char path[1100];
@@ -230,6 +398,14 @@ int main(int argc, char **argv)
     printf("bench_ledger: %llu txs in blocks of %llu, sync %s, dir %s\n", (unsigned long long)a.txs,
            (unsigned long long)a.block_txs, a.sync == LEDGER_SYNC_DURABLE ? "durable" : "none",
            base);
+    if (a.prebuilt) {
+        run_prebuilt(&a, l, &fl, &proposer, &signer);
+        a.txs = 0; /* skip the interleaved loop */
+    }
+    size_t blocks_max = (size_t)(a.txs / a.block_txs + 2);
+    double *lat = ehr_malloc(blocks_max * sizeof *lat);
+    double *seg_lat = ehr_malloc(blocks_max * sizeof *seg_lat);
+    size_t lat_count = 0, seg_lat_count = 0;
     uint32_t *order = ehr_malloc(a.block_txs * sizeof *order);
     uint32_t *state_order = ehr_malloc(a.block_txs * sizeof *state_order);
     double t_ledger = 0, t_floor = 0, t_check = 0, seg_ledger = 0, seg_floor = 0;
@@ -264,6 +440,8 @@ int main(int argc, char **argv)
             ehr_panic("append failed: %s", ledger_last_error(l));
         t_ledger += t1 - t0;
         seg_ledger += t1 - t0;
+        lat[lat_count++] = t1 - t0;
+        seg_lat[seg_lat_count++] = t1 - t0;
 
         /* Untimed for throughput: the CPU part of the append's checks
          * (parse, Merkle root, header signature), for the breakdown. */
@@ -302,7 +480,11 @@ int main(int argc, char **argv)
                    (unsigned long long)seg_start, (unsigned long long)done, n / seg_ledger);
             if (a.floor)
                 printf("  floor %8.0f tx/s  ratio %.2f", n / seg_floor, seg_floor / seg_ledger);
-            printf("\n");
+            qsort(seg_lat, seg_lat_count, sizeof *seg_lat, double_cmp);
+            printf("  p50 %.1f p99 %.1f max %.1f ms\n", 1e3 * seg_lat[seg_lat_count / 2],
+                   1e3 * seg_lat[(size_t)((double)seg_lat_count * 0.99)],
+                   1e3 * seg_lat[seg_lat_count - 1]);
+            seg_lat_count = 0;
             fflush(stdout);
             segment++;
             seg_start = done;
@@ -310,6 +492,24 @@ int main(int argc, char **argv)
         }
     }
     ledger_stats stats;
+    ledger_stats_get(l, &stats);
+    if (a.prebuilt) {
+        printf("ledger: %llu blocks, %llu tx-index rows, %llu state keys, %.1f MB on disk\n",
+               (unsigned long long)stats.blocks, (unsigned long long)stats.tx_index_rows,
+               (unsigned long long)stats.state_keys, (double)stats.file_bytes / 1e6);
+        if (a.floor)
+            printf("floor: %.1f MB on disk\n", (double)disk_bytes(floor_dir) / 1e6);
+        goto finish;
+    }
+    latency_print("ledger", lat, lat_count);
+    printf("at the end: checkpoint height %llu, overlay %llu blocks (%.1f MB), %llu checkpoints\n",
+           (unsigned long long)stats.checkpoint_height, (unsigned long long)stats.overlay_blocks,
+           (double)stats.overlay_bytes / 1e6, (unsigned long long)stats.checkpoints);
+    double c0 = now_s();
+    if (ledger_checkpoint(l) != 0)
+        ehr_panic("checkpoint failed: %s", ledger_last_error(l));
+    printf("ledger_checkpoint to the tip: %.2f s; with it, ledger %.0f tx/s\n", now_s() - c0,
+           (double)done / (t_ledger + now_s() - c0));
     ledger_stats_get(l, &stats);
     double blocks = (double)done / (double)a.block_txs;
     printf("overall: ledger %.0f tx/s (%.2f ms per block)", (double)done / t_ledger,
@@ -327,6 +527,7 @@ int main(int argc, char **argv)
            (double)env_bytes / (double)done);
     if (a.floor)
         printf("floor: %.1f MB on disk\n", (double)disk_bytes(floor_dir) / 1e6);
+finish:
     if (a.verify) {
         ledger_verify_report rep;
         double v0 = now_s();
@@ -344,8 +545,8 @@ int main(int argc, char **argv)
         mdb_env_close(fl.env);
     if (a.dir == NULL) {
         char path[1100];
-        const char *files[] = {"ledger/data.mdb", "ledger/lock.mdb", "floor/data.mdb",
-                               "floor/lock.mdb"};
+        const char *files[] = {"ledger/data.mdb",         "ledger/lock.mdb", "ledger/derived.mdb",
+                               "ledger/derived.mdb-lock", "floor/data.mdb",  "floor/lock.mdb"};
         for (size_t i = 0; i < EHR_ARRAY_COUNT(files); i++) {
             snprintf(path, sizeof path, "%s/%s", base, files[i]);
             remove(path);
@@ -357,6 +558,8 @@ int main(int argc, char **argv)
     ehr_free(base);
     ehr_free(g);
     ehr_free(order);
+    ehr_free(lat);
+    ehr_free(seg_lat);
     ehr_free(state_order);
     return 0;
 }

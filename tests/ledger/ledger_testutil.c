@@ -4,6 +4,8 @@
  */
 #include "ledger_testutil.h"
 
+#include "ledger_internal.h"
+
 #include <dirent.h>
 #include <lmdb.h>
 #include <stdio.h>
@@ -200,14 +202,20 @@ void tu_rmdir(char *dir)
     ehr_free(dir);
 }
 
-/* Open DIR's environment and DB for one write transaction. */
+/* Open DIR's environment that holds DB (the derived one for the tx index,
+ * the world state and the checkpoint) for one write transaction. */
 static int raw_begin(const char *dir, const char *db, MDB_env **env, MDB_txn **txn, MDB_dbi *dbi)
 {
     int rc = mdb_env_create(env);
     if (rc != 0)
         return rc;
     mdb_env_set_maxdbs(*env, 8);
-    rc = mdb_env_open(*env, dir, MDB_NOTLS, 0600);
+    bool derived = strcmp(db, LEDGER__DB_TXS) == 0 || strcmp(db, LEDGER__DB_STATE) == 0 ||
+                   strcmp(db, LEDGER__DB_DERIVED_META) == 0;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, LEDGER__DERIVED_FILE);
+    rc = derived ? mdb_env_open(*env, path, MDB_NOTLS | MDB_NOSUBDIR, 0600)
+                 : mdb_env_open(*env, dir, MDB_NOTLS, 0600);
     if (rc == 0)
         rc = mdb_txn_begin(*env, NULL, 0, txn);
     if (rc == 0) {

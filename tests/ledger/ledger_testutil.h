@@ -55,7 +55,8 @@ int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t
 
 /*
  * Tamper with a closed ledger through LMDB directly: read the value under
- * KEY in database DB ("blocks", "txs", "state", "meta"), let EDIT change a
+ * KEY in database DB ("blocks", "writes", "meta" in the main environment;
+ * "txs", "state", "derived_meta" in the derived one), let EDIT change a
  * copy (it may change *LEN up to 4096 bytes more) and write it back.
  * Returns 0, or the LMDB error (MDB_NOTFOUND if there is no such key).
  */

@@ -3,10 +3,15 @@
  * (durable sync) and reports each height through a pipe once its append
  * has returned; the parent kills it with SIGKILL at a random moment, reopens
  * the ledger and checks that it holds a consistent prefix (ledger_verify:
- * every block 0..tip present and sound, every transaction indexed, nothing
- * past the tip) that contains every block the child reported. Repeated for
- * several rounds on the same ledger, so each round also starts from a
- * ledger that was killed mid-write.
+ * every block 0..tip present and sound, every transaction indexed, the world
+ * state equal to the write log replayed, nothing past the tip) that
+ * contains every block the child reported, and that every transaction of
+ * every block answers its lookup and its state read, first through a
+ * read-only open (its own overlay rebuilt from the files), then writable.
+ * Repeated for several rounds on the same ledger, so each round also starts
+ * from a ledger that was killed mid-write. In odd rounds the child forces a
+ * checkpoint after every block, so kills land inside checkpoint commits of
+ * the derived environment too (even rounds: the background checkpoints).
  *
  * LMDB and fork: the parent never has the ledger open while it forks; the
  * child opens its own.
@@ -28,15 +33,17 @@
 #include "ledger_testutil.h"
 
 enum {
-    ROUNDS = 8,
+    ROUNDS = 12,
     TXS_PER_BLOCK = 60,
     CHILD_BLOCKS_MAX = 100000,
     REPORTS_BEFORE_KILL_MAX = 6,
     KILL_DELAY_US_MAX = 20000,
 };
 
-/* The child: append until killed, reporting each committed height. */
-static _Noreturn void child_run(const char *dir, int report_fd, const ehr_signing_key *key)
+/* The child: append until killed, reporting each committed height (and,
+ * with CHECKPOINT_EACH, checkpointing after each block). */
+static _Noreturn void child_run(const char *dir, int report_fd, const ehr_signing_key *key,
+                                bool checkpoint_each)
 {
     ledger *l;
     if (ledger_open(dir, NULL, &l) != 0)
@@ -47,8 +54,52 @@ static _Noreturn void child_run(const char *dir, int report_fd, const ehr_signin
             _exit(3);
         if (write(report_fd, &height, sizeof height) != (ssize_t)sizeof height)
             _exit(4);
+        if (checkpoint_each && ledger_checkpoint(l) != 0)
+            _exit(5);
     }
     _exit(0);
+}
+
+/* Every transaction of blocks 1..TIP: its lookup names its place, and its
+ * state key ("rec/" + hash) holds the value tu_batch_make writes. */
+static void check_every_lookup(ledger *l, uint64_t tip, int round)
+{
+    tu_batch model;
+    tu_batch_make(&model, NULL, 0, 0); /* only for the value */
+    for (uint64_t h = 1; h <= tip; h++) {
+        uint8_t *bytes;
+        size_t len;
+        assert_int_equal(ledger_block_get(l, h, &bytes, &len), 0);
+        ledger_block_view view;
+        assert_int_equal(ledger_block_parse(bytes, len, &view, NULL), 0);
+        for (uint32_t i = 0; i < view.header.tx_count; i++) {
+            ledger_tx_view tx;
+            assert_int_equal(
+                ledger_tx_envelope_parse(bytes + view.txs[i].offset, view.txs[i].length, &tx, NULL),
+                0);
+            uint8_t key[4 + EHR_HASH_BYTES];
+            memcpy(key, "rec/", 4);
+            ledger_tx_hash(tx.body, tx.body_len, key + 4);
+            ledger_tx_location loc;
+            int rc = ledger_tx_get(l, key + 4, &loc, NULL, NULL);
+            if (rc != 0 || loc.height != h || loc.index != i)
+                fail_msg("round %d: block %llu tx %u: lookup %d at %llu/%u", round,
+                         (unsigned long long)h, (unsigned)i, rc, (unsigned long long)loc.height,
+                         (unsigned)loc.index);
+            uint8_t *value;
+            size_t value_len;
+            rc = ledger_state_get(l, key, sizeof key, &value, &value_len);
+            if (rc != 0)
+                fail_msg("round %d: block %llu tx %u: state read %d", round, (unsigned long long)h,
+                         (unsigned)i, rc);
+            assert_int_equal(value_len, sizeof model.value);
+            assert_memory_equal(value, model.value, value_len);
+            ehr_free(value);
+        }
+        ledger_block_view_release(&view);
+        ehr_free(bytes);
+    }
+    tu_batch_free(&model);
 }
 
 /* Read one report; returns false at end of stream. */
@@ -91,7 +142,7 @@ static void test_killed_appender_leaves_consistent_prefix_with_acknowledged_bloc
         assert_true(pid >= 0);
         if (pid == 0) {
             close(fds[0]);
-            child_run(dir, fds[1], &key);
+            child_run(dir, fds[1], &key, round % 2 == 1);
         }
         close(fds[1]);
         int wait_reports = 1 + rand() % REPORTS_BEFORE_KILL_MAX;
@@ -107,6 +158,15 @@ static void test_killed_appender_leaves_consistent_prefix_with_acknowledged_bloc
         while (report_read(fds[0], &height))
             acknowledged = height > acknowledged ? height : acknowledged;
         close(fds[0]);
+
+        /* Read-only first: its overlay is rebuilt from the files as the
+         * crash left them, before any writable open catches them up. */
+        ledger_options ro = {.read_only = true};
+        assert_int_equal(ledger_open(dir, &ro, &l), 0);
+        ledger_tip ro_tip;
+        assert_int_equal(ledger_tip_get(l, &ro_tip), 0);
+        check_every_lookup(l, ro_tip.height, round);
+        ledger_close(l);
 
         assert_int_equal(ledger_open(dir, NULL, &l), 0);
         ledger_tip tip;
@@ -126,8 +186,10 @@ static void test_killed_appender_leaves_consistent_prefix_with_acknowledged_bloc
         assert_true(stats.tx_index_rows == tip.tx_count);
         /* One state write per transaction, plus the founding member. */
         assert_true(stats.state_keys == tip.tx_count + 1);
-        printf("# round %d: acknowledged %llu, tip %llu\n", round, (unsigned long long)acknowledged,
-               (unsigned long long)tip.height);
+        check_every_lookup(l, tip.height, round);
+        printf("# round %d: acknowledged %llu, tip %llu, checkpoint %llu\n", round,
+               (unsigned long long)acknowledged, (unsigned long long)tip.height,
+               (unsigned long long)stats.checkpoint_height);
         ledger_close(l);
     }
     assert_true(acknowledged >= ROUNDS);

@@ -731,11 +731,11 @@ static void test_reopen_and_read_only_use(void **state)
     assert_int_equal(ledger_open(f->dir, &bad, &r), EHR_EINVAL);
 }
 
-static void set_version_2(uint8_t *value, size_t *len, void *ctx)
+static void set_next_version(uint8_t *value, size_t *len, void *ctx)
 {
     Ehr__V1__ChainInfo *c = ehr__v1__chain_info__unpack(NULL, *len, value);
     assert_non_null(c);
-    c->format_version = 2;
+    c->format_version = LEDGER__FORMAT_VERSION + 1;
     *len = ehr__v1__chain_info__pack(c, value);
     ehr__v1__chain_info__free_unpacked(c, NULL);
 }
@@ -746,7 +746,7 @@ static void test_other_format_version_is_refused_at_open(void **state)
     ledger_close(f->l);
     f->l = NULL;
     assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_META, LEDGER__META_CHAIN,
-                                 strlen(LEDGER__META_CHAIN), set_version_2, NULL),
+                                 strlen(LEDGER__META_CHAIN), set_next_version, NULL),
                      0);
     ledger *l;
     assert_int_equal(ledger_open(f->dir, NULL, &l), EHR_EVERSION);

@@ -306,23 +306,86 @@ static void add_tx_count(uint8_t *value, size_t *len, void *ctx)
 static void test_tip_and_tx_index_damage_is_found(void **state)
 {
     fixture *f = *state;
+    /* The tip first: the derived tables are checked before the walk, so a
+     * damaged index is reported ahead of a damaged tip. */
+    assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_META, LEDGER__META_TIP,
+                                 strlen(LEDGER__META_TIP), add_tx_count, NULL),
+                     0);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_TIP);
+    ledger_close(f->l);
+    f->l = NULL;
+
     uint8_t bogus_hash[EHR_HASH_BYTES] = {0xee};
     uint8_t row[LEDGER__TX_LOCATION_BYTES_MAX];
     ledger_tx_location loc = {.height = 1, .index = 0, .offset = 5, .length = 5};
     size_t n = ledger__tx_location_write(row, &loc);
     assert_int_equal(tu_raw_put(f->dir, LEDGER__DB_TXS, bogus_hash, EHR_HASH_BYTES, row, n), 0);
-    ledger_verify_report rep;
     assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
     assert_int_equal(rep.fault, LEDGER_FAULT_TX_INDEX);
     assert_non_null(strstr(rep.msg, "rows"));
+}
+
+static void flip_last_byte(uint8_t *value, size_t *len, void *ctx)
+{
+    (void)ctx;
+    value[*len - 1] ^= 0x01;
+}
+
+static int first_key(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                     size_t value_len)
+{
+    (void)value;
+    (void)value_len;
+    uint8_t *out = ctx;
+    assert_int_equal(key_len, 4 + EHR_HASH_BYTES);
+    memcpy(out, key, key_len);
+    return 1;
+}
+
+/* The world state is checked against the write log it derives from: a
+ * changed value, a key no write leaves there, and a damaged write-log
+ * record each have their own finding. */
+static void test_state_and_write_log_damage_is_found(void **state)
+{
+    fixture *f = *state;
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), 0);
+    uint8_t key[4 + EHR_HASH_BYTES];
+    assert_int_equal(
+        ledger_state_scan(f->l, (const uint8_t *)"rec/", 4, NULL, 0, 1, first_key, key), 1);
     ledger_close(f->l);
     f->l = NULL;
 
-    assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_META, LEDGER__META_TIP,
-                                 strlen(LEDGER__META_TIP), add_tx_count, NULL),
+    assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_STATE, key, sizeof key, flip_last_byte, NULL),
                      0);
     assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
-    assert_int_equal(rep.fault, LEDGER_FAULT_TIP);
+    assert_int_equal(rep.fault, LEDGER_FAULT_STATE);
+    assert_non_null(strstr(rep.msg, "another value"));
+    ledger_close(f->l);
+    f->l = NULL;
+    assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_STATE, key, sizeof key, flip_last_byte, NULL),
+                     0);
+    assert_int_equal(verify(f, &rep), 0);
+    ledger_close(f->l);
+    f->l = NULL;
+
+    assert_int_equal(tu_raw_put(f->dir, LEDGER__DB_STATE, "rec/", 4, "x", 1), 0);
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_STATE);
+    assert_non_null(strstr(rep.msg, "no write"));
+    ledger_close(f->l);
+    f->l = NULL;
+
+    uint8_t height[8];
+    ledger__height_key(height, 2);
+    assert_int_equal(
+        tu_raw_edit(f->dir, LEDGER__DB_WRITES, height, sizeof height, flip_last_byte, NULL), 0);
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_CORRUPT);
+    assert_int_equal(rep.height, 2);
+    assert_non_null(strstr(rep.msg, "write-log"));
 }
 
 /* Append a block of COUNT transactions whose signatures at BAD[0..BAD_COUNT)
@@ -452,7 +515,7 @@ static void test_fault_messages_are_distinct(void **state)
         LEDGER_FAULT_NO_CHAIN,   LEDGER_FAULT_CORRUPT, LEDGER_FAULT_DECODE,  LEDGER_FAULT_HEIGHT,
         LEDGER_FAULT_HASH_LINK,  LEDGER_FAULT_TIME,    LEDGER_FAULT_GENESIS, LEDGER_FAULT_MERKLE,
         LEDGER_FAULT_HEADER_SIG, LEDGER_FAULT_TX,      LEDGER_FAULT_TX_SIG,  LEDGER_FAULT_TX_INDEX,
-        LEDGER_FAULT_TIP};
+        LEDGER_FAULT_TIP,        LEDGER_FAULT_STATE};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(faults); i++)
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(ledger_fault_name(faults[i]), ledger_fault_name(faults[j]));
@@ -470,6 +533,7 @@ int main(void)
         T(test_merkle_root_and_height_faults_are_found),
         T(test_expired_and_foreign_transactions_are_found),
         T(test_tip_and_tx_index_damage_is_found),
+        T(test_state_and_write_log_damage_is_found),
         T(test_first_bad_signature_is_reported_whatever_the_thread_count),
         T(test_bad_signature_in_a_worker_slice_is_found),
         T(test_signer_changes_and_impostors_within_a_block),
