@@ -258,14 +258,17 @@ static enum mempool_verdict mempool__verdict_of_check(int rc)
 /* The cheap checks, in order: framing (which yields the hash), the hash in
  * the pool, on the ledger, room by count and by bytes. */
 static int mempool__cheap_checks(mempool *pool, const uint8_t *bytes, size_t len,
-                                 mempool_admit_result *result)
+                                 const uint8_t *known_hash, mempool_admit_result *result)
 {
     ledger_diag diag;
     ledger_tx_view view;
     int rc = ledger_tx_envelope_parse(bytes, len, &view, &diag);
     if (rc != 0)
         return mempool__reject(result, mempool__verdict_of_check(rc), rc, "%s", diag.msg);
-    ledger_tx_hash(view.body, view.body_len, result->hash);
+    if (known_hash != NULL)
+        memcpy(result->hash, known_hash, EHR_HASH_BYTES); /* of these very bytes */
+    else
+        ledger_tx_hash(view.body, view.body_len, result->hash);
     result->hash_known = true;
 
     if (mempool__find(pool, result->hash) >= 0)
@@ -298,7 +301,7 @@ int mempool_admit_begin(mempool *pool, const uint8_t *bytes, size_t len,
     EHR_ASSERT(pool != NULL && pool->slots != NULL);
     EHR_ASSERT(result != NULL);
     memset(result, 0, sizeof *result);
-    return mempool__cheap_checks(pool, bytes, len, result);
+    return mempool__cheap_checks(pool, bytes, len, NULL, result);
 }
 
 int mempool_tx_verify(const char *chain_id, const uint8_t *bytes, size_t len, uint64_t now_ms,
@@ -327,15 +330,15 @@ int mempool_admit_finish(mempool *pool, const uint8_t *bytes, size_t len,
     EHR_ASSERT(pool != NULL && pool->slots != NULL);
     EHR_ASSERT(result != NULL && verified != NULL);
     memset(result, 0, sizeof *result);
-    /* The pool and the ledger may have changed since mempool_admit_begin. */
-    int rc = mempool__cheap_checks(pool, bytes, len, result);
+    /* The pool and the ledger may have changed since mempool_admit_begin.
+     * A successful verification hashed these bytes already. */
+    int rc =
+        mempool__cheap_checks(pool, bytes, len, verified->err == 0 ? verified->hash : NULL, result);
     if (rc != 0)
         return rc;
     if (verified->err != 0)
         return mempool__reject(result, mempool__verdict_of_check(verified->err), verified->err,
                                "%s", verified->reason);
-    /* The verification was of these very bytes. */
-    EHR_ASSERT(memcmp(verified->hash, result->hash, EHR_HASH_BYTES) == 0);
     uint64_t expiry_ms = verified->expiry_ms, now_ms = verified->now_ms;
     if (expiry_ms - now_ms <= MEMPOOL_CLOCK_SKEW_MS) /* now_ms <= expiry_ms after the check */
         return mempool__reject(result, MEMPOOL_REJECT_EXPIRING, EHR_EEXPIRED,

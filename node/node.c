@@ -172,8 +172,9 @@ static void on_flush(uv_timer_t *t)
     n->flush_due = true; /* the prepare handle proposes */
 }
 
+/* One submission waiting for, or under, signature verification. */
 struct admit {
-    uv_work_t work;
+    struct admit *next;
     struct node *node;
     uint8_t *envelope;
     size_t len;
@@ -183,24 +184,33 @@ struct admit {
     void *ctx;
 };
 
+/* The submissions of one loop iteration, or a part of them: one work item
+ * for the pool, so a busy leader hands over batches, not single
+ * transactions (each hand-over costs a lock and a wake-up). */
+struct verify_job {
+    uv_work_t work;
+    struct node *node;
+    struct admit *head;
+};
+
 static void maybe_free(struct node *n);
 
-static void admit_verify(uv_work_t *w)
+static void job_verify(uv_work_t *w)
 {
-    struct admit *a = w->data;
+    struct verify_job *j = w->data;
     /* The chain id never changes while the node runs. */
-    mempool_tx_verify(a->node->chain.chain_id, a->envelope, a->len, a->now_ms, &a->verified);
+    for (struct admit *a = j->head; a != NULL; a = a->next)
+        mempool_tx_verify(j->node->chain.chain_id, a->envelope, a->len, a->now_ms, &a->verified);
 }
 
-static void admit_done(uv_work_t *w, int status)
+/* Finish one admission on the loop (STOPPED: the node is going away). */
+static void admit_finish(struct node *n, struct admit *a, bool stopped)
 {
-    struct admit *a = w->data;
-    struct node *n = a->node;
     n->admits_inflight--;
     mempool_admit_result res;
     memset(&res, 0, sizeof res);
     int rc;
-    if (status != 0 || n->stopping) {
+    if (stopped || n->stopping) {
         rc = EHR_ECLOSED;
         snprintf(res.reason, sizeof res.reason, "the node is shutting down");
     } else {
@@ -211,8 +221,61 @@ static void admit_done(uv_work_t *w, int status)
     a->cb(n, a->ctx, rc, &res);
     ehr_free(a->envelope);
     ehr_free(a);
+}
+
+static void job_done(uv_work_t *w, int status)
+{
+    struct verify_job *j = w->data;
+    struct node *n = j->node;
+    struct admit *a = j->head;
+    while (a != NULL) {
+        struct admit *next = a->next;
+        admit_finish(n, a, status != 0);
+        a = next;
+    }
+    ehr_free(j);
     if (n->stopping)
         maybe_free(n);
+}
+
+/* Hand the queued submissions to the pool: one job, or two when there are
+ * enough to keep both cores busy. */
+static void admit_dispatch(struct node *n)
+{
+    size_t count = n->admit_queued;
+    if (count == 0)
+        return;
+    size_t jobs = count >= NODE_VERIFY_SPLIT_MIN ? 2 : 1;
+    struct admit *a = n->admit_head;
+    for (size_t k = 0; k < jobs; k++) {
+        size_t take = k + 1 < jobs ? count / jobs : count - (count / jobs) * (jobs - 1);
+        struct verify_job *j = ehr_calloc(1, sizeof *j);
+        j->work.data = j;
+        j->node = n;
+        j->head = a;
+        for (size_t i = 1; i < take; i++)
+            a = a->next;
+        struct admit *rest = a->next;
+        a->next = NULL;
+        a = rest;
+        int rc = uv_queue_work(n->loop, &j->work, job_verify, job_done);
+        EHR_ASSERT(rc == 0); /* fails only for a NULL callback */
+    }
+    n->admit_head = n->admit_tail = NULL;
+    n->admit_queued = 0;
+}
+
+/* Answer the queued submissions: the node stops. */
+static void admit_drain(struct node *n)
+{
+    struct admit *a = n->admit_head;
+    n->admit_head = n->admit_tail = NULL;
+    n->admit_queued = 0;
+    while (a != NULL) {
+        struct admit *next = a->next;
+        admit_finish(n, a, true);
+        a = next;
+    }
 }
 
 void node__admit(struct node *n, const uint8_t *envelope, size_t len, node__admit_cb cb, void *ctx)
@@ -224,7 +287,6 @@ void node__admit(struct node *n, const uint8_t *envelope, size_t len, node__admi
         return;
     }
     struct admit *a = ehr_calloc(1, sizeof *a);
-    a->work.data = a;
     a->node = n;
     a->envelope = ehr_malloc(len);
     memcpy(a->envelope, envelope, len);
@@ -233,8 +295,12 @@ void node__admit(struct node *n, const uint8_t *envelope, size_t len, node__admi
     a->cb = cb;
     a->ctx = ctx;
     n->admits_inflight++;
-    rc = uv_queue_work(n->loop, &a->work, admit_verify, admit_done);
-    EHR_ASSERT(rc == 0); /* fails only for a NULL callback */
+    if (n->admit_tail != NULL)
+        n->admit_tail->next = a;
+    else
+        n->admit_head = a;
+    n->admit_tail = a;
+    n->admit_queued++;
 }
 
 /* Can the leader propose now? */
@@ -869,6 +935,7 @@ static void on_prepare(uv_prepare_t *h)
     struct node *n = h->data;
     if (n->stopping)
         return;
+    admit_dispatch(n);
     process_ready(n);
     if (n->role == RAFT_LEADER) {
         bool flush = n->flush_due;
@@ -1428,6 +1495,7 @@ void node_stop(struct node *n)
     n->stopping = true;
     ehr_log(EHR_LOG_INFO, "node stopping", "applied=%" PRIu64 " tip=%" PRIu64, n->applied_index,
             n->tip.height);
+    admit_drain(n);
     node__service_drain(n);
     snapshot_join(n);
     if (n->stage_fd >= 0) {

@@ -43,6 +43,9 @@ enum {
      * snapshot_entries), so a follower only slightly behind gets entries,
      * not a whole snapshot. */
     NODE_SNAPSHOT_KEEP_ENTRIES_MAX = 1000,
+    /* Submissions of one loop iteration from which their signature checks
+     * are split over two worker-pool jobs (fewer go as one). */
+    NODE_VERIFY_SPLIT_MIN = 16,
     /* Paths under the data directory. */
     NODE_PATH_BYTES_MAX = 4096,
 };
@@ -103,6 +106,8 @@ struct node__digest_slot {
     bool peer_set[NODE_MEMBERS_MAX];
     uint8_t peer[NODE_MEMBERS_MAX][EHR_HASH_BYTES];
 };
+
+struct admit;
 
 struct node {
     uv_loop_t *loop;
@@ -184,7 +189,9 @@ struct node {
     uint8_t *wire_buf; /* one encoded peer message */
     size_t wire_cap;
 
-    size_t admits_inflight; /* signature checks on the worker pool */
+    size_t admits_inflight;                /* submissions queued for or under signature checks */
+    struct admit *admit_head, *admit_tail; /* queued this loop iteration */
+    size_t admit_queued;
 
     uint64_t started_ms;
     int closing; /* handles still closing */
