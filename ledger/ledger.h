@@ -712,7 +712,9 @@ typedef struct ledger_stats {
     uint64_t checkpoints; /* checkpoints committed since open (0 read-only) */
 } ledger_stats;
 
-/* Counts in one read view. Returns 0 or an LMDB error. */
+/* Counts in one read view (the state key count looks each overlay key up
+ * in the derived tables: O(overlay keys), for tools, not a hot path).
+ * Returns 0 or an LMDB error. */
 int ledger_stats_get(ledger *l, ledger_stats *out);
 
 /*
