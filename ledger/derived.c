@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 
 #include "ehr/v1/ledger.pb-c.h"
@@ -609,6 +610,17 @@ static int derived_env_open(ledger *l)
                              path);
     if (rc != 0)
         return ledger__lmdb_error(l, rc, "opening the derived environment");
+    /* One writable open at a time: its overlay is the only record of the
+     * blocks above the checkpoint, so a second writer would check
+     * duplicates against an overlay that misses the first one's blocks.
+     * flock (not LMDB's fcntl locks) on the data file; released at close. */
+    int fd;
+    if (!l->options.read_only && mdb_env_get_fd(l->derived_env, &fd) == 0 &&
+        flock(fd, LOCK_EX | LOCK_NB) != 0)
+        return errno == EWOULDBLOCK
+                   ? ledger__error(l, EHR_EAGAIN,
+                                   "another process has the ledger in %s open for writing", l->dir)
+                   : ledger__error(l, -errno, "locking %s: %s", path, strerror(errno));
     int dead = 0;
     (void)mdb_reader_check(l->derived_env, &dead);
     MDB_txn *txn;
@@ -632,9 +644,10 @@ static int derived_env_open(ledger *l)
     return ledger__lmdb_error(l, mdb_txn_commit(txn), "opening the derived tables");
 }
 
-/* Check the checkpoint record against the main environment; writable,
- * reset tables that cannot be used. Sets checkpoint_next. */
-static int derived_check(ledger *l, bool has_tip, uint64_t tip)
+/* Check the checkpoint record against the main environment's tip (*HAS,
+ * *TIP, read before); writable, reset tables that cannot be used. Sets
+ * checkpoint_next. */
+static int derived_check(ledger *l, bool *has_tip, uint64_t *tip)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(l->derived_env, NULL, MDB_RDONLY, &txn);
@@ -651,15 +664,23 @@ static int derived_check(ledger *l, bool has_tip, uint64_t tip)
     mdb_txn_abort(txn);
     if (rc != 0 && !(rc == EHR_ECORRUPT && !l->options.read_only))
         return rc;
+    /* A writer in another process may have appended and checkpointed since
+     * the tip was read: read it again before calling the tables ahead. */
+    if (rc == 0 && cp.present && (!*has_tip || cp.next > *tip + 1)) {
+        rc = tip_height(l, has_tip, tip);
+        if (rc != 0)
+            return rc;
+    }
+    bool has = *has_tip;
     const char *why = NULL;
     if (rc != 0)
         why = "the checkpoint record does not decode";
-    else if (cp.present && !has_tip)
+    else if (cp.present && !has)
         why = "they hold rows but the ledger has no chain";
     else if (cp.present &&
              memcmp(cp.genesis_block_hash, l->genesis_block_hash, EHR_HASH_BYTES) != 0)
         why = "they belong to another chain";
-    else if (cp.present && cp.next > tip + 1)
+    else if (cp.present && cp.next > *tip + 1)
         why = "they are ahead of the blocks";
     else if (!cp.present && (st_txs.ms_entries > 0 || st_state.ms_entries > 0))
         why = "they hold rows without a checkpoint record";
@@ -721,7 +742,7 @@ int ledger__derived_open(ledger *l)
     uint64_t tip;
     rc = tip_height(l, &has, &tip);
     if (rc == 0)
-        rc = derived_check(l, has, tip);
+        rc = derived_check(l, &has, &tip);
     if (rc == 0 && has) {
         rc = overlay_extend(l, tip);
         if (rc != 0 && rc != EHR_EAGAIN && l->options.read_only) {

@@ -375,7 +375,8 @@ typedef struct ledger_options {
  * per process at a time (an LMDB rule); share the handle between threads.
  * Returns 0; EHR_EINVAL (bad option), EHR_EVERSION (another format),
  * EHR_ECORRUPT, EHR_ENOTFOUND (read-only and no ledger, or no derived
- * tables), EHR_EAGAIN (read-only and the derived tables too far behind),
+ * tables), EHR_EAGAIN (read-only and the derived tables too far behind;
+ * writable and another process has the ledger open writable),
  * -errno.
  */
 int ledger_open(const char *dir, const ledger_options *options, ledger **out);
@@ -711,7 +712,9 @@ typedef struct ledger_stats {
     uint64_t checkpoints; /* checkpoints committed since open (0 read-only) */
 } ledger_stats;
 
-/* Counts in one read view. Returns 0 or an LMDB error. */
+/* Counts in one read view (the state key count looks each overlay key up
+ * in the derived tables: O(overlay keys), for tools, not a hot path).
+ * Returns 0 or an LMDB error. */
 int ledger_stats_get(ledger *l, ledger_stats *out);
 
 /* ---- Snapshots (snapshot.c) ----

@@ -668,6 +668,50 @@ static void test_read_only_process_sees_overlay_and_checkpointed_blocks(void **s
     close(from_child[0]);
 }
 
+/* One writable open at a time: a second writer's overlay would miss the
+ * first one's blocks. Readers are welcome. */
+static void test_a_second_writer_is_refused(void **state)
+{
+    fixture *f = *state;
+    ledger_close(f->l); /* fork with no environment open (LMDB) */
+    f->l = NULL;
+    int ready[2], done[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(done), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* Only the parent's ends stay open there: if it fails and exits,
+         * the read below sees the end of the pipe and the child exits. */
+        close(ready[0]);
+        close(done[1]);
+        ledger *w;
+        uint8_t byte = ledger_open(f->dir, NULL, &w) == 0;
+        if (write(ready[1], &byte, 1) != 1)
+            _exit(2);
+        if (read(done[0], &byte, 1) < 0)
+            _exit(3);
+        ledger_close(w);
+        _exit(0);
+    }
+    close(ready[1]);
+    close(done[0]);
+    uint8_t ok = 0;
+    assert_int_equal(read(ready[0], &ok, 1), 1);
+    assert_int_equal(ok, 1);
+    ledger *l;
+    assert_int_equal(ledger_open(f->dir, NULL, &l), EHR_EAGAIN);
+    assert_int_equal(ledger_open(f->dir, &(ledger_options){.read_only = true}, &l), 0);
+    ledger_close(l);
+    assert_int_equal(write(done[1], &ok, 1), 1);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(ready[0]);
+    close(done[1]);
+    fixture_open(f, LEDGER_SYNC_NONE); /* free again once the writer closed */
+}
+
 /* ---- Readers racing appends and checkpoints ---- */
 
 enum { RACE_BLOCKS = 240, RACE_TXS = 4, RACE_READERS = 2 };
@@ -810,6 +854,7 @@ int main(void)
         T(test_catch_up_at_open_checkpoints_in_steps),
         T(test_read_only_replay_limit_edge),
         T(test_read_only_process_sees_overlay_and_checkpointed_blocks),
+        T(test_a_second_writer_is_refused),
         T(test_readers_never_miss_a_row_while_checkpoints_run),
     };
     if (ehr_crypto_init() != 0)
