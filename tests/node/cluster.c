@@ -361,7 +361,8 @@ size_t cluster_wait_leader(struct cluster *c, uint64_t timeout_ms)
     return SIZE_MAX;
 }
 
-int cluster_block_hash(struct cluster *c, size_t i, uint64_t height, uint8_t hash[EHR_HASH_BYTES])
+int cluster_block(struct cluster *c, size_t i, uint64_t height, uint8_t hash[EHR_HASH_BYTES],
+                  uint8_t proposer[EHR_SCHNORR_PUBLIC_BYTES])
 {
     Ehr__V1__GetBlockRequest req = EHR__V1__GET_BLOCK_REQUEST__INIT;
     req.height = height;
@@ -374,6 +375,12 @@ int cluster_block_hash(struct cluster *c, size_t i, uint64_t height, uint8_t has
             ehr__v1__get_block_response__unpack(NULL, r.response_len, r.response);
         CHECK(b != NULL && b->block_hash.len == EHR_HASH_BYTES);
         memcpy(hash, b->block_hash.data, EHR_HASH_BYTES);
+        if (proposer != NULL) {
+            ledger_block_view v;
+            CHECK(ledger_block_parse(b->block.data, b->block.len, &v, NULL) == 0);
+            memcpy(proposer, v.header.proposer, EHR_SCHNORR_PUBLIC_BYTES);
+            ledger_block_view_release(&v);
+        }
         ehr__v1__get_block_response__free_unpacked(b, NULL);
     }
     rpc_result_clear(&r);

@@ -92,8 +92,10 @@ int cluster_status(struct cluster *c, size_t i, struct cluster_status *out);
  * as leader, waiting up to TIMEOUT_MS; SIZE_MAX if none. */
 size_t cluster_wait_leader(struct cluster *c, uint64_t timeout_ms);
 
-/* GetBlock HEIGHT from node I: its hash. Returns the gRPC status. */
-int cluster_block_hash(struct cluster *c, size_t i, uint64_t height, uint8_t hash[EHR_HASH_BYTES]);
+/* GetBlock HEIGHT from node I: its hash and (PROPOSER may be NULL) its
+ * proposer's key, from the parsed header. Returns the gRPC status. */
+int cluster_block(struct cluster *c, size_t i, uint64_t height, uint8_t hash[EHR_HASH_BYTES],
+                  uint8_t proposer[EHR_SCHNORR_PUBLIC_BYTES]);
 
 /* One blocking unary call to node I: PATH under /ehr.v1.Node/, REQUEST
  * bytes; RESULT as rpc_sync_unary fills it (the caller clears it). */

@@ -84,7 +84,7 @@ static void assert_same_chain(struct cluster *c, uint64_t tip)
             if (c->nodes[i].pid == 0)
                 continue;
             uint8_t hash[EHR_HASH_BYTES];
-            assert_int_equal(cluster_block_hash(c, i, h, hash), 0);
+            assert_int_equal(cluster_block(c, i, h, hash, NULL), 0);
             if (!have) {
                 memcpy(first, hash, EHR_HASH_BYTES);
                 have = true;
@@ -183,30 +183,6 @@ static void kill_when_loaded(void *ctx, struct cluster *c, const struct cluster_
     k->killed_at_us = now_us;
 }
 
-/* The proposer of the block at HEIGHT, through node I's API. */
-static int block_proposer(struct cluster *c, size_t i, uint64_t height,
-                          uint8_t proposer[EHR_SCHNORR_PUBLIC_BYTES])
-{
-    Ehr__V1__GetBlockRequest req = EHR__V1__GET_BLOCK_REQUEST__INIT;
-    req.height = height;
-    uint8_t buf[32];
-    size_t len = ehr__v1__get_block_request__pack(&req, buf);
-    struct rpc_result r;
-    int st = cluster_call(c, i, "GetBlock", buf, len, 5000, &r);
-    if (st == 0) {
-        Ehr__V1__GetBlockResponse *b =
-            ehr__v1__get_block_response__unpack(NULL, r.response_len, r.response);
-        assert_non_null(b);
-        ledger_block_view v;
-        assert_int_equal(ledger_block_parse(b->block.data, b->block.len, &v, NULL), 0);
-        memcpy(proposer, v.header.proposer, EHR_SCHNORR_PUBLIC_BYTES);
-        ledger_block_view_release(&v);
-        ehr__v1__get_block_response__free_unpacked(b, NULL);
-    }
-    rpc_result_clear(&r);
-    return st;
-}
-
 static void test_leader_killed_mid_load_loses_nothing_acknowledged(void **state)
 {
     (void)state;
@@ -241,8 +217,8 @@ static void test_leader_killed_mid_load_loses_nothing_acknowledged(void **state)
         by_status[st >= 0 && st < RPC_STATUS_COUNT_ ? st : RPC_STATUS_COUNT_]++;
         if (!txs[i].committed || txs[i].done_us <= k.killed_at_us || txs[i].done_us >= first)
             continue;
-        uint8_t proposer[EHR_SCHNORR_PUBLIC_BYTES];
-        assert_int_equal(block_proposer(&c, new_leader, txs[i].height, proposer), 0);
+        uint8_t hash[EHR_HASH_BYTES], proposer[EHR_SCHNORR_PUBLIC_BYTES];
+        assert_int_equal(cluster_block(&c, new_leader, txs[i].height, hash, proposer), 0);
         if (memcmp(proposer, c.nodes[leader].node_key, EHR_SCHNORR_PUBLIC_BYTES) != 0)
             first = txs[i].done_us;
     }
