@@ -11,17 +11,35 @@
  *
  * A connection (struct conn) moves through
  *   CONNECTING --on_connect--> HANDSHAKE --conn_established--> LIVE
+ *                                        --conn_established--> CONFIRMING --conn_go_live--> LIVE
  * and from any of them to CLOSING (conn_close), after which libuv's close
  * callback frees it. Inbound connections start in HANDSHAKE. A member's link
  * is the one LIVE connection member->link points to.
  *
+ * | from       | to         | function                        | when |
+ * |------------|------------|---------------------------------|----------------------------------------|
+ * | CONNECTING | HANDSHAKE  | on_connect                      | TCP connected | | HANDSHAKE  | LIVE
+ * | conn_established → conn_go_live | handshake done; we decide; no link yet | | HANDSHAKE  |
+ * CONFIRMING | conn_established                | handshake done; the peer decides       | |
+ * CONFIRMING | LIVE       | on_read → conn_go_live          | the deciding peer's first frame | |
+ * any        | CLOSING    | conn_close                      | refusal, failure, timeout, duplicate
+ * |
+ *
  * Invariants:
  *   L1 At most one LIVE connection per member, and member->link is it.
- *   L2 When two connections to one peer both complete (both nodes dialled),
- *      both nodes keep the same one: the connection opened by the lower node
- *      key ("preferred"). A connection replaces a live one unless the live one
- *      is preferred and the new one is not; so a node that restarts and dials
- *      again replaces its stale predecessor, and simultaneous dials converge.
+ *   L2 One node of each pair decides which connection is their link: the one
+ *      with the lower node key (the "decider"). It makes a connection live
+ *      only when it has no link, and confirms it by sending its first frame
+ *      at once (a keep-alive); any other connection to that peer that
+ *      completes its handshake while the link lives is closed, and the link
+ *      is probed (a peer that dials while we hold a link may have restarted:
+ *      the probe finds a stale link within a round trip). The other node
+ *      keeps a completed connection CONFIRMING and makes it live only when
+ *      that first frame arrives, replacing its link if it has one (the
+ *      decider dropped it). So when both nodes dial at once, both sides agree
+ *      on the survivor before either is told the link is up: each side sees
+ *      one on_link_up per link, and nothing queued on a link is dropped by
+ *      the tie-break.
  *   L3 Messages on one link go out in p2p_send order: they are appended to
  *      the fill buffer, buffers are handed to uv_write in that order, and
  *      libuv completes the writes of one stream in order.
@@ -71,7 +89,7 @@ enum {
     KEY_HEX_BYTES = 2 * P2P_KEY_BYTES + 1,
 };
 
-enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_LIVE, CONN_CLOSING };
+enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_CONFIRMING, CONN_LIVE, CONN_CLOSING };
 
 struct member {
     uint8_t key[P2P_KEY_BYTES];
@@ -245,12 +263,10 @@ static size_t conn_queued_bytes(const struct conn *c)
     return c->queued_bytes;
 }
 
-/* L2: the connection opened by the lower node key is preferred. */
-static bool conn_preferred(const p2p *p, const struct conn *c)
+/* L2: of two nodes, the one with the lower key decides which connection is their link. */
+static bool p2p_decides(const p2p *p, const struct member *m)
 {
-    const uint8_t *own = p->node_key->public_key;
-    int cmp = key_compare(own, c->peer_key);
-    return c->initiator ? cmp < 0 : cmp > 0;
+    return key_compare(p->node_key->public_key, m->key) < 0;
 }
 
 static void handle_closed(p2p *p);
@@ -333,7 +349,8 @@ static void conn_close(struct conn *c, int reason, const char *why)
     c->member = NULL;
     if (m != NULL && m->dialing == c) {
         m->dialing = NULL;
-        member_schedule_dial(p, m);
+        if (m->link == NULL)
+            member_schedule_dial(p, m);
     }
     if (m != NULL && m->link == c) {
         m->link = NULL;
@@ -345,7 +362,8 @@ static void conn_close(struct conn *c, int reason, const char *why)
         char hex[KEY_HEX_BYTES] = "-";
         if (c->peer_known)
             key_hex(hex, c->peer_key);
-        bool refused = old_state != CONN_LIVE && reason != EHR_EEXIST;
+        bool refused =
+            (old_state == CONN_CONNECTING || old_state == CONN_HANDSHAKE) && reason != EHR_EEXIST;
         ehr_log(refused ? EHR_LOG_WARN : EHR_LOG_INFO,
                 refused ? "p2p handshake refused" : "p2p connection closed",
                 "reason=\"%s\" err=%s peer=%s addr=%s dir=%s unsent=%llu", why, ehr_errname(reason),
@@ -532,8 +550,9 @@ static void conn_established(struct conn *c);
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     struct conn *c = handle->data;
-    size_t capacity_min =
-        c->state == CONN_LIVE ? (size_t)P2P__READ_BYTES : (size_t)P2P__READ_HANDSHAKE_BYTES;
+    size_t capacity_min = c->state == CONN_LIVE || c->state == CONN_CONFIRMING
+                              ? (size_t)P2P__READ_BYTES
+                              : (size_t)P2P__READ_HANDSHAKE_BYTES;
     uint8_t *space = NULL;
     size_t space_len = 0;
     if (c->state == CONN_CLOSING ||
@@ -562,8 +581,8 @@ static int conn_deliver(struct conn *c, const uint8_t *body, size_t body_len)
     return rc;
 }
 
-/* Run the handshake over the bytes read so far. Returns true if C is LIVE
- * afterwards with bytes possibly left for frames. */
+/* Run the handshake over the bytes read so far. Returns true if C is LIVE or
+ * CONFIRMING afterwards, with bytes possibly left for frames. */
 static bool conn_handshake_step(struct conn *c)
 {
     while (c->state == CONN_HANDSHAKE) {
@@ -585,13 +604,15 @@ static bool conn_handshake_step(struct conn *c)
             return false;
         if (c->hs.state == P2P__HS_DONE) {
             conn_established(c);
-            return c->state == CONN_LIVE;
+            return c->state == CONN_LIVE || c->state == CONN_CONFIRMING;
         }
         if (consumed == 0)
             return false;
     }
-    return c->state == CONN_LIVE;
+    return c->state == CONN_LIVE || c->state == CONN_CONFIRMING;
 }
+
+static bool conn_go_live(struct conn *c);
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
@@ -600,8 +621,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread < 0) {
         bool eof = nread == UV_EOF;
-        const char *why =
-            c->state == CONN_LIVE ? "peer closed the connection" : "peer closed during handshake";
+        const char *why = c->state == CONN_LIVE         ? "peer closed the connection"
+                          : c->state == CONN_CONFIRMING ? "peer kept another connection"
+                                                        : "peer closed during handshake";
         conn_close(c, eof ? EHR_ECLOSED : (int)nread, eof ? why : "read failed");
         return;
     }
@@ -609,7 +631,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     c->last_rx_ms = now_ms(c->owner);
     if (c->state == CONN_HANDSHAKE && !conn_handshake_step(c))
         return;
-    while (c->state == CONN_LIVE) {
+    while (c->state == CONN_LIVE || c->state == CONN_CONFIRMING) {
         uint8_t *body = NULL;
         size_t body_len = 0;
         int rc = p2p__reader_frame(&c->reader, &c->rx, &body, &body_len);
@@ -621,6 +643,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                                          : "frame failed authentication");
             return;
         }
+        /* L2: the deciding peer's first frame confirms the connection. */
+        if (c->state == CONN_CONFIRMING && !conn_go_live(c))
+            return;
         rc = conn_deliver(c, body, body_len);
         if (rc < 0)
             conn_close(c, rc, "malformed frame body");
@@ -676,7 +701,50 @@ static void conn_start_handshake(struct conn *c)
     conn_send_handshake(c);
 }
 
-/* The handshake of C is DONE: make it the member's link, or not (L1, L2). */
+/*
+ * Make C, which completed its handshake, its member's link (L1, L2): close
+ * the link it replaces, and any dial of ours still under way, then tell the
+ * caller. The decider sends its confirmation (the link's first frame) first.
+ * Returns true if C is LIVE afterwards, false if a callback closed it or P.
+ */
+static bool conn_go_live(struct conn *c)
+{
+    p2p *p = c->owner;
+    struct member *m = c->member;
+    EHR_ASSERT(c->state == CONN_HANDSHAKE || c->state == CONN_CONFIRMING);
+    EHR_ASSERT(m != NULL);
+    if (m->dialing == c)
+        m->dialing = NULL;
+    if (m->dialing != NULL)
+        conn_close(m->dialing, EHR_EEXIST, "superseded by the confirmed connection");
+    struct conn *old = m->link;
+    if (old != NULL) {
+        /* Only the other node keeps a link when a new one is confirmed: the
+         * decider confirms a connection only when it holds no link. */
+        EHR_ASSERT(!p2p_decides(p, m));
+        conn_close(old, EHR_EEXIST, "replaced by the connection the peer confirmed");
+        if (c->state == CONN_CLOSING || p->closing)
+            return false; /* a callback closed c or everything */
+    }
+    EHR_ASSERT(m->link == NULL);
+    c->state = CONN_LIVE;
+    m->link = c;
+    m->failures = 0;
+    m->blocked = false;
+    c->last_rx_ms = c->last_tx_ms = now_ms(p);
+    if (p2p_decides(p, m))
+        conn_keepalive(c); /* the confirmation: nothing else is queued yet */
+    char hex[KEY_HEX_BYTES];
+    key_hex(hex, c->peer_key);
+    ehr_log(EHR_LOG_INFO, "p2p link up", "peer=%s addr=%s dir=%s", hex, c->peer_address,
+            c->initiator ? "out" : "in");
+    if (p->cb.on_link_up != NULL)
+        p->cb.on_link_up(p->user, c->peer_key);
+    return c->state == CONN_LIVE && !p->closing;
+}
+
+/* The handshake of C is DONE: make it the member's link, wait for the
+ * deciding peer to confirm it, or close it as a duplicate (L1, L2). */
 static void conn_established(struct conn *c)
 {
     p2p *p = c->owner;
@@ -692,35 +760,19 @@ static void conn_established(struct conn *c)
         conn_close(c, EHR_EDENIED, "key not in member set");
         return;
     }
-    if (m->dialing == c)
-        m->dialing = NULL;
     c->member = m;
-    struct conn *old = m->link;
-    if (old != NULL) {
-        if (conn_preferred(p, old) && !conn_preferred(p, c)) {
-            conn_close(c, EHR_EEXIST, "duplicate connection; the preferred one stays");
-            /* The peer dialled although we hold a link: probe it now, so a
-             * stale one (the peer restarted) is found quickly. */
-            conn_keepalive(old);
-            return;
-        }
-        conn_close(old, EHR_EEXIST, "replaced by a newer or preferred connection");
-        if (c->state != CONN_HANDSHAKE || p->closing)
-            return; /* a callback closed c or everything */
+    if (!p2p_decides(p, m)) {
+        c->state = CONN_CONFIRMING; /* a dial of ours stays m->dialing until then */
+        return;
     }
-    c->state = CONN_LIVE;
-    m->link = c;
-    m->failures = 0;
-    m->blocked = false;
-    c->last_rx_ms = c->last_tx_ms = now_ms(p);
-    if (m->dialing != NULL && !conn_preferred(p, m->dialing))
-        conn_close(m->dialing, EHR_EEXIST, "superseded by the peer's connection");
-    char hex[KEY_HEX_BYTES];
-    key_hex(hex, c->peer_key);
-    ehr_log(EHR_LOG_INFO, "p2p link up", "peer=%s addr=%s dir=%s", hex, c->peer_address,
-            c->initiator ? "out" : "in");
-    if (p->cb.on_link_up != NULL)
-        p->cb.on_link_up(p->user, c->peer_key);
+    if (m->link != NULL) {
+        conn_close(c, EHR_EEXIST, "duplicate connection; the live link stays");
+        /* The peer dialled although we hold a link: probe it now, so a
+         * stale one (the peer restarted) is found within a round trip. */
+        conn_keepalive(m->link);
+        return;
+    }
+    conn_go_live(c);
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -800,10 +852,13 @@ static void on_tick(uv_timer_t *timer)
     p2p *p = timer->data;
     uint64_t now = now_ms(p);
     for (struct conn *c = p->conns; c != NULL && !p->closing; c = c->next) {
-        if (c->state == CONN_CONNECTING || c->state == CONN_HANDSHAKE) {
+        if (c->state == CONN_CONNECTING || c->state == CONN_HANDSHAKE ||
+            c->state == CONN_CONFIRMING) {
             if (now - c->started_ms >= p->handshake_timeout_ms)
                 conn_close(c, EHR_ETIMEDOUT,
-                           c->state == CONN_CONNECTING ? "connect timeout" : "handshake timeout");
+                           c->state == CONN_CONNECTING  ? "connect timeout"
+                           : c->state == CONN_HANDSHAKE ? "handshake timeout"
+                                                        : "confirmation timeout");
         } else if (c->state == CONN_LIVE) {
             if (now - c->last_rx_ms >= p->dead_after_ms) {
                 conn_close(c, EHR_ETIMEDOUT, "peer silent");

@@ -88,7 +88,8 @@ typedef struct p2p_callbacks {
      * them, with no gap or duplicate within one link. */
     void (*on_message)(void *user, const uint8_t peer[P2P_KEY_BYTES], const uint8_t *data,
                        size_t len);
-    /* A link to PEER is up: p2p_send to it now queues. */
+    /* A link to PEER is up: p2p_send to it now queues. Both nodes agree on
+     * the link before either is told (README.md, L2): one call per link. */
     void (*on_link_up)(void *user, const uint8_t peer[P2P_KEY_BYTES]);
     /* The link to PEER went down for REASON (a negative code). UNSENT_COUNT
      * messages accepted by p2p_send were still queued (not yet confirmed
@@ -113,7 +114,8 @@ typedef struct p2p_config {
     uint32_t reconnect_base_ms;     /* first reconnect delay; doubles per failure */
     uint32_t reconnect_max_ms;      /* ceiling of the reconnect delay */
     /* When both nodes of a pair may dial, the one with the higher key waits
-     * this long more before each dial so that the lower key's usually wins.
+     * this long more before each dial, so that both rarely dial at once (a
+     * wasted handshake; correctness does not depend on it, README.md L2).
      * Zero means reconnect_base_ms; P2P_DIAL_YIELD_NONE means no wait. */
     uint32_t dial_yield_ms;
     /* Per-link write queue bound in bytes; zero means P2P_QUEUE_BYTES_DEFAULT.

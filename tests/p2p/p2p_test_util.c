@@ -160,6 +160,8 @@ static void tnode_on_link_up(void *user, const uint8_t peer[P2P_KEY_BYTES])
 {
     tnode *n = user;
     n->link_up_count++;
+    if (n->on_link_up_hook != NULL)
+        n->on_link_up_hook(n, peer);
 }
 
 static void tnode_on_link_down(void *user, const uint8_t peer[P2P_KEY_BYTES], int reason,
@@ -332,6 +334,15 @@ static void rawpeer_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *
             if (rp->hs.state == P2P__HS_DONE) {
                 rp->done = true;
                 rp->tx = rp->hs.tx;
+                if (!rp->no_confirm && rp->held_len == 0 && /* our auth went out first */
+                    memcmp(rp->key->public_key, rp->hs.peer_key, P2P_KEY_BYTES) < 0) {
+                    p2p__outbuf ob;
+                    memset(&ob, 0, sizeof ob);
+                    assert_int_equal(p2p__outbuf_keepalive(&ob, &rp->tx, 1024), 0);
+                    rawpeer_write(rp, ob.data, ob.len);
+                    p2p__outbuf_free(&ob);
+                    rp->confirmed = true;
+                }
                 if (rp->on_done != NULL)
                     rp->on_done(rp);
                 break;

@@ -67,8 +67,9 @@ typedef struct tnode {
     bool order_broken;
     uint8_t last_message[256];
     size_t last_message_len;
-    /* Set by tests that want on_message to do more. */
+    /* Set by tests that want on_message or on_link_up to do more. */
     void (*on_message_hook)(struct tnode *n, const uint8_t *peer, const uint8_t *data, size_t len);
+    void (*on_link_up_hook)(struct tnode *n, const uint8_t *peer);
     void *hook_ctx;
 } tnode;
 
@@ -117,6 +118,11 @@ typedef struct rawpeer {
     const uint8_t *expected_peer;
     p2p__handshake hs;
     bool done;
+    /* When our key is the lower, we decide which connection is the link
+     * (p2p/README.md, L2) and confirm it with a first frame once the
+     * handshake is done, as a node does; no_confirm holds that frame back. */
+    bool no_confirm;
+    bool confirmed; /* the confirmation frame was sent */
     p2p__cipher tx;
     /* Bytes received before the handshake completed. */
     uint8_t in[RAWPEER_IN_BYTES_MAX];

@@ -332,11 +332,9 @@ static void test_removing_a_member_closes_its_link_and_adding_reopens(void **sta
     tnode *both[2] = {a, b};
     tnode_set_members(a, both, 2);
     trun_until(&w->loop, pred_all_links_up, w, WAIT_MS);
-    /* At least once more: when both sides redial at the same moment the
-     * tie-break may show as a brief down-then-up (p2p/README.md, invariant L2),
-     * which a loaded machine makes likely. What this test guards is that the
-     * link returns and carries messages. */
-    assert_true(a->link_up_count >= 2);
+    /* Exactly once more, even if both sides redial at the same moment: the
+     * tie-break is settled before the link is reported up (L2). */
+    assert_int_equal(a->link_up_count, 2);
     assert_true(tnode_link_up(a, b));
     assert_int_equal(p2p_send(a->p, b->key.public_key, msg, sizeof msg), 0);
 }
@@ -354,45 +352,65 @@ static bool pred_single_connection_each(void *ctx)
     return ia.up && ib.up && ia.connection_count == 1 && ib.connection_count == 1;
 }
 
-static bool pred_b_received_50(void *ctx)
+enum { TIE_ROUNDS = 20, TIE_MESSAGES = 20 };
+
+/* At link up, send TIE_MESSAGES numbered messages to the peer at once: the
+ * tie-break must not lose any of them (L2). hook_ctx holds the sender index. */
+static void tie_send_on_link_up(tnode *n, const uint8_t *peer)
 {
-    return ((tnode *)ctx)->received_count >= 50;
+    uint8_t buf[100];
+    uint32_t sender = (uint32_t)(uintptr_t)n->hook_ctx;
+    for (uint64_t k = 0; k < TIE_MESSAGES; k++) {
+        tmsg_make(buf, sizeof buf, sender, k);
+        assert_int_equal(p2p_send(n->p, peer, buf, sizeof buf), 0);
+    }
 }
 
-static void test_both_nodes_dialling_converge_on_one_link(void **state)
+static bool pred_tie_settled(void *ctx)
 {
+    world *w = ctx;
+    return pred_single_connection_each(w) && w->nodes[0].received_count >= TIE_MESSAGES &&
+           w->nodes[1].received_count >= TIE_MESSAGES;
+}
+
+static void test_both_nodes_dialling_agree_before_link_up(void **state)
+{
+    /* Both nodes dial at the same instant, TIE_ROUNDS times with fresh keys.
+     * Each side must see exactly one link up and no link down (the survivor
+     * is agreed before either side is told), both must hold the same
+     * connection, and what each sent from its on_link_up must all arrive. */
     world *w = *state;
     w->count = 2;
-    for (size_t i = 0; i < 2; i++) {
-        p2p_config config;
-        tnode_config(&w->nodes[i], &config, CHAIN);
-        config.dial_yield_ms = P2P_DIAL_YIELD_NONE; /* both dial at once */
-        tnode_start(&w->nodes[i], &w->loop, NULL, &config);
+    for (int round = 0; round < TIE_ROUNDS; round++) {
+        for (size_t i = 0; i < 2; i++) {
+            tnode_stop(&w->nodes[i]);
+            memset(&w->nodes[i], 0, sizeof w->nodes[i]);
+            p2p_config config;
+            tnode_config(&w->nodes[i], &config, CHAIN);
+            config.dial_yield_ms = P2P_DIAL_YIELD_NONE; /* both dial at once */
+            tnode_start(&w->nodes[i], &w->loop, NULL, &config);
+            w->nodes[i].on_link_up_hook = tie_send_on_link_up;
+            w->nodes[i].hook_ctx = (void *)(uintptr_t)i;
+        }
+        tnode *a = &w->nodes[0], *b = &w->nodes[1];
+        tnode *all[2] = {a, b};
+        tnode_set_members(a, all, 2);
+        tnode_set_members(b, all, 2);
+        trun_until(&w->loop, pred_tie_settled, w, WAIT_MS);
+        trun_for(&w->loop, 50); /* let any late duplicate be refused */
+        assert_true(pred_single_connection_each(w));
+        for (size_t i = 0; i < 2; i++) {
+            assert_int_equal(w->nodes[i].link_up_count, 1);
+            assert_int_equal(w->nodes[i].link_down_count, 0);
+            assert_int_equal(w->nodes[i].received_count, TIE_MESSAGES);
+            assert_false(w->nodes[i].order_broken);
+        }
+        /* One connection: opened by one side, accepted by the other. */
+        p2p_link_info ia, ib;
+        assert_int_equal(p2p_link_info_get(a->p, b->key.public_key, &ia), 0);
+        assert_int_equal(p2p_link_info_get(b->p, a->key.public_key, &ib), 0);
+        assert_int_not_equal(ia.initiator, ib.initiator);
     }
-    tnode *a = &w->nodes[0], *b = &w->nodes[1];
-    tnode *all[2] = {a, b};
-    tnode_set_members(a, all, 2);
-    tnode_set_members(b, all, 2);
-    trun_until(&w->loop, pred_single_connection_each, w, WAIT_MS);
-    /* Let any late duplicate settle, then check again. */
-    trun_for(&w->loop, 200);
-    assert_true(pred_single_connection_each(w));
-    /* Both kept the connection the lower key opened (L2). */
-    bool a_lower = memcmp(a->key.public_key, b->key.public_key, P2P_KEY_BYTES) < 0;
-    p2p_link_info ia, ib;
-    assert_int_equal(p2p_link_info_get(a->p, b->key.public_key, &ia), 0);
-    assert_int_equal(p2p_link_info_get(b->p, a->key.public_key, &ib), 0);
-    assert_int_equal(ia.initiator, a_lower);
-    assert_int_equal(ib.initiator, !a_lower);
-    /* And messages flow on it, in order. */
-    uint8_t buf[100];
-    for (uint64_t k = 0; k < 50; k++) {
-        tmsg_make(buf, sizeof buf, 0, k);
-        assert_int_equal(p2p_send(a->p, b->key.public_key, buf, sizeof buf), 0);
-    }
-    trun_until(&w->loop, pred_b_received_50, b, WAIT_MS);
-    assert_int_equal(b->received_count, 50);
-    assert_false(b->order_broken);
 }
 
 /* Generate KEY so that it sorts below (LOWER) or above the key of N. */
@@ -416,11 +434,11 @@ static bool pred_first_link_up(void *ctx)
     return ((tnode *)ctx)->link_up_count >= 1;
 }
 
-static void test_second_connection_against_preferred_link_is_closed(void **state)
+static void test_second_connection_against_live_link_is_closed(void **state)
 {
-    /* A dials R (a raw peer that listens); A's key is the lower, so that
-     * connection is the preferred one. R then dials A as well: A must keep
-     * its own connection and close R's (L2). */
+    /* A dials R (a raw peer that listens); A's key is the lower, so A
+     * decides and its connection is the link. R then dials A as well: A must
+     * keep its link, close R's connection and probe the link (L2). */
     world *w = *state;
     start_single_node(w);
     tnode *a = &w->nodes[0];
@@ -447,7 +465,7 @@ static void test_second_connection_against_preferred_link_is_closed(void **state
     rawpeer_connect(&dup, &w->loop, a->port);
     trun_until(&w->loop, tpred_rawpeer_eof, &dup, WAIT_MS);
     assert_true(dup.done); /* the handshake itself succeeded */
-    assert_true(tlog_contains("duplicate connection; the preferred one stays"));
+    assert_true(tlog_contains("duplicate connection; the live link stays"));
     assert_int_equal(a->link_up_count, 1);
     assert_int_equal(a->link_down_count, 0);
     assert_int_equal(p2p_link_info_get(a->p, r_key.public_key, &info), 0);
@@ -459,8 +477,9 @@ static void test_second_connection_against_preferred_link_is_closed(void **state
 
 static void test_newer_connection_replaces_stale_link(void **state)
 {
-    /* R (lower key) connects, then connects again as a restarted node would
-     * while A still holds the first connection: the new one replaces it. */
+    /* R (lower key, so R decides) connects and confirms, then connects
+     * again and confirms as a restarted node would while A still holds the
+     * first connection: the confirmed new one replaces it (L2). */
     world *w = *state;
     start_single_node(w);
     tnode *a = &w->nodes[0];
@@ -482,7 +501,7 @@ static void test_newer_connection_replaces_stale_link(void **state)
     assert_int_equal(a->link_up_count, 2);
     assert_int_equal(a->link_down_count, 1);
     assert_int_equal(a->last_down_reason, EHR_EEXIST);
-    assert_true(tlog_contains("replaced by a newer or preferred connection"));
+    assert_true(tlog_contains("replaced by the connection the peer confirmed"));
     /* Frames on the new connection arrive. */
     const uint8_t *one[1] = {(const uint8_t *)"fresh"};
     size_t one_len[1] = {5}, len = 0;
@@ -851,6 +870,44 @@ static void test_refuses_peer_that_connects_and_says_nothing(void **state)
     rawpeer_close(&rp);
 }
 
+static void test_unconfirmed_connection_never_goes_live(void **state)
+{
+    /* R's key is the lower, so R decides (L2); it completes the handshake
+     * but never sends the confirming first frame. A must not report a link,
+     * and must close the connection at the handshake timeout. */
+    world *w = *state;
+    ehr_signing_key r_key, a_key;
+    assert_int_equal(ehr_signing_key_generate(&r_key), 0);
+    do
+        assert_int_equal(ehr_signing_key_generate(&a_key), 0);
+    while (memcmp(r_key.public_key, a_key.public_key, P2P_KEY_BYTES) > 0);
+    p2p_config config;
+    tnode *a = &w->nodes[0];
+    tnode_config(a, &config, CHAIN);
+    config.handshake_timeout_ms = 300;
+    tnode_start(a, &w->loop, &a_key, &config);
+    w->count = 1;
+    p2p_member m;
+    memset(&m, 0, sizeof m);
+    memcpy(m.node_key, r_key.public_key, P2P_KEY_BYTES);
+    assert_int_equal(p2p_set_members(a->p, &m, 1), 0);
+    rawpeer rp;
+    raw_peer_for(&rp, &r_key, a);
+    rp.no_confirm = true;
+    rawpeer_connect(&rp, &w->loop, a->port);
+    trun_until(&w->loop, tpred_rawpeer_done, &rp, WAIT_MS);
+    trun_for(&w->loop, 100);
+    p2p_link_info info;
+    assert_int_equal(p2p_link_info_get(a->p, r_key.public_key, &info), 0);
+    assert_false(info.up);
+    assert_int_equal(info.connection_count, 1);
+    uint8_t msg[8] = {0};
+    assert_int_equal(p2p_send(a->p, r_key.public_key, msg, sizeof msg), EHR_ECLOSED);
+    expect_refused(w, &rp, "confirmation timeout");
+    assert_int_equal(a->link_down_count, 0);
+    rawpeer_close(&rp);
+}
+
 static void test_refuses_garbage_before_handshake(void **state)
 {
     world *w = *state;
@@ -1068,8 +1125,8 @@ int main(void)
         T(test_set_members_validates_before_changing_anything),
         T(test_full_queue_says_eagain_and_writable_resumes),
         T(test_removing_a_member_closes_its_link_and_adding_reopens),
-        T(test_both_nodes_dialling_converge_on_one_link),
-        T(test_second_connection_against_preferred_link_is_closed),
+        T(test_both_nodes_dialling_agree_before_link_up),
+        T(test_second_connection_against_live_link_is_closed),
         T(test_newer_connection_replaces_stale_link),
         T(test_idle_link_stays_up_on_keepalives),
         T(test_silent_member_is_dropped_as_dead),
@@ -1083,6 +1140,7 @@ int main(void)
         T(test_refuses_frame_over_limit_without_allocating_it),
         T(test_accepts_frame_at_the_size_limit),
         T(test_refuses_peer_that_connects_and_says_nothing),
+        T(test_unconfirmed_connection_never_goes_live),
         T(test_refuses_garbage_before_handshake),
         T(test_too_many_pending_handshakes_are_refused_at_once),
         T(test_queue_bound_counts_bytes_stuck_in_flight),
