@@ -36,6 +36,11 @@ enum {
     CLI_EXIT_BUSY = 5,        /* RESOURCE_EXHAUSTED: mempool full, retry later */
     CLI_EXIT_UNAVAILABLE = 6, /* UNAVAILABLE: unreachable, no leader, or not the leader */
     CLI_EXIT_TIMEOUT = 7,     /* DEADLINE_EXCEEDED: no answer within --timeout-ms */
+    /* Not an exit status: "the help was shown, stop here". Option parsers
+     * return it like any other non-zero code, so every caller's
+     * `if (exit_code != 0) return exit_code;` stops the command; main turns it
+     * into 0. (A 0 here would let the command carry on with no arguments.) */
+    CLI_EXIT_HELP_SHOWN = -1,
 };
 
 struct cli__ctx;
@@ -53,7 +58,7 @@ struct cli__command {
 struct cli__ctx {
     const struct cli__command *command;
     bool json;     /* --json: machine-readable output on stdout */
-    int exit_code; /* set by cli__getopt when it returns CLI_OPT_EXIT */
+    int exit_code; /* set by cli__getopt when it returns CLI_OPT_EXIT; never 0 */
 };
 
 /* Options every command accepts; end a command's option table with these. */
@@ -70,7 +75,8 @@ enum { CLI_OPT_END = -1, CLI_OPT_EXIT = -2 };
  * --json itself; prints help for --help and a usage error for an unknown
  * option or a missing argument. Returns the option's value (> 0), CLI_OPT_END
  * when options are done (positional arguments start at optind), or
- * CLI_OPT_EXIT with ctx->exit_code set (0 after help, 2 after a usage error).
+ * CLI_OPT_EXIT with ctx->exit_code set (CLI_EXIT_HELP_SHOWN after --help,
+ * 2 after a usage error): the caller returns ctx->exit_code at once.
  */
 int cli__getopt(struct cli__ctx *ctx, int argc, char **argv, const struct option *options);
 

@@ -310,6 +310,9 @@ int main(int argc, char **argv)
     sub_argv[0] = (char *)command->name;
     optind = 0; /* glibc: a full getopt reset */
     int rc = command->run(&ctx, sub_argc, sub_argv);
+    if (rc == CLI_EXIT_HELP_SHOWN)
+        rc = CLI_EXIT_OK;
+    EHR_ASSERT(rc >= 0);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "ehrctl: write to stdout failed\n");
         return CLI_EXIT_FAIL;

@@ -27,7 +27,7 @@ int cli__getopt(struct cli__ctx *ctx, int argc, char **argv, const struct option
             continue;
         case 'h':
             cli__command_help(ctx->command);
-            ctx->exit_code = CLI_EXIT_OK;
+            ctx->exit_code = CLI_EXIT_HELP_SHOWN;
             return CLI_OPT_EXIT;
         case ':':
             ctx->exit_code = cli__usage_error(ctx, "%s needs a value", argv[optind - 1]);

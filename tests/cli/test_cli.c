@@ -536,6 +536,59 @@ static void test_help_lists_every_command(void **state)
     result_free(&r);
 }
 
+/*
+ * Every command the overview lists answers --help and -h with its usage on
+ * stdout, nothing on stderr, exit 0, and does nothing else (no file made, no
+ * node contacted, no prompt). The list is read from the overview itself, so a
+ * command added later is covered without touching this test.
+ */
+static void test_every_listed_command_answers_help(void **state)
+{
+    struct fixture *f = *state;
+    struct result overview = run(f, "--help");
+    assert_int_equal(overview.status, 0);
+    const char *p = strstr(overview.out, "\ncommands:\n");
+    assert_non_null(p);
+    p += strlen("\ncommands:\n");
+    size_t checked = 0;
+    while (p[0] == ' ' && p[1] == ' ') {
+        /* "  NAME<padding> summary": NAME is one or more words. */
+        const char *name = p + 2;
+        const char *end = strstr(name, "  ");
+        assert_non_null(end);
+        char command[64];
+        assert_true((size_t)(end - name) < sizeof command);
+        memcpy(command, name, (size_t)(end - name));
+        command[end - name] = '\0';
+        const char *flags[] = {"--help", "-h"};
+        for (size_t i = 0; i < EHR_ARRAY_COUNT(flags); i++) {
+            char *copy = strdup(command);
+            const char *argv[8];
+            size_t n = 0;
+            char *save = NULL;
+            for (char *w = strtok_r(copy, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
+                argv[n++] = w;
+            argv[n++] = flags[i];
+            argv[n] = NULL;
+            struct result r = run_args(f, NULL, argv);
+            char usage[96];
+            snprintf(usage, sizeof usage, "usage: ehrctl %s ", command);
+            if (r.status != 0 || strncmp(r.out, usage, strlen(usage)) != 0 || r.err[0] != '\0')
+                fail_msg("ehrctl %s %s: exit %d, stdout \"%.80s\", stderr \"%.200s\"", command,
+                         flags[i], r.status, r.out, r.err);
+            result_free(&r);
+            free(copy);
+        }
+        checked++;
+        p = strchr(p, '\n');
+        assert_non_null(p);
+        p++;
+    }
+    assert_true(checked >= 17); /* the overview was read, not an empty list */
+    assert_int_equal(dir_entry_count(f), 0);
+    result_free(&overview);
+}
+
 /* A member entry as `ehrctl genesis member` prints it, for a fresh identity. */
 static json_t *member_json(const char *name, const char *role, const char *address)
 {
@@ -1662,6 +1715,7 @@ int main(void)
         T(test_usage_errors_exit_2),
         T(test_label_limit_edge),
         T(test_help_lists_every_command),
+        T(test_every_listed_command_answers_help),
         T(test_genesis_from_key_files_is_deterministic),
         T(test_genesis_rejects_bad_members_naming_member_and_field),
         T(test_genesis_member_count_limit_edge),
