@@ -261,14 +261,40 @@ void cli__genesis_file_free(struct cli__genesis_file *file)
     memset(file, 0, sizeof *file);
 }
 
+/* Read and parse the JSON file PATH into *OUT. Returns 0, or 1 after a one-line failure. */
+static int json_file_load(const char *path, json_t **out)
+{
+    uint8_t *text = NULL;
+    size_t text_len = 0;
+    int rc = ehr_file_read_alloc(path, GENESIS_JSON_BYTES_MAX, &text, &text_len);
+    if (rc != 0)
+        return cli__fail(rc == EHR_ETOOBIG ? "larger than 1 MiB" : ehr_strerror(rc),
+                         "read members %s", path);
+    json_error_t error;
+    *out = json_loadb((const char *)text, text_len, JSON_REJECT_DUPLICATES, &error);
+    ehr_free(text);
+    if (*out == NULL) {
+        char why[WHY_BYTES];
+        snprintf(why, sizeof why, "line %d column %d: %s", error.line, error.column, error.text);
+        return cli__fail(why, "parse members %s", path);
+    }
+    return 0;
+}
+
 int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
 {
     static const struct option options[] = {
-        {"members", required_argument, NULL, 'm'}, {"chain-id", required_argument, NULL, 'c'},
-        {"out", required_argument, NULL, 'o'},     {"time-ms", required_argument, NULL, 't'},
-        {"force", no_argument, NULL, 'f'},         CLI_COMMON_OPTIONS,
+        {"members", required_argument, NULL, 'm'},
+        {"member", required_argument, NULL, 'M'},
+        {"chain-id", required_argument, NULL, 'c'},
+        {"out", required_argument, NULL, 'o'},
+        {"time-ms", required_argument, NULL, 't'},
+        {"force", no_argument, NULL, 'f'},
+        CLI_COMMON_OPTIONS,
     };
     const char *members_path = NULL, *chain_id = NULL, *out = NULL;
+    const char *member_paths[EHR_GENESIS_MEMBERS_MAX];
+    size_t member_count = 0;
     uint64_t time_ms = 0;
     bool time_given = false, force = false;
     int c;
@@ -276,6 +302,12 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
         switch (c) {
         case 'm':
             members_path = optarg;
+            break;
+        case 'M':
+            if (member_count == EHR_GENESIS_MEMBERS_MAX)
+                return cli__usage_error(ctx, "more than %d --member files",
+                                        EHR_GENESIS_MEMBERS_MAX);
+            member_paths[member_count++] = optarg;
             break;
         case 'c':
             chain_id = optarg;
@@ -302,30 +334,45 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
         return ctx->exit_code;
     if (optind < argc)
         return cli__usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
-    if (members_path == NULL || chain_id == NULL || out == NULL)
-        return cli__usage_error(ctx, "--members, --chain-id and --out are required");
-    char why[WHY_BYTES];
+    if ((members_path == NULL) == (member_count == 0) || chain_id == NULL || out == NULL)
+        return cli__usage_error(ctx, "--members FILE (or --member FILE, repeated), --chain-id "
+                                     "and --out are required");
     ledger_diag diag;
     if (ledger_chain_id_check(chain_id, &diag) != 0)
         return cli__usage_error(ctx, "--chain-id: %s", diag.msg);
 
-    uint8_t *text = NULL;
-    size_t text_len = 0;
-    int rc = ehr_file_read_alloc(members_path, GENESIS_JSON_BYTES_MAX, &text, &text_len);
-    if (rc != 0)
-        return cli__fail(rc == EHR_ETOOBIG ? "larger than 1 MiB" : ehr_strerror(rc),
-                         "read members %s", members_path);
-    json_error_t error;
-    json_t *root = json_loadb((const char *)text, text_len, JSON_REJECT_DUPLICATES, &error);
-    ehr_free(text);
-    if (root == NULL) {
-        snprintf(why, sizeof why, "line %d column %d: %s", error.line, error.column, error.text);
-        return cli__fail(why, "parse members %s", members_path);
+    char why[WHY_BYTES];
+    json_t *root = NULL;
+    if (members_path != NULL) {
+        if (json_file_load(members_path, &root) != 0)
+            return CLI_EXIT_FAIL;
+    } else {
+        /* One entry per file, as `genesis member` prints it, in the order given. */
+        json_t *list = json_array();
+        for (size_t i = 0; i < member_count; i++) {
+            json_t *entry = NULL;
+            if (json_file_load(member_paths[i], &entry) != 0) {
+                json_decref(list);
+                return CLI_EXIT_FAIL;
+            }
+            if (!json_is_object(entry) || json_object_get(entry, "members") != NULL) {
+                json_decref(entry);
+                json_decref(list);
+                return cli__fail("expected one member entry, as `ehrctl genesis member` prints "
+                                 "(a list goes to --members)",
+                                 "read member %s", member_paths[i]);
+            }
+            json_array_append_new(list, entry);
+        }
+        root = json_pack("{s:o}", "members", list);
+        if (root == NULL)
+            ehr_panic("out of memory building JSON");
+        members_path = "the --member files";
     }
     struct draft d;
     uint8_t *packed = NULL;
     size_t packed_len = 0;
-    rc = draft_from_json(&d, root, why);
+    int rc = draft_from_json(&d, root, why);
     if (rc == 0) {
         d.genesis.chain_id = (char *)chain_id;
         d.genesis.time_ms = time_given ? time_ms : now_ms();

@@ -223,6 +223,12 @@ static int init_run(struct cli__ctx *ctx, const struct init_args *a, const uint8
         return cli__fail(ehr_strerror(-errno), "resolve %s", config_path);
     uint8_t genesis_hash[32];
     ehr_sha256(genesis_hash, genesis, genesis_len);
+    if (a->passphrase_file == NULL && (info.flags & EHR_KEYFILE_FLAG_EMPTY_PASSPHRASE) == 0)
+        fprintf(stderr,
+                "ehrctl: warning: %s names no passphrase file, and the key is "
+                "passphrase-protected: start ehrd with $EHR_PASSPHRASE set, or add "
+                "\"passphrase_file\" to the config (--passphrase-file records one)\n",
+                real_config);
     return init_print(ctx, a, real_dir, key_path, real_config, g, genesis_hash, node_key);
 }
 

@@ -59,13 +59,16 @@ static const struct cli__command commands[] = {
      "  --kdf PROFILE               argon2id cost for the new file: interactive (default),\n"
      "                              moderate, sensitive\n",
      cli__cmd_key_passwd},
-    {"genesis", "--members FILE.json --chain-id ID --out FILE [--time-ms MS] [--force]",
-     "Write a genesis file from a JSON list of founding members.",
+    {"genesis",
+     "(--members FILE.json | --member FILE...) --chain-id ID --out FILE [--time-ms MS] [--force]",
+     "Write a genesis file from the founding members' entries.",
      "options:\n"
-     "  --members FILE.json  {\"members\": [{\"name\", \"role\", \"node_key\", \"kx_key\",\n"
-     "                       \"address\"}, ...]}; role is hospital, lab, pharmacy, insurer or\n"
-     "                       regulator; keys are 64 hex digits; address is HOST:PORT\n"
-     "                       (`ehrctl genesis member` prints one entry from a key file)\n"
+     "  --member FILE        one member's entry, as `ehrctl genesis member` prints it;\n"
+     "                       repeat it for each founding member, in order\n"
+     "  --members FILE.json  instead, all of them in one file: {\"members\": [{\"name\",\n"
+     "                       \"role\", \"node_key\", \"kx_key\", \"address\"}, ...]}; role is\n"
+     "                       hospital, lab, pharmacy, insurer or regulator; keys are 64 hex\n"
+     "                       digits; address is HOST:PORT (a host name or an IP address)\n"
      "  --chain-id ID        1-64 characters from A-Z a-z 0-9 . _ -\n"
      "  --out FILE           the genesis file to write; never replaced unless --force\n"
      "  --time-ms MS         genesis time in ms since the Unix epoch (default: now)\n"

@@ -30,9 +30,6 @@
 
 #include "cli_internal.h"
 
-/* Room for the passphrase, a line ending (\r\n) and a NUL. */
-enum { PASSPHRASE_BUFFER_BYTES = EHR_PASSPHRASE_BYTES_MAX + 3 };
-
 /* The signals that could leave the terminal without echo; see the file comment. */
 static const int tty_signals[] = {SIGINT,  SIGQUIT, SIGTERM, SIGHUP, SIGALRM,
                                   SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU};
@@ -99,40 +96,6 @@ static int fail_why(int rc, char *why, size_t why_size, const char *text)
 {
     snprintf(why, why_size, "%s", text);
     return rc;
-}
-
-/* Cut BUF (LEN bytes) at its first line ending; anything after it is an error. */
-static int first_line(char *buf, size_t *len)
-{
-    char *nl = memchr(buf, '\n', *len);
-    if (nl != NULL) {
-        if ((size_t)(nl - buf) + 1 != *len)
-            return EHR_EINVAL;
-        *len = (size_t)(nl - buf);
-        if (*len > 0 && buf[*len - 1] == '\r')
-            (*len)--;
-    }
-    if (*len > EHR_PASSPHRASE_BYTES_MAX)
-        return EHR_ETOOBIG;
-    buf[*len] = '\0';
-    return 0;
-}
-
-static int from_file(struct cli__passphrase *p, const char *path, char *why, size_t why_size)
-{
-    size_t len = 0;
-    int rc = ehr_file_read(path, p->bytes, PASSPHRASE_BUFFER_BYTES - 1, &len);
-    if (rc == EHR_ETOOBIG)
-        return fail_why(rc, why, why_size, "passphrase file is longer than 1024 bytes");
-    if (rc != 0)
-        return fail_why(rc, why, why_size, ehr_strerror(rc));
-    rc = first_line(p->bytes, &len);
-    if (rc == EHR_ETOOBIG)
-        return fail_why(rc, why, why_size, "passphrase is longer than 1024 bytes");
-    if (rc != 0)
-        return fail_why(rc, why, why_size, "passphrase file has more than one line");
-    p->len = len;
-    return 0;
 }
 
 /* tcsetattr, again if a signal interrupted it. Returns 0 or -errno. */
@@ -209,7 +172,7 @@ static int from_terminal(struct cli__passphrase *p, const struct cli__passphrase
         return fail_why(EHR_ENOTFOUND, why, why_size, "cannot open the terminal to ask for it");
     int rc = tty_read_line(fd, source->prompt, p->bytes, &p->len);
     if (rc == 0 && source->confirm) {
-        char *again = sodium_malloc(PASSPHRASE_BUFFER_BYTES);
+        char *again = sodium_malloc(EHR_PASSPHRASE_BUFFER_BYTES);
         size_t again_len = 0;
         if (again == NULL)
             rc = -ENOMEM;
@@ -239,27 +202,14 @@ int cli__passphrase_get(struct cli__passphrase *p, const struct cli__passphrase_
     EHR_ASSERT(why != NULL && why_size > 0);
     EHR_ASSERT(source->flag_name != NULL && source->env_name != NULL);
     p->len = 0;
-    p->bytes = sodium_malloc(PASSPHRASE_BUFFER_BYTES);
+    p->bytes = sodium_malloc(EHR_PASSPHRASE_BUFFER_BYTES);
     if (p->bytes == NULL)
         return fail_why(-ENOMEM, why, why_size, "cannot allocate locked memory");
-    int rc;
-    const char *env = getenv(source->env_name);
-    if (source->file != NULL) {
-        rc = from_file(p, source->file, why, why_size);
-    } else if (env != NULL) {
-        size_t len = strlen(env);
-        if (len > EHR_PASSPHRASE_BYTES_MAX) {
-            rc = EHR_ETOOBIG;
-            snprintf(why, why_size, "$%s is longer than 1024 bytes", source->env_name);
-        } else {
-            memcpy(p->bytes, env, len + 1);
-            p->len = len;
-            rc = 0;
-        }
-    } else if (isatty(STDIN_FILENO)) {
+    /* A file, else the environment: as ehrd reads them (ehr_passphrase_read). */
+    int rc = ehr_passphrase_read(source->file, source->env_name, p->bytes, &p->len, why, why_size);
+    if (rc == EHR_ENOTFOUND && isatty(STDIN_FILENO)) {
         rc = from_terminal(p, source, why, why_size);
-    } else {
-        rc = EHR_ENOTFOUND;
+    } else if (rc == EHR_ENOTFOUND) {
         snprintf(why, why_size, "no passphrase: give %s, set $%s, or run on a terminal",
                  source->flag_name, source->env_name);
     }

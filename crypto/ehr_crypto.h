@@ -176,6 +176,8 @@ enum {
         EHR_KEYFILE_HEADER_BYTES + EHR_KEYFILE_SECRETS_BYTES + EHR_KEYFILE_TAG_BYTES,
     EHR_KEYFILE_FLAG_EMPTY_PASSPHRASE = 0x01,
     EHR_PASSPHRASE_BYTES_MAX = 1024,
+    /* Room to read one: the passphrase, a line ending ("\r\n") and a NUL. */
+    EHR_PASSPHRASE_BUFFER_BYTES = EHR_PASSPHRASE_BYTES_MAX + 3,
     EHR_KEYFILE_MESSAGE_BYTES = 160,
 };
 
@@ -286,5 +288,21 @@ int ehr_keyfile_read_info(const char *path, ehr_keyfile_info *info,
                           char why[EHR_KEYFILE_MESSAGE_BYTES]);
 int ehr_keyfile_load(const char *path, ehr_identity *id, ehr_keyfile_info *info, const char *pass,
                      size_t pass_len, char why[EHR_KEYFILE_MESSAGE_BYTES]);
+
+/*
+ * A passphrase from where a program finds it without asking: FILE (may be
+ * NULL), whose one line is the passphrase (a final "\n" or "\r\n" is not
+ * part of it), else the environment variable ENV_NAME (may be NULL). ehrd
+ * and ehrctl both read passphrases with this, so a file means the same
+ * passphrase to both. BUF holds EHR_PASSPHRASE_BUFFER_BYTES (sodium_malloc
+ * it; the caller wipes it). Returns 0 with the passphrase and a NUL in BUF
+ * and its length in *LEN; EHR_ENOTFOUND when FILE is NULL and ENV_NAME is
+ * unset (nothing in WHY: the caller decides what that means); else, with a
+ * message in WHY naming the file or variable: -errno reading FILE,
+ * EHR_ETOOBIG (over EHR_PASSPHRASE_BYTES_MAX), EHR_EINVAL (a file of more
+ * than one line).
+ */
+int ehr_passphrase_read(const char *file, const char *env_name, char *buf, size_t *len, char *why,
+                        size_t why_size);
 
 #endif /* EHR_CRYPTO_H */

@@ -18,7 +18,7 @@
 #include "ehr_crypto.h"
 #include "node.h"
 
-enum { PASSPHRASE_FILE_BYTES_MAX = EHR_PASSPHRASE_BYTES_MAX + 2 };
+enum { PATH_BYTES_MAX = 4096 };
 
 static const char usage[] =
     "usage: ehrd --config FILE [--genesis FILE]\n"
@@ -29,8 +29,8 @@ static const char usage[] =
     "  --genesis FILE  refuse to start unless the ledger belongs to this genesis\n"
     "  --help          this text\n"
     "\n"
-    "The key file's passphrase comes from the config's passphrase_file, else from\n"
-    "$EHR_PASSPHRASE, else it is empty (a key file written with --no-passphrase).\n"
+    "The key file's passphrase comes from the config's passphrase_file (one line),\n"
+    "else from $EHR_PASSPHRASE; a key file written with --no-passphrase needs none.\n"
     "Exit status: 0 after a clean stop, 1 when the node cannot start or hits a\n"
     "storage or system error, 2 for a bad command line, 3 when this node's state\n"
     "diverged from the cluster's.\n";
@@ -42,38 +42,53 @@ struct daemon {
     int signals;
 };
 
-/* The passphrase for the key file into PASS (sodium_malloc'd, PASS_CAP
- * bytes). Returns its length, or -1 with a message on stderr. */
-static long passphrase_read(const struct node_config *cfg, char *pass, size_t cap)
+/*
+ * Open CFG's key file into ID (sodium_malloc'd), with its passphrase from
+ * the config's passphrase_file, else $EHR_PASSPHRASE (ehr_passphrase_read,
+ * as ehrctl reads them); a key file written with --no-passphrase needs
+ * neither. Returns 0, or -1 after one line on stderr that says what was
+ * missing or wrong and where ehrd looked.
+ */
+static int identity_open(const struct node_config *cfg, const char *config_path, ehr_identity *id)
 {
-    const char *src = NULL;
-    size_t len = 0;
-    if (cfg->passphrase_file != NULL) {
-        int rc = ehr_file_read(cfg->passphrase_file, pass, cap - 1, &len);
-        if (rc != 0) {
-            fprintf(stderr, "ehrd: cannot read the passphrase file %s: %s\n", cfg->passphrase_file,
-                    ehr_strerror(rc));
-            return -1;
-        }
-        pass[len] = '\0';
-        char *nl = memchr(pass, '\n', len);
-        if (nl != NULL)
-            len = (size_t)(nl - pass);
-        if (len > 0 && pass[len - 1] == '\r')
-            len--;
-        return (long)len;
-    }
-    src = getenv("EHR_PASSPHRASE");
-    if (src == NULL)
-        return 0;
-    len = strlen(src);
-    if (len >= cap) {
-        fprintf(stderr, "ehrd: $EHR_PASSPHRASE is longer than %d bytes\n",
-                EHR_PASSPHRASE_BYTES_MAX);
+    char why[EHR_KEYFILE_MESSAGE_BYTES] = "";
+    ehr_keyfile_info info;
+    int rc = ehr_keyfile_read_info(cfg->key_file, &info, why);
+    if (rc != 0) {
+        fprintf(stderr, "ehrd: cannot open the key file %s: %s\n", cfg->key_file,
+                why[0] ? why : ehr_strerror(rc));
         return -1;
     }
-    memcpy(pass, src, len);
-    return (long)len;
+    char *pass = sodium_malloc(EHR_PASSPHRASE_BUFFER_BYTES);
+    if (pass == NULL) {
+        fprintf(stderr, "ehrd: out of secure memory\n");
+        return -1;
+    }
+    size_t len = 0;
+    const char *source = "no passphrase (the key file is unprotected)";
+    char pwhy[PATH_BYTES_MAX + 128] = "";
+    rc = 0;
+    if ((info.flags & EHR_KEYFILE_FLAG_EMPTY_PASSPHRASE) == 0) {
+        rc = ehr_passphrase_read(cfg->passphrase_file, "EHR_PASSPHRASE", pass, &len, pwhy,
+                                 sizeof pwhy);
+        source = cfg->passphrase_file != NULL ? "the config's passphrase_file" : "$EHR_PASSPHRASE";
+        if (rc == EHR_ENOTFOUND)
+            fprintf(stderr,
+                    "ehrd: the key file %s is passphrase-protected and no passphrase was given: "
+                    "set \"passphrase_file\" in %s, or $EHR_PASSPHRASE\n",
+                    cfg->key_file, config_path);
+        else if (rc != 0)
+            fprintf(stderr, "ehrd: %s\n", pwhy);
+    }
+    if (rc == 0) {
+        rc = ehr_keyfile_load(cfg->key_file, id, NULL, pass, len, why);
+        if (rc != 0)
+            fprintf(stderr, "ehrd: cannot open the key file %s: %s (passphrase from %s)\n",
+                    cfg->key_file, why[0] ? why : ehr_strerror(rc), source);
+    }
+    sodium_memzero(pass, EHR_PASSPHRASE_BUFFER_BYTES);
+    sodium_free(pass);
+    return rc == 0 ? 0 : -1;
 }
 
 static void on_stopped(void *user, int exit_code)
@@ -158,31 +173,16 @@ int main(int argc, char **argv)
     }
 
     ehr_identity *id = sodium_malloc(sizeof *id);
-    char *pass = sodium_malloc(PASSPHRASE_FILE_BYTES_MAX + 1);
-    if (id == NULL || pass == NULL) {
+    if (id == NULL) {
         fprintf(stderr, "ehrd: out of secure memory\n");
-        sodium_free(id);
-        sodium_free(pass);
         goto out;
     }
-    long plen = passphrase_read(&cfg, pass, PASSPHRASE_FILE_BYTES_MAX + 1);
-    char why[EHR_KEYFILE_MESSAGE_BYTES] = "";
-    int rc =
-        plen < 0 ? EHR_EINVAL : ehr_keyfile_load(cfg.key_file, id, NULL, pass, (size_t)plen, why);
-    sodium_memzero(pass, PASSPHRASE_FILE_BYTES_MAX + 1);
-    sodium_free(pass);
-    if (rc != 0) {
-        if (plen >= 0)
-            fprintf(stderr, "ehrd: cannot open the key file %s: %s%s%s\n", cfg.key_file,
-                    why[0] ? why : ehr_strerror(rc),
-                    rc == EHR_EPASSPHRASE ? " (set passphrase_file in the config or "
-                                            "$EHR_PASSPHRASE)"
-                                          : "",
-                    "");
+    if (identity_open(&cfg, config_path, id) != 0) {
         ehr_identity_wipe(id);
         sodium_free(id);
         goto out;
     }
+    int rc;
 
     uv_loop_t loop;
     uv_loop_init(&loop);

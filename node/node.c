@@ -25,6 +25,10 @@
 #include "ehr/v1/tx.pb-c.h"
 #include "node_internal.h"
 
+/* Every address a genesis accepts fits a peer link's (snprintf would cut it silently). */
+_Static_assert((int)EHR_PEER_ADDRESS_BYTES_MAX < (int)P2P_ADDRESS_BYTES_MAX,
+               "a genesis peer address and its NUL fit p2p_member.address");
+
 /* ---- small helpers ---- */
 
 uint64_t node__now_ms(void)
@@ -1290,7 +1294,9 @@ static int start_p2p(struct node *n, char *err, size_t err_size)
     }
     rc = p2p_set_members(n->p2p, pm, n->member_count);
     if (rc != 0) {
-        snprintf(err, err_size, "cannot use the members' peer addresses: %s (they must be IP:PORT)",
+        snprintf(err, err_size,
+                 "cannot use the members' peer addresses: %s (each must be HOST:PORT, a host "
+                 "name or an IP address)",
                  ehr_strerror(rc));
         return rc;
     }

@@ -94,13 +94,28 @@ enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_CONFIRMING, CONN_LIVE, C
 struct member {
     uint8_t key[P2P_KEY_BYTES];
     char address[P2P_ADDRESS_BYTES_MAX];
-    bool dialable; /* it has an address */
+    bool dialable;                    /* it has an address */
+    bool literal;                     /* the address is IP:PORT, parsed once into addr */
+    char host[P2P_ADDRESS_BYTES_MAX]; /* a host name, resolved before each dial */
+    uint16_t port;
+    bool resolving; /* a lookup of host is under way (struct resolve) */
     struct sockaddr_storage addr;
     struct conn *link;    /* the LIVE connection, or NULL (L1) */
     struct conn *dialing; /* our outbound attempt in progress, or NULL */
     uint32_t failures;    /* dial attempts since the last link up */
     uint64_t next_dial_ms;
     bool blocked; /* p2p_send said EHR_EAGAIN; on_writable is due */
+};
+
+/* A lookup of a member's host name before a dial. It may outlive the member
+ * (it finds it again by key when it completes) and holds p2p_close back
+ * until it completes (counted in handles_open). */
+struct resolve {
+    uv_getaddrinfo_t req;
+    p2p *owner;
+    struct resolve *prev, *next;
+    uint8_t key[P2P_KEY_BYTES];
+    char host[P2P_ADDRESS_BYTES_MAX];
 };
 
 /* One write buffer: sealed frames, written with one uv_write. */
@@ -156,7 +171,8 @@ struct p2p {
     uv_idle_t flush; /* an idle handle: the loop does not block while it is active */
     struct member *members[P2P_MEMBERS_MAX]; /* sorted by key */
     size_t member_count;
-    struct conn *conns; /* every connection, CLOSING ones included */
+    struct conn *conns;       /* every connection, CLOSING ones included */
+    struct resolve *resolves; /* host-name lookups under way */
     size_t inbound_handshakes;
     size_t handles_open;
     bool closing;
@@ -175,8 +191,21 @@ static uint64_t now_ms(const p2p *p)
     return uv_now(p->loop);
 }
 
-/* Parse "a.b.c.d:port" or "[v6]:port" into *OUT. Returns 0 or EHR_EINVAL. */
-static int address_parse(const char *text, struct sockaddr_storage *out)
+/* A character of a host name (RFC 1123: letters, digits, '-', '.'). */
+static bool host_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.';
+}
+
+/*
+ * Parse TEXT, "a.b.c.d:port", "[v6]:port" or "host.name:port". An IP
+ * literal goes into *OUT with *LITERAL true; a host name into HOST (room for
+ * P2P_ADDRESS_BYTES_MAX) and *PORT with *LITERAL false, resolved at each
+ * dial. Returns 0 or EHR_EINVAL.
+ */
+static int address_parse_any(const char *text, struct sockaddr_storage *out, bool *literal,
+                             char *host_out, uint16_t *port_out)
 {
     char host[P2P_ADDRESS_BYTES_MAX];
     const char *port_text;
@@ -209,7 +238,28 @@ static int address_parse(const char *text, struct sockaddr_storage *out)
     memset(out, 0, sizeof *out);
     int rc = v6 ? uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)out)
                 : uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out);
-    return rc == 0 ? 0 : EHR_EINVAL;
+    *literal = rc == 0;
+    if (rc == 0 || v6)
+        return rc == 0 ? 0 : EHR_EINVAL;
+    for (size_t i = 0; i < host_len; i++) {
+        if (!host_char(host[i]))
+            return EHR_EINVAL;
+    }
+    if (port == 0 || host[0] == '-' || host[0] == '.')
+        return EHR_EINVAL; /* a name is dialled, so it needs a real port */
+    memcpy(host_out, host, host_len + 1);
+    *port_out = (uint16_t)port;
+    return 0;
+}
+
+/* Parse an IP:PORT literal (a listen address) into *OUT. Returns 0 or EHR_EINVAL. */
+static int address_parse(const char *text, struct sockaddr_storage *out)
+{
+    bool literal = false;
+    char host[P2P_ADDRESS_BYTES_MAX];
+    uint16_t port;
+    int rc = address_parse_any(text, out, &literal, host, &port);
+    return rc == 0 && literal ? 0 : EHR_EINVAL;
 }
 
 /* "ip:port" of a socket address, for logs. */
@@ -790,7 +840,8 @@ static void on_connect(uv_connect_t *req, int status)
     conn_start_handshake(c);
 }
 
-static void member_dial(p2p *p, struct member *m)
+/* Open a connection to M at M->addr (a literal, or what its name resolved to). */
+static void member_connect(p2p *p, struct member *m)
 {
     EHR_ASSERT(m->link == NULL && m->dialing == NULL && m->dialable);
     struct conn *c = conn_new(p, true);
@@ -805,6 +856,77 @@ static void member_dial(p2p *p, struct member *m)
         ehr_log(EHR_LOG_INFO, "p2p dial failed", "addr=%s err=%s", m->address, ehr_errname(rc));
         conn_close(c, rc, NULL);
     }
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct resolve *r = req->data;
+    p2p *p = r->owner;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        p->resolves = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    struct member *m = p->closing ? NULL : member_find(p, r->key);
+    if (m != NULL && m->resolving) {
+        m->resolving = false;
+        if (strcmp(m->host, r->host) != 0) {
+            m->next_dial_ms = now_ms(p); /* the address changed meanwhile: look up the new one */
+        } else if (status != 0 || res == NULL) {
+            ehr_log(m->failures <= 1 ? EHR_LOG_INFO : EHR_LOG_DEBUG, "p2p dial failed",
+                    "addr=%s err=\"cannot resolve: %s\"", m->address,
+                    status != 0 ? uv_strerror(status) : "no address");
+            member_schedule_dial(p, m);
+        } else {
+            EHR_ASSERT(res->ai_addrlen <= sizeof m->addr);
+            memset(&m->addr, 0, sizeof m->addr);
+            memcpy(&m->addr, res->ai_addr, res->ai_addrlen);
+            if (m->link == NULL && m->dialing == NULL)
+                member_connect(p, m);
+        }
+    }
+    if (res != NULL)
+        uv_freeaddrinfo(res);
+    ehr_free(r);
+    handle_closed(p); /* may free p: nothing after this */
+}
+
+/* Dial M: at once for an IP literal; a host name is looked up first, at
+ * every dial, so a member that moves its node to a new address is found. */
+static void member_dial(p2p *p, struct member *m)
+{
+    EHR_ASSERT(m->link == NULL && m->dialing == NULL && m->dialable);
+    EHR_ASSERT(!m->resolving);
+    if (m->literal) {
+        member_connect(p, m);
+        return;
+    }
+    struct resolve *r = ehr_calloc(1, sizeof *r);
+    r->owner = p;
+    r->req.data = r;
+    memcpy(r->key, m->key, P2P_KEY_BYTES);
+    memcpy(r->host, m->host, sizeof r->host);
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)m->port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = uv_getaddrinfo(p->loop, &r->req, on_resolved, m->host, port, &hints);
+    if (rc != 0) {
+        ehr_free(r);
+        ehr_log(EHR_LOG_INFO, "p2p dial failed", "addr=%s err=\"cannot resolve: %s\"", m->address,
+                uv_strerror(rc));
+        member_schedule_dial(p, m);
+        return;
+    }
+    r->next = p->resolves;
+    if (p->resolves != NULL)
+        p->resolves->prev = r;
+    p->resolves = r;
+    p->handles_open++;
+    m->resolving = true;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -842,7 +964,8 @@ static void dial_due(p2p *p)
     uint64_t now = now_ms(p);
     for (size_t i = 0; i < p->member_count && !p->closing; i++) {
         struct member *m = p->members[i];
-        if (m->dialable && m->link == NULL && m->dialing == NULL && now >= m->next_dial_ms)
+        if (m->dialable && m->link == NULL && m->dialing == NULL && !m->resolving &&
+            now >= m->next_dial_ms)
             member_dial(p, m);
     }
 }
@@ -1002,7 +1125,11 @@ int p2p_set_members(p2p *p, const p2p_member *members, size_t count)
         if (memchr(e->address, '\0', sizeof e->address) == NULL)
             return EHR_EINVAL;
         struct sockaddr_storage addr;
-        if (e->address[0] != '\0' && address_parse(e->address, &addr) != 0)
+        bool literal;
+        char host[P2P_ADDRESS_BYTES_MAX];
+        uint16_t port;
+        if (e->address[0] != '\0' &&
+            address_parse_any(e->address, &addr, &literal, host, &port) != 0)
             return EHR_EINVAL;
         ehr_public_key parsed;
         if (ehr_public_key_parse(&parsed, e->node_key) != 0)
@@ -1029,8 +1156,11 @@ int p2p_set_members(p2p *p, const p2p_member *members, size_t count)
         }
         memcpy(m->address, e->address, sizeof m->address);
         m->dialable = e->address[0] != '\0';
-        if (m->dialable)
-            address_parse(m->address, &m->addr);
+        m->host[0] = '\0';
+        if (m->dialable) {
+            int rc = address_parse_any(m->address, &m->addr, &m->literal, m->host, &m->port);
+            EHR_ASSERT(rc == 0); /* validated above */
+        }
         next[next_count++] = m;
     }
     qsort(next, next_count, sizeof next[0], member_entry_compare);
@@ -1153,6 +1283,10 @@ void p2p_close(p2p *p, void (*on_closed)(void *user))
     p->on_closed = on_closed;
     for (struct conn *c = p->conns; c != NULL; c = c->next)
         conn_close(c, EHR_ECLOSED, NULL);
+    /* A lookup that has not started yet is cancelled (its callback says so);
+     * one under way completes; either way on_resolved frees it. */
+    for (struct resolve *r = p->resolves; r != NULL; r = r->next)
+        uv_cancel((uv_req_t *)&r->req);
     for (size_t i = 0; i < p->member_count; i++)
         ehr_free(p->members[i]);
     p->member_count = 0;

@@ -47,8 +47,9 @@ enum {
     /* Largest handshake message (after its 4-byte length). */
     P2P_HANDSHAKE_MESSAGE_BYTES_MAX = 256,
     P2P_CHAIN_ID_BYTES_MAX = 64,
-    /* "IPv4:port" or "[IPv6]:port", with its NUL. */
-    P2P_ADDRESS_BYTES_MAX = 64,
+    /* A member's "host.name:port", "IPv4:port" or "[IPv6]:port" (at most 256
+     * bytes, as a genesis allows), with its NUL. */
+    P2P_ADDRESS_BYTES_MAX = 257,
     /* Members in one set (the node itself included). */
     P2P_MEMBERS_MAX = 256,
     /* Connections accepted but not yet authenticated; more are closed at once. */
@@ -71,7 +72,9 @@ enum {
 typedef struct p2p p2p;
 
 /* One member of the chain: its node key and where it listens. An empty
- * address means "accept its connections but never dial it". */
+ * address means "accept its connections but never dial it". A host name is
+ * looked up (getaddrinfo, on libuv's worker pool) before every dial, so a
+ * member that moves its node to a new address is found on the next one. */
 typedef struct p2p_member {
     uint8_t node_key[P2P_KEY_BYTES];
     char address[P2P_ADDRESS_BYTES_MAX];

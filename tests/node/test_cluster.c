@@ -519,6 +519,41 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     node_config_free(&cfg);
     expect_start_refused(path, NULL, NULL, 1, "is not a member");
 
+    /* A passphrase-protected key: with no passphrase given, with a passphrase
+     * file that does not exist, and with one of two lines (ehrctl refuses the
+     * same file: one reader for both). Each names what is wrong. */
+    char pass_path[CLUSTER_PATH_BYTES + 64], key_path[CLUSTER_PATH_BYTES + 64];
+    snprintf(pass_path, sizeof pass_path, "%s/protected.pass", c.root);
+    assert_int_equal(ehr_file_write_atomic(pass_path, "secret words\n", 13, 0600, true), 0);
+    snprintf(key_path, sizeof key_path, "%s/protected.key", c.root);
+    char *keygen_protected[] = {c.ehrctl,  "keygen", "--out", key_path, "--passphrase-file",
+                                pass_path, NULL};
+    pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        execv(keygen_protected[0], keygen_protected);
+        _exit(127);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
+    ehr_free(cfg.key_file);
+    cfg.key_file = ehr_strdup(key_path);
+    ehr_free(cfg.passphrase_file);
+    cfg.passphrase_file = NULL;
+    snprintf(path, sizeof path, "%s/no-passphrase.json", c.root);
+    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    expect_start_refused(path, NULL, NULL, 1, "no passphrase was given");
+    snprintf(pass_path, sizeof pass_path, "%s/missing.pass", c.root);
+    cfg.passphrase_file = ehr_strdup(pass_path);
+    snprintf(path, sizeof path, "%s/missing-passphrase.json", c.root);
+    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    expect_start_refused(path, NULL, NULL, 1, "cannot read the passphrase file");
+    assert_int_equal(ehr_file_write_atomic(pass_path, "secret words\nmore\n", 18, 0600, true), 0);
+    expect_start_refused(path, NULL, NULL, 1, "has more than one line");
+    node_config_free(&cfg);
+
     /* A genesis that is not the ledger's. */
     snprintf(path, sizeof path, "%s/other-genesis.pb", c.root);
     ehr_signing_key k;

@@ -97,6 +97,8 @@ static bool pred_received_at_least(void *ctx)
 
 static void raw_peer_for(rawpeer *rp, const ehr_signing_key *key, const tnode *target);
 static bool pred_received_one(void *ctx);
+static bool pred_a_down(void *ctx);
+static void start_single_node(world *w);
 
 /* ---- exchange and ordering ---- */
 
@@ -200,16 +202,23 @@ static void test_set_members_validates_before_changing_anything(void **state)
     assert_int_equal(ehr_signing_key_generate(&other), 0);
     memcpy(bad[1].node_key, other.public_key, P2P_KEY_BYTES);
     assert_int_equal(p2p_set_members(a->p, bad, 2), EHR_EINVAL); /* port out of range */
-    snprintf(bad[1].address, sizeof bad[1].address, "localhost:80");
-    assert_int_equal(p2p_set_members(a->p, bad, 2), EHR_EINVAL); /* not an IP literal */
+    snprintf(bad[1].address, sizeof bad[1].address, "host_name.example:80");
+    assert_int_equal(p2p_set_members(a->p, bad, 2), EHR_EINVAL); /* '_' is not in a host name */
+    snprintf(bad[1].address, sizeof bad[1].address, "node.example:0");
+    assert_int_equal(p2p_set_members(a->p, bad, 2), EHR_EINVAL); /* a name needs a real port */
     memset(bad[1].address, 'x', sizeof bad[1].address);
     assert_int_equal(p2p_set_members(a->p, bad, 2), EHR_EINVAL); /* no NUL */
+    /* The longest address: P2P_ADDRESS_BYTES_MAX - 1 bytes and its NUL. */
+    memset(bad[1].address, 'a', sizeof bad[1].address);
+    memcpy(bad[1].address + sizeof bad[1].address - 6, ":7000", 6);
+    assert_int_equal(strlen(bad[1].address), P2P_ADDRESS_BYTES_MAX - 1);
     static p2p_member many[P2P_MEMBERS_MAX + 1];
     assert_int_equal(p2p_set_members(a->p, many, P2P_MEMBERS_MAX + 1), EHR_ETOOBIG);
     /* Nothing changed: the link is still up. */
     trun_for(&w->loop, 50);
     assert_true(tnode_link_up(a, b));
     assert_int_equal(a->link_down_count, 0);
+    assert_int_equal(p2p_set_members(a->p, bad, 2), 0); /* the longest address is taken */
     /* A key that is not a curve point. */
     snprintf(bad[1].address, sizeof bad[1].address, "[::1]:7000");
     memset(bad[1].node_key, 0xff, P2P_KEY_BYTES);
@@ -220,6 +229,51 @@ static void test_set_members_validates_before_changing_anything(void **state)
     bad[1].address[0] = '\0';
     assert_int_equal(p2p_set_members(a->p, bad, 2), 0);
     assert_true(tnode_link_up(a, b));
+}
+
+/* Member addresses may be host names: looked up before each dial. */
+static void test_member_address_may_be_a_host_name(void **state)
+{
+    world *w = *state;
+    world_start(w, 2);
+    tnode *a = &w->nodes[0], *b = &w->nodes[1];
+    trun_until(&w->loop, pred_all_links_up, w, WAIT_MS);
+    /* A names B as localhost:PORT: once B's link is cut, A finds B again. */
+    p2p_member members[2] = {tnode_member(a), tnode_member(b)};
+    snprintf(members[1].address, sizeof members[1].address, "localhost:%u", (unsigned)b->port);
+    assert_int_equal(p2p_set_members(a->p, members, 2), 0);
+    tnode *only_b[1] = {b};
+    tnode_set_members(b, only_b, 1); /* B drops A: the link goes down on both sides */
+    trun_until(&w->loop, pred_a_down, w, WAIT_MS);
+    tnode *both[2] = {a, b};
+    tnode_set_members(b, both, 2);
+    trun_until(&w->loop, pred_all_links_up, w, WAIT_MS);
+    assert_int_equal(a->link_up_count, 2);
+    uint8_t msg[16] = {0};
+    assert_int_equal(p2p_send(a->p, b->key.public_key, msg, sizeof msg), 0);
+}
+
+static void test_unresolvable_host_name_is_retried_and_close_waits_for_lookups(void **state)
+{
+    world *w = *state;
+    start_single_node(w);
+    tnode *a = &w->nodes[0];
+    ehr_signing_key k;
+    assert_int_equal(ehr_signing_key_generate(&k), 0);
+    p2p_member m;
+    memset(&m, 0, sizeof m);
+    memcpy(m.node_key, k.public_key, P2P_KEY_BYTES);
+    snprintf(m.address, sizeof m.address,
+             "no-such-host.invalid:7000"); /* RFC 6761: never resolves */
+    assert_int_equal(p2p_set_members(a->p, &m, 1), 0);
+    trun_for(&w->loop, 300);
+    assert_true(tlog_contains("cannot resolve"));
+    assert_int_equal(a->link_up_count, 0);
+    uint8_t msg[8] = {0};
+    assert_int_equal(p2p_send(a->p, k.public_key, msg, sizeof msg), EHR_ECLOSED);
+    /* Closing while a lookup may be under way: the teardown's loop close checks
+     * that nothing is left behind. */
+    assert_int_equal(p2p_set_members(a->p, &m, 1), 0);
 }
 
 /* ---- back-pressure ---- */
@@ -1123,6 +1177,8 @@ int main(void)
         T(test_three_nodes_exchange_messages_in_order_on_every_link),
         T(test_send_reports_missing_link_member_and_size),
         T(test_set_members_validates_before_changing_anything),
+        T(test_member_address_may_be_a_host_name),
+        T(test_unresolvable_host_name_is_retried_and_close_waits_for_lookups),
         T(test_full_queue_says_eagain_and_writable_resumes),
         T(test_removing_a_member_closes_its_link_and_adding_reopens),
         T(test_both_nodes_dialling_agree_before_link_up),
