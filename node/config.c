@@ -8,7 +8,9 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -110,6 +112,45 @@ void node_config_free(struct node_config *cfg)
     ehr_free(cfg->peer_listen);
     ehr_free(cfg->rpc_listen);
     node_config_defaults(cfg);
+}
+
+int node_config_listen_resolve(const char *address, char *out, size_t out_size, char *err,
+                               size_t err_size)
+{
+    EHR_ASSERT(address != NULL);
+    EHR_ASSERT(out != NULL && out_size > 0);
+    const char *colon = strrchr(address, ':');
+    EHR_ASSERT(colon != NULL); /* node_config_address_check passed */
+    size_t host_len = (size_t)(colon - address);
+    char host[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
+    EHR_ASSERT(host_len < sizeof host);
+    memcpy(host, address, host_len);
+    host[host_len] = '\0';
+    if (host_len >= 2 && host[0] == '[' && host[host_len - 1] == ']') {
+        memmove(host, host + 1, host_len - 2);
+        host[host_len - 2] = '\0';
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    if (rc != 0 || res == NULL)
+        return say(err, err_size, EHR_ENOTFOUND, "cannot resolve \"%s\": %s", host,
+                   rc != 0 ? gai_strerror(rc) : "no address");
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (res->ai_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)res->ai_addr;
+        inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+        snprintf(out, out_size, "[%s]:%s", ip, colon + 1);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)res->ai_addr;
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+        snprintf(out, out_size, "%s:%s", ip, colon + 1);
+    }
+    freeaddrinfo(res);
+    return 0;
 }
 
 int node_config_address_check(const char *address, char *err, size_t err_size)

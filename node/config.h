@@ -166,4 +166,15 @@ void node_config_free(struct node_config *cfg);
  */
 int node_config_address_check(const char *address, char *err, size_t err_size);
 
+/*
+ * The listen address ADDRESS (node_config_address_check passed) as an IP
+ * literal to bind: "IPv4:PORT" or "[IPv6]:PORT" into OUT (OUT_SIZE bytes;
+ * NODE_CONFIG_ADDRESS_BYTES_MAX + 1 suffice). A host name is looked up with
+ * getaddrinfo (blocking: call it at start-up, not on the loop) and its first
+ * address taken. Returns 0, or EHR_ENOTFOUND with why in ERR when the name
+ * does not resolve.
+ */
+int node_config_listen_resolve(const char *address, char *out, size_t out_size, char *err,
+                               size_t err_size);
+
 #endif /* EHR_NODE_CONFIG_H */

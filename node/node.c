@@ -1280,11 +1280,16 @@ static int start_p2p(struct node *n, char *err, size_t err_size)
         snprintf(err, err_size, "cannot set up the peer network: %s", ehr_strerror(rc));
         return rc;
     }
-    rc = p2p_listen(n->p2p, n->cfg.peer_listen);
+    char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1], why[NODE_CONFIG_ERROR_BYTES_MAX];
+    rc = node_config_listen_resolve(n->cfg.peer_listen, listen, sizeof listen, why, sizeof why);
     if (rc != 0) {
-        snprintf(err, err_size, "cannot listen for peers on %s: %s%s", n->cfg.peer_listen,
-                 rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc),
-                 rc == EHR_EINVAL ? " (peer_listen must be IP:PORT)" : "");
+        snprintf(err, err_size, "cannot listen for peers on %s: %s", n->cfg.peer_listen, why);
+        return rc;
+    }
+    rc = p2p_listen(n->p2p, listen);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot listen for peers on %s: %s", n->cfg.peer_listen,
+                 rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
         return rc;
     }
     p2p_member pm[NODE_MEMBERS_MAX];

@@ -667,14 +667,20 @@ int node__service_start(struct node *n, char *err, size_t err_size)
     rpc_server_add_unary(n->rpc, PATH_PREFIX "GetBlock", get_block, n);
     rpc_server_add_unary(n->rpc, PATH_PREFIX "GetStatus", get_status, n);
     rpc_server_add_stream(n->rpc, PATH_PREFIX "StreamBlocks", stream_blocks, n);
+    char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1], why[NODE_CONFIG_ERROR_BYTES_MAX];
+    rc = node_config_listen_resolve(n->cfg.rpc_listen, listen, sizeof listen, why, sizeof why);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot serve RPC on %s: %s", n->cfg.rpc_listen, why);
+        return rc;
+    }
     char host[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
     uint16_t port;
-    rc = split_host_port(n->cfg.rpc_listen, host, sizeof host, &port);
-    if (rc == 0)
-        rc = rpc_server_listen(n->rpc, host, port);
+    rc = split_host_port(listen, host, sizeof host, &port);
+    EHR_ASSERT(rc == 0); /* node_config_listen_resolve wrote IP:PORT */
+    rc = rpc_server_listen(n->rpc, host, port);
     if (rc != 0) {
-        snprintf(err, err_size, "cannot serve RPC on %s: %s (rpc_listen must be IP:PORT)",
-                 n->cfg.rpc_listen, rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
+        snprintf(err, err_size, "cannot serve RPC on %s: %s", n->cfg.rpc_listen,
+                 rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
         return rc;
     }
     return 0;

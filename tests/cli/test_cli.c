@@ -657,6 +657,34 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
     assert_int_equal(again_len, len);
     assert_memory_equal(again, bytes, len);
 
+    /* the entries as `genesis member` printed them, one --member FILE each, in
+     * the same order, give the same bytes */
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        char name[32];
+        snprintf(name, sizeof name, "m%zu.json", i);
+        assert_int_equal(json_dump_file(json_array_get(list, i), path_in(f, name), 0), 0);
+    }
+    r = run(f, "genesis", "--member", "m0.json", "--member", "m1.json", "--member", "m2.json",
+            "--chain-id", "ehr-test-1", "--out", "g3.pb", "--time-ms", "1700000000000");
+    if (r.status != 0)
+        fail_msg("genesis --member: %s", r.err);
+    result_free(&r);
+    uint8_t *third = NULL;
+    size_t third_len = 0;
+    assert_int_equal(ehr_file_read_alloc(path_in(f, "g3.pb"), 1 << 20, &third, &third_len), 0);
+    assert_int_equal(third_len, len);
+    assert_memory_equal(third, bytes, len);
+    ehr_free(third);
+    /* a list is not one entry; --members and --member do not mix */
+    r = run(f, "genesis", "--member", "members.json", "--chain-id", "c", "--out", "g4.pb");
+    assert_one_line_failure(&r, "expected one member entry");
+    result_free(&r);
+    r = run(f, "genesis", "--members", "members.json", "--member", "m0.json", "--chain-id", "c",
+            "--out", "g4.pb");
+    assert_usage_error(&r);
+    result_free(&r);
+    assert_false(file_exists(f, "g4.pb"));
+
     /* show gives back the members, in order, and the same hash */
     r = run(f, "genesis", "show", "g1.pb", "--json");
     assert_int_equal(r.status, 0);
@@ -676,6 +704,47 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
     json_decref(list);
     ehr_free(bytes);
     ehr_free(again);
+}
+
+/*
+ * ehrctl init with the key's passphrase from $EHR_PASSPHRASE (or a prompt)
+ * writes a config with no passphrase source: it warns, saying where ehrd will
+ * look. With --passphrase-file it records the file and says nothing. A
+ * passphrase file that is missing is named as such, not as the key file.
+ */
+static void test_init_warns_when_the_config_has_no_passphrase_source(void **state)
+{
+    struct fixture *f = *state;
+    write_text(f, "pw", "correct horse\n");
+    struct result r = run(f, "keygen", "--out", "n.key", "--passphrase-file", "pw");
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    r = run(f, "genesis", "member", "--key", "n.key", "--name", "Node", "--role", "hospital",
+            "--address", "node.example:7000");
+    assert_int_equal(r.status, 0);
+    write_text(f, "member.json", r.out);
+    result_free(&r);
+    r = run(f, "genesis", "--member", "member.json", "--chain-id", "warn-1", "--out", "g.pb");
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    static const char *const env[] = {"EHR_PASSPHRASE=correct horse", NULL};
+    r = run_env(f, env, "init", "--genesis", "g.pb", "--key", "n.key", "--data", "a",
+                "--peer-listen", "127.0.0.1:7000", "--rpc-listen", "127.0.0.1:7001", NULL);
+    if (r.status != 0)
+        fail_msg("init: %s", r.err);
+    if (strstr(r.err, "warning:") == NULL || strstr(r.err, "no passphrase file") == NULL ||
+        strstr(r.err, "EHR_PASSPHRASE") == NULL)
+        fail_msg("no warning about the passphrase source: %s", r.err);
+    result_free(&r);
+    r = run(f, "init", "--genesis", "g.pb", "--key", "n.key", "--data", "b", "--peer-listen",
+            "127.0.0.1:7000", "--rpc-listen", "127.0.0.1:7001", "--passphrase-file", "pw");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.err, "");
+    result_free(&r);
+    r = run(f, "init", "--genesis", "g.pb", "--key", "n.key", "--data", "c", "--peer-listen",
+            "127.0.0.1:7000", "--rpc-listen", "127.0.0.1:7001", "--passphrase-file", "nope");
+    assert_one_line_failure(&r, "cannot read the passphrase file nope");
+    result_free(&r);
 }
 
 /* Run genesis on LIST and expect failure naming FRAGMENT, with no file written. */
@@ -1716,6 +1785,7 @@ int main(void)
         T(test_label_limit_edge),
         T(test_help_lists_every_command),
         T(test_every_listed_command_answers_help),
+        T(test_init_warns_when_the_config_has_no_passphrase_source),
         T(test_genesis_from_key_files_is_deterministic),
         T(test_genesis_rejects_bad_members_naming_member_and_field),
         T(test_genesis_member_count_limit_edge),

@@ -407,6 +407,29 @@ static void test_relative_paths_resolve_against_the_config_directory(void **stat
     }
 }
 
+/* Listen addresses: literals pass through, a name is resolved, a name that
+ * does not resolve is refused with its reason. */
+static void test_listen_addresses_resolve_to_ip_literals(void **state)
+{
+    (void)state;
+    char out[NODE_CONFIG_ADDRESS_BYTES_MAX + 1], err[256];
+    assert_int_equal(node_config_listen_resolve("127.0.0.1:7000", out, sizeof out, err, sizeof err),
+                     0);
+    assert_string_equal(out, "127.0.0.1:7000");
+    assert_int_equal(node_config_listen_resolve("0.0.0.0:1", out, sizeof out, err, sizeof err), 0);
+    assert_string_equal(out, "0.0.0.0:1");
+    assert_int_equal(node_config_listen_resolve("[::1]:65535", out, sizeof out, err, sizeof err),
+                     0);
+    assert_string_equal(out, "[::1]:65535");
+    assert_int_equal(node_config_listen_resolve("localhost:7001", out, sizeof out, err, sizeof err),
+                     0);
+    assert_true(strcmp(out, "127.0.0.1:7001") == 0 || strcmp(out, "[::1]:7001") == 0);
+    assert_int_equal(
+        node_config_listen_resolve("no-such-host.invalid:7001", out, sizeof out, err, sizeof err),
+        EHR_ENOTFOUND);
+    assert_non_null(strstr(err, "cannot resolve \"no-such-host.invalid\""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +445,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_string_lengths_at_their_edges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_size_at_its_edge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file_is_reported, setup, teardown),
+        cmocka_unit_test(test_listen_addresses_resolve_to_ip_literals),
         cmocka_unit_test_setup_teardown(test_relative_paths_resolve_against_the_config_directory,
                                         setup, teardown),
     };
