@@ -235,7 +235,7 @@ static const struct cli__command *command_find(int argc, char **argv, int *words
 
 static void print_overview(FILE *out)
 {
-    fprintf(out, "usage: ehrctl COMMAND [ARGS...] [--json]\n\n"
+    fprintf(out, "usage: ehrctl COMMAND [ARGS...] [--json]\n       ehrctl --version\n\n"
                  "Operate an ehrchain network: identities and key files, the genesis file, a\n"
                  "node's ledger and data directory, and running nodes over their gRPC API.\n\n"
                  "commands:\n");
@@ -292,6 +292,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         print_overview(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("ehrctl %s\n", ehr_version());
         return CLI_EXIT_OK;
     }
     int words;

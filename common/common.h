@@ -44,6 +44,10 @@ enum ehr_err {
     EHR_ERR_LAST_        /* not an error: one past the last code */
 };
 
+/* "VERSION (commit HASH)": the release (CMake's project version) and the git
+ * commit the binary was built from ("-dirty" with uncommitted changes). */
+const char *ehr_version(void);
+
 /* A short English description of ERR (ours or -errno). Never NULL. */
 const char *ehr_strerror(int err);
 

@@ -22,12 +22,14 @@ enum { PATH_BYTES_MAX = 4096 };
 
 static const char usage[] =
     "usage: ehrd --config FILE [--genesis FILE]\n"
+    "       ehrd --version\n"
     "\n"
     "Run an ehrchain node in the foreground until SIGINT or SIGTERM.\n"
     "\n"
     "  --config FILE   the node's config file (ehrctl init writes one)\n"
     "  --genesis FILE  refuse to start unless the ledger belongs to this genesis\n"
     "  --help          this text\n"
+    "  --version       the release and the commit this binary was built from\n"
     "\n"
     "The key file's passphrase comes from the config's passphrase_file (one line),\n"
     "else from $EHR_PASSPHRASE; a key file written with --no-passphrase needs none.\n"
@@ -118,6 +120,9 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("ehrd %s\n", ehr_version());
             return 0;
         } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config_path = argv[++i];

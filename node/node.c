@@ -1405,9 +1405,10 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
         ehr_hex_encode(hex, n->id->signing.public_key, EHR_SCHNORR_PUBLIC_BYTES);
         ehr_log(EHR_LOG_INFO, "node started",
                 "chain=%s node=%s name=\"%s\" members=%zu tip=%" PRIu64 " applied=%" PRIu64
-                " peer_listen=%s rpc_listen=%s",
+                " peer_listen=%s rpc_listen=%s version=\"%s\"",
                 n->chain.chain_id, hex, n->members[n->self_index].name, n->member_count,
-                n->tip.height, n->tip.applied_index, cfg->peer_listen, cfg->rpc_listen);
+                n->tip.height, n->tip.applied_index, cfg->peer_listen, cfg->rpc_listen,
+                ehr_version());
     }
     *out = n;
     return 0;

@@ -530,6 +530,13 @@ static void test_help_lists_every_command(void **state)
     assert_non_null(strstr(r.out, "usage: ehrctl keygen --out FILE"));
     assert_string_equal(r.err, "");
     result_free(&r);
+    /* --version: the release and the commit, exit 0, nothing else. */
+    r = run(f, "--version");
+    assert_int_equal(r.status, 0);
+    assert_int_equal(strncmp(r.out, "ehrctl 0.", 9), 0);
+    assert_non_null(strstr(r.out, " (commit "));
+    assert_string_equal(r.err, "");
+    result_free(&r);
     r = run(f, "help", "key", "show");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "usage: ehrctl key show FILE"));

@@ -440,8 +440,8 @@ static bool log_says(const struct cluster *c, size_t i, const char *words);
 
 /* Run ehrd with ARGV[1..] and NAME=VALUE in its environment (NAME may be
  * NULL), expecting it to exit EXPECT within 20 s with WORDS in its stderr. */
-static void expect_start_refused(const char *config, const char *extra_flag,
-                                 const char *extra_value, int expect, const char *words)
+static void expect_ehrd_exit(const char *config, const char *extra_flag, const char *extra_value,
+                             int expect, const char *words)
 {
     char out[] = "/tmp/ehrd-refusal-XXXXXX";
     int fd = mkstemp(out);
@@ -453,6 +453,10 @@ static void expect_start_refused(const char *config, const char *extra_flag,
         dup2(fd, 1);
         char *argv[] = {EHRD_PATH,          "--config",          (char *)config,
                         (char *)extra_flag, (char *)extra_value, NULL};
+        if (config == NULL) { /* no config: ask for the version */
+            argv[1] = "--version";
+            argv[2] = NULL;
+        }
         execv(argv[0], argv);
         _exit(127);
     }
@@ -481,9 +485,9 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
         "{\"data_dir\": \"/x\", \"peer_listen\": \"127.0.0.1:1\", "
         "\"rpc_listen\": \"127.0.0.1:2\", \"limits\": {\"mempool_tx_cnt\": 5}}";
     assert_int_equal(ehr_file_write_atomic(path, bad, strlen(bad), 0600, true), 0);
-    expect_start_refused(path, NULL, NULL, 1, "mempool_tx_cnt");
+    expect_ehrd_exit(path, NULL, NULL, 1, "mempool_tx_cnt");
     snprintf(path, sizeof path, "%s/none.json", c.root);
-    expect_start_refused(path, NULL, NULL, 1, "none.json");
+    expect_ehrd_exit(path, NULL, NULL, 1, "none.json");
 
     /* A missing data directory. */
     struct node_config cfg;
@@ -495,7 +499,7 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     snprintf(path, sizeof path, "%s/missing-dir.json", c.root);
     assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
     node_config_free(&cfg);
-    expect_start_refused(path, NULL, NULL, 1, "does not exist");
+    expect_ehrd_exit(path, NULL, NULL, 1, "does not exist");
 
     /* Another node's key on this node's data directory: not the member the
      * directory was made for is fine, but a key of no member is refused. */
@@ -517,7 +521,7 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     snprintf(path, sizeof path, "%s/stranger.json", c.root);
     assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
     node_config_free(&cfg);
-    expect_start_refused(path, NULL, NULL, 1, "is not a member");
+    expect_ehrd_exit(path, NULL, NULL, 1, "is not a member");
 
     /* A passphrase-protected key: with no passphrase given, with a passphrase
      * file that does not exist, and with one of two lines (ehrctl refuses the
@@ -544,14 +548,14 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     cfg.passphrase_file = NULL;
     snprintf(path, sizeof path, "%s/no-passphrase.json", c.root);
     assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
-    expect_start_refused(path, NULL, NULL, 1, "no passphrase was given");
+    expect_ehrd_exit(path, NULL, NULL, 1, "no passphrase was given");
     snprintf(pass_path, sizeof pass_path, "%s/missing.pass", c.root);
     cfg.passphrase_file = ehr_strdup(pass_path);
     snprintf(path, sizeof path, "%s/missing-passphrase.json", c.root);
     assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
-    expect_start_refused(path, NULL, NULL, 1, "cannot read the passphrase file");
+    expect_ehrd_exit(path, NULL, NULL, 1, "cannot read the passphrase file");
     assert_int_equal(ehr_file_write_atomic(pass_path, "secret words\nmore\n", 18, 0600, true), 0);
-    expect_start_refused(path, NULL, NULL, 1, "has more than one line");
+    expect_ehrd_exit(path, NULL, NULL, 1, "has more than one line");
     node_config_free(&cfg);
 
     /* A genesis that is not the ledger's. */
@@ -563,7 +567,7 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     tu_genesis(&k, 1, &g, &glen);
     assert_int_equal(ehr_file_write_atomic(path, g, glen, 0600, true), 0);
     ehr_free(g);
-    expect_start_refused(c.nodes[0].config, "--genesis", path, 1, "chain");
+    expect_ehrd_exit(c.nodes[0].config, "--genesis", path, 1, "chain");
 
     /* A data directory another ehrd holds. */
     cluster_start(&c, 0);
@@ -572,7 +576,7 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     assert_true(log_says(&c, 0, "node started"));
     char pidtext[32];
     snprintf(pidtext, sizeof pidtext, "%d", (int)c.nodes[0].pid);
-    expect_start_refused(c.nodes[0].config, NULL, NULL, 1, pidtext);
+    expect_ehrd_exit(c.nodes[0].config, NULL, NULL, 1, pidtext);
     assert_int_equal(cluster_stop(&c, 0), 0);
 
     /* Usage. */
@@ -586,6 +590,9 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     }
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_int_equal(WEXITSTATUS(st), 2);
+    /* --version: exit 0 with the release and the commit. */
+    expect_ehrd_exit(NULL, NULL, NULL, 0, "ehrd 0.");
+    expect_ehrd_exit(NULL, NULL, NULL, 0, " (commit ");
     cluster_destroy(&c, keep_dirs());
 }
 
