@@ -90,24 +90,6 @@ static const char *link_name(Ehr__V1__LinkState state)
     }
 }
 
-/* Parse the options of a command that takes only the node options. */
-static int parse_node_only(struct cli__ctx *ctx, int argc, char **argv,
-                           struct cli__node_options *node)
-{
-    static const struct option options[] = {CLI_NODE_OPTIONS, CLI_COMMON_OPTIONS};
-    int c;
-    while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
-        EHR_ASSERT(c == 'N' || c == 'T');
-        if (cli__node_option(ctx, c, optarg, node) != 0)
-            return CLI_EXIT_USAGE;
-    }
-    if (c == CLI_OPT_EXIT)
-        return ctx->exit_code;
-    if (optind < argc)
-        return cli__usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
-    return cli__node_options_finish(ctx, node);
-}
-
 static void status_print_human(const struct cli__node *node, const Ehr__V1__GetStatusResponse *s)
 {
     char line[LINE_BYTES], id_hex[HASH_HEX_BYTES], hash_hex[HASH_HEX_BYTES];
@@ -194,17 +176,97 @@ static json_t *status_json(const struct cli__node *node, const Ehr__V1__GetStatu
     return root;
 }
 
+enum {
+    STATUS_WAIT_S_MAX = 600,   /* --wait-leader */
+    STATUS_WAIT_POLL_MS = 100, /* between two attempts */
+};
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * One quiet attempt for --wait-leader: connect and ask GetStatus. Returns
+ * true, with NODE connected, when the answer names a leader; false after any
+ * failure or an answer without one (nothing printed: the caller tries again
+ * until its deadline).
+ */
+static bool status_try_leader(const struct cli__node_options *o, struct cli__node *node)
+{
+    memset(node, 0, sizeof *node);
+    if (cli__address_parse(o->address, node->host, &node->port) != 0)
+        return false;
+    snprintf(node->address, sizeof node->address, "%s", o->address);
+    node->timeout_ms = o->timeout_ms;
+    char err[CLI_HOST_BYTES_MAX + 128];
+    if (rpc_sync_open(node->host, node->port, o->timeout_ms, &node->sync, err, sizeof err) != 0) {
+        node->sync = NULL;
+        return false;
+    }
+    Ehr__V1__GetStatusRequest request = EHR__V1__GET_STATUS_REQUEST__INIT;
+    struct rpc_result result;
+    Ehr__V1__GetStatusResponse *s = NULL;
+    if (cli__node_call(node, "GetStatus", &request.base, 0, &result) == RPC_STATUS_OK)
+        s = ehr__v1__get_status_response__unpack(NULL, result.response_len, result.response);
+    rpc_result_clear(&result);
+    bool leader = s != NULL && s->leader_id.len == EHR_SCHNORR_PUBLIC_BYTES;
+    if (s != NULL)
+        ehr__v1__get_status_response__free_unpacked(s, NULL);
+    if (!leader)
+        cli__node_close(node);
+    return leader;
+}
+
 int cli__cmd_status(struct cli__ctx *ctx, int argc, char **argv)
 {
+    static const struct option options[] = {
+        {"wait-leader", required_argument, NULL, 'W'}, CLI_NODE_OPTIONS, CLI_COMMON_OPTIONS};
     struct cli__node_options o = {0};
-    int exit_code = parse_node_only(ctx, argc, argv, &o);
+    uint64_t wait_s = 0;
+    int c;
+    while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
+        if (c == 'W') {
+            if (cli__parse_u64(optarg, STATUS_WAIT_S_MAX, &wait_s) != 0 || wait_s == 0)
+                return cli__usage_error(ctx, "--wait-leader wants 1 to %d seconds",
+                                        STATUS_WAIT_S_MAX);
+            continue;
+        }
+        EHR_ASSERT(c == 'N' || c == 'T');
+        if (cli__node_option(ctx, c, optarg, &o) != 0)
+            return CLI_EXIT_USAGE;
+    }
+    if (c == CLI_OPT_EXIT)
+        return ctx->exit_code;
+    if (optind < argc)
+        return cli__usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+    int exit_code = cli__node_options_finish(ctx, &o);
     if (exit_code != 0)
         return exit_code;
     struct cli__node node;
-    exit_code = cli__node_open(&node, &o, "status");
-    if (exit_code != 0)
-        return exit_code;
-    Ehr__V1__GetStatusResponse *s;
+    if (wait_s > 0) {
+        /* Until the node answers and names a leader (a node just started, a
+         * cluster electing), or the deadline. */
+        uint64_t deadline = monotonic_ms() + wait_s * 1000;
+        while (!status_try_leader(&o, &node)) {
+            if (monotonic_ms() >= deadline) {
+                char why[96];
+                snprintf(why, sizeof why, "no leader known within %llu s (UNAVAILABLE)",
+                         (unsigned long long)wait_s);
+                cli__fail(why, "status of %s", o.address);
+                return CLI_EXIT_UNAVAILABLE;
+            }
+            struct timespec pause = {0, STATUS_WAIT_POLL_MS * 1000000L};
+            nanosleep(&pause, NULL);
+        }
+    } else {
+        exit_code = cli__node_open(&node, &o, "status");
+        if (exit_code != 0)
+            return exit_code;
+    }
+    Ehr__V1__GetStatusResponse *s = NULL;
     exit_code = cli__node_get_status(&node, "status", &s);
     if (exit_code == 0) {
         if (ctx->json)

@@ -133,11 +133,15 @@ static const struct cli__command commands[] = {
      "  --force                 re-run on an initialised DIR: rewrite node.key and the\n"
      "                          config, keep the ledger if it is this genesis's chain\n",
      cli__cmd_init},
-    {"status", "[--node HOST:PORT]", "Show a running node's view of itself and the cluster.",
+    {"status", "[--wait-leader S] [--node HOST:PORT]",
+     "Show a running node's view of itself and the cluster.",
      "Node id and name, Raft role, term and leader, commit and applied index, tip height\n"
      "and hash, chain id, mempool, CPU time, and each peer with its link state and\n"
      "match index (GetStatus).\n\n"
-     "options:\n" NODE_OPTIONS_HELP NODE_EXIT_HELP,
+     "options:\n"
+     "  --wait-leader S         first wait up to S seconds (1-600) for the node to answer\n"
+     "                          and name a leader (a node just started, an election);\n"
+     "                          exit 6 if it does not\n" NODE_OPTIONS_HELP NODE_EXIT_HELP,
      cli__cmd_status},
     {"tx submit",
      "(--payload FILE.json --key FILE | --envelope FILE) [--chain-id ID] [--expiry-s N] "

@@ -21,6 +21,10 @@
 #include "common.h"
 
 #define NODE_DATADIR_LOCK_NAME "LOCK"
+/* ehrd writes its pid here after taking the lock and removes it when it
+ * exits; a killed ehrd leaves it behind, so a pid read from it is believed
+ * only while DIR/LOCK is held (another process may have that pid by now). */
+#define NODE_DATADIR_PID_NAME "ehrd.pid"
 enum {
     /* Messages from these functions (callers size buffers with it). */
     NODE_DATADIR_ERROR_BYTES_MAX = 512,

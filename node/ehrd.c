@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "datadir.h"
@@ -33,6 +34,7 @@ static const char usage[] =
     "\n"
     "The key file's passphrase comes from the config's passphrase_file (one line),\n"
     "else from $EHR_PASSPHRASE; a key file written with --no-passphrase needs none.\n"
+    "While it runs, DATA_DIR/ehrd.pid holds its pid (removed when it exits).\n"
     "Exit status: 0 after a clean stop, 1 when the node cannot start or hits a\n"
     "storage or system error, 2 for a bad command line, 3 when this node's state\n"
     "diverged from the cluster's.\n";
@@ -160,6 +162,19 @@ int main(int argc, char **argv)
         node_config_free(&cfg);
         return NODE_EXIT_FAILURE;
     }
+    /* DIR/ehrd.pid while this process runs the node, removed on every exit
+     * but a kill; trust it only while DIR/LOCK is held (datadir.h). */
+    char pid_path[NODE_DATADIR_PATH_BYTES_MAX + sizeof "/" NODE_DATADIR_PID_NAME];
+    snprintf(pid_path, sizeof pid_path, "%s/%s", cfg.data_dir, NODE_DATADIR_PID_NAME);
+    char pid_text[32];
+    int pid_len = snprintf(pid_text, sizeof pid_text, "%ld\n", (long)getpid());
+    int prc = ehr_file_write_atomic(pid_path, pid_text, (size_t)pid_len, 0644, true);
+    if (prc != 0) {
+        fprintf(stderr, "ehrd: cannot write %s: %s\n", pid_path, ehr_strerror(prc));
+        node_datadir_unlock(&lock);
+        node_config_free(&cfg);
+        return NODE_EXIT_FAILURE;
+    }
     if (genesis_path != NULL) {
         uint8_t *g = NULL;
         size_t glen = 0;
@@ -209,6 +224,7 @@ int main(int argc, char **argv)
     uv_loop_close(&loop);
     code = d.exit_code;
 out:
+    unlink(pid_path);
     node_datadir_unlock(&lock);
     node_config_free(&cfg);
     return code;

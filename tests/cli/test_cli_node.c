@@ -68,6 +68,7 @@ struct fake {
     unsigned unavailable_first; /* answer the first N submissions UNAVAILABLE */
     bool wrong_hash;            /* answer SubmitTransaction with another hash */
     bool short_node_id;         /* GetStatus with a 31-byte node id */
+    unsigned no_leader_first;   /* GetStatus names no leader in its first N answers */
     bool short_block_hash;      /* GetBlock with a 31-byte hash */
     bool stream_end;            /* end StreamBlocks after the tip (else hold it open) */
 
@@ -117,7 +118,7 @@ static void fake_get_status(struct rpc_call *call, const uint8_t *req, size_t le
     s.role = EHR__V1__NODE_ROLE__NODE_ROLE_LEADER;
     s.term = 7;
     s.leader_id.data = f->node_key.public_key;
-    s.leader_id.len = 32;
+    s.leader_id.len = f->status_calls <= f->no_leader_first ? 0 : 32;
     char address[32];
     snprintf(address, sizeof address, "127.0.0.1:%u", f->port);
     s.leader_rpc_address = address;
@@ -727,6 +728,39 @@ static void test_status_unreachable_and_malformed_answers_fail_cleanly(void **st
     result_free(&r);
 }
 
+/* status --wait-leader polls until the node names a leader, or gives up
+ * with UNAVAILABLE (exit 6) at its deadline. */
+static void test_status_wait_leader_waits_for_a_leader_or_gives_up(void **state)
+{
+    struct fixture *fx = *state;
+    fx->fake->no_leader_first = fx->fake->status_calls + 3;
+    struct result r = run(fx, "status", "--wait-leader", "10", "--node", fx->address, "--json");
+    assert_int_equal(r.status, 0);
+    json_t *root = parse_json(r.out);
+    assert_true(strlen(json_str(root, "leader_id")) == 64);
+    json_decref(root);
+    assert_true(fx->fake->status_calls >= fx->fake->no_leader_first + 1);
+    result_free(&r);
+    /* never a leader: exit 6 after about a second, naming why */
+    fx->fake->no_leader_first = UINT32_MAX;
+    uint64_t start = now_ms();
+    r = run(fx, "status", "--wait-leader", "1", "--node", fx->address);
+    fx->fake->no_leader_first = 0;
+    assert_failure(&r, 6, "no leader known within 1 s");
+    assert_true(now_ms() - start >= 1000);
+    result_free(&r);
+    /* nobody listening: the same */
+    r = run(fx, "status", "--wait-leader", "1", "--node", "127.0.0.1:1");
+    assert_failure(&r, 6, "no leader known within 1 s");
+    result_free(&r);
+    r = run(fx, "status", "--wait-leader", "0", "--node", fx->address);
+    assert_usage_error(&r, "--wait-leader");
+    result_free(&r);
+    r = run(fx, "status", "--wait-leader", "601", "--node", fx->address);
+    assert_usage_error(&r, "--wait-leader");
+    result_free(&r);
+}
+
 static void test_node_options_usage_errors_exit_2(void **state)
 {
     struct fixture *fx = *state;
@@ -1258,6 +1292,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_status_human_and_json_show_what_the_node_said,
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_status_unreachable_and_malformed_answers_fail_cleanly,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_status_wait_leader_waits_for_a_leader_or_gives_up,
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_node_options_usage_errors_exit_2, fixture_setup,
                                         fixture_teardown),

@@ -577,7 +577,15 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     char pidtext[32];
     snprintf(pidtext, sizeof pidtext, "%d", (int)c.nodes[0].pid);
     expect_ehrd_exit(c.nodes[0].config, NULL, NULL, 1, pidtext);
+    /* While it runs, DIR/ehrd.pid names it; a clean stop removes the file. */
+    char pid_path[CLUSTER_PATH_BYTES + 16], pid_file[32] = "";
+    snprintf(pid_path, sizeof pid_path, "%s/ehrd.pid", c.nodes[0].dir);
+    size_t pid_len = 0;
+    assert_int_equal(ehr_file_read(pid_path, pid_file, sizeof pid_file - 1, &pid_len), 0);
+    pid_file[pid_len] = '\0';
+    assert_int_equal(strtol(pid_file, NULL, 10), (long)c.nodes[0].pid);
     assert_int_equal(cluster_stop(&c, 0), 0);
+    assert_int_equal(access(pid_path, F_OK), -1);
 
     /* Usage. */
     pid = fork();
