@@ -66,6 +66,7 @@ enum {
     /* record_anchor contents: a realistic envelope of ~270-290 bytes. */
     BENCH_POINTER_BYTES = 48,
     BENCH_PATIENTS = 16,
+    BENCH_PROGRESS_EVERY = 1000, /* signing progress line, on a terminal */
     HASH_HEX_BYTES = 2 * EHR_HASH_BYTES + 1,
     LINE_BYTES = 640, /* room for a host name (253 bytes) and more */
 };
@@ -157,13 +158,27 @@ static json_t *json_checked(json_t *v)
     return v;
 }
 
+/*
+ * A measured figure V rounded to DECIMALS places, as a JSON number that
+ * prints as rounded (cli__json_print writes reals with 15 significant
+ * digits, so 1.995 is not 1.9950000000000001).
+ */
+static json_t *json_measured(double v, int decimals)
+{
+    EHR_ASSERT(decimals >= 0 && decimals <= 9);
+    double scale = 1.0;
+    for (int i = 0; i < decimals; i++)
+        scale *= 10.0;
+    return json_checked(json_real(round(v * scale) / scale));
+}
+
 /* ---- preparation ---- */
 
 /*
  * Sign B->tx_count transactions for CHAIN_ID with a fresh key and encode
  * their requests. Every one is checked by the admission rules once signed.
  */
-static void bench_prepare(struct bench *b, const char *chain_id)
+static void bench_prepare(struct bench *b, const char *chain_id, bool progress)
 {
     ehr_signing_key key;
     int rc = ehr_signing_key_generate(&key);
@@ -181,6 +196,8 @@ static void bench_prepare(struct bench *b, const char *chain_id)
     uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     b->txs = ehr_calloc(b->tx_count, sizeof *b->txs);
     for (size_t i = 0; i < b->tx_count; i++) {
+        if (progress && (i % BENCH_PROGRESS_EVERY == 0 || i + 1 == b->tx_count))
+            fprintf(stderr, "\rbench: signing transactions %zu/%zu", i + 1, b->tx_count);
         uint8_t nonce[EHR_TX_NONCE_BYTES], pointer[BENCH_POINTER_BYTES], ct_hash[EHR_HASH_BYTES];
         ehr_random_bytes(nonce, sizeof nonce);
         ehr_random_bytes(pointer, sizeof pointer);
@@ -231,6 +248,8 @@ static void bench_prepare(struct bench *b, const char *chain_id)
         ehr_free(envelope);
     }
     ehr_signing_key_wipe(&key);
+    if (progress)
+        fputc('\n', stderr);
 }
 
 /* ---- connections ---- */
@@ -522,19 +541,23 @@ static int bench_report(struct cli__ctx *ctx, struct bench *b)
                 json_checked(json_pack("{s:s, s:s, s:I, s:I, s:o}", "address", n->address,
                                        "node_id", n->id_hex, "submissions", (json_int_t)n->sends,
                                        "reconnects", (json_int_t)n->reconnects, "cpu_percent",
-                                       cpu >= 0 ? json_real(cpu) : json_null())));
+                                       cpu >= 0 ? json_measured(cpu, 1) : json_null())));
         }
+        /* Each figure rounded to what is measured: ms to the microsecond
+         * (latency is taken in µs), rates and percentages to a tenth. */
         json_t *root = json_checked(json_pack(
-            "{s:I, s:f, s:I, s:o, s:I, s:I, s:I, s:o, s:I, s:I, s:f, s:I, s:f, s:{s:f, s:f, "
-            "s:f}, s:f, s:o}",
-            "txs", (json_int_t)b->tx_count, "envelope_bytes_avg", envelope_avg, "inflight",
-            (json_int_t)b->inflight_max, "rate",
+            "{s:I, s:o, s:I, s:o, s:I, s:I, s:I, s:o, s:I, s:I, s:o, s:I, s:o, s:{s:o, s:o, "
+            "s:o}, s:o, s:o}",
+            "txs", (json_int_t)b->tx_count, "envelope_bytes_avg", json_measured(envelope_avg, 1),
+            "inflight", (json_int_t)b->inflight_max, "rate",
             b->rate > 0 ? json_integer((json_int_t)b->rate) : json_null(), "warmup_ms",
             (json_int_t)(b->warmup_ns / 1000000), "submitted", (json_int_t)b->next_tx, "committed",
             (json_int_t)b->committed, "failed", failed, "failed_total", (json_int_t)failed_total,
-            "retries", (json_int_t)b->retries, "window_s", window_s, "window_committed",
-            (json_int_t)b->window_committed, "committed_tx_per_s", tps, "latency_ms", "p50", p50,
-            "p99", p99, "max", max, "client_cpu_percent", client_cpu, "nodes", nodes));
+            "retries", (json_int_t)b->retries, "window_s", json_measured(window_s, 6),
+            "window_committed", (json_int_t)b->window_committed, "committed_tx_per_s",
+            json_measured(tps, 1), "latency_ms", "p50", json_measured(p50, 3), "p99",
+            json_measured(p99, 3), "max", json_measured(max, 3), "client_cpu_percent",
+            json_measured(client_cpu, 1), "nodes", nodes));
         int exit_code = cli__json_print(root);
         if (exit_code != 0)
             return exit_code;
@@ -741,9 +764,8 @@ int cli__cmd_bench(struct cli__ctx *ctx, int argc, char **argv)
     char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1];
     exit_code = bench_survey(b, &a, chain_id);
     if (exit_code == 0) {
-        if (!ctx->json && isatty(STDERR_FILENO))
-            fprintf(stderr, "bench: signing %zu transactions...\n", b->tx_count);
-        bench_prepare(b, chain_id);
+        /* Progress on a terminal: signing 60,000 takes seconds. */
+        bench_prepare(b, chain_id, !ctx->json && isatty(STDERR_FILENO));
         bench_run(b);
         exit_code = bench_report(ctx, b);
     }

@@ -79,7 +79,9 @@ int cli__fail(const char *why, const char *what_fmt, ...)
 int cli__json_print(json_t *root)
 {
     EHR_ASSERT(root != NULL);
-    int rc = json_dumpf(root, stdout, JSON_INDENT(2));
+    /* Reals with 15 significant digits: every figure we print has fewer, so
+     * a rounded one prints as rounded, not as its nearest double's 17. */
+    int rc = json_dumpf(root, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
     json_decref(root);
     if (rc != 0 || fputc('\n', stdout) == EOF)
         return cli__fail(strerror(errno), "write JSON to stdout");

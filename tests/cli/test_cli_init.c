@@ -172,7 +172,7 @@ static int setup(void **state)
     run_ok(run(f, "keygen", "--out", "a.key", "--no-passphrase"));
     run_ok(run(f, "keygen", "--out", "b.key", "--no-passphrase"));
     const char *member[] = {"a.key"};
-    genesis_make(f, "genesis.bin", "test-1", member, 1);
+    genesis_make(f, "genesis.pb", "test-1", member, 1);
     return 0;
 }
 
@@ -212,7 +212,7 @@ static void assert_one_line_failure(const struct result *r, const char *fragment
 }
 
 #define INIT_ARGS(data)                                                                            \
-    "init", "--genesis", "genesis.bin", "--key", "a.key", "--data", data, "--peer-listen",         \
+    "init", "--genesis", "genesis.pb", "--key", "a.key", "--data", data, "--peer-listen",         \
         "0.0.0.0:7000", "--rpc-listen", "127.0.0.1:7001"
 
 static void test_init_creates_the_directory_key_and_config_with_private_modes(void **state)
@@ -255,7 +255,7 @@ static void test_init_creates_the_directory_key_and_config_with_private_modes(vo
     /* The ledger holds this genesis's chain, and the directory is not left locked. */
     uint8_t *genesis;
     size_t len;
-    assert_int_equal(ehr_file_read_alloc(path_in(f, "genesis.bin"), 1 << 20, &genesis, &len), 0);
+    assert_int_equal(ehr_file_read_alloc(path_in(f, "genesis.pb"), 1 << 20, &genesis, &len), 0);
     assert_int_equal(node_datadir_check_genesis(real, genesis, len, err, sizeof err), 0);
     ehr_free(genesis);
     struct node_datadir_lock lock;
@@ -286,7 +286,7 @@ static void test_init_with_json_and_a_config_path_elsewhere(void **state)
 static void test_init_refuses_a_key_that_is_not_a_founding_member(void **state)
 {
     struct fixture *f = *state;
-    struct result r = run(f, "init", "--genesis", "genesis.bin", "--key", "b.key", "--data", "node",
+    struct result r = run(f, "init", "--genesis", "genesis.pb", "--key", "b.key", "--data", "node",
                           "--peer-listen", "h:1", "--rpc-listen", "h:2");
     assert_one_line_failure(&r, "this key is not a founding member of chain \"test-1\"");
     result_free(&r);
@@ -300,21 +300,21 @@ static void test_init_reads_the_passphrase_like_the_other_commands(void **state)
     write_text(f, "wrong", "battery staple\n");
     run_ok(run(f, "keygen", "--out", "c.key", "--passphrase-file", "pw", "--force"));
     const char *members[] = {"c.key"};
-    genesis_make(f, "genesis.bin", "test-1", members, 1);
+    genesis_make(f, "genesis.pb", "test-1", members, 1);
 
     /* No passphrase source (no terminal, no variable): refused, nothing created. */
-    struct result r = run(f, "init", "--genesis", "genesis.bin", "--key", "c.key", "--data", "node",
+    struct result r = run(f, "init", "--genesis", "genesis.pb", "--key", "c.key", "--data", "node",
                           "--peer-listen", "h:1", "--rpc-listen", "h:2");
     assert_one_line_failure(&r, "open key file c.key");
     result_free(&r);
-    r = run(f, "init", "--genesis", "genesis.bin", "--key", "c.key", "--data", "node",
+    r = run(f, "init", "--genesis", "genesis.pb", "--key", "c.key", "--data", "node",
             "--peer-listen", "h:1", "--rpc-listen", "h:2", "--passphrase-file", "wrong");
     assert_one_line_failure(&r, "open key file c.key");
     result_free(&r);
     assert_int_equal(access(path_in(f, "node"), F_OK), -1);
 
     /* The right one: accepted and recorded in the config for the node. */
-    run_ok(run(f, "init", "--genesis", "genesis.bin", "--key", "c.key", "--data", "node",
+    run_ok(run(f, "init", "--genesis", "genesis.pb", "--key", "c.key", "--data", "node",
                "--peer-listen", "h:1", "--rpc-listen", "h:2", "--passphrase-file", "pw"));
     struct node_config cfg;
     char err[NODE_CONFIG_ERROR_BYTES_MAX], real[PATH_MAX];
@@ -332,7 +332,7 @@ static void test_init_rerun_is_refused_unless_forced_and_changes_nothing(void **
     struct stat before, after;
     assert_int_equal(stat(path_in(f, "node/data.mdb"), &before), 0);
 
-    struct result r = run(f, "init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node",
+    struct result r = run(f, "init", "--genesis", "genesis.pb", "--key", "a.key", "--data", "node",
                           "--peer-listen", "0.0.0.0:7000", "--rpc-listen", "h:9");
     assert_one_line_failure(&r, "not empty");
     result_free(&r);
@@ -344,7 +344,7 @@ static void test_init_rerun_is_refused_unless_forced_and_changes_nothing(void **
     assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
 
     /* --force with the same genesis: the config is rewritten, the ledger kept. */
-    run_ok(run(f, "init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node",
+    run_ok(run(f, "init", "--genesis", "genesis.pb", "--key", "a.key", "--data", "node",
                "--peer-listen", "0.0.0.0:7000", "--rpc-listen", "h:9", "--force"));
     config_after = slurp(path_in(f, "node/ehrd.json"));
     assert_non_null(strstr(config_after, "\"rpc_listen\": \"h:9\""));
@@ -368,21 +368,21 @@ static void test_init_usage_errors_exit_2_and_create_nothing(void **state)
         {"init", NULL},
         {"init", "--key", "a.key", "--data", "node", "--peer-listen", "h:1", "--rpc-listen", "h:2",
          NULL},
-        {"init", "--genesis", "genesis.bin", "--data", "node", "--peer-listen", "h:1",
+        {"init", "--genesis", "genesis.pb", "--data", "node", "--peer-listen", "h:1",
          "--rpc-listen", "h:2", NULL},
-        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--peer-listen", "h:1",
+        {"init", "--genesis", "genesis.pb", "--key", "a.key", "--peer-listen", "h:1",
          "--rpc-listen", "h:2", NULL},
-        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--rpc-listen",
+        {"init", "--genesis", "genesis.pb", "--key", "a.key", "--data", "node", "--rpc-listen",
          "h:2", NULL},
-        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--peer-listen",
+        {"init", "--genesis", "genesis.pb", "--key", "a.key", "--data", "node", "--peer-listen",
          "h:1", NULL},
-        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--peer-listen",
+        {"init", "--genesis", "genesis.pb", "--key", "a.key", "--data", "node", "--peer-listen",
          "h", "--rpc-listen", "h:2", NULL},
-        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--peer-listen",
+        {"init", "--genesis", "genesis.pb", "--key", "a.key", "--data", "node", "--peer-listen",
          "h:1", "--rpc-listen", "h:70000", NULL},
-        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--peer-listen",
+        {"init", "--genesis", "genesis.pb", "--key", "a.key", "--data", "node", "--peer-listen",
          "h:1", "--rpc-listen", "h:2", "extra", NULL},
-        {"init", "--genesis", "genesis.bin", "--key", "a.key", "--data", "node", "--peer-listen",
+        {"init", "--genesis", "genesis.pb", "--key", "a.key", "--data", "node", "--peer-listen",
          "h:1", "--rpc-listen", "h:2", "--bogus", NULL},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
