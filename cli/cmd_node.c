@@ -852,12 +852,12 @@ static void follow_message(void *data, const uint8_t *message, size_t len)
         printf("%-8llu %s  %5u tx  %s  %s\n", (unsigned long long)h->height, hash_hex, h->tx_count,
                time_text, h->height == 0 ? "genesis" : proposer_hex);
     }
-    fflush(stdout);
+    bool reader_gone = fflush(stdout) != 0 || ferror(stdout); /* `| head` has had enough */
     ledger_block_view_release(&view);
     ehr__v1__stream_blocks_response__free_unpacked(r, NULL);
     f->next_height++;
     f->shown++;
-    if (f->count_max > 0 && f->shown >= f->count_max)
+    if (reader_gone || (f->count_max > 0 && f->shown >= f->count_max))
         follow_stop(f);
 }
 

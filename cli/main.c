@@ -7,6 +7,8 @@
  * The dispatcher picks the row whose words match the most leading
  * arguments, so "genesis" and "genesis show" can coexist.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -314,6 +316,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "ehrctl: cannot initialise the crypto libraries\n");
         return CLI_EXIT_FAIL;
     }
+    /* A node that closes the connection while we write must give an error
+     * we can report, not kill us silently (libuv writes with write(2)). A
+     * reader of our stdout that goes away (`| head`) ends the command too:
+     * the failed write is noticed and the command stops quietly. */
+    signal(SIGPIPE, SIG_IGN);
     struct cli__ctx ctx = {.command = command};
     /* The command sees its own name as argv[0] and its arguments after it. */
     int sub_argc = argc - words;
@@ -325,7 +332,8 @@ int main(int argc, char **argv)
         rc = CLI_EXIT_OK;
     EHR_ASSERT(rc >= 0);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "ehrctl: write to stdout failed\n");
+        if (errno != EPIPE) /* a reader that left needs no message */
+            fprintf(stderr, "ehrctl: write to stdout failed: %s\n", strerror(errno));
         return CLI_EXIT_FAIL;
     }
     return rc;

@@ -57,6 +57,7 @@ struct rpc_client {
     int connect_status;
     bool connect_known; /* connect_status is final */
     bool connect_reported;
+    bool settings_seen; /* the server's SETTINGS arrived: it speaks HTTP/2 */
     char down_reason[REASON_BYTES];
     struct rpc__link calls; /* every call not recycled */
     struct rpc__link done;  /* calls whose done callback is due */
@@ -446,6 +447,8 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
+    if (frame->hd.type == NGHTTP2_SETTINGS)
+        ((struct rpc_client *)user_data)->settings_seen = true;
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
         return 0;
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
@@ -481,6 +484,17 @@ static void client_down(struct rpc_client *client, const char *reason)
 {
     if (client->state == CLIENT_DOWN)
         return;
+    /* An HTTP/2 server's first frame is its SETTINGS. A connection that ends,
+     * or says something that is not HTTP/2, before one arrived reached
+     * something else: say so, and what it usually is. */
+    char not_grpc[REASON_BYTES];
+    if (client->state == CLIENT_UP && !client->settings_seen && !client->close_requested) {
+        snprintf(not_grpc, sizeof not_grpc,
+                 "%s answered but is not a gRPC (HTTP/2) endpoint: a node's peer port rather "
+                 "than its RPC port? (%s)",
+                 client->authority, reason);
+        reason = not_grpc;
+    }
     bool was_connecting = client->state == CLIENT_CONNECTING;
     client->state = CLIENT_DOWN;
     snprintf(client->down_reason, sizeof client->down_reason, "%s", reason);

@@ -23,10 +23,13 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -761,6 +764,60 @@ static void test_status_wait_leader_waits_for_a_leader_or_gives_up(void **state)
     result_free(&r);
 }
 
+/* Something that is not an HTTP/2 server: accept ACCEPTS connections, and
+ * answer each with WHAT (or nothing) and a close, as a peer port does. */
+struct not_grpc {
+    int fd;
+    int accepts;
+    const char *what;
+};
+
+static void *not_grpc_serve(void *arg)
+{
+    struct not_grpc *ng = arg;
+    for (int i = 0; i < ng->accepts; i++) {
+        int c = accept(ng->fd, NULL, NULL);
+        if (c < 0)
+            break;
+        char buf[256];
+        ssize_t n = read(c, buf, sizeof buf); /* the client's preface, at least a part */
+        (void)n;
+        if (ng->what != NULL && write(c, ng->what, strlen(ng->what)) < 0)
+            break;
+        close(c);
+    }
+    return NULL;
+}
+
+/* A wrong port (one that answers, but not in HTTP/2) is named as such, and
+ * ehrctl exits 6 with that line, never killed by SIGPIPE. */
+static void test_a_port_that_is_not_grpc_is_named_as_such(void **state)
+{
+    struct fixture *fx = *state;
+    const char *answers[] = {NULL, "\x00\x00\x10garbage that is not HTTP/2 at all\n"};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(answers); i++) {
+        struct not_grpc ng = {.accepts = 1, .what = answers[i]};
+        ng.fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(ng.fd >= 0);
+        struct sockaddr_in addr = {.sin_family = AF_INET,
+                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        assert_int_equal(bind(ng.fd, (struct sockaddr *)&addr, sizeof addr), 0);
+        assert_int_equal(listen(ng.fd, 4), 0);
+        socklen_t len = sizeof addr;
+        assert_int_equal(getsockname(ng.fd, (struct sockaddr *)&addr, &len), 0);
+        pthread_t thread;
+        assert_int_equal(pthread_create(&thread, NULL, not_grpc_serve, &ng), 0);
+        char address[32];
+        snprintf(address, sizeof address, "127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
+        struct result r = run(fx, "status", "--node", address);
+        assert_failure(&r, 6, "is not a gRPC (HTTP/2) endpoint");
+        assert_non_null(strstr(r.err, "peer port"));
+        result_free(&r);
+        pthread_join(thread, NULL);
+        close(ng.fd);
+    }
+}
+
 static void test_node_options_usage_errors_exit_2(void **state)
 {
     struct fixture *fx = *state;
@@ -1300,6 +1357,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_status_unreachable_and_malformed_answers_fail_cleanly,
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_status_wait_leader_waits_for_a_leader_or_gives_up,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_a_port_that_is_not_grpc_is_named_as_such,
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_node_options_usage_errors_exit_2, fixture_setup,
                                         fixture_teardown),
