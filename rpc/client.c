@@ -102,6 +102,9 @@ struct rpc_client_call {
     bool have_grpc_status;
     enum rpc_status grpc_status;
     char grpc_message[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+    struct rpc_trailer trailers[RPC_TRAILERS_MAX]; /* custom ones, from the trailers */
+    uint32_t trailer_count;
+    bool in_done_cb; /* the trailers may be read */
     enum rpc_status status; /* final, once done */
     char message[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
     uv_timer_t timer;
@@ -396,6 +399,16 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         call->grpc_status = rpc__status_parse(value, value_len);
     } else if (name_is(name, name_len, "grpc-message")) {
         rpc__percent_decode(value, value_len, call->grpc_message, sizeof call->grpc_message);
+    } else if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+               call->trailer_count < RPC_TRAILERS_MAX &&
+               rpc__trailer_name_ok((const char *)name, name_len) &&
+               rpc__trailer_value_ok((const char *)value, value_len)) {
+        /* Trailing metadata (a trailers block ends the stream): keep ours. */
+        struct rpc_trailer *t = &call->trailers[call->trailer_count++];
+        memcpy(t->name, name, name_len);
+        t->name[name_len] = '\0';
+        memcpy(t->value, value, value_len);
+        t->value[value_len] = '\0';
     }
     return 0;
 }
@@ -729,7 +742,9 @@ static void client_pump(struct rpc_client *client)
                 response = call->response.data;
                 response_len = call->response.len;
             }
+            call->in_done_cb = true;
             call->done_cb(call->data, call->status, call->message, response, response_len);
+            call->in_done_cb = false;
             if (!call->stream_open)
                 call_reap(call);
             continue;
@@ -888,6 +903,19 @@ int rpc_client_stream(struct rpc_client *client, const char *path, const uint8_t
     EHR_ASSERT(message_cb != NULL);
     return client_call_start(client, path, request, request_len, timeout_ms, true, message_cb,
                              done_cb, data, out);
+}
+
+uint32_t rpc__client_call_trailers_copy(const struct rpc_client_call *call, struct rpc_trailer *out)
+{
+    EHR_ASSERT(call->in_done_cb); /* only during the done callback */
+    memcpy(out, call->trailers, call->trailer_count * sizeof *out);
+    return call->trailer_count;
+}
+
+const char *rpc_client_call_trailer(const struct rpc_client_call *call, const char *name)
+{
+    EHR_ASSERT(call->in_done_cb); /* only during the done callback */
+    return rpc__trailer_find(call->trailers, call->trailer_count, name);
 }
 
 void rpc_client_call_cancel(struct rpc_client_call *call)

@@ -377,3 +377,41 @@ void rpc__reader_release(struct rpc__reader *reader, size_t *budget_bytes)
     reader->message_count = 0;
     rpc__buf_recycle(&reader->body);
 }
+
+/* ---- custom trailing metadata ---- */
+
+bool rpc__trailer_name_ok(const char *name, size_t name_len)
+{
+    if (name_len == 0 || name_len > RPC_TRAILER_NAME_BYTES_MAX)
+        return false;
+    if (name_len >= 5 && memcmp(name, "grpc-", 5) == 0)
+        return false; /* gRPC's own */
+    if (name_len == 12 && memcmp(name, "content-type", 12) == 0)
+        return false;
+    for (size_t i = 0; i < name_len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false; /* ':' (pseudo-headers) and upper case among them */
+    }
+    return true;
+}
+
+bool rpc__trailer_value_ok(const char *value, size_t value_len)
+{
+    if (value_len > RPC_TRAILER_VALUE_BYTES_MAX)
+        return false;
+    for (size_t i = 0; i < value_len; i++) {
+        if (value[i] < 0x20 || value[i] > 0x7e)
+            return false;
+    }
+    return true;
+}
+
+const char *rpc__trailer_find(const struct rpc_trailer *trailers, uint32_t count, const char *name)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        if (strcmp(trailers[i].name, name) == 0)
+            return trailers[i].value;
+    }
+    return NULL;
+}

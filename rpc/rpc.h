@@ -86,6 +86,20 @@ enum rpc_status rpc_status_from_err(int err);
 #define RPC_IDLE_TIMEOUT_MS 300000u
 /* Graceful shutdown waits this long for in-flight calls before it forces them. */
 #define RPC_SHUTDOWN_GRACE_MS 5000u
+/*
+ * Custom trailing metadata: entries per answer, and the length of a name
+ * (lowercase a-z 0-9 '-', not "grpc-..." which gRPC reserves) and of a value
+ * (printable ASCII). Both sides keep at most this many.
+ */
+#define RPC_TRAILERS_MAX 4u
+#define RPC_TRAILER_NAME_BYTES_MAX 32u
+#define RPC_TRAILER_VALUE_BYTES_MAX 256u
+
+/* One trailing metadata entry, NUL-terminated. */
+struct rpc_trailer {
+    char name[RPC_TRAILER_NAME_BYTES_MAX + 1];
+    char value[RPC_TRAILER_VALUE_BYTES_MAX + 1];
+};
 
 /* ---- server ---- */
 
@@ -184,6 +198,14 @@ void rpc_server_close(struct rpc_server *server, rpc_server_close_cb close_cb, v
 int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t response_len);
 int rpc_call_fail(struct rpc_call *call, enum rpc_status status, const char *message);
 
+/*
+ * Add NAME: VALUE to the trailing metadata sent with CALL's answer (by
+ * rpc_call_reply or rpc_call_fail, after it). Returns 0; EHR_EINVAL for a
+ * name or value outside the rules above RPC_TRAILERS_MAX; EHR_EFULL past
+ * RPC_TRAILERS_MAX entries. Nothing is added on error.
+ */
+int rpc_call_trailer_add(struct rpc_call *call, const char *name, const char *value);
+
 /* Set (or clear with NULL) the cancel callback; call it from the handler. */
 void rpc_call_on_cancel(struct rpc_call *call, rpc_cancel_cb cb, void *data);
 /* The method path, and the milliseconds left before the deadline (UINT64_MAX: none). */
@@ -275,6 +297,14 @@ bool rpc_client_is_down(const struct rpc_client *client);
 void rpc_client_call_cancel(struct rpc_client_call *call);
 
 /*
+ * The value of the trailing metadata entry NAME the server sent with CALL's
+ * answer, or NULL. Only during CALL's done callback (use the handle from
+ * rpc_client_unary's *OUT). The client keeps the first RPC_TRAILERS_MAX
+ * entries that are not gRPC's own, each within the limits above.
+ */
+const char *rpc_client_call_trailer(const struct rpc_client_call *call, const char *name);
+
+/*
  * Close the connection: calls still in flight end with CANCELLED; then
  * CLOSE_CB (may be NULL) and the client is freed. The loop must keep running.
  */
@@ -290,9 +320,14 @@ struct rpc_result {
     char message[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
     uint8_t *response; /* unary response (ehr_malloc'ed), NULL on error */
     size_t response_len;
+    struct rpc_trailer trailers[RPC_TRAILERS_MAX]; /* as rpc_client_call_trailer keeps them */
+    uint32_t trailer_count;
 };
 
 void rpc_result_clear(struct rpc_result *result);
+
+/* The value of RESULT's trailing metadata entry NAME, or NULL. */
+const char *rpc_result_trailer(const struct rpc_result *result, const char *name);
 
 /*
  * Connect within TIMEOUT_MS. Returns 0 and *out, or -errno / EHR_ETIMEDOUT /

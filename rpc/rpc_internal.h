@@ -102,6 +102,23 @@ void rpc__timeout_format(uint64_t ms, char *out);
  * + 1 always suffices). Returns the encoded length.
  */
 size_t rpc__percent_encode(const char *text, char *out, size_t out_bytes);
+
+/*
+ * Is NAME (NAME_LEN bytes) a custom trailing metadata name we send or keep:
+ * 1..RPC_TRAILER_NAME_BYTES_MAX of lowercase a-z 0-9 '-', not gRPC's own
+ * ("grpc-..."), not a pseudo-header or content-type? And is VALUE one we send
+ * or keep: up to RPC_TRAILER_VALUE_BYTES_MAX printable ASCII bytes?
+ */
+bool rpc__trailer_name_ok(const char *name, size_t name_len);
+bool rpc__trailer_value_ok(const char *value, size_t value_len);
+
+/* Copy CALL's custom trailers into OUT (room for RPC_TRAILERS_MAX) during its
+ * done callback. Returns how many. */
+uint32_t rpc__client_call_trailers_copy(const struct rpc_client_call *call,
+                                        struct rpc_trailer *out);
+
+/* The value of NAME among TRAILERS[0..COUNT), or NULL. */
+const char *rpc__trailer_find(const struct rpc_trailer *trailers, uint32_t count, const char *name);
 /* Decode a grpc-message value into OUT (NUL-terminated, cut to fit); bad escapes stay as is. */
 void rpc__percent_decode(const uint8_t *in, size_t in_len, char *out, size_t out_bytes);
 

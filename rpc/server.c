@@ -163,6 +163,8 @@ struct rpc_call {
     enum rpc_status final_status;
     char final_message[ENCODED_MESSAGE_BYTES];
     size_t final_message_len;
+    struct rpc_trailer trailers[RPC_TRAILERS_MAX]; /* rpc_call_trailer_add */
+    uint32_t trailer_count;
     struct rpc__buf out; /* framed response messages; out.data[out_pos..] not yet sent */
     size_t out_pos;
     size_t out_promised; /* bytes from out_pos the read callback promised (NO_COPY) */
@@ -388,6 +390,16 @@ static size_t call_queued_bytes(const struct rpc_call *call)
     return call->out.len - call->out_pos;
 }
 
+/* The custom trailing metadata of CALL as header fields into OUT (room for
+ * RPC_TRAILERS_MAX). Returns how many. */
+static size_t call_custom_trailers(const struct rpc_call *call, nghttp2_nv *out)
+{
+    for (uint32_t i = 0; i < call->trailer_count; i++)
+        out[i] = nv_make(call->trailers[i].name, call->trailers[i].value,
+                         strlen(call->trailers[i].value));
+    return call->trailer_count;
+}
+
 /* nghttp2 data provider: promise queued bytes (copied in send_data_cb), then trailers. */
 static ssize_t call_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
                             size_t length, uint32_t *data_flags, nghttp2_data_source *source,
@@ -407,12 +419,14 @@ static ssize_t call_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     if (n == queued && call->ended) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         const char *status = rpc__status_text(call->final_status);
-        nghttp2_nv trailers[2] = {
-            nv_make("grpc-status", status, strlen(status)),
-            nv_make("grpc-message", call->final_message, call->final_message_len),
-        };
-        if (nghttp2_submit_trailer(session, stream_id, trailers,
-                                   call->final_message_len > 0 ? 2 : 1) != 0)
+        nghttp2_nv trailers[2 + RPC_TRAILERS_MAX];
+        size_t count = 0;
+        trailers[count++] = nv_make("grpc-status", status, strlen(status));
+        if (call->final_message_len > 0)
+            trailers[count++] =
+                nv_make("grpc-message", call->final_message, call->final_message_len);
+        count += call_custom_trailers(call, trailers + count);
+        if (nghttp2_submit_trailer(session, stream_id, trailers, count) != 0)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     return (ssize_t)n;
@@ -471,14 +485,15 @@ static void call_end(struct rpc_call *call, const char *http_status, enum rpc_st
     } else {
         call->headers_sent = true;
         const char *status_text = rpc__status_text(status);
-        nghttp2_nv nv[4] = {
-            nv_make(":status", http_status, strlen(http_status)),
-            NV("content-type", "application/grpc"),
-            nv_make("grpc-status", status_text, strlen(status_text)),
-            nv_make("grpc-message", call->final_message, call->final_message_len),
-        };
-        if (nghttp2_submit_response(session, call->stream_id, nv,
-                                    call->final_message_len > 0 ? 4 : 3, NULL) != 0)
+        nghttp2_nv nv[4 + RPC_TRAILERS_MAX];
+        size_t count = 0;
+        nv[count++] = nv_make(":status", http_status, strlen(http_status));
+        nv[count++] = (nghttp2_nv)NV("content-type", "application/grpc");
+        nv[count++] = nv_make("grpc-status", status_text, strlen(status_text));
+        if (call->final_message_len > 0)
+            nv[count++] = nv_make("grpc-message", call->final_message, call->final_message_len);
+        count += call_custom_trailers(call, nv + count);
+        if (nghttp2_submit_response(session, call->stream_id, nv, count, NULL) != 0)
             nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
                                       NGHTTP2_INTERNAL_ERROR);
     }
@@ -1370,6 +1385,20 @@ int rpc_call_fail(struct rpc_call *call, enum rpc_status status, const char *mes
     if (err != 0)
         return err;
     call_end(call, "200", status, message, true, EHR_ECLOSED);
+    return 0;
+}
+
+int rpc_call_trailer_add(struct rpc_call *call, const char *name, const char *value)
+{
+    EHR_ASSERT(call->app_owned);
+    EHR_ASSERT(name != NULL && value != NULL);
+    if (!rpc__trailer_name_ok(name, strlen(name)) || !rpc__trailer_value_ok(value, strlen(value)))
+        return EHR_EINVAL;
+    if (call->trailer_count == RPC_TRAILERS_MAX)
+        return EHR_EFULL;
+    struct rpc_trailer *t = &call->trailers[call->trailer_count++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    snprintf(t->value, sizeof t->value, "%s", value);
     return 0;
 }
 

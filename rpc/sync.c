@@ -23,6 +23,7 @@ struct sync_call {
     struct rpc_result *result;
     rpc_message_cb message_cb;
     void *data;
+    struct rpc_client_call *handle; /* for the trailers, in the done callback */
     bool done;
 };
 
@@ -30,6 +31,11 @@ void rpc_result_clear(struct rpc_result *result)
 {
     ehr_free(result->response);
     memset(result, 0, sizeof *result);
+}
+
+const char *rpc_result_trailer(const struct rpc_result *result, const char *name)
+{
+    return rpc__trailer_find(result->trailers, result->trailer_count, name);
 }
 
 static void sync_connect_cb(struct rpc_client *client, int status, void *data)
@@ -119,6 +125,9 @@ static void sync_done_cb(void *data, enum rpc_status status, const char *message
             memcpy(result->response, response, response_len);
         result->response_len = response_len;
     }
+    /* The handle is set: rpc_client_* never calls back from inside itself. */
+    EHR_ASSERT(call->handle != NULL);
+    result->trailer_count = rpc__client_call_trailers_copy(call->handle, result->trailers);
     call->done = true;
 }
 
@@ -136,9 +145,9 @@ static enum rpc_status sync_call(struct rpc_sync *sync, const char *path, const 
     struct sync_call call = {.result = result, .message_cb = message_cb, .data = data};
     int rv = message_cb == NULL
                  ? rpc_client_unary(sync->client, path, request, request_len, timeout_ms,
-                                    sync_done_cb, &call, NULL)
+                                    sync_done_cb, &call, &call.handle)
                  : rpc_client_stream(sync->client, path, request, request_len, timeout_ms,
-                                     sync_message_cb, sync_done_cb, &call, NULL);
+                                     sync_message_cb, sync_done_cb, &call, &call.handle);
     if (rv != 0) {
         /* Local refusals read as the status a stock client would report. */
         result->status = rv == EHR_ETOOBIG  ? RPC_STATUS_RESOURCE_EXHAUSTED

@@ -684,6 +684,88 @@ static void test_client_refuses_oversize_locally(void **state)
     fixture_stop(&f);
 }
 
+/* ---- custom trailing metadata ---- */
+
+static int trailer_results[8];
+
+/* Adds trailers, checking the rules at their edges, then fails (method data
+ * 0) or replies (1). */
+static void trailers_handler(struct rpc_call *call, const uint8_t *request, size_t request_len,
+                             void *data)
+{
+    char longest_name[RPC_TRAILER_NAME_BYTES_MAX + 2],
+        longest_value[RPC_TRAILER_VALUE_BYTES_MAX + 2];
+    memset(longest_name, 'n', sizeof longest_name);
+    longest_name[RPC_TRAILER_NAME_BYTES_MAX + 1] = '\0'; /* one over */
+    memset(longest_value, 'v', sizeof longest_value);
+    longest_value[RPC_TRAILER_VALUE_BYTES_MAX + 1] = '\0'; /* one over */
+    int *r = trailer_results;
+    r[0] = rpc_call_trailer_add(call, "grpc-status", "0");     /* gRPC's own */
+    r[1] = rpc_call_trailer_add(call, "Ehr-Leader", "x");      /* upper case */
+    r[2] = rpc_call_trailer_add(call, longest_name, "x");      /* name one over */
+    r[3] = rpc_call_trailer_add(call, "ehr-a", longest_value); /* value one over */
+    r[4] = rpc_call_trailer_add(call, "ehr-a", "line\nbreak"); /* not printable */
+    longest_name[RPC_TRAILER_NAME_BYTES_MAX] = '\0';
+    longest_value[RPC_TRAILER_VALUE_BYTES_MAX] = '\0';
+    r[5] = rpc_call_trailer_add(call, "ehr-a", longest_value) | /* at the edges */
+           rpc_call_trailer_add(call, longest_name, "b") | rpc_call_trailer_add(call, "ehr-c", "") |
+           rpc_call_trailer_add(call, "ehr-d", "d");
+    r[6] = rpc_call_trailer_add(call, "ehr-e", "e"); /* a fifth */
+    if ((uintptr_t)data == 0) {
+        rpc_call_fail(call, RPC_STATUS_UNAVAILABLE, "go elsewhere");
+    } else {
+        uint8_t one = 7;
+        rpc_call_reply(call, &one, 1);
+    }
+}
+
+struct trailer_outcome {
+    bool done;
+    enum rpc_status status;
+    struct rpc_client_call *call;
+    char a[RPC_TRAILER_VALUE_BYTES_MAX + 1], d[8];
+    bool has_c, has_e;
+};
+
+static void on_trailers_done(void *data, enum rpc_status status, const char *message,
+                             const uint8_t *response, size_t response_len)
+{
+    struct trailer_outcome *o = data;
+    o->done = true;
+    o->status = status;
+    const char *a = rpc_client_call_trailer(o->call, "ehr-a");
+    const char *d = rpc_client_call_trailer(o->call, "ehr-d");
+    snprintf(o->a, sizeof o->a, "%s", a != NULL ? a : "(none)");
+    snprintf(o->d, sizeof o->d, "%s", d != NULL ? d : "(none)");
+    o->has_c = rpc_client_call_trailer(o->call, "ehr-c") != NULL;
+    o->has_e = rpc_client_call_trailer(o->call, "ehr-e") != NULL;
+}
+
+static void test_custom_trailers_reach_the_client_within_their_limits(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    assert_int_equal(rpc_server_add_unary(f.server, "/t.T/Fail", trailers_handler, (void *)0), 0);
+    assert_int_equal(rpc_server_add_unary(f.server, "/t.T/Ok", trailers_handler, (void *)1), 0);
+    const char *paths[] = {"/t.T/Fail", "/t.T/Ok"};
+    for (size_t i = 0; i < 2; i++) {
+        struct trailer_outcome o = {0};
+        assert_int_equal(
+            rpc_client_unary(f.client, paths[i], NULL, 0, 0, on_trailers_done, &o, &o.call), 0);
+        run_until(&f.loop, &o.done);
+        for (int k = 0; k <= 4; k++)
+            assert_int_equal(trailer_results[k], EHR_EINVAL);
+        assert_int_equal(trailer_results[5], 0);
+        assert_int_equal(trailer_results[6], EHR_EFULL);
+        assert_int_equal(o.status, i == 0 ? RPC_STATUS_UNAVAILABLE : RPC_STATUS_OK);
+        assert_int_equal(strlen(o.a), RPC_TRAILER_VALUE_BYTES_MAX);
+        assert_string_equal(o.d, "d");
+        assert_true(o.has_c);
+        assert_false(o.has_e);
+    }
+    fixture_stop(&f);
+}
+
 static void test_response_over_limit_fails_the_call(void **state)
 {
     struct rpc_server_config config = {.message_bytes_max = 1000};
@@ -1480,6 +1562,7 @@ int main(void)
         cmocka_unit_test(test_unary_echo_round_trip),
         cmocka_unit_test(test_unary_async_reply_after_delay),
         cmocka_unit_test(test_fail_status_and_message_reach_client),
+        cmocka_unit_test(test_custom_trailers_reach_the_client_within_their_limits),
         cmocka_unit_test(test_unknown_method_is_unimplemented),
         cmocka_unit_test(test_stream_many_messages_in_order_with_back_pressure),
         cmocka_unit_test(test_stream_ends_with_handler_status),
