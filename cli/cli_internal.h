@@ -223,7 +223,6 @@ enum {
     CLI_HOST_BYTES_MAX = 253, /* a DNS name's longest text form */
     CLI_TIMEOUT_MS_DEFAULT = 10000,
     CLI_STATUS_PEERS_MAX = 1024, /* peers listed by GetStatus */
-    CLI__LEADER_ID_HEX_BYTES = 2 * EHR_SCHNORR_PUBLIC_BYTES + 1,
 };
 #define CLI_TIMEOUT_MS_MAX (24ull * 3600 * 1000)
 
@@ -291,14 +290,6 @@ int cli__node_fail(const struct cli__node *node, const struct rpc_result *result
 
 /* Print `ehrctl: WHAT: bad answer from NODE: WHY`. Returns CLI_EXIT_FAIL. */
 int cli__node_bad_answer(const struct cli__node *node, const char *what, const char *why);
-
-/*
- * Find "leader=<64 hex> address=<HOST:PORT>" in a status MESSAGE (the form
- * node.proto fixes for UNAVAILABLE). Returns 0, EHR_ENOTFOUND (no leader
- * named) or EHR_EINVAL (named but malformed).
- */
-int cli__leader_parse(const char *message, char id_hex[CLI__LEADER_ID_HEX_BYTES],
-                      char address[CLI_HOST_BYTES_MAX + 8]);
 
 /*
  * GetStatus, decoded and checked (32-byte ids and tip hash, a chain id of

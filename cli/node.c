@@ -156,33 +156,6 @@ int cli__exit_for_status(enum rpc_status status)
     }
 }
 
-int cli__leader_parse(const char *message, char id_hex[CLI__LEADER_ID_HEX_BYTES],
-                      char address[CLI_HOST_BYTES_MAX + 8])
-{
-    const char *p = strstr(message, "leader=");
-    if (p == NULL)
-        return EHR_ENOTFOUND;
-    p += strlen("leader=");
-    size_t id_len = strspn(p, "0123456789abcdefABCDEF");
-    if (id_len != 2 * EHR_SCHNORR_PUBLIC_BYTES)
-        return EHR_EINVAL;
-    memcpy(id_hex, p, id_len);
-    id_hex[id_len] = '\0';
-    p += id_len;
-    const char *a = strstr(p, "address=");
-    if (a == NULL)
-        return EHR_EINVAL;
-    a += strlen("address=");
-    size_t a_len = strcspn(a, " \t;,)");
-    char host[CLI_HOST_BYTES_MAX + 1];
-    uint16_t port;
-    if (a_len == 0 || a_len >= CLI_HOST_BYTES_MAX + 8)
-        return EHR_EINVAL;
-    memcpy(address, a, a_len);
-    address[a_len] = '\0';
-    return cli__address_parse(address, host, &port) == 0 ? 0 : EHR_EINVAL;
-}
-
 /* The sentence for STATUS that says what it means for the caller. */
 static const char *status_meaning(enum rpc_status status)
 {
@@ -219,17 +192,30 @@ int cli__node_fail(const struct cli__node *node, const struct rpc_result *result
     va_end(ap);
     char message[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
     cli__text_shown(result->message, message, sizeof message);
-    char hint[2 * CLI_HOST_BYTES_MAX + 128] = "";
+    /* The node's advice, from its trailing metadata (node.proto). */
+    const char *leader_id = rpc_result_trailer(result, "ehr-leader-id");
+    const char *leader_address = rpc_result_trailer(result, "ehr-leader-address");
+    const char *outcome = rpc_result_trailer(result, "ehr-submit-outcome");
+    char hint[2 * RPC_TRAILER_VALUE_BYTES_MAX + 160] = "";
+    size_t at = 0;
     if (result->status == RPC_STATUS_UNAVAILABLE) {
-        char id_hex[CLI__LEADER_ID_HEX_BYTES], address[CLI_HOST_BYTES_MAX + 8];
-        if (cli__leader_parse(result->message, id_hex, address) == 0)
-            snprintf(hint, sizeof hint, "; the leader is %.16s... at %s: retry with --node %s",
-                     id_hex, address, address);
-        else if (strstr(result->message, "leader") != NULL)
-            snprintf(hint, sizeof hint, "; no leader known yet: retry shortly");
+        if (leader_address != NULL)
+            at += (size_t)snprintf(
+                hint, sizeof hint, "; the leader is %.16s... at %s: retry with --node %s",
+                leader_id != NULL ? leader_id : "?", leader_address, leader_address);
+        else if (leader_id != NULL)
+            at += (size_t)snprintf(hint, sizeof hint,
+                                   "; the leader is %.16s... (its address is not known yet)",
+                                   leader_id);
+        else if (outcome != NULL && strcmp(outcome, "not-admitted") == 0)
+            at += (size_t)snprintf(hint, sizeof hint, "; no leader known yet: retry shortly");
     } else if (result->status == RPC_STATUS_DEADLINE_EXCEEDED) {
-        snprintf(hint, sizeof hint, " (--timeout-ms %llu)", (unsigned long long)node->timeout_ms);
+        at += (size_t)snprintf(hint, sizeof hint, " (--timeout-ms %llu)",
+                               (unsigned long long)node->timeout_ms);
     }
+    if (outcome != NULL && strcmp(outcome, "unknown") == 0 && at < sizeof hint)
+        snprintf(hint + at, sizeof hint - at,
+                 "; it may have been admitted: submitting the same envelope again is safe");
     char why[WHY_BYTES];
     snprintf(why, sizeof why, "%s (%s from %s): %s%s", status_meaning(result->status),
              rpc_status_name(result->status), node->address, message[0] ? message : "-", hint);

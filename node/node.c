@@ -155,17 +155,29 @@ int node__forward(struct node *n, uint64_t request_id, const uint8_t *envelope, 
     return rc;
 }
 
-void node__unavailable_message(const struct node *n, char *msg, size_t size)
+const struct node_member *node__leader_hint(const struct node *n)
 {
     const struct node_member *m = node__member_by_id(n, n->leader);
-    if (n->leader == 0 || m == NULL) {
-        snprintf(msg, size, "no leader elected yet; retry shortly");
+    return n->leader != 0 && m != NULL && !m->self ? m : NULL;
+}
+
+void node__unavailable_message(const struct node *n, char *msg, size_t size)
+{
+    const struct node_member *m = node__leader_hint(n);
+    if (m == NULL) {
+        snprintf(msg, size, "no leader this node can name yet; retry shortly");
         return;
     }
     char hex[2 * EHR_SCHNORR_PUBLIC_BYTES + 1];
     ehr_hex_encode(hex, m->key, sizeof m->key);
-    snprintf(msg, size, "this node cannot reach the leader; leader=%s address=%s", hex,
-             m->rpc_address[0] ? m->rpc_address : m->peer_address);
+    if (m->rpc_address[0] != '\0')
+        snprintf(msg, size, "this node cannot reach the leader; leader=%s address=%s", hex,
+                 m->rpc_address);
+    else
+        snprintf(msg, size,
+                 "this node cannot reach the leader; leader=%s (its RPC address is not known "
+                 "yet)",
+                 hex);
 }
 
 /* ---- the leader's admission and proposals ---- */
@@ -901,6 +913,8 @@ static void role_changed(struct node *n, enum raft_role role, raft_id leader)
     }
     if (leader_changed || (was_leader && role != RAFT_LEADER))
         mempool_proposed_requeue(&n->pool); /* re-offered to whoever leads now */
+    if (role == RAFT_LEADER && !was_leader)
+        node__service_became_leader(n);
 }
 
 static void process_ready(struct node *n)
@@ -967,10 +981,35 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- peer messages ---- */
 
+/*
+ * The RPC address to advertise: rpc_listen, with an unspecified host
+ * (0.0.0.0, [::]: "every interface") replaced by the host of this member's
+ * peer address in the genesis, the name other members reach it by.
+ */
+static void rpc_advertised(const struct node *n, char *out, size_t size)
+{
+    const char *listen = n->cfg.rpc_listen;
+    const char *port = strrchr(listen, ':');
+    EHR_ASSERT(port != NULL); /* checked with the config */
+    size_t host_len = (size_t)(port - listen);
+    bool any = (host_len == 7 && memcmp(listen, "0.0.0.0", 7) == 0) ||
+               (host_len == 4 && memcmp(listen, "[::]", 4) == 0);
+    const char *peer = n->members[n->self_index].peer_address;
+    const char *peer_port = strrchr(peer, ':');
+    if (!any || peer_port == NULL) {
+        snprintf(out, size, "%s", listen);
+        return;
+    }
+    snprintf(out, size, "%.*s%s", (int)(peer_port - peer), peer, port);
+}
+
 static void send_node_info(struct node *n, const struct node_member *m)
 {
     Ehr__V1__NodeInfo info = EHR__V1__NODE_INFO__INIT;
-    info.rpc_address = n->cfg.rpc_listen;
+    char
+        advertised[NODE_CONFIG_ADDRESS_BYTES_MAX + 8]; /* a longer one is refused by its receiver */
+    rpc_advertised(n, advertised, sizeof advertised);
+    info.rpc_address = advertised;
     Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
     pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_NODE_INFO;
     pm.node_info = &info;

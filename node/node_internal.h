@@ -83,6 +83,10 @@ struct node__waiter {
     uint8_t hash[EHR_HASH_BYTES];
     uint64_t request_id; /* a forward's, 0 once waiting for the commit */
     raft_id forwarded_to;
+    /* A forward keeps its envelope (ehr_malloc'd) until the verdict, so that
+     * a node that becomes leader meanwhile admits it itself. */
+    uint8_t *envelope;
+    size_t envelope_len;
     bool wait_commit;
     uint64_t expires_at;        /* loop ms */
     struct node__waiter *hnext; /* bucket chain */
@@ -220,8 +224,15 @@ void node__admit(struct node *n, const uint8_t *envelope, size_t len, node__admi
  * EHR_ECLOSED (no link to it), EHR_EAGAIN (its queue is full). */
 int node__forward(struct node *n, uint64_t request_id, const uint8_t *envelope, size_t len);
 
+/*
+ * The leader to name to a client: the member this node knows leads, if it is
+ * not this node, with the RPC address it advertised (NodeInfo; "" until it
+ * has). NULL when there is none to name. Never a peer port, never itself.
+ */
+const struct node_member *node__leader_hint(const struct node *n);
+
 /* Fill MSG with why this node cannot take a submission now (no leader, or no
- * link to it), naming the leader as node.proto asks. */
+ * link to it), naming the leader as node.proto asks (node__leader_hint). */
 void node__unavailable_message(const struct node *n, char *msg, size_t size);
 
 /* ---- service.c, for node.c ---- */
@@ -231,6 +242,9 @@ int node__service_start(struct node *n, char *err, size_t err_size);
  * calls waiting for these transactions and feed the block streams. */
 void node__service_block_applied(struct node *n, uint64_t height,
                                  const uint8_t (*hashes)[EHR_HASH_BYTES], size_t count);
+/* This node has just become leader: admit the submissions it forwarded to
+ * the old leader and holds without a verdict (their answers may never come). */
+void node__service_became_leader(struct node *n);
 /* The leader's verdict on a forward. */
 void node__service_forward_result(struct node *n, uint64_t request_id, int error,
                                   const char *reason, const uint8_t *hash);

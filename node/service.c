@@ -66,6 +66,42 @@ static void fail_err(struct rpc_call *call, int err, const char *reason)
     rpc_call_fail(call, st, reason);
 }
 
+/*
+ * What a failed SubmitTransaction tells a client besides its status, as
+ * trailing metadata (node.proto documents them): the leader to send to, and
+ * whether the transaction may have been admitted.
+ */
+#define TRAILER_LEADER_ID "ehr-leader-id"
+#define TRAILER_LEADER_ADDRESS "ehr-leader-address"
+#define TRAILER_OUTCOME "ehr-submit-outcome"
+#define OUTCOME_NOT_ADMITTED "not-admitted" /* nothing was admitted: send it elsewhere */
+#define OUTCOME_UNKNOWN "unknown"           /* it may be admitted: resubmit the same envelope */
+
+/* Fail CALL with STATUS and MSG, adding the leader hint and OUTCOME. */
+static void fail_submit(struct node *n, struct rpc_call *call, enum rpc_status status,
+                        const char *outcome, const char *msg)
+{
+    const struct node_member *m = node__leader_hint(n);
+    if (m != NULL) {
+        char hex[2 * EHR_SCHNORR_PUBLIC_BYTES + 1];
+        ehr_hex_encode(hex, m->key, sizeof m->key);
+        rpc_call_trailer_add(call, TRAILER_LEADER_ID, hex);
+        if (m->rpc_address[0] != '\0')
+            rpc_call_trailer_add(call, TRAILER_LEADER_ADDRESS, m->rpc_address);
+    }
+    rpc_call_trailer_add(call, TRAILER_OUTCOME, outcome);
+    rpc_call_fail(call, status, msg);
+}
+
+/* UNAVAILABLE because this node cannot take the submission now: nothing
+ * was admitted. */
+static void fail_not_admitted(struct node *n, struct rpc_call *call)
+{
+    char msg[MESSAGE_BYTES_MAX];
+    node__unavailable_message(n, msg, sizeof msg);
+    fail_submit(n, call, RPC_STATUS_UNAVAILABLE, OUTCOME_NOT_ADMITTED, msg);
+}
+
 /* ---- waiters ---- */
 
 static size_t bucket_of_hash(const uint8_t hash[EHR_HASH_BYTES])
@@ -102,6 +138,7 @@ static void waiter_unlink(struct node__waiter *w)
 
 static void waiter_free(struct node__waiter *w)
 {
+    ehr_free(w->envelope);
     ehr_free(w);
 }
 
@@ -150,6 +187,39 @@ static void reply_submitted(struct rpc_call *call, const uint8_t hash[EHR_HASH_B
 
 /* ---- SubmitTransaction ---- */
 
+/*
+ * The envelope of HASH is known already (node.proto, SubmitTransaction):
+ * on this ledger, it is answered with its place (OK committed with
+ * wait_for_commit, else ALREADY_EXISTS naming it); only in a mempool (ours
+ * or the leader's), a wait_for_commit waits for its block and otherwise the
+ * answer is ALREADY_EXISTS. So resubmitting an envelope whose outcome was
+ * unknown is always safe and always ends in its outcome.
+ */
+static void answer_duplicate(struct node *n, struct rpc_call *call,
+                             const uint8_t hash[EHR_HASH_BYTES], bool wait)
+{
+    ledger_tx_location loc;
+    char msg[MESSAGE_BYTES_MAX];
+    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL) == 0) {
+        if (wait) {
+            reply_submitted(call, hash, true, loc.height, loc.index);
+            return;
+        }
+        snprintf(msg, sizeof msg,
+                 "the transaction is already on the ledger at height %" PRIu64
+                 ", position %" PRIu32,
+                 loc.height, loc.index);
+        rpc_call_fail(call, RPC_STATUS_ALREADY_EXISTS, msg);
+        return;
+    }
+    if (wait) {
+        wait_for_commit(n, waiter_new(n, call, hash, true));
+        return;
+    }
+    rpc_call_fail(call, RPC_STATUS_ALREADY_EXISTS,
+                  "the transaction is already admitted and not yet committed");
+}
+
 /* A submission at the leader whose signature is being checked. */
 struct pending_admit {
     struct rpc_call *call; /* NULL once the call ended without us */
@@ -171,8 +241,16 @@ static void submit_admitted(struct node *n, void *ctx, int rc, const mempool_adm
     ehr_free(pa);
     if (call == NULL)
         return; /* the client went away; the verdict stands */
+    if (rc == EHR_EEXIST) {
+        answer_duplicate(n, call, res->hash, wait);
+        return;
+    }
+    if (rc == EHR_ECLOSED) { /* leadership lost or the node stopping: not admitted */
+        fail_not_admitted(n, call);
+        return;
+    }
     if (rc != 0) {
-        fail_err(call, rc == EHR_ECLOSED ? EHR_ENOTLEADER : rc, res->reason);
+        fail_err(call, rc, res->reason);
         return;
     }
     if (!wait) {
@@ -200,17 +278,7 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
                       "too many submissions waiting on this node; retry later");
         goto out;
     }
-    if (n->role == RAFT_LEADER) {
-        struct pending_admit *pa = ehr_calloc(1, sizeof *pa);
-        pa->call = call;
-        pa->wait_commit = r->wait_for_commit;
-        rpc_call_on_cancel(call, on_pending_admit_cancel, pa);
-        node__admit(n, env, env_len, submit_admitted, pa);
-        goto out;
-    }
-    /* A follower checks what costs nothing (the framing, a duplicate on its
-     * own ledger) and leaves the rest, the signature above all, to the
-     * leader's admission. */
+    /* Already on this node's ledger: its place, whatever the role. */
     ledger_tx_view tv;
     ledger_diag diag = {{0}};
     int rc = ledger_tx_envelope_parse(env, env_len, &tv, &diag);
@@ -221,25 +289,36 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
     uint8_t hash[EHR_HASH_BYTES];
     ledger_tx_hash(tv.body, tv.body_len, hash);
     ledger_tx_location loc;
-    rc = ledger_tx_get(n->ledger, hash, &loc, NULL, NULL);
-    if (rc == 0) {
-        snprintf(msg, sizeof msg, "the transaction is already on the ledger, at height %" PRIu64,
-                 loc.height);
-        rpc_call_fail(call, RPC_STATUS_ALREADY_EXISTS, msg);
+    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL) == 0) {
+        answer_duplicate(n, call, hash, r->wait_for_commit);
         goto out;
     }
+    if (n->role == RAFT_LEADER) {
+        struct pending_admit *pa = ehr_calloc(1, sizeof *pa);
+        pa->call = call;
+        pa->wait_commit = r->wait_for_commit;
+        rpc_call_on_cancel(call, on_pending_admit_cancel, pa);
+        node__admit(n, env, env_len, submit_admitted, pa);
+        goto out;
+    }
+    /* A follower checks what costs nothing (the framing, a duplicate on its
+     * own ledger, above) and leaves the rest, the signature above all, to
+     * the leader's admission. */
     uint64_t request_id = ++n->next_request_id;
     rc = node__forward(n, request_id, env, env_len);
+    if (rc == EHR_EAGAIN) {
+        snprintf(msg, sizeof msg, "the link to the leader is congested; retry shortly");
+        fail_submit(n, call, RPC_STATUS_RESOURCE_EXHAUSTED, OUTCOME_NOT_ADMITTED, msg);
+        goto out;
+    }
     if (rc != 0) {
-        if (rc == EHR_EAGAIN)
-            snprintf(msg, sizeof msg, "the link to the leader is congested; retry shortly");
-        else
-            node__unavailable_message(n, msg, sizeof msg);
-        rpc_call_fail(
-            call, rc == EHR_EAGAIN ? RPC_STATUS_RESOURCE_EXHAUSTED : RPC_STATUS_UNAVAILABLE, msg);
+        fail_not_admitted(n, call);
         goto out;
     }
     struct node__waiter *w = waiter_new(n, call, hash, r->wait_for_commit);
+    w->envelope = ehr_malloc(env_len);
+    memcpy(w->envelope, env, env_len);
+    w->envelope_len = env_len;
     w->request_id = request_id;
     w->forwarded_to = n->leader;
     w->expires_at = uv_now(n->loop) + NODE_FORWARD_TIMEOUT_MS;
@@ -262,9 +341,10 @@ void node__service_forward_result(struct node *n, uint64_t request_id, int error
     waiter_unlink(w);
     if (error != 0) {
         char msg[MESSAGE_BYTES_MAX + MEMPOOL_REASON_BYTES_MAX];
-        if (error == EHR_ENOTLEADER) {
-            node__unavailable_message(n, msg, sizeof msg);
-            rpc_call_fail(w->call, RPC_STATUS_UNAVAILABLE, msg);
+        if (error == EHR_ENOTLEADER || error == EHR_ECLOSED) {
+            fail_not_admitted(n, w->call); /* it is no leader (any more) */
+        } else if (error == EHR_EEXIST) {
+            answer_duplicate(n, w->call, w->hash, w->wait_commit);
         } else {
             snprintf(msg, sizeof msg, "%s", reason && reason[0] ? reason : ehr_strerror(error));
             fail_err(w->call, error, msg);
@@ -290,8 +370,32 @@ void node__service_forward_result(struct node *n, uint64_t request_id, int error
         waiter_free(w);
         return;
     }
+    ehr_free(w->envelope); /* admitted: no longer needed */
+    w->envelope = NULL;
     n->waiter_count++;
     wait_for_commit(n, w);
+}
+
+void node__service_became_leader(struct node *n)
+{
+    EHR_ASSERT(n->role == RAFT_LEADER);
+    size_t count = 0;
+    while (n->forwards.next != &n->forwards) {
+        struct node__waiter *w = CONTAINER(n->forwards.next, struct node__waiter, fifo);
+        waiter_unlink(w);
+        /* The old leader may have admitted it too (and handed it over): a
+         * duplicate then reads as admitted (answer_duplicate). */
+        struct pending_admit *pa = ehr_calloc(1, sizeof *pa);
+        pa->call = w->call;
+        pa->wait_commit = w->wait_commit;
+        rpc_call_on_cancel(w->call, on_pending_admit_cancel, pa);
+        node__admit(n, w->envelope, w->envelope_len, submit_admitted, pa);
+        waiter_free(w);
+        count++;
+    }
+    if (count > 0)
+        ehr_log(EHR_LOG_INFO, "forwarded submissions admitted here after becoming leader",
+                "count=%zu", count);
 }
 
 void node__service_link_down(struct node *n, raft_id peer)
@@ -303,9 +407,10 @@ void node__service_link_down(struct node *n, raft_id peer)
         if (w->forwarded_to != peer)
             continue;
         waiter_unlink(w);
-        rpc_call_fail(w->call, RPC_STATUS_UNAVAILABLE,
-                      "the link to the leader failed before it answered; the transaction may or "
-                      "may not have been admitted: resubmit it (a duplicate is refused)");
+        fail_submit(n, w->call, RPC_STATUS_UNAVAILABLE, OUTCOME_UNKNOWN,
+                    "the link to the leader failed before it answered; the transaction may or "
+                    "may not have been admitted: resubmit the same envelope (safe: a known one "
+                    "is recognised)");
         waiter_free(w);
     }
 }
@@ -320,9 +425,10 @@ void node__service_sweep(struct node *n)
             if (w->expires_at > now)
                 break;
             waiter_unlink(w);
-            rpc_call_fail(w->call, i == 0 ? RPC_STATUS_UNAVAILABLE : RPC_STATUS_DEADLINE_EXCEEDED,
-                          i == 0 ? "the leader did not answer in time"
-                                 : "the transaction was not committed in time; it may still be");
+            fail_submit(n, w->call, i == 0 ? RPC_STATUS_UNAVAILABLE : RPC_STATUS_DEADLINE_EXCEEDED,
+                        OUTCOME_UNKNOWN,
+                        i == 0 ? "the leader did not answer in time; resubmit the same envelope"
+                               : "the transaction was not committed in time; it may still be");
             waiter_free(w);
         }
     }
@@ -693,7 +799,9 @@ void node__service_drain(struct node *n)
         while (lists[i]->next != lists[i]) {
             struct node__waiter *w = CONTAINER(lists[i]->next, struct node__waiter, fifo);
             waiter_unlink(w);
-            rpc_call_fail(w->call, RPC_STATUS_UNAVAILABLE, "the node is shutting down");
+            fail_submit(n, w->call, RPC_STATUS_UNAVAILABLE, OUTCOME_UNKNOWN,
+                        "the node is shutting down; the transaction may be admitted: resubmit "
+                        "the same envelope to another node");
             waiter_free(w);
         }
     while (n->streams.next != &n->streams)

@@ -68,12 +68,13 @@ struct fake {
     ehr_signing_key node_key;
     enum rpc_status submit_status; /* OK: admit; else fail with it */
     char submit_message[256];
-    unsigned unavailable_first; /* answer the first N submissions UNAVAILABLE */
-    bool wrong_hash;            /* answer SubmitTransaction with another hash */
-    bool short_node_id;         /* GetStatus with a 31-byte node id */
-    unsigned no_leader_first;   /* GetStatus names no leader in its first N answers */
-    bool short_block_hash;      /* GetBlock with a 31-byte hash */
-    bool stream_end;            /* end StreamBlocks after the tip (else hold it open) */
+    const char *submit_trailers[3][2]; /* (name, value) pairs sent with a failure */
+    unsigned unavailable_first;        /* answer the first N submissions UNAVAILABLE */
+    bool wrong_hash;                   /* answer SubmitTransaction with another hash */
+    bool short_node_id;                /* GetStatus with a 31-byte node id */
+    unsigned no_leader_first;          /* GetStatus names no leader in its first N answers */
+    bool short_block_hash;             /* GetBlock with a 31-byte hash */
+    bool stream_end;                   /* end StreamBlocks after the tip (else hold it open) */
 
     /* seen by the fake */
     unsigned submits, status_calls, admitted;
@@ -188,6 +189,9 @@ static void fake_submit(struct rpc_call *call, const uint8_t *req, size_t len, v
         rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, diag.msg);
     } else if (f->submit_status != RPC_STATUS_OK) {
         ledger_tx_release(&tx);
+        for (size_t i = 0; i < 3 && f->submit_trailers[i][0] != NULL; i++)
+            EHR_ASSERT(rpc_call_trailer_add(call, f->submit_trailers[i][0],
+                                            f->submit_trailers[i][1]) == 0);
         rpc_call_fail(call, f->submit_status, f->submit_message);
     } else {
         f->admitted++;
@@ -1054,34 +1058,46 @@ static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **st
     char signer_hex[65];
     make_key(fx, signer_hex);
     write_text(fx, "p.json", "{\"consent_revoke\": {\"grant_id\": \"00ff\"}}");
-    char leader_message[200];
     char leader_hex[65];
     memset(leader_hex, 'c', 64);
     leader_hex[64] = '\0';
-    snprintf(leader_message, sizeof leader_message,
-             "not the leader; leader=%s address=10.0.0.2:7001", leader_hex);
+    /* The node's advice comes as trailing metadata (node.proto), not text. */
+    const char *leader_named[3][2] = {{"ehr-leader-id", leader_hex},
+                                      {"ehr-leader-address", "10.0.0.2:7001"},
+                                      {"ehr-submit-outcome", "not-admitted"}};
+    const char *no_leader[3][2] = {{"ehr-submit-outcome", "not-admitted"}};
+    const char *unknown[3][2] = {{"ehr-leader-id", leader_hex}, {"ehr-submit-outcome", "unknown"}};
     struct {
         enum rpc_status status;
         const char *message;
         int exit_code;
         const char *fragment;
         const char *fragment2;
+        const char *(*trailers)[2];
     } cases[] = {
-        {RPC_STATUS_INVALID_ARGUMENT, "expired", 3, "refused it (INVALID_ARGUMENT", "expired"},
+        {RPC_STATUS_INVALID_ARGUMENT, "expired", 3, "refused it (INVALID_ARGUMENT", "expired",
+         NULL},
         {RPC_STATUS_ALREADY_EXISTS, "duplicate", 4, "already in the node's mempool or on the",
-         "ALREADY_EXISTS"},
+         "ALREADY_EXISTS", NULL},
         {RPC_STATUS_RESOURCE_EXHAUSTED, "mempool full (10000 transactions)", 5, "retry later",
-         "RESOURCE_EXHAUSTED"},
-        {RPC_STATUS_UNAVAILABLE, leader_message, 6, "retry with --node 10.0.0.2:7001",
-         "the leader is cccccccccccccccc"},
-        {RPC_STATUS_UNAVAILABLE, "no leader known", 6, "no leader known yet", "UNAVAILABLE"},
-        {RPC_STATUS_DEADLINE_EXCEEDED, "waited too long", 7, "DEADLINE_EXCEEDED", "no answer"},
-        {RPC_STATUS_INTERNAL, "state inconsistent", 1, "INTERNAL", "state inconsistent"},
+         "RESOURCE_EXHAUSTED", NULL},
+        {RPC_STATUS_UNAVAILABLE, "not the leader", 6, "retry with --node 10.0.0.2:7001",
+         "the leader is cccccccccccccccc", leader_named},
+        {RPC_STATUS_UNAVAILABLE, "no leader known", 6, "no leader known yet", "UNAVAILABLE",
+         no_leader},
+        {RPC_STATUS_UNAVAILABLE, "the link failed", 6, "its address is not known yet",
+         "submitting the same envelope again is safe", unknown},
+        {RPC_STATUS_DEADLINE_EXCEEDED, "waited too long", 7, "DEADLINE_EXCEEDED", "no answer",
+         NULL},
+        {RPC_STATUS_INTERNAL, "state inconsistent", 1, "INTERNAL", "state inconsistent", NULL},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
         uv_mutex_lock(&fx->fake->lock);
         fx->fake->submit_status = cases[i].status;
         snprintf(fx->fake->submit_message, sizeof fx->fake->submit_message, "%s", cases[i].message);
+        memset(fx->fake->submit_trailers, 0, sizeof fx->fake->submit_trailers);
+        if (cases[i].trailers != NULL)
+            memcpy(fx->fake->submit_trailers, cases[i].trailers, sizeof fx->fake->submit_trailers);
         uv_mutex_unlock(&fx->fake->lock);
         struct result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json",
                                   "--node", fx->address, (const char *)NULL);

@@ -4,7 +4,10 @@ grpc_python_plugin generate Python stubs from proto/ehr/v1 into a temporary
 directory (never committed), and Debian's python3-grpcio calls the node with
 them: status, a submitted transaction (already signed, read from a file)
 waited on until committed, the block and the transaction read back, a block
-stream, and two refusals with their status codes.
+stream, and refusals with their status codes. Then a transaction built here
+from tx.proto's instructions alone (canonical body, a BIP-340 signature made
+by the few lines below, checked first against an official test vector) is
+accepted and committed, and resubmitting it is answered with its place.
 
 Run by test_cluster (tests/node/test_cluster.c), which starts the nodes.
 Exits 77 (skipped) only if grpcio, protobuf, protoc or the plugin is
@@ -12,14 +15,75 @@ missing; any other failure exits non-zero.
 """
 import argparse
 import glob
+import hashlib
 import importlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 SKIP = 77
+
+# ---- BIP-340 signing, as the BIP specifies it (secp256k1, x-only keys) ----
+
+FIELD = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
+ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+GEN = (0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798,
+       0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8)
+
+
+def point_add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a[0] == b[0] and a[1] != b[1]:
+        return None
+    if a == b:
+        slope = 3 * a[0] * a[0] * pow(2 * a[1], FIELD - 2, FIELD) % FIELD
+    else:
+        slope = (b[1] - a[1]) * pow(b[0] - a[0], FIELD - 2, FIELD) % FIELD
+    x = (slope * slope - a[0] - b[0]) % FIELD
+    return (x, (slope * (a[0] - x) - a[1]) % FIELD)
+
+
+def point_mul(point, scalar):
+    result = None
+    for i in range(256):
+        if (scalar >> i) & 1:
+            result = point_add(result, point)
+        point = point_add(point, point)
+    return result
+
+
+def tagged_hash(tag, data):
+    t = hashlib.sha256(tag.encode()).digest()
+    return hashlib.sha256(t + t + data).digest()
+
+
+def x_bytes(point):
+    return point[0].to_bytes(32, "big")
+
+
+def bip340_public(secret):
+    return x_bytes(point_mul(GEN, int.from_bytes(secret, "big")))
+
+
+def bip340_sign(secret, msg, aux):
+    d0 = int.from_bytes(secret, "big")
+    assert 1 <= d0 < ORDER
+    pub = point_mul(GEN, d0)
+    d = d0 if pub[1] % 2 == 0 else ORDER - d0
+    masked = bytes(a ^ b for a, b in zip(d.to_bytes(32, "big"), tagged_hash("BIP0340/aux", aux)))
+    k0 = int.from_bytes(tagged_hash("BIP0340/nonce", masked + x_bytes(pub) + msg), "big") % ORDER
+    assert k0 != 0
+    r = point_mul(GEN, k0)
+    k = k0 if r[1] % 2 == 0 else ORDER - k0
+    e = int.from_bytes(tagged_hash("BIP0340/challenge", x_bytes(r) + x_bytes(pub) + msg),
+                       "big") % ORDER
+    return x_bytes(r) + ((k + e * d) % ORDER).to_bytes(32, "big")
 
 
 def check(cond, what):
@@ -34,7 +98,14 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--envelope", required=True, help="a signed TxEnvelope file")
     ap.add_argument("--chain-id", required=True)
+    ap.add_argument("--vectors", required=True, help="the BIP-340 test vectors (CSV)")
     args = ap.parse_args()
+    # Our signer against the official vector 1 before it signs anything.
+    row = open(args.vectors).read().splitlines()[2].split(",")
+    check(bip340_public(bytes.fromhex(row[1])) == bytes.fromhex(row[2])
+          and bip340_sign(bytes.fromhex(row[1]), bytes.fromhex(row[4]),
+                          bytes.fromhex(row[3])) == bytes.fromhex(row[5]),
+          "the BIP-340 signer here reproduces official vector 1")
     try:
         import grpc
     except ImportError as e:
@@ -54,6 +125,7 @@ def main():
         pb = importlib.import_module("ehr.v1.node_pb2")
         rpc = importlib.import_module("ehr.v1.node_pb2_grpc")
         blockpb = importlib.import_module("ehr.v1.block_pb2")
+        txpb = importlib.import_module("ehr.v1.tx_pb2")
         envelope = open(args.envelope, "rb").read()
 
         with grpc.insecure_channel(f"127.0.0.1:{args.port}") as ch:
@@ -104,8 +176,42 @@ def main():
                 stub.SubmitTransaction(pb.SubmitTransactionRequest(envelope=envelope), timeout=10)
                 check(False, "a duplicate is refused")
             except grpc.RpcError as e:
-                check(e.code() == grpc.StatusCode.ALREADY_EXISTS,
-                      f"a duplicate is ALREADY_EXISTS ({e.details()})")
+                where = f"at height {r.height}, position {r.position}"
+                check(e.code() == grpc.StatusCode.ALREADY_EXISTS and where in e.details(),
+                      f"a duplicate is ALREADY_EXISTS naming its place ({e.details()})")
+            again = stub.SubmitTransaction(
+                pb.SubmitTransactionRequest(envelope=envelope, wait_for_commit=True), timeout=30)
+            check(again.committed and again.height == r.height and again.position == r.position
+                  and again.tx_hash == r.tx_hash,
+                  "resubmitted with wait_for_commit, it is answered with its place")
+
+            # A transaction built from tx.proto's instructions alone.
+            secret = os.urandom(32)
+            signer = bip340_public(secret)
+            body = txpb.TxBody(chain_id=st.chain_id, signer=signer, nonce=os.urandom(16),
+                               expiry_ms=int(time.time() * 1000) + 300000,
+                               patient_enroll=txpb.PatientEnroll(
+                                   patient_key=bip340_public(os.urandom(32)),
+                                   patient_kx_key=os.urandom(32))).SerializeToString()
+            sig = bip340_sign(secret, hashlib.sha256(body).digest(), os.urandom(32))
+            mine = txpb.TxEnvelope(body=body, signature=sig).SerializeToString()
+            m = stub.SubmitTransaction(
+                pb.SubmitTransactionRequest(envelope=mine, wait_for_commit=True), timeout=30)
+            check(m.committed and m.tx_hash == hashlib.sha256(body).digest(),
+                  f"a transaction built and signed here commits (height {m.height})")
+            fresh = txpb.TxBody()
+            fresh.ParseFromString(body)
+            fresh.nonce = os.urandom(16)
+            fresh = fresh.SerializeToString()
+            bad = bytearray(bip340_sign(secret, hashlib.sha256(fresh).digest(), os.urandom(32)))
+            bad[40] ^= 1
+            forged = txpb.TxEnvelope(body=fresh, signature=bytes(bad)).SerializeToString()
+            try:
+                stub.SubmitTransaction(pb.SubmitTransactionRequest(envelope=forged), timeout=10)
+                check(False, "a bad signature is refused")
+            except grpc.RpcError as e:
+                check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and "signature" in e.details(),
+                      f"a flipped signature bit is INVALID_ARGUMENT ({e.details()})")
     print("interop ok")
 
 

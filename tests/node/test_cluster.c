@@ -11,6 +11,9 @@
  * before the answer left.
  */
 #include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -245,23 +248,61 @@ static void test_leader_killed_mid_load_loses_nothing_acknowledged(void **state)
 
 /* ---- bad input through the API ---- */
 
-static int submit(struct cluster *c, size_t node, const uint8_t *env, size_t len, bool wait,
-                  char *msg, size_t msg_size)
+/* What one SubmitTransaction got back (the harness's own failures abort:
+ * usable from a thread). */
+struct submitted {
+    int status;
+    char message[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+    bool committed;
+    uint64_t height;
+    uint32_t position;
+    char leader_id[RPC_TRAILER_VALUE_BYTES_MAX + 1]; /* trailers, "" when absent */
+    char leader_address[RPC_TRAILER_VALUE_BYTES_MAX + 1];
+    char outcome[RPC_TRAILER_VALUE_BYTES_MAX + 1];
+};
+
+static void submit_full(struct cluster *c, size_t node, const uint8_t *env, size_t len, bool wait,
+                        uint64_t timeout_ms, struct submitted *out)
 {
+    memset(out, 0, sizeof *out);
     Ehr__V1__SubmitTransactionRequest req = EHR__V1__SUBMIT_TRANSACTION_REQUEST__INIT;
     req.envelope = (ProtobufCBinaryData){len, (uint8_t *)env};
     req.wait_for_commit = wait;
     size_t plen = ehr__v1__submit_transaction_request__get_packed_size(&req);
-    uint8_t *buf = malloc(plen);
-    assert_non_null(buf);
+    uint8_t *buf = ehr_malloc(plen);
     ehr__v1__submit_transaction_request__pack(&req, buf);
     struct rpc_result r;
-    int st = cluster_call(c, node, "SubmitTransaction", buf, plen, 10000, &r);
-    if (msg != NULL)
-        snprintf(msg, msg_size, "%s", r.message);
+    out->status = cluster_call(c, node, "SubmitTransaction", buf, plen, timeout_ms, &r);
+    snprintf(out->message, sizeof out->message, "%s", r.message);
+    const char *t;
+    if ((t = rpc_result_trailer(&r, "ehr-leader-id")) != NULL)
+        snprintf(out->leader_id, sizeof out->leader_id, "%s", t);
+    if ((t = rpc_result_trailer(&r, "ehr-leader-address")) != NULL)
+        snprintf(out->leader_address, sizeof out->leader_address, "%s", t);
+    if ((t = rpc_result_trailer(&r, "ehr-submit-outcome")) != NULL)
+        snprintf(out->outcome, sizeof out->outcome, "%s", t);
+    if (out->status == 0) {
+        Ehr__V1__SubmitTransactionResponse *a =
+            ehr__v1__submit_transaction_response__unpack(NULL, r.response_len, r.response);
+        if (a == NULL)
+            ehr_panic("SubmitTransactionResponse does not decode");
+        out->committed = a->committed;
+        out->height = a->height;
+        out->position = a->position;
+        ehr__v1__submit_transaction_response__free_unpacked(a, NULL);
+    }
     rpc_result_clear(&r);
-    free(buf);
-    return st;
+    ehr_free(buf);
+}
+
+static int submit(struct cluster *c, size_t node, const uint8_t *env, size_t len, bool wait,
+                  char *msg, size_t msg_size)
+{
+    struct submitted s;
+    submit_full(c, node, env, len, wait, 10000, &s);
+    if (msg != NULL)
+        snprintf(msg, msg_size, "%s", s.message);
+    return s.status;
 }
 
 static void expect_refused(struct cluster *c, size_t node, const uint8_t *env, size_t len,
@@ -333,11 +374,30 @@ static void test_bad_input_gets_its_status_and_commits_nothing(void **state)
     rpc_result_clear(&r);
     free(big);
 
-    /* A duplicate: committed once, then refused at the leader and a follower. */
+    /* A duplicate: committed once; then, at the leader and at a follower,
+     * ALREADY_EXISTS naming its place without wait_for_commit, and with it
+     * OK at that place (resubmitting is safe: node.proto). */
     tu_tx(&key, c.chain_id, now + 600000, 64, &env, &len, hash);
-    assert_int_equal(submit(&c, follower, env, len, true, NULL, 0), 0);
-    expect_refused(&c, leader, env, len, RPC_STATUS_ALREADY_EXISTS, "already");
-    expect_refused(&c, follower, env, len, RPC_STATUS_ALREADY_EXISTS, "already");
+    struct submitted first, again;
+    submit_full(&c, follower, env, len, true, 10000, &first);
+    assert_int_equal(first.status, 0);
+    assert_true(first.committed);
+    char place[96];
+    snprintf(place, sizeof place, "already on the ledger at height %" PRIu64 ", position %" PRIu32,
+             first.height, first.position);
+    size_t nodes[2] = {leader, follower};
+    for (size_t k = 0; k < 2; k++) {
+        char msg[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+        int st = submit(&c, nodes[k], env, len, false, msg, sizeof msg);
+        if (st != RPC_STATUS_ALREADY_EXISTS || strstr(msg, place) == NULL)
+            fail_msg("node %zu: got %s \"%s\", expected ALREADY_EXISTS with \"%s\"", nodes[k],
+                     rpc_status_name(st), msg, place);
+        submit_full(&c, nodes[k], env, len, true, 10000, &again);
+        assert_int_equal(again.status, 0);
+        assert_true(again.committed);
+        assert_int_equal(again.height, first.height);
+        assert_int_equal(again.position, first.position);
+    }
     ehr_free(env);
 
     /* Nothing else committed: exactly one more block's worth (the good tx). */
@@ -431,6 +491,109 @@ static void test_a_node_whose_state_digest_differs_stops_loudly(void **state)
     assert_int_equal(cluster_stop(&c, 0), 0);
     assert_int_equal(cluster_stop(&c, 1), 0);
     cluster_txs_free(txs, TXS);
+    cluster_destroy(&c, keep_dirs());
+}
+
+/* ---- a forward pending across a leadership change ---- */
+
+struct submit_job {
+    pthread_t thread;
+    struct cluster *c;
+    size_t node;
+    const struct cluster_tx *tx;
+    struct submitted out;
+};
+
+static void *submit_job_run(void *arg)
+{
+    struct submit_job *j = arg;
+    submit_full(j->c, j->node, j->tx->envelope, j->tx->envelope_len, true, 30000, &j->out);
+    return NULL;
+}
+
+/*
+ * The leader L is frozen (SIGSTOP) and, at once, each follower is given a
+ * transaction with wait_for_commit: both forward it to L, whose verdict
+ * never comes. One follower, N, becomes leader: it must admit its pending
+ * forward itself and answer OK, committed. The other, O, must answer
+ * UNAVAILABLE with the outcome "unknown" and a leader hint naming N by its
+ * id and RPC address (never a peer port, never O itself); resubmitting the
+ * same envelope through O then commits it, once. L, thawed, agrees.
+ */
+static void test_a_forward_pending_across_a_leadership_change_is_answered_right(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    size_t old = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(old, SIZE_MAX);
+    size_t f[2] = {(old + 1) % 3, (old + 2) % 3};
+    /* Every node knows every leader, and the peers have exchanged NodeInfo
+     * (their RPC addresses): one committed transaction through each follower. */
+    struct cluster_tx *warm = cluster_txs_make(&c, 2, 32);
+    for (size_t k = 0; k < 2; k++) {
+        struct submitted s;
+        submit_full(&c, f[k], warm[k].envelope, warm[k].envelope_len, true, 10000, &s);
+        assert_int_equal(s.status, 0);
+    }
+    cluster_txs_free(warm, 2);
+
+    struct cluster_tx *txs = cluster_txs_make(&c, 2, 32);
+    assert_int_equal(kill(c.nodes[old].pid, SIGSTOP), 0);
+    struct submit_job jobs[2];
+    for (size_t k = 0; k < 2; k++) {
+        jobs[k] = (struct submit_job){.c = &c, .node = f[k], .tx = &txs[k]};
+        assert_int_equal(pthread_create(&jobs[k].thread, NULL, submit_job_run, &jobs[k]), 0);
+    }
+    /* A new leader among the two followers (L is frozen: not asked). */
+    size_t leader = SIZE_MAX;
+    for (uint64_t end = cluster_now_us() + LEADER_WAIT_MS * 1000ull;
+         leader == SIZE_MAX && cluster_now_us() < end; usleep(20000))
+        for (size_t k = 0; k < 2 && leader == SIZE_MAX; k++) {
+            struct cluster_status st;
+            if (cluster_status(&c, f[k], &st) == 0 &&
+                st.role == EHR__V1__NODE_ROLE__NODE_ROLE_LEADER)
+                leader = f[k];
+        }
+    for (size_t k = 0; k < 2; k++)
+        pthread_join(jobs[k].thread, NULL);
+    assert_int_not_equal(leader, SIZE_MAX);
+    size_t n_k = leader == f[0] ? 0 : 1, o_k = 1 - n_k;
+    const struct submitted *won = &jobs[n_k].out, *other = &jobs[o_k].out;
+    if (won->status != 0 || !won->committed)
+        fail_msg("the new leader answered %s \"%s\" for its own pending forward",
+                 rpc_status_name(won->status), won->message);
+    txs[n_k].committed = true;
+    txs[n_k].height = won->height;
+    txs[n_k].position = won->position;
+    /* The other follower: outcome unknown, and the hint names N, by its RPC
+     * address (not its peer port, not O's own). */
+    if (other->status != RPC_STATUS_UNAVAILABLE || strcmp(other->outcome, "unknown") != 0)
+        fail_msg("the other follower answered %s \"%s\" (outcome \"%s\")",
+                 rpc_status_name(other->status), other->message, other->outcome);
+    char n_hex[2 * EHR_SCHNORR_PUBLIC_BYTES + 1], n_rpc[32];
+    ehr_hex_encode(n_hex, c.nodes[leader].node_key, EHR_SCHNORR_PUBLIC_BYTES);
+    snprintf(n_rpc, sizeof n_rpc, "127.0.0.1:%u", (unsigned)c.nodes[leader].rpc_port);
+    assert_string_equal(other->leader_id, n_hex);
+    assert_string_equal(other->leader_address, n_rpc);
+    /* Resubmitting the same envelope through O commits it. */
+    struct submitted again;
+    submit_full(&c, f[o_k], txs[o_k].envelope, txs[o_k].envelope_len, true, 30000, &again);
+    if (again.status != 0 || !again.committed)
+        fail_msg("resubmitted: %s \"%s\"", rpc_status_name(again.status), again.message);
+    txs[o_k].committed = true;
+    txs[o_k].height = again.height;
+    txs[o_k].position = again.position;
+
+    assert_int_equal(kill(c.nodes[old].pid, SIGCONT), 0);
+    uint64_t tip = wait_converged(&c, 30000);
+    assert_same_chain(&c, tip);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(cluster_stop(&c, i), 0);
+    assert_ledgers_hold(&c, txs, 2);
+    cluster_txs_free(txs, 2);
     cluster_destroy(&c, keep_dirs());
 }
 
@@ -642,6 +805,8 @@ static void test_stock_python_grpc_client_submits_and_reads(void **state)
                         path,
                         "--chain-id",
                         c.chain_id,
+                        "--vectors",
+                        EHR_SOURCE_DIR "/tests/vectors/bip340-test-vectors.csv",
                         NULL};
         execv(argv[0], argv);
         _exit(127);
@@ -674,6 +839,8 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_input_gets_its_status_and_commits_nothing,
                                   kill_leftovers),
         cmocka_unit_test_teardown(test_stock_python_grpc_client_submits_and_reads, kill_leftovers),
+        cmocka_unit_test_teardown(
+            test_a_forward_pending_across_a_leadership_change_is_answered_right, kill_leftovers),
         cmocka_unit_test_teardown(test_a_node_whose_state_digest_differs_stops_loudly,
                                   kill_leftovers),
         cmocka_unit_test_teardown(test_a_node_behind_the_compacted_log_catches_up_by_snapshot,
