@@ -363,6 +363,9 @@ struct sim {
     uint32_t new_leader_fault_ppm;
     /* records for the checks */
     struct u64vec committed_term; /* by index */
+    /* by index: the lowest term of a node seen holding it committed; at or
+     * above the term of the leader that committed it (S2) */
+    struct u64vec commit_seen_term;
     struct u64vec applied_hash;   /* by index */
     struct u64vec chain_hash;     /* app state after applying index */
     struct u64vec leader_of_term; /* by term */
@@ -942,20 +945,54 @@ static void process(struct sim *s, uint32_t slot)
 
 /* ---- checks after every step ---- */
 
+/*
+ * S2 (leader completeness, Raft thesis 3.6.3): an entry committed in term U
+ * is in the log of every leader of a term above U. Only higher terms: a
+ * candidate of a lower term may still complete its election after a higher
+ * term committed more (its voters voted before they saw that term, or were
+ * not in that commit's quorum); such a leader can commit nothing, since the
+ * quorum that committed holds the higher term and refuses its appends.
+ * U is taken as the lowest term at which a node was seen holding the entry
+ * committed: the committing leader is seen first, and any other node learned
+ * the commit from a leader of its own term, never below U. Checked when a
+ * leader is elected, and when an entry is first seen committed (or seen
+ * committed in a lower term) for every leader already elected above it.
+ */
+static bool leader_holds(struct sim *s, struct sim_node *nd, const struct raft_status *st,
+                         uint64_t i)
+{
+    uint64_t want = vec_get(&s->committed_term, i);
+    uint64_t in_term = vec_get(&s->commit_seen_term, i);
+    if (want == 0 || in_term >= st->hard_state.term || i < st->first_index)
+        return true;
+    uint64_t have = 0;
+    if (i <= st->last_index && raft_term_at(nd->r, i, &have) == 0 && have == want)
+        return true;
+    violation(s, "S2 leader %llu of term %llu lacks entry %llu (term %llu) committed in term %llu",
+              (unsigned long long)nd->id, (unsigned long long)st->hard_state.term,
+              (unsigned long long)i, (unsigned long long)want, (unsigned long long)in_term);
+    return false;
+}
+
 static void check_leader_completeness(struct sim *s, struct sim_node *nd,
                                       const struct raft_status *st)
 {
-    for (uint64_t i = st->first_index; i <= s->committed_max; i++) {
-        uint64_t want = vec_get(&s->committed_term, i);
-        if (want == 0)
-            continue;
-        uint64_t have = 0;
-        if (i > st->last_index || raft_term_at(nd->r, i, &have) != 0 || have != want) {
-            violation(s, "S2 leader %llu of term %llu lacks committed entry %llu (term %llu)",
-                      (unsigned long long)nd->id, (unsigned long long)st->hard_state.term,
-                      (unsigned long long)i, (unsigned long long)want);
+    for (uint64_t i = st->first_index; i <= s->committed_max; i++)
+        if (!leader_holds(s, nd, st, i))
             return;
-        }
+}
+
+/* Index i was just seen committed in term `term`, lower than before. */
+static void commit_seen(struct sim *s, uint64_t i, uint64_t term)
+{
+    vec_set(&s->commit_seen_term, i, term);
+    for (uint32_t k = 0; k < s->n && !s->res->violated; k++) {
+        struct sim_node *nd = &s->nodes[k];
+        if (nd->id == 0 || !nd->up)
+            continue;
+        struct raft_status st = node_status(nd);
+        if (st.role == RAFT_LEADER)
+            leader_holds(s, nd, &st, i);
     }
 }
 
@@ -985,6 +1022,9 @@ static void check_node(struct sim *s, struct sim_node *nd)
             violation(s, "S5 node %llu committed term %llu at index %llu, others term %llu",
                       (unsigned long long)nd->id, (unsigned long long)t, (unsigned long long)i,
                       (unsigned long long)known);
+        uint64_t seen = vec_get(&s->commit_seen_term, i);
+        if (seen == 0 || term < seen)
+            commit_seen(s, i, term);
     }
     /* S10 (the commit rule): a leader moves its commit index only onto an
      * entry of its own term; older entries commit under it. */
@@ -1520,6 +1560,7 @@ static void sim_free(struct sim *s)
         rt_msg_free(s->heap[i].msg);
     ehr_free(s->heap);
     vec_free(&s->committed_term);
+    vec_free(&s->commit_seen_term);
     vec_free(&s->applied_hash);
     vec_free(&s->chain_hash);
     vec_free(&s->leader_of_term);

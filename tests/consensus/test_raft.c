@@ -732,6 +732,96 @@ static void test_removed_leader_campaigns_until_its_removal_commits(void **state
     tn_free(&net);
 }
 
+/*
+ * Leader completeness is by term (Raft thesis 3.6.3): an entry committed in
+ * term C is in the log of every leader of a term above C, not of a lower
+ * term. A candidate of term B < C may still win after C committed more: its
+ * votes came from nodes that had not yet seen term C (one voted before it
+ * moved on, one was down and restarts with an old term). Such a leader
+ * commits nothing: the quorum that elected C refuses term B. Sim S2 checks
+ * exactly this; it once demanded C's entries of B's leader (seed 6000120722).
+ */
+static void test_late_lower_term_leader_lacks_higher_term_commits_and_commits_nothing(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 5, 5, NULL);
+    elect(&net, 1);
+    uint64_t term_a = tn_status(&net, 1).hard_state.term;
+    /* entry 3 on nodes 1, 2, 5 (committed); 3 is down, 4 does not hear 1 */
+    tn_crash(&net, 3);
+    net.cut[1][4] = true;
+    assert_int_equal(tn_propose(&net, 1, 1, 8), 0);
+    tn_settle(&net);
+    assert_int_equal(tn_status(&net, 1).hard_state.commit, 3);
+
+    /* node 2 campaigns in term B: 4 grants, 3's request is lost, 1 and 5 are cut */
+    for (raft_id id = 1; id <= 5; id++)
+        if (id != 2 && id != 4)
+            net.cut[2][id] = net.cut[id][2] = true;
+    force_campaign(&net, 2);
+    tn_settle(&net);
+    struct raft_status cand = tn_status(&net, 2);
+    assert_int_equal(cand.role, RAFT_CANDIDATE);
+    uint64_t term_b = cand.hard_state.term;
+    assert_int_equal(term_b, term_a + 1);
+
+    /* node 1 hears term B from 4 and steps down, then wins term C with 4 and
+     * 5 and commits entries 4..6 */
+    net.cut[1][4] = false;
+    for (int i = 0; i < 20 && tn_status(&net, 1).role == RAFT_LEADER; i++) {
+        tn_tick(&net, 1);
+        tn_settle(&net);
+    }
+    assert_int_equal(tn_status(&net, 1).hard_state.term, term_b);
+    elect(&net, 1);
+    assert_int_equal(tn_propose(&net, 1, 2, 8), 0);
+    tn_settle(&net);
+    struct raft_status l1 = tn_status(&net, 1);
+    uint64_t term_c = l1.hard_state.term;
+    assert_true(term_c > term_b);
+    assert_int_equal(l1.hard_state.commit, 6);
+    assert_int_equal(term_at(&net, 1, 4), term_c);
+    assert_int_equal(tn_status(&net, 2).role, RAFT_CANDIDATE); /* still in term B */
+
+    /* 3 restarts with term A and its old log; 2's delayed request reaches it */
+    tn_restart(&net, 3);
+    for (raft_id id = 1; id <= 5; id++)
+        if (id != 2 && id != 3)
+            net.cut[3][id] = net.cut[id][3] = net.cut[2][id] = net.cut[id][2] = true;
+    net.cut[2][3] = net.cut[3][2] = false;
+    struct raft_message req = {.type = RAFT_MSG_VOTE,
+                               .from = 2,
+                               .to = 3,
+                               .term = term_b,
+                               .index = cand.last_index,
+                               .log_term = term_at(&net, 2, cand.last_index)};
+    assert_int_equal(raft_step(tn_node(&net, 3)->r, &req), 0);
+    tn_settle(&net);
+    struct raft_status l2 = tn_status(&net, 2);
+    assert_int_equal(l2.role, RAFT_LEADER); /* term B: votes of 2, 3, 4 */
+    assert_int_equal(l2.hard_state.term, term_b);
+    assert_int_not_equal(term_at(&net, 2, 4), term_c); /* lacks C's entry 4 */
+    assert_int_equal(tn_propose(&net, 2, 1, 8), 0);
+    tn_settle(&net);
+    assert_true(tn_status(&net, 2).hard_state.commit <= 3); /* commits nothing */
+    assert_true(tn_status(&net, 3).hard_state.commit <= 3);
+
+    /* healed: 2 learns term C and steps down; every log converges on C's */
+    tn_heal(&net);
+    tn_tick_all(&net, 30);
+    raft_id leader = tn_leader(&net);
+    assert_int_not_equal(leader, 0);
+    uint64_t commit = tn_status(&net, leader).hard_state.commit;
+    assert_true(commit >= 6);
+    for (raft_id id = 1; id <= 5; id++) {
+        assert_int_equal(term_at(&net, id, 4), term_c);
+        assert_true(tn_node(&net, id)->applied >= 6);
+        assert_memory_equal(tn_node(&net, id)->applied_hash, tn_node(&net, 1)->applied_hash,
+                            7 * sizeof(uint64_t));
+    }
+    tn_free(&net);
+}
+
 /* Leadership transfer hands over to a caught-up voter; one that cannot
  * complete is abandoned after an election timeout and proposals resume. */
 static void test_leadership_transfer_completes_or_times_out(void **state)
@@ -1223,6 +1313,7 @@ int main(void)
         cmocka_unit_test(test_promote_lag_max_at_its_top),
         cmocka_unit_test(test_leader_removes_itself_and_hands_over),
         cmocka_unit_test(test_removed_leader_campaigns_until_its_removal_commits),
+        cmocka_unit_test(test_late_lower_term_leader_lacks_higher_term_commits_and_commits_nothing),
         cmocka_unit_test(test_leadership_transfer_completes_or_times_out),
         cmocka_unit_test(test_read_index_waits_for_own_term_commit),
         cmocka_unit_test(test_read_confirmed_only_by_rounds_sent),
