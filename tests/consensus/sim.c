@@ -335,6 +335,7 @@ struct sim_node {
     enum raft_role memo_role;
     uint64_t memo_term;
     uint64_t memo_commit;
+    struct raft_config memo_config; /* the latest it held while up */
 };
 
 struct sim {
@@ -591,19 +592,36 @@ static uint32_t damaged_count(const struct sim *s)
     return n;
 }
 
-/* How many more voters the cluster can lose; 0 if unknown. */
-static uint32_t fault_tolerance(const struct sim *s)
+/*
+ * Whether the cluster can afford to lose node `slot` for good (a broken
+ * disk): in every configuration some node holds, the node is a learner or
+ * one of at least three voters. Any held configuration may be or become the
+ * one in force (the committed one, a newer one not yet committed), so one
+ * node's view is not enough: a leader cut off without check-quorum leads on
+ * under a configuration a newer leader has since changed (seed 6000132137:
+ * it still counted three voters when the committed configuration had two,
+ * so a broken disk left no quorum). False while no node leads.
+ */
+static bool can_lose(const struct sim *s, uint32_t slot)
 {
-    int l = leader_slot(s);
-    if (l < 0)
-        return 0;
-    struct raft_status st = node_status(&s->nodes[l]);
-    return st.config.voter_count - (st.config.voter_count / 2 + 1);
+    if (leader_slot(s) < 0)
+        return false;
+    raft_id id = s->nodes[slot].id;
+    for (uint32_t i = 0; i < s->n; i++) {
+        const struct sim_node *nd = &s->nodes[i];
+        if (nd->id == 0 || nd->corrupt)
+            continue;
+        struct raft_config c = nd->up ? node_status(nd).config : nd->memo_config;
+        if (raft_config_is_voter(&c, id) && c.voter_count - (c.voter_count / 2 + 1) < 1)
+            return false;
+    }
+    return true;
 }
 
 static void crash(struct sim *s, uint32_t slot, size_t torn_from)
 {
     struct sim_node *nd = &s->nodes[slot];
+    nd->memo_config = node_status(nd).config;
     raft_destroy(nd->r);
     nd->r = NULL;
     raft_mem_storage_destroy(nd->ms);
@@ -618,7 +636,7 @@ static void crash(struct sim *s, uint32_t slot, size_t torn_from)
         nd->disk.len = cut;
         s->res->torn_writes++;
     } else if (!s->calm && nd->disk.len > 0 && rng_ppm(&s->rng, 150000) && damaged_count(s) == 0 &&
-               fault_tolerance(s) >= 1) {
+               can_lose(s, slot)) {
         /* One broken disk at a time, and only where the cluster can afford
          * to lose the node: it will refuse to start until replaced. */
         uint64_t bit = rng_below(&s->rng, (uint64_t)nd->disk.len * 8);
@@ -678,6 +696,7 @@ static void restart(struct sim *s, uint32_t slot)
     nd->memo_role = rs.role;
     nd->memo_term = rs.hard_state.term;
     nd->memo_commit = rs.hard_state.commit;
+    nd->memo_config = rs.config;
     trace(s, "restart n%llu%s term=%llu commit=%llu last=%llu applied=%llu",
           (unsigned long long)nd->id, torn ? " (torn tail repaired)" : "",
           (unsigned long long)rs.hard_state.term, (unsigned long long)rs.hard_state.commit,
@@ -1070,6 +1089,7 @@ static void check_node(struct sim *s, struct sim_node *nd)
     nd->memo_role = st.role;
     nd->memo_term = term;
     nd->memo_commit = st.hard_state.commit;
+    nd->memo_config = st.config;
 }
 
 static void check_all(struct sim *s)
