@@ -18,18 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rpc.h"
-
-_Static_assert(NODE_CONFIG_RPC_MESSAGE_BYTES_MAX == RPC_MESSAGE_BYTES_MAX,
-               "the config's RPC message bound is rpc.h's");
 _Static_assert(NODE_CONFIG_RPC_MESSAGE_BYTES_MIN < NODE_CONFIG_RPC_MESSAGE_BYTES_MAX,
                "an RPC message can carry the largest transaction");
 _Static_assert(NODE_CONFIG_BLOCK_BYTES_MIN < NODE_CONFIG_BLOCK_BYTES_MAX,
                "a block can carry the largest transaction");
 _Static_assert(NODE_CONFIG_BLOCK_BYTES_MAX <= (uint64_t)EHR_BLOCK_BYTES_MAX,
                "a configured block is a valid ledger block");
-_Static_assert(NODE_CONFIG_BLOCK_BYTES_MAX <= (uint64_t)NODE_RAFT_WIRE_PROPOSAL_BYTES_MAX,
-               "a configured block fits one consensus proposal");
 _Static_assert(NODE_CONFIG_PATH_BYTES_MAX < PATH_MAX, "a resolved path fits PATH_MAX");
 
 /* One key of "limits": where it lives, its default and its range. */
@@ -45,8 +39,10 @@ struct limit_spec {
     }
 
 static const struct limit_spec limit_specs[] = {
-    LIMIT(mempool_tx_count, MEMPOOL_TX_COUNT_DEFAULT, MEMPOOL_TX_COUNT_MIN, MEMPOOL_TX_COUNT_MAX),
-    LIMIT(mempool_bytes, MEMPOOL_BYTES_DEFAULT, MEMPOOL_BYTES_MIN, MEMPOOL_BYTES_MAX),
+    LIMIT(mempool_tx_count, NODE_CONFIG_MEMPOOL_TX_COUNT_DEFAULT, NODE_CONFIG_MEMPOOL_TX_COUNT_MIN,
+          NODE_CONFIG_MEMPOOL_TX_COUNT_MAX),
+    LIMIT(mempool_bytes, NODE_CONFIG_MEMPOOL_BYTES_DEFAULT, NODE_CONFIG_MEMPOOL_BYTES_MIN,
+          NODE_CONFIG_MEMPOOL_BYTES_MAX),
     LIMIT(block_tx_count, NODE_CONFIG_BLOCK_TX_COUNT_DEFAULT, NODE_CONFIG_BLOCK_TX_COUNT_MIN,
           NODE_CONFIG_BLOCK_TX_COUNT_MAX),
     LIMIT(block_bytes, NODE_CONFIG_BLOCK_BYTES_DEFAULT, NODE_CONFIG_BLOCK_BYTES_MIN,
@@ -57,11 +53,11 @@ static const struct limit_spec limit_specs[] = {
           NODE_CONFIG_RPC_MESSAGE_BYTES_MIN, NODE_CONFIG_RPC_MESSAGE_BYTES_MAX),
     LIMIT(raft_tick_ms, NODE_CONFIG_RAFT_TICK_MS_DEFAULT, NODE_CONFIG_RAFT_TICK_MS_MIN,
           NODE_CONFIG_RAFT_TICK_MS_MAX),
-    LIMIT(election_ticks, NODE_CONFIG_ELECTION_TICKS_DEFAULT, RAFT_ELECTION_TICKS_MIN,
-          RAFT_ELECTION_TICKS_MAX),
+    LIMIT(election_ticks, NODE_CONFIG_ELECTION_TICKS_DEFAULT, NODE_CONFIG_ELECTION_TICKS_MIN,
+          NODE_CONFIG_ELECTION_TICKS_MAX),
     /* Also below election_ticks: checked in limits_check. */
     LIMIT(heartbeat_ticks, NODE_CONFIG_HEARTBEAT_TICKS_DEFAULT, NODE_CONFIG_HEARTBEAT_TICKS_MIN,
-          RAFT_ELECTION_TICKS_MAX - 1),
+          NODE_CONFIG_ELECTION_TICKS_MAX - 1),
     LIMIT(snapshot_entries, NODE_CONFIG_SNAPSHOT_ENTRIES_DEFAULT, NODE_CONFIG_SNAPSHOT_ENTRIES_MIN,
           NODE_CONFIG_SNAPSHOT_ENTRIES_MAX),
 };

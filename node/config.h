@@ -7,6 +7,12 @@
  * Not here: opening the key file, binding the addresses, locking the data
  * directory (datadir.h), the genesis (it lives in the ledger).
  *
+ * A library of its own (ehr_node_config, with datadir.c) that ehrd and
+ * ehrctl both link: it depends on the ledger's formats and store but not on
+ * consensus, the mempool, the peer network or the RPC server. The ranges of
+ * the limits the node's parts enforce are written here as numbers, and the
+ * node checks at compile time that they are the parts' own (node.c).
+ *
  * The file is strict: an unknown key, a wrong type or a value out of range
  * is refused with a message naming the key, so a typo never silently falls
  * back to a default. Omitted optional keys take the defaults below. Relative
@@ -32,9 +38,6 @@
 
 #include "common.h"
 #include "ledger.h"
-#include "mempool.h"
-#include "raft.h"
-#include "raft_wire.h"
 
 /* ---- Limits of the file itself ---- */
 
@@ -51,7 +54,17 @@ enum {
 
 /* ---- Ranges of the limits (each key of "limits": default, min, max) ---- */
 
-/* mempool_tx_count and mempool_bytes: MEMPOOL_* in mempool.h. */
+/* mempool_tx_count, mempool_bytes: the mempool's bounds (MEMPOOL_* in mempool.h). */
+#define NODE_CONFIG_MEMPOOL_TX_COUNT_DEFAULT 50000u
+#define NODE_CONFIG_MEMPOOL_TX_COUNT_MIN 1u
+#define NODE_CONFIG_MEMPOOL_TX_COUNT_MAX (1u << 20)
+#define NODE_CONFIG_MEMPOOL_BYTES_DEFAULT (128ull << 20)
+#define NODE_CONFIG_MEMPOOL_BYTES_MIN ((uint64_t)EHR_TX_BYTES_MAX)
+#define NODE_CONFIG_MEMPOOL_BYTES_MAX (4ull << 30)
+/* The largest block proposal the consensus wire carries in one message
+ * (NODE_RAFT_WIRE_PROPOSAL_BYTES_MAX in raft_wire.h): a 1 MiB peer message
+ * less its envelope, a message header and 2,048 entries' overhead. */
+#define NODE_CONFIG_PROPOSAL_BYTES_MAX ((1u << 20) - 4u - 288u - 2048u * 32u)
 
 /* block_tx_count: transactions the leader puts in one block. */
 #define NODE_CONFIG_BLOCK_TX_COUNT_DEFAULT 5000u
@@ -62,8 +75,8 @@ enum {
  * smaller than the ledger's EHR_BLOCK_BYTES_MAX (see raft_wire.h). */
 #define NODE_CONFIG_BLOCK_BYTES_MIN ((uint64_t)EHR_TX_BYTES_MAX + EHR_BLOCK_HEADER_BYTES_MAX + 64u)
 #define NODE_CONFIG_BLOCK_BYTES_MAX                                                                \
-    ((uint64_t)NODE_RAFT_WIRE_PROPOSAL_BYTES_MAX < (uint64_t)EHR_BLOCK_BYTES_MAX                   \
-         ? (uint64_t)NODE_RAFT_WIRE_PROPOSAL_BYTES_MAX                                             \
+    ((uint64_t)NODE_CONFIG_PROPOSAL_BYTES_MAX < (uint64_t)EHR_BLOCK_BYTES_MAX                      \
+         ? (uint64_t)NODE_CONFIG_PROPOSAL_BYTES_MAX                                                \
          : (uint64_t)EHR_BLOCK_BYTES_MAX)
 #define NODE_CONFIG_BLOCK_BYTES_DEFAULT NODE_CONFIG_BLOCK_BYTES_MAX
 /* block_flush_ms: how long the leader waits for more transactions before
@@ -84,6 +97,8 @@ enum {
 #define NODE_CONFIG_RAFT_TICK_MS_MAX 10000u
 /* election_ticks: base election timeout (RAFT_ELECTION_TICKS_* in raft.h). */
 #define NODE_CONFIG_ELECTION_TICKS_DEFAULT 10u
+#define NODE_CONFIG_ELECTION_TICKS_MIN 3u
+#define NODE_CONFIG_ELECTION_TICKS_MAX 100000u
 /* heartbeat_ticks: 1 .. election_ticks - 1. */
 #define NODE_CONFIG_HEARTBEAT_TICKS_DEFAULT 1u
 #define NODE_CONFIG_HEARTBEAT_TICKS_MIN 1u
@@ -99,14 +114,14 @@ enum {
 /* ---- The configuration ---- */
 
 struct node_config_limits {
-    uint64_t mempool_tx_count;  /* MEMPOOL_TX_COUNT_MIN..MAX */
-    uint64_t mempool_bytes;     /* MEMPOOL_BYTES_MIN..MAX */
+    uint64_t mempool_tx_count;  /* NODE_CONFIG_MEMPOOL_TX_COUNT_MIN..MAX */
+    uint64_t mempool_bytes;     /* NODE_CONFIG_MEMPOOL_BYTES_MIN..MAX */
     uint64_t block_tx_count;    /* NODE_CONFIG_BLOCK_TX_COUNT_MIN..MAX */
     uint64_t block_bytes;       /* NODE_CONFIG_BLOCK_BYTES_MIN..MAX */
     uint64_t block_flush_ms;    /* NODE_CONFIG_BLOCK_FLUSH_MS_MIN..MAX */
     uint64_t rpc_message_bytes; /* NODE_CONFIG_RPC_MESSAGE_BYTES_MIN..MAX */
     uint64_t raft_tick_ms;      /* NODE_CONFIG_RAFT_TICK_MS_MIN..MAX */
-    uint64_t election_ticks;    /* RAFT_ELECTION_TICKS_MIN..MAX */
+    uint64_t election_ticks;    /* NODE_CONFIG_ELECTION_TICKS_MIN..MAX */
     uint64_t heartbeat_ticks;   /* 1..election_ticks - 1 */
     uint64_t snapshot_entries;  /* NODE_CONFIG_SNAPSHOT_ENTRIES_MIN..MAX */
 };

@@ -25,6 +25,19 @@
 #include "ehr/v1/tx.pb-c.h"
 #include "node_internal.h"
 
+/* The config's ranges (config.h, a library apart) are the parts' own. */
+_Static_assert(NODE_CONFIG_MEMPOOL_TX_COUNT_DEFAULT == MEMPOOL_TX_COUNT_DEFAULT, "mempool.h");
+_Static_assert(NODE_CONFIG_MEMPOOL_TX_COUNT_MIN == MEMPOOL_TX_COUNT_MIN, "mempool.h");
+_Static_assert(NODE_CONFIG_MEMPOOL_TX_COUNT_MAX == MEMPOOL_TX_COUNT_MAX, "mempool.h");
+_Static_assert(NODE_CONFIG_MEMPOOL_BYTES_DEFAULT == MEMPOOL_BYTES_DEFAULT, "mempool.h");
+_Static_assert(NODE_CONFIG_MEMPOOL_BYTES_MIN == MEMPOOL_BYTES_MIN, "mempool.h");
+_Static_assert(NODE_CONFIG_MEMPOOL_BYTES_MAX == MEMPOOL_BYTES_MAX, "mempool.h");
+_Static_assert(NODE_CONFIG_PROPOSAL_BYTES_MAX == (unsigned)NODE_RAFT_WIRE_PROPOSAL_BYTES_MAX,
+               "raft_wire.h");
+_Static_assert(NODE_CONFIG_ELECTION_TICKS_MIN == (unsigned)RAFT_ELECTION_TICKS_MIN, "raft.h");
+_Static_assert(NODE_CONFIG_ELECTION_TICKS_MAX == (unsigned)RAFT_ELECTION_TICKS_MAX, "raft.h");
+_Static_assert(NODE_CONFIG_RPC_MESSAGE_BYTES_MAX == RPC_MESSAGE_BYTES_MAX, "rpc.h");
+
 /* Every address a genesis accepts fits a peer link's (snprintf would cut it silently). */
 _Static_assert((int)EHR_PEER_ADDRESS_BYTES_MAX < (int)P2P_ADDRESS_BYTES_MAX,
                "a genesis peer address and its NUL fit p2p_member.address");

@@ -212,7 +212,7 @@ static void assert_one_line_failure(const struct result *r, const char *fragment
 }
 
 #define INIT_ARGS(data)                                                                            \
-    "init", "--genesis", "genesis.pb", "--key", "a.key", "--data", data, "--peer-listen",         \
+    "init", "--genesis", "genesis.pb", "--key", "a.key", "--data", data, "--peer-listen",          \
         "0.0.0.0:7000", "--rpc-listen", "127.0.0.1:7001"
 
 static void test_init_creates_the_directory_key_and_config_with_private_modes(void **state)
@@ -249,7 +249,7 @@ static void test_init_creates_the_directory_key_and_config_with_private_modes(vo
     assert_null(cfg.passphrase_file);
     assert_string_equal(cfg.peer_listen, "0.0.0.0:7000");
     assert_string_equal(cfg.rpc_listen, "127.0.0.1:7001");
-    assert_int_equal(cfg.limits.mempool_tx_count, MEMPOOL_TX_COUNT_DEFAULT);
+    assert_int_equal(cfg.limits.mempool_tx_count, NODE_CONFIG_MEMPOOL_TX_COUNT_DEFAULT);
     node_config_free(&cfg);
 
     /* The ledger holds this genesis's chain, and the directory is not left locked. */

@@ -95,7 +95,7 @@ static void test_written_config_loads_back_identically(void **state)
     out.rpc_listen = "127.0.0.1:7001";
     out.log_level = EHR_LOG_WARN;
     out.limits.mempool_tx_count = 7;
-    out.limits.mempool_bytes = MEMPOOL_BYTES_MAX;
+    out.limits.mempool_bytes = NODE_CONFIG_MEMPOOL_BYTES_MAX;
     out.limits.block_tx_count = 3;
     out.limits.block_bytes = NODE_CONFIG_BLOCK_BYTES_MIN;
     out.limits.block_flush_ms = 250;
@@ -159,8 +159,8 @@ static void test_omitted_keys_take_their_defaults(void **state)
     assert_string_equal(cfg.key_file, "/d/node.key");
     assert_null(cfg.passphrase_file);
     assert_int_equal(cfg.log_level, EHR_LOG_INFO);
-    assert_int_equal(cfg.limits.mempool_tx_count, MEMPOOL_TX_COUNT_DEFAULT);
-    assert_int_equal(cfg.limits.mempool_bytes, MEMPOOL_BYTES_DEFAULT);
+    assert_int_equal(cfg.limits.mempool_tx_count, NODE_CONFIG_MEMPOOL_TX_COUNT_DEFAULT);
+    assert_int_equal(cfg.limits.mempool_bytes, NODE_CONFIG_MEMPOOL_BYTES_DEFAULT);
     assert_int_equal(cfg.limits.block_tx_count, NODE_CONFIG_BLOCK_TX_COUNT_DEFAULT);
     assert_int_equal(cfg.limits.block_bytes, NODE_CONFIG_BLOCK_BYTES_DEFAULT);
     assert_int_equal(cfg.limits.block_flush_ms, NODE_CONFIG_BLOCK_FLUSH_MS_DEFAULT);
@@ -256,19 +256,19 @@ static void test_every_limit_at_its_edges(void **state)
 {
     struct fixture *f = *state;
     static const struct limit_edge limits[] = {
-        {"mempool_tx_count", MEMPOOL_TX_COUNT_MIN, MEMPOOL_TX_COUNT_MAX},
-        {"mempool_bytes", MEMPOOL_BYTES_MIN, MEMPOOL_BYTES_MAX},
+        {"mempool_tx_count", NODE_CONFIG_MEMPOOL_TX_COUNT_MIN, NODE_CONFIG_MEMPOOL_TX_COUNT_MAX},
+        {"mempool_bytes", NODE_CONFIG_MEMPOOL_BYTES_MIN, NODE_CONFIG_MEMPOOL_BYTES_MAX},
         {"block_tx_count", 1, EHR_BLOCK_TX_COUNT_MAX},
-        {"block_bytes", NODE_CONFIG_BLOCK_BYTES_MIN, NODE_RAFT_WIRE_PROPOSAL_BYTES_MAX},
+        {"block_bytes", NODE_CONFIG_BLOCK_BYTES_MIN, NODE_CONFIG_PROPOSAL_BYTES_MAX},
         {"block_flush_ms", 1, 60000},
         {"rpc_message_bytes", EHR_TX_BYTES_MAX + 1024, 4u << 20},
         {"raft_tick_ms", 1, 10000},
-        {"election_ticks", RAFT_ELECTION_TICKS_MIN, RAFT_ELECTION_TICKS_MAX},
-        {"heartbeat_ticks", 1, RAFT_ELECTION_TICKS_MAX - 1},
+        {"election_ticks", NODE_CONFIG_ELECTION_TICKS_MIN, NODE_CONFIG_ELECTION_TICKS_MAX},
+        {"heartbeat_ticks", 1, NODE_CONFIG_ELECTION_TICKS_MAX - 1},
         {"snapshot_entries", 16, (uint64_t)1 << 32},
     };
     /* The proposal bound is the tighter one for a block. */
-    assert_true((long)NODE_RAFT_WIRE_PROPOSAL_BYTES_MAX < (long)EHR_BLOCK_BYTES_MAX);
+    assert_true((long)NODE_CONFIG_PROPOSAL_BYTES_MAX < (long)EHR_BLOCK_BYTES_MAX);
     for (size_t i = 0; i < EHR_ARRAY_COUNT(limits); i++) {
         const struct limit_edge *e = &limits[i];
         /* heartbeat_ticks must stay below election_ticks: give it room. */
