@@ -18,6 +18,9 @@
 #include "datadir.h"
 #include "ehr_crypto.h"
 #include "node.h"
+#ifdef EHR_TEST_HOOKS
+#include "ehrd_test_hooks.h" /* tests/node/: compiled into ehrd-test only */
+#endif
 
 enum { PATH_BYTES_MAX = 4096 };
 
@@ -215,6 +218,11 @@ int main(int argc, char **argv)
         uv_loop_close(&loop);
         goto out;
     }
+#ifdef EHR_TEST_HOOKS
+    struct node_test_faults faults = {0};
+    ehrd_test_faults_read(&faults);
+    node_test_faults_set(d.node, &faults);
+#endif
     uv_signal_init(&loop, &d.sigint);
     uv_signal_init(&loop, &d.sigterm);
     d.sigint.data = d.sigterm.data = &d;

@@ -623,9 +623,9 @@ static int apply_block(struct node *n, const struct raft_entry *e)
     proposals_applied(n, e->index, false);
     node__service_block_applied(n, n->tip.height, (const uint8_t(*)[EHR_HASH_BYTES])n->apply_hashes,
                                 count);
-    const char *fault = getenv("EHR_TEST_DIGEST_FAULT_HEIGHT");
-    if (fault != NULL && strtoull(fault, NULL, 10) == n->tip.height)
-        digest[0] ^= 1; /* fault injection for the divergence test */
+    if (n->test_faults.digest_fault_height != 0 &&
+        n->test_faults.digest_fault_height == n->tip.height)
+        digest[0] ^= 1; /* injected by a test (node_test_faults_set) */
     digest_publish(n, n->tip.height, digest);
     return 0;
 }
@@ -1478,6 +1478,12 @@ fail:
     uv_run(loop, UV_RUN_DEFAULT);
     free_node(n);
     return rc != 0 ? rc : EHR_EINVAL;
+}
+
+void node_test_faults_set(struct node *n, const struct node_test_faults *faults)
+{
+    EHR_ASSERT(faults != NULL);
+    n->test_faults = *faults;
 }
 
 uint16_t node_peer_port(const struct node *n)

@@ -64,6 +64,18 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
  * everything, then ON_STOPPED with NODE_EXIT_OK. Safe to call twice. */
 void node_stop(struct node *n);
 
+/*
+ * Faults a test injects, all off (zero) unless set. Only the test build of
+ * the daemon (ehrd-test, tests/node/) sets them; the production ehrd never
+ * calls node_test_faults_set and reads no test switch.
+ */
+struct node_test_faults {
+    /* Publish a wrong state digest for the block at this height (the
+     * divergence test's stand-in for a bug or a damaged disk); 0: never. */
+    uint64_t digest_fault_height;
+};
+void node_test_faults_set(struct node *n, const struct node_test_faults *faults);
+
 /* The ports actually bound (useful when the config asked for port 0). */
 uint16_t node_peer_port(const struct node *n);
 uint16_t node_rpc_port(const struct node *n);

@@ -197,6 +197,8 @@ struct node {
     struct admit *admit_head, *admit_tail; /* queued this loop iteration */
     size_t admit_queued;
 
+    struct node_test_faults test_faults; /* all zero but in a test's ehrd-test */
+
     uint64_t started_ms;
     int closing; /* handles still closing */
     bool stopping;

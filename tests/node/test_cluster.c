@@ -34,6 +34,9 @@
 #ifndef EHRD_PATH
 #error "EHRD_PATH must name the ehrd binary"
 #endif
+#ifndef EHRD_TEST_PATH
+#error "EHRD_TEST_PATH must name the ehrd-test binary (fault hooks)"
+#endif
 #ifndef EHRCTL_PATH
 #error "EHRCTL_PATH must name the ehrctl binary"
 #endif
@@ -463,9 +466,10 @@ static void test_a_node_whose_state_digest_differs_stops_loudly(void **state)
 {
     (void)state;
     struct cluster c;
-    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    cluster_create(&c, 3, EHRD_TEST_PATH, EHRCTL_PATH, NULL);
     /* Node 2 computes a wrong digest at height 2 (the fault-injection hook
-     * stands in for a bug or a corrupted disk making it apply differently). */
+     * of ehrd-test stands in for a bug or a corrupted disk making it apply
+     * differently). */
     cluster_start(&c, 0);
     cluster_start(&c, 1);
     cluster_start_env(&c, 2, "EHR_TEST_DIGEST_FAULT_HEIGHT", "2");

@@ -1,0 +1,18 @@
+/*
+ * ehrd_test_hooks.h - the test build of the daemon, ehrd-test: node/ehrd.c
+ * compiled with EHR_TEST_HOOKS and this file, so that the multi-process
+ * tests can inject faults through the environment. The production ehrd is
+ * built without either and reads no test switch (a CTest checks its bytes).
+ */
+#ifndef EHR_EHRD_TEST_HOOKS_H
+#define EHR_EHRD_TEST_HOOKS_H
+
+#include "node.h"
+
+/*
+ * Fill FAULTS from the environment: EHR_TEST_DIGEST_FAULT_HEIGHT=H makes the
+ * node publish a wrong state digest at height H. Unset: no fault.
+ */
+void ehrd_test_faults_read(struct node_test_faults *faults);
+
+#endif /* EHR_EHRD_TEST_HOOKS_H */
