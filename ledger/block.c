@@ -298,7 +298,7 @@ static size_t len_field_write(uint8_t *p, unsigned field, const uint8_t *content
 int ledger_block_build(const ledger_block_params *params, const ledger_bytes *envelopes,
                        size_t count, const uint8_t (*tx_hashes)[EHR_HASH_BYTES],
                        const ehr_signing_key *proposer, uint8_t **out, size_t *out_len,
-                       ledger_diag *diag)
+                       uint8_t out_hash[EHR_HASH_BYTES], ledger_diag *diag)
 {
     EHR_ASSERT(params != NULL && proposer != NULL && out != NULL && out_len != NULL);
     if (params->height == 0)
@@ -366,6 +366,8 @@ int ledger_block_build(const ledger_block_params *params, const ledger_bytes *en
     ehr_free(header_bytes);
     *out = p;
     *out_len = total;
+    if (out_hash != NULL)
+        memcpy(out_hash, block_hash, EHR_HASH_BYTES);
     return 0;
 }
 

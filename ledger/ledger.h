@@ -246,13 +246,15 @@ typedef struct ledger_block_params {
  * Build and sign a block of COUNT envelopes (each must pass
  * ledger_tx_envelope_parse; their contents are the caller's business).
  * TX_HASHES may be NULL (then computed) or hold the COUNT hashes the caller
- * already has. Writes the canonical Block to *OUT (ehr_malloc'd).
+ * already has. Writes the canonical Block to *OUT (ehr_malloc'd) and, when
+ * OUT_HASH is not NULL, its hash there (the builder knows it: a caller need
+ * not parse the block back to learn it).
  * Returns 0; EHR_EINVAL, EHR_ETOOBIG (count or size over a limit).
  */
 int ledger_block_build(const ledger_block_params *params, const ledger_bytes *envelopes,
                        size_t count, const uint8_t (*tx_hashes)[EHR_HASH_BYTES],
                        const ehr_signing_key *proposer, uint8_t **out, size_t *out_len,
-                       ledger_diag *diag);
+                       uint8_t out_hash[EHR_HASH_BYTES], ledger_diag *diag);
 
 /* ---- Genesis ---- */
 
@@ -432,6 +434,9 @@ typedef struct ledger_state_write {
 typedef struct ledger_append {
     const uint8_t *block;
     size_t block_len;
+    /* NULL, or BLOCK already parsed by ledger_block_parse from these very
+     * bytes (the caller keeps and releases it): not parsed again. */
+    const ledger_block_view *view;
     /* NULL, or the block's tx_count transaction hashes in order, computed
      * when the transactions were admitted (so they are not hashed again).
      * They must be the SHA-256 of each body: debug builds check it;

@@ -651,10 +651,19 @@ int ledger_append_block(ledger *l, const ledger_append *req)
     if (l->options.read_only)
         return ledger__error(l, EHR_EINVAL, "the ledger is open read-only");
     ledger_diag diag;
-    ledger_block_view view;
-    int rc = ledger_block_parse(req->block, req->block_len, &view, &diag);
-    if (rc != 0)
-        return ledger__error(l, rc, "%s", diag.msg);
+    ledger_block_view parsed;
+    const ledger_block_view *v = req->view;
+    int rc = 0;
+    if (v == NULL) {
+        rc = ledger_block_parse(req->block, req->block_len, &parsed, &diag);
+        if (rc != 0)
+            return ledger__error(l, rc, "%s", diag.msg);
+        v = &parsed;
+    } else {
+        EHR_ASSERT(v->bytes == req->block); /* the view of these very bytes */
+        EHR_ASSERT(v->len == req->block_len);
+    }
+    const ledger_block_view view = *v; /* read-only copy; the spans stay the owner's */
     MDB_txn *txn = NULL;
     ledger__ov_block *ov = NULL;
     rc = append_precheck(l, req, &view);
@@ -709,7 +718,8 @@ out:
     if (txn != NULL)
         mdb_txn_abort(txn);
     ehr_free(ov);
-    ledger_block_view_release(&view);
+    if (v == &parsed)
+        ledger_block_view_release(&parsed);
     return rc;
 }
 

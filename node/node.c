@@ -399,10 +399,11 @@ static void propose_blocks(struct node *n, bool flush)
         memcpy(p.prev_hash, n->prop_hash, EHR_HASH_BYTES);
         uint8_t *block = NULL;
         size_t block_len = 0;
+        uint8_t hash[EHR_HASH_BYTES];
         ledger_diag diag = {{0}};
         int rc =
             ledger_block_build(&p, b.envelopes, b.count, (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
-                               &n->id->signing, &block, &block_len, &diag);
+                               &n->id->signing, &block, &block_len, hash, &diag);
         if (rc == 0)
             rc = raft_propose(n->raft, block, (uint32_t)block_len);
         if (rc != 0) {
@@ -412,14 +413,6 @@ static void propose_blocks(struct node *n, bool flush)
             /* Put the batch back once the blocks in flight are applied. */
             n->prop_rebase = true;
             break;
-        }
-        uint8_t hash[EHR_HASH_BYTES];
-        ledger_block_view v;
-        if (ledger_block_parse(block, block_len, &v, NULL) == 0) {
-            memcpy(hash, v.hash, EHR_HASH_BYTES);
-            ledger_block_view_release(&v);
-        } else {
-            EHR_ASSERT(!"a block just built parses");
         }
         ehr_free(block);
         n->prop_height = p.height;
@@ -585,8 +578,10 @@ static int apply_block(struct node *n, const struct raft_entry *e)
             ledger_tx_hash(tv.body, tv.body_len, n->apply_hashes[i]);
     }
     if (parsed && rc == 0) {
+        /* The ledger takes the parsed view and the hashes: parsed once. */
         ledger_append req = {.block = e->data,
                              .block_len = e->size,
+                             .view = &v,
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])n->apply_hashes,
                              .applied_index = e->index};
         rc = ledger_append_block(n->ledger, &req);

@@ -147,7 +147,7 @@ void tu_block_next(const ledger_tip *tip, const tu_batch *b, const ehr_signing_k
     ledger_diag diag;
     int rc =
         ledger_block_build(&p, b->envelopes, b->count, (const uint8_t(*)[EHR_HASH_BYTES])b->hashes,
-                           proposer, out, out_len, &diag);
+                           proposer, out, out_len, NULL, &diag);
     if (rc != 0)
         ehr_panic("tu_block_next: %s", diag.msg);
 }

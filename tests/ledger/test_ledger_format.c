@@ -572,9 +572,12 @@ static void test_block_build_parse_check_round_trip(void **state)
         .height = 2, .time_ms = TU_GENESIS_TIME_MS + 1000, .raft_term = 1, .raft_index = 2};
     uint8_t *block2;
     size_t len2;
-    assert_int_equal(ledger_block_build(&p, b.envelopes, b.count, NULL, &key, &block2, &len2, NULL),
-                     0);
+    uint8_t built_hash[EHR_HASH_BYTES];
+    assert_int_equal(
+        ledger_block_build(&p, b.envelopes, b.count, NULL, &key, &block2, &len2, built_hash, NULL),
+        0);
     assert_int_equal(len2, len);
+    assert_memory_equal(built_hash, view.hash, EHR_HASH_BYTES); /* the builder says the hash */
     assert_memory_equal(block2 + view.header_span.offset, block + view.header_span.offset,
                         view.header_span.length);
     ehr_free(block2);
@@ -771,7 +774,8 @@ static void test_block_tx_count_limit_edges(void **state)
     size_t len;
     ledger_diag diag;
     assert_int_equal(
-        ledger_block_build(&p, envs, EHR_BLOCK_TX_COUNT_MAX, NULL, &key, &block, &len, &diag), 0);
+        ledger_block_build(&p, envs, EHR_BLOCK_TX_COUNT_MAX, NULL, &key, &block, &len, NULL, &diag),
+        0);
     ledger_block_view view;
     assert_int_equal(ledger_block_parse(block, len, &view, &diag), 0);
     assert_int_equal(view.header.tx_count, EHR_BLOCK_TX_COUNT_MAX);
@@ -780,9 +784,9 @@ static void test_block_tx_count_limit_edges(void **state)
                      0);
     ledger_block_view_release(&view);
     ehr_free(block);
-    assert_int_equal(
-        ledger_block_build(&p, envs, EHR_BLOCK_TX_COUNT_MAX + 1, NULL, &key, &block, &len, &diag),
-        EHR_ETOOBIG);
+    assert_int_equal(ledger_block_build(&p, envs, EHR_BLOCK_TX_COUNT_MAX + 1, NULL, &key, &block,
+                                        &len, NULL, &diag),
+                     EHR_ETOOBIG);
 
     /* A header claiming one transaction too many. */
     Ehr__V1__BlockHeader h = EHR__V1__BLOCK_HEADER__INIT;
@@ -809,9 +813,10 @@ static void test_block_tx_count_limit_edges(void **state)
     size_t fit = EHR_BLOCK_BYTES_MAX / (big_env_len + 4);
     for (size_t i = 0; i <= fit; i++)
         envs[i] = (ledger_bytes){big_env, big_env_len};
-    assert_int_equal(ledger_block_build(&p, envs, fit + 1, NULL, &key, &block, &len, &diag),
+    assert_int_equal(ledger_block_build(&p, envs, fit + 1, NULL, &key, &block, &len, NULL, &diag),
                      EHR_ETOOBIG);
-    assert_int_equal(ledger_block_build(&p, envs, fit - 1, NULL, &key, &block, &len, &diag), 0);
+    assert_int_equal(ledger_block_build(&p, envs, fit - 1, NULL, &key, &block, &len, NULL, &diag),
+                     0);
     assert_true(len <= EHR_BLOCK_BYTES_MAX);
     ehr_free(block);
     ehr_free(big_env);
