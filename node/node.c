@@ -59,33 +59,30 @@ static raft_id id_from_key(const uint8_t key[EHR_SCHNORR_PUBLIC_BYTES])
     return id;
 }
 
-static void hex8(char out[17], raft_id id)
+void node__hex8(char out[17], raft_id id)
 {
     snprintf(out, 17, "%016" PRIx64, id);
 }
 
 const struct node_member *node__member_by_id(const struct node *n, raft_id id)
 {
-    for (size_t i = 0; i < n->member_count; i++)
-        if (n->members[i].id == id)
-            return &n->members[i];
+    for (size_t i = 0; i < n->peers.count; i++)
+        if (n->peers.members[i].id == id)
+            return &n->peers.members[i];
     return NULL;
 }
 
 static struct node_member *member_by_key(struct node *n, const uint8_t key[P2P_KEY_BYTES])
 {
-    for (size_t i = 0; i < n->member_count; i++)
-        if (sodium_memcmp(n->members[i].key, key, P2P_KEY_BYTES) == 0)
-            return &n->members[i];
+    for (size_t i = 0; i < n->peers.count; i++)
+        if (sodium_memcmp(n->peers.members[i].key, key, P2P_KEY_BYTES) == 0)
+            return &n->peers.members[i];
     return NULL;
 }
 
-static void fatal(struct node *n, int exit_code, const char *msg, const char *kv_fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 /* Stop the node because it must not go on: log why, then a normal stop
  * with EXIT_CODE. */
-static void fatal(struct node *n, int exit_code, const char *msg, const char *kv_fmt, ...)
+void node__fatal(struct node *n, int exit_code, const char *msg, const char *kv_fmt, ...)
 {
     char kv[512];
     va_list ap;
@@ -104,16 +101,16 @@ static void send_peer(struct node *n, const struct node_member *m, const uint8_t
 {
     if (m == NULL || m->self)
         return;
-    int rc = p2p_send(n->p2p, m->key, data, len);
+    int rc = p2p_send(n->peers.p2p, m->key, data, len);
     if (rc != 0 && ehr_log_get_level() <= EHR_LOG_DEBUG) {
         char id[17];
-        hex8(id, m->id);
+        node__hex8(id, m->id);
         ehr_log(EHR_LOG_DEBUG, "peer message not sent", "peer=%s err=%s", id, ehr_errname(rc));
     }
 }
 
 /* Pack a PeerMessage and send it to M (or to every peer when M is NULL). */
-static void send_kind(struct node *n, const struct node_member *m, const Ehr__V1__PeerMessage *pm)
+void node__send_kind(struct node *n, const struct node_member *m, const Ehr__V1__PeerMessage *pm)
 {
     size_t len = ehr__v1__peer_message__get_packed_size(pm);
     if (len > P2P_MESSAGE_BYTES_MAX)
@@ -123,9 +120,9 @@ static void send_kind(struct node *n, const struct node_member *m, const Ehr__V1
     if (m != NULL)
         send_peer(n, m, buf, len);
     else
-        for (size_t i = 0; i < n->member_count; i++)
-            if (!n->members[i].self && n->members[i].link_up)
-                send_peer(n, &n->members[i], buf, len);
+        for (size_t i = 0; i < n->peers.count; i++)
+            if (!n->peers.members[i].self && n->peers.members[i].link_up)
+                send_peer(n, &n->peers.members[i], buf, len);
     ehr_free(buf);
 }
 
@@ -136,21 +133,22 @@ static void send_raft_messages(struct node *n, const struct raft_message *msgs, 
         if (m == NULL || m->self)
             continue;
         size_t written;
-        int rc = node_raft_wire_peer_encode(&msgs[i], n->wire_buf, n->wire_cap, &written);
+        int rc =
+            node_raft_wire_peer_encode(&msgs[i], n->peers.wire_buf, n->peers.wire_cap, &written);
         if (rc != 0) {
             /* The options were fitted to the wire: this is a bug, not input. */
             ehr_log(EHR_LOG_ERROR, "consensus message does not encode", "type=%s err=%s",
                     raft_message_type_name(msgs[i].type), ehr_errname(rc));
             continue;
         }
-        send_peer(n, m, n->wire_buf, written);
+        send_peer(n, m, n->peers.wire_buf, written);
     }
 }
 
 int node__forward(struct node *n, uint64_t request_id, const uint8_t *envelope, size_t len)
 {
-    const struct node_member *m = node__member_by_id(n, n->leader);
-    if (n->leader == 0 || m == NULL || m->self)
+    const struct node_member *m = node__member_by_id(n, n->cons.leader);
+    if (n->cons.leader == 0 || m == NULL || m->self)
         return EHR_ENOTLEADER;
     if (!m->link_up)
         return EHR_ECLOSED;
@@ -163,15 +161,15 @@ int node__forward(struct node *n, uint64_t request_id, const uint8_t *envelope, 
     size_t plen = ehr__v1__peer_message__get_packed_size(&pm);
     uint8_t *buf = ehr_malloc(plen);
     ehr__v1__peer_message__pack(&pm, buf);
-    int rc = p2p_send(n->p2p, m->key, buf, plen);
+    int rc = p2p_send(n->peers.p2p, m->key, buf, plen);
     ehr_free(buf);
     return rc;
 }
 
 const struct node_member *node__leader_hint(const struct node *n)
 {
-    const struct node_member *m = node__member_by_id(n, n->leader);
-    return n->leader != 0 && m != NULL && !m->self ? m : NULL;
+    const struct node_member *m = node__member_by_id(n, n->cons.leader);
+    return n->cons.leader != 0 && m != NULL && !m->self ? m : NULL;
 }
 
 void node__unavailable_message(const struct node *n, char *msg, size_t size)
@@ -198,7 +196,7 @@ void node__unavailable_message(const struct node *n, char *msg, size_t size)
 static void on_flush(uv_timer_t *t)
 {
     struct node *n = t->data;
-    n->flush_due = true; /* the prepare handle proposes */
+    n->prop.flush_due = true; /* the prepare handle proposes */
 }
 
 /* One submission waiting for, or under, signature verification. */
@@ -235,7 +233,7 @@ static void job_verify(uv_work_t *w)
 /* Finish one admission on the loop (STOPPED: the node is going away). */
 static void admit_finish(struct node *n, struct admit *a, bool stopped)
 {
-    n->admits_inflight--;
+    n->adm.inflight--;
     mempool_admit_result res;
     memset(&res, 0, sizeof res);
     int rc;
@@ -271,11 +269,11 @@ static void job_done(uv_work_t *w, int status)
  * enough to keep both cores busy. */
 static void admit_dispatch(struct node *n)
 {
-    size_t count = n->admit_queued;
+    size_t count = n->adm.queued;
     if (count == 0)
         return;
     size_t jobs = count >= NODE_VERIFY_SPLIT_MIN ? 2 : 1;
-    struct admit *a = n->admit_head;
+    struct admit *a = n->adm.head;
     for (size_t k = 0; k < jobs; k++) {
         size_t take = k + 1 < jobs ? count / jobs : count - (count / jobs) * (jobs - 1);
         struct verify_job *j = ehr_calloc(1, sizeof *j);
@@ -290,16 +288,16 @@ static void admit_dispatch(struct node *n)
         int rc = uv_queue_work(n->loop, &j->work, job_verify, job_done);
         EHR_ASSERT(rc == 0); /* fails only for a NULL callback */
     }
-    n->admit_head = n->admit_tail = NULL;
-    n->admit_queued = 0;
+    n->adm.head = n->adm.tail = NULL;
+    n->adm.queued = 0;
 }
 
 /* Answer the queued submissions: the node stops. */
 static void admit_drain(struct node *n)
 {
-    struct admit *a = n->admit_head;
-    n->admit_head = n->admit_tail = NULL;
-    n->admit_queued = 0;
+    struct admit *a = n->adm.head;
+    n->adm.head = n->adm.tail = NULL;
+    n->adm.queued = 0;
     while (a != NULL) {
         struct admit *next = a->next;
         admit_finish(n, a, true);
@@ -323,39 +321,39 @@ void node__admit(struct node *n, const uint8_t *envelope, size_t len, node__admi
     a->now_ms = node__now_ms();
     a->cb = cb;
     a->ctx = ctx;
-    n->admits_inflight++;
-    if (n->admit_tail != NULL)
-        n->admit_tail->next = a;
+    n->adm.inflight++;
+    if (n->adm.tail != NULL)
+        n->adm.tail->next = a;
     else
-        n->admit_head = a;
-    n->admit_tail = a;
-    n->admit_queued++;
+        n->adm.head = a;
+    n->adm.tail = a;
+    n->adm.queued++;
 }
 
 /* Can the leader propose now? */
 static bool proposals_open(struct node *n)
 {
-    if (n->role != RAFT_LEADER || n->stopping)
+    if (n->cons.role != RAFT_LEADER || n->stopping)
         return false;
-    if (!n->can_propose) {
-        if (n->applied_index < n->term_start_index)
+    if (!n->prop.open) {
+        if (n->cons.applied_index < n->prop.term_start_index)
             return false;
         /* Everything before this term is applied: build on the tip. */
-        n->can_propose = true;
-        n->prop_height = n->tip.height;
-        memcpy(n->prop_hash, n->tip.hash, EHR_HASH_BYTES);
-        n->prop_time_ms = n->tip.time_ms;
-        n->prop_inflight = 0;
-        n->prop_rebase = false;
+        n->prop.open = true;
+        n->prop.height = n->tip.height;
+        memcpy(n->prop.hash, n->tip.hash, EHR_HASH_BYTES);
+        n->prop.time_ms = n->tip.time_ms;
+        n->prop.inflight = 0;
+        n->prop.rebase = false;
         mempool_proposed_requeue(&n->pool);
     }
-    if (n->prop_rebase) {
-        if (n->prop_inflight > 0)
+    if (n->prop.rebase) {
+        if (n->prop.inflight > 0)
             return false;
-        n->prop_rebase = false;
-        n->prop_height = n->tip.height;
-        memcpy(n->prop_hash, n->tip.hash, EHR_HASH_BYTES);
-        n->prop_time_ms = n->tip.time_ms;
+        n->prop.rebase = false;
+        n->prop.height = n->tip.height;
+        memcpy(n->prop.hash, n->tip.hash, EHR_HASH_BYTES);
+        n->prop.time_ms = n->tip.time_ms;
         mempool_proposed_requeue(&n->pool);
     }
     return true;
@@ -367,36 +365,37 @@ static void propose_blocks(struct node *n, bool flush)
     if (!proposals_open(n))
         return;
     const struct node_config_limits *lim = &n->cfg.limits;
-    while (n->prop_inflight < NODE_PROPOSALS_INFLIGHT_MAX) {
+    while (n->prop.inflight < NODE_PROPOSALS_INFLIGHT_MAX) {
         /* A full block goes at once; a partial one when nothing is in
          * flight (an idle pipeline gains nothing by waiting: under load,
          * blocks fill while earlier ones commit) or when the flush timer
          * says the oldest transaction has waited block_flush_ms. */
         size_t pending = mempool_pending_count(&n->pool);
-        if (pending == 0 || (pending < lim->block_tx_count && !flush && n->prop_inflight > 0))
+        if (pending == 0 || (pending < lim->block_tx_count && !flush && n->prop.inflight > 0))
             break;
         struct raft_status st;
-        raft_status_get(n->raft, &st);
+        raft_status_get(n->cons.raft, &st);
         if (st.transfer_target != 0 ||
             st.uncommitted_bytes + lim->block_bytes > RAFT_UNCOMMITTED_BYTES_MAX)
             break;
         uint64_t time_ms = node__now_ms();
-        if (time_ms < n->prop_time_ms)
-            time_ms = n->prop_time_ms;
+        if (time_ms < n->prop.time_ms)
+            time_ms = n->prop.time_ms;
         mempool_expire(&n->pool, time_ms);
         size_t count_max = (size_t)lim->block_tx_count;
         uint64_t budget = lim->block_bytes - EHR_BLOCK_HEADER_BYTES_MAX - 128;
         if (budget > 4u * count_max + EHR_TX_BYTES_MAX)
             budget -= 4u * count_max; /* each envelope's field tag and length */
-        mempool_batch b = {
-            .envelopes = n->batch_envelopes, .hashes = n->batch_hashes, .capacity = n->batch_cap};
+        mempool_batch b = {.envelopes = n->prop.batch_envelopes,
+                           .hashes = n->prop.batch_hashes,
+                           .capacity = n->prop.batch_cap};
         if (mempool_batch_take(&n->pool, count_max, budget, &b) == 0)
             break;
-        ledger_block_params p = {.height = n->prop_height + 1,
+        ledger_block_params p = {.height = n->prop.height + 1,
                                  .time_ms = time_ms,
-                                 .raft_term = n->term,
+                                 .raft_term = n->cons.term,
                                  .raft_index = st.last_index + 1};
-        memcpy(p.prev_hash, n->prop_hash, EHR_HASH_BYTES);
+        memcpy(p.prev_hash, n->prop.hash, EHR_HASH_BYTES);
         uint8_t *block = NULL;
         size_t block_len = 0;
         uint8_t hash[EHR_HASH_BYTES];
@@ -405,21 +404,21 @@ static void propose_blocks(struct node *n, bool flush)
             ledger_block_build(&p, b.envelopes, b.count, (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                                &n->id->signing, &block, &block_len, hash, &diag);
         if (rc == 0)
-            rc = raft_propose(n->raft, block, (uint32_t)block_len);
+            rc = raft_propose(n->cons.raft, block, (uint32_t)block_len);
         if (rc != 0) {
             ehr_log(EHR_LOG_WARN, "block proposal failed", "height=%" PRIu64 " err=%s why=\"%s\"",
                     p.height, ehr_errname(rc), diag.msg);
             ehr_free(block);
             /* Put the batch back once the blocks in flight are applied. */
-            n->prop_rebase = true;
+            n->prop.rebase = true;
             break;
         }
         ehr_free(block);
-        n->prop_height = p.height;
-        memcpy(n->prop_hash, hash, EHR_HASH_BYTES);
-        n->prop_time_ms = time_ms;
-        n->prop_last_index = p.raft_index;
-        n->prop_inflight++;
+        n->prop.height = p.height;
+        memcpy(n->prop.hash, hash, EHR_HASH_BYTES);
+        n->prop.time_ms = time_ms;
+        n->prop.last_index = p.raft_index;
+        n->prop.inflight++;
         ehr_log(EHR_LOG_DEBUG, "block proposed",
                 "height=%" PRIu64 " index=%" PRIu64 " txs=%zu bytes=%zu", p.height, p.raft_index,
                 b.count, block_len);
@@ -432,528 +431,93 @@ static void propose_blocks(struct node *n, bool flush)
 /* A follower hands what it admitted as leader over to the current leader. */
 static void hand_over(struct node *n)
 {
-    if (n->role == RAFT_LEADER || n->leader == 0)
+    if (n->cons.role == RAFT_LEADER || n->cons.leader == 0)
         return;
-    const struct node_member *m = node__member_by_id(n, n->leader);
+    const struct node_member *m = node__member_by_id(n, n->cons.leader);
     if (m == NULL || !m->link_up || mempool_pending_count(&n->pool) == 0)
         return;
-    mempool_batch b = {
-        .envelopes = n->batch_envelopes, .hashes = n->batch_hashes, .capacity = n->batch_cap};
+    mempool_batch b = {.envelopes = n->prop.batch_envelopes,
+                       .hashes = n->prop.batch_hashes,
+                       .capacity = n->prop.batch_cap};
     size_t count = mempool_batch_take(&n->pool, NODE_HANDOVER_PER_TICK, UINT64_MAX, &b);
     for (size_t i = 0; i < count; i++)
         node__forward(n, 0, b.envelopes[i].data, b.envelopes[i].len);
     ehr_log(EHR_LOG_INFO, "transactions handed over to the leader", "count=%zu", count);
 }
 
-/* ---- state digests ---- */
-
-static void digest_compute(const uint8_t block_hash[EHR_HASH_BYTES], uint64_t height,
-                           uint64_t raft_index, uint8_t out[EHR_HASH_BYTES])
-{
-    /* No transaction writes world state yet (contracts/ is not built), so
-     * the writes' hash is that of the empty list. */
-    uint8_t writes[EHR_HASH_BYTES];
-    ehr_sha256(writes, "", 0);
-    static const char domain[] = "ehrchain/state-digest/v1";
-    uint8_t in[sizeof domain - 1 + 8 + EHR_HASH_BYTES + 8 + EHR_HASH_BYTES];
-    size_t at = 0;
-    memcpy(in, domain, sizeof domain - 1);
-    at += sizeof domain - 1;
-    for (int i = 7; i >= 0; i--)
-        in[at++] = (uint8_t)(height >> (8 * i));
-    memcpy(in + at, block_hash, EHR_HASH_BYTES);
-    at += EHR_HASH_BYTES;
-    for (int i = 7; i >= 0; i--)
-        in[at++] = (uint8_t)(raft_index >> (8 * i));
-    memcpy(in + at, writes, EHR_HASH_BYTES);
-    at += EHR_HASH_BYTES;
-    ehr_sha256(out, in, at);
-}
-
-static struct node__digest_slot *digest_slot(struct node *n, uint64_t height, bool create)
-{
-    struct node__digest_slot *s = &n->digests[height % NODE_DIGEST_WINDOW];
-    if (s->height == height)
-        return s;
-    if (!create || height < s->height)
-        return NULL;
-    memset(s, 0, sizeof *s);
-    s->height = height;
-    return s;
-}
-
-/* Compare this node's digest at slot S with the peers'. */
-static void digest_judge(struct node *n, struct node__digest_slot *s)
-{
-    if (!s->own_set || s->judged)
-        return;
-    size_t quorum = n->member_count / 2 + 1;
-    for (size_t i = 0; i < n->member_count; i++) {
-        if (!s->peer_set[i] || sodium_memcmp(s->peer[i], s->own, EHR_HASH_BYTES) == 0)
-            continue;
-        size_t same = 0;
-        for (size_t j = 0; j < n->member_count; j++)
-            if (s->peer_set[j] && sodium_memcmp(s->peer[j], s->peer[i], EHR_HASH_BYTES) == 0)
-                same++;
-        char mine[2 * EHR_HASH_BYTES + 1], theirs[2 * EHR_HASH_BYTES + 1];
-        ehr_hex_encode(mine, s->own, EHR_HASH_BYTES);
-        ehr_hex_encode(theirs, s->peer[i], EHR_HASH_BYTES);
-        if (same >= quorum) {
-            s->judged = true;
-            fatal(n, NODE_EXIT_DIVERGED,
-                  "STATE DIVERGED: this node's state differs from a quorum's; stopping",
-                  "height=%" PRIu64 " own=%s quorum=%s agreeing=%zu", s->height, mine, theirs,
-                  same);
-            return;
-        }
-        ehr_log(EHR_LOG_WARN, "a peer's state digest differs from ours",
-                "height=%" PRIu64 " peer=\"%s\" own=%s theirs=%s", s->height, n->members[i].name,
-                mine, theirs);
-    }
-}
-
-static void digest_publish(struct node *n, uint64_t height, const uint8_t digest[EHR_HASH_BYTES])
-{
-    struct node__digest_slot *s = digest_slot(n, height, true);
-    memcpy(s->own, digest, EHR_HASH_BYTES);
-    s->own_set = true;
-    Ehr__V1__StateDigest sd = EHR__V1__STATE_DIGEST__INIT;
-    sd.height = height;
-    sd.digest = (ProtobufCBinaryData){EHR_HASH_BYTES, s->own};
-    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
-    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_STATE_DIGEST;
-    pm.state_digest = &sd;
-    send_kind(n, NULL, &pm);
-    digest_judge(n, s);
-}
-
-static void digest_received(struct node *n, size_t member, const Ehr__V1__StateDigest *sd)
-{
-    if (sd->digest.len != EHR_HASH_BYTES || sd->height == 0)
-        return;
-    /* Only heights near ours are kept: a digest far ahead waits in no queue. */
-    if (sd->height + NODE_DIGEST_WINDOW <= n->tip.height ||
-        sd->height > n->tip.height + NODE_DIGEST_WINDOW / 2)
-        return;
-    struct node__digest_slot *s = digest_slot(n, sd->height, true);
-    if (s == NULL)
-        return;
-    memcpy(s->peer[member], sd->digest.data, EHR_HASH_BYTES);
-    s->peer_set[member] = true;
-    digest_judge(n, s);
-}
-
-/* ---- applying committed entries ---- */
-
-static bool deterministic_refusal(int rc)
-{
-    return rc == EHR_ELINK || rc == EHR_EEXIST || rc == EHR_EBADSIG || rc == EHR_EDENIED ||
-           rc == EHR_EINVAL || rc == EHR_ECORRUPT || rc == EHR_ETOOBIG || rc == EHR_ETRUNCATED ||
-           rc == EHR_ECHAIN || rc == EHR_EEXPIRED;
-}
-
 /* The leader's bookkeeping of its proposals, after entry INDEX applied. */
-static void proposals_applied(struct node *n, uint64_t index, bool refused)
+void node__proposals_applied(struct node *n, uint64_t index, bool refused)
 {
-    if (n->role != RAFT_LEADER || !n->can_propose || n->prop_inflight == 0)
+    if (n->cons.role != RAFT_LEADER || !n->prop.open || n->prop.inflight == 0)
         return;
     if (refused)
-        n->prop_rebase = true;
-    if (index >= n->prop_last_index)
-        n->prop_inflight = 0;
-    else if (index >= n->term_start_index)
-        n->prop_inflight--;
-}
-
-static int apply_block(struct node *n, const struct raft_entry *e)
-{
-    ledger_diag diag = {{0}};
-    ledger_block_view v;
-    int rc = ledger_block_parse(e->data, e->size, &v, &diag);
-    bool parsed = rc == 0;
-    for (uint32_t i = 0; parsed && rc == 0 && i < v.header.tx_count; i++) {
-        ledger_tx_view tv;
-        rc = ledger_tx_envelope_parse(v.bytes + v.txs[i].offset, v.txs[i].length, &tv, &diag);
-        if (rc == 0)
-            ledger_tx_hash(tv.body, tv.body_len, n->apply_hashes[i]);
-    }
-    if (parsed && rc == 0) {
-        /* The ledger takes the parsed view and the hashes: parsed once. */
-        ledger_append req = {.block = e->data,
-                             .block_len = e->size,
-                             .view = &v,
-                             .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])n->apply_hashes,
-                             .applied_index = e->index};
-        rc = ledger_append_block(n->ledger, &req);
-        if (rc != 0)
-            snprintf(diag.msg, sizeof diag.msg, "%s", ledger_last_error(n->ledger));
-    }
-    if (rc != 0) {
-        if (parsed)
-            ledger_block_view_release(&v);
-        if (!deterministic_refusal(rc))
-            return rc; /* a full disk or an I/O error: this node cannot go on */
-        /* Every node refuses the same entry the same way (the checks depend
-         * only on the entry and the ledger, which are equal everywhere), so
-         * the entry is skipped everywhere: record it as applied. */
-        ehr_log(EHR_LOG_ERROR, "committed block refused; skipped on every node",
-                "index=%" PRIu64 " err=%s why=\"%s\"", e->index, ehr_errname(rc), diag.msg);
-        int rc2 = ledger_applied_index_set(n->ledger, e->index);
-        if (rc2 != 0)
-            return rc2;
-        n->tip.applied_index = e->index;
-        proposals_applied(n, e->index, true);
-        return 0;
-    }
-    uint32_t count = v.header.tx_count;
-    n->tip.height = v.header.height;
-    memcpy(n->tip.hash, v.hash, EHR_HASH_BYTES);
-    n->tip.time_ms = v.header.time_ms;
-    n->tip.applied_index = e->index;
-    n->tip.tx_count += count;
-    uint8_t digest[EHR_HASH_BYTES];
-    digest_compute(v.hash, v.header.height, e->index, digest);
-    ledger_block_view_release(&v);
-    mempool_remove_committed(&n->pool, (const uint8_t(*)[EHR_HASH_BYTES])n->apply_hashes, count);
-    proposals_applied(n, e->index, false);
-    node__service_block_applied(n, n->tip.height, (const uint8_t(*)[EHR_HASH_BYTES])n->apply_hashes,
-                                count);
-    if (n->test_faults.digest_fault_height != 0 &&
-        n->test_faults.digest_fault_height == n->tip.height)
-        digest[0] ^= 1; /* injected by a test (node_test_faults_set) */
-    digest_publish(n, n->tip.height, digest);
-    return 0;
-}
-
-static int apply_committed(struct node *n, const struct raft_entry *entries, size_t count)
-{
-    for (size_t i = 0; i < count && !n->stopping; i++) {
-        const struct raft_entry *e = &entries[i];
-        if (e->index <= n->applied_index)
-            continue;
-        int rc;
-        if (e->type == RAFT_ENTRY_NORMAL) {
-            rc = apply_block(n, e);
-        } else {
-            rc = ledger_applied_index_set(n->ledger, e->index);
-            if (rc == 0)
-                n->tip.applied_index = e->index;
-        }
-        if (rc != 0) {
-            fatal(n, NODE_EXIT_FAILURE, "cannot apply a committed entry",
-                  "index=%" PRIu64 " err=%s why=\"%s\"", e->index, ehr_errname(rc),
-                  ledger_last_error(n->ledger));
-            return rc;
-        }
-        n->applied_index = e->index;
-    }
-    return 0;
+        n->prop.rebase = true;
+    if (index >= n->prop.last_index)
+        n->prop.inflight = 0;
+    else if (index >= n->prop.term_start_index)
+        n->prop.inflight--;
 }
 
 /* ---- the ready protocol ---- */
 
-/* ---- snapshots ---- */
-
-static void *snapshot_thread(void *arg)
-{
-    struct node *n = arg;
-    n->snap_rc = ledger_snapshot_create(n->ledger, n->snap_creating, &n->snap_info);
-    snprintf(n->snap_err, sizeof n->snap_err, "%s",
-             n->snap_rc != 0 ? ledger_last_error(n->ledger) : "");
-    uv_async_send(&n->snap_async);
-    return NULL;
-}
-
-/* Take a snapshot in a worker thread when enough was applied since the last. */
-static void snapshot_maybe_start(struct node *n)
-{
-    if (n->snap_running || n->stopping || n->applied_index == 0)
-        return;
-    uint64_t since = n->applied_index - n->store.snap_meta.index;
-    if (!n->snap_wanted && since < n->cfg.limits.snapshot_entries)
-        return;
-    if (n->snap_retry_at != 0 && uv_now(n->loop) < n->snap_retry_at)
-        return;
-    n->snap_running = true;
-    int rc = pthread_create(&n->snap_thread, NULL, snapshot_thread, n);
-    if (rc != 0) {
-        n->snap_running = false;
-        n->snap_retry_at = uv_now(n->loop) + NODE_SNAPSHOT_RETRY_MS;
-        ehr_log(EHR_LOG_WARN, "cannot start a snapshot thread", "err=%d", rc);
-    }
-}
-
-static void snapshot_join(struct node *n)
-{
-    if (!n->snap_running)
-        return;
-    pthread_join(n->snap_thread, NULL);
-    n->snap_running = false;
-}
-
-/* The worker finished: record the snapshot and compact the log. */
-static void on_snapshot_done(uv_async_t *h)
-{
-    struct node *n = h->data;
-    if (!n->snap_running)
-        return; /* joined already (an install or a stop) */
-    snapshot_join(n);
-    if (n->stopping)
-        return;
-    if (n->snap_rc != 0) {
-        ehr_log(EHR_LOG_WARN, "snapshot failed", "err=%s why=\"%s\"", ehr_errname(n->snap_rc),
-                n->snap_err);
-        n->snap_retry_at = uv_now(n->loop) + NODE_SNAPSHOT_RETRY_MS;
-        return;
-    }
-    n->snap_retry_at = 0;
-    struct raft_snapshot_meta meta = {.index = n->snap_info.tip.applied_index};
-    struct raft_storage st;
-    node_raft_store_interface(&n->store, &st);
-    if (meta.index <= n->store.snap_meta.index || st.term(st.ctx, meta.index, &meta.term) != 0) {
-        unlink(n->snap_creating); /* overtaken by an installed snapshot */
-        return;
-    }
-    /* Membership changes are not offered yet, so the configuration in
-     * force at any index is the one the core runs with. */
-    struct raft_status rs;
-    raft_status_get(n->raft, &rs);
-    meta.config = rs.config;
-    char path[NODE_PATH_BYTES_MAX];
-    snprintf(path, sizeof path, "%s/snap-%020" PRIu64 ".mdb", n->snap_dir, meta.index);
-    if (rename(n->snap_creating, path) != 0) {
-        ehr_log(EHR_LOG_WARN, "snapshot failed", "why=\"rename: %s\"", strerror(errno));
-        n->snap_retry_at = uv_now(n->loop) + NODE_SNAPSHOT_RETRY_MS;
-        return;
-    }
-    uint64_t keep = n->cfg.limits.snapshot_entries / 2;
-    if (keep > NODE_SNAPSHOT_KEEP_ENTRIES_MAX)
-        keep = NODE_SNAPSHOT_KEEP_ENTRIES_MAX;
-    uint64_t compact = meta.index + 1 > keep ? meta.index + 1 - keep : 0;
-    if (compact <= n->store.first)
-        compact = 0;
-    int rc = node_raft_store_snapshot_set(&n->store, &meta, path, compact);
-    if (rc != 0) {
-        ehr_log(EHR_LOG_WARN, "snapshot not recorded", "err=%s why=\"%s\"", ehr_errname(rc),
-                ledger_last_error(n->ledger));
-        unlink(path);
-        n->snap_retry_at = uv_now(n->loop) + NODE_SNAPSHOT_RETRY_MS;
-        return;
-    }
-    if (n->snap_path[0] != '\0' && strcmp(n->snap_path, path) != 0)
-        unlink(n->snap_path);
-    snprintf(n->snap_path, sizeof n->snap_path, "%s", path);
-    n->snap_wanted = false;
-    ehr_log(EHR_LOG_INFO, "snapshot taken",
-            "index=%" PRIu64 " height=%" PRIu64 " bytes=%" PRIu64 " log_first=%" PRIu64, meta.index,
-            n->snap_info.tip.height, n->snap_info.file_bytes, n->store.first);
-}
-
-static int write_all_at(int fd, const uint8_t *data, size_t len, uint64_t offset)
-{
-    while (len > 0) {
-        ssize_t w = pwrite(fd, data, len, (off_t)offset);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        data += w;
-        len -= (size_t)w;
-        offset += (uint64_t)w;
-    }
-    return 0;
-}
-
-/* Copy the file FROM to TO (created, fsync'd). */
-static int copy_file(const char *from, const char *to)
-{
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return -errno;
-    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (out < 0) {
-        int err = -errno;
-        close(in);
-        return err;
-    }
-    int rc = 0;
-    uint8_t *buf = ehr_malloc(1u << 20);
-    uint64_t at = 0;
-    for (;;) {
-        ssize_t r = pread(in, buf, 1u << 20, (off_t)at);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            rc = r < 0 ? -errno : 0;
-            break;
-        }
-        if ((rc = write_all_at(out, buf, (size_t)r, at)) != 0)
-            break;
-        at += (uint64_t)r;
-    }
-    ehr_free(buf);
-    if (rc == 0 && fsync(out) != 0)
-        rc = -errno;
-    close(in);
-    close(out);
-    if (rc != 0)
-        unlink(to);
-    return rc;
-}
-
-/* Replace the ledger by the staged snapshot of META. */
-static int snapshot_install(struct node *n, const struct raft_snapshot_meta *meta)
-{
-    snapshot_join(n); /* the ledger handle is about to close */
-    /* Keep a copy to serve on: this node may lead before its own next
-     * snapshot, and a follower may need one. */
-    char keep[NODE_PATH_BYTES_MAX];
-    snprintf(keep, sizeof keep, "%s/snap-%020" PRIu64 ".mdb", n->snap_dir, meta->index);
-    int rc = copy_file(n->stage_path, keep);
-    if (rc != 0) {
-        ehr_log(EHR_LOG_ERROR, "cannot keep a copy of the received snapshot", "err=%s",
-                ehr_errname(rc));
-        return rc;
-    }
-    uint8_t brec[RAFT_ENTRY_RECORD_HEADER_BYTES + RAFT_RECORD_CRC_BYTES];
-    uint8_t mrec[RAFT_SNAPSHOT_META_RECORD_BYTES];
-    int mn = raft_snapshot_meta_record_encode(meta, mrec, sizeof mrec);
-    if (mn < 0)
-        return mn;
-    ledger_raft_batch reset = {
-        .compact_index = meta->index + 1,
-        .boundary = {brec, node_raft_store_boundary_encode(meta->index, meta->term, brec)},
-        .snapshot_meta = {mrec, (size_t)mn}};
-    ledger_snapshot_expect expect = {.chain_id = n->chain.chain_id, .applied_index = meta->index};
-    memcpy(expect.genesis_hash, n->chain.genesis_hash, EHR_HASH_BYTES);
-    ledger_snapshot_info info;
-    ledger_diag diag = {{0}};
-    ledger_close(n->ledger);
-    n->ledger = NULL;
-    rc = ledger_snapshot_install(n->cfg.data_dir, n->stage_path, &reset, &expect, &info, &diag);
-    int rc2 = ledger_open(n->cfg.data_dir, NULL, &n->ledger);
-    if (rc != 0 || rc2 != 0) {
-        ehr_log(EHR_LOG_ERROR, "snapshot install failed", "err=%s why=\"%s\" reopen=%s",
-                ehr_errname(rc), diag.msg, ehr_errname(rc2));
-        unlink(keep);
-        if (rc2 != 0)
-            n->ledger = NULL;
-        return rc != 0 ? rc : rc2;
-    }
-    rc = node_raft_store_reload(&n->store, n->ledger, keep);
-    if (rc == 0)
-        rc = ledger_tip_get(n->ledger, &n->tip);
-    if (rc != 0)
-        return rc;
-    n->applied_index = meta->index;
-    if (n->snap_path[0] != '\0' && strcmp(n->snap_path, keep) != 0)
-        unlink(n->snap_path);
-    snprintf(n->snap_path, sizeof n->snap_path, "%s", keep);
-    /* Transactions the snapshot committed are no longer the pool's: start
-     * it afresh (what was in it was admitted here, never acknowledged as
-     * committed). */
-    mempool_config mc = {.chain_id = n->chain.chain_id,
-                         .tx_count_max = (uint32_t)n->cfg.limits.mempool_tx_count,
-                         .bytes_max = n->cfg.limits.mempool_bytes,
-                         .ledger_lookup = mempool_ledger_lookup,
-                         .ledger_lookup_ctx = n->ledger};
-    mempool_destroy(&n->pool);
-    rc = mempool_init(&n->pool, &mc);
-    if (rc != 0)
-        return rc;
-    ehr_log(EHR_LOG_INFO, "snapshot installed",
-            "index=%" PRIu64 " height=%" PRIu64 " txs=%" PRIu64 " bytes=%" PRIu64, meta->index,
-            info.tip.height, info.tip.tx_count, info.file_bytes);
-    return 0;
-}
-
-static int snapshot_chunk(struct node *n, const struct raft_snapshot_chunk *c)
-{
-    int rc = 0;
-    if (c->offset == 0) {
-        if (n->stage_fd >= 0)
-            close(n->stage_fd);
-        n->stage_fd = open(n->stage_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (n->stage_fd < 0)
-            rc = -errno;
-    } else if (n->stage_fd < 0) {
-        rc = EHR_EINVAL; /* the core hands chunks in order from 0 */
-    }
-    if (rc == 0 && c->size > 0)
-        rc = write_all_at(n->stage_fd, c->data, c->size, c->offset);
-    if (rc == 0 && c->done) {
-        if (c->install && fsync(n->stage_fd) != 0)
-            rc = -errno;
-        close(n->stage_fd);
-        n->stage_fd = -1;
-        if (rc == 0 && c->install)
-            rc = snapshot_install(n, &c->meta);
-        unlink(n->stage_path);
-    }
-    if (rc != 0)
-        fatal(n, NODE_EXIT_FAILURE, "cannot take in a snapshot", "index=%" PRIu64 " err=%s",
-              c->meta.index, ehr_errname(rc));
-    return rc;
-}
-
 static void role_changed(struct node *n, enum raft_role role, raft_id leader)
 {
     struct raft_status st;
-    raft_status_get(n->raft, &st);
-    n->term = st.hard_state.term;
-    if (role == n->role && leader == n->leader)
+    raft_status_get(n->cons.raft, &st);
+    n->cons.term = st.hard_state.term;
+    if (role == n->cons.role && leader == n->cons.leader)
         return;
     char lid[17];
-    hex8(lid, leader);
+    node__hex8(lid, leader);
     ehr_log(EHR_LOG_INFO, "consensus role", "role=%s term=%" PRIu64 " leader=%s",
-            raft_role_name(role), n->term, leader ? lid : "none");
-    bool was_leader = n->role == RAFT_LEADER;
-    bool leader_changed = leader != n->leader;
-    n->role = role;
-    n->leader = leader;
+            raft_role_name(role), n->cons.term, leader ? lid : "none");
+    bool was_leader = n->cons.role == RAFT_LEADER;
+    bool leader_changed = leader != n->cons.leader;
+    n->cons.role = role;
+    n->cons.leader = leader;
     if (role == RAFT_LEADER && !was_leader) {
-        n->term_start_index = st.last_index;
-        n->can_propose = false;
+        n->prop.term_start_index = st.last_index;
+        n->prop.open = false;
     }
     if (was_leader && role != RAFT_LEADER) {
-        n->can_propose = false;
-        n->prop_inflight = 0;
+        n->prop.open = false;
+        n->prop.inflight = 0;
     }
     if (leader_changed || (was_leader && role != RAFT_LEADER))
         mempool_proposed_requeue(&n->pool); /* re-offered to whoever leads now */
     if (role == RAFT_LEADER && !was_leader)
-        node__service_became_leader(n);
+        n->api.became_leader(n);
 }
 
 static void process_ready(struct node *n)
 {
-    while (!n->stopping && raft_ready_pending(n->raft)) {
+    while (!n->stopping && raft_ready_pending(n->cons.raft)) {
         struct raft_ready rd;
-        int rc = raft_ready_get(n->raft, &rd);
+        int rc = raft_ready_get(n->cons.raft, &rd);
         if (rc != 0) {
-            fatal(n, rc == EHR_EDIVERGED ? NODE_EXIT_DIVERGED : NODE_EXIT_FAILURE,
-                  "consensus halted", "err=%s", ehr_errname(rc));
+            node__fatal(n, rc == EHR_EDIVERGED ? NODE_EXIT_DIVERGED : NODE_EXIT_FAILURE,
+                        "consensus halted", "err=%s", ehr_errname(rc));
             return;
         }
         send_raft_messages(n, rd.messages, rd.message_count);
-        if (rd.snapshot != NULL && snapshot_chunk(n, rd.snapshot) != 0)
+        if (rd.snapshot != NULL && node__snapshot_chunk(n, rd.snapshot) != 0)
             return;
-        rc = node_raft_store_persist(&n->store, &rd);
+        rc = node_raft_store_persist(&n->cons.store, &rd);
         if (rc != 0) {
-            fatal(n, NODE_EXIT_FAILURE, "cannot persist the consensus log", "err=%s why=\"%s\"",
-                  ehr_errname(rc), ledger_last_error(n->ledger));
+            node__fatal(n, NODE_EXIT_FAILURE, "cannot persist the consensus log",
+                        "err=%s why=\"%s\"", ehr_errname(rc), ledger_last_error(n->ledger));
             return;
         }
         if (rd.hard_state_changed)
-            n->commit_index = rd.hard_state.commit;
+            n->cons.commit_index = rd.hard_state.commit;
         send_raft_messages(n, rd.messages_after_persist, rd.message_after_persist_count);
-        if (apply_committed(n, rd.committed, rd.committed_count) != 0)
+        if (node__apply_committed(n, rd.committed, rd.committed_count) != 0)
             return;
         role_changed(n, rd.role, rd.leader);
-        rc = raft_ready_advance(n->raft);
+        rc = raft_ready_advance(n->cons.raft);
         EHR_ASSERT(rc == 0);
     }
-    snapshot_maybe_start(n);
+    node__snapshot_maybe_start(n);
 }
 
 static void on_prepare(uv_prepare_t *h)
@@ -963,9 +527,9 @@ static void on_prepare(uv_prepare_t *h)
         return;
     admit_dispatch(n);
     process_ready(n);
-    if (n->role == RAFT_LEADER) {
-        bool flush = n->flush_due;
-        n->flush_due = false;
+    if (n->cons.role == RAFT_LEADER) {
+        bool flush = n->prop.flush_due;
+        n->prop.flush_due = false;
         propose_blocks(n, flush);
         process_ready(n);
     }
@@ -976,15 +540,15 @@ static void on_tick(uv_timer_t *t)
     struct node *n = t->data;
     if (n->stopping)
         return;
-    int rc = raft_tick(n->raft);
+    int rc = raft_tick(n->cons.raft);
     if (rc != 0) {
-        fatal(n, rc == EHR_EDIVERGED ? NODE_EXIT_DIVERGED : NODE_EXIT_FAILURE, "consensus halted",
-              "err=%s", ehr_errname(rc));
+        node__fatal(n, rc == EHR_EDIVERGED ? NODE_EXIT_DIVERGED : NODE_EXIT_FAILURE,
+                    "consensus halted", "err=%s", ehr_errname(rc));
         return;
     }
     mempool_expire(&n->pool, node__now_ms());
     hand_over(n);
-    node__service_sweep(n);
+    n->api.sweep(n);
 }
 
 /* ---- peer messages ---- */
@@ -1002,7 +566,7 @@ static void rpc_advertised(const struct node *n, char *out, size_t size)
     size_t host_len = (size_t)(port - listen);
     bool any = (host_len == 7 && memcmp(listen, "0.0.0.0", 7) == 0) ||
                (host_len == 4 && memcmp(listen, "[::]", 4) == 0);
-    const char *peer = n->members[n->self_index].peer_address;
+    const char *peer = n->peers.members[n->peers.self_index].peer_address;
     const char *peer_port = strrchr(peer, ':');
     if (!any || peer_port == NULL) {
         snprintf(out, size, "%s", listen);
@@ -1021,7 +585,7 @@ static void send_node_info(struct node *n, const struct node_member *m)
     Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
     pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_NODE_INFO;
     pm.node_info = &info;
-    send_kind(n, m, &pm);
+    node__send_kind(n, m, &pm);
 }
 
 struct forward_ctx {
@@ -1044,7 +608,7 @@ static void forward_answer(struct node *n, raft_id from, uint64_t request_id, in
     Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
     pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_TX_FORWARD_RESULT;
     pm.tx_forward_result = &r;
-    send_kind(n, m, &pm);
+    node__send_kind(n, m, &pm);
 }
 
 static void forward_admitted(struct node *n, void *ctx, int rc, const mempool_admit_result *res)
@@ -1057,7 +621,7 @@ static void forward_admitted(struct node *n, void *ctx, int rc, const mempool_ad
 static void tx_forward_received(struct node *n, struct node_member *from,
                                 const Ehr__V1__TxForward *fw)
 {
-    if (n->role != RAFT_LEADER) {
+    if (n->cons.role != RAFT_LEADER) {
         mempool_admit_result res;
         memset(&res, 0, sizeof res);
         snprintf(res.reason, sizeof res.reason, "the receiving node is no longer the leader");
@@ -1086,11 +650,11 @@ static void peer_kind_received(struct node *n, struct node_member *from, const u
     case EHR__V1__PEER_MESSAGE__KIND_TX_FORWARD_RESULT: {
         const Ehr__V1__TxForwardResult *r = pm->tx_forward_result;
         const uint8_t *hash = r->tx_hash.len == EHR_HASH_BYTES ? r->tx_hash.data : NULL;
-        node__service_forward_result(n, r->request_id, r->error, r->reason, hash);
+        n->api.forward_result(n, r->request_id, r->error, r->reason, hash);
         break;
     }
     case EHR__V1__PEER_MESSAGE__KIND_STATE_DIGEST:
-        digest_received(n, (size_t)(from - n->members), pm->state_digest);
+        node__digest_received(n, (size_t)(from - n->peers.members), pm->state_digest);
         break;
     case EHR__V1__PEER_MESSAGE__KIND_NODE_INFO:
         if (node_config_address_check(pm->node_info->rpc_address, NULL, 0) == 0)
@@ -1129,13 +693,13 @@ static void on_peer_message(void *user, const uint8_t peer[P2P_KEY_BYTES], const
         node_raft_wire_release(&wm);
         return;
     }
-    rc = raft_step(n->raft, &wm.message);
+    rc = raft_step(n->cons.raft, &wm.message);
     node_raft_wire_release(&wm);
     if (rc == EHR_EPROTO) {
         ehr_log(EHR_LOG_WARN, "consensus message refused", "peer=\"%s\"", from->name);
     } else if (rc != 0) {
-        fatal(n, rc == EHR_EDIVERGED ? NODE_EXIT_DIVERGED : NODE_EXIT_FAILURE, "consensus halted",
-              "err=%s", ehr_errname(rc));
+        node__fatal(n, rc == EHR_EDIVERGED ? NODE_EXIT_DIVERGED : NODE_EXIT_FAILURE,
+                    "consensus halted", "err=%s", ehr_errname(rc));
     }
 }
 
@@ -1160,7 +724,7 @@ static void on_link_down(void *user, const uint8_t peer[P2P_KEY_BYTES], int reas
         ehr_log(EHR_LOG_INFO, "peer link down", "peer=\"%s\" reason=%s unsent=%" PRIu64, m->name,
                 ehr_errname(reason), unsent);
     m->link_up = false;
-    node__service_link_down(n, m->id);
+    n->api.link_down(n, m->id);
 }
 
 /* ---- start ---- */
@@ -1183,12 +747,12 @@ static int member_row(void *ctx, const uint8_t *key, size_t key_len, const uint8
         ms->err = EHR_ECORRUPT;
         return EHR_ECORRUPT;
     }
-    if (n->member_count == NODE_MEMBERS_MAX) {
+    if (n->peers.count == NODE_MEMBERS_MAX) {
         ehr__v1__member__free_unpacked(m, NULL);
         ms->err = EHR_ETOOBIG;
         return EHR_ETOOBIG;
     }
-    struct node_member *nm = &n->members[n->member_count++];
+    struct node_member *nm = &n->peers.members[n->peers.count++];
     memset(nm, 0, sizeof *nm);
     memcpy(nm->key, m->node_key.data, EHR_SCHNORR_PUBLIC_BYTES);
     nm->id = id_from_key(nm->key);
@@ -1213,22 +777,22 @@ static int load_members(struct node *n, char *err, size_t err_size)
         return ms.err ? ms.err : (int)got;
     }
     bool found = false;
-    for (size_t i = 0; i < n->member_count; i++) {
-        struct node_member *m = &n->members[i];
+    for (size_t i = 0; i < n->peers.count; i++) {
+        struct node_member *m = &n->peers.members[i];
         if (m->id == 0) {
             snprintf(err, err_size, "member \"%s\" has a node key whose first 8 bytes are zero",
                      m->name);
             return EHR_EINVAL;
         }
         for (size_t j = 0; j < i; j++)
-            if (n->members[j].id == m->id) {
+            if (n->peers.members[j].id == m->id) {
                 snprintf(err, err_size, "members \"%s\" and \"%s\" share a consensus id",
-                         n->members[j].name, m->name);
+                         n->peers.members[j].name, m->name);
                 return EHR_EINVAL;
             }
         if (sodium_memcmp(m->key, n->id->signing.public_key, EHR_SCHNORR_PUBLIC_BYTES) == 0) {
             m->self = true;
-            n->self_index = i;
+            n->peers.self_index = i;
             found = true;
         }
     }
@@ -1244,35 +808,35 @@ static int load_members(struct node *n, char *err, size_t err_size)
 
 static int start_raft(struct node *n, char *err, size_t err_size)
 {
-    int rc = node_raft_store_open(&n->store, n->ledger);
+    int rc = node_raft_store_open(&n->cons.store, n->ledger);
     if (rc != 0) {
         snprintf(err, err_size, "cannot read the consensus log: %s (%s)", ehr_strerror(rc),
                  ledger_last_error(n->ledger));
         return rc;
     }
-    if (n->store.snap_meta.index != 0) {
-        snprintf(n->snap_path, sizeof n->snap_path, "%s/snap-%020" PRIu64 ".mdb", n->snap_dir,
-                 n->store.snap_meta.index);
-        if (node_raft_store_snapshot_file(&n->store, n->snap_path) != 0) {
+    if (n->cons.store.snap_meta.index != 0) {
+        snprintf(n->snap.path, sizeof n->snap.path, "%s/snap-%020" PRIu64 ".mdb", n->snap.dir,
+                 n->cons.store.snap_meta.index);
+        if (node_raft_store_snapshot_file(&n->cons.store, n->snap.path) != 0) {
             ehr_log(EHR_LOG_WARN, "the recorded snapshot's file is missing; taking a new one",
-                    "path=%s", n->snap_path);
-            n->snap_path[0] = '\0';
-            n->snap_wanted = true;
+                    "path=%s", n->snap.path);
+            n->snap.path[0] = '\0';
+            n->snap.wanted = true;
         }
     }
     struct raft_hard_state hs;
-    rc = node_raft_store_hard_state(&n->store, &hs);
+    rc = node_raft_store_hard_state(&n->cons.store, &hs);
     if (rc != 0) {
         snprintf(err, err_size, "cannot read the consensus hard state: %s", ehr_strerror(rc));
         return rc;
     }
-    if (n->store.last == 0 && n->store.first == 1 && hs.term == 0) {
+    if (n->cons.store.last == 0 && n->cons.store.first == 1 && hs.term == 0) {
         /* A founding member's first start: every one bootstraps the same
          * configuration (the members' ids in ascending order) at index 1. */
-        struct raft_config conf = {.voter_count = (uint32_t)n->member_count};
-        for (size_t i = 0; i < n->member_count; i++)
-            conf.voters[i] = n->members[i].id;
-        for (size_t i = 1; i < n->member_count; i++)
+        struct raft_config conf = {.voter_count = (uint32_t)n->peers.count};
+        for (size_t i = 0; i < n->peers.count; i++)
+            conf.voters[i] = n->peers.members[i].id;
+        for (size_t i = 1; i < n->peers.count; i++)
             for (size_t j = i; j > 0 && conf.voters[j - 1] > conf.voters[j]; j--) {
                 raft_id t = conf.voters[j];
                 conf.voters[j] = conf.voters[j - 1];
@@ -1282,16 +846,16 @@ static int start_raft(struct node *n, char *err, size_t err_size)
         struct raft_entry boot;
         rc = raft_bootstrap_entry(&conf, cbuf, &boot);
         if (rc == 0)
-            rc = node_raft_store_bootstrap(&n->store, &boot);
+            rc = node_raft_store_bootstrap(&n->cons.store, &boot);
         if (rc != 0) {
             snprintf(err, err_size, "cannot write the first consensus entry: %s", ehr_strerror(rc));
             return rc;
         }
-        ehr_log(EHR_LOG_INFO, "consensus bootstrapped", "voters=%zu", n->member_count);
+        ehr_log(EHR_LOG_INFO, "consensus bootstrapped", "voters=%zu", n->peers.count);
     }
     struct raft_options opt;
     raft_options_default(&opt);
-    opt.id = n->members[n->self_index].id;
+    opt.id = n->peers.members[n->peers.self_index].id;
     randombytes_buf(&opt.seed, sizeof opt.seed);
     opt.election_ticks = (uint32_t)n->cfg.limits.election_ticks;
     opt.heartbeat_ticks = (uint32_t)n->cfg.limits.heartbeat_ticks;
@@ -1300,17 +864,17 @@ static int start_raft(struct node *n, char *err, size_t err_size)
     opt.applied = n->tip.applied_index;
     node_raft_wire_options_fit(&opt);
     struct raft_storage st;
-    node_raft_store_interface(&n->store, &st);
-    rc = raft_create(&n->raft, &opt, &st);
+    node_raft_store_interface(&n->cons.store, &st);
+    rc = raft_create(&n->cons.raft, &opt, &st);
     if (rc != 0) {
         snprintf(err, err_size, "cannot start consensus: %s", ehr_strerror(rc));
         return rc;
     }
-    n->applied_index = n->tip.applied_index;
+    n->cons.applied_index = n->tip.applied_index;
     struct raft_status rs;
-    raft_status_get(n->raft, &rs);
-    n->term = rs.hard_state.term;
-    n->commit_index = rs.hard_state.commit;
+    raft_status_get(n->cons.raft, &rs);
+    n->cons.term = rs.hard_state.term;
+    n->cons.commit_index = rs.hard_state.commit;
     return 0;
 }
 
@@ -1322,7 +886,7 @@ static int start_p2p(struct node *n, char *err, size_t err_size)
                                    .on_link_up = on_link_up,
                                    .on_link_down = on_link_down},
                      .user = n};
-    int rc = p2p_create(n->loop, &pc, &n->p2p);
+    int rc = p2p_create(n->loop, &pc, &n->peers.p2p);
     if (rc != 0) {
         snprintf(err, err_size, "cannot set up the peer network: %s", ehr_strerror(rc));
         return rc;
@@ -1333,18 +897,18 @@ static int start_p2p(struct node *n, char *err, size_t err_size)
         snprintf(err, err_size, "cannot listen for peers on %s: %s", n->cfg.peer_listen, why);
         return rc;
     }
-    rc = p2p_listen(n->p2p, listen);
+    rc = p2p_listen(n->peers.p2p, listen);
     if (rc != 0) {
         snprintf(err, err_size, "cannot listen for peers on %s: %s", n->cfg.peer_listen,
                  rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
         return rc;
     }
     p2p_member pm[NODE_MEMBERS_MAX];
-    for (size_t i = 0; i < n->member_count; i++) {
-        memcpy(pm[i].node_key, n->members[i].key, P2P_KEY_BYTES);
-        snprintf(pm[i].address, sizeof pm[i].address, "%s", n->members[i].peer_address);
+    for (size_t i = 0; i < n->peers.count; i++) {
+        memcpy(pm[i].node_key, n->peers.members[i].key, P2P_KEY_BYTES);
+        snprintf(pm[i].address, sizeof pm[i].address, "%s", n->peers.members[i].peer_address);
     }
-    rc = p2p_set_members(n->p2p, pm, n->member_count);
+    rc = p2p_set_members(n->peers.p2p, pm, n->peers.count);
     if (rc != 0) {
         snprintf(err, err_size,
                  "cannot use the members' peer addresses: %s (each must be HOST:PORT, a host "
@@ -1380,19 +944,19 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     n->id = sodium_malloc(sizeof *n->id);
     EHR_ASSERT(n->id != NULL);
     memcpy(n->id, id, sizeof *id);
-    n->commit_waits.prev = n->commit_waits.next = &n->commit_waits;
-    n->forwards.prev = n->forwards.next = &n->forwards;
-    n->streams.prev = n->streams.next = &n->streams;
-    n->digests = ehr_calloc(NODE_DIGEST_WINDOW, sizeof *n->digests);
-    n->stage_fd = -1;
-    n->wire_cap = NODE_RAFT_WIRE_ENVELOPE_BYTES_MAX + NODE_RAFT_WIRE_BYTES_MAX;
-    n->wire_buf = ehr_malloc(n->wire_cap);
-    n->batch_cap = (size_t)cfg->limits.block_tx_count;
-    if (n->batch_cap < NODE_HANDOVER_PER_TICK)
-        n->batch_cap = NODE_HANDOVER_PER_TICK;
-    n->batch_envelopes = ehr_calloc(n->batch_cap, sizeof *n->batch_envelopes);
-    n->batch_hashes = ehr_calloc(n->batch_cap, sizeof *n->batch_hashes);
-    n->apply_hashes = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->apply_hashes);
+    n->waits.commit_waits.prev = n->waits.commit_waits.next = &n->waits.commit_waits;
+    n->waits.forwards.prev = n->waits.forwards.next = &n->waits.forwards;
+    n->waits.streams.prev = n->waits.streams.next = &n->waits.streams;
+    n->applying.digests = ehr_calloc(NODE_DIGEST_WINDOW, sizeof *n->applying.digests);
+    n->snap.stage_fd = -1;
+    n->peers.wire_cap = NODE_RAFT_WIRE_ENVELOPE_BYTES_MAX + NODE_RAFT_WIRE_BYTES_MAX;
+    n->peers.wire_buf = ehr_malloc(n->peers.wire_cap);
+    n->prop.batch_cap = (size_t)cfg->limits.block_tx_count;
+    if (n->prop.batch_cap < NODE_HANDOVER_PER_TICK)
+        n->prop.batch_cap = NODE_HANDOVER_PER_TICK;
+    n->prop.batch_envelopes = ehr_calloc(n->prop.batch_cap, sizeof *n->prop.batch_envelopes);
+    n->prop.batch_hashes = ehr_calloc(n->prop.batch_cap, sizeof *n->prop.batch_hashes);
+    n->applying.hashes = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.hashes);
 
     int rc = ledger_open(cfg->data_dir, NULL, &n->ledger);
     if (rc != 0) {
@@ -1420,30 +984,31 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
         snprintf(err, err_size, "cannot set up the mempool: %s", ehr_strerror(rc));
         goto fail;
     }
-    if (strlen(cfg->data_dir) + sizeof "/snapshots" > sizeof n->snap_dir) {
+    if (strlen(cfg->data_dir) + sizeof "/snapshots" > sizeof n->snap.dir) {
         rc = EHR_EINVAL;
         snprintf(err, err_size, "the data directory's path is over %zu bytes",
-                 sizeof n->snap_dir - sizeof "/snapshots");
+                 sizeof n->snap.dir - sizeof "/snapshots");
         goto fail;
     }
-    snprintf(n->snap_dir, sizeof n->snap_dir, "%s/snapshots", cfg->data_dir);
-    snprintf(n->snap_creating, sizeof n->snap_creating, "%s/creating.mdb", n->snap_dir);
-    snprintf(n->stage_path, sizeof n->stage_path, "%s/snapshot-incoming.mdb", cfg->data_dir);
-    if (mkdir(n->snap_dir, 0700) != 0 && errno != EEXIST) {
+    snprintf(n->snap.dir, sizeof n->snap.dir, "%s/snapshots", cfg->data_dir);
+    snprintf(n->snap.creating, sizeof n->snap.creating, "%s/creating.mdb", n->snap.dir);
+    snprintf(n->snap.stage_path, sizeof n->snap.stage_path, "%s/snapshot-incoming.mdb",
+             cfg->data_dir);
+    if (mkdir(n->snap.dir, 0700) != 0 && errno != EEXIST) {
         rc = -errno;
-        snprintf(err, err_size, "cannot create %s: %s", n->snap_dir, strerror(errno));
+        snprintf(err, err_size, "cannot create %s: %s", n->snap.dir, strerror(errno));
         goto fail;
     }
-    unlink(n->snap_creating); /* left by a node that stopped mid-copy */
-    unlink(n->stage_path);
+    unlink(n->snap.creating); /* left by a node that stopped mid-copy */
+    unlink(n->snap.stage_path);
     if ((rc = start_raft(n, err, err_size)) != 0 || (rc = start_p2p(n, err, err_size)) != 0 ||
         (rc = node__service_start(n, err, err_size)) != 0)
         goto fail;
     uv_timer_init(loop, &n->tick_timer);
     uv_timer_init(loop, &n->flush_timer);
     uv_prepare_init(loop, &n->prepare);
-    uv_async_init(loop, &n->snap_async, on_snapshot_done);
-    n->snap_async.data = n;
+    uv_async_init(loop, &n->snap.async, node__on_snapshot_done);
+    n->snap.async.data = n;
     n->tick_timer.data = n->flush_timer.data = n->prepare.data = n;
     uv_timer_start(&n->tick_timer, on_tick, cfg->limits.raft_tick_ms, cfg->limits.raft_tick_ms);
     uv_prepare_start(&n->prepare, on_prepare);
@@ -1453,7 +1018,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
         ehr_log(EHR_LOG_INFO, "node started",
                 "chain=%s node=%s name=\"%s\" members=%zu tip=%" PRIu64 " applied=%" PRIu64
                 " peer_listen=%s rpc_listen=%s version=\"%s\"",
-                n->chain.chain_id, hex, n->members[n->self_index].name, n->member_count,
+                n->chain.chain_id, hex, n->peers.members[n->peers.self_index].name, n->peers.count,
                 n->tip.height, n->tip.applied_index, cfg->peer_listen, cfg->rpc_listen,
                 ehr_version());
     }
@@ -1465,10 +1030,10 @@ fail:
     n->stopping = true;
     if (n->rpc != NULL)
         rpc_server_close(n->rpc, NULL, NULL);
-    if (n->p2p != NULL)
-        p2p_close(n->p2p, NULL);
+    if (n->peers.p2p != NULL)
+        p2p_close(n->peers.p2p, NULL);
     n->rpc = NULL;
-    n->p2p = NULL;
+    n->peers.p2p = NULL;
     uv_run(loop, UV_RUN_NOWAIT);
     uv_run(loop, UV_RUN_DEFAULT);
     free_node(n);
@@ -1478,13 +1043,13 @@ fail:
 void node_test_faults_set(struct node *n, const struct node_test_faults *faults)
 {
     EHR_ASSERT(faults != NULL);
-    n->test_faults = *faults;
+    n->applying.test_faults = *faults;
 }
 
 uint16_t node_peer_port(const struct node *n)
 {
     uint16_t port = 0;
-    p2p_listen_port(n->p2p, &port);
+    p2p_listen_port(n->peers.p2p, &port);
     return port;
 }
 
@@ -1497,9 +1062,9 @@ uint16_t node_rpc_port(const struct node *n)
 
 static void free_node(struct node *n)
 {
-    if (n->raft != NULL)
-        raft_destroy(n->raft);
-    node_raft_store_close(&n->store);
+    if (n->cons.raft != NULL)
+        raft_destroy(n->cons.raft);
+    node_raft_store_close(&n->cons.store);
     if (n->pool.slots != NULL)
         mempool_destroy(&n->pool);
     if (n->ledger != NULL)
@@ -1509,18 +1074,18 @@ static void free_node(struct node *n)
         sodium_free(n->id);
     }
     node_config_free(&n->cfg);
-    ehr_free(n->digests);
-    ehr_free(n->wire_buf);
-    ehr_free(n->batch_envelopes);
-    ehr_free(n->batch_hashes);
-    ehr_free(n->apply_hashes);
+    ehr_free(n->applying.digests);
+    ehr_free(n->peers.wire_buf);
+    ehr_free(n->prop.batch_envelopes);
+    ehr_free(n->prop.batch_hashes);
+    ehr_free(n->applying.hashes);
     ehr_free(n);
 }
 
 /* Free the node once every handle is closed and no signature check is out. */
 static void maybe_free(struct node *n)
 {
-    if (n->closing > 0 || n->admits_inflight > 0)
+    if (n->closing > 0 || n->adm.inflight > 0)
         return;
     int code = n->exit_code;
     void (*cb)(void *, int) = n->on_stopped;
@@ -1558,23 +1123,24 @@ void node_stop(struct node *n)
     if (n->stopping)
         return;
     n->stopping = true;
-    ehr_log(EHR_LOG_INFO, "node stopping", "applied=%" PRIu64 " tip=%" PRIu64, n->applied_index,
-            n->tip.height);
+    ehr_log(EHR_LOG_INFO, "node stopping", "applied=%" PRIu64 " tip=%" PRIu64,
+            n->cons.applied_index, n->tip.height);
     admit_drain(n);
-    node__service_drain(n);
-    snapshot_join(n);
-    if (n->stage_fd >= 0) {
-        close(n->stage_fd);
-        n->stage_fd = -1;
-        unlink(n->stage_path);
+    if (n->api.drain != NULL)
+        n->api.drain(n); /* NULL when the API never started */
+    node__snapshot_join(n);
+    if (n->snap.stage_fd >= 0) {
+        close(n->snap.stage_fd);
+        n->snap.stage_fd = -1;
+        unlink(n->snap.stage_path);
     }
     n->closing = 7;
     rpc_server_close(n->rpc, on_rpc_closed, n);
-    p2p_close(n->p2p, on_p2p_closed);
+    p2p_close(n->peers.p2p, on_p2p_closed);
     uv_close((uv_handle_t *)&n->tick_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->flush_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->prepare, on_handle_closed);
-    uv_close((uv_handle_t *)&n->snap_async, on_handle_closed);
+    uv_close((uv_handle_t *)&n->snap.async, on_handle_closed);
     /* The seventh: this function's own reference, dropped last so that no
      * callback frees the node while it runs. */
     closed_one(n);

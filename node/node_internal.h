@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "ehr/v1/p2p.pb-c.h"
 #include "ehr_crypto.h"
 #include "ledger.h"
 #include "mempool.h"
@@ -112,6 +113,112 @@ struct node__digest_slot {
 };
 
 struct admit;
+struct node;
+
+/*
+ * What the node tells its API about (service.c fills these in
+ * node__service_start; every one is set while the node runs).
+ */
+struct node__api_hooks {
+    /* A block was applied at HEIGHT with HASHES (COUNT): answer the calls
+     * waiting for these transactions and feed the block streams. */
+    void (*block_applied)(struct node *n, uint64_t height, const uint8_t (*hashes)[EHR_HASH_BYTES],
+                          size_t count);
+    /* This node has just become leader: admit the submissions it forwarded
+     * to the old leader and holds without a verdict. */
+    void (*became_leader)(struct node *n);
+    /* The leader's verdict on a forward (HASH may be NULL). */
+    void (*forward_result)(struct node *n, uint64_t request_id, int error, const char *reason,
+                           const uint8_t *hash);
+    /* The link to PEER went down: fail the forwards that went to it. */
+    void (*link_down)(struct node *n, raft_id peer);
+    /* Expire waits past their time (every tick). */
+    void (*sweep)(struct node *n);
+    /* Fail every call the node holds (the node is stopping). */
+    void (*drain)(struct node *n);
+};
+
+/* The peers: every member of the chain, this node among them, and the links. */
+struct node__peers {
+    struct node_member members[NODE_MEMBERS_MAX];
+    size_t count;
+    size_t self_index;
+    p2p *p2p;
+    uint8_t *wire_buf; /* one encoded peer message */
+    size_t wire_cap;
+};
+
+/* Consensus: the Raft core, its storage over the ledger, and what the last
+ * ready batch said of it. */
+struct node__consensus {
+    struct node_raft_store store;
+    struct raft *raft;
+    enum raft_role role;
+    raft_id leader;
+    uint64_t term;
+    uint64_t commit_index;
+    uint64_t applied_index;
+};
+
+/* The leader's block proposals (node.c). */
+struct node__proposals {
+    bool open;                 /* every entry before this term's first is applied */
+    uint64_t term_start_index; /* the index of this term's first entry */
+    uint64_t height;           /* the last block proposed (or the tip) */
+    uint8_t hash[EHR_HASH_BYTES];
+    uint64_t time_ms;
+    uint64_t last_index; /* Raft index of the last proposal in flight */
+    uint32_t inflight;
+    bool rebase;    /* a proposal was refused at apply: rebuild on the tip */
+    bool flush_due; /* the flush timer fired: propose a partial block */
+    ledger_bytes *batch_envelopes;
+    uint8_t (*batch_hashes)[EHR_HASH_BYTES];
+    size_t batch_cap;
+};
+
+/* Submissions queued for, or under, signature checks on the worker pool. */
+struct node__admission {
+    size_t inflight;
+    struct admit *head, *tail; /* queued this loop iteration */
+    size_t queued;
+};
+
+/* Applying committed blocks, and the state digests (apply.c). */
+struct node__applying {
+    uint8_t (*hashes)[EHR_HASH_BYTES];   /* scratch: a block's tx hashes */
+    struct node__digest_slot *digests;   /* NODE_DIGEST_WINDOW */
+    struct node_test_faults test_faults; /* all zero but in a test's ehrd-test */
+};
+
+/* The calls the API holds (service.c). */
+struct node__waits {
+    struct node__waiter *commit_table[NODE_WAIT_BUCKETS];
+    struct node__waiter *forward_table[NODE_WAIT_BUCKETS];
+    struct node__link commit_waits; /* FIFO by expiry */
+    struct node__link forwards;     /* FIFO by expiry */
+    size_t count;
+    uint64_t next_request_id;
+    struct node__link streams;
+    size_t stream_count;
+};
+
+/* Snapshots (snapshot.c): one created at a time, in `thread`; completion
+ * comes back to the loop through `async`. */
+struct node__snapshots {
+    char dir[NODE_PATH_BYTES_MAX - 64];   /* DATA/snapshots (room for the names in it) */
+    char path[NODE_PATH_BYTES_MAX];       /* the current snapshot file ("" if none) */
+    char creating[NODE_PATH_BYTES_MAX];   /* where the thread writes */
+    char stage_path[NODE_PATH_BYTES_MAX]; /* a snapshot being received */
+    int stage_fd;
+    pthread_t thread;
+    bool running;
+    bool wanted;       /* take one as soon as possible (after an install) */
+    uint64_t retry_at; /* loop ms; 0: no failure pending */
+    uv_async_t async;
+    int rc;
+    ledger_snapshot_info info;
+    char err[LEDGER_DIAG_BYTES_MAX];
+};
 
 struct node {
     uv_loop_t *loop;
@@ -123,87 +230,62 @@ struct node {
     ledger *ledger;
     ledger_chain chain;
     ledger_tip tip; /* the ledger's tip, kept in step with every apply */
-
-    struct node_member members[NODE_MEMBERS_MAX];
-    size_t member_count;
-    size_t self_index;
-
-    struct node_raft_store store;
-    struct raft *raft;
-    enum raft_role role;
-    raft_id leader;
-    uint64_t term;
-    uint64_t commit_index;
-    uint64_t applied_index;
-
-    p2p *p2p;
-    struct rpc_server *rpc;
     mempool pool;
+
+    struct node__peers peers;
+    struct node__consensus cons;
+    struct node__proposals prop;
+    struct node__admission adm;
+    struct node__applying applying;
+    struct node__snapshots snap;
+
+    struct rpc_server *rpc;
+    struct node__api_hooks api; /* set by node__service_start */
+    struct node__waits waits;
 
     uv_timer_t tick_timer;
     uv_timer_t flush_timer;
     uv_prepare_t prepare;
-    bool flush_due; /* the flush timer fired: propose a partial block */
-
-    /* the leader's proposals */
-    bool can_propose;          /* every entry before this term's first is applied */
-    uint64_t term_start_index; /* the index of this term's first entry */
-    uint64_t prop_height;      /* the last block proposed (or the tip) */
-    uint8_t prop_hash[EHR_HASH_BYTES];
-    uint64_t prop_time_ms;
-    uint64_t prop_last_index; /* Raft index of the last proposal in flight */
-    uint32_t prop_inflight;
-    bool prop_rebase; /* a proposal was refused at apply: rebuild on the tip */
-    ledger_bytes *batch_envelopes;
-    uint8_t (*batch_hashes)[EHR_HASH_BYTES];
-    size_t batch_cap;
-
-    /* apply scratch */
-    uint8_t (*apply_hashes)[EHR_HASH_BYTES];
-
-    /* waiting calls */
-    struct node__waiter *commit_table[NODE_WAIT_BUCKETS];
-    struct node__waiter *forward_table[NODE_WAIT_BUCKETS];
-    struct node__link commit_waits; /* FIFO by expiry */
-    struct node__link forwards;     /* FIFO by expiry */
-    size_t waiter_count;
-    uint64_t next_request_id;
-
-    struct node__link streams;
-    size_t stream_count;
-
-    struct node__digest_slot *digests; /* NODE_DIGEST_WINDOW */
-
-    /* snapshots: one created at a time, in snap_thread; completion comes
-     * back to the loop through snap_async */
-    char snap_dir[NODE_PATH_BYTES_MAX - 64]; /* DATA/snapshots (room for the names in it) */
-    char snap_path[NODE_PATH_BYTES_MAX];     /* the current snapshot file ("" if none) */
-    char snap_creating[NODE_PATH_BYTES_MAX]; /* where the thread writes */
-    char stage_path[NODE_PATH_BYTES_MAX];    /* a snapshot being received */
-    int stage_fd;
-    pthread_t snap_thread;
-    bool snap_running;
-    bool snap_wanted;       /* take one as soon as possible (after an install) */
-    uint64_t snap_retry_at; /* loop ms; 0: no failure pending */
-    uv_async_t snap_async;
-    int snap_rc;
-    ledger_snapshot_info snap_info;
-    char snap_err[LEDGER_DIAG_BYTES_MAX];
-
-    uint8_t *wire_buf; /* one encoded peer message */
-    size_t wire_cap;
-
-    size_t admits_inflight;                /* submissions queued for or under signature checks */
-    struct admit *admit_head, *admit_tail; /* queued this loop iteration */
-    size_t admit_queued;
-
-    struct node_test_faults test_faults; /* all zero but in a test's ehrd-test */
 
     uint64_t started_ms;
     int closing; /* handles still closing */
     bool stopping;
     int exit_code;
 };
+
+/* ---- node.c, for the node's other files ---- */
+
+/* Stop the node because it must not go on: log MSG with KV_FMT's fields,
+ * then a normal stop that reports EXIT_CODE. */
+void node__fatal(struct node *n, int exit_code, const char *msg, const char *kv_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Pack PM and send it to M, or to every peer when M is NULL. */
+void node__send_kind(struct node *n, const struct node_member *m, const Ehr__V1__PeerMessage *pm);
+/* A consensus id as 16 hex digits, for logs. */
+void node__hex8(char out[17], raft_id id);
+/* The leader's bookkeeping of its proposals once entry INDEX is applied
+ * (REFUSED: the ledger refused its block, so the pipeline is rebuilt). */
+void node__proposals_applied(struct node *n, uint64_t index, bool refused);
+
+/* ---- apply.c ---- */
+
+/* Apply the committed ENTRIES in order, skipping those already applied.
+ * Returns 0, or the error after which the node stopped (node__fatal). */
+int node__apply_committed(struct node *n, const struct raft_entry *entries, size_t count);
+/* A peer's state digest for a height (MEMBER: its index in n->members). */
+void node__digest_received(struct node *n, size_t member, const Ehr__V1__StateDigest *sd);
+
+/* ---- snapshot.c ---- */
+
+/* Take a snapshot in a worker thread when enough was applied since the last. */
+void node__snapshot_maybe_start(struct node *n);
+/* Wait for a snapshot thread still running (before the ledger closes). */
+void node__snapshot_join(struct node *n);
+/* The worker finished (uv_async callback): record it and compact the log. */
+void node__on_snapshot_done(uv_async_t *h);
+/* Stage a chunk of the leader's snapshot; install it on the last one.
+ * Returns 0, or the error after which the node stopped. */
+int node__snapshot_chunk(struct node *n, const struct raft_snapshot_chunk *c);
 
 /* ---- node.c, for service.c ---- */
 
@@ -239,22 +321,12 @@ void node__unavailable_message(const struct node *n, char *msg, size_t size);
 
 /* ---- service.c, for node.c ---- */
 
+/*
+ * Start the API (service ehr.v1.Node on the RPC server, listening) and
+ * register its hooks in N->api. The one call from the node into the API:
+ * node_start makes it; from then on the node tells the API about events
+ * only through N->api, and the API calls the node directly (one direction).
+ */
 int node__service_start(struct node *n, char *err, size_t err_size);
-/* A block was applied at height H with HASHES (COUNT of them): answer the
- * calls waiting for these transactions and feed the block streams. */
-void node__service_block_applied(struct node *n, uint64_t height,
-                                 const uint8_t (*hashes)[EHR_HASH_BYTES], size_t count);
-/* This node has just become leader: admit the submissions it forwarded to
- * the old leader and holds without a verdict (their answers may never come). */
-void node__service_became_leader(struct node *n);
-/* The leader's verdict on a forward. */
-void node__service_forward_result(struct node *n, uint64_t request_id, int error,
-                                  const char *reason, const uint8_t *hash);
-/* The link to PEER went down: fail the forwards that went to it. */
-void node__service_link_down(struct node *n, raft_id peer);
-/* Expire waits past their time (called every tick). */
-void node__service_sweep(struct node *n);
-/* Fail every call the node holds (UNAVAILABLE: shutting down). */
-void node__service_drain(struct node *n);
 
 #endif /* EHR_NODE_INTERNAL_H */

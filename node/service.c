@@ -129,11 +129,11 @@ static void waiter_unlink(struct node__waiter *w)
 {
     struct node *n = w->node;
     if (w->request_id != 0)
-        table_remove(n->forward_table, bucket_of_id(w->request_id), w);
+        table_remove(n->waits.forward_table, bucket_of_id(w->request_id), w);
     else
-        table_remove(n->commit_table, bucket_of_hash(w->hash), w);
+        table_remove(n->waits.commit_table, bucket_of_hash(w->hash), w);
     link_remove(&w->fifo);
-    n->waiter_count--;
+    n->waits.count--;
 }
 
 static void waiter_free(struct node__waiter *w)
@@ -155,9 +155,9 @@ static void wait_for_commit(struct node *n, struct node__waiter *w)
     w->request_id = 0;
     w->expires_at = uv_now(n->loop) + NODE_COMMIT_WAIT_MS_MAX;
     size_t b = bucket_of_hash(w->hash);
-    w->hnext = n->commit_table[b];
-    n->commit_table[b] = w;
-    link_push(&n->commit_waits, &w->fifo);
+    w->hnext = n->waits.commit_table[b];
+    n->waits.commit_table[b] = w;
+    link_push(&n->waits.commit_waits, &w->fifo);
 }
 
 static struct node__waiter *waiter_new(struct node *n, struct rpc_call *call,
@@ -169,7 +169,7 @@ static struct node__waiter *waiter_new(struct node *n, struct rpc_call *call,
     memcpy(w->hash, hash, EHR_HASH_BYTES);
     w->wait_commit = wait_commit;
     link_init(&w->fifo);
-    n->waiter_count++;
+    n->waits.count++;
     rpc_call_on_cancel(call, on_waiter_cancel, w);
     return w;
 }
@@ -273,7 +273,7 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
     const uint8_t *env = r->envelope.data;
     size_t env_len = r->envelope.len;
     char msg[MEMPOOL_REASON_BYTES_MAX + 64];
-    if (n->waiter_count >= NODE_WAITERS_MAX) {
+    if (n->waits.count >= NODE_WAITERS_MAX) {
         rpc_call_fail(call, RPC_STATUS_RESOURCE_EXHAUSTED,
                       "too many submissions waiting on this node; retry later");
         goto out;
@@ -293,7 +293,7 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
         answer_duplicate(n, call, hash, r->wait_for_commit);
         goto out;
     }
-    if (n->role == RAFT_LEADER) {
+    if (n->cons.role == RAFT_LEADER) {
         struct pending_admit *pa = ehr_calloc(1, sizeof *pa);
         pa->call = call;
         pa->wait_commit = r->wait_for_commit;
@@ -304,7 +304,7 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
     /* A follower checks what costs nothing (the framing, a duplicate on its
      * own ledger, above) and leaves the rest, the signature above all, to
      * the leader's admission. */
-    uint64_t request_id = ++n->next_request_id;
+    uint64_t request_id = ++n->waits.next_request_id;
     rc = node__forward(n, request_id, env, env_len);
     if (rc == EHR_EAGAIN) {
         snprintf(msg, sizeof msg, "the link to the leader is congested; retry shortly");
@@ -320,20 +320,20 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
     memcpy(w->envelope, env, env_len);
     w->envelope_len = env_len;
     w->request_id = request_id;
-    w->forwarded_to = n->leader;
+    w->forwarded_to = n->cons.leader;
     w->expires_at = uv_now(n->loop) + NODE_FORWARD_TIMEOUT_MS;
     size_t b = bucket_of_id(request_id);
-    w->hnext = n->forward_table[b];
-    n->forward_table[b] = w;
-    link_push(&n->forwards, &w->fifo);
+    w->hnext = n->waits.forward_table[b];
+    n->waits.forward_table[b] = w;
+    link_push(&n->waits.forwards, &w->fifo);
 out:
     ehr__v1__submit_transaction_request__free_unpacked(r, NULL);
 }
 
-void node__service_forward_result(struct node *n, uint64_t request_id, int error,
-                                  const char *reason, const uint8_t *hash)
+static void api_forward_result(struct node *n, uint64_t request_id, int error, const char *reason,
+                               const uint8_t *hash)
 {
-    struct node__waiter *w = n->forward_table[bucket_of_id(request_id)];
+    struct node__waiter *w = n->waits.forward_table[bucket_of_id(request_id)];
     while (w != NULL && w->request_id != request_id)
         w = w->hnext;
     if (w == NULL)
@@ -372,16 +372,16 @@ void node__service_forward_result(struct node *n, uint64_t request_id, int error
     }
     ehr_free(w->envelope); /* admitted: no longer needed */
     w->envelope = NULL;
-    n->waiter_count++;
+    n->waits.count++;
     wait_for_commit(n, w);
 }
 
-void node__service_became_leader(struct node *n)
+static void api_became_leader(struct node *n)
 {
-    EHR_ASSERT(n->role == RAFT_LEADER);
+    EHR_ASSERT(n->cons.role == RAFT_LEADER);
     size_t count = 0;
-    while (n->forwards.next != &n->forwards) {
-        struct node__waiter *w = CONTAINER(n->forwards.next, struct node__waiter, fifo);
+    while (n->waits.forwards.next != &n->waits.forwards) {
+        struct node__waiter *w = CONTAINER(n->waits.forwards.next, struct node__waiter, fifo);
         waiter_unlink(w);
         /* The old leader may have admitted it too (and handed it over): a
          * duplicate then reads as admitted (answer_duplicate). */
@@ -398,10 +398,10 @@ void node__service_became_leader(struct node *n)
                 "count=%zu", count);
 }
 
-void node__service_link_down(struct node *n, raft_id peer)
+static void api_link_down(struct node *n, raft_id peer)
 {
-    struct node__link *l = n->forwards.next;
-    while (l != &n->forwards) {
+    struct node__link *l = n->waits.forwards.next;
+    while (l != &n->waits.forwards) {
         struct node__waiter *w = CONTAINER(l, struct node__waiter, fifo);
         l = l->next;
         if (w->forwarded_to != peer)
@@ -415,10 +415,10 @@ void node__service_link_down(struct node *n, raft_id peer)
     }
 }
 
-void node__service_sweep(struct node *n)
+static void api_sweep(struct node *n)
 {
     uint64_t now = uv_now(n->loop);
-    struct node__link *lists[2] = {&n->forwards, &n->commit_waits};
+    struct node__link *lists[2] = {&n->waits.forwards, &n->waits.commit_waits};
     for (int i = 0; i < 2; i++) {
         while (lists[i]->next != lists[i]) {
             struct node__waiter *w = CONTAINER(lists[i]->next, struct node__waiter, fifo);
@@ -441,7 +441,7 @@ static void stream_pump(struct node__stream *s);
 static void stream_end(struct node__stream *s, enum rpc_status st, const char *msg)
 {
     link_remove(&s->link);
-    s->node->stream_count--;
+    s->node->waits.stream_count--;
     rpc_stream_finish(s->stream, st, msg);
     ehr_free(s);
 }
@@ -519,7 +519,7 @@ static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t 
         rpc_stream_finish(stream, RPC_STATUS_NOT_FOUND, msg);
         return;
     }
-    if (n->stream_count >= NODE_BLOCK_STREAMS_MAX) {
+    if (n->waits.stream_count >= NODE_BLOCK_STREAMS_MAX) {
         rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED,
                           "too many block streams open on this node");
         return;
@@ -528,19 +528,19 @@ static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t 
     s->node = n;
     s->stream = stream;
     s->next_height = from;
-    link_push(&n->streams, &s->link);
-    n->stream_count++;
+    link_push(&n->waits.streams, &s->link);
+    n->waits.stream_count++;
     rpc_stream_on_cancel(stream, on_stream_cancel, s);
     rpc_stream_on_writable(stream, on_stream_writable, s);
     stream_pump(s);
 }
 
-void node__service_block_applied(struct node *n, uint64_t height,
-                                 const uint8_t (*hashes)[EHR_HASH_BYTES], size_t count)
+static void api_block_applied(struct node *n, uint64_t height,
+                              const uint8_t (*hashes)[EHR_HASH_BYTES], size_t count)
 {
-    if (n->waiter_count > 0)
+    if (n->waits.count > 0)
         for (size_t i = 0; i < count; i++) {
-            struct node__waiter **p = &n->commit_table[bucket_of_hash(hashes[i])];
+            struct node__waiter **p = &n->waits.commit_table[bucket_of_hash(hashes[i])];
             while (*p != NULL) {
                 struct node__waiter *w = *p;
                 if (memcmp(w->hash, hashes[i], EHR_HASH_BYTES) != 0) {
@@ -550,13 +550,13 @@ void node__service_block_applied(struct node *n, uint64_t height,
                 *p = w->hnext;
                 w->hnext = NULL;
                 link_remove(&w->fifo);
-                n->waiter_count--;
+                n->waits.count--;
                 reply_submitted(w->call, w->hash, true, height, (uint32_t)i);
                 waiter_free(w);
             }
         }
-    struct node__link *l = n->streams.next;
-    while (l != &n->streams) {
+    struct node__link *l = n->waits.streams.next;
+    while (l != &n->waits.streams) {
         struct node__stream *s = CONTAINER(l, struct node__stream, link);
         l = l->next;
         stream_pump(s);
@@ -649,7 +649,7 @@ static void get_block(struct rpc_call *call, const uint8_t *req, size_t len, voi
 
 static Ehr__V1__NodeRole role_of(const struct node *n)
 {
-    switch (n->role) {
+    switch (n->cons.role) {
     case RAFT_LEADER:
         return EHR__V1__NODE_ROLE__NODE_ROLE_LEADER;
     case RAFT_CANDIDATE:
@@ -671,9 +671,9 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
     }
     ehr__v1__get_status_request__free_unpacked(r, NULL);
     struct raft_status rs;
-    raft_status_get(n->raft, &rs);
-    const struct node_member *self = &n->members[n->self_index];
-    const struct node_member *leader = node__member_by_id(n, n->leader);
+    raft_status_get(n->cons.raft, &rs);
+    const struct node_member *self = &n->peers.members[n->peers.self_index];
+    const struct node_member *leader = node__member_by_id(n, n->cons.leader);
 
     Ehr__V1__GetStatusResponse resp = EHR__V1__GET_STATUS_RESPONSE__INIT;
     resp.node_id = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)self->key};
@@ -685,7 +685,7 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
         resp.leader_rpc_address = (char *)(leader->self ? n->cfg.rpc_listen : leader->rpc_address);
     }
     resp.commit_index = rs.hard_state.commit;
-    resp.applied_index = n->applied_index;
+    resp.applied_index = n->cons.applied_index;
     resp.tip_height = n->tip.height;
     resp.tip_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, n->tip.hash};
     resp.chain_id = n->chain.chain_id;
@@ -704,8 +704,8 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
     Ehr__V1__PeerStatus *peer_ptrs[NODE_MEMBERS_MAX];
     /* Members are kept in node-key order (the ledger's scan order). */
     size_t np = 0;
-    for (size_t i = 0; i < n->member_count; i++) {
-        const struct node_member *m = &n->members[i];
+    for (size_t i = 0; i < n->peers.count; i++) {
+        const struct node_member *m = &n->peers.members[i];
         if (m->self)
             continue;
         Ehr__V1__PeerStatus *p = &peers[np];
@@ -715,13 +715,13 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
         p->peer_address = (char *)m->peer_address;
         p2p_link_info li;
         p->link_state = EHR__V1__LINK_STATE__LINK_STATE_DISCONNECTED;
-        if (p2p_link_info_get(n->p2p, m->key, &li) == 0)
+        if (p2p_link_info_get(n->peers.p2p, m->key, &li) == 0)
             p->link_state = li.up ? EHR__V1__LINK_STATE__LINK_STATE_CONNECTED
                             : li.connection_count > 0
                                 ? EHR__V1__LINK_STATE__LINK_STATE_CONNECTING
                                 : EHR__V1__LINK_STATE__LINK_STATE_DISCONNECTED;
         struct raft_progress_info pi;
-        if (n->role == RAFT_LEADER && raft_progress_get(n->raft, m->id, &pi) == 0)
+        if (n->cons.role == RAFT_LEADER && raft_progress_get(n->cons.raft, m->id, &pi) == 0)
             p->match_index = pi.match;
         peer_ptrs[np++] = p;
     }
@@ -759,6 +759,8 @@ static int split_host_port(const char *address, char *host, size_t host_size, ui
     return 0;
 }
 
+static void api_drain(struct node *n);
+
 int node__service_start(struct node *n, char *err, size_t err_size)
 {
     struct rpc_server_config rc_cfg = {.message_bytes_max =
@@ -768,6 +770,12 @@ int node__service_start(struct node *n, char *err, size_t err_size)
         snprintf(err, err_size, "cannot set up the RPC server: %s", ehr_strerror(rc));
         return rc;
     }
+    n->api = (struct node__api_hooks){.block_applied = api_block_applied,
+                                      .became_leader = api_became_leader,
+                                      .forward_result = api_forward_result,
+                                      .link_down = api_link_down,
+                                      .sweep = api_sweep,
+                                      .drain = api_drain};
     rpc_server_add_unary(n->rpc, PATH_PREFIX "SubmitTransaction", submit, n);
     rpc_server_add_unary(n->rpc, PATH_PREFIX "GetTransaction", get_transaction, n);
     rpc_server_add_unary(n->rpc, PATH_PREFIX "GetBlock", get_block, n);
@@ -792,9 +800,9 @@ int node__service_start(struct node *n, char *err, size_t err_size)
     return 0;
 }
 
-void node__service_drain(struct node *n)
+static void api_drain(struct node *n)
 {
-    struct node__link *lists[2] = {&n->forwards, &n->commit_waits};
+    struct node__link *lists[2] = {&n->waits.forwards, &n->waits.commit_waits};
     for (int i = 0; i < 2; i++)
         while (lists[i]->next != lists[i]) {
             struct node__waiter *w = CONTAINER(lists[i]->next, struct node__waiter, fifo);
@@ -804,7 +812,7 @@ void node__service_drain(struct node *n)
                         "the same envelope to another node");
             waiter_free(w);
         }
-    while (n->streams.next != &n->streams)
-        stream_end(CONTAINER(n->streams.next, struct node__stream, link), RPC_STATUS_UNAVAILABLE,
-                   "the node is shutting down");
+    while (n->waits.streams.next != &n->waits.streams)
+        stream_end(CONTAINER(n->waits.streams.next, struct node__stream, link),
+                   RPC_STATUS_UNAVAILABLE, "the node is shutting down");
 }
