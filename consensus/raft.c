@@ -1856,8 +1856,35 @@ int raft_create(struct raft **out, const struct raft_options *opt, const struct 
         raft_destroy(r);
         return EHR_ECORRUPT;
     }
-    r->term = hs.term;
-    r->vote = hs.vote;
+    /*
+     * I1 against the log: our term is never below the term of an entry or
+     * snapshot we hold. On disk it can be: the entries (or snapshot) of a
+     * batch that raised the term are written before its hard state, and a
+     * crash between them keeps the one and loses the other. Take the log's
+     * term then, with no vote: that hard state was never durable, so nothing
+     * of its term left this node (I5) and no vote of it was ever seen.
+     * Restarted at the older term instead, the node would campaign below
+     * its own last entry's term (a request every peer refuses). The
+     * bootstrap entry (index 1, term 1) is the one exception: founding
+     * members hold it at term 0, before any election.
+     */
+    uint64_t last_term = 0;
+    err = st->term(st->ctx, last, &last_term);
+    if (err != 0) {
+        raft_destroy(r);
+        return err;
+    }
+    if (last_term > RAFT_TERM_MAX) {
+        raft_destroy(r);
+        return EHR_ECORRUPT;
+    }
+    if (last > 1 && last_term > hs.term) {
+        r->term = last_term; /* handed out in the first batch: hs_handed is older */
+        r->vote = 0;
+    } else {
+        r->term = hs.term;
+        r->vote = hs.vote;
+    }
     r->commit = hs.commit;
     r->hs_handed = hs;
     r->applied = opt->applied > snap.index ? opt->applied : snap.index;

@@ -15,7 +15,8 @@
  *      replaces it and everything after it), then ready.hard_state (if
  *      changed): in one atomic write, or in this order so that a torn write
  *      never leaves a commit index beyond the log; durably (fsync) before
- *      step 3;
+ *      step 3. (In this order a torn write may keep entries or a snapshot
+ *      of a term whose hard state it lost: raft_create takes that term);
  *   3. send ready.messages_after_persist (votes and acknowledgements: sending
  *      one before its cause is durable can elect two leaders in one term or
  *      lose a committed entry);
@@ -226,10 +227,13 @@ struct raft;
 
 /*
  * Create an instance from the persisted state in `storage` (copied; its ctx
- * must outlive the instance). Returns 0 and *out, or EHR_EINVAL (bad
- * options), EHR_ECORRUPT (the storage contradicts itself: commit beyond the
- * log, a term past RAFT_TERM_MAX, a configuration entry that does not
- * decode) or a storage error.
+ * must outlive the instance). If the log's last entry (or the snapshot)
+ * has a term above the hard state's, a crash kept the log of a batch but
+ * not its hard state: the instance starts at that term with no vote, and
+ * hands that hard state out in its first batch. Returns 0 and *out, or
+ * EHR_EINVAL (bad options), EHR_ECORRUPT (the storage contradicts itself:
+ * commit beyond the log, a term past RAFT_TERM_MAX, a configuration entry
+ * that does not decode) or a storage error.
  * The instance is owned by the caller; free it with raft_destroy.
  */
 int raft_create(struct raft **out, const struct raft_options *opt, const struct raft_storage *st);

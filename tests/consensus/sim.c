@@ -1026,6 +1026,15 @@ static void check_node(struct sim *s, struct sim_node *nd)
     if (term < nd->memo_term)
         violation(s, "I1 node %llu went from term %llu back to %llu", (unsigned long long)nd->id,
                   (unsigned long long)nd->memo_term, (unsigned long long)term);
+    /* I1 also holds against the log: a node's term is never below the term
+     * of an entry (or snapshot) it holds, across restarts too (founding
+     * members hold the bootstrap entry, index 1 term 1, at term 0). */
+    uint64_t last_term = 0;
+    if (st.last_index > 1 && raft_term_at(nd->r, st.last_index, &last_term) == 0 &&
+        last_term > term)
+        violation(s, "I1 node %llu at term %llu holds entry %llu of term %llu",
+                  (unsigned long long)nd->id, (unsigned long long)term,
+                  (unsigned long long)st.last_index, (unsigned long long)last_term);
     if (st.hard_state.commit < nd->memo_commit)
         violation(s, "I7 node %llu commit went back from %llu to %llu", (unsigned long long)nd->id,
                   (unsigned long long)nd->memo_commit, (unsigned long long)st.hard_state.commit);

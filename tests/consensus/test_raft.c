@@ -1014,6 +1014,145 @@ static void test_sole_voter_appends_wait_for_durable_term(void **state)
     tn_free(&net);
 }
 
+/*
+ * A crash tears node id's next write after its snapshot and entries, before
+ * its hard state: the order raft.h allows ("snapshot, entries, then hard
+ * state ... so that a torn write never leaves a commit index beyond the
+ * log"), and what a node whose snapshot install and log write are separate
+ * transactions leaves when it stops between them. Returns the highest term
+ * the batch made durable in the log.
+ */
+static uint64_t crash_before_hard_state(struct tn_net *net, raft_id id)
+{
+    struct tn_node *n = tn_node(net, id);
+    struct raft_ready rd;
+    assert_int_equal(raft_ready_get(n->r, &rd), 0);
+    assert_true(rd.hard_state_changed);
+    uint64_t term = 0;
+    if (rd.snapshot != NULL && rd.snapshot->install)
+        term = rd.snapshot->meta.term;
+    if (rd.entry_count > 0)
+        term = rd.entries[rd.entry_count - 1].term;
+    assert_int_equal(term, rd.hard_state.term); /* the batch raised the term */
+    struct raft_ready torn = rd;
+    torn.hard_state_changed = false;
+    assert_int_equal(raft_mem_storage_persist(n->ms, &torn), 0);
+    if (rd.snapshot != NULL && rd.snapshot->install)
+        n->applied = rd.snapshot->meta.index; /* the state came with it */
+    tn_crash(net, id);
+    return term;
+}
+
+/* Restarted after crash_before_hard_state: node id holds entries (or a
+ * snapshot) of `term` while its persisted hard state is older. Its term must
+ * not be below its log's (I1): its vote requests must be ones a correct node
+ * sends (last log term <= term), and it must be able to win. */
+static void check_restart_takes_term_of_log(struct tn_net *net, raft_id id, uint64_t term)
+{
+    tn_restart(net, id);
+    struct raft_status st = tn_status(net, id);
+    assert_true(st.hard_state.term >= term);
+    assert_int_equal(st.hard_state.vote, 0); /* no vote of that term ever left */
+    tn_heal(net);
+    for (int i = 0; i < 100 && tn_status(net, id).role == RAFT_FOLLOWER; i++)
+        tn_tick(net, id);
+    assert_int_equal(tn_status(net, id).role, RAFT_CANDIDATE);
+    assert_true(tn_process(net, id));
+    size_t votes = 0;
+    for (size_t i = 0; i < net->queue_count; i++) {
+        const struct raft_message *m = net->queue[i];
+        if (m->type != RAFT_MSG_VOTE || m->from != id)
+            continue;
+        votes++;
+        assert_true(m->log_term == term);
+        assert_true(m->log_term <= m->term); /* else every peer refuses it (EHR_EPROTO) */
+    }
+    assert_true(votes > 0);
+    tn_settle(net);
+    assert_int_equal(tn_status(net, id).role, RAFT_LEADER);
+}
+
+/* Isolate node 3, then elect 2 and 1 in turn: node 1 leads a term at least
+ * two above node 3's, with an entry of each of those terms node 3 lacks. */
+static uint64_t leave_node_3_two_terms_behind(struct tn_net *net)
+{
+    tn_init(net, 3, 3, tweak_plain);
+    elect(net, 1);
+    tn_settle(net);
+    tn_isolate(net, 3);
+    elect(net, 2);
+    elect(net, 1);
+    tn_settle(net);
+    uint64_t term = tn_status(net, 1).hard_state.term;
+    assert_true(term >= tn_status(net, 3).hard_state.term + 2);
+    return term;
+}
+
+/* I1 across a torn write (simulator seed 6000143584 --nodes 7): a follower
+ * two terms behind takes an append of the leader's term, and a crash keeps
+ * the entries but tears the hard state that carried the term. Restarted at
+ * the old term, it campaigned in a term below its last entry's, and every
+ * peer refused its vote requests. */
+static void test_torn_hard_state_after_entries_restarts_at_log_term(void **state)
+{
+    struct tn_net net;
+    uint64_t term = leave_node_3_two_terms_behind(&net);
+    struct raft_status n3 = tn_status(&net, 3);
+    struct raft_status n1 = tn_status(&net, 1);
+    struct raft_entry ents[8];
+    size_t count = (size_t)(n1.last_index - n3.last_index);
+    assert_true(count > 0 && count <= 8);
+    for (size_t i = 0; i < count; i++)
+        ents[i] = entry_at(&net, 1, n3.last_index + 1 + i);
+    struct raft_message m = {.type = RAFT_MSG_APPEND,
+                             .from = 1,
+                             .to = 3,
+                             .term = term,
+                             .index = n3.last_index,
+                             .log_term = term_at(&net, 3, n3.last_index),
+                             .commit = n1.hard_state.commit,
+                             .entries = ents,
+                             .entry_count = (uint32_t)count};
+    assert_int_equal(raft_step(tn_node(&net, 3)->r, &m), 0);
+    assert_int_equal(crash_before_hard_state(&net, 3), term);
+    check_restart_takes_term_of_log(&net, 3, term);
+    tn_free(&net);
+}
+
+/* The same with a snapshot: the install is durable, the hard state of the
+ * term that brought it is not (the node installs a received snapshot in its
+ * own transaction, before the log write that carries the hard state). */
+static void test_torn_hard_state_after_snapshot_restarts_at_snapshot_term(void **state)
+{
+    struct tn_net net;
+    uint64_t term = leave_node_3_two_terms_behind(&net);
+    assert_int_equal(tn_propose(&net, 1, 3, 8), 0);
+    tn_settle(&net);
+    take_snapshot(&net, 1);
+    struct raft_storage st;
+    raft_mem_storage_interface(tn_node(&net, 1)->ms, &st);
+    struct raft_snapshot_meta meta;
+    uint64_t size = 0;
+    assert_int_equal(st.snapshot_meta(st.ctx, &meta, &size), 0);
+    assert_int_equal(meta.term, term);
+    assert_true(meta.index > tn_status(&net, 3).last_index);
+    const uint8_t *data = raft_mem_storage_snapshot_data(tn_node(&net, 1)->ms, &size);
+    struct raft_message m = {.type = RAFT_MSG_SNAPSHOT,
+                             .from = 1,
+                             .to = 3,
+                             .term = term,
+                             .index = meta.index,
+                             .snapshot = &meta,
+                             .offset = 0,
+                             .size = (uint32_t)size,
+                             .data = data,
+                             .done = true};
+    assert_int_equal(raft_step(tn_node(&net, 3)->r, &m), 0);
+    assert_int_equal(crash_before_hard_state(&net, 3), term);
+    check_restart_takes_term_of_log(&net, 3, term);
+    tn_free(&net);
+}
+
 /* ---- limits, each at its edge ---- */
 
 static void test_options_validated_at_their_edges(void **state)
@@ -1319,6 +1458,8 @@ int main(void)
         cmocka_unit_test(test_read_confirmed_only_by_rounds_sent),
         cmocka_unit_test(test_restart_recovers_persisted_state),
         cmocka_unit_test(test_sole_voter_appends_wait_for_durable_term),
+        cmocka_unit_test(test_torn_hard_state_after_entries_restarts_at_log_term),
+        cmocka_unit_test(test_torn_hard_state_after_snapshot_restarts_at_snapshot_term),
         cmocka_unit_test(test_options_validated_at_their_edges),
         cmocka_unit_test(test_proposal_limits_give_back_pressure),
         cmocka_unit_test(test_appends_bounded_per_message_and_in_flight),
