@@ -7,7 +7,7 @@
  * Not here: whether a block links to the ledger's tip or whether its
  * proposer is a member (store.c knows the tip and the state).
  */
-#include "ledger_internal.h"
+#include "ledger_format_internal.h"
 
 #include <string.h>
 

@@ -1,7 +1,8 @@
 /*
- * ledger_internal.h - what the ledger's source files share and the tests may
- * use, but nothing else: the canonical protobuf wire reader/writer, the
- * stored-record codecs and the names of the LMDB databases.
+ * ledger_internal.h - what the store's source files share and the tests may
+ * use, but nothing else: the stored-record codecs, the overlay, the names of
+ * the LMDB databases, the store's shared functions. (What the formats'
+ * files share is in ledger_format_internal.h, included here.)
  *
  * Not a public interface: every name here has the `ledger__` prefix and may
  * change with the module.
@@ -18,76 +19,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "ledger.h"
-
-/* ---- Canonical protobuf wire format ----
- * The framing parsers (envelope, block, stored records) accept only the
- * canonical encoding: fields in field-number order, minimal varints, no
- * unknown fields. A reader keeps a position in a bounded buffer; every read
- * checks the length first.
- */
-enum {
-    LEDGER__WIRE_VARINT = 0,
-    LEDGER__WIRE_LEN = 2,
-    LEDGER__VARINT_BYTES_MAX = 10,
-};
-
-typedef struct ledger__reader {
-    const uint8_t *data;
-    size_t len;
-    size_t pos;
-} ledger__reader;
-
-/* Read a minimal varint. Returns 0; EHR_ETRUNCATED; EHR_EINVAL (overlong,
- * over 64 bits, or not minimal). */
-int ledger__varint_read(ledger__reader *r, uint64_t *out);
-
-/* Peek whether the next bytes are the one-byte tag of FIELD with WIRE type
- * (all our fields are numbered below 16, so every tag is one byte). */
-bool ledger__tag_next(const ledger__reader *r, unsigned field, unsigned wire);
-
-/*
- * Read a length-delimited field FIELD whose tag is next: its bytes must be
- * LEN_MIN..LEN_MAX long. *OUT gets the offset of the content from
- * r->data. Returns 0; EHR_ETRUNCATED; EHR_EINVAL; EHR_ETOOBIG.
- */
-int ledger__len_field_read(ledger__reader *r, unsigned field, size_t len_min, size_t len_max,
-                           ledger_span *out);
-
-/* Encoded size of V as a varint (1..10). */
-size_t ledger__varint_size(uint64_t v);
-/* Write V as a varint at P; returns the bytes written. */
-size_t ledger__varint_write(uint8_t *p, uint64_t v);
-
-/*
- * Check that DATA is the canonical encoding of MSG (which was unpacked from
- * it): no unknown field in MSG or any message inside it, and packing MSG
- * again gives DATA byte for byte. Allocates nothing.
- * Returns true if canonical.
- */
-bool ledger__proto_canonical(const ProtobufCMessage *msg, const uint8_t *data, size_t len);
-
-/* Format a message into DIAG (which may be NULL). Returns ERR, so callers
- * can `return ledger__fail(diag, EHR_EINVAL, "...", ...)`. */
-int ledger__fail(ledger_diag *diag, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* ---- Transactions ---- */
-
-/* The last signer key parsed, kept by a caller that checks many
- * transactions in a row (one per thread). Zero-initialise. */
-typedef struct ledger__key_cache {
-    ehr_public_key key;
-    bool valid;
-} ledger__key_cache;
-
-/*
- * ledger_tx_check for callers that already hold the transaction's hash
- * (KNOWN_HASH, not NULL: it must be SHA-256 of the body) and/or a KEYS
- * cache (may be NULL). Same results and errors as ledger_tx_check.
- */
-int ledger__tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rules,
-                     const uint8_t known_hash[EHR_HASH_BYTES], ledger__key_cache *keys,
-                     ledger_tx *out, ledger_diag *diag);
+#include "ledger_format_internal.h"
 
 /* ---- Stored records (proto/ehr/v1/ledger.proto) ---- */
 

@@ -9,7 +9,7 @@
  * recursive definition (split at the largest power of two below n); the
  * tests check the two against each other.
  */
-#include "ledger_internal.h"
+#include "ledger_format_internal.h"
 
 #include <string.h>
 

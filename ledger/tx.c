@@ -5,7 +5,7 @@
  * Not here: what a payload means or whether its signer may send it
  * (contracts/), and the mempool's policies (node/).
  */
-#include "ledger_internal.h"
+#include "ledger_format_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

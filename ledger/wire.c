@@ -7,7 +7,7 @@
  * (one-byte tags, varints, length-delimited fields) and refuses every
  * encoding but the canonical one.
  */
-#include "ledger_internal.h"
+#include "ledger_format_internal.h"
 
 #include <stdio.h>
 #include <string.h>

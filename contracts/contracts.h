@@ -1,0 +1,150 @@
+/*
+ * contracts.h - the home of ehrchain's state transition function: how
+ * contracts/ sees the world state, and the writes a block's transactions make
+ * to it. Every node applies a committed block's transactions in block order,
+ * each seeing the writes of those before it, and hands the block's writes to
+ * the ledger in the one durable append that stores the block.
+ *
+ * This file is the seam, in the way raft_storage is the consensus core's:
+ *
+ *   1. the caller (the node at apply, `ledger verify` at replay) describes
+ *      the world state as committed before the block with a struct
+ *      contracts_state: two functions, get and scan by prefix, over
+ *      whatever holds it (the ledger's LMDB tables and overlay, or memory
+ *      in a test);
+ *   2. contracts_block_begin opens the block's write set on it;
+ *   3. per transaction: contracts_block_tx_begin, reads and writes through
+ *      the block (a read sees the pending writes of the transactions before
+ *      it, and of this one so far, before the committed state), then
+ *      contracts_block_tx_commit, or contracts_block_tx_abort when the
+ *      transaction is refused (it changes nothing);
+ *   4. contracts_block_writes gives the block's writes, one per key, sorted
+ *      by key, in the ledger's form; contracts_block_end frees it all.
+ *
+ * contracts/ links neither LMDB, Raft, libuv nor the node: the ledger's
+ * formats only (limits, ledger_state_write). Nothing here reads a clock or
+ * depends on allocation or hash order, so every node computes the same
+ * writes from the same state and transactions.
+ *
+ * Not here yet: the transaction rules themselves and the consent VM (the
+ * rules are applied through this seam once written; until then a committed
+ * transaction is stored and indexed but makes no state write).
+ *
+ * Ownership: the caller owns the state view and must keep it valid and
+ * unchanged from contracts_block_begin to contracts_block_end. The block
+ * copies every key and value it is given. Not thread-safe: one thread per
+ * block.
+ */
+#ifndef EHR_CONTRACTS_H
+#define EHR_CONTRACTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "ledger_format.h"
+
+/* ---- limits ---- */
+
+/* A block's write set is bounded as the ledger bounds what one append
+ * writes: EHR_BLOCK_STATE_WRITES_MAX keys, EHR_BLOCK_STATE_BYTES_MAX bytes of
+ * keys and values. A write past either is refused (EHR_ETOOBIG) and changes
+ * nothing; the transaction making it is then refused as a whole. */
+enum {
+    CONTRACTS_BLOCK_KEYS_MAX = EHR_BLOCK_STATE_WRITES_MAX,
+    CONTRACTS_BLOCK_BYTES_MAX = EHR_BLOCK_STATE_BYTES_MAX,
+};
+
+/* ---- the world state as committed before the block ---- */
+
+/* Called once per key in ascending byte order; return non-zero to stop
+ * (contracts_state.scan then returns that value). VALUE lives for the call. */
+typedef int (*contracts_scan_fn)(void *ctx, const uint8_t *key, size_t key_len,
+                                 const uint8_t *value, size_t value_len);
+
+struct contracts_state {
+    void *ctx;
+    /*
+     * Copy the value of KEY (1..EHR_STATE_KEY_BYTES_MAX bytes) into VALUE,
+     * which has room for EHR_STATE_VALUE_BYTES_MAX bytes, and its length
+     * into *LEN. Returns 0, EHR_ENOTFOUND, or a storage error (which the
+     * block returns to its caller: a node that cannot read its state stops).
+     */
+    int (*get)(void *ctx, const uint8_t *key, size_t key_len, uint8_t *value, size_t *len);
+    /*
+     * Call FN for every key starting with PREFIX (may be empty), in
+     * ascending byte order. Returns 0, FN's non-zero value, or a storage
+     * error.
+     */
+    int (*scan)(void *ctx, const uint8_t *prefix, size_t prefix_len, contracts_scan_fn fn,
+                void *fn_ctx);
+};
+
+/* What a transaction may know of its block, the same on every node. */
+struct contracts_block_ctx {
+    uint64_t height;
+    uint64_t time_ms; /* the block's time: the one clock the rules may read */
+    uint8_t proposer[EHR_SCHNORR_PUBLIC_BYTES];
+};
+
+/* ---- a block's write set ---- */
+
+typedef struct contracts_block contracts_block;
+
+/* Open a block on STATE (borrowed) with CTX (copied). Returns 0 and *OUT
+ * (release with contracts_block_end). Aborts only on out-of-memory. */
+int contracts_block_begin(const struct contracts_state *state,
+                          const struct contracts_block_ctx *ctx, contracts_block **out);
+
+/* The block's context, as given. */
+const struct contracts_block_ctx *contracts_block_context(const contracts_block *b);
+
+/* Start a transaction's writes. Precondition: none in progress. */
+void contracts_block_tx_begin(contracts_block *b);
+/* Keep the writes made since contracts_block_tx_begin. */
+void contracts_block_tx_commit(contracts_block *b);
+/* Undo them: the block is as before contracts_block_tx_begin. */
+void contracts_block_tx_abort(contracts_block *b);
+
+/*
+ * Set KEY to VALUE, or delete KEY, within the transaction in progress.
+ * Returns 0; EHR_EINVAL for a key of 0 or over EHR_STATE_KEY_BYTES_MAX
+ * bytes or a value over EHR_STATE_VALUE_BYTES_MAX; EHR_ETOOBIG when the
+ * block's write set would pass CONTRACTS_BLOCK_KEYS_MAX or
+ * CONTRACTS_BLOCK_BYTES_MAX. Nothing changes on error.
+ */
+int contracts_block_put(contracts_block *b, const uint8_t *key, size_t key_len,
+                        const uint8_t *value, size_t value_len);
+int contracts_block_delete(contracts_block *b, const uint8_t *key, size_t key_len);
+
+/*
+ * Read KEY as the transaction in progress sees it: its own writes and those
+ * of the block's earlier transactions first, then the committed state.
+ * VALUE has room for EHR_STATE_VALUE_BYTES_MAX bytes. Returns 0 with *LEN,
+ * EHR_ENOTFOUND (absent or deleted), or the state's error.
+ */
+int contracts_block_get(contracts_block *b, const uint8_t *key, size_t key_len, uint8_t *value,
+                        size_t *len);
+
+/*
+ * Call FN for every key starting with PREFIX as the transaction in progress
+ * sees the state (pending writes merged over the committed state, deleted
+ * keys left out), in ascending byte order. Returns 0, FN's non-zero value,
+ * or the state's error.
+ */
+int contracts_block_scan(contracts_block *b, const uint8_t *prefix, size_t prefix_len,
+                         contracts_scan_fn fn, void *fn_ctx);
+
+/*
+ * The block's writes: one per key written (the last write wins; a delete is
+ * remove = true), sorted by key, ready for ledger_append. Borrowed until the
+ * next change or contracts_block_end. Precondition: no transaction in
+ * progress. Returns their count.
+ */
+size_t contracts_block_writes(contracts_block *b, const ledger_state_write **out);
+
+/* Free the block and everything it copied. Safe on NULL. */
+void contracts_block_end(contracts_block *b);
+
+#endif /* EHR_CONTRACTS_H */
