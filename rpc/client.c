@@ -104,7 +104,7 @@ struct rpc_client_call {
     char grpc_message[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
     struct rpc_trailer trailers[RPC_TRAILERS_MAX]; /* custom ones, from the trailers */
     uint32_t trailer_count;
-    bool in_done_cb; /* the trailers may be read */
+    bool in_done_cb;        /* the trailers may be read */
     enum rpc_status status; /* final, once done */
     char message[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
     uv_timer_t timer;
