@@ -37,6 +37,7 @@ static _Noreturn void proc__die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    fflush(stderr); /* in case a test made it buffered */
     abort();
 }
 
