@@ -123,6 +123,14 @@ void cli__time_text(uint64_t time_ms, char *out, size_t size);
 void cli__text_shown(const char *text, char *out, size_t out_size);
 
 /*
+ * Bytes one element of the repeated field FD takes in memory (the stride of
+ * the array protobuf-c keeps at FD's offset): the one answer both the JSON
+ * reader of payloads (payload.c) and the printer (show.c) walk arrays with.
+ * FD must be a repeated field.
+ */
+size_t cli__repeated_element_bytes(const ProtobufCFieldDescriptor *fd);
+
+/*
  * Passphrases (passphrase.c). A passphrase lives in a sodium_malloc'd buffer
  * (locked, guarded, wiped when freed).
  */

@@ -169,29 +169,6 @@ static int value_from_json(const ProtobufCFieldDescriptor *fd, json_t *v, const 
     return fail(why, why_size, path, "a field type ehrctl cannot fill");
 }
 
-/* Bytes one element of a repeated field of FD's type takes in memory. */
-static size_t element_bytes(const ProtobufCFieldDescriptor *fd)
-{
-    switch (fd->type) {
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return 8;
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    default:
-        return 4; /* int32, uint32, fixed32, float, enum */
-    }
-}
-
 /*
  * Fill a new message of type DESC from the JSON object OBJ. Returns 0 and
  * *OUT (free with protobuf_c_message_free_unpacked(*OUT, &allocator)), or
@@ -228,13 +205,13 @@ static int message_from_json(const ProtobufCMessageDescriptor *desc, json_t *obj
                 break;
             }
             size_t count = json_array_size(v); /* bounded by the file's size */
-            uint8_t *items = ehr_calloc(count > 0 ? count : 1, element_bytes(fd));
+            uint8_t *items = ehr_calloc(count > 0 ? count : 1, cli__repeated_element_bytes(fd));
             *(void **)(base + fd->offset) = items;
             for (size_t k = 0; k < count && rc == 0; k++) {
                 char item_path[PATH_BYTES + 24];
                 snprintf(item_path, sizeof item_path, "%s[%zu]", sub, k);
                 rc = value_from_json(fd, json_array_get(v, k), item_path,
-                                     items + k * element_bytes(fd), why, why_size);
+                                     items + k * cli__repeated_element_bytes(fd), why, why_size);
                 if (rc == 0)
                     *(size_t *)(base + fd->quantifier_offset) = k + 1;
             }

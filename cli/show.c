@@ -109,29 +109,6 @@ static json_t *value_to_json(const ProtobufCFieldDescriptor *fd, const void *p)
     return NULL;
 }
 
-/* Size in memory of one element of a repeated field of FD's type. */
-static size_t element_size(const ProtobufCFieldDescriptor *fd)
-{
-    switch (fd->type) {
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return 8;
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    default:
-        return 4; /* int32, uint32, fixed32, float, enum */
-    }
-}
-
 /*
  * Every field of MSG as a JSON object, in field order, driven by its
  * descriptor: so each payload type (and any added later) shows without code
@@ -152,8 +129,8 @@ static json_t *message_to_json(const ProtobufCMessage *msg)
             const uint8_t *items = *(const uint8_t *const *)(base + fd->offset);
             v = json_checked(json_array());
             for (size_t k = 0; k < count; k++)
-                json_array_append_new(
-                    v, json_checked(value_to_json(fd, items + k * element_size(fd))));
+                json_array_append_new(v, json_checked(value_to_json(
+                                             fd, items + k * cli__repeated_element_bytes(fd))));
         } else {
             if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0 &&
                 *(const uint32_t *)(base + fd->quantifier_offset) != fd->id)

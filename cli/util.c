@@ -1,7 +1,7 @@
 /*
  * util.c - ehrctl's shared plumbing: option parsing, usage and failure
- * messages, JSON and human output, number parsing. Nothing here knows about
- * a particular command.
+ * messages, JSON and human output, number parsing, the memory layout of a
+ * protobuf-c repeated field. Nothing here knows about a particular command.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -166,4 +166,27 @@ void cli__text_shown(const char *text, char *out, size_t out_size)
             out[++i] = '?';
     }
     out[n] = '\0';
+}
+
+size_t cli__repeated_element_bytes(const ProtobufCFieldDescriptor *fd)
+{
+    EHR_ASSERT(fd->label == PROTOBUF_C_LABEL_REPEATED);
+    switch (fd->type) {
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 8;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    default:
+        return 4; /* int32, uint32, fixed32, float, enum */
+    }
 }

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,21 +33,16 @@
 #include "ledger.h"
 #include "ledger_internal.h"
 #include "ledger_testutil.h"
+#include "proc.h"
 
 #define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
 
-enum { ARGS_MAX = 32, OUTPUT_BYTES_MAX = 1 << 20 };
+enum { ARGS_MAX = 32 };
 
 struct fixture {
-    char dir[64];
+    char *dir;
     pid_t tty_leader; /* a terminal test's session leader still running, or 0 */
     int tty_master;   /* its terminal, or -1 */
-};
-
-struct result {
-    int status; /* exit status, or -1 if killed by a signal */
-    char *out;  /* stdout, NUL-terminated */
-    char *err;  /* stderr, NUL-terminated */
 };
 
 static int fixture_setup(void **state)
@@ -57,32 +51,9 @@ static int fixture_setup(void **state)
     if (f == NULL || ehr_crypto_init() != 0)
         return -1;
     f->tty_master = -1;
-    memcpy(f->dir, "/tmp/ehr-test-cli-XXXXXX", sizeof "/tmp/ehr-test-cli-XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
-        return -1;
+    f->dir = proc_dir_make("test-cli");
     *state = f;
     return 0;
-}
-
-/* Remove DIR, its files and its subdirectories (ledger data directories). */
-static void dir_remove(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        char p[PATH_MAX];
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            dir_remove(p);
-        else
-            unlink(p);
-    }
-    if (d != NULL)
-        closedir(d);
-    rmdir(dir);
 }
 
 static int fixture_teardown(void **state)
@@ -97,110 +68,29 @@ static int fixture_teardown(void **state)
     }
     if (f->tty_master >= 0)
         close(f->tty_master);
-    dir_remove(f->dir);
+    proc_dir_remove(f->dir);
     free(f);
     return 0;
 }
 
-static char *path_in(const struct fixture *f, const char *name)
+static const char *path_in(const struct fixture *f, const char *name)
 {
-    static char paths[4][PATH_MAX];
-    static int next;
-    char *p = paths[next++ % 4];
-    snprintf(p, PATH_MAX, "%s/%s", f->dir, name);
-    return p;
-}
-
-static void write_text(const struct fixture *f, const char *name, const char *text)
-{
-    FILE *fp = fopen(path_in(f, name), "w");
-    assert_non_null(fp);
-    assert_int_equal(fputs(text, fp) >= 0, 1);
-    assert_int_equal(fclose(fp), 0);
-}
-
-static char *slurp(const char *path)
-{
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if (ehr_file_read_alloc(path, OUTPUT_BYTES_MAX, &data, &len) != 0)
-        return NULL;
-    char *text = ehr_malloc(len + 1);
-    memcpy(text, data, len);
-    text[len] = '\0';
-    ehr_free(data);
-    return text;
-}
-
-static void result_free(struct result *r)
-{
-    ehr_free(r->out);
-    ehr_free(r->err);
-    r->out = r->err = NULL;
+    return proc_path(f->dir, name);
 }
 
 /*
  * Run ehrctl in F's directory with ENV (NULL-terminated "K=V" list, may be
  * NULL) and ARGS (NULL-terminated, without the program name).
  */
-static struct result run_args(const struct fixture *f, const char *const *env,
-                              const char *const *args)
+static struct proc_result run_args(const struct fixture *f, const char *const *env,
+                                   const char *const *args)
 {
-    const char *argv[ARGS_MAX + 2] = {"ehrctl"};
-    int argc = 1;
-    for (; args[argc - 1] != NULL; argc++) {
-        assert_true(argc <= ARGS_MAX);
-        argv[argc] = args[argc - 1];
-    }
-    argv[argc] = NULL;
-
-    char out_path[PATH_MAX], err_path[PATH_MAX];
-    snprintf(out_path, sizeof out_path, "%s/.stdout", f->dir);
-    snprintf(err_path, sizeof err_path, "%s/.stderr", f->dir);
-    static const char *const no_env[] = {NULL};
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-            dup2(err, 2) < 0 || chdir(f->dir) != 0)
-            _exit(126);
-        execve(EHRCTL, (char *const *)argv, (char *const *)(env != NULL ? env : no_env));
-        _exit(127);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    struct result r;
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out_path);
-    r.err = slurp(err_path);
-    assert_non_null(r.out);
-    assert_non_null(r.err);
-    unlink(out_path);
-    unlink(err_path);
-    assert_int_not_equal(r.status, 127); /* the binary exists */
-    return r;
+    return proc_run(&(struct proc_spec){
+        .path = EHRCTL, .argv0 = "ehrctl", .args = args, .env = env, .cwd = f->dir});
 }
 
 /* As run_args with the arguments listed after ENV, ending with NULL. */
-static struct result run_env(const struct fixture *f, const char *const *env, ...)
-{
-    const char *args[ARGS_MAX + 1];
-    va_list ap;
-    va_start(ap, env);
-    size_t count = 0;
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        assert_true(count < ARGS_MAX);
-        args[count++] = a;
-    }
-    va_end(ap);
-    args[count] = NULL;
-    return run_args(f, env, args);
-}
-
+#define run_env(f, env, ...) run_args(f, env, PROC_ARGS(__VA_ARGS__))
 #define run(f, ...) run_env(f, NULL, __VA_ARGS__, (const char *)NULL)
 
 static json_t *parse_json(const char *text)
@@ -221,7 +111,7 @@ static const char *json_str(json_t *obj, const char *key)
 }
 
 /* A failure message is exactly one line `ehrctl: ...`. */
-static void assert_one_line_failure(const struct result *r, const char *fragment)
+static void assert_one_line_failure(const struct proc_result *r, const char *fragment)
 {
     assert_int_equal(r->status, 1);
     assert_int_equal(strncmp(r->err, "ehrctl: ", 8), 0);
@@ -233,7 +123,7 @@ static void assert_one_line_failure(const struct result *r, const char *fragment
     assert_string_equal(r->out, "");
 }
 
-static void assert_usage_error(const struct result *r)
+static void assert_usage_error(const struct proc_result *r)
 {
     assert_int_equal(r->status, 2);
     assert_int_equal(strncmp(r->err, "ehrctl", 6), 0);
@@ -261,13 +151,13 @@ static int dir_entry_count(const struct fixture *f)
 static json_t *keygen(const struct fixture *f, const char *out, const char *label)
 {
     if (!file_exists(f, "pw"))
-        write_text(f, "pw", "correct horse\n");
-    struct result r =
+        proc_text_write(path_in(f, "pw"), "correct horse\n");
+    struct proc_result r =
         run(f, "keygen", "--out", out, "--label", label, "--passphrase-file", "pw", "--json");
     if (r.status != 0)
         fail_msg("keygen failed: %s", r.err);
     json_t *root = parse_json(r.out);
-    result_free(&r);
+    proc_result_free(&r);
     return root;
 }
 
@@ -280,7 +170,7 @@ static void test_keygen_and_key_show_agree(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(st.st_size, EHR_KEYFILE_BYTES);
 
-    struct result r = run(f, "key", "show", "node.key", "--json");
+    struct proc_result r = run(f, "key", "show", "node.key", "--json");
     assert_int_equal(r.status, 0);
     json_t *shown = parse_json(r.out);
     assert_string_equal(json_str(shown, "signing_key"), json_str(made, "signing_key"));
@@ -290,14 +180,14 @@ static void test_keygen_and_key_show_agree(void **state)
     uint8_t key[32];
     assert_int_equal(ehr_hex_decode(key, 32, json_str(shown, "signing_key")), 0);
     assert_int_equal(ehr_hex_decode(key, 32, json_str(shown, "kx_key")), 0);
-    result_free(&r);
+    proc_result_free(&r);
 
     r = run(f, "key", "show", "node.key"); /* human output names the same key */
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, json_str(made, "signing_key")));
     assert_non_null(strstr(r.out, "st-mary-1"));
     assert_null(strchr(r.out, '{'));
-    result_free(&r);
+    proc_result_free(&r);
     json_decref(shown);
     json_decref(made);
 }
@@ -306,16 +196,16 @@ static void test_wrong_passphrase_fails_and_changes_nothing(void **state)
 {
     struct fixture *f = *state;
     json_decref(keygen(f, "node.key", "n"));
-    char *before = slurp(path_in(f, "node.key"));
-    write_text(f, "wrong", "correct horse.\n");
-    write_text(f, "new", "new passphrase\n");
+    char *before = proc_slurp(path_in(f, "node.key"), PROC_TEXT_BYTES_MAX);
+    proc_text_write(path_in(f, "wrong"), "correct horse.\n");
+    proc_text_write(path_in(f, "new"), "new passphrase\n");
     int entries = dir_entry_count(f);
-    struct result r = run(f, "key", "passwd", "node.key", "--passphrase-file", "wrong",
-                          "--new-passphrase-file", "new");
+    struct proc_result r = run(f, "key", "passwd", "node.key", "--passphrase-file", "wrong",
+                               "--new-passphrase-file", "new");
     assert_one_line_failure(&r, "wrong passphrase");
     assert_non_null(strstr(r.err, "node.key"));
-    result_free(&r);
-    char *after = slurp(path_in(f, "node.key"));
+    proc_result_free(&r);
+    char *after = proc_slurp(path_in(f, "node.key"), PROC_TEXT_BYTES_MAX);
     assert_memory_equal(before, after, EHR_KEYFILE_BYTES);
     assert_int_equal(dir_entry_count(f), entries); /* nothing written beside it */
     ehr_free(before);
@@ -327,20 +217,20 @@ static void test_passwd_changes_the_passphrase_and_keeps_the_keys(void **state)
     struct fixture *f = *state;
     json_t *made = keygen(f, "node.key", "n");
     const char *env[] = {"EHR_PASSPHRASE=correct horse", "EHR_NEW_PASSPHRASE=second", NULL};
-    struct result r = run_env(f, env, "key", "passwd", "node.key", "--json", NULL);
+    struct proc_result r = run_env(f, env, "key", "passwd", "node.key", "--json", NULL);
     if (r.status != 0)
         fail_msg("passwd failed: %s", r.err);
     json_t *shown = parse_json(r.out);
     assert_string_equal(json_str(shown, "signing_key"), json_str(made, "signing_key"));
-    result_free(&r);
+    proc_result_free(&r);
     /* the old passphrase no longer opens it; the new one does */
     r = run_env(f, env, "key", "passwd", "node.key", NULL);
     assert_one_line_failure(&r, "wrong passphrase");
-    result_free(&r);
+    proc_result_free(&r);
     const char *env2[] = {"EHR_PASSPHRASE=second", "EHR_NEW_PASSPHRASE=third", NULL};
     r = run_env(f, env2, "key", "passwd", "node.key", NULL);
     assert_int_equal(r.status, 0);
-    result_free(&r);
+    proc_result_free(&r);
     json_decref(shown);
     json_decref(made);
 }
@@ -349,21 +239,21 @@ static void test_keygen_refuses_to_overwrite_without_force(void **state)
 {
     struct fixture *f = *state;
     json_t *first = keygen(f, "node.key", "one");
-    struct result r =
+    struct proc_result r =
         run(f, "keygen", "--out", "node.key", "--passphrase-file", "pw", "--label", "two");
     assert_one_line_failure(&r, "already exists");
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "key", "show", "node.key", "--json");
     json_t *shown = parse_json(r.out);
     assert_string_equal(json_str(shown, "signing_key"), json_str(first, "signing_key"));
-    result_free(&r);
+    proc_result_free(&r);
     json_decref(shown);
 
     r = run(f, "keygen", "--out", "node.key", "--passphrase-file", "pw", "--force", "--json");
     assert_int_equal(r.status, 0);
     shown = parse_json(r.out);
     assert_string_not_equal(json_str(shown, "signing_key"), json_str(first, "signing_key"));
-    result_free(&r);
+    proc_result_free(&r);
     json_decref(shown);
     json_decref(first);
 }
@@ -372,71 +262,71 @@ static void test_keygen_passphrase_sources_and_empty_passphrase(void **state)
 {
     struct fixture *f = *state;
     /* no file, no variable, no terminal: a clear failure, no file */
-    struct result r = run(f, "keygen", "--out", "a.key");
+    struct proc_result r = run(f, "keygen", "--out", "a.key");
     assert_one_line_failure(&r, "no passphrase");
     assert_false(file_exists(f, "a.key"));
-    result_free(&r);
+    proc_result_free(&r);
     /* an empty passphrase is refused unless asked for */
-    write_text(f, "empty", "\n");
+    proc_text_write(path_in(f, "empty"), "\n");
     r = run(f, "keygen", "--out", "a.key", "--passphrase-file", "empty");
     assert_one_line_failure(&r, "empty passphrase");
     assert_false(file_exists(f, "a.key"));
-    result_free(&r);
+    proc_result_free(&r);
     const char *env_empty[] = {"EHR_PASSPHRASE=", NULL};
     r = run_env(f, env_empty, "keygen", "--out", "a.key", NULL);
     assert_one_line_failure(&r, "empty passphrase");
-    result_free(&r);
+    proc_result_free(&r);
     /* a passphrase file of two lines is refused rather than guessed at */
-    write_text(f, "two", "first\nsecond\n");
+    proc_text_write(path_in(f, "two"), "first\nsecond\n");
     r = run(f, "keygen", "--out", "a.key", "--passphrase-file", "two");
     assert_one_line_failure(&r, "more than one line");
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "keygen", "--out", "a.key", "--no-passphrase", "--json");
     assert_int_equal(r.status, 0);
     json_t *shown = parse_json(r.out);
     assert_true(json_is_false(json_object_get(shown, "passphrase")));
     json_decref(shown);
-    result_free(&r);
+    proc_result_free(&r);
     /* from the environment */
     const char *env[] = {"EHR_PASSPHRASE=from env", NULL};
     r = run_env(f, env, "keygen", "--out", "b.key", NULL);
     assert_int_equal(r.status, 0);
-    result_free(&r);
+    proc_result_free(&r);
     const char *env_new[] = {"EHR_PASSPHRASE=from env", "EHR_NEW_PASSPHRASE=x", NULL};
     r = run_env(f, env_new, "key", "passwd", "b.key", NULL);
     assert_int_equal(r.status, 0);
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 static void test_corrupt_key_files_are_named_clearly(void **state)
 {
     struct fixture *f = *state;
     json_decref(keygen(f, "node.key", "n"));
-    char *good = slurp(path_in(f, "node.key"));
+    char *good = proc_slurp(path_in(f, "node.key"), PROC_TEXT_BYTES_MAX);
     assert_int_equal(ehr_file_write_atomic(path_in(f, "short.key"), good, 100, 0600, false), 0);
-    struct result r = run(f, "key", "show", "short.key");
+    struct proc_result r = run(f, "key", "show", "short.key");
     assert_one_line_failure(&r, "truncated");
-    result_free(&r);
-    write_text(f, "text.key", "hello, this is not a key file\n");
+    proc_result_free(&r);
+    proc_text_write(path_in(f, "text.key"), "hello, this is not a key file\n");
     r = run(f, "key", "show", "text.key");
     assert_one_line_failure(&r, "not an ehrchain key file");
-    result_free(&r);
+    proc_result_free(&r);
     good[6] = 9; /* version */
     assert_int_equal(
         ehr_file_write_atomic(path_in(f, "v9.key"), good, EHR_KEYFILE_BYTES, 0600, false), 0);
     r = run(f, "key", "show", "v9.key");
     assert_one_line_failure(&r, "version 9");
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "key", "show", "missing.key");
     assert_one_line_failure(&r, "No such file");
-    result_free(&r);
+    proc_result_free(&r);
     ehr_free(good);
 }
 
 static void test_usage_errors_exit_2(void **state)
 {
     struct fixture *f = *state;
-    write_text(f, "m.json", "{\"members\": []}");
+    proc_text_write(path_in(f, "m.json"), "{\"members\": []}");
     const char *const cases[][12] = {
         {NULL},
         {"frobnicate", NULL},
@@ -484,12 +374,12 @@ static void test_usage_errors_exit_2(void **state)
         {"help", "nothing", NULL},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
-        struct result r = run_args(f, NULL, cases[i]);
+        struct proc_result r = run_args(f, NULL, cases[i]);
         if (r.status != 2)
             fail_msg("case %zu (%s %s): exit %d, stderr: %s", i, cases[i][0] ? cases[i][0] : "",
                      cases[i][0] && cases[i][1] ? cases[i][1] : "", r.status, r.err);
         assert_usage_error(&r);
-        result_free(&r);
+        proc_result_free(&r);
     }
     assert_false(file_exists(f, "a.key"));
     assert_false(file_exists(f, "g.pb"));
@@ -502,45 +392,45 @@ static void test_label_limit_edge(void **state)
     char label[EHR_KEYFILE_LABEL_BYTES_MAX + 2];
     memset(label, 'x', EHR_KEYFILE_LABEL_BYTES_MAX + 1);
     label[EHR_KEYFILE_LABEL_BYTES_MAX + 1] = '\0';
-    struct result r = run(f, "keygen", "--out", "a.key", "--no-passphrase", "--label", label);
+    struct proc_result r = run(f, "keygen", "--out", "a.key", "--no-passphrase", "--label", label);
     assert_usage_error(&r);
-    result_free(&r);
+    proc_result_free(&r);
     label[EHR_KEYFILE_LABEL_BYTES_MAX] = '\0';
     r = run(f, "keygen", "--out", "a.key", "--no-passphrase", "--label", label, "--json");
     assert_int_equal(r.status, 0);
     json_t *shown = parse_json(r.out);
     assert_string_equal(json_str(shown, "label"), label);
     json_decref(shown);
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 static void test_help_lists_every_command(void **state)
 {
     struct fixture *f = *state;
-    struct result r = run(f, "help");
+    struct proc_result r = run(f, "help");
     assert_int_equal(r.status, 0);
     const char *names[] = {"keygen",        "key show",       "key passwd",  "genesis",
                            "genesis show",  "genesis member", "ledger init", "ledger verify",
                            "ledger status", "block show",     "tx show"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(names); i++)
         assert_non_null(strstr(r.out, names[i]));
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "keygen", "--help");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "usage: ehrctl keygen --out FILE"));
     assert_string_equal(r.err, "");
-    result_free(&r);
+    proc_result_free(&r);
     /* --version: the release and the commit, exit 0, nothing else. */
     r = run(f, "--version");
     assert_int_equal(r.status, 0);
     assert_int_equal(strncmp(r.out, "ehrctl 0.", 9), 0);
     assert_non_null(strstr(r.out, " (commit "));
     assert_string_equal(r.err, "");
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "help", "key", "show");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "usage: ehrctl key show FILE"));
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 /*
@@ -552,7 +442,7 @@ static void test_help_lists_every_command(void **state)
 static void test_every_listed_command_answers_help(void **state)
 {
     struct fixture *f = *state;
-    struct result overview = run(f, "--help");
+    struct proc_result overview = run(f, "--help");
     assert_int_equal(overview.status, 0);
     const char *p = strstr(overview.out, "\ncommands:\n");
     assert_non_null(p);
@@ -577,13 +467,13 @@ static void test_every_listed_command_answers_help(void **state)
                 argv[n++] = w;
             argv[n++] = flags[i];
             argv[n] = NULL;
-            struct result r = run_args(f, NULL, argv);
+            struct proc_result r = run_args(f, NULL, argv);
             char usage[96];
             snprintf(usage, sizeof usage, "usage: ehrctl %s ", command);
             if (r.status != 0 || strncmp(r.out, usage, strlen(usage)) != 0 || r.err[0] != '\0')
                 fail_msg("ehrctl %s %s: exit %d, stdout \"%.80s\", stderr \"%.200s\"", command,
                          flags[i], r.status, r.out, r.err);
-            result_free(&r);
+            proc_result_free(&r);
             free(copy);
         }
         checked++;
@@ -593,7 +483,7 @@ static void test_every_listed_command_answers_help(void **state)
     }
     assert_true(checked >= 17); /* the overview was read, not an empty list */
     assert_int_equal(dir_entry_count(f), 0);
-    result_free(&overview);
+    proc_result_free(&overview);
 }
 
 /* A member entry as `ehrctl genesis member` prints it, for a fresh identity. */
@@ -626,23 +516,24 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
         snprintf(key, sizeof key, "m%d.key", i);
         snprintf(name, sizeof name, "H\xc3\xb4pital %d", i); /* UTF-8 names are fine */
         snprintf(address, sizeof address, "10.0.0.%d:7000", i + 1);
-        struct result r = run(f, "keygen", "--out", key, "--no-passphrase");
+        struct proc_result r = run(f, "keygen", "--out", key, "--no-passphrase");
         assert_int_equal(r.status, 0);
-        result_free(&r);
+        proc_result_free(&r);
         r = run(f, "genesis", "member", "--key", key, "--name", name, "--role", roles[i],
                 "--address", address);
         if (r.status != 0)
             fail_msg("genesis member: %s", r.err);
         json_array_append_new(list, parse_json(r.out));
-        result_free(&r);
+        proc_result_free(&r);
     }
     write_members(f, "members.json", list);
-    struct result r = run(f, "genesis", "--members", "members.json", "--chain-id", "ehr-test-1",
-                          "--out", "g1.pb", "--time-ms", "1700000000000", "--json");
+    struct proc_result r =
+        run(f, "genesis", "--members", "members.json", "--chain-id", "ehr-test-1", "--out", "g1.pb",
+            "--time-ms", "1700000000000", "--json");
     if (r.status != 0)
         fail_msg("genesis: %s", r.err);
     json_t *made = parse_json(r.out);
-    result_free(&r);
+    proc_result_free(&r);
     /* the printed hash is SHA-256 of the file's bytes */
     uint8_t *bytes = NULL;
     size_t len = 0;
@@ -657,7 +548,7 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
     r = run(f, "genesis", "--members", "members.json", "--chain-id", "ehr-test-1", "--out", "g2.pb",
             "--time-ms", "1700000000000");
     assert_int_equal(r.status, 0);
-    result_free(&r);
+    proc_result_free(&r);
     uint8_t *again = NULL;
     size_t again_len = 0;
     assert_int_equal(ehr_file_read_alloc(path_in(f, "g2.pb"), 1 << 20, &again, &again_len), 0);
@@ -675,7 +566,7 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
             "--chain-id", "ehr-test-1", "--out", "g3.pb", "--time-ms", "1700000000000");
     if (r.status != 0)
         fail_msg("genesis --member: %s", r.err);
-    result_free(&r);
+    proc_result_free(&r);
     uint8_t *third = NULL;
     size_t third_len = 0;
     assert_int_equal(ehr_file_read_alloc(path_in(f, "g3.pb"), 1 << 20, &third, &third_len), 0);
@@ -685,11 +576,11 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
     /* a list is not one entry; --members and --member do not mix */
     r = run(f, "genesis", "--member", "members.json", "--chain-id", "c", "--out", "g4.pb");
     assert_one_line_failure(&r, "expected one member entry");
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "genesis", "--members", "members.json", "--member", "m0.json", "--chain-id", "c",
             "--out", "g4.pb");
     assert_usage_error(&r);
-    result_free(&r);
+    proc_result_free(&r);
     assert_false(file_exists(f, "g4.pb"));
 
     /* show gives back the members, in order, and the same hash */
@@ -700,11 +591,11 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
     assert_string_equal(json_str(shown, "chain_id"), "ehr-test-1");
     assert_int_equal(json_integer_value(json_object_get(shown, "time_ms")), 1700000000000LL);
     assert_string_equal(json_str(shown, "genesis_hash"), hash_hex);
-    result_free(&r);
+    proc_result_free(&r);
     /* refuses to overwrite */
     r = run(f, "genesis", "--members", "members.json", "--chain-id", "other", "--out", "g1.pb");
     assert_one_line_failure(&r, "already exists");
-    result_free(&r);
+    proc_result_free(&r);
 
     json_decref(shown);
     json_decref(made);
@@ -722,18 +613,18 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
 static void test_init_warns_when_the_config_has_no_passphrase_source(void **state)
 {
     struct fixture *f = *state;
-    write_text(f, "pw", "correct horse\n");
-    struct result r = run(f, "keygen", "--out", "n.key", "--passphrase-file", "pw");
+    proc_text_write(path_in(f, "pw"), "correct horse\n");
+    struct proc_result r = run(f, "keygen", "--out", "n.key", "--passphrase-file", "pw");
     assert_int_equal(r.status, 0);
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "genesis", "member", "--key", "n.key", "--name", "Node", "--role", "hospital",
             "--address", "node.example:7000");
     assert_int_equal(r.status, 0);
-    write_text(f, "member.json", r.out);
-    result_free(&r);
+    proc_text_write(path_in(f, "member.json"), r.out);
+    proc_result_free(&r);
     r = run(f, "genesis", "--member", "member.json", "--chain-id", "warn-1", "--out", "g.pb");
     assert_int_equal(r.status, 0);
-    result_free(&r);
+    proc_result_free(&r);
     static const char *const env[] = {"EHR_PASSPHRASE=correct horse", NULL};
     r = run_env(f, env, "init", "--genesis", "g.pb", "--key", "n.key", "--data", "a",
                 "--peer-listen", "127.0.0.1:7000", "--rpc-listen", "127.0.0.1:7001", NULL);
@@ -742,26 +633,26 @@ static void test_init_warns_when_the_config_has_no_passphrase_source(void **stat
     if (strstr(r.err, "warning:") == NULL || strstr(r.err, "no passphrase file") == NULL ||
         strstr(r.err, "EHR_PASSPHRASE") == NULL)
         fail_msg("no warning about the passphrase source: %s", r.err);
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "init", "--genesis", "g.pb", "--key", "n.key", "--data", "b", "--peer-listen",
             "127.0.0.1:7000", "--rpc-listen", "127.0.0.1:7001", "--passphrase-file", "pw");
     assert_int_equal(r.status, 0);
     assert_string_equal(r.err, "");
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "init", "--genesis", "g.pb", "--key", "n.key", "--data", "c", "--peer-listen",
             "127.0.0.1:7000", "--rpc-listen", "127.0.0.1:7001", "--passphrase-file", "nope");
     assert_one_line_failure(&r, "cannot read the passphrase file nope");
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 /* Run genesis on LIST and expect failure naming FRAGMENT, with no file written. */
 static void expect_genesis_rejects(const struct fixture *f, json_t *list, const char *fragment)
 {
     write_members(f, "bad.json", list);
-    struct result r =
+    struct proc_result r =
         run(f, "genesis", "--members", "bad.json", "--chain-id", "c", "--out", "g.pb");
     assert_one_line_failure(&r, fragment);
-    result_free(&r);
+    proc_result_free(&r);
     assert_false(file_exists(f, "g.pb"));
     json_decref(list);
 }
@@ -783,19 +674,19 @@ static void test_json_output_survives_file_names_that_are_not_utf8(void **state)
 {
     struct fixture *f = *state;
     const char *key = "n\xff\xfe.key", *genesis = "g\xc3(.pb";
-    struct result r = run(f, "keygen", "--out", key, "--no-passphrase", "--json");
+    struct proc_result r = run(f, "keygen", "--out", key, "--no-passphrase", "--json");
     if (r.status != 0)
         fail_msg("keygen: %s", r.err);
     json_t *made = parse_json(r.out);
     assert_string_equal(json_str(made, "file"), "n??.key");
     json_decref(made);
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "key", "show", key, "--json");
     assert_int_equal(r.status, 0);
     json_t *shown = parse_json(r.out);
     assert_string_equal(json_str(shown, "file"), "n??.key");
     json_decref(shown);
-    result_free(&r);
+    proc_result_free(&r);
 
     json_t *list = two_members();
     write_members(f, "members.json", list);
@@ -807,13 +698,13 @@ static void test_json_output_survives_file_names_that_are_not_utf8(void **state)
     json_t *g = parse_json(r.out);
     assert_string_equal(json_str(g, "file"), "g?(.pb");
     json_decref(g);
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "genesis", "show", genesis, "--json");
     assert_int_equal(r.status, 0);
     g = parse_json(r.out);
     assert_string_equal(json_str(g, "file"), "g?(.pb");
     json_decref(g);
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 static void test_genesis_rejects_bad_members_naming_member_and_field(void **state)
@@ -891,11 +782,11 @@ static void test_genesis_rejects_bad_members_naming_member_and_field(void **stat
 
     expect_genesis_rejects(f, json_array(), "no members");
 
-    write_text(f, "bad.json", "{\"members\": [ {\"name\": } ]}");
-    struct result r =
+    proc_text_write(path_in(f, "bad.json"), "{\"members\": [ {\"name\": } ]}");
+    struct proc_result r =
         run(f, "genesis", "--members", "bad.json", "--chain-id", "c", "--out", "g.pb");
     assert_one_line_failure(&r, "line 1");
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 static void test_genesis_member_count_limit_edge(void **state)
@@ -909,7 +800,7 @@ static void test_genesis_member_count_limit_edge(void **state)
         json_array_append_new(list, member_json(name, "lab", address));
     }
     write_members(f, "max.json", list);
-    struct result r =
+    struct proc_result r =
         run(f, "genesis", "--members", "max.json", "--chain-id", "c", "--out", "max.pb", "--json");
     if (r.status != 0)
         fail_msg("genesis at the member limit: %s", r.err);
@@ -917,12 +808,12 @@ static void test_genesis_member_count_limit_edge(void **state)
     assert_int_equal(json_integer_value(json_object_get(made, "member_count")),
                      EHR_GENESIS_MEMBERS_MAX);
     json_decref(made);
-    result_free(&r);
+    proc_result_free(&r);
     /* one rule set: what genesis writes at the limit, a node takes */
     r = run(f, "ledger", "init", "--genesis", "max.pb", "--data", "data");
     if (r.status != 0)
         fail_msg("ledger init at the member limit: %s", r.err);
-    result_free(&r);
+    proc_result_free(&r);
     json_array_append_new(list, member_json("one too many", "lab", "10.9.9.9:7000"));
     expect_genesis_rejects(f, list, "over the maximum");
 }
@@ -946,10 +837,10 @@ static int genesis_with(const struct fixture *f, const char *key, const char *va
     write_members(f, "edge.json", l);
     json_decref(l);
     unlink(path_in(f, "edge.pb"));
-    struct result r =
+    struct proc_result r =
         run(f, "genesis", "--members", "edge.json", "--chain-id", chain, "--out", "edge.pb");
     int status = r.status;
-    result_free(&r);
+    proc_result_free(&r);
     return status;
 }
 
@@ -979,26 +870,26 @@ static void test_genesis_and_passphrase_limits_at_their_edges(void **state)
     for (int i = 0; i <= (1 << 20); i++)
         fputc(' ', fp);
     assert_int_equal(fclose(fp), 0);
-    struct result r =
+    struct proc_result r =
         run(f, "genesis", "--members", "huge.json", "--chain-id", "c", "--out", "g.pb");
     assert_one_line_failure(&r, "larger than 1 MiB");
-    result_free(&r);
+    proc_result_free(&r);
     /* passphrase: 1024 bytes, plus its line ending */
-    write_text(f, "pw1024", repeat('p', 1024, "\r\n"));
+    proc_text_write(path_in(f, "pw1024"), repeat('p', 1024, "\r\n"));
     r = run(f, "keygen", "--out", "a.key", "--passphrase-file", "pw1024");
     assert_int_equal(r.status, 0);
-    result_free(&r);
-    write_text(f, "pw1025", repeat('p', 1025, "\n"));
+    proc_result_free(&r);
+    proc_text_write(path_in(f, "pw1025"), repeat('p', 1025, "\n"));
     r = run(f, "keygen", "--out", "b.key", "--passphrase-file", "pw1025");
     assert_one_line_failure(&r, "longer than 1024 bytes");
-    result_free(&r);
+    proc_result_free(&r);
     const char *env[] = {"EHR_PASSPHRASE=", NULL};
     char *long_env = ehr_malloc(1100);
     snprintf(long_env, 1100, "EHR_PASSPHRASE=%s", repeat('p', 1025, ""));
     env[0] = long_env;
     r = run_env(f, env, "keygen", "--out", "b.key", NULL);
     assert_one_line_failure(&r, "longer than 1024 bytes");
-    result_free(&r);
+    proc_result_free(&r);
     ehr_free(long_env);
     assert_false(file_exists(f, "b.key"));
 }
@@ -1006,16 +897,16 @@ static void test_genesis_and_passphrase_limits_at_their_edges(void **state)
 static void test_genesis_show_rejects_what_is_not_a_genesis(void **state)
 {
     struct fixture *f = *state;
-    struct result r = run(f, "keygen", "--out", "k.key", "--no-passphrase");
+    struct proc_result r = run(f, "keygen", "--out", "k.key", "--no-passphrase");
     assert_int_equal(r.status, 0);
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "genesis", "show", "k.key");
     assert_int_equal(r.status, 1);
-    result_free(&r);
-    write_text(f, "empty.pb", ""); /* decodes, but has no chain id and no members */
+    proc_result_free(&r);
+    proc_text_write(path_in(f, "empty.pb"), ""); /* decodes, but has no chain id and no members */
     r = run(f, "genesis", "show", "empty.pb");
     assert_one_line_failure(&r, "chain id");
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 /* ---- ledger init / verify / status, block show, tx show ---- */
@@ -1052,10 +943,10 @@ static void write_genesis(const struct fixture *f, const char *name, uint32_t se
 static void make_ledger(const struct fixture *f, const char *data)
 {
     write_genesis(f, "g.pb", 1, NULL);
-    struct result r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", data);
+    struct proc_result r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", data);
     if (r.status != 0)
         fail_msg("ledger init: %s", r.err);
-    result_free(&r);
+    proc_result_free(&r);
     ehr_signing_key keys[LEDGER_MEMBERS];
     ledger_keys(keys, 1);
     ledger *l;
@@ -1068,10 +959,10 @@ static void make_ledger(const struct fixture *f, const char *data)
 /* Run `ledger verify --data DATA --json` and return the parsed output; *STATUS gets the exit. */
 static json_t *verify_json(const struct fixture *f, const char *data, int *status)
 {
-    struct result r = run(f, "ledger", "verify", "--data", data, "--json");
+    struct proc_result r = run(f, "ledger", "verify", "--data", data, "--json");
     *status = r.status;
     json_t *root = parse_json(r.out);
-    result_free(&r);
+    proc_result_free(&r);
     return root;
 }
 
@@ -1088,11 +979,12 @@ static void test_ledger_init_then_verify_and_init_again(void **state)
     struct fixture *f = *state;
     char genesis_hex[65];
     write_genesis(f, "g.pb", 1, genesis_hex);
-    struct result r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "data", "--json");
+    struct proc_result r =
+        run(f, "ledger", "init", "--genesis", "g.pb", "--data", "data", "--json");
     if (r.status != 0)
         fail_msg("ledger init: %s", r.err);
     json_t *made = parse_json(r.out);
-    result_free(&r);
+    proc_result_free(&r);
     assert_true(json_is_true(json_object_get(made, "created")));
     assert_string_equal(json_str(made, "chain_id"), TU_CHAIN_ID);
     assert_string_equal(json_str(made, "genesis_hash"), genesis_hex);
@@ -1110,20 +1002,20 @@ static void test_ledger_init_then_verify_and_init_again(void **state)
     assert_string_equal(json_str(shown, "genesis_hash"), genesis_hex);
     assert_true(json_is_null(json_object_get(shown, "proposer")));
     json_decref(shown);
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "ledger", "verify", "--data", "data");
     assert_int_equal(r.status, 0);
     char want[160];
     snprintf(want, sizeof want, "ledger ok: 1 block, 0 transactions, tip 0 %s\n", block0);
     assert_string_equal(r.out, want);
-    result_free(&r);
+    proc_result_free(&r);
 
     /* the same genesis again: nothing changes, and it says so */
     r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "data");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "already initialised"));
     assert_non_null(strstr(r.out, block0));
-    result_free(&r);
+    proc_result_free(&r);
     const char *env[] = {"EHR_DATA=data", NULL}; /* --data defaults to $EHR_DATA */
     r = run_env(f, env, "ledger", "status", "--json", NULL);
     assert_int_equal(r.status, 0);
@@ -1132,7 +1024,7 @@ static void test_ledger_init_then_verify_and_init_again(void **state)
     assert_string_equal(json_str(status, "tip_hash"), block0);
     assert_string_equal(json_str(status, "genesis_hash"), genesis_hex);
     json_decref(status);
-    result_free(&r);
+    proc_result_free(&r);
     json_decref(made);
 }
 
@@ -1141,36 +1033,36 @@ static void test_ledger_init_refuses_another_chain_and_a_foreign_directory(void 
     struct fixture *f = *state;
     write_genesis(f, "g.pb", 1, NULL);
     write_genesis(f, "other.pb", 7, NULL);
-    struct result r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "data");
+    struct proc_result r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "data");
     assert_int_equal(r.status, 0);
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "ledger", "init", "--genesis", "other.pb", "--data", "data");
     assert_one_line_failure(&r, "already holds chain");
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "ledger", "verify", "--data", "data"); /* untouched */
     assert_int_equal(r.status, 0);
-    result_free(&r);
+    proc_result_free(&r);
 
     /* a directory with other files in it is not taken for a ledger */
     assert_int_equal(mkdir(path_in(f, "home"), 0700), 0);
-    write_text(f, "home/notes.txt", "mine\n");
+    proc_text_write(path_in(f, "home/notes.txt"), "mine\n");
     r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "home");
     assert_one_line_failure(&r, "not empty");
-    result_free(&r);
+    proc_result_free(&r);
     assert_int_equal(access(path_in(f, "home/data.mdb"), F_OK), -1);
     /* nor is a file; and a bad genesis stops before any directory is made */
     r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "g.pb");
     assert_one_line_failure(&r, "not a directory");
-    result_free(&r);
-    write_text(f, "junk.pb", "not a genesis");
+    proc_result_free(&r);
+    proc_text_write(path_in(f, "junk.pb"), "not a genesis");
     r = run(f, "ledger", "init", "--genesis", "junk.pb", "--data", "fresh");
     assert_one_line_failure(&r, "genesis");
-    result_free(&r);
+    proc_result_free(&r);
     assert_false(file_exists(f, "fresh"));
     /* reading commands do not create a ledger where there is none */
     r = run(f, "ledger", "verify", "--data", "fresh");
     assert_one_line_failure(&r, "no ledger");
-    result_free(&r);
+    proc_result_free(&r);
     assert_false(file_exists(f, "fresh"));
 }
 
@@ -1178,10 +1070,10 @@ static void test_block_show_lists_transactions_and_names_the_tip(void **state)
 {
     struct fixture *f = *state;
     make_ledger(f, "data");
-    struct result r = run(f, "block", "show", "2", "--data", "data", "--json");
+    struct proc_result r = run(f, "block", "show", "2", "--data", "data", "--json");
     assert_int_equal(r.status, 0);
     json_t *block = parse_json(r.out);
-    result_free(&r);
+    proc_result_free(&r);
     assert_int_equal(json_int(block, "height"), 2);
     assert_int_equal(json_int(block, "tx_count"), LEDGER_BLOCK_TXS);
     json_t *txs = json_object_get(block, "txs");
@@ -1196,7 +1088,7 @@ static void test_block_show_lists_transactions_and_names_the_tip(void **state)
         assert_int_equal(json_int(shown, "height"), 2);
         assert_int_equal(json_int(shown, "index"), (json_int_t)i);
         json_decref(shown);
-        result_free(&r);
+        proc_result_free(&r);
     }
     /* block 1 is block 2's predecessor */
     r = run(f, "block", "show", "1", "--data", "data", "--json");
@@ -1204,13 +1096,13 @@ static void test_block_show_lists_transactions_and_names_the_tip(void **state)
     json_t *prev = parse_json(r.out);
     assert_string_equal(json_str(prev, "hash"), json_str(block, "prev_hash"));
     json_decref(prev);
-    result_free(&r);
+    proc_result_free(&r);
     /* human output names the same transactions */
     r = run(f, "block", "show", "2", "--data", "data");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, json_str(json_array_get(txs, 3), "hash")));
     assert_null(strchr(r.out, '{'));
-    result_free(&r);
+    proc_result_free(&r);
 
     char missing[32], want[64];
     snprintf(missing, sizeof missing, "%d", LEDGER_BLOCKS + 1);
@@ -1218,7 +1110,7 @@ static void test_block_show_lists_transactions_and_names_the_tip(void **state)
              LEDGER_BLOCKS);
     r = run(f, "block", "show", missing, "--data", "data");
     assert_one_line_failure(&r, want);
-    result_free(&r);
+    proc_result_free(&r);
     json_decref(block);
 }
 
@@ -1259,10 +1151,10 @@ static void test_tx_show_found_not_found_and_malformed(void **state)
     ehr_hex_encode(pointer_hex, body->record_anchor->encrypted_pointer.data,
                    body->record_anchor->encrypted_pointer.len);
 
-    struct result r = run(f, "tx", "show", hash_hex, "--data", "data", "--json");
+    struct proc_result r = run(f, "tx", "show", hash_hex, "--data", "data", "--json");
     assert_int_equal(r.status, 0);
     json_t *tx = parse_json(r.out);
-    result_free(&r);
+    proc_result_free(&r);
     assert_string_equal(json_str(tx, "hash"), hash_hex);
     assert_int_equal(json_int(tx, "height"), tip.height + 1);
     assert_int_equal(json_int(tx, "index"), 0);
@@ -1285,19 +1177,19 @@ static void test_tx_show_found_not_found_and_malformed(void **state)
     assert_non_null(strstr(r.out, "lab-result"));
     assert_non_null(strstr(r.out, pointer_hex));
     assert_null(strchr(r.out, '{'));
-    result_free(&r);
+    proc_result_free(&r);
     ehr__v1__tx_body__free_unpacked(body, NULL);
     tu_batch_free(&b);
 
     hash_hex[0] = hash_hex[0] == '0' ? '1' : '0'; /* a hash not on the ledger */
     r = run(f, "tx", "show", hash_hex, "--data", "data");
     assert_one_line_failure(&r, "not on this ledger");
-    result_free(&r);
+    proc_result_free(&r);
     hash_hex[63] = '\0'; /* 63 digits */
     r = run(f, "tx", "show", hash_hex, "--data", "data");
     assert_usage_error(&r);
     assert_non_null(strstr(r.err, "64 hex digits"));
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 static void flip_byte(uint8_t *value, size_t *len, void *ctx)
@@ -1376,7 +1268,7 @@ static void plant_bad_signature(const char *dir, const ehr_signing_key *proposer
 static char *expect_fault(const struct fixture *f, const char *data, const char *fragment,
                           enum ledger_fault fault, uint64_t height, long tx_index)
 {
-    struct result r = run(f, "ledger", "verify", "--data", data);
+    struct proc_result r = run(f, "ledger", "verify", "--data", data);
     assert_int_equal(r.status, 1);
     assert_int_equal(strncmp(r.out, "ledger FAULT: ", 14), 0);
     assert_non_null(strchr(r.out, '\n'));
@@ -1385,7 +1277,7 @@ static char *expect_fault(const struct fixture *f, const char *data, const char 
         fail_msg("verify says \"%s\", not \"%s\"", r.out, fragment);
     char *line = r.out;
     r.out = NULL;
-    result_free(&r);
+    proc_result_free(&r);
     int status;
     json_t *v = verify_json(f, data, &status);
     assert_int_equal(status, 1);
@@ -1409,14 +1301,14 @@ static void test_verify_passes_a_sound_chain_and_names_three_planted_faults(void
     const char *dirs[] = {"d1", "d2", "d3"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(dirs); i++)
         make_ledger(f, dirs[i]);
-    struct result r = run(f, "ledger", "verify", "--data", "d1", "--threads", "2");
+    struct proc_result r = run(f, "ledger", "verify", "--data", "d1", "--threads", "2");
     assert_int_equal(r.status, 0);
     char want[64];
     snprintf(want, sizeof want, "ledger ok: %d blocks, %d transactions, tip %d ", LEDGER_BLOCKS + 1,
              LEDGER_BLOCKS * LEDGER_BLOCK_TXS, LEDGER_BLOCKS);
     if (strncmp(r.out, want, strlen(want)) != 0)
         fail_msg("verify says \"%s\"", r.out);
-    result_free(&r);
+    proc_result_free(&r);
     int status;
     json_t *ok = verify_json(f, "d1", &status);
     assert_int_equal(status, 0);
@@ -1430,7 +1322,7 @@ static void test_verify_passes_a_sound_chain_and_names_three_planted_faults(void
     assert_string_equal(json_str(ok, "tip_hash"), json_str(tip, "hash"));
     json_decref(tip);
     json_decref(ok);
-    result_free(&r);
+    proc_result_free(&r);
 
     /* 1. one flipped byte in the stored block at height 2 */
     uint8_t key[8];
@@ -1486,13 +1378,13 @@ static void test_genesis_show_refuses_other_encodings_of_a_genesis(void **state)
     json_t *list = two_members();
     write_members(f, "members.json", list);
     json_decref(list);
-    struct result r = run(f, "genesis", "--members", "members.json", "--chain-id", "c1", "--out",
-                          "g.pb", "--time-ms", "1000");
+    struct proc_result r = run(f, "genesis", "--members", "members.json", "--chain-id", "c1",
+                               "--out", "g.pb", "--time-ms", "1000");
     assert_int_equal(r.status, 0);
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "genesis", "show", "g.pb");
     assert_int_equal(r.status, 0);
-    result_free(&r);
+    proc_result_free(&r);
 
     static const uint8_t unknown_field[] = {15 << 3, 1};                 /* field 15, varint 1 */
     static const uint8_t chain_id_again[] = {0x0a, 2, 'c', '1'};         /* field 1 repeated */
@@ -1520,7 +1412,7 @@ static void test_genesis_show_refuses_other_encodings_of_a_genesis(void **state)
         if (r.status != 1)
             fail_msg("genesis show accepted %s: %s", variants[i], r.out);
         assert_one_line_failure(&r, "genesis is not in canonical form");
-        result_free(&r);
+        proc_result_free(&r);
     }
 }
 
@@ -1531,22 +1423,22 @@ static void test_genesis_time_limit_edge(void **state)
     json_t *list = two_members();
     write_members(f, "members.json", list);
     json_decref(list);
-    struct result r = run(f, "genesis", "--members", "members.json", "--chain-id", "c", "--out",
-                          "max.pb", "--time-ms", "9223372036854775807", "--json");
+    struct proc_result r = run(f, "genesis", "--members", "members.json", "--chain-id", "c",
+                               "--out", "max.pb", "--time-ms", "9223372036854775807", "--json");
     if (r.status != 0)
         fail_msg("genesis at the time limit: %s", r.err);
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "genesis", "show", "max.pb", "--json");
     assert_int_equal(r.status, 0);
     json_t *shown = parse_json(r.out);
     assert_true(json_integer_value(json_object_get(shown, "time_ms")) == INT64_MAX);
     json_decref(shown);
-    result_free(&r);
+    proc_result_free(&r);
 
     r = run(f, "genesis", "--members", "members.json", "--chain-id", "c", "--out", "over.pb",
             "--time-ms", "9223372036854775808");
     assert_usage_error(&r);
-    result_free(&r);
+    proc_result_free(&r);
     assert_false(file_exists(f, "over.pb"));
 
     /* A file with time INT64_MAX + 1, encoded as ehrctl would: genesis show refuses it.
@@ -1570,7 +1462,7 @@ static void test_genesis_time_limit_edge(void **state)
     ehr_free(bytes);
     r = run(f, "genesis", "show", "over.pb", "--json");
     assert_one_line_failure(&r, "time");
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 /*
@@ -1721,7 +1613,7 @@ static void test_terminal_echo_is_restored_when_a_signal_ends_the_prompt(void **
 {
     struct fixture *f = *state;
     json_decref(keygen(f, "node.key", "n"));
-    write_text(f, "new", "new passphrase\n");
+    proc_text_write(path_in(f, "new"), "new passphrase\n");
     static const int signals[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP};
     for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
         static const char *const args[] = {"key", "passwd", "node.key", "--new-passphrase-file",
@@ -1748,7 +1640,7 @@ static void test_terminal_prompt_survives_stop_and_continue(void **state)
 {
     struct fixture *f = *state;
     json_decref(keygen(f, "node.key", "n"));
-    write_text(f, "new", "new passphrase\n");
+    proc_text_write(path_in(f, "new"), "new passphrase\n");
     static const char *const args[] = {"key", "passwd", "node.key", "--new-passphrase-file",
                                        "new", NULL};
     struct tty_run t;
@@ -1768,10 +1660,10 @@ static void test_terminal_prompt_survives_stop_and_continue(void **state)
     assert_null(strstr(t.out, "correct horse")); /* never echoed */
     assert_true(tty_echo_is_on(&t));
 
-    struct result r = run(f, "key", "passwd", "node.key", "--passphrase-file", "new",
-                          "--new-passphrase-file", "pw");
+    struct proc_result r = run(f, "key", "passwd", "node.key", "--passphrase-file", "new",
+                               "--new-passphrase-file", "pw");
     assert_int_equal(r.status, 0); /* the new passphrase took */
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)

@@ -7,129 +7,50 @@
  * created; a re-run is refused without changing anything unless --force;
  * usage errors exit 2 and create nothing.
  */
-#define _XOPEN_SOURCE 700
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "datadir.h"
 #include "ehr_crypto.h"
+#include "proc.h"
 
 #define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
 
-enum { ARGS_MAX = 32, OUTPUT_BYTES_MAX = 1 << 20 };
-
 struct fixture {
-    char dir[64];
+    char *dir;
 };
 
-struct result {
-    int status; /* exit status, or -1 if killed by a signal */
-    char *out, *err;
-};
-
-static char *path_in(const struct fixture *f, const char *name)
+static const char *path_in(const struct fixture *f, const char *name)
 {
-    static char paths[4][PATH_MAX];
-    static int next;
-    char *p = paths[next++ % 4];
-    snprintf(p, PATH_MAX, "%s/%s", f->dir, name);
-    return p;
+    return proc_path(f->dir, name);
 }
 
-static char *slurp(const char *path)
+/* Run ehrctl in F's directory, with an empty environment, on ARGS. */
+static struct proc_result run_list(const struct fixture *f, const char *const *args)
 {
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if (ehr_file_read_alloc(path, OUTPUT_BYTES_MAX, &data, &len) != 0)
-        return NULL;
-    char *text = ehr_malloc(len + 1);
-    memcpy(text, data, len);
-    text[len] = '\0';
-    ehr_free(data);
-    return text;
+    return proc_run(
+        &(struct proc_spec){.path = EHRCTL, .argv0 = "ehrctl", .args = args, .cwd = f->dir});
 }
 
-static void result_free(struct result *r)
-{
-    ehr_free(r->out);
-    ehr_free(r->err);
-}
-
-/* Run ehrctl in F's directory with the arguments after F, ending with NULL. */
-static struct result run_list(const struct fixture *f, ...)
-{
-    const char *argv[ARGS_MAX + 2] = {"ehrctl"};
-    int argc = 1;
-    va_list ap;
-    va_start(ap, f);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        assert_true(argc <= ARGS_MAX);
-        argv[argc++] = a;
-    }
-    va_end(ap);
-    argv[argc] = NULL;
-    char out_path[PATH_MAX], err_path[PATH_MAX];
-    snprintf(out_path, sizeof out_path, "%s/.stdout", f->dir);
-    snprintf(err_path, sizeof err_path, "%s/.stderr", f->dir);
-    static char *const no_env[] = {NULL};
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-            dup2(err, 2) < 0 || chdir(f->dir) != 0)
-            _exit(126);
-        execve(EHRCTL, (char *const *)argv, no_env);
-        _exit(127);
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    struct result r;
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(out_path);
-    r.err = slurp(err_path);
-    assert_non_null(r.out);
-    assert_non_null(r.err);
-    unlink(out_path);
-    unlink(err_path);
-    assert_int_not_equal(r.status, 127);
-    return r;
-}
-
-#define run(f, ...) run_list(f, __VA_ARGS__, (const char *)NULL)
+#define run(f, ...) run_list(f, PROC_ARGS(__VA_ARGS__, (const char *)NULL))
 
 /* Run, expecting success. */
-static void run_ok(struct result r)
+static void run_ok(struct proc_result r)
 {
     if (r.status != 0)
         fail_msg("ehrctl failed (%d): %s", r.status, r.err);
-    result_free(&r);
-}
-
-static void write_text(const struct fixture *f, const char *name, const char *text)
-{
-    FILE *fp = fopen(path_in(f, name), "w");
-    assert_non_null(fp);
-    assert_true(fputs(text, fp) >= 0);
-    assert_int_equal(fclose(fp), 0);
+    proc_result_free(&r);
 }
 
 /* A genesis file NAME of chain CHAIN_ID whose members are the key files KEYS. */
@@ -141,18 +62,18 @@ static void genesis_make(const struct fixture *f, const char *name, const char *
         char member_name[48], address[48];
         snprintf(member_name, sizeof member_name, "member %zu", i);
         snprintf(address, sizeof address, "10.0.0.%zu:7000", i + 1);
-        struct result r = run(f, "genesis", "member", "--key", keys[i], "--name", member_name,
-                              "--role", "hospital", "--address", address);
+        struct proc_result r = run(f, "genesis", "member", "--key", keys[i], "--name", member_name,
+                                   "--role", "hospital", "--address", address);
         assert_int_equal(r.status, 0);
         json_error_t error;
         json_t *member = json_loads(r.out, 0, &error);
         assert_non_null(member);
         json_array_append_new(list, member);
-        result_free(&r);
+        proc_result_free(&r);
     }
     json_t *root = json_pack("{s:o}", "members", list);
     char *text = json_dumps(root, 0);
-    write_text(f, "members.json", text);
+    proc_text_write(path_in(f, "members.json"), text);
     free(text);
     json_decref(root);
     run_ok(run(f, "genesis", "--members", "members.json", "--chain-id", chain_id, "--out", name,
@@ -164,9 +85,7 @@ static int setup(void **state)
     struct fixture *f = calloc(1, sizeof *f);
     if (f == NULL || ehr_crypto_init() != 0)
         return -1;
-    memcpy(f->dir, "/tmp/ehr-test-init-XXXXXX", sizeof "/tmp/ehr-test-init-XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
-        return -1;
+    f->dir = proc_dir_make("test-init");
     *state = f;
     /* Two keys, one a founding member of chain test-1, the other not. */
     run_ok(run(f, "keygen", "--out", "a.key", "--no-passphrase"));
@@ -176,18 +95,10 @@ static int setup(void **state)
     return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    proc_dir_remove(f->dir);
     free(f);
     return 0;
 }
@@ -199,7 +110,7 @@ static unsigned file_mode(const char *path)
     return st.st_mode & 07777;
 }
 
-static void assert_one_line_failure(const struct result *r, const char *fragment)
+static void assert_one_line_failure(const struct proc_result *r, const char *fragment)
 {
     assert_int_equal(r->status, 1);
     assert_int_equal(strncmp(r->err, "ehrctl: ", 8), 0);
@@ -218,7 +129,7 @@ static void assert_one_line_failure(const struct result *r, const char *fragment
 static void test_init_creates_the_directory_key_and_config_with_private_modes(void **state)
 {
     struct fixture *f = *state;
-    struct result r = run(f, INIT_ARGS("node"));
+    struct proc_result r = run(f, INIT_ARGS("node"));
     if (r.status != 0)
         fail_msg("init failed: %s", r.err);
     char real[PATH_MAX], want[PATH_MAX + 64];
@@ -228,12 +139,13 @@ static void test_init_creates_the_directory_key_and_config_with_private_modes(vo
     assert_non_null(strstr(r.out, want));
     assert_non_null(strstr(r.out, "test-1"));
     assert_string_equal(r.err, "");
-    result_free(&r);
+    proc_result_free(&r);
 
     assert_int_equal(file_mode(path_in(f, "node")), 0700);
     assert_int_equal(file_mode(path_in(f, "node/node.key")), 0600);
     assert_int_equal(file_mode(path_in(f, "node/ehrd.json")), 0600);
-    char *original = slurp(path_in(f, "a.key")), *copy = slurp(path_in(f, "node/node.key"));
+    char *original = proc_slurp(path_in(f, "a.key"), PROC_TEXT_BYTES_MAX),
+         *copy = proc_slurp(path_in(f, "node/node.key"), PROC_TEXT_BYTES_MAX);
     assert_string_equal(copy, original);
     ehr_free(original);
     ehr_free(copy);
@@ -266,7 +178,7 @@ static void test_init_creates_the_directory_key_and_config_with_private_modes(vo
 static void test_init_with_json_and_a_config_path_elsewhere(void **state)
 {
     struct fixture *f = *state;
-    struct result r = run(f, INIT_ARGS("node"), "--config", "elsewhere.json", "--json");
+    struct proc_result r = run(f, INIT_ARGS("node"), "--config", "elsewhere.json", "--json");
     if (r.status != 0)
         fail_msg("init failed: %s", r.err);
     json_error_t error;
@@ -278,7 +190,7 @@ static void test_init_with_json_and_a_config_path_elsewhere(void **state)
     assert_string_equal(json_string_value(json_object_get(root, "start_command")), want);
     assert_string_equal(json_string_value(json_object_get(root, "chain_id")), "test-1");
     json_decref(root);
-    result_free(&r);
+    proc_result_free(&r);
     assert_int_equal(access(path_in(f, "node/ehrd.json"), F_OK), -1);
     assert_int_equal(file_mode(path_in(f, "elsewhere.json")), 0600);
 }
@@ -286,31 +198,31 @@ static void test_init_with_json_and_a_config_path_elsewhere(void **state)
 static void test_init_refuses_a_key_that_is_not_a_founding_member(void **state)
 {
     struct fixture *f = *state;
-    struct result r = run(f, "init", "--genesis", "genesis.pb", "--key", "b.key", "--data", "node",
-                          "--peer-listen", "h:1", "--rpc-listen", "h:2");
+    struct proc_result r = run(f, "init", "--genesis", "genesis.pb", "--key", "b.key", "--data",
+                               "node", "--peer-listen", "h:1", "--rpc-listen", "h:2");
     assert_one_line_failure(&r, "this key is not a founding member of chain \"test-1\"");
-    result_free(&r);
+    proc_result_free(&r);
     assert_int_equal(access(path_in(f, "node"), F_OK), -1);
 }
 
 static void test_init_reads_the_passphrase_like_the_other_commands(void **state)
 {
     struct fixture *f = *state;
-    write_text(f, "pw", "correct horse\n");
-    write_text(f, "wrong", "battery staple\n");
+    proc_text_write(path_in(f, "pw"), "correct horse\n");
+    proc_text_write(path_in(f, "wrong"), "battery staple\n");
     run_ok(run(f, "keygen", "--out", "c.key", "--passphrase-file", "pw", "--force"));
     const char *members[] = {"c.key"};
     genesis_make(f, "genesis.pb", "test-1", members, 1);
 
     /* No passphrase source (no terminal, no variable): refused, nothing created. */
-    struct result r = run(f, "init", "--genesis", "genesis.pb", "--key", "c.key", "--data", "node",
-                          "--peer-listen", "h:1", "--rpc-listen", "h:2");
+    struct proc_result r = run(f, "init", "--genesis", "genesis.pb", "--key", "c.key", "--data",
+                               "node", "--peer-listen", "h:1", "--rpc-listen", "h:2");
     assert_one_line_failure(&r, "open key file c.key");
-    result_free(&r);
+    proc_result_free(&r);
     r = run(f, "init", "--genesis", "genesis.pb", "--key", "c.key", "--data", "node",
             "--peer-listen", "h:1", "--rpc-listen", "h:2", "--passphrase-file", "wrong");
     assert_one_line_failure(&r, "open key file c.key");
-    result_free(&r);
+    proc_result_free(&r);
     assert_int_equal(access(path_in(f, "node"), F_OK), -1);
 
     /* The right one: accepted and recorded in the config for the node. */
@@ -328,15 +240,15 @@ static void test_init_rerun_is_refused_unless_forced_and_changes_nothing(void **
 {
     struct fixture *f = *state;
     run_ok(run(f, INIT_ARGS("node")));
-    char *config_before = slurp(path_in(f, "node/ehrd.json"));
+    char *config_before = proc_slurp(path_in(f, "node/ehrd.json"), PROC_TEXT_BYTES_MAX);
     struct stat before, after;
     assert_int_equal(stat(path_in(f, "node/data.mdb"), &before), 0);
 
-    struct result r = run(f, "init", "--genesis", "genesis.pb", "--key", "a.key", "--data", "node",
-                          "--peer-listen", "0.0.0.0:7000", "--rpc-listen", "h:9");
+    struct proc_result r = run(f, "init", "--genesis", "genesis.pb", "--key", "a.key", "--data",
+                               "node", "--peer-listen", "0.0.0.0:7000", "--rpc-listen", "h:9");
     assert_one_line_failure(&r, "not empty");
-    result_free(&r);
-    char *config_after = slurp(path_in(f, "node/ehrd.json"));
+    proc_result_free(&r);
+    char *config_after = proc_slurp(path_in(f, "node/ehrd.json"), PROC_TEXT_BYTES_MAX);
     assert_string_equal(config_after, config_before);
     ehr_free(config_after);
     assert_int_equal(stat(path_in(f, "node/data.mdb"), &after), 0);
@@ -346,7 +258,7 @@ static void test_init_rerun_is_refused_unless_forced_and_changes_nothing(void **
     /* --force with the same genesis: the config is rewritten, the ledger kept. */
     run_ok(run(f, "init", "--genesis", "genesis.pb", "--key", "a.key", "--data", "node",
                "--peer-listen", "0.0.0.0:7000", "--rpc-listen", "h:9", "--force"));
-    config_after = slurp(path_in(f, "node/ehrd.json"));
+    config_after = proc_slurp(path_in(f, "node/ehrd.json"), PROC_TEXT_BYTES_MAX);
     assert_non_null(strstr(config_after, "\"rpc_listen\": \"h:9\""));
     ehr_free(config_after);
 
@@ -357,7 +269,7 @@ static void test_init_rerun_is_refused_unless_forced_and_changes_nothing(void **
             "--peer-listen", "h:1", "--rpc-listen", "h:3", "--force");
     assert_one_line_failure(&r, "keep the existing ledger");
     assert_non_null(strstr(r.err, "test-2"));
-    result_free(&r);
+    proc_result_free(&r);
     ehr_free(config_before);
 }
 
@@ -387,13 +299,13 @@ static void test_init_usage_errors_exit_2_and_create_nothing(void **state)
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
         const char *const *c = cases[i];
-        struct result r =
+        struct proc_result r =
             run(f, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12]);
         if (r.status != 2)
             fail_msg("case %zu: exit %d, stderr %s", i, r.status, r.err);
         assert_int_equal(strncmp(r.err, "ehrctl", 6), 0);
         assert_string_equal(r.out, "");
-        result_free(&r);
+        proc_result_free(&r);
         assert_int_equal(access(path_in(f, "node"), F_OK), -1);
     }
 }

@@ -18,9 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -30,8 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,13 +35,12 @@
 #include "ehr_crypto.h"
 #include "ledger.h"
 #include "ledger_testutil.h"
+#include "proc.h"
 #include "rpc.h"
 
 #define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
 
 enum {
-    ARGS_MAX = 40,
-    OUTPUT_BYTES_MAX = 1 << 20,
     LEDGER_MEMBERS = 2,
     LEDGER_BLOCKS = 3,
     LEDGER_BLOCK_TXS = 4,
@@ -413,110 +408,32 @@ static unsigned fake_count(struct fake *f, const unsigned *counter)
 /* ------------------------------------------------------ running ehrctl */
 
 struct fixture {
-    char dir[64];
+    char *dir;
     char address[32]; /* the fake's HOST:PORT */
     struct fake *fake;
 };
 
-struct result {
-    int status; /* exit status, or -1 if killed by a signal */
-    char *out;
-    char *err;
-};
-
-static char *path_in(const struct fixture *fx, const char *name)
+static const char *path_in(const struct fixture *fx, const char *name)
 {
-    static char paths[4][PATH_MAX];
-    static int next;
-    char *p = paths[next++ % 4];
-    snprintf(p, PATH_MAX, "%s/%s", fx->dir, name);
-    return p;
+    return proc_path(fx->dir, name);
 }
 
-static void write_text(const struct fixture *fx, const char *name, const char *text)
+/* ehrctl with ENV (NULL: an empty environment) and ARGS (NULL-terminated), in FX's directory. */
+static struct proc_spec ehrctl(const struct fixture *fx, const char *const *env,
+                               const char *const *args)
 {
-    assert_int_equal(ehr_file_write_atomic(path_in(fx, name), text, strlen(text), 0600, true), 0);
+    return (struct proc_spec){
+        .path = EHRCTL, .argv0 = "ehrctl", .args = args, .env = env, .cwd = fx->dir};
 }
 
-static char *slurp(const char *path)
+static struct proc_result run_args(const struct fixture *fx, const char *const *env,
+                                   const char *const *args)
 {
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if (ehr_file_read_alloc(path, OUTPUT_BYTES_MAX, &data, &len) != 0)
-        return NULL;
-    char *text = ehr_malloc(len + 1);
-    memcpy(text, data, len);
-    text[len] = '\0';
-    ehr_free(data);
-    return text;
+    struct proc_spec spec = ehrctl(fx, env, args);
+    return proc_run(&spec);
 }
 
-static void result_free(struct result *r)
-{
-    ehr_free(r->out);
-    ehr_free(r->err);
-    r->out = r->err = NULL;
-}
-
-/* Start ehrctl with ENV and ARGS (NULL-terminated), stdout/stderr to files. */
-static pid_t spawn(const struct fixture *fx, const char *const *env, const char *const *args)
-{
-    const char *argv[ARGS_MAX + 2] = {"ehrctl"};
-    int argc = 1;
-    for (; args[argc - 1] != NULL; argc++) {
-        assert_true(argc <= ARGS_MAX);
-        argv[argc] = args[argc - 1];
-    }
-    argv[argc] = NULL;
-    static const char *const no_env[] = {NULL};
-    char out_path[PATH_MAX], err_path[PATH_MAX];
-    snprintf(out_path, sizeof out_path, "%s/.stdout", fx->dir);
-    snprintf(err_path, sizeof err_path, "%s/.stderr", fx->dir);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (in < 0 || out < 0 || err < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-            dup2(err, 2) < 0 || chdir(fx->dir) != 0)
-            _exit(126);
-        execve(EHRCTL, (char *const *)argv, (char *const *)(env != NULL ? env : no_env));
-        _exit(127);
-    }
-    return pid;
-}
-
-static struct result collect(const struct fixture *fx, pid_t pid)
-{
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    struct result r;
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = slurp(path_in(fx, ".stdout"));
-    r.err = slurp(path_in(fx, ".stderr"));
-    assert_non_null(r.out);
-    assert_non_null(r.err);
-    assert_int_not_equal(r.status, 127);
-    return r;
-}
-
-static struct result run_env(const struct fixture *fx, const char *const *env, ...)
-{
-    const char *args[ARGS_MAX + 1];
-    va_list ap;
-    va_start(ap, env);
-    size_t count = 0;
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        assert_true(count < ARGS_MAX);
-        args[count++] = a;
-    }
-    va_end(ap);
-    args[count] = NULL;
-    return collect(fx, spawn(fx, env, args));
-}
-
+#define run_env(fx, env, ...) run_args(fx, env, PROC_ARGS(__VA_ARGS__))
 #define run(fx, ...) run_env(fx, NULL, __VA_ARGS__, (const char *)NULL)
 
 static json_t *parse_json(const char *text)
@@ -545,7 +462,7 @@ static json_int_t json_int(json_t *obj, const char *key)
 }
 
 /* A failure is one line `ehrctl: ...` on stderr, with FRAGMENT, exit STATUS, nothing on stdout. */
-static void assert_failure(const struct result *r, int status, const char *fragment)
+static void assert_failure(const struct proc_result *r, int status, const char *fragment)
 {
     if (r->status != status)
         fail_msg("exit %d, want %d; stderr: %s", r->status, status, r->err);
@@ -558,7 +475,7 @@ static void assert_failure(const struct result *r, int status, const char *fragm
     assert_string_equal(r->out, "");
 }
 
-static void assert_usage_error(const struct result *r, const char *fragment)
+static void assert_usage_error(const struct proc_result *r, const char *fragment)
 {
     if (r->status != 2)
         fail_msg("exit %d, want 2; stderr: %s", r->status, r->err);
@@ -566,26 +483,6 @@ static void assert_usage_error(const struct result *r, const char *fragment)
     if (fragment != NULL && strstr(r->err, fragment) == NULL)
         fail_msg("stderr lacks \"%s\": %s", fragment, r->err);
     assert_string_equal(r->out, "");
-}
-
-static void dir_remove(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        char p[PATH_MAX];
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            dir_remove(p);
-        else
-            unlink(p);
-    }
-    if (d != NULL)
-        closedir(d);
-    rmdir(dir);
 }
 
 /* A ledger of LEDGER_BLOCKS blocks of LEDGER_BLOCK_TXS transactions in DIR/data. */
@@ -612,9 +509,7 @@ static int fixture_setup(void **state)
     struct fixture *fx = calloc(1, sizeof *fx);
     if (fx == NULL || ehr_crypto_init() != 0)
         return -1;
-    memcpy(fx->dir, "/tmp/ehr-test-cli-node-XXXXXX", sizeof "/tmp/ehr-test-cli-node-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL)
-        return -1;
+    fx->dir = proc_dir_make("test-cli-node");
     make_ledger(fx);
     fx->fake = fake_start(path_in(fx, "data"));
     snprintf(fx->address, sizeof fx->address, "127.0.0.1:%u", fx->fake->port);
@@ -626,7 +521,7 @@ static int fixture_teardown(void **state)
 {
     struct fixture *fx = *state;
     fake_join(fx->fake);
-    dir_remove(fx->dir);
+    proc_dir_remove(fx->dir);
     free(fx);
     return 0;
 }
@@ -668,7 +563,7 @@ static void test_status_human_and_json_show_what_the_node_said(void **state)
     ehr_hex_encode(id_hex, fx->fake->node_key.public_key, 32);
     memset(peer_hex, '1', 64);
     peer_hex[64] = '\0';
-    struct result r = run(fx, "status", "--node", fx->address, "--json");
+    struct proc_result r = run(fx, "status", "--node", fx->address, "--json");
     assert_int_equal(r.status, 0);
     json_t *s = parse_json(r.out);
     assert_string_equal(json_str(s, "node_id"), id_hex);
@@ -694,7 +589,7 @@ static void test_status_human_and_json_show_what_the_node_said(void **state)
     char tip_copy[65];
     snprintf(tip_copy, sizeof tip_copy, "%s", tip_hash);
     json_decref(s);
-    result_free(&r);
+    proc_result_free(&r);
 
     /* human: the same facts, no JSON; the node from $EHR_NODE */
     char env_node[48];
@@ -711,28 +606,28 @@ static void test_status_human_and_json_show_what_the_node_said(void **state)
     assert_non_null(strstr(r.out, "City Lab"));
     assert_null(strchr(r.out, '{'));
     assert_string_equal(r.err, "");
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 static void test_status_unreachable_and_malformed_answers_fail_cleanly(void **state)
 {
     struct fixture *fx = *state;
     /* nobody listens on port 1 */
-    struct result r = run(fx, "status", "--node", "127.0.0.1:1");
+    struct proc_result r = run(fx, "status", "--node", "127.0.0.1:1");
     assert_failure(&r, 6, "UNAVAILABLE");
-    result_free(&r);
+    proc_result_free(&r);
     /* a node id of 31 bytes is a bad answer, not a crash */
     fx->fake->short_node_id = true;
     r = run(fx, "status", "--node", fx->address);
     fx->fake->short_node_id = false;
     assert_failure(&r, 1, "node_id is not 32 bytes");
-    result_free(&r);
+    proc_result_free(&r);
     /* so is a block hash of 31 bytes */
     fx->fake->short_block_hash = true;
     r = run(fx, "block", "show", "1", "--node", fx->address);
     fx->fake->short_block_hash = false;
     assert_failure(&r, 1, "block_hash is not 32 bytes");
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 /* status --wait-leader polls until the node names a leader, or gives up
@@ -741,13 +636,14 @@ static void test_status_wait_leader_waits_for_a_leader_or_gives_up(void **state)
 {
     struct fixture *fx = *state;
     fx->fake->no_leader_first = fx->fake->status_calls + 3;
-    struct result r = run(fx, "status", "--wait-leader", "10", "--node", fx->address, "--json");
+    struct proc_result r =
+        run(fx, "status", "--wait-leader", "10", "--node", fx->address, "--json");
     assert_int_equal(r.status, 0);
     json_t *root = parse_json(r.out);
     assert_true(strlen(json_str(root, "leader_id")) == 64);
     json_decref(root);
     assert_true(fx->fake->status_calls >= fx->fake->no_leader_first + 1);
-    result_free(&r);
+    proc_result_free(&r);
     /* never a leader: exit 6 after about a second, naming why */
     fx->fake->no_leader_first = UINT32_MAX;
     uint64_t start = now_ms();
@@ -755,17 +651,17 @@ static void test_status_wait_leader_waits_for_a_leader_or_gives_up(void **state)
     fx->fake->no_leader_first = 0;
     assert_failure(&r, 6, "no leader known within 1 s");
     assert_true(now_ms() - start >= 1000);
-    result_free(&r);
+    proc_result_free(&r);
     /* nobody listening: the same */
     r = run(fx, "status", "--wait-leader", "1", "--node", "127.0.0.1:1");
     assert_failure(&r, 6, "no leader known within 1 s");
-    result_free(&r);
+    proc_result_free(&r);
     r = run(fx, "status", "--wait-leader", "0", "--node", fx->address);
     assert_usage_error(&r, "--wait-leader");
-    result_free(&r);
+    proc_result_free(&r);
     r = run(fx, "status", "--wait-leader", "601", "--node", fx->address);
     assert_usage_error(&r, "--wait-leader");
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 /* Something that is not an HTTP/2 server: accept ACCEPTS connections, and
@@ -813,10 +709,10 @@ static void test_a_port_that_is_not_grpc_is_named_as_such(void **state)
         assert_int_equal(pthread_create(&thread, NULL, not_grpc_serve, &ng), 0);
         char address[32];
         snprintf(address, sizeof address, "127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
-        struct result r = run(fx, "status", "--node", address);
+        struct proc_result r = run(fx, "status", "--node", address);
         assert_failure(&r, 6, "is not a gRPC (HTTP/2) endpoint");
         assert_non_null(strstr(r.err, "peer port"));
-        result_free(&r);
+        proc_result_free(&r);
         pthread_join(thread, NULL);
         close(ng.fd);
     }
@@ -847,23 +743,18 @@ static void test_node_options_usage_errors_exit_2(void **state)
         {"bench", "--txs", "1000001", NULL},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
-        const char *args[ARGS_MAX + 1];
-        size_t n = 0;
-        for (; cases[i][n] != NULL; n++)
-            args[n] = cases[i][n];
-        args[n] = NULL;
-        struct result r = collect(fx, spawn(fx, NULL, args));
+        struct proc_result r = run_args(fx, NULL, cases[i]);
         if (r.status != 2)
             fail_msg("case %zu (%s %s): exit %d, stderr: %s", i, cases[i][0],
                      cases[i][1] ? cases[i][1] : "", r.status, r.err);
         assert_usage_error(&r, NULL);
-        result_free(&r);
+        proc_result_free(&r);
     }
     assert_int_equal(fake_count(fx->fake, &fx->fake->submits), 0);
     /* the [IPv6]:PORT form parses (and nobody listens there) */
-    struct result r = run(fx, "status", "--node", "[::1]:1", "--timeout-ms", "2000");
+    struct proc_result r = run(fx, "status", "--node", "[::1]:1", "--timeout-ms", "2000");
     assert_failure(&r, 6, "UNAVAILABLE");
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 /* ------------------------------------------------------------- tx submit */
@@ -882,11 +773,11 @@ static void test_tx_submit_sends_a_valid_signed_envelope_and_prints_its_hash(voi
     snprintf(payload, sizeof payload,
              "{\"patient_enroll\": {\"patient_key\": \"%s\", \"patient_kx_key\": \"%s\"}}",
              patient_hex, patient_kx_hex);
-    write_text(fx, "p.json", payload);
+    proc_text_write(path_in(fx, "p.json"), payload);
     unsigned status_before = fake_count(fx->fake, &fx->fake->status_calls);
     uint64_t before = now_ms();
-    struct result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json",
-                              "--node", fx->address, "--json", (const char *)NULL);
+    struct proc_result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload",
+                                   "p.json", "--node", fx->address, "--json", (const char *)NULL);
     uint64_t after = now_ms();
     if (r.status != 0)
         fail_msg("exit %d: %s", r.status, r.err);
@@ -901,7 +792,7 @@ static void test_tx_submit_sends_a_valid_signed_envelope_and_prints_its_hash(voi
     assert_string_equal(json_str(out, "hash"), hash_hex);
     assert_false(json_is_true(json_object_get(out, "committed")));
     json_decref(out);
-    result_free(&r);
+    proc_result_free(&r);
     assert_string_equal(body->chain_id, TU_CHAIN_ID);
     char body_signer[65];
     ehr_hex_encode(body_signer, body->signer.data, body->signer.len);
@@ -932,7 +823,7 @@ static void test_tx_submit_sends_a_valid_signed_envelope_and_prints_its_hash(voi
     assert_memory_not_equal(body->nonce.data, first_nonce, EHR_TX_NONCE_BYTES);
     assert_true(body->expiry_ms >= before + 604800000ull);
     ehr__v1__tx_body__free_unpacked(body, NULL);
-    result_free(&r);
+    proc_result_free(&r);
 
     /* another chain id: the node refuses it, and the line says so */
     unsigned admitted = fake_count(fx->fake, &fx->fake->admitted);
@@ -940,7 +831,7 @@ static void test_tx_submit_sends_a_valid_signed_envelope_and_prints_its_hash(voi
                 fx->address, "--chain-id", "other-chain", (const char *)NULL);
     assert_failure(&r, 3, "INVALID_ARGUMENT");
     assert_non_null(strstr(r.err, "chain"));
-    result_free(&r);
+    proc_result_free(&r);
     assert_int_equal(fake_count(fx->fake, &fx->fake->admitted), admitted);
 }
 
@@ -980,13 +871,13 @@ static void test_tx_submit_payload_json_is_strict_and_nothing_is_sent(void **sta
         {"{\"patient_enroll\": ", "not JSON"},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
-        write_text(fx, "p.json", cases[i].json);
-        struct result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json",
-                                  "--node", fx->address, (const char *)NULL);
+        proc_text_write(path_in(fx, "p.json"), cases[i].json);
+        struct proc_result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload",
+                                       "p.json", "--node", fx->address, (const char *)NULL);
         if (r.status != 2 || strstr(r.err, cases[i].fragment) == NULL)
             fail_msg("case %zu (%s): exit %d, stderr: %s", i, cases[i].json, r.status, r.err);
         assert_usage_error(&r, cases[i].fragment);
-        result_free(&r);
+        proc_result_free(&r);
     }
     /* the payload file's size limit at its edge: at the limit the file is read (and this
      * one makes a body over EHR_TX_BODY_BYTES_MAX), one byte more is not */
@@ -999,18 +890,18 @@ static void test_tx_submit_payload_json_is_strict_and_nothing_is_sent(void **sta
     memcpy(big + head_len + hex_len, "\"}}", 3);
     memset(big + head_len + hex_len + 3, ' ', FILE_MAX - head_len - hex_len - 3);
     big[FILE_MAX] = '\0';
-    write_text(fx, "p.json", big);
-    struct result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json",
-                              "--node", fx->address, (const char *)NULL);
+    proc_text_write(path_in(fx, "p.json"), big);
+    struct proc_result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload",
+                                   "p.json", "--node", fx->address, (const char *)NULL);
     assert_usage_error(&r, "over 65536");
-    result_free(&r);
+    proc_result_free(&r);
     big[FILE_MAX] = ' ';
     big[FILE_MAX + 1] = '\0';
-    write_text(fx, "p.json", big);
+    proc_text_write(path_in(fx, "p.json"), big);
     r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",
                 fx->address, (const char *)NULL);
     assert_usage_error(&r, "over 262144 bytes");
-    result_free(&r);
+    proc_result_free(&r);
     ehr_free(big);
     assert_int_equal(fake_count(fx->fake, &fx->fake->submits), 0);
     assert_int_equal(fake_count(fx->fake, &fx->fake->status_calls), 0);
@@ -1022,27 +913,27 @@ static void test_tx_submit_payload_json_is_strict_and_nothing_is_sent(void **sta
              "\"MEMBER_ROLE_LAB\", \"node_key\": \"%s\", \"kx_key\": \"%s\", \"peer_address\": "
              "\"10.0.0.2:7000\"}}}",
              key64, key64);
-    write_text(fx, "p.json", payload);
+    proc_text_write(path_in(fx, "p.json"), payload);
     r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",
                 fx->address, (const char *)NULL);
     if (r.status != 0)
         fail_msg("exit %d: %s", r.status, r.err);
-    result_free(&r);
+    proc_result_free(&r);
     uint8_t hash[32];
     Ehr__V1__TxBody *body = last_body(fx->fake, hash);
     assert_int_equal(body->payload_case, EHR__V1__TX_BODY__PAYLOAD_MEMBER_ADMIT);
     assert_string_equal(body->member_admit->member->name, "City Lab");
     assert_int_equal(body->member_admit->member->role, EHR__V1__MEMBER_ROLE__MEMBER_ROLE_LAB);
     ehr__v1__tx_body__free_unpacked(body, NULL);
-    write_text(fx, "p.json",
-               "{\"consent_grant\": {\"record_types\": [\"lab-result\", \"imaging\"], "
-               "\"record_ids\": [\"0102\"], \"valid_until_ms\": \"18446744073709551615\", "
-               "\"purpose\": \"treatment\"}}");
+    proc_text_write(path_in(fx, "p.json"),
+                    "{\"consent_grant\": {\"record_types\": [\"lab-result\", \"imaging\"], "
+                    "\"record_ids\": [\"0102\"], \"valid_until_ms\": \"18446744073709551615\", "
+                    "\"purpose\": \"treatment\"}}");
     r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",
                 fx->address, (const char *)NULL);
     if (r.status != 0)
         fail_msg("exit %d: %s", r.status, r.err);
-    result_free(&r);
+    proc_result_free(&r);
     body = last_body(fx->fake, hash);
     assert_int_equal(body->consent_grant->n_record_types, 2);
     assert_string_equal(body->consent_grant->record_types[1], "imaging");
@@ -1057,7 +948,7 @@ static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **st
     struct fixture *fx = *state;
     char signer_hex[65];
     make_key(fx, signer_hex);
-    write_text(fx, "p.json", "{\"consent_revoke\": {\"grant_id\": \"00ff\"}}");
+    proc_text_write(path_in(fx, "p.json"), "{\"consent_revoke\": {\"grant_id\": \"00ff\"}}");
     char leader_hex[65];
     memset(leader_hex, 'c', 64);
     leader_hex[64] = '\0';
@@ -1099,8 +990,8 @@ static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **st
         if (cases[i].trailers != NULL)
             memcpy(fx->fake->submit_trailers, cases[i].trailers, sizeof fx->fake->submit_trailers);
         uv_mutex_unlock(&fx->fake->lock);
-        struct result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json",
-                                  "--node", fx->address, (const char *)NULL);
+        struct proc_result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload",
+                                       "p.json", "--node", fx->address, (const char *)NULL);
         assert_failure(&r, cases[i].exit_code, cases[i].fragment);
         if (strstr(r.err, cases[i].fragment2) == NULL)
             fail_msg("case %zu: stderr lacks \"%s\": %s", i, cases[i].fragment2, r.err);
@@ -1111,17 +1002,17 @@ static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **st
         char hash_hex[65];
         ehr_hex_encode(hash_hex, hash, 32);
         assert_non_null(strstr(r.err, hash_hex));
-        result_free(&r);
+        proc_result_free(&r);
     }
     uv_mutex_lock(&fx->fake->lock);
     fx->fake->submit_status = RPC_STATUS_OK;
     fx->fake->wrong_hash = true;
     uv_mutex_unlock(&fx->fake->lock);
-    struct result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json",
-                              "--node", fx->address, (const char *)NULL);
+    struct proc_result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload",
+                                   "p.json", "--node", fx->address, (const char *)NULL);
     fx->fake->wrong_hash = false;
     assert_failure(&r, 1, "not the hash of the transaction sent");
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 static void test_tx_submit_envelope_is_sent_as_is(void **state)
@@ -1133,23 +1024,23 @@ static void test_tx_submit_envelope_is_sent_as_is(void **state)
     size_t len;
     tu_tx(&key, TU_CHAIN_ID, now_ms() + 60000, 40, &envelope, &len, hash);
     assert_int_equal(ehr_file_write_atomic(path_in(fx, "e.bin"), envelope, len, 0600, true), 0);
-    struct result r = run(fx, "tx", "submit", "--envelope", "e.bin", "--node", fx->address);
+    struct proc_result r = run(fx, "tx", "submit", "--envelope", "e.bin", "--node", fx->address);
     if (r.status != 0)
         fail_msg("exit %d: %s", r.status, r.err);
     char hash_hex[65];
     ehr_hex_encode(hash_hex, hash, 32);
     assert_non_null(strstr(r.out, hash_hex));
-    result_free(&r);
+    proc_result_free(&r);
     uv_mutex_lock(&fx->fake->lock);
     assert_int_equal(fx->fake->last_envelope_len, len);
     assert_memory_equal(fx->fake->last_envelope, envelope, len);
     uv_mutex_unlock(&fx->fake->lock);
     /* a file that is not an envelope is not sent */
     unsigned submits = fake_count(fx->fake, &fx->fake->submits);
-    write_text(fx, "junk.bin", "not an envelope");
+    proc_text_write(path_in(fx, "junk.bin"), "not an envelope");
     r = run(fx, "tx", "submit", "--envelope", "junk.bin", "--node", fx->address);
     assert_failure(&r, 1, "not a TxEnvelope");
-    result_free(&r);
+    proc_result_free(&r);
     assert_int_equal(fake_count(fx->fake, &fx->fake->submits), submits);
     ehr_free(envelope);
 }
@@ -1159,14 +1050,14 @@ static void test_tx_submit_envelope_is_sent_as_is(void **state)
 static void assert_same_output(const struct fixture *fx, const char *const *offline,
                                const char *const *online)
 {
-    struct result a = collect(fx, spawn(fx, NULL, offline));
-    struct result b = collect(fx, spawn(fx, NULL, online));
+    struct proc_result a = run_args(fx, NULL, offline);
+    struct proc_result b = run_args(fx, NULL, online);
     if (a.status != 0 || b.status != 0)
         fail_msg("exit %d / %d: %s / %s", a.status, b.status, a.err, b.err);
     assert_string_equal(a.out, b.out);
     assert_true(strlen(a.out) > 100);
-    result_free(&a);
-    result_free(&b);
+    proc_result_free(&a);
+    proc_result_free(&b);
 }
 
 static void test_show_online_prints_what_show_offline_prints(void **state)
@@ -1187,10 +1078,10 @@ static void test_show_online_prints_what_show_offline_prints(void **state)
         }
     }
     /* every transaction of the last block */
-    struct result r = run(fx, "block", "show", "3", "--node", fx->address, "--json");
+    struct proc_result r = run(fx, "block", "show", "3", "--node", fx->address, "--json");
     assert_int_equal(r.status, 0);
     json_t *block = parse_json(r.out);
-    result_free(&r);
+    proc_result_free(&r);
     json_t *txs = json_object_get(block, "txs");
     assert_int_equal(json_array_size(txs), LEDGER_BLOCK_TXS);
     for (size_t i = 0; i < LEDGER_BLOCK_TXS; i++) {
@@ -1206,13 +1097,13 @@ static void test_show_online_prints_what_show_offline_prints(void **state)
     /* not found: the same words as offline */
     r = run(fx, "block", "show", "9", "--node", fx->address);
     assert_failure(&r, 1, "no block at height 9 (tip is 3)");
-    result_free(&r);
+    proc_result_free(&r);
     char missing[65];
     snprintf(missing, sizeof missing, "%s", json_str(json_array_get(txs, 0), "hash"));
     missing[0] = missing[0] == '0' ? '1' : '0';
     r = run(fx, "tx", "show", missing, "--node", fx->address);
     assert_failure(&r, 1, "not on this ledger");
-    result_free(&r);
+    proc_result_free(&r);
     json_decref(block);
 }
 
@@ -1222,7 +1113,7 @@ static void test_blocks_follow_prints_one_line_per_block_and_stops(void **state)
 {
     struct fixture *fx = *state;
     /* --count stops a stream the node holds open */
-    struct result r =
+    struct proc_result r =
         run(fx, "blocks", "follow", "--from", "1", "--count", "2", "--node", fx->address, "--json");
     if (r.status != 0)
         fail_msg("exit %d: %s", r.status, r.err);
@@ -1236,14 +1127,14 @@ static void test_blocks_follow_prints_one_line_per_block_and_stops(void **state)
     assert_int_equal(json_int(second, "height"), 2);
     assert_int_equal(strchr(line2, '\n')[1], '\0'); /* two lines, no more */
     /* the hashes are the blocks' */
-    struct result b = run(fx, "block", "show", "2", "--node", fx->address, "--json");
+    struct proc_result b = run(fx, "block", "show", "2", "--node", fx->address, "--json");
     json_t *block = parse_json(b.out);
     assert_string_equal(json_str(second, "hash"), json_str(block, "hash"));
     json_decref(block);
     json_decref(first);
     json_decref(second);
-    result_free(&b);
-    result_free(&r);
+    proc_result_free(&b);
+    proc_result_free(&r);
 
     /* a stream the node ends: every block from 0, then exit 0 */
     fx->fake->stream_end = true;
@@ -1255,30 +1146,32 @@ static void test_blocks_follow_prints_one_line_per_block_and_stops(void **state)
         lines++;
     assert_int_equal(lines, LEDGER_BLOCKS + 1);
     assert_non_null(strstr(r.out, "genesis"));
-    result_free(&r);
+    proc_result_free(&r);
     /* without --from it starts after the tip: no old block is printed */
     fx->fake->stream_end = true;
     r = run(fx, "blocks", "follow", "--node", fx->address);
     fx->fake->stream_end = false;
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, "");
-    result_free(&r);
+    proc_result_free(&r);
 
     /* above the tip + 1: the node's NOT_FOUND */
     r = run(fx, "blocks", "follow", "--from", "9", "--node", fx->address);
     assert_failure(&r, 1, "NOT_FOUND");
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 static void test_blocks_follow_exits_0_on_sigint(void **state)
 {
     struct fixture *fx = *state;
     const char *args[] = {"blocks", "follow", "--from", "0", "--node", fx->address, NULL};
-    pid_t pid = spawn(fx, NULL, args);
+    struct proc_spec spec = ehrctl(fx, NULL, args);
+    struct proc_child child;
+    proc_spawn(&spec, &child);
     /* wait until all blocks are printed, then interrupt the held stream */
     bool printed = false;
     for (int i = 0; i < 1000 && !printed; i++) {
-        char *out = slurp(path_in(fx, ".stdout"));
+        char *out = proc_stdout_so_far(&child);
         int lines = 0;
         for (const char *p = out; p != NULL && (p = strchr(p, '\n')) != NULL; p++)
             lines++;
@@ -1288,11 +1181,11 @@ static void test_blocks_follow_exits_0_on_sigint(void **state)
             usleep(10000);
     }
     assert_true(printed);
-    assert_int_equal(kill(pid, SIGINT), 0);
-    struct result r = collect(fx, pid);
+    assert_int_equal(kill(child.pid, SIGINT), 0);
+    struct proc_result r = proc_collect(&child);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.err, "");
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 /* ------------------------------------------------------------------ bench */
@@ -1305,8 +1198,8 @@ static void test_bench_commits_every_transaction_and_reports_it(void **state)
     unsigned submits = fake_count(fx->fake, &fx->fake->submits);
     /* the first 5 submissions meet "no leader": sent again, counted once */
     fx->fake->unavailable_first = 5;
-    struct result r = run(fx, "bench", "--node", fx->address, "--node", fx->address, "--txs", "60",
-                          "--inflight", "8", "--json");
+    struct proc_result r = run(fx, "bench", "--node", fx->address, "--node", fx->address, "--txs",
+                               "60", "--inflight", "8", "--json");
     if (r.status != 0)
         fail_msg("exit %d: %s", r.status, r.err);
     json_t *rep = parse_json(r.out);
@@ -1341,7 +1234,7 @@ static void test_bench_commits_every_transaction_and_reports_it(void **state)
         assert_int_equal(json_int(node, "submissions"), (TXS + 5) / 2 + (i == 0 ? 1 : 0));
     }
     json_decref(rep);
-    result_free(&r);
+    proc_result_free(&r);
     /* every transaction reached the fake, valid, exactly once more than the retries */
     assert_int_equal(fake_count(fx->fake, &fx->fake->admitted), admitted + TXS);
     assert_int_equal(fake_count(fx->fake, &fx->fake->submits), submits + TXS + 5);
@@ -1357,12 +1250,12 @@ static void test_bench_commits_every_transaction_and_reports_it(void **state)
     assert_non_null(strstr(r.out, "RESOURCE_EXHAUSTED 10"));
     assert_non_null(strstr(r.out, "rate 2000 tx/s"));
     assert_non_null(strstr(r.err, "10 of 10 transactions did not commit"));
-    result_free(&r);
+    proc_result_free(&r);
     /* the in-flight limit at its edge (4097 is a usage error) */
     r = run(fx, "bench", "--node", fx->address, "--txs", "3", "--inflight", "4096");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "4096 in flight"));
-    result_free(&r);
+    proc_result_free(&r);
 }
 
 int main(void)

@@ -5,7 +5,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,7 +13,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +21,7 @@
 #include "config.h"
 #include "ehr/v1/node.pb-c.h"
 #include "ledger_testutil.h"
+#include "proc.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -51,25 +50,18 @@ static uint16_t free_port(void)
     return ntohs(a.sin_port);
 }
 
-/* Run ARGV (NULL-terminated) with stdout to OUT (NULL: /dev/null); abort unless it exits 0. */
-static void run(const char *out, char *const argv[])
+/* Run ehrctl with ARGS (NULL-terminated) and stdout to OUT (NULL: /dev/null); abort unless it
+ * exits 0. Its stderr is the test's, so a failure shows why. */
+static void ehrctl_run(const struct cluster *c, const char *out, const char *const *args)
 {
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        int fd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0)
-            _exit(127);
-        dup2(fd, 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    CHECK(waitpid(pid, &st, 0) == pid);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        fprintf(stderr, "cluster: command failed:");
-        for (int i = 0; argv[i]; i++)
-            fprintf(stderr, " %s", argv[i]);
+    struct proc_spec spec = {.path = c->ehrctl, .args = args, .env_inherit = true};
+    spec.out = (struct proc_stream){out != NULL ? PROC_TO_FILE : PROC_TO_NULL, out};
+    spec.err.to = PROC_TO_INHERIT;
+    struct proc_result r = proc_run(&spec);
+    if (r.status != 0) {
+        fprintf(stderr, "cluster: command failed: %s", c->ehrctl);
+        for (int i = 0; args[i]; i++)
+            fprintf(stderr, " %s", args[i]);
         fprintf(stderr, "\n");
         abort();
     }
@@ -101,7 +93,7 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
 {
     CHECK(count >= 1 && count <= CLUSTER_NODES_MAX);
     memset(c, 0, sizeof *c);
-    c->root = tu_tmpdir();
+    c->root = proc_dir_make("cluster");
     c->count = count;
     snprintf(c->ehrd, sizeof c->ehrd, "%s", ehrd);
     snprintf(c->ehrctl, sizeof c->ehrctl, "%s", ehrctl);
@@ -122,12 +114,12 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
         snprintf(name, sizeof name, "Member %zu", i);
         snprintf(addr, sizeof addr, "127.0.0.1:%u", n->peer_port);
         pathf(entry, "%s/member%zu.json", c->root, i);
-        char *keygen[] = {c->ehrctl,         "keygen", "--out",       key,
-                          "--no-passphrase", "--kdf",  "interactive", NULL};
-        run(NULL, keygen);
-        char *member[] = {c->ehrctl, "genesis", "member",         "--key",     key,  "--name",
-                          name,      "--role",  (char *)roles[i], "--address", addr, NULL};
-        run(entry, member);
+        ehrctl_run(
+            c, NULL,
+            PROC_ARGS("keygen", "--out", key, "--no-passphrase", "--kdf", "interactive", NULL));
+        ehrctl_run(c, entry,
+                   PROC_ARGS("genesis", "member", "--key", key, "--name", name, "--role", roles[i],
+                             "--address", addr, NULL));
         if (i > 0)
             fputs(",", mf);
         append_file(mf, entry);
@@ -137,9 +129,9 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
     }
     fputs("]}\n", mf);
     fclose(mf);
-    char *gen[] = {c->ehrctl,   "genesis", "--members", members, "--chain-id",
-                   c->chain_id, "--out",   genesis,     NULL};
-    run(NULL, gen);
+    ehrctl_run(c, NULL,
+               PROC_ARGS("genesis", "--members", members, "--chain-id", c->chain_id, "--out",
+                         genesis, NULL));
     for (size_t i = 0; i < count; i++) {
         struct cluster_node *n = &c->nodes[i];
         char key[CLUSTER_PATH_BYTES], peer[64], rpcl[64];
@@ -149,10 +141,9 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
         pathf(n->log, "%s/node%zu.log", c->root, i);
         snprintf(peer, sizeof peer, "127.0.0.1:%u", n->peer_port);
         snprintf(rpcl, sizeof rpcl, "127.0.0.1:%u", n->rpc_port);
-        char *init[] = {c->ehrctl, "init", "--genesis",     genesis, "--key",        key,
-                        "--data",  n->dir, "--peer-listen", peer,    "--rpc-listen", rpcl,
-                        NULL};
-        run(NULL, init);
+        ehrctl_run(c, NULL,
+                   PROC_ARGS("init", "--genesis", genesis, "--key", key, "--data", n->dir,
+                             "--peer-listen", peer, "--rpc-listen", rpcl, NULL));
         if (limits != NULL) {
             struct node_config cfg;
             char err[NODE_CONFIG_ERROR_BYTES_MAX];
@@ -181,11 +172,9 @@ void cluster_destroy(struct cluster *c, bool keep)
             cluster_kill(c, i);
     if (keep) {
         fprintf(stderr, "cluster: kept %s\n", c->root);
-        free(c->root);
+        ehr_free(c->root);
     } else {
-        char *argv[] = {"/bin/rm", "-rf", c->root, NULL};
-        run(NULL, argv);
-        free(c->root);
+        proc_dir_remove(c->root);
     }
     c->root = NULL;
 }
@@ -214,8 +203,7 @@ void cluster_kill_all(void)
 {
     for (int i = 0; i < LIVE_MAX; i++)
         if (live[i] != 0) {
-            kill(live[i], SIGKILL);
-            waitpid(live[i], NULL, 0);
+            proc_end(live[i], SIGKILL);
             live[i] = 0;
         }
 }
@@ -228,43 +216,37 @@ pid_t cluster_start(struct cluster *c, size_t i)
 int cluster_wait_exit(struct cluster *c, size_t i, uint64_t timeout_ms)
 {
     struct cluster_node *n = &c->nodes[i];
-    uint64_t end = cluster_now_us() + timeout_ms * 1000;
-    while (n->pid != 0) {
-        int st;
-        pid_t r = waitpid(n->pid, &st, WNOHANG);
-        if (r == n->pid) {
-            live_remove(n->pid);
-            n->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        }
-        if (cluster_now_us() > end)
-            return -1;
-        usleep(10000);
-    }
-    return -1;
+    if (n->pid == 0)
+        return -1;
+    int status = proc_wait(n->pid, timeout_ms, NULL);
+    if (status == PROC_RUNNING)
+        return -1;
+    live_remove(n->pid);
+    n->pid = 0;
+    return status;
 }
 
 pid_t cluster_start_env(struct cluster *c, size_t i, const char *name, const char *value)
 {
     struct cluster_node *n = &c->nodes[i];
     CHECK(n->pid == 0);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd < 0)
-            _exit(127);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        if (name != NULL)
-            setenv(name, value, 1);
-        char *argv[] = {c->ehrd, "--config", n->config, NULL};
-        execv(argv[0], argv);
-        _exit(127);
+    char entry[256];
+    const char *env[] = {entry, NULL};
+    if (name != NULL) {
+        int len = snprintf(entry, sizeof entry, "%s=%s", name, value);
+        CHECK(len > 0 && (size_t)len < sizeof entry);
     }
-    n->pid = pid;
-    live_add(pid);
-    return pid;
+    struct proc_spec spec = {.path = c->ehrd,
+                             .args = PROC_ARGS("--config", n->config, NULL),
+                             .env = name != NULL ? env : NULL,
+                             .env_inherit = true,
+                             .out = {PROC_TO_APPEND, n->log},
+                             .err = {PROC_TO_STDOUT, NULL}};
+    struct proc_child child;
+    proc_spawn(&spec, &child);
+    n->pid = child.pid;
+    live_add(child.pid);
+    return child.pid;
 }
 
 int cluster_stop(struct cluster *c, size_t i)
@@ -272,12 +254,10 @@ int cluster_stop(struct cluster *c, size_t i)
     struct cluster_node *n = &c->nodes[i];
     if (n->pid == 0)
         return -1;
-    kill(n->pid, SIGTERM);
-    int st;
-    CHECK(waitpid(n->pid, &st, 0) == n->pid);
+    int status = proc_end(n->pid, SIGTERM);
     live_remove(n->pid);
     n->pid = 0;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return status;
 }
 
 void cluster_kill(struct cluster *c, size_t i)
@@ -285,9 +265,7 @@ void cluster_kill(struct cluster *c, size_t i)
     struct cluster_node *n = &c->nodes[i];
     if (n->pid == 0)
         return;
-    kill(n->pid, SIGKILL);
-    int st;
-    waitpid(n->pid, &st, 0);
+    proc_end(n->pid, SIGKILL);
     live_remove(n->pid);
     n->pid = 0;
 }

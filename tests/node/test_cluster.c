@@ -10,7 +10,6 @@
  * anything, so what it acknowledged was on disk (its own and a quorum's)
  * before the answer left.
  */
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -30,6 +28,7 @@
 #include "config.h"
 #include "ehr/v1/node.pb-c.h"
 #include "ledger_testutil.h"
+#include "proc.h"
 
 #ifndef EHRD_PATH
 #error "EHRD_PATH must name the ehrd binary"
@@ -46,6 +45,17 @@ enum { LEADER_WAIT_MS = 15000 };
 static bool keep_dirs(void)
 {
     return getenv("EHR_TEST_KEEP") != NULL;
+}
+
+/* Run PROGRAM with ARGS in this test's environment, stdout and stderr going as OUT and ERR say
+ * (captured, inherited, to /dev/null, or stderr to stdout). */
+static struct proc_result run(const char *program, const char *const *args, enum proc_to out,
+                              enum proc_to err)
+{
+    struct proc_spec spec = {.path = program, .args = args, .env_inherit = true};
+    spec.out.to = out;
+    spec.err.to = err;
+    return proc_run(&spec);
 }
 
 /* Wait until every running node has applied the same tip; returns it. */
@@ -120,17 +130,11 @@ static void assert_ledgers_hold(struct cluster *c, const struct cluster_tx *txs,
             assert_int_equal(loc.index, txs[t].position);
         }
         ledger_close(l);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            char *argv[] = {EHRCTL_PATH, "ledger", "verify", "--data", c->nodes[i].dir, NULL};
-            execv(argv[0], argv);
-            _exit(127);
-        }
-        int st;
-        assert_int_equal(waitpid(pid, &st, 0), pid);
-        assert_true(WIFEXITED(st));
-        assert_int_equal(WEXITSTATUS(st), 0);
+        struct proc_result r =
+            run(EHRCTL_PATH, PROC_ARGS("ledger", "verify", "--data", c->nodes[i].dir, NULL),
+                PROC_TO_INHERIT, PROC_TO_INHERIT);
+        assert_int_equal(r.signal, 0);
+        assert_int_equal(r.status, 0);
     }
 }
 
@@ -610,33 +614,14 @@ static bool log_says(const struct cluster *c, size_t i, const char *words);
 static void expect_ehrd_exit(const char *config, const char *extra_flag, const char *extra_value,
                              int expect, const char *words)
 {
-    char out[] = "/tmp/ehrd-refusal-XXXXXX";
-    int fd = mkstemp(out);
-    assert_true(fd >= 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(fd, 2);
-        dup2(fd, 1);
-        char *argv[] = {EHRD_PATH,          "--config",          (char *)config,
-                        (char *)extra_flag, (char *)extra_value, NULL};
-        if (config == NULL) { /* no config: ask for the version */
-            argv[1] = "--version";
-            argv[2] = NULL;
-        }
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    char text[4096] = "";
-    ssize_t n = pread(fd, text, sizeof text - 1, 0);
-    close(fd);
-    unlink(out);
-    text[n > 0 ? n : 0] = '\0';
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != expect || strstr(text, words) == NULL)
+    const char *const args[] = {"--config", config, extra_flag, extra_value, NULL};
+    const char *const version[] = {"--version", NULL}; /* no config: ask for the version */
+    struct proc_result r =
+        run(EHRD_PATH, config != NULL ? args : version, PROC_TO_CAPTURE, PROC_TO_STDOUT);
+    if (r.status != expect || strstr(r.out, words) == NULL)
         fail_msg("ehrd --config %s: exit %d, expected %d with \"%s\"; it said: %s", config,
-                 WIFEXITED(st) ? WEXITSTATUS(st) : -1, expect, words, text);
+                 r.status, expect, words, r.out);
+    proc_result_free(&r);
 }
 
 static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
@@ -672,17 +657,10 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
      * directory was made for is fine, but a key of no member is refused. */
     assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
     snprintf(path, sizeof path, "%s/stranger.key", c.root);
-    char *keygen[] = {c.ehrctl, "keygen", "--out", path, "--no-passphrase", NULL};
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        execv(keygen[0], keygen);
-        _exit(127);
-    }
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_int_equal(WEXITSTATUS(st), 0);
+    struct proc_result r =
+        run(c.ehrctl, PROC_ARGS("keygen", "--out", path, "--no-passphrase", NULL), PROC_TO_NULL,
+            PROC_TO_INHERIT);
+    assert_int_equal(r.status, 0);
     ehr_free(cfg.key_file);
     cfg.key_file = ehr_strdup(path);
     snprintf(path, sizeof path, "%s/stranger.json", c.root);
@@ -697,17 +675,9 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     snprintf(pass_path, sizeof pass_path, "%s/protected.pass", c.root);
     assert_int_equal(ehr_file_write_atomic(pass_path, "secret words\n", 13, 0600, true), 0);
     snprintf(key_path, sizeof key_path, "%s/protected.key", c.root);
-    char *keygen_protected[] = {c.ehrctl,  "keygen", "--out", key_path, "--passphrase-file",
-                                pass_path, NULL};
-    pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        execv(keygen_protected[0], keygen_protected);
-        _exit(127);
-    }
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_int_equal(WEXITSTATUS(st), 0);
+    r = run(c.ehrctl, PROC_ARGS("keygen", "--out", key_path, "--passphrase-file", pass_path, NULL),
+            PROC_TO_NULL, PROC_TO_INHERIT);
+    assert_int_equal(r.status, 0);
     assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
     ehr_free(cfg.key_file);
     cfg.key_file = ehr_strdup(key_path);
@@ -755,16 +725,8 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     assert_int_equal(access(pid_path, F_OK), -1);
 
     /* Usage. */
-    pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 2);
-        char *argv[] = {EHRD_PATH, "--bogus", NULL};
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_int_equal(WEXITSTATUS(st), 2);
+    r = run(EHRD_PATH, PROC_ARGS("--bogus", NULL), PROC_TO_INHERIT, PROC_TO_NULL);
+    assert_int_equal(r.status, 2);
     /* --version: exit 0 with the release and the commit. */
     expect_ehrd_exit(NULL, NULL, NULL, 0, "ehrd 0.");
     expect_ehrd_exit(NULL, NULL, NULL, 0, " (commit ");
@@ -796,34 +758,20 @@ static void test_stock_python_grpc_client_submits_and_reads(void **state)
     char port[16];
     /* Through a follower, so the submission is forwarded to the leader. */
     snprintf(port, sizeof port, "%u", c.nodes[(leader + 1) % 3].rpc_port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char *argv[] = {"/usr/bin/python3",
-                        EHR_SOURCE_DIR "/tests/node/interop_node.py",
-                        "--proto-root",
-                        EHR_SOURCE_DIR "/proto",
-                        "--port",
-                        port,
-                        "--envelope",
-                        path,
-                        "--chain-id",
-                        c.chain_id,
-                        "--vectors",
-                        EHR_SOURCE_DIR "/tests/vectors/bip340-test-vectors.csv",
-                        NULL};
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
+    struct proc_result r =
+        run("/usr/bin/python3",
+            PROC_ARGS(EHR_SOURCE_DIR "/tests/node/interop_node.py", "--proto-root",
+                      EHR_SOURCE_DIR "/proto", "--port", port, "--envelope", path, "--chain-id",
+                      c.chain_id, "--vectors",
+                      EHR_SOURCE_DIR "/tests/vectors/bip340-test-vectors.csv", NULL),
+            PROC_TO_INHERIT, PROC_TO_INHERIT);
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(cluster_stop(&c, i), 0);
     cluster_destroy(&c, keep_dirs());
-    assert_true(WIFEXITED(st));
-    if (WEXITSTATUS(st) == 77)
+    assert_int_equal(r.signal, 0);
+    if (r.status == 77)
         skip();
-    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(r.status, 0);
 }
 
 /* A test that failed half-way leaves no node running. */
