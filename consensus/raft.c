@@ -1307,8 +1307,16 @@ int raft_step(struct raft *r, const struct raft_message *m)
         return EHR_EPROTO;
 
     if (m->term > r->term) {
-        if (vote_req && !m->transfer && r->opt.check_quorum && in_lease(r))
-            return 0; /* a leader is alive: do not let a disruptive node in */
+        /* A leader is alive: do not let a disruptive node in. With
+         * check-quorum, no candidate (a leader that loses its quorum steps
+         * down, so the lease ends). Without it, only a server outside our
+         * configuration: one removed while it was down never learns of its
+         * removal and would depose every leader, for ever (Raft section 6);
+         * a member is still heard, lest a leader that can send but not hear
+         * pin its followers. */
+        if (vote_req && !m->transfer && in_lease(r) &&
+            (r->opt.check_quorum || !config_is_member(&r->conf, m->from)))
+            return 0;
         bool keep_term =
             m->type == RAFT_MSG_PREVOTE || (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject);
         if (!keep_term)

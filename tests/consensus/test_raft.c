@@ -733,6 +733,44 @@ static void test_removed_leader_campaigns_until_its_removal_commits(void **state
 }
 
 /*
+ * A server removed while it was down never learns of its removal: a leader
+ * does not replicate to a node outside its configuration. It restarts with
+ * its old configuration and campaigns every election timeout, each time one
+ * term higher. Without pre-vote and check-quorum nothing else stops it, and
+ * each vote request of a higher term deposed the leader (seed 7000017323:
+ * the only electable node led a third of the time, never long enough to
+ * commit). While a node hears a leader, a vote request from a server outside
+ * its configuration neither moves its term nor gets its vote (Raft section
+ * 6); the rest of the cluster goes on under the same leader and term.
+ */
+static void test_removed_server_does_not_depose_leader_without_prevote_or_checkquorum(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 4, 4, tweak_plain);
+    elect(&net, 1);
+    tn_crash(&net, 4);
+    assert_int_equal(raft_propose_config(tn_node(&net, 1)->r, RAFT_CONFIG_REMOVE, 4), 0);
+    tn_settle(&net);
+    struct raft_status s1 = tn_status(&net, 1);
+    assert_false(raft_config_is_voter(&s1.config, 4));
+    assert_true(s1.config_index <= s1.hard_state.commit);
+    uint64_t term = s1.hard_state.term;
+    tn_restart(&net, 4);
+    struct raft_status s4 = tn_status(&net, 4);
+    assert_true(raft_config_is_voter(&s4.config, 4));
+    tn_tick_all(&net, 100);
+    assert_true(tn_status(&net, 4).hard_state.term > term + 2);
+    assert_int_equal(tn_leader(&net), 1);
+    for (raft_id id = 1; id <= 3; id++)
+        assert_int_equal(tn_status(&net, id).hard_state.term, term);
+    uint64_t commit = tn_status(&net, 1).hard_state.commit;
+    assert_int_equal(tn_propose(&net, 1, 3, 8), 0);
+    tn_settle(&net);
+    assert_int_equal(tn_status(&net, 1).hard_state.commit, commit + 3);
+    tn_free(&net);
+}
+
+/*
  * Leader completeness is by term (Raft thesis 3.6.3): an entry committed in
  * term C is in the log of every leader of a term above C, not of a lower
  * term. A candidate of term B < C may still win after C committed more: its
@@ -1452,6 +1490,7 @@ int main(void)
         cmocka_unit_test(test_promote_lag_max_at_its_top),
         cmocka_unit_test(test_leader_removes_itself_and_hands_over),
         cmocka_unit_test(test_removed_leader_campaigns_until_its_removal_commits),
+        cmocka_unit_test(test_removed_server_does_not_depose_leader_without_prevote_or_checkquorum),
         cmocka_unit_test(test_late_lower_term_leader_lacks_higher_term_commits_and_commits_nothing),
         cmocka_unit_test(test_leadership_transfer_completes_or_times_out),
         cmocka_unit_test(test_read_index_waits_for_own_term_commit),
