@@ -100,6 +100,18 @@ int cli__json_print(json_t *root);
  */
 json_t *cli__json_text(const char *text);
 
+/*
+ * Protobuf enum values by name: the full name ("RECORD_TYPE_LAB_RESULT") or
+ * the short one in lower case ("lab_result": the full name less the prefix
+ * all the enum's values share). cli__enum_value finds a value by either
+ * (NULL if none); cli__json_enum gives VALUE's short name as JSON (the number
+ * for a value the schema does not name); cli__enum_prefix_len the prefix's
+ * length.
+ */
+const ProtobufCEnumValue *cli__enum_value(const ProtobufCEnumDescriptor *ed, const char *text);
+json_t *cli__json_enum(const ProtobufCEnumDescriptor *ed, int value);
+size_t cli__enum_prefix_len(const ProtobufCEnumDescriptor *ed);
+
 /* A JSON string of LEN bytes as lowercase hex. Never NULL (aborts on OOM). */
 json_t *cli__json_hex(const uint8_t *data, size_t len);
 

@@ -205,7 +205,7 @@ static void bench_prepare(struct bench *b, const char *chain_id, bool progress)
         Ehr__V1__RecordAnchor anchor = EHR__V1__RECORD_ANCHOR__INIT;
         anchor.patient_key.data = patients[i % BENCH_PATIENTS];
         anchor.patient_key.len = EHR_SCHNORR_PUBLIC_BYTES;
-        anchor.record_type = (char *)"lab-result";
+        anchor.record_type = EHR__V1__RECORD_TYPE__RECORD_TYPE_LAB_RESULT;
         anchor.encrypted_pointer.data = pointer;
         anchor.encrypted_pointer.len = sizeof pointer;
         anchor.ciphertext_hash.data = ct_hash;

@@ -17,6 +17,7 @@
  * Not here: whether the payload makes sense on the ledger (the node's
  * contracts decide) or the body around it (cmd_node.c).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,7 @@ static int i64_from_json(json_t *v, int64_t min, int64_t max, int64_t *out)
  * Store JSON value V as one value of field FD at P (the field itself, or one
  * element of a repeated field's array). Returns 0 or EHR_EINVAL with WHY.
  */
+
 static int value_from_json(const ProtobufCFieldDescriptor *fd, json_t *v, const char *path, void *p,
                            char *why, size_t why_size)
 {
@@ -123,13 +125,16 @@ static int value_from_json(const ProtobufCFieldDescriptor *fd, json_t *v, const 
     case PROTOBUF_C_TYPE_ENUM: {
         const ProtobufCEnumDescriptor *ed = fd->descriptor;
         const ProtobufCEnumValue *ev =
-            json_is_string(v)
-                ? protobuf_c_enum_descriptor_get_value_by_name(ed, json_string_value(v))
-                : NULL;
+            json_is_string(v) ? cli__enum_value(ed, json_string_value(v)) : NULL;
         if (ev == NULL) {
             char text[PATH_BYTES];
-            snprintf(text, sizeof text, "wants one of the %s names, e.g. \"%s\"", ed->short_name,
-                     ed->n_values > 1 ? ed->values[1].name : ed->values[0].name);
+            const ProtobufCEnumValue *example = &ed->values[ed->n_values > 1 ? 1 : 0];
+            char short_name[64];
+            snprintf(short_name, sizeof short_name, "%s", example->name + cli__enum_prefix_len(ed));
+            for (char *c = short_name; *c != '\0'; c++)
+                *c = (char)tolower((unsigned char)*c);
+            snprintf(text, sizeof text, "wants one of the %s names, e.g. \"%s\" or \"%s\"",
+                     ed->short_name, example->name, short_name);
             return fail(why, why_size, path, text);
         }
         *(int *)p = ev->value;

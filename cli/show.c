@@ -88,9 +88,7 @@ static json_t *value_to_json(const ProtobufCFieldDescriptor *fd, const void *p)
     case PROTOBUF_C_TYPE_DOUBLE:
         return json_real(*(const double *)p);
     case PROTOBUF_C_TYPE_ENUM: {
-        int value = *(const int *)p;
-        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(fd->descriptor, value);
-        return ev != NULL ? json_string(ev->name) : json_integer(value);
+        return cli__json_enum(fd->descriptor, *(const int *)p);
     }
     case PROTOBUF_C_TYPE_STRING: {
         const char *s = *(char *const *)p;

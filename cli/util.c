@@ -3,6 +3,7 @@
  * messages, JSON and human output, number parsing, the memory layout of a
  * protobuf-c repeated field. Nothing here knows about a particular command.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -189,4 +190,61 @@ size_t cli__repeated_element_bytes(const ProtobufCFieldDescriptor *fd)
     default:
         return 4; /* int32, uint32, fixed32, float, enum */
     }
+}
+
+/* ---- protobuf enums by name ---- */
+
+/* Length of the prefix every value name of ED shares, up to its last '_'
+ * ("RECORD_TYPE_" of RECORD_TYPE_IMAGING, RECORD_TYPE_CLAIM, ...). */
+size_t cli__enum_prefix_len(const ProtobufCEnumDescriptor *ed)
+{
+    const char *first = ed->values[0].name;
+    size_t len = strlen(first);
+    for (unsigned i = 1; i < ed->n_values; i++) {
+        const char *name = ed->values[i].name;
+        size_t n = 0;
+        while (n < len && first[n] == name[n])
+            n++;
+        len = n;
+    }
+    while (len > 0 && first[len - 1] != '_')
+        len--;
+    return len;
+}
+
+/* The value of ED named TEXT: its full name ("RECORD_TYPE_LAB_RESULT"), or
+ * its short name in lower case ("lab_result"). NULL if none. */
+const ProtobufCEnumValue *cli__enum_value(const ProtobufCEnumDescriptor *ed, const char *text)
+{
+    const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value_by_name(ed, text);
+    if (ev != NULL)
+        return ev;
+    size_t prefix = cli__enum_prefix_len(ed);
+    for (unsigned i = 0; i < ed->n_values; i++) {
+        const char *short_name = ed->values[i].name + prefix;
+        size_t n = strlen(short_name);
+        if (strlen(text) != n)
+            continue;
+        size_t j = 0;
+        while (j < n && text[j] == (char)tolower((unsigned char)short_name[j]))
+            j++;
+        if (j == n)
+            return &ed->values[i];
+    }
+    return NULL;
+}
+
+json_t *cli__json_enum(const ProtobufCEnumDescriptor *ed, int value)
+{
+    const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(ed, value);
+    if (ev == NULL)
+        return json_integer(value);
+    const char *short_name = ev->name + cli__enum_prefix_len(ed);
+    char text[128];
+    size_t n = strlen(short_name);
+    if (n >= sizeof text)
+        return json_string(ev->name);
+    for (size_t i = 0; i <= n; i++)
+        text[i] = (char)tolower((unsigned char)short_name[i]);
+    return json_string(text);
 }

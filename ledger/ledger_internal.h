@@ -25,8 +25,11 @@
 
 enum {
     /* 2: the tx index and world state moved to the derived environment,
-     * the write log joined the main one. */
-    LEDGER__FORMAT_VERSION = 2,
+     * the write log joined the main one. 3: transaction payloads of the
+     * consent contract (tx.proto: codes for record types and purposes,
+     * governance proposals, practitioners) and each transaction's result
+     * with its tx-index row and in the write log. */
+    LEDGER__FORMAT_VERSION = 3,
     LEDGER__CHECKSUM_BYTES = 32,
     /* StoredBlock framing before the block bytes: tag, 32, checksum, tag,
      * block length (at most 4 bytes below EHR_BLOCK_BYTES_MAX). */

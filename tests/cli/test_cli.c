@@ -1165,7 +1165,7 @@ static void test_tx_show_found_not_found_and_malformed(void **state)
     assert_string_equal(json_str(tx, "type"), "record_anchor");
     assert_true(json_is_true(json_object_get(tx, "valid")));
     json_t *payload = json_object_get(tx, "payload");
-    assert_string_equal(json_str(payload, "record_type"), "lab-result");
+    assert_string_equal(json_str(payload, "record_type"), "lab_result");
     assert_string_equal(json_str(payload, "encrypted_pointer"), pointer_hex);
     assert_int_equal(json_int(payload, "ciphertext_bytes"),
                      (json_int_t)body->record_anchor->ciphertext_bytes);
@@ -1174,7 +1174,7 @@ static void test_tx_show_found_not_found_and_malformed(void **state)
     r = run(f, "tx", "show", hash_hex, "--data", "data");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, signer_hex));
-    assert_non_null(strstr(r.out, "lab-result"));
+    assert_non_null(strstr(r.out, "lab_result"));
     assert_non_null(strstr(r.out, pointer_hex));
     assert_null(strchr(r.out, '{'));
     proc_result_free(&r);

@@ -856,13 +856,16 @@ static void test_tx_submit_payload_json_is_strict_and_nothing_is_sent(void **sta
         {"{\"record_anchor\": {\"ciphertext_bytes\": \"many\"}}",
          "record_anchor.ciphertext_bytes: wants an integer"},
         {"{\"record_anchor\": {\"ciphertext_bytes\": -1}}", "record_anchor.ciphertext_bytes"},
-        {"{\"record_anchor\": {\"record_type\": 5}}", "record_anchor.record_type: wants a string"},
+        {"{\"record_anchor\": {\"record_type\": 5}}",
+         "record_anchor.record_type: wants one of the RecordType names"},
+        {"{\"record_anchor\": {\"record_type\": \"x-ray\"}}",
+         "e.g. \"RECORD_TYPE_IMAGING\" or \"imaging\""},
         {"{\"consent_grant\": {\"record_types\": \"lab\"}}",
          "consent_grant.record_types: wants an array"},
         {"{\"consent_grant\": {\"record_ids\": [\"00\", \"0g\"]}}",
          "consent_grant.record_ids[1]: not hex"},
-        {"{\"member_admit\": {\"member\": {\"role\": \"dentist\"}}}",
-         "member_admit.member.role: wants one of"},
+        {"{\"member_proposal\": {\"admit\": {\"role\": \"dentist\"}}}",
+         "member_proposal.admit.role: wants one of"},
         {"{\"patient_enroll\": {}, \"consent_revoke\": {}}", "exactly one payload"},
         {"{\"patient_enroll\": []}", "patient_enroll: wants an object"},
         {"{\"chain_id\": {}}", "unknown key \"chain_id\""},
@@ -909,9 +912,9 @@ static void test_tx_submit_payload_json_is_strict_and_nothing_is_sent(void **sta
     /* every JSON type of the mapping, accepted: nested message, enum, repeated, uint64 */
     char payload[1024];
     snprintf(payload, sizeof payload,
-             "{\"member_admit\": {\"member\": {\"name\": \"City Lab\", \"role\": "
+             "{\"member_proposal\": {\"admit\": {\"name\": \"City Lab\", \"role\": "
              "\"MEMBER_ROLE_LAB\", \"node_key\": \"%s\", \"kx_key\": \"%s\", \"peer_address\": "
-             "\"10.0.0.2:7000\"}}}",
+             "\"10.0.0.2:7000\"}, \"expires_ms\": 1900000000000}}",
              key64, key64);
     proc_text_write(path_in(fx, "p.json"), payload);
     r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",
@@ -921,14 +924,14 @@ static void test_tx_submit_payload_json_is_strict_and_nothing_is_sent(void **sta
     proc_result_free(&r);
     uint8_t hash[32];
     Ehr__V1__TxBody *body = last_body(fx->fake, hash);
-    assert_int_equal(body->payload_case, EHR__V1__TX_BODY__PAYLOAD_MEMBER_ADMIT);
-    assert_string_equal(body->member_admit->member->name, "City Lab");
-    assert_int_equal(body->member_admit->member->role, EHR__V1__MEMBER_ROLE__MEMBER_ROLE_LAB);
+    assert_int_equal(body->payload_case, EHR__V1__TX_BODY__PAYLOAD_MEMBER_PROPOSAL);
+    assert_string_equal(body->member_proposal->admit->name, "City Lab");
+    assert_int_equal(body->member_proposal->admit->role, EHR__V1__MEMBER_ROLE__MEMBER_ROLE_LAB);
     ehr__v1__tx_body__free_unpacked(body, NULL);
     proc_text_write(path_in(fx, "p.json"),
-                    "{\"consent_grant\": {\"record_types\": [\"lab-result\", \"imaging\"], "
-                    "\"record_ids\": [\"0102\"], \"valid_until_ms\": \"18446744073709551615\", "
-                    "\"purpose\": \"treatment\"}}");
+                    "{\"consent_grant\": {\"record_types\": [\"lab_result\", "
+                    "\"RECORD_TYPE_IMAGING\"], \"record_ids\": [\"0102\"], \"valid_until_ms\": "
+                    "\"18446744073709551615\", \"purpose\": \"treatment\"}}");
     r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",
                 fx->address, (const char *)NULL);
     if (r.status != 0)
@@ -936,7 +939,11 @@ static void test_tx_submit_payload_json_is_strict_and_nothing_is_sent(void **sta
     proc_result_free(&r);
     body = last_body(fx->fake, hash);
     assert_int_equal(body->consent_grant->n_record_types, 2);
-    assert_string_equal(body->consent_grant->record_types[1], "imaging");
+    assert_int_equal(body->consent_grant->record_types[0],
+                     EHR__V1__RECORD_TYPE__RECORD_TYPE_LAB_RESULT); /* a short name */
+    assert_int_equal(body->consent_grant->record_types[1],
+                     EHR__V1__RECORD_TYPE__RECORD_TYPE_IMAGING); /* a full one */
+    assert_int_equal(body->consent_grant->purpose, EHR__V1__PURPOSE__PURPOSE_TREATMENT);
     assert_int_equal(body->consent_grant->n_record_ids, 1);
     assert_int_equal(body->consent_grant->record_ids[0].len, 2);
     assert_true(body->consent_grant->valid_until_ms == UINT64_MAX);

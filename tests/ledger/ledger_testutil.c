@@ -70,7 +70,7 @@ void tu_tx_body(const ehr_signing_key *signer, const char *chain_id, uint64_t ex
     ehr_random_bytes(pointer, pad + 1);
     Ehr__V1__RecordAnchor ra = EHR__V1__RECORD_ANCHOR__INIT;
     ra.patient_key = (ProtobufCBinaryData){sizeof patient, patient};
-    ra.record_type = "lab-result";
+    ra.record_type = EHR__V1__RECORD_TYPE__RECORD_TYPE_LAB_RESULT;
     ra.encrypted_pointer = (ProtobufCBinaryData){pad + 1, pointer};
     ra.ciphertext_hash = (ProtobufCBinaryData){sizeof ct_hash, ct_hash};
     ra.ciphertext_bytes = 48213;
