@@ -5,6 +5,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,4 +287,15 @@ _Noreturn void ehr_panic(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     abort();
+}
+
+int ehr_diag_fail(ehr_diag *diag, int err, const char *fmt, ...)
+{
+    if (diag != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(diag->msg, sizeof diag->msg, fmt, ap);
+        va_end(ap);
+    }
+    return err;
 }

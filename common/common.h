@@ -55,6 +55,23 @@ const char *ehr_strerror(int err);
 const char *ehr_errname(int err);
 
 /*
+ * Why a call failed, for a person (docs/DESIGN.md, "Errors"): a function
+ * that can say more than its error code takes an optional last argument
+ * `ehr_diag *diag` (NULL: no message wanted) and, when it fails, writes one
+ * line there (no newline). It writes nothing when it succeeds.
+ */
+enum { EHR_DIAG_BYTES_MAX = 256 };
+typedef struct ehr_diag {
+    char msg[EHR_DIAG_BYTES_MAX];
+} ehr_diag;
+
+/* Format a message into DIAG (may be NULL; the message is cut to fit).
+ * Returns ERR, so a caller writes `return ehr_diag_fail(diag, EHR_EINVAL,
+ * "...", ...);`. */
+int ehr_diag_fail(ehr_diag *diag, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
  * Allocation. ehr_malloc and friends abort with a message on out-of-memory:
  * use them where the caller could not do better. ehr_try_malloc returns NULL
  * instead, for the few places that can really recover (and for tests that

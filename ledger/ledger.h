@@ -110,8 +110,9 @@ const char *ledger_last_error(const ledger *l);
 
 /*
  * Write block 0 derived from GENESIS (see ledger_genesis_block_build), the
- * chain info and the founding members (LEDGER_MEMBER_KEY_PREFIX keys), in
- * one write transaction. Returns 0; EHR_EEXIST if the ledger already has a
+ * chain info, and block 0's state writes: the emergency-access policy
+ * (LEDGER_EMERGENCY_KEY) and the founding members (LEDGER_MEMBER_KEY_PREFIX
+ * keys), in one write transaction. Returns 0; EHR_EEXIST if the ledger already has a
  * chain; a ledger_genesis_parse error; EHR_EFULL.
  */
 int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len);

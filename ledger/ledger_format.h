@@ -106,6 +106,10 @@ void ledger_tx_hash(const uint8_t *body, size_t body_len, uint8_t out[EHR_HASH_B
 typedef struct ledger_tx_rules {
     const char *chain_id; /* required: the body must name this chain */
     uint64_t now_ms;      /* the transaction is expired if now_ms > expiry_ms */
+    /* The caller has checked the signature of these very bytes already (a
+     * verification cache, a batch on a worker pool): every other check is
+     * made, the signature is not verified again. */
+    bool signature_checked;
 } ledger_tx_rules;
 
 /* A checked transaction. `body` is owned; release with ledger_tx_release. */
@@ -313,6 +317,11 @@ int ledger_genesis_block_build(const uint8_t *genesis, size_t len, uint8_t **out
 enum { LEDGER_MEMBER_KEY_BYTES = 7 + EHR_SCHNORR_PUBLIC_BYTES };
 void ledger_member_key(uint8_t out[LEDGER_MEMBER_KEY_BYTES],
                        const uint8_t node_key[EHR_SCHNORR_PUBLIC_BYTES]);
+
+/* World-state key of the chain's emergency-access policy, written at
+ * genesis: the serialized EmergencyPolicy (empty when the genesis names
+ * none). A string literal: it sorts before LEDGER_MEMBER_KEY_PREFIX. */
+#define LEDGER_EMERGENCY_KEY "chain/emergency"
 
 /* ---- World-state writes ---- */
 

@@ -397,19 +397,31 @@ int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
     rc = ledger_genesis_parse(genesis, len, &g, &diag);
     EHR_ASSERT(rc == 0);
 
-    /* The founding members are block 0's state writes. */
-    ledger_state_write *writes = ehr_calloc(g->n_members + 1, sizeof *writes);
+    /* Block 0's state writes, in key order: the emergency policy (empty
+     * when the genesis names none: nobody may use emergency access), then
+     * the founding members. */
+    size_t nwrites = 1 + g->n_members;
+    ledger_state_write *writes = ehr_calloc(nwrites, sizeof *writes);
     uint8_t(*keys)[LEDGER_MEMBER_KEY_BYTES] = ehr_calloc(g->n_members + 1, sizeof *keys);
+    Ehr__V1__EmergencyPolicy none = EHR__V1__EMERGENCY_POLICY__INIT;
+    const Ehr__V1__EmergencyPolicy *policy = g->emergency != NULL ? g->emergency : &none;
+    uint8_t *policy_bytes = ehr_malloc(ehr__v1__emergency_policy__get_packed_size(policy) + 1);
+    writes[0] = (ledger_state_write){.key = (const uint8_t *)LEDGER_EMERGENCY_KEY,
+                                     .key_len = sizeof LEDGER_EMERGENCY_KEY - 1,
+                                     .value = policy_bytes,
+                                     .value_len =
+                                         ehr__v1__emergency_policy__pack(policy, policy_bytes)};
+    EHR_ASSERT(memcmp(LEDGER_EMERGENCY_KEY, LEDGER_MEMBER_KEY_PREFIX, 1) < 0);
     for (size_t i = 0; i < g->n_members; i++) {
         const Ehr__V1__Member *m = g->members[i];
         ledger_member_key(keys[i], m->node_key.data);
         uint8_t *value = ehr_malloc(ehr__v1__member__get_packed_size(m));
-        writes[i] = (ledger_state_write){.key = keys[i],
-                                         .key_len = LEDGER_MEMBER_KEY_BYTES,
-                                         .value = value,
-                                         .value_len = ehr__v1__member__pack(m, value)};
+        writes[1 + i] = (ledger_state_write){.key = keys[i],
+                                             .key_len = LEDGER_MEMBER_KEY_BYTES,
+                                             .value = value,
+                                             .value_len = ehr__v1__member__pack(m, value)};
     }
-    ledger__ov_block *ov = ledger__ov_block_make(0, 0, NULL, NULL, writes, g->n_members);
+    ledger__ov_block *ov = ledger__ov_block_make(0, 0, NULL, NULL, writes, nwrites);
     bool reserved = false;
     MDB_txn *txn = NULL;
     rc = write_begin(l, &txn);
@@ -430,7 +442,7 @@ int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
         goto out;
     rc = block_store(l, txn, 0, block, block_len);
     if (rc == 0)
-        rc = writes_store(l, txn, 0, writes, g->n_members);
+        rc = writes_store(l, txn, 0, writes, nwrites);
     if (rc == 0) {
         Ehr__V1__ChainInfo c = EHR__V1__CHAIN_INFO__INIT;
         c.format_version = LEDGER__FORMAT_VERSION;
@@ -467,7 +479,7 @@ out:
     if (ov != NULL && reserved)
         ledger__derived_unreserve(l, ov->bytes);
     ehr_free(ov);
-    for (size_t i = 0; i < g->n_members; i++)
+    for (size_t i = 0; i < nwrites; i++)
         ehr_free((void *)writes[i].value);
     ehr_free(writes);
     ehr_free(keys);

@@ -135,9 +135,18 @@ static void test_genesis_init_writes_block0_members_and_tip(void **state)
         ehr_free(value);
     }
     ehr__v1__genesis__free_unpacked(g, NULL);
+    /* The genesis names no emergency policy: an empty one is stored, so
+     * nobody may use emergency access on this chain. */
+    uint8_t *policy;
+    size_t policy_len = 1;
+    assert_int_equal(ledger_state_get(f->l, (const uint8_t *)LEDGER_EMERGENCY_KEY,
+                                      strlen(LEDGER_EMERGENCY_KEY), &policy, &policy_len),
+                     0);
+    assert_int_equal(policy_len, 0);
+    ehr_free(policy);
     ledger_stats stats;
     assert_int_equal(ledger_stats_get(f->l, &stats), 0);
-    assert_true(stats.blocks == 1 && stats.tx_index_rows == 0 && stats.state_keys == MEMBERS);
+    assert_true(stats.blocks == 1 && stats.tx_index_rows == 0 && stats.state_keys == MEMBERS + 1);
 
     snapshot before = snap(f->l);
     assert_int_equal(ledger_genesis_init(f->l, f->genesis, f->genesis_len), EHR_EEXIST);
@@ -624,7 +633,7 @@ static void test_state_scan_prefix_resume_and_bounds(void **state)
         EHR_EDENIED);
     memset(&log, 0, sizeof log);
     long all = ledger_state_scan(f->l, NULL, 0, NULL, 0, LEDGER_SCAN_COUNT_MAX, scan_record, &log);
-    assert_int_equal(all, (long)EHR_ARRAY_COUNT(w) + MEMBERS);
+    assert_int_equal(all, (long)EHR_ARRAY_COUNT(w) + MEMBERS + 1); /* + the emergency policy */
     assert_int_equal(
         ledger_state_scan(f->l, (const uint8_t *)"zz", 2, NULL, 0, 10, scan_record, &log), 0);
     nested_ctx nested = {.l = f->l};
