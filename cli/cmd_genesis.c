@@ -136,7 +136,7 @@ static int member_from_json(json_t *obj, Ehr__V1__Member *m, uint8_t keys[2][32]
         return say(why, EHR_EINVAL, "kx_key: not 64 hex digits");
     m->node_key = (ProtobufCBinaryData){32, keys[0]};
     m->kx_key = (ProtobufCBinaryData){32, keys[1]};
-    ledger_diag diag;
+    ehr_diag diag;
     rc = ledger_genesis_member_check(m, &diag);
     return rc == 0 ? 0 : say(why, rc, "%s", diag.msg);
 }
@@ -244,7 +244,7 @@ int cli__genesis_read(const char *path, struct cli__genesis_file *out)
             snprintf(why, sizeof why, "larger than the limit of %d bytes", EHR_GENESIS_BYTES_MAX);
         return cli__fail(rc == EHR_ETOOBIG ? why : ehr_strerror(rc), "read genesis %s", path);
     }
-    ledger_diag diag;
+    ehr_diag diag;
     if (ledger_genesis_parse(out->bytes, out->len, &out->genesis, &diag) != 0) {
         cli__genesis_file_free(out);
         return cli__fail(diag.msg, "check genesis %s", path);
@@ -337,7 +337,7 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
     if ((members_path == NULL) == (member_count == 0) || chain_id == NULL || out == NULL)
         return cli__usage_error(ctx, "--members FILE (or --member FILE, repeated), --chain-id "
                                      "and --out are required");
-    ledger_diag diag;
+    ehr_diag diag;
     if (ledger_chain_id_check(chain_id, &diag) != 0)
         return cli__usage_error(ctx, "--chain-id: %s", diag.msg);
 
@@ -470,7 +470,7 @@ int cli__cmd_genesis_member(struct cli__ctx *ctx, int argc, char **argv)
         return cli__fail(key_why, "read key file %s", key_path);
     m.node_key = (ProtobufCBinaryData){32, info.signing_public_key};
     m.kx_key = (ProtobufCBinaryData){32, info.kx_public_key};
-    ledger_diag diag;
+    ehr_diag diag;
     if (ledger_genesis_member_check(&m, &diag) != 0)
         return cli__usage_error(ctx, "%s", diag.msg);
     /* Always JSON: the output is an entry for the --members file. */

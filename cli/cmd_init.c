@@ -72,7 +72,7 @@ static int ledger_create(const struct init_args *a, const uint8_t *genesis, size
     if (cli__ledger_open(a->data, false, &l) != 0)
         return CLI_EXIT_FAIL;
     int rc = ledger_genesis_init(l, genesis, len);
-    char why[LEDGER_DIAG_BYTES_MAX + 64];
+    char why[EHR_DIAG_BYTES_MAX + 64];
     snprintf(why, sizeof why, "%s", ledger_last_error(l));
     ledger_close(l);
     if (rc == EHR_EEXIST && a->force) {
@@ -305,7 +305,7 @@ int cli__cmd_init(struct cli__ctx *ctx, int argc, char **argv)
         return cli__fail(rc == EHR_ETOOBIG ? "larger than 1 MiB" : ehr_strerror(rc),
                          "read genesis %s", a.genesis);
     Ehr__V1__Genesis *g = NULL;
-    ledger_diag diag;
+    ehr_diag diag;
     rc = ledger_genesis_parse(genesis, len, &g, &diag);
     int exit_code;
     if (rc != 0)

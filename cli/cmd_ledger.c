@@ -475,7 +475,7 @@ int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv)
         exit_code = cli__fail(ledger_last_error(l), "tx %s", hash_arg);
         goto done;
     }
-    ledger_diag diag;
+    ehr_diag diag;
     ledger_block_view view;
     if (ledger_block_parse(block, block_len, &view, &diag) != 0) {
         exit_code =

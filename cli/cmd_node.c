@@ -427,7 +427,7 @@ static int submit_build(struct cli__ctx *ctx, Ehr__V1__TxBody *body, const char 
     /* The checks a node makes on admission, made here first: what fails
      * them is never sent. */
     ledger_tx_rules rules = {.chain_id = chain_id, .now_ms = now};
-    ledger_diag diag;
+    ehr_diag diag;
     if (ledger_tx_check(*out, *out_len, &rules, NULL, &diag) != 0) {
         ehr_free(*out);
         *out = NULL;
@@ -447,7 +447,7 @@ static int submit_envelope_read(const char *path, uint8_t **out, size_t *out_len
         return cli__fail(rc < 0 && rc > -4096 ? strerror(-rc) : ehr_strerror(rc),
                          "read envelope %s", path);
     ledger_tx_view view;
-    ledger_diag diag;
+    ehr_diag diag;
     if (ledger_tx_envelope_parse(*out, *out_len, &view, &diag) != 0) {
         ehr_free(*out);
         *out = NULL;
@@ -604,7 +604,7 @@ static int block_fetch(struct cli__node *node, uint64_t height, const char *what
         ehr__v1__get_block_response__unpack(NULL, result.response_len, result.response);
     rpc_result_clear(&result);
     const char *bad = NULL;
-    ledger_diag diag;
+    ehr_diag diag;
     if (r == NULL)
         bad = "GetBlockResponse does not decode";
     else if (r->block_hash.len != EHR_HASH_BYTES)
@@ -810,7 +810,7 @@ static void follow_message(void *data, const uint8_t *message, size_t len)
         return;
     Ehr__V1__StreamBlocksResponse *r = ehr__v1__stream_blocks_response__unpack(NULL, len, message);
     ledger_block_view view;
-    ledger_diag diag;
+    ehr_diag diag;
     const char *bad = NULL;
     if (r == NULL)
         bad = "StreamBlocksResponse does not decode";

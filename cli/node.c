@@ -226,7 +226,7 @@ int cli__node_fail(const struct cli__node *node, const struct rpc_result *result
 /* Fail with a response the node should not have sent. Returns CLI_EXIT_FAIL. */
 int cli__node_bad_answer(const struct cli__node *node, const char *what, const char *why)
 {
-    char line[CLI_HOST_BYTES_MAX + LEDGER_DIAG_BYTES_MAX + 64];
+    char line[CLI_HOST_BYTES_MAX + EHR_DIAG_BYTES_MAX + 64];
     snprintf(line, sizeof line, "bad answer from %s: %s", node->address, why);
     return cli__fail(line, "%s", what);
 }

@@ -217,7 +217,7 @@ int cli__tx_print(struct cli__ctx *ctx, const uint8_t hash[EHR_HASH_BYTES], cons
      * the block's time, which verify also makes. */
     const uint8_t *envelope = tx->envelope;
     size_t envelope_len = tx->envelope_len;
-    ledger_diag diag;
+    ehr_diag diag;
     ledger_tx_view tx_view;
     Ehr__V1__TxBody *body = NULL;
     if (ledger_tx_envelope_parse(envelope, envelope_len, &tx_view, &diag) == 0)
@@ -297,7 +297,7 @@ int cli__block_print(struct cli__ctx *ctx, const uint8_t *bytes, size_t len, uin
 {
     EHR_ASSERT(bytes != NULL || len == 0);
     ledger_block_view view;
-    ledger_diag diag;
+    ehr_diag diag;
     if (ledger_block_parse(bytes, len, &view, &diag) != 0)
         return cli__fail(diag.msg, "block %llu", (unsigned long long)height);
     if (view.header.height != height) {

@@ -291,6 +291,7 @@ _Noreturn void ehr_panic(const char *fmt, ...)
 
 int ehr_diag_fail(ehr_diag *diag, int err, const char *fmt, ...)
 {
+    EHR_ASSERT(err < 0);
     if (diag != NULL) {
         va_list ap;
         va_start(ap, fmt);

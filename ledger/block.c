@@ -23,23 +23,23 @@ static bool all_zero(const uint8_t *p, size_t len)
 
 /* Decode the header bytes canonically and apply block.proto's rules. */
 static int header_decode(const uint8_t *bytes, size_t len, ledger_block_header *out,
-                         ledger_diag *diag)
+                         ehr_diag *diag)
 {
     Ehr__V1__BlockHeader *h = ehr__v1__block_header__unpack(NULL, len, bytes);
     if (h == NULL)
-        return ledger__fail(diag, EHR_EINVAL, "block header does not decode");
+        return ehr_diag_fail(diag, EHR_EINVAL, "block header does not decode");
     int rc = 0;
     if (!ledger__proto_canonical(&h->base, bytes, len)) {
-        rc = ledger__fail(diag, EHR_EINVAL, "block header is not in canonical form");
+        rc = ehr_diag_fail(diag, EHR_EINVAL, "block header is not in canonical form");
         goto out;
     }
     if (h->prev_hash.len != EHR_HASH_BYTES || h->tx_root.len != EHR_HASH_BYTES) {
-        rc = ledger__fail(diag, EHR_EINVAL, "block header: prev_hash and tx_root must be %d bytes",
+        rc = ehr_diag_fail(diag, EHR_EINVAL, "block header: prev_hash and tx_root must be %d bytes",
                           EHR_HASH_BYTES);
         goto out;
     }
     if (h->tx_count > EHR_BLOCK_TX_COUNT_MAX) {
-        rc = ledger__fail(diag, EHR_ETOOBIG, "block holds %u transactions, over the limit of %d",
+        rc = ehr_diag_fail(diag, EHR_ETOOBIG, "block holds %u transactions, over the limit of %d",
                           (unsigned)h->tx_count, EHR_BLOCK_TX_COUNT_MAX);
         goto out;
     }
@@ -48,7 +48,7 @@ static int header_decode(const uint8_t *bytes, size_t len, ledger_block_header *
         if (!all_zero(h->prev_hash.data, EHR_HASH_BYTES) || h->proposer.len != 0 ||
             h->raft_term != 0 || h->raft_index != 0 || h->tx_count != 0 ||
             h->genesis_hash.len != EHR_HASH_BYTES) {
-            rc = ledger__fail(diag, EHR_EINVAL,
+            rc = ehr_diag_fail(diag, EHR_EINVAL,
                               "block 0 must have a zero prev_hash, no proposer, no Raft "
                               "position, no transactions and a genesis hash");
             goto out;
@@ -56,7 +56,7 @@ static int header_decode(const uint8_t *bytes, size_t len, ledger_block_header *
         memcpy(out->genesis_hash, h->genesis_hash.data, EHR_HASH_BYTES);
     } else {
         if (h->proposer.len != EHR_SCHNORR_PUBLIC_BYTES || h->genesis_hash.len != 0) {
-            rc = ledger__fail(diag, EHR_EINVAL,
+            rc = ehr_diag_fail(diag, EHR_EINVAL,
                               "block %llu must have a %d-byte proposer and no genesis hash",
                               (unsigned long long)h->height, EHR_SCHNORR_PUBLIC_BYTES);
             goto out;
@@ -83,22 +83,22 @@ void ledger_block_view_release(ledger_block_view *view)
     view->txs = NULL;
 }
 
-int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out, ledger_diag *diag)
+int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out, ehr_diag *diag)
 {
     EHR_ASSERT(out != NULL);
     memset(out, 0, sizeof *out);
     if (len > EHR_BLOCK_BYTES_MAX)
-        return ledger__fail(diag, EHR_ETOOBIG, "block is %zu bytes, over the limit of %d", len,
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "block is %zu bytes, over the limit of %d", len,
                             EHR_BLOCK_BYTES_MAX);
     if (bytes == NULL && len > 0)
-        return ledger__fail(diag, EHR_EINVAL, "block bytes missing");
+        return ehr_diag_fail(diag, EHR_EINVAL, "block bytes missing");
     ledger__reader r = {.data = bytes, .len = len};
     if (!ledger__tag_next(&r, 1, LEDGER__WIRE_LEN))
-        return ledger__fail(diag, len == 0 ? EHR_ETRUNCATED : EHR_EINVAL,
+        return ehr_diag_fail(diag, len == 0 ? EHR_ETRUNCATED : EHR_EINVAL,
                             "block does not start with its header (field 1)");
     int rc = ledger__len_field_read(&r, 1, 1, EHR_BLOCK_HEADER_BYTES_MAX, &out->header_span);
     if (rc != 0)
-        return ledger__fail(diag, rc, "block header field is %s",
+        return ehr_diag_fail(diag, rc, "block header field is %s",
                             rc == EHR_ETOOBIG      ? "over its size limit"
                             : rc == EHR_ETRUNCATED ? "truncated"
                                                    : "malformed");
@@ -113,12 +113,12 @@ int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out,
         ledger_span sig;
         rc = ledger__len_field_read(&r, 2, EHR_SCHNORR_SIG_BYTES, EHR_SCHNORR_SIG_BYTES, &sig);
         if (rc != 0)
-            return ledger__fail(diag, rc == EHR_ETRUNCATED ? rc : EHR_EINVAL,
+            return ehr_diag_fail(diag, rc == EHR_ETRUNCATED ? rc : EHR_EINVAL,
                                 "block signature is not exactly %d bytes", EHR_SCHNORR_SIG_BYTES);
         out->signature = bytes + sig.offset;
     }
     if ((h->height == 0) != (out->signature == NULL))
-        return ledger__fail(diag, EHR_EINVAL, "block %llu %s a signature",
+        return ehr_diag_fail(diag, EHR_EINVAL, "block %llu %s a signature",
                             (unsigned long long)h->height,
                             h->height == 0 ? "must not carry" : "lacks");
 
@@ -126,66 +126,66 @@ int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out,
     uint32_t count = 0;
     while (ledger__tag_next(&r, 3, LEDGER__WIRE_LEN)) {
         if (count == h->tx_count) {
-            rc = ledger__fail(diag, EHR_EINVAL, "block holds more transactions than tx_count %u",
+            rc = ehr_diag_fail(diag, EHR_EINVAL, "block holds more transactions than tx_count %u",
                               (unsigned)h->tx_count);
             goto fail;
         }
         ledger_span *span = &out->txs[count];
         rc = ledger__len_field_read(&r, 3, 1, EHR_TX_BYTES_MAX, span);
         if (rc != 0) {
-            ledger__fail(diag, rc, "block transaction %u is %s", (unsigned)count,
+            ehr_diag_fail(diag, rc, "block transaction %u is %s", (unsigned)count,
                          rc == EHR_ETOOBIG      ? "over the size limit"
                          : rc == EHR_ETRUNCATED ? "truncated"
                                                 : "malformed");
             goto fail;
         }
         ledger_tx_view tx;
-        ledger_diag tx_diag;
+        ehr_diag tx_diag;
         rc = ledger_tx_envelope_parse(bytes + span->offset, span->length, &tx, &tx_diag);
         if (rc != 0) {
-            ledger__fail(diag, rc, "block transaction %u: %s", (unsigned)count, tx_diag.msg);
+            ehr_diag_fail(diag, rc, "block transaction %u: %s", (unsigned)count, tx_diag.msg);
             goto fail;
         }
         count++;
     }
     if (count != h->tx_count) {
-        rc = ledger__fail(diag, EHR_EINVAL, "block holds %u transactions, header says %u",
+        rc = ehr_diag_fail(diag, EHR_EINVAL, "block holds %u transactions, header says %u",
                           (unsigned)count, (unsigned)h->tx_count);
         goto fail;
     }
     if (ledger__tag_next(&r, 4, LEDGER__WIRE_LEN)) {
         rc = ledger__len_field_read(&r, 4, 1, EHR_GENESIS_BYTES_MAX, &out->genesis);
         if (rc != 0) {
-            ledger__fail(diag, rc, "block genesis field is malformed, truncated or too big");
+            ehr_diag_fail(diag, rc, "block genesis field is malformed, truncated or too big");
             goto fail;
         }
     }
     if (r.pos != len) {
-        rc = ledger__fail(diag, EHR_EINVAL,
+        rc = ehr_diag_fail(diag, EHR_EINVAL,
                           "block has %zu bytes of unknown, repeated or misordered fields",
                           len - r.pos);
         goto fail;
     }
     if (h->height == 0) {
         if (out->genesis.length == 0) {
-            rc = ledger__fail(diag, EHR_EINVAL, "block 0 lacks the genesis document");
+            rc = ehr_diag_fail(diag, EHR_EINVAL, "block 0 lacks the genesis document");
             goto fail;
         }
         const uint8_t *g = bytes + out->genesis.offset;
         uint8_t g_hash[EHR_HASH_BYTES];
         ehr_sha256(g_hash, g, out->genesis.length);
         if (memcmp(g_hash, h->genesis_hash, EHR_HASH_BYTES) != 0) {
-            rc = ledger__fail(diag, EHR_EINVAL, "block 0: genesis_hash is not the document's");
+            rc = ehr_diag_fail(diag, EHR_EINVAL, "block 0: genesis_hash is not the document's");
             goto fail;
         }
-        ledger_diag why;
+        ehr_diag why;
         rc = ledger_genesis_parse(g, out->genesis.length, NULL, &why);
         if (rc != 0) {
-            ledger__fail(diag, rc, "block 0: genesis document: %s", why.msg);
+            ehr_diag_fail(diag, rc, "block 0: genesis document: %s", why.msg);
             goto fail;
         }
     } else if (out->genesis.length != 0) {
-        rc = ledger__fail(diag, EHR_EINVAL, "only block 0 carries a genesis document");
+        rc = ehr_diag_fail(diag, EHR_EINVAL, "only block 0 carries a genesis document");
         goto fail;
     }
     out->bytes = bytes;
@@ -211,7 +211,7 @@ static void block_tx_hashes(const ledger_block_view *view, uint8_t (*hashes)[EHR
 }
 
 int ledger_block_check(const ledger_block_view *view, unsigned flags, const char *chain_id,
-                       uint8_t (*tx_hashes)[EHR_HASH_BYTES], long *failed_tx, ledger_diag *diag)
+                       uint8_t (*tx_hashes)[EHR_HASH_BYTES], long *failed_tx, ehr_diag *diag)
 {
     EHR_ASSERT(view != NULL && view->bytes != NULL);
     EHR_ASSERT((flags & LEDGER_CHECK_TXS) == 0 || chain_id != NULL);
@@ -229,7 +229,7 @@ int ledger_block_check(const ledger_block_view *view, unsigned flags, const char
         uint8_t root[EHR_HASH_BYTES];
         ledger_merkle_root((const uint8_t(*)[EHR_HASH_BYTES])hashes, h->tx_count, root);
         if (memcmp(root, h->tx_root, EHR_HASH_BYTES) != 0) {
-            rc = ledger__fail(diag, EHR_ECORRUPT,
+            rc = ehr_diag_fail(diag, EHR_ECORRUPT,
                               "block %llu: tx_root does not match its transactions",
                               (unsigned long long)h->height);
             goto out;
@@ -239,7 +239,7 @@ int ledger_block_check(const ledger_block_view *view, unsigned flags, const char
         ehr_public_key proposer;
         if (ehr_public_key_parse(&proposer, h->proposer) != 0 ||
             ehr_schnorr_verify(&proposer, view->hash, view->signature) != 0) {
-            rc = ledger__fail(diag, EHR_EBADSIG,
+            rc = ehr_diag_fail(diag, EHR_EBADSIG,
                               "block %llu: the proposer's header signature does not verify",
                               (unsigned long long)h->height);
             goto out;
@@ -249,13 +249,13 @@ int ledger_block_check(const ledger_block_view *view, unsigned flags, const char
         ledger_tx_rules rules = {.chain_id = chain_id, .now_ms = h->time_ms};
         ledger__key_cache keys = {0};
         for (uint32_t i = 0; i < h->tx_count; i++) {
-            ledger_diag tx_diag;
+            ehr_diag tx_diag;
             rc = ledger__tx_check(view->bytes + view->txs[i].offset, view->txs[i].length, &rules,
                                   hashes[i], &keys, NULL, &tx_diag);
             if (rc != 0) {
                 if (failed_tx != NULL)
                     *failed_tx = (long)i;
-                ledger__fail(diag, rc, "block %llu tx %u: %s", (unsigned long long)h->height,
+                ehr_diag_fail(diag, rc, "block %llu tx %u: %s", (unsigned long long)h->height,
                              (unsigned)i, tx_diag.msg);
                 goto out;
             }
@@ -298,24 +298,24 @@ static size_t len_field_write(uint8_t *p, unsigned field, const uint8_t *content
 int ledger_block_build(const ledger_block_params *params, const ledger_bytes *envelopes,
                        size_t count, const uint8_t (*tx_hashes)[EHR_HASH_BYTES],
                        const ehr_signing_key *proposer, uint8_t **out, size_t *out_len,
-                       uint8_t out_hash[EHR_HASH_BYTES], ledger_diag *diag)
+                       uint8_t out_hash[EHR_HASH_BYTES], ehr_diag *diag)
 {
     EHR_ASSERT(params != NULL && proposer != NULL && out != NULL && out_len != NULL);
     if (params->height == 0)
-        return ledger__fail(diag, EHR_EINVAL, "block 0 comes from the genesis document only");
+        return ehr_diag_fail(diag, EHR_EINVAL, "block 0 comes from the genesis document only");
     if (count > EHR_BLOCK_TX_COUNT_MAX)
-        return ledger__fail(diag, EHR_ETOOBIG, "%zu transactions, over the limit of %d", count,
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "%zu transactions, over the limit of %d", count,
                             EHR_BLOCK_TX_COUNT_MAX);
     size_t txs_bytes = 0;
     for (size_t i = 0; i < count; i++) {
         ledger_tx_view tx;
-        ledger_diag tx_diag;
+        ehr_diag tx_diag;
         int rc = ledger_tx_envelope_parse(envelopes[i].data, envelopes[i].len, &tx, &tx_diag);
         if (rc != 0)
-            return ledger__fail(diag, rc, "transaction %zu: %s", i, tx_diag.msg);
+            return ehr_diag_fail(diag, rc, "transaction %zu: %s", i, tx_diag.msg);
         txs_bytes += len_field_size(envelopes[i].len);
         if (txs_bytes > EHR_BLOCK_BYTES_MAX)
-            return ledger__fail(diag, EHR_ETOOBIG, "transactions over the block limit of %d bytes",
+            return ehr_diag_fail(diag, EHR_ETOOBIG, "transactions over the block limit of %d bytes",
                                 EHR_BLOCK_BYTES_MAX);
     }
     uint8_t(*hashes)[EHR_HASH_BYTES] = NULL;
@@ -349,12 +349,12 @@ int ledger_block_build(const ledger_block_params *params, const ledger_bytes *en
     int rc = ehr_schnorr_sign(proposer, block_hash, sig);
     if (rc != 0) {
         ehr_free(header_bytes);
-        return ledger__fail(diag, rc, "signing the block header failed");
+        return ehr_diag_fail(diag, rc, "signing the block header failed");
     }
     size_t total = len_field_size(header_len) + len_field_size(EHR_SCHNORR_SIG_BYTES) + txs_bytes;
     if (total > EHR_BLOCK_BYTES_MAX) {
         ehr_free(header_bytes);
-        return ledger__fail(diag, EHR_ETOOBIG, "block would be %zu bytes, over the limit of %d",
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "block would be %zu bytes, over the limit of %d",
                             total, EHR_BLOCK_BYTES_MAX);
     }
     uint8_t *p = ehr_malloc(total);
@@ -389,16 +389,16 @@ static bool chain_id_char(char c)
            c == '_' || c == '-';
 }
 
-int ledger_chain_id_check(const char *chain_id, ledger_diag *diag)
+int ledger_chain_id_check(const char *chain_id, ehr_diag *diag)
 {
     EHR_ASSERT(chain_id != NULL);
     size_t len = strlen(chain_id);
     if (len == 0 || len > EHR_CHAIN_ID_BYTES_MAX)
-        return ledger__fail(diag, EHR_EINVAL, "chain id must be 1 to %d characters",
+        return ehr_diag_fail(diag, EHR_EINVAL, "chain id must be 1 to %d characters",
                             EHR_CHAIN_ID_BYTES_MAX);
     for (size_t i = 0; i < len; i++)
         if (!chain_id_char(chain_id[i]))
-            return ledger__fail(diag, EHR_EINVAL, "chain id may use only A-Z a-z 0-9 . _ -");
+            return ehr_diag_fail(diag, EHR_EINVAL, "chain id may use only A-Z a-z 0-9 . _ -");
     return 0;
 }
 
@@ -453,11 +453,11 @@ static bool host_char(char c, bool bracketed)
  * address ([A-Za-z0-9.-]) or [IPv6] ([A-Za-z0-9.:-] inside brackets), PORT
  * 1..65535 in decimal without a leading zero. Returns 0 or EHR_EINVAL with
  * the reason in DIAG. */
-static int peer_address_check(const char *s, ledger_diag *diag)
+static int peer_address_check(const char *s, ehr_diag *diag)
 {
     size_t n = strlen(s);
     if (n == 0 || n > EHR_PEER_ADDRESS_BYTES_MAX)
-        return ledger__fail(diag, EHR_EINVAL, "address: must be HOST:PORT of 1 to %d bytes",
+        return ehr_diag_fail(diag, EHR_EINVAL, "address: must be HOST:PORT of 1 to %d bytes",
                             EHR_PEER_ADDRESS_BYTES_MAX);
     const char *colon = strrchr(s, ':');
     const char *digits = colon != NULL ? colon + 1 : "";
@@ -469,41 +469,41 @@ static int peer_address_check(const char *s, ledger_diag *diag)
         port = port * 10 + (uint32_t)(digits[i] - '0');
     }
     if (!port_ok || port > 65535)
-        return ledger__fail(diag, EHR_EINVAL,
+        return ehr_diag_fail(diag, EHR_EINVAL,
                             "address: \"%.64s\" is not HOST:PORT with a port from 1 to 65535", s);
     size_t host_len = (size_t)(colon - s);
     bool bracketed = host_len >= 2 && s[0] == '[' && s[host_len - 1] == ']';
     size_t from = bracketed ? 1 : 0, to = bracketed ? host_len - 1 : host_len;
     if (from == to)
-        return ledger__fail(diag, EHR_EINVAL, "address: \"%.64s\" has no host", s);
+        return ehr_diag_fail(diag, EHR_EINVAL, "address: \"%.64s\" has no host", s);
     for (size_t i = from; i < to; i++)
         if (!host_char(s[i], bracketed))
-            return ledger__fail(diag, EHR_EINVAL,
+            return ehr_diag_fail(diag, EHR_EINVAL,
                                 "address: the host holds a character other than A-Z a-z 0-9 . - "
                                 "(and : inside [brackets])");
     return 0;
 }
 
-int ledger_genesis_member_check(const Ehr__V1__Member *m, ledger_diag *diag)
+int ledger_genesis_member_check(const Ehr__V1__Member *m, ehr_diag *diag)
 {
     EHR_ASSERT(m != NULL);
     if (!name_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
-        return ledger__fail(diag, EHR_EINVAL,
+        return ehr_diag_fail(diag, EHR_EINVAL,
                             "name: must be 1 to %d bytes of UTF-8 text without control characters",
                             EHR_MEMBER_NAME_BYTES_MAX);
     if (m->role < EHR__V1__MEMBER_ROLE__MEMBER_ROLE_HOSPITAL ||
         m->role > EHR__V1__MEMBER_ROLE__MEMBER_ROLE_REGULATOR)
-        return ledger__fail(diag, EHR_EINVAL, "role: %d is not a known role", (int)m->role);
+        return ehr_diag_fail(diag, EHR_EINVAL, "role: %d is not a known role", (int)m->role);
     ehr_public_key key;
     if (m->node_key.len != EHR_SCHNORR_PUBLIC_BYTES ||
         ehr_public_key_parse(&key, m->node_key.data) != 0)
-        return ledger__fail(diag, EHR_EINVAL,
+        return ehr_diag_fail(diag, EHR_EINVAL,
                             "node_key: not a valid BIP-340 x-only public key (%d bytes)",
                             EHR_SCHNORR_PUBLIC_BYTES);
     /* ehr_kx_public_key_check refuses zero and the other points of small
      * order, whose shared secrets an attacker could predict. */
     if (m->kx_key.len != EHR_KX_PUBLIC_BYTES || ehr_kx_public_key_check(m->kx_key.data) != 0)
-        return ledger__fail(diag, EHR_EINVAL, "kx_key: not a valid X25519 public key (%d bytes)",
+        return ehr_diag_fail(diag, EHR_EINVAL, "kx_key: not a valid X25519 public key (%d bytes)",
                             EHR_KX_PUBLIC_BYTES);
     return peer_address_check(m->peer_address, diag);
 }
@@ -538,37 +538,37 @@ static int name_cut(const char *name, size_t max)
     return (int)max;
 }
 
-static int genesis_check(const Ehr__V1__Genesis *g, ledger_diag *diag)
+static int genesis_check(const Ehr__V1__Genesis *g, ehr_diag *diag)
 {
     int rc = ledger_chain_id_check(g->chain_id, diag);
     if (rc != 0)
         return rc;
     if (g->time_ms == 0)
-        return ledger__fail(diag, EHR_EINVAL, "genesis time is missing");
+        return ehr_diag_fail(diag, EHR_EINVAL, "genesis time is missing");
     if (g->time_ms > EHR_GENESIS_TIME_MS_MAX)
-        return ledger__fail(diag, EHR_EINVAL, "genesis time %llu ms is over the maximum %llu",
+        return ehr_diag_fail(diag, EHR_EINVAL, "genesis time %llu ms is over the maximum %llu",
                             (unsigned long long)g->time_ms,
                             (unsigned long long)EHR_GENESIS_TIME_MS_MAX);
     if (g->n_members == 0)
-        return ledger__fail(diag, EHR_EINVAL, "no members: a chain needs at least one");
+        return ehr_diag_fail(diag, EHR_EINVAL, "no members: a chain needs at least one");
     if (g->n_members > EHR_GENESIS_MEMBERS_MAX)
-        return ledger__fail(diag, EHR_ETOOBIG, "%zu members, over the maximum %d", g->n_members,
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "%zu members, over the maximum %d", g->n_members,
                             EHR_GENESIS_MEMBERS_MAX);
     /* Members are named by position from 1 and, once the name is known to
      * be printable, by name: "member 2 (\"Lab\"): kx_key: ...". */
     for (size_t i = 0; i < g->n_members; i++) {
         const Ehr__V1__Member *m = g->members[i];
-        ledger_diag why;
+        ehr_diag why;
         if (ledger_genesis_member_check(m, &why) != 0) {
             if (!name_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
-                return ledger__fail(diag, EHR_EINVAL, "member %zu: %s", i + 1, why.msg);
-            return ledger__fail(diag, EHR_EINVAL, "member %zu (\"%.*s\"): %s", i + 1,
+                return ehr_diag_fail(diag, EHR_EINVAL, "member %zu: %s", i + 1, why.msg);
+            return ehr_diag_fail(diag, EHR_EINVAL, "member %zu (\"%.*s\"): %s", i + 1,
                                 name_cut(m->name, 48), m->name, why.msg);
         }
         for (size_t j = 0; j < i; j++) {
             const char *field = member_collision(g->members[j], m);
             if (field != NULL)
-                return ledger__fail(diag, EHR_EINVAL,
+                return ehr_diag_fail(diag, EHR_EINVAL,
                                     "member %zu (\"%.*s\"): %s: same as member %zu", i + 1,
                                     name_cut(m->name, 48), m->name, field, j + 1);
         }
@@ -577,21 +577,21 @@ static int genesis_check(const Ehr__V1__Genesis *g, ledger_diag *diag)
 }
 
 int ledger_genesis_parse(const uint8_t *bytes, size_t len, Ehr__V1__Genesis **out,
-                         ledger_diag *diag)
+                         ehr_diag *diag)
 {
     if (out != NULL)
         *out = NULL;
     if (len > EHR_GENESIS_BYTES_MAX)
-        return ledger__fail(diag, EHR_ETOOBIG, "genesis is %zu bytes, over the limit of %d", len,
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "genesis is %zu bytes, over the limit of %d", len,
                             EHR_GENESIS_BYTES_MAX);
     if (bytes == NULL && len > 0)
-        return ledger__fail(diag, EHR_EINVAL, "genesis bytes missing");
+        return ehr_diag_fail(diag, EHR_EINVAL, "genesis bytes missing");
     Ehr__V1__Genesis *g = ehr__v1__genesis__unpack(NULL, len, bytes);
     if (g == NULL)
-        return ledger__fail(diag, EHR_EINVAL, "genesis does not decode as an ehr.v1.Genesis");
+        return ehr_diag_fail(diag, EHR_EINVAL, "genesis does not decode as an ehr.v1.Genesis");
     int rc = 0;
     if (!ledger__proto_canonical(&g->base, bytes, len))
-        rc = ledger__fail(diag, EHR_EINVAL, "genesis is not in canonical form");
+        rc = ehr_diag_fail(diag, EHR_EINVAL, "genesis is not in canonical form");
     else
         rc = genesis_check(g, diag);
     if (rc != 0 || out == NULL)
@@ -602,12 +602,12 @@ int ledger_genesis_parse(const uint8_t *bytes, size_t len, Ehr__V1__Genesis **ou
 }
 
 int ledger_genesis_encode(const Ehr__V1__Genesis *genesis, uint8_t **out, size_t *out_len,
-                          ledger_diag *diag)
+                          ehr_diag *diag)
 {
     EHR_ASSERT(genesis != NULL && out != NULL && out_len != NULL);
     size_t n = ehr__v1__genesis__get_packed_size(genesis);
     if (n > EHR_GENESIS_BYTES_MAX)
-        return ledger__fail(diag, EHR_ETOOBIG, "genesis would be %zu bytes, over the limit of %d",
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "genesis would be %zu bytes, over the limit of %d",
                             n, EHR_GENESIS_BYTES_MAX);
     uint8_t *p = ehr_malloc(n > 0 ? n : 1);
     size_t packed = ehr__v1__genesis__pack(genesis, p);
@@ -624,7 +624,7 @@ int ledger_genesis_encode(const Ehr__V1__Genesis *genesis, uint8_t **out, size_t
 }
 
 int ledger_genesis_block_build(const uint8_t *genesis, size_t len, uint8_t **out, size_t *out_len,
-                               ledger_diag *diag)
+                               ehr_diag *diag)
 {
     EHR_ASSERT(out != NULL && out_len != NULL);
     Ehr__V1__Genesis *g;

@@ -429,7 +429,7 @@ static int block_load(ledger *l, MDB_txn *txn, uint64_t height, ledger__ov_block
         return ledger__error(l, EHR_ECORRUPT, "block %llu fails its stored checksum",
                              (unsigned long long)height);
     ledger_block_view view;
-    ledger_diag diag;
+    ehr_diag diag;
     if (ledger_block_parse(bytes, len, &view, &diag) != 0)
         return ledger__error(l, EHR_ECORRUPT, "block %llu does not parse: %s",
                              (unsigned long long)height, diag.msg);

@@ -251,7 +251,7 @@ typedef struct ledger_verify_report {
     long tx_index;   /* the transaction's position, or -1 */
     uint64_t blocks_checked;
     uint64_t txs_checked;
-    char msg[LEDGER_DIAG_BYTES_MAX]; /* one line: the verdict */
+    char msg[EHR_DIAG_BYTES_MAX]; /* one line: the verdict */
 } ledger_verify_report;
 
 /* The name of FAULT ("hash-link", ...), for --json. Never NULL. */
@@ -503,7 +503,7 @@ int ledger_snapshot_create(ledger *l, const char *path, ledger_snapshot_info *in
  * than its header says); EHR_EVERSION (another LMDB or ledger format);
  * EHR_ENOTFOUND (no such file, or no chain); EHR_ECORRUPT; -errno.
  */
-int ledger_snapshot_inspect(const char *path, ledger_snapshot_info *info, ledger_diag *diag);
+int ledger_snapshot_inspect(const char *path, ledger_snapshot_info *info, ehr_diag *diag);
 
 /* What the receiver expects of a snapshot (from the Raft snapshot meta and
  * its own chain). */
@@ -554,7 +554,7 @@ typedef struct ledger_snapshot_expect {
 int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
                             const ledger_raft_batch *raft_reset,
                             const ledger_snapshot_expect *expect, ledger_snapshot_info *info,
-                            ledger_diag *diag);
+                            ehr_diag *diag);
 /*
  * Bring the derived tables (tx index, world state) up to the tip now and
  * wait for it: ledger_close does this too; a node may call it before

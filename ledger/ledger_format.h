@@ -8,7 +8,7 @@
  * library ehr_ledger) builds on.
  *
  * Errors: 0 on success, a negative EHR_E* code (common.h). Check functions
- * also fill an optional ledger_diag with a sentence a person can act on.
+ * also fill an optional ehr_diag with a sentence a person can act on.
  *
  * Memory: functions that return bytes return an ehr_malloc'd copy the caller
  * frees with ehr_free. Views (ledger_tx_view, ledger_block_view) borrow the
@@ -67,12 +67,6 @@ _Static_assert((1u << EHR_MERKLE_PROOF_HASHES_MAX) >= EHR_BLOCK_TX_COUNT_MAX,
 _Static_assert(EHR_TX_BODY_BYTES_MAX < (1 << 21), "body length fits a 3-byte varint");
 _Static_assert(EHR_STATE_KEY_BYTES_MAX <= 511, "LMDB's default key size limit");
 
-/* Why a check failed, in a sentence ("body is 70000 bytes, over ..."). */
-enum { LEDGER_DIAG_BYTES_MAX = 256 };
-typedef struct ledger_diag {
-    char msg[LEDGER_DIAG_BYTES_MAX];
-} ledger_diag;
-
 /* A borrowed byte string. */
 typedef struct ledger_bytes {
     const uint8_t *data;
@@ -97,7 +91,7 @@ typedef struct ledger_tx_view {
  * Returns 0; EHR_ETOOBIG (over EHR_TX_BYTES_MAX), EHR_ETRUNCATED, EHR_EINVAL.
  */
 int ledger_tx_envelope_parse(const uint8_t *bytes, size_t len, ledger_tx_view *out,
-                             ledger_diag *diag);
+                             ehr_diag *diag);
 
 /* The transaction hash (its id): SHA-256 of the body bytes. */
 void ledger_tx_hash(const uint8_t *body, size_t body_len, uint8_t out[EHR_HASH_BYTES]);
@@ -129,7 +123,7 @@ typedef struct ledger_tx {
  * EHR_EEXPIRED, EHR_EBADSIG. On error OUT holds nothing to release.
  */
 int ledger_tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rules, ledger_tx *out,
-                    ledger_diag *diag);
+                    ehr_diag *diag);
 
 void ledger_tx_release(ledger_tx *tx);
 
@@ -213,7 +207,7 @@ typedef struct ledger_block_view {
  * Returns 0 (release OUT with ledger_block_view_release); EHR_ETOOBIG,
  * EHR_ETRUNCATED, EHR_EINVAL. On error OUT holds nothing to release.
  */
-int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out, ledger_diag *diag);
+int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out, ehr_diag *diag);
 
 void ledger_block_view_release(ledger_block_view *view);
 
@@ -233,7 +227,7 @@ enum ledger_block_check_flags {
  * signature: a tx's when *FAILED_TX >= 0), or a ledger_tx_check error.
  */
 int ledger_block_check(const ledger_block_view *view, unsigned flags, const char *chain_id,
-                       uint8_t (*tx_hashes)[EHR_HASH_BYTES], long *failed_tx, ledger_diag *diag);
+                       uint8_t (*tx_hashes)[EHR_HASH_BYTES], long *failed_tx, ehr_diag *diag);
 
 /* What the proposer puts in a header besides the transactions. */
 typedef struct ledger_block_params {
@@ -256,7 +250,7 @@ typedef struct ledger_block_params {
 int ledger_block_build(const ledger_block_params *params, const ledger_bytes *envelopes,
                        size_t count, const uint8_t (*tx_hashes)[EHR_HASH_BYTES],
                        const ehr_signing_key *proposer, uint8_t **out, size_t *out_len,
-                       uint8_t out_hash[EHR_HASH_BYTES], ledger_diag *diag);
+                       uint8_t out_hash[EHR_HASH_BYTES], ehr_diag *diag);
 
 /* ---- Genesis ---- */
 
@@ -277,13 +271,13 @@ int ledger_block_build(const ledger_block_params *params, const ledger_bytes *en
  */
 
 /* Check a chain id. Returns 0 or EHR_EINVAL (reason in DIAG, may be NULL). */
-int ledger_chain_id_check(const char *chain_id, ledger_diag *diag);
+int ledger_chain_id_check(const char *chain_id, ehr_diag *diag);
 
 /*
  * Check one member's fields (not whether another member has the same ones).
  * Returns 0 or EHR_EINVAL with `FIELD: reason` in DIAG (may be NULL).
  */
-int ledger_genesis_member_check(const Ehr__V1__Member *member, ledger_diag *diag);
+int ledger_genesis_member_check(const Ehr__V1__Member *member, ehr_diag *diag);
 
 /*
  * Decode and validate a serialized Genesis: at most EHR_GENESIS_BYTES_MAX
@@ -292,14 +286,14 @@ int ledger_genesis_member_check(const Ehr__V1__Member *member, ledger_diag *diag
  * NULL). Returns 0; EHR_ETOOBIG, EHR_EINVAL.
  */
 int ledger_genesis_parse(const uint8_t *bytes, size_t len, Ehr__V1__Genesis **out,
-                         ledger_diag *diag);
+                         ehr_diag *diag);
 
 /*
  * Validate GENESIS and serialize it (what `ehrctl genesis` writes). Writes
  * *OUT (ehr_malloc'd). Returns 0, or a ledger_genesis_parse error.
  */
 int ledger_genesis_encode(const Ehr__V1__Genesis *genesis, uint8_t **out, size_t *out_len,
-                          ledger_diag *diag);
+                          ehr_diag *diag);
 
 /*
  * Derive block 0 from a serialized genesis document. Deterministic: the
@@ -309,7 +303,7 @@ int ledger_genesis_encode(const Ehr__V1__Genesis *genesis, uint8_t **out, size_t
  * Returns 0, or a ledger_genesis_parse error.
  */
 int ledger_genesis_block_build(const uint8_t *genesis, size_t len, uint8_t **out, size_t *out_len,
-                               ledger_diag *diag);
+                               ehr_diag *diag);
 
 /* World-state key of a member: "member/" followed by its 32-byte node key;
  * the value is the serialized Member. */

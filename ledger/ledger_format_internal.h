@@ -64,11 +64,6 @@ size_t ledger__varint_write(uint8_t *p, uint64_t v);
  */
 bool ledger__proto_canonical(const ProtobufCMessage *msg, const uint8_t *data, size_t len);
 
-/* Format a message into DIAG (which may be NULL). Returns ERR, so callers
- * can `return ledger__fail(diag, EHR_EINVAL, "...", ...)`. */
-int ledger__fail(ledger_diag *diag, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* ---- Transactions ---- */
 
 /* The last signer key parsed, kept by a caller that checks many
@@ -85,6 +80,6 @@ typedef struct ledger__key_cache {
  */
 int ledger__tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rules,
                      const uint8_t known_hash[EHR_HASH_BYTES], ledger__key_cache *keys,
-                     ledger_tx *out, ledger_diag *diag);
+                     ledger_tx *out, ehr_diag *diag);
 
 #endif /* EHR_LEDGER_FORMAT_INTERNAL_H */

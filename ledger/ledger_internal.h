@@ -224,7 +224,7 @@ struct ledger {
     uint64_t checkpoints_done; /* tests, stats */
     uint64_t oldest_ns;        /* when the oldest overlay block was published */
     int checkpoint_error;      /* sticky: the last checkpoint failed */
-    char checkpoint_error_msg[LEDGER_DIAG_BYTES_MAX];
+    char checkpoint_error_msg[EHR_DIAG_BYTES_MAX];
     /* Append scratch, reused from block to block (one writer at a time). */
     uint8_t (*hashes)[EHR_HASH_BYTES];
     uint32_t *tx_order;
@@ -347,6 +347,6 @@ extern void (*ledger__snapshot_install_hook)(enum ledger__install_step step);
 
 /* The size check of ledger_snapshot_inspect, for the edge test. Returns 0
  * or EHR_ETOOBIG (over LEDGER_SNAPSHOT_BYTES_MAX), with a sentence. */
-int ledger__snapshot_size_check(uint64_t file_bytes, ledger_diag *diag);
+int ledger__snapshot_size_check(uint64_t file_bytes, ehr_diag *diag);
 
 #endif /* EHR_LEDGER_INTERNAL_H */

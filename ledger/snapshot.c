@@ -58,13 +58,13 @@ enum {
     PATH_BUF_BYTES = LEDGER_SNAPSHOT_PATH_BYTES_MAX + 16,
 };
 
-static int path_check(const char *path, const char *what, ledger_diag *diag)
+static int path_check(const char *path, const char *what, ehr_diag *diag)
 {
     if (path == NULL || path[0] == '\0')
-        return ledger__fail(diag, EHR_EINVAL, "no %s path given", what);
+        return ehr_diag_fail(diag, EHR_EINVAL, "no %s path given", what);
     size_t len = strnlen(path, LEDGER_SNAPSHOT_PATH_BYTES_MAX + 1);
     if (len > LEDGER_SNAPSHOT_PATH_BYTES_MAX)
-        return ledger__fail(diag, EHR_ETOOBIG, "the %s path is over the limit of %d bytes", what,
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "the %s path is over the limit of %d bytes", what,
                             LEDGER_SNAPSHOT_PATH_BYTES_MAX);
     return 0;
 }
@@ -158,25 +158,25 @@ static uint64_t u64_at(const uint8_t *p)
 
 /* Read and check meta page INDEX of FD at OFFSET. */
 static int lmdb_meta_read(int fd, const char *path, unsigned index, uint64_t offset, lmdb_meta *out,
-                          ledger_diag *diag)
+                          ehr_diag *diag)
 {
     uint8_t head[LMDB_HEAD_BYTES];
     ssize_t n = pread(fd, head, sizeof head, (off_t)offset);
     if (n < 0)
-        return ledger__fail(diag, -errno, "%s: reading the LMDB header: %s", path, strerror(errno));
+        return ehr_diag_fail(diag, -errno, "%s: reading the LMDB header: %s", path, strerror(errno));
     if ((size_t)n < sizeof head)
-        return ledger__fail(diag, EHR_ETRUNCATED,
+        return ehr_diag_fail(diag, EHR_ETRUNCATED,
                             "%s is too short for an LMDB header (meta page %u cut off)", path,
                             index);
     uint16_t flags;
     memcpy(&flags, head + LMDB_PAGE_FLAGS_AT, sizeof flags);
     const uint8_t *meta = head + LMDB_PAGE_HEADER_BYTES;
     if (!(flags & LMDB_PAGE_FLAG_META) || u32_at(meta + LMDB_META_MAGIC_AT) != LMDB_MAGIC)
-        return ledger__fail(diag, EHR_EINVAL, "%s is not an LMDB file (no meta page %u)", path,
+        return ehr_diag_fail(diag, EHR_EINVAL, "%s is not an LMDB file (no meta page %u)", path,
                             index);
     uint32_t version = u32_at(meta + LMDB_META_VERSION_AT);
     if (version != LMDB_DATA_VERSION)
-        return ledger__fail(diag, EHR_EVERSION,
+        return ehr_diag_fail(diag, EHR_EVERSION,
                             "%s is an LMDB file of data version %u; this build reads version %d",
                             path, (unsigned)version, LMDB_DATA_VERSION);
     out->page_bytes = u32_at(meta + LMDB_META_PAGE_BYTES_AT);
@@ -184,15 +184,15 @@ static int lmdb_meta_read(int fd, const char *path, unsigned index, uint64_t off
     out->txnid = u64_at(meta + LMDB_META_TXNID_AT);
     uint32_t pb = out->page_bytes;
     if (pb < LMDB_PAGE_BYTES_MIN || pb > LMDB_PAGE_BYTES_MAX || (pb & (pb - 1)) != 0)
-        return ledger__fail(diag, EHR_EINVAL, "%s: LMDB meta page %u gives a page size of %u", path,
+        return ehr_diag_fail(diag, EHR_EINVAL, "%s: LMDB meta page %u gives a page size of %u", path,
                             index, (unsigned)pb);
     return 0;
 }
 
-int ledger__snapshot_size_check(uint64_t file_bytes, ledger_diag *diag)
+int ledger__snapshot_size_check(uint64_t file_bytes, ehr_diag *diag)
 {
     if (file_bytes > LEDGER_SNAPSHOT_BYTES_MAX)
-        return ledger__fail(diag, EHR_ETOOBIG, "the snapshot is %llu bytes, over the limit of %llu",
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "the snapshot is %llu bytes, over the limit of %llu",
                             (unsigned long long)file_bytes,
                             (unsigned long long)LEDGER_SNAPSHOT_BYTES_MAX);
     return 0;
@@ -204,21 +204,21 @@ int ledger__snapshot_size_check(uint64_t file_bytes, ledger_diag *diag)
  * the file. *FILE_BYTES gets its size. Returns 0 or the errors of
  * ledger_snapshot_inspect.
  */
-static int file_check(const char *path, uint64_t *file_bytes, ledger_diag *diag)
+static int file_check(const char *path, uint64_t *file_bytes, ehr_diag *diag)
 {
     /* O_NONBLOCK: a FIFO in PATH's place must not block the open. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int err = errno;
-        return ledger__fail(diag, err == ENOENT ? EHR_ENOTFOUND : -err, "%s: %s", path,
+        return ehr_diag_fail(diag, err == ENOENT ? EHR_ENOTFOUND : -err, "%s: %s", path,
                             strerror(err));
     }
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) != 0)
-        rc = ledger__fail(diag, -errno, "%s: %s", path, strerror(errno));
+        rc = ehr_diag_fail(diag, -errno, "%s: %s", path, strerror(errno));
     else if (!S_ISREG(st.st_mode))
-        rc = ledger__fail(diag, EHR_EINVAL, "%s is not a regular file", path);
+        rc = ehr_diag_fail(diag, EHR_EINVAL, "%s is not a regular file", path);
     if (rc == 0)
         rc = ledger__snapshot_size_check((uint64_t)st.st_size, diag);
     lmdb_meta metas[2];
@@ -231,15 +231,15 @@ static int file_check(const char *path, uint64_t *file_bytes, ledger_diag *diag)
         return rc;
     const lmdb_meta *m = metas[1].txnid > metas[0].txnid ? &metas[1] : &metas[0];
     if (m->page_bytes != metas[0].page_bytes)
-        return ledger__fail(diag, EHR_EINVAL, "%s: the LMDB meta pages disagree on the page size",
+        return ehr_diag_fail(diag, EHR_EINVAL, "%s: the LMDB meta pages disagree on the page size",
                             path);
     uint64_t pages_max = LEDGER_SNAPSHOT_BYTES_MAX / m->page_bytes;
     if (m->last_page >= pages_max)
-        return ledger__fail(diag, EHR_ETOOBIG, "%s: its LMDB header counts %llu pages", path,
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "%s: its LMDB header counts %llu pages", path,
                             (unsigned long long)m->last_page + 1);
     uint64_t need = (m->last_page + 1) * m->page_bytes;
     if ((uint64_t)st.st_size < need)
-        return ledger__fail(diag, EHR_ETRUNCATED,
+        return ehr_diag_fail(diag, EHR_ETRUNCATED,
                             "%s is %llu bytes; its LMDB header says %llu (truncated)", path,
                             (unsigned long long)st.st_size, (unsigned long long)need);
     *file_bytes = (uint64_t)st.st_size;
@@ -249,10 +249,10 @@ static int file_check(const char *path, uint64_t *file_bytes, ledger_diag *diag)
 /* ---- Opening a snapshot file as a ledger ---- */
 
 /* Copy this thread's last ledger error into DIAG, after PREFIX. */
-static int diag_from(ledger *s, int rc, const char *prefix, ledger_diag *diag)
+static int diag_from(ledger *s, int rc, const char *prefix, ehr_diag *diag)
 {
     EHR_ASSERT(rc != 0);
-    return ledger__fail(diag, rc, "%s%s", prefix, ledger_last_error(s));
+    return ehr_diag_fail(diag, rc, "%s%s", prefix, ledger_last_error(s));
 }
 
 /*
@@ -263,7 +263,7 @@ static int diag_from(ledger *s, int rc, const char *prefix, ledger_diag *diag)
  * Returns 0; EHR_EINVAL (not a ledger: a database missing); LMDB's errors.
  */
 static int snap_open(const char *path, bool writable, uint64_t file_bytes, ledger **out,
-                     ledger_diag *diag)
+                     ehr_diag *diag)
 {
     EHR_ASSERT(path != NULL && out != NULL);
     *out = NULL;
@@ -304,7 +304,7 @@ static int snap_open(const char *path, bool writable, uint64_t file_bytes, ledge
     for (size_t i = 0; rc == 0 && i < EHR_ARRAY_COUNT(dbs); i++) {
         rc = mdb_dbi_open(txn, dbs[i].name, 0, dbs[i].dbi);
         if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
-            rc = ledger__fail(diag, EHR_EINVAL, "%s is not a ledger (no %s database)", path,
+            rc = ehr_diag_fail(diag, EHR_EINVAL, "%s is not a ledger (no %s database)", path,
                               dbs[i].name);
         else if (rc != 0)
             rc = diag_from(s, ledger__lmdb_error(s, rc, "opening the databases"), "", diag);
@@ -338,30 +338,30 @@ fail:
 /* Read and check one stored block of S inside TXN: stored checksum, parse,
  * height. VIEW is released by the caller on success. */
 static int block_read_checked(ledger *s, MDB_txn *txn, uint64_t height, ledger_block_view *view,
-                              ledger_diag *diag)
+                              ehr_diag *diag)
 {
     uint8_t key[8];
     ledger__height_key(key, height);
     MDB_val k = {.mv_size = sizeof key, .mv_data = key}, v;
     int rc = mdb_get(txn, s->db_blocks, &k, &v);
     if (rc == MDB_NOTFOUND)
-        return ledger__fail(diag, EHR_ECORRUPT, "block %llu is missing",
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "block %llu is missing",
                             (unsigned long long)height);
     if (rc != 0)
         return diag_from(s, ledger__lmdb_error(s, rc, "reading a block"), "", diag);
     const uint8_t *block;
     size_t block_len;
     if (ledger__stored_block_open(v.mv_data, v.mv_size, height, &block, &block_len) != 0)
-        return ledger__fail(diag, EHR_ECORRUPT,
+        return ehr_diag_fail(diag, EHR_ECORRUPT,
                             "block %llu is corrupt: its stored checksum does not match",
                             (unsigned long long)height);
-    ledger_diag why;
+    ehr_diag why;
     if (ledger_block_parse(block, block_len, view, &why) != 0)
-        return ledger__fail(diag, EHR_ECORRUPT, "block %llu does not parse: %s",
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "block %llu does not parse: %s",
                             (unsigned long long)height, why.msg);
     if (view->header.height != height) {
         ledger_block_view_release(view);
-        return ledger__fail(diag, EHR_ECORRUPT, "the block stored at %llu says height %llu",
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "the block stored at %llu says height %llu",
                             (unsigned long long)height, (unsigned long long)view->header.height);
     }
     return 0;
@@ -369,7 +369,7 @@ static int block_read_checked(ledger *s, MDB_txn *txn, uint64_t height, ledger_b
 
 /* The content checks of ledger_snapshot_inspect on an open handle, in one
  * read transaction. INFO gets the chain and tip. */
-static int content_check(ledger *s, ledger_snapshot_info *info, ledger_diag *diag)
+static int content_check(ledger *s, ledger_snapshot_info *info, ehr_diag *diag)
 {
     MDB_txn *txn;
     int rc = ledger__read_begin(s, &txn);
@@ -377,20 +377,20 @@ static int content_check(ledger *s, ledger_snapshot_info *info, ledger_diag *dia
         return diag_from(s, rc, "", diag);
     rc = ledger__chain_read(s, txn, &info->chain);
     if (rc == EHR_ENOTFOUND)
-        rc = ledger__fail(diag, rc, "the ledger holds no chain (no genesis)");
+        rc = ehr_diag_fail(diag, rc, "the ledger holds no chain (no genesis)");
     else if (rc != 0)
         rc = diag_from(s, rc, "", diag);
     if (rc == 0 && (rc = ledger__tip_read(s, txn, &info->tip)) != 0)
         rc = diag_from(s, rc, "", diag);
     const ledger_tip *tip = &info->tip;
     if (rc == 0 && tip->applied_index == 0)
-        rc = ledger__fail(diag, EHR_EINVAL,
+        rc = ehr_diag_fail(diag, EHR_EINVAL,
                           "the ledger has applied no Raft entry (applied index 0)");
     MDB_stat st;
     if (rc == 0 && (rc = mdb_stat(txn, s->db_blocks, &st)) != 0)
         rc = diag_from(s, ledger__lmdb_error(s, rc, "counting blocks"), "", diag);
     if (rc == 0 && st.ms_entries != tip->height + 1)
-        rc = ledger__fail(diag, EHR_ECORRUPT, "the ledger holds %llu blocks; its tip is at %llu",
+        rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the ledger holds %llu blocks; its tip is at %llu",
                           (unsigned long long)st.ms_entries, (unsigned long long)tip->height);
     if (rc == 0) {
         /* The last key must be the tip's height (the count alone could hide a gap). */
@@ -406,24 +406,24 @@ static int content_check(ledger *s, ledger_snapshot_info *info, ledger_diag *dia
         if (rc != 0)
             rc = diag_from(s, ledger__lmdb_error(s, rc, "reading the last block"), "", diag);
         else if (k.mv_size != sizeof want || memcmp(k.mv_data, want, sizeof want) != 0)
-            rc = ledger__fail(diag, EHR_ECORRUPT, "the last block stored is not the tip's (%llu)",
+            rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the last block stored is not the tip's (%llu)",
                               (unsigned long long)tip->height);
     }
     ledger_block_view view;
     if (rc == 0 && (rc = block_read_checked(s, txn, tip->height, &view, diag)) == 0) {
         if (memcmp(view.hash, tip->hash, EHR_HASH_BYTES) != 0)
-            rc = ledger__fail(diag, EHR_ECORRUPT,
+            rc = ehr_diag_fail(diag, EHR_ECORRUPT,
                               "the tip record's hash is not the hash of block %llu",
                               (unsigned long long)tip->height);
         else if (view.header.time_ms != tip->time_ms)
-            rc = ledger__fail(diag, EHR_ECORRUPT, "the tip record's time is not block %llu's",
+            rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the tip record's time is not block %llu's",
                               (unsigned long long)tip->height);
         ledger_block_view_release(&view);
     }
     if (rc == 0 && (rc = block_read_checked(s, txn, 0, &view, diag)) == 0) {
         if (memcmp(view.hash, info->chain.genesis_block_hash, EHR_HASH_BYTES) != 0 ||
             memcmp(view.header.genesis_hash, info->chain.genesis_hash, EHR_HASH_BYTES) != 0)
-            rc = ledger__fail(diag, EHR_ECORRUPT, "block 0 does not match the chain info");
+            rc = ehr_diag_fail(diag, EHR_ECORRUPT, "block 0 does not match the chain info");
         ledger_block_view_release(&view);
     }
     /* The tx index and world state live in the derived environment, which a
@@ -432,26 +432,26 @@ static int content_check(ledger *s, ledger_snapshot_info *info, ledger_diag *dia
     if (rc == 0 && (rc = mdb_stat(txn, s->db_writes, &st)) != 0)
         rc = diag_from(s, ledger__lmdb_error(s, rc, "counting the write log"), "", diag);
     if (rc == 0 && st.ms_entries != tip->height + 1)
-        rc = ledger__fail(diag, EHR_ECORRUPT, "the write log has %llu records for %llu blocks",
+        rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the write log has %llu records for %llu blocks",
                           (unsigned long long)st.ms_entries, (unsigned long long)tip->height + 1);
     mdb_txn_abort(txn);
     return rc;
 }
 
 /* Prefix DIAG's sentence with "PATH: " (keeping the error). */
-static int diag_prefix(ledger_diag *diag, int rc, const char *path)
+static int diag_prefix(ehr_diag *diag, int rc, const char *path)
 {
     if (diag == NULL)
         return rc;
-    ledger_diag why = *diag;
+    ehr_diag why = *diag;
     if (strncmp(why.msg, path, strlen(path)) == 0)
         return rc; /* already names the file */
-    return ledger__fail(diag, rc, "%s: %s", path, why.msg);
+    return ehr_diag_fail(diag, rc, "%s: %s", path, why.msg);
 }
 
 /* ledger_snapshot_inspect after the path check (create inspects its
  * temporary file, whose name may be a few bytes over the limit). */
-static int inspect_file(const char *path, ledger_snapshot_info *info, ledger_diag *diag)
+static int inspect_file(const char *path, ledger_snapshot_info *info, ehr_diag *diag)
 {
     EHR_ASSERT(path != NULL && info != NULL && diag != NULL);
     memset(info, 0, sizeof *info);
@@ -474,11 +474,11 @@ static int inspect_file(const char *path, ledger_snapshot_info *info, ledger_dia
     return 0;
 }
 
-int ledger_snapshot_inspect(const char *path, ledger_snapshot_info *info, ledger_diag *diag)
+int ledger_snapshot_inspect(const char *path, ledger_snapshot_info *info, ehr_diag *diag)
 {
     EHR_ASSERT(info != NULL);
     memset(info, 0, sizeof *info);
-    ledger_diag local;
+    ehr_diag local;
     if (diag == NULL)
         diag = &local;
     int rc = path_check(path, "snapshot", diag);
@@ -493,7 +493,7 @@ int ledger_snapshot_create(ledger *l, const char *path, ledger_snapshot_info *in
 {
     EHR_ASSERT(l != NULL && info != NULL);
     memset(info, 0, sizeof *info);
-    ledger_diag diag;
+    ehr_diag diag;
     int rc = path_check(path, "snapshot", &diag);
     if (rc != 0)
         return ledger__error(l, rc, "%s", diag.msg);
@@ -530,46 +530,46 @@ int ledger_snapshot_create(ledger *l, const char *path, ledger_snapshot_info *in
 
 /* The checks of EXPECT and RAFT_RESET that need no file. */
 static int install_args_check(const ledger_snapshot_expect *expect, const ledger_raft_batch *reset,
-                              ledger_diag *diag)
+                              ehr_diag *diag)
 {
     if (expect == NULL || expect->chain_id == NULL)
-        return ledger__fail(diag, EHR_EINVAL, "no expected chain given");
-    ledger_diag why;
+        return ehr_diag_fail(diag, EHR_EINVAL, "no expected chain given");
+    ehr_diag why;
     if (ledger_chain_id_check(expect->chain_id, &why) != 0)
-        return ledger__fail(diag, EHR_EINVAL, "the expected chain id: %s", why.msg);
+        return ehr_diag_fail(diag, EHR_EINVAL, "the expected chain id: %s", why.msg);
     if (expect->applied_index == 0 || expect->applied_index == UINT64_MAX)
-        return ledger__fail(diag, EHR_EINVAL, "the expected applied index must be 1..%llu",
+        return ehr_diag_fail(diag, EHR_EINVAL, "the expected applied index must be 1..%llu",
                             (unsigned long long)UINT64_MAX - 1);
     if (reset == NULL)
-        return ledger__fail(diag, EHR_EINVAL, "no raft reset given");
+        return ehr_diag_fail(diag, EHR_EINVAL, "no raft reset given");
     if (reset->truncate_from != 0)
-        return ledger__fail(diag, EHR_EINVAL, "the raft reset must not truncate (the log is new)");
+        return ehr_diag_fail(diag, EHR_EINVAL, "the raft reset must not truncate (the log is new)");
     if (reset->compact_index != expect->applied_index + 1)
-        return ledger__fail(diag, EHR_EINVAL,
+        return ehr_diag_fail(diag, EHR_EINVAL,
                             "the raft reset must compact to %llu (the snapshot's index + 1), "
                             "not %llu",
                             (unsigned long long)expect->applied_index + 1,
                             (unsigned long long)reset->compact_index);
     if (reset->boundary.data == NULL)
-        return ledger__fail(diag, EHR_EINVAL, "the raft reset has no boundary record");
+        return ehr_diag_fail(diag, EHR_EINVAL, "the raft reset has no boundary record");
     if (reset->snapshot_meta.data == NULL)
-        return ledger__fail(diag, EHR_EINVAL, "the raft reset has no snapshot meta");
+        return ehr_diag_fail(diag, EHR_EINVAL, "the raft reset has no snapshot meta");
     return 0;
 }
 
 /* CHAIN must be EXPECT's (WHO names the ledger in the message). Returns 0
  * or EHR_ECHAIN. */
 static int chain_match(const ledger_chain *chain, const ledger_snapshot_expect *expect,
-                       const char *who, ledger_diag *diag)
+                       const char *who, ehr_diag *diag)
 {
     if (strcmp(chain->chain_id, expect->chain_id) != 0)
-        return ledger__fail(diag, EHR_ECHAIN, "%s is of chain \"%s\", not \"%s\"", who,
+        return ehr_diag_fail(diag, EHR_ECHAIN, "%s is of chain \"%s\", not \"%s\"", who,
                             chain->chain_id, expect->chain_id);
     if (memcmp(chain->genesis_hash, expect->genesis_hash, EHR_HASH_BYTES) != 0) {
         char got[2 * EHR_HASH_BYTES + 1], want[2 * EHR_HASH_BYTES + 1];
         ehr_hex_encode(got, chain->genesis_hash, EHR_HASH_BYTES);
         ehr_hex_encode(want, expect->genesis_hash, EHR_HASH_BYTES);
-        return ledger__fail(diag, EHR_ECHAIN,
+        return ehr_diag_fail(diag, EHR_ECHAIN,
                             "%s is of chain \"%s\" with genesis %.16s..., not %.16s...", who,
                             chain->chain_id, got, want);
     }
@@ -590,24 +590,24 @@ typedef struct current_state {
  * beyond EXPECT->applied_index. CUR gets its hard state record.
  */
 static int current_read(const char *data_path, const ledger_snapshot_expect *expect,
-                        current_state *cur, ledger_diag *diag)
+                        current_state *cur, ehr_diag *diag)
 {
     memset(cur, 0, sizeof *cur);
     struct stat st;
     if (stat(data_path, &st) != 0) {
         if (errno == ENOENT)
             return 0;
-        return ledger__fail(diag, -errno, "%s: %s", data_path, strerror(errno));
+        return ehr_diag_fail(diag, -errno, "%s: %s", data_path, strerror(errno));
     }
     cur->present = true;
     uint64_t file_bytes;
-    ledger_diag why;
+    ehr_diag why;
     int rc = file_check(data_path, &file_bytes, &why);
     ledger *s = NULL;
     if (rc == 0)
         rc = snap_open(data_path, false, file_bytes, &s, &why);
     if (rc != 0)
-        return ledger__fail(diag, rc, "the current ledger: %s", why.msg);
+        return ehr_diag_fail(diag, rc, "the current ledger: %s", why.msg);
     ledger_chain chain;
     ledger_tip tip;
     MDB_txn *txn;
@@ -625,7 +625,7 @@ static int current_read(const char *data_path, const ledger_snapshot_expect *exp
     } else if ((rc = chain_match(&chain, expect, "the current ledger", diag)) != 0) {
         /* another chain */
     } else if (tip.applied_index > expect->applied_index) {
-        rc = ledger__fail(diag, EHR_EINVAL,
+        rc = ehr_diag_fail(diag, EHR_EINVAL,
                           "the current ledger has applied up to %llu, beyond the snapshot's "
                           "%llu",
                           (unsigned long long)tip.applied_index,
@@ -644,7 +644,7 @@ static int current_read(const char *data_path, const ledger_snapshot_expect *exp
 }
 
 /* Remove every Raft record of S (the sender's), in one write transaction. */
-static int raft_clear(ledger *s, ledger_diag *diag)
+static int raft_clear(ledger *s, ehr_diag *diag)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
@@ -677,7 +677,7 @@ static int raft_clear(ledger *s, ledger_diag *diag)
  * write RESET (with CUR's hard state if RESET has none), sync the file.
  */
 static int snapshot_rewrite(const char *path, uint64_t file_bytes, const ledger_raft_batch *reset,
-                            const current_state *cur, ledger_diag *diag)
+                            const current_state *cur, ehr_diag *diag)
 {
     ledger *s;
     int rc = snap_open(path, true, file_bytes, &s, diag);
@@ -701,18 +701,18 @@ static int snapshot_rewrite(const char *path, uint64_t file_bytes, const ledger_
     }
     ledger_close(s);
     if (rc == 0 && (rc = file_sync(path)) != 0)
-        rc = ledger__fail(diag, rc, "syncing %s: %s", path, strerror(-rc));
+        rc = ehr_diag_fail(diag, rc, "syncing %s: %s", path, strerror(-rc));
     return rc;
 }
 
 /* Take LMDB's exclusive byte of DIR's lock.mdb with an open file
  * description lock (which conflicts with the record locks LMDB holds, even
  * those of this process). *FD keeps the lock until closed. */
-static int install_lock(const char *lock_path, const char *dir, int *fd, ledger_diag *diag)
+static int install_lock(const char *lock_path, const char *dir, int *fd, ehr_diag *diag)
 {
     *fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (*fd < 0)
-        return ledger__fail(diag, -errno, "%s: %s", lock_path, strerror(errno));
+        return ehr_diag_fail(diag, -errno, "%s: %s", lock_path, strerror(errno));
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     if (fcntl(*fd, F_OFD_SETLK, &fl) == 0)
         return 0;
@@ -720,19 +720,19 @@ static int install_lock(const char *lock_path, const char *dir, int *fd, ledger_
     close(*fd);
     *fd = -1;
     if (err == EAGAIN || err == EACCES)
-        return ledger__fail(diag, EHR_EAGAIN,
+        return ehr_diag_fail(diag, EHR_EAGAIN,
                             "the ledger in %s is open (in this or another process); close it "
                             "before installing a snapshot",
                             dir);
-    return ledger__fail(diag, -err, "locking %s: %s", lock_path, strerror(err));
+    return ehr_diag_fail(diag, -err, "locking %s: %s", lock_path, strerror(err));
 }
 
 int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
                             const ledger_raft_batch *raft_reset,
                             const ledger_snapshot_expect *expect, ledger_snapshot_info *info,
-                            ledger_diag *diag)
+                            ehr_diag *diag)
 {
-    ledger_diag local;
+    ehr_diag local;
     if (diag == NULL)
         diag = &local;
     ledger_snapshot_info got;
@@ -748,7 +748,7 @@ int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
         return rc;
     struct stat st;
     if (stat(ledger_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return ledger__fail(diag, EHR_ENOTFOUND, "%s is not a directory", ledger_dir);
+        return ehr_diag_fail(diag, EHR_ENOTFOUND, "%s is not a directory", ledger_dir);
 
     ledger_snapshot_info snap;
     rc = ledger_snapshot_inspect(snapshot_path, &snap, diag);
@@ -758,7 +758,7 @@ int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
     if (rc != 0)
         return rc;
     if (snap.tip.applied_index != expect->applied_index)
-        return ledger__fail(
+        return ehr_diag_fail(
             diag, EHR_EINVAL, "the snapshot is at applied index %llu; %llu was expected",
             (unsigned long long)snap.tip.applied_index, (unsigned long long)expect->applied_index);
 
@@ -782,12 +782,12 @@ int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
         rc = ledger_snapshot_inspect(snapshot_path, info, diag);
         if (rc == 0 && (info->tip.applied_index != snap.tip.applied_index ||
                         memcmp(info->tip.hash, snap.tip.hash, EHR_HASH_BYTES) != 0))
-            rc = ledger__fail(diag, EHR_ECORRUPT, "the snapshot's tip changed while installing");
+            rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the snapshot's tip changed while installing");
     }
     bool renamed = false;
     if (rc == 0 && rename(snapshot_path, data_path) != 0) {
         int err = errno;
-        rc = ledger__fail(diag, -err, "renaming %s to %s: %s%s", snapshot_path, data_path,
+        rc = ehr_diag_fail(diag, -err, "renaming %s to %s: %s%s", snapshot_path, data_path,
                           strerror(err),
                           err == EXDEV ? " (stage the snapshot in the ledger's file system)" : "");
     }
@@ -796,13 +796,13 @@ int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
         step_done(LEDGER__INSTALL_RENAMED);
         rc = dir_sync(ledger_dir);
         if (rc != 0)
-            rc = ledger__fail(diag, rc, "syncing %s: %s", ledger_dir, strerror(-rc));
+            rc = ehr_diag_fail(diag, rc, "syncing %s: %s", ledger_dir, strerror(-rc));
     }
     if (rc == 0) {
         step_done(LEDGER__INSTALL_DIR_SYNCED);
         /* The reader table and transaction counter describe the old file. */
         if (ftruncate(lock_fd, 0) != 0)
-            rc = ledger__fail(diag, -errno, "emptying %s: %s", lock_path, strerror(errno));
+            rc = ehr_diag_fail(diag, -errno, "emptying %s: %s", lock_path, strerror(errno));
         else
             step_done(LEDGER__INSTALL_LOCK_EMPTIED);
     }

@@ -39,7 +39,7 @@
 #include "ehr/v1/ledger.pb-c.h"
 
 /* Per thread, so that readers on several threads never share the buffer. */
-static _Thread_local char last_error[LEDGER_DIAG_BYTES_MAX];
+static _Thread_local char last_error[EHR_DIAG_BYTES_MAX];
 
 int ledger__error(ledger *l, int err, const char *fmt, ...)
 {
@@ -384,7 +384,7 @@ int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger_state_w
 int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
 {
     last_error[0] = '\0';
-    ledger_diag diag;
+    ehr_diag diag;
     uint8_t *block;
     size_t block_len;
     int rc = ledger_genesis_block_build(genesis, len, &block, &block_len, &diag);
@@ -662,7 +662,7 @@ int ledger_append_block(ledger *l, const ledger_append *req)
     last_error[0] = '\0';
     if (l->options.read_only)
         return ledger__error(l, EHR_EINVAL, "the ledger is open read-only");
-    ledger_diag diag;
+    ehr_diag diag;
     ledger_block_view parsed;
     const ledger_block_view *v = req->view;
     int rc = 0;

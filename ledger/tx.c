@@ -11,38 +11,38 @@
 #include <string.h>
 
 int ledger_tx_envelope_parse(const uint8_t *bytes, size_t len, ledger_tx_view *out,
-                             ledger_diag *diag)
+                             ehr_diag *diag)
 {
     EHR_ASSERT(out != NULL);
     if (len > EHR_TX_BYTES_MAX)
-        return ledger__fail(diag, EHR_ETOOBIG, "transaction is %zu bytes, over the limit of %d",
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "transaction is %zu bytes, over the limit of %d",
                             len, EHR_TX_BYTES_MAX);
     if (bytes == NULL && len > 0)
-        return ledger__fail(diag, EHR_EINVAL, "transaction bytes missing");
+        return ehr_diag_fail(diag, EHR_EINVAL, "transaction bytes missing");
     ledger__reader r = {.data = bytes, .len = len};
     if (!ledger__tag_next(&r, 1, LEDGER__WIRE_LEN))
-        return ledger__fail(diag, len == 0 ? EHR_ETRUNCATED : EHR_EINVAL,
+        return ehr_diag_fail(diag, len == 0 ? EHR_ETRUNCATED : EHR_EINVAL,
                             "transaction envelope does not start with its body (field 1)");
     ledger_span body;
     int rc = ledger__len_field_read(&r, 1, 1, EHR_TX_BODY_BYTES_MAX, &body);
     if (rc == EHR_ETOOBIG)
-        return ledger__fail(diag, rc, "transaction body is over the limit of %d bytes",
+        return ehr_diag_fail(diag, rc, "transaction body is over the limit of %d bytes",
                             EHR_TX_BODY_BYTES_MAX);
     if (rc != 0)
-        return ledger__fail(diag, rc, "transaction body field is %s",
+        return ehr_diag_fail(diag, rc, "transaction body field is %s",
                             rc == EHR_ETRUNCATED ? "truncated" : "malformed or empty");
     if (!ledger__tag_next(&r, 2, LEDGER__WIRE_LEN))
-        return ledger__fail(diag, r.pos == len ? EHR_ETRUNCATED : EHR_EINVAL,
+        return ehr_diag_fail(diag, r.pos == len ? EHR_ETRUNCATED : EHR_EINVAL,
                             "transaction envelope: signature (field 2) must follow the body");
     ledger_span sig;
     rc = ledger__len_field_read(&r, 2, EHR_SCHNORR_SIG_BYTES, EHR_SCHNORR_SIG_BYTES, &sig);
     if (rc != 0)
-        return ledger__fail(diag, rc == EHR_ETRUNCATED ? rc : EHR_EINVAL,
+        return ehr_diag_fail(diag, rc == EHR_ETRUNCATED ? rc : EHR_EINVAL,
                             "transaction signature is %s, not exactly %d bytes",
                             rc == EHR_ETRUNCATED ? "truncated" : "the wrong size",
                             EHR_SCHNORR_SIG_BYTES);
     if (r.pos != len)
-        return ledger__fail(diag, EHR_EINVAL,
+        return ehr_diag_fail(diag, EHR_EINVAL,
                             "transaction envelope has %zu bytes after the signature "
                             "(unknown or repeated fields are not accepted)",
                             len - r.pos);
@@ -67,34 +67,34 @@ void ledger_tx_release(ledger_tx *tx)
 }
 
 /* The body's field rules after it decoded canonically. */
-static int tx_body_rules(const Ehr__V1__TxBody *b, const ledger_tx_rules *rules, ledger_diag *diag)
+static int tx_body_rules(const Ehr__V1__TxBody *b, const ledger_tx_rules *rules, ehr_diag *diag)
 {
     size_t chain_len = strlen(b->chain_id);
     if (chain_len == 0 || chain_len > EHR_CHAIN_ID_BYTES_MAX)
-        return ledger__fail(diag, EHR_EINVAL, "transaction chain id is empty or over %d bytes",
+        return ehr_diag_fail(diag, EHR_EINVAL, "transaction chain id is empty or over %d bytes",
                             EHR_CHAIN_ID_BYTES_MAX);
     if (strcmp(b->chain_id, rules->chain_id) != 0)
-        return ledger__fail(diag, EHR_ECHAIN, "transaction is for chain \"%s\", not \"%s\"",
+        return ehr_diag_fail(diag, EHR_ECHAIN, "transaction is for chain \"%s\", not \"%s\"",
                             b->chain_id, rules->chain_id);
     if (b->signer.len != EHR_SCHNORR_PUBLIC_BYTES)
-        return ledger__fail(diag, EHR_EINVAL, "transaction signer is %zu bytes, not %d",
+        return ehr_diag_fail(diag, EHR_EINVAL, "transaction signer is %zu bytes, not %d",
                             b->signer.len, EHR_SCHNORR_PUBLIC_BYTES);
     if (b->nonce.len != EHR_TX_NONCE_BYTES)
-        return ledger__fail(diag, EHR_EINVAL, "transaction nonce is %zu bytes, not %d",
+        return ehr_diag_fail(diag, EHR_EINVAL, "transaction nonce is %zu bytes, not %d",
                             b->nonce.len, EHR_TX_NONCE_BYTES);
     if (b->expiry_ms == 0)
-        return ledger__fail(diag, EHR_EINVAL, "transaction has no expiry");
+        return ehr_diag_fail(diag, EHR_EINVAL, "transaction has no expiry");
     if (rules->now_ms > b->expiry_ms)
-        return ledger__fail(diag, EHR_EEXPIRED, "transaction expired at %llu ms, it is now %llu ms",
+        return ehr_diag_fail(diag, EHR_EEXPIRED, "transaction expired at %llu ms, it is now %llu ms",
                             (unsigned long long)b->expiry_ms, (unsigned long long)rules->now_ms);
     if (b->payload_case == EHR__V1__TX_BODY__PAYLOAD__NOT_SET)
-        return ledger__fail(diag, EHR_EINVAL, "transaction has no payload");
+        return ehr_diag_fail(diag, EHR_EINVAL, "transaction has no payload");
     return 0;
 }
 
 int ledger__tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rules,
                      const uint8_t known_hash[EHR_HASH_BYTES], ledger__key_cache *keys,
-                     ledger_tx *out, ledger_diag *diag)
+                     ledger_tx *out, ehr_diag *diag)
 {
     EHR_ASSERT(rules != NULL && rules->chain_id != NULL);
     ledger_tx tx = {0};
@@ -103,9 +103,9 @@ int ledger__tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *ru
         return rc;
     tx.body = ehr__v1__tx_body__unpack(NULL, tx.view.body_len, tx.view.body);
     if (tx.body == NULL)
-        return ledger__fail(diag, EHR_EINVAL, "transaction body does not decode as a TxBody");
+        return ehr_diag_fail(diag, EHR_EINVAL, "transaction body does not decode as a TxBody");
     if (!ledger__proto_canonical(&tx.body->base, tx.view.body, tx.view.body_len)) {
-        rc = ledger__fail(diag, EHR_EINVAL,
+        rc = ehr_diag_fail(diag, EHR_EINVAL,
                           "transaction body is not in canonical form (unknown, repeated, "
                           "default-valued or out-of-order fields)");
         goto fail;
@@ -133,12 +133,12 @@ int ledger__tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *ru
         memcmp(keys->key.bytes, tx.body->signer.data, EHR_SCHNORR_PUBLIC_BYTES) != 0) {
         keys->valid = ehr_public_key_parse(&keys->key, tx.body->signer.data) == 0;
         if (!keys->valid) {
-            rc = ledger__fail(diag, EHR_EINVAL, "transaction signer is not a valid public key");
+            rc = ehr_diag_fail(diag, EHR_EINVAL, "transaction signer is not a valid public key");
             goto fail;
         }
     }
     if (ehr_schnorr_verify(&keys->key, tx.hash, tx.view.signature) != 0) {
-        rc = ledger__fail(diag, EHR_EBADSIG, "transaction signature does not verify");
+        rc = ehr_diag_fail(diag, EHR_EBADSIG, "transaction signature does not verify");
         goto fail;
     }
     if (out != NULL)
@@ -152,7 +152,7 @@ fail:
 }
 
 int ledger_tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *rules, ledger_tx *out,
-                    ledger_diag *diag)
+                    ehr_diag *diag)
 {
     return ledger__tx_check(bytes, len, rules, NULL, NULL, out, diag);
 }

@@ -100,7 +100,7 @@ typedef struct slice {
     ledger__key_cache keys;
     long failed; /* the first failing transaction, or -1 */
     int rc;
-    ledger_diag diag;
+    ehr_diag diag;
 } slice;
 
 struct tx_pool;
@@ -328,7 +328,7 @@ static int verify_block(walk *w, MDB_txn *txn, uint64_t height, const ledger_tip
                      "corrupt block record at height %llu: the stored checksum does not match",
                      (unsigned long long)height);
     ledger_block_view view;
-    ledger_diag diag;
+    ehr_diag diag;
     rc = ledger_block_parse(bytes, len, &view, &diag);
     if (rc != 0)
         return fault(rep, EHR_ECORRUPT, LEDGER_FAULT_DECODE, height, -1,

@@ -1,7 +1,7 @@
 /*
  * wire.c - the canonical protobuf wire reader and writer the ledger's
  * framing parsers share, the canonical-encoding check for messages decoded
- * with protobuf-c, and the diagnostics helper.
+ * with protobuf-c.
  *
  * Not a general protobuf library: it reads only what our formats use
  * (one-byte tags, varints, length-delimited fields) and refuses every
@@ -11,18 +11,6 @@
 
 #include <stdio.h>
 #include <string.h>
-
-int ledger__fail(ledger_diag *diag, int err, const char *fmt, ...)
-{
-    EHR_ASSERT(err < 0);
-    if (diag != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(diag->msg, sizeof diag->msg, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
 
 int ledger__varint_read(ledger__reader *r, uint64_t *out)
 {

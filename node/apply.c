@@ -126,7 +126,7 @@ static bool deterministic_refusal(int rc)
 
 static int apply_block(struct node *n, const struct raft_entry *e)
 {
-    ledger_diag diag = {{0}};
+    ehr_diag diag = {{0}};
     ledger_block_view v;
     int rc = ledger_block_parse(e->data, e->size, &v, &diag);
     bool parsed = rc == 0;

@@ -129,7 +129,7 @@ int node_datadir_check_genesis(const char *dir, const uint8_t *genesis, size_t l
 {
     EHR_ASSERT(dir != NULL);
     EHR_ASSERT(genesis != NULL || len == 0);
-    ledger_diag diag;
+    ehr_diag diag;
     Ehr__V1__Genesis *doc = NULL;
     int rc = ledger_genesis_parse(genesis, len, &doc, &diag);
     if (rc != 0)

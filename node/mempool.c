@@ -260,7 +260,7 @@ static enum mempool_verdict mempool__verdict_of_check(int rc)
 static int mempool__cheap_checks(mempool *pool, const uint8_t *bytes, size_t len,
                                  const uint8_t *known_hash, mempool_admit_result *result)
 {
-    ledger_diag diag;
+    ehr_diag diag;
     ledger_tx_view view;
     int rc = ledger_tx_envelope_parse(bytes, len, &view, &diag);
     if (rc != 0)
@@ -311,7 +311,7 @@ int mempool_tx_verify(const char *chain_id, const uint8_t *bytes, size_t len, ui
     memset(out, 0, sizeof *out);
     ledger_tx_rules rules = {.chain_id = chain_id, .now_ms = now_ms};
     ledger_tx tx;
-    ledger_diag diag = {{0}};
+    ehr_diag diag = {{0}};
     out->err = ledger_tx_check(bytes, len, &rules, &tx, &diag);
     out->now_ms = now_ms;
     if (out->err != 0) {

@@ -51,7 +51,7 @@
  * now is refused at admission, since a block built a moment later (or by a
  * leader whose clock is ahead) could no longer include it. */
 #define MEMPOOL_CLOCK_SKEW_MS 2000u
-enum { MEMPOOL_REASON_BYTES_MAX = LEDGER_DIAG_BYTES_MAX };
+enum { MEMPOOL_REASON_BYTES_MAX = EHR_DIAG_BYTES_MAX };
 
 /* ---- Types ---- */
 

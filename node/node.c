@@ -399,7 +399,7 @@ static void propose_blocks(struct node *n, bool flush)
         uint8_t *block = NULL;
         size_t block_len = 0;
         uint8_t hash[EHR_HASH_BYTES];
-        ledger_diag diag = {{0}};
+        ehr_diag diag = {{0}};
         int rc =
             ledger_block_build(&p, b.envelopes, b.count, (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                                &n->id->signing, &block, &block_len, hash, &diag);

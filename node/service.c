@@ -280,7 +280,7 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
     }
     /* Already on this node's ledger: its place, whatever the role. */
     ledger_tx_view tv;
-    ledger_diag diag = {{0}};
+    ehr_diag diag = {{0}};
     int rc = ledger_tx_envelope_parse(env, env_len, &tv, &diag);
     if (rc != 0) {
         fail_err(call, rc, diag.msg);

@@ -195,7 +195,7 @@ static int snapshot_install(struct node *n, const struct raft_snapshot_meta *met
     ledger_snapshot_expect expect = {.chain_id = n->chain.chain_id, .applied_index = meta->index};
     memcpy(expect.genesis_hash, n->chain.genesis_hash, EHR_HASH_BYTES);
     ledger_snapshot_info info;
-    ledger_diag diag = {{0}};
+    ehr_diag diag = {{0}};
     ledger_close(n->ledger);
     n->ledger = NULL;
     rc =

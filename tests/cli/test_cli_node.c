@@ -176,7 +176,7 @@ static void fake_submit(struct rpc_call *call, const uint8_t *req, size_t len, v
     f->last_wait = r->wait_for_commit;
     ledger_tx_rules rules = {.chain_id = TU_CHAIN_ID, .now_ms = now_ms()};
     ledger_tx tx;
-    ledger_diag diag;
+    ehr_diag diag;
     if (f->unavailable_first > 0) {
         f->unavailable_first--;
         rpc_call_fail(call, RPC_STATUS_UNAVAILABLE, "no leader known");

@@ -179,7 +179,7 @@ int main(int argc, char **argv)
         t = now_s() - t0;
         create_best = t < create_best ? t : create_best;
 
-        ledger_diag diag;
+        ehr_diag diag;
         t0 = now_s();
         if (ledger_snapshot_inspect(snap, &info, &diag) != 0)
             die("inspect", diag.msg);

@@ -53,7 +53,7 @@ void tu_genesis(const ehr_signing_key *keys, size_t count, uint8_t **out, size_t
     g.time_ms = TU_GENESIS_TIME_MS;
     g.n_members = count;
     g.members = ptrs;
-    ledger_diag diag;
+    ehr_diag diag;
     int rc = ledger_genesis_encode(&g, out, out_len, &diag);
     if (rc != 0)
         ehr_panic("tu_genesis: %s", diag.msg);
@@ -144,7 +144,7 @@ void tu_block_next(const ledger_tip *tip, const tu_batch *b, const ehr_signing_k
                              .raft_term = 1,
                              .raft_index = tip->height + 1};
     memcpy(p.prev_hash, tip->hash, EHR_HASH_BYTES);
-    ledger_diag diag;
+    ehr_diag diag;
     int rc =
         ledger_block_build(&p, b->envelopes, b->count, (const uint8_t(*)[EHR_HASH_BYTES])b->hashes,
                            proposer, out, out_len, NULL, &diag);

@@ -114,7 +114,7 @@ static void test_envelope_round_trip_matches_protobuf_c(void **state)
     ehr__v1__tx_envelope__free_unpacked(pb, NULL);
 
     ledger_tx tx;
-    ledger_diag diag;
+    ehr_diag diag;
     assert_int_equal(ledger_tx_check(env, len, &RULES, &tx, &diag), 0);
     assert_memory_equal(tx.hash, hash, EHR_HASH_BYTES);
     assert_int_equal(tx.body->payload_case, EHR__V1__TX_BODY__PAYLOAD_RECORD_ANCHOR);
@@ -135,7 +135,7 @@ static void test_envelope_noncanonical_encodings_rejected(void **state)
     assert_int_equal(ledger_tx_envelope_parse(env, len, &view, NULL), 0);
     size_t body_field = len - 66; /* tag + length + body */
     uint8_t buf[1024];
-    ledger_diag diag;
+    ehr_diag diag;
 
     /* Signature first, then body. */
     memcpy(buf, env + body_field, 66);
@@ -247,7 +247,7 @@ static void test_body_size_limit_edges(void **state)
     big[n++] = 64;
     memset(big + n, 0, 64);
     n += 64;
-    ledger_diag diag;
+    ehr_diag diag;
     ledger_tx_view view;
     assert_int_equal(n, EHR_TX_BYTES_MAX + 1);
     assert_int_equal(ledger_tx_envelope_parse(big, n, &view, &diag), EHR_ETOOBIG);
@@ -265,7 +265,7 @@ static void test_tx_check_rejects_each_rule_with_its_code(void **state)
     uint8_t nonce[EHR_TX_NONCE_BYTES];
     uint8_t *env;
     size_t len;
-    ledger_diag diag;
+    ehr_diag diag;
 
     Ehr__V1__TxBody b = body_template(&key, &payload, nonce);
     envelope_of(&b, &key, &env, &len);
@@ -353,7 +353,7 @@ static void test_tx_check_rejects_noncanonical_body(void **state)
     assert_int_equal(ehr__v1__tx_body__pack(&b, body), n);
     uint8_t *env;
     size_t len;
-    ledger_diag diag;
+    ehr_diag diag;
 
     /* An unknown top-level field (number 9, varint). */
     body[n] = (9 << 3) | 0;
@@ -537,7 +537,7 @@ static void test_block_build_parse_check_round_trip(void **state)
     tu_block_next(&TIP1, &b, &key, &block, &len);
 
     ledger_block_view view;
-    ledger_diag diag;
+    ehr_diag diag;
     assert_int_equal(ledger_block_parse(block, len, &view, &diag), 0);
     assert_int_equal(view.header.height, 2);
     assert_int_equal(view.header.tx_count, 5);
@@ -606,7 +606,7 @@ static void test_block_check_finds_merkle_and_signature_faults(void **state)
     size_t len;
     tu_block_next(&TIP1, &b, &key, &block, &len);
     ledger_block_view view;
-    ledger_diag diag;
+    ehr_diag diag;
     long failed;
 
     /* Another transaction in place of tx 2: header intact, root wrong. */
@@ -673,7 +673,7 @@ static void test_block_parse_rejects_malformed_blocks(void **state)
     size_t len;
     tu_block_next(&TIP1, &b, &key, &block, &len);
     ledger_block_view view;
-    ledger_diag diag;
+    ehr_diag diag;
 
     for (size_t n = 0; n < len; n++) {
         int rc = ledger_block_parse(block, n, &view, &diag);
@@ -772,7 +772,7 @@ static void test_block_tx_count_limit_edges(void **state)
     ledger_block_params p = {.height = 5, .time_ms = 1};
     uint8_t *block;
     size_t len;
-    ledger_diag diag;
+    ehr_diag diag;
     assert_int_equal(
         ledger_block_build(&p, envs, EHR_BLOCK_TX_COUNT_MAX, NULL, &key, &block, &len, NULL, &diag),
         0);
@@ -868,7 +868,7 @@ static genesis_fixture *fixture_make(size_t count)
 }
 
 /* Pack F's document without validating, and parse it. */
-static int fixture_parse(const genesis_fixture *f, ledger_diag *diag)
+static int fixture_parse(const genesis_fixture *f, ehr_diag *diag)
 {
     size_t n = ehr__v1__genesis__get_packed_size(&f->g);
     uint8_t *p = ehr_malloc(n);
@@ -880,7 +880,7 @@ static int fixture_parse(const genesis_fixture *f, ledger_diag *diag)
 
 static void test_genesis_validation_rules_and_edges(void **state)
 {
-    ledger_diag diag;
+    ehr_diag diag;
     genesis_fixture *f = fixture_make(3);
     assert_int_equal(fixture_parse(f, &diag), 0);
 
@@ -1013,7 +1013,7 @@ static void test_genesis_rejects_bad_encodings(void **state)
     uint8_t *g;
     size_t len;
     tu_genesis(keys, 2, &g, &len);
-    ledger_diag diag;
+    ehr_diag diag;
     assert_int_equal(ledger_genesis_parse(g, len, NULL, &diag), 0);
     /* A protobuf message cut at a field boundary is still a message: a
      * prefix may only pass as a different, smaller document. */
@@ -1085,7 +1085,7 @@ static void test_genesis_block_is_deterministic_and_as_specified(void **state)
     assert_memory_equal(b1, expect, n);
 
     ledger_block_view view;
-    ledger_diag diag;
+    ehr_diag diag;
     assert_int_equal(ledger_block_parse(b1, l1, &view, &diag), 0);
     assert_int_equal(view.header.height, 0);
     assert_null(view.signature);

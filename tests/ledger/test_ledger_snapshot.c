@@ -395,7 +395,7 @@ static void test_create_reports_what_the_copy_holds_and_inspect_agrees(void **st
     assert_int_equal(f->info.file_bytes, (uint64_t)st.st_size);
 
     ledger_snapshot_info info;
-    ledger_diag diag;
+    ehr_diag diag;
     assert_int_equal(ledger_snapshot_inspect(f->snapshot, &info, &diag), 0);
     assert_memory_equal(&info, &f->info, sizeof info);
     /* Only the snapshot is left in the directory: no temporary, no lock. */
@@ -434,7 +434,7 @@ static void test_install_replaces_the_ledger_and_keeps_the_receivers_hard_state(
     stage(f, "incoming.mdb", staged);
     ledger_raft_batch reset = reset_for(SOURCE_APPLIED);
     ledger_snapshot_info info;
-    ledger_diag diag;
+    ehr_diag diag;
     int rc = ledger_snapshot_install(f->receiver_dir, staged, &reset, &f->expect, &info, &diag);
     if (rc != 0)
         fail_msg("install: %s", diag.msg);
@@ -470,7 +470,7 @@ static void test_install_writes_the_given_hard_state_and_entries(void **state)
     reset.append_index = SOURCE_APPLIED + 1;
     reset.entries = entries;
     reset.entry_count = 2;
-    ledger_diag diag;
+    ehr_diag diag;
     int rc = ledger_snapshot_install(f->receiver_dir, staged, &reset, &f->expect, NULL, &diag);
     if (rc != 0)
         fail_msg("install: %s", diag.msg);
@@ -501,7 +501,7 @@ static void test_install_into_a_directory_without_a_ledger(void **state)
     stage(f, "incoming.mdb", staged);
     ledger_raft_batch reset = reset_for(SOURCE_APPLIED);
     reset.hard_state = BYTES("new-node-hard-state");
-    ledger_diag diag;
+    ehr_diag diag;
     int rc = ledger_snapshot_install(dir, staged, &reset, &f->expect, NULL, &diag);
     if (rc != 0)
         fail_msg("install: %s", diag.msg);
@@ -538,7 +538,7 @@ static void inspect_refuses(const char *path, int want)
 {
     ledger_snapshot_info info;
     memset(&info, 0x77, sizeof info);
-    ledger_diag diag = {{0}};
+    ehr_diag diag = {{0}};
     int rc = ledger_snapshot_inspect(path, &info, &diag);
     if (rc != want)
         fail_msg("inspect %s: %s (%d), want %s: %s", path, ehr_errname(rc), rc, ehr_errname(want),
@@ -663,7 +663,7 @@ static void install_refused(const fixture *f, const char *staged, const ledger_r
                             const ledger_snapshot_expect *expect, int want, const char *what)
 {
     digest before = dir_digest(f->receiver_dir);
-    ledger_diag diag = {{0}};
+    ehr_diag diag = {{0}};
     ledger_snapshot_info info;
     int rc = ledger_snapshot_install(f->receiver_dir, staged, reset, expect, &info, &diag);
     if (rc != want)
@@ -760,7 +760,7 @@ static void test_refused_installs_change_nothing_in_the_receiver(void **state)
     ledger_close(l);
     ehr_free(g2);
     digest before = dir_digest(other_dir);
-    ledger_diag diag;
+    ehr_diag diag;
     assert_int_equal(ledger_snapshot_install(other_dir, staged, &reset, &f->expect, NULL, &diag),
                      EHR_ECHAIN);
     printf("# receiver of another genesis: %s\n", diag.msg);
@@ -797,7 +797,7 @@ static void test_install_is_refused_while_the_ledger_is_open(void **state)
     assert_int_equal(read(fds[0], &c, 1), 1);
     close(fds[0]);
     digest before = dir_digest(f->receiver_dir);
-    ledger_diag diag;
+    ehr_diag diag;
     int rc = ledger_snapshot_install(f->receiver_dir, staged, &reset, &f->expect, NULL, &diag);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -859,7 +859,7 @@ static void test_a_stale_lock_file_does_not_outlive_the_install(void **state)
     char staged[PATH_BYTES];
     stage(f, "incoming.mdb", staged);
     ledger_raft_batch reset = reset_for(SOURCE_APPLIED);
-    ledger_diag diag;
+    ehr_diag diag;
     int rc = ledger_snapshot_install(f->receiver_dir, staged, &reset, &f->expect, NULL, &diag);
     if (rc != 0)
         fail_msg("install: %s", diag.msg);
@@ -938,7 +938,7 @@ static void test_limits_at_their_edges(void **state)
     assert_int_equal(ledger_snapshot_create(l, path, &info), EHR_ETOOBIG);
     assert_non_null(strstr(ledger_last_error(l), "limit"));
     assert_false(file_exists(path));
-    ledger_diag diag;
+    ehr_diag diag;
     assert_int_equal(ledger_snapshot_inspect(path, &info, &diag), EHR_ETOOBIG);
     ledger_raft_batch reset = reset_for(SOURCE_APPLIED);
     assert_int_equal(

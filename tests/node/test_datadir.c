@@ -207,7 +207,7 @@ static void genesis_rechain(const uint8_t *genesis, size_t len, const char *chai
                             size_t *out_len)
 {
     Ehr__V1__Genesis *doc;
-    ledger_diag diag;
+    ehr_diag diag;
     assert_int_equal(ledger_genesis_parse(genesis, len, &doc, &diag), 0);
     char *old = doc->chain_id;
     doc->chain_id = (char *)chain_id;

@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ready = 1;
     }
     ledger_block_view view;
-    ledger_diag diag;
+    ehr_diag diag;
     if (ledger_block_parse(data, size, &view, &diag) != 0)
         return 0;
     Ehr__V1__Block *pb = ehr__v1__block__unpack(NULL, size, data);

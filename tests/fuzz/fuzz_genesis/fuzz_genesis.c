@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ready = 1;
     }
     Ehr__V1__Genesis *g;
-    ledger_diag diag;
+    ehr_diag diag;
     if (ledger_genesis_parse(data, size, &g, &diag) != 0)
         return 0;
     uint8_t *again, *block;

@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ready = 1;
     }
     ledger_tx_view view;
-    ledger_diag diag;
+    ehr_diag diag;
     int ours = ledger_tx_envelope_parse(data, size, &view, &diag);
     if (size <= EHR_TX_BYTES_MAX) {
         bool canonical = false;
