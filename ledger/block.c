@@ -22,8 +22,7 @@ static bool all_zero(const uint8_t *p, size_t len)
 }
 
 /* Decode the header bytes canonically and apply block.proto's rules. */
-static int header_decode(const uint8_t *bytes, size_t len, ledger_block_header *out,
-                         ehr_diag *diag)
+static int header_decode(const uint8_t *bytes, size_t len, ledger_block_header *out, ehr_diag *diag)
 {
     Ehr__V1__BlockHeader *h = ehr__v1__block_header__unpack(NULL, len, bytes);
     if (h == NULL)
@@ -35,12 +34,12 @@ static int header_decode(const uint8_t *bytes, size_t len, ledger_block_header *
     }
     if (h->prev_hash.len != EHR_HASH_BYTES || h->tx_root.len != EHR_HASH_BYTES) {
         rc = ehr_diag_fail(diag, EHR_EINVAL, "block header: prev_hash and tx_root must be %d bytes",
-                          EHR_HASH_BYTES);
+                           EHR_HASH_BYTES);
         goto out;
     }
     if (h->tx_count > EHR_BLOCK_TX_COUNT_MAX) {
         rc = ehr_diag_fail(diag, EHR_ETOOBIG, "block holds %u transactions, over the limit of %d",
-                          (unsigned)h->tx_count, EHR_BLOCK_TX_COUNT_MAX);
+                           (unsigned)h->tx_count, EHR_BLOCK_TX_COUNT_MAX);
         goto out;
     }
     memset(out, 0, sizeof *out);
@@ -49,16 +48,16 @@ static int header_decode(const uint8_t *bytes, size_t len, ledger_block_header *
             h->raft_term != 0 || h->raft_index != 0 || h->tx_count != 0 ||
             h->genesis_hash.len != EHR_HASH_BYTES) {
             rc = ehr_diag_fail(diag, EHR_EINVAL,
-                              "block 0 must have a zero prev_hash, no proposer, no Raft "
-                              "position, no transactions and a genesis hash");
+                               "block 0 must have a zero prev_hash, no proposer, no Raft "
+                               "position, no transactions and a genesis hash");
             goto out;
         }
         memcpy(out->genesis_hash, h->genesis_hash.data, EHR_HASH_BYTES);
     } else {
         if (h->proposer.len != EHR_SCHNORR_PUBLIC_BYTES || h->genesis_hash.len != 0) {
             rc = ehr_diag_fail(diag, EHR_EINVAL,
-                              "block %llu must have a %d-byte proposer and no genesis hash",
-                              (unsigned long long)h->height, EHR_SCHNORR_PUBLIC_BYTES);
+                               "block %llu must have a %d-byte proposer and no genesis hash",
+                               (unsigned long long)h->height, EHR_SCHNORR_PUBLIC_BYTES);
             goto out;
         }
         memcpy(out->proposer, h->proposer.data, EHR_SCHNORR_PUBLIC_BYTES);
@@ -89,19 +88,19 @@ int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out,
     memset(out, 0, sizeof *out);
     if (len > EHR_BLOCK_BYTES_MAX)
         return ehr_diag_fail(diag, EHR_ETOOBIG, "block is %zu bytes, over the limit of %d", len,
-                            EHR_BLOCK_BYTES_MAX);
+                             EHR_BLOCK_BYTES_MAX);
     if (bytes == NULL && len > 0)
         return ehr_diag_fail(diag, EHR_EINVAL, "block bytes missing");
     ledger__reader r = {.data = bytes, .len = len};
     if (!ledger__tag_next(&r, 1, LEDGER__WIRE_LEN))
         return ehr_diag_fail(diag, len == 0 ? EHR_ETRUNCATED : EHR_EINVAL,
-                            "block does not start with its header (field 1)");
+                             "block does not start with its header (field 1)");
     int rc = ledger__len_field_read(&r, 1, 1, EHR_BLOCK_HEADER_BYTES_MAX, &out->header_span);
     if (rc != 0)
         return ehr_diag_fail(diag, rc, "block header field is %s",
-                            rc == EHR_ETOOBIG      ? "over its size limit"
-                            : rc == EHR_ETRUNCATED ? "truncated"
-                                                   : "malformed");
+                             rc == EHR_ETOOBIG      ? "over its size limit"
+                             : rc == EHR_ETRUNCATED ? "truncated"
+                                                    : "malformed");
     rc =
         header_decode(bytes + out->header_span.offset, out->header_span.length, &out->header, diag);
     if (rc != 0)
@@ -114,29 +113,29 @@ int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out,
         rc = ledger__len_field_read(&r, 2, EHR_SCHNORR_SIG_BYTES, EHR_SCHNORR_SIG_BYTES, &sig);
         if (rc != 0)
             return ehr_diag_fail(diag, rc == EHR_ETRUNCATED ? rc : EHR_EINVAL,
-                                "block signature is not exactly %d bytes", EHR_SCHNORR_SIG_BYTES);
+                                 "block signature is not exactly %d bytes", EHR_SCHNORR_SIG_BYTES);
         out->signature = bytes + sig.offset;
     }
     if ((h->height == 0) != (out->signature == NULL))
         return ehr_diag_fail(diag, EHR_EINVAL, "block %llu %s a signature",
-                            (unsigned long long)h->height,
-                            h->height == 0 ? "must not carry" : "lacks");
+                             (unsigned long long)h->height,
+                             h->height == 0 ? "must not carry" : "lacks");
 
     out->txs = ehr_malloc((h->tx_count > 0 ? h->tx_count : 1) * sizeof *out->txs);
     uint32_t count = 0;
     while (ledger__tag_next(&r, 3, LEDGER__WIRE_LEN)) {
         if (count == h->tx_count) {
             rc = ehr_diag_fail(diag, EHR_EINVAL, "block holds more transactions than tx_count %u",
-                              (unsigned)h->tx_count);
+                               (unsigned)h->tx_count);
             goto fail;
         }
         ledger_span *span = &out->txs[count];
         rc = ledger__len_field_read(&r, 3, 1, EHR_TX_BYTES_MAX, span);
         if (rc != 0) {
             ehr_diag_fail(diag, rc, "block transaction %u is %s", (unsigned)count,
-                         rc == EHR_ETOOBIG      ? "over the size limit"
-                         : rc == EHR_ETRUNCATED ? "truncated"
-                                                : "malformed");
+                          rc == EHR_ETOOBIG      ? "over the size limit"
+                          : rc == EHR_ETRUNCATED ? "truncated"
+                                                 : "malformed");
             goto fail;
         }
         ledger_tx_view tx;
@@ -150,7 +149,7 @@ int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out,
     }
     if (count != h->tx_count) {
         rc = ehr_diag_fail(diag, EHR_EINVAL, "block holds %u transactions, header says %u",
-                          (unsigned)count, (unsigned)h->tx_count);
+                           (unsigned)count, (unsigned)h->tx_count);
         goto fail;
     }
     if (ledger__tag_next(&r, 4, LEDGER__WIRE_LEN)) {
@@ -162,8 +161,8 @@ int ledger_block_parse(const uint8_t *bytes, size_t len, ledger_block_view *out,
     }
     if (r.pos != len) {
         rc = ehr_diag_fail(diag, EHR_EINVAL,
-                          "block has %zu bytes of unknown, repeated or misordered fields",
-                          len - r.pos);
+                           "block has %zu bytes of unknown, repeated or misordered fields",
+                           len - r.pos);
         goto fail;
     }
     if (h->height == 0) {
@@ -230,8 +229,8 @@ int ledger_block_check(const ledger_block_view *view, unsigned flags, const char
         ledger_merkle_root((const uint8_t(*)[EHR_HASH_BYTES])hashes, h->tx_count, root);
         if (memcmp(root, h->tx_root, EHR_HASH_BYTES) != 0) {
             rc = ehr_diag_fail(diag, EHR_ECORRUPT,
-                              "block %llu: tx_root does not match its transactions",
-                              (unsigned long long)h->height);
+                               "block %llu: tx_root does not match its transactions",
+                               (unsigned long long)h->height);
             goto out;
         }
     }
@@ -240,8 +239,8 @@ int ledger_block_check(const ledger_block_view *view, unsigned flags, const char
         if (ehr_public_key_parse(&proposer, h->proposer) != 0 ||
             ehr_schnorr_verify(&proposer, view->hash, view->signature) != 0) {
             rc = ehr_diag_fail(diag, EHR_EBADSIG,
-                              "block %llu: the proposer's header signature does not verify",
-                              (unsigned long long)h->height);
+                               "block %llu: the proposer's header signature does not verify",
+                               (unsigned long long)h->height);
             goto out;
         }
     }
@@ -256,7 +255,7 @@ int ledger_block_check(const ledger_block_view *view, unsigned flags, const char
                 if (failed_tx != NULL)
                     *failed_tx = (long)i;
                 ehr_diag_fail(diag, rc, "block %llu tx %u: %s", (unsigned long long)h->height,
-                             (unsigned)i, tx_diag.msg);
+                              (unsigned)i, tx_diag.msg);
                 goto out;
             }
         }
@@ -305,7 +304,7 @@ int ledger_block_build(const ledger_block_params *params, const ledger_bytes *en
         return ehr_diag_fail(diag, EHR_EINVAL, "block 0 comes from the genesis document only");
     if (count > EHR_BLOCK_TX_COUNT_MAX)
         return ehr_diag_fail(diag, EHR_ETOOBIG, "%zu transactions, over the limit of %d", count,
-                            EHR_BLOCK_TX_COUNT_MAX);
+                             EHR_BLOCK_TX_COUNT_MAX);
     size_t txs_bytes = 0;
     for (size_t i = 0; i < count; i++) {
         ledger_tx_view tx;
@@ -316,7 +315,7 @@ int ledger_block_build(const ledger_block_params *params, const ledger_bytes *en
         txs_bytes += len_field_size(envelopes[i].len);
         if (txs_bytes > EHR_BLOCK_BYTES_MAX)
             return ehr_diag_fail(diag, EHR_ETOOBIG, "transactions over the block limit of %d bytes",
-                                EHR_BLOCK_BYTES_MAX);
+                                 EHR_BLOCK_BYTES_MAX);
     }
     uint8_t(*hashes)[EHR_HASH_BYTES] = NULL;
     if (tx_hashes == NULL && count > 0) {
@@ -355,7 +354,7 @@ int ledger_block_build(const ledger_block_params *params, const ledger_bytes *en
     if (total > EHR_BLOCK_BYTES_MAX) {
         ehr_free(header_bytes);
         return ehr_diag_fail(diag, EHR_ETOOBIG, "block would be %zu bytes, over the limit of %d",
-                            total, EHR_BLOCK_BYTES_MAX);
+                             total, EHR_BLOCK_BYTES_MAX);
     }
     uint8_t *p = ehr_malloc(total);
     size_t n = len_field_write(p, 1, header_bytes, header_len);
@@ -395,7 +394,7 @@ int ledger_chain_id_check(const char *chain_id, ehr_diag *diag)
     size_t len = strlen(chain_id);
     if (len == 0 || len > EHR_CHAIN_ID_BYTES_MAX)
         return ehr_diag_fail(diag, EHR_EINVAL, "chain id must be 1 to %d characters",
-                            EHR_CHAIN_ID_BYTES_MAX);
+                             EHR_CHAIN_ID_BYTES_MAX);
     for (size_t i = 0; i < len; i++)
         if (!chain_id_char(chain_id[i]))
             return ehr_diag_fail(diag, EHR_EINVAL, "chain id may use only A-Z a-z 0-9 . _ -");
@@ -458,7 +457,7 @@ static int peer_address_check(const char *s, ehr_diag *diag)
     size_t n = strlen(s);
     if (n == 0 || n > EHR_PEER_ADDRESS_BYTES_MAX)
         return ehr_diag_fail(diag, EHR_EINVAL, "address: must be HOST:PORT of 1 to %d bytes",
-                            EHR_PEER_ADDRESS_BYTES_MAX);
+                             EHR_PEER_ADDRESS_BYTES_MAX);
     const char *colon = strrchr(s, ':');
     const char *digits = colon != NULL ? colon + 1 : "";
     size_t count = strlen(digits);
@@ -470,7 +469,7 @@ static int peer_address_check(const char *s, ehr_diag *diag)
     }
     if (!port_ok || port > 65535)
         return ehr_diag_fail(diag, EHR_EINVAL,
-                            "address: \"%.64s\" is not HOST:PORT with a port from 1 to 65535", s);
+                             "address: \"%.64s\" is not HOST:PORT with a port from 1 to 65535", s);
     size_t host_len = (size_t)(colon - s);
     bool bracketed = host_len >= 2 && s[0] == '[' && s[host_len - 1] == ']';
     size_t from = bracketed ? 1 : 0, to = bracketed ? host_len - 1 : host_len;
@@ -479,8 +478,8 @@ static int peer_address_check(const char *s, ehr_diag *diag)
     for (size_t i = from; i < to; i++)
         if (!host_char(s[i], bracketed))
             return ehr_diag_fail(diag, EHR_EINVAL,
-                                "address: the host holds a character other than A-Z a-z 0-9 . - "
-                                "(and : inside [brackets])");
+                                 "address: the host holds a character other than A-Z a-z 0-9 . - "
+                                 "(and : inside [brackets])");
     return 0;
 }
 
@@ -489,8 +488,8 @@ int ledger_genesis_member_check(const Ehr__V1__Member *m, ehr_diag *diag)
     EHR_ASSERT(m != NULL);
     if (!name_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
         return ehr_diag_fail(diag, EHR_EINVAL,
-                            "name: must be 1 to %d bytes of UTF-8 text without control characters",
-                            EHR_MEMBER_NAME_BYTES_MAX);
+                             "name: must be 1 to %d bytes of UTF-8 text without control characters",
+                             EHR_MEMBER_NAME_BYTES_MAX);
     if (m->role < EHR__V1__MEMBER_ROLE__MEMBER_ROLE_HOSPITAL ||
         m->role > EHR__V1__MEMBER_ROLE__MEMBER_ROLE_REGULATOR)
         return ehr_diag_fail(diag, EHR_EINVAL, "role: %d is not a known role", (int)m->role);
@@ -498,13 +497,13 @@ int ledger_genesis_member_check(const Ehr__V1__Member *m, ehr_diag *diag)
     if (m->node_key.len != EHR_SCHNORR_PUBLIC_BYTES ||
         ehr_public_key_parse(&key, m->node_key.data) != 0)
         return ehr_diag_fail(diag, EHR_EINVAL,
-                            "node_key: not a valid BIP-340 x-only public key (%d bytes)",
-                            EHR_SCHNORR_PUBLIC_BYTES);
+                             "node_key: not a valid BIP-340 x-only public key (%d bytes)",
+                             EHR_SCHNORR_PUBLIC_BYTES);
     /* ehr_kx_public_key_check refuses zero and the other points of small
      * order, whose shared secrets an attacker could predict. */
     if (m->kx_key.len != EHR_KX_PUBLIC_BYTES || ehr_kx_public_key_check(m->kx_key.data) != 0)
         return ehr_diag_fail(diag, EHR_EINVAL, "kx_key: not a valid X25519 public key (%d bytes)",
-                            EHR_KX_PUBLIC_BYTES);
+                             EHR_KX_PUBLIC_BYTES);
     return peer_address_check(m->peer_address, diag);
 }
 
@@ -547,13 +546,13 @@ static int genesis_check(const Ehr__V1__Genesis *g, ehr_diag *diag)
         return ehr_diag_fail(diag, EHR_EINVAL, "genesis time is missing");
     if (g->time_ms > EHR_GENESIS_TIME_MS_MAX)
         return ehr_diag_fail(diag, EHR_EINVAL, "genesis time %llu ms is over the maximum %llu",
-                            (unsigned long long)g->time_ms,
-                            (unsigned long long)EHR_GENESIS_TIME_MS_MAX);
+                             (unsigned long long)g->time_ms,
+                             (unsigned long long)EHR_GENESIS_TIME_MS_MAX);
     if (g->n_members == 0)
         return ehr_diag_fail(diag, EHR_EINVAL, "no members: a chain needs at least one");
     if (g->n_members > EHR_GENESIS_MEMBERS_MAX)
         return ehr_diag_fail(diag, EHR_ETOOBIG, "%zu members, over the maximum %d", g->n_members,
-                            EHR_GENESIS_MEMBERS_MAX);
+                             EHR_GENESIS_MEMBERS_MAX);
     /* Members are named by position from 1 and, once the name is known to
      * be printable, by name: "member 2 (\"Lab\"): kx_key: ...". */
     for (size_t i = 0; i < g->n_members; i++) {
@@ -563,27 +562,26 @@ static int genesis_check(const Ehr__V1__Genesis *g, ehr_diag *diag)
             if (!name_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
                 return ehr_diag_fail(diag, EHR_EINVAL, "member %zu: %s", i + 1, why.msg);
             return ehr_diag_fail(diag, EHR_EINVAL, "member %zu (\"%.*s\"): %s", i + 1,
-                                name_cut(m->name, 48), m->name, why.msg);
+                                 name_cut(m->name, 48), m->name, why.msg);
         }
         for (size_t j = 0; j < i; j++) {
             const char *field = member_collision(g->members[j], m);
             if (field != NULL)
                 return ehr_diag_fail(diag, EHR_EINVAL,
-                                    "member %zu (\"%.*s\"): %s: same as member %zu", i + 1,
-                                    name_cut(m->name, 48), m->name, field, j + 1);
+                                     "member %zu (\"%.*s\"): %s: same as member %zu", i + 1,
+                                     name_cut(m->name, 48), m->name, field, j + 1);
         }
     }
     return 0;
 }
 
-int ledger_genesis_parse(const uint8_t *bytes, size_t len, Ehr__V1__Genesis **out,
-                         ehr_diag *diag)
+int ledger_genesis_parse(const uint8_t *bytes, size_t len, Ehr__V1__Genesis **out, ehr_diag *diag)
 {
     if (out != NULL)
         *out = NULL;
     if (len > EHR_GENESIS_BYTES_MAX)
         return ehr_diag_fail(diag, EHR_ETOOBIG, "genesis is %zu bytes, over the limit of %d", len,
-                            EHR_GENESIS_BYTES_MAX);
+                             EHR_GENESIS_BYTES_MAX);
     if (bytes == NULL && len > 0)
         return ehr_diag_fail(diag, EHR_EINVAL, "genesis bytes missing");
     Ehr__V1__Genesis *g = ehr__v1__genesis__unpack(NULL, len, bytes);
@@ -608,7 +606,7 @@ int ledger_genesis_encode(const Ehr__V1__Genesis *genesis, uint8_t **out, size_t
     size_t n = ehr__v1__genesis__get_packed_size(genesis);
     if (n > EHR_GENESIS_BYTES_MAX)
         return ehr_diag_fail(diag, EHR_ETOOBIG, "genesis would be %zu bytes, over the limit of %d",
-                            n, EHR_GENESIS_BYTES_MAX);
+                             n, EHR_GENESIS_BYTES_MAX);
     uint8_t *p = ehr_malloc(n > 0 ? n : 1);
     size_t packed = ehr__v1__genesis__pack(genesis, p);
     EHR_ASSERT(packed == n);

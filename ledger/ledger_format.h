@@ -90,8 +90,7 @@ typedef struct ledger_tx_view {
  * Allocates nothing and does not look inside the body.
  * Returns 0; EHR_ETOOBIG (over EHR_TX_BYTES_MAX), EHR_ETRUNCATED, EHR_EINVAL.
  */
-int ledger_tx_envelope_parse(const uint8_t *bytes, size_t len, ledger_tx_view *out,
-                             ehr_diag *diag);
+int ledger_tx_envelope_parse(const uint8_t *bytes, size_t len, ledger_tx_view *out, ehr_diag *diag);
 
 /* The transaction hash (its id): SHA-256 of the body bytes. */
 void ledger_tx_hash(const uint8_t *body, size_t body_len, uint8_t out[EHR_HASH_BYTES]);
@@ -285,8 +284,7 @@ int ledger_genesis_member_check(const Ehr__V1__Member *member, ehr_diag *diag);
  * the decoded document; free it with ehr__v1__genesis__free_unpacked(*OUT,
  * NULL). Returns 0; EHR_ETOOBIG, EHR_EINVAL.
  */
-int ledger_genesis_parse(const uint8_t *bytes, size_t len, Ehr__V1__Genesis **out,
-                         ehr_diag *diag);
+int ledger_genesis_parse(const uint8_t *bytes, size_t len, Ehr__V1__Genesis **out, ehr_diag *diag);
 
 /*
  * Validate GENESIS and serialize it (what `ehrctl genesis` writes). Writes

@@ -65,7 +65,7 @@ static int path_check(const char *path, const char *what, ehr_diag *diag)
     size_t len = strnlen(path, LEDGER_SNAPSHOT_PATH_BYTES_MAX + 1);
     if (len > LEDGER_SNAPSHOT_PATH_BYTES_MAX)
         return ehr_diag_fail(diag, EHR_ETOOBIG, "the %s path is over the limit of %d bytes", what,
-                            LEDGER_SNAPSHOT_PATH_BYTES_MAX);
+                             LEDGER_SNAPSHOT_PATH_BYTES_MAX);
     return 0;
 }
 
@@ -163,38 +163,39 @@ static int lmdb_meta_read(int fd, const char *path, unsigned index, uint64_t off
     uint8_t head[LMDB_HEAD_BYTES];
     ssize_t n = pread(fd, head, sizeof head, (off_t)offset);
     if (n < 0)
-        return ehr_diag_fail(diag, -errno, "%s: reading the LMDB header: %s", path, strerror(errno));
+        return ehr_diag_fail(diag, -errno, "%s: reading the LMDB header: %s", path,
+                             strerror(errno));
     if ((size_t)n < sizeof head)
         return ehr_diag_fail(diag, EHR_ETRUNCATED,
-                            "%s is too short for an LMDB header (meta page %u cut off)", path,
-                            index);
+                             "%s is too short for an LMDB header (meta page %u cut off)", path,
+                             index);
     uint16_t flags;
     memcpy(&flags, head + LMDB_PAGE_FLAGS_AT, sizeof flags);
     const uint8_t *meta = head + LMDB_PAGE_HEADER_BYTES;
     if (!(flags & LMDB_PAGE_FLAG_META) || u32_at(meta + LMDB_META_MAGIC_AT) != LMDB_MAGIC)
         return ehr_diag_fail(diag, EHR_EINVAL, "%s is not an LMDB file (no meta page %u)", path,
-                            index);
+                             index);
     uint32_t version = u32_at(meta + LMDB_META_VERSION_AT);
     if (version != LMDB_DATA_VERSION)
         return ehr_diag_fail(diag, EHR_EVERSION,
-                            "%s is an LMDB file of data version %u; this build reads version %d",
-                            path, (unsigned)version, LMDB_DATA_VERSION);
+                             "%s is an LMDB file of data version %u; this build reads version %d",
+                             path, (unsigned)version, LMDB_DATA_VERSION);
     out->page_bytes = u32_at(meta + LMDB_META_PAGE_BYTES_AT);
     out->last_page = u64_at(meta + LMDB_META_LAST_PAGE_AT);
     out->txnid = u64_at(meta + LMDB_META_TXNID_AT);
     uint32_t pb = out->page_bytes;
     if (pb < LMDB_PAGE_BYTES_MIN || pb > LMDB_PAGE_BYTES_MAX || (pb & (pb - 1)) != 0)
-        return ehr_diag_fail(diag, EHR_EINVAL, "%s: LMDB meta page %u gives a page size of %u", path,
-                            index, (unsigned)pb);
+        return ehr_diag_fail(diag, EHR_EINVAL, "%s: LMDB meta page %u gives a page size of %u",
+                             path, index, (unsigned)pb);
     return 0;
 }
 
 int ledger__snapshot_size_check(uint64_t file_bytes, ehr_diag *diag)
 {
     if (file_bytes > LEDGER_SNAPSHOT_BYTES_MAX)
-        return ehr_diag_fail(diag, EHR_ETOOBIG, "the snapshot is %llu bytes, over the limit of %llu",
-                            (unsigned long long)file_bytes,
-                            (unsigned long long)LEDGER_SNAPSHOT_BYTES_MAX);
+        return ehr_diag_fail(
+            diag, EHR_ETOOBIG, "the snapshot is %llu bytes, over the limit of %llu",
+            (unsigned long long)file_bytes, (unsigned long long)LEDGER_SNAPSHOT_BYTES_MAX);
     return 0;
 }
 
@@ -211,7 +212,7 @@ static int file_check(const char *path, uint64_t *file_bytes, ehr_diag *diag)
     if (fd < 0) {
         int err = errno;
         return ehr_diag_fail(diag, err == ENOENT ? EHR_ENOTFOUND : -err, "%s: %s", path,
-                            strerror(err));
+                             strerror(err));
     }
     struct stat st;
     int rc = 0;
@@ -232,16 +233,16 @@ static int file_check(const char *path, uint64_t *file_bytes, ehr_diag *diag)
     const lmdb_meta *m = metas[1].txnid > metas[0].txnid ? &metas[1] : &metas[0];
     if (m->page_bytes != metas[0].page_bytes)
         return ehr_diag_fail(diag, EHR_EINVAL, "%s: the LMDB meta pages disagree on the page size",
-                            path);
+                             path);
     uint64_t pages_max = LEDGER_SNAPSHOT_BYTES_MAX / m->page_bytes;
     if (m->last_page >= pages_max)
         return ehr_diag_fail(diag, EHR_ETOOBIG, "%s: its LMDB header counts %llu pages", path,
-                            (unsigned long long)m->last_page + 1);
+                             (unsigned long long)m->last_page + 1);
     uint64_t need = (m->last_page + 1) * m->page_bytes;
     if ((uint64_t)st.st_size < need)
         return ehr_diag_fail(diag, EHR_ETRUNCATED,
-                            "%s is %llu bytes; its LMDB header says %llu (truncated)", path,
-                            (unsigned long long)st.st_size, (unsigned long long)need);
+                             "%s is %llu bytes; its LMDB header says %llu (truncated)", path,
+                             (unsigned long long)st.st_size, (unsigned long long)need);
     *file_bytes = (uint64_t)st.st_size;
     return 0;
 }
@@ -305,7 +306,7 @@ static int snap_open(const char *path, bool writable, uint64_t file_bytes, ledge
         rc = mdb_dbi_open(txn, dbs[i].name, 0, dbs[i].dbi);
         if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
             rc = ehr_diag_fail(diag, EHR_EINVAL, "%s is not a ledger (no %s database)", path,
-                              dbs[i].name);
+                               dbs[i].name);
         else if (rc != 0)
             rc = diag_from(s, ledger__lmdb_error(s, rc, "opening the databases"), "", diag);
     }
@@ -346,23 +347,23 @@ static int block_read_checked(ledger *s, MDB_txn *txn, uint64_t height, ledger_b
     int rc = mdb_get(txn, s->db_blocks, &k, &v);
     if (rc == MDB_NOTFOUND)
         return ehr_diag_fail(diag, EHR_ECORRUPT, "block %llu is missing",
-                            (unsigned long long)height);
+                             (unsigned long long)height);
     if (rc != 0)
         return diag_from(s, ledger__lmdb_error(s, rc, "reading a block"), "", diag);
     const uint8_t *block;
     size_t block_len;
     if (ledger__stored_block_open(v.mv_data, v.mv_size, height, &block, &block_len) != 0)
         return ehr_diag_fail(diag, EHR_ECORRUPT,
-                            "block %llu is corrupt: its stored checksum does not match",
-                            (unsigned long long)height);
+                             "block %llu is corrupt: its stored checksum does not match",
+                             (unsigned long long)height);
     ehr_diag why;
     if (ledger_block_parse(block, block_len, view, &why) != 0)
         return ehr_diag_fail(diag, EHR_ECORRUPT, "block %llu does not parse: %s",
-                            (unsigned long long)height, why.msg);
+                             (unsigned long long)height, why.msg);
     if (view->header.height != height) {
         ledger_block_view_release(view);
         return ehr_diag_fail(diag, EHR_ECORRUPT, "the block stored at %llu says height %llu",
-                            (unsigned long long)height, (unsigned long long)view->header.height);
+                             (unsigned long long)height, (unsigned long long)view->header.height);
     }
     return 0;
 }
@@ -385,13 +386,13 @@ static int content_check(ledger *s, ledger_snapshot_info *info, ehr_diag *diag)
     const ledger_tip *tip = &info->tip;
     if (rc == 0 && tip->applied_index == 0)
         rc = ehr_diag_fail(diag, EHR_EINVAL,
-                          "the ledger has applied no Raft entry (applied index 0)");
+                           "the ledger has applied no Raft entry (applied index 0)");
     MDB_stat st;
     if (rc == 0 && (rc = mdb_stat(txn, s->db_blocks, &st)) != 0)
         rc = diag_from(s, ledger__lmdb_error(s, rc, "counting blocks"), "", diag);
     if (rc == 0 && st.ms_entries != tip->height + 1)
         rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the ledger holds %llu blocks; its tip is at %llu",
-                          (unsigned long long)st.ms_entries, (unsigned long long)tip->height);
+                           (unsigned long long)st.ms_entries, (unsigned long long)tip->height);
     if (rc == 0) {
         /* The last key must be the tip's height (the count alone could hide a gap). */
         MDB_cursor *c;
@@ -407,17 +408,17 @@ static int content_check(ledger *s, ledger_snapshot_info *info, ehr_diag *diag)
             rc = diag_from(s, ledger__lmdb_error(s, rc, "reading the last block"), "", diag);
         else if (k.mv_size != sizeof want || memcmp(k.mv_data, want, sizeof want) != 0)
             rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the last block stored is not the tip's (%llu)",
-                              (unsigned long long)tip->height);
+                               (unsigned long long)tip->height);
     }
     ledger_block_view view;
     if (rc == 0 && (rc = block_read_checked(s, txn, tip->height, &view, diag)) == 0) {
         if (memcmp(view.hash, tip->hash, EHR_HASH_BYTES) != 0)
             rc = ehr_diag_fail(diag, EHR_ECORRUPT,
-                              "the tip record's hash is not the hash of block %llu",
-                              (unsigned long long)tip->height);
+                               "the tip record's hash is not the hash of block %llu",
+                               (unsigned long long)tip->height);
         else if (view.header.time_ms != tip->time_ms)
             rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the tip record's time is not block %llu's",
-                              (unsigned long long)tip->height);
+                               (unsigned long long)tip->height);
         ledger_block_view_release(&view);
     }
     if (rc == 0 && (rc = block_read_checked(s, txn, 0, &view, diag)) == 0) {
@@ -433,7 +434,7 @@ static int content_check(ledger *s, ledger_snapshot_info *info, ehr_diag *diag)
         rc = diag_from(s, ledger__lmdb_error(s, rc, "counting the write log"), "", diag);
     if (rc == 0 && st.ms_entries != tip->height + 1)
         rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the write log has %llu records for %llu blocks",
-                          (unsigned long long)st.ms_entries, (unsigned long long)tip->height + 1);
+                           (unsigned long long)st.ms_entries, (unsigned long long)tip->height + 1);
     mdb_txn_abort(txn);
     return rc;
 }
@@ -539,17 +540,17 @@ static int install_args_check(const ledger_snapshot_expect *expect, const ledger
         return ehr_diag_fail(diag, EHR_EINVAL, "the expected chain id: %s", why.msg);
     if (expect->applied_index == 0 || expect->applied_index == UINT64_MAX)
         return ehr_diag_fail(diag, EHR_EINVAL, "the expected applied index must be 1..%llu",
-                            (unsigned long long)UINT64_MAX - 1);
+                             (unsigned long long)UINT64_MAX - 1);
     if (reset == NULL)
         return ehr_diag_fail(diag, EHR_EINVAL, "no raft reset given");
     if (reset->truncate_from != 0)
         return ehr_diag_fail(diag, EHR_EINVAL, "the raft reset must not truncate (the log is new)");
     if (reset->compact_index != expect->applied_index + 1)
         return ehr_diag_fail(diag, EHR_EINVAL,
-                            "the raft reset must compact to %llu (the snapshot's index + 1), "
-                            "not %llu",
-                            (unsigned long long)expect->applied_index + 1,
-                            (unsigned long long)reset->compact_index);
+                             "the raft reset must compact to %llu (the snapshot's index + 1), "
+                             "not %llu",
+                             (unsigned long long)expect->applied_index + 1,
+                             (unsigned long long)reset->compact_index);
     if (reset->boundary.data == NULL)
         return ehr_diag_fail(diag, EHR_EINVAL, "the raft reset has no boundary record");
     if (reset->snapshot_meta.data == NULL)
@@ -564,14 +565,14 @@ static int chain_match(const ledger_chain *chain, const ledger_snapshot_expect *
 {
     if (strcmp(chain->chain_id, expect->chain_id) != 0)
         return ehr_diag_fail(diag, EHR_ECHAIN, "%s is of chain \"%s\", not \"%s\"", who,
-                            chain->chain_id, expect->chain_id);
+                             chain->chain_id, expect->chain_id);
     if (memcmp(chain->genesis_hash, expect->genesis_hash, EHR_HASH_BYTES) != 0) {
         char got[2 * EHR_HASH_BYTES + 1], want[2 * EHR_HASH_BYTES + 1];
         ehr_hex_encode(got, chain->genesis_hash, EHR_HASH_BYTES);
         ehr_hex_encode(want, expect->genesis_hash, EHR_HASH_BYTES);
         return ehr_diag_fail(diag, EHR_ECHAIN,
-                            "%s is of chain \"%s\" with genesis %.16s..., not %.16s...", who,
-                            chain->chain_id, got, want);
+                             "%s is of chain \"%s\" with genesis %.16s..., not %.16s...", who,
+                             chain->chain_id, got, want);
     }
     return 0;
 }
@@ -626,10 +627,10 @@ static int current_read(const char *data_path, const ledger_snapshot_expect *exp
         /* another chain */
     } else if (tip.applied_index > expect->applied_index) {
         rc = ehr_diag_fail(diag, EHR_EINVAL,
-                          "the current ledger has applied up to %llu, beyond the snapshot's "
-                          "%llu",
-                          (unsigned long long)tip.applied_index,
-                          (unsigned long long)expect->applied_index);
+                           "the current ledger has applied up to %llu, beyond the snapshot's "
+                           "%llu",
+                           (unsigned long long)tip.applied_index,
+                           (unsigned long long)expect->applied_index);
     }
     if (rc == 0) {
         int hrc = ledger_raft_hard_state_get(s, cur->hard_state, sizeof cur->hard_state,
@@ -721,9 +722,9 @@ static int install_lock(const char *lock_path, const char *dir, int *fd, ehr_dia
     *fd = -1;
     if (err == EAGAIN || err == EACCES)
         return ehr_diag_fail(diag, EHR_EAGAIN,
-                            "the ledger in %s is open (in this or another process); close it "
-                            "before installing a snapshot",
-                            dir);
+                             "the ledger in %s is open (in this or another process); close it "
+                             "before installing a snapshot",
+                             dir);
     return ehr_diag_fail(diag, -err, "locking %s: %s", lock_path, strerror(err));
 }
 
@@ -788,8 +789,8 @@ int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
     if (rc == 0 && rename(snapshot_path, data_path) != 0) {
         int err = errno;
         rc = ehr_diag_fail(diag, -err, "renaming %s to %s: %s%s", snapshot_path, data_path,
-                          strerror(err),
-                          err == EXDEV ? " (stage the snapshot in the ledger's file system)" : "");
+                           strerror(err),
+                           err == EXDEV ? " (stage the snapshot in the ledger's file system)" : "");
     }
     if (rc == 0) {
         renamed = true;

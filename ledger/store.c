@@ -406,11 +406,11 @@ int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
     Ehr__V1__EmergencyPolicy none = EHR__V1__EMERGENCY_POLICY__INIT;
     const Ehr__V1__EmergencyPolicy *policy = g->emergency != NULL ? g->emergency : &none;
     uint8_t *policy_bytes = ehr_malloc(ehr__v1__emergency_policy__get_packed_size(policy) + 1);
-    writes[0] = (ledger_state_write){.key = (const uint8_t *)LEDGER_EMERGENCY_KEY,
-                                     .key_len = sizeof LEDGER_EMERGENCY_KEY - 1,
-                                     .value = policy_bytes,
-                                     .value_len =
-                                         ehr__v1__emergency_policy__pack(policy, policy_bytes)};
+    writes[0] =
+        (ledger_state_write){.key = (const uint8_t *)LEDGER_EMERGENCY_KEY,
+                             .key_len = sizeof LEDGER_EMERGENCY_KEY - 1,
+                             .value = policy_bytes,
+                             .value_len = ehr__v1__emergency_policy__pack(policy, policy_bytes)};
     EHR_ASSERT(memcmp(LEDGER_EMERGENCY_KEY, LEDGER_MEMBER_KEY_PREFIX, 1) < 0);
     for (size_t i = 0; i < g->n_members; i++) {
         const Ehr__V1__Member *m = g->members[i];

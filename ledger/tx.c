@@ -10,42 +10,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ledger_tx_envelope_parse(const uint8_t *bytes, size_t len, ledger_tx_view *out,
-                             ehr_diag *diag)
+int ledger_tx_envelope_parse(const uint8_t *bytes, size_t len, ledger_tx_view *out, ehr_diag *diag)
 {
     EHR_ASSERT(out != NULL);
     if (len > EHR_TX_BYTES_MAX)
         return ehr_diag_fail(diag, EHR_ETOOBIG, "transaction is %zu bytes, over the limit of %d",
-                            len, EHR_TX_BYTES_MAX);
+                             len, EHR_TX_BYTES_MAX);
     if (bytes == NULL && len > 0)
         return ehr_diag_fail(diag, EHR_EINVAL, "transaction bytes missing");
     ledger__reader r = {.data = bytes, .len = len};
     if (!ledger__tag_next(&r, 1, LEDGER__WIRE_LEN))
         return ehr_diag_fail(diag, len == 0 ? EHR_ETRUNCATED : EHR_EINVAL,
-                            "transaction envelope does not start with its body (field 1)");
+                             "transaction envelope does not start with its body (field 1)");
     ledger_span body;
     int rc = ledger__len_field_read(&r, 1, 1, EHR_TX_BODY_BYTES_MAX, &body);
     if (rc == EHR_ETOOBIG)
         return ehr_diag_fail(diag, rc, "transaction body is over the limit of %d bytes",
-                            EHR_TX_BODY_BYTES_MAX);
+                             EHR_TX_BODY_BYTES_MAX);
     if (rc != 0)
         return ehr_diag_fail(diag, rc, "transaction body field is %s",
-                            rc == EHR_ETRUNCATED ? "truncated" : "malformed or empty");
+                             rc == EHR_ETRUNCATED ? "truncated" : "malformed or empty");
     if (!ledger__tag_next(&r, 2, LEDGER__WIRE_LEN))
         return ehr_diag_fail(diag, r.pos == len ? EHR_ETRUNCATED : EHR_EINVAL,
-                            "transaction envelope: signature (field 2) must follow the body");
+                             "transaction envelope: signature (field 2) must follow the body");
     ledger_span sig;
     rc = ledger__len_field_read(&r, 2, EHR_SCHNORR_SIG_BYTES, EHR_SCHNORR_SIG_BYTES, &sig);
     if (rc != 0)
         return ehr_diag_fail(diag, rc == EHR_ETRUNCATED ? rc : EHR_EINVAL,
-                            "transaction signature is %s, not exactly %d bytes",
-                            rc == EHR_ETRUNCATED ? "truncated" : "the wrong size",
-                            EHR_SCHNORR_SIG_BYTES);
+                             "transaction signature is %s, not exactly %d bytes",
+                             rc == EHR_ETRUNCATED ? "truncated" : "the wrong size",
+                             EHR_SCHNORR_SIG_BYTES);
     if (r.pos != len)
         return ehr_diag_fail(diag, EHR_EINVAL,
-                            "transaction envelope has %zu bytes after the signature "
-                            "(unknown or repeated fields are not accepted)",
-                            len - r.pos);
+                             "transaction envelope has %zu bytes after the signature "
+                             "(unknown or repeated fields are not accepted)",
+                             len - r.pos);
     out->body = bytes + body.offset;
     out->body_len = body.length;
     out->signature = bytes + sig.offset;
@@ -72,21 +71,22 @@ static int tx_body_rules(const Ehr__V1__TxBody *b, const ledger_tx_rules *rules,
     size_t chain_len = strlen(b->chain_id);
     if (chain_len == 0 || chain_len > EHR_CHAIN_ID_BYTES_MAX)
         return ehr_diag_fail(diag, EHR_EINVAL, "transaction chain id is empty or over %d bytes",
-                            EHR_CHAIN_ID_BYTES_MAX);
+                             EHR_CHAIN_ID_BYTES_MAX);
     if (strcmp(b->chain_id, rules->chain_id) != 0)
         return ehr_diag_fail(diag, EHR_ECHAIN, "transaction is for chain \"%s\", not \"%s\"",
-                            b->chain_id, rules->chain_id);
+                             b->chain_id, rules->chain_id);
     if (b->signer.len != EHR_SCHNORR_PUBLIC_BYTES)
         return ehr_diag_fail(diag, EHR_EINVAL, "transaction signer is %zu bytes, not %d",
-                            b->signer.len, EHR_SCHNORR_PUBLIC_BYTES);
+                             b->signer.len, EHR_SCHNORR_PUBLIC_BYTES);
     if (b->nonce.len != EHR_TX_NONCE_BYTES)
         return ehr_diag_fail(diag, EHR_EINVAL, "transaction nonce is %zu bytes, not %d",
-                            b->nonce.len, EHR_TX_NONCE_BYTES);
+                             b->nonce.len, EHR_TX_NONCE_BYTES);
     if (b->expiry_ms == 0)
         return ehr_diag_fail(diag, EHR_EINVAL, "transaction has no expiry");
     if (rules->now_ms > b->expiry_ms)
-        return ehr_diag_fail(diag, EHR_EEXPIRED, "transaction expired at %llu ms, it is now %llu ms",
-                            (unsigned long long)b->expiry_ms, (unsigned long long)rules->now_ms);
+        return ehr_diag_fail(diag, EHR_EEXPIRED,
+                             "transaction expired at %llu ms, it is now %llu ms",
+                             (unsigned long long)b->expiry_ms, (unsigned long long)rules->now_ms);
     if (b->payload_case == EHR__V1__TX_BODY__PAYLOAD__NOT_SET)
         return ehr_diag_fail(diag, EHR_EINVAL, "transaction has no payload");
     return 0;
@@ -106,8 +106,8 @@ int ledger__tx_check(const uint8_t *bytes, size_t len, const ledger_tx_rules *ru
         return ehr_diag_fail(diag, EHR_EINVAL, "transaction body does not decode as a TxBody");
     if (!ledger__proto_canonical(&tx.body->base, tx.view.body, tx.view.body_len)) {
         rc = ehr_diag_fail(diag, EHR_EINVAL,
-                          "transaction body is not in canonical form (unknown, repeated, "
-                          "default-valued or out-of-order fields)");
+                           "transaction body is not in canonical form (unknown, repeated, "
+                           "default-valued or out-of-order fields)");
         goto fail;
     }
     rc = tx_body_rules(tx.body, rules, diag);
