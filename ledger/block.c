@@ -537,6 +537,30 @@ static int name_cut(const char *name, size_t max)
     return (int)max;
 }
 
+/* Emergency access is for clinical roles only, each named once. */
+static int emergency_check(const Ehr__V1__EmergencyPolicy *p, ehr_diag *diag)
+{
+    if (p == NULL)
+        return 0;
+    uint32_t seen = 0;
+    for (size_t i = 0; i < p->n_roles; i++) {
+        Ehr__V1__MemberRole r = p->roles[i];
+        bool clinical = r == EHR__V1__MEMBER_ROLE__MEMBER_ROLE_HOSPITAL ||
+                        r == EHR__V1__MEMBER_ROLE__MEMBER_ROLE_LAB ||
+                        r == EHR__V1__MEMBER_ROLE__MEMBER_ROLE_PHARMACY;
+        if (!clinical)
+            return ehr_diag_fail(diag, EHR_EINVAL,
+                                 "emergency.roles[%zu]: role %d is not a clinical role (hospital, "
+                                 "lab, pharmacy): only those may use emergency access",
+                                 i, (int)r);
+        if (seen & (1u << r))
+            return ehr_diag_fail(diag, EHR_EINVAL, "emergency.roles[%zu]: role %d named twice", i,
+                                 (int)r);
+        seen |= 1u << r;
+    }
+    return 0;
+}
+
 static int genesis_check(const Ehr__V1__Genesis *g, ehr_diag *diag)
 {
     int rc = ledger_chain_id_check(g->chain_id, diag);
@@ -572,7 +596,7 @@ static int genesis_check(const Ehr__V1__Genesis *g, ehr_diag *diag)
                                      name_cut(m->name, 48), m->name, field, j + 1);
         }
     }
-    return 0;
+    return emergency_check(g->emergency, diag);
 }
 
 int ledger_genesis_parse(const uint8_t *bytes, size_t len, Ehr__V1__Genesis **out, ehr_diag *diag)

@@ -993,6 +993,32 @@ static void test_genesis_validation_rules_and_edges(void **state)
     assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
     f->members[0].peer_address = "h:1";
 
+    /* Emergency access: clinical roles only, each once; absent or empty
+     * means nobody. */
+    Ehr__V1__EmergencyPolicy policy = EHR__V1__EMERGENCY_POLICY__INIT;
+    Ehr__V1__MemberRole roles[4] = {EHR__V1__MEMBER_ROLE__MEMBER_ROLE_HOSPITAL,
+                                    EHR__V1__MEMBER_ROLE__MEMBER_ROLE_LAB,
+                                    EHR__V1__MEMBER_ROLE__MEMBER_ROLE_PHARMACY};
+    policy.roles = roles;
+    f->g.emergency = &policy;
+    assert_int_equal(fixture_parse(f, &diag), 0);
+    policy.n_roles = 3;
+    assert_int_equal(fixture_parse(f, &diag), 0);
+    roles[3] = EHR__V1__MEMBER_ROLE__MEMBER_ROLE_LAB;
+    policy.n_roles = 4;
+    assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
+    assert_string_equal(diag.msg, "emergency.roles[3]: role 2 named twice");
+    const Ehr__V1__MemberRole not_clinical[] = {
+        EHR__V1__MEMBER_ROLE__MEMBER_ROLE_INSURER, EHR__V1__MEMBER_ROLE__MEMBER_ROLE_REGULATOR,
+        EHR__V1__MEMBER_ROLE__MEMBER_ROLE_UNSPECIFIED, (Ehr__V1__MemberRole)31};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(not_clinical); i++) {
+        roles[3] = not_clinical[i];
+        assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
+        assert_non_null(strstr(diag.msg, "emergency.roles[3]"));
+        assert_non_null(strstr(diag.msg, "not a clinical role"));
+    }
+    f->g.emergency = NULL;
+
     f->g.n_members = 0;
     assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
     ehr_free(f);
