@@ -44,9 +44,11 @@
  * EHR_EINVAL when the bytes break the rule. Callers map these to their own
  * codes (p2p answers EHR_EPROTO to both).
  *
- * The hot paths (a frame body, an append of a thousand entries) call these
- * per field, so the common case is inline here: a varint of one byte never
- * leaves the caller; longer ones go through one function in pbwire.c.
+ * Everything here is inline: the hot paths (a frame body, an append of a
+ * thousand entries, a block's framing) call these per field, the build has
+ * no link-time optimisation, and each call site passes a constant rule, so
+ * the compiler folds the rule's branches away. Measured with bench_wire:
+ * with the loop out of line the ledger's framing parse was ~25 % slower.
  */
 #ifndef EHR_PBWIRE_H
 #define EHR_PBWIRE_H
@@ -155,10 +157,33 @@ static inline size_t ehr_pb_len_header_write(uint8_t *out, uint32_t field, uint6
 
 /* ---- reading ---- */
 
-/* The loop behind ehr_pb_varint_read for varints of 2 bytes or more (and
+/* The loop behind the varint reads, for varints of 2 bytes or more (and
  * for the errors): at most BYTES_MAX (5 or 10) bytes under RULE. */
-int ehr_pb__varint_read_long(ehr_pb_reader *r, enum ehr_pb_rule rule, size_t bytes_max,
-                             uint64_t *value);
+static inline int ehr_pb__varint_read_long(ehr_pb_reader *r, enum ehr_pb_rule rule,
+                                           size_t bytes_max, uint64_t *value)
+{
+    EHR_ASSERT(r->pos <= r->len);
+    EHR_ASSERT(bytes_max == EHR_PB_VARINT_BYTES_MAX || bytes_max == EHR_PB_VARINT32_BYTES_MAX);
+    size_t pos = r->pos;
+    uint64_t v = 0;
+    for (size_t i = 0; i < bytes_max; i++) {
+        if (pos == r->len)
+            return EHR_ETRUNCATED;
+        uint8_t b = r->data[pos++];
+        /* The 10th byte holds bit 63 alone; protobuf-c drops the rest. */
+        if (i == EHR_PB_VARINT_BYTES_MAX - 1 && b > 1 && rule != EHR_PB_PROTOBUF_C)
+            return EHR_EINVAL;
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (b < 0x80) {
+            if (b == 0 && i > 0 && rule == EHR_PB_MINIMAL)
+                return EHR_EINVAL; /* a trailing zero group: padded */
+            r->pos = pos;
+            *value = v;
+            return 0;
+        }
+    }
+    return EHR_EINVAL; /* longer than BYTES_MAX */
+}
 
 /*
  * Read a varint under RULE into *VALUE. Returns 0; EHR_ETRUNCATED if the

@@ -30,7 +30,7 @@ bool ledger__tag_next(const ledger__reader *r, unsigned field, unsigned wire)
 {
     EHR_ASSERT(field > 0);
     EHR_ASSERT(field < 16);
-    return r->pos < r->len && r->data[r->pos] == ehr_pb_key(field, (enum ehr_pb_wire_type)wire);
+    return r->pos < r->len && r->data[r->pos] == (uint8_t)((field << 3) | wire);
 }
 
 int ledger__len_field_read(ledger__reader *r, unsigned field, size_t len_min, size_t len_max,
