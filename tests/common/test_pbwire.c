@@ -230,6 +230,16 @@ static void test_varint_rules_nest(void **state)
     assert_true(accepted[2] < 200000);
 }
 
+/* Read a key from R under RULE and expect FIELD with WIRE_TYPE. */
+static void expect_key(ehr_pb_reader *r, enum ehr_pb_rule rule, uint32_t field, unsigned wire_type)
+{
+    uint32_t got_field = 0;
+    unsigned got_wire_type = 99;
+    assert_int_equal(ehr_pb_key_read(r, rule, &got_field, &got_wire_type), 0);
+    assert_int_equal(got_field, field);
+    assert_int_equal(got_wire_type, wire_type);
+}
+
 static void test_key_every_size_and_wire_type(void **state)
 {
     const uint32_t fields[] = {1,
@@ -256,15 +266,13 @@ static void test_key_every_size_and_wire_type(void **state)
                              (uint64_t)fields[i] << 3 | wire);
             for (size_t k = 0; k < EHR_ARRAY_COUNT(rules); k++) {
                 ehr_pb_reader r = {.data = buf, .len = n};
-                uint32_t field = 0;
-                unsigned wire_type = 99;
-                assert_int_equal(ehr_pb_key_read(&r, rules[k], &field, &wire_type), 0);
-                assert_int_equal(field, fields[i]);
-                assert_int_equal(wire_type, wire);
+                expect_key(&r, rules[k], fields[i], wire);
                 assert_int_equal(r.pos, n);
                 /* cut at every byte */
                 for (size_t cut = 0; cut < n; cut++) {
                     r = (ehr_pb_reader){.data = buf, .len = cut};
+                    uint32_t field = 0;
+                    unsigned wire_type = 0;
                     assert_int_equal(ehr_pb_key_read(&r, rules[k], &field, &wire_type),
                                      EHR_ETRUNCATED);
                     assert_int_equal(r.pos, 0);
@@ -342,11 +350,7 @@ static void test_len_header_round_trip(void **state)
                 for (size_t extra = 0; extra <= 1; extra++) {
                     size_t total = head + (size_t)lens[i] + extra;
                     ehr_pb_reader r = {.data = buf, .len = total};
-                    uint32_t field = 0;
-                    unsigned wire = 0;
-                    assert_int_equal(ehr_pb_key_read(&r, rules[k], &field, &wire), 0);
-                    assert_int_equal(field, fields[f]);
-                    assert_int_equal(wire, EHR_PB_WIRE_LEN);
+                    expect_key(&r, rules[k], fields[f], EHR_PB_WIRE_LEN);
                     ehr_pb_reader content = {NULL, 99, 99};
                     assert_int_equal(ehr_pb_len_read(&r, rules[k], &content), 0);
                     assert_ptr_equal(content.data, buf + head);
