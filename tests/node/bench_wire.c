@@ -12,11 +12,16 @@
  *     hashes it), a stored tx location and a write-log record of 64 writes
  *     (which also checks its checksum).
  *
- * Usage: bench_wire [--rounds R] [--ms MS]
+ * Usage: bench_wire [--rounds R] [--ms MS] [--calls N] [--only TEXT]
  * Each figure is the best of R rounds of about MS milliseconds each, so load
  * from other processes shows as spread, not as a slower best. Prints figures
  * only; nothing here judges them. Written to compare a codec change before
  * and after on one machine: run both binaries alternately.
+ *
+ * --calls N makes every round exactly N calls (no calibration) and --only
+ * runs the cases whose name contains TEXT: together they give a fixed
+ * amount of work, for an instruction count under
+ * `valgrind --tool=cachegrind`, which a shared machine does not disturb.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +35,7 @@
 enum {
     ROUNDS_MAX = 1000,
     ROUND_MS_MAX = 10000,
+    CALLS_MAX = 1000000000,
     P2P_MESSAGE_BYTES = 256,
     RAFT_PAYLOAD_BYTES = 64,
     RAFT_ENTRIES_MAX = 1024,
@@ -319,12 +325,13 @@ static const bench_case cases[] = {
     {"ledger write-log record open (64 writes)", ledger_writes_open, &writes_count, "write"},
 };
 
-/* Nanoseconds per call of RUN: the best of ROUNDS rounds of ~ROUND_MS. */
-static double measure(void (*run)(void), long rounds, long round_ms)
+/* Nanoseconds per call of RUN: the best of ROUNDS rounds of ~ROUND_MS, or
+ * of exactly FIXED_CALLS calls each if that is not 0. */
+static double measure(void (*run)(void), long rounds, long round_ms, long fixed_calls)
 {
     /* Calibrate: how many calls fill one round. */
     uint64_t calls = 1;
-    for (;;) {
+    for (; fixed_calls == 0;) {
         double t0 = now_seconds();
         for (uint64_t i = 0; i < calls; i++)
             run();
@@ -333,7 +340,7 @@ static double measure(void (*run)(void), long rounds, long round_ms)
             break;
         calls *= 2;
     }
-    calls *= 4;
+    calls = fixed_calls != 0 ? (uint64_t)fixed_calls : calls * 4;
     double best = 0;
     for (long r = 0; r < rounds; r++) {
         double t0 = now_seconds();
@@ -359,14 +366,19 @@ static long parse_long(const char *name, const char *text, long min, long max)
 
 int main(int argc, char **argv)
 {
-    long rounds = 7, round_ms = 200;
+    long rounds = 7, round_ms = 200, fixed_calls = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
             rounds = parse_long("--rounds", argv[++i], 1, ROUNDS_MAX);
         else if (strcmp(argv[i], "--ms") == 0 && i + 1 < argc)
             round_ms = parse_long("--ms", argv[++i], 1, ROUND_MS_MAX);
+        else if (strcmp(argv[i], "--calls") == 0 && i + 1 < argc)
+            fixed_calls = parse_long("--calls", argv[++i], 1, CALLS_MAX);
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_wire [--rounds R] [--ms MS]\n");
+            fprintf(stderr, "usage: bench_wire [--rounds R] [--ms MS] [--calls N] [--only TEXT]\n");
             return 2;
         }
     }
@@ -376,7 +388,9 @@ int main(int argc, char **argv)
     printf("best of %ld rounds of ~%ld ms each\n", rounds, round_ms);
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
         const bench_case *c = &cases[i];
-        double ns = measure(c->run, rounds, round_ms);
+        if (only != NULL && strstr(c->name, only) == NULL)
+            continue;
+        double ns = measure(c->run, rounds, round_ms, fixed_calls);
         if (c->items != NULL)
             printf("%-44s %10.1f ns/op %8.2f ns/%s\n", c->name, ns, ns / (double)*c->items,
                    c->item_name);
