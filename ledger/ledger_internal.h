@@ -65,7 +65,7 @@ static inline size_t ledger__varint_size(uint64_t v)
 /* Write V as a varint at P; returns the bytes written. */
 static inline size_t ledger__varint_write(uint8_t *p, uint64_t v)
 {
-    return ehr_pb_varint_write(p, v);
+    return (size_t)(ehr_pb_varint_write(p, v) - p);
 }
 
 /*

@@ -196,13 +196,13 @@ static uint8_t *put_varint_field(uint8_t *p, unsigned field, uint64_t v)
 {
     if (v == 0)
         return p;
-    p += ehr_pb_key_write(p, field, EHR_PB_WIRE_VARINT);
-    return p + ehr_pb_varint_write(p, v);
+    p = ehr_pb_key_write(p, field, EHR_PB_WIRE_VARINT);
+    return ehr_pb_varint_write(p, v);
 }
 
 static uint8_t *put_len_field(uint8_t *p, unsigned field, const uint8_t *data, uint64_t len)
 {
-    p += ehr_pb_len_header_write(p, field, len);
+    p = ehr_pb_len_header_write(p, field, len);
     if (len > 0)
         memcpy(p, data, (size_t)len);
     return p + len;
@@ -226,7 +226,7 @@ static uint8_t *encode_write(uint8_t *p, const struct raft_message *m, const uin
     p = put_varint_field(p, F_TRANSFER, m->transfer);
     for (uint32_t i = 0; i < m->entry_count; i++) {
         const struct raft_entry *e = &m->entries[i];
-        p += ehr_pb_len_header_write(p, F_ENTRIES, entry_body_size(e));
+        p = ehr_pb_len_header_write(p, F_ENTRIES, entry_body_size(e));
         p = put_varint_field(p, FE_TERM, e->term);
         p = put_varint_field(p, FE_INDEX, e->index);
         p = put_varint_field(p, FE_TYPE, (uint64_t)e->type);
@@ -234,7 +234,7 @@ static uint8_t *encode_write(uint8_t *p, const struct raft_message *m, const uin
             p = put_len_field(p, FE_DATA, e->data, e->size);
     }
     if (m->snapshot != NULL) {
-        p += ehr_pb_len_header_write(p, F_SNAPSHOT, snapshot_body_size(m->snapshot, config_size));
+        p = ehr_pb_len_header_write(p, F_SNAPSHOT, snapshot_body_size(m->snapshot, config_size));
         p = put_varint_field(p, FS_INDEX, m->snapshot->index);
         p = put_varint_field(p, FS_TERM, m->snapshot->term);
         p = put_len_field(p, FS_CONFIGURATION, config, config_size);
@@ -277,7 +277,7 @@ int node_raft_wire_peer_encode(const struct raft_message *m, uint8_t *buf, size_
     EHR_ASSERT(head <= NODE_RAFT_WIRE_ENVELOPE_BYTES_MAX);
     if (cap < head + size)
         return EHR_ETOOBIG;
-    uint8_t *p = buf + ehr_pb_len_header_write(buf, PEER_FIELD_RAFT, size);
+    uint8_t *p = ehr_pb_len_header_write(buf, PEER_FIELD_RAFT, size);
     uint8_t *end = encode_write(p, m, config, config_size);
     EHR_ASSERT((size_t)(end - buf) == head + size);
     *written = head + size;

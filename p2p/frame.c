@@ -158,7 +158,7 @@ size_t p2p__record_header_bytes(size_t len)
 size_t p2p__record_header_write(uint8_t *out, size_t len)
 {
     EHR_ASSERT(len <= P2P_MESSAGE_BYTES_MAX);
-    size_t n = ehr_pb_len_header_write(out, PEER_FRAME_MESSAGES_FIELD, len);
+    size_t n = (size_t)(ehr_pb_len_header_write(out, PEER_FRAME_MESSAGES_FIELD, len) - out);
     EHR_ASSERT(n <= P2P__RECORD_HEADER_BYTES_MAX);
     return n;
 }
