@@ -2,7 +2,7 @@
  * ledger_format_internal.h - what the formats' source files (wire.c, tx.c,
  * merkle.c, block.c) share with each other, with the store and with the
  * tests, but nothing else: the canonical protobuf wire reader and writer,
- * the canonical-encoding check, the diagnostics helper, the transaction
+ * the canonical-encoding check, the transaction
  * check with a known hash and a key cache. No LMDB.
  *
  * Not a public interface: every name here has the `ledger__` prefix and may
@@ -16,28 +16,31 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "ledger_format.h"
+#include "pbwire.h"
 
 /* ---- Canonical protobuf wire format ----
  * The framing parsers (envelope, block, stored records) accept only the
  * canonical encoding: fields in field-number order, minimal varints, no
- * unknown fields. A reader keeps a position in a bounded buffer; every read
- * checks the length first.
+ * unknown fields. The primitives are common/pbwire.h's, always under
+ * EHR_PB_MINIMAL; what is the ledger's own is here: one-byte tags (every
+ * field is numbered below 16), fields in order, each length within its
+ * limits. A reader keeps a position in a bounded buffer; every read checks
+ * the length first.
  */
 enum {
-    LEDGER__WIRE_VARINT = 0,
-    LEDGER__WIRE_LEN = 2,
-    LEDGER__VARINT_BYTES_MAX = 10,
+    LEDGER__WIRE_VARINT = EHR_PB_WIRE_VARINT,
+    LEDGER__WIRE_LEN = EHR_PB_WIRE_LEN,
+    LEDGER__VARINT_BYTES_MAX = EHR_PB_VARINT_BYTES_MAX,
 };
 
-typedef struct ledger__reader {
-    const uint8_t *data;
-    size_t len;
-    size_t pos;
-} ledger__reader;
+typedef ehr_pb_reader ledger__reader;
 
 /* Read a minimal varint. Returns 0; EHR_ETRUNCATED; EHR_EINVAL (overlong,
  * over 64 bits, or not minimal). */
-int ledger__varint_read(ledger__reader *r, uint64_t *out);
+static inline int ledger__varint_read(ledger__reader *r, uint64_t *out)
+{
+    return ehr_pb_varint_read(r, EHR_PB_MINIMAL, out);
+}
 
 /* Peek whether the next bytes are the one-byte tag of FIELD with WIRE type
  * (all our fields are numbered below 16, so every tag is one byte). */
@@ -52,9 +55,16 @@ int ledger__len_field_read(ledger__reader *r, unsigned field, size_t len_min, si
                            ledger_span *out);
 
 /* Encoded size of V as a varint (1..10). */
-size_t ledger__varint_size(uint64_t v);
+static inline size_t ledger__varint_size(uint64_t v)
+{
+    return ehr_pb_varint_size(v);
+}
+
 /* Write V as a varint at P; returns the bytes written. */
-size_t ledger__varint_write(uint8_t *p, uint64_t v);
+static inline size_t ledger__varint_write(uint8_t *p, uint64_t v)
+{
+    return (size_t)(ehr_pb_varint_write(p, v) - p);
+}
 
 /*
  * Check that DATA is the canonical encoding of MSG (which was unpacked from

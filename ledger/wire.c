@@ -5,37 +5,19 @@
  *
  * Not a general protobuf library: it reads only what our formats use
  * (one-byte tags, varints, length-delimited fields) and refuses every
- * encoding but the canonical one.
+ * encoding but the canonical one. The varint and key primitives are
+ * common/pbwire.h's under EHR_PB_MINIMAL; the ledger's rules (one-byte tags,
+ * each field's length limits) are here.
  */
 #include "ledger_format_internal.h"
 
 #include <stdio.h>
 #include <string.h>
 
-int ledger__varint_read(ledger__reader *r, uint64_t *out)
-{
-    EHR_ASSERT(r->pos <= r->len);
-    uint64_t value = 0;
-    for (unsigned i = 0; i < LEDGER__VARINT_BYTES_MAX; i++) {
-        if (r->pos >= r->len)
-            return EHR_ETRUNCATED;
-        uint8_t b = r->data[r->pos++];
-        if (i == LEDGER__VARINT_BYTES_MAX - 1 && b > 1)
-            return EHR_EINVAL; /* more than 64 bits */
-        value |= (uint64_t)(b & 0x7f) << (7 * i);
-        if ((b & 0x80) == 0) {
-            if (b == 0 && i > 0)
-                return EHR_EINVAL; /* a trailing zero group: not minimal */
-            *out = value;
-            return 0;
-        }
-    }
-    return EHR_EINVAL;
-}
-
 bool ledger__tag_next(const ledger__reader *r, unsigned field, unsigned wire)
 {
-    EHR_ASSERT(field > 0 && field < 16);
+    EHR_ASSERT(field > 0);
+    EHR_ASSERT(field < 16);
     return r->pos < r->len && r->data[r->pos] == (uint8_t)((field << 3) | wire);
 }
 
@@ -53,34 +35,13 @@ int ledger__len_field_read(ledger__reader *r, unsigned field, size_t len_min, si
         return EHR_ETOOBIG;
     if (n < len_min)
         return EHR_EINVAL;
-    if (n > r->len - r->pos)
-        return EHR_ETRUNCATED;
-    out->offset = (uint32_t)r->pos;
+    size_t offset = r->pos;
+    rc = ehr_pb_skip(r, n);
+    if (rc != 0)
+        return rc;
+    out->offset = (uint32_t)offset;
     out->length = (uint32_t)n;
-    r->pos += (size_t)n;
     return 0;
-}
-
-size_t ledger__varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-size_t ledger__varint_write(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    EHR_ASSERT(n <= LEDGER__VARINT_BYTES_MAX);
-    return n;
 }
 
 /* True if MSG or any message inside it kept fields protobuf-c did not know. */

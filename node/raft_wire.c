@@ -1,7 +1,8 @@
 /*
  * raft_wire.c - ehr.v1.RaftMessage (proto/ehr/v1/raft.proto) by hand: a
- * size pass and a write pass for encoding, a checking parser for decoding.
- * See raft_wire.h for the contract and the limits.
+ * size pass and a write pass for encoding, a checking parser for decoding,
+ * both on the wire primitives of common/pbwire.h. See raft_wire.h for the
+ * contract and the limits.
  *
  * Not here: protobuf-c. Its unpacker would allocate per entry and per
  * unknown field before we could bound them, and copy every byte string; this
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "p2p.h"
+#include "pbwire.h"
 
 _Static_assert(NODE_RAFT_WIRE_BYTES_MAX + NODE_RAFT_WIRE_ENVELOPE_BYTES_MAX <=
                    P2P_MESSAGE_BYTES_MAX,
@@ -48,8 +50,14 @@ enum {
 };
 enum { FE_TERM = 1, FE_INDEX, FE_TYPE, FE_DATA };
 enum { FS_INDEX = 1, FS_TERM, FS_CONFIGURATION };
-enum { WT_VARINT = 0, WT_LEN = 2 };
-enum { PEER_FIELD_RAFT = 1, VARINT_BYTES_MAX = 10 };
+enum { WT_VARINT = EHR_PB_WIRE_VARINT, WT_LEN = EHR_PB_WIRE_LEN };
+enum { PEER_FIELD_RAFT = 1 };
+
+/* Read as protobuf's own parsers do: padded varints, keys and lengths are
+ * accepted, a value past 64 bits is not. The primitives are
+ * common/pbwire.h's; the message rules (known fields only, each singular
+ * field once, wire types, enum and bool ranges) are below. */
+static const enum ehr_pb_rule PB_RULE = EHR_PB_PADDED;
 
 /* Header bound (raft_wire.h): type 2, nine u64 fields 11 each, two bools 2
  * each, snapshot 1 + 2 + (11 + 11 + 1 + 1 + config), offset 11, done 3,
@@ -89,31 +97,16 @@ static bool entry_type_valid(uint64_t t)
     return t == RAFT_ENTRY_NORMAL || t == RAFT_ENTRY_EMPTY || t == RAFT_ENTRY_CONFIG;
 }
 
-static size_t varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static size_t key_size(unsigned field)
-{
-    return varint_size((uint64_t)field << 3);
-}
-
 /* A varint field's size; zero values are left out. */
 static size_t varint_field_size(unsigned field, uint64_t v)
 {
-    return v == 0 ? 0 : key_size(field) + varint_size(v);
+    return v == 0 ? 0 : ehr_pb_key_size(field) + ehr_pb_varint_size(v);
 }
 
 /* A length-delimited field's size (always present). */
 static uint64_t len_field_size(unsigned field, uint64_t len)
 {
-    return key_size(field) + varint_size(len) + len;
+    return ehr_pb_len_header_size(field, len) + len;
 }
 
 static uint64_t entry_body_size(const struct raft_entry *e)
@@ -199,28 +192,17 @@ int node_raft_wire_encoded_size(const struct raft_message *m, size_t *size)
     return encode_measure(m, config, &config_size, size);
 }
 
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 static uint8_t *put_varint_field(uint8_t *p, unsigned field, uint64_t v)
 {
     if (v == 0)
         return p;
-    p = put_varint(p, (uint64_t)field << 3 | WT_VARINT);
-    return put_varint(p, v);
+    p = ehr_pb_key_write(p, field, EHR_PB_WIRE_VARINT);
+    return ehr_pb_varint_write(p, v);
 }
 
 static uint8_t *put_len_field(uint8_t *p, unsigned field, const uint8_t *data, uint64_t len)
 {
-    p = put_varint(p, (uint64_t)field << 3 | WT_LEN);
-    p = put_varint(p, len);
+    p = ehr_pb_len_header_write(p, field, len);
     if (len > 0)
         memcpy(p, data, (size_t)len);
     return p + len;
@@ -244,8 +226,7 @@ static uint8_t *encode_write(uint8_t *p, const struct raft_message *m, const uin
     p = put_varint_field(p, F_TRANSFER, m->transfer);
     for (uint32_t i = 0; i < m->entry_count; i++) {
         const struct raft_entry *e = &m->entries[i];
-        p = put_varint(p, (uint64_t)F_ENTRIES << 3 | WT_LEN);
-        p = put_varint(p, entry_body_size(e));
+        p = ehr_pb_len_header_write(p, F_ENTRIES, entry_body_size(e));
         p = put_varint_field(p, FE_TERM, e->term);
         p = put_varint_field(p, FE_INDEX, e->index);
         p = put_varint_field(p, FE_TYPE, (uint64_t)e->type);
@@ -253,8 +234,7 @@ static uint8_t *encode_write(uint8_t *p, const struct raft_message *m, const uin
             p = put_len_field(p, FE_DATA, e->data, e->size);
     }
     if (m->snapshot != NULL) {
-        p = put_varint(p, (uint64_t)F_SNAPSHOT << 3 | WT_LEN);
-        p = put_varint(p, snapshot_body_size(m->snapshot, config_size));
+        p = ehr_pb_len_header_write(p, F_SNAPSHOT, snapshot_body_size(m->snapshot, config_size));
         p = put_varint_field(p, FS_INDEX, m->snapshot->index);
         p = put_varint_field(p, FS_TERM, m->snapshot->term);
         p = put_len_field(p, FS_CONFIGURATION, config, config_size);
@@ -293,12 +273,11 @@ int node_raft_wire_peer_encode(const struct raft_message *m, uint8_t *buf, size_
     int err = encode_measure(m, config, &config_size, &size);
     if (err != 0)
         return err;
-    size_t head = key_size(PEER_FIELD_RAFT) + varint_size(size);
+    size_t head = ehr_pb_len_header_size(PEER_FIELD_RAFT, size);
     EHR_ASSERT(head <= NODE_RAFT_WIRE_ENVELOPE_BYTES_MAX);
     if (cap < head + size)
         return EHR_ETOOBIG;
-    uint8_t *p = put_varint(buf, (uint64_t)PEER_FIELD_RAFT << 3 | WT_LEN);
-    p = put_varint(p, size);
+    uint8_t *p = ehr_pb_len_header_write(buf, PEER_FIELD_RAFT, size);
     uint8_t *end = encode_write(p, m, config, config_size);
     EHR_ASSERT((size_t)(end - buf) == head + size);
     *written = head + size;
@@ -307,58 +286,23 @@ int node_raft_wire_peer_encode(const struct raft_message *m, uint8_t *buf, size_
 
 /* ---- decoding ---- */
 
-struct reader {
-    const uint8_t *p;
-    size_t left;
-};
-
-/* A varint of at most 10 bytes that fits 64 bits. */
-static int read_varint(struct reader *r, uint64_t *out)
+static int read_varint(ehr_pb_reader *r, uint64_t *out)
 {
-    uint64_t v = 0;
-    for (unsigned i = 0; i < VARINT_BYTES_MAX; i++) {
-        if (r->left == 0)
-            return EHR_ETRUNCATED;
-        uint8_t b = *r->p++;
-        r->left--;
-        if (i == VARINT_BYTES_MAX - 1 && b > 1)
-            return EHR_EINVAL; /* past 64 bits */
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if ((b & 0x80) == 0) {
-            *out = v;
-            return 0;
-        }
-    }
-    return EHR_EINVAL;
+    return ehr_pb_varint_read(r, PB_RULE, out);
 }
 
-static int read_key(struct reader *r, unsigned *field, unsigned *wire_type)
+static int read_key(ehr_pb_reader *r, unsigned *field, unsigned *wire_type)
 {
-    uint64_t key = 0;
-    int err = read_varint(r, &key);
-    if (err != 0)
-        return err;
-    if (key >> 3 == 0 || key >> 3 > 0x1fffffff)
-        return EHR_EINVAL;
-    *field = (unsigned)(key >> 3);
-    *wire_type = (unsigned)(key & 7);
-    return 0;
+    uint32_t number = 0;
+    int err = ehr_pb_key_read(r, PB_RULE, &number, wire_type);
+    *field = number;
+    return err;
 }
 
 /* The payload of a length-delimited field; the length is checked first. */
-static int read_len(struct reader *r, struct reader *body)
+static int read_len(ehr_pb_reader *r, ehr_pb_reader *body)
 {
-    uint64_t len = 0;
-    int err = read_varint(r, &len);
-    if (err != 0)
-        return err;
-    if (len > r->left)
-        return EHR_ETRUNCATED;
-    body->p = r->p;
-    body->left = (size_t)len;
-    r->p += len;
-    r->left -= (size_t)len;
-    return 0;
+    return ehr_pb_len_read(r, PB_RULE, body);
 }
 
 /* Marks field f seen; EHR_EINVAL if it was already (f < 32). */
@@ -370,7 +314,7 @@ static int see_once(uint32_t *seen, unsigned f)
     return 0;
 }
 
-static int read_bool(struct reader *r, bool *out)
+static int read_bool(ehr_pb_reader *r, bool *out)
 {
     uint64_t v = 0;
     int err = read_varint(r, &v);
@@ -381,11 +325,11 @@ static int read_bool(struct reader *r, bool *out)
     return err;
 }
 
-static int parse_entry(struct reader r, struct raft_entry *e)
+static int parse_entry(ehr_pb_reader r, struct raft_entry *e)
 {
     uint32_t seen = 0;
     memset(e, 0, sizeof *e);
-    while (r.left > 0) {
+    while (r.pos < r.len) {
         unsigned field = 0, wt = 0;
         int err = read_key(&r, &field, &wt);
         if (err == 0 && field >= 1 && field <= FE_DATA)
@@ -393,7 +337,7 @@ static int parse_entry(struct reader r, struct raft_entry *e)
         if (err != 0)
             return err;
         uint64_t v = 0;
-        struct reader body;
+        ehr_pb_reader body;
         switch (field) {
         case FE_TERM:
         case FE_INDEX:
@@ -416,8 +360,8 @@ static int parse_entry(struct reader r, struct raft_entry *e)
                 return EHR_EINVAL;
             if ((err = read_len(&r, &body)) != 0)
                 return err;
-            e->data = body.left > 0 ? body.p : NULL;
-            e->size = (uint32_t)body.left;
+            e->data = body.len > 0 ? body.data : NULL;
+            e->size = (uint32_t)body.len;
             break;
         default:
             return EHR_EINVAL; /* unknown field */
@@ -430,12 +374,12 @@ static int parse_entry(struct reader r, struct raft_entry *e)
     return 0;
 }
 
-static int parse_snapshot(struct reader r, struct raft_snapshot_meta *s)
+static int parse_snapshot(ehr_pb_reader r, struct raft_snapshot_meta *s)
 {
     uint32_t seen = 0;
-    struct reader config = {NULL, 0};
+    ehr_pb_reader config = {.data = NULL, .len = 0};
     memset(s, 0, sizeof *s);
-    while (r.left > 0) {
+    while (r.pos < r.len) {
         unsigned field = 0, wt = 0;
         int err = read_key(&r, &field, &wt);
         if (err == 0 && field >= 1 && field <= FS_CONFIGURATION)
@@ -460,14 +404,14 @@ static int parse_snapshot(struct reader r, struct raft_snapshot_meta *s)
             return EHR_EINVAL;
         }
     }
-    if (config.left > RAFT_CONFIG_ENCODED_BYTES_MAX)
+    if (config.len > RAFT_CONFIG_ENCODED_BYTES_MAX)
         return EHR_EINVAL;
     if (!(seen & (UINT32_C(1) << FS_CONFIGURATION)))
         return EHR_EINVAL;
-    return raft_config_decode(config.p, config.left, &s->config) == 0 ? 0 : EHR_EINVAL;
+    return raft_config_decode(config.data, config.len, &s->config) == 0 ? 0 : EHR_EINVAL;
 }
 
-static int parse_scalar(struct reader *r, unsigned field, struct raft_message *m)
+static int parse_scalar(ehr_pb_reader *r, unsigned field, struct raft_message *m)
 {
     uint64_t v = 0;
     int err = 0;
@@ -512,12 +456,12 @@ static int parse_scalar(struct reader *r, unsigned field, struct raft_message *m
 static int parse_message(const uint8_t *bytes, size_t size, struct node_raft_wire_message *out,
                          struct raft_entry *entries, uint32_t *count)
 {
-    struct reader r = {bytes, size};
+    ehr_pb_reader r = {.data = bytes, .len = size};
     struct raft_message *m = &out->message;
     uint32_t seen = 0;
     uint32_t n = 0;
     memset(m, 0, sizeof *m);
-    while (r.left > 0) {
+    while (r.pos < r.len) {
         unsigned field = 0, wt = 0;
         int err = read_key(&r, &field, &wt);
         if (err != 0)
@@ -534,7 +478,7 @@ static int parse_message(const uint8_t *bytes, size_t size, struct node_raft_wir
                 return err;
             continue;
         }
-        struct reader body;
+        ehr_pb_reader body;
         if ((err = read_len(&r, &body)) != 0)
             return err;
         if (field == F_ENTRIES) {
@@ -547,8 +491,8 @@ static int parse_message(const uint8_t *bytes, size_t size, struct node_raft_wir
             err = parse_snapshot(body, &out->snapshot);
             m->snapshot = &out->snapshot;
         } else {
-            m->data = body.left > 0 ? body.p : NULL;
-            m->size = (uint32_t)body.left;
+            m->data = body.len > 0 ? body.data : NULL;
+            m->size = (uint32_t)body.len;
         }
         if (err != 0)
             return err;
@@ -602,7 +546,7 @@ int node_raft_wire_peer_decode(const uint8_t *bytes, size_t size,
 {
     EHR_ASSERT(out != NULL);
     EHR_ASSERT(bytes != NULL || size == 0);
-    struct reader r = {bytes, size};
+    ehr_pb_reader r = {.data = bytes, .len = size};
     unsigned field = 0, wt = 0;
     int err = read_key(&r, &field, &wt);
     if (err != 0)
@@ -611,12 +555,12 @@ int node_raft_wire_peer_decode(const uint8_t *bytes, size_t size,
         return EHR_ENOTFOUND;
     if (wt != WT_LEN)
         return EHR_EINVAL;
-    struct reader body;
+    ehr_pb_reader body;
     if ((err = read_len(&r, &body)) != 0)
         return err;
-    if (r.left != 0)
+    if (r.pos != r.len)
         return EHR_EINVAL; /* more than the one field */
-    return node_raft_wire_decode(body.p, body.left, out);
+    return node_raft_wire_decode(body.data, body.len, out);
 }
 
 void node_raft_wire_release(struct node_raft_wire_message *out)

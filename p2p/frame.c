@@ -25,8 +25,6 @@
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_ABYTES == P2P__TAG_BYTES, "tag size");
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == P2P__SESSION_KEY_BYTES, "key size");
 
-enum { VARINT_BYTES_MAX = 10, VARINT32_BYTES_MAX = 5 };
-
 /* ---- cipher ---- */
 
 void p2p__cipher_wipe(p2p__cipher *cipher)
@@ -106,78 +104,46 @@ int p2p__frame_open(p2p__cipher *rx, uint8_t *frame, size_t cipher_len, size_t *
 
 /* ---- protobuf wire format ---- */
 
-/* Read a varint of at most MAX_BYTES bytes. Returns 0 or EHR_EPROTO. */
-static int varint_read(const uint8_t *buf, size_t len, size_t *pos, size_t max_bytes,
-                       uint64_t *value)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < max_bytes; i++) {
-        if (*pos >= len)
-            return EHR_EPROTO;
-        uint8_t b = buf[(*pos)++];
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if ((b & 0x80) == 0) {
-            *value = v;
-            return 0;
-        }
-    }
-    return EHR_EPROTO;
-}
-
-size_t p2p__pb_varint_write(uint8_t *out, uint64_t value)
-{
-    size_t n = 0;
-    while (value >= 0x80) {
-        out[n++] = (uint8_t)(value | 0x80);
-        value >>= 7;
-    }
-    out[n++] = (uint8_t)value;
-    EHR_ASSERT(n <= VARINT_BYTES_MAX);
-    return n;
-}
+/* Read as protobuf-c does, so that every body protobuf-c accepts, we accept
+ * (and see the same fields); the primitives are common/pbwire.h's. */
+static const enum ehr_pb_rule PB_RULE = EHR_PB_PROTOBUF_C;
 
 int p2p__pb_next(const uint8_t *buf, size_t len, size_t *pos, p2p__pb_field *field)
 {
     EHR_ASSERT(*pos <= len);
     if (*pos == len)
         return 0;
-    uint64_t key = 0;
-    if (varint_read(buf, len, pos, VARINT32_BYTES_MAX, &key) != 0 || key > UINT32_MAX)
+    ehr_pb_reader r = {.data = buf, .len = len, .pos = *pos};
+    uint32_t number = 0;
+    unsigned wire_type = 0;
+    if (ehr_pb_key_read(&r, PB_RULE, &number, &wire_type) != 0)
         return EHR_EPROTO;
-    field->number = (uint32_t)(key >> 3);
-    field->wire_type = (uint32_t)(key & 7);
-    field->varint = 0;
-    field->bytes = NULL;
-    field->bytes_len = 0;
-    if (field->number == 0)
-        return EHR_EPROTO;
-    switch (field->wire_type) {
+    *field = (p2p__pb_field){.number = number, .wire_type = wire_type};
+    int rc;
+    switch (wire_type) {
     case P2P__PB_VARINT:
-        return varint_read(buf, len, pos, VARINT_BYTES_MAX, &field->varint) == 0 ? 1 : EHR_EPROTO;
+        rc = ehr_pb_varint_read(&r, PB_RULE, &field->varint);
+        break;
     case P2P__PB_FIXED64:
-        if (len - *pos < 8)
-            return EHR_EPROTO;
-        *pos += 8;
-        return 1;
+        rc = ehr_pb_skip(&r, 8);
+        break;
     case P2P__PB_FIXED32:
-        if (len - *pos < 4)
-            return EHR_EPROTO;
-        *pos += 4;
-        return 1;
+        rc = ehr_pb_skip(&r, 4);
+        break;
     case P2P__PB_BYTES: {
-        uint64_t n = 0;
-        if (varint_read(buf, len, pos, VARINT32_BYTES_MAX, &n) != 0 || n > UINT32_MAX)
-            return EHR_EPROTO;
-        if (n > len - *pos)
-            return EHR_EPROTO;
-        field->bytes = buf + *pos;
-        field->bytes_len = (size_t)n;
-        *pos += (size_t)n;
-        return 1;
+        ehr_pb_reader content = {.data = NULL};
+        rc = ehr_pb_len_read(&r, PB_RULE, &content);
+        field->bytes = content.data;
+        field->bytes_len = content.len;
+        break;
     }
     default: /* 3 and 4 are groups (deprecated, never used here); 6 and 7 do not exist */
         return EHR_EPROTO;
     }
+    if (rc != 0)
+        return EHR_EPROTO;
+    *pos = r.pos;
+    return 1;
 }
 
 /* ---- PeerFrame body ---- */
@@ -186,15 +152,13 @@ enum { PEER_FRAME_MESSAGES_FIELD = 1 };
 
 size_t p2p__record_header_bytes(size_t len)
 {
-    uint8_t scratch[VARINT_BYTES_MAX];
-    return 1 + p2p__pb_varint_write(scratch, len);
+    return ehr_pb_len_header_size(PEER_FRAME_MESSAGES_FIELD, len);
 }
 
 size_t p2p__record_header_write(uint8_t *out, size_t len)
 {
     EHR_ASSERT(len <= P2P_MESSAGE_BYTES_MAX);
-    out[0] = (uint8_t)(PEER_FRAME_MESSAGES_FIELD << 3 | P2P__PB_BYTES);
-    size_t n = 1 + p2p__pb_varint_write(out + 1, len);
+    size_t n = (size_t)(ehr_pb_len_header_write(out, PEER_FRAME_MESSAGES_FIELD, len) - out);
     EHR_ASSERT(n <= P2P__RECORD_HEADER_BYTES_MAX);
     return n;
 }

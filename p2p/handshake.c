@@ -71,8 +71,7 @@ static void put_length(uint8_t out[P2P__LENGTH_BYTES], size_t len)
 static void put_bytes_field(uint8_t *buf, size_t *pos, uint32_t number, const void *data,
                             size_t len)
 {
-    *pos += p2p__pb_varint_write(buf + *pos, (uint64_t)number << 3 | P2P__PB_BYTES);
-    *pos += p2p__pb_varint_write(buf + *pos, len);
+    *pos = (size_t)(ehr_pb_len_header_write(buf + *pos, number, len) - buf);
     memcpy(buf + *pos, data, len);
     *pos += len;
 }
@@ -81,9 +80,9 @@ static void put_bytes_field(uint8_t *buf, size_t *pos, uint32_t number, const vo
 static void hello_write(p2p__handshake *hs)
 {
     uint8_t *msg = hs->out + P2P__LENGTH_BYTES;
-    size_t pos = 0;
-    pos += p2p__pb_varint_write(msg + pos, HELLO_VERSION_FIELD << 3 | P2P__PB_VARINT);
-    pos += p2p__pb_varint_write(msg + pos, P2P_PROTOCOL_VERSION);
+    uint8_t *end = ehr_pb_key_write(msg, HELLO_VERSION_FIELD, EHR_PB_WIRE_VARINT);
+    end = ehr_pb_varint_write(end, P2P_PROTOCOL_VERSION);
+    size_t pos = (size_t)(end - msg);
     put_bytes_field(msg, &pos, HELLO_CHAIN_ID_FIELD, hs->chain_id, strlen(hs->chain_id));
     put_bytes_field(msg, &pos, HELLO_NODE_KEY_FIELD, hs->node_key->public_key, P2P_KEY_BYTES);
     put_bytes_field(msg, &pos, HELLO_EPHEMERAL_FIELD, hs->ephemeral.public_key,

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "p2p.h"
+#include "pbwire.h"
 
 enum {
     P2P__LENGTH_BYTES = 4, /* big-endian length before every message and frame */
@@ -79,13 +80,15 @@ int p2p__frame_length(const uint8_t prefix[P2P__LENGTH_BYTES], size_t *cipher_le
  */
 int p2p__frame_open(p2p__cipher *rx, uint8_t *frame, size_t cipher_len, size_t *plain_len);
 
-/* ---- protobuf wire format, by hand (no allocation) ---- */
+/* ---- protobuf wire format, by hand (no allocation) ----
+ * On the primitives of common/pbwire.h, read under EHR_PB_PROTOBUF_C (what
+ * protobuf-c accepts, we accept); written with its writers. */
 
 enum {
-    P2P__PB_VARINT = 0,
-    P2P__PB_FIXED64 = 1,
-    P2P__PB_BYTES = 2,
-    P2P__PB_FIXED32 = 5,
+    P2P__PB_VARINT = EHR_PB_WIRE_VARINT,
+    P2P__PB_FIXED64 = EHR_PB_WIRE_FIXED64,
+    P2P__PB_BYTES = EHR_PB_WIRE_LEN,
+    P2P__PB_FIXED32 = EHR_PB_WIRE_FIXED32,
 };
 
 /* One field of a protobuf message. */
@@ -104,9 +107,6 @@ typedef struct p2p__pb_field {
  * wire type, a length past the end).
  */
 int p2p__pb_next(const uint8_t *buf, size_t len, size_t *pos, p2p__pb_field *field);
-
-/* Write VALUE as a varint at OUT (room for 10 bytes). Returns the bytes written. */
-size_t p2p__pb_varint_write(uint8_t *out, uint64_t value);
 
 /* ---- PeerFrame body: repeated bytes messages = 1, encoded by hand ---- */
 
