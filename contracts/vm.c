@@ -193,13 +193,7 @@ static const char *type_name(unsigned type)
 
 uint32_t contracts_vm_gas_cost(uint8_t op, uint32_t count)
 {
-    switch (op) {
-    case CONTRACTS_OP_IN_INT:
-    case CONTRACTS_OP_IN_BYTES:
-        return 1 + count; /* one per element compared */
-    default:
-        return contracts_vm_op_name(op) != NULL ? 1 : 0;
-    }
+    return contracts_vm_op_name(op) != NULL ? contracts__gas_cost(op, count) : 0;
 }
 
 /* ---- verification ---- */
@@ -572,7 +566,7 @@ int contracts_vm_eval(const uint8_t *code, size_t len, const struct contracts_vm
         const char *what;
         if (contracts__vm_decode(code, len, pc, &insn, &what) != 0)
             break;
-        uint64_t cost = contracts_vm_gas_cost(insn.op, insn.count);
+        uint64_t cost = contracts__gas_cost(insn.op, insn.count);
         EHR_ASSERT(cost <= insn.size); /* V3 */
         if (cost > gas_limit - gas) {  /* the instruction is not run: V3 */
             finish(out, CONTRACTS_VM_REASON_GAS, gas_limit, pc);

@@ -17,7 +17,7 @@
 
 #include "vm.h"
 
-/* One decoded instruction. Fields its opcode does not use are left alone. */
+/* One decoded instruction. Fields its opcode does not use are zero. */
 struct contracts__vm_insn {
     uint8_t op;           /* enum contracts_vm_op */
     uint32_t size;        /* its bytes, opcode included: >= 1 */
@@ -54,6 +54,13 @@ static inline void contracts__write_i64(uint8_t *p, int64_t v)
         p[i] = (uint8_t)(u >> (8 * i));
 }
 
+/* Gas of the instruction OP with COUNT set elements (contracts/README.md's table): every
+ * instruction 1, in_int and in_bytes 1 + COUNT. Never more than the instruction's size (V3). */
+static inline uint32_t contracts__gas_cost(uint8_t op, uint32_t count)
+{
+    return op == CONTRACTS_OP_IN_INT || op == CONTRACTS_OP_IN_BYTES ? 1 + count : 1;
+}
+
 /*
  * Decode the instruction at CODE[OFFSET] (OFFSET < LEN) into *INSN. Reads
  * only CODE[OFFSET..LEN). Returns 0, or EHR_EINVAL with *WHAT a static
@@ -64,7 +71,7 @@ static inline int contracts__vm_decode(const uint8_t *code, size_t len, size_t o
 {
     size_t left = len - offset - 1; /* operand bytes available */
     const uint8_t *p = code + offset + 1;
-    insn->op = code[offset];
+    *insn = (struct contracts__vm_insn){.op = code[offset]};
     switch (insn->op) {
     case CONTRACTS_OP_PUSH_INT:
         if (left < CONTRACTS__INT_BYTES)
