@@ -72,7 +72,9 @@ struct operand {
     int kind;            /* enum contracts_policy_kind */
     bool number_literal; /* a decimal integer: also compares with times (ms) */
     uint32_t line, col;  /* where it starts */
-    char desc[CONTRACTS_POLICY_TOKEN_SHOWN_MAX + 8];
+    const char *text;    /* its token, for messages... */
+    size_t len;
+    const char *what; /* ...or what it is when it is not one token ("the comparison") */
 };
 
 /* A literal's value, for a push or a list element. */
@@ -397,16 +399,23 @@ static bool compatible(int a_kind, bool a_number, int b_kind, bool b_number)
            (b_number && a_kind == CONTRACTS_KIND_TIME);
 }
 
+/* How O is named in a message: its token quoted, or what it is. Built only for an error. */
+static const char *describe(const struct operand *o, char *buf, size_t size)
+{
+    return o->what != NULL ? o->what : quote(o->text, o->len, buf, size);
+}
+
 static int mismatch(struct compiler *c, uint32_t line, uint32_t col, const struct operand *a,
                     const char *b_desc, int b_kind, bool b_number)
 {
+    char a_desc[SHOWN_BYTES];
     int named = CONTRACTS_KIND_ROLE <= a->kind && a->kind <= CONTRACTS_KIND_PURPOSE ? a->kind
                 : CONTRACTS_KIND_ROLE <= b_kind && b_kind <= CONTRACTS_KIND_PURPOSE ? b_kind
                                                                                     : 0;
     bool number = a->number_literal || b_number;
-    return fail_at(c, EHR_EINVAL, line, col, "cannot compare %s (%s) with %s (%s)%s%s", a->desc,
-                   kind_name(a->kind), b_desc, kind_name(b_kind),
-                   named != 0 && number ? ": use a name: " : "",
+    return fail_at(c, EHR_EINVAL, line, col, "cannot compare %s (%s) with %s (%s)%s%s",
+                   describe(a, a_desc, sizeof a_desc), kind_name(a->kind), b_desc,
+                   kind_name(b_kind), named != 0 && number ? ": use a name: " : "",
                    named != 0 && number ? contracts_policy_kind_names(named) : "");
 }
 
@@ -416,15 +425,18 @@ static void operand_at(struct operand *o, const struct token *t, int kind)
     o->number_literal = false;
     o->line = t->line;
     o->col = t->col;
-    quote(t->text, t->len, o->desc, sizeof o->desc);
+    o->text = t->text;
+    o->len = t->len;
+    o->what = NULL;
 }
 
 static int need_condition(struct compiler *c, const struct operand *o, const char *what)
 {
     if (o->kind == CONTRACTS_KIND_BOOL)
         return 0;
-    return fail_at(c, EHR_EINVAL, o->line, o->col, "%s needs a condition; %s is %s", what, o->desc,
-                   kind_name(o->kind));
+    char desc[SHOWN_BYTES];
+    return fail_at(c, EHR_EINVAL, o->line, o->col, "%s needs a condition; %s is %s", what,
+                   describe(o, desc, sizeof desc), kind_name(o->kind));
 }
 
 /* ---- parser ---- */
@@ -529,7 +541,7 @@ static int parse_primary(struct compiler *c, struct operand *o)
         c->nesting--;
         o->line = t.line;
         o->col = t.col;
-        snprintf(o->desc, sizeof o->desc, "the expression in parentheses");
+        o->what = "the expression in parentheses";
         return next(c);
     }
     if (t.type == TOK_WORD && memchr(t.text, '.', t.len) != NULL) {
@@ -575,7 +587,7 @@ static int parse_list(struct compiler *c, struct operand *l)
     if (l->kind == CONTRACTS_KIND_BOOL)
         return fail_at(c, EHR_EINVAL, in.line, in.col,
                        "`in` looks up a value, and %s is a condition (use == true or == false)",
-                       l->desc);
+                       describe(l, buf, sizeof buf));
     if ((rc = next(c)) != 0)
         return rc;
     if (c->tok.type != TOK_LBRACKET)
@@ -640,7 +652,7 @@ static int parse_list(struct compiler *c, struct operand *l)
     }
     l->kind = CONTRACTS_KIND_BOOL; /* the value is replaced by the answer */
     l->number_literal = false;
-    snprintf(l->desc, sizeof l->desc, "the `in` test");
+    l->what = "the `in` test";
     return next(c);
 }
 
@@ -648,7 +660,7 @@ static int parse_list(struct compiler *c, struct operand *l)
 static int parse_cmp(struct compiler *c, struct operand *o)
 {
     int rc;
-    char buf[SHOWN_BYTES];
+    char buf[SHOWN_BYTES], desc[SHOWN_BYTES];
     if ((rc = parse_primary(c, o)) != 0)
         return rc;
     if (word_is(&c->tok, "in"))
@@ -660,14 +672,16 @@ static int parse_cmp(struct compiler *c, struct operand *o)
     if ((rc = next(c)) != 0 || (rc = parse_primary(c, &r)) != 0)
         return rc;
     if (!compatible(o->kind, o->number_literal, r.kind, r.number_literal))
-        return mismatch(c, op.line, op.col, o, r.desc, r.kind, r.number_literal);
+        return mismatch(c, op.line, op.col, o, describe(&r, buf, sizeof buf), r.kind,
+                        r.number_literal);
     bool ordered = op.type != TOK_EQ && op.type != TOK_NE;
     int kind = o->kind == CONTRACTS_KIND_TIME || r.kind == CONTRACTS_KIND_TIME ? CONTRACTS_KIND_TIME
                                                                                : o->kind;
     if (ordered && kind != CONTRACTS_KIND_NUMBER && kind != CONTRACTS_KIND_TIME)
         return fail_at(c, EHR_EINVAL, op.line, op.col,
                        "%s orders numbers and times; %s is %s (use == or in)",
-                       quote(op.text, op.len, buf, sizeof buf), o->desc, kind_name(o->kind));
+                       quote(op.text, op.len, buf, sizeof buf), describe(o, desc, sizeof desc),
+                       kind_name(o->kind));
     static const uint8_t ops[] = {
         [TOK_EQ] = CONTRACTS_OP_EQ, [TOK_NE] = CONTRACTS_OP_NE, [TOK_LT] = CONTRACTS_OP_LT,
         [TOK_LE] = CONTRACTS_OP_LE, [TOK_GT] = CONTRACTS_OP_GT, [TOK_GE] = CONTRACTS_OP_GE,
@@ -676,7 +690,7 @@ static int parse_cmp(struct compiler *c, struct operand *o)
         return rc;
     o->kind = CONTRACTS_KIND_BOOL;
     o->number_literal = false;
-    snprintf(o->desc, sizeof o->desc, "the comparison");
+    o->what = "the comparison";
     if (is_relop(c->tok.type))
         return fail_at(c, EHR_EINVAL, c->tok.line, c->tok.col,
                        "comparisons do not chain: join them with `and`");
@@ -696,7 +710,7 @@ static int parse_not(struct compiler *c, struct operand *o)
         return rc;
     c->nesting--;
     operand_at(o, &not_tok, CONTRACTS_KIND_BOOL);
-    snprintf(o->desc, sizeof o->desc, "the `not`");
+    o->what = "the `not`";
     return 0;
 }
 
