@@ -162,15 +162,15 @@ const char *contracts_vm_reason_text(enum contracts_vm_reason reason)
 {
     switch (reason) {
     case CONTRACTS_VM_REASON_PERMIT:
-        return "permitted by the program";
+        return "a permit rule matched";
     case CONTRACTS_VM_REASON_DENY:
-        return "denied by a deny rule";
+        return "a deny rule matched";
     case CONTRACTS_VM_REASON_END:
-        return "denied: no rule matched (ran off the end)";
+        return "no rule matched (ran off the end)";
     case CONTRACTS_VM_REASON_GAS:
-        return "denied: out of gas";
+        return "out of gas";
     case CONTRACTS_VM_REASON_MALFORMED:
-        return "denied: the program is malformed";
+        return "the program is malformed";
     }
     return "?";
 }

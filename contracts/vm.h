@@ -245,7 +245,8 @@ int contracts_vm_eval(const uint8_t *code, size_t len, const struct contracts_vm
 const char *contracts_vm_decision_name(enum contracts_vm_decision decision);
 /* "permit", "deny", "end", "gas", "malformed"; "?" for others. */
 const char *contracts_vm_reason_name(enum contracts_vm_reason reason);
-/* One line saying what REASON means, e.g. "no rule matched (ran off the end)". */
+/* What REASON means, a phrase without "denied" that reads alone or after "the policy denied:",
+ * e.g. "no rule matched (ran off the end)". */
 const char *contracts_vm_reason_text(enum contracts_vm_reason reason);
 /* The mnemonic of OP ("push_int", "jmpf", ...), or NULL for an unknown opcode. */
 const char *contracts_vm_op_name(uint8_t op);
