@@ -360,5 +360,8 @@ int cli__cmd_status(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_tx_submit(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_blocks_follow(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_bench(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_policy_compile(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_policy_show(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_policy_eval(struct cli__ctx *ctx, int argc, char **argv);
 
 #endif /* EHR_CLI_INTERNAL_H */

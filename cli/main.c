@@ -205,6 +205,47 @@ static const struct cli__command commands[] = {
      "window from GetStatus's cpu_user_ms + cpu_system_ms (100% = one core). Exit 0 when\n"
      "every transaction committed, 1 otherwise.\n",
      cli__cmd_bench},
+    {"policy compile", "FILE [--out FILE] [--force]",
+     "Compile a consent policy to VM bytecode; print its size and hex.",
+     "FILE holds rules, one per line, tried in order; the first whose condition holds\n"
+     "decides, and none denies:\n"
+     "  # insurers see invoices and claims until mid-2027\n"
+     "  permit if requester.role == insurer and record.type in [invoice, claim] and\n"
+     "      block.time < 2027-06-30      (one line in the file)\n"
+     "  deny if record.type == genomic\n"
+     "The grammar, attributes, names and limits: contracts/README.md.\n\n"
+     "options:\n"
+     "  --out FILE    write the bytecode to FILE (mode 0644); never replaced unless --force\n"
+     "  --force       replace an existing --out FILE\n"
+     "\nA compile error is one line `FILE:LINE:COLUMN: message` on stderr, exit 1; nothing\n"
+     "is written.\n",
+     cli__cmd_policy_compile},
+    {"policy show", "FILE", "List a consent policy's bytecode and check it with the verifier.",
+     "FILE is a compiled program (as `policy compile --out` writes it) or a policy source,\n"
+     "compiled first. Prints the size, the verifier's verdict and the listing: offsets,\n"
+     "mnemonics, attribute names, codes and times annotated with their names and dates,\n"
+     "jump targets. Exit 0 when the program verifies, 1 when it does not (the verdict\n"
+     "names the offset).\n",
+     cli__cmd_policy_show},
+    {"policy eval", "FILE --request REQUEST.json [--gas N]",
+     "Run a consent policy on a described request: the decision, the reason, the gas.",
+     "FILE is a compiled program or a policy source (compiled first); it must verify.\n"
+     "REQUEST.json gives every attribute of the request by its policy name, nothing else:\n"
+     "  {\"requester.key\": \"<64 hex>\", \"requester.role\": \"insurer\",\n"
+     "   \"requester.institution\": \"<64 hex>\", \"requester.practitioner\": false,\n"
+     "   \"record.type\": \"claim\", \"record.custodian\": \"<64 hex>\",\n"
+     "   \"record.age_days\": 40, \"consent.purpose\": \"payment\",\n"
+     "   \"request.purpose\": \"payment\", \"consent.from\": \"2027-01-01\",\n"
+     "   \"consent.until\": \"2028-01-01\", \"block.time\": 1803859200000}\n"
+     "Roles, record types and purposes by name or code; times as YYYY-MM-DD (UTC\n"
+     "midnight) or ms since the epoch.\n\n"
+     "options:\n"
+     "  --request FILE  the request (required)\n"
+     "  --gas N         the gas limit (default 1024, enough for any program; max 1048576)\n"
+     "\nexit status: 0 if and only if the program permits; 1 when it denies (the decision\n"
+     "on stdout: a deny rule, no rule matched, out of gas) or on a failure (one line on\n"
+     "stderr, nothing on stdout); 2 usage error.\n",
+     cli__cmd_policy_eval},
     {"help", "[COMMAND]", "Show the commands, or one command's help.", NULL, cmd_help},
 };
 
