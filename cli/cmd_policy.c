@@ -190,8 +190,8 @@ int cli__cmd_policy_show(struct cli__ctx *ctx, int argc, char **argv)
     if (rc != 0)
         return rc;
 
-    char why[CONTRACTS_VM_WHY_BYTES];
-    bool verified = contracts_vm_verify(p.code, p.len, why, sizeof why) == 0;
+    ehr_diag diag;
+    bool verified = contracts_vm_verify(p.code, p.len, &diag) == 0;
     static char listing[CONTRACTS_POLICY_LISTING_BYTES_MAX];
     rc = contracts_policy_disassemble(p.code, p.len, listing, sizeof listing);
     EHR_ASSERT(rc != EHR_ETOOBIG); /* any program within the limit fits the listing */
@@ -210,7 +210,7 @@ int cli__cmd_policy_show(struct cli__ctx *ctx, int argc, char **argv)
         json_t *root =
             json_pack("{s:o, s:b, s:I, s:s, s:b, s:o, s:o}", "file", cli__json_text(path), "source",
                       p.from_source, "bytes", (json_int_t)p.len, "hex", hex, "verified", verified,
-                      "why", verified ? json_null() : json_string(why), "listing", lines);
+                      "why", verified ? json_null() : json_string(diag.msg), "listing", lines);
         if (root == NULL)
             ehr_panic("out of memory building JSON");
         int print_rc = cli__json_print(root);
@@ -222,8 +222,10 @@ int cli__cmd_policy_show(struct cli__ctx *ctx, int argc, char **argv)
     cli__print_field("policy", line);
     snprintf(line, sizeof line, "%zu", p.len);
     cli__print_field("bytes", line);
-    snprintf(line, sizeof line, "%s%s", verified ? "ok" : "FAILED: ", verified ? "" : why);
-    cli__print_field("verify", line);
+    char verdict[sizeof "FAILED: " + EHR_DIAG_BYTES_MAX];
+    snprintf(verdict, sizeof verdict, "%s%s",
+             verified ? "ok" : "FAILED: ", verified ? "" : diag.msg);
+    cli__print_field("verify", verdict);
     printf("\n%s", listing);
     return exit_code;
 }
@@ -404,9 +406,9 @@ int cli__cmd_policy_eval(struct cli__ctx *ctx, int argc, char **argv)
     int rc = program_load(path, &p);
     if (rc != 0)
         return rc;
-    char why[CONTRACTS_VM_WHY_BYTES];
-    if (contracts_vm_verify(p.code, p.len, why, sizeof why) != 0)
-        return cli__fail(why, "%s does not verify (a node would refuse it)", path);
+    ehr_diag diag;
+    if (contracts_vm_verify(p.code, p.len, &diag) != 0)
+        return cli__fail(diag.msg, "%s does not verify (a node would refuse it)", path);
     struct contracts_vm_request request;
     if ((rc = request_load(request_path, &request)) != 0)
         return rc;

@@ -816,9 +816,9 @@ int contracts_policy_compile(const char *src, size_t len, uint8_t *out, size_t o
                      "a policy needs at least one rule (`permit if ...` or `deny if ...`)");
     if (rc != 0)
         return rc;
-    char verify_why[CONTRACTS_VM_WHY_BYTES];
-    if (contracts_vm_verify(out, c.n, verify_why, sizeof verify_why) != 0) /* P1 */
-        ehr_panic("policy compiler: its program does not verify: %s", verify_why);
+    ehr_diag verify_diag;
+    if (contracts_vm_verify(out, c.n, &verify_diag) != 0) /* P1 */
+        ehr_panic("policy compiler: its program does not verify: %s", verify_diag.msg);
     *out_len = c.n;
     return 0;
 }

@@ -91,7 +91,7 @@ static void run_eval(struct fixture *f, long n)
 static void run_verify(struct fixture *f, long n)
 {
     for (long i = 0; i < n; i++)
-        f->sink += (uint64_t)contracts_vm_verify(f->policy->code, f->policy->len, NULL, 0);
+        f->sink += (uint64_t)contracts_vm_verify(f->policy->code, f->policy->len, NULL);
 }
 
 static void run_compile(struct fixture *f, long n)

@@ -46,7 +46,7 @@ static void assert_compiles(const struct compiled *c, const char *src)
 {
     if (c->rc != 0)
         fail_msg("\"%s\" does not compile: %s", src, c->why);
-    assert_int_equal(contracts_vm_verify(c->code, c->len, NULL, 0), 0); /* P1 */
+    assert_int_equal(contracts_vm_verify(c->code, c->len, NULL), 0); /* P1 */
 }
 
 /* ---- requests ---- */

@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (len < 1 || len > CONTRACTS_POLICY_BYTES_MAX)
         abort();
-    if (contracts_vm_verify(code, len, NULL, 0) != 0)
+    if (contracts_vm_verify(code, len, NULL) != 0)
         abort();
     if (contracts_policy_disassemble(code, len, listing, sizeof listing) != 0)
         abort();
