@@ -31,6 +31,7 @@
 enum {
     REQUEST_FILE_BYTES_MAX = 64 * 1024, /* a request description: 12 short values */
     WHY_BYTES = 256,
+    REQUEST_WHY_BYTES = 448, /* a request file's fault: a long quoted key and a list of names */
 };
 
 /* A program to show or run: read from a compiled file or compiled from source. */
@@ -45,10 +46,11 @@ static bool is_compiled(const uint8_t *bytes, size_t len)
     return len > 0 && bytes[0] == CONTRACTS_VM_VERSION;
 }
 
-/* Print a compile error as FILE:LINE:COLUMN: message. Returns CLI_EXIT_FAIL. */
-static int compile_error(const char *path, const char *why)
+/* Print a compile error as FILE:LINE:COLUMN: message (DIAG holds LINE:COLUMN: message).
+ * Returns CLI_EXIT_FAIL. */
+static int compile_error(const char *path, const ehr_diag *diag)
 {
-    fprintf(stderr, "%s:%s\n", path, why);
+    fprintf(stderr, "%s:%s\n", path, diag->msg);
     return CLI_EXIT_FAIL;
 }
 
@@ -93,12 +95,12 @@ static int program_load(const char *path, struct program *p)
         ehr_free(bytes);
         return 0;
     }
-    char why[CONTRACTS_POLICY_WHY_BYTES];
-    rc = contracts_policy_compile((const char *)bytes, len, p->code, sizeof p->code, &p->len, why,
-                                  sizeof why);
+    ehr_diag diag;
+    rc =
+        contracts_policy_compile((const char *)bytes, len, p->code, sizeof p->code, &p->len, &diag);
     ehr_free(bytes);
     if (rc != 0)
-        return compile_error(path, why);
+        return compile_error(path, &diag);
     p->from_source = true;
     return 0;
 }
@@ -139,12 +141,11 @@ int cli__cmd_policy_compile(struct cli__ctx *ctx, int argc, char **argv)
     }
     uint8_t code[CONTRACTS_POLICY_BYTES_MAX];
     size_t code_len;
-    char why[CONTRACTS_POLICY_WHY_BYTES];
-    rc = contracts_policy_compile((const char *)bytes, len, code, sizeof code, &code_len, why,
-                                  sizeof why);
+    ehr_diag diag;
+    rc = contracts_policy_compile((const char *)bytes, len, code, sizeof code, &code_len, &diag);
     ehr_free(bytes);
     if (rc != 0)
-        return compile_error(path, why);
+        return compile_error(path, &diag);
 
     if (out != NULL) {
         rc = ehr_file_write_atomic(out, code, code_len, 0644, force);
@@ -363,7 +364,7 @@ static int request_load(const char *path, struct contracts_vm_request *r)
     json_error_t error;
     json_t *root = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &error);
     ehr_free(bytes);
-    char why[WHY_BYTES + CONTRACTS_POLICY_WHY_BYTES];
+    char why[REQUEST_WHY_BYTES];
     if (root == NULL) {
         snprintf(why, sizeof why, "not JSON: line %d column %d: %s", error.line, error.column,
                  error.text);
