@@ -26,9 +26,9 @@
  * depends on allocation or hash order, so every node computes the same
  * writes from the same state and transactions.
  *
- * Not here yet: the transaction rules themselves and the consent VM (the
- * rules are applied through this seam once written; until then a committed
- * transaction is stored and indexed but makes no state write).
+ * The rules themselves (contracts_apply_tx, rules.c) run through this seam:
+ * one transaction at a time, each in its own write-set transaction, giving a
+ * result every node computes alike.
  *
  * Ownership: the caller owns the state view and must keep it valid and
  * unchanged from contracts_block_begin to contracts_block_end. The block
@@ -86,6 +86,7 @@ struct contracts_block_ctx {
     uint64_t height;
     uint64_t time_ms; /* the block's time: the one clock the rules may read */
     uint8_t proposer[EHR_SCHNORR_PUBLIC_BYTES];
+    char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1]; /* every transaction must name it */
 };
 
 /* ---- a block's write set ---- */
@@ -146,5 +147,60 @@ size_t contracts_block_writes(contracts_block *b, const ledger_state_write **out
 
 /* Free the block and everything it copied. Safe on NULL. */
 void contracts_block_end(contracts_block *b);
+
+/* ---- the rules: one transaction at a time ---- */
+
+enum {
+    CONTRACTS_REASON_BYTES_MAX = 160, /* a result's reason, for a person */
+    /* The longest serialized TxResult: code, reason, decision, consent id,
+     * gas, with their tags and lengths. */
+    CONTRACTS_RESULT_BYTES_MAX = 2 + (3 + CONTRACTS_REASON_BYTES_MAX) + 2 + (2 + 32) + 11,
+};
+
+/* What the caller knows of a transaction's signature. */
+enum contracts_sig {
+    CONTRACTS_SIG_UNCHECKED = 0, /* the rules verify it */
+    CONTRACTS_SIG_VALID = 1,     /* verified on these very bytes (a cache, a worker) */
+    CONTRACTS_SIG_INVALID = 2,   /* verified and it failed */
+};
+
+/* One committed transaction, as its block holds it. All borrowed. */
+struct contracts_tx {
+    const uint8_t *envelope; /* the serialized TxEnvelope */
+    size_t len;
+    const uint8_t *hash; /* its id: EHR_HASH_BYTES */
+    uint32_t position;   /* its index in the block */
+    enum contracts_sig sig;
+};
+
+/* What applying a transaction gave: the fields of TxResult (tx.proto). */
+struct contracts_tx_result {
+    int code;                                    /* Ehr__V1__TxResultCode */
+    char reason[CONTRACTS_REASON_BYTES_MAX + 1]; /* "" when OK without a decision to explain */
+    int decision;                                /* Ehr__V1__AccessDecision, access only */
+    bool has_consent;                            /* consent_id is set */
+    uint8_t consent_id[EHR_HASH_BYTES];          /* the consent that permitted */
+    uint64_t gas_used;                           /* consent-VM gas its policies used */
+};
+
+/*
+ * Apply one transaction of the block: check it (envelope, body, chain,
+ * expiry at block time, the signature unless TX says it was checked), then
+ * its payload's rules (contracts/README.md, "The rules"), and make its state
+ * writes in a transaction of B of its own. *RESULT gets the outcome: OK
+ * (writes kept) or a refusal code with a reason (no writes kept). A refused
+ * transaction is a result, not an error: the block still holds it.
+ *
+ * Returns 0 with *RESULT filled, or a state error (a node that cannot read
+ * its state, or holds a state value that does not decode: EHR_ECORRUPT),
+ * after which B holds no writes of this transaction. Precondition: no
+ * transaction of B in progress.
+ */
+int contracts_apply_tx(contracts_block *b, const struct contracts_tx *tx,
+                       struct contracts_tx_result *result);
+
+/* Serialize RESULT as a TxResult (canonical encoding) into OUT, which has
+ * room for CONTRACTS_RESULT_BYTES_MAX. Returns the length. */
+size_t contracts_tx_result_encode(const struct contracts_tx_result *result, uint8_t *out);
 
 #endif /* EHR_CONTRACTS_H */

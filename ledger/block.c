@@ -401,10 +401,7 @@ int ledger_chain_id_check(const char *chain_id, ehr_diag *diag)
     return 0;
 }
 
-/* True if S is 1..MAX bytes of valid UTF-8 (no overlong form, surrogate or
- * code point past U+10FFFF) without control characters (C0, DEL, C1), so a
- * name is safe to print on a terminal and to put in JSON. */
-static bool name_ok(const char *s, size_t max)
+bool ledger_text_ok(const char *s, size_t max)
 {
     const uint8_t *p = (const uint8_t *)s;
     size_t n = strlen(s);
@@ -486,7 +483,7 @@ static int peer_address_check(const char *s, ehr_diag *diag)
 int ledger_genesis_member_check(const Ehr__V1__Member *m, ehr_diag *diag)
 {
     EHR_ASSERT(m != NULL);
-    if (!name_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
+    if (!ledger_text_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
         return ehr_diag_fail(diag, EHR_EINVAL,
                              "name: must be 1 to %d bytes of UTF-8 text without control characters",
                              EHR_MEMBER_NAME_BYTES_MAX);
@@ -583,7 +580,7 @@ static int genesis_check(const Ehr__V1__Genesis *g, ehr_diag *diag)
         const Ehr__V1__Member *m = g->members[i];
         ehr_diag why;
         if (ledger_genesis_member_check(m, &why) != 0) {
-            if (!name_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
+            if (!ledger_text_ok(m->name, EHR_MEMBER_NAME_BYTES_MAX))
                 return ehr_diag_fail(diag, EHR_EINVAL, "member %zu: %s", i + 1, why.msg);
             return ehr_diag_fail(diag, EHR_EINVAL, "member %zu (\"%.*s\"): %s", i + 1,
                                  name_cut(m->name, 48), m->name, why.msg);

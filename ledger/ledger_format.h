@@ -303,6 +303,12 @@ int ledger_genesis_encode(const Ehr__V1__Genesis *genesis, uint8_t **out, size_t
 int ledger_genesis_block_build(const uint8_t *genesis, size_t len, uint8_t **out, size_t *out_len,
                                ehr_diag *diag);
 
+/* True if S is 1..MAX bytes of valid UTF-8 (no overlong form, surrogate or
+ * code point past U+10FFFF) without control characters (C0, DEL, C1): text
+ * a signer chose (a member's name, a stated reason) that is safe to print on
+ * a terminal, to put in JSON and to decode as a protobuf string anywhere. */
+bool ledger_text_ok(const char *s, size_t max);
+
 /* World-state key of a member: "member/" followed by its 32-byte node key;
  * the value is the serialized Member. */
 #define LEDGER_MEMBER_KEY_PREFIX "member/"

@@ -72,9 +72,15 @@ static int tx_body_rules(const Ehr__V1__TxBody *b, const ledger_tx_rules *rules,
     if (chain_len == 0 || chain_len > EHR_CHAIN_ID_BYTES_MAX)
         return ehr_diag_fail(diag, EHR_EINVAL, "transaction chain id is empty or over %d bytes",
                              EHR_CHAIN_ID_BYTES_MAX);
-    if (strcmp(b->chain_id, rules->chain_id) != 0)
+    if (strcmp(b->chain_id, rules->chain_id) != 0) {
+        /* The signer chose those bytes: shown only if they are a chain id. */
+        if (ledger_chain_id_check(b->chain_id, NULL) != 0)
+            return ehr_diag_fail(diag, EHR_ECHAIN,
+                                 "transaction names no valid chain id, not \"%s\"",
+                                 rules->chain_id);
         return ehr_diag_fail(diag, EHR_ECHAIN, "transaction is for chain \"%s\", not \"%s\"",
                              b->chain_id, rules->chain_id);
+    }
     if (b->signer.len != EHR_SCHNORR_PUBLIC_BYTES)
         return ehr_diag_fail(diag, EHR_EINVAL, "transaction signer is %zu bytes, not %d",
                              b->signer.len, EHR_SCHNORR_PUBLIC_BYTES);

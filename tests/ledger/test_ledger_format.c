@@ -282,6 +282,15 @@ static void test_tx_check_rejects_each_rule_with_its_code(void **state)
     assert_int_equal(ledger_tx_check(env, len, &RULES, NULL, &diag), EHR_EBADSIG);
     ehr_free(env);
 
+    /* A chain id that is not one (the signer's bytes) is not echoed. */
+    b = body_template(&key, &payload, nonce);
+    b.chain_id = "ehr\x1b[2J\xff";
+    envelope_of(&b, &key, &env, &len);
+    assert_int_equal(ledger_tx_check(env, len, &RULES, NULL, &diag), EHR_ECHAIN);
+    assert_string_equal(diag.msg, "transaction names no valid chain id, not \"" TU_CHAIN_ID "\"");
+    ehr_free(env);
+    b = body_template(&key, &payload, nonce);
+
     /* Signed by a key other than the signer it names. */
     ehr_signing_key other_key;
     tu_key(&other_key, 6);
