@@ -127,7 +127,7 @@ static size_t compile(const char *src, uint8_t *out)
 {
     size_t len = 0;
     int rc =
-        contracts_policy_compile(src, strlen(src), out, CONTRACTS_POLICY_BYTES_MAX, &len, NULL, 0);
+        contracts_policy_compile(src, strlen(src), out, CONTRACTS_POLICY_BYTES_MAX, &len, NULL);
     assert_int_equal(rc, 0);
     return len;
 }
