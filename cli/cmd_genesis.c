@@ -452,9 +452,9 @@ int cli__cmd_genesis_member(struct cli__ctx *ctx, int argc, char **argv)
         return cli__usage_error(ctx,
                                 "--role must be hospital, lab, pharmacy, insurer or regulator");
     ehr_keyfile_info info;
-    char key_why[EHR_KEYFILE_MESSAGE_BYTES];
-    if (ehr_keyfile_read_info(key_path, &info, key_why) != 0)
-        return cli__fail(key_why, "read key file %s", key_path);
+    ehr_diag key_why;
+    if (ehr_keyfile_read_info(key_path, &info, &key_why) != 0)
+        return cli__fail(key_why.msg, "read key file %s", key_path);
     m.node_key = (ProtobufCBinaryData){32, info.signing_public_key};
     m.kx_key = (ProtobufCBinaryData){32, info.kx_public_key};
     ehr_diag diag;
