@@ -201,8 +201,7 @@ static bool status_try_leader(const struct cli__node_options *o, struct cli__nod
         return false;
     snprintf(node->address, sizeof node->address, "%s", o->address);
     node->timeout_ms = o->timeout_ms;
-    char err[CLI_HOST_BYTES_MAX + 128];
-    if (rpc_sync_open(node->host, node->port, o->timeout_ms, &node->sync, err, sizeof err) != 0) {
+    if (rpc_sync_open(node->host, node->port, o->timeout_ms, &node->sync, NULL) != 0) {
         node->sync = NULL;
         return false;
     }

@@ -277,10 +277,10 @@ int cluster_call(struct cluster *c, size_t i, const char *method, const uint8_t 
 {
     memset(result, 0, sizeof *result);
     struct rpc_sync *s;
-    char err[128];
-    if (rpc_sync_open("127.0.0.1", c->nodes[i].rpc_port, timeout_ms, &s, err, sizeof err) != 0) {
+    ehr_diag err;
+    if (rpc_sync_open("127.0.0.1", c->nodes[i].rpc_port, timeout_ms, &s, &err) != 0) {
         result->status = RPC_STATUS_UNAVAILABLE;
-        snprintf(result->message, sizeof result->message, "%s", err);
+        snprintf(result->message, sizeof result->message, "%s", err.msg);
         return RPC_STATUS_UNAVAILABLE;
     }
     char path[128];
