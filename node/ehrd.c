@@ -146,9 +146,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct node_config cfg;
-    char err[NODE_CONFIG_ERROR_BYTES_MAX];
-    if (node_config_load(config_path, &cfg, err, sizeof err) != 0) {
-        fprintf(stderr, "ehrd: %s\n", err);
+    ehr_diag err;
+    if (node_config_load(config_path, &cfg, &err) != 0) {
+        fprintf(stderr, "ehrd: %s\n", err.msg);
         node_config_free(&cfg);
         return NODE_EXIT_FAILURE;
     }
@@ -156,9 +156,8 @@ int main(int argc, char **argv)
 
     int code = NODE_EXIT_FAILURE;
     struct node_datadir_lock lock = {.fd = -1};
-    char lerr[NODE_DATADIR_ERROR_BYTES_MAX];
-    if (node_datadir_lock(cfg.data_dir, &lock, lerr, sizeof lerr) != 0) {
-        fprintf(stderr, "ehrd: %s\n", lerr);
+    if (node_datadir_lock(cfg.data_dir, &lock, &err) != 0) {
+        fprintf(stderr, "ehrd: %s\n", err.msg);
         node_config_free(&cfg);
         return NODE_EXIT_FAILURE;
     }
@@ -184,10 +183,10 @@ int main(int argc, char **argv)
                     ehr_strerror(rc));
             goto out;
         }
-        rc = node_datadir_check_genesis(cfg.data_dir, g, glen, lerr, sizeof lerr);
+        rc = node_datadir_check_genesis(cfg.data_dir, g, glen, &err);
         ehr_free(g);
         if (rc != 0) {
-            fprintf(stderr, "ehrd: %s\n", lerr);
+            fprintf(stderr, "ehrd: %s\n", err.msg);
             goto out;
         }
     }
@@ -207,11 +206,11 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct daemon d = {.exit_code = NODE_EXIT_FAILURE};
-    rc = node_start(&loop, &cfg, id, on_stopped, &d, &d.node, err, sizeof err);
+    rc = node_start(&loop, &cfg, id, on_stopped, &d, &d.node, &err);
     ehr_identity_wipe(id);
     sodium_free(id);
     if (rc != 0) {
-        fprintf(stderr, "ehrd: %s\n", err);
+        fprintf(stderr, "ehrd: %s\n", err.msg);
         uv_loop_close(&loop);
         goto out;
     }

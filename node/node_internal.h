@@ -327,6 +327,6 @@ void node__unavailable_message(const struct node *n, char *msg, size_t size);
  * node_start makes it; from then on the node tells the API about events
  * only through N->api, and the API calls the node directly (one direction).
  */
-int node__service_start(struct node *n, char *err, size_t err_size);
+int node__service_start(struct node *n, ehr_diag *diag);
 
 #endif /* EHR_NODE_INTERNAL_H */

@@ -761,15 +761,13 @@ static int split_host_port(const char *address, char *host, size_t host_size, ui
 
 static void api_drain(struct node *n);
 
-int node__service_start(struct node *n, char *err, size_t err_size)
+int node__service_start(struct node *n, ehr_diag *diag)
 {
     struct rpc_server_config rc_cfg = {.message_bytes_max =
                                            (size_t)n->cfg.limits.rpc_message_bytes};
     int rc = rpc_server_new(n->loop, &rc_cfg, &n->rpc);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot set up the RPC server: %s", ehr_strerror(rc));
-        return rc;
-    }
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "cannot set up the RPC server: %s", ehr_strerror(rc));
     n->api = (struct node__api_hooks){.block_applied = api_block_applied,
                                       .became_leader = api_became_leader,
                                       .forward_result = api_forward_result,
@@ -781,22 +779,19 @@ int node__service_start(struct node *n, char *err, size_t err_size)
     rpc_server_add_unary(n->rpc, PATH_PREFIX "GetBlock", get_block, n);
     rpc_server_add_unary(n->rpc, PATH_PREFIX "GetStatus", get_status, n);
     rpc_server_add_stream(n->rpc, PATH_PREFIX "StreamBlocks", stream_blocks, n);
-    char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1], why[NODE_CONFIG_ERROR_BYTES_MAX];
-    rc = node_config_listen_resolve(n->cfg.rpc_listen, listen, sizeof listen, why, sizeof why);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot serve RPC on %s: %s", n->cfg.rpc_listen, why);
-        return rc;
-    }
+    char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
+    ehr_diag why;
+    rc = node_config_listen_resolve(n->cfg.rpc_listen, listen, sizeof listen, &why);
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "cannot serve RPC on %s: %s", n->cfg.rpc_listen, why.msg);
     char host[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
     uint16_t port;
     rc = split_host_port(listen, host, sizeof host, &port);
     EHR_ASSERT(rc == 0); /* node_config_listen_resolve wrote IP:PORT */
     rc = rpc_server_listen(n->rpc, host, port);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot serve RPC on %s: %s", n->cfg.rpc_listen,
-                 rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
-        return rc;
-    }
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "cannot serve RPC on %s: %s", n->cfg.rpc_listen,
+                             rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
     return 0;
 }
 

@@ -146,8 +146,8 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
                              "--peer-listen", peer, "--rpc-listen", rpcl, NULL));
         if (limits != NULL) {
             struct node_config cfg;
-            char err[NODE_CONFIG_ERROR_BYTES_MAX];
-            CHECK(node_config_load(n->config, &cfg, err, sizeof err) == 0);
+            ehr_diag err;
+            CHECK(node_config_load(n->config, &cfg, &err) == 0);
             if (limits->block_tx_count)
                 cfg.limits.block_tx_count = limits->block_tx_count;
             if (limits->block_flush_ms)
@@ -158,7 +158,7 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
                 cfg.limits.snapshot_entries = limits->snapshot_entries;
             if (limits->mempool_tx_count)
                 cfg.limits.mempool_tx_count = limits->mempool_tx_count;
-            CHECK(node_config_write(n->config, &cfg, true, err, sizeof err) == 0);
+            CHECK(node_config_write(n->config, &cfg, true, &err) == 0);
             node_config_free(&cfg);
         }
         (void)path;

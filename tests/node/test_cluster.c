@@ -643,19 +643,19 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
 
     /* A missing data directory. */
     struct node_config cfg;
-    char err[NODE_CONFIG_ERROR_BYTES_MAX];
-    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
+    ehr_diag err;
+    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, &err), 0);
     ehr_free(cfg.data_dir);
     snprintf(path, sizeof path, "%s/nowhere", c.root);
     cfg.data_dir = ehr_strdup(path);
     snprintf(path, sizeof path, "%s/missing-dir.json", c.root);
-    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    assert_int_equal(node_config_write(path, &cfg, true, &err), 0);
     node_config_free(&cfg);
     expect_ehrd_exit(path, NULL, NULL, 1, "does not exist");
 
     /* Another node's key on this node's data directory: not the member the
      * directory was made for is fine, but a key of no member is refused. */
-    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
+    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, &err), 0);
     snprintf(path, sizeof path, "%s/stranger.key", c.root);
     struct proc_result r =
         run(c.ehrctl, PROC_ARGS("keygen", "--out", path, "--no-passphrase", NULL), PROC_TO_NULL,
@@ -664,7 +664,7 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     ehr_free(cfg.key_file);
     cfg.key_file = ehr_strdup(path);
     snprintf(path, sizeof path, "%s/stranger.json", c.root);
-    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    assert_int_equal(node_config_write(path, &cfg, true, &err), 0);
     node_config_free(&cfg);
     expect_ehrd_exit(path, NULL, NULL, 1, "is not a member");
 
@@ -678,18 +678,18 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     r = run(c.ehrctl, PROC_ARGS("keygen", "--out", key_path, "--passphrase-file", pass_path, NULL),
             PROC_TO_NULL, PROC_TO_INHERIT);
     assert_int_equal(r.status, 0);
-    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
+    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, &err), 0);
     ehr_free(cfg.key_file);
     cfg.key_file = ehr_strdup(key_path);
     ehr_free(cfg.passphrase_file);
     cfg.passphrase_file = NULL;
     snprintf(path, sizeof path, "%s/no-passphrase.json", c.root);
-    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    assert_int_equal(node_config_write(path, &cfg, true, &err), 0);
     expect_ehrd_exit(path, NULL, NULL, 1, "no passphrase was given");
     snprintf(pass_path, sizeof pass_path, "%s/missing.pass", c.root);
     cfg.passphrase_file = ehr_strdup(pass_path);
     snprintf(path, sizeof path, "%s/missing-passphrase.json", c.root);
-    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    assert_int_equal(node_config_write(path, &cfg, true, &err), 0);
     expect_ehrd_exit(path, NULL, NULL, 1, "cannot read the passphrase file");
     assert_int_equal(ehr_file_write_atomic(pass_path, "secret words\nmore\n", 18, 0600, true), 0);
     expect_ehrd_exit(path, NULL, NULL, 1, "has more than one line");
