@@ -339,9 +339,10 @@ int cli__block_show_online(struct cli__ctx *ctx, const struct cli__node_options 
 /*
  * Set BODY's payload from ROOT, {"<payload type>": {<fields>}}, strictly (see
  * payload.c). BODY's payload must be unset. Returns 0 (release with
- * cli__payload_free), or EHR_EINVAL with a reason naming the key in WHY.
+ * cli__payload_free), or EHR_EINVAL with a reason naming the key in DIAG
+ * (may be NULL).
  */
-int cli__payload_from_json(json_t *root, Ehr__V1__TxBody *body, char *why, size_t why_size);
+int cli__payload_from_json(json_t *root, Ehr__V1__TxBody *body, ehr_diag *diag);
 void cli__payload_free(Ehr__V1__TxBody *body);
 
 /* Commands (cmd_*.c). */

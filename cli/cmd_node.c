@@ -377,11 +377,11 @@ static int submit_payload_read(struct cli__ctx *ctx, const char *path, Ehr__V1__
     if (root == NULL)
         return cli__usage_error(ctx, "payload %s: not JSON: line %d: %s", path, error.line,
                                 error.text);
-    char why[LINE_BYTES];
-    rc = cli__payload_from_json(root, body, why, sizeof why);
+    ehr_diag why;
+    rc = cli__payload_from_json(root, body, &why);
     json_decref(root);
     if (rc != 0)
-        return cli__usage_error(ctx, "payload %s: %s", path, why);
+        return cli__usage_error(ctx, "payload %s: %s", path, why.msg);
     /* The smallest body this payload can make (empty chain id, no expiry):
      * if even that is over the limit, say so before a passphrase or a call. */
     uint8_t zeros[EHR_TX_NONCE_BYTES + EHR_SCHNORR_PUBLIC_BYTES] = {0};
