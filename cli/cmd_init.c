@@ -71,9 +71,8 @@ static int ledger_create(const struct init_args *a, const uint8_t *genesis, size
     ledger *l = NULL;
     if (cli__ledger_open(a->data, false, &l) != 0)
         return CLI_EXIT_FAIL;
-    int rc = ledger_genesis_init(l, genesis, len);
-    char why[EHR_DIAG_BYTES_MAX + 64];
-    snprintf(why, sizeof why, "%s", ledger_last_error(l));
+    ehr_diag why = {""};
+    int rc = ledger_genesis_init(l, genesis, len, &why);
     ledger_close(l);
     if (rc == EHR_EEXIST && a->force) {
         /* Re-initialising: the ledger stays only if it is this chain's. */
@@ -83,8 +82,8 @@ static int ledger_create(const struct init_args *a, const uint8_t *genesis, size
         return CLI_EXIT_OK;
     }
     if (rc != 0)
-        return cli__fail(why[0] != '\0' ? why : ehr_strerror(rc), "initialise the ledger in %s",
-                         a->data);
+        return cli__fail(why.msg[0] != '\0' ? why.msg : ehr_strerror(rc),
+                         "initialise the ledger in %s", a->data);
     return CLI_EXIT_OK;
 }
 

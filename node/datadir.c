@@ -130,14 +130,14 @@ int node_datadir_check_genesis(const char *dir, const uint8_t *genesis, size_t l
         return rc;
     ledger_options options = {.read_only = true};
     ledger *l = NULL;
-    rc = ledger_open(dir, &options, &l);
+    rc = ledger_open(dir, &options, &l, NULL);
     if (rc == EHR_ENOTFOUND)
         return ehr_diag_fail(diag, rc,
                              "data directory %s holds no ledger (ehrctl init creates one)", dir);
     if (rc != 0)
         return ehr_diag_fail(diag, rc, "cannot open the ledger in %s: %s", dir, ehr_strerror(rc));
     ledger_chain chain;
-    rc = ledger_chain_get(l, &chain);
+    rc = ledger_chain_get(l, &chain, NULL);
     ledger_close(l);
     if (rc == EHR_ENOTFOUND)
         return ehr_diag_fail(diag, rc, "the ledger in %s has no genesis block", dir);

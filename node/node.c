@@ -502,10 +502,11 @@ static void process_ready(struct node *n)
         send_raft_messages(n, rd.messages, rd.message_count);
         if (rd.snapshot != NULL && node__snapshot_chunk(n, rd.snapshot) != 0)
             return;
-        rc = node_raft_store_persist(&n->cons.store, &rd);
+        ehr_diag why;
+        rc = node_raft_store_persist(&n->cons.store, &rd, &why);
         if (rc != 0) {
             node__fatal(n, NODE_EXIT_FAILURE, "cannot persist the consensus log",
-                        "err=%s why=\"%s\"", ehr_errname(rc), ledger_last_error(n->ledger));
+                        "err=%s why=\"%s\"", ehr_errname(rc), why.msg);
             return;
         }
         if (rd.hard_state_changed)
@@ -767,7 +768,7 @@ static int load_members(struct node *n, ehr_diag *diag)
     struct member_scan ms = {.n = n};
     long got = ledger_state_scan(n->ledger, (const uint8_t *)LEDGER_MEMBER_KEY_PREFIX,
                                  strlen(LEDGER_MEMBER_KEY_PREFIX), NULL, 0, LEDGER_SCAN_COUNT_MAX,
-                                 member_row, &ms);
+                                 member_row, &ms, NULL);
     if (got < 0 && ms.err == EHR_ETOOBIG)
         return ehr_diag_fail(
             diag, ms.err, "the chain has more than %d members; a node runs with at most that many",
@@ -806,10 +807,11 @@ static int load_members(struct node *n, ehr_diag *diag)
 
 static int start_raft(struct node *n, ehr_diag *diag)
 {
-    int rc = node_raft_store_open(&n->cons.store, n->ledger);
+    ehr_diag why;
+    int rc = node_raft_store_open(&n->cons.store, n->ledger, &why);
     if (rc != 0) {
         ehr_diag_fail(diag, rc, "cannot read the consensus log: %s (%s)", ehr_strerror(rc),
-                      ledger_last_error(n->ledger));
+                      why.msg);
         return rc;
     }
     if (n->cons.store.snap_meta.index != 0) {
@@ -823,7 +825,7 @@ static int start_raft(struct node *n, ehr_diag *diag)
         }
     }
     struct raft_hard_state hs;
-    rc = node_raft_store_hard_state(&n->cons.store, &hs);
+    rc = node_raft_store_hard_state(&n->cons.store, &hs, NULL);
     if (rc != 0) {
         ehr_diag_fail(diag, rc, "cannot read the consensus hard state: %s", ehr_strerror(rc));
         return rc;
@@ -844,7 +846,7 @@ static int start_raft(struct node *n, ehr_diag *diag)
         struct raft_entry boot;
         rc = raft_bootstrap_entry(&conf, cbuf, &boot);
         if (rc == 0)
-            rc = node_raft_store_bootstrap(&n->cons.store, &boot);
+            rc = node_raft_store_bootstrap(&n->cons.store, &boot, NULL);
         if (rc != 0) {
             ehr_diag_fail(diag, rc, "cannot write the first consensus entry: %s", ehr_strerror(rc));
             return rc;
@@ -957,15 +959,15 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     n->prop.batch_hashes = ehr_calloc(n->prop.batch_cap, sizeof *n->prop.batch_hashes);
     n->applying.hashes = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.hashes);
 
-    int rc = ledger_open(cfg->data_dir, NULL, &n->ledger);
+    int rc = ledger_open(cfg->data_dir, NULL, &n->ledger, NULL);
     if (rc != 0) {
         ehr_diag_fail(diag, rc, "cannot open the ledger in %s: %s", cfg->data_dir,
                       ehr_strerror(rc));
         goto fail;
     }
-    rc = ledger_chain_get(n->ledger, &n->chain);
+    rc = ledger_chain_get(n->ledger, &n->chain, NULL);
     if (rc == 0)
-        rc = ledger_tip_get(n->ledger, &n->tip);
+        rc = ledger_tip_get(n->ledger, &n->tip, NULL);
     if (rc != 0) {
         ehr_diag_fail(diag, rc, "%s holds no chain (create it with `ehrctl init`)", cfg->data_dir);
         goto fail;

@@ -217,7 +217,7 @@ struct node__snapshots {
     uv_async_t async;
     int rc;
     ledger_snapshot_info info;
-    char err[EHR_DIAG_BYTES_MAX];
+    ehr_diag err; /* why the snapshot failed (rc != 0) */
 };
 
 struct node {

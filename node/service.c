@@ -200,7 +200,7 @@ static void answer_duplicate(struct node *n, struct rpc_call *call,
 {
     ledger_tx_location loc;
     char msg[MESSAGE_BYTES_MAX];
-    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL) == 0) {
+    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL) == 0) {
         if (wait) {
             reply_submitted(call, hash, true, loc.height, loc.index);
             return;
@@ -289,7 +289,7 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
     uint8_t hash[EHR_HASH_BYTES];
     ledger_tx_hash(tv.body, tv.body_len, hash);
     ledger_tx_location loc;
-    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL) == 0) {
+    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL) == 0) {
         answer_duplicate(n, call, hash, r->wait_for_commit);
         goto out;
     }
@@ -365,7 +365,7 @@ static void api_forward_result(struct node *n, uint64_t request_id, int error, c
     /* The block may already be here: the verdict and the block travel on
      * one link in order, but the verdict may have been delayed. */
     ledger_tx_location loc;
-    if (ledger_tx_get(n->ledger, w->hash, &loc, NULL, NULL) == 0) {
+    if (ledger_tx_get(n->ledger, w->hash, &loc, NULL, NULL, NULL) == 0) {
         reply_submitted(w->call, w->hash, true, loc.height, loc.index);
         waiter_free(w);
         return;
@@ -466,7 +466,7 @@ static void stream_pump(struct node__stream *s)
     while (!s->blocked && s->next_height <= n->tip.height) {
         uint8_t *block;
         size_t len;
-        int rc = ledger_block_get(n->ledger, s->next_height, &block, &len);
+        int rc = ledger_block_get(n->ledger, s->next_height, &block, &len, NULL);
         if (rc != 0) {
             stream_end(s, RPC_STATUS_INTERNAL, "cannot read a block from the ledger");
             return;
@@ -580,7 +580,7 @@ static void get_transaction(struct rpc_call *call, const uint8_t *req, size_t le
     ledger_tx_location loc;
     uint8_t *env = NULL, *block = NULL;
     size_t env_len = 0, block_len = 0;
-    int rc = ledger_tx_get(n->ledger, r->tx_hash.data, &loc, &env, &env_len);
+    int rc = ledger_tx_get(n->ledger, r->tx_hash.data, &loc, &env, &env_len, NULL);
     ehr__v1__get_transaction_request__free_unpacked(r, NULL);
     if (rc == EHR_ENOTFOUND) {
         rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no committed transaction has this hash");
@@ -588,7 +588,7 @@ static void get_transaction(struct rpc_call *call, const uint8_t *req, size_t le
     }
     ledger_block_view v;
     if (rc == 0)
-        rc = ledger_block_get(n->ledger, loc.height, &block, &block_len);
+        rc = ledger_block_get(n->ledger, loc.height, &block, &block_len, NULL);
     if (rc == 0)
         rc = ledger_block_parse(block, block_len, &v, NULL);
     if (rc != 0) {
@@ -629,7 +629,7 @@ static void get_block(struct rpc_call *call, const uint8_t *req, size_t len, voi
     uint8_t *block;
     size_t block_len;
     ledger_block_view v;
-    int rc = ledger_block_get(n->ledger, height, &block, &block_len);
+    int rc = ledger_block_get(n->ledger, height, &block, &block_len, NULL);
     if (rc == 0) {
         rc = ledger_block_parse(block, block_len, &v, NULL);
         if (rc != 0)

@@ -118,12 +118,12 @@ static void assert_ledgers_hold(struct cluster *c, const struct cluster_tx *txs,
     for (size_t i = 0; i < c->count; i++) {
         ledger *l;
         ledger_options o = {.read_only = true};
-        assert_int_equal(ledger_open(c->nodes[i].dir, &o, &l), 0);
+        assert_int_equal(ledger_open(c->nodes[i].dir, &o, &l, NULL), 0);
         for (size_t t = 0; t < count; t++) {
             if (!txs[t].committed)
                 continue;
             ledger_tx_location loc;
-            int rc = ledger_tx_get(l, txs[t].hash, &loc, NULL, NULL);
+            int rc = ledger_tx_get(l, txs[t].hash, &loc, NULL, NULL, NULL);
             if (rc != 0)
                 fail_msg("node %zu lacks acknowledged tx %zu (%s)", i, t, ehr_errname(rc));
             assert_int_equal(loc.height, txs[t].height);

@@ -198,8 +198,8 @@ static void ledger_make(const char *dir, const uint8_t *genesis, size_t len)
 {
     ledger_options options = {.sync = LEDGER_SYNC_NONE};
     ledger *l;
-    assert_int_equal(ledger_open(dir, &options, &l), 0);
-    assert_int_equal(ledger_genesis_init(l, genesis, len), 0);
+    assert_int_equal(ledger_open(dir, &options, &l, NULL), 0);
+    assert_int_equal(ledger_genesis_init(l, genesis, len, NULL), 0);
     ledger_close(l);
 }
 
