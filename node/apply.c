@@ -124,15 +124,18 @@ static bool deterministic_refusal(int rc)
            rc == EHR_ECHAIN || rc == EHR_EEXPIRED;
 }
 
-static int apply_block(struct node *n, const struct raft_entry *e)
+/* Append the block of E; a block every node refuses alike is skipped (its
+ * index recorded as applied). Returns 0, or an error this node cannot go on
+ * from with why in DIAG (may be NULL). */
+static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *diag)
 {
-    ehr_diag diag = {{0}};
+    ehr_diag why = {{0}};
     ledger_block_view v;
-    int rc = ledger_block_parse(e->data, e->size, &v, &diag);
+    int rc = ledger_block_parse(e->data, e->size, &v, &why);
     bool parsed = rc == 0;
     for (uint32_t i = 0; parsed && rc == 0 && i < v.header.tx_count; i++) {
         ledger_tx_view tv;
-        rc = ledger_tx_envelope_parse(v.bytes + v.txs[i].offset, v.txs[i].length, &tv, &diag);
+        rc = ledger_tx_envelope_parse(v.bytes + v.txs[i].offset, v.txs[i].length, &tv, &why);
         if (rc == 0)
             ledger_tx_hash(tv.body, tv.body_len, n->applying.hashes[i]);
     }
@@ -143,21 +146,19 @@ static int apply_block(struct node *n, const struct raft_entry *e)
                              .view = &v,
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])n->applying.hashes,
                              .applied_index = e->index};
-        rc = ledger_append_block(n->ledger, &req);
-        if (rc != 0)
-            snprintf(diag.msg, sizeof diag.msg, "%s", ledger_last_error(n->ledger));
+        rc = ledger_append_block(n->ledger, &req, &why);
     }
     if (rc != 0) {
         if (parsed)
             ledger_block_view_release(&v);
-        if (!deterministic_refusal(rc))
-            return rc; /* a full disk or an I/O error: this node cannot go on */
+        if (!deterministic_refusal(rc)) /* a full disk or an I/O error: this node cannot go on */
+            return ehr_diag_fail(diag, rc, "%s", why.msg);
         /* Every node refuses the same entry the same way (the checks depend
          * only on the entry and the ledger, which are equal everywhere), so
          * the entry is skipped everywhere: record it as applied. */
         ehr_log(EHR_LOG_ERROR, "committed block refused; skipped on every node",
-                "index=%" PRIu64 " err=%s why=\"%s\"", e->index, ehr_errname(rc), diag.msg);
-        int rc2 = ledger_applied_index_set(n->ledger, e->index);
+                "index=%" PRIu64 " err=%s why=\"%s\"", e->index, ehr_errname(rc), why.msg);
+        int rc2 = ledger_applied_index_set(n->ledger, e->index, diag);
         if (rc2 != 0)
             return rc2;
         n->tip.applied_index = e->index;
@@ -191,17 +192,17 @@ int node__apply_committed(struct node *n, const struct raft_entry *entries, size
         if (e->index <= n->cons.applied_index)
             continue;
         int rc;
+        ehr_diag why;
         if (e->type == RAFT_ENTRY_NORMAL) {
-            rc = apply_block(n, e);
+            rc = apply_block(n, e, &why);
         } else {
-            rc = ledger_applied_index_set(n->ledger, e->index);
+            rc = ledger_applied_index_set(n->ledger, e->index, &why);
             if (rc == 0)
                 n->tip.applied_index = e->index;
         }
         if (rc != 0) {
             node__fatal(n, NODE_EXIT_FAILURE, "cannot apply a committed entry",
-                        "index=%" PRIu64 " err=%s why=\"%s\"", e->index, ehr_errname(rc),
-                        ledger_last_error(n->ledger));
+                        "index=%" PRIu64 " err=%s why=\"%s\"", e->index, ehr_errname(rc), why.msg);
             return rc;
         }
         n->cons.applied_index = e->index;

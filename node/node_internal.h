@@ -217,7 +217,7 @@ struct node__snapshots {
     uv_async_t async;
     int rc;
     ledger_snapshot_info info;
-    char err[EHR_DIAG_BYTES_MAX];
+    ehr_diag err; /* why the snapshot failed (rc != 0) */
 };
 
 struct node {
@@ -327,6 +327,6 @@ void node__unavailable_message(const struct node *n, char *msg, size_t size);
  * node_start makes it; from then on the node tells the API about events
  * only through N->api, and the API calls the node directly (one direction).
  */
-int node__service_start(struct node *n, char *err, size_t err_size);
+int node__service_start(struct node *n, ehr_diag *diag);
 
 #endif /* EHR_NODE_INTERNAL_H */
