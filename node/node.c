@@ -241,6 +241,11 @@ static void admit_finish(struct node *n, struct admit *a, bool stopped)
         rc = EHR_ECLOSED;
         snprintf(res.reason, sizeof res.reason, "the node is shutting down");
     } else {
+        /* Apply uses the verdict (a block of our own admissions is not
+         * verified twice); a bad signature is refused here already. */
+        if (a->verified.err == 0 && a->len >= EHR_SCHNORR_SIG_BYTES)
+            sigverify_note(n->applying.sigv, a->verified.hash,
+                           a->envelope + a->len - EHR_SCHNORR_SIG_BYTES, true);
         rc = mempool_admit_finish(&n->pool, a->envelope, a->len, &a->verified, &res);
         if (rc == 0 && !uv_is_active((uv_handle_t *)&n->flush_timer))
             uv_timer_start(&n->flush_timer, on_flush, n->cfg.limits.block_flush_ms, 0);
@@ -502,6 +507,13 @@ static void process_ready(struct node *n)
         send_raft_messages(n, rd.messages, rd.message_count);
         if (rd.snapshot != NULL && node__snapshot_chunk(n, rd.snapshot) != 0)
             return;
+        /* Entries from a leader: their signatures are checked on the
+         * verification threads while they wait to be committed. */
+        if (rd.role != RAFT_LEADER)
+            for (size_t i = 0; i < rd.entry_count; i++)
+                if (rd.entries[i].type == RAFT_ENTRY_NORMAL)
+                    (void)sigverify_prefetch(n->applying.sigv, rd.entries[i].data,
+                                             rd.entries[i].size);
         ehr_diag why;
         rc = node_raft_store_persist(&n->cons.store, &rd, &why);
         if (rc != 0) {
@@ -958,6 +970,10 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     n->prop.batch_envelopes = ehr_calloc(n->prop.batch_cap, sizeof *n->prop.batch_envelopes);
     n->prop.batch_hashes = ehr_calloc(n->prop.batch_cap, sizeof *n->prop.batch_hashes);
     n->applying.hashes = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.hashes);
+    n->applying.items = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.items);
+    n->applying.verdicts = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.verdicts);
+    n->applying.results = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, CONTRACTS_RESULT_BYTES_MAX);
+    n->applying.result_views = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.result_views);
 
     int rc = ledger_open(cfg->data_dir, NULL, &n->ledger, NULL);
     if (rc != 0) {
@@ -983,6 +999,11 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     rc = mempool_init(&n->pool, &mc);
     if (rc != 0) {
         ehr_diag_fail(diag, rc, "cannot set up the mempool: %s", ehr_strerror(rc));
+        goto fail;
+    }
+    rc = sigverify_create(n->chain.chain_id, sigverify_threads_default(), &n->applying.sigv);
+    if (rc != 0) {
+        ehr_diag_fail(diag, rc, "cannot start the signature threads: %s", ehr_strerror(rc));
         goto fail;
     }
     if (strlen(cfg->data_dir) + sizeof "/snapshots" > sizeof n->snap.dir) {
@@ -1080,6 +1101,11 @@ static void free_node(struct node *n)
     ehr_free(n->prop.batch_envelopes);
     ehr_free(n->prop.batch_hashes);
     ehr_free(n->applying.hashes);
+    ehr_free(n->applying.items);
+    ehr_free(n->applying.verdicts);
+    ehr_free(n->applying.results);
+    ehr_free(n->applying.result_views);
+    sigverify_destroy(n->applying.sigv);
     ehr_free(n);
 }
 
