@@ -242,11 +242,23 @@ static void admit_finish(struct node *n, struct admit *a, bool stopped)
         snprintf(res.reason, sizeof res.reason, "the node is shutting down");
     } else {
         /* Apply uses the verdict (a block of our own admissions is not
-         * verified twice); a bad signature is refused here already. */
-        if (a->verified.err == 0 && a->len >= EHR_SCHNORR_SIG_BYTES)
+         * verified twice); a bad signature is refused here already. Then
+         * the contract's rules against the committed state, so an obvious
+         * refusal is answered now rather than after commit. */
+        rc = 0;
+        if (a->verified.err == 0) {
+            EHR_ASSERT(a->len >= EHR_SCHNORR_SIG_BYTES); /* a checked envelope */
             sigverify_note(n->applying.sigv, a->verified.hash,
                            a->envelope + a->len - EHR_SCHNORR_SIG_BYTES, true);
-        rc = mempool_admit_finish(&n->pool, a->envelope, a->len, &a->verified, &res);
+            ehr_diag why = {{0}};
+            rc = node__contracts_check(n, a->envelope, a->len, a->verified.hash, &why);
+            if (rc != 0) {
+                memcpy(res.hash, a->verified.hash, EHR_HASH_BYTES);
+                snprintf(res.reason, sizeof res.reason, "%s", why.msg);
+            }
+        }
+        if (rc == 0)
+            rc = mempool_admit_finish(&n->pool, a->envelope, a->len, &a->verified, &res);
         if (rc == 0 && !uv_is_active((uv_handle_t *)&n->flush_timer))
             uv_timer_start(&n->flush_timer, on_flush, n->cfg.limits.block_flush_ms, 0);
     }

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "contracts.h"
 #include "ehr/v1/node.pb-c.h"
 #include "ledger_testutil.h"
 #include "proc.h"
@@ -367,20 +368,72 @@ int cluster_block(struct cluster *c, size_t i, uint64_t height, uint8_t hash[EHR
 
 /* ---- load ---- */
 
-struct cluster_tx *cluster_txs_make(const struct cluster *c, size_t count, size_t pad)
+void cluster_tx_sign(const struct cluster *c, size_t member, Ehr__V1__TxBody *body,
+                     uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES])
+{
+    CHECK(member < c->count);
+    char path[CLUSTER_PATH_BYTES];
+    pathf(path, "%s/node%zu.key", c->root, member);
+    ehr_identity *id = malloc(sizeof *id);
+    CHECK(id != NULL);
+    CHECK(ehr_keyfile_load(path, id, NULL, NULL, 0, NULL) == 0);
+    uint8_t nonce[EHR_TX_NONCE_BYTES];
+    ehr_random_bytes(nonce, sizeof nonce);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    body->chain_id = (char *)c->chain_id;
+    body->signer = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, id->signing.public_key};
+    body->nonce = (ProtobufCBinaryData){sizeof nonce, nonce};
+    body->expiry_ms = (uint64_t)ts.tv_sec * 1000 + 3600 * 1000;
+    size_t n = ehr__v1__tx_body__get_packed_size(body);
+    uint8_t *bytes = malloc(n);
+    CHECK(bytes != NULL);
+    ehr__v1__tx_body__pack(body, bytes);
+    CHECK(ledger_tx_envelope_build(bytes, n, &id->signing, envelope, len) == 0);
+    if (hash != NULL)
+        ledger_tx_hash(bytes, n, hash);
+    free(bytes);
+    body->chain_id = NULL;
+    body->signer = body->nonce = (ProtobufCBinaryData){0, NULL};
+    ehr_signing_key_wipe(&id->signing);
+    ehr_kx_key_wipe(&id->kx);
+    free(id);
+}
+
+void cluster_tx_enroll(const struct cluster *c, size_t member, ehr_identity *patient,
+                       uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES])
+{
+    ehr_identity fresh;
+    if (patient == NULL)
+        patient = &fresh;
+    CHECK(ehr_identity_generate(patient, "patient") == 0);
+    uint8_t msg[EHR_HASH_BYTES], sig[EHR_SCHNORR_SIG_BYTES];
+    contracts_enroll_message(c->chain_id, c->nodes[member].node_key, patient->signing.public_key,
+                             patient->kx.public_key, msg);
+    CHECK(ehr_schnorr_sign(&patient->signing, msg, sig) == 0);
+    Ehr__V1__PatientEnroll p = EHR__V1__PATIENT_ENROLL__INIT;
+    p.patient_key = (ProtobufCBinaryData){32, patient->signing.public_key};
+    p.patient_kx_key = (ProtobufCBinaryData){32, patient->kx.public_key};
+    p.patient_signature = (ProtobufCBinaryData){sizeof sig, sig};
+    Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
+    body.payload_case = EHR__V1__TX_BODY__PAYLOAD_PATIENT_ENROLL;
+    body.patient_enroll = &p;
+    cluster_tx_sign(c, member, &body, envelope, len, hash);
+    if (patient == &fresh) {
+        ehr_signing_key_wipe(&fresh.signing);
+        ehr_kx_key_wipe(&fresh.kx);
+    }
+}
+
+struct cluster_tx *cluster_txs_make(const struct cluster *c, size_t count)
 {
     struct cluster_tx *txs = calloc(count, sizeof *txs);
     CHECK(txs != NULL);
-    ehr_signing_key key;
-    CHECK(ehr_signing_key_generate(&key) == 0);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t expiry = (uint64_t)ts.tv_sec * 1000 + 3600 * 1000;
     for (size_t i = 0; i < count; i++) {
-        tu_tx(&key, c->chain_id, expiry, pad, &txs[i].envelope, &txs[i].envelope_len, txs[i].hash);
+        cluster_tx_enroll(c, 0, NULL, &txs[i].envelope, &txs[i].envelope_len, txs[i].hash);
         txs[i].status = -1;
+        txs[i].result_code = -1;
     }
-    ehr_signing_key_wipe(&key);
     return txs;
 }
 
@@ -448,6 +501,10 @@ static void on_done(void *data, enum rpc_status status, const char *message,
         t->committed = r->committed;
         t->height = r->height;
         t->position = r->position;
+        /* A committed answer carries its result, except a resubmission's
+         * (already on the ledger) which gives only the place. */
+        if (r->result != NULL)
+            t->result_code = (int)r->result->code;
         ehr__v1__submit_transaction_response__free_unpacked(r, NULL);
         t->status = 0;
         L->done++;
