@@ -90,8 +90,12 @@ static void draft_free(struct draft *d)
     ehr_free(d->keys);
 }
 
+/* The string FIELD of OBJ into *OUT (pointing into OBJ). Returns 0, or
+ * EHR_EINVAL with WHY and *OUT NULL: set on every path, since the compiler
+ * cannot see through say() that an error is never 0. */
 static int json_string_field(json_t *obj, const char *field, const char **out, char *why)
 {
+    *out = NULL;
     json_t *v = json_object_get(obj, field);
     if (v == NULL)
         return say(why, EHR_EINVAL, "missing field \"%s\"", field);
