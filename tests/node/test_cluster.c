@@ -782,9 +782,13 @@ static int kill_leftovers(void **state)
     return 0;
 }
 
-int main(void)
+/* An argument runs only the tests whose names match it (cmocka's filter,
+ * `*` as a wildcard), e.g. to repeat one test in a loop. */
+int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     assert_int_equal(ehr_crypto_init(), 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_ehrd_refuses_to_start_with_a_clear_message, kill_leftovers),
