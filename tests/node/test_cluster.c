@@ -502,6 +502,34 @@ static void test_a_node_whose_state_digest_differs_stops_loudly(void **state)
     cluster_destroy(&c, keep_dirs());
 }
 
+/*
+ * The same divergence, with node 2 started only after blocks 1 and 2 were
+ * committed and applied by the other two: their digests of those heights
+ * were published while they had no link to node 2. Node 2 must still get
+ * them, and stop at its wrong digest for height 2.
+ */
+static void test_a_node_that_starts_late_and_diverges_stops_loudly(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_TEST_PATH, EHRCTL_PATH, NULL);
+    cluster_start(&c, 0);
+    cluster_start(&c, 1);
+    assert_int_not_equal(cluster_wait_leader(&c, LEADER_WAIT_MS), SIZE_MAX);
+    enum { TXS = 2 };
+    struct cluster_tx *txs = cluster_txs_make(&c, TXS, 50);
+    for (size_t i = 0; i < TXS; i++) /* one block each, node 2 not running */
+        assert_int_equal(cluster_load(&c, &txs[i], 1, 1, 30000, NULL, NULL), 1);
+    assert_int_equal(wait_converged(&c, 20000), TXS);
+    cluster_start_env(&c, 2, "EHR_TEST_DIGEST_FAULT_HEIGHT", "2");
+    assert_int_equal(cluster_wait_exit(&c, 2, 30000), 3);
+    assert_true(log_says(&c, 2, "STATE DIVERGED"));
+    assert_int_equal(cluster_stop(&c, 0), 0);
+    assert_int_equal(cluster_stop(&c, 1), 0);
+    cluster_txs_free(txs, TXS);
+    cluster_destroy(&c, keep_dirs());
+}
+
 /* ---- a forward pending across a leadership change ---- */
 
 struct submit_job {
@@ -798,6 +826,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(
             test_a_forward_pending_across_a_leadership_change_is_answered_right, kill_leftovers),
         cmocka_unit_test_teardown(test_a_node_whose_state_digest_differs_stops_loudly,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(test_a_node_that_starts_late_and_diverges_stops_loudly,
                                   kill_leftovers),
         cmocka_unit_test_teardown(test_a_node_behind_the_compacted_log_catches_up_by_snapshot,
                                   kill_leftovers),
