@@ -122,19 +122,41 @@ static void digest_judge(struct node *n, struct node__digest_slot *s)
     }
 }
 
+/* Send our digest of slot S to M, or to every peer with a live link when M
+ * is NULL. Best effort, like every peer message: a peer without a live link
+ * gets it when the link comes up, if the height is still in the window
+ * (node__digests_link_up). */
+static void digest_send(struct node *n, const struct node_member *m,
+                        const struct node__digest_slot *s)
+{
+    EHR_ASSERT(s->own_set);
+    Ehr__V1__StateDigest sd = EHR__V1__STATE_DIGEST__INIT;
+    sd.height = s->height;
+    sd.digest = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)s->own};
+    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
+    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_STATE_DIGEST;
+    pm.state_digest = &sd;
+    node__send_kind(n, m, &pm);
+}
+
 static void digest_publish(struct node *n, uint64_t height, const uint8_t digest[EHR_HASH_BYTES])
 {
     struct node__digest_slot *s = digest_slot(n, height, true);
     memcpy(s->own, digest, EHR_HASH_BYTES);
     s->own_set = true;
-    Ehr__V1__StateDigest sd = EHR__V1__STATE_DIGEST__INIT;
-    sd.height = height;
-    sd.digest = (ProtobufCBinaryData){EHR_HASH_BYTES, s->own};
-    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
-    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_STATE_DIGEST;
-    pm.state_digest = &sd;
-    node__send_kind(n, NULL, &pm);
+    digest_send(n, NULL, s);
     digest_judge(n, s);
+}
+
+void node__digests_link_up(struct node *n, const struct node_member *m)
+{
+    EHR_ASSERT(m != NULL);
+    EHR_ASSERT(!m->self);
+    for (size_t i = 0; i < NODE_DIGEST_WINDOW; i++) {
+        const struct node__digest_slot *s = &n->applying.digests[i];
+        if (s->height != 0 && s->own_set)
+            digest_send(n, m, s);
+    }
 }
 
 void node__digest_received(struct node *n, size_t member, const Ehr__V1__StateDigest *sd)

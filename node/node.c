@@ -737,6 +737,7 @@ static void on_link_up(void *user, const uint8_t peer[P2P_KEY_BYTES])
     m->link_up = true;
     ehr_log(EHR_LOG_INFO, "peer link up", "peer=\"%s\"", m->name);
     send_node_info(n, m);
+    node__digests_link_up(n, m);
 }
 
 static void on_link_down(void *user, const uint8_t peer[P2P_KEY_BYTES], int reason, uint64_t unsent)

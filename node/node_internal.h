@@ -304,6 +304,13 @@ void node__proposals_applied(struct node *n, uint64_t index, bool refused);
 int node__apply_committed(struct node *n, const struct raft_entry *entries, size_t count);
 /* A peer's state digest for a height (MEMBER: its index in n->members). */
 void node__digest_received(struct node *n, size_t member, const Ehr__V1__StateDigest *sd);
+/* The link to M has just come up: send M our digest of every height still
+ * in the window. A digest goes out once, to the links up when its block is
+ * applied, so what we applied while the link was down (M started after
+ * us, or the link failed and is back) would never reach M, and M, if its
+ * digest of such a height differs, would never see a quorum against it and
+ * never stop. At most NODE_DIGEST_WINDOW small messages per link-up. */
+void node__digests_link_up(struct node *n, const struct node_member *m);
 
 /* ---- snapshot.c ---- */
 

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "contracts.h"
 #include "ehr/v1/node.pb-c.h"
+#include "ehr_crypto.h"
 #include "ledger_testutil.h"
 #include "proc.h"
 
@@ -39,16 +40,78 @@ uint64_t cluster_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static uint16_t free_port(void)
+enum {
+    /* Ports handed to nodes come from [CLUSTER_PORT_MIN, the kernel's
+     * ephemeral range) (see free_port). */
+    CLUSTER_PORT_MIN = 20000,
+    CLUSTER_PORT_ROOM_MIN = 1000, /* fewer ports below the range: use the old way */
+    CLUSTER_PORT_TRIES_MAX = 1000,
+};
+
+/* The first port of the kernel's ephemeral range (ip_local_port_range). */
+static unsigned ephemeral_port_min(void)
+{
+    unsigned low = 32768, high = 60999; /* Linux's default */
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%u %u", &low, &high) != 2)
+            low = 32768;
+        fclose(f);
+    }
+    return low;
+}
+
+/* Whether PORT on loopback can be bound now, as a node binds it (libuv sets
+ * SO_REUSEADDR, so a connection of an earlier run in TIME_WAIT does not
+ * count). With PORT 0, the kernel picks one: *PORT gets it. */
+static bool port_bindable(uint16_t *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     CHECK(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    int on = 1;
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(*port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
     socklen_t len = sizeof a;
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    if (ok && *port == 0) {
+        CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+        *port = ntohs(a.sin_port);
+    }
     close(fd);
-    return ntohs(a.sin_port);
+    return ok;
+}
+
+/*
+ * A loopback port for a node of C to listen on, free now and not one of
+ * C's. Taken from below the kernel's ephemeral range: a port from inside
+ * it (what bind to port 0 gives) is free only until some outgoing
+ * connection (the nodes' dials, this harness's calls, anything on the
+ * machine) is given it as its source port, and the node that starts later
+ * then fails with "address already in use". Below the range only a bind
+ * takes a port, and the pick is random, so that clusters of tests running
+ * at once rarely try the same one.
+ */
+static uint16_t free_port(const struct cluster *c)
+{
+    unsigned low = ephemeral_port_min();
+    for (int tries = 0; tries < CLUSTER_PORT_TRIES_MAX; tries++) {
+        uint16_t port = 0;
+        if (low >= CLUSTER_PORT_MIN + CLUSTER_PORT_ROOM_MIN) {
+            uint32_t r;
+            ehr_random_bytes(&r, sizeof r);
+            port = (uint16_t)(CLUSTER_PORT_MIN + r % (low - CLUSTER_PORT_MIN));
+        }
+        if (!port_bindable(&port))
+            continue;
+        bool taken = false;
+        for (size_t i = 0; i < c->count; i++)
+            taken |= port == c->nodes[i].peer_port || port == c->nodes[i].rpc_port;
+        if (!taken)
+            return port;
+    }
+    fprintf(stderr, "cluster: no free loopback port in %d tries\n", CLUSTER_PORT_TRIES_MAX);
+    abort();
 }
 
 /* Run ehrctl with ARGS (NULL-terminated) and stdout to OUT (NULL: /dev/null); abort unless it
@@ -108,8 +171,8 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
     static const char *roles[] = {"hospital", "lab", "insurer", "pharmacy", "regulator"};
     for (size_t i = 0; i < count; i++) {
         struct cluster_node *n = &c->nodes[i];
-        n->peer_port = free_port();
-        n->rpc_port = free_port();
+        n->peer_port = free_port(c);
+        n->rpc_port = free_port(c);
         char key[CLUSTER_PATH_BYTES], name[64], addr[64], entry[CLUSTER_PATH_BYTES];
         pathf(key, "%s/node%zu.key", c->root, i);
         snprintf(name, sizeof name, "Member %zu", i);
