@@ -62,7 +62,8 @@ static const struct cli__command commands[] = {
      "                              moderate, sensitive\n",
      cli__cmd_key_passwd},
     {"genesis",
-     "(--members FILE.json | --member FILE...) --chain-id ID --out FILE [--time-ms MS] [--force]",
+     "(--members FILE.json | --member FILE...) --chain-id ID --out FILE [--time-ms MS] "
+     "[--emergency-roles LIST] [--force]",
      "Write a genesis file from the founding members' entries.",
      "options:\n"
      "  --member FILE        one member's entry, as `ehrctl genesis member` prints it;\n"
@@ -74,6 +75,10 @@ static const struct cli__command commands[] = {
      "  --chain-id ID        1-64 characters from A-Z a-z 0-9 . _ -\n"
      "  --out FILE           the genesis file to write; never replaced unless --force\n"
      "  --time-ms MS         genesis time in ms since the Unix epoch (default: now)\n"
+     "  --emergency-roles LIST\n"
+     "                       the member roles that may use emergency (\"break-glass\")\n"
+     "                       access, comma-separated: clinical roles only (hospital, lab,\n"
+     "                       pharmacy); default none: nobody may on this chain\n"
      "  --force              replace an existing FILE\n",
      cli__cmd_genesis_create},
     {"genesis show", "FILE", "Check a genesis file and show its contents.", NULL,
