@@ -29,8 +29,27 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
     "  6 UNAVAILABLE         unreachable, no leader yet, or not the leader: the line names\n"      \
     "                        the leader when the node does (retry there with --node)\n"            \
     "  7 DEADLINE_EXCEEDED   no answer within --timeout-ms\n"                                      \
+    "  8 PERMISSION_DENIED   the signer may not make this transaction (the consent\n"              \
+    "                        contract's rules, run by the leader at submission)\n"                 \
+    "  9 NOT_FOUND           what it names does not exist (a patient not enrolled, a\n"            \
+    "                        record, a consent; a block above the tip)\n"                          \
+    " 10 FAILED_PRECONDITION a rule of the transaction does not hold (done already, the\n"         \
+    "                        patient's co-signature, a policy that does not verify)\n"             \
     "Other statuses exit 1. Failures print one line on stderr with the status's name and\n"        \
-    "the node's message.\n"
+    "the node's message (for 8-10, the rule's reason).\n"
+/* Help for the commands that submit a transaction and may wait for it. */
+#define SUBMIT_OPTIONS_HELP                                                                        \
+    "  --chain-id ID           the chain (default: the node's, from GetStatus)\n"                  \
+    "  --expiry-s N            the transaction expires N s from now (default 300, max\n"           \
+    "                          604800)\n"                                                          \
+    "  --wait                  answer once the transaction is in a committed block, with\n"        \
+    "                          its height, position and result (within --timeout-ms)\n"
+#define SUBMIT_RESULT_HELP                                                                         \
+    "\nWith --wait the result the consent contract's rules gave when the block was\n"              \
+    "applied is printed: OK, or a refusal code and its reason; for an access request\n"            \
+    "the decision (permit or deny, why), the consent that permitted it and the policy\n"           \
+    "gas. A deny is an OK result (exit 0: check the decision). A refusal exits 11 with\n"          \
+    "one line on stderr: the transaction is on the ledger and changed nothing.\n"
 
 static const struct cli__command commands[] = {
     {"keygen",
@@ -153,25 +172,21 @@ static const struct cli__command commands[] = {
     {"tx submit",
      "(--payload FILE.json --key FILE | --envelope FILE) [--chain-id ID] [--expiry-s N] "
      "[--wait] [--node HOST:PORT]",
-     "Sign a transaction and submit it to a node; prints its hash.",
+     "Sign a transaction and submit it to a node; prints its hash (and result).",
      "options:\n"
      "  --payload FILE.json     one payload of tx.proto's oneof by its field name, e.g.\n"
-     "                          {\"patient_enroll\": {\"patient_key\": \"<hex>\",\n"
-     "                           \"patient_kx_key\": \"<hex>\"}}; bytes in hex, strings as\n"
-     "                          strings, integers as numbers, enums by name; unknown keys\n"
-     "                          are refused (exit 2, nothing sent)\n"
+     "                          {\"consent_revoke\": {\"grant_id\": \"<64 hex>\"}}; bytes in hex,\n"
+     "                          strings as strings, integers as numbers, enums by name;\n"
+     "                          unknown keys are refused (exit 2, nothing sent)\n"
      "  --key FILE              the key file to sign with (its signing key is the signer)\n"
-     "  --passphrase-file FILE  the key's passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
-     "  --chain-id ID           the chain (default: the node's, from GetStatus)\n"
-     "  --expiry-s N            the transaction expires N s from now (default 300, max\n"
-     "                          604800)\n"
+     "  --passphrase-file FILE  the key's passphrase (else $EHR_PASSPHRASE, else a\n"
+     "                          prompt)\n" SUBMIT_OPTIONS_HELP
      "  --envelope FILE         submit this serialized, signed TxEnvelope as is instead\n"
-     "  --wait                  answer once the transaction is in a committed block and\n"
-     "                          print its height and position (within "
-     "--timeout-ms)\n" NODE_OPTIONS_HELP
+     "" NODE_OPTIONS_HELP
      "\nA random 16-byte nonce makes each submission a new transaction. The checks a node\n"
      "makes on admission (size, chain id, expiry, signature) are made first; what fails\n"
-     "them is not sent.\n" NODE_EXIT_HELP,
+     "them is not sent.\n" SUBMIT_RESULT_HELP NODE_EXIT_HELP
+     "Exit 11: the transaction committed, but its result is a refusal.\n",
      cli__cmd_tx_submit},
     {"blocks follow", "[--from HEIGHT] [--count N] [--node HOST:PORT]",
      "Print each block as the node commits it, one line per block.",
@@ -285,6 +300,17 @@ static const struct cli__command *command_find(int argc, char **argv, int *words
     return best;
 }
 
+/* The longest command name, for the overview's column. */
+static int name_column(void)
+{
+    size_t longest = 0;
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(commands); i++) {
+        size_t len = strlen(commands[i].name);
+        longest = len > longest ? len : longest;
+    }
+    return (int)longest;
+}
+
 static void print_overview(FILE *out)
 {
     fprintf(out, "usage: ehrctl COMMAND [ARGS...] [--json]\n       ehrctl --version\n\n"
@@ -292,11 +318,12 @@ static void print_overview(FILE *out)
                  "node's ledger and data directory, and running nodes over their gRPC API.\n\n"
                  "commands:\n");
     for (size_t i = 0; i < EHR_ARRAY_COUNT(commands); i++)
-        fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-*s  %s\n", name_column(), commands[i].name, commands[i].summary);
     fprintf(out, "\n`ehrctl COMMAND --help` shows a command's options. Human output by default,\n"
                  "--json for scripts. Exit status: 0 success, 1 the operation failed (reason on\n"
-                 "stderr), 2 usage error; commands that talk to a node exit 3-7 for the gRPC\n"
-                 "statuses a caller acts on (see their --help).\n");
+                 "stderr), 2 usage error; commands that talk to a node exit 3-10 for the gRPC\n"
+                 "statuses a caller acts on, and 11 for a transaction committed with a refusal\n"
+                 "(see their --help).\n");
 }
 
 static int cmd_help(struct cli__ctx *ctx, int argc, char **argv)
@@ -328,7 +355,8 @@ static bool print_group(const char *group)
         if (strncmp(commands[i].name, group, len) == 0 && commands[i].name[len] == ' ') {
             if (!any)
                 fprintf(stderr, "ehrctl: \"%s\" needs one of:\n", group);
-            fprintf(stderr, "  ehrctl %-16s %s\n", commands[i].name, commands[i].summary);
+            fprintf(stderr, "  ehrctl %-*s  %s\n", name_column(), commands[i].name,
+                    commands[i].summary);
             any = true;
         }
     }

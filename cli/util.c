@@ -248,3 +248,30 @@ json_t *cli__json_enum(const ProtobufCEnumDescriptor *ed, int value)
         text[i] = (char)tolower((unsigned char)short_name[i]);
     return json_string(text);
 }
+
+json_t *cli__json_u64(uint64_t v)
+{
+    json_t *j;
+    if (v > INT64_MAX) {
+        char text[24];
+        snprintf(text, sizeof text, "%llu", (unsigned long long)v);
+        j = json_string(text);
+    } else {
+        j = json_integer((json_int_t)v);
+    }
+    if (j == NULL)
+        ehr_panic("out of memory building JSON");
+    return j;
+}
+
+void cli__time_iso(uint64_t time_ms, char *out, size_t size)
+{
+    time_t secs = (time_t)(time_ms / 1000);
+    struct tm tm;
+    if (time_ms / 1000 > (uint64_t)INT32_MAX * 1000 || gmtime_r(&secs, &tm) == NULL) {
+        snprintf(out, size, "%llums", (unsigned long long)time_ms);
+        return;
+    }
+    snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(time_ms % 1000));
+}

@@ -10,8 +10,9 @@
  * blocks and transactions from a real ledger built with the ledger's test
  * builders, so the online forms of tx show / block show can be compared
  * byte for byte with the offline ones on the same directory. Knobs make it
- * fail submissions with a chosen status, answer with malformed lengths, or
- * refuse the first few submissions with UNAVAILABLE.
+ * fail submissions with a chosen status, answer commits with a chosen result
+ * (TxResult) or none, answer with malformed lengths, or refuse the first few
+ * submissions with UNAVAILABLE.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -70,6 +71,12 @@ struct fake {
     unsigned no_leader_first;          /* GetStatus names no leader in its first N answers */
     bool short_block_hash;             /* GetBlock with a 31-byte hash */
     bool stream_end;                   /* end StreamBlocks after the tip (else hold it open) */
+    bool no_result;                    /* a commit answered without a TxResult */
+    int result_code;                   /* the TxResult of a commit: code, reason, decision, */
+    char result_reason[256];           /* consent id (when result_consent_len > 0), gas */
+    int result_decision;
+    size_t result_consent_len;
+    uint64_t result_gas;
 
     /* seen by the fake */
     unsigned submits, status_calls, admitted;
@@ -196,9 +203,18 @@ static void fake_submit(struct rpc_call *call, const uint8_t *req, size_t len, v
         a.tx_hash.data = tx.hash;
         a.tx_hash.len = 32;
         a.committed = r->wait_for_commit;
+        Ehr__V1__TxResult result = EHR__V1__TX_RESULT__INIT;
+        uint8_t consent[EHR_HASH_BYTES];
         if (a.committed) {
             a.height = f->next_height++;
             a.position = 2;
+            memset(consent, 0xc5, sizeof consent);
+            result.code = f->result_code;
+            result.reason = f->result_reason;
+            result.decision = f->result_decision;
+            result.consent_id = (ProtobufCBinaryData){f->result_consent_len, consent};
+            result.gas_used = f->result_gas;
+            a.result = f->no_result ? NULL : &result;
         }
         reply_message(call, &a.base);
         ledger_tx_release(&tx);
@@ -988,6 +1004,15 @@ static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **st
          "submitting the same envelope again is safe", unknown},
         {RPC_STATUS_DEADLINE_EXCEEDED, "waited too long", 7, "DEADLINE_EXCEEDED", "no answer",
          NULL},
+        /* the consent contract's rules at submission: the rule's reason is the message */
+        {RPC_STATUS_PERMISSION_DENIED, "only the patient who granted it revokes a consent", 8,
+         "the signer may not make this transaction (PERMISSION_DENIED",
+         "only the patient who granted it revokes a consent", NULL},
+        {RPC_STATUS_NOT_FOUND, "no such consent", 9, "what it names does not exist (NOT_FOUND",
+         "no such consent", NULL},
+        {RPC_STATUS_FAILED_PRECONDITION, "the consent is revoked already", 10,
+         "a rule of the transaction does not hold (FAILED_PRECONDITION",
+         "the consent is revoked already", NULL},
         {RPC_STATUS_INTERNAL, "state inconsistent", 1, "INTERNAL", "state inconsistent", NULL},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
@@ -1021,6 +1046,139 @@ static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **st
     fx->fake->wrong_hash = false;
     assert_failure(&r, 1, "not the hash of the transaction sent");
     proc_result_free(&r);
+}
+
+/* Set the TxResult the fake answers commits with. */
+static void fake_result(struct fake *f, int code, const char *reason, int decision,
+                        size_t consent_len, uint64_t gas)
+{
+    uv_mutex_lock(&f->lock);
+    f->result_code = code;
+    snprintf(f->result_reason, sizeof f->result_reason, "%s", reason);
+    f->result_decision = decision;
+    f->result_consent_len = consent_len;
+    f->result_gas = gas;
+    uv_mutex_unlock(&f->lock);
+}
+
+/*
+ * tx submit --wait prints the transaction's result: OK; an access decision
+ * (permit with its consent and gas, deny with why: both exit 0); a refusal
+ * (exit 11, the result printed on stdout and one line on stderr naming the
+ * code and the reason); none at all (said so). A result that breaks the
+ * schema's sizes is a bad answer.
+ */
+static void test_tx_submit_wait_prints_the_result(void **state)
+{
+    struct fixture *fx = *state;
+    char signer_hex[65];
+    make_key(fx, signer_hex);
+    proc_text_write(path_in(fx, "p.json"), "{\"consent_revoke\": {\"grant_id\": \"00ff\"}}");
+#define SUBMIT(...)                                                                                \
+    run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",           \
+            fx->address, "--wait", __VA_ARGS__, (const char *)NULL)
+    /* OK */
+    struct proc_result r = SUBMIT("--timeout-ms", "10000");
+    if (r.status != 0)
+        fail_msg("exit %d: %s", r.status, r.err);
+    assert_non_null(strstr(r.out, "\nresult          OK\n"));
+    assert_null(strstr(r.out, "decision"));
+    proc_result_free(&r);
+    r = SUBMIT("--json");
+    assert_int_equal(r.status, 0);
+    json_t *out = parse_json(r.out);
+    json_t *res = json_object_get(out, "result");
+    assert_string_equal(json_str(res, "code"), "ok");
+    assert_true(json_is_true(json_object_get(res, "ok")));
+    assert_true(json_is_null(json_object_get(res, "decision")));
+    assert_true(json_is_null(json_object_get(res, "consent_id")));
+    json_decref(out);
+    proc_result_free(&r);
+
+    /* an access request permitted by a consent, its policy using 7 units of gas */
+    fake_result(fx->fake, EHR__V1__TX_RESULT_CODE__TX_RESULT_OK, "",
+                EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT, 32, 7);
+    char consent_hex[65];
+    memset(consent_hex, 'c', 64);
+    for (int i = 1; i < 64; i += 2)
+        consent_hex[i] = '5';
+    consent_hex[64] = '\0';
+    r = SUBMIT("--timeout-ms", "10000");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "decision        permit\n"));
+    assert_non_null(strstr(r.out, consent_hex));
+    assert_non_null(strstr(r.out, "policy gas      7\n"));
+    proc_result_free(&r);
+    r = SUBMIT("--json");
+    assert_int_equal(r.status, 0);
+    out = parse_json(r.out);
+    res = json_object_get(out, "result");
+    assert_string_equal(json_str(res, "decision"), "permit");
+    assert_string_equal(json_str(res, "consent_id"), consent_hex);
+    assert_int_equal(json_int(res, "gas_used"), 7);
+    json_decref(out);
+    proc_result_free(&r);
+
+    /* denied: an OK result with its decision, exit 0 */
+    fake_result(fx->fake, EHR__V1__TX_RESULT_CODE__TX_RESULT_OK, "the consent was revoked",
+                EHR__V1__ACCESS_DECISION__ACCESS_DECISION_DENY, 0, 0);
+    r = SUBMIT("--timeout-ms", "10000");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "decision        deny: the consent was revoked\n"));
+    assert_string_equal(r.err, "");
+    proc_result_free(&r);
+    r = SUBMIT("--json");
+    assert_int_equal(r.status, 0);
+    out = parse_json(r.out);
+    res = json_object_get(out, "result");
+    assert_string_equal(json_str(res, "decision"), "deny");
+    assert_string_equal(json_str(res, "reason"), "the consent was revoked");
+    assert_true(json_is_true(json_object_get(res, "ok")));
+    json_decref(out);
+    proc_result_free(&r);
+
+    /* refused when its block was applied: exit 11, the result on stdout, one line on stderr */
+    fake_result(fx->fake, EHR__V1__TX_RESULT_CODE__TX_RESULT_CONFLICT,
+                "the consent is revoked already", 0, 0, 0);
+    r = SUBMIT("--timeout-ms", "10000");
+    assert_int_equal(r.status, 11);
+    assert_non_null(strstr(r.out, "result          CONFLICT: the consent is revoked already\n"));
+    assert_int_equal(strncmp(r.err, "ehrctl: tx submit ", 18), 0);
+    assert_non_null(strstr(r.err, "but refused by the rules (CONFLICT): the consent is revoked "
+                                  "already\n"));
+    assert_int_equal(strchr(r.err, '\n')[1], '\0');
+    proc_result_free(&r);
+    r = SUBMIT("--json");
+    assert_int_equal(r.status, 11);
+    out = parse_json(r.out);
+    res = json_object_get(out, "result");
+    assert_string_equal(json_str(res, "code"), "conflict");
+    assert_false(json_is_true(json_object_get(res, "ok")));
+    json_decref(out);
+    proc_result_free(&r);
+
+    /* no result in the answer (a node that keeps none): said, exit 0 */
+    fx->fake->no_result = true;
+    r = SUBMIT("--timeout-ms", "10000");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "result          not given by the node\n"));
+    proc_result_free(&r);
+    r = SUBMIT("--json");
+    assert_int_equal(r.status, 0);
+    out = parse_json(r.out);
+    assert_true(json_is_null(json_object_get(out, "result")));
+    json_decref(out);
+    proc_result_free(&r);
+    fx->fake->no_result = false;
+
+    /* a consent id of 31 bytes is a bad answer */
+    fake_result(fx->fake, EHR__V1__TX_RESULT_CODE__TX_RESULT_OK, "",
+                EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT, 31, 1);
+    r = SUBMIT("--timeout-ms", "10000");
+    assert_failure(&r, 1, "consent_id is neither empty nor 32 bytes");
+    proc_result_free(&r);
+    fake_result(fx->fake, 0, "", 0, 0, 0);
+#undef SUBMIT
 }
 
 static void test_tx_submit_envelope_is_sent_as_is(void **state)
@@ -1165,7 +1323,7 @@ static void test_blocks_follow_prints_one_line_per_block_and_stops(void **state)
 
     /* above the tip + 1: the node's NOT_FOUND */
     r = run(fx, "blocks", "follow", "--from", "9", "--node", fx->address);
-    assert_failure(&r, 1, "NOT_FOUND");
+    assert_failure(&r, 9, "NOT_FOUND");
     proc_result_free(&r);
 }
 
@@ -1286,6 +1444,8 @@ int main(void)
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_tx_submit_maps_each_error_status_to_its_line_and_exit,
                                         fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tx_submit_wait_prints_the_result, fixture_setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_tx_submit_envelope_is_sent_as_is, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_show_online_prints_what_show_offline_prints,
