@@ -193,6 +193,22 @@ void cli__passphrase_free(struct cli__passphrase *p);
  */
 int cli__identity_load(const char *path, const char *passphrase_file, ehr_identity **out,
                        ehr_keyfile_info *info);
+/* The same with the passphrase's sources named: FLAG_NAME (its value
+ * PASSPHRASE_FILE) and ENV_NAME, e.g. --patient-passphrase-file and
+ * EHR_PATIENT_PASSPHRASE for a second key file in one command. */
+int cli__identity_load_from(const char *path, const char *passphrase_file, const char *flag_name,
+                            const char *env_name, ehr_identity **out, ehr_keyfile_info *info);
+
+/*
+ * A public key given on the command line (util.c): 64 hex digits, or the
+ * path of a key file whose signing key it is (read without a passphrase;
+ * KX, may be NULL, gets its X25519 key, zeroed for a hex key). Checked to be
+ * a point on the curve. Returns 0, or EHR_EINVAL with a reason in DIAG (the
+ * caller names the option): a hex string of the wrong length names its
+ * length, so a 31-byte key is never taken for a file name.
+ */
+int cli__public_key_arg(const char *text, uint8_t key[EHR_SCHNORR_PUBLIC_BYTES],
+                        uint8_t kx[EHR_KX_PUBLIC_BYTES], ehr_diag *diag);
 
 /* V as a JSON number, or a decimal string past INT64_MAX (json_int_t is signed). */
 json_t *cli__json_u64(uint64_t v);
@@ -458,5 +474,7 @@ int cli__cmd_bench(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_policy_compile(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_policy_show(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_policy_eval(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_patient_enroll(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_patient_consent(struct cli__ctx *ctx, int argc, char **argv);
 
 #endif /* EHR_CLI_INTERNAL_H */

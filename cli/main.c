@@ -185,9 +185,43 @@ static const struct cli__command commands[] = {
      "" NODE_OPTIONS_HELP
      "\nA random 16-byte nonce makes each submission a new transaction. The checks a node\n"
      "makes on admission (size, chain id, expiry, signature) are made first; what fails\n"
-     "them is not sent.\n" SUBMIT_RESULT_HELP NODE_EXIT_HELP
+     "them is not sent. A patient enrolment needs the patient's co-signature: ehrctl\n"
+     "patient enroll builds it.\n" SUBMIT_RESULT_HELP NODE_EXIT_HELP
      "Exit 11: the transaction committed, but its result is a refusal.\n",
      cli__cmd_tx_submit},
+    {"patient enroll",
+     "(--patient FILE | --patient-public HEX --patient-kx HEX --patient-signature HEX) "
+     "--key FILE [--wait] [--node HOST:PORT]",
+     "Enrol a patient: the member's transaction with the patient's co-signature.",
+     "The enrolling member signs with --key; the patient co-signs the enrolment for this\n"
+     "chain and this member (contracts/README.md, \"Who may sign what\"). Either the\n"
+     "patient's key file is here (--patient), or the patient signed on their own device\n"
+     "with `ehrctl patient consent-to-enroll` and gave the three values it prints.\n\n"
+     "options:\n"
+     "  --patient FILE          the patient's key file\n"
+     "  --patient-passphrase-file FILE\n"
+     "                          its passphrase (else $EHR_PATIENT_PASSPHRASE, else a prompt)\n"
+     "  --patient-public HEX    the patient's signing key (64 hex digits)\n"
+     "  --patient-kx HEX        the patient's X25519 key (64 hex digits)\n"
+     "  --patient-signature HEX the patient's co-signature (128 hex digits)\n"
+     "  --key FILE              the enrolling member's key file (its node key)\n"
+     "  --passphrase-file FILE  its passphrase (else $EHR_PASSPHRASE, else a\n"
+     "                          prompt)\n" SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP SUBMIT_RESULT_HELP
+         NODE_EXIT_HELP "Exit 11: the transaction committed, but its result is a refusal.\n",
+     cli__cmd_patient_enroll},
+    {"patient consent-to-enroll", "--patient FILE --enroller KEY --chain-id ID",
+     "Co-sign a patient's enrolment by a member, on the patient's device.",
+     "Prints the patient's co-signature (128 hex digits; --json adds the patient's public\n"
+     "keys) for `ehrctl patient enroll --patient-public ... --patient-kx ...\n"
+     "--patient-signature ...` run by the member. It binds the chain and the member: it\n"
+     "is good for no other. Nothing is sent anywhere.\n\n"
+     "options:\n"
+     "  --patient FILE          the patient's key file\n"
+     "  --passphrase-file FILE  its passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
+     "  --enroller KEY          the enrolling member's node key: 64 hex digits, or its key\n"
+     "                          file (only the public part is read)\n"
+     "  --chain-id ID           the chain the member enrols on (ehrctl status shows it)\n",
+     cli__cmd_patient_consent},
     {"blocks follow", "[--from HEIGHT] [--count N] [--node HOST:PORT]",
      "Print each block as the node commits it, one line per block.",
      "Each line: height, hash, transaction count, time, proposer; --json prints one JSON\n"
