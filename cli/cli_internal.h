@@ -476,5 +476,8 @@ int cli__cmd_policy_show(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_policy_eval(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_patient_enroll(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_patient_consent(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_audit(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_records(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_consents(struct cli__ctx *ctx, int argc, char **argv);
 
 #endif /* EHR_CLI_INTERNAL_H */

@@ -37,6 +37,12 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
     "                        patient's co-signature, a policy that does not verify)\n"             \
     "Other statuses exit 1. Failures print one line on stderr with the status's name and\n"        \
     "the node's message (for 8-10, the rule's reason).\n"
+/* Help for the listings' paging. */
+#define QUERY_OPTIONS_HELP                                                                         \
+    "  --limit N               entries per page (1-1000, default 100)\n"                           \
+    "  --all                   every page (default: the first; the last line then gives\n"         \
+    "                          the token of the next)\n"                                           \
+    "  --page-token HEX        start at the page this token names\n"
 /* Help for the commands that submit a transaction and may wait for it. */
 #define SUBMIT_OPTIONS_HELP                                                                        \
     "  --chain-id ID           the chain (default: the node's, from GetStatus)\n"                  \
@@ -232,6 +238,37 @@ static const struct cli__command commands[] = {
      "  --count N               stop after N blocks\n" NODE_OPTIONS_HELP
      "                          (--timeout-ms bounds connecting only)\n" NODE_EXIT_HELP,
      cli__cmd_blocks_follow},
+    {"audit", "PATIENT [--emergency] [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]",
+     "A patient's audit trail: every enrolment, anchor, grant, revoke and access.",
+     "PATIENT is the patient's key: 64 hex digits, or a key file (only its public part is\n"
+     "read). One line per event, in chain order: height/position, time (UTC), kind, who\n"
+     "acted (a member by name, from the node's status; \"patient\"; a practitioner and\n"
+     "its member), then the record, consent, purpose, decision and reason that apply.\n"
+     "An emergency access is marked with ! at the start of its line (GetAuditTrail).\n\n"
+     "options:\n"
+     "  --emergency             only the emergency accesses\n" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP
+         NODE_EXIT_HELP,
+     cli__cmd_audit},
+    {"records", "PATIENT [--type TYPE] [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]",
+     "A patient's records: id, type, custodian, where anchored.",
+     "PATIENT: 64 hex digits or a key file. One line per record, by type then anchoring\n"
+     "order: the record id (for an access request), type, height/position and time of its\n"
+     "anchor, the custodian, and what it supersedes or is superseded by (ListRecords).\n\n"
+     "options:\n"
+     "  --type TYPE             only this record type (lab_result, imaging, ...)\n"
+     "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP,
+     cli__cmd_records},
+    {"consents",
+     "(--patient KEY | --grantee KEY) [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]",
+     "Consents a patient granted, or consents a grantee holds.",
+     "KEY: 64 hex digits or a key file. One line per consent: its id (for a revoke), the\n"
+     "patient, the grantee, purpose, scope (record types, record ids), period, policy\n"
+     "size, where granted and, once revoked, where (ListConsents).\n\n"
+     "options:\n"
+     "  --patient KEY           the consents this patient granted\n"
+     "  --grantee KEY           the consents held by a member or a practitioner\n"
+     "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP,
+     cli__cmd_consents},
     {"bench",
      "[--node HOST:PORT]... [--txs N] [--inflight K] [--rate R] [--warmup-s S] "
      "[--timeout-ms N]",

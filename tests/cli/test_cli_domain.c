@@ -2,7 +2,8 @@
  * test_cli_domain - ehrctl's commands for the consent contract's domain
  * against real ehrd processes: patient enroll (both key files here, and the
  * two-device flow with patient consent-to-enroll), tx submit --wait with the
- * transaction's result and the rules' refusals at submission.
+ * transaction's result and the rules' refusals at submission, and the
+ * listings (audit, records, consents) with their paging.
  *
  * One network for the whole group (tests/node/cluster.h): two founding
  * members on loopback, "Member 0" a hospital and "Member 1" a lab (key files
@@ -471,12 +472,251 @@ static void test_tx_submit_results_and_refusals(void **state)
     proc_result_free(&r);
 }
 
+/* ------------------------------------------------------------- listings */
+
+/* The lines of TEXT that start with PREFIX. */
+static int lines_starting(const char *text, const char *prefix)
+{
+    int count = 0;
+    for (const char *p = text; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p)
+        count += strncmp(p, prefix, strlen(prefix)) == 0;
+    return count;
+}
+
+/* Submit PAYLOAD as member M's node key (access requests), expecting exit 0. */
+static void request_access(struct net *n, int m, const char *payload)
+{
+    char key[16];
+    snprintf(key, sizeof key, "node%d.key", m);
+    struct proc_result r = submit(n, m, key, payload, false);
+    assert_ok(&r);
+    proc_result_free(&r);
+}
+
+/*
+ * audit, records and consents of a patient with nine audit events, three
+ * records and two consents: text (one line per entry, members by name,
+ * emergency accesses marked "!"), --json, and paging: --limit 2 prints one
+ * page and the token of the next, --page-token continues from it, --all
+ * fetches every page.
+ */
+static void test_listings_page_through_a_patients_data(void **state)
+{
+    struct net *n = *state;
+    char file[32], hex[KEY_HEX], lab1[KEY_HEX], lab2[KEY_HEX], scan[KEY_HEX];
+    char consent0[KEY_HEX], consent1[KEY_HEX], payload[1024], kx[2][KEY_HEX];
+    for (int m = 0; m < 2; m++) {
+        char key[16];
+        ehr_keyfile_info info;
+        snprintf(key, sizeof key, "node%d.key", m);
+        assert_int_equal(ehr_keyfile_read_info(proc_path(n->c.root, key), &info, NULL), 0);
+        ehr_hex_encode(kx[m], info.kx_public_key, EHR_KX_PUBLIC_BYTES);
+    }
+    patient_enrolled(n, file, hex);                /* 1: enroll */
+    anchor(n, 1, hex, "lab_result", lab1);         /* 2: anchor */
+    anchor(n, 1, hex, "lab_result", lab2);         /* 3: anchor */
+    anchor(n, 0, hex, "imaging", scan);            /* 4: anchor */
+    grant(n, file, 0, "lab_result", "", consent0); /* 5: grant */
+    grant(n, file, 1, "imaging", "", consent1);    /* 6: grant */
+    snprintf(payload, sizeof payload,              /* 7: access, permitted */
+             "{\"access_request\": {\"record_id\": \"%s\", \"purpose\": \"treatment\", "
+             "\"requester_kx_key\": \"%s\"}}",
+             lab2, kx[0]);
+    request_access(n, 0, payload);
+    for (int m = 0; m < 2; m++) { /* 8, 9: emergency, the hospital's permitted, the lab's not */
+        snprintf(payload, sizeof payload,
+                 "{\"emergency_access\": {\"record_id\": \"%s\", \"reason\": \"unconscious "
+                 "in the ER\", \"requester_kx_key\": \"%s\"}}",
+                 scan, kx[m]);
+        request_access(n, m, payload);
+    }
+
+    /* one page of two, and the token of the next */
+    struct proc_result r = run(n, "audit", hex, "--limit", "2", "--node", n->node[0]);
+    assert_ok(&r);
+    assert_int_equal(lines_starting(r.out, "  "), 2);
+    assert_non_null(strstr(r.out, " enroll     Member 0 ("));
+    assert_non_null(strstr(r.out, " anchor     Member 1 ("));
+    const char *more = strstr(r.out, "(2 shown; more: --all, or --page-token ");
+    assert_non_null(more);
+    char token[512];
+    assert_int_equal(sscanf(more, "(2 shown; more: --all, or --page-token %511[0-9a-f])", token),
+                     1);
+    proc_result_free(&r);
+    r = run(n, "audit", hex, "--limit", "2", "--page-token", token, "--node", n->node[1]);
+    assert_ok(&r);
+    assert_int_equal(lines_starting(r.out, "  "), 2);
+    assert_null(strstr(r.out, " enroll "));
+    assert_non_null(strstr(r.out, " anchor "));
+    proc_result_free(&r);
+
+    /* every page, from a key file; the emergency accesses marked */
+    r = run(n, "audit", file, "--limit", "2", "--all", "--node", n->node[1]);
+    assert_ok(&r);
+    assert_int_equal(lines_starting(r.out, "  "), 7);
+    assert_int_equal(lines_starting(r.out, "! "), 2);
+    assert_non_null(strstr(r.out, "(9 entries)\n"));
+    assert_non_null(strstr(r.out, " grant      patient  consent "));
+    assert_non_null(strstr(r.out, "for treatment  permit"));
+    assert_non_null(strstr(r.out, "for emergency  permit  \"unconscious in the ER\""));
+    assert_non_null(strstr(r.out, "for emergency  deny  \"unconscious in the ER\""));
+    proc_result_free(&r);
+    r = run(n, "audit", hex, "--limit", "2", "--all", "--json", "--node", n->node[0]);
+    assert_ok(&r);
+    json_t *out = parse_json(r.out);
+    assert_string_equal(json_str(out, "patient"), hex);
+    assert_true(json_is_null(json_object_get(out, "next_page_token")));
+    json_t *events = json_object_get(out, "events");
+    assert_int_equal(json_array_size(events), 9);
+    const char *kinds[] = {"enroll", "anchor", "anchor",    "anchor",   "grant",
+                           "grant",  "access", "emergency", "emergency"};
+    for (size_t i = 0; i < 9; i++) {
+        json_t *e = json_array_get(events, i);
+        assert_string_equal(json_str(e, "kind"), kinds[i]);
+        assert_int_equal(json_is_true(json_object_get(e, "emergency")), i >= 7);
+        json_t *place = json_object_get(e, "place");
+        assert_int_equal(strlen(json_str(place, "tx_hash")), 64);
+        assert_int_equal(strlen(json_str(place, "time")), 24);
+    }
+    json_t *e0 = json_array_get(events, 0);
+    assert_string_equal(json_str(e0, "actor"), n->member_hex[0]);
+    assert_string_equal(json_str(e0, "actor_name"), "Member 0");
+    json_t *e4 = json_array_get(events, 4);
+    assert_string_equal(json_str(e4, "actor"), hex);
+    assert_true(json_is_null(json_object_get(e4, "actor_name")));
+    assert_string_equal(json_str(e4, "consent_id"), consent0);
+    assert_string_equal(json_str(e4, "purpose"), "treatment");
+    json_t *e6 = json_array_get(events, 6);
+    assert_string_equal(json_str(e6, "decision"), "permit");
+    assert_string_equal(json_str(e6, "record_id"), lab2);
+    assert_string_equal(json_str(e6, "consent_id"), consent0);
+    json_decref(out);
+    proc_result_free(&r);
+    r = run(n, "audit", hex, "--emergency", "--json", "--node", n->node[0]);
+    assert_ok(&r);
+    out = parse_json(r.out);
+    events = json_object_get(out, "events");
+    assert_int_equal(json_array_size(events), 2);
+    assert_string_equal(json_str(json_array_get(events, 0), "decision"), "permit");
+    assert_string_equal(json_str(json_array_get(events, 0), "actor_name"), "Member 0");
+    assert_string_equal(json_str(json_array_get(events, 1), "decision"), "deny");
+    assert_string_equal(json_str(json_array_get(events, 1), "reason"), "unconscious in the ER");
+    assert_true(json_is_true(json_object_get(out, "emergency_only")));
+    json_decref(out);
+    proc_result_free(&r);
+
+    /* records: by type then order; --type */
+    r = run(n, "records", hex, "--limit", "2", "--all", "--json", "--node", n->node[1]);
+    assert_ok(&r);
+    out = parse_json(r.out);
+    json_t *records = json_object_get(out, "records");
+    assert_int_equal(json_array_size(records), 3);
+    assert_string_equal(json_str(json_array_get(records, 0), "record_id"), scan); /* imaging: 1 */
+    assert_string_equal(json_str(json_array_get(records, 0), "custodian_name"), "Member 0");
+    assert_string_equal(json_str(json_array_get(records, 1), "record_id"), lab1);
+    assert_string_equal(json_str(json_array_get(records, 2), "record_id"), lab2);
+    assert_string_equal(json_str(json_array_get(records, 2), "record_type"), "lab_result");
+    assert_string_equal(json_str(json_array_get(records, 2), "custodian"), n->member_hex[1]);
+    json_decref(out);
+    proc_result_free(&r);
+    r = run(n, "records", file, "--type", "lab_result", "--node", n->node[0]);
+    assert_ok(&r);
+    assert_non_null(strstr(r.out, lab1));
+    assert_non_null(strstr(r.out, lab2));
+    assert_null(strstr(r.out, scan));
+    assert_non_null(strstr(r.out, "custodian Member 1 ("));
+    assert_non_null(strstr(r.out, "(2 entries)\n"));
+    proc_result_free(&r);
+
+    /* consents: the patient's two; the hospital holds one of them */
+    r = run(n, "consents", "--patient", hex, "--json", "--node", n->node[0]);
+    assert_ok(&r);
+    out = parse_json(r.out);
+    json_t *consents = json_object_get(out, "consents");
+    assert_int_equal(json_array_size(consents), 2);
+    bool seen[2] = {false, false};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *c = json_array_get(consents, i);
+        const char *id = json_str(c, "consent_id");
+        seen[0] |= strcmp(id, consent0) == 0;
+        seen[1] |= strcmp(id, consent1) == 0;
+        assert_string_equal(json_str(c, "patient_key"), hex);
+        assert_string_equal(json_str(c, "purpose"), "treatment");
+        assert_false(json_is_true(json_object_get(c, "revoked")));
+    }
+    assert_true(seen[0] && seen[1]);
+    json_decref(out);
+    proc_result_free(&r);
+    r = run(n, "consents", "--grantee", "node0.key", "--all", "--limit", "1", "--node", n->node[1]);
+    assert_ok(&r);
+    assert_non_null(strstr(r.out, consent0));
+    assert_null(strstr(r.out, consent1));
+    assert_non_null(strstr(r.out, "grantee Member 0 ("));
+    proc_result_free(&r);
+    r = run(n, "consents", "--patient", file, "--limit", "1", "--node", n->node[1]);
+    assert_ok(&r);
+    assert_non_null(strstr(r.out, "(1 shown; more: --all, or --page-token "));
+    proc_result_free(&r);
+}
+
+/*
+ * Bad input is refused before anything is sent (the node given is one
+ * nobody listens on: a call would be exit 6): a key of 31 bytes, a file
+ * that does not exist, both or neither of --patient and --grantee, a limit
+ * out of range, a token that is not hex, an unknown record type. A token
+ * the node did not give is the node's INVALID_ARGUMENT (exit 3).
+ */
+static void test_listings_refuse_bad_input(void **state)
+{
+    struct net *n = *state;
+    char short_hex[63];
+    memset(short_hex, 'a', 62);
+    short_hex[62] = '\0';
+    struct {
+        const char *args[8];
+        const char *fragment;
+    } cases[] = {
+        {{"audit", short_hex}, "PATIENT: 62 hex digits (31 bytes): a key is 64 hex digits"},
+        {{"audit", "no-such.key"}, "neither 64 hex digits nor a key file"},
+        {{"audit"}, "give one PATIENT"},
+        {{"audit", "node0.key", "--limit", "0"}, "--limit wants 1 to 1000"},
+        {{"audit", "node0.key", "--limit", "1001"}, "--limit wants 1 to 1000"},
+        {{"audit", "node0.key", "--page-token", "xyz"}, "--page-token wants"},
+        {{"records", short_hex}, "31 bytes"},
+        {{"records", "node0.key", "--type", "x-ray"}, "--type wants a record type"},
+        {{"consents"}, "give --patient KEY or --grantee KEY"},
+        {{"consents", "--patient", "node0.key", "--grantee", "node1.key"}, "one of them"},
+        {{"consents", "--grantee", short_hex}, "--grantee: 62 hex digits"},
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
+        const char *args[12];
+        size_t k = 0;
+        for (; cases[i].args[k] != NULL; k++)
+            args[k] = cases[i].args[k];
+        args[k++] = "--node";
+        args[k++] = "127.0.0.1:1";
+        args[k] = NULL;
+        struct proc_result r = run_args(n, NULL, args);
+        if (r.status != 2 || strstr(r.err, cases[i].fragment) == NULL)
+            fail_msg("case %zu (%s): exit %d; stderr: %s", i, cases[i].args[0], r.status, r.err);
+        assert_string_equal(r.out, "");
+        proc_result_free(&r);
+    }
+    struct proc_result r =
+        run(n, "audit", "node0.key", "--page-token", "00ff", "--node", n->node[0]);
+    assert_failure(&r, 3, "INVALID_ARGUMENT");
+    assert_non_null(strstr(r.err, "page_token is not one this listing gave"));
+    proc_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_patient_enroll_with_both_key_files),
         cmocka_unit_test(test_patient_enroll_two_devices),
         cmocka_unit_test(test_tx_submit_results_and_refusals),
+        cmocka_unit_test(test_listings_page_through_a_patients_data),
+        cmocka_unit_test(test_listings_refuse_bad_input),
     };
     int failed = cmocka_run_group_tests(tests, net_setup, net_teardown);
     cluster_kill_all();
