@@ -270,31 +270,44 @@ static const struct cli__command commands[] = {
      "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP,
      cli__cmd_consents},
     {"bench",
-     "[--node HOST:PORT]... [--txs N] [--inflight K] [--rate R] [--warmup-s S] "
-     "[--timeout-ms N]",
+     "--key FILE... [--node HOST:PORT]... [--workload domain|anchors|both] [--txs N] "
+     "[--inflight K] [--rate R] [--warmup-s S] [--timeout-ms N]",
      "Measure a cluster: committed transactions per second, latency, CPU per node.",
-     "Signs N transactions first (a fresh in-memory key, record_anchor payloads of ~270\n"
-     "bytes per envelope, the chain id from GetStatus), then submits them with\n"
-     "wait_for_commit over one HTTP/2 connection per node, round-robin over the nodes,\n"
-     "keeping K in flight. A transaction answered UNAVAILABLE (no leader, leader\n"
-     "changed) is sent again after a short pause; retries are counted apart and a\n"
-     "transaction is counted once, by its final outcome.\n\n"
+     "First a setup, not measured: fresh patients (one per 100 transactions, 16 to 4096)\n"
+     "enrolled by the members whose keys are given, then a record anchored and a consent\n"
+     "granted for each. Then each workload: N transactions signed before the clock\n"
+     "starts, submitted with wait_for_commit over one HTTP/2 connection per node,\n"
+     "round-robin over the nodes, K in flight:\n"
+     "  domain   40% record anchors, 10% consent grants, 25% access requests the rules\n"
+     "           permit (the consent's grantee, for treatment) and 25% they deny (for\n"
+     "           research, which no consent covers)\n"
+     "  anchors  record anchors only, ~280-byte envelopes: the earlier benchmark's load\n"
+     "Every committed transaction's result is checked against what the rules must give;\n"
+     "a refusal or another decision is counted and named, and exits 1. A transaction\n"
+     "answered UNAVAILABLE (no leader, leader changed) is sent again after a short pause;\n"
+     "retries are counted apart and a transaction is counted once, by its final outcome.\n\n"
      "options:\n"
+     "  --key FILE              a member's key file (its node key signs enrolments, anchors\n"
+     "                          and access requests); repeat for more members, up to 16\n"
+     "  --passphrase-file FILE  their passphrase (else $EHR_PASSPHRASE, else a prompt each)\n"
      "  --node HOST:PORT        a node to submit to; repeat for more (default $EHR_NODE,\n"
      "                          else " CLI_NODE_DEFAULT ")\n"
-     "  --txs N                 transactions to submit (default 10000, max 1000000)\n"
+     "  --workload W            domain, anchors or both (default both, domain first)\n"
+     "  --txs N                 transactions per workload (default 10000, max 1000000)\n"
      "  --inflight K            submissions in flight (default 64, max 4096)\n"
      "  --rate R                open loop: start at most R tx/s (default: as fast as the\n"
      "                          in-flight limit allows); latency then counts from each\n"
      "                          transaction's scheduled start, so client queueing shows\n"
-     "  --warmup-s S            leave the first S seconds out of the measured window\n"
-     "                          (default 0)\n"
+     "  --warmup-s S            leave the first S seconds of each workload out of its\n"
+     "                          measured window (default 0)\n"
      "  --timeout-ms N          deadline of each submission (default 30000)\n"
-     "\nReport: submitted, committed, failed by status, retries, committed tx/s over the\n"
-     "measured window (from the end of the warm-up to the last answer), commit latency\n"
-     "p50/p99/max in ms (send to committed answer), and each node's CPU use over the\n"
-     "window from GetStatus's cpu_user_ms + cpu_system_ms (100% = one core). Exit 0 when\n"
-     "every transaction committed, 1 otherwise.\n",
+     "\nReport, per workload: submitted, committed, failed by status, retries, results\n"
+     "(as expected, refused, decided otherwise), committed tx/s over the measured window\n"
+     "(from the end of the warm-up to the last answer), commit latency p50/p99/max in ms\n"
+     "(send to committed answer), and each node's CPU over the window from GetStatus's\n"
+     "cpu_user_ms + cpu_system_ms: % of one core, and us per committed transaction.\n"
+     "Exit 0 when every transaction committed with its expected result, 1 otherwise\n"
+     "(the setup failing stops the bench there).\n",
      cli__cmd_bench},
     {"policy compile", "FILE [--out FILE] [--force]",
      "Compile a consent policy to VM bytecode; print its size and hex.",

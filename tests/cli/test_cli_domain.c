@@ -2,8 +2,9 @@
  * test_cli_domain - ehrctl's commands for the consent contract's domain
  * against real ehrd processes: patient enroll (both key files here, and the
  * two-device flow with patient consent-to-enroll), tx submit --wait with the
- * transaction's result and the rules' refusals at submission, and the
- * listings (audit, records, consents) with their paging.
+ * transaction's result and the rules' refusals at submission, the listings
+ * (audit, records, consents) with their paging, and the bench's domain
+ * workload.
  *
  * One network for the whole group (tests/node/cluster.h): two founding
  * members on loopback, "Member 0" a hospital and "Member 1" a lab (key files
@@ -709,6 +710,60 @@ static void test_listings_refuse_bad_input(void **state)
     proc_result_free(&r);
 }
 
+/* ---------------------------------------------------------------- bench */
+
+/*
+ * The bench's domain workload against the real rules: set up, then both
+ * workloads through both nodes with both members' keys; every transaction
+ * commits with the result its kind must have (the access requests half
+ * permitted, half denied), and each node's CPU is reported per transaction.
+ */
+static void test_bench_domain_and_anchors_commit_as_the_rules_say(void **state)
+{
+    struct net *n = *state;
+    struct proc_result r =
+        run(n, "bench", "--node", n->node[0], "--node", n->node[1], "--key", "node0.key", "--key",
+            "node1.key", "--txs", "200", "--inflight", "32", "--json");
+    assert_ok(&r);
+    json_t *root = parse_json(r.out);
+    assert_int_equal(json_integer_value(json_object_get(root, "members")), 2);
+    json_t *workloads = json_object_get(root, "workloads");
+    const char *names[] = {"domain", "anchors"};
+    for (size_t w = 0; w < 2; w++) {
+        json_t *rep = json_object_get(workloads, names[w]);
+        assert_non_null(rep);
+        assert_int_equal(json_integer_value(json_object_get(rep, "committed")), 200);
+        json_t *results = json_object_get(rep, "results");
+        assert_int_equal(json_integer_value(json_object_get(results, "as_expected")), 200);
+        assert_int_equal(json_integer_value(json_object_get(results, "refused")), 0);
+        assert_int_equal(json_integer_value(json_object_get(results, "unexpected")), 0);
+        json_t *nodes = json_object_get(rep, "nodes");
+        assert_int_equal(json_array_size(nodes), 2);
+        for (size_t i = 0; i < 2; i++) {
+            json_t *node = json_array_get(nodes, i);
+            assert_true(json_is_real(json_object_get(node, "cpu_percent")));
+            assert_true(json_real_value(json_object_get(node, "cpu_us_per_tx")) > 0);
+        }
+    }
+    json_t *by_kind = json_object_get(
+        json_object_get(json_object_get(workloads, "domain"), "results"), "by_kind");
+    assert_int_equal(json_integer_value(json_object_get(by_kind, "permit")), 50);
+    assert_int_equal(json_integer_value(json_object_get(by_kind, "deny")), 50);
+    assert_int_equal(json_integer_value(json_object_get(by_kind, "anchor")), 80);
+    assert_int_equal(json_integer_value(json_object_get(by_kind, "grant")), 20);
+    json_decref(root);
+    proc_result_free(&r);
+    /* text, one member, the domain mix only */
+    r = run(n, "bench", "--node", n->node[1], "--key", "node1.key", "--txs", "40", "--workload",
+            "domain");
+    assert_ok(&r);
+    assert_non_null(strstr(r.out, "workload domain: 16 record anchors, 4 consent grants, 10 "
+                                  "access requests to permit, 10 access requests to deny"));
+    assert_non_null(strstr(r.out, "40 as expected (10 permitted, 10 denied), 0 refused"));
+    assert_null(strstr(r.out, "workload anchors"));
+    proc_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -717,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_tx_submit_results_and_refusals),
         cmocka_unit_test(test_listings_page_through_a_patients_data),
         cmocka_unit_test(test_listings_refuse_bad_input),
+        cmocka_unit_test(test_bench_domain_and_anchors_commit_as_the_rules_say),
     };
     int failed = cmocka_run_group_tests(tests, net_setup, net_teardown);
     cluster_kill_all();

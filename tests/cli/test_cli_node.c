@@ -71,6 +71,7 @@ struct fake {
     unsigned no_leader_first;          /* GetStatus names no leader in its first N answers */
     bool short_block_hash;             /* GetBlock with a 31-byte hash */
     bool stream_end;                   /* end StreamBlocks after the tip (else hold it open) */
+    unsigned plain_first;              /* admit and commit OK the first N, whatever the above */
     bool no_result;                    /* a commit answered without a TxResult */
     int result_code;                   /* the TxResult of a commit: code, reason, decision, */
     char result_reason[256];           /* consent id (when result_consent_len > 0), gas */
@@ -189,7 +190,7 @@ static void fake_submit(struct rpc_call *call, const uint8_t *req, size_t len, v
         rpc_call_fail(call, RPC_STATUS_UNAVAILABLE, "no leader known");
     } else if (ledger_tx_check(r->envelope.data, r->envelope.len, &rules, &tx, &diag) != 0) {
         rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, diag.msg);
-    } else if (f->submit_status != RPC_STATUS_OK) {
+    } else if (f->submit_status != RPC_STATUS_OK && f->plain_first == 0) {
         ledger_tx_release(&tx);
         for (size_t i = 0; i < 3 && f->submit_trailers[i][0] != NULL; i++)
             EHR_ASSERT(rpc_call_trailer_add(call, f->submit_trailers[i][0],
@@ -205,7 +206,13 @@ static void fake_submit(struct rpc_call *call, const uint8_t *req, size_t len, v
         a.committed = r->wait_for_commit;
         Ehr__V1__TxResult result = EHR__V1__TX_RESULT__INIT;
         uint8_t consent[EHR_HASH_BYTES];
-        if (a.committed) {
+        bool plain = f->plain_first > 0;
+        if (plain)
+            f->plain_first--;
+        if (a.committed && plain) {
+            a.height = f->next_height++;
+            a.result = &result;
+        } else if (a.committed) {
             a.height = f->next_height++;
             a.position = 2;
             memset(consent, 0xc5, sizeof consent);
@@ -755,9 +762,11 @@ static void test_node_options_usage_errors_exit_2(void **state)
         {"tx", "submit", "--payload", "p.json", "--key", "k", "--expiry-s", "604801", NULL},
         {"tx", "submit", "--payload", "p.json", "--key", "k", "--chain-id", "a b", NULL},
         {"blocks", "follow", "--count", "0", NULL},
-        {"bench", "--inflight", "4097", NULL},
-        {"bench", "--txs", "0", NULL},
-        {"bench", "--txs", "1000001", NULL},
+        {"bench", "--key", "k", "--inflight", "4097", NULL},
+        {"bench", "--key", "k", "--txs", "0", NULL},
+        {"bench", "--key", "k", "--txs", "1000001", NULL},
+        {"bench", "--key", "k", "--workload", "all", NULL},
+        {"bench", "--txs", "10", NULL}, /* no member key */
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
         struct proc_result r = run_args(fx, NULL, cases[i]);
@@ -1356,31 +1365,56 @@ static void test_blocks_follow_exits_0_on_sigint(void **state)
 
 /* ------------------------------------------------------------------ bench */
 
+/*
+ * The bench's setup against the fake: 16 patients (the least), each
+ * enrolled, then a record and a consent each: 48 transactions before a
+ * workload starts.
+ */
+enum { BENCH_SETUP_TXS = 48 };
+
 static void test_bench_commits_every_transaction_and_reports_it(void **state)
 {
     struct fixture *fx = *state;
     enum { TXS = 60 };
+    char signer_hex[65];
+    make_key(fx, signer_hex);
     unsigned admitted = fake_count(fx->fake, &fx->fake->admitted);
     unsigned submits = fake_count(fx->fake, &fx->fake->submits);
     /* the first 5 submissions meet "no leader": sent again, counted once */
     fx->fake->unavailable_first = 5;
-    struct proc_result r = run(fx, "bench", "--node", fx->address, "--node", fx->address, "--txs",
-                               "60", "--inflight", "8", "--json");
+    struct proc_result r = run_env(fx, pass_env, "bench", "--node", fx->address, "--node",
+                                   fx->address, "--key", "k", "--workload", "anchors", "--txs",
+                                   "60", "--inflight", "8", "--json", (const char *)NULL);
     if (r.status != 0)
         fail_msg("exit %d: %s", r.status, r.err);
-    json_t *rep = parse_json(r.out);
+    json_t *root = parse_json(r.out);
     /* every figure rounded to what is measured: no 1.9946829749999999 */
     for (const char *p = strchr(r.out, '.'); p != NULL; p = strchr(p + 1, '.')) {
         size_t digits = strspn(p + 1, "0123456789");
         if (digits > 6)
             fail_msg("a number with %zu decimals in: %s", digits, r.out);
     }
+    assert_int_equal(json_int(root, "txs"), TXS);
+    assert_int_equal(json_int(root, "members"), 1);
+    assert_int_equal(json_int(root, "patients"), 16);
+    json_t *setup = json_object_get(root, "setup");
+    assert_int_equal(json_int(setup, "txs"), BENCH_SETUP_TXS);
+    assert_true(json_is_true(json_object_get(setup, "ok")));
+    json_t *workloads = json_object_get(root, "workloads");
+    assert_int_equal(json_object_size(workloads), 1);
+    json_t *rep = json_object_get(workloads, "anchors");
     assert_int_equal(json_int(rep, "txs"), TXS);
     assert_int_equal(json_int(rep, "submitted"), TXS);
     assert_int_equal(json_int(rep, "committed"), TXS);
     assert_int_equal(json_int(rep, "failed_total"), 0);
-    assert_int_equal(json_int(rep, "retries"), 5);
+    json_int_t retries = json_int(rep, "retries");
+    assert_int_equal(json_int(setup, "retries") + retries, 5);
     assert_int_equal(json_int(rep, "window_committed"), TXS);
+    assert_int_equal(json_int(json_object_get(rep, "mix"), "anchor"), TXS);
+    json_t *results = json_object_get(rep, "results");
+    assert_int_equal(json_int(results, "as_expected"), TXS);
+    assert_int_equal(json_int(results, "refused"), 0);
+    assert_true(json_is_null(json_object_get(results, "first_wrong")));
     assert_true(json_real_value(json_object_get(rep, "committed_tx_per_s")) > 0);
     json_t *latency = json_object_get(rep, "latency_ms");
     double p50 = json_real_value(json_object_get(latency, "p50"));
@@ -1391,34 +1425,93 @@ static void test_bench_commits_every_transaction_and_reports_it(void **state)
     assert_true(envelope >= 200 && envelope <= 300);
     json_t *nodes = json_object_get(rep, "nodes");
     assert_int_equal(json_array_size(nodes), 2);
+    json_int_t sent = 0;
     for (size_t i = 0; i < 2; i++) {
         json_t *node = json_array_get(nodes, i);
         /* the fake's CPU grows 50 ms per 100 ms of uptime between calls */
         json_t *cpu = json_object_get(node, "cpu_percent");
         assert_true(json_is_real(cpu));
         assert_true(json_real_value(cpu) > 49.9 && json_real_value(cpu) < 50.1);
-        assert_int_equal(json_int(node, "submissions"), (TXS + 5) / 2 + (i == 0 ? 1 : 0));
+        /* 50 ms per GetStatus call between its two samples of the window
+         * (the other node's samples are calls to the same fake), over 60 commits */
+        json_int_t cpu_ms = json_int(node, "cpu_ms");
+        assert_true(cpu_ms >= 50);
+        assert_int_equal(cpu_ms % 50, 0);
+        double per_tx = json_real_value(json_object_get(node, "cpu_us_per_tx"));
+        double want = (double)cpu_ms * 1000.0 / TXS;
+        assert_true(per_tx > want - 0.1 && per_tx < want + 0.1);
+        sent += json_int(node, "submissions");
     }
-    json_decref(rep);
+    assert_int_equal(sent, TXS + retries);
+    json_decref(root);
     proc_result_free(&r);
     /* every transaction reached the fake, valid, exactly once more than the retries */
-    assert_int_equal(fake_count(fx->fake, &fx->fake->admitted), admitted + TXS);
-    assert_int_equal(fake_count(fx->fake, &fx->fake->submits), submits + TXS + 5);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->admitted), admitted + BENCH_SETUP_TXS + TXS);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->submits), submits + BENCH_SETUP_TXS + TXS + 5);
 
-    /* human form, with a rate and failures: the report names them and exits 1 */
+    /* human form, with a rate and failures in the workload: the report names
+     * them and exits 1 */
     uv_mutex_lock(&fx->fake->lock);
     fx->fake->submit_status = RPC_STATUS_RESOURCE_EXHAUSTED;
     snprintf(fx->fake->submit_message, sizeof fx->fake->submit_message, "mempool full");
+    fx->fake->plain_first = BENCH_SETUP_TXS;
     uv_mutex_unlock(&fx->fake->lock);
-    r = run(fx, "bench", "--node", fx->address, "--txs", "10", "--rate", "2000");
+    r = run_env(fx, pass_env, "bench", "--node", fx->address, "--key", "k", "--workload", "anchors",
+                "--txs", "10", "--rate", "2000", (const char *)NULL);
     fx->fake->submit_status = RPC_STATUS_OK;
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.out, "RESOURCE_EXHAUSTED 10"));
     assert_non_null(strstr(r.out, "rate 2000 tx/s"));
-    assert_non_null(strstr(r.err, "10 of 10 transactions did not commit"));
+    assert_non_null(strstr(r.err, "workload anchors: 10 of 10 transactions did not commit"));
+    assert_non_null(strstr(r.err, "RESOURCE_EXHAUSTED: mempool full"));
     proc_result_free(&r);
+
+    /* the setup failing stops the bench there, saying why */
+    uv_mutex_lock(&fx->fake->lock);
+    fx->fake->submit_status = RPC_STATUS_PERMISSION_DENIED;
+    snprintf(fx->fake->submit_message, sizeof fx->fake->submit_message,
+             "only a member enrolls a patient");
+    uv_mutex_unlock(&fx->fake->lock);
+    r = run_env(fx, pass_env, "bench", "--node", fx->address, "--key", "k", "--txs", "10",
+                (const char *)NULL);
+    fx->fake->submit_status = RPC_STATUS_OK;
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    assert_non_null(strstr(r.err, "bench: setup: 16 of 16 enrolments failed; the first: "));
+    assert_non_null(strstr(r.err, "PERMISSION_DENIED: only a member enrolls a patient"));
+    assert_non_null(strstr(r.err, "are the --key files node keys of members"));
+    proc_result_free(&r);
+
+    /* a workload's transaction refused by the rules is a bug, said loudly;
+     * so is an access request decided otherwise (the fake decides nothing) */
+    fake_result(fx->fake, EHR__V1__TX_RESULT_CODE__TX_RESULT_CONFLICT, "done already", 0, 0, 0);
+    fx->fake->plain_first = BENCH_SETUP_TXS;
+    r = run_env(fx, pass_env, "bench", "--node", fx->address, "--key", "k", "--workload", "anchors",
+                "--txs", "10", (const char *)NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "0 as expected, 10 refused"));
+    assert_non_null(strstr(r.err, "10 committed with another result than the rules must give (10 "
+                                  "refused, 0 decided otherwise): a bug"));
+    assert_non_null(strstr(r.err, "the first: record anchor "));
+    assert_non_null(strstr(r.err, "refused: CONFLICT: done already"));
+    proc_result_free(&r);
+    fake_result(fx->fake, 0, "", 0, 0, 0);
+    fx->fake->plain_first = BENCH_SETUP_TXS;
+    r = run_env(fx, pass_env, "bench", "--node", fx->address, "--key", "k", "--workload", "domain",
+                "--txs", "20", "--json", (const char *)NULL);
+    assert_int_equal(r.status, 1);
+    root = parse_json(r.out);
+    results =
+        json_object_get(json_object_get(json_object_get(root, "workloads"), "domain"), "results");
+    assert_int_equal(json_int(results, "unexpected"), 10); /* 5 permits, 5 denies */
+    assert_int_equal(json_int(results, "as_expected"), 10);
+    json_decref(root);
+    assert_non_null(strstr(r.err, "decided nothing"));
+    proc_result_free(&r);
+
     /* the in-flight limit at its edge (4097 is a usage error) */
-    r = run(fx, "bench", "--node", fx->address, "--txs", "3", "--inflight", "4096");
+    r = run_env(fx, pass_env, "bench", "--node", fx->address, "--key", "k", "--txs", "3",
+                "--inflight", "4096", "--workload", "anchors", (const char *)NULL);
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "4096 in flight"));
     proc_result_free(&r);
