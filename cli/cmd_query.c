@@ -686,13 +686,17 @@ static const char *consent_check(const Ehr__V1__ConsentInfo *r)
     return NULL;
 }
 
-/* "2026-01-01..2027-01-01" (dates of the period's ends) into OUT. */
+/* The period [FROM, UNTIL) in block time: "FROM..UNTIL" (UTC, ISO-8601), or
+ * "until UNTIL" when it starts at 0, into OUT. */
 static void period_text(uint64_t from_ms, uint64_t until_ms, char *out, size_t size)
 {
     char from[40], until[40];
     cli__time_iso(from_ms, from, sizeof from);
     cli__time_iso(until_ms, until, sizeof until);
-    snprintf(out, size, "%s..%s", from, until);
+    if (from_ms == 0)
+        snprintf(out, size, "until %s", until);
+    else
+        snprintf(out, size, "%s..%s", from, until);
 }
 
 static void consent_print(const struct listing *l, const Ehr__V1__ConsentInfo *r)
