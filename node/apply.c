@@ -141,10 +141,16 @@ static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *dia
     }
     if (parsed && rc == 0) {
         /* The ledger takes the parsed view and the hashes: parsed once. */
+        /* One result per transaction: the empty one (OK) for now; the
+         * consent contract's results for the rules it applies go here. */
+        for (uint32_t i = 0; i < v.header.tx_count; i++)
+            n->applying.results[i] = (ledger_bytes){NULL, 0};
         ledger_append req = {.block = e->data,
                              .block_len = e->size,
                              .view = &v,
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])n->applying.hashes,
+                             .results = n->applying.results,
+                             .result_count = v.header.tx_count,
                              .applied_index = e->index};
         rc = ledger_append_block(n->ledger, &req, &why);
     }

@@ -958,6 +958,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     n->prop.batch_envelopes = ehr_calloc(n->prop.batch_cap, sizeof *n->prop.batch_envelopes);
     n->prop.batch_hashes = ehr_calloc(n->prop.batch_cap, sizeof *n->prop.batch_hashes);
     n->applying.hashes = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.hashes);
+    n->applying.results = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.results);
 
     int rc = ledger_open(cfg->data_dir, NULL, &n->ledger, NULL);
     if (rc != 0) {
@@ -1080,6 +1081,7 @@ static void free_node(struct node *n)
     ehr_free(n->prop.batch_envelopes);
     ehr_free(n->prop.batch_hashes);
     ehr_free(n->applying.hashes);
+    ehr_free(n->applying.results);
     ehr_free(n);
 }
 

@@ -186,6 +186,7 @@ struct node__admission {
 /* Applying committed blocks, and the state digests (apply.c). */
 struct node__applying {
     uint8_t (*hashes)[EHR_HASH_BYTES];   /* scratch: a block's tx hashes */
+    ledger_bytes *results;               /* scratch: a block's tx results */
     struct node__digest_slot *digests;   /* NODE_DIGEST_WINDOW */
     struct node_test_faults test_faults; /* all zero but in a test's ehrd-test */
 };

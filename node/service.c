@@ -200,7 +200,7 @@ static void answer_duplicate(struct node *n, struct rpc_call *call,
 {
     ledger_tx_location loc;
     char msg[MESSAGE_BYTES_MAX];
-    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL) == 0) {
+    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL, NULL, NULL) == 0) {
         if (wait) {
             reply_submitted(call, hash, true, loc.height, loc.index);
             return;
@@ -289,7 +289,7 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
     uint8_t hash[EHR_HASH_BYTES];
     ledger_tx_hash(tv.body, tv.body_len, hash);
     ledger_tx_location loc;
-    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL) == 0) {
+    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL, NULL, NULL) == 0) {
         answer_duplicate(n, call, hash, r->wait_for_commit);
         goto out;
     }
@@ -365,7 +365,7 @@ static void api_forward_result(struct node *n, uint64_t request_id, int error, c
     /* The block may already be here: the verdict and the block travel on
      * one link in order, but the verdict may have been delayed. */
     ledger_tx_location loc;
-    if (ledger_tx_get(n->ledger, w->hash, &loc, NULL, NULL, NULL) == 0) {
+    if (ledger_tx_get(n->ledger, w->hash, &loc, NULL, NULL, NULL, NULL, NULL) == 0) {
         reply_submitted(w->call, w->hash, true, loc.height, loc.index);
         waiter_free(w);
         return;
@@ -580,7 +580,7 @@ static void get_transaction(struct rpc_call *call, const uint8_t *req, size_t le
     ledger_tx_location loc;
     uint8_t *env = NULL, *block = NULL;
     size_t env_len = 0, block_len = 0;
-    int rc = ledger_tx_get(n->ledger, r->tx_hash.data, &loc, &env, &env_len, NULL);
+    int rc = ledger_tx_get(n->ledger, r->tx_hash.data, &loc, &env, &env_len, NULL, NULL, NULL);
     ehr__v1__get_transaction_request__free_unpacked(r, NULL);
     if (rc == EHR_ENOTFOUND) {
         rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no committed transaction has this hash");

@@ -181,7 +181,8 @@ static void floor_append(floor_env *f, uint64_t height, const uint8_t *block, si
         uint32_t i = order[j];
         ledger_tx_location loc = {height, i, view->txs[i].offset, view->txs[i].length};
         uint8_t row[LEDGER__TX_LOCATION_BYTES_MAX];
-        MDB_val k = {EHR_HASH_BYTES, b->hashes[i]}, v = {ledger__tx_location_write(row, &loc), row};
+        MDB_val k = {EHR_HASH_BYTES, b->hashes[i]},
+                v = {ledger__tx_location_write(row, &loc, b->results[i]), row};
         CHECK_MDB(mdb_cursor_put(cur, &k, &v, MDB_NOOVERWRITE));
     }
     mdb_cursor_close(cur);
@@ -272,6 +273,8 @@ static void run_prebuilt(const bench_args *a, ledger *l, floor_env *fl,
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])p->batch.hashes,
                              .writes = p->batch.writes,
                              .write_count = a->state ? p->batch.count : 0,
+                             .results = p->batch.results,
+                             .result_count = p->batch.count,
                              .applied_index = i + 1};
         double t0 = now_s();
         ehr_diag why;
@@ -434,6 +437,8 @@ int main(int argc, char **argv)
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                              .writes = b.writes,
                              .write_count = a.state ? b.count : 0,
+                             .results = b.results,
+                             .result_count = b.count,
                              .applied_index = tip.height + 1};
         double t0 = now_s();
         ehr_diag why;

@@ -109,6 +109,8 @@ void tu_batch_make(tu_batch *b, const ehr_signing_key *signer, size_t count, siz
     b->hashes = ehr_calloc(count + 1, EHR_HASH_BYTES);
     b->writes = ehr_calloc(count + 1, sizeof *b->writes);
     b->keys = ehr_calloc(count + 1, sizeof *b->keys);
+    b->results = ehr_calloc(count + 1, sizeof *b->results);
+    b->result_bytes = ehr_calloc(count + 1, sizeof *b->result_bytes);
     memset(b->value, 0x5a, sizeof b->value);
     for (size_t i = 0; i < count; i++) {
         uint8_t *env;
@@ -133,6 +135,8 @@ void tu_batch_free(tu_batch *b)
     ehr_free(b->hashes);
     ehr_free(b->writes);
     ehr_free(b->keys);
+    ehr_free(b->results);
+    ehr_free(b->result_bytes);
     memset(b, 0, sizeof *b);
 }
 
@@ -167,6 +171,8 @@ int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .writes = b.writes,
                          .write_count = b.count,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = tip.height + 1};
     int rc = ledger_append_block(l, &req, diag);
     if (height != NULL)

@@ -28,8 +28,9 @@ void tu_tx_body(const ehr_signing_key *signer, const char *chain_id, uint64_t ex
 void tu_tx(const ehr_signing_key *signer, const char *chain_id, uint64_t expiry_ms, size_t pad,
            uint8_t **out, size_t *out_len, uint8_t hash[EHR_HASH_BYTES]);
 
-/* A batch of COUNT fresh transactions, their hashes and one state write
- * each ("rec/" + tx hash -> 48 bytes), ready for a block. */
+/* A batch of COUNT fresh transactions, their hashes, one state write each
+ * ("rec/" + tx hash -> 48 bytes) and one result each (the empty one, OK, as
+ * the node stores today), ready for a block. */
 typedef struct tu_batch {
     size_t count;
     ledger_bytes *envelopes;
@@ -37,6 +38,8 @@ typedef struct tu_batch {
     ledger_state_write *writes;
     uint8_t (*keys)[4 + EHR_HASH_BYTES];
     uint8_t value[48];
+    ledger_bytes *results;                            /* COUNT of them */
+    uint8_t (*result_bytes)[EHR_TX_RESULT_BYTES_MAX]; /* what they point to */
 } tu_batch;
 
 void tu_batch_make(tu_batch *b, const ehr_signing_key *signer, size_t count, size_t pad);

@@ -81,7 +81,7 @@ static void check_every_lookup(ledger *l, uint64_t tip, int round)
             memcpy(key, "rec/", 4);
             ledger_tx_hash(tx.body, tx.body_len, key + 4);
             ledger_tx_location loc;
-            int rc = ledger_tx_get(l, key + 4, &loc, NULL, NULL, NULL);
+            int rc = ledger_tx_get(l, key + 4, &loc, NULL, NULL, NULL, NULL, NULL);
             if (rc != 0 || loc.height != h || loc.index != i)
                 fail_msg("round %d: block %llu tx %u: lookup %d at %llu/%u", round,
                          (unsigned long long)h, (unsigned)i, rc, (unsigned long long)loc.height,

@@ -174,6 +174,8 @@ static int block_append(ledger *l, const ehr_signing_key *key, size_t count, uin
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .writes = b.writes,
                          .write_count = b.count,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = applied != 0 ? applied : tip.applied_index + 1};
     int rc = ledger_append_block(l, &req, NULL);
     ehr_free(block);
@@ -307,8 +309,8 @@ static void ledgers_expect_equal(ledger *a, ledger *b)
             ledger_tx_location xa, xb;
             uint8_t *ea, *eb;
             size_t ela, elb;
-            assert_int_equal(ledger_tx_get(a, hashes[i], &xa, &ea, &ela, NULL), 0);
-            assert_int_equal(ledger_tx_get(b, hashes[i], &xb, &eb, &elb, NULL), 0);
+            assert_int_equal(ledger_tx_get(a, hashes[i], &xa, &ea, &ela, NULL, NULL, NULL), 0);
+            assert_int_equal(ledger_tx_get(b, hashes[i], &xb, &eb, &elb, NULL, NULL, NULL), 0);
             assert_int_equal(xa.height, xb.height);
             assert_int_equal(xa.index, xb.index);
             assert_int_equal(xa.offset, xb.offset);

@@ -89,6 +89,8 @@ static ledger_append request_of(const uint8_t *block, size_t len, const tu_batch
                            .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b->hashes,
                            .writes = b->writes,
                            .write_count = b->count,
+                           .results = b->results,
+                           .result_count = b->count,
                            .applied_index = applied};
 }
 
@@ -226,14 +228,16 @@ static void test_append_then_every_lookup(void **state)
             ledger_tx_location loc;
             uint8_t *env;
             size_t env_len;
-            assert_int_equal(ledger_tx_get(f->l, batches[h].hashes[i], &loc, &env, &env_len, NULL),
-                             0);
+            assert_int_equal(
+                ledger_tx_get(f->l, batches[h].hashes[i], &loc, &env, &env_len, NULL, NULL, NULL),
+                0);
             assert_true(loc.height == h + 1);
             assert_int_equal(loc.index, i);
             assert_int_equal(env_len, batches[h].envelopes[i].len);
             assert_memory_equal(env, batches[h].envelopes[i].data, env_len);
             ehr_free(env);
-            assert_int_equal(ledger_tx_get(f->l, batches[h].hashes[i], &loc, NULL, NULL, NULL), 0);
+            assert_int_equal(
+                ledger_tx_get(f->l, batches[h].hashes[i], &loc, NULL, NULL, NULL, NULL, NULL), 0);
             uint8_t *value;
             size_t value_len;
             assert_int_equal(ledger_state_get(f->l, batches[h].keys[i], sizeof batches[h].keys[i],
@@ -247,7 +251,8 @@ static void test_append_then_every_lookup(void **state)
     }
     uint8_t unknown[EHR_HASH_BYTES] = {1, 2, 3};
     ledger_tx_location loc;
-    assert_int_equal(ledger_tx_get(f->l, unknown, &loc, NULL, NULL, NULL), EHR_ENOTFOUND);
+    assert_int_equal(ledger_tx_get(f->l, unknown, &loc, NULL, NULL, NULL, NULL, NULL),
+                     EHR_ENOTFOUND);
     uint8_t *bytes;
     size_t len;
     assert_int_equal(ledger_block_get(f->l, BLOCKS + 1, &bytes, &len, NULL), EHR_ENOTFOUND);
@@ -780,9 +785,12 @@ static void no_op(uint8_t *value, size_t *len, void *ctx) {}
 static void point_elsewhere(uint8_t *value, size_t *len, void *ctx)
 {
     ledger_tx_location loc;
-    assert_int_equal(ledger__tx_location_read(value, *len, &loc), 0);
+    ledger_bytes result;
+    assert_int_equal(ledger__tx_location_read(value, *len, &loc, &result), 0);
+    uint8_t kept[EHR_TX_RESULT_BYTES_MAX];
+    memcpy(kept, result.data != NULL ? result.data : kept, result.len);
     loc.offset += 1;
-    *len = ledger__tx_location_write(value, &loc);
+    *len = ledger__tx_location_write(value, &loc, (ledger_bytes){kept, result.len});
 }
 
 static void test_tx_lookup_detects_a_damaged_index_row(void **state)
@@ -805,8 +813,9 @@ static void test_tx_lookup_detects_a_damaged_index_row(void **state)
         tu_raw_edit(f->dir, LEDGER__DB_TXS, b.hashes[1], EHR_HASH_BYTES, point_elsewhere, NULL), 0);
     assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
     ledger_tx_location loc;
-    assert_int_equal(ledger_tx_get(f->l, b.hashes[0], &loc, NULL, NULL, NULL), 0);
-    assert_int_equal(ledger_tx_get(f->l, b.hashes[1], &loc, NULL, NULL, NULL), EHR_ECORRUPT);
+    assert_int_equal(ledger_tx_get(f->l, b.hashes[0], &loc, NULL, NULL, NULL, NULL, NULL), 0);
+    assert_int_equal(ledger_tx_get(f->l, b.hashes[1], &loc, NULL, NULL, NULL, NULL, NULL),
+                     EHR_ECORRUPT);
     ledger_verify_report rep;
     assert_int_equal(ledger_verify(f->l, NULL, &rep), EHR_ECORRUPT);
     assert_int_equal(rep.fault, LEDGER_FAULT_TX_INDEX);

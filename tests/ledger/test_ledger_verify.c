@@ -175,6 +175,8 @@ static void test_bad_transaction_signature_is_found(void **state)
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .writes = b.writes,
                          .write_count = b.count,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = 99};
     assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     ledger_verify_report rep;
@@ -268,6 +270,8 @@ static void append_questionable(fixture *f, const char *chain, uint64_t expiry_m
     ledger_append req = {.block = block,
                          .block_len = len,
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = 99};
     assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     ehr_free(block);
@@ -321,7 +325,7 @@ static void test_tip_and_tx_index_damage_is_found(void **state)
     uint8_t bogus_hash[EHR_HASH_BYTES] = {0xee};
     uint8_t row[LEDGER__TX_LOCATION_BYTES_MAX];
     ledger_tx_location loc = {.height = 1, .index = 0, .offset = 5, .length = 5};
-    size_t n = ledger__tx_location_write(row, &loc);
+    size_t n = ledger__tx_location_write(row, &loc, (ledger_bytes){NULL, 0});
     assert_int_equal(tu_raw_put(f->dir, LEDGER__DB_TXS, bogus_hash, EHR_HASH_BYTES, row, n), 0);
     assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
     assert_int_equal(rep.fault, LEDGER_FAULT_TX_INDEX);
@@ -407,6 +411,8 @@ static void append_forged(fixture *f, size_t count, const size_t *bad, size_t ba
     ledger_append req = {.block = block,
                          .block_len = len,
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = 99};
     assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     ehr_free(block);
@@ -490,6 +496,8 @@ static void test_signer_changes_and_impostors_within_a_block(void **state)
     ledger_append req = {.block = block,
                          .block_len = len,
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = 99};
     assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     for (uint32_t threads = 1; threads <= 2; threads++) {
