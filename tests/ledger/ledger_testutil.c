@@ -140,6 +140,29 @@ void tu_batch_free(tu_batch *b)
     memset(b, 0, sizeof *b);
 }
 
+size_t tu_result(uint8_t out[EHR_TX_RESULT_BYTES_MAX], size_t index, uint32_t salt)
+{
+    if (index % 3 == 0)
+        return 0;
+    char reason[64];
+    snprintf(reason, sizeof reason, "result of tx %zu (%u)", index, (unsigned)salt);
+    Ehr__V1__TxResult r = EHR__V1__TX_RESULT__INIT;
+    r.code = (Ehr__V1__TxResultCode)(1 + index % 6);
+    r.reason = reason;
+    r.gas_used = 1000 + index;
+    size_t n = ehr__v1__tx_result__get_packed_size(&r);
+    TU_CHECK(n <= EHR_TX_RESULT_BYTES_MAX);
+    return ehr__v1__tx_result__pack(&r, out);
+}
+
+void tu_batch_results(tu_batch *b, uint32_t salt)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        size_t n = tu_result(b->result_bytes[i], i, salt);
+        b->results[i] = (ledger_bytes){n > 0 ? b->result_bytes[i] : NULL, n};
+    }
+}
+
 void tu_block_next(const ledger_tip *tip, const tu_batch *b, const ehr_signing_key *proposer,
                    uint8_t **out, size_t *out_len)
 {
@@ -163,6 +186,7 @@ int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t
     TU_CHECK(ledger_tip_get(l, &tip, NULL) == 0);
     tu_batch b;
     tu_batch_make(&b, proposer, count, 16);
+    tu_batch_results(&b, (uint32_t)(tip.height + 1));
     uint8_t *block;
     size_t len;
     tu_block_next(&tip, &b, proposer, &block, &len);

@@ -45,14 +45,24 @@ typedef struct tu_batch {
 void tu_batch_make(tu_batch *b, const ehr_signing_key *signer, size_t count, size_t pad);
 void tu_batch_free(tu_batch *b);
 
+/* The result tu_batch_results gives the transaction at INDEX: a serialized
+ * TxResult (tx.proto) into OUT, its size returned; 0 (the empty one, OK)
+ * for every third index from 0, else a code, a reason naming INDEX and
+ * SALT, and gas. Deterministic. */
+size_t tu_result(uint8_t out[EHR_TX_RESULT_BYTES_MAX], size_t index, uint32_t salt);
+
+/* Give B's transactions the results tu_result makes with SALT. */
+void tu_batch_results(tu_batch *b, uint32_t salt);
+
 /* Build the block that follows TIP with batch B, signed by PROPOSER. */
 void tu_block_next(const ledger_tip *tip, const tu_batch *b, const ehr_signing_key *proposer,
                    uint8_t **out, size_t *out_len);
 
 /*
- * Append one block of COUNT fresh transactions (one state write each) on top
- * of L's tip. Returns ledger_append_block's result (DIAG, may be NULL, says
- * why it failed); *HEIGHT gets the height the block was for.
+ * Append one block of COUNT fresh transactions (one state write each, the
+ * results of tu_batch_results salted with the block's height) on top of L's
+ * tip. Returns ledger_append_block's result (DIAG, may be NULL, says why it
+ * failed); *HEIGHT gets the height the block was for.
  */
 int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t *height,
               ehr_diag *diag);
