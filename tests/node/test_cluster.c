@@ -139,7 +139,7 @@ static void assert_ledgers_hold(struct cluster *c, const struct cluster_tx *txs,
             if (!txs[t].committed)
                 continue;
             ledger_tx_location loc;
-            int rc = ledger_tx_get(l, txs[t].hash, &loc, NULL, NULL, NULL);
+            int rc = ledger_tx_get(l, txs[t].hash, &loc, NULL, NULL, NULL, NULL, NULL);
             if (rc != 0)
                 fail_msg("node %zu lacks acknowledged tx %zu (%s)", i, t, ehr_errname(rc));
             assert_int_equal(loc.height, txs[t].height);
@@ -575,6 +575,76 @@ static void test_a_node_whose_state_digest_differs_stops_loudly(void **state)
     cluster_destroy(&c, keep_dirs());
 }
 
+/* ---- a malicious leader ---- */
+
+/* How many audit events node I holds for PATIENT. */
+static size_t audit_count(struct cluster *c, size_t i, const uint8_t patient[32])
+{
+    Ehr__V1__GetAuditTrailRequest q = EHR__V1__GET_AUDIT_TRAIL_REQUEST__INIT;
+    q.patient_key = (ProtobufCBinaryData){32, (uint8_t *)patient};
+    uint8_t buf[64];
+    size_t len = ehr__v1__get_audit_trail_request__pack(&q, buf);
+    struct rpc_result r;
+    assert_int_equal(cluster_call(c, i, "GetAuditTrail", buf, len, 5000, &r), RPC_STATUS_OK);
+    Ehr__V1__GetAuditTrailResponse *a =
+        ehr__v1__get_audit_trail_response__unpack(NULL, r.response_len, r.response);
+    assert_non_null(a);
+    size_t n = a->n_events;
+    ehr__v1__get_audit_trail_response__free_unpacked(a, NULL);
+    rpc_result_clear(&r);
+    return n;
+}
+
+/*
+ * Every node runs ehrd-test with the forge fault at height 2: whichever
+ * leads then proposes block 2 with its transaction (a patient's enrolment)
+ * re-signed by the leader's own key. Every node checks the signature at
+ * apply: the transaction stays in the block with the result BAD_SIGNATURE,
+ * the patient is not enrolled anywhere, the nodes' state digests agree (no
+ * node stops), and the chain goes on.
+ */
+static void test_a_leader_forging_a_signature_changes_nothing(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_TEST_PATH, EHRCTL_PATH, NULL);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start_env(&c, i, "EHR_TEST_FORGE_HEIGHT", "2");
+    assert_int_not_equal(cluster_wait_leader(&c, LEADER_WAIT_MS), SIZE_MAX);
+    enum { TXS = 3 };
+    ehr_identity patients[TXS];
+    struct cluster_tx txs[TXS];
+    memset(txs, 0, sizeof txs);
+    for (size_t i = 0; i < TXS; i++) {
+        cluster_tx_enroll(&c, i % 3, &patients[i], &txs[i].envelope, &txs[i].envelope_len,
+                          txs[i].hash);
+        txs[i].status = txs[i].result_code = -1;
+    }
+    for (size_t i = 0; i < TXS; i++) /* one block each: heights 1, 2, 3 */
+        assert_int_equal(cluster_load(&c, &txs[i], 1, 1, 30000, NULL, NULL), 1);
+    for (size_t i = 0; i < TXS; i++) {
+        assert_int_equal(txs[i].height, i + 1);
+        assert_int_equal(txs[i].result_code, i == 1
+                                                 ? EHR__V1__TX_RESULT_CODE__TX_RESULT_BAD_SIGNATURE
+                                                 : EHR__V1__TX_RESULT_CODE__TX_RESULT_OK);
+    }
+    assert_int_equal(wait_converged(&c, 20000), TXS);
+    assert_same_chain(&c, TXS);
+    for (size_t node = 0; node < 3; node++) {
+        assert_true(c.nodes[node].pid != 0); /* no node diverged */
+        for (size_t i = 0; i < TXS; i++)
+            assert_int_equal(audit_count(&c, node, patients[i].signing.public_key), i == 1 ? 0 : 1);
+    }
+    for (size_t node = 0; node < 3; node++)
+        assert_int_equal(cluster_stop(&c, node), 0);
+    for (size_t i = 0; i < TXS; i++) {
+        ehr_free(txs[i].envelope);
+        ehr_signing_key_wipe(&patients[i].signing);
+        ehr_kx_key_wipe(&patients[i].kx);
+    }
+    cluster_destroy(&c, keep_dirs());
+}
+
 /*
  * The same divergence, with node 2 started only after blocks 1 and 2 were
  * committed and applied by the other two: their digests of those heights
@@ -910,6 +980,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_a_node_whose_state_digest_differs_stops_loudly,
                                   kill_leftovers),
         cmocka_unit_test_teardown(test_a_node_that_starts_late_and_diverges_stops_loudly,
+                                  kill_leftovers),
+        cmocka_unit_test_teardown(test_a_leader_forging_a_signature_changes_nothing,
                                   kill_leftovers),
         cmocka_unit_test_teardown(test_a_node_behind_the_compacted_log_catches_up_by_snapshot,
                                   kill_leftovers),
