@@ -25,6 +25,8 @@ struct world {
     size_t n, cap;
     uint64_t height;
     uint64_t nonce;
+    struct contracts_state view; /* the open block's (it borrows it) */
+    bool block_open;
 };
 
 void party_make(struct party *p, uint32_t seed)
@@ -395,26 +397,21 @@ void tx_approve(struct world *w, const struct party *member,
 
 /* ---- blocks ---- */
 
-int world_block(struct world *w, uint64_t time_ms, const struct tx *txs, size_t count,
-                const enum contracts_sig *sigs, struct contracts_tx_result *results)
+contracts_block *world_block_open(struct world *w, uint64_t time_ms)
 {
-    struct contracts_state view = world_view(w);
+    EHR_ASSERT(!w->block_open);
+    w->view = world_view(w);
     struct contracts_block_ctx ctx = {.height = w->height + 1, .time_ms = time_ms};
     snprintf(ctx.chain_id, sizeof ctx.chain_id, "%s", WORLD_CHAIN_ID);
     contracts_block *b;
-    EHR_ASSERT(contracts_block_begin(&view, &ctx, &b) == 0);
-    for (size_t i = 0; i < count; i++) {
-        struct contracts_tx t = {.envelope = txs[i].envelope,
-                                 .len = txs[i].len,
-                                 .hash = txs[i].hash,
-                                 .position = (uint32_t)i,
-                                 .sig = sigs != NULL ? sigs[i] : CONTRACTS_SIG_UNCHECKED};
-        int rc = contracts_apply_tx(b, &t, &results[i]);
-        if (rc != 0) {
-            contracts_block_end(b);
-            return rc;
-        }
-    }
+    EHR_ASSERT(contracts_block_begin(&w->view, &ctx, &b) == 0);
+    w->block_open = true;
+    return b;
+}
+
+void world_block_close(struct world *w, contracts_block *b)
+{
+    EHR_ASSERT(w->block_open);
     const ledger_state_write *writes;
     size_t n = contracts_block_writes(b, &writes);
     for (size_t i = 0; i < n; i++) {
@@ -424,7 +421,28 @@ int world_block(struct world *w, uint64_t time_ms, const struct tx *txs, size_t 
             map_put(w, writes[i].key, writes[i].key_len, writes[i].value, writes[i].value_len);
     }
     contracts_block_end(b);
+    w->block_open = false;
     w->height++;
+}
+
+int world_block(struct world *w, uint64_t time_ms, const struct tx *txs, size_t count,
+                const enum contracts_sig *sigs, struct contracts_tx_result *results)
+{
+    contracts_block *b = world_block_open(w, time_ms);
+    for (size_t i = 0; i < count; i++) {
+        struct contracts_tx t = {.envelope = txs[i].envelope,
+                                 .len = txs[i].len,
+                                 .hash = txs[i].hash,
+                                 .position = (uint32_t)i,
+                                 .sig = sigs != NULL ? sigs[i] : CONTRACTS_SIG_UNCHECKED};
+        int rc = contracts_apply_tx(b, &t, &results[i]);
+        if (rc != 0) {
+            contracts_block_end(b);
+            w->block_open = false;
+            return rc;
+        }
+    }
+    world_block_close(w, b);
     return 0;
 }
 
