@@ -479,6 +479,10 @@ static void test_enroll(void **state)
     tx_enroll(f->w, &f->hosp, &p, &t);
     Ehr__V1__TxEnvelope *env = ehr__v1__tx_envelope__unpack(NULL, t.len, t.envelope);
     Ehr__V1__TxBody *body = ehr__v1__tx_body__unpack(NULL, env->body.len, env->body.data);
+    /* tx_sign and the forgery below point fields of BODY at other memory:
+     * put back what the decoder allocated before freeing it. */
+    Ehr__V1__TxBody decoded = *body;
+    ProtobufCBinaryData decoded_signature = body->patient_enroll->patient_signature;
     struct tx replay;
     body->signer = (ProtobufCBinaryData){32, f->lab.sig.public_key};
     tx_sign(f->w, &f->lab, body, &replay);
@@ -491,10 +495,10 @@ static void test_enroll(void **state)
     body->patient_enroll->patient_signature = (ProtobufCBinaryData){sizeof forged, forged};
     tx_sign(f->w, &f->lab, body, &replay);
     apply_expect(f, &replay, REFUSED, "does not verify");
-    body->signer = (ProtobufCBinaryData){0, NULL};
-    body->nonce = (ProtobufCBinaryData){0, NULL};
-    body->chain_id = NULL;
-    body->patient_enroll->patient_signature = (ProtobufCBinaryData){0, NULL};
+    body->signer = decoded.signer;
+    body->nonce = decoded.nonce;
+    body->chain_id = decoded.chain_id;
+    body->patient_enroll->patient_signature = decoded_signature;
     ehr__v1__tx_body__free_unpacked(body, NULL);
     ehr__v1__tx_envelope__free_unpacked(env, NULL);
 
