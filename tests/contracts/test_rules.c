@@ -700,6 +700,12 @@ static void test_grants(void **state)
     bad.n_fragments = 1, bad.fragment_len = CONTRACTS_KEY_FRAGMENT_BYTES_MAX + 1;
     tx_grant(f->w, &f->patient, &bad, &t);
     apply_expect(f, &t, REFUSED, "key_fragments[0]");
+    /* Empty fragments: decoded, each is (0, NULL), which the body's
+     * canonical-form check once handed to memcmp (UBSan stops there; found
+     * by fuzz_apply). */
+    bad.n_fragments = 2, bad.fragment_len = 0;
+    tx_grant(f->w, &f->patient, &bad, &t);
+    apply_expect(f, &t, REFUSED, "key_fragments[0] must be 1 to");
     /* A grant to a practitioner directly. */
     bad = g, bad.grantee = f->prac2.sig.public_key, bad.types = &types[1]; /* lab results */
     assert_int_equal(types[1], LAB_RESULT);
