@@ -214,8 +214,22 @@ void tx_sign(struct world *w, const struct party *signer, Ehr__V1__TxBody *body,
     size_t n = ehr__v1__tx_body__get_packed_size(body);
     uint8_t *bytes = ehr_malloc(n);
     ehr__v1__tx_body__pack(body, bytes);
-    EHR_ASSERT(ledger_tx_envelope_build(bytes, n, &signer->sig, &out->envelope, &out->len) == 0);
     ledger_tx_hash(bytes, n, out->hash);
+    /* Fixed auxiliary randomness, so the same transactions have the same
+     * bytes in every run, signature included (ledger_tx_envelope_build
+     * draws fresh randomness): a program of transactions with a byte
+     * flipped in the envelope then reads the same on two worlds. */
+    static const uint8_t aux[32] = {0};
+    uint8_t sig[EHR_SCHNORR_SIG_BYTES];
+    EHR_ASSERT(ehr_schnorr_sign_aux(&signer->sig, out->hash, aux, sig) == 0);
+    Ehr__V1__TxEnvelope env = EHR__V1__TX_ENVELOPE__INIT;
+    env.body = (ProtobufCBinaryData){n, bytes};
+    env.signature = (ProtobufCBinaryData){sizeof sig, sig};
+    out->len = ehr__v1__tx_envelope__get_packed_size(&env);
+    out->envelope = ehr_malloc(out->len);
+    ehr__v1__tx_envelope__pack(&env, out->envelope);
+    ledger_tx_view view;
+    EHR_ASSERT(ledger_tx_envelope_parse(out->envelope, out->len, &view, NULL) == 0); /* canonical */
     ehr_free(bytes);
 }
 
