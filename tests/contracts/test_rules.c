@@ -1015,6 +1015,47 @@ static void test_governance_keeps_the_last_member(void **state)
     world_free(w);
 }
 
+/* A proposal's member is checked as genesis checks one; the reason for a
+ * bad one is printable text even when the bad field is not (found by
+ * fuzz_apply: the peer address was quoted whatever its bytes). */
+static void test_governance_reasons_are_text(void **state)
+{
+    struct fx *f = *state;
+    struct party newcomer;
+    party_make(&newcomer, 106);
+    const char *addresses[] = {
+        "m1.example:74\x16", /* a control character in the port */
+        "\x1b[2J:7400x",     /* a terminal escape, and no valid port */
+        "caf\xc3:x",         /* invalid UTF-8 */
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9:x", /* valid UTF-8, longer than a quote cuts */
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(addresses); i++) {
+        Ehr__V1__TxBody b = EHR__V1__TX_BODY__INIT;
+        Ehr__V1__MemberProposal p = EHR__V1__MEMBER_PROPOSAL__INIT;
+        Ehr__V1__Member m = EHR__V1__MEMBER__INIT;
+        m.name = "Newcomer Lab";
+        m.role = LAB;
+        m.node_key = (ProtobufCBinaryData){32, newcomer.sig.public_key};
+        m.kx_key = (ProtobufCBinaryData){32, newcomer.kx.public_key};
+        m.peer_address = (char *)addresses[i];
+        p.change_case = EHR__V1__MEMBER_PROPOSAL__CHANGE_ADMIT;
+        p.admit = &m;
+        p.expires_ms = T2;
+        b.payload_case = EHR__V1__TX_BODY__PAYLOAD_MEMBER_PROPOSAL;
+        b.member_proposal = &p;
+        struct tx t;
+        tx_sign(f->w, &f->hosp, &b, &t);
+        struct contracts_tx_result r =
+            apply_expect(f, &t, MALFORMED, "the member to admit: address");
+        if (!ledger_text_ok(r.reason, CONTRACTS_REASON_BYTES_MAX))
+            fail_msg("address %zu: the reason is not printable text: \"%s\"", i, r.reason);
+    }
+}
+
 /* ---- signatures, framing, determinism ---- */
 
 static void test_signatures_are_checked_at_apply(void **state)
@@ -1169,6 +1210,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_governance_needs_a_majority_of_current_members, setup,
                                     teardown),
     cmocka_unit_test(test_governance_keeps_the_last_member),
+    cmocka_unit_test_setup_teardown(test_governance_reasons_are_text, setup, teardown),
     cmocka_unit_test_setup_teardown(test_signatures_are_checked_at_apply, setup, teardown),
     cmocka_unit_test_setup_teardown(test_framing_chain_and_expiry_are_checked_at_apply, setup,
                                     teardown),
