@@ -162,12 +162,13 @@ struct cli__passphrase_source {
 
 /*
  * Obtain a passphrase from SOURCE into P. Returns 0; or an error with a
- * message in WHY: -errno or EHR_ETOOBIG for the file; EHR_EINVAL for a file
- * with more than one line or a confirmation that differs; EHR_ENOTFOUND when
- * there is no file, no variable and no terminal. P is freed on error.
+ * message in DIAG (may be NULL): -errno or EHR_ETOOBIG for the file;
+ * EHR_EINVAL for a file with more than one line or a confirmation that
+ * differs; EHR_ENOTFOUND when there is no file, no variable and no terminal.
+ * P is freed on error.
  */
 int cli__passphrase_get(struct cli__passphrase *p, const struct cli__passphrase_source *source,
-                        char *why, size_t why_size);
+                        ehr_diag *diag);
 
 /* Wipe and free P (safe on a zeroed or already freed one). */
 void cli__passphrase_free(struct cli__passphrase *p);
@@ -338,9 +339,10 @@ int cli__block_show_online(struct cli__ctx *ctx, const struct cli__node_options 
 /*
  * Set BODY's payload from ROOT, {"<payload type>": {<fields>}}, strictly (see
  * payload.c). BODY's payload must be unset. Returns 0 (release with
- * cli__payload_free), or EHR_EINVAL with a reason naming the key in WHY.
+ * cli__payload_free), or EHR_EINVAL with a reason naming the key in DIAG
+ * (may be NULL).
  */
-int cli__payload_from_json(json_t *root, Ehr__V1__TxBody *body, char *why, size_t why_size);
+int cli__payload_from_json(json_t *root, Ehr__V1__TxBody *body, ehr_diag *diag);
 void cli__payload_free(Ehr__V1__TxBody *body);
 
 /* Commands (cmd_*.c). */

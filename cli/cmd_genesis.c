@@ -28,7 +28,6 @@
 
 enum {
     GENESIS_JSON_BYTES_MAX = 1 << 20, /* the members JSON file */
-    WHY_BYTES = 320,
     KEY_HEX_BYTES = 2 * 32 + 1,
     NAME_SHOWN_BYTES_MAX = 48, /* of a member's name, in a message */
 };
@@ -66,15 +65,6 @@ static int role_parse(const char *name, Ehr__V1__MemberRole *out)
     return EHR_EINVAL;
 }
 
-__attribute__((format(printf, 3, 4))) static int say(char *why, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, WHY_BYTES, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
 /* Members built from JSON: protobuf structs pointing into the JSON and into KEYS. */
 struct draft {
     Ehr__V1__Genesis genesis;
@@ -90,22 +80,22 @@ static void draft_free(struct draft *d)
     ehr_free(d->keys);
 }
 
-static int json_string_field(json_t *obj, const char *field, const char **out, char *why)
+static int json_string_field(json_t *obj, const char *field, const char **out, ehr_diag *diag)
 {
     json_t *v = json_object_get(obj, field);
     if (v == NULL)
-        return say(why, EHR_EINVAL, "missing field \"%s\"", field);
+        return ehr_diag_fail(diag, EHR_EINVAL, "missing field \"%s\"", field);
     if (!json_is_string(v))
-        return say(why, EHR_EINVAL, "\"%s\" must be a string", field);
+        return ehr_diag_fail(diag, EHR_EINVAL, "\"%s\" must be a string", field);
     *out = json_string_value(v);
     return 0;
 }
 
 /* Fill M (keys into KEYS) from the JSON object OBJ, checking every field. */
-static int member_from_json(json_t *obj, Ehr__V1__Member *m, uint8_t keys[2][32], char *why)
+static int member_from_json(json_t *obj, Ehr__V1__Member *m, uint8_t keys[2][32], ehr_diag *diag)
 {
     if (!json_is_object(obj))
-        return say(why, EHR_EINVAL, "must be an object");
+        return ehr_diag_fail(diag, EHR_EINVAL, "must be an object");
     const char *key;
     json_t *value;
     json_object_foreach(obj, key, value)
@@ -114,61 +104,61 @@ static int member_from_json(json_t *obj, Ehr__V1__Member *m, uint8_t keys[2][32]
         for (size_t i = 0; i < EHR_ARRAY_COUNT(member_fields); i++)
             known |= strcmp(key, member_fields[i]) == 0;
         if (!known)
-            return say(why, EHR_EINVAL, "unknown field \"%.64s\"", key);
+            return ehr_diag_fail(diag, EHR_EINVAL, "unknown field \"%.64s\"", key);
     }
     const char *name, *role, *node_key, *kx_key, *address;
     int rc;
-    if ((rc = json_string_field(obj, "name", &name, why)) != 0 ||
-        (rc = json_string_field(obj, "role", &role, why)) != 0 ||
-        (rc = json_string_field(obj, "node_key", &node_key, why)) != 0 ||
-        (rc = json_string_field(obj, "kx_key", &kx_key, why)) != 0 ||
-        (rc = json_string_field(obj, "address", &address, why)) != 0)
+    if ((rc = json_string_field(obj, "name", &name, diag)) != 0 ||
+        (rc = json_string_field(obj, "role", &role, diag)) != 0 ||
+        (rc = json_string_field(obj, "node_key", &node_key, diag)) != 0 ||
+        (rc = json_string_field(obj, "kx_key", &kx_key, diag)) != 0 ||
+        (rc = json_string_field(obj, "address", &address, diag)) != 0)
         return rc;
     ehr__v1__member__init(m);
     m->name = (char *)name;
     m->peer_address = (char *)address;
     if (role_parse(role, &m->role) != 0)
-        return say(why, EHR_EINVAL,
-                   "role: \"%.32s\" is not hospital, lab, pharmacy, insurer or regulator", role);
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "role: \"%.32s\" is not hospital, lab, pharmacy, insurer or regulator",
+                             role);
     if (ehr_hex_decode(keys[0], 32, node_key) != 0)
-        return say(why, EHR_EINVAL, "node_key: not 64 hex digits");
+        return ehr_diag_fail(diag, EHR_EINVAL, "node_key: not 64 hex digits");
     if (ehr_hex_decode(keys[1], 32, kx_key) != 0)
-        return say(why, EHR_EINVAL, "kx_key: not 64 hex digits");
+        return ehr_diag_fail(diag, EHR_EINVAL, "kx_key: not 64 hex digits");
     m->node_key = (ProtobufCBinaryData){32, keys[0]};
     m->kx_key = (ProtobufCBinaryData){32, keys[1]};
-    ehr_diag diag;
-    rc = ledger_genesis_member_check(m, &diag);
-    return rc == 0 ? 0 : say(why, rc, "%s", diag.msg);
+    return ledger_genesis_member_check(m, diag);
 }
 
-/* Build D from the members JSON ROOT. On error WHY names the member and field. */
-static int draft_from_json(struct draft *d, json_t *root, char *why)
+/* Build D from the members JSON ROOT. On error DIAG names the member and field. */
+static int draft_from_json(struct draft *d, json_t *root, ehr_diag *diag)
 {
     memset(d, 0, sizeof *d);
     ehr__v1__genesis__init(&d->genesis);
     json_t *list = json_is_object(root) ? json_object_get(root, "members") : NULL;
     if (list == NULL || !json_is_array(list) || json_object_size(root) != 1)
-        return say(why, EHR_EINVAL, "expected {\"members\": [...]} and nothing else");
+        return ehr_diag_fail(diag, EHR_EINVAL, "expected {\"members\": [...]} and nothing else");
     size_t count = json_array_size(list);
     if (count == 0)
-        return say(why, EHR_EINVAL, "no members: a chain needs at least one");
+        return ehr_diag_fail(diag, EHR_EINVAL, "no members: a chain needs at least one");
     if (count > EHR_GENESIS_MEMBERS_MAX)
-        return say(why, EHR_ETOOBIG, "%zu members, over the maximum %d", count,
-                   EHR_GENESIS_MEMBERS_MAX);
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "%zu members, over the maximum %d", count,
+                             EHR_GENESIS_MEMBERS_MAX);
     d->members = ehr_calloc(count, sizeof *d->members);
     d->member_ptrs = ehr_calloc(count, sizeof *d->member_ptrs);
     d->keys = ehr_calloc(count, sizeof *d->keys);
     for (size_t i = 0; i < count; i++) {
-        char member_why[WHY_BYTES];
+        ehr_diag member_why;
         json_t *obj = json_array_get(list, i);
-        if (member_from_json(obj, &d->members[i], d->keys[i], member_why) != 0) {
+        if (member_from_json(obj, &d->members[i], d->keys[i], &member_why) != 0) {
             json_t *name = json_is_object(obj) ? json_object_get(obj, "name") : NULL;
             char shown[NAME_SHOWN_BYTES_MAX + 1];
             if (json_is_string(name)) {
                 cli__text_shown(json_string_value(name), shown, sizeof shown);
-                return say(why, EHR_EINVAL, "member %zu (\"%s\"): %s", i + 1, shown, member_why);
+                return ehr_diag_fail(diag, EHR_EINVAL, "member %zu (\"%s\"): %s", i + 1, shown,
+                                     member_why.msg);
             }
-            return say(why, EHR_EINVAL, "member %zu: %s", i + 1, member_why);
+            return ehr_diag_fail(diag, EHR_EINVAL, "member %zu: %s", i + 1, member_why.msg);
         }
         d->member_ptrs[i] = &d->members[i];
     }
@@ -274,7 +264,7 @@ static int json_file_load(const char *path, json_t **out)
     *out = json_loadb((const char *)text, text_len, JSON_REJECT_DUPLICATES, &error);
     ehr_free(text);
     if (*out == NULL) {
-        char why[WHY_BYTES];
+        char why[EHR_DIAG_BYTES_MAX];
         snprintf(why, sizeof why, "line %d column %d: %s", error.line, error.column, error.text);
         return cli__fail(why, "parse members %s", path);
     }
@@ -341,7 +331,6 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
     if (ledger_chain_id_check(chain_id, &diag) != 0)
         return cli__usage_error(ctx, "--chain-id: %s", diag.msg);
 
-    char why[WHY_BYTES];
     json_t *root = NULL;
     if (members_path != NULL) {
         if (json_file_load(members_path, &root) != 0)
@@ -372,20 +361,18 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
     struct draft d;
     uint8_t *packed = NULL;
     size_t packed_len = 0;
-    int rc = draft_from_json(&d, root, why);
+    int rc = draft_from_json(&d, root, &diag);
     if (rc == 0) {
         d.genesis.chain_id = (char *)chain_id;
         d.genesis.time_ms = time_given ? time_ms : now_ms();
         /* The ledger's own check, as every node will make it (members that
          * collide are found here). */
         rc = ledger_genesis_encode(&d.genesis, &packed, &packed_len, &diag);
-        if (rc != 0)
-            snprintf(why, sizeof why, "%s", diag.msg);
     }
     if (rc != 0) {
         draft_free(&d);
         json_decref(root);
-        return cli__fail(why, "genesis from %s", members_path);
+        return cli__fail(diag.msg, "genesis from %s", members_path);
     }
     uint8_t hash[32];
     ehr_sha256(hash, packed, packed_len);
@@ -465,9 +452,9 @@ int cli__cmd_genesis_member(struct cli__ctx *ctx, int argc, char **argv)
         return cli__usage_error(ctx,
                                 "--role must be hospital, lab, pharmacy, insurer or regulator");
     ehr_keyfile_info info;
-    char key_why[EHR_KEYFILE_MESSAGE_BYTES];
-    if (ehr_keyfile_read_info(key_path, &info, key_why) != 0)
-        return cli__fail(key_why, "read key file %s", key_path);
+    ehr_diag key_why;
+    if (ehr_keyfile_read_info(key_path, &info, &key_why) != 0)
+        return cli__fail(key_why.msg, "read key file %s", key_path);
     m.node_key = (ProtobufCBinaryData){32, info.signing_public_key};
     m.kx_key = (ProtobufCBinaryData){32, info.kx_public_key};
     ehr_diag diag;

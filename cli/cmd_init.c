@@ -71,20 +71,19 @@ static int ledger_create(const struct init_args *a, const uint8_t *genesis, size
     ledger *l = NULL;
     if (cli__ledger_open(a->data, false, &l) != 0)
         return CLI_EXIT_FAIL;
-    int rc = ledger_genesis_init(l, genesis, len);
-    char why[EHR_DIAG_BYTES_MAX + 64];
-    snprintf(why, sizeof why, "%s", ledger_last_error(l));
+    ehr_diag why = {""};
+    int rc = ledger_genesis_init(l, genesis, len, &why);
     ledger_close(l);
     if (rc == EHR_EEXIST && a->force) {
         /* Re-initialising: the ledger stays only if it is this chain's. */
-        char err[NODE_DATADIR_ERROR_BYTES_MAX];
-        if (node_datadir_check_genesis(a->data, genesis, len, err, sizeof err) != 0)
-            return cli__fail(err, "keep the existing ledger (remove it by hand to start over)");
+        ehr_diag err;
+        if (node_datadir_check_genesis(a->data, genesis, len, &err) != 0)
+            return cli__fail(err.msg, "keep the existing ledger (remove it by hand to start over)");
         return CLI_EXIT_OK;
     }
     if (rc != 0)
-        return cli__fail(why[0] != '\0' ? why : ehr_strerror(rc), "initialise the ledger in %s",
-                         a->data);
+        return cli__fail(why.msg[0] != '\0' ? why.msg : ehr_strerror(rc),
+                         "initialise the ledger in %s", a->data);
     return CLI_EXIT_OK;
 }
 
@@ -120,9 +119,9 @@ static int config_create(const struct init_args *a, const char *config_path, con
     cfg.key_file = (char *)key_path;
     cfg.peer_listen = (char *)a->peer_listen;
     cfg.rpc_listen = (char *)a->rpc_listen;
-    char err[NODE_CONFIG_ERROR_BYTES_MAX];
-    if (node_config_write(config_path, &cfg, a->force, err, sizeof err) != 0)
-        return cli__fail(err, "write the config file");
+    ehr_diag err;
+    if (node_config_write(config_path, &cfg, a->force, &err) != 0)
+        return cli__fail(err.msg, "write the config file");
     return CLI_EXIT_OK;
 }
 
@@ -205,9 +204,9 @@ static int init_run(struct cli__ctx *ctx, const struct init_args *a, const uint8
     if (realpath(a->data, real_dir) == NULL)
         return cli__fail(ehr_strerror(-errno), "resolve %s", a->data);
     struct node_datadir_lock lock;
-    char err[NODE_DATADIR_ERROR_BYTES_MAX];
-    if (node_datadir_lock(real_dir, &lock, err, sizeof err) != 0)
-        return cli__fail(err, "lock %s", a->data);
+    ehr_diag err;
+    if (node_datadir_lock(real_dir, &lock, &err) != 0)
+        return cli__fail(err.msg, "lock %s", a->data);
     char key_path[PATH_MAX + 16];
     snprintf(key_path, sizeof key_path, "%s/%s", real_dir, NODE_KEY_NAME);
     int exit_code = ledger_create(a, genesis, genesis_len);
@@ -285,11 +284,11 @@ int cli__cmd_init(struct cli__ctx *ctx, int argc, char **argv)
         a.rpc_listen == NULL)
         return cli__usage_error(ctx, "--genesis, --key, --data, --peer-listen and --rpc-listen are "
                                      "required");
-    char why[NODE_CONFIG_ERROR_BYTES_MAX];
-    if (node_config_address_check(a.peer_listen, why, sizeof why) != 0)
-        return cli__usage_error(ctx, "--peer-listen: %s", why);
-    if (node_config_address_check(a.rpc_listen, why, sizeof why) != 0)
-        return cli__usage_error(ctx, "--rpc-listen: %s", why);
+    ehr_diag why;
+    if (node_config_address_check(a.peer_listen, &why) != 0)
+        return cli__usage_error(ctx, "--peer-listen: %s", why.msg);
+    if (node_config_address_check(a.rpc_listen, &why) != 0)
+        return cli__usage_error(ctx, "--rpc-listen: %s", why.msg);
     if (strlen(a.data) == 0 || strlen(a.data) > NODE_DATADIR_PATH_BYTES_MAX)
         return cli__usage_error(ctx, "--data: a path of 1 to %d bytes",
                                 NODE_DATADIR_PATH_BYTES_MAX);

@@ -16,7 +16,7 @@
 
 #include "cli_internal.h"
 
-enum { WHY_BYTES = 256, PROMPT_BYTES = PATH_MAX + 64 };
+enum { PROMPT_BYTES = PATH_MAX + 64 };
 
 /* Parse a --kdf value; "min" is for tests and fuzzing, not offered here. */
 static int kdf_option(struct cli__ctx *ctx, const char *name, ehr_kdf_params *out)
@@ -83,14 +83,14 @@ static int print_keyfile(struct cli__ctx *ctx, const char *path, const ehr_keyfi
 static int new_passphrase(struct cli__passphrase *p, const struct cli__passphrase_source *source,
                           bool allow_empty, const char *what)
 {
-    char why[WHY_BYTES];
+    ehr_diag why;
     if (allow_empty) {
         p->bytes = NULL;
         p->len = 0;
         return CLI_EXIT_OK;
     }
-    if (cli__passphrase_get(p, source, why, sizeof why) != 0)
-        return cli__fail(why, "%s", what);
+    if (cli__passphrase_get(p, source, &why) != 0)
+        return cli__fail(why.msg, "%s", what);
     if (p->len == 0) {
         cli__passphrase_free(p);
         return cli__fail("empty passphrase refused (--no-passphrase stores the key unprotected)",
@@ -102,32 +102,31 @@ static int new_passphrase(struct cli__passphrase *p, const struct cli__passphras
 int cli__identity_load(const char *path, const char *passphrase_file, ehr_identity **out,
                        ehr_keyfile_info *info)
 {
-    char why[WHY_BYTES];
-    char keyfile_why[EHR_KEYFILE_MESSAGE_BYTES];
+    ehr_diag why;
     *out = NULL;
     /* Read the clear header first: a bad file is reported before any prompt. */
-    int rc = ehr_keyfile_read_info(path, info, keyfile_why);
+    int rc = ehr_keyfile_read_info(path, info, &why);
     if (rc != 0)
-        return cli__fail(keyfile_why, "open key file %s", path);
+        return cli__fail(why.msg, "open key file %s", path);
     struct cli__passphrase pass = {NULL, 0};
     if ((info->flags & EHR_KEYFILE_FLAG_EMPTY_PASSPHRASE) == 0) {
         char prompt[PROMPT_BYTES];
         snprintf(prompt, sizeof prompt, "passphrase for %s: ", path);
         struct cli__passphrase_source source = {passphrase_file, "--passphrase-file",
                                                 "EHR_PASSPHRASE", prompt, false};
-        if (cli__passphrase_get(&pass, &source, why, sizeof why) != 0)
-            return cli__fail(why, "open key file %s", path);
+        if (cli__passphrase_get(&pass, &source, &why) != 0)
+            return cli__fail(why.msg, "open key file %s", path);
     }
     ehr_identity *id = sodium_malloc(sizeof *id);
     if (id == NULL) {
         cli__passphrase_free(&pass);
         return cli__fail("cannot allocate locked memory", "open key file %s", path);
     }
-    rc = ehr_keyfile_load(path, id, info, pass.bytes, pass.len, keyfile_why);
+    rc = ehr_keyfile_load(path, id, info, pass.bytes, pass.len, &why);
     cli__passphrase_free(&pass);
     if (rc != 0) {
         sodium_free(id);
-        return cli__fail(keyfile_why, "open key file %s", path);
+        return cli__fail(why.msg, "open key file %s", path);
     }
     if (mode_too_open(path))
         fprintf(stderr, "ehrctl: warning: key file %s is readable by others (chmod 600 it)\n",
@@ -216,10 +215,10 @@ int cli__cmd_keygen(struct cli__ctx *ctx, int argc, char **argv)
                                           : ehr_strerror(rc),
                          "%s", what);
     ehr_keyfile_info info;
-    char why[EHR_KEYFILE_MESSAGE_BYTES];
-    rc = ehr_keyfile_read_info(out, &info, why); /* report what is on disk */
+    ehr_diag why;
+    rc = ehr_keyfile_read_info(out, &info, &why); /* report what is on disk */
     if (rc != 0)
-        return cli__fail(why, "read back key file %s", out);
+        return cli__fail(why.msg, "read back key file %s", out);
     return print_keyfile(ctx, out, &info);
 }
 
@@ -235,9 +234,9 @@ int cli__cmd_key_show(struct cli__ctx *ctx, int argc, char **argv)
         return cli__usage_error(ctx, "expected exactly one FILE");
     const char *path = argv[optind];
     ehr_keyfile_info info;
-    char why[EHR_KEYFILE_MESSAGE_BYTES];
-    if (ehr_keyfile_read_info(path, &info, why) != 0)
-        return cli__fail(why, "read key file %s", path);
+    ehr_diag why;
+    if (ehr_keyfile_read_info(path, &info, &why) != 0)
+        return cli__fail(why.msg, "read key file %s", path);
     return print_keyfile(ctx, path, &info);
 }
 
@@ -305,8 +304,8 @@ int cli__cmd_key_passwd(struct cli__ctx *ctx, int argc, char **argv)
     sodium_free(id);
     if (rc != 0)
         return cli__fail(ehr_strerror(rc), "%s", what);
-    char why[EHR_KEYFILE_MESSAGE_BYTES];
-    if (ehr_keyfile_read_info(path, &info, why) != 0)
-        return cli__fail(why, "read back key file %s", path);
+    ehr_diag why;
+    if (ehr_keyfile_read_info(path, &info, &why) != 0)
+        return cli__fail(why.msg, "read back key file %s", path);
     return print_keyfile(ctx, path, &info);
 }

@@ -60,7 +60,7 @@ static const char *open_error_text(int rc)
 
 int cli__ledger_open(const char *dir, bool read_only, ledger **out)
 {
-    int rc = ledger_open(dir, &(ledger_options){.read_only = read_only}, out);
+    int rc = ledger_open(dir, &(ledger_options){.read_only = read_only}, out, NULL);
     if (rc != 0)
         return cli__fail(open_error_text(rc), "open ledger %s", dir);
     return 0;
@@ -192,17 +192,18 @@ int cli__cmd_ledger_init(struct cli__ctx *ctx, int argc, char **argv)
     bool created = false;
     ledger_chain chain;
     if (exit_code == 0) {
-        int rc = ledger_chain_get(l, &chain);
+        ehr_diag why;
+        int rc = ledger_chain_get(l, &chain, &why);
         if (rc == EHR_ENOTFOUND) {
-            rc = ledger_genesis_init(l, file.bytes, file.len);
+            rc = ledger_genesis_init(l, file.bytes, file.len, &why);
             created = rc == 0;
             if (rc == EHR_EEXIST) /* another process initialised it meanwhile */
                 rc = 0;
             if (rc == 0)
-                rc = ledger_chain_get(l, &chain);
+                rc = ledger_chain_get(l, &chain, &why);
         }
         if (rc != 0)
-            exit_code = cli__fail(ledger_last_error(l), "initialise ledger %s", dir);
+            exit_code = cli__fail(why.msg, "initialise ledger %s", dir);
     }
     char want_hex[HASH_HEX_BYTES], have_hex[HASH_HEX_BYTES], block_hex[HASH_HEX_BYTES];
     if (exit_code == 0) {
@@ -273,7 +274,7 @@ static void block_hash_hex(ledger *l, uint64_t height, char out_hex[HASH_HEX_BYT
     size_t len = 0;
     ledger_block_view view;
     memcpy(out_hex, "?", 2);
-    if (ledger_block_get(l, height, &bytes, &len) == 0 &&
+    if (ledger_block_get(l, height, &bytes, &len, NULL) == 0 &&
         ledger_block_parse(bytes, len, &view, NULL) == 0) {
         hex32(out_hex, view.hash);
         ledger_block_view_release(&view);
@@ -350,14 +351,14 @@ int cli__cmd_ledger_status(struct cli__ctx *ctx, int argc, char **argv)
     ledger_chain chain;
     ledger_tip tip;
     ledger_stats stats;
-    int rc = ledger_chain_get(l, &chain);
+    ehr_diag why;
+    int rc = ledger_chain_get(l, &chain, &why);
     if (rc == 0)
-        rc = ledger_tip_get(l, &tip);
+        rc = ledger_tip_get(l, &tip, &why);
     if (rc == 0)
-        rc = ledger_stats_get(l, &stats);
+        rc = ledger_stats_get(l, &stats, &why);
     if (rc != 0) {
-        exit_code = cli__fail(rc == EHR_ENOTFOUND ? "no genesis yet (ehrctl ledger init)"
-                                                  : ledger_last_error(l),
+        exit_code = cli__fail(rc == EHR_ENOTFOUND ? "no genesis yet (ehrctl ledger init)" : why.msg,
                               "ledger status %s", dir);
         ledger_close(l);
         return exit_code;
@@ -462,17 +463,18 @@ int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv)
     uint8_t *envelope = NULL, *block = NULL;
     size_t envelope_len = 0, block_len = 0;
     ledger_chain chain;
-    int rc = ledger_tx_get(l, hash, &loc, &envelope, &envelope_len);
+    ehr_diag why;
+    int rc = ledger_tx_get(l, hash, &loc, &envelope, &envelope_len, &why);
     if (rc == EHR_ENOTFOUND) {
         exit_code = cli__fail("not on this ledger", "tx %s", hash_arg);
         goto done;
     }
     if (rc == 0)
-        rc = ledger_chain_get(l, &chain);
+        rc = ledger_chain_get(l, &chain, &why);
     if (rc == 0)
-        rc = ledger_block_get(l, loc.height, &block, &block_len);
+        rc = ledger_block_get(l, loc.height, &block, &block_len, &why);
     if (rc != 0) {
-        exit_code = cli__fail(ledger_last_error(l), "tx %s", hash_arg);
+        exit_code = cli__fail(why.msg, "tx %s", hash_arg);
         goto done;
     }
     ehr_diag diag;
@@ -515,18 +517,19 @@ int cli__cmd_block_show(struct cli__ctx *ctx, int argc, char **argv)
         return CLI_EXIT_FAIL;
     uint8_t *bytes = NULL;
     size_t len = 0;
-    int rc = ledger_block_get(l, height, &bytes, &len);
+    ehr_diag diag;
+    int rc = ledger_block_get(l, height, &bytes, &len, &diag);
     if (rc != 0) {
         ledger_tip tip;
-        char why[LINE_BYTES];
-        if (rc == EHR_ENOTFOUND && ledger_tip_get(l, &tip) == 0)
+        char why[EHR_DIAG_BYTES_MAX];
+        if (rc == EHR_ENOTFOUND && ledger_tip_get(l, &tip, NULL) == 0)
             snprintf(why, sizeof why, "no block at height %llu (tip is %llu)",
                      (unsigned long long)height, (unsigned long long)tip.height);
         else if (rc == EHR_ENOTFOUND)
             snprintf(why, sizeof why, "no block at height %llu (the ledger has no genesis yet)",
                      (unsigned long long)height);
         else
-            snprintf(why, sizeof why, "%s", ledger_last_error(l));
+            snprintf(why, sizeof why, "%s", diag.msg);
         ledger_close(l);
         return cli__fail(why, "block show");
     }

@@ -201,8 +201,7 @@ static bool status_try_leader(const struct cli__node_options *o, struct cli__nod
         return false;
     snprintf(node->address, sizeof node->address, "%s", o->address);
     node->timeout_ms = o->timeout_ms;
-    char err[CLI_HOST_BYTES_MAX + 128];
-    if (rpc_sync_open(node->host, node->port, o->timeout_ms, &node->sync, err, sizeof err) != 0) {
+    if (rpc_sync_open(node->host, node->port, o->timeout_ms, &node->sync, NULL) != 0) {
         node->sync = NULL;
         return false;
     }
@@ -378,11 +377,11 @@ static int submit_payload_read(struct cli__ctx *ctx, const char *path, Ehr__V1__
     if (root == NULL)
         return cli__usage_error(ctx, "payload %s: not JSON: line %d: %s", path, error.line,
                                 error.text);
-    char why[LINE_BYTES];
-    rc = cli__payload_from_json(root, body, why, sizeof why);
+    ehr_diag why;
+    rc = cli__payload_from_json(root, body, &why);
     json_decref(root);
     if (rc != 0)
-        return cli__usage_error(ctx, "payload %s: %s", path, why);
+        return cli__usage_error(ctx, "payload %s: %s", path, why.msg);
     /* The smallest body this payload can make (empty chain id, no expiry):
      * if even that is over the limit, say so before a passphrase or a call. */
     uint8_t zeros[EHR_TX_NONCE_BYTES + EHR_SCHNORR_PUBLIC_BYTES] = {0};

@@ -31,6 +31,7 @@
 enum {
     REQUEST_FILE_BYTES_MAX = 64 * 1024, /* a request description: 12 short values */
     WHY_BYTES = 256,
+    REQUEST_WHY_BYTES = 448, /* a request file's fault: a long quoted key and a list of names */
 };
 
 /* A program to show or run: read from a compiled file or compiled from source. */
@@ -45,10 +46,11 @@ static bool is_compiled(const uint8_t *bytes, size_t len)
     return len > 0 && bytes[0] == CONTRACTS_VM_VERSION;
 }
 
-/* Print a compile error as FILE:LINE:COLUMN: message. Returns CLI_EXIT_FAIL. */
-static int compile_error(const char *path, const char *why)
+/* Print a compile error as FILE:LINE:COLUMN: message (DIAG holds LINE:COLUMN: message).
+ * Returns CLI_EXIT_FAIL. */
+static int compile_error(const char *path, const ehr_diag *diag)
 {
-    fprintf(stderr, "%s:%s\n", path, why);
+    fprintf(stderr, "%s:%s\n", path, diag->msg);
     return CLI_EXIT_FAIL;
 }
 
@@ -93,12 +95,12 @@ static int program_load(const char *path, struct program *p)
         ehr_free(bytes);
         return 0;
     }
-    char why[CONTRACTS_POLICY_WHY_BYTES];
-    rc = contracts_policy_compile((const char *)bytes, len, p->code, sizeof p->code, &p->len, why,
-                                  sizeof why);
+    ehr_diag diag;
+    rc =
+        contracts_policy_compile((const char *)bytes, len, p->code, sizeof p->code, &p->len, &diag);
     ehr_free(bytes);
     if (rc != 0)
-        return compile_error(path, why);
+        return compile_error(path, &diag);
     p->from_source = true;
     return 0;
 }
@@ -139,12 +141,11 @@ int cli__cmd_policy_compile(struct cli__ctx *ctx, int argc, char **argv)
     }
     uint8_t code[CONTRACTS_POLICY_BYTES_MAX];
     size_t code_len;
-    char why[CONTRACTS_POLICY_WHY_BYTES];
-    rc = contracts_policy_compile((const char *)bytes, len, code, sizeof code, &code_len, why,
-                                  sizeof why);
+    ehr_diag diag;
+    rc = contracts_policy_compile((const char *)bytes, len, code, sizeof code, &code_len, &diag);
     ehr_free(bytes);
     if (rc != 0)
-        return compile_error(path, why);
+        return compile_error(path, &diag);
 
     if (out != NULL) {
         rc = ehr_file_write_atomic(out, code, code_len, 0644, force);
@@ -190,8 +191,8 @@ int cli__cmd_policy_show(struct cli__ctx *ctx, int argc, char **argv)
     if (rc != 0)
         return rc;
 
-    char why[CONTRACTS_VM_WHY_BYTES];
-    bool verified = contracts_vm_verify(p.code, p.len, why, sizeof why) == 0;
+    ehr_diag diag;
+    bool verified = contracts_vm_verify(p.code, p.len, &diag) == 0;
     static char listing[CONTRACTS_POLICY_LISTING_BYTES_MAX];
     rc = contracts_policy_disassemble(p.code, p.len, listing, sizeof listing);
     EHR_ASSERT(rc != EHR_ETOOBIG); /* any program within the limit fits the listing */
@@ -210,7 +211,7 @@ int cli__cmd_policy_show(struct cli__ctx *ctx, int argc, char **argv)
         json_t *root =
             json_pack("{s:o, s:b, s:I, s:s, s:b, s:o, s:o}", "file", cli__json_text(path), "source",
                       p.from_source, "bytes", (json_int_t)p.len, "hex", hex, "verified", verified,
-                      "why", verified ? json_null() : json_string(why), "listing", lines);
+                      "why", verified ? json_null() : json_string(diag.msg), "listing", lines);
         if (root == NULL)
             ehr_panic("out of memory building JSON");
         int print_rc = cli__json_print(root);
@@ -222,8 +223,10 @@ int cli__cmd_policy_show(struct cli__ctx *ctx, int argc, char **argv)
     cli__print_field("policy", line);
     snprintf(line, sizeof line, "%zu", p.len);
     cli__print_field("bytes", line);
-    snprintf(line, sizeof line, "%s%s", verified ? "ok" : "FAILED: ", verified ? "" : why);
-    cli__print_field("verify", line);
+    char verdict[sizeof "FAILED: " + EHR_DIAG_BYTES_MAX];
+    snprintf(verdict, sizeof verdict, "%s%s",
+             verified ? "ok" : "FAILED: ", verified ? "" : diag.msg);
+    cli__print_field("verify", verdict);
     printf("\n%s", listing);
     return exit_code;
 }
@@ -361,7 +364,7 @@ static int request_load(const char *path, struct contracts_vm_request *r)
     json_error_t error;
     json_t *root = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &error);
     ehr_free(bytes);
-    char why[WHY_BYTES + CONTRACTS_POLICY_WHY_BYTES];
+    char why[REQUEST_WHY_BYTES];
     if (root == NULL) {
         snprintf(why, sizeof why, "not JSON: line %d column %d: %s", error.line, error.column,
                  error.text);
@@ -404,9 +407,9 @@ int cli__cmd_policy_eval(struct cli__ctx *ctx, int argc, char **argv)
     int rc = program_load(path, &p);
     if (rc != 0)
         return rc;
-    char why[CONTRACTS_VM_WHY_BYTES];
-    if (contracts_vm_verify(p.code, p.len, why, sizeof why) != 0)
-        return cli__fail(why, "%s does not verify (a node would refuse it)", path);
+    ehr_diag diag;
+    if (contracts_vm_verify(p.code, p.len, &diag) != 0)
+        return cli__fail(diag.msg, "%s does not verify (a node would refuse it)", path);
     struct contracts_vm_request request;
     if ((rc = request_load(request_path, &request)) != 0)
         return rc;

@@ -100,11 +100,11 @@ int cli__node_open(struct cli__node *node, const struct cli__node_options *o, co
     EHR_ASSERT(rc == 0); /* checked by cli__node_options_finish */
     snprintf(node->address, sizeof node->address, "%s", o->address);
     node->timeout_ms = o->timeout_ms;
-    char err[CLI_HOST_BYTES_MAX + 128];
-    rc = rpc_sync_open(node->host, node->port, o->timeout_ms, &node->sync, err, sizeof err);
+    ehr_diag err;
+    rc = rpc_sync_open(node->host, node->port, o->timeout_ms, &node->sync, &err);
     if (rc != 0) {
-        char why[sizeof err + 64];
-        snprintf(why, sizeof why, "%s (UNAVAILABLE)", err);
+        char why[sizeof err.msg + 64];
+        snprintf(why, sizeof why, "%s (UNAVAILABLE)", err.msg);
         cli__fail(why, "%s", what);
         node->sync = NULL;
         return CLI_EXIT_UNAVAILABLE;

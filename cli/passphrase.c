@@ -92,12 +92,6 @@ static void tty_signals_release(const struct sigaction old[EHR_ARRAY_COUNT(tty_s
         sigaction(tty_signals[i], &old[i], NULL);
 }
 
-static int fail_why(int rc, char *why, size_t why_size, const char *text)
-{
-    snprintf(why, why_size, "%s", text);
-    return rc;
-}
-
 /* tcsetattr, again if a signal interrupted it. Returns 0 or -errno. */
 static int tty_set(int fd, const struct termios *tio)
 {
@@ -165,11 +159,11 @@ static int tty_read_line(int fd, const char *prompt, char *buf, size_t *len)
 }
 
 static int from_terminal(struct cli__passphrase *p, const struct cli__passphrase_source *source,
-                         char *why, size_t why_size)
+                         ehr_diag *diag)
 {
     int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
-        return fail_why(EHR_ENOTFOUND, why, why_size, "cannot open the terminal to ask for it");
+        return ehr_diag_fail(diag, EHR_ENOTFOUND, "cannot open the terminal to ask for it");
     int rc = tty_read_line(fd, source->prompt, p->bytes, &p->len);
     if (rc == 0 && source->confirm) {
         char *again = sodium_malloc(EHR_PASSPHRASE_BUFFER_BYTES);
@@ -184,34 +178,33 @@ static int from_terminal(struct cli__passphrase *p, const struct cli__passphrase
             sodium_free(again);
         if (rc == EHR_EINVAL) {
             close(fd);
-            return fail_why(rc, why, why_size, "the two passphrases differ");
+            return ehr_diag_fail(diag, rc, "the two passphrases differ");
         }
     }
     close(fd);
     if (rc == EHR_ETOOBIG)
-        return fail_why(rc, why, why_size, "passphrase is longer than 1024 bytes");
+        return ehr_diag_fail(diag, rc, "passphrase is longer than 1024 bytes");
     if (rc != 0)
-        return fail_why(rc, why, why_size, ehr_strerror(rc));
+        return ehr_diag_fail(diag, rc, "%s", ehr_strerror(rc));
     return 0;
 }
 
 int cli__passphrase_get(struct cli__passphrase *p, const struct cli__passphrase_source *source,
-                        char *why, size_t why_size)
+                        ehr_diag *diag)
 {
     EHR_ASSERT(p != NULL && source != NULL);
-    EHR_ASSERT(why != NULL && why_size > 0);
     EHR_ASSERT(source->flag_name != NULL && source->env_name != NULL);
     p->len = 0;
     p->bytes = sodium_malloc(EHR_PASSPHRASE_BUFFER_BYTES);
     if (p->bytes == NULL)
-        return fail_why(-ENOMEM, why, why_size, "cannot allocate locked memory");
+        return ehr_diag_fail(diag, -ENOMEM, "cannot allocate locked memory");
     /* A file, else the environment: as ehrd reads them (ehr_passphrase_read). */
-    int rc = ehr_passphrase_read(source->file, source->env_name, p->bytes, &p->len, why, why_size);
+    int rc = ehr_passphrase_read(source->file, source->env_name, p->bytes, &p->len, diag);
     if (rc == EHR_ENOTFOUND && isatty(STDIN_FILENO)) {
-        rc = from_terminal(p, source, why, why_size);
+        rc = from_terminal(p, source, diag);
     } else if (rc == EHR_ENOTFOUND) {
-        snprintf(why, why_size, "no passphrase: give %s, set $%s, or run on a terminal",
-                 source->flag_name, source->env_name);
+        rc = ehr_diag_fail(diag, rc, "no passphrase: give %s, set $%s, or run on a terminal",
+                           source->flag_name, source->env_name);
     }
     if (rc != 0)
         cli__passphrase_free(p);

@@ -41,14 +41,13 @@ static void free_cb(void *data, void *p)
 
 static ProtobufCAllocator allocator = {alloc_cb, free_cb, NULL};
 
-static int fail(char *why, size_t why_size, const char *path, const char *text)
+static int fail(ehr_diag *diag, const char *path, const char *text)
 {
-    snprintf(why, why_size, "%s: %s", path, text);
-    return EHR_EINVAL;
+    return ehr_diag_fail(diag, EHR_EINVAL, "%s: %s", path, text);
 }
 
 static int message_from_json(const ProtobufCMessageDescriptor *desc, json_t *obj, const char *path,
-                             ProtobufCMessage **out, char *why, size_t why_size);
+                             ProtobufCMessage **out, ehr_diag *diag);
 
 /* A uint64 from a JSON integer >= 0 or a decimal string. Returns 0 or EHR_EINVAL. */
 static int u64_from_json(json_t *v, uint64_t max, uint64_t *out)
@@ -79,49 +78,49 @@ static int i64_from_json(json_t *v, int64_t min, int64_t max, int64_t *out)
 
 /*
  * Store JSON value V as one value of field FD at P (the field itself, or one
- * element of a repeated field's array). Returns 0 or EHR_EINVAL with WHY.
+ * element of a repeated field's array). Returns 0 or EHR_EINVAL with DIAG.
  */
 
 static int value_from_json(const ProtobufCFieldDescriptor *fd, json_t *v, const char *path, void *p,
-                           char *why, size_t why_size)
+                           ehr_diag *diag)
 {
     uint64_t u;
     int64_t i;
     switch (fd->type) {
     case PROTOBUF_C_TYPE_BOOL:
         if (!json_is_boolean(v))
-            return fail(why, why_size, path, "wants true or false");
+            return fail(diag, path, "wants true or false");
         *(protobuf_c_boolean *)p = json_is_true(v);
         return 0;
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
         if (u64_from_json(v, UINT32_MAX, &u) != 0)
-            return fail(why, why_size, path, "wants an integer from 0 to 4294967295");
+            return fail(diag, path, "wants an integer from 0 to 4294967295");
         *(uint32_t *)p = (uint32_t)u;
         return 0;
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
         if (u64_from_json(v, UINT64_MAX, &u) != 0)
-            return fail(why, why_size, path, "wants an integer from 0 to 2^64-1");
+            return fail(diag, path, "wants an integer from 0 to 2^64-1");
         *(uint64_t *)p = u;
         return 0;
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
         if (i64_from_json(v, INT32_MIN, INT32_MAX, &i) != 0)
-            return fail(why, why_size, path, "wants a 32-bit integer");
+            return fail(diag, path, "wants a 32-bit integer");
         *(int32_t *)p = (int32_t)i;
         return 0;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
         if (i64_from_json(v, INT64_MIN, INT64_MAX, &i) != 0)
-            return fail(why, why_size, path, "wants a 64-bit integer");
+            return fail(diag, path, "wants a 64-bit integer");
         *(int64_t *)p = i;
         return 0;
     case PROTOBUF_C_TYPE_FLOAT:
     case PROTOBUF_C_TYPE_DOUBLE:
-        return fail(why, why_size, path, "floating-point fields are not supported");
+        return fail(diag, path, "floating-point fields are not supported");
     case PROTOBUF_C_TYPE_ENUM: {
         const ProtobufCEnumDescriptor *ed = fd->descriptor;
         const ProtobufCEnumValue *ev =
@@ -135,17 +134,17 @@ static int value_from_json(const ProtobufCFieldDescriptor *fd, json_t *v, const 
                 *c = (char)tolower((unsigned char)*c);
             snprintf(text, sizeof text, "wants one of the %s names, e.g. \"%s\" or \"%s\"",
                      ed->short_name, example->name, short_name);
-            return fail(why, why_size, path, text);
+            return fail(diag, path, text);
         }
         *(int *)p = ev->value;
         return 0;
     }
     case PROTOBUF_C_TYPE_STRING: {
         if (!json_is_string(v))
-            return fail(why, why_size, path, "wants a string");
+            return fail(diag, path, "wants a string");
         size_t len = json_string_length(v);
         if (memchr(json_string_value(v), '\0', len) != NULL)
-            return fail(why, why_size, path, "a string with a NUL character");
+            return fail(diag, path, "a string with a NUL character");
         char *s = ehr_malloc(len + 1);
         memcpy(s, json_string_value(v), len + 1);
         *(char **)p = s;
@@ -153,10 +152,10 @@ static int value_from_json(const ProtobufCFieldDescriptor *fd, json_t *v, const 
     }
     case PROTOBUF_C_TYPE_BYTES: {
         if (!json_is_string(v))
-            return fail(why, why_size, path, "wants a string of hex digits");
+            return fail(diag, path, "wants a string of hex digits");
         size_t len = json_string_length(v);
         if (len % 2 != 0)
-            return fail(why, why_size, path, "not hex (an odd number of digits)");
+            return fail(diag, path, "not hex (an odd number of digits)");
         ProtobufCBinaryData *b = p;
         b->len = len / 2;
         b->data = b->len > 0 ? ehr_malloc(b->len) : NULL;
@@ -164,28 +163,28 @@ static int value_from_json(const ProtobufCFieldDescriptor *fd, json_t *v, const 
             ehr_free(b->data);
             b->data = NULL;
             b->len = 0;
-            return fail(why, why_size, path, "not hex");
+            return fail(diag, path, "not hex");
         }
         return 0;
     }
     case PROTOBUF_C_TYPE_MESSAGE:
-        return message_from_json(fd->descriptor, v, path, (ProtobufCMessage **)p, why, why_size);
+        return message_from_json(fd->descriptor, v, path, (ProtobufCMessage **)p, diag);
     }
-    return fail(why, why_size, path, "a field type ehrctl cannot fill");
+    return fail(diag, path, "a field type ehrctl cannot fill");
 }
 
 /*
  * Fill a new message of type DESC from the JSON object OBJ. Returns 0 and
  * *OUT (free with protobuf_c_message_free_unpacked(*OUT, &allocator)), or
- * EHR_EINVAL with WHY naming the key; *OUT is then NULL.
+ * EHR_EINVAL with DIAG naming the key; *OUT is then NULL.
  */
 static int message_from_json(const ProtobufCMessageDescriptor *desc, json_t *obj, const char *path,
-                             ProtobufCMessage **out, char *why, size_t why_size)
+                             ProtobufCMessage **out, ehr_diag *diag)
 {
     EHR_ASSERT(desc->magic == PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC);
     *out = NULL;
     if (!json_is_object(obj))
-        return fail(why, why_size, path, "wants an object {...}");
+        return fail(diag, path, "wants an object {...}");
     ProtobufCMessage *msg = ehr_calloc(1, desc->sizeof_message);
     desc->message_init(msg);
     const char *key;
@@ -198,15 +197,14 @@ static int message_from_json(const ProtobufCMessageDescriptor *desc, json_t *obj
         const ProtobufCFieldDescriptor *fd =
             protobuf_c_message_descriptor_get_field_by_name(desc, key);
         if (fd == NULL) {
-            snprintf(why, why_size, "unknown key \"%s\" (%s has no such field)", sub,
-                     desc->short_name);
-            rc = EHR_EINVAL;
+            rc = ehr_diag_fail(diag, EHR_EINVAL, "unknown key \"%s\" (%s has no such field)", sub,
+                               desc->short_name);
             break;
         }
         uint8_t *base = (uint8_t *)msg;
         if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
             if (!json_is_array(v)) {
-                rc = fail(why, why_size, sub, "wants an array [...]");
+                rc = fail(diag, sub, "wants an array [...]");
                 break;
             }
             size_t count = json_array_size(v); /* bounded by the file's size */
@@ -216,7 +214,7 @@ static int message_from_json(const ProtobufCMessageDescriptor *desc, json_t *obj
                 char item_path[PATH_BYTES + 24];
                 snprintf(item_path, sizeof item_path, "%s[%zu]", sub, k);
                 rc = value_from_json(fd, json_array_get(v, k), item_path,
-                                     items + k * cli__repeated_element_bytes(fd), why, why_size);
+                                     items + k * cli__repeated_element_bytes(fd), diag);
                 if (rc == 0)
                     *(size_t *)(base + fd->quantifier_offset) = k + 1;
             }
@@ -226,11 +224,11 @@ static int message_from_json(const ProtobufCMessageDescriptor *desc, json_t *obj
         }
         if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0) {
             if (*(uint32_t *)(base + fd->quantifier_offset) != 0) {
-                rc = fail(why, why_size, sub, "a second member of the same oneof");
+                rc = fail(diag, sub, "a second member of the same oneof");
                 break;
             }
         }
-        rc = value_from_json(fd, v, sub, base + fd->offset, why, why_size);
+        rc = value_from_json(fd, v, sub, base + fd->offset, diag);
         if (rc != 0)
             break;
         if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0)
@@ -258,27 +256,24 @@ static void payload_names(char *out, size_t size)
     }
 }
 
-int cli__payload_from_json(json_t *root, Ehr__V1__TxBody *body, char *why, size_t why_size)
+int cli__payload_from_json(json_t *root, Ehr__V1__TxBody *body, ehr_diag *diag)
 {
     EHR_ASSERT(body->payload_case == EHR__V1__TX_BODY__PAYLOAD__NOT_SET);
-    EHR_ASSERT(why != NULL && why_size > 0);
     char names[PATH_BYTES * 2];
     payload_names(names, sizeof names);
-    if (!json_is_object(root) || json_object_size(root) != 1) {
-        snprintf(why, why_size, "wants an object with exactly one payload key: one of %s", names);
-        return EHR_EINVAL;
-    }
+    if (!json_is_object(root) || json_object_size(root) != 1)
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "wants an object with exactly one payload key: one of %s", names);
     const char *key = json_object_iter_key(json_object_iter(root));
     json_t *value = json_object_iter_value(json_object_iter(root));
     const ProtobufCFieldDescriptor *fd =
         protobuf_c_message_descriptor_get_field_by_name(&ehr__v1__tx_body__descriptor, key);
     if (fd == NULL || (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) == 0 ||
-        fd->type != PROTOBUF_C_TYPE_MESSAGE) {
-        snprintf(why, why_size, "unknown key \"%.64s\": the payload is one of %s", key, names);
-        return EHR_EINVAL;
-    }
+        fd->type != PROTOBUF_C_TYPE_MESSAGE)
+        return ehr_diag_fail(diag, EHR_EINVAL, "unknown key \"%.64s\": the payload is one of %s",
+                             key, names);
     ProtobufCMessage *payload;
-    int rc = message_from_json(fd->descriptor, value, fd->name, &payload, why, why_size);
+    int rc = message_from_json(fd->descriptor, value, fd->name, &payload, diag);
     if (rc != 0)
         return rc;
     *(ProtobufCMessage **)((uint8_t *)body + fd->offset) = payload;

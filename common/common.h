@@ -60,7 +60,9 @@ const char *ehr_errname(int err);
  * `ehr_diag *diag` (NULL: no message wanted) and, when it fails, writes one
  * line there (no newline). It writes nothing when it succeeds.
  */
-enum { EHR_DIAG_BYTES_MAX = 256 };
+/* Room for a message that names a path or an address with the value and the
+ * limit (the node's config messages were 512 bytes before this type). */
+enum { EHR_DIAG_BYTES_MAX = 512 };
 typedef struct ehr_diag {
     char msg[EHR_DIAG_BYTES_MAX];
 } ehr_diag;

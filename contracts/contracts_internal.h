@@ -20,15 +20,17 @@
 
 /* ---- keys ---- */
 
-#define CONTRACTS_PREFIX_MEMBER LEDGER_MEMBER_KEY_PREFIX    /* + node key */
-#define CONTRACTS_PREFIX_PATIENT "patient/"                 /* + patient key */
-#define CONTRACTS_PREFIX_PRACTITIONER "practitioner/"       /* + practitioner key */
-#define CONTRACTS_PREFIX_RECORD "record/"                   /* + record id */
-#define CONTRACTS_PREFIX_CONSENT "consent/"                 /* + consent id */
-#define CONTRACTS_PREFIX_PROPOSAL "proposal/"               /* + proposal id */
-#define CONTRACTS_PREFIX_PATIENT_RECORDS "patient-records/" /* + patient + type4 + height8 + pos4  \
-                                                             */
-#define CONTRACTS_PREFIX_PATIENT_CONSENTS "patient-consents/" /* + patient + grantee + consent id  \
+#define CONTRACTS_PREFIX_MEMBER LEDGER_MEMBER_KEY_PREFIX /* + node key */
+#define CONTRACTS_PREFIX_PATIENT "patient/"              /* + patient key */
+#define CONTRACTS_PREFIX_PRACTITIONER "practitioner/"    /* + practitioner key */
+#define CONTRACTS_PREFIX_RECORD "record/"                /* + record id */
+#define CONTRACTS_PREFIX_CONSENT "consent/"              /* + consent id */
+#define CONTRACTS_PREFIX_PROPOSAL "proposal/"            /* + proposal id */
+#define CONTRACTS_PREFIX_PATIENT_RECORDS                                                           \
+    "patient-records/" /* + patient + type4 + height8 + pos4                                       \
+                        */
+#define CONTRACTS_PREFIX_PATIENT_CONSENTS                                                          \
+    "patient-consents/"                                       /* + patient + grantee + consent id  \
                                                                */
 #define CONTRACTS_PREFIX_GRANTEE_CONSENTS "grantee-consents/" /* + grantee + consent id */
 #define CONTRACTS_PREFIX_AUDIT "audit/"                       /* + patient + height8 + pos4 */

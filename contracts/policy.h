@@ -14,7 +14,7 @@
  * names and the limits are in contracts/README.md ("The policy language").
  *
  * A caller does: contracts_policy_compile into a buffer of
- * CONTRACTS_POLICY_BYTES_MAX bytes; on error show WHY ("LINE:COLUMN:
+ * CONTRACTS_POLICY_BYTES_MAX bytes; on error show diag.msg ("LINE:COLUMN:
  * message", prefixed by the file name in ehrctl); on success the program
  * already passes contracts_vm_verify (the compiler asserts it) and is what a
  * consent grant carries. contracts_policy_disassemble lists any bytes.
@@ -37,7 +37,6 @@ enum {
     CONTRACTS_POLICY_SOURCE_BYTES_MAX = 16 * 1024,          /* a policy's source text */
     CONTRACTS_POLICY_DEPTH_MAX = 8,                         /* parentheses and `not`, nested */
     CONTRACTS_POLICY_LIST_MAX = CONTRACTS_VM_SET_COUNT_MAX, /* values in one `in [...]` list */
-    CONTRACTS_POLICY_WHY_BYTES = 192,                       /* room for an error message */
     CONTRACTS_POLICY_LISTING_BYTES_MAX = 64 * 1024,         /* room for any program's listing */
     CONTRACTS_POLICY_TOKEN_SHOWN_MAX = 40,                  /* characters of a token quoted */
     CONTRACTS_POLICY_DATE_YEAR_MIN = 1970,                  /* dates: the epoch's year... */
@@ -60,13 +59,13 @@ _Static_assert((int)CONTRACTS_POLICY_LIST_MAX <= (int)CONTRACTS_VM_SET_COUNT_MAX
  * which has room for OUT_CAP bytes; the program may take at most
  * min(OUT_CAP, CONTRACTS_POLICY_BYTES_MAX) bytes. Returns 0 with *OUT_LEN
  * set; EHR_EINVAL for a syntax, name or type error; EHR_ETOOBIG when a limit
- * is passed (source size, nesting, list length, program size). On error WHY
- * (WHY_SIZE bytes, CONTRACTS_POLICY_WHY_BYTES suffice; may be NULL with
- * WHY_SIZE 0) gets one line "LINE:COLUMN: message" (both from 1, the column
- * in bytes), OUT's contents are unspecified and *OUT_LEN is 0.
+ * is passed (source size, nesting, list length, program size). On error
+ * DIAG (may be NULL) gets one line "LINE:COLUMN: message" (both from 1, the
+ * column in bytes), which always fits whole, OUT's contents are unspecified
+ * and *OUT_LEN is 0; on success DIAG is not written.
  */
 int contracts_policy_compile(const char *src, size_t len, uint8_t *out, size_t out_cap,
-                             size_t *out_len, char *why, size_t why_size);
+                             size_t *out_len, ehr_diag *diag);
 
 /*
  * A listing of CODE[0..LEN) into OUT (OUT_SIZE bytes, NUL-terminated; any

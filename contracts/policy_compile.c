@@ -19,7 +19,7 @@
  *   P3. Every rule starts and ends with an empty stack: its condition
  *       leaves one bool, jmpf takes it.
  *   P4. The first error stops the compiler: each function returns non-zero
- *       at once and WHY keeps the first message.
+ *       at once and DIAG keeps the first message.
  *   P5. Same source, same bytes: nothing depends on anything but SRC.
  *
  * A rule compiles to
@@ -99,23 +99,21 @@ struct compiler {
     uint32_t depth;   /* VM stack values the emitted code leaves (P2) */
     uint32_t nesting; /* parentheses and `not` open */
     uint32_t rule_line, rule_col;
-    char *why;
-    size_t why_size;
+    ehr_diag *diag; /* the caller's; may be NULL */
 };
 
+/* Say what is wrong at LINE:COL into the caller's diag (P4). Returns RC. */
 __attribute__((format(printf, 5, 6))) static int fail_at(struct compiler *c, int rc, uint32_t line,
                                                          uint32_t col, const char *fmt, ...)
 {
-    if (c->why != NULL && c->why_size > 0) {
-        int used = snprintf(c->why, c->why_size, "%u:%u: ", line, col);
-        if (used > 0 && (size_t)used < c->why_size) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(c->why + used, c->why_size - (size_t)used, fmt, ap);
-            va_end(ap);
-        }
+    char msg[EHR_DIAG_BYTES_MAX] = "";
+    if (c->diag != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
     }
-    return rc;
+    return ehr_diag_fail(c->diag, rc, "%u:%u: %s", line, col, msg);
 }
 
 /* ---- characters (ASCII only: no locale) ---- */
@@ -503,7 +501,7 @@ static bool is_keyword(const struct token *t)
 /* Say that T is no attribute, naming those with the same prefix ("record."). */
 static int unknown_attribute(struct compiler *c, const struct token *t)
 {
-    char buf[SHOWN_BYTES], known[CONTRACTS_POLICY_WHY_BYTES];
+    char buf[SHOWN_BYTES], known[EHR_DIAG_BYTES_MAX];
     size_t prefix = (size_t)((const char *)memchr(t->text, '.', t->len) - t->text) + 1;
     size_t used = 0;
     known[0] = '\0';
@@ -776,14 +774,12 @@ static int parse_rule(struct compiler *c)
 }
 
 int contracts_policy_compile(const char *src, size_t len, uint8_t *out, size_t out_cap,
-                             size_t *out_len, char *why, size_t why_size)
+                             size_t *out_len, ehr_diag *diag)
 {
     EHR_ASSERT(src != NULL || len == 0);
     EHR_ASSERT(out != NULL);
     EHR_ASSERT(out_len != NULL);
     *out_len = 0;
-    if (why != NULL && why_size > 0)
-        why[0] = '\0';
     struct compiler c = {
         .src = src,
         .len = len,
@@ -792,8 +788,7 @@ int contracts_policy_compile(const char *src, size_t len, uint8_t *out, size_t o
         .cap = out_cap < CONTRACTS_POLICY_BYTES_MAX ? out_cap : CONTRACTS_POLICY_BYTES_MAX,
         .rule_line = 1,
         .rule_col = 1,
-        .why = why,
-        .why_size = why_size,
+        .diag = diag,
     };
     if (len > CONTRACTS_POLICY_SOURCE_BYTES_MAX)
         return fail_at(&c, EHR_ETOOBIG, 1, 1, "the policy is %zu bytes, over the limit of %d", len,
@@ -816,9 +811,9 @@ int contracts_policy_compile(const char *src, size_t len, uint8_t *out, size_t o
                      "a policy needs at least one rule (`permit if ...` or `deny if ...`)");
     if (rc != 0)
         return rc;
-    char verify_why[CONTRACTS_VM_WHY_BYTES];
-    if (contracts_vm_verify(out, c.n, verify_why, sizeof verify_why) != 0) /* P1 */
-        ehr_panic("policy compiler: its program does not verify: %s", verify_why);
+    ehr_diag verify_diag;
+    if (contracts_vm_verify(out, c.n, &verify_diag) != 0) /* P1 */
+        ehr_panic("policy compiler: its program does not verify: %s", verify_diag.msg);
     *out_len = c.n;
     return 0;
 }

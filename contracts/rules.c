@@ -451,10 +451,9 @@ static int apply_grant(struct apply *a)
         return refuse(a->r, REFUSED, "the period ends (%llu) before it starts (%llu)",
                       (unsigned long long)p->valid_until_ms, (unsigned long long)p->valid_from_ms);
     if (p->policy_program.len > 0) {
-        char why[CONTRACTS_VM_WHY_BYTES];
-        if (contracts_vm_verify(p->policy_program.data, p->policy_program.len, why, sizeof why) !=
-            0)
-            return refuse(a->r, REFUSED, "the policy program does not verify: %s", why);
+        ehr_diag diag;
+        if (contracts_vm_verify(p->policy_program.data, p->policy_program.len, &diag) != 0)
+            return refuse(a->r, REFUSED, "the policy program does not verify: %s", diag.msg);
     }
     if (p->n_key_fragments > CONTRACTS_KEY_FRAGMENTS_MAX)
         return refuse(a->r, REFUSED, "%zu key fragments, over the limit of %d", p->n_key_fragments,

@@ -40,8 +40,6 @@
  * permit or deny) and the jumps recorded for this offset. The abstract
  * stack is a depth and 2 bits of type per value (32 values fit a uint64).
  */
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "vm_internal.h"
@@ -228,18 +226,6 @@ static bool vstack_same(const struct vstack *a, const struct vstack *b)
     return a->depth == b->depth && a->types == b->types;
 }
 
-__attribute__((format(printf, 4, 5))) static int verify_fail(char *why, size_t why_size, int rc,
-                                                             const char *fmt, ...)
-{
-    if (why != NULL && why_size > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_size, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 /* What the verifier knows of each offset: the stack a jump brings there. */
 struct vpoint {
     uint64_t types;
@@ -249,12 +235,12 @@ struct vpoint {
 
 /* Record a jump from FROM to TARGET with stack S. Returns 0 or EHR_EINVAL. */
 static int verify_jump(struct vpoint *points, size_t len, size_t from, size_t target,
-                       const struct vstack *s, char *why, size_t why_size)
+                       const struct vstack *s, ehr_diag *diag)
 {
     if (target > len)
-        return verify_fail(why, why_size, EHR_EINVAL,
-                           "offset %zu: jump target %zu past the end of the program (%zu bytes)",
-                           from, target, len);
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "offset %zu: jump target %zu past the end of the program (%zu bytes)",
+                             from, target, len);
     struct vpoint *p = &points[target];
     if (p->jump_from == 0) {
         p->jump_from = (uint16_t)from;
@@ -264,66 +250,62 @@ static int verify_jump(struct vpoint *points, size_t len, size_t from, size_t ta
     }
     struct vstack there = {p->depth, p->types};
     if (!vstack_same(&there, s))
-        return verify_fail(why, why_size, EHR_EINVAL,
-                           "offset %zu: jump to %zu with stack depth %u; the jump at offset %u "
-                           "brings depth %u there%s",
-                           from, target, s->depth, (unsigned)p->jump_from, there.depth,
-                           there.depth == s->depth ? " (of other types)" : "");
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "offset %zu: jump to %zu with stack depth %u; the jump at offset %u "
+                             "brings depth %u there%s",
+                             from, target, s->depth, (unsigned)p->jump_from, there.depth,
+                             there.depth == s->depth ? " (of other types)" : "");
     return 0;
 }
 
 /* Check that the top N values have type TYPE (0: both the same type, N == 2). */
 static int verify_operands(const struct vstack *s, size_t pc, uint8_t op, uint32_t n, unsigned type,
-                           char *why, size_t why_size)
+                           ehr_diag *diag)
 {
     if (s->depth < n)
-        return verify_fail(why, why_size, EHR_EINVAL,
-                           "offset %zu: stack underflow: %s takes %u, the stack holds %u", pc,
-                           contracts_vm_op_name(op), n, s->depth);
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "offset %zu: stack underflow: %s takes %u, the stack holds %u", pc,
+                             contracts_vm_op_name(op), n, s->depth);
     if (type == 0) {
         unsigned a = vstack_type(s, 1), b = vstack_type(s, 0);
         if (a != b)
-            return verify_fail(why, why_size, EHR_EINVAL,
-                               "offset %zu: %s compares a value of type %s with one of type %s", pc,
-                               contracts_vm_op_name(op), type_name(a), type_name(b));
+            return ehr_diag_fail(diag, EHR_EINVAL,
+                                 "offset %zu: %s compares a value of type %s with one of type %s",
+                                 pc, contracts_vm_op_name(op), type_name(a), type_name(b));
         return 0;
     }
     for (uint32_t i = 0; i < n; i++) {
         unsigned t = vstack_type(s, i);
         if (t != type)
-            return verify_fail(why, why_size, EHR_EINVAL,
-                               "offset %zu: %s needs %s operands, found %s", pc,
-                               contracts_vm_op_name(op), type_name(type), type_name(t));
+            return ehr_diag_fail(diag, EHR_EINVAL, "offset %zu: %s needs %s operands, found %s", pc,
+                                 contracts_vm_op_name(op), type_name(type), type_name(t));
     }
     return 0;
 }
 
-static int verify_push(struct vstack *s, size_t pc, uint8_t op, unsigned type, char *why,
-                       size_t why_size)
+static int verify_push(struct vstack *s, size_t pc, uint8_t op, unsigned type, ehr_diag *diag)
 {
     if (s->depth >= CONTRACTS_VM_STACK_MAX)
-        return verify_fail(why, why_size, EHR_EINVAL,
-                           "offset %zu: stack overflow: %s would make %u values, over %d", pc,
-                           contracts_vm_op_name(op), s->depth + 1, CONTRACTS_VM_STACK_MAX);
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "offset %zu: stack overflow: %s would make %u values, over %d", pc,
+                             contracts_vm_op_name(op), s->depth + 1, CONTRACTS_VM_STACK_MAX);
     vstack_push(s, type);
     return 0;
 }
 
-int contracts_vm_verify(const uint8_t *code, size_t len, char *why, size_t why_size)
+int contracts_vm_verify(const uint8_t *code, size_t len, ehr_diag *diag)
 {
-    if (why != NULL && why_size > 0)
-        why[0] = '\0';
     if (len > CONTRACTS_POLICY_BYTES_MAX)
-        return verify_fail(why, why_size, EHR_ETOOBIG,
-                           "offset %d: a program of %zu bytes passes the limit of %d bytes",
-                           CONTRACTS_POLICY_BYTES_MAX, len, CONTRACTS_POLICY_BYTES_MAX);
+        return ehr_diag_fail(diag, EHR_ETOOBIG,
+                             "offset %d: a program of %zu bytes passes the limit of %d bytes",
+                             CONTRACTS_POLICY_BYTES_MAX, len, CONTRACTS_POLICY_BYTES_MAX);
     if (len == 0)
-        return verify_fail(why, why_size, EHR_EINVAL, "offset 0: empty program (no version byte)");
+        return ehr_diag_fail(diag, EHR_EINVAL, "offset 0: empty program (no version byte)");
     EHR_ASSERT(code != NULL);
     if (code[0] != CONTRACTS_VM_VERSION)
-        return verify_fail(why, why_size, EHR_EINVAL,
-                           "offset 0: unknown version %u (this VM runs version %d)", code[0],
-                           CONTRACTS_VM_VERSION);
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "offset 0: unknown version %u (this VM runs version %d)", code[0],
+                             CONTRACTS_VM_VERSION);
 
     struct vpoint points[CONTRACTS_POLICY_BYTES_MAX + 1];
     memset(points, 0, (len + 1) * sizeof points[0]);
@@ -336,46 +318,44 @@ int contracts_vm_verify(const uint8_t *code, size_t len, char *why, size_t why_s
         if (p->jump_from != 0) {
             struct vstack there = {p->depth, p->types};
             if (live && !vstack_same(&s, &there))
-                return verify_fail(why, why_size, EHR_EINVAL,
-                                   "offset %zu: paths meet with different stacks: depth %u "
-                                   "falling through, %u from the jump at offset %u%s",
-                                   pc, s.depth, there.depth, (unsigned)p->jump_from,
-                                   s.depth == there.depth ? " (of other types)" : "");
+                return ehr_diag_fail(diag, EHR_EINVAL,
+                                     "offset %zu: paths meet with different stacks: depth %u "
+                                     "falling through, %u from the jump at offset %u%s",
+                                     pc, s.depth, there.depth, (unsigned)p->jump_from,
+                                     s.depth == there.depth ? " (of other types)" : "");
             s = there;
             live = true;
         }
         if (!live)
-            return verify_fail(why, why_size, EHR_EINVAL,
-                               "offset %zu: unreachable instruction (no path leads here)", pc);
+            return ehr_diag_fail(diag, EHR_EINVAL,
+                                 "offset %zu: unreachable instruction (no path leads here)", pc);
         struct contracts__vm_insn insn;
         const char *what = NULL;
         if (contracts__vm_decode(code, len, pc, &insn, &what) != 0)
-            return verify_fail(why, why_size, EHR_EINVAL, "offset %zu: %s (0x%02x)", pc, what,
-                               code[pc]);
+            return ehr_diag_fail(diag, EHR_EINVAL, "offset %zu: %s (0x%02x)", pc, what, code[pc]);
         EHR_ASSERT(insn.size >= 1);
         EHR_ASSERT(insn.size <= len - pc);
         for (size_t t = pc + 1; t < pc + insn.size; t++)
             if (points[t].jump_from != 0)
-                return verify_fail(why, why_size, EHR_EINVAL,
-                                   "offset %u: jump target %zu is inside the instruction at "
-                                   "offset %zu",
-                                   (unsigned)points[t].jump_from, t, pc);
+                return ehr_diag_fail(diag, EHR_EINVAL,
+                                     "offset %u: jump target %zu is inside the instruction at "
+                                     "offset %zu",
+                                     (unsigned)points[t].jump_from, t, pc);
         size_t next = pc + insn.size;
         uint8_t op = insn.op;
         switch (op) {
         case CONTRACTS_OP_PUSH_INT:
-            rc = verify_push(&s, pc, op, CONTRACTS_VM_INT, why, why_size);
+            rc = verify_push(&s, pc, op, CONTRACTS_VM_INT, diag);
             break;
         case CONTRACTS_OP_PUSH_BYTES:
-            rc = verify_push(&s, pc, op, CONTRACTS_VM_BYTES, why, why_size);
+            rc = verify_push(&s, pc, op, CONTRACTS_VM_BYTES, diag);
             break;
         case CONTRACTS_OP_PUSH_TRUE:
         case CONTRACTS_OP_PUSH_FALSE:
-            rc = verify_push(&s, pc, op, CONTRACTS_VM_BOOL, why, why_size);
+            rc = verify_push(&s, pc, op, CONTRACTS_VM_BOOL, diag);
             break;
         case CONTRACTS_OP_LOAD:
-            rc =
-                verify_push(&s, pc, op, (unsigned)contracts_vm_attr_type(insn.attr), why, why_size);
+            rc = verify_push(&s, pc, op, (unsigned)contracts_vm_attr_type(insn.attr), diag);
             break;
         case CONTRACTS_OP_EQ:
         case CONTRACTS_OP_NE:
@@ -388,7 +368,7 @@ int contracts_vm_verify(const uint8_t *code, size_t len, char *why, size_t why_s
             unsigned need = op == CONTRACTS_OP_EQ || op == CONTRACTS_OP_NE    ? 0
                             : op == CONTRACTS_OP_AND || op == CONTRACTS_OP_OR ? CONTRACTS_VM_BOOL
                                                                               : CONTRACTS_VM_INT;
-            rc = verify_operands(&s, pc, op, 2, need, why, why_size);
+            rc = verify_operands(&s, pc, op, 2, need, diag);
             if (rc == 0) {
                 vstack_pop(&s, 2);
                 vstack_push(&s, CONTRACTS_VM_BOOL);
@@ -401,7 +381,7 @@ int contracts_vm_verify(const uint8_t *code, size_t len, char *why, size_t why_s
             unsigned need = op == CONTRACTS_OP_NOT      ? CONTRACTS_VM_BOOL
                             : op == CONTRACTS_OP_IN_INT ? CONTRACTS_VM_INT
                                                         : CONTRACTS_VM_BYTES;
-            rc = verify_operands(&s, pc, op, 1, need, why, why_size);
+            rc = verify_operands(&s, pc, op, 1, need, diag);
             if (rc == 0) {
                 vstack_pop(&s, 1);
                 vstack_push(&s, CONTRACTS_VM_BOOL);
@@ -409,14 +389,14 @@ int contracts_vm_verify(const uint8_t *code, size_t len, char *why, size_t why_s
             break;
         }
         case CONTRACTS_OP_JMP:
-            rc = verify_jump(points, len, pc, next + insn.jump, &s, why, why_size);
+            rc = verify_jump(points, len, pc, next + insn.jump, &s, diag);
             live = false;
             break;
         case CONTRACTS_OP_JMPF:
-            rc = verify_operands(&s, pc, op, 1, CONTRACTS_VM_BOOL, why, why_size);
+            rc = verify_operands(&s, pc, op, 1, CONTRACTS_VM_BOOL, diag);
             if (rc == 0) {
                 vstack_pop(&s, 1);
-                rc = verify_jump(points, len, pc, next + insn.jump, &s, why, why_size);
+                rc = verify_jump(points, len, pc, next + insn.jump, &s, diag);
             }
             break;
         case CONTRACTS_OP_PERMIT:
@@ -437,10 +417,10 @@ int contracts_vm_verify(const uint8_t *code, size_t len, char *why, size_t why_s
     if (live && end->jump_from != 0) {
         struct vstack there = {end->depth, end->types};
         if (!vstack_same(&s, &there))
-            return verify_fail(why, why_size, EHR_EINVAL,
-                               "offset %zu: paths meet at the end with different stacks: depth "
-                               "%u falling through, %u from the jump at offset %u",
-                               len, s.depth, there.depth, (unsigned)end->jump_from);
+            return ehr_diag_fail(diag, EHR_EINVAL,
+                                 "offset %zu: paths meet at the end with different stacks: depth "
+                                 "%u falling through, %u from the jump at offset %u",
+                                 len, s.depth, there.depth, (unsigned)end->jump_from);
     }
     return 0;
 }

@@ -6,8 +6,8 @@
  * A caller does:
  *
  *   1. when a consent grant carrying a program is submitted:
- *      contracts_vm_verify(code, len, why, sizeof why); a program that does
- *      not verify is refused with WHY ("offset N: ..."), never stored;
+ *      contracts_vm_verify(code, len, &diag); a program that does not
+ *      verify is refused with diag.msg ("offset N: ..."), never stored;
  *   2. for an access request under that consent: fill a struct
  *      contracts_vm_request from the request, the record, the consent and
  *      the block (nothing node-local: the block's time is the only clock);
@@ -52,7 +52,6 @@ enum {
     CONTRACTS_VM_BYTES_MAX = 32,       /* one byte-string value */
     CONTRACTS_VM_SET_COUNT_MAX = 64,   /* elements of one inline set (in_int, in_bytes) */
     CONTRACTS_VM_KEY_BYTES = 32,       /* a key attribute: BIP-340 x-only public key */
-    CONTRACTS_VM_WHY_BYTES = 160,      /* room for contracts_vm_verify's reason */
 };
 
 /* The most gas a caller may give one evaluation. A verified program uses at
@@ -192,11 +191,11 @@ enum contracts_vm_op {
  * and every operand of the type its instruction needs.
  *
  * Returns 0; EHR_ETOOBIG when LEN passes CONTRACTS_POLICY_BYTES_MAX;
- * EHR_EINVAL for anything else. On error, WHY (WHY_SIZE bytes; may be NULL
- * with WHY_SIZE 0; CONTRACTS_VM_WHY_BYTES always suffice) gets one line,
- * "offset N: what is wrong". Allocates nothing (about 16 KiB of stack).
+ * EHR_EINVAL for anything else. On error DIAG (may be NULL) gets one line,
+ * "offset N: what is wrong", which always fits whole; on success DIAG is
+ * not written. Allocates nothing (about 16 KiB of stack).
  */
-int contracts_vm_verify(const uint8_t *code, size_t len, char *why, size_t why_size);
+int contracts_vm_verify(const uint8_t *code, size_t len, ehr_diag *diag);
 
 /* ---- evaluation ---- */
 

@@ -178,7 +178,6 @@ enum {
     EHR_PASSPHRASE_BYTES_MAX = 1024,
     /* Room to read one: the passphrase, a line ending ("\r\n") and a NUL. */
     EHR_PASSPHRASE_BUFFER_BYTES = EHR_PASSPHRASE_BYTES_MAX + 3,
-    EHR_KEYFILE_MESSAGE_BYTES = 160,
 };
 
 /*
@@ -259,20 +258,20 @@ int ehr_keyfile_seal(uint8_t out[EHR_KEYFILE_BYTES], const ehr_identity *id, con
  * EHR_ETRUNCATED (shorter than a key file), EHR_ECORRUPT (bad magic, extra
  * bytes, bad flags, label or public key, costs under the minimum),
  * EHR_EVERSION (a version we do not read), EHR_ETOOBIG (argon2id costs over
- * the maximum). WHY (may be NULL) receives a message for people.
+ * the maximum). DIAG (may be NULL) gets why (common.h).
  */
-int ehr_keyfile_parse(ehr_keyfile_info *info, const uint8_t *data, size_t len,
-                      char why[EHR_KEYFILE_MESSAGE_BYTES]);
+int ehr_keyfile_parse(ehr_keyfile_info *info, const uint8_t *data, size_t len, ehr_diag *diag);
 
 /*
  * Parse, derive the key and decrypt: on success ID holds the identity (the
  * caller wipes it) and INFO (may be NULL) the header. Errors: those of
  * ehr_keyfile_parse; EHR_EPASSPHRASE (wrong passphrase or tampered file);
  * EHR_ECORRUPT (secrets do not match the public keys); EHR_ETOOBIG
- * (passphrase too long); -ENOMEM. On error ID is zeroed.
+ * (passphrase too long); -ENOMEM. On error ID is zeroed and DIAG (may be
+ * NULL) says why.
  */
 int ehr_keyfile_open(ehr_identity *id, ehr_keyfile_info *info, const uint8_t *data, size_t len,
-                     const char *pass, size_t pass_len, char why[EHR_KEYFILE_MESSAGE_BYTES]);
+                     const char *pass, size_t pass_len, ehr_diag *diag);
 
 /*
  * Files. ehr_keyfile_save seals ID and writes it to PATH atomically with
@@ -280,14 +279,14 @@ int ehr_keyfile_open(ehr_identity *id, ehr_keyfile_info *info, const uint8_t *da
  * only with OVERWRITE, else EHR_EEXIST. ehr_keyfile_read_info and
  * ehr_keyfile_load read PATH (at most EHR_KEYFILE_BYTES + 1 bytes are read)
  * and return as ehr_keyfile_parse / ehr_keyfile_open, or -errno. A file
- * longer than a key file is EHR_ECORRUPT.
+ * longer than a key file is EHR_ECORRUPT. DIAG (may be NULL) says why they
+ * failed (without the path: the caller names the file).
  */
 int ehr_keyfile_save(const char *path, const ehr_identity *id, const char *pass, size_t pass_len,
                      ehr_kdf_params kdf, bool overwrite);
-int ehr_keyfile_read_info(const char *path, ehr_keyfile_info *info,
-                          char why[EHR_KEYFILE_MESSAGE_BYTES]);
+int ehr_keyfile_read_info(const char *path, ehr_keyfile_info *info, ehr_diag *diag);
 int ehr_keyfile_load(const char *path, ehr_identity *id, ehr_keyfile_info *info, const char *pass,
-                     size_t pass_len, char why[EHR_KEYFILE_MESSAGE_BYTES]);
+                     size_t pass_len, ehr_diag *diag);
 
 /*
  * A passphrase from where a program finds it without asking: FILE (may be
@@ -297,12 +296,12 @@ int ehr_keyfile_load(const char *path, ehr_identity *id, ehr_keyfile_info *info,
  * passphrase to both. BUF holds EHR_PASSPHRASE_BUFFER_BYTES (sodium_malloc
  * it; the caller wipes it). Returns 0 with the passphrase and a NUL in BUF
  * and its length in *LEN; EHR_ENOTFOUND when FILE is NULL and ENV_NAME is
- * unset (nothing in WHY: the caller decides what that means); else, with a
- * message in WHY naming the file or variable: -errno reading FILE,
- * EHR_ETOOBIG (over EHR_PASSPHRASE_BYTES_MAX), EHR_EINVAL (a file of more
- * than one line).
+ * unset (the caller decides what that means: DIAG only says that neither
+ * was given); else, with a message in DIAG (may be NULL) naming the file or
+ * variable: -errno reading FILE, EHR_ETOOBIG (over
+ * EHR_PASSPHRASE_BYTES_MAX), EHR_EINVAL (a file of more than one line).
  */
-int ehr_passphrase_read(const char *file, const char *env_name, char *buf, size_t *len, char *why,
-                        size_t why_size);
+int ehr_passphrase_read(const char *file, const char *env_name, char *buf, size_t *len,
+                        ehr_diag *diag);
 
 #endif /* EHR_CRYPTO_H */

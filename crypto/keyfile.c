@@ -72,19 +72,6 @@ static uint64_t get_u64le(const uint8_t *p)
     return v;
 }
 
-/* Write a message to WHY (if not NULL) and return RC. */
-__attribute__((format(printf, 3, 4))) static int fail(char *why, int rc, const char *fmt, ...)
-{
-    EHR_ASSERT(rc < 0);
-    if (why != NULL) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, EHR_KEYFILE_MESSAGE_BYTES, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 ehr_kdf_params ehr_kdf_profile_params(enum ehr_kdf_profile profile)
 {
     switch (profile) {
@@ -217,8 +204,7 @@ int ehr_keyfile_seal(uint8_t out[EHR_KEYFILE_BYTES], const ehr_identity *id, con
     return rc;
 }
 
-int ehr_keyfile_parse(ehr_keyfile_info *info, const uint8_t *data, size_t len,
-                      char why[EHR_KEYFILE_MESSAGE_BYTES])
+int ehr_keyfile_parse(ehr_keyfile_info *info, const uint8_t *data, size_t len, ehr_diag *diag)
 {
     EHR_ASSERT(info != NULL);
     EHR_ASSERT(data != NULL || len == 0);
@@ -226,52 +212,53 @@ int ehr_keyfile_parse(ehr_keyfile_info *info, const uint8_t *data, size_t len,
     /* Magic first, over what we have: a short file that is not ours is "not a key file". */
     size_t magic_have = len < EHR_KEYFILE_MAGIC_BYTES ? len : EHR_KEYFILE_MAGIC_BYTES;
     if (memcmp(data == NULL ? keyfile_magic : data, keyfile_magic, magic_have) != 0)
-        return fail(why, EHR_ECORRUPT, "not an ehrchain key file (bad magic)");
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "not an ehrchain key file (bad magic)");
     if (len <= OFF_VERSION)
-        return fail(why, EHR_ETRUNCATED, "key file truncated: %zu of %d bytes", len,
-                    EHR_KEYFILE_BYTES);
+        return ehr_diag_fail(diag, EHR_ETRUNCATED, "key file truncated: %zu of %d bytes", len,
+                             EHR_KEYFILE_BYTES);
     if (data[OFF_VERSION] != EHR_KEYFILE_VERSION)
-        return fail(why, EHR_EVERSION, "key file version %u; this build reads version %d",
-                    data[OFF_VERSION], EHR_KEYFILE_VERSION);
+        return ehr_diag_fail(diag, EHR_EVERSION, "key file version %u; this build reads version %d",
+                             data[OFF_VERSION], EHR_KEYFILE_VERSION);
     if (len < EHR_KEYFILE_BYTES)
-        return fail(why, EHR_ETRUNCATED, "key file truncated: %zu of %d bytes", len,
-                    EHR_KEYFILE_BYTES);
+        return ehr_diag_fail(diag, EHR_ETRUNCATED, "key file truncated: %zu of %d bytes", len,
+                             EHR_KEYFILE_BYTES);
     if (len > EHR_KEYFILE_BYTES)
-        return fail(why, EHR_ECORRUPT, "key file has %zu bytes after its end",
-                    len - EHR_KEYFILE_BYTES);
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "key file has %zu bytes after its end",
+                             len - EHR_KEYFILE_BYTES);
 
     info->version = data[OFF_VERSION];
     info->flags = data[OFF_FLAGS];
     if ((info->flags & ~KEYFILE_FLAGS_KNOWN) != 0)
-        return fail(why, EHR_ECORRUPT, "key file has unknown flags 0x%02x", info->flags);
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "key file has unknown flags 0x%02x", info->flags);
     info->kdf.opslimit = get_u64le(data + OFF_OPSLIMIT);
     info->kdf.memlimit_bytes = get_u64le(data + OFF_MEMLIMIT);
     if (info->kdf.opslimit > EHR_KEYFILE_OPSLIMIT_MAX)
-        return fail(why, EHR_ETOOBIG,
-                    "key file asks for %llu argon2id passes, over the maximum %llu",
-                    (unsigned long long)info->kdf.opslimit, EHR_KEYFILE_OPSLIMIT_MAX);
+        return ehr_diag_fail(diag, EHR_ETOOBIG,
+                             "key file asks for %llu argon2id passes, over the maximum %llu",
+                             (unsigned long long)info->kdf.opslimit, EHR_KEYFILE_OPSLIMIT_MAX);
     if (info->kdf.memlimit_bytes > EHR_KEYFILE_MEMLIMIT_BYTES_MAX)
-        return fail(why, EHR_ETOOBIG,
-                    "key file asks for %llu bytes of argon2id memory, over the maximum %llu",
-                    (unsigned long long)info->kdf.memlimit_bytes, EHR_KEYFILE_MEMLIMIT_BYTES_MAX);
+        return ehr_diag_fail(
+            diag, EHR_ETOOBIG,
+            "key file asks for %llu bytes of argon2id memory, over the maximum %llu",
+            (unsigned long long)info->kdf.memlimit_bytes, EHR_KEYFILE_MEMLIMIT_BYTES_MAX);
     if (!kdf_in_bounds(info->kdf))
-        return fail(why, EHR_ECORRUPT, "key file argon2id costs are under the minimum");
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "key file argon2id costs are under the minimum");
 
     size_t label_len = data[OFF_LABEL_LEN];
     if (label_len > EHR_KEYFILE_LABEL_BYTES_MAX)
-        return fail(why, EHR_ECORRUPT, "key file label length %zu is over %d", label_len,
-                    EHR_KEYFILE_LABEL_BYTES_MAX);
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "key file label length %zu is over %d", label_len,
+                             EHR_KEYFILE_LABEL_BYTES_MAX);
     if (!label_bytes_ok(data + OFF_LABEL, label_len))
-        return fail(why, EHR_ECORRUPT, "key file label is not printable ASCII");
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "key file label is not printable ASCII");
     for (size_t i = label_len; i < EHR_KEYFILE_LABEL_BYTES_MAX; i++) {
         if (data[OFF_LABEL + i] != 0)
-            return fail(why, EHR_ECORRUPT, "key file label padding is not zero");
+            return ehr_diag_fail(diag, EHR_ECORRUPT, "key file label padding is not zero");
     }
     ehr_public_key parsed;
     if (ehr_public_key_parse(&parsed, data + OFF_SIGNING_PUBLIC) != 0)
-        return fail(why, EHR_ECORRUPT, "key file signing public key is not a valid key");
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "key file signing public key is not a valid key");
     if (ehr_kx_public_key_check(data + OFF_KX_PUBLIC) != 0)
-        return fail(why, EHR_ECORRUPT, "key file X25519 public key is not a valid key");
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "key file X25519 public key is not a valid key");
 
     memcpy(info->salt, data + OFF_SALT, EHR_KEYFILE_SALT_BYTES);
     memcpy(info->nonce, data + OFF_NONCE, EHR_KEYFILE_NONCE_BYTES);
@@ -298,7 +285,7 @@ static int identity_from_plain(ehr_identity *id, const uint8_t plain[EHR_KEYFILE
 }
 
 int ehr_keyfile_open(ehr_identity *id, ehr_keyfile_info *info, const uint8_t *data, size_t len,
-                     const char *pass, size_t pass_len, char why[EHR_KEYFILE_MESSAGE_BYTES])
+                     const char *pass, size_t pass_len, ehr_diag *diag)
 {
     EHR_ASSERT(id != NULL);
     EHR_ASSERT(pass != NULL || pass_len == 0);
@@ -306,20 +293,21 @@ int ehr_keyfile_open(ehr_identity *id, ehr_keyfile_info *info, const uint8_t *da
     if (info == NULL)
         info = &local;
     memset(id, 0, sizeof *id);
-    int rc = ehr_keyfile_parse(info, data, len, why);
+    int rc = ehr_keyfile_parse(info, data, len, diag);
     if (rc != 0)
         return rc;
     if (pass_len > EHR_PASSPHRASE_BYTES_MAX)
-        return fail(why, EHR_ETOOBIG, "passphrase longer than %d bytes", EHR_PASSPHRASE_BYTES_MAX);
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "passphrase longer than %d bytes",
+                             EHR_PASSPHRASE_BYTES_MAX);
 
     struct scratch *s = sodium_malloc(sizeof *s);
     if (s == NULL)
-        return fail(why, -ENOMEM, "cannot allocate locked memory for the key");
+        return ehr_diag_fail(diag, -ENOMEM, "cannot allocate locked memory for the key");
     rc = derive_key(s->key, pass, pass_len, info->salt, info->kdf);
     if (rc != 0) {
         sodium_free(s);
-        return fail(why, rc, "argon2id could not get %llu bytes of memory",
-                    (unsigned long long)info->kdf.memlimit_bytes);
+        return ehr_diag_fail(diag, rc, "argon2id could not get %llu bytes of memory",
+                             (unsigned long long)info->kdf.memlimit_bytes);
     }
     unsigned long long plain_len = 0;
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(
@@ -327,16 +315,17 @@ int ehr_keyfile_open(ehr_identity *id, ehr_keyfile_info *info, const uint8_t *da
             EHR_KEYFILE_SECRETS_BYTES + EHR_KEYFILE_TAG_BYTES, data, EHR_KEYFILE_HEADER_BYTES,
             info->nonce, s->key) != 0) {
         sodium_free(s);
-        return fail(why, EHR_EPASSPHRASE,
-                    "wrong passphrase, or the key file was altered (the two cannot be told "
-                    "apart)");
+        return ehr_diag_fail(
+            diag, EHR_EPASSPHRASE,
+            "wrong passphrase, or the key file was altered (the two cannot be told "
+            "apart)");
     }
     EHR_ASSERT(plain_len == EHR_KEYFILE_SECRETS_BYTES);
     rc = identity_from_plain(id, s->plain, info);
     sodium_free(s);
     if (rc != 0) {
         ehr_identity_wipe(id);
-        return fail(why, rc, "key file secrets do not match its public keys");
+        return ehr_diag_fail(diag, rc, "key file secrets do not match its public keys");
     }
     return 0;
 }
@@ -353,36 +342,35 @@ int ehr_keyfile_save(const char *path, const ehr_identity *id, const char *pass,
 
 /* Read a key file into BUF; one byte of room past the format so longer files show. */
 static int keyfile_read(const char *path, uint8_t buf[EHR_KEYFILE_BYTES + 1], size_t *len,
-                        char *why)
+                        ehr_diag *diag)
 {
     int rc = ehr_file_read(path, buf, EHR_KEYFILE_BYTES + 1, len);
     if (rc == EHR_ETOOBIG)
-        return fail(why, EHR_ECORRUPT, "file is larger than a key file (%d bytes)",
-                    EHR_KEYFILE_BYTES);
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "file is larger than a key file (%d bytes)",
+                             EHR_KEYFILE_BYTES);
     if (rc != 0)
-        return fail(why, rc, "%s", ehr_strerror(rc));
+        return ehr_diag_fail(diag, rc, "%s", ehr_strerror(rc));
     return 0;
 }
 
-int ehr_keyfile_read_info(const char *path, ehr_keyfile_info *info,
-                          char why[EHR_KEYFILE_MESSAGE_BYTES])
+int ehr_keyfile_read_info(const char *path, ehr_keyfile_info *info, ehr_diag *diag)
 {
     uint8_t buf[EHR_KEYFILE_BYTES + 1];
     size_t len = 0;
-    int rc = keyfile_read(path, buf, &len, why);
+    int rc = keyfile_read(path, buf, &len, diag);
     if (rc != 0)
         return rc;
-    return ehr_keyfile_parse(info, buf, len, why);
+    return ehr_keyfile_parse(info, buf, len, diag);
 }
 
 int ehr_keyfile_load(const char *path, ehr_identity *id, ehr_keyfile_info *info, const char *pass,
-                     size_t pass_len, char why[EHR_KEYFILE_MESSAGE_BYTES])
+                     size_t pass_len, ehr_diag *diag)
 {
     uint8_t buf[EHR_KEYFILE_BYTES + 1];
     size_t len = 0;
     memset(id, 0, sizeof *id);
-    int rc = keyfile_read(path, buf, &len, why);
+    int rc = keyfile_read(path, buf, &len, diag);
     if (rc != 0)
         return rc;
-    return ehr_keyfile_open(id, info, buf, len, pass, pass_len, why);
+    return ehr_keyfile_open(id, info, buf, len, pass, pass_len, diag);
 }

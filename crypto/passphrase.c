@@ -7,50 +7,34 @@
  * Not here: prompting (cli/passphrase.c), key files (keyfile.c).
  */
 #include <sodium.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ehr_crypto.h"
 
-static int say(int rc, char *why, size_t why_size, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int say(int rc, char *why, size_t why_size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, why_size, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-int ehr_passphrase_read(const char *file, const char *env_name, char *buf, size_t *len, char *why,
-                        size_t why_size)
+int ehr_passphrase_read(const char *file, const char *env_name, char *buf, size_t *len,
+                        ehr_diag *diag)
 {
     EHR_ASSERT(buf != NULL);
     EHR_ASSERT(len != NULL);
-    EHR_ASSERT(why != NULL && why_size > 0);
     *len = 0;
     buf[0] = '\0';
-    why[0] = '\0';
     if (file != NULL) {
         size_t n = 0;
         int rc = ehr_file_read(file, buf, EHR_PASSPHRASE_BUFFER_BYTES - 1, &n);
         if (rc == EHR_ETOOBIG)
-            return say(rc, why, why_size, "passphrase file %s is longer than %d bytes", file,
-                       EHR_PASSPHRASE_BYTES_MAX);
+            return ehr_diag_fail(diag, rc, "passphrase file %s is longer than %d bytes", file,
+                                 EHR_PASSPHRASE_BYTES_MAX);
         if (rc != 0)
-            return say(rc, why, why_size, "cannot read the passphrase file %s: %s", file,
-                       ehr_strerror(rc));
+            return ehr_diag_fail(diag, rc, "cannot read the passphrase file %s: %s", file,
+                                 ehr_strerror(rc));
         /* One line: a final "\n" or "\r\n" ends it and is not part of it. */
         char *nl = memchr(buf, '\n', n);
         if (nl != NULL) {
             if ((size_t)(nl - buf) + 1 != n) {
                 sodium_memzero(buf, EHR_PASSPHRASE_BUFFER_BYTES);
-                return say(EHR_EINVAL, why, why_size, "passphrase file %s has more than one line",
-                           file);
+                return ehr_diag_fail(diag, EHR_EINVAL, "passphrase file %s has more than one line",
+                                     file);
             }
             n = (size_t)(nl - buf);
             if (n > 0 && buf[n - 1] == '\r')
@@ -58,8 +42,8 @@ int ehr_passphrase_read(const char *file, const char *env_name, char *buf, size_
         }
         if (n > EHR_PASSPHRASE_BYTES_MAX) {
             sodium_memzero(buf, EHR_PASSPHRASE_BUFFER_BYTES);
-            return say(EHR_ETOOBIG, why, why_size, "the passphrase in %s is longer than %d bytes",
-                       file, EHR_PASSPHRASE_BYTES_MAX);
+            return ehr_diag_fail(diag, EHR_ETOOBIG, "the passphrase in %s is longer than %d bytes",
+                                 file, EHR_PASSPHRASE_BYTES_MAX);
         }
         sodium_memzero(buf + n, EHR_PASSPHRASE_BUFFER_BYTES - n);
         *len = n;
@@ -67,11 +51,12 @@ int ehr_passphrase_read(const char *file, const char *env_name, char *buf, size_
     }
     const char *env = env_name != NULL ? getenv(env_name) : NULL;
     if (env == NULL)
-        return EHR_ENOTFOUND;
+        return ehr_diag_fail(diag, EHR_ENOTFOUND, "no passphrase file given and $%s is not set",
+                             env_name != NULL ? env_name : "(none)");
     size_t n = strlen(env);
     if (n > EHR_PASSPHRASE_BYTES_MAX)
-        return say(EHR_ETOOBIG, why, why_size, "$%s is longer than %d bytes", env_name,
-                   EHR_PASSPHRASE_BYTES_MAX);
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "$%s is longer than %d bytes", env_name,
+                             EHR_PASSPHRASE_BYTES_MAX);
     memcpy(buf, env, n + 1);
     *len = n;
     return 0;

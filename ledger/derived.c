@@ -77,7 +77,7 @@ typedef struct checkpoint_rec {
     uint8_t genesis_block_hash[EHR_HASH_BYTES];
 } checkpoint_rec;
 
-static int checkpoint_read(ledger *l, MDB_txn *txn, checkpoint_rec *out)
+static int checkpoint_read(ledger *l, MDB_txn *txn, checkpoint_rec *out, ehr_diag *diag)
 {
     memset(out, 0, sizeof *out);
     MDB_val k = val_of(LEDGER__META_CHECKPOINT, sizeof LEDGER__META_CHECKPOINT - 1), v;
@@ -85,12 +85,12 @@ static int checkpoint_read(ledger *l, MDB_txn *txn, checkpoint_rec *out)
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "reading the checkpoint record");
+        return ledger__lmdb_error(l, rc, "reading the checkpoint record", diag);
     Ehr__V1__Checkpoint *c = ehr__v1__checkpoint__unpack(NULL, v.mv_size, v.mv_data);
     if (c == NULL || c->genesis_block_hash.len != EHR_HASH_BYTES) {
         if (c != NULL)
             ehr__v1__checkpoint__free_unpacked(c, NULL);
-        return ledger__error(l, EHR_ECORRUPT, "the checkpoint record does not decode");
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "the checkpoint record does not decode");
     }
     out->present = true;
     out->next = c->height_next;
@@ -100,10 +100,11 @@ static int checkpoint_read(ledger *l, MDB_txn *txn, checkpoint_rec *out)
     return 0;
 }
 
-int ledger__checkpoint_get(ledger *l, MDB_txn *txn, uint64_t *next, uint64_t *tx_count)
+int ledger__checkpoint_get(ledger *l, MDB_txn *txn, uint64_t *next, uint64_t *tx_count,
+                           ehr_diag *diag)
 {
     checkpoint_rec cp;
-    int rc = checkpoint_read(l, txn, &cp);
+    int rc = checkpoint_read(l, txn, &cp, diag);
     *next = cp.next;
     *tx_count = cp.tx_count;
     return rc;
@@ -210,19 +211,20 @@ int ledger__rows_apply(MDB_txn *txn, MDB_dbi txs, MDB_dbi state, ledger__ov_bloc
 
 /* ---- The checkpoint ---- */
 
-/* Record RC (an LMDB code) as the sticky checkpoint error and wake every
- * waiter. Called without checkpoint_mu. Returns our error code. */
-static int checkpoint_fail(ledger *l, int rc, const char *what)
+/* Record RC (an LMDB code) as the sticky checkpoint error, with its message
+ * (also in DIAG, may be NULL), and wake every waiter. Called without
+ * checkpoint_mu. Returns our error code. */
+static int checkpoint_fail(ledger *l, int rc, const char *what, ehr_diag *diag)
 {
-    int err = ledger__lmdb_error(l, rc, what);
+    ehr_diag why;
+    int err = ledger__lmdb_error(l, rc, what, &why);
     pthread_mutex_lock(&l->checkpoint_mu);
     l->checkpoint_error = err;
-    snprintf(l->checkpoint_error_msg, sizeof l->checkpoint_error_msg, "%s", ledger_last_error(l));
+    snprintf(l->checkpoint_error_msg, sizeof l->checkpoint_error_msg, "%s", why.msg);
     pthread_cond_broadcast(&l->checkpoint_done);
     pthread_mutex_unlock(&l->checkpoint_mu);
-    ehr_log(EHR_LOG_ERROR, "ledger checkpoint failed", "dir=%s error=%s", l->dir,
-            ledger_last_error(l));
-    return err;
+    ehr_log(EHR_LOG_ERROR, "ledger checkpoint failed", "dir=%s error=%s", l->dir, why.msg);
+    return ehr_diag_fail(diag, err, "%s", why.msg);
 }
 
 /*
@@ -231,7 +233,7 @@ static int checkpoint_fail(ledger *l, int rc, const char *what)
  * drop those blocks from the overlay. Only the checkpointer (or ledger_open
  * before it starts) runs this. Returns 0 or the recorded error.
  */
-static int checkpoint_run(ledger *l, uint64_t through)
+static int checkpoint_run(ledger *l, uint64_t through, ehr_diag *diag)
 {
     pthread_mutex_lock(&l->checkpoint_mu);
     uint64_t from = l->checkpoint_next, tx_count = l->checkpoint_tx_count;
@@ -262,7 +264,7 @@ static int checkpoint_run(ledger *l, uint64_t through)
     }
     ehr_free(blocks);
     if (rc != 0)
-        return checkpoint_fail(l, rc, "checkpointing the derived tables");
+        return checkpoint_fail(l, rc, "checkpointing the derived tables", diag);
     /* Invariant 2: the rows are committed; now they may leave the overlay.
      * One block per exclusive hold, so appends and readers never wait for
      * the whole batch (dropping 100 blocks of 1,000 rows takes ~100 ms). */
@@ -313,7 +315,7 @@ static void *checkpoint_main(void *arg)
         if (checkpoint_due(l, now)) {
             uint64_t through = l->published_next - 1;
             pthread_mutex_unlock(&l->checkpoint_mu);
-            (void)checkpoint_run(l, through); /* a failure is recorded */
+            (void)checkpoint_run(l, through, NULL); /* a failure is recorded */
             pthread_mutex_lock(&l->checkpoint_mu);
             continue;
         }
@@ -333,7 +335,7 @@ static void *checkpoint_main(void *arg)
     return NULL;
 }
 
-int ledger__derived_reserve(ledger *l, size_t bytes)
+int ledger__derived_reserve(ledger *l, size_t bytes, ehr_diag *diag)
 {
     EHR_ASSERT(!l->options.read_only);
     EHR_ASSERT(bytes <= LEDGER_OVERLAY_BYTES_MAX);
@@ -342,7 +344,7 @@ int ledger__derived_reserve(ledger *l, size_t bytes)
     while (l->reserved_blocks > 0 && (l->reserved_blocks + 1 > l->overlay_blocks_max ||
                                       l->reserved_bytes + bytes > l->overlay_bytes_max)) {
         if (l->checkpoint_error != 0) {
-            rc = ledger__error(l, l->checkpoint_error,
+            rc = ehr_diag_fail(diag, l->checkpoint_error,
                                "the derived tables are %llu blocks behind and cannot catch up: %s",
                                (unsigned long long)l->reserved_blocks, l->checkpoint_error_msg);
             break;
@@ -389,11 +391,11 @@ void ledger__derived_publish(ledger *l, ledger__ov_block *b)
     pthread_mutex_unlock(&l->checkpoint_mu);
 }
 
-int ledger_checkpoint(ledger *l)
+int ledger_checkpoint(ledger *l, ehr_diag *diag)
 {
     EHR_ASSERT(l != NULL);
     if (l->options.read_only)
-        return ledger__error(l, EHR_EINVAL, "the ledger is open read-only");
+        return ehr_diag_fail(diag, EHR_EINVAL, "the ledger is open read-only");
     pthread_mutex_lock(&l->checkpoint_mu);
     uint64_t want = l->published_next;
     if (want > l->checkpoint_want)
@@ -403,7 +405,7 @@ int ledger_checkpoint(ledger *l)
         pthread_cond_wait(&l->checkpoint_done, &l->checkpoint_mu);
     int rc = 0;
     if (l->checkpoint_next < want)
-        rc = ledger__error(l, l->checkpoint_error, "%s", l->checkpoint_error_msg);
+        rc = ehr_diag_fail(diag, l->checkpoint_error, "%s", l->checkpoint_error_msg);
     pthread_mutex_unlock(&l->checkpoint_mu);
     return rc;
 }
@@ -412,7 +414,8 @@ int ledger_checkpoint(ledger *l)
 
 /* The overlay block of HEIGHT, rebuilt from the block (tx rows) and its
  * write-log record in the main environment. */
-static int block_load(ledger *l, MDB_txn *txn, uint64_t height, ledger__ov_block **out)
+static int block_load(ledger *l, MDB_txn *txn, uint64_t height, ledger__ov_block **out,
+                      ehr_diag *diag)
 {
     uint8_t key[8];
     ledger__height_key(key, height);
@@ -420,19 +423,19 @@ static int block_load(ledger *l, MDB_txn *txn, uint64_t height, ledger__ov_block
     int rc = mdb_get(txn, l->db_blocks, &k, &v);
     if (rc != 0)
         return rc == MDB_NOTFOUND
-                   ? ledger__error(l, EHR_ECORRUPT, "block %llu is missing below the tip",
+                   ? ehr_diag_fail(diag, EHR_ECORRUPT, "block %llu is missing below the tip",
                                    (unsigned long long)height)
-                   : ledger__lmdb_error(l, rc, "reading a block");
+                   : ledger__lmdb_error(l, rc, "reading a block", diag);
     const uint8_t *bytes;
     size_t len;
     if (ledger__stored_block_open(v.mv_data, v.mv_size, height, &bytes, &len) != 0)
-        return ledger__error(l, EHR_ECORRUPT, "block %llu fails its stored checksum",
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "block %llu fails its stored checksum",
                              (unsigned long long)height);
     ledger_block_view view;
-    ehr_diag diag;
-    if (ledger_block_parse(bytes, len, &view, &diag) != 0)
-        return ledger__error(l, EHR_ECORRUPT, "block %llu does not parse: %s",
-                             (unsigned long long)height, diag.msg);
+    ehr_diag why;
+    if (ledger_block_parse(bytes, len, &view, &why) != 0)
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "block %llu does not parse: %s",
+                             (unsigned long long)height, why.msg);
     uint32_t n = view.header.tx_count;
     uint8_t(*hashes)[EHR_HASH_BYTES] = ehr_malloc(((size_t)n + 1) * EHR_HASH_BYTES);
     for (uint32_t i = 0; i < n; i++) {
@@ -443,7 +446,7 @@ static int block_load(ledger *l, MDB_txn *txn, uint64_t height, ledger__ov_block
     }
     ledger_state_write *writes;
     size_t write_count;
-    rc = ledger__writes_read(l, txn, height, &writes, &write_count);
+    rc = ledger__writes_read(l, txn, height, &writes, &write_count, diag);
     if (rc == 0) {
         *out = ledger__ov_block_make(height, n, (const uint8_t(*)[EHR_HASH_BYTES])hashes, view.txs,
                                      writes, write_count);
@@ -455,18 +458,21 @@ static int block_load(ledger *l, MDB_txn *txn, uint64_t height, ledger__ov_block
 }
 
 /* The main environment's tip height (*HAS false before genesis). */
-static int tip_height(ledger *l, bool *has, uint64_t *height)
+static int tip_height(ledger *l, bool *has, uint64_t *height, ehr_diag *diag)
 {
     MDB_txn *txn;
-    int rc = ledger__read_begin(l, &txn);
+    int rc = ledger__read_begin(l, &txn, diag);
     if (rc != 0)
         return rc;
     ledger_tip tip;
-    rc = ledger__tip_read(l, txn, &tip);
+    ehr_diag why; /* no tip yet is no failure here */
+    rc = ledger__tip_read(l, txn, &tip, &why);
     mdb_txn_abort(txn);
     *has = rc == 0;
     *height = rc == 0 ? tip.height : 0;
-    return rc == EHR_ENOTFOUND ? 0 : rc;
+    if (rc != 0 && rc != EHR_ENOTFOUND)
+        return ehr_diag_fail(diag, rc, "%s", why.msg);
+    return 0;
 }
 
 /*
@@ -475,22 +481,22 @@ static int tip_height(ledger *l, bool *has, uint64_t *height)
  * stop at the limits and leave the rest (reads are then behind). Called
  * with checkpoint_mu not held, by one thread at a time.
  */
-static int overlay_extend(ledger *l, uint64_t tip)
+static int overlay_extend(ledger *l, uint64_t tip, ehr_diag *diag)
 {
     MDB_txn *txn = NULL;
     int rc = 0;
     for (uint64_t h = l->published_next; h <= tip && rc == 0; h++) {
-        if (txn == NULL && (rc = ledger__read_begin(l, &txn)) != 0)
+        if (txn == NULL && (rc = ledger__read_begin(l, &txn, diag)) != 0)
             break;
         ledger__ov_block *b;
-        rc = block_load(l, txn, h, &b);
+        rc = block_load(l, txn, h, &b, diag);
         if (rc != 0)
             break;
         if (l->reserved_blocks > 0 && (l->reserved_blocks + 1 > l->overlay_blocks_max ||
                                        l->reserved_bytes + b->bytes > l->overlay_bytes_max)) {
             if (l->options.read_only) {
                 ehr_free(b);
-                rc = ledger__error(l, EHR_EAGAIN,
+                rc = ehr_diag_fail(diag, EHR_EAGAIN,
                                    "the derived tables are more than %d blocks behind the tip; "
                                    "open the ledger writable to let them catch up",
                                    LEDGER_OVERLAY_BLOCKS_MAX);
@@ -499,7 +505,7 @@ static int overlay_extend(ledger *l, uint64_t tip)
             /* No read transaction across a long checkpoint. */
             mdb_txn_abort(txn);
             txn = NULL;
-            rc = checkpoint_run(l, h - 1);
+            rc = checkpoint_run(l, h - 1, diag);
             if (rc != 0) {
                 ehr_free(b);
                 break;
@@ -535,9 +541,9 @@ static void overlay_refresh(ledger *l)
     MDB_txn *txn;
     /* The tip first: then no block of it can be below the checkpoint read
      * next and above the overlay (invariant 3 bounds what is added). */
-    int rc = tip_height(l, &has, &tip);
+    int rc = tip_height(l, &has, &tip, NULL);
     if (rc == 0 && has && (rc = mdb_txn_begin(l->derived_env, NULL, MDB_RDONLY, &txn)) == 0) {
-        rc = checkpoint_read(l, txn, &cp);
+        rc = checkpoint_read(l, txn, &cp, NULL);
         mdb_txn_abort(txn);
     }
     if (rc != 0 || !has) {
@@ -559,30 +565,30 @@ static void overlay_refresh(ledger *l)
         pthread_mutex_unlock(&l->checkpoint_mu);
     }
     if (tip + 1 > l->published_next)
-        (void)overlay_extend(l, tip);
+        (void)overlay_extend(l, tip, NULL);
     pthread_mutex_unlock(&l->refresh_mu);
 }
 
 /* Writable: empty the derived tables (they belong to another chain, or are
  * ahead of the blocks after a crash without sync). */
-static int derived_reset(ledger *l)
+static int derived_reset(ledger *l, ehr_diag *diag)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(l->derived_env, NULL, 0, &txn);
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "resetting the derived tables");
+        return ledger__lmdb_error(l, rc, "resetting the derived tables", diag);
     rc = mdb_drop(txn, l->db_txs, 0);
     if (rc == 0)
         rc = mdb_drop(txn, l->db_state, 0);
     if (rc == 0)
         rc = mdb_drop(txn, l->db_derived_meta, 0);
     if (rc == 0)
-        return ledger__lmdb_error(l, mdb_txn_commit(txn), "resetting the derived tables");
+        return ledger__lmdb_error(l, mdb_txn_commit(txn), "resetting the derived tables", diag);
     mdb_txn_abort(txn);
-    return ledger__lmdb_error(l, rc, "resetting the derived tables");
+    return ledger__lmdb_error(l, rc, "resetting the derived tables", diag);
 }
 
-static int derived_env_open(ledger *l)
+static int derived_env_open(ledger *l, ehr_diag *diag)
 {
     int rc = mdb_env_create(&l->derived_env);
     if (rc == 0)
@@ -592,11 +598,11 @@ static int derived_env_open(ledger *l)
     if (rc == 0)
         rc = mdb_env_set_maxreaders(l->derived_env, l->options.readers_max);
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "creating the derived environment");
+        return ledger__lmdb_error(l, rc, "creating the derived environment", diag);
     char path[4096];
     int n = snprintf(path, sizeof path, "%s/%s", l->dir, LEDGER__DERIVED_FILE);
     if (n < 0 || (size_t)n >= sizeof path)
-        return ledger__error(l, EHR_EINVAL, "the ledger directory's path is too long");
+        return ehr_diag_fail(diag, EHR_EINVAL, "the ledger directory's path is too long");
     unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
     if (l->options.sync == LEDGER_SYNC_NONE)
         flags |= MDB_NOSYNC;
@@ -604,12 +610,12 @@ static int derived_env_open(ledger *l)
         flags |= MDB_RDONLY;
     rc = mdb_env_open(l->derived_env, path, flags, 0600);
     if (rc == ENOENT)
-        return ledger__error(l, EHR_ENOTFOUND,
+        return ehr_diag_fail(diag, EHR_ENOTFOUND,
                              "no derived tables (%s); open the ledger writable once to rebuild "
                              "them",
                              path);
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "opening the derived environment");
+        return ledger__lmdb_error(l, rc, "opening the derived environment", diag);
     /* One writable open at a time: its overlay is the only record of the
      * blocks above the checkpoint, so a second writer would check
      * duplicates against an overlay that misses the first one's blocks.
@@ -618,15 +624,15 @@ static int derived_env_open(ledger *l)
     if (!l->options.read_only && mdb_env_get_fd(l->derived_env, &fd) == 0 &&
         flock(fd, LOCK_EX | LOCK_NB) != 0)
         return errno == EWOULDBLOCK
-                   ? ledger__error(l, EHR_EAGAIN,
+                   ? ehr_diag_fail(diag, EHR_EAGAIN,
                                    "another process has the ledger in %s open for writing", l->dir)
-                   : ledger__error(l, -errno, "locking %s: %s", path, strerror(errno));
+                   : ehr_diag_fail(diag, -errno, "locking %s: %s", path, strerror(errno));
     int dead = 0;
     (void)mdb_reader_check(l->derived_env, &dead);
     MDB_txn *txn;
     rc = mdb_txn_begin(l->derived_env, NULL, l->options.read_only ? MDB_RDONLY : 0, &txn);
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "opening the derived tables");
+        return ledger__lmdb_error(l, rc, "opening the derived tables", diag);
     unsigned dbi_flags = l->options.read_only ? 0 : MDB_CREATE;
     rc = mdb_dbi_open(txn, LEDGER__DB_TXS, dbi_flags, &l->db_txs);
     if (rc == 0)
@@ -636,38 +642,40 @@ static int derived_env_open(ledger *l)
     if (rc != 0) {
         mdb_txn_abort(txn);
         if (rc == MDB_NOTFOUND)
-            return ledger__error(l, EHR_ENOTFOUND,
+            return ehr_diag_fail(diag, EHR_ENOTFOUND,
                                  "the derived tables are missing; open the ledger writable once "
                                  "to rebuild them");
-        return ledger__lmdb_error(l, rc, "opening the derived tables");
+        return ledger__lmdb_error(l, rc, "opening the derived tables", diag);
     }
-    return ledger__lmdb_error(l, mdb_txn_commit(txn), "opening the derived tables");
+    return ledger__lmdb_error(l, mdb_txn_commit(txn), "opening the derived tables", diag);
 }
 
 /* Check the checkpoint record against the main environment's tip (*HAS,
  * *TIP, read before); writable, reset tables that cannot be used. Sets
  * checkpoint_next. */
-static int derived_check(ledger *l, bool *has_tip, uint64_t *tip)
+static int derived_check(ledger *l, bool *has_tip, uint64_t *tip, ehr_diag *diag)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(l->derived_env, NULL, MDB_RDONLY, &txn);
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "reading the derived tables");
+        return ledger__lmdb_error(l, rc, "reading the derived tables", diag);
     checkpoint_rec cp;
-    rc = checkpoint_read(l, txn, &cp);
+    ehr_diag read_why; /* writable, a record that does not decode is rebuilt below */
+    rc = checkpoint_read(l, txn, &cp, &read_why);
     MDB_stat st_txs, st_state;
     if (rc == 0)
-        rc = ledger__lmdb_error(l, mdb_stat(txn, l->db_txs, &st_txs), "reading the tx index");
+        rc = ledger__lmdb_error(l, mdb_stat(txn, l->db_txs, &st_txs), "reading the tx index",
+                                &read_why);
     if (rc == 0)
-        rc =
-            ledger__lmdb_error(l, mdb_stat(txn, l->db_state, &st_state), "reading the world state");
+        rc = ledger__lmdb_error(l, mdb_stat(txn, l->db_state, &st_state), "reading the world state",
+                                &read_why);
     mdb_txn_abort(txn);
     if (rc != 0 && !(rc == EHR_ECORRUPT && !l->options.read_only))
-        return rc;
+        return ehr_diag_fail(diag, rc, "%s", read_why.msg);
     /* A writer in another process may have appended and checkpointed since
      * the tip was read: read it again before calling the tables ahead. */
     if (rc == 0 && cp.present && (!*has_tip || cp.next > *tip + 1)) {
-        rc = tip_height(l, has_tip, tip);
+        rc = tip_height(l, has_tip, tip, diag);
         if (rc != 0)
             return rc;
     }
@@ -686,12 +694,12 @@ static int derived_check(ledger *l, bool *has_tip, uint64_t *tip)
         why = "they hold rows without a checkpoint record";
     if (why != NULL) {
         if (l->options.read_only)
-            return ledger__error(l, EHR_ECORRUPT,
+            return ehr_diag_fail(diag, EHR_ECORRUPT,
                                  "the derived tables cannot be used (%s); open the ledger "
                                  "writable to rebuild them",
                                  why);
         ehr_log(EHR_LOG_WARN, "ledger derived tables rebuilt", "dir=%s reason=%s", l->dir, why);
-        rc = derived_reset(l);
+        rc = derived_reset(l, diag);
         if (rc != 0)
             return rc;
         cp = (checkpoint_rec){0};
@@ -701,7 +709,7 @@ static int derived_check(ledger *l, bool *has_tip, uint64_t *tip)
     return 0;
 }
 
-int ledger__derived_open(ledger *l)
+int ledger__derived_open(ledger *l, ehr_diag *diag)
 {
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);
@@ -723,39 +731,41 @@ int ledger__derived_open(ledger *l)
     l->overlay_blocks_max = LEDGER_OVERLAY_BLOCKS_MAX;
     l->overlay_bytes_max = LEDGER_OVERLAY_BYTES_MAX;
 
-    int rc = derived_env_open(l);
+    int rc = derived_env_open(l, diag);
     if (rc != 0)
         return rc;
     MDB_txn *txn;
-    rc = ledger__read_begin(l, &txn);
+    rc = ledger__read_begin(l, &txn, diag);
     if (rc != 0)
         return rc;
     ledger_chain chain;
-    rc = ledger__chain_read(l, txn, &chain);
+    ehr_diag why; /* no chain yet is no failure here */
+    rc = ledger__chain_read(l, txn, &chain, &why);
     mdb_txn_abort(txn);
     if (rc != 0 && rc != EHR_ENOTFOUND)
-        return rc;
+        return ehr_diag_fail(diag, rc, "%s", why.msg);
     l->chain_known = rc == 0;
     if (l->chain_known)
         memcpy(l->genesis_block_hash, chain.genesis_block_hash, EHR_HASH_BYTES);
     bool has;
     uint64_t tip;
-    rc = tip_height(l, &has, &tip);
+    rc = tip_height(l, &has, &tip, diag);
     if (rc == 0)
-        rc = derived_check(l, &has, &tip);
+        rc = derived_check(l, &has, &tip, diag);
     if (rc == 0 && has) {
-        rc = overlay_extend(l, tip);
+        rc = overlay_extend(l, tip, &why);
         if (rc != 0 && rc != EHR_EAGAIN && l->options.read_only) {
             /* Let verify report the damage rather than refuse to open. */
-            ehr_log(EHR_LOG_WARN, "ledger overlay incomplete", "dir=%s error=%s", l->dir,
-                    ledger_last_error(l));
+            ehr_log(EHR_LOG_WARN, "ledger overlay incomplete", "dir=%s error=%s", l->dir, why.msg);
             rc = 0;
+        } else if (rc != 0) {
+            rc = ehr_diag_fail(diag, rc, "%s", why.msg);
         }
     }
     if (rc != 0 || l->options.read_only)
         return rc;
     if (pthread_create(&l->checkpoint_thread, NULL, checkpoint_main, l) != 0)
-        return ledger__error(l, EHR_EAGAIN, "cannot start the checkpoint thread");
+        return ehr_diag_fail(diag, EHR_EAGAIN, "cannot start the checkpoint thread");
     l->checkpoint_running = true;
     return 0;
 }
@@ -785,7 +795,7 @@ void ledger__derived_close(ledger *l)
 
 /* ---- Read views ---- */
 
-int ledger__view_begin(ledger *l, ledger__view *v)
+int ledger__view_begin(ledger *l, ledger__view *v, ehr_diag *diag)
 {
     if (l->options.read_only && view_depth == 0)
         overlay_refresh(l);
@@ -794,7 +804,7 @@ int ledger__view_begin(ledger *l, ledger__view *v)
     int rc = mdb_txn_begin(l->derived_env, NULL, MDB_RDONLY, &v->txn);
     if (rc != 0) {
         pthread_rwlock_unlock(&l->overlay_lock);
-        return ledger__lmdb_error(l, rc, "starting a read transaction");
+        return ledger__lmdb_error(l, rc, "starting a read transaction", diag);
     }
     v->ledger = l;
     view_depth++;
@@ -809,7 +819,8 @@ void ledger__view_end(ledger__view *v)
     pthread_rwlock_unlock(&v->ledger->overlay_lock);
 }
 
-int ledger__view_tx(ledger__view *v, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *loc)
+int ledger__view_tx(ledger__view *v, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *loc,
+                    ehr_diag *diag)
 {
     const ledger__ov_tx *t = ledger__overlay_tx(&v->ledger->overlay, hash);
     if (t != NULL) {
@@ -821,14 +832,14 @@ int ledger__view_tx(ledger__view *v, const uint8_t hash[EHR_HASH_BYTES], ledger_
     if (rc == MDB_NOTFOUND)
         return EHR_ENOTFOUND;
     if (rc != 0)
-        return ledger__lmdb_error(v->ledger, rc, "reading the tx index");
+        return ledger__lmdb_error(v->ledger, rc, "reading the tx index", diag);
     if (ledger__tx_location_read(val.mv_data, val.mv_size, loc) != 0)
-        return ledger__error(v->ledger, EHR_ECORRUPT, "the tx index row does not decode");
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "the tx index row does not decode");
     return 0;
 }
 
 int ledger__view_state(ledger__view *v, const uint8_t *key, size_t key_len, const uint8_t **value,
-                       size_t *value_len)
+                       size_t *value_len, ehr_diag *diag)
 {
     const ledger__ov_node *n = ledger__overlay_state(&v->ledger->overlay, key, key_len);
     if (n != NULL) {
@@ -843,14 +854,14 @@ int ledger__view_state(ledger__view *v, const uint8_t *key, size_t key_len, cons
     if (rc == MDB_NOTFOUND)
         return EHR_ENOTFOUND;
     if (rc != 0)
-        return ledger__lmdb_error(v->ledger, rc, "reading the world state");
+        return ledger__lmdb_error(v->ledger, rc, "reading the world state", diag);
     *value = val.mv_data;
     *value_len = val.mv_size;
     return 0;
 }
 
 int ledger__state_cursor_open(ledger__view *v, const uint8_t *start, size_t start_len,
-                              ledger__state_cursor *c)
+                              ledger__state_cursor *c, ehr_diag *diag)
 {
     memset(c, 0, sizeof *c);
     c->view = v;
@@ -858,20 +869,20 @@ int ledger__state_cursor_open(ledger__view *v, const uint8_t *start, size_t star
                             : v->ledger->overlay.head->next[0];
     int rc = mdb_cursor_open(v->txn, v->ledger->db_state, &c->cur);
     if (rc != 0)
-        return ledger__lmdb_error(v->ledger, rc, "opening the world state");
+        return ledger__lmdb_error(v->ledger, rc, "opening the world state", diag);
     c->key = val_of(start, start_len);
     rc = mdb_cursor_get(c->cur, &c->key, &c->value, start_len > 0 ? MDB_SET_RANGE : MDB_FIRST);
     c->derived_end = rc == MDB_NOTFOUND;
     if (rc != 0 && rc != MDB_NOTFOUND) {
         mdb_cursor_close(c->cur);
         c->cur = NULL;
-        return ledger__lmdb_error(v->ledger, rc, "scanning the world state");
+        return ledger__lmdb_error(v->ledger, rc, "scanning the world state", diag);
     }
     return 0;
 }
 
 int ledger__state_cursor_next(ledger__state_cursor *c, const uint8_t **key, size_t *key_len,
-                              const uint8_t **value, size_t *value_len)
+                              const uint8_t **value, size_t *value_len, ehr_diag *diag)
 {
     for (;;) {
         bool have_node = c->node != NULL;
@@ -896,7 +907,7 @@ int ledger__state_cursor_next(ledger__state_cursor *c, const uint8_t **key, size
             int rc = mdb_cursor_get(c->cur, &c->key, &c->value, MDB_NEXT);
             c->derived_end = rc == MDB_NOTFOUND;
             if (rc != 0 && rc != MDB_NOTFOUND)
-                return ledger__lmdb_error(c->view->ledger, rc, "scanning the world state");
+                return ledger__lmdb_error(c->view->ledger, rc, "scanning the world state", diag);
         }
         if (n == NULL)
             return 0;
@@ -919,19 +930,19 @@ void ledger__state_cursor_close(ledger__state_cursor *c)
 
 /* ---- Stats ---- */
 
-int ledger__derived_stats(ledger *l, ledger_stats *out)
+int ledger__derived_stats(ledger *l, ledger_stats *out, ehr_diag *diag)
 {
     ledger__view v;
-    int rc = ledger__view_begin(l, &v);
+    int rc = ledger__view_begin(l, &v, diag);
     if (rc != 0)
         return rc;
     checkpoint_rec cp;
     MDB_stat txs, state;
-    rc = checkpoint_read(l, v.txn, &cp);
+    rc = checkpoint_read(l, v.txn, &cp, diag);
     if (rc == 0)
-        rc = ledger__lmdb_error(l, mdb_stat(v.txn, l->db_txs, &txs), "reading the tx index");
+        rc = ledger__lmdb_error(l, mdb_stat(v.txn, l->db_txs, &txs), "reading the tx index", diag);
     if (rc == 0)
-        rc = ledger__lmdb_error(l, mdb_stat(v.txn, l->db_state, &state), "reading the state");
+        rc = ledger__lmdb_error(l, mdb_stat(v.txn, l->db_state, &state), "reading the state", diag);
     if (rc == 0) {
         out->tx_index_rows = txs.ms_entries;
         out->state_keys = state.ms_entries;

@@ -16,8 +16,12 @@
  * the state writes this module stores), consensus (consensus/ decides which
  * block comes next).
  *
- * Errors: 0 on success, a negative EHR_E* code (common.h) or -errno; the
- * store keeps the sentence saying why per thread (ledger_last_error).
+ * Errors: 0 on success, a negative EHR_E* code (common.h) or -errno. Every
+ * function that can fail takes an optional last argument `ehr_diag *diag`
+ * (NULL: no message wanted): on failure it writes one line there saying
+ * what failed, and nothing on success (docs/DESIGN.md, "Errors").
+ * ledger_verify says what it found in its report instead. Nothing here
+ * prints: the caller decides what a person sees.
  *
  * Memory: functions that return bytes return an ehr_malloc'd copy the caller
  * frees with ehr_free.
@@ -97,16 +101,12 @@ typedef struct ledger_options {
  * writable and another process has the ledger open writable),
  * -errno.
  */
-int ledger_open(const char *dir, const ledger_options *options, ledger **out);
+int ledger_open(const char *dir, const ledger_options *options, ledger **out, ehr_diag *diag);
 
 /* Writable: bring the derived tables up to the tip (ledger_checkpoint;
  * a failure is logged, and the next open replays), stop the checkpoint
  * thread. Then close both environments. */
 void ledger_close(ledger *l);
-
-/* The sentence describing why the last failed call on L made by this thread
- * failed ("" if it succeeded). Valid until this thread's next call. */
-const char *ledger_last_error(const ledger *l);
 
 /*
  * Write block 0 derived from GENESIS (see ledger_genesis_block_build), the
@@ -115,7 +115,7 @@ const char *ledger_last_error(const ledger *l);
  * keys), in one write transaction. Returns 0; EHR_EEXIST if the ledger already has a
  * chain; a ledger_genesis_parse error; EHR_EFULL.
  */
-int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len);
+int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len, ehr_diag *diag);
 
 typedef struct ledger_tip {
     uint64_t height;
@@ -126,7 +126,7 @@ typedef struct ledger_tip {
 } ledger_tip;
 
 /* The last block. Returns 0, or EHR_ENOTFOUND before ledger_genesis_init. */
-int ledger_tip_get(ledger *l, ledger_tip *out);
+int ledger_tip_get(ledger *l, ledger_tip *out, ehr_diag *diag);
 
 typedef struct ledger_chain {
     uint32_t format_version;
@@ -136,7 +136,7 @@ typedef struct ledger_chain {
 } ledger_chain;
 
 /* Which chain this is. Returns 0, or EHR_ENOTFOUND before genesis. */
-int ledger_chain_get(ledger *l, ledger_chain *out);
+int ledger_chain_get(ledger *l, ledger_chain *out, ehr_diag *diag);
 
 /* An append request: everything that becomes durable with one block. */
 typedef struct ledger_append {
@@ -179,17 +179,17 @@ typedef struct ledger_append {
  * checkpoint has failed (ledger_checkpoint). One writer at a time: callers
  * serialise appends.
  */
-int ledger_append_block(ledger *l, const ledger_append *request);
+int ledger_append_block(ledger *l, const ledger_append *request, ehr_diag *diag);
 
 /* Record that Raft entries up to INDEX are applied when no block came with
  * them (e.g. a membership change). INDEX below the current one: EHR_EINVAL. */
-int ledger_applied_index_set(ledger *l, uint64_t index);
+int ledger_applied_index_set(ledger *l, uint64_t index, ehr_diag *diag);
 
 /*
  * The block at HEIGHT, its stored checksum verified. *BYTES is an
  * ehr_malloc'd copy. Returns 0; EHR_ENOTFOUND; EHR_ECORRUPT.
  */
-int ledger_block_get(ledger *l, uint64_t height, uint8_t **bytes, size_t *len);
+int ledger_block_get(ledger *l, uint64_t height, uint8_t **bytes, size_t *len, ehr_diag *diag);
 
 typedef struct ledger_tx_location {
     uint64_t height;
@@ -204,12 +204,12 @@ typedef struct ledger_tx_location {
  * body is checked to hash to HASH. Returns 0; EHR_ENOTFOUND; EHR_ECORRUPT.
  */
 int ledger_tx_get(ledger *l, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *location,
-                  uint8_t **envelope, size_t *envelope_len);
+                  uint8_t **envelope, size_t *envelope_len, ehr_diag *diag);
 
 /* The value of KEY: an ehr_malloc'd copy (NULL with *LEN 0 for an empty
  * value). Returns 0; EHR_ENOTFOUND; EHR_EINVAL (key length). */
 int ledger_state_get(ledger *l, const uint8_t *key, size_t key_len, uint8_t **value,
-                     size_t *value_len);
+                     size_t *value_len, ehr_diag *diag);
 
 /* Called per key: return 0 to go on, 1 to stop, a negative error to abort
  * (returned by the scan). The bytes are valid during the call only. */
@@ -221,10 +221,12 @@ typedef int (*ledger_scan_fn)(void *ctx, const uint8_t *key, size_t key_len, con
  * beginning after AFTER (NULL to start at the prefix: pass the last key seen
  * to continue a scan), at most COUNT_MAX (1..LEDGER_SCAN_COUNT_MAX) keys.
  * FN runs inside a read snapshot; it may read the ledger but not append.
- * Returns the number of keys visited (>= 0), or a negative error.
+ * Returns the number of keys visited (>= 0), or a negative error (FN's own
+ * is returned as it is, DIAG untouched: FN's caller knows what it meant).
  */
 long ledger_state_scan(ledger *l, const uint8_t *prefix, size_t prefix_len, const uint8_t *after,
-                       size_t after_len, size_t count_max, ledger_scan_fn fn, void *ctx);
+                       size_t after_len, size_t count_max, ledger_scan_fn fn, void *ctx,
+                       ehr_diag *diag);
 
 /* What ledger_verify found. */
 enum ledger_fault {
@@ -362,18 +364,18 @@ typedef struct ledger_raft_batch {
  * above, a missing boundary, read-only ledger); EHR_ETOOBIG (an entry, a
  * record or the entry count over its limit); EHR_EFULL (the map is full);
  * EHR_ECORRUPT (the stored log is not contiguous); -errno. Refusals write
- * nothing; ledger_last_error says why.
+ * nothing; DIAG says why.
  * One writer at a time (with ledger_append_block too): callers serialise.
  */
-int ledger_raft_write(ledger *l, const ledger_raft_batch *batch);
+int ledger_raft_write(ledger *l, const ledger_raft_batch *batch, ehr_diag *diag);
 
 /* The first / last index of the log (an empty log: last == first - 1; a
  * new ledger: first 1, last 0), read in one snapshot. Either pointer may be
  * NULL. Returns 0; EHR_ECORRUPT (the stored log is not one run starting at
  * first). */
-int ledger_raft_bounds(ledger *l, uint64_t *first, uint64_t *last);
-int ledger_raft_first_index(ledger *l, uint64_t *out);
-int ledger_raft_last_index(ledger *l, uint64_t *out);
+int ledger_raft_bounds(ledger *l, uint64_t *first, uint64_t *last, ehr_diag *diag);
+int ledger_raft_first_index(ledger *l, uint64_t *out, ehr_diag *diag);
+int ledger_raft_last_index(ledger *l, uint64_t *out, ehr_diag *diag);
 
 /* Called per entry with its bytes, valid during the call only (they point
  * into LMDB's map, inside a read transaction). Return 0 to go on, 1 to stop
@@ -385,7 +387,8 @@ typedef int (*ledger_raft_entry_fn)(void *ctx, uint64_t index, const uint8_t *by
  * Returns 0; EHR_ENOTFOUND (outside [first, last], e.g. compacted);
  * EHR_ETOOBIG (CAP too small: *LEN says how much is needed, BUF untouched).
  */
-int ledger_raft_entry_get(ledger *l, uint64_t index, uint8_t *buf, size_t cap, size_t *len);
+int ledger_raft_entry_get(ledger *l, uint64_t index, uint8_t *buf, size_t cap, size_t *len,
+                          ehr_diag *diag);
 
 /*
  * Call FN for the entries [LO, HI) in order, in one read snapshot, stopping
@@ -394,10 +397,11 @@ int ledger_raft_entry_get(ledger *l, uint64_t index, uint8_t *buf, size_t cap, s
  * what it keeps (this is what the node's raft_storage.entries uses).
  * Returns the number of entries FN was called for (>= 1); EHR_EINVAL
  * (LO >= HI); EHR_ENOTFOUND (LO below first or HI beyond last + 1);
- * EHR_ECORRUPT (an entry missing inside the range); FN's error.
+ * EHR_ECORRUPT (an entry missing inside the range); FN's error (returned as
+ * it is, DIAG untouched).
  */
 long ledger_raft_entries_read(ledger *l, uint64_t lo, uint64_t hi, uint64_t bytes_max,
-                              ledger_raft_entry_fn fn, void *ctx);
+                              ledger_raft_entry_fn fn, void *ctx, ehr_diag *diag);
 
 /*
  * The last stored hard state / snapshot meta / boundary record (see
@@ -405,9 +409,9 @@ long ledger_raft_entries_read(ledger *l, uint64_t lo, uint64_t hi, uint64_t byte
  * Returns 0; EHR_ENOTFOUND (never written); EHR_ETOOBIG (CAP too small,
  * *LEN says how much is needed); EHR_ECORRUPT (over the limit on disk).
  */
-int ledger_raft_hard_state_get(ledger *l, uint8_t *buf, size_t cap, size_t *len);
-int ledger_raft_snapshot_meta_get(ledger *l, uint8_t *buf, size_t cap, size_t *len);
-int ledger_raft_boundary_get(ledger *l, uint8_t *buf, size_t cap, size_t *len);
+int ledger_raft_hard_state_get(ledger *l, uint8_t *buf, size_t cap, size_t *len, ehr_diag *diag);
+int ledger_raft_snapshot_meta_get(ledger *l, uint8_t *buf, size_t cap, size_t *len, ehr_diag *diag);
+int ledger_raft_boundary_get(ledger *l, uint8_t *buf, size_t cap, size_t *len, ehr_diag *diag);
 
 typedef struct ledger_stats {
     uint64_t blocks;        /* entries in the blocks database */
@@ -428,7 +432,7 @@ typedef struct ledger_stats {
 /* Counts in one read view (the state key count looks each overlay key up
  * in the derived tables: O(overlay keys), for tools, not a hot path).
  * Returns 0 or an LMDB error. */
-int ledger_stats_get(ledger *l, ledger_stats *out);
+int ledger_stats_get(ledger *l, ledger_stats *out, ehr_diag *diag);
 
 /* ---- Snapshots (snapshot.c) ----
  *
@@ -485,9 +489,9 @@ typedef struct ledger_snapshot_info {
  * Returns 0; EHR_EINVAL (bad path; the ledger has applied no Raft entry
  * yet); EHR_ETOOBIG (path or copy over its limit); EHR_ENOTFOUND (no
  * chain); a ledger_snapshot_inspect error for a copy that fails its
- * checks; -errno. ledger_last_error(L) says why.
+ * checks; -errno; with a sentence in DIAG.
  */
-int ledger_snapshot_create(ledger *l, const char *path, ledger_snapshot_info *info);
+int ledger_snapshot_create(ledger *l, const char *path, ledger_snapshot_info *info, ehr_diag *diag);
 
 /*
  * Check that the file PATH is a snapshot: a regular file of at most
@@ -564,6 +568,6 @@ int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
  * until the ledger is reopened. Not from inside a ledger_state_scan
  * callback (the checkpoint waits for the scan's view to end).
  */
-int ledger_checkpoint(ledger *l);
+int ledger_checkpoint(ledger *l, ehr_diag *diag);
 
 #endif /* EHR_LEDGER_H */

@@ -233,19 +233,26 @@ struct ledger {
     size_t write_capacity;
 };
 
-/* Record a message as this thread's last ledger error and return ERR. */
-int ledger__error(ledger *l, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/*
+ * Messages. Every function of the store that can fail takes the caller's
+ * optional ehr_diag as its last argument and hands it down, so the one line
+ * written on failure is the innermost one that knows what went wrong
+ * (ehr_diag_fail); a function that adds context formats into a local
+ * ehr_diag first. The checkpoint thread has no caller: it keeps its
+ * message in checkpoint_error_msg for the appends that fail after it.
+ */
 
-/* Map an LMDB return code to ours (recording a message); 0 stays 0. */
-int ledger__lmdb_error(ledger *l, int rc, const char *what);
+/* Map an LMDB return code to ours, with a message about WHAT in DIAG (may be
+ * NULL); 0 stays 0. L gives the map size and reader count for the message. */
+int ledger__lmdb_error(const ledger *l, int rc, const char *what, ehr_diag *diag);
 
-/* Begin a read-only transaction. */
-int ledger__read_begin(ledger *l, MDB_txn **txn);
+/* Begin a read-only transaction (in the main environment). */
+int ledger__read_begin(ledger *l, MDB_txn **txn, ehr_diag *diag);
 
 /* The main environment's write-log record at HEIGHT inside TXN, decoded
  * (see ledger__writes_record_open). EHR_ENOTFOUND, EHR_ECORRUPT. */
 int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger_state_write **writes,
-                        size_t *count);
+                        size_t *count, ehr_diag *diag);
 
 /* ---- The derived environment (derived.c) ---- */
 
@@ -253,13 +260,13 @@ int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger_state_w
  * the main environment's tip (checkpointing as needed when writable), and
  * start the checkpointer (writable). Called by ledger_open after the main
  * environment is open. Returns 0 or an error with a message. */
-int ledger__derived_open(ledger *l);
+int ledger__derived_open(ledger *l, ehr_diag *diag);
 /* Final checkpoint (writable), stop the checkpointer, free the overlay,
  * close the environment. Safe on a partly opened ledger. */
 void ledger__derived_close(ledger *l);
 /* Wait until the overlay has room for a block of BYTES (back-pressure),
  * then reserve it. Returns 0, or the checkpoint's error. */
-int ledger__derived_reserve(ledger *l, size_t bytes);
+int ledger__derived_reserve(ledger *l, size_t bytes, ehr_diag *diag);
 /* Give back a reservation that was not published. */
 void ledger__derived_unreserve(ledger *l, size_t bytes);
 /* Add B (its block committed in the main environment) to the overlay. */
@@ -273,13 +280,14 @@ typedef struct ledger__view {
     MDB_txn *txn;             /* derived */
     uint64_t checkpoint_next; /* of TXN's snapshot */
 } ledger__view;
-int ledger__view_begin(ledger *l, ledger__view *v);
+int ledger__view_begin(ledger *l, ledger__view *v, ehr_diag *diag);
 void ledger__view_end(ledger__view *v);
 /* HASH's location in the view: 0, EHR_ENOTFOUND, EHR_ECORRUPT (bad row). */
-int ledger__view_tx(ledger__view *v, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *loc);
+int ledger__view_tx(ledger__view *v, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *loc,
+                    ehr_diag *diag);
 /* KEY's value in the view, borrowed until view end: 0, EHR_ENOTFOUND. */
 int ledger__view_state(ledger__view *v, const uint8_t *key, size_t key_len, const uint8_t **value,
-                       size_t *value_len);
+                       size_t *value_len, ehr_diag *diag);
 
 /* A cursor over the state in key order: the overlay merged with the
  * derived table (the overlay wins on equal keys; removals hide keys). */
@@ -292,20 +300,21 @@ typedef struct ledger__state_cursor {
 } ledger__state_cursor;
 /* Position at the first key >= START (START_LEN 0: the first key). */
 int ledger__state_cursor_open(ledger__view *v, const uint8_t *start, size_t start_len,
-                              ledger__state_cursor *c);
+                              ledger__state_cursor *c, ehr_diag *diag);
 /* The next visible key: 0 with KEY/VALUE borrowed, 1 at the end, or an
  * error. */
 int ledger__state_cursor_next(ledger__state_cursor *c, const uint8_t **key, size_t *key_len,
-                              const uint8_t **value, size_t *value_len);
+                              const uint8_t **value, size_t *value_len, ehr_diag *diag);
 void ledger__state_cursor_close(ledger__state_cursor *c);
 
 /* The derived tables' checkpoint inside TXN (a derived transaction): the
  * heights below *NEXT and their *TX_COUNT transactions (0, 0 if none yet).
  * Returns 0 or EHR_ECORRUPT. */
-int ledger__checkpoint_get(ledger *l, MDB_txn *txn, uint64_t *next, uint64_t *tx_count);
+int ledger__checkpoint_get(ledger *l, MDB_txn *txn, uint64_t *next, uint64_t *tx_count,
+                           ehr_diag *diag);
 
 /* The tx-index rows, state keys and overlay figures of OUT, in one view. */
-int ledger__derived_stats(ledger *l, ledger_stats *out);
+int ledger__derived_stats(ledger *l, ledger_stats *out, ehr_diag *diag);
 
 /* Apply the rows of BLOCKS[0..COUNT) (ascending heights) to TXS (may be 0:
  * no tx rows) and STATE in TXN, in sorted batches. Returns 0 or an LMDB
@@ -324,8 +333,8 @@ void ledger__overlay_limits_set(ledger *l, uint64_t blocks_max, uint64_t bytes_m
 
 /* Read the tip / chain info inside TXN. EHR_ENOTFOUND before genesis,
  * EHR_ECORRUPT if the record does not decode. */
-int ledger__tip_read(ledger *l, MDB_txn *txn, ledger_tip *out);
-int ledger__chain_read(ledger *l, MDB_txn *txn, ledger_chain *out);
+int ledger__tip_read(ledger *l, MDB_txn *txn, ledger_tip *out, ehr_diag *diag);
+int ledger__chain_read(ledger *l, MDB_txn *txn, ledger_chain *out, ehr_diag *diag);
 
 /* ---- Snapshots (snapshot.c) ---- */
 

@@ -249,13 +249,6 @@ static int file_check(const char *path, uint64_t *file_bytes, ehr_diag *diag)
 
 /* ---- Opening a snapshot file as a ledger ---- */
 
-/* Copy this thread's last ledger error into DIAG, after PREFIX. */
-static int diag_from(ledger *s, int rc, const char *prefix, ehr_diag *diag)
-{
-    EHR_ASSERT(rc != 0);
-    return ehr_diag_fail(diag, rc, "%s%s", prefix, ledger_last_error(s));
-}
-
 /*
  * Open the LMDB data file PATH (FILE_BYTES long, checked by file_check) as
  * a ledger handle without a lock file: read-only, or WRITABLE with room to
@@ -287,13 +280,13 @@ static int snap_open(const char *path, bool writable, uint64_t file_bytes, ledge
     if (rc == 0)
         rc = mdb_env_open(s->env, path, flags, 0600);
     if (rc != 0) {
-        rc = diag_from(s, ledger__lmdb_error(s, rc, "opening the file with LMDB"), "", diag);
+        rc = ledger__lmdb_error(s, rc, "opening the file with LMDB", diag);
         goto fail;
     }
     MDB_txn *txn;
     rc = mdb_txn_begin(s->env, NULL, writable ? 0 : MDB_RDONLY, &txn);
     if (rc != 0) {
-        rc = diag_from(s, ledger__lmdb_error(s, rc, "reading the file"), "", diag);
+        rc = ledger__lmdb_error(s, rc, "reading the file", diag);
         goto fail;
     }
     struct {
@@ -308,7 +301,7 @@ static int snap_open(const char *path, bool writable, uint64_t file_bytes, ledge
             rc = ehr_diag_fail(diag, EHR_EINVAL, "%s is not a ledger (no %s database)", path,
                                dbs[i].name);
         else if (rc != 0)
-            rc = diag_from(s, ledger__lmdb_error(s, rc, "opening the databases"), "", diag);
+            rc = ledger__lmdb_error(s, rc, "opening the databases", diag);
     }
     if (rc == 0) {
         /* Writable, the Raft log is created if the ledger predates it. */
@@ -316,8 +309,7 @@ static int snap_open(const char *path, bool writable, uint64_t file_bytes, ledge
             mdb_dbi_open(txn, LEDGER__DB_RAFT_LOG, writable ? MDB_CREATE : 0, &s->db_raft_log);
         s->raft_log_present = lrc == 0;
         if (lrc != 0 && !(lrc == MDB_NOTFOUND && !writable))
-            rc =
-                diag_from(s, ledger__lmdb_error(s, lrc, "opening the raft log database"), "", diag);
+            rc = ledger__lmdb_error(s, lrc, "opening the raft log database", diag);
     }
     if (rc != 0) {
         mdb_txn_abort(txn);
@@ -326,7 +318,7 @@ static int snap_open(const char *path, bool writable, uint64_t file_bytes, ledge
     /* Commit (not abort) so the database handles stay open. */
     rc = mdb_txn_commit(txn);
     if (rc != 0) {
-        rc = diag_from(s, ledger__lmdb_error(s, rc, "opening the databases"), "", diag);
+        rc = ledger__lmdb_error(s, rc, "opening the databases", diag);
         goto fail;
     }
     *out = s;
@@ -349,7 +341,7 @@ static int block_read_checked(ledger *s, MDB_txn *txn, uint64_t height, ledger_b
         return ehr_diag_fail(diag, EHR_ECORRUPT, "block %llu is missing",
                              (unsigned long long)height);
     if (rc != 0)
-        return diag_from(s, ledger__lmdb_error(s, rc, "reading a block"), "", diag);
+        return ledger__lmdb_error(s, rc, "reading a block", diag);
     const uint8_t *block;
     size_t block_len;
     if (ledger__stored_block_open(v.mv_data, v.mv_size, height, &block, &block_len) != 0)
@@ -373,23 +365,21 @@ static int block_read_checked(ledger *s, MDB_txn *txn, uint64_t height, ledger_b
 static int content_check(ledger *s, ledger_snapshot_info *info, ehr_diag *diag)
 {
     MDB_txn *txn;
-    int rc = ledger__read_begin(s, &txn);
+    int rc = ledger__read_begin(s, &txn, diag);
     if (rc != 0)
-        return diag_from(s, rc, "", diag);
-    rc = ledger__chain_read(s, txn, &info->chain);
+        return rc;
+    rc = ledger__chain_read(s, txn, &info->chain, diag);
     if (rc == EHR_ENOTFOUND)
         rc = ehr_diag_fail(diag, rc, "the ledger holds no chain (no genesis)");
-    else if (rc != 0)
-        rc = diag_from(s, rc, "", diag);
-    if (rc == 0 && (rc = ledger__tip_read(s, txn, &info->tip)) != 0)
-        rc = diag_from(s, rc, "", diag);
+    if (rc == 0)
+        rc = ledger__tip_read(s, txn, &info->tip, diag);
     const ledger_tip *tip = &info->tip;
     if (rc == 0 && tip->applied_index == 0)
         rc = ehr_diag_fail(diag, EHR_EINVAL,
                            "the ledger has applied no Raft entry (applied index 0)");
     MDB_stat st;
     if (rc == 0 && (rc = mdb_stat(txn, s->db_blocks, &st)) != 0)
-        rc = diag_from(s, ledger__lmdb_error(s, rc, "counting blocks"), "", diag);
+        rc = ledger__lmdb_error(s, rc, "counting blocks", diag);
     if (rc == 0 && st.ms_entries != tip->height + 1)
         rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the ledger holds %llu blocks; its tip is at %llu",
                            (unsigned long long)st.ms_entries, (unsigned long long)tip->height);
@@ -405,7 +395,7 @@ static int content_check(ledger *s, ledger_snapshot_info *info, ehr_diag *diag)
         uint8_t want[8];
         ledger__height_key(want, tip->height);
         if (rc != 0)
-            rc = diag_from(s, ledger__lmdb_error(s, rc, "reading the last block"), "", diag);
+            rc = ledger__lmdb_error(s, rc, "reading the last block", diag);
         else if (k.mv_size != sizeof want || memcmp(k.mv_data, want, sizeof want) != 0)
             rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the last block stored is not the tip's (%llu)",
                                (unsigned long long)tip->height);
@@ -431,7 +421,7 @@ static int content_check(ledger *s, ledger_snapshot_info *info, ehr_diag *diag)
      * snapshot does not carry (the receiver rebuilds it from the blocks and
      * the write log): the write log must cover every block. */
     if (rc == 0 && (rc = mdb_stat(txn, s->db_writes, &st)) != 0)
-        rc = diag_from(s, ledger__lmdb_error(s, rc, "counting the write log"), "", diag);
+        rc = ledger__lmdb_error(s, rc, "counting the write log", diag);
     if (rc == 0 && st.ms_entries != tip->height + 1)
         rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the write log has %llu records for %llu blocks",
                            (unsigned long long)st.ms_entries, (unsigned long long)tip->height + 1);
@@ -490,32 +480,32 @@ int ledger_snapshot_inspect(const char *path, ledger_snapshot_info *info, ehr_di
 
 /* ---- Create ---- */
 
-int ledger_snapshot_create(ledger *l, const char *path, ledger_snapshot_info *info)
+int ledger_snapshot_create(ledger *l, const char *path, ledger_snapshot_info *info, ehr_diag *diag)
 {
     EHR_ASSERT(l != NULL && info != NULL);
     memset(info, 0, sizeof *info);
-    ehr_diag diag;
-    int rc = path_check(path, "snapshot", &diag);
+    int rc = path_check(path, "snapshot", diag);
     if (rc != 0)
-        return ledger__error(l, rc, "%s", diag.msg);
+        return rc;
     char tmp[PATH_BUF_BYTES], dir[PATH_BUF_BYTES];
     path_join(tmp, path, ".tmp-XXXXXX");
     path_dir(dir, path);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
-        return ledger__error(l, -errno, "creating a file next to %s: %s", path, strerror(errno));
+        return ehr_diag_fail(diag, -errno, "creating a file next to %s: %s", path, strerror(errno));
     rc = mdb_env_copyfd2(l->env, fd, MDB_CP_COMPACT);
     if (rc != 0)
-        rc = ledger__lmdb_error(l, rc, "copying the ledger");
+        rc = ledger__lmdb_error(l, rc, "copying the ledger", diag);
     if (rc == 0 && fsync(fd) != 0)
-        rc = ledger__error(l, -errno, "syncing %s: %s", tmp, strerror(errno));
+        rc = ehr_diag_fail(diag, -errno, "syncing %s: %s", tmp, strerror(errno));
     if (close(fd) != 0 && rc == 0)
-        rc = ledger__error(l, -errno, "closing %s: %s", tmp, strerror(errno));
+        rc = ehr_diag_fail(diag, -errno, "closing %s: %s", tmp, strerror(errno));
     /* Check the copy before it takes PATH's name: never publish a bad one. */
-    if (rc == 0 && (rc = inspect_file(tmp, info, &diag)) != 0)
-        rc = ledger__error(l, rc, "the copy fails its checks: %s", diag.msg);
+    ehr_diag why;
+    if (rc == 0 && (rc = inspect_file(tmp, info, &why)) != 0)
+        rc = ehr_diag_fail(diag, rc, "the copy fails its checks: %s", why.msg);
     if (rc == 0 && rename(tmp, path) != 0)
-        rc = ledger__error(l, -errno, "renaming the copy to %s: %s", path, strerror(errno));
+        rc = ehr_diag_fail(diag, -errno, "renaming the copy to %s: %s", path, strerror(errno));
     if (rc != 0) {
         unlink(tmp);
         memset(info, 0, sizeof *info);
@@ -523,7 +513,7 @@ int ledger_snapshot_create(ledger *l, const char *path, ledger_snapshot_info *in
     }
     rc = dir_sync(dir);
     if (rc != 0)
-        return ledger__error(l, rc, "syncing the directory %s: %s", dir, strerror(-rc));
+        return ehr_diag_fail(diag, rc, "syncing the directory %s: %s", dir, strerror(-rc));
     return 0;
 }
 
@@ -612,17 +602,17 @@ static int current_read(const char *data_path, const ledger_snapshot_expect *exp
     ledger_chain chain;
     ledger_tip tip;
     MDB_txn *txn;
-    rc = ledger__read_begin(s, &txn);
+    rc = ledger__read_begin(s, &txn, &why);
     if (rc == 0) {
-        rc = ledger__chain_read(s, txn, &chain);
+        rc = ledger__chain_read(s, txn, &chain, &why);
         if (rc == 0)
-            rc = ledger__tip_read(s, txn, &tip);
+            rc = ledger__tip_read(s, txn, &tip, &why);
         mdb_txn_abort(txn);
     }
     if (rc == EHR_ENOTFOUND) {
         rc = 0; /* an empty ledger: nothing to compare */
     } else if (rc != 0) {
-        rc = diag_from(s, rc, "the current ledger: ", diag);
+        rc = ehr_diag_fail(diag, rc, "the current ledger: %s", why.msg);
     } else if ((rc = chain_match(&chain, expect, "the current ledger", diag)) != 0) {
         /* another chain */
     } else if (tip.applied_index > expect->applied_index) {
@@ -634,11 +624,11 @@ static int current_read(const char *data_path, const ledger_snapshot_expect *exp
     }
     if (rc == 0) {
         int hrc = ledger_raft_hard_state_get(s, cur->hard_state, sizeof cur->hard_state,
-                                             &cur->hard_state_len);
+                                             &cur->hard_state_len, &why);
         if (hrc == 0)
             cur->has_hard_state = true;
         else if (hrc != EHR_ENOTFOUND)
-            rc = diag_from(s, hrc, "the current ledger's hard state: ", diag);
+            rc = ehr_diag_fail(diag, hrc, "the current ledger's hard state: %s", why.msg);
     }
     ledger_close(s);
     return rc;
@@ -650,7 +640,7 @@ static int raft_clear(ledger *s, ehr_diag *diag)
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc != 0)
-        return diag_from(s, ledger__lmdb_error(s, rc, "starting a write"), "", diag);
+        return ledger__lmdb_error(s, rc, "starting a write", diag);
     EHR_ASSERT(s->raft_log_present);
     rc = mdb_drop(txn, s->db_raft_log, 0);
     const char *names[] = {LEDGER__META_RAFT_HARD_STATE, LEDGER__META_RAFT_SNAPSHOT,
@@ -663,13 +653,11 @@ static int raft_clear(ledger *s, ehr_diag *diag)
     }
     if (rc != 0) {
         mdb_txn_abort(txn);
-        return diag_from(s, ledger__lmdb_error(s, rc, "removing the sender's raft records"), "",
-                         diag);
+        return ledger__lmdb_error(s, rc, "removing the sender's raft records", diag);
     }
     rc = mdb_txn_commit(txn);
     if (rc != 0)
-        return diag_from(s, ledger__lmdb_error(s, rc, "removing the sender's raft records"), "",
-                         diag);
+        return ledger__lmdb_error(s, rc, "removing the sender's raft records", diag);
     return 0;
 }
 
@@ -690,15 +678,16 @@ static int snapshot_rewrite(const char *path, uint64_t file_bytes, const ledger_
         ledger_raft_batch batch = *reset;
         if (batch.hard_state.data == NULL && cur->has_hard_state)
             batch.hard_state = (ledger_bytes){cur->hard_state, cur->hard_state_len};
-        rc = ledger_raft_write(s, &batch);
+        ehr_diag why;
+        rc = ledger_raft_write(s, &batch, &why);
         if (rc != 0)
-            rc = diag_from(s, rc, "the raft reset: ", diag);
+            rc = ehr_diag_fail(diag, rc, "the raft reset: %s", why.msg);
     }
     if (rc == 0) {
         step_done(LEDGER__INSTALL_RAFT_RESET);
         rc = mdb_env_sync(s->env, 1);
         if (rc != 0)
-            rc = diag_from(s, ledger__lmdb_error(s, rc, "syncing the snapshot"), "", diag);
+            rc = ledger__lmdb_error(s, rc, "syncing the snapshot", diag);
     }
     ledger_close(s);
     if (rc == 0 && (rc = file_sync(path)) != 0)

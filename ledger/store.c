@@ -38,57 +38,44 @@
 
 #include "ehr/v1/ledger.pb-c.h"
 
-/* Per thread, so that readers on several threads never share the buffer. */
-static _Thread_local char last_error[EHR_DIAG_BYTES_MAX];
-
-int ledger__error(ledger *l, int err, const char *fmt, ...)
-{
-    EHR_ASSERT(l != NULL && err != 0);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
-    va_end(ap);
-    return err;
-}
-
-int ledger__lmdb_error(ledger *l, int rc, const char *what)
+int ledger__lmdb_error(const ledger *l, int rc, const char *what, ehr_diag *diag)
 {
     switch (rc) {
     case 0:
         return 0;
     case MDB_MAP_FULL:
-        return ledger__error(l, EHR_EFULL,
+        return ehr_diag_fail(diag, EHR_EFULL,
                              "%s: the ledger's map of %llu bytes is full; reopen it with a "
                              "larger map size",
                              what, (unsigned long long)l->options.map_bytes);
     case MDB_NOTFOUND:
-        return ledger__error(l, EHR_ENOTFOUND, "%s: not found", what);
+        return ehr_diag_fail(diag, EHR_ENOTFOUND, "%s: not found", what);
     case MDB_KEYEXIST:
-        return ledger__error(l, EHR_EEXIST, "%s: already present", what);
+        return ehr_diag_fail(diag, EHR_EEXIST, "%s: already present", what);
     case MDB_CORRUPTED:
     case MDB_PAGE_NOTFOUND:
     case MDB_INVALID:
-        return ledger__error(l, EHR_ECORRUPT, "%s: the LMDB environment is damaged (%s)", what,
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "%s: the LMDB environment is damaged (%s)", what,
                              mdb_strerror(rc));
     case MDB_VERSION_MISMATCH:
-        return ledger__error(l, EHR_EVERSION, "%s: %s", what, mdb_strerror(rc));
+        return ehr_diag_fail(diag, EHR_EVERSION, "%s: %s", what, mdb_strerror(rc));
     case MDB_READERS_FULL:
-        return ledger__error(l, EHR_EAGAIN, "%s: all %u reader slots are in use", what,
+        return ehr_diag_fail(diag, EHR_EAGAIN, "%s: all %u reader slots are in use", what,
                              (unsigned)l->options.readers_max);
     case MDB_MAP_RESIZED:
-        return ledger__error(l, EHR_EAGAIN, "%s: another process grew the map; reopen the ledger",
-                             what);
+        return ehr_diag_fail(diag, EHR_EAGAIN,
+                             "%s: another process grew the map; reopen the ledger", what);
     default:
         if (rc > 0)
-            return ledger__error(l, -rc, "%s: %s", what, strerror(rc));
-        return ledger__error(l, EHR_EINVAL, "%s: %s", what, mdb_strerror(rc));
+            return ehr_diag_fail(diag, -rc, "%s: %s", what, strerror(rc));
+        return ehr_diag_fail(diag, EHR_EINVAL, "%s: %s", what, mdb_strerror(rc));
     }
 }
 
-int ledger__read_begin(ledger *l, MDB_txn **txn)
+int ledger__read_begin(ledger *l, MDB_txn **txn, ehr_diag *diag)
 {
     return ledger__lmdb_error(l, mdb_txn_begin(l->env, NULL, MDB_RDONLY, txn),
-                              "starting a read transaction");
+                              "starting a read transaction", diag);
 }
 
 static MDB_val val_of(const void *data, size_t len)
@@ -96,19 +83,19 @@ static MDB_val val_of(const void *data, size_t len)
     return (MDB_val){.mv_size = len, .mv_data = (void *)data};
 }
 
-int ledger__tip_read(ledger *l, MDB_txn *txn, ledger_tip *out)
+int ledger__tip_read(ledger *l, MDB_txn *txn, ledger_tip *out, ehr_diag *diag)
 {
     MDB_val k = val_of(LEDGER__META_TIP, sizeof LEDGER__META_TIP - 1), v;
     int rc = mdb_get(txn, l->db_meta, &k, &v);
     if (rc == MDB_NOTFOUND)
-        return ledger__error(l, EHR_ENOTFOUND, "the ledger has no chain yet (no genesis)");
+        return ehr_diag_fail(diag, EHR_ENOTFOUND, "the ledger has no chain yet (no genesis)");
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "reading the tip");
+        return ledger__lmdb_error(l, rc, "reading the tip", diag);
     Ehr__V1__ChainTip *t = ehr__v1__chain_tip__unpack(NULL, v.mv_size, v.mv_data);
     if (t == NULL || t->hash.len != EHR_HASH_BYTES) {
         if (t != NULL)
             ehr__v1__chain_tip__free_unpacked(t, NULL);
-        return ledger__error(l, EHR_ECORRUPT, "the tip record does not decode");
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "the tip record does not decode");
     }
     out->height = t->height;
     memcpy(out->hash, t->hash.data, EHR_HASH_BYTES);
@@ -119,7 +106,7 @@ int ledger__tip_read(ledger *l, MDB_txn *txn, ledger_tip *out)
     return 0;
 }
 
-static int tip_write(ledger *l, MDB_txn *txn, const ledger_tip *tip)
+static int tip_write(ledger *l, MDB_txn *txn, const ledger_tip *tip, ehr_diag *diag)
 {
     Ehr__V1__ChainTip t = EHR__V1__CHAIN_TIP__INIT;
     t.height = tip->height;
@@ -132,27 +119,27 @@ static int tip_write(ledger *l, MDB_txn *txn, const ledger_tip *tip)
     EHR_ASSERT(n <= sizeof buf);
     ehr__v1__chain_tip__pack(&t, buf);
     MDB_val k = val_of(LEDGER__META_TIP, sizeof LEDGER__META_TIP - 1), v = val_of(buf, n);
-    return ledger__lmdb_error(l, mdb_put(txn, l->db_meta, &k, &v, 0), "writing the tip");
+    return ledger__lmdb_error(l, mdb_put(txn, l->db_meta, &k, &v, 0), "writing the tip", diag);
 }
 
-int ledger__chain_read(ledger *l, MDB_txn *txn, ledger_chain *out)
+int ledger__chain_read(ledger *l, MDB_txn *txn, ledger_chain *out, ehr_diag *diag)
 {
     MDB_val k = val_of(LEDGER__META_CHAIN, sizeof LEDGER__META_CHAIN - 1), v;
     int rc = mdb_get(txn, l->db_meta, &k, &v);
     if (rc == MDB_NOTFOUND)
-        return ledger__error(l, EHR_ENOTFOUND, "the ledger has no chain yet (no genesis)");
+        return ehr_diag_fail(diag, EHR_ENOTFOUND, "the ledger has no chain yet (no genesis)");
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "reading the chain info");
+        return ledger__lmdb_error(l, rc, "reading the chain info", diag);
     Ehr__V1__ChainInfo *c = ehr__v1__chain_info__unpack(NULL, v.mv_size, v.mv_data);
     rc = 0;
     if (c == NULL || c->genesis_hash.len != EHR_HASH_BYTES ||
         c->genesis_block_hash.len != EHR_HASH_BYTES || strlen(c->chain_id) == 0 ||
         strlen(c->chain_id) > EHR_CHAIN_ID_BYTES_MAX) {
-        rc = ledger__error(l, EHR_ECORRUPT, "the chain info record does not decode");
+        rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the chain info record does not decode");
         goto out;
     }
     if (c->format_version != LEDGER__FORMAT_VERSION) {
-        rc = ledger__error(l, EHR_EVERSION,
+        rc = ehr_diag_fail(diag, EHR_EVERSION,
                            "the ledger's format version is %u; this build reads version %d",
                            (unsigned)c->format_version, LEDGER__FORMAT_VERSION);
         goto out;
@@ -170,53 +157,58 @@ out:
 
 /* ---- Open and close ---- */
 
-static int options_resolve(const ledger_options *in, ledger_options *out)
+static int options_resolve(const ledger_options *in, ledger_options *out, ehr_diag *diag)
 {
     *out = in != NULL ? *in : (ledger_options){0};
     if (out->map_bytes == LEDGER_MAP_BYTES_DEFAULT)
         out->map_bytes = LEDGER_MAP_BYTES_DEFAULT_VALUE;
     if (out->map_bytes < LEDGER_MAP_BYTES_MIN || out->map_bytes > LEDGER_MAP_BYTES_MAX)
-        return EHR_EINVAL;
+        return ehr_diag_fail(diag, EHR_EINVAL, "a map of %llu bytes is outside %llu..%llu",
+                             (unsigned long long)out->map_bytes,
+                             (unsigned long long)LEDGER_MAP_BYTES_MIN,
+                             (unsigned long long)LEDGER_MAP_BYTES_MAX);
     long page = sysconf(_SC_PAGESIZE);
     EHR_ASSERT(page > 0);
     out->map_bytes = (out->map_bytes + (uint64_t)page - 1) / (uint64_t)page * (uint64_t)page;
     if (out->readers_max == 0)
         out->readers_max = LEDGER_READERS_MAX_DEFAULT;
     if (out->readers_max > LEDGER_READERS_MAX)
-        return EHR_EINVAL;
+        return ehr_diag_fail(diag, EHR_EINVAL, "%u readers, over the limit of %d",
+                             (unsigned)out->readers_max, LEDGER_READERS_MAX);
     if (out->sync != LEDGER_SYNC_DURABLE && out->sync != LEDGER_SYNC_NONE)
-        return EHR_EINVAL;
+        return ehr_diag_fail(diag, EHR_EINVAL, "unknown sync mode %d", (int)out->sync);
     return 0;
 }
 
 /* Open (or, writable, create) the four databases in one transaction. */
-static int dbs_open(ledger *l)
+static int dbs_open(ledger *l, ehr_diag *diag)
 {
     bool ro = l->options.read_only;
     MDB_txn *txn;
     int rc = mdb_txn_begin(l->env, NULL, ro ? MDB_RDONLY : 0, &txn);
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "opening the databases");
+        return ledger__lmdb_error(l, rc, "opening the databases", diag);
     unsigned flags = ro ? 0 : MDB_CREATE;
     /* The chain info first: a ledger of another format is refused before
      * anything is created in it (the transaction is then aborted). */
     rc = mdb_dbi_open(txn, LEDGER__DB_META, flags, &l->db_meta);
     if (rc == 0) {
         ledger_chain chain;
-        rc = ledger__chain_read(l, txn, &chain);
+        ehr_diag why; /* no chain yet is no failure here */
+        rc = ledger__chain_read(l, txn, &chain, &why);
         if (rc != 0 && rc != EHR_ENOTFOUND) {
             mdb_txn_abort(txn);
-            return rc;
+            return ehr_diag_fail(diag, rc, "%s", why.msg);
         }
         rc = 0;
     }
     if (rc == MDB_NOTFOUND) {
         mdb_txn_abort(txn);
-        return ledger__error(l, EHR_ENOTFOUND, "no ledger in %s", l->dir);
+        return ehr_diag_fail(diag, EHR_ENOTFOUND, "no ledger in %s", l->dir);
     }
     if (rc != 0) {
         mdb_txn_abort(txn);
-        return ledger__lmdb_error(l, rc, "opening the databases");
+        return ledger__lmdb_error(l, rc, "opening the databases", diag);
     }
     struct {
         const char *name;
@@ -226,11 +218,11 @@ static int dbs_open(ledger *l)
         rc = mdb_dbi_open(txn, dbs[i].name, flags, dbs[i].dbi);
         if (rc == MDB_NOTFOUND) {
             mdb_txn_abort(txn);
-            return ledger__error(l, EHR_ENOTFOUND, "no ledger in %s", l->dir);
+            return ehr_diag_fail(diag, EHR_ENOTFOUND, "no ledger in %s", l->dir);
         }
         if (rc != 0) {
             mdb_txn_abort(txn);
-            return ledger__lmdb_error(l, rc, "opening the databases");
+            return ledger__lmdb_error(l, rc, "opening the databases", diag);
         }
     }
     /* A ledger written before the Raft log existed has no raft_log database;
@@ -238,26 +230,27 @@ static int dbs_open(ledger *l)
     rc = mdb_dbi_open(txn, LEDGER__DB_RAFT_LOG, flags, &l->db_raft_log);
     if (rc != 0 && !(rc == MDB_NOTFOUND && ro)) {
         mdb_txn_abort(txn);
-        return ledger__lmdb_error(l, rc, "opening the raft log database");
+        return ledger__lmdb_error(l, rc, "opening the raft log database", diag);
     }
     l->raft_log_present = rc == 0;
     /* Commit (not abort) so the database handles stay open. */
-    return ledger__lmdb_error(l, mdb_txn_commit(txn), "opening the databases");
+    return ledger__lmdb_error(l, mdb_txn_commit(txn), "opening the databases", diag);
 }
 
-int ledger_open(const char *dir, const ledger_options *options, ledger **out)
+int ledger_open(const char *dir, const ledger_options *options, ledger **out, ehr_diag *diag)
 {
     EHR_ASSERT(dir != NULL && out != NULL);
     *out = NULL;
     ledger_options opts;
-    if (options_resolve(options, &opts) != 0)
-        return EHR_EINVAL;
+    int rc = options_resolve(options, &opts, diag);
+    if (rc != 0)
+        return rc;
     if (!opts.read_only && mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return -errno;
+        return ehr_diag_fail(diag, -errno, "creating %s: %s", dir, strerror(errno));
     ledger *l = ehr_calloc(1, sizeof *l);
     l->options = opts;
     l->dir = ehr_strdup(dir);
-    int rc = mdb_env_create(&l->env);
+    rc = mdb_env_create(&l->env);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(l->env, 5);
     if (rc == 0)
@@ -265,7 +258,7 @@ int ledger_open(const char *dir, const ledger_options *options, ledger **out)
     if (rc == 0)
         rc = mdb_env_set_maxreaders(l->env, opts.readers_max);
     if (rc != 0) {
-        rc = ledger__lmdb_error(l, rc, "creating the LMDB environment");
+        rc = ledger__lmdb_error(l, rc, "creating the LMDB environment", diag);
         goto fail;
     }
     unsigned flags = MDB_NOTLS;
@@ -275,19 +268,19 @@ int ledger_open(const char *dir, const ledger_options *options, ledger **out)
         flags |= MDB_RDONLY;
     rc = mdb_env_open(l->env, dir, flags, 0600);
     if (rc == ENOENT) {
-        rc = ledger__error(l, EHR_ENOTFOUND, "no ledger in %s", dir);
+        rc = ehr_diag_fail(diag, EHR_ENOTFOUND, "no ledger in %s", dir);
         goto fail;
     }
     if (rc != 0) {
-        rc = ledger__lmdb_error(l, rc, "opening the LMDB environment");
+        rc = ledger__lmdb_error(l, rc, "opening the LMDB environment", diag);
         goto fail;
     }
     /* A process killed while reading leaves its reader slot behind. */
     int dead = 0;
     (void)mdb_reader_check(l->env, &dead);
-    rc = dbs_open(l);
+    rc = dbs_open(l, diag);
     if (rc == 0)
-        rc = ledger__derived_open(l);
+        rc = ledger__derived_open(l, diag);
     if (rc != 0)
         goto fail;
     *out = l;
@@ -310,26 +303,20 @@ void ledger_close(ledger *l)
     ehr_free(l);
 }
 
-const char *ledger_last_error(const ledger *l)
-{
-    EHR_ASSERT(l != NULL);
-    return last_error;
-}
-
 /* ---- Writes ---- */
 
-static int write_begin(ledger *l, MDB_txn **txn)
+static int write_begin(ledger *l, MDB_txn **txn, ehr_diag *diag)
 {
     if (l->options.read_only)
-        return ledger__error(l, EHR_EINVAL, "the ledger is open read-only");
+        return ehr_diag_fail(diag, EHR_EINVAL, "the ledger is open read-only");
     return ledger__lmdb_error(l, mdb_txn_begin(l->env, NULL, 0, txn),
-                              "starting a write transaction");
+                              "starting a write transaction", diag);
 }
 
 /* Store BLOCK under HEIGHT (the next height): framing and block bytes are
  * written straight into the page LMDB reserves. */
 static int block_store(ledger *l, MDB_txn *txn, uint64_t height, const uint8_t *block,
-                       size_t block_len)
+                       size_t block_len, ehr_diag *diag)
 {
     uint8_t key[8];
     ledger__height_key(key, height);
@@ -339,7 +326,7 @@ static int block_store(ledger *l, MDB_txn *txn, uint64_t height, const uint8_t *
      * searching and splitting. */
     int rc = mdb_put(txn, l->db_blocks, &k, &v, MDB_APPEND | MDB_RESERVE);
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "storing the block");
+        return ledger__lmdb_error(l, rc, "storing the block", diag);
     uint8_t *dst = v.mv_data;
     ledger__stored_block_prefix_write(dst, height, block, block_len);
     memcpy(dst + prefix, block, block_len);
@@ -349,7 +336,7 @@ static int block_store(ledger *l, MDB_txn *txn, uint64_t height, const uint8_t *
 /* Store the write-log record of HEIGHT (the next height), encoded straight
  * into the page LMDB reserves. */
 static int writes_store(ledger *l, MDB_txn *txn, uint64_t height, const ledger_state_write *writes,
-                        size_t count)
+                        size_t count, ehr_diag *diag)
 {
     uint8_t key[8];
     ledger__height_key(key, height);
@@ -357,44 +344,42 @@ static int writes_store(ledger *l, MDB_txn *txn, uint64_t height, const ledger_s
     MDB_val k = val_of(key, sizeof key), v = val_of(NULL, size);
     int rc = mdb_put(txn, l->db_writes, &k, &v, MDB_APPEND | MDB_RESERVE);
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "storing the write log");
+        return ledger__lmdb_error(l, rc, "storing the write log", diag);
     ledger__writes_record_write(v.mv_data, size, height, writes, count);
     return 0;
 }
 
 int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger_state_write **writes,
-                        size_t *count)
+                        size_t *count, ehr_diag *diag)
 {
     uint8_t key[8];
     ledger__height_key(key, height);
     MDB_val k = val_of(key, sizeof key), v;
     int rc = mdb_get(txn, l->db_writes, &k, &v);
     if (rc == MDB_NOTFOUND)
-        return ledger__error(l, EHR_ENOTFOUND, "no write-log record at height %llu",
+        return ehr_diag_fail(diag, EHR_ENOTFOUND, "no write-log record at height %llu",
                              (unsigned long long)height);
     if (rc != 0)
-        return ledger__lmdb_error(l, rc, "reading the write log");
+        return ledger__lmdb_error(l, rc, "reading the write log", diag);
     if (ledger__writes_record_open(v.mv_data, v.mv_size, height, writes, count) != 0)
-        return ledger__error(l, EHR_ECORRUPT,
+        return ehr_diag_fail(diag, EHR_ECORRUPT,
                              "the write-log record at height %llu fails its checksum or format",
                              (unsigned long long)height);
     return 0;
 }
 
-int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
+int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len, ehr_diag *diag)
 {
-    last_error[0] = '\0';
-    ehr_diag diag;
     uint8_t *block;
     size_t block_len;
-    int rc = ledger_genesis_block_build(genesis, len, &block, &block_len, &diag);
+    int rc = ledger_genesis_block_build(genesis, len, &block, &block_len, diag);
     if (rc != 0)
-        return ledger__error(l, rc, "%s", diag.msg);
+        return rc;
     ledger_block_view view;
-    rc = ledger_block_parse(block, block_len, &view, &diag);
+    rc = ledger_block_parse(block, block_len, &view, NULL);
     EHR_ASSERT(rc == 0); /* what we derive, we accept */
     Ehr__V1__Genesis *g;
-    rc = ledger_genesis_parse(genesis, len, &g, &diag);
+    rc = ledger_genesis_parse(genesis, len, &g, NULL);
     EHR_ASSERT(rc == 0);
 
     /* Block 0's state writes, in key order: the emergency policy (empty
@@ -424,25 +409,28 @@ int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
     ledger__ov_block *ov = ledger__ov_block_make(0, 0, NULL, NULL, writes, nwrites);
     bool reserved = false;
     MDB_txn *txn = NULL;
-    rc = write_begin(l, &txn);
+    rc = write_begin(l, &txn, diag);
     if (rc == 0) {
-        rc = ledger__derived_reserve(l, ov->bytes);
+        rc = ledger__derived_reserve(l, ov->bytes, diag);
         reserved = rc == 0;
     }
     if (rc != 0)
         goto out;
     ledger_chain existing;
-    rc = ledger__chain_read(l, txn, &existing);
+    ehr_diag why; /* no chain yet is what we want */
+    rc = ledger__chain_read(l, txn, &existing, &why);
     if (rc == 0) {
-        rc = ledger__error(l, EHR_EEXIST, "the ledger already holds chain \"%s\"",
+        rc = ehr_diag_fail(diag, EHR_EEXIST, "the ledger already holds chain \"%s\"",
                            existing.chain_id);
         goto out;
     }
-    if (rc != EHR_ENOTFOUND)
+    if (rc != EHR_ENOTFOUND) {
+        rc = ehr_diag_fail(diag, rc, "%s", why.msg);
         goto out;
-    rc = block_store(l, txn, 0, block, block_len);
+    }
+    rc = block_store(l, txn, 0, block, block_len, diag);
     if (rc == 0)
-        rc = writes_store(l, txn, 0, writes, nwrites);
+        rc = writes_store(l, txn, 0, writes, nwrites, diag);
     if (rc == 0) {
         Ehr__V1__ChainInfo c = EHR__V1__CHAIN_INFO__INIT;
         c.format_version = LEDGER__FORMAT_VERSION;
@@ -454,15 +442,16 @@ int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len)
         EHR_ASSERT(n <= sizeof buf);
         ehr__v1__chain_info__pack(&c, buf);
         MDB_val k = val_of(LEDGER__META_CHAIN, sizeof LEDGER__META_CHAIN - 1), v = val_of(buf, n);
-        rc = ledger__lmdb_error(l, mdb_put(txn, l->db_meta, &k, &v, 0), "writing the chain info");
+        rc = ledger__lmdb_error(l, mdb_put(txn, l->db_meta, &k, &v, 0), "writing the chain info",
+                                diag);
     }
     if (rc == 0) {
         ledger_tip tip = {.height = 0, .time_ms = view.header.time_ms};
         memcpy(tip.hash, view.hash, EHR_HASH_BYTES);
-        rc = tip_write(l, txn, &tip);
+        rc = tip_write(l, txn, &tip, diag);
     }
     if (rc == 0) {
-        rc = ledger__lmdb_error(l, mdb_txn_commit(txn), "committing block 0");
+        rc = ledger__lmdb_error(l, mdb_txn_commit(txn), "committing block 0", diag);
         txn = NULL;
     }
     if (rc == 0) {
@@ -509,29 +498,29 @@ static int tx_order_cmp(const void *a, const void *b)
 }
 
 /* Check the request's state writes against the limits. */
-static int writes_check(ledger *l, const ledger_append *req)
+static int writes_check(const ledger_append *req, ehr_diag *diag)
 {
     if (req->write_count > EHR_BLOCK_STATE_WRITES_MAX)
-        return ledger__error(l, EHR_ETOOBIG, "%zu state writes, over the limit of %d per block",
+        return ehr_diag_fail(diag, EHR_ETOOBIG, "%zu state writes, over the limit of %d per block",
                              req->write_count, EHR_BLOCK_STATE_WRITES_MAX);
     if (req->write_count > 0 && req->writes == NULL)
-        return ledger__error(l, EHR_EINVAL, "state writes missing");
+        return ehr_diag_fail(diag, EHR_EINVAL, "state writes missing");
     size_t total = 0;
     for (size_t i = 0; i < req->write_count; i++) {
         const ledger_state_write *w = &req->writes[i];
         if (w->key == NULL || w->key_len == 0 || w->key_len > EHR_STATE_KEY_BYTES_MAX)
-            return ledger__error(l, w->key_len > EHR_STATE_KEY_BYTES_MAX ? EHR_ETOOBIG : EHR_EINVAL,
-                                 "state write %zu: key must be 1..%d bytes", i,
-                                 EHR_STATE_KEY_BYTES_MAX);
+            return ehr_diag_fail(
+                diag, w->key_len > EHR_STATE_KEY_BYTES_MAX ? EHR_ETOOBIG : EHR_EINVAL,
+                "state write %zu: key must be 1..%d bytes", i, EHR_STATE_KEY_BYTES_MAX);
         if (!w->remove && w->value_len > EHR_STATE_VALUE_BYTES_MAX)
-            return ledger__error(l, EHR_ETOOBIG,
+            return ehr_diag_fail(diag, EHR_ETOOBIG,
                                  "state write %zu: value is %zu bytes, over the limit of %d", i,
                                  w->value_len, EHR_STATE_VALUE_BYTES_MAX);
         if (!w->remove && w->value_len > 0 && w->value == NULL)
-            return ledger__error(l, EHR_EINVAL, "state write %zu: value missing", i);
+            return ehr_diag_fail(diag, EHR_EINVAL, "state write %zu: value missing", i);
         total += w->key_len + (w->remove ? 0 : w->value_len);
         if (total > EHR_BLOCK_STATE_BYTES_MAX)
-            return ledger__error(l, EHR_ETOOBIG, "state writes over the limit of %d bytes",
+            return ehr_diag_fail(diag, EHR_ETOOBIG, "state writes over the limit of %d bytes",
                                  EHR_BLOCK_STATE_BYTES_MAX);
     }
     return 0;
@@ -539,12 +528,13 @@ static int writes_check(ledger *l, const ledger_append *req)
 
 /* Everything that can be checked without the database, before the write
  * transaction (which holds LMDB's writer lock) starts. */
-static int append_precheck(ledger *l, const ledger_append *req, const ledger_block_view *view)
+static int append_precheck(ledger *l, const ledger_append *req, const ledger_block_view *view,
+                           ehr_diag *diag)
 {
     const ledger_block_header *h = &view->header;
     if (h->height == 0)
-        return ledger__error(l, EHR_EINVAL, "block 0 is written by ledger_genesis_init only");
-    int rc = writes_check(l, req);
+        return ehr_diag_fail(diag, EHR_EINVAL, "block 0 is written by ledger_genesis_init only");
+    int rc = writes_check(req, diag);
     if (rc != 0)
         return rc;
     uint32_t n = h->tx_count;
@@ -573,12 +563,13 @@ static int append_precheck(ledger *l, const ledger_append *req, const ledger_blo
     uint8_t root[EHR_HASH_BYTES];
     ledger_merkle_root((const uint8_t(*)[EHR_HASH_BYTES])l->hashes, n, root);
     if (memcmp(root, h->tx_root, EHR_HASH_BYTES) != 0)
-        return ledger__error(l, EHR_EINVAL, "block %llu: tx_root does not match its transactions",
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "block %llu: tx_root does not match its transactions",
                              (unsigned long long)h->height);
     ehr_public_key proposer;
     if (ehr_public_key_parse(&proposer, h->proposer) != 0 ||
         ehr_schnorr_verify(&proposer, view->hash, view->signature) != 0)
-        return ledger__error(l, EHR_EBADSIG,
+        return ehr_diag_fail(diag, EHR_EBADSIG,
                              "block %llu: the proposer's header signature does not verify",
                              (unsigned long long)h->height);
     /* Sorting puts a transaction that is in the block twice next to
@@ -590,7 +581,7 @@ static int append_precheck(ledger *l, const ledger_append *req, const ledger_blo
         qsort(l->tx_order, n, sizeof *l->tx_order, tx_order_cmp);
     for (uint32_t i = 1; i < n; i++)
         if (memcmp(l->hashes[l->tx_order[i]], l->hashes[l->tx_order[i - 1]], EHR_HASH_BYTES) == 0)
-            return ledger__error(l, EHR_EEXIST, "block %llu holds transactions %u and %u twice",
+            return ehr_diag_fail(diag, EHR_EEXIST, "block %llu holds transactions %u and %u twice",
                                  (unsigned long long)h->height, (unsigned)l->tx_order[i - 1],
                                  (unsigned)l->tx_order[i]);
     return 0;
@@ -598,24 +589,25 @@ static int append_precheck(ledger *l, const ledger_append *req, const ledger_blo
 
 /* The checks against the tip, inside the write transaction. */
 static int append_link_check(ledger *l, MDB_txn *txn, const ledger_append *req,
-                             const ledger_block_view *view, ledger_tip *tip)
+                             const ledger_block_view *view, ledger_tip *tip, ehr_diag *diag)
 {
     const ledger_block_header *h = &view->header;
-    int rc = ledger__tip_read(l, txn, tip);
+    int rc = ledger__tip_read(l, txn, tip, diag);
     if (rc != 0)
         return rc;
     if (h->height != tip->height + 1)
-        return ledger__error(l, EHR_ELINK, "block height %llu does not follow the tip at %llu",
+        return ehr_diag_fail(diag, EHR_ELINK, "block height %llu does not follow the tip at %llu",
                              (unsigned long long)h->height, (unsigned long long)tip->height);
     if (memcmp(h->prev_hash, tip->hash, EHR_HASH_BYTES) != 0)
-        return ledger__error(l, EHR_ELINK, "block %llu: prev_hash is not the hash of block %llu",
+        return ehr_diag_fail(diag, EHR_ELINK, "block %llu: prev_hash is not the hash of block %llu",
                              (unsigned long long)h->height, (unsigned long long)tip->height);
     if (h->time_ms < tip->time_ms)
-        return ledger__error(l, EHR_EINVAL, "block %llu: time %llu ms is before the tip's %llu ms",
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "block %llu: time %llu ms is before the tip's %llu ms",
                              (unsigned long long)h->height, (unsigned long long)h->time_ms,
                              (unsigned long long)tip->time_ms);
     if (req->applied_index < tip->applied_index)
-        return ledger__error(l, EHR_EINVAL, "applied index %llu is below the current %llu",
+        return ehr_diag_fail(diag, EHR_EINVAL, "applied index %llu is below the current %llu",
                              (unsigned long long)req->applied_index,
                              (unsigned long long)tip->applied_index);
     return 0;
@@ -624,29 +616,29 @@ static int append_link_check(ledger *l, MDB_txn *txn, const ledger_append *req,
 /* The checks against the tx index and the world state (overlay, then the
  * derived tables): the proposer is a member, no transaction is already on
  * the ledger. */
-static int append_index_check(ledger *l, const ledger_block_view *view)
+static int append_index_check(ledger *l, const ledger_block_view *view, ehr_diag *diag)
 {
     const ledger_block_header *h = &view->header;
     ledger__view v;
-    int rc = ledger__view_begin(l, &v);
+    int rc = ledger__view_begin(l, &v, diag);
     if (rc != 0)
         return rc;
     uint8_t key[LEDGER_MEMBER_KEY_BYTES];
     ledger_member_key(key, h->proposer);
     const uint8_t *value;
     size_t value_len;
-    rc = ledger__view_state(&v, key, sizeof key, &value, &value_len);
+    rc = ledger__view_state(&v, key, sizeof key, &value, &value_len, diag);
     if (rc == EHR_ENOTFOUND)
-        rc = ledger__error(l, EHR_EDENIED, "block %llu: the proposer is not a member",
+        rc = ehr_diag_fail(diag, EHR_EDENIED, "block %llu: the proposer is not a member",
                            (unsigned long long)h->height);
     for (uint32_t j = 0; rc == 0 && j < h->tx_count; j++) {
         uint32_t i = l->tx_order[j];
         ledger_tx_location loc;
-        int found = ledger__view_tx(&v, l->hashes[i], &loc);
+        int found = ledger__view_tx(&v, l->hashes[i], &loc, diag);
         if (found == 0 || found == EHR_ECORRUPT) {
             char hex[2 * EHR_HASH_BYTES + 1];
             ehr_hex_encode(hex, l->hashes[i], EHR_HASH_BYTES);
-            rc = ledger__error(l, EHR_EEXIST, "block %llu tx %u (%s) is already on the ledger",
+            rc = ehr_diag_fail(diag, EHR_EEXIST, "block %llu tx %u (%s) is already on the ledger",
                                (unsigned long long)h->height, (unsigned)i, hex);
         } else if (found != EHR_ENOTFOUND) {
             rc = found;
@@ -656,20 +648,18 @@ static int append_index_check(ledger *l, const ledger_block_view *view)
     return rc;
 }
 
-int ledger_append_block(ledger *l, const ledger_append *req)
+int ledger_append_block(ledger *l, const ledger_append *req, ehr_diag *diag)
 {
     EHR_ASSERT(req != NULL);
-    last_error[0] = '\0';
     if (l->options.read_only)
-        return ledger__error(l, EHR_EINVAL, "the ledger is open read-only");
-    ehr_diag diag;
+        return ehr_diag_fail(diag, EHR_EINVAL, "the ledger is open read-only");
     ledger_block_view parsed;
     const ledger_block_view *v = req->view;
     int rc = 0;
     if (v == NULL) {
-        rc = ledger_block_parse(req->block, req->block_len, &parsed, &diag);
+        rc = ledger_block_parse(req->block, req->block_len, &parsed, diag);
         if (rc != 0)
-            return ledger__error(l, rc, "%s", diag.msg);
+            return rc;
         v = &parsed;
     } else {
         EHR_ASSERT(v->bytes == req->block); /* the view of these very bytes */
@@ -678,7 +668,7 @@ int ledger_append_block(ledger *l, const ledger_append *req)
     const ledger_block_view view = *v; /* read-only copy; the spans stay the owner's */
     MDB_txn *txn = NULL;
     ledger__ov_block *ov = NULL;
-    rc = append_precheck(l, req, &view);
+    rc = append_precheck(l, req, &view, diag);
     if (rc != 0)
         goto out;
     /* The overlay's copy of the rows, made before any lock is taken. */
@@ -687,37 +677,37 @@ int ledger_append_block(ledger *l, const ledger_append *req)
                                req->write_count);
     /* Back-pressure: wait for the checkpoint to make room (invariant 3 of
      * derived.c), before taking LMDB's writer lock. */
-    rc = ledger__derived_reserve(l, ov->bytes);
+    rc = ledger__derived_reserve(l, ov->bytes, diag);
     if (rc != 0) {
         ehr_free(ov);
         ov = NULL;
         goto out;
     }
-    rc = write_begin(l, &txn);
+    rc = write_begin(l, &txn, diag);
     ledger_tip tip;
     if (rc == 0)
-        rc = append_link_check(l, txn, req, &view, &tip);
+        rc = append_link_check(l, txn, req, &view, &tip, diag);
     if (rc == 0)
-        rc = append_index_check(l, &view);
+        rc = append_index_check(l, &view, diag);
     /* Only sequential keys on the durable path: the block, its write-log
      * record (both MDB_APPEND by height) and the tip. */
     if (rc == 0)
-        rc = block_store(l, txn, view.header.height, req->block, req->block_len);
+        rc = block_store(l, txn, view.header.height, req->block, req->block_len, diag);
     if (rc == 0)
-        rc = writes_store(l, txn, view.header.height, req->writes, req->write_count);
+        rc = writes_store(l, txn, view.header.height, req->writes, req->write_count, diag);
     if (rc == 0) {
         ledger_tip next = {.height = view.header.height,
                            .time_ms = view.header.time_ms,
                            .applied_index = req->applied_index,
                            .tx_count = tip.tx_count + view.header.tx_count};
         memcpy(next.hash, view.hash, EHR_HASH_BYTES);
-        rc = tip_write(l, txn, &next);
+        rc = tip_write(l, txn, &next, diag);
     }
     if (rc == 0) {
         /* The commit is the one point where the block becomes durable; it
          * is visible to lookups once its rows are in the overlay. On error
          * LMDB has freed TXN. */
-        rc = ledger__lmdb_error(l, mdb_txn_commit(txn), "committing the block");
+        rc = ledger__lmdb_error(l, mdb_txn_commit(txn), "committing the block", diag);
         txn = NULL;
     }
     if (rc == 0) {
@@ -735,51 +725,48 @@ out:
     return rc;
 }
 
-int ledger_applied_index_set(ledger *l, uint64_t index)
+int ledger_applied_index_set(ledger *l, uint64_t index, ehr_diag *diag)
 {
-    last_error[0] = '\0';
     MDB_txn *txn;
-    int rc = write_begin(l, &txn);
+    int rc = write_begin(l, &txn, diag);
     if (rc != 0)
         return rc;
     ledger_tip tip;
-    rc = ledger__tip_read(l, txn, &tip);
+    rc = ledger__tip_read(l, txn, &tip, diag);
     if (rc == 0 && index < tip.applied_index)
-        rc = ledger__error(l, EHR_EINVAL, "applied index %llu is below the current %llu",
+        rc = ehr_diag_fail(diag, EHR_EINVAL, "applied index %llu is below the current %llu",
                            (unsigned long long)index, (unsigned long long)tip.applied_index);
     if (rc == 0) {
         tip.applied_index = index;
-        rc = tip_write(l, txn, &tip);
+        rc = tip_write(l, txn, &tip, diag);
     }
     if (rc != 0) {
         mdb_txn_abort(txn);
         return rc;
     }
-    return ledger__lmdb_error(l, mdb_txn_commit(txn), "committing the applied index");
+    return ledger__lmdb_error(l, mdb_txn_commit(txn), "committing the applied index", diag);
 }
 
 /* ---- Reads ---- */
 
-int ledger_tip_get(ledger *l, ledger_tip *out)
+int ledger_tip_get(ledger *l, ledger_tip *out, ehr_diag *diag)
 {
-    last_error[0] = '\0';
     MDB_txn *txn;
-    int rc = ledger__read_begin(l, &txn);
+    int rc = ledger__read_begin(l, &txn, diag);
     if (rc != 0)
         return rc;
-    rc = ledger__tip_read(l, txn, out);
+    rc = ledger__tip_read(l, txn, out, diag);
     mdb_txn_abort(txn);
     return rc;
 }
 
-int ledger_chain_get(ledger *l, ledger_chain *out)
+int ledger_chain_get(ledger *l, ledger_chain *out, ehr_diag *diag)
 {
-    last_error[0] = '\0';
     MDB_txn *txn;
-    int rc = ledger__read_begin(l, &txn);
+    int rc = ledger__read_begin(l, &txn, diag);
     if (rc != 0)
         return rc;
-    rc = ledger__chain_read(l, txn, out);
+    rc = ledger__chain_read(l, txn, out, diag);
     mdb_txn_abort(txn);
     return rc;
 }
@@ -793,12 +780,11 @@ static uint8_t *copy_out(const void *data, size_t len)
     return p;
 }
 
-int ledger_block_get(ledger *l, uint64_t height, uint8_t **bytes, size_t *len)
+int ledger_block_get(ledger *l, uint64_t height, uint8_t **bytes, size_t *len, ehr_diag *diag)
 {
     EHR_ASSERT(bytes != NULL && len != NULL);
-    last_error[0] = '\0';
     MDB_txn *txn;
-    int rc = ledger__read_begin(l, &txn);
+    int rc = ledger__read_begin(l, &txn, diag);
     if (rc != 0)
         return rc;
     uint8_t key[8];
@@ -806,16 +792,18 @@ int ledger_block_get(ledger *l, uint64_t height, uint8_t **bytes, size_t *len)
     MDB_val k = val_of(key, sizeof key), v;
     rc = mdb_get(txn, l->db_blocks, &k, &v);
     if (rc == MDB_NOTFOUND) {
-        rc = ledger__error(l, EHR_ENOTFOUND, "no block at height %llu", (unsigned long long)height);
+        rc = ehr_diag_fail(diag, EHR_ENOTFOUND, "no block at height %llu",
+                           (unsigned long long)height);
     } else if (rc != 0) {
-        rc = ledger__lmdb_error(l, rc, "reading a block");
+        rc = ledger__lmdb_error(l, rc, "reading a block", diag);
     } else {
         const uint8_t *block;
         size_t block_len;
         rc = ledger__stored_block_open(v.mv_data, v.mv_size, height, &block, &block_len);
         if (rc != 0)
-            rc = ledger__error(l, rc, "block %llu is corrupt: its stored checksum does not match",
-                               (unsigned long long)height);
+            rc =
+                ehr_diag_fail(diag, rc, "block %llu is corrupt: its stored checksum does not match",
+                              (unsigned long long)height);
         else {
             *bytes = copy_out(block, block_len);
             *len = block_len;
@@ -826,26 +814,25 @@ int ledger_block_get(ledger *l, uint64_t height, uint8_t **bytes, size_t *len)
 }
 
 int ledger_tx_get(ledger *l, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *location,
-                  uint8_t **envelope, size_t *envelope_len)
+                  uint8_t **envelope, size_t *envelope_len, ehr_diag *diag)
 {
     EHR_ASSERT(hash != NULL && location != NULL);
     EHR_ASSERT(envelope == NULL || envelope_len != NULL);
-    last_error[0] = '\0';
     ledger__view view;
-    int rc = ledger__view_begin(l, &view);
+    int rc = ledger__view_begin(l, &view, diag);
     if (rc != 0)
         return rc;
-    rc = ledger__view_tx(&view, hash, location);
+    rc = ledger__view_tx(&view, hash, location, diag);
     ledger__view_end(&view);
     if (rc == EHR_ENOTFOUND)
-        return ledger__error(l, EHR_ENOTFOUND, "no such transaction on the ledger");
+        return ehr_diag_fail(diag, EHR_ENOTFOUND, "no such transaction on the ledger");
     if (rc != 0)
         return rc;
     /* Blocks never change once written: the main environment is read after
      * the view, in its own snapshot (which holds the block: it committed
      * before its row was published). */
     MDB_txn *txn;
-    rc = ledger__read_begin(l, &txn);
+    rc = ledger__read_begin(l, &txn, diag);
     if (rc != 0)
         return rc;
     uint8_t key[8];
@@ -854,9 +841,9 @@ int ledger_tx_get(ledger *l, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_locat
     rc = mdb_get(txn, l->db_blocks, &k, &v);
     if (rc != 0) {
         rc = rc == MDB_NOTFOUND
-                 ? ledger__error(l, EHR_ECORRUPT, "the tx index points at missing block %llu",
+                 ? ehr_diag_fail(diag, EHR_ECORRUPT, "the tx index points at missing block %llu",
                                  (unsigned long long)location->height)
-                 : ledger__lmdb_error(l, rc, "reading a block");
+                 : ledger__lmdb_error(l, rc, "reading a block", diag);
         goto out;
     }
     /* Read the envelope in place; its body hash is its check (the block's
@@ -870,7 +857,7 @@ int ledger_tx_get(ledger *l, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_locat
         ledger_tx_envelope_parse(block + location->offset, location->length, &tx, NULL) != 0 ||
         (ledger_tx_hash(tx.body, tx.body_len, body_hash),
          memcmp(body_hash, hash, EHR_HASH_BYTES) != 0)) {
-        rc = ledger__error(l, EHR_ECORRUPT,
+        rc = ehr_diag_fail(diag, EHR_ECORRUPT,
                            "the transaction stored at block %llu position %u does not match "
                            "its hash",
                            (unsigned long long)location->height, (unsigned)location->index);
@@ -886,21 +873,21 @@ out:
 }
 
 int ledger_state_get(ledger *l, const uint8_t *key, size_t key_len, uint8_t **value,
-                     size_t *value_len)
+                     size_t *value_len, ehr_diag *diag)
 {
     EHR_ASSERT(value != NULL && value_len != NULL);
-    last_error[0] = '\0';
     if (key == NULL || key_len == 0 || key_len > EHR_STATE_KEY_BYTES_MAX)
-        return ledger__error(l, EHR_EINVAL, "a state key is 1..%d bytes", EHR_STATE_KEY_BYTES_MAX);
+        return ehr_diag_fail(diag, EHR_EINVAL, "a state key is 1..%d bytes",
+                             EHR_STATE_KEY_BYTES_MAX);
     ledger__view view;
-    int rc = ledger__view_begin(l, &view);
+    int rc = ledger__view_begin(l, &view, diag);
     if (rc != 0)
         return rc;
     const uint8_t *data;
     size_t len;
-    rc = ledger__view_state(&view, key, key_len, &data, &len);
+    rc = ledger__view_state(&view, key, key_len, &data, &len, diag);
     if (rc == EHR_ENOTFOUND)
-        rc = ledger__error(l, EHR_ENOTFOUND, "no such state key");
+        rc = ehr_diag_fail(diag, EHR_ENOTFOUND, "no such state key");
     else if (rc == 0) {
         *value = copy_out(data, len);
         *value_len = len;
@@ -910,15 +897,15 @@ int ledger_state_get(ledger *l, const uint8_t *key, size_t key_len, uint8_t **va
 }
 
 long ledger_state_scan(ledger *l, const uint8_t *prefix, size_t prefix_len, const uint8_t *after,
-                       size_t after_len, size_t count_max, ledger_scan_fn fn, void *ctx)
+                       size_t after_len, size_t count_max, ledger_scan_fn fn, void *ctx,
+                       ehr_diag *diag)
 {
     EHR_ASSERT(fn != NULL);
-    last_error[0] = '\0';
     if (count_max == 0 || count_max > LEDGER_SCAN_COUNT_MAX)
-        return ledger__error(l, EHR_EINVAL, "a scan visits 1..%d keys", LEDGER_SCAN_COUNT_MAX);
+        return ehr_diag_fail(diag, EHR_EINVAL, "a scan visits 1..%d keys", LEDGER_SCAN_COUNT_MAX);
     if (prefix_len > EHR_STATE_KEY_BYTES_MAX || after_len > EHR_STATE_KEY_BYTES_MAX ||
         (prefix == NULL && prefix_len > 0) || (after == NULL && after_len > 0))
-        return ledger__error(l, EHR_EINVAL, "scan prefix or start key over %d bytes",
+        return ehr_diag_fail(diag, EHR_EINVAL, "scan prefix or start key over %d bytes",
                              EHR_STATE_KEY_BYTES_MAX);
     /* Start at the prefix, or after AFTER if that lies beyond it. */
     bool skip_equal = after != NULL && ledger__key_cmp(after, after_len, prefix, prefix_len) >= 0;
@@ -927,15 +914,15 @@ long ledger_state_scan(ledger *l, const uint8_t *prefix, size_t prefix_len, cons
     /* The callback runs inside the view (the overlay held shared and one
      * derived snapshot), so it may read the ledger again. */
     ledger__view view;
-    int rc = ledger__view_begin(l, &view);
+    int rc = ledger__view_begin(l, &view, diag);
     if (rc != 0)
         return rc;
     ledger__state_cursor cur;
-    rc = ledger__state_cursor_open(&view, start, start_len, &cur);
+    rc = ledger__state_cursor_open(&view, start, start_len, &cur, diag);
     long visited = 0;
     const uint8_t *k, *v;
     size_t k_len, v_len;
-    while (rc == 0 && (rc = ledger__state_cursor_next(&cur, &k, &k_len, &v, &v_len)) == 0) {
+    while (rc == 0 && (rc = ledger__state_cursor_next(&cur, &k, &k_len, &v, &v_len, diag)) == 0) {
         if (k_len < prefix_len || (prefix_len > 0 && memcmp(k, prefix, prefix_len) != 0)) {
             rc = 1;
             break;
@@ -954,11 +941,11 @@ long ledger_state_scan(ledger *l, const uint8_t *prefix, size_t prefix_len, cons
     return rc < 0 ? rc : visited;
 }
 
-int ledger_stats_get(ledger *l, ledger_stats *out)
+int ledger_stats_get(ledger *l, ledger_stats *out, ehr_diag *diag)
 {
     memset(out, 0, sizeof *out);
     MDB_txn *txn;
-    int rc = ledger__read_begin(l, &txn);
+    int rc = ledger__read_begin(l, &txn, diag);
     if (rc != 0)
         return rc;
     MDB_stat st;
@@ -967,7 +954,7 @@ int ledger_stats_get(ledger *l, ledger_stats *out)
     if (l->raft_log_present && mdb_stat(txn, l->db_raft_log, &st) == 0)
         out->raft_entries = st.ms_entries;
     mdb_txn_abort(txn);
-    rc = ledger__derived_stats(l, out);
+    rc = ledger__derived_stats(l, out, diag);
     if (rc != 0)
         return rc;
     MDB_envinfo info;

@@ -251,6 +251,8 @@ typedef struct walk {
      * passes height checkpoint_next - 1. */
     uint64_t checkpoint_next;
     uint64_t checkpoint_tx_count;
+    /* What the store's functions say when they fail, for the report. */
+    ehr_diag diag;
 } walk;
 
 static int verify_genesis(walk *w, const ledger_block_view *view)
@@ -286,14 +288,13 @@ static int verify_txs(walk *w, const ledger_block_view *view)
     /* The rows as every lookup sees them: the overlay, then the derived
      * tables. */
     ledger__view v;
-    int rc = h->tx_count > 0 ? ledger__view_begin(w->ledger, &v) : 0;
+    int rc = h->tx_count > 0 ? ledger__view_begin(w->ledger, &v, &w->diag) : 0;
     if (rc != 0)
-        return fault(w->report, rc, LEDGER_FAULT_CORRUPT, h->height, -1, "%s",
-                     ledger_last_error(w->ledger));
+        return fault(w->report, rc, LEDGER_FAULT_CORRUPT, h->height, -1, "%s", w->diag.msg);
     for (uint32_t i = 0; rc == 0 && i < h->tx_count; i++) {
         const ledger_span *span = &view->txs[i];
         ledger_tx_location loc;
-        int found = ledger__view_tx(&v, w->hashes[i], &loc);
+        int found = ledger__view_tx(&v, w->hashes[i], &loc, NULL);
         if (found != 0 || loc.height != h->height || loc.index != i || loc.offset != span->offset ||
             loc.length != span->length)
             rc = fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_TX_INDEX, h->height, (long)i,
@@ -318,9 +319,9 @@ static int verify_block(walk *w, MDB_txn *txn, uint64_t height, const ledger_tip
         return fault(rep, EHR_ELINK, LEDGER_FAULT_HEIGHT, height, -1,
                      "block %llu is missing below the tip", (unsigned long long)height);
     if (rc != 0)
-        return fault(rep, ledger__lmdb_error(w->ledger, rc, "reading a block"),
+        return fault(rep, ledger__lmdb_error(w->ledger, rc, "reading a block", &w->diag),
                      LEDGER_FAULT_CORRUPT, height, -1, "block %llu cannot be read: %s",
-                     (unsigned long long)height, ledger_last_error(w->ledger));
+                     (unsigned long long)height, w->diag.msg);
     const uint8_t *bytes;
     size_t len;
     if (ledger__stored_block_open(v.mv_data, v.mv_size, height, &bytes, &len) != 0)
@@ -401,15 +402,15 @@ static int verify_start(walk *w, ledger_tip *tip)
 {
     ledger *l = w->ledger;
     MDB_txn *txn;
-    int rc = ledger__read_begin(l, &txn);
+    int rc = ledger__read_begin(l, &txn, &w->diag);
     if (rc != 0)
-        return fault(w->report, rc, LEDGER_FAULT_NO_CHAIN, 0, -1, "%s", ledger_last_error(l));
-    rc = ledger__chain_read(l, txn, &w->chain);
+        return fault(w->report, rc, LEDGER_FAULT_NO_CHAIN, 0, -1, "%s", w->diag.msg);
+    rc = ledger__chain_read(l, txn, &w->chain, &w->diag);
     if (rc == 0)
-        rc = ledger__tip_read(l, txn, tip);
+        rc = ledger__tip_read(l, txn, tip, &w->diag);
     if (rc != 0) {
         mdb_txn_abort(txn);
-        return fault(w->report, rc, LEDGER_FAULT_NO_CHAIN, 0, -1, "%s", ledger_last_error(l));
+        return fault(w->report, rc, LEDGER_FAULT_NO_CHAIN, 0, -1, "%s", w->diag.msg);
     }
     MDB_cursor *cur;
     MDB_val k, v;
@@ -463,8 +464,9 @@ static int scratch_open(walk *w, scratch *s)
             mdb_txn_abort(txn);
     }
     if (rc != 0)
-        return fault(w->report, ledger__lmdb_error(w->ledger, rc, "the scratch environment"),
-                     LEDGER_FAULT_NO_CHAIN, 0, -1, "%s", ledger_last_error(w->ledger));
+        return fault(w->report,
+                     ledger__lmdb_error(w->ledger, rc, "the scratch environment", &w->diag),
+                     LEDGER_FAULT_NO_CHAIN, 0, -1, "%s", w->diag.msg);
     return 0;
 }
 
@@ -493,14 +495,14 @@ static int replay(walk *w, scratch *s, uint64_t from, uint64_t to)
     int rc = 0;
     while (h < to && rc == 0) {
         MDB_txn *txn;
-        rc = ledger__read_begin(l, &txn);
+        rc = ledger__read_begin(l, &txn, &w->diag);
         if (rc != 0)
-            return fault(w->report, rc, LEDGER_FAULT_CORRUPT, h, -1, "%s", ledger_last_error(l));
+            return fault(w->report, rc, LEDGER_FAULT_CORRUPT, h, -1, "%s", w->diag.msg);
         size_t n = 0, bytes = 0;
         for (; h < to && n < VERIFY_BATCH_BLOCKS && bytes < LEDGER_OVERLAY_BYTES_MAX; h++) {
             ledger_state_write *writes;
             size_t count;
-            rc = ledger__writes_read(l, txn, h, &writes, &count);
+            rc = ledger__writes_read(l, txn, h, &writes, &count, NULL);
             if (rc != 0) {
                 rc = fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_CORRUPT, h, -1,
                            "corrupt write-log record at height %llu: %s", (unsigned long long)h,
@@ -519,8 +521,8 @@ static int replay(walk *w, scratch *s, uint64_t from, uint64_t to)
             lrc = lrc == 0 ? mdb_txn_commit(stxn) : (mdb_txn_abort(stxn), lrc);
         }
         if (rc == 0 && lrc != 0)
-            rc = fault(w->report, ledger__lmdb_error(l, lrc, "replaying the write log"),
-                       LEDGER_FAULT_NO_CHAIN, h, -1, "%s", ledger_last_error(l));
+            rc = fault(w->report, ledger__lmdb_error(l, lrc, "replaying the write log", &w->diag),
+                       LEDGER_FAULT_NO_CHAIN, h, -1, "%s", w->diag.msg);
         for (size_t i = 0; i < n; i++)
             ehr_free(blocks[i]);
     }
@@ -543,8 +545,9 @@ static int state_compare(walk *w, MDB_txn *dtxn, scratch *s, uint64_t height)
     MDB_cursor *dc = NULL, *sc = NULL;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &stxn);
     if (rc != 0)
-        return fault(w->report, ledger__lmdb_error(w->ledger, rc, "the scratch environment"),
-                     LEDGER_FAULT_NO_CHAIN, height, -1, "%s", ledger_last_error(w->ledger));
+        return fault(w->report,
+                     ledger__lmdb_error(w->ledger, rc, "the scratch environment", &w->diag),
+                     LEDGER_FAULT_NO_CHAIN, height, -1, "%s", w->diag.msg);
     MDB_val dk, dv, sk, sv;
     rc = mdb_cursor_open(dtxn, w->ledger->db_state, &dc);
     if (rc == 0)
@@ -592,8 +595,9 @@ static int state_compare(walk *w, MDB_txn *dtxn, scratch *s, uint64_t height)
         mdb_cursor_close(sc);
     mdb_txn_abort(stxn);
     if (out == 0 && rc != 0)
-        out = fault(w->report, ledger__lmdb_error(w->ledger, rc, "reading the world state"),
-                    LEDGER_FAULT_CORRUPT, height, -1, "%s", ledger_last_error(w->ledger));
+        out =
+            fault(w->report, ledger__lmdb_error(w->ledger, rc, "reading the world state", &w->diag),
+                  LEDGER_FAULT_CORRUPT, height, -1, "%s", w->diag.msg);
     return out;
 }
 
@@ -612,11 +616,12 @@ static int verify_derived(walk *w)
     uint64_t done = 0, next = 0, tx_count = 0;
     MDB_txn *dtxn = NULL;
     for (int round = 0; rc == 0; round++) {
-        int lrc = mdb_txn_begin(l->derived_env, NULL, MDB_RDONLY, &dtxn);
+        int lrc = ledger__lmdb_error(l, mdb_txn_begin(l->derived_env, NULL, MDB_RDONLY, &dtxn),
+                                     "reading the derived tables", &w->diag);
         if (lrc == 0)
-            lrc = ledger__checkpoint_get(l, dtxn, &next, &tx_count);
+            lrc = ledger__checkpoint_get(l, dtxn, &next, &tx_count, &w->diag);
         if (lrc != 0) {
-            rc = fault(w->report, lrc, LEDGER_FAULT_CORRUPT, 0, -1, "%s", ledger_last_error(l));
+            rc = fault(w->report, lrc, LEDGER_FAULT_CORRUPT, 0, -1, "%s", w->diag.msg);
             break;
         }
         /* Far behind: replay without holding the snapshot, then look again. */
@@ -634,8 +639,8 @@ static int verify_derived(walk *w)
     if (rc == 0) {
         int lrc = mdb_stat(dtxn, l->db_txs, &st);
         if (lrc != 0)
-            rc = fault(w->report, ledger__lmdb_error(l, lrc, "reading the tx index"),
-                       LEDGER_FAULT_CORRUPT, 0, -1, "%s", ledger_last_error(l));
+            rc = fault(w->report, ledger__lmdb_error(l, lrc, "reading the tx index", &w->diag),
+                       LEDGER_FAULT_CORRUPT, 0, -1, "%s", w->diag.msg);
     }
     uint64_t height = next > 0 ? next - 1 : 0;
     if (rc == 0 && st.ms_entries != tx_count)
@@ -706,8 +711,8 @@ int ledger_verify(ledger *l, const ledger_verify_options *options, ledger_verify
             int lrc =
                 txn == NULL ? mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn) : mdb_txn_renew(txn);
             if (lrc != 0) {
-                rc = fault(report, ledger__lmdb_error(l, lrc, "reading blocks"),
-                           LEDGER_FAULT_CORRUPT, h, -1, "%s", ledger_last_error(l));
+                rc = fault(report, ledger__lmdb_error(l, lrc, "reading blocks", &w->diag),
+                           LEDGER_FAULT_CORRUPT, h, -1, "%s", w->diag.msg);
                 break;
             }
         }

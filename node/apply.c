@@ -3,8 +3,9 @@
  * the ledger (parsed once, its view and hashes handed on), the refusal
  * policy for a block the ledger refuses (deterministic refusals are skipped
  * identically on every node, anything else stops this node), and the state
- * digests nodes exchange after each block to catch a divergent state. The
- * consent contract's work at apply lands here.
+ * digests nodes exchange after each block to catch a divergent state, and
+ * the consent contract's work at apply: every transaction of every block
+ * run through contracts/ (signatures included) on every node.
  *
  * Not here: proposing blocks (node.c), the API's waiters (service.c, told
  * through the node's hooks), persistence of the Raft log (raft_store.c).
@@ -19,26 +20,63 @@
 
 /* ---- state digests ---- */
 
-static void digest_compute(const uint8_t block_hash[EHR_HASH_BYTES], uint64_t height,
-                           uint64_t raft_index, uint8_t out[EHR_HASH_BYTES])
+static void put_be64(uint8_t out[8], uint64_t v)
 {
-    /* No transaction writes world state yet (contracts/ is not built), so
-     * the writes' hash is that of the empty list. */
-    uint8_t writes[EHR_HASH_BYTES];
-    ehr_sha256(writes, "", 0);
-    static const char domain[] = "ehrchain/state-digest/v1";
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        out[i] = (uint8_t)v;
+}
+
+/* SHA-256 over what a block's transactions did: each state write (key,
+ * removed or not, value, lengths first) in the ledger's order, then each
+ * result, lengths first: the same bytes on every node that applied alike. */
+static void effects_hash(const ledger_state_write *writes, size_t write_count,
+                         const ledger_bytes *results, size_t result_count,
+                         uint8_t out[EHR_HASH_BYTES])
+{
+    crypto_hash_sha256_state h;
+    crypto_hash_sha256_init(&h);
+    uint8_t n8[8];
+    for (size_t i = 0; i < write_count; i++) {
+        const ledger_state_write *w = &writes[i];
+        put_be64(n8, w->key_len);
+        crypto_hash_sha256_update(&h, n8, 8);
+        crypto_hash_sha256_update(&h, w->key, w->key_len);
+        uint8_t removed = w->remove ? 1 : 0;
+        crypto_hash_sha256_update(&h, &removed, 1);
+        put_be64(n8, w->remove ? 0 : w->value_len);
+        crypto_hash_sha256_update(&h, n8, 8);
+        if (!w->remove && w->value_len > 0)
+            crypto_hash_sha256_update(&h, w->value, w->value_len);
+    }
+    put_be64(n8, result_count);
+    crypto_hash_sha256_update(&h, n8, 8);
+    for (size_t i = 0; i < result_count; i++) {
+        put_be64(n8, results[i].len);
+        crypto_hash_sha256_update(&h, n8, 8);
+        if (results[i].len > 0)
+            crypto_hash_sha256_update(&h, results[i].data, results[i].len);
+    }
+    crypto_hash_sha256_final(&h, out);
+}
+
+static void digest_compute(const uint8_t block_hash[EHR_HASH_BYTES], uint64_t height,
+                           uint64_t raft_index, const uint8_t effects[EHR_HASH_BYTES],
+                           uint8_t out[EHR_HASH_BYTES])
+{
+    static const char domain[] = "ehrchain/state-digest/v2";
     uint8_t in[sizeof domain - 1 + 8 + EHR_HASH_BYTES + 8 + EHR_HASH_BYTES];
     size_t at = 0;
     memcpy(in, domain, sizeof domain - 1);
     at += sizeof domain - 1;
-    for (int i = 7; i >= 0; i--)
-        in[at++] = (uint8_t)(height >> (8 * i));
+    put_be64(in + at, height);
+    at += 8;
     memcpy(in + at, block_hash, EHR_HASH_BYTES);
     at += EHR_HASH_BYTES;
-    for (int i = 7; i >= 0; i--)
-        in[at++] = (uint8_t)(raft_index >> (8 * i));
-    memcpy(in + at, writes, EHR_HASH_BYTES);
+    put_be64(in + at, raft_index);
+    at += 8;
+    memcpy(in + at, effects, EHR_HASH_BYTES);
     at += EHR_HASH_BYTES;
+    EHR_ASSERT(at == sizeof in);
     ehr_sha256(out, in, at);
 }
 
@@ -124,40 +162,108 @@ static bool deterministic_refusal(int rc)
            rc == EHR_ECHAIN || rc == EHR_EEXPIRED;
 }
 
-static int apply_block(struct node *n, const struct raft_entry *e)
+/*
+ * Run the block's transactions through the consent contract's rules on a
+ * view of the state as of the tip: signatures from the verdicts (checked
+ * here if unknown, on the verification threads and this one), then each
+ * transaction in block order in a write set of its own. On success *OUT is
+ * the block's write set (end it) and n->applying.result_views[0..count) the
+ * encoded results. Returns 0 or a state error with DIAG (a node that cannot
+ * read its state, or holds a value its rules did not write, cannot go on).
+ */
+static int contracts_run(struct node *n, const ledger_block_view *v, contracts_block **out,
+                         ehr_diag *diag)
 {
-    ehr_diag diag = {{0}};
+    uint32_t count = v->header.tx_count;
+    struct node__applying *ap = &n->applying;
+    for (uint32_t i = 0; i < count; i++)
+        ap->items[i] = (struct sigverify_item){.envelope = v->bytes + v->txs[i].offset,
+                                               .len = v->txs[i].length,
+                                               .hash = ap->hashes[i]};
+    sigverify_batch(ap->sigv, ap->items, count, ap->verdicts);
+
+    struct node__state_view sv;
+    struct contracts_state state = node__state_view(&sv, n->ledger);
+    struct contracts_block_ctx ctx = {.height = v->header.height, .time_ms = v->header.time_ms};
+    memcpy(ctx.proposer, v->header.proposer, EHR_SCHNORR_PUBLIC_BYTES);
+    snprintf(ctx.chain_id, sizeof ctx.chain_id, "%s", n->chain.chain_id);
+    contracts_block *b;
+    int rc = contracts_block_begin(&state, &ctx, &b);
+    EHR_ASSERT(rc == 0); /* aborts only on out-of-memory */
+    for (uint32_t i = 0; i < count; i++) {
+        struct contracts_tx tx = {.envelope = ap->items[i].envelope,
+                                  .len = ap->items[i].len,
+                                  .hash = ap->hashes[i],
+                                  .position = i,
+                                  .sig = ap->verdicts[i]};
+        struct contracts_tx_result r;
+        rc = contracts_apply_tx(b, &tx, &r);
+        if (rc != 0) {
+            contracts_block_end(b);
+            return ehr_diag_fail(diag, rc, "transaction %u of block %" PRIu64 ": %s%s%s", i,
+                                 v->header.height, ehr_strerror(rc), sv.diag.msg[0] ? ": " : "",
+                                 sv.diag.msg);
+        }
+        uint8_t *slot = ap->results + (size_t)i * CONTRACTS_RESULT_BYTES_MAX;
+        ap->result_views[i] =
+            (ledger_bytes){.data = slot, .len = contracts_tx_result_encode(&r, slot)};
+        if (r.code != EHR__V1__TX_RESULT_CODE__TX_RESULT_OK)
+            ehr_log(EHR_LOG_INFO, "transaction refused at apply",
+                    "height=%" PRIu64 " position=%u code=%d reason=\"%s\"", v->header.height, i,
+                    r.code, r.reason);
+    }
+    *out = b;
+    return 0;
+}
+
+/* Apply the block of E: its transactions through the rules, then the block
+ * with their writes in one append; a block every node refuses alike is
+ * skipped (its index recorded as applied). Returns 0, or an error this node
+ * cannot go on from with why in DIAG (may be NULL). */
+static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *diag)
+{
+    ehr_diag why = {{0}};
     ledger_block_view v;
-    int rc = ledger_block_parse(e->data, e->size, &v, &diag);
+    int rc = ledger_block_parse(e->data, e->size, &v, &why);
     bool parsed = rc == 0;
     for (uint32_t i = 0; parsed && rc == 0 && i < v.header.tx_count; i++) {
         ledger_tx_view tv;
-        rc = ledger_tx_envelope_parse(v.bytes + v.txs[i].offset, v.txs[i].length, &tv, &diag);
+        rc = ledger_tx_envelope_parse(v.bytes + v.txs[i].offset, v.txs[i].length, &tv, &why);
         if (rc == 0)
             ledger_tx_hash(tv.body, tv.body_len, n->applying.hashes[i]);
     }
+    contracts_block *cb = NULL;
+    const ledger_state_write *writes = NULL;
+    size_t write_count = 0;
     if (parsed && rc == 0) {
+        rc = contracts_run(n, &v, &cb, diag);
+        if (rc != 0) {
+            ledger_block_view_release(&v);
+            return rc; /* not a refusal: this node cannot read its own state */
+        }
+        write_count = contracts_block_writes(cb, &writes);
         /* The ledger takes the parsed view and the hashes: parsed once. */
         ledger_append req = {.block = e->data,
                              .block_len = e->size,
                              .view = &v,
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])n->applying.hashes,
+                             .writes = writes,
+                             .write_count = write_count,
                              .applied_index = e->index};
-        rc = ledger_append_block(n->ledger, &req);
-        if (rc != 0)
-            snprintf(diag.msg, sizeof diag.msg, "%s", ledger_last_error(n->ledger));
+        rc = ledger_append_block(n->ledger, &req, &why);
     }
     if (rc != 0) {
+        contracts_block_end(cb);
         if (parsed)
             ledger_block_view_release(&v);
-        if (!deterministic_refusal(rc))
-            return rc; /* a full disk or an I/O error: this node cannot go on */
+        if (!deterministic_refusal(rc)) /* a full disk or an I/O error: this node cannot go on */
+            return ehr_diag_fail(diag, rc, "%s", why.msg);
         /* Every node refuses the same entry the same way (the checks depend
          * only on the entry and the ledger, which are equal everywhere), so
          * the entry is skipped everywhere: record it as applied. */
         ehr_log(EHR_LOG_ERROR, "committed block refused; skipped on every node",
-                "index=%" PRIu64 " err=%s why=\"%s\"", e->index, ehr_errname(rc), diag.msg);
-        int rc2 = ledger_applied_index_set(n->ledger, e->index);
+                "index=%" PRIu64 " err=%s why=\"%s\"", e->index, ehr_errname(rc), why.msg);
+        int rc2 = ledger_applied_index_set(n->ledger, e->index, diag);
         if (rc2 != 0)
             return rc2;
         n->tip.applied_index = e->index;
@@ -170,8 +276,10 @@ static int apply_block(struct node *n, const struct raft_entry *e)
     n->tip.time_ms = v.header.time_ms;
     n->tip.applied_index = e->index;
     n->tip.tx_count += count;
-    uint8_t digest[EHR_HASH_BYTES];
-    digest_compute(v.hash, v.header.height, e->index, digest);
+    uint8_t effects[EHR_HASH_BYTES], digest[EHR_HASH_BYTES];
+    effects_hash(writes, write_count, n->applying.result_views, count, effects);
+    digest_compute(v.hash, v.header.height, e->index, effects, digest);
+    contracts_block_end(cb);
     ledger_block_view_release(&v);
     mempool_remove_committed(&n->pool, (const uint8_t(*)[EHR_HASH_BYTES])n->applying.hashes, count);
     node__proposals_applied(n, e->index, false);
@@ -191,17 +299,17 @@ int node__apply_committed(struct node *n, const struct raft_entry *entries, size
         if (e->index <= n->cons.applied_index)
             continue;
         int rc;
+        ehr_diag why;
         if (e->type == RAFT_ENTRY_NORMAL) {
-            rc = apply_block(n, e);
+            rc = apply_block(n, e, &why);
         } else {
-            rc = ledger_applied_index_set(n->ledger, e->index);
+            rc = ledger_applied_index_set(n->ledger, e->index, &why);
             if (rc == 0)
                 n->tip.applied_index = e->index;
         }
         if (rc != 0) {
             node__fatal(n, NODE_EXIT_FAILURE, "cannot apply a committed entry",
-                        "index=%" PRIu64 " err=%s why=\"%s\"", e->index, ehr_errname(rc),
-                        ledger_last_error(n->ledger));
+                        "index=%" PRIu64 " err=%s why=\"%s\"", e->index, ehr_errname(rc), why.msg);
             return rc;
         }
         n->cons.applied_index = e->index;

@@ -75,20 +75,6 @@ static uint64_t limit_get(const struct node_config_limits *limits, const struct 
     return *(const uint64_t *)((const char *)limits + spec->offset);
 }
 
-/* Format into ERR; returns RC. */
-static int say(char *err, size_t err_size, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int say(char *err, size_t err_size, int rc, const char *fmt, ...)
-{
-    if (err != NULL && err_size > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 void node_config_defaults(struct node_config *cfg)
 {
     EHR_ASSERT(cfg != NULL);
@@ -110,8 +96,7 @@ void node_config_free(struct node_config *cfg)
     node_config_defaults(cfg);
 }
 
-int node_config_listen_resolve(const char *address, char *out, size_t out_size, char *err,
-                               size_t err_size)
+int node_config_listen_resolve(const char *address, char *out, size_t out_size, ehr_diag *diag)
 {
     EHR_ASSERT(address != NULL);
     EHR_ASSERT(out != NULL && out_size > 0);
@@ -133,8 +118,8 @@ int node_config_listen_resolve(const char *address, char *out, size_t out_size, 
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     int rc = getaddrinfo(host, colon + 1, &hints, &res);
     if (rc != 0 || res == NULL)
-        return say(err, err_size, EHR_ENOTFOUND, "cannot resolve \"%s\": %s", host,
-                   rc != 0 ? gai_strerror(rc) : "no address");
+        return ehr_diag_fail(diag, EHR_ENOTFOUND, "cannot resolve \"%s\": %s", host,
+                             rc != 0 ? gai_strerror(rc) : "no address");
     char ip[INET6_ADDRSTRLEN] = "";
     if (res->ai_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)res->ai_addr;
@@ -149,16 +134,16 @@ int node_config_listen_resolve(const char *address, char *out, size_t out_size, 
     return 0;
 }
 
-int node_config_address_check(const char *address, char *err, size_t err_size)
+int node_config_address_check(const char *address, ehr_diag *diag)
 {
     EHR_ASSERT(address != NULL);
     size_t len = strlen(address);
     if (len == 0 || len > NODE_CONFIG_ADDRESS_BYTES_MAX)
-        return say(err, err_size, EHR_EINVAL, "must be HOST:PORT of 1 to %d bytes",
-                   NODE_CONFIG_ADDRESS_BYTES_MAX);
+        return ehr_diag_fail(diag, EHR_EINVAL, "must be HOST:PORT of 1 to %d bytes",
+                             NODE_CONFIG_ADDRESS_BYTES_MAX);
     const char *colon = strrchr(address, ':');
     if (colon == NULL)
-        return say(err, err_size, EHR_EINVAL, "\"%s\" is not HOST:PORT", address);
+        return ehr_diag_fail(diag, EHR_EINVAL, "\"%s\" is not HOST:PORT", address);
     const char *digits = colon + 1;
     size_t digits_len = strlen(digits);
     uint32_t port = 0;
@@ -168,79 +153,80 @@ int node_config_address_check(const char *address, char *err, size_t err_size)
         port = port * 10 + (uint32_t)(digits[i] - '0');
     }
     if (!port_ok || port > 65535)
-        return say(err, err_size, EHR_EINVAL, "\"%s\" does not end in a port from 1 to 65535",
-                   address);
+        return ehr_diag_fail(diag, EHR_EINVAL, "\"%s\" does not end in a port from 1 to 65535",
+                             address);
     size_t host_len = (size_t)(colon - address);
     bool bracketed = host_len >= 2 && address[0] == '[' && address[host_len - 1] == ']';
     size_t from = bracketed ? 1 : 0, to = bracketed ? host_len - 1 : host_len;
     if (from == to)
-        return say(err, err_size, EHR_EINVAL, "\"%s\" has no host", address);
+        return ehr_diag_fail(diag, EHR_EINVAL, "\"%s\" has no host", address);
     for (size_t i = from; i < to; i++) {
         char c = address[i];
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                   c == '.' || c == '-' || (bracketed && c == ':');
         if (!ok)
-            return say(err, err_size, EHR_EINVAL, "\"%s\": the host has a character not allowed",
-                       address);
+            return ehr_diag_fail(diag, EHR_EINVAL, "\"%s\": the host has a character not allowed",
+                                 address);
     }
     return 0;
 }
 
 /* Every limit in range and heartbeat_ticks < election_ticks. */
-static int limits_check(const struct node_config_limits *limits, char *err, size_t err_size)
+static int limits_check(const struct node_config_limits *limits, ehr_diag *diag)
 {
     for (size_t i = 0; i < EHR_ARRAY_COUNT(limit_specs); i++) {
         const struct limit_spec *spec = &limit_specs[i];
         uint64_t v = limit_get(limits, spec);
         if (v < spec->min)
-            return say(err, err_size, EHR_EINVAL, "limits.%s: %llu is below the minimum %llu",
-                       spec->name, (unsigned long long)v, (unsigned long long)spec->min);
+            return ehr_diag_fail(diag, EHR_EINVAL, "limits.%s: %llu is below the minimum %llu",
+                                 spec->name, (unsigned long long)v, (unsigned long long)spec->min);
         if (v > spec->max)
-            return say(err, err_size, EHR_EINVAL, "limits.%s: %llu is above the maximum %llu",
-                       spec->name, (unsigned long long)v, (unsigned long long)spec->max);
+            return ehr_diag_fail(diag, EHR_EINVAL, "limits.%s: %llu is above the maximum %llu",
+                                 spec->name, (unsigned long long)v, (unsigned long long)spec->max);
     }
     if (limits->heartbeat_ticks >= limits->election_ticks)
-        return say(err, err_size, EHR_EINVAL,
-                   "limits.heartbeat_ticks: %llu must be below limits.election_ticks (%llu)",
-                   (unsigned long long)limits->heartbeat_ticks,
-                   (unsigned long long)limits->election_ticks);
+        return ehr_diag_fail(
+            diag, EHR_EINVAL,
+            "limits.heartbeat_ticks: %llu must be below limits.election_ticks (%llu)",
+            (unsigned long long)limits->heartbeat_ticks,
+            (unsigned long long)limits->election_ticks);
     return 0;
 }
 
-static int path_check(const char *key, const char *path, bool required, char *err, size_t err_size)
+static int path_check(const char *key, const char *path, bool required, ehr_diag *diag)
 {
     if (path == NULL)
-        return required ? say(err, err_size, EHR_EINVAL, "%s: required", key) : 0;
+        return required ? ehr_diag_fail(diag, EHR_EINVAL, "%s: required", key) : 0;
     size_t len = strlen(path);
     if (len == 0 || len > NODE_CONFIG_PATH_BYTES_MAX)
-        return say(err, err_size, EHR_EINVAL, "%s: must be a path of 1 to %d bytes", key,
-                   NODE_CONFIG_PATH_BYTES_MAX);
+        return ehr_diag_fail(diag, EHR_EINVAL, "%s: must be a path of 1 to %d bytes", key,
+                             NODE_CONFIG_PATH_BYTES_MAX);
     return 0;
 }
 
-static int address_field_check(const char *key, const char *address, char *err, size_t err_size)
+static int address_field_check(const char *key, const char *address, ehr_diag *diag)
 {
     if (address == NULL)
-        return say(err, err_size, EHR_EINVAL, "%s: required", key);
-    char why[NODE_CONFIG_ERROR_BYTES_MAX / 2];
-    if (node_config_address_check(address, why, sizeof why) != 0)
-        return say(err, err_size, EHR_EINVAL, "%s: %s", key, why);
+        return ehr_diag_fail(diag, EHR_EINVAL, "%s: required", key);
+    ehr_diag why;
+    if (node_config_address_check(address, &why) != 0)
+        return ehr_diag_fail(diag, EHR_EINVAL, "%s: %s", key, why.msg);
     return 0;
 }
 
-int node_config_check(const struct node_config *cfg, char *err, size_t err_size)
+int node_config_check(const struct node_config *cfg, ehr_diag *diag)
 {
     EHR_ASSERT(cfg != NULL);
     int rc;
-    if ((rc = path_check("data_dir", cfg->data_dir, true, err, err_size)) != 0 ||
-        (rc = path_check("key_file", cfg->key_file, false, err, err_size)) != 0 ||
-        (rc = path_check("passphrase_file", cfg->passphrase_file, false, err, err_size)) != 0 ||
-        (rc = address_field_check("peer_listen", cfg->peer_listen, err, err_size)) != 0 ||
-        (rc = address_field_check("rpc_listen", cfg->rpc_listen, err, err_size)) != 0)
+    if ((rc = path_check("data_dir", cfg->data_dir, true, diag)) != 0 ||
+        (rc = path_check("key_file", cfg->key_file, false, diag)) != 0 ||
+        (rc = path_check("passphrase_file", cfg->passphrase_file, false, diag)) != 0 ||
+        (rc = address_field_check("peer_listen", cfg->peer_listen, diag)) != 0 ||
+        (rc = address_field_check("rpc_listen", cfg->rpc_listen, diag)) != 0)
         return rc;
     if (cfg->log_level < EHR_LOG_DEBUG || cfg->log_level > EHR_LOG_ERROR)
-        return say(err, err_size, EHR_EINVAL, "log_level: must be debug, info, warn or error");
-    return limits_check(&cfg->limits, err, err_size);
+        return ehr_diag_fail(diag, EHR_EINVAL, "log_level: must be debug, info, warn or error");
+    return limits_check(&cfg->limits, diag);
 }
 
 /* ---- Loading ---- */
@@ -249,8 +235,7 @@ int node_config_check(const struct node_config *cfg, char *err, size_t err_size)
 struct loader {
     const char *path;   /* the config file, for messages */
     char dir[PATH_MAX]; /* its directory, absolute */
-    char *err;
-    size_t err_size;
+    ehr_diag *diag;
 };
 
 /* An error about KEY in the file: "PATH: KEY: WHAT". */
@@ -258,12 +243,12 @@ static int key_error(const struct loader *ld, const char *key, const char *fmt, 
     __attribute__((format(printf, 3, 4)));
 static int key_error(const struct loader *ld, const char *key, const char *fmt, ...)
 {
-    char what[NODE_CONFIG_ERROR_BYTES_MAX];
+    char what[EHR_DIAG_BYTES_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return say(ld->err, ld->err_size, EHR_EINVAL, "%s: %s: %s", ld->path, key, what);
+    return ehr_diag_fail(ld->diag, EHR_EINVAL, "%s: %s: %s", ld->path, key, what);
 }
 
 /* VALUE as a non-empty string of at most MAX bytes (a pointer into VALUE). */
@@ -303,9 +288,9 @@ static int address_get(const struct loader *ld, const char *key, json_t *value, 
     int rc = string_get(ld, key, value, NODE_CONFIG_ADDRESS_BYTES_MAX, &text);
     if (rc != 0)
         return rc;
-    char why[NODE_CONFIG_ERROR_BYTES_MAX / 2];
-    if (node_config_address_check(text, why, sizeof why) != 0)
-        return key_error(ld, key, "%s", why);
+    ehr_diag why;
+    if (node_config_address_check(text, &why) != 0)
+        return key_error(ld, key, "%s", why.msg);
     ehr_free(*out);
     *out = ehr_strdup(text);
     return 0;
@@ -395,9 +380,9 @@ static int config_from_json(const struct loader *ld, json_t *root, struct node_c
             return key_error(ld, "key_file", "the default DATA_DIR/node.key is too long");
         cfg->key_file = ehr_strdup(joined);
     }
-    char why[NODE_CONFIG_ERROR_BYTES_MAX / 2];
-    if (limits_check(&cfg->limits, why, sizeof why) != 0)
-        return say(ld->err, ld->err_size, EHR_EINVAL, "%s: %s", ld->path, why);
+    ehr_diag why;
+    if (limits_check(&cfg->limits, &why) != 0)
+        return ehr_diag_fail(ld->diag, EHR_EINVAL, "%s: %s", ld->path, why.msg);
     return 0;
 }
 
@@ -414,37 +399,37 @@ static int loader_dir(struct loader *ld, const char *path)
         snprintf(parent, sizeof parent, "%.*s", (int)(slash - path), path);
     if (realpath(parent, ld->dir) == NULL) {
         int rc = -errno;
-        return say(ld->err, ld->err_size, rc, "%s: cannot resolve its directory: %s", path,
-                   ehr_strerror(rc));
+        return ehr_diag_fail(ld->diag, rc, "%s: cannot resolve its directory: %s", path,
+                             ehr_strerror(rc));
     }
     return 0;
 }
 
-int node_config_load(const char *path, struct node_config *cfg, char *err, size_t err_size)
+int node_config_load(const char *path, struct node_config *cfg, ehr_diag *diag)
 {
     EHR_ASSERT(path != NULL);
     EHR_ASSERT(cfg != NULL);
     node_config_defaults(cfg);
     if (strlen(path) > NODE_CONFIG_PATH_BYTES_MAX)
-        return say(err, err_size, EHR_EINVAL, "config file path longer than %d bytes",
-                   NODE_CONFIG_PATH_BYTES_MAX);
+        return ehr_diag_fail(diag, EHR_EINVAL, "config file path longer than %d bytes",
+                             NODE_CONFIG_PATH_BYTES_MAX);
     uint8_t *data = NULL;
     size_t len = 0;
     int rc = ehr_file_read_alloc(path, NODE_CONFIG_FILE_BYTES_MAX, &data, &len);
     if (rc == EHR_ETOOBIG)
-        return say(err, err_size, rc, "%s: larger than %d bytes; not a config file", path,
-                   NODE_CONFIG_FILE_BYTES_MAX);
+        return ehr_diag_fail(diag, rc, "%s: larger than %d bytes; not a config file", path,
+                             NODE_CONFIG_FILE_BYTES_MAX);
     if (rc != 0)
-        return say(err, err_size, rc, "%s: cannot read: %s", path, ehr_strerror(rc));
+        return ehr_diag_fail(diag, rc, "%s: cannot read: %s", path, ehr_strerror(rc));
     json_error_t jerr;
     json_t *root = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
     ehr_free(data);
     if (root == NULL)
-        return say(err, err_size, EHR_EINVAL, "%s: line %d, column %d: %s", path, jerr.line,
-                   jerr.column, jerr.text);
-    struct loader ld = {.path = path, .err = err, .err_size = err_size};
+        return ehr_diag_fail(diag, EHR_EINVAL, "%s: line %d, column %d: %s", path, jerr.line,
+                             jerr.column, jerr.text);
+    struct loader ld = {.path = path, .diag = diag};
     if (!json_is_object(root))
-        rc = say(err, err_size, EHR_EINVAL, "%s: must be one JSON object", path);
+        rc = ehr_diag_fail(diag, EHR_EINVAL, "%s: must be one JSON object", path);
     else if ((rc = loader_dir(&ld, path)) == 0)
         rc = config_from_json(&ld, root, cfg);
     json_decref(root);
@@ -452,17 +437,17 @@ int node_config_load(const char *path, struct node_config *cfg, char *err, size_
         node_config_free(cfg);
         return rc;
     }
-    EHR_ASSERT(node_config_check(cfg, NULL, 0) == 0);
+    EHR_ASSERT(node_config_check(cfg, NULL) == 0);
     return 0;
 }
 
 /* ---- Writing ---- */
 
-int node_config_write(const char *path, const struct node_config *cfg, bool overwrite, char *err,
-                      size_t err_size)
+int node_config_write(const char *path, const struct node_config *cfg, bool overwrite,
+                      ehr_diag *diag)
 {
     EHR_ASSERT(path != NULL);
-    int rc = node_config_check(cfg, err, err_size);
+    int rc = node_config_check(cfg, diag);
     if (rc != 0)
         return rc;
     json_t *root = json_object();
@@ -483,7 +468,7 @@ int node_config_write(const char *path, const struct node_config *cfg, bool over
         if (s == NULL) {
             json_decref(root);
             json_decref(limits);
-            return say(err, err_size, EHR_EINVAL, "%s: not valid UTF-8", strings[i][0]);
+            return ehr_diag_fail(diag, EHR_EINVAL, "%s: not valid UTF-8", strings[i][0]);
         }
         json_object_set_new(root, strings[i][0], s);
     }
@@ -504,6 +489,6 @@ int node_config_write(const char *path, const struct node_config *cfg, bool over
     rc = ehr_file_write_atomic(path, file, len + 1, 0600, overwrite);
     ehr_free(file);
     if (rc != 0)
-        return say(err, err_size, rc, "%s: cannot write: %s", path, ehr_strerror(rc));
+        return ehr_diag_fail(diag, rc, "%s: cannot write: %s", path, ehr_strerror(rc));
     return 0;
 }

@@ -48,8 +48,6 @@ enum {
     NODE_CONFIG_PATH_BYTES_MAX = 4095,
     /* A listen address, HOST:PORT (the genesis's peer address bound). */
     NODE_CONFIG_ADDRESS_BYTES_MAX = 256,
-    /* An error message from node_config_load (callers size buffers with it). */
-    NODE_CONFIG_ERROR_BYTES_MAX = 512,
 };
 
 /* ---- Ranges of the limits (each key of "limits": default, min, max) ---- */
@@ -149,27 +147,28 @@ void node_config_defaults(struct node_config *cfg);
  * Read and check the config file PATH into *CFG (overwritten; free it with
  * node_config_free even on error — it is then empty). Returns 0; on error
  * a message naming the file and the key (or the line and column of a JSON
- * error) in ERR (ERR_SIZE bytes, NODE_CONFIG_ERROR_BYTES_MAX is enough) and:
- * -errno or EHR_EINVAL (not a regular file) reading it, EHR_ETOOBIG over
- * NODE_CONFIG_FILE_BYTES_MAX, EHR_EINVAL for everything in it.
+ * error) in DIAG (may be NULL) and: -errno or EHR_EINVAL (not a regular
+ * file) reading it, EHR_ETOOBIG over NODE_CONFIG_FILE_BYTES_MAX, EHR_EINVAL
+ * for everything in it.
  */
-int node_config_load(const char *path, struct node_config *cfg, char *err, size_t err_size);
+int node_config_load(const char *path, struct node_config *cfg, ehr_diag *diag);
 
 /*
  * Check CFG's fields (what load checks after parsing): required strings
  * present, addresses, path lengths, every limit in range. Returns 0, or
- * EHR_EINVAL with the message in ERR.
+ * EHR_EINVAL with the message in DIAG (may be NULL).
  */
-int node_config_check(const struct node_config *cfg, char *err, size_t err_size);
+int node_config_check(const struct node_config *cfg, ehr_diag *diag);
 
 /*
  * Write CFG to PATH as indented JSON with every key (defaults included), via
  * ehr_file_write_atomic with mode 0600, replacing an existing PATH only if
  * OVERWRITE. Paths are written as they are in CFG. Returns 0; EHR_EINVAL if
- * node_config_check refuses CFG (message in ERR); EHR_EEXIST; -errno.
+ * node_config_check refuses CFG; EHR_EEXIST; -errno; with the message in
+ * DIAG (may be NULL).
  */
-int node_config_write(const char *path, const struct node_config *cfg, bool overwrite, char *err,
-                      size_t err_size);
+int node_config_write(const char *path, const struct node_config *cfg, bool overwrite,
+                      ehr_diag *diag);
 
 /* Release CFG's strings and reset it to the defaults. Safe twice. */
 void node_config_free(struct node_config *cfg);
@@ -177,19 +176,18 @@ void node_config_free(struct node_config *cfg);
 /*
  * Is ADDRESS a listen address: HOST:PORT with HOST a DNS name, an IPv4
  * address or [IPv6], PORT 1..65535, at most NODE_CONFIG_ADDRESS_BYTES_MAX
- * bytes? Returns 0, or EHR_EINVAL with why in ERR.
+ * bytes? Returns 0, or EHR_EINVAL with why in DIAG (may be NULL).
  */
-int node_config_address_check(const char *address, char *err, size_t err_size);
+int node_config_address_check(const char *address, ehr_diag *diag);
 
 /*
  * The listen address ADDRESS (node_config_address_check passed) as an IP
  * literal to bind: "IPv4:PORT" or "[IPv6]:PORT" into OUT (OUT_SIZE bytes;
  * NODE_CONFIG_ADDRESS_BYTES_MAX + 1 suffice). A host name is looked up with
  * getaddrinfo (blocking: call it at start-up, not on the loop) and its first
- * address taken. Returns 0, or EHR_ENOTFOUND with why in ERR when the name
- * does not resolve.
+ * address taken. Returns 0, or EHR_ENOTFOUND with why in DIAG (may be NULL)
+ * when the name does not resolve.
  */
-int node_config_listen_resolve(const char *address, char *out, size_t out_size, char *err,
-                               size_t err_size);
+int node_config_listen_resolve(const char *address, char *out, size_t out_size, ehr_diag *diag);
 
 #endif /* EHR_NODE_CONFIG_H */

@@ -26,8 +26,6 @@
  * only while DIR/LOCK is held (another process may have that pid by now). */
 #define NODE_DATADIR_PID_NAME "ehrd.pid"
 enum {
-    /* Messages from these functions (callers size buffers with it). */
-    NODE_DATADIR_ERROR_BYTES_MAX = 512,
     /* DIR itself: room for "/LOCK" and the ledger's own file names. */
     NODE_DATADIR_PATH_BYTES_MAX = 4000,
 };
@@ -41,12 +39,12 @@ struct node_datadir_lock {
  * Take the exclusive lock on the data directory DIR: flock(LOCK_EX |
  * LOCK_NB) on DIR/LOCK, created with mode 0600 if absent, then write this
  * process's pid into it. Never blocks. Returns 0 with LOCK held; on error
- * LOCK->fd is -1 and ERR holds a message naming DIR: EHR_EAGAIN when another
- * process holds it (the message names its pid when the file records one);
- * -ENOENT when DIR does not exist; EHR_EINVAL when DIR is too long or not a
- * directory; other -errno.
+ * LOCK->fd is -1 and DIAG (may be NULL) holds a message naming DIR:
+ * EHR_EAGAIN when another process holds it (the message names its pid when
+ * the file records one); -ENOENT when DIR does not exist; EHR_EINVAL when
+ * DIR is too long or not a directory; other -errno.
  */
-int node_datadir_lock(const char *dir, struct node_datadir_lock *lock, char *err, size_t err_size);
+int node_datadir_lock(const char *dir, struct node_datadir_lock *lock, ehr_diag *diag);
 
 /* Release LOCK (close its file; the pid stays in it). Safe on a lock not held. */
 void node_datadir_unlock(struct node_datadir_lock *lock);
@@ -56,12 +54,11 @@ void node_datadir_unlock(struct node_datadir_lock *lock);
  * genesis file's contents)? Opens the ledger read-only and compares its
  * chain id and genesis hash (SHA-256 of the genesis bytes, recorded at
  * ledger_genesis_init) with the file's. Returns 0 when both match; else a
- * message in ERR and: EHR_ECHAIN on a mismatch (both chain ids and both
- * hashes in the message); EHR_ENOTFOUND when DIR holds no ledger or one
- * without a genesis; a ledger_genesis_parse error for GENESIS; a
- * ledger_open error.
+ * message in DIAG (may be NULL) and: EHR_ECHAIN on a mismatch (both chain
+ * ids and both hashes in the message); EHR_ENOTFOUND when DIR holds no
+ * ledger or one without a genesis; a ledger_genesis_parse error for
+ * GENESIS; a ledger_open error.
  */
-int node_datadir_check_genesis(const char *dir, const uint8_t *genesis, size_t len, char *err,
-                               size_t err_size);
+int node_datadir_check_genesis(const char *dir, const uint8_t *genesis, size_t len, ehr_diag *diag);
 
 #endif /* EHR_NODE_DATADIR_H */

@@ -22,8 +22,6 @@
 #include "ehrd_test_hooks.h" /* tests/node/: compiled into ehrd-test only */
 #endif
 
-enum { PATH_BYTES_MAX = 4096 };
-
 static const char usage[] =
     "usage: ehrd --config FILE [--genesis FILE]\n"
     "       ehrd --version\n"
@@ -58,12 +56,12 @@ struct daemon {
  */
 static int identity_open(const struct node_config *cfg, const char *config_path, ehr_identity *id)
 {
-    char why[EHR_KEYFILE_MESSAGE_BYTES] = "";
+    ehr_diag why = {""};
     ehr_keyfile_info info;
-    int rc = ehr_keyfile_read_info(cfg->key_file, &info, why);
+    int rc = ehr_keyfile_read_info(cfg->key_file, &info, &why);
     if (rc != 0) {
         fprintf(stderr, "ehrd: cannot open the key file %s: %s\n", cfg->key_file,
-                why[0] ? why : ehr_strerror(rc));
+                why.msg[0] ? why.msg : ehr_strerror(rc));
         return -1;
     }
     char *pass = sodium_malloc(EHR_PASSPHRASE_BUFFER_BYTES);
@@ -73,11 +71,10 @@ static int identity_open(const struct node_config *cfg, const char *config_path,
     }
     size_t len = 0;
     const char *source = "no passphrase (the key file is unprotected)";
-    char pwhy[PATH_BYTES_MAX + 128] = "";
+    ehr_diag pwhy = {""};
     rc = 0;
     if ((info.flags & EHR_KEYFILE_FLAG_EMPTY_PASSPHRASE) == 0) {
-        rc = ehr_passphrase_read(cfg->passphrase_file, "EHR_PASSPHRASE", pass, &len, pwhy,
-                                 sizeof pwhy);
+        rc = ehr_passphrase_read(cfg->passphrase_file, "EHR_PASSPHRASE", pass, &len, &pwhy);
         source = cfg->passphrase_file != NULL ? "the config's passphrase_file" : "$EHR_PASSPHRASE";
         if (rc == EHR_ENOTFOUND)
             fprintf(stderr,
@@ -85,13 +82,13 @@ static int identity_open(const struct node_config *cfg, const char *config_path,
                     "set \"passphrase_file\" in %s, or $EHR_PASSPHRASE\n",
                     cfg->key_file, config_path);
         else if (rc != 0)
-            fprintf(stderr, "ehrd: %s\n", pwhy);
+            fprintf(stderr, "ehrd: %s\n", pwhy.msg);
     }
     if (rc == 0) {
-        rc = ehr_keyfile_load(cfg->key_file, id, NULL, pass, len, why);
+        rc = ehr_keyfile_load(cfg->key_file, id, NULL, pass, len, &why);
         if (rc != 0)
             fprintf(stderr, "ehrd: cannot open the key file %s: %s (passphrase from %s)\n",
-                    cfg->key_file, why[0] ? why : ehr_strerror(rc), source);
+                    cfg->key_file, why.msg[0] ? why.msg : ehr_strerror(rc), source);
     }
     sodium_memzero(pass, EHR_PASSPHRASE_BUFFER_BYTES);
     sodium_free(pass);
@@ -149,9 +146,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct node_config cfg;
-    char err[NODE_CONFIG_ERROR_BYTES_MAX];
-    if (node_config_load(config_path, &cfg, err, sizeof err) != 0) {
-        fprintf(stderr, "ehrd: %s\n", err);
+    ehr_diag err;
+    if (node_config_load(config_path, &cfg, &err) != 0) {
+        fprintf(stderr, "ehrd: %s\n", err.msg);
         node_config_free(&cfg);
         return NODE_EXIT_FAILURE;
     }
@@ -159,9 +156,8 @@ int main(int argc, char **argv)
 
     int code = NODE_EXIT_FAILURE;
     struct node_datadir_lock lock = {.fd = -1};
-    char lerr[NODE_DATADIR_ERROR_BYTES_MAX];
-    if (node_datadir_lock(cfg.data_dir, &lock, lerr, sizeof lerr) != 0) {
-        fprintf(stderr, "ehrd: %s\n", lerr);
+    if (node_datadir_lock(cfg.data_dir, &lock, &err) != 0) {
+        fprintf(stderr, "ehrd: %s\n", err.msg);
         node_config_free(&cfg);
         return NODE_EXIT_FAILURE;
     }
@@ -187,10 +183,10 @@ int main(int argc, char **argv)
                     ehr_strerror(rc));
             goto out;
         }
-        rc = node_datadir_check_genesis(cfg.data_dir, g, glen, lerr, sizeof lerr);
+        rc = node_datadir_check_genesis(cfg.data_dir, g, glen, &err);
         ehr_free(g);
         if (rc != 0) {
-            fprintf(stderr, "ehrd: %s\n", lerr);
+            fprintf(stderr, "ehrd: %s\n", err.msg);
             goto out;
         }
     }
@@ -210,11 +206,11 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct daemon d = {.exit_code = NODE_EXIT_FAILURE};
-    rc = node_start(&loop, &cfg, id, on_stopped, &d, &d.node, err, sizeof err);
+    rc = node_start(&loop, &cfg, id, on_stopped, &d, &d.node, &err);
     ehr_identity_wipe(id);
     sodium_free(id);
     if (rc != 0) {
-        fprintf(stderr, "ehrd: %s\n", err);
+        fprintf(stderr, "ehrd: %s\n", err.msg);
         uv_loop_close(&loop);
         goto out;
     }

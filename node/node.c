@@ -241,6 +241,11 @@ static void admit_finish(struct node *n, struct admit *a, bool stopped)
         rc = EHR_ECLOSED;
         snprintf(res.reason, sizeof res.reason, "the node is shutting down");
     } else {
+        /* Apply uses the verdict (a block of our own admissions is not
+         * verified twice); a bad signature is refused here already. */
+        if (a->verified.err == 0 && a->len >= EHR_SCHNORR_SIG_BYTES)
+            sigverify_note(n->applying.sigv, a->verified.hash,
+                           a->envelope + a->len - EHR_SCHNORR_SIG_BYTES, true);
         rc = mempool_admit_finish(&n->pool, a->envelope, a->len, &a->verified, &res);
         if (rc == 0 && !uv_is_active((uv_handle_t *)&n->flush_timer))
             uv_timer_start(&n->flush_timer, on_flush, n->cfg.limits.block_flush_ms, 0);
@@ -502,10 +507,18 @@ static void process_ready(struct node *n)
         send_raft_messages(n, rd.messages, rd.message_count);
         if (rd.snapshot != NULL && node__snapshot_chunk(n, rd.snapshot) != 0)
             return;
-        rc = node_raft_store_persist(&n->cons.store, &rd);
+        /* Entries from a leader: their signatures are checked on the
+         * verification threads while they wait to be committed. */
+        if (rd.role != RAFT_LEADER)
+            for (size_t i = 0; i < rd.entry_count; i++)
+                if (rd.entries[i].type == RAFT_ENTRY_NORMAL)
+                    (void)sigverify_prefetch(n->applying.sigv, rd.entries[i].data,
+                                             rd.entries[i].size);
+        ehr_diag why;
+        rc = node_raft_store_persist(&n->cons.store, &rd, &why);
         if (rc != 0) {
             node__fatal(n, NODE_EXIT_FAILURE, "cannot persist the consensus log",
-                        "err=%s why=\"%s\"", ehr_errname(rc), ledger_last_error(n->ledger));
+                        "err=%s why=\"%s\"", ehr_errname(rc), why.msg);
             return;
         }
         if (rd.hard_state_changed)
@@ -657,7 +670,7 @@ static void peer_kind_received(struct node *n, struct node_member *from, const u
         node__digest_received(n, (size_t)(from - n->peers.members), pm->state_digest);
         break;
     case EHR__V1__PEER_MESSAGE__KIND_NODE_INFO:
-        if (node_config_address_check(pm->node_info->rpc_address, NULL, 0) == 0)
+        if (node_config_address_check(pm->node_info->rpc_address, NULL) == 0)
             snprintf(from->rpc_address, sizeof from->rpc_address, "%s", pm->node_info->rpc_address);
         break;
     default:
@@ -762,33 +775,32 @@ static int member_row(void *ctx, const uint8_t *key, size_t key_len, const uint8
     return 0;
 }
 
-static int load_members(struct node *n, char *err, size_t err_size)
+static int load_members(struct node *n, ehr_diag *diag)
 {
     struct member_scan ms = {.n = n};
     long got = ledger_state_scan(n->ledger, (const uint8_t *)LEDGER_MEMBER_KEY_PREFIX,
                                  strlen(LEDGER_MEMBER_KEY_PREFIX), NULL, 0, LEDGER_SCAN_COUNT_MAX,
-                                 member_row, &ms);
-    if (got < 0) {
-        snprintf(err, err_size,
-                 ms.err == EHR_ETOOBIG
-                     ? "the chain has more than %d members; a node runs with at most that many"
-                     : "cannot read the chain's members from the ledger (%d)",
-                 ms.err == EHR_ETOOBIG ? NODE_MEMBERS_MAX : (int)got);
-        return ms.err ? ms.err : (int)got;
-    }
+                                 member_row, &ms, NULL);
+    if (got < 0 && ms.err == EHR_ETOOBIG)
+        return ehr_diag_fail(
+            diag, ms.err, "the chain has more than %d members; a node runs with at most that many",
+            NODE_MEMBERS_MAX);
+    if (got < 0)
+        return ehr_diag_fail(diag, ms.err ? ms.err : (int)got,
+                             "cannot read the chain's members from the ledger (%d)", (int)got);
     bool found = false;
     for (size_t i = 0; i < n->peers.count; i++) {
         struct node_member *m = &n->peers.members[i];
         if (m->id == 0) {
-            snprintf(err, err_size, "member \"%s\" has a node key whose first 8 bytes are zero",
-                     m->name);
-            return EHR_EINVAL;
+            return ehr_diag_fail(diag, EHR_EINVAL,
+                                 "member \"%s\" has a node key whose first 8 bytes are zero",
+                                 m->name);
         }
         for (size_t j = 0; j < i; j++)
             if (n->peers.members[j].id == m->id) {
-                snprintf(err, err_size, "members \"%s\" and \"%s\" share a consensus id",
-                         n->peers.members[j].name, m->name);
-                return EHR_EINVAL;
+                return ehr_diag_fail(diag, EHR_EINVAL,
+                                     "members \"%s\" and \"%s\" share a consensus id",
+                                     n->peers.members[j].name, m->name);
             }
         if (sodium_memcmp(m->key, n->id->signing.public_key, EHR_SCHNORR_PUBLIC_BYTES) == 0) {
             m->self = true;
@@ -799,19 +811,19 @@ static int load_members(struct node *n, char *err, size_t err_size)
     if (!found) {
         char hex[2 * EHR_SCHNORR_PUBLIC_BYTES + 1];
         ehr_hex_encode(hex, n->id->signing.public_key, EHR_SCHNORR_PUBLIC_BYTES);
-        snprintf(err, err_size, "this node's key %s is not a member of chain %s", hex,
-                 n->chain.chain_id);
-        return EHR_EDENIED;
+        return ehr_diag_fail(diag, EHR_EDENIED, "this node's key %s is not a member of chain %s",
+                             hex, n->chain.chain_id);
     }
     return 0;
 }
 
-static int start_raft(struct node *n, char *err, size_t err_size)
+static int start_raft(struct node *n, ehr_diag *diag)
 {
-    int rc = node_raft_store_open(&n->cons.store, n->ledger);
+    ehr_diag why;
+    int rc = node_raft_store_open(&n->cons.store, n->ledger, &why);
     if (rc != 0) {
-        snprintf(err, err_size, "cannot read the consensus log: %s (%s)", ehr_strerror(rc),
-                 ledger_last_error(n->ledger));
+        ehr_diag_fail(diag, rc, "cannot read the consensus log: %s (%s)", ehr_strerror(rc),
+                      why.msg);
         return rc;
     }
     if (n->cons.store.snap_meta.index != 0) {
@@ -825,9 +837,9 @@ static int start_raft(struct node *n, char *err, size_t err_size)
         }
     }
     struct raft_hard_state hs;
-    rc = node_raft_store_hard_state(&n->cons.store, &hs);
+    rc = node_raft_store_hard_state(&n->cons.store, &hs, NULL);
     if (rc != 0) {
-        snprintf(err, err_size, "cannot read the consensus hard state: %s", ehr_strerror(rc));
+        ehr_diag_fail(diag, rc, "cannot read the consensus hard state: %s", ehr_strerror(rc));
         return rc;
     }
     if (n->cons.store.last == 0 && n->cons.store.first == 1 && hs.term == 0) {
@@ -846,9 +858,9 @@ static int start_raft(struct node *n, char *err, size_t err_size)
         struct raft_entry boot;
         rc = raft_bootstrap_entry(&conf, cbuf, &boot);
         if (rc == 0)
-            rc = node_raft_store_bootstrap(&n->cons.store, &boot);
+            rc = node_raft_store_bootstrap(&n->cons.store, &boot, NULL);
         if (rc != 0) {
-            snprintf(err, err_size, "cannot write the first consensus entry: %s", ehr_strerror(rc));
+            ehr_diag_fail(diag, rc, "cannot write the first consensus entry: %s", ehr_strerror(rc));
             return rc;
         }
         ehr_log(EHR_LOG_INFO, "consensus bootstrapped", "voters=%zu", n->peers.count);
@@ -867,7 +879,7 @@ static int start_raft(struct node *n, char *err, size_t err_size)
     node_raft_store_interface(&n->cons.store, &st);
     rc = raft_create(&n->cons.raft, &opt, &st);
     if (rc != 0) {
-        snprintf(err, err_size, "cannot start consensus: %s", ehr_strerror(rc));
+        ehr_diag_fail(diag, rc, "cannot start consensus: %s", ehr_strerror(rc));
         return rc;
     }
     n->cons.applied_index = n->tip.applied_index;
@@ -878,7 +890,7 @@ static int start_raft(struct node *n, char *err, size_t err_size)
     return 0;
 }
 
-static int start_p2p(struct node *n, char *err, size_t err_size)
+static int start_p2p(struct node *n, ehr_diag *diag)
 {
     p2p_config pc = {.node_key = &n->id->signing,
                      .chain_id = n->chain.chain_id,
@@ -888,19 +900,20 @@ static int start_p2p(struct node *n, char *err, size_t err_size)
                      .user = n};
     int rc = p2p_create(n->loop, &pc, &n->peers.p2p);
     if (rc != 0) {
-        snprintf(err, err_size, "cannot set up the peer network: %s", ehr_strerror(rc));
+        ehr_diag_fail(diag, rc, "cannot set up the peer network: %s", ehr_strerror(rc));
         return rc;
     }
-    char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1], why[NODE_CONFIG_ERROR_BYTES_MAX];
-    rc = node_config_listen_resolve(n->cfg.peer_listen, listen, sizeof listen, why, sizeof why);
+    char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
+    ehr_diag why;
+    rc = node_config_listen_resolve(n->cfg.peer_listen, listen, sizeof listen, &why);
     if (rc != 0) {
-        snprintf(err, err_size, "cannot listen for peers on %s: %s", n->cfg.peer_listen, why);
+        ehr_diag_fail(diag, rc, "cannot listen for peers on %s: %s", n->cfg.peer_listen, why.msg);
         return rc;
     }
     rc = p2p_listen(n->peers.p2p, listen);
     if (rc != 0) {
-        snprintf(err, err_size, "cannot listen for peers on %s: %s", n->cfg.peer_listen,
-                 rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
+        ehr_diag_fail(diag, rc, "cannot listen for peers on %s: %s", n->cfg.peer_listen,
+                      rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
         return rc;
     }
     p2p_member pm[NODE_MEMBERS_MAX];
@@ -910,10 +923,10 @@ static int start_p2p(struct node *n, char *err, size_t err_size)
     }
     rc = p2p_set_members(n->peers.p2p, pm, n->peers.count);
     if (rc != 0) {
-        snprintf(err, err_size,
-                 "cannot use the members' peer addresses: %s (each must be HOST:PORT, a host "
-                 "name or an IP address)",
-                 ehr_strerror(rc));
+        ehr_diag_fail(diag, rc,
+                      "cannot use the members' peer addresses: %s (each must be HOST:PORT, a host "
+                      "name or an IP address)",
+                      ehr_strerror(rc));
         return rc;
     }
     return 0;
@@ -933,7 +946,7 @@ static void free_node(struct node *n);
 
 int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identity *id,
                void (*on_stopped)(void *user, int exit_code), void *user, struct node **out,
-               char *err, size_t err_size)
+               ehr_diag *diag)
 {
     struct node *n = ehr_calloc(1, sizeof *n);
     n->loop = loop;
@@ -957,21 +970,25 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     n->prop.batch_envelopes = ehr_calloc(n->prop.batch_cap, sizeof *n->prop.batch_envelopes);
     n->prop.batch_hashes = ehr_calloc(n->prop.batch_cap, sizeof *n->prop.batch_hashes);
     n->applying.hashes = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.hashes);
+    n->applying.items = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.items);
+    n->applying.verdicts = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.verdicts);
+    n->applying.results = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, CONTRACTS_RESULT_BYTES_MAX);
+    n->applying.result_views = ehr_calloc(EHR_BLOCK_TX_COUNT_MAX, sizeof *n->applying.result_views);
 
-    int rc = ledger_open(cfg->data_dir, NULL, &n->ledger);
+    int rc = ledger_open(cfg->data_dir, NULL, &n->ledger, NULL);
     if (rc != 0) {
-        snprintf(err, err_size, "cannot open the ledger in %s: %s", cfg->data_dir,
-                 ehr_strerror(rc));
+        ehr_diag_fail(diag, rc, "cannot open the ledger in %s: %s", cfg->data_dir,
+                      ehr_strerror(rc));
         goto fail;
     }
-    rc = ledger_chain_get(n->ledger, &n->chain);
+    rc = ledger_chain_get(n->ledger, &n->chain, NULL);
     if (rc == 0)
-        rc = ledger_tip_get(n->ledger, &n->tip);
+        rc = ledger_tip_get(n->ledger, &n->tip, NULL);
     if (rc != 0) {
-        snprintf(err, err_size, "%s holds no chain (create it with `ehrctl init`)", cfg->data_dir);
+        ehr_diag_fail(diag, rc, "%s holds no chain (create it with `ehrctl init`)", cfg->data_dir);
         goto fail;
     }
-    rc = load_members(n, err, err_size);
+    rc = load_members(n, diag);
     if (rc != 0)
         goto fail;
     mempool_config mc = {.chain_id = n->chain.chain_id,
@@ -981,13 +998,18 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
                          .ledger_lookup_ctx = n->ledger};
     rc = mempool_init(&n->pool, &mc);
     if (rc != 0) {
-        snprintf(err, err_size, "cannot set up the mempool: %s", ehr_strerror(rc));
+        ehr_diag_fail(diag, rc, "cannot set up the mempool: %s", ehr_strerror(rc));
+        goto fail;
+    }
+    rc = sigverify_create(n->chain.chain_id, sigverify_threads_default(), &n->applying.sigv);
+    if (rc != 0) {
+        ehr_diag_fail(diag, rc, "cannot start the signature threads: %s", ehr_strerror(rc));
         goto fail;
     }
     if (strlen(cfg->data_dir) + sizeof "/snapshots" > sizeof n->snap.dir) {
         rc = EHR_EINVAL;
-        snprintf(err, err_size, "the data directory's path is over %zu bytes",
-                 sizeof n->snap.dir - sizeof "/snapshots");
+        ehr_diag_fail(diag, rc, "the data directory's path is over %zu bytes",
+                      sizeof n->snap.dir - sizeof "/snapshots");
         goto fail;
     }
     snprintf(n->snap.dir, sizeof n->snap.dir, "%s/snapshots", cfg->data_dir);
@@ -996,13 +1018,13 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
              cfg->data_dir);
     if (mkdir(n->snap.dir, 0700) != 0 && errno != EEXIST) {
         rc = -errno;
-        snprintf(err, err_size, "cannot create %s: %s", n->snap.dir, strerror(errno));
+        ehr_diag_fail(diag, rc, "cannot create %s: %s", n->snap.dir, strerror(errno));
         goto fail;
     }
     unlink(n->snap.creating); /* left by a node that stopped mid-copy */
     unlink(n->snap.stage_path);
-    if ((rc = start_raft(n, err, err_size)) != 0 || (rc = start_p2p(n, err, err_size)) != 0 ||
-        (rc = node__service_start(n, err, err_size)) != 0)
+    if ((rc = start_raft(n, diag)) != 0 || (rc = start_p2p(n, diag)) != 0 ||
+        (rc = node__service_start(n, diag)) != 0)
         goto fail;
     uv_timer_init(loop, &n->tick_timer);
     uv_timer_init(loop, &n->flush_timer);
@@ -1079,6 +1101,11 @@ static void free_node(struct node *n)
     ehr_free(n->prop.batch_envelopes);
     ehr_free(n->prop.batch_hashes);
     ehr_free(n->applying.hashes);
+    ehr_free(n->applying.items);
+    ehr_free(n->applying.verdicts);
+    ehr_free(n->applying.results);
+    ehr_free(n->applying.result_views);
+    sigverify_destroy(n->applying.sigv);
     ehr_free(n);
 }
 

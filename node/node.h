@@ -52,12 +52,12 @@ enum node_exit {
  * and RPC listeners. ON_STOPPED(USER, EXIT) is called once, from the loop,
  * when the node has stopped (after node_stop, or on its own after a fatal
  * error) and everything is closed and freed; run the loop until then.
- * Returns 0 and *OUT; or an error with a message in ERR (ERR_SIZE bytes;
+ * Returns 0 and *OUT; or an error with a message in DIAG (may be NULL;
  * nothing is left running).
  */
 int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identity *id,
                void (*on_stopped)(void *user, int exit_code), void *user, struct node **out,
-               char *err, size_t err_size);
+               ehr_diag *diag);
 
 /* Begin a clean stop: stop taking calls, finish what is in flight (a write
  * in flight is always finished: writes are synchronous on the loop), close

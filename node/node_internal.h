@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "contracts.h"
 #include "ehr/v1/p2p.pb-c.h"
 #include "ehr_crypto.h"
 #include "ledger.h"
@@ -23,6 +24,7 @@
 #include "raft_store.h"
 #include "raft_wire.h"
 #include "rpc.h"
+#include "sigverify.h"
 
 enum {
     /* Founding members a node runs with: the consensus core's bound. */
@@ -185,10 +187,22 @@ struct node__admission {
 
 /* Applying committed blocks, and the state digests (apply.c). */
 struct node__applying {
-    uint8_t (*hashes)[EHR_HASH_BYTES];   /* scratch: a block's tx hashes */
-    struct node__digest_slot *digests;   /* NODE_DIGEST_WINDOW */
+    uint8_t (*hashes)[EHR_HASH_BYTES]; /* scratch: a block's tx hashes */
+    struct sigverify_item *items;      /* scratch: a block's transactions */
+    enum contracts_sig *verdicts;      /* scratch: their signatures' verdicts */
+    uint8_t *results;           /* scratch: encoded results, CONTRACTS_RESULT_BYTES_MAX each */
+    ledger_bytes *result_views; /* scratch: views of them */
+    struct sigverify *sigv;     /* signature verdicts and their threads */
     struct node_test_faults test_faults; /* all zero but in a test's ehrd-test */
+    struct node__digest_slot *digests;   /* NODE_DIGEST_WINDOW */
 };
+
+/* The world state as contracts/ sees it, over the ledger (state_view.c). */
+struct node__state_view {
+    ledger *ledger;
+    ehr_diag diag; /* why the last read failed */
+};
+struct contracts_state node__state_view(struct node__state_view *v, ledger *l);
 
 /* The calls the API holds (service.c). */
 struct node__waits {
@@ -217,7 +231,7 @@ struct node__snapshots {
     uv_async_t async;
     int rc;
     ledger_snapshot_info info;
-    char err[EHR_DIAG_BYTES_MAX];
+    ehr_diag err; /* why the snapshot failed (rc != 0) */
 };
 
 struct node {
@@ -327,6 +341,6 @@ void node__unavailable_message(const struct node *n, char *msg, size_t size);
  * node_start makes it; from then on the node tells the API about events
  * only through N->api, and the API calls the node directly (one direction).
  */
-int node__service_start(struct node *n, char *err, size_t err_size);
+int node__service_start(struct node *n, ehr_diag *diag);
 
 #endif /* EHR_NODE_INTERNAL_H */

@@ -56,9 +56,9 @@ static int load_term(void *ctx, uint64_t index, const uint8_t *bytes, size_t len
     return 0;
 }
 
-static int load(struct node_raft_store *s)
+static int load(struct node_raft_store *s, ehr_diag *diag)
 {
-    int rc = ledger_raft_bounds(s->l, &s->first, &s->last);
+    int rc = ledger_raft_bounds(s->l, &s->first, &s->last, diag);
     if (rc != 0)
         return rc;
     terms_reserve(s, (size_t)(s->last - s->first + 2));
@@ -67,37 +67,50 @@ static int load(struct node_raft_store *s)
         uint8_t buf[BOUNDARY_BYTES];
         size_t len;
         struct raft_entry e;
-        rc = ledger_raft_boundary_get(s->l, buf, sizeof buf, &len);
-        if (rc == 0)
-            rc = raft_entry_record_decode(buf, len, &e);
+        rc = ledger_raft_boundary_get(s->l, buf, sizeof buf, &len, diag);
+        if (rc != 0)
+            return rc;
+        rc = raft_entry_record_decode(buf, len, &e);
         if (rc == 0 && e.index != s->first - 1)
             rc = EHR_ECORRUPT;
         if (rc != 0)
-            return rc;
+            return ehr_diag_fail(diag, rc, "the consensus log's boundary record is not entry %llu",
+                                 (unsigned long long)s->first - 1);
         s->terms[0] = e.term;
     }
     struct load_ctx c = {.s = s, .expect = s->first};
     while (c.expect <= s->last) {
-        long n = ledger_raft_entries_read(s->l, c.expect, s->last + 1, 64u << 20, load_term, &c);
+        long n =
+            ledger_raft_entries_read(s->l, c.expect, s->last + 1, 64u << 20, load_term, &c, diag);
+        if (n < 0 && c.err != 0)
+            return ehr_diag_fail(diag, c.err,
+                                 "consensus log entry %llu does not decode or is out of sequence",
+                                 (unsigned long long)c.expect);
         if (n < 0)
-            return c.err != 0 ? c.err : (int)n;
+            return (int)n;
     }
     uint8_t mbuf[RAFT_SNAPSHOT_META_RECORD_BYTES];
     size_t mlen;
     memset(&s->snap_meta, 0, sizeof s->snap_meta);
-    rc = ledger_raft_snapshot_meta_get(s->l, mbuf, sizeof mbuf, &mlen);
-    if (rc == 0)
-        rc = raft_snapshot_meta_record_decode(mbuf, mlen, &s->snap_meta);
-    return rc == EHR_ENOTFOUND ? 0 : rc;
+    ehr_diag why; /* no snapshot yet is no failure */
+    rc = ledger_raft_snapshot_meta_get(s->l, mbuf, sizeof mbuf, &mlen, &why);
+    if (rc == EHR_ENOTFOUND)
+        return 0;
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "%s", why.msg);
+    rc = raft_snapshot_meta_record_decode(mbuf, mlen, &s->snap_meta);
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "the consensus snapshot meta record does not decode");
+    return 0;
 }
 
-int node_raft_store_open(struct node_raft_store *s, ledger *l)
+int node_raft_store_open(struct node_raft_store *s, ledger *l, ehr_diag *diag)
 {
     memset(s, 0, sizeof *s);
     s->l = l;
     s->snap_fd = -1;
     s->offsets = ehr_calloc(NODE_RAFT_STORE_READ_ENTRIES_MAX, sizeof *s->offsets);
-    return load(s);
+    return load(s, diag);
 }
 
 void node_raft_store_close(struct node_raft_store *s)
@@ -113,23 +126,30 @@ void node_raft_store_close(struct node_raft_store *s)
     s->snap_fd = -1;
 }
 
-int node_raft_store_hard_state(struct node_raft_store *s, struct raft_hard_state *out)
+int node_raft_store_hard_state(struct node_raft_store *s, struct raft_hard_state *out,
+                               ehr_diag *diag)
 {
     uint8_t buf[RAFT_HARD_STATE_RECORD_BYTES];
     size_t len;
-    int rc = ledger_raft_hard_state_get(s->l, buf, sizeof buf, &len);
+    ehr_diag why; /* none yet: a new node */
+    int rc = ledger_raft_hard_state_get(s->l, buf, sizeof buf, &len, &why);
     if (rc == EHR_ENOTFOUND) {
         memset(out, 0, sizeof *out);
         return 0;
     }
-    return rc != 0 ? rc : raft_hard_state_record_decode(buf, len, out);
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "%s", why.msg);
+    rc = raft_hard_state_record_decode(buf, len, out);
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "the consensus hard state record does not decode");
+    return 0;
 }
 
 /* ---- the read interface ---- */
 
 static int st_hard_state(void *ctx, struct raft_hard_state *out)
 {
-    return node_raft_store_hard_state(ctx, out);
+    return node_raft_store_hard_state(ctx, out, NULL);
 }
 
 static int st_snapshot_meta(void *ctx, struct raft_snapshot_meta *out, uint64_t *size)
@@ -208,7 +228,7 @@ static int st_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t bytes_max,
     s->want = cap < NODE_RAFT_STORE_READ_ENTRIES_MAX ? cap : NODE_RAFT_STORE_READ_ENTRIES_MAX;
     /* A record is larger than its data, so the ledger's byte budget stops no
      * later than the core's would. */
-    long n = ledger_raft_entries_read(s->l, lo, hi, bytes_max, collect, s);
+    long n = ledger_raft_entries_read(s->l, lo, hi, bytes_max, collect, s, NULL);
     if (n < 0)
         return (int)n;
     for (size_t i = 0; i < s->count; i++) {
@@ -278,13 +298,13 @@ static void note_appended(struct node_raft_store *s, const struct raft_entry *en
         s->terms[entries[i].index - (s->first - 1)] = entries[i].term;
 }
 
-int node_raft_store_persist(struct node_raft_store *s, const struct raft_ready *rd)
+int node_raft_store_persist(struct node_raft_store *s, const struct raft_ready *rd, ehr_diag *diag)
 {
     if (rd->entry_count == 0 && !rd->hard_state_changed)
         return 0;
     int rc = encode_entries(s, rd->entries, rd->entry_count);
     if (rc != 0)
-        return rc;
+        return ehr_diag_fail(diag, rc, "a consensus entry does not encode");
     ledger_raft_batch b = {.entries = s->out_entries, .entry_count = rd->entry_count};
     if (rd->entry_count > 0)
         b.append_index = rd->entries[0].index;
@@ -292,25 +312,26 @@ int node_raft_store_persist(struct node_raft_store *s, const struct raft_ready *
     if (rd->hard_state_changed) {
         int n = raft_hard_state_record_encode(&rd->hard_state, hs, sizeof hs);
         if (n < 0)
-            return n;
+            return ehr_diag_fail(diag, n, "the consensus hard state does not encode");
         b.hard_state = (ledger_bytes){hs, (size_t)n};
     }
-    rc = ledger_raft_write(s->l, &b);
+    rc = ledger_raft_write(s->l, &b, diag);
     if (rc != 0)
         return rc;
     note_appended(s, rd->entries, rd->entry_count);
     return 0;
 }
 
-int node_raft_store_bootstrap(struct node_raft_store *s, const struct raft_entry *entry)
+int node_raft_store_bootstrap(struct node_raft_store *s, const struct raft_entry *entry,
+                              ehr_diag *diag)
 {
     if (s->last != 0 || s->first != 1)
-        return EHR_EEXIST;
+        return ehr_diag_fail(diag, EHR_EEXIST, "the consensus log is not empty");
     int rc = encode_entries(s, entry, 1);
     if (rc != 0)
-        return rc;
+        return ehr_diag_fail(diag, rc, "the bootstrap entry does not encode");
     ledger_raft_batch b = {.append_index = 1, .entries = s->out_entries, .entry_count = 1};
-    rc = ledger_raft_write(s->l, &b);
+    rc = ledger_raft_write(s->l, &b, diag);
     if (rc == 0)
         note_appended(s, entry, 1);
     return rc;
@@ -334,25 +355,30 @@ static int snap_file_open(const char *path, int *fd_out, uint64_t *size)
 }
 
 int node_raft_store_snapshot_set(struct node_raft_store *s, const struct raft_snapshot_meta *meta,
-                                 const char *path, uint64_t compact_index)
+                                 const char *path, uint64_t compact_index, ehr_diag *diag)
 {
     if (meta->index == 0 || meta->index < s->snap_meta.index || meta->index > s->last ||
         meta->index + 1 < s->first || compact_index > meta->index + 1 ||
         (compact_index != 0 && compact_index < s->first))
-        return EHR_EINVAL;
+        return ehr_diag_fail(
+            diag, EHR_EINVAL,
+            "snapshot at %llu (compacting to %llu) does not fit the log %llu..%llu",
+            (unsigned long long)meta->index, (unsigned long long)compact_index,
+            (unsigned long long)s->first, (unsigned long long)s->last);
     uint64_t term;
     if (st_term(s, meta->index, &term) != 0 || term != meta->term)
-        return EHR_EINVAL;
+        return ehr_diag_fail(diag, EHR_EINVAL, "snapshot at %llu: term %llu is not the log's",
+                             (unsigned long long)meta->index, (unsigned long long)meta->term);
     int fd;
     uint64_t size;
     int rc = snap_file_open(path, &fd, &size);
     if (rc != 0)
-        return rc;
+        return ehr_diag_fail(diag, rc, "opening %s: %s", path, ehr_strerror(rc));
     uint8_t mrec[RAFT_SNAPSHOT_META_RECORD_BYTES];
     int mn = raft_snapshot_meta_record_encode(meta, mrec, sizeof mrec);
     if (mn < 0) {
         close(fd);
-        return mn;
+        return ehr_diag_fail(diag, mn, "the snapshot meta does not encode");
     }
     uint8_t brec[BOUNDARY_BYTES];
     ledger_raft_batch b = {.snapshot_meta = {mrec, (size_t)mn}};
@@ -363,7 +389,7 @@ int node_raft_store_snapshot_set(struct node_raft_store *s, const struct raft_sn
         b.boundary =
             (ledger_bytes){brec, node_raft_store_boundary_encode(compact_index - 1, bterm, brec)};
     }
-    rc = ledger_raft_write(s->l, &b);
+    rc = ledger_raft_write(s->l, &b, diag);
     if (rc != 0) {
         close(fd);
         return rc;
@@ -396,15 +422,18 @@ int node_raft_store_snapshot_file(struct node_raft_store *s, const char *path)
     return 0;
 }
 
-int node_raft_store_reload(struct node_raft_store *s, ledger *l, const char *path)
+int node_raft_store_reload(struct node_raft_store *s, ledger *l, const char *path, ehr_diag *diag)
 {
     if (s->snap_fd >= 0)
         close(s->snap_fd);
     s->snap_fd = -1;
     s->snap_size = 0;
     s->l = l;
-    int rc = load(s);
-    if (rc == 0 && path != NULL && s->snap_meta.index != 0)
+    int rc = load(s, diag);
+    if (rc == 0 && path != NULL && s->snap_meta.index != 0) {
         rc = snap_file_open(path, &s->snap_fd, &s->snap_size);
+        if (rc != 0)
+            return ehr_diag_fail(diag, rc, "opening %s: %s", path, ehr_strerror(rc));
+    }
     return rc;
 }

@@ -59,27 +59,30 @@ struct node_raft_store {
 /*
  * Open the store over L (borrowed; must outlive the store): read the log's
  * bounds and every entry's term. Returns 0; EHR_ECORRUPT (a record that does
- * not decode or an index out of sequence); a ledger error.
+ * not decode or an index out of sequence); a ledger error. The functions
+ * below that take DIAG (may be NULL) write why they failed there.
  */
-int node_raft_store_open(struct node_raft_store *s, ledger *l);
+int node_raft_store_open(struct node_raft_store *s, ledger *l, ehr_diag *diag);
 void node_raft_store_close(struct node_raft_store *s);
 
 /* The read interface for raft_create (ctx = s). */
 void node_raft_store_interface(struct node_raft_store *s, struct raft_storage *out);
 
 /* The hard state on disk (all zero for a new node). */
-int node_raft_store_hard_state(struct node_raft_store *s, struct raft_hard_state *out);
+int node_raft_store_hard_state(struct node_raft_store *s, struct raft_hard_state *out,
+                               ehr_diag *diag);
 
 /*
  * Step 2 of the ready protocol for RD's entries and hard state (the caller
  * handles RD->snapshot first): one ledger_raft_write, durable when it
  * returns 0. Returns 0 or the ledger's error (then nothing was written).
  */
-int node_raft_store_persist(struct node_raft_store *s, const struct raft_ready *rd);
+int node_raft_store_persist(struct node_raft_store *s, const struct raft_ready *rd, ehr_diag *diag);
 
 /* Write ENTRY (the bootstrap configuration entry at index 1) into an empty
  * log. Returns 0, EHR_EEXIST (the log is not empty) or a ledger error. */
-int node_raft_store_bootstrap(struct node_raft_store *s, const struct raft_entry *entry);
+int node_raft_store_bootstrap(struct node_raft_store *s, const struct raft_entry *entry,
+                              ehr_diag *diag);
 
 /*
  * Record a snapshot the node took: META (its index is in the log, at or
@@ -90,7 +93,7 @@ int node_raft_store_bootstrap(struct node_raft_store *s, const struct raft_entry
  * -errno, or a ledger error (then nothing changed).
  */
 int node_raft_store_snapshot_set(struct node_raft_store *s, const struct raft_snapshot_meta *meta,
-                                 const char *path, uint64_t compact_index);
+                                 const char *path, uint64_t compact_index, ehr_diag *diag);
 
 /* Use PATH as the file of the snapshot the log already records (at start).
  * Returns 0 or -errno (e.g. -ENOENT: the file is gone; take a new one). */
@@ -102,7 +105,7 @@ int node_raft_store_snapshot_file(struct node_raft_store *s, const char *path);
  * the boundary), re-read everything from L and use PATH (may be NULL) as
  * the snapshot file. Returns as node_raft_store_open.
  */
-int node_raft_store_reload(struct node_raft_store *s, ledger *l, const char *path);
+int node_raft_store_reload(struct node_raft_store *s, ledger *l, const char *path, ehr_diag *diag);
 
 /* Encode the boundary record for entry INDEX of TERM (what compaction keeps
  * about the entry before the first). BUF holds RAFT_ENTRY_RECORD_HEADER_BYTES

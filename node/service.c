@@ -200,7 +200,7 @@ static void answer_duplicate(struct node *n, struct rpc_call *call,
 {
     ledger_tx_location loc;
     char msg[MESSAGE_BYTES_MAX];
-    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL) == 0) {
+    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL) == 0) {
         if (wait) {
             reply_submitted(call, hash, true, loc.height, loc.index);
             return;
@@ -289,7 +289,7 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
     uint8_t hash[EHR_HASH_BYTES];
     ledger_tx_hash(tv.body, tv.body_len, hash);
     ledger_tx_location loc;
-    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL) == 0) {
+    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL) == 0) {
         answer_duplicate(n, call, hash, r->wait_for_commit);
         goto out;
     }
@@ -365,7 +365,7 @@ static void api_forward_result(struct node *n, uint64_t request_id, int error, c
     /* The block may already be here: the verdict and the block travel on
      * one link in order, but the verdict may have been delayed. */
     ledger_tx_location loc;
-    if (ledger_tx_get(n->ledger, w->hash, &loc, NULL, NULL) == 0) {
+    if (ledger_tx_get(n->ledger, w->hash, &loc, NULL, NULL, NULL) == 0) {
         reply_submitted(w->call, w->hash, true, loc.height, loc.index);
         waiter_free(w);
         return;
@@ -466,7 +466,7 @@ static void stream_pump(struct node__stream *s)
     while (!s->blocked && s->next_height <= n->tip.height) {
         uint8_t *block;
         size_t len;
-        int rc = ledger_block_get(n->ledger, s->next_height, &block, &len);
+        int rc = ledger_block_get(n->ledger, s->next_height, &block, &len, NULL);
         if (rc != 0) {
             stream_end(s, RPC_STATUS_INTERNAL, "cannot read a block from the ledger");
             return;
@@ -580,7 +580,7 @@ static void get_transaction(struct rpc_call *call, const uint8_t *req, size_t le
     ledger_tx_location loc;
     uint8_t *env = NULL, *block = NULL;
     size_t env_len = 0, block_len = 0;
-    int rc = ledger_tx_get(n->ledger, r->tx_hash.data, &loc, &env, &env_len);
+    int rc = ledger_tx_get(n->ledger, r->tx_hash.data, &loc, &env, &env_len, NULL);
     ehr__v1__get_transaction_request__free_unpacked(r, NULL);
     if (rc == EHR_ENOTFOUND) {
         rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no committed transaction has this hash");
@@ -588,7 +588,7 @@ static void get_transaction(struct rpc_call *call, const uint8_t *req, size_t le
     }
     ledger_block_view v;
     if (rc == 0)
-        rc = ledger_block_get(n->ledger, loc.height, &block, &block_len);
+        rc = ledger_block_get(n->ledger, loc.height, &block, &block_len, NULL);
     if (rc == 0)
         rc = ledger_block_parse(block, block_len, &v, NULL);
     if (rc != 0) {
@@ -629,7 +629,7 @@ static void get_block(struct rpc_call *call, const uint8_t *req, size_t len, voi
     uint8_t *block;
     size_t block_len;
     ledger_block_view v;
-    int rc = ledger_block_get(n->ledger, height, &block, &block_len);
+    int rc = ledger_block_get(n->ledger, height, &block, &block_len, NULL);
     if (rc == 0) {
         rc = ledger_block_parse(block, block_len, &v, NULL);
         if (rc != 0)
@@ -761,15 +761,13 @@ static int split_host_port(const char *address, char *host, size_t host_size, ui
 
 static void api_drain(struct node *n);
 
-int node__service_start(struct node *n, char *err, size_t err_size)
+int node__service_start(struct node *n, ehr_diag *diag)
 {
     struct rpc_server_config rc_cfg = {.message_bytes_max =
                                            (size_t)n->cfg.limits.rpc_message_bytes};
     int rc = rpc_server_new(n->loop, &rc_cfg, &n->rpc);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot set up the RPC server: %s", ehr_strerror(rc));
-        return rc;
-    }
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "cannot set up the RPC server: %s", ehr_strerror(rc));
     n->api = (struct node__api_hooks){.block_applied = api_block_applied,
                                       .became_leader = api_became_leader,
                                       .forward_result = api_forward_result,
@@ -781,22 +779,19 @@ int node__service_start(struct node *n, char *err, size_t err_size)
     rpc_server_add_unary(n->rpc, PATH_PREFIX "GetBlock", get_block, n);
     rpc_server_add_unary(n->rpc, PATH_PREFIX "GetStatus", get_status, n);
     rpc_server_add_stream(n->rpc, PATH_PREFIX "StreamBlocks", stream_blocks, n);
-    char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1], why[NODE_CONFIG_ERROR_BYTES_MAX];
-    rc = node_config_listen_resolve(n->cfg.rpc_listen, listen, sizeof listen, why, sizeof why);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot serve RPC on %s: %s", n->cfg.rpc_listen, why);
-        return rc;
-    }
+    char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
+    ehr_diag why;
+    rc = node_config_listen_resolve(n->cfg.rpc_listen, listen, sizeof listen, &why);
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "cannot serve RPC on %s: %s", n->cfg.rpc_listen, why.msg);
     char host[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
     uint16_t port;
     rc = split_host_port(listen, host, sizeof host, &port);
     EHR_ASSERT(rc == 0); /* node_config_listen_resolve wrote IP:PORT */
     rc = rpc_server_listen(n->rpc, host, port);
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot serve RPC on %s: %s", n->cfg.rpc_listen,
-                 rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
-        return rc;
-    }
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "cannot serve RPC on %s: %s", n->cfg.rpc_listen,
+                             rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
     return 0;
 }
 

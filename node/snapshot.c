@@ -24,9 +24,8 @@
 static void *snapshot_thread(void *arg)
 {
     struct node *n = arg;
-    n->snap.rc = ledger_snapshot_create(n->ledger, n->snap.creating, &n->snap.info);
-    snprintf(n->snap.err, sizeof n->snap.err, "%s",
-             n->snap.rc != 0 ? ledger_last_error(n->ledger) : "");
+    n->snap.err.msg[0] = '\0';
+    n->snap.rc = ledger_snapshot_create(n->ledger, n->snap.creating, &n->snap.info, &n->snap.err);
     uv_async_send(&n->snap.async);
     return NULL;
 }
@@ -69,7 +68,7 @@ void node__on_snapshot_done(uv_async_t *h)
         return;
     if (n->snap.rc != 0) {
         ehr_log(EHR_LOG_WARN, "snapshot failed", "err=%s why=\"%s\"", ehr_errname(n->snap.rc),
-                n->snap.err);
+                n->snap.err.msg);
         n->snap.retry_at = uv_now(n->loop) + NODE_SNAPSHOT_RETRY_MS;
         return;
     }
@@ -100,10 +99,11 @@ void node__on_snapshot_done(uv_async_t *h)
     uint64_t compact = meta.index + 1 > keep ? meta.index + 1 - keep : 0;
     if (compact <= n->cons.store.first)
         compact = 0;
-    int rc = node_raft_store_snapshot_set(&n->cons.store, &meta, path, compact);
+    ehr_diag why;
+    int rc = node_raft_store_snapshot_set(&n->cons.store, &meta, path, compact, &why);
     if (rc != 0) {
         ehr_log(EHR_LOG_WARN, "snapshot not recorded", "err=%s why=\"%s\"", ehr_errname(rc),
-                ledger_last_error(n->ledger));
+                why.msg);
         unlink(path);
         n->snap.retry_at = uv_now(n->loop) + NODE_SNAPSHOT_RETRY_MS;
         return;
@@ -200,7 +200,7 @@ static int snapshot_install(struct node *n, const struct raft_snapshot_meta *met
     n->ledger = NULL;
     rc =
         ledger_snapshot_install(n->cfg.data_dir, n->snap.stage_path, &reset, &expect, &info, &diag);
-    int rc2 = ledger_open(n->cfg.data_dir, NULL, &n->ledger);
+    int rc2 = ledger_open(n->cfg.data_dir, NULL, &n->ledger, NULL);
     if (rc != 0 || rc2 != 0) {
         ehr_log(EHR_LOG_ERROR, "snapshot install failed", "err=%s why=\"%s\" reopen=%s",
                 ehr_errname(rc), diag.msg, ehr_errname(rc2));
@@ -209,9 +209,9 @@ static int snapshot_install(struct node *n, const struct raft_snapshot_meta *met
             n->ledger = NULL;
         return rc != 0 ? rc : rc2;
     }
-    rc = node_raft_store_reload(&n->cons.store, n->ledger, keep);
+    rc = node_raft_store_reload(&n->cons.store, n->ledger, keep, NULL);
     if (rc == 0)
-        rc = ledger_tip_get(n->ledger, &n->tip);
+        rc = ledger_tip_get(n->ledger, &n->tip, NULL);
     if (rc != 0)
         return rc;
     n->cons.applied_index = meta->index;

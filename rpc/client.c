@@ -413,8 +413,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     return 0;
 }
 
-static enum rpc_status call_on_message(void *ctx, const uint8_t *message, size_t len, char *err,
-                                       size_t err_bytes)
+static enum rpc_status call_on_message(void *ctx, const uint8_t *message, size_t len,
+                                       ehr_diag *diag)
 {
     struct rpc_client_call *call = ctx;
     if (call->streaming) {
@@ -447,12 +447,12 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
         call_reset_stream(call);
         return 0;
     }
-    char err[160];
+    ehr_diag why;
     enum rpc_status st =
         rpc__reader_feed(&call->reader, data, len, client->config.message_bytes_max, NULL,
-                         call_on_message, call, err, sizeof err);
+                         call_on_message, call, &why);
     if (st != RPC_STATUS_OK) {
-        call_complete(call, st, err);
+        call_complete(call, st, why.msg);
         call_reset_stream(call);
     }
     return 0;

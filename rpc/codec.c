@@ -8,6 +8,7 @@
  * which is what the unit tests and the fuzz target lean on.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -277,9 +278,21 @@ void rpc__prefix_write(uint8_t *out, uint32_t len)
     out[4] = (uint8_t)len;
 }
 
+enum rpc_status rpc__status_fail(ehr_diag *diag, enum rpc_status status, const char *fmt, ...)
+{
+    EHR_ASSERT(status != RPC_STATUS_OK);
+    if (diag != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(diag->msg, sizeof diag->msg, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
 enum rpc_status rpc__reader_feed(struct rpc__reader *reader, const uint8_t *data, size_t len,
                                  size_t message_bytes_max, size_t *budget_bytes,
-                                 rpc__message_fn on_message, void *ctx, char *err, size_t err_bytes)
+                                 rpc__message_fn on_message, void *ctx, ehr_diag *diag)
 {
     while (len > 0) {
         if (!reader->in_body) {
@@ -298,27 +311,27 @@ enum rpc_status rpc__reader_feed(struct rpc__reader *reader, const uint8_t *data
                                 (uint32_t)reader->prefix[2] << 16 |
                                 (uint32_t)reader->prefix[3] << 8 | reader->prefix[4];
             if (flag == 1) {
-                snprintf(err, err_bytes, "compressed message, but no compression was negotiated");
-                return RPC_STATUS_INTERNAL;
+                return rpc__status_fail(diag, RPC_STATUS_INTERNAL,
+                                        "compressed message, but no compression was negotiated");
             }
             if (flag != 0) {
-                snprintf(err, err_bytes, "invalid message flag 0x%02x", flag);
-                return RPC_STATUS_INTERNAL;
+                return rpc__status_fail(diag, RPC_STATUS_INTERNAL, "invalid message flag 0x%02x",
+                                        flag);
             }
             if (reader->messages_max != 0 && reader->message_count >= reader->messages_max) {
-                snprintf(err, err_bytes, "more than %u message(s) on a call that takes %u",
-                         reader->messages_max, reader->messages_max);
-                return RPC_STATUS_INTERNAL;
+                return rpc__status_fail(diag, RPC_STATUS_INTERNAL,
+                                        "more than %u message(s) on a call that takes %u",
+                                        reader->messages_max, reader->messages_max);
             }
             if (body_len > message_bytes_max) {
-                snprintf(err, err_bytes, "message of %u bytes is over the limit of %zu bytes",
-                         body_len, message_bytes_max);
-                return RPC_STATUS_RESOURCE_EXHAUSTED;
+                return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
+                                        "message of %u bytes is over the limit of %zu bytes",
+                                        body_len, message_bytes_max);
             }
             if (body_len <= len) {
                 /* The whole body is in this chunk: hand it over without a copy. */
                 reader->message_count++;
-                enum rpc_status st = on_message(ctx, data, body_len, err, err_bytes);
+                enum rpc_status st = on_message(ctx, data, body_len, diag);
                 if (st != RPC_STATUS_OK)
                     return st;
                 data += body_len;
@@ -327,9 +340,9 @@ enum rpc_status rpc__reader_feed(struct rpc__reader *reader, const uint8_t *data
             }
             if (budget_bytes != NULL) {
                 if (*budget_bytes < body_len) {
-                    snprintf(err, err_bytes,
-                             "message of %u bytes does not fit the connection's buffer", body_len);
-                    return RPC_STATUS_RESOURCE_EXHAUSTED;
+                    return rpc__status_fail(
+                        diag, RPC_STATUS_RESOURCE_EXHAUSTED,
+                        "message of %u bytes does not fit the connection's buffer", body_len);
                 }
                 *budget_bytes -= body_len;
             }
@@ -351,8 +364,7 @@ enum rpc_status rpc__reader_feed(struct rpc__reader *reader, const uint8_t *data
             if (budget_bytes != NULL)
                 *budget_bytes += reader->body_len;
             reader->message_count++;
-            enum rpc_status st =
-                on_message(ctx, reader->body.data, reader->body.len, err, err_bytes);
+            enum rpc_status st = on_message(ctx, reader->body.data, reader->body.len, diag);
             reader->body.len = 0;
             reader->body_len = 0;
             if (st != RPC_STATUS_OK)

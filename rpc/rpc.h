@@ -19,6 +19,8 @@
 
 #include <uv.h>
 
+#include "common.h"
+
 /* ---- status codes ---- */
 
 /* The gRPC status codes, with their wire values. */
@@ -331,10 +333,10 @@ const char *rpc_result_trailer(const struct rpc_result *result, const char *name
 
 /*
  * Connect within TIMEOUT_MS. Returns 0 and *out, or -errno / EHR_ETIMEDOUT /
- * EHR_EINVAL with a reason in ERR (may be NULL) of ERR_BYTES.
+ * EHR_EINVAL with a reason in DIAG (may be NULL).
  */
 int rpc_sync_open(const char *host, uint16_t port, uint64_t timeout_ms, struct rpc_sync **out,
-                  char *err, size_t err_bytes);
+                  ehr_diag *diag);
 
 /*
  * One call, blocking until it ends; the outcome goes to *RESULT (always

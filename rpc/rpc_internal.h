@@ -148,23 +148,26 @@ struct rpc__reader {
 /*
  * A complete message; MESSAGE is valid only during the call (it may point
  * into the caller's chunk or into BODY, which the callee may take by
- * swapping buffers). Return RPC_STATUS_OK, or a status and a reason in ERR
- * to stop the reader.
+ * swapping buffers). Return RPC_STATUS_OK, or a status and a reason in DIAG
+ * (may be NULL) to stop the reader.
  */
 typedef enum rpc_status (*rpc__message_fn)(void *ctx, const uint8_t *message, size_t message_len,
-                                           char *err, size_t err_bytes);
+                                           ehr_diag *diag);
 
 /*
  * Feed LEN bytes. MESSAGE_BYTES_MAX is checked on each prefix before any of
  * its body is buffered; *BUDGET_BYTES (NULL: unlimited) is charged for body
  * bytes gathered and refunded by rpc__reader_release. Returns RPC_STATUS_OK,
- * or the status to end the call with (and a reason in ERR): INTERNAL for a
- * compressed or invalid flag, RESOURCE_EXHAUSTED over a limit.
+ * or the status to end the call with (and a reason in DIAG, may be NULL):
+ * INTERNAL for a compressed or invalid flag, RESOURCE_EXHAUSTED over a limit.
  */
 enum rpc_status rpc__reader_feed(struct rpc__reader *reader, const uint8_t *data, size_t len,
                                  size_t message_bytes_max, size_t *budget_bytes,
-                                 rpc__message_fn on_message, void *ctx, char *err,
-                                 size_t err_bytes);
+                                 rpc__message_fn on_message, void *ctx, ehr_diag *diag);
+/* Format a reason into DIAG (may be NULL) and return STATUS (not OK): how the
+ * reader and its message callbacks refuse (ehr_diag_fail for a status). */
+enum rpc_status rpc__status_fail(ehr_diag *diag, enum rpc_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* True between messages (no partial prefix or body). */
 bool rpc__reader_idle(const struct rpc__reader *reader);
 /* Reset for reuse; refund what BODY had charged to *BUDGET_BYTES (may be NULL). */

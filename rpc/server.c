@@ -622,16 +622,15 @@ static void call_request_done(struct rpc_call *call)
         call_notify(call, &call->notify_request);
 }
 
-static enum rpc_status call_on_request(void *ctx, const uint8_t *message, size_t len, char *err,
-                                       size_t err_bytes)
+static enum rpc_status call_on_request(void *ctx, const uint8_t *message, size_t len,
+                                       ehr_diag *diag)
 {
     struct rpc_call *call = ctx;
     struct rpc__server_conn *conn = call->conn;
     EHR_ASSERT(!call->have_request); /* the reader allows one message */
-    if (conn->request_budget < len) {
-        snprintf(err, err_bytes, "message of %zu bytes does not fit the connection's buffer", len);
-        return RPC_STATUS_RESOURCE_EXHAUSTED;
-    }
+    if (conn->request_budget < len)
+        return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
+                                "message of %zu bytes does not fit the connection's buffer", len);
     conn->request_budget -= len;
     call->request_charged = len;
     if (message == call->reader.body.data) {
@@ -739,12 +738,12 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     struct rpc_call *call = stream_call(session, stream_id);
     if (call == NULL || call->ended)
         return 0; /* refused already: the rest is dropped (flow control still credits it) */
-    char err[160];
+    ehr_diag why;
     enum rpc_status status =
         rpc__reader_feed(&call->reader, data, len, conn->server->config.message_bytes_max,
-                         &conn->request_budget, call_on_request, call, err, sizeof err);
+                         &conn->request_budget, call_on_request, call, &why);
     if (status != RPC_STATUS_OK)
-        call_end(call, "200", status, err, true, EHR_ECLOSED);
+        call_end(call, "200", status, why.msg, true, EHR_ECLOSED);
     return 0;
 }
 

@@ -72,29 +72,22 @@ static void sync_free(struct rpc_sync *sync)
 }
 
 int rpc_sync_open(const char *host, uint16_t port, uint64_t timeout_ms, struct rpc_sync **out,
-                  char *err, size_t err_bytes)
+                  ehr_diag *diag)
 {
     EHR_ASSERT(out != NULL);
-    char scratch[8];
-    if (err == NULL) {
-        err = scratch;
-        err_bytes = sizeof scratch;
-    }
     struct rpc_sync *sync = ehr_calloc(1, sizeof *sync);
     int rv = uv_loop_init(&sync->loop);
     if (rv != 0) {
-        snprintf(err, err_bytes, "cannot create an event loop: %s", uv_strerror(rv));
         ehr_free(sync);
-        return rv;
+        return ehr_diag_fail(diag, rv, "cannot create an event loop: %s", uv_strerror(rv));
     }
     uv_timer_init(&sync->loop, &sync->timer);
     sync->timer.data = sync;
     rv = rpc_client_connect(&sync->loop, host, port, NULL, sync_connect_cb, sync, &sync->client);
     if (rv != 0) {
-        snprintf(err, err_bytes, "invalid address %s:%u", host ? host : "(null)", port);
         sync->client = NULL;
         sync_free(sync);
-        return rv;
+        return ehr_diag_fail(diag, rv, "invalid address %s:%u", host ? host : "(null)", port);
     }
     if (timeout_ms > 0)
         uv_timer_start(&sync->timer, sync_timer_cb, timeout_ms, 0);
@@ -103,8 +96,8 @@ int rpc_sync_open(const char *host, uint16_t port, uint64_t timeout_ms, struct r
     uv_timer_stop(&sync->timer);
     if (!sync->connect_known || sync->connect_status != 0) {
         rv = sync->connect_known ? sync->connect_status : EHR_ETIMEDOUT;
-        snprintf(err, err_bytes, "cannot connect to %s:%u: %s", host, port,
-                 sync->connect_known ? uv_strerror(rv) : "timed out");
+        ehr_diag_fail(diag, rv, "cannot connect to %s:%u: %s", host, port,
+                      sync->connect_known ? uv_strerror(rv) : "timed out");
         sync_free(sync);
         return rv;
     }

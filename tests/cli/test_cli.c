@@ -950,9 +950,9 @@ static void make_ledger(const struct fixture *f, const char *data)
     ehr_signing_key keys[LEDGER_MEMBERS];
     ledger_keys(keys, 1);
     ledger *l;
-    assert_int_equal(ledger_open(path_in(f, data), NULL, &l), 0);
+    assert_int_equal(ledger_open(path_in(f, data), NULL, &l, NULL), 0);
     for (int i = 0; i < LEDGER_BLOCKS; i++)
-        assert_int_equal(tu_append(l, &keys[i % LEDGER_MEMBERS], LEDGER_BLOCK_TXS, NULL), 0);
+        assert_int_equal(tu_append(l, &keys[i % LEDGER_MEMBERS], LEDGER_BLOCK_TXS, NULL, NULL), 0);
     ledger_close(l);
 }
 
@@ -1122,9 +1122,9 @@ static void test_tx_show_found_not_found_and_malformed(void **state)
     ledger_keys(keys, 1);
     /* a transaction whose contents the test knows */
     ledger *l;
-    assert_int_equal(ledger_open(path_in(f, "data"), NULL, &l), 0);
+    assert_int_equal(ledger_open(path_in(f, "data"), NULL, &l, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, &keys[1], 1, 5);
     uint8_t *block;
@@ -1135,7 +1135,7 @@ static void test_tx_show_found_not_found_and_malformed(void **state)
                          .writes = b.writes,
                          .write_count = b.count,
                          .applied_index = tip.height + 1};
-    assert_int_equal(ledger_append_block(l, &req), 0);
+    assert_int_equal(ledger_append_block(l, &req, NULL), 0);
     ledger_close(l);
     ehr_free(block);
     char hash_hex[65], signer_hex[65];
@@ -1215,10 +1215,10 @@ static void block_put_raw(const char *dir, uint64_t height, const uint8_t *bytes
 static void plant_broken_link(const char *dir, uint64_t height, const ehr_signing_key *proposer)
 {
     ledger *l;
-    assert_int_equal(ledger_open(dir, NULL, &l), 0);
+    assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
     uint8_t *bytes;
     size_t len;
-    assert_int_equal(ledger_block_get(l, height - 1, &bytes, &len), 0);
+    assert_int_equal(ledger_block_get(l, height - 1, &bytes, &len, NULL), 0);
     ledger_close(l);
     ledger_block_view prev;
     assert_int_equal(ledger_block_parse(bytes, len, &prev, NULL), 0);
@@ -1241,9 +1241,9 @@ static void plant_broken_link(const char *dir, uint64_t height, const ehr_signin
 static void plant_bad_signature(const char *dir, const ehr_signing_key *proposer)
 {
     ledger *l;
-    assert_int_equal(ledger_open(dir, NULL, &l), 0);
+    assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, proposer, LEDGER_BLOCK_TXS, 0);
     uint8_t *forged = (uint8_t *)b.envelopes[1].data;
@@ -1257,7 +1257,7 @@ static void plant_bad_signature(const char *dir, const ehr_signing_key *proposer
                          .writes = b.writes,
                          .write_count = b.count,
                          .applied_index = tip.height + 1};
-    assert_int_equal(ledger_append_block(l, &req), 0);
+    assert_int_equal(ledger_append_block(l, &req, NULL), 0);
     ledger_close(l);
     ehr_free(block);
     tu_batch_free(&b);

@@ -152,9 +152,9 @@ static void test_init_creates_the_directory_key_and_config_with_private_modes(vo
 
     /* The config is what ehrd will load, with absolute paths. */
     struct node_config cfg;
-    char err[NODE_CONFIG_ERROR_BYTES_MAX];
-    if (node_config_load(path_in(f, "node/ehrd.json"), &cfg, err, sizeof err) != 0)
-        fail_msg("the written config does not load: %s", err);
+    ehr_diag err;
+    if (node_config_load(path_in(f, "node/ehrd.json"), &cfg, &err) != 0)
+        fail_msg("the written config does not load: %s", err.msg);
     assert_string_equal(cfg.data_dir, real);
     snprintf(want, sizeof want, "%s/node.key", real);
     assert_string_equal(cfg.key_file, want);
@@ -168,10 +168,10 @@ static void test_init_creates_the_directory_key_and_config_with_private_modes(vo
     uint8_t *genesis;
     size_t len;
     assert_int_equal(ehr_file_read_alloc(path_in(f, "genesis.pb"), 1 << 20, &genesis, &len), 0);
-    assert_int_equal(node_datadir_check_genesis(real, genesis, len, err, sizeof err), 0);
+    assert_int_equal(node_datadir_check_genesis(real, genesis, len, &err), 0);
     ehr_free(genesis);
     struct node_datadir_lock lock;
-    assert_int_equal(node_datadir_lock(real, &lock, err, sizeof err), 0);
+    assert_int_equal(node_datadir_lock(real, &lock, &err), 0);
     node_datadir_unlock(&lock);
 }
 
@@ -229,8 +229,9 @@ static void test_init_reads_the_passphrase_like_the_other_commands(void **state)
     run_ok(run(f, "init", "--genesis", "genesis.pb", "--key", "c.key", "--data", "node",
                "--peer-listen", "h:1", "--rpc-listen", "h:2", "--passphrase-file", "pw"));
     struct node_config cfg;
-    char err[NODE_CONFIG_ERROR_BYTES_MAX], real[PATH_MAX];
-    assert_int_equal(node_config_load(path_in(f, "node/ehrd.json"), &cfg, err, sizeof err), 0);
+    ehr_diag err;
+    char real[PATH_MAX];
+    assert_int_equal(node_config_load(path_in(f, "node/ehrd.json"), &cfg, &err), 0);
     assert_non_null(realpath(path_in(f, "pw"), real));
     assert_string_equal(cfg.passphrase_file, real);
     node_config_free(&cfg);

@@ -126,7 +126,7 @@ static void fake_get_status(struct rpc_call *call, const uint8_t *req, size_t le
     ledger_tip tip = {.height = 5};
     memset(tip.hash, 0xab, sizeof tip.hash);
     if (f->ledger != NULL)
-        EHR_ASSERT(ledger_tip_get(f->ledger, &tip) == 0);
+        EHR_ASSERT(ledger_tip_get(f->ledger, &tip, NULL) == 0);
     s.tip_height = tip.height;
     s.tip_hash.data = tip.hash;
     s.tip_hash.len = 32;
@@ -218,7 +218,8 @@ static void fake_get_block(struct rpc_call *call, const uint8_t *req, size_t len
     uint8_t *bytes = NULL;
     size_t bytes_len = 0;
     ledger_block_view view;
-    if (f->ledger == NULL || ledger_block_get(f->ledger, r->height, &bytes, &bytes_len) != 0) {
+    if (f->ledger == NULL ||
+        ledger_block_get(f->ledger, r->height, &bytes, &bytes_len, NULL) != 0) {
         rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no such block");
     } else {
         EHR_ASSERT(ledger_block_parse(bytes, bytes_len, &view, NULL) == 0);
@@ -250,11 +251,11 @@ static void fake_get_transaction(struct rpc_call *call, const uint8_t *req, size
     uint8_t *envelope = NULL, *block = NULL;
     size_t envelope_len = 0, block_len = 0;
     if (f->ledger == NULL ||
-        ledger_tx_get(f->ledger, r->tx_hash.data, &loc, &envelope, &envelope_len) != 0) {
+        ledger_tx_get(f->ledger, r->tx_hash.data, &loc, &envelope, &envelope_len, NULL) != 0) {
         rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no committed transaction with that hash");
     } else {
         ledger_block_view view;
-        EHR_ASSERT(ledger_block_get(f->ledger, loc.height, &block, &block_len) == 0);
+        EHR_ASSERT(ledger_block_get(f->ledger, loc.height, &block, &block_len, NULL) == 0);
         EHR_ASSERT(ledger_block_parse(block, block_len, &view, NULL) == 0);
         Ehr__V1__GetTransactionResponse a = EHR__V1__GET_TRANSACTION_RESPONSE__INIT;
         a.envelope.data = envelope;
@@ -285,7 +286,7 @@ static void fake_stream_blocks(struct rpc_stream *stream, const uint8_t *req, si
     struct fake *f = data;
     Ehr__V1__StreamBlocksRequest *r = ehr__v1__stream_blocks_request__unpack(NULL, len, req);
     ledger_tip tip;
-    if (r == NULL || f->ledger == NULL || ledger_tip_get(f->ledger, &tip) != 0) {
+    if (r == NULL || f->ledger == NULL || ledger_tip_get(f->ledger, &tip, NULL) != 0) {
         rpc_stream_finish(stream, RPC_STATUS_INVALID_ARGUMENT, "malformed StreamBlocksRequest");
         if (r != NULL)
             ehr__v1__stream_blocks_request__free_unpacked(r, NULL);
@@ -301,7 +302,7 @@ static void fake_stream_blocks(struct rpc_stream *stream, const uint8_t *req, si
         uint8_t *bytes;
         size_t bytes_len;
         ledger_block_view view;
-        EHR_ASSERT(ledger_block_get(f->ledger, h, &bytes, &bytes_len) == 0);
+        EHR_ASSERT(ledger_block_get(f->ledger, h, &bytes, &bytes_len, NULL) == 0);
         EHR_ASSERT(ledger_block_parse(bytes, bytes_len, &view, NULL) == 0);
         Ehr__V1__StreamBlocksResponse m = EHR__V1__STREAM_BLOCKS_RESPONSE__INIT;
         m.height = h;
@@ -353,8 +354,8 @@ static void fake_main(void *arg)
     uv_async_init(&f->loop, &f->stop, fake_stop);
     f->stop.data = f;
     if (f->ledger_dir[0] != '\0')
-        EHR_ASSERT(ledger_open(f->ledger_dir, &(ledger_options){.read_only = true}, &f->ledger) ==
-                   0);
+        EHR_ASSERT(ledger_open(f->ledger_dir, &(ledger_options){.read_only = true}, &f->ledger,
+                               NULL) == 0);
     EHR_ASSERT(rpc_server_new(&f->loop, NULL, &f->server) == 0);
     EHR_ASSERT(rpc_server_add_unary(f->server, "/ehr.v1.Node/GetStatus", fake_get_status, f) == 0);
     EHR_ASSERT(rpc_server_add_unary(f->server, "/ehr.v1.Node/SubmitTransaction", fake_submit, f) ==
@@ -495,10 +496,10 @@ static void make_ledger(const struct fixture *fx)
     size_t len;
     tu_genesis(keys, LEDGER_MEMBERS, &g, &len);
     ledger *l;
-    assert_int_equal(ledger_open(path_in(fx, "data"), NULL, &l), 0);
-    assert_int_equal(ledger_genesis_init(l, g, len), 0);
+    assert_int_equal(ledger_open(path_in(fx, "data"), NULL, &l, NULL), 0);
+    assert_int_equal(ledger_genesis_init(l, g, len, NULL), 0);
     for (int i = 0; i < LEDGER_BLOCKS; i++)
-        assert_int_equal(tu_append(l, &keys[i % LEDGER_MEMBERS], LEDGER_BLOCK_TXS, NULL), 0);
+        assert_int_equal(tu_append(l, &keys[i % LEDGER_MEMBERS], LEDGER_BLOCK_TXS, NULL, NULL), 0);
     ledger_close(l);
     ehr_free(g);
 }

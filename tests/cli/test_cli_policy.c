@@ -145,7 +145,7 @@ static void test_compile_writes_the_librarys_bytes(void **state)
     uint8_t expected[CONTRACTS_POLICY_BYTES_MAX];
     size_t expected_len;
     assert_int_equal(contracts_policy_compile(EXAMPLE, strlen(EXAMPLE), expected, sizeof expected,
-                                              &expected_len, NULL, 0),
+                                              &expected_len, NULL),
                      0);
     FILE *in = fopen(path_in(f, "p.bin"), "rb");
     assert_non_null(in);

@@ -91,7 +91,7 @@ static void run_eval(struct fixture *f, long n)
 static void run_verify(struct fixture *f, long n)
 {
     for (long i = 0; i < n; i++)
-        f->sink += (uint64_t)contracts_vm_verify(f->policy->code, f->policy->len, NULL, 0);
+        f->sink += (uint64_t)contracts_vm_verify(f->policy->code, f->policy->len, NULL);
 }
 
 static void run_compile(struct fixture *f, long n)
@@ -100,7 +100,7 @@ static void run_compile(struct fixture *f, long n)
     size_t len;
     size_t src_len = strlen(f->source);
     for (long i = 0; i < n; i++) {
-        contracts_policy_compile(f->source, src_len, code, sizeof code, &len, NULL, 0);
+        contracts_policy_compile(f->source, src_len, code, sizeof code, &len, NULL);
         f->sink += len;
     }
 }
@@ -160,11 +160,10 @@ static void pin_to_current_cpu(void)
 
 static void policy_compile(struct policy *p, const char *name, const char *src)
 {
-    char why[CONTRACTS_POLICY_WHY_BYTES];
+    ehr_diag diag;
     p->name = name;
-    if (contracts_policy_compile(src, strlen(src), p->code, sizeof p->code, &p->len, why,
-                                 sizeof why) != 0) {
-        fprintf(stderr, "bench_vm: %s does not compile: %s\n", name, why);
+    if (contracts_policy_compile(src, strlen(src), p->code, sizeof p->code, &p->len, &diag) != 0) {
+        fprintf(stderr, "bench_vm: %s does not compile: %s\n", name, diag.msg);
         exit(1);
     }
 }

@@ -29,7 +29,7 @@ static const int64_t ms_2027_06_30 = 1814313600000; /* python: datetime(2027,6,3
 struct compiled {
     uint8_t code[CONTRACTS_POLICY_BYTES_MAX];
     size_t len;
-    char why[CONTRACTS_POLICY_WHY_BYTES];
+    ehr_diag diag;
     int rc;
 };
 
@@ -37,16 +37,15 @@ static struct compiled compile(const char *src)
 {
     struct compiled c;
     memset(&c, 0, sizeof c);
-    c.rc = contracts_policy_compile(src, strlen(src), c.code, sizeof c.code, &c.len, c.why,
-                                    sizeof c.why);
+    c.rc = contracts_policy_compile(src, strlen(src), c.code, sizeof c.code, &c.len, &c.diag);
     return c;
 }
 
 static void assert_compiles(const struct compiled *c, const char *src)
 {
     if (c->rc != 0)
-        fail_msg("\"%s\" does not compile: %s", src, c->why);
-    assert_int_equal(contracts_vm_verify(c->code, c->len, NULL, 0), 0); /* P1 */
+        fail_msg("\"%s\" does not compile: %s", src, c->diag.msg);
+    assert_int_equal(contracts_vm_verify(c->code, c->len, NULL), 0); /* P1 */
 }
 
 /* ---- requests ---- */
@@ -266,7 +265,7 @@ static void test_compile_is_deterministic(void **state)
     }
     struct compiled a = compile("permit if record.type == insurer");
     struct compiled b = compile("permit if record.type == insurer");
-    assert_string_equal(a.why, b.why);
+    assert_string_equal(a.diag.msg, b.diag.msg);
 }
 
 /* ---- errors: each with its line and column ---- */
@@ -373,35 +372,61 @@ static void test_compile_errors(void **state)
         struct compiled c = compile(errors[i].src);
         if (c.rc != errors[i].rc)
             fail_msg("\"%s\": returned %d, not %d (%s)", errors[i].src, c.rc, errors[i].rc,
-                     c.rc == 0 ? "compiled" : c.why);
-        if (strncmp(c.why, errors[i].why, strlen(errors[i].why)) != 0)
-            fail_msg("\"%s\":\n  got      \"%s\"\n  expected \"%s...\"", errors[i].src, c.why,
+                     c.rc == 0 ? "compiled" : c.diag.msg);
+        if (strncmp(c.diag.msg, errors[i].why, strlen(errors[i].why)) != 0)
+            fail_msg("\"%s\":\n  got      \"%s\"\n  expected \"%s...\"", errors[i].src, c.diag.msg,
                      errors[i].why);
-        assert_null(strchr(c.why, '\n'));
+        assert_null(strchr(c.diag.msg, '\n'));
         assert_int_equal(c.len, 0);
     }
 }
 
-static void test_compile_error_fits_and_why_may_be_null(void **state)
+/*
+ * A message is one line that fits ehr_diag whole, the longest kind too (a
+ * number compared with a record type lists every name) at a five-digit line
+ * and a four-digit column. DIAG may be NULL, and success writes nothing.
+ */
+static void test_compile_error_fits_and_diag_may_be_null(void **state)
 {
     (void)state;
     uint8_t code[CONTRACTS_POLICY_BYTES_MAX];
     size_t len = 99;
     const char *src = "permit if record.type == insurer";
-    assert_int_equal(contracts_policy_compile(src, strlen(src), code, sizeof code, &len, NULL, 0),
+    assert_int_equal(contracts_policy_compile(src, strlen(src), code, sizeof code, &len, NULL),
                      EHR_EINVAL);
     assert_int_equal(len, 0);
-    char tiny[4];
-    assert_int_equal(
-        contracts_policy_compile(src, strlen(src), code, sizeof code, &len, tiny, sizeof tiny),
-        EHR_EINVAL);
-    assert_string_equal(tiny, "1:2");
-    /* the longest message with the longest quoted tokens fits */
+
+    /* the longest quoted tokens */
     struct compiled c =
         compile("permit if requester.institution == "
                 "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a12");
     assert_int_equal(c.rc, EHR_EINVAL);
-    assert_true(strlen(c.why) < sizeof c.why - 1);
+    assert_true(strlen(c.diag.msg) < EHR_DIAG_BYTES_MAX - 1);
+
+    /* the longest list of names, at line 10000 column 6022 */
+    enum { NEWLINES = 9999, SPACES = 6000, TAIL = 64 };
+    char *far = malloc(NEWLINES + SPACES + 2 * TAIL);
+    assert_non_null(far);
+    memset(far, '\n', NEWLINES);
+    size_t used = NEWLINES + (size_t)snprintf(far + NEWLINES, TAIL, "permit if record.type");
+    memset(far + used, ' ', SPACES);
+    used += SPACES;
+    snprintf(far + used, TAIL, "== 9223372036854775807");
+    c = compile(far);
+    free(far);
+    assert_int_equal(c.rc, EHR_EINVAL);
+    assert_string_equal(c.diag.msg,
+                        "10000:6022: cannot compare `record.type` (a record type) with "
+                        "`9223372036854775807` (a number): use a name: imaging, lab_result, "
+                        "prescription, discharge_summary, clinical_note, immunization, invoice, "
+                        "claim, genomic");
+
+    ehr_diag diag;
+    memset(diag.msg, 'x', sizeof diag.msg);
+    src = "permit if true";
+    assert_int_equal(contracts_policy_compile(src, strlen(src), code, sizeof code, &len, &diag), 0);
+    for (size_t i = 0; i < sizeof diag.msg; i++)
+        assert_int_equal(diag.msg[i], 'x'); /* not written on success */
 }
 
 /* ---- limits at their edges ---- */
@@ -432,7 +457,7 @@ static void test_source_size_limit(void **state)
     src[CONTRACTS_POLICY_SOURCE_BYTES_MAX + 1] = '\0';
     c = compile(src);
     assert_int_equal(c.rc, EHR_ETOOBIG);
-    assert_string_equal(c.why, "1:1: the policy is 16385 bytes, over the limit of 16384");
+    assert_string_equal(c.diag.msg, "1:1: the policy is 16385 bytes, over the limit of 16384");
     free(src);
 }
 
@@ -449,7 +474,7 @@ static void test_nesting_limit(void **state)
     full = repeat(src, ")", CONTRACTS_POLICY_DEPTH_MAX + 1, "");
     c = compile(full);
     assert_int_equal(c.rc, EHR_ETOOBIG);
-    assert_string_equal(c.why, "1:19: nested deeper than 8 (parentheses and `not` together)");
+    assert_string_equal(c.diag.msg, "1:19: nested deeper than 8 (parentheses and `not` together)");
     free(src);
     free(full);
 
@@ -460,7 +485,7 @@ static void test_nesting_limit(void **state)
     src = repeat("permit if ", "not ", CONTRACTS_POLICY_DEPTH_MAX + 1, "false");
     c = compile(src);
     assert_int_equal(c.rc, EHR_ETOOBIG);
-    assert_string_equal(c.why, "1:43: nested deeper than 8 (parentheses and `not` together)");
+    assert_string_equal(c.diag.msg, "1:43: nested deeper than 8 (parentheses and `not` together)");
     free(src);
 
     src = repeat("permit if ", "not (", CONTRACTS_POLICY_DEPTH_MAX / 2, "false");
@@ -510,7 +535,7 @@ static void test_list_limit(void **state)
         } else {
             assert_int_equal(c.rc, EHR_ETOOBIG);
             /* at the 65th value: 30 + 64 values of 4 digits and ", " */
-            assert_string_equal(c.why, "1:415: a list of more than 64 values");
+            assert_string_equal(c.diag.msg, "1:415: a list of more than 64 values");
         }
     }
     free(src);
@@ -529,25 +554,26 @@ static void test_program_size_limit(void **state)
     src = repeat(head, "deny if false\n", 196, "");
     c = compile(src);
     assert_int_equal(c.rc, EHR_ETOOBIG);
-    assert_string_equal(c.why, "199:1: the program passes 1024 bytes in this rule (the limit of a "
-                               "policy program)");
+    assert_string_equal(c.diag.msg,
+                        "199:1: the program passes 1024 bytes in this rule (the limit of a "
+                        "policy program)");
     free(src);
     free(head);
 
     /* a smaller buffer is a smaller limit */
     uint8_t small[16];
     size_t len;
-    char why[CONTRACTS_POLICY_WHY_BYTES];
-    assert_int_equal(contracts_policy_compile(EXAMPLE, strlen(EXAMPLE), small, sizeof small, &len,
-                                              why, sizeof why),
-                     EHR_ETOOBIG);
-    assert_string_equal(why, "1:1: the program passes 16 bytes in this rule (the limit of a policy "
-                             "program)");
+    ehr_diag diag;
+    assert_int_equal(
+        contracts_policy_compile(EXAMPLE, strlen(EXAMPLE), small, sizeof small, &len, &diag),
+        EHR_ETOOBIG);
+    assert_string_equal(diag.msg,
+                        "1:1: the program passes 16 bytes in this rule (the limit of a policy "
+                        "program)");
     const char *tiny = "permit if true";
-    assert_int_equal(contracts_policy_compile(tiny, strlen(tiny), small, 5, &len, why, sizeof why),
+    assert_int_equal(contracts_policy_compile(tiny, strlen(tiny), small, 5, &len, &diag),
                      EHR_ETOOBIG);
-    assert_int_equal(contracts_policy_compile(tiny, strlen(tiny), small, 6, &len, why, sizeof why),
-                     0);
+    assert_int_equal(contracts_policy_compile(tiny, strlen(tiny), small, 6, &len, &diag), 0);
     assert_int_equal(len, 6);
 }
 
@@ -740,7 +766,7 @@ int main(void)
         cmocka_unit_test(test_example_bytes),
         cmocka_unit_test(test_compile_is_deterministic),
         cmocka_unit_test(test_compile_errors),
-        cmocka_unit_test(test_compile_error_fits_and_why_may_be_null),
+        cmocka_unit_test(test_compile_error_fits_and_diag_may_be_null),
         cmocka_unit_test(test_source_size_limit),
         cmocka_unit_test(test_nesting_limit),
         cmocka_unit_test(test_deepest_policy_fits_the_vm_stack),

@@ -142,10 +142,10 @@ static struct contracts_vm_result eval(const struct prog *p)
 /* The program verifies, and permits (true) or runs off the end (false). */
 static void assert_decides(const struct prog *p, bool permit)
 {
-    char why[CONTRACTS_VM_WHY_BYTES];
-    int rc = contracts_vm_verify(p->b, p->n, why, sizeof why);
+    ehr_diag diag;
+    int rc = contracts_vm_verify(p->b, p->n, &diag);
     if (rc != 0)
-        fail_msg("does not verify: %s", why);
+        fail_msg("does not verify: %s", diag.msg);
     struct contracts_vm_result res = eval(p);
     assert_int_equal(res.decision, permit ? CONTRACTS_VM_PERMIT : CONTRACTS_VM_DENY);
     assert_int_equal(res.reason, permit ? CONTRACTS_VM_REASON_PERMIT : CONTRACTS_VM_REASON_END);
@@ -154,13 +154,13 @@ static void assert_decides(const struct prog *p, bool permit)
 /* The verifier refuses P with RC and a reason starting with PREFIX. */
 static void assert_refused(const struct prog *p, int rc, const char *prefix)
 {
-    char why[CONTRACTS_VM_WHY_BYTES];
-    int got = contracts_vm_verify(p->b, p->n, why, sizeof why);
+    ehr_diag diag;
+    int got = contracts_vm_verify(p->b, p->n, &diag);
     if (got != rc)
-        fail_msg("verify returned %d, not %d (%s)", got, rc, got == 0 ? "accepted" : why);
-    if (strncmp(why, prefix, strlen(prefix)) != 0)
-        fail_msg("reason \"%s\" does not start with \"%s\"", why, prefix);
-    assert_null(strchr(why, '\n'));
+        fail_msg("verify returned %d, not %d (%s)", got, rc, got == 0 ? "accepted" : diag.msg);
+    if (strncmp(diag.msg, prefix, strlen(prefix)) != 0)
+        fail_msg("reason \"%s\" does not start with \"%s\"", diag.msg, prefix);
+    assert_null(strchr(diag.msg, '\n'));
 }
 
 /* ---- the verifier: each rule ---- */
@@ -374,9 +374,9 @@ static void test_verify_refuses_stacks_that_differ_where_paths_meet(void **state
     assert_refused(&p, EHR_EINVAL,
                    "offset 24: paths meet with different stacks: depth 1 falling through, 1 "
                    "from the jump at offset 11");
-    char why[CONTRACTS_VM_WHY_BYTES];
-    assert_int_equal(contracts_vm_verify(p.b, p.n, why, sizeof why), EHR_EINVAL);
-    assert_non_null(strstr(why, "(of other types)"));
+    ehr_diag diag;
+    assert_int_equal(contracts_vm_verify(p.b, p.n, &diag), EHR_EINVAL);
+    assert_non_null(strstr(diag.msg, "(of other types)"));
 
     p_init(&p);
     p_op(&p, CONTRACTS_OP_PUSH_TRUE);  /* 1 */
@@ -488,7 +488,7 @@ static void test_verify_checks_operand_types(void **state)
         } else {
             p_op(&p, cases[i].op);
         }
-        char prefix[CONTRACTS_VM_WHY_BYTES];
+        char prefix[EHR_DIAG_BYTES_MAX];
         snprintf(prefix, sizeof prefix, "offset %zu: %s", at, cases[i].why);
         assert_refused(&p, EHR_EINVAL, prefix);
         /* unverified, eval meets the same fault at the same offset */
@@ -499,20 +499,41 @@ static void test_verify_checks_operand_types(void **state)
     }
 }
 
-static void test_verify_reason_fits_and_why_may_be_null(void **state)
+/*
+ * A reason is one line that fits ehr_diag whole: the longest kind (paths
+ * that meet with stacks of other types), with four-digit offsets, is under
+ * half of EHR_DIAG_BYTES_MAX. DIAG may be NULL, and success writes nothing.
+ */
+static void test_verify_reason_fits_and_diag_may_be_null(void **state)
 {
     (void)state;
     struct prog p;
     p_init(&p);
     p_op(&p, 0xff);
-    assert_int_equal(contracts_vm_verify(p.b, p.n, NULL, 0), EHR_EINVAL);
-    char tiny[8];
-    assert_int_equal(contracts_vm_verify(p.b, p.n, tiny, sizeof tiny), EHR_EINVAL);
-    assert_string_equal(tiny, "offset ");
-    char why[CONTRACTS_VM_WHY_BYTES] = "x";
+    assert_int_equal(contracts_vm_verify(p.b, p.n, NULL), EHR_EINVAL);
+
     p_init(&p);
-    assert_int_equal(contracts_vm_verify(p.b, p.n, why, sizeof why), 0);
-    assert_string_equal(why, ""); /* cleared on success */
+    for (int i = 0; i < 198; i++) { /* 1..990: rules that leave the stack empty */
+        p_op(&p, CONTRACTS_OP_PUSH_TRUE);
+        p_permit_if(&p);
+    }
+    const int64_t five = 5;
+    p_int(&p, 5);                      /* 991 */
+    p_op(&p, CONTRACTS_OP_PUSH_TRUE);  /* 1000 */
+    p_jump(&p, CONTRACTS_OP_JMPF, 10); /* 1001: to 1014 with [int] */
+    p_in_int(&p, 1, &five);            /* 1004: [bool] */
+    p_op(&p, CONTRACTS_OP_PERMIT);     /* 1014 */
+    ehr_diag diag;
+    assert_int_equal(contracts_vm_verify(p.b, p.n, &diag), EHR_EINVAL);
+    assert_string_equal(diag.msg, "offset 1014: paths meet with different stacks: depth 1 falling "
+                                  "through, 1 from the jump at offset 1001 (of other types)");
+    assert_true(strlen(diag.msg) < EHR_DIAG_BYTES_MAX / 2);
+
+    memset(diag.msg, 'x', sizeof diag.msg);
+    p_init(&p);
+    assert_int_equal(contracts_vm_verify(p.b, p.n, &diag), 0);
+    for (size_t i = 0; i < sizeof diag.msg; i++)
+        assert_int_equal(diag.msg[i], 'x'); /* not written on success */
 }
 
 /* ---- the interpreter: every instruction, both types ---- */
@@ -748,7 +769,7 @@ static void test_eval_jumps_and_decisions(void **state)
     p_jump(&p, CONTRACTS_OP_JMP, 1);
     p_op(&p, CONTRACTS_OP_PERMIT);
     p_op(&p, CONTRACTS_OP_DENY);
-    assert_int_equal(contracts_vm_verify(p.b, p.n, NULL, 0), EHR_EINVAL); /* permit unreachable */
+    assert_int_equal(contracts_vm_verify(p.b, p.n, NULL), EHR_EINVAL); /* permit unreachable */
     struct contracts_vm_result res = eval(&p);
     assert_int_equal(res.reason, CONTRACTS_VM_REASON_DENY);
     assert_int_equal(res.offset, 5);
@@ -822,7 +843,7 @@ static void test_eval_is_safe_on_unverified_bytes(void **state)
     p_op(&p, CONTRACTS_OP_PUSH_BYTES);
     p_byte(&p, 1);
     p_byte(&p, CONTRACTS_OP_PERMIT); /* the string's byte, and the jump target */
-    assert_int_equal(contracts_vm_verify(p.b, p.n, NULL, 0), EHR_EINVAL);
+    assert_int_equal(contracts_vm_verify(p.b, p.n, NULL), EHR_EINVAL);
     res = eval(&p); /* true: falls through, pushes the string, ends */
     assert_int_equal(res.reason, CONTRACTS_VM_REASON_END);
     p.b[1] = CONTRACTS_OP_PUSH_FALSE; /* false: lands on the byte 0x40, permit */
@@ -852,7 +873,7 @@ static void test_eval_every_short_program(void **state)
             assert_int_equal(contracts_vm_eval(code, len, &r, 100, &res), 0);
             assert_true(res.gas_used <= len - 1);
             assert_true(res.offset <= len);
-            bool ok = contracts_vm_verify(code, len, NULL, 0) == 0;
+            bool ok = contracts_vm_verify(code, len, NULL) == 0;
             verified += ok;
             if (ok)
                 assert_int_not_equal(res.reason, CONTRACTS_VM_REASON_MALFORMED); /* V1 */
@@ -946,7 +967,7 @@ static void test_gas_default_covers_the_largest_program(void **state)
         p_op(&p, CONTRACTS_OP_NOT);
     p_op(&p, CONTRACTS_OP_DENY);
     assert_int_equal(p.n, CONTRACTS_POLICY_BYTES_MAX);
-    assert_int_equal(contracts_vm_verify(p.b, p.n, NULL, 0), 0);
+    assert_int_equal(contracts_vm_verify(p.b, p.n, NULL), 0);
     struct contracts_vm_result res = eval_gas(&p, CONTRACTS_VM_GAS_DEFAULT);
     assert_int_equal(res.reason, CONTRACTS_VM_REASON_DENY);
     assert_int_equal(res.gas_used, CONTRACTS_POLICY_BYTES_MAX - 1);
@@ -980,11 +1001,11 @@ static void test_same_input_same_result(void **state)
         assert_int_equal(a.offset, b.offset);
     }
     assert_int_equal(a.decision, CONTRACTS_VM_PERMIT);
-    char why_a[CONTRACTS_VM_WHY_BYTES], why_b[CONTRACTS_VM_WHY_BYTES];
+    ehr_diag diag_a, diag_b;
     p.b[p.n - 1] = 0x77;
-    assert_int_equal(contracts_vm_verify(p.b, p.n, why_a, sizeof why_a), EHR_EINVAL);
-    assert_int_equal(contracts_vm_verify(p.b, p.n, why_b, sizeof why_b), EHR_EINVAL);
-    assert_string_equal(why_a, why_b);
+    assert_int_equal(contracts_vm_verify(p.b, p.n, &diag_a), EHR_EINVAL);
+    assert_int_equal(contracts_vm_verify(p.b, p.n, &diag_b), EHR_EINVAL);
+    assert_string_equal(diag_a.msg, diag_b.msg);
 }
 
 static void test_names(void **state)
@@ -1015,7 +1036,7 @@ int main(void)
         cmocka_unit_test(test_verify_refuses_stacks_that_differ_where_paths_meet),
         cmocka_unit_test(test_verify_stack_depth_at_its_edges),
         cmocka_unit_test(test_verify_checks_operand_types),
-        cmocka_unit_test(test_verify_reason_fits_and_why_may_be_null),
+        cmocka_unit_test(test_verify_reason_fits_and_diag_may_be_null),
         cmocka_unit_test(test_eval_integer_comparisons),
         cmocka_unit_test(test_eval_byte_string_equality),
         cmocka_unit_test(test_eval_boolean_logic),

@@ -127,7 +127,7 @@ static size_t compile(const char *src, uint8_t *out)
 {
     size_t len = 0;
     int rc =
-        contracts_policy_compile(src, strlen(src), out, CONTRACTS_POLICY_BYTES_MAX, &len, NULL, 0);
+        contracts_policy_compile(src, strlen(src), out, CONTRACTS_POLICY_BYTES_MAX, &len, NULL);
     assert_int_equal(rc, 0);
     return len;
 }
@@ -136,10 +136,12 @@ static size_t compile(const char *src, uint8_t *out)
  * runs to its end; its gas grows by 2 a term. */
 static size_t gas_burner(size_t terms, uint8_t *out)
 {
-    char *src = ehr_malloc(16 + 10 * terms);
-    size_t n = (size_t)sprintf(src, "deny if false");
+    static const char first[] = "deny if false", more[] = " and false";
+    size_t cap = sizeof first + terms * (sizeof more - 1);
+    char *src = ehr_malloc(cap);
+    size_t n = (size_t)snprintf(src, cap, "%s", first);
     for (size_t i = 1; i < terms; i++)
-        n += (size_t)sprintf(src + n, " and false");
+        n += (size_t)snprintf(src + n, cap - n, "%s", more);
     size_t len = compile(src, out);
     ehr_free(src);
     return len;

@@ -94,10 +94,10 @@ static void put_u64le(uint8_t *p, uint64_t v)
 
 static int open_copy(const uint8_t *data, size_t len, ehr_identity *out)
 {
-    char why[EHR_KEYFILE_MESSAGE_BYTES] = "";
-    int rc = ehr_keyfile_open(out, NULL, data, len, PASS, PASS_LEN, why);
+    ehr_diag why = {""};
+    int rc = ehr_keyfile_open(out, NULL, data, len, PASS, PASS_LEN, &why);
     if (rc != 0) /* every failure comes with a message */
-        assert_true(strlen(why) > 0);
+        assert_true(strlen(why.msg) > 0);
     return rc;
 }
 
@@ -115,9 +115,9 @@ static void test_seal_open_round_trip_restores_the_identity(void **state)
     struct fixture *f = *state;
     ehr_identity got;
     ehr_keyfile_info info;
-    char why[EHR_KEYFILE_MESSAGE_BYTES];
+    ehr_diag why;
     assert_int_equal(
-        ehr_keyfile_open(&got, &info, f->sealed, sizeof f->sealed, PASS, PASS_LEN, why), 0);
+        ehr_keyfile_open(&got, &info, f->sealed, sizeof f->sealed, PASS, PASS_LEN, &why), 0);
     assert_same_identity(&got, &f->id);
     assert_int_equal(info.version, EHR_KEYFILE_VERSION);
     assert_int_equal(info.flags, 0);
@@ -154,10 +154,10 @@ static void test_wrong_passphrase_is_rejected_and_leaves_nothing(void **state)
     struct fixture *f = *state;
     ehr_identity got;
     memset(&got, 0xa5, sizeof got);
-    char why[EHR_KEYFILE_MESSAGE_BYTES] = "";
-    assert_int_equal(ehr_keyfile_open(&got, NULL, f->sealed, sizeof f->sealed, "wrong", 5, why),
+    ehr_diag why = {""};
+    assert_int_equal(ehr_keyfile_open(&got, NULL, f->sealed, sizeof f->sealed, "wrong", 5, &why),
                      EHR_EPASSPHRASE);
-    assert_non_null(strstr(why, "wrong passphrase"));
+    assert_non_null(strstr(why.msg, "wrong passphrase"));
     assert_true(all_zero(&got, sizeof got));
     /* the passphrase differs by one trailing byte */
     assert_int_equal(
@@ -173,9 +173,9 @@ static void test_every_truncation_is_reported_as_truncated(void **state)
     for (size_t len = 0; len < EHR_KEYFILE_BYTES; len++) {
         ehr_identity got;
         ehr_keyfile_info info;
-        char why[EHR_KEYFILE_MESSAGE_BYTES] = "";
-        assert_int_equal(ehr_keyfile_parse(&info, f->sealed, len, why), EHR_ETRUNCATED);
-        assert_non_null(strstr(why, "truncated"));
+        ehr_diag why = {""};
+        assert_int_equal(ehr_keyfile_parse(&info, f->sealed, len, &why), EHR_ETRUNCATED);
+        assert_non_null(strstr(why.msg, "truncated"));
         assert_int_equal(open_copy(f->sealed, len, &got), EHR_ETRUNCATED);
         assert_true(all_zero(&got, sizeof got));
     }
@@ -259,9 +259,9 @@ static void test_unknown_versions_are_refused(void **state)
         memcpy(copy, f->sealed, sizeof copy);
         copy[AT_VERSION] = versions[i];
         ehr_keyfile_info info;
-        char why[EHR_KEYFILE_MESSAGE_BYTES];
-        assert_int_equal(ehr_keyfile_parse(&info, copy, sizeof copy, why), EHR_EVERSION);
-        assert_non_null(strstr(why, "version"));
+        ehr_diag why;
+        assert_int_equal(ehr_keyfile_parse(&info, copy, sizeof copy, &why), EHR_EVERSION);
+        assert_non_null(strstr(why.msg, "version"));
         /* a future version may be longer or shorter: the version is judged first */
         assert_int_equal(ehr_keyfile_parse(&info, copy, AT_VERSION + 1, NULL), EHR_EVERSION);
     }
@@ -272,14 +272,14 @@ static void test_argon2_costs_are_bounded_at_their_edges(void **state)
     struct fixture *f = *state;
     uint8_t copy[EHR_KEYFILE_BYTES];
     ehr_keyfile_info info;
-    char why[EHR_KEYFILE_MESSAGE_BYTES];
+    ehr_diag why;
 
     memcpy(copy, f->sealed, sizeof copy);
     put_u64le(copy + AT_OPSLIMIT, EHR_KEYFILE_OPSLIMIT_MAX);
     assert_int_equal(ehr_keyfile_parse(&info, copy, sizeof copy, NULL), 0);
     put_u64le(copy + AT_OPSLIMIT, EHR_KEYFILE_OPSLIMIT_MAX + 1);
-    assert_int_equal(ehr_keyfile_parse(&info, copy, sizeof copy, why), EHR_ETOOBIG);
-    assert_non_null(strstr(why, "passes"));
+    assert_int_equal(ehr_keyfile_parse(&info, copy, sizeof copy, &why), EHR_ETOOBIG);
+    assert_non_null(strstr(why.msg, "passes"));
     put_u64le(copy + AT_OPSLIMIT, UINT64_MAX);
     assert_int_equal(ehr_keyfile_parse(&info, copy, sizeof copy, NULL), EHR_ETOOBIG);
     put_u64le(copy + AT_OPSLIMIT, EHR_KEYFILE_OPSLIMIT_MIN - 1);
@@ -290,8 +290,8 @@ static void test_argon2_costs_are_bounded_at_their_edges(void **state)
     assert_int_equal(ehr_keyfile_parse(&info, copy, sizeof copy, NULL), 0);
     assert_int_equal(info.kdf.memlimit_bytes, EHR_KEYFILE_MEMLIMIT_BYTES_MAX);
     put_u64le(copy + AT_MEMLIMIT, EHR_KEYFILE_MEMLIMIT_BYTES_MAX + 1);
-    assert_int_equal(ehr_keyfile_parse(&info, copy, sizeof copy, why), EHR_ETOOBIG);
-    assert_non_null(strstr(why, "memory"));
+    assert_int_equal(ehr_keyfile_parse(&info, copy, sizeof copy, &why), EHR_ETOOBIG);
+    assert_non_null(strstr(why.msg, "memory"));
     ehr_identity got;
     assert_int_equal(open_copy(copy, sizeof copy, &got), EHR_ETOOBIG); /* before any work */
     put_u64le(copy + AT_MEMLIMIT, UINT64_MAX);
@@ -403,10 +403,10 @@ static void test_secrets_must_match_the_public_keys(void **state)
     assert_int_equal(
         ehr_keyfile_seal(out, &forged, PASS, PASS_LEN, ehr_kdf_profile_params(EHR_KDF_MIN)), 0);
     ehr_identity got;
-    char why[EHR_KEYFILE_MESSAGE_BYTES];
-    assert_int_equal(ehr_keyfile_open(&got, NULL, out, sizeof out, PASS, PASS_LEN, why),
+    ehr_diag why;
+    assert_int_equal(ehr_keyfile_open(&got, NULL, out, sizeof out, PASS, PASS_LEN, &why),
                      EHR_ECORRUPT);
-    assert_non_null(strstr(why, "do not match"));
+    assert_non_null(strstr(why.msg, "do not match"));
     assert_true(all_zero(&got, sizeof got));
     memcpy(&forged, &f->id, sizeof forged);
     memcpy(forged.kx.public_key, other.kx.public_key, 32);
@@ -449,17 +449,17 @@ static void test_save_writes_mode_0600_and_refuses_to_overwrite(void **state)
 
     ehr_identity got;
     ehr_keyfile_info info;
-    char why[EHR_KEYFILE_MESSAGE_BYTES];
-    assert_int_equal(ehr_keyfile_load(f->path, &got, &info, PASS, PASS_LEN, why), 0);
+    ehr_diag why;
+    assert_int_equal(ehr_keyfile_load(f->path, &got, &info, PASS, PASS_LEN, &why), 0);
     assert_same_identity(&got, &f->id);
 
     ehr_identity other;
     assert_int_equal(ehr_identity_generate(&other, "other"), 0);
     assert_int_equal(ehr_keyfile_save(f->path, &other, PASS, PASS_LEN, min, false), EHR_EEXIST);
-    assert_int_equal(ehr_keyfile_read_info(f->path, &info, why), 0);
+    assert_int_equal(ehr_keyfile_read_info(f->path, &info, &why), 0);
     assert_memory_equal(info.signing_public_key, f->id.signing.public_key, 32); /* unchanged */
     assert_int_equal(ehr_keyfile_save(f->path, &other, PASS, PASS_LEN, min, true), 0);
-    assert_int_equal(ehr_keyfile_read_info(f->path, &info, why), 0);
+    assert_int_equal(ehr_keyfile_read_info(f->path, &info, &why), 0);
     assert_memory_equal(info.signing_public_key, other.signing.public_key, 32);
     assert_string_equal(info.label, "other");
     ehr_identity_wipe(&other);
@@ -471,17 +471,17 @@ static void test_load_reports_file_problems(void **state)
     struct fixture *f = *state;
     ehr_identity got;
     ehr_keyfile_info info;
-    char why[EHR_KEYFILE_MESSAGE_BYTES];
-    assert_int_equal(ehr_keyfile_load(f->path, &got, NULL, PASS, PASS_LEN, why), -ENOENT);
-    assert_int_equal(ehr_keyfile_read_info(f->dir, &info, why), -EISDIR);
+    ehr_diag why;
+    assert_int_equal(ehr_keyfile_load(f->path, &got, NULL, PASS, PASS_LEN, &why), -ENOENT);
+    assert_int_equal(ehr_keyfile_read_info(f->dir, &info, &why), -EISDIR);
     /* a longer file is refused without reading all of it */
     uint8_t big[EHR_KEYFILE_BYTES * 2] = {0};
     memcpy(big, f->sealed, EHR_KEYFILE_BYTES);
     assert_int_equal(ehr_file_write_atomic(f->path, big, sizeof big, 0600, false), 0);
-    assert_int_equal(ehr_keyfile_read_info(f->path, &info, why), EHR_ECORRUPT);
-    assert_non_null(strstr(why, "larger"));
+    assert_int_equal(ehr_keyfile_read_info(f->path, &info, &why), EHR_ECORRUPT);
+    assert_non_null(strstr(why.msg, "larger"));
     assert_int_equal(ehr_file_write_atomic(f->path, f->sealed, 100, 0600, true), 0);
-    assert_int_equal(ehr_keyfile_load(f->path, &got, NULL, PASS, PASS_LEN, why), EHR_ETRUNCATED);
+    assert_int_equal(ehr_keyfile_load(f->path, &got, NULL, PASS, PASS_LEN, &why), EHR_ETRUNCATED);
 }
 
 static void test_kdf_profiles_parse(void **state)
@@ -519,19 +519,19 @@ static void test_committed_seed_files_give_the_result_their_name_says(void **sta
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         ehr_keyfile_info info;
-        char why[EHR_KEYFILE_MESSAGE_BYTES] = "";
-        int rc = ehr_keyfile_read_info(path, &info, why);
+        ehr_diag why = {""};
+        int rc = ehr_keyfile_read_info(path, &info, &why);
         if (rc == 0) {
             bool empty = (info.flags & EHR_KEYFILE_FLAG_EMPTY_PASSPHRASE) != 0;
             ehr_identity got;
-            rc = ehr_keyfile_load(path, &got, NULL, empty ? "" : "fuzz", empty ? 0 : 4, why);
+            rc = ehr_keyfile_load(path, &got, NULL, empty ? "" : "fuzz", empty ? 0 : 4, &why);
             ehr_identity_wipe(&got);
         }
         const char *expect = strncmp(e->d_name, "ok-", 3) == 0 ? "OK" : e->d_name;
         size_t expect_len = strcmp(expect, "OK") == 0 ? 2 : strcspn(e->d_name, "-");
         if (strlen(ehr_errname(rc)) != expect_len ||
             strncmp(ehr_errname(rc), expect, expect_len) != 0)
-            fail_msg("%s: got %s (%s)", e->d_name, ehr_errname(rc), why);
+            fail_msg("%s: got %s (%s)", e->d_name, ehr_errname(rc), why.msg);
         ok_count += rc == 0;
         error_count += rc != 0;
     }

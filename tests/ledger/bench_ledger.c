@@ -241,7 +241,7 @@ static void run_prebuilt(const bench_args *a, ledger *l, floor_env *fl,
     prepared *blocks = ehr_calloc(count, sizeof *blocks);
     static uint8_t value[STATE_VALUE_BYTES];
     ledger_tip tip;
-    if (ledger_tip_get(l, &tip) != 0)
+    if (ledger_tip_get(l, &tip, NULL) != 0)
         ehr_panic("no tip");
     double b0 = now_s();
     for (size_t i = 0; i < count; i++) {
@@ -274,14 +274,15 @@ static void run_prebuilt(const bench_args *a, ledger *l, floor_env *fl,
                              .write_count = a->state ? p->batch.count : 0,
                              .applied_index = i + 1};
         double t0 = now_s();
-        if (ledger_append_block(l, &req) != 0)
-            ehr_panic("append failed: %s", ledger_last_error(l));
+        ehr_diag why;
+        if (ledger_append_block(l, &req, &why) != 0)
+            ehr_panic("append failed: %s", why.msg);
         double t1 = now_s();
         lat[i] = t1 - t0;
         done += p->batch.count;
         if (done - seg_done >= a->segment_txs || i + 1 == count) {
             ledger_stats st;
-            ledger_stats_get(l, &st);
+            ledger_stats_get(l, &st, NULL);
             printf("ledger txs %8llu..%8llu  %8.0f tx/s wall  overlay %4llu blocks  checkpoint at "
                    "%llu\n",
                    (unsigned long long)seg_done, (unsigned long long)done,
@@ -293,8 +294,9 @@ static void run_prebuilt(const bench_args *a, ledger *l, floor_env *fl,
         }
     }
     double appended = now_s();
-    if (ledger_checkpoint(l) != 0)
-        ehr_panic("checkpoint failed: %s", ledger_last_error(l));
+    ehr_diag why;
+    if (ledger_checkpoint(l, &why) != 0)
+        ehr_panic("checkpoint failed: %s", why.msg);
     double end = now_s();
     printf("ledger: %.0f tx/s wall clock over the appends (%.1f s), %.0f tx/s including the last "
            "checkpoint to the tip (%.2f s)\n",
@@ -386,9 +388,9 @@ int main(int argc, char **argv)
     tu_genesis(&proposer, 1, &g, &g_len);
     ledger *l;
     ledger_options opts = {.sync = a.sync};
-    int rc = ledger_open(ledger_dir, &opts, &l);
+    int rc = ledger_open(ledger_dir, &opts, &l, NULL);
     if (rc == 0)
-        rc = ledger_genesis_init(l, g, g_len);
+        rc = ledger_genesis_init(l, g, g_len, NULL);
     if (rc != 0)
         ehr_panic("ledger setup in %s: %s", ledger_dir, ehr_strerror(rc));
     floor_env fl = {0};
@@ -422,7 +424,7 @@ int main(int argc, char **argv)
             env_bytes += b.envelopes[i].len;
         }
         ledger_tip tip;
-        if (ledger_tip_get(l, &tip) != 0)
+        if (ledger_tip_get(l, &tip, NULL) != 0)
             ehr_panic("no tip");
         uint8_t *block;
         size_t len;
@@ -434,10 +436,11 @@ int main(int argc, char **argv)
                              .write_count = a.state ? b.count : 0,
                              .applied_index = tip.height + 1};
         double t0 = now_s();
-        rc = ledger_append_block(l, &req);
+        ehr_diag why;
+        rc = ledger_append_block(l, &req, &why);
         double t1 = now_s();
         if (rc != 0)
-            ehr_panic("append failed: %s", ledger_last_error(l));
+            ehr_panic("append failed: %s", why.msg);
         t_ledger += t1 - t0;
         seg_ledger += t1 - t0;
         lat[lat_count++] = t1 - t0;
@@ -492,7 +495,7 @@ int main(int argc, char **argv)
         }
     }
     ledger_stats stats;
-    ledger_stats_get(l, &stats);
+    ledger_stats_get(l, &stats, NULL);
     if (a.prebuilt) {
         printf("ledger: %llu blocks, %llu tx-index rows, %llu state keys, %.1f MB on disk\n",
                (unsigned long long)stats.blocks, (unsigned long long)stats.tx_index_rows,
@@ -506,11 +509,12 @@ int main(int argc, char **argv)
            (unsigned long long)stats.checkpoint_height, (unsigned long long)stats.overlay_blocks,
            (double)stats.overlay_bytes / 1e6, (unsigned long long)stats.checkpoints);
     double c0 = now_s();
-    if (ledger_checkpoint(l) != 0)
-        ehr_panic("checkpoint failed: %s", ledger_last_error(l));
+    ehr_diag why;
+    if (ledger_checkpoint(l, &why) != 0)
+        ehr_panic("checkpoint failed: %s", why.msg);
     printf("ledger_checkpoint to the tip: %.2f s; with it, ledger %.0f tx/s\n", now_s() - c0,
            (double)done / (t_ledger + now_s() - c0));
-    ledger_stats_get(l, &stats);
+    ledger_stats_get(l, &stats, NULL);
     double blocks = (double)done / (double)a.block_txs;
     printf("overall: ledger %.0f tx/s (%.2f ms per block)", (double)done / t_ledger,
            1e3 * t_ledger / blocks);

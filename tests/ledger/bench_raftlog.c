@@ -37,7 +37,7 @@ static double run_batches(size_t batch, long writes)
 {
     char *dir = tu_tmpdir();
     ledger *l;
-    int rc = ledger_open(dir, NULL, &l);
+    int rc = ledger_open(dir, NULL, &l, NULL);
     if (rc != 0)
         die("open", rc);
     static uint8_t data[BATCH_MAX][ENTRY_BYTES];
@@ -54,9 +54,10 @@ static double run_batches(size_t batch, long writes)
                                .entries = e,
                                .entry_count = batch,
                                .hard_state = {hs, sizeof hs}};
-        rc = ledger_raft_write(l, &b);
+        ehr_diag why;
+        rc = ledger_raft_write(l, &b, &why);
         if (rc != 0)
-            die(ledger_last_error(l), rc);
+            die(why.msg, rc);
         next += batch;
     }
     double t = now_s() - t0;

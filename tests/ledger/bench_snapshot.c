@@ -95,14 +95,15 @@ static void ledger_build(const char *dir, const ehr_signing_key *key, const uint
                          size_t genesis_len, uint64_t txs, size_t pad)
 {
     ledger *l;
-    if (ledger_open(dir, &(ledger_options){.sync = LEDGER_SYNC_NONE}, &l) != 0 ||
-        ledger_genesis_init(l, genesis, genesis_len) != 0)
+    if (ledger_open(dir, &(ledger_options){.sync = LEDGER_SYNC_NONE}, &l, NULL) != 0 ||
+        ledger_genesis_init(l, genesis, genesis_len, NULL) != 0)
         die("building the ledger", "open/genesis");
     for (uint64_t done = 0; done < txs; done += BLOCK_TXS) {
         size_t count = txs - done < BLOCK_TXS ? (size_t)(txs - done) : BLOCK_TXS;
         ledger_tip tip;
-        if (ledger_tip_get(l, &tip) != 0)
-            die("tip", ledger_last_error(l));
+        ehr_diag why;
+        if (ledger_tip_get(l, &tip, &why) != 0)
+            die("tip", why.msg);
         tu_batch b;
         tu_batch_make(&b, key, count, pad);
         uint8_t *block;
@@ -114,8 +115,8 @@ static void ledger_build(const char *dir, const ehr_signing_key *key, const uint
                              .writes = b.writes,
                              .write_count = b.count,
                              .applied_index = tip.height + 1};
-        if (ledger_append_block(l, &req) != 0)
-            die("append", ledger_last_error(l));
+        if (ledger_append_block(l, &req, &why) != 0)
+            die("append", why.msg);
         ehr_free(block);
         tu_batch_free(&b);
     }
@@ -158,12 +159,13 @@ int main(int argc, char **argv)
            (double)st.st_size / 1e6);
 
     ledger *l;
-    if (ledger_open(source, NULL, &l) != 0)
+    if (ledger_open(source, NULL, &l, NULL) != 0)
         die("open", source);
     ledger_snapshot_info info;
     ledger_chain chain;
-    if (ledger_chain_get(l, &chain) != 0)
-        die("chain", ledger_last_error(l));
+    ehr_diag why;
+    if (ledger_chain_get(l, &chain, &why) != 0)
+        die("chain", why.msg);
     double floor_best = 1e99, create_best = 1e99, inspect_best = 1e99, install_best = 1e99;
     uint64_t plain_bytes = 0;
     for (uint64_t r = 0; r < rounds; r++) {
@@ -174,8 +176,8 @@ int main(int argc, char **argv)
         unlink(plain);
 
         t0 = now_s();
-        if (ledger_snapshot_create(l, snap, &info) != 0)
-            die("create", ledger_last_error(l));
+        if (ledger_snapshot_create(l, snap, &info, &why) != 0)
+            die("create", why.msg);
         t = now_s() - t0;
         create_best = t < create_best ? t : create_best;
 
@@ -188,12 +190,12 @@ int main(int argc, char **argv)
 
         /* Install into a fresh receiver with its own genesis ledger. */
         ledger *rl;
-        if (ledger_open(receiver, NULL, &rl) != 0)
+        if (ledger_open(receiver, NULL, &rl, NULL) != 0)
             die("open", receiver);
         ledger_chain rc;
-        if (ledger_chain_get(rl, &rc) == EHR_ENOTFOUND &&
-            ledger_genesis_init(rl, genesis, genesis_len) != 0)
-            die("genesis", ledger_last_error(rl));
+        if (ledger_chain_get(rl, &rc, NULL) == EHR_ENOTFOUND &&
+            ledger_genesis_init(rl, genesis, genesis_len, &why) != 0)
+            die("genesis", why.msg);
         ledger_close(rl);
         if (rename(snap, staged) != 0)
             die("rename", strerror(errno));

@@ -152,10 +152,11 @@ void tu_block_next(const ledger_tip *tip, const tu_batch *b, const ehr_signing_k
         ehr_panic("tu_block_next: %s", diag.msg);
 }
 
-int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t *height)
+int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t *height,
+              ehr_diag *diag)
 {
     ledger_tip tip;
-    TU_CHECK(ledger_tip_get(l, &tip) == 0);
+    TU_CHECK(ledger_tip_get(l, &tip, NULL) == 0);
     tu_batch b;
     tu_batch_make(&b, proposer, count, 16);
     uint8_t *block;
@@ -167,7 +168,7 @@ int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t
                          .writes = b.writes,
                          .write_count = b.count,
                          .applied_index = tip.height + 1};
-    int rc = ledger_append_block(l, &req);
+    int rc = ledger_append_block(l, &req, diag);
     if (height != NULL)
         *height = tip.height + 1;
     ehr_free(block);

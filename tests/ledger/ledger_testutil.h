@@ -48,10 +48,11 @@ void tu_block_next(const ledger_tip *tip, const tu_batch *b, const ehr_signing_k
 
 /*
  * Append one block of COUNT fresh transactions (one state write each) on top
- * of L's tip. Returns ledger_append_block's result; *HEIGHT gets the height
- * the block was for.
+ * of L's tip. Returns ledger_append_block's result (DIAG, may be NULL, says
+ * why it failed); *HEIGHT gets the height the block was for.
  */
-int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t *height);
+int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t *height,
+              ehr_diag *diag);
 
 /*
  * Tamper with a closed ledger through LMDB directly: read the value under

@@ -46,15 +46,15 @@ static _Noreturn void child_run(const char *dir, int report_fd, const ehr_signin
                                 bool checkpoint_each)
 {
     ledger *l;
-    if (ledger_open(dir, NULL, &l) != 0)
+    if (ledger_open(dir, NULL, &l, NULL) != 0)
         _exit(2);
     for (int i = 0; i < CHILD_BLOCKS_MAX; i++) {
         uint64_t height;
-        if (tu_append(l, key, TXS_PER_BLOCK, &height) != 0)
+        if (tu_append(l, key, TXS_PER_BLOCK, &height, NULL) != 0)
             _exit(3);
         if (write(report_fd, &height, sizeof height) != (ssize_t)sizeof height)
             _exit(4);
-        if (checkpoint_each && ledger_checkpoint(l) != 0)
+        if (checkpoint_each && ledger_checkpoint(l, NULL) != 0)
             _exit(5);
     }
     _exit(0);
@@ -69,7 +69,7 @@ static void check_every_lookup(ledger *l, uint64_t tip, int round)
     for (uint64_t h = 1; h <= tip; h++) {
         uint8_t *bytes;
         size_t len;
-        assert_int_equal(ledger_block_get(l, h, &bytes, &len), 0);
+        assert_int_equal(ledger_block_get(l, h, &bytes, &len, NULL), 0);
         ledger_block_view view;
         assert_int_equal(ledger_block_parse(bytes, len, &view, NULL), 0);
         for (uint32_t i = 0; i < view.header.tx_count; i++) {
@@ -81,14 +81,14 @@ static void check_every_lookup(ledger *l, uint64_t tip, int round)
             memcpy(key, "rec/", 4);
             ledger_tx_hash(tx.body, tx.body_len, key + 4);
             ledger_tx_location loc;
-            int rc = ledger_tx_get(l, key + 4, &loc, NULL, NULL);
+            int rc = ledger_tx_get(l, key + 4, &loc, NULL, NULL, NULL);
             if (rc != 0 || loc.height != h || loc.index != i)
                 fail_msg("round %d: block %llu tx %u: lookup %d at %llu/%u", round,
                          (unsigned long long)h, (unsigned)i, rc, (unsigned long long)loc.height,
                          (unsigned)loc.index);
             uint8_t *value;
             size_t value_len;
-            rc = ledger_state_get(l, key, sizeof key, &value, &value_len);
+            rc = ledger_state_get(l, key, sizeof key, &value, &value_len, NULL);
             if (rc != 0)
                 fail_msg("round %d: block %llu tx %u: state read %d", round, (unsigned long long)h,
                          (unsigned)i, rc);
@@ -126,8 +126,8 @@ static void test_killed_appender_leaves_consistent_prefix_with_acknowledged_bloc
     tu_genesis(&key, 1, &g, &g_len);
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, NULL, &l), 0);
-    assert_int_equal(ledger_genesis_init(l, g, g_len), 0);
+    assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
+    assert_int_equal(ledger_genesis_init(l, g, g_len, NULL), 0);
     ledger_close(l);
     ehr_free(g);
 
@@ -162,15 +162,15 @@ static void test_killed_appender_leaves_consistent_prefix_with_acknowledged_bloc
         /* Read-only first: its overlay is rebuilt from the files as the
          * crash left them, before any writable open catches them up. */
         ledger_options ro = {.read_only = true};
-        assert_int_equal(ledger_open(dir, &ro, &l), 0);
+        assert_int_equal(ledger_open(dir, &ro, &l, NULL), 0);
         ledger_tip ro_tip;
-        assert_int_equal(ledger_tip_get(l, &ro_tip), 0);
+        assert_int_equal(ledger_tip_get(l, &ro_tip, NULL), 0);
         check_every_lookup(l, ro_tip.height, round);
         ledger_close(l);
 
-        assert_int_equal(ledger_open(dir, NULL, &l), 0);
+        assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
         ledger_tip tip;
-        assert_int_equal(ledger_tip_get(l, &tip), 0);
+        assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
         if (tip.height < acknowledged)
             fail_msg("round %d: tip %llu is below acknowledged block %llu", round,
                      (unsigned long long)tip.height, (unsigned long long)acknowledged);
@@ -181,7 +181,7 @@ static void test_killed_appender_leaves_consistent_prefix_with_acknowledged_bloc
         assert_true(rep.blocks_checked == tip.height + 1);
         assert_true(rep.txs_checked == tip.height * TXS_PER_BLOCK);
         ledger_stats stats;
-        assert_int_equal(ledger_stats_get(l, &stats), 0);
+        assert_int_equal(ledger_stats_get(l, &stats, NULL), 0);
         assert_true(stats.blocks == tip.height + 1);
         assert_true(stats.tx_index_rows == tip.tx_count);
         /* One state write per transaction, plus block 0's two (the

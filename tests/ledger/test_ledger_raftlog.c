@@ -56,7 +56,7 @@ static int append_pattern(ledger *l, uint64_t index, size_t count, uint8_t gen)
         e[i] = (ledger_bytes){buf + i * 100, n};
     }
     ledger_raft_batch b = {.append_index = index, .entries = e, .entry_count = count};
-    int rc = ledger_raft_write(l, &b);
+    int rc = ledger_raft_write(l, &b, NULL);
     ehr_free(buf);
     ehr_free(e);
     return rc;
@@ -67,7 +67,7 @@ static void entry_expect(ledger *l, uint64_t index, uint8_t gen)
 {
     uint8_t got[100], want[100];
     size_t len;
-    assert_int_equal(ledger_raft_entry_get(l, index, got, sizeof got, &len), 0);
+    assert_int_equal(ledger_raft_entry_get(l, index, got, sizeof got, &len, NULL), 0);
     assert_int_equal(len, entry_len(index));
     entry_fill(want, len, index, gen);
     assert_memory_equal(got, want, len);
@@ -76,11 +76,11 @@ static void entry_expect(ledger *l, uint64_t index, uint8_t gen)
 static void bounds_expect(ledger *l, uint64_t first, uint64_t last)
 {
     uint64_t f, t;
-    assert_int_equal(ledger_raft_bounds(l, &f, &t), 0);
+    assert_int_equal(ledger_raft_bounds(l, &f, &t, NULL), 0);
     assert_int_equal(f, first);
     assert_int_equal(t, last);
-    assert_int_equal(ledger_raft_first_index(l, &f), 0);
-    assert_int_equal(ledger_raft_last_index(l, &t), 0);
+    assert_int_equal(ledger_raft_first_index(l, &f, NULL), 0);
+    assert_int_equal(ledger_raft_last_index(l, &t, NULL), 0);
     assert_int_equal(f, first);
     assert_int_equal(t, last);
 }
@@ -104,19 +104,19 @@ static digest log_digest(ledger *l)
     crypto_generichash_state st;
     crypto_generichash_init(&st, NULL, 0, 32);
     uint64_t first, last;
-    assert_int_equal(ledger_raft_bounds(l, &first, &last), 0);
+    assert_int_equal(ledger_raft_bounds(l, &first, &last, NULL), 0);
     crypto_generichash_update(&st, (const uint8_t *)&first, sizeof first);
     crypto_generichash_update(&st, (const uint8_t *)&last, sizeof last);
     if (last >= first)
         assert_int_equal(
-            ledger_raft_entries_read(l, first, last + 1, UINT64_MAX, digest_entry, &st),
+            ledger_raft_entries_read(l, first, last + 1, UINT64_MAX, digest_entry, &st, NULL),
             (long)(last - first + 1));
-    int (*gets[])(ledger *, uint8_t *, size_t, size_t *) = {
+    int (*gets[])(ledger *, uint8_t *, size_t, size_t *, ehr_diag *) = {
         ledger_raft_hard_state_get, ledger_raft_snapshot_meta_get, ledger_raft_boundary_get};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(gets); i++) {
         uint8_t buf[LEDGER_RAFT_META_BYTES_MAX];
         size_t len = 0;
-        int rc = gets[i](l, buf, sizeof buf, &len);
+        int rc = gets[i](l, buf, sizeof buf, &len, NULL);
         assert_true(rc == 0 || rc == EHR_ENOTFOUND);
         crypto_generichash_update(&st, (const uint8_t *)&rc, sizeof rc);
         crypto_generichash_update(&st, buf, rc == 0 ? len : 0);
@@ -141,15 +141,15 @@ static void test_new_ledger_has_an_empty_log_starting_at_one(void **state)
     (void)state;
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     bounds_expect(l, 1, 0);
     uint8_t buf[16];
     size_t len;
-    assert_int_equal(ledger_raft_entry_get(l, 1, buf, sizeof buf, &len), EHR_ENOTFOUND);
-    assert_int_equal(ledger_raft_entry_get(l, 0, buf, sizeof buf, &len), EHR_ENOTFOUND);
-    assert_int_equal(ledger_raft_hard_state_get(l, buf, sizeof buf, &len), EHR_ENOTFOUND);
-    assert_int_equal(ledger_raft_snapshot_meta_get(l, buf, sizeof buf, &len), EHR_ENOTFOUND);
-    assert_int_equal(ledger_raft_boundary_get(l, buf, sizeof buf, &len), EHR_ENOTFOUND);
+    assert_int_equal(ledger_raft_entry_get(l, 1, buf, sizeof buf, &len, NULL), EHR_ENOTFOUND);
+    assert_int_equal(ledger_raft_entry_get(l, 0, buf, sizeof buf, &len, NULL), EHR_ENOTFOUND);
+    assert_int_equal(ledger_raft_hard_state_get(l, buf, sizeof buf, &len, NULL), EHR_ENOTFOUND);
+    assert_int_equal(ledger_raft_snapshot_meta_get(l, buf, sizeof buf, &len, NULL), EHR_ENOTFOUND);
+    assert_int_equal(ledger_raft_boundary_get(l, buf, sizeof buf, &len, NULL), EHR_ENOTFOUND);
     ledger_close(l);
     tu_rmdir(dir);
 }
@@ -159,10 +159,10 @@ static void test_entries_and_metadata_round_trip(void **state)
     (void)state;
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     assert_int_equal(append_pattern(l, 1, 40, 0), 0);
     ledger_raft_batch b = {.hard_state = BYTES("hard-1"), .snapshot_meta = BYTES("snap-1")};
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     bounds_expect(l, 1, 40);
     for (uint64_t i = 1; i <= 40; i++)
         entry_expect(l, i, 0);
@@ -171,24 +171,24 @@ static void test_entries_and_metadata_round_trip(void **state)
     bounds_expect(l, 1, 41);
     uint8_t buf[64];
     size_t len;
-    assert_int_equal(ledger_raft_hard_state_get(l, buf, sizeof buf, &len), 0);
+    assert_int_equal(ledger_raft_hard_state_get(l, buf, sizeof buf, &len, NULL), 0);
     assert_int_equal(len, 6);
     assert_memory_equal(buf, "hard-1", 6);
-    assert_int_equal(ledger_raft_snapshot_meta_get(l, buf, sizeof buf, &len), 0);
+    assert_int_equal(ledger_raft_snapshot_meta_get(l, buf, sizeof buf, &len, NULL), 0);
     assert_int_equal(len, 6);
     assert_memory_equal(buf, "snap-1", 6);
     /* A buffer one byte short: the size needed, the buffer untouched. */
     memset(buf, 0xee, sizeof buf);
-    assert_int_equal(ledger_raft_hard_state_get(l, buf, 5, &len), EHR_ETOOBIG);
+    assert_int_equal(ledger_raft_hard_state_get(l, buf, 5, &len, NULL), EHR_ETOOBIG);
     assert_int_equal(len, 6);
     assert_int_equal(buf[0], 0xee);
-    assert_int_equal(ledger_raft_entry_get(l, 40, buf, entry_len(40) - 1, &len), EHR_ETOOBIG);
+    assert_int_equal(ledger_raft_entry_get(l, 40, buf, entry_len(40) - 1, &len, NULL), EHR_ETOOBIG);
     assert_int_equal(len, entry_len(40));
-    assert_int_equal(ledger_raft_entry_get(l, 42, buf, sizeof buf, &len), EHR_ENOTFOUND);
+    assert_int_equal(ledger_raft_entry_get(l, 42, buf, sizeof buf, &len, NULL), EHR_ENOTFOUND);
     /* Hard state alone replaces the previous one. */
     b = (ledger_raft_batch){.hard_state = BYTES("hard-two")};
-    assert_int_equal(ledger_raft_write(l, &b), 0);
-    assert_int_equal(ledger_raft_hard_state_get(l, buf, sizeof buf, &len), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
+    assert_int_equal(ledger_raft_hard_state_get(l, buf, sizeof buf, &len, NULL), 0);
     assert_int_equal(len, 8);
     assert_memory_equal(buf, "hard-two", 8);
     ledger_close(l);
@@ -220,32 +220,34 @@ static void test_range_read_keeps_to_its_range_budget_and_callback(void **state)
     (void)state;
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     assert_int_equal(append_pattern(l, 1, 30, 0), 0);
     struct collect c = {0};
-    assert_int_equal(ledger_raft_entries_read(l, 5, 15, UINT64_MAX, collect_entry, &c), 10);
+    assert_int_equal(ledger_raft_entries_read(l, 5, 15, UINT64_MAX, collect_entry, &c, NULL), 10);
     for (size_t i = 0; i < c.count; i++)
         assert_int_equal(c.indices[i], 5 + i);
     /* The budget: entries 5, 6, 7 are 6 + 7 + 8 bytes. */
     c = (struct collect){0};
-    assert_int_equal(ledger_raft_entries_read(l, 5, 15, 6 + 7 + 8, collect_entry, &c), 3);
+    assert_int_equal(ledger_raft_entries_read(l, 5, 15, 6 + 7 + 8, collect_entry, &c, NULL), 3);
     c = (struct collect){0};
-    assert_int_equal(ledger_raft_entries_read(l, 5, 15, 6 + 7 + 8 - 1, collect_entry, &c), 2);
+    assert_int_equal(ledger_raft_entries_read(l, 5, 15, 6 + 7 + 8 - 1, collect_entry, &c, NULL), 2);
     /* Always at least one entry, even over the budget. */
     c = (struct collect){0};
-    assert_int_equal(ledger_raft_entries_read(l, 5, 15, 0, collect_entry, &c), 1);
+    assert_int_equal(ledger_raft_entries_read(l, 5, 15, 0, collect_entry, &c, NULL), 1);
     assert_int_equal(c.indices[0], 5);
     c = (struct collect){.stop_after = 4};
-    assert_int_equal(ledger_raft_entries_read(l, 1, 31, UINT64_MAX, collect_entry, &c), 4);
+    assert_int_equal(ledger_raft_entries_read(l, 1, 31, UINT64_MAX, collect_entry, &c, NULL), 4);
     c = (struct collect){.fail_after = 2};
-    assert_int_equal(ledger_raft_entries_read(l, 1, 31, UINT64_MAX, collect_entry, &c), EHR_EAGAIN);
+    assert_int_equal(ledger_raft_entries_read(l, 1, 31, UINT64_MAX, collect_entry, &c, NULL),
+                     EHR_EAGAIN);
     c = (struct collect){0};
-    assert_int_equal(ledger_raft_entries_read(l, 30, 31, UINT64_MAX, collect_entry, &c), 1);
-    assert_int_equal(ledger_raft_entries_read(l, 30, 32, UINT64_MAX, collect_entry, &c),
+    assert_int_equal(ledger_raft_entries_read(l, 30, 31, UINT64_MAX, collect_entry, &c, NULL), 1);
+    assert_int_equal(ledger_raft_entries_read(l, 30, 32, UINT64_MAX, collect_entry, &c, NULL),
                      EHR_ENOTFOUND);
-    assert_int_equal(ledger_raft_entries_read(l, 0, 3, UINT64_MAX, collect_entry, &c),
+    assert_int_equal(ledger_raft_entries_read(l, 0, 3, UINT64_MAX, collect_entry, &c, NULL),
                      EHR_ENOTFOUND);
-    assert_int_equal(ledger_raft_entries_read(l, 7, 7, UINT64_MAX, collect_entry, &c), EHR_EINVAL);
+    assert_int_equal(ledger_raft_entries_read(l, 7, 7, UINT64_MAX, collect_entry, &c, NULL),
+                     EHR_EINVAL);
     ledger_close(l);
     tu_rmdir(dir);
 }
@@ -255,7 +257,7 @@ static void test_appending_inside_the_log_replaces_the_suffix(void **state)
     (void)state;
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     assert_int_equal(append_pattern(l, 1, 10, 0), 0);
     /* Conflicting entries from 6: 6..8 replaced, 9 and 10 gone. */
     assert_int_equal(append_pattern(l, 6, 3, 1), 0);
@@ -269,19 +271,19 @@ static void test_appending_inside_the_log_replaces_the_suffix(void **state)
     ledger_bytes one = {e, sizeof e};
     ledger_raft_batch b = {
         .truncate_from = 4, .append_index = 4, .entries = &one, .entry_count = 1};
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     bounds_expect(l, 1, 4);
     uint8_t buf[8];
     size_t len;
-    assert_int_equal(ledger_raft_entry_get(l, 4, buf, sizeof buf, &len), 0);
+    assert_int_equal(ledger_raft_entry_get(l, 4, buf, sizeof buf, &len, NULL), 0);
     assert_int_equal(len, 3);
     assert_memory_equal(buf, e, 3);
     /* Truncation alone, down to an empty log; and at last + 1 (nothing). */
     b = (ledger_raft_batch){.truncate_from = 5};
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     bounds_expect(l, 1, 4);
     b = (ledger_raft_batch){.truncate_from = 1};
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     bounds_expect(l, 1, 0);
     assert_int_equal(append_pattern(l, 1, 2, 0), 0);
     bounds_expect(l, 1, 2);
@@ -294,37 +296,37 @@ static void test_compaction_hides_entries_below_first(void **state)
     (void)state;
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     assert_int_equal(append_pattern(l, 1, 20, 0), 0);
     ledger_raft_batch b = {.compact_index = 8, .boundary = BYTES("term-of-7")};
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     bounds_expect(l, 8, 20);
     uint8_t buf[100];
     size_t len;
     for (uint64_t i = 1; i < 8; i++)
-        assert_int_equal(ledger_raft_entry_get(l, i, buf, sizeof buf, &len), EHR_ENOTFOUND);
+        assert_int_equal(ledger_raft_entry_get(l, i, buf, sizeof buf, &len, NULL), EHR_ENOTFOUND);
     for (uint64_t i = 8; i <= 20; i++)
         entry_expect(l, i, 0);
     struct collect c = {0};
-    assert_int_equal(ledger_raft_entries_read(l, 7, 9, UINT64_MAX, collect_entry, &c),
+    assert_int_equal(ledger_raft_entries_read(l, 7, 9, UINT64_MAX, collect_entry, &c, NULL),
                      EHR_ENOTFOUND);
-    assert_int_equal(ledger_raft_boundary_get(l, buf, sizeof buf, &len), 0);
+    assert_int_equal(ledger_raft_boundary_get(l, buf, sizeof buf, &len, NULL), 0);
     assert_int_equal(len, 9);
     assert_memory_equal(buf, "term-of-7", 9);
     ledger_stats stats;
-    assert_int_equal(ledger_stats_get(l, &stats), 0);
+    assert_int_equal(ledger_stats_get(l, &stats, NULL), 0);
     assert_int_equal(stats.raft_entries, 13);
     /* Compacting to first again is allowed (nothing dropped). */
     b.compact_index = 8;
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     bounds_expect(l, 8, 20);
     /* Installing a snapshot at 29: the log is empty and starts at 30. */
     b = (ledger_raft_batch){.compact_index = 30,
                             .boundary = BYTES("term-of-29"),
                             .snapshot_meta = BYTES("snapshot-29")};
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     bounds_expect(l, 30, 29);
-    assert_int_equal(ledger_raft_entry_get(l, 20, buf, sizeof buf, &len), EHR_ENOTFOUND);
+    assert_int_equal(ledger_raft_entry_get(l, 20, buf, sizeof buf, &len, NULL), EHR_ENOTFOUND);
     assert_int_equal(append_pattern(l, 31, 1, 0), EHR_EINVAL);
     assert_int_equal(append_pattern(l, 29, 1, 0), EHR_EINVAL);
     assert_int_equal(append_pattern(l, 30, 5, 0), 0);
@@ -332,9 +334,9 @@ static void test_compaction_hides_entries_below_first(void **state)
     entry_expect(l, 30, 0);
     /* Installing a snapshot inside the log (at 31): truncate, then compact. */
     b = (ledger_raft_batch){.truncate_from = 32, .compact_index = 32, .boundary = BYTES("t31")};
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     bounds_expect(l, 32, 31);
-    assert_int_equal(ledger_stats_get(l, &stats), 0);
+    assert_int_equal(ledger_stats_get(l, &stats, NULL), 0);
     assert_int_equal(stats.raft_entries, 0);
     ledger_close(l);
     tu_rmdir(dir);
@@ -345,10 +347,10 @@ static void test_refused_writes_change_nothing(void **state)
     (void)state;
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     assert_int_equal(append_pattern(l, 1, 20, 0), 0);
     ledger_raft_batch b = {.compact_index = 5, .boundary = BYTES("b4"), .hard_state = BYTES("h")};
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     bounds_expect(l, 5, 20);
     digest before = log_digest(l);
 
@@ -388,17 +390,18 @@ static void test_refused_writes_change_nothing(void **state)
          EHR_EINVAL},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(bad); i++) {
-        int rc = ledger_raft_write(l, &bad[i].b);
+        ehr_diag why = {""};
+        int rc = ledger_raft_write(l, &bad[i].b, &why);
         if (rc != bad[i].rc)
-            fail_msg("case %zu: %d, wanted %d (%s)", i, rc, bad[i].rc, ledger_last_error(l));
-        assert_true(ledger_last_error(l)[0] != '\0');
+            fail_msg("case %zu: %d, wanted %d (%s)", i, rc, bad[i].rc, why.msg);
+        assert_true(why.msg[0] != '\0');
         digest_expect(l, &before);
     }
     ledger_close(l);
 
     /* A write that fails inside LMDB (the map is full) leaves nothing too. */
     ledger_options tiny = {.sync = LEDGER_SYNC_NONE, .map_bytes = LEDGER_MAP_BYTES_MIN};
-    assert_int_equal(ledger_open(dir, &tiny, &l), 0);
+    assert_int_equal(ledger_open(dir, &tiny, &l, NULL), 0);
     digest_expect(l, &before);
     static uint8_t chunk[16 * 1024];
     ledger_bytes many[64];
@@ -409,7 +412,7 @@ static void test_refused_writes_change_nothing(void **state)
                               .entries = many,
                               .entry_count = EHR_ARRAY_COUNT(many),
                               .hard_state = BYTES("h3")};
-    assert_int_equal(ledger_raft_write(l, &full), EHR_EFULL);
+    assert_int_equal(ledger_raft_write(l, &full, NULL), EHR_EFULL);
     digest_expect(l, &before);
     ledger_close(l);
     tu_rmdir(dir);
@@ -420,20 +423,20 @@ static void test_limits_at_their_edges(void **state)
     (void)state;
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     /* One entry of exactly the largest size, then one byte over. */
     size_t max = LEDGER_RAFT_ENTRY_BYTES_MAX;
     uint8_t *big = ehr_malloc(max + 1);
     memset(big, 0x5a, max + 1);
     ledger_bytes e = {big, max + 1};
     ledger_raft_batch b = {.append_index = 1, .entries = &e, .entry_count = 1};
-    assert_int_equal(ledger_raft_write(l, &b), EHR_ETOOBIG);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), EHR_ETOOBIG);
     bounds_expect(l, 1, 0);
     e.len = max;
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     memset(big, 0, max + 1);
     size_t len;
-    assert_int_equal(ledger_raft_entry_get(l, 1, big, max + 1, &len), 0);
+    assert_int_equal(ledger_raft_entry_get(l, 1, big, max + 1, &len, NULL), 0);
     assert_int_equal(len, max);
     assert_int_equal(big[0], 0x5a);
     assert_int_equal(big[max - 1], 0x5a);
@@ -445,10 +448,10 @@ static void test_limits_at_their_edges(void **state)
     for (size_t i = 0; i <= count; i++)
         many[i] = (ledger_bytes){(const uint8_t *)"e", 1};
     b = (ledger_raft_batch){.append_index = 2, .entries = many, .entry_count = count + 1};
-    assert_int_equal(ledger_raft_write(l, &b), EHR_ETOOBIG);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), EHR_ETOOBIG);
     bounds_expect(l, 1, 1);
     b.entry_count = count;
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     bounds_expect(l, 1, 1 + count);
     ehr_free(many);
 
@@ -459,13 +462,13 @@ static void test_limits_at_their_edges(void **state)
                             .boundary = {meta, sizeof meta},
                             .hard_state = {meta, sizeof meta},
                             .snapshot_meta = {meta, sizeof meta}};
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     uint8_t got[LEDGER_RAFT_META_BYTES_MAX];
-    assert_int_equal(ledger_raft_hard_state_get(l, got, sizeof got, &len), 0);
+    assert_int_equal(ledger_raft_hard_state_get(l, got, sizeof got, &len, NULL), 0);
     assert_int_equal(len, sizeof meta);
-    assert_int_equal(ledger_raft_snapshot_meta_get(l, got, sizeof got, &len), 0);
+    assert_int_equal(ledger_raft_snapshot_meta_get(l, got, sizeof got, &len, NULL), 0);
     assert_int_equal(len, sizeof meta);
-    assert_int_equal(ledger_raft_boundary_get(l, got, sizeof got, &len), 0);
+    assert_int_equal(ledger_raft_boundary_get(l, got, sizeof got, &len, NULL), 0);
     assert_int_equal(len, sizeof meta);
     assert_memory_equal(got, meta, sizeof meta);
     ledger_close(l);
@@ -477,18 +480,18 @@ static void test_reopen_yields_exactly_what_was_written(void **state)
     (void)state;
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, NULL, &l), 0);
+    assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
     assert_int_equal(append_pattern(l, 1, 50, 0), 0);
     assert_int_equal(append_pattern(l, 45, 10, 1), 0); /* 45..54 replaced */
     ledger_raft_batch b = {.compact_index = 12,
                            .boundary = BYTES("t11"),
                            .hard_state = BYTES("hs"),
                            .snapshot_meta = BYTES("sm")};
-    assert_int_equal(ledger_raft_write(l, &b), 0);
+    assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     digest before = log_digest(l);
     ledger_close(l);
 
-    assert_int_equal(ledger_open(dir, NULL, &l), 0);
+    assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
     digest_expect(l, &before);
     bounds_expect(l, 12, 54);
     for (uint64_t i = 12; i <= 44; i++)
@@ -497,7 +500,7 @@ static void test_reopen_yields_exactly_what_was_written(void **state)
         entry_expect(l, i, 1);
     ledger_close(l);
     ledger_options ro = {.read_only = true};
-    assert_int_equal(ledger_open(dir, &ro, &l), 0);
+    assert_int_equal(ledger_open(dir, &ro, &l, NULL), 0);
     digest_expect(l, &before);
     assert_int_equal(append_pattern(l, 55, 1, 0), EHR_EINVAL);
     ledger_close(l);
@@ -514,21 +517,21 @@ static void test_raft_log_and_blocks_share_one_environment(void **state)
     tu_genesis(&key, 1, &g, &g_len);
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
-    assert_int_equal(ledger_genesis_init(l, g, g_len), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
+    assert_int_equal(ledger_genesis_init(l, g, g_len, NULL), 0);
     ehr_free(g);
     assert_int_equal(append_pattern(l, 1, 5, 0), 0);
     uint64_t height;
-    assert_int_equal(tu_append(l, &key, 3, &height), 0);
+    assert_int_equal(tu_append(l, &key, 3, &height, NULL), 0);
     assert_int_equal(append_pattern(l, 6, 5, 0), 0);
     ledger_close(l);
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
     assert_int_equal(tip.height, 1);
     bounds_expect(l, 1, 10);
     ledger_stats stats;
-    assert_int_equal(ledger_stats_get(l, &stats), 0);
+    assert_int_equal(ledger_stats_get(l, &stats, NULL), 0);
     assert_int_equal(stats.blocks, 2);
     assert_int_equal(stats.raft_entries, 10);
     ledger_verify_report rep;
@@ -544,7 +547,7 @@ static void test_ledger_without_a_raft_log_database_opens(void **state)
     (void)state;
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     assert_int_equal(append_pattern(l, 1, 3, 0), 0);
     ledger_close(l);
     MDB_env *env;
@@ -560,16 +563,16 @@ static void test_ledger_without_a_raft_log_database_opens(void **state)
     mdb_env_close(env);
 
     ledger_options ro = {.read_only = true};
-    assert_int_equal(ledger_open(dir, &ro, &l), 0);
+    assert_int_equal(ledger_open(dir, &ro, &l, NULL), 0);
     bounds_expect(l, 1, 0);
     uint8_t buf[8];
     size_t len;
-    assert_int_equal(ledger_raft_entry_get(l, 1, buf, sizeof buf, &len), EHR_ENOTFOUND);
+    assert_int_equal(ledger_raft_entry_get(l, 1, buf, sizeof buf, &len, NULL), EHR_ENOTFOUND);
     ledger_stats stats;
-    assert_int_equal(ledger_stats_get(l, &stats), 0);
+    assert_int_equal(ledger_stats_get(l, &stats, NULL), 0);
     assert_int_equal(stats.raft_entries, 0);
     ledger_close(l);
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     assert_int_equal(append_pattern(l, 1, 2, 0), 0);
     bounds_expect(l, 1, 2);
     ledger_close(l);
@@ -607,11 +610,11 @@ static uint64_t u64_be_read(const uint8_t in[8])
 static _Noreturn void crash_child(const char *dir, int report_fd, unsigned seed)
 {
     ledger *l;
-    if (ledger_open(dir, NULL, &l) != 0)
+    if (ledger_open(dir, NULL, &l, NULL) != 0)
         _exit(2);
     srand(seed);
     uint64_t first, last;
-    if (ledger_raft_bounds(l, &first, &last) != 0)
+    if (ledger_raft_bounds(l, &first, &last, NULL) != 0)
         _exit(3);
     uint8_t buf[CRASH_BATCH_MAX][100];
     ledger_bytes e[CRASH_BATCH_MAX];
@@ -632,7 +635,7 @@ static _Noreturn void crash_child(const char *dir, int report_fd, unsigned seed)
             u64_be(boundary, b.compact_index - 1);
             b.boundary = (ledger_bytes){boundary, sizeof boundary};
         }
-        if (ledger_raft_write(l, &b) != 0)
+        if (ledger_raft_write(l, &b, NULL) != 0)
             _exit(4);
         last += n;
         if (write(report_fd, &last, sizeof last) != (ssize_t)sizeof last)
@@ -688,20 +691,20 @@ static void test_killed_writer_leaves_a_prefix_with_every_acknowledged_write(voi
         close(fds[0]);
 
         ledger *l;
-        assert_int_equal(ledger_open(dir, NULL, &l), 0);
+        assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
         uint64_t first;
-        assert_int_equal(ledger_raft_bounds(l, &first, &last), 0); /* one contiguous run */
+        assert_int_equal(ledger_raft_bounds(l, &first, &last, NULL), 0); /* one contiguous run */
         if (last < acknowledged)
             fail_msg("round %d: log ends at %llu, below acknowledged %llu", round,
                      (unsigned long long)last, (unsigned long long)acknowledged);
         /* The hard state refers to exactly the log that is there. */
         uint8_t hs[8];
         size_t len;
-        assert_int_equal(ledger_raft_hard_state_get(l, hs, sizeof hs, &len), 0);
+        assert_int_equal(ledger_raft_hard_state_get(l, hs, sizeof hs, &len, NULL), 0);
         assert_int_equal(len, 8);
         assert_int_equal(u64_be_read(hs), last);
         if (first > 1) {
-            assert_int_equal(ledger_raft_boundary_get(l, hs, sizeof hs, &len), 0);
+            assert_int_equal(ledger_raft_boundary_get(l, hs, sizeof hs, &len, NULL), 0);
             assert_int_equal(u64_be_read(hs), first - 1);
         }
         for (uint64_t i = first; i <= last; i++)
@@ -739,7 +742,7 @@ static int ls_hard_state(void *ctx, struct raft_hard_state *out)
     struct lstore *s = ctx;
     uint8_t buf[RAFT_HARD_STATE_RECORD_BYTES];
     size_t len;
-    int rc = ledger_raft_hard_state_get(s->l, buf, sizeof buf, &len);
+    int rc = ledger_raft_hard_state_get(s->l, buf, sizeof buf, &len, NULL);
     if (rc == EHR_ENOTFOUND) {
         memset(out, 0, sizeof *out);
         return 0;
@@ -753,7 +756,7 @@ static int ls_snapshot_meta(void *ctx, struct raft_snapshot_meta *out, uint64_t 
     uint8_t buf[RAFT_SNAPSHOT_META_RECORD_BYTES];
     size_t len;
     *size = 0;
-    int rc = ledger_raft_snapshot_meta_get(s->l, buf, sizeof buf, &len);
+    int rc = ledger_raft_snapshot_meta_get(s->l, buf, sizeof buf, &len, NULL);
     if (rc == EHR_ENOTFOUND) {
         memset(out, 0, sizeof *out);
         return 0;
@@ -800,7 +803,7 @@ static int ls_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t bytes_max,
     s->cap = cap < EHR_ARRAY_COUNT(s->offsets) ? cap : EHR_ARRAY_COUNT(s->offsets);
     /* Record bytes exceed data bytes, so the ledger's budget stops no later
      * than the core's. */
-    long n = ledger_raft_entries_read(s->l, lo, hi, bytes_max, ls_collect, s);
+    long n = ledger_raft_entries_read(s->l, lo, hi, bytes_max, ls_collect, s, NULL);
     if (n < 0)
         return (int)n;
     for (size_t i = 0; i < s->count; i++) {
@@ -828,7 +831,7 @@ static int ls_term(void *ctx, uint64_t index, uint64_t *term)
         uint8_t buf[RAFT_ENTRY_RECORD_HEADER_BYTES + RAFT_RECORD_CRC_BYTES];
         size_t len;
         struct raft_entry e;
-        int rc = ledger_raft_boundary_get(s->l, buf, sizeof buf, &len);
+        int rc = ledger_raft_boundary_get(s->l, buf, sizeof buf, &len, NULL);
         if (rc == 0)
             rc = raft_entry_record_decode(buf, len, &e);
         if (rc == 0)
@@ -847,7 +850,7 @@ static void ls_open(struct lstore *s, ledger *l, struct raft_storage *st)
 {
     memset(s, 0, sizeof *s);
     s->l = l;
-    assert_int_equal(ledger_raft_bounds(l, &s->first, &s->last), 0);
+    assert_int_equal(ledger_raft_bounds(l, &s->first, &s->last, NULL), 0);
     *st = (struct raft_storage){.ctx = s,
                                 .hard_state = ls_hard_state,
                                 .snapshot_meta = ls_snapshot_meta,
@@ -887,7 +890,7 @@ static int ls_persist(struct lstore *s, const struct raft_entry *entries, size_t
         b.hard_state = (ledger_bytes){hs_buf, (size_t)rc};
     }
     if (rc >= 0)
-        rc = ledger_raft_write(s->l, &b);
+        rc = ledger_raft_write(s->l, &b, NULL);
     if (rc >= 0 && count > 0)
         s->last = entries[count - 1].index;
     ehr_free(e);
@@ -953,7 +956,7 @@ static void test_raft_instance_persists_through_the_ledger_and_recovers(void **s
     (void)state;
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, NULL, &l), 0);
+    assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
     struct lstore s;
     struct raft_storage st;
     ls_open(&s, l, &st);
@@ -988,7 +991,7 @@ static void test_raft_instance_persists_through_the_ledger_and_recovers(void **s
     ledger_close(l);
 
     /* Restart from the ledger alone. */
-    assert_int_equal(ledger_open(dir, NULL, &l), 0);
+    assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
     ls_open(&s, l, &st);
     assert_int_equal(s.last, before.last_index);
     struct raft_hard_state hs;

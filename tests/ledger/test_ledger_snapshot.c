@@ -154,7 +154,7 @@ static void raft_append(ledger *l, uint64_t lo, uint64_t hi, char who, ledger_by
         ledger_raft_batch b = {.append_index = i, .entries = &e, .entry_count = 1};
         if (i == hi)
             b.hard_state = hard_state;
-        assert_int_equal(ledger_raft_write(l, &b), 0);
+        assert_int_equal(ledger_raft_write(l, &b, NULL), 0);
     }
 }
 
@@ -163,7 +163,7 @@ static void raft_append(ledger *l, uint64_t lo, uint64_t hi, char who, ledger_by
 static int block_append(ledger *l, const ehr_signing_key *key, size_t count, uint64_t applied)
 {
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, key, count, 16);
     uint8_t *block;
@@ -175,7 +175,7 @@ static int block_append(ledger *l, const ehr_signing_key *key, size_t count, uin
                          .writes = b.writes,
                          .write_count = b.count,
                          .applied_index = applied != 0 ? applied : tip.applied_index + 1};
-    int rc = ledger_append_block(l, &req);
+    int rc = ledger_append_block(l, &req, NULL);
     ehr_free(block);
     tu_batch_free(&b);
     return rc;
@@ -184,8 +184,8 @@ static int block_append(ledger *l, const ehr_signing_key *key, size_t count, uin
 static void ledger_make(const char *dir, const fixture *f)
 {
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
-    assert_int_equal(ledger_genesis_init(l, f->genesis, f->genesis_len), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
+    assert_int_equal(ledger_genesis_init(l, f->genesis, f->genesis_len, NULL), 0);
     ledger_close(l);
 }
 
@@ -200,21 +200,21 @@ static int setup(void **state)
 
     ledger_make(f->source_dir, f);
     ledger *l;
-    assert_int_equal(ledger_open(f->source_dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(f->source_dir, &fast, &l, NULL), 0);
     for (int i = 0; i < SOURCE_BLOCKS; i++)
         assert_int_equal(block_append(l, &f->key, TXS_PER_BLOCK, 0), 0);
-    assert_int_equal(ledger_applied_index_set(l, SOURCE_APPLIED), 0);
+    assert_int_equal(ledger_applied_index_set(l, SOURCE_APPLIED, NULL), 0);
     raft_append(l, 1, SOURCE_RAFT_LAST, 's', BYTES("source-hard-state"));
     ledger_raft_batch meta = {.snapshot_meta = BYTES("source-snapshot-meta")};
-    assert_int_equal(ledger_raft_write(l, &meta), 0);
+    assert_int_equal(ledger_raft_write(l, &meta, NULL), 0);
     path_make(f->snapshot, f->stage_dir, "snap.mdb");
-    assert_int_equal(ledger_snapshot_create(l, f->snapshot, &f->info), 0);
+    assert_int_equal(ledger_snapshot_create(l, f->snapshot, &f->info, NULL), 0);
     ledger_chain chain;
-    assert_int_equal(ledger_chain_get(l, &chain), 0);
+    assert_int_equal(ledger_chain_get(l, &chain, NULL), 0);
     ledger_close(l);
 
     ledger_make(f->receiver_dir, f);
-    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l, NULL), 0);
     raft_append(l, 1, RECEIVER_RAFT_LAST, 'r', BYTES("receiver-hard-state-term-9"));
     ledger_close(l);
 
@@ -269,7 +269,8 @@ static digest state_digest(ledger *l, uint64_t *count)
 {
     crypto_generichash_state st;
     crypto_generichash_init(&st, NULL, 0, 32);
-    long n = ledger_state_scan(l, NULL, 0, NULL, 0, LEDGER_SCAN_COUNT_MAX, state_digest_fn, &st);
+    long n =
+        ledger_state_scan(l, NULL, 0, NULL, 0, LEDGER_SCAN_COUNT_MAX, state_digest_fn, &st, NULL);
     assert_true(n > 0 && n < LEDGER_SCAN_COUNT_MAX);
     *count = (uint64_t)n;
     digest d;
@@ -281,8 +282,8 @@ static digest state_digest(ledger *l, uint64_t *count)
 static void ledgers_expect_equal(ledger *a, ledger *b)
 {
     ledger_tip ta, tb;
-    assert_int_equal(ledger_tip_get(a, &ta), 0);
-    assert_int_equal(ledger_tip_get(b, &tb), 0);
+    assert_int_equal(ledger_tip_get(a, &ta, NULL), 0);
+    assert_int_equal(ledger_tip_get(b, &tb, NULL), 0);
     assert_int_equal(ta.height, tb.height);
     assert_memory_equal(ta.hash, tb.hash, EHR_HASH_BYTES);
     assert_int_equal(ta.applied_index, tb.applied_index);
@@ -292,8 +293,8 @@ static void ledgers_expect_equal(ledger *a, ledger *b)
     for (uint64_t h = 0; h <= ta.height; h++) {
         uint8_t *ba, *bb;
         size_t la, lb;
-        assert_int_equal(ledger_block_get(a, h, &ba, &la), 0);
-        assert_int_equal(ledger_block_get(b, h, &bb, &lb), 0);
+        assert_int_equal(ledger_block_get(a, h, &ba, &la, NULL), 0);
+        assert_int_equal(ledger_block_get(b, h, &bb, &lb, NULL), 0);
         assert_int_equal(la, lb);
         assert_memory_equal(ba, bb, la);
         ledger_block_view view;
@@ -306,8 +307,8 @@ static void ledgers_expect_equal(ledger *a, ledger *b)
             ledger_tx_location xa, xb;
             uint8_t *ea, *eb;
             size_t ela, elb;
-            assert_int_equal(ledger_tx_get(a, hashes[i], &xa, &ea, &ela), 0);
-            assert_int_equal(ledger_tx_get(b, hashes[i], &xb, &eb, &elb), 0);
+            assert_int_equal(ledger_tx_get(a, hashes[i], &xa, &ea, &ela, NULL), 0);
+            assert_int_equal(ledger_tx_get(b, hashes[i], &xb, &eb, &elb, NULL), 0);
             assert_int_equal(xa.height, xb.height);
             assert_int_equal(xa.index, xb.index);
             assert_int_equal(xa.offset, xb.offset);
@@ -330,18 +331,18 @@ static void ledgers_expect_equal(ledger *a, ledger *b)
     assert_true(ca > 0);
     assert_memory_equal(da.hash, db.hash, sizeof da.hash);
     ledger_stats sa, sb;
-    assert_int_equal(ledger_stats_get(a, &sa), 0);
-    assert_int_equal(ledger_stats_get(b, &sb), 0);
+    assert_int_equal(ledger_stats_get(a, &sa, NULL), 0);
+    assert_int_equal(ledger_stats_get(b, &sb, NULL), 0);
     assert_int_equal(sa.tx_index_rows, sb.tx_index_rows);
     assert_int_equal(sa.state_keys, sb.state_keys);
 }
 
-static void meta_expect(int (*get)(ledger *, uint8_t *, size_t, size_t *), ledger *l,
+static void meta_expect(int (*get)(ledger *, uint8_t *, size_t, size_t *, ehr_diag *), ledger *l,
                         ledger_bytes want)
 {
     uint8_t buf[LEDGER_RAFT_META_BYTES_MAX];
     size_t len;
-    assert_int_equal(get(l, buf, sizeof buf, &len), 0);
+    assert_int_equal(get(l, buf, sizeof buf, &len, NULL), 0);
     assert_int_equal(len, want.len);
     assert_memory_equal(buf, want.data, len);
 }
@@ -359,11 +360,12 @@ static void verify_expect(ledger *l)
 static void installed_expect(const fixture *f, ledger_bytes hard_state)
 {
     ledger *src, *got;
-    assert_int_equal(ledger_open(f->source_dir, &(ledger_options){.read_only = true}, &src), 0);
-    assert_int_equal(ledger_open(f->receiver_dir, &fast, &got), 0);
+    assert_int_equal(ledger_open(f->source_dir, &(ledger_options){.read_only = true}, &src, NULL),
+                     0);
+    assert_int_equal(ledger_open(f->receiver_dir, &fast, &got, NULL), 0);
     ledgers_expect_equal(src, got);
     uint64_t first, last;
-    assert_int_equal(ledger_raft_bounds(got, &first, &last), 0);
+    assert_int_equal(ledger_raft_bounds(got, &first, &last, NULL), 0);
     assert_int_equal(first, SOURCE_APPLIED + 1);
     assert_int_equal(last, SOURCE_APPLIED);
     meta_expect(ledger_raft_hard_state_get, got, hard_state);
@@ -380,11 +382,11 @@ static void test_create_reports_what_the_copy_holds_and_inspect_agrees(void **st
 {
     fixture *f = *state;
     ledger *l;
-    assert_int_equal(ledger_open(f->source_dir, &(ledger_options){.read_only = true}, &l), 0);
+    assert_int_equal(ledger_open(f->source_dir, &(ledger_options){.read_only = true}, &l, NULL), 0);
     ledger_tip tip;
     ledger_chain chain;
-    assert_int_equal(ledger_tip_get(l, &tip), 0);
-    assert_int_equal(ledger_chain_get(l, &chain), 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
+    assert_int_equal(ledger_chain_get(l, &chain, NULL), 0);
     ledger_close(l);
     assert_int_equal(f->info.tip.height, SOURCE_BLOCKS);
     assert_int_equal(f->info.tip.applied_index, SOURCE_APPLIED);
@@ -412,13 +414,13 @@ static void test_create_replaces_an_older_snapshot_whole(void **state)
 {
     fixture *f = *state;
     ledger *l;
-    assert_int_equal(ledger_open(f->source_dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(f->source_dir, &fast, &l, NULL), 0);
     assert_int_equal(block_append(l, &f->key, TXS_PER_BLOCK, 0), 0);
     ledger_snapshot_info info;
     char path[PATH_BYTES];
     path_make(path, f->stage_dir, "again.mdb");
     file_copy(f->snapshot, path);
-    assert_int_equal(ledger_snapshot_create(l, path, &info), 0);
+    assert_int_equal(ledger_snapshot_create(l, path, &info, NULL), 0);
     ledger_close(l);
     assert_int_equal(info.tip.height, SOURCE_BLOCKS + 1);
     ledger_snapshot_info again;
@@ -446,11 +448,11 @@ static void test_install_replaces_the_ledger_and_keeps_the_receivers_hard_state(
 
     /* The installed ledger takes new blocks and Raft writes. */
     ledger *l;
-    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l, NULL), 0);
     raft_append(l, SOURCE_APPLIED + 1, SOURCE_APPLIED + 2, 'r', BYTES("hs-after"));
     assert_int_equal(block_append(l, &f->key, TXS_PER_BLOCK, 0), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
     assert_int_equal(tip.height, SOURCE_BLOCKS + 1);
     assert_int_equal(tip.applied_index, SOURCE_APPLIED + 1);
     verify_expect(l);
@@ -475,16 +477,17 @@ static void test_install_writes_the_given_hard_state_and_entries(void **state)
     if (rc != 0)
         fail_msg("install: %s", diag.msg);
     ledger *l;
-    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l, NULL), 0);
     uint64_t first, last;
-    assert_int_equal(ledger_raft_bounds(l, &first, &last), 0);
+    assert_int_equal(ledger_raft_bounds(l, &first, &last, NULL), 0);
     assert_int_equal(first, SOURCE_APPLIED + 1);
     assert_int_equal(last, SOURCE_APPLIED + 2);
     for (int i = 0; i < 2; i++) {
         uint8_t got[16];
         size_t len;
         assert_int_equal(
-            ledger_raft_entry_get(l, SOURCE_APPLIED + 1 + (uint64_t)i, got, sizeof got, &len), 0);
+            ledger_raft_entry_get(l, SOURCE_APPLIED + 1 + (uint64_t)i, got, sizeof got, &len, NULL),
+            0);
         assert_int_equal(len, entries[i].len);
         assert_memory_equal(got, entries[i].data, len);
     }
@@ -506,9 +509,9 @@ static void test_install_into_a_directory_without_a_ledger(void **state)
     if (rc != 0)
         fail_msg("install: %s", diag.msg);
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
     assert_memory_equal(&tip, &f->info.tip, sizeof tip);
     meta_expect(ledger_raft_hard_state_get, l, BYTES("new-node-hard-state"));
     verify_expect(l);
@@ -555,9 +558,9 @@ static void inspect_refuses(const char *path, int want)
 static uint8_t *tip_block(const fixture *f, size_t *len)
 {
     ledger *l;
-    assert_int_equal(ledger_open(f->source_dir, &(ledger_options){.read_only = true}, &l), 0);
+    assert_int_equal(ledger_open(f->source_dir, &(ledger_options){.read_only = true}, &l, NULL), 0);
     uint8_t *block;
-    assert_int_equal(ledger_block_get(l, f->info.tip.height, &block, len), 0);
+    assert_int_equal(ledger_block_get(l, f->info.tip.height, &block, len, NULL), 0);
     ledger_close(l);
     return block;
 }
@@ -634,18 +637,19 @@ static void test_inspect_refuses_damaged_and_foreign_files(void **state)
 
     dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     ledger_close(l);
     path_make(data, dir, "data.mdb");
     inspect_refuses(data, EHR_ENOTFOUND);
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
-    assert_int_equal(ledger_genesis_init(l, f->genesis, f->genesis_len), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
+    assert_int_equal(ledger_genesis_init(l, f->genesis, f->genesis_len, NULL), 0);
     /* Create refuses it too, and leaves no file behind. */
     char snap[PATH_BYTES];
     path_make(snap, f->stage_dir, "nothing-applied.mdb");
     ledger_snapshot_info info;
-    assert_int_equal(ledger_snapshot_create(l, snap, &info), EHR_EINVAL);
-    assert_non_null(strstr(ledger_last_error(l), "applied index 0"));
+    ehr_diag why;
+    assert_int_equal(ledger_snapshot_create(l, snap, &info, &why), EHR_EINVAL);
+    assert_non_null(strstr(why.msg, "applied index 0"));
     assert_false(file_exists(snap));
     ledger_close(l);
     inspect_refuses(data, EHR_EINVAL);
@@ -733,8 +737,8 @@ static void test_refused_installs_change_nothing_in_the_receiver(void **state)
 
     /* A receiver that has applied beyond the snapshot. */
     ledger *l;
-    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l), 0);
-    assert_int_equal(ledger_applied_index_set(l, SOURCE_APPLIED + 1), 0);
+    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l, NULL), 0);
+    assert_int_equal(ledger_applied_index_set(l, SOURCE_APPLIED + 1, NULL), 0);
     ledger_close(l);
     stage(f, "incoming.mdb", staged);
     install_refused(f, staged, &reset, &f->expect, EHR_EINVAL, "receiver ahead of the snapshot");
@@ -755,8 +759,8 @@ static void test_refused_installs_change_nothing_in_the_receiver(void **state)
     uint8_t *g2;
     size_t g2_len;
     tu_genesis(&k2, 1, &g2, &g2_len);
-    assert_int_equal(ledger_open(other_dir, &fast, &l), 0);
-    assert_int_equal(ledger_genesis_init(l, g2, g2_len), 0);
+    assert_int_equal(ledger_open(other_dir, &fast, &l, NULL), 0);
+    assert_int_equal(ledger_genesis_init(l, g2, g2_len, NULL), 0);
     ledger_close(l);
     ehr_free(g2);
     digest before = dir_digest(other_dir);
@@ -784,7 +788,7 @@ static void test_install_is_refused_while_the_ledger_is_open(void **state)
     if (pid == 0) {
         close(fds[0]);
         ledger *l;
-        if (ledger_open(f->receiver_dir, &fast, &l) != 0)
+        if (ledger_open(f->receiver_dir, &fast, &l, NULL) != 0)
             _exit(2);
         char c = 'y';
         if (write(fds[1], &c, 1) != 1)
@@ -808,7 +812,7 @@ static void test_install_is_refused_while_the_ledger_is_open(void **state)
 
     /* Open in this process (a caller that forgot to close it). */
     ledger *l;
-    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l, NULL), 0);
     assert_int_equal(
         ledger_snapshot_install(f->receiver_dir, staged, &reset, &f->expect, NULL, &diag),
         EHR_EAGAIN);
@@ -834,11 +838,11 @@ static void test_a_stale_lock_file_does_not_outlive_the_install(void **state)
     if (pid == 0) {
         close(fds[0]);
         ledger *l;
-        if (ledger_open(f->receiver_dir, &fast, &l) != 0)
+        if (ledger_open(f->receiver_dir, &fast, &l, NULL) != 0)
             _exit(2);
         ledger_raft_batch hs = {.hard_state = BYTES("receiver-hard-state-term-9")};
         for (int i = 0; i < 200; i++)
-            if (ledger_raft_write(l, &hs) != 0)
+            if (ledger_raft_write(l, &hs, NULL) != 0)
                 _exit(3);
         MDB_txn *txn;
         if (mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn) != 0)
@@ -870,14 +874,14 @@ static void test_a_stale_lock_file_does_not_outlive_the_install(void **state)
     assert_int_equal(st.st_size, 0);
     /* Writes on the new ledger commit and read back after reopening. */
     ledger *l;
-    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l, NULL), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(block_append(l, &f->key, TXS_PER_BLOCK, 0), 0);
     raft_append(l, SOURCE_APPLIED + 1, SOURCE_APPLIED + 4, 'r', BYTES("hs-new"));
     ledger_close(l);
-    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
     assert_int_equal(tip.height, SOURCE_BLOCKS + 3);
     meta_expect(ledger_raft_hard_state_get, l, BYTES("hs-new"));
     verify_expect(l);
@@ -924,19 +928,20 @@ static void test_limits_at_their_edges(void **state)
     char path[PATH_BYTES];
     int depth;
     ledger *l;
-    assert_int_equal(ledger_open(f->source_dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(f->source_dir, &fast, &l, NULL), 0);
     ledger_snapshot_info info;
 
     /* A path of exactly the limit works; one byte more is refused. */
     long_path_make(path, f->stage_dir, LEDGER_SNAPSHOT_PATH_BYTES_MAX, &depth);
-    int rc = ledger_snapshot_create(l, path, &info);
+    ehr_diag why;
+    int rc = ledger_snapshot_create(l, path, &info, &why);
     if (rc != 0)
-        fail_msg("create at the path limit: %s", ledger_last_error(l));
+        fail_msg("create at the path limit: %s", why.msg);
     assert_int_equal(ledger_snapshot_inspect(path, &info, NULL), 0);
     long_path_remove(path, depth);
     long_path_make(path, f->stage_dir, LEDGER_SNAPSHOT_PATH_BYTES_MAX + 1, &depth);
-    assert_int_equal(ledger_snapshot_create(l, path, &info), EHR_ETOOBIG);
-    assert_non_null(strstr(ledger_last_error(l), "limit"));
+    assert_int_equal(ledger_snapshot_create(l, path, &info, &why), EHR_ETOOBIG);
+    assert_non_null(strstr(why.msg, "limit"));
     assert_false(file_exists(path));
     ehr_diag diag;
     assert_int_equal(ledger_snapshot_inspect(path, &info, &diag), EHR_ETOOBIG);
@@ -986,7 +991,7 @@ static void *copier_run(void *arg)
         /* Spread the copies over the appends. */
         while (atomic_load(&c->appended) < (i * COPY_BLOCKS_MIN) / COPIES)
             usleep(100);
-        c->rc[i] = ledger_snapshot_create(c->l, c->path[i], &c->info[i]);
+        c->rc[i] = ledger_snapshot_create(c->l, c->path[i], &c->info[i], NULL);
     }
     atomic_store(&c->done, 1);
     return NULL;
@@ -997,9 +1002,9 @@ static void test_a_copy_taken_during_appends_is_a_consistent_prefix(void **state
     fixture *f = *state;
     ledger *l;
     /* Durable, as the node runs: each append and raft write commits. */
-    assert_int_equal(ledger_open(f->source_dir, NULL, &l), 0);
+    assert_int_equal(ledger_open(f->source_dir, NULL, &l, NULL), 0);
     ledger_tip start;
-    assert_int_equal(ledger_tip_get(l, &start), 0);
+    assert_int_equal(ledger_tip_get(l, &start, NULL), 0);
     copier c = {.l = l};
     for (int i = 0; i < COPIES; i++) {
         char name[32];
@@ -1011,11 +1016,11 @@ static void test_a_copy_taken_during_appends_is_a_consistent_prefix(void **state
     /* As the node does: persist the Raft entry with its hard state, then
      * apply it (the block carries the entry's index as applied index). */
     uint64_t raft_last;
-    assert_int_equal(ledger_raft_last_index(l, &raft_last), 0);
+    assert_int_equal(ledger_raft_last_index(l, &raft_last, NULL), 0);
     int appended = 0;
     while (appended < COPY_BLOCKS_MIN || !atomic_load(&c.done)) {
         ledger_tip tip;
-        assert_int_equal(ledger_tip_get(l, &tip), 0);
+        assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
         uint8_t hs[32];
         int n = snprintf((char *)hs, sizeof hs, "hs-%llu", (unsigned long long)raft_last + 1);
         raft_append(l, raft_last + 1, raft_last + 1, 'c', (ledger_bytes){hs, (size_t)n});
@@ -1025,7 +1030,7 @@ static void test_a_copy_taken_during_appends_is_a_consistent_prefix(void **state
     }
     assert_int_equal(pthread_join(thread, NULL), 0);
     ledger_tip end;
-    assert_int_equal(ledger_tip_get(l, &end), 0);
+    assert_int_equal(ledger_tip_get(l, &end, NULL), 0);
 
     int distinct = 0;
     uint64_t seen = UINT64_MAX;
@@ -1044,27 +1049,28 @@ static void test_a_copy_taken_during_appends_is_a_consistent_prefix(void **state
         ledger *copy;
         /* Writable: the copy carries no derived tables; the open rebuilds them
          * from its blocks and write log (a read-only open would refuse). */
-        assert_int_equal(ledger_open(dir, NULL, &copy), 0);
+        assert_int_equal(ledger_open(dir, NULL, &copy, NULL), 0);
         verify_expect(copy);
         ledger_tip ct;
-        assert_int_equal(ledger_tip_get(copy, &ct), 0);
+        assert_int_equal(ledger_tip_get(copy, &ct, NULL), 0);
         assert_memory_equal(&ct, t, sizeof ct);
         for (uint64_t h = 0; h <= ct.height; h++) {
             uint8_t *ba, *bb;
             size_t la, lb;
-            assert_int_equal(ledger_block_get(copy, h, &ba, &la), 0);
-            assert_int_equal(ledger_block_get(l, h, &bb, &lb), 0);
+            assert_int_equal(ledger_block_get(copy, h, &ba, &la, NULL), 0);
+            assert_int_equal(ledger_block_get(l, h, &bb, &lb, NULL), 0);
             assert_int_equal(la, lb);
             assert_memory_equal(ba, bb, la);
             ehr_free(ba);
             ehr_free(bb);
         }
-        assert_int_equal(ledger_block_get(copy, ct.height + 1, &(uint8_t *){NULL}, &(size_t){0}),
-                         EHR_ENOTFOUND);
+        assert_int_equal(
+            ledger_block_get(copy, ct.height + 1, &(uint8_t *){NULL}, &(size_t){0}, NULL),
+            EHR_ENOTFOUND);
         /* The Raft log holds every applied entry, and the hard state is the
          * one written with its last entry (one commit, never split). */
         uint64_t first, last;
-        assert_int_equal(ledger_raft_bounds(copy, &first, &last), 0);
+        assert_int_equal(ledger_raft_bounds(copy, &first, &last, NULL), 0);
         if (ct.height == start.height) {
             assert_int_equal(ct.applied_index, start.applied_index);
             assert_true(last == SOURCE_RAFT_LAST || last == SOURCE_RAFT_LAST + 1);
@@ -1107,12 +1113,12 @@ typedef struct receiver_before {
 static bool old_or_new_expect(const fixture *f, const char *dir, const receiver_before *old)
 {
     ledger *l;
-    assert_int_equal(ledger_open(dir, &fast, &l), 0);
+    assert_int_equal(ledger_open(dir, &fast, &l, NULL), 0);
     verify_expect(l);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
     uint64_t first, last;
-    assert_int_equal(ledger_raft_bounds(l, &first, &last), 0);
+    assert_int_equal(ledger_raft_bounds(l, &first, &last, NULL), 0);
     meta_expect(ledger_raft_hard_state_get, l, BYTES("receiver-hard-state-term-9"));
     bool is_new = memcmp(&tip, &f->info.tip, sizeof tip) == 0;
     if (is_new) {
@@ -1173,9 +1179,9 @@ static void test_killed_install_leaves_the_old_or_the_new_ledger_whole(void **st
     fixture *f = *state;
     receiver_before old;
     ledger *l;
-    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l), 0);
-    assert_int_equal(ledger_tip_get(l, &old.tip), 0);
-    assert_int_equal(ledger_raft_bounds(l, &old.raft_first, &old.raft_last), 0);
+    assert_int_equal(ledger_open(f->receiver_dir, &fast, &l, NULL), 0);
+    assert_int_equal(ledger_tip_get(l, &old.tip, NULL), 0);
+    assert_int_equal(ledger_raft_bounds(l, &old.raft_first, &old.raft_last, NULL), 0);
     ledger_close(l);
     for (int step = LEDGER__INSTALL_LOCKED; step <= LEDGER__INSTALL_STEP_COUNT; step++)
         crash_round(f, (enum ledger__install_step)step, NULL, &old);

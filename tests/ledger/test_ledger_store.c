@@ -37,9 +37,9 @@ static int fixture_setup(void **state)
         tu_key(&f->keys[i], 100 + i);
     tu_genesis(f->keys, MEMBERS, &f->genesis, &f->genesis_len);
     f->dir = tu_tmpdir();
-    if (ledger_open(f->dir, NULL, &f->l) != 0)
+    if (ledger_open(f->dir, NULL, &f->l, NULL) != 0)
         return -1;
-    if (ledger_genesis_init(f->l, f->genesis, f->genesis_len) != 0)
+    if (ledger_genesis_init(f->l, f->genesis, f->genesis_len, NULL) != 0)
         return -1;
     *state = f;
     return 0;
@@ -64,8 +64,8 @@ typedef struct snapshot {
 static snapshot snap(ledger *l)
 {
     snapshot s;
-    assert_int_equal(ledger_tip_get(l, &s.tip), 0);
-    assert_int_equal(ledger_stats_get(l, &s.stats), 0);
+    assert_int_equal(ledger_tip_get(l, &s.tip, NULL), 0);
+    assert_int_equal(ledger_stats_get(l, &s.stats, NULL), 0);
     return s;
 }
 
@@ -102,19 +102,19 @@ static void test_genesis_init_writes_block0_members_and_tip(void **state)
     assert_int_equal(ledger_block_parse(b0, b0_len, &view, NULL), 0);
 
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     assert_true(tip.height == 0 && tip.tx_count == 0 && tip.applied_index == 0);
     assert_memory_equal(tip.hash, view.hash, EHR_HASH_BYTES);
     assert_true(tip.time_ms == TU_GENESIS_TIME_MS);
     ledger_chain chain;
-    assert_int_equal(ledger_chain_get(f->l, &chain), 0);
+    assert_int_equal(ledger_chain_get(f->l, &chain, NULL), 0);
     assert_string_equal(chain.chain_id, TU_CHAIN_ID);
     assert_memory_equal(chain.genesis_block_hash, view.hash, EHR_HASH_BYTES);
     assert_memory_equal(chain.genesis_hash, view.header.genesis_hash, EHR_HASH_BYTES);
 
     uint8_t *stored;
     size_t stored_len;
-    assert_int_equal(ledger_block_get(f->l, 0, &stored, &stored_len), 0);
+    assert_int_equal(ledger_block_get(f->l, 0, &stored, &stored_len, NULL), 0);
     assert_int_equal(stored_len, b0_len);
     assert_memory_equal(stored, b0, b0_len);
     ehr_free(stored);
@@ -126,7 +126,7 @@ static void test_genesis_init_writes_block0_members_and_tip(void **state)
         size_t value_len;
         ledger_member_key(key, f->keys[i].public_key);
         assert_memory_equal(key, "member/", 7);
-        assert_int_equal(ledger_state_get(f->l, key, sizeof key, &value, &value_len), 0);
+        assert_int_equal(ledger_state_get(f->l, key, sizeof key, &value, &value_len, NULL), 0);
         Ehr__V1__Member *m = ehr__v1__member__unpack(NULL, value_len, value);
         assert_non_null(m);
         assert_string_equal(m->name, g->members[i]->name);
@@ -140,17 +140,18 @@ static void test_genesis_init_writes_block0_members_and_tip(void **state)
     uint8_t *policy;
     size_t policy_len = 1;
     assert_int_equal(ledger_state_get(f->l, (const uint8_t *)LEDGER_EMERGENCY_KEY,
-                                      strlen(LEDGER_EMERGENCY_KEY), &policy, &policy_len),
+                                      strlen(LEDGER_EMERGENCY_KEY), &policy, &policy_len, NULL),
                      0);
     assert_int_equal(policy_len, 0);
     ehr_free(policy);
     ledger_stats stats;
-    assert_int_equal(ledger_stats_get(f->l, &stats), 0);
+    assert_int_equal(ledger_stats_get(f->l, &stats, NULL), 0);
     assert_true(stats.blocks == 1 && stats.tx_index_rows == 0 && stats.state_keys == MEMBERS + 1);
 
     snapshot before = snap(f->l);
-    assert_int_equal(ledger_genesis_init(f->l, f->genesis, f->genesis_len), EHR_EEXIST);
-    assert_non_null(strstr(ledger_last_error(f->l), TU_CHAIN_ID));
+    ehr_diag why;
+    assert_int_equal(ledger_genesis_init(f->l, f->genesis, f->genesis_len, &why), EHR_EEXIST);
+    assert_non_null(strstr(why.msg, TU_CHAIN_ID));
     assert_unchanged(f->l, &before);
     ledger_block_view_release(&view);
     ehr_free(b0);
@@ -160,19 +161,20 @@ static void test_empty_ledger_has_no_tip_and_refuses_bad_genesis(void **state)
 {
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, NULL, &l), 0);
+    assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
     ledger_tip tip;
     ledger_chain chain;
-    assert_int_equal(ledger_tip_get(l, &tip), EHR_ENOTFOUND);
-    assert_int_equal(ledger_chain_get(l, &chain), EHR_ENOTFOUND);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), EHR_ENOTFOUND);
+    assert_int_equal(ledger_chain_get(l, &chain, NULL), EHR_ENOTFOUND);
     ledger_verify_report rep;
     assert_int_equal(ledger_verify(l, NULL, &rep), EHR_ENOTFOUND);
     assert_int_equal(rep.fault, LEDGER_FAULT_NO_CHAIN);
     assert_non_null(strstr(rep.msg, "no genesis"));
     uint8_t junk[10] = {0xff, 0xff};
-    assert_int_equal(ledger_genesis_init(l, junk, sizeof junk), EHR_EINVAL);
-    assert_true(strlen(ledger_last_error(l)) > 0);
-    assert_int_equal(ledger_tip_get(l, &tip), EHR_ENOTFOUND);
+    ehr_diag why = {""};
+    assert_int_equal(ledger_genesis_init(l, junk, sizeof junk, &why), EHR_EINVAL);
+    assert_true(strlen(why.msg) > 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), EHR_ENOTFOUND);
     /* No chain to append to. */
     ehr_signing_key key;
     tu_key(&key, 1);
@@ -183,8 +185,8 @@ static void test_empty_ledger_has_no_tip_and_refuses_bad_genesis(void **state)
     ledger_tip none = {.height = 0};
     tu_block_next(&none, &b, &key, &block, &len);
     ledger_append req = request_of(block, len, &b, 1);
-    assert_int_equal(ledger_append_block(l, &req), EHR_ENOTFOUND);
-    assert_non_null(strstr(ledger_last_error(l), "genesis"));
+    assert_int_equal(ledger_append_block(l, &req, &why), EHR_ENOTFOUND);
+    assert_non_null(strstr(why.msg, "genesis"));
     ehr_free(block);
     tu_batch_free(&b);
     ledger_close(l);
@@ -198,7 +200,7 @@ static void test_append_then_every_lookup(void **state)
     tu_batch batches[BLOCKS];
     for (size_t h = 0; h < BLOCKS; h++) {
         ledger_tip tip;
-        assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+        assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
         tu_batch_make(&batches[h], &f->keys[1], TXS, 16);
         uint8_t *block;
         size_t len;
@@ -206,17 +208,17 @@ static void test_append_then_every_lookup(void **state)
         ledger_append req = request_of(block, len, &batches[h], 10 + h);
         if (h == 1)
             req.tx_hashes = NULL; /* the ledger hashes them itself */
-        assert_int_equal(ledger_append_block(f->l, &req), 0);
+        assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
         uint8_t *back;
         size_t back_len;
-        assert_int_equal(ledger_block_get(f->l, h + 1, &back, &back_len), 0);
+        assert_int_equal(ledger_block_get(f->l, h + 1, &back, &back_len, NULL), 0);
         assert_int_equal(back_len, len);
         assert_memory_equal(back, block, len);
         ehr_free(back);
         ehr_free(block);
     }
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     assert_true(tip.height == BLOCKS && tip.tx_count == BLOCKS * TXS);
     assert_true(tip.applied_index == 10 + BLOCKS - 1);
     for (size_t h = 0; h < BLOCKS; h++) {
@@ -224,17 +226,18 @@ static void test_append_then_every_lookup(void **state)
             ledger_tx_location loc;
             uint8_t *env;
             size_t env_len;
-            assert_int_equal(ledger_tx_get(f->l, batches[h].hashes[i], &loc, &env, &env_len), 0);
+            assert_int_equal(ledger_tx_get(f->l, batches[h].hashes[i], &loc, &env, &env_len, NULL),
+                             0);
             assert_true(loc.height == h + 1);
             assert_int_equal(loc.index, i);
             assert_int_equal(env_len, batches[h].envelopes[i].len);
             assert_memory_equal(env, batches[h].envelopes[i].data, env_len);
             ehr_free(env);
-            assert_int_equal(ledger_tx_get(f->l, batches[h].hashes[i], &loc, NULL, NULL), 0);
+            assert_int_equal(ledger_tx_get(f->l, batches[h].hashes[i], &loc, NULL, NULL, NULL), 0);
             uint8_t *value;
             size_t value_len;
             assert_int_equal(ledger_state_get(f->l, batches[h].keys[i], sizeof batches[h].keys[i],
-                                              &value, &value_len),
+                                              &value, &value_len, NULL),
                              0);
             assert_int_equal(value_len, sizeof batches[h].value);
             assert_memory_equal(value, batches[h].value, value_len);
@@ -244,15 +247,16 @@ static void test_append_then_every_lookup(void **state)
     }
     uint8_t unknown[EHR_HASH_BYTES] = {1, 2, 3};
     ledger_tx_location loc;
-    assert_int_equal(ledger_tx_get(f->l, unknown, &loc, NULL, NULL), EHR_ENOTFOUND);
+    assert_int_equal(ledger_tx_get(f->l, unknown, &loc, NULL, NULL, NULL), EHR_ENOTFOUND);
     uint8_t *bytes;
     size_t len;
-    assert_int_equal(ledger_block_get(f->l, BLOCKS + 1, &bytes, &len), EHR_ENOTFOUND);
+    assert_int_equal(ledger_block_get(f->l, BLOCKS + 1, &bytes, &len, NULL), EHR_ENOTFOUND);
     uint8_t *value;
-    assert_int_equal(ledger_state_get(f->l, (const uint8_t *)"nope", 4, &value, &len),
+    assert_int_equal(ledger_state_get(f->l, (const uint8_t *)"nope", 4, &value, &len, NULL),
                      EHR_ENOTFOUND);
     uint8_t long_key[EHR_STATE_KEY_BYTES_MAX + 1] = {0};
-    assert_int_equal(ledger_state_get(f->l, long_key, sizeof long_key, &value, &len), EHR_EINVAL);
+    assert_int_equal(ledger_state_get(f->l, long_key, sizeof long_key, &value, &len, NULL),
+                     EHR_EINVAL);
     ledger_verify_report rep;
     assert_int_equal(ledger_verify(f->l, NULL, &rep), 0);
     assert_true(rep.blocks_checked == BLOCKS + 1 && rep.txs_checked == BLOCKS * TXS);
@@ -271,22 +275,23 @@ static uint8_t *repack(const Ehr__V1__Block *pb, size_t *len)
 static void refused(fixture *f, const ledger_append *req, int err, const char *says)
 {
     snapshot before = snap(f->l);
-    assert_int_equal(ledger_append_block(f->l, req), err);
-    if (says != NULL && strstr(ledger_last_error(f->l), says) == NULL)
-        fail_msg("error \"%s\" does not say \"%s\"", ledger_last_error(f->l), says);
+    ehr_diag why = {""};
+    assert_int_equal(ledger_append_block(f->l, req, &why), err);
+    if (says != NULL && strstr(why.msg, says) == NULL)
+        fail_msg("error \"%s\" does not say \"%s\"", why.msg, says);
     assert_unchanged(f->l, &before);
 }
 
 static void test_refused_appends_write_nothing(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(tu_append(f->l, &f->keys[0], 4, NULL), 0);
+    assert_int_equal(tu_append(f->l, &f->keys[0], 4, NULL, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     /* An earlier block's transaction, to replay. */
     uint8_t *b1;
     size_t b1_len;
-    assert_int_equal(ledger_block_get(f->l, 1, &b1, &b1_len), 0);
+    assert_int_equal(ledger_block_get(f->l, 1, &b1, &b1_len, NULL), 0);
     Ehr__V1__Block *pb1 = ehr__v1__block__unpack(NULL, b1_len, b1);
     assert_non_null(pb1);
 
@@ -423,22 +428,22 @@ static void test_refused_appends_write_nothing(void **state)
     ehr__v1__block__free_unpacked(pb1, NULL);
     ehr_free(b1);
     /* Block 0 through append. */
-    assert_int_equal(ledger_block_get(f->l, 0, &bad, &bad_len), 0);
+    assert_int_equal(ledger_block_get(f->l, 0, &bad, &bad_len, NULL), 0);
     req = (ledger_append){.block = bad, .block_len = bad_len, .applied_index = 100};
     refused(f, &req, EHR_EINVAL, "block 0");
     ehr_free(bad);
 
     /* And after all that, the next good block goes on. */
-    assert_int_equal(tu_append(f->l, &f->keys[2], 2, NULL), 0);
+    assert_int_equal(tu_append(f->l, &f->keys[2], 2, NULL, NULL), 0);
     ledger_verify_report rep;
     assert_int_equal(ledger_verify(f->l, NULL, &rep), 0);
 }
 
 /* Append one block of 1 transaction with the given state writes. */
-static int append_with_writes(fixture *f, const ledger_state_write *w, size_t count)
+static int append_with_writes(fixture *f, const ledger_state_write *w, size_t count, ehr_diag *diag)
 {
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, &f->keys[1], 1, 0);
     uint8_t *block;
@@ -447,7 +452,7 @@ static int append_with_writes(fixture *f, const ledger_state_write *w, size_t co
     ledger_append req = request_of(block, len, &b, tip.applied_index + 1);
     req.writes = w;
     req.write_count = count;
-    int rc = ledger_append_block(f->l, &req);
+    int rc = ledger_append_block(f->l, &req, diag);
     ehr_free(block);
     tu_batch_free(&b);
     return rc;
@@ -467,7 +472,7 @@ static void assert_state(fixture *f, const char *key, const char *want)
 {
     uint8_t *v;
     size_t len;
-    int rc = ledger_state_get(f->l, (const uint8_t *)key, strlen(key), &v, &len);
+    int rc = ledger_state_get(f->l, (const uint8_t *)key, strlen(key), &v, &len, NULL);
     if (want == NULL) {
         assert_int_equal(rc, EHR_ENOTFOUND);
         return;
@@ -484,14 +489,14 @@ static void test_state_writes_apply_in_order_with_removals(void **state)
     fixture *f = *state;
     const ledger_state_write first[] = {W("z", "1"), W("a", "1"),        W("a", "2"),
                                         W("m", ""),  DEL("never-there"), W("gone", "x")};
-    assert_int_equal(append_with_writes(f, first, EHR_ARRAY_COUNT(first)), 0);
+    assert_int_equal(append_with_writes(f, first, EHR_ARRAY_COUNT(first), NULL), 0);
     assert_state(f, "a", "2"); /* the later write to a key wins */
     assert_state(f, "z", "1");
     assert_state(f, "m", "");
     assert_state(f, "gone", "x");
     const ledger_state_write second[] = {DEL("gone"), W("a", "3"), DEL("a"),
                                          W("z", "2"), DEL("z"),    W("z", "3")};
-    assert_int_equal(append_with_writes(f, second, EHR_ARRAY_COUNT(second)), 0);
+    assert_int_equal(append_with_writes(f, second, EHR_ARRAY_COUNT(second), NULL), 0);
     assert_state(f, "gone", NULL);
     assert_state(f, "a", NULL);
     assert_state(f, "z", "3");
@@ -503,10 +508,10 @@ static void test_state_writes_apply_in_order_with_removals(void **state)
     memset(value, 'v', EHR_STATE_VALUE_BYTES_MAX);
     ledger_state_write edge = {
         .key = key, .key_len = sizeof key, .value = value, .value_len = EHR_STATE_VALUE_BYTES_MAX};
-    assert_int_equal(append_with_writes(f, &edge, 1), 0);
+    assert_int_equal(append_with_writes(f, &edge, 1, NULL), 0);
     uint8_t *back;
     size_t back_len;
-    assert_int_equal(ledger_state_get(f->l, key, sizeof key, &back, &back_len), 0);
+    assert_int_equal(ledger_state_get(f->l, key, sizeof key, &back, &back_len, NULL), 0);
     assert_int_equal(back_len, EHR_STATE_VALUE_BYTES_MAX);
     assert_memory_equal(back, value, back_len);
     ehr_free(back);
@@ -524,11 +529,11 @@ static void test_state_write_count_and_bytes_limits(void **state)
         w[i] = (ledger_state_write){.key = keys[i], .key_len = 8, .value = keys[i], .value_len = 8};
     }
     snapshot before = snap(f->l);
-    assert_int_equal(append_with_writes(f, w, EHR_BLOCK_STATE_WRITES_MAX + 1), EHR_ETOOBIG);
+    assert_int_equal(append_with_writes(f, w, EHR_BLOCK_STATE_WRITES_MAX + 1, NULL), EHR_ETOOBIG);
     assert_unchanged(f->l, &before);
-    assert_int_equal(append_with_writes(f, w, EHR_BLOCK_STATE_WRITES_MAX), 0);
+    assert_int_equal(append_with_writes(f, w, EHR_BLOCK_STATE_WRITES_MAX, NULL), 0);
     ledger_stats stats;
-    assert_int_equal(ledger_stats_get(f->l, &stats), 0);
+    assert_int_equal(ledger_stats_get(f->l, &stats, NULL), 0);
     assert_true(stats.state_keys == before.stats.state_keys + EHR_BLOCK_STATE_WRITES_MAX);
 
     /* Bytes: writes of one shared value adding up to exactly the limit. */
@@ -544,11 +549,12 @@ static void test_state_write_count_and_bytes_limits(void **state)
     }
     w[full].value_len++;
     before = snap(f->l);
-    assert_int_equal(append_with_writes(f, w, full + 1), EHR_ETOOBIG);
-    assert_non_null(strstr(ledger_last_error(f->l), "state writes over the limit"));
+    ehr_diag why;
+    assert_int_equal(append_with_writes(f, w, full + 1, &why), EHR_ETOOBIG);
+    assert_non_null(strstr(why.msg, "state writes over the limit"));
     assert_unchanged(f->l, &before);
     w[full].value_len--;
-    assert_int_equal(append_with_writes(f, w, full + 1), 0);
+    assert_int_equal(append_with_writes(f, w, full + 1, NULL), 0);
     ehr_free(value);
     ehr_free(keys);
     ehr_free(w);
@@ -588,8 +594,8 @@ static int scan_nested_read(void *ctx, const uint8_t *key, size_t key_len, const
     nested_ctx *n = ctx;
     uint8_t *again;
     size_t again_len;
-    if (ledger_state_get(n->l, key, key_len, &again, &again_len) != 0 || again_len != value_len ||
-        (value_len > 0 && memcmp(again, value, value_len) != 0))
+    if (ledger_state_get(n->l, key, key_len, &again, &again_len, NULL) != 0 ||
+        again_len != value_len || (value_len > 0 && memcmp(again, value, value_len) != 0))
         return EHR_ECORRUPT;
     ehr_free(again);
     n->reads++;
@@ -601,62 +607,66 @@ static void test_state_scan_prefix_resume_and_bounds(void **state)
     fixture *f = *state;
     const ledger_state_write w[] = {W("a/3", "x"), W("a/1", "x"), W("a/2", "x"), W("a/10", "x"),
                                     W("a", "x"),   W("b/1", "x"), W("a/", "x")};
-    assert_int_equal(append_with_writes(f, w, EHR_ARRAY_COUNT(w)), 0);
+    assert_int_equal(append_with_writes(f, w, EHR_ARRAY_COUNT(w), NULL), 0);
     scan_log log = {0};
     assert_int_equal(
-        ledger_state_scan(f->l, (const uint8_t *)"a/", 2, NULL, 0, 100, scan_record, &log), 5);
+        ledger_state_scan(f->l, (const uint8_t *)"a/", 2, NULL, 0, 100, scan_record, &log, NULL),
+        5);
     const char *want[] = {"a/", "a/1", "a/10", "a/2", "a/3"};
     for (size_t i = 0; i < 5; i++)
         assert_string_equal(log.keys[i], want[i]);
 
     memset(&log, 0, sizeof log);
     assert_int_equal(ledger_state_scan(f->l, (const uint8_t *)"a/", 2, (const uint8_t *)"a/10", 4,
-                                       100, scan_record, &log),
+                                       100, scan_record, &log, NULL),
                      2);
     assert_string_equal(log.keys[0], "a/2");
     memset(&log, 0, sizeof log);
     assert_int_equal(
-        ledger_state_scan(f->l, (const uint8_t *)"a/", 2, NULL, 0, 2, scan_record, &log), 2);
+        ledger_state_scan(f->l, (const uint8_t *)"a/", 2, NULL, 0, 2, scan_record, &log, NULL), 2);
     memset(&log, 0, sizeof log);
     assert_int_equal(ledger_state_scan(f->l, (const uint8_t *)"a/", 2, (const uint8_t *)"0", 1, 100,
-                                       scan_record, &log),
+                                       scan_record, &log, NULL),
                      5); /* a start before the prefix starts at the prefix */
     memset(&log, 0, sizeof log);
     log.stop_at = 3;
     assert_int_equal(
-        ledger_state_scan(f->l, (const uint8_t *)"a/", 2, NULL, 0, 100, scan_record, &log), 3);
+        ledger_state_scan(f->l, (const uint8_t *)"a/", 2, NULL, 0, 100, scan_record, &log, NULL),
+        3);
     memset(&log, 0, sizeof log);
     log.stop_at = 2;
     log.fail_with = EHR_EDENIED;
     assert_int_equal(
-        ledger_state_scan(f->l, (const uint8_t *)"a/", 2, NULL, 0, 100, scan_record, &log),
+        ledger_state_scan(f->l, (const uint8_t *)"a/", 2, NULL, 0, 100, scan_record, &log, NULL),
         EHR_EDENIED);
     memset(&log, 0, sizeof log);
-    long all = ledger_state_scan(f->l, NULL, 0, NULL, 0, LEDGER_SCAN_COUNT_MAX, scan_record, &log);
+    long all =
+        ledger_state_scan(f->l, NULL, 0, NULL, 0, LEDGER_SCAN_COUNT_MAX, scan_record, &log, NULL);
     assert_int_equal(all, (long)EHR_ARRAY_COUNT(w) + MEMBERS + 1); /* + the emergency policy */
     assert_int_equal(
-        ledger_state_scan(f->l, (const uint8_t *)"zz", 2, NULL, 0, 10, scan_record, &log), 0);
+        ledger_state_scan(f->l, (const uint8_t *)"zz", 2, NULL, 0, 10, scan_record, &log, NULL), 0);
     nested_ctx nested = {.l = f->l};
-    assert_int_equal(
-        ledger_state_scan(f->l, (const uint8_t *)"a/", 2, NULL, 0, 100, scan_nested_read, &nested),
-        5);
+    assert_int_equal(ledger_state_scan(f->l, (const uint8_t *)"a/", 2, NULL, 0, 100,
+                                       scan_nested_read, &nested, NULL),
+                     5);
     assert_int_equal(nested.reads, 5);
-    assert_int_equal(ledger_state_scan(f->l, NULL, 0, NULL, 0, 0, scan_record, &log), EHR_EINVAL);
-    assert_int_equal(
-        ledger_state_scan(f->l, NULL, 0, NULL, 0, LEDGER_SCAN_COUNT_MAX + 1, scan_record, &log),
-        EHR_EINVAL);
+    assert_int_equal(ledger_state_scan(f->l, NULL, 0, NULL, 0, 0, scan_record, &log, NULL),
+                     EHR_EINVAL);
+    assert_int_equal(ledger_state_scan(f->l, NULL, 0, NULL, 0, LEDGER_SCAN_COUNT_MAX + 1,
+                                       scan_record, &log, NULL),
+                     EHR_EINVAL);
 }
 
 static void test_applied_index_only_moves_forward(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(ledger_applied_index_set(f->l, 7), 0);
+    assert_int_equal(ledger_applied_index_set(f->l, 7, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     assert_true(tip.applied_index == 7 && tip.height == 0);
-    assert_int_equal(ledger_applied_index_set(f->l, 7), 0);
-    assert_int_equal(ledger_applied_index_set(f->l, 6), EHR_EINVAL);
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_applied_index_set(f->l, 7, NULL), 0);
+    assert_int_equal(ledger_applied_index_set(f->l, 6, NULL), EHR_EINVAL);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     assert_true(tip.applied_index == 7);
 }
 
@@ -670,33 +680,34 @@ static void test_map_full_is_a_clear_error_and_a_bigger_map_continues(void **sta
     char *dir = tu_tmpdir();
     ledger *l;
     ledger_options opts = {.map_bytes = LEDGER_MAP_BYTES_MIN - 1};
-    assert_int_equal(ledger_open(dir, &opts, &l), EHR_EINVAL);
+    assert_int_equal(ledger_open(dir, &opts, &l, NULL), EHR_EINVAL);
     opts.map_bytes = LEDGER_MAP_BYTES_MAX + 1;
-    assert_int_equal(ledger_open(dir, &opts, &l), EHR_EINVAL);
+    assert_int_equal(ledger_open(dir, &opts, &l, NULL), EHR_EINVAL);
     opts.map_bytes = LEDGER_MAP_BYTES_MIN;
-    assert_int_equal(ledger_open(dir, &opts, &l), 0);
-    assert_int_equal(ledger_genesis_init(l, g, g_len), 0);
+    assert_int_equal(ledger_open(dir, &opts, &l, NULL), 0);
+    assert_int_equal(ledger_genesis_init(l, g, g_len, NULL), 0);
     int rc = 0;
     int blocks = 0;
     snapshot before;
+    ehr_diag why;
     while (blocks < 500) {
         before = snap(l);
-        rc = tu_append(l, &keys[0], 20, NULL);
+        rc = tu_append(l, &keys[0], 20, NULL, &why);
         if (rc != 0)
             break;
         blocks++;
     }
     assert_int_equal(rc, EHR_EFULL);
     assert_true(blocks > 0);
-    assert_non_null(strstr(ledger_last_error(l), "map"));
-    assert_non_null(strstr(ledger_last_error(l), "full"));
+    assert_non_null(strstr(why.msg, "map"));
+    assert_non_null(strstr(why.msg, "full"));
     assert_unchanged(l, &before);
     ledger_close(l);
 
     opts.map_bytes = 16ull << 20;
-    assert_int_equal(ledger_open(dir, &opts, &l), 0);
+    assert_int_equal(ledger_open(dir, &opts, &l, NULL), 0);
     assert_unchanged(l, &before);
-    assert_int_equal(tu_append(l, &keys[0], 20, NULL), 0);
+    assert_int_equal(tu_append(l, &keys[0], 20, NULL, NULL), 0);
     ledger_verify_report rep;
     assert_int_equal(ledger_verify(l, NULL, &rep), 0);
     assert_true(rep.blocks_checked == (uint64_t)blocks + 2);
@@ -708,36 +719,37 @@ static void test_map_full_is_a_clear_error_and_a_bigger_map_continues(void **sta
 static void test_reopen_and_read_only_use(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(tu_append(f->l, &f->keys[0], 3, NULL), 0);
+    assert_int_equal(tu_append(f->l, &f->keys[0], 3, NULL, NULL), 0);
     snapshot before = snap(f->l);
     ledger_close(f->l);
     f->l = NULL;
 
     ledger_options ro = {.read_only = true};
     ledger *r;
-    assert_int_equal(ledger_open(f->dir, &ro, &r), 0);
+    assert_int_equal(ledger_open(f->dir, &ro, &r, NULL), 0);
     assert_unchanged(r, &before);
     ledger_verify_report rep;
     assert_int_equal(ledger_verify(r, NULL, &rep), 0);
     assert_non_null(strstr(rep.msg, "ledger ok"));
-    assert_int_equal(ledger_genesis_init(r, f->genesis, f->genesis_len), EHR_EINVAL);
-    assert_non_null(strstr(ledger_last_error(r), "read-only"));
+    ehr_diag why;
+    assert_int_equal(ledger_genesis_init(r, f->genesis, f->genesis_len, &why), EHR_EINVAL);
+    assert_non_null(strstr(why.msg, "read-only"));
     ledger_close(r);
 
-    assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+    assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
     assert_unchanged(f->l, &before);
-    assert_int_equal(tu_append(f->l, &f->keys[1], 3, NULL), 0);
+    assert_int_equal(tu_append(f->l, &f->keys[1], 3, NULL, NULL), 0);
 
     char missing[600];
     snprintf(missing, sizeof missing, "%s/no-such-ledger", f->dir);
-    assert_int_equal(ledger_open(missing, &ro, &r), EHR_ENOTFOUND);
+    assert_int_equal(ledger_open(missing, &ro, &r, NULL), EHR_ENOTFOUND);
     ledger_options bad = {.readers_max = LEDGER_READERS_MAX + 1};
-    assert_int_equal(ledger_open(f->dir, &bad, &r), EHR_EINVAL);
+    assert_int_equal(ledger_open(f->dir, &bad, &r, NULL), EHR_EINVAL);
     ledger_close(f->l);
     ledger_options most = {.readers_max = LEDGER_READERS_MAX};
-    assert_int_equal(ledger_open(f->dir, &most, &f->l), 0);
+    assert_int_equal(ledger_open(f->dir, &most, &f->l, NULL), 0);
     bad = (ledger_options){.sync = (enum ledger_sync_mode)7};
-    assert_int_equal(ledger_open(f->dir, &bad, &r), EHR_EINVAL);
+    assert_int_equal(ledger_open(f->dir, &bad, &r, NULL), EHR_EINVAL);
 }
 
 static void set_next_version(uint8_t *value, size_t *len, void *ctx)
@@ -758,9 +770,9 @@ static void test_other_format_version_is_refused_at_open(void **state)
                                  strlen(LEDGER__META_CHAIN), set_next_version, NULL),
                      0);
     ledger *l;
-    assert_int_equal(ledger_open(f->dir, NULL, &l), EHR_EVERSION);
+    assert_int_equal(ledger_open(f->dir, NULL, &l, NULL), EHR_EVERSION);
     ledger_options ro = {.read_only = true};
-    assert_int_equal(ledger_open(f->dir, &ro, &l), EHR_EVERSION);
+    assert_int_equal(ledger_open(f->dir, &ro, &l, NULL), EHR_EVERSION);
 }
 
 static void no_op(uint8_t *value, size_t *len, void *ctx) {}
@@ -777,24 +789,24 @@ static void test_tx_lookup_detects_a_damaged_index_row(void **state)
 {
     fixture *f = *state;
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, &f->keys[1], 2, 0);
     uint8_t *block;
     size_t len;
     tu_block_next(&tip, &b, &f->keys[0], &block, &len);
     ledger_append req = request_of(block, len, &b, 1);
-    assert_int_equal(ledger_append_block(f->l, &req), 0);
+    assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     ledger_close(f->l);
     f->l = NULL;
     assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_TXS, b.hashes[1], EHR_HASH_BYTES, no_op, NULL),
                      0);
     assert_int_equal(
         tu_raw_edit(f->dir, LEDGER__DB_TXS, b.hashes[1], EHR_HASH_BYTES, point_elsewhere, NULL), 0);
-    assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+    assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
     ledger_tx_location loc;
-    assert_int_equal(ledger_tx_get(f->l, b.hashes[0], &loc, NULL, NULL), 0);
-    assert_int_equal(ledger_tx_get(f->l, b.hashes[1], &loc, NULL, NULL), EHR_ECORRUPT);
+    assert_int_equal(ledger_tx_get(f->l, b.hashes[0], &loc, NULL, NULL, NULL), 0);
+    assert_int_equal(ledger_tx_get(f->l, b.hashes[1], &loc, NULL, NULL, NULL), EHR_ECORRUPT);
     ledger_verify_report rep;
     assert_int_equal(ledger_verify(f->l, NULL, &rep), EHR_ECORRUPT);
     assert_int_equal(rep.fault, LEDGER_FAULT_TX_INDEX);

@@ -36,11 +36,12 @@ static int fixture_setup(void **state)
     size_t g_len;
     tu_genesis(f->keys, MEMBERS, &g, &g_len);
     f->dir = tu_tmpdir();
-    if (ledger_open(f->dir, NULL, &f->l) != 0 || ledger_genesis_init(f->l, g, g_len) != 0)
+    if (ledger_open(f->dir, NULL, &f->l, NULL) != 0 ||
+        ledger_genesis_init(f->l, g, g_len, NULL) != 0)
         return -1;
     ehr_free(g);
     for (int i = 0; i < BLOCKS; i++)
-        if (tu_append(f->l, &f->keys[i % MEMBERS], TXS, NULL) != 0)
+        if (tu_append(f->l, &f->keys[i % MEMBERS], TXS, NULL, NULL) != 0)
             return -1;
     ledger_close(f->l);
     f->l = NULL;
@@ -61,7 +62,7 @@ static int fixture_teardown(void **state)
 static int verify(fixture *f, ledger_verify_report *rep)
 {
     if (f->l == NULL)
-        assert_int_equal(ledger_open(f->dir, &(ledger_options){.read_only = true}, &f->l), 0);
+        assert_int_equal(ledger_open(f->dir, &(ledger_options){.read_only = true}, &f->l, NULL), 0);
     return ledger_verify(f->l, NULL, rep);
 }
 
@@ -69,9 +70,9 @@ static int verify(fixture *f, ledger_verify_report *rep)
 static uint8_t *block_at(fixture *f, uint64_t height, size_t *len)
 {
     ledger *l;
-    assert_int_equal(ledger_open(f->dir, NULL, &l), 0);
+    assert_int_equal(ledger_open(f->dir, NULL, &l, NULL), 0);
     uint8_t *bytes;
-    assert_int_equal(ledger_block_get(l, height, &bytes, len), 0);
+    assert_int_equal(ledger_block_get(l, height, &bytes, len, NULL), 0);
     ledger_close(l);
     return bytes;
 }
@@ -122,7 +123,7 @@ static void test_flipped_byte_in_stored_block_is_corrupt(void **state)
                         "corrupt block record at height 2: the stored checksum does not match");
     uint8_t *bytes;
     size_t len;
-    assert_int_equal(ledger_block_get(f->l, 2, &bytes, &len), EHR_ECORRUPT);
+    assert_int_equal(ledger_block_get(f->l, 2, &bytes, &len, NULL), EHR_ECORRUPT);
 }
 
 static void test_broken_hash_link_is_found(void **state)
@@ -159,9 +160,9 @@ static void test_broken_hash_link_is_found(void **state)
 static void test_bad_transaction_signature_is_found(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+    assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, &f->keys[1], TXS, 0);
     uint8_t *forged = (uint8_t *)b.envelopes[1].data;
@@ -175,7 +176,7 @@ static void test_bad_transaction_signature_is_found(void **state)
                          .writes = b.writes,
                          .write_count = b.count,
                          .applied_index = 99};
-    assert_int_equal(ledger_append_block(f->l, &req), 0);
+    assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     ledger_verify_report rep;
     assert_int_equal(ledger_verify(f->l, NULL, &rep), EHR_EBADSIG);
     assert_int_equal(rep.fault, LEDGER_FAULT_TX_SIG);
@@ -251,9 +252,9 @@ static void test_merkle_root_and_height_faults_are_found(void **state)
 static void append_questionable(fixture *f, const char *chain, uint64_t expiry_ms)
 {
     if (f->l == NULL)
-        assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+        assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, &f->keys[1], 1, 0);
     ehr_free((void *)b.envelopes[0].data);
@@ -268,7 +269,7 @@ static void append_questionable(fixture *f, const char *chain, uint64_t expiry_m
                          .block_len = len,
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .applied_index = 99};
-    assert_int_equal(ledger_append_block(f->l, &req), 0);
+    assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     ehr_free(block);
     tu_batch_free(&b);
 }
@@ -354,7 +355,7 @@ static void test_state_and_write_log_damage_is_found(void **state)
     assert_int_equal(verify(f, &rep), 0);
     uint8_t key[4 + EHR_HASH_BYTES];
     assert_int_equal(
-        ledger_state_scan(f->l, (const uint8_t *)"rec/", 4, NULL, 0, 1, first_key, key), 1);
+        ledger_state_scan(f->l, (const uint8_t *)"rec/", 4, NULL, 0, 1, first_key, key, NULL), 1);
     ledger_close(f->l);
     f->l = NULL;
 
@@ -393,9 +394,9 @@ static void test_state_and_write_log_damage_is_found(void **state)
 static void append_forged(fixture *f, size_t count, const size_t *bad, size_t bad_count)
 {
     if (f->l == NULL)
-        assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+        assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, &f->keys[1], count, 0);
     for (size_t i = 0; i < bad_count; i++)
@@ -407,7 +408,7 @@ static void append_forged(fixture *f, size_t count, const size_t *bad, size_t ba
                          .block_len = len,
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .applied_index = 99};
-    assert_int_equal(ledger_append_block(f->l, &req), 0);
+    assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     ehr_free(block);
     tu_batch_free(&b);
 }
@@ -462,9 +463,9 @@ static void test_bad_signature_in_a_worker_slice_is_found(void **state)
 static void test_signer_changes_and_impostors_within_a_block(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(ledger_open(f->dir, NULL, &f->l), 0);
+    assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, &f->keys[1], 64, 0);
     for (size_t i = 20; i < 24; i++) { /* valid, by keys[0] */
@@ -490,7 +491,7 @@ static void test_signer_changes_and_impostors_within_a_block(void **state)
                          .block_len = len,
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .applied_index = 99};
-    assert_int_equal(ledger_append_block(f->l, &req), 0);
+    assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     for (uint32_t threads = 1; threads <= 2; threads++) {
         ledger_verify_options opts = {.threads = threads};
         ledger_verify_report rep;

@@ -35,7 +35,7 @@ typedef struct fixture {
 static void fixture_open(fixture *f, enum ledger_sync_mode sync)
 {
     ledger_options opts = {.sync = sync};
-    assert_int_equal(ledger_open(f->dir, &opts, &f->l), 0);
+    assert_int_equal(ledger_open(f->dir, &opts, &f->l, NULL), 0);
 }
 
 static int fixture_setup(void **state)
@@ -45,10 +45,10 @@ static int fixture_setup(void **state)
     tu_genesis(&f->key, 1, &f->genesis, &f->genesis_len);
     f->dir = tu_tmpdir();
     ledger_options opts = {.sync = LEDGER_SYNC_NONE};
-    if (ledger_open(f->dir, &opts, &f->l) != 0)
+    if (ledger_open(f->dir, &opts, &f->l, NULL) != 0)
         return -1;
     ledger__checkpoint_pause(f->l, true);
-    if (ledger_genesis_init(f->l, f->genesis, f->genesis_len) != 0)
+    if (ledger_genesis_init(f->l, f->genesis, f->genesis_len, NULL) != 0)
         return -1;
     *state = f;
     return 0;
@@ -67,7 +67,7 @@ static int fixture_teardown(void **state)
 static ledger_stats stats_of(ledger *l)
 {
     ledger_stats s;
-    assert_int_equal(ledger_stats_get(l, &s), 0);
+    assert_int_equal(ledger_stats_get(l, &s, NULL), 0);
     return s;
 }
 
@@ -77,7 +77,7 @@ static int append_writes(ledger *l, const ehr_signing_key *key, const ledger_sta
                          size_t count, uint8_t hash[EHR_HASH_BYTES])
 {
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, key, 1, 0);
     uint8_t *block;
@@ -89,7 +89,7 @@ static int append_writes(ledger *l, const ehr_signing_key *key, const ledger_sta
                          .writes = writes,
                          .write_count = count,
                          .applied_index = tip.height + 1};
-    int rc = ledger_append_block(l, &req);
+    int rc = ledger_append_block(l, &req, NULL);
     if (hash != NULL)
         memcpy(hash, b.hashes[0], EHR_HASH_BYTES);
     ehr_free(block);
@@ -225,7 +225,7 @@ static void scan_expect(ledger *l, const char *prefix, const char *const *expect
     for (;;) {
         scan_result part = {0};
         long got = ledger_state_scan(l, (const uint8_t *)prefix, strlen(prefix), after, after_len,
-                                     2, collect, &part);
+                                     2, collect, &part, NULL);
         assert_true(got >= 0 && got <= 2);
         for (long i = 0; i < got; i++) {
             memcpy(all.keys[all.count], part.keys[i], sizeof part.keys[i]);
@@ -250,7 +250,7 @@ static void state_expect(ledger *l, const char *key, const char *value)
 {
     uint8_t *v = NULL;
     size_t len = 0;
-    int rc = ledger_state_get(l, (const uint8_t *)key, strlen(key), &v, &len);
+    int rc = ledger_state_get(l, (const uint8_t *)key, strlen(key), &v, &len, NULL);
     if (value == NULL) {
         assert_int_equal(rc, EHR_ENOTFOUND);
         return;
@@ -274,9 +274,9 @@ static void check_merged_view(ledger *l, const uint8_t hash_a[EHR_HASH_BYTES],
                                   "k/4=four", "k/5=five", "k/6=six"};
     scan_expect(l, "k/", expect, EHR_ARRAY_COUNT(expect));
     ledger_tx_location loc;
-    assert_int_equal(ledger_tx_get(l, hash_a, &loc, NULL, NULL), 0);
+    assert_int_equal(ledger_tx_get(l, hash_a, &loc, NULL, NULL, NULL), 0);
     assert_true(loc.height == 1 && loc.index == 0);
-    assert_int_equal(ledger_tx_get(l, hash_b, &loc, NULL, NULL), 0);
+    assert_int_equal(ledger_tx_get(l, hash_b, &loc, NULL, NULL, NULL), 0);
     assert_true(loc.height == 2 && loc.index == 0);
     ledger_stats s = stats_of(l);
     assert_true(s.tx_index_rows == 2);
@@ -296,7 +296,7 @@ static void test_reads_merge_the_overlay_with_the_derived_tables(void **state)
                                   set_of("k/5", "five")};
     uint8_t hash_a[EHR_HASH_BYTES], hash_b[EHR_HASH_BYTES];
     assert_int_equal(append_writes(f->l, &f->key, first, EHR_ARRAY_COUNT(first), hash_a), 0);
-    assert_int_equal(ledger_checkpoint(f->l), 0);
+    assert_int_equal(ledger_checkpoint(f->l, NULL), 0);
     ledger_stats s = stats_of(f->l);
     assert_true(s.checkpoint_height == 2 && s.overlay_blocks == 0);
 
@@ -315,7 +315,7 @@ static void test_reads_merge_the_overlay_with_the_derived_tables(void **state)
     assert_true(s.checkpoint_height == 2 && s.overlay_blocks == 1);
     check_merged_view(f->l, hash_a, hash_b);
 
-    assert_int_equal(ledger_checkpoint(f->l), 0);
+    assert_int_equal(ledger_checkpoint(f->l, NULL), 0);
     s = stats_of(f->l);
     assert_true(s.checkpoint_height == 3 && s.overlay_blocks == 0 && s.overlay_bytes == 0);
     check_merged_view(f->l, hash_a, hash_b);
@@ -325,13 +325,13 @@ static void test_reads_merge_the_overlay_with_the_derived_tables(void **state)
     /* A transaction already in the derived tables, or in the overlay, is a
      * duplicate. */
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, &f->key, 1, 0);
     memcpy(b.hashes[0], hash_a, EHR_HASH_BYTES);
     ehr_free((void *)b.envelopes[0].data);
     assert_int_equal(ledger_tx_get(f->l, hash_a, &(ledger_tx_location){0},
-                                   (uint8_t **)&b.envelopes[0].data, &b.envelopes[0].len),
+                                   (uint8_t **)&b.envelopes[0].data, &b.envelopes[0].len, NULL),
                      0);
     uint8_t *block;
     size_t len;
@@ -340,7 +340,7 @@ static void test_reads_merge_the_overlay_with_the_derived_tables(void **state)
                          .block_len = len,
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .applied_index = tip.height + 1};
-    assert_int_equal(ledger_append_block(f->l, &req), EHR_EEXIST);
+    assert_int_equal(ledger_append_block(f->l, &req, NULL), EHR_EEXIST);
     ehr_free(block);
     tu_batch_free(&b);
     assert_int_equal(stats_of(f->l).overlay_blocks, 0);
@@ -357,7 +357,7 @@ typedef struct appender {
 static void *append_main(void *arg)
 {
     appender *a = arg;
-    a->rc = tu_append(a->l, a->key, 1, NULL);
+    a->rc = tu_append(a->l, a->key, 1, NULL, NULL);
     return NULL;
 }
 
@@ -376,7 +376,7 @@ static void test_overlay_block_limit_makes_the_next_append_wait(void **state)
 {
     fixture *f = *state;
     for (int i = 1; i < LEDGER_OVERLAY_BLOCKS_MAX; i++)
-        assert_int_equal(tu_append(f->l, &f->key, 1, NULL), 0);
+        assert_int_equal(tu_append(f->l, &f->key, 1, NULL, NULL), 0);
     ledger_stats s = stats_of(f->l);
     assert_int_equal(s.overlay_blocks, LEDGER_OVERLAY_BLOCKS_MAX);
     assert_int_equal(s.checkpoint_height, 0);
@@ -387,12 +387,12 @@ static void test_overlay_block_limit_makes_the_next_append_wait(void **state)
     assert_int_equal(pthread_create(&t, NULL, append_main, &a), 0);
     wait_for_waiting_append(f->l, 1);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     assert_int_equal(tip.height, LEDGER_OVERLAY_BLOCKS_MAX - 1);
     ledger__checkpoint_pause(f->l, false);
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_int_equal(a.rc, 0);
-    assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
     assert_int_equal(tip.height, LEDGER_OVERLAY_BLOCKS_MAX);
     s = stats_of(f->l);
     assert_true(s.checkpoint_height >= LEDGER_OVERLAY_BLOCKS_MAX);
@@ -408,10 +408,10 @@ static void test_overlay_byte_limit_edge(void **state)
     fixture *f = *state;
     uint64_t base = stats_of(f->l).overlay_bytes;
     assert_true(base > 0); /* block 0: the founding member */
-    assert_int_equal(tu_append(f->l, &f->key, 1, NULL), 0);
+    assert_int_equal(tu_append(f->l, &f->key, 1, NULL, NULL), 0);
     uint64_t block = stats_of(f->l).overlay_bytes - base;
     ledger__overlay_limits_set(f->l, LEDGER_OVERLAY_BLOCKS_MAX, base + 3 * block - 1);
-    assert_int_equal(tu_append(f->l, &f->key, 1, NULL), 0);
+    assert_int_equal(tu_append(f->l, &f->key, 1, NULL, NULL), 0);
     assert_int_equal(stats_of(f->l).overlay_bytes, base + 2 * block);
     assert_int_equal(ledger__append_waits(f->l), 0);
 
@@ -456,7 +456,7 @@ static void test_derived_tables_are_rebuilt_when_lost_or_foreign(void **state)
     fixture *f = *state;
     ledger__checkpoint_pause(f->l, false);
     for (int i = 0; i < 20; i++)
-        assert_int_equal(tu_append(f->l, &f->key, 3, NULL), 0);
+        assert_int_equal(tu_append(f->l, &f->key, 3, NULL, NULL), 0);
     ledger_stats before = stats_of(f->l);
     ledger_close(f->l);
     f->l = NULL;
@@ -464,7 +464,7 @@ static void test_derived_tables_are_rebuilt_when_lost_or_foreign(void **state)
     remove_derived(f->dir);
     ledger *r;
     ledger_options ro = {.read_only = true};
-    assert_int_equal(ledger_open(f->dir, &ro, &r), EHR_ENOTFOUND);
+    assert_int_equal(ledger_open(f->dir, &ro, &r, NULL), EHR_ENOTFOUND);
     fixture_open(f, LEDGER_SYNC_NONE);
     ledger_stats s = stats_of(f->l);
     assert_true(s.tx_index_rows == before.tx_index_rows && s.state_keys == before.state_keys);
@@ -477,7 +477,7 @@ static void test_derived_tables_are_rebuilt_when_lost_or_foreign(void **state)
     assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_DERIVED_META, LEDGER__META_CHECKPOINT,
                                  strlen(LEDGER__META_CHECKPOINT), flip_hash, NULL),
                      0);
-    assert_int_equal(ledger_open(f->dir, &ro, &r), EHR_ECORRUPT);
+    assert_int_equal(ledger_open(f->dir, &ro, &r, NULL), EHR_ECORRUPT);
     fixture_open(f, LEDGER_SYNC_NONE);
     s = stats_of(f->l);
     assert_true(s.tx_index_rows == before.tx_index_rows && s.state_keys == before.state_keys);
@@ -493,7 +493,7 @@ static void test_catch_up_at_open_checkpoints_in_steps(void **state)
     ledger__checkpoint_pause(f->l, false);
     int blocks = LEDGER_OVERLAY_BLOCKS_MAX + 10;
     for (int i = 0; i < blocks; i++)
-        assert_int_equal(tu_append(f->l, &f->key, 1, NULL), 0);
+        assert_int_equal(tu_append(f->l, &f->key, 1, NULL, NULL), 0);
     ledger_close(f->l);
     remove_derived(f->dir);
     fixture_open(f, LEDGER_SYNC_NONE);
@@ -532,7 +532,7 @@ static void derived_restore(const char *dir, const char *old)
 static void test_read_only_replay_limit_edge(void **state)
 {
     fixture *f = *state;
-    assert_int_equal(ledger_checkpoint(f->l), 0); /* block 0: checkpoint at 1 */
+    assert_int_equal(ledger_checkpoint(f->l, NULL), 0); /* block 0: checkpoint at 1 */
     ledger_close(f->l);
     char derived[600], old[600];
     snprintf(derived, sizeof derived, "%s/%s", f->dir, LEDGER__DERIVED_FILE);
@@ -541,13 +541,13 @@ static void test_read_only_replay_limit_edge(void **state)
 
     fixture_open(f, LEDGER_SYNC_NONE);
     for (int i = 0; i < LEDGER_OVERLAY_BLOCKS_MAX; i++)
-        assert_int_equal(tu_append(f->l, &f->key, 1, NULL), 0);
+        assert_int_equal(tu_append(f->l, &f->key, 1, NULL, NULL), 0);
     ledger_close(f->l);
     f->l = NULL;
     derived_restore(f->dir, old); /* blocks 1..MAX above the checkpoint */
     ledger *r;
     ledger_options ro = {.read_only = true};
-    assert_int_equal(ledger_open(f->dir, &ro, &r), 0);
+    assert_int_equal(ledger_open(f->dir, &ro, &r, NULL), 0);
     ledger_stats s = stats_of(r);
     assert_int_equal(s.overlay_blocks, LEDGER_OVERLAY_BLOCKS_MAX);
     assert_int_equal(s.checkpoint_height, 1);
@@ -555,11 +555,11 @@ static void test_read_only_replay_limit_edge(void **state)
     ledger_close(r);
 
     fixture_open(f, LEDGER_SYNC_NONE);
-    assert_int_equal(tu_append(f->l, &f->key, 1, NULL), 0);
+    assert_int_equal(tu_append(f->l, &f->key, 1, NULL, NULL), 0);
     ledger_close(f->l);
     f->l = NULL;
     derived_restore(f->dir, old); /* one block more */
-    assert_int_equal(ledger_open(f->dir, &ro, &r), EHR_EAGAIN);
+    assert_int_equal(ledger_open(f->dir, &ro, &r, NULL), EHR_EAGAIN);
     fixture_open(f, LEDGER_SYNC_NONE);
     s = stats_of(f->l);
     assert_true(s.checkpoints >= 1);
@@ -581,15 +581,15 @@ static _Noreturn void follower_run(const char *dir, int in_fd, int out_fd)
             break;
         if (n != (ssize_t)sizeof hash)
             _exit(3);
-        if (r == NULL && ledger_open(dir, &(ledger_options){.read_only = true}, &r) != 0)
+        if (r == NULL && ledger_open(dir, &(ledger_options){.read_only = true}, &r, NULL) != 0)
             _exit(2);
         ledger_tx_location loc;
         uint8_t key[4 + EHR_HASH_BYTES], *value = NULL;
         size_t value_len;
         memcpy(key, "rec/", 4);
         memcpy(key + 4, hash, EHR_HASH_BYTES);
-        uint8_t ok = ledger_tx_get(r, hash, &loc, NULL, NULL) == 0 &&
-                     ledger_state_get(r, key, sizeof key, &value, &value_len) == 0;
+        uint8_t ok = ledger_tx_get(r, hash, &loc, NULL, NULL, NULL) == 0 &&
+                     ledger_state_get(r, key, sizeof key, &value, &value_len, NULL) == 0;
         ehr_free(value);
         if (write(out_fd, &ok, 1) != 1)
             _exit(4);
@@ -636,7 +636,7 @@ static void test_read_only_process_sees_overlay_and_checkpointed_blocks(void **s
         tu_batch_make(&b, &f->key, 1, 0);
         memcpy(hashes[i], b.hashes[0], EHR_HASH_BYTES);
         ledger_tip tip;
-        assert_int_equal(ledger_tip_get(f->l, &tip), 0);
+        assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
         uint8_t *block;
         size_t len;
         tu_block_next(&tip, &b, &f->key, &block, &len);
@@ -646,7 +646,7 @@ static void test_read_only_process_sees_overlay_and_checkpointed_blocks(void **s
                              .writes = b.writes,
                              .write_count = 1,
                              .applied_index = tip.height + 1};
-        assert_int_equal(ledger_append_block(f->l, &req), 0);
+        assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
         ehr_free(block);
         tu_batch_free(&b);
         if (i == 1) { /* blocks 1-2 in the overlay: the child opens now */
@@ -654,7 +654,7 @@ static void test_read_only_process_sees_overlay_and_checkpointed_blocks(void **s
             assert_true(ask(to_child[1], from_child[0], hashes[1]));
         }
         if (i == 3) /* blocks 0-4 checkpointed */
-            assert_int_equal(ledger_checkpoint(f->l), 0);
+            assert_int_equal(ledger_checkpoint(f->l, NULL), 0);
     }
     for (int i = 0; i < 6; i++)
         assert_true(ask(to_child[1], from_child[0], hashes[i]));
@@ -686,7 +686,7 @@ static void test_a_second_writer_is_refused(void **state)
         close(ready[0]);
         close(done[1]);
         ledger *w;
-        uint8_t byte = ledger_open(f->dir, NULL, &w) == 0;
+        uint8_t byte = ledger_open(f->dir, NULL, &w, NULL) == 0;
         if (write(ready[1], &byte, 1) != 1)
             _exit(2);
         if (read(done[0], &byte, 1) < 0)
@@ -700,8 +700,8 @@ static void test_a_second_writer_is_refused(void **state)
     assert_int_equal(read(ready[0], &ok, 1), 1);
     assert_int_equal(ok, 1);
     ledger *l;
-    assert_int_equal(ledger_open(f->dir, NULL, &l), EHR_EAGAIN);
-    assert_int_equal(ledger_open(f->dir, &(ledger_options){.read_only = true}, &l), 0);
+    assert_int_equal(ledger_open(f->dir, NULL, &l, NULL), EHR_EAGAIN);
+    assert_int_equal(ledger_open(f->dir, &(ledger_options){.read_only = true}, &l, NULL), 0);
     ledger_close(l);
     assert_int_equal(write(done[1], &ok, 1), 1);
     int status;
@@ -732,7 +732,7 @@ static void *race_appender(void *arg)
     race *r = arg;
     for (int i = 0; i < RACE_BLOCKS; i++) {
         ledger_tip tip;
-        if (ledger_tip_get(r->l, &tip) != 0) {
+        if (ledger_tip_get(r->l, &tip, NULL) != 0) {
             r->failures++;
             break;
         }
@@ -747,7 +747,7 @@ static void *race_appender(void *arg)
                              .writes = b.writes,
                              .write_count = b.count,
                              .applied_index = tip.height + 1};
-        if (ledger_append_block(r->l, &req) != 0)
+        if (ledger_append_block(r->l, &req, NULL) != 0)
             r->failures++;
         size_t at = r->published;
         for (size_t j = 0; j < RACE_TXS; j++) {
@@ -766,7 +766,7 @@ static void *race_checkpointer(void *arg)
 {
     race *r = arg;
     while (!r->done)
-        if (ledger_checkpoint(r->l) != 0)
+        if (ledger_checkpoint(r->l, NULL) != 0)
             r->failures++;
     return NULL;
 }
@@ -794,18 +794,19 @@ static void *race_reader(void *arg)
             continue;
         size_t i = (size_t)rand_r(&seed) % n;
         ledger_tx_location loc;
-        if (ledger_tx_get(r->l, r->hashes[i], &loc, NULL, NULL) != 0 || loc.height != r->heights[i])
+        if (ledger_tx_get(r->l, r->hashes[i], &loc, NULL, NULL, NULL) != 0 ||
+            loc.height != r->heights[i])
             r->failures++;
         uint8_t key[4 + EHR_HASH_BYTES], *value = NULL;
         size_t value_len;
         memcpy(key, "rec/", 4);
         memcpy(key + 4, r->hashes[i], EHR_HASH_BYTES);
-        if (ledger_state_get(r->l, key, sizeof key, &value, &value_len) != 0)
+        if (ledger_state_get(r->l, key, sizeof key, &value, &value_len, NULL) != 0)
             r->failures++;
         ehr_free(value);
         uint8_t last[1 + 4 + EHR_HASH_BYTES] = {0};
         long seen = ledger_state_scan(r->l, (const uint8_t *)"rec/", 4, NULL, 0,
-                                      LEDGER_SCAN_COUNT_MAX, scan_in_order, last);
+                                      LEDGER_SCAN_COUNT_MAX, scan_in_order, last, NULL);
         if (seen < (long)n) /* every published key, in order */
             r->failures++;
         r->lookups++;

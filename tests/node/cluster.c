@@ -146,8 +146,8 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
                              "--peer-listen", peer, "--rpc-listen", rpcl, NULL));
         if (limits != NULL) {
             struct node_config cfg;
-            char err[NODE_CONFIG_ERROR_BYTES_MAX];
-            CHECK(node_config_load(n->config, &cfg, err, sizeof err) == 0);
+            ehr_diag err;
+            CHECK(node_config_load(n->config, &cfg, &err) == 0);
             if (limits->block_tx_count)
                 cfg.limits.block_tx_count = limits->block_tx_count;
             if (limits->block_flush_ms)
@@ -158,7 +158,7 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
                 cfg.limits.snapshot_entries = limits->snapshot_entries;
             if (limits->mempool_tx_count)
                 cfg.limits.mempool_tx_count = limits->mempool_tx_count;
-            CHECK(node_config_write(n->config, &cfg, true, err, sizeof err) == 0);
+            CHECK(node_config_write(n->config, &cfg, true, &err) == 0);
             node_config_free(&cfg);
         }
         (void)path;
@@ -277,10 +277,10 @@ int cluster_call(struct cluster *c, size_t i, const char *method, const uint8_t 
 {
     memset(result, 0, sizeof *result);
     struct rpc_sync *s;
-    char err[128];
-    if (rpc_sync_open("127.0.0.1", c->nodes[i].rpc_port, timeout_ms, &s, err, sizeof err) != 0) {
+    ehr_diag err;
+    if (rpc_sync_open("127.0.0.1", c->nodes[i].rpc_port, timeout_ms, &s, &err) != 0) {
         result->status = RPC_STATUS_UNAVAILABLE;
-        snprintf(result->message, sizeof result->message, "%s", err);
+        snprintf(result->message, sizeof result->message, "%s", err.msg);
         return RPC_STATUS_UNAVAILABLE;
     }
     char path[128];

@@ -69,6 +69,9 @@ def main():
             "GetBlock": (False, False),
             "GetStatus": (False, False),
             "StreamBlocks": (False, True),
+            "GetAuditTrail": (False, False),
+            "ListRecords": (False, False),
+            "ListConsents": (False, False),
         }
         check(shapes == want, f"methods and streaming shapes: {shapes}")
         for name in want:

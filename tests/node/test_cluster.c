@@ -118,12 +118,12 @@ static void assert_ledgers_hold(struct cluster *c, const struct cluster_tx *txs,
     for (size_t i = 0; i < c->count; i++) {
         ledger *l;
         ledger_options o = {.read_only = true};
-        assert_int_equal(ledger_open(c->nodes[i].dir, &o, &l), 0);
+        assert_int_equal(ledger_open(c->nodes[i].dir, &o, &l, NULL), 0);
         for (size_t t = 0; t < count; t++) {
             if (!txs[t].committed)
                 continue;
             ledger_tx_location loc;
-            int rc = ledger_tx_get(l, txs[t].hash, &loc, NULL, NULL);
+            int rc = ledger_tx_get(l, txs[t].hash, &loc, NULL, NULL, NULL);
             if (rc != 0)
                 fail_msg("node %zu lacks acknowledged tx %zu (%s)", i, t, ehr_errname(rc));
             assert_int_equal(loc.height, txs[t].height);
@@ -643,19 +643,19 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
 
     /* A missing data directory. */
     struct node_config cfg;
-    char err[NODE_CONFIG_ERROR_BYTES_MAX];
-    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
+    ehr_diag err;
+    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, &err), 0);
     ehr_free(cfg.data_dir);
     snprintf(path, sizeof path, "%s/nowhere", c.root);
     cfg.data_dir = ehr_strdup(path);
     snprintf(path, sizeof path, "%s/missing-dir.json", c.root);
-    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    assert_int_equal(node_config_write(path, &cfg, true, &err), 0);
     node_config_free(&cfg);
     expect_ehrd_exit(path, NULL, NULL, 1, "does not exist");
 
     /* Another node's key on this node's data directory: not the member the
      * directory was made for is fine, but a key of no member is refused. */
-    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
+    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, &err), 0);
     snprintf(path, sizeof path, "%s/stranger.key", c.root);
     struct proc_result r =
         run(c.ehrctl, PROC_ARGS("keygen", "--out", path, "--no-passphrase", NULL), PROC_TO_NULL,
@@ -664,7 +664,7 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     ehr_free(cfg.key_file);
     cfg.key_file = ehr_strdup(path);
     snprintf(path, sizeof path, "%s/stranger.json", c.root);
-    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    assert_int_equal(node_config_write(path, &cfg, true, &err), 0);
     node_config_free(&cfg);
     expect_ehrd_exit(path, NULL, NULL, 1, "is not a member");
 
@@ -678,18 +678,18 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
     r = run(c.ehrctl, PROC_ARGS("keygen", "--out", key_path, "--passphrase-file", pass_path, NULL),
             PROC_TO_NULL, PROC_TO_INHERIT);
     assert_int_equal(r.status, 0);
-    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, err, sizeof err), 0);
+    assert_int_equal(node_config_load(c.nodes[0].config, &cfg, &err), 0);
     ehr_free(cfg.key_file);
     cfg.key_file = ehr_strdup(key_path);
     ehr_free(cfg.passphrase_file);
     cfg.passphrase_file = NULL;
     snprintf(path, sizeof path, "%s/no-passphrase.json", c.root);
-    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    assert_int_equal(node_config_write(path, &cfg, true, &err), 0);
     expect_ehrd_exit(path, NULL, NULL, 1, "no passphrase was given");
     snprintf(pass_path, sizeof pass_path, "%s/missing.pass", c.root);
     cfg.passphrase_file = ehr_strdup(pass_path);
     snprintf(path, sizeof path, "%s/missing-passphrase.json", c.root);
-    assert_int_equal(node_config_write(path, &cfg, true, err, sizeof err), 0);
+    assert_int_equal(node_config_write(path, &cfg, true, &err), 0);
     expect_ehrd_exit(path, NULL, NULL, 1, "cannot read the passphrase file");
     assert_int_equal(ehr_file_write_atomic(pass_path, "secret words\nmore\n", 18, 0600, true), 0);
     expect_ehrd_exit(path, NULL, NULL, 1, "has more than one line");

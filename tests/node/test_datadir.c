@@ -30,7 +30,7 @@
 struct fixture {
     char *tmp;
     char dir[PATH_MAX];
-    char err[NODE_DATADIR_ERROR_BYTES_MAX];
+    ehr_diag err;
 };
 
 static int setup(void **state)
@@ -67,13 +67,14 @@ static int child_status(pid_t child)
 /* In a child: try the lock on DIR, expecting EHR_EAGAIN naming HOLDER. */
 static _Noreturn void child_expect_busy(const char *dir, pid_t holder)
 {
-    char err[NODE_DATADIR_ERROR_BYTES_MAX], want[64];
+    ehr_diag err;
+    char want[64];
     struct node_datadir_lock lock;
-    int rc = node_datadir_lock(dir, &lock, err, sizeof err);
+    int rc = node_datadir_lock(dir, &lock, &err);
     snprintf(want, sizeof want, "in use by process %ld", (long)holder);
     if (rc != EHR_EAGAIN)
         _exit(1);
-    if (strstr(err, want) == NULL || strstr(err, dir) == NULL)
+    if (strstr(err.msg, want) == NULL || strstr(err.msg, dir) == NULL)
         _exit(2);
     if (lock.fd != -1)
         _exit(3);
@@ -84,7 +85,7 @@ static void test_lock_is_exclusive_across_processes_and_names_the_holder(void **
 {
     struct fixture *f = *state;
     struct node_datadir_lock lock;
-    assert_int_equal(node_datadir_lock(f->dir, &lock, f->err, sizeof f->err), 0);
+    assert_int_equal(node_datadir_lock(f->dir, &lock, &f->err), 0);
     assert_true(lock.fd >= 0);
 
     /* The file: mode 0600, holding our pid. */
@@ -113,8 +114,8 @@ static void test_lock_is_exclusive_across_processes_and_names_the_holder(void **
     assert_true(child >= 0);
     if (child == 0) {
         struct node_datadir_lock other;
-        char err[NODE_DATADIR_ERROR_BYTES_MAX];
-        _exit(node_datadir_lock(f->dir, &other, err, sizeof err) == 0 ? 0 : 1);
+        ehr_diag err;
+        _exit(node_datadir_lock(f->dir, &other, &err) == 0 ? 0 : 1);
     }
     assert_int_equal(child_status(child), 0);
 }
@@ -128,8 +129,8 @@ static void test_lock_is_released_when_its_holder_is_killed(void **state)
     assert_true(child >= 0);
     if (child == 0) {
         struct node_datadir_lock lock;
-        char err[NODE_DATADIR_ERROR_BYTES_MAX];
-        if (node_datadir_lock(f->dir, &lock, err, sizeof err) != 0)
+        ehr_diag err;
+        if (node_datadir_lock(f->dir, &lock, &err) != 0)
             _exit(1);
         char one = 1;
         if (write(ready[1], &one, 1) != 1)
@@ -145,17 +146,17 @@ static void test_lock_is_released_when_its_holder_is_killed(void **state)
     /* Held by the child: refused, naming it. (The child is killed before
      * any assertion, so a failure leaves no process behind.) */
     struct node_datadir_lock lock;
-    int busy = node_datadir_lock(f->dir, &lock, f->err, sizeof f->err);
+    int busy = node_datadir_lock(f->dir, &lock, &f->err);
     int killed = kill(child, SIGKILL); /* no chance to clean up: the kernel drops the lock */
     int status = child_status(child);
     assert_int_equal(busy, EHR_EAGAIN);
     char want[64];
     snprintf(want, sizeof want, "in use by process %ld", (long)child);
-    assert_non_null(strstr(f->err, want));
+    assert_non_null(strstr(f->err.msg, want));
     assert_int_equal(lock.fd, -1);
     assert_int_equal(killed, 0);
     assert_int_equal(status, -1);
-    assert_int_equal(node_datadir_lock(f->dir, &lock, f->err, sizeof f->err), 0);
+    assert_int_equal(node_datadir_lock(f->dir, &lock, &f->err), 0);
     node_datadir_unlock(&lock);
 }
 
@@ -165,9 +166,9 @@ static void test_lock_refuses_a_missing_or_wrong_directory(void **state)
     char missing[PATH_MAX + 16];
     snprintf(missing, sizeof missing, "%s/nope", f->tmp);
     struct node_datadir_lock lock;
-    assert_int_equal(node_datadir_lock(missing, &lock, f->err, sizeof f->err), -ENOENT);
-    assert_non_null(strstr(f->err, "does not exist"));
-    assert_non_null(strstr(f->err, missing));
+    assert_int_equal(node_datadir_lock(missing, &lock, &f->err), -ENOENT);
+    assert_non_null(strstr(f->err.msg, "does not exist"));
+    assert_non_null(strstr(f->err.msg, missing));
     assert_int_equal(lock.fd, -1);
     assert_int_equal(access(missing, F_OK), -1); /* not created */
 
@@ -175,8 +176,8 @@ static void test_lock_refuses_a_missing_or_wrong_directory(void **state)
     char file[PATH_MAX + 16];
     snprintf(file, sizeof file, "%s/LOCK", f->dir);
     assert_int_equal(ehr_file_write_atomic(file, "x", 1, 0600, false), 0);
-    assert_int_equal(node_datadir_lock(file, &lock, f->err, sizeof f->err), EHR_EINVAL);
-    assert_non_null(strstr(f->err, "not a directory"));
+    assert_int_equal(node_datadir_lock(file, &lock, &f->err), EHR_EINVAL);
+    assert_non_null(strstr(f->err.msg, "not a directory"));
 
     /* The path length limit, at its edge. */
     static char long_dir[NODE_DATADIR_PATH_BYTES_MAX + 2];
@@ -185,11 +186,11 @@ static void test_lock_refuses_a_missing_or_wrong_directory(void **state)
         long_dir[len] = len % 2 == 0 ? '/' : 'a';
     long_dir[len] = '\0';
     assert_int_equal(strlen(long_dir), NODE_DATADIR_PATH_BYTES_MAX);
-    assert_int_equal(node_datadir_lock(long_dir, &lock, f->err, sizeof f->err), -ENOENT);
+    assert_int_equal(node_datadir_lock(long_dir, &lock, &f->err), -ENOENT);
     long_dir[len] = 'a';
     long_dir[len + 1] = '\0';
-    assert_int_equal(node_datadir_lock(long_dir, &lock, f->err, sizeof f->err), EHR_EINVAL);
-    assert_non_null(strstr(f->err, "1 to 4000 bytes"));
+    assert_int_equal(node_datadir_lock(long_dir, &lock, &f->err), EHR_EINVAL);
+    assert_non_null(strstr(f->err.msg, "1 to 4000 bytes"));
 }
 
 /* A ledger in DIR initialised from GENESIS. */
@@ -197,8 +198,8 @@ static void ledger_make(const char *dir, const uint8_t *genesis, size_t len)
 {
     ledger_options options = {.sync = LEDGER_SYNC_NONE};
     ledger *l;
-    assert_int_equal(ledger_open(dir, &options, &l), 0);
-    assert_int_equal(ledger_genesis_init(l, genesis, len), 0);
+    assert_int_equal(ledger_open(dir, &options, &l, NULL), 0);
+    assert_int_equal(ledger_genesis_init(l, genesis, len, NULL), 0);
     ledger_close(l);
 }
 
@@ -229,12 +230,11 @@ static void test_genesis_check_accepts_its_own_and_refuses_another_chain(void **
     genesis_rechain(mine, mine_len, "another-chain", &renamed, &renamed_len);
 
     /* No ledger yet. */
-    assert_int_equal(node_datadir_check_genesis(f->dir, mine, mine_len, f->err, sizeof f->err),
-                     EHR_ENOTFOUND);
-    assert_non_null(strstr(f->err, "holds no ledger"));
+    assert_int_equal(node_datadir_check_genesis(f->dir, mine, mine_len, &f->err), EHR_ENOTFOUND);
+    assert_non_null(strstr(f->err.msg, "holds no ledger"));
 
     ledger_make(f->dir, mine, mine_len);
-    assert_int_equal(node_datadir_check_genesis(f->dir, mine, mine_len, f->err, sizeof f->err), 0);
+    assert_int_equal(node_datadir_check_genesis(f->dir, mine, mine_len, &f->err), 0);
 
     /* Same chain id, other members: the hashes differ, both are named. */
     char mine_hex[65], other_hex[65];
@@ -243,27 +243,24 @@ static void test_genesis_check_accepts_its_own_and_refuses_another_chain(void **
     ehr_hex_encode(mine_hex, hash, EHR_HASH_BYTES);
     ehr_sha256(hash, other, other_len);
     ehr_hex_encode(other_hex, hash, EHR_HASH_BYTES);
-    assert_int_equal(node_datadir_check_genesis(f->dir, other, other_len, f->err, sizeof f->err),
-                     EHR_ECHAIN);
-    assert_non_null(strstr(f->err, mine_hex));
-    assert_non_null(strstr(f->err, other_hex));
+    assert_int_equal(node_datadir_check_genesis(f->dir, other, other_len, &f->err), EHR_ECHAIN);
+    assert_non_null(strstr(f->err.msg, mine_hex));
+    assert_non_null(strstr(f->err.msg, other_hex));
 
     /* Another chain id: both ids are named. */
-    assert_int_equal(
-        node_datadir_check_genesis(f->dir, renamed, renamed_len, f->err, sizeof f->err),
-        EHR_ECHAIN);
-    assert_non_null(strstr(f->err, "\"" TU_CHAIN_ID "\""));
-    assert_non_null(strstr(f->err, "\"another-chain\""));
+    assert_int_equal(node_datadir_check_genesis(f->dir, renamed, renamed_len, &f->err), EHR_ECHAIN);
+    assert_non_null(strstr(f->err.msg, "\"" TU_CHAIN_ID "\""));
+    assert_non_null(strstr(f->err.msg, "\"another-chain\""));
 
     /* Not a genesis at all. */
     const uint8_t junk[] = {0xff, 0xff, 0xff};
-    assert_true(node_datadir_check_genesis(f->dir, junk, sizeof junk, f->err, sizeof f->err) < 0);
-    assert_non_null(strstr(f->err, "not a valid genesis file"));
+    assert_true(node_datadir_check_genesis(f->dir, junk, sizeof junk, &f->err) < 0);
+    assert_non_null(strstr(f->err.msg, "not a valid genesis file"));
 
     /* The check works while the directory is locked (the node checks after locking). */
     struct node_datadir_lock lock;
-    assert_int_equal(node_datadir_lock(f->dir, &lock, f->err, sizeof f->err), 0);
-    assert_int_equal(node_datadir_check_genesis(f->dir, mine, mine_len, f->err, sizeof f->err), 0);
+    assert_int_equal(node_datadir_lock(f->dir, &lock, &f->err), 0);
+    assert_int_equal(node_datadir_check_genesis(f->dir, mine, mine_len, &f->err), 0);
     node_datadir_unlock(&lock);
 
     ehr_free(mine);
@@ -281,9 +278,8 @@ static void test_genesis_check_refuses_a_missing_directory(void **state)
     tu_genesis(&key, 1, &genesis, &len);
     char missing[PATH_MAX + 16];
     snprintf(missing, sizeof missing, "%s/nope", f->tmp);
-    assert_int_equal(node_datadir_check_genesis(missing, genesis, len, f->err, sizeof f->err),
-                     -ENOENT);
-    assert_non_null(strstr(f->err, "does not exist"));
+    assert_int_equal(node_datadir_check_genesis(missing, genesis, len, &f->err), -ENOENT);
+    assert_non_null(strstr(f->err.msg, "does not exist"));
     assert_int_equal(access(missing, F_OK), -1);
     ehr_free(genesis);
 }

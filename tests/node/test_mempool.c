@@ -582,13 +582,13 @@ static void test_real_ledger_lookup_finds_committed_tx(void **state)
     fixture *f = *state;
     char *dir = tu_tmpdir();
     ledger *l;
-    assert_int_equal(ledger_open(dir, &(ledger_options){.sync = LEDGER_SYNC_NONE}, &l), 0);
+    assert_int_equal(ledger_open(dir, &(ledger_options){.sync = LEDGER_SYNC_NONE}, &l, NULL), 0);
     uint8_t *genesis;
     size_t genesis_len;
     tu_genesis(&f->key, 1, &genesis, &genesis_len);
-    assert_int_equal(ledger_genesis_init(l, genesis, genesis_len), 0);
+    assert_int_equal(ledger_genesis_init(l, genesis, genesis_len, NULL), 0);
     ledger_tip tip;
-    assert_int_equal(ledger_tip_get(l, &tip), 0);
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
     tu_batch batch;
     tu_batch_make(&batch, &f->key, 2, 10);
     uint8_t *block;
@@ -600,7 +600,7 @@ static void test_real_ledger_lookup_finds_committed_tx(void **state)
                        .writes = batch.writes,
                        .write_count = batch.count,
                        .applied_index = 1};
-    assert_int_equal(ledger_append_block(l, &a), 0);
+    assert_int_equal(ledger_append_block(l, &a, NULL), 0);
 
     mempool p;
     mempool_config c = {

@@ -26,7 +26,7 @@
 struct fixture {
     char *dir;
     char path[PATH_MAX];
-    char err[NODE_CONFIG_ERROR_BYTES_MAX];
+    ehr_diag err;
 };
 
 static int setup(void **state)
@@ -66,8 +66,8 @@ static void write_text(const char *path, const char *text)
 static int load_text(struct fixture *f, const char *text, struct node_config *cfg)
 {
     write_text(f->path, text);
-    f->err[0] = '\0';
-    return node_config_load(f->path, cfg, f->err, sizeof f->err);
+    f->err.msg[0] = '\0';
+    return node_config_load(f->path, cfg, &f->err);
 }
 
 /* Expect TEXT to be refused with EHR_EINVAL and a message containing FRAGMENT. */
@@ -75,8 +75,8 @@ static void expect_refused(struct fixture *f, const char *text, const char *frag
 {
     struct node_config cfg;
     int rc = load_text(f, text, &cfg);
-    if (rc != EHR_EINVAL || strstr(f->err, fragment) == NULL)
-        fail_msg("config %s: rc %d, message \"%s\", wanted \"%s\"", text, rc, f->err, fragment);
+    if (rc != EHR_EINVAL || strstr(f->err.msg, fragment) == NULL)
+        fail_msg("config %s: rc %d, message \"%s\", wanted \"%s\"", text, rc, f->err.msg, fragment);
     assert_null(cfg.data_dir);
     node_config_free(&cfg);
 }
@@ -103,7 +103,7 @@ static void test_written_config_loads_back_identically(void **state)
     out.limits.raft_tick_ms = 20;
     out.limits.election_ticks = 30;
     out.limits.heartbeat_ticks = 29;
-    assert_int_equal(node_config_write(f->path, &out, false, f->err, sizeof f->err), 0);
+    assert_int_equal(node_config_write(f->path, &out, false, &f->err), 0);
 
     struct stat st;
     assert_int_equal(stat(f->path, &st), 0);
@@ -118,7 +118,7 @@ static void test_written_config_loads_back_identically(void **state)
     ehr_free(text);
 
     struct node_config in;
-    assert_int_equal(node_config_load(f->path, &in, f->err, sizeof f->err), 0);
+    assert_int_equal(node_config_load(f->path, &in, &f->err), 0);
     assert_string_equal(in.data_dir, out.data_dir);
     assert_string_equal(in.key_file, out.key_file);
     assert_string_equal(in.passphrase_file, out.passphrase_file);
@@ -130,8 +130,8 @@ static void test_written_config_loads_back_identically(void **state)
     node_config_free(&in); /* safe twice */
 
     /* Never replaced without OVERWRITE. */
-    assert_int_equal(node_config_write(f->path, &out, false, f->err, sizeof f->err), EHR_EEXIST);
-    assert_int_equal(node_config_write(f->path, &out, true, f->err, sizeof f->err), 0);
+    assert_int_equal(node_config_write(f->path, &out, false, &f->err), EHR_EEXIST);
+    assert_int_equal(node_config_write(f->path, &out, true, &f->err), 0);
 }
 
 static void test_write_refuses_an_incomplete_config(void **state)
@@ -141,12 +141,12 @@ static void test_write_refuses_an_incomplete_config(void **state)
     node_config_defaults(&cfg);
     cfg.peer_listen = "h:1";
     cfg.rpc_listen = "h:2";
-    assert_int_equal(node_config_write(f->path, &cfg, false, f->err, sizeof f->err), EHR_EINVAL);
-    assert_non_null(strstr(f->err, "data_dir: required"));
+    assert_int_equal(node_config_write(f->path, &cfg, false, &f->err), EHR_EINVAL);
+    assert_non_null(strstr(f->err.msg, "data_dir: required"));
     cfg.data_dir = "/d";
     cfg.limits.heartbeat_ticks = cfg.limits.election_ticks;
-    assert_int_equal(node_config_write(f->path, &cfg, false, f->err, sizeof f->err), EHR_EINVAL);
-    assert_non_null(strstr(f->err, "limits.heartbeat_ticks"));
+    assert_int_equal(node_config_write(f->path, &cfg, false, &f->err), EHR_EINVAL);
+    assert_non_null(strstr(f->err.msg, "limits.heartbeat_ticks"));
     assert_int_equal(access(f->path, F_OK), -1);
 }
 
@@ -285,7 +285,7 @@ static void test_every_limit_at_its_edges(void **state)
             if (inside) {
                 if (rc != 0)
                     fail_msg("%s = %llu refused: %s", e->name, (unsigned long long)values[v],
-                             f->err);
+                             f->err.msg);
                 const struct node_config_limits *l = &cfg.limits;
                 const uint64_t got[] = {
                     l->mempool_tx_count, l->mempool_bytes,     l->block_tx_count, l->block_bytes,
@@ -299,9 +299,9 @@ static void test_every_limit_at_its_edges(void **state)
                 snprintf(want, sizeof want, "limits.%s: %llu is %s", e->name,
                          (unsigned long long)values[v],
                          v == 0 ? "below the minimum" : "above the maximum");
-                if (rc != EHR_EINVAL || strstr(f->err, want) == NULL)
+                if (rc != EHR_EINVAL || strstr(f->err.msg, want) == NULL)
                     fail_msg("%s = %llu: rc %d, \"%s\"", e->name, (unsigned long long)values[v], rc,
-                             f->err);
+                             f->err.msg);
             }
             node_config_free(&cfg);
         }
@@ -365,7 +365,7 @@ static void test_file_size_at_its_edge(void **state)
     text[NODE_CONFIG_FILE_BYTES_MAX] = ' ';
     text[NODE_CONFIG_FILE_BYTES_MAX + 1] = '\0';
     assert_int_equal(load_text(f, text, &cfg), EHR_ETOOBIG);
-    assert_non_null(strstr(f->err, "larger than 65536 bytes"));
+    assert_non_null(strstr(f->err.msg, "larger than 65536 bytes"));
     node_config_free(&cfg);
 }
 
@@ -373,8 +373,8 @@ static void test_missing_file_is_reported(void **state)
 {
     struct fixture *f = *state;
     struct node_config cfg;
-    assert_int_equal(node_config_load(f->path, &cfg, f->err, sizeof f->err), -ENOENT);
-    assert_non_null(strstr(f->err, "ehrd.json: cannot read"));
+    assert_int_equal(node_config_load(f->path, &cfg, &f->err), -ENOENT);
+    assert_non_null(strstr(f->err.msg, "ehrd.json: cannot read"));
     node_config_free(&cfg);
 }
 
@@ -395,7 +395,7 @@ static void test_relative_paths_resolve_against_the_config_directory(void **stat
     for (size_t i = 0; i < EHR_ARRAY_COUNT(from); i++) {
         assert_int_equal(chdir(from[i][0]), 0);
         struct node_config cfg;
-        int rc = node_config_load(from[i][1], &cfg, f->err, sizeof f->err);
+        int rc = node_config_load(from[i][1], &cfg, &f->err);
         assert_int_equal(chdir(cwd), 0);
         assert_int_equal(rc, 0);
         snprintf(want, sizeof want, "%s/data", real);
@@ -412,22 +412,19 @@ static void test_relative_paths_resolve_against_the_config_directory(void **stat
 static void test_listen_addresses_resolve_to_ip_literals(void **state)
 {
     (void)state;
-    char out[NODE_CONFIG_ADDRESS_BYTES_MAX + 1], err[256];
-    assert_int_equal(node_config_listen_resolve("127.0.0.1:7000", out, sizeof out, err, sizeof err),
-                     0);
+    char out[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
+    ehr_diag err;
+    assert_int_equal(node_config_listen_resolve("127.0.0.1:7000", out, sizeof out, &err), 0);
     assert_string_equal(out, "127.0.0.1:7000");
-    assert_int_equal(node_config_listen_resolve("0.0.0.0:1", out, sizeof out, err, sizeof err), 0);
+    assert_int_equal(node_config_listen_resolve("0.0.0.0:1", out, sizeof out, &err), 0);
     assert_string_equal(out, "0.0.0.0:1");
-    assert_int_equal(node_config_listen_resolve("[::1]:65535", out, sizeof out, err, sizeof err),
-                     0);
+    assert_int_equal(node_config_listen_resolve("[::1]:65535", out, sizeof out, &err), 0);
     assert_string_equal(out, "[::1]:65535");
-    assert_int_equal(node_config_listen_resolve("localhost:7001", out, sizeof out, err, sizeof err),
-                     0);
+    assert_int_equal(node_config_listen_resolve("localhost:7001", out, sizeof out, &err), 0);
     assert_true(strcmp(out, "127.0.0.1:7001") == 0 || strcmp(out, "[::1]:7001") == 0);
-    assert_int_equal(
-        node_config_listen_resolve("no-such-host.invalid:7001", out, sizeof out, err, sizeof err),
-        EHR_ENOTFOUND);
-    assert_non_null(strstr(err, "cannot resolve \"no-such-host.invalid\""));
+    assert_int_equal(node_config_listen_resolve("no-such-host.invalid:7001", out, sizeof out, &err),
+                     EHR_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "cannot resolve \"no-such-host.invalid\""));
 }
 
 int main(void)

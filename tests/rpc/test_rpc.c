@@ -153,8 +153,7 @@ struct gathered {
     int count;
 };
 
-static enum rpc_status gather(void *ctx, const uint8_t *message, size_t len, char *err,
-                              size_t err_bytes)
+static enum rpc_status gather(void *ctx, const uint8_t *message, size_t len, ehr_diag *diag)
 {
     struct gathered *g = ctx;
     memcpy(g->data + g->len, message, len);
@@ -173,13 +172,12 @@ static void test_reader_reassembles_at_every_split(void **state)
         struct rpc__reader reader = {0};
         struct gathered g = {0};
         size_t budget = 1000;
-        char err[128];
-        assert_int_equal(
-            rpc__reader_feed(&reader, wire, split, 100, &budget, gather, &g, err, sizeof err),
-            RPC_STATUS_OK);
-        assert_int_equal(rpc__reader_feed(&reader, wire + split, n - split, 100, &budget, gather,
-                                          &g, err, sizeof err),
+        ehr_diag err;
+        assert_int_equal(rpc__reader_feed(&reader, wire, split, 100, &budget, gather, &g, &err),
                          RPC_STATUS_OK);
+        assert_int_equal(
+            rpc__reader_feed(&reader, wire + split, n - split, 100, &budget, gather, &g, &err),
+            RPC_STATUS_OK);
         assert_int_equal(g.count, 3);
         assert_memory_equal(g.data, "helloworld!", 11);
         assert_true(rpc__reader_idle(&reader));
@@ -195,34 +193,33 @@ static void test_reader_refuses_oversize_before_buffering(void **state)
     h2raw_grpc_frame(prefix, 0, NULL, 101);
     struct rpc__reader reader = {0};
     struct gathered g = {0};
-    char err[128];
-    assert_int_equal(rpc__reader_feed(&reader, prefix, 5, 100, NULL, gather, &g, err, sizeof err),
+    ehr_diag err;
+    assert_int_equal(rpc__reader_feed(&reader, prefix, 5, 100, NULL, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
-    assert_non_null(strstr(err, "101 bytes"));
+    assert_non_null(strstr(err.msg, "101 bytes"));
     assert_null(reader.body.data); /* nothing was allocated for it */
     /* Exactly at the limit is fine. */
     struct rpc__reader ok = {0};
     uint8_t wire[105];
     memset(wire, 0, sizeof wire);
     h2raw_grpc_frame(wire, 0, NULL, 100);
-    assert_int_equal(rpc__reader_feed(&ok, wire, 105, 100, NULL, gather, &g, err, sizeof err),
-                     RPC_STATUS_OK);
+    assert_int_equal(rpc__reader_feed(&ok, wire, 105, 100, NULL, gather, &g, &err), RPC_STATUS_OK);
     assert_int_equal(g.count, 1);
 }
 
 static void test_reader_refuses_compressed_and_bad_flags(void **state)
 {
     uint8_t wire[8];
-    char err[128];
+    ehr_diag err;
     struct gathered g = {0};
     struct rpc__reader reader = {0};
     h2raw_grpc_frame(wire, 1, (const uint8_t *)"abc", 3);
-    assert_int_equal(rpc__reader_feed(&reader, wire, 8, 100, NULL, gather, &g, err, sizeof err),
+    assert_int_equal(rpc__reader_feed(&reader, wire, 8, 100, NULL, gather, &g, &err),
                      RPC_STATUS_INTERNAL);
-    assert_non_null(strstr(err, "compressed"));
+    assert_non_null(strstr(err.msg, "compressed"));
     struct rpc__reader reader2 = {0};
     h2raw_grpc_frame(wire, 0x80, (const uint8_t *)"abc", 3);
-    assert_int_equal(rpc__reader_feed(&reader2, wire, 8, 100, NULL, gather, &g, err, sizeof err),
+    assert_int_equal(rpc__reader_feed(&reader2, wire, 8, 100, NULL, gather, &g, &err),
                      RPC_STATUS_INTERNAL);
     assert_int_equal(g.count, 0);
 }
@@ -234,16 +231,15 @@ static void test_reader_budget_limits_partial_messages(void **state)
     h2raw_grpc_frame(wire, 0, NULL, 50);
     struct rpc__reader reader = {0};
     struct gathered g = {0};
-    char err[128];
+    ehr_diag err;
     size_t budget = 49;
     /* A partial message of 50 bytes needs 50 bytes of budget. */
-    assert_int_equal(rpc__reader_feed(&reader, wire, 20, 100, &budget, gather, &g, err, sizeof err),
+    assert_int_equal(rpc__reader_feed(&reader, wire, 20, 100, &budget, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
     budget = 50;
     struct rpc__reader reader2 = {0};
-    assert_int_equal(
-        rpc__reader_feed(&reader2, wire, 20, 100, &budget, gather, &g, err, sizeof err),
-        RPC_STATUS_OK);
+    assert_int_equal(rpc__reader_feed(&reader2, wire, 20, 100, &budget, gather, &g, &err),
+                     RPC_STATUS_OK);
     assert_int_equal(budget, 0);
     rpc__reader_release(&reader2, &budget); /* dropped mid-message: refunded */
     assert_int_equal(budget, 50);
@@ -257,11 +253,11 @@ static void test_reader_counts_messages_against_max(void **state)
     n += h2raw_grpc_frame(wire + n, 0, NULL, 0);
     struct rpc__reader reader = {.messages_max = 1};
     struct gathered g = {0};
-    char err[128];
-    assert_int_equal(rpc__reader_feed(&reader, wire, n, 100, NULL, gather, &g, err, sizeof err),
+    ehr_diag err;
+    assert_int_equal(rpc__reader_feed(&reader, wire, n, 100, NULL, gather, &g, &err),
                      RPC_STATUS_INTERNAL);
     assert_int_equal(g.count, 1);
-    assert_non_null(strstr(err, "more than 1 message"));
+    assert_non_null(strstr(err.msg, "more than 1 message"));
 }
 
 /* ------------------------------------------ client and server on one loop */
@@ -1159,8 +1155,8 @@ static void test_raw_garbage_closes_connection_and_server_lives(void **state)
     h2raw_close(&h);
     /* The server still serves. */
     struct rpc_sync *sync;
-    char err[256];
-    assert_int_equal(rpc_sync_open("127.0.0.1", ts->port, 5000, &sync, err, sizeof err), 0);
+    ehr_diag err;
+    assert_int_equal(rpc_sync_open("127.0.0.1", ts->port, 5000, &sync, &err), 0);
     struct rpc_result result;
     assert_int_equal(rpc_sync_unary(sync, ECHO_SAY, NULL, 0, 5000, &result), RPC_STATUS_OK);
     rpc_result_clear(&result);
@@ -1383,8 +1379,8 @@ static void test_sync_client_unary_and_stream(void **state)
 {
     struct thread_server *ts = *state;
     struct rpc_sync *sync;
-    char err[256];
-    assert_int_equal(rpc_sync_open("localhost", ts->port, 5000, &sync, err, sizeof err), 0);
+    ehr_diag err;
+    assert_int_equal(rpc_sync_open("localhost", ts->port, 5000, &sync, &err), 0);
     uint8_t *req;
     size_t len = pack_echo(&req, "sync", 5, 0, 0, NULL);
     struct rpc_result result;
@@ -1409,8 +1405,8 @@ static void test_sync_client_unary_and_stream(void **state)
     rpc_result_clear(&result);
     rpc_sync_close(sync);
     /* A port with no server: a clear error. */
-    assert_int_not_equal(rpc_sync_open("127.0.0.1", 1, 2000, &sync, err, sizeof err), 0);
-    assert_non_null(strstr(err, "127.0.0.1:1"));
+    assert_int_not_equal(rpc_sync_open("127.0.0.1", 1, 2000, &sync, &err), 0);
+    assert_non_null(strstr(err.msg, "127.0.0.1:1"));
 }
 
 static void test_connection_limit_edge(void **state)

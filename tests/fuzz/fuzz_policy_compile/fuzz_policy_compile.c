@@ -20,10 +20,12 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-/* WHY starts with "LINE:COLUMN: " (both at least 1) and is one line. */
-static bool well_formed_error(const char *why)
+/* DIAG's message starts with "LINE:COLUMN: " (both at least 1), is one line and fits whole. */
+static bool well_formed_error(const ehr_diag *diag)
 {
-    const char *p = why;
+    if (strlen(diag->msg) >= EHR_DIAG_BYTES_MAX - 1)
+        return false;
+    const char *p = diag->msg;
     if (!is_digit(*p) || *p == '0')
         return false;
     while (is_digit(*p))
@@ -32,7 +34,7 @@ static bool well_formed_error(const char *why)
         return false;
     while (is_digit(*p))
         p++;
-    return p[0] == ':' && p[1] == ' ' && strchr(why, '\n') == NULL;
+    return p[0] == ':' && p[1] == ' ' && strchr(diag->msg, '\n') == NULL;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -41,18 +43,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *src = (const char *)data;
     uint8_t code[CONTRACTS_POLICY_BYTES_MAX], again[CONTRACTS_POLICY_BYTES_MAX];
     size_t len = 1, again_len = 1;
-    char why[CONTRACTS_POLICY_WHY_BYTES];
-    int rc = contracts_policy_compile(src, size, code, sizeof code, &len, why, sizeof why);
+    ehr_diag diag;
+    int rc = contracts_policy_compile(src, size, code, sizeof code, &len, &diag);
     if (rc != 0) {
         if (rc != EHR_EINVAL && rc != EHR_ETOOBIG)
             abort();
-        if (len != 0 || !well_formed_error(why))
+        if (len != 0 || !well_formed_error(&diag))
             abort();
         return 0;
     }
     if (len < 1 || len > CONTRACTS_POLICY_BYTES_MAX)
         abort();
-    if (contracts_vm_verify(code, len, NULL, 0) != 0)
+    if (contracts_vm_verify(code, len, NULL) != 0)
         abort();
     if (contracts_policy_disassemble(code, len, listing, sizeof listing) != 0)
         abort();
@@ -65,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (res.reason == CONTRACTS_VM_REASON_MALFORMED || res.reason == CONTRACTS_VM_REASON_GAS)
         abort();
-    if (contracts_policy_compile(src, size, again, sizeof again, &again_len, NULL, 0) != 0)
+    if (contracts_policy_compile(src, size, again, sizeof again, &again_len, NULL) != 0)
         abort();
     if (again_len != len || memcmp(again, code, len) != 0)
         abort();

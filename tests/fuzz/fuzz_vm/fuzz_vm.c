@@ -72,14 +72,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         requests_init();
         ready = true;
     }
-    char why[CONTRACTS_VM_WHY_BYTES];
-    int rc = contracts_vm_verify(data, size, why, sizeof why);
+    ehr_diag diag;
+    int rc = contracts_vm_verify(data, size, &diag);
     if (rc != 0 && rc != EHR_EINVAL && rc != EHR_ETOOBIG)
         abort();
     if ((rc == EHR_ETOOBIG) != (size > CONTRACTS_POLICY_BYTES_MAX))
         abort();
-    if (rc != 0 && (strncmp(why, "offset ", 7) != 0 || strchr(why, '\n') != NULL))
+    if (rc != 0 && (strncmp(diag.msg, "offset ", 7) != 0 || strchr(diag.msg, '\n') != NULL))
         abort();
+    if (rc != 0 && strlen(diag.msg) >= EHR_DIAG_BYTES_MAX - 1)
+        abort(); /* a reason always fits whole */
     bool verified = rc == 0;
 
     const uint64_t gases[2] = {CONTRACTS_VM_GAS_DEFAULT, size % 23};

@@ -42,8 +42,8 @@ static void open_and_reseal(const uint8_t *data, size_t size, const ehr_keyfile_
     const char *pass = empty ? "" : FUZZ_PASS;
     size_t pass_len = empty ? 0 : sizeof FUZZ_PASS - 1;
     ehr_identity id;
-    char why[EHR_KEYFILE_MESSAGE_BYTES];
-    int rc = ehr_keyfile_open(&id, NULL, data, size, pass, pass_len, why);
+    ehr_diag why;
+    int rc = ehr_keyfile_open(&id, NULL, data, size, pass, pass_len, &why);
     if (rc != 0) {
         check(rc == EHR_EPASSPHRASE || rc == EHR_ECORRUPT);
         check(all_zero(&id, sizeof id));
@@ -70,12 +70,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ready = true;
     }
     ehr_keyfile_info info;
-    char why[EHR_KEYFILE_MESSAGE_BYTES] = "";
-    int rc = ehr_keyfile_parse(&info, data, size, why);
+    ehr_diag why = {""};
+    int rc = ehr_keyfile_parse(&info, data, size, &why);
     if (rc != 0) {
         check(rc == EHR_ETRUNCATED || rc == EHR_ECORRUPT || rc == EHR_EVERSION ||
               rc == EHR_ETOOBIG);
-        check(why[0] != '\0');
+        check(why.msg[0] != '\0');
         check(rc != EHR_ETRUNCATED || size < EHR_KEYFILE_BYTES);
         return 0;
     }
