@@ -222,10 +222,10 @@ static void chain_build(struct chain *c, size_t patients, size_t proposals)
     world_member_add(c->w, &c->pharmacy, EHR__V1__MEMBER_ROLE__MEMBER_ROLE_PHARMACY);
     party_make(&c->insurer, seed++);
     world_member_add(c->w, &c->insurer, EHR__V1__MEMBER_ROLE__MEMBER_ROLE_INSURER);
-    char why[CONTRACTS_POLICY_WHY_BYTES];
+    ehr_diag diag;
     if (contracts_policy_compile(typical_policy, strlen(typical_policy), c->policy,
-                                 sizeof c->policy, &c->policy_len, why, sizeof why) != 0)
-        die(why);
+                                 sizeof c->policy, &c->policy_len, &diag) != 0)
+        die(diag.msg);
 
     size_t most = patients > PRACTITIONER_COUNT ? patients : PRACTITIONER_COUNT;
     most = most > proposals ? most : proposals;

@@ -67,10 +67,9 @@ static const char *const compiled_sources[FUZZ_APPLY_COMPILED_COUNT - 1] = {
 
 static void compile_one(struct compiled *c, const char *src)
 {
-    char why[CONTRACTS_POLICY_WHY_BYTES];
-    if (contracts_policy_compile(src, strlen(src), c->code, sizeof c->code, &c->len, why,
-                                 sizeof why) != 0) {
-        fprintf(stderr, "fuzz_apply: policy does not compile: %s\n", why);
+    ehr_diag diag;
+    if (contracts_policy_compile(src, strlen(src), c->code, sizeof c->code, &c->len, &diag) != 0) {
+        fprintf(stderr, "fuzz_apply: policy does not compile: %s\n", diag.msg);
         abort();
     }
 }
