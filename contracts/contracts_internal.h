@@ -90,6 +90,14 @@ enum {
 /* ---- helpers the rules use ---- */
 
 /*
+ * A buffer of EHR_STATE_VALUE_BYTES_MAX bytes owned by B, for the rules'
+ * reads: allocated at the first call, then the same for every transaction
+ * of the block, freed by contracts_block_end (a hot path allocates up front
+ * and reuses).
+ */
+uint8_t *contracts_block_scratch(contracts_block *b);
+
+/*
  * The message a patient signs to agree to be enrolled by a member:
  * SHA-256("ehrchain/v1/patient-enroll" || len(chain_id) (1 byte) ||
  * chain_id || enroller node key || patient key || patient kx key). Binding

@@ -58,7 +58,7 @@ struct apply {
     const struct contracts_tx *tx;
     const Ehr__V1__TxBody *body;
     struct contracts_tx_result *r;
-    uint8_t *value; /* scratch for reads: EHR_STATE_VALUE_BYTES_MAX */
+    uint8_t *value; /* scratch for reads: EHR_STATE_VALUE_BYTES_MAX, the block's */
 };
 
 /* Is K a valid 32-byte public key? *PARSED gets it (parsing is the costly
@@ -940,7 +940,7 @@ int contracts_apply_tx(contracts_block *b, const struct contracts_tx *tx,
                       .tx = tx,
                       .body = checked.body,
                       .r = result,
-                      .value = ehr_malloc(EHR_STATE_VALUE_BYTES_MAX)};
+                      .value = contracts_block_scratch(b)};
     contracts_block_tx_begin(b);
     rc = apply_payload(&a);
     if (rc == EHR_ETOOBIG) {
@@ -951,7 +951,6 @@ int contracts_apply_tx(contracts_block *b, const struct contracts_tx *tx,
         contracts_block_tx_commit(b);
     else
         contracts_block_tx_abort(b);
-    ehr_free(a.value);
     ledger_tx_release(&checked);
     return rc;
 }
