@@ -80,8 +80,12 @@ static void draft_free(struct draft *d)
     ehr_free(d->keys);
 }
 
+/* The string FIELD of OBJ into *OUT (pointing into OBJ). Returns 0, or
+ * EHR_EINVAL with DIAG and *OUT NULL: set on every path, so a caller's
+ * compiler need not see that an error is never 0. */
 static int json_string_field(json_t *obj, const char *field, const char **out, ehr_diag *diag)
 {
+    *out = NULL;
     json_t *v = json_object_get(obj, field);
     if (v == NULL)
         return ehr_diag_fail(diag, EHR_EINVAL, "missing field \"%s\"", field);

@@ -38,6 +38,7 @@ static const struct err_info err_table[] = {
     {EHR_EPROTO, "EHR_EPROTO", "protocol violation"},
     {EHR_EDENIED, "EHR_EDENIED", "not permitted"},
     {EHR_EDIVERGED, "EHR_EDIVERGED", "state diverged from the cluster"},
+    {EHR_EREFUSED, "EHR_EREFUSED", "refused by a rule"},
 };
 
 _Static_assert(EHR_ARRAY_COUNT(err_table) == (size_t)(EHR_ERR_LAST_ - EHR_EINVAL),

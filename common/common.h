@@ -41,6 +41,7 @@ enum ehr_err {
     EHR_EPROTO,          /* a peer broke the protocol */
     EHR_EDENIED,         /* not permitted (not a member, no consent) */
     EHR_EDIVERGED,       /* this node's state differs from the cluster's */
+    EHR_EREFUSED,        /* a rule's precondition does not hold (done already, ...) */
     EHR_ERR_LAST_        /* not an error: one past the last code */
 };
 

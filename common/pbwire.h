@@ -27,16 +27,20 @@
  *                      the ledger's stored and signed formats require.
  *   EHR_PB_PADDED      any varint of at most 10 bytes whose value fits 64
  *                      bits (the 10th byte is 0 or 1): padding is accepted,
- *                      in keys and lengths too.
+ *                      in keys and lengths too, but a key or a length is at
+ *                      most 5 bytes and at most UINT32_MAX, as protobuf-c
+ *                      reads them (it refuses a key or a length padded to
+ *                      6..10 bytes, so this rule does too).
  *   EHR_PB_PROTOBUF_C  what protobuf-c (1.4) reads: any varint of at most 10
  *                      bytes, bits past the 64th dropped; a key or a length
  *                      at most 5 bytes. A peer that may be written with
  *                      protobuf-c is read the way protobuf-c reads it.
  *
- * Under every rule a key must be at most UINT32_MAX with a field number of 1
- * or more (so the number is 1..EHR_PB_FIELD_NUMBER_MAX; protobuf-c would
- * wrap a larger key, we refuse it), and a length must not run past the end
- * of the input.
+ * Under every rule a key is at most 5 bytes (EHR_PB_KEY_BYTES_MAX; a
+ * minimal varint longer than that is over UINT32_MAX) and at most
+ * UINT32_MAX, with a field number of 1 or more (so the number is
+ * 1..EHR_PB_FIELD_NUMBER_MAX; protobuf-c would wrap a larger key, we refuse
+ * it), and a length must not run past the end of the input.
  *
  * Readers: an ehr_pb_reader is a view of DATA[0..LEN) with a position; the
  * caller owns the bytes and the struct. Every read checks the bytes left
@@ -207,9 +211,11 @@ static inline int ehr_pb_varint_read(ehr_pb_reader *r, enum ehr_pb_rule rule, ui
     return ehr_pb__varint_read_long(r, rule, EHR_PB_VARINT_BYTES_MAX, value);
 }
 
-/* A varint that must fit 32 bits (a key; a length under
- * EHR_PB_PROTOBUF_C): at most 5 bytes under EHR_PB_PROTOBUF_C, else as any
- * varint; over UINT32_MAX is EHR_EINVAL. Errors as ehr_pb_varint_read. */
+/* A varint that must fit 32 bits (a key; a length under EHR_PB_PADDED and
+ * EHR_PB_PROTOBUF_C): at most EHR_PB_VARINT32_BYTES_MAX (5) bytes, as
+ * protobuf-c reads keys and lengths, and at most UINT32_MAX. Longer or
+ * larger is EHR_EINVAL; the input ending inside the 5 bytes is
+ * EHR_ETRUNCATED. Otherwise errors as ehr_pb_varint_read. */
 static inline int ehr_pb__varint32_read(ehr_pb_reader *r, enum ehr_pb_rule rule, uint64_t *value)
 {
     EHR_ASSERT(r->pos <= r->len);
@@ -218,10 +224,8 @@ static inline int ehr_pb__varint32_read(ehr_pb_reader *r, enum ehr_pb_rule rule,
         return 0;
     }
     size_t start = r->pos;
-    size_t bytes_max =
-        rule == EHR_PB_PROTOBUF_C ? EHR_PB_VARINT32_BYTES_MAX : EHR_PB_VARINT_BYTES_MAX;
     uint64_t v = 0;
-    int err = ehr_pb__varint_read_long(r, rule, bytes_max, &v);
+    int err = ehr_pb__varint_read_long(r, rule, EHR_PB_VARINT32_BYTES_MAX, &v);
     if (err != 0)
         return err;
     if (v > UINT32_MAX) {
@@ -237,7 +241,7 @@ static inline int ehr_pb__varint32_read(ehr_pb_reader *r, enum ehr_pb_rule rule,
  * (1..EHR_PB_FIELD_NUMBER_MAX), *WIRE_TYPE its low 3 bits (0..7, unchecked:
  * the caller refuses the types it does not take, 3, 4, 6 and 7 included).
  * Returns 0; EHR_ETRUNCATED; EHR_EINVAL for a varint the rule refuses, a
- * key over UINT32_MAX or field number 0.
+ * key longer than 5 bytes, a key over UINT32_MAX or field number 0.
  */
 static inline int ehr_pb_key_read(ehr_pb_reader *r, enum ehr_pb_rule rule, uint32_t *field,
                                   unsigned *wire_type)
@@ -275,16 +279,16 @@ static inline int ehr_pb_skip(ehr_pb_reader *r, uint64_t count)
  * bytes, at position 0) and R moves past them. The length is checked
  * against the bytes left before it is used. Returns 0; EHR_ETRUNCATED if
  * the input ends inside the length or the content; EHR_EINVAL for a length
- * varint the rule refuses (under EHR_PB_PROTOBUF_C one over UINT32_MAX
- * too). A limit of the module's own (a message size) is the caller's to
- * check on CONTENT->len.
+ * varint the rule refuses (under EHR_PB_PADDED and EHR_PB_PROTOBUF_C one
+ * longer than 5 bytes or over UINT32_MAX too). A limit of the module's own
+ * (a message size) is the caller's to check on CONTENT->len.
  */
 static inline int ehr_pb_len_read(ehr_pb_reader *r, enum ehr_pb_rule rule, ehr_pb_reader *content)
 {
     size_t start = r->pos;
     uint64_t len = 0;
-    int err = rule == EHR_PB_PROTOBUF_C ? ehr_pb__varint32_read(r, rule, &len)
-                                        : ehr_pb_varint_read(r, rule, &len);
+    int err = rule == EHR_PB_MINIMAL ? ehr_pb_varint_read(r, rule, &len)
+                                     : ehr_pb__varint32_read(r, rule, &len);
     if (err != 0)
         return err;
     const uint8_t *bytes = r->data + r->pos;

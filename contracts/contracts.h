@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "ehr_crypto.h"
 #include "ledger_format.h"
 
 /* ---- limits ---- */
@@ -148,6 +149,52 @@ size_t contracts_block_writes(contracts_block *b, const ledger_state_write **out
 /* Free the block and everything it copied. Safe on NULL. */
 void contracts_block_end(contracts_block *b);
 
+/* ---- the world state's keys ----
+ * contracts/README.md, "World state": every key is an ASCII prefix ending in
+ * '/', then fixed-size binary parts (32-byte keys and ids, big-endian
+ * integers), so that a prefix scan lists one patient's or one grantee's
+ * entries in the order the suffix sorts. Values are state.proto messages.
+ */
+
+#define CONTRACTS_PREFIX_MEMBER LEDGER_MEMBER_KEY_PREFIX /* + node key */
+#define CONTRACTS_PREFIX_PATIENT "patient/"              /* + patient key */
+#define CONTRACTS_PREFIX_PRACTITIONER "practitioner/"    /* + practitioner key */
+#define CONTRACTS_PREFIX_RECORD "record/"                /* + record id */
+#define CONTRACTS_PREFIX_CONSENT "consent/"              /* + consent id */
+#define CONTRACTS_PREFIX_PROPOSAL "proposal/"            /* + proposal id */
+#define CONTRACTS_PREFIX_PATIENT_RECORDS                                                           \
+    "patient-records/" /* + patient + type4 + height8 + pos4                                       \
+                        */
+#define CONTRACTS_PREFIX_PATIENT_CONSENTS                                                          \
+    "patient-consents/"                                       /* + patient + grantee + consent id  \
+                                                               */
+#define CONTRACTS_PREFIX_GRANTEE_CONSENTS "grantee-consents/" /* + grantee + consent id */
+#define CONTRACTS_PREFIX_AUDIT "audit/"                       /* + patient + height8 + pos4 */
+#define CONTRACTS_PREFIX_AUDIT_EMERGENCY "audit-emergency/"   /* + patient + height8 + pos4 */
+
+enum {
+    CONTRACTS_KEY_PART_BYTES = 32, /* a public key, a record, consent or proposal id */
+    /* The longest key: the longest prefix, three parts, a 16-byte suffix. */
+    CONTRACTS_KEY_BYTES_MAX = 32 + 3 * CONTRACTS_KEY_PART_BYTES + 16,
+};
+_Static_assert((int)CONTRACTS_KEY_BYTES_MAX <= (int)EHR_STATE_KEY_BYTES_MAX,
+               "a contract key is a state key");
+_Static_assert(sizeof CONTRACTS_PREFIX_PATIENT_CONSENTS - 1 <= 32, "the longest prefix fits");
+
+/*
+ * Write PREFIX then the parts K1, K2, K3 (CONTRACTS_KEY_PART_BYTES each; a
+ * NULL part and every part after it are left out) into OUT, which has room
+ * for CONTRACTS_KEY_BYTES_MAX. Returns the key's length.
+ */
+size_t contracts_key(uint8_t *out, const char *prefix, const uint8_t *k1, const uint8_t *k2,
+                     const uint8_t *k3);
+/* Append LEN bytes of SUFFIX to the key of KEY_LEN bytes in OUT; returns the
+ * new length. Precondition: it fits CONTRACTS_KEY_BYTES_MAX. */
+size_t contracts_key_append(uint8_t *out, size_t key_len, const uint8_t *suffix, size_t len);
+
+void contracts_be32(uint8_t out[4], uint32_t v);
+void contracts_be64(uint8_t out[8], uint64_t v);
+
 /* ---- the rules: one transaction at a time ---- */
 
 enum {
@@ -198,6 +245,20 @@ struct contracts_tx_result {
  */
 int contracts_apply_tx(contracts_block *b, const struct contracts_tx *tx,
                        struct contracts_tx_result *result);
+
+/*
+ * The message a patient signs to agree to be enrolled by a member:
+ * SHA-256("ehrchain/v1/patient-enroll" || len(chain_id) (1 byte) ||
+ * chain_id || enroller node key || patient key || patient kx key). Binding
+ * the chain and the enroller keeps a signature from being replayed on
+ * another chain or by another member. Clients compute it to co-sign an
+ * enrolment (tx.proto, PatientEnroll.patient_signature).
+ */
+void contracts_enroll_message(const char *chain_id,
+                              const uint8_t enroller[EHR_SCHNORR_PUBLIC_BYTES],
+                              const uint8_t patient[EHR_SCHNORR_PUBLIC_BYTES],
+                              const uint8_t patient_kx[EHR_KX_PUBLIC_BYTES],
+                              uint8_t out[EHR_HASH_BYTES]);
 
 /* Serialize RESULT as a TxResult (canonical encoding) into OUT, which has
  * room for CONTRACTS_RESULT_BYTES_MAX. Returns the length. */

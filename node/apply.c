@@ -122,19 +122,41 @@ static void digest_judge(struct node *n, struct node__digest_slot *s)
     }
 }
 
+/* Send our digest of slot S to M, or to every peer with a live link when M
+ * is NULL. Best effort, like every peer message: a peer without a live link
+ * gets it when the link comes up, if the height is still in the window
+ * (node__digests_link_up). */
+static void digest_send(struct node *n, const struct node_member *m,
+                        const struct node__digest_slot *s)
+{
+    EHR_ASSERT(s->own_set);
+    Ehr__V1__StateDigest sd = EHR__V1__STATE_DIGEST__INIT;
+    sd.height = s->height;
+    sd.digest = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)s->own};
+    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
+    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_STATE_DIGEST;
+    pm.state_digest = &sd;
+    node__send_kind(n, m, &pm);
+}
+
 static void digest_publish(struct node *n, uint64_t height, const uint8_t digest[EHR_HASH_BYTES])
 {
     struct node__digest_slot *s = digest_slot(n, height, true);
     memcpy(s->own, digest, EHR_HASH_BYTES);
     s->own_set = true;
-    Ehr__V1__StateDigest sd = EHR__V1__STATE_DIGEST__INIT;
-    sd.height = height;
-    sd.digest = (ProtobufCBinaryData){EHR_HASH_BYTES, s->own};
-    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
-    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_STATE_DIGEST;
-    pm.state_digest = &sd;
-    node__send_kind(n, NULL, &pm);
+    digest_send(n, NULL, s);
     digest_judge(n, s);
+}
+
+void node__digests_link_up(struct node *n, const struct node_member *m)
+{
+    EHR_ASSERT(m != NULL);
+    EHR_ASSERT(!m->self);
+    for (size_t i = 0; i < NODE_DIGEST_WINDOW; i++) {
+        const struct node__digest_slot *s = &n->applying.digests[i];
+        if (s->height != 0 && s->own_set)
+            digest_send(n, m, s);
+    }
 }
 
 void node__digest_received(struct node *n, size_t member, const Ehr__V1__StateDigest *sd)
@@ -216,6 +238,43 @@ static int contracts_run(struct node *n, const ledger_block_view *v, contracts_b
     return 0;
 }
 
+int node__contracts_check(struct node *n, const uint8_t *envelope, size_t len,
+                          const uint8_t hash[EHR_HASH_BYTES], ehr_diag *diag)
+{
+    struct node__state_view sv;
+    struct contracts_state state = node__state_view(&sv, n->ledger);
+    uint64_t now = node__now_ms();
+    struct contracts_block_ctx ctx = {.height = n->tip.height + 1,
+                                      .time_ms = now > n->tip.time_ms ? now : n->tip.time_ms};
+    memcpy(ctx.proposer, n->id->signing.public_key, EHR_SCHNORR_PUBLIC_BYTES);
+    snprintf(ctx.chain_id, sizeof ctx.chain_id, "%s", n->chain.chain_id);
+    contracts_block *b;
+    int rc = contracts_block_begin(&state, &ctx, &b);
+    EHR_ASSERT(rc == 0); /* aborts only on out-of-memory */
+    struct contracts_tx tx = {
+        .envelope = envelope, .len = len, .hash = hash, .position = 0, .sig = CONTRACTS_SIG_VALID};
+    struct contracts_tx_result r;
+    rc = contracts_apply_tx(b, &tx, &r);
+    contracts_block_end(b);
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "cannot read the state: %s", sv.diag.msg);
+    switch (r.code) {
+    case EHR__V1__TX_RESULT_CODE__TX_RESULT_OK:
+        return 0;
+    case EHR__V1__TX_RESULT_CODE__TX_RESULT_NOT_AUTHORIZED:
+        return ehr_diag_fail(diag, EHR_EDENIED, "%s", r.reason);
+    case EHR__V1__TX_RESULT_CODE__TX_RESULT_NOT_FOUND:
+        return ehr_diag_fail(diag, EHR_ENOTFOUND, "%s", r.reason);
+    case EHR__V1__TX_RESULT_CODE__TX_RESULT_CONFLICT:
+    case EHR__V1__TX_RESULT_CODE__TX_RESULT_REFUSED:
+        return ehr_diag_fail(diag, EHR_EREFUSED, "%s", r.reason);
+    case EHR__V1__TX_RESULT_CODE__TX_RESULT_BAD_SIGNATURE:
+        return ehr_diag_fail(diag, EHR_EBADSIG, "%s", r.reason);
+    default:
+        return ehr_diag_fail(diag, EHR_EINVAL, "%s", r.reason);
+    }
+}
+
 /* Apply the block of E: its transactions through the rules, then the block
  * with their writes in one append; a block every node refuses alike is
  * skipped (its index recorded as applied). Returns 0, or an error this node
@@ -284,7 +343,7 @@ static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *dia
     mempool_remove_committed(&n->pool, (const uint8_t(*)[EHR_HASH_BYTES])n->applying.hashes, count);
     node__proposals_applied(n, e->index, false);
     n->api.block_applied(n, n->tip.height, (const uint8_t(*)[EHR_HASH_BYTES])n->applying.hashes,
-                         count);
+                         n->applying.result_views, count);
     if (n->applying.test_faults.digest_fault_height != 0 &&
         n->applying.test_faults.digest_fault_height == n->tip.height)
         digest[0] ^= 1; /* injected by a test (node_test_faults_set) */

@@ -242,11 +242,23 @@ static void admit_finish(struct node *n, struct admit *a, bool stopped)
         snprintf(res.reason, sizeof res.reason, "the node is shutting down");
     } else {
         /* Apply uses the verdict (a block of our own admissions is not
-         * verified twice); a bad signature is refused here already. */
-        if (a->verified.err == 0 && a->len >= EHR_SCHNORR_SIG_BYTES)
+         * verified twice); a bad signature is refused here already. Then
+         * the contract's rules against the committed state, so an obvious
+         * refusal is answered now rather than after commit. */
+        rc = 0;
+        if (a->verified.err == 0) {
+            EHR_ASSERT(a->len >= EHR_SCHNORR_SIG_BYTES); /* a checked envelope */
             sigverify_note(n->applying.sigv, a->verified.hash,
                            a->envelope + a->len - EHR_SCHNORR_SIG_BYTES, true);
-        rc = mempool_admit_finish(&n->pool, a->envelope, a->len, &a->verified, &res);
+            ehr_diag why = {{0}};
+            rc = node__contracts_check(n, a->envelope, a->len, a->verified.hash, &why);
+            if (rc != 0) {
+                memcpy(res.hash, a->verified.hash, EHR_HASH_BYTES);
+                snprintf(res.reason, sizeof res.reason, "%s", why.msg);
+            }
+        }
+        if (rc == 0)
+            rc = mempool_admit_finish(&n->pool, a->envelope, a->len, &a->verified, &res);
         if (rc == 0 && !uv_is_active((uv_handle_t *)&n->flush_timer))
             uv_timer_start(&n->flush_timer, on_flush, n->cfg.limits.block_flush_ms, 0);
     }
@@ -364,6 +376,25 @@ static bool proposals_open(struct node *n)
     return true;
 }
 
+/* The test fault forge_height: B's first envelope replaced by a copy whose
+ * signature the leader made with its own key over the same body. Returns
+ * the copy (free it once the block is built). */
+static uint8_t *forge_first(struct node *n, mempool_batch *b)
+{
+    ledger_tx_view tv;
+    int rc = ledger_tx_envelope_parse(b->envelopes[0].data, b->envelopes[0].len, &tv, NULL);
+    EHR_ASSERT(rc == 0); /* admitted */
+    uint8_t *copy = ehr_malloc(b->envelopes[0].len);
+    memcpy(copy, b->envelopes[0].data, b->envelopes[0].len);
+    uint8_t *sig = copy + (tv.signature - b->envelopes[0].data);
+    rc = ehr_schnorr_sign(&n->id->signing, b->hashes[0], sig);
+    EHR_ASSERT(rc == 0);
+    b->envelopes[0].data = copy;
+    ehr_log(EHR_LOG_WARN, "test fault: the first transaction's signature is forged",
+            "height=%" PRIu64, n->prop.height + 1);
+    return copy;
+}
+
 /* Propose full blocks, and a partial one if FLUSH. */
 static void propose_blocks(struct node *n, bool flush)
 {
@@ -405,9 +436,13 @@ static void propose_blocks(struct node *n, bool flush)
         size_t block_len = 0;
         uint8_t hash[EHR_HASH_BYTES];
         ehr_diag diag = {{0}};
+        uint8_t *forged = NULL;
+        if (n->applying.test_faults.forge_height == p.height && b.count > 0)
+            forged = forge_first(n, &b); /* injected by a test (node_test_faults_set) */
         int rc =
             ledger_block_build(&p, b.envelopes, b.count, (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                                &n->id->signing, &block, &block_len, hash, &diag);
+        ehr_free(forged);
         if (rc == 0)
             rc = raft_propose(n->cons.raft, block, (uint32_t)block_len);
         if (rc != 0) {
@@ -725,6 +760,7 @@ static void on_link_up(void *user, const uint8_t peer[P2P_KEY_BYTES])
     m->link_up = true;
     ehr_log(EHR_LOG_INFO, "peer link up", "peer=\"%s\"", m->name);
     send_node_info(n, m);
+    node__digests_link_up(n, m);
 }
 
 static void on_link_down(void *user, const uint8_t peer[P2P_KEY_BYTES], int reason, uint64_t unsent)

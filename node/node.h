@@ -73,6 +73,11 @@ struct node_test_faults {
     /* Publish a wrong state digest for the block at this height (the
      * divergence test's stand-in for a bug or a damaged disk); 0: never. */
     uint64_t digest_fault_height;
+    /* As leader, propose the block at this height with its first
+     * transaction's signature replaced by one the leader makes with its
+     * own key over the same body (a malicious leader forging what another
+     * signed); 0: never. Every node must record it as refused. */
+    uint64_t forge_height;
 };
 void node_test_faults_set(struct node *n, const struct node_test_faults *faults);
 

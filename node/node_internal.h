@@ -38,6 +38,11 @@ enum {
     NODE_WAITERS_MAX = 65536,
     /* StreamBlocks calls open at once. */
     NODE_BLOCK_STREAMS_MAX = 256,
+    /* Entries one listing query (GetAuditTrail, ListRecords, ListConsents)
+     * answers: the default and the most a client may ask (node.proto). The
+     * bound keeps one call's work on the loop small. */
+    NODE_QUERY_LIMIT_DEFAULT = 100,
+    NODE_QUERY_LIMIT_MAX = 1000,
     /* Heights whose state digests are kept for comparison. */
     NODE_DIGEST_WINDOW = 1024,
     /* Transactions a follower hands over to a new leader per tick. */
@@ -122,10 +127,11 @@ struct node;
  * node__service_start; every one is set while the node runs).
  */
 struct node__api_hooks {
-    /* A block was applied at HEIGHT with HASHES (COUNT): answer the calls
-     * waiting for these transactions and feed the block streams. */
+    /* A block was applied at HEIGHT with HASHES (COUNT) and their encoded
+     * RESULTS (TxResult): answer the calls waiting for these transactions
+     * and feed the block streams. */
     void (*block_applied)(struct node *n, uint64_t height, const uint8_t (*hashes)[EHR_HASH_BYTES],
-                          size_t count);
+                          const ledger_bytes *results, size_t count);
     /* This node has just become leader: admit the submissions it forwarded
      * to the old leader and holds without a verdict. */
     void (*became_leader)(struct node *n);
@@ -196,6 +202,16 @@ struct node__applying {
     struct node_test_faults test_faults; /* all zero but in a test's ehrd-test */
     struct node__digest_slot *digests;   /* NODE_DIGEST_WINDOW */
 };
+
+/*
+ * The consent contract's rules run on one submitted transaction (signature
+ * already verified) against the committed state, as if it were the first of
+ * the next block: 0 if it would be OK; EHR_EINVAL (malformed), EHR_EDENIED
+ * (not authorized), EHR_ENOTFOUND, EHR_EREFUSED (conflict or a rule) with
+ * the rule's reason in DIAG; or a state error (apply.c).
+ */
+int node__contracts_check(struct node *n, const uint8_t *envelope, size_t len,
+                          const uint8_t hash[EHR_HASH_BYTES], ehr_diag *diag);
 
 /* The world state as contracts/ sees it, over the ledger (state_view.c). */
 struct node__state_view {
@@ -288,6 +304,13 @@ void node__proposals_applied(struct node *n, uint64_t index, bool refused);
 int node__apply_committed(struct node *n, const struct raft_entry *entries, size_t count);
 /* A peer's state digest for a height (MEMBER: its index in n->members). */
 void node__digest_received(struct node *n, size_t member, const Ehr__V1__StateDigest *sd);
+/* The link to M has just come up: send M our digest of every height still
+ * in the window. A digest goes out once, to the links up when its block is
+ * applied, so what we applied while the link was down (M started after
+ * us, or the link failed and is back) would never reach M, and M, if its
+ * digest of such a height differs, would never see a quorum against it and
+ * never stop. At most NODE_DIGEST_WINDOW small messages per link-up. */
+void node__digests_link_up(struct node *n, const struct node_member *m);
 
 /* ---- snapshot.c ---- */
 

@@ -337,9 +337,17 @@ int node_raft_store_bootstrap(struct node_raft_store *s, const struct raft_entry
     return rc;
 }
 
-/* Open PATH for snapshot reads: its fd and size. */
+/*
+ * Open PATH for snapshot reads. Returns 0 with *FD_OUT (the caller's to
+ * close) and *SIZE, or -errno with *FD_OUT -1 and *SIZE 0. The outputs are
+ * set on every path, so a caller never reads them uninitialised, not even
+ * on the path the compiler cannot rule out (open failing with errno 0, so
+ * that -errno reads as success).
+ */
 static int snap_file_open(const char *path, int *fd_out, uint64_t *size)
 {
+    *fd_out = -1;
+    *size = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;

@@ -54,9 +54,11 @@ enum { WT_VARINT = EHR_PB_WIRE_VARINT, WT_LEN = EHR_PB_WIRE_LEN };
 enum { PEER_FIELD_RAFT = 1 };
 
 /* Read as protobuf's own parsers do: padded varints, keys and lengths are
- * accepted, a value past 64 bits is not. The primitives are
- * common/pbwire.h's; the message rules (known fields only, each singular
- * field once, wire types, enum and bool ranges) are below. */
+ * accepted, a value past 64 bits is not, nor a key or a length past 5 bytes
+ * (protobuf-c refuses those, and what we accept a peer written with
+ * protobuf-c must accept too). The primitives are common/pbwire.h's; the
+ * message rules (known fields only, each singular field once, wire types,
+ * enum and bool ranges) are below. */
 static const enum ehr_pb_rule PB_RULE = EHR_PB_PADDED;
 
 /* Header bound (raft_wire.h): type 2, nine u64 fields 11 each, two bools 2

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 
 #include "ehr/v1/node.pb-c.h"
+#include "ehr/v1/state.pb-c.h"
 #include "node_internal.h"
 
 #define PATH_PREFIX "/ehr.v1.Node/"
@@ -174,15 +175,25 @@ static struct node__waiter *waiter_new(struct node *n, struct rpc_call *call,
     return w;
 }
 
+/* Reply to a submission; RESULT (an encoded TxResult) when committed. */
 static void reply_submitted(struct rpc_call *call, const uint8_t hash[EHR_HASH_BYTES],
-                            bool committed, uint64_t height, uint32_t position)
+                            bool committed, uint64_t height, uint32_t position,
+                            const ledger_bytes *result)
 {
     Ehr__V1__SubmitTransactionResponse r = EHR__V1__SUBMIT_TRANSACTION_RESPONSE__INIT;
     r.tx_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)hash};
     r.committed = committed;
     r.height = height;
     r.position = position;
+    Ehr__V1__TxResult *res = NULL;
+    if (result != NULL) {
+        res = ehr__v1__tx_result__unpack(NULL, result->len, result->data);
+        EHR_ASSERT(res != NULL); /* encoded by contracts/ */
+        r.result = res;
+    }
     reply_packed(call, &r.base);
+    if (res != NULL)
+        ehr__v1__tx_result__free_unpacked(res, NULL);
 }
 
 /* ---- SubmitTransaction ---- */
@@ -202,7 +213,7 @@ static void answer_duplicate(struct node *n, struct rpc_call *call,
     char msg[MESSAGE_BYTES_MAX];
     if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL) == 0) {
         if (wait) {
-            reply_submitted(call, hash, true, loc.height, loc.index);
+            reply_submitted(call, hash, true, loc.height, loc.index, NULL);
             return;
         }
         snprintf(msg, sizeof msg,
@@ -254,7 +265,7 @@ static void submit_admitted(struct node *n, void *ctx, int rc, const mempool_adm
         return;
     }
     if (!wait) {
-        reply_submitted(call, res->hash, false, 0, 0);
+        reply_submitted(call, res->hash, false, 0, 0, NULL);
         return;
     }
     wait_for_commit(n, waiter_new(n, call, res->hash, true));
@@ -358,7 +369,7 @@ static void api_forward_result(struct node *n, uint64_t request_id, int error, c
         return;
     }
     if (!w->wait_commit) {
-        reply_submitted(w->call, w->hash, false, 0, 0);
+        reply_submitted(w->call, w->hash, false, 0, 0, NULL);
         waiter_free(w);
         return;
     }
@@ -366,7 +377,7 @@ static void api_forward_result(struct node *n, uint64_t request_id, int error, c
      * one link in order, but the verdict may have been delayed. */
     ledger_tx_location loc;
     if (ledger_tx_get(n->ledger, w->hash, &loc, NULL, NULL, NULL) == 0) {
-        reply_submitted(w->call, w->hash, true, loc.height, loc.index);
+        reply_submitted(w->call, w->hash, true, loc.height, loc.index, NULL);
         waiter_free(w);
         return;
     }
@@ -536,7 +547,8 @@ static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t 
 }
 
 static void api_block_applied(struct node *n, uint64_t height,
-                              const uint8_t (*hashes)[EHR_HASH_BYTES], size_t count)
+                              const uint8_t (*hashes)[EHR_HASH_BYTES], const ledger_bytes *results,
+                              size_t count)
 {
     if (n->waits.count > 0)
         for (size_t i = 0; i < count; i++) {
@@ -551,7 +563,7 @@ static void api_block_applied(struct node *n, uint64_t height,
                 w->hnext = NULL;
                 link_remove(&w->fifo);
                 n->waits.count--;
-                reply_submitted(w->call, w->hash, true, height, (uint32_t)i);
+                reply_submitted(w->call, w->hash, true, height, (uint32_t)i, &results[i]);
                 waiter_free(w);
             }
         }
@@ -645,6 +657,255 @@ static void get_block(struct rpc_call *call, const uint8_t *req, size_t len, voi
     reply_packed(call, &resp.base);
     ledger_block_view_release(&v);
     ehr_free(block);
+}
+
+/* ---- listings: a patient's audit trail, records, consents ---- */
+
+_Static_assert(NODE_QUERY_LIMIT_MAX + 1 <= LEDGER_SCAN_COUNT_MAX, "one scan answers a page");
+
+/*
+ * One page of an index (contracts.h, "The world state's keys"): the keys
+ * under PREFIX after PAGE_TOKEN, at most LIMIT of them; for each, FILL adds
+ * one entry to the response from the key and value (it may read the ledger,
+ * and returns 0, or an error that fails the call). The next page token is
+ * the last key answered, when more keys follow.
+ */
+struct page {
+    struct node *n;
+    const uint8_t *prefix;
+    size_t prefix_len;
+    size_t limit, seen;
+    int (*fill)(struct page *p, const uint8_t *key, size_t key_len, const uint8_t *value,
+                size_t value_len);
+    void *out; /* the response being filled */
+    uint8_t last[EHR_STATE_KEY_BYTES_MAX];
+    size_t last_len;
+    bool more;
+    int err;
+};
+
+static int page_one(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                    size_t value_len)
+{
+    struct page *p = ctx;
+    if (p->seen == p->limit) {
+        p->more = true; /* the LIMIT+1th: only says a next page exists */
+        return 1;
+    }
+    int rc = p->fill(p, key, key_len, value, value_len);
+    if (rc != 0) {
+        p->err = rc;
+        return 1;
+    }
+    EHR_ASSERT(key_len <= sizeof p->last);
+    memcpy(p->last, key, key_len);
+    p->last_len = key_len;
+    p->seen++;
+    return 0;
+}
+
+/* Check the paging fields, run the page, fail CALL on error. Returns 0 with
+ * P filled, or non-zero once CALL has failed. */
+static int page_run(struct rpc_call *call, struct page *p, uint32_t limit,
+                    ProtobufCBinaryData token)
+{
+    if (limit > NODE_QUERY_LIMIT_MAX) {
+        char msg[MESSAGE_BYTES_MAX];
+        snprintf(msg, sizeof msg, "limit %u is over the maximum %d", limit, NODE_QUERY_LIMIT_MAX);
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, msg);
+        return -1;
+    }
+    p->limit = limit == 0 ? NODE_QUERY_LIMIT_DEFAULT : limit;
+    /* A token is a key this listing answered: under its prefix. */
+    if (token.len != 0 && (token.len > EHR_STATE_KEY_BYTES_MAX || token.len <= p->prefix_len ||
+                           memcmp(token.data, p->prefix, p->prefix_len) != 0)) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, "page_token is not one this listing gave");
+        return -1;
+    }
+    ehr_diag diag = {{0}};
+    long got =
+        ledger_state_scan(p->n->ledger, p->prefix, p->prefix_len, token.len ? token.data : NULL,
+                          token.len, p->limit + 1, page_one, p, &diag);
+    int rc = got < 0 ? (int)got : p->err;
+    if (rc != 0) {
+        fail_err(call, rc, diag.msg[0] ? diag.msg : "cannot read the ledger");
+        return -1;
+    }
+    return 0;
+}
+
+/* The 32-byte key of a request, or fail CALL. */
+static bool key_arg(struct rpc_call *call, ProtobufCBinaryData k, const char *name)
+{
+    if (k.len == EHR_SCHNORR_PUBLIC_BYTES)
+        return true;
+    char msg[MESSAGE_BYTES_MAX];
+    snprintf(msg, sizeof msg, "%s must be %d bytes (it is %zu)", name, EHR_SCHNORR_PUBLIC_BYTES,
+             k.len);
+    rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, msg);
+    return false;
+}
+
+static int fill_audit(struct page *p, const uint8_t *key, size_t key_len, const uint8_t *value,
+                      size_t value_len)
+{
+    (void)key, (void)key_len;
+    Ehr__V1__GetAuditTrailResponse *r = p->out;
+    Ehr__V1__AuditEvent *ev = ehr__v1__audit_event__unpack(NULL, value_len, value);
+    if (ev == NULL)
+        return EHR_ECORRUPT;
+    r->events[r->n_events++] = ev;
+    return 0;
+}
+
+static void get_audit_trail(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct node *n = data;
+    Ehr__V1__GetAuditTrailRequest *q = ehr__v1__get_audit_trail_request__unpack(NULL, len, req);
+    if (q == NULL) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
+                      "malformed request: not a GetAuditTrailRequest");
+        return;
+    }
+    Ehr__V1__GetAuditTrailResponse r = EHR__V1__GET_AUDIT_TRAIL_RESPONSE__INIT;
+    uint8_t prefix[CONTRACTS_KEY_BYTES_MAX];
+    struct page p = {.n = n, .prefix = prefix, .fill = fill_audit, .out = &r};
+    if (key_arg(call, q->patient_key, "patient_key")) {
+        p.prefix_len = contracts_key(
+            prefix, q->emergency_only ? CONTRACTS_PREFIX_AUDIT_EMERGENCY : CONTRACTS_PREFIX_AUDIT,
+            q->patient_key.data, NULL, NULL);
+        r.events = ehr_calloc(NODE_QUERY_LIMIT_MAX + 1, sizeof *r.events);
+        if (page_run(call, &p, q->limit, q->page_token) == 0) {
+            if (p.more)
+                r.next_page_token = (ProtobufCBinaryData){p.last_len, p.last};
+            reply_packed(call, &r.base);
+        }
+        for (size_t i = 0; i < r.n_events; i++)
+            ehr__v1__audit_event__free_unpacked(r.events[i], NULL);
+        ehr_free(r.events);
+    }
+    ehr__v1__get_audit_trail_request__free_unpacked(q, NULL);
+}
+
+/* The state.proto entry under PREFIX + ID, unpacked with DESC. */
+static int entry_read(struct node *n, const char *prefix, const uint8_t id[EHR_HASH_BYTES],
+                      const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
+{
+    uint8_t k[CONTRACTS_KEY_BYTES_MAX], *v = NULL;
+    size_t klen = contracts_key(k, prefix, id, NULL, NULL), vlen = 0;
+    int rc = ledger_state_get(n->ledger, k, klen, &v, &vlen, NULL);
+    if (rc == EHR_ENOTFOUND)
+        return EHR_ECORRUPT; /* an index entry without its entry */
+    if (rc != 0)
+        return rc;
+    *out = protobuf_c_message_unpack(desc, NULL, vlen, v);
+    ehr_free(v);
+    return *out != NULL ? 0 : EHR_ECORRUPT;
+}
+
+static int fill_record(struct page *p, const uint8_t *key, size_t key_len, const uint8_t *value,
+                       size_t value_len)
+{
+    (void)key, (void)key_len;
+    if (value_len != EHR_HASH_BYTES)
+        return EHR_ECORRUPT;
+    Ehr__V1__ListRecordsResponse *r = p->out;
+    Ehr__V1__RecordInfo *info = ehr_calloc(1, sizeof *info);
+    ehr__v1__record_info__init(info);
+    info->record_id.data = ehr_malloc(EHR_HASH_BYTES);
+    info->record_id.len = EHR_HASH_BYTES;
+    memcpy(info->record_id.data, value, EHR_HASH_BYTES);
+    r->records[r->n_records++] = info;
+    return entry_read(p->n, CONTRACTS_PREFIX_RECORD, value, &ehr__v1__record_entry__descriptor,
+                      (ProtobufCMessage **)&info->record);
+}
+
+static void list_records(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct node *n = data;
+    Ehr__V1__ListRecordsRequest *q = ehr__v1__list_records_request__unpack(NULL, len, req);
+    if (q == NULL) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
+                      "malformed request: not a ListRecordsRequest");
+        return;
+    }
+    Ehr__V1__ListRecordsResponse r = EHR__V1__LIST_RECORDS_RESPONSE__INIT;
+    uint8_t prefix[CONTRACTS_KEY_BYTES_MAX];
+    struct page p = {.n = n, .prefix = prefix, .fill = fill_record, .out = &r};
+    if (key_arg(call, q->patient_key, "patient_key")) {
+        p.prefix_len = contracts_key(prefix, CONTRACTS_PREFIX_PATIENT_RECORDS, q->patient_key.data,
+                                     NULL, NULL);
+        if (q->record_type != EHR__V1__RECORD_TYPE__RECORD_TYPE_UNSPECIFIED) {
+            uint8_t type[4];
+            contracts_be32(type, (uint32_t)q->record_type);
+            p.prefix_len = contracts_key_append(prefix, p.prefix_len, type, sizeof type);
+        }
+        r.records = ehr_calloc(NODE_QUERY_LIMIT_MAX + 1, sizeof *r.records);
+        if (page_run(call, &p, q->limit, q->page_token) == 0) {
+            if (p.more)
+                r.next_page_token = (ProtobufCBinaryData){p.last_len, p.last};
+            reply_packed(call, &r.base);
+        }
+        r.next_page_token = (ProtobufCBinaryData){0, NULL};
+        for (size_t i = 0; i < r.n_records; i++)
+            ehr__v1__record_info__free_unpacked(r.records[i], NULL);
+        ehr_free(r.records);
+    }
+    ehr__v1__list_records_request__free_unpacked(q, NULL);
+}
+
+static int fill_consent(struct page *p, const uint8_t *key, size_t key_len, const uint8_t *value,
+                        size_t value_len)
+{
+    (void)value, (void)value_len;
+    if (key_len < p->prefix_len + EHR_HASH_BYTES)
+        return EHR_ECORRUPT;
+    const uint8_t *id = key + key_len - EHR_HASH_BYTES; /* both indexes end with the id */
+    Ehr__V1__ListConsentsResponse *r = p->out;
+    Ehr__V1__ConsentInfo *info = ehr_calloc(1, sizeof *info);
+    ehr__v1__consent_info__init(info);
+    info->consent_id.data = ehr_malloc(EHR_HASH_BYTES);
+    info->consent_id.len = EHR_HASH_BYTES;
+    memcpy(info->consent_id.data, id, EHR_HASH_BYTES);
+    r->consents[r->n_consents++] = info;
+    return entry_read(p->n, CONTRACTS_PREFIX_CONSENT, id, &ehr__v1__consent_entry__descriptor,
+                      (ProtobufCMessage **)&info->consent);
+}
+
+static void list_consents(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct node *n = data;
+    Ehr__V1__ListConsentsRequest *q = ehr__v1__list_consents_request__unpack(NULL, len, req);
+    if (q == NULL) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
+                      "malformed request: not a ListConsentsRequest");
+        return;
+    }
+    Ehr__V1__ListConsentsResponse r = EHR__V1__LIST_CONSENTS_RESPONSE__INIT;
+    uint8_t prefix[CONTRACTS_KEY_BYTES_MAX];
+    struct page p = {.n = n, .prefix = prefix, .fill = fill_consent, .out = &r};
+    bool by_patient = q->patient_key.len != 0;
+    if ((q->patient_key.len != 0) == (q->grantee_key.len != 0)) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
+                      "give exactly one of patient_key and grantee_key");
+    } else if (key_arg(call, by_patient ? q->patient_key : q->grantee_key,
+                       by_patient ? "patient_key" : "grantee_key")) {
+        p.prefix_len = by_patient ? contracts_key(prefix, CONTRACTS_PREFIX_PATIENT_CONSENTS,
+                                                  q->patient_key.data, NULL, NULL)
+                                  : contracts_key(prefix, CONTRACTS_PREFIX_GRANTEE_CONSENTS,
+                                                  q->grantee_key.data, NULL, NULL);
+        r.consents = ehr_calloc(NODE_QUERY_LIMIT_MAX + 1, sizeof *r.consents);
+        if (page_run(call, &p, q->limit, q->page_token) == 0) {
+            if (p.more)
+                r.next_page_token = (ProtobufCBinaryData){p.last_len, p.last};
+            reply_packed(call, &r.base);
+        }
+        r.next_page_token = (ProtobufCBinaryData){0, NULL};
+        for (size_t i = 0; i < r.n_consents; i++)
+            ehr__v1__consent_info__free_unpacked(r.consents[i], NULL);
+        ehr_free(r.consents);
+    }
+    ehr__v1__list_consents_request__free_unpacked(q, NULL);
 }
 
 static Ehr__V1__NodeRole role_of(const struct node *n)
@@ -779,6 +1040,9 @@ int node__service_start(struct node *n, ehr_diag *diag)
     rpc_server_add_unary(n->rpc, PATH_PREFIX "GetBlock", get_block, n);
     rpc_server_add_unary(n->rpc, PATH_PREFIX "GetStatus", get_status, n);
     rpc_server_add_stream(n->rpc, PATH_PREFIX "StreamBlocks", stream_blocks, n);
+    rpc_server_add_unary(n->rpc, PATH_PREFIX "GetAuditTrail", get_audit_trail, n);
+    rpc_server_add_unary(n->rpc, PATH_PREFIX "ListRecords", list_records, n);
+    rpc_server_add_unary(n->rpc, PATH_PREFIX "ListConsents", list_consents, n);
     char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
     ehr_diag why;
     rc = node_config_listen_resolve(n->cfg.rpc_listen, listen, sizeof listen, &why);

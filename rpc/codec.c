@@ -126,6 +126,8 @@ enum rpc_status rpc_status_from_err(int err)
         return RPC_STATUS_DEADLINE_EXCEEDED;
     case EHR_EDENIED:
         return RPC_STATUS_PERMISSION_DENIED;
+    case EHR_EREFUSED:
+        return RPC_STATUS_FAILED_PRECONDITION;
     case EHR_EPASSPHRASE:
         return RPC_STATUS_UNAUTHENTICATED;
     case EHR_ECORRUPT:

@@ -860,9 +860,13 @@ static void test_genesis_and_passphrase_limits_at_their_edges(void **state)
     assert_int_equal(genesis_with(f, "address", "a:65536", "c"), 1);
     /* chain id: the ledger's limit (a usage error, it is an option) */
     char chain[EHR_CHAIN_ID_BYTES_MAX + 2];
-    snprintf(chain, sizeof chain, "%s", repeat('c', EHR_CHAIN_ID_BYTES_MAX, ""));
+    /* (each snprintf's length checked: the copy is whole) */
+    assert_int_equal(snprintf(chain, sizeof chain, "%s", repeat('c', EHR_CHAIN_ID_BYTES_MAX, "")),
+                     EHR_CHAIN_ID_BYTES_MAX);
     assert_int_equal(genesis_with(f, "name", "x", chain), 0);
-    snprintf(chain, sizeof chain, "%s", repeat('c', EHR_CHAIN_ID_BYTES_MAX + 1, ""));
+    assert_int_equal(
+        snprintf(chain, sizeof chain, "%s", repeat('c', EHR_CHAIN_ID_BYTES_MAX + 1, "")),
+        EHR_CHAIN_ID_BYTES_MAX + 1);
     assert_int_equal(genesis_with(f, "name", "x", chain), 2);
     /* the members file: 1 MiB */
     FILE *fp = fopen(path_in(f, "huge.json"), "w");
@@ -885,7 +889,8 @@ static void test_genesis_and_passphrase_limits_at_their_edges(void **state)
     proc_result_free(&r);
     const char *env[] = {"EHR_PASSPHRASE=", NULL};
     char *long_env = ehr_malloc(1100);
-    snprintf(long_env, 1100, "EHR_PASSPHRASE=%s", repeat('p', 1025, ""));
+    assert_int_equal(snprintf(long_env, 1100, "EHR_PASSPHRASE=%s", repeat('p', 1025, "")),
+                     strlen("EHR_PASSPHRASE=") + 1025);
     env[0] = long_env;
     r = run_env(f, env, "keygen", "--out", "b.key", NULL);
     assert_one_line_failure(&r, "longer than 1024 bytes");

@@ -310,7 +310,7 @@ static void test_key_refusals(void **state)
         assert_int_equal(read_key(over_max, sizeof over_max, rule, &field, &wire), EHR_EINVAL);
     }
     /* A padded key (field 1, varint): 2 and 5 bytes, protobuf-c's limit; 6
-     * bytes, which protobuf-c refuses; 10 bytes. */
+     * and 10 bytes, which protobuf-c refuses and so does every rule. */
     const uint8_t pad2[] = {0x88, 0x00};
     const uint8_t pad5[] = {0x88, 0x80, 0x80, 0x80, 0x00};
     const uint8_t pad6[] = {0x88, 0x80, 0x80, 0x80, 0x80, 0x00};
@@ -320,13 +320,15 @@ static void test_key_refusals(void **state)
     assert_int_equal(field, 1);
     assert_int_equal(read_key(pad5, sizeof pad5, EHR_PB_PROTOBUF_C, &field, &wire), 0);
     assert_int_equal(field, 1);
-    assert_int_equal(read_key(pad6, sizeof pad6, EHR_PB_PROTOBUF_C, &field, &wire), EHR_EINVAL);
-    assert_int_equal(read_key(pad6, sizeof pad6, EHR_PB_PADDED, &field, &wire), 0);
-    assert_int_equal(read_key(pad10, sizeof pad10, EHR_PB_PADDED, &field, &wire), 0);
+    assert_int_equal(read_key(pad5, sizeof pad5, EHR_PB_PADDED, &field, &wire), 0);
     assert_int_equal(field, 1);
-    assert_int_equal(read_key(pad10, sizeof pad10, EHR_PB_MINIMAL, &field, &wire), EHR_EINVAL);
-    /* A 5-byte key cut short under protobuf-c's limit is truncated, not invalid. */
+    for (size_t k = 0; k < EHR_ARRAY_COUNT(rules); k++) {
+        assert_int_equal(read_key(pad6, sizeof pad6, rules[k], &field, &wire), EHR_EINVAL);
+        assert_int_equal(read_key(pad10, sizeof pad10, rules[k], &field, &wire), EHR_EINVAL);
+    }
+    /* A 5-byte key cut short is truncated, not invalid. */
     assert_int_equal(read_key(pad5, 4, EHR_PB_PROTOBUF_C, &field, &wire), EHR_ETRUNCATED);
+    assert_int_equal(read_key(pad5, 4, EHR_PB_PADDED, &field, &wire), EHR_ETRUNCATED);
 }
 
 static void test_len_header_round_trip(void **state)
@@ -393,24 +395,34 @@ static void test_len_past_the_end_and_refusals(void **state)
         const uint8_t u32[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 'a', 'b'};
         assert_int_equal(read_len(u32, sizeof u32, rule, &n), EHR_ETRUNCATED);
         const uint8_t u64[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 'a'};
+        /* past 5 bytes or 32 bits: only a minimal length may be that wide
+         * (and then it runs past the end); protobuf-c refuses both */
         assert_int_equal(read_len(u64, sizeof u64, rule, &n),
-                         rule == EHR_PB_PROTOBUF_C ? EHR_EINVAL : EHR_ETRUNCATED);
+                         rule == EHR_PB_MINIMAL ? EHR_ETRUNCATED : EHR_EINVAL);
         const uint8_t two_to_32[] = {0x80, 0x80, 0x80, 0x80, 0x10, 'a'};
         assert_int_equal(read_len(two_to_32, sizeof two_to_32, rule, &n),
-                         rule == EHR_PB_PROTOBUF_C ? EHR_EINVAL : EHR_ETRUNCATED);
+                         rule == EHR_PB_MINIMAL ? EHR_ETRUNCATED : EHR_EINVAL);
     }
-    /* A padded length (2 bytes of content): refused when minimal; 6 bytes
-     * are past protobuf-c's limit. */
+    /* A padded length (2 bytes of content): refused when minimal; 5 bytes
+     * are protobuf-c's limit, 6..10 bytes past it, under both lax rules. */
     const uint8_t pad2[] = {0x82, 0x00, 'h', 'i'};
     assert_int_equal(read_len(pad2, sizeof pad2, EHR_PB_MINIMAL, &n), EHR_EINVAL);
     assert_int_equal(read_len(pad2, sizeof pad2, EHR_PB_PADDED, &n), 0);
     assert_int_equal(n, 2);
     assert_int_equal(read_len(pad2, sizeof pad2, EHR_PB_PROTOBUF_C, &n), 0);
     assert_int_equal(n, 2);
+    const uint8_t pad5[] = {0x82, 0x80, 0x80, 0x80, 0x00, 'h', 'i'};
+    assert_int_equal(read_len(pad5, sizeof pad5, EHR_PB_PADDED, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(read_len(pad5, sizeof pad5, EHR_PB_PROTOBUF_C, &n), 0);
+    assert_int_equal(n, 2);
     const uint8_t pad6[] = {0x82, 0x80, 0x80, 0x80, 0x80, 0x00, 'h', 'i'};
     assert_int_equal(read_len(pad6, sizeof pad6, EHR_PB_PROTOBUF_C, &n), EHR_EINVAL);
-    assert_int_equal(read_len(pad6, sizeof pad6, EHR_PB_PADDED, &n), 0);
-    assert_int_equal(n, 2);
+    assert_int_equal(read_len(pad6, sizeof pad6, EHR_PB_PADDED, &n), EHR_EINVAL);
+    const uint8_t pad10[] = {0x82, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 'h', 'i'};
+    assert_int_equal(read_len(pad10, sizeof pad10, EHR_PB_PADDED, &n), EHR_EINVAL);
+    /* A 5-byte length cut short is truncated, not invalid. */
+    assert_int_equal(read_len(pad5, 4, EHR_PB_PADDED, &n), EHR_ETRUNCATED);
 }
 
 int main(void)

@@ -18,7 +18,10 @@
 
 enum { VECTOR_LINE_BYTES_MAX = 1024, VECTOR_FIELD_COUNT = 8 };
 
-/* Split a CSV line in place into at most VECTOR_FIELD_COUNT fields. */
+/* Split a CSV line in place into at most VECTOR_FIELD_COUNT fields and
+ * return how many it has. Every one of the VECTOR_FIELD_COUNT pointers is
+ * set: those past the line's last field to the empty string at its end (so
+ * no caller, and no compiler, sees one uninitialised). */
 static int csv_split(char *line, char *fields[VECTOR_FIELD_COUNT])
 {
     int count = 0;
@@ -33,6 +36,8 @@ static int csv_split(char *line, char *fields[VECTOR_FIELD_COUNT])
     }
     char *end = fields[count - 1] + strcspn(fields[count - 1], "\r\n");
     *end = '\0';
+    for (int i = count; i < VECTOR_FIELD_COUNT; i++)
+        fields[i] = end;
     return count;
 }
 

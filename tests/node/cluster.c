@@ -19,7 +19,9 @@
 #include <uv.h>
 
 #include "config.h"
+#include "contracts.h"
 #include "ehr/v1/node.pb-c.h"
+#include "ehr_crypto.h"
 #include "ledger_testutil.h"
 #include "proc.h"
 
@@ -38,16 +40,78 @@ uint64_t cluster_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static uint16_t free_port(void)
+enum {
+    /* Ports handed to nodes come from [CLUSTER_PORT_MIN, the kernel's
+     * ephemeral range) (see free_port). */
+    CLUSTER_PORT_MIN = 20000,
+    CLUSTER_PORT_ROOM_MIN = 1000, /* fewer ports below the range: use the old way */
+    CLUSTER_PORT_TRIES_MAX = 1000,
+};
+
+/* The first port of the kernel's ephemeral range (ip_local_port_range). */
+static unsigned ephemeral_port_min(void)
+{
+    unsigned low = 32768, high = 60999; /* Linux's default */
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%u %u", &low, &high) != 2)
+            low = 32768;
+        fclose(f);
+    }
+    return low;
+}
+
+/* Whether PORT on loopback can be bound now, as a node binds it (libuv sets
+ * SO_REUSEADDR, so a connection of an earlier run in TIME_WAIT does not
+ * count). With PORT 0, the kernel picks one: *PORT gets it. */
+static bool port_bindable(uint16_t *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     CHECK(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    int on = 1;
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(*port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
     socklen_t len = sizeof a;
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    if (ok && *port == 0) {
+        CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+        *port = ntohs(a.sin_port);
+    }
     close(fd);
-    return ntohs(a.sin_port);
+    return ok;
+}
+
+/*
+ * A loopback port for a node of C to listen on, free now and not one of
+ * C's. Taken from below the kernel's ephemeral range: a port from inside
+ * it (what bind to port 0 gives) is free only until some outgoing
+ * connection (the nodes' dials, this harness's calls, anything on the
+ * machine) is given it as its source port, and the node that starts later
+ * then fails with "address already in use". Below the range only a bind
+ * takes a port, and the pick is random, so that clusters of tests running
+ * at once rarely try the same one.
+ */
+static uint16_t free_port(const struct cluster *c)
+{
+    unsigned low = ephemeral_port_min();
+    for (int tries = 0; tries < CLUSTER_PORT_TRIES_MAX; tries++) {
+        uint16_t port = 0;
+        if (low >= CLUSTER_PORT_MIN + CLUSTER_PORT_ROOM_MIN) {
+            uint32_t r;
+            ehr_random_bytes(&r, sizeof r);
+            port = (uint16_t)(CLUSTER_PORT_MIN + r % (low - CLUSTER_PORT_MIN));
+        }
+        if (!port_bindable(&port))
+            continue;
+        bool taken = false;
+        for (size_t i = 0; i < c->count; i++)
+            taken |= port == c->nodes[i].peer_port || port == c->nodes[i].rpc_port;
+        if (!taken)
+            return port;
+    }
+    fprintf(stderr, "cluster: no free loopback port in %d tries\n", CLUSTER_PORT_TRIES_MAX);
+    abort();
 }
 
 /* Run ehrctl with ARGS (NULL-terminated) and stdout to OUT (NULL: /dev/null); abort unless it
@@ -107,8 +171,8 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
     static const char *roles[] = {"hospital", "lab", "insurer", "pharmacy", "regulator"};
     for (size_t i = 0; i < count; i++) {
         struct cluster_node *n = &c->nodes[i];
-        n->peer_port = free_port();
-        n->rpc_port = free_port();
+        n->peer_port = free_port(c);
+        n->rpc_port = free_port(c);
         char key[CLUSTER_PATH_BYTES], name[64], addr[64], entry[CLUSTER_PATH_BYTES];
         pathf(key, "%s/node%zu.key", c->root, i);
         snprintf(name, sizeof name, "Member %zu", i);
@@ -367,20 +431,72 @@ int cluster_block(struct cluster *c, size_t i, uint64_t height, uint8_t hash[EHR
 
 /* ---- load ---- */
 
-struct cluster_tx *cluster_txs_make(const struct cluster *c, size_t count, size_t pad)
+void cluster_tx_sign(const struct cluster *c, size_t member, Ehr__V1__TxBody *body,
+                     uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES])
+{
+    CHECK(member < c->count);
+    char path[CLUSTER_PATH_BYTES];
+    pathf(path, "%s/node%zu.key", c->root, member);
+    ehr_identity *id = malloc(sizeof *id);
+    CHECK(id != NULL);
+    CHECK(ehr_keyfile_load(path, id, NULL, NULL, 0, NULL) == 0);
+    uint8_t nonce[EHR_TX_NONCE_BYTES];
+    ehr_random_bytes(nonce, sizeof nonce);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    body->chain_id = (char *)c->chain_id;
+    body->signer = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, id->signing.public_key};
+    body->nonce = (ProtobufCBinaryData){sizeof nonce, nonce};
+    body->expiry_ms = (uint64_t)ts.tv_sec * 1000 + 3600 * 1000;
+    size_t n = ehr__v1__tx_body__get_packed_size(body);
+    uint8_t *bytes = malloc(n);
+    CHECK(bytes != NULL);
+    ehr__v1__tx_body__pack(body, bytes);
+    CHECK(ledger_tx_envelope_build(bytes, n, &id->signing, envelope, len) == 0);
+    if (hash != NULL)
+        ledger_tx_hash(bytes, n, hash);
+    free(bytes);
+    body->chain_id = NULL;
+    body->signer = body->nonce = (ProtobufCBinaryData){0, NULL};
+    ehr_signing_key_wipe(&id->signing);
+    ehr_kx_key_wipe(&id->kx);
+    free(id);
+}
+
+void cluster_tx_enroll(const struct cluster *c, size_t member, ehr_identity *patient,
+                       uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES])
+{
+    ehr_identity fresh;
+    if (patient == NULL)
+        patient = &fresh;
+    CHECK(ehr_identity_generate(patient, "patient") == 0);
+    uint8_t msg[EHR_HASH_BYTES], sig[EHR_SCHNORR_SIG_BYTES];
+    contracts_enroll_message(c->chain_id, c->nodes[member].node_key, patient->signing.public_key,
+                             patient->kx.public_key, msg);
+    CHECK(ehr_schnorr_sign(&patient->signing, msg, sig) == 0);
+    Ehr__V1__PatientEnroll p = EHR__V1__PATIENT_ENROLL__INIT;
+    p.patient_key = (ProtobufCBinaryData){32, patient->signing.public_key};
+    p.patient_kx_key = (ProtobufCBinaryData){32, patient->kx.public_key};
+    p.patient_signature = (ProtobufCBinaryData){sizeof sig, sig};
+    Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
+    body.payload_case = EHR__V1__TX_BODY__PAYLOAD_PATIENT_ENROLL;
+    body.patient_enroll = &p;
+    cluster_tx_sign(c, member, &body, envelope, len, hash);
+    if (patient == &fresh) {
+        ehr_signing_key_wipe(&fresh.signing);
+        ehr_kx_key_wipe(&fresh.kx);
+    }
+}
+
+struct cluster_tx *cluster_txs_make(const struct cluster *c, size_t count)
 {
     struct cluster_tx *txs = calloc(count, sizeof *txs);
     CHECK(txs != NULL);
-    ehr_signing_key key;
-    CHECK(ehr_signing_key_generate(&key) == 0);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t expiry = (uint64_t)ts.tv_sec * 1000 + 3600 * 1000;
     for (size_t i = 0; i < count; i++) {
-        tu_tx(&key, c->chain_id, expiry, pad, &txs[i].envelope, &txs[i].envelope_len, txs[i].hash);
+        cluster_tx_enroll(c, 0, NULL, &txs[i].envelope, &txs[i].envelope_len, txs[i].hash);
         txs[i].status = -1;
+        txs[i].result_code = -1;
     }
-    ehr_signing_key_wipe(&key);
     return txs;
 }
 
@@ -448,6 +564,10 @@ static void on_done(void *data, enum rpc_status status, const char *message,
         t->committed = r->committed;
         t->height = r->height;
         t->position = r->position;
+        /* A committed answer carries its result, except a resubmission's
+         * (already on the ledger) which gives only the place. */
+        if (r->result != NULL)
+            t->result_code = (int)r->result->code;
         ehr__v1__submit_transaction_response__free_unpacked(r, NULL);
         t->status = 0;
         L->done++;

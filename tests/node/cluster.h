@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ehr/v1/tx.pb-c.h"
+#include "ehr_crypto.h"
 #include "ledger.h"
 #include "rpc.h"
 
@@ -113,13 +115,26 @@ struct cluster_tx {
     bool committed;  /* acknowledged as committed */
     uint64_t height; /* and where */
     uint32_t position;
+    int result_code; /* TxResult.code when the answer carried one, else -1 */
     uint32_t attempts;
     uint64_t sent_us, done_us; /* of the last attempt */
 };
 
-/* COUNT fresh signed transactions for the cluster's chain (PAD bytes of
- * payload padding), expiring in an hour. */
-struct cluster_tx *cluster_txs_make(const struct cluster *c, size_t count, size_t pad);
+/* Sign BODY (its payload set) as member node MEMBER: the chain id, the
+ * signer, a random nonce and an expiry in an hour are filled in (and cleared
+ * again). *ENVELOPE is ehr_malloc'd; HASH (may be NULL) gets its hash. */
+void cluster_tx_sign(const struct cluster *c, size_t member, Ehr__V1__TxBody *body,
+                     uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES]);
+
+/* A patient enrolment by member node MEMBER of a fresh patient, co-signed
+ * by the patient (whose keys go to *PATIENT when it is not NULL). */
+void cluster_tx_enroll(const struct cluster *c, size_t member, ehr_identity *patient,
+                       uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES]);
+
+/* COUNT fresh transactions for the cluster's chain, each valid whatever
+ * else commits (enrolments of fresh patients by member 0), expiring in an
+ * hour. */
+struct cluster_tx *cluster_txs_make(const struct cluster *c, size_t count);
 void cluster_txs_free(struct cluster_tx *txs, size_t count);
 
 /* Called now and then while a load runs (every ~10 ms): may kill nodes. */

@@ -3,22 +3,36 @@
  * Test code: a malformed value aborts rather than run a test without its
  * fault.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "ehrd_test_hooks.h"
 
-void ehrd_test_faults_read(struct node_test_faults *faults)
+/* The height in the variable NAME (unset: 0); a malformed one aborts. */
+static uint64_t height_read(const char *name)
 {
-    const char *height = getenv("EHR_TEST_DIGEST_FAULT_HEIGHT");
-    if (height == NULL)
-        return;
+    const char *text = getenv(name);
+    if (text == NULL)
+        return 0;
     char *end = NULL;
-    unsigned long long h = strtoull(height, &end, 10);
-    if (end == height || *end != '\0' || h == 0) {
-        fprintf(stderr, "ehrd-test: EHR_TEST_DIGEST_FAULT_HEIGHT must be a height above 0\n");
+    unsigned long long h = strtoull(text, &end, 10);
+    if (end == text || *end != '\0' || h == 0) {
+        fprintf(stderr, "ehrd-test: %s must be a height above 0\n", name);
         abort();
     }
-    faults->digest_fault_height = h;
-    fprintf(stderr, "ehrd-test: a wrong state digest will be published at height %llu\n", h);
+    return h;
+}
+
+void ehrd_test_faults_read(struct node_test_faults *faults)
+{
+    faults->digest_fault_height = height_read("EHR_TEST_DIGEST_FAULT_HEIGHT");
+    if (faults->digest_fault_height != 0)
+        fprintf(stderr, "ehrd-test: a wrong state digest will be published at height %llu\n",
+                (unsigned long long)faults->digest_fault_height);
+    faults->forge_height = height_read("EHR_TEST_FORGE_HEIGHT");
+    if (faults->forge_height != 0)
+        fprintf(stderr,
+                "ehrd-test: as leader, the block at height %llu will carry a forged signature\n",
+                (unsigned long long)faults->forge_height);
 }

@@ -99,6 +99,8 @@ def main():
     ap.add_argument("--envelope", required=True, help="a signed TxEnvelope file")
     ap.add_argument("--chain-id", required=True)
     ap.add_argument("--vectors", required=True, help="the BIP-340 test vectors (CSV)")
+    ap.add_argument("--member-secret", required=True,
+                    help="a file holding a member node's BIP-340 secret key in hex")
     args = ap.parse_args()
     # Our signer against the official vector 1 before it signs anything.
     row = open(args.vectors).read().splitlines()[2].split(",")
@@ -126,6 +128,7 @@ def main():
         rpc = importlib.import_module("ehr.v1.node_pb2_grpc")
         blockpb = importlib.import_module("ehr.v1.block_pb2")
         txpb = importlib.import_module("ehr.v1.tx_pb2")
+        stpb = importlib.import_module("ehr.v1.state_pb2")
         envelope = open(args.envelope, "rb").read()
 
         with grpc.insecure_channel(f"127.0.0.1:{args.port}") as ch:
@@ -185,20 +188,35 @@ def main():
                   and again.tx_hash == r.tx_hash,
                   "resubmitted with wait_for_commit, it is answered with its place")
 
-            # A transaction built from tx.proto's instructions alone.
-            secret = os.urandom(32)
+            # A transaction built from tx.proto's instructions alone: a
+            # member enrols a patient, who co-signs (PatientEnroll).
+            secret = bytes.fromhex(open(args.member_secret).read().strip())
             signer = bip340_public(secret)
+            patient_secret = os.urandom(32)
+            patient = bip340_public(patient_secret)
+            patient_kx = os.urandom(32)
+            chain = st.chain_id.encode()
+            consent = hashlib.sha256(b"ehrchain/v1/patient-enroll" + bytes([len(chain)]) + chain +
+                                     signer + patient + patient_kx).digest()
             body = txpb.TxBody(chain_id=st.chain_id, signer=signer, nonce=os.urandom(16),
                                expiry_ms=int(time.time() * 1000) + 300000,
                                patient_enroll=txpb.PatientEnroll(
-                                   patient_key=bip340_public(os.urandom(32)),
-                                   patient_kx_key=os.urandom(32))).SerializeToString()
+                                   patient_key=patient, patient_kx_key=patient_kx,
+                                   patient_signature=bip340_sign(patient_secret, consent,
+                                                                 os.urandom(32)))
+                               ).SerializeToString()
             sig = bip340_sign(secret, hashlib.sha256(body).digest(), os.urandom(32))
             mine = txpb.TxEnvelope(body=body, signature=sig).SerializeToString()
             m = stub.SubmitTransaction(
                 pb.SubmitTransactionRequest(envelope=mine, wait_for_commit=True), timeout=30)
             check(m.committed and m.tx_hash == hashlib.sha256(body).digest(),
                   f"a transaction built and signed here commits (height {m.height})")
+            check(m.result.code == txpb.TX_RESULT_OK,
+                  f"every node applied it: its result is OK ({m.result})")
+            trail = stub.GetAuditTrail(pb.GetAuditTrailRequest(patient_key=patient), timeout=10)
+            check(len(trail.events) == 1 and trail.events[0].kind == stpb.AUDIT_KIND_ENROLL
+                  and trail.events[0].place.tx_hash == m.tx_hash,
+                  "the patient's audit trail holds the enrolment, with its transaction")
             fresh = txpb.TxBody()
             fresh.ParseFromString(body)
             fresh.nonce = os.urandom(16)

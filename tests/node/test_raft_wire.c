@@ -574,6 +574,103 @@ static void test_decoder_refuses_malformed_fields(void **state)
     expect_refused(snapshot_without_meta, sizeof snapshot_without_meta, EHR_EINVAL);
 }
 
+/* Write VALUE (below 128) as a varint padded to N bytes (1..10): N - 1
+ * continuation bytes, then a zero group. Returns the end. */
+static uint8_t *put_padded(uint8_t *p, uint8_t value, size_t n)
+{
+    assert_true(value < 0x80);
+    assert_true(n >= 1);
+    assert_true(n <= 10);
+    if (n == 1) {
+        *p++ = value;
+        return p;
+    }
+    *p++ = (uint8_t)(value | 0x80);
+    for (size_t i = 2; i < n; i++)
+        *p++ = 0x80;
+    *p++ = 0x00;
+    return p;
+}
+
+/* Whether protobuf-c unpacks bytes as a RaftMessage, or as a PeerMessage. */
+static bool protobuf_c_accepts(const uint8_t *bytes, size_t size)
+{
+    Ehr__V1__RaftMessage *p = ehr__v1__raft_message__unpack(NULL, size, bytes);
+    if (p == NULL)
+        return false;
+    ehr__v1__raft_message__free_unpacked(p, NULL);
+    return true;
+}
+
+static bool protobuf_c_accepts_peer(const uint8_t *bytes, size_t size)
+{
+    Ehr__V1__PeerMessage *p = ehr__v1__peer_message__unpack(NULL, size, bytes);
+    if (p == NULL)
+        return false;
+    ehr__v1__peer_message__free_unpacked(p, NULL);
+    return true;
+}
+
+/* Decode bytes and expect the verdict protobuf-c gives: accepted exactly
+ * when it accepts them, else EHR_EINVAL. */
+static void expect_protobuf_c_verdict(const uint8_t *bytes, size_t size, bool peer, bool accepted)
+{
+    struct node_raft_wire_message d = {0}; /* an envelope error leaves it untouched */
+    int err =
+        peer ? node_raft_wire_peer_decode(bytes, size, &d) : node_raft_wire_decode(bytes, size, &d);
+    assert_int_equal(err, accepted ? 0 : EHR_EINVAL);
+    assert_int_equal(peer ? protobuf_c_accepts_peer(bytes, size) : protobuf_c_accepts(bytes, size),
+                     accepted);
+    node_raft_wire_release(&d);
+}
+
+/* Padding (a varint with trailing 0x80 ... 0x00 groups) is accepted, but a
+ * key or a length stops at 5 bytes, where protobuf-c stops: what we accept,
+ * every peer written with protobuf-c accepts too (the promise of
+ * raft.proto, checked by fuzz_raft_wire). */
+static void test_padded_keys_and_lengths_stop_at_5_bytes_as_in_protobuf_c(void **state)
+{
+    (void)state;
+    /* What fuzz_raft_wire found: the key of `type` padded to 6 bytes,
+     * type APPEND. Both the decoder and protobuf-c must refuse it. */
+    const uint8_t key_padded_6[] = {0x88, 0x80, 0x80, 0x80, 0x80, 0x00, 0x01};
+    expect_protobuf_c_verdict(key_padded_6, sizeof key_padded_6, false, false);
+
+    for (size_t n = 1; n <= 10; n++) {
+        uint8_t buf[64];
+        uint8_t *p;
+        /* a HEARTBEAT whose `type` key takes n bytes */
+        p = put_padded(buf, 1 << 3 | 0, n);
+        *p++ = RAFT_MSG_HEARTBEAT;
+        expect_protobuf_c_verdict(buf, (size_t)(p - buf), false, n <= 5);
+        /* a value (`from` = 1) padded to n bytes: any varint of 10 bytes */
+        p = buf;
+        *p++ = 0x08;
+        *p++ = RAFT_MSG_HEARTBEAT;
+        *p++ = 0x10;
+        p = put_padded(p, 1, n);
+        expect_protobuf_c_verdict(buf, (size_t)(p - buf), false, true);
+        /* an APPEND whose entry's length (2) takes n bytes */
+        p = buf;
+        *p++ = 0x08;
+        *p++ = RAFT_MSG_APPEND;
+        *p++ = 13 << 3 | 2;
+        p = put_padded(p, 2, n);
+        *p++ = 3 << 3;
+        *p++ = RAFT_ENTRY_EMPTY;
+        expect_protobuf_c_verdict(buf, (size_t)(p - buf), false, n <= 5);
+        /* the PeerMessage envelope: its key, then its length, n bytes */
+        const uint8_t heartbeat[] = {0x08, RAFT_MSG_HEARTBEAT};
+        for (int part = 0; part < 2; part++) {
+            p = put_padded(buf, 1 << 3 | 2, part == 0 ? n : 1);
+            p = put_padded(p, sizeof heartbeat, part == 1 ? n : 1);
+            memcpy(p, heartbeat, sizeof heartbeat);
+            p += sizeof heartbeat;
+            expect_protobuf_c_verdict(buf, (size_t)(p - buf), true, n <= 5);
+        }
+    }
+}
+
 /* The bytes of a valid SNAPSHOT message, malloc'd. */
 static uint8_t *snapshot_bytes(size_t *size)
 {
@@ -839,6 +936,7 @@ int main(void)
         cmocka_unit_test(test_encoder_refuses_what_the_wire_cannot_carry),
         cmocka_unit_test(test_decoder_refuses_malformed_fields),
         cmocka_unit_test(test_decoder_refuses_snapshot_meta_out_of_place_or_broken),
+        cmocka_unit_test(test_padded_keys_and_lengths_stop_at_5_bytes_as_in_protobuf_c),
         cmocka_unit_test(test_every_prefix_is_refused_or_a_shorter_valid_message),
         cmocka_unit_test(test_decode_allocation_failure_returns_enomem_and_leaks_nothing),
         cmocka_unit_test(test_peer_envelope_round_trips_and_protobuf_c_reads_it),

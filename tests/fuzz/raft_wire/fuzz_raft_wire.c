@@ -3,14 +3,16 @@
  * (node/raft_wire.h). Arbitrary bytes go to node_raft_wire_decode and
  * node_raft_wire_peer_decode; whatever decodes must re-encode, decode again
  * to the same fields, re-encode to the same bytes (the encoding is
- * canonical), and be accepted by protobuf-c too (ours is the stricter
- * reader). Not a test of the core's semantics (fuzz_raft_step is).
+ * canonical), and be accepted by protobuf-c too, envelope included (ours
+ * is the stricter reader). Not a test of the core's semantics
+ * (fuzz_raft_step is).
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ehr/v1/p2p.pb-c.h"
 #include "ehr/v1/raft.pb-c.h"
 #include "raft_wire.h"
 
@@ -79,6 +81,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (node_raft_wire_peer_decode(data, size, &d) == 0) {
         CHECK(size >= 2);
         check_decoded(data, size, &d.message);
+        /* the envelope too: a standard reader accepts it, as the raft kind */
+        Ehr__V1__PeerMessage *p = ehr__v1__peer_message__unpack(NULL, size, data);
+        CHECK(p != NULL);
+        CHECK(p->kind_case == EHR__V1__PEER_MESSAGE__KIND_RAFT);
+        CHECK(p->raft->n_entries == d.message.entry_count && p->raft->term == d.message.term);
+        ehr__v1__peer_message__free_unpacked(p, NULL);
         node_raft_wire_release(&d);
     }
     return 0;

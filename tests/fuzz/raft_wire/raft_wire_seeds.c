@@ -4,6 +4,8 @@
  * type, a snapshot chunk), and two in their PeerMessage envelope. Not a
  * fuzzer: run it once when the format changes and commit its output:
  *   raft_wire_seeds tests/fuzz/corpus/fuzz_raft_wire
+ * The corpus also keeps, by hand, inputs that once crashed the target, each
+ * named regress-* (this program leaves them alone).
  */
 #include <stdio.h>
 #include <string.h>
