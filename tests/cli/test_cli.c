@@ -1139,6 +1139,8 @@ static void test_tx_show_found_not_found_and_malformed(void **state)
                          .block_len = len,
                          .writes = b.writes,
                          .write_count = b.count,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = tip.height + 1};
     assert_int_equal(ledger_append_block(l, &req, NULL), 0);
     ledger_close(l);
@@ -1261,6 +1263,8 @@ static void plant_bad_signature(const char *dir, const ehr_signing_key *proposer
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .writes = b.writes,
                          .write_count = b.count,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = tip.height + 1};
     assert_int_equal(ledger_append_block(l, &req, NULL), 0);
     ledger_close(l);

@@ -250,8 +250,8 @@ static void fake_get_transaction(struct rpc_call *call, const uint8_t *req, size
     ledger_tx_location loc;
     uint8_t *envelope = NULL, *block = NULL;
     size_t envelope_len = 0, block_len = 0;
-    if (f->ledger == NULL ||
-        ledger_tx_get(f->ledger, r->tx_hash.data, &loc, &envelope, &envelope_len, NULL) != 0) {
+    if (f->ledger == NULL || ledger_tx_get(f->ledger, r->tx_hash.data, &loc, &envelope,
+                                           &envelope_len, NULL, NULL, NULL) != 0) {
         rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no committed transaction with that hash");
     } else {
         ledger_block_view view;
