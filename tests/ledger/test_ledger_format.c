@@ -987,6 +987,14 @@ static void test_genesis_validation_rules_and_edges(void **state)
         f->members[0].peer_address = (char *)bad_addresses[i];
         assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
     }
+    /* Bytes that are not printable are not quoted: the message stays text
+     * (a member proposal's result carries it). */
+    const char *unprintable_addresses[] = {"host:74\x16", "\x1b[2J:x", "caf\xc3:x"};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(unprintable_addresses); i++) {
+        f->members[0].peer_address = (char *)unprintable_addresses[i];
+        assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
+        assert_true(ledger_text_ok(diag.msg, sizeof diag.msg - 1));
+    }
     const char *good_addresses[] = {"h:1", "10.0.0.1:65535", "[::1]:7400", "node-9.example:7400"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(good_addresses); i++) {
         f->members[0].peer_address = (char *)good_addresses[i];
