@@ -251,6 +251,9 @@ struct cli__tx_shown {
     uint32_t index;         /* its position in that block */
     const char *chain_id;   /* the ledger's chain, for the admission check */
     uint64_t block_time_ms; /* the check is made as of the block's time */
+    /* What the rules concluded when the block was applied (checked with
+     * cli__result_check), or NULL if the node did not say. */
+    const Ehr__V1__TxResult *result;
 };
 
 /*

@@ -460,11 +460,13 @@ int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv)
     if (cli__ledger_open(dir, true, &l) != 0)
         return CLI_EXIT_FAIL;
     ledger_tx_location loc;
-    uint8_t *envelope = NULL, *block = NULL;
-    size_t envelope_len = 0, block_len = 0;
+    uint8_t *envelope = NULL, *block = NULL, *result_bytes = NULL;
+    size_t envelope_len = 0, block_len = 0, result_len = 0;
+    Ehr__V1__TxResult *result = NULL;
     ledger_chain chain;
     ehr_diag why;
-    int rc = ledger_tx_get(l, hash, &loc, &envelope, &envelope_len, NULL, NULL, &why);
+    int rc = ledger_tx_get(l, hash, &loc, &envelope, &envelope_len, &result_bytes, &result_len,
+                           &why);
     if (rc == EHR_ENOTFOUND) {
         exit_code = cli__fail("not on this ledger", "tx %s", hash_arg);
         goto done;
@@ -475,6 +477,15 @@ int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv)
         rc = ledger_block_get(l, loc.height, &block, &block_len, &why);
     if (rc != 0) {
         exit_code = cli__fail(why.msg, "tx %s", hash_arg);
+        goto done;
+    }
+    /* The result as stored with the block's write log (the ledger checked
+     * its size, not its contents). */
+    result = ehr__v1__tx_result__unpack(NULL, result_len, result_bytes);
+    const char *bad = result == NULL ? "the stored result does not decode"
+                                     : cli__result_check(result);
+    if (bad != NULL) {
+        exit_code = cli__fail(bad, "tx %s", hash_arg);
         goto done;
     }
     ehr_diag diag;
@@ -489,10 +500,14 @@ int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv)
                                   .height = loc.height,
                                   .index = loc.index,
                                   .chain_id = chain.chain_id,
-                                  .block_time_ms = view.header.time_ms};
+                                  .block_time_ms = view.header.time_ms,
+                                  .result = result};
     ledger_block_view_release(&view);
     exit_code = cli__tx_print(ctx, hash, hash_arg, &shown);
 done:
+    if (result != NULL)
+        ehr__v1__tx_result__free_unpacked(result, NULL);
+    ehr_free(result_bytes);
     ehr_free(block);
     ehr_free(envelope);
     ledger_close(l);

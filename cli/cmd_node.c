@@ -367,6 +367,8 @@ static const char *tx_answer_check(const Ehr__V1__GetTransactionResponse *r)
         return "block_hash is not 32 bytes";
     if (r->envelope.len == 0 || r->envelope.len > EHR_TX_BYTES_MAX)
         return "the envelope is empty or over EHR_TX_BYTES_MAX";
+    if (r->result != NULL)
+        return cli__result_check(r->result);
     return NULL;
 }
 
@@ -435,7 +437,8 @@ int cli__tx_show_online(struct cli__ctx *ctx, const struct cli__node_options *o,
                                   .height = r->height,
                                   .index = r->position,
                                   .chain_id = s->chain_id,
-                                  .block_time_ms = view.header.time_ms};
+                                  .block_time_ms = view.header.time_ms,
+                                  .result = r->result};
     exit_code = cli__tx_print(ctx, hash, hash_arg, &shown);
 done:
     if (have_view)

@@ -247,6 +247,7 @@ int cli__tx_print(struct cli__ctx *ctx, const uint8_t hash[EHR_HASH_BYTES], cons
                   valid ? "signature and contents valid at the block's time" : diag.msg, "bytes",
                   (json_int_t)envelope_len));
     if (ctx->json) {
+        json_object_set_new(root, "result", cli__result_json(tx->result));
         json_object_set_new(root, "payload", payload);
         exit_code = cli__json_print(root);
     } else {
@@ -264,6 +265,7 @@ int cli__tx_print(struct cli__ctx *ctx, const uint8_t hash[EHR_HASH_BYTES], cons
         cli__print_field("size", line);
         cli__print_field("check", valid ? "valid (signature and contents at the block's time)"
                                         : json_string_value(json_object_get(root, "check")));
+        cli__result_print(tx->result);
         printf("%s:\n", payload_name(body));
         print_object(payload, 2);
         json_decref(payload);

@@ -467,9 +467,27 @@ static void test_tx_submit_results_and_refusals(void **state)
              "{\"access_request\": {\"record_id\": \"%s\", \"purpose\": \"treatment\", "
              "\"requester_kx_key\": \"%s\"}}",
              record, kx0);
-    r = submit(n, 0, "node0.key", payload, false);
+    r = submit(n, 0, "node0.key", payload, true);
+    assert_ok(&r);
+    out = parse_json(r.out);
+    char denied[KEY_HEX];
+    snprintf(denied, sizeof denied, "%s", json_str(out, "hash"));
+    json_decref(out);
+    proc_result_free(&r);
+    /* tx show prints the stored result, from the node that answered the wait
+     * (it has applied the block) and from its data directory */
+    r = run(n, "tx", "show", denied, "--node", n->node[0]);
     assert_ok(&r);
     assert_non_null(strstr(r.out, "\ndecision        deny: the consent was revoked\n"));
+    proc_result_free(&r);
+    r = run(n, "tx", "show", denied, "--data", n->c.nodes[0].dir, "--json");
+    assert_ok(&r);
+    out = parse_json(r.out);
+    res = json_object_get(out, "result");
+    assert_string_equal(json_str(res, "code"), "ok");
+    assert_string_equal(json_str(res, "decision"), "deny");
+    assert_string_equal(json_str(res, "reason"), "the consent was revoked");
+    json_decref(out);
     proc_result_free(&r);
 }
 

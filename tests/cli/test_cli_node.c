@@ -273,8 +273,10 @@ static void fake_get_transaction(struct rpc_call *call, const uint8_t *req, size
     ledger_tx_location loc;
     uint8_t *envelope = NULL, *block = NULL;
     size_t envelope_len = 0, block_len = 0;
+    uint8_t *result = NULL;
+    size_t result_len = 0;
     if (f->ledger == NULL || ledger_tx_get(f->ledger, r->tx_hash.data, &loc, &envelope,
-                                           &envelope_len, NULL, NULL, NULL) != 0) {
+                                           &envelope_len, &result, &result_len, NULL) != 0) {
         rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no committed transaction with that hash");
     } else {
         ledger_block_view view;
@@ -287,9 +289,13 @@ static void fake_get_transaction(struct rpc_call *call, const uint8_t *req, size
         a.position = loc.index;
         a.block_hash.data = view.hash;
         a.block_hash.len = 32;
+        a.result = ehr__v1__tx_result__unpack(NULL, result_len, result);
+        EHR_ASSERT(a.result != NULL);
         reply_message(call, &a.base);
+        ehr__v1__tx_result__free_unpacked(a.result, NULL);
         ledger_block_view_release(&view);
     }
+    ehr_free(result);
     ehr_free(envelope);
     ehr_free(block);
     ehr__v1__get_transaction_request__free_unpacked(r, NULL);
@@ -1269,6 +1275,14 @@ static void test_show_online_prints_what_show_offline_prints(void **state)
             assert_same_output(fx, offline, online);
         }
     }
+    /* the result the ledger stored with the block: OK for these */
+    r = run(fx, "tx", "show", json_str(json_array_get(txs, 0), "hash"), "--node", fx->address,
+            "--json");
+    assert_int_equal(r.status, 0);
+    json_t *shown = parse_json(r.out);
+    assert_string_equal(json_str(json_object_get(shown, "result"), "code"), "ok");
+    json_decref(shown);
+    proc_result_free(&r);
     /* not found: the same words as offline */
     r = run(fx, "block", "show", "9", "--node", fx->address);
     assert_failure(&r, 1, "no block at height 9 (tip is 3)");
