@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "cluster.h"
 #include "contracts.h"
@@ -127,10 +128,75 @@ static void assert_same_chain(struct cluster *c, uint64_t tip)
     }
 }
 
+/* A running SHA-256 over a world state's keys and values, scanned in order. */
+struct state_digest {
+    crypto_hash_sha256_state sha;
+    uint8_t last[EHR_STATE_KEY_BYTES_MAX];
+    size_t last_len;
+    uint64_t keys;
+};
+
+static void digest_bytes(struct state_digest *d, const uint8_t *bytes, size_t len)
+{
+    uint8_t n[8];
+    for (size_t i = 0; i < sizeof n; i++)
+        n[i] = (uint8_t)((uint64_t)len >> (8 * i));
+    crypto_hash_sha256_update(&d->sha, n, sizeof n);
+    if (len > 0)
+        crypto_hash_sha256_update(&d->sha, bytes, len);
+}
+
+static int digest_key(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                      size_t value_len)
+{
+    struct state_digest *d = ctx;
+    assert_true(key_len <= sizeof d->last);
+    digest_bytes(d, key, key_len);
+    digest_bytes(d, value, value_len);
+    memcpy(d->last, key, key_len);
+    d->last_len = key_len;
+    d->keys++;
+    return 0;
+}
+
+/* One digest of what L's rules made of the chain: every committed
+ * transaction's stored result, in TXS order, then the whole world state. */
+static void ledger_outcome_digest(ledger *l, const struct cluster_tx *txs, size_t count,
+                                  uint8_t out[EHR_HASH_BYTES], uint64_t *keys)
+{
+    struct state_digest d;
+    memset(&d, 0, sizeof d);
+    crypto_hash_sha256_init(&d.sha);
+    for (size_t t = 0; t < count; t++) {
+        if (!txs[t].committed)
+            continue;
+        uint8_t *result = NULL;
+        size_t result_len = 0;
+        ledger_tx_location loc;
+        assert_int_equal(
+            ledger_tx_get(l, txs[t].hash, &loc, NULL, NULL, &result, &result_len, NULL), 0);
+        digest_bytes(&d, result, result_len);
+        ehr_free(result);
+    }
+    long n;
+    do {
+        n = ledger_state_scan(l, (const uint8_t *)"", 0, d.keys > 0 ? d.last : NULL, d.last_len,
+                              LEDGER_SCAN_COUNT_MAX, digest_key, &d, NULL);
+        assert_true(n >= 0);
+    } while (n == LEDGER_SCAN_COUNT_MAX);
+    crypto_hash_sha256_final(&d.sha, out);
+    *keys = d.keys;
+}
+
 /* Stopped nodes: every acknowledged transaction is in every ledger, where
- * the node said, and `ehrctl ledger verify` passes on each. */
+ * the node said, every node's rules made the same results and the same
+ * world state of the chain (the state digests the nodes exchange cover
+ * each block's writes; this compares what they hold at the end), and
+ * `ehrctl ledger verify` passes on each. */
 static void assert_ledgers_hold(struct cluster *c, const struct cluster_tx *txs, size_t count)
 {
+    uint8_t first[EHR_HASH_BYTES];
+    uint64_t first_keys = 0;
     for (size_t i = 0; i < c->count; i++) {
         ledger *l;
         ledger_options o = {.read_only = true};
@@ -144,6 +210,18 @@ static void assert_ledgers_hold(struct cluster *c, const struct cluster_tx *txs,
                 fail_msg("node %zu lacks acknowledged tx %zu (%s)", i, t, ehr_errname(rc));
             assert_int_equal(loc.height, txs[t].height);
             assert_int_equal(loc.index, txs[t].position);
+        }
+        uint8_t digest[EHR_HASH_BYTES];
+        uint64_t keys = 0;
+        ledger_outcome_digest(l, txs, count, digest, &keys);
+        assert_true(keys > 0);
+        if (i == 0) {
+            memcpy(first, digest, sizeof first);
+            first_keys = keys;
+        } else if (keys != first_keys || memcmp(digest, first, sizeof first) != 0) {
+            fail_msg("node %zu's results or world state (%" PRIu64 " keys) differ from node 0's "
+                     "(%" PRIu64 " keys)",
+                     i, keys, first_keys);
         }
         ledger_close(l);
         struct proc_result r =
