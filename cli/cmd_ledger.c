@@ -465,8 +465,8 @@ int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv)
     Ehr__V1__TxResult *result = NULL;
     ledger_chain chain;
     ehr_diag why;
-    int rc = ledger_tx_get(l, hash, &loc, &envelope, &envelope_len, &result_bytes, &result_len,
-                           &why);
+    int rc =
+        ledger_tx_get(l, hash, &loc, &envelope, &envelope_len, &result_bytes, &result_len, &why);
     if (rc == EHR_ENOTFOUND) {
         exit_code = cli__fail("not on this ledger", "tx %s", hash_arg);
         goto done;
@@ -482,8 +482,8 @@ int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv)
     /* The result as stored with the block's write log (the ledger checked
      * its size, not its contents). */
     result = ehr__v1__tx_result__unpack(NULL, result_len, result_bytes);
-    const char *bad = result == NULL ? "the stored result does not decode"
-                                     : cli__result_check(result);
+    const char *bad =
+        result == NULL ? "the stored result does not decode" : cli__result_check(result);
     if (bad != NULL) {
         exit_code = cli__fail(bad, "tx %s", hash_arg);
         goto done;

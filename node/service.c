@@ -603,8 +603,8 @@ static void get_transaction(struct rpc_call *call, const uint8_t *req, size_t le
     size_t env_len = 0, block_len = 0;
     uint8_t *result = NULL;
     size_t result_len = 0;
-    int rc = ledger_tx_get(n->ledger, r->tx_hash.data, &loc, &env, &env_len, &result, &result_len,
-                           NULL);
+    int rc =
+        ledger_tx_get(n->ledger, r->tx_hash.data, &loc, &env, &env_len, &result, &result_len, NULL);
     ehr__v1__get_transaction_request__free_unpacked(r, NULL);
     if (rc == EHR_ENOTFOUND) {
         rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no committed transaction has this hash");

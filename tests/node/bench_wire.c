@@ -254,10 +254,8 @@ static void ledger_setup(void)
                                          .value_len = sizeof values[i]};
     }
     static const ledger_bytes ok_results[BLOCK_TXS]; /* the empty result: OK */
-    ledger__write_log log = {.writes = writes,
-                             .write_count = WRITES,
-                             .results = ok_results,
-                             .result_count = BLOCK_TXS};
+    ledger__write_log log = {
+        .writes = writes, .write_count = WRITES, .results = ok_results, .result_count = BLOCK_TXS};
     writes_record_len = ledger__writes_record_size(&log);
     writes_record = ehr_malloc(writes_record_len);
     ledger__writes_record_write(writes_record, writes_record_len, 12345, &log);
