@@ -9,7 +9,9 @@
  *
  * Exit status, for every command: 0 success; 1 the operation failed (one
  * line `ehrctl: <what failed>: <why>` on stderr); 2 usage error (a message
- * and the command's usage on stderr).
+ * and the command's usage on stderr); the commands that talk to a node add
+ * 3-10 by the node's gRPC status and 11 for a committed transaction whose
+ * result is a refusal (CLI_EXIT_* below).
  */
 #ifndef EHR_CLI_INTERNAL_H
 #define EHR_CLI_INTERNAL_H
@@ -24,6 +26,7 @@
 #include "ehr/v1/node.pb-c.h"
 #include "ehr/v1/tx.pb-c.h"
 #include "ehr_crypto.h"
+#include "ledger_format.h"
 #include "rpc.h"
 
 enum {
@@ -36,6 +39,14 @@ enum {
     CLI_EXIT_BUSY = 5,        /* RESOURCE_EXHAUSTED: mempool full, retry later */
     CLI_EXIT_UNAVAILABLE = 6, /* UNAVAILABLE: unreachable, no leader, or not the leader */
     CLI_EXIT_TIMEOUT = 7,     /* DEADLINE_EXCEEDED: no answer within --timeout-ms */
+    /* The consent contract's rules, run by the leader at submission against
+     * its committed state (node.proto): */
+    CLI_EXIT_DENIED = 8,        /* PERMISSION_DENIED: the signer has no right to it */
+    CLI_EXIT_NOT_FOUND = 9,     /* NOT_FOUND: what it names does not exist */
+    CLI_EXIT_PRECONDITION = 10, /* FAILED_PRECONDITION: a rule fails (done already, ...) */
+    /* Committed, but the rules refused it when its block was applied: its
+     * result (TxResult) is not OK. Not a gRPC status: the call succeeded. */
+    CLI_EXIT_TX_REFUSED = 11,
     /* Not an exit status: "the help was shown, stop here". Option parsers
      * return it like any other non-zero code, so every caller's
      * `if (exit_code != 0) return exit_code;` stops the command; main turns it
@@ -182,6 +193,28 @@ void cli__passphrase_free(struct cli__passphrase *p);
  */
 int cli__identity_load(const char *path, const char *passphrase_file, ehr_identity **out,
                        ehr_keyfile_info *info);
+/* The same with the passphrase's sources named: FLAG_NAME (its value
+ * PASSPHRASE_FILE) and ENV_NAME, e.g. --patient-passphrase-file and
+ * EHR_PATIENT_PASSPHRASE for a second key file in one command. */
+int cli__identity_load_from(const char *path, const char *passphrase_file, const char *flag_name,
+                            const char *env_name, ehr_identity **out, ehr_keyfile_info *info);
+
+/*
+ * A public key given on the command line (util.c): 64 hex digits, or the
+ * path of a key file whose signing key it is (read without a passphrase;
+ * KX, may be NULL, gets its X25519 key, zeroed for a hex key). Checked to be
+ * a point on the curve. Returns 0, or EHR_EINVAL with a reason in DIAG (the
+ * caller names the option): a hex string of the wrong length names its
+ * length, so a 31-byte key is never taken for a file name.
+ */
+int cli__public_key_arg(const char *text, uint8_t key[EHR_SCHNORR_PUBLIC_BYTES],
+                        uint8_t kx[EHR_KX_PUBLIC_BYTES], ehr_diag *diag);
+
+/* V as a JSON number, or a decimal string past INT64_MAX (json_int_t is signed). */
+json_t *cli__json_u64(uint64_t v);
+
+/* TIME_MS as YYYY-MM-DDTHH:MM:SS.mmmZ (UTC) into OUT (32 bytes suffice). */
+void cli__time_iso(uint64_t time_ms, char *out, size_t size);
 
 /* A genesis file read and checked by the ledger's rules (cmd_genesis.c). */
 struct cli__genesis_file {
@@ -331,6 +364,82 @@ int cli__block_show_online(struct cli__ctx *ctx, const struct cli__node_options 
                            uint64_t height);
 
 /*
+ * A transaction's result (result.c): TxResult (tx.proto) for people and for
+ * scripts. Shared by every command that prints one.
+ */
+
+/* Why R cannot be printed as a result (a consent id that is neither empty nor
+ * 32 bytes, a reason over CONTRACTS_REASON_BYTES_MAX), or NULL when it can. */
+const char *cli__result_check(const Ehr__V1__TxResult *r);
+/* The code's name as tx.proto spells it without its prefix: "OK", "NOT_FOUND"
+ * (a number for a code the schema does not name), into OUT (32 bytes). */
+void cli__result_code_name(int code, char *out, size_t size);
+/*
+ * R as human fields (cli__print_field): "result" (the code, and the reason
+ * when refused), and for an access decision "decision" (permit or deny,
+ * why), "consent" and "policy gas". R == NULL: "result" says the node gave
+ * none.
+ */
+void cli__result_print(const Ehr__V1__TxResult *r);
+/* R as JSON: {"code", "ok", "reason", "decision", "consent_id", "gas_used"}
+ * (decision and consent_id null when they do not apply); json null for NULL. */
+json_t *cli__result_json(const Ehr__V1__TxResult *r);
+
+/*
+ * Signing and submitting a transaction (submit.c), for tx submit and the
+ * commands that build a payload themselves (patient enroll).
+ */
+enum {
+    CLI_EXPIRY_S_DEFAULT = 300,
+    CLI_EXPIRY_S_MAX = 7 * 24 * 3600, /* a node refuses what has expired anyway */
+};
+
+/* --chain-id, --expiry-s and --wait, whose option values are 'c', 'x', 'w'. */
+#define CLI_SUBMIT_OPTIONS                                                                         \
+    {"chain-id", required_argument, NULL, 'c'}, {"expiry-s", required_argument, NULL, 'x'},        \
+    {                                                                                              \
+        "wait", no_argument, NULL, 'w'                                                             \
+    }
+
+struct cli__submit_options {
+    const char *chain_id; /* NULL: the node's, from GetStatus */
+    uint64_t expiry_s;    /* 0 until given: CLI_EXPIRY_S_DEFAULT */
+    bool wait;
+};
+
+/* Handle option C ('c', 'x' or 'w') with ARG into O. Returns 0 or CLI_EXIT_USAGE (said why). */
+int cli__submit_option(struct cli__ctx *ctx, int c, const char *arg, struct cli__submit_options *o);
+
+/*
+ * The chain id to sign for: O's --chain-id, else the node's (GetStatus),
+ * into OUT. Returns 0, or an exit status after saying why (WHAT names the
+ * command).
+ */
+int cli__submit_chain_id(struct cli__node *node, const struct cli__submit_options *o,
+                         const char *what, char out[EHR_CHAIN_ID_BYTES_MAX + 1]);
+
+/*
+ * Build and sign the envelope: BODY (payload set) gets CHAIN_ID, KEY's
+ * public key as signer, a random nonce and an expiry EXPIRY_S from now; the
+ * admission checks a node makes are made on the result. Returns 0 with
+ * *OUT (ehr_free) and HASH, or an exit status after saying why. BODY's
+ * fields other than the payload are as they were (unset) on return.
+ */
+int cli__tx_sign(struct cli__ctx *ctx, Ehr__V1__TxBody *body, const char *chain_id,
+                 uint64_t expiry_s, const ehr_signing_key *key, uint8_t **out, size_t *out_len,
+                 uint8_t hash[EHR_HASH_BYTES]);
+
+/*
+ * Submit the envelope (WAIT: wait_for_commit) and print the answer: the
+ * hash, where it committed and its result (human or --json), EXTRA's string
+ * members first (a JSON object, taken; may be NULL). Returns 0; the status's
+ * exit after a failed call; CLI_EXIT_TX_REFUSED, with a line on stderr, when
+ * it committed with a result that is not OK (what was printed stands).
+ */
+int cli__tx_send(struct cli__ctx *ctx, struct cli__node *node, const uint8_t *envelope,
+                 size_t envelope_len, const uint8_t hash[EHR_HASH_BYTES], bool wait, json_t *extra);
+
+/*
  * Transaction payloads from JSON (payload.c). A payload file is at most
  * CLI_PAYLOAD_FILE_BYTES_MAX bytes (hex doubles the bytes of a body).
  */
@@ -365,5 +474,10 @@ int cli__cmd_bench(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_policy_compile(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_policy_show(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_policy_eval(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_patient_enroll(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_patient_consent(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_audit(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_records(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_consents(struct cli__ctx *ctx, int argc, char **argv);
 
 #endif /* EHR_CLI_INTERNAL_H */

@@ -1,44 +1,54 @@
 /*
  * cmd_bench.c - `ehrctl bench`, the cluster benchmark: how many transactions
- * per second a running cluster commits, how long a commit takes, and what
- * CPU each node spends on it.
+ * per second a running cluster commits, how long a commit takes, what CPU
+ * each node spends on it, and whether every transaction got the result the
+ * consent contract's rules must give it.
  *
  * Shape of a run:
- *   1. GetStatus on every node (blocking): the chain id (all must agree),
- *      each node's id.
- *   2. Sign N record_anchor transactions with a fresh in-memory key and
- *      encode each SubmitTransactionRequest (wait_for_commit), before the
- *      clock starts: the run measures the cluster, not our signing.
- *   3. One libuv loop, one HTTP/2 connection per node (rpc_client_*), K
- *      transactions outstanding, each sent to the next node round-robin with
- *      a deadline. With --rate, transaction i starts no earlier than
- *      t0 + i/R (open loop) and its latency counts from that scheduled
- *      time, so time spent queued in the client is not hidden (no
- *      coordinated omission).
- *   4. At the end of the warm-up the window opens: GetStatus on every node
- *      samples CPU time (cpu_user_ms + cpu_system_ms) and uptime; when the
- *      last transaction is answered the window closes and every node is
- *      sampled again. CPU % = CPU ms / uptime ms between the two samples.
+ *   1. The members' key files (--key, one or more: they sign enrolments,
+ *      anchors and access requests) are opened, and GetStatus asked of every
+ *      node (blocking): the chain id (all must agree), each node's id.
+ *   2. Setup, not measured (bench_load.c): fresh patients in memory,
+ *      enrolled by the members (co-signed) and waited for; then one record
+ *      anchored and one consent granted per patient, waited for. Every
+ *      setup transaction must commit OK, or the bench stops there.
+ *   3. Each workload of --workload (domain, then anchors): N transactions
+ *      signed before the clock starts, then submitted with wait_for_commit
+ *      over one HTTP/2 connection per node (kept across runs), round-robin
+ *      over the nodes, K outstanding, each with a deadline. With --rate,
+ *      transaction i starts no earlier than t0 + i/R (open loop) and its
+ *      latency counts from that scheduled time, so time spent queued in the
+ *      client is not hidden (no coordinated omission).
+ *   4. At the end of a workload's warm-up its window opens: GetStatus on
+ *      every node samples CPU time (cpu_user_ms + cpu_system_ms) and uptime;
+ *      when its last transaction is answered the window closes and every
+ *      node is sampled again. CPU % = CPU ms / uptime ms between the two,
+ *      and CPU per transaction = CPU ms / the window's commits.
+ *   5. Each committed transaction's result is checked against what its kind
+ *      must give (OK; for an access request, permit or deny). A refusal or
+ *      another decision in the bench's own workload is a bug, in the bench
+ *      or in the rules: counted, the first one named, exit 1.
  *
  * Invariants (asserted):
- *   1. Every transaction is resolved exactly once: committed, or failed
- *      with one status. Retries are counted apart and never as outcomes.
+ *   1. Every transaction of a run is resolved exactly once: committed, or
+ *      failed with one status. Retries are counted apart, never as outcomes.
  *   2. A transaction waiting for a retry keeps its in-flight slot, so at
  *      most K transactions are outstanding and the retry queue (K slots)
  *      never overflows.
  *   3. A committed answer counts only if it names the transaction's own
  *      hash and says committed.
+ *   4. One run at a time: a run ends (every transaction resolved, every CPU
+ *      sample answered) before the next is started.
  *
  * UNAVAILABLE (no leader, leader changed, connection lost) is retried after
  * BENCH_RETRY_PAUSE_MS on the next node, at most BENCH_RETRIES_MAX times per
  * transaction; a connection found down is replaced before its next use (the
  * rpc client never reconnects by itself).
  *
- * Not here: a load that mixes payload types, or signing with a member's key
- * (the transactions are signed by a key no ledger knows; the node admits
- * them by ledger_tx_check's rules).
+ * Not here: which transactions a workload holds (bench_load.c).
  */
 #include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,11 +56,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli_internal.h"
+#include "bench_internal.h"
 #include "ledger.h"
 
 enum {
-    BENCH_NODES_MAX = 16,
     BENCH_TXS_DEFAULT = 10000,
     BENCH_TXS_MAX = 1000000,
     BENCH_INFLIGHT_DEFAULT = 64,
@@ -63,93 +72,15 @@ enum {
     BENCH_TICK_MS = 1,
     /* The transactions expire long after any sensible run. */
     BENCH_EXPIRY_S = 3600,
-    /* record_anchor contents: a realistic envelope of ~270-290 bytes. */
-    BENCH_POINTER_BYTES = 48,
-    BENCH_PATIENTS = 16,
     BENCH_PROGRESS_EVERY = 1000, /* signing progress line, on a terminal */
-    HASH_HEX_BYTES = 2 * EHR_HASH_BYTES + 1,
-    LINE_BYTES = 640, /* room for a host name (253 bytes) and more */
+    LINE_BYTES = 640,            /* room for a host name (253 bytes) and more */
 };
 
 #define SUBMIT_PATH "/ehr.v1.Node/SubmitTransaction"
 #define STATUS_PATH "/ehr.v1.Node/GetStatus"
 
-struct bench;
-
-struct bench_tx {
-    struct bench *bench;
-    uint8_t *request; /* the encoded SubmitTransactionRequest */
-    uint32_t request_len;
-    uint32_t attempts;
-    uint64_t start_ns; /* first send, or the scheduled start with --rate */
-    bool resolved;
-    uint8_t hash[EHR_HASH_BYTES];
-};
-
-/* One CPU sample of one node. */
-struct bench_sample {
-    bool pending;
-    bool ok;
-    uint64_t cpu_ms;
-    uint64_t uptime_ms;
-};
-
-struct bench_node;
-
-/* What a GetStatus sample call reports to. */
-struct bench_sample_call {
-    struct bench_node *node;
-    int which; /* 0: window start, 1: window end */
-};
-
-struct bench_node {
-    struct bench *bench;
-    struct bench_sample_call sample_calls[2];
-    char address[CLI_HOST_BYTES_MAX + 8];
-    char host[CLI_HOST_BYTES_MAX + 1];
-    uint16_t port;
-    char id_hex[HASH_HEX_BYTES];
-    struct rpc_client *client;
-    uint32_t reconnects;
-    uint64_t sends;
-    struct bench_sample samples[2]; /* window start, window end */
-};
-
-struct bench {
-    uv_loop_t loop;
-    uv_timer_t tick;
-    struct bench_node nodes[BENCH_NODES_MAX];
-    size_t node_count;
-    size_t next_node;
-    uint32_t clients_open;
-
-    struct bench_tx *txs;
-    size_t tx_count;
-    size_t next_tx;     /* the first never sent */
-    size_t outstanding; /* sent and not resolved (in flight or waiting to retry) */
-    size_t inflight_max;
-    size_t resolved;
-    uint64_t envelope_bytes_total;
-
-    /* Transactions waiting to be sent again, oldest first (due times grow). */
-    struct bench_tx **retry;
-    uint64_t *retry_due_ns;
-    size_t retry_head, retry_count;
-
-    uint64_t rate; /* tx/s, 0: no cap */
-    uint64_t timeout_ms;
-    uint64_t t0_ns, warmup_ns;
-    bool window_open, window_closed;
-    uint64_t window_start_ns, window_end_ns;
-    struct rusage usage_start, usage_end;
-    uint32_t samples_pending;
-
-    uint64_t committed, window_committed, retries, bad_answers;
-    uint64_t failed[RPC_STATUS_COUNT_];
-    uint32_t *latency_us; /* of the commits in the window */
-    size_t latency_count;
-    bool finished; /* every transaction resolved and the end samples answered */
-};
+/* Which workloads --workload runs. */
+enum { WORKLOAD_DOMAIN = 1, WORKLOAD_ANCHORS = 2 };
 
 static json_t *json_checked(json_t *v)
 {
@@ -158,98 +89,21 @@ static json_t *json_checked(json_t *v)
     return v;
 }
 
-/*
- * A measured figure V rounded to DECIMALS places, as a JSON number that
- * prints as rounded (cli__json_print writes reals with 15 significant
- * digits, so 1.995 is not 1.9950000000000001).
- */
-static json_t *json_measured(double v, int decimals)
+/* Note the first thing that went wrong in RUN, in words. */
+static void run_wrong(struct bench_run *run, const struct bench_tx *tx, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void run_wrong(struct bench_run *run, const struct bench_tx *tx, const char *fmt, ...)
 {
-    EHR_ASSERT(decimals >= 0 && decimals <= 9);
-    double scale = 1.0;
-    for (int i = 0; i < decimals; i++)
-        scale *= 10.0;
-    return json_checked(json_real(round(v * scale) / scale));
-}
-
-/* ---- preparation ---- */
-
-/*
- * Sign B->tx_count transactions for CHAIN_ID with a fresh key and encode
- * their requests. Every one is checked by the admission rules once signed.
- */
-static void bench_prepare(struct bench *b, const char *chain_id, bool progress)
-{
-    ehr_signing_key key;
-    int rc = ehr_signing_key_generate(&key);
-    EHR_ASSERT(rc == 0);
-    uint8_t patients[BENCH_PATIENTS][EHR_SCHNORR_PUBLIC_BYTES];
-    for (size_t i = 0; i < BENCH_PATIENTS; i++) {
-        ehr_signing_key patient;
-        rc = ehr_signing_key_generate(&patient);
-        EHR_ASSERT(rc == 0);
-        memcpy(patients[i], patient.public_key, EHR_SCHNORR_PUBLIC_BYTES);
-        ehr_signing_key_wipe(&patient);
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    b->txs = ehr_calloc(b->tx_count, sizeof *b->txs);
-    for (size_t i = 0; i < b->tx_count; i++) {
-        if (progress && (i % BENCH_PROGRESS_EVERY == 0 || i + 1 == b->tx_count))
-            fprintf(stderr, "\rbench: signing transactions %zu/%zu", i + 1, b->tx_count);
-        uint8_t nonce[EHR_TX_NONCE_BYTES], pointer[BENCH_POINTER_BYTES], ct_hash[EHR_HASH_BYTES];
-        ehr_random_bytes(nonce, sizeof nonce);
-        ehr_random_bytes(pointer, sizeof pointer);
-        ehr_random_bytes(ct_hash, sizeof ct_hash);
-        Ehr__V1__RecordAnchor anchor = EHR__V1__RECORD_ANCHOR__INIT;
-        anchor.patient_key.data = patients[i % BENCH_PATIENTS];
-        anchor.patient_key.len = EHR_SCHNORR_PUBLIC_BYTES;
-        anchor.record_type = EHR__V1__RECORD_TYPE__RECORD_TYPE_LAB_RESULT;
-        anchor.encrypted_pointer.data = pointer;
-        anchor.encrypted_pointer.len = sizeof pointer;
-        anchor.ciphertext_hash.data = ct_hash;
-        anchor.ciphertext_hash.len = sizeof ct_hash;
-        anchor.ciphertext_bytes = 4096 + (uint64_t)(i % 65536) * 16;
-        Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
-        body.chain_id = (char *)chain_id;
-        body.signer.data = key.public_key;
-        body.signer.len = EHR_SCHNORR_PUBLIC_BYTES;
-        body.nonce.data = nonce;
-        body.nonce.len = sizeof nonce;
-        body.expiry_ms = now_ms + BENCH_EXPIRY_S * 1000ull;
-        body.payload_case = EHR__V1__TX_BODY__PAYLOAD_RECORD_ANCHOR;
-        body.record_anchor = &anchor;
-        uint8_t body_bytes[512];
-        size_t body_len = ehr__v1__tx_body__get_packed_size(&body);
-        EHR_ASSERT(body_len <= sizeof body_bytes);
-        ehr__v1__tx_body__pack(&body, body_bytes);
-        uint8_t *envelope;
-        size_t envelope_len;
-        rc = ledger_tx_envelope_build(body_bytes, body_len, &key, &envelope, &envelope_len);
-        EHR_ASSERT(rc == 0);
-        ledger_tx_hash(body_bytes, body_len, b->txs[i].hash);
-        if (i == 0) { /* the first one through the node's own admission rules */
-            ledger_tx_rules rules = {.chain_id = chain_id, .now_ms = now_ms};
-            rc = ledger_tx_check(envelope, envelope_len, &rules, NULL, NULL);
-            EHR_ASSERT(rc == 0);
-        }
-        Ehr__V1__SubmitTransactionRequest request = EHR__V1__SUBMIT_TRANSACTION_REQUEST__INIT;
-        request.envelope.data = envelope;
-        request.envelope.len = envelope_len;
-        request.wait_for_commit = true;
-        size_t len = ehr__v1__submit_transaction_request__get_packed_size(&request);
-        b->txs[i].request = ehr_malloc(len);
-        b->txs[i].request_len =
-            (uint32_t)ehr__v1__submit_transaction_request__pack(&request, b->txs[i].request);
-        EHR_ASSERT(b->txs[i].request_len == len);
-        b->txs[i].bench = b;
-        b->envelope_bytes_total += envelope_len;
-        ehr_free(envelope);
-    }
-    ehr_signing_key_wipe(&key);
-    if (progress)
-        fputc('\n', stderr);
+    if (run->first_wrong[0] != '\0')
+        return;
+    char hash_hex[BENCH_HASH_HEX_BYTES], what[BENCH_WRONG_BYTES - 64];
+    ehr_hex_encode(hash_hex, tx->hash, EHR_HASH_BYTES);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(run->first_wrong, sizeof run->first_wrong, "%s %.16s...: %s",
+             bench_kind_names[tx->kind], hash_hex, what);
 }
 
 /* ---- connections ---- */
@@ -298,11 +152,11 @@ static void bench_sample(struct bench *b, int which)
         struct bench_sample_call *call = &node->sample_calls[which];
         call->node = node;
         call->which = which;
-        node->samples[which].pending = true;
+        b->run->samples[i][which].pending = true;
         int rc = rpc_client_unary(node_client(node), STATUS_PATH, empty, 0, CLI_TIMEOUT_MS_DEFAULT,
                                   sample_done, call, NULL);
         if (rc != 0) {
-            node->samples[which].pending = false;
+            b->run->samples[i][which].pending = false;
             continue;
         }
         b->samples_pending++;
@@ -313,8 +167,8 @@ static void sample_done(void *data, enum rpc_status status, const char *message,
                         const uint8_t *response, size_t response_len)
 {
     struct bench_sample_call *call = data;
-    struct bench_sample *sample = &call->node->samples[call->which];
     struct bench *b = call->node->bench;
+    struct bench_sample *sample = &b->run->samples[call->node->index][call->which];
     EHR_ASSERT(sample->pending);
     EHR_ASSERT(b->samples_pending > 0);
     sample->pending = false;
@@ -331,47 +185,83 @@ static void sample_done(void *data, enum rpc_status status, const char *message,
     ehr__v1__get_status_response__free_unpacked(s, NULL);
 }
 
-/* ---- the run ---- */
+/* ---- a run ---- */
 
 static void tx_done(void *data, enum rpc_status status, const char *message,
                     const uint8_t *response, size_t response_len);
 
 static void window_open(struct bench *b, uint64_t now)
 {
-    EHR_ASSERT(!b->window_open);
-    b->window_open = true;
-    b->window_start_ns = now;
-    getrusage(RUSAGE_SELF, &b->usage_start);
+    struct bench_run *run = b->run;
+    EHR_ASSERT(!run->window_open);
+    run->window_open = true;
+    run->window_start_ns = now;
+    getrusage(RUSAGE_SELF, &run->usage_start);
     bench_sample(b, 0);
 }
 
-/* Resolve TX: committed (STATUS OK) or failed with STATUS. */
-static void tx_resolve(struct bench *b, struct bench_tx *tx, enum rpc_status status, bool bad)
+/* Check the result of TX, committed: the one its kind must give. */
+static void result_check(struct bench_run *run, const struct bench_tx *tx,
+                         const Ehr__V1__TxResult *res)
 {
+    if (res == NULL) { /* a node that keeps no result: not checked */
+        run->not_given++;
+        return;
+    }
+    char code[32];
+    cli__result_code_name(res->code, code, sizeof code);
+    if (res->code != EHR__V1__TX_RESULT_CODE__TX_RESULT_OK) {
+        run->refused++;
+        run_wrong(run, tx, "refused: %s: %.160s", code, res->reason);
+        return;
+    }
+    int want = tx->kind == BENCH_KIND_PERMIT ? EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT
+               : tx->kind == BENCH_KIND_DENY
+                   ? EHR__V1__ACCESS_DECISION__ACCESS_DECISION_DENY
+                   : EHR__V1__ACCESS_DECISION__ACCESS_DECISION_UNSPECIFIED;
+    if ((int)res->decision != want) {
+        run->unexpected++;
+        run_wrong(run, tx, "decided %s: %.160s",
+                  res->decision == EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT ? "permit"
+                  : res->decision == EHR__V1__ACCESS_DECISION__ACCESS_DECISION_DENY ? "deny"
+                                                                                    : "nothing",
+                  res->reason);
+        return;
+    }
+    run->as_expected[tx->kind]++;
+}
+
+/* Resolve TX: committed (STATUS OK, RES its result) or failed with STATUS. */
+static void tx_resolve(struct bench *b, struct bench_tx *tx, enum rpc_status status, bool bad,
+                       const Ehr__V1__TxResult *res)
+{
+    struct bench_run *run = b->run;
     EHR_ASSERT(!tx->resolved); /* invariant 1 */
-    EHR_ASSERT(b->outstanding > 0);
+    EHR_ASSERT(run->outstanding > 0);
     tx->resolved = true;
-    b->outstanding--;
-    b->resolved++;
+    run->outstanding--;
+    run->resolved++;
     uint64_t now = uv_hrtime();
     if (bad) {
-        b->bad_answers++;
+        run->bad_answers++;
+        run_wrong(run, tx, "a bad answer to its submission");
     } else if (status != RPC_STATUS_OK) {
-        b->failed[status < RPC_STATUS_COUNT_ ? status : RPC_STATUS_UNKNOWN]++;
+        run->failed[status < RPC_STATUS_COUNT_ ? status : RPC_STATUS_UNKNOWN]++;
     } else {
-        b->committed++;
-        if (b->window_open && !b->window_closed) {
+        run->committed++;
+        result_check(run, tx, res);
+        if (run->window_open && !run->window_closed) {
             uint64_t us = (now - tx->start_ns) / 1000;
-            b->latency_us[b->latency_count++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-            b->window_committed++;
+            run->latency_us[run->latency_count++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+            run->window_committed++;
         }
     }
-    if (b->resolved == b->tx_count) {
-        b->window_end_ns = now;
-        b->window_closed = true;
-        getrusage(RUSAGE_SELF, &b->usage_end);
+    if (run->resolved == run->tx_count) {
+        run->window_end_ns = now;
+        run->window_closed = true;
+        getrusage(RUSAGE_SELF, &run->usage_end);
         uv_timer_stop(&b->tick);
-        if (b->window_open)
+        if (run->window_open)
             bench_sample(b, 1);
     }
 }
@@ -380,36 +270,38 @@ static void tx_send(struct bench *b, struct bench_tx *tx)
 {
     struct bench_node *node = &b->nodes[b->next_node++ % b->node_count];
     tx->attempts++;
-    node->sends++;
+    b->run->sends[node->index]++;
     int rc = rpc_client_unary(node_client(node), SUBMIT_PATH, tx->request, tx->request_len,
                               b->timeout_ms, tx_done, tx, NULL);
     if (rc != 0) /* refused locally: no callback will come */
         tx_resolve(b, tx, rc == EHR_ETOOBIG ? RPC_STATUS_RESOURCE_EXHAUSTED : RPC_STATUS_INTERNAL,
-                   false);
+                   false, NULL);
 }
 
 /* Send what is due: retries first, then new transactions within the limits. */
 static void bench_pump(struct bench *b)
 {
+    struct bench_run *run = b->run;
     uint64_t now = uv_hrtime();
-    if (!b->window_open && now >= b->t0_ns + b->warmup_ns && !b->window_closed)
+    if (run->measured && !run->window_open && now >= run->t0_ns + b->warmup_ns &&
+        !run->window_closed)
         window_open(b, now);
-    while (b->retry_count > 0 && b->retry_due_ns[b->retry_head] <= now) {
-        struct bench_tx *tx = b->retry[b->retry_head];
-        b->retry_head = (b->retry_head + 1) % b->inflight_max;
-        b->retry_count--;
+    while (run->retry_count > 0 && run->retry_due_ns[run->retry_head] <= now) {
+        struct bench_tx *tx = run->retry[run->retry_head];
+        run->retry_head = (run->retry_head + 1) % b->inflight_max;
+        run->retry_count--;
         tx_send(b, tx);
     }
-    while (b->outstanding < b->inflight_max && b->next_tx < b->tx_count) {
-        struct bench_tx *tx = &b->txs[b->next_tx];
+    while (run->outstanding < b->inflight_max && run->next_tx < run->tx_count) {
+        struct bench_tx *tx = &run->txs[run->next_tx];
         uint64_t start = now;
-        if (b->rate > 0) {
-            start = b->t0_ns + (uint64_t)((double)b->next_tx * 1e9 / (double)b->rate);
+        if (b->rate > 0 && run->measured) {
+            start = run->t0_ns + (uint64_t)((double)run->next_tx * 1e9 / (double)b->rate);
             if (start > now)
                 break;
         }
-        b->next_tx++;
-        b->outstanding++;
+        run->next_tx++;
+        run->outstanding++;
         tx->start_ns = start;
         tx_send(b, tx);
     }
@@ -419,26 +311,33 @@ static void tx_done(void *data, enum rpc_status status, const char *message,
                     const uint8_t *response, size_t response_len)
 {
     struct bench_tx *tx = data;
-    struct bench *b = tx->bench;
+    struct bench_run *run = tx->run;
+    struct bench *b = run->bench;
+    EHR_ASSERT(b->run == run); /* invariant 4 */
     if (status == RPC_STATUS_UNAVAILABLE && tx->attempts <= BENCH_RETRIES_MAX) {
-        EHR_ASSERT(b->retry_count < b->inflight_max); /* invariant 2 */
-        size_t slot = (b->retry_head + b->retry_count) % b->inflight_max;
-        b->retry[slot] = tx;
-        b->retry_due_ns[slot] = uv_hrtime() + BENCH_RETRY_PAUSE_MS * 1000000ull;
-        b->retry_count++;
-        b->retries++;
+        EHR_ASSERT(run->retry_count < b->inflight_max); /* invariant 2 */
+        size_t slot = (run->retry_head + run->retry_count) % b->inflight_max;
+        run->retry[slot] = tx;
+        run->retry_due_ns[slot] = uv_hrtime() + BENCH_RETRY_PAUSE_MS * 1000000ull;
+        run->retry_count++;
+        run->retries++;
         return; /* the tick sends it when due */
     }
     bool bad = false;
+    Ehr__V1__SubmitTransactionResponse *r = NULL;
     if (status == RPC_STATUS_OK) { /* invariant 3 */
-        Ehr__V1__SubmitTransactionResponse *r =
-            ehr__v1__submit_transaction_response__unpack(NULL, response_len, response);
+        r = ehr__v1__submit_transaction_response__unpack(NULL, response_len, response);
         bad = r == NULL || r->tx_hash.len != EHR_HASH_BYTES ||
-              memcmp(r->tx_hash.data, tx->hash, EHR_HASH_BYTES) != 0 || !r->committed;
-        if (r != NULL)
-            ehr__v1__submit_transaction_response__free_unpacked(r, NULL);
+              memcmp(r->tx_hash.data, tx->hash, EHR_HASH_BYTES) != 0 || !r->committed ||
+              (r->result != NULL && cli__result_check(r->result) != NULL);
+    } else {
+        char shown[RPC_STATUS_MESSAGE_BYTES_MAX + 1];
+        cli__text_shown(message != NULL ? message : "", shown, sizeof shown);
+        run_wrong(run, tx, "%s: %.200s", rpc_status_name(status), shown);
     }
-    tx_resolve(b, tx, status, bad);
+    tx_resolve(b, tx, status, bad, r != NULL && !bad ? r->result : NULL);
+    if (r != NULL)
+        ehr__v1__submit_transaction_response__free_unpacked(r, NULL);
     bench_pump(b);
 }
 
@@ -447,21 +346,37 @@ static void bench_tick(uv_timer_t *timer)
     bench_pump(timer->data);
 }
 
-/* Run the loop until every transaction is resolved and sampled. */
-static void bench_run(struct bench *b)
+/* Run RUN (its transactions built) until every transaction is resolved and
+ * sampled. The connections stay open for the next run. */
+static void bench_run_go(struct bench *b, struct bench_run *run)
 {
-    b->retry = ehr_calloc(b->inflight_max, sizeof *b->retry);
-    b->retry_due_ns = ehr_calloc(b->inflight_max, sizeof *b->retry_due_ns);
-    b->latency_us = ehr_calloc(b->tx_count, sizeof *b->latency_us);
-    uv_timer_init(&b->loop, &b->tick);
-    b->tick.data = b;
-    for (size_t i = 0; i < b->node_count; i++)
+    EHR_ASSERT(b->run == NULL); /* invariant 4 */
+    b->run = run;
+    run->bench = b;
+    run->retry = ehr_calloc(b->inflight_max, sizeof *run->retry);
+    run->retry_due_ns = ehr_calloc(b->inflight_max, sizeof *run->retry_due_ns);
+    run->latency_us = ehr_calloc(run->tx_count, sizeof *run->latency_us);
+    for (size_t i = 0; i < run->tx_count; i++) {
+        run->txs[i].run = run;
+        run->kinds[run->txs[i].kind]++;
+        run->envelope_bytes_total += run->txs[i].envelope_len;
+    }
+    for (size_t i = 0; i < b->node_count; i++) {
         node_client(&b->nodes[i]);
-    b->t0_ns = uv_hrtime();
+        run->reconnects_before[i] = b->nodes[i].reconnects;
+    }
+    run->t0_ns = uv_hrtime();
     uv_timer_start(&b->tick, bench_tick, BENCH_TICK_MS, BENCH_TICK_MS);
     bench_pump(b);
-    while (b->resolved < b->tx_count || b->samples_pending > 0)
+    while (run->resolved < run->tx_count || b->samples_pending > 0)
         uv_run(&b->loop, UV_RUN_ONCE);
+    uv_timer_stop(&b->tick);
+    b->run = NULL;
+}
+
+/* Close the connections and the timer, and drain the loop. */
+static void bench_close(struct bench *b)
+{
     uv_close((uv_handle_t *)&b->tick, NULL);
     for (size_t i = 0; i < b->node_count; i++) {
         if (b->nodes[i].client != NULL)
@@ -473,151 +388,19 @@ static void bench_run(struct bench *b)
     uv_run(&b->loop, UV_RUN_DEFAULT);
 }
 
-/* ---- report ---- */
-
-static int compare_u32(const void *a, const void *b)
+static void run_free(struct bench_run *run)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
+    bench_txs_free(run->txs, run->tx_count);
+    ehr_free(run->retry);
+    ehr_free(run->retry_due_ns);
+    ehr_free(run->latency_us);
+    memset(run, 0, sizeof *run);
 }
 
-/* The nearest-rank percentile P (0-100] of the SORTED COUNT values, in ms. */
-static double percentile_ms(const uint32_t *sorted, size_t count, double p)
+/* Transactions of RUN that did not commit with their expected result. */
+static uint64_t run_wrong_count(const struct bench_run *run)
 {
-    if (count == 0)
-        return 0;
-    size_t rank = (size_t)ceil(p / 100.0 * (double)count);
-    if (rank == 0)
-        rank = 1;
-    return sorted[rank - 1] / 1000.0;
-}
-
-static double rusage_ms(const struct rusage *u)
-{
-    return (double)u->ru_utime.tv_sec * 1000 + u->ru_utime.tv_usec / 1000.0 +
-           (double)u->ru_stime.tv_sec * 1000 + u->ru_stime.tv_usec / 1000.0;
-}
-
-/* CPU % of NODE over the window, or a negative number if not known. */
-static double node_cpu_percent(const struct bench_node *node)
-{
-    const struct bench_sample *a = &node->samples[0], *z = &node->samples[1];
-    if (!a->ok || !z->ok || z->uptime_ms <= a->uptime_ms || z->cpu_ms < a->cpu_ms)
-        return -1;
-    return 100.0 * (double)(z->cpu_ms - a->cpu_ms) / (double)(z->uptime_ms - a->uptime_ms);
-}
-
-static int bench_report(struct cli__ctx *ctx, struct bench *b)
-{
-    qsort(b->latency_us, b->latency_count, sizeof *b->latency_us, compare_u32);
-    double window_s = b->window_open ? (double)(b->window_end_ns - b->window_start_ns) / 1e9 : 0.0;
-    double tps = window_s > 0 ? (double)b->window_committed / window_s : 0.0;
-    double p50 = percentile_ms(b->latency_us, b->latency_count, 50);
-    double p99 = percentile_ms(b->latency_us, b->latency_count, 99);
-    double max = percentile_ms(b->latency_us, b->latency_count, 100);
-    double client_cpu = window_s > 0 ? (rusage_ms(&b->usage_end) - rusage_ms(&b->usage_start)) /
-                                           (window_s * 1000) * 100
-                                     : 0.0;
-    uint64_t failed_total = b->bad_answers;
-    for (int s = 0; s < RPC_STATUS_COUNT_; s++)
-        failed_total += b->failed[s];
-    EHR_ASSERT(b->committed + failed_total == b->tx_count); /* invariant 1 */
-    double envelope_avg = (double)b->envelope_bytes_total / (double)b->tx_count;
-    if (ctx->json) {
-        json_t *failed = json_checked(json_object());
-        for (int s = 0; s < RPC_STATUS_COUNT_; s++) {
-            if (b->failed[s] > 0)
-                json_object_set_new(failed, rpc_status_name(s),
-                                    json_integer((json_int_t)b->failed[s]));
-        }
-        if (b->bad_answers > 0)
-            json_object_set_new(failed, "BAD_ANSWER", json_integer((json_int_t)b->bad_answers));
-        json_t *nodes = json_checked(json_array());
-        for (size_t i = 0; i < b->node_count; i++) {
-            const struct bench_node *n = &b->nodes[i];
-            double cpu = node_cpu_percent(n);
-            json_array_append_new(
-                nodes,
-                json_checked(json_pack("{s:s, s:s, s:I, s:I, s:o}", "address", n->address,
-                                       "node_id", n->id_hex, "submissions", (json_int_t)n->sends,
-                                       "reconnects", (json_int_t)n->reconnects, "cpu_percent",
-                                       cpu >= 0 ? json_measured(cpu, 1) : json_null())));
-        }
-        /* Each figure rounded to what is measured: ms to the microsecond
-         * (latency is taken in µs), rates and percentages to a tenth. */
-        json_t *root = json_checked(json_pack(
-            "{s:I, s:o, s:I, s:o, s:I, s:I, s:I, s:o, s:I, s:I, s:o, s:I, s:o, s:{s:o, s:o, "
-            "s:o}, s:o, s:o}",
-            "txs", (json_int_t)b->tx_count, "envelope_bytes_avg", json_measured(envelope_avg, 1),
-            "inflight", (json_int_t)b->inflight_max, "rate",
-            b->rate > 0 ? json_integer((json_int_t)b->rate) : json_null(), "warmup_ms",
-            (json_int_t)(b->warmup_ns / 1000000), "submitted", (json_int_t)b->next_tx, "committed",
-            (json_int_t)b->committed, "failed", failed, "failed_total", (json_int_t)failed_total,
-            "retries", (json_int_t)b->retries, "window_s", json_measured(window_s, 6),
-            "window_committed", (json_int_t)b->window_committed, "committed_tx_per_s",
-            json_measured(tps, 1), "latency_ms", "p50", json_measured(p50, 3), "p99",
-            json_measured(p99, 3), "max", json_measured(max, 3), "client_cpu_percent",
-            json_measured(client_cpu, 1), "nodes", nodes));
-        int exit_code = cli__json_print(root);
-        if (exit_code != 0)
-            return exit_code;
-    } else {
-        char line[LINE_BYTES];
-        char rate[32] = "unlimited";
-        if (b->rate > 0)
-            snprintf(rate, sizeof rate, "%llu tx/s", (unsigned long long)b->rate);
-        printf("bench: %zu node%s, %zu transactions of %.0f bytes, %zu in flight, rate %s, "
-               "warm-up %.1f s\n",
-               b->node_count, b->node_count == 1 ? "" : "s", b->tx_count, envelope_avg,
-               b->inflight_max, rate, (double)b->warmup_ns / 1e9);
-        snprintf(line, sizeof line, "%zu", b->next_tx);
-        cli__print_field("submitted", line);
-        snprintf(line, sizeof line, "%llu", (unsigned long long)b->committed);
-        cli__print_field("committed", line);
-        size_t n = (size_t)snprintf(line, sizeof line, "%llu", (unsigned long long)failed_total);
-        for (int s = 0; s < RPC_STATUS_COUNT_ && n < sizeof line; s++) {
-            if (b->failed[s] > 0)
-                n += (size_t)snprintf(line + n, sizeof line - n, "  %s %llu", rpc_status_name(s),
-                                      (unsigned long long)b->failed[s]);
-        }
-        if (b->bad_answers > 0 && n < sizeof line)
-            snprintf(line + n, sizeof line - n, "  bad answers %llu",
-                     (unsigned long long)b->bad_answers);
-        cli__print_field("failed", line);
-        snprintf(line, sizeof line, "%llu (UNAVAILABLE, sent again)",
-                 (unsigned long long)b->retries);
-        cli__print_field("retries", line);
-        if (b->window_open) {
-            snprintf(line, sizeof line, "%.3f s, %llu commits", window_s,
-                     (unsigned long long)b->window_committed);
-            cli__print_field("window", line);
-            snprintf(line, sizeof line, "%.1f committed tx/s", tps);
-            cli__print_field("throughput", line);
-            snprintf(line, sizeof line, "p50 %.2f  p99 %.2f  max %.2f", p50, p99, max);
-            cli__print_field("latency ms", line);
-            snprintf(line, sizeof line, "%.1f %%", client_cpu);
-            cli__print_field("client cpu", line);
-        } else {
-            cli__print_field("window", "none: every transaction was answered in the warm-up");
-        }
-        for (size_t i = 0; i < b->node_count; i++) {
-            const struct bench_node *node = &b->nodes[i];
-            double cpu = node_cpu_percent(node);
-            if (cpu >= 0)
-                snprintf(line, sizeof line, "%5.1f %%  %s  (%.16s...)", cpu, node->address,
-                         node->id_hex);
-            else
-                snprintf(line, sizeof line, "unknown  %s  (no CPU sample)", node->address);
-            cli__print_field("node cpu", line);
-        }
-    }
-    if (b->committed != b->tx_count) {
-        char why[96];
-        snprintf(why, sizeof why, "%llu of %zu transactions did not commit",
-                 (unsigned long long)(b->tx_count - b->committed), b->tx_count);
-        return cli__fail(why, "bench");
-    }
-    return CLI_EXIT_OK;
+    return run->tx_count - run->committed + run->refused + run->unexpected;
 }
 
 /* ---- the command ---- */
@@ -625,14 +408,21 @@ static int bench_report(struct cli__ctx *ctx, struct bench *b)
 struct bench_args {
     const char *addresses[BENCH_NODES_MAX];
     size_t address_count;
+    const char *keys[BENCH_MEMBERS_MAX];
+    size_t key_count;
+    const char *passphrase_file;
+    int workloads; /* WORKLOAD_* */
     uint64_t txs, inflight, rate, warmup_s, timeout_ms;
 };
 
 static int bench_parse(struct cli__ctx *ctx, int argc, char **argv, struct bench_args *a)
 {
     static const struct option options[] = {{"node", required_argument, NULL, 'N'},
+                                            {"key", required_argument, NULL, 'k'},
+                                            {"passphrase-file", required_argument, NULL, 'p'},
+                                            {"workload", required_argument, NULL, 'W'},
                                             {"txs", required_argument, NULL, 'n'},
-                                            {"inflight", required_argument, NULL, 'k'},
+                                            {"inflight", required_argument, NULL, 'K'},
                                             {"rate", required_argument, NULL, 'r'},
                                             {"warmup-s", required_argument, NULL, 'w'},
                                             {"timeout-ms", required_argument, NULL, 'T'},
@@ -640,6 +430,7 @@ static int bench_parse(struct cli__ctx *ctx, int argc, char **argv, struct bench
     a->txs = BENCH_TXS_DEFAULT;
     a->inflight = BENCH_INFLIGHT_DEFAULT;
     a->timeout_ms = BENCH_TIMEOUT_MS_DEFAULT;
+    a->workloads = WORKLOAD_DOMAIN | WORKLOAD_ANCHORS;
     char host[CLI_HOST_BYTES_MAX + 1];
     uint16_t port;
     int c;
@@ -652,11 +443,29 @@ static int bench_parse(struct cli__ctx *ctx, int argc, char **argv, struct bench
                 return cli__usage_error(ctx, "at most %d --node", BENCH_NODES_MAX);
             a->addresses[a->address_count++] = optarg;
             break;
+        case 'k':
+            if (a->key_count == BENCH_MEMBERS_MAX)
+                return cli__usage_error(ctx, "at most %d --key", BENCH_MEMBERS_MAX);
+            a->keys[a->key_count++] = optarg;
+            break;
+        case 'p':
+            a->passphrase_file = optarg;
+            break;
+        case 'W':
+            if (strcmp(optarg, "domain") == 0)
+                a->workloads = WORKLOAD_DOMAIN;
+            else if (strcmp(optarg, "anchors") == 0)
+                a->workloads = WORKLOAD_ANCHORS;
+            else if (strcmp(optarg, "both") == 0)
+                a->workloads = WORKLOAD_DOMAIN | WORKLOAD_ANCHORS;
+            else
+                return cli__usage_error(ctx, "--workload wants domain, anchors or both");
+            break;
         case 'n':
             if (cli__parse_u64(optarg, BENCH_TXS_MAX, &a->txs) != 0 || a->txs == 0)
                 return cli__usage_error(ctx, "--txs wants 1 to %d", BENCH_TXS_MAX);
             break;
-        case 'k':
+        case 'K':
             if (cli__parse_u64(optarg, BENCH_INFLIGHT_MAX, &a->inflight) != 0 || a->inflight == 0)
                 return cli__usage_error(ctx, "--inflight wants 1 to %d", BENCH_INFLIGHT_MAX);
             break;
@@ -682,6 +491,10 @@ static int bench_parse(struct cli__ctx *ctx, int argc, char **argv, struct bench
         return ctx->exit_code;
     if (optind < argc)
         return cli__usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+    if (a->key_count == 0)
+        return cli__usage_error(ctx, "give --key FILE: a member's node key (repeat it for more "
+                                     "members) to enrol patients, anchor records and ask for "
+                                     "access");
     if (a->address_count == 0) {
         struct cli__node_options o = {0};
         int exit_code = cli__node_options_finish(ctx, &o);
@@ -722,6 +535,7 @@ static int bench_survey(struct bench *b, const struct bench_args *a,
             return cli__fail(why, "bench");
         }
         node->bench = b;
+        node->index = i;
         snprintf(node->address, sizeof node->address, "%s", a->addresses[i]);
         int rc = cli__address_parse(node->address, node->host, &node->port);
         EHR_ASSERT(rc == 0);
@@ -734,17 +548,36 @@ static int bench_survey(struct bench *b, const struct bench_args *a,
     return 0;
 }
 
-static void bench_free(struct bench *b)
+/* Run one setup step (every transaction must commit OK). Returns 0 or an exit status. */
+static int bench_setup_step(struct bench *b, struct bench_run *run, const char *what)
 {
-    for (size_t i = 0; i < b->tx_count && b->txs != NULL; i++)
-        ehr_free(b->txs[i].request);
-    ehr_free(b->txs);
-    ehr_free(b->retry);
-    ehr_free(b->retry_due_ns);
-    ehr_free(b->latency_us);
-    int rc = uv_loop_close(&b->loop);
-    EHR_ASSERT(rc == 0);
-    ehr_free(b);
+    bench_run_go(b, run);
+    if (run_wrong_count(run) == 0)
+        return 0;
+    char why[BENCH_WRONG_BYTES + 256];
+    snprintf(why, sizeof why,
+             "%llu of %zu %s failed; the first: %s (are the --key files node keys of members of "
+             "this chain?)",
+             (unsigned long long)run_wrong_count(run), run->tx_count, what, run->first_wrong);
+    return cli__fail(why, "bench: setup");
+}
+
+/* Build a workload of COUNT transactions with LOAD, a progress line on a
+ * terminal. */
+static void bench_build(const struct bench_cast *cast, struct bench_run *run, size_t count,
+                        void (*load)(const struct bench_cast *, struct bench_tx *, size_t, size_t),
+                        bool progress)
+{
+    run->txs = ehr_calloc(count, sizeof *run->txs);
+    run->tx_count = count;
+    for (size_t i = 0; i < count; i += BENCH_PROGRESS_EVERY) {
+        size_t n = count - i < BENCH_PROGRESS_EVERY ? count - i : BENCH_PROGRESS_EVERY;
+        if (progress)
+            fprintf(stderr, "\rbench: signing %s transactions %zu/%zu", run->name, i + n, count);
+        load(cast, run->txs, i, n);
+    }
+    if (progress)
+        fputc('\n', stderr);
 }
 
 int cli__cmd_bench(struct cli__ctx *ctx, int argc, char **argv)
@@ -753,22 +586,111 @@ int cli__cmd_bench(struct cli__ctx *ctx, int argc, char **argv)
     int exit_code = bench_parse(ctx, argc, argv, &a);
     if (exit_code != 0)
         return exit_code;
+    struct bench_cast cast = {0};
+    ehr_keyfile_info info;
+    for (size_t i = 0; i < a.key_count && exit_code == 0; i++) {
+        ehr_identity *id;
+        exit_code = cli__identity_load(a.keys[i], a.passphrase_file, &id, &info);
+        if (exit_code == 0)
+            cast.members[cast.member_count++] = id;
+    }
     struct bench *b = ehr_calloc(1, sizeof *b);
     int rc = uv_loop_init(&b->loop);
     EHR_ASSERT(rc == 0);
-    b->tx_count = a.txs;
+    uv_timer_init(&b->loop, &b->tick);
+    b->tick.data = b;
     b->inflight_max = a.inflight;
     b->rate = a.rate;
     b->warmup_ns = a.warmup_s * 1000000000ull;
     b->timeout_ms = a.timeout_ms;
-    char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1];
-    exit_code = bench_survey(b, &a, chain_id);
+    if (exit_code == 0)
+        exit_code = bench_survey(b, &a, cast.chain_id);
+    bool progress = !ctx->json && isatty(STDERR_FILENO); /* signing 60,000 takes seconds */
+    struct bench_run setup[2] = {{.name = "setup: enrolments"},
+                                 {.name = "setup: records and consents"}};
+    struct bench_run runs[2] = {{.name = "domain", .measured = true},
+                                {.name = "anchors", .measured = true}};
+    struct bench_figures figures[2];
+    uint64_t setup_ns = 0;
     if (exit_code == 0) {
-        /* Progress on a terminal: signing 60,000 takes seconds. */
-        bench_prepare(b, chain_id, !ctx->json && isatty(STDERR_FILENO));
-        bench_run(b);
-        exit_code = bench_report(ctx, b);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        bench_cast_init(&cast, a.txs, now_ms + BENCH_EXPIRY_S * 1000ull);
+        uint64_t t0 = uv_hrtime();
+        setup[0].tx_count = cast.patient_count;
+        setup[0].txs = ehr_calloc(setup[0].tx_count, sizeof *setup[0].txs);
+        bench_load_enrollments(&cast, setup[0].txs);
+        exit_code = bench_setup_step(b, &setup[0], "enrolments");
+        if (exit_code == 0) {
+            setup[1].tx_count = 2 * cast.patient_count;
+            setup[1].txs = ehr_calloc(setup[1].tx_count, sizeof *setup[1].txs);
+            bench_load_setup(&cast, setup[1].txs);
+            exit_code = bench_setup_step(b, &setup[1], "record anchors and consent grants");
+        }
+        setup_ns = uv_hrtime() - t0;
     }
-    bench_free(b);
+    if (exit_code == 0 && !ctx->json) {
+        char rate[32] = "unlimited";
+        if (b->rate > 0)
+            snprintf(rate, sizeof rate, "%llu tx/s", (unsigned long long)b->rate);
+        printf("bench: %zu node%s, %zu member key%s, %llu transactions per workload, %zu in "
+               "flight, rate %s, warm-up %.1f s\n",
+               b->node_count, b->node_count == 1 ? "" : "s", cast.member_count,
+               cast.member_count == 1 ? "" : "s", (unsigned long long)a.txs, b->inflight_max, rate,
+               (double)b->warmup_ns / 1e9);
+        printf("setup: %zu patients enrolled, a record and a consent each (%zu transactions, "
+               "every one OK) in %.3f s\n",
+               cast.patient_count, setup[0].tx_count + setup[1].tx_count, (double)setup_ns / 1e9);
+    }
+    static void (*const loads[2])(const struct bench_cast *, struct bench_tx *, size_t,
+                                  size_t) = {bench_load_domain, bench_load_anchors};
+    bool ran[2] = {false, false};
+    for (int w = 0; w < 2 && exit_code == 0; w++) {
+        if ((a.workloads & (1 << w)) == 0)
+            continue;
+        bench_build(&cast, &runs[w], (size_t)a.txs, loads[w], progress);
+        bench_run_go(b, &runs[w]);
+        bench_figures_make(&runs[w], b->node_count, &figures[w]);
+        ran[w] = true;
+        if (!ctx->json)
+            bench_run_print(b, &runs[w], &figures[w]);
+    }
+    if (exit_code == 0 && ctx->json) {
+        json_t *workloads = json_checked(json_object());
+        for (int w = 0; w < 2; w++) {
+            if (ran[w])
+                json_object_set_new(workloads, runs[w].name,
+                                    bench_run_json(b, &runs[w], &figures[w]));
+        }
+        json_t *root = json_checked(
+            json_pack("{s:I, s:I, s:o, s:I, s:I, s:I, s:{s:I, s:b, s:o, s:I}, s:o}", "txs",
+                      (json_int_t)a.txs, "inflight", (json_int_t)b->inflight_max, "rate",
+                      b->rate > 0 ? json_integer((json_int_t)b->rate) : json_null(), "warmup_ms",
+                      (json_int_t)(b->warmup_ns / 1000000), "members",
+                      (json_int_t)cast.member_count, "patients", (json_int_t)cast.patient_count,
+                      "setup", "txs", (json_int_t)(setup[0].tx_count + setup[1].tx_count), "ok", 1,
+                      "s", bench_json_measured((double)setup_ns / 1e9, 3), "retries",
+                      (json_int_t)(setup[0].retries + setup[1].retries), "workloads", workloads));
+        exit_code = cli__json_print(root);
+    } else if (exit_code == 0 && ran[0] && ran[1] && figures[1].tps > 0 && figures[1].p50 > 0) {
+        printf("\ndomain against anchors: %.2fx the throughput, %.2fx the p50 latency\n",
+               figures[0].tps / figures[1].tps, figures[0].p50 / figures[1].p50);
+    }
+    for (int w = 0; w < 2; w++) {
+        if (ran[w] && bench_run_verdict(&runs[w]) != CLI_EXIT_OK && exit_code == 0)
+            exit_code = CLI_EXIT_FAIL;
+    }
+    for (int i = 0; i < 2; i++) {
+        run_free(&setup[i]);
+        run_free(&runs[i]);
+    }
+    bench_close(b);
+    rc = uv_loop_close(&b->loop);
+    EHR_ASSERT(rc == 0);
+    ehr_free(b);
+    bench_cast_free(&cast);
+    for (size_t i = 0; i < cast.member_count; i++)
+        sodium_free((void *)cast.members[i]);
     return exit_code;
 }

@@ -12,7 +12,9 @@
  * ledger_genesis_member_check, ledger_genesis_encode / _parse): a file this
  * command writes is one every node accepts, and `genesis show` refuses
  * exactly what a node would. This file adds only the JSON side: the shape of
- * the members file, role names, hex keys. Every field is checked before
+ * the members file, role names, hex keys, and the names of the roles that may
+ * use emergency access (Genesis.emergency; the ledger refuses a role that is
+ * not clinical, or one named twice). Every field is checked before
  * anything is written, and each complaint names the member (by position and
  * name) and the field.
  */
@@ -63,6 +65,54 @@ static int role_parse(const char *name, Ehr__V1__MemberRole *out)
         }
     }
     return EHR_EINVAL;
+}
+
+/*
+ * Parse --emergency-roles LIST: role names separated by commas ("hospital,lab"),
+ * or "none", into ROLES (at most EHR_ARRAY_COUNT(roles) of them; the ledger
+ * checks that they are clinical and named once). Returns their count, or -1
+ * with a reason in DIAG for a name that is not a role.
+ */
+static int emergency_roles_parse(const char *list, Ehr__V1__MemberRole out[], size_t out_max,
+                                 ehr_diag *diag)
+{
+    if (strcmp(list, "none") == 0)
+        return 0;
+    size_t count = 0;
+    for (const char *p = list;; p++) {
+        size_t len = strcspn(p, ",");
+        char name[16] = "";
+        if (len < sizeof name)
+            memcpy(name, p, len);
+        if (len >= sizeof name || role_parse(name, &out[count]) != 0) {
+            ehr_diag_fail(diag, EHR_EINVAL,
+                          "\"%.*s\" is not a role: name clinical roles (hospital, lab, pharmacy) "
+                          "separated by commas, or none",
+                          (int)(len < 32 ? len : 32), p);
+            return -1;
+        }
+        count++;
+        p += len;
+        if (*p == '\0')
+            return (int)count;
+        if (count == out_max) {
+            ehr_diag_fail(diag, EHR_EINVAL, "more than %zu roles", out_max);
+            return -1;
+        }
+    }
+}
+
+static json_t *emergency_json(const Ehr__V1__Genesis *g)
+{
+    json_t *list = json_array();
+    if (list == NULL)
+        ehr_panic("out of memory building JSON");
+    for (size_t i = 0; g->emergency != NULL && i < g->emergency->n_roles; i++) {
+        const char *name = role_name(g->emergency->roles[i]);
+        json_array_append_new(list, name != NULL ? json_string(name)
+                                                 : json_integer(g->emergency->roles[i]));
+    }
+    return list;
 }
 
 /* Members built from JSON: protobuf structs pointing into the JSON and into KEYS. */
@@ -193,6 +243,7 @@ static int genesis_print(struct cli__ctx *ctx, const char *path, const Ehr__V1__
                       cli__json_hex(file_hash, 32), "member_count", (json_int_t)g->n_members);
         if (root == NULL)
             ehr_panic("out of memory building JSON");
+        json_object_set_new(root, "emergency_roles", emergency_json(g));
         if (with_members) {
             json_t *list = json_array();
             for (size_t i = 0; i < g->n_members; i++)
@@ -208,6 +259,15 @@ static int genesis_print(struct cli__ctx *ctx, const char *path, const Ehr__V1__
     cli__print_field("time", line);
     ehr_hex_encode(hash_hex, file_hash, 32);
     cli__print_field("genesis hash", hash_hex);
+    size_t at = 0;
+    for (size_t i = 0; g->emergency != NULL && i < g->emergency->n_roles && at < sizeof line; i++) {
+        const char *name = role_name(g->emergency->roles[i]);
+        at += (size_t)snprintf(line + at, sizeof line - at, "%s%s", i > 0 ? ", " : "",
+                               name != NULL ? name : "?");
+    }
+    if (at == 0)
+        snprintf(line, sizeof line, "none (no role may use emergency access)");
+    cli__print_field("emergency", line);
     snprintf(line, sizeof line, "%zu", g->n_members);
     cli__print_field("members", line);
     for (size_t i = 0; with_members && i < g->n_members; i++) {
@@ -283,10 +343,13 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
         {"chain-id", required_argument, NULL, 'c'},
         {"out", required_argument, NULL, 'o'},
         {"time-ms", required_argument, NULL, 't'},
+        {"emergency-roles", required_argument, NULL, 'E'},
         {"force", no_argument, NULL, 'f'},
         CLI_COMMON_OPTIONS,
     };
-    const char *members_path = NULL, *chain_id = NULL, *out = NULL;
+    const char *members_path = NULL, *chain_id = NULL, *out = NULL, *emergency_list = NULL;
+    Ehr__V1__MemberRole emergency_roles[EHR_ARRAY_COUNT(roles)];
+    int emergency_count = 0;
     const char *member_paths[EHR_GENESIS_MEMBERS_MAX];
     size_t member_count = 0;
     uint64_t time_ms = 0;
@@ -317,6 +380,15 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
                                         (unsigned long long)EHR_GENESIS_TIME_MS_MAX);
             time_given = true;
             break;
+        case 'E': {
+            ehr_diag why;
+            emergency_list = optarg;
+            emergency_count = emergency_roles_parse(optarg, emergency_roles,
+                                                    EHR_ARRAY_COUNT(emergency_roles), &why);
+            if (emergency_count < 0)
+                return cli__usage_error(ctx, "--emergency-roles: %s", why.msg);
+            break;
+        }
         case 'f':
             force = true;
             break;
@@ -377,6 +449,23 @@ int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv)
         draft_free(&d);
         json_decref(root);
         return cli__fail(diag.msg, "genesis from %s", members_path);
+    }
+    Ehr__V1__EmergencyPolicy emergency = EHR__V1__EMERGENCY_POLICY__INIT;
+    if (emergency_count > 0) {
+        /* Checked again with the policy: what fails now is the policy, and
+         * the ledger's message says why (a role that is not clinical, or
+         * named twice). Absent when no role is named: nobody may. */
+        emergency.n_roles = (size_t)emergency_count;
+        emergency.roles = emergency_roles;
+        d.genesis.emergency = &emergency;
+        ehr_free(packed);
+        packed = NULL;
+        rc = ledger_genesis_encode(&d.genesis, &packed, &packed_len, &diag);
+        if (rc != 0) {
+            draft_free(&d);
+            json_decref(root);
+            return cli__usage_error(ctx, "--emergency-roles %s: %s", emergency_list, diag.msg);
+        }
     }
     uint8_t hash[32];
     ehr_sha256(hash, packed, packed_len);

@@ -102,6 +102,13 @@ static int new_passphrase(struct cli__passphrase *p, const struct cli__passphras
 int cli__identity_load(const char *path, const char *passphrase_file, ehr_identity **out,
                        ehr_keyfile_info *info)
 {
+    return cli__identity_load_from(path, passphrase_file, "--passphrase-file", "EHR_PASSPHRASE",
+                                   out, info);
+}
+
+int cli__identity_load_from(const char *path, const char *passphrase_file, const char *flag_name,
+                            const char *env_name, ehr_identity **out, ehr_keyfile_info *info)
+{
     ehr_diag why;
     *out = NULL;
     /* Read the clear header first: a bad file is reported before any prompt. */
@@ -112,8 +119,8 @@ int cli__identity_load(const char *path, const char *passphrase_file, ehr_identi
     if ((info->flags & EHR_KEYFILE_FLAG_EMPTY_PASSPHRASE) == 0) {
         char prompt[PROMPT_BYTES];
         snprintf(prompt, sizeof prompt, "passphrase for %s: ", path);
-        struct cli__passphrase_source source = {passphrase_file, "--passphrase-file",
-                                                "EHR_PASSPHRASE", prompt, false};
+        struct cli__passphrase_source source = {passphrase_file, flag_name, env_name, prompt,
+                                                false};
         if (cli__passphrase_get(&pass, &source, &why) != 0)
             return cli__fail(why.msg, "open key file %s", path);
     }

@@ -464,7 +464,7 @@ int cli__cmd_tx_show(struct cli__ctx *ctx, int argc, char **argv)
     size_t envelope_len = 0, block_len = 0;
     ledger_chain chain;
     ehr_diag why;
-    int rc = ledger_tx_get(l, hash, &loc, &envelope, &envelope_len, &why);
+    int rc = ledger_tx_get(l, hash, &loc, &envelope, &envelope_len, NULL, NULL, &why);
     if (rc == EHR_ENOTFOUND) {
         exit_code = cli__fail("not on this ledger", "tx %s", hash_arg);
         goto done;

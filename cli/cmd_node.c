@@ -1,7 +1,7 @@
 /*
  * cmd_node.c - ehrctl's commands that talk to a running node over its gRPC
- * API (service ehr.v1.Node): status, tx submit, blocks follow, and the
- * online forms of tx show and block show (--node).
+ * API (service ehr.v1.Node): status, blocks follow, and the online forms of
+ * tx show and block show (--node).
  *
  * Each answer is decoded with protobuf-c and checked before use: fixed-size
  * fields have their size, a block parses and hashes to the hash the node
@@ -10,12 +10,12 @@
  * answer" and exit 1, never trust. Failed calls map to exit statuses by
  * their gRPC status (cli_internal.h, CLI_EXIT_*).
  *
- * Not here: the benchmark (cmd_bench.c), printing transactions and blocks
- * (show.c, shared with the offline forms), the option plumbing (node.c).
+ * Not here: tx submit (submit.c), the listings (cmd_query.c), the benchmark
+ * (cmd_bench.c), printing transactions and blocks (show.c, shared with the
+ * offline forms), the option plumbing (node.c).
  */
 #include <errno.h>
 #include <signal.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +28,6 @@
 enum {
     HASH_HEX_BYTES = 2 * EHR_HASH_BYTES + 1,
     LINE_BYTES = 640, /* a line with a host name (253 bytes) and a message */
-    /* --expiry-s: up to a week; a node refuses what has expired anyway. */
-    CLI_EXPIRY_S_DEFAULT = 300,
-    CLI_EXPIRY_S_MAX = 7 * 24 * 3600,
 };
 
 static json_t *json_checked(json_t *v)
@@ -49,13 +46,6 @@ static json_t *json_u64(uint64_t v)
         return json_checked(json_string(text));
     }
     return json_checked(json_integer((json_int_t)v));
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- status ---- */
@@ -275,304 +265,6 @@ int cli__cmd_status(struct cli__ctx *ctx, int argc, char **argv)
         ehr__v1__get_status_response__free_unpacked(s, NULL);
     }
     cli__node_close(&node);
-    return exit_code;
-}
-
-/* ---- tx submit ---- */
-
-struct submit_args {
-    const char *key_path;
-    const char *passphrase_file;
-    const char *payload_path;
-    const char *envelope_path;
-    const char *chain_id;
-    uint64_t expiry_s;
-    bool wait;
-    struct cli__node_options node;
-};
-
-static int submit_parse(struct cli__ctx *ctx, int argc, char **argv, struct submit_args *a)
-{
-    static const struct option options[] = {{"key", required_argument, NULL, 'k'},
-                                            {"passphrase-file", required_argument, NULL, 'p'},
-                                            {"payload", required_argument, NULL, 'P'},
-                                            {"envelope", required_argument, NULL, 'e'},
-                                            {"chain-id", required_argument, NULL, 'c'},
-                                            {"expiry-s", required_argument, NULL, 'x'},
-                                            {"wait", no_argument, NULL, 'w'},
-                                            CLI_NODE_OPTIONS,
-                                            CLI_COMMON_OPTIONS};
-    bool expiry_given = false;
-    a->expiry_s = CLI_EXPIRY_S_DEFAULT;
-    int c;
-    while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
-        switch (c) {
-        case 'k':
-            a->key_path = optarg;
-            break;
-        case 'p':
-            a->passphrase_file = optarg;
-            break;
-        case 'P':
-            a->payload_path = optarg;
-            break;
-        case 'e':
-            a->envelope_path = optarg;
-            break;
-        case 'c':
-            if (ledger_chain_id_check(optarg, NULL) != 0)
-                return cli__usage_error(ctx, "--chain-id wants 1-64 characters from A-Z a-z 0-9 "
-                                             ". _ -");
-            a->chain_id = optarg;
-            break;
-        case 'x':
-            if (cli__parse_u64(optarg, CLI_EXPIRY_S_MAX, &a->expiry_s) != 0 || a->expiry_s == 0)
-                return cli__usage_error(ctx, "--expiry-s wants 1 to %d seconds", CLI_EXPIRY_S_MAX);
-            expiry_given = true;
-            break;
-        case 'w':
-            a->wait = true;
-            break;
-        case 'N':
-        case 'T':
-            if (cli__node_option(ctx, c, optarg, &a->node) != 0)
-                return CLI_EXIT_USAGE;
-            break;
-        default:
-            EHR_ASSERT(0 && "option in the table but not handled");
-        }
-    }
-    if (c == CLI_OPT_EXIT)
-        return ctx->exit_code;
-    if (optind < argc)
-        return cli__usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
-    if ((a->payload_path != NULL) == (a->envelope_path != NULL))
-        return cli__usage_error(ctx, "give --payload FILE.json (with --key) or --envelope FILE");
-    if (a->envelope_path != NULL &&
-        (a->key_path != NULL || a->passphrase_file != NULL || a->chain_id != NULL || expiry_given))
-        return cli__usage_error(ctx, "--envelope is sent as is: --key, --passphrase-file, "
-                                     "--chain-id and --expiry-s do not apply");
-    if (a->payload_path != NULL && a->key_path == NULL)
-        return cli__usage_error(ctx, "--payload needs --key FILE to sign with");
-    return cli__node_options_finish(ctx, &a->node);
-}
-
-/*
- * Read and parse the payload file into BODY's payload. Returns 0, or
- * CLI_EXIT_USAGE / CLI_EXIT_FAIL after saying why (nothing is sent).
- */
-static int submit_payload_read(struct cli__ctx *ctx, const char *path, Ehr__V1__TxBody *body)
-{
-    uint8_t *bytes = NULL;
-    size_t len = 0;
-    int rc = ehr_file_read_alloc(path, CLI_PAYLOAD_FILE_BYTES_MAX, &bytes, &len);
-    if (rc == EHR_ETOOBIG)
-        return cli__usage_error(ctx, "payload %s: over %u bytes", path, CLI_PAYLOAD_FILE_BYTES_MAX);
-    if (rc != 0)
-        return cli__fail(rc < 0 && rc > -4096 ? strerror(-rc) : ehr_strerror(rc), "read payload %s",
-                         path);
-    json_error_t error;
-    json_t *root = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &error);
-    ehr_free(bytes);
-    if (root == NULL)
-        return cli__usage_error(ctx, "payload %s: not JSON: line %d: %s", path, error.line,
-                                error.text);
-    ehr_diag why;
-    rc = cli__payload_from_json(root, body, &why);
-    json_decref(root);
-    if (rc != 0)
-        return cli__usage_error(ctx, "payload %s: %s", path, why.msg);
-    /* The smallest body this payload can make (empty chain id, no expiry):
-     * if even that is over the limit, say so before a passphrase or a call. */
-    uint8_t zeros[EHR_TX_NONCE_BYTES + EHR_SCHNORR_PUBLIC_BYTES] = {0};
-    body->signer = (ProtobufCBinaryData){.data = zeros, .len = EHR_SCHNORR_PUBLIC_BYTES};
-    body->nonce = (ProtobufCBinaryData){.data = zeros, .len = EHR_TX_NONCE_BYTES};
-    size_t body_len = ehr__v1__tx_body__get_packed_size(body);
-    body->signer = body->nonce = (ProtobufCBinaryData){0};
-    if (body_len > EHR_TX_BODY_BYTES_MAX)
-        return cli__usage_error(ctx, "payload %s: the transaction body would be %zu bytes, over %d",
-                                path, body_len, EHR_TX_BODY_BYTES_MAX);
-    return 0;
-}
-
-/*
- * Build and sign the envelope: BODY (payload set) gets the chain id, signer,
- * a random nonce and the expiry. Returns 0 and *OUT (ehr_free), or an exit
- * status after saying why.
- */
-static int submit_build(struct cli__ctx *ctx, Ehr__V1__TxBody *body, const char *chain_id,
-                        uint64_t expiry_s, const ehr_signing_key *key, uint8_t **out,
-                        size_t *out_len)
-{
-    uint8_t nonce[EHR_TX_NONCE_BYTES];
-    ehr_random_bytes(nonce, sizeof nonce);
-    uint64_t now = wall_ms();
-    body->chain_id = (char *)chain_id;
-    body->signer.data = (uint8_t *)key->public_key;
-    body->signer.len = EHR_SCHNORR_PUBLIC_BYTES;
-    body->nonce.data = nonce;
-    body->nonce.len = sizeof nonce;
-    body->expiry_ms = now + expiry_s * 1000;
-    size_t body_len = ehr__v1__tx_body__get_packed_size(body);
-    if (body_len > EHR_TX_BODY_BYTES_MAX)
-        return cli__usage_error(ctx, "the transaction body would be %zu bytes, over %d", body_len,
-                                EHR_TX_BODY_BYTES_MAX);
-    uint8_t *body_bytes = ehr_malloc(body_len);
-    ehr__v1__tx_body__pack(body, body_bytes);
-    int rc = ledger_tx_envelope_build(body_bytes, body_len, key, out, out_len);
-    ehr_free(body_bytes);
-    if (rc != 0)
-        return cli__fail(ehr_strerror(rc), "sign the transaction");
-    /* The checks a node makes on admission, made here first: what fails
-     * them is never sent. */
-    ledger_tx_rules rules = {.chain_id = chain_id, .now_ms = now};
-    ehr_diag diag;
-    if (ledger_tx_check(*out, *out_len, &rules, NULL, &diag) != 0) {
-        ehr_free(*out);
-        *out = NULL;
-        return cli__fail(diag.msg, "check the transaction");
-    }
-    return 0;
-}
-
-/* Read an envelope file and take its hash. Returns 0 or an exit status. */
-static int submit_envelope_read(const char *path, uint8_t **out, size_t *out_len,
-                                uint8_t hash[EHR_HASH_BYTES])
-{
-    int rc = ehr_file_read_alloc(path, EHR_TX_BYTES_MAX, out, out_len);
-    if (rc == EHR_ETOOBIG)
-        return cli__fail("over EHR_TX_BYTES_MAX (65606 bytes)", "read envelope %s", path);
-    if (rc != 0)
-        return cli__fail(rc < 0 && rc > -4096 ? strerror(-rc) : ehr_strerror(rc),
-                         "read envelope %s", path);
-    ledger_tx_view view;
-    ehr_diag diag;
-    if (ledger_tx_envelope_parse(*out, *out_len, &view, &diag) != 0) {
-        ehr_free(*out);
-        *out = NULL;
-        return cli__fail(diag.msg, "envelope %s is not a TxEnvelope", path);
-    }
-    ledger_tx_hash(view.body, view.body_len, hash);
-    return 0;
-}
-
-static int submit_send(struct cli__ctx *ctx, struct cli__node *node, const uint8_t *envelope,
-                       size_t envelope_len, const uint8_t hash[EHR_HASH_BYTES], bool wait)
-{
-    char hash_hex[HASH_HEX_BYTES];
-    ehr_hex_encode(hash_hex, hash, EHR_HASH_BYTES);
-    Ehr__V1__SubmitTransactionRequest request = EHR__V1__SUBMIT_TRANSACTION_REQUEST__INIT;
-    request.envelope.data = (uint8_t *)envelope;
-    request.envelope.len = envelope_len;
-    request.wait_for_commit = wait;
-    struct rpc_result result;
-    if (cli__node_call(node, "SubmitTransaction", &request.base, 0, &result) != RPC_STATUS_OK) {
-        int exit_code = cli__node_fail(node, &result, "tx submit %s", hash_hex);
-        rpc_result_clear(&result);
-        return exit_code;
-    }
-    Ehr__V1__SubmitTransactionResponse *r =
-        ehr__v1__submit_transaction_response__unpack(NULL, result.response_len, result.response);
-    rpc_result_clear(&result);
-    const char *bad = NULL;
-    if (r == NULL)
-        bad = "SubmitTransactionResponse does not decode";
-    else if (r->tx_hash.len != EHR_HASH_BYTES)
-        bad = "tx_hash is not 32 bytes";
-    else if (memcmp(r->tx_hash.data, hash, EHR_HASH_BYTES) != 0)
-        bad = "tx_hash is not the hash of the transaction sent";
-    else if (wait && !r->committed)
-        bad = "answered before the commit although asked to wait";
-    if (bad != NULL) {
-        if (r != NULL)
-            ehr__v1__submit_transaction_response__free_unpacked(r, NULL);
-        char what[HASH_HEX_BYTES + 16];
-        snprintf(what, sizeof what, "tx submit %s", hash_hex);
-        return cli__node_bad_answer(node, what, bad);
-    }
-    int exit_code = CLI_EXIT_OK;
-    if (ctx->json) {
-        json_t *root = json_checked(json_pack("{s:s, s:s, s:b}", "hash", hash_hex, "node",
-                                              node->address, "committed", (int)r->committed));
-        if (r->committed) {
-            json_object_set_new(root, "height", json_u64(r->height));
-            json_object_set_new(root, "position", json_u64(r->position));
-        }
-        exit_code = cli__json_print(root);
-    } else {
-        char line[LINE_BYTES];
-        cli__print_field("tx", hash_hex);
-        if (r->committed)
-            snprintf(line, sizeof line, "committed at height %llu, position %u",
-                     (unsigned long long)r->height, r->position);
-        else
-            snprintf(line, sizeof line, "admitted to the mempool of %s", node->address);
-        cli__print_field("status", line);
-    }
-    ehr__v1__submit_transaction_response__free_unpacked(r, NULL);
-    return exit_code;
-}
-
-int cli__cmd_tx_submit(struct cli__ctx *ctx, int argc, char **argv)
-{
-    struct submit_args a = {0};
-    int exit_code = submit_parse(ctx, argc, argv, &a);
-    if (exit_code != 0)
-        return exit_code;
-    uint8_t *envelope = NULL;
-    size_t envelope_len = 0;
-    uint8_t hash[EHR_HASH_BYTES];
-    if (a.envelope_path != NULL) {
-        exit_code = submit_envelope_read(a.envelope_path, &envelope, &envelope_len, hash);
-        if (exit_code != 0)
-            return exit_code;
-    }
-    Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
-    ehr_identity *id = NULL;
-    ehr_keyfile_info info;
-    if (a.payload_path != NULL) {
-        /* Payload first: a mistake there costs no passphrase and sends nothing. */
-        exit_code = submit_payload_read(ctx, a.payload_path, &body);
-        if (exit_code == 0)
-            exit_code = cli__identity_load(a.key_path, a.passphrase_file, &id, &info);
-        if (exit_code != 0) {
-            cli__payload_free(&body);
-            return exit_code;
-        }
-    }
-    struct cli__node node;
-    exit_code = cli__node_open(&node, &a.node, "tx submit");
-    char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1] = "";
-    if (exit_code == 0 && id != NULL && a.chain_id == NULL) {
-        Ehr__V1__GetStatusResponse *s;
-        exit_code = cli__node_get_status(&node, "tx submit: ask the node for its chain id", &s);
-        if (exit_code == 0) {
-            snprintf(chain_id, sizeof chain_id, "%s", s->chain_id);
-            ehr__v1__get_status_response__free_unpacked(s, NULL);
-            if (ledger_chain_id_check(chain_id, NULL) != 0)
-                exit_code = cli__node_bad_answer(&node, "tx submit", "its chain id is not valid");
-        }
-    } else if (a.chain_id != NULL) {
-        snprintf(chain_id, sizeof chain_id, "%s", a.chain_id);
-    }
-    if (exit_code == 0 && id != NULL) {
-        exit_code =
-            submit_build(ctx, &body, chain_id, a.expiry_s, &id->signing, &envelope, &envelope_len);
-        if (exit_code == 0) {
-            ledger_tx_view view;
-            int rc = ledger_tx_envelope_parse(envelope, envelope_len, &view, NULL);
-            EHR_ASSERT(rc == 0);
-            ledger_tx_hash(view.body, view.body_len, hash);
-        }
-    }
-    if (id != NULL)
-        sodium_free(id);
-    cli__payload_free(&body);
-    if (exit_code == 0)
-        exit_code = submit_send(ctx, &node, envelope, envelope_len, hash, a.wait);
-    if (node.sync != NULL)
-        cli__node_close(&node);
-    ehr_free(envelope);
     return exit_code;
 }
 

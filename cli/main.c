@@ -29,8 +29,33 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
     "  6 UNAVAILABLE         unreachable, no leader yet, or not the leader: the line names\n"      \
     "                        the leader when the node does (retry there with --node)\n"            \
     "  7 DEADLINE_EXCEEDED   no answer within --timeout-ms\n"                                      \
+    "  8 PERMISSION_DENIED   the signer may not make this transaction (the consent\n"              \
+    "                        contract's rules, run by the leader at submission)\n"                 \
+    "  9 NOT_FOUND           what it names does not exist (a patient not enrolled, a\n"            \
+    "                        record, a consent; a block above the tip)\n"                          \
+    " 10 FAILED_PRECONDITION a rule of the transaction does not hold (done already, the\n"         \
+    "                        patient's co-signature, a policy that does not verify)\n"             \
     "Other statuses exit 1. Failures print one line on stderr with the status's name and\n"        \
-    "the node's message.\n"
+    "the node's message (for 8-10, the rule's reason).\n"
+/* Help for the listings' paging. */
+#define QUERY_OPTIONS_HELP                                                                         \
+    "  --limit N               entries per page (1-1000, default 100)\n"                           \
+    "  --all                   every page (default: the first; the last line then gives\n"         \
+    "                          the token of the next)\n"                                           \
+    "  --page-token HEX        start at the page this token names\n"
+/* Help for the commands that submit a transaction and may wait for it. */
+#define SUBMIT_OPTIONS_HELP                                                                        \
+    "  --chain-id ID           the chain (default: the node's, from GetStatus)\n"                  \
+    "  --expiry-s N            the transaction expires N s from now (default 300, max\n"           \
+    "                          604800)\n"                                                          \
+    "  --wait                  answer once the transaction is in a committed block, with\n"        \
+    "                          its height, position and result (within --timeout-ms)\n"
+#define SUBMIT_RESULT_HELP                                                                         \
+    "\nWith --wait the result the consent contract's rules gave when the block was\n"              \
+    "applied is printed: OK, or a refusal code and its reason; for an access request\n"            \
+    "the decision (permit or deny, why), the consent that permitted it and the policy\n"           \
+    "gas. A deny is an OK result (exit 0: check the decision). A refusal exits 11 with\n"          \
+    "one line on stderr: the transaction is on the ledger and changed nothing.\n"
 
 static const struct cli__command commands[] = {
     {"keygen",
@@ -62,7 +87,8 @@ static const struct cli__command commands[] = {
      "                              moderate, sensitive\n",
      cli__cmd_key_passwd},
     {"genesis",
-     "(--members FILE.json | --member FILE...) --chain-id ID --out FILE [--time-ms MS] [--force]",
+     "(--members FILE.json | --member FILE...) --chain-id ID --out FILE [--time-ms MS] "
+     "[--emergency-roles LIST] [--force]",
      "Write a genesis file from the founding members' entries.",
      "options:\n"
      "  --member FILE        one member's entry, as `ehrctl genesis member` prints it;\n"
@@ -74,6 +100,10 @@ static const struct cli__command commands[] = {
      "  --chain-id ID        1-64 characters from A-Z a-z 0-9 . _ -\n"
      "  --out FILE           the genesis file to write; never replaced unless --force\n"
      "  --time-ms MS         genesis time in ms since the Unix epoch (default: now)\n"
+     "  --emergency-roles LIST\n"
+     "                       the member roles that may use emergency (\"break-glass\")\n"
+     "                       access, comma-separated: clinical roles only (hospital, lab,\n"
+     "                       pharmacy); default none: nobody may on this chain\n"
      "  --force              replace an existing FILE\n",
      cli__cmd_genesis_create},
     {"genesis show", "FILE", "Check a genesis file and show its contents.", NULL,
@@ -148,26 +178,56 @@ static const struct cli__command commands[] = {
     {"tx submit",
      "(--payload FILE.json --key FILE | --envelope FILE) [--chain-id ID] [--expiry-s N] "
      "[--wait] [--node HOST:PORT]",
-     "Sign a transaction and submit it to a node; prints its hash.",
+     "Sign a transaction and submit it to a node; prints its hash (and result).",
      "options:\n"
      "  --payload FILE.json     one payload of tx.proto's oneof by its field name, e.g.\n"
-     "                          {\"patient_enroll\": {\"patient_key\": \"<hex>\",\n"
-     "                           \"patient_kx_key\": \"<hex>\"}}; bytes in hex, strings as\n"
-     "                          strings, integers as numbers, enums by name; unknown keys\n"
-     "                          are refused (exit 2, nothing sent)\n"
+     "                          {\"consent_revoke\": {\"grant_id\": \"<64 hex>\"}}; bytes in hex,\n"
+     "                          strings as strings, integers as numbers, enums by name;\n"
+     "                          unknown keys are refused (exit 2, nothing sent)\n"
      "  --key FILE              the key file to sign with (its signing key is the signer)\n"
-     "  --passphrase-file FILE  the key's passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
-     "  --chain-id ID           the chain (default: the node's, from GetStatus)\n"
-     "  --expiry-s N            the transaction expires N s from now (default 300, max\n"
-     "                          604800)\n"
+     "  --passphrase-file FILE  the key's passphrase (else $EHR_PASSPHRASE, else a\n"
+     "                          prompt)\n" SUBMIT_OPTIONS_HELP
      "  --envelope FILE         submit this serialized, signed TxEnvelope as is instead\n"
-     "  --wait                  answer once the transaction is in a committed block and\n"
-     "                          print its height and position (within "
-     "--timeout-ms)\n" NODE_OPTIONS_HELP
+     "" NODE_OPTIONS_HELP
      "\nA random 16-byte nonce makes each submission a new transaction. The checks a node\n"
      "makes on admission (size, chain id, expiry, signature) are made first; what fails\n"
-     "them is not sent.\n" NODE_EXIT_HELP,
+     "them is not sent. A patient enrolment needs the patient's co-signature: ehrctl\n"
+     "patient enroll builds it.\n" SUBMIT_RESULT_HELP NODE_EXIT_HELP
+     "Exit 11: the transaction committed, but its result is a refusal.\n",
      cli__cmd_tx_submit},
+    {"patient enroll",
+     "(--patient FILE | --patient-public HEX --patient-kx HEX --patient-signature HEX) "
+     "--key FILE [--wait] [--node HOST:PORT]",
+     "Enrol a patient: the member's transaction with the patient's co-signature.",
+     "The enrolling member signs with --key; the patient co-signs the enrolment for this\n"
+     "chain and this member (contracts/README.md, \"Who may sign what\"). Either the\n"
+     "patient's key file is here (--patient), or the patient signed on their own device\n"
+     "with `ehrctl patient consent-to-enroll` and gave the three values it prints.\n\n"
+     "options:\n"
+     "  --patient FILE          the patient's key file\n"
+     "  --patient-passphrase-file FILE\n"
+     "                          its passphrase (else $EHR_PATIENT_PASSPHRASE, else a prompt)\n"
+     "  --patient-public HEX    the patient's signing key (64 hex digits)\n"
+     "  --patient-kx HEX        the patient's X25519 key (64 hex digits)\n"
+     "  --patient-signature HEX the patient's co-signature (128 hex digits)\n"
+     "  --key FILE              the enrolling member's key file (its node key)\n"
+     "  --passphrase-file FILE  its passphrase (else $EHR_PASSPHRASE, else a\n"
+     "                          prompt)\n" SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP SUBMIT_RESULT_HELP
+         NODE_EXIT_HELP "Exit 11: the transaction committed, but its result is a refusal.\n",
+     cli__cmd_patient_enroll},
+    {"patient consent-to-enroll", "--patient FILE --enroller KEY --chain-id ID",
+     "Co-sign a patient's enrolment by a member, on the patient's device.",
+     "Prints the patient's co-signature (128 hex digits; --json adds the patient's public\n"
+     "keys) for `ehrctl patient enroll --patient-public ... --patient-kx ...\n"
+     "--patient-signature ...` run by the member. It binds the chain and the member: it\n"
+     "is good for no other. Nothing is sent anywhere.\n\n"
+     "options:\n"
+     "  --patient FILE          the patient's key file\n"
+     "  --passphrase-file FILE  its passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
+     "  --enroller KEY          the enrolling member's node key: 64 hex digits, or its key\n"
+     "                          file (only the public part is read)\n"
+     "  --chain-id ID           the chain the member enrols on (ehrctl status shows it)\n",
+     cli__cmd_patient_consent},
     {"blocks follow", "[--from HEIGHT] [--count N] [--node HOST:PORT]",
      "Print each block as the node commits it, one line per block.",
      "Each line: height, hash, transaction count, time, proposer; --json prints one JSON\n"
@@ -178,32 +238,76 @@ static const struct cli__command commands[] = {
      "  --count N               stop after N blocks\n" NODE_OPTIONS_HELP
      "                          (--timeout-ms bounds connecting only)\n" NODE_EXIT_HELP,
      cli__cmd_blocks_follow},
-    {"bench",
-     "[--node HOST:PORT]... [--txs N] [--inflight K] [--rate R] [--warmup-s S] "
-     "[--timeout-ms N]",
-     "Measure a cluster: committed transactions per second, latency, CPU per node.",
-     "Signs N transactions first (a fresh in-memory key, record_anchor payloads of ~270\n"
-     "bytes per envelope, the chain id from GetStatus), then submits them with\n"
-     "wait_for_commit over one HTTP/2 connection per node, round-robin over the nodes,\n"
-     "keeping K in flight. A transaction answered UNAVAILABLE (no leader, leader\n"
-     "changed) is sent again after a short pause; retries are counted apart and a\n"
-     "transaction is counted once, by its final outcome.\n\n"
+    {"audit", "PATIENT [--emergency] [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]",
+     "A patient's audit trail: every enrolment, anchor, grant, revoke and access.",
+     "PATIENT is the patient's key: 64 hex digits, or a key file (only its public part is\n"
+     "read). One line per event, in chain order: height/position, time (UTC), kind, who\n"
+     "acted (a member by name, from the node's status; \"patient\"; a practitioner and\n"
+     "its member), then the record, consent, purpose, decision and reason that apply.\n"
+     "An emergency access is marked with ! at the start of its line (GetAuditTrail).\n\n"
      "options:\n"
+     "  --emergency             only the emergency accesses\n" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP
+         NODE_EXIT_HELP,
+     cli__cmd_audit},
+    {"records", "PATIENT [--type TYPE] [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]",
+     "A patient's records: id, type, custodian, where anchored.",
+     "PATIENT: 64 hex digits or a key file. One line per record, by type then anchoring\n"
+     "order: the record id (for an access request), type, height/position and time of its\n"
+     "anchor, the custodian, and what it supersedes or is superseded by (ListRecords).\n\n"
+     "options:\n"
+     "  --type TYPE             only this record type (lab_result, imaging, ...)\n"
+     "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP,
+     cli__cmd_records},
+    {"consents",
+     "(--patient KEY | --grantee KEY) [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]",
+     "Consents a patient granted, or consents a grantee holds.",
+     "KEY: 64 hex digits or a key file. One line per consent: its id (for a revoke), the\n"
+     "patient, the grantee, purpose, scope (record types, record ids), period, policy\n"
+     "size, where granted and, once revoked, where (ListConsents).\n\n"
+     "options:\n"
+     "  --patient KEY           the consents this patient granted\n"
+     "  --grantee KEY           the consents held by a member or a practitioner\n"
+     "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP,
+     cli__cmd_consents},
+    {"bench",
+     "--key FILE... [--node HOST:PORT]... [--workload domain|anchors|both] [--txs N] "
+     "[--inflight K] [--rate R] [--warmup-s S] [--timeout-ms N]",
+     "Measure a cluster: committed transactions per second, latency, CPU per node.",
+     "First a setup, not measured: fresh patients (one per 100 transactions, 16 to 4096)\n"
+     "enrolled by the members whose keys are given, then a record anchored and a consent\n"
+     "granted for each. Then each workload: N transactions signed before the clock\n"
+     "starts, submitted with wait_for_commit over one HTTP/2 connection per node,\n"
+     "round-robin over the nodes, K in flight:\n"
+     "  domain   40% record anchors, 10% consent grants, 25% access requests the rules\n"
+     "           permit (the consent's grantee, for treatment) and 25% they deny (for\n"
+     "           research, which no consent covers)\n"
+     "  anchors  record anchors only, ~280-byte envelopes: the earlier benchmark's load\n"
+     "Every committed transaction's result is checked against what the rules must give;\n"
+     "a refusal or another decision is counted and named, and exits 1. A transaction\n"
+     "answered UNAVAILABLE (no leader, leader changed) is sent again after a short pause;\n"
+     "retries are counted apart and a transaction is counted once, by its final outcome.\n\n"
+     "options:\n"
+     "  --key FILE              a member's key file (its node key signs enrolments, anchors\n"
+     "                          and access requests); repeat for more members, up to 16\n"
+     "  --passphrase-file FILE  their passphrase (else $EHR_PASSPHRASE, else a prompt each)\n"
      "  --node HOST:PORT        a node to submit to; repeat for more (default $EHR_NODE,\n"
      "                          else " CLI_NODE_DEFAULT ")\n"
-     "  --txs N                 transactions to submit (default 10000, max 1000000)\n"
+     "  --workload W            domain, anchors or both (default both, domain first)\n"
+     "  --txs N                 transactions per workload (default 10000, max 1000000)\n"
      "  --inflight K            submissions in flight (default 64, max 4096)\n"
      "  --rate R                open loop: start at most R tx/s (default: as fast as the\n"
      "                          in-flight limit allows); latency then counts from each\n"
      "                          transaction's scheduled start, so client queueing shows\n"
-     "  --warmup-s S            leave the first S seconds out of the measured window\n"
-     "                          (default 0)\n"
+     "  --warmup-s S            leave the first S seconds of each workload out of its\n"
+     "                          measured window (default 0)\n"
      "  --timeout-ms N          deadline of each submission (default 30000)\n"
-     "\nReport: submitted, committed, failed by status, retries, committed tx/s over the\n"
-     "measured window (from the end of the warm-up to the last answer), commit latency\n"
-     "p50/p99/max in ms (send to committed answer), and each node's CPU use over the\n"
-     "window from GetStatus's cpu_user_ms + cpu_system_ms (100% = one core). Exit 0 when\n"
-     "every transaction committed, 1 otherwise.\n",
+     "\nReport, per workload: submitted, committed, failed by status, retries, results\n"
+     "(as expected, refused, decided otherwise), committed tx/s over the measured window\n"
+     "(from the end of the warm-up to the last answer), commit latency p50/p99/max in ms\n"
+     "(send to committed answer), and each node's CPU over the window from GetStatus's\n"
+     "cpu_user_ms + cpu_system_ms: % of one core, and us per committed transaction.\n"
+     "Exit 0 when every transaction committed with its expected result, 1 otherwise\n"
+     "(the setup failing stops the bench there).\n",
      cli__cmd_bench},
     {"policy compile", "FILE [--out FILE] [--force]",
      "Compile a consent policy to VM bytecode; print its size and hex.",
@@ -280,6 +384,17 @@ static const struct cli__command *command_find(int argc, char **argv, int *words
     return best;
 }
 
+/* The longest command name, for the overview's column. */
+static int name_column(void)
+{
+    size_t longest = 0;
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(commands); i++) {
+        size_t len = strlen(commands[i].name);
+        longest = len > longest ? len : longest;
+    }
+    return (int)longest;
+}
+
 static void print_overview(FILE *out)
 {
     fprintf(out, "usage: ehrctl COMMAND [ARGS...] [--json]\n       ehrctl --version\n\n"
@@ -287,11 +402,12 @@ static void print_overview(FILE *out)
                  "node's ledger and data directory, and running nodes over their gRPC API.\n\n"
                  "commands:\n");
     for (size_t i = 0; i < EHR_ARRAY_COUNT(commands); i++)
-        fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-*s  %s\n", name_column(), commands[i].name, commands[i].summary);
     fprintf(out, "\n`ehrctl COMMAND --help` shows a command's options. Human output by default,\n"
                  "--json for scripts. Exit status: 0 success, 1 the operation failed (reason on\n"
-                 "stderr), 2 usage error; commands that talk to a node exit 3-7 for the gRPC\n"
-                 "statuses a caller acts on (see their --help).\n");
+                 "stderr), 2 usage error; commands that talk to a node exit 3-10 for the gRPC\n"
+                 "statuses a caller acts on, and 11 for a transaction committed with a refusal\n"
+                 "(see their --help).\n");
 }
 
 static int cmd_help(struct cli__ctx *ctx, int argc, char **argv)
@@ -323,7 +439,8 @@ static bool print_group(const char *group)
         if (strncmp(commands[i].name, group, len) == 0 && commands[i].name[len] == ' ') {
             if (!any)
                 fprintf(stderr, "ehrctl: \"%s\" needs one of:\n", group);
-            fprintf(stderr, "  ehrctl %-16s %s\n", commands[i].name, commands[i].summary);
+            fprintf(stderr, "  ehrctl %-*s  %s\n", name_column(), commands[i].name,
+                    commands[i].summary);
             any = true;
         }
     }

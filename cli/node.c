@@ -151,6 +151,12 @@ int cli__exit_for_status(enum rpc_status status)
         return CLI_EXIT_UNAVAILABLE;
     case RPC_STATUS_DEADLINE_EXCEEDED:
         return CLI_EXIT_TIMEOUT;
+    case RPC_STATUS_PERMISSION_DENIED:
+        return CLI_EXIT_DENIED;
+    case RPC_STATUS_NOT_FOUND:
+        return CLI_EXIT_NOT_FOUND;
+    case RPC_STATUS_FAILED_PRECONDITION:
+        return CLI_EXIT_PRECONDITION;
     default:
         return CLI_EXIT_FAIL;
     }
@@ -171,7 +177,11 @@ static const char *status_meaning(enum rpc_status status)
     case RPC_STATUS_DEADLINE_EXCEEDED:
         return "no answer in time";
     case RPC_STATUS_NOT_FOUND:
-        return "not found";
+        return "what it names does not exist";
+    case RPC_STATUS_PERMISSION_DENIED:
+        return "the signer may not make this transaction";
+    case RPC_STATUS_FAILED_PRECONDITION:
+        return "a rule of the transaction does not hold";
     case RPC_STATUS_INTERNAL:
         return "the node reports an internal error";
     case RPC_STATUS_UNIMPLEMENTED:

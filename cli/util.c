@@ -248,3 +248,82 @@ json_t *cli__json_enum(const ProtobufCEnumDescriptor *ed, int value)
         text[i] = (char)tolower((unsigned char)short_name[i]);
     return json_string(text);
 }
+
+json_t *cli__json_u64(uint64_t v)
+{
+    json_t *j;
+    if (v > INT64_MAX) {
+        char text[24];
+        snprintf(text, sizeof text, "%llu", (unsigned long long)v);
+        j = json_string(text);
+    } else {
+        j = json_integer((json_int_t)v);
+    }
+    if (j == NULL)
+        ehr_panic("out of memory building JSON");
+    return j;
+}
+
+void cli__time_iso(uint64_t time_ms, char *out, size_t size)
+{
+    time_t secs = (time_t)(time_ms / 1000);
+    struct tm tm;
+    if (time_ms / 1000 > (uint64_t)INT32_MAX * 1000 || gmtime_r(&secs, &tm) == NULL) {
+        snprintf(out, size, "%llums", (unsigned long long)time_ms);
+        return;
+    }
+    snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(time_ms % 1000));
+}
+
+/* ---- public keys on the command line ---- */
+
+/* TEXT is nothing but hex digits. */
+static bool all_hex(const char *text)
+{
+    if (text[0] == '\0')
+        return false;
+    for (const char *p = text; *p != '\0'; p++) {
+        if (!isxdigit((unsigned char)*p))
+            return false;
+    }
+    return true;
+}
+
+int cli__public_key_arg(const char *text, uint8_t key[EHR_SCHNORR_PUBLIC_BYTES],
+                        uint8_t kx[EHR_KX_PUBLIC_BYTES], ehr_diag *diag)
+{
+    EHR_ASSERT(text != NULL && key != NULL);
+    size_t len = strlen(text);
+    ehr_public_key parsed;
+    if (len == 2 * EHR_SCHNORR_PUBLIC_BYTES && all_hex(text)) {
+        int rc = ehr_hex_decode(key, EHR_SCHNORR_PUBLIC_BYTES, text);
+        EHR_ASSERT(rc == 0);
+        if (kx != NULL)
+            memset(kx, 0, EHR_KX_PUBLIC_BYTES);
+        if (ehr_public_key_parse(&parsed, key) != 0)
+            return ehr_diag_fail(diag, EHR_EINVAL,
+                                 "%.16s...: not a public key (not a point on "
+                                 "the curve)",
+                                 text);
+        return 0;
+    }
+    ehr_keyfile_info info;
+    ehr_diag why;
+    int rc = ehr_keyfile_read_info(text, &info, &why);
+    if (rc == -ENOENT && all_hex(text))
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "%zu hex digits (%zu bytes%s): a key is 64 hex digits (32 bytes), "
+                             "or a key file",
+                             len, len / 2, len % 2 != 0 ? " and a half" : "");
+    if (rc == -ENOENT)
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "\"%.80s\" is neither 64 hex digits nor a key file (no such file)",
+                             text);
+    if (rc != 0)
+        return ehr_diag_fail(diag, EHR_EINVAL, "key file %.200s: %s", text, why.msg);
+    memcpy(key, info.signing_public_key, EHR_SCHNORR_PUBLIC_BYTES);
+    if (kx != NULL)
+        memcpy(kx, info.kx_public_key, EHR_KX_PUBLIC_BYTES);
+    return 0;
+}

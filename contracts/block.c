@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "contracts.h"
+#include "contracts_internal.h"
 
 struct entry {
     uint8_t *key; /* one allocation: key then value */
@@ -56,6 +56,7 @@ struct contracts_block {
     size_t undo_count, undo_cap;
     ledger_state_write *out; /* contracts_block_writes' array */
     size_t out_cap;
+    uint8_t *scratch; /* contracts_block_scratch's buffer, or NULL until asked */
 };
 
 static int key_cmp(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
@@ -319,6 +320,13 @@ int contracts_block_scan(contracts_block *b, const uint8_t *prefix, size_t prefi
     return merge_pending_before(&m, NULL, 0);
 }
 
+uint8_t *contracts_block_scratch(contracts_block *b)
+{
+    if (b->scratch == NULL)
+        b->scratch = ehr_malloc(EHR_STATE_VALUE_BYTES_MAX);
+    return b->scratch;
+}
+
 size_t contracts_block_writes(contracts_block *b, const ledger_state_write **out)
 {
     EHR_ASSERT(!b->in_tx);
@@ -353,5 +361,6 @@ void contracts_block_end(contracts_block *b)
     ehr_free(b->entries);
     ehr_free(b->undo);
     ehr_free(b->out);
+    ehr_free(b->scratch);
     ehr_free(b);
 }

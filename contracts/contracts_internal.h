@@ -46,6 +46,14 @@ enum {
 
 /* ---- helpers the rules use ---- */
 
+/*
+ * A buffer of EHR_STATE_VALUE_BYTES_MAX bytes owned by B, for the rules'
+ * reads: allocated at the first call, then the same for every transaction
+ * of the block, freed by contracts_block_end (a hot path allocates up front
+ * and reuses).
+ */
+uint8_t *contracts_block_scratch(contracts_block *b);
+
 /* May a member of ROLE (or its practitioners) use emergency access, by the
  * chain's genesis policy? SCRATCH has room for EHR_STATE_VALUE_BYTES_MAX.
  * Returns 0 with *ALLOWED, EHR_ECORRUPT when the policy is missing or does

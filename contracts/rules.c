@@ -58,13 +58,14 @@ struct apply {
     const struct contracts_tx *tx;
     const Ehr__V1__TxBody *body;
     struct contracts_tx_result *r;
-    uint8_t *value; /* scratch for reads: EHR_STATE_VALUE_BYTES_MAX */
+    uint8_t *value; /* scratch for reads: EHR_STATE_VALUE_BYTES_MAX, the block's */
 };
 
-static bool key_ok(ProtobufCBinaryData k)
+/* Is K a valid 32-byte public key? *PARSED gets it (parsing is the costly
+ * part: a square root; hand it on rather than parse again). */
+static bool key_ok(ProtobufCBinaryData k, ehr_public_key *parsed)
 {
-    ehr_public_key parsed;
-    return k.len == EHR_SCHNORR_PUBLIC_BYTES && ehr_public_key_parse(&parsed, k.data) == 0;
+    return k.len == EHR_SCHNORR_PUBLIC_BYTES && ehr_public_key_parse(parsed, k.data) == 0;
 }
 
 static void place_fill(const struct apply *a, Ehr__V1__ChainPlace *p)
@@ -198,7 +199,8 @@ static int apply_enroll(struct apply *a)
         return rc;
     if (!who.member)
         return refuse(a->r, NOT_AUTHORIZED, "only a member enrolls a patient");
-    if (!key_ok(p->patient_key))
+    ehr_public_key patient;
+    if (!key_ok(p->patient_key, &patient))
         return refuse(a->r, MALFORMED, "patient_key is not a valid 32-byte public key");
     if (p->patient_kx_key.len != EHR_KX_PUBLIC_BYTES ||
         ehr_kx_public_key_check(p->patient_kx_key.data) != 0)
@@ -209,9 +211,7 @@ static int apply_enroll(struct apply *a)
     uint8_t msg[EHR_HASH_BYTES];
     contracts_enroll_message(a->ctx->chain_id, a->body->signer.data, p->patient_key.data,
                              p->patient_kx_key.data, msg);
-    ehr_public_key patient;
-    if (ehr_public_key_parse(&patient, p->patient_key.data) != 0 ||
-        ehr_schnorr_verify(&patient, msg, p->patient_signature.data) != 0)
+    if (ehr_schnorr_verify(&patient, msg, p->patient_signature.data) != 0)
         return refuse(a->r, REFUSED,
                       "the patient's signature on the enrolment does not verify: no one is "
                       "enrolled without their key");
@@ -254,7 +254,8 @@ static int apply_practitioner(struct apply *a, bool add)
         return rc;
     if (!who.member)
         return refuse(a->r, NOT_AUTHORIZED, "only a member registers or removes its practitioners");
-    if (!key_ok(key))
+    ehr_public_key parsed;
+    if (!key_ok(key, &parsed))
         return refuse(a->r, MALFORMED, "practitioner_key is not a valid 32-byte public key");
     uint8_t k[CONTRACTS_KEY_BYTES_MAX];
     size_t n = contracts_key(k, CONTRACTS_PREFIX_PRACTITIONER, key.data, NULL, NULL);
@@ -939,7 +940,7 @@ int contracts_apply_tx(contracts_block *b, const struct contracts_tx *tx,
                       .tx = tx,
                       .body = checked.body,
                       .r = result,
-                      .value = ehr_malloc(EHR_STATE_VALUE_BYTES_MAX)};
+                      .value = contracts_block_scratch(b)};
     contracts_block_tx_begin(b);
     rc = apply_payload(&a);
     if (rc == EHR_ETOOBIG) {
@@ -950,7 +951,6 @@ int contracts_apply_tx(contracts_block *b, const struct contracts_tx *tx,
         contracts_block_tx_commit(b);
     else
         contracts_block_tx_abort(b);
-    ehr_free(a.value);
     ledger_tx_release(&checked);
     return rc;
 }

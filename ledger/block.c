@@ -445,6 +445,16 @@ static bool host_char(char c, bool bracketed)
            c == '-' || (bracketed && c == ':');
 }
 
+/* Printable ASCII only: a signer's bytes safe to quote in a message (cut
+ * anywhere, still text; no control character reaches a terminal). */
+static bool printable_ascii(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if (*s < 0x20 || *s > 0x7e)
+            return false;
+    return true;
+}
+
 /* HOST:PORT in 1..EHR_PEER_ADDRESS_BYTES_MAX bytes: HOST a DNS name or IPv4
  * address ([A-Za-z0-9.-]) or [IPv6] ([A-Za-z0-9.:-] inside brackets), PORT
  * 1..65535 in decimal without a leading zero. Returns 0 or EHR_EINVAL with
@@ -464,6 +474,13 @@ static int peer_address_check(const char *s, ehr_diag *diag)
         port_ok = digits[i] >= '0' && digits[i] <= '9';
         port = port * 10 + (uint32_t)(digits[i] - '0');
     }
+    /* The address is quoted only when it is printable: a transaction's
+     * result carries this message (a member proposal), and a result's
+     * reason must be text. */
+    if ((!port_ok || port > 65535) && !printable_ascii(s))
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "address: not HOST:PORT with a port from 1 to 65535 (and not "
+                             "printable ASCII)");
     if (!port_ok || port > 65535)
         return ehr_diag_fail(diag, EHR_EINVAL,
                              "address: \"%.64s\" is not HOST:PORT with a port from 1 to 65535", s);

@@ -176,7 +176,7 @@ int ledger__rows_apply(MDB_txn *txn, MDB_dbi txs, MDB_dbi state, ledger__ov_bloc
     for (size_t i = 0; rc == 0 && i < tx_total; i++) {
         uint8_t row[LEDGER__TX_LOCATION_BYTES_MAX];
         MDB_val k = val_of(rows[i]->hash, EHR_HASH_BYTES),
-                v = val_of(row, ledger__tx_location_write(row, &rows[i]->loc));
+                v = val_of(row, ledger__tx_location_write(row, &rows[i]->loc, rows[i]->result));
         rc = mdb_cursor_put(cur, &k, &v, 0);
     }
     if (cur != NULL)
@@ -444,14 +444,19 @@ static int block_load(ledger *l, MDB_txn *txn, uint64_t height, ledger__ov_block
         EHR_ASSERT(rc == 0); /* ledger_block_parse checked the framing */
         ledger_tx_hash(tx.body, tx.body_len, hashes[i]);
     }
-    ledger_state_write *writes;
-    size_t write_count;
-    rc = ledger__writes_read(l, txn, height, &writes, &write_count, diag);
-    if (rc == 0) {
-        *out = ledger__ov_block_make(height, n, (const uint8_t(*)[EHR_HASH_BYTES])hashes, view.txs,
-                                     writes, write_count);
-        ehr_free(writes);
-    }
+    ledger__write_log log;
+    rc = ledger__writes_read(l, txn, height, &log, diag);
+    if (rc == EHR_ETOOBIG)
+        rc = EHR_ECORRUPT; /* a stored record over its limits is damage (message kept) */
+    if (rc == 0 && log.result_count != n)
+        rc = ehr_diag_fail(diag, EHR_ECORRUPT,
+                           "the write-log record at height %llu holds %zu results for %u "
+                           "transactions",
+                           (unsigned long long)height, log.result_count, (unsigned)n);
+    if (rc == 0)
+        *out =
+            ledger__ov_block_make(height, (const uint8_t(*)[EHR_HASH_BYTES])hashes, view.txs, &log);
+    ledger__write_log_release(&log);
     ehr_free(hashes);
     ledger_block_view_release(&view);
     return rc;
@@ -820,11 +825,13 @@ void ledger__view_end(ledger__view *v)
 }
 
 int ledger__view_tx(ledger__view *v, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *loc,
-                    ehr_diag *diag)
+                    ledger_bytes *result, ehr_diag *diag)
 {
     const ledger__ov_tx *t = ledger__overlay_tx(&v->ledger->overlay, hash);
     if (t != NULL) {
         *loc = t->loc;
+        if (result != NULL)
+            *result = t->result;
         return 0;
     }
     MDB_val k = val_of(hash, EHR_HASH_BYTES), val;
@@ -833,7 +840,7 @@ int ledger__view_tx(ledger__view *v, const uint8_t hash[EHR_HASH_BYTES], ledger_
         return EHR_ENOTFOUND;
     if (rc != 0)
         return ledger__lmdb_error(v->ledger, rc, "reading the tx index", diag);
-    if (ledger__tx_location_read(val.mv_data, val.mv_size, loc) != 0)
+    if (ledger__tx_location_read(val.mv_data, val.mv_size, loc, result) != 0)
         return ehr_diag_fail(diag, EHR_ECORRUPT, "the tx index row does not decode");
     return 0;
 }

@@ -154,14 +154,21 @@ typedef struct ledger_append {
      * (a later write to the same key wins). */
     const ledger_state_write *writes;
     size_t write_count;
+    /* Each transaction's result, in block order: result_count must be the
+     * block's tx_count, each a serialized TxResult (tx.proto) of 0..
+     * EHR_TX_RESULT_BYTES_MAX bytes (0 bytes: OK with nothing else). The
+     * ledger stores them as they are (contracts/ computes and interprets
+     * them) in the block's write-log record and its tx-index rows. */
+    const ledger_bytes *results;
+    size_t result_count;
     /* The Raft index this block's entry was applied at: never below the
      * current applied index. */
     uint64_t applied_index;
 } ledger_append;
 
 /*
- * Append one block with its state writes (its write-log record), the new
- * tip and applied index, in one LMDB write transaction: all of it is on the
+ * Append one block with its state writes and results (its write-log
+ * record), the new tip and applied index, in one LMDB write transaction: all of it is on the
  * ledger (durably, in the default sync mode) when this returns 0, and every
  * lookup in this process sees it (its tx-index rows and state writes are in
  * the overlay until a background checkpoint moves them to the derived
@@ -171,7 +178,9 @@ typedef struct ledger_append {
  * height is tip + 1 and prev_hash the tip's hash (EHR_ELINK), the time is
  * not before the tip's, the Merkle root matches the transactions, the
  * proposer is a member (EHR_EDENIED) and signed the header (EHR_EBADSIG), no
- * transaction is already on the ledger or twice in the block (EHR_EEXIST).
+ * transaction is already on the ledger or twice in the block (EHR_EEXIST),
+ * one result per transaction (EHR_EINVAL) each within
+ * EHR_TX_RESULT_BYTES_MAX (EHR_ETOOBIG).
  * Transaction signatures and contents are not checked here: the node admits
  * only checked transactions, and ledger_verify re-checks them all.
  * Returns 0 or those errors; EHR_EFULL when the map is full; EHR_EINVAL
@@ -199,12 +208,18 @@ typedef struct ledger_tx_location {
 } ledger_tx_location;
 
 /*
- * The transaction with HASH: its location, and (if ENVELOPE is not NULL) an
- * ehr_malloc'd copy of its envelope, read without decoding the block; the
- * body is checked to hash to HASH. Returns 0; EHR_ENOTFOUND; EHR_ECORRUPT.
+ * The transaction with HASH: its location; if ENVELOPE is not NULL, an
+ * ehr_malloc'd copy of its envelope, read without decoding the block (the
+ * body is checked to hash to HASH); if RESULT is not NULL, an ehr_malloc'd
+ * copy of its result (a serialized TxResult of *RESULT_LEN bytes, at most
+ * EHR_TX_RESULT_BYTES_MAX; NULL with *RESULT_LEN 0 for the empty one, OK).
+ * The caller frees both with ehr_free; on error neither is set. A
+ * transaction is found with its result as soon as ledger_append_block
+ * returns. Returns 0; EHR_ENOTFOUND; EHR_ECORRUPT.
  */
 int ledger_tx_get(ledger *l, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *location,
-                  uint8_t **envelope, size_t *envelope_len, ehr_diag *diag);
+                  uint8_t **envelope, size_t *envelope_len, uint8_t **result, size_t *result_len,
+                  ehr_diag *diag);
 
 /* The value of KEY: an ehr_malloc'd copy (NULL with *LEN 0 for an empty
  * value). Returns 0; EHR_ENOTFOUND; EHR_EINVAL (key length). */
@@ -245,6 +260,7 @@ enum ledger_fault {
     LEDGER_FAULT_TX_INDEX,   /* the tx index disagrees with the blocks */
     LEDGER_FAULT_TIP,        /* the tip record disagrees with the blocks */
     LEDGER_FAULT_STATE,      /* the world state disagrees with the write log */
+    LEDGER_FAULT_RESULTS,    /* a write-log record's results do not fit its block */
 };
 
 typedef struct ledger_verify_report {
@@ -281,8 +297,11 @@ typedef struct ledger_verify_options {
  * parse, height sequence, hash chain, time order, block 0 against the chain
  * info, Merkle root, header signature, every transaction (canonical, chain
  * id, not expired at block time, signature; spread over OPTIONS->threads),
- * then each transaction's tx-index row (overlay or derived tables, as every
- * lookup sees it); the tip record and the checkpoint's transaction count
+ * the block's write-log record (one result per transaction, each within
+ * EHR_TX_RESULT_BYTES_MAX: fault RESULTS), then each transaction's tx-index
+ * row (overlay or derived tables, as every lookup sees it: location, and a
+ * result equal to the write log's); the tip record and the checkpoint's
+ * transaction count
  * where the walk passes them. Stops at the first fault (within a block, the first
  * failing transaction). OPTIONS may be NULL for the defaults.
  * Not yet: replaying transactions against the world state (contracts/), and

@@ -54,6 +54,11 @@ enum {
     EHR_STATE_VALUE_BYTES_MAX = 128 * 1024,
     EHR_BLOCK_STATE_WRITES_MAX = 8 * EHR_BLOCK_TX_COUNT_MAX,
     EHR_BLOCK_STATE_BYTES_MAX = 64 * 1024 * 1024,
+    /* A transaction's result: a serialized TxResult (tx.proto) as the
+     * consent contract computes it at apply and the ledger stores it (a
+     * code, a one-line reason, a decision, a consent id, gas used). The
+     * result OK with nothing else is 0 bytes. */
+    EHR_TX_RESULT_BYTES_MAX = 256,
     /* Hashes in a Merkle inclusion proof: ceil(log2(EHR_BLOCK_TX_COUNT_MAX)). */
     EHR_MERKLE_PROOF_HASHES_MAX = 14,
 };

@@ -27,15 +27,17 @@ enum {
     /* 2: the tx index and world state moved to the derived environment,
      * the write log joined the main one. 3: transaction payloads of the
      * consent contract (tx.proto: codes for record types and purposes,
-     * governance proposals, practitioners) and each transaction's result
-     * with its tx-index row and in the write log. */
-    LEDGER__FORMAT_VERSION = 3,
+     * governance proposals, practitioners). 4: each transaction's result
+     * (TxResult) in its block's write-log record and in its tx-index row. */
+    LEDGER__FORMAT_VERSION = 4,
     LEDGER__CHECKSUM_BYTES = 32,
     /* StoredBlock framing before the block bytes: tag, 32, checksum, tag,
      * block length (at most 4 bytes below EHR_BLOCK_BYTES_MAX). */
     LEDGER__STORED_BLOCK_PREFIX_MAX = 1 + 1 + LEDGER__CHECKSUM_BYTES + 1 + 4,
-    /* TxLocation: four tagged varints. */
-    LEDGER__TX_LOCATION_BYTES_MAX = 4 * (1 + LEDGER__VARINT_BYTES_MAX),
+    /* TxLocation: four tagged varints and the result (tag, a 2-byte
+     * length, at most EHR_TX_RESULT_BYTES_MAX bytes). */
+    LEDGER__TX_LOCATION_BYTES_MAX =
+        4 * (1 + LEDGER__VARINT_BYTES_MAX) + 1 + 2 + EHR_TX_RESULT_BYTES_MAX,
 };
 
 /* Names of the LMDB databases inside the main environment (DIR/data.mdb). */
@@ -86,25 +88,46 @@ int ledger__stored_block_locate(const uint8_t *record, size_t record_len, const 
 int ledger__stored_block_open(const uint8_t *record, size_t record_len, uint64_t height,
                               const uint8_t **block, size_t *block_len);
 
-/* Encode LOC (canonical TxLocation); returns the bytes written to OUT. */
+/* Encode LOC and RESULT (0..EHR_TX_RESULT_BYTES_MAX bytes) as a canonical
+ * TxLocation; returns the bytes written to OUT. */
 size_t ledger__tx_location_write(uint8_t out[LEDGER__TX_LOCATION_BYTES_MAX],
-                                 const ledger_tx_location *loc);
-/* Decode a canonical TxLocation. Returns 0 or EHR_ECORRUPT. */
-int ledger__tx_location_read(const uint8_t *data, size_t len, ledger_tx_location *loc);
+                                 const ledger_tx_location *loc, ledger_bytes result);
+/* Decode a canonical TxLocation; *RESULT (may be NULL) points into DATA
+ * (data NULL for an empty result). Returns 0 or EHR_ECORRUPT. */
+int ledger__tx_location_read(const uint8_t *data, size_t len, ledger_tx_location *loc,
+                             ledger_bytes *result);
 
 /*
- * The write log: StoredWrites records (ledger.proto). ledger__writes_record_size
- * is the encoded size of WRITES[0..COUNT); ledger__writes_record_write
- * encodes them, checksum included, into OUT (exactly SIZE bytes) and returns
- * SIZE. ledger__writes_record_open checks the checksum against HEIGHT and
- * decodes the canonical record: *WRITES (ehr_malloc'd array, NULL if none)
- * points into RECORD. Returns 0 or EHR_ECORRUPT (nothing to free).
+ * The write log: StoredWrites records (ledger.proto), one per block: its
+ * state writes and its transactions' results. Encoding reads the arrays of
+ * a ledger__write_log; decoding fills one whose arrays are one ehr_malloc'd
+ * block (MEM, released by ledger__write_log_release) and whose bytes point
+ * into the record.
  */
-size_t ledger__writes_record_size(const ledger_state_write *writes, size_t count);
+typedef struct ledger__write_log {
+    const ledger_state_write *writes;
+    size_t write_count;
+    const ledger_bytes *results; /* each 0..EHR_TX_RESULT_BYTES_MAX bytes */
+    size_t result_count;         /* the block's tx_count */
+    void *mem;                   /* decoded: the arrays' allocation, or NULL */
+} ledger__write_log;
+
+/* The encoded size of LOG's record. */
+size_t ledger__writes_record_size(const ledger__write_log *log);
+/* Encode LOG, checksum included, into OUT (exactly SIZE bytes, from
+ * ledger__writes_record_size); returns SIZE. */
 size_t ledger__writes_record_write(uint8_t *out, size_t size, uint64_t height,
-                                   const ledger_state_write *writes, size_t count);
+                                   const ledger__write_log *log);
+/* Check RECORD's checksum against HEIGHT and decode the canonical record
+ * (writes, then results, each within its limit) into *LOG. Returns 0;
+ * EHR_ECORRUPT (checksum, framing); EHR_ETOOBIG (a result over
+ * EHR_TX_RESULT_BYTES_MAX, or more than EHR_BLOCK_TX_COUNT_MAX of them);
+ * *LOG is then empty, nothing to release. The caller checks the result
+ * count against the block's tx_count. */
 int ledger__writes_record_open(const uint8_t *record, size_t record_len, uint64_t height,
-                               ledger_state_write **writes, size_t *count);
+                               ledger__write_log *log);
+/* Free what ledger__writes_record_open allocated; LOG is then empty. */
+void ledger__write_log_release(ledger__write_log *log);
 
 /* ---- The overlay (overlay.c): blocks above the checkpoint, in memory ---- */
 
@@ -114,6 +137,7 @@ enum { LEDGER__OV_LEVELS_MAX = 24 };
 typedef struct ledger__ov_tx {
     uint8_t hash[EHR_HASH_BYTES];
     ledger_tx_location loc;
+    ledger_bytes result; /* inside the block's allocation; data NULL if empty */
     struct ledger__ov_tx *next;
 } ledger__ov_tx;
 
@@ -154,15 +178,15 @@ typedef struct ledger__overlay {
 /* LMDB's default key order: bytes, then the shorter key first. */
 int ledger__key_cmp(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len);
 
-/* The memory a block with these rows takes in the overlay. */
-size_t ledger__ov_block_bytes(uint32_t tx_count, const ledger_state_write *writes, size_t count);
+/* The memory a block with these rows takes in the overlay (LOG: its write
+ * log, LOG->result_count its transactions). */
+size_t ledger__ov_block_bytes(const ledger__write_log *log);
 /* A new block (ehr_malloc'd; the overlay frees it once added) holding the
- * rows of TX_COUNT transactions (HASHES, envelope SPANS) and a copy of
- * WRITES. */
-ledger__ov_block *ledger__ov_block_make(uint64_t height, uint32_t tx_count,
-                                        const uint8_t (*hashes)[EHR_HASH_BYTES],
-                                        const ledger_span *spans, const ledger_state_write *writes,
-                                        size_t write_count);
+ * rows of LOG->result_count transactions (HASHES, envelope SPANS, a copy of
+ * each result) and a copy of LOG's writes. HASHES and SPANS may be NULL
+ * only without results (verify's replay builds state-only blocks). */
+ledger__ov_block *ledger__ov_block_make(uint64_t height, const uint8_t (*hashes)[EHR_HASH_BYTES],
+                                        const ledger_span *spans, const ledger__write_log *log);
 void ledger__overlay_init(ledger__overlay *ov);
 void ledger__overlay_free(ledger__overlay *ov);
 /* Add B (the block after the last one), taking ownership. */
@@ -250,9 +274,11 @@ int ledger__lmdb_error(const ledger *l, int rc, const char *what, ehr_diag *diag
 int ledger__read_begin(ledger *l, MDB_txn **txn, ehr_diag *diag);
 
 /* The main environment's write-log record at HEIGHT inside TXN, decoded
- * (see ledger__writes_record_open). EHR_ENOTFOUND, EHR_ECORRUPT. */
-int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger_state_write **writes,
-                        size_t *count, ehr_diag *diag);
+ * into *LOG (see ledger__writes_record_open; release it, also after an
+ * error). EHR_ENOTFOUND, EHR_ECORRUPT, EHR_ETOOBIG (results over their
+ * limits), with a message. */
+int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger__write_log *log,
+                        ehr_diag *diag);
 
 /* ---- The derived environment (derived.c) ---- */
 
@@ -282,9 +308,10 @@ typedef struct ledger__view {
 } ledger__view;
 int ledger__view_begin(ledger *l, ledger__view *v, ehr_diag *diag);
 void ledger__view_end(ledger__view *v);
-/* HASH's location in the view: 0, EHR_ENOTFOUND, EHR_ECORRUPT (bad row). */
+/* HASH's location in the view, and (RESULT not NULL) its result, borrowed
+ * until view end: 0, EHR_ENOTFOUND, EHR_ECORRUPT (bad row). */
 int ledger__view_tx(ledger__view *v, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *loc,
-                    ehr_diag *diag);
+                    ledger_bytes *result, ehr_diag *diag);
 /* KEY's value in the view, borrowed until view end: 0, EHR_ENOTFOUND. */
 int ledger__view_state(ledger__view *v, const uint8_t *key, size_t key_len, const uint8_t **value,
                        size_t *value_len, ehr_diag *diag);

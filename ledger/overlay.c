@@ -9,7 +9,7 @@
  * LMDB, and the decision of when blocks leave (the checkpoint).
  *
  * Memory: a block is one allocation (header, rows, writes, and a copy of
- * the key and value bytes), immutable once made, so the checkpointer reads
+ * the result, key and value bytes), immutable once made, so the checkpointer reads
  * it without the lock; only the thread that drops it frees it. The hash
  * table's buckets and the skip list's nodes are the only other allocations.
  * Bucket index: SipHash of the tx hash under a random per-overlay key, so
@@ -35,30 +35,38 @@ enum { OVERLAY_ROW_BYTES_MAX = 256 };
 _Static_assert(sizeof(ledger__ov_tx) + OVERLAY_TX_BYTES <= OVERLAY_ROW_BYTES_MAX, "tx row cost");
 _Static_assert(sizeof(ledger_state_write) + OVERLAY_NODE_BYTES <= OVERLAY_ROW_BYTES_MAX,
                "state row cost");
-_Static_assert(sizeof(ledger__ov_block) + (uint64_t)EHR_BLOCK_TX_COUNT_MAX * OVERLAY_ROW_BYTES_MAX +
+_Static_assert(sizeof(ledger__ov_block) +
+                       (uint64_t)EHR_BLOCK_TX_COUNT_MAX *
+                           (OVERLAY_ROW_BYTES_MAX + EHR_TX_RESULT_BYTES_MAX) +
                        (uint64_t)EHR_BLOCK_STATE_WRITES_MAX * OVERLAY_ROW_BYTES_MAX +
                        EHR_BLOCK_STATE_BYTES_MAX <=
                    LEDGER_OVERLAY_BYTES_MAX,
                "the largest block fits the overlay");
 
-size_t ledger__ov_block_bytes(uint32_t tx_count, const ledger_state_write *writes, size_t count)
+size_t ledger__ov_block_bytes(const ledger__write_log *log)
 {
     size_t n = sizeof(ledger__ov_block) +
-               (size_t)tx_count * (sizeof(ledger__ov_tx) + OVERLAY_TX_BYTES) +
-               count * (sizeof(ledger_state_write) + OVERLAY_NODE_BYTES);
-    for (size_t i = 0; i < count; i++)
-        n += writes[i].key_len + (writes[i].remove ? 0 : writes[i].value_len);
+               log->result_count * (sizeof(ledger__ov_tx) + OVERLAY_TX_BYTES) +
+               log->write_count * (sizeof(ledger_state_write) + OVERLAY_NODE_BYTES);
+    for (size_t i = 0; i < log->result_count; i++)
+        n += log->results[i].len;
+    for (size_t i = 0; i < log->write_count; i++)
+        n += log->writes[i].key_len + (log->writes[i].remove ? 0 : log->writes[i].value_len);
     return n;
 }
 
-ledger__ov_block *ledger__ov_block_make(uint64_t height, uint32_t tx_count,
-                                        const uint8_t (*hashes)[EHR_HASH_BYTES],
-                                        const ledger_span *spans, const ledger_state_write *writes,
-                                        size_t write_count)
+ledger__ov_block *ledger__ov_block_make(uint64_t height, const uint8_t (*hashes)[EHR_HASH_BYTES],
+                                        const ledger_span *spans, const ledger__write_log *log)
 {
-    EHR_ASSERT(tx_count == 0 || (hashes != NULL && spans != NULL));
+    uint32_t tx_count = (uint32_t)log->result_count;
+    size_t write_count = log->write_count;
+    const ledger_state_write *writes = log->writes;
+    EHR_ASSERT(log->result_count <= EHR_BLOCK_TX_COUNT_MAX);
+    EHR_ASSERT(tx_count == 0 || hashes != NULL);
+    EHR_ASSERT(tx_count == 0 || spans != NULL);
+    EHR_ASSERT(tx_count == 0 || log->results != NULL);
     EHR_ASSERT(write_count == 0 || writes != NULL);
-    size_t bytes = ledger__ov_block_bytes(tx_count, writes, write_count);
+    size_t bytes = ledger__ov_block_bytes(log);
     ledger__ov_block *b = ehr_malloc(bytes);
     b->height = height;
     b->tx_count = tx_count;
@@ -70,9 +78,17 @@ ledger__ov_block *ledger__ov_block_make(uint64_t height, uint32_t tx_count,
     uint8_t *arena = (uint8_t *)(b->writes + write_count);
     for (uint32_t i = 0; i < tx_count; i++) {
         ledger__ov_tx *t = &b->txs[i];
+        const ledger_bytes *r = &log->results[i];
+        EHR_ASSERT(r->len <= EHR_TX_RESULT_BYTES_MAX);
         memcpy(t->hash, hashes[i], EHR_HASH_BYTES);
         t->loc = (ledger_tx_location){
             .height = height, .index = i, .offset = spans[i].offset, .length = spans[i].length};
+        t->result = (ledger_bytes){NULL, 0};
+        if (r->len > 0) {
+            memcpy(arena, r->data, r->len);
+            t->result = (ledger_bytes){arena, r->len};
+            arena += r->len;
+        }
         t->next = NULL;
     }
     for (size_t i = 0; i < write_count; i++) {

@@ -335,23 +335,24 @@ static int block_store(ledger *l, MDB_txn *txn, uint64_t height, const uint8_t *
 
 /* Store the write-log record of HEIGHT (the next height), encoded straight
  * into the page LMDB reserves. */
-static int writes_store(ledger *l, MDB_txn *txn, uint64_t height, const ledger_state_write *writes,
-                        size_t count, ehr_diag *diag)
+static int writes_store(ledger *l, MDB_txn *txn, uint64_t height, const ledger__write_log *log,
+                        ehr_diag *diag)
 {
     uint8_t key[8];
     ledger__height_key(key, height);
-    size_t size = ledger__writes_record_size(writes, count);
+    size_t size = ledger__writes_record_size(log);
     MDB_val k = val_of(key, sizeof key), v = val_of(NULL, size);
     int rc = mdb_put(txn, l->db_writes, &k, &v, MDB_APPEND | MDB_RESERVE);
     if (rc != 0)
         return ledger__lmdb_error(l, rc, "storing the write log", diag);
-    ledger__writes_record_write(v.mv_data, size, height, writes, count);
+    ledger__writes_record_write(v.mv_data, size, height, log);
     return 0;
 }
 
-int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger_state_write **writes,
-                        size_t *count, ehr_diag *diag)
+int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger__write_log *log,
+                        ehr_diag *diag)
 {
+    memset(log, 0, sizeof *log);
     uint8_t key[8];
     ledger__height_key(key, height);
     MDB_val k = val_of(key, sizeof key), v;
@@ -361,7 +362,14 @@ int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger_state_w
                              (unsigned long long)height);
     if (rc != 0)
         return ledger__lmdb_error(l, rc, "reading the write log", diag);
-    if (ledger__writes_record_open(v.mv_data, v.mv_size, height, writes, count) != 0)
+    rc = ledger__writes_record_open(v.mv_data, v.mv_size, height, log);
+    if (rc == EHR_ETOOBIG)
+        return ehr_diag_fail(diag, rc,
+                             "the write-log record at height %llu holds a result over the limit "
+                             "of %d bytes, or more than %d results",
+                             (unsigned long long)height, EHR_TX_RESULT_BYTES_MAX,
+                             EHR_BLOCK_TX_COUNT_MAX);
+    if (rc != 0)
         return ehr_diag_fail(diag, EHR_ECORRUPT,
                              "the write-log record at height %llu fails its checksum or format",
                              (unsigned long long)height);
@@ -406,7 +414,9 @@ int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len, ehr_diag 
                                              .value = value,
                                              .value_len = ehr__v1__member__pack(m, value)};
     }
-    ledger__ov_block *ov = ledger__ov_block_make(0, 0, NULL, NULL, writes, nwrites);
+    /* Block 0 has no transactions, so no results. */
+    const ledger__write_log log = {.writes = writes, .write_count = nwrites};
+    ledger__ov_block *ov = ledger__ov_block_make(0, NULL, NULL, &log);
     bool reserved = false;
     MDB_txn *txn = NULL;
     rc = write_begin(l, &txn, diag);
@@ -430,7 +440,7 @@ int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len, ehr_diag 
     }
     rc = block_store(l, txn, 0, block, block_len, diag);
     if (rc == 0)
-        rc = writes_store(l, txn, 0, writes, nwrites, diag);
+        rc = writes_store(l, txn, 0, &log, diag);
     if (rc == 0) {
         Ehr__V1__ChainInfo c = EHR__V1__CHAIN_INFO__INIT;
         c.format_version = LEDGER__FORMAT_VERSION;
@@ -526,6 +536,31 @@ static int writes_check(const ledger_append *req, ehr_diag *diag)
     return 0;
 }
 
+/* Check the request's results: one per transaction, each within the limit. */
+static int results_check(const ledger_append *req, const ledger_block_header *h, ehr_diag *diag)
+{
+    if (req->result_count != h->tx_count)
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "block %llu: %zu results for %u transactions (one result per "
+                             "transaction, in block order)",
+                             (unsigned long long)h->height, req->result_count,
+                             (unsigned)h->tx_count);
+    if (req->result_count > 0 && req->results == NULL)
+        return ehr_diag_fail(diag, EHR_EINVAL, "block %llu: results missing",
+                             (unsigned long long)h->height);
+    for (size_t i = 0; i < req->result_count; i++) {
+        const ledger_bytes *r = &req->results[i];
+        if (r->len > EHR_TX_RESULT_BYTES_MAX)
+            return ehr_diag_fail(diag, EHR_ETOOBIG,
+                                 "block %llu tx %zu: the result is %zu bytes, over the limit of %d",
+                                 (unsigned long long)h->height, i, r->len, EHR_TX_RESULT_BYTES_MAX);
+        if (r->len > 0 && r->data == NULL)
+            return ehr_diag_fail(diag, EHR_EINVAL, "block %llu tx %zu: result bytes missing",
+                                 (unsigned long long)h->height, i);
+    }
+    return 0;
+}
+
 /* Everything that can be checked without the database, before the write
  * transaction (which holds LMDB's writer lock) starts. */
 static int append_precheck(ledger *l, const ledger_append *req, const ledger_block_view *view,
@@ -535,6 +570,8 @@ static int append_precheck(ledger *l, const ledger_append *req, const ledger_blo
     if (h->height == 0)
         return ehr_diag_fail(diag, EHR_EINVAL, "block 0 is written by ledger_genesis_init only");
     int rc = writes_check(req, diag);
+    if (rc == 0)
+        rc = results_check(req, h, diag);
     if (rc != 0)
         return rc;
     uint32_t n = h->tx_count;
@@ -634,7 +671,7 @@ static int append_index_check(ledger *l, const ledger_block_view *view, ehr_diag
     for (uint32_t j = 0; rc == 0 && j < h->tx_count; j++) {
         uint32_t i = l->tx_order[j];
         ledger_tx_location loc;
-        int found = ledger__view_tx(&v, l->hashes[i], &loc, diag);
+        int found = ledger__view_tx(&v, l->hashes[i], &loc, NULL, diag);
         if (found == 0 || found == EHR_ECORRUPT) {
             char hex[2 * EHR_HASH_BYTES + 1];
             ehr_hex_encode(hex, l->hashes[i], EHR_HASH_BYTES);
@@ -671,10 +708,14 @@ int ledger_append_block(ledger *l, const ledger_append *req, ehr_diag *diag)
     rc = append_precheck(l, req, &view, diag);
     if (rc != 0)
         goto out;
+    /* The block's write-log record: its state writes and its results. */
+    const ledger__write_log log = {.writes = req->writes,
+                                   .write_count = req->write_count,
+                                   .results = req->results,
+                                   .result_count = req->result_count};
     /* The overlay's copy of the rows, made before any lock is taken. */
-    ov = ledger__ov_block_make(view.header.height, view.header.tx_count,
-                               (const uint8_t(*)[EHR_HASH_BYTES])l->hashes, view.txs, req->writes,
-                               req->write_count);
+    ov = ledger__ov_block_make(view.header.height, (const uint8_t(*)[EHR_HASH_BYTES])l->hashes,
+                               view.txs, &log);
     /* Back-pressure: wait for the checkpoint to make room (invariant 3 of
      * derived.c), before taking LMDB's writer lock. */
     rc = ledger__derived_reserve(l, ov->bytes, diag);
@@ -694,7 +735,7 @@ int ledger_append_block(ledger *l, const ledger_append *req, ehr_diag *diag)
     if (rc == 0)
         rc = block_store(l, txn, view.header.height, req->block, req->block_len, diag);
     if (rc == 0)
-        rc = writes_store(l, txn, view.header.height, req->writes, req->write_count, diag);
+        rc = writes_store(l, txn, view.header.height, &log, diag);
     if (rc == 0) {
         ledger_tip next = {.height = view.header.height,
                            .time_ms = view.header.time_ms,
@@ -814,27 +855,37 @@ int ledger_block_get(ledger *l, uint64_t height, uint8_t **bytes, size_t *len, e
 }
 
 int ledger_tx_get(ledger *l, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_location *location,
-                  uint8_t **envelope, size_t *envelope_len, ehr_diag *diag)
+                  uint8_t **envelope, size_t *envelope_len, uint8_t **result, size_t *result_len,
+                  ehr_diag *diag)
 {
-    EHR_ASSERT(hash != NULL && location != NULL);
+    EHR_ASSERT(hash != NULL);
+    EHR_ASSERT(location != NULL);
     EHR_ASSERT(envelope == NULL || envelope_len != NULL);
+    EHR_ASSERT(result == NULL || result_len != NULL);
     ledger__view view;
     int rc = ledger__view_begin(l, &view, diag);
     if (rc != 0)
         return rc;
-    rc = ledger__view_tx(&view, hash, location, diag);
+    /* The result is borrowed from the overlay or the derived snapshot:
+     * copied before the view ends. */
+    ledger_bytes stored = {NULL, 0};
+    rc = ledger__view_tx(&view, hash, location, &stored, diag);
+    uint8_t *result_copy = rc == 0 && result != NULL ? copy_out(stored.data, stored.len) : NULL;
     ledger__view_end(&view);
     if (rc == EHR_ENOTFOUND)
         return ehr_diag_fail(diag, EHR_ENOTFOUND, "no such transaction on the ledger");
     if (rc != 0)
         return rc;
+    EHR_ASSERT(stored.len <= EHR_TX_RESULT_BYTES_MAX);
     /* Blocks never change once written: the main environment is read after
      * the view, in its own snapshot (which holds the block: it committed
      * before its row was published). */
     MDB_txn *txn;
     rc = ledger__read_begin(l, &txn, diag);
-    if (rc != 0)
+    if (rc != 0) {
+        ehr_free(result_copy);
         return rc;
+    }
     uint8_t key[8];
     ledger__height_key(key, location->height);
     MDB_val k = val_of(key, sizeof key), v;
@@ -867,8 +918,14 @@ int ledger_tx_get(ledger *l, const uint8_t hash[EHR_HASH_BYTES], ledger_tx_locat
         *envelope = copy_out(block + location->offset, location->length);
         *envelope_len = location->length;
     }
+    if (result != NULL) {
+        *result = result_copy;
+        *result_len = stored.len;
+        result_copy = NULL;
+    }
 out:
     mdb_txn_abort(txn);
+    ehr_free(result_copy);
     return rc;
 }
 

@@ -4,8 +4,10 @@
  * from the write log in a scratch LMDB environment and compared key by
  * key; the tx index's row count); then every stored block from 0 to the tip
  * against its checksum, its predecessor, its Merkle root and signatures,
- * and each transaction against its tx-index row. Stops at the first fault
- * and says where it is.
+ * its write-log record's results (one per transaction), and each
+ * transaction against its tx-index row (location and result). Stops at the
+ * first fault and says where it is. (The walk decodes each write-log record
+ * again for its results: the replay before it keeps only the writes.)
  *
  * Not here (yet): replaying the transactions to rebuild the world state
  * (needs contracts/), and proposer membership at each height (only the
@@ -72,6 +74,8 @@ const char *ledger_fault_name(enum ledger_fault fault)
         return "tip";
     case LEDGER_FAULT_STATE:
         return "state";
+    case LEDGER_FAULT_RESULTS:
+        return "results";
     }
     return "unknown";
 }
@@ -271,8 +275,9 @@ static int verify_genesis(walk *w, const ledger_block_view *view)
     return 0;
 }
 
-/* Each transaction of the block (in the pool), then its index row. */
-static int verify_txs(walk *w, const ledger_block_view *view)
+/* Each transaction of the block (in the pool), then its index row against
+ * the block and LOG, the block's write-log record. */
+static int verify_txs(walk *w, const ledger_block_view *view, const ledger__write_log *log)
 {
     const ledger_block_header *h = &view->header;
     const slice *bad =
@@ -291,21 +296,53 @@ static int verify_txs(walk *w, const ledger_block_view *view)
     int rc = h->tx_count > 0 ? ledger__view_begin(w->ledger, &v, &w->diag) : 0;
     if (rc != 0)
         return fault(w->report, rc, LEDGER_FAULT_CORRUPT, h->height, -1, "%s", w->diag.msg);
+    EHR_ASSERT(log->result_count == h->tx_count); /* verify_block checked it */
     for (uint32_t i = 0; rc == 0 && i < h->tx_count; i++) {
         const ledger_span *span = &view->txs[i];
         ledger_tx_location loc;
-        int found = ledger__view_tx(&v, w->hashes[i], &loc, NULL);
+        ledger_bytes result;
+        const ledger_bytes *logged = &log->results[i];
+        int found = ledger__view_tx(&v, w->hashes[i], &loc, &result, NULL);
         if (found != 0 || loc.height != h->height || loc.index != i || loc.offset != span->offset ||
             loc.length != span->length)
             rc = fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_TX_INDEX, h->height, (long)i,
                        "tx index mismatch: height %llu tx %u is %s", (unsigned long long)h->height,
                        (unsigned)i, found == EHR_ENOTFOUND ? "not indexed" : "indexed elsewhere");
+        else if (result.len != logged->len ||
+                 (result.len > 0 && memcmp(result.data, logged->data, result.len) != 0))
+            rc = fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_TX_INDEX, h->height, (long)i,
+                       "tx index mismatch: height %llu tx %u: the row's result (%zu bytes) is "
+                       "not the write log's (%zu bytes)",
+                       (unsigned long long)h->height, (unsigned)i, result.len, logged->len);
     }
     if (h->tx_count > 0)
         ledger__view_end(&v);
     if (rc == 0)
         w->report->txs_checked += h->tx_count;
     return rc;
+}
+
+/* The write-log record at HEIGHT inside TXN into *LOG (released by the
+ * caller, also after an error): its checksum and, when TX_COUNT is not
+ * UINT32_MAX, one result per transaction. Reports a fault otherwise. */
+static int write_log_read(walk *w, MDB_txn *txn, uint64_t height, uint32_t tx_count,
+                          ledger__write_log *log)
+{
+    int rc = ledger__writes_read(w->ledger, txn, height, log, &w->diag);
+    if (rc == EHR_ETOOBIG)
+        return fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_RESULTS, height, -1,
+                     "results over their limit at height %llu: %s", (unsigned long long)height,
+                     w->diag.msg);
+    if (rc != 0)
+        return fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_CORRUPT, height, -1,
+                     "corrupt write-log record at height %llu: %s", (unsigned long long)height,
+                     rc == EHR_ENOTFOUND ? "missing" : "bad checksum or format");
+    if (tx_count != UINT32_MAX && log->result_count != tx_count)
+        return fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_RESULTS, height, -1,
+                     "results mismatch at height %llu: the write-log record holds %zu results "
+                     "for %u transactions",
+                     (unsigned long long)height, log->result_count, (unsigned)tx_count);
+    return 0;
 }
 
 static int verify_block(walk *w, MDB_txn *txn, uint64_t height, const ledger_tip *tip)
@@ -373,7 +410,11 @@ static int verify_block(walk *w, MDB_txn *txn, uint64_t height, const ledger_tip
                    (unsigned long long)height);
         goto out;
     }
-    rc = verify_txs(w, &view);
+    ledger__write_log log;
+    rc = write_log_read(w, txn, height, h->tx_count, &log);
+    if (rc == 0)
+        rc = verify_txs(w, &view, &log);
+    ledger__write_log_release(&log);
     if (rc != 0)
         goto out;
     memcpy(w->prev_hash, view.hash, EHR_HASH_BYTES);
@@ -500,18 +541,18 @@ static int replay(walk *w, scratch *s, uint64_t from, uint64_t to)
             return fault(w->report, rc, LEDGER_FAULT_CORRUPT, h, -1, "%s", w->diag.msg);
         size_t n = 0, bytes = 0;
         for (; h < to && n < VERIFY_BATCH_BLOCKS && bytes < LEDGER_OVERLAY_BYTES_MAX; h++) {
-            ledger_state_write *writes;
-            size_t count;
-            rc = ledger__writes_read(l, txn, h, &writes, &count, NULL);
+            /* The results are checked against the blocks in the walk. */
+            ledger__write_log log;
+            rc = write_log_read(w, txn, h, UINT32_MAX, &log);
             if (rc != 0) {
-                rc = fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_CORRUPT, h, -1,
-                           "corrupt write-log record at height %llu: %s", (unsigned long long)h,
-                           rc == EHR_ENOTFOUND ? "missing" : "bad checksum or format");
+                ledger__write_log_release(&log);
                 break;
             }
-            blocks[n] = ledger__ov_block_make(h, 0, NULL, NULL, writes, count);
+            const ledger__write_log state_only = {.writes = log.writes,
+                                                  .write_count = log.write_count};
+            blocks[n] = ledger__ov_block_make(h, NULL, NULL, &state_only);
             bytes += blocks[n++]->bytes;
-            ehr_free(writes);
+            ledger__write_log_release(&log);
         }
         mdb_txn_abort(txn);
         MDB_txn *stxn;

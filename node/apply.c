@@ -308,6 +308,8 @@ static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *dia
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])n->applying.hashes,
                              .writes = writes,
                              .write_count = write_count,
+                             .results = n->applying.result_views,
+                             .result_count = v.header.tx_count,
                              .applied_index = e->index};
         rc = ledger_append_block(n->ledger, &req, &why);
     }

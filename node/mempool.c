@@ -53,7 +53,7 @@ int mempool_ledger_lookup(void *ctx, const uint8_t hash[EHR_HASH_BYTES])
 {
     EHR_ASSERT(ctx != NULL);
     ledger_tx_location location;
-    int rc = ledger_tx_get((ledger *)ctx, hash, &location, NULL, NULL, NULL);
+    int rc = ledger_tx_get((ledger *)ctx, hash, &location, NULL, NULL, NULL, NULL, NULL);
     if (rc == 0)
         return 1;
     return rc == EHR_ENOTFOUND ? 0 : rc;

@@ -211,11 +211,16 @@ static void answer_duplicate(struct node *n, struct rpc_call *call,
 {
     ledger_tx_location loc;
     char msg[MESSAGE_BYTES_MAX];
-    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL) == 0) {
+    uint8_t *result = NULL;
+    size_t result_len = 0;
+    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, &result, &result_len, NULL) == 0) {
         if (wait) {
-            reply_submitted(call, hash, true, loc.height, loc.index, NULL);
+            ledger_bytes r = {result, result_len};
+            reply_submitted(call, hash, true, loc.height, loc.index, &r);
+            ehr_free(result);
             return;
         }
+        ehr_free(result);
         snprintf(msg, sizeof msg,
                  "the transaction is already on the ledger at height %" PRIu64
                  ", position %" PRIu32,
@@ -300,7 +305,7 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
     uint8_t hash[EHR_HASH_BYTES];
     ledger_tx_hash(tv.body, tv.body_len, hash);
     ledger_tx_location loc;
-    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL) == 0) {
+    if (ledger_tx_get(n->ledger, hash, &loc, NULL, NULL, NULL, NULL, NULL) == 0) {
         answer_duplicate(n, call, hash, r->wait_for_commit);
         goto out;
     }
@@ -376,8 +381,12 @@ static void api_forward_result(struct node *n, uint64_t request_id, int error, c
     /* The block may already be here: the verdict and the block travel on
      * one link in order, but the verdict may have been delayed. */
     ledger_tx_location loc;
-    if (ledger_tx_get(n->ledger, w->hash, &loc, NULL, NULL, NULL) == 0) {
-        reply_submitted(w->call, w->hash, true, loc.height, loc.index, NULL);
+    uint8_t *result = NULL;
+    size_t result_len = 0;
+    if (ledger_tx_get(n->ledger, w->hash, &loc, NULL, NULL, &result, &result_len, NULL) == 0) {
+        ledger_bytes r = {result, result_len};
+        reply_submitted(w->call, w->hash, true, loc.height, loc.index, &r);
+        ehr_free(result);
         waiter_free(w);
         return;
     }
@@ -592,7 +601,10 @@ static void get_transaction(struct rpc_call *call, const uint8_t *req, size_t le
     ledger_tx_location loc;
     uint8_t *env = NULL, *block = NULL;
     size_t env_len = 0, block_len = 0;
-    int rc = ledger_tx_get(n->ledger, r->tx_hash.data, &loc, &env, &env_len, NULL);
+    uint8_t *result = NULL;
+    size_t result_len = 0;
+    int rc = ledger_tx_get(n->ledger, r->tx_hash.data, &loc, &env, &env_len, &result, &result_len,
+                           NULL);
     ehr__v1__get_transaction_request__free_unpacked(r, NULL);
     if (rc == EHR_ENOTFOUND) {
         rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no committed transaction has this hash");
@@ -606,6 +618,7 @@ static void get_transaction(struct rpc_call *call, const uint8_t *req, size_t le
     if (rc != 0) {
         ehr_free(env);
         ehr_free(block);
+        ehr_free(result);
         fail_err(call, rc == EHR_ENOTFOUND ? EHR_ECORRUPT : rc, "cannot read the ledger");
         return;
     }
@@ -614,8 +627,15 @@ static void get_transaction(struct rpc_call *call, const uint8_t *req, size_t le
     resp.height = loc.height;
     resp.position = loc.index;
     resp.block_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, v.hash};
-    reply_packed(call, &resp.base);
+    resp.result = ehr__v1__tx_result__unpack(NULL, result_len, result);
+    if (resp.result == NULL)
+        fail_err(call, EHR_ECORRUPT, "the transaction's stored result does not decode");
+    else
+        reply_packed(call, &resp.base);
+    if (resp.result != NULL)
+        ehr__v1__tx_result__free_unpacked(resp.result, NULL);
     ledger_block_view_release(&v);
+    ehr_free(result);
     ehr_free(env);
     ehr_free(block);
 }

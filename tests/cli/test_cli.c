@@ -605,6 +605,104 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
 }
 
 /*
+ * --emergency-roles writes Genesis.emergency, which genesis show prints (and
+ * --json lists); without it the genesis has none (nobody may use emergency
+ * access). A role that is not clinical, one named twice, or a name that is
+ * no role is a usage error (exit 2) that says why, with the ledger's own
+ * message for the first two, and nothing is written.
+ */
+static json_t *two_members(void);
+
+static void test_genesis_emergency_roles(void **state)
+{
+    struct fixture *f = *state;
+    json_t *list = two_members();
+    write_members(f, "members.json", list);
+    json_decref(list);
+    struct proc_result r = run(f, "genesis", "--members", "members.json", "--chain-id", "e-1",
+                               "--out", "g.pb", "--emergency-roles", "hospital,pharmacy");
+    if (r.status != 0)
+        fail_msg("genesis: %s", r.err);
+    proc_result_free(&r);
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(ehr_file_read_alloc(path_in(f, "g.pb"), 1 << 20, &bytes, &len), 0);
+    Ehr__V1__Genesis *g = ehr__v1__genesis__unpack(NULL, len, bytes);
+    assert_non_null(g);
+    assert_non_null(g->emergency);
+    assert_int_equal(g->emergency->n_roles, 2);
+    assert_int_equal(g->emergency->roles[0], EHR__V1__MEMBER_ROLE__MEMBER_ROLE_HOSPITAL);
+    assert_int_equal(g->emergency->roles[1], EHR__V1__MEMBER_ROLE__MEMBER_ROLE_PHARMACY);
+    ehr__v1__genesis__free_unpacked(g, NULL);
+    ehr_free(bytes);
+    r = run(f, "genesis", "show", "g.pb");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "emergency       hospital, pharmacy\n"));
+    proc_result_free(&r);
+    r = run(f, "genesis", "show", "g.pb", "--json");
+    assert_int_equal(r.status, 0);
+    json_t *shown = parse_json(r.out);
+    json_t *roles = json_object_get(shown, "emergency_roles");
+    assert_int_equal(json_array_size(roles), 2);
+    assert_string_equal(json_string_value(json_array_get(roles, 0)), "hospital");
+    assert_string_equal(json_string_value(json_array_get(roles, 1)), "pharmacy");
+    json_decref(shown);
+    proc_result_free(&r);
+
+    /* none given, or "none": no policy in the file, and show says nobody may */
+    const char *none[] = {NULL, "none"};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(none); i++) {
+        const char *args[] = {"genesis",
+                              "--members",
+                              "members.json",
+                              "--chain-id",
+                              "e-1",
+                              "--out",
+                              "n.pb",
+                              "--force",
+                              "--time-ms",
+                              "1700000000000",
+                              none[i] ? "--emergency-roles" : NULL,
+                              none[i],
+                              NULL};
+        r = run_args(f, NULL, args);
+        assert_int_equal(r.status, 0);
+        proc_result_free(&r);
+        assert_int_equal(ehr_file_read_alloc(path_in(f, "n.pb"), 1 << 20, &bytes, &len), 0);
+        g = ehr__v1__genesis__unpack(NULL, len, bytes);
+        assert_non_null(g);
+        assert_null(g->emergency);
+        ehr__v1__genesis__free_unpacked(g, NULL);
+        ehr_free(bytes);
+        r = run(f, "genesis", "show", "n.pb");
+        assert_non_null(strstr(r.out, "emergency       none"));
+        proc_result_free(&r);
+    }
+
+    struct {
+        const char *roles;
+        const char *fragment;
+    } bad[] = {
+        {"hospital,insurer", "emergency.roles[1]: role 4 is not a clinical role (hospital, lab, "
+                             "pharmacy): only those may use emergency access"},
+        {"regulator", "emergency.roles[0]: role 5 is not a clinical role"},
+        {"lab,lab", "emergency.roles[1]: role 2 named twice"},
+        {"dentist", "\"dentist\" is not a role"},
+        {"hospital,", "\"\" is not a role"},
+        {"", "\"\" is not a role"},
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(bad); i++) {
+        r = run(f, "genesis", "--members", "members.json", "--chain-id", "e-1", "--out", "x.pb",
+                "--emergency-roles", bad[i].roles);
+        assert_usage_error(&r);
+        if (strstr(r.err, bad[i].fragment) == NULL || strstr(r.err, "--emergency-roles") == NULL)
+            fail_msg("--emergency-roles %s: stderr: %s", bad[i].roles, r.err);
+        proc_result_free(&r);
+        assert_false(file_exists(f, "x.pb"));
+    }
+}
+
+/*
  * ehrctl init with the key's passphrase from $EHR_PASSPHRASE (or a prompt)
  * writes a config with no passphrase source: it warns, saying where ehrd will
  * look. With --passphrase-file it records the file and says nothing. A
@@ -1139,6 +1237,8 @@ static void test_tx_show_found_not_found_and_malformed(void **state)
                          .block_len = len,
                          .writes = b.writes,
                          .write_count = b.count,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = tip.height + 1};
     assert_int_equal(ledger_append_block(l, &req, NULL), 0);
     ledger_close(l);
@@ -1261,6 +1361,8 @@ static void plant_bad_signature(const char *dir, const ehr_signing_key *proposer
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .writes = b.writes,
                          .write_count = b.count,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = tip.height + 1};
     assert_int_equal(ledger_append_block(l, &req, NULL), 0);
     ledger_close(l);
@@ -1691,6 +1793,7 @@ int main(void)
         T(test_every_listed_command_answers_help),
         T(test_init_warns_when_the_config_has_no_passphrase_source),
         T(test_genesis_from_key_files_is_deterministic),
+        T(test_genesis_emergency_roles),
         T(test_genesis_rejects_bad_members_naming_member_and_field),
         T(test_genesis_member_count_limit_edge),
         T(test_genesis_show_rejects_what_is_not_a_genesis),

@@ -10,8 +10,9 @@
  * blocks and transactions from a real ledger built with the ledger's test
  * builders, so the online forms of tx show / block show can be compared
  * byte for byte with the offline ones on the same directory. Knobs make it
- * fail submissions with a chosen status, answer with malformed lengths, or
- * refuse the first few submissions with UNAVAILABLE.
+ * fail submissions with a chosen status, answer commits with a chosen result
+ * (TxResult) or none, answer with malformed lengths, or refuse the first few
+ * submissions with UNAVAILABLE.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -70,6 +71,13 @@ struct fake {
     unsigned no_leader_first;          /* GetStatus names no leader in its first N answers */
     bool short_block_hash;             /* GetBlock with a 31-byte hash */
     bool stream_end;                   /* end StreamBlocks after the tip (else hold it open) */
+    unsigned plain_first;              /* admit and commit OK the first N, whatever the above */
+    bool no_result;                    /* a commit answered without a TxResult */
+    int result_code;                   /* the TxResult of a commit: code, reason, decision, */
+    char result_reason[256];           /* consent id (when result_consent_len > 0), gas */
+    int result_decision;
+    size_t result_consent_len;
+    uint64_t result_gas;
 
     /* seen by the fake */
     unsigned submits, status_calls, admitted;
@@ -182,7 +190,7 @@ static void fake_submit(struct rpc_call *call, const uint8_t *req, size_t len, v
         rpc_call_fail(call, RPC_STATUS_UNAVAILABLE, "no leader known");
     } else if (ledger_tx_check(r->envelope.data, r->envelope.len, &rules, &tx, &diag) != 0) {
         rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, diag.msg);
-    } else if (f->submit_status != RPC_STATUS_OK) {
+    } else if (f->submit_status != RPC_STATUS_OK && f->plain_first == 0) {
         ledger_tx_release(&tx);
         for (size_t i = 0; i < 3 && f->submit_trailers[i][0] != NULL; i++)
             EHR_ASSERT(rpc_call_trailer_add(call, f->submit_trailers[i][0],
@@ -196,9 +204,24 @@ static void fake_submit(struct rpc_call *call, const uint8_t *req, size_t len, v
         a.tx_hash.data = tx.hash;
         a.tx_hash.len = 32;
         a.committed = r->wait_for_commit;
-        if (a.committed) {
+        Ehr__V1__TxResult result = EHR__V1__TX_RESULT__INIT;
+        uint8_t consent[EHR_HASH_BYTES];
+        bool plain = f->plain_first > 0;
+        if (plain)
+            f->plain_first--;
+        if (a.committed && plain) {
+            a.height = f->next_height++;
+            a.result = &result;
+        } else if (a.committed) {
             a.height = f->next_height++;
             a.position = 2;
+            memset(consent, 0xc5, sizeof consent);
+            result.code = f->result_code;
+            result.reason = f->result_reason;
+            result.decision = f->result_decision;
+            result.consent_id = (ProtobufCBinaryData){f->result_consent_len, consent};
+            result.gas_used = f->result_gas;
+            a.result = f->no_result ? NULL : &result;
         }
         reply_message(call, &a.base);
         ledger_tx_release(&tx);
@@ -250,8 +273,8 @@ static void fake_get_transaction(struct rpc_call *call, const uint8_t *req, size
     ledger_tx_location loc;
     uint8_t *envelope = NULL, *block = NULL;
     size_t envelope_len = 0, block_len = 0;
-    if (f->ledger == NULL ||
-        ledger_tx_get(f->ledger, r->tx_hash.data, &loc, &envelope, &envelope_len, NULL) != 0) {
+    if (f->ledger == NULL || ledger_tx_get(f->ledger, r->tx_hash.data, &loc, &envelope,
+                                           &envelope_len, NULL, NULL, NULL) != 0) {
         rpc_call_fail(call, RPC_STATUS_NOT_FOUND, "no committed transaction with that hash");
     } else {
         ledger_block_view view;
@@ -739,9 +762,11 @@ static void test_node_options_usage_errors_exit_2(void **state)
         {"tx", "submit", "--payload", "p.json", "--key", "k", "--expiry-s", "604801", NULL},
         {"tx", "submit", "--payload", "p.json", "--key", "k", "--chain-id", "a b", NULL},
         {"blocks", "follow", "--count", "0", NULL},
-        {"bench", "--inflight", "4097", NULL},
-        {"bench", "--txs", "0", NULL},
-        {"bench", "--txs", "1000001", NULL},
+        {"bench", "--key", "k", "--inflight", "4097", NULL},
+        {"bench", "--key", "k", "--txs", "0", NULL},
+        {"bench", "--key", "k", "--txs", "1000001", NULL},
+        {"bench", "--key", "k", "--workload", "all", NULL},
+        {"bench", "--txs", "10", NULL}, /* no member key */
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
         struct proc_result r = run_args(fx, NULL, cases[i]);
@@ -988,6 +1013,15 @@ static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **st
          "submitting the same envelope again is safe", unknown},
         {RPC_STATUS_DEADLINE_EXCEEDED, "waited too long", 7, "DEADLINE_EXCEEDED", "no answer",
          NULL},
+        /* the consent contract's rules at submission: the rule's reason is the message */
+        {RPC_STATUS_PERMISSION_DENIED, "only the patient who granted it revokes a consent", 8,
+         "the signer may not make this transaction (PERMISSION_DENIED",
+         "only the patient who granted it revokes a consent", NULL},
+        {RPC_STATUS_NOT_FOUND, "no such consent", 9, "what it names does not exist (NOT_FOUND",
+         "no such consent", NULL},
+        {RPC_STATUS_FAILED_PRECONDITION, "the consent is revoked already", 10,
+         "a rule of the transaction does not hold (FAILED_PRECONDITION",
+         "the consent is revoked already", NULL},
         {RPC_STATUS_INTERNAL, "state inconsistent", 1, "INTERNAL", "state inconsistent", NULL},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
@@ -1021,6 +1055,139 @@ static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **st
     fx->fake->wrong_hash = false;
     assert_failure(&r, 1, "not the hash of the transaction sent");
     proc_result_free(&r);
+}
+
+/* Set the TxResult the fake answers commits with. */
+static void fake_result(struct fake *f, int code, const char *reason, int decision,
+                        size_t consent_len, uint64_t gas)
+{
+    uv_mutex_lock(&f->lock);
+    f->result_code = code;
+    snprintf(f->result_reason, sizeof f->result_reason, "%s", reason);
+    f->result_decision = decision;
+    f->result_consent_len = consent_len;
+    f->result_gas = gas;
+    uv_mutex_unlock(&f->lock);
+}
+
+/*
+ * tx submit --wait prints the transaction's result: OK; an access decision
+ * (permit with its consent and gas, deny with why: both exit 0); a refusal
+ * (exit 11, the result printed on stdout and one line on stderr naming the
+ * code and the reason); none at all (said so). A result that breaks the
+ * schema's sizes is a bad answer.
+ */
+static void test_tx_submit_wait_prints_the_result(void **state)
+{
+    struct fixture *fx = *state;
+    char signer_hex[65];
+    make_key(fx, signer_hex);
+    proc_text_write(path_in(fx, "p.json"), "{\"consent_revoke\": {\"grant_id\": \"00ff\"}}");
+#define SUBMIT(...)                                                                                \
+    run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",           \
+            fx->address, "--wait", __VA_ARGS__, (const char *)NULL)
+    /* OK */
+    struct proc_result r = SUBMIT("--timeout-ms", "10000");
+    if (r.status != 0)
+        fail_msg("exit %d: %s", r.status, r.err);
+    assert_non_null(strstr(r.out, "\nresult          OK\n"));
+    assert_null(strstr(r.out, "decision"));
+    proc_result_free(&r);
+    r = SUBMIT("--json");
+    assert_int_equal(r.status, 0);
+    json_t *out = parse_json(r.out);
+    json_t *res = json_object_get(out, "result");
+    assert_string_equal(json_str(res, "code"), "ok");
+    assert_true(json_is_true(json_object_get(res, "ok")));
+    assert_true(json_is_null(json_object_get(res, "decision")));
+    assert_true(json_is_null(json_object_get(res, "consent_id")));
+    json_decref(out);
+    proc_result_free(&r);
+
+    /* an access request permitted by a consent, its policy using 7 units of gas */
+    fake_result(fx->fake, EHR__V1__TX_RESULT_CODE__TX_RESULT_OK, "",
+                EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT, 32, 7);
+    char consent_hex[65];
+    memset(consent_hex, 'c', 64);
+    for (int i = 1; i < 64; i += 2)
+        consent_hex[i] = '5';
+    consent_hex[64] = '\0';
+    r = SUBMIT("--timeout-ms", "10000");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "decision        permit\n"));
+    assert_non_null(strstr(r.out, consent_hex));
+    assert_non_null(strstr(r.out, "policy gas      7\n"));
+    proc_result_free(&r);
+    r = SUBMIT("--json");
+    assert_int_equal(r.status, 0);
+    out = parse_json(r.out);
+    res = json_object_get(out, "result");
+    assert_string_equal(json_str(res, "decision"), "permit");
+    assert_string_equal(json_str(res, "consent_id"), consent_hex);
+    assert_int_equal(json_int(res, "gas_used"), 7);
+    json_decref(out);
+    proc_result_free(&r);
+
+    /* denied: an OK result with its decision, exit 0 */
+    fake_result(fx->fake, EHR__V1__TX_RESULT_CODE__TX_RESULT_OK, "the consent was revoked",
+                EHR__V1__ACCESS_DECISION__ACCESS_DECISION_DENY, 0, 0);
+    r = SUBMIT("--timeout-ms", "10000");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "decision        deny: the consent was revoked\n"));
+    assert_string_equal(r.err, "");
+    proc_result_free(&r);
+    r = SUBMIT("--json");
+    assert_int_equal(r.status, 0);
+    out = parse_json(r.out);
+    res = json_object_get(out, "result");
+    assert_string_equal(json_str(res, "decision"), "deny");
+    assert_string_equal(json_str(res, "reason"), "the consent was revoked");
+    assert_true(json_is_true(json_object_get(res, "ok")));
+    json_decref(out);
+    proc_result_free(&r);
+
+    /* refused when its block was applied: exit 11, the result on stdout, one line on stderr */
+    fake_result(fx->fake, EHR__V1__TX_RESULT_CODE__TX_RESULT_CONFLICT,
+                "the consent is revoked already", 0, 0, 0);
+    r = SUBMIT("--timeout-ms", "10000");
+    assert_int_equal(r.status, 11);
+    assert_non_null(strstr(r.out, "result          CONFLICT: the consent is revoked already\n"));
+    assert_int_equal(strncmp(r.err, "ehrctl: tx submit ", 18), 0);
+    assert_non_null(strstr(r.err, "but refused by the rules (CONFLICT): the consent is revoked "
+                                  "already\n"));
+    assert_int_equal(strchr(r.err, '\n')[1], '\0');
+    proc_result_free(&r);
+    r = SUBMIT("--json");
+    assert_int_equal(r.status, 11);
+    out = parse_json(r.out);
+    res = json_object_get(out, "result");
+    assert_string_equal(json_str(res, "code"), "conflict");
+    assert_false(json_is_true(json_object_get(res, "ok")));
+    json_decref(out);
+    proc_result_free(&r);
+
+    /* no result in the answer (a node that keeps none): said, exit 0 */
+    fx->fake->no_result = true;
+    r = SUBMIT("--timeout-ms", "10000");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "result          not given by the node\n"));
+    proc_result_free(&r);
+    r = SUBMIT("--json");
+    assert_int_equal(r.status, 0);
+    out = parse_json(r.out);
+    assert_true(json_is_null(json_object_get(out, "result")));
+    json_decref(out);
+    proc_result_free(&r);
+    fx->fake->no_result = false;
+
+    /* a consent id of 31 bytes is a bad answer */
+    fake_result(fx->fake, EHR__V1__TX_RESULT_CODE__TX_RESULT_OK, "",
+                EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT, 31, 1);
+    r = SUBMIT("--timeout-ms", "10000");
+    assert_failure(&r, 1, "consent_id is neither empty nor 32 bytes");
+    proc_result_free(&r);
+    fake_result(fx->fake, 0, "", 0, 0, 0);
+#undef SUBMIT
 }
 
 static void test_tx_submit_envelope_is_sent_as_is(void **state)
@@ -1165,7 +1332,7 @@ static void test_blocks_follow_prints_one_line_per_block_and_stops(void **state)
 
     /* above the tip + 1: the node's NOT_FOUND */
     r = run(fx, "blocks", "follow", "--from", "9", "--node", fx->address);
-    assert_failure(&r, 1, "NOT_FOUND");
+    assert_failure(&r, 9, "NOT_FOUND");
     proc_result_free(&r);
 }
 
@@ -1198,31 +1365,56 @@ static void test_blocks_follow_exits_0_on_sigint(void **state)
 
 /* ------------------------------------------------------------------ bench */
 
+/*
+ * The bench's setup against the fake: 16 patients (the least), each
+ * enrolled, then a record and a consent each: 48 transactions before a
+ * workload starts.
+ */
+enum { BENCH_SETUP_TXS = 48 };
+
 static void test_bench_commits_every_transaction_and_reports_it(void **state)
 {
     struct fixture *fx = *state;
     enum { TXS = 60 };
+    char signer_hex[65];
+    make_key(fx, signer_hex);
     unsigned admitted = fake_count(fx->fake, &fx->fake->admitted);
     unsigned submits = fake_count(fx->fake, &fx->fake->submits);
     /* the first 5 submissions meet "no leader": sent again, counted once */
     fx->fake->unavailable_first = 5;
-    struct proc_result r = run(fx, "bench", "--node", fx->address, "--node", fx->address, "--txs",
-                               "60", "--inflight", "8", "--json");
+    struct proc_result r = run_env(fx, pass_env, "bench", "--node", fx->address, "--node",
+                                   fx->address, "--key", "k", "--workload", "anchors", "--txs",
+                                   "60", "--inflight", "8", "--json", (const char *)NULL);
     if (r.status != 0)
         fail_msg("exit %d: %s", r.status, r.err);
-    json_t *rep = parse_json(r.out);
+    json_t *root = parse_json(r.out);
     /* every figure rounded to what is measured: no 1.9946829749999999 */
     for (const char *p = strchr(r.out, '.'); p != NULL; p = strchr(p + 1, '.')) {
         size_t digits = strspn(p + 1, "0123456789");
         if (digits > 6)
             fail_msg("a number with %zu decimals in: %s", digits, r.out);
     }
+    assert_int_equal(json_int(root, "txs"), TXS);
+    assert_int_equal(json_int(root, "members"), 1);
+    assert_int_equal(json_int(root, "patients"), 16);
+    json_t *setup = json_object_get(root, "setup");
+    assert_int_equal(json_int(setup, "txs"), BENCH_SETUP_TXS);
+    assert_true(json_is_true(json_object_get(setup, "ok")));
+    json_t *workloads = json_object_get(root, "workloads");
+    assert_int_equal(json_object_size(workloads), 1);
+    json_t *rep = json_object_get(workloads, "anchors");
     assert_int_equal(json_int(rep, "txs"), TXS);
     assert_int_equal(json_int(rep, "submitted"), TXS);
     assert_int_equal(json_int(rep, "committed"), TXS);
     assert_int_equal(json_int(rep, "failed_total"), 0);
-    assert_int_equal(json_int(rep, "retries"), 5);
+    json_int_t retries = json_int(rep, "retries");
+    assert_int_equal(json_int(setup, "retries") + retries, 5);
     assert_int_equal(json_int(rep, "window_committed"), TXS);
+    assert_int_equal(json_int(json_object_get(rep, "mix"), "anchor"), TXS);
+    json_t *results = json_object_get(rep, "results");
+    assert_int_equal(json_int(results, "as_expected"), TXS);
+    assert_int_equal(json_int(results, "refused"), 0);
+    assert_true(json_is_null(json_object_get(results, "first_wrong")));
     assert_true(json_real_value(json_object_get(rep, "committed_tx_per_s")) > 0);
     json_t *latency = json_object_get(rep, "latency_ms");
     double p50 = json_real_value(json_object_get(latency, "p50"));
@@ -1233,34 +1425,93 @@ static void test_bench_commits_every_transaction_and_reports_it(void **state)
     assert_true(envelope >= 200 && envelope <= 300);
     json_t *nodes = json_object_get(rep, "nodes");
     assert_int_equal(json_array_size(nodes), 2);
+    json_int_t sent = 0;
     for (size_t i = 0; i < 2; i++) {
         json_t *node = json_array_get(nodes, i);
         /* the fake's CPU grows 50 ms per 100 ms of uptime between calls */
         json_t *cpu = json_object_get(node, "cpu_percent");
         assert_true(json_is_real(cpu));
         assert_true(json_real_value(cpu) > 49.9 && json_real_value(cpu) < 50.1);
-        assert_int_equal(json_int(node, "submissions"), (TXS + 5) / 2 + (i == 0 ? 1 : 0));
+        /* 50 ms per GetStatus call between its two samples of the window
+         * (the other node's samples are calls to the same fake), over 60 commits */
+        json_int_t cpu_ms = json_int(node, "cpu_ms");
+        assert_true(cpu_ms >= 50);
+        assert_int_equal(cpu_ms % 50, 0);
+        double per_tx = json_real_value(json_object_get(node, "cpu_us_per_tx"));
+        double want = (double)cpu_ms * 1000.0 / TXS;
+        assert_true(per_tx > want - 0.1 && per_tx < want + 0.1);
+        sent += json_int(node, "submissions");
     }
-    json_decref(rep);
+    assert_int_equal(sent, TXS + retries);
+    json_decref(root);
     proc_result_free(&r);
     /* every transaction reached the fake, valid, exactly once more than the retries */
-    assert_int_equal(fake_count(fx->fake, &fx->fake->admitted), admitted + TXS);
-    assert_int_equal(fake_count(fx->fake, &fx->fake->submits), submits + TXS + 5);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->admitted), admitted + BENCH_SETUP_TXS + TXS);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->submits), submits + BENCH_SETUP_TXS + TXS + 5);
 
-    /* human form, with a rate and failures: the report names them and exits 1 */
+    /* human form, with a rate and failures in the workload: the report names
+     * them and exits 1 */
     uv_mutex_lock(&fx->fake->lock);
     fx->fake->submit_status = RPC_STATUS_RESOURCE_EXHAUSTED;
     snprintf(fx->fake->submit_message, sizeof fx->fake->submit_message, "mempool full");
+    fx->fake->plain_first = BENCH_SETUP_TXS;
     uv_mutex_unlock(&fx->fake->lock);
-    r = run(fx, "bench", "--node", fx->address, "--txs", "10", "--rate", "2000");
+    r = run_env(fx, pass_env, "bench", "--node", fx->address, "--key", "k", "--workload", "anchors",
+                "--txs", "10", "--rate", "2000", (const char *)NULL);
     fx->fake->submit_status = RPC_STATUS_OK;
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.out, "RESOURCE_EXHAUSTED 10"));
     assert_non_null(strstr(r.out, "rate 2000 tx/s"));
-    assert_non_null(strstr(r.err, "10 of 10 transactions did not commit"));
+    assert_non_null(strstr(r.err, "workload anchors: 10 of 10 transactions did not commit"));
+    assert_non_null(strstr(r.err, "RESOURCE_EXHAUSTED: mempool full"));
     proc_result_free(&r);
+
+    /* the setup failing stops the bench there, saying why */
+    uv_mutex_lock(&fx->fake->lock);
+    fx->fake->submit_status = RPC_STATUS_PERMISSION_DENIED;
+    snprintf(fx->fake->submit_message, sizeof fx->fake->submit_message,
+             "only a member enrolls a patient");
+    uv_mutex_unlock(&fx->fake->lock);
+    r = run_env(fx, pass_env, "bench", "--node", fx->address, "--key", "k", "--txs", "10",
+                (const char *)NULL);
+    fx->fake->submit_status = RPC_STATUS_OK;
+    assert_int_equal(r.status, 1);
+    assert_string_equal(r.out, "");
+    assert_non_null(strstr(r.err, "bench: setup: 16 of 16 enrolments failed; the first: "));
+    assert_non_null(strstr(r.err, "PERMISSION_DENIED: only a member enrolls a patient"));
+    assert_non_null(strstr(r.err, "are the --key files node keys of members"));
+    proc_result_free(&r);
+
+    /* a workload's transaction refused by the rules is a bug, said loudly;
+     * so is an access request decided otherwise (the fake decides nothing) */
+    fake_result(fx->fake, EHR__V1__TX_RESULT_CODE__TX_RESULT_CONFLICT, "done already", 0, 0, 0);
+    fx->fake->plain_first = BENCH_SETUP_TXS;
+    r = run_env(fx, pass_env, "bench", "--node", fx->address, "--key", "k", "--workload", "anchors",
+                "--txs", "10", (const char *)NULL);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "0 as expected, 10 refused"));
+    assert_non_null(strstr(r.err, "10 committed with another result than the rules must give (10 "
+                                  "refused, 0 decided otherwise): a bug"));
+    assert_non_null(strstr(r.err, "the first: record anchor "));
+    assert_non_null(strstr(r.err, "refused: CONFLICT: done already"));
+    proc_result_free(&r);
+    fake_result(fx->fake, 0, "", 0, 0, 0);
+    fx->fake->plain_first = BENCH_SETUP_TXS;
+    r = run_env(fx, pass_env, "bench", "--node", fx->address, "--key", "k", "--workload", "domain",
+                "--txs", "20", "--json", (const char *)NULL);
+    assert_int_equal(r.status, 1);
+    root = parse_json(r.out);
+    results =
+        json_object_get(json_object_get(json_object_get(root, "workloads"), "domain"), "results");
+    assert_int_equal(json_int(results, "unexpected"), 10); /* 5 permits, 5 denies */
+    assert_int_equal(json_int(results, "as_expected"), 10);
+    json_decref(root);
+    assert_non_null(strstr(r.err, "decided nothing"));
+    proc_result_free(&r);
+
     /* the in-flight limit at its edge (4097 is a usage error) */
-    r = run(fx, "bench", "--node", fx->address, "--txs", "3", "--inflight", "4096");
+    r = run_env(fx, pass_env, "bench", "--node", fx->address, "--key", "k", "--txs", "3",
+                "--inflight", "4096", "--workload", "anchors", (const char *)NULL);
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "4096 in flight"));
     proc_result_free(&r);
@@ -1286,6 +1537,8 @@ int main(void)
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_tx_submit_maps_each_error_status_to_its_line_and_exit,
                                         fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tx_submit_wait_prints_the_result, fixture_setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_tx_submit_envelope_is_sent_as_is, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_show_online_prints_what_show_offline_prints,

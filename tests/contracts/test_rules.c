@@ -481,6 +481,10 @@ static void test_enroll(void **state)
     tx_enroll(f->w, &f->hosp, &p, &t);
     Ehr__V1__TxEnvelope *env = ehr__v1__tx_envelope__unpack(NULL, t.len, t.envelope);
     Ehr__V1__TxBody *body = ehr__v1__tx_body__unpack(NULL, env->body.len, env->body.data);
+    /* tx_sign and the forgery below point fields of BODY at other memory:
+     * put back what the decoder allocated before freeing it. */
+    Ehr__V1__TxBody decoded = *body;
+    ProtobufCBinaryData decoded_signature = body->patient_enroll->patient_signature;
     struct tx replay;
     body->signer = (ProtobufCBinaryData){32, f->lab.sig.public_key};
     tx_sign(f->w, &f->lab, body, &replay);
@@ -493,10 +497,10 @@ static void test_enroll(void **state)
     body->patient_enroll->patient_signature = (ProtobufCBinaryData){sizeof forged, forged};
     tx_sign(f->w, &f->lab, body, &replay);
     apply_expect(f, &replay, REFUSED, "does not verify");
-    body->signer = (ProtobufCBinaryData){0, NULL};
-    body->nonce = (ProtobufCBinaryData){0, NULL};
-    body->chain_id = NULL;
-    body->patient_enroll->patient_signature = (ProtobufCBinaryData){0, NULL};
+    body->signer = decoded.signer;
+    body->nonce = decoded.nonce;
+    body->chain_id = decoded.chain_id;
+    body->patient_enroll->patient_signature = decoded_signature;
     ehr__v1__tx_body__free_unpacked(body, NULL);
     ehr__v1__tx_envelope__free_unpacked(env, NULL);
 
@@ -698,6 +702,12 @@ static void test_grants(void **state)
     bad.n_fragments = 1, bad.fragment_len = CONTRACTS_KEY_FRAGMENT_BYTES_MAX + 1;
     tx_grant(f->w, &f->patient, &bad, &t);
     apply_expect(f, &t, REFUSED, "key_fragments[0]");
+    /* Empty fragments: decoded, each is (0, NULL), which the body's
+     * canonical-form check once handed to memcmp (UBSan stops there; found
+     * by fuzz_apply). */
+    bad.n_fragments = 2, bad.fragment_len = 0;
+    tx_grant(f->w, &f->patient, &bad, &t);
+    apply_expect(f, &t, REFUSED, "key_fragments[0] must be 1 to");
     /* A grant to a practitioner directly. */
     bad = g, bad.grantee = f->prac2.sig.public_key, bad.types = &types[1]; /* lab results */
     assert_int_equal(types[1], LAB_RESULT);
@@ -1007,6 +1017,47 @@ static void test_governance_keeps_the_last_member(void **state)
     world_free(w);
 }
 
+/* A proposal's member is checked as genesis checks one; the reason for a
+ * bad one is printable text even when the bad field is not (found by
+ * fuzz_apply: the peer address was quoted whatever its bytes). */
+static void test_governance_reasons_are_text(void **state)
+{
+    struct fx *f = *state;
+    struct party newcomer;
+    party_make(&newcomer, 106);
+    const char *addresses[] = {
+        "m1.example:74\x16", /* a control character in the port */
+        "\x1b[2J:7400x",     /* a terminal escape, and no valid port */
+        "caf\xc3:x",         /* invalid UTF-8 */
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\xc3\xa9:x", /* valid UTF-8, longer than a quote cuts */
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(addresses); i++) {
+        Ehr__V1__TxBody b = EHR__V1__TX_BODY__INIT;
+        Ehr__V1__MemberProposal p = EHR__V1__MEMBER_PROPOSAL__INIT;
+        Ehr__V1__Member m = EHR__V1__MEMBER__INIT;
+        m.name = "Newcomer Lab";
+        m.role = LAB;
+        m.node_key = (ProtobufCBinaryData){32, newcomer.sig.public_key};
+        m.kx_key = (ProtobufCBinaryData){32, newcomer.kx.public_key};
+        m.peer_address = (char *)addresses[i];
+        p.change_case = EHR__V1__MEMBER_PROPOSAL__CHANGE_ADMIT;
+        p.admit = &m;
+        p.expires_ms = T2;
+        b.payload_case = EHR__V1__TX_BODY__PAYLOAD_MEMBER_PROPOSAL;
+        b.member_proposal = &p;
+        struct tx t;
+        tx_sign(f->w, &f->hosp, &b, &t);
+        struct contracts_tx_result r =
+            apply_expect(f, &t, MALFORMED, "the member to admit: address");
+        if (!ledger_text_ok(r.reason, CONTRACTS_REASON_BYTES_MAX))
+            fail_msg("address %zu: the reason is not printable text: \"%s\"", i, r.reason);
+    }
+}
+
 /* ---- signatures, framing, determinism ---- */
 
 static void test_signatures_are_checked_at_apply(void **state)
@@ -1161,6 +1212,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_governance_needs_a_majority_of_current_members, setup,
                                     teardown),
     cmocka_unit_test(test_governance_keeps_the_last_member),
+    cmocka_unit_test_setup_teardown(test_governance_reasons_are_text, setup, teardown),
     cmocka_unit_test_setup_teardown(test_signatures_are_checked_at_apply, setup, teardown),
     cmocka_unit_test_setup_teardown(test_framing_chain_and_expiry_are_checked_at_apply, setup,
                                     teardown),

@@ -100,6 +100,17 @@ void tx_approve(struct world *w, const struct party *member,
 int world_block(struct world *w, uint64_t time_ms, const struct tx *txs, size_t count,
                 const enum contracts_sig *sigs, struct contracts_tx_result *results);
 
+/*
+ * The same in two halves, for a caller that applies the transactions itself
+ * (the fuzz target checks the write set between them; the benchmark times
+ * the applies alone): world_block_open opens the next block at TIME_MS over
+ * W's map (release it only with world_block_close, which folds its writes
+ * into the map, ends it and counts the block). No other block of W may be
+ * open in between.
+ */
+contracts_block *world_block_open(struct world *w, uint64_t time_ms);
+void world_block_close(struct world *w, contracts_block *b);
+
 /* One transaction alone in a block at TIME_MS; returns its result code
  * (asserting the apply itself succeeded) and fills *R if not NULL. */
 int world_one(struct world *w, uint64_t time_ms, const struct tx *t, struct contracts_tx_result *r);

@@ -1,6 +1,7 @@
 /*
  * Unit tests for crypto/: the official BIP-340 vectors (every row, signing
- * and verification), wrong-key and tampered-message rejection, SHA-256.
+ * and verification), wrong-key and tampered-message rejection, SHA-256,
+ * and the X25519 public key check against X25519 itself.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "ehr_crypto.h"
 
@@ -144,6 +147,79 @@ static void test_kx_key_derivation(void **state)
     ehr_kx_key_wipe(&b);
 }
 
+/* What ehr_kx_public_key_check decides, the long way: X25519 with a clamped
+ * scalar refuses exactly the keys that send it to the all-zero result. */
+static bool kx_refused_by_scalarmult(const uint8_t key[32])
+{
+    static const uint8_t scalar[32] = {0x6b, 0x5d, 0x39, 0x2a, 0x11, 0x47, 0x8c, 0x0e,
+                                       0x95, 0x23, 0x71, 0xcc, 0x08, 0x5f, 0xa4, 0x31,
+                                       0x72, 0x19, 0xe0, 0x3d, 0x56, 0x8b, 0x2f, 0x94,
+                                       0x60, 0x1a, 0xd7, 0x4e, 0x83, 0x3c, 0x25, 0x59};
+    uint8_t out[32];
+    return crypto_scalarmult(out, scalar, key) != 0;
+}
+
+static void kx_check_agrees(const uint8_t key[32], size_t *refused)
+{
+    bool ours = ehr_kx_public_key_check(key) != 0;
+    if (ours != kx_refused_by_scalarmult(key))
+        fail_msg("key %02x%02x..%02x: ehr_kx_public_key_check %s it, X25519 does not", key[0],
+                 key[1], key[31], ours ? "refuses" : "accepts");
+    *refused += ours;
+}
+
+/* The check compares with the small-order encodings instead of multiplying:
+ * the same answer at the edges of the field, around each of those
+ * encodings, with the top bit either way, and for random keys. */
+static void test_kx_public_key_check_matches_x25519(void **state)
+{
+    (void)state;
+    size_t refused = 0, tried = 0;
+    uint8_t key[32];
+    for (int top = 0; top < 2; top++) {
+        for (unsigned v = 0; v < 512; v++) { /* 0 .. 511 */
+            memset(key, 0, sizeof key);
+            key[0] = (uint8_t)v, key[1] = (uint8_t)(v >> 8), key[31] = (uint8_t)(top << 7);
+            kx_check_agrees(key, &refused), tried++;
+        }
+        for (unsigned v = 0; v < 512; v++) { /* 2^255 - 512 .. 2^255 - 1 */
+            memset(key, 0xff, sizeof key);
+            key[0] = (uint8_t)v, key[1] = (uint8_t)(0xfe | (v >> 8));
+            key[31] = (uint8_t)(0x7f | (top << 7));
+            kx_check_agrees(key, &refused), tried++;
+        }
+    }
+    /* 0, 1, p - 1, p, p + 1, each with the top bit clear and set. */
+    assert_int_equal(refused, 10);
+    /* Around the two points of order 8: each refused, its neighbours not. */
+    static const uint8_t order8[2][32] = {
+        {0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3,
+         0xfa, 0xf1, 0x9f, 0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32,
+         0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00},
+        {0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1,
+         0x55, 0x9c, 0x83, 0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c,
+         0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57}};
+    refused = 0;
+    for (size_t i = 0; i < 2; i++) {
+        for (int top = 0; top < 2; top++) {
+            for (size_t at = 0; at < 32; at++) {
+                for (int delta = -2; delta <= 2; delta++) {
+                    memcpy(key, order8[i], sizeof key);
+                    key[at] = (uint8_t)(key[at] + delta);
+                    key[31] = (uint8_t)(key[31] | (top << 7));
+                    kx_check_agrees(key, &refused), tried++;
+                }
+            }
+        }
+    }
+    assert_int_equal(refused, 2 * 2 * 32); /* delta 0, once per byte position */
+    for (int i = 0; i < 4096; i++) {
+        randombytes_buf(key, sizeof key);
+        kx_check_agrees(key, &refused), tried++;
+    }
+    assert_true(tried > 6000);
+}
+
 static int setup(void **state)
 {
     return ehr_crypto_init();
@@ -157,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_invalid_secret_rejected),
         cmocka_unit_test(test_sha256_known_answer),
         cmocka_unit_test(test_kx_key_derivation),
+        cmocka_unit_test(test_kx_public_key_check_matches_x25519),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

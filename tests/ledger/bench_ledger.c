@@ -20,6 +20,7 @@
  *   scripts/bench ledger [--txs N] [--block-txs N] [--segment-txs N]
  *                        [--sync durable|none] [--no-floor] [--no-state] [--verify]
  *                        [--verify-threads N] [--dir DIR] [--prebuilt]
+ *                        [--result-bytes N]
  *
  * --prebuilt builds every block first (untimed, all in memory), then
  * appends them back to back and times the wall clock of the whole run
@@ -31,6 +32,9 @@
  *
  * --no-state leaves out the world-state writes (tx-index rows only), to
  * show what each of the two random-key inserts per transaction costs.
+ * --result-bytes N gives every transaction a result of N bytes (1..256)
+ * instead of the empty one (OK, 0 bytes: what the node stores until the
+ * consent contract computes results), to show what stored results cost.
  * --verify times ledger_verify over the finished ledger (every signature);
  * --verify-threads N does so with N threads (default: one per CPU).
  */
@@ -58,6 +62,7 @@ typedef struct bench_args {
     bool verify;
     bool prebuilt;
     uint64_t verify_threads;
+    uint64_t result_bytes;
     const char *dir;
 } bench_args;
 
@@ -121,6 +126,10 @@ static int args_parse(int argc, char **argv, bench_args *a)
             else
                 return -1;
             i++;
+        } else if (strcmp(argv[i], "--result-bytes") == 0) {
+            if (parse_u64(v, &a->result_bytes) != 0 || a->result_bytes > EHR_TX_RESULT_BYTES_MAX)
+                return -1;
+            i++;
         } else if (strcmp(argv[i], "--dir") == 0) {
             a->dir = v;
             i++;
@@ -129,6 +138,15 @@ static int args_parse(int argc, char **argv, bench_args *a)
         }
     }
     return 0;
+}
+
+/* Give every transaction of B a result of BYTES bytes (0: the empty one). */
+static void batch_results(tu_batch *b, uint64_t bytes)
+{
+    for (size_t i = 0; bytes > 0 && i < b->count; i++) {
+        memset(b->result_bytes[i], (int)(0x41 + i % 26), (size_t)bytes);
+        b->results[i] = (ledger_bytes){b->result_bytes[i], (size_t)bytes};
+    }
 }
 
 /* The bare-LMDB floor: the same rows, keys and block bytes. */
@@ -181,7 +199,8 @@ static void floor_append(floor_env *f, uint64_t height, const uint8_t *block, si
         uint32_t i = order[j];
         ledger_tx_location loc = {height, i, view->txs[i].offset, view->txs[i].length};
         uint8_t row[LEDGER__TX_LOCATION_BYTES_MAX];
-        MDB_val k = {EHR_HASH_BYTES, b->hashes[i]}, v = {ledger__tx_location_write(row, &loc), row};
+        MDB_val k = {EHR_HASH_BYTES, b->hashes[i]},
+                v = {ledger__tx_location_write(row, &loc, b->results[i]), row};
         CHECK_MDB(mdb_cursor_put(cur, &k, &v, MDB_NOOVERWRITE));
     }
     mdb_cursor_close(cur);
@@ -247,6 +266,7 @@ static void run_prebuilt(const bench_args *a, ledger *l, floor_env *fl,
     for (size_t i = 0; i < count; i++) {
         prepared *p = &blocks[i];
         tu_batch_make(&p->batch, signer, a->block_txs, TX_PAD_BYTES);
+        batch_results(&p->batch, a->result_bytes);
         for (size_t j = 0; j < p->batch.count; j++) {
             p->batch.writes[j].value = value;
             p->batch.writes[j].value_len = sizeof value;
@@ -272,6 +292,8 @@ static void run_prebuilt(const bench_args *a, ledger *l, floor_env *fl,
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])p->batch.hashes,
                              .writes = p->batch.writes,
                              .write_count = a->state ? p->batch.count : 0,
+                             .results = p->batch.results,
+                             .result_count = p->batch.count,
                              .applied_index = i + 1};
         double t0 = now_s();
         ehr_diag why;
@@ -368,7 +390,7 @@ int main(int argc, char **argv)
     if (args_parse(argc, argv, &a) != 0) {
         fprintf(stderr, "usage: bench_ledger [--txs N] [--block-txs N] [--segment-txs N] "
                         "[--sync durable|none] [--no-floor] [--no-state] [--verify] "
-                        "[--verify-threads N] [--dir DIR]\n");
+                        "[--verify-threads N] [--dir DIR] [--prebuilt] [--result-bytes N]\n");
         return 2;
     }
     if (ehr_crypto_init() != 0)
@@ -397,8 +419,9 @@ int main(int argc, char **argv)
     if (a.floor)
         floor_open(&fl, floor_dir, a.sync);
 
-    printf("bench_ledger: %llu txs in blocks of %llu, sync %s, dir %s\n", (unsigned long long)a.txs,
-           (unsigned long long)a.block_txs, a.sync == LEDGER_SYNC_DURABLE ? "durable" : "none",
+    printf("bench_ledger: %llu txs in blocks of %llu, sync %s, results of %llu bytes, dir %s\n",
+           (unsigned long long)a.txs, (unsigned long long)a.block_txs,
+           a.sync == LEDGER_SYNC_DURABLE ? "durable" : "none", (unsigned long long)a.result_bytes,
            base);
     if (a.prebuilt) {
         run_prebuilt(&a, l, &fl, &proposer, &signer);
@@ -417,6 +440,7 @@ int main(int argc, char **argv)
         /* Untimed: sign the transactions and build the block. */
         tu_batch b;
         tu_batch_make(&b, &signer, a.block_txs, TX_PAD_BYTES);
+        batch_results(&b, a.result_bytes);
         static uint8_t value[STATE_VALUE_BYTES];
         for (size_t i = 0; i < b.count; i++) {
             b.writes[i].value = value;
@@ -434,6 +458,8 @@ int main(int argc, char **argv)
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                              .writes = b.writes,
                              .write_count = a.state ? b.count : 0,
+                             .results = b.results,
+                             .result_count = b.count,
                              .applied_index = tip.height + 1};
         double t0 = now_s();
         ehr_diag why;

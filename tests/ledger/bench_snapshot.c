@@ -114,6 +114,8 @@ static void ledger_build(const char *dir, const ehr_signing_key *key, const uint
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                              .writes = b.writes,
                              .write_count = b.count,
+                             .results = b.results,
+                             .result_count = b.count,
                              .applied_index = tip.height + 1};
         if (ledger_append_block(l, &req, &why) != 0)
             die("append", why.msg);

@@ -109,6 +109,8 @@ void tu_batch_make(tu_batch *b, const ehr_signing_key *signer, size_t count, siz
     b->hashes = ehr_calloc(count + 1, EHR_HASH_BYTES);
     b->writes = ehr_calloc(count + 1, sizeof *b->writes);
     b->keys = ehr_calloc(count + 1, sizeof *b->keys);
+    b->results = ehr_calloc(count + 1, sizeof *b->results);
+    b->result_bytes = ehr_calloc(count + 1, sizeof *b->result_bytes);
     memset(b->value, 0x5a, sizeof b->value);
     for (size_t i = 0; i < count; i++) {
         uint8_t *env;
@@ -133,7 +135,32 @@ void tu_batch_free(tu_batch *b)
     ehr_free(b->hashes);
     ehr_free(b->writes);
     ehr_free(b->keys);
+    ehr_free(b->results);
+    ehr_free(b->result_bytes);
     memset(b, 0, sizeof *b);
+}
+
+size_t tu_result(uint8_t out[EHR_TX_RESULT_BYTES_MAX], size_t index, uint32_t salt)
+{
+    if (index % 3 == 0)
+        return 0;
+    char reason[64];
+    snprintf(reason, sizeof reason, "result of tx %zu (%u)", index, (unsigned)salt);
+    Ehr__V1__TxResult r = EHR__V1__TX_RESULT__INIT;
+    r.code = (Ehr__V1__TxResultCode)(1 + index % 6);
+    r.reason = reason;
+    r.gas_used = 1000 + index;
+    size_t n = ehr__v1__tx_result__get_packed_size(&r);
+    TU_CHECK(n <= EHR_TX_RESULT_BYTES_MAX);
+    return ehr__v1__tx_result__pack(&r, out);
+}
+
+void tu_batch_results(tu_batch *b, uint32_t salt)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        size_t n = tu_result(b->result_bytes[i], i, salt);
+        b->results[i] = (ledger_bytes){n > 0 ? b->result_bytes[i] : NULL, n};
+    }
 }
 
 void tu_block_next(const ledger_tip *tip, const tu_batch *b, const ehr_signing_key *proposer,
@@ -159,6 +186,7 @@ int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t
     TU_CHECK(ledger_tip_get(l, &tip, NULL) == 0);
     tu_batch b;
     tu_batch_make(&b, proposer, count, 16);
+    tu_batch_results(&b, (uint32_t)(tip.height + 1));
     uint8_t *block;
     size_t len;
     tu_block_next(&tip, &b, proposer, &block, &len);
@@ -167,6 +195,8 @@ int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .writes = b.writes,
                          .write_count = b.count,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = tip.height + 1};
     int rc = ledger_append_block(l, &req, diag);
     if (height != NULL)

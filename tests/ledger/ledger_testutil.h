@@ -28,8 +28,9 @@ void tu_tx_body(const ehr_signing_key *signer, const char *chain_id, uint64_t ex
 void tu_tx(const ehr_signing_key *signer, const char *chain_id, uint64_t expiry_ms, size_t pad,
            uint8_t **out, size_t *out_len, uint8_t hash[EHR_HASH_BYTES]);
 
-/* A batch of COUNT fresh transactions, their hashes and one state write
- * each ("rec/" + tx hash -> 48 bytes), ready for a block. */
+/* A batch of COUNT fresh transactions, their hashes, one state write each
+ * ("rec/" + tx hash -> 48 bytes) and one result each (the empty one, OK, as
+ * the node stores today), ready for a block. */
 typedef struct tu_batch {
     size_t count;
     ledger_bytes *envelopes;
@@ -37,19 +38,31 @@ typedef struct tu_batch {
     ledger_state_write *writes;
     uint8_t (*keys)[4 + EHR_HASH_BYTES];
     uint8_t value[48];
+    ledger_bytes *results;                            /* COUNT of them */
+    uint8_t (*result_bytes)[EHR_TX_RESULT_BYTES_MAX]; /* what they point to */
 } tu_batch;
 
 void tu_batch_make(tu_batch *b, const ehr_signing_key *signer, size_t count, size_t pad);
 void tu_batch_free(tu_batch *b);
+
+/* The result tu_batch_results gives the transaction at INDEX: a serialized
+ * TxResult (tx.proto) into OUT, its size returned; 0 (the empty one, OK)
+ * for every third index from 0, else a code, a reason naming INDEX and
+ * SALT, and gas. Deterministic. */
+size_t tu_result(uint8_t out[EHR_TX_RESULT_BYTES_MAX], size_t index, uint32_t salt);
+
+/* Give B's transactions the results tu_result makes with SALT. */
+void tu_batch_results(tu_batch *b, uint32_t salt);
 
 /* Build the block that follows TIP with batch B, signed by PROPOSER. */
 void tu_block_next(const ledger_tip *tip, const tu_batch *b, const ehr_signing_key *proposer,
                    uint8_t **out, size_t *out_len);
 
 /*
- * Append one block of COUNT fresh transactions (one state write each) on top
- * of L's tip. Returns ledger_append_block's result (DIAG, may be NULL, says
- * why it failed); *HEIGHT gets the height the block was for.
+ * Append one block of COUNT fresh transactions (one state write each, the
+ * results of tu_batch_results salted with the block's height) on top of L's
+ * tip. Returns ledger_append_block's result (DIAG, may be NULL, says why it
+ * failed); *HEIGHT gets the height the block was for.
  */
 int tu_append(ledger *l, const ehr_signing_key *proposer, size_t count, uint64_t *height,
               ehr_diag *diag);

@@ -6,7 +6,8 @@
  * every block 0..tip present and sound, every transaction indexed, the world
  * state equal to the write log replayed, nothing past the tip) that
  * contains every block the child reported, and that every transaction of
- * every block answers its lookup and its state read, first through a
+ * every block answers its lookup (with its result) and its state read,
+ * first through a
  * read-only open (its own overlay rebuilt from the files), then writable.
  * Repeated for several rounds on the same ledger, so each round also starts
  * from a ledger that was killed mid-write. In odd rounds the child forces a
@@ -60,8 +61,9 @@ static _Noreturn void child_run(const char *dir, int report_fd, const ehr_signin
     _exit(0);
 }
 
-/* Every transaction of blocks 1..TIP: its lookup names its place, and its
- * state key ("rec/" + hash) holds the value tu_batch_make writes. */
+/* Every transaction of blocks 1..TIP: its lookup names its place and
+ * returns the result tu_append stored, and its state key ("rec/" + hash)
+ * holds the value tu_batch_make writes. */
 static void check_every_lookup(ledger *l, uint64_t tip, int round)
 {
     tu_batch model;
@@ -81,11 +83,19 @@ static void check_every_lookup(ledger *l, uint64_t tip, int round)
             memcpy(key, "rec/", 4);
             ledger_tx_hash(tx.body, tx.body_len, key + 4);
             ledger_tx_location loc;
-            int rc = ledger_tx_get(l, key + 4, &loc, NULL, NULL, NULL);
+            uint8_t *result = NULL;
+            size_t result_len = 0;
+            int rc = ledger_tx_get(l, key + 4, &loc, NULL, NULL, &result, &result_len, NULL);
             if (rc != 0 || loc.height != h || loc.index != i)
                 fail_msg("round %d: block %llu tx %u: lookup %d at %llu/%u", round,
                          (unsigned long long)h, (unsigned)i, rc, (unsigned long long)loc.height,
                          (unsigned)loc.index);
+            uint8_t want[EHR_TX_RESULT_BYTES_MAX];
+            size_t want_len = tu_result(want, i, (uint32_t)h);
+            if (result_len != want_len || (want_len > 0 && memcmp(result, want, want_len) != 0))
+                fail_msg("round %d: block %llu tx %u: result of %zu bytes, %zu expected", round,
+                         (unsigned long long)h, (unsigned)i, result_len, want_len);
+            ehr_free(result);
             uint8_t *value;
             size_t value_len;
             rc = ledger_state_get(l, key, sizeof key, &value, &value_len, NULL);

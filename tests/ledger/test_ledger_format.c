@@ -987,6 +987,14 @@ static void test_genesis_validation_rules_and_edges(void **state)
         f->members[0].peer_address = (char *)bad_addresses[i];
         assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
     }
+    /* Bytes that are not printable are not quoted: the message stays text
+     * (a member proposal's result carries it). */
+    const char *unprintable_addresses[] = {"host:74\x16", "\x1b[2J:x", "caf\xc3:x"};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(unprintable_addresses); i++) {
+        f->members[0].peer_address = (char *)unprintable_addresses[i];
+        assert_int_equal(fixture_parse(f, &diag), EHR_EINVAL);
+        assert_true(ledger_text_ok(diag.msg, sizeof diag.msg - 1));
+    }
     const char *good_addresses[] = {"h:1", "10.0.0.1:65535", "[::1]:7400", "node-9.example:7400"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(good_addresses); i++) {
         f->members[0].peer_address = (char *)good_addresses[i];
@@ -1143,31 +1151,55 @@ static void test_tx_location_codec_matches_protobuf_c(void **state)
 {
     const ledger_tx_location cases[] = {
         {1, 0, 200, 150}, {123456789012ull, 9999, 8000000, 65606}, {0, 0, 0, 0}, {7, 1, 1, 1}};
+    /* Results: none (OK encodes to nothing), one byte, at the limit. */
+    static uint8_t full[EHR_TX_RESULT_BYTES_MAX];
+    memset(full, 0x5a, sizeof full);
+    const ledger_bytes results[] = {
+        {NULL, 0}, {(const uint8_t *)"\x08\x06", 2}, {full, sizeof full}};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
-        uint8_t ours[LEDGER__TX_LOCATION_BYTES_MAX], theirs[64];
-        size_t n = ledger__tx_location_write(ours, &cases[i]);
-        Ehr__V1__TxLocation pb = EHR__V1__TX_LOCATION__INIT;
-        pb.height = cases[i].height;
-        pb.index = cases[i].index;
-        pb.offset = cases[i].offset;
-        pb.length = cases[i].length;
-        assert_int_equal(ehr__v1__tx_location__pack(&pb, theirs), n);
-        assert_memory_equal(ours, theirs, n);
-        ledger_tx_location back;
-        assert_int_equal(ledger__tx_location_read(ours, n, &back), 0);
-        assert_true(back.height == cases[i].height);
-        assert_int_equal(back.index, cases[i].index);
-        assert_int_equal(back.offset, cases[i].offset);
-        assert_int_equal(back.length, cases[i].length);
-        if (n > 0) {
-            assert_int_equal(ledger__tx_location_read(ours, n - 1, &back), EHR_ECORRUPT);
+        for (size_t j = 0; j < EHR_ARRAY_COUNT(results); j++) {
+            uint8_t ours[LEDGER__TX_LOCATION_BYTES_MAX], theirs[LEDGER__TX_LOCATION_BYTES_MAX];
+            size_t n = ledger__tx_location_write(ours, &cases[i], results[j]);
+            Ehr__V1__TxLocation pb = EHR__V1__TX_LOCATION__INIT;
+            pb.height = cases[i].height;
+            pb.index = cases[i].index;
+            pb.offset = cases[i].offset;
+            pb.length = cases[i].length;
+            pb.result = (ProtobufCBinaryData){results[j].len, (uint8_t *)results[j].data};
+            assert_int_equal(ehr__v1__tx_location__get_packed_size(&pb), n);
+            assert_int_equal(ehr__v1__tx_location__pack(&pb, theirs), n);
+            assert_memory_equal(ours, theirs, n);
+            ledger_tx_location back;
+            ledger_bytes result;
+            assert_int_equal(ledger__tx_location_read(ours, n, &back, &result), 0);
+            assert_true(back.height == cases[i].height);
+            assert_int_equal(back.index, cases[i].index);
+            assert_int_equal(back.offset, cases[i].offset);
+            assert_int_equal(back.length, cases[i].length);
+            assert_int_equal(result.len, results[j].len);
+            if (result.len > 0)
+                assert_memory_equal(result.data, results[j].data, result.len);
+            if (n > 0) {
+                assert_int_equal(ledger__tx_location_read(ours, n - 1, &back, NULL), EHR_ECORRUPT);
+            }
         }
     }
     const uint8_t zero_written[] = {0x08, 0x00}; /* height 0 spelled out */
     ledger_tx_location back;
-    assert_int_equal(ledger__tx_location_read(zero_written, 2, &back), EHR_ECORRUPT);
+    assert_int_equal(ledger__tx_location_read(zero_written, 2, &back, NULL), EHR_ECORRUPT);
     const uint8_t reordered[] = {0x10, 0x01, 0x08, 0x01};
-    assert_int_equal(ledger__tx_location_read(reordered, 4, &back), EHR_ECORRUPT);
+    assert_int_equal(ledger__tx_location_read(reordered, 4, &back, NULL), EHR_ECORRUPT);
+    const uint8_t empty_result_written[] = {0x08, 0x01, 0x2a, 0x00}; /* result "" spelled out */
+    assert_int_equal(ledger__tx_location_read(empty_result_written, 4, &back, NULL), EHR_ECORRUPT);
+    /* A result one byte over the limit (as protobuf-c would encode it). */
+    uint8_t over[EHR_TX_RESULT_BYTES_MAX + 1] = {0};
+    Ehr__V1__TxLocation pb = EHR__V1__TX_LOCATION__INIT;
+    pb.height = 1;
+    pb.result = (ProtobufCBinaryData){sizeof over, over};
+    uint8_t packed[LEDGER__TX_LOCATION_BYTES_MAX + 8];
+    size_t packed_len = ehr__v1__tx_location__pack(&pb, packed);
+    assert_true(packed_len <= sizeof packed);
+    assert_int_equal(ledger__tx_location_read(packed, packed_len, &back, NULL), EHR_ECORRUPT);
 }
 
 static void test_stored_block_record_matches_protobuf_c_and_detects_damage(void **state)

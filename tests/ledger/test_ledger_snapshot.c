@@ -158,14 +158,16 @@ static void raft_append(ledger *l, uint64_t lo, uint64_t hi, char who, ledger_by
     }
 }
 
-/* Append a block of COUNT fresh transactions applied at APPLIED (0: the
- * current applied index + 1). Returns ledger_append_block's result. */
+/* Append a block of COUNT fresh transactions, with varied results, applied
+ * at APPLIED (0: the current applied index + 1). Returns
+ * ledger_append_block's result. */
 static int block_append(ledger *l, const ehr_signing_key *key, size_t count, uint64_t applied)
 {
     ledger_tip tip;
     assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
     tu_batch b;
     tu_batch_make(&b, key, count, 16);
+    tu_batch_results(&b, (uint32_t)tip.height);
     uint8_t *block;
     size_t len;
     tu_block_next(&tip, &b, key, &block, &len);
@@ -174,6 +176,8 @@ static int block_append(ledger *l, const ehr_signing_key *key, size_t count, uin
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .writes = b.writes,
                          .write_count = b.count,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = applied != 0 ? applied : tip.applied_index + 1};
     int rc = ledger_append_block(l, &req, NULL);
     ehr_free(block);
@@ -289,7 +293,7 @@ static void ledgers_expect_equal(ledger *a, ledger *b)
     assert_int_equal(ta.applied_index, tb.applied_index);
     assert_int_equal(ta.tx_count, tb.tx_count);
     assert_int_equal(ta.time_ms, tb.time_ms);
-    uint64_t txs = 0;
+    uint64_t txs = 0, results_seen = 0;
     for (uint64_t h = 0; h <= ta.height; h++) {
         uint8_t *ba, *bb;
         size_t la, lb;
@@ -305,18 +309,26 @@ static void ledgers_expect_equal(ledger *a, ledger *b)
                          0);
         for (uint32_t i = 0; i < n; i++) {
             ledger_tx_location xa, xb;
-            uint8_t *ea, *eb;
-            size_t ela, elb;
-            assert_int_equal(ledger_tx_get(a, hashes[i], &xa, &ea, &ela, NULL), 0);
-            assert_int_equal(ledger_tx_get(b, hashes[i], &xb, &eb, &elb, NULL), 0);
+            uint8_t *ea, *eb, *ra, *rb;
+            size_t ela, elb, rla, rlb;
+            assert_int_equal(ledger_tx_get(a, hashes[i], &xa, &ea, &ela, &ra, &rla, NULL), 0);
+            assert_int_equal(ledger_tx_get(b, hashes[i], &xb, &eb, &elb, &rb, &rlb, NULL), 0);
             assert_int_equal(xa.height, xb.height);
             assert_int_equal(xa.index, xb.index);
             assert_int_equal(xa.offset, xb.offset);
             assert_int_equal(xa.length, xb.length);
             assert_int_equal(ela, elb);
             assert_memory_equal(ea, eb, ela);
+            /* The results came across too (the receiver rebuilt its tx
+             * index from the write log the snapshot carries). */
+            assert_int_equal(rla, rlb);
+            if (rla > 0)
+                assert_memory_equal(ra, rb, rla);
+            results_seen += rla > 0;
             ehr_free(ea);
             ehr_free(eb);
+            ehr_free(ra);
+            ehr_free(rb);
         }
         txs += n;
         ehr_free(hashes);
@@ -325,6 +337,7 @@ static void ledgers_expect_equal(ledger *a, ledger *b)
         ehr_free(bb);
     }
     assert_int_equal(txs, ta.tx_count);
+    assert_true(txs == 0 || results_seen > 0); /* not only empty ones */
     uint64_t ca, cb;
     digest da = state_digest(a, &ca), db = state_digest(b, &cb);
     assert_int_equal(ca, cb);

@@ -1,8 +1,9 @@
 /*
  * Unit tests for the ledger's LMDB store: block 0 from genesis, appends and
  * every lookup, each refused append leaving nothing written, state writes
- * and scans, the map-full error, reopening, read-only use and the format
- * version check.
+ * and scans, each transaction's result (overlay, checkpoint, reopen, the
+ * count and size rules), the map-full error, reopening, read-only use and
+ * the format version check.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -89,6 +90,8 @@ static ledger_append request_of(const uint8_t *block, size_t len, const tu_batch
                            .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b->hashes,
                            .writes = b->writes,
                            .write_count = b->count,
+                           .results = b->results,
+                           .result_count = b->count,
                            .applied_index = applied};
 }
 
@@ -226,14 +229,16 @@ static void test_append_then_every_lookup(void **state)
             ledger_tx_location loc;
             uint8_t *env;
             size_t env_len;
-            assert_int_equal(ledger_tx_get(f->l, batches[h].hashes[i], &loc, &env, &env_len, NULL),
-                             0);
+            assert_int_equal(
+                ledger_tx_get(f->l, batches[h].hashes[i], &loc, &env, &env_len, NULL, NULL, NULL),
+                0);
             assert_true(loc.height == h + 1);
             assert_int_equal(loc.index, i);
             assert_int_equal(env_len, batches[h].envelopes[i].len);
             assert_memory_equal(env, batches[h].envelopes[i].data, env_len);
             ehr_free(env);
-            assert_int_equal(ledger_tx_get(f->l, batches[h].hashes[i], &loc, NULL, NULL, NULL), 0);
+            assert_int_equal(
+                ledger_tx_get(f->l, batches[h].hashes[i], &loc, NULL, NULL, NULL, NULL, NULL), 0);
             uint8_t *value;
             size_t value_len;
             assert_int_equal(ledger_state_get(f->l, batches[h].keys[i], sizeof batches[h].keys[i],
@@ -247,7 +252,8 @@ static void test_append_then_every_lookup(void **state)
     }
     uint8_t unknown[EHR_HASH_BYTES] = {1, 2, 3};
     ledger_tx_location loc;
-    assert_int_equal(ledger_tx_get(f->l, unknown, &loc, NULL, NULL, NULL), EHR_ENOTFOUND);
+    assert_int_equal(ledger_tx_get(f->l, unknown, &loc, NULL, NULL, NULL, NULL, NULL),
+                     EHR_ENOTFOUND);
     uint8_t *bytes;
     size_t len;
     assert_int_equal(ledger_block_get(f->l, BLOCKS + 1, &bytes, &len, NULL), EHR_ENOTFOUND);
@@ -780,9 +786,12 @@ static void no_op(uint8_t *value, size_t *len, void *ctx) {}
 static void point_elsewhere(uint8_t *value, size_t *len, void *ctx)
 {
     ledger_tx_location loc;
-    assert_int_equal(ledger__tx_location_read(value, *len, &loc), 0);
+    ledger_bytes result;
+    assert_int_equal(ledger__tx_location_read(value, *len, &loc, &result), 0);
+    uint8_t kept[EHR_TX_RESULT_BYTES_MAX];
+    memcpy(kept, result.data != NULL ? result.data : kept, result.len);
     loc.offset += 1;
-    *len = ledger__tx_location_write(value, &loc);
+    *len = ledger__tx_location_write(value, &loc, (ledger_bytes){kept, result.len});
 }
 
 static void test_tx_lookup_detects_a_damaged_index_row(void **state)
@@ -805,12 +814,151 @@ static void test_tx_lookup_detects_a_damaged_index_row(void **state)
         tu_raw_edit(f->dir, LEDGER__DB_TXS, b.hashes[1], EHR_HASH_BYTES, point_elsewhere, NULL), 0);
     assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
     ledger_tx_location loc;
-    assert_int_equal(ledger_tx_get(f->l, b.hashes[0], &loc, NULL, NULL, NULL), 0);
-    assert_int_equal(ledger_tx_get(f->l, b.hashes[1], &loc, NULL, NULL, NULL), EHR_ECORRUPT);
+    assert_int_equal(ledger_tx_get(f->l, b.hashes[0], &loc, NULL, NULL, NULL, NULL, NULL), 0);
+    assert_int_equal(ledger_tx_get(f->l, b.hashes[1], &loc, NULL, NULL, NULL, NULL, NULL),
+                     EHR_ECORRUPT);
     ledger_verify_report rep;
     assert_int_equal(ledger_verify(f->l, NULL, &rep), EHR_ECORRUPT);
     assert_int_equal(rep.fault, LEDGER_FAULT_TX_INDEX);
     assert_int_equal(rep.tx_index, 1);
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
+/* ---- Results ---- */
+
+/* Every transaction's result, as ledger_tx_get returns it, is B's. */
+static void results_expect(ledger *l, const tu_batch *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        ledger_tx_location loc;
+        uint8_t *result = NULL;
+        size_t len = 999;
+        assert_int_equal(ledger_tx_get(l, b->hashes[i], &loc, NULL, NULL, &result, &len, NULL), 0);
+        assert_int_equal(len, b->results[i].len);
+        if (len == 0)
+            assert_null(result);
+        else
+            assert_memory_equal(result, b->results[i].data, len);
+        ehr_free(result);
+    }
+}
+
+/* Append B as the next block (proposed by keys[0]). Returns the result. */
+static int batch_append(fixture *f, const tu_batch *b, ehr_diag *diag)
+{
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, b, &f->keys[0], &block, &len);
+    ledger_append req = request_of(block, len, b, tip.applied_index + 1);
+    int rc = ledger_append_block(f->l, &req, diag);
+    ehr_free(block);
+    return rc;
+}
+
+static void test_results_from_the_overlay_the_derived_tables_and_the_write_log(void **state)
+{
+    fixture *f = *state;
+    /* Checkpoints paused: the block's rows stay in the overlay. */
+    ledger__checkpoint_pause(f->l, true);
+    tu_batch b;
+    tu_batch_make(&b, &f->keys[1], 7, 0);
+    tu_batch_results(&b, 1);
+    assert_int_equal(b.results[0].len, 0); /* both kinds: OK (empty) ... */
+    assert_true(b.results[1].len > 0);     /* ... and a result that says more */
+    assert_int_equal(batch_append(f, &b, NULL), 0);
+    ledger_stats st;
+    assert_int_equal(ledger_stats_get(f->l, &st, NULL), 0);
+    assert_true(st.checkpoint_height <= 1); /* block 1 is in the overlay only */
+    results_expect(f->l, &b);               /* at once, from the overlay */
+
+    /* The checkpoint writes them into the tx-index rows. */
+    assert_int_equal(ledger_checkpoint(f->l, NULL), 0);
+    assert_int_equal(ledger_stats_get(f->l, &st, NULL), 0);
+    assert_int_equal(st.overlay_blocks, 0);
+    assert_int_equal(st.checkpoint_height, 2);
+    results_expect(f->l, &b);
+    ledger_close(f->l);
+    assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
+    results_expect(f->l, &b);
+
+    /* A block still in the overlay at close: the next open rebuilds its
+     * rows, results included, from the write log. */
+    ledger__checkpoint_pause(f->l, true);
+    tu_batch c;
+    tu_batch_make(&c, &f->keys[2], 5, 0);
+    tu_batch_results(&c, 2);
+    assert_int_equal(batch_append(f, &c, NULL), 0);
+    ledger_close(f->l);
+    ledger_options ro = {.read_only = true};
+    assert_int_equal(ledger_open(f->dir, &ro, &f->l, NULL), 0);
+    assert_int_equal(ledger_stats_get(f->l, &st, NULL), 0);
+    assert_int_equal(st.checkpoint_height, 2);
+    results_expect(f->l, &c);
+    ledger_close(f->l);
+    assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
+    results_expect(f->l, &b);
+    results_expect(f->l, &c);
+    ledger_verify_report rep;
+    assert_int_equal(ledger_verify(f->l, NULL, &rep), 0);
+    tu_batch_free(&b);
+    tu_batch_free(&c);
+}
+
+static void test_one_result_per_transaction(void **state)
+{
+    fixture *f = *state;
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
+    tu_batch b;
+    tu_batch_make(&b, &f->keys[1], 3, 0);
+    tu_batch_results(&b, 3);
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, &b, &f->keys[0], &block, &len);
+    ledger_append req = request_of(block, len, &b, 1);
+    req.result_count = 2;
+    refused(f, &req, EHR_EINVAL, "block 1: 2 results for 3 transactions");
+    req.result_count = 4;
+    refused(f, &req, EHR_EINVAL, "4 results for 3 transactions");
+    req.result_count = 0;
+    refused(f, &req, EHR_EINVAL, "0 results for 3 transactions");
+    req.results = NULL;
+    req.result_count = 3;
+    refused(f, &req, EHR_EINVAL, "results missing");
+    req.results = b.results;
+    ledger_bytes kept = b.results[2];
+    b.results[2] = (ledger_bytes){NULL, 4};
+    refused(f, &req, EHR_EINVAL, "tx 2: result bytes missing");
+    b.results[2] = kept;
+    assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
+    results_expect(f->l, &b);
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
+static void test_result_size_limit_at_its_edge(void **state)
+{
+    fixture *f = *state;
+    uint8_t big[EHR_TX_RESULT_BYTES_MAX + 1];
+    memset(big, 0x7e, sizeof big);
+    tu_batch b;
+    tu_batch_make(&b, &f->keys[1], 2, 0);
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, &b, &f->keys[0], &block, &len);
+    ledger_append req = request_of(block, len, &b, 1);
+    b.results[1] = (ledger_bytes){big, EHR_TX_RESULT_BYTES_MAX + 1};
+    refused(f, &req, EHR_ETOOBIG, "block 1 tx 1: the result is 257 bytes, over the limit of 256");
+    b.results[1] = (ledger_bytes){big, EHR_TX_RESULT_BYTES_MAX};
+    assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
+    results_expect(f->l, &b);
+    assert_int_equal(ledger_checkpoint(f->l, NULL), 0);
+    results_expect(f->l, &b); /* the row holds the whole 256 bytes */
     ehr_free(block);
     tu_batch_free(&b);
 }
@@ -831,6 +979,9 @@ int main(void)
         T(test_reopen_and_read_only_use),
         T(test_other_format_version_is_refused_at_open),
         T(test_tx_lookup_detects_a_damaged_index_row),
+        T(test_results_from_the_overlay_the_derived_tables_and_the_write_log),
+        T(test_one_result_per_transaction),
+        T(test_result_size_limit_at_its_edge),
     };
     if (ehr_crypto_init() != 0)
         return 1;

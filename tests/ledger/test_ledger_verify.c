@@ -3,7 +3,9 @@
  * closed ledger (made through LMDB directly) is found at its place, with its
  * own fault, error code and message: a flipped byte (checksum), a broken
  * hash link, a bad transaction or header signature, a wrong Merkle root or
- * height, an expired or foreign transaction, tx index and tip damage.
+ * height, an expired or foreign transaction, tx index and tip damage, and
+ * results that do not fit their block or differ between the write log and
+ * the tx index.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -175,6 +177,8 @@ static void test_bad_transaction_signature_is_found(void **state)
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .writes = b.writes,
                          .write_count = b.count,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = 99};
     assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     ledger_verify_report rep;
@@ -268,6 +272,8 @@ static void append_questionable(fixture *f, const char *chain, uint64_t expiry_m
     ledger_append req = {.block = block,
                          .block_len = len,
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = 99};
     assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     ehr_free(block);
@@ -321,7 +327,7 @@ static void test_tip_and_tx_index_damage_is_found(void **state)
     uint8_t bogus_hash[EHR_HASH_BYTES] = {0xee};
     uint8_t row[LEDGER__TX_LOCATION_BYTES_MAX];
     ledger_tx_location loc = {.height = 1, .index = 0, .offset = 5, .length = 5};
-    size_t n = ledger__tx_location_write(row, &loc);
+    size_t n = ledger__tx_location_write(row, &loc, (ledger_bytes){NULL, 0});
     assert_int_equal(tu_raw_put(f->dir, LEDGER__DB_TXS, bogus_hash, EHR_HASH_BYTES, row, n), 0);
     assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
     assert_int_equal(rep.fault, LEDGER_FAULT_TX_INDEX);
@@ -407,6 +413,8 @@ static void append_forged(fixture *f, size_t count, const size_t *bad, size_t ba
     ledger_append req = {.block = block,
                          .block_len = len,
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = 99};
     assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     ehr_free(block);
@@ -490,6 +498,8 @@ static void test_signer_changes_and_impostors_within_a_block(void **state)
     ledger_append req = {.block = block,
                          .block_len = len,
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = 99};
     assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
     for (uint32_t threads = 1; threads <= 2; threads++) {
@@ -509,6 +519,187 @@ static void test_signer_changes_and_impostors_within_a_block(void **state)
     tu_batch_free(&b);
 }
 
+/* ---- Results ---- */
+
+/* Open F's ledger, append one block of TXS transactions with varied
+ * results (*B keeps them), close it (the final checkpoint writes the
+ * rows). Returns the block's height. */
+static uint64_t results_block_add(fixture *f, tu_batch *b)
+{
+    assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
+    tu_batch_make(b, &f->keys[1], TXS, 0);
+    tu_batch_results(b, 7);
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, b, &f->keys[0], &block, &len);
+    ledger_append req = {.block = block,
+                         .block_len = len,
+                         .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b->hashes,
+                         .results = b->results,
+                         .result_count = b->count,
+                         .applied_index = tip.applied_index + 1};
+    assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
+    ehr_free(block);
+    ledger_close(f->l);
+    f->l = NULL;
+    return tip.height + 1;
+}
+
+typedef struct result_at {
+    uint64_t height;
+    size_t index; /* the transaction whose result is edited */
+} result_at;
+
+/* Flip a byte inside the result at CTX in a write-log record. */
+static void flip_logged_result(uint8_t *value, size_t *len, void *ctx)
+{
+    const result_at *at = ctx;
+    ledger__write_log log;
+    assert_int_equal(ledger__writes_record_open(value, *len, at->height, &log), 0);
+    assert_true(log.results[at->index].len > 0);
+    size_t offset = (size_t)(log.results[at->index].data - value);
+    ledger__write_log_release(&log);
+    value[offset] ^= 0x01;
+}
+
+/* Re-encode a write-log record without its last result (checksum right). */
+static void drop_last_result(uint8_t *value, size_t *len, void *ctx)
+{
+    const result_at *at = ctx;
+    ledger__write_log log;
+    assert_int_equal(ledger__writes_record_open(value, *len, at->height, &log), 0);
+    ledger__write_log shorter = log;
+    shorter.result_count--;
+    size_t n = ledger__writes_record_size(&shorter);
+    uint8_t *rec = ehr_malloc(n);
+    ledger__writes_record_write(rec, n, at->height, &shorter);
+    ledger__write_log_release(&log);
+    memcpy(value, rec, n);
+    *len = n;
+    ehr_free(rec);
+}
+
+/* Re-encode a write-log record with the result at CTX one byte over the
+ * limit (with protobuf-c: our encoder refuses to; checksum right). */
+static void oversize_result(uint8_t *value, size_t *len, void *ctx)
+{
+    const result_at *at = ctx;
+    Ehr__V1__StoredWrites *m = ehr__v1__stored_writes__unpack(NULL, *len, value);
+    assert_non_null(m);
+    assert_true(at->index < m->n_results);
+    static uint8_t over[EHR_TX_RESULT_BYTES_MAX + 1];
+    ProtobufCBinaryData kept = m->results[at->index];
+    m->results[at->index] = (ProtobufCBinaryData){sizeof over, over};
+    size_t n = ehr__v1__stored_writes__get_packed_size(m);
+    assert_true(n <= *len + 4096);
+    assert_int_equal(ehr__v1__stored_writes__pack(m, value), n);
+    m->results[at->index] = kept;
+    ehr__v1__stored_writes__free_unpacked(m, NULL);
+    ledger__block_checksum(value + 2, at->height, value + 2 + LEDGER__CHECKSUM_BYTES,
+                           n - 2 - LEDGER__CHECKSUM_BYTES);
+    *len = n;
+}
+
+/* Flip a byte inside the result of a tx-index row. */
+static void flip_row_result(uint8_t *value, size_t *len, void *ctx)
+{
+    (void)ctx;
+    ledger_tx_location loc;
+    ledger_bytes result;
+    assert_int_equal(ledger__tx_location_read(value, *len, &loc, &result), 0);
+    assert_true(result.len > 0);
+    value[result.data - value] ^= 0x01;
+}
+
+static void test_results_verify_and_a_flipped_logged_result_is_corrupt(void **state)
+{
+    fixture *f = *state;
+    tu_batch b;
+    uint64_t h = results_block_add(f, &b);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), 0);
+    assert_true(rep.txs_checked == (BLOCKS + 1) * TXS);
+    ledger_close(f->l);
+    f->l = NULL;
+    uint8_t key[8];
+    ledger__height_key(key, h);
+    result_at at = {.height = h, .index = 1};
+    assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_WRITES, key, 8, flip_logged_result, &at), 0);
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_CORRUPT);
+    assert_true(rep.height == h);
+    char want[128];
+    snprintf(want, sizeof want, "corrupt write-log record at height %llu: bad checksum or format",
+             (unsigned long long)h);
+    assert_string_equal(rep.msg, want);
+    tu_batch_free(&b);
+}
+
+static void test_a_missing_result_is_found(void **state)
+{
+    fixture *f = *state;
+    tu_batch b;
+    uint64_t h = results_block_add(f, &b);
+    uint8_t key[8];
+    ledger__height_key(key, h);
+    result_at at = {.height = h};
+    assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_WRITES, key, 8, drop_last_result, &at), 0);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_RESULTS);
+    assert_string_equal(ledger_fault_name(rep.fault), "results");
+    assert_true(rep.height == h);
+    char want[160];
+    snprintf(want, sizeof want,
+             "results mismatch at height %llu: the write-log record holds %d results for %d "
+             "transactions",
+             (unsigned long long)h, TXS - 1, TXS);
+    assert_string_equal(rep.msg, want);
+    tu_batch_free(&b);
+}
+
+static void test_a_result_over_the_limit_is_found(void **state)
+{
+    fixture *f = *state;
+    tu_batch b;
+    uint64_t h = results_block_add(f, &b);
+    uint8_t key[8];
+    ledger__height_key(key, h);
+    result_at at = {.height = h, .index = 2};
+    assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_WRITES, key, 8, oversize_result, &at), 0);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_RESULTS);
+    assert_true(rep.height == h);
+    assert_non_null(strstr(rep.msg, "results over their limit"));
+    assert_non_null(strstr(rep.msg, "over the limit of 256 bytes"));
+    tu_batch_free(&b);
+}
+
+static void test_a_row_holding_another_result_is_found(void **state)
+{
+    fixture *f = *state;
+    tu_batch b;
+    uint64_t h = results_block_add(f, &b);
+    assert_true(b.results[1].len > 0);
+    assert_int_equal(
+        tu_raw_edit(f->dir, LEDGER__DB_TXS, b.hashes[1], EHR_HASH_BYTES, flip_row_result, NULL), 0);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_TX_INDEX);
+    assert_true(rep.height == h);
+    assert_int_equal(rep.tx_index, 1);
+    char want[160];
+    snprintf(want, sizeof want,
+             "tx index mismatch: height %llu tx 1: the row's result (%zu bytes) is not the write "
+             "log's (%zu bytes)",
+             (unsigned long long)h, b.results[1].len, b.results[1].len);
+    assert_string_equal(rep.msg, want);
+    tu_batch_free(&b);
+}
+
 /* The three faults an operator must tell apart read differently. */
 static void test_fault_messages_are_distinct(void **state)
 {
@@ -516,7 +707,7 @@ static void test_fault_messages_are_distinct(void **state)
         LEDGER_FAULT_NO_CHAIN,   LEDGER_FAULT_CORRUPT, LEDGER_FAULT_DECODE,  LEDGER_FAULT_HEIGHT,
         LEDGER_FAULT_HASH_LINK,  LEDGER_FAULT_TIME,    LEDGER_FAULT_GENESIS, LEDGER_FAULT_MERKLE,
         LEDGER_FAULT_HEADER_SIG, LEDGER_FAULT_TX,      LEDGER_FAULT_TX_SIG,  LEDGER_FAULT_TX_INDEX,
-        LEDGER_FAULT_TIP,        LEDGER_FAULT_STATE};
+        LEDGER_FAULT_TIP,        LEDGER_FAULT_STATE,   LEDGER_FAULT_RESULTS};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(faults); i++)
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(ledger_fault_name(faults[i]), ledger_fault_name(faults[j]));
@@ -538,6 +729,10 @@ int main(void)
         T(test_first_bad_signature_is_reported_whatever_the_thread_count),
         T(test_bad_signature_in_a_worker_slice_is_found),
         T(test_signer_changes_and_impostors_within_a_block),
+        T(test_results_verify_and_a_flipped_logged_result_is_corrupt),
+        T(test_a_missing_result_is_found),
+        T(test_a_result_over_the_limit_is_found),
+        T(test_a_row_holding_another_result_is_found),
         cmocka_unit_test(test_fault_messages_are_distinct),
     };
     if (ehr_crypto_init() != 0)

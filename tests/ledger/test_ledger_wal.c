@@ -88,6 +88,8 @@ static int append_writes(ledger *l, const ehr_signing_key *key, const ledger_sta
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                          .writes = writes,
                          .write_count = count,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = tip.height + 1};
     int rc = ledger_append_block(l, &req, NULL);
     if (hash != NULL)
@@ -124,52 +126,73 @@ static void test_write_log_record_is_canonical_protobuf_and_checked(void **state
         {.key = (const uint8_t *)"c", .key_len = 1, .value = NULL, .value_len = 0},
         {.key = big, .key_len = EHR_STATE_KEY_BYTES_MAX, .value = big, .value_len = sizeof big},
     };
-    size_t n = ledger__writes_record_size(writes, EHR_ARRAY_COUNT(writes));
+    /* Results: OK (empty, still one element each), a short one, one at the
+     * limit. */
+    ledger_bytes results[] = {
+        {NULL, 0}, {(const uint8_t *)"\x08\x03", 2}, {big, EHR_TX_RESULT_BYTES_MAX}, {NULL, 0}};
+    const ledger__write_log log = {.writes = writes,
+                                   .write_count = EHR_ARRAY_COUNT(writes),
+                                   .results = results,
+                                   .result_count = EHR_ARRAY_COUNT(results)};
+    size_t n = ledger__writes_record_size(&log);
     uint8_t *rec = ehr_malloc(n);
-    assert_int_equal(ledger__writes_record_write(rec, n, 7, writes, EHR_ARRAY_COUNT(writes)), n);
+    assert_int_equal(ledger__writes_record_write(rec, n, 7, &log), n);
 
-    /* protobuf-c decodes it to the same writes and re-encodes it exactly. */
+    /* protobuf-c decodes it to the same writes and results and re-encodes
+     * it exactly. */
     Ehr__V1__StoredWrites *m = ehr__v1__stored_writes__unpack(NULL, n, rec);
     assert_non_null(m);
     assert_int_equal(m->n_writes, EHR_ARRAY_COUNT(writes));
     assert_int_equal(m->checksum.len, LEDGER__CHECKSUM_BYTES);
     assert_true(m->writes[1]->remove && m->writes[1]->value.len == 0);
     assert_int_equal(m->writes[3]->key.len, EHR_STATE_KEY_BYTES_MAX);
+    assert_int_equal(m->n_results, EHR_ARRAY_COUNT(results));
+    for (size_t i = 0; i < m->n_results; i++)
+        assert_int_equal(m->results[i].len, results[i].len);
     uint8_t *again = ehr_malloc(n);
     assert_int_equal(ehr__v1__stored_writes__pack(m, again), n);
     assert_memory_equal(again, rec, n);
     ehr__v1__stored_writes__free_unpacked(m, NULL);
     ehr_free(again);
 
-    ledger_state_write *out;
-    size_t count;
-    assert_int_equal(ledger__writes_record_open(rec, n, 7, &out, &count), 0);
-    assert_int_equal(count, EHR_ARRAY_COUNT(writes));
-    for (size_t i = 0; i < count; i++) {
-        assert_int_equal(out[i].key_len, writes[i].key_len);
-        assert_memory_equal(out[i].key, writes[i].key, writes[i].key_len);
-        assert_int_equal(out[i].remove, writes[i].remove);
-        assert_int_equal(out[i].value_len, writes[i].remove ? 0 : writes[i].value_len);
-        if (out[i].value_len > 0)
-            assert_memory_equal(out[i].value, writes[i].value, out[i].value_len);
+    ledger__write_log out;
+    assert_int_equal(ledger__writes_record_open(rec, n, 7, &out), 0);
+    assert_int_equal(out.write_count, EHR_ARRAY_COUNT(writes));
+    for (size_t i = 0; i < out.write_count; i++) {
+        assert_int_equal(out.writes[i].key_len, writes[i].key_len);
+        assert_memory_equal(out.writes[i].key, writes[i].key, writes[i].key_len);
+        assert_int_equal(out.writes[i].remove, writes[i].remove);
+        assert_int_equal(out.writes[i].value_len, writes[i].remove ? 0 : writes[i].value_len);
+        if (out.writes[i].value_len > 0)
+            assert_memory_equal(out.writes[i].value, writes[i].value, out.writes[i].value_len);
     }
-    ehr_free(out);
-    /* Another height, a flipped bit, a cut record: all refused. */
-    assert_int_equal(ledger__writes_record_open(rec, n, 8, &out, &count), EHR_ECORRUPT);
-    rec[n - 1] ^= 0x01;
-    assert_int_equal(ledger__writes_record_open(rec, n, 7, &out, &count), EHR_ECORRUPT);
-    rec[n - 1] ^= 0x01;
-    assert_int_equal(ledger__writes_record_open(rec, n - 1, 7, &out, &count), EHR_ECORRUPT);
+    assert_int_equal(out.result_count, EHR_ARRAY_COUNT(results));
+    for (size_t i = 0; i < out.result_count; i++) {
+        assert_int_equal(out.results[i].len, results[i].len);
+        if (results[i].len > 0)
+            assert_memory_equal(out.results[i].data, results[i].data, results[i].len);
+    }
+    ledger__write_log_release(&out);
+    /* Another height, a flipped bit (in the last result), a cut record: all
+     * refused. */
+    assert_int_equal(ledger__writes_record_open(rec, n, 8, &out), EHR_ECORRUPT);
+    rec[n - 3] ^= 0x01;
+    assert_int_equal(ledger__writes_record_open(rec, n, 7, &out), EHR_ECORRUPT);
+    rec[n - 3] ^= 0x01;
+    assert_int_equal(ledger__writes_record_open(rec, n - 1, 7, &out), EHR_ECORRUPT);
     ehr_free(rec);
 
-    /* No writes: the checksum alone. */
-    n = ledger__writes_record_size(NULL, 0);
+    /* No writes, no results (block 0 has writes but no transactions): the
+     * checksum alone. */
+    const ledger__write_log none = {0};
+    n = ledger__writes_record_size(&none);
     uint8_t empty[64];
     assert_true(n <= sizeof empty);
-    ledger__writes_record_write(empty, n, 1, NULL, 0);
-    assert_int_equal(ledger__writes_record_open(empty, n, 1, &out, &count), 0);
-    assert_int_equal(count, 0);
-    assert_null(out);
+    ledger__writes_record_write(empty, n, 1, &none);
+    assert_int_equal(ledger__writes_record_open(empty, n, 1, &out), 0);
+    assert_int_equal(out.write_count, 0);
+    assert_int_equal(out.result_count, 0);
+    assert_null(out.mem);
 }
 
 /* A key over the limit inside an otherwise well-formed record (checksum
@@ -181,16 +204,80 @@ static void test_write_log_decoder_enforces_the_key_limit(void **state)
     memset(key, 'k', sizeof key);
     for (size_t len = EHR_STATE_KEY_BYTES_MAX; len <= EHR_STATE_KEY_BYTES_MAX + 1; len++) {
         ledger_state_write w = {.key = key, .key_len = len, .value = key, .value_len = 1};
-        size_t n = ledger__writes_record_size(&w, 1);
+        const ledger__write_log log = {.writes = &w, .write_count = 1};
+        size_t n = ledger__writes_record_size(&log);
         uint8_t *rec = ehr_malloc(n);
-        ledger__writes_record_write(rec, n, 3, &w, 1);
-        ledger_state_write *out = NULL;
-        size_t count;
-        int rc = ledger__writes_record_open(rec, n, 3, &out, &count);
+        ledger__writes_record_write(rec, n, 3, &log);
+        ledger__write_log out;
+        int rc = ledger__writes_record_open(rec, n, 3, &out);
         assert_int_equal(rc, len <= EHR_STATE_KEY_BYTES_MAX ? 0 : EHR_ECORRUPT);
-        ehr_free(out);
+        ledger__write_log_release(&out);
         ehr_free(rec);
     }
+}
+
+/* A StoredWrites record packed by protobuf-c, its checksum made right for
+ * HEIGHT (the field comes first: 2 bytes of framing, then the 32 bytes). */
+static uint8_t *stored_writes_pack(Ehr__V1__StoredWrites *m, uint64_t height, size_t *len)
+{
+    static uint8_t zero[LEDGER__CHECKSUM_BYTES];
+    m->checksum = (ProtobufCBinaryData){sizeof zero, zero};
+    *len = ehr__v1__stored_writes__get_packed_size(m);
+    uint8_t *rec = ehr_malloc(*len);
+    assert_int_equal(ehr__v1__stored_writes__pack(m, rec), *len);
+    ledger__block_checksum(rec + 2, height, rec + 2 + LEDGER__CHECKSUM_BYTES,
+                           *len - 2 - LEDGER__CHECKSUM_BYTES);
+    return rec;
+}
+
+/* Results at their limit (EHR_TX_RESULT_BYTES_MAX) decode; one byte more,
+ * checksum right, is refused as over the limit (EHR_ETOOBIG), and results
+ * before the writes (not canonical) as corrupt. */
+static void test_write_log_decoder_enforces_the_result_limit(void **state)
+{
+    (void)state;
+    uint8_t bytes[EHR_TX_RESULT_BYTES_MAX + 1];
+    memset(bytes, 'r', sizeof bytes);
+    for (size_t len = EHR_TX_RESULT_BYTES_MAX; len <= EHR_TX_RESULT_BYTES_MAX + 1; len++) {
+        Ehr__V1__StoredWrites m = EHR__V1__STORED_WRITES__INIT;
+        ProtobufCBinaryData results[2] = {{0, NULL}, {len, bytes}};
+        m.n_results = 2;
+        m.results = results;
+        size_t n;
+        uint8_t *rec = stored_writes_pack(&m, 5, &n);
+        ledger__write_log out;
+        int rc = ledger__writes_record_open(rec, n, 5, &out);
+        assert_int_equal(rc, len <= EHR_TX_RESULT_BYTES_MAX ? 0 : EHR_ETOOBIG);
+        if (rc == 0) {
+            assert_int_equal(out.result_count, 2);
+            assert_int_equal(out.results[0].len, 0);
+            assert_int_equal(out.results[1].len, len);
+        }
+        ledger__write_log_release(&out);
+        ehr_free(rec);
+    }
+    /* Field 3 before field 2: protobuf accepts it, our canonical form not. */
+    ledger_state_write w = set_of("k", "v");
+    const ledger_bytes r = {(const uint8_t *)"\x08\x01", 2};
+    const ledger__write_log log = {
+        .writes = &w, .write_count = 1, .results = &r, .result_count = 1};
+    size_t n = ledger__writes_record_size(&log);
+    uint8_t *rec = ehr_malloc(n);
+    ledger__writes_record_write(rec, n, 9, &log);
+    /* The tail is the write (2+ bytes of framing and "k","v") then the
+     * result's 4 bytes: swap them and fix the checksum. */
+    uint8_t *swapped = ehr_malloc(n);
+    size_t body = 2 + LEDGER__CHECKSUM_BYTES, result_len = 4, write_len = n - body - result_len;
+    memcpy(swapped, rec, body);
+    memcpy(swapped + body, rec + body + write_len, result_len);
+    memcpy(swapped + body + result_len, rec + body, write_len);
+    ledger__block_checksum(swapped + 2, 9, swapped + body, n - body);
+    ledger__write_log out;
+    assert_int_equal(ledger__writes_record_open(rec, n, 9, &out), 0);
+    ledger__write_log_release(&out);
+    assert_int_equal(ledger__writes_record_open(swapped, n, 9, &out), EHR_ECORRUPT);
+    ehr_free(swapped);
+    ehr_free(rec);
 }
 
 /* ---- Reads merge the overlay with the derived tables ---- */
@@ -274,9 +361,9 @@ static void check_merged_view(ledger *l, const uint8_t hash_a[EHR_HASH_BYTES],
                                   "k/4=four", "k/5=five", "k/6=six"};
     scan_expect(l, "k/", expect, EHR_ARRAY_COUNT(expect));
     ledger_tx_location loc;
-    assert_int_equal(ledger_tx_get(l, hash_a, &loc, NULL, NULL, NULL), 0);
+    assert_int_equal(ledger_tx_get(l, hash_a, &loc, NULL, NULL, NULL, NULL, NULL), 0);
     assert_true(loc.height == 1 && loc.index == 0);
-    assert_int_equal(ledger_tx_get(l, hash_b, &loc, NULL, NULL, NULL), 0);
+    assert_int_equal(ledger_tx_get(l, hash_b, &loc, NULL, NULL, NULL, NULL, NULL), 0);
     assert_true(loc.height == 2 && loc.index == 0);
     ledger_stats s = stats_of(l);
     assert_true(s.tx_index_rows == 2);
@@ -331,7 +418,8 @@ static void test_reads_merge_the_overlay_with_the_derived_tables(void **state)
     memcpy(b.hashes[0], hash_a, EHR_HASH_BYTES);
     ehr_free((void *)b.envelopes[0].data);
     assert_int_equal(ledger_tx_get(f->l, hash_a, &(ledger_tx_location){0},
-                                   (uint8_t **)&b.envelopes[0].data, &b.envelopes[0].len, NULL),
+                                   (uint8_t **)&b.envelopes[0].data, &b.envelopes[0].len, NULL,
+                                   NULL, NULL),
                      0);
     uint8_t *block;
     size_t len;
@@ -339,6 +427,8 @@ static void test_reads_merge_the_overlay_with_the_derived_tables(void **state)
     ledger_append req = {.block = block,
                          .block_len = len,
                          .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .results = b.results,
+                         .result_count = b.count,
                          .applied_index = tip.height + 1};
     assert_int_equal(ledger_append_block(f->l, &req, NULL), EHR_EEXIST);
     ehr_free(block);
@@ -588,7 +678,7 @@ static _Noreturn void follower_run(const char *dir, int in_fd, int out_fd)
         size_t value_len;
         memcpy(key, "rec/", 4);
         memcpy(key + 4, hash, EHR_HASH_BYTES);
-        uint8_t ok = ledger_tx_get(r, hash, &loc, NULL, NULL, NULL) == 0 &&
+        uint8_t ok = ledger_tx_get(r, hash, &loc, NULL, NULL, NULL, NULL, NULL) == 0 &&
                      ledger_state_get(r, key, sizeof key, &value, &value_len, NULL) == 0;
         ehr_free(value);
         if (write(out_fd, &ok, 1) != 1)
@@ -645,6 +735,8 @@ static void test_read_only_process_sees_overlay_and_checkpointed_blocks(void **s
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                              .writes = b.writes,
                              .write_count = 1,
+                             .results = b.results,
+                             .result_count = b.count,
                              .applied_index = tip.height + 1};
         assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
         ehr_free(block);
@@ -746,6 +838,8 @@ static void *race_appender(void *arg)
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
                              .writes = b.writes,
                              .write_count = b.count,
+                             .results = b.results,
+                             .result_count = b.count,
                              .applied_index = tip.height + 1};
         if (ledger_append_block(r->l, &req, NULL) != 0)
             r->failures++;
@@ -794,7 +888,7 @@ static void *race_reader(void *arg)
             continue;
         size_t i = (size_t)rand_r(&seed) % n;
         ledger_tx_location loc;
-        if (ledger_tx_get(r->l, r->hashes[i], &loc, NULL, NULL, NULL) != 0 ||
+        if (ledger_tx_get(r->l, r->hashes[i], &loc, NULL, NULL, NULL, NULL, NULL) != 0 ||
             loc.height != r->heights[i])
             r->failures++;
         uint8_t key[4 + EHR_HASH_BYTES], *value = NULL;
@@ -848,6 +942,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_log_record_is_canonical_protobuf_and_checked),
         cmocka_unit_test(test_write_log_decoder_enforces_the_key_limit),
+        cmocka_unit_test(test_write_log_decoder_enforces_the_result_limit),
         T(test_reads_merge_the_overlay_with_the_derived_tables),
         T(test_overlay_block_limit_makes_the_next_append_wait),
         T(test_overlay_byte_limit_edge),

@@ -241,7 +241,7 @@ static void ledger_setup(void)
         put_len_field(block_bytes, &block_bytes_len, 3, tx_envelope, tx_envelope_len);
 
     ledger_tx_location loc = {.height = 1234567, .index = 255, .offset = 80000, .length = 420};
-    tx_location_len = ledger__tx_location_write(tx_location, &loc);
+    tx_location_len = ledger__tx_location_write(tx_location, &loc, (ledger_bytes){NULL, 0});
 
     static uint8_t keys[WRITES][32], values[WRITES][100];
     ledger_state_write writes[WRITES];
@@ -253,9 +253,14 @@ static void ledger_setup(void)
                                          .value = values[i],
                                          .value_len = sizeof values[i]};
     }
-    writes_record_len = ledger__writes_record_size(writes, WRITES);
+    static const ledger_bytes ok_results[BLOCK_TXS]; /* the empty result: OK */
+    ledger__write_log log = {.writes = writes,
+                             .write_count = WRITES,
+                             .results = ok_results,
+                             .result_count = BLOCK_TXS};
+    writes_record_len = ledger__writes_record_size(&log);
     writes_record = ehr_malloc(writes_record_len);
-    ledger__writes_record_write(writes_record, writes_record_len, 12345, writes, WRITES);
+    ledger__writes_record_write(writes_record, writes_record_len, 12345, &log);
 }
 
 static void ledger_envelope_parse(void)
@@ -283,7 +288,7 @@ static void ledger_block_parse_256(void)
 static void ledger_location_read(void)
 {
     ledger_tx_location loc;
-    int rc = ledger__tx_location_read(tx_location, tx_location_len, &loc);
+    int rc = ledger__tx_location_read(tx_location, tx_location_len, &loc, NULL);
     if (rc != 0)
         die("ledger__tx_location_read", rc);
     sink += loc.offset;
@@ -291,13 +296,12 @@ static void ledger_location_read(void)
 
 static void ledger_writes_open(void)
 {
-    ledger_state_write *w = NULL;
-    size_t count = 0;
-    int rc = ledger__writes_record_open(writes_record, writes_record_len, 12345, &w, &count);
+    ledger__write_log log;
+    int rc = ledger__writes_record_open(writes_record, writes_record_len, 12345, &log);
     if (rc != 0)
         die("ledger__writes_record_open", rc);
-    sink += count;
-    ehr_free(w);
+    sink += log.write_count;
+    ledger__write_log_release(&log);
 }
 
 /* ---- driver ---- */

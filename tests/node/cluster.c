@@ -193,9 +193,10 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
     }
     fputs("]}\n", mf);
     fclose(mf);
+    const char *emergency = limits != NULL ? limits->emergency_roles : NULL;
     ehrctl_run(c, NULL,
                PROC_ARGS("genesis", "--members", members, "--chain-id", c->chain_id, "--out",
-                         genesis, NULL));
+                         genesis, emergency != NULL ? "--emergency-roles" : NULL, emergency, NULL));
     for (size_t i = 0; i < count; i++) {
         struct cluster_node *n = &c->nodes[i];
         char key[CLUSTER_PATH_BYTES], peer[64], rpcl[64];

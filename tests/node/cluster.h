@@ -40,13 +40,16 @@ struct cluster {
     char ehrd[CLUSTER_PATH_BYTES], ehrctl[CLUSTER_PATH_BYTES];
 };
 
-/* Limits written into every node's config (0: leave ehrctl init's default). */
+/* Limits written into every node's config (0: leave ehrctl init's default),
+ * and the genesis's emergency roles (ehrctl genesis --emergency-roles; NULL:
+ * none). */
 struct cluster_limits {
     uint64_t block_tx_count;
     uint64_t block_flush_ms;
     uint64_t raft_tick_ms;
     uint64_t snapshot_entries;
     uint64_t mempool_tx_count;
+    const char *emergency_roles;
 };
 
 /*

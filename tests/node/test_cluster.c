@@ -139,7 +139,7 @@ static void assert_ledgers_hold(struct cluster *c, const struct cluster_tx *txs,
             if (!txs[t].committed)
                 continue;
             ledger_tx_location loc;
-            int rc = ledger_tx_get(l, txs[t].hash, &loc, NULL, NULL, NULL);
+            int rc = ledger_tx_get(l, txs[t].hash, &loc, NULL, NULL, NULL, NULL, NULL);
             if (rc != 0)
                 fail_msg("node %zu lacks acknowledged tx %zu (%s)", i, t, ehr_errname(rc));
             assert_int_equal(loc.height, txs[t].height);

@@ -599,6 +599,8 @@ static void test_real_ledger_lookup_finds_committed_tx(void **state)
                        .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])batch.hashes,
                        .writes = batch.writes,
                        .write_count = batch.count,
+                       .results = batch.results,
+                       .result_count = batch.count,
                        .applied_index = 1};
     assert_int_equal(ledger_append_block(l, &a, NULL), 0);
 
