@@ -6,6 +6,7 @@
  * apply_access.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -269,10 +270,12 @@ static uint32_t party_pick(uint64_t *rng, unsigned practitioner_percent)
  * live consent not granted in this block (else it is a grant). */
 enum { ANCHOR_BELOW = 25, GRANT_BELOW = 35, REVOKE_BELOW = 39, EMERGENCY_AT = 39 };
 
-/* The writes of one event of patient PI by the transaction at PLACE. */
+/* The writes of one event of patient PI by the transaction at PLACE, and
+ * its result (*RES: OK, with the decision for an access). */
 static void event_writes(audit_workload *w, struct block_writes *bw, uint32_t pi,
-                         Ehr__V1__ChainPlace *place)
+                         Ehr__V1__ChainPlace *place, struct contracts_tx_result *res)
 {
+    *res = (struct contracts_tx_result){.code = EHR__V1__TX_RESULT_CODE__TX_RESULT_OK};
     audit_patient *p = &w->patients[pi];
     const uint8_t *tx_hash = place->tx_hash.data;
     Ehr__V1__AuditEvent ev = EHR__V1__AUDIT_EVENT__INIT;
@@ -345,25 +348,42 @@ static void event_writes(audit_workload *w, struct block_writes *bw, uint32_t pi
         ev.consent_id = bin(c->id, EHR_HASH_BYTES);
         ev.purpose = c->purpose;
     } else {
+        /* As apply_access: a permit names the consent that permitted (the
+         * requester holds it and asks for its purpose), an emergency
+         * access names none; the result carries the decision and the
+         * reason. */
         bool emergency = r == EMERGENCY_AT;
-        const audit_party *actor = &w->parties[party_pick(&w->rng, 70)];
+        bool permit = emergency || (p->consent.live && rng_below(&w->rng, 100) < 85);
+        const audit_party *actor = permit && !emergency ? &w->parties[p->consent.grantee]
+                                                        : &w->parties[party_pick(&w->rng, 70)];
         ev.kind = emergency ? EHR__V1__AUDIT_KIND__AUDIT_KIND_EMERGENCY
                             : EHR__V1__AUDIT_KIND__AUDIT_KIND_ACCESS;
         ev.actor = bin(actor->key, EHR_SCHNORR_PUBLIC_BYTES);
         ev.institution = bin(w->parties[actor->member].key, EHR_SCHNORR_PUBLIC_BYTES);
         ev.record_id = bin(p->record_id, EHR_HASH_BYTES);
-        ev.purpose = emergency ? EHR__V1__PURPOSE__PURPOSE_EMERGENCY : purpose_pick(&w->rng);
-        bool permit = emergency || rng_below(&w->rng, 100) < 85;
+        ev.purpose = emergency ? EHR__V1__PURPOSE__PURPOSE_EMERGENCY
+                     : permit  ? p->consent.purpose
+                               : purpose_pick(&w->rng);
         ev.decision = permit ? EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT
                              : EHR__V1__ACCESS_DECISION__ACCESS_DECISION_DENY;
-        if (permit && !emergency && p->consent.live)
+        res->decision = ev.decision;
+        if (permit && !emergency) {
             ev.consent_id = bin(p->consent.id, EHR_HASH_BYTES);
-        /* The rules' reason: none for a permit, why for a deny, the
-         * requester's own words for an emergency access. */
-        if (emergency)
+            res->has_consent = true;
+            memcpy(res->consent_id, p->consent.id, EHR_HASH_BYTES);
+        }
+        /* The event's reason: none for a permit, why for a deny, the
+         * requester's own words for an emergency access (the result's:
+         * "emergency access: " and those words). */
+        if (emergency) {
             ev.reason = (char *)emergency_reasons[rng_below(&w->rng, 3)];
-        else if (!permit)
-            ev.reason = (char *)deny_reasons[rng_below(&w->rng, EHR_ARRAY_COUNT(deny_reasons))];
+            snprintf(res->reason, sizeof res->reason, "emergency access: %s", ev.reason);
+        } else if (!permit) {
+            /* Without a live consent: none covers the request. */
+            uint64_t why = p->consent.live ? rng_below(&w->rng, EHR_ARRAY_COUNT(deny_reasons)) : 0;
+            ev.reason = (char *)deny_reasons[why];
+            snprintf(res->reason, sizeof res->reason, "%s", ev.reason);
+        }
         ev.emergency = emergency;
     }
     put_audit(bw, p->key, &ev, place);
@@ -399,6 +419,10 @@ void audit_workload_append(audit_workload *w, ledger *l, uint64_t from, uint64_t
                                      AUDIT_WORKLOAD_PRACTITIONER_COUNT};
     bw.writes = ehr_malloc(bw.cap * sizeof *bw.writes);
     bw.keys = ehr_malloc(bw.cap * sizeof *bw.keys);
+    /* Each transaction's result, encoded as the node stores it. */
+    ledger_bytes *results = ehr_malloc(w->options.block_txs * sizeof *results);
+    uint8_t(*result_bytes)[CONTRACTS_RESULT_BYTES_MAX] =
+        ehr_malloc(w->options.block_txs * sizeof *result_bytes);
     uint64_t overlay_bytes = 0, overlay_blocks = 0;
     for (uint64_t at = from; at < to;) {
         size_t count = (size_t)(to - at < w->options.block_txs ? to - at : w->options.block_txs);
@@ -426,7 +450,10 @@ void audit_workload_append(audit_workload *w, ledger *l, uint64_t from, uint64_t
             place.position = (uint32_t)i;
             place.tx_hash = bin(batch.hashes[i], EHR_HASH_BYTES);
             uint32_t pi = w->order[at + i];
-            event_writes(w, &bw, pi, &place);
+            struct contracts_tx_result res;
+            event_writes(w, &bw, pi, &place, &res);
+            results[i] = (ledger_bytes){.data = result_bytes[i],
+                                        .len = contracts_tx_result_encode(&res, result_bytes[i])};
             w->places[w->place_count++] =
                 (audit_place){.patient = pi, .height = (uint32_t)height, .position = (uint32_t)i};
         }
@@ -437,7 +464,11 @@ void audit_workload_append(audit_workload *w, ledger *l, uint64_t from, uint64_t
         EHR_ASSERT(bw.count <= EHR_BLOCK_STATE_WRITES_MAX);
         EHR_ASSERT(bw.bytes <= EHR_BLOCK_STATE_BYTES_MAX);
         if (overlay_bytes_max > 0) {
-            overlay_bytes += ledger__ov_block_bytes((uint32_t)count, bw.writes, bw.count);
+            ledger__write_log log = {.writes = bw.writes,
+                                     .write_count = bw.count,
+                                     .results = results,
+                                     .result_count = count};
+            overlay_bytes += ledger__ov_block_bytes(&log);
             overlay_blocks++;
             if (overlay_bytes > overlay_bytes_max || overlay_blocks > LEDGER_OVERLAY_BLOCKS_MAX)
                 ehr_panic("audit_workload: the overlay would fill (%llu blocks, %llu bytes)",
@@ -448,6 +479,8 @@ void audit_workload_append(audit_workload *w, ledger *l, uint64_t from, uint64_t
                              .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])batch.hashes,
                              .writes = bw.writes,
                              .write_count = bw.count,
+                             .results = results,
+                             .result_count = count,
                              .applied_index = height};
         double t1 = now_s();
         ehr_diag why;
@@ -461,6 +494,8 @@ void audit_workload_append(audit_workload *w, ledger *l, uint64_t from, uint64_t
         tu_batch_free(&batch);
         at += count;
     }
+    ehr_free(results);
+    ehr_free(result_bytes);
     ehr_free(bw.writes);
     ehr_free(bw.keys);
 }

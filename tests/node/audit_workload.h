@@ -6,7 +6,9 @@
  * index; consents and their two indexes; a revoke rewriting its consent;
  * the audit event itself, an emergency access also under
  * "audit-emergency/"), keys and values built as the rules build them,
- * appended with ledger_append_block.
+ * appended with ledger_append_block with each transaction's result (OK; an
+ * access's decision, consent and reason) encoded by
+ * contracts_tx_result_encode.
  *
  * Not the rules themselves: no transaction here is checked or applied (the
  * ledger does not interpret them), so the transactions are record anchors
