@@ -1,12 +1,12 @@
 /*
  * bench_audit - a patient's audit trail among 1,000,000 audit events: the
- * work node/service.c's GetAuditTrail handler does for one request
- * (unpack the request, one ledger_state_scan over "audit/" + patient with
- * the page limit, each value unpacked as an AuditEvent into the response,
- * the response packed, everything freed), timed per query for uniformly
- * random patients, against a floor measured in the same run: one
- * ledger_state_get of a random existing audit key (a read view and one
- * lookup).
+ * work node/service.c's GetAuditTrail handler does for one request, by
+ * calling the function it runs, node__audit_trail (unpack the request, one
+ * ledger_state_scan over "audit/" + patient with the page limit, each value
+ * unpacked as an AuditEvent into the response, the response packed,
+ * everything freed), timed per query for uniformly random patients, against
+ * a floor measured in the same run: one ledger_state_get of a random
+ * existing audit key (a read view and one lookup).
  *
  *   scripts/bench audit [--events N] [--patients N] [--block-txs N]
  *                       [--queries N] [--overlay-percent P] [--limit N]
@@ -140,15 +140,17 @@ static int args_parse(int argc, char **argv, bench_args *a)
     return a->workload.events >= a->workload.patients ? 0 : -1; /* all are enrolled */
 }
 
-/* ---- the query: node/service.c's get_audit_trail, minus the RPC call ---- */
+/* ---- the query: node__audit_trail, what the GetAuditTrail handler runs ---- */
 
-/* What a pass runs: the whole handler, a part of it for the breakdown, or
- * the handler as it could be (QUERY_COPY: each stored value, which is the
- * AuditEvent's canonical encoding, copied into the response as its field 1
- * instead of unpacked and packed again; the answer is the same bytes). */
+/* What a pass runs: the whole handler (node__audit_trail itself), a part of
+ * it for the breakdown, or the handler as it could be (QUERY_COPY: each
+ * stored value, which is the AuditEvent's canonical encoding, copied into
+ * the response as its field 1 instead of unpacked and packed again; the
+ * answer is the same bytes). The parts are copies of service.c's paging
+ * (page_scan, page_one, fill_audit): keep them in step. */
 enum query_mode { QUERY_FULL, QUERY_SCAN_UNPACK, QUERY_SCAN, QUERY_COPY };
 
-/* service.c's struct page, for the audit trail. */
+/* service.c's struct page, for the audit trail's parts. */
 struct page {
     size_t limit, seen;
     enum query_mode mode;
@@ -175,7 +177,8 @@ static void copy_field(struct page *p, uint32_t field, const uint8_t *bytes, siz
     p->copy_len = (size_t)(at - p->copy) + len;
 }
 
-/* service.c's fill_audit (QUERY_SCAN: the event is left packed). */
+/* service.c's fill_audit (QUERY_SCAN: the event is left packed; QUERY_COPY:
+ * copied). */
 static int fill_audit(struct page *p, const uint8_t *value, size_t value_len)
 {
     Ehr__V1__GetAuditTrailResponse *r = p->out;
@@ -216,16 +219,33 @@ static int page_one(void *ctx, const uint8_t *key, size_t key_len, const uint8_t
     return 0;
 }
 
+/* The events in ANSWER (a GetAuditTrailResponse) and whether it has a
+ * next page token; panics if it failed or does not decode. */
+static size_t answer_count(const node__answer *a, bool *more)
+{
+    if (a->status != RPC_STATUS_OK)
+        ehr_panic("GetAuditTrail failed (status %d): %s", (int)a->status, a->msg);
+    Ehr__V1__GetAuditTrailResponse *r =
+        ehr__v1__get_audit_trail_response__unpack(NULL, a->len, a->bytes);
+    if (r == NULL)
+        ehr_panic("GetAuditTrail's answer does not decode");
+    size_t n = r->n_events;
+    *more = r->next_page_token.len > 0;
+    ehr__v1__get_audit_trail_response__free_unpacked(r, NULL);
+    return n;
+}
+
 /*
- * One GetAuditTrail request REQ (packed), as get_audit_trail and page_run
- * answer it; the reply is packed into a buffer and freed where the node
- * hands it to rpc_call_reply (or handed to the caller in *ANSWER, when not
- * NULL: ehr_free it). Returns the events answered; *MORE whether a next
- * page exists.
+ * A part of the GetAuditTrail request REQ (packed), as node__audit_trail
+ * runs it (MODE: not QUERY_FULL, which is node__audit_trail itself). For
+ * QUERY_COPY, the reply is built into a buffer and freed (or handed to the
+ * caller in *ANSWER, when not NULL: ehr_free it). Returns the events
+ * answered; *MORE whether a next page exists.
  */
 static size_t audit_query(ledger *l, const uint8_t *req, size_t req_len, enum query_mode mode,
                           bool *more, uint8_t **answer, size_t *answer_len)
 {
+    EHR_ASSERT(mode != QUERY_FULL);
     Ehr__V1__GetAuditTrailRequest *q = ehr__v1__get_audit_trail_request__unpack(NULL, req_len, req);
     EHR_ASSERT(q != NULL);
     EHR_ASSERT(q->patient_key.len == EHR_SCHNORR_PUBLIC_BYTES);
@@ -242,28 +262,18 @@ static size_t audit_query(ledger *l, const uint8_t *req, size_t req_len, enum qu
                           q->page_token.len, p.limit + 1, page_one, &p, &diag);
     if (got < 0 || p.err != 0)
         ehr_panic("the audit scan failed: %s", diag.msg[0] ? diag.msg : ehr_strerror(p.err));
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (mode == QUERY_FULL) {
-        if (p.more)
-            r.next_page_token = (ProtobufCBinaryData){p.last_len, p.last};
-        len = protobuf_c_message_get_packed_size(&r.base);
-        buf = ehr_malloc(len ? len : 1);
-        protobuf_c_message_pack(&r.base, buf);
-    } else if (mode == QUERY_COPY) {
+    if (mode == QUERY_COPY) {
         if (p.more)
             copy_field(&p, 2, p.last, p.last_len); /* next_page_token */
-        buf = p.copy;
-        len = p.copy_len;
-    }
-    if (answer != NULL) {
-        *answer = buf;
-        *answer_len = len;
-    } else {
-        ehr_free(buf);
+        if (answer != NULL) {
+            *answer = p.copy;
+            *answer_len = p.copy_len;
+        } else {
+            ehr_free(p.copy);
+        }
     }
     size_t n = r.n_events;
-    if (mode == QUERY_FULL || mode == QUERY_SCAN_UNPACK)
+    if (mode == QUERY_SCAN_UNPACK)
         for (size_t i = 0; i < r.n_events; i++)
             ehr__v1__audit_event__free_unpacked(r.events[i], NULL);
     ehr_free(r.events);
@@ -388,16 +398,18 @@ static size_t request_make(const struct bench *b, uint32_t pi, uint8_t req[REQUE
 static void answer_check(struct bench *b)
 {
     uint32_t pi = (uint32_t)rng_below(&b->rng, b->a.workload.patients);
-    uint8_t req[REQUEST_BYTES_MAX], *full, *copy;
-    size_t req_len = request_make(b, pi, req), full_len, copy_len;
+    uint8_t req[REQUEST_BYTES_MAX], *copy;
+    size_t req_len = request_make(b, pi, req), copy_len;
     bool more;
-    audit_query(b->l, req, req_len, QUERY_FULL, &more, &full, &full_len);
+    node__answer full;
+    node__audit_trail(b->l, req, req_len, &full);
+    answer_count(&full, &more);
     audit_query(b->l, req, req_len, QUERY_COPY, &more, &copy, &copy_len);
-    if (full_len != copy_len || memcmp(full, copy, full_len) != 0)
+    if (full.len != copy_len || memcmp(full.bytes, copy, full.len) != 0)
         ehr_panic("patient %u: the copied answer (%zu bytes) differs from the packed one (%zu "
                   "bytes)",
-                  pi, copy_len, full_len);
-    ehr_free(full);
+                  pi, copy_len, full.len);
+    ehr_free(full.bytes);
     ehr_free(copy);
 }
 
@@ -412,8 +424,21 @@ static void query_timed(struct bench *b, enum query_mode mode, struct series *s,
     size_t req_len = request_make(b, pi, req);
     bool more;
     struct probe probe;
+    size_t n;
     probe_begin(&probe);
-    size_t n = audit_query(b->l, req, req_len, mode, &more, NULL, NULL);
+    if (mode == QUERY_FULL) {
+        /* The handler: node__audit_trail, then the answer's bytes freed
+         * once sent; the check between is not timed. */
+        node__answer a;
+        node__audit_trail(b->l, req, req_len, &a);
+        double t1 = now_s();
+        n = answer_count(&a, &more);
+        double t2 = now_s();
+        ehr_free(a.bytes);
+        probe.t0 += t2 - t1;
+    } else {
+        n = audit_query(b->l, req, req_len, mode, &more, NULL, NULL);
+    }
     size_t i = probe_end(&probe, s);
     uint64_t want = p->events < b->a.limit ? p->events : b->a.limit;
     if (n != want || more != (p->events > b->a.limit))
