@@ -356,6 +356,26 @@ const struct node_member *node__leader_hint(const struct node *n);
  * link to it), naming the leader as node.proto asks (node__leader_hint). */
 void node__unavailable_message(const struct node *n, char *msg, size_t size);
 
+/* ---- service.c: queries answered from the ledger alone ---- */
+
+/* A query's answer apart from its call: the packed response, or the status
+ * and message the call fails with. */
+typedef struct node__answer {
+    enum rpc_status status; /* RPC_STATUS_OK: BYTES holds the response */
+    uint8_t *bytes;         /* ehr_malloc'd (NULL on failure): ehr_free it */
+    size_t len;
+    char msg[EHR_DIAG_BYTES_MAX];
+} node__answer;
+
+/*
+ * GetAuditTrail: REQ (LEN bytes, a packed GetAuditTrailRequest) answered
+ * from L, as the API's handler answers it (it sends *A as is): a page of
+ * the patient's audit events ("audit/" or "audit-emergency/" + patient,
+ * contracts.h) after the page token, each stored value unpacked into the
+ * response, the response packed.
+ */
+void node__audit_trail(ledger *l, const uint8_t *req, size_t len, node__answer *a);
+
 /* ---- service.c, for node.c ---- */
 
 /*

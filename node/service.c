@@ -683,6 +683,39 @@ static void get_block(struct rpc_call *call, const uint8_t *req, size_t len, voi
 
 _Static_assert(NODE_QUERY_LIMIT_MAX + 1 <= LEDGER_SCAN_COUNT_MAX, "one scan answers a page");
 
+static void answer_fail(node__answer *a, enum rpc_status status, const char *msg)
+{
+    a->status = status;
+    snprintf(a->msg, sizeof a->msg, "%s", msg);
+}
+
+/* As fail_err. */
+static void answer_err(node__answer *a, int err, const char *msg)
+{
+    enum rpc_status st = rpc_status_from_err(err);
+    answer_fail(a, st == RPC_STATUS_OK ? RPC_STATUS_INTERNAL : st, msg);
+}
+
+/* As reply_packed. */
+static void answer_packed(node__answer *a, const ProtobufCMessage *msg)
+{
+    a->status = RPC_STATUS_OK;
+    a->len = protobuf_c_message_get_packed_size(msg);
+    a->bytes = ehr_malloc(a->len ? a->len : 1);
+    protobuf_c_message_pack(msg, a->bytes);
+}
+
+/* Send A to CALL and release it. */
+static void reply_answer(struct rpc_call *call, node__answer *a)
+{
+    if (a->status == RPC_STATUS_OK)
+        rpc_call_reply(call, a->bytes, a->len);
+    else
+        rpc_call_fail(call, a->status, a->msg);
+    ehr_free(a->bytes);
+    a->bytes = NULL;
+}
+
 /*
  * One page of an index (contracts.h, "The world state's keys"): the keys
  * under PREFIX after PAGE_TOKEN, at most LIMIT of them; for each, FILL adds
@@ -691,7 +724,7 @@ _Static_assert(NODE_QUERY_LIMIT_MAX + 1 <= LEDGER_SCAN_COUNT_MAX, "one scan answ
  * the last key answered, when more keys follow.
  */
 struct page {
-    struct node *n;
+    ledger *ledger;
     const uint8_t *prefix;
     size_t prefix_len;
     size_t limit, seen;
@@ -724,45 +757,64 @@ static int page_one(void *ctx, const uint8_t *key, size_t key_len, const uint8_t
     return 0;
 }
 
-/* Check the paging fields, run the page, fail CALL on error. Returns 0 with
- * P filled, or non-zero once CALL has failed. */
-static int page_run(struct rpc_call *call, struct page *p, uint32_t limit,
-                    ProtobufCBinaryData token)
+/* Check the paging fields and run the page. Returns 0 with P filled, or
+ * non-zero with *A failed. */
+static int page_scan(struct page *p, uint32_t limit, ProtobufCBinaryData token, node__answer *a)
 {
     if (limit > NODE_QUERY_LIMIT_MAX) {
         char msg[MESSAGE_BYTES_MAX];
         snprintf(msg, sizeof msg, "limit %u is over the maximum %d", limit, NODE_QUERY_LIMIT_MAX);
-        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, msg);
+        answer_fail(a, RPC_STATUS_INVALID_ARGUMENT, msg);
         return -1;
     }
     p->limit = limit == 0 ? NODE_QUERY_LIMIT_DEFAULT : limit;
     /* A token is a key this listing answered: under its prefix. */
     if (token.len != 0 && (token.len > EHR_STATE_KEY_BYTES_MAX || token.len <= p->prefix_len ||
                            memcmp(token.data, p->prefix, p->prefix_len) != 0)) {
-        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, "page_token is not one this listing gave");
+        answer_fail(a, RPC_STATUS_INVALID_ARGUMENT, "page_token is not one this listing gave");
         return -1;
     }
     ehr_diag diag = {{0}};
-    long got =
-        ledger_state_scan(p->n->ledger, p->prefix, p->prefix_len, token.len ? token.data : NULL,
-                          token.len, p->limit + 1, page_one, p, &diag);
+    long got = ledger_state_scan(p->ledger, p->prefix, p->prefix_len, token.len ? token.data : NULL,
+                                 token.len, p->limit + 1, page_one, p, &diag);
     int rc = got < 0 ? (int)got : p->err;
     if (rc != 0) {
-        fail_err(call, rc, diag.msg[0] ? diag.msg : "cannot read the ledger");
+        answer_err(a, rc, diag.msg[0] ? diag.msg : "cannot read the ledger");
         return -1;
     }
     return 0;
 }
 
-/* The 32-byte key of a request, or fail CALL. */
-static bool key_arg(struct rpc_call *call, ProtobufCBinaryData k, const char *name)
+/* page_scan, failing CALL on error. */
+static int page_run(struct rpc_call *call, struct page *p, uint32_t limit,
+                    ProtobufCBinaryData token)
+{
+    node__answer a = {0};
+    if (page_scan(p, limit, token, &a) == 0)
+        return 0;
+    reply_answer(call, &a);
+    return -1;
+}
+
+/* Is K a 32-byte key? Else *A fails naming the field NAME. */
+static bool key_ok(ProtobufCBinaryData k, const char *name, node__answer *a)
 {
     if (k.len == EHR_SCHNORR_PUBLIC_BYTES)
         return true;
     char msg[MESSAGE_BYTES_MAX];
     snprintf(msg, sizeof msg, "%s must be %d bytes (it is %zu)", name, EHR_SCHNORR_PUBLIC_BYTES,
              k.len);
-    rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, msg);
+    answer_fail(a, RPC_STATUS_INVALID_ARGUMENT, msg);
+    return false;
+}
+
+/* The 32-byte key of a request, or fail CALL. */
+static bool key_arg(struct rpc_call *call, ProtobufCBinaryData k, const char *name)
+{
+    node__answer a = {0};
+    if (key_ok(k, name, &a))
+        return true;
+    reply_answer(call, &a);
     return false;
 }
 
@@ -778,27 +830,27 @@ static int fill_audit(struct page *p, const uint8_t *key, size_t key_len, const 
     return 0;
 }
 
-static void get_audit_trail(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+void node__audit_trail(ledger *l, const uint8_t *req, size_t len, node__answer *a)
 {
-    struct node *n = data;
+    *a = (node__answer){.status = RPC_STATUS_OK};
     Ehr__V1__GetAuditTrailRequest *q = ehr__v1__get_audit_trail_request__unpack(NULL, len, req);
     if (q == NULL) {
-        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
-                      "malformed request: not a GetAuditTrailRequest");
+        answer_fail(a, RPC_STATUS_INVALID_ARGUMENT,
+                    "malformed request: not a GetAuditTrailRequest");
         return;
     }
     Ehr__V1__GetAuditTrailResponse r = EHR__V1__GET_AUDIT_TRAIL_RESPONSE__INIT;
     uint8_t prefix[CONTRACTS_KEY_BYTES_MAX];
-    struct page p = {.n = n, .prefix = prefix, .fill = fill_audit, .out = &r};
-    if (key_arg(call, q->patient_key, "patient_key")) {
+    struct page p = {.ledger = l, .prefix = prefix, .fill = fill_audit, .out = &r};
+    if (key_ok(q->patient_key, "patient_key", a)) {
         p.prefix_len = contracts_key(
             prefix, q->emergency_only ? CONTRACTS_PREFIX_AUDIT_EMERGENCY : CONTRACTS_PREFIX_AUDIT,
             q->patient_key.data, NULL, NULL);
         r.events = ehr_calloc(NODE_QUERY_LIMIT_MAX + 1, sizeof *r.events);
-        if (page_run(call, &p, q->limit, q->page_token) == 0) {
+        if (page_scan(&p, q->limit, q->page_token, a) == 0) {
             if (p.more)
                 r.next_page_token = (ProtobufCBinaryData){p.last_len, p.last};
-            reply_packed(call, &r.base);
+            answer_packed(a, &r.base);
         }
         for (size_t i = 0; i < r.n_events; i++)
             ehr__v1__audit_event__free_unpacked(r.events[i], NULL);
@@ -807,13 +859,21 @@ static void get_audit_trail(struct rpc_call *call, const uint8_t *req, size_t le
     ehr__v1__get_audit_trail_request__free_unpacked(q, NULL);
 }
 
+static void get_audit_trail(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
+{
+    struct node *n = data;
+    node__answer a;
+    node__audit_trail(n->ledger, req, len, &a);
+    reply_answer(call, &a);
+}
+
 /* The state.proto entry under PREFIX + ID, unpacked with DESC. */
-static int entry_read(struct node *n, const char *prefix, const uint8_t id[EHR_HASH_BYTES],
+static int entry_read(ledger *l, const char *prefix, const uint8_t id[EHR_HASH_BYTES],
                       const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
 {
     uint8_t k[CONTRACTS_KEY_BYTES_MAX], *v = NULL;
     size_t klen = contracts_key(k, prefix, id, NULL, NULL), vlen = 0;
-    int rc = ledger_state_get(n->ledger, k, klen, &v, &vlen, NULL);
+    int rc = ledger_state_get(l, k, klen, &v, &vlen, NULL);
     if (rc == EHR_ENOTFOUND)
         return EHR_ECORRUPT; /* an index entry without its entry */
     if (rc != 0)
@@ -836,7 +896,7 @@ static int fill_record(struct page *p, const uint8_t *key, size_t key_len, const
     info->record_id.len = EHR_HASH_BYTES;
     memcpy(info->record_id.data, value, EHR_HASH_BYTES);
     r->records[r->n_records++] = info;
-    return entry_read(p->n, CONTRACTS_PREFIX_RECORD, value, &ehr__v1__record_entry__descriptor,
+    return entry_read(p->ledger, CONTRACTS_PREFIX_RECORD, value, &ehr__v1__record_entry__descriptor,
                       (ProtobufCMessage **)&info->record);
 }
 
@@ -851,7 +911,7 @@ static void list_records(struct rpc_call *call, const uint8_t *req, size_t len, 
     }
     Ehr__V1__ListRecordsResponse r = EHR__V1__LIST_RECORDS_RESPONSE__INIT;
     uint8_t prefix[CONTRACTS_KEY_BYTES_MAX];
-    struct page p = {.n = n, .prefix = prefix, .fill = fill_record, .out = &r};
+    struct page p = {.ledger = n->ledger, .prefix = prefix, .fill = fill_record, .out = &r};
     if (key_arg(call, q->patient_key, "patient_key")) {
         p.prefix_len = contracts_key(prefix, CONTRACTS_PREFIX_PATIENT_RECORDS, q->patient_key.data,
                                      NULL, NULL);
@@ -888,7 +948,7 @@ static int fill_consent(struct page *p, const uint8_t *key, size_t key_len, cons
     info->consent_id.len = EHR_HASH_BYTES;
     memcpy(info->consent_id.data, id, EHR_HASH_BYTES);
     r->consents[r->n_consents++] = info;
-    return entry_read(p->n, CONTRACTS_PREFIX_CONSENT, id, &ehr__v1__consent_entry__descriptor,
+    return entry_read(p->ledger, CONTRACTS_PREFIX_CONSENT, id, &ehr__v1__consent_entry__descriptor,
                       (ProtobufCMessage **)&info->consent);
 }
 
@@ -903,7 +963,7 @@ static void list_consents(struct rpc_call *call, const uint8_t *req, size_t len,
     }
     Ehr__V1__ListConsentsResponse r = EHR__V1__LIST_CONSENTS_RESPONSE__INIT;
     uint8_t prefix[CONTRACTS_KEY_BYTES_MAX];
-    struct page p = {.n = n, .prefix = prefix, .fill = fill_consent, .out = &r};
+    struct page p = {.ledger = n->ledger, .prefix = prefix, .fill = fill_consent, .out = &r};
     bool by_patient = q->patient_key.len != 0;
     if ((q->patient_key.len != 0) == (q->grantee_key.len != 0)) {
         rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
