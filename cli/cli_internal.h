@@ -443,6 +443,89 @@ int cli__tx_send(struct cli__ctx *ctx, struct cli__node *node, const uint8_t *en
                  size_t envelope_len, const uint8_t hash[EHR_HASH_BYTES], bool wait, json_t *extra);
 
 /*
+ * The commands that build a payload from their flags and sign it with one
+ * key file (practitioner add, record anchor, consent grant and revoke,
+ * access request and emergency): --key, --passphrase-file, the submit
+ * options and the node options, parsed by one function and used by one
+ * submission path, so each command holds only what its payload needs.
+ * The option values are 'k', 'p', 'c', 'x', 'w', 'N' and 'T'.
+ */
+#define CLI_SIGNED_TX_OPTIONS                                                                      \
+    {"key", required_argument, NULL, 'k'}, {"passphrase-file", required_argument, NULL, 'p'},      \
+        CLI_SUBMIT_OPTIONS, CLI_NODE_OPTIONS
+
+struct cli__signed_tx {
+    const char *key_path;        /* --key: the signer's key file (required) */
+    const char *passphrase_file; /* --passphrase-file, or NULL */
+    struct cli__submit_options submit;
+    struct cli__node_options node;
+};
+
+/* Handle option C, one of CLI_SIGNED_TX_OPTIONS' (asserted), with ARG into A.
+ * Returns 0 or CLI_EXIT_USAGE (said why). */
+int cli__signed_tx_option(struct cli__ctx *ctx, int c, const char *arg, struct cli__signed_tx *a);
+
+/* After the options: --key is required; the defaults filled in. Returns 0 or
+ * CLI_EXIT_USAGE (said why). */
+int cli__signed_tx_finish(struct cli__ctx *ctx, struct cli__signed_tx *a);
+
+/*
+ * Sign BODY (its payload set, every value in it already checked) with ID's
+ * signing key, or when ID is NULL with the key A names (opened here, with
+ * its passphrase), for the node's chain or --chain-id, submit it and print
+ * the answer (cli__tx_send). ID_NAME, when not NULL, names the object the
+ * transaction creates, whose id is the transaction's hash: printed first as
+ * "ID_NAME id" (JSON "ID_NAME_id"), then EXTRA's string members (a JSON
+ * object, taken; may be NULL). Returns what cli__tx_send returns, or the
+ * exit status of the step that failed after saying why.
+ */
+int cli__signed_tx_submit(struct cli__ctx *ctx, const struct cli__signed_tx *a,
+                          const ehr_identity *id, Ehr__V1__TxBody *body, const char *id_name,
+                          json_t *extra);
+
+/*
+ * Values given on the command line (util.c).
+ * cli__hex_arg: exactly LEN bytes as 2*LEN hex digits into OUT. Returns 0,
+ * or EHR_EINVAL with a reason in DIAG (the caller names the option).
+ * cli__enum_arg: ED's value by name (full or short, cli__enum_value), never
+ * its 0 (UNSPECIFIED) value. Returns 0 or EHR_EINVAL.
+ * cli__enum_names: ED's short names but the 0 one, ", "-separated, into OUT
+ * (cut to fit SIZE), for the message that lists what is accepted.
+ * cli__date_arg: YYYY-MM-DD (UTC midnight, as the policy language reads a
+ * date) or ms since the epoch. Returns 0 or EHR_EINVAL.
+ */
+int cli__hex_arg(const char *text, uint8_t *out, size_t len, ehr_diag *diag);
+int cli__enum_arg(const ProtobufCEnumDescriptor *ed, const char *text, int *value);
+void cli__enum_names(const ProtobufCEnumDescriptor *ed, char *out, size_t size);
+int cli__date_arg(const char *text, uint64_t *ms);
+
+/*
+ * A public key given by one of two options: FILE_OPTION (a key file, only
+ * its public part read; 64 hex digits are taken too) or HEX_OPTION (64 hex
+ * digits only), exactly one of them (the other's argument NULL). Checked to
+ * be a point on the curve. Returns 0 with KEY, or CLI_EXIT_USAGE (said why,
+ * naming the option).
+ */
+int cli__key_choice(struct cli__ctx *ctx, const char *file_option, const char *file_arg,
+                    const char *hex_option, const char *hex_arg,
+                    uint8_t key[EHR_SCHNORR_PUBLIC_BYTES]);
+
+/*
+ * A consent policy FILE (cmd_policy.c): a compiled program as it is, or
+ * source compiled with contracts_policy_compile. Returns 0 with OUT set;
+ * EHR_EINVAL for source that does not compile, DIAG holding
+ * "LINE:COLUMN: message"; another code when the file cannot be read or
+ * passes a limit, DIAG saying why. Prints nothing: the caller says it in
+ * its command's way.
+ */
+struct cli__policy_program {
+    uint8_t code[1024]; /* CONTRACTS_POLICY_BYTES_MAX, asserted in cmd_policy.c */
+    size_t len;
+    bool from_source;
+};
+int cli__policy_program_load(const char *path, struct cli__policy_program *out, ehr_diag *diag);
+
+/*
  * Transaction payloads from JSON (payload.c). A payload file is at most
  * CLI_PAYLOAD_FILE_BYTES_MAX bytes (hex doubles the bytes of a body).
  */
@@ -482,5 +565,12 @@ int cli__cmd_patient_consent(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_audit(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_records(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_consents(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_practitioner_add(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_practitioner_remove(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_record_anchor(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_consent_grant(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_consent_revoke(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_access_request(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_access_emergency(struct cli__ctx *ctx, int argc, char **argv);
 
 #endif /* EHR_CLI_INTERNAL_H */

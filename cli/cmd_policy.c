@@ -21,6 +21,7 @@
  * Not here: submitting a consent that carries a program (tx submit with a
  * consent_grant payload), or anything that talks to a node.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,12 +35,8 @@ enum {
     REQUEST_WHY_BYTES = 448, /* a request file's fault: a long quoted key and a list of names */
 };
 
-/* A program to show or run: read from a compiled file or compiled from source. */
-struct program {
-    uint8_t code[CONTRACTS_POLICY_BYTES_MAX];
-    size_t len;
-    bool from_source;
-};
+_Static_assert(sizeof(((struct cli__policy_program *)0)->code) == CONTRACTS_POLICY_BYTES_MAX,
+               "cli_internal.h's program buffer is the VM's program limit");
 
 static bool is_compiled(const uint8_t *bytes, size_t len)
 {
@@ -54,54 +51,61 @@ static int compile_error(const char *path, const ehr_diag *diag)
     return CLI_EXIT_FAIL;
 }
 
-/* Read PATH (at most the source limit). Returns 0 and *OUT (ehr_free), or CLI_EXIT_FAIL. */
-static int policy_file_read(const char *path, uint8_t **out, size_t *len)
+/* Read PATH (at most the source limit) into *OUT (ehr_free). Returns 0, or a
+ * code with DIAG saying why. */
+static int policy_file_read(const char *path, uint8_t **out, size_t *len, ehr_diag *diag)
 {
     int rc = ehr_file_read_alloc(path, CONTRACTS_POLICY_SOURCE_BYTES_MAX, out, len);
-    if (rc == EHR_ETOOBIG) {
-        char why[WHY_BYTES];
-        snprintf(why, sizeof why, "over %d bytes (the limit of a policy)",
-                 CONTRACTS_POLICY_SOURCE_BYTES_MAX);
-        return cli__fail(why, "read policy %s", path);
-    }
+    if (rc == EHR_ETOOBIG)
+        return ehr_diag_fail(diag, rc, "read policy %s: over %d bytes (the limit of a policy)",
+                             path, CONTRACTS_POLICY_SOURCE_BYTES_MAX);
     if (rc != 0)
-        return cli__fail(ehr_strerror(rc), "read policy %s", path);
+        return ehr_diag_fail(diag, rc, "read policy %s: %s", path, ehr_strerror(rc));
     return 0;
 }
 
-/*
- * Load PATH into P: a compiled program as it is (at most
- * CONTRACTS_POLICY_BYTES_MAX bytes), or source compiled. Returns 0 or
- * CLI_EXIT_FAIL after saying why.
- */
-static int program_load(const char *path, struct program *p)
+int cli__policy_program_load(const char *path, struct cli__policy_program *p, ehr_diag *diag)
 {
     uint8_t *bytes;
     size_t len;
-    int rc = policy_file_read(path, &bytes, &len);
+    int rc = policy_file_read(path, &bytes, &len, diag);
+    /* EHR_EINVAL is kept for "does not compile"; the file read gives it
+     * for "not a regular file", which becomes the system's -EINVAL. */
     if (rc != 0)
-        return rc;
+        return rc == EHR_EINVAL ? -EINVAL : rc;
     memset(p, 0, sizeof *p);
     if (is_compiled(bytes, len)) {
         if (len > CONTRACTS_POLICY_BYTES_MAX) {
-            char why[WHY_BYTES];
-            snprintf(why, sizeof why, "a program of %zu bytes passes the limit of %d", len,
-                     CONTRACTS_POLICY_BYTES_MAX);
             ehr_free(bytes);
-            return cli__fail(why, "read program %s", path);
+            return ehr_diag_fail(diag, EHR_ETOOBIG,
+                                 "read program %s: a program of %zu bytes passes the limit of %d",
+                                 path, len, CONTRACTS_POLICY_BYTES_MAX);
         }
         memcpy(p->code, bytes, len);
         p->len = len;
         ehr_free(bytes);
         return 0;
     }
-    ehr_diag diag;
-    rc =
-        contracts_policy_compile((const char *)bytes, len, p->code, sizeof p->code, &p->len, &diag);
+    rc = contracts_policy_compile((const char *)bytes, len, p->code, sizeof p->code, &p->len, diag);
     ehr_free(bytes);
     if (rc != 0)
-        return compile_error(path, &diag);
+        return EHR_EINVAL;
     p->from_source = true;
+    return 0;
+}
+
+/* cli__policy_program_load, its failures said the way the policy commands
+ * say them. Returns 0 or CLI_EXIT_FAIL. */
+static int program_load(const char *path, struct cli__policy_program *p)
+{
+    ehr_diag diag;
+    int rc = cli__policy_program_load(path, p, &diag);
+    if (rc == EHR_EINVAL)
+        return compile_error(path, &diag);
+    if (rc != 0) {
+        fprintf(stderr, "ehrctl: %s\n", diag.msg);
+        return CLI_EXIT_FAIL;
+    }
     return 0;
 }
 
@@ -131,9 +135,12 @@ int cli__cmd_policy_compile(struct cli__ctx *ctx, int argc, char **argv)
 
     uint8_t *bytes;
     size_t len;
-    int rc = policy_file_read(path, &bytes, &len);
-    if (rc != 0)
-        return rc;
+    ehr_diag why;
+    int rc = policy_file_read(path, &bytes, &len, &why);
+    if (rc != 0) {
+        fprintf(stderr, "ehrctl: %s\n", why.msg);
+        return CLI_EXIT_FAIL;
+    }
     if (is_compiled(bytes, len)) {
         ehr_free(bytes);
         return cli__fail("a compiled program already (ehrctl policy show lists it)", "compile %s",
@@ -186,7 +193,7 @@ int cli__cmd_policy_show(struct cli__ctx *ctx, int argc, char **argv)
     if (optind + 1 != argc)
         return cli__usage_error(ctx, "give one policy FILE (source or compiled)");
     const char *path = argv[optind];
-    struct program p;
+    struct cli__policy_program p;
     int rc = program_load(path, &p);
     if (rc != 0)
         return rc;
@@ -403,7 +410,7 @@ int cli__cmd_policy_eval(struct cli__ctx *ctx, int argc, char **argv)
     if (request_path == NULL)
         return cli__usage_error(ctx, "--request REQUEST.json is required");
     const char *path = argv[optind];
-    struct program p;
+    struct cli__policy_program p;
     int rc = program_load(path, &p);
     if (rc != 0)
         return rc;

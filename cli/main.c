@@ -57,6 +57,35 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
     "gas. A deny is an OK result (exit 0: check the decision). A refusal exits 11 with\n"          \
     "one line on stderr: the transaction is on the ledger and changed nothing.\n"
 
+/* Help for the commands that sign their transaction with one key file. */
+#define SIGNER_OPTIONS_HELP(WHO)                                                                   \
+    "  --key FILE              " WHO "'s key file (its signing key signs)\n"                       \
+    "  --passphrase-file FILE  its passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
+#define BUILT_TX_EXIT_HELP                                                                         \
+    SUBMIT_RESULT_HELP NODE_EXIT_HELP                                                              \
+        "Exit 11: the transaction committed, but its result is a refusal. Bad input (a\n"          \
+        "missing option, bad hex, an unknown name) is exit 2 before anything is sent.\n"
+/* One text for `records` and its alias `record list`, `consents` and `consent list`. */
+#define RECORDS_SYNOPSIS                                                                           \
+    "PATIENT [--type TYPE] [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]"
+#define RECORDS_DETAILS                                                                            \
+    "PATIENT: 64 hex digits or a key file. One line per record, by type then anchoring\n"          \
+    "order: the record id (for an access request), type, height/position and time of its\n"        \
+    "anchor, the custodian, and what it supersedes or is superseded by (ListRecords).\n\n"         \
+    "options:\n"                                                                                   \
+    "  --type TYPE             only this record type (lab_result, imaging, ...)\n"                 \
+    "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP
+#define CONSENTS_SYNOPSIS                                                                          \
+    "(--patient KEY | --grantee KEY) [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]"
+#define CONSENTS_DETAILS                                                                           \
+    "KEY: 64 hex digits or a key file. One line per consent: its id (for a revoke), the\n"         \
+    "patient, the grantee, purpose, scope (record types, record ids), period, policy\n"            \
+    "size, where granted and, once revoked, where (ListConsents).\n\n"                             \
+    "options:\n"                                                                                   \
+    "  --patient KEY           the consents this patient granted\n"                                \
+    "  --grantee KEY           the consents held by a member or a practitioner\n"                  \
+    "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP
+
 static const struct cli__command commands[] = {
     {"keygen",
      "--out FILE [--label TEXT] [--passphrase-file FILE | --no-passphrase] [--kdf PROFILE] "
@@ -249,26 +278,117 @@ static const struct cli__command commands[] = {
      "  --emergency             only the emergency accesses\n" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP
          NODE_EXIT_HELP,
      cli__cmd_audit},
-    {"records", "PATIENT [--type TYPE] [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]",
-     "A patient's records: id, type, custodian, where anchored.",
-     "PATIENT: 64 hex digits or a key file. One line per record, by type then anchoring\n"
-     "order: the record id (for an access request), type, height/position and time of its\n"
-     "anchor, the custodian, and what it supersedes or is superseded by (ListRecords).\n\n"
-     "options:\n"
-     "  --type TYPE             only this record type (lab_result, imaging, ...)\n"
-     "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP,
-     cli__cmd_records},
-    {"consents",
-     "(--patient KEY | --grantee KEY) [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]",
-     "Consents a patient granted, or consents a grantee holds.",
-     "KEY: 64 hex digits or a key file. One line per consent: its id (for a revoke), the\n"
-     "patient, the grantee, purpose, scope (record types, record ids), period, policy\n"
-     "size, where granted and, once revoked, where (ListConsents).\n\n"
-     "options:\n"
-     "  --patient KEY           the consents this patient granted\n"
-     "  --grantee KEY           the consents held by a member or a practitioner\n"
-     "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP,
+    {"records", RECORDS_SYNOPSIS, "A patient's records: id, type, custodian, where anchored.",
+     RECORDS_DETAILS, cli__cmd_records},
+    {"record list", RECORDS_SYNOPSIS, "The same as `records`.", RECORDS_DETAILS, cli__cmd_records},
+    {"consents", CONSENTS_SYNOPSIS, "Consents a patient granted, or consents a grantee holds.",
+     CONSENTS_DETAILS, cli__cmd_consents},
+    {"consent list", CONSENTS_SYNOPSIS, "The same as `consents`.", CONSENTS_DETAILS,
      cli__cmd_consents},
+    {"practitioner add",
+     "(--practitioner FILE | --practitioner-public HEX) --key FILE [--wait] [--node HOST:PORT]",
+     "Register a practitioner's key as acting for the signing member.",
+     "The member (--key, its node key) registers the practitioner's key: the practitioner\n"
+     "then acts for the member, with the member's institution and role (there is no role\n"
+     "of its own to give). Only the public key is needed: --practitioner reads it from the\n"
+     "practitioner's key file without a passphrase.\n\n"
+     "options:\n"
+     "  --practitioner FILE     the practitioner's key file (or 64 hex digits)\n"
+     "  --practitioner-public HEX\n"
+     "                          the practitioner's signing key, 64 hex digits\n"
+     "" SIGNER_OPTIONS_HELP("the member") SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
+     cli__cmd_practitioner_add},
+    {"practitioner remove",
+     "(--practitioner FILE | --practitioner-public HEX) --key FILE [--wait] [--node HOST:PORT]",
+     "Remove a practitioner the signing member registered.",
+     "Only the member that registered the practitioner removes it.\n\n"
+     "options:\n"
+     "  --practitioner FILE     the practitioner's key file (or 64 hex digits)\n"
+     "  --practitioner-public HEX\n"
+     "                          the practitioner's signing key, 64 hex digits\n"
+     "" SIGNER_OPTIONS_HELP("the member") SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
+     cli__cmd_practitioner_remove},
+    {"record anchor",
+     "(--patient FILE | --patient-public HEX) --type TYPE (--pointer HEX | --pointer-text STR) "
+     "(--hash HEX [--size N] | --file FILE) [--supersedes RECORD_ID] --key FILE [--wait] "
+     "[--node HOST:PORT]",
+     "Anchor an encrypted record kept off the ledger; prints its record id.",
+     "The custodian (--key, a member's node key) anchors a record of an enrolled patient:\n"
+     "its type, an encrypted pointer to the ciphertext, and the ciphertext's SHA-256 and\n"
+     "size. The record id is the transaction's hash (printed first; JSON record_id): an\n"
+     "access request and a consent name it. Nothing is encrypted here: the pointer and\n"
+     "the file are taken as already sealed, and go on the ledger as given.\n\n"
+     "options:\n"
+     "  --patient FILE          the patient's key file (public part only; or 64 hex digits)\n"
+     "  --patient-public HEX    the patient's signing key, 64 hex digits\n"
+     "  --type TYPE             imaging, lab_result, prescription, discharge_summary,\n"
+     "                          clinical_note, immunization, invoice, claim, genomic\n"
+     "  --pointer HEX           the encrypted pointer (blob id, URL, CID, sealed), 1-1024\n"
+     "                          bytes as hex\n"
+     "  --pointer-text STR      the same given as text (its bytes as they are: an opaque\n"
+     "                          reference, never a plain location of a patient's data)\n"
+     "  --hash HEX              SHA-256 of the ciphertext, 64 hex digits\n"
+     "  --size N                the ciphertext's size in bytes (with --hash; default 0)\n"
+     "  --file FILE             the encrypted file: its SHA-256 and size are computed\n"
+     "  --supersedes RECORD_ID  the earlier record (same custodian and patient) this one\n"
+     "                          amends\n"
+     "" SIGNER_OPTIONS_HELP("the custodian member")
+         SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
+     cli__cmd_record_anchor},
+    {"consent grant",
+     "(--grantee HEX | --grantee-key FILE) --purpose P [--type T]... [--record ID]... "
+     "[--from DATE] [--until DATE] [--policy FILE] --key PATIENT.key [--wait] [--node HOST:PORT]",
+     "The patient grants a member or practitioner access; prints the consent id.",
+     "Signed by the patient (--key, the patient's key file). The consent covers the record\n"
+     "types and/or the records named (at least one; up to 64 of each), for one purpose,\n"
+     "in the period [--from, --until) of block time. The consent id is the transaction's\n"
+     "hash (printed first; JSON consent_id): consent revoke names it.\n\n"
+     "options:\n"
+     "  --grantee HEX           the grantee's signing key: a member's node key (covering its\n"
+     "                          practitioners) or a practitioner's, 64 hex digits\n"
+     "  --grantee-key FILE      the same from the grantee's key file (public part only)\n"
+     "  --purpose P             treatment, payment, operations, research, public_health,\n"
+     "                          emergency\n"
+     "  --type T                a record type covered (repeat for more)\n"
+     "  --record ID             a record covered, by its id (repeat for more)\n"
+     "  --from DATE             the start: YYYY-MM-DD (UTC midnight) or ms since the epoch\n"
+     "                          (default: no start)\n"
+     "  --until DATE            the end, excluded (default 9999-12-31: no end)\n"
+     "  --policy FILE           a policy that must also permit each access: source, compiled\n"
+     "                          here (a compile error is FILE:LINE:COLUMN: message, exit 2),\n"
+     "                          or a program `policy compile --out` wrote\n"
+     "" SIGNER_OPTIONS_HELP("the patient") SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
+     cli__cmd_consent_grant},
+    {"consent revoke", "CONSENT_ID --key PATIENT.key [--wait] [--node HOST:PORT]",
+     "The patient revokes a consent they granted.",
+     "Signed by the patient who granted it; an access request ordered after the revoke is\n"
+     "decided without the consent.\n\n"
+     "options:\n"
+     "" SIGNER_OPTIONS_HELP("the patient") SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
+     cli__cmd_consent_revoke},
+    {"access request", "RECORD_ID --purpose P --key FILE [--node HOST:PORT]",
+     "Ask to open a record; prints the decision (permit or deny, why).",
+     "Signed by a member's node key or a registered practitioner's key; the requester's\n"
+     "X25519 key (what the record key is re-encrypted to) is taken from the same key file.\n"
+     "Waits for the commit (--wait is implied) and prints the decision: permit, with the\n"
+     "consent that permitted it and the policy's gas, or deny, with why. A deny is a\n"
+     "decided outcome: exit 0.\n\n"
+     "options:\n"
+     "  --purpose P             treatment, payment, operations, research, public_health,\n"
+     "                          emergency: a consent for this purpose is needed\n"
+     "" SIGNER_OPTIONS_HELP("the requester")
+         SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
+     cli__cmd_access_request},
+    {"access emergency", "RECORD_ID --reason TEXT --key FILE [--node HOST:PORT]",
+     "Break-glass access to a record, with a stated reason; prints the decision.",
+     "Decided by the chain's genesis policy alone (the roles it names; clinical roles\n"
+     "only), not by consents; always recorded, flagged, and listed first in the patient's\n"
+     "audit trail. Waits for the commit (--wait is implied) and prints the decision.\n\n"
+     "options:\n"
+     "  --reason TEXT           why (required): 1-256 bytes of text, shown in the trail\n"
+     "" SIGNER_OPTIONS_HELP("the requester")
+         SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
+     cli__cmd_access_emergency},
     {"bench",
      "--key FILE... [--node HOST:PORT]... [--workload domain|anchors|both] [--txs N] "
      "[--inflight K] [--rate R] [--warmup-s S] [--timeout-ms N]",

@@ -1,9 +1,11 @@
 /*
  * submit.c - signing a transaction and submitting it to a node: `ehrctl tx
  * submit`, and the pieces other commands that build a payload themselves
- * share (patient enroll): the --chain-id / --expiry-s / --wait options,
- * the body around a payload, the signature, the admission checks made before
- * anything is sent, and the answer printed with the transaction's result.
+ * share (patient enroll; through cli__signed_tx_submit, the commands with
+ * one signer: practitioner, record, consent, access): the --chain-id /
+ * --expiry-s / --wait options, the body around a payload, the signature,
+ * the admission checks made before anything is sent, and the answer
+ * printed with the transaction's result.
  *
  * What a node answers (node.proto, SubmitTransaction):
  *   - a failed call: its gRPC status, one line and the exit of
@@ -237,6 +239,87 @@ int cli__tx_send(struct cli__ctx *ctx, struct cli__node *node, const uint8_t *en
         exit_code = CLI_EXIT_TX_REFUSED;
     }
     ehr__v1__submit_transaction_response__free_unpacked(r, NULL);
+    return exit_code;
+}
+
+/* ---- the commands that build their own payload ---- */
+
+int cli__signed_tx_option(struct cli__ctx *ctx, int c, const char *arg, struct cli__signed_tx *a)
+{
+    switch (c) {
+    case 'k':
+        a->key_path = arg;
+        return 0;
+    case 'p':
+        a->passphrase_file = arg;
+        return 0;
+    case 'c':
+    case 'x':
+    case 'w':
+        return cli__submit_option(ctx, c, arg, &a->submit);
+    case 'N':
+    case 'T':
+        return cli__node_option(ctx, c, arg, &a->node);
+    default:
+        EHR_ASSERT(0 && "option in the table but not handled");
+        return CLI_EXIT_USAGE;
+    }
+}
+
+int cli__signed_tx_finish(struct cli__ctx *ctx, struct cli__signed_tx *a)
+{
+    if (a->key_path == NULL)
+        return cli__usage_error(ctx, "--key FILE, the signer's key file, is required");
+    if (a->submit.expiry_s == 0)
+        a->submit.expiry_s = CLI_EXPIRY_S_DEFAULT;
+    return cli__node_options_finish(ctx, &a->node);
+}
+
+int cli__signed_tx_submit(struct cli__ctx *ctx, const struct cli__signed_tx *a,
+                          const ehr_identity *id, Ehr__V1__TxBody *body, const char *id_name,
+                          json_t *extra)
+{
+    EHR_ASSERT(body->payload_case != EHR__V1__TX_BODY__PAYLOAD__NOT_SET);
+    EHR_ASSERT(a->submit.expiry_s > 0);
+    int exit_code = 0;
+    ehr_identity *opened = NULL;
+    if (id == NULL) {
+        ehr_keyfile_info info;
+        exit_code = cli__identity_load(a->key_path, a->passphrase_file, &opened, &info);
+        id = opened;
+    }
+    struct cli__node node = {0};
+    char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1] = "";
+    if (exit_code == 0)
+        exit_code = cli__node_open(&node, &a->node, ctx->command->name);
+    if (exit_code == 0)
+        exit_code = cli__submit_chain_id(&node, &a->submit, ctx->command->name, chain_id);
+    uint8_t *envelope = NULL;
+    size_t envelope_len = 0;
+    uint8_t hash[EHR_HASH_BYTES];
+    if (exit_code == 0)
+        exit_code = cli__tx_sign(ctx, body, chain_id, a->submit.expiry_s, &id->signing, &envelope,
+                                 &envelope_len, hash);
+    if (opened != NULL)
+        sodium_free(opened);
+    if (exit_code == 0) {
+        /* The id first, then the command's own fields: what a script takes. */
+        json_t *fields = json_checked(json_object());
+        if (id_name != NULL) {
+            char key[64], hash_hex[HASH_HEX_BYTES];
+            ehr_hex_encode(hash_hex, hash, EHR_HASH_BYTES);
+            snprintf(key, sizeof key, ctx->json ? "%s_id" : "%s id", id_name);
+            json_object_set_new(fields, key, json_checked(json_string(hash_hex)));
+        }
+        if (extra != NULL)
+            json_object_update(fields, extra);
+        exit_code = cli__tx_send(ctx, &node, envelope, envelope_len, hash, a->submit.wait, fields);
+    }
+    if (extra != NULL)
+        json_decref(extra);
+    ehr_free(envelope);
+    if (node.sync != NULL)
+        cli__node_close(&node);
     return exit_code;
 }
 

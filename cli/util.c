@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "cli_internal.h"
+#include "policy.h"
 
 enum { FIELD_COLUMN = 16 };
 
@@ -325,5 +326,84 @@ int cli__public_key_arg(const char *text, uint8_t key[EHR_SCHNORR_PUBLIC_BYTES],
     memcpy(key, info.signing_public_key, EHR_SCHNORR_PUBLIC_BYTES);
     if (kx != NULL)
         memcpy(kx, info.kx_public_key, EHR_KX_PUBLIC_BYTES);
+    return 0;
+}
+
+/* ---- values given on the command line ---- */
+
+int cli__hex_arg(const char *text, uint8_t *out, size_t len, ehr_diag *diag)
+{
+    EHR_ASSERT(len > 0);
+    size_t given = strlen(text);
+    if (given != 2 * len)
+        return ehr_diag_fail(diag, EHR_EINVAL, "wants %zu hex digits (%zu given)", 2 * len, given);
+    if (!all_hex(text))
+        return ehr_diag_fail(diag, EHR_EINVAL, "wants %zu hex digits: \"%.80s\" is not hex",
+                             2 * len, text);
+    int rc = ehr_hex_decode(out, len, text);
+    EHR_ASSERT(rc == 0);
+    return 0;
+}
+
+void cli__enum_names(const ProtobufCEnumDescriptor *ed, char *out, size_t size)
+{
+    EHR_ASSERT(size > 0);
+    size_t prefix = cli__enum_prefix_len(ed);
+    size_t at = 0;
+    out[0] = '\0';
+    for (unsigned i = 0; i < ed->n_values && at < size; i++) {
+        if (ed->values[i].value == 0) /* UNSPECIFIED: never a value one chooses */
+            continue;
+        int n =
+            snprintf(out + at, size - at, "%s%s", at > 0 ? ", " : "", ed->values[i].name + prefix);
+        EHR_ASSERT(n > 0);
+        for (size_t j = at; j < size - 1 && out[j] != '\0'; j++)
+            out[j] = (char)tolower((unsigned char)out[j]);
+        at += (size_t)n;
+    }
+}
+
+int cli__enum_arg(const ProtobufCEnumDescriptor *ed, const char *text, int *value)
+{
+    const ProtobufCEnumValue *ev = cli__enum_value(ed, text);
+    if (ev == NULL || ev->value == 0)
+        return EHR_EINVAL;
+    *value = ev->value;
+    return 0;
+}
+
+int cli__date_arg(const char *text, uint64_t *ms)
+{
+    size_t len = strlen(text);
+    bool digits = len > 0;
+    for (size_t i = 0; i < len; i++)
+        digits &= isdigit((unsigned char)text[i]) != 0;
+    if (digits) /* ms since the epoch; a date has dashes */
+        return cli__parse_u64(text, UINT64_MAX, ms);
+    int64_t parsed;
+    if (contracts_policy_date_parse(text, len, &parsed) != 0)
+        return EHR_EINVAL;
+    EHR_ASSERT(parsed >= 0);
+    *ms = (uint64_t)parsed;
+    return 0;
+}
+
+int cli__key_choice(struct cli__ctx *ctx, const char *file_option, const char *file_arg,
+                    const char *hex_option, const char *hex_arg,
+                    uint8_t key[EHR_SCHNORR_PUBLIC_BYTES])
+{
+    if ((file_arg != NULL) == (hex_arg != NULL))
+        return cli__usage_error(ctx,
+                                "give %s FILE (a key file) or %s HEX (64 hex digits), one "
+                                "of them",
+                                file_option, hex_option);
+    ehr_diag why;
+    if (hex_arg != NULL && cli__hex_arg(hex_arg, key, EHR_SCHNORR_PUBLIC_BYTES, &why) != 0)
+        return cli__usage_error(ctx, "%s %s", hex_option, why.msg);
+    /* Hex or file, the key is checked to be a point on the curve the one way
+     * keys on the command line are. */
+    const char *arg = hex_arg != NULL ? hex_arg : file_arg;
+    if (cli__public_key_arg(arg, key, NULL, &why) != 0)
+        return cli__usage_error(ctx, "%s: %s", hex_arg != NULL ? hex_option : file_option, why.msg);
     return 0;
 }

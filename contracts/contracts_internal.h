@@ -16,30 +16,8 @@
 #include "contracts.h"
 #include "ehr/v1/tx.pb-c.h"
 
-/* ---- limits on payloads (each with a test at its edge) ---- */
-
-enum {
-    /* A record's encrypted pointer (where the ciphertext lives, sealed). */
-    CONTRACTS_POINTER_BYTES_MAX = 1024,
-    /* A record's key capsule (the PRE capsule of its data key). */
-    CONTRACTS_CAPSULE_BYTES_MAX = 256,
-    /* Record types and record ids one consent names (each list). */
-    CONTRACTS_SCOPE_COUNT_MAX = 64,
-    /* Key fragments one consent carries, and the size of each. */
-    CONTRACTS_KEY_FRAGMENTS_MAX = 16,
-    CONTRACTS_KEY_FRAGMENT_BYTES_MAX = 256,
-    /* The reason an emergency access states. */
-    CONTRACTS_EMERGENCY_REASON_BYTES_MAX = 256,
-    /* Members a chain can hold, hence approvals of one proposal. */
-    CONTRACTS_MEMBERS_MAX = EHR_GENESIS_MEMBERS_MAX,
-    /* One access request: the consents of the patient for the requester
-     * (and, for a practitioner, its member) it looks at, and the consent-VM
-     * gas their policies may use together. Past either, the request is
-     * denied with that reason: the cost of applying one request is bounded
-     * whatever the patient has granted. */
-    CONTRACTS_ACCESS_CONSENTS_MAX = 32,
-    CONTRACTS_ACCESS_GAS_MAX = 512,
-};
+/* The limits the rules place on payloads are public (contracts.h, "the rules'
+ * limits on payloads"): a client checks them before it signs. */
 
 /* One day of block time, for a record's age. */
 #define CONTRACTS_DAY_MS ((uint64_t)86400000)

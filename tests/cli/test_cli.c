@@ -409,9 +409,26 @@ static void test_help_lists_every_command(void **state)
     struct fixture *f = *state;
     struct proc_result r = run(f, "help");
     assert_int_equal(r.status, 0);
-    const char *names[] = {"keygen",        "key show",       "key passwd",  "genesis",
-                           "genesis show",  "genesis member", "ledger init", "ledger verify",
-                           "ledger status", "block show",     "tx show"};
+    const char *names[] = {"keygen",
+                           "key show",
+                           "key passwd",
+                           "genesis",
+                           "genesis show",
+                           "genesis member",
+                           "ledger init",
+                           "ledger verify",
+                           "ledger status",
+                           "block show",
+                           "tx show",
+                           "practitioner add",
+                           "practitioner remove",
+                           "record anchor",
+                           "record list",
+                           "consent grant",
+                           "consent revoke",
+                           "consent list",
+                           "access request",
+                           "access emergency"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(names); i++)
         assert_non_null(strstr(r.out, names[i]));
     proc_result_free(&r);

@@ -1,0 +1,489 @@
+/*
+ * test_cli_verbs - ehrctl's commands that build a domain transaction from
+ * their flags (practitioner add and remove, record anchor, consent grant
+ * and revoke, access request and emergency, and the aliases record list and
+ * consent list) against real ehrd processes: a patient's story told through
+ * them, with each result checked, and bad input to each refused with exit 2
+ * and a clear message before anything is sent.
+ *
+ * The network is test_cli_domain's (tests/node/cluster.h): two founding
+ * members on loopback, "Member 0" a hospital and "Member 1" a lab (key files
+ * node0.key and node1.key, no passphrase, in the cluster's directory), a
+ * genesis that lets hospitals use emergency access. ehrctl runs as a
+ * subprocess in the cluster's directory with an empty environment and stdin
+ * from /dev/null.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "ehr_crypto.h"
+#include "proc.h"
+
+#define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
+#define EHRD EHR_BINARY_DIR "/node/ehrd"
+/* A node nobody listens on: a command that got as far as sending would exit
+ * 6 (UNAVAILABLE), so exit 2 there shows nothing was sent. */
+#define NOBODY "127.0.0.1:1"
+
+enum { KEY_HEX = 65, LEADER_WAIT_MS = 30000, CIPHERTEXT_BYTES = 70000 };
+
+struct net {
+    struct cluster c;
+    char node[2][32]; /* each node's gRPC HOST:PORT */
+    char member_hex[2][KEY_HEX];
+    unsigned keys; /* key files made so far, for unique names */
+};
+
+/* ------------------------------------------------------ running ehrctl */
+
+static struct proc_result run_args(const struct net *n, const char *const *args)
+{
+    struct proc_spec spec = {
+        .path = EHRCTL, .argv0 = "ehrctl", .args = args, .env = NULL, .cwd = n->c.root};
+    return proc_run(&spec);
+}
+
+#define run(n, ...) run_args(n, PROC_ARGS(__VA_ARGS__, (const char *)NULL))
+
+static json_t *parse_json(const char *text)
+{
+    json_error_t error;
+    json_t *root = json_loads(text, 0, &error);
+    if (root == NULL)
+        fail_msg("output is not JSON (%s): %s", error.text, text);
+    return root;
+}
+
+static const char *json_str(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_string(v))
+        fail_msg("no string \"%s\"", key);
+    return json_string_value(v);
+}
+
+/* Exit 0, or fail the test showing what ehrctl said. */
+static void assert_ok(const struct proc_result *r)
+{
+    if (r->status != 0)
+        fail_msg("exit %d; stdout: %s; stderr: %s", r->status, r->out, r->err);
+}
+
+/* Run ARGS expecting exit 0 and JSON on stdout; returns it (json_decref). */
+static json_t *run_json(const struct net *n, const char *const *args)
+{
+    struct proc_result r = run_args(n, args);
+    assert_ok(&r);
+    json_t *out = parse_json(r.out);
+    proc_result_free(&r);
+    return out;
+}
+
+/* ------------------------------------------------------------ the network */
+
+static int net_setup(void **state)
+{
+    if (ehr_crypto_init() != 0)
+        return -1;
+    struct net *n = calloc(1, sizeof *n);
+    if (n == NULL)
+        return -1;
+    struct cluster_limits lim = {.emergency_roles = "hospital"};
+    cluster_create(&n->c, 2, EHRD, EHRCTL, &lim);
+    for (size_t i = 0; i < 2; i++) {
+        cluster_start(&n->c, i);
+        snprintf(n->node[i], sizeof n->node[i], "127.0.0.1:%u", n->c.nodes[i].rpc_port);
+        ehr_hex_encode(n->member_hex[i], n->c.nodes[i].node_key, EHR_SCHNORR_PUBLIC_BYTES);
+    }
+    if (cluster_wait_leader(&n->c, LEADER_WAIT_MS) == SIZE_MAX) {
+        cluster_destroy(&n->c, true);
+        return -1;
+    }
+    *state = n;
+    return 0;
+}
+
+static int net_teardown(void **state)
+{
+    struct net *n = *state;
+    if (n == NULL)
+        return 0;
+    for (size_t i = 0; i < n->c.count; i++)
+        cluster_stop(&n->c, i);
+    cluster_destroy(&n->c, false);
+    free(n);
+    return 0;
+}
+
+/* A new key file without a passphrase: its name into FILE, its signing key into HEX. */
+static void new_key(struct net *n, const char *stem, char file[32], char hex[KEY_HEX])
+{
+    snprintf(file, 32, "%s%u.key", stem, ++n->keys);
+    struct proc_result r = run(n, "keygen", "--out", file, "--no-passphrase");
+    assert_ok(&r);
+    proc_result_free(&r);
+    ehr_keyfile_info info;
+    assert_int_equal(ehr_keyfile_read_info(proc_path(n->c.root, file), &info, NULL), 0);
+    ehr_hex_encode(hex, info.signing_public_key, EHR_SCHNORR_PUBLIC_BYTES);
+}
+
+/* A patient enrolled by member 0 through node 0. */
+static void patient_enrolled(struct net *n, char file[32], char hex[KEY_HEX])
+{
+    new_key(n, "patient", file, hex);
+    struct proc_result r = run(n, "patient", "enroll", "--patient", file, "--key", "node0.key",
+                               "--node", n->node[0], "--wait");
+    assert_ok(&r);
+    proc_result_free(&r);
+}
+
+/* The decision of an access command's --json answer, checked to be an OK
+ * result that committed; its reason into REASON (may be NULL). */
+static void assert_decision(json_t *out, const char *decision, const char *reason)
+{
+    assert_true(json_is_true(json_object_get(out, "committed")));
+    json_t *res = json_object_get(out, "result");
+    assert_string_equal(json_str(res, "code"), "ok");
+    assert_string_equal(json_str(res, "decision"), decision);
+    if (reason != NULL && strstr(json_str(res, "reason"), reason) == NULL)
+        fail_msg("reason \"%s\", want \"%s\"", json_str(res, "reason"), reason);
+}
+
+/* ------------------------------------------------------------ the story */
+
+/*
+ * A patient's story through the new commands alone: enrolled; two records
+ * anchored (the lab's from its encrypted file, hash and size computed; the
+ * hospital's from a given hash); a practitioner registered by the hospital;
+ * a consent to the hospital for treatment, with a policy compiled on the
+ * fly (lab results only); the hospital's request permitted (by that
+ * consent), denied for research (another purpose) and for the imaging study
+ * (the policy); the consent revoked, and the next request denied; an
+ * emergency access by the hospital permitted and flagged with its reason,
+ * and the lab's denied (not an emergency role). Each deny is exit 0.
+ */
+static void test_patient_story_through_the_new_commands(void **state)
+{
+    struct net *n = *state;
+    char patient[32], patient_hex[KEY_HEX];
+    patient_enrolled(n, patient, patient_hex);
+
+    /* the lab anchors a lab result from its encrypted file */
+    char *bytes = malloc(CIPHERTEXT_BYTES + 1);
+    assert_non_null(bytes);
+    for (size_t i = 0; i < CIPHERTEXT_BYTES; i++)
+        bytes[i] = (char)('a' + i % 26);
+    bytes[CIPHERTEXT_BYTES] = '\0';
+    proc_text_write(proc_path(n->c.root, "result.enc"), bytes);
+    uint8_t digest[EHR_HASH_BYTES];
+    ehr_sha256(digest, bytes, CIPHERTEXT_BYTES);
+    free(bytes);
+    char digest_hex[KEY_HEX];
+    ehr_hex_encode(digest_hex, digest, EHR_HASH_BYTES);
+    json_t *out =
+        run_json(n, PROC_ARGS("record", "anchor", "--key", "node1.key", "--patient", patient,
+                              "--type", "lab_result", "--pointer", "0a0b0c0d", "--file",
+                              "result.enc", "--node", n->node[1], "--wait", "--json", NULL));
+    char lab[KEY_HEX];
+    snprintf(lab, sizeof lab, "%s", json_str(out, "record_id"));
+    assert_string_equal(json_str(out, "hash"), lab); /* the record id is the tx hash */
+    assert_string_equal(json_str(out, "patient_key"), patient_hex);
+    assert_string_equal(json_str(out, "record_type"), "lab_result");
+    assert_string_equal(json_str(out, "ciphertext_hash"), digest_hex);
+    assert_int_equal(json_integer_value(json_object_get(out, "ciphertext_bytes")),
+                     CIPHERTEXT_BYTES);
+    assert_string_equal(json_str(json_object_get(out, "result"), "code"), "ok");
+    json_decref(out);
+
+    /* the hospital anchors an imaging study from a given hash; human output */
+    struct proc_result r =
+        run(n, "record", "anchor", "--key", "node0.key", "--patient-public", patient_hex, "--type",
+            "RECORD_TYPE_IMAGING", "--pointer-text", "blob:7f3a9c", "--hash", digest_hex, "--size",
+            "52311", "--node", n->node[0], "--wait");
+    assert_ok(&r);
+    assert_int_equal(strncmp(r.out, "record id       ", 16), 0);
+    char scan[KEY_HEX];
+    snprintf(scan, sizeof scan, "%.64s", r.out + 16);
+    assert_non_null(strstr(r.out, "\ntype            imaging\n"));
+    assert_non_null(strstr(r.out, ", 52311 bytes\n"));
+    assert_non_null(strstr(r.out, "\nresult          OK\n"));
+    proc_result_free(&r);
+
+    /* record list is records */
+    out = run_json(n, PROC_ARGS("record", "list", patient, "--node", n->node[0], "--json", NULL));
+    json_t *records = json_object_get(out, "records");
+    assert_int_equal(json_array_size(records), 2);
+    assert_string_equal(json_str(json_array_get(records, 0), "record_id"), scan);
+    assert_string_equal(json_str(json_array_get(records, 1), "record_id"), lab);
+    json_decref(out);
+
+    /* the hospital registers a practitioner (by key file), who then asks, and removes it */
+    char pract[32], pract_hex[KEY_HEX];
+    new_key(n, "practitioner", pract, pract_hex);
+    out = run_json(n, PROC_ARGS("practitioner", "add", "--key", "node0.key", "--practitioner",
+                                pract, "--node", n->node[0], "--wait", "--json", NULL));
+    assert_string_equal(json_str(out, "practitioner_key"), pract_hex);
+    assert_string_equal(json_str(json_object_get(out, "result"), "code"), "ok");
+    json_decref(out);
+
+    /* the patient grants the hospital, for treatment, under a policy compiled here */
+    proc_text_write(proc_path(n->c.root, "labs-only.policy"),
+                    "# the hospital sees lab results, nothing else\n"
+                    "permit if record.type == lab_result\n");
+    out = run_json(n, PROC_ARGS("consent", "grant", "--key", patient, "--grantee-key", "node0.key",
+                                "--purpose", "treatment", "--type", "lab_result", "--type",
+                                "imaging", "--until", "2099-01-01", "--policy", "labs-only.policy",
+                                "--node", n->node[1], "--wait", "--json", NULL));
+    char consent[KEY_HEX];
+    snprintf(consent, sizeof consent, "%s", json_str(out, "consent_id"));
+    assert_string_equal(json_str(out, "hash"), consent);
+    assert_string_equal(json_str(out, "grantee_key"), n->member_hex[0]);
+    assert_string_equal(json_str(out, "purpose"), "treatment");
+    assert_string_equal(json_str(json_object_get(out, "result"), "code"), "ok");
+    json_decref(out);
+    /* consent list is consents: the policy and the period are on the ledger */
+    out = run_json(n, PROC_ARGS("consent", "list", "--patient", patient_hex, "--node", n->node[0],
+                                "--json", NULL));
+    json_t *consents = json_object_get(out, "consents");
+    assert_int_equal(json_array_size(consents), 1);
+    json_t *c0 = json_array_get(consents, 0);
+    assert_string_equal(json_str(c0, "consent_id"), consent);
+    assert_int_equal(json_integer_value(json_object_get(c0, "valid_until_ms")), 4070908800000);
+    assert_true(strlen(json_str(c0, "policy_program")) > 2);
+    json_decref(out);
+
+    /* permitted: the lab result, for treatment, by that consent (the practitioner's
+     * member holds it) */
+    out = run_json(n, PROC_ARGS("access", "request", lab, "--purpose", "treatment", "--key",
+                                "node0.key", "--node", n->node[0], "--json", NULL));
+    assert_decision(out, "permit", NULL);
+    assert_string_equal(json_str(json_object_get(out, "result"), "consent_id"), consent);
+    assert_string_equal(json_str(out, "record_id"), lab);
+    json_decref(out);
+    out = run_json(n, PROC_ARGS("access", "request", lab, "--purpose", "treatment", "--key", pract,
+                                "--node", n->node[1], "--json", NULL));
+    assert_decision(out, "permit", NULL);
+    json_decref(out);
+    /* denied, exit 0, the reason printed: another purpose; the policy */
+    r = run(n, "access", "request", lab, "--purpose", "research", "--key", "node0.key", "--node",
+            n->node[1]);
+    assert_ok(&r);
+    assert_non_null(strstr(r.out, "\ndecision        deny: the consent is for another purpose"));
+    proc_result_free(&r);
+    out = run_json(n, PROC_ARGS("access", "request", scan, "--purpose", "treatment", "--key",
+                                "node0.key", "--node", n->node[0], "--json", NULL));
+    assert_decision(out, "deny", NULL);
+    json_decref(out);
+
+    /* the practitioner removed; the patient revokes; the hospital is denied */
+    r = run(n, "practitioner", "remove", "--key", "node0.key", "--practitioner-public", pract_hex,
+            "--node", n->node[0], "--wait");
+    assert_ok(&r);
+    proc_result_free(&r);
+    r = run(n, "consent", "revoke", consent, "--key", patient, "--node", n->node[0], "--wait");
+    assert_ok(&r);
+    assert_non_null(strstr(r.out, "\nresult          OK\n"));
+    proc_result_free(&r);
+    out = run_json(n, PROC_ARGS("access", "request", lab, "--purpose", "treatment", "--key",
+                                "node0.key", "--node", n->node[1], "--json", NULL));
+    assert_decision(out, "deny", "the consent was revoked");
+    json_decref(out);
+    /* revoked twice: the rules' refusal at submission (exit 10) */
+    r = run(n, "consent", "revoke", consent, "--key", patient, "--node", n->node[0], "--wait");
+    if (r.status != 10 || strstr(r.err, "the consent is revoked already") == NULL)
+        fail_msg("exit %d; stderr: %s", r.status, r.err);
+    proc_result_free(&r);
+
+    /* emergency: the hospital's permitted and flagged with its reason; the lab's denied */
+    out = run_json(n, PROC_ARGS("access", "emergency", scan, "--reason", "unconscious on arrival",
+                                "--key", "node0.key", "--node", n->node[0], "--json", NULL));
+    assert_decision(out, "permit", NULL);
+    assert_string_equal(json_str(out, "reason"), "unconscious on arrival");
+    json_decref(out);
+    r = run(n, "access", "emergency", scan, "--reason", "a lab in a hurry", "--key", "node1.key",
+            "--node", n->node[1]);
+    assert_ok(&r);
+    assert_non_null(strstr(r.out, "\ndecision        deny: emergency access is not allowed to "
+                                  "this role"));
+    proc_result_free(&r);
+    out = run_json(
+        n, PROC_ARGS("audit", patient_hex, "--emergency", "--node", n->node[1], "--json", NULL));
+    json_t *events = json_object_get(out, "events");
+    assert_int_equal(json_array_size(events), 2);
+    json_t *e0 = json_array_get(events, 0);
+    assert_true(json_is_true(json_object_get(e0, "emergency")));
+    assert_string_equal(json_str(e0, "decision"), "permit");
+    assert_string_equal(json_str(e0, "reason"), "unconscious on arrival");
+    assert_string_equal(json_str(e0, "actor"), n->member_hex[0]);
+    json_decref(out);
+    /* the whole trail: enrol, 2 anchors, grant, 5 accesses, revoke, 2 emergencies */
+    out =
+        run_json(n, PROC_ARGS("audit", patient_hex, "--all", "--node", n->node[0], "--json", NULL));
+    assert_int_equal(json_array_size(json_object_get(out, "events")), 12);
+    json_decref(out);
+}
+
+/* ------------------------------------------------------------ bad input */
+
+/*
+ * Bad input to each command: exit 2, the fault named on stderr with the
+ * usage, nothing on stdout, nothing sent (the node is one nobody listens
+ * on). Then a policy that does not compile, given to the real network: the
+ * compiler's LINE:COLUMN in the message and no consent on the ledger.
+ */
+static void test_new_commands_refuse_bad_input(void **state)
+{
+    struct net *n = *state;
+    char patient[32], patient_hex[KEY_HEX];
+    patient_enrolled(n, patient, patient_hex);
+    char short_hex[KEY_HEX], record[KEY_HEX], bad_hex[KEY_HEX];
+    snprintf(short_hex, sizeof short_hex, "%.62s", patient_hex);
+    memset(record, 'a', 64);
+    record[64] = '\0';
+    snprintf(bad_hex, sizeof bad_hex, "%.63sx", patient_hex);
+    char long_reason[300];
+    memset(long_reason, 'r', 257);
+    long_reason[257] = '\0';
+    proc_text_write(proc_path(n->c.root, "ok.policy"), "permit if record.type == lab_result\n");
+    struct {
+        const char *args[20];
+        const char *fragment;
+    } cases[] = {
+        /* practitioner add */
+        {{"practitioner", "add", "--key", "node0.key"}, "give --practitioner FILE"},
+        {{"practitioner", "add", "--key", "node0.key", "--practitioner-public", short_hex},
+         "--practitioner-public wants 64 hex digits (62 given)"},
+        {{"practitioner", "add", "--practitioner", "no-such.key", "--key", "node0.key"},
+         "--practitioner: \"no-such.key\" is neither 64 hex digits nor a key file"},
+        {{"practitioner", "add", "--practitioner-public", patient_hex}, "--key FILE"},
+        /* record anchor */
+        {{"record", "anchor", "--key", "node0.key", "--type", "lab_result", "--pointer", "01",
+          "--hash", record},
+         "give --patient FILE (a key file) or --patient-public HEX"},
+        {{"record", "anchor", "--key", "node0.key", "--patient", patient, "--type", "x-ray",
+          "--pointer", "01", "--hash", record},
+         "--type \"x-ray\" is not a record type: imaging, lab_result, prescription"},
+        {{"record", "anchor", "--key", "node0.key", "--patient", patient, "--pointer", "01",
+          "--hash", record},
+         "--type TYPE, the record's type, is required"},
+        {{"record", "anchor", "--key", "node0.key", "--patient", patient, "--type", "imaging",
+          "--pointer", "0g", "--hash", record},
+         "--pointer wants 2 hex digits: \"0g\" is not hex"},
+        {{"record", "anchor", "--key", "node0.key", "--patient", patient, "--type", "imaging",
+          "--pointer", "012", "--hash", record},
+         "an even count of digits (3 given)"},
+        {{"record", "anchor", "--key", "node0.key", "--patient", patient, "--type", "imaging",
+          "--pointer", "01", "--hash", bad_hex},
+         "--hash wants 64 hex digits"},
+        {{"record", "anchor", "--key", "node0.key", "--patient", patient, "--type", "imaging",
+          "--pointer", "01"},
+         "--hash HEX, or the encrypted file"},
+        {{"record", "anchor", "--key", "node0.key", "--patient", patient, "--type", "imaging",
+          "--pointer", "01", "--hash", record, "--supersedes", short_hex},
+         "--supersedes (a record id) wants 64 hex digits (62 given)"},
+        /* consent grant */
+        {{"consent", "grant", "--key", patient, "--purpose", "treatment", "--type", "imaging"},
+         "give --grantee-key FILE (a key file) or --grantee HEX"},
+        {{"consent", "grant", "--key", patient, "--grantee", bad_hex, "--purpose", "treatment",
+          "--type", "imaging"},
+         "--grantee wants 64 hex digits: "},
+        {{"consent", "grant", "--key", patient, "--grantee-key", "node0.key", "--purpose", "fun",
+          "--type", "imaging"},
+         "--purpose \"fun\" is not a purpose: treatment, payment, operations"},
+        {{"consent", "grant", "--key", patient, "--grantee-key", "node0.key", "--type", "imaging"},
+         "--purpose P, what the consent is for, is required"},
+        {{"consent", "grant", "--key", patient, "--grantee-key", "node0.key", "--purpose",
+          "treatment"},
+         "give at least one"},
+        {{"consent", "grant", "--key", patient, "--grantee-key", "node0.key", "--purpose",
+          "treatment", "--type", "x-ray"},
+         "--type \"x-ray\" is not a record type"},
+        {{"consent", "grant", "--key", patient, "--grantee-key", "node0.key", "--purpose",
+          "treatment", "--record", short_hex},
+         "--record (a record id) wants 64 hex digits (62 given)"},
+        {{"consent", "grant", "--key", patient, "--grantee-key", "node0.key", "--purpose",
+          "treatment", "--type", "imaging", "--until", "2026-02-30"},
+         "--until wants a date"},
+        {{"consent", "grant", "--key", patient, "--grantee-key", "node0.key", "--purpose",
+          "treatment", "--type", "imaging", "--from", "2030-01-01", "--until", "2029-01-01"},
+         "the period ends (--until) before or when it starts"},
+        {{"consent", "grant", "--grantee-key", "node0.key", "--purpose", "treatment", "--type",
+          "imaging", "--policy", "ok.policy"},
+         "--key FILE"},
+        /* consent revoke */
+        {{"consent", "revoke", "--key", patient}, "give one CONSENT_ID"},
+        {{"consent", "revoke", short_hex, "--key", patient},
+         "CONSENT_ID wants 64 hex digits (62 given)"},
+        /* access request, access emergency */
+        {{"access", "request", record, "--key", "node0.key"}, "--purpose P"},
+        {{"access", "request", record, "--purpose", "curiosity", "--key", "node0.key"},
+         "--purpose \"curiosity\" is not a purpose"},
+        {{"access", "request", bad_hex, "--purpose", "treatment", "--key", "node0.key"},
+         "RECORD_ID wants 64 hex digits: "},
+        {{"access", "request", "--purpose", "treatment", "--key", "node0.key"},
+         "give one RECORD_ID"},
+        {{"access", "emergency", record, "--key", "node0.key"}, "--reason TEXT is required"},
+        {{"access", "emergency", record, "--reason", "", "--key", "node0.key"},
+         "--reason TEXT is required"},
+        {{"access", "emergency", record, "--reason", long_reason, "--key", "node0.key"},
+         "--reason wants 1 to 256 bytes of UTF-8 text without control characters (257 bytes "
+         "given)"},
+        {{"access", "emergency", record, "--reason", "bell\a", "--key", "node0.key"},
+         "without control characters"},
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
+        const char *args[24];
+        size_t k = 0;
+        for (; cases[i].args[k] != NULL; k++)
+            args[k] = cases[i].args[k];
+        args[k++] = "--node";
+        args[k++] = NOBODY;
+        args[k] = NULL;
+        struct proc_result r = run_args(n, args);
+        if (r.status != 2 || strstr(r.err, cases[i].fragment) == NULL ||
+            strstr(r.err, "\nusage: ehrctl ") == NULL)
+            fail_msg("case %zu (%s %s): exit %d; stderr: %s", i, args[0], args[1], r.status, r.err);
+        assert_string_equal(r.out, "");
+        proc_result_free(&r);
+    }
+
+    /* A policy with an error on line 2, column 31, to the real network: exit 2,
+     * the file, line and column named, and no consent made. */
+    proc_text_write(proc_path(n->c.root, "bad.policy"),
+                    "# two rules, the second wrong\n"
+                    "permit if record.type == lab_result and requester.role == invoice\n");
+    struct proc_result r = run(n, "consent", "grant", "--key", patient, "--grantee-key",
+                               "node0.key", "--purpose", "treatment", "--type", "lab_result",
+                               "--policy", "bad.policy", "--node", n->node[0], "--wait");
+    if (r.status != 2 || strstr(r.err, "ehrctl: consent grant: --policy bad.policy:2:") == NULL)
+        fail_msg("exit %d; stderr: %s", r.status, r.err);
+    assert_string_equal(r.out, "");
+    proc_result_free(&r);
+    json_t *out = run_json(
+        n, PROC_ARGS("consents", "--patient", patient_hex, "--node", n->node[1], "--json", NULL));
+    assert_int_equal(json_array_size(json_object_get(out, "consents")), 0);
+    json_decref(out);
+    /* and the patient's trail holds the enrolment alone */
+    out = run_json(n, PROC_ARGS("audit", patient_hex, "--node", n->node[0], "--json", NULL));
+    assert_int_equal(json_array_size(json_object_get(out, "events")), 1);
+    json_decref(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_patient_story_through_the_new_commands),
+        cmocka_unit_test(test_new_commands_refuse_bad_input),
+    };
+    int failed = cmocka_run_group_tests(tests, net_setup, net_teardown);
+    cluster_kill_all();
+    return failed;
+}
