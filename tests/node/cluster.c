@@ -226,6 +226,9 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
             CHECK(node_config_write(n->config, &cfg, true, &err) == 0);
             node_config_free(&cfg);
         }
+        c->ids[i] = malloc(sizeof *c->ids[i]);
+        CHECK(c->ids[i] != NULL);
+        CHECK(ehr_keyfile_load(key, c->ids[i], NULL, NULL, 0, NULL) == 0);
         (void)path;
     }
 }
@@ -235,6 +238,13 @@ void cluster_destroy(struct cluster *c, bool keep)
     for (size_t i = 0; i < c->count; i++)
         if (c->nodes[i].pid > 0)
             cluster_kill(c, i);
+    for (size_t i = 0; i < c->count; i++) {
+        if (c->ids[i] == NULL)
+            continue;
+        ehr_identity_wipe(c->ids[i]);
+        free(c->ids[i]);
+        c->ids[i] = NULL;
+    }
     if (keep) {
         fprintf(stderr, "cluster: kept %s\n", c->root);
         ehr_free(c->root);
@@ -436,17 +446,15 @@ void cluster_tx_sign(const struct cluster *c, size_t member, Ehr__V1__TxBody *bo
                      uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES])
 {
     CHECK(member < c->count);
-    char path[CLUSTER_PATH_BYTES];
-    pathf(path, "%s/node%zu.key", c->root, member);
-    ehr_identity *id = malloc(sizeof *id);
+    const ehr_identity *id = c->ids[member];
     CHECK(id != NULL);
-    CHECK(ehr_keyfile_load(path, id, NULL, NULL, 0, NULL) == 0);
     uint8_t nonce[EHR_TX_NONCE_BYTES];
     ehr_random_bytes(nonce, sizeof nonce);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     body->chain_id = (char *)c->chain_id;
-    body->signer = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, id->signing.public_key};
+    body->signer =
+        (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)id->signing.public_key};
     body->nonce = (ProtobufCBinaryData){sizeof nonce, nonce};
     body->expiry_ms = (uint64_t)ts.tv_sec * 1000 + 3600 * 1000;
     size_t n = ehr__v1__tx_body__get_packed_size(body);
@@ -459,9 +467,6 @@ void cluster_tx_sign(const struct cluster *c, size_t member, Ehr__V1__TxBody *bo
     free(bytes);
     body->chain_id = NULL;
     body->signer = body->nonce = (ProtobufCBinaryData){0, NULL};
-    ehr_signing_key_wipe(&id->signing);
-    ehr_kx_key_wipe(&id->kx);
-    free(id);
 }
 
 void cluster_tx_enroll(const struct cluster *c, size_t member, ehr_identity *patient,

@@ -38,6 +38,10 @@ struct cluster {
     struct cluster_node nodes[CLUSTER_NODES_MAX];
     char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1];
     char ehrd[CLUSTER_PATH_BYTES], ehrctl[CLUSTER_PATH_BYTES];
+    /* The members' keys, read once: a key file costs an argon2id
+     * derivation to open, which per signature would make a load of
+     * thousands of transactions spend minutes before it starts. */
+    ehr_identity *ids[CLUSTER_NODES_MAX];
 };
 
 /* Limits written into every node's config (0: leave ehrctl init's default),
