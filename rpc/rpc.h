@@ -233,6 +233,10 @@ void rpc_stream_on_cancel(struct rpc_stream *stream, rpc_cancel_cb cb, void *dat
 void rpc_stream_on_writable(struct rpc_stream *stream, rpc_writable_cb cb, void *data);
 const char *rpc_stream_method(const struct rpc_stream *stream);
 uint64_t rpc_stream_deadline_left_ms(const struct rpc_stream *stream);
+/* The connection a stream came on: a number unique among this server's
+ * connections for its lifetime (never reused, never 0), so that a handler
+ * can bound what one connection holds. */
+uint64_t rpc_stream_connection_id(const struct rpc_stream *stream);
 
 /* ---- client ---- */
 

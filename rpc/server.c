@@ -104,6 +104,7 @@ struct rpc_server {
     struct rpc__link pool;    /* recycled calls (their timers initialised) */
     uint32_t pool_count;
     uint32_t conn_count;
+    uint64_t conn_id_last; /* the last connection id given (rpc_stream_connection_id) */
     uint32_t app_call_count;
     uint32_t handles_open; /* every uv handle of the server, its connections and calls */
     bool pumping;
@@ -116,6 +117,7 @@ struct rpc_server {
 struct rpc__server_conn {
     struct rpc__conn io; /* first: nghttp2 user_data and handle data point here */
     struct rpc_server *server;
+    uint64_t id; /* rpc_stream_connection_id */
     struct rpc__link link_all;
     struct rpc__link link_dirty;
     struct rpc__link calls; /* calls whose stream is attached */
@@ -132,6 +134,7 @@ struct rpc__server_conn {
 struct rpc_call {
     struct rpc_server *server;
     struct rpc__server_conn *conn; /* NULL once the stream is gone */
+    uint64_t conn_id;              /* conn's id, kept after the stream is gone */
     struct rpc__link link;         /* conn->calls, or server reap / pool */
     struct rpc__link link_pending; /* server pending */
     int32_t stream_id;
@@ -666,6 +669,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     }
     struct rpc_call *call = call_get(server);
     call->conn = conn;
+    call->conn_id = conn->id;
     call->stream_id = frame->hd.stream_id;
     call->stream_attached = true;
     rpc__list_push(&conn->calls, &call->link);
@@ -961,6 +965,7 @@ static int conn_setup(struct rpc_server *server, struct rpc__server_conn *conn, 
     conn->io.read_buf = server->read_buf;
     conn->io.on_write_done = conn_write_done;
     conn->server = server;
+    conn->id = ++server->conn_id_last;
     conn->request_budget = server->config.connection_request_bytes_max;
     rpc__list_init(&conn->link_all);
     rpc__list_init(&conn->link_dirty);
@@ -1477,6 +1482,12 @@ const char *rpc_stream_method(const struct rpc_stream *stream)
 uint64_t rpc_stream_deadline_left_ms(const struct rpc_stream *stream)
 {
     return rpc_call_deadline_left_ms(&stream->call);
+}
+
+uint64_t rpc_stream_connection_id(const struct rpc_stream *stream)
+{
+    EHR_ASSERT(stream->call.conn_id != 0); /* set when the stream began */
+    return stream->call.conn_id;
 }
 
 /* ---- socketless connections (fuzzing) ---- */
