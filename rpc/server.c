@@ -52,6 +52,7 @@
  *   - nghttp2 reports BAD_CLIENT_MAGIC for a non-HTTP/2 client; we look at
  *     the first bytes to answer an HTTP/1.x request with a 505.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -75,6 +76,12 @@ enum {
 /* Room for one status message once percent-encoded. */
 #define ENCODED_MESSAGE_BYTES (3 * RPC_STATUS_MESSAGE_BYTES_MAX + 1)
 
+/* Refusals a client provokes at will: each kind is logged at most once per
+ * EHR_LOG_LIMIT_INTERVAL_MS, with the number refused (an attacker holding
+ * the connection cap must not be able to flood the log). */
+enum refusal { REFUSAL_CONNECTIONS_MAX, REFUSAL_COUNT_ };
+static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max"};
+
 struct rpc__method {
     char path[RPC_METHOD_PATH_BYTES_MAX + 1];
     size_t path_len;
@@ -94,6 +101,8 @@ struct rpc_server {
     uint16_t port;
     uv_idle_t kick; /* runs the pump after calls finished outside our callbacks */
     uv_timer_t grace_timer;
+    uv_timer_t refusal_timer; /* logs the refusals held back when their interval ends */
+    struct ehr_log_limit refusals[REFUSAL_COUNT_];
     uint8_t *read_buf;
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *option;
@@ -232,6 +241,49 @@ static void call_handle_closed(uv_handle_t *handle)
     server->handles_open--;
     if (server->torn_down && server->handles_open == 0)
         server_finish_close(server);
+}
+
+static void refusal_timer_cb(uv_timer_t *timer);
+
+static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t count)
+{
+    ehr_log(EHR_LOG_WARN, "rpc connections refused",
+            "limit=%s count=%" PRIu64 " connections=%u connections_max=%u",
+            refusal_limit_names[kind], count, server->conn_count, server->config.connections_max);
+}
+
+/* Log what is due; arm the timer for what is still held back. */
+static void refusal_flush(struct rpc_server *server, uint64_t now_ms)
+{
+    uint64_t due_min = 0;
+    for (int k = 0; k < REFUSAL_COUNT_; k++) {
+        uint64_t count;
+        if (ehr_log_limit_flush(&server->refusals[k], now_ms, &count))
+            refusal_log(server, (enum refusal)k, count);
+        uint64_t due = ehr_log_limit_due_ms(&server->refusals[k]);
+        if (due != 0 && (due_min == 0 || due < due_min))
+            due_min = due;
+    }
+    if (due_min != 0 && !server->torn_down)
+        uv_timer_start(&server->refusal_timer, refusal_timer_cb,
+                       due_min > now_ms ? due_min - now_ms : 0, 0);
+}
+
+static void refusal_timer_cb(uv_timer_t *timer)
+{
+    struct rpc_server *server = timer->data;
+    refusal_flush(server, uv_now(server->loop));
+}
+
+/* A connection was refused for KIND: log it, or count it for a later line. */
+static void server_refused(struct rpc_server *server, enum refusal kind)
+{
+    uint64_t count;
+    uint64_t now = uv_now(server->loop);
+    if (ehr_log_limit_hit(&server->refusals[kind], now, &count))
+        refusal_log(server, kind, count);
+    else if (!uv_is_active((uv_handle_t *)&server->refusal_timer))
+        refusal_flush(server, now);
 }
 
 static void kick_cb(uv_idle_t *idle)
@@ -1017,9 +1069,8 @@ static void on_connection(uv_stream_t *listener, int status)
         uv_tcp_init(server->loop, reject);
         reject->data = server;
         server->handles_open++;
-        if (uv_accept(listener, (uv_stream_t *)reject) == 0)
-            ehr_log(EHR_LOG_WARN, "rpc connection refused: limit reached", "connections_max=%u",
-                    server->config.connections_max);
+        if (uv_accept(listener, (uv_stream_t *)reject) == 0 && !server->closing)
+            server_refused(server, REFUSAL_CONNECTIONS_MAX);
         uv_close((uv_handle_t *)reject, reject_closed);
         return;
     }
@@ -1088,8 +1139,15 @@ static void call_deliver(struct rpc_call *call)
 static void server_teardown(struct rpc_server *server)
 {
     server->torn_down = true;
+    /* What is held back is told now: the interval no longer matters. */
+    for (int k = 0; k < REFUSAL_COUNT_; k++) {
+        uint64_t count;
+        if (ehr_log_limit_flush(&server->refusals[k], UINT64_MAX, &count))
+            refusal_log(server, (enum refusal)k, count);
+    }
     uv_close((uv_handle_t *)&server->kick, server_handle_closed);
     uv_close((uv_handle_t *)&server->grace_timer, server_handle_closed);
+    uv_close((uv_handle_t *)&server->refusal_timer, server_handle_closed);
     while (!rpc__list_empty(&server->pool)) {
         struct rpc__link *link = server->pool.next;
         rpc__list_remove(link);
@@ -1182,7 +1240,10 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *config, stru
     server->kick.data = server;
     uv_timer_init(loop, &server->grace_timer);
     server->grace_timer.data = server;
-    server->handles_open = 2;
+    uv_timer_init(loop, &server->refusal_timer);
+    server->refusal_timer.data = server;
+    uv_unref((uv_handle_t *)&server->refusal_timer); /* a log line keeps no loop alive */
+    server->handles_open = 3;
 
     EHR_ASSERT(nghttp2_session_callbacks_new(&server->callbacks) == 0);
     nghttp2_session_callbacks *cb = server->callbacks;

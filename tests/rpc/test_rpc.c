@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1434,6 +1435,73 @@ static void test_connection_limit_edge(void **state)
     ts_join(ts);
 }
 
+/* Log lines from the server's thread: how many, and the last of them. */
+struct log_capture {
+    pthread_mutex_t lock;
+    unsigned lines;
+    char last[512];
+};
+
+static void log_capture_sink(void *ctx, enum ehr_log_level level, const char *line)
+{
+    (void)level;
+    struct log_capture *c = ctx;
+    if (strstr(line, "rpc connections refused") == NULL)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->lines++;
+    snprintf(c->last, sizeof c->last, "%s", line);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static unsigned log_capture_lines(struct log_capture *c, char *last, size_t last_size)
+{
+    pthread_mutex_lock(&c->lock);
+    unsigned n = c->lines;
+    snprintf(last, last_size, "%s", c->last);
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+/* A flood of connections past the limit costs one log line per
+ * EHR_LOG_LIMIT_INTERVAL_MS, not one per connection: the first refusal at
+ * once, the rest counted and told in one line (here when the server
+ * closes, before their interval ends). */
+static void test_connection_refusals_are_logged_once_per_interval_with_their_count(void **state)
+{
+    (void)state;
+    enum { REFUSED = 50 };
+    static struct log_capture capture = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    capture.lines = 0;
+    ehr_log_set_sink(log_capture_sink, &capture);
+    ehr_log_set_level(EHR_LOG_WARN); /* the suite runs silent */
+    struct rpc_server_config config = {.connections_max = 1};
+    struct thread_server *ts = ts_start(&config);
+    struct h2raw held;
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    struct h2raw_stream *s = raw_call(&held, ts->port, ECHO_SAY, NULL, body, 5, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    for (int i = 0; i < REFUSED; i++) {
+        int fd = raw_connect(ts->port);
+        assert_true(fd >= 0);
+        uint8_t buf[64];
+        bool eof;
+        raw_read(fd, buf, sizeof buf, 5000, &eof);
+        assert_true(eof); /* refused: closed at once */
+        close(fd);
+    }
+    char last[512];
+    assert_int_equal(log_capture_lines(&capture, last, sizeof last), 1);
+    assert_non_null(strstr(last, "limit=connections_max count=1 "));
+    h2raw_close(&held);
+    ts_join(ts);
+    assert_int_equal(log_capture_lines(&capture, last, sizeof last), 2);
+    assert_non_null(strstr(last, "limit=connections_max count=49 "));
+    ehr_log_set_sink(NULL, NULL);
+    ehr_log_set_level(EHR_LOG_OFF);
+}
+
 static void test_streams_per_connection_edge(void **state)
 {
     struct rpc_server_config config = {.streams_per_connection_max = 4};
@@ -1595,6 +1663,7 @@ int main(void)
     };
     const struct CMUnitTest limits[] = {
         cmocka_unit_test(test_connection_limit_edge),
+        cmocka_unit_test(test_connection_refusals_are_logged_once_per_interval_with_their_count),
         cmocka_unit_test(test_streams_per_connection_edge),
         cmocka_unit_test(test_connection_request_budget_edge),
         cmocka_unit_test(test_idle_connection_is_closed),
