@@ -273,6 +273,43 @@ void ehr_log(enum ehr_log_level level, const char *msg, const char *kv_fmt, ...)
         fprintf(stderr, "%s\n", line);
 }
 
+static uint64_t log_limit_interval(const struct ehr_log_limit *limit)
+{
+    return limit->interval_ms != 0 ? limit->interval_ms : EHR_LOG_LIMIT_INTERVAL_MS;
+}
+
+/* Report the held events as one line at NOW_MS. */
+static bool log_limit_release(struct ehr_log_limit *limit, uint64_t now_ms, uint64_t *count)
+{
+    *count = limit->held;
+    limit->held = 0;
+    limit->started = true;
+    limit->next_ms = now_ms + log_limit_interval(limit);
+    return true;
+}
+
+bool ehr_log_limit_hit(struct ehr_log_limit *limit, uint64_t now_ms, uint64_t *count)
+{
+    EHR_ASSERT(count != NULL);
+    limit->held++;
+    if (limit->started && now_ms < limit->next_ms)
+        return false;
+    return log_limit_release(limit, now_ms, count);
+}
+
+bool ehr_log_limit_flush(struct ehr_log_limit *limit, uint64_t now_ms, uint64_t *count)
+{
+    EHR_ASSERT(count != NULL);
+    if (limit->held == 0 || now_ms < limit->next_ms)
+        return false;
+    return log_limit_release(limit, now_ms, count);
+}
+
+uint64_t ehr_log_limit_due_ms(const struct ehr_log_limit *limit)
+{
+    return limit->held == 0 ? 0 : limit->next_ms;
+}
+
 _Noreturn void ehr_assert_fail(const char *what, const char *file, int line, const char *func)
 {
     fprintf(stderr, "ehrchain: invariant violated: %s (%s:%d in %s)\n", what, file, line, func);

@@ -124,6 +124,33 @@ void ehr_log(enum ehr_log_level level, const char *msg, const char *kv_fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /*
+ * A line an outsider can provoke at will (a refused connection, a refused
+ * call) goes through a limiter, so that a flood of such events costs at
+ * most one line per interval, carrying how many there were.
+ *
+ * ehr_log_limit_hit counts one event at NOW_MS (any clock that does not go
+ * back) and returns true when a line is due now: the first event, and the
+ * first after an interval has passed since the last line; *COUNT is then
+ * the events the line stands for (this one and those held back since the
+ * last line) and the count starts again. Otherwise it returns false and
+ * the event waits in the count. ehr_log_limit_flush returns true, with
+ * *COUNT, when events are held back and their interval has passed (a
+ * caller's timer calls it, so the last of a burst is not lost);
+ * ehr_log_limit_due_ms says when that will be (0: nothing held back).
+ * Caller-owned, zero-initialised; not thread-safe.
+ */
+#define EHR_LOG_LIMIT_INTERVAL_MS 10000u
+struct ehr_log_limit {
+    uint64_t interval_ms; /* 0: EHR_LOG_LIMIT_INTERVAL_MS */
+    uint64_t next_ms;     /* no line before this */
+    uint64_t held;        /* events counted and not yet in a line */
+    bool started;         /* a line was logged (next_ms is set) */
+};
+bool ehr_log_limit_hit(struct ehr_log_limit *limit, uint64_t now_ms, uint64_t *count);
+bool ehr_log_limit_flush(struct ehr_log_limit *limit, uint64_t now_ms, uint64_t *count);
+uint64_t ehr_log_limit_due_ms(const struct ehr_log_limit *limit);
+
+/*
  * Small whole files (file.c). ehr_file_write_atomic writes LEN bytes to PATH
  * so that after a crash PATH is either absent/old or complete: a temporary
  * file created with O_EXCL in the same directory, given exactly MODE (umask

@@ -568,9 +568,40 @@ static void process_ready(struct node *n)
     node__snapshot_maybe_start(n);
 }
 
+/* One turn ended (the loop is about to poll): measure it (node__loop_meter). */
+static void loop_meter_turn(struct node *n)
+{
+    struct node__loop_meter *m = &n->meter;
+    uint64_t now_ns = uv_hrtime();
+    uint64_t idle_ns = uv_metrics_idle_time(n->loop);
+    if (m->last_ns != 0) {
+        uint64_t wall_ns = now_ns - m->last_ns;
+        uint64_t slept_ns = idle_ns - m->last_idle_ns;
+        uint64_t turn_us = (wall_ns > slept_ns ? wall_ns - slept_ns : 0) / 1000;
+        uint64_t now_ms = now_ns / 1000000;
+        if (now_ms >= m->window_end_ms) {
+            /* A window with no turn at all (impossible while the tick timer
+             * runs) would leave an old maximum behind; it only errs long. */
+            m->prev_max_us = m->max_us;
+            m->max_us = 0;
+            m->window_end_ms = now_ms + NODE_LOOP_TURN_WINDOW_MS;
+        }
+        if (turn_us > m->max_us)
+            m->max_us = turn_us;
+    }
+    m->last_ns = now_ns;
+    m->last_idle_ns = idle_ns;
+}
+
+uint64_t node__loop_turn_max_us(const struct node *n)
+{
+    return n->meter.max_us > n->meter.prev_max_us ? n->meter.max_us : n->meter.prev_max_us;
+}
+
 static void on_prepare(uv_prepare_t *h)
 {
     struct node *n = h->data;
+    loop_meter_turn(n);
     if (n->stopping)
         return;
     admit_dispatch(n);
@@ -996,6 +1027,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     n->waits.commit_waits.prev = n->waits.commit_waits.next = &n->waits.commit_waits;
     n->waits.forwards.prev = n->waits.forwards.next = &n->waits.forwards;
     n->waits.streams.prev = n->waits.streams.next = &n->waits.streams;
+    n->waits.streams_ready.prev = n->waits.streams_ready.next = &n->waits.streams_ready;
     n->applying.digests = ehr_calloc(NODE_DIGEST_WINDOW, sizeof *n->applying.digests);
     n->snap.stage_fd = -1;
     n->peers.wire_cap = NODE_RAFT_WIRE_ENVELOPE_BYTES_MAX + NODE_RAFT_WIRE_BYTES_MAX;
@@ -1065,9 +1097,15 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     uv_timer_init(loop, &n->tick_timer);
     uv_timer_init(loop, &n->flush_timer);
     uv_prepare_init(loop, &n->prepare);
+    uv_idle_init(loop, &n->waits.stream_turn);
     uv_async_init(loop, &n->snap.async, node__on_snapshot_done);
     n->snap.async.data = n;
     n->tick_timer.data = n->flush_timer.data = n->prepare.data = n;
+    n->waits.stream_turn.data = n;
+    /* The loop meter needs the time the loop sleeps in poll; libuv counts
+     * it only when asked. Only a libuv too old to know the option refuses. */
+    int mrc = uv_loop_configure(loop, UV_METRICS_IDLE_TIME);
+    EHR_ASSERT(mrc == 0);
     uv_timer_start(&n->tick_timer, on_tick, cfg->limits.raft_tick_ms, cfg->limits.raft_tick_ms);
     uv_prepare_start(&n->prepare, on_prepare);
     {
@@ -1197,14 +1235,15 @@ void node_stop(struct node *n)
         n->snap.stage_fd = -1;
         unlink(n->snap.stage_path);
     }
-    n->closing = 7;
+    n->closing = 8;
     rpc_server_close(n->rpc, on_rpc_closed, n);
     p2p_close(n->peers.p2p, on_p2p_closed);
     uv_close((uv_handle_t *)&n->tick_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->flush_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->prepare, on_handle_closed);
+    uv_close((uv_handle_t *)&n->waits.stream_turn, on_handle_closed);
     uv_close((uv_handle_t *)&n->snap.async, on_handle_closed);
-    /* The seventh: this function's own reference, dropped last so that no
+    /* The eighth: this function's own reference, dropped last so that no
      * callback frees the node while it runs. */
     closed_one(n);
 }

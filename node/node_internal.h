@@ -36,8 +36,16 @@ enum {
     /* SubmitTransaction calls waiting (for a commit or a leader's verdict)
      * at once; more are refused with RESOURCE_EXHAUSTED. */
     NODE_WAITERS_MAX = 65536,
-    /* StreamBlocks calls open at once. */
+    /* StreamBlocks calls open at once, on the node and on one connection;
+     * more are refused with RESOURCE_EXHAUSTED. */
     NODE_BLOCK_STREAMS_MAX = 256,
+    NODE_BLOCK_STREAMS_PER_CONNECTION_MAX = 4,
+    /* The work every block stream together may do in one turn of the loop
+     * (service.c, "Block streams"): blocks read, packed and queued, and
+     * their bytes. A turn stops at the first bound reached; one block is
+     * always sent whole, so a turn may pass the bytes by one block. */
+    NODE_STREAM_TURN_BLOCKS_MAX = 64,
+    NODE_STREAM_TURN_BYTES_MAX = 256 * 1024,
     /* Entries one listing query (GetAuditTrail, ListRecords, ListConsents)
      * answers: the default and the most a client may ask (node.proto). The
      * bound keeps one call's work on the loop small. */
@@ -105,9 +113,11 @@ struct node__waiter {
 struct node__stream {
     struct node *node;
     struct rpc_stream *stream;
+    uint64_t connection_id; /* rpc_stream_connection_id */
     uint64_t next_height;
-    bool blocked; /* the last send said EAGAIN: wait for the writable callback */
-    struct node__link link;
+    bool blocked;            /* the last send said EAGAIN: wait for the writable callback */
+    struct node__link link;  /* in node.waits.streams */
+    struct node__link ready; /* in node.waits.streams_ready while it has a block to send */
 };
 
 struct node__digest_slot {
@@ -230,6 +240,25 @@ struct node__waits {
     uint64_t next_request_id;
     struct node__link streams;
     size_t stream_count;
+    /* Streams with a block to send and room to queue it, served round-robin
+     * by stream_turn (an idle handle: it runs once per loop turn while the
+     * list is not empty, and the loop polls without sleeping meanwhile). */
+    struct node__link streams_ready;
+    uv_idle_t stream_turn;
+};
+
+/* A turn of the loop is its busy time from one prepare to the next, less
+ * the time it slept waiting for events (uv_metrics_idle_time). The longest
+ * is kept per window of NODE_LOOP_TURN_WINDOW_MS, the current and the one
+ * before, so GetStatus says the longest turn of the last one to two
+ * windows. */
+#define NODE_LOOP_TURN_WINDOW_MS 10000u
+struct node__loop_meter {
+    uint64_t last_ns;      /* uv_hrtime() at the last prepare (0: none yet) */
+    uint64_t last_idle_ns; /* uv_metrics_idle_time() then */
+    uint64_t window_end_ms;
+    uint64_t max_us;      /* the longest turn of this window */
+    uint64_t prev_max_us; /* and of the window before */
 };
 
 /* Snapshots (snapshot.c): one created at a time, in `thread`; completion
@@ -272,6 +301,7 @@ struct node {
     struct rpc_server *rpc;
     struct node__api_hooks api; /* set by node__service_start */
     struct node__waits waits;
+    struct node__loop_meter meter;
 
     uv_timer_t tick_timer;
     uv_timer_t flush_timer;
@@ -327,6 +357,8 @@ int node__snapshot_chunk(struct node *n, const struct raft_snapshot_chunk *c);
 /* ---- node.c, for service.c ---- */
 
 uint64_t node__now_ms(void);
+/* The longest turn of the loop in the last one to two NODE_LOOP_TURN_WINDOW_MS, in µs. */
+uint64_t node__loop_turn_max_us(const struct node *n);
 const struct node_member *node__member_by_id(const struct node *n, raft_id id);
 
 /*

@@ -454,13 +454,38 @@ static void api_sweep(struct node *n)
     }
 }
 
-/* ---- block streams ---- */
+/* ---- block streams ----
+ *
+ * The consensus loop never waits on a client (docs/DESIGN.md): a stream's
+ * blocks are read, packed and queued only in stream_turn, which runs once
+ * per loop turn while some stream has a block to send, and does at most
+ * NODE_STREAM_TURN_BLOCKS_MAX blocks and NODE_STREAM_TURN_BYTES_MAX bytes
+ * for all streams together, one block per stream in turn (round-robin), so
+ * no stream waits behind another's backlog. Between two of its runs the
+ * loop polls (without sleeping), so peer messages, ticks and the ready
+ * protocol keep their pace whatever the streams ask. A stream is ready
+ * (in streams_ready) while it is below the tip and its queue has room; the
+ * tip moving (a block applied) and the queue draining (writable) make it
+ * ready again.
+ */
 
-static void stream_pump(struct node__stream *s);
+static void stream_turn(uv_idle_t *idle);
+
+/* S may have a block to send: queue it for the next turns. */
+static void stream_wake(struct node__stream *s)
+{
+    struct node *n = s->node;
+    if (s->blocked || s->next_height > n->tip.height || s->ready.next != &s->ready)
+        return;
+    link_push(&n->waits.streams_ready, &s->ready);
+    if (!uv_is_active((uv_handle_t *)&n->waits.stream_turn))
+        uv_idle_start(&n->waits.stream_turn, stream_turn);
+}
 
 static void stream_end(struct node__stream *s, enum rpc_status st, const char *msg)
 {
     link_remove(&s->link);
+    link_remove(&s->ready);
     s->node->waits.stream_count--;
     rpc_stream_finish(s->stream, st, msg);
     ehr_free(s);
@@ -476,49 +501,82 @@ static void on_stream_writable(struct rpc_stream *stream, void *data)
     (void)stream;
     struct node__stream *s = data;
     s->blocked = false;
-    stream_pump(s);
+    stream_wake(s);
 }
 
-/* Send blocks from next_height up to the tip, until the stream's queue is full. */
-static void stream_pump(struct node__stream *s)
+/* Send S its next block. Returns the bytes queued (0 when the stream is
+ * blocked or ended instead; it is then no longer ready). */
+static size_t stream_send_one(struct node__stream *s)
 {
     struct node *n = s->node;
-    while (!s->blocked && s->next_height <= n->tip.height) {
-        uint8_t *block;
-        size_t len;
-        int rc = ledger_block_get(n->ledger, s->next_height, &block, &len, NULL);
-        if (rc != 0) {
-            stream_end(s, RPC_STATUS_INTERNAL, "cannot read a block from the ledger");
-            return;
-        }
-        ledger_block_view v;
-        rc = ledger_block_parse(block, len, &v, NULL);
-        if (rc != 0) {
-            ehr_free(block);
-            stream_end(s, RPC_STATUS_INTERNAL, "a stored block does not parse");
-            return;
-        }
-        Ehr__V1__StreamBlocksResponse r = EHR__V1__STREAM_BLOCKS_RESPONSE__INIT;
-        r.height = s->next_height;
-        r.block = (ProtobufCBinaryData){len, block};
-        r.block_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, v.hash};
-        size_t plen = protobuf_c_message_get_packed_size(&r.base);
-        uint8_t *buf = ehr_malloc(plen);
-        protobuf_c_message_pack(&r.base, buf);
-        ledger_block_view_release(&v);
-        ehr_free(block);
-        rc = rpc_stream_send(s->stream, buf, plen);
-        ehr_free(buf);
-        if (rc == EHR_EAGAIN) {
-            s->blocked = true;
-            return;
-        }
-        if (rc != 0) {
-            stream_end(s, RPC_STATUS_UNAVAILABLE, NULL);
-            return;
-        }
-        s->next_height++;
+    EHR_ASSERT(s->next_height <= n->tip.height);
+    uint8_t *block;
+    size_t len;
+    int rc = ledger_block_get(n->ledger, s->next_height, &block, &len, NULL);
+    if (rc != 0) {
+        stream_end(s, RPC_STATUS_INTERNAL, "cannot read a block from the ledger");
+        return 0;
     }
+    ledger_block_view v;
+    rc = ledger_block_parse(block, len, &v, NULL);
+    if (rc != 0) {
+        ehr_free(block);
+        stream_end(s, RPC_STATUS_INTERNAL, "a stored block does not parse");
+        return 0;
+    }
+    Ehr__V1__StreamBlocksResponse r = EHR__V1__STREAM_BLOCKS_RESPONSE__INIT;
+    r.height = s->next_height;
+    r.block = (ProtobufCBinaryData){len, block};
+    r.block_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, v.hash};
+    size_t plen = protobuf_c_message_get_packed_size(&r.base);
+    uint8_t *buf = ehr_malloc(plen);
+    protobuf_c_message_pack(&r.base, buf);
+    ledger_block_view_release(&v);
+    ehr_free(block);
+    rc = rpc_stream_send(s->stream, buf, plen);
+    ehr_free(buf);
+    if (rc == EHR_EAGAIN) {
+        s->blocked = true; /* on_stream_writable wakes it */
+        link_remove(&s->ready);
+        return 0;
+    }
+    if (rc != 0) {
+        stream_end(s, RPC_STATUS_UNAVAILABLE, NULL);
+        return 0;
+    }
+    s->next_height++;
+    if (s->next_height > n->tip.height)
+        link_remove(&s->ready); /* the next block applied wakes it */
+    return plen;
+}
+
+/* One turn's share of the block streams' work (the budget above). */
+static void stream_turn(uv_idle_t *idle)
+{
+    struct node *n = idle->data;
+    struct node__link *ready = &n->waits.streams_ready;
+    size_t bytes = 0;
+    for (uint32_t blocks = 0; blocks < NODE_STREAM_TURN_BLOCKS_MAX &&
+                              bytes < NODE_STREAM_TURN_BYTES_MAX && ready->next != ready;
+         blocks++) {
+        struct node__stream *s = CONTAINER(ready->next, struct node__stream, ready);
+        /* To the back first: a stream that stays ready waits for the others. */
+        link_remove(&s->ready);
+        link_push(ready, &s->ready);
+        bytes += stream_send_one(s);
+    }
+    if (ready->next == ready)
+        uv_idle_stop(idle);
+}
+
+/* The StreamBlocks calls open on connection CONNECTION_ID. */
+static size_t streams_on_connection(const struct node *n, uint64_t connection_id)
+{
+    size_t count = 0;
+    for (const struct node__link *l = n->waits.streams.next; l != &n->waits.streams; l = l->next)
+        if (CONTAINER(l, struct node__stream, link)->connection_id == connection_id)
+            count++;
+    return count;
 }
 
 static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t len, void *data)
@@ -540,19 +598,32 @@ static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t 
         return;
     }
     if (n->waits.stream_count >= NODE_BLOCK_STREAMS_MAX) {
-        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED,
-                          "too many block streams open on this node");
+        snprintf(msg, sizeof msg,
+                 "too many block streams open on this node (the limit is %d); retry later",
+                 NODE_BLOCK_STREAMS_MAX);
+        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        return;
+    }
+    uint64_t connection_id = rpc_stream_connection_id(stream);
+    if (streams_on_connection(n, connection_id) >= NODE_BLOCK_STREAMS_PER_CONNECTION_MAX) {
+        snprintf(msg, sizeof msg,
+                 "too many block streams open on this connection (the limit is %d); close one "
+                 "first",
+                 NODE_BLOCK_STREAMS_PER_CONNECTION_MAX);
+        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
         return;
     }
     struct node__stream *s = ehr_calloc(1, sizeof *s);
     s->node = n;
     s->stream = stream;
+    s->connection_id = connection_id;
     s->next_height = from;
+    link_init(&s->ready);
     link_push(&n->waits.streams, &s->link);
     n->waits.stream_count++;
     rpc_stream_on_cancel(stream, on_stream_cancel, s);
     rpc_stream_on_writable(stream, on_stream_writable, s);
-    stream_pump(s);
+    stream_wake(s);
 }
 
 static void api_block_applied(struct node *n, uint64_t height,
@@ -576,12 +647,8 @@ static void api_block_applied(struct node *n, uint64_t height,
                 waiter_free(w);
             }
         }
-    struct node__link *l = n->waits.streams.next;
-    while (l != &n->waits.streams) {
-        struct node__stream *s = CONTAINER(l, struct node__stream, link);
-        l = l->next;
-        stream_pump(s);
-    }
+    for (struct node__link *l = n->waits.streams.next; l != &n->waits.streams; l = l->next)
+        stream_wake(CONTAINER(l, struct node__stream, link));
 }
 
 /* ---- queries ---- */
@@ -1040,6 +1107,7 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
             (uint64_t)ru.ru_stime.tv_sec * 1000 + (uint64_t)ru.ru_stime.tv_usec / 1000;
     }
     resp.uptime_ms = uv_now(n->loop) - n->started_ms;
+    resp.loop_turn_max_us = node__loop_turn_max_us(n);
 
     Ehr__V1__PeerStatus peers[NODE_MEMBERS_MAX];
     Ehr__V1__PeerStatus *peer_ptrs[NODE_MEMBERS_MAX];

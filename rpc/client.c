@@ -36,7 +36,7 @@
 #define CONNECTION_WINDOW_BYTES (16 << 20)
 #define HOST_BYTES_MAX 255u
 /* Room for a reason that names the server and a system error. */
-#define REASON_BYTES (HOST_BYTES_MAX + 256)
+#define REASON_BYTES (HOST_BYTES_MAX + 512)
 
 enum client_state { CLIENT_CONNECTING, CLIENT_UP, CLIENT_DOWN };
 
@@ -58,6 +58,7 @@ struct rpc_client {
     bool connect_known; /* connect_status is final */
     bool connect_reported;
     bool settings_seen; /* the server's SETTINGS arrived: it speaks HTTP/2 */
+    bool bytes_seen;    /* the server sent something, HTTP/2 or not */
     char down_reason[REASON_BYTES];
     struct rpc__link calls; /* every call not recycled */
     struct rpc__link done;  /* calls whose done callback is due */
@@ -501,7 +502,17 @@ static void client_down(struct rpc_client *client, const char *reason)
      * or says something that is not HTTP/2, before one arrived reached
      * something else: say so, and what it usually is. */
     char not_grpc[REASON_BYTES];
-    if (client->state == CLIENT_UP && !client->settings_seen && !client->close_requested) {
+    if (client->state == CLIENT_UP && !client->settings_seen && !client->close_requested &&
+        !client->bytes_seen) {
+        /* Silence then a close is also how a node at its connection limit
+         * (or past its limit per address) turns a client away. */
+        snprintf(not_grpc, sizeof not_grpc,
+                 "%s closed the connection without answering: either a node at its connection "
+                 "limit (retry later, or another node) or it is not a gRPC (HTTP/2) endpoint "
+                 "(a node's peer port rather than its RPC port?) (%s)",
+                 client->authority, reason);
+        reason = not_grpc;
+    } else if (client->state == CLIENT_UP && !client->settings_seen && !client->close_requested) {
         snprintf(not_grpc, sizeof not_grpc,
                  "%s answered but is not a gRPC (HTTP/2) endpoint: a node's peer port rather "
                  "than its RPC port? (%s)",
@@ -565,6 +576,7 @@ static void client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
                  nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread));
         client_down(client, reason);
     } else {
+        client->bytes_seen = true;
         ssize_t rv =
             nghttp2_session_mem_recv(client->io.session, (const uint8_t *)buf->base, (size_t)nread);
         if (rv < 0) {

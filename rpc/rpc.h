@@ -63,6 +63,10 @@ enum rpc_status rpc_status_from_err(int err);
 #define RPC_MESSAGE_BYTES_MAX (4u * 1024 * 1024)
 /* Connections a server holds at once; more are accepted and closed at once. */
 #define RPC_CONNECTIONS_MAX 1024u
+/* Connections a server holds at once from one client address (IPv4, or
+ * IPv6 with an IPv4-mapped address counted as the IPv4 one), so that a few
+ * clients cannot take every connection; more are closed at once too. */
+#define RPC_CONNECTIONS_PER_ADDRESS_MAX 128u
 /* SETTINGS_MAX_CONCURRENT_STREAMS the server advertises (and enforces). */
 #define RPC_STREAMS_PER_CONNECTION_MAX 128u
 /* Request header list (names + values + 32 per field, as HTTP/2 counts it). */
@@ -84,8 +88,14 @@ enum rpc_status rpc_status_from_err(int err);
 #define RPC_STATUS_MESSAGE_BYTES_MAX 512u
 /* Longest deadline honoured (a longer grpc-timeout is cut to this). */
 #define RPC_TIMEOUT_MS_MAX (100ull * 24 * 3600 * 1000)
-/* A connection with no open stream and no traffic for this long is closed. */
+/* A connection with no open stream and no request progress (a request's
+ * HEADERS or DATA; PINGs, SETTINGS and WINDOW_UPDATEs do not count) for
+ * this long gets GOAWAY and is closed. */
 #define RPC_IDLE_TIMEOUT_MS 300000u
+/* A request not complete (END_STREAM) this long after its headers ends
+ * with DEADLINE_EXCEEDED and its buffered bytes are freed, whatever
+ * grpc-timeout says (a shorter one still ends it sooner). */
+#define RPC_REQUEST_RECEIVE_TIMEOUT_MS 30000u
 /* Graceful shutdown waits this long for in-flight calls before it forces them. */
 #define RPC_SHUTDOWN_GRACE_MS 5000u
 /*
@@ -111,14 +121,16 @@ struct rpc_stream; /* one server-streaming call, owned by the handler until fini
 
 /* Every field may be left 0 to take the default named in the comment. */
 struct rpc_server_config {
-    size_t message_bytes_max;            /* RPC_MESSAGE_BYTES_MAX */
-    uint32_t connections_max;            /* RPC_CONNECTIONS_MAX */
-    uint32_t streams_per_connection_max; /* RPC_STREAMS_PER_CONNECTION_MAX */
-    uint32_t header_list_bytes_max;      /* RPC_HEADER_LIST_BYTES_MAX */
-    size_t connection_request_bytes_max; /* RPC_CONNECTION_REQUEST_BYTES_MAX */
-    size_t stream_queue_bytes_max;       /* RPC_STREAM_QUEUE_BYTES_MAX */
-    uint64_t idle_timeout_ms;            /* RPC_IDLE_TIMEOUT_MS */
-    uint64_t shutdown_grace_ms;          /* RPC_SHUTDOWN_GRACE_MS */
+    size_t message_bytes_max;             /* RPC_MESSAGE_BYTES_MAX */
+    uint32_t connections_max;             /* RPC_CONNECTIONS_MAX */
+    uint32_t connections_per_address_max; /* RPC_CONNECTIONS_PER_ADDRESS_MAX */
+    uint32_t streams_per_connection_max;  /* RPC_STREAMS_PER_CONNECTION_MAX */
+    uint32_t header_list_bytes_max;       /* RPC_HEADER_LIST_BYTES_MAX */
+    size_t connection_request_bytes_max;  /* RPC_CONNECTION_REQUEST_BYTES_MAX */
+    size_t stream_queue_bytes_max;        /* RPC_STREAM_QUEUE_BYTES_MAX */
+    uint64_t idle_timeout_ms;             /* RPC_IDLE_TIMEOUT_MS */
+    uint64_t request_receive_timeout_ms;  /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
+    uint64_t shutdown_grace_ms;           /* RPC_SHUTDOWN_GRACE_MS */
 };
 
 /*
@@ -233,6 +245,10 @@ void rpc_stream_on_cancel(struct rpc_stream *stream, rpc_cancel_cb cb, void *dat
 void rpc_stream_on_writable(struct rpc_stream *stream, rpc_writable_cb cb, void *data);
 const char *rpc_stream_method(const struct rpc_stream *stream);
 uint64_t rpc_stream_deadline_left_ms(const struct rpc_stream *stream);
+/* The connection a stream came on: a number unique among this server's
+ * connections for its lifetime (never reused, never 0), so that a handler
+ * can bound what one connection holds. */
+uint64_t rpc_stream_connection_id(const struct rpc_stream *stream);
 
 /* ---- client ---- */
 

@@ -27,9 +27,17 @@
  *      rpc_server_close); nghttp2 callbacks only record and queue.
  *   5. Memory of a reaped call is recycled only at the end of the pump,
  *      so code that just ran a handler may still read the call's fields.
+ *   6. Nothing a client sends for free holds resources for ever: only a
+ *      request's HEADERS or DATA reset a connection's idle timer (never a
+ *      PING), and a request not whole within request_receive_timeout_ms
+ *      ends, whatever its grpc-timeout, freeing what it buffered.
+ *   7. A client address holds at most connections_per_address_max of the
+ *      connections, and refusals cost at most one log line per interval
+ *      per kind (ehr_log_limit).
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
+ *   receiving --call_timer_cb (not whole in time)--> ended, never dispatched
  *   with handler --rpc_call_reply/fail, rpc_stream_finish--> draining
  *   with handler --call_detach / deadline / shutdown--> ended, with handler
  *   ended, with handler --finish--> draining or reaped
@@ -52,6 +60,7 @@
  *   - nghttp2 reports BAD_CLIENT_MAGIC for a non-HTTP/2 client; we look at
  *     the first bytes to answer an HTTP/1.x request with a 505.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -75,6 +84,19 @@ enum {
 /* Room for one status message once percent-encoded. */
 #define ENCODED_MESSAGE_BYTES (3 * RPC_STATUS_MESSAGE_BYTES_MAX + 1)
 
+/* Refusals a client provokes at will: each kind is logged at most once per
+ * EHR_LOG_LIMIT_INTERVAL_MS, with the number refused (an attacker holding
+ * the connection cap must not be able to flood the log). */
+enum refusal { REFUSAL_CONNECTIONS_MAX, REFUSAL_CONNECTIONS_PER_ADDRESS, REFUSAL_COUNT_ };
+static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max",
+                                                                "connections_per_address_max"};
+
+/* A client's address, as connections are counted per address. */
+struct peer_address {
+    uint8_t family; /* AF_INET or AF_INET6; 0: unknown (not counted) */
+    uint8_t bytes[16];
+};
+
 struct rpc__method {
     char path[RPC_METHOD_PATH_BYTES_MAX + 1];
     size_t path_len;
@@ -94,6 +116,8 @@ struct rpc_server {
     uint16_t port;
     uv_idle_t kick; /* runs the pump after calls finished outside our callbacks */
     uv_timer_t grace_timer;
+    uv_timer_t refusal_timer; /* logs the refusals held back when their interval ends */
+    struct ehr_log_limit refusals[REFUSAL_COUNT_];
     uint8_t *read_buf;
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *option;
@@ -104,6 +128,7 @@ struct rpc_server {
     struct rpc__link pool;    /* recycled calls (their timers initialised) */
     uint32_t pool_count;
     uint32_t conn_count;
+    uint64_t conn_id_last; /* the last connection id given (rpc_stream_connection_id) */
     uint32_t app_call_count;
     uint32_t handles_open; /* every uv handle of the server, its connections and calls */
     bool pumping;
@@ -116,6 +141,8 @@ struct rpc_server {
 struct rpc__server_conn {
     struct rpc__conn io; /* first: nghttp2 user_data and handle data point here */
     struct rpc_server *server;
+    uint64_t id; /* rpc_stream_connection_id */
+    struct peer_address peer;
     struct rpc__link link_all;
     struct rpc__link link_dirty;
     struct rpc__link calls; /* calls whose stream is attached */
@@ -132,6 +159,7 @@ struct rpc__server_conn {
 struct rpc_call {
     struct rpc_server *server;
     struct rpc__server_conn *conn; /* NULL once the stream is gone */
+    uint64_t conn_id;              /* conn's id, kept after the stream is gone */
     struct rpc__link link;         /* conn->calls, or server reap / pool */
     struct rpc__link link_pending; /* server pending */
     int32_t stream_id;
@@ -146,7 +174,8 @@ struct rpc_call {
     char encoding[32];
     bool has_deadline;
     uint64_t timeout_ms;
-    uint64_t deadline_ms; /* loop time */
+    uint64_t deadline_ms;   /* loop time */
+    uint64_t receive_by_ms; /* loop time: the request must be complete by then */
     bool stream_attached;
     bool app_owned;
     bool ended;
@@ -229,6 +258,49 @@ static void call_handle_closed(uv_handle_t *handle)
     server->handles_open--;
     if (server->torn_down && server->handles_open == 0)
         server_finish_close(server);
+}
+
+static void refusal_timer_cb(uv_timer_t *timer);
+
+static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t count)
+{
+    ehr_log(EHR_LOG_WARN, "rpc connections refused",
+            "limit=%s count=%" PRIu64 " connections=%u connections_max=%u",
+            refusal_limit_names[kind], count, server->conn_count, server->config.connections_max);
+}
+
+/* Log what is due; arm the timer for what is still held back. */
+static void refusal_flush(struct rpc_server *server, uint64_t now_ms)
+{
+    uint64_t due_min = 0;
+    for (int k = 0; k < REFUSAL_COUNT_; k++) {
+        uint64_t count;
+        if (ehr_log_limit_flush(&server->refusals[k], now_ms, &count))
+            refusal_log(server, (enum refusal)k, count);
+        uint64_t due = ehr_log_limit_due_ms(&server->refusals[k]);
+        if (due != 0 && (due_min == 0 || due < due_min))
+            due_min = due;
+    }
+    if (due_min != 0 && !server->torn_down)
+        uv_timer_start(&server->refusal_timer, refusal_timer_cb,
+                       due_min > now_ms ? due_min - now_ms : 0, 0);
+}
+
+static void refusal_timer_cb(uv_timer_t *timer)
+{
+    struct rpc_server *server = timer->data;
+    refusal_flush(server, uv_now(server->loop));
+}
+
+/* A connection was refused for KIND: log it, or count it for a later line. */
+static void server_refused(struct rpc_server *server, enum refusal kind)
+{
+    uint64_t count;
+    uint64_t now = uv_now(server->loop);
+    if (ehr_log_limit_hit(&server->refusals[kind], now, &count))
+        refusal_log(server, kind, count);
+    else if (!uv_is_active((uv_handle_t *)&server->refusal_timer))
+        refusal_flush(server, now);
 }
 
 static void kick_cb(uv_idle_t *idle)
@@ -532,12 +604,46 @@ static void call_queue_message(struct rpc_call *call, const uint8_t *message, si
     call->out.len += RPC__PREFIX_BYTES + len;
 }
 
+static void call_timer_cb(uv_timer_t *timer);
+
+/* Arm the call's timer for what comes first: the client's deadline, or the
+ * end of the time the request has to arrive whole (until it has). */
+static void call_timer_arm(struct rpc_call *call)
+{
+    uint64_t due = UINT64_MAX;
+    if (call->has_deadline)
+        due = call->deadline_ms;
+    if (!call->request_done && call->receive_by_ms < due)
+        due = call->receive_by_ms;
+    if (due == UINT64_MAX) {
+        uv_timer_stop(&call->timer);
+        return;
+    }
+    uint64_t now = uv_now(call->server->loop);
+    uv_timer_start(&call->timer, call_timer_cb, due > now ? due - now : 0, 0);
+}
+
 static void call_timer_cb(uv_timer_t *timer)
 {
     struct rpc_call *call = timer->data;
     struct rpc_server *server = call->server;
     if (call->ended || !call->stream_attached)
         return;
+    uint64_t now = uv_now(server->loop);
+    if (!call->request_done && now >= call->receive_by_ms) {
+        char message[96];
+        snprintf(message, sizeof message, "the request was not complete within %" PRIu64 " ms",
+                 server->config.request_receive_timeout_ms);
+        /* Not dispatched yet, so no handler to tell; the reset that follows
+         * our END_STREAM frees what the request buffered. */
+        call_end(call, "200", RPC_STATUS_DEADLINE_EXCEEDED, message, true, EHR_ETIMEDOUT);
+        server_pump(server);
+        return;
+    }
+    if (!call->has_deadline || now < call->deadline_ms) {
+        call_timer_arm(call);
+        return;
+    }
     call_end(call, "200", RPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", true, EHR_ETIMEDOUT);
     if (call->app_owned) {
         call->cancel_why = RPC_STATUS_DEADLINE_EXCEEDED;
@@ -601,9 +707,12 @@ static void call_headers_done(struct rpc_call *call)
     } else if (call->method == NULL) {
         snprintf(message, sizeof message, "unknown method %s", call->path);
         call_end(call, "200", RPC_STATUS_UNIMPLEMENTED, message, true, EHR_ECLOSED);
-    } else if (call->has_deadline) {
-        call->deadline_ms = uv_now(server->loop) + call->timeout_ms;
-        uv_timer_start(&call->timer, call_timer_cb, call->timeout_ms, 0);
+    } else {
+        uint64_t now = uv_now(server->loop);
+        if (call->has_deadline)
+            call->deadline_ms = now + call->timeout_ms;
+        call->receive_by_ms = now + server->config.request_receive_timeout_ms;
+        call_timer_arm(call);
     }
 }
 
@@ -613,6 +722,7 @@ static void call_request_done(struct rpc_call *call)
     call->request_done = true;
     if (call->ended)
         return;
+    call_timer_arm(call); /* the request's own time limit no longer applies */
     if (!rpc__reader_idle(&call->reader))
         call_end(call, "200", RPC_STATUS_INTERNAL, "request ended inside a message (truncated)",
                  true, EHR_ECLOSED);
@@ -666,6 +776,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     }
     struct rpc_call *call = call_get(server);
     call->conn = conn;
+    call->conn_id = conn->id;
     call->stream_id = frame->hd.stream_id;
     call->stream_attached = true;
     rpc__list_push(&conn->calls, &call->link);
@@ -724,6 +835,11 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     struct rpc_call *call = stream_call(session, frame->hd.stream_id);
     if (call == NULL)
         return 0;
+    /* Only a request's progress keeps the connection from being idle:
+     * PINGs and other control frames cost a holder nothing to send. */
+    struct rpc__server_conn *conn = user_data;
+    if (!conn->io.socketless)
+        uv_timer_again(&conn->idle_timer);
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
         call_headers_done(call);
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
@@ -932,7 +1048,6 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
     if (nread < 0) {
         conn_close(conn, RPC_STATUS_CANCELLED);
     } else {
-        uv_timer_again(&conn->idle_timer);
         conn_recv(conn, (const uint8_t *)buf->base, (size_t)nread);
     }
     server_pump(server);
@@ -961,6 +1076,7 @@ static int conn_setup(struct rpc_server *server, struct rpc__server_conn *conn, 
     conn->io.read_buf = server->read_buf;
     conn->io.on_write_done = conn_write_done;
     conn->server = server;
+    conn->id = ++server->conn_id_last;
     conn->request_budget = server->config.connection_request_bytes_max;
     rpc__list_init(&conn->link_all);
     rpc__list_init(&conn->link_dirty);
@@ -1000,6 +1116,47 @@ static void reject_closed(uv_handle_t *handle)
         server_finish_close(server);
 }
 
+/* The address TCP's peer connects from ({0} if unknown). */
+static struct peer_address peer_address_of(uv_tcp_t *tcp)
+{
+    struct peer_address a = {0};
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+        return a;
+    if (ss.ss_family == AF_INET) {
+        a.family = AF_INET;
+        memcpy(a.bytes, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        const uint8_t *b = ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
+        static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(b, v4_mapped, sizeof v4_mapped) == 0) {
+            a.family = AF_INET;
+            memcpy(a.bytes, b + 12, 4);
+        } else {
+            a.family = AF_INET6;
+            memcpy(a.bytes, b, 16);
+        }
+    }
+    return a;
+}
+
+/* Open connections from address A. A scan: at most connections_max, on
+ * accept only, cheaper than keeping a table in step. */
+static uint32_t server_connections_from(const struct rpc_server *server,
+                                        const struct peer_address *a)
+{
+    if (a->family == 0)
+        return 0;
+    uint32_t count = 0;
+    for (const struct rpc__link *l = server->conns.next; l != &server->conns; l = l->next) {
+        const struct rpc__server_conn *c = RPC__CONTAINER(l, struct rpc__server_conn, link_all);
+        count += !c->closing && c->peer.family == a->family &&
+                 memcmp(c->peer.bytes, a->bytes, sizeof a->bytes) == 0;
+    }
+    return count;
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     struct rpc_server *server = listener->data;
@@ -1012,9 +1169,8 @@ static void on_connection(uv_stream_t *listener, int status)
         uv_tcp_init(server->loop, reject);
         reject->data = server;
         server->handles_open++;
-        if (uv_accept(listener, (uv_stream_t *)reject) == 0)
-            ehr_log(EHR_LOG_WARN, "rpc connection refused: limit reached", "connections_max=%u",
-                    server->config.connections_max);
+        if (uv_accept(listener, (uv_stream_t *)reject) == 0 && !server->closing)
+            server_refused(server, REFUSAL_CONNECTIONS_MAX);
         uv_close((uv_handle_t *)reject, reject_closed);
         return;
     }
@@ -1026,8 +1182,16 @@ static void on_connection(uv_stream_t *listener, int status)
     conn->handles_open = 2;
     conn->server = server;
     server->handles_open += 2;
-    if (uv_accept(listener, (uv_stream_t *)&conn->io.tcp) != 0 ||
-        conn_setup(server, conn, false) != 0) {
+    bool over_address = false;
+    int rv = uv_accept(listener, (uv_stream_t *)&conn->io.tcp);
+    if (rv == 0) {
+        conn->peer = peer_address_of(&conn->io.tcp);
+        over_address = server_connections_from(server, &conn->peer) >=
+                       server->config.connections_per_address_max;
+        if (over_address)
+            server_refused(server, REFUSAL_CONNECTIONS_PER_ADDRESS);
+    }
+    if (rv != 0 || over_address || conn_setup(server, conn, false) != 0) {
         conn->closing = true;
         uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
         uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
@@ -1083,8 +1247,15 @@ static void call_deliver(struct rpc_call *call)
 static void server_teardown(struct rpc_server *server)
 {
     server->torn_down = true;
+    /* What is held back is told now: the interval no longer matters. */
+    for (int k = 0; k < REFUSAL_COUNT_; k++) {
+        uint64_t count;
+        if (ehr_log_limit_flush(&server->refusals[k], UINT64_MAX, &count))
+            refusal_log(server, (enum refusal)k, count);
+    }
     uv_close((uv_handle_t *)&server->kick, server_handle_closed);
     uv_close((uv_handle_t *)&server->grace_timer, server_handle_closed);
+    uv_close((uv_handle_t *)&server->refusal_timer, server_handle_closed);
     while (!rpc__list_empty(&server->pool)) {
         struct rpc__link *link = server->pool.next;
         rpc__list_remove(link);
@@ -1137,6 +1308,10 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->message_bytes_max = RPC_MESSAGE_BYTES_MAX;
     if (c->connections_max == 0)
         c->connections_max = RPC_CONNECTIONS_MAX;
+    if (c->connections_per_address_max == 0)
+        c->connections_per_address_max = RPC_CONNECTIONS_PER_ADDRESS_MAX;
+    if (c->request_receive_timeout_ms == 0)
+        c->request_receive_timeout_ms = RPC_REQUEST_RECEIVE_TIMEOUT_MS;
     if (c->streams_per_connection_max == 0)
         c->streams_per_connection_max = RPC_STREAMS_PER_CONNECTION_MAX;
     if (c->header_list_bytes_max == 0)
@@ -1177,7 +1352,10 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *config, stru
     server->kick.data = server;
     uv_timer_init(loop, &server->grace_timer);
     server->grace_timer.data = server;
-    server->handles_open = 2;
+    uv_timer_init(loop, &server->refusal_timer);
+    server->refusal_timer.data = server;
+    uv_unref((uv_handle_t *)&server->refusal_timer); /* a log line keeps no loop alive */
+    server->handles_open = 3;
 
     EHR_ASSERT(nghttp2_session_callbacks_new(&server->callbacks) == 0);
     nghttp2_session_callbacks *cb = server->callbacks;
@@ -1477,6 +1655,12 @@ const char *rpc_stream_method(const struct rpc_stream *stream)
 uint64_t rpc_stream_deadline_left_ms(const struct rpc_stream *stream)
 {
     return rpc_call_deadline_left_ms(&stream->call);
+}
+
+uint64_t rpc_stream_connection_id(const struct rpc_stream *stream)
+{
+    EHR_ASSERT(stream->call.conn_id != 0); /* set when the stream began */
+    return stream->call.conn_id;
 }
 
 /* ---- socketless connections (fuzzing) ---- */

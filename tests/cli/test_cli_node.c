@@ -719,6 +719,61 @@ static void *not_grpc_serve(void *arg)
     return NULL;
 }
 
+/* A listener that accepts CONNECTIONS and closes each at once, reading
+ * nothing (RESET: with an RST, as SO_LINGER 0 makes it), as a node at its
+ * connection limit does. */
+struct closer {
+    int fd;
+    int connections;
+    bool reset;
+};
+
+static void *closer_serve(void *arg)
+{
+    struct closer *cl = arg;
+    for (int i = 0; i < cl->connections; i++) {
+        int c = accept(cl->fd, NULL, NULL);
+        if (c < 0)
+            break;
+        if (cl->reset) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+/* A node that closes the connection at once, before a byte of ours is
+ * read (a FIN, or an RST), makes ehrctl's writes fail: an error with a
+ * line naming the address and exit 6 (UNAVAILABLE), never death by SIGPIPE
+ * (exit 141 and nothing said). Which line depends on when the close
+ * overtakes ehrctl (while connecting, writing or reading), so only the
+ * address is asserted. */
+static void test_a_node_that_closes_at_once_is_an_error_not_a_signal(void **state)
+{
+    struct fixture *fx = *state;
+    for (int reset = 0; reset <= 1; reset++) {
+        struct closer cl = {.connections = 1, .reset = reset};
+        cl.fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(cl.fd >= 0);
+        struct sockaddr_in addr = {.sin_family = AF_INET,
+                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        assert_int_equal(bind(cl.fd, (struct sockaddr *)&addr, sizeof addr), 0);
+        assert_int_equal(listen(cl.fd, 4), 0);
+        socklen_t len = sizeof addr;
+        assert_int_equal(getsockname(cl.fd, (struct sockaddr *)&addr, &len), 0);
+        pthread_t thread;
+        assert_int_equal(pthread_create(&thread, NULL, closer_serve, &cl), 0);
+        char address[32];
+        snprintf(address, sizeof address, "127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
+        struct proc_result r = run(fx, "status", "--node", address);
+        assert_failure(&r, 6, address);
+        proc_result_free(&r);
+        pthread_join(thread, NULL);
+        close(cl.fd);
+    }
+}
 /* A wrong port (one that answers, but not in HTTP/2) is named as such, and
  * ehrctl exits 6 with that line, never killed by SIGPIPE. */
 static void test_a_port_that_is_not_grpc_is_named_as_such(void **state)
@@ -1541,6 +1596,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_status_wait_leader_waits_for_a_leader_or_gives_up,
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_a_port_that_is_not_grpc_is_named_as_such,
+                                        fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_a_node_that_closes_at_once_is_an_error_not_a_signal,
                                         fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_node_options_usage_errors_exit_2, fixture_setup,
                                         fixture_teardown),

@@ -96,6 +96,65 @@ static void test_log_line_format_and_level(void **state)
     ehr_log_set_sink(NULL, NULL);
 }
 
+/* The first event is logged at once, alone. */
+static void test_log_limit_logs_the_first_event_at_once(void **state)
+{
+    (void)state;
+    struct ehr_log_limit limit = {.interval_ms = 1000};
+    uint64_t count = 0;
+    assert_true(ehr_log_limit_hit(&limit, 5000, &count));
+    assert_int_equal(count, 1);
+}
+
+/* Within the interval, events are held and counted; the first at the
+ * interval's edge (not one millisecond before) is logged with them all. */
+static void test_log_limit_holds_events_until_the_interval_edge(void **state)
+{
+    (void)state;
+    struct ehr_log_limit limit = {.interval_ms = 1000};
+    uint64_t count = 0;
+    assert_true(ehr_log_limit_hit(&limit, 5000, &count));
+    for (int i = 0; i < 3174; i++)
+        assert_false(ehr_log_limit_hit(&limit, 5000 + (uint64_t)i % 999, &count));
+    assert_false(ehr_log_limit_hit(&limit, 5999, &count));
+    assert_true(ehr_log_limit_hit(&limit, 6000, &count));
+    assert_int_equal(count, 3176);
+    /* The count starts again with the line. */
+    assert_true(ehr_log_limit_hit(&limit, 7000, &count));
+    assert_int_equal(count, 1);
+}
+
+/* Events held when a burst ends are reported by a flush once their
+ * interval has passed, not before; with nothing held, nothing is due. */
+static void test_log_limit_flush_reports_the_end_of_a_burst(void **state)
+{
+    (void)state;
+    struct ehr_log_limit limit = {.interval_ms = 1000};
+    uint64_t count = 0;
+    assert_int_equal(ehr_log_limit_due_ms(&limit), 0);
+    assert_true(ehr_log_limit_hit(&limit, 0, &count));
+    assert_int_equal(ehr_log_limit_due_ms(&limit), 0);
+    assert_false(ehr_log_limit_hit(&limit, 10, &count));
+    assert_false(ehr_log_limit_hit(&limit, 20, &count));
+    assert_int_equal(ehr_log_limit_due_ms(&limit), 1000);
+    assert_false(ehr_log_limit_flush(&limit, 999, &count));
+    assert_true(ehr_log_limit_flush(&limit, 1000, &count));
+    assert_int_equal(count, 2);
+    assert_false(ehr_log_limit_flush(&limit, 5000, &count));
+}
+
+/* A limiter left at zero uses the named interval. */
+static void test_log_limit_default_interval(void **state)
+{
+    (void)state;
+    struct ehr_log_limit limit = {0};
+    uint64_t count = 0;
+    assert_true(ehr_log_limit_hit(&limit, 0, &count));
+    assert_false(ehr_log_limit_hit(&limit, EHR_LOG_LIMIT_INTERVAL_MS - 1, &count));
+    assert_true(ehr_log_limit_hit(&limit, EHR_LOG_LIMIT_INTERVAL_MS, &count));
+    assert_int_equal(count, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -105,6 +164,10 @@ int main(void)
         cmocka_unit_test(test_alloc_fault_injection),
         cmocka_unit_test(test_alloc_largest_tracked),
         cmocka_unit_test(test_log_line_format_and_level),
+        cmocka_unit_test(test_log_limit_logs_the_first_event_at_once),
+        cmocka_unit_test(test_log_limit_holds_events_until_the_interval_edge),
+        cmocka_unit_test(test_log_limit_flush_reports_the_end_of_a_burst),
+        cmocka_unit_test(test_log_limit_default_interval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

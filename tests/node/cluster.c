@@ -241,8 +241,7 @@ void cluster_destroy(struct cluster *c, bool keep)
     for (size_t i = 0; i < c->count; i++) {
         if (c->nodes[i].identity == NULL)
             continue;
-        ehr_signing_key_wipe(&c->nodes[i].identity->signing);
-        ehr_kx_key_wipe(&c->nodes[i].identity->kx);
+        ehr_identity_wipe(c->nodes[i].identity);
         free(c->nodes[i].identity);
         c->nodes[i].identity = NULL;
     }
@@ -391,6 +390,7 @@ int cluster_status(struct cluster *c, size_t i, struct cluster_status *out)
         memcpy(out->leader_id, s->leader_id.data, EHR_SCHNORR_PUBLIC_BYTES);
     }
     out->mempool_tx_count = s->mempool_tx_count;
+    out->loop_turn_max_us = s->loop_turn_max_us;
     for (size_t p = 0; p < s->n_peers; p++)
         out->peers_connected +=
             s->peers[p]->link_state == EHR__V1__LINK_STATE__LINK_STATE_CONNECTED;

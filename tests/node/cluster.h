@@ -91,6 +91,7 @@ struct cluster_status {
     bool has_leader;
     uint64_t mempool_tx_count;
     size_t peers_connected;
+    uint64_t loop_turn_max_us; /* GetStatusResponse.loop_turn_max_us */
 };
 
 /* GetStatus of node I. Returns the gRPC status (0 = OK). */

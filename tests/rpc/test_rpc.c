@@ -13,9 +13,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -1434,6 +1437,218 @@ static void test_connection_limit_edge(void **state)
     ts_join(ts);
 }
 
+/* Log lines from the server's thread: how many, and the last of them. */
+struct log_capture {
+    pthread_mutex_t lock;
+    unsigned lines;
+    char last[512];
+};
+
+static void log_capture_sink(void *ctx, enum ehr_log_level level, const char *line)
+{
+    (void)level;
+    struct log_capture *c = ctx;
+    if (strstr(line, "rpc connections refused") == NULL)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->lines++;
+    snprintf(c->last, sizeof c->last, "%s", line);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static unsigned log_capture_lines(struct log_capture *c, char *last, size_t last_size)
+{
+    pthread_mutex_lock(&c->lock);
+    unsigned n = c->lines;
+    snprintf(last, last_size, "%s", c->last);
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+/* A flood of connections past the limit costs one log line per
+ * EHR_LOG_LIMIT_INTERVAL_MS, not one per connection: the first refusal at
+ * once, the rest counted and told in one line (here when the server
+ * closes, before their interval ends). */
+static void test_connection_refusals_are_logged_once_per_interval_with_their_count(void **state)
+{
+    (void)state;
+    enum { REFUSED = 50 };
+    static struct log_capture capture = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    capture.lines = 0;
+    ehr_log_set_sink(log_capture_sink, &capture);
+    ehr_log_set_level(EHR_LOG_WARN); /* the suite runs silent */
+    struct rpc_server_config config = {.connections_max = 1};
+    struct thread_server *ts = ts_start(&config);
+    struct h2raw held;
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    struct h2raw_stream *s = raw_call(&held, ts->port, ECHO_SAY, NULL, body, 5, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    for (int i = 0; i < REFUSED; i++) {
+        int fd = raw_connect(ts->port);
+        assert_true(fd >= 0);
+        uint8_t buf[64];
+        bool eof;
+        raw_read(fd, buf, sizeof buf, 5000, &eof);
+        assert_true(eof); /* refused: closed at once */
+        close(fd);
+    }
+    char last[512];
+    assert_int_equal(log_capture_lines(&capture, last, sizeof last), 1);
+    assert_non_null(strstr(last, "limit=connections_max count=1 "));
+    h2raw_close(&held);
+    ts_join(ts);
+    assert_int_equal(log_capture_lines(&capture, last, sizeof last), 2);
+    assert_non_null(strstr(last, "limit=connections_max count=49 "));
+    ehr_log_set_sink(NULL, NULL);
+    ehr_log_set_level(EHR_LOG_OFF);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A TCP connection to the server at 127.0.0.1:PORT from source address
+ * SOURCE (any 127.x.y.z reaches loopback on Linux). Returns the fd. */
+static int connect_from(const char *source, uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in from = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, source, &from.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+    return fd;
+}
+
+/* Send the HTTP/2 preface on FD: true if the server answers (its SETTINGS),
+ * false if it closes the connection instead. */
+static bool h2_answers(int fd)
+{
+    static const uint8_t preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                     "\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    if (raw_send(fd, preface, sizeof preface - 1) != 0)
+        return false;
+    uint8_t buf[256];
+    bool eof = false;
+    size_t n = raw_read(fd, buf, sizeof buf, 300, &eof);
+    return n > 0 && buf[3] == NGHTTP2_SETTINGS;
+}
+
+/* connections_per_address_max connections from one address are served; one
+ * more from it is closed at once; one from another address is served (the
+ * limit is per address, not global); a slot freed is taken again. */
+static void test_connections_per_address_edge(void **state)
+{
+    (void)state;
+    struct rpc_server_config config = {.connections_per_address_max = 2};
+    struct thread_server *ts = ts_start(&config);
+    int a = connect_from("127.0.0.1", ts->port);
+    int b = connect_from("127.0.0.1", ts->port);
+    assert_true(h2_answers(a));
+    assert_true(h2_answers(b));
+    int over = connect_from("127.0.0.1", ts->port);
+    assert_false(h2_answers(over));
+    close(over);
+    int other = connect_from("127.0.0.2", ts->port);
+    assert_true(h2_answers(other));
+    close(a);
+    /* The server sees the close on its loop thread: retry until the slot is back. */
+    bool served = false;
+    for (int i = 0; i < 50 && !served; i++) {
+        int again = connect_from("127.0.0.1", ts->port);
+        served = h2_answers(again);
+        close(again);
+    }
+    assert_true(served);
+    close(b);
+    close(other);
+    ts_join(ts);
+}
+
+/* HTTP/2 PINGs (a holder's cheapest way to look alive) do not extend the
+ * idle timeout: a connection that only pings is closed about when one
+ * that says nothing would be. */
+static void test_pings_do_not_keep_a_connection_from_idling(void **state)
+{
+    (void)state;
+    struct rpc_server_config config = {.idle_timeout_ms = 200};
+    struct thread_server *ts = ts_start(&config);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    uint64_t start = now_ms();
+    while (!h.eof && now_ms() - start < 3000) {
+        assert_int_equal(nghttp2_submit_ping(h.session, NGHTTP2_FLAG_NONE, NULL), 0);
+        h2raw_wait(&h, NULL, 50); /* a ping every 50 ms, a quarter of the timeout */
+    }
+    assert_true(h.eof);
+    assert_true(h.goaway);
+    assert_true(now_ms() - start < 1000); /* the first idle period or the next */
+    h2raw_close(&h);
+    ts_join(ts);
+}
+
+/* Requests are progress: a connection whose calls come more often than the
+ * idle timeout stays open across many timeouts. */
+static void test_requests_keep_a_connection_from_idling(void **state)
+{
+    (void)state;
+    struct rpc_server_config config = {.idle_timeout_ms = 200};
+    struct thread_server *ts = ts_start(&config);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    for (int i = 0; i < 8; i++) { /* 8 × 100 ms: four idle timeouts */
+        struct h2raw_stream *s = h2raw_request(&h, ECHO_SAY, NULL, body, 5, true);
+        assert_non_null(s);
+        assert_true(h2raw_wait(&h, s, 5000));
+        assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+        h2raw_wait(&h, NULL, 100);
+        assert_false(h.eof);
+    }
+    h2raw_close(&h);
+    ts_join(ts);
+}
+
+/* A request left unfinished (a message announced and never completed, no
+ * END_STREAM) ends with DEADLINE_EXCEEDED after request_receive_timeout_ms,
+ * with or without a longer grpc-timeout, and its connection serves on. */
+static void test_an_unfinished_request_has_a_deadline(void **state)
+{
+    (void)state;
+    struct rpc_server_config config = {.request_receive_timeout_ms = 100};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t partial[5 + 10] = {0};
+    h2raw_grpc_frame(partial, 0, NULL, 100); /* 100 bytes announced, 10 sent */
+    const char *const long_timeout[] = {"grpc-timeout", "10S", NULL};
+    const char *const *headers[] = {NULL, long_timeout};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(headers); i++) {
+        struct h2raw h;
+        assert_int_equal(h2raw_connect(&h, ts->port), 0);
+        uint64_t start = now_ms();
+        struct h2raw_stream *s =
+            h2raw_request(&h, ECHO_SAY, headers[i], partial, sizeof partial, false);
+        assert_non_null(s);
+        assert_true(h2raw_wait(&h, s, 5000));
+        assert_int_equal(s->grpc_status, RPC_STATUS_DEADLINE_EXCEEDED);
+        assert_non_null(strstr(s->grpc_message, "not complete within 100 ms"));
+        assert_true(now_ms() - start < 2000);
+        uint8_t body[5];
+        h2raw_grpc_frame(body, 0, NULL, 0);
+        struct h2raw_stream *next = h2raw_request(&h, ECHO_SAY, NULL, body, 5, true);
+        assert_true(h2raw_wait(&h, next, 5000));
+        assert_int_equal(next->grpc_status, RPC_STATUS_OK);
+        h2raw_close(&h);
+    }
+    ts_join(ts);
+}
+
 static void test_streams_per_connection_edge(void **state)
 {
     struct rpc_server_config config = {.streams_per_connection_max = 4};
@@ -1595,6 +1810,11 @@ int main(void)
     };
     const struct CMUnitTest limits[] = {
         cmocka_unit_test(test_connection_limit_edge),
+        cmocka_unit_test(test_connection_refusals_are_logged_once_per_interval_with_their_count),
+        cmocka_unit_test(test_connections_per_address_edge),
+        cmocka_unit_test(test_pings_do_not_keep_a_connection_from_idling),
+        cmocka_unit_test(test_requests_keep_a_connection_from_idling),
+        cmocka_unit_test(test_an_unfinished_request_has_a_deadline),
         cmocka_unit_test(test_streams_per_connection_edge),
         cmocka_unit_test(test_connection_request_budget_edge),
         cmocka_unit_test(test_idle_connection_is_closed),
