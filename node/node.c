@@ -377,8 +377,10 @@ static bool proposals_open(struct node *n)
 }
 
 /* The test fault forge_height: B's first envelope replaced by a copy whose
- * signature the leader made with its own key over the same body. Returns
- * the copy (free it once the block is built). */
+ * signature the leader made over the same body with a key of its own
+ * choosing, a fresh one, so that it is never the signer's (the leader's
+ * node key would be, for a transaction the leader's member signed itself).
+ * Returns the copy (free it once the block is built). */
 static uint8_t *forge_first(struct node *n, mempool_batch *b)
 {
     ledger_tx_view tv;
@@ -387,8 +389,12 @@ static uint8_t *forge_first(struct node *n, mempool_batch *b)
     uint8_t *copy = ehr_malloc(b->envelopes[0].len);
     memcpy(copy, b->envelopes[0].data, b->envelopes[0].len);
     uint8_t *sig = copy + (tv.signature - b->envelopes[0].data);
-    rc = ehr_schnorr_sign(&n->id->signing, b->hashes[0], sig);
+    ehr_signing_key forger;
+    rc = ehr_signing_key_generate(&forger);
     EHR_ASSERT(rc == 0);
+    rc = ehr_schnorr_sign(&forger, b->hashes[0], sig);
+    EHR_ASSERT(rc == 0);
+    ehr_signing_key_wipe(&forger);
     b->envelopes[0].data = copy;
     ehr_log(EHR_LOG_WARN, "test fault: the first transaction's signature is forged",
             "height=%" PRIu64, n->prop.height + 1);

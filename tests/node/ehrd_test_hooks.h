@@ -13,7 +13,8 @@
  * Fill FAULTS from the environment: EHR_TEST_DIGEST_FAULT_HEIGHT=H makes the
  * node publish a wrong state digest at height H; EHR_TEST_FORGE_HEIGHT=H
  * makes it, as leader, propose block H with its first transaction re-signed
- * by the leader's own key (a member's node forging what another signed).
+ * by a key of the leader's choosing, never the signer's (a member's node
+ * forging what another signed).
  * Unset: no fault.
  */
 void ehrd_test_faults_read(struct node_test_faults *faults);

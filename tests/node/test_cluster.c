@@ -676,7 +676,8 @@ static size_t audit_count(struct cluster *c, size_t i, const uint8_t patient[32]
 /*
  * Every node runs ehrd-test with the forge fault at height 2: whichever
  * leads then proposes block 2 with its transaction (a patient's enrolment)
- * re-signed by the leader's own key. Every node checks the signature at
+ * re-signed with a key of the leader's choosing (never the signer's: the
+ * enrolment's member may be the leader itself). Every node checks the signature at
  * apply: the transaction stays in the block with the result BAD_SIGNATURE,
  * the patient is not enrolled anywhere, the nodes' state digests agree (no
  * node stops), and the chain goes on.
