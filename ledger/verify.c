@@ -28,14 +28,15 @@
  * LMDB: the walk reads in short read transactions, renewed every
  * VERIFY_BATCH_BLOCKS blocks, so a verify running next to a node never pins
  * old pages for long. Blocks up to the tip seen at the start never change,
- * so the batches see the same chain. Only the calling thread touches LMDB.
+ * so the batches see the same chain. Only the calling thread touches LMDB
+ * (the scratch environment too) and calls the replay.
  *
  * Threads: the transaction checks of a block (signatures dominate, ~40 us
  * each) are split into contiguous slices, one per thread; the caller takes
- * slice 0 and waits for the others. Each slice stops at its first failure,
- * so the lowest failing index over all slices is the block's first failure
- * and the report does not depend on the thread count. Workers only parse,
- * hash and verify (no LMDB, no ehr_malloc); each writes its own result slot.
+ * slice 0 and waits for the others. Each slice writes every transaction's
+ * verdict into that transaction's own slots; the caller then looks for the
+ * lowest faulty index, so the report does not depend on the thread count.
+ * Workers only parse, hash and verify (no LMDB, no ehr_malloc).
  */
 #include "ledger_internal.h"
 
