@@ -363,30 +363,33 @@ typedef struct ledger_verify_options {
  * 0..C-1 replayed (in a scratch LMDB environment under $TMPDIR, removed
  * afterwards; each write-log record's checksum checked), the tx index must
  * hold the rows its checkpoint counts. Then walk every block from 0 to the
- * tip (as of the call; further if the checkpoint is past it): stored checksum,
- * parse, height sequence, hash chain, time order, block 0 against the chain
- * info, Merkle root, header signature, the block's write-log record (one
- * result per transaction, each within EHR_TX_RESULT_BYTES_MAX: fault
- * RESULTS), every transaction's verdict (canonical, chain id, signature,
- * not expired at block time; spread over OPTIONS->threads) against its
- * stored result, then each transaction's tx-index row (overlay or derived
- * tables, as every lookup sees it: location, and a result equal to the
- * write log's); then, against the world state as of the block before
- * (rebuilt from the write log in step with the walk), that the proposer was
- * a member (fault PROPOSER) and, if OPTIONS->replay is set, the replay of
- * the block's transactions (faults REPLAY_RESULT, REPLAY_STATE); the tip
- * record and the checkpoint's transaction count where the walk passes them.
+ * tip (as of the call; further if the checkpoint is past it): stored
+ * checksum, parse, height sequence, hash chain, time order, block 0 against
+ * the chain info and its state writes against its genesis, Merkle root,
+ * header signature, the block's write-log record (one result per
+ * transaction, each within EHR_TX_RESULT_BYTES_MAX: fault RESULTS), every
+ * transaction's verdict (canonical, chain id, signature, not expired at
+ * block time; spread over OPTIONS->threads) against its stored result, then
+ * each transaction's tx-index row (overlay or derived tables, as every
+ * lookup sees it: location, and a result equal to the write log's); then,
+ * against the world state as of the block before (rebuilt from the write
+ * log in step with the walk), that the proposer was a member (fault
+ * PROPOSER) and, if OPTIONS->replay is set, the replay of the block's
+ * transactions (faults REPLAY_RESULT, REPLAY_STATE); the tip record and the
+ * checkpoint's transaction count where the walk passes them.
+ *
  * A transaction that fails its checks is not a fault in itself (the node
  * keeps it in its block with a refusal result); one stored as OK is (faults
- * TX_SIG, TX), with a replay or without. Stops at the first fault (within a
- * block, the first failing transaction). OPTIONS may be NULL for the
- * defaults. Not checked: block 0's state writes against the genesis (the
- * replay starts at block 1).
- * Returns 0 with REPORT->fault NONE; otherwise the fault's error (EHR_ECORRUPT
- * for a checksum or a replay that differs, EHR_ELINK for a hash link or
- * height, EHR_EBADSIG for a signature, EHR_EDENIED for a proposer, ...)
- * with REPORT saying where; EHR_EINVAL for bad OPTIONS (no fault, a message
- * in REPORT). Safe while another process appends.
+ * TX_SIG, TX), with a replay or without. Block 0 has no transactions to
+ * replay: its state writes are checked against the ones its genesis makes
+ * (fault GENESIS). Stops at the first fault (within a block, the first
+ * failing transaction). OPTIONS may be NULL for the defaults.
+ *
+ * Returns 0 with REPORT->fault NONE; otherwise the fault's error
+ * (EHR_ECORRUPT for a checksum or a replay that differs, EHR_ELINK for a
+ * hash link or height, EHR_EBADSIG for a signature, EHR_EDENIED for a
+ * proposer, ...) with REPORT saying where; EHR_EINVAL for bad OPTIONS (no
+ * fault, a message in REPORT). Safe while another process appends.
  */
 int ledger_verify(ledger *l, const ledger_verify_options *options, ledger_verify_report *report);
 

@@ -290,6 +290,25 @@ typedef struct walk {
     ehr_diag diag;
 } walk;
 
+/* Whether the writes A[0..A_COUNT) and B[0..B_COUNT) are the same, in the
+ * same order; *AT gets the first position where they part. */
+static bool writes_same(const ledger_state_write *a, size_t a_count, const ledger_state_write *b,
+                        size_t b_count, size_t *at)
+{
+    size_t i = 0;
+    for (; i < a_count && i < b_count; i++) {
+        const ledger_state_write *x = &a[i], *y = &b[i];
+        if (x->remove != y->remove || x->key_len != y->key_len ||
+            memcmp(x->key, y->key, x->key_len) != 0)
+            break;
+        if (!x->remove && (x->value_len != y->value_len ||
+                           (x->value_len > 0 && memcmp(x->value, y->value, x->value_len) != 0)))
+            break;
+    }
+    *at = i;
+    return i == a_count && i == b_count;
+}
+
 static int verify_genesis(walk *w, const ledger_block_view *view)
 {
     const uint8_t *g_bytes = view->bytes + view->genesis.offset;
@@ -303,6 +322,29 @@ static int verify_genesis(walk *w, const ledger_block_view *view)
     if (!same)
         return fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_GENESIS, 0, -1,
                      "block 0 does not match the ledger's chain info");
+    return 0;
+}
+
+/* Block 0's stored state writes (LOG) against the ones its genesis makes:
+ * the state every replay starts from. */
+static int verify_genesis_writes(walk *w, const ledger_block_view *view,
+                                 const ledger__write_log *log)
+{
+    Ehr__V1__Genesis *g;
+    int rc =
+        ledger_genesis_parse(view->bytes + view->genesis.offset, view->genesis.length, &g, NULL);
+    EHR_ASSERT(rc == 0); /* ledger_block_parse validated it */
+    ledger__genesis_writes gw;
+    ledger__genesis_writes_make(g, &gw);
+    size_t at;
+    bool same = writes_same(log->writes, log->write_count, gw.writes, gw.count, &at);
+    ledger__genesis_writes_release(&gw);
+    ehr__v1__genesis__free_unpacked(g, NULL);
+    if (!same)
+        return fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_GENESIS, 0, -1,
+                     "block 0's stored state writes are not the ones its genesis makes (from "
+                     "write %zu of %zu)",
+                     at, log->write_count);
     return 0;
 }
 
@@ -623,6 +665,8 @@ static int verify_block(walk *w, MDB_txn *txn, uint64_t height, const ledger_tip
     }
     ledger__write_log log;
     rc = write_log_read(w, txn, height, h->tx_count, &log);
+    if (rc == 0 && height == 0)
+        rc = verify_genesis_writes(w, &view, &log);
     if (rc == 0)
         rc = verify_txs(w, &view, &log);
     if (rc == 0)

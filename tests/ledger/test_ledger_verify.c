@@ -5,7 +5,8 @@
  * hash link, a bad transaction or header signature, a wrong Merkle root or
  * height, an expired or foreign transaction stored as OK, tx index and tip
  * damage, results that do not fit their block or differ between the write
- * log and the tx index, and a proposer that was not a member. A transaction
+ * log and the tx index, a proposer that was not a member, and block 0's
+ * state writes that are not its genesis's. A transaction
  * stored with its refusal verifies. A replay callback sees the state before
  * each block and the verdicts, and its findings become faults.
  */
@@ -922,6 +923,55 @@ static void test_a_proposer_that_was_not_a_member_is_found(void **state)
     ehr_free(block);
 }
 
+/* Re-encode block 0's write-log record (checksum right) with the last
+ * byte of its second write's value (a founding member) flipped; CTX gets
+ * that write's key. */
+static void flip_genesis_member(uint8_t *value, size_t *len, void *ctx)
+{
+    uint8_t *key = ctx;
+    ledger__write_log log;
+    assert_int_equal(ledger__writes_record_open(value, *len, 0, &log), 0);
+    assert_true(log.write_count == 1 + MEMBERS);
+    ledger_state_write writes[1 + MEMBERS];
+    memcpy(writes, log.writes, sizeof writes);
+    assert_int_equal(writes[1].key_len, LEDGER_MEMBER_KEY_BYTES);
+    memcpy(key, writes[1].key, LEDGER_MEMBER_KEY_BYTES);
+    uint8_t flipped[EHR_STATE_VALUE_BYTES_MAX];
+    memcpy(flipped, writes[1].value, writes[1].value_len);
+    flipped[writes[1].value_len - 1] ^= 0x01;
+    writes[1].value = flipped;
+    ledger__write_log changed = log;
+    changed.writes = writes;
+    size_t n = ledger__writes_record_size(&changed);
+    uint8_t *record = ehr_malloc(n);
+    ledger__writes_record_write(record, n, 0, &changed);
+    ledger__write_log_release(&log);
+    memcpy(value, record, n);
+    *len = n;
+    ehr_free(record);
+}
+
+/* Block 0's state writes are the state every replay starts from: a member
+ * record changed in the write log and the world state alike (so that the
+ * two agree) is still found against the genesis. */
+static void test_genesis_writes_that_are_not_the_genesis_are_found(void **state)
+{
+    fixture *f = *state;
+    uint8_t height[8], key[LEDGER_MEMBER_KEY_BYTES];
+    ledger__height_key(height, 0);
+    assert_int_equal(
+        tu_raw_edit(f->dir, LEDGER__DB_WRITES, height, sizeof height, flip_genesis_member, key), 0);
+    assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_STATE, key, sizeof key, flip_last_byte, NULL),
+                     0);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_GENESIS);
+    assert_true(rep.height == 0);
+    assert_string_equal(
+        rep.msg,
+        "block 0's stored state writes are not the ones its genesis makes (from write 1 of 3)");
+}
+
 /* The three faults an operator must tell apart read differently. */
 static void test_fault_messages_are_distinct(void **state)
 {
@@ -961,6 +1011,7 @@ int main(void)
         T(test_replay_sees_the_state_before_each_block_and_the_verdicts),
         T(test_replay_findings_are_faults),
         T(test_a_proposer_that_was_not_a_member_is_found),
+        T(test_genesis_writes_that_are_not_the_genesis_are_found),
         cmocka_unit_test(test_fault_messages_are_distinct),
     };
     if (ehr_crypto_init() != 0)
