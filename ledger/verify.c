@@ -546,8 +546,10 @@ static int replay_block(walk *w, const ledger_block_view *view, const ledger__wr
     int err = rc < 0 ? rc : EHR_ECORRUPT;
     if (finding.fault == LEDGER_FAULT_REPLAY_RESULT || finding.fault == LEDGER_FAULT_REPLAY_STATE)
         return fault(w->report, err, finding.fault, h->height, finding.tx_index, "%s", why.msg);
+    /* A read of the scratch state that failed says why in SV. */
     return fault(w->report, err, LEDGER_FAULT_REPLAY_STATE, h->height, -1,
-                 "block %llu cannot be replayed: %s", (unsigned long long)h->height, why.msg);
+                 "block %llu cannot be replayed: %s%s%s", (unsigned long long)h->height, why.msg,
+                 sv->diag.msg[0] != '\0' ? ": " : "", sv->diag.msg);
 }
 
 /*
