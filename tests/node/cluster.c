@@ -190,6 +190,9 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
         ehr_keyfile_info info;
         CHECK(ehr_keyfile_read_info(key, &info, NULL) == 0);
         memcpy(n->node_key, info.signing_public_key, EHR_SCHNORR_PUBLIC_BYTES);
+        n->identity = malloc(sizeof *n->identity);
+        CHECK(n->identity != NULL);
+        CHECK(ehr_keyfile_load(key, n->identity, NULL, NULL, 0, NULL) == 0);
     }
     fputs("]}\n", mf);
     fclose(mf);
@@ -235,6 +238,14 @@ void cluster_destroy(struct cluster *c, bool keep)
     for (size_t i = 0; i < c->count; i++)
         if (c->nodes[i].pid > 0)
             cluster_kill(c, i);
+    for (size_t i = 0; i < c->count; i++) {
+        if (c->nodes[i].identity == NULL)
+            continue;
+        ehr_signing_key_wipe(&c->nodes[i].identity->signing);
+        ehr_kx_key_wipe(&c->nodes[i].identity->kx);
+        free(c->nodes[i].identity);
+        c->nodes[i].identity = NULL;
+    }
     if (keep) {
         fprintf(stderr, "cluster: kept %s\n", c->root);
         ehr_free(c->root);
@@ -436,17 +447,14 @@ void cluster_tx_sign(const struct cluster *c, size_t member, Ehr__V1__TxBody *bo
                      uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES])
 {
     CHECK(member < c->count);
-    char path[CLUSTER_PATH_BYTES];
-    pathf(path, "%s/node%zu.key", c->root, member);
-    ehr_identity *id = malloc(sizeof *id);
+    const ehr_identity *id = c->nodes[member].identity;
     CHECK(id != NULL);
-    CHECK(ehr_keyfile_load(path, id, NULL, NULL, 0, NULL) == 0);
     uint8_t nonce[EHR_TX_NONCE_BYTES];
     ehr_random_bytes(nonce, sizeof nonce);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     body->chain_id = (char *)c->chain_id;
-    body->signer = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, id->signing.public_key};
+    body->signer = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)id->signing.public_key};
     body->nonce = (ProtobufCBinaryData){sizeof nonce, nonce};
     body->expiry_ms = (uint64_t)ts.tv_sec * 1000 + 3600 * 1000;
     size_t n = ehr__v1__tx_body__get_packed_size(body);
@@ -459,9 +467,6 @@ void cluster_tx_sign(const struct cluster *c, size_t member, Ehr__V1__TxBody *bo
     free(bytes);
     body->chain_id = NULL;
     body->signer = body->nonce = (ProtobufCBinaryData){0, NULL};
-    ehr_signing_key_wipe(&id->signing);
-    ehr_kx_key_wipe(&id->kx);
-    free(id);
 }
 
 void cluster_tx_enroll(const struct cluster *c, size_t member, ehr_identity *patient,

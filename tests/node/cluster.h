@@ -29,6 +29,9 @@ struct cluster_node {
     char log[CLUSTER_PATH_BYTES];    /* ehrd's stderr */
     uint16_t peer_port, rpc_port;
     uint8_t node_key[EHR_SCHNORR_PUBLIC_BYTES];
+    /* Its key file's identity, loaded once: opening a key file runs
+     * argon2id, far too slow to do per signed transaction. */
+    ehr_identity *identity;
     pid_t pid; /* 0: not running */
 };
 
