@@ -454,7 +454,8 @@ void cluster_tx_sign(const struct cluster *c, size_t member, Ehr__V1__TxBody *bo
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     body->chain_id = (char *)c->chain_id;
-    body->signer = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)id->signing.public_key};
+    body->signer =
+        (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)id->signing.public_key};
     body->nonce = (ProtobufCBinaryData){sizeof nonce, nonce};
     body->expiry_ms = (uint64_t)ts.tv_sec * 1000 + 3600 * 1000;
     size_t n = ehr__v1__tx_body__get_packed_size(body);
