@@ -147,6 +147,8 @@ int cli__ledger_replay(void *ctx, const ledger_replay_block *b, ledger_replay_fi
 {
     (void)ctx;
     const ledger_block_header *h = &b->view->header;
+    EHR_ASSERT(h->height > 0); /* block 0 has no transactions to replay */
+    EHR_ASSERT(h->tx_count == 0 || b->results != NULL);
     struct contracts_state state = {
         .ctx = b->state->ctx, .get = b->state->get, .scan = b->state->scan};
     struct contracts_block_ctx bctx = {.height = h->height, .time_ms = h->time_ms};

@@ -544,6 +544,9 @@ static int replay_block(walk *w, const ledger_block_view *view, const ledger__wr
     if (rc == 0)
         return 0;
     int err = rc < 0 ? rc : EHR_ECORRUPT;
+    /* A result finding names one of the block's transactions. */
+    EHR_ASSERT(finding.fault != LEDGER_FAULT_REPLAY_RESULT || finding.tx_index >= 0);
+    EHR_ASSERT(finding.fault != LEDGER_FAULT_REPLAY_RESULT || finding.tx_index < (long)h->tx_count);
     if (finding.fault == LEDGER_FAULT_REPLAY_RESULT || finding.fault == LEDGER_FAULT_REPLAY_STATE)
         return fault(w->report, err, finding.fault, h->height, finding.tx_index, "%s", why.msg);
     /* A read of the scratch state that failed says why in SV. */
@@ -561,6 +564,8 @@ static int replay_block(walk *w, const ledger_block_view *view, const ledger__wr
 static int state_step(walk *w, const ledger_block_view *view, const ledger__write_log *log)
 {
     const ledger_block_header *h = &view->header;
+    EHR_ASSERT(log->result_count == h->tx_count); /* write_log_read checked it */
+    EHR_ASSERT(w->scratch.env != NULL);
     scratch_view sv = {.ledger = w->ledger, .state = w->scratch.state};
     int lrc = mdb_txn_begin(w->scratch.env, NULL, 0, &sv.txn);
     if (lrc != 0)
