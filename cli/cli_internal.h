@@ -367,6 +367,17 @@ int cli__block_show_online(struct cli__ctx *ctx, const struct cli__node_options 
                            uint64_t height);
 
 /*
+ * The replay `ledger verify` passes to ledger_verify (replay.c): BLOCK's
+ * transactions applied again through contracts/ on the state before it, as a
+ * node applies them, the results and state writes compared with the stored
+ * ones (a ledger_replay_fn; CTX unused).
+ */
+struct ledger_replay_block;
+struct ledger_replay_finding;
+int cli__ledger_replay(void *ctx, const struct ledger_replay_block *block,
+                       struct ledger_replay_finding *finding, ehr_diag *diag);
+
+/*
  * A transaction's result (result.c): TxResult (tx.proto) for people and for
  * scripts. Shared by every command that prints one.
  */

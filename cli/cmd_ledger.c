@@ -293,7 +293,7 @@ int cli__cmd_ledger_verify(struct cli__ctx *ctx, int argc, char **argv)
     if (cli__ledger_open(dir, true, &l) != 0)
         return CLI_EXIT_FAIL;
     struct progress progress = {.start_ms = monotonic_ms()};
-    ledger_verify_options options = {.threads = threads};
+    ledger_verify_options options = {.threads = threads, .replay = cli__ledger_replay};
     if (isatty(STDERR_FILENO)) {
         options.progress = progress_show;
         options.progress_ctx = &progress;

@@ -246,21 +246,24 @@ long ledger_state_scan(ledger *l, const uint8_t *prefix, size_t prefix_len, cons
 /* What ledger_verify found. */
 enum ledger_fault {
     LEDGER_FAULT_NONE = 0,
-    LEDGER_FAULT_NO_CHAIN,   /* no genesis, or the chain info is unreadable */
-    LEDGER_FAULT_CORRUPT,    /* a stored record fails its checksum */
-    LEDGER_FAULT_DECODE,     /* a stored block does not parse */
-    LEDGER_FAULT_HEIGHT,     /* a block's height is not its position */
-    LEDGER_FAULT_HASH_LINK,  /* prev_hash is not the previous block's hash */
-    LEDGER_FAULT_TIME,       /* block time went backwards */
-    LEDGER_FAULT_GENESIS,    /* block 0 does not match the chain info */
-    LEDGER_FAULT_MERKLE,     /* tx_root does not match the transactions */
-    LEDGER_FAULT_HEADER_SIG, /* the proposer's signature does not verify */
-    LEDGER_FAULT_TX,         /* a transaction is malformed, expired or for another chain */
-    LEDGER_FAULT_TX_SIG,     /* a transaction's signature does not verify */
-    LEDGER_FAULT_TX_INDEX,   /* the tx index disagrees with the blocks */
-    LEDGER_FAULT_TIP,        /* the tip record disagrees with the blocks */
-    LEDGER_FAULT_STATE,      /* the world state disagrees with the write log */
-    LEDGER_FAULT_RESULTS,    /* a write-log record's results do not fit its block */
+    LEDGER_FAULT_NO_CHAIN,      /* no genesis, or the chain info is unreadable */
+    LEDGER_FAULT_CORRUPT,       /* a stored record fails its checksum */
+    LEDGER_FAULT_DECODE,        /* a stored block does not parse */
+    LEDGER_FAULT_HEIGHT,        /* a block's height is not its position */
+    LEDGER_FAULT_HASH_LINK,     /* prev_hash is not the previous block's hash */
+    LEDGER_FAULT_TIME,          /* block time went backwards */
+    LEDGER_FAULT_GENESIS,       /* block 0 does not match the chain info */
+    LEDGER_FAULT_MERKLE,        /* tx_root does not match the transactions */
+    LEDGER_FAULT_HEADER_SIG,    /* the proposer's signature does not verify */
+    LEDGER_FAULT_TX,            /* stored as OK: malformed, expired or for another chain */
+    LEDGER_FAULT_TX_SIG,        /* stored as OK: its signature does not verify */
+    LEDGER_FAULT_TX_INDEX,      /* the tx index disagrees with the blocks */
+    LEDGER_FAULT_TIP,           /* the tip record disagrees with the blocks */
+    LEDGER_FAULT_STATE,         /* the world state disagrees with the write log */
+    LEDGER_FAULT_RESULTS,       /* a write-log record's results do not fit its block */
+    LEDGER_FAULT_PROPOSER,      /* a block's proposer was not a member at its height */
+    LEDGER_FAULT_REPLAY_RESULT, /* replayed, a transaction's result is not the stored one */
+    LEDGER_FAULT_REPLAY_STATE,  /* replayed, a block's state writes are not the stored ones */
 };
 
 typedef struct ledger_verify_report {
@@ -277,6 +280,67 @@ const char *ledger_fault_name(enum ledger_fault fault);
 
 enum { LEDGER_VERIFY_THREADS_MAX = 16 };
 
+/*
+ * The world state as of the block before the one being replayed, for a
+ * replay callback: the same two functions as contracts/'s struct
+ * contracts_state (so the replay hands them on as they are), defined here
+ * so that the ledger does not depend on contracts/.
+ */
+typedef struct ledger_state_view {
+    void *ctx;
+    /* Copy the value of KEY into VALUE (room for EHR_STATE_VALUE_BYTES_MAX
+     * bytes) and its length into *LEN. Returns 0, EHR_ENOTFOUND, or a
+     * storage error. */
+    int (*get)(void *ctx, const uint8_t *key, size_t key_len, uint8_t *value, size_t *len);
+    /* Call FN for every key starting with PREFIX (may be empty), in
+     * ascending byte order; FN's non-zero value stops the scan and is
+     * returned. Returns 0, FN's value, or a storage error. */
+    int (*scan)(void *ctx, const uint8_t *prefix, size_t prefix_len, ledger_scan_fn fn,
+                void *fn_ctx);
+} ledger_state_view;
+
+/* What verify found of a transaction's signature, judged as a node judges
+ * it before applying the block (alone: framing, canonical body, chain and
+ * signer, not expiry). The values are contracts/'s enum contracts_sig. */
+enum ledger_tx_sig {
+    LEDGER_TX_SIG_UNCHECKED = 0, /* another check failed first: the rules refuse it */
+    LEDGER_TX_SIG_VALID = 1,
+    LEDGER_TX_SIG_INVALID = 2,
+};
+
+/* One block for a replay callback. Everything is borrowed for the call. */
+typedef struct ledger_replay_block {
+    const char *chain_id;
+    const ledger_block_view *view;              /* the block, parsed and checked */
+    const uint8_t (*tx_hashes)[EHR_HASH_BYTES]; /* view->header.tx_count of them */
+    const enum ledger_tx_sig *sigs;             /* each transaction's verdict */
+    const ledger_state_view *state;             /* the world state before the block */
+    /* What the write log stores for the block: its state writes in the
+     * order they were appended, one result per transaction. */
+    const ledger_state_write *writes;
+    size_t write_count;
+    const ledger_bytes *results;
+} ledger_replay_block;
+
+/* Where a replay differs from the stored block: FAULT is
+ * LEDGER_FAULT_REPLAY_RESULT (TX_INDEX: which transaction) or
+ * LEDGER_FAULT_REPLAY_STATE (TX_INDEX -1). */
+typedef struct ledger_replay_finding {
+    enum ledger_fault fault;
+    long tx_index;
+} ledger_replay_finding;
+
+/*
+ * Re-apply BLOCK's transactions to BLOCK->state and compare the results and
+ * state writes with the stored ones. Returns 0 when they are the same;
+ * EHR_ECORRUPT with FINDING filled and one line in DIAG when they differ;
+ * another error (FINDING left NONE) when the block cannot be replayed (the
+ * state cannot be read, or holds a value the rules cannot decode), DIAG
+ * saying why.
+ */
+typedef int (*ledger_replay_fn)(void *ctx, const ledger_replay_block *block,
+                                ledger_replay_finding *finding, ehr_diag *diag);
+
 typedef struct ledger_verify_options {
     /* Threads checking transaction signatures: 0 for one per online CPU,
      * else 1..LEDGER_VERIFY_THREADS_MAX (1: all on the calling thread). */
@@ -285,6 +349,12 @@ typedef struct ledger_verify_options {
      * being walked to (for a progress line). */
     void (*progress)(void *ctx, uint64_t height, uint64_t tip);
     void *progress_ctx;
+    /* If not NULL, called for each block above 0, in height order, on the
+     * calling thread, once the block's own checks pass (ehrctl passes the
+     * consent contract's replay; the ledger does not interpret
+     * transactions). */
+    ledger_replay_fn replay;
+    void *replay_ctx;
 } ledger_verify_options;
 
 /*
@@ -293,23 +363,32 @@ typedef struct ledger_verify_options {
  * 0..C-1 replayed (in a scratch LMDB environment under $TMPDIR, removed
  * afterwards; each write-log record's checksum checked), the tx index must
  * hold the rows its checkpoint counts. Then walk every block from 0 to the
- * tip (as of the call; further if the checkpoint is past it): stored checksum,
- * parse, height sequence, hash chain, time order, block 0 against the chain
- * info, Merkle root, header signature, every transaction (canonical, chain
- * id, not expired at block time, signature; spread over OPTIONS->threads),
- * the block's write-log record (one result per transaction, each within
- * EHR_TX_RESULT_BYTES_MAX: fault RESULTS), then each transaction's tx-index
- * row (overlay or derived tables, as every lookup sees it: location, and a
- * result equal to the write log's); the tip record and the checkpoint's
- * transaction count
- * where the walk passes them. Stops at the first fault (within a block, the first
+ * tip (as of the call; further if the checkpoint is past it): stored
+ * checksum, parse, height sequence, hash chain, time order, block 0 against
+ * the chain info and its state writes against its genesis, Merkle root,
+ * header signature, the block's write-log record (one result per
+ * transaction, each within EHR_TX_RESULT_BYTES_MAX: fault RESULTS), every
+ * transaction's verdict (canonical, chain id, signature, not expired at
+ * block time; spread over OPTIONS->threads) against its stored result, then
+ * each transaction's tx-index row (overlay or derived tables, as every
+ * lookup sees it: location, and a result equal to the write log's); then,
+ * against the world state as of the block before (rebuilt from the write
+ * log in step with the walk), that the proposer was a member (fault
+ * PROPOSER) and, if OPTIONS->replay is set, the replay of the block's
+ * transactions (faults REPLAY_RESULT, REPLAY_STATE); the tip record and the
+ * checkpoint's transaction count where the walk passes them.
+ *
+ * A transaction that fails its checks is not a fault in itself (the node
+ * keeps it in its block with a refusal result); one stored as OK is (faults
+ * TX_SIG, TX), with a replay or without. Block 0 has no transactions to
+ * replay: its state writes are checked against the ones its genesis makes
+ * (fault GENESIS). Stops at the first fault (within a block, the first
  * failing transaction). OPTIONS may be NULL for the defaults.
- * Not yet: replaying transactions against the world state (contracts/), and
- * checking that each proposer was a member at its height (only that the
- * signature verifies).
- * Returns 0 with REPORT->fault NONE; otherwise the fault's error (EHR_ECORRUPT
- * for a checksum, EHR_ELINK for a hash link or height, EHR_EBADSIG for a
- * signature, ...) with REPORT saying where; EHR_EINVAL for bad OPTIONS (no
+ *
+ * Returns 0 with REPORT->fault NONE; otherwise the fault's error
+ * (EHR_ECORRUPT for a checksum or a replay that differs, EHR_ELINK for a
+ * hash link or height, EHR_EBADSIG for a signature, EHR_EDENIED for a
+ * proposer, ...) with REPORT saying where; EHR_EINVAL for bad OPTIONS (no
  * fault, a message in REPORT). Safe while another process appends.
  */
 int ledger_verify(ledger *l, const ledger_verify_options *options, ledger_verify_report *report);

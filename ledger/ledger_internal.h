@@ -358,6 +358,18 @@ uint64_t ledger__append_waits(ledger *l);
 /* Tests only: lower the overlay's limits (1..the LEDGER_OVERLAY_*_MAX). */
 void ledger__overlay_limits_set(ledger *l, uint64_t blocks_max, uint64_t bytes_max);
 
+/* Block 0's state writes derived from the genesis G (ledger_genesis_init
+ * stores them; ledger_verify checks the stored ones against them): the
+ * emergency policy, then each founding member. Release with
+ * ledger__genesis_writes_release. */
+typedef struct ledger__genesis_writes {
+    ledger_state_write *writes;
+    size_t count;
+    uint8_t (*keys)[LEDGER_MEMBER_KEY_BYTES]; /* the members' keys the writes point to */
+} ledger__genesis_writes;
+void ledger__genesis_writes_make(const Ehr__V1__Genesis *g, ledger__genesis_writes *out);
+void ledger__genesis_writes_release(ledger__genesis_writes *gw);
+
 /* Read the tip / chain info inside TXN. EHR_ENOTFOUND before genesis,
  * EHR_ECORRUPT if the record does not decode. */
 int ledger__tip_read(ledger *l, MDB_txn *txn, ledger_tip *out, ehr_diag *diag);

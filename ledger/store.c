@@ -376,25 +376,12 @@ int ledger__writes_read(ledger *l, MDB_txn *txn, uint64_t height, ledger__write_
     return 0;
 }
 
-int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len, ehr_diag *diag)
+void ledger__genesis_writes_make(const Ehr__V1__Genesis *g, ledger__genesis_writes *out)
 {
-    uint8_t *block;
-    size_t block_len;
-    int rc = ledger_genesis_block_build(genesis, len, &block, &block_len, diag);
-    if (rc != 0)
-        return rc;
-    ledger_block_view view;
-    rc = ledger_block_parse(block, block_len, &view, NULL);
-    EHR_ASSERT(rc == 0); /* what we derive, we accept */
-    Ehr__V1__Genesis *g;
-    rc = ledger_genesis_parse(genesis, len, &g, NULL);
-    EHR_ASSERT(rc == 0);
-
-    /* Block 0's state writes, in key order: the emergency policy (empty
-     * when the genesis names none: nobody may use emergency access), then
-     * the founding members. */
-    size_t nwrites = 1 + g->n_members;
-    ledger_state_write *writes = ehr_calloc(nwrites, sizeof *writes);
+    /* In key order: the emergency policy (empty when the genesis names
+     * none: nobody may use emergency access), then the founding members. */
+    size_t count = 1 + g->n_members;
+    ledger_state_write *writes = ehr_calloc(count, sizeof *writes);
     uint8_t(*keys)[LEDGER_MEMBER_KEY_BYTES] = ehr_calloc(g->n_members + 1, sizeof *keys);
     Ehr__V1__EmergencyPolicy none = EHR__V1__EMERGENCY_POLICY__INIT;
     const Ehr__V1__EmergencyPolicy *policy = g->emergency != NULL ? g->emergency : &none;
@@ -408,14 +395,41 @@ int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len, ehr_diag 
     for (size_t i = 0; i < g->n_members; i++) {
         const Ehr__V1__Member *m = g->members[i];
         ledger_member_key(keys[i], m->node_key.data);
-        uint8_t *value = ehr_malloc(ehr__v1__member__get_packed_size(m));
+        uint8_t *value = ehr_malloc(ehr__v1__member__get_packed_size(m) + 1);
         writes[1 + i] = (ledger_state_write){.key = keys[i],
                                              .key_len = LEDGER_MEMBER_KEY_BYTES,
                                              .value = value,
                                              .value_len = ehr__v1__member__pack(m, value)};
     }
+    *out = (ledger__genesis_writes){.writes = writes, .count = count, .keys = keys};
+}
+
+void ledger__genesis_writes_release(ledger__genesis_writes *gw)
+{
+    for (size_t i = 0; i < gw->count; i++)
+        ehr_free((void *)gw->writes[i].value);
+    ehr_free(gw->writes);
+    ehr_free(gw->keys);
+    *gw = (ledger__genesis_writes){0};
+}
+
+int ledger_genesis_init(ledger *l, const uint8_t *genesis, size_t len, ehr_diag *diag)
+{
+    uint8_t *block;
+    size_t block_len;
+    int rc = ledger_genesis_block_build(genesis, len, &block, &block_len, diag);
+    if (rc != 0)
+        return rc;
+    ledger_block_view view;
+    rc = ledger_block_parse(block, block_len, &view, NULL);
+    EHR_ASSERT(rc == 0); /* what we derive, we accept */
+    Ehr__V1__Genesis *g;
+    rc = ledger_genesis_parse(genesis, len, &g, NULL);
+    EHR_ASSERT(rc == 0);
+    ledger__genesis_writes gw;
+    ledger__genesis_writes_make(g, &gw);
     /* Block 0 has no transactions, so no results. */
-    const ledger__write_log log = {.writes = writes, .write_count = nwrites};
+    const ledger__write_log log = {.writes = gw.writes, .write_count = gw.count};
     ledger__ov_block *ov = ledger__ov_block_make(0, NULL, NULL, &log);
     bool reserved = false;
     MDB_txn *txn = NULL;
@@ -478,10 +492,7 @@ out:
     if (ov != NULL && reserved)
         ledger__derived_unreserve(l, ov->bytes);
     ehr_free(ov);
-    for (size_t i = 0; i < nwrites; i++)
-        ehr_free((void *)writes[i].value);
-    ehr_free(writes);
-    ehr_free(keys);
+    ledger__genesis_writes_release(&gw);
     ehr__v1__genesis__free_unpacked(g, NULL);
     ledger_block_view_release(&view);
     ehr_free(block);

@@ -3,27 +3,40 @@
  * first the derived tables against the write log (the world state rebuilt
  * from the write log in a scratch LMDB environment and compared key by
  * key; the tx index's row count); then every stored block from 0 to the tip
- * against its checksum, its predecessor, its Merkle root and signatures,
- * its write-log record's results (one per transaction), and each
- * transaction against its tx-index row (location and result). Stops at the
- * first fault and says where it is. (The walk decodes each write-log record
- * again for its results: the replay before it keeps only the writes.)
+ * against its checksum, its predecessor, its Merkle root and header
+ * signature, its write-log record's results (one per transaction), each
+ * transaction's verdict against its stored result and its tx-index row
+ * (location and result), its proposer's membership and, with a replay
+ * callback, its transactions re-applied. Stops at the first fault and says
+ * where it is. (The walk decodes each write-log record again for its
+ * results: the rebuild before it keeps only the writes.)
  *
- * Not here (yet): replaying the transactions to rebuild the world state
- * (needs contracts/), and proposer membership at each height (only the
- * signature is checked).
+ * A transaction that fails its checks (framing, chain, expiry at block time,
+ * signature) is no fault of the ledger: the node keeps it in its block with
+ * a refusal result. What must hold is that its stored result is what a
+ * correct node records; without a replay, verify checks the decisive part of
+ * that (such a transaction is never stored as OK), and the replay checks the
+ * rest.
+ *
+ * The state before each block: once the derived tables are checked, the
+ * scratch environment is emptied and rebuilt again block by block in step
+ * with the walk (each block's stored writes applied once its checks and
+ * replay pass), so that at block H it holds the state as of block H - 1:
+ * what the proposer's membership is judged against and what the replay
+ * reads.
  *
  * LMDB: the walk reads in short read transactions, renewed every
  * VERIFY_BATCH_BLOCKS blocks, so a verify running next to a node never pins
  * old pages for long. Blocks up to the tip seen at the start never change,
- * so the batches see the same chain. Only the calling thread touches LMDB.
+ * so the batches see the same chain. Only the calling thread touches LMDB
+ * (the scratch environment too) and calls the replay.
  *
  * Threads: the transaction checks of a block (signatures dominate, ~40 us
  * each) are split into contiguous slices, one per thread; the caller takes
- * slice 0 and waits for the others. Each slice stops at its first failure,
- * so the lowest failing index over all slices is the block's first failure
- * and the report does not depend on the thread count. Workers only parse,
- * hash and verify (no LMDB, no ehr_malloc); each writes its own result slot.
+ * slice 0 and waits for the others. Each slice writes every transaction's
+ * verdict into that transaction's own slots; the caller then looks for the
+ * lowest faulty index, so the report does not depend on the thread count.
+ * Workers only parse, hash and verify (no LMDB, no ehr_malloc).
  */
 #include "ledger_internal.h"
 
@@ -76,6 +89,12 @@ const char *ledger_fault_name(enum ledger_fault fault)
         return "state";
     case LEDGER_FAULT_RESULTS:
         return "results";
+    case LEDGER_FAULT_PROPOSER:
+        return "proposer";
+    case LEDGER_FAULT_REPLAY_RESULT:
+        return "replay-result";
+    case LEDGER_FAULT_REPLAY_STATE:
+        return "replay-state";
     }
     return "unknown";
 }
@@ -98,13 +117,10 @@ static int fault(ledger_verify_report *report, int err, enum ledger_fault kind, 
     return err;
 }
 
-/* One thread's share of a block's transaction checks, and its result. */
+/* One thread's share of a block's transaction checks. */
 typedef struct slice {
     uint32_t first, end; /* transactions [first, end) */
     ledger__key_cache keys;
-    long failed; /* the first failing transaction, or -1 */
-    int rc;
-    ehr_diag diag;
 } slice;
 
 struct tx_pool;
@@ -128,23 +144,35 @@ typedef struct tx_pool {
     const ledger_block_view *view;
     const uint8_t (*hashes)[EHR_HASH_BYTES]; /* the block's tx hashes, from the Merkle check */
     const char *chain_id;
+    /* Per transaction of the block, written by the slice that holds it: its
+     * signature verdict, and why the rules must refuse it (0: they may
+     * accept it). */
+    enum ledger_tx_sig *sigs;
+    int *refusals;
     slice slices[LEDGER_VERIFY_THREADS_MAX];
 } tx_pool;
 
 static void slice_check(const tx_pool *pool, slice *s)
 {
     const ledger_block_view *view = pool->view;
-    ledger_tx_rules rules = {.chain_id = pool->chain_id, .now_ms = view->header.time_ms};
-    s->failed = -1;
-    s->rc = 0;
+    /* The signature is judged as a node judges it before applying the block
+     * (node/sigverify.c): without expiry, which the rules check at block
+     * time, as below. The same verdict makes the same replay. */
+    ledger_tx_rules rules = {.chain_id = pool->chain_id, .now_ms = 0};
     for (uint32_t i = s->first; i < s->end; i++) {
         const ledger_span *span = &view->txs[i];
-        s->rc = ledger__tx_check(view->bytes + span->offset, span->length, &rules, pool->hashes[i],
-                                 &s->keys, NULL, &s->diag);
-        if (s->rc != 0) {
-            s->failed = (long)i;
-            return;
+        ledger_tx tx;
+        int rc = ledger__tx_check(view->bytes + span->offset, span->length, &rules, pool->hashes[i],
+                                  &s->keys, &tx, NULL);
+        pool->sigs[i] = rc == 0             ? LEDGER_TX_SIG_VALID
+                        : rc == EHR_EBADSIG ? LEDGER_TX_SIG_INVALID
+                                            : LEDGER_TX_SIG_UNCHECKED;
+        if (rc == 0) {
+            if (view->header.time_ms > tx.body->expiry_ms)
+                rc = EHR_EEXPIRED;
+            ledger_tx_release(&tx);
         }
+        pool->refusals[i] = rc;
     }
 }
 
@@ -203,10 +231,10 @@ static void pool_stop(tx_pool *pool)
     pthread_mutex_destroy(&pool->mu);
 }
 
-/* Check every transaction of VIEW; returns the slice with the lowest
- * failing transaction, or NULL if all pass. */
-static const slice *pool_check(tx_pool *pool, const ledger_block_view *view,
-                               const uint8_t (*hashes)[EHR_HASH_BYTES], const char *chain_id)
+/* Check every transaction of VIEW: pool->sigs and pool->refusals get the
+ * verdicts. */
+static void pool_check(tx_pool *pool, const ledger_block_view *view,
+                       const uint8_t (*hashes)[EHR_HASH_BYTES], const char *chain_id)
 {
     uint32_t n = view->header.tx_count;
     unsigned parts = n >= VERIFY_PARALLEL_TXS_MIN ? pool->count : 1;
@@ -232,19 +260,22 @@ static const slice *pool_check(tx_pool *pool, const ledger_block_view *view,
             pthread_cond_wait(&pool->done, &pool->mu);
         pthread_mutex_unlock(&pool->mu);
     }
-    const slice *first = NULL;
-    for (unsigned i = 0; i < pool->count; i++) {
-        const slice *s = &pool->slices[i];
-        if (s->failed >= 0 && (first == NULL || s->failed < first->failed))
-            first = s;
-    }
-    return first;
 }
+
+/* A scratch LMDB environment in a fresh temporary directory, for the world
+ * state rebuilt from the write log (no sync: it is thrown away). */
+typedef struct scratch {
+    char dir[512];
+    MDB_env *env;
+    MDB_dbi state;
+} scratch;
 
 /* The state the walk carries from block to block. */
 typedef struct walk {
     ledger *ledger;
     ledger_verify_report *report;
+    const ledger_verify_options *options; /* may be NULL */
+    scratch scratch;                      /* the state before the block being walked */
     ledger_chain chain;
     uint8_t prev_hash[EHR_HASH_BYTES];
     uint64_t prev_time_ms;
@@ -258,6 +289,25 @@ typedef struct walk {
     /* What the store's functions say when they fail, for the report. */
     ehr_diag diag;
 } walk;
+
+/* Whether the writes A[0..A_COUNT) and B[0..B_COUNT) are the same, in the
+ * same order; *AT gets the first position where they part. */
+static bool writes_same(const ledger_state_write *a, size_t a_count, const ledger_state_write *b,
+                        size_t b_count, size_t *at)
+{
+    size_t i = 0;
+    for (; i < a_count && i < b_count; i++) {
+        const ledger_state_write *x = &a[i], *y = &b[i];
+        if (x->remove != y->remove || x->key_len != y->key_len ||
+            memcmp(x->key, y->key, x->key_len) != 0)
+            break;
+        if (!x->remove && (x->value_len != y->value_len ||
+                           (x->value_len > 0 && memcmp(x->value, y->value, x->value_len) != 0)))
+            break;
+    }
+    *at = i;
+    return i == a_count && i == b_count;
+}
 
 static int verify_genesis(walk *w, const ledger_block_view *view)
 {
@@ -275,28 +325,82 @@ static int verify_genesis(walk *w, const ledger_block_view *view)
     return 0;
 }
 
-/* Each transaction of the block (in the pool), then its index row against
- * the block and LOG, the block's write-log record. */
+/* Block 0's stored state writes (LOG) against the ones its genesis makes:
+ * the state every replay starts from. */
+static int verify_genesis_writes(walk *w, const ledger_block_view *view,
+                                 const ledger__write_log *log)
+{
+    Ehr__V1__Genesis *g;
+    int rc =
+        ledger_genesis_parse(view->bytes + view->genesis.offset, view->genesis.length, &g, NULL);
+    EHR_ASSERT(rc == 0); /* ledger_block_parse validated it */
+    ledger__genesis_writes gw;
+    ledger__genesis_writes_make(g, &gw);
+    size_t at;
+    bool same = writes_same(log->writes, log->write_count, gw.writes, gw.count, &at);
+    ledger__genesis_writes_release(&gw);
+    ehr__v1__genesis__free_unpacked(g, NULL);
+    if (!same)
+        return fault(w->report, EHR_ECORRUPT, LEDGER_FAULT_GENESIS, 0, -1,
+                     "block 0's stored state writes are not the ones its genesis makes (from "
+                     "write %zu of %zu)",
+                     at, log->write_count);
+    return 0;
+}
+
+/* Whether RESULT, a stored TxResult, says OK. One that does not decode
+ * does not: the replay says what it should have been. */
+static bool result_is_ok(const ledger_bytes *result)
+{
+    if (result->len == 0)
+        return true; /* OK with nothing else is the empty encoding */
+    Ehr__V1__TxResult *r = ehr__v1__tx_result__unpack(NULL, result->len, result->data);
+    if (r == NULL)
+        return false;
+    bool ok = r->code == EHR__V1__TX_RESULT_CODE__TX_RESULT_OK;
+    ehr__v1__tx_result__free_unpacked(r, NULL);
+    return ok;
+}
+
+/* A transaction the rules must refuse (REFUSAL, from the pool) stored as
+ * OK: a fault whatever the replay would say. */
+static int refused_stored_ok(walk *w, const ledger_block_view *view, uint32_t i, int refusal)
+{
+    const ledger_block_header *h = &view->header;
+    if (refusal == EHR_EBADSIG)
+        return fault(w->report, refusal, LEDGER_FAULT_TX_SIG, h->height, (long)i,
+                     "bad signature: height %llu tx %u is stored as OK, but its signature does "
+                     "not verify",
+                     (unsigned long long)h->height, (unsigned)i);
+    /* Checked again, at block time, for the words: the pool keeps none. */
+    ledger_tx_rules rules = {.chain_id = w->chain.chain_id, .now_ms = h->time_ms};
+    ehr_diag why = {{0}};
+    const ledger_span *span = &view->txs[i];
+    int rc = ledger__tx_check(view->bytes + span->offset, span->length, &rules, w->hashes[i], NULL,
+                              NULL, &why);
+    EHR_ASSERT(rc != 0); /* the pool found it refused */
+    return fault(w->report, refusal, LEDGER_FAULT_TX, h->height, (long)i,
+                 "invalid transaction: height %llu tx %u is stored as OK, but: %s",
+                 (unsigned long long)h->height, (unsigned)i, why.msg);
+}
+
+/* Each transaction of the block (in the pool) against its stored result in
+ * LOG, the block's write-log record, then its index row against the block
+ * and LOG. */
 static int verify_txs(walk *w, const ledger_block_view *view, const ledger__write_log *log)
 {
     const ledger_block_header *h = &view->header;
-    const slice *bad =
-        pool_check(&w->pool, view, (const uint8_t(*)[EHR_HASH_BYTES])w->hashes, w->chain.chain_id);
-    if (bad != NULL && bad->rc == EHR_EBADSIG)
-        return fault(w->report, bad->rc, LEDGER_FAULT_TX_SIG, h->height, bad->failed,
-                     "bad signature: height %llu tx %ld", (unsigned long long)h->height,
-                     bad->failed);
-    if (bad != NULL)
-        return fault(w->report, bad->rc, LEDGER_FAULT_TX, h->height, bad->failed,
-                     "invalid transaction: height %llu tx %ld: %s", (unsigned long long)h->height,
-                     bad->failed, bad->diag.msg);
+    pool_check(&w->pool, view, (const uint8_t(*)[EHR_HASH_BYTES])w->hashes, w->chain.chain_id);
+    EHR_ASSERT(log->result_count == h->tx_count); /* verify_block checked it */
+    for (uint32_t i = 0; i < h->tx_count; i++)
+        if (w->pool.refusals[i] != 0 && result_is_ok(&log->results[i]))
+            return refused_stored_ok(w, view, i, w->pool.refusals[i]);
     /* The rows as every lookup sees them: the overlay, then the derived
      * tables. */
     ledger__view v;
     int rc = h->tx_count > 0 ? ledger__view_begin(w->ledger, &v, &w->diag) : 0;
     if (rc != 0)
         return fault(w->report, rc, LEDGER_FAULT_CORRUPT, h->height, -1, "%s", w->diag.msg);
-    EHR_ASSERT(log->result_count == h->tx_count); /* verify_block checked it */
     for (uint32_t i = 0; rc == 0 && i < h->tx_count; i++) {
         const ledger_span *span = &view->txs[i];
         ledger_tx_location loc;
@@ -343,6 +447,162 @@ static int write_log_read(walk *w, MDB_txn *txn, uint64_t height, uint32_t tx_co
                      "for %u transactions",
                      (unsigned long long)height, log->result_count, (unsigned)tx_count);
     return 0;
+}
+
+/* ---- The state before each block ---- */
+
+/* The scratch state inside one of its transactions, as a ledger_state_view. */
+typedef struct scratch_view {
+    ledger *ledger; /* for LMDB's error words */
+    MDB_txn *txn;
+    MDB_dbi state;
+    ehr_diag diag; /* what a failed read says */
+} scratch_view;
+
+static int scratch_get(void *ctx, const uint8_t *key, size_t key_len, uint8_t *value, size_t *len)
+{
+    scratch_view *sv = ctx;
+    if (key_len == 0 || key_len > EHR_STATE_KEY_BYTES_MAX)
+        return EHR_ENOTFOUND; /* no such key is ever written */
+    MDB_val k = {.mv_size = key_len, .mv_data = (void *)key}, v;
+    int rc = mdb_get(sv->txn, sv->state, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return EHR_ENOTFOUND;
+    if (rc != 0)
+        return ledger__lmdb_error(sv->ledger, rc, "reading the scratch state", &sv->diag);
+    if (v.mv_size > EHR_STATE_VALUE_BYTES_MAX) /* the write log's decoder bounds them */
+        return ehr_diag_fail(&sv->diag, EHR_ECORRUPT, "a scratch state value is over its limit");
+    if (v.mv_size > 0)
+        memcpy(value, v.mv_data, v.mv_size);
+    *len = v.mv_size;
+    return 0;
+}
+
+static int scratch_scan(void *ctx, const uint8_t *prefix, size_t prefix_len, ledger_scan_fn fn,
+                        void *fn_ctx)
+{
+    scratch_view *sv = ctx;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(sv->txn, sv->state, &cur);
+    if (rc != 0)
+        return ledger__lmdb_error(sv->ledger, rc, "reading the scratch state", &sv->diag);
+    MDB_val k = {.mv_size = prefix_len, .mv_data = (void *)prefix}, v;
+    /* LMDB keys are never empty: an empty prefix starts at the first key. */
+    rc = mdb_cursor_get(cur, &k, &v, prefix_len > 0 ? MDB_SET_RANGE : MDB_FIRST);
+    int out = 0;
+    while (rc == 0 && k.mv_size >= prefix_len &&
+           (prefix_len == 0 || memcmp(k.mv_data, prefix, prefix_len) == 0)) {
+        out = fn(fn_ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+        if (out != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (out == 0 && rc != 0 && rc != MDB_NOTFOUND)
+        out = ledger__lmdb_error(sv->ledger, rc, "reading the scratch state", &sv->diag);
+    return out;
+}
+
+/* Apply LOG's writes, in their order (a later write to a key wins), to the
+ * scratch state inside TXN. Returns 0 or an LMDB code. */
+static int scratch_apply(MDB_txn *txn, MDB_dbi state, const ledger__write_log *log)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < log->write_count; i++) {
+        const ledger_state_write *x = &log->writes[i];
+        MDB_val k = {.mv_size = x->key_len, .mv_data = (void *)x->key};
+        if (x->remove) {
+            rc = mdb_del(txn, state, &k, NULL);
+            if (rc == MDB_NOTFOUND)
+                rc = 0; /* removing an absent key is not an error (as the checkpoint) */
+        } else {
+            MDB_val v = {.mv_size = x->value_len, .mv_data = (void *)x->value};
+            rc = mdb_put(txn, state, &k, &v, 0);
+        }
+    }
+    return rc;
+}
+
+/* Replay VIEW through the caller's callback on SV, the state before it. */
+static int replay_block(walk *w, const ledger_block_view *view, const ledger__write_log *log,
+                        scratch_view *sv)
+{
+    const ledger_verify_options *o = w->options;
+    const ledger_block_header *h = &view->header;
+    ledger_state_view state = {.ctx = sv, .get = scratch_get, .scan = scratch_scan};
+    ledger_replay_block block = {.chain_id = w->chain.chain_id,
+                                 .view = view,
+                                 .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])w->hashes,
+                                 .sigs = w->pool.sigs,
+                                 .state = &state,
+                                 .writes = log->writes,
+                                 .write_count = log->write_count,
+                                 .results = log->results};
+    ledger_replay_finding finding = {.fault = LEDGER_FAULT_NONE, .tx_index = -1};
+    ehr_diag why = {{0}};
+    int rc = o->replay(o->replay_ctx, &block, &finding, &why);
+    if (rc == 0)
+        return 0;
+    int err = rc < 0 ? rc : EHR_ECORRUPT;
+    /* A result finding names one of the block's transactions. */
+    EHR_ASSERT(finding.fault != LEDGER_FAULT_REPLAY_RESULT || finding.tx_index >= 0);
+    EHR_ASSERT(finding.fault != LEDGER_FAULT_REPLAY_RESULT || finding.tx_index < (long)h->tx_count);
+    if (finding.fault == LEDGER_FAULT_REPLAY_RESULT || finding.fault == LEDGER_FAULT_REPLAY_STATE)
+        return fault(w->report, err, finding.fault, h->height, finding.tx_index, "%s", why.msg);
+    /* A read of the scratch state that failed says why in SV. */
+    return fault(w->report, err, LEDGER_FAULT_REPLAY_STATE, h->height, -1,
+                 "block %llu cannot be replayed: %s%s%s", (unsigned long long)h->height, why.msg,
+                 sv->diag.msg[0] != '\0' ? ": " : "", sv->diag.msg);
+}
+
+/*
+ * With the scratch state as of the block before VIEW: its proposer must be
+ * a member then (as ledger_append_block checks against the tip), and the
+ * replay, if any, must agree with LOG, the block's write-log record. Then
+ * LOG's writes bring the scratch state to the end of the block.
+ */
+static int state_step(walk *w, const ledger_block_view *view, const ledger__write_log *log)
+{
+    const ledger_block_header *h = &view->header;
+    EHR_ASSERT(log->result_count == h->tx_count); /* write_log_read checked it */
+    EHR_ASSERT(w->scratch.env != NULL);
+    scratch_view sv = {.ledger = w->ledger, .state = w->scratch.state};
+    int lrc = mdb_txn_begin(w->scratch.env, NULL, 0, &sv.txn);
+    if (lrc != 0)
+        return fault(w->report,
+                     ledger__lmdb_error(w->ledger, lrc, "the scratch environment", &w->diag),
+                     LEDGER_FAULT_NO_CHAIN, h->height, -1, "%s", w->diag.msg);
+    int rc = 0;
+    if (h->height > 0) {
+        uint8_t key[LEDGER_MEMBER_KEY_BYTES];
+        ledger_member_key(key, h->proposer);
+        MDB_val k = {.mv_size = sizeof key, .mv_data = key}, v;
+        lrc = mdb_get(sv.txn, sv.state, &k, &v);
+        if (lrc == MDB_NOTFOUND) {
+            char hex[2 * EHR_SCHNORR_PUBLIC_BYTES + 1];
+            ehr_hex_encode(hex, h->proposer, EHR_SCHNORR_PUBLIC_BYTES);
+            rc = fault(w->report, EHR_EDENIED, LEDGER_FAULT_PROPOSER, h->height, -1,
+                       "block %llu's proposer %s was not a member at height %llu",
+                       (unsigned long long)h->height, hex, (unsigned long long)h->height - 1);
+        } else if (lrc != 0) {
+            rc = fault(w->report,
+                       ledger__lmdb_error(w->ledger, lrc, "reading the scratch state", &w->diag),
+                       LEDGER_FAULT_NO_CHAIN, h->height, -1, "%s", w->diag.msg);
+        }
+    }
+    if (rc == 0 && h->height > 0 && w->options != NULL && w->options->replay != NULL)
+        rc = replay_block(w, view, log, &sv);
+    if (rc == 0) {
+        lrc = scratch_apply(sv.txn, sv.state, log);
+        lrc = lrc == 0 ? mdb_txn_commit(sv.txn) : (mdb_txn_abort(sv.txn), lrc);
+        if (lrc != 0)
+            rc = fault(w->report,
+                       ledger__lmdb_error(w->ledger, lrc, "rebuilding the state", &w->diag),
+                       LEDGER_FAULT_NO_CHAIN, h->height, -1, "%s", w->diag.msg);
+    } else {
+        mdb_txn_abort(sv.txn);
+    }
+    return rc;
 }
 
 static int verify_block(walk *w, MDB_txn *txn, uint64_t height, const ledger_tip *tip)
@@ -412,8 +672,12 @@ static int verify_block(walk *w, MDB_txn *txn, uint64_t height, const ledger_tip
     }
     ledger__write_log log;
     rc = write_log_read(w, txn, height, h->tx_count, &log);
+    if (rc == 0 && height == 0)
+        rc = verify_genesis_writes(w, &view, &log);
     if (rc == 0)
         rc = verify_txs(w, &view, &log);
+    if (rc == 0)
+        rc = state_step(w, &view, &log);
     ledger__write_log_release(&log);
     if (rc != 0)
         goto out;
@@ -472,14 +736,6 @@ static int verify_start(walk *w, ledger_tip *tip)
 
 /* ---- The derived tables against the write log ---- */
 
-/* A scratch LMDB environment in a fresh temporary directory, for the world
- * state rebuilt from the write log (no sync: it is thrown away). */
-typedef struct scratch {
-    char dir[512];
-    MDB_env *env;
-    MDB_dbi state;
-} scratch;
-
 static int scratch_open(walk *w, scratch *s)
 {
     const char *tmp = getenv("TMPDIR");
@@ -526,9 +782,25 @@ static void scratch_close(scratch *s)
     rmdir(s->dir);
 }
 
+/* Empty the scratch state, for the walk to rebuild it in step. */
+static int scratch_empty(walk *w, scratch *s)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc == 0) {
+        rc = mdb_drop(txn, s->state, 0);
+        rc = rc == 0 ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), rc);
+    }
+    if (rc != 0)
+        return fault(w->report,
+                     ledger__lmdb_error(w->ledger, rc, "the scratch environment", &w->diag),
+                     LEDGER_FAULT_NO_CHAIN, 0, -1, "%s", w->diag.msg);
+    return 0;
+}
+
 /* Apply the write log of heights FROM..TO-1 to the scratch state, in
  * sorted batches (the checkpoint's own code), each record checked. */
-static int replay(walk *w, scratch *s, uint64_t from, uint64_t to)
+static int rebuild(walk *w, scratch *s, uint64_t from, uint64_t to)
 {
     ledger *l = w->ledger;
     ledger__ov_block *blocks[VERIFY_BATCH_BLOCKS];
@@ -652,8 +924,8 @@ static int state_compare(walk *w, MDB_txn *dtxn, scratch *s, uint64_t height)
 static int verify_derived(walk *w)
 {
     ledger *l = w->ledger;
-    scratch s = {0};
-    int rc = scratch_open(w, &s);
+    scratch *s = &w->scratch;
+    int rc = scratch_open(w, s);
     uint64_t done = 0, next = 0, tx_count = 0;
     MDB_txn *dtxn = NULL;
     for (int round = 0; rc == 0; round++) {
@@ -669,11 +941,11 @@ static int verify_derived(walk *w)
         if (next - done > VERIFY_BATCH_BLOCKS && round < 3) {
             mdb_txn_abort(dtxn);
             dtxn = NULL;
-            rc = replay(w, &s, done, next);
+            rc = rebuild(w, s, done, next);
             done = next;
             continue;
         }
-        rc = replay(w, &s, done, next);
+        rc = rebuild(w, s, done, next);
         break;
     }
     MDB_stat st;
@@ -691,10 +963,11 @@ static int verify_derived(walk *w)
                    (unsigned long long)st.ms_entries, (unsigned long long)tx_count,
                    (unsigned long long)next);
     if (rc == 0)
-        rc = state_compare(w, dtxn, &s, height);
+        rc = state_compare(w, dtxn, s, height);
     if (dtxn != NULL)
         mdb_txn_abort(dtxn);
-    scratch_close(&s);
+    if (rc == 0)
+        rc = scratch_empty(w, s);
     w->checkpoint_next = next;
     w->checkpoint_tx_count = tx_count;
     return rc;
@@ -727,11 +1000,13 @@ int ledger_verify(ledger *l, const ledger_verify_options *options, ledger_verify
     walk *w = ehr_calloc(1, sizeof *w);
     w->ledger = l;
     w->report = report;
+    w->options = options;
     ledger_tip tip;
     int rc = verify_start(w, &tip);
     if (rc == 0)
         rc = verify_derived(w);
     if (rc != 0) {
+        scratch_close(&w->scratch);
         ehr_free(w);
         return rc;
     }
@@ -741,6 +1016,8 @@ int ledger_verify(ledger *l, const ledger_verify_options *options, ledger_verify
     if (w->checkpoint_next > 0 && w->checkpoint_next - 1 > end)
         end = w->checkpoint_next - 1;
     pool_start(&w->pool, threads);
+    w->pool.sigs = ehr_malloc(EHR_BLOCK_TX_COUNT_MAX * sizeof *w->pool.sigs);
+    w->pool.refusals = ehr_malloc(EHR_BLOCK_TX_COUNT_MAX * sizeof *w->pool.refusals);
     MDB_txn *txn = NULL;
     for (uint64_t h = 0; h <= end && rc == 0; h++) {
         if (h % VERIFY_BATCH_BLOCKS == 0) {
@@ -762,6 +1039,9 @@ int ledger_verify(ledger *l, const ledger_verify_options *options, ledger_verify
     if (txn != NULL)
         mdb_txn_abort(txn);
     pool_stop(&w->pool);
+    ehr_free(w->pool.sigs);
+    ehr_free(w->pool.refusals);
+    scratch_close(&w->scratch);
     if (rc == 0)
         snprintf(report->msg, sizeof report->msg,
                  "ledger ok: %llu blocks (0..%llu), %llu transactions, chain %s",

@@ -4,8 +4,9 @@
  * (so no test can hang on a passphrase prompt), and checks exit status,
  * stdout (parsed with jansson for --json) and stderr, and the files left
  * behind. The ledger commands run on ledgers that the tests extend in
- * process with the ledger's test builders (signed blocks of transactions)
- * and damage through LMDB directly.
+ * process with the ledger's test builders (signed blocks of transactions,
+ * applied through the consent contract's rules as a node applies them, so
+ * that verify's replay agrees) and damage through LMDB directly.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "contracts.h"
 #include "ehr_crypto.h"
 #include "ledger.h"
 #include "ledger_internal.h"
@@ -1058,8 +1060,144 @@ static void write_genesis(const struct fixture *f, const char *name, uint32_t se
     ehr_free(g);
 }
 
+/* ---- blocks applied through the rules, as a node applies them ---- */
+
+_Static_assert((int)CONTRACTS_RESULT_BYTES_MAX <= (int)EHR_TX_RESULT_BYTES_MAX,
+               "a result fits a batch's result slot");
+
+/* The ledger L (CTX) as contracts/ reads the state (node/state_view.c does
+ * the same for the node). */
+static int rules_state_get(void *ctx, const uint8_t *key, size_t key_len, uint8_t *value,
+                           size_t *len)
+{
+    uint8_t *copy = NULL;
+    size_t n = 0;
+    int rc = ledger_state_get(ctx, key, key_len, &copy, &n, NULL);
+    if (rc != 0)
+        return rc;
+    if (n > 0)
+        memcpy(value, copy, n);
+    *len = n;
+    ehr_free(copy);
+    return 0;
+}
+
+struct rules_scan {
+    contracts_scan_fn fn;
+    void *fn_ctx;
+    int stopped; /* FN's non-zero value */
+};
+
+static int rules_scan_one(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                          size_t value_len)
+{
+    struct rules_scan *s = ctx;
+    int rc = s->fn(s->fn_ctx, key, key_len, value, value_len);
+    if (rc == 0)
+        return 0;
+    s->stopped = rc;
+    return 1;
+}
+
+static int rules_state_scan(void *ctx, const uint8_t *prefix, size_t prefix_len,
+                            contracts_scan_fn fn, void *fn_ctx)
+{
+    struct rules_scan s = {.fn = fn, .fn_ctx = fn_ctx};
+    long seen = ledger_state_scan(ctx, prefix, prefix_len, NULL, 0, LEDGER_SCAN_COUNT_MAX,
+                                  rules_scan_one, &s, NULL);
+    if (seen < 0)
+        return (int)seen;
+    assert_true(seen < LEDGER_SCAN_COUNT_MAX); /* a test ledger is small: one scan holds it */
+    return s.stopped;
+}
+
+/* A signed enrolment of a fresh patient by MEMBER (co-signed by the
+ * patient): an OK transaction that writes state. HASH gets its tx hash. */
+static void enroll_tx(const ehr_signing_key *member, ledger_bytes *out, uint8_t hash[32])
+{
+    ehr_identity patient;
+    assert_int_equal(ehr_identity_generate(&patient, "patient"), 0);
+    uint8_t msg[EHR_HASH_BYTES], sig[EHR_SCHNORR_SIG_BYTES], nonce[EHR_TX_NONCE_BYTES];
+    contracts_enroll_message(TU_CHAIN_ID, member->public_key, patient.signing.public_key,
+                             patient.kx.public_key, msg);
+    assert_int_equal(ehr_schnorr_sign(&patient.signing, msg, sig), 0);
+    ehr_random_bytes(nonce, sizeof nonce);
+    Ehr__V1__PatientEnroll p = EHR__V1__PATIENT_ENROLL__INIT;
+    p.patient_key = (ProtobufCBinaryData){32, patient.signing.public_key};
+    p.patient_kx_key = (ProtobufCBinaryData){32, patient.kx.public_key};
+    p.patient_signature = (ProtobufCBinaryData){sizeof sig, sig};
+    Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
+    body.chain_id = TU_CHAIN_ID;
+    body.signer = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)member->public_key};
+    body.nonce = (ProtobufCBinaryData){sizeof nonce, nonce};
+    body.expiry_ms = TU_GENESIS_TIME_MS + 365ull * 86400 * 1000;
+    body.payload_case = EHR__V1__TX_BODY__PAYLOAD_PATIENT_ENROLL;
+    body.patient_enroll = &p;
+    size_t len = ehr__v1__tx_body__get_packed_size(&body);
+    uint8_t *bytes = ehr_malloc(len);
+    assert_int_equal(ehr__v1__tx_body__pack(&body, bytes), len);
+    uint8_t *env;
+    size_t env_len;
+    assert_int_equal(ledger_tx_envelope_build(bytes, len, member, &env, &env_len), 0);
+    ledger_tx_hash(bytes, len, hash);
+    *out = (ledger_bytes){env, env_len};
+    ehr_free(bytes);
+    ehr_identity_wipe(&patient);
+}
+
+/* A batch of COUNT transactions by MEMBER: an enrolment, then record
+ * anchors for patients nobody enrolled (refused by the rules). */
+static void rules_batch_make(tu_batch *b, const ehr_signing_key *member, size_t count)
+{
+    tu_batch_make(b, member, count, 0);
+    ehr_free((void *)b->envelopes[0].data);
+    enroll_tx(member, &b->envelopes[0], b->hashes[0]);
+}
+
+/* Append to L the block of B's transactions by PROPOSER, each applied
+ * through the rules (signatures included) on the state at the tip: the
+ * writes and results a node stores. B's results are left as stored. */
+static void rules_append(ledger *l, const ehr_signing_key *proposer, tu_batch *b)
+{
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(l, &tip, NULL), 0);
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, b, proposer, &block, &len);
+    struct contracts_state state = {.ctx = l, .get = rules_state_get, .scan = rules_state_scan};
+    struct contracts_block_ctx ctx = {.height = tip.height + 1, .time_ms = tip.time_ms + 1000};
+    memcpy(ctx.proposer, proposer->public_key, EHR_SCHNORR_PUBLIC_BYTES);
+    snprintf(ctx.chain_id, sizeof ctx.chain_id, "%s", TU_CHAIN_ID);
+    contracts_block *cb;
+    assert_int_equal(contracts_block_begin(&state, &ctx, &cb), 0);
+    for (size_t i = 0; i < b->count; i++) {
+        struct contracts_tx tx = {.envelope = b->envelopes[i].data,
+                                  .len = b->envelopes[i].len,
+                                  .hash = b->hashes[i],
+                                  .position = (uint32_t)i,
+                                  .sig = CONTRACTS_SIG_UNCHECKED};
+        struct contracts_tx_result r;
+        assert_int_equal(contracts_apply_tx(cb, &tx, &r), 0);
+        b->results[i] =
+            (ledger_bytes){b->result_bytes[i], contracts_tx_result_encode(&r, b->result_bytes[i])};
+    }
+    const ledger_state_write *writes;
+    size_t write_count = contracts_block_writes(cb, &writes);
+    ledger_append req = {.block = block,
+                         .block_len = len,
+                         .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b->hashes,
+                         .writes = writes,
+                         .write_count = write_count,
+                         .results = b->results,
+                         .result_count = b->count,
+                         .applied_index = tip.applied_index + 1};
+    assert_int_equal(ledger_append_block(l, &req, NULL), 0);
+    contracts_block_end(cb);
+    ehr_free(block);
+}
+
 /* `ledger init` DATA from a genesis of seed 1, then LEDGER_BLOCKS blocks of
- * LEDGER_BLOCK_TXS signed transactions appended in process. */
+ * LEDGER_BLOCK_TXS signed transactions applied through the rules. */
 static void make_ledger(const struct fixture *f, const char *data)
 {
     write_genesis(f, "g.pb", 1, NULL);
@@ -1071,8 +1209,12 @@ static void make_ledger(const struct fixture *f, const char *data)
     ledger_keys(keys, 1);
     ledger *l;
     assert_int_equal(ledger_open(path_in(f, data), NULL, &l, NULL), 0);
-    for (int i = 0; i < LEDGER_BLOCKS; i++)
-        assert_int_equal(tu_append(l, &keys[i % LEDGER_MEMBERS], LEDGER_BLOCK_TXS, NULL, NULL), 0);
+    for (int i = 0; i < LEDGER_BLOCKS; i++) {
+        tu_batch b;
+        rules_batch_make(&b, &keys[i % LEDGER_MEMBERS], LEDGER_BLOCK_TXS);
+        rules_append(l, &keys[i % LEDGER_MEMBERS], &b);
+        tu_batch_free(&b);
+    }
     ledger_close(l);
 }
 
@@ -1201,7 +1343,8 @@ static void test_block_show_lists_transactions_and_names_the_tip(void **state)
     /* each listed hash is found by tx show at that place */
     for (size_t i = 0; i < LEDGER_BLOCK_TXS; i++) {
         json_t *tx = json_array_get(txs, i);
-        assert_string_equal(json_str(tx, "type"), "record_anchor");
+        /* rules_batch_make: an enrolment first, then record anchors */
+        assert_string_equal(json_str(tx, "type"), i == 0 ? "patient_enroll" : "record_anchor");
         r = run(f, "tx", "show", json_str(tx, "hash"), "--data", "data", "--json");
         assert_int_equal(r.status, 0);
         json_t *shown = parse_json(r.out);
@@ -1358,8 +1501,9 @@ static void plant_broken_link(const char *dir, uint64_t height, const ehr_signin
     tu_batch_free(&b);
 }
 
-/* Append to DIR a block whose transaction 1 carries a forged signature (the
- * append path leaves transaction signatures to admission and verify). */
+/* Append to DIR a block whose transaction 1 carries a forged signature,
+ * stored as OK with a write (the append path leaves transaction signatures
+ * to admission and verify): what no correct node stores. */
 static void plant_bad_signature(const char *dir, const ehr_signing_key *proposer)
 {
     ledger *l;
@@ -1469,6 +1613,181 @@ static void test_verify_passes_a_sound_chain_and_names_three_planted_faults(void
     ehr_free(corrupt);
     ehr_free(link);
     ehr_free(sig);
+}
+
+/* A block whose transaction 1 carries a forged signature, applied through
+ * the rules as every node applies it (test_cluster's forging leader): the
+ * transaction stays in its block, refused with BAD_SIGNATURE. */
+static void append_refused_forgery(const char *dir, const ehr_signing_key *proposer)
+{
+    ledger *l;
+    assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
+    tu_batch b;
+    rules_batch_make(&b, proposer, LEDGER_BLOCK_TXS);
+    ((uint8_t *)b.envelopes[1].data)[b.envelopes[1].len - 5] ^= 0x20; /* a signature byte */
+    rules_append(l, proposer, &b);
+    Ehr__V1__TxResult *r = ehr__v1__tx_result__unpack(NULL, b.results[1].len, b.results[1].data);
+    assert_non_null(r);
+    assert_int_equal(r->code, EHR__V1__TX_RESULT_CODE__TX_RESULT_BAD_SIGNATURE);
+    ehr__v1__tx_result__free_unpacked(r, NULL);
+    ledger_close(l);
+    tu_batch_free(&b);
+}
+
+/* What to change in a write-log record, and in the derived tables to match
+ * (so that only the replay can tell). */
+struct tamper {
+    uint64_t height;
+    uint32_t tx;                             /* the result to replace */
+    uint8_t result[EHR_TX_RESULT_BYTES_MAX]; /* its new bytes */
+    size_t result_len;
+    char prefix[32];                      /* the first write with this key prefix */
+    uint8_t key[EHR_STATE_KEY_BYTES_MAX]; /* found: its key */
+    size_t key_len;
+};
+
+/* Re-encode a write-log record (checksum right) with the result at T->tx
+ * replaced by T->result, or, when T->prefix is set, the value of the first
+ * write under it with its last byte flipped (its key goes to T->key). */
+static void rewrite_record(uint8_t *value, size_t *len, void *ctx)
+{
+    struct tamper *t = ctx;
+    ledger__write_log log;
+    assert_int_equal(ledger__writes_record_open(value, *len, t->height, &log), 0);
+    ledger__write_log changed = log;
+    ledger_state_write *writes = ehr_calloc(log.write_count + 1, sizeof *writes);
+    ledger_bytes *results = ehr_calloc(log.result_count + 1, sizeof *results);
+    memcpy(writes, log.writes, log.write_count * sizeof *writes);
+    memcpy(results, log.results, log.result_count * sizeof *results);
+    uint8_t flipped[EHR_STATE_VALUE_BYTES_MAX];
+    if (t->prefix[0] != '\0') {
+        size_t n = strlen(t->prefix), i = 0;
+        while (i < log.write_count &&
+               (writes[i].remove || writes[i].value_len == 0 || writes[i].key_len < n ||
+                memcmp(writes[i].key, t->prefix, n) != 0))
+            i++;
+        assert_true(i < log.write_count);
+        memcpy(flipped, writes[i].value, writes[i].value_len);
+        flipped[writes[i].value_len - 1] ^= 0x01;
+        writes[i].value = flipped;
+        memcpy(t->key, writes[i].key, writes[i].key_len);
+        t->key_len = writes[i].key_len;
+    } else {
+        assert_true(t->tx < log.result_count);
+        results[t->tx] = (ledger_bytes){t->result_len > 0 ? t->result : NULL, t->result_len};
+    }
+    changed.writes = writes;
+    changed.results = results;
+    size_t n = ledger__writes_record_size(&changed);
+    assert_true(n <= *len + 4096);
+    uint8_t *record = ehr_malloc(n);
+    ledger__writes_record_write(record, n, t->height, &changed);
+    ledger__write_log_release(&log);
+    memcpy(value, record, n);
+    *len = n;
+    ehr_free(record);
+    ehr_free(writes);
+    ehr_free(results);
+}
+
+/* Give a tx-index row the result in T. */
+static void rewrite_row(uint8_t *value, size_t *len, void *ctx)
+{
+    const struct tamper *t = ctx;
+    ledger_tx_location loc;
+    assert_int_equal(ledger__tx_location_read(value, *len, &loc, NULL), 0);
+    uint8_t row[LEDGER__TX_LOCATION_BYTES_MAX];
+    *len = ledger__tx_location_write(
+        row, &loc, (ledger_bytes){t->result_len > 0 ? t->result : NULL, t->result_len});
+    memcpy(value, row, *len);
+}
+
+static void flip_last_value_byte(uint8_t *value, size_t *len, void *ctx)
+{
+    (void)ctx;
+    value[*len - 1] ^= 0x01;
+}
+
+/* The hash of transaction INDEX of block HEIGHT in DIR. */
+static void tx_hash_at(const char *dir, uint64_t height, uint32_t index, uint8_t hash[32])
+{
+    ledger *l;
+    assert_int_equal(ledger_open(dir, NULL, &l, NULL), 0);
+    uint8_t *bytes;
+    size_t len;
+    assert_int_equal(ledger_block_get(l, height, &bytes, &len, NULL), 0);
+    ledger_close(l);
+    ledger_block_view v;
+    assert_int_equal(ledger_block_parse(bytes, len, &v, NULL), 0);
+    ledger_tx_view tv;
+    assert_int_equal(
+        ledger_tx_envelope_parse(v.bytes + v.txs[index].offset, v.txs[index].length, &tv, NULL), 0);
+    ledger_tx_hash(tv.body, tv.body_len, hash);
+    ledger_block_view_release(&v);
+    ehr_free(bytes);
+}
+
+/*
+ * verify replays every transaction through the rules: a forged transaction
+ * kept with its BAD_SIGNATURE result is a sound ledger; a stored result, or
+ * a stored state write, that differs from the replay's is a fault, even when
+ * the write log, the tx index and the world state were changed to agree
+ * (checksums right), each with its own message.
+ */
+static void test_verify_replays_the_rules_and_names_what_differs(void **state)
+{
+    struct fixture *f = *state;
+    ehr_signing_key keys[LEDGER_MEMBERS];
+    ledger_keys(keys, 1);
+    const char *dirs[] = {"r1", "r2", "r3"};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(dirs); i++) {
+        make_ledger(f, dirs[i]);
+        append_refused_forgery(path_in(f, dirs[i]), &keys[0]);
+    }
+    struct proc_result r = run(f, "ledger", "verify", "--data", "r1");
+    if (r.status != 0 || strncmp(r.out, "ledger ok: ", 11) != 0)
+        fail_msg("verify of a ledger with a refused forgery says \"%s\" \"%s\"", r.out, r.err);
+    proc_result_free(&r);
+
+    /* 1. transaction 0 of block 2, an enrolment (OK), stored as NOT_AUTHORIZED */
+    struct tamper t = {.height = 2, .tx = 0};
+    Ehr__V1__TxResult refused = EHR__V1__TX_RESULT__INIT;
+    refused.code = EHR__V1__TX_RESULT_CODE__TX_RESULT_NOT_AUTHORIZED;
+    refused.reason = "planted";
+    t.result_len = ehr__v1__tx_result__pack(&refused, t.result);
+    uint8_t key[8], hash[32];
+    ledger__height_key(key, t.height);
+    assert_int_equal(tu_raw_edit(path_in(f, "r2"), LEDGER__DB_WRITES, key, 8, rewrite_record, &t),
+                     0);
+    tx_hash_at(path_in(f, "r2"), t.height, t.tx, hash);
+    assert_int_equal(tu_raw_edit(path_in(f, "r2"), LEDGER__DB_TXS, hash, 32, rewrite_row, &t), 0);
+    char *result = expect_fault(
+        f, "r2",
+        "block 2: transaction 0's result differs: stored NOT_AUTHORIZED \"planted\", replayed OK",
+        LEDGER_FAULT_REPLAY_RESULT, 2, 0);
+
+    /* 2. the patient record block 2's enrolment wrote, one byte changed in
+     * the write log and in the world state alike */
+    struct tamper w = {.height = 2};
+    snprintf(w.prefix, sizeof w.prefix, "%s", CONTRACTS_PREFIX_PATIENT);
+    assert_int_equal(tu_raw_edit(path_in(f, "r3"), LEDGER__DB_WRITES, key, 8, rewrite_record, &w),
+                     0);
+    assert_int_equal(tu_raw_edit(path_in(f, "r3"), LEDGER__DB_STATE, w.key, w.key_len,
+                                 flip_last_value_byte, NULL),
+                     0);
+    char *write = expect_fault(f, "r3", "state key patient/", LEDGER_FAULT_REPLAY_STATE, 2, -1);
+    const char *stored = strstr(write, " differs after block 2: stored ");
+    const char *replayed = strstr(write, ", replayed ");
+    if (stored == NULL || replayed == NULL)
+        fail_msg("verify says \"%s\"", write);
+    stored += strlen(" differs after block 2: stored ");
+    size_t stored_len = (size_t)(replayed - stored);
+    replayed += strlen(", replayed ");
+    /* the two values read differently */
+    assert_false(strlen(replayed) == stored_len + 1 && strncmp(stored, replayed, stored_len) == 0);
+    assert_string_not_equal(result, write);
+    ehr_free(result);
+    ehr_free(write);
 }
 
 /* Write NAME as the bytes of genesis file SRC with EXTRA appended (or PREFIX prepended). */
@@ -1825,6 +2144,7 @@ int main(void)
         T(test_block_show_lists_transactions_and_names_the_tip),
         T(test_tx_show_found_not_found_and_malformed),
         T(test_verify_passes_a_sound_chain_and_names_three_planted_faults),
+        T(test_verify_replays_the_rules_and_names_what_differs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,9 +3,12 @@
  * closed ledger (made through LMDB directly) is found at its place, with its
  * own fault, error code and message: a flipped byte (checksum), a broken
  * hash link, a bad transaction or header signature, a wrong Merkle root or
- * height, an expired or foreign transaction, tx index and tip damage, and
- * results that do not fit their block or differ between the write log and
- * the tx index.
+ * height, an expired or foreign transaction stored as OK, tx index and tip
+ * damage, results that do not fit their block or differ between the write
+ * log and the tx index, a proposer that was not a member, and block 0's
+ * state writes that are not its genesis's. A transaction
+ * stored with its refusal verifies. A replay callback sees the state before
+ * each block and the verdicts, and its findings become faults.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -158,7 +161,7 @@ static void test_broken_hash_link_is_found(void **state)
 }
 
 /* The append path trusts admission for transaction signatures; verify does
- * not. A block carrying a forged transaction is found by verify. */
+ * not. A forged transaction stored as OK is found by verify. */
 static void test_bad_transaction_signature_is_found(void **state)
 {
     fixture *f = *state;
@@ -187,7 +190,9 @@ static void test_bad_transaction_signature_is_found(void **state)
     assert_true(rep.height == BLOCKS + 1);
     assert_int_equal(rep.tx_index, 1);
     char want[128];
-    snprintf(want, sizeof want, "bad signature: height %d tx 1", BLOCKS + 1);
+    snprintf(want, sizeof want,
+             "bad signature: height %d tx 1 is stored as OK, but its signature does not verify",
+             BLOCKS + 1);
     assert_string_equal(rep.msg, want);
     ehr_free(block);
     tu_batch_free(&b);
@@ -290,6 +295,7 @@ static void test_expired_and_foreign_transactions_are_found(void **state)
     assert_int_equal(rep.fault, LEDGER_FAULT_TX);
     assert_int_equal(rep.tx_index, 0);
     assert_non_null(strstr(rep.msg, "invalid transaction"));
+    assert_non_null(strstr(rep.msg, "is stored as OK, but: transaction expired"));
     ledger_close(f->l);
     f->l = NULL;
     tu_rmdir(f->dir);
@@ -700,14 +706,282 @@ static void test_a_row_holding_another_result_is_found(void **state)
     tu_batch_free(&b);
 }
 
+/* ---- Refusals, proposers and the replay ---- */
+
+/* A serialized TxResult of CODE with a reason into OUT; returns its size. */
+static size_t result_of(uint8_t out[EHR_TX_RESULT_BYTES_MAX], Ehr__V1__TxResultCode code)
+{
+    Ehr__V1__TxResult r = EHR__V1__TX_RESULT__INIT;
+    r.code = code;
+    r.reason = "refused";
+    return ehr__v1__tx_result__pack(&r, out);
+}
+
+/* Append a block of TXS transactions whose transaction 1 has a forged
+ * signature and transaction 2 expired before the block, each stored with
+ * the refusal a node records (no state writes for either). */
+static void append_refused(fixture *f)
+{
+    if (f->l == NULL)
+        assert_int_equal(ledger_open(f->dir, NULL, &f->l, NULL), 0);
+    ledger_tip tip;
+    assert_int_equal(ledger_tip_get(f->l, &tip, NULL), 0);
+    tu_batch b;
+    tu_batch_make(&b, &f->keys[1], TXS, 0);
+    ((uint8_t *)b.envelopes[1].data)[b.envelopes[1].len - 5] ^= 0x20;
+    ehr_free((void *)b.envelopes[2].data);
+    uint8_t *env;
+    size_t env_len;
+    tu_tx(&f->keys[1], TU_CHAIN_ID, TU_GENESIS_TIME_MS + 10, 0, &env, &env_len, b.hashes[2]);
+    b.envelopes[2] = (ledger_bytes){env, env_len};
+    b.results[1] = (ledger_bytes){
+        b.result_bytes[1],
+        result_of(b.result_bytes[1], EHR__V1__TX_RESULT_CODE__TX_RESULT_BAD_SIGNATURE)};
+    b.results[2] =
+        (ledger_bytes){b.result_bytes[2],
+                       result_of(b.result_bytes[2], EHR__V1__TX_RESULT_CODE__TX_RESULT_MALFORMED)};
+    uint8_t *block;
+    size_t len;
+    tu_block_next(&tip, &b, &f->keys[0], &block, &len);
+    ledger_append req = {.block = block,
+                         .block_len = len,
+                         .tx_hashes = (const uint8_t(*)[EHR_HASH_BYTES])b.hashes,
+                         .writes = b.writes,
+                         .write_count = 1, /* transaction 0's only */
+                         .results = b.results,
+                         .result_count = b.count,
+                         .applied_index = tip.applied_index + 1};
+    assert_int_equal(ledger_append_block(f->l, &req, NULL), 0);
+    ehr_free(block);
+    tu_batch_free(&b);
+}
+
+/* A node keeps a forged or expired transaction in its block with a refusal
+ * result: that is a sound ledger. */
+static void test_transactions_stored_with_their_refusal_verify(void **state)
+{
+    fixture *f = *state;
+    append_refused(f);
+    ledger_verify_report rep;
+    for (uint32_t threads = 1; threads <= 2; threads++) {
+        ledger_verify_options opts = {.threads = threads};
+        assert_int_equal(ledger_verify(f->l, &opts, &rep), 0);
+        assert_int_equal(rep.fault, LEDGER_FAULT_NONE);
+        assert_true(rep.txs_checked == (BLOCKS + 1) * TXS);
+    }
+}
+
+/* What the replay callback below saw and is told to answer. */
+typedef struct replay_probe {
+    uint64_t calls;
+    uint64_t last_height;
+    uint64_t fail_height; /* 0: never */
+    enum ledger_fault fail_fault;
+    long fail_tx;
+    enum ledger_tx_sig sigs[TXS]; /* of the last block */
+    size_t rec_keys;              /* "rec/" keys in the state before the last block */
+} replay_probe;
+
+static int count_key(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
+                     size_t value_len)
+{
+    (void)key;
+    (void)value;
+    assert_int_equal(key_len, 4 + EHR_HASH_BYTES);
+    assert_int_equal(value_len, 48);
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+static int replay_check(void *ctx, const ledger_replay_block *b, ledger_replay_finding *finding,
+                        ehr_diag *diag)
+{
+    replay_probe *p = ctx;
+    const ledger_block_header *h = &b->view->header;
+    p->calls++;
+    /* Called in height order, from 1, once per block. */
+    assert_true(h->height == p->last_height + 1);
+    p->last_height = h->height;
+    assert_string_equal(b->chain_id, TU_CHAIN_ID);
+    assert_int_equal(h->tx_count, TXS);
+    for (uint32_t i = 0; i < h->tx_count; i++) {
+        p->sigs[i] = b->sigs[i];
+        /* The state is as of the block before: this block's writes are not
+         * in it, every earlier block's are. */
+        uint8_t key[4 + EHR_HASH_BYTES], value[EHR_STATE_VALUE_BYTES_MAX];
+        size_t len;
+        memcpy(key, "rec/", 4);
+        memcpy(key + 4, b->tx_hashes[i], EHR_HASH_BYTES);
+        assert_int_equal(b->state->get(b->state->ctx, key, sizeof key, value, &len), EHR_ENOTFOUND);
+    }
+    p->rec_keys = 0;
+    assert_int_equal(
+        b->state->scan(b->state->ctx, (const uint8_t *)"rec/", 4, count_key, &p->rec_keys), 0);
+    uint8_t member[LEDGER_MEMBER_KEY_BYTES], value[EHR_STATE_VALUE_BYTES_MAX];
+    size_t len;
+    ledger_member_key(member, h->proposer);
+    assert_int_equal(b->state->get(b->state->ctx, member, sizeof member, value, &len), 0);
+    assert_true(b->write_count >= 1);
+    assert_non_null(b->results);
+    if (h->height != p->fail_height)
+        return 0;
+    if (p->fail_fault == LEDGER_FAULT_NONE)
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "a state value does not decode");
+    finding->fault = p->fail_fault;
+    finding->tx_index = p->fail_tx;
+    return ehr_diag_fail(diag, EHR_ECORRUPT, "the probe says block %llu differs",
+                         (unsigned long long)h->height);
+}
+
+/* The replay is called for each block above 0 with the state before it
+ * (each fixture block writes TXS "rec/" keys) and each transaction's
+ * verdict, judged as a node judges it. */
+static void test_replay_sees_the_state_before_each_block_and_the_verdicts(void **state)
+{
+    fixture *f = *state;
+    append_refused(f);
+    replay_probe p = {0};
+    ledger_verify_options opts = {.threads = 2, .replay = replay_check, .replay_ctx = &p};
+    ledger_verify_report rep;
+    assert_int_equal(ledger_verify(f->l, &opts, &rep), 0);
+    assert_true(p.calls == BLOCKS + 1);
+    assert_true(p.rec_keys == BLOCKS * TXS);
+    assert_int_equal(p.sigs[0], LEDGER_TX_SIG_VALID);
+    assert_int_equal(p.sigs[1], LEDGER_TX_SIG_INVALID);
+    /* Expiry is the rules' to judge at block time: the signature is good. */
+    assert_int_equal(p.sigs[2], LEDGER_TX_SIG_VALID);
+}
+
+/* A replay that differs is a fault of its own kind at its place, with the
+ * callback's words; one that cannot run is a state fault that says so. */
+static void test_replay_findings_are_faults(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(ledger_open(f->dir, &(ledger_options){.read_only = true}, &f->l, NULL), 0);
+    replay_probe p = {.fail_height = 2, .fail_fault = LEDGER_FAULT_REPLAY_RESULT, .fail_tx = 1};
+    ledger_verify_options opts = {.replay = replay_check, .replay_ctx = &p};
+    ledger_verify_report rep;
+    assert_int_equal(ledger_verify(f->l, &opts, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_REPLAY_RESULT);
+    assert_string_equal(ledger_fault_name(rep.fault), "replay-result");
+    assert_true(rep.height == 2);
+    assert_int_equal(rep.tx_index, 1);
+    assert_string_equal(rep.msg, "the probe says block 2 differs");
+    assert_true(rep.blocks_checked == 2);
+
+    p = (replay_probe){.fail_height = 3, .fail_fault = LEDGER_FAULT_REPLAY_STATE, .fail_tx = -1};
+    assert_int_equal(ledger_verify(f->l, &opts, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_REPLAY_STATE);
+    assert_string_equal(ledger_fault_name(rep.fault), "replay-state");
+    assert_true(rep.height == 3);
+    assert_int_equal(rep.tx_index, -1);
+
+    p = (replay_probe){.fail_height = 1, .fail_fault = LEDGER_FAULT_NONE};
+    assert_int_equal(ledger_verify(f->l, &opts, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_REPLAY_STATE);
+    assert_string_equal(rep.msg, "block 1 cannot be replayed: a state value does not decode");
+}
+
+/* The last block re-signed by a key that is no member (its transactions,
+ * and so its tx-index rows, unchanged): only the proposer's membership, in
+ * the state as of the block before, tells it apart. */
+static void test_a_proposer_that_was_not_a_member_is_found(void **state)
+{
+    fixture *f = *state;
+    size_t len;
+    uint8_t *block = block_at(f, BLOCKS, &len);
+    ledger_block_view v;
+    assert_int_equal(ledger_block_parse(block, len, &v, NULL), 0);
+    ledger_bytes envelopes[TXS];
+    for (uint32_t i = 0; i < TXS; i++)
+        envelopes[i] = (ledger_bytes){v.bytes + v.txs[i].offset, v.txs[i].length};
+    ledger_block_params params = {.height = v.header.height,
+                                  .time_ms = v.header.time_ms,
+                                  .raft_term = v.header.raft_term,
+                                  .raft_index = v.header.raft_index};
+    memcpy(params.prev_hash, v.header.prev_hash, EHR_HASH_BYTES);
+    ehr_signing_key stranger;
+    tu_key(&stranger, 999);
+    uint8_t *forged;
+    size_t forged_len;
+    assert_int_equal(ledger_block_build(&params, envelopes, TXS, NULL, &stranger, &forged,
+                                        &forged_len, NULL, NULL),
+                     0);
+    ledger_block_view_release(&v);
+    block_put_raw(f, BLOCKS, forged, forged_len);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_EDENIED);
+    assert_int_equal(rep.fault, LEDGER_FAULT_PROPOSER);
+    assert_string_equal(ledger_fault_name(rep.fault), "proposer");
+    assert_true(rep.height == BLOCKS);
+    char want[64];
+    snprintf(want, sizeof want, "block %d's proposer ", BLOCKS);
+    assert_non_null(strstr(rep.msg, want));
+    snprintf(want, sizeof want, " was not a member at height %d", BLOCKS - 1);
+    assert_non_null(strstr(rep.msg, want));
+    ehr_free(forged);
+    ehr_free(block);
+}
+
+/* Re-encode block 0's write-log record (checksum right) with the last
+ * byte of its second write's value (a founding member) flipped; CTX gets
+ * that write's key. */
+static void flip_genesis_member(uint8_t *value, size_t *len, void *ctx)
+{
+    uint8_t *key = ctx;
+    ledger__write_log log;
+    assert_int_equal(ledger__writes_record_open(value, *len, 0, &log), 0);
+    assert_true(log.write_count == 1 + MEMBERS);
+    ledger_state_write writes[1 + MEMBERS];
+    memcpy(writes, log.writes, sizeof writes);
+    assert_int_equal(writes[1].key_len, LEDGER_MEMBER_KEY_BYTES);
+    memcpy(key, writes[1].key, LEDGER_MEMBER_KEY_BYTES);
+    uint8_t flipped[EHR_STATE_VALUE_BYTES_MAX];
+    memcpy(flipped, writes[1].value, writes[1].value_len);
+    flipped[writes[1].value_len - 1] ^= 0x01;
+    writes[1].value = flipped;
+    ledger__write_log changed = log;
+    changed.writes = writes;
+    size_t n = ledger__writes_record_size(&changed);
+    uint8_t *record = ehr_malloc(n);
+    ledger__writes_record_write(record, n, 0, &changed);
+    ledger__write_log_release(&log);
+    memcpy(value, record, n);
+    *len = n;
+    ehr_free(record);
+}
+
+/* Block 0's state writes are the state every replay starts from: a member
+ * record changed in the write log and the world state alike (so that the
+ * two agree) is still found against the genesis. */
+static void test_genesis_writes_that_are_not_the_genesis_are_found(void **state)
+{
+    fixture *f = *state;
+    uint8_t height[8], key[LEDGER_MEMBER_KEY_BYTES];
+    ledger__height_key(height, 0);
+    assert_int_equal(
+        tu_raw_edit(f->dir, LEDGER__DB_WRITES, height, sizeof height, flip_genesis_member, key), 0);
+    assert_int_equal(tu_raw_edit(f->dir, LEDGER__DB_STATE, key, sizeof key, flip_last_byte, NULL),
+                     0);
+    ledger_verify_report rep;
+    assert_int_equal(verify(f, &rep), EHR_ECORRUPT);
+    assert_int_equal(rep.fault, LEDGER_FAULT_GENESIS);
+    assert_true(rep.height == 0);
+    assert_string_equal(
+        rep.msg,
+        "block 0's stored state writes are not the ones its genesis makes (from write 1 of 3)");
+}
+
 /* The three faults an operator must tell apart read differently. */
 static void test_fault_messages_are_distinct(void **state)
 {
     const enum ledger_fault faults[] = {
-        LEDGER_FAULT_NO_CHAIN,   LEDGER_FAULT_CORRUPT, LEDGER_FAULT_DECODE,  LEDGER_FAULT_HEIGHT,
-        LEDGER_FAULT_HASH_LINK,  LEDGER_FAULT_TIME,    LEDGER_FAULT_GENESIS, LEDGER_FAULT_MERKLE,
-        LEDGER_FAULT_HEADER_SIG, LEDGER_FAULT_TX,      LEDGER_FAULT_TX_SIG,  LEDGER_FAULT_TX_INDEX,
-        LEDGER_FAULT_TIP,        LEDGER_FAULT_STATE,   LEDGER_FAULT_RESULTS};
+        LEDGER_FAULT_NO_CHAIN, LEDGER_FAULT_CORRUPT,       LEDGER_FAULT_DECODE,
+        LEDGER_FAULT_HEIGHT,   LEDGER_FAULT_HASH_LINK,     LEDGER_FAULT_TIME,
+        LEDGER_FAULT_GENESIS,  LEDGER_FAULT_MERKLE,        LEDGER_FAULT_HEADER_SIG,
+        LEDGER_FAULT_TX,       LEDGER_FAULT_TX_SIG,        LEDGER_FAULT_TX_INDEX,
+        LEDGER_FAULT_TIP,      LEDGER_FAULT_STATE,         LEDGER_FAULT_RESULTS,
+        LEDGER_FAULT_PROPOSER, LEDGER_FAULT_REPLAY_RESULT, LEDGER_FAULT_REPLAY_STATE};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(faults); i++)
         for (size_t j = 0; j < i; j++)
             assert_string_not_equal(ledger_fault_name(faults[i]), ledger_fault_name(faults[j]));
@@ -733,6 +1007,11 @@ int main(void)
         T(test_a_missing_result_is_found),
         T(test_a_result_over_the_limit_is_found),
         T(test_a_row_holding_another_result_is_found),
+        T(test_transactions_stored_with_their_refusal_verify),
+        T(test_replay_sees_the_state_before_each_block_and_the_verdicts),
+        T(test_replay_findings_are_faults),
+        T(test_a_proposer_that_was_not_a_member_is_found),
+        T(test_genesis_writes_that_are_not_the_genesis_are_found),
         cmocka_unit_test(test_fault_messages_are_distinct),
     };
     if (ehr_crypto_init() != 0)

@@ -716,6 +716,17 @@ static void test_a_leader_forging_a_signature_changes_nothing(void **state)
     }
     for (size_t node = 0; node < 3; node++)
         assert_int_equal(cluster_stop(&c, node), 0);
+    /* The forged transaction, kept with its refusal, is a sound ledger:
+     * verify replays it to the same BAD_SIGNATURE on every node. */
+    for (size_t node = 0; node < 3; node++) {
+        struct proc_result r =
+            run(EHRCTL_PATH, PROC_ARGS("ledger", "verify", "--data", c.nodes[node].dir, NULL),
+                PROC_TO_CAPTURE, PROC_TO_INHERIT);
+        assert_int_equal(r.signal, 0);
+        if (r.status != 0 || strncmp(r.out, "ledger ok: ", 11) != 0)
+            fail_msg("node %zu: ledger verify says \"%s\"", node, r.out);
+        proc_result_free(&r);
+    }
     for (size_t i = 0; i < TXS; i++) {
         ehr_free(txs[i].envelope);
         ehr_signing_key_wipe(&patients[i].signing);
