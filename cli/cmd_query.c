@@ -4,7 +4,12 @@
  * `ehrctl consents` (ListConsents).
  *
  * Keys are given as 64 hex digits or as a key file (its public part, read
- * without a passphrase): cli__public_key_arg. Paging (node.proto): each call
+ * without a passphrase): cli__public_key_arg. Every request is a signed
+ * read (node.proto, "Signed reads"; node/read_auth.h): signed with --key
+ * FILE, by default with the key file given as the patient (audit,
+ * records, consents --patient) or the grantee (consents --grantee), each
+ * page's request for a window of CLI_READ_WINDOW_MS from now. The node
+ * answers a reader it refuses with PERMISSION_DENIED (exit 8). Paging (node.proto): each call
  * answers at most --limit entries and a token for the next page; without
  * --all one page is printed (with the token when more follow, and
  * --page-token continues from it), with --all every page, fetched until the
@@ -22,9 +27,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <sodium.h>
 
 #include "cli_internal.h"
 #include "contracts.h"
+#include "read_auth.h"
 
 enum {
     HASH_HEX_BYTES = 2 * EHR_HASH_BYTES + 1,
@@ -35,7 +44,11 @@ enum {
     QUERY_PAGES_MAX = 1000000,    /* --all: a node that never ends the listing is cut off */
     QUERY_TOKEN_BYTES_MAX = 1024, /* a page token (a state key: EHR_STATE_KEY_BYTES_MAX) */
     NAME_SHOWN_BYTES = 64,
+    /* A signed request's window: long enough for a slow call, well within
+     * the node's NODE_READ_AUTH_WINDOW_MS_MAX. */
+    CLI_READ_WINDOW_MS = 60000,
 };
+_Static_assert(CLI_READ_WINDOW_MS <= NODE_READ_AUTH_WINDOW_MS_MAX, "the node takes the window");
 
 /* ---- options shared by the three listings ---- */
 
@@ -45,12 +58,15 @@ struct query_args {
     bool all;
     uint8_t token[QUERY_TOKEN_BYTES_MAX];
     size_t token_len;
+    const char *key_path;        /* --key: the reader's key file */
+    const char *passphrase_file; /* --passphrase-file */
 };
 
 #define QUERY_OPTIONS                                                                              \
     {"limit", required_argument, NULL, 'l'}, {"all", no_argument, NULL, 'a'},                      \
+        {"page-token", required_argument, NULL, 't'}, {"key", required_argument, NULL, 'k'},       \
     {                                                                                              \
-        "page-token", required_argument, NULL, 't'                                                 \
+        "passphrase-file", required_argument, NULL, 'p'                                            \
     }
 
 /* Handle 'l', 'a', 't' and the node options. Returns 0 or CLI_EXIT_USAGE. */
@@ -63,6 +79,12 @@ static int query_option(struct cli__ctx *ctx, int c, const char *arg, struct que
         return 0;
     case 'a':
         q->all = true;
+        return 0;
+    case 'k':
+        q->key_path = arg;
+        return 0;
+    case 'p':
+        q->passphrase_file = arg;
         return 0;
     case 't': {
         size_t len = strlen(arg);
@@ -85,6 +107,38 @@ static int key_argument(struct cli__ctx *ctx, const char *what, const char *text
     if (cli__public_key_arg(text, key, NULL, &why) != 0)
         return cli__usage_error(ctx, "%s: %s", what, why.msg);
     return 0;
+}
+
+/*
+ * The reader's key file: --key, else DEFAULT_ARG when it names a key file
+ * (not 64 hex digits), else a usage error saying that WHAT must be signed.
+ */
+static int reader_key_path(struct cli__ctx *ctx, const struct query_args *q,
+                           const char *default_arg, const char *what, const char **path)
+{
+    *path = q->key_path;
+    if (*path != NULL)
+        return 0;
+    size_t len = default_arg != NULL ? strlen(default_arg) : 0;
+    uint8_t ignored[EHR_SCHNORR_PUBLIC_BYTES];
+    bool hex = len == 2 * EHR_SCHNORR_PUBLIC_BYTES &&
+               ehr_hex_decode(ignored, sizeof ignored, default_arg) == 0;
+    if (default_arg != NULL && !hex) {
+        *path = default_arg;
+        return 0;
+    }
+    return cli__usage_error(ctx,
+                            "a read of %s is signed by its reader: give --key FILE (the "
+                            "patient's key file, a custodian's, a grantee's or a regulator's), "
+                            "or the patient as a key file",
+                            what);
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- member names ---- */
@@ -204,6 +258,10 @@ struct listing {
     ProtobufCMessage *request;
     uint32_t *request_limit;
     ProtobufCBinaryData *request_token;
+    Ehr__V1__ReadAuth **request_auth;
+    const char *key_path;                      /* the reader's key file */
+    ehr_identity *reader;                      /* opened by listing_open */
+    char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1]; /* the node's, signed for */
     const ProtobufCMessageDescriptor *response_desc;
     /* Check and show one page (print, or add to ENTRIES in JSON). Returns
      * NULL, or why the answer is bad. *COUNT gets the entries in it, *NEXT
@@ -246,8 +304,21 @@ static int listing_run(struct listing *l, const struct query_args *q, json_t *ro
             break;
         }
         *l->request_token = (ProtobufCBinaryData){token_len, token_len > 0 ? token : NULL};
+        /* Each page is its own request: signed afresh, with its token. */
+        char path[NODE_READ_AUTH_METHOD_BYTES_MAX + 1];
+        snprintf(path, sizeof path, "/ehr.v1.Node/%s", l->method);
+        uint64_t now_ms = wall_ms();
+        struct node_read_auth_signed auth;
+        if (node_read_auth_sign(&auth, l->request, l->request_auth, l->chain_id, path,
+                                &l->reader->signing, now_ms, now_ms + CLI_READ_WINDOW_MS) != 0) {
+            exit_code = cli__fail("cannot sign the request", "%s: %s", l->what, l->key_path);
+            break;
+        }
         struct rpc_result result;
-        if (cli__node_call(&l->node, l->method, l->request, 0, &result) != RPC_STATUS_OK) {
+        enum rpc_status status = cli__node_call(&l->node, l->method, l->request, 0, &result);
+        *l->request_auth = NULL;
+        sodium_memzero(&auth, sizeof auth);
+        if (status != RPC_STATUS_OK) {
             exit_code = cli__node_fail(&l->node, &result, "%s", l->what);
             rpc_result_clear(&result);
             break;
@@ -263,8 +334,9 @@ static int listing_run(struct listing *l, const struct query_args *q, json_t *ro
             bad = "more entries than the limit asked for";
         else if (bad == NULL && next.len > QUERY_TOKEN_BYTES_MAX)
             bad = "a next_page_token over 1024 bytes";
-        else if (bad == NULL && next.len > 0 && count == 0)
-            bad = "an empty page with a next page";
+        /* An empty page with a next one is possible: a reader who is not
+         * the patient sees some of the records only, and a page ends after
+         * the node has looked through so many (node.proto). */
         else if (bad == NULL && next.len > 0 && next.len == token_len &&
                  memcmp(next.data, token, token_len) == 0)
             bad = "the next page is this page again";
@@ -307,21 +379,37 @@ static int listing_run(struct listing *l, const struct query_args *q, json_t *ro
     return 0;
 }
 
-/* Connect, learn the member names. Returns 0 or an exit status. */
+/* Open the reader's key (L->key_path), connect, learn the chain and the
+ * member names. Returns 0 (close with listing_close) or an exit status. */
 static int listing_open(struct listing *l, const struct query_args *q)
 {
-    int exit_code = cli__node_open(&l->node, &q->node, l->what);
+    ehr_keyfile_info info;
+    int exit_code = cli__identity_load(l->key_path, q->passphrase_file, &l->reader, &info);
     if (exit_code != 0)
         return exit_code;
+    exit_code = cli__node_open(&l->node, &q->node, l->what);
+    if (exit_code != 0) {
+        sodium_free(l->reader);
+        return exit_code;
+    }
     Ehr__V1__GetStatusResponse *s;
     exit_code = cli__node_get_status(&l->node, l->what, &s);
     if (exit_code != 0) {
         cli__node_close(&l->node);
+        sodium_free(l->reader);
         return exit_code;
     }
     names_from_status(&l->names, s);
+    snprintf(l->chain_id, sizeof l->chain_id, "%s", s->chain_id); /* checked: at most 64 bytes */
     ehr__v1__get_status_response__free_unpacked(s, NULL);
     return 0;
+}
+
+static void listing_close(struct listing *l)
+{
+    cli__node_close(&l->node);
+    sodium_free(l->reader); /* wipes the key */
+    l->reader = NULL;
 }
 
 /* ---- audit ---- */
@@ -482,7 +570,10 @@ int cli__cmd_audit(struct cli__ctx *ctx, int argc, char **argv)
     if (argc - optind != 1)
         return cli__usage_error(ctx, "give one PATIENT: 64 hex digits or a key file");
     struct audit_state st = {0};
+    const char *key_path = NULL;
     int exit_code = key_argument(ctx, "PATIENT", argv[optind], st.patient);
+    if (exit_code == 0)
+        exit_code = reader_key_path(ctx, &q, argv[optind], "an audit trail", &key_path);
     if (exit_code == 0)
         exit_code = cli__node_options_finish(ctx, &q.node);
     if (exit_code != 0)
@@ -496,6 +587,8 @@ int cli__cmd_audit(struct cli__ctx *ctx, int argc, char **argv)
                         .request = &request.base,
                         .request_limit = &request.limit,
                         .request_token = &request.page_token,
+                        .request_auth = &request.auth,
+                        .key_path = key_path,
                         .response_desc = &ehr__v1__get_audit_trail_response__descriptor,
                         .page = audit_page,
                         .ctx_data = &st};
@@ -514,7 +607,7 @@ int cli__cmd_audit(struct cli__ctx *ctx, int argc, char **argv)
                  emergency ? "emergency accesses" : "audit trail", patient_hex);
     }
     exit_code = listing_run(&l, &q, root, "events");
-    cli__node_close(&l.node);
+    listing_close(&l);
     return exit_code;
 }
 
@@ -626,7 +719,10 @@ int cli__cmd_records(struct cli__ctx *ctx, int argc, char **argv)
     if (argc - optind != 1)
         return cli__usage_error(ctx, "give one PATIENT: 64 hex digits or a key file");
     uint8_t patient[EHR_SCHNORR_PUBLIC_BYTES];
+    const char *key_path = NULL;
     int exit_code = key_argument(ctx, "PATIENT", argv[optind], patient);
+    if (exit_code == 0)
+        exit_code = reader_key_path(ctx, &q, argv[optind], "records", &key_path);
     if (exit_code == 0)
         exit_code = cli__node_options_finish(ctx, &q.node);
     if (exit_code != 0)
@@ -640,6 +736,8 @@ int cli__cmd_records(struct cli__ctx *ctx, int argc, char **argv)
                         .request = &request.base,
                         .request_limit = &request.limit,
                         .request_token = &request.page_token,
+                        .request_auth = &request.auth,
+                        .key_path = key_path,
                         .response_desc = &ehr__v1__list_records_response__descriptor,
                         .page = records_page};
     exit_code = listing_open(&l, &q);
@@ -662,7 +760,7 @@ int cli__cmd_records(struct cli__ctx *ctx, int argc, char **argv)
                  patient_hex);
     }
     exit_code = listing_run(&l, &q, root, "records");
-    cli__node_close(&l.node);
+    listing_close(&l);
     return exit_code;
 }
 
@@ -810,8 +908,12 @@ int cli__cmd_consents(struct cli__ctx *ctx, int argc, char **argv)
         return cli__usage_error(ctx, "give --patient KEY or --grantee KEY (one of them)");
     uint8_t key[EHR_SCHNORR_PUBLIC_BYTES];
     bool by_patient = patient_arg != NULL;
+    const char *key_path = NULL;
     int exit_code = key_argument(ctx, by_patient ? "--patient" : "--grantee",
                                  by_patient ? patient_arg : grantee_arg, key);
+    if (exit_code == 0)
+        exit_code =
+            reader_key_path(ctx, &q, by_patient ? patient_arg : grantee_arg, "consents", &key_path);
     if (exit_code == 0)
         exit_code = cli__node_options_finish(ctx, &q.node);
     if (exit_code != 0)
@@ -827,6 +929,8 @@ int cli__cmd_consents(struct cli__ctx *ctx, int argc, char **argv)
                         .request = &request.base,
                         .request_limit = &request.limit,
                         .request_token = &request.page_token,
+                        .request_auth = &request.auth,
+                        .key_path = key_path,
                         .response_desc = &ehr__v1__list_consents_response__descriptor,
                         .page = consents_page};
     exit_code = listing_open(&l, &q);
@@ -847,6 +951,6 @@ int cli__cmd_consents(struct cli__ctx *ctx, int argc, char **argv)
                  by_patient ? "" : " ", by_patient ? "" : key_hex);
     }
     exit_code = listing_run(&l, &q, root, "consents");
-    cli__node_close(&l.node);
+    listing_close(&l);
     return exit_code;
 }

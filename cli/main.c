@@ -29,8 +29,9 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
     "  6 UNAVAILABLE         unreachable, no leader yet, or not the leader: the line names\n"      \
     "                        the leader when the node does (retry there with --node)\n"            \
     "  7 DEADLINE_EXCEEDED   no answer within --timeout-ms\n"                                      \
-    "  8 PERMISSION_DENIED   the signer may not make this transaction (the consent\n"              \
-    "                        contract's rules, run by the leader at submission)\n"                 \
+    "  8 PERMISSION_DENIED   the signer may not do this (the consent contract's rules,\n"          \
+    "                        run by the leader at submission; for a read, who may read\n"          \
+    "                        what); also UNAUTHENTICATED: a read's signature refused\n"            \
     "  9 NOT_FOUND           what it names does not exist (a patient not enrolled, a\n"            \
     "                        record, a consent; a block above the tip)\n"                          \
     " 10 FAILED_PRECONDITION a rule of the transaction does not hold (done already, the\n"         \
@@ -42,7 +43,10 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
     "  --limit N               entries per page (1-1000, default 100)\n"                           \
     "  --all                   every page (default: the first; the last line then gives\n"         \
     "                          the token of the next)\n"                                           \
-    "  --page-token HEX        start at the page this token names\n"
+    "  --page-token HEX        start at the page this token names\n"                               \
+    "  --key FILE              the reader's key file, which signs the request (default:\n"         \
+    "                          the patient's, or the grantee's, when given as a key file)\n"       \
+    "  --passphrase-file FILE  its passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
 /* Help for the commands that submit a transaction and may wait for it. */
 #define SUBMIT_OPTIONS_HELP                                                                        \
     "  --chain-id ID           the chain (default: the node's, from GetStatus)\n"                  \
@@ -67,18 +71,22 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
         "missing option, bad hex, an unknown name) is exit 2 before anything is sent.\n"
 /* One text for `records` and its alias `record list`, `consents` and `consent list`. */
 #define RECORDS_SYNOPSIS                                                                           \
-    "PATIENT [--type TYPE] [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]"
+    "PATIENT [--type TYPE] [--key FILE] [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]"
 #define RECORDS_DETAILS                                                                            \
-    "PATIENT: 64 hex digits or a key file. One line per record, by type then anchoring\n"          \
+    "PATIENT: 64 hex digits or a key file. A signed read: the patient sees every record, a\n"      \
+    "member (or its practitioner) those it is custodian of or a current consent it holds\n"        \
+    "covers. One line per record, by type then anchoring\n"                                        \
     "order: the record id (for an access request), type, height/position and time of its\n"        \
     "anchor, the custodian, and what it supersedes or is superseded by (ListRecords).\n\n"         \
     "options:\n"                                                                                   \
     "  --type TYPE             only this record type (lab_result, imaging, ...)\n"                 \
     "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP
 #define CONSENTS_SYNOPSIS                                                                          \
-    "(--patient KEY | --grantee KEY) [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]"
+    "(--patient KEY | --grantee KEY) [--key FILE] [--limit N] [--all] [--page-token HEX] "         \
+    "[--node HOST:PORT]"
 #define CONSENTS_DETAILS                                                                           \
-    "KEY: 64 hex digits or a key file. One line per consent: its id (for a revoke), the\n"         \
+    "KEY: 64 hex digits or a key file. A signed read: by the patient (--patient), or by\n"         \
+    "the grantee (--grantee). One line per consent: its id (for a revoke), the\n"                  \
     "patient, the grantee, purpose, scope (record types, record ids), period, policy\n"            \
     "size, where granted and, once revoked, where (ListConsents).\n\n"                             \
     "options:\n"                                                                                   \
@@ -267,11 +275,13 @@ static const struct cli__command commands[] = {
      "  --count N               stop after N blocks\n" NODE_OPTIONS_HELP
      "                          (--timeout-ms bounds connecting only)\n" NODE_EXIT_HELP,
      cli__cmd_blocks_follow},
-    {"audit", "PATIENT [--emergency] [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]",
+    {"audit",
+     "PATIENT [--emergency] [--key FILE] [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]",
      "A patient's audit trail: every enrolment, anchor, grant, revoke and access.",
-     "PATIENT is the patient's key: 64 hex digits, or a key file (only its public part is\n"
-     "read). One line per event, in chain order: height/position, time (UTC), kind, who\n"
-     "acted (a member by name, from the node's status; \"patient\"; a practitioner and\n"
+     "PATIENT is the patient's key: 64 hex digits, or a key file. A signed read, by the\n"
+     "patient or a regulator (--key; by default the patient's key file). One line per\n"
+     "event, in chain order: height/position, time (UTC), kind, who acted\n"
+     "(a member by name, from the node's status; \"patient\"; a practitioner and\n"
      "its member), then the record, consent, purpose, decision and reason that apply.\n"
      "An emergency access is marked with ! at the start of its line (GetAuditTrail).\n\n"
      "options:\n"

@@ -152,6 +152,7 @@ int cli__exit_for_status(enum rpc_status status)
     case RPC_STATUS_DEADLINE_EXCEEDED:
         return CLI_EXIT_TIMEOUT;
     case RPC_STATUS_PERMISSION_DENIED:
+    case RPC_STATUS_UNAUTHENTICATED: /* a signed read whose signature or window is refused */
         return CLI_EXIT_DENIED;
     case RPC_STATUS_NOT_FOUND:
         return CLI_EXIT_NOT_FOUND;
@@ -179,7 +180,9 @@ static const char *status_meaning(enum rpc_status status)
     case RPC_STATUS_NOT_FOUND:
         return "what it names does not exist";
     case RPC_STATUS_PERMISSION_DENIED:
-        return "the signer may not make this transaction";
+        return "the signer may not do this";
+    case RPC_STATUS_UNAUTHENTICATED:
+        return "the node did not accept the request's signature";
     case RPC_STATUS_FAILED_PRECONDITION:
         return "a rule of the transaction does not hold";
     case RPC_STATUS_INTERNAL:

@@ -23,6 +23,7 @@
 #include "raft.h"
 #include "raft_store.h"
 #include "raft_wire.h"
+#include "read_auth.h"
 #include "rpc.h"
 #include "sigverify.h"
 
@@ -51,6 +52,13 @@ enum {
      * bound keeps one call's work on the loop small. */
     NODE_QUERY_LIMIT_DEFAULT = 100,
     NODE_QUERY_LIMIT_MAX = 1000,
+    /* A reader's current consents from one patient that a ListRecords
+     * looks at (per grantee: the requester, then a practitioner's member),
+     * as the access rule's CONTRACTS_ACCESS_CONSENTS_MAX. */
+    NODE_READ_CONSENTS_MAX = 32,
+    /* Index entries one filtered ListRecords call looks through (a reader
+     * that is not the patient sees some records only): a page ends there. */
+    NODE_READ_FILTER_SCAN_MAX = 10000,
     /* Heights whose state digests are kept for comparison. */
     NODE_DIGEST_WINDOW = 1024,
     /* Transactions a follower hands over to a new leader per tick. */
@@ -68,6 +76,9 @@ enum {
 
 /* A failed snapshot is tried again after this long. */
 #define NODE_SNAPSHOT_RETRY_MS 10000u
+
+/* Refused reads are logged at most once per this interval, with their count. */
+#define NODE_READ_REFUSED_LOG_INTERVAL_MS 10000u
 
 /* A commit wait without a client deadline ends after this long. */
 #define NODE_COMMIT_WAIT_MS_MAX 60000u
@@ -279,6 +290,17 @@ struct node__snapshots {
     ehr_diag err; /* why the snapshot failed (rc != 0) */
 };
 
+/* Signed reads refused (reads.c): the count, and what the next log line
+ * sums up. */
+struct node__reads {
+    uint64_t refused_count;   /* since the node started (GetStatus) */
+    struct ehr_log_limit log; /* one line per interval for the refusals */
+    char last_method[32];
+    char last_status[24];
+    char last_requester[17]; /* 8 hex digits of a key, never a whole one */
+    char last_subject[17];
+};
+
 struct node {
     uv_loop_t *loop;
     struct node_config cfg; /* owned copy */
@@ -302,6 +324,7 @@ struct node {
     struct node__api_hooks api; /* set by node__service_start */
     struct node__waits waits;
     struct node__loop_meter meter;
+    struct node__reads reads;
 
     uv_timer_t tick_timer;
     uv_timer_t flush_timer;
@@ -400,13 +423,64 @@ typedef struct node__answer {
 } node__answer;
 
 /*
- * GetAuditTrail: REQ (LEN bytes, a packed GetAuditTrailRequest) answered
+ * GetAuditTrail once the read is allowed (node__read_check): Q answered
  * from L, as the API's handler answers it (it sends *A as is): a page of
  * the patient's audit events ("audit/" or "audit-emergency/" + patient,
  * contracts.h) after the page token, each stored value unpacked into the
  * response, the response packed.
  */
-void node__audit_trail(ledger *l, const uint8_t *req, size_t len, node__answer *a);
+void node__audit_trail(ledger *l, const Ehr__V1__GetAuditTrailRequest *q, node__answer *a);
+
+/* ---- reads.c: who may read what (node.proto, "Signed reads") ---- */
+
+enum node__read_kind {
+    NODE_READ_AUDIT,               /* GetAuditTrail: the patient, a regulator */
+    NODE_READ_RECORDS,             /* ListRecords: the patient, custodians, grantees */
+    NODE_READ_CONSENTS_BY_PATIENT, /* ListConsents by patient: the patient */
+    NODE_READ_CONSENTS_BY_GRANTEE, /* ListConsents by grantee: the grantee */
+};
+
+/* A requester allowed to read, and what it may see. */
+struct node__reader {
+    uint8_t key[EHR_SCHNORR_PUBLIC_BYTES];
+    bool patient;         /* the subject itself: sees everything */
+    bool has_institution; /* a member, or a practitioner of one */
+    bool practitioner;
+    uint8_t institution[EHR_SCHNORR_PUBLIC_BYTES]; /* the member it is or acts for */
+    int role;                                      /* that member's MemberRole */
+    /* ListRecords: the current consents from the patient it (or its member)
+     * holds, unpacked (node__reader_release frees them). */
+    Ehr__V1__ConsentEntry *consents[2 * NODE_READ_CONSENTS_MAX];
+    size_t consent_count;
+};
+
+/*
+ * Check a patient-scoped read before anything of the patient's is read:
+ * REQUEST's ReadAuth (*AUTH_FIELD) for METHOD ("GetAuditTrail", ...) on
+ * this chain at the node's clock, then the requester's standing for KIND
+ * against the committed world state, SUBJECT being the patient (or the
+ * grantee, by grantee; 32 bytes, checked by the caller). Returns 0 with R
+ * filled (release it with node__reader_release), or -1 with *A failed:
+ * INVALID_ARGUMENT (a ReadAuth field of the wrong size), UNAUTHENTICATED
+ * (no auth, its window, its signature), PERMISSION_DENIED, INTERNAL (the
+ * state unreadable). The refusals (UNAUTHENTICATED, PERMISSION_DENIED) are
+ * counted and logged.
+ */
+int node__read_check(struct node *n, const char *method, ProtobufCMessage *request,
+                     Ehr__V1__ReadAuth **auth_field, enum node__read_kind kind,
+                     ProtobufCBinaryData subject, struct node__reader *r, node__answer *a);
+void node__reader_release(struct node__reader *r);
+/* May R see the record RECORD_ID (its entry E)? The patient every one; a
+ * member or practitioner those whose custodian it is or acts for, and those
+ * a consent in R covers, by type or by id. */
+bool node__reader_sees_record(const struct node__reader *r, const uint8_t record_id[32],
+                              const Ehr__V1__RecordEntry *e);
+/* Count one refused read of METHOD (STATUS) by REQUESTER (may be NULL) of
+ * SUBJECT and log it, at most once per NODE_READ_REFUSED_LOG_INTERVAL_MS. */
+void node__reads_refused(struct node *n, const char *method, enum rpc_status status,
+                         const ProtobufCBinaryData *requester, const ProtobufCBinaryData *subject);
+/* Log the refusals an interval held back, once it has passed (every tick). */
+void node__reads_sweep(struct node *n);
 
 /* ---- service.c, for node.c ---- */
 

@@ -437,6 +437,7 @@ static void api_link_down(struct node *n, raft_id peer)
 
 static void api_sweep(struct node *n)
 {
+    node__reads_sweep(n);
     uint64_t now = uv_now(n->loop);
     struct node__link *lists[2] = {&n->waits.forwards, &n->waits.commit_waits};
     for (int i = 0; i < 2; i++) {
@@ -797,6 +798,14 @@ struct page {
     size_t limit, seen;
     int (*fill)(struct page *p, const uint8_t *key, size_t key_len, const uint8_t *value,
                 size_t value_len);
+    /* A listing filtered for its reader: SKIP says whether an entry is left
+     * out (1), kept (0) or an error; NULL: every entry is kept. A filtered
+     * page looks through at most NODE_READ_FILTER_SCAN_MAX entries. */
+    int (*skip)(struct page *p, const uint8_t *key, size_t key_len, const uint8_t *value,
+                size_t value_len);
+    const struct node__reader *reader;
+    ProtobufCMessage *pending; /* what SKIP unpacked of a kept entry, for FILL */
+    size_t visited;
     void *out; /* the response being filled */
     uint8_t last[EHR_STATE_KEY_BYTES_MAX];
     size_t last_len;
@@ -808,6 +817,16 @@ static int page_one(void *ctx, const uint8_t *key, size_t key_len, const uint8_t
                     size_t value_len)
 {
     struct page *p = ctx;
+    p->visited++;
+    if (p->skip != NULL) {
+        int skip = p->skip(p, key, key_len, value, value_len);
+        if (skip < 0) {
+            p->err = skip;
+            return 1;
+        }
+        if (skip == 1)
+            return 0;
+    }
     if (p->seen == p->limit) {
         p->more = true; /* the LIMIT+1th: only says a next page exists */
         return 1;
@@ -842,12 +861,33 @@ static int page_scan(struct page *p, uint32_t limit, ProtobufCBinaryData token, 
         return -1;
     }
     ehr_diag diag = {{0}};
+    size_t scan_max = p->skip != NULL ? NODE_READ_FILTER_SCAN_MAX : p->limit + 1;
+    _Static_assert((int)NODE_READ_FILTER_SCAN_MAX <= (int)LEDGER_SCAN_COUNT_MAX, "one scan");
     long got = ledger_state_scan(p->ledger, p->prefix, p->prefix_len, token.len ? token.data : NULL,
-                                 token.len, p->limit + 1, page_one, p, &diag);
+                                 token.len, scan_max, page_one, p, &diag);
+    if (p->pending != NULL) { /* a kept entry past the page */
+        protobuf_c_message_free_unpacked(p->pending, NULL);
+        p->pending = NULL;
+    }
     int rc = got < 0 ? (int)got : p->err;
     if (rc != 0) {
         answer_err(a, rc, diag.msg[0] ? diag.msg : "cannot read the ledger");
         return -1;
+    }
+    if (p->skip != NULL && !p->more && p->visited == scan_max) {
+        /* Looked through as many as one call may without filling the page.
+         * The next token is always a key the reader was answered, never one
+         * it may not see; with none answered there is no such key. */
+        if (p->seen == 0) {
+            char msg[MESSAGE_BYTES_MAX];
+            snprintf(msg, sizeof msg,
+                     "none of the next %d entries is one you may read: list them by "
+                     "record type",
+                     NODE_READ_FILTER_SCAN_MAX);
+            answer_fail(a, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
+            return -1;
+        }
+        p->more = true;
     }
     return 0;
 }
@@ -897,41 +937,46 @@ static int fill_audit(struct page *p, const uint8_t *key, size_t key_len, const 
     return 0;
 }
 
-void node__audit_trail(ledger *l, const uint8_t *req, size_t len, node__answer *a)
+void node__audit_trail(ledger *l, const Ehr__V1__GetAuditTrailRequest *q, node__answer *a)
 {
     *a = (node__answer){.status = RPC_STATUS_OK};
-    Ehr__V1__GetAuditTrailRequest *q = ehr__v1__get_audit_trail_request__unpack(NULL, len, req);
-    if (q == NULL) {
-        answer_fail(a, RPC_STATUS_INVALID_ARGUMENT,
-                    "malformed request: not a GetAuditTrailRequest");
-        return;
-    }
+    EHR_ASSERT(q->patient_key.len == EHR_SCHNORR_PUBLIC_BYTES); /* node__read_check's subject */
     Ehr__V1__GetAuditTrailResponse r = EHR__V1__GET_AUDIT_TRAIL_RESPONSE__INIT;
     uint8_t prefix[CONTRACTS_KEY_BYTES_MAX];
     struct page p = {.ledger = l, .prefix = prefix, .fill = fill_audit, .out = &r};
-    if (key_ok(q->patient_key, "patient_key", a)) {
-        p.prefix_len = contracts_key(
-            prefix, q->emergency_only ? CONTRACTS_PREFIX_AUDIT_EMERGENCY : CONTRACTS_PREFIX_AUDIT,
-            q->patient_key.data, NULL, NULL);
-        r.events = ehr_calloc(NODE_QUERY_LIMIT_MAX + 1, sizeof *r.events);
-        if (page_scan(&p, q->limit, q->page_token, a) == 0) {
-            if (p.more)
-                r.next_page_token = (ProtobufCBinaryData){p.last_len, p.last};
-            answer_packed(a, &r.base);
-        }
-        for (size_t i = 0; i < r.n_events; i++)
-            ehr__v1__audit_event__free_unpacked(r.events[i], NULL);
-        ehr_free(r.events);
+    p.prefix_len = contracts_key(
+        prefix, q->emergency_only ? CONTRACTS_PREFIX_AUDIT_EMERGENCY : CONTRACTS_PREFIX_AUDIT,
+        q->patient_key.data, NULL, NULL);
+    r.events = ehr_calloc(NODE_QUERY_LIMIT_MAX + 1, sizeof *r.events);
+    if (page_scan(&p, q->limit, q->page_token, a) == 0) {
+        if (p.more)
+            r.next_page_token = (ProtobufCBinaryData){p.last_len, p.last};
+        answer_packed(a, &r.base);
     }
-    ehr__v1__get_audit_trail_request__free_unpacked(q, NULL);
+    for (size_t i = 0; i < r.n_events; i++)
+        ehr__v1__audit_event__free_unpacked(r.events[i], NULL);
+    ehr_free(r.events);
 }
 
 static void get_audit_trail(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
 {
     struct node *n = data;
-    node__answer a;
-    node__audit_trail(n->ledger, req, len, &a);
+    Ehr__V1__GetAuditTrailRequest *q = ehr__v1__get_audit_trail_request__unpack(NULL, len, req);
+    if (q == NULL) {
+        rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
+                      "malformed request: not a GetAuditTrailRequest");
+        return;
+    }
+    node__answer a = {0};
+    struct node__reader reader;
+    if (key_ok(q->patient_key, "patient_key", &a) &&
+        node__read_check(n, "GetAuditTrail", &q->base, &q->auth, NODE_READ_AUDIT, q->patient_key,
+                         &reader, &a) == 0) {
+        node__audit_trail(n->ledger, q, &a);
+        node__reader_release(&reader);
+    }
     reply_answer(call, &a);
+    ehr__v1__get_audit_trail_request__free_unpacked(q, NULL);
 }
 
 /* The state.proto entry under PREFIX + ID, unpacked with DESC. */
@@ -963,8 +1008,35 @@ static int fill_record(struct page *p, const uint8_t *key, size_t key_len, const
     info->record_id.len = EHR_HASH_BYTES;
     memcpy(info->record_id.data, value, EHR_HASH_BYTES);
     r->records[r->n_records++] = info;
+    if (p->pending != NULL) { /* read by skip_record */
+        info->record = (Ehr__V1__RecordEntry *)p->pending;
+        p->pending = NULL;
+        return 0;
+    }
     return entry_read(p->ledger, CONTRACTS_PREFIX_RECORD, value, &ehr__v1__record_entry__descriptor,
                       (ProtobufCMessage **)&info->record);
+}
+
+/* A record the reader may not see is left out of its page (page.skip). */
+static int skip_record(struct page *p, const uint8_t *key, size_t key_len, const uint8_t *value,
+                       size_t value_len)
+{
+    (void)key, (void)key_len;
+    if (value_len != EHR_HASH_BYTES)
+        return EHR_ECORRUPT;
+    ProtobufCMessage *m;
+    int rc = entry_read(p->ledger, CONTRACTS_PREFIX_RECORD, value,
+                        &ehr__v1__record_entry__descriptor, &m);
+    if (rc != 0)
+        return rc;
+    if (!node__reader_sees_record(p->reader, value, (const Ehr__V1__RecordEntry *)m)) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        return 1;
+    }
+    if (p->pending != NULL)
+        protobuf_c_message_free_unpacked(p->pending, NULL);
+    p->pending = m; /* fill_record takes it: the entry is read once */
+    return 0;
 }
 
 static void list_records(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
@@ -979,7 +1051,17 @@ static void list_records(struct rpc_call *call, const uint8_t *req, size_t len, 
     Ehr__V1__ListRecordsResponse r = EHR__V1__LIST_RECORDS_RESPONSE__INIT;
     uint8_t prefix[CONTRACTS_KEY_BYTES_MAX];
     struct page p = {.ledger = n->ledger, .prefix = prefix, .fill = fill_record, .out = &r};
-    if (key_arg(call, q->patient_key, "patient_key")) {
+    struct node__reader reader;
+    node__answer refused = {0};
+    if (key_arg(call, q->patient_key, "patient_key") &&
+        node__read_check(n, "ListRecords", &q->base, &q->auth, NODE_READ_RECORDS, q->patient_key,
+                         &reader, &refused) != 0) {
+        reply_answer(call, &refused);
+    } else if (q->patient_key.len == EHR_SCHNORR_PUBLIC_BYTES) {
+        if (!reader.patient) {
+            p.skip = skip_record;
+            p.reader = &reader;
+        }
         p.prefix_len = contracts_key(prefix, CONTRACTS_PREFIX_PATIENT_RECORDS, q->patient_key.data,
                                      NULL, NULL);
         if (q->record_type != EHR__V1__RECORD_TYPE__RECORD_TYPE_UNSPECIFIED) {
@@ -988,7 +1070,18 @@ static void list_records(struct rpc_call *call, const uint8_t *req, size_t len, 
             p.prefix_len = contracts_key_append(prefix, p.prefix_len, type, sizeof type);
         }
         r.records = ehr_calloc(NODE_QUERY_LIMIT_MAX + 1, sizeof *r.records);
-        if (page_run(call, &p, q->limit, q->page_token) == 0) {
+        if (page_run(call, &p, q->limit, q->page_token) != 0) {
+            /* failed, said */
+        } else if (p.skip != NULL && p.seen == 0 && !p.more && q->page_token.len == 0) {
+            /* Not one of the patient's records is the reader's to see: a
+             * refusal, counted, rather than a silent empty list. */
+            rpc_call_fail(call, RPC_STATUS_PERMISSION_DENIED,
+                          "none of this patient's records is yours to read: you are not their "
+                          "custodian, and no current consent of the patient that you hold "
+                          "covers them");
+            node__reads_refused(n, "ListRecords", RPC_STATUS_PERMISSION_DENIED,
+                                &q->auth->requester_key, &q->patient_key);
+        } else {
             if (p.more)
                 r.next_page_token = (ProtobufCBinaryData){p.last_len, p.last};
             reply_packed(call, &r.base);
@@ -997,6 +1090,7 @@ static void list_records(struct rpc_call *call, const uint8_t *req, size_t len, 
         for (size_t i = 0; i < r.n_records; i++)
             ehr__v1__record_info__free_unpacked(r.records[i], NULL);
         ehr_free(r.records);
+        node__reader_release(&reader);
     }
     ehr__v1__list_records_request__free_unpacked(q, NULL);
 }
@@ -1032,11 +1126,21 @@ static void list_consents(struct rpc_call *call, const uint8_t *req, size_t len,
     uint8_t prefix[CONTRACTS_KEY_BYTES_MAX];
     struct page p = {.ledger = n->ledger, .prefix = prefix, .fill = fill_consent, .out = &r};
     bool by_patient = q->patient_key.len != 0;
+    struct node__reader reader;
+    node__answer refused = {0};
     if ((q->patient_key.len != 0) == (q->grantee_key.len != 0)) {
         rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT,
                       "give exactly one of patient_key and grantee_key");
-    } else if (key_arg(call, by_patient ? q->patient_key : q->grantee_key,
-                       by_patient ? "patient_key" : "grantee_key")) {
+    } else if (!key_arg(call, by_patient ? q->patient_key : q->grantee_key,
+                        by_patient ? "patient_key" : "grantee_key")) {
+        /* failed, said */
+    } else if (node__read_check(
+                   n, "ListConsents", &q->base, &q->auth,
+                   by_patient ? NODE_READ_CONSENTS_BY_PATIENT : NODE_READ_CONSENTS_BY_GRANTEE,
+                   by_patient ? q->patient_key : q->grantee_key, &reader, &refused) != 0) {
+        reply_answer(call, &refused);
+    } else {
+        node__reader_release(&reader); /* by its own key: nothing filtered */
         p.prefix_len = by_patient ? contracts_key(prefix, CONTRACTS_PREFIX_PATIENT_CONSENTS,
                                                   q->patient_key.data, NULL, NULL)
                                   : contracts_key(prefix, CONTRACTS_PREFIX_GRANTEE_CONSENTS,
@@ -1108,6 +1212,7 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
     }
     resp.uptime_ms = uv_now(n->loop) - n->started_ms;
     resp.loop_turn_max_us = node__loop_turn_max_us(n);
+    resp.reads_refused = n->reads.refused_count;
 
     Ehr__V1__PeerStatus peers[NODE_MEMBERS_MAX];
     Ehr__V1__PeerStatus *peer_ptrs[NODE_MEMBERS_MAX];

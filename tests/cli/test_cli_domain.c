@@ -551,7 +551,8 @@ static void test_listings_page_through_a_patients_data(void **state)
     }
 
     /* one page of two, and the token of the next */
-    struct proc_result r = run(n, "audit", hex, "--limit", "2", "--node", n->node[0]);
+    struct proc_result r =
+        run(n, "audit", hex, "--key", file, "--limit", "2", "--node", n->node[0]);
     assert_ok(&r);
     assert_int_equal(lines_starting(r.out, "  "), 2);
     assert_non_null(strstr(r.out, " enroll     Member 0 ("));
@@ -562,7 +563,8 @@ static void test_listings_page_through_a_patients_data(void **state)
     assert_int_equal(sscanf(more, "(2 shown; more: --all, or --page-token %511[0-9a-f])", token),
                      1);
     proc_result_free(&r);
-    r = run(n, "audit", hex, "--limit", "2", "--page-token", token, "--node", n->node[1]);
+    r = run(n, "audit", hex, "--key", file, "--limit", "2", "--page-token", token, "--node",
+            n->node[1]);
     assert_ok(&r);
     assert_int_equal(lines_starting(r.out, "  "), 2);
     assert_null(strstr(r.out, " enroll "));
@@ -580,7 +582,8 @@ static void test_listings_page_through_a_patients_data(void **state)
     assert_non_null(strstr(r.out, "for emergency  permit  \"unconscious in the ER\""));
     assert_non_null(strstr(r.out, "for emergency  deny  \"unconscious in the ER\""));
     proc_result_free(&r);
-    r = run(n, "audit", hex, "--limit", "2", "--all", "--json", "--node", n->node[0]);
+    r = run(n, "audit", hex, "--key", file, "--limit", "2", "--all", "--json", "--node",
+            n->node[0]);
     assert_ok(&r);
     json_t *out = parse_json(r.out);
     assert_string_equal(json_str(out, "patient"), hex);
@@ -611,7 +614,7 @@ static void test_listings_page_through_a_patients_data(void **state)
     assert_string_equal(json_str(e6, "consent_id"), consent0);
     json_decref(out);
     proc_result_free(&r);
-    r = run(n, "audit", hex, "--emergency", "--json", "--node", n->node[0]);
+    r = run(n, "audit", file, "--emergency", "--json", "--node", n->node[0]);
     assert_ok(&r);
     out = parse_json(r.out);
     events = json_object_get(out, "events");
@@ -625,7 +628,7 @@ static void test_listings_page_through_a_patients_data(void **state)
     proc_result_free(&r);
 
     /* records: by type then order; --type */
-    r = run(n, "records", hex, "--limit", "2", "--all", "--json", "--node", n->node[1]);
+    r = run(n, "records", file, "--limit", "2", "--all", "--json", "--node", n->node[1]);
     assert_ok(&r);
     out = parse_json(r.out);
     json_t *records = json_object_get(out, "records");
@@ -648,7 +651,7 @@ static void test_listings_page_through_a_patients_data(void **state)
     proc_result_free(&r);
 
     /* consents: the patient's two; the hospital holds one of them */
-    r = run(n, "consents", "--patient", hex, "--json", "--node", n->node[0]);
+    r = run(n, "consents", "--patient", hex, "--key", file, "--json", "--node", n->node[0]);
     assert_ok(&r);
     out = parse_json(r.out);
     json_t *consents = json_object_get(out, "consents");
@@ -676,21 +679,46 @@ static void test_listings_page_through_a_patients_data(void **state)
     assert_ok(&r);
     assert_non_null(strstr(r.out, "(1 shown; more: --all, or --page-token "));
     proc_result_free(&r);
+
+    /* Signed reads (tests/node/test_reads.c has the whole matrix): the lab
+     * reads its two lab results as their custodian and the imaging study
+     * through the consent it holds; a member that is no regulator may not
+     * read the audit trail, nor the patient's consents: PERMISSION_DENIED,
+     * exit 8, nothing on stdout. */
+    r = run(n, "records", hex, "--key", "node1.key", "--json", "--node", n->node[0]);
+    assert_ok(&r);
+    out = parse_json(r.out);
+    records = json_object_get(out, "records");
+    assert_int_equal(json_array_size(records), 3);
+    assert_string_equal(json_str(json_array_get(records, 0), "record_id"), scan);
+    assert_string_equal(json_str(json_array_get(records, 1), "record_id"), lab1);
+    assert_string_equal(json_str(json_array_get(records, 2), "record_id"), lab2);
+    json_decref(out);
+    proc_result_free(&r);
+    r = run(n, "audit", hex, "--key", "node1.key", "--node", n->node[1]);
+    assert_failure(&r, 8, "PERMISSION_DENIED");
+    assert_non_null(strstr(r.err, "only the patient and a regulator read"));
+    proc_result_free(&r);
+    r = run(n, "consents", "--patient", hex, "--key", "node0.key", "--node", n->node[1]);
+    assert_failure(&r, 8, "PERMISSION_DENIED");
+    proc_result_free(&r);
 }
 
 /*
  * Bad input is refused before anything is sent (the node given is one
  * nobody listens on: a call would be exit 6): a key of 31 bytes, a file
  * that does not exist, both or neither of --patient and --grantee, a limit
- * out of range, a token that is not hex, an unknown record type. A token
+ * out of range, a token that is not hex, an unknown record type, a patient
+ * given as hex without --key (a read is signed by its reader). A token
  * the node did not give is the node's INVALID_ARGUMENT (exit 3).
  */
 static void test_listings_refuse_bad_input(void **state)
 {
     struct net *n = *state;
-    char short_hex[63];
+    char short_hex[63], hex_key[KEY_HEX];
     memset(short_hex, 'a', 62);
     short_hex[62] = '\0';
+    snprintf(hex_key, sizeof hex_key, "%s", n->member_hex[0]);
     struct {
         const char *args[8];
         const char *fragment;
@@ -706,6 +734,9 @@ static void test_listings_refuse_bad_input(void **state)
         {{"consents"}, "give --patient KEY or --grantee KEY"},
         {{"consents", "--patient", "node0.key", "--grantee", "node1.key"}, "one of them"},
         {{"consents", "--grantee", short_hex}, "--grantee: 62 hex digits"},
+        /* a read is signed: a patient given as hex needs --key */
+        {{"audit", hex_key}, "is signed by its reader: give --key FILE"},
+        {{"consents", "--patient", hex_key}, "is signed by its reader"},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
         const char *args[12];

@@ -1076,8 +1076,12 @@ static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **st
          NULL},
         /* the consent contract's rules at submission: the rule's reason is the message */
         {RPC_STATUS_PERMISSION_DENIED, "only the patient who granted it revokes a consent", 8,
-         "the signer may not make this transaction (PERMISSION_DENIED",
+         "the signer may not do this (PERMISSION_DENIED",
          "only the patient who granted it revokes a consent", NULL},
+        /* a signed read the node does not accept */
+        {RPC_STATUS_UNAUTHENTICATED, "the read expired", 8,
+         "the node did not accept the request's signature (UNAUTHENTICATED", "the read expired",
+         NULL},
         {RPC_STATUS_NOT_FOUND, "no such consent", 9, "what it names does not exist (NOT_FOUND",
          "no such consent", NULL},
         {RPC_STATUS_FAILED_PRECONDITION, "the consent is revoked already", 10,

@@ -250,7 +250,7 @@ static void test_patient_story_through_the_new_commands(void **state)
     assert_string_equal(json_str(json_object_get(out, "result"), "code"), "ok");
     json_decref(out);
     /* consent list is consents: the policy and the period are on the ledger */
-    out = run_json(n, PROC_ARGS("consent", "list", "--patient", patient_hex, "--node", n->node[0],
+    out = run_json(n, PROC_ARGS("consent", "list", "--patient", patient, "--node", n->node[0],
                                 "--json", NULL));
     json_t *consents = json_object_get(out, "consents");
     assert_int_equal(json_array_size(consents), 1);
@@ -315,7 +315,7 @@ static void test_patient_story_through_the_new_commands(void **state)
                                   "this role"));
     proc_result_free(&r);
     out = run_json(
-        n, PROC_ARGS("audit", patient_hex, "--emergency", "--node", n->node[1], "--json", NULL));
+        n, PROC_ARGS("audit", patient, "--emergency", "--node", n->node[1], "--json", NULL));
     json_t *events = json_object_get(out, "events");
     assert_int_equal(json_array_size(events), 2);
     json_t *e0 = json_array_get(events, 0);
@@ -325,8 +325,7 @@ static void test_patient_story_through_the_new_commands(void **state)
     assert_string_equal(json_str(e0, "actor"), n->member_hex[0]);
     json_decref(out);
     /* the whole trail: enrol, 2 anchors, grant, 5 accesses, revoke, 2 emergencies */
-    out =
-        run_json(n, PROC_ARGS("audit", patient_hex, "--all", "--node", n->node[0], "--json", NULL));
+    out = run_json(n, PROC_ARGS("audit", patient, "--all", "--node", n->node[0], "--json", NULL));
     assert_int_equal(json_array_size(json_object_get(out, "events")), 12);
     json_decref(out);
 }
@@ -468,11 +467,11 @@ static void test_new_commands_refuse_bad_input(void **state)
     assert_string_equal(r.out, "");
     proc_result_free(&r);
     json_t *out = run_json(
-        n, PROC_ARGS("consents", "--patient", patient_hex, "--node", n->node[1], "--json", NULL));
+        n, PROC_ARGS("consents", "--patient", patient, "--node", n->node[1], "--json", NULL));
     assert_int_equal(json_array_size(json_object_get(out, "consents")), 0);
     json_decref(out);
     /* and the patient's trail holds the enrolment alone */
-    out = run_json(n, PROC_ARGS("audit", patient_hex, "--node", n->node[0], "--json", NULL));
+    out = run_json(n, PROC_ARGS("audit", patient, "--node", n->node[0], "--json", NULL));
     assert_int_equal(json_array_size(json_object_get(out, "events")), 1);
     json_decref(out);
 }

@@ -168,7 +168,9 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
     FILE *mf = fopen(members, "w");
     CHECK(mf != NULL);
     fputs("{\"members\": [", mf);
-    static const char *roles[] = {"hospital", "lab", "insurer", "pharmacy", "regulator"};
+    static const char *default_roles[] = {"hospital", "lab", "insurer", "pharmacy", "regulator"};
+    const char *const *roles =
+        limits != NULL && limits->roles != NULL ? limits->roles : default_roles;
     for (size_t i = 0; i < count; i++) {
         struct cluster_node *n = &c->nodes[i];
         n->peer_port = free_port(c);
@@ -447,22 +449,54 @@ void cluster_tx_sign(const struct cluster *c, size_t member, Ehr__V1__TxBody *bo
                      uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES])
 {
     CHECK(member < c->count);
-    const ehr_identity *id = c->nodes[member].identity;
-    CHECK(id != NULL);
+    CHECK(c->nodes[member].identity != NULL);
+    cluster_tx_sign_as(c, &c->nodes[member].identity->signing, body, envelope, len, hash);
+}
+
+int cluster_submit_wait(struct cluster *c, size_t i, uint8_t *envelope, size_t len,
+                        int *result_code)
+{
+    Ehr__V1__SubmitTransactionRequest q = EHR__V1__SUBMIT_TRANSACTION_REQUEST__INIT;
+    q.envelope = (ProtobufCBinaryData){len, envelope};
+    q.wait_for_commit = true;
+    size_t n = ehr__v1__submit_transaction_request__get_packed_size(&q);
+    uint8_t *buf = malloc(n);
+    CHECK(buf != NULL);
+    ehr__v1__submit_transaction_request__pack(&q, buf);
+    struct rpc_result r;
+    int st = cluster_call(c, i, "SubmitTransaction", buf, n, 30000, &r);
+    free(buf);
+    ehr_free(envelope);
+    if (result_code != NULL) {
+        *result_code = -1;
+        Ehr__V1__SubmitTransactionResponse *a =
+            st == 0 ? ehr__v1__submit_transaction_response__unpack(NULL, r.response_len, r.response)
+                    : NULL;
+        if (a != NULL && a->result != NULL)
+            *result_code = a->result->code;
+        if (a != NULL)
+            ehr__v1__submit_transaction_response__free_unpacked(a, NULL);
+    }
+    rpc_result_clear(&r);
+    return st;
+}
+
+void cluster_tx_sign_as(const struct cluster *c, const ehr_signing_key *key, Ehr__V1__TxBody *body,
+                        uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES])
+{
     uint8_t nonce[EHR_TX_NONCE_BYTES];
     ehr_random_bytes(nonce, sizeof nonce);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     body->chain_id = (char *)c->chain_id;
-    body->signer =
-        (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)id->signing.public_key};
+    body->signer = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)key->public_key};
     body->nonce = (ProtobufCBinaryData){sizeof nonce, nonce};
     body->expiry_ms = (uint64_t)ts.tv_sec * 1000 + 3600 * 1000;
     size_t n = ehr__v1__tx_body__get_packed_size(body);
     uint8_t *bytes = malloc(n);
     CHECK(bytes != NULL);
     ehr__v1__tx_body__pack(body, bytes);
-    CHECK(ledger_tx_envelope_build(bytes, n, &id->signing, envelope, len) == 0);
+    CHECK(ledger_tx_envelope_build(bytes, n, key, envelope, len) == 0);
     if (hash != NULL)
         ledger_tx_hash(bytes, n, hash);
     free(bytes);

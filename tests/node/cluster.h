@@ -53,6 +53,9 @@ struct cluster_limits {
     uint64_t snapshot_entries;
     uint64_t mempool_tx_count;
     const char *emergency_roles;
+    /* Member I's role (ehrctl genesis member --role), NULL-terminated or
+     * NULL: hospital, lab, insurer, pharmacy, regulator in that order. */
+    const char *const *roles;
 };
 
 /*
@@ -132,6 +135,16 @@ struct cluster_tx {
  * again). *ENVELOPE is ehr_malloc'd; HASH (may be NULL) gets its hash. */
 void cluster_tx_sign(const struct cluster *c, size_t member, Ehr__V1__TxBody *body,
                      uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES]);
+
+/* As cluster_tx_sign, signed by KEY (a patient, a practitioner). */
+void cluster_tx_sign_as(const struct cluster *c, const ehr_signing_key *key, Ehr__V1__TxBody *body,
+                        uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES]);
+
+/* Submit ENVELOPE (freed here) to node I with wait_for_commit; returns the
+ * gRPC status, and the result's code in *RESULT_CODE (may be NULL; -1 when
+ * none). */
+int cluster_submit_wait(struct cluster *c, size_t i, uint8_t *envelope, size_t len,
+                        int *result_code);
 
 /* A patient enrolment by member node MEMBER of a fresh patient, co-signed
  * by the patient (whose keys go to *PATIENT when it is not NULL). */

@@ -8,6 +8,9 @@ stream, and refusals with their status codes. Then a transaction built here
 from tx.proto's instructions alone (canonical body, a BIP-340 signature made
 by the few lines below, checked first against an official test vector) is
 accepted and committed, and resubmitting it is answered with its place.
+The patient's audit trail is then read with a ReadAuth built here from
+node.proto's "Signed reads" alone; an unsigned read, a stranger's and a
+request changed after signing are refused.
 
 Run by test_cluster (tests/node/test_cluster.c), which starts the nodes.
 Exits 77 (skipped) only if grpcio, protobuf, protoc or the plugin is
@@ -213,10 +216,51 @@ def main():
                   f"a transaction built and signed here commits (height {m.height})")
             check(m.result.code == txpb.TX_RESULT_OK,
                   f"every node applied it: its result is OK ({m.result})")
-            trail = stub.GetAuditTrail(pb.GetAuditTrailRequest(patient_key=patient), timeout=10)
+            # A signed read, built from node.proto's "Signed reads" alone:
+            # the patient signs for their own audit trail.
+            def read_auth(method, request, secret, window_ms=60000):
+                request.ClearField("auth")
+                now = int(time.time() * 1000)
+                key = bip340_public(secret)
+                msg = (b"ehr.v1.read\x00" + bytes([len(chain)]) + chain
+                       + bytes([len(method)]) + method.encode()
+                       + hashlib.sha256(request.SerializeToString()).digest() + key
+                       + now.to_bytes(8, "big") + (now + window_ms).to_bytes(8, "big"))
+                request.auth.CopyFrom(pb.ReadAuth(
+                    requester_key=key, not_before_ms=now, not_after_ms=now + window_ms,
+                    signature=bip340_sign(secret, hashlib.sha256(msg).digest(), os.urandom(32))))
+                return request
+
+            q = read_auth("/ehr.v1.Node/GetAuditTrail", pb.GetAuditTrailRequest(patient_key=patient),
+                          patient_secret)
+            trail = stub.GetAuditTrail(q, timeout=10)
             check(len(trail.events) == 1 and trail.events[0].kind == stpb.AUDIT_KIND_ENROLL
                   and trail.events[0].place.tx_hash == m.tx_hash,
-                  "the patient's audit trail holds the enrolment, with its transaction")
+                  "a read the patient signed here: the audit trail holds the enrolment")
+            try:
+                stub.GetAuditTrail(pb.GetAuditTrailRequest(patient_key=patient), timeout=10)
+                check(False, "an unsigned read is refused")
+            except grpc.RpcError as e:
+                check(e.code() == grpc.StatusCode.UNAUTHENTICATED,
+                      f"an unsigned read is UNAUTHENTICATED ({e.details()})")
+            q = read_auth("/ehr.v1.Node/GetAuditTrail", pb.GetAuditTrailRequest(patient_key=patient),
+                          os.urandom(32))
+            try:
+                stub.GetAuditTrail(q, timeout=10)
+                check(False, "a stranger's signed read is refused")
+            except grpc.RpcError as e:
+                check(e.code() == grpc.StatusCode.PERMISSION_DENIED,
+                      f"a stranger's signed read is PERMISSION_DENIED ({e.details()})")
+            q = read_auth("/ehr.v1.Node/GetAuditTrail", pb.GetAuditTrailRequest(patient_key=patient),
+                          patient_secret)
+            q.limit = 5
+            try:
+                stub.GetAuditTrail(q, timeout=10)
+                check(False, "a read changed after signing is refused")
+            except grpc.RpcError as e:
+                check(e.code() == grpc.StatusCode.UNAUTHENTICATED,
+                      f"a read whose limit changed after signing is UNAUTHENTICATED "
+                      f"({e.details()})")
             fresh = txpb.TxBody()
             fresh.ParseFromString(body)
             fresh.nonce = os.urandom(16)

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -31,6 +32,7 @@
 #include "ehr/v1/node.pb-c.h"
 #include "ledger_testutil.h"
 #include "proc.h"
+#include "read_auth.h"
 
 #ifndef EHRD_PATH
 #error "EHRD_PATH must name the ehrd binary"
@@ -655,12 +657,21 @@ static void test_a_node_whose_state_digest_differs_stops_loudly(void **state)
 
 /* ---- a malicious leader ---- */
 
-/* How many audit events node I holds for PATIENT. */
-static size_t audit_count(struct cluster *c, size_t i, const uint8_t patient[32])
+/* How many audit events node I holds for PATIENT (a read the patient signs). */
+static size_t audit_count(struct cluster *c, size_t i, const ehr_identity *patient)
 {
     Ehr__V1__GetAuditTrailRequest q = EHR__V1__GET_AUDIT_TRAIL_REQUEST__INIT;
-    q.patient_key = (ProtobufCBinaryData){32, (uint8_t *)patient};
-    uint8_t buf[64];
+    q.patient_key = (ProtobufCBinaryData){32, (uint8_t *)patient->signing.public_key};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000;
+    struct node_read_auth_signed auth;
+    assert_int_equal(node_read_auth_sign(&auth, &q.base, &q.auth, c->chain_id,
+                                         "/ehr.v1.Node/GetAuditTrail", &patient->signing, now,
+                                         now + 60000),
+                     0);
+    uint8_t buf[256];
+    assert_true(ehr__v1__get_audit_trail_request__get_packed_size(&q) <= sizeof buf);
     size_t len = ehr__v1__get_audit_trail_request__pack(&q, buf);
     struct rpc_result r;
     assert_int_equal(cluster_call(c, i, "GetAuditTrail", buf, len, 5000, &r), RPC_STATUS_OK);
@@ -712,7 +723,7 @@ static void test_a_leader_forging_a_signature_changes_nothing(void **state)
     for (size_t node = 0; node < 3; node++) {
         assert_true(c.nodes[node].pid != 0); /* no node diverged */
         for (size_t i = 0; i < TXS; i++)
-            assert_int_equal(audit_count(&c, node, patients[i].signing.public_key), i == 1 ? 0 : 1);
+            assert_int_equal(audit_count(&c, node, &patients[i]), i == 1 ? 0 : 1);
     }
     for (size_t node = 0; node < 3; node++)
         assert_int_equal(cluster_stop(&c, node), 0);
