@@ -743,3 +743,35 @@ size_t cluster_load(struct cluster *c, struct cluster_tx *txs, size_t count, siz
     free(L);
     return committed;
 }
+
+/* ---- waiting for the nodes ---- */
+
+uint64_t cluster_wait_converged(struct cluster *c, uint64_t timeout_ms)
+{
+    uint64_t end = cluster_now_us() + timeout_ms * 1000;
+    for (;;) {
+        uint64_t tip = UINT64_MAX;
+        bool same = true;
+        uint8_t hash[EHR_HASH_BYTES];
+        for (size_t i = 0; i < c->count; i++) {
+            if (c->nodes[i].pid == 0)
+                continue;
+            struct cluster_status s;
+            if (cluster_status(c, i, &s) != 0) {
+                same = false;
+                break;
+            }
+            if (tip == UINT64_MAX) {
+                tip = s.tip_height;
+                memcpy(hash, s.tip_hash, EHR_HASH_BYTES);
+            } else if (s.tip_height != tip || memcmp(hash, s.tip_hash, EHR_HASH_BYTES) != 0) {
+                same = false;
+            }
+        }
+        if (same && tip != UINT64_MAX)
+            return tip;
+        if (cluster_now_us() > end)
+            return UINT64_MAX;
+        usleep(50000);
+    }
+}

@@ -174,4 +174,10 @@ size_t cluster_load(struct cluster *c, struct cluster_tx *txs, size_t count, siz
 
 uint64_t cluster_now_us(void);
 
+/* Wait up to TIMEOUT_MS until every running node has applied the same tip
+ * (height and hash); returns its height, or UINT64_MAX on timeout. A
+ * commit answered by one node is applied by the others a moment later:
+ * wait for this before reading from another node. */
+uint64_t cluster_wait_converged(struct cluster *c, uint64_t timeout_ms);
+
 #endif /* EHR_TEST_CLUSTER_H */

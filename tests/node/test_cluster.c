@@ -65,33 +65,11 @@ static struct proc_result run(const char *program, const char *const *args, enum
 /* Wait until every running node has applied the same tip; returns it. */
 static uint64_t wait_converged(struct cluster *c, uint64_t timeout_ms)
 {
-    uint64_t end = cluster_now_us() + timeout_ms * 1000;
-    for (;;) {
-        uint64_t tip = UINT64_MAX;
-        bool same = true;
-        uint8_t hash[EHR_HASH_BYTES];
-        for (size_t i = 0; i < c->count; i++) {
-            if (c->nodes[i].pid == 0)
-                continue;
-            struct cluster_status s;
-            if (cluster_status(c, i, &s) != 0) {
-                same = false;
-                break;
-            }
-            if (tip == UINT64_MAX) {
-                tip = s.tip_height;
-                memcpy(hash, s.tip_hash, EHR_HASH_BYTES);
-            } else if (s.tip_height != tip || memcmp(hash, s.tip_hash, EHR_HASH_BYTES) != 0) {
-                same = false;
-            }
-        }
-        if (same && tip != UINT64_MAX)
-            return tip;
-        if (cluster_now_us() > end)
-            fail_msg("the nodes did not converge on one tip in %llu ms",
-                     (unsigned long long)timeout_ms);
-        usleep(50000);
-    }
+    uint64_t tip = cluster_wait_converged(c, timeout_ms);
+    if (tip == UINT64_MAX)
+        fail_msg("the nodes did not converge on one tip in %llu ms",
+                 (unsigned long long)timeout_ms);
+    return tip;
 }
 
 /* Wait until node I has applied HEIGHT (or more); its tip then. */

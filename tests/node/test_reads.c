@@ -137,6 +137,9 @@ static int net_setup(void **state)
     body.payload_case = EHR__V1__TX_BODY__PAYLOAD_CONSENT_REVOKE;
     body.consent_revoke = &r;
     commit(n, &n->patient.signing, &body, NULL);
+    /* Reads go to every node: each must have applied the last commit. */
+    if (cluster_wait_converged(&n->c, LEADER_WAIT_MS) == UINT64_MAX)
+        return -1;
     *state = n;
     return 0;
 }
