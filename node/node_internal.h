@@ -47,8 +47,8 @@ enum {
      * always sent whole, so a turn may pass the bytes by one block. */
     NODE_STREAM_TURN_BLOCKS_MAX = 64,
     NODE_STREAM_TURN_BYTES_MAX = 256 * 1024,
-    /* Entries one listing query (GetAuditTrail, ListRecords, ListConsents)
-     * answers: the default and the most a client may ask (node.proto). The
+    /* Entries one listing query (GetAuditTrail, ListRecords, ListConsents,
+     * ListMembers) answers: the default and the most a client may ask (node.proto). The
      * bound keeps one call's work on the loop small. */
     NODE_QUERY_LIMIT_DEFAULT = 100,
     NODE_QUERY_LIMIT_MAX = 1000,
@@ -411,7 +411,7 @@ const struct node_member *node__leader_hint(const struct node *n);
  * link to it), naming the leader as node.proto asks (node__leader_hint). */
 void node__unavailable_message(const struct node *n, char *msg, size_t size);
 
-/* ---- service.c: queries answered from the ledger alone ---- */
+/* ---- listings.c: queries answered from the world state alone ---- */
 
 /* A query's answer apart from its call: the packed response, or the status
  * and message the call fails with. */
@@ -430,6 +430,10 @@ typedef struct node__answer {
  * response, the response packed.
  */
 void node__audit_trail(ledger *l, const Ehr__V1__GetAuditTrailRequest *q, node__answer *a);
+
+/* Register the listings (GetAuditTrail, ListRecords, ListConsents,
+ * GetRecord, ListMembers) on N's RPC server (node__service_start). */
+void node__listings_add(struct node *n);
 
 /* ---- reads.c: who may read what (node.proto, "Signed reads") ---- */
 
@@ -469,6 +473,20 @@ struct node__reader {
 int node__read_check(struct node *n, const char *method, ProtobufCMessage *request,
                      Ehr__V1__ReadAuth **auth_field, enum node__read_kind kind,
                      ProtobufCBinaryData subject, struct node__reader *r, node__answer *a);
+/*
+ * node__read_check in its two steps, for a read whose patient is known only
+ * once something is looked up (GetRecord: the record's entry names it).
+ * node__read_authenticate checks the ReadAuth alone, as node__read_check
+ * does first (SUBJECT, 32 bytes, only names the read in the refusal log),
+ * and fills R's key; node__read_standing then checks R's standing for KIND
+ * on SUBJECT, the patient. Each returns 0, or -1 with *A failed and the
+ * refusal counted; after node__read_standing returns 0, release R.
+ */
+int node__read_authenticate(struct node *n, const char *method, ProtobufCMessage *request,
+                            Ehr__V1__ReadAuth **auth_field, ProtobufCBinaryData subject,
+                            struct node__reader *r, node__answer *a);
+int node__read_standing(struct node *n, const char *method, enum node__read_kind kind,
+                        ProtobufCBinaryData subject, struct node__reader *r, node__answer *a);
 void node__reader_release(struct node__reader *r);
 /* May R see the record RECORD_ID (its entry E)? The patient every one; a
  * member or practitioner those whose custodian it is or acts for, and those

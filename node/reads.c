@@ -1,9 +1,10 @@
 /*
  * reads.c - who may read what through the patient-scoped queries
- * (GetAuditTrail, ListRecords, ListConsents; node.proto "Signed reads"):
- * the request's signature and window (read_auth.h), then the requester's
- * standing in the committed world state, before any of the patient's data
- * is read; and the count and the rate-limited log of refused reads.
+ * (GetAuditTrail, ListRecords, ListConsents, GetRecord; node.proto "Signed
+ * reads"): the request's signature and window (read_auth.h), then the
+ * requester's standing in the committed world state, before any of the
+ * patient's data is answered; and the count and the rate-limited log of
+ * refused reads.
  *
  * The signature is checked here, on the loop, once per call: one BIP-340
  * verification (about 40 us) bounded by the call itself, cheaper than the
@@ -13,7 +14,7 @@
  * the mempool's would add a loop turn and a copy of the request to every
  * read for no saving in the loop's total work.
  *
- * Not here: the listings themselves (service.c).
+ * Not here: the listings themselves (listings.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -218,18 +219,18 @@ static int refuse(struct node *n, const char *method, node__answer *a, enum rpc_
     return -1;
 }
 
-int node__read_check(struct node *n, const char *method, ProtobufCMessage *request,
-                     Ehr__V1__ReadAuth **auth_field, enum node__read_kind kind,
-                     ProtobufCBinaryData subject, struct node__reader *r, node__answer *a)
+int node__read_authenticate(struct node *n, const char *method, ProtobufCMessage *request,
+                            Ehr__V1__ReadAuth **auth_field, ProtobufCBinaryData subject,
+                            struct node__reader *r, node__answer *a)
 {
     memset(r, 0, sizeof *r);
     *a = (node__answer){.status = RPC_STATUS_OK};
     EHR_ASSERT(subject.len == EHR_SCHNORR_PUBLIC_BYTES); /* checked by the caller */
     char path[NODE_READ_AUTH_METHOD_BYTES_MAX + 1];
     snprintf(path, sizeof path, "/ehr.v1.Node/%s", method);
-    uint64_t now_ms = node__now_ms();
     ehr_diag why = {{0}};
-    int rc = node_read_auth_check(request, auth_field, n->chain.chain_id, path, now_ms, &why);
+    int rc =
+        node_read_auth_check(request, auth_field, n->chain.chain_id, path, node__now_ms(), &why);
     const ProtobufCBinaryData *requester = *auth_field ? &(*auth_field)->requester_key : NULL;
     if (rc == EHR_EINVAL) {
         a->status = RPC_STATUS_INVALID_ARGUMENT;
@@ -238,7 +239,18 @@ int node__read_check(struct node *n, const char *method, ProtobufCMessage *reque
     }
     if (rc != 0)
         return refuse(n, method, a, RPC_STATUS_UNAUTHENTICATED, requester, &subject, why.msg);
+    EHR_ASSERT(requester->len == EHR_SCHNORR_PUBLIC_BYTES); /* node_read_auth_check's */
     memcpy(r->key, requester->data, EHR_SCHNORR_PUBLIC_BYTES);
+    return 0;
+}
+
+int node__read_standing(struct node *n, const char *method, enum node__read_kind kind,
+                        ProtobufCBinaryData subject, struct node__reader *r, node__answer *a)
+{
+    *a = (node__answer){.status = RPC_STATUS_OK};
+    EHR_ASSERT(subject.len == EHR_SCHNORR_PUBLIC_BYTES); /* checked by the caller */
+    const ProtobufCBinaryData requester_key = {EHR_SCHNORR_PUBLIC_BYTES, r->key};
+    const ProtobufCBinaryData *requester = &requester_key;
     if (memcmp(r->key, subject.data, EHR_SCHNORR_PUBLIC_BYTES) == 0) {
         /* The patient (or, by grantee, the grantee) reads what is theirs. */
         r->patient = true;
@@ -250,7 +262,8 @@ int node__read_check(struct node *n, const char *method, ProtobufCMessage *reque
                           ? "only the patient lists the patient's consents (a grantee lists "
                             "those it holds, by grantee_key)"
                           : "only the grantee lists the consents it holds");
-    rc = institution_find(n->ledger, r);
+    uint64_t now_ms = node__now_ms();
+    int rc = institution_find(n->ledger, r);
     if (rc == 0 && kind == NODE_READ_RECORDS && r->has_institution) {
         rc = consents_load(n->ledger, r, subject.data, r->key, now_ms);
         if (rc == 0 && r->practitioner)
@@ -270,8 +283,17 @@ int node__read_check(struct node *n, const char *method, ProtobufCMessage *reque
     }
     EHR_ASSERT(kind == NODE_READ_RECORDS);
     if (r->has_institution)
-        return 0; /* the listing keeps what it may see (node__reader_sees_record) */
+        return 0; /* the caller keeps what it may see (node__reader_sees_record) */
     return refuse(n, method, a, RPC_STATUS_PERMISSION_DENIED, requester, &subject,
                   "only the patient, a custodian of the patient's records and a holder of the "
                   "patient's consent read the patient's records");
+}
+
+int node__read_check(struct node *n, const char *method, ProtobufCMessage *request,
+                     Ehr__V1__ReadAuth **auth_field, enum node__read_kind kind,
+                     ProtobufCBinaryData subject, struct node__reader *r, node__answer *a)
+{
+    if (node__read_authenticate(n, method, request, auth_field, subject, r, a) != 0)
+        return -1;
+    return node__read_standing(n, method, kind, subject, r, a);
 }

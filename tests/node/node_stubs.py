@@ -72,6 +72,8 @@ def main():
             "GetAuditTrail": (False, False),
             "ListRecords": (False, False),
             "ListConsents": (False, False),
+            "GetRecord": (False, False),
+            "ListMembers": (False, False),
         }
         check(shapes == want, f"methods and streaming shapes: {shapes}")
         for name in want:

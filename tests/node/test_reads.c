@@ -12,6 +12,9 @@
  * practitioners hold P's consents: A for imaging (in scope of R1), B for
  * genomic (no record of P in scope), C for lab_result, revoked. A stranger
  * is a key nobody registered.
+ *
+ * Also here: GetRecord (one record's anchor, by the same per-record rule as
+ * ListRecords) and ListMembers (unsigned: no patient data).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +28,7 @@
 
 #include "cluster.h"
 #include "ehr/v1/node.pb-c.h"
+#include "ledger_format.h"
 #include "read_auth.h"
 
 enum { NODES = 3, LEADER_WAIT_MS = 30000, CALL_MS = 10000 };
@@ -411,11 +415,221 @@ static void test_a_read_outside_its_window_or_signed_wrongly_is_refused(void **s
     q.auth = NULL;
 }
 
+/* ------------------------------------------------------------ GetRecord */
+
+/* GetRecord of ID signed by KEY (NULL: unsigned) through node I; on OK the
+ * answer is checked: the entry of ID, the anchor envelope hashing to ID,
+ * the record's type TYPE. */
+static int get_record(struct net *n, size_t i, const uint8_t *id, size_t id_len,
+                      const ehr_signing_key *key, int type)
+{
+    Ehr__V1__GetRecordRequest q = EHR__V1__GET_RECORD_REQUEST__INIT;
+    q.record_id = (ProtobufCBinaryData){id_len, (uint8_t *)id};
+    const struct read r = {"GetRecord", &q.base, &q.auth};
+    struct node_read_auth_signed auth;
+    if (key != NULL) {
+        uint64_t now = wall_ms();
+        sign(n, &r, key, now, now + 60000, &auth);
+    }
+    size_t len = protobuf_c_message_get_packed_size(&q.base);
+    uint8_t *buf = malloc(len + 1);
+    assert_non_null(buf);
+    protobuf_c_message_pack(&q.base, buf);
+    struct rpc_result res;
+    int st = cluster_call(&n->c, i, "GetRecord", buf, len, CALL_MS, &res);
+    free(buf);
+    if (st == RPC_STATUS_OK) {
+        Ehr__V1__GetRecordResponse *a =
+            ehr__v1__get_record_response__unpack(NULL, res.response_len, res.response);
+        assert_non_null(a);
+        assert_non_null(a->record);
+        assert_non_null(a->record->record);
+        assert_memory_equal(a->record->record_id.data, id, EHR_HASH_BYTES);
+        assert_int_equal(a->record->record->record_type, type);
+        assert_memory_equal(a->record->record->patient_key.data, n->patient.signing.public_key, 32);
+        ledger_tx_view v;
+        assert_int_equal(
+            ledger_tx_envelope_parse(a->anchor_envelope.data, a->anchor_envelope.len, &v, NULL), 0);
+        uint8_t hash[EHR_HASH_BYTES];
+        ledger_tx_hash(v.body, v.body_len, hash);
+        assert_memory_equal(hash, id, EHR_HASH_BYTES);
+        ehr__v1__get_record_response__free_unpacked(a, NULL);
+    }
+    rpc_result_clear(&res);
+    return st;
+}
+
+/*
+ * One record's anchor, authorised as ListRecords authorises each record it
+ * lists: every requester of the matrix against each of R1 R2 R3, through
+ * node 2, answered exactly where test_who_reads_what's ListRecords shows
+ * the record, refused (and counted) elsewhere. Then the requests refused
+ * before any record is looked up (unsigned, signed for another record, an
+ * id of 31 bytes), and a record nobody anchored (NOT_FOUND, to a request
+ * whose signature verified).
+ */
+static void test_get_record_follows_the_listing_rule(void **state)
+{
+    struct net *n = *state;
+    const struct {
+        const char *who;
+        const ehr_signing_key *key;
+        unsigned records; /* R1 R2 R3 as bits 1 2 4 */
+    } rows[] = {
+        {"patient", &n->patient.signing, 7},
+        {"custodian (the hospital)", &n->c.nodes[0].identity->signing, 3},
+        {"grantee in scope (A)", &n->a.signing, 1},
+        {"grantee out of scope (B)", &n->b.signing, 0},
+        {"revoked grantee (C)", &n->c_revoked.signing, 0},
+        {"member with no standing (the lab)", &n->c.nodes[1].identity->signing, 0},
+        {"regulator (custodian of R3)", &n->c.nodes[2].identity->signing, 4},
+        {"stranger", &n->stranger.signing, 0},
+    };
+    const struct {
+        const uint8_t *id;
+        int type;
+    } records[3] = {{n->r1, EHR__V1__RECORD_TYPE__RECORD_TYPE_IMAGING},
+                    {n->r2, EHR__V1__RECORD_TYPE__RECORD_TYPE_LAB_RESULT},
+                    {n->r3, EHR__V1__RECORD_TYPE__RECORD_TYPE_INVOICE}};
+    uint64_t refused_before = reads_refused(n, 2), refusals = 0;
+    for (size_t row = 0; row < EHR_ARRAY_COUNT(rows); row++) {
+        for (size_t k = 0; k < 3; k++) {
+            int want = rows[row].records & (1u << k) ? OK_ : DENIED;
+            int st =
+                get_record(n, 2, records[k].id, EHR_HASH_BYTES, rows[row].key, records[k].type);
+            if (st != want)
+                fail_msg("%s, R%zu: status %d, want %d", rows[row].who, k + 1, st, want);
+            refusals += st != OK_;
+        }
+    }
+    assert_int_equal(reads_refused(n, 2) - refused_before, refusals);
+
+    /* unsigned; signed for R1 and sent for R2; a 31-byte id */
+    assert_int_equal(get_record(n, 2, n->r1, EHR_HASH_BYTES, NULL, 0), RPC_STATUS_UNAUTHENTICATED);
+    Ehr__V1__GetRecordRequest q = EHR__V1__GET_RECORD_REQUEST__INIT;
+    q.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, n->r1};
+    const struct read r = {"GetRecord", &q.base, &q.auth};
+    struct node_read_auth_signed auth;
+    uint64_t now = wall_ms();
+    sign(n, &r, &n->patient.signing, now, now + 60000, &auth);
+    q.record_id.data = n->r2;
+    size_t len = protobuf_c_message_get_packed_size(&q.base);
+    uint8_t buf[512];
+    assert_true(len <= sizeof buf);
+    protobuf_c_message_pack(&q.base, buf);
+    struct rpc_result res;
+    assert_int_equal(cluster_call(&n->c, 2, "GetRecord", buf, len, CALL_MS, &res),
+                     RPC_STATUS_UNAUTHENTICATED);
+    rpc_result_clear(&res);
+    assert_int_equal(get_record(n, 2, n->r1, 31, &n->patient.signing, 0),
+                     RPC_STATUS_INVALID_ARGUMENT);
+    /* no such record */
+    uint8_t nobody[EHR_HASH_BYTES];
+    memset(nobody, 0x5a, sizeof nobody);
+    assert_int_equal(get_record(n, 2, nobody, EHR_HASH_BYTES, &n->patient.signing, 0),
+                     RPC_STATUS_NOT_FOUND);
+}
+
+/* ---------------------------------------------------------- ListMembers */
+
+/* ListMembers on node I (LIMIT, TOKEN): the status; on OK the members'
+ * node keys into KEYS (up to 8), their count into *COUNT, roles into ROLES
+ * and the next token into NEXT (up to 128 bytes; *NEXT_LEN). */
+static int list_members(struct net *n, size_t i, uint32_t limit, const uint8_t *token,
+                        size_t token_len, size_t *count, uint8_t keys[8][32], int roles[8],
+                        uint8_t next[128], size_t *next_len)
+{
+    Ehr__V1__ListMembersRequest q = EHR__V1__LIST_MEMBERS_REQUEST__INIT;
+    q.limit = limit;
+    q.page_token = (ProtobufCBinaryData){token_len, (uint8_t *)token};
+    uint8_t buf[256];
+    size_t len = protobuf_c_message_get_packed_size(&q.base);
+    assert_true(len <= sizeof buf);
+    protobuf_c_message_pack(&q.base, buf);
+    struct rpc_result res;
+    int st = cluster_call(&n->c, i, "ListMembers", buf, len, CALL_MS, &res);
+    *count = 0;
+    *next_len = 0;
+    if (st == RPC_STATUS_OK) {
+        Ehr__V1__ListMembersResponse *a =
+            ehr__v1__list_members_response__unpack(NULL, res.response_len, res.response);
+        assert_non_null(a);
+        *count = a->n_members;
+        for (size_t k = 0; k < a->n_members && k < 8; k++) {
+            assert_int_equal(a->members[k]->node_key.len, 32);
+            memcpy(keys[k], a->members[k]->node_key.data, 32);
+            roles[k] = a->members[k]->role;
+            assert_int_equal(a->members[k]->kx_key.len, 32);
+            assert_true(strncmp(a->members[k]->name, "Member ", 7) == 0);
+            assert_true(strlen(a->members[k]->peer_address) > 0);
+        }
+        assert_true(a->next_page_token.len <= 128);
+        memcpy(next, a->next_page_token.data, a->next_page_token.len);
+        *next_len = a->next_page_token.len;
+        ehr__v1__list_members_response__free_unpacked(a, NULL);
+    }
+    rpc_result_clear(&res);
+    return st;
+}
+
+/*
+ * The members without a signature: the three founders in node-key order
+ * with their roles, whole in one page and one by one over three pages,
+ * from any node; a limit over the maximum and a token of another listing
+ * are INVALID_ARGUMENT, and nothing is counted as a refused read.
+ */
+static void test_list_members_is_unsigned_and_paged(void **state)
+{
+    struct net *n = *state;
+    uint64_t refused_before = reads_refused(n, 0);
+    size_t count, next_len;
+    uint8_t keys[8][32], next[128];
+    int roles[8];
+    assert_int_equal(list_members(n, 0, 0, NULL, 0, &count, keys, roles, next, &next_len), OK_);
+    assert_int_equal(count, NODES);
+    assert_int_equal(next_len, 0);
+    for (size_t k = 0; k + 1 < NODES; k++)
+        assert_true(memcmp(keys[k], keys[k + 1], 32) < 0);
+    for (size_t m = 0; m < NODES; m++) {
+        static const int want[NODES] = {EHR__V1__MEMBER_ROLE__MEMBER_ROLE_HOSPITAL,
+                                        EHR__V1__MEMBER_ROLE__MEMBER_ROLE_LAB,
+                                        EHR__V1__MEMBER_ROLE__MEMBER_ROLE_REGULATOR};
+        size_t found = SIZE_MAX;
+        for (size_t k = 0; k < NODES; k++)
+            if (memcmp(keys[k], n->c.nodes[m].node_key, 32) == 0)
+                found = k;
+        assert_int_not_equal(found, SIZE_MAX);
+        assert_int_equal(roles[found], want[m]);
+    }
+    /* one per page, through node 1 */
+    uint8_t token[128];
+    size_t token_len = 0;
+    for (size_t page = 0; page < NODES; page++) {
+        uint8_t one[8][32];
+        assert_int_equal(
+            list_members(n, 1, 1, token, token_len, &count, one, roles, next, &next_len), OK_);
+        assert_int_equal(count, 1);
+        assert_memory_equal(one[0], keys[page], 32);
+        assert_int_equal(next_len != 0, page + 1 < NODES);
+        memcpy(token, next, next_len);
+        token_len = next_len;
+    }
+    assert_int_equal(list_members(n, 1, 1001, NULL, 0, &count, keys, roles, next, &next_len),
+                     RPC_STATUS_INVALID_ARGUMENT);
+    uint8_t other[40] = "audit/";
+    assert_int_equal(
+        list_members(n, 1, 1, other, sizeof other, &count, keys, roles, next, &next_len),
+        RPC_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(reads_refused(n, 0), refused_before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_who_reads_what),
         cmocka_unit_test(test_a_read_outside_its_window_or_signed_wrongly_is_refused),
+        cmocka_unit_test(test_get_record_follows_the_listing_rule),
+        cmocka_unit_test(test_list_members_is_unsigned_and_paged),
     };
     int failed = cmocka_run_group_tests(tests, net_setup, net_teardown);
     cluster_kill_all();
