@@ -552,6 +552,19 @@ int cli__payload_from_json(json_t *root, Ehr__V1__TxBody *body, ehr_diag *diag);
 void cli__payload_free(Ehr__V1__TxBody *body);
 
 /* Commands (cmd_*.c). */
+/*
+ * A member entry (cmd_genesis.c), as `ehrctl genesis member` prints it and
+ * `genesis --members` and `member propose --admit` read it: {"name",
+ * "role", "node_key", "kx_key", "address"}, nothing else.
+ * cli__member_from_json fills M from OBJ, its keys decoded into KEYS (M
+ * points into OBJ and KEYS), every field checked as the ledger checks a
+ * member (ledger_genesis_member_check). Returns 0, or EHR_EINVAL with a
+ * line naming the field in DIAG. cli__member_role_name: "hospital", ...,
+ * or NULL for a value that is no role.
+ */
+int cli__member_from_json(json_t *obj, Ehr__V1__Member *m, uint8_t keys[2][32], ehr_diag *diag);
+const char *cli__member_role_name(int role);
+
 int cli__cmd_keygen(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_key_show(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_key_passwd(struct cli__ctx *ctx, int argc, char **argv);
@@ -583,5 +596,9 @@ int cli__cmd_consent_grant(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_consent_revoke(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_access_request(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_access_emergency(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_member_list(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_member_propose(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_member_approve(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_record_show(struct cli__ctx *ctx, int argc, char **argv);
 
 #endif /* EHR_CLI_INTERNAL_H */

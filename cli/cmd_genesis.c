@@ -47,10 +47,10 @@ static const struct {
 
 static const char *const member_fields[] = {"name", "role", "node_key", "kx_key", "address"};
 
-static const char *role_name(Ehr__V1__MemberRole role)
+const char *cli__member_role_name(int role)
 {
     for (size_t i = 0; i < EHR_ARRAY_COUNT(roles); i++) {
-        if (roles[i].role == role)
+        if ((int)roles[i].role == role)
             return roles[i].name;
     }
     return NULL;
@@ -108,7 +108,7 @@ static json_t *emergency_json(const Ehr__V1__Genesis *g)
     if (list == NULL)
         ehr_panic("out of memory building JSON");
     for (size_t i = 0; g->emergency != NULL && i < g->emergency->n_roles; i++) {
-        const char *name = role_name(g->emergency->roles[i]);
+        const char *name = cli__member_role_name(g->emergency->roles[i]);
         json_array_append_new(list, name != NULL ? json_string(name)
                                                  : json_integer(g->emergency->roles[i]));
     }
@@ -145,8 +145,7 @@ static int json_string_field(json_t *obj, const char *field, const char **out, e
     return 0;
 }
 
-/* Fill M (keys into KEYS) from the JSON object OBJ, checking every field. */
-static int member_from_json(json_t *obj, Ehr__V1__Member *m, uint8_t keys[2][32], ehr_diag *diag)
+int cli__member_from_json(json_t *obj, Ehr__V1__Member *m, uint8_t keys[2][32], ehr_diag *diag)
 {
     if (!json_is_object(obj))
         return ehr_diag_fail(diag, EHR_EINVAL, "must be an object");
@@ -204,7 +203,7 @@ static int draft_from_json(struct draft *d, json_t *root, ehr_diag *diag)
     for (size_t i = 0; i < count; i++) {
         ehr_diag member_why;
         json_t *obj = json_array_get(list, i);
-        if (member_from_json(obj, &d->members[i], d->keys[i], &member_why) != 0) {
+        if (cli__member_from_json(obj, &d->members[i], d->keys[i], &member_why) != 0) {
             json_t *name = json_is_object(obj) ? json_object_get(obj, "name") : NULL;
             char shown[NAME_SHOWN_BYTES_MAX + 1];
             if (json_is_string(name)) {
@@ -223,10 +222,10 @@ static int draft_from_json(struct draft *d, json_t *root, ehr_diag *diag)
 
 static json_t *member_to_json(const Ehr__V1__Member *m)
 {
-    json_t *obj =
-        json_pack("{s:s, s:s, s:o, s:o, s:s}", "name", m->name, "role", role_name(m->role),
-                  "node_key", cli__json_hex(m->node_key.data, m->node_key.len), "kx_key",
-                  cli__json_hex(m->kx_key.data, m->kx_key.len), "address", m->peer_address);
+    json_t *obj = json_pack(
+        "{s:s, s:s, s:o, s:o, s:s}", "name", m->name, "role", cli__member_role_name(m->role),
+        "node_key", cli__json_hex(m->node_key.data, m->node_key.len), "kx_key",
+        cli__json_hex(m->kx_key.data, m->kx_key.len), "address", m->peer_address);
     if (obj == NULL)
         ehr_panic("out of memory building JSON");
     return obj;
@@ -261,7 +260,7 @@ static int genesis_print(struct cli__ctx *ctx, const char *path, const Ehr__V1__
     cli__print_field("genesis hash", hash_hex);
     size_t at = 0;
     for (size_t i = 0; g->emergency != NULL && i < g->emergency->n_roles && at < sizeof line; i++) {
-        const char *name = role_name(g->emergency->roles[i]);
+        const char *name = cli__member_role_name(g->emergency->roles[i]);
         at += (size_t)snprintf(line + at, sizeof line - at, "%s%s", i > 0 ? ", " : "",
                                name != NULL ? name : "?");
     }
@@ -276,7 +275,7 @@ static int genesis_print(struct cli__ctx *ctx, const char *path, const Ehr__V1__
         ehr_hex_encode(node_hex, m->node_key.data, m->node_key.len);
         ehr_hex_encode(kx_hex, m->kx_key.data, m->kx_key.len);
         printf("\n  %zu. %s (%s)\n     node key  %s\n     kx key    %s\n     address   %s\n", i + 1,
-               m->name, role_name(m->role), node_hex, kx_hex, m->peer_address);
+               m->name, cli__member_role_name(m->role), node_hex, kx_hex, m->peer_address);
     }
     return CLI_EXIT_OK;
 }

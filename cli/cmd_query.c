@@ -1,7 +1,9 @@
 /*
  * cmd_query.c - the listings a patient's data needs, over a node's gRPC
  * API: `ehrctl audit` (GetAuditTrail), `ehrctl records` (ListRecords) and
- * `ehrctl consents` (ListConsents).
+ * `ehrctl consents` (ListConsents); and one record, `ehrctl record show`
+ * (GetRecord), whose anchor is checked here (its hash the record id, the
+ * custodian's signature) before it is shown.
  *
  * Keys are given as 64 hex digits or as a key file (its public part, read
  * without a passphrase): cli__public_key_arg. Every request is a signed
@@ -33,6 +35,7 @@
 
 #include "cli_internal.h"
 #include "contracts.h"
+#include "ledger_format.h"
 #include "read_auth.h"
 
 enum {
@@ -951,6 +954,178 @@ int cli__cmd_consents(struct cli__ctx *ctx, int argc, char **argv)
                  by_patient ? "" : " ", by_patient ? "" : key_hex);
     }
     exit_code = listing_run(&l, &q, root, "consents");
+    listing_close(&l);
+    return exit_code;
+}
+
+/* ---- record show ---- */
+
+/*
+ * The anchor envelope of GetRecord checked against the record R: framed as
+ * a TxEnvelope, its hash the record id, signed by the custodian, a
+ * RecordAnchor of the record's patient and type. Returns NULL with *BODY
+ * decoded (free it), or why the answer is bad.
+ */
+static const char *anchor_check(const ProtobufCBinaryData *envelope, const Ehr__V1__RecordInfo *r,
+                                Ehr__V1__TxBody **body)
+{
+    *body = NULL;
+    ledger_tx_view v;
+    if (ledger_tx_envelope_parse(envelope->data, envelope->len, &v, NULL) != 0)
+        return "the anchor is not a TxEnvelope";
+    uint8_t hash[EHR_HASH_BYTES];
+    ledger_tx_hash(v.body, v.body_len, hash);
+    if (memcmp(hash, r->record_id.data, EHR_HASH_BYTES) != 0)
+        return "the anchor's hash is not the record id";
+    /* The transaction signs SHA-256 of its body: the record id. */
+    if (ehr_schnorr_verify_bytes(r->record->custodian.data, hash, v.signature) != 0)
+        return "the anchor is not signed by the record's custodian";
+    *body = ehr__v1__tx_body__unpack(NULL, v.body_len, v.body);
+    if (*body == NULL || (*body)->payload_case != EHR__V1__TX_BODY__PAYLOAD_RECORD_ANCHOR)
+        return "the anchor is not a RecordAnchor";
+    const Ehr__V1__RecordAnchor *a = (*body)->record_anchor;
+    if (a->patient_key.len != EHR_SCHNORR_PUBLIC_BYTES ||
+        memcmp(a->patient_key.data, r->record->patient_key.data, EHR_SCHNORR_PUBLIC_BYTES) != 0 ||
+        a->record_type != r->record->record_type)
+        return "the anchor names another patient or record type than the record's entry";
+    if (a->ciphertext_hash.len != EHR_HASH_BYTES)
+        return "the anchor's ciphertext hash is not 32 bytes";
+    return NULL;
+}
+
+static void record_show_print(const struct listing *l, const Ehr__V1__RecordInfo *r,
+                              const Ehr__V1__RecordAnchor *a)
+{
+    const Ehr__V1__RecordEntry *e = r->record;
+    char hex[HASH_HEX_BYTES], text[LINE_BYTES], time[40];
+    ehr_hex_encode(hex, r->record_id.data, EHR_HASH_BYTES);
+    cli__print_field("record id", hex);
+    ehr_hex_encode(hex, e->patient_key.data, EHR_SCHNORR_PUBLIC_BYTES);
+    cli__print_field("patient", hex);
+    cli__print_field(
+        "type", enum_short(&ehr__v1__record_type__descriptor, e->record_type, text, sizeof text));
+    who_text(&l->names, e->custodian.data, e->custodian.len, text, sizeof text);
+    cli__print_field("custodian", text);
+    cli__time_iso(e->anchored->time_ms, time, sizeof time);
+    snprintf(text, sizeof text, "height %llu, position %u, %s",
+             (unsigned long long)e->anchored->height, e->anchored->position, time);
+    cli__print_field("anchored", text);
+    hex[0] = '\0';
+    if (e->supersedes.len == EHR_HASH_BYTES)
+        ehr_hex_encode(hex, e->supersedes.data, EHR_HASH_BYTES);
+    cli__print_field("supersedes", hex[0] ? hex : "-");
+    hex[0] = '\0';
+    if (e->superseded_by.len == EHR_HASH_BYTES)
+        ehr_hex_encode(hex, e->superseded_by.data, EHR_HASH_BYTES);
+    cli__print_field("superseded by", hex[0] ? hex : "-");
+    /* The pointer is sealed: shown as hex, its first bytes only. */
+    enum { POINTER_SHOWN_BYTES = 64 };
+    char pointer[2 * POINTER_SHOWN_BYTES + 1];
+    size_t shown = a->encrypted_pointer.len < POINTER_SHOWN_BYTES ? a->encrypted_pointer.len
+                                                                  : POINTER_SHOWN_BYTES;
+    ehr_hex_encode(pointer, a->encrypted_pointer.data, shown);
+    snprintf(text, sizeof text, "%s%s (%zu bytes, encrypted)", pointer,
+             shown < a->encrypted_pointer.len ? "..." : "", a->encrypted_pointer.len);
+    cli__print_field("pointer", text);
+    ehr_hex_encode(hex, a->ciphertext_hash.data, EHR_HASH_BYTES);
+    snprintf(text, sizeof text, "%s, %llu bytes", hex, (unsigned long long)a->ciphertext_bytes);
+    cli__print_field("ciphertext", text);
+    snprintf(text, sizeof text, "%zu bytes", a->key_capsule.len);
+    cli__print_field("key capsule", text);
+    cli__print_field("signature", "verified: the custodian's");
+}
+
+static json_t *record_show_json(const struct listing *l, const Ehr__V1__RecordInfo *r,
+                                const Ehr__V1__RecordAnchor *a)
+{
+    json_t *j = record_json(l, r);
+    if (json_object_set_new(j, "encrypted_pointer",
+                            cli__json_hex(a->encrypted_pointer.data, a->encrypted_pointer.len)) !=
+            0 ||
+        json_object_set_new(j, "ciphertext_hash",
+                            cli__json_hex(a->ciphertext_hash.data, EHR_HASH_BYTES)) != 0 ||
+        json_object_set_new(j, "ciphertext_bytes", cli__json_u64(a->ciphertext_bytes)) != 0 ||
+        json_object_set_new(j, "key_capsule",
+                            cli__json_hex(a->key_capsule.data, a->key_capsule.len)) != 0 ||
+        json_object_set_new(j, "signature_verified", json_true()) != 0)
+        ehr_panic("out of memory building JSON");
+    return j;
+}
+
+int cli__cmd_record_show(struct cli__ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {{"key", required_argument, NULL, 'k'},
+                                            {"passphrase-file", required_argument, NULL, 'p'},
+                                            CLI_NODE_OPTIONS,
+                                            CLI_COMMON_OPTIONS};
+    struct query_args q = {0};
+    int c;
+    while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
+        if (query_option(ctx, c, optarg, &q) != 0)
+            return CLI_EXIT_USAGE;
+    }
+    if (c == CLI_OPT_EXIT)
+        return ctx->exit_code;
+    if (argc - optind != 1)
+        return cli__usage_error(ctx, "give one RECORD_ID (the anchor's transaction hash, as "
+                                     "record anchor and records print it)");
+    uint8_t id[EHR_HASH_BYTES];
+    ehr_diag why;
+    if (cli__hex_arg(argv[optind], id, sizeof id, &why) != 0)
+        return cli__usage_error(ctx, "RECORD_ID %s", why.msg);
+    if (q.key_path == NULL)
+        return cli__usage_error(ctx, "a read of a record is signed by its reader: give --key "
+                                     "FILE (the patient's key file, the custodian's, or a "
+                                     "grantee's)");
+    int exit_code = cli__node_options_finish(ctx, &q.node);
+    if (exit_code != 0)
+        return exit_code;
+    Ehr__V1__GetRecordRequest request = EHR__V1__GET_RECORD_REQUEST__INIT;
+    request.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, id};
+    struct listing l = {.ctx = ctx, .what = "record show", .key_path = q.key_path};
+    exit_code = listing_open(&l, &q);
+    if (exit_code != 0)
+        return exit_code;
+    uint64_t now_ms = wall_ms();
+    struct node_read_auth_signed auth;
+    if (node_read_auth_sign(&auth, &request.base, &request.auth, l.chain_id,
+                            "/ehr.v1.Node/GetRecord", &l.reader->signing, now_ms,
+                            now_ms + CLI_READ_WINDOW_MS) != 0) {
+        listing_close(&l);
+        return cli__fail("cannot sign the request", "record show: %s", q.key_path);
+    }
+    struct rpc_result result;
+    enum rpc_status status = cli__node_call(&l.node, "GetRecord", &request.base, 0, &result);
+    request.auth = NULL;
+    sodium_memzero(&auth, sizeof auth);
+    if (status != RPC_STATUS_OK) {
+        exit_code = cli__node_fail(&l.node, &result, "record show");
+        rpc_result_clear(&result);
+        listing_close(&l);
+        return exit_code;
+    }
+    Ehr__V1__GetRecordResponse *r =
+        ehr__v1__get_record_response__unpack(NULL, result.response_len, result.response);
+    rpc_result_clear(&result);
+    Ehr__V1__TxBody *body = NULL;
+    const char *bad = r == NULL           ? "the answer does not decode"
+                      : r->record == NULL ? "no record in the answer"
+                                          : record_check(r->record);
+    if (bad == NULL && memcmp(r->record->record_id.data, id, EHR_HASH_BYTES) != 0)
+        bad = "the answer is another record";
+    if (bad == NULL)
+        bad = anchor_check(&r->anchor_envelope, r->record, &body);
+    if (bad != NULL) {
+        exit_code = cli__node_bad_answer(&l.node, "record show", bad);
+    } else if (ctx->json) {
+        exit_code = cli__json_print(record_show_json(&l, r->record, body->record_anchor));
+    } else {
+        record_show_print(&l, r->record, body->record_anchor);
+    }
+    if (body != NULL)
+        ehr__v1__tx_body__free_unpacked(body, NULL);
+    if (r != NULL)
+        ehr__v1__get_record_response__free_unpacked(r, NULL);
     listing_close(&l);
     return exit_code;
 }

@@ -399,6 +399,60 @@ static const struct cli__command commands[] = {
      "" SIGNER_OPTIONS_HELP("the requester")
          SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
      cli__cmd_access_emergency},
+    {"record show", "RECORD_ID --key FILE [--node HOST:PORT]",
+     "One record's anchor: patient, custodian, type, pointer, ciphertext hash.",
+     "RECORD_ID is the record's id (its anchor's transaction hash), 64 hex digits. A\n"
+     "signed read (GetRecord), allowed as `records` allows each record it lists: the\n"
+     "patient, the record's custodian (or its practitioner), or the holder of a current\n"
+     "consent of the patient that covers the record. The anchoring transaction comes\n"
+     "with it and is checked before anything is shown: its hash is the record id and\n"
+     "the custodian signed it. Shown: the record's entry (type, custodian, where\n"
+     "anchored, what it supersedes or is superseded by), the encrypted pointer, the\n"
+     "ciphertext's SHA-256 and size, and the key capsule's size.\n\n"
+     "options:\n"
+     "  --key FILE              the reader's key file, which signs the request (required)\n"
+     "  --passphrase-file FILE  its passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
+     "" NODE_OPTIONS_HELP NODE_EXIT_HELP,
+     cli__cmd_record_show},
+    {"member list", "[--node HOST:PORT]",
+     "The members as the world state holds them: key, role, address, name.",
+     "One line per member, in node-key order: node key, role, peer address, name; --json\n"
+     "prints each as the entry `genesis member` prints (name, role, node_key, kx_key,\n"
+     "address). The genesis's members, then as governance admitted and removed them\n"
+     "(ListMembers, not a signed read: nothing here is a patient's).\n\n"
+     "options:\n" NODE_OPTIONS_HELP NODE_EXIT_HELP,
+     cli__cmd_member_list},
+    {"member propose",
+     "(--admit ENTRY.json | --remove NODE_KEY) --key MEMBER.key [--expires-days N] [--wait] "
+     "[--node HOST:PORT]",
+     "A member proposes admitting an institution or removing a member.",
+     "Signed by a current member (--key, its node key); its own approval counts. The\n"
+     "change is made by the approval (`member approve`) that brings approvals from more\n"
+     "than half of the current members; until then nothing changes. The proposal id is\n"
+     "the transaction's hash (printed first; JSON proposal_id): the others approve it.\n"
+     "An admitted member is in the world state (it signs, is granted consents, reads as\n"
+     "a member); its node does not yet join the running nodes' peers and Raft.\n\n"
+     "options:\n"
+     "  --admit ENTRY.json      the institution to admit: its entry, as `ehrctl genesis\n"
+     "                          member --key FILE --name NAME --role ROLE --address\n"
+     "                          HOST:PORT` prints it\n"
+     "  --remove NODE_KEY       the member to remove: its node key, 64 hex digits (or its\n"
+     "                          key file); never the last member\n"
+     "  --expires-days N        approvals count until N days from now, in block time\n"
+     "                          (1-365, default 7)\n"
+     "" SIGNER_OPTIONS_HELP("the proposing member")
+         SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
+     cli__cmd_member_propose},
+    {"member approve", "PROPOSAL_ID --key MEMBER.key [--wait] [--node HOST:PORT]",
+     "A member approves a membership proposal; a majority makes the change.",
+     "Signed by a current member other than those that approved already. The approval\n"
+     "that brings approvals from more than half of the current members admits or removes\n"
+     "the member (`member list` then shows it); an approval after the proposal expired,\n"
+     "or once it was carried, is refused (exit 10, or 11 with --wait).\n\n"
+     "options:\n"
+     "" SIGNER_OPTIONS_HELP("the approving member")
+         SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
+     cli__cmd_member_approve},
     {"bench",
      "--key FILE... [--node HOST:PORT]... [--workload domain|anchors|both] [--txs N] "
      "[--inflight K] [--rate R] [--warmup-s S] [--timeout-ms N]",

@@ -430,7 +430,11 @@ static void test_help_lists_every_command(void **state)
                            "consent revoke",
                            "consent list",
                            "access request",
-                           "access emergency"};
+                           "access emergency",
+                           "record show",
+                           "member list",
+                           "member propose",
+                           "member approve"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(names); i++)
         assert_non_null(strstr(r.out, names[i]));
     proc_result_free(&r);

@@ -1,8 +1,9 @@
 /*
  * test_cli_verbs - ehrctl's commands that build a domain transaction from
  * their flags (practitioner add and remove, record anchor, consent grant
- * and revoke, access request and emergency, and the aliases record list and
- * consent list) against real ehrd processes: a patient's story told through
+ * and revoke, access request and emergency, the aliases record list and
+ * consent list, record show, and member list, propose and approve) against
+ * real ehrd processes: a patient's story told through
  * them, with each result checked, and bad input to each refused with exit 2
  * and a clear message before anything is sent.
  *
@@ -476,11 +477,236 @@ static void test_new_commands_refuse_bad_input(void **state)
     json_decref(out);
 }
 
+/* ------------------------------------------------------- record show */
+
+/*
+ * One record through `record show` (GetRecord): the patient and the
+ * custodian see it, with the pointer, the ciphertext's hash and size and
+ * the custodian's signature checked; the other member (no consent) is
+ * refused (exit 8, PERMISSION_DENIED); a record nobody anchored is exit 9.
+ */
+static void test_record_show(void **state)
+{
+    struct net *n = *state;
+    char patient[32], patient_hex[KEY_HEX];
+    patient_enrolled(n, patient, patient_hex);
+    char hash[KEY_HEX];
+    memset(hash, 'c', 64);
+    hash[64] = '\0';
+    json_t *out =
+        run_json(n, PROC_ARGS("record", "anchor", "--key", "node1.key", "--patient", patient,
+                              "--type", "lab_result", "--pointer", "0a0b0c0d", "--hash", hash,
+                              "--size", "4096", "--node", n->node[1], "--wait", "--json", NULL));
+    char id[KEY_HEX];
+    snprintf(id, sizeof id, "%s", json_str(out, "record_id"));
+    json_decref(out);
+
+    /* the patient, human output: every field */
+    struct proc_result r = run(n, "record", "show", id, "--key", patient, "--node", n->node[1]);
+    assert_ok(&r);
+    assert_int_equal(strncmp(r.out, "record id       ", 16), 0);
+    assert_non_null(strstr(r.out, id));
+    assert_non_null(strstr(r.out, "\ntype            lab_result\n"));
+    assert_non_null(strstr(r.out, "\ncustodian       Member 1 ("));
+    assert_non_null(strstr(r.out, "\npointer         0a0b0c0d (4 bytes, encrypted)\n"));
+    assert_non_null(strstr(r.out, ", 4096 bytes\n"));
+    assert_non_null(strstr(r.out, "\nsignature       verified: the custodian's\n"));
+    proc_result_free(&r);
+    /* the custodian, JSON */
+    out = run_json(n, PROC_ARGS("record", "show", id, "--key", "node1.key", "--node", n->node[1],
+                                "--json", NULL));
+    assert_string_equal(json_str(out, "record_id"), id);
+    assert_string_equal(json_str(out, "patient_key"), patient_hex);
+    assert_string_equal(json_str(out, "custodian"), n->member_hex[1]);
+    assert_string_equal(json_str(out, "ciphertext_hash"), hash);
+    assert_string_equal(json_str(out, "encrypted_pointer"), "0a0b0c0d");
+    assert_int_equal(json_integer_value(json_object_get(out, "ciphertext_bytes")), 4096);
+    assert_true(json_is_true(json_object_get(out, "signature_verified")));
+    json_decref(out);
+    /* the hospital holds no consent of this patient: refused */
+    r = run(n, "record", "show", id, "--key", "node0.key", "--node", n->node[1]);
+    if (r.status != 8 || strstr(r.err, "PERMISSION_DENIED") == NULL)
+        fail_msg("exit %d; stderr: %s", r.status, r.err);
+    assert_string_equal(r.out, "");
+    proc_result_free(&r);
+    /* a record nobody anchored */
+    r = run(n, "record", "show", hash, "--key", patient, "--node", n->node[1]);
+    if (r.status != 9 || strstr(r.err, "no record has this id") == NULL)
+        fail_msg("exit %d; stderr: %s", r.status, r.err);
+    proc_result_free(&r);
+}
+
+/* ------------------------------------------------------------ membership */
+
+/* The members `member list --json` shows through node I: their count, and
+ * whether the node key HEX is one of them (with role ROLE). */
+static size_t members_listed(struct net *n, size_t i, const char *hex, const char *role,
+                             bool *found)
+{
+    json_t *out = run_json(n, PROC_ARGS("member", "list", "--node", n->node[i], "--json", NULL));
+    json_t *list = json_object_get(out, "members");
+    size_t count = json_array_size(list);
+    *found = false;
+    for (size_t k = 0; k < count; k++) {
+        json_t *m = json_array_get(list, k);
+        if (strcmp(json_str(m, "node_key"), hex) == 0) {
+            *found = true;
+            assert_string_equal(json_str(m, "role"), role);
+        }
+    }
+    json_decref(out);
+    return count;
+}
+
+/* A proposal or approval (ARGS, with --wait --json): committed, OK; the
+ * proposal id into ID when it is not NULL. */
+static void governance_ok(struct net *n, const char *const *args, char id[KEY_HEX])
+{
+    json_t *out = run_json(n, args);
+    assert_true(json_is_true(json_object_get(out, "committed")));
+    assert_string_equal(json_str(json_object_get(out, "result"), "code"), "ok");
+    if (id != NULL)
+        snprintf(id, KEY_HEX, "%s", json_str(out, "proposal_id"));
+    json_decref(out);
+}
+
+/*
+ * Governance through ehrctl on the two-member network, where a majority is
+ * both members: the hospital proposes admitting a pharmacy (its entry as
+ * `genesis member` prints it), which alone changes nothing (member list
+ * unchanged); the lab's approval admits it (member list shows it, with its
+ * role); a second approval of a carried proposal is refused. Then the
+ * pharmacy's removal: proposed by the lab, one of three approvals, nothing
+ * changes; the hospital's approval, two of three, removes it. The admitted
+ * member's node is never started: joining Raft is not built.
+ */
+static void test_membership_through_member_commands(void **state)
+{
+    struct net *n = *state;
+    bool found;
+    assert_int_equal(members_listed(n, 0, n->member_hex[0], "hospital", &found), 2);
+    assert_true(found);
+    char pharmacy[32], pharmacy_hex[KEY_HEX];
+    new_key(n, "pharmacy", pharmacy, pharmacy_hex);
+    struct proc_result r = run(n, "genesis", "member", "--key", pharmacy, "--name",
+                               "Corner Pharmacy", "--role", "pharmacy", "--address", "127.0.0.1:9");
+    assert_ok(&r);
+    proc_text_write(proc_path(n->c.root, "pharmacy.json"), r.out);
+    proc_result_free(&r);
+
+    /* proposed: one approval of two is not a majority */
+    char admit[KEY_HEX];
+    governance_ok(n,
+                  PROC_ARGS("member", "propose", "--key", "node0.key", "--admit", "pharmacy.json",
+                            "--node", n->node[0], "--wait", "--json", NULL),
+                  admit);
+    assert_int_equal(members_listed(n, 0, pharmacy_hex, "pharmacy", &found), 2);
+    assert_false(found);
+    /* approved by the lab: two of two, admitted */
+    r = run(n, "member", "approve", admit, "--key", "node1.key", "--node", n->node[1], "--wait");
+    assert_ok(&r);
+    assert_non_null(strstr(r.out, "\nresult          OK\n"));
+    proc_result_free(&r);
+    assert_int_equal(members_listed(n, 1, pharmacy_hex, "pharmacy", &found), 3);
+    assert_true(found);
+    r = run(n, "member", "list", "--node", n->node[1]);
+    assert_ok(&r);
+    assert_non_null(strstr(r.out, "  pharmacy   127.0.0.1:9  Corner Pharmacy\n"));
+    assert_non_null(strstr(r.out, "\n(3 members)\n"));
+    proc_result_free(&r);
+    /* carried already: the rules refuse another approval at submission */
+    r = run(n, "member", "approve", admit, "--key", "node0.key", "--node", n->node[0], "--wait");
+    if (r.status != 10 || strstr(r.err, "carried already") == NULL)
+        fail_msg("exit %d; stderr: %s", r.status, r.err);
+    proc_result_free(&r);
+
+    /* removal: one approval of three changes nothing, two remove it */
+    char remove[KEY_HEX];
+    governance_ok(n,
+                  PROC_ARGS("member", "propose", "--key", "node1.key", "--remove", pharmacy_hex,
+                            "--node", n->node[1], "--wait", "--json", NULL),
+                  remove);
+    assert_int_equal(members_listed(n, 1, pharmacy_hex, "pharmacy", &found), 3);
+    assert_true(found);
+    governance_ok(n,
+                  PROC_ARGS("member", "approve", remove, "--key", "node0.key", "--node", n->node[0],
+                            "--wait", "--json", NULL),
+                  NULL);
+    assert_int_equal(members_listed(n, 0, pharmacy_hex, "pharmacy", &found), 2);
+    assert_false(found);
+}
+
+/*
+ * Bad input to the member commands and record show: exit 2, the fault
+ * named with the usage, nothing on stdout, nothing sent (the node nobody
+ * listens on).
+ */
+static void test_member_commands_refuse_bad_input(void **state)
+{
+    struct net *n = *state;
+    char short_hex[KEY_HEX], good[KEY_HEX];
+    memset(good, 'a', 64);
+    good[64] = '\0';
+    snprintf(short_hex, sizeof short_hex, "%.62s", n->member_hex[1]);
+    proc_text_write(proc_path(n->c.root, "not-json.json"), "{\"name\": ");
+    proc_text_write(proc_path(n->c.root, "clinic.json"),
+                    "{\"name\": \"A Clinic\", \"role\": \"clinic\", \"node_key\": "
+                    "\"0000000000000000000000000000000000000000000000000000000000000000\", "
+                    "\"kx_key\": "
+                    "\"0000000000000000000000000000000000000000000000000000000000000000\", "
+                    "\"address\": \"127.0.0.1:9\"}\n");
+    struct {
+        const char *args[12];
+        const char *fragment;
+    } cases[] = {
+        {{"member", "propose", "--key", "node0.key"}, "give --admit ENTRY.json"},
+        {{"member", "propose", "--key", "node0.key", "--admit", "clinic.json", "--remove",
+          n->member_hex[1]},
+         "one of them"},
+        {{"member", "propose", "--key", "node0.key", "--remove", short_hex},
+         "--remove (a member's node key): "},
+        {{"member", "propose", "--key", "node0.key", "--admit", "not-json.json"},
+         "--admit not-json.json: not JSON"},
+        {{"member", "propose", "--key", "node0.key", "--admit", "clinic.json"},
+         "role: \"clinic\" is not hospital, lab, pharmacy, insurer or regulator"},
+        {{"member", "propose", "--key", "node0.key", "--remove", n->member_hex[1], "--expires-days",
+          "0"},
+         "--expires-days wants 1 to 365 days"},
+        {{"member", "propose", "--remove", n->member_hex[1]}, "--key FILE"},
+        {{"member", "approve", "--key", "node0.key"}, "give one PROPOSAL_ID"},
+        {{"member", "approve", short_hex, "--key", "node0.key"},
+         "PROPOSAL_ID wants 64 hex digits (62 given)"},
+        {{"member", "list", "extra"}, "unexpected argument \"extra\""},
+        {{"record", "show", "--key", "node0.key"}, "give one RECORD_ID"},
+        {{"record", "show", short_hex, "--key", "node0.key"},
+         "RECORD_ID wants 64 hex digits (62 given)"},
+        {{"record", "show", good}, "give --key FILE"},
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
+        const char *args[16];
+        size_t k = 0;
+        for (; cases[i].args[k] != NULL; k++)
+            args[k] = cases[i].args[k];
+        args[k++] = "--node";
+        args[k++] = NOBODY;
+        args[k] = NULL;
+        struct proc_result r = run_args(n, args);
+        if (r.status != 2 || strstr(r.err, cases[i].fragment) == NULL ||
+            strstr(r.err, "\nusage: ehrctl ") == NULL)
+            fail_msg("case %zu (%s %s): exit %d; stderr: %s", i, args[0], args[1], r.status, r.err);
+        assert_string_equal(r.out, "");
+        proc_result_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_patient_story_through_the_new_commands),
         cmocka_unit_test(test_new_commands_refuse_bad_input),
+        cmocka_unit_test(test_record_show),
+        cmocka_unit_test(test_membership_through_member_commands),
+        cmocka_unit_test(test_member_commands_refuse_bad_input),
     };
     int failed = cmocka_run_group_tests(tests, net_setup, net_teardown);
     cluster_kill_all();
