@@ -77,6 +77,8 @@ static void fail_err(struct rpc_call *call, int err, const char *reason)
 #define TRAILER_OUTCOME "ehr-submit-outcome"
 #define OUTCOME_NOT_ADMITTED "not-admitted" /* nothing was admitted: send it elsewhere */
 #define OUTCOME_UNKNOWN "unknown"           /* it may be admitted: resubmit the same envelope */
+/* Refused for the client address's rate: a submission is taken again after this many ms. */
+#define TRAILER_RETRY_AFTER "ehr-retry-after-ms"
 
 /* Fail CALL with STATUS and MSG, adding the leader hint and OUTCOME. */
 static void fail_submit(struct node *n, struct rpc_call *call, enum rpc_status status,
@@ -101,6 +103,22 @@ static void fail_not_admitted(struct node *n, struct rpc_call *call)
     char msg[MESSAGE_BYTES_MAX];
     node__unavailable_message(n, msg, sizeof msg);
     fail_submit(n, call, RPC_STATUS_UNAVAILABLE, OUTCOME_NOT_ADMITTED, msg);
+}
+
+/* RESOURCE_EXHAUSTED: the client's address is over its submissions per
+ * second; a token is there again in WAIT_MS. Nothing was read of the
+ * request, so nothing was admitted. */
+static void fail_throttled(struct node *n, struct rpc_call *call, uint64_t wait_ms)
+{
+    char msg[MESSAGE_BYTES_MAX], wait[24];
+    snprintf(wait, sizeof wait, "%" PRIu64, wait_ms);
+    snprintf(msg, sizeof msg,
+             "too many submissions from your address: at most %" PRIu64
+             " a second, in bursts of %" PRIu64 "; retry in %" PRIu64 " ms",
+             n->submit_limit.rate_per_s, n->submit_limit.burst, wait_ms);
+    rpc_call_trailer_add(call, TRAILER_RETRY_AFTER, wait);
+    rpc_call_trailer_add(call, TRAILER_OUTCOME, OUTCOME_NOT_ADMITTED);
+    rpc_call_fail(call, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
 }
 
 /* ---- waiters ---- */
@@ -279,6 +297,14 @@ static void submit_admitted(struct node *n, void *ctx, int rc, const mempool_adm
 static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
 {
     struct node *n = data;
+    /* The client's rate first: before the request is even decoded, so an
+     * over-rate client costs a lookup, never a signature check. */
+    struct rpc_peer_address from = rpc_call_peer_address(call);
+    uint64_t wait_ms = node__submit_limit_take(&n->submit_limit, &from, uv_now(n->loop));
+    if (wait_ms > 0) {
+        fail_throttled(n, call, wait_ms);
+        return;
+    }
     Ehr__V1__SubmitTransactionRequest *r =
         ehr__v1__submit_transaction_request__unpack(NULL, len, req);
     if (r == NULL) {
@@ -439,6 +465,7 @@ static void api_sweep(struct node *n)
 {
     node__reads_sweep(n);
     uint64_t now = uv_now(n->loop);
+    node__submit_limit_sweep(&n->submit_limit, now);
     struct node__link *lists[2] = {&n->waits.forwards, &n->waits.commit_waits};
     for (int i = 0; i < 2; i++) {
         while (lists[i]->next != lists[i]) {
@@ -1282,6 +1309,8 @@ int node__service_start(struct node *n, ehr_diag *diag)
     int rc = rpc_server_new(n->loop, &rc_cfg, &n->rpc);
     if (rc != 0)
         return ehr_diag_fail(diag, rc, "cannot set up the RPC server: %s", ehr_strerror(rc));
+    node__submit_limit_init(&n->submit_limit, n->cfg.limits.submit_rate_per_s,
+                            n->cfg.limits.submit_burst);
     n->api = (struct node__api_hooks){.block_applied = api_block_applied,
                                       .became_leader = api_became_leader,
                                       .forward_result = api_forward_result,
