@@ -37,10 +37,13 @@ enum {
     /* SubmitTransaction calls waiting (for a commit or a leader's verdict)
      * at once; more are refused with RESOURCE_EXHAUSTED. */
     NODE_WAITERS_MAX = 65536,
-    /* StreamBlocks calls open at once, on the node and on one connection;
-     * more are refused with RESOURCE_EXHAUSTED. */
+    /* StreamBlocks calls open at once, on the node, on one connection and
+     * from one client address (which could otherwise hold every one of the
+     * node's through its 128 connections); more are refused with
+     * RESOURCE_EXHAUSTED. */
     NODE_BLOCK_STREAMS_MAX = 256,
     NODE_BLOCK_STREAMS_PER_CONNECTION_MAX = 4,
+    NODE_BLOCK_STREAMS_PER_ADDRESS_MAX = 32,
     /* The work every block stream together may do in one turn of the loop
      * (service.c, "Block streams"): blocks read, packed and queued, and
      * their bytes. A turn stops at the first bound reached; one block is
@@ -78,6 +81,11 @@ enum {
     NODE_SUBMIT_BUCKETS = 4096,
     NODE_SUBMIT_BUCKET_PROBES = 8,
 };
+
+_Static_assert(NODE_BLOCK_STREAMS_PER_CONNECTION_MAX <= NODE_BLOCK_STREAMS_PER_ADDRESS_MAX,
+               "one connection may open its share");
+_Static_assert(NODE_BLOCK_STREAMS_PER_ADDRESS_MAX < NODE_BLOCK_STREAMS_MAX,
+               "one address cannot take every block stream");
 
 /* A failed snapshot is tried again after this long. */
 #define NODE_SNAPSHOT_RETRY_MS 10000u
@@ -129,7 +137,8 @@ struct node__waiter {
 struct node__stream {
     struct node *node;
     struct rpc_stream *stream;
-    uint64_t connection_id; /* rpc_stream_connection_id */
+    uint64_t connection_id;          /* rpc_stream_connection_id */
+    struct rpc_peer_address address; /* rpc_stream_peer_address */
     uint64_t next_height;
     bool blocked;            /* the last send said EAGAIN: wait for the writable callback */
     struct node__link link;  /* in node.waits.streams */

@@ -597,14 +597,18 @@ static void stream_turn(uv_idle_t *idle)
         uv_idle_stop(idle);
 }
 
-/* The StreamBlocks calls open on connection CONNECTION_ID. */
-static size_t streams_on_connection(const struct node *n, uint64_t connection_id)
+/* The StreamBlocks calls open on connection CONNECTION_ID, and from
+ * ADDRESS (a scan of at most NODE_BLOCK_STREAMS_MAX, when a stream opens). */
+static void streams_count(const struct node *n, uint64_t connection_id,
+                          const struct rpc_peer_address *address, size_t *on_connection,
+                          size_t *from_address)
 {
-    size_t count = 0;
-    for (const struct node__link *l = n->waits.streams.next; l != &n->waits.streams; l = l->next)
-        if (CONTAINER(l, struct node__stream, link)->connection_id == connection_id)
-            count++;
-    return count;
+    *on_connection = *from_address = 0;
+    for (const struct node__link *l = n->waits.streams.next; l != &n->waits.streams; l = l->next) {
+        const struct node__stream *s = CONTAINER(l, struct node__stream, link);
+        *on_connection += s->connection_id == connection_id;
+        *from_address += memcmp(&s->address, address, sizeof *address) == 0;
+    }
 }
 
 static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t len, void *data)
@@ -633,7 +637,10 @@ static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t 
         return;
     }
     uint64_t connection_id = rpc_stream_connection_id(stream);
-    if (streams_on_connection(n, connection_id) >= NODE_BLOCK_STREAMS_PER_CONNECTION_MAX) {
+    struct rpc_peer_address address = rpc_stream_peer_address(stream);
+    size_t on_connection, from_address;
+    streams_count(n, connection_id, &address, &on_connection, &from_address);
+    if (on_connection >= NODE_BLOCK_STREAMS_PER_CONNECTION_MAX) {
         snprintf(msg, sizeof msg,
                  "too many block streams open on this connection (the limit is %d); close one "
                  "first",
@@ -641,10 +648,19 @@ static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t 
         rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
         return;
     }
+    if (from_address >= NODE_BLOCK_STREAMS_PER_ADDRESS_MAX) {
+        snprintf(msg, sizeof msg,
+                 "too many block streams open from your address (the limit is %d); close one "
+                 "first",
+                 NODE_BLOCK_STREAMS_PER_ADDRESS_MAX);
+        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        return;
+    }
     struct node__stream *s = ehr_calloc(1, sizeof *s);
     s->node = n;
     s->stream = stream;
     s->connection_id = connection_id;
+    s->address = address;
     s->next_height = from;
     link_init(&s->ready);
     link_push(&n->waits.streams, &s->link);

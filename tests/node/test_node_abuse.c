@@ -58,6 +58,17 @@ enum {
     SUBMIT_FLOOD_CONNECTIONS = 8,
     SUBMIT_HONEST_TXS = 300,
 };
+/* The stream flood's addresses: 127.0.0.16 and up, each holding
+ * NODE_BLOCK_STREAMS_PER_ADDRESS_MAX streams on CONNECTIONS_PER_ADDRESS
+ * connections. */
+#define STREAM_SOURCE_FIRST 0x7f000010u
+enum {
+    CONNECTIONS_PER_ADDRESS =
+        NODE_BLOCK_STREAMS_PER_ADDRESS_MAX / NODE_BLOCK_STREAMS_PER_CONNECTION_MAX
+};
+_Static_assert(CONNECTIONS_PER_ADDRESS *NODE_BLOCK_STREAMS_PER_CONNECTION_MAX ==
+                   NODE_BLOCK_STREAMS_PER_ADDRESS_MAX,
+               "an address's streams fill its connections exactly");
 /* The flooder's address (127.0.0.2; the honest clients use 127.0.0.1). */
 #define FLOOD_SOURCE 0x7f000002u
 _Static_assert(FLOOD_CONNECTIONS *NODE_BLOCK_STREAMS_PER_CONNECTION_MAX == NODE_BLOCK_STREAMS_MAX,
@@ -170,7 +181,9 @@ static void test_a_stream_flood_neither_stalls_the_leader_nor_costs_its_leadersh
     struct h2raw_stream *streams[NODE_BLOCK_STREAMS_PER_CONNECTION_MAX];
     uint64_t t0 = cluster_now_us();
     for (size_t i = 0; i < FLOOD_CONNECTIONS; i++) {
-        assert_int_equal(h2raw_connect(&flood[i], cluster.nodes[leader].rpc_port), 0);
+        /* As many clients as it takes: each address holds its most. */
+        uint32_t source = STREAM_SOURCE_FIRST + (uint32_t)(i / CONNECTIONS_PER_ADDRESS);
+        assert_int_equal(h2raw_connect_from(&flood[i], source, cluster.nodes[leader].rpc_port), 0);
         streams_open(&flood[i], NODE_BLOCK_STREAMS_PER_CONNECTION_MAX, streams);
     }
     /* One more stream, on a connection of its own: past the node's limit. */
@@ -351,6 +364,46 @@ static void test_a_submission_flood_from_one_address_is_throttled_and_others_com
     assert_int_equal(committed, SUBMIT_HONEST_TXS);
 }
 
+/* NODE_BLOCK_STREAMS_PER_ADDRESS_MAX streams from one address, on as
+ * many connections as that takes, are served; one more from it, on a
+ * connection of its own, is refused; a stream from another address is
+ * served (the limit is per address, below the node's). */
+static void test_block_streams_are_limited_per_address(void **state)
+{
+    (void)state;
+    size_t follower = (leader + 2) % 3;
+    uint16_t port = cluster.nodes[follower].rpc_port;
+    const uint32_t one = 0x7f000003u, other = 0x7f000004u;
+    struct h2raw h[CONNECTIONS_PER_ADDRESS + 1];
+    struct h2raw_stream *s[NODE_BLOCK_STREAMS_PER_CONNECTION_MAX];
+    for (size_t i = 0; i < CONNECTIONS_PER_ADDRESS; i++) {
+        assert_int_equal(h2raw_connect_from(&h[i], one, port), 0);
+        streams_open(&h[i], NODE_BLOCK_STREAMS_PER_CONNECTION_MAX, s);
+    }
+    struct h2raw *last = &h[CONNECTIONS_PER_ADDRESS];
+    assert_int_equal(h2raw_connect_from(last, one, port), 0);
+    struct h2raw_stream *over;
+    streams_open(last, 1, &over);
+    assert_true(h2raw_wait(last, over, 5000));
+    assert_int_equal(over->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(over->grpc_message, "from your address"));
+    for (size_t i = 0; i < CONNECTIONS_PER_ADDRESS; i++) {
+        h2raw_wait(&h[i], NULL, 200);
+        for (int k = 0; k < h[i].stream_count; k++)
+            assert_false(h[i].streams[k].closed); /* served, still open */
+    }
+    struct h2raw elsewhere;
+    assert_int_equal(h2raw_connect_from(&elsewhere, other, port), 0);
+    struct h2raw_stream *served;
+    streams_open(&elsewhere, 1, &served);
+    h2raw_wait(&elsewhere, served, 1000);
+    assert_false(served->closed);
+    assert_true(served->data_len > 0);
+    h2raw_close(&elsewhere);
+    for (size_t i = 0; i <= CONNECTIONS_PER_ADDRESS; i++)
+        h2raw_close(&h[i]);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -360,6 +413,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_stream_flood_neither_stalls_the_leader_nor_costs_its_leadership),
         cmocka_unit_test(test_block_streams_are_limited_per_connection),
+        cmocka_unit_test(test_block_streams_are_limited_per_address),
         cmocka_unit_test(test_a_submission_flood_from_one_address_is_throttled_and_others_commit),
     };
     return cmocka_run_group_tests(tests, cluster_up, cluster_down);
