@@ -60,6 +60,10 @@ static const struct limit_spec limit_specs[] = {
           NODE_CONFIG_ELECTION_TICKS_MAX - 1),
     LIMIT(snapshot_entries, NODE_CONFIG_SNAPSHOT_ENTRIES_DEFAULT, NODE_CONFIG_SNAPSHOT_ENTRIES_MIN,
           NODE_CONFIG_SNAPSHOT_ENTRIES_MAX),
+    LIMIT(submit_rate_per_s, NODE_CONFIG_SUBMIT_RATE_PER_S_DEFAULT,
+          NODE_CONFIG_SUBMIT_RATE_PER_S_MIN, NODE_CONFIG_SUBMIT_RATE_PER_S_MAX),
+    LIMIT(submit_burst, NODE_CONFIG_SUBMIT_BURST_DEFAULT, NODE_CONFIG_SUBMIT_BURST_MIN,
+          NODE_CONFIG_SUBMIT_BURST_MAX),
 };
 
 static const char *const log_level_names[] = {"debug", "info", "warn", "error"};

@@ -109,6 +109,19 @@ enum {
 #define NODE_CONFIG_SNAPSHOT_ENTRIES_MIN 16u
 #define NODE_CONFIG_SNAPSHOT_ENTRIES_MAX ((uint64_t)1 << 32)
 
+/* submit_rate_per_s, submit_burst: SubmitTransaction calls one client
+ * address may make, a token bucket (node_internal.h, "Submissions per
+ * second per client address"): this many a second on average, this many
+ * at once after a quiet spell; more are refused with RESOURCE_EXHAUSTED
+ * and a retry hint before anything of them is checked. Clients behind one
+ * address (a gateway, NAT) share it: raise it for them. */
+#define NODE_CONFIG_SUBMIT_RATE_PER_S_DEFAULT 1000u
+#define NODE_CONFIG_SUBMIT_RATE_PER_S_MIN 1u
+#define NODE_CONFIG_SUBMIT_RATE_PER_S_MAX 1000000u
+#define NODE_CONFIG_SUBMIT_BURST_DEFAULT 2000u
+#define NODE_CONFIG_SUBMIT_BURST_MIN 1u
+#define NODE_CONFIG_SUBMIT_BURST_MAX 1000000u
+
 /* ---- The configuration ---- */
 
 struct node_config_limits {
@@ -122,6 +135,8 @@ struct node_config_limits {
     uint64_t election_ticks;    /* NODE_CONFIG_ELECTION_TICKS_MIN..MAX */
     uint64_t heartbeat_ticks;   /* 1..election_ticks - 1 */
     uint64_t snapshot_entries;  /* NODE_CONFIG_SNAPSHOT_ENTRIES_MIN..MAX */
+    uint64_t submit_rate_per_s; /* NODE_CONFIG_SUBMIT_RATE_PER_S_MIN..MAX */
+    uint64_t submit_burst;      /* NODE_CONFIG_SUBMIT_BURST_MIN..MAX */
 };
 
 /*

@@ -37,10 +37,13 @@ enum {
     /* SubmitTransaction calls waiting (for a commit or a leader's verdict)
      * at once; more are refused with RESOURCE_EXHAUSTED. */
     NODE_WAITERS_MAX = 65536,
-    /* StreamBlocks calls open at once, on the node and on one connection;
-     * more are refused with RESOURCE_EXHAUSTED. */
+    /* StreamBlocks calls open at once, on the node, on one connection and
+     * from one client address (which could otherwise hold every one of the
+     * node's through its 128 connections); more are refused with
+     * RESOURCE_EXHAUSTED. */
     NODE_BLOCK_STREAMS_MAX = 256,
     NODE_BLOCK_STREAMS_PER_CONNECTION_MAX = 4,
+    NODE_BLOCK_STREAMS_PER_ADDRESS_MAX = 32,
     /* The work every block stream together may do in one turn of the loop
      * (service.c, "Block streams"): blocks read, packed and queued, and
      * their bytes. A turn stops at the first bound reached; one block is
@@ -72,7 +75,17 @@ enum {
     NODE_VERIFY_SPLIT_MIN = 16,
     /* Paths under the data directory. */
     NODE_PATH_BYTES_MAX = 4096,
+    /* Submissions per second per client address (submit_limit.c): the
+     * token buckets kept (a power of two), and the slots one address may
+     * take, looked at per submission. */
+    NODE_SUBMIT_BUCKETS = 4096,
+    NODE_SUBMIT_BUCKET_PROBES = 8,
 };
+
+_Static_assert(NODE_BLOCK_STREAMS_PER_CONNECTION_MAX <= NODE_BLOCK_STREAMS_PER_ADDRESS_MAX,
+               "one connection may open its share");
+_Static_assert(NODE_BLOCK_STREAMS_PER_ADDRESS_MAX < NODE_BLOCK_STREAMS_MAX,
+               "one address cannot take every block stream");
 
 /* A failed snapshot is tried again after this long. */
 #define NODE_SNAPSHOT_RETRY_MS 10000u
@@ -124,7 +137,8 @@ struct node__waiter {
 struct node__stream {
     struct node *node;
     struct rpc_stream *stream;
-    uint64_t connection_id; /* rpc_stream_connection_id */
+    uint64_t connection_id;          /* rpc_stream_connection_id */
+    struct rpc_peer_address address; /* rpc_stream_peer_address */
     uint64_t next_height;
     bool blocked;            /* the last send said EAGAIN: wait for the writable callback */
     struct node__link link;  /* in node.waits.streams */
@@ -301,6 +315,35 @@ struct node__reads {
     char last_subject[17];
 };
 
+/*
+ * Submissions per second per client address (submit_limit.c): a token
+ * bucket per address, limits.submit_rate_per_s tokens a second up to
+ * limits.submit_burst, one token per SubmitTransaction, taken before
+ * anything of the request is read (so a flood of bad signatures costs a
+ * lookup each, not a verification). Buckets live in a table of
+ * NODE_SUBMIT_BUCKETS slots; an address may sit in NODE_SUBMIT_BUCKET_PROBES
+ * of them. A full bucket is a fresh one, so it is reused at no loss; only
+ * when every slot an address may take holds a bucket still refilling (more
+ * than that many addresses of one set active within burst / rate seconds)
+ * is the fullest of them given up, and its address starts again full.
+ */
+struct node__submit_bucket {
+    struct rpc_peer_address address;
+    bool used;
+    uint64_t milli_tokens; /* tokens × 1000, at at_ms */
+    uint64_t at_ms;
+};
+struct node__submit_limit {
+    uint64_t rate_per_s;
+    uint64_t burst;
+    uint64_t seed; /* of the slots' hash */
+    struct node__submit_bucket slots[NODE_SUBMIT_BUCKETS];
+    uint64_t refused_count;   /* since the node started */
+    struct ehr_log_limit log; /* one line per interval for the refusals */
+    struct rpc_peer_address last_refused;
+    uint64_t last_wait_ms;
+};
+
 struct node {
     uv_loop_t *loop;
     struct node_config cfg; /* owned copy */
@@ -325,6 +368,7 @@ struct node {
     struct node__waits waits;
     struct node__loop_meter meter;
     struct node__reads reads;
+    struct node__submit_limit submit_limit;
 
     uv_timer_t tick_timer;
     uv_timer_t flush_timer;
@@ -382,6 +426,7 @@ int node__snapshot_chunk(struct node *n, const struct raft_snapshot_chunk *c);
 uint64_t node__now_ms(void);
 /* The longest turn of the loop in the last one to two NODE_LOOP_TURN_WINDOW_MS, in µs. */
 uint64_t node__loop_turn_max_us(const struct node *n);
+
 const struct node_member *node__member_by_id(const struct node *n, raft_id id);
 
 /*
@@ -499,6 +544,21 @@ void node__reads_refused(struct node *n, const char *method, enum rpc_status sta
                          const ProtobufCBinaryData *requester, const ProtobufCBinaryData *subject);
 /* Log the refusals an interval held back, once it has passed (every tick). */
 void node__reads_sweep(struct node *n);
+
+/* ---- submit_limit.c: submissions per second per client address ---- */
+
+/* Start L empty: RATE_PER_S tokens a second (>= 1) up to BURST (>= 1). */
+void node__submit_limit_init(struct node__submit_limit *l, uint64_t rate_per_s, uint64_t burst);
+/*
+ * Take one token from the bucket of address A at NOW_MS (a clock that
+ * does not go back). Returns 0 when the submission may go on; otherwise
+ * the milliseconds until a token will be there (>= 1), and the refusal is
+ * counted and logged (at most one line per EHR_LOG_LIMIT_INTERVAL_MS).
+ */
+uint64_t node__submit_limit_take(struct node__submit_limit *l, const struct rpc_peer_address *a,
+                                 uint64_t now_ms);
+/* Log the refusals an interval held back, once it has passed (every sweep). */
+void node__submit_limit_sweep(struct node__submit_limit *l, uint64_t now_ms);
 
 /* ---- service.c, for node.c ---- */
 

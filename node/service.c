@@ -78,6 +78,8 @@ static void fail_err(struct rpc_call *call, int err, const char *reason)
 #define TRAILER_OUTCOME "ehr-submit-outcome"
 #define OUTCOME_NOT_ADMITTED "not-admitted" /* nothing was admitted: send it elsewhere */
 #define OUTCOME_UNKNOWN "unknown"           /* it may be admitted: resubmit the same envelope */
+/* Refused for the client address's rate: a submission is taken again after this many ms. */
+#define TRAILER_RETRY_AFTER "ehr-retry-after-ms"
 
 /* Fail CALL with STATUS and MSG, adding the leader hint and OUTCOME. */
 static void fail_submit(struct node *n, struct rpc_call *call, enum rpc_status status,
@@ -102,6 +104,22 @@ static void fail_not_admitted(struct node *n, struct rpc_call *call)
     char msg[MESSAGE_BYTES_MAX];
     node__unavailable_message(n, msg, sizeof msg);
     fail_submit(n, call, RPC_STATUS_UNAVAILABLE, OUTCOME_NOT_ADMITTED, msg);
+}
+
+/* RESOURCE_EXHAUSTED: the client's address is over its submissions per
+ * second; a token is there again in WAIT_MS. Nothing was read of the
+ * request, so nothing was admitted. */
+static void fail_throttled(struct node *n, struct rpc_call *call, uint64_t wait_ms)
+{
+    char msg[MESSAGE_BYTES_MAX], wait[24];
+    snprintf(wait, sizeof wait, "%" PRIu64, wait_ms);
+    snprintf(msg, sizeof msg,
+             "too many submissions from your address: at most %" PRIu64
+             " a second, in bursts of %" PRIu64 "; retry in %" PRIu64 " ms",
+             n->submit_limit.rate_per_s, n->submit_limit.burst, wait_ms);
+    rpc_call_trailer_add(call, TRAILER_RETRY_AFTER, wait);
+    rpc_call_trailer_add(call, TRAILER_OUTCOME, OUTCOME_NOT_ADMITTED);
+    rpc_call_fail(call, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
 }
 
 /* ---- waiters ---- */
@@ -280,6 +298,14 @@ static void submit_admitted(struct node *n, void *ctx, int rc, const mempool_adm
 static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *data)
 {
     struct node *n = data;
+    /* The client's rate first: before the request is even decoded, so an
+     * over-rate client costs a lookup, never a signature check. */
+    struct rpc_peer_address from = rpc_call_peer_address(call);
+    uint64_t wait_ms = node__submit_limit_take(&n->submit_limit, &from, uv_now(n->loop));
+    if (wait_ms > 0) {
+        fail_throttled(n, call, wait_ms);
+        return;
+    }
     Ehr__V1__SubmitTransactionRequest *r =
         ehr__v1__submit_transaction_request__unpack(NULL, len, req);
     if (r == NULL) {
@@ -440,6 +466,7 @@ static void api_sweep(struct node *n)
 {
     node__reads_sweep(n);
     uint64_t now = uv_now(n->loop);
+    node__submit_limit_sweep(&n->submit_limit, now);
     struct node__link *lists[2] = {&n->waits.forwards, &n->waits.commit_waits};
     for (int i = 0; i < 2; i++) {
         while (lists[i]->next != lists[i]) {
@@ -571,14 +598,18 @@ static void stream_turn(uv_idle_t *idle)
         uv_idle_stop(idle);
 }
 
-/* The StreamBlocks calls open on connection CONNECTION_ID. */
-static size_t streams_on_connection(const struct node *n, uint64_t connection_id)
+/* The StreamBlocks calls open on connection CONNECTION_ID, and from
+ * ADDRESS (a scan of at most NODE_BLOCK_STREAMS_MAX, when a stream opens). */
+static void streams_count(const struct node *n, uint64_t connection_id,
+                          const struct rpc_peer_address *address, size_t *on_connection,
+                          size_t *from_address)
 {
-    size_t count = 0;
-    for (const struct node__link *l = n->waits.streams.next; l != &n->waits.streams; l = l->next)
-        if (CONTAINER(l, struct node__stream, link)->connection_id == connection_id)
-            count++;
-    return count;
+    *on_connection = *from_address = 0;
+    for (const struct node__link *l = n->waits.streams.next; l != &n->waits.streams; l = l->next) {
+        const struct node__stream *s = CONTAINER(l, struct node__stream, link);
+        *on_connection += s->connection_id == connection_id;
+        *from_address += memcmp(&s->address, address, sizeof *address) == 0;
+    }
 }
 
 static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t len, void *data)
@@ -607,7 +638,10 @@ static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t 
         return;
     }
     uint64_t connection_id = rpc_stream_connection_id(stream);
-    if (streams_on_connection(n, connection_id) >= NODE_BLOCK_STREAMS_PER_CONNECTION_MAX) {
+    struct rpc_peer_address address = rpc_stream_peer_address(stream);
+    size_t on_connection, from_address;
+    streams_count(n, connection_id, &address, &on_connection, &from_address);
+    if (on_connection >= NODE_BLOCK_STREAMS_PER_CONNECTION_MAX) {
         snprintf(msg, sizeof msg,
                  "too many block streams open on this connection (the limit is %d); close one "
                  "first",
@@ -615,10 +649,19 @@ static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t 
         rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
         return;
     }
+    if (from_address >= NODE_BLOCK_STREAMS_PER_ADDRESS_MAX) {
+        snprintf(msg, sizeof msg,
+                 "too many block streams open from your address (the limit is %d); close one "
+                 "first",
+                 NODE_BLOCK_STREAMS_PER_ADDRESS_MAX);
+        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        return;
+    }
     struct node__stream *s = ehr_calloc(1, sizeof *s);
     s->node = n;
     s->stream = stream;
     s->connection_id = connection_id;
+    s->address = address;
     s->next_height = from;
     link_init(&s->ready);
     link_push(&n->waits.streams, &s->link);
@@ -871,6 +914,8 @@ int node__service_start(struct node *n, ehr_diag *diag)
     int rc = rpc_server_new(n->loop, &rc_cfg, &n->rpc);
     if (rc != 0)
         return ehr_diag_fail(diag, rc, "cannot set up the RPC server: %s", ehr_strerror(rc));
+    node__submit_limit_init(&n->submit_limit, n->cfg.limits.submit_rate_per_s,
+                            n->cfg.limits.submit_burst);
     n->api = (struct node__api_hooks){.block_applied = api_block_applied,
                                       .became_leader = api_became_leader,
                                       .forward_result = api_forward_result,

@@ -115,6 +115,14 @@ struct rpc_trailer {
 
 /* ---- server ---- */
 
+/* A client's address as the server counts it: an IPv4-mapped IPv6 address
+ * is the IPv4 one (family AF_INET, the 4 bytes first, the rest zero);
+ * family 0 when the socket could not say. Compare whole structs. */
+struct rpc_peer_address {
+    uint8_t family; /* AF_INET, AF_INET6, or 0 */
+    uint8_t bytes[16];
+};
+
 struct rpc_server; /* one listening socket and its connections */
 struct rpc_call;   /* one unary call, owned by the handler until finished */
 struct rpc_stream; /* one server-streaming call, owned by the handler until finished */
@@ -224,6 +232,9 @@ int rpc_call_trailer_add(struct rpc_call *call, const char *name, const char *va
 void rpc_call_on_cancel(struct rpc_call *call, rpc_cancel_cb cb, void *data);
 /* The method path, and the milliseconds left before the deadline (UINT64_MAX: none). */
 const char *rpc_call_method(const struct rpc_call *call);
+/* The address the call's connection comes from (as connections are counted
+ * per address), so that a handler can bound what one client asks. */
+struct rpc_peer_address rpc_call_peer_address(const struct rpc_call *call);
 uint64_t rpc_call_deadline_left_ms(const struct rpc_call *call);
 
 /*
@@ -249,6 +260,8 @@ uint64_t rpc_stream_deadline_left_ms(const struct rpc_stream *stream);
  * connections for its lifetime (never reused, never 0), so that a handler
  * can bound what one connection holds. */
 uint64_t rpc_stream_connection_id(const struct rpc_stream *stream);
+/* The address the stream's connection comes from (rpc_call_peer_address). */
+struct rpc_peer_address rpc_stream_peer_address(const struct rpc_stream *stream);
 
 /* ---- client ---- */
 

@@ -33,7 +33,9 @@
  *      ends, whatever its grpc-timeout, freeing what it buffered.
  *   7. A client address holds at most connections_per_address_max of the
  *      connections, and refusals cost at most one log line per interval
- *      per kind (ehr_log_limit).
+ *      per kind (ehr_log_limit). A call keeps its connection's id and
+ *      address for its whole life (rpc_call_peer_address), so a handler
+ *      can bound what one client asks of it.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -91,12 +93,6 @@ enum refusal { REFUSAL_CONNECTIONS_MAX, REFUSAL_CONNECTIONS_PER_ADDRESS, REFUSAL
 static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max",
                                                                 "connections_per_address_max"};
 
-/* A client's address, as connections are counted per address. */
-struct peer_address {
-    uint8_t family; /* AF_INET or AF_INET6; 0: unknown (not counted) */
-    uint8_t bytes[16];
-};
-
 struct rpc__method {
     char path[RPC_METHOD_PATH_BYTES_MAX + 1];
     size_t path_len;
@@ -141,8 +137,8 @@ struct rpc_server {
 struct rpc__server_conn {
     struct rpc__conn io; /* first: nghttp2 user_data and handle data point here */
     struct rpc_server *server;
-    uint64_t id; /* rpc_stream_connection_id */
-    struct peer_address peer;
+    uint64_t id;                  /* rpc_stream_connection_id */
+    struct rpc_peer_address peer; /* 0: unknown (not counted per address) */
     struct rpc__link link_all;
     struct rpc__link link_dirty;
     struct rpc__link calls; /* calls whose stream is attached */
@@ -160,6 +156,7 @@ struct rpc_call {
     struct rpc_server *server;
     struct rpc__server_conn *conn; /* NULL once the stream is gone */
     uint64_t conn_id;              /* conn's id, kept after the stream is gone */
+    struct rpc_peer_address peer;  /* conn's address, kept likewise */
     struct rpc__link link;         /* conn->calls, or server reap / pool */
     struct rpc__link link_pending; /* server pending */
     int32_t stream_id;
@@ -777,6 +774,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     struct rpc_call *call = call_get(server);
     call->conn = conn;
     call->conn_id = conn->id;
+    call->peer = conn->peer;
     call->stream_id = frame->hd.stream_id;
     call->stream_attached = true;
     rpc__list_push(&conn->calls, &call->link);
@@ -1117,9 +1115,9 @@ static void reject_closed(uv_handle_t *handle)
 }
 
 /* The address TCP's peer connects from ({0} if unknown). */
-static struct peer_address peer_address_of(uv_tcp_t *tcp)
+static struct rpc_peer_address peer_address_of(uv_tcp_t *tcp)
 {
-    struct peer_address a = {0};
+    struct rpc_peer_address a = {0};
     struct sockaddr_storage ss;
     int len = sizeof ss;
     if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
@@ -1144,7 +1142,7 @@ static struct peer_address peer_address_of(uv_tcp_t *tcp)
 /* Open connections from address A. A scan: at most connections_max, on
  * accept only, cheaper than keeping a table in step. */
 static uint32_t server_connections_from(const struct rpc_server *server,
-                                        const struct peer_address *a)
+                                        const struct rpc_peer_address *a)
 {
     if (a->family == 0)
         return 0;
@@ -1591,6 +1589,12 @@ const char *rpc_call_method(const struct rpc_call *call)
     return call->method->path;
 }
 
+struct rpc_peer_address rpc_call_peer_address(const struct rpc_call *call)
+{
+    EHR_ASSERT(call->conn_id != 0); /* set when the stream began */
+    return call->peer;
+}
+
 uint64_t rpc_call_deadline_left_ms(const struct rpc_call *call)
 {
     if (!call->has_deadline)
@@ -1661,6 +1665,11 @@ uint64_t rpc_stream_connection_id(const struct rpc_stream *stream)
 {
     EHR_ASSERT(stream->call.conn_id != 0); /* set when the stream began */
     return stream->call.conn_id;
+}
+
+struct rpc_peer_address rpc_stream_peer_address(const struct rpc_stream *stream)
+{
+    return rpc_call_peer_address(&stream->call);
 }
 
 /* ---- socketless connections (fuzzing) ---- */

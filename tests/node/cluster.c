@@ -214,10 +214,18 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
         ehrctl_run(c, NULL,
                    PROC_ARGS("init", "--genesis", genesis, "--key", key, "--data", n->dir,
                              "--peer-listen", peer, "--rpc-listen", rpcl, NULL));
-        if (limits != NULL) {
+        {
             struct node_config cfg;
             ehr_diag err;
             CHECK(node_config_load(n->config, &cfg, &err) == 0);
+            static const struct cluster_limits none = {0};
+            if (limits == NULL)
+                limits = &none;
+            cfg.limits.submit_rate_per_s = limits->submit_rate_per_s
+                                               ? limits->submit_rate_per_s
+                                               : NODE_CONFIG_SUBMIT_RATE_PER_S_MAX;
+            cfg.limits.submit_burst =
+                limits->submit_burst ? limits->submit_burst : NODE_CONFIG_SUBMIT_BURST_MAX;
             if (limits->block_tx_count)
                 cfg.limits.block_tx_count = limits->block_tx_count;
             if (limits->block_flush_ms)

@@ -52,6 +52,11 @@ struct cluster_limits {
     uint64_t raft_tick_ms;
     uint64_t snapshot_entries;
     uint64_t mempool_tx_count;
+    /* Submissions per second per client address, and their burst (0: the
+     * largest the config takes, since every client of a test comes from
+     * 127.0.0.1 and the load generators would otherwise be throttled). */
+    uint64_t submit_rate_per_s;
+    uint64_t submit_burst;
     const char *emergency_roles;
     /* Member I's role (ehrctl genesis member --role), NULL-terminated or
      * NULL: hospital, lab, insurer, pharmacy, regulator in that order. */

@@ -168,6 +168,8 @@ static void test_omitted_keys_take_their_defaults(void **state)
     assert_int_equal(cfg.limits.raft_tick_ms, NODE_CONFIG_RAFT_TICK_MS_DEFAULT);
     assert_int_equal(cfg.limits.election_ticks, NODE_CONFIG_ELECTION_TICKS_DEFAULT);
     assert_int_equal(cfg.limits.heartbeat_ticks, NODE_CONFIG_HEARTBEAT_TICKS_DEFAULT);
+    assert_int_equal(cfg.limits.submit_rate_per_s, NODE_CONFIG_SUBMIT_RATE_PER_S_DEFAULT);
+    assert_int_equal(cfg.limits.submit_burst, NODE_CONFIG_SUBMIT_BURST_DEFAULT);
     node_config_free(&cfg);
 
     /* An empty limits object is fine; each level name parses. */
@@ -266,6 +268,8 @@ static void test_every_limit_at_its_edges(void **state)
         {"election_ticks", NODE_CONFIG_ELECTION_TICKS_MIN, NODE_CONFIG_ELECTION_TICKS_MAX},
         {"heartbeat_ticks", 1, NODE_CONFIG_ELECTION_TICKS_MAX - 1},
         {"snapshot_entries", 16, (uint64_t)1 << 32},
+        {"submit_rate_per_s", 1, 1000000},
+        {"submit_burst", 1, 1000000},
     };
     /* The proposal bound is the tighter one for a block. */
     assert_true((long)NODE_CONFIG_PROPOSAL_BYTES_MAX < (long)EHR_BLOCK_BYTES_MAX);
@@ -288,9 +292,10 @@ static void test_every_limit_at_its_edges(void **state)
                              f->err.msg);
                 const struct node_config_limits *l = &cfg.limits;
                 const uint64_t got[] = {
-                    l->mempool_tx_count, l->mempool_bytes,     l->block_tx_count, l->block_bytes,
-                    l->block_flush_ms,   l->rpc_message_bytes, l->raft_tick_ms,   l->election_ticks,
-                    l->heartbeat_ticks,  l->snapshot_entries};
+                    l->mempool_tx_count, l->mempool_bytes,     l->block_tx_count,
+                    l->block_bytes,      l->block_flush_ms,    l->rpc_message_bytes,
+                    l->raft_tick_ms,     l->election_ticks,    l->heartbeat_ticks,
+                    l->snapshot_entries, l->submit_rate_per_s, l->submit_burst};
                 _Static_assert(sizeof got / sizeof got[0] == sizeof limits / sizeof limits[0],
                                "every limit is checked");
                 assert_int_equal(got[i], values[v]);

@@ -47,6 +47,15 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         s->grpc_status = (int)strtol(v, NULL, 10);
     else if (name_len == 12 && memcmp(name, "grpc-message", 12) == 0)
         memcpy(s->grpc_message, v, n + 1);
+    else if (name_len > 0 && name[0] != ':' && s->meta_count < H2RAW_META_MAX &&
+             name_len < sizeof s->meta[0].name) {
+        memcpy(s->meta[s->meta_count].name, name, name_len);
+        s->meta[s->meta_count].name[name_len] = '\0';
+        size_t vn = n < sizeof s->meta[0].value - 1 ? n : sizeof s->meta[0].value - 1;
+        memcpy(s->meta[s->meta_count].value, v, vn);
+        s->meta[s->meta_count].value[vn] = '\0';
+        s->meta_count++;
+    }
     return 0;
 }
 
@@ -101,9 +110,23 @@ static ssize_t body_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
 
 int raw_connect(uint16_t port)
 {
+    return raw_connect_from(0, port);
+}
+
+int raw_connect_from(uint32_t source, uint16_t port)
+{
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -errno;
+    if (source != 0) {
+        struct sockaddr_in from = {.sin_family = AF_INET};
+        from.sin_addr.s_addr = htonl(source);
+        if (bind(fd, (struct sockaddr *)&from, sizeof from) != 0) {
+            int err = -errno;
+            close(fd);
+            return err;
+        }
+    }
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
@@ -160,10 +183,23 @@ size_t raw_read(int fd, uint8_t *buf, size_t cap, int timeout_ms, bool *eof_seen
     return got;
 }
 
+const char *h2raw_meta(const struct h2raw_stream *s, const char *name)
+{
+    for (int i = 0; i < s->meta_count; i++)
+        if (strcmp(s->meta[i].name, name) == 0)
+            return s->meta[i].value;
+    return NULL;
+}
+
 int h2raw_connect(struct h2raw *h, uint16_t port)
 {
+    return h2raw_connect_from(h, 0, port);
+}
+
+int h2raw_connect_from(struct h2raw *h, uint32_t source, uint16_t port)
+{
     memset(h, 0, sizeof *h);
-    h->fd = raw_connect(port);
+    h->fd = raw_connect_from(source, port);
     if (h->fd < 0)
         return h->fd;
     nghttp2_session_callbacks *cb;

@@ -29,7 +29,15 @@ struct h2raw_stream {
     bool end_stream; /* close our side after the body */
     bool closed;
     uint32_t close_code; /* RST_STREAM code, or 0 */
+    /* Other response headers and trailers (custom metadata), the first
+     * H2RAW_META_MAX of them, cut to fit. */
+    struct {
+        char name[32];
+        char value[128];
+    } meta[4];
+    int meta_count;
 };
+#define H2RAW_META_MAX 4
 
 struct h2raw {
     int fd;
@@ -42,6 +50,11 @@ struct h2raw {
 
 /* Connect to 127.0.0.1:PORT and queue the preface and SETTINGS. Returns 0 or -errno. */
 int h2raw_connect(struct h2raw *h, uint16_t port);
+/* The same from the loopback address SOURCE (host order, e.g. 0x7f000002 for
+ * 127.0.0.2: a second client address on one machine). */
+int h2raw_connect_from(struct h2raw *h, uint32_t source, uint16_t port);
+/* The value of the response metadata NAME of S, or NULL. */
+const char *h2raw_meta(const struct h2raw_stream *s, const char *name);
 void h2raw_close(struct h2raw *h);
 
 /*
@@ -62,6 +75,8 @@ size_t h2raw_grpc_frame(uint8_t *out, uint8_t flag, const uint8_t *message, uint
 
 /* Plain sockets for non-HTTP/2 input. */
 int raw_connect(uint16_t port);
+/* From SOURCE (host order; 0: any). */
+int raw_connect_from(uint32_t source, uint16_t port);
 int raw_send(int fd, const void *data, size_t len);
 /* Read until EOF or TIMEOUT_MS; returns the byte count; *EOF_SEEN tells which. */
 size_t raw_read(int fd, uint8_t *buf, size_t cap, int timeout_ms, bool *eof_seen);
