@@ -62,7 +62,8 @@ struct bench_tx {
     uint8_t *request; /* the encoded SubmitTransactionRequest (wait_for_commit) */
     uint32_t request_len;
     uint32_t attempts;
-    uint64_t start_ns; /* first send, or the scheduled start with --rate */
+    struct rpc_client_call *call; /* the send in flight (its trailers, in tx_done) */
+    uint64_t start_ns;            /* first send, or the scheduled start with --rate */
     uint32_t envelope_len;
     bool resolved;
     uint8_t kind; /* enum bench_kind; the expected result follows from it */

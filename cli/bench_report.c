@@ -184,7 +184,8 @@ void bench_run_print(const struct bench *b, const struct bench_run *run,
         snprintf(line + n, sizeof line - n, "  bad answers %llu",
                  (unsigned long long)run->bad_answers);
     cli__print_field("failed", line);
-    snprintf(line, sizeof line, "%llu (UNAVAILABLE, sent again)", (unsigned long long)run->retries);
+    snprintf(line, sizeof line, "%llu (UNAVAILABLE or throttled, sent again)",
+             (unsigned long long)run->retries);
     cli__print_field("retries", line);
     uint64_t expected = 0;
     for (int k = 0; k < BENCH_KIND_COUNT_; k++)

@@ -40,10 +40,13 @@
  *   4. One run at a time: a run ends (every transaction resolved, every CPU
  *      sample answered) before the next is started.
  *
- * UNAVAILABLE (no leader, leader changed, connection lost) is retried after
- * BENCH_RETRY_PAUSE_MS on the next node, at most BENCH_RETRIES_MAX times per
- * transaction; a connection found down is replaced before its next use (the
- * rpc client never reconnects by itself).
+ * UNAVAILABLE (no leader, leader changed, connection lost), and
+ * RESOURCE_EXHAUSTED with a retry hint (ehr-retry-after-ms: the node's
+ * per-client submission rate, the transaction not admitted), are retried
+ * after BENCH_RETRY_PAUSE_MS on the next node, at most BENCH_RETRIES_MAX
+ * times per transaction (a full mempool, RESOURCE_EXHAUSTED without the
+ * hint, is a failure the report names); a connection found down is replaced before its next use
+ * (the rpc client never reconnects by itself).
  *
  * Not here: which transactions a workload holds (bench_load.c).
  */
@@ -272,7 +275,7 @@ static void tx_send(struct bench *b, struct bench_tx *tx)
     tx->attempts++;
     b->run->sends[node->index]++;
     int rc = rpc_client_unary(node_client(node), SUBMIT_PATH, tx->request, tx->request_len,
-                              b->timeout_ms, tx_done, tx, NULL);
+                              b->timeout_ms, tx_done, tx, &tx->call);
     if (rc != 0) /* refused locally: no callback will come */
         tx_resolve(b, tx, rc == EHR_ETOOBIG ? RPC_STATUS_RESOURCE_EXHAUSTED : RPC_STATUS_INTERNAL,
                    false, NULL);
@@ -314,7 +317,10 @@ static void tx_done(void *data, enum rpc_status status, const char *message,
     struct bench_run *run = tx->run;
     struct bench *b = run->bench;
     EHR_ASSERT(b->run == run); /* invariant 4 */
-    if (status == RPC_STATUS_UNAVAILABLE && tx->attempts <= BENCH_RETRIES_MAX) {
+    bool throttled = status == RPC_STATUS_RESOURCE_EXHAUSTED &&
+                     rpc_client_call_trailer(tx->call, "ehr-retry-after-ms") != NULL;
+    tx->call = NULL;
+    if ((status == RPC_STATUS_UNAVAILABLE || throttled) && tx->attempts <= BENCH_RETRIES_MAX) {
         EHR_ASSERT(run->retry_count < b->inflight_max); /* invariant 2 */
         size_t slot = (run->retry_head + run->retry_count) % b->inflight_max;
         run->retry[slot] = tx;

@@ -66,15 +66,16 @@ struct fake {
     char submit_message[256];
     const char *submit_trailers[3][2]; /* (name, value) pairs sent with a failure */
     unsigned unavailable_first;        /* answer the first N submissions UNAVAILABLE */
-    bool wrong_hash;                   /* answer SubmitTransaction with another hash */
-    bool short_node_id;                /* GetStatus with a 31-byte node id */
-    unsigned no_leader_first;          /* GetStatus names no leader in its first N answers */
-    bool short_block_hash;             /* GetBlock with a 31-byte hash */
-    bool stream_end;                   /* end StreamBlocks after the tip (else hold it open) */
-    unsigned plain_first;              /* admit and commit OK the first N, whatever the above */
-    bool no_result;                    /* a commit answered without a TxResult */
-    int result_code;                   /* the TxResult of a commit: code, reason, decision, */
-    char result_reason[256];           /* consent id (when result_consent_len > 0), gas */
+    unsigned throttled_first; /* then N RESOURCE_EXHAUSTED with the rate limit's retry hint */
+    bool wrong_hash;          /* answer SubmitTransaction with another hash */
+    bool short_node_id;       /* GetStatus with a 31-byte node id */
+    unsigned no_leader_first; /* GetStatus names no leader in its first N answers */
+    bool short_block_hash;    /* GetBlock with a 31-byte hash */
+    bool stream_end;          /* end StreamBlocks after the tip (else hold it open) */
+    unsigned plain_first;     /* admit and commit OK the first N, whatever the above */
+    bool no_result;           /* a commit answered without a TxResult */
+    int result_code;          /* the TxResult of a commit: code, reason, decision, */
+    char result_reason[256];  /* consent id (when result_consent_len > 0), gas */
     int result_decision;
     size_t result_consent_len;
     uint64_t result_gas;
@@ -188,6 +189,12 @@ static void fake_submit(struct rpc_call *call, const uint8_t *req, size_t len, v
     if (f->unavailable_first > 0) {
         f->unavailable_first--;
         rpc_call_fail(call, RPC_STATUS_UNAVAILABLE, "no leader known");
+    } else if (f->throttled_first > 0) {
+        f->throttled_first--;
+        EHR_ASSERT(rpc_call_trailer_add(call, "ehr-retry-after-ms", "10") == 0);
+        EHR_ASSERT(rpc_call_trailer_add(call, "ehr-submit-outcome", "not-admitted") == 0);
+        rpc_call_fail(call, RPC_STATUS_RESOURCE_EXHAUSTED,
+                      "submissions from your address are over the rate; retry in 10 ms");
     } else if (ledger_tx_check(r->envelope.data, r->envelope.len, &rules, &tx, &diag) != 0) {
         rpc_call_fail(call, RPC_STATUS_INVALID_ARGUMENT, diag.msg);
     } else if (f->submit_status != RPC_STATUS_OK && f->plain_first == 0) {
@@ -1453,8 +1460,10 @@ static void test_bench_commits_every_transaction_and_reports_it(void **state)
     make_key(fx, signer_hex);
     unsigned admitted = fake_count(fx->fake, &fx->fake->admitted);
     unsigned submits = fake_count(fx->fake, &fx->fake->submits);
-    /* the first 5 submissions meet "no leader": sent again, counted once */
+    /* the first 5 submissions meet "no leader", the next 3 the rate limit:
+     * sent again, counted once */
     fx->fake->unavailable_first = 5;
+    fx->fake->throttled_first = 3;
     struct proc_result r = run_env(fx, pass_env, "bench", "--node", fx->address, "--node",
                                    fx->address, "--key", "k", "--workload", "anchors", "--txs",
                                    "60", "--inflight", "8", "--json", (const char *)NULL);
@@ -1481,7 +1490,7 @@ static void test_bench_commits_every_transaction_and_reports_it(void **state)
     assert_int_equal(json_int(rep, "committed"), TXS);
     assert_int_equal(json_int(rep, "failed_total"), 0);
     json_int_t retries = json_int(rep, "retries");
-    assert_int_equal(json_int(setup, "retries") + retries, 5);
+    assert_int_equal(json_int(setup, "retries") + retries, 5 + 3);
     assert_int_equal(json_int(rep, "window_committed"), TXS);
     assert_int_equal(json_int(json_object_get(rep, "mix"), "anchor"), TXS);
     json_t *results = json_object_get(rep, "results");
@@ -1520,7 +1529,8 @@ static void test_bench_commits_every_transaction_and_reports_it(void **state)
     proc_result_free(&r);
     /* every transaction reached the fake, valid, exactly once more than the retries */
     assert_int_equal(fake_count(fx->fake, &fx->fake->admitted), admitted + BENCH_SETUP_TXS + TXS);
-    assert_int_equal(fake_count(fx->fake, &fx->fake->submits), submits + BENCH_SETUP_TXS + TXS + 5);
+    assert_int_equal(fake_count(fx->fake, &fx->fake->submits),
+                     submits + BENCH_SETUP_TXS + TXS + 5 + 3);
 
     /* human form, with a rate and failures in the workload: the report names
      * them and exits 1 */
