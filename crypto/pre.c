@@ -793,11 +793,10 @@ static int fields_decode(void *out, size_t size, const struct field *fields, siz
                                      what, fields[i].name, first, last);
             break;
         case FIELD_SCALAR_NONZERO:
-            if (sodium_is_zero(p, S))
+        case FIELD_SCALAR:
+            if (fields[i].kind == FIELD_SCALAR_NONZERO && sodium_is_zero(p, S))
                 return ehr_diag_fail(diag, EHR_EINVAL, "%s: %s (bytes %zu..%zu) is zero", what,
                                      fields[i].name, first, last);
-            /* fall through */
-        case FIELD_SCALAR:
             if (!scalar_canonical(p))
                 return ehr_diag_fail(diag, EHR_EINVAL,
                                      "%s: %s (bytes %zu..%zu) is not a canonical scalar (below "
