@@ -6,8 +6,9 @@
  * Prefix: ehr_crypto_* / ehr_sha256 / ehr_schnorr_* rather than crypto_*, so
  * that a reader never confuses our functions with libsodium's.
  *
- * Not here: transport encryption (p2p/), record encryption and proxy
- * re-encryption (later, also in this module).
+ * Threshold proxy re-encryption has its own header in this module, pre.h.
+ * Not here: transport encryption (p2p/), record encryption (later, also in
+ * this module).
  *
  * Secrets live in caller-owned structs; every function that copies a secret
  * onto its own stack wipes it before returning, and callers wipe theirs with
