@@ -400,6 +400,27 @@ void cli__result_print(const Ehr__V1__TxResult *r);
 json_t *cli__result_json(const Ehr__V1__TxResult *r);
 
 /*
+ * fhir.c: HL7 FHIR R4 resources (JSON) from checked ledger entries; the
+ * mapping is cli/README.md's "FHIR R4 export". Each returns a new object
+ * (the caller owns it; never NULL, aborts on OOM).
+ *
+ * cli__fhir_consent: a Consent of C (consent_check passed). GRANTEE_NAME
+ * is the grantee member's name or NULL; NOW_MS (wall clock) decides whether
+ * an unrevoked consent has expired (status inactive).
+ * cli__fhir_audit_event: an AuditEvent of E (audit_event_check passed) in
+ * PATIENT's trail on chain CHAIN_ID; ACTOR_NAME and INSTITUTION_NAME are
+ * member names or NULL.
+ * cli__fhir_bundle: a Bundle of type collection, one entry per resource in
+ * RESOURCES (a JSON array, taken), timestamped NOW_MS.
+ */
+json_t *cli__fhir_consent(const Ehr__V1__ConsentInfo *c, const char *grantee_name, uint64_t now_ms);
+json_t *cli__fhir_audit_event(const Ehr__V1__AuditEvent *e,
+                              const uint8_t patient[EHR_SCHNORR_PUBLIC_BYTES],
+                              const char *actor_name, const char *institution_name,
+                              const char *chain_id);
+json_t *cli__fhir_bundle(json_t *resources, uint64_t now_ms);
+
+/*
  * Signing and submitting a transaction (submit.c), for tx submit and the
  * commands that build a payload themselves (patient enroll).
  */

@@ -63,6 +63,7 @@ struct query_args {
     size_t token_len;
     const char *key_path;        /* --key: the reader's key file */
     const char *passphrase_file; /* --passphrase-file */
+    bool fhir;                   /* --fhir (audit, consents): a FHIR R4 Bundle of every page */
 };
 
 #define QUERY_OPTIONS                                                                              \
@@ -83,6 +84,9 @@ static int query_option(struct cli__ctx *ctx, int c, const char *arg, struct que
     case 'a':
         q->all = true;
         return 0;
+    case 'f':
+        q->fhir = true;
+        return 0;
     case 'k':
         q->key_path = arg;
         return 0;
@@ -100,6 +104,20 @@ static int query_option(struct cli__ctx *ctx, int c, const char *arg, struct que
     default:
         return cli__node_option(ctx, c, arg, &q->node);
     }
+}
+
+/* --fhir's rules, once the options are read: it is JSON of its own and
+ * covers every page. Returns 0 or CLI_EXIT_USAGE. */
+static int fhir_options_finish(struct cli__ctx *ctx, struct query_args *q)
+{
+    if (!q->fhir)
+        return 0;
+    if (ctx->json)
+        return cli__usage_error(ctx, "--fhir prints FHIR JSON of its own: not with --json");
+    if (q->token_len > 0)
+        return cli__usage_error(ctx, "--fhir exports every page: not with --page-token");
+    q->all = true;
+    return 0;
 }
 
 /* A key argument into KEY, or a usage error naming WHAT. */
@@ -271,7 +289,9 @@ struct listing {
      * the next page token. */
     const char *(*page)(struct listing *l, const ProtobufCMessage *response, size_t *count,
                         ProtobufCBinaryData *next);
-    json_t *entries;  /* --json: every entry */
+    bool fhir;        /* --fhir: ENTRIES are FHIR resources, printed as a Bundle */
+    uint64_t now_ms;  /* --fhir: when the listing started (a consent's expiry) */
+    json_t *entries;  /* --json: every entry; --fhir: every resource */
     char header[256]; /* text: printed once the first answer is checked */
     size_t shown;
     void *ctx_data; /* the listing's own state */
@@ -281,7 +301,7 @@ struct listing {
  * been checked, so that a failure prints nothing on stdout. */
 static void listing_header(struct listing *l)
 {
-    if (!l->ctx->json && l->header[0] != '\0')
+    if (!l->ctx->json && !l->fhir && l->header[0] != '\0')
         printf("%s\n", l->header);
     l->header[0] = '\0';
 }
@@ -363,6 +383,13 @@ static int listing_run(struct listing *l, const struct query_args *q, json_t *ro
         json_decref(l->entries);
         json_decref(root);
         return exit_code;
+    }
+    if (l->fhir) {
+        EHR_ASSERT(!more); /* --fhir implies --all */
+        json_decref(root);
+        json_t *bundle = cli__fhir_bundle(l->entries, wall_ms());
+        l->entries = NULL;
+        return cli__json_print(bundle);
     }
     char token_hex[2 * QUERY_TOKEN_BYTES_MAX + 1] = "";
     if (more)
@@ -544,8 +571,15 @@ static const char *audit_page(struct listing *l, const ProtobufCMessage *respons
     }
     listing_header(l);
     for (size_t i = 0; i < r->n_events; i++) {
-        st->emergencies += r->events[i]->emergency;
-        if (l->ctx->json)
+        const Ehr__V1__AuditEvent *e = r->events[i];
+        st->emergencies += e->emergency;
+        if (l->fhir)
+            json_array_append_new(
+                l->entries,
+                cli__fhir_audit_event(
+                    e, st->patient, name_of(&l->names, e->actor.data, e->actor.len),
+                    name_of(&l->names, e->institution.data, e->institution.len), l->chain_id));
+        else if (l->ctx->json)
             json_array_append_new(l->entries, audit_event_json(l, r->events[i]));
         else
             audit_event_print(l, st, r->events[i]);
@@ -557,8 +591,11 @@ static const char *audit_page(struct listing *l, const ProtobufCMessage *respons
 
 int cli__cmd_audit(struct cli__ctx *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"emergency", no_argument, NULL, 'e'}, QUERY_OPTIONS, CLI_NODE_OPTIONS, CLI_COMMON_OPTIONS};
+    static const struct option options[] = {{"emergency", no_argument, NULL, 'e'},
+                                            {"fhir", no_argument, NULL, 'f'},
+                                            QUERY_OPTIONS,
+                                            CLI_NODE_OPTIONS,
+                                            CLI_COMMON_OPTIONS};
     struct query_args q = {0};
     bool emergency = false;
     int c;
@@ -574,7 +611,9 @@ int cli__cmd_audit(struct cli__ctx *ctx, int argc, char **argv)
         return cli__usage_error(ctx, "give one PATIENT: 64 hex digits or a key file");
     struct audit_state st = {0};
     const char *key_path = NULL;
-    int exit_code = key_argument(ctx, "PATIENT", argv[optind], st.patient);
+    int exit_code = fhir_options_finish(ctx, &q);
+    if (exit_code == 0)
+        exit_code = key_argument(ctx, "PATIENT", argv[optind], st.patient);
     if (exit_code == 0)
         exit_code = reader_key_path(ctx, &q, argv[optind], "an audit trail", &key_path);
     if (exit_code == 0)
@@ -594,7 +633,9 @@ int cli__cmd_audit(struct cli__ctx *ctx, int argc, char **argv)
                         .key_path = key_path,
                         .response_desc = &ehr__v1__get_audit_trail_response__descriptor,
                         .page = audit_page,
-                        .ctx_data = &st};
+                        .ctx_data = &st,
+                        .fhir = q.fhir,
+                        .now_ms = wall_ms()};
     exit_code = listing_open(&l, &q);
     if (exit_code != 0)
         return exit_code;
@@ -875,7 +916,14 @@ static const char *consents_page(struct listing *l, const ProtobufCMessage *resp
     }
     listing_header(l);
     for (size_t i = 0; i < r->n_consents; i++) {
-        if (l->ctx->json)
+        const Ehr__V1__ConsentEntry *e = r->consents[i]->consent;
+        if (l->fhir)
+            json_array_append_new(
+                l->entries,
+                cli__fhir_consent(r->consents[i],
+                                  name_of(&l->names, e->grantee_key.data, e->grantee_key.len),
+                                  l->now_ms));
+        else if (l->ctx->json)
             json_array_append_new(l->entries, consent_json(l, r->consents[i]));
         else
             consent_print(l, r->consents[i]);
@@ -889,6 +937,7 @@ int cli__cmd_consents(struct cli__ctx *ctx, int argc, char **argv)
 {
     static const struct option options[] = {{"patient", required_argument, NULL, 'P'},
                                             {"grantee", required_argument, NULL, 'G'},
+                                            {"fhir", no_argument, NULL, 'f'},
                                             QUERY_OPTIONS,
                                             CLI_NODE_OPTIONS,
                                             CLI_COMMON_OPTIONS};
@@ -912,7 +961,9 @@ int cli__cmd_consents(struct cli__ctx *ctx, int argc, char **argv)
     uint8_t key[EHR_SCHNORR_PUBLIC_BYTES];
     bool by_patient = patient_arg != NULL;
     const char *key_path = NULL;
-    int exit_code = key_argument(ctx, by_patient ? "--patient" : "--grantee",
+    int exit_code = fhir_options_finish(ctx, &q);
+    if (exit_code == 0)
+        exit_code = key_argument(ctx, by_patient ? "--patient" : "--grantee",
                                  by_patient ? patient_arg : grantee_arg, key);
     if (exit_code == 0)
         exit_code =
@@ -935,7 +986,9 @@ int cli__cmd_consents(struct cli__ctx *ctx, int argc, char **argv)
                         .request_auth = &request.auth,
                         .key_path = key_path,
                         .response_desc = &ehr__v1__list_consents_response__descriptor,
-                        .page = consents_page};
+                        .page = consents_page,
+                        .fhir = q.fhir,
+                        .now_ms = wall_ms()};
     exit_code = listing_open(&l, &q);
     if (exit_code != 0)
         return exit_code;

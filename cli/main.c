@@ -47,6 +47,11 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
     "  --key FILE              the reader's key file, which signs the request (default:\n"         \
     "                          the patient's, or the grantee's, when given as a key file)\n"       \
     "  --passphrase-file FILE  its passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
+/* --fhir, for WHAT ("Consent", "AuditEvent"). */
+#define FHIR_OPTION_HELP(WHAT)                                                                     \
+    "  --fhir                  every page as one FHIR R4 Bundle (type collection) of " WHAT "\n"   \
+    "                          resources, JSON on stdout (not with --json or --page-token);\n"     \
+    "                          the mapping is in cli/README.md, \"FHIR R4 export\"\n"
 /* Help for the commands that submit a transaction and may wait for it. */
 #define SUBMIT_OPTIONS_HELP                                                                        \
     "  --chain-id ID           the chain (default: the node's, from GetStatus)\n"                  \
@@ -82,8 +87,8 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
     "  --type TYPE             only this record type (lab_result, imaging, ...)\n"                 \
     "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP
 #define CONSENTS_SYNOPSIS                                                                          \
-    "(--patient KEY | --grantee KEY) [--key FILE] [--limit N] [--all] [--page-token HEX] "         \
-    "[--node HOST:PORT]"
+    "(--patient KEY | --grantee KEY) [--fhir] [--key FILE] [--limit N] [--all] "                   \
+    "[--page-token HEX] [--node HOST:PORT]"
 #define CONSENTS_DETAILS                                                                           \
     "KEY: 64 hex digits or a key file. A signed read: by the patient (--patient), or by\n"         \
     "the grantee (--grantee). One line per consent: its id (for a revoke), the\n"                  \
@@ -92,7 +97,7 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
     "options:\n"                                                                                   \
     "  --patient KEY           the consents this patient granted\n"                                \
     "  --grantee KEY           the consents held by a member or a practitioner\n"                  \
-    "" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP
+    "" FHIR_OPTION_HELP("Consent") QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP
 
 static const struct cli__command commands[] = {
     {"keygen",
@@ -276,7 +281,8 @@ static const struct cli__command commands[] = {
      "                          (--timeout-ms bounds connecting only)\n" NODE_EXIT_HELP,
      cli__cmd_blocks_follow},
     {"audit",
-     "PATIENT [--emergency] [--key FILE] [--limit N] [--all] [--page-token HEX] [--node HOST:PORT]",
+     "PATIENT [--emergency] [--fhir] [--key FILE] [--limit N] [--all] [--page-token HEX] "
+     "[--node HOST:PORT]",
      "A patient's audit trail: every enrolment, anchor, grant, revoke and access.",
      "PATIENT is the patient's key: 64 hex digits, or a key file. A signed read, by the\n"
      "patient or a regulator (--key; by default the patient's key file). One line per\n"
@@ -285,8 +291,8 @@ static const struct cli__command commands[] = {
      "its member), then the record, consent, purpose, decision and reason that apply.\n"
      "An emergency access is marked with ! at the start of its line (GetAuditTrail).\n\n"
      "options:\n"
-     "  --emergency             only the emergency accesses\n" QUERY_OPTIONS_HELP NODE_OPTIONS_HELP
-         NODE_EXIT_HELP,
+     "  --emergency             only the emergency accesses\n" FHIR_OPTION_HELP("AuditEvent")
+         QUERY_OPTIONS_HELP NODE_OPTIONS_HELP NODE_EXIT_HELP,
      cli__cmd_audit},
     {"records", RECORDS_SYNOPSIS, "A patient's records: id, type, custodian, where anchored.",
      RECORDS_DETAILS, cli__cmd_records},
