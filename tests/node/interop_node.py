@@ -1,16 +1,25 @@
 #!/usr/bin/python3
 """A stock gRPC client against a running ehrd: Debian's protoc and
 grpc_python_plugin generate Python stubs from proto/ehr/v1 into a temporary
-directory (never committed), and Debian's python3-grpcio calls the node with
-them: status, a submitted transaction (already signed, read from a file)
+directory (never committed), and Debian's python3-grpcio calls every method
+of ehr.v1.Node with them, built from proto/ and its comments alone.
+
+First status, a submitted transaction (already signed, read from a file)
 waited on until committed, the block and the transaction read back, a block
-stream, and refusals with their status codes. Then a transaction built here
-from tx.proto's instructions alone (canonical body, a BIP-340 signature made
-by the few lines below, checked first against an official test vector) is
-accepted and committed, and resubmitting it is answered with its place.
-The patient's audit trail is then read with a ReadAuth built here from
-node.proto's "Signed reads" alone; an unsigned read, a stranger's and a
-request changed after signing are refused.
+stream whose hashes chain, and refusals with their status codes. Then a
+patient's story in transactions built here from tx.proto's instructions
+(canonical body, a BIP-340 signature made by the few lines below, checked
+first against an official test vector): a member enrols a patient, who
+co-signs; as custodian it anchors three records, one superseding another;
+the patient grants another member (the grantee) the lab results for
+payment; the grantee's access requests come back PERMIT or DENY in the
+result of SubmitTransaction; the patient revokes, and the grantee is denied.
+Every signed read (GetAuditTrail, ListRecords, ListConsents by patient and
+by grantee, GetRecord) is made with a ReadAuth built here from node.proto's
+"Signed reads", its answer checked against what was submitted, paging
+included; each is refused unsigned, signed by a stranger, changed after
+signing and past its window, and the node's count of refused reads matches.
+ListMembers is checked against the genesis block.
 
 Run by test_cluster (tests/node/test_cluster.c), which starts the nodes.
 Exits 77 (skipped) only if grpcio, protobuf, protoc or the plugin is
@@ -89,6 +98,19 @@ def bip340_sign(secret, msg, aux):
     return x_bytes(r) + ((k + e * d) % ORDER).to_bytes(32, "big")
 
 
+def merkle_root(hashes):
+    """block.proto's tx_root: RFC 6962 over the transaction hashes."""
+    if not hashes:
+        return hashlib.sha256(b"").digest()
+    if len(hashes) == 1:
+        return hashlib.sha256(b"\x00" + hashes[0]).digest()
+    split = 1
+    while split * 2 < len(hashes):
+        split *= 2
+    return hashlib.sha256(b"\x01" + merkle_root(hashes[:split])
+                          + merkle_root(hashes[split:])).digest()
+
+
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
@@ -104,6 +126,8 @@ def main():
     ap.add_argument("--vectors", required=True, help="the BIP-340 test vectors (CSV)")
     ap.add_argument("--member-secret", required=True,
                     help="a file holding a member node's BIP-340 secret key in hex")
+    ap.add_argument("--grantee-secret", required=True,
+                    help="the same for another member, with the role insurer (the grantee)")
     args = ap.parse_args()
     # Our signer against the official vector 1 before it signs anything.
     row = open(args.vectors).read().splitlines()[2].split(",")
@@ -158,13 +182,22 @@ def main():
                   "GetTransaction returns the envelope, its height and block hash")
 
             stream = stub.StreamBlocks(pb.StreamBlocksRequest(from_height=0), timeout=10)
-            heights = []
+            heights, chained, prev = [], True, bytes(32)
             for msg in stream:
                 heights.append(msg.height)
+                streamed = blockpb.Block()
+                streamed.ParseFromString(msg.block)
+                header = blockpb.BlockHeader()
+                header.ParseFromString(streamed.header)
+                chained = (chained and msg.block_hash == hashlib.sha256(streamed.header).digest()
+                           and header.height == msg.height and header.prev_hash == prev)
+                prev = msg.block_hash
                 if msg.height == r.height:
                     break
             stream.cancel()
             check(heights == list(range(r.height + 1)), "StreamBlocks sends blocks 0.. in order")
+            check(chained and prev == b.block_hash,
+                  "StreamBlocks: each block's hash checks out here and chains to the previous")
 
             try:
                 stub.GetTransaction(pb.GetTransactionRequest(tx_hash=b"short"), timeout=10)
@@ -216,13 +249,46 @@ def main():
                   f"a transaction built and signed here commits (height {m.height})")
             check(m.result.code == txpb.TX_RESULT_OK,
                   f"every node applied it: its result is OK ({m.result})")
-            # A signed read, built from node.proto's "Signed reads" alone:
-            # the patient signs for their own audit trail.
-            def read_auth(method, request, secret, window_ms=60000):
+            grantee_secret = bytes.fromhex(open(args.grantee_secret).read().strip())
+            grantee = bip340_public(grantee_secret)
+            stranger_secret = os.urandom(32)
+            refused_before = stub.GetStatus(pb.GetStatusRequest(), timeout=10).reads_refused
+            refusals = 0  # signed reads refused here (UNAUTHENTICATED, PERMISSION_DENIED)
+
+            def submit(signer_secret, **payload):
+                """Build, sign and submit one transaction; wait for its commit."""
+                body = txpb.TxBody(chain_id=st.chain_id, signer=bip340_public(signer_secret),
+                                   nonce=os.urandom(16),
+                                   expiry_ms=int(time.time() * 1000) + 300000,
+                                   **payload).SerializeToString()
+                env = txpb.TxEnvelope(body=body, signature=bip340_sign(
+                    signer_secret, hashlib.sha256(body).digest(), os.urandom(32)))
+                env = env.SerializeToString()
+                for attempt in range(5):
+                    try:
+                        res = stub.SubmitTransaction(
+                            pb.SubmitTransactionRequest(envelope=env, wait_for_commit=True),
+                            timeout=30)
+                        break
+                    except grpc.RpcError as e:
+                        # node.proto's retry advice: on a leadership change,
+                        # the SAME envelope again (never committed twice).
+                        if attempt == 4 or e.code() not in (grpc.StatusCode.UNAVAILABLE,
+                                                            grpc.StatusCode.DEADLINE_EXCEEDED):
+                            raise
+                        print(f"note resubmitting after {e.code().name} ({e.details()})")
+                        time.sleep(0.5)
+                assert res.committed and res.tx_hash == hashlib.sha256(body).digest(), res
+                return res, env
+
+            # A signed read, built from node.proto's "Signed reads" alone.
+            def read_auth(method, request, secret, window_ms=60000, start_ms=None,
+                          chain_bytes=None):
                 request.ClearField("auth")
-                now = int(time.time() * 1000)
+                now = int(time.time() * 1000) if start_ms is None else start_ms
                 key = bip340_public(secret)
-                msg = (b"ehr.v1.read\x00" + bytes([len(chain)]) + chain
+                c = chain if chain_bytes is None else chain_bytes
+                msg = (b"ehr.v1.read\x00" + bytes([len(c)]) + c
                        + bytes([len(method)]) + method.encode()
                        + hashlib.sha256(request.SerializeToString()).digest() + key
                        + now.to_bytes(8, "big") + (now + window_ms).to_bytes(8, "big"))
@@ -231,36 +297,308 @@ def main():
                     signature=bip340_sign(secret, hashlib.sha256(msg).digest(), os.urandom(32))))
                 return request
 
-            q = read_auth("/ehr.v1.Node/GetAuditTrail", pb.GetAuditTrailRequest(patient_key=patient),
-                          patient_secret)
-            trail = stub.GetAuditTrail(q, timeout=10)
+            def signed(method, request, secret, **kw):
+                """Call METHOD with REQUEST signed by SECRET."""
+                q = read_auth(f"/ehr.v1.Node/{method}", request, secret, **kw)
+                return getattr(stub, method)(q, timeout=10)
+
+            def refused(call, code, what, words=""):
+                """CALL fails with CODE (and a message holding WORDS)."""
+                nonlocal refusals
+                try:
+                    call()
+                except grpc.RpcError as e:
+                    check(e.code() == code and words in e.details(),
+                          f"{what} is {code.name} ({e.details()})")
+                    if code in (grpc.StatusCode.UNAUTHENTICATED,
+                                grpc.StatusCode.PERMISSION_DENIED):
+                        refusals += 1
+                    return
+                check(False, f"{what} is refused")
+
+            def trail_of(secret, **fields):
+                return signed("GetAuditTrail", pb.GetAuditTrailRequest(patient_key=patient,
+                                                                        **fields), secret)
+
+            # The patient's first read: the audit trail holds the enrolment.
+            trail = trail_of(patient_secret)
             check(len(trail.events) == 1 and trail.events[0].kind == stpb.AUDIT_KIND_ENROLL
-                  and trail.events[0].place.tx_hash == m.tx_hash,
+                  and trail.events[0].place.tx_hash == m.tx_hash
+                  and trail.events[0].actor == signer and not trail.next_page_token,
                   "a read the patient signed here: the audit trail holds the enrolment")
-            try:
-                stub.GetAuditTrail(pb.GetAuditTrailRequest(patient_key=patient), timeout=10)
-                check(False, "an unsigned read is refused")
-            except grpc.RpcError as e:
-                check(e.code() == grpc.StatusCode.UNAUTHENTICATED,
-                      f"an unsigned read is UNAUTHENTICATED ({e.details()})")
-            q = read_auth("/ehr.v1.Node/GetAuditTrail", pb.GetAuditTrailRequest(patient_key=patient),
-                          os.urandom(32))
-            try:
-                stub.GetAuditTrail(q, timeout=10)
-                check(False, "a stranger's signed read is refused")
-            except grpc.RpcError as e:
-                check(e.code() == grpc.StatusCode.PERMISSION_DENIED,
-                      f"a stranger's signed read is PERMISSION_DENIED ({e.details()})")
-            q = read_auth("/ehr.v1.Node/GetAuditTrail", pb.GetAuditTrailRequest(patient_key=patient),
+
+            # The patient's story as transactions built here. Member 1 (the
+            # enrolling member) is the custodian of three records: a lab
+            # result, a corrected one superseding it, and an imaging study.
+            def anchor(rtype, supersedes=b""):
+                blob = os.urandom(200)
+                return submit(secret, record_anchor=txpb.RecordAnchor(
+                    patient_key=patient, record_type=rtype, encrypted_pointer=os.urandom(48),
+                    ciphertext_hash=hashlib.sha256(blob).digest(), ciphertext_bytes=len(blob),
+                    key_capsule=os.urandom(64), supersedes=supersedes))
+
+            lab1, _ = anchor(txpb.RECORD_TYPE_LAB_RESULT)
+            lab2, lab2_env = anchor(txpb.RECORD_TYPE_LAB_RESULT, supersedes=lab1.tx_hash)
+            scan, _ = anchor(txpb.RECORD_TYPE_IMAGING)
+            check(all(x.result.code == txpb.TX_RESULT_OK for x in (lab1, lab2, scan)),
+                  "three record anchors signed here by the custodian commit OK "
+                  "(one supersedes another)")
+            # The patient grants member 2 their lab results, for payment.
+            now = int(time.time() * 1000)
+            grant, _ = submit(patient_secret, consent_grant=txpb.ConsentGrant(
+                grantee_key=grantee, record_types=[txpb.RECORD_TYPE_LAB_RESULT],
+                purpose=txpb.PURPOSE_PAYMENT, valid_from_ms=now - 60000,
+                valid_until_ms=now + 3600000))
+            check(grant.result.code == txpb.TX_RESULT_OK,
+                  "a consent grant the patient signed here commits OK")
+
+            # Access requests by the grantee: the decision comes back in the
+            # result of SubmitTransaction with wait_for_commit.
+            def access(record, purpose):
+                return submit(grantee_secret, access_request=txpb.AccessRequest(
+                    record_id=record, purpose=purpose, requester_kx_key=os.urandom(32)))[0]
+
+            permit = access(lab2.tx_hash, txpb.PURPOSE_PAYMENT)
+            check(permit.result.code == txpb.TX_RESULT_OK
+                  and permit.result.decision == txpb.ACCESS_DECISION_PERMIT
+                  and permit.result.consent_id == grant.tx_hash,
+                  "an access request in the consent's scope: PERMIT, naming the consent used")
+            other = access(scan.tx_hash, txpb.PURPOSE_PAYMENT)
+            check(other.result.code == txpb.TX_RESULT_OK
+                  and other.result.decision == txpb.ACCESS_DECISION_DENY
+                  and not other.result.consent_id and "cover" in other.result.reason,
+                  f"an access request for a record type not granted: DENY "
+                  f"({other.result.reason})")
+            purpose = access(lab2.tx_hash, txpb.PURPOSE_TREATMENT)
+            check(purpose.result.decision == txpb.ACCESS_DECISION_DENY
+                  and "purpose" in purpose.result.reason,
+                  f"an access request for another purpose: DENY ({purpose.result.reason})")
+
+            t = stub.GetTransaction(pb.GetTransactionRequest(tx_hash=permit.tx_hash), timeout=10)
+            check(t.height == permit.height and t.position == permit.position
+                  and t.result == permit.result,
+                  "GetTransaction gives the access request's result: PERMIT and its consent")
+            b = stub.GetBlock(pb.GetBlockRequest(height=permit.height), timeout=10)
+            block = blockpb.Block()
+            block.ParseFromString(b.block)
+            header = blockpb.BlockHeader()
+            header.ParseFromString(block.header)
+            check(b.block_hash == hashlib.sha256(block.header).digest()
+                  and header.height == permit.height
+                  and header.tx_root == merkle_root(
+                      [hashlib.sha256(tx.body).digest() for tx in block.txs])
+                  and block.txs[permit.position].SerializeToString() == t.envelope,
+                  "GetBlock: its hash, height and tx_root check out here, "
+                  "the access request at its position")
+
+            # Records, read by the patient: by type, then anchoring order.
+            recs = signed("ListRecords", pb.ListRecordsRequest(patient_key=patient),
                           patient_secret)
-            q.limit = 5
-            try:
-                stub.GetAuditTrail(q, timeout=10)
-                check(False, "a read changed after signing is refused")
-            except grpc.RpcError as e:
-                check(e.code() == grpc.StatusCode.UNAUTHENTICATED,
-                      f"a read whose limit changed after signing is UNAUTHENTICATED "
-                      f"({e.details()})")
+            by_id = {r.record_id: r.record for r in recs.records}
+            check([r.record_id for r in recs.records] == [scan.tx_hash, lab1.tx_hash,
+                                                          lab2.tx_hash]
+                  and by_id[lab1.tx_hash].superseded_by == lab2.tx_hash
+                  and by_id[lab2.tx_hash].supersedes == lab1.tx_hash
+                  and all(r.record.patient_key == patient and r.record.custodian == signer
+                          for r in recs.records)
+                  and by_id[scan.tx_hash].anchored.tx_hash == scan.tx_hash,
+                  "ListRecords (the patient): three records by type, with the supersede chain")
+            page1 = signed("ListRecords", pb.ListRecordsRequest(
+                patient_key=patient, record_type=txpb.RECORD_TYPE_LAB_RESULT, limit=1),
+                patient_secret)
+            page2 = signed("ListRecords", pb.ListRecordsRequest(
+                patient_key=patient, record_type=txpb.RECORD_TYPE_LAB_RESULT, limit=1,
+                page_token=page1.next_page_token), patient_secret)
+            check([r.record_id for r in page1.records] == [lab1.tx_hash] and page1.next_page_token
+                  and [r.record_id for r in page2.records] == [lab2.tx_hash]
+                  and not page2.next_page_token,
+                  "ListRecords by type, one a page: the page token signed with the request")
+            recs = signed("ListRecords", pb.ListRecordsRequest(patient_key=patient), secret)
+            check(len(recs.records) == 3, "ListRecords (the custodian): its three records")
+            recs = signed("ListRecords", pb.ListRecordsRequest(patient_key=patient),
+                          grantee_secret)
+            check([r.record_id for r in recs.records] == [lab1.tx_hash, lab2.tx_hash],
+                  "ListRecords (the grantee): the lab results its consent covers, not the scan")
+
+            got = signed("GetRecord", pb.GetRecordRequest(record_id=lab2.tx_hash),
+                         patient_secret)
+            anchored = txpb.TxEnvelope()
+            anchored.ParseFromString(got.anchor_envelope)
+            check(got.anchor_envelope == lab2_env
+                  and hashlib.sha256(anchored.body).digest() == lab2.tx_hash
+                  and got.record.record_id == lab2.tx_hash
+                  and got.record.record.supersedes == lab1.tx_hash
+                  and got.record.record.record_type == txpb.RECORD_TYPE_LAB_RESULT
+                  and got.record.record.anchored.height == lab2.height,
+                  "GetRecord (the patient): the entry and the anchor envelope as submitted")
+            got = signed("GetRecord", pb.GetRecordRequest(record_id=lab1.tx_hash),
+                         grantee_secret)
+            check(got.record.record.superseded_by == lab2.tx_hash,
+                  "GetRecord (the grantee): a record its consent covers")
+            got = signed("GetRecord", pb.GetRecordRequest(record_id=scan.tx_hash), secret)
+            check(got.record.record_id == scan.tx_hash, "GetRecord (the custodian): its record")
+            refused(lambda: signed("GetRecord", pb.GetRecordRequest(record_id=scan.tx_hash),
+                                   grantee_secret),
+                    grpc.StatusCode.PERMISSION_DENIED, "GetRecord by the grantee out of scope")
+            refused(lambda: signed("GetRecord", pb.GetRecordRequest(record_id=os.urandom(32)),
+                                   patient_secret),
+                    grpc.StatusCode.NOT_FOUND, "GetRecord of an unknown id (signed by the patient)")
+
+            cons = signed("ListConsents", pb.ListConsentsRequest(patient_key=patient),
+                          patient_secret)
+            check(len(cons.consents) == 1 and cons.consents[0].consent_id == grant.tx_hash
+                  and cons.consents[0].consent.grantee_key == grantee
+                  and cons.consents[0].consent.purpose == txpb.PURPOSE_PAYMENT
+                  and list(cons.consents[0].consent.record_types) == [
+                      txpb.RECORD_TYPE_LAB_RESULT]
+                  and cons.consents[0].consent.granted.tx_hash == grant.tx_hash
+                  and not cons.consents[0].consent.revoked,
+                  "ListConsents by patient (the patient): the grant as signed")
+            held = signed("ListConsents", pb.ListConsentsRequest(grantee_key=grantee),
+                          grantee_secret)
+            check([c.consent_id for c in held.consents] == [grant.tx_hash]
+                  and held.consents[0].consent.patient_key == patient,
+                  "ListConsents by grantee (the grantee): the consent it holds")
+            refused(lambda: signed("ListConsents", pb.ListConsentsRequest(grantee_key=grantee),
+                                   patient_secret),
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "ListConsents by grantee signed by the patient")
+            refused(lambda: signed("ListConsents", pb.ListConsentsRequest(
+                        patient_key=patient, grantee_key=grantee), patient_secret),
+                    grpc.StatusCode.INVALID_ARGUMENT, "ListConsents by patient and grantee at once")
+            refused(lambda: trail_of(grantee_secret), grpc.StatusCode.PERMISSION_DENIED,
+                    "GetAuditTrail signed by a grantee that is no regulator")
+
+            # The patient revokes; the grantee is then denied, and loses its reads.
+            revoke, _ = submit(patient_secret,
+                               consent_revoke=txpb.ConsentRevoke(grant_id=grant.tx_hash))
+            check(revoke.result.code == txpb.TX_RESULT_OK, "a revoke the patient signed commits OK")
+            after = access(lab2.tx_hash, txpb.PURPOSE_PAYMENT)
+            check(after.result.decision == txpb.ACCESS_DECISION_DENY
+                  and "revoked" in after.result.reason,
+                  f"the same access request after the revoke: DENY ({after.result.reason})")
+            cons = signed("ListConsents", pb.ListConsentsRequest(patient_key=patient),
+                          patient_secret)
+            check(cons.consents[0].consent.revoked
+                  and cons.consents[0].consent.revoked_at.tx_hash == revoke.tx_hash,
+                  "ListConsents: the consent revoked, naming where")
+            refused(lambda: signed("ListRecords", pb.ListRecordsRequest(patient_key=patient),
+                                   grantee_secret),
+                    grpc.StatusCode.PERMISSION_DENIED, "ListRecords by the revoked grantee")
+            refused(lambda: signed("GetRecord", pb.GetRecordRequest(record_id=lab2.tx_hash),
+                                   grantee_secret),
+                    grpc.StatusCode.PERMISSION_DENIED, "GetRecord by the revoked grantee")
+
+            # The audit trail: every step, in chain order, and paged.
+            A = stpb  # AuditKind
+            story = [(m, A.AUDIT_KIND_ENROLL), (lab1, A.AUDIT_KIND_ANCHOR),
+                     (lab2, A.AUDIT_KIND_ANCHOR), (scan, A.AUDIT_KIND_ANCHOR),
+                     (grant, A.AUDIT_KIND_GRANT), (permit, A.AUDIT_KIND_ACCESS),
+                     (other, A.AUDIT_KIND_ACCESS), (purpose, A.AUDIT_KIND_ACCESS),
+                     (revoke, A.AUDIT_KIND_REVOKE), (after, A.AUDIT_KIND_ACCESS)]
+            trail = trail_of(patient_secret)
+            check([(e.place.tx_hash, e.kind) for e in trail.events]
+                  == [(x.tx_hash, kind) for x, kind in story]
+                  and [(e.place.height, e.place.position) for e in trail.events]
+                  == [(x.height, x.position) for x, _ in story]
+                  and not trail.next_page_token,
+                  f"GetAuditTrail: {len(story)} events, their kinds and places in chain order")
+            acc = [e for e in trail.events if e.kind == A.AUDIT_KIND_ACCESS]
+            check([e.decision for e in acc] == [txpb.ACCESS_DECISION_PERMIT] +
+                  [txpb.ACCESS_DECISION_DENY] * 3
+                  and all(e.actor == grantee and e.institution == grantee for e in acc)
+                  and acc[0].consent_id == grant.tx_hash and acc[0].record_id == lab2.tx_hash
+                  and acc[2].purpose == txpb.PURPOSE_TREATMENT
+                  and trail.events[8].consent_id == grant.tx_hash,
+                  "GetAuditTrail: each access's decision, requester, record and consent")
+            paged, token = [], b""
+            for _ in range(len(story)):
+                page = trail_of(patient_secret, limit=4, page_token=token)
+                paged += page.events
+                token = page.next_page_token
+                if not token:
+                    break
+            check([e.SerializeToString() for e in paged]
+                  == [e.SerializeToString() for e in trail.events],
+                  "GetAuditTrail four a page gives the same trail")
+            check(len(trail_of(patient_secret, emergency_only=True).events) == 0,
+                  "GetAuditTrail, emergency accesses only: none")
+            again = pb.GetAuditTrailRequest(patient_key=patient, limit=3)
+            read_auth("/ehr.v1.Node/GetAuditTrail", again, patient_secret)
+            first = stub.GetAuditTrail(again, timeout=10)
+            check(len(first.events) == 3 and first == stub.GetAuditTrail(again, timeout=10),
+                  "a signed read sent twice within its window answers the same")
+
+            # Refusals, for every signed method.
+            reads = [("GetAuditTrail", lambda: pb.GetAuditTrailRequest(patient_key=patient),
+                      "limit", 5),
+                     ("ListRecords", lambda: pb.ListRecordsRequest(patient_key=patient),
+                      "record_type", txpb.RECORD_TYPE_IMAGING),
+                     ("ListConsents", lambda: pb.ListConsentsRequest(patient_key=patient),
+                      "limit", 1),
+                     ("GetRecord", lambda: pb.GetRecordRequest(record_id=lab2.tx_hash),
+                      "record_id", scan.tx_hash)]
+            U, P = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED
+            for method, make, field, value in reads:
+                call = getattr(stub, method)
+                refused(lambda: call(make(), timeout=10), U, f"an unsigned {method}")
+                refused(lambda: signed(method, make(), stranger_secret), P,
+                        f"{method} signed by a stranger")
+                q = read_auth(f"/ehr.v1.Node/{method}", make(), patient_secret)
+                setattr(q, field, value)
+                refused(lambda: call(q, timeout=10), U,
+                        f"{method} whose {field} changed after signing", "does not verify")
+                past = int(time.time() * 1000) - 120000
+                refused(lambda: signed(method, make(), patient_secret, start_ms=past), U,
+                        f"{method} past its window (ended 60 s ago)", "expired")
+            soon = int(time.time() * 1000) + 120000
+            refused(lambda: signed("GetAuditTrail", pb.GetAuditTrailRequest(patient_key=patient),
+                                   patient_secret, start_ms=soon),
+                    U, "GetAuditTrail whose window starts in 2 minutes", "not valid yet")
+            refused(lambda: signed("GetAuditTrail", pb.GetAuditTrailRequest(patient_key=patient),
+                                   patient_secret, window_ms=300001), U,
+                    "GetAuditTrail with a window over 5 minutes", "over the limit")
+            q = read_auth("/ehr.v1.Node/ListRecords", pb.GetAuditTrailRequest(patient_key=patient),
+                          patient_secret)
+            refused(lambda: stub.GetAuditTrail(q, timeout=10), U,
+                    "GetAuditTrail signed for another method", "does not verify")
+            refused(lambda: signed("GetAuditTrail", pb.GetAuditTrailRequest(patient_key=patient),
+                                   patient_secret, chain_bytes=b"another-chain"), U,
+                    "GetAuditTrail signed for another chain", "does not verify")
+            st = stub.GetStatus(pb.GetStatusRequest(), timeout=10)
+            check(st.reads_refused - refused_before == refusals,
+                  f"GetStatus counts the {refusals} signed reads refused here")
+
+            # Members: those of the genesis, in node-key order, paged.
+            g0 = blockpb.Block()
+            g0.ParseFromString(stub.GetBlock(pb.GetBlockRequest(height=0), timeout=10).block)
+            genesis = blockpb.Genesis()
+            genesis.ParseFromString(g0.genesis)
+            want = sorted((x.SerializeToString() for x in genesis.members),
+                          key=lambda raw: txpb.Member.FromString(raw).node_key)
+            members = stub.ListMembers(pb.ListMembersRequest(), timeout=10)
+            check([x.SerializeToString() for x in members.members] == want
+                  and not members.next_page_token and genesis.chain_id == st.chain_id,
+                  f"ListMembers: the genesis's {len(want)} members, in node-key order")
+            roles = {x.node_key: x.role for x in members.members}
+            check(roles.get(signer) == txpb.MEMBER_ROLE_LAB
+                  and roles.get(grantee) == txpb.MEMBER_ROLE_INSURER
+                  and st.node_id in roles
+                  and {p.node_id for p in st.peers} | {st.node_id} == set(roles),
+                  "ListMembers: the signers' roles, and this node and its peers are the members")
+            paged, token = [], b""
+            for _ in range(len(want) + 1):
+                page = stub.ListMembers(pb.ListMembersRequest(limit=1, page_token=token),
+                                        timeout=10)
+                paged += page.members
+                token = page.next_page_token
+                if not token:
+                    break
+            check([x.SerializeToString() for x in paged] == want,
+                  "ListMembers one a page gives the same list")
+            refused(lambda: stub.ListMembers(pb.ListMembersRequest(page_token=b"bogus"),
+                                             timeout=10),
+                    grpc.StatusCode.INVALID_ARGUMENT, "ListMembers with a made-up page token")
             fresh = txpb.TxBody()
             fresh.ParseFromString(body)
             fresh.nonce = os.urandom(16)

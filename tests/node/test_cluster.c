@@ -985,6 +985,22 @@ static void test_ehrd_refuses_to_start_with_a_clear_message(void **state)
 
 /* ---- a stock gRPC client ---- */
 
+/* Write member I's BIP-340 secret key, in hex, to C->root/memberI.secret
+ * (its name into PATH), for a client that signs as that member. */
+static void member_secret_write(const struct cluster *c, size_t i, char *path, size_t size)
+{
+    char key_path[CLUSTER_PATH_BYTES + 16], hex[2 * EHR_SCHNORR_SECRET_BYTES + 1];
+    snprintf(path, size, "%s/member%zu.secret", c->root, i);
+    snprintf(key_path, sizeof key_path, "%s/node%zu.key", c->root, i);
+    ehr_identity id;
+    assert_int_equal(ehr_keyfile_load(key_path, &id, NULL, NULL, 0, NULL), 0);
+    ehr_hex_encode(hex, id.signing.secret, EHR_SCHNORR_SECRET_BYTES);
+    assert_int_equal(ehr_file_write_atomic(path, hex, strlen(hex), 0600, true), 0);
+    ehr_signing_key_wipe(&id.signing);
+    ehr_kx_key_wipe(&id.kx);
+    sodium_memzero(hex, sizeof hex);
+}
+
 static void test_stock_python_grpc_client_submits_and_reads(void **state)
 {
     (void)state;
@@ -999,31 +1015,25 @@ static void test_stock_python_grpc_client_submits_and_reads(void **state)
     uint8_t hash[EHR_HASH_BYTES];
     cluster_tx_enroll(&c, 0, NULL, &env, &len, hash);
     char path[CLUSTER_PATH_BYTES + 16], secret_path[CLUSTER_PATH_BYTES + 16];
+    char grantee_path[CLUSTER_PATH_BYTES + 16];
     snprintf(path, sizeof path, "%s/tx.bin", c.root);
     assert_int_equal(ehr_file_write_atomic(path, env, len, 0600, true), 0);
     ehr_free(env);
-    /* The client signs as member 1 itself (a test's key, never a real one). */
-    snprintf(secret_path, sizeof secret_path, "%s/member1.secret", c.root);
-    {
-        char key_path[CLUSTER_PATH_BYTES + 16], hex[2 * EHR_SCHNORR_SECRET_BYTES + 1];
-        snprintf(key_path, sizeof key_path, "%s/node1.key", c.root);
-        ehr_identity id;
-        assert_int_equal(ehr_keyfile_load(key_path, &id, NULL, NULL, 0, NULL), 0);
-        ehr_hex_encode(hex, id.signing.secret, EHR_SCHNORR_SECRET_BYTES);
-        assert_int_equal(ehr_file_write_atomic(secret_path, hex, strlen(hex), 0600, true), 0);
-        ehr_signing_key_wipe(&id.signing);
-        ehr_kx_key_wipe(&id.kx);
-    }
+    /* The client signs as member 1 (the lab: enrols and anchors) and as
+     * member 2 (the insurer: the grantee) itself; a test's keys, never real
+     * ones. */
+    member_secret_write(&c, 1, secret_path, sizeof secret_path);
+    member_secret_write(&c, 2, grantee_path, sizeof grantee_path);
     char port[16];
     /* Through a follower, so the submission is forwarded to the leader. */
     snprintf(port, sizeof port, "%u", c.nodes[(leader + 1) % 3].rpc_port);
-    struct proc_result r = run("/usr/bin/python3",
-                               PROC_ARGS(EHR_SOURCE_DIR "/tests/node/interop_node.py",
-                                         "--proto-root", EHR_SOURCE_DIR "/proto", "--port", port,
-                                         "--envelope", path, "--chain-id", c.chain_id, "--vectors",
-                                         EHR_SOURCE_DIR "/tests/vectors/bip340-test-vectors.csv",
-                                         "--member-secret", secret_path, NULL),
-                               PROC_TO_INHERIT, PROC_TO_INHERIT);
+    struct proc_result r = run(
+        "/usr/bin/python3",
+        PROC_ARGS(EHR_SOURCE_DIR "/tests/node/interop_node.py", "--proto-root",
+                  EHR_SOURCE_DIR "/proto", "--port", port, "--envelope", path, "--chain-id",
+                  c.chain_id, "--vectors", EHR_SOURCE_DIR "/tests/vectors/bip340-test-vectors.csv",
+                  "--member-secret", secret_path, "--grantee-secret", grantee_path, NULL),
+        PROC_TO_INHERIT, PROC_TO_INHERIT);
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(cluster_stop(&c, i), 0);
     cluster_destroy(&c, keep_dirs());
