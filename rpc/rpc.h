@@ -96,6 +96,14 @@ enum rpc_status rpc_status_from_err(int err);
  * with DEADLINE_EXCEEDED and its buffered bytes are freed, whatever
  * grpc-timeout says (a shorter one still ends it sooner). */
 #define RPC_REQUEST_RECEIVE_TIMEOUT_MS 30000u
+/* A streaming call whose queue filled (rpc_stream_send said EHR_EAGAIN)
+ * and did not drain to half within this long (its client does not read:
+ * its HTTP/2 window or its socket stays full) is ended: its queue is
+ * freed, the client gets RST_STREAM(ENHANCE_YOUR_CALM), which gRPC
+ * clients report as RESOURCE_EXHAUSTED, and the handler a cancel with
+ * RESOURCE_EXHAUSTED. A client must so read at least half a queue
+ * (RPC_STREAM_QUEUE_BYTES_MAX / 2) per this period. */
+#define RPC_STREAM_STALL_TIMEOUT_MS 30000u
 /* Graceful shutdown waits this long for in-flight calls before it forces them. */
 #define RPC_SHUTDOWN_GRACE_MS 5000u
 /*
@@ -138,6 +146,7 @@ struct rpc_server_config {
     size_t stream_queue_bytes_max;        /* RPC_STREAM_QUEUE_BYTES_MAX */
     uint64_t idle_timeout_ms;             /* RPC_IDLE_TIMEOUT_MS */
     uint64_t request_receive_timeout_ms;  /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
+    uint64_t stream_stall_timeout_ms;     /* RPC_STREAM_STALL_TIMEOUT_MS */
     uint64_t shutdown_grace_ms;           /* RPC_SHUTDOWN_GRACE_MS */
 };
 
@@ -155,8 +164,9 @@ typedef void (*rpc_stream_handler)(struct rpc_stream *stream, const uint8_t *req
 /*
  * Told once when the call ended without the handler: the client cancelled or
  * went away (CANCELLED / UNAVAILABLE), the deadline passed
- * (DEADLINE_EXCEEDED; the client has already been told), or the server is
- * shutting down (UNAVAILABLE). The call stays valid: the handler must still
+ * (DEADLINE_EXCEEDED; the client has already been told), the client did not
+ * read a stream for stream_stall_timeout_ms (RESOURCE_EXHAUSTED), or the
+ * server is shutting down (UNAVAILABLE). The call stays valid: the handler must still
  * finish it (which then only releases it); it may do so inside this callback.
  */
 typedef void (*rpc_cancel_cb)(void *data, enum rpc_status why);

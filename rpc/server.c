@@ -36,12 +36,19 @@
  *      per kind (ehr_log_limit). A call keeps its connection's id and
  *      address for its whole life (rpc_call_peer_address), so a handler
  *      can bound what one client asks of it.
+ *   8. A client that does not read holds a stream's queue for at most
+ *      stream_stall_timeout_ms: stall_by_ms is set when the queue fills
+ *      (rpc_stream_send says EAGAIN) and cleared only when it drains to
+ *      half (send_data_cb); when it passes, call_stalled frees the queue
+ *      and resets the stream (closing the connection if even that cannot
+ *      be written).
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
  *   receiving --call_timer_cb (not whole in time)--> ended, never dispatched
  *   with handler --rpc_call_reply/fail, rpc_stream_finish--> draining
  *   with handler --call_detach / deadline / shutdown--> ended, with handler
+ *   with handler --call_stalled (queue full too long)--> ended, with handler
  *   ended, with handler --finish--> draining or reaped
  *   any --call_detach (stream closed)--> reaped once app_owned is clear
  *
@@ -89,9 +96,14 @@ enum {
 /* Refusals a client provokes at will: each kind is logged at most once per
  * EHR_LOG_LIMIT_INTERVAL_MS, with the number refused (an attacker holding
  * the connection cap must not be able to flood the log). */
-enum refusal { REFUSAL_CONNECTIONS_MAX, REFUSAL_CONNECTIONS_PER_ADDRESS, REFUSAL_COUNT_ };
-static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max",
-                                                                "connections_per_address_max"};
+enum refusal {
+    REFUSAL_CONNECTIONS_MAX,
+    REFUSAL_CONNECTIONS_PER_ADDRESS,
+    REFUSAL_STREAM_STALLED,
+    REFUSAL_COUNT_
+};
+static const char *const refusal_limit_names[REFUSAL_COUNT_] = {
+    "connections_max", "connections_per_address_max", "stream_stall_timeout_ms"};
 
 struct rpc__method {
     char path[RPC_METHOD_PATH_BYTES_MAX + 1];
@@ -173,6 +185,7 @@ struct rpc_call {
     uint64_t timeout_ms;
     uint64_t deadline_ms;   /* loop time */
     uint64_t receive_by_ms; /* loop time: the request must be complete by then */
+    uint64_t stall_by_ms;   /* loop time, 0: none; a full queue must drain to half by then */
     bool stream_attached;
     bool app_owned;
     bool ended;
@@ -261,6 +274,12 @@ static void refusal_timer_cb(uv_timer_t *timer);
 
 static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t count)
 {
+    if (kind == REFUSAL_STREAM_STALLED) {
+        ehr_log(EHR_LOG_WARN, "rpc streams ended: the client did not read",
+                "limit=%s count=%" PRIu64 " stream_stall_timeout_ms=%" PRIu64,
+                refusal_limit_names[kind], count, server->config.stream_stall_timeout_ms);
+        return;
+    }
     ehr_log(EHR_LOG_WARN, "rpc connections refused",
             "limit=%s count=%" PRIu64 " connections=%u connections_max=%u",
             refusal_limit_names[kind], count, server->conn_count, server->config.connections_max);
@@ -289,7 +308,7 @@ static void refusal_timer_cb(uv_timer_t *timer)
     refusal_flush(server, uv_now(server->loop));
 }
 
-/* A connection was refused for KIND: log it, or count it for a later line. */
+/* A connection (or a stream) was refused for KIND: log it, or count it for a later line. */
 static void server_refused(struct rpc_server *server, enum refusal kind)
 {
     uint64_t count;
@@ -524,6 +543,7 @@ static int server_send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
     if (call->want_writable && call->app_owned && !call->ended &&
         call_queued_bytes(call) <= conn->server->config.stream_queue_bytes_max / 2) {
         call->want_writable = false;
+        call->stall_by_ms = 0; /* the client reads (invariant 8) */
         call_notify(call, &call->notify_writable);
     }
     return 0;
@@ -612,12 +632,54 @@ static void call_timer_arm(struct rpc_call *call)
         due = call->deadline_ms;
     if (!call->request_done && call->receive_by_ms < due)
         due = call->receive_by_ms;
+    if (call->stall_by_ms != 0 && call->stall_by_ms < due)
+        due = call->stall_by_ms;
     if (due == UINT64_MAX) {
         uv_timer_stop(&call->timer);
         return;
     }
     uint64_t now = uv_now(call->server->loop);
     uv_timer_start(&call->timer, call_timer_cb, due > now ? due - now : 0, 0);
+}
+
+/*
+ * The client has not read CALL (a stream) for stream_stall_timeout_ms: its
+ * queue filled and never drained to half. A status cannot reach it (the
+ * trailers would wait behind the unread messages), so the stream is reset
+ * with ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED;
+ * its queue is freed now and the handler is told RESOURCE_EXHAUSTED. If the
+ * client does not read its socket at all (the connection's output is full
+ * and reading stopped, so not even the reset can leave), the connection is
+ * closed (invariant 8).
+ */
+static void call_stalled(struct rpc_call *call)
+{
+    struct rpc__server_conn *conn = call->conn;
+    struct rpc_server *server = call->server;
+    EHR_ASSERT(call->stream_attached);
+    EHR_ASSERT(!call->ended);
+    call->ended = true;
+    call->end_err = EHR_ECLOSED;
+    call->stall_by_ms = 0;
+    call->want_writable = false;
+    uv_timer_stop(&call->timer);
+    call->out.len = call->out_pos + call->out_promised; /* keep what nghttp2 was promised */
+    if (call->out_promised == 0) {
+        call->out_pos = 0;
+        rpc__buf_free(&call->out);
+    }
+    if (call->app_owned) {
+        call->cancel_why = RPC_STATUS_RESOURCE_EXHAUSTED;
+        call_notify(call, &call->notify_cancel);
+    }
+    server_refused(server, REFUSAL_STREAM_STALLED);
+    if (conn->io.read_stopped) {
+        conn_close(conn, RPC_STATUS_RESOURCE_EXHAUSTED);
+        return;
+    }
+    nghttp2_submit_rst_stream(conn->io.session, NGHTTP2_FLAG_NONE, call->stream_id,
+                              NGHTTP2_ENHANCE_YOUR_CALM);
+    conn_mark_dirty(conn);
 }
 
 static void call_timer_cb(uv_timer_t *timer)
@@ -634,6 +696,11 @@ static void call_timer_cb(uv_timer_t *timer)
         /* Not dispatched yet, so no handler to tell; the reset that follows
          * our END_STREAM frees what the request buffered. */
         call_end(call, "200", RPC_STATUS_DEADLINE_EXCEEDED, message, true, EHR_ETIMEDOUT);
+        server_pump(server);
+        return;
+    }
+    if (call->stall_by_ms != 0 && now >= call->stall_by_ms) {
+        call_stalled(call);
         server_pump(server);
         return;
     }
@@ -1310,6 +1377,8 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->connections_per_address_max = RPC_CONNECTIONS_PER_ADDRESS_MAX;
     if (c->request_receive_timeout_ms == 0)
         c->request_receive_timeout_ms = RPC_REQUEST_RECEIVE_TIMEOUT_MS;
+    if (c->stream_stall_timeout_ms == 0)
+        c->stream_stall_timeout_ms = RPC_STREAM_STALL_TIMEOUT_MS;
     if (c->streams_per_connection_max == 0)
         c->streams_per_connection_max = RPC_STREAMS_PER_CONNECTION_MAX;
     if (c->header_list_bytes_max == 0)
@@ -1615,6 +1684,10 @@ int rpc_stream_send(struct rpc_stream *stream, const uint8_t *message, size_t me
     size_t queued = call_queued_bytes(call);
     if (queued > 0 && queued + RPC__PREFIX_BYTES + message_len > config->stream_queue_bytes_max) {
         call->want_writable = true;
+        if (call->stall_by_ms == 0) { /* full from now: the client must read (invariant 8) */
+            call->stall_by_ms = uv_now(call->server->loop) + config->stream_stall_timeout_ms;
+            call_timer_arm(call);
+        }
         return EHR_EAGAIN;
     }
     call_queue_message(call, message, message_len);

@@ -1649,6 +1649,94 @@ static void test_an_unfinished_request_has_a_deadline(void **state)
     ts_join(ts);
 }
 
+/* A framed CountRequest into OUT (room for 64 bytes): COUNT replies of
+ * PAYLOAD bytes, then the stream hangs open if HANG. Returns its length. */
+static size_t framed_count(uint8_t *out, uint32_t count, uint32_t payload_bytes, bool hang)
+{
+    size_t len = pack_count(out + 5, count, payload_bytes, 0, hang);
+    return h2raw_grpc_frame(out, 0, out + 5, (uint32_t)len);
+}
+
+/*
+ * Invariant 8: a stream whose client receives and never gives HTTP/2
+ * flow-control credit back (its window stays full, so the server's queue
+ * fills) is ended stream_stall_timeout_ms after its queue filled, and not
+ * before: RST_STREAM(ENHANCE_YOUR_CALM), the handler told
+ * RESOURCE_EXHAUSTED, the connection kept. A stream that is read, on the
+ * same server meanwhile, is not ended.
+ */
+static void test_a_stream_not_read_is_ended_after_the_stall_timeout(void **state)
+{
+    (void)state;
+    enum { STALL_MS = 1000 };
+    struct rpc_server_config config = {.stream_stall_timeout_ms = STALL_MS,
+                                       .stream_queue_bytes_max = 64 * 1024};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t stalled_req[64], read_req[64];
+    size_t stalled_len = framed_count(stalled_req, 1000000, 1000, false);
+    size_t read_len = framed_count(read_req, 20000, 100, true);
+    struct h2raw slow, reader;
+    assert_int_equal(h2raw_connect_with(&slow, 0, ts->port, H2RAW_NO_WINDOW_UPDATE), 0);
+    assert_int_equal(h2raw_connect(&reader, ts->port), 0);
+    struct h2raw_stream *stalled =
+        h2raw_request(&slow, ECHO_COUNT, NULL, stalled_req, stalled_len, true);
+    assert_non_null(stalled);
+    struct h2raw_stream *read = h2raw_request(&reader, ECHO_COUNT, NULL, read_req, read_len, true);
+    assert_non_null(read);
+    h2raw_wait(&slow, stalled, 1);
+    wait_count(&ts->service.stats.eagain, 1); /* the stalled queue is full */
+    uint64_t full_ms = now_ms();
+    /* A third of the timeout later, both still run; the reader is read. */
+    while (now_ms() - full_ms < STALL_MS / 3) {
+        h2raw_wait(&reader, read, 20);
+        h2raw_wait(&slow, stalled, 20);
+    }
+    assert_false(stalled->closed);
+    while (!stalled->closed && now_ms() - full_ms < 10 * STALL_MS) {
+        h2raw_wait(&reader, read, 20);
+        h2raw_wait(&slow, stalled, 20);
+    }
+    assert_true(stalled->closed);
+    assert_int_equal(stalled->close_code, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_true(now_ms() - full_ms >= STALL_MS - 100); /* the server's clock started earlier */
+    wait_count(&ts->service.stats.cancels[RPC_STATUS_RESOURCE_EXHAUSTED], 1);
+    assert_false(slow.eof); /* the connection is kept */
+    assert_false(read->closed);
+    assert_true(read->data_len > 4 * config.stream_queue_bytes_max);
+    assert_int_equal(atomic_load(&ts->service.stats.cancels[RPC_STATUS_RESOURCE_EXHAUSTED]), 1);
+    h2raw_close(&slow);
+    h2raw_close(&reader);
+    ts_join(ts);
+}
+
+/* Invariant 8, the other way not to read: a client that gives the server
+ * every window HTTP/2 allows and then does not read its socket. The
+ * server's output fills, then the stream's queue; after the stall timeout
+ * the connection is closed (not even a reset could be written). */
+static void test_a_client_that_does_not_read_its_socket_loses_the_connection(void **state)
+{
+    (void)state;
+    enum { STALL_MS = 300 };
+    struct rpc_server_config config = {.stream_stall_timeout_ms = STALL_MS};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t req[64];
+    size_t len = framed_count(req, 1000000, 16384, false);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect_with(&h, 0, ts->port, H2RAW_LARGE_WINDOW), 0);
+    assert_non_null(h2raw_request(&h, ECHO_COUNT, NULL, req, len, true));
+    assert_int_equal(nghttp2_session_send(h.session), 0); /* then never read */
+    wait_count(&ts->service.stats.eagain, 1);
+    wait_count(&ts->service.stats.cancels[RPC_STATUS_RESOURCE_EXHAUSTED], 1);
+    /* What the kernel holds comes first, then the end of the connection. */
+    static uint8_t sink[1 << 20];
+    bool eof = false;
+    for (int i = 0; i < 200 && !eof; i++)
+        raw_read(h.fd, sink, sizeof sink, 100, &eof);
+    assert_true(eof);
+    h2raw_close(&h);
+    ts_join(ts);
+}
+
 static void test_streams_per_connection_edge(void **state)
 {
     struct rpc_server_config config = {.streams_per_connection_max = 4};
@@ -1815,6 +1903,8 @@ int main(void)
         cmocka_unit_test(test_pings_do_not_keep_a_connection_from_idling),
         cmocka_unit_test(test_requests_keep_a_connection_from_idling),
         cmocka_unit_test(test_an_unfinished_request_has_a_deadline),
+        cmocka_unit_test(test_a_stream_not_read_is_ended_after_the_stall_timeout),
+        cmocka_unit_test(test_a_client_that_does_not_read_its_socket_loses_the_connection),
         cmocka_unit_test(test_streams_per_connection_edge),
         cmocka_unit_test(test_connection_request_budget_edge),
         cmocka_unit_test(test_idle_connection_is_closed),
