@@ -909,8 +909,8 @@ static void api_drain(struct node *n);
 
 int node__service_start(struct node *n, ehr_diag *diag)
 {
-    struct rpc_server_config rc_cfg = {.message_bytes_max =
-                                           (size_t)n->cfg.limits.rpc_message_bytes};
+    struct rpc_server_config rc_cfg = {.message_bytes_max = (size_t)n->cfg.limits.rpc_message_bytes,
+                                       .stream_stall_timeout_ms = NODE_STREAM_STALL_TIMEOUT_MS};
     int rc = rpc_server_new(n->loop, &rc_cfg, &n->rpc);
     if (rc != 0)
         return ehr_diag_fail(diag, rc, "cannot set up the RPC server: %s", ehr_strerror(rc));
