@@ -92,6 +92,12 @@ enum rpc_status rpc_status_from_err(int err);
  * HEADERS or DATA; PINGs, SETTINGS and WINDOW_UPDATEs do not count) for
  * this long gets GOAWAY and is closed. */
 #define RPC_IDLE_TIMEOUT_MS 300000u
+/* A connection whose first request is not complete (the HTTP/2 preface,
+ * then a request's HEADERS and END_STREAM) this long after it was accepted
+ * is closed (after a GOAWAY if it sent the preface), whatever else it
+ * sends: a holder cannot keep a connection it never uses. Independent of
+ * RPC_IDLE_TIMEOUT_MS, which applies after. */
+#define RPC_FIRST_REQUEST_TIMEOUT_MS 10000u
 /* A request not complete (END_STREAM) this long after its headers ends
  * with DEADLINE_EXCEEDED and its buffered bytes are freed, whatever
  * grpc-timeout says (a shorter one still ends it sooner). */
@@ -145,6 +151,7 @@ struct rpc_server_config {
     size_t connection_request_bytes_max;  /* RPC_CONNECTION_REQUEST_BYTES_MAX */
     size_t stream_queue_bytes_max;        /* RPC_STREAM_QUEUE_BYTES_MAX */
     uint64_t idle_timeout_ms;             /* RPC_IDLE_TIMEOUT_MS */
+    uint64_t first_request_timeout_ms;    /* RPC_FIRST_REQUEST_TIMEOUT_MS */
     uint64_t request_receive_timeout_ms;  /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
     uint64_t stream_stall_timeout_ms;     /* RPC_STREAM_STALL_TIMEOUT_MS */
     uint64_t shutdown_grace_ms;           /* RPC_SHUTDOWN_GRACE_MS */

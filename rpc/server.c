@@ -42,6 +42,11 @@
  *      half (send_data_cb); when it passes, call_stalled frees the queue
  *      and resets the stream (closing the connection if even that cannot
  *      be written).
+ *   9. A connection is used or closed: unless its first request arrives
+ *      whole (preface, HEADERS, END_STREAM) within
+ *      first_request_timeout_ms of its accept, conn_first_request_cb
+ *      closes it, whatever it sent meanwhile (PINGs, SETTINGS, a request
+ *      that never ends).
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -51,6 +56,15 @@
  *   with handler --call_stalled (queue full too long)--> ended, with handler
  *   ended, with handler --finish--> draining or reaped
  *   any --call_detach (stream closed)--> reaped once app_owned is clear
+ *
+ * Connection states:
+ *   accepted --conn_recv (the client's first bytes)--> speaking HTTP/2
+ *     (or answered 505 and closing)
+ *   accepted / speaking --call_request_done (a first request whole)--> used
+ *   accepted / speaking --conn_first_request_cb--> closed at once (no
+ *     byte came) or closing after a GOAWAY (invariant 9)
+ *   used --conn_idle_cb (no call, no request progress)--> closing (GOAWAY)
+ *   closing --conn_flush (output written)--> closed (conn_close)
  *
  * nghttp2 caveats (where they bite):
  *   - submit_* may be called inside its callbacks; session_send and
@@ -100,10 +114,12 @@ enum refusal {
     REFUSAL_CONNECTIONS_MAX,
     REFUSAL_CONNECTIONS_PER_ADDRESS,
     REFUSAL_STREAM_STALLED,
+    REFUSAL_FIRST_REQUEST_LATE,
     REFUSAL_COUNT_
 };
 static const char *const refusal_limit_names[REFUSAL_COUNT_] = {
-    "connections_max", "connections_per_address_max", "stream_stall_timeout_ms"};
+    "connections_max", "connections_per_address_max", "stream_stall_timeout_ms",
+    "first_request_timeout_ms"};
 
 struct rpc__method {
     char path[RPC_METHOD_PATH_BYTES_MAX + 1];
@@ -156,6 +172,8 @@ struct rpc__server_conn {
     struct rpc__link calls; /* calls whose stream is attached */
     uint32_t call_count;
     uv_timer_t idle_timer;
+    uv_timer_t first_request_timer; /* stopped by the first complete request */
+    bool first_request_done;
     size_t request_budget; /* request bytes this connection may still buffer */
     uint8_t first_bytes[FIRST_BYTES_KEPT];
     uint32_t first_len;
@@ -278,6 +296,12 @@ static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t c
         ehr_log(EHR_LOG_WARN, "rpc streams ended: the client did not read",
                 "limit=%s count=%" PRIu64 " stream_stall_timeout_ms=%" PRIu64,
                 refusal_limit_names[kind], count, server->config.stream_stall_timeout_ms);
+        return;
+    }
+    if (kind == REFUSAL_FIRST_REQUEST_LATE) {
+        ehr_log(EHR_LOG_WARN, "rpc connections closed: no complete request in time",
+                "limit=%s count=%" PRIu64 " first_request_timeout_ms=%" PRIu64,
+                refusal_limit_names[kind], count, server->config.first_request_timeout_ms);
         return;
     }
     ehr_log(EHR_LOG_WARN, "rpc connections refused",
@@ -786,6 +810,12 @@ static void call_request_done(struct rpc_call *call)
     call->request_done = true;
     if (call->ended)
         return;
+    struct rpc__server_conn *conn = call->conn;
+    if (!conn->first_request_done) { /* invariant 9 */
+        conn->first_request_done = true;
+        if (!conn->io.socketless)
+            uv_timer_stop(&conn->first_request_timer);
+    }
     call_timer_arm(call); /* the request's own time limit no longer applies */
     if (!rpc__reader_idle(&call->reader))
         call_end(call, "200", RPC_STATUS_INTERNAL, "request ended inside a message (truncated)",
@@ -994,6 +1024,7 @@ static void conn_close(struct rpc__server_conn *conn, enum rpc_status why)
     uv_read_stop((uv_stream_t *)&conn->io.tcp);
     uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
     uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
+    uv_close((uv_handle_t *)&conn->first_request_timer, conn_handle_closed);
 }
 
 /* Produce and write what the session has; close when HTTP/2 says we are done. */
@@ -1133,6 +1164,26 @@ static void conn_idle_cb(uv_timer_t *timer)
     server_pump(conn->server);
 }
 
+/* The connection's first request did not arrive whole in time (invariant
+ * 9): a client that sent nothing is closed at once; one that spoke HTTP/2
+ * gets GOAWAY first, as an idle one does. */
+static void conn_first_request_cb(uv_timer_t *timer)
+{
+    struct rpc__server_conn *conn = timer->data;
+    struct rpc_server *server = conn->server;
+    if (conn->closing || conn->first_request_done)
+        return;
+    server_refused(server, REFUSAL_FIRST_REQUEST_LATE);
+    if (conn->io.session == NULL || conn->first_len == 0) {
+        conn_close(conn, RPC_STATUS_CANCELLED);
+    } else {
+        nghttp2_session_terminate_session(conn->io.session, NGHTTP2_NO_ERROR);
+        conn->close_after_write = true;
+        conn_mark_dirty(conn);
+    }
+    server_pump(server);
+}
+
 /* Everything but the socket: session, settings, budgets. */
 static int conn_setup(struct rpc_server *server, struct rpc__server_conn *conn, bool socketless)
 {
@@ -1242,11 +1293,13 @@ static void on_connection(uv_stream_t *listener, int status)
     struct rpc__server_conn *conn = ehr_calloc(1, sizeof *conn);
     uv_tcp_init(server->loop, &conn->io.tcp);
     uv_timer_init(server->loop, &conn->idle_timer);
+    uv_timer_init(server->loop, &conn->first_request_timer);
     conn->io.tcp.data = conn;
     conn->idle_timer.data = conn;
-    conn->handles_open = 2;
+    conn->first_request_timer.data = conn;
+    conn->handles_open = 3;
     conn->server = server;
-    server->handles_open += 2;
+    server->handles_open += 3;
     bool over_address = false;
     int rv = uv_accept(listener, (uv_stream_t *)&conn->io.tcp);
     if (rv == 0) {
@@ -1260,11 +1313,14 @@ static void on_connection(uv_stream_t *listener, int status)
         conn->closing = true;
         uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
         uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
+        uv_close((uv_handle_t *)&conn->first_request_timer, conn_handle_closed);
         return;
     }
     uv_tcp_nodelay(&conn->io.tcp, 1);
     uv_timer_start(&conn->idle_timer, conn_idle_cb, server->config.idle_timeout_ms,
                    server->config.idle_timeout_ms);
+    uv_timer_start(&conn->first_request_timer, conn_first_request_cb,
+                   server->config.first_request_timeout_ms, 0);
     uv_read_start((uv_stream_t *)&conn->io.tcp, rpc__conn_alloc_cb, conn_read_cb);
     server_pump(server);
 }
@@ -1389,6 +1445,8 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->stream_queue_bytes_max = RPC_STREAM_QUEUE_BYTES_MAX;
     if (c->idle_timeout_ms == 0)
         c->idle_timeout_ms = RPC_IDLE_TIMEOUT_MS;
+    if (c->first_request_timeout_ms == 0)
+        c->first_request_timeout_ms = RPC_FIRST_REQUEST_TIMEOUT_MS;
     if (c->shutdown_grace_ms == 0)
         c->shutdown_grace_ms = RPC_SHUTDOWN_GRACE_MS;
     /* A message must fit the 32-bit prefix and the connection's request budget. */

@@ -1737,6 +1737,71 @@ static void test_a_client_that_does_not_read_its_socket_loses_the_connection(voi
     ts_join(ts);
 }
 
+/*
+ * Invariant 9: a connection must carry a whole first request within
+ * first_request_timeout_ms, whatever its idle timeout. One that sends
+ * nothing is closed without a byte; one that sends only the preface (and
+ * its SETTINGS and PINGs, which look alive) gets GOAWAY and is closed;
+ * neither before a third of the timeout, both soon after it.
+ */
+static void test_a_connection_without_a_first_request_is_closed(void **state)
+{
+    (void)state;
+    enum { FIRST_MS = 600 };
+    struct rpc_server_config config = {.first_request_timeout_ms = FIRST_MS,
+                                       .idle_timeout_ms = 60000};
+    struct thread_server *ts = ts_start(&config);
+    int silent = raw_connect(ts->port);
+    assert_true(silent >= 0);
+    struct h2raw preface_only;
+    assert_int_equal(h2raw_connect(&preface_only, ts->port), 0);
+    uint64_t start = now_ms();
+    uint8_t buf[256];
+    bool eof = false;
+    assert_int_equal(raw_read(silent, buf, sizeof buf, FIRST_MS / 3, &eof), 0);
+    assert_false(eof);
+    assert_int_equal(nghttp2_submit_ping(preface_only.session, NGHTTP2_FLAG_NONE, NULL), 0);
+    assert_false(h2raw_wait(&preface_only, NULL, 1));
+    assert_false(preface_only.eof);
+    while (!preface_only.eof && now_ms() - start < 10 * FIRST_MS) {
+        nghttp2_submit_ping(preface_only.session, NGHTTP2_FLAG_NONE, NULL);
+        h2raw_wait(&preface_only, NULL, 50);
+    }
+    assert_true(preface_only.eof);
+    assert_true(preface_only.goaway);
+    assert_true(now_ms() - start >= FIRST_MS - 50);
+    assert_int_equal(raw_read(silent, buf, sizeof buf, 5000, &eof), 0);
+    assert_true(eof); /* closed without a byte */
+    assert_true(now_ms() - start < 5 * FIRST_MS);
+    close(silent);
+    h2raw_close(&preface_only);
+    ts_join(ts);
+}
+
+/* A connection whose first request came in time is left to the idle
+ * timeout: it is not closed when the first request timeout passes. */
+static void test_a_connection_used_in_time_outlives_the_first_request_timeout(void **state)
+{
+    (void)state;
+    enum { FIRST_MS = 200 };
+    struct rpc_server_config config = {.first_request_timeout_ms = FIRST_MS,
+                                       .idle_timeout_ms = 60000};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    struct h2raw h;
+    struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_SAY, NULL, body, 5, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    h2raw_wait(&h, NULL, 3 * FIRST_MS);
+    assert_false(h.eof);
+    assert_false(h.goaway);
+    s = h2raw_request(&h, ECHO_SAY, NULL, body, 5, true);
+    assert_true(h2raw_wait(&h, s, 5000));
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    h2raw_close(&h);
+    ts_join(ts);
+}
+
 static void test_streams_per_connection_edge(void **state)
 {
     struct rpc_server_config config = {.streams_per_connection_max = 4};
@@ -1905,6 +1970,8 @@ int main(void)
         cmocka_unit_test(test_an_unfinished_request_has_a_deadline),
         cmocka_unit_test(test_a_stream_not_read_is_ended_after_the_stall_timeout),
         cmocka_unit_test(test_a_client_that_does_not_read_its_socket_loses_the_connection),
+        cmocka_unit_test(test_a_connection_without_a_first_request_is_closed),
+        cmocka_unit_test(test_a_connection_used_in_time_outlives_the_first_request_timeout),
         cmocka_unit_test(test_streams_per_connection_edge),
         cmocka_unit_test(test_connection_request_budget_edge),
         cmocka_unit_test(test_idle_connection_is_closed),
