@@ -73,6 +73,11 @@ enum rpc_status rpc_status_from_err(int err);
 #define RPC_HEADER_LIST_BYTES_MAX 8192u
 /* Request bytes a server buffers per connection (all its partial messages). */
 #define RPC_CONNECTION_REQUEST_BYTES_MAX (8u * 1024 * 1024)
+/* The same bytes over all the connections of one client address (counted
+ * as connections are): past it a request that would be buffered is refused
+ * with RESOURCE_EXHAUSTED, as past the connection's; 4 connections' worth,
+ * so one client cannot make the server hold 128 × 8 MiB. */
+#define RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX (32u * 1024 * 1024)
 /* Output a connection buffers for the socket before it stops producing more. */
 #define RPC_CONNECTION_OUTPUT_BYTES_MAX (256u * 1024)
 /*
@@ -143,18 +148,19 @@ struct rpc_stream; /* one server-streaming call, owned by the handler until fini
 
 /* Every field may be left 0 to take the default named in the comment. */
 struct rpc_server_config {
-    size_t message_bytes_max;             /* RPC_MESSAGE_BYTES_MAX */
-    uint32_t connections_max;             /* RPC_CONNECTIONS_MAX */
-    uint32_t connections_per_address_max; /* RPC_CONNECTIONS_PER_ADDRESS_MAX */
-    uint32_t streams_per_connection_max;  /* RPC_STREAMS_PER_CONNECTION_MAX */
-    uint32_t header_list_bytes_max;       /* RPC_HEADER_LIST_BYTES_MAX */
-    size_t connection_request_bytes_max;  /* RPC_CONNECTION_REQUEST_BYTES_MAX */
-    size_t stream_queue_bytes_max;        /* RPC_STREAM_QUEUE_BYTES_MAX */
-    uint64_t idle_timeout_ms;             /* RPC_IDLE_TIMEOUT_MS */
-    uint64_t first_request_timeout_ms;    /* RPC_FIRST_REQUEST_TIMEOUT_MS */
-    uint64_t request_receive_timeout_ms;  /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
-    uint64_t stream_stall_timeout_ms;     /* RPC_STREAM_STALL_TIMEOUT_MS */
-    uint64_t shutdown_grace_ms;           /* RPC_SHUTDOWN_GRACE_MS */
+    size_t message_bytes_max;                /* RPC_MESSAGE_BYTES_MAX */
+    uint32_t connections_max;                /* RPC_CONNECTIONS_MAX */
+    uint32_t connections_per_address_max;    /* RPC_CONNECTIONS_PER_ADDRESS_MAX */
+    uint32_t streams_per_connection_max;     /* RPC_STREAMS_PER_CONNECTION_MAX */
+    uint32_t header_list_bytes_max;          /* RPC_HEADER_LIST_BYTES_MAX */
+    size_t connection_request_bytes_max;     /* RPC_CONNECTION_REQUEST_BYTES_MAX */
+    size_t unfinished_bytes_per_address_max; /* RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX */
+    size_t stream_queue_bytes_max;           /* RPC_STREAM_QUEUE_BYTES_MAX */
+    uint64_t idle_timeout_ms;                /* RPC_IDLE_TIMEOUT_MS */
+    uint64_t first_request_timeout_ms;       /* RPC_FIRST_REQUEST_TIMEOUT_MS */
+    uint64_t request_receive_timeout_ms;     /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
+    uint64_t stream_stall_timeout_ms;        /* RPC_STREAM_STALL_TIMEOUT_MS */
+    uint64_t shutdown_grace_ms;              /* RPC_SHUTDOWN_GRACE_MS */
 };
 
 /*

@@ -47,6 +47,13 @@
  *      first_request_timeout_ms of its accept, conn_first_request_cb
  *      closes it, whatever it sent meanwhile (PINGs, SETTINGS, a request
  *      that never ends).
+ *  10. The request bytes buffered for the calls of one client address
+ *      (partial messages and requests held until dispatch, as the
+ *      connection counts them) stay within unfinished_bytes_per_address_max
+ *      over all its connections: every charge is taken from the
+ *      connection's and the address's budget together (rpc__budget_take)
+ *      and given back to both; when the address's last connection closes
+ *      its budget is whole again.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -130,6 +137,14 @@ struct rpc__method {
     void *data;
 };
 
+/* A client address with open connections: what they hold together. */
+struct rpc__address {
+    struct rpc_peer_address peer;
+    uint32_t connection_count;
+    size_t request_budget; /* unfinished request bytes its connections may still buffer */
+    struct rpc__link link; /* server addresses */
+};
+
 struct rpc_server {
     uv_loop_t *loop;
     struct rpc_server_config config;
@@ -145,11 +160,12 @@ struct rpc_server {
     uint8_t *read_buf;
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *option;
-    struct rpc__link conns;   /* open connections */
-    struct rpc__link dirty;   /* connections that may have output to produce */
-    struct rpc__link pending; /* calls with notifications to deliver */
-    struct rpc__link reap;    /* calls to recycle at the end of the pump */
-    struct rpc__link pool;    /* recycled calls (their timers initialised) */
+    struct rpc__link conns;     /* open connections */
+    struct rpc__link addresses; /* rpc__address of the open connections (known addresses) */
+    struct rpc__link dirty;     /* connections that may have output to produce */
+    struct rpc__link pending;   /* calls with notifications to deliver */
+    struct rpc__link reap;      /* calls to recycle at the end of the pump */
+    struct rpc__link pool;      /* recycled calls (their timers initialised) */
     uint32_t pool_count;
     uint32_t conn_count;
     uint64_t conn_id_last; /* the last connection id given (rpc_stream_connection_id) */
@@ -167,6 +183,8 @@ struct rpc__server_conn {
     struct rpc_server *server;
     uint64_t id;                  /* rpc_stream_connection_id */
     struct rpc_peer_address peer; /* 0: unknown (not counted per address) */
+    struct rpc__address *address; /* NULL: unknown address, or socketless */
+    struct rpc__budget budget;    /* request_budget and the address's */
     struct rpc__link link_all;
     struct rpc__link link_dirty;
     struct rpc__link calls; /* calls whose stream is attached */
@@ -174,7 +192,7 @@ struct rpc__server_conn {
     uv_timer_t idle_timer;
     uv_timer_t first_request_timer; /* stopped by the first complete request */
     bool first_request_done;
-    size_t request_budget; /* request bytes this connection may still buffer */
+    size_t request_budget; /* request bytes this connection may still buffer (budget) */
     uint8_t first_bytes[FIRST_BYTES_KEPT];
     uint32_t first_len;
     uint32_t handles_open;
@@ -454,7 +472,7 @@ static void call_notify(struct rpc_call *call, bool *flag)
 static void call_uncharge_request(struct rpc_call *call)
 {
     if (call->conn != NULL)
-        call->conn->request_budget += call->request_charged;
+        rpc__budget_give(&call->conn->budget, call->request_charged);
     call->request_charged = 0;
 }
 
@@ -470,7 +488,7 @@ static void call_detach(struct rpc_call *call, enum rpc_status why)
     rpc__list_remove(&call->link);
     EHR_ASSERT(conn->call_count > 0);
     conn->call_count--;
-    rpc__reader_release(&call->reader, &conn->request_budget);
+    rpc__reader_release(&call->reader, &conn->budget);
     call_uncharge_request(call);
     if (conn->io.session != NULL)
         nghttp2_session_set_stream_user_data(conn->io.session, call->stream_id, NULL);
@@ -832,10 +850,9 @@ static enum rpc_status call_on_request(void *ctx, const uint8_t *message, size_t
     struct rpc_call *call = ctx;
     struct rpc__server_conn *conn = call->conn;
     EHR_ASSERT(!call->have_request); /* the reader allows one message */
-    if (conn->request_budget < len)
-        return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
-                                "message of %zu bytes does not fit the connection's buffer", len);
-    conn->request_budget -= len;
+    enum rpc_status st = rpc__budget_take(&conn->budget, len, diag);
+    if (st != RPC_STATUS_OK)
+        return st;
     call->request_charged = len;
     if (message == call->reader.body.data) {
         /* Gathered across chunks: take the reader's buffer instead of copying. */
@@ -952,7 +969,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     ehr_diag why;
     enum rpc_status status =
         rpc__reader_feed(&call->reader, data, len, conn->server->config.message_bytes_max,
-                         &conn->request_budget, call_on_request, call, &why);
+                         &conn->budget, call_on_request, call, &why);
     if (status != RPC_STATUS_OK)
         call_end(call, "200", status, why.msg, true, EHR_ECLOSED);
     return 0;
@@ -998,6 +1015,24 @@ static void conn_handle_closed(uv_handle_t *handle)
         server_finish_close(server);
 }
 
+/* CONN no longer counts for its address; the entry goes with its last
+ * connection. Precondition: no call of CONN holds request bytes. */
+static void conn_address_leave(struct rpc__server_conn *conn)
+{
+    struct rpc__address *address = conn->address;
+    if (address == NULL)
+        return;
+    conn->address = NULL;
+    conn->budget.address_bytes = NULL;
+    EHR_ASSERT(address->connection_count > 0);
+    if (--address->connection_count > 0)
+        return;
+    /* Every byte its calls took came back (invariant 10). */
+    EHR_ASSERT(address->request_budget == conn->server->config.unfinished_bytes_per_address_max);
+    rpc__list_remove(&address->link);
+    ehr_free(address);
+}
+
 /*
  * Close a connection now (never from inside an nghttp2 callback): every
  * call still attached is detached, its handler told WHY.
@@ -1015,6 +1050,7 @@ static void conn_close(struct rpc__server_conn *conn, enum rpc_status why)
     while (!rpc__list_empty(&conn->calls))
         call_detach(RPC__CONTAINER(conn->calls.next, struct rpc_call, link), why);
     EHR_ASSERT(conn->call_count == 0);
+    conn_address_leave(conn);
     if (conn->io.session != NULL) {
         nghttp2_session_del(conn->io.session);
         conn->io.session = NULL;
@@ -1194,6 +1230,9 @@ static int conn_setup(struct rpc_server *server, struct rpc__server_conn *conn, 
     conn->server = server;
     conn->id = ++server->conn_id_last;
     conn->request_budget = server->config.connection_request_bytes_max;
+    conn->budget.connection_bytes = &conn->request_budget;
+    if (conn->address != NULL)
+        conn->budget.address_bytes = &conn->address->request_budget;
     rpc__list_init(&conn->link_all);
     rpc__list_init(&conn->link_dirty);
     rpc__list_init(&conn->calls);
@@ -1257,20 +1296,31 @@ static struct rpc_peer_address peer_address_of(uv_tcp_t *tcp)
     return a;
 }
 
-/* Open connections from address A. A scan: at most connections_max, on
- * accept only, cheaper than keeping a table in step. */
-static uint32_t server_connections_from(const struct rpc_server *server,
-                                        const struct rpc_peer_address *a)
+/* The entry of address A if it has open connections, else NULL. A scan of
+ * at most connections_max entries, on accept only. */
+static struct rpc__address *server_address_find(const struct rpc_server *server,
+                                                const struct rpc_peer_address *a)
 {
-    if (a->family == 0)
-        return 0;
-    uint32_t count = 0;
-    for (const struct rpc__link *l = server->conns.next; l != &server->conns; l = l->next) {
-        const struct rpc__server_conn *c = RPC__CONTAINER(l, struct rpc__server_conn, link_all);
-        count += !c->closing && c->peer.family == a->family &&
-                 memcmp(c->peer.bytes, a->bytes, sizeof a->bytes) == 0;
+    for (struct rpc__link *l = server->addresses.next; l != &server->addresses; l = l->next) {
+        struct rpc__address *e = RPC__CONTAINER(l, struct rpc__address, link);
+        if (e->peer.family == a->family && memcmp(e->peer.bytes, a->bytes, sizeof a->bytes) == 0)
+            return e;
     }
-    return count;
+    return NULL;
+}
+
+/* Count CONN (accepted from a known address) in its address's entry. */
+static void conn_address_join(struct rpc__server_conn *conn, struct rpc__address *entry)
+{
+    struct rpc_server *server = conn->server;
+    if (entry == NULL) {
+        entry = ehr_calloc(1, sizeof *entry);
+        entry->peer = conn->peer;
+        entry->request_budget = server->config.unfinished_bytes_per_address_max;
+        rpc__list_push(&server->addresses, &entry->link);
+    }
+    entry->connection_count++;
+    conn->address = entry;
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -1304,12 +1354,16 @@ static void on_connection(uv_stream_t *listener, int status)
     int rv = uv_accept(listener, (uv_stream_t *)&conn->io.tcp);
     if (rv == 0) {
         conn->peer = peer_address_of(&conn->io.tcp);
-        over_address = server_connections_from(server, &conn->peer) >=
-                       server->config.connections_per_address_max;
+        struct rpc__address *entry = server_address_find(server, &conn->peer);
+        over_address =
+            entry != NULL && entry->connection_count >= server->config.connections_per_address_max;
         if (over_address)
             server_refused(server, REFUSAL_CONNECTIONS_PER_ADDRESS);
+        else if (conn->peer.family != 0)
+            conn_address_join(conn, entry);
     }
     if (rv != 0 || over_address || conn_setup(server, conn, false) != 0) {
+        conn_address_leave(conn);
         conn->closing = true;
         uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
         uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
@@ -1435,6 +1489,8 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->request_receive_timeout_ms = RPC_REQUEST_RECEIVE_TIMEOUT_MS;
     if (c->stream_stall_timeout_ms == 0)
         c->stream_stall_timeout_ms = RPC_STREAM_STALL_TIMEOUT_MS;
+    if (c->unfinished_bytes_per_address_max == 0)
+        c->unfinished_bytes_per_address_max = RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX;
     if (c->streams_per_connection_max == 0)
         c->streams_per_connection_max = RPC_STREAMS_PER_CONNECTION_MAX;
     if (c->header_list_bytes_max == 0)
@@ -1451,6 +1507,8 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->shutdown_grace_ms = RPC_SHUTDOWN_GRACE_MS;
     /* A message must fit the 32-bit prefix and the connection's request budget. */
     if (c->message_bytes_max > UINT32_MAX || c->message_bytes_max > c->connection_request_bytes_max)
+        return EHR_EINVAL;
+    if (c->message_bytes_max > c->unfinished_bytes_per_address_max)
         return EHR_EINVAL;
     if (c->streams_per_connection_max > (1u << 20))
         return EHR_EINVAL;
@@ -1469,6 +1527,7 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *config, stru
     server->config = c;
     server->read_buf = ehr_malloc(RPC__READ_BUFFER_BYTES);
     rpc__list_init(&server->conns);
+    rpc__list_init(&server->addresses);
     rpc__list_init(&server->dirty);
     rpc__list_init(&server->pending);
     rpc__list_init(&server->reap);

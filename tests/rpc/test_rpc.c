@@ -174,7 +174,8 @@ static void test_reader_reassembles_at_every_split(void **state)
     for (size_t split = 0; split <= n; split++) {
         struct rpc__reader reader = {0};
         struct gathered g = {0};
-        size_t budget = 1000;
+        size_t left = 1000;
+        struct rpc__budget budget = {&left, NULL};
         ehr_diag err;
         assert_int_equal(rpc__reader_feed(&reader, wire, split, 100, &budget, gather, &g, &err),
                          RPC_STATUS_OK);
@@ -184,7 +185,7 @@ static void test_reader_reassembles_at_every_split(void **state)
         assert_int_equal(g.count, 3);
         assert_memory_equal(g.data, "helloworld!", 11);
         assert_true(rpc__reader_idle(&reader));
-        assert_int_equal(budget, 1000); /* everything charged was given back */
+        assert_int_equal(left, 1000); /* everything charged was given back */
         rpc__reader_release(&reader, &budget);
         rpc__buf_free(&reader.body);
     }
@@ -235,17 +236,36 @@ static void test_reader_budget_limits_partial_messages(void **state)
     struct rpc__reader reader = {0};
     struct gathered g = {0};
     ehr_diag err;
-    size_t budget = 49;
+    size_t left = 49;
+    struct rpc__budget budget = {&left, NULL};
     /* A partial message of 50 bytes needs 50 bytes of budget. */
     assert_int_equal(rpc__reader_feed(&reader, wire, 20, 100, &budget, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
-    budget = 50;
+    left = 50;
     struct rpc__reader reader2 = {0};
     assert_int_equal(rpc__reader_feed(&reader2, wire, 20, 100, &budget, gather, &g, &err),
                      RPC_STATUS_OK);
-    assert_int_equal(budget, 0);
+    assert_int_equal(left, 0);
     rpc__reader_release(&reader2, &budget); /* dropped mid-message: refunded */
-    assert_int_equal(budget, 50);
+    assert_int_equal(left, 50);
+    /* With an address budget, a charge must fit both, and is taken from both. */
+    size_t address_left = 49;
+    struct rpc__budget both = {&left, &address_left};
+    struct rpc__reader reader3 = {0};
+    assert_int_equal(rpc__reader_feed(&reader3, wire, 20, 100, &both, gather, &g, &err),
+                     RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.msg, "your address"));
+    assert_int_equal(left, 50); /* nothing taken from either */
+    address_left = 50;
+    struct rpc__reader reader4 = {0};
+    assert_int_equal(rpc__reader_feed(&reader4, wire, 20, 100, &both, gather, &g, &err),
+                     RPC_STATUS_OK);
+    assert_int_equal(left, 0);
+    assert_int_equal(address_left, 0);
+    rpc__reader_release(&reader4, &both);
+    assert_int_equal(left, 50);
+    assert_int_equal(address_left, 50);
+    rpc__buf_free(&reader4.body);
     rpc__buf_free(&reader2.body);
 }
 
@@ -1878,6 +1898,75 @@ static void test_connection_request_budget_edge(void **state)
     ts_join(ts);
 }
 
+/*
+ * Invariant 10: unfinished request bytes are bounded per client address
+ * over all its connections. With room for three messages per address and
+ * two per connection: two held on one connection and one on a second from
+ * the same address fill it exactly; one more byte from that address, on
+ * the second connection (which has room of its own), is refused
+ * RESOURCE_EXHAUSTED naming the address; another address is served.
+ */
+static void test_unfinished_bytes_per_address_edge(void **state)
+{
+    (void)state;
+    enum { MESSAGE = 32768 };
+    struct rpc_server_config config = {.message_bytes_max = MESSAGE,
+                                       .connection_request_bytes_max = 2 * MESSAGE,
+                                       .unfinished_bytes_per_address_max = 3 * MESSAGE};
+    struct thread_server *ts = ts_start(&config);
+    size_t frame = 5 + MESSAGE;
+    uint8_t *big = calloc(1, frame);
+    assert_non_null(big);
+    h2raw_grpc_frame(big, 0, NULL, MESSAGE);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", 0, 0, 0, NULL);
+    uint8_t one[64];
+    size_t one_len = h2raw_grpc_frame(one, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    size_t big_say_len = pack_echo(&say, "c", MESSAGE - 64, 0, 0, NULL);
+    uint8_t *big_say = malloc(5 + big_say_len);
+    assert_non_null(big_say);
+    size_t big_say_frame = h2raw_grpc_frame(big_say, 0, say, (uint32_t)big_say_len);
+    ehr_free(say);
+    const uint32_t address = 0x7f000005u, other = 0x7f000006u;
+    struct h2raw a, b, c;
+    assert_int_equal(h2raw_connect_from(&a, address, ts->port), 0);
+    assert_int_equal(h2raw_connect_from(&b, address, ts->port), 0);
+    /* Whole messages held (the streams left open) count until dispatch. */
+    struct h2raw_stream *a1 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
+    struct h2raw_stream *a2 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
+    h2raw_wait(&a, NULL, 200);
+    struct h2raw_stream *b1 = h2raw_request(&b, ECHO_SAY, NULL, big, frame, false);
+    h2raw_wait(&b, NULL, 200);
+    assert_false(a1->closed);
+    assert_false(a2->closed);
+    assert_false(b1->closed); /* exactly at the address's limit */
+    struct h2raw_stream *b2 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
+    assert_true(h2raw_wait(&b, b2, 5000));
+    assert_int_equal(b2->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(b2->grpc_message, "your address"));
+    assert_int_equal(h2raw_connect_from(&c, other, ts->port), 0);
+    struct h2raw_stream *c1 = h2raw_request(&c, ECHO_SAY, NULL, big_say, big_say_frame, true);
+    assert_true(h2raw_wait(&c, c1, 5000));
+    assert_int_equal(c1->grpc_status, RPC_STATUS_OK);
+    /* Bytes given back are taken again: one connection gone, room again. */
+    h2raw_close(&a);
+    struct h2raw_stream *b3 = NULL;
+    for (int i = 0; i < 50; i++) {
+        b3 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
+        assert_true(h2raw_wait(&b, b3, 5000));
+        if (b3->grpc_status == RPC_STATUS_OK)
+            break;
+        usleep(10000); /* the server sees the close on its own thread */
+    }
+    assert_int_equal(b3->grpc_status, RPC_STATUS_OK);
+    h2raw_close(&b);
+    h2raw_close(&c);
+    free(big);
+    free(big_say);
+    ts_join(ts);
+}
+
 static void test_idle_connection_is_closed(void **state)
 {
     struct rpc_server_config config = {.idle_timeout_ms = 50};
@@ -1974,6 +2063,7 @@ int main(void)
         cmocka_unit_test(test_a_connection_used_in_time_outlives_the_first_request_timeout),
         cmocka_unit_test(test_streams_per_connection_edge),
         cmocka_unit_test(test_connection_request_budget_edge),
+        cmocka_unit_test(test_unfinished_bytes_per_address_edge),
         cmocka_unit_test(test_idle_connection_is_closed),
     };
     ehr_log_set_level(EHR_LOG_OFF);
