@@ -93,6 +93,12 @@ _Static_assert(NODE_BLOCK_STREAMS_PER_ADDRESS_MAX < NODE_BLOCK_STREAMS_MAX,
 /* Refused reads are logged at most once per this interval, with their count. */
 #define NODE_READ_REFUSED_LOG_INTERVAL_MS 10000u
 
+/* A StreamBlocks call whose client does not read (its queue stays full,
+ * never draining to half) is ended after this long (the rpc server's
+ * stream_stall_timeout_ms: RST_STREAM(ENHANCE_YOUR_CALM), which gRPC
+ * clients report as RESOURCE_EXHAUSTED), its queued blocks freed. */
+#define NODE_STREAM_STALL_TIMEOUT_MS 30000u
+
 /* A commit wait without a client deadline ends after this long. */
 #define NODE_COMMIT_WAIT_MS_MAX 60000u
 /* A forwarded transaction whose verdict does not come back in time fails UNAVAILABLE. */

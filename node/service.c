@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "ehr/v1/node.pb-c.h"
 #include "ehr/v1/state.pb-c.h"
@@ -791,6 +792,19 @@ static void get_block(struct rpc_call *call, const uint8_t *req, size_t len, voi
     ehr_free(block);
 }
 
+/* This process's resident memory in bytes (/proc/self/statm), 0 if unknown. */
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    unsigned long long size_pages = 0, resident_pages = 0;
+    int got = fscanf(f, "%llu %llu", &size_pages, &resident_pages);
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    return got == 2 && page > 0 ? (uint64_t)resident_pages * (uint64_t)page : 0;
+}
+
 static Ehr__V1__NodeRole role_of(const struct node *n)
 {
     switch (n->cons.role) {
@@ -845,6 +859,7 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
     resp.uptime_ms = uv_now(n->loop) - n->started_ms;
     resp.loop_turn_max_us = node__loop_turn_max_us(n);
     resp.reads_refused = n->reads.refused_count;
+    resp.rss_bytes = rss_bytes();
 
     Ehr__V1__PeerStatus peers[NODE_MEMBERS_MAX];
     Ehr__V1__PeerStatus *peer_ptrs[NODE_MEMBERS_MAX];
@@ -909,8 +924,8 @@ static void api_drain(struct node *n);
 
 int node__service_start(struct node *n, ehr_diag *diag)
 {
-    struct rpc_server_config rc_cfg = {.message_bytes_max =
-                                           (size_t)n->cfg.limits.rpc_message_bytes};
+    struct rpc_server_config rc_cfg = {.message_bytes_max = (size_t)n->cfg.limits.rpc_message_bytes,
+                                       .stream_stall_timeout_ms = NODE_STREAM_STALL_TIMEOUT_MS};
     int rc = rpc_server_new(n->loop, &rc_cfg, &n->rpc);
     if (rc != 0)
         return ehr_diag_fail(diag, rc, "cannot set up the RPC server: %s", ehr_strerror(rc));

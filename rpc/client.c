@@ -283,6 +283,12 @@ static void call_conclude(struct rpc_client_call *call, uint32_t error_code)
         call_complete(call, RPC_STATUS_UNAVAILABLE, "the server refused the stream (retry)");
         return;
     }
+    if (error_code == NGHTTP2_ENHANCE_YOUR_CALM) {
+        /* gRPC's mapping: the server shed us for what we cost it (we did not read). */
+        call_complete(call, RPC_STATUS_RESOURCE_EXHAUSTED,
+                      "the server reset the stream (ENHANCE_YOUR_CALM): it was not read in time");
+        return;
+    }
     if (error_code == NGHTTP2_CANCEL) {
         call_complete(call, RPC_STATUS_CANCELLED, "the server cancelled the stream");
         return;

@@ -292,8 +292,31 @@ enum rpc_status rpc__status_fail(ehr_diag *diag, enum rpc_status status, const c
     return status;
 }
 
+enum rpc_status rpc__budget_take(const struct rpc__budget *budget, size_t n, ehr_diag *diag)
+{
+    if (*budget->connection_bytes < n)
+        return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
+                                "message of %zu bytes does not fit the connection's buffer", n);
+    if (budget->address_bytes != NULL && *budget->address_bytes < n)
+        return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
+                                "message of %zu bytes does not fit what your address may buffer "
+                                "over all its connections",
+                                n);
+    *budget->connection_bytes -= n;
+    if (budget->address_bytes != NULL)
+        *budget->address_bytes -= n;
+    return RPC_STATUS_OK;
+}
+
+void rpc__budget_give(const struct rpc__budget *budget, size_t n)
+{
+    *budget->connection_bytes += n;
+    if (budget->address_bytes != NULL)
+        *budget->address_bytes += n;
+}
+
 enum rpc_status rpc__reader_feed(struct rpc__reader *reader, const uint8_t *data, size_t len,
-                                 size_t message_bytes_max, size_t *budget_bytes,
+                                 size_t message_bytes_max, const struct rpc__budget *budget,
                                  rpc__message_fn on_message, void *ctx, ehr_diag *diag)
 {
     while (len > 0) {
@@ -340,13 +363,10 @@ enum rpc_status rpc__reader_feed(struct rpc__reader *reader, const uint8_t *data
                 len -= body_len;
                 continue;
             }
-            if (budget_bytes != NULL) {
-                if (*budget_bytes < body_len) {
-                    return rpc__status_fail(
-                        diag, RPC_STATUS_RESOURCE_EXHAUSTED,
-                        "message of %u bytes does not fit the connection's buffer", body_len);
-                }
-                *budget_bytes -= body_len;
+            if (budget != NULL) {
+                enum rpc_status st = rpc__budget_take(budget, body_len, diag);
+                if (st != RPC_STATUS_OK)
+                    return st;
             }
             reader->body_len = body_len;
             reader->body.len = 0;
@@ -363,8 +383,8 @@ enum rpc_status rpc__reader_feed(struct rpc__reader *reader, const uint8_t *data
         len -= take;
         if (reader->body.len == reader->body_len) {
             reader->in_body = false;
-            if (budget_bytes != NULL)
-                *budget_bytes += reader->body_len;
+            if (budget != NULL)
+                rpc__budget_give(budget, reader->body_len);
             reader->message_count++;
             enum rpc_status st = on_message(ctx, reader->body.data, reader->body.len, diag);
             reader->body.len = 0;
@@ -381,10 +401,10 @@ bool rpc__reader_idle(const struct rpc__reader *reader)
     return !reader->in_body && reader->prefix_len == 0;
 }
 
-void rpc__reader_release(struct rpc__reader *reader, size_t *budget_bytes)
+void rpc__reader_release(struct rpc__reader *reader, const struct rpc__budget *budget)
 {
-    if (reader->in_body && budget_bytes != NULL)
-        *budget_bytes += reader->body_len;
+    if (reader->in_body && budget != NULL)
+        rpc__budget_give(budget, reader->body_len);
     reader->in_body = false;
     reader->prefix_len = 0;
     reader->body_len = 0;

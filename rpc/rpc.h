@@ -73,6 +73,11 @@ enum rpc_status rpc_status_from_err(int err);
 #define RPC_HEADER_LIST_BYTES_MAX 8192u
 /* Request bytes a server buffers per connection (all its partial messages). */
 #define RPC_CONNECTION_REQUEST_BYTES_MAX (8u * 1024 * 1024)
+/* The same bytes over all the connections of one client address (counted
+ * as connections are): past it a request that would be buffered is refused
+ * with RESOURCE_EXHAUSTED, as past the connection's; 4 connections' worth,
+ * so one client cannot make the server hold 128 × 8 MiB. */
+#define RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX (32u * 1024 * 1024)
 /* Output a connection buffers for the socket before it stops producing more. */
 #define RPC_CONNECTION_OUTPUT_BYTES_MAX (256u * 1024)
 /*
@@ -92,10 +97,24 @@ enum rpc_status rpc_status_from_err(int err);
  * HEADERS or DATA; PINGs, SETTINGS and WINDOW_UPDATEs do not count) for
  * this long gets GOAWAY and is closed. */
 #define RPC_IDLE_TIMEOUT_MS 300000u
+/* A connection whose first request is not complete (the HTTP/2 preface,
+ * then a request's HEADERS and END_STREAM) this long after it was accepted
+ * is closed (after a GOAWAY if it sent the preface), whatever else it
+ * sends: a holder cannot keep a connection it never uses. Independent of
+ * RPC_IDLE_TIMEOUT_MS, which applies after. */
+#define RPC_FIRST_REQUEST_TIMEOUT_MS 10000u
 /* A request not complete (END_STREAM) this long after its headers ends
  * with DEADLINE_EXCEEDED and its buffered bytes are freed, whatever
  * grpc-timeout says (a shorter one still ends it sooner). */
 #define RPC_REQUEST_RECEIVE_TIMEOUT_MS 30000u
+/* A streaming call whose queue filled (rpc_stream_send said EHR_EAGAIN)
+ * and did not drain to half within this long (its client does not read:
+ * its HTTP/2 window or its socket stays full) is ended: its queue is
+ * freed, the client gets RST_STREAM(ENHANCE_YOUR_CALM), which gRPC
+ * clients report as RESOURCE_EXHAUSTED, and the handler a cancel with
+ * RESOURCE_EXHAUSTED. A client must so read at least half a queue
+ * (RPC_STREAM_QUEUE_BYTES_MAX / 2) per this period. */
+#define RPC_STREAM_STALL_TIMEOUT_MS 30000u
 /* Graceful shutdown waits this long for in-flight calls before it forces them. */
 #define RPC_SHUTDOWN_GRACE_MS 5000u
 /*
@@ -129,16 +148,19 @@ struct rpc_stream; /* one server-streaming call, owned by the handler until fini
 
 /* Every field may be left 0 to take the default named in the comment. */
 struct rpc_server_config {
-    size_t message_bytes_max;             /* RPC_MESSAGE_BYTES_MAX */
-    uint32_t connections_max;             /* RPC_CONNECTIONS_MAX */
-    uint32_t connections_per_address_max; /* RPC_CONNECTIONS_PER_ADDRESS_MAX */
-    uint32_t streams_per_connection_max;  /* RPC_STREAMS_PER_CONNECTION_MAX */
-    uint32_t header_list_bytes_max;       /* RPC_HEADER_LIST_BYTES_MAX */
-    size_t connection_request_bytes_max;  /* RPC_CONNECTION_REQUEST_BYTES_MAX */
-    size_t stream_queue_bytes_max;        /* RPC_STREAM_QUEUE_BYTES_MAX */
-    uint64_t idle_timeout_ms;             /* RPC_IDLE_TIMEOUT_MS */
-    uint64_t request_receive_timeout_ms;  /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
-    uint64_t shutdown_grace_ms;           /* RPC_SHUTDOWN_GRACE_MS */
+    size_t message_bytes_max;                /* RPC_MESSAGE_BYTES_MAX */
+    uint32_t connections_max;                /* RPC_CONNECTIONS_MAX */
+    uint32_t connections_per_address_max;    /* RPC_CONNECTIONS_PER_ADDRESS_MAX */
+    uint32_t streams_per_connection_max;     /* RPC_STREAMS_PER_CONNECTION_MAX */
+    uint32_t header_list_bytes_max;          /* RPC_HEADER_LIST_BYTES_MAX */
+    size_t connection_request_bytes_max;     /* RPC_CONNECTION_REQUEST_BYTES_MAX */
+    size_t unfinished_bytes_per_address_max; /* RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX */
+    size_t stream_queue_bytes_max;           /* RPC_STREAM_QUEUE_BYTES_MAX */
+    uint64_t idle_timeout_ms;                /* RPC_IDLE_TIMEOUT_MS */
+    uint64_t first_request_timeout_ms;       /* RPC_FIRST_REQUEST_TIMEOUT_MS */
+    uint64_t request_receive_timeout_ms;     /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
+    uint64_t stream_stall_timeout_ms;        /* RPC_STREAM_STALL_TIMEOUT_MS */
+    uint64_t shutdown_grace_ms;              /* RPC_SHUTDOWN_GRACE_MS */
 };
 
 /*
@@ -155,8 +177,9 @@ typedef void (*rpc_stream_handler)(struct rpc_stream *stream, const uint8_t *req
 /*
  * Told once when the call ended without the handler: the client cancelled or
  * went away (CANCELLED / UNAVAILABLE), the deadline passed
- * (DEADLINE_EXCEEDED; the client has already been told), or the server is
- * shutting down (UNAVAILABLE). The call stays valid: the handler must still
+ * (DEADLINE_EXCEEDED; the client has already been told), the client did not
+ * read a stream for stream_stall_timeout_ms (RESOURCE_EXHAUSTED), or the
+ * server is shutting down (UNAVAILABLE). The call stays valid: the handler must still
  * finish it (which then only releases it); it may do so inside this callback.
  */
 typedef void (*rpc_cancel_cb)(void *data, enum rpc_status why);

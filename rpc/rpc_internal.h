@@ -155,14 +155,30 @@ typedef enum rpc_status (*rpc__message_fn)(void *ctx, const uint8_t *message, si
                                            ehr_diag *diag);
 
 /*
+ * Request bytes a server may still buffer for a call: its connection's
+ * (connection_request_bytes_max) and its client address's over all the
+ * address's connections (unfinished_bytes_per_address_max; NULL: not
+ * counted). A charge is taken from both or from neither.
+ */
+struct rpc__budget {
+    size_t *connection_bytes;
+    size_t *address_bytes;
+};
+/* Take N bytes from BUDGET: RPC_STATUS_OK, or RESOURCE_EXHAUSTED with a
+ * reason in DIAG (may be NULL) naming the budget that is short. */
+enum rpc_status rpc__budget_take(const struct rpc__budget *budget, size_t n, ehr_diag *diag);
+/* Give back N bytes taken from BUDGET. */
+void rpc__budget_give(const struct rpc__budget *budget, size_t n);
+
+/*
  * Feed LEN bytes. MESSAGE_BYTES_MAX is checked on each prefix before any of
- * its body is buffered; *BUDGET_BYTES (NULL: unlimited) is charged for body
+ * its body is buffered; BUDGET (NULL: unlimited) is charged for body
  * bytes gathered and refunded by rpc__reader_release. Returns RPC_STATUS_OK,
  * or the status to end the call with (and a reason in DIAG, may be NULL):
  * INTERNAL for a compressed or invalid flag, RESOURCE_EXHAUSTED over a limit.
  */
 enum rpc_status rpc__reader_feed(struct rpc__reader *reader, const uint8_t *data, size_t len,
-                                 size_t message_bytes_max, size_t *budget_bytes,
+                                 size_t message_bytes_max, const struct rpc__budget *budget,
                                  rpc__message_fn on_message, void *ctx, ehr_diag *diag);
 /* Format a reason into DIAG (may be NULL) and return STATUS (not OK): how the
  * reader and its message callbacks refuse (ehr_diag_fail for a status). */
@@ -170,8 +186,8 @@ enum rpc_status rpc__status_fail(ehr_diag *diag, enum rpc_status status, const c
     __attribute__((format(printf, 3, 4)));
 /* True between messages (no partial prefix or body). */
 bool rpc__reader_idle(const struct rpc__reader *reader);
-/* Reset for reuse; refund what BODY had charged to *BUDGET_BYTES (may be NULL). */
-void rpc__reader_release(struct rpc__reader *reader, size_t *budget_bytes);
+/* Reset for reuse; refund what BODY had charged to BUDGET (may be NULL). */
+void rpc__reader_release(struct rpc__reader *reader, const struct rpc__budget *budget);
 
 /* ---- the socket side of a connection ---- */
 

@@ -36,14 +36,42 @@
  *      per kind (ehr_log_limit). A call keeps its connection's id and
  *      address for its whole life (rpc_call_peer_address), so a handler
  *      can bound what one client asks of it.
+ *   8. A client that does not read holds a stream's queue for at most
+ *      stream_stall_timeout_ms: stall_by_ms is set when the queue fills
+ *      (rpc_stream_send says EAGAIN) and cleared only when it drains to
+ *      half (send_data_cb); when it passes, call_stalled frees the queue
+ *      and resets the stream (closing the connection if even that cannot
+ *      be written).
+ *   9. A connection is used or closed: unless its first request arrives
+ *      whole (preface, HEADERS, END_STREAM) within
+ *      first_request_timeout_ms of its accept, conn_first_request_cb
+ *      closes it, whatever it sent meanwhile (PINGs, SETTINGS, a request
+ *      that never ends).
+ *  10. The request bytes buffered for the calls of one client address
+ *      (partial messages and requests held until dispatch, as the
+ *      connection counts them) stay within unfinished_bytes_per_address_max
+ *      over all its connections: every charge is taken from the
+ *      connection's and the address's budget together (rpc__budget_take)
+ *      and given back to both; when the address's last connection closes
+ *      its budget is whole again.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
  *   receiving --call_timer_cb (not whole in time)--> ended, never dispatched
  *   with handler --rpc_call_reply/fail, rpc_stream_finish--> draining
  *   with handler --call_detach / deadline / shutdown--> ended, with handler
+ *   with handler --call_stalled (queue full too long)--> ended, with handler
  *   ended, with handler --finish--> draining or reaped
  *   any --call_detach (stream closed)--> reaped once app_owned is clear
+ *
+ * Connection states:
+ *   accepted --conn_recv (the client's first bytes)--> speaking HTTP/2
+ *     (or answered 505 and closing)
+ *   accepted / speaking --call_request_done (a first request whole)--> used
+ *   accepted / speaking --conn_first_request_cb--> closed at once (no
+ *     byte came) or closing after a GOAWAY (invariant 9)
+ *   used --conn_idle_cb (no call, no request progress)--> closing (GOAWAY)
+ *   closing --conn_flush (output written)--> closed (conn_close)
  *
  * nghttp2 caveats (where they bite):
  *   - submit_* may be called inside its callbacks; session_send and
@@ -89,9 +117,16 @@ enum {
 /* Refusals a client provokes at will: each kind is logged at most once per
  * EHR_LOG_LIMIT_INTERVAL_MS, with the number refused (an attacker holding
  * the connection cap must not be able to flood the log). */
-enum refusal { REFUSAL_CONNECTIONS_MAX, REFUSAL_CONNECTIONS_PER_ADDRESS, REFUSAL_COUNT_ };
-static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max",
-                                                                "connections_per_address_max"};
+enum refusal {
+    REFUSAL_CONNECTIONS_MAX,
+    REFUSAL_CONNECTIONS_PER_ADDRESS,
+    REFUSAL_STREAM_STALLED,
+    REFUSAL_FIRST_REQUEST_LATE,
+    REFUSAL_COUNT_
+};
+static const char *const refusal_limit_names[REFUSAL_COUNT_] = {
+    "connections_max", "connections_per_address_max", "stream_stall_timeout_ms",
+    "first_request_timeout_ms"};
 
 struct rpc__method {
     char path[RPC_METHOD_PATH_BYTES_MAX + 1];
@@ -100,6 +135,14 @@ struct rpc__method {
     rpc_unary_handler unary;
     rpc_stream_handler stream;
     void *data;
+};
+
+/* A client address with open connections: what they hold together. */
+struct rpc__address {
+    struct rpc_peer_address peer;
+    uint32_t connection_count;
+    size_t request_budget; /* unfinished request bytes its connections may still buffer */
+    struct rpc__link link; /* server addresses */
 };
 
 struct rpc_server {
@@ -117,11 +160,12 @@ struct rpc_server {
     uint8_t *read_buf;
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *option;
-    struct rpc__link conns;   /* open connections */
-    struct rpc__link dirty;   /* connections that may have output to produce */
-    struct rpc__link pending; /* calls with notifications to deliver */
-    struct rpc__link reap;    /* calls to recycle at the end of the pump */
-    struct rpc__link pool;    /* recycled calls (their timers initialised) */
+    struct rpc__link conns;     /* open connections */
+    struct rpc__link addresses; /* rpc__address of the open connections (known addresses) */
+    struct rpc__link dirty;     /* connections that may have output to produce */
+    struct rpc__link pending;   /* calls with notifications to deliver */
+    struct rpc__link reap;      /* calls to recycle at the end of the pump */
+    struct rpc__link pool;      /* recycled calls (their timers initialised) */
     uint32_t pool_count;
     uint32_t conn_count;
     uint64_t conn_id_last; /* the last connection id given (rpc_stream_connection_id) */
@@ -139,12 +183,16 @@ struct rpc__server_conn {
     struct rpc_server *server;
     uint64_t id;                  /* rpc_stream_connection_id */
     struct rpc_peer_address peer; /* 0: unknown (not counted per address) */
+    struct rpc__address *address; /* NULL: unknown address, or socketless */
+    struct rpc__budget budget;    /* request_budget and the address's */
     struct rpc__link link_all;
     struct rpc__link link_dirty;
     struct rpc__link calls; /* calls whose stream is attached */
     uint32_t call_count;
     uv_timer_t idle_timer;
-    size_t request_budget; /* request bytes this connection may still buffer */
+    uv_timer_t first_request_timer; /* stopped by the first complete request */
+    bool first_request_done;
+    size_t request_budget; /* request bytes this connection may still buffer (budget) */
     uint8_t first_bytes[FIRST_BYTES_KEPT];
     uint32_t first_len;
     uint32_t handles_open;
@@ -173,6 +221,7 @@ struct rpc_call {
     uint64_t timeout_ms;
     uint64_t deadline_ms;   /* loop time */
     uint64_t receive_by_ms; /* loop time: the request must be complete by then */
+    uint64_t stall_by_ms;   /* loop time, 0: none; a full queue must drain to half by then */
     bool stream_attached;
     bool app_owned;
     bool ended;
@@ -261,6 +310,18 @@ static void refusal_timer_cb(uv_timer_t *timer);
 
 static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t count)
 {
+    if (kind == REFUSAL_STREAM_STALLED) {
+        ehr_log(EHR_LOG_WARN, "rpc streams ended: the client did not read",
+                "limit=%s count=%" PRIu64 " stream_stall_timeout_ms=%" PRIu64,
+                refusal_limit_names[kind], count, server->config.stream_stall_timeout_ms);
+        return;
+    }
+    if (kind == REFUSAL_FIRST_REQUEST_LATE) {
+        ehr_log(EHR_LOG_WARN, "rpc connections closed: no complete request in time",
+                "limit=%s count=%" PRIu64 " first_request_timeout_ms=%" PRIu64,
+                refusal_limit_names[kind], count, server->config.first_request_timeout_ms);
+        return;
+    }
     ehr_log(EHR_LOG_WARN, "rpc connections refused",
             "limit=%s count=%" PRIu64 " connections=%u connections_max=%u",
             refusal_limit_names[kind], count, server->conn_count, server->config.connections_max);
@@ -289,7 +350,7 @@ static void refusal_timer_cb(uv_timer_t *timer)
     refusal_flush(server, uv_now(server->loop));
 }
 
-/* A connection was refused for KIND: log it, or count it for a later line. */
+/* A connection (or a stream) was refused for KIND: log it, or count it for a later line. */
 static void server_refused(struct rpc_server *server, enum refusal kind)
 {
     uint64_t count;
@@ -411,7 +472,7 @@ static void call_notify(struct rpc_call *call, bool *flag)
 static void call_uncharge_request(struct rpc_call *call)
 {
     if (call->conn != NULL)
-        call->conn->request_budget += call->request_charged;
+        rpc__budget_give(&call->conn->budget, call->request_charged);
     call->request_charged = 0;
 }
 
@@ -427,7 +488,7 @@ static void call_detach(struct rpc_call *call, enum rpc_status why)
     rpc__list_remove(&call->link);
     EHR_ASSERT(conn->call_count > 0);
     conn->call_count--;
-    rpc__reader_release(&call->reader, &conn->request_budget);
+    rpc__reader_release(&call->reader, &conn->budget);
     call_uncharge_request(call);
     if (conn->io.session != NULL)
         nghttp2_session_set_stream_user_data(conn->io.session, call->stream_id, NULL);
@@ -524,6 +585,7 @@ static int server_send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
     if (call->want_writable && call->app_owned && !call->ended &&
         call_queued_bytes(call) <= conn->server->config.stream_queue_bytes_max / 2) {
         call->want_writable = false;
+        call->stall_by_ms = 0; /* the client reads (invariant 8) */
         call_notify(call, &call->notify_writable);
     }
     return 0;
@@ -612,12 +674,54 @@ static void call_timer_arm(struct rpc_call *call)
         due = call->deadline_ms;
     if (!call->request_done && call->receive_by_ms < due)
         due = call->receive_by_ms;
+    if (call->stall_by_ms != 0 && call->stall_by_ms < due)
+        due = call->stall_by_ms;
     if (due == UINT64_MAX) {
         uv_timer_stop(&call->timer);
         return;
     }
     uint64_t now = uv_now(call->server->loop);
     uv_timer_start(&call->timer, call_timer_cb, due > now ? due - now : 0, 0);
+}
+
+/*
+ * The client has not read CALL (a stream) for stream_stall_timeout_ms: its
+ * queue filled and never drained to half. A status cannot reach it (the
+ * trailers would wait behind the unread messages), so the stream is reset
+ * with ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED;
+ * its queue is freed now and the handler is told RESOURCE_EXHAUSTED. If the
+ * client does not read its socket at all (the connection's output is full
+ * and reading stopped, so not even the reset can leave), the connection is
+ * closed (invariant 8).
+ */
+static void call_stalled(struct rpc_call *call)
+{
+    struct rpc__server_conn *conn = call->conn;
+    struct rpc_server *server = call->server;
+    EHR_ASSERT(call->stream_attached);
+    EHR_ASSERT(!call->ended);
+    call->ended = true;
+    call->end_err = EHR_ECLOSED;
+    call->stall_by_ms = 0;
+    call->want_writable = false;
+    uv_timer_stop(&call->timer);
+    call->out.len = call->out_pos + call->out_promised; /* keep what nghttp2 was promised */
+    if (call->out_promised == 0) {
+        call->out_pos = 0;
+        rpc__buf_free(&call->out);
+    }
+    if (call->app_owned) {
+        call->cancel_why = RPC_STATUS_RESOURCE_EXHAUSTED;
+        call_notify(call, &call->notify_cancel);
+    }
+    server_refused(server, REFUSAL_STREAM_STALLED);
+    if (conn->io.read_stopped) {
+        conn_close(conn, RPC_STATUS_RESOURCE_EXHAUSTED);
+        return;
+    }
+    nghttp2_submit_rst_stream(conn->io.session, NGHTTP2_FLAG_NONE, call->stream_id,
+                              NGHTTP2_ENHANCE_YOUR_CALM);
+    conn_mark_dirty(conn);
 }
 
 static void call_timer_cb(uv_timer_t *timer)
@@ -634,6 +738,11 @@ static void call_timer_cb(uv_timer_t *timer)
         /* Not dispatched yet, so no handler to tell; the reset that follows
          * our END_STREAM frees what the request buffered. */
         call_end(call, "200", RPC_STATUS_DEADLINE_EXCEEDED, message, true, EHR_ETIMEDOUT);
+        server_pump(server);
+        return;
+    }
+    if (call->stall_by_ms != 0 && now >= call->stall_by_ms) {
+        call_stalled(call);
         server_pump(server);
         return;
     }
@@ -719,6 +828,12 @@ static void call_request_done(struct rpc_call *call)
     call->request_done = true;
     if (call->ended)
         return;
+    struct rpc__server_conn *conn = call->conn;
+    if (!conn->first_request_done) { /* invariant 9 */
+        conn->first_request_done = true;
+        if (!conn->io.socketless)
+            uv_timer_stop(&conn->first_request_timer);
+    }
     call_timer_arm(call); /* the request's own time limit no longer applies */
     if (!rpc__reader_idle(&call->reader))
         call_end(call, "200", RPC_STATUS_INTERNAL, "request ended inside a message (truncated)",
@@ -735,10 +850,9 @@ static enum rpc_status call_on_request(void *ctx, const uint8_t *message, size_t
     struct rpc_call *call = ctx;
     struct rpc__server_conn *conn = call->conn;
     EHR_ASSERT(!call->have_request); /* the reader allows one message */
-    if (conn->request_budget < len)
-        return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
-                                "message of %zu bytes does not fit the connection's buffer", len);
-    conn->request_budget -= len;
+    enum rpc_status st = rpc__budget_take(&conn->budget, len, diag);
+    if (st != RPC_STATUS_OK)
+        return st;
     call->request_charged = len;
     if (message == call->reader.body.data) {
         /* Gathered across chunks: take the reader's buffer instead of copying. */
@@ -855,7 +969,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     ehr_diag why;
     enum rpc_status status =
         rpc__reader_feed(&call->reader, data, len, conn->server->config.message_bytes_max,
-                         &conn->request_budget, call_on_request, call, &why);
+                         &conn->budget, call_on_request, call, &why);
     if (status != RPC_STATUS_OK)
         call_end(call, "200", status, why.msg, true, EHR_ECLOSED);
     return 0;
@@ -901,6 +1015,24 @@ static void conn_handle_closed(uv_handle_t *handle)
         server_finish_close(server);
 }
 
+/* CONN no longer counts for its address; the entry goes with its last
+ * connection. Precondition: no call of CONN holds request bytes. */
+static void conn_address_leave(struct rpc__server_conn *conn)
+{
+    struct rpc__address *address = conn->address;
+    if (address == NULL)
+        return;
+    conn->address = NULL;
+    conn->budget.address_bytes = NULL;
+    EHR_ASSERT(address->connection_count > 0);
+    if (--address->connection_count > 0)
+        return;
+    /* Every byte its calls took came back (invariant 10). */
+    EHR_ASSERT(address->request_budget == conn->server->config.unfinished_bytes_per_address_max);
+    rpc__list_remove(&address->link);
+    ehr_free(address);
+}
+
 /*
  * Close a connection now (never from inside an nghttp2 callback): every
  * call still attached is detached, its handler told WHY.
@@ -918,6 +1050,7 @@ static void conn_close(struct rpc__server_conn *conn, enum rpc_status why)
     while (!rpc__list_empty(&conn->calls))
         call_detach(RPC__CONTAINER(conn->calls.next, struct rpc_call, link), why);
     EHR_ASSERT(conn->call_count == 0);
+    conn_address_leave(conn);
     if (conn->io.session != NULL) {
         nghttp2_session_del(conn->io.session);
         conn->io.session = NULL;
@@ -927,6 +1060,7 @@ static void conn_close(struct rpc__server_conn *conn, enum rpc_status why)
     uv_read_stop((uv_stream_t *)&conn->io.tcp);
     uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
     uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
+    uv_close((uv_handle_t *)&conn->first_request_timer, conn_handle_closed);
 }
 
 /* Produce and write what the session has; close when HTTP/2 says we are done. */
@@ -1066,6 +1200,26 @@ static void conn_idle_cb(uv_timer_t *timer)
     server_pump(conn->server);
 }
 
+/* The connection's first request did not arrive whole in time (invariant
+ * 9): a client that sent nothing is closed at once; one that spoke HTTP/2
+ * gets GOAWAY first, as an idle one does. */
+static void conn_first_request_cb(uv_timer_t *timer)
+{
+    struct rpc__server_conn *conn = timer->data;
+    struct rpc_server *server = conn->server;
+    if (conn->closing || conn->first_request_done)
+        return;
+    server_refused(server, REFUSAL_FIRST_REQUEST_LATE);
+    if (conn->io.session == NULL || conn->first_len == 0) {
+        conn_close(conn, RPC_STATUS_CANCELLED);
+    } else {
+        nghttp2_session_terminate_session(conn->io.session, NGHTTP2_NO_ERROR);
+        conn->close_after_write = true;
+        conn_mark_dirty(conn);
+    }
+    server_pump(server);
+}
+
 /* Everything but the socket: session, settings, budgets. */
 static int conn_setup(struct rpc_server *server, struct rpc__server_conn *conn, bool socketless)
 {
@@ -1076,6 +1230,9 @@ static int conn_setup(struct rpc_server *server, struct rpc__server_conn *conn, 
     conn->server = server;
     conn->id = ++server->conn_id_last;
     conn->request_budget = server->config.connection_request_bytes_max;
+    conn->budget.connection_bytes = &conn->request_budget;
+    if (conn->address != NULL)
+        conn->budget.address_bytes = &conn->address->request_budget;
     rpc__list_init(&conn->link_all);
     rpc__list_init(&conn->link_dirty);
     rpc__list_init(&conn->calls);
@@ -1139,20 +1296,31 @@ static struct rpc_peer_address peer_address_of(uv_tcp_t *tcp)
     return a;
 }
 
-/* Open connections from address A. A scan: at most connections_max, on
- * accept only, cheaper than keeping a table in step. */
-static uint32_t server_connections_from(const struct rpc_server *server,
-                                        const struct rpc_peer_address *a)
+/* The entry of address A if it has open connections, else NULL. A scan of
+ * at most connections_max entries, on accept only. */
+static struct rpc__address *server_address_find(const struct rpc_server *server,
+                                                const struct rpc_peer_address *a)
 {
-    if (a->family == 0)
-        return 0;
-    uint32_t count = 0;
-    for (const struct rpc__link *l = server->conns.next; l != &server->conns; l = l->next) {
-        const struct rpc__server_conn *c = RPC__CONTAINER(l, struct rpc__server_conn, link_all);
-        count += !c->closing && c->peer.family == a->family &&
-                 memcmp(c->peer.bytes, a->bytes, sizeof a->bytes) == 0;
+    for (struct rpc__link *l = server->addresses.next; l != &server->addresses; l = l->next) {
+        struct rpc__address *e = RPC__CONTAINER(l, struct rpc__address, link);
+        if (e->peer.family == a->family && memcmp(e->peer.bytes, a->bytes, sizeof a->bytes) == 0)
+            return e;
     }
-    return count;
+    return NULL;
+}
+
+/* Count CONN (accepted from a known address) in its address's entry. */
+static void conn_address_join(struct rpc__server_conn *conn, struct rpc__address *entry)
+{
+    struct rpc_server *server = conn->server;
+    if (entry == NULL) {
+        entry = ehr_calloc(1, sizeof *entry);
+        entry->peer = conn->peer;
+        entry->request_budget = server->config.unfinished_bytes_per_address_max;
+        rpc__list_push(&server->addresses, &entry->link);
+    }
+    entry->connection_count++;
+    conn->address = entry;
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -1175,29 +1343,38 @@ static void on_connection(uv_stream_t *listener, int status)
     struct rpc__server_conn *conn = ehr_calloc(1, sizeof *conn);
     uv_tcp_init(server->loop, &conn->io.tcp);
     uv_timer_init(server->loop, &conn->idle_timer);
+    uv_timer_init(server->loop, &conn->first_request_timer);
     conn->io.tcp.data = conn;
     conn->idle_timer.data = conn;
-    conn->handles_open = 2;
+    conn->first_request_timer.data = conn;
+    conn->handles_open = 3;
     conn->server = server;
-    server->handles_open += 2;
+    server->handles_open += 3;
     bool over_address = false;
     int rv = uv_accept(listener, (uv_stream_t *)&conn->io.tcp);
     if (rv == 0) {
         conn->peer = peer_address_of(&conn->io.tcp);
-        over_address = server_connections_from(server, &conn->peer) >=
-                       server->config.connections_per_address_max;
+        struct rpc__address *entry = server_address_find(server, &conn->peer);
+        over_address =
+            entry != NULL && entry->connection_count >= server->config.connections_per_address_max;
         if (over_address)
             server_refused(server, REFUSAL_CONNECTIONS_PER_ADDRESS);
+        else if (conn->peer.family != 0)
+            conn_address_join(conn, entry);
     }
     if (rv != 0 || over_address || conn_setup(server, conn, false) != 0) {
+        conn_address_leave(conn);
         conn->closing = true;
         uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
         uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
+        uv_close((uv_handle_t *)&conn->first_request_timer, conn_handle_closed);
         return;
     }
     uv_tcp_nodelay(&conn->io.tcp, 1);
     uv_timer_start(&conn->idle_timer, conn_idle_cb, server->config.idle_timeout_ms,
                    server->config.idle_timeout_ms);
+    uv_timer_start(&conn->first_request_timer, conn_first_request_cb,
+                   server->config.first_request_timeout_ms, 0);
     uv_read_start((uv_stream_t *)&conn->io.tcp, rpc__conn_alloc_cb, conn_read_cb);
     server_pump(server);
 }
@@ -1310,6 +1487,10 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->connections_per_address_max = RPC_CONNECTIONS_PER_ADDRESS_MAX;
     if (c->request_receive_timeout_ms == 0)
         c->request_receive_timeout_ms = RPC_REQUEST_RECEIVE_TIMEOUT_MS;
+    if (c->stream_stall_timeout_ms == 0)
+        c->stream_stall_timeout_ms = RPC_STREAM_STALL_TIMEOUT_MS;
+    if (c->unfinished_bytes_per_address_max == 0)
+        c->unfinished_bytes_per_address_max = RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX;
     if (c->streams_per_connection_max == 0)
         c->streams_per_connection_max = RPC_STREAMS_PER_CONNECTION_MAX;
     if (c->header_list_bytes_max == 0)
@@ -1320,10 +1501,14 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->stream_queue_bytes_max = RPC_STREAM_QUEUE_BYTES_MAX;
     if (c->idle_timeout_ms == 0)
         c->idle_timeout_ms = RPC_IDLE_TIMEOUT_MS;
+    if (c->first_request_timeout_ms == 0)
+        c->first_request_timeout_ms = RPC_FIRST_REQUEST_TIMEOUT_MS;
     if (c->shutdown_grace_ms == 0)
         c->shutdown_grace_ms = RPC_SHUTDOWN_GRACE_MS;
     /* A message must fit the 32-bit prefix and the connection's request budget. */
     if (c->message_bytes_max > UINT32_MAX || c->message_bytes_max > c->connection_request_bytes_max)
+        return EHR_EINVAL;
+    if (c->message_bytes_max > c->unfinished_bytes_per_address_max)
         return EHR_EINVAL;
     if (c->streams_per_connection_max > (1u << 20))
         return EHR_EINVAL;
@@ -1342,6 +1527,7 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *config, stru
     server->config = c;
     server->read_buf = ehr_malloc(RPC__READ_BUFFER_BYTES);
     rpc__list_init(&server->conns);
+    rpc__list_init(&server->addresses);
     rpc__list_init(&server->dirty);
     rpc__list_init(&server->pending);
     rpc__list_init(&server->reap);
@@ -1615,6 +1801,10 @@ int rpc_stream_send(struct rpc_stream *stream, const uint8_t *message, size_t me
     size_t queued = call_queued_bytes(call);
     if (queued > 0 && queued + RPC__PREFIX_BYTES + message_len > config->stream_queue_bytes_max) {
         call->want_writable = true;
+        if (call->stall_by_ms == 0) { /* full from now: the client must read (invariant 8) */
+            call->stall_by_ms = uv_now(call->server->loop) + config->stream_stall_timeout_ms;
+            call_timer_arm(call);
+        }
         return EHR_EAGAIN;
     }
     call_queue_message(call, message, message_len);

@@ -198,6 +198,11 @@ int h2raw_connect(struct h2raw *h, uint16_t port)
 
 int h2raw_connect_from(struct h2raw *h, uint32_t source, uint16_t port)
 {
+    return h2raw_connect_with(h, source, port, 0);
+}
+
+int h2raw_connect_with(struct h2raw *h, uint32_t source, uint16_t port, unsigned flags)
+{
     memset(h, 0, sizeof *h);
     h->fd = raw_connect_from(source, port);
     if (h->fd < 0)
@@ -209,9 +214,22 @@ int h2raw_connect_from(struct h2raw *h, uint32_t source, uint16_t port)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_close);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame);
-    nghttp2_session_client_new(&h->session, cb, h);
+    nghttp2_option *option;
+    nghttp2_option_new(&option);
+    if (flags & H2RAW_NO_WINDOW_UPDATE)
+        nghttp2_option_set_no_auto_window_update(option, 1);
+    nghttp2_session_client_new2(&h->session, cb, h, option);
+    nghttp2_option_del(option);
     nghttp2_session_callbacks_del(cb);
-    nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, NULL, 0);
+    if (flags & H2RAW_LARGE_WINDOW) {
+        nghttp2_settings_entry window = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+                                         NGHTTP2_MAX_WINDOW_SIZE};
+        nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, &window, 1);
+        nghttp2_session_set_local_window_size(h->session, NGHTTP2_FLAG_NONE, 0,
+                                              NGHTTP2_MAX_WINDOW_SIZE);
+    } else {
+        nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, NULL, 0);
+    }
     return 0;
 }
 

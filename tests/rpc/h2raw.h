@@ -53,6 +53,14 @@ int h2raw_connect(struct h2raw *h, uint16_t port);
 /* The same from the loopback address SOURCE (host order, e.g. 0x7f000002 for
  * 127.0.0.2: a second client address on one machine). */
 int h2raw_connect_from(struct h2raw *h, uint32_t source, uint16_t port);
+/* The same with FLAGS (bits): H2RAW_NO_WINDOW_UPDATE never gives the
+ * server HTTP/2 flow-control credit back (a client that receives and does
+ * not read: the server's window to it stays full). */
+#define H2RAW_NO_WINDOW_UPDATE 1u
+/* H2RAW_LARGE_WINDOW gives the server the largest windows HTTP/2 allows,
+ * so only TCP holds it back from a client that does not read its socket. */
+#define H2RAW_LARGE_WINDOW 2u
+int h2raw_connect_with(struct h2raw *h, uint32_t source, uint16_t port, unsigned flags);
 /* The value of the response metadata NAME of S, or NULL. */
 const char *h2raw_meta(const struct h2raw_stream *s, const char *name);
 void h2raw_close(struct h2raw *h);

@@ -174,7 +174,8 @@ static void test_reader_reassembles_at_every_split(void **state)
     for (size_t split = 0; split <= n; split++) {
         struct rpc__reader reader = {0};
         struct gathered g = {0};
-        size_t budget = 1000;
+        size_t left = 1000;
+        struct rpc__budget budget = {&left, NULL};
         ehr_diag err;
         assert_int_equal(rpc__reader_feed(&reader, wire, split, 100, &budget, gather, &g, &err),
                          RPC_STATUS_OK);
@@ -184,7 +185,7 @@ static void test_reader_reassembles_at_every_split(void **state)
         assert_int_equal(g.count, 3);
         assert_memory_equal(g.data, "helloworld!", 11);
         assert_true(rpc__reader_idle(&reader));
-        assert_int_equal(budget, 1000); /* everything charged was given back */
+        assert_int_equal(left, 1000); /* everything charged was given back */
         rpc__reader_release(&reader, &budget);
         rpc__buf_free(&reader.body);
     }
@@ -235,17 +236,36 @@ static void test_reader_budget_limits_partial_messages(void **state)
     struct rpc__reader reader = {0};
     struct gathered g = {0};
     ehr_diag err;
-    size_t budget = 49;
+    size_t left = 49;
+    struct rpc__budget budget = {&left, NULL};
     /* A partial message of 50 bytes needs 50 bytes of budget. */
     assert_int_equal(rpc__reader_feed(&reader, wire, 20, 100, &budget, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
-    budget = 50;
+    left = 50;
     struct rpc__reader reader2 = {0};
     assert_int_equal(rpc__reader_feed(&reader2, wire, 20, 100, &budget, gather, &g, &err),
                      RPC_STATUS_OK);
-    assert_int_equal(budget, 0);
+    assert_int_equal(left, 0);
     rpc__reader_release(&reader2, &budget); /* dropped mid-message: refunded */
-    assert_int_equal(budget, 50);
+    assert_int_equal(left, 50);
+    /* With an address budget, a charge must fit both, and is taken from both. */
+    size_t address_left = 49;
+    struct rpc__budget both = {&left, &address_left};
+    struct rpc__reader reader3 = {0};
+    assert_int_equal(rpc__reader_feed(&reader3, wire, 20, 100, &both, gather, &g, &err),
+                     RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.msg, "your address"));
+    assert_int_equal(left, 50); /* nothing taken from either */
+    address_left = 50;
+    struct rpc__reader reader4 = {0};
+    assert_int_equal(rpc__reader_feed(&reader4, wire, 20, 100, &both, gather, &g, &err),
+                     RPC_STATUS_OK);
+    assert_int_equal(left, 0);
+    assert_int_equal(address_left, 0);
+    rpc__reader_release(&reader4, &both);
+    assert_int_equal(left, 50);
+    assert_int_equal(address_left, 50);
+    rpc__buf_free(&reader4.body);
     rpc__buf_free(&reader2.body);
 }
 
@@ -1649,6 +1669,159 @@ static void test_an_unfinished_request_has_a_deadline(void **state)
     ts_join(ts);
 }
 
+/* A framed CountRequest into OUT (room for 64 bytes): COUNT replies of
+ * PAYLOAD bytes, then the stream hangs open if HANG. Returns its length. */
+static size_t framed_count(uint8_t *out, uint32_t count, uint32_t payload_bytes, bool hang)
+{
+    size_t len = pack_count(out + 5, count, payload_bytes, 0, hang);
+    return h2raw_grpc_frame(out, 0, out + 5, (uint32_t)len);
+}
+
+/*
+ * Invariant 8: a stream whose client receives and never gives HTTP/2
+ * flow-control credit back (its window stays full, so the server's queue
+ * fills) is ended stream_stall_timeout_ms after its queue filled, and not
+ * before: RST_STREAM(ENHANCE_YOUR_CALM), the handler told
+ * RESOURCE_EXHAUSTED, the connection kept. A stream that is read, on the
+ * same server meanwhile, is not ended.
+ */
+static void test_a_stream_not_read_is_ended_after_the_stall_timeout(void **state)
+{
+    (void)state;
+    enum { STALL_MS = 1000 };
+    struct rpc_server_config config = {.stream_stall_timeout_ms = STALL_MS,
+                                       .stream_queue_bytes_max = 64 * 1024};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t stalled_req[64], read_req[64];
+    size_t stalled_len = framed_count(stalled_req, 1000000, 1000, false);
+    size_t read_len = framed_count(read_req, 20000, 100, true);
+    struct h2raw slow, reader;
+    assert_int_equal(h2raw_connect_with(&slow, 0, ts->port, H2RAW_NO_WINDOW_UPDATE), 0);
+    assert_int_equal(h2raw_connect(&reader, ts->port), 0);
+    struct h2raw_stream *stalled =
+        h2raw_request(&slow, ECHO_COUNT, NULL, stalled_req, stalled_len, true);
+    assert_non_null(stalled);
+    struct h2raw_stream *read = h2raw_request(&reader, ECHO_COUNT, NULL, read_req, read_len, true);
+    assert_non_null(read);
+    h2raw_wait(&slow, stalled, 1);
+    wait_count(&ts->service.stats.eagain, 1); /* the stalled queue is full */
+    uint64_t full_ms = now_ms();
+    /* A third of the timeout later, both still run; the reader is read. */
+    while (now_ms() - full_ms < STALL_MS / 3) {
+        h2raw_wait(&reader, read, 20);
+        h2raw_wait(&slow, stalled, 20);
+    }
+    assert_false(stalled->closed);
+    while (!stalled->closed && now_ms() - full_ms < 10 * STALL_MS) {
+        h2raw_wait(&reader, read, 20);
+        h2raw_wait(&slow, stalled, 20);
+    }
+    assert_true(stalled->closed);
+    assert_int_equal(stalled->close_code, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_true(now_ms() - full_ms >= STALL_MS - 100); /* the server's clock started earlier */
+    wait_count(&ts->service.stats.cancels[RPC_STATUS_RESOURCE_EXHAUSTED], 1);
+    assert_false(slow.eof); /* the connection is kept */
+    assert_false(read->closed);
+    assert_true(read->data_len > 4 * config.stream_queue_bytes_max);
+    assert_int_equal(atomic_load(&ts->service.stats.cancels[RPC_STATUS_RESOURCE_EXHAUSTED]), 1);
+    h2raw_close(&slow);
+    h2raw_close(&reader);
+    ts_join(ts);
+}
+
+/* Invariant 8, the other way not to read: a client that gives the server
+ * every window HTTP/2 allows and then does not read its socket. The
+ * server's output fills, then the stream's queue; after the stall timeout
+ * the connection is closed (not even a reset could be written). */
+static void test_a_client_that_does_not_read_its_socket_loses_the_connection(void **state)
+{
+    (void)state;
+    enum { STALL_MS = 300 };
+    struct rpc_server_config config = {.stream_stall_timeout_ms = STALL_MS};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t req[64];
+    size_t len = framed_count(req, 1000000, 16384, false);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect_with(&h, 0, ts->port, H2RAW_LARGE_WINDOW), 0);
+    assert_non_null(h2raw_request(&h, ECHO_COUNT, NULL, req, len, true));
+    assert_int_equal(nghttp2_session_send(h.session), 0); /* then never read */
+    wait_count(&ts->service.stats.eagain, 1);
+    wait_count(&ts->service.stats.cancels[RPC_STATUS_RESOURCE_EXHAUSTED], 1);
+    /* What the kernel holds comes first, then the end of the connection. */
+    static uint8_t sink[1 << 20];
+    bool eof = false;
+    for (int i = 0; i < 200 && !eof; i++)
+        raw_read(h.fd, sink, sizeof sink, 100, &eof);
+    assert_true(eof);
+    h2raw_close(&h);
+    ts_join(ts);
+}
+
+/*
+ * Invariant 9: a connection must carry a whole first request within
+ * first_request_timeout_ms, whatever its idle timeout. One that sends
+ * nothing is closed without a byte; one that sends only the preface (and
+ * its SETTINGS and PINGs, which look alive) gets GOAWAY and is closed;
+ * neither before a third of the timeout, both soon after it.
+ */
+static void test_a_connection_without_a_first_request_is_closed(void **state)
+{
+    (void)state;
+    enum { FIRST_MS = 600 };
+    struct rpc_server_config config = {.first_request_timeout_ms = FIRST_MS,
+                                       .idle_timeout_ms = 60000};
+    struct thread_server *ts = ts_start(&config);
+    int silent = raw_connect(ts->port);
+    assert_true(silent >= 0);
+    struct h2raw preface_only;
+    assert_int_equal(h2raw_connect(&preface_only, ts->port), 0);
+    uint64_t start = now_ms();
+    uint8_t buf[256];
+    bool eof = false;
+    assert_int_equal(raw_read(silent, buf, sizeof buf, FIRST_MS / 3, &eof), 0);
+    assert_false(eof);
+    assert_int_equal(nghttp2_submit_ping(preface_only.session, NGHTTP2_FLAG_NONE, NULL), 0);
+    assert_false(h2raw_wait(&preface_only, NULL, 1));
+    assert_false(preface_only.eof);
+    while (!preface_only.eof && now_ms() - start < 10 * FIRST_MS) {
+        nghttp2_submit_ping(preface_only.session, NGHTTP2_FLAG_NONE, NULL);
+        h2raw_wait(&preface_only, NULL, 50);
+    }
+    assert_true(preface_only.eof);
+    assert_true(preface_only.goaway);
+    assert_true(now_ms() - start >= FIRST_MS - 50);
+    assert_int_equal(raw_read(silent, buf, sizeof buf, 5000, &eof), 0);
+    assert_true(eof); /* closed without a byte */
+    assert_true(now_ms() - start < 5 * FIRST_MS);
+    close(silent);
+    h2raw_close(&preface_only);
+    ts_join(ts);
+}
+
+/* A connection whose first request came in time is left to the idle
+ * timeout: it is not closed when the first request timeout passes. */
+static void test_a_connection_used_in_time_outlives_the_first_request_timeout(void **state)
+{
+    (void)state;
+    enum { FIRST_MS = 200 };
+    struct rpc_server_config config = {.first_request_timeout_ms = FIRST_MS,
+                                       .idle_timeout_ms = 60000};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    struct h2raw h;
+    struct h2raw_stream *s = raw_call(&h, ts->port, ECHO_SAY, NULL, body, 5, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    h2raw_wait(&h, NULL, 3 * FIRST_MS);
+    assert_false(h.eof);
+    assert_false(h.goaway);
+    s = h2raw_request(&h, ECHO_SAY, NULL, body, 5, true);
+    assert_true(h2raw_wait(&h, s, 5000));
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    h2raw_close(&h);
+    ts_join(ts);
+}
+
 static void test_streams_per_connection_edge(void **state)
 {
     struct rpc_server_config config = {.streams_per_connection_max = 4};
@@ -1722,6 +1895,75 @@ static void test_connection_request_budget_edge(void **state)
     h2raw_close(&h);
     free(a);
     free(b);
+    ts_join(ts);
+}
+
+/*
+ * Invariant 10: unfinished request bytes are bounded per client address
+ * over all its connections. With room for three messages per address and
+ * two per connection: two held on one connection and one on a second from
+ * the same address fill it exactly; one more byte from that address, on
+ * the second connection (which has room of its own), is refused
+ * RESOURCE_EXHAUSTED naming the address; another address is served.
+ */
+static void test_unfinished_bytes_per_address_edge(void **state)
+{
+    (void)state;
+    enum { MESSAGE = 32768 };
+    struct rpc_server_config config = {.message_bytes_max = MESSAGE,
+                                       .connection_request_bytes_max = 2 * MESSAGE,
+                                       .unfinished_bytes_per_address_max = 3 * MESSAGE};
+    struct thread_server *ts = ts_start(&config);
+    size_t frame = 5 + MESSAGE;
+    uint8_t *big = calloc(1, frame);
+    assert_non_null(big);
+    h2raw_grpc_frame(big, 0, NULL, MESSAGE);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", 0, 0, 0, NULL);
+    uint8_t one[64];
+    size_t one_len = h2raw_grpc_frame(one, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    size_t big_say_len = pack_echo(&say, "c", MESSAGE - 64, 0, 0, NULL);
+    uint8_t *big_say = malloc(5 + big_say_len);
+    assert_non_null(big_say);
+    size_t big_say_frame = h2raw_grpc_frame(big_say, 0, say, (uint32_t)big_say_len);
+    ehr_free(say);
+    const uint32_t address = 0x7f000005u, other = 0x7f000006u;
+    struct h2raw a, b, c;
+    assert_int_equal(h2raw_connect_from(&a, address, ts->port), 0);
+    assert_int_equal(h2raw_connect_from(&b, address, ts->port), 0);
+    /* Whole messages held (the streams left open) count until dispatch. */
+    struct h2raw_stream *a1 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
+    struct h2raw_stream *a2 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
+    h2raw_wait(&a, NULL, 200);
+    struct h2raw_stream *b1 = h2raw_request(&b, ECHO_SAY, NULL, big, frame, false);
+    h2raw_wait(&b, NULL, 200);
+    assert_false(a1->closed);
+    assert_false(a2->closed);
+    assert_false(b1->closed); /* exactly at the address's limit */
+    struct h2raw_stream *b2 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
+    assert_true(h2raw_wait(&b, b2, 5000));
+    assert_int_equal(b2->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(b2->grpc_message, "your address"));
+    assert_int_equal(h2raw_connect_from(&c, other, ts->port), 0);
+    struct h2raw_stream *c1 = h2raw_request(&c, ECHO_SAY, NULL, big_say, big_say_frame, true);
+    assert_true(h2raw_wait(&c, c1, 5000));
+    assert_int_equal(c1->grpc_status, RPC_STATUS_OK);
+    /* Bytes given back are taken again: one connection gone, room again. */
+    h2raw_close(&a);
+    struct h2raw_stream *b3 = NULL;
+    for (int i = 0; i < 50; i++) {
+        b3 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
+        assert_true(h2raw_wait(&b, b3, 5000));
+        if (b3->grpc_status == RPC_STATUS_OK)
+            break;
+        usleep(10000); /* the server sees the close on its own thread */
+    }
+    assert_int_equal(b3->grpc_status, RPC_STATUS_OK);
+    h2raw_close(&b);
+    h2raw_close(&c);
+    free(big);
+    free(big_say);
     ts_join(ts);
 }
 
@@ -1815,8 +2057,13 @@ int main(void)
         cmocka_unit_test(test_pings_do_not_keep_a_connection_from_idling),
         cmocka_unit_test(test_requests_keep_a_connection_from_idling),
         cmocka_unit_test(test_an_unfinished_request_has_a_deadline),
+        cmocka_unit_test(test_a_stream_not_read_is_ended_after_the_stall_timeout),
+        cmocka_unit_test(test_a_client_that_does_not_read_its_socket_loses_the_connection),
+        cmocka_unit_test(test_a_connection_without_a_first_request_is_closed),
+        cmocka_unit_test(test_a_connection_used_in_time_outlives_the_first_request_timeout),
         cmocka_unit_test(test_streams_per_connection_edge),
         cmocka_unit_test(test_connection_request_budget_edge),
+        cmocka_unit_test(test_unfinished_bytes_per_address_edge),
         cmocka_unit_test(test_idle_connection_is_closed),
     };
     ehr_log_set_level(EHR_LOG_OFF);
