@@ -126,7 +126,8 @@ static int members_fetch(struct cli__ctx *ctx, struct cli__node *node, json_t *l
         }
         *count += r->n_members;
         token_len = r->next_page_token.len;
-        memcpy(token, r->next_page_token.data, token_len);
+        if (token_len > 0) /* an empty bytes field may be NULL */
+            memcpy(token, r->next_page_token.data, token_len);
         ehr__v1__list_members_response__free_unpacked(r, NULL);
         if (token_len == 0)
             return 0;

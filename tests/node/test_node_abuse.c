@@ -230,7 +230,12 @@ static void test_a_stream_flood_neither_stalls_the_leader_nor_costs_its_leadersh
            "%.1f MB after\n",
            (double)rss_before / 1e6, (double)w.rss_max / 1e6, (double)after.rss_bytes / 1e6);
     assert_true(after.rss_bytes > 0);
+#if !defined(__SANITIZE_ADDRESS__)
+    /* Not under AddressSanitizer: its allocator keeps freed memory in a
+     * quarantine on purpose (to catch uses after free), and ignores
+     * ehrd's malloc settings. */
     assert_true(after.rss_bytes <= rss_before + FLOOD_RSS_LEFT_BYTES_MAX);
+#endif
     assert_int_equal(committed, HONEST_TXS);
     assert_int_equal(w.leader_changes, 0);
     assert_true(w.turn_max_us < LOOP_TURN_BOUND_US);

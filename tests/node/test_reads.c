@@ -564,7 +564,8 @@ static int list_members(struct net *n, size_t i, uint32_t limit, const uint8_t *
             assert_true(strlen(a->members[k]->peer_address) > 0);
         }
         assert_true(a->next_page_token.len <= 128);
-        memcpy(next, a->next_page_token.data, a->next_page_token.len);
+        if (a->next_page_token.len > 0) /* an empty bytes field may be NULL */
+            memcpy(next, a->next_page_token.data, a->next_page_token.len);
         *next_len = a->next_page_token.len;
         ehr__v1__list_members_response__free_unpacked(a, NULL);
     }
