@@ -3,7 +3,10 @@
  * the key file, locks the data directory, checks the ledger (and, when
  * given, that it belongs to a genesis file), then runs the node (node.h) in
  * the foreground until SIGINT or SIGTERM, logging structured lines to
- * stderr.
+ * stderr. Under systemd (packaging/ehrd.service, Type=notify) it tells the
+ * service manager READY=1 once both listeners are bound and STOPPING=1 when
+ * a signal starts the stop; built without libsystemd (EHR_SYSTEMD=OFF) it
+ * tells nothing and the unit is installed with Type=simple.
  *
  * Not here: anything the node does (node.c, service.c).
  */
@@ -14,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef EHR_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "config.h"
 #include "datadir.h"
@@ -53,6 +59,24 @@ static const char usage[] =
     "Exit status: 0 after a clean stop, 1 when the node cannot start or hits a\n"
     "storage or system error, 2 for a bad command line, 3 when this node's state\n"
     "diverged from the cluster's.\n";
+
+/*
+ * Tell the service manager STATE ("READY=1", "STOPPING=1"). sd_notify does
+ * nothing and returns 0 when $NOTIFY_SOCKET is unset (not run by systemd),
+ * so this is safe in every setting; a failure to send is logged, not fatal:
+ * the node serves either way and systemd's start timeout reports the rest.
+ */
+static void service_notify(const char *state)
+{
+#ifdef EHR_SYSTEMD
+    int rc = sd_notify(0, state);
+    if (rc < 0)
+        ehr_log(EHR_LOG_WARN, "cannot notify the service manager", "state=%s error=\"%s\"", state,
+                strerror(-rc));
+#else
+    (void)state;
+#endif
+}
 
 struct daemon {
     struct node *node;
@@ -126,6 +150,7 @@ static void on_signal(uv_signal_t *h, int signum)
         _exit(1);
     }
     ehr_log(EHR_LOG_INFO, "signal received: stopping", "signal=%s", strsignal(signum));
+    service_notify("STOPPING=1");
     if (d->node != NULL)
         node_stop(d->node);
 }
@@ -240,6 +265,10 @@ int main(int argc, char **argv)
     d.sigint.data = d.sigterm.data = &d;
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    /* node_start returned with the peer and RPC listeners bound: the node
+     * serves from here (clients are answered UNAVAILABLE until a leader is
+     * known, which is the cluster's state, not this process's). */
+    service_notify("READY=1");
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     code = d.exit_code;
