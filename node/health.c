@@ -238,7 +238,9 @@ void node__health_update(struct node *n)
     struct node__health_facts f = node__health_facts_of(n);
     enum node__health_reason reason = node__health_judge(&f);
     if (!h->judged || reason != h->reason) {
-        ehr_log(reason == NODE_HEALTH_OK ? EHR_LOG_INFO : EHR_LOG_WARN, "health",
+        /* A warning when it stops serving; starting up NOT_SERVING is no news. */
+        bool lost = h->judged && h->reason == NODE_HEALTH_OK;
+        ehr_log(lost ? EHR_LOG_WARN : EHR_LOG_INFO, "health",
                 "status=%s reason=%s commit=%" PRIu64 " applied=%" PRIu64,
                 reason == NODE_HEALTH_OK ? "SERVING" : "NOT_SERVING",
                 node__health_reason_name(reason), f.commit_index, f.applied_index);
