@@ -1032,7 +1032,9 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     memcpy(n->id, id, sizeof *id);
     n->waits.commit_waits.prev = n->waits.commit_waits.next = &n->waits.commit_waits;
     n->waits.forwards.prev = n->waits.forwards.next = &n->waits.forwards;
-    n->waits.streams.prev = n->waits.streams.next = &n->waits.streams;
+    node__stream_set_init(&n->waits.streams, "block streams", NODE_BLOCK_STREAMS_MAX,
+                          NODE_BLOCK_STREAMS_PER_CONNECTION_MAX,
+                          NODE_BLOCK_STREAMS_PER_ADDRESS_MAX);
     n->waits.streams_ready.prev = n->waits.streams_ready.next = &n->waits.streams_ready;
     n->applying.digests = ehr_calloc(NODE_DIGEST_WINDOW, sizeof *n->applying.digests);
     n->snap.stage_fd = -1;

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -80,7 +81,29 @@ enum {
      * take, looked at per submission. */
     NODE_SUBMIT_BUCKETS = 4096,
     NODE_SUBMIT_BUCKET_PROBES = 8,
+    /* Health (health.c): the entries a node may have committed and not yet
+     * applied and still be SERVING. A healthy node under full load is up to
+     * a pipeline of proposals behind for a moment, so the bound is a few
+     * pipelines, not 0 (which would flap under load). */
+    NODE_HEALTH_APPLY_LAG_MAX = 32,
+    /* Health.Watch calls open at once, on the node, on one connection and
+     * from one client address (as the block streams'); more are refused
+     * with RESOURCE_EXHAUSTED. */
+    NODE_HEALTH_WATCHES_MAX = 256,
+    NODE_HEALTH_WATCHES_PER_CONNECTION_MAX = 4,
+    NODE_HEALTH_WATCHES_PER_ADDRESS_MAX = 32,
+    /* Watch messages sent per tick at most, for all watches together: a
+     * change reaches every watch within NODE_HEALTH_WATCHES_MAX / this
+     * ticks, and a tick's share of the work stays small. */
+    NODE_HEALTH_WATCH_SENDS_PER_TICK_MAX = 64,
 };
+
+_Static_assert(NODE_HEALTH_APPLY_LAG_MAX >= NODE_PROPOSALS_INFLIGHT_MAX,
+               "a node one pipeline behind is not catching up");
+_Static_assert(NODE_HEALTH_WATCHES_PER_CONNECTION_MAX <= NODE_HEALTH_WATCHES_PER_ADDRESS_MAX,
+               "one connection may open its share");
+_Static_assert(NODE_HEALTH_WATCHES_PER_ADDRESS_MAX < NODE_HEALTH_WATCHES_MAX,
+               "one address cannot take every watch");
 
 _Static_assert(NODE_BLOCK_STREAMS_PER_CONNECTION_MAX <= NODE_BLOCK_STREAMS_PER_ADDRESS_MAX,
                "one connection may open its share");
@@ -114,10 +137,74 @@ struct node_member {
     bool link_up;
 };
 
-/* A list link: the FIFO lists below are doubly linked through these. */
+/* A list link: the FIFO lists below are doubly linked through these. A
+ * link alone (init, or removed) points at itself. */
 struct node__link {
     struct node__link *prev, *next;
 };
+
+static inline void node__link_init(struct node__link *l)
+{
+    l->prev = l->next = l;
+}
+
+/* Put L at the back of the list HEAD. */
+static inline void node__link_push(struct node__link *head, struct node__link *l)
+{
+    l->prev = head->prev;
+    l->next = head;
+    head->prev->next = l;
+    head->prev = l;
+}
+
+/* Take L out of its list (harmless if it is in none). */
+static inline void node__link_remove(struct node__link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    node__link_init(l);
+}
+
+static inline bool node__link_alone(const struct node__link *l)
+{
+    return l->next == l;
+}
+
+/* The struct of TYPE whose MEMBER (a node__link, maybe nested) PTR is. */
+#define NODE__CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/*
+ * The server-streaming calls of one kind (StreamBlocks, Health.Watch), with
+ * the limits on how many may be open at once: on the node, on one
+ * connection, and from one client address (which could otherwise hold all
+ * of the node's through its many connections). Each call holds a slot in
+ * its set while it is open (stream_set.c).
+ */
+struct node__stream_slot {
+    uint64_t connection_id;          /* rpc_stream_connection_id */
+    struct rpc_peer_address address; /* rpc_stream_peer_address */
+    struct node__link link;          /* in its set's list */
+};
+struct node__stream_set {
+    const char *what; /* "block streams": named in the refusals */
+    size_t max, per_connection_max, per_address_max;
+    struct node__link slots;
+    size_t count;
+};
+
+/* Start SET empty, for calls named WHAT, with its three limits. */
+void node__stream_set_init(struct node__stream_set *set, const char *what, size_t max,
+                           size_t per_connection_max, size_t per_address_max);
+/*
+ * Admit STREAM to SET: 0 with SLOT filled and in the set; or, past one of
+ * the limits, EHR_EFULL after finishing STREAM with RESOURCE_EXHAUSTED and
+ * a message naming the limit (STREAM is then invalid). A scan of at most
+ * SET->max slots.
+ */
+int node__stream_set_admit(struct node__stream_set *set, struct rpc_stream *stream,
+                           struct node__stream_slot *slot);
+/* Take SLOT, admitted, out of SET. */
+void node__stream_set_remove(struct node__stream_set *set, struct node__stream_slot *slot);
 
 /*
  * A SubmitTransaction call the node still holds: waiting for the leader's
@@ -143,11 +230,9 @@ struct node__waiter {
 struct node__stream {
     struct node *node;
     struct rpc_stream *stream;
-    uint64_t connection_id;          /* rpc_stream_connection_id */
-    struct rpc_peer_address address; /* rpc_stream_peer_address */
+    struct node__stream_slot slot; /* in node.waits.streams */
     uint64_t next_height;
     bool blocked;            /* the last send said EAGAIN: wait for the writable callback */
-    struct node__link link;  /* in node.waits.streams */
     struct node__link ready; /* in node.waits.streams_ready while it has a block to send */
 };
 
@@ -269,13 +354,53 @@ struct node__waits {
     struct node__link forwards;     /* FIFO by expiry */
     size_t count;
     uint64_t next_request_id;
-    struct node__link streams;
-    size_t stream_count;
+    struct node__stream_set streams; /* StreamBlocks calls */
     /* Streams with a block to send and room to queue it, served round-robin
      * by stream_turn (an idle handle: it runs once per loop turn while the
      * list is not empty, and the loop polls without sleeping meanwhile). */
     struct node__link streams_ready;
     uv_idle_t stream_turn;
+};
+
+/*
+ * Health (health.c): what SERVING means, judged on a few facts of the node
+ * at one moment. The node is SERVING when it is not stopping, its state
+ * has not diverged from a quorum's, it knows a leader (itself or another)
+ * and it has applied everything up to the commit index it knows of, less
+ * at most NODE_HEALTH_APPLY_LAG_MAX entries; NOT_SERVING otherwise.
+ */
+struct node__health_facts {
+    bool stopping;
+    bool diverged;
+    bool leader_known;
+    uint64_t commit_index; /* as this node knows it */
+    uint64_t applied_index;
+};
+/* Why a node is not serving; NODE_HEALTH_OK when it is. */
+enum node__health_reason {
+    NODE_HEALTH_OK = 0,
+    NODE_HEALTH_DIVERGED,
+    NODE_HEALTH_STOPPING,
+    NODE_HEALTH_NO_LEADER,
+    NODE_HEALTH_CATCHING_UP,
+};
+
+/* One Health.Watch call. */
+struct node__health_watch {
+    struct node *node;
+    struct rpc_stream *stream;
+    struct node__stream_slot slot; /* in node.health.watches */
+    bool service_known;            /* "" or "ehr.v1.Node"; else SERVICE_UNKNOWN, once */
+    int sent;                      /* the ServingStatus last queued, -1 before the first */
+    bool blocked;                  /* the last send said EAGAIN: wait for the writable callback */
+    struct node__link due;         /* in node.health.due while it has a new status to send */
+};
+
+struct node__health {
+    enum node__health_reason reason; /* as last judged (every tick) */
+    bool judged;                     /* once the first tick has judged */
+    struct node__stream_set watches;
+    struct node__link due; /* watches with a status to send, served in turn */
 };
 
 /* A turn of the loop is its busy time from one prepare to the next, less
@@ -372,6 +497,7 @@ struct node {
     struct rpc_server *rpc;
     struct node__api_hooks api; /* set by node__service_start */
     struct node__waits waits;
+    struct node__health health;
     struct node__loop_meter meter;
     struct node__reads reads;
     struct node__submit_limit submit_limit;
@@ -565,6 +691,25 @@ uint64_t node__submit_limit_take(struct node__submit_limit *l, const struct rpc_
                                  uint64_t now_ms);
 /* Log the refusals an interval held back, once it has passed (every sweep). */
 void node__submit_limit_sweep(struct node__submit_limit *l, uint64_t now_ms);
+
+/* ---- health.c: the standard grpc.health.v1.Health service ---- */
+
+/* Judge F: NODE_HEALTH_OK (SERVING), or the first reason it is not, in the
+ * enum's order. A pure function of F. */
+enum node__health_reason node__health_judge(const struct node__health_facts *f);
+/* The reason as a log and README word: "ok", "no-leader", ... */
+const char *node__health_reason_name(enum node__health_reason reason);
+/* N's facts now. */
+struct node__health_facts node__health_facts_of(const struct node *n);
+/* Register Health's Check and Watch on N's RPC server and start the
+ * watches' set (node__service_start). */
+void node__health_add(struct node *n);
+/* Judge N's health again; on a change log it and tell the watches, at most
+ * NODE_HEALTH_WATCH_SENDS_PER_TICK_MAX of them per call (every tick). */
+void node__health_update(struct node *n);
+/* The node is stopping: send NOT_SERVING to every watch that can take it
+ * and end them all UNAVAILABLE. */
+void node__health_drain(struct node *n);
 
 /* ---- service.c, for node.c ---- */
 

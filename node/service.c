@@ -7,7 +7,8 @@
  * answered only once its block is applied on this node.
  *
  * Not here: consensus, proposals and applying blocks (node.c); the
- * queries answered from the world state (listings.c).
+ * queries answered from the world state (listings.c); the health service
+ * (health.c); the limits on open streams (stream_set.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,30 +23,6 @@
 #define PATH_PREFIX "/ehr.v1.Node/"
 
 enum { MESSAGE_BYTES_MAX = 256 };
-
-/* ---- lists ---- */
-
-static void link_init(struct node__link *l)
-{
-    l->prev = l->next = l;
-}
-
-static void link_push(struct node__link *head, struct node__link *l)
-{
-    l->prev = head->prev;
-    l->next = head;
-    head->prev->next = l;
-    head->prev = l;
-}
-
-static void link_remove(struct node__link *l)
-{
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-    link_init(l);
-}
-
-#define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* ---- replies ---- */
 
@@ -153,7 +130,7 @@ static void waiter_unlink(struct node__waiter *w)
         table_remove(n->waits.forward_table, bucket_of_id(w->request_id), w);
     else
         table_remove(n->waits.commit_table, bucket_of_hash(w->hash), w);
-    link_remove(&w->fifo);
+    node__link_remove(&w->fifo);
     n->waits.count--;
 }
 
@@ -178,7 +155,7 @@ static void wait_for_commit(struct node *n, struct node__waiter *w)
     size_t b = bucket_of_hash(w->hash);
     w->hnext = n->waits.commit_table[b];
     n->waits.commit_table[b] = w;
-    link_push(&n->waits.commit_waits, &w->fifo);
+    node__link_push(&n->waits.commit_waits, &w->fifo);
 }
 
 static struct node__waiter *waiter_new(struct node *n, struct rpc_call *call,
@@ -189,7 +166,7 @@ static struct node__waiter *waiter_new(struct node *n, struct rpc_call *call,
     w->call = call;
     memcpy(w->hash, hash, EHR_HASH_BYTES);
     w->wait_commit = wait_commit;
-    link_init(&w->fifo);
+    node__link_init(&w->fifo);
     n->waits.count++;
     rpc_call_on_cancel(call, on_waiter_cancel, w);
     return w;
@@ -369,7 +346,7 @@ static void submit(struct rpc_call *call, const uint8_t *req, size_t len, void *
     size_t b = bucket_of_id(request_id);
     w->hnext = n->waits.forward_table[b];
     n->waits.forward_table[b] = w;
-    link_push(&n->waits.forwards, &w->fifo);
+    node__link_push(&n->waits.forwards, &w->fifo);
 out:
     ehr__v1__submit_transaction_request__free_unpacked(r, NULL);
 }
@@ -429,7 +406,7 @@ static void api_became_leader(struct node *n)
     EHR_ASSERT(n->cons.role == RAFT_LEADER);
     size_t count = 0;
     while (n->waits.forwards.next != &n->waits.forwards) {
-        struct node__waiter *w = CONTAINER(n->waits.forwards.next, struct node__waiter, fifo);
+        struct node__waiter *w = NODE__CONTAINER(n->waits.forwards.next, struct node__waiter, fifo);
         waiter_unlink(w);
         /* The old leader may have admitted it too (and handed it over): a
          * duplicate then reads as admitted (answer_duplicate). */
@@ -450,7 +427,7 @@ static void api_link_down(struct node *n, raft_id peer)
 {
     struct node__link *l = n->waits.forwards.next;
     while (l != &n->waits.forwards) {
-        struct node__waiter *w = CONTAINER(l, struct node__waiter, fifo);
+        struct node__waiter *w = NODE__CONTAINER(l, struct node__waiter, fifo);
         l = l->next;
         if (w->forwarded_to != peer)
             continue;
@@ -466,12 +443,13 @@ static void api_link_down(struct node *n, raft_id peer)
 static void api_sweep(struct node *n)
 {
     node__reads_sweep(n);
+    node__health_update(n);
     uint64_t now = uv_now(n->loop);
     node__submit_limit_sweep(&n->submit_limit, now);
     struct node__link *lists[2] = {&n->waits.forwards, &n->waits.commit_waits};
     for (int i = 0; i < 2; i++) {
         while (lists[i]->next != lists[i]) {
-            struct node__waiter *w = CONTAINER(lists[i]->next, struct node__waiter, fifo);
+            struct node__waiter *w = NODE__CONTAINER(lists[i]->next, struct node__waiter, fifo);
             if (w->expires_at > now)
                 break;
             waiter_unlink(w);
@@ -507,16 +485,15 @@ static void stream_wake(struct node__stream *s)
     struct node *n = s->node;
     if (s->blocked || s->next_height > n->tip.height || s->ready.next != &s->ready)
         return;
-    link_push(&n->waits.streams_ready, &s->ready);
+    node__link_push(&n->waits.streams_ready, &s->ready);
     if (!uv_is_active((uv_handle_t *)&n->waits.stream_turn))
         uv_idle_start(&n->waits.stream_turn, stream_turn);
 }
 
 static void stream_end(struct node__stream *s, enum rpc_status st, const char *msg)
 {
-    link_remove(&s->link);
-    link_remove(&s->ready);
-    s->node->waits.stream_count--;
+    node__stream_set_remove(&s->node->waits.streams, &s->slot);
+    node__link_remove(&s->ready);
     rpc_stream_finish(s->stream, st, msg);
     ehr_free(s);
 }
@@ -567,7 +544,7 @@ static size_t stream_send_one(struct node__stream *s)
     ehr_free(buf);
     if (rc == EHR_EAGAIN) {
         s->blocked = true; /* on_stream_writable wakes it */
-        link_remove(&s->ready);
+        node__link_remove(&s->ready);
         return 0;
     }
     if (rc != 0) {
@@ -576,7 +553,7 @@ static size_t stream_send_one(struct node__stream *s)
     }
     s->next_height++;
     if (s->next_height > n->tip.height)
-        link_remove(&s->ready); /* the next block applied wakes it */
+        node__link_remove(&s->ready); /* the next block applied wakes it */
     return plen;
 }
 
@@ -589,28 +566,14 @@ static void stream_turn(uv_idle_t *idle)
     for (uint32_t blocks = 0; blocks < NODE_STREAM_TURN_BLOCKS_MAX &&
                               bytes < NODE_STREAM_TURN_BYTES_MAX && ready->next != ready;
          blocks++) {
-        struct node__stream *s = CONTAINER(ready->next, struct node__stream, ready);
+        struct node__stream *s = NODE__CONTAINER(ready->next, struct node__stream, ready);
         /* To the back first: a stream that stays ready waits for the others. */
-        link_remove(&s->ready);
-        link_push(ready, &s->ready);
+        node__link_remove(&s->ready);
+        node__link_push(ready, &s->ready);
         bytes += stream_send_one(s);
     }
     if (ready->next == ready)
         uv_idle_stop(idle);
-}
-
-/* The StreamBlocks calls open on connection CONNECTION_ID, and from
- * ADDRESS (a scan of at most NODE_BLOCK_STREAMS_MAX, when a stream opens). */
-static void streams_count(const struct node *n, uint64_t connection_id,
-                          const struct rpc_peer_address *address, size_t *on_connection,
-                          size_t *from_address)
-{
-    *on_connection = *from_address = 0;
-    for (const struct node__link *l = n->waits.streams.next; l != &n->waits.streams; l = l->next) {
-        const struct node__stream *s = CONTAINER(l, struct node__stream, link);
-        *on_connection += s->connection_id == connection_id;
-        *from_address += memcmp(&s->address, address, sizeof *address) == 0;
-    }
 }
 
 static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t len, void *data)
@@ -631,42 +594,15 @@ static void stream_blocks(struct rpc_stream *stream, const uint8_t *req, size_t 
         rpc_stream_finish(stream, RPC_STATUS_NOT_FOUND, msg);
         return;
     }
-    if (n->waits.stream_count >= NODE_BLOCK_STREAMS_MAX) {
-        snprintf(msg, sizeof msg,
-                 "too many block streams open on this node (the limit is %d); retry later",
-                 NODE_BLOCK_STREAMS_MAX);
-        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
-        return;
-    }
-    uint64_t connection_id = rpc_stream_connection_id(stream);
-    struct rpc_peer_address address = rpc_stream_peer_address(stream);
-    size_t on_connection, from_address;
-    streams_count(n, connection_id, &address, &on_connection, &from_address);
-    if (on_connection >= NODE_BLOCK_STREAMS_PER_CONNECTION_MAX) {
-        snprintf(msg, sizeof msg,
-                 "too many block streams open on this connection (the limit is %d); close one "
-                 "first",
-                 NODE_BLOCK_STREAMS_PER_CONNECTION_MAX);
-        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
-        return;
-    }
-    if (from_address >= NODE_BLOCK_STREAMS_PER_ADDRESS_MAX) {
-        snprintf(msg, sizeof msg,
-                 "too many block streams open from your address (the limit is %d); close one "
-                 "first",
-                 NODE_BLOCK_STREAMS_PER_ADDRESS_MAX);
-        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
-        return;
-    }
     struct node__stream *s = ehr_calloc(1, sizeof *s);
+    if (node__stream_set_admit(&n->waits.streams, stream, &s->slot) != 0) {
+        ehr_free(s);
+        return;
+    }
     s->node = n;
     s->stream = stream;
-    s->connection_id = connection_id;
-    s->address = address;
     s->next_height = from;
-    link_init(&s->ready);
-    link_push(&n->waits.streams, &s->link);
-    n->waits.stream_count++;
+    node__link_init(&s->ready);
     rpc_stream_on_cancel(stream, on_stream_cancel, s);
     rpc_stream_on_writable(stream, on_stream_writable, s);
     stream_wake(s);
@@ -687,14 +623,15 @@ static void api_block_applied(struct node *n, uint64_t height,
                 }
                 *p = w->hnext;
                 w->hnext = NULL;
-                link_remove(&w->fifo);
+                node__link_remove(&w->fifo);
                 n->waits.count--;
                 reply_submitted(w->call, w->hash, true, height, (uint32_t)i, &results[i]);
                 waiter_free(w);
             }
         }
-    for (struct node__link *l = n->waits.streams.next; l != &n->waits.streams; l = l->next)
-        stream_wake(CONTAINER(l, struct node__stream, link));
+    struct node__link *streams = &n->waits.streams.slots;
+    for (struct node__link *l = streams->next; l != streams; l = l->next)
+        stream_wake(NODE__CONTAINER(l, struct node__stream, slot.link));
 }
 
 /* ---- queries ---- */
@@ -943,6 +880,7 @@ int node__service_start(struct node *n, ehr_diag *diag)
     rpc_server_add_unary(n->rpc, PATH_PREFIX "GetStatus", get_status, n);
     rpc_server_add_stream(n->rpc, PATH_PREFIX "StreamBlocks", stream_blocks, n);
     node__listings_add(n);
+    node__health_add(n);
     char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
     ehr_diag why;
     rc = node_config_listen_resolve(n->cfg.rpc_listen, listen, sizeof listen, &why);
@@ -964,14 +902,16 @@ static void api_drain(struct node *n)
     struct node__link *lists[2] = {&n->waits.forwards, &n->waits.commit_waits};
     for (int i = 0; i < 2; i++)
         while (lists[i]->next != lists[i]) {
-            struct node__waiter *w = CONTAINER(lists[i]->next, struct node__waiter, fifo);
+            struct node__waiter *w = NODE__CONTAINER(lists[i]->next, struct node__waiter, fifo);
             waiter_unlink(w);
             fail_submit(n, w->call, RPC_STATUS_UNAVAILABLE, OUTCOME_UNKNOWN,
                         "the node is shutting down; the transaction may be admitted: resubmit "
                         "the same envelope to another node");
             waiter_free(w);
         }
-    while (n->waits.streams.next != &n->waits.streams)
-        stream_end(CONTAINER(n->waits.streams.next, struct node__stream, link),
+    node__health_drain(n);
+    struct node__link *streams = &n->waits.streams.slots;
+    while (!node__link_alone(streams))
+        stream_end(NODE__CONTAINER(streams->next, struct node__stream, slot.link),
                    RPC_STATUS_UNAVAILABLE, "the node is shutting down");
 }

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1043,6 +1044,83 @@ static void test_stock_python_grpc_client_submits_and_reads(void **state)
     assert_int_equal(r.status, 0);
 }
 
+/* Wait up to TIMEOUT_MS until CHILD's stdout so far holds LINE; false if
+ * it does not by then (or CHILD ended first). */
+static bool child_printed(const struct proc_child *child, const char *line, uint64_t timeout_ms)
+{
+    uint64_t until = cluster_now_us() + timeout_ms * 1000;
+    for (;;) {
+        char *out = proc_stdout_so_far(child);
+        bool found = strstr(out, line) != NULL;
+        ehr_free(out);
+        if (found)
+            return true;
+        /* Ended? Asked without reaping it: proc_collect does that. */
+        siginfo_t info = {0};
+        if (waitid(P_PID, (id_t)child->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == child->pid)
+            return false;
+        if (cluster_now_us() >= until)
+            return false;
+        usleep(50 * 1000);
+    }
+}
+
+/*
+ * The standard health service (node/health.c) to a stock client
+ * (tests/node/interop_health.py): SERVING on a healthy node; NOT_SERVING,
+ * on Check and on a Watch open across the change, once the two other nodes
+ * stop and it has no leader; SERVING again once they are back.
+ */
+static void test_health_follows_the_leader_with_a_stock_client(void **state)
+{
+    (void)state;
+    enum { STEP_WAIT_MS = 40000 };
+    struct cluster c;
+    cluster_create(&c, 3, EHRD_PATH, EHRCTL_PATH, NULL);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&c, i);
+    /* The leader stays: it must notice it lost its quorum (check-quorum). */
+    size_t kept = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(kept, SIZE_MAX);
+    wait_converged(&c, LEADER_WAIT_MS);
+    char port[16];
+    snprintf(port, sizeof port, "%u", c.nodes[kept].rpc_port);
+    struct proc_spec spec = {.path = "/usr/bin/python3",
+                             .args = PROC_ARGS(EHR_SOURCE_DIR "/tests/node/interop_health.py",
+                                               "--proto-root", EHR_SOURCE_DIR "/proto", "--port",
+                                               port, NULL),
+                             .env_inherit = true,
+                             .err = {.to = PROC_TO_STDOUT}};
+    struct proc_child child;
+    proc_spawn(&spec, &child);
+    bool watching = child_printed(&child, "WATCHING", STEP_WAIT_MS);
+    if (watching)
+        for (size_t i = 0; i < 3; i++)
+            if (i != kept)
+                assert_int_equal(cluster_stop(&c, i), 0);
+    bool not_serving = watching && child_printed(&child, "NOT_SERVING SEEN", STEP_WAIT_MS);
+    if (not_serving)
+        for (size_t i = 0; i < 3; i++)
+            if (i != kept)
+                cluster_start(&c, i);
+    if (!not_serving)
+        kill(child.pid, SIGTERM); /* it waits on a change that will not come */
+    struct proc_result r = proc_collect(&child);
+    printf("%s", r.out);
+    for (size_t i = 0; i < 3; i++)
+        if (c.nodes[i].pid != 0)
+            assert_int_equal(cluster_stop(&c, i), 0);
+    cluster_destroy(&c, keep_dirs());
+    int status = r.status;
+    proc_result_free(&r);
+    if (status == 77)
+        skip();
+    assert_true(watching);
+    assert_true(not_serving);
+    assert_int_equal(status, 0);
+}
+
 /* A test that failed half-way leaves no node running. */
 static int kill_leftovers(void **state)
 {
@@ -1064,6 +1142,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_bad_input_gets_its_status_and_commits_nothing,
                                   kill_leftovers),
         cmocka_unit_test_teardown(test_stock_python_grpc_client_submits_and_reads, kill_leftovers),
+        cmocka_unit_test_teardown(test_health_follows_the_leader_with_a_stock_client,
+                                  kill_leftovers),
         cmocka_unit_test_teardown(
             test_a_forward_pending_across_a_leadership_change_is_answered_right, kill_leftovers),
         cmocka_unit_test_teardown(test_a_node_whose_state_digest_differs_stops_loudly,
