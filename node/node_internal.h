@@ -81,6 +81,11 @@ enum {
      * take, looked at per submission. */
     NODE_SUBMIT_BUCKETS = 4096,
     NODE_SUBMIT_BUCKET_PROBES = 8,
+    /* An IPv6 client is one client per /64: a host is given a whole /64
+     * and may send from any of its 2^64 addresses, each of which would
+     * otherwise get a fresh burst. IPv4-mapped addresses (::ffff:a.b.c.d)
+     * are keyed as the IPv4 address they carry. */
+    NODE_SUBMIT_IPV6_PREFIX_BYTES = 8,
     /* Health (health.c): the entries a node may have committed and not yet
      * applied and still be SERVING. A healthy node under full load is up to
      * a pipeline of proposals behind for a moment, so the bound is a few
@@ -448,12 +453,11 @@ struct node__reads {
 
 /*
  * Submissions per second per client address (submit_limit.c): a token
- * bucket per address, limits.submit_rate_per_s tokens a second up to
- * limits.submit_burst, one token per SubmitTransaction, taken before
- * anything of the request is read (so a flood of bad signatures costs a
- * lookup each, not a verification). Buckets live in a table of
- * NODE_SUBMIT_BUCKETS slots; an address may sit in NODE_SUBMIT_BUCKET_PROBES
- * of them. A full bucket is a fresh one, so it is reused at no loss; only
+ * bucket per address (per /64 for IPv6: NODE_SUBMIT_IPV6_PREFIX_BYTES), limits.submit_rate_per_s
+ * tokens a second up to limits.submit_burst, one token per SubmitTransaction, taken before anything
+ * of the request is read (so a flood of bad signatures costs a lookup each, not a verification).
+ * Buckets live in a table of NODE_SUBMIT_BUCKETS slots; an address may sit in
+ * NODE_SUBMIT_BUCKET_PROBES of them. A full bucket is a fresh one, so it is reused at no loss; only
  * when every slot an address may take holds a bucket still refilling (more
  * than that many addresses of one set active within burst / rate seconds)
  * is the fullest of them given up, and its address starts again full.

@@ -56,6 +56,25 @@ static uint64_t bucket_level(const struct node__submit_limit *l,
     return level < full ? level : full;
 }
 
+/* The client A counts as: an IPv6 address's /64 (its other bytes zeroed),
+ * an IPv4-mapped IPv6 address's IPv4 address, else A itself. */
+static struct rpc_peer_address client_key(const struct rpc_peer_address *a)
+{
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    struct rpc_peer_address k = *a;
+    if (a->family != AF_INET6)
+        return k;
+    if (memcmp(a->bytes, v4_mapped, sizeof v4_mapped) == 0) {
+        memset(&k, 0, sizeof k);
+        k.family = AF_INET;
+        memcpy(k.bytes, a->bytes + sizeof v4_mapped, 4);
+        return k;
+    }
+    memset(k.bytes + NODE_SUBMIT_IPV6_PREFIX_BYTES, 0,
+           sizeof k.bytes - NODE_SUBMIT_IPV6_PREFIX_BYTES);
+    return k;
+}
+
 static size_t address_slot(const struct node__submit_limit *l, const struct rpc_peer_address *a)
 {
     uint64_t h = 14695981039346656037ull ^ l->seed; /* FNV-1a */
@@ -107,7 +126,8 @@ uint64_t node__submit_limit_take(struct node__submit_limit *l, const struct rpc_
                                  uint64_t now_ms)
 {
     EHR_ASSERT(l->rate_per_s >= 1); /* initialised */
-    struct node__submit_bucket *b = bucket_find(l, a, now_ms);
+    struct rpc_peer_address key = client_key(a);
+    struct node__submit_bucket *b = bucket_find(l, &key, now_ms);
     uint64_t level = bucket_level(l, b, now_ms);
     b->at_ms = now_ms > b->at_ms ? now_ms : b->at_ms;
     if (level >= MILLI) {

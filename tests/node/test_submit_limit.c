@@ -8,8 +8,10 @@
  *
  * The clock is the test's: every call names its millisecond.
  */
+#include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +116,40 @@ static void test_addresses_have_their_own_buckets(void **state)
     assert_true(node__submit_limit_take(&limit, &b, T0) > 0);
 }
 
+static struct rpc_peer_address v6(const char *text)
+{
+    struct rpc_peer_address p = {.family = AF_INET6};
+    assert_int_equal(inet_pton(AF_INET6, text, p.bytes), 1);
+    return p;
+}
+
+/* Empty A's bucket at T0, then say whether B may still submit then. */
+static bool other_served_after(struct rpc_peer_address a, struct rpc_peer_address b)
+{
+    node__submit_limit_init(&limit, RATE, BURST);
+    for (int i = 0; i < BURST; i++)
+        assert_int_equal(node__submit_limit_take(&limit, &a, T0), 0);
+    assert_true(node__submit_limit_take(&limit, &a, T0) > 0);
+    return node__submit_limit_take(&limit, &b, T0) == 0;
+}
+
+/* An IPv6 client is its /64 (NODE_SUBMIT_IPV6_PREFIX_BYTES): another
+ * address in the same /64 shares its bucket, one in the next /64 does not;
+ * an IPv4-mapped address is its IPv4 address. */
+static void test_an_ipv6_client_is_its_64(void **state)
+{
+    (void)state;
+    assert_int_equal(NODE_SUBMIT_IPV6_PREFIX_BYTES, 8);
+    assert_false(other_served_after(v6("2001:db8:1:2::1"), v6("2001:db8:1:2:ffff:ffff:ffff:ffff")));
+    assert_false(other_served_after(v6("2001:db8:1:2::1"), v6("2001:db8:1:2:8000::")));
+    assert_true(other_served_after(v6("2001:db8:1:2::1"), v6("2001:db8:1:3::1")));
+    assert_true(other_served_after(v6("2001:db8:1:2::1"), v6("2001:db9:1:2::1")));
+    /* ::ffff:10.0.0.1 is 10.0.0.1, not the /64 every mapped address shares */
+    assert_false(other_served_after(v6("::ffff:10.0.0.1"), v4(10, 0, 0, 1)));
+    assert_true(other_served_after(v6("::ffff:10.0.0.1"), v6("::ffff:10.0.0.2")));
+    assert_true(other_served_after(v4(10, 0, 0, 1), v4(10, 0, 0, 2)));
+}
+
 /* Four times as many addresses as the table has buckets, each emptying
  * its bucket at the same instant: every one still gets its first
  * submission (nobody is locked out by others filling the table). */
@@ -159,6 +195,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokens_come_back_at_the_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refill_stops_at_the_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_addresses_have_their_own_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_ipv6_client_is_its_64, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_full_table_never_refuses_a_new_address, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refusals_are_logged_once_per_interval_with_their_count,
