@@ -538,6 +538,40 @@ void cluster_tx_enroll(const struct cluster *c, size_t member, ehr_identity *pat
     }
 }
 
+void cluster_tx_anchor(const struct cluster *c, size_t member,
+                       const uint8_t patient[EHR_SCHNORR_PUBLIC_BYTES], int type,
+                       uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES])
+{
+    uint8_t ciphertext_hash[EHR_HASH_BYTES] = {(uint8_t)type};
+    Ehr__V1__RecordAnchor a = EHR__V1__RECORD_ANCHOR__INIT;
+    a.patient_key = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)patient};
+    a.record_type = type;
+    a.encrypted_pointer = (ProtobufCBinaryData){4, (uint8_t *)"blob"};
+    a.ciphertext_hash = (ProtobufCBinaryData){sizeof ciphertext_hash, ciphertext_hash};
+    Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
+    body.payload_case = EHR__V1__TX_BODY__PAYLOAD_RECORD_ANCHOR;
+    body.record_anchor = &a;
+    cluster_tx_sign(c, member, &body, envelope, len, hash);
+}
+
+void cluster_tx_grant(const struct cluster *c, const ehr_signing_key *patient,
+                      const uint8_t grantee[EHR_SCHNORR_PUBLIC_BYTES], int type,
+                      uint64_t valid_until_ms, uint8_t **envelope, size_t *len,
+                      uint8_t hash[EHR_HASH_BYTES])
+{
+    Ehr__V1__ConsentGrant g = EHR__V1__CONSENT_GRANT__INIT;
+    Ehr__V1__RecordType types[1] = {type};
+    g.grantee_key = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)grantee};
+    g.n_record_types = 1;
+    g.record_types = types;
+    g.purpose = EHR__V1__PURPOSE__PURPOSE_TREATMENT;
+    g.valid_until_ms = valid_until_ms;
+    Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
+    body.payload_case = EHR__V1__TX_BODY__PAYLOAD_CONSENT_GRANT;
+    body.consent_grant = &g;
+    cluster_tx_sign_as(c, patient, &body, envelope, len, hash);
+}
+
 struct cluster_tx *cluster_txs_make(const struct cluster *c, size_t count)
 {
     struct cluster_tx *txs = calloc(count, sizeof *txs);

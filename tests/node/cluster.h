@@ -157,6 +157,21 @@ int cluster_submit_wait(struct cluster *c, size_t i, uint8_t *envelope, size_t l
 void cluster_tx_enroll(const struct cluster *c, size_t member, ehr_identity *patient,
                        uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES]);
 
+/* A record anchor by member node MEMBER for PATIENT (a record of TYPE, a
+ * Ehr__V1__RecordType, with a placeholder pointer and a ciphertext hash made
+ * from TYPE): the record's id is the transaction's HASH. */
+void cluster_tx_anchor(const struct cluster *c, size_t member,
+                       const uint8_t patient[EHR_SCHNORR_PUBLIC_BYTES], int type,
+                       uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES]);
+
+/* A treatment consent signed by PATIENT for GRANTEE (a member or a
+ * registered practitioner) over records of TYPE, valid until
+ * VALID_UNTIL_MS: the consent's id is the transaction's HASH. */
+void cluster_tx_grant(const struct cluster *c, const ehr_signing_key *patient,
+                      const uint8_t grantee[EHR_SCHNORR_PUBLIC_BYTES], int type,
+                      uint64_t valid_until_ms, uint8_t **envelope, size_t *len,
+                      uint8_t hash[EHR_HASH_BYTES]);
+
 /* COUNT fresh transactions for the cluster's chain, each valid whatever
  * else commits (enrolments of fresh patients by member 0), expiring in an
  * hour. */

@@ -48,13 +48,9 @@ static uint64_t wall_ms(void)
 
 /* ---------------------------------------------------------- the network */
 
-/* Submit BODY signed by KEY through the leader, waiting; the result must be OK. */
-static void commit(struct net *n, const ehr_signing_key *key, Ehr__V1__TxBody *body,
-                   uint8_t hash[EHR_HASH_BYTES])
+/* Submit ENVELOPE (freed here) through the leader, waiting; the result must be OK. */
+static void submit(struct net *n, uint8_t *env, size_t len)
 {
-    uint8_t *env;
-    size_t len;
-    cluster_tx_sign_as(&n->c, key, body, &env, &len, hash);
     size_t leader = cluster_wait_leader(&n->c, LEADER_WAIT_MS);
     assert_int_not_equal(leader, SIZE_MAX);
     int code;
@@ -62,18 +58,22 @@ static void commit(struct net *n, const ehr_signing_key *key, Ehr__V1__TxBody *b
     assert_int_equal(code, EHR__V1__TX_RESULT_CODE__TX_RESULT_OK);
 }
 
+/* Submit BODY signed by KEY through the leader, waiting; the result must be OK. */
+static void commit(struct net *n, const ehr_signing_key *key, Ehr__V1__TxBody *body,
+                   uint8_t hash[EHR_HASH_BYTES])
+{
+    uint8_t *env;
+    size_t len;
+    cluster_tx_sign_as(&n->c, key, body, &env, &len, hash);
+    submit(n, env, len);
+}
+
 static void anchor(struct net *n, size_t member, int type, uint8_t id[EHR_HASH_BYTES])
 {
-    uint8_t hash[EHR_HASH_BYTES] = {(uint8_t)type};
-    Ehr__V1__RecordAnchor a = EHR__V1__RECORD_ANCHOR__INIT;
-    a.patient_key = (ProtobufCBinaryData){32, n->patient.signing.public_key};
-    a.record_type = type;
-    a.encrypted_pointer = (ProtobufCBinaryData){4, (uint8_t *)"blob"};
-    a.ciphertext_hash = (ProtobufCBinaryData){sizeof hash, hash};
-    Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
-    body.payload_case = EHR__V1__TX_BODY__PAYLOAD_RECORD_ANCHOR;
-    body.record_anchor = &a;
-    commit(n, &n->c.nodes[member].identity->signing, &body, id);
+    uint8_t *env;
+    size_t len;
+    cluster_tx_anchor(&n->c, member, n->patient.signing.public_key, type, &env, &len, id);
+    submit(n, env, len);
 }
 
 static void practitioner(struct net *n, size_t member, ehr_identity *p)
@@ -90,17 +90,11 @@ static void practitioner(struct net *n, size_t member, ehr_identity *p)
 /* The patient grants GRANTEE a treatment consent for TYPE records; its id into ID. */
 static void grant(struct net *n, const ehr_identity *grantee, int type, uint8_t id[EHR_HASH_BYTES])
 {
-    Ehr__V1__ConsentGrant g = EHR__V1__CONSENT_GRANT__INIT;
-    Ehr__V1__RecordType types[1] = {type};
-    g.grantee_key = (ProtobufCBinaryData){32, (uint8_t *)grantee->signing.public_key};
-    g.n_record_types = 1;
-    g.record_types = types;
-    g.purpose = EHR__V1__PURPOSE__PURPOSE_TREATMENT;
-    g.valid_until_ms = wall_ms() + 86400000ull;
-    Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
-    body.payload_case = EHR__V1__TX_BODY__PAYLOAD_CONSENT_GRANT;
-    body.consent_grant = &g;
-    commit(n, &n->patient.signing, &body, id);
+    uint8_t *env;
+    size_t len;
+    cluster_tx_grant(&n->c, &n->patient.signing, grantee->signing.public_key, type,
+                     wall_ms() + 86400000ull, &env, &len, id);
+    submit(n, env, len);
 }
 
 static int net_setup(void **state)
