@@ -370,7 +370,8 @@ int main(int argc, char **argv)
            "(set-up %.1f s)\n",
            patients_n, EVENTS_PER_PATIENT, node, inflight, rounds, reads, t_setup);
     printf("signing one ReadAuth (client, not timed below): %.1f us\n", sign_us);
-    printf("%-28s %12s %10s %10s %16s\n", "call", "calls/s", "p50 us", "p99 us", "node CPU us/call");
+    printf("%-28s %12s %10s %10s %16s\n", "call", "calls/s", "p50 us", "p99 us",
+           "node CPU us/call");
     printf("%-28s %12.0f %10llu %10llu %16.1f\n", "GetAuditTrail (signed)", rps,
            (unsigned long long)pct(tr.lat_us, tr.calls, 0.50),
            (unsigned long long)pct(tr.lat_us, tr.calls, 0.99), cpu_read_us);
