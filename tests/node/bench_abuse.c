@@ -1,0 +1,571 @@
+/*
+ * bench_abuse - the API under abuse (issue "The API under abuse"): a
+ * 3-node loopback network of real ehrd processes (cluster.h), an honest
+ * load committing signed transactions, and one probe after another from
+ * clients that have nothing but a connection to the leader's gRPC port.
+ *
+ *   scripts/bench abuse [--window-ms N] [--inflight K] [--ledger-txs N]
+ *                       [--settle-ms N] [--connections N]
+ *
+ * The honest load: enrolments of fresh patients with wait_for_commit,
+ * from 127.0.0.1, round-robin over the nodes, a closed loop with K in
+ * flight (--inflight, 16 by default: a modest load, well under what the
+ * network commits unloaded), for --window-ms. Its figures: transactions
+ * committed per second of the window, and the p99 of submit-to-commit
+ * latency (of each transaction's last attempt). New connections are
+ * opened for each window, so a node that refuses new clients shows here.
+ *
+ * The probes, each from its own process and 127.0.0.2 and up, held for the
+ * window (plus a second's slack so the honest load never runs its tail
+ * unprobed), at the leader:
+ *   control     GetStatus calls, FLOOD_CONNECTIONS connections of
+ *               H2RAW_STREAMS_MAX calls at a time, as fast as answered:
+ *               the same shape as the submission flood, of cheap calls.
+ *   streams     NODE_BLOCK_STREAMS_MAX StreamBlocks from height 0 (as
+ *               many addresses as the per-address limit takes), never
+ *               read.
+ *   idle        RPC_CONNECTIONS_MAX connections that send nothing (from
+ *               as many addresses as the per-address cap takes).
+ *   badsig      SubmitTransaction with a bad signature, the control's
+ *               shape, as fast as answered.
+ *   malformed   In turn: a message whose length prefix says 5 MiB (over
+ *               RPC_MESSAGE_BYTES_MAX) with 64 KiB of it sent; a message
+ *               that is not protobuf; a compressed flag; 1 KiB of bytes
+ *               that are not HTTP/2.
+ * Every probe is bounded in count and time and stops by itself.
+ *
+ * Meanwhile a watcher process asks every node's GetStatus every 200 ms: a
+ * term that moves is a leader change; the leader's largest rss_bytes and
+ * loop_turn_max_us are kept, and the GetStatus calls that failed are
+ * counted ("status fails": each is a new client, on a new connection,
+ * that some node did not serve). loop_turn_max_us covers the node's last 10 to
+ * 20 s, so the probes are --settle-ms apart (20 s by default) and one
+ * probe's stall is not charged to the next; the leader's rss_bytes at the
+ * end of the settle is printed as "rss after".
+ *
+ * Prints a table (ratio: honest tx/s over the control's, same run) and
+ * one JSON line. Nothing here judges the figures (docs/BENCHMARKS.md).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "h2raw.h"
+#include "node_internal.h"
+
+#ifndef EHRD_PATH
+#error "EHRD_PATH must name the ehrd binary"
+#endif
+#ifndef EHRCTL_PATH
+#error "EHRCTL_PATH must name the ehrctl binary"
+#endif
+
+enum {
+    FLOOD_CONNECTIONS = 8,
+    PROBE_SLACK_MS = 1000,
+    WATCH_PERIOD_US = 200000,
+    LEADER_WAIT_MS = 15000,
+    /* A cap on what any probe sends, whatever the window. */
+    PROBE_REQUESTS_MAX = 2000000,
+};
+
+#define SOURCE_CONTROL 0x7f000002u
+#define SOURCE_BADSIG 0x7f000003u
+#define SOURCE_MALFORMED 0x7f000004u
+#define SOURCE_STREAMS_FIRST 0x7f000010u /* .16 and up */
+#define SOURCE_IDLE_FIRST 0x7f000040u    /* .64 and up */
+
+struct args {
+    uint64_t window_ms, inflight, ledger_txs, settle_ms, connections;
+};
+
+static struct cluster cluster;
+
+/* ---- the watcher ---- */
+
+struct watch {
+    uint64_t term[3];
+    bool seen[3];
+    uint64_t leader_changes;
+    uint64_t turn_max_us, rss_max;
+    uint64_t status_failures;
+};
+
+static struct watch watch_run(size_t leader, uint64_t ms)
+{
+    struct watch w = {0};
+    uint64_t end = cluster_now_us() + ms * 1000;
+    while (cluster_now_us() < end) {
+        for (size_t i = 0; i < 3; i++) {
+            struct cluster_status s;
+            if (cluster_status(&cluster, i, &s) != 0) {
+                w.status_failures++;
+                continue;
+            }
+            if (w.seen[i] && s.term != w.term[i])
+                w.leader_changes++;
+            w.seen[i] = true;
+            w.term[i] = s.term;
+            if (i == leader && s.loop_turn_max_us > w.turn_max_us)
+                w.turn_max_us = s.loop_turn_max_us;
+            if (i == leader && s.rss_bytes > w.rss_max)
+                w.rss_max = s.rss_bytes;
+        }
+        usleep(WATCH_PERIOD_US);
+    }
+    return w;
+}
+
+/* ---- the probes (each in a child process) ---- */
+
+struct probe_counts {
+    uint64_t sent, answered, refused, failed;
+};
+
+static uint8_t *framed_message(const uint8_t *packed, size_t len, uint8_t flag, size_t *out_len)
+{
+    uint8_t *f = malloc(len + 5);
+    if (f == NULL)
+        _exit(3);
+    *out_len = h2raw_grpc_frame(f, flag, packed, (uint32_t)len);
+    return f;
+}
+
+/* PATH with REQUEST, FLOOD_CONNECTIONS × H2RAW_STREAMS_MAX at a time, as
+ * fast as answered, until END_US. */
+static struct probe_counts flood_calls(uint16_t port, uint32_t source, const char *path,
+                                       const uint8_t *request, size_t len, uint64_t end_us)
+{
+    struct probe_counts c = {0};
+    static struct h2raw h[FLOOD_CONNECTIONS];
+    while (cluster_now_us() < end_us && c.sent < PROBE_REQUESTS_MAX) {
+        int open = 0;
+        for (int k = 0; k < FLOOD_CONNECTIONS; k++) {
+            if (h2raw_connect_from(&h[open], source, port) != 0) {
+                c.failed++;
+                continue;
+            }
+            for (int i = 0; i < H2RAW_STREAMS_MAX; i++)
+                if (h2raw_request(&h[open], path, NULL, request, len, true) != NULL)
+                    c.sent++;
+            open++;
+        }
+        if (open == 0)
+            usleep(10000);
+        for (int k = 0; k < open; k++) {
+            for (int i = 0; i < h[k].stream_count; i++) {
+                struct h2raw_stream *s = &h[k].streams[i];
+                h2raw_wait(&h[k], s, 5000);
+                if (s->grpc_status == 0 || s->grpc_status == RPC_STATUS_INVALID_ARGUMENT)
+                    c.answered++;
+                else if (s->grpc_status == RPC_STATUS_RESOURCE_EXHAUSTED)
+                    c.refused++;
+                else
+                    c.failed++;
+            }
+            h2raw_close(&h[k]);
+        }
+    }
+    return c;
+}
+
+static struct probe_counts probe_streams(uint16_t port, uint64_t end_us)
+{
+    struct probe_counts c = {0};
+    enum {
+        CONNS = NODE_BLOCK_STREAMS_MAX / NODE_BLOCK_STREAMS_PER_CONNECTION_MAX,
+        PER_ADDRESS = NODE_BLOCK_STREAMS_PER_ADDRESS_MAX / NODE_BLOCK_STREAMS_PER_CONNECTION_MAX,
+    };
+    static struct h2raw h[CONNS];
+    static uint8_t from_zero[5];
+    h2raw_grpc_frame(from_zero, 0, NULL, 0);
+    int open = 0;
+    for (int k = 0; k < CONNS; k++) {
+        uint32_t source = SOURCE_STREAMS_FIRST + (uint32_t)(k / PER_ADDRESS);
+        if (h2raw_connect_from(&h[open], source, port) != 0) {
+            c.failed++;
+            continue;
+        }
+        for (int i = 0; i < NODE_BLOCK_STREAMS_PER_CONNECTION_MAX; i++)
+            if (h2raw_request(&h[open], "/ehr.v1.Node/StreamBlocks", NULL, from_zero,
+                              sizeof from_zero, true) != NULL)
+                c.sent++;
+        h2raw_wait(&h[open], NULL, 1);
+        open++;
+    }
+    /* Held, never read beyond what the send loop took in. */
+    while (cluster_now_us() < end_us)
+        usleep(50000);
+    for (int k = 0; k < open; k++) {
+        for (int i = 0; i < h[k].stream_count; i++)
+            c.refused += h[k].streams[i].grpc_status == RPC_STATUS_RESOURCE_EXHAUSTED;
+        h2raw_close(&h[k]);
+    }
+    c.answered = c.sent - c.refused;
+    return c;
+}
+
+static struct probe_counts probe_idle(uint16_t port, uint64_t count, uint64_t end_us)
+{
+    struct probe_counts c = {0};
+    int *fds = calloc(count, sizeof *fds);
+    if (fds == NULL)
+        _exit(3);
+    for (uint64_t k = 0; k < count && cluster_now_us() < end_us; k++) {
+        uint32_t source = SOURCE_IDLE_FIRST + (uint32_t)(k / RPC_CONNECTIONS_PER_ADDRESS_MAX);
+        fds[k] = raw_connect_from(source, port);
+        c.sent++;
+        if (fds[k] < 0)
+            c.failed++;
+    }
+    while (cluster_now_us() < end_us)
+        usleep(50000);
+    /* Which of them the node closed meanwhile (EOF at once). */
+    for (uint64_t k = 0; k < c.sent; k++) {
+        if (fds[k] < 0)
+            continue;
+        uint8_t buf[256];
+        bool eof = false;
+        raw_read(fds[k], buf, sizeof buf, 0, &eof);
+        if (eof)
+            c.refused++;
+        else
+            c.answered++;
+        close(fds[k]);
+    }
+    free(fds);
+    return c;
+}
+
+static struct probe_counts probe_malformed(uint16_t port, uint64_t end_us)
+{
+    struct probe_counts c = {0};
+    static uint8_t big[5 + 64 * 1024];
+    /* Length prefix 5 MiB, 64 KiB of it sent. */
+    big[0] = 0;
+    uint32_t claimed = 5u * 1024 * 1024;
+    big[1] = (uint8_t)(claimed >> 24), big[2] = (uint8_t)(claimed >> 16);
+    big[3] = (uint8_t)(claimed >> 8), big[4] = (uint8_t)claimed;
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x34};
+    size_t junk_len, comp_len;
+    uint8_t *junk_framed = framed_message(junk, sizeof junk, 0, &junk_len);
+    uint8_t *comp_framed = framed_message(junk, sizeof junk, 1, &comp_len);
+    static uint8_t garbage[1024];
+    memset(garbage, 0x5a, sizeof garbage);
+    static struct h2raw h;
+    for (uint64_t n = 0; cluster_now_us() < end_us && c.sent < PROBE_REQUESTS_MAX; n++) {
+        if (n % 4 == 3) {
+            int fd = raw_connect_from(SOURCE_MALFORMED, port);
+            c.sent++;
+            if (fd < 0) {
+                c.failed++;
+                continue;
+            }
+            raw_send(fd, garbage, sizeof garbage);
+            bool eof = false;
+            uint8_t buf[512];
+            raw_read(fd, buf, sizeof buf, 2000, &eof);
+            *(eof ? &c.refused : &c.failed) += 1;
+            close(fd);
+            continue;
+        }
+        if (h2raw_connect_from(&h, SOURCE_MALFORMED, port) != 0) {
+            c.failed++;
+            usleep(10000);
+            continue;
+        }
+        const uint8_t *body = n % 4 == 0 ? big : n % 4 == 1 ? junk_framed : comp_framed;
+        size_t len = n % 4 == 0 ? sizeof big : n % 4 == 1 ? junk_len : comp_len;
+        for (int i = 0; i < 16; i++)
+            if (h2raw_request(&h, "/ehr.v1.Node/SubmitTransaction", NULL, body, len, true) != NULL)
+                c.sent++;
+        for (int i = 0; i < h.stream_count; i++) {
+            struct h2raw_stream *s = &h.streams[i];
+            h2raw_wait(&h, s, 2000);
+            if (s->grpc_status > 0 || s->close_code != 0 || h.goaway || h.eof)
+                c.refused++; /* refused as it should be */
+            else
+                c.answered++;
+        }
+        h2raw_close(&h);
+    }
+    free(junk_framed);
+    free(comp_framed);
+    return c;
+}
+
+/* A bad-signature SubmitTransactionRequest, framed. */
+static uint8_t *badsig_request(size_t *len)
+{
+    struct cluster_tx *bad = cluster_txs_make(&cluster, 1);
+    ledger_tx_view tv;
+    if (ledger_tx_envelope_parse(bad->envelope, bad->envelope_len, &tv, NULL) != 0)
+        abort();
+    bad->envelope[tv.signature - bad->envelope] ^= 0x01;
+    Ehr__V1__SubmitTransactionRequest req = EHR__V1__SUBMIT_TRANSACTION_REQUEST__INIT;
+    req.envelope = (ProtobufCBinaryData){bad->envelope_len, bad->envelope};
+    size_t plen = ehr__v1__submit_transaction_request__get_packed_size(&req);
+    uint8_t *packed = malloc(plen);
+    if (packed == NULL)
+        abort();
+    ehr__v1__submit_transaction_request__pack(&req, packed);
+    uint8_t *f = framed_message(packed, plen, 0, len);
+    free(packed);
+    cluster_txs_free(bad, 1);
+    return f;
+}
+
+enum probe { P_CONTROL, P_STREAMS, P_IDLE, P_BADSIG, P_MALFORMED, P_COUNT };
+static const char *const probe_names[P_COUNT] = {"control", "streams", "idle", "badsig",
+                                                 "malformed"};
+
+static struct probe_counts probe_run(enum probe p, uint16_t port, const struct args *a,
+                                     const uint8_t *bad, size_t bad_len)
+{
+    uint64_t end = cluster_now_us() + (a->window_ms + PROBE_SLACK_MS) * 1000;
+    static const uint8_t empty[5];
+    switch (p) {
+    case P_CONTROL:
+        return flood_calls(port, SOURCE_CONTROL, "/ehr.v1.Node/GetStatus", empty, sizeof empty,
+                           end);
+    case P_STREAMS:
+        return probe_streams(port, end);
+    case P_IDLE:
+        return probe_idle(port, a->connections, end);
+    case P_BADSIG:
+        return flood_calls(port, SOURCE_BADSIG, "/ehr.v1.Node/SubmitTransaction", bad, bad_len,
+                           end);
+    case P_MALFORMED:
+    case P_COUNT:
+        break;
+    }
+    return probe_malformed(port, end);
+}
+
+/* Fork a child that writes FN's result (SIZE bytes) into a pipe. */
+struct child {
+    pid_t pid;
+    int fd;
+};
+
+static void child_collect(struct child *ch, void *out, size_t size)
+{
+    memset(out, 0, size);
+    ssize_t got = read(ch->fd, out, size);
+    close(ch->fd);
+    int st;
+    waitpid(ch->pid, &st, 0);
+    if (got != (ssize_t)size || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "bench_abuse: a probe process failed (read %zd, status %d)\n", got, st);
+}
+
+/* ---- the honest load ---- */
+
+struct honest {
+    double tx_per_s, p99_ms;
+    size_t committed, offered;
+};
+
+static int cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* More than a window can take at a generous commit rate. */
+static size_t honest_count(const struct args *a)
+{
+    return (size_t)(a->window_ms * 2 + 200);
+}
+
+/* Run TXS (honest_count of them, signed before the probe starts). */
+static struct honest honest_run(const struct args *a, struct cluster_tx *txs)
+{
+    size_t count = honest_count(a);
+    uint64_t t0 = cluster_now_us();
+    size_t committed = cluster_load(&cluster, txs, count, a->inflight, a->window_ms, NULL, NULL);
+    uint64_t elapsed = cluster_now_us() - t0;
+    uint64_t *lat = calloc(count + 1, sizeof *lat);
+    size_t n = 0, offered = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (txs[i].attempts > 0)
+            offered++;
+        if (txs[i].committed)
+            lat[n++] = txs[i].done_us - txs[i].sent_us;
+    }
+    qsort(lat, n, sizeof *lat, cmp_u64);
+    struct honest h = {.committed = committed, .offered = offered};
+    h.tx_per_s = (double)committed * 1e6 / (double)elapsed;
+    h.p99_ms = n == 0 ? 0 : (double)lat[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] / 1000;
+    free(lat);
+    cluster_txs_free(txs, count);
+    return h;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench_abuse [--window-ms N] [--inflight K] [--ledger-txs N] "
+                    "[--settle-ms N] [--connections N]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    struct args a = {.window_ms = 8000,
+                     .inflight = 16,
+                     .ledger_txs = 6000,
+                     .settle_ms = 20000,
+                     .connections = RPC_CONNECTIONS_MAX};
+    static const struct option opts[] = {
+        {"window-ms", required_argument, NULL, 'w'},   {"inflight", required_argument, NULL, 'k'},
+        {"ledger-txs", required_argument, NULL, 'l'},  {"settle-ms", required_argument, NULL, 's'},
+        {"connections", required_argument, NULL, 'c'}, {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end;
+        uint64_t v = strtoull(optarg != NULL ? optarg : "", &end, 10);
+        if (optarg == NULL || *end != '\0' || v > 10000000)
+            usage();
+        switch (o) {
+        case 'w':
+            a.window_ms = v;
+            break;
+        case 'k':
+            a.inflight = v;
+            break;
+        case 'l':
+            a.ledger_txs = v;
+            break;
+        case 's':
+            a.settle_ms = v;
+            break;
+        case 'c':
+            a.connections = v;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (a.window_ms == 0 || a.inflight == 0 || a.connections > 4 * RPC_CONNECTIONS_MAX)
+        usage();
+    if (ehr_crypto_init() != 0)
+        return 1;
+    signal(SIGPIPE, SIG_IGN);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    /* The per-address submission limits ehrctl init writes: the honest
+     * load (at most K in flight) stays far under them, the flood does not. */
+    struct cluster_limits limits = {.submit_rate_per_s = NODE_CONFIG_SUBMIT_RATE_PER_S_DEFAULT,
+                                    .submit_burst = NODE_CONFIG_SUBMIT_BURST_DEFAULT};
+    cluster_create(&cluster, 3, EHRD_PATH, EHRCTL_PATH, &limits);
+    for (size_t i = 0; i < 3; i++)
+        cluster_start(&cluster, i);
+    size_t leader = cluster_wait_leader(&cluster, LEADER_WAIT_MS);
+    if (leader == SIZE_MAX) {
+        fprintf(stderr, "bench_abuse: no leader\n");
+        cluster_destroy(&cluster, false);
+        return 1;
+    }
+    if (a.ledger_txs > 0) {
+        /* A ledger for the streams to read (the honest load adds to it). */
+        struct cluster_tx *txs = cluster_txs_make(&cluster, a.ledger_txs);
+        cluster_load(&cluster, txs, a.ledger_txs, 256, 300000, NULL, NULL);
+        cluster_txs_free(txs, a.ledger_txs);
+    }
+    struct cluster_status s0;
+    cluster_status(&cluster, leader, &s0);
+    printf("# 3 ehrd on loopback, ledger of %" PRIu64 " blocks; window %" PRIu64
+           " ms per probe, honest load %" PRIu64 " in flight from 127.0.0.1, settle %" PRIu64
+           " ms; nproc %ld\n",
+           s0.tip_height, a.window_ms, a.inflight, a.settle_ms, sysconf(_SC_NPROCESSORS_ONLN));
+    size_t bad_len;
+    uint8_t *bad = badsig_request(&bad_len);
+
+    struct honest hon[P_COUNT];
+    struct watch wat[P_COUNT];
+    struct probe_counts pc[P_COUNT];
+    uint64_t rss_after[P_COUNT];
+    size_t leaders[P_COUNT];
+    for (int p = 0; p < P_COUNT; p++) {
+        leader = cluster_wait_leader(&cluster, LEADER_WAIT_MS);
+        if (leader == SIZE_MAX)
+            leader = 0;
+        leaders[p] = leader;
+        struct cluster_tx *txs = cluster_txs_make(&cluster, honest_count(&a));
+        uint16_t port = cluster.nodes[leader].rpc_port;
+        int pw[2], pp[2];
+        if (pipe(pw) != 0 || pipe(pp) != 0)
+            abort();
+        struct child watcher = {fork(), pw[0]};
+        if (watcher.pid == 0) {
+            close(pw[0]);
+            struct watch w = watch_run(leader, a.window_ms + PROBE_SLACK_MS);
+            _exit(write(pw[1], &w, sizeof w) == (ssize_t)sizeof w ? 0 : 4);
+        }
+        close(pw[1]);
+        struct child prober = {fork(), pp[0]};
+        if (prober.pid == 0) {
+            close(pp[0]);
+            struct probe_counts c = probe_run((enum probe)p, port, &a, bad, bad_len);
+            _exit(write(pp[1], &c, sizeof c) == (ssize_t)sizeof c ? 0 : 4);
+        }
+        close(pp[1]);
+        usleep(200000); /* the probe in place before the honest load starts */
+        hon[p] = honest_run(&a, txs);
+        child_collect(&prober, &pc[p], sizeof pc[p]);
+        child_collect(&watcher, &wat[p], sizeof wat[p]);
+        usleep((useconds_t)(a.settle_ms * 1000 > 0 ? a.settle_ms * 1000 : 1));
+        struct cluster_status s = {0};
+        cluster_status(&cluster, leader, &s);
+        rss_after[p] = s.rss_bytes;
+        printf("# %-9s done: %.0f tx/s, p99 %.1f ms, %" PRIu64 " leader changes\n", probe_names[p],
+               hon[p].tx_per_s, hon[p].p99_ms, wat[p].leader_changes);
+    }
+    free(bad);
+
+    printf("\n%-10s %10s %9s %7s %8s %11s %10s %10s %11s %10s %s\n", "probe", "honest tx/s",
+           "p99 ms", "ratio", "leader_ch", "turn_max ms", "rss MB", "rss after", "status fails",
+           "probe req", "answered/refused/failed");
+    for (int p = 0; p < P_COUNT; p++) {
+        double ratio = hon[P_CONTROL].tx_per_s > 0 ? hon[p].tx_per_s / hon[P_CONTROL].tx_per_s : 0;
+        printf("%-10s %11.0f %9.1f %7.2f %8" PRIu64 " %11.1f %10.1f %10.1f %11" PRIu64 " %10" PRIu64
+               " %" PRIu64 "/%" PRIu64 "/%" PRIu64 "\n",
+               probe_names[p], hon[p].tx_per_s, hon[p].p99_ms, ratio, wat[p].leader_changes,
+               (double)wat[p].turn_max_us / 1000, (double)wat[p].rss_max / 1e6,
+               (double)rss_after[p] / 1e6, wat[p].status_failures, pc[p].sent, pc[p].answered,
+               pc[p].refused, pc[p].failed);
+    }
+    printf("{\"bench\":\"abuse\",\"window_ms\":%" PRIu64 ",\"inflight\":%" PRIu64
+           ",\"ledger_blocks\":%" PRIu64 ",\"probes\":[",
+           a.window_ms, a.inflight, s0.tip_height);
+    for (int p = 0; p < P_COUNT; p++) {
+        double ratio = hon[P_CONTROL].tx_per_s > 0 ? hon[p].tx_per_s / hon[P_CONTROL].tx_per_s : 0;
+        printf("%s{\"probe\":\"%s\",\"leader\":%zu,\"honest_tx_per_s\":%.1f,\"honest_p99_ms\":%.1f,"
+               "\"honest_committed\":%zu,\"ratio_to_control\":%.3f,\"leader_changes\":%" PRIu64
+               ",\"loop_turn_max_us\":%" PRIu64 ",\"rss_peak_bytes\":%" PRIu64
+               ",\"rss_after_bytes\":%" PRIu64 ",\"status_failures\":%" PRIu64
+               ",\"probe_sent\":%" PRIu64 ",\"probe_answered\":%" PRIu64
+               ",\"probe_refused\":%" PRIu64 ",\"probe_failed\":%" PRIu64 "}",
+               p == 0 ? "" : ",", probe_names[p], leaders[p], hon[p].tx_per_s, hon[p].p99_ms,
+               hon[p].committed, ratio, wat[p].leader_changes, wat[p].turn_max_us, wat[p].rss_max,
+               rss_after[p], wat[p].status_failures, pc[p].sent, pc[p].answered, pc[p].refused,
+               pc[p].failed);
+    }
+    printf("]}\n");
+    cluster_destroy(&cluster, getenv("EHR_TEST_KEEP") != NULL);
+    return 0;
+}
