@@ -48,6 +48,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "policy.h"
 #include "world.h"
 
@@ -124,31 +125,6 @@ static void die(const char *what)
 {
     fprintf(stderr, "bench_apply: %s\n", what);
     exit(1);
-}
-
-static long parse_long(const char *s, long max)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < 1 || v > max) {
-        fprintf(stderr, "bench_apply: bad number '%s' (1..%ld)\n", s, max);
-        exit(2);
-    }
-    return v;
-}
-
-static void pin_to_current_cpu(void)
-{
-    int cpu = sched_getcpu();
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (cpu >= 0)
-        CPU_SET(cpu, &set);
-    if (cpu < 0 || sched_setaffinity(0, sizeof set, &set) != 0)
-        printf("# not pinned to a cpu\n");
-    else
-        printf("# pinned to cpu %d\n", cpu);
 }
 
 /* ---- building the chain's state (untimed) ---- */
@@ -452,11 +428,11 @@ int main(int argc, char **argv)
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--patients") == 0 && i + 1 < argc)
-            patients = parse_long(argv[++i], PATIENTS_MAX);
+            patients = bench_parse_long("bench_apply", argv[++i], PATIENTS_MAX);
         else if (strcmp(argv[i], "--txs") == 0 && i + 1 < argc)
-            txs = parse_long(argv[++i], TXS_MAX);
+            txs = bench_parse_long("bench_apply", argv[++i], TXS_MAX);
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
-            rounds = parse_long(argv[++i], ROUNDS_MAX);
+            rounds = bench_parse_long("bench_apply", argv[++i], ROUNDS_MAX);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
         else {
@@ -497,7 +473,7 @@ int main(int argc, char **argv)
            patients, 2 * patients, 2 * patients, HOSPITAL_COUNT + LAB_COUNT + 2, PRACTITIONER_COUNT,
            per_kind, keys, now_seconds() - t0);
 
-    pin_to_current_cpu();
+    bench_pin_to_current_cpu();
     printf("# best of %ld rounds of %ld transactions per type, in blocks of up to %d, "
            "signatures pre-verified (CONTRACTS_SIG_VALID); floor = one BIP-340 verification "
            "(ehr_schnorr_verify, parsed key), a round after each round of a type; types "

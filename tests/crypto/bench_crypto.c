@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "ehr_crypto.h"
 
 enum {
@@ -184,40 +185,15 @@ static void report_keyfile_open(int rounds)
     ehr_identity_wipe(&id);
 }
 
-static long parse_long(const char *s, long max)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < 1 || v > max) {
-        fprintf(stderr, "bench_crypto: bad number '%s' (1..%ld)\n", s, max);
-        exit(2);
-    }
-    return v;
-}
-
-static void pin_to_current_cpu(void)
-{
-    int cpu = sched_getcpu();
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (cpu >= 0)
-        CPU_SET(cpu, &set);
-    if (cpu < 0 || sched_setaffinity(0, sizeof set, &set) != 0)
-        printf("# not pinned to a cpu\n");
-    else
-        printf("# pinned to cpu %d\n", cpu);
-}
-
 int main(int argc, char **argv)
 {
     long iterations = 4000;
     int rounds = 5;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc)
-            iterations = parse_long(argv[++i], ITERATIONS_MAX);
+            iterations = bench_parse_long("bench_crypto", argv[++i], ITERATIONS_MAX);
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
-            rounds = (int)parse_long(argv[++i], ROUNDS_MAX);
+            rounds = (int)bench_parse_long("bench_crypto", argv[++i], ROUNDS_MAX);
         else {
             fprintf(stderr, "usage: bench_crypto [--iterations N] [--rounds R]\n");
             return 2;
@@ -252,7 +228,7 @@ int main(int argc, char **argv)
     }
     randombytes_buf(f.data, sizeof f.data);
 
-    pin_to_current_cpu();
+    bench_pin_to_current_cpu();
     printf("# best of %d rounds of %ld operations; ratio = our rate / the library's own rate\n",
            rounds, iterations);
     printf("%-34s %14s %14s %8s %12s\n", "operation", "ehr API", "library", "ratio", "per op");

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "ehr_crypto.h"
 #include "pre.h"
 
@@ -160,31 +161,6 @@ static void report(const char *name, struct fixture *f, bench_fn op, long iterat
            op_s / floor_s);
 }
 
-static long parse_long(const char *s, long max)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < 1 || v > max) {
-        fprintf(stderr, "bench_pre: bad number '%s' (1..%ld)\n", s, max);
-        exit(2);
-    }
-    return v;
-}
-
-static void pin_to_current_cpu(void)
-{
-    int cpu = sched_getcpu();
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (cpu >= 0)
-        CPU_SET(cpu, &set);
-    if (cpu < 0 || sched_setaffinity(0, sizeof set, &set) != 0)
-        printf("# not pinned to a cpu\n");
-    else
-        printf("# pinned to cpu %d\n", cpu);
-}
-
 static int setup(struct fixture *f)
 {
     uint8_t key[EHR_PRE_KEY_BYTES], opened[EHR_PRE_KEY_BYTES];
@@ -219,9 +195,9 @@ int main(int argc, char **argv)
     int rounds = 5;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc)
-            iterations = parse_long(argv[++i], ITERATIONS_MAX);
+            iterations = bench_parse_long("bench_pre", argv[++i], ITERATIONS_MAX);
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
-            rounds = (int)parse_long(argv[++i], ROUNDS_MAX);
+            rounds = (int)bench_parse_long("bench_pre", argv[++i], ROUNDS_MAX);
         else {
             fprintf(stderr, "usage: bench_pre [--iterations N] [--rounds R]\n");
             return 2;
@@ -232,7 +208,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_pre: set-up failed\n");
         return 1;
     }
-    pin_to_current_cpu();
+    bench_pin_to_current_cpu();
     printf("# best of %d rounds of %ld operations; floor = one ristretto255 scalar "
            "multiplication, same run; x floor = operation time / floor time\n",
            rounds, iterations);
