@@ -214,6 +214,11 @@ enum {
     CONTRACTS_EMERGENCY_REASON_BYTES_MAX = 256,
     /* Members a chain can hold, hence approvals of one proposal. */
     CONTRACTS_MEMBERS_MAX = EHR_GENESIS_MEMBERS_MAX,
+    /* Members a running network admits up to: each member runs a node
+     * that takes part in consensus, whose configurations hold at most 16
+     * (RAFT_MEMBERS_MAX; node/ asserts the two equal). An admission past
+     * it is refused when proposed and when approved. */
+    CONTRACTS_NODES_MAX = 16,
     /* One access request: the consents of the patient for the requester
      * (and, for a practitioner, its member) it looks at, and the consent-VM
      * gas their policies may use together. Past either, the request is

@@ -775,6 +775,10 @@ static int proposal_store(struct apply *a, const uint8_t id[EHR_HASH_BYTES],
     int rc = members_count(a, &members);
     if (rc == 0)
         rc = approvals_current(a, p, &approvals);
+    if (rc == 0 && approvals > members / 2 &&
+        p->change_case == EHR__V1__PROPOSAL_ENTRY__CHANGE_ADMIT && members >= CONTRACTS_NODES_MAX)
+        return refuse(a->r, REFUSED, "the chain has %zu members, the most a network runs with",
+                      members);
     if (rc == 0 && approvals > members / 2)
         rc = proposal_enact(a, p);
     if (rc != 0)
@@ -805,6 +809,12 @@ static int apply_proposal(struct apply *a)
             return rc;
         if (member)
             return refuse(a->r, CONFLICT, "that node key is a member already");
+        size_t members;
+        if ((rc = members_count(a, &members)) != 0)
+            return rc;
+        if (members >= CONTRACTS_NODES_MAX)
+            return refuse(a->r, REFUSED, "the chain has %zu members, the most a network runs with",
+                          members);
         e.change_case = EHR__V1__PROPOSAL_ENTRY__CHANGE_ADMIT;
         e.admit = p->admit;
     } else if (p->change_case == EHR__V1__MEMBER_PROPOSAL__CHANGE_REMOVE) {

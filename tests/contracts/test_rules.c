@@ -1017,6 +1017,69 @@ static void test_governance_keeps_the_last_member(void **state)
     world_free(w);
 }
 
+/* A network runs with at most CONTRACTS_NODES_MAX members: the admission
+ * that would pass it is refused when proposed, and a proposal made below
+ * the bound is not carried by an approval once the bound is reached. */
+static void test_governance_admits_up_to_the_network_bound(void **state)
+{
+    (void)state;
+    struct world *w = world_new(NULL, 0);
+    struct party members[CONTRACTS_NODES_MAX + 1];
+    for (size_t i = 0; i <= CONTRACTS_NODES_MAX; i++)
+        party_make(&members[i], (uint8_t)(40 + i));
+    world_member_add(w, &members[0], HOSPITAL);
+    struct tx t;
+    struct contracts_tx_result r;
+    /* Member 1 proposed while there are two members: held open by the
+     * approvals it lacks until the network is full. */
+    world_member_add(w, &members[1], HOSPITAL);
+    tx_propose_admit(w, &members[0], &members[CONTRACTS_NODES_MAX], LAB, T2, &t);
+    uint8_t late[32];
+    memcpy(late, t.hash, 32);
+    assert_int_equal(world_one(w, T1, &t, &r), OK);
+    tx_free(&t);
+    for (size_t i = 2; i < CONTRACTS_NODES_MAX; i++)
+        world_member_add(w, &members[i], LAB);
+    /* 16 members: the 17th is refused at once. */
+    struct party extra;
+    party_make(&extra, 99);
+    tx_propose_admit(w, &members[0], &extra, LAB, T2, &t);
+    assert_int_equal(world_one(w, T1, &t, &r), REFUSED);
+    assert_non_null(strstr(r.reason, "the most a network runs with"));
+    tx_free(&t);
+    /* The early proposal: approvals up to a majority of 16 (9), the last
+     * of which is refused, and the newcomer stays out. */
+    for (size_t i = 1; i < 8; i++) {
+        tx_approve(w, &members[i], late, &t);
+        assert_int_equal(world_one(w, T1, &t, &r), OK);
+        tx_free(&t);
+    }
+    tx_approve(w, &members[8], late, &t);
+    assert_int_equal(world_one(w, T1, &t, &r), REFUSED);
+    assert_non_null(strstr(r.reason, "the most a network runs with"));
+    tx_free(&t);
+    uint8_t key[LEDGER_MEMBER_KEY_BYTES];
+    ledger_member_key(key, members[CONTRACTS_NODES_MAX].sig.public_key);
+    size_t len;
+    assert_null(world_get(w, key, sizeof key, &len));
+    /* One removed, the same approval carries it. */
+    tx_propose_remove(w, &members[0], members[15].sig.public_key, T2, &t);
+    uint8_t rid[32];
+    memcpy(rid, t.hash, 32);
+    assert_int_equal(world_one(w, T1, &t, &r), OK);
+    tx_free(&t);
+    for (size_t i = 1; i < 9; i++) {
+        tx_approve(w, &members[i], rid, &t);
+        assert_int_equal(world_one(w, T1, &t, &r), OK);
+        tx_free(&t);
+    }
+    tx_approve(w, &members[8], late, &t);
+    assert_int_equal(world_one(w, T1, &t, &r), OK);
+    tx_free(&t);
+    assert_non_null(world_get(w, key, sizeof key, &len));
+    world_free(w);
+}
+
 /* A proposal's member is checked as genesis checks one; the reason for a
  * bad one is printable text even when the bad field is not (found by
  * fuzz_apply: the peer address was quoted whatever its bytes). */
@@ -1212,6 +1275,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_governance_needs_a_majority_of_current_members, setup,
                                     teardown),
     cmocka_unit_test(test_governance_keeps_the_last_member),
+    cmocka_unit_test(test_governance_admits_up_to_the_network_bound),
     cmocka_unit_test_setup_teardown(test_governance_reasons_are_text, setup, teardown),
     cmocka_unit_test_setup_teardown(test_signatures_are_checked_at_apply, setup, teardown),
     cmocka_unit_test_setup_teardown(test_framing_chain_and_expiry_are_checked_at_apply, setup,
