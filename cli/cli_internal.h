@@ -358,6 +358,27 @@ int cli__node_get_status(struct cli__node *node, const char *what,
                          Ehr__V1__GetStatusResponse **out);
 
 /*
+ * Every page of ListMembers from NODE, each member checked (32-byte keys, a
+ * known role) and handed to FN(CTX, member) in the node's order; FN returns
+ * 0 to go on or an exit status to stop with. WHAT names the command in
+ * messages. Returns 0 with *COUNT, or an exit status after saying why
+ * (cmd_member.c).
+ */
+typedef int (*cli__member_fn)(void *ctx, const Ehr__V1__Member *member);
+int cli__members_each(struct cli__node *node, const char *what, cli__member_fn fn, void *ctx,
+                      size_t *count);
+
+/*
+ * GetBlock(HEIGHT), checked: a 32-byte hash, a block that parses, is for
+ * HEIGHT and hashes to that hash. Returns 0 with *BYTES (ehr_free) and VIEW
+ * (release), RPC NOT_FOUND as EHR_ENOTFOUND with NOT_FOUND (may be NULL:
+ * then it is a failure like any other) kept for messages, or an exit status
+ * after saying why (cmd_node.c).
+ */
+int cli__block_fetch(struct cli__node *node, uint64_t height, const char *what, uint8_t **bytes,
+                     size_t *len, ledger_block_view *view, struct rpc_result *not_found);
+
+/*
  * The online forms of `tx show` and `block show` (cmd_node.c): the same
  * output as the offline ones, from GetTransaction / GetBlock. O is finished.
  */

@@ -80,23 +80,22 @@ static json_t *member_json(const Ehr__V1__Member *m)
     return j;
 }
 
-/* Every page of ListMembers, each member checked and shown (into LIST in
- * JSON). Returns 0 with *COUNT, or an exit status after saying why. */
-static int members_fetch(struct cli__ctx *ctx, struct cli__node *node, json_t *list, size_t *count)
+int cli__members_each(struct cli__node *node, const char *what, cli__member_fn fn, void *ctx,
+                      size_t *count)
 {
     uint8_t token[MEMBER_TOKEN_BYTES_MAX];
     size_t token_len = 0;
     *count = 0;
     for (size_t pages = 0;; pages++) {
         if (pages == MEMBER_PAGES_MAX)
-            return cli__node_bad_answer(node, "member list", "more pages than a chain has members");
+            return cli__node_bad_answer(node, what, "more pages than a chain has members");
         Ehr__V1__ListMembersRequest request = EHR__V1__LIST_MEMBERS_REQUEST__INIT;
         request.limit = MEMBER_PAGE_LIMIT;
         request.page_token = (ProtobufCBinaryData){token_len, token_len > 0 ? token : NULL};
         struct rpc_result result;
         enum rpc_status status = cli__node_call(node, "ListMembers", &request.base, 0, &result);
         if (status != RPC_STATUS_OK) {
-            int exit_code = cli__node_fail(node, &result, "member list");
+            int exit_code = cli__node_fail(node, &result, "%s", what);
             rpc_result_clear(&result);
             return exit_code;
         }
@@ -116,22 +115,44 @@ static int members_fetch(struct cli__ctx *ctx, struct cli__node *node, json_t *l
         if (bad != NULL) {
             if (r != NULL)
                 ehr__v1__list_members_response__free_unpacked(r, NULL);
-            return cli__node_bad_answer(node, "member list", bad);
+            return cli__node_bad_answer(node, what, bad);
         }
-        for (size_t i = 0; i < r->n_members; i++) {
-            if (ctx->json)
-                json_array_append_new(list, member_json(r->members[i]));
-            else
-                member_print(r->members[i]);
-        }
+        int exit_code = 0;
+        for (size_t i = 0; exit_code == 0 && i < r->n_members; i++)
+            exit_code = fn(ctx, r->members[i]);
         *count += r->n_members;
         token_len = r->next_page_token.len;
         if (token_len > 0) /* an empty bytes field may be NULL */
             memcpy(token, r->next_page_token.data, token_len);
         ehr__v1__list_members_response__free_unpacked(r, NULL);
+        if (exit_code != 0)
+            return exit_code;
         if (token_len == 0)
             return 0;
     }
+}
+
+struct list_show {
+    struct cli__ctx *ctx;
+    json_t *list;
+};
+
+static int member_show(void *ctx, const Ehr__V1__Member *m)
+{
+    struct list_show *ls = ctx;
+    if (ls->ctx->json)
+        json_array_append_new(ls->list, member_json(m));
+    else
+        member_print(m);
+    return 0;
+}
+
+/* Every page of ListMembers, each member checked and shown (into LIST in
+ * JSON). Returns 0 with *COUNT, or an exit status after saying why. */
+static int members_fetch(struct cli__ctx *ctx, struct cli__node *node, json_t *list, size_t *count)
+{
+    struct list_show ls = {ctx, list};
+    return cli__members_each(node, "member list", member_show, &ls, count);
 }
 
 int cli__cmd_member_list(struct cli__ctx *ctx, int argc, char **argv)

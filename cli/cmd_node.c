@@ -270,14 +270,8 @@ int cli__cmd_status(struct cli__ctx *ctx, int argc, char **argv)
 
 /* ---- tx show, block show: the online forms ---- */
 
-/*
- * GetBlock(HEIGHT), checked: a 32-byte hash, a block that parses, is for
- * HEIGHT and hashes to that hash. Returns 0 with *BYTES (ehr_free) and VIEW
- * (release), RPC NOT_FOUND as EHR_ENOTFOUND with RESULT kept for messages,
- * or an exit status after saying why.
- */
-static int block_fetch(struct cli__node *node, uint64_t height, const char *what, uint8_t **bytes,
-                       size_t *len, ledger_block_view *view, struct rpc_result *not_found)
+int cli__block_fetch(struct cli__node *node, uint64_t height, const char *what, uint8_t **bytes,
+                     size_t *len, ledger_block_view *view, struct rpc_result *not_found)
 {
     Ehr__V1__GetBlockRequest request = EHR__V1__GET_BLOCK_REQUEST__INIT;
     request.height = height;
@@ -336,7 +330,7 @@ int cli__block_show_online(struct cli__ctx *ctx, const struct cli__node_options 
     size_t len = 0;
     ledger_block_view view;
     struct rpc_result not_found;
-    exit_code = block_fetch(&node, height, "block show", &bytes, &len, &view, &not_found);
+    exit_code = cli__block_fetch(&node, height, "block show", &bytes, &len, &view, &not_found);
     if (exit_code == EHR_ENOTFOUND) {
         /* Name the tip, as the offline form does. */
         rpc_result_clear(&not_found);
@@ -416,7 +410,7 @@ int cli__tx_show_online(struct cli__ctx *ctx, const struct cli__node_options *o,
      * block to see the transaction where the node says it is. */
     exit_code = cli__node_get_status(&node, what, &s);
     if (exit_code == 0)
-        exit_code = block_fetch(&node, r->height, what, &block, &block_len, &view, NULL);
+        exit_code = cli__block_fetch(&node, r->height, what, &block, &block_len, &view, NULL);
     if (exit_code != 0)
         goto done;
     have_view = true;

@@ -97,7 +97,9 @@ static void digest_judge(struct node *n, struct node__digest_slot *s)
 {
     if (!s->own_set || s->judged)
         return;
-    size_t quorum = n->peers.count / 2 + 1;
+    /* The quorum of the members of the moment (a removed node's own slot
+     * is not one; a removed peer has no slot and its digests are gone). */
+    size_t quorum = node__members_current(n) / 2 + 1;
     for (size_t i = 0; i < n->peers.count; i++) {
         if (!s->peer_set[i] || sodium_memcmp(s->peer[i], s->own, EHR_HASH_BYTES) == 0)
             continue;
@@ -292,6 +294,7 @@ static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *dia
             ledger_tx_hash(tv.body, tv.body_len, n->applying.hashes[i]);
     }
     contracts_block *cb = NULL;
+    bool members_written = false;
     const ledger_state_write *writes = NULL;
     size_t write_count = 0;
     if (parsed && rc == 0) {
@@ -301,6 +304,10 @@ static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *dia
             return rc; /* not a refusal: this node cannot read its own state */
         }
         write_count = contracts_block_writes(cb, &writes);
+        for (size_t i = 0; i < write_count && !members_written; i++)
+            members_written = writes[i].key_len >= sizeof LEDGER_MEMBER_KEY_PREFIX - 1 &&
+                              memcmp(writes[i].key, LEDGER_MEMBER_KEY_PREFIX,
+                                     sizeof LEDGER_MEMBER_KEY_PREFIX - 1) == 0;
         /* The ledger takes the parsed view and the hashes: parsed once. */
         ledger_append req = {.block = e->data,
                              .block_len = e->size,
@@ -350,7 +357,22 @@ static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *dia
         n->applying.test_faults.digest_fault_height == n->tip.height)
         digest[0] ^= 1; /* injected by a test (node_test_faults_set) */
     digest_publish(n, n->tip.height, digest);
+    if (members_written)
+        node__members_changed(n); /* members.c, M1 */
+    node__members_join_check(n);
     return 0;
+}
+
+/* A configuration entry: say what it is (the core took it in when it was
+ * appended; applying it is recording its index). */
+static void config_applied(const struct raft_entry *e)
+{
+    struct raft_config c;
+    if (raft_config_decode(e->data, e->size, &c) != 0)
+        return; /* the core decoded it when appended: cannot happen */
+    ehr_log(EHR_LOG_INFO, "consensus configuration applied",
+            "index=%" PRIu64 " voters=%" PRIu32 " learners=%" PRIu32, e->index, c.voter_count,
+            c.learner_count);
 }
 
 int node__apply_committed(struct node *n, const struct raft_entry *entries, size_t count)
@@ -364,6 +386,8 @@ int node__apply_committed(struct node *n, const struct raft_entry *entries, size
         if (e->type == RAFT_ENTRY_NORMAL) {
             rc = apply_block(n, e, &why);
         } else {
+            if (e->type == RAFT_ENTRY_CONFIG)
+                config_applied(e);
             rc = ledger_applied_index_set(n->ledger, e->index, &why);
             if (rc == 0)
                 n->tip.applied_index = e->index;

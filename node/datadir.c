@@ -156,3 +156,113 @@ int node_datadir_check_genesis(const char *dir, const uint8_t *genesis, size_t l
         "chain \"%s\" with hash %s",
         dir, chain.chain_id, ledger_hex, file_chain, file_hex);
 }
+
+/* ---- the join file ---- */
+
+_Static_assert(NODE_DATADIR_PATH_BYTES_MAX + sizeof "/" NODE_DATADIR_JOIN_NAME < PATH_MAX,
+               "DIR/join.pb fits PATH_MAX");
+
+/* What is wrong with JOIN, or NULL. */
+static const char *join_problem(const Ehr__V1__JoinInfo *join)
+{
+    size_t chain_len = strlen(join->chain_id);
+    if (chain_len == 0 || chain_len > EHR_CHAIN_ID_BYTES_MAX)
+        return "no chain id, or one over 64 bytes";
+    if (join->block_hash.len != EHR_HASH_BYTES)
+        return "the block hash is not 32 bytes";
+    if (join->n_members == 0 || join->n_members > NODE_DATADIR_JOIN_MEMBERS_MAX)
+        return "not 1 to 16 members";
+    for (size_t i = 0; i < join->n_members; i++) {
+        const Ehr__V1__Member *m = join->members[i];
+        if (m->node_key.len != EHR_SCHNORR_PUBLIC_BYTES)
+            return "a member's node key is not 32 bytes";
+        if (strlen(m->peer_address) > EHR_PEER_ADDRESS_BYTES_MAX)
+            return "a member's peer address is over 256 bytes";
+        if (strlen(m->name) > EHR_MEMBER_NAME_BYTES_MAX)
+            return "a member's name is over 128 bytes";
+        for (size_t j = 0; j < i; j++)
+            if (memcmp(join->members[j]->node_key.data, m->node_key.data,
+                       EHR_SCHNORR_PUBLIC_BYTES) == 0)
+                return "a member is listed twice";
+    }
+    return NULL;
+}
+
+static void join_path(char *out, size_t size, const char *dir)
+{
+    int n = snprintf(out, size, "%s/%s", dir, NODE_DATADIR_JOIN_NAME);
+    EHR_ASSERT(n > 0 && (size_t)n < size);
+}
+
+int node_datadir_join_write(const char *dir, const Ehr__V1__JoinInfo *join, ehr_diag *diag)
+{
+    EHR_ASSERT(dir != NULL && join != NULL);
+    if (strlen(dir) == 0 || strlen(dir) > NODE_DATADIR_PATH_BYTES_MAX)
+        return ehr_diag_fail(diag, EHR_EINVAL, "data directory path must be 1 to %d bytes",
+                             NODE_DATADIR_PATH_BYTES_MAX);
+    const char *bad = join_problem(join);
+    if (bad != NULL)
+        return ehr_diag_fail(diag, EHR_EINVAL, "not a valid join file: %s", bad);
+    size_t len = ehr__v1__join_info__get_packed_size(join);
+    if (len > NODE_DATADIR_JOIN_BYTES_MAX)
+        return ehr_diag_fail(diag, EHR_EINVAL, "the join file would be over %d bytes",
+                             NODE_DATADIR_JOIN_BYTES_MAX);
+    uint8_t *buf = ehr_malloc(len ? len : 1);
+    ehr__v1__join_info__pack(join, buf);
+    char path[PATH_MAX];
+    join_path(path, sizeof path, dir);
+    int rc = ehr_file_write_atomic(path, buf, len, 0600, true);
+    ehr_free(buf);
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "cannot write %s: %s", path, ehr_strerror(rc));
+    return 0;
+}
+
+int node_datadir_join_read(const char *dir, Ehr__V1__JoinInfo **out, ehr_diag *diag)
+{
+    EHR_ASSERT(dir != NULL && out != NULL);
+    *out = NULL;
+    if (strlen(dir) == 0 || strlen(dir) > NODE_DATADIR_PATH_BYTES_MAX)
+        return ehr_diag_fail(diag, EHR_EINVAL, "data directory path must be 1 to %d bytes",
+                             NODE_DATADIR_PATH_BYTES_MAX);
+    char path[PATH_MAX];
+    join_path(path, sizeof path, dir);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = ehr_file_read_alloc(path, NODE_DATADIR_JOIN_BYTES_MAX, &buf, &len);
+    if (rc == -ENOENT)
+        return rc;
+    if (rc == EHR_ETOOBIG)
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "%s is over %d bytes", path,
+                             NODE_DATADIR_JOIN_BYTES_MAX);
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "cannot read %s: %s", path, ehr_strerror(rc));
+    Ehr__V1__JoinInfo *join = ehr__v1__join_info__unpack(NULL, len, buf);
+    ehr_free(buf);
+    if (join == NULL)
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "%s does not decode as a join file", path);
+    const char *bad = join_problem(join);
+    if (bad != NULL) {
+        ehr__v1__join_info__free_unpacked(join, NULL);
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "%s: %s", path, bad);
+    }
+    *out = join;
+    return 0;
+}
+
+int node_datadir_join_remove(const char *dir)
+{
+    EHR_ASSERT(dir != NULL);
+    if (strlen(dir) == 0 || strlen(dir) > NODE_DATADIR_PATH_BYTES_MAX)
+        return EHR_EINVAL;
+    char path[PATH_MAX];
+    join_path(path, sizeof path, dir);
+    if (unlink(path) != 0)
+        return -errno;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "ehr/v1/datadir.pb-c.h"
 
 #define NODE_DATADIR_LOCK_NAME "LOCK"
 /* ehrd writes its pid here after taking the lock and removes it when it
@@ -60,5 +61,41 @@ void node_datadir_unlock(struct node_datadir_lock *lock);
  * GENESIS; a ledger_open error.
  */
 int node_datadir_check_genesis(const char *dir, const uint8_t *genesis, size_t len, ehr_diag *diag);
+
+/*
+ * The join file, DIR/join.pb (JoinInfo, proto/ehr/v1/datadir.proto): the
+ * members a node joining a running chain links with until its own ledger
+ * holds it. `ehrctl init --join` writes it; ehrd reads it when its ledger
+ * does not (yet) hold its key as a member, and removes it once the ledger
+ * does and the block at the recorded height has the recorded hash.
+ */
+#define NODE_DATADIR_JOIN_NAME "join.pb"
+enum {
+    /* Members in a join file (every member runs a node: RAFT_MEMBERS_MAX). */
+    NODE_DATADIR_JOIN_MEMBERS_MAX = 16,
+    /* The file's size: 16 members of at most ~700 bytes each, and room. */
+    NODE_DATADIR_JOIN_BYTES_MAX = 64 * 1024,
+};
+
+/*
+ * Write JOIN to DIR/join.pb (atomically, mode 0600, replacing one there).
+ * JOIN must pass the checks node_datadir_join_read makes. Returns 0,
+ * EHR_EINVAL (JOIN does not) or -errno, with a message in DIAG.
+ */
+int node_datadir_join_write(const char *dir, const Ehr__V1__JoinInfo *join, ehr_diag *diag);
+
+/*
+ * Read DIR/join.pb into *OUT (free with ehr__v1__join_info__free_unpacked)
+ * and check it: it decodes, is at most NODE_DATADIR_JOIN_BYTES_MAX bytes,
+ * names a chain, holds 1 to NODE_DATADIR_JOIN_MEMBERS_MAX members, each
+ * with a 32-byte node key (no two alike) and a peer address of at most
+ * P2P's size, and a 32-byte block hash. Returns 0; -ENOENT when there is
+ * no join file (no message); EHR_ECORRUPT (a message says what is wrong);
+ * other -errno.
+ */
+int node_datadir_join_read(const char *dir, Ehr__V1__JoinInfo **out, ehr_diag *diag);
+
+/* Remove DIR/join.pb and make the removal durable. Returns 0 or -errno. */
+int node_datadir_join_remove(const char *dir);
 
 #endif /* EHR_NODE_DATADIR_H */

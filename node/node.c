@@ -51,14 +51,6 @@ uint64_t node__now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static raft_id id_from_key(const uint8_t key[EHR_SCHNORR_PUBLIC_BYTES])
-{
-    raft_id id = 0;
-    for (int i = 0; i < 8; i++)
-        id = id << 8 | key[i];
-    return id;
-}
-
 void node__hex8(char out[17], raft_id id)
 {
     snprintf(out, 17, "%016" PRIx64, id);
@@ -632,6 +624,7 @@ static void on_tick(uv_timer_t *t)
         return;
     }
     mempool_expire(&n->pool, node__now_ms());
+    node__members_reconcile(n);
     hand_over(n);
     n->api.sweep(n);
 }
@@ -815,81 +808,6 @@ static void on_link_down(void *user, const uint8_t peer[P2P_KEY_BYTES], int reas
 
 /* ---- start ---- */
 
-struct member_scan {
-    struct node *n;
-    int err;
-};
-
-static int member_row(void *ctx, const uint8_t *key, size_t key_len, const uint8_t *value,
-                      size_t value_len)
-{
-    (void)key, (void)key_len;
-    struct member_scan *ms = ctx;
-    struct node *n = ms->n;
-    Ehr__V1__Member *m = ehr__v1__member__unpack(NULL, value_len, value);
-    if (m == NULL || m->node_key.len != EHR_SCHNORR_PUBLIC_BYTES) {
-        if (m != NULL)
-            ehr__v1__member__free_unpacked(m, NULL);
-        ms->err = EHR_ECORRUPT;
-        return EHR_ECORRUPT;
-    }
-    if (n->peers.count == NODE_MEMBERS_MAX) {
-        ehr__v1__member__free_unpacked(m, NULL);
-        ms->err = EHR_ETOOBIG;
-        return EHR_ETOOBIG;
-    }
-    struct node_member *nm = &n->peers.members[n->peers.count++];
-    memset(nm, 0, sizeof *nm);
-    memcpy(nm->key, m->node_key.data, EHR_SCHNORR_PUBLIC_BYTES);
-    nm->id = id_from_key(nm->key);
-    snprintf(nm->name, sizeof nm->name, "%s", m->name);
-    snprintf(nm->peer_address, sizeof nm->peer_address, "%s", m->peer_address);
-    ehr__v1__member__free_unpacked(m, NULL);
-    return 0;
-}
-
-static int load_members(struct node *n, ehr_diag *diag)
-{
-    struct member_scan ms = {.n = n};
-    long got = ledger_state_scan(n->ledger, (const uint8_t *)LEDGER_MEMBER_KEY_PREFIX,
-                                 strlen(LEDGER_MEMBER_KEY_PREFIX), NULL, 0, LEDGER_SCAN_COUNT_MAX,
-                                 member_row, &ms, NULL);
-    if (got < 0 && ms.err == EHR_ETOOBIG)
-        return ehr_diag_fail(
-            diag, ms.err, "the chain has more than %d members; a node runs with at most that many",
-            NODE_MEMBERS_MAX);
-    if (got < 0)
-        return ehr_diag_fail(diag, ms.err ? ms.err : (int)got,
-                             "cannot read the chain's members from the ledger (%d)", (int)got);
-    bool found = false;
-    for (size_t i = 0; i < n->peers.count; i++) {
-        struct node_member *m = &n->peers.members[i];
-        if (m->id == 0) {
-            return ehr_diag_fail(diag, EHR_EINVAL,
-                                 "member \"%s\" has a node key whose first 8 bytes are zero",
-                                 m->name);
-        }
-        for (size_t j = 0; j < i; j++)
-            if (n->peers.members[j].id == m->id) {
-                return ehr_diag_fail(diag, EHR_EINVAL,
-                                     "members \"%s\" and \"%s\" share a consensus id",
-                                     n->peers.members[j].name, m->name);
-            }
-        if (sodium_memcmp(m->key, n->id->signing.public_key, EHR_SCHNORR_PUBLIC_BYTES) == 0) {
-            m->self = true;
-            n->peers.self_index = i;
-            found = true;
-        }
-    }
-    if (!found) {
-        char hex[2 * EHR_SCHNORR_PUBLIC_BYTES + 1];
-        ehr_hex_encode(hex, n->id->signing.public_key, EHR_SCHNORR_PUBLIC_BYTES);
-        return ehr_diag_fail(diag, EHR_EDENIED, "this node's key %s is not a member of chain %s",
-                             hex, n->chain.chain_id);
-    }
-    return 0;
-}
-
 static int start_raft(struct node *n, ehr_diag *diag)
 {
     ehr_diag why;
@@ -915,9 +833,11 @@ static int start_raft(struct node *n, ehr_diag *diag)
         ehr_diag_fail(diag, rc, "cannot read the consensus hard state: %s", ehr_strerror(rc));
         return rc;
     }
-    if (n->cons.store.last == 0 && n->cons.store.first == 1 && hs.term == 0) {
+    if (n->cons.store.last == 0 && n->cons.store.first == 1 && hs.term == 0 && !n->peers.joining) {
         /* A founding member's first start: every one bootstraps the same
-         * configuration (the members' ids in ascending order) at index 1. */
+         * configuration (the members' ids in ascending order) at index 1.
+         * A joining node bootstraps nothing: it has no configuration until
+         * the leader's log or snapshot brings one (members.c, M4). */
         struct raft_config conf = {.voter_count = (uint32_t)n->peers.count};
         for (size_t i = 0; i < n->peers.count; i++)
             conf.voters[i] = n->peers.members[i].id;
@@ -989,12 +909,7 @@ static int start_p2p(struct node *n, ehr_diag *diag)
                       rc < 0 && rc > -4096 ? uv_strerror(rc) : ehr_strerror(rc));
         return rc;
     }
-    p2p_member pm[NODE_MEMBERS_MAX];
-    for (size_t i = 0; i < n->peers.count; i++) {
-        memcpy(pm[i].node_key, n->peers.members[i].key, P2P_KEY_BYTES);
-        snprintf(pm[i].address, sizeof pm[i].address, "%s", n->peers.members[i].peer_address);
-    }
-    rc = p2p_set_members(n->peers.p2p, pm, n->peers.count);
+    rc = node__members_publish(n, n->peers.members, n->peers.count);
     if (rc != 0) {
         ehr_diag_fail(diag, rc,
                       "cannot use the members' peer addresses: %s (each must be HOST:PORT, a host "
@@ -1064,7 +979,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
         ehr_diag_fail(diag, rc, "%s holds no chain (create it with `ehrctl init`)", cfg->data_dir);
         goto fail;
     }
-    rc = load_members(n, diag);
+    rc = node__members_load(n, diag);
     if (rc != 0)
         goto fail;
     mempool_config mc = {.chain_id = n->chain.chain_id,

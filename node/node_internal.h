@@ -277,11 +277,21 @@ struct node__api_hooks {
     void (*drain)(struct node *n);
 };
 
-/* The peers: every member of the chain, this node among them, and the links. */
+/* The peers: every member of the chain, this node among them, and the
+ * links (members.c has the rules, M1-M5). */
 struct node__peers {
-    struct node_member members[NODE_MEMBERS_MAX];
+    struct node_member members[NODE_MEMBERS_MAX]; /* in node-key order */
     size_t count;
     size_t self_index;
+    /* This node's applied state does not (yet) hold it as a member: a
+     * node joining a running chain, linked with its join file's members. */
+    bool joining;
+    /* This node's member was removed from the chain; its slot stays. */
+    bool self_removed;
+    /* The join file's block, checked once the ledger holds it (0: none). */
+    uint64_t join_height;
+    uint8_t join_hash[EHR_HASH_BYTES];
+    struct ehr_log_limit reconcile_log; /* refused configuration changes */
     p2p *p2p;
     uint8_t *wire_buf; /* one encoded peer message */
     size_t wire_cap;
@@ -544,6 +554,28 @@ void node__digest_received(struct node *n, size_t member, const Ehr__V1__StateDi
  * digest of such a height differs, would never see a quorum against it and
  * never stop. At most NODE_DIGEST_WINDOW small messages per link-up. */
 void node__digests_link_up(struct node *n, const struct node_member *m);
+
+/* ---- members.c ---- */
+
+/* A member's consensus id: the first 8 bytes of its node key, big-endian. */
+raft_id node__member_id(const uint8_t key[EHR_SCHNORR_PUBLIC_BYTES]);
+/* At start: the members of the ledger's state, or of the join file when
+ * the state does not hold this node (M4). Returns 0, or an error with why
+ * in DIAG (this node is not a member and has no join file, a bad file). */
+int node__members_load(struct node *n, ehr_diag *diag);
+/* Hand MEMBERS (COUNT) to the peer links (p2p_set_members). */
+int node__members_publish(struct node *n, const struct node_member *members, size_t count);
+/* The applied state's members may have changed (a block wrote under the
+ * member prefix, or a snapshot replaced the state): read them again,
+ * re-link (M1) and move the digests (M5). Stops the node on a storage error. */
+void node__members_changed(struct node *n);
+/* Members of the applied state, this node among them unless it was removed. */
+size_t node__members_current(const struct node *n);
+/* The leader's step towards a configuration of the current members (M2,
+ * M3): at most one proposal per call; every tick. */
+void node__members_reconcile(struct node *n);
+/* Check the join file's block once the ledger holds it (M4). */
+void node__members_join_check(struct node *n);
 
 /* ---- snapshot.c ---- */
 

@@ -742,8 +742,10 @@ static uint64_t rss_bytes(void)
     return got == 2 && page > 0 ? (uint64_t)resident_pages * (uint64_t)page : 0;
 }
 
-static Ehr__V1__NodeRole role_of(const struct node *n)
+static Ehr__V1__NodeRole role_of(const struct node *n, const struct raft_status *rs)
 {
+    if (n->cons.role == RAFT_FOLLOWER && !raft_config_is_voter(&rs->config, rs->id))
+        return EHR__V1__NODE_ROLE__NODE_ROLE_LEARNER;
     switch (n->cons.role) {
     case RAFT_LEADER:
         return EHR__V1__NODE_ROLE__NODE_ROLE_LEADER;
@@ -773,7 +775,7 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
     Ehr__V1__GetStatusResponse resp = EHR__V1__GET_STATUS_RESPONSE__INIT;
     resp.node_id = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)self->key};
     resp.name = (char *)self->name;
-    resp.role = role_of(n);
+    resp.role = role_of(n, &rs);
     resp.term = rs.hard_state.term;
     if (leader != NULL) {
         resp.leader_id = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)leader->key};
@@ -821,6 +823,8 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
         struct raft_progress_info pi;
         if (n->cons.role == RAFT_LEADER && raft_progress_get(n->cons.raft, m->id, &pi) == 0)
             p->match_index = pi.match;
+        p->voter = raft_config_is_voter(&rs.config, m->id);
+        p->learner = raft_config_is_learner(&rs.config, m->id);
         peer_ptrs[np++] = p;
     }
     resp.n_peers = np;

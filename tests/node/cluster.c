@@ -152,6 +152,64 @@ static void append_file(FILE *to, const char *path)
     fclose(f);
 }
 
+/* Write the cluster's limits into node I's config. */
+static void config_limits_write(const struct cluster *c, const struct cluster_node *n)
+{
+    const struct cluster_limits *limits = &c->limits;
+    struct node_config cfg;
+    ehr_diag err;
+    CHECK(node_config_load(n->config, &cfg, &err) == 0);
+    cfg.limits.submit_rate_per_s =
+        limits->submit_rate_per_s ? limits->submit_rate_per_s : NODE_CONFIG_SUBMIT_RATE_PER_S_MAX;
+    cfg.limits.submit_burst =
+        limits->submit_burst ? limits->submit_burst : NODE_CONFIG_SUBMIT_BURST_MAX;
+    if (limits->block_tx_count)
+        cfg.limits.block_tx_count = limits->block_tx_count;
+    if (limits->block_flush_ms)
+        cfg.limits.block_flush_ms = limits->block_flush_ms;
+    if (limits->raft_tick_ms)
+        cfg.limits.raft_tick_ms = limits->raft_tick_ms;
+    if (limits->snapshot_entries)
+        cfg.limits.snapshot_entries = limits->snapshot_entries;
+    if (limits->mempool_tx_count)
+        cfg.limits.mempool_tx_count = limits->mempool_tx_count;
+    CHECK(node_config_write(n->config, &cfg, true, &err) == 0);
+    node_config_free(&cfg);
+}
+
+/* `ehrctl init` for node I (with --join VIA when VIA is not NULL), then its limits. */
+static void node_prepare(struct cluster *c, size_t i, const char *via)
+{
+    struct cluster_node *n = &c->nodes[i];
+    char key[CLUSTER_PATH_BYTES], genesis[CLUSTER_PATH_BYTES], peer[64], rpcl[64];
+    pathf(key, "%s/node%zu.key", c->root, i);
+    pathf(genesis, "%s/genesis.pb", c->root);
+    pathf(n->dir, "%s/node%zu", c->root, i);
+    pathf(n->config, "%s/node%zu/ehrd.json", c->root, i);
+    pathf(n->log, "%s/node%zu.log", c->root, i);
+    snprintf(peer, sizeof peer, "127.0.0.1:%u", n->peer_port);
+    snprintf(rpcl, sizeof rpcl, "127.0.0.1:%u", n->rpc_port);
+    ehrctl_run(c, NULL,
+               PROC_ARGS("init", "--genesis", genesis, "--key", key, "--data", n->dir,
+                         "--peer-listen", peer, "--rpc-listen", rpcl, via != NULL ? "--join" : NULL,
+                         via, NULL));
+    config_limits_write(c, n);
+}
+
+void cluster_join_prepare(struct cluster *c, size_t i, size_t via)
+{
+    CHECK(i < c->count && via < c->count && c->nodes[i].dir[0] == '\0');
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", c->nodes[via].rpc_port);
+    node_prepare(c, i, addr);
+}
+
+void cluster_member_entry(const struct cluster *c, size_t i, char path[CLUSTER_PATH_BYTES])
+{
+    CHECK(i < c->count);
+    pathf(path, "%s/member%zu.json", c->root, i);
+}
+
 void cluster_create(struct cluster *c, size_t count, const char *ehrd, const char *ehrctl,
                     const struct cluster_limits *limits)
 {
@@ -159,10 +217,14 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
     memset(c, 0, sizeof *c);
     c->root = proc_dir_make("cluster");
     c->count = count;
+    static const struct cluster_limits none = {0};
+    c->limits = limits != NULL ? *limits : none;
+    size_t founding = c->limits.founding != 0 ? c->limits.founding : count;
+    CHECK(founding <= count);
     snprintf(c->ehrd, sizeof c->ehrd, "%s", ehrd);
     snprintf(c->ehrctl, sizeof c->ehrctl, "%s", ehrctl);
     snprintf(c->chain_id, sizeof c->chain_id, "ehr-cluster-test");
-    char path[CLUSTER_PATH_BYTES], members[CLUSTER_PATH_BYTES], genesis[CLUSTER_PATH_BYTES];
+    char members[CLUSTER_PATH_BYTES], genesis[CLUSTER_PATH_BYTES];
     pathf(members, "%s/members.json", c->root);
     pathf(genesis, "%s/genesis.pb", c->root);
     FILE *mf = fopen(members, "w");
@@ -186,9 +248,11 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
         ehrctl_run(c, entry,
                    PROC_ARGS("genesis", "member", "--key", key, "--name", name, "--role", roles[i],
                              "--address", addr, NULL));
-        if (i > 0)
-            fputs(",", mf);
-        append_file(mf, entry);
+        if (i < founding) {
+            if (i > 0)
+                fputs(",", mf);
+            append_file(mf, entry);
+        }
         ehr_keyfile_info info;
         CHECK(ehr_keyfile_read_info(key, &info, NULL) == 0);
         memcpy(n->node_key, info.signing_public_key, EHR_SCHNORR_PUBLIC_BYTES);
@@ -202,45 +266,8 @@ void cluster_create(struct cluster *c, size_t count, const char *ehrd, const cha
     ehrctl_run(c, NULL,
                PROC_ARGS("genesis", "--members", members, "--chain-id", c->chain_id, "--out",
                          genesis, emergency != NULL ? "--emergency-roles" : NULL, emergency, NULL));
-    for (size_t i = 0; i < count; i++) {
-        struct cluster_node *n = &c->nodes[i];
-        char key[CLUSTER_PATH_BYTES], peer[64], rpcl[64];
-        pathf(key, "%s/node%zu.key", c->root, i);
-        pathf(n->dir, "%s/node%zu", c->root, i);
-        pathf(n->config, "%s/node%zu/ehrd.json", c->root, i);
-        pathf(n->log, "%s/node%zu.log", c->root, i);
-        snprintf(peer, sizeof peer, "127.0.0.1:%u", n->peer_port);
-        snprintf(rpcl, sizeof rpcl, "127.0.0.1:%u", n->rpc_port);
-        ehrctl_run(c, NULL,
-                   PROC_ARGS("init", "--genesis", genesis, "--key", key, "--data", n->dir,
-                             "--peer-listen", peer, "--rpc-listen", rpcl, NULL));
-        {
-            struct node_config cfg;
-            ehr_diag err;
-            CHECK(node_config_load(n->config, &cfg, &err) == 0);
-            static const struct cluster_limits none = {0};
-            if (limits == NULL)
-                limits = &none;
-            cfg.limits.submit_rate_per_s = limits->submit_rate_per_s
-                                               ? limits->submit_rate_per_s
-                                               : NODE_CONFIG_SUBMIT_RATE_PER_S_MAX;
-            cfg.limits.submit_burst =
-                limits->submit_burst ? limits->submit_burst : NODE_CONFIG_SUBMIT_BURST_MAX;
-            if (limits->block_tx_count)
-                cfg.limits.block_tx_count = limits->block_tx_count;
-            if (limits->block_flush_ms)
-                cfg.limits.block_flush_ms = limits->block_flush_ms;
-            if (limits->raft_tick_ms)
-                cfg.limits.raft_tick_ms = limits->raft_tick_ms;
-            if (limits->snapshot_entries)
-                cfg.limits.snapshot_entries = limits->snapshot_entries;
-            if (limits->mempool_tx_count)
-                cfg.limits.mempool_tx_count = limits->mempool_tx_count;
-            CHECK(node_config_write(n->config, &cfg, true, &err) == 0);
-            node_config_free(&cfg);
-        }
-        (void)path;
-    }
+    for (size_t i = 0; i < founding; i++)
+        node_prepare(c, i, NULL);
 }
 
 void cluster_destroy(struct cluster *c, bool keep)

@@ -35,14 +35,6 @@ struct cluster_node {
     pid_t pid; /* 0: not running */
 };
 
-struct cluster {
-    char *root; /* a temporary directory holding everything */
-    size_t count;
-    struct cluster_node nodes[CLUSTER_NODES_MAX];
-    char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1];
-    char ehrd[CLUSTER_PATH_BYTES], ehrctl[CLUSTER_PATH_BYTES];
-};
-
 /* Limits written into every node's config (0: leave ehrctl init's default),
  * and the genesis's emergency roles (ehrctl genesis --emergency-roles; NULL:
  * none). */
@@ -61,6 +53,19 @@ struct cluster_limits {
     /* Member I's role (ehrctl genesis member --role), NULL-terminated or
      * NULL: hospital, lab, insurer, pharmacy, regulator in that order. */
     const char *const *roles;
+    /* The founding members, in the genesis (0: all COUNT). Nodes from
+     * here to COUNT are members-to-be: a key, ports and a member entry
+     * (cluster_member_entry), no data directory until cluster_join_prepare. */
+    size_t founding;
+};
+
+struct cluster {
+    char *root; /* a temporary directory holding everything */
+    size_t count;
+    struct cluster_node nodes[CLUSTER_NODES_MAX];
+    char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1];
+    char ehrd[CLUSTER_PATH_BYTES], ehrctl[CLUSTER_PATH_BYTES];
+    struct cluster_limits limits; /* as created (pointers borrowed) */
 };
 
 /*
@@ -70,6 +75,13 @@ struct cluster_limits {
  */
 void cluster_create(struct cluster *c, size_t count, const char *ehrd, const char *ehrctl,
                     const struct cluster_limits *limits);
+/* Node I's member entry file (`ehrctl genesis member` output), for
+ * `ehrctl member propose --admit`. */
+void cluster_member_entry(const struct cluster *c, size_t i, char path[CLUSTER_PATH_BYTES]);
+/* Prepare member-to-be I, once admitted, with `ehrctl init --join` through
+ * node VIA's API (running), and the cluster's limits in its config. */
+void cluster_join_prepare(struct cluster *c, size_t i, size_t via);
+
 /* SIGKILL every node any cluster of this process still runs (a teardown for
  * tests that failed before cluster_destroy). */
 void cluster_kill_all(void);
