@@ -16,8 +16,9 @@
  *     the leader changes it, one change at a time (raft_propose_config
  *     refuses a second while one is uncommitted): a voter or learner that
  *     is no longer a member leaves first; then a member the configuration
- *     lacks enters as a learner; then a learner that has caught up (within
- *     promote_lag_max entries of the leader) becomes a voter.
+ *     lacks enters as a learner; then a learner that has caught up (it
+ *     holds all but NODE_PROMOTE_LAG_MAX of the entries known committed,
+ *     and the core's promote_lag_max of the log) becomes a voter.
  * M3. The leader acts only once it has applied every entry before its
  *     term's first (prop.open). Every configuration change in its log was
  *     proposed after the block that made it was applied, so that block is
@@ -389,8 +390,17 @@ void node__members_reconcile(struct node *n)
         if (!(m->self && n->peers.self_removed) && !config_has(c, m->id))
             op = RAFT_CONFIG_ADD_LEARNER, id = m->id;
     }
-    for (uint32_t i = 0; op == 0 && i < c->learner_count; i++)
-        op = RAFT_CONFIG_PROMOTE, id = c->learners[i];
+    for (uint32_t i = 0; op == 0 && i < c->learner_count; i++) {
+        /* The core promotes a learner within promote_lag_max entries of
+         * the log's end, which on a short log is one that has received
+         * nothing yet. A voter that holds nothing makes the quorum wait
+         * for it: promote once it holds all but the last few entries
+         * known committed. */
+        struct raft_progress_info pi;
+        if (raft_progress_get(n->cons.raft, c->learners[i], &pi) == 0 && pi.match > 0 &&
+            pi.match + NODE_PROMOTE_LAG_MAX >= rs.hard_state.commit)
+            op = RAFT_CONFIG_PROMOTE, id = c->learners[i];
+    }
     if (op == 0)
         return;
     int rc = raft_propose_config(n->cons.raft, op, id);

@@ -63,6 +63,10 @@ enum {
     /* Index entries one filtered ListRecords call looks through (a reader
      * that is not the patient sees some records only): a page ends there. */
     NODE_READ_FILTER_SCAN_MAX = 10000,
+    /* A learner is promoted to voter once it holds all but this many of
+     * the entries known committed (members.c, M2): a few pipelines of
+     * proposals, so that a load does not keep it a learner for ever. */
+    NODE_PROMOTE_LAG_MAX = 4 * NODE_PROPOSALS_INFLIGHT_MAX,
     /* Heights whose state digests are kept for comparison. */
     NODE_DIGEST_WINDOW = 1024,
     /* Transactions a follower hands over to a new leader per tick. */
