@@ -80,6 +80,12 @@ static const char *link_name(Ehr__V1__LinkState state)
     }
 }
 
+/* A peer's place in the consensus configuration as the node sees it. */
+static const char *voting_name(const Ehr__V1__PeerStatus *p)
+{
+    return p->voter ? "voter" : p->learner ? "learner" : "outside";
+}
+
 static void status_print_human(const struct cli__node *node, const Ehr__V1__GetStatusResponse *s)
 {
     char line[LINE_BYTES], id_hex[HASH_HEX_BYTES], hash_hex[HASH_HEX_BYTES];
@@ -127,8 +133,8 @@ static void status_print_human(const struct cli__node *node, const Ehr__V1__GetS
         ehr_hex_encode(peer_hex, p->node_id.data, EHR_SCHNORR_PUBLIC_BYTES);
         cli__text_shown(p->name, text, sizeof text);
         cli__text_shown(p->peer_address, address, sizeof address);
-        printf("  %s  %-12s  match %-8llu  %s  %s\n", peer_hex, link_name(p->link_state),
-               (unsigned long long)p->match_index, address, text);
+        printf("  %s  %-12s  %-7s  match %-8llu  %s  %s\n", peer_hex, link_name(p->link_state),
+               voting_name(p), (unsigned long long)p->match_index, address, text);
     }
 }
 
@@ -144,6 +150,8 @@ static json_t *status_json(const struct cli__node *node, const Ehr__V1__GetStatu
                                           cli__json_text(p->peer_address), "link_state",
                                           link_name(p->link_state), "match_index",
                                           json_u64(p->match_index))));
+        json_object_set_new(json_array_get(peers, json_array_size(peers) - 1), "consensus",
+                            json_string(voting_name(p)));
     }
     bool leader_known = s->leader_id.len == EHR_SCHNORR_PUBLIC_BYTES;
     json_t *root = json_checked(json_pack(

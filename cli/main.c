@@ -191,12 +191,18 @@ static const struct cli__command commands[] = {
      cli__cmd_tx_show},
     {"init",
      "--genesis FILE --key FILE --data DIR --peer-listen HOST:PORT --rpc-listen HOST:PORT "
-     "[--config OUT] [--passphrase-file FILE] [--force]",
-     "Create a founding node's data directory: ledger, key copy, config file.",
+     "[--join NODE] [--config OUT] [--passphrase-file FILE] [--force]",
+     "Create a node's data directory: ledger, key copy, config file (--join: a new member).",
      "options:\n"
      "  --genesis FILE          the chain's genesis file (ehrctl genesis writes it)\n"
      "  --key FILE              this node's key file; its signing key must be a founding\n"
-     "                          member of the genesis; copied to DIR/node.key (mode 0600)\n"
+     "                          member of the genesis (or, with --join, a member now);\n"
+     "                          copied to DIR/node.key (mode 0600)\n"
+     "  --join NODE             join the running chain: HOST:PORT of a running node's API;\n"
+     "                          its block 0 must be this genesis's; the chain's members\n"
+     "                          and tip are read from it into DIR/join.pb, and the node\n"
+     "                          catches up from the leader when it starts\n"
+     "  --timeout-ms MS         deadline of each call to NODE (default 10000)\n"
      "  --data DIR              the data directory, created with mode 0700; must be absent\n"
      "                          or empty unless --force\n"
      "  --peer-listen HOST:PORT where the node listens for its peers\n"
