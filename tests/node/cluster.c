@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -844,4 +845,60 @@ uint64_t cluster_wait_converged(struct cluster *c, uint64_t timeout_ms)
             return UINT64_MAX;
         usleep(50000);
     }
+}
+
+/* ---- governance through ehrctl ---- */
+
+/* Run ehrctl ARGS against node I's API with --json; abort unless it exits
+ * 0; the "hash" its output names into HASH (65 bytes), when not NULL. */
+static void ehrctl_tx(const struct cluster *c, size_t i, const char *const *args, char *hash)
+{
+    const char *argv[32];
+    char node[32];
+    snprintf(node, sizeof node, "127.0.0.1:%u", c->nodes[i].rpc_port);
+    size_t n = 0;
+    for (size_t k = 0; args[k] != NULL; k++) {
+        CHECK(n < 28);
+        argv[n++] = args[k];
+    }
+    argv[n++] = "--json";
+    argv[n++] = "--node";
+    argv[n++] = node;
+    argv[n] = NULL;
+    struct proc_spec spec = {.path = c->ehrctl, .args = argv, .env_inherit = true};
+    struct proc_result r = proc_run(&spec);
+    if (r.status != 0) {
+        fprintf(stderr, "cluster: ehrctl %s %s: exit %d: %s%s\n", args[0], args[1], r.status, r.out,
+                r.err);
+        abort();
+    }
+    if (hash != NULL) {
+        json_t *out = json_loads(r.out, 0, NULL);
+        const char *h = out != NULL ? json_string_value(json_object_get(out, "hash")) : NULL;
+        CHECK(h != NULL && strlen(h) == 64);
+        snprintf(hash, 65, "%s", h);
+        json_decref(out);
+    }
+    proc_result_free(&r);
+}
+
+void cluster_propose(struct cluster *c, size_t proposer, bool admit, size_t subject, char id[65])
+{
+    CHECK(proposer < c->count && subject < c->count);
+    char key[CLUSTER_PATH_BYTES], entry[CLUSTER_PATH_BYTES], subject_key[65];
+    pathf(key, "%s/node%zu.key", c->root, proposer);
+    pathf(entry, "%s/member%zu.json", c->root, subject);
+    ehr_hex_encode(subject_key, c->nodes[subject].node_key, EHR_SCHNORR_PUBLIC_BYTES);
+    ehrctl_tx(c, proposer,
+              PROC_ARGS("member", "propose", admit ? "--admit" : "--remove",
+                        admit ? entry : subject_key, "--key", key, "--wait", NULL),
+              id);
+}
+
+void cluster_approve(struct cluster *c, size_t member, const char *id)
+{
+    CHECK(member < c->count);
+    char key[CLUSTER_PATH_BYTES];
+    pathf(key, "%s/node%zu.key", c->root, member);
+    ehrctl_tx(c, member, PROC_ARGS("member", "approve", id, "--key", key, "--wait", NULL), NULL);
 }

@@ -8,7 +8,6 @@
  * removed member loses its place in consensus and every peer refuses its
  * links.
  */
-#include <jansson.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -43,73 +42,6 @@ static int kill_leftovers(void **state)
     (void)state;
     cluster_kill_all();
     return 0;
-}
-
-/* Run ehrctl ARGS (NULL-terminated) against node I's API with --json;
- * returns its parsed stdout (the caller json_decref's it), or NULL after
- * printing why when it did not exit 0. */
-static json_t *ehrctl_json(struct cluster *c, size_t i, const char *const *args)
-{
-    const char *argv[32];
-    char node[32];
-    snprintf(node, sizeof node, "127.0.0.1:%u", c->nodes[i].rpc_port);
-    size_t n = 0;
-    for (size_t k = 0; args[k] != NULL; k++)
-        argv[n++] = args[k];
-    argv[n++] = "--json";
-    argv[n++] = "--node";
-    argv[n++] = node;
-    argv[n] = NULL;
-    struct proc_spec spec = {.path = c->ehrctl, .args = argv, .env_inherit = true};
-    struct proc_result r = proc_run(&spec);
-    json_t *out = NULL;
-    if (r.status == 0)
-        out = json_loads(r.out, 0, NULL);
-    else
-        fprintf(stderr, "ehrctl %s: exit %d: %s%s\n", args[0], r.status, r.out, r.err);
-    proc_result_free(&r);
-    return out;
-}
-
-/* Member MEMBER proposes admitting candidate NEWCOMER (through node I);
- * the proposal id into ID (65 hex digits and a NUL). */
-static void propose_admit(struct cluster *c, size_t i, size_t member, size_t newcomer, char id[65])
-{
-    char entry[CLUSTER_PATH_BYTES], key[CLUSTER_PATH_BYTES];
-    cluster_member_entry(c, newcomer, entry);
-    snprintf(key, sizeof key, "%s/node%zu.key", c->root, member);
-    json_t *out = ehrctl_json(
-        c, i, PROC_ARGS("member", "propose", "--admit", entry, "--key", key, "--wait", NULL));
-    assert_non_null(out);
-    const char *hash = json_string_value(json_object_get(out, "hash"));
-    assert_non_null(hash);
-    assert_int_equal(strlen(hash), 64);
-    snprintf(id, 65, "%s", hash);
-    json_decref(out);
-}
-
-static void propose_remove(struct cluster *c, size_t i, size_t member, size_t leaving, char id[65])
-{
-    char key[CLUSTER_PATH_BYTES], node_key[65];
-    snprintf(key, sizeof key, "%s/node%zu.key", c->root, member);
-    ehr_hex_encode(node_key, c->nodes[leaving].node_key, 32);
-    json_t *out = ehrctl_json(
-        c, i, PROC_ARGS("member", "propose", "--remove", node_key, "--key", key, "--wait", NULL));
-    assert_non_null(out);
-    const char *hash = json_string_value(json_object_get(out, "hash"));
-    assert_non_null(hash);
-    snprintf(id, 65, "%s", hash);
-    json_decref(out);
-}
-
-static void approve(struct cluster *c, size_t i, size_t member, const char *id)
-{
-    char key[CLUSTER_PATH_BYTES];
-    snprintf(key, sizeof key, "%s/node%zu.key", c->root, member);
-    json_t *out =
-        ehrctl_json(c, i, PROC_ARGS("member", "approve", id, "--key", key, "--wait", NULL));
-    assert_non_null(out);
-    json_decref(out);
 }
 
 /* How node I sees member node M: in its member set (a peer it lists),
@@ -189,8 +121,8 @@ static void join_tick(void *ctx, struct cluster *c, const struct cluster_tx *txs
         j->start_us = now_us;
     if (j->stage == 0 && now_us - j->start_us > 1000000) {
         char id[65];
-        propose_admit(c, 0, 0, j->newcomer, id);
-        approve(c, 1, 1, id); /* 2 of 3: carried */
+        cluster_propose(c, 0, true, j->newcomer, id);
+        cluster_approve(c, 1, id); /* 2 of 3: carried */
         j->stage = 1;
     } else if (j->stage == 1) {
         cluster_join_prepare(c, j->newcomer, 1); /* node 1 answered the approval's wait */
@@ -270,8 +202,8 @@ static void test_a_removal_needs_a_majority_and_the_removed_member_is_refused(vo
 
     /* 2 of 4: short of a majority, nothing changes. */
     char id[65];
-    propose_remove(&c, a, a, gone, id);
-    approve(&c, b, b, id);
+    cluster_propose(&c, a, false, gone, id);
+    cluster_approve(&c, b, id);
     assert_int_not_equal(cluster_wait_converged(&c, 30000), UINT64_MAX);
     sleep(1); /* ticks of the leader, which would act on a change */
     struct peer_view v;
@@ -289,7 +221,7 @@ static void test_a_removal_needs_a_majority_and_the_removed_member_is_refused(vo
     }
 
     /* 3 of 4: removed. */
-    approve(&c, d, d, id);
+    cluster_approve(&c, d, id);
     uint64_t end = cluster_now_us() + 30000000ull;
     bool out_everywhere = false;
     while (!out_everywhere && cluster_now_us() < end) {
