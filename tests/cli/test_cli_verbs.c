@@ -325,9 +325,15 @@ static void test_patient_story_through_the_new_commands(void **state)
     assert_string_equal(json_str(e0, "reason"), "unconscious on arrival");
     assert_string_equal(json_str(e0, "actor"), n->member_hex[0]);
     json_decref(out);
-    /* the whole trail: enrol, 2 anchors, grant, 5 accesses, revoke, 2 emergencies */
+    /* the whole trail: enrol, 2 anchors, grant, 5 accesses, revoke, 2 emergencies; the
+     * same, read through every node once both hold the last block */
     out = run_json(n, PROC_ARGS("audit", patient, "--all", "--node", n->node[0], "--json", NULL));
     assert_int_equal(json_array_size(json_object_get(out, "events")), 12);
+    assert_int_not_equal(cluster_wait_converged(&n->c, 30000), UINT64_MAX);
+    json_t *other =
+        run_json(n, PROC_ARGS("audit", patient, "--all", "--node", n->node[1], "--json", NULL));
+    assert_true(json_equal(json_object_get(out, "events"), json_object_get(other, "events")));
+    json_decref(other);
     json_decref(out);
 }
 

@@ -1,7 +1,8 @@
 /*
  * test_membership.c - governed membership on a live network, with real
  * ehrd processes on loopback and the real ehrctl: a member admitted by
- * the members' votes while a load runs joins with `ehrctl init --join`,
+ * the members' votes while a load runs (one vote of three changing nothing)
+ * joins with `ehrctl init --join`,
  * catches up by snapshot, is promoted to voter and then counts (with the
  * old leader killed, the network still commits only because the new
  * member votes); an admission short of a majority changes nothing; a
@@ -122,6 +123,12 @@ static void join_tick(void *ctx, struct cluster *c, const struct cluster_tx *txs
     if (j->stage == 0 && now_us - j->start_us > 1000000) {
         char id[65];
         cluster_propose(c, 0, true, j->newcomer, id);
+        /* 1 of 3: short of a majority, no node links with it */
+        for (size_t i = 0; i < 3; i++) {
+            struct peer_view v;
+            assert_int_equal(peer_view(c, i, j->newcomer, &v), 0);
+            assert_false(v.listed);
+        }
         cluster_approve(c, 1, id); /* 2 of 3: carried */
         j->stage = 1;
     } else if (j->stage == 1) {
