@@ -237,14 +237,28 @@ int node_datadir_join_read(const char *dir, Ehr__V1__JoinInfo **out, ehr_diag *d
                              NODE_DATADIR_JOIN_BYTES_MAX);
     if (rc != 0)
         return ehr_diag_fail(diag, rc, "cannot read %s: %s", path, ehr_strerror(rc));
-    Ehr__V1__JoinInfo *join = ehr__v1__join_info__unpack(NULL, len, buf);
+    ehr_diag why;
+    rc = node_datadir_join_decode(buf, len, out, &why);
     ehr_free(buf);
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "%s: %s", path, why.msg);
+    return 0;
+}
+
+int node_datadir_join_decode(const uint8_t *bytes, size_t len, Ehr__V1__JoinInfo **out,
+                             ehr_diag *diag)
+{
+    EHR_ASSERT(out != NULL);
+    *out = NULL;
+    if (len > NODE_DATADIR_JOIN_BYTES_MAX)
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "over %d bytes", NODE_DATADIR_JOIN_BYTES_MAX);
+    Ehr__V1__JoinInfo *join = ehr__v1__join_info__unpack(NULL, len, bytes);
     if (join == NULL)
-        return ehr_diag_fail(diag, EHR_ECORRUPT, "%s does not decode as a join file", path);
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "does not decode as a join file");
     const char *bad = join_problem(join);
     if (bad != NULL) {
         ehr__v1__join_info__free_unpacked(join, NULL);
-        return ehr_diag_fail(diag, EHR_ECORRUPT, "%s: %s", path, bad);
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "%s", bad);
     }
     *out = join;
     return 0;

@@ -95,6 +95,11 @@ int node_datadir_join_write(const char *dir, const Ehr__V1__JoinInfo *join, ehr_
  */
 int node_datadir_join_read(const char *dir, Ehr__V1__JoinInfo **out, ehr_diag *diag);
 
+/* Decode and check a join file's bytes (what node_datadir_join_read does
+ * after reading). Returns 0 and *OUT, or EHR_ECORRUPT with why in DIAG. */
+int node_datadir_join_decode(const uint8_t *bytes, size_t len, Ehr__V1__JoinInfo **out,
+                             ehr_diag *diag);
+
 /* Remove DIR/join.pb and make the removal durable. Returns 0 or -errno. */
 int node_datadir_join_remove(const char *dir);
 

@@ -94,7 +94,7 @@ static uint64_t latest_snapshot(const struct cluster *c, size_t i, char path[CLU
     while ((e = readdir(d)) != NULL)
         if (strncmp(e->d_name, "snap-", 5) == 0 && strlen(e->d_name) < sizeof best &&
             strcmp(e->d_name, best) > 0)
-            snprintf(best, sizeof best, "%s", e->d_name);
+            memcpy(best, e->d_name, strlen(e->d_name) + 1);
     closedir(d);
     if (best[0] == '\0')
         DIE("node %zu has taken no snapshot", i);

@@ -284,6 +284,113 @@ static void test_genesis_check_refuses_a_missing_directory(void **state)
     ehr_free(genesis);
 }
 
+/* ---- the join file ---- */
+
+struct join_fx {
+    Ehr__V1__JoinInfo info;
+    Ehr__V1__Member members[NODE_DATADIR_JOIN_MEMBERS_MAX + 1];
+    Ehr__V1__Member *ptrs[NODE_DATADIR_JOIN_MEMBERS_MAX + 1];
+    uint8_t keys[NODE_DATADIR_JOIN_MEMBERS_MAX + 1][32];
+    uint8_t hash[32];
+};
+
+/* A valid join file of COUNT members (up to one past the bound). */
+static void join_make(struct join_fx *j, size_t count)
+{
+    assert_true(count <= NODE_DATADIR_JOIN_MEMBERS_MAX + 1);
+    ehr__v1__join_info__init(&j->info);
+    for (size_t i = 0; i < count; i++) {
+        ehr__v1__member__init(&j->members[i]);
+        memset(j->keys[i], (int)(i + 1), 32);
+        j->members[i].node_key = (ProtobufCBinaryData){32, j->keys[i]};
+        j->members[i].name = "Member";
+        j->members[i].peer_address = "127.0.0.1:7100";
+        j->ptrs[i] = &j->members[i];
+    }
+    memset(j->hash, 0xab, sizeof j->hash);
+    j->info.chain_id = "ehr-test";
+    j->info.height = 42;
+    j->info.block_hash = (ProtobufCBinaryData){32, j->hash};
+    j->info.n_members = count;
+    j->info.members = j->ptrs;
+    j->info.source = "127.0.0.1:7201";
+}
+
+static void test_join_file_round_trips_at_its_bounds(void **state)
+{
+    struct fixture *f = *state;
+    struct join_fx *j = calloc(1, sizeof *j);
+    assert_non_null(j);
+    Ehr__V1__JoinInfo *got = NULL;
+    /* none yet: -ENOENT, no message needed */
+    assert_int_equal(node_datadir_join_read(f->dir, &got, NULL), -ENOENT);
+    /* 16 members: written and read back */
+    join_make(j, NODE_DATADIR_JOIN_MEMBERS_MAX);
+    assert_int_equal(node_datadir_join_write(f->dir, &j->info, &f->err), 0);
+    assert_int_equal(node_datadir_join_read(f->dir, &got, &f->err), 0);
+    assert_int_equal(got->n_members, NODE_DATADIR_JOIN_MEMBERS_MAX);
+    assert_int_equal(got->height, 42);
+    assert_memory_equal(got->members[15]->node_key.data, j->keys[15], 32);
+    ehr__v1__join_info__free_unpacked(got, NULL);
+    /* 17: refused, and the file there is kept */
+    join_make(j, NODE_DATADIR_JOIN_MEMBERS_MAX + 1);
+    assert_int_equal(node_datadir_join_write(f->dir, &j->info, &f->err), EHR_EINVAL);
+    assert_non_null(strstr(f->err.msg, "not 1 to 16 members"));
+    assert_int_equal(node_datadir_join_read(f->dir, &got, &f->err), 0);
+    assert_int_equal(got->n_members, NODE_DATADIR_JOIN_MEMBERS_MAX);
+    ehr__v1__join_info__free_unpacked(got, NULL);
+    /* a member twice, a short key, a short hash, no chain: refused */
+    join_make(j, 2);
+    j->members[1].node_key.data = j->keys[0];
+    assert_int_equal(node_datadir_join_write(f->dir, &j->info, &f->err), EHR_EINVAL);
+    assert_non_null(strstr(f->err.msg, "listed twice"));
+    join_make(j, 2);
+    j->members[0].node_key.len = 31;
+    assert_int_equal(node_datadir_join_write(f->dir, &j->info, &f->err), EHR_EINVAL);
+    join_make(j, 2);
+    j->info.block_hash.len = 31;
+    assert_int_equal(node_datadir_join_write(f->dir, &j->info, &f->err), EHR_EINVAL);
+    join_make(j, 2);
+    j->info.chain_id = "";
+    assert_int_equal(node_datadir_join_write(f->dir, &j->info, &f->err), EHR_EINVAL);
+    /* removed: gone, and durable */
+    assert_int_equal(node_datadir_join_remove(f->dir), 0);
+    assert_int_equal(node_datadir_join_read(f->dir, &got, NULL), -ENOENT);
+    assert_int_equal(node_datadir_join_remove(f->dir), -ENOENT);
+    free(j);
+}
+
+static void test_join_file_refuses_a_corrupt_or_oversized_file(void **state)
+{
+    struct fixture *f = *state;
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/%s", f->dir, NODE_DATADIR_JOIN_NAME);
+    Ehr__V1__JoinInfo *got = NULL;
+    /* not protobuf */
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("\xff\xff\xff garbage", fp);
+    fclose(fp);
+    assert_int_equal(node_datadir_join_read(f->dir, &got, &f->err), EHR_ECORRUPT);
+    assert_null(got);
+    /* decodes, but no members */
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("\x0a\x01x", fp); /* chain_id "x" */
+    fclose(fp);
+    assert_int_equal(node_datadir_join_read(f->dir, &got, &f->err), EHR_ECORRUPT);
+    assert_non_null(strstr(f->err.msg, "block hash"));
+    /* one byte over the bound: refused before it is read */
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    for (size_t i = 0; i < NODE_DATADIR_JOIN_BYTES_MAX + 1; i++)
+        fputc(0, fp);
+    fclose(fp);
+    assert_int_equal(node_datadir_join_read(f->dir, &got, &f->err), EHR_ECORRUPT);
+    assert_non_null(strstr(f->err.msg, "over"));
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +403,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_genesis_check_accepts_its_own_and_refuses_another_chain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_genesis_check_refuses_a_missing_directory, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_join_file_round_trips_at_its_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_join_file_refuses_a_corrupt_or_oversized_file, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
