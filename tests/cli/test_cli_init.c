@@ -205,6 +205,32 @@ static void test_init_refuses_a_key_that_is_not_a_founding_member(void **state)
     assert_int_equal(access(path_in(f, "node"), F_OK), -1);
 }
 
+/* --join: a bad address is a usage error; a node nobody runs is
+ * UNAVAILABLE; neither creates anything (a joining node's success is in
+ * tests/node/test_membership.c, against running nodes). */
+static void test_init_join_refuses_bad_input_and_creates_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct proc_result r =
+        run(f, "init", "--genesis", "genesis.pb", "--key", "b.key", "--data", "node",
+            "--peer-listen", "h:1", "--rpc-listen", "h:2", "--join", "no-port");
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "--join wants the HOST:PORT of a running node's API"));
+    proc_result_free(&r);
+    r = run(f, "init", "--genesis", "genesis.pb", "--key", "b.key", "--data", "node",
+            "--peer-listen", "h:1", "--rpc-listen", "h:2", "--join", "127.0.0.1:1", "--timeout-ms",
+            "0");
+    assert_int_equal(r.status, 2);
+    proc_result_free(&r);
+    r = run(f, "init", "--genesis", "genesis.pb", "--key", "b.key", "--data", "node",
+            "--peer-listen", "h:1", "--rpc-listen", "h:2", "--join", "127.0.0.1:1", "--timeout-ms",
+            "2000");
+    assert_int_equal(r.status, 6); /* UNAVAILABLE */
+    assert_non_null(strstr(r.err, "cannot connect"));
+    proc_result_free(&r);
+    assert_int_equal(access(path_in(f, "node"), F_OK), -1);
+}
+
 static void test_init_reads_the_passphrase_like_the_other_commands(void **state)
 {
     struct fixture *f = *state;
@@ -324,6 +350,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_init_rerun_is_refused_unless_forced_and_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_join_refuses_bad_input_and_creates_nothing, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_init_usage_errors_exit_2_and_create_nothing, setup,
                                         teardown),
     };

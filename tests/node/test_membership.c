@@ -129,6 +129,24 @@ static void join_tick(void *ctx, struct cluster *c, const struct cluster_tx *txs
             assert_int_equal(peer_view(c, i, j->newcomer, &v), 0);
             assert_false(v.listed);
         }
+        /* and its node cannot be prepared yet: not a member, nothing written */
+        char key[CLUSTER_PATH_BYTES], genesis[CLUSTER_PATH_BYTES], data[CLUSTER_PATH_BYTES],
+            via[32];
+        snprintf(key, sizeof key, "%s/node%zu.key", c->root, j->newcomer);
+        snprintf(genesis, sizeof genesis, "%s/genesis.pb", c->root);
+        snprintf(data, sizeof data, "%s/early", c->root);
+        snprintf(via, sizeof via, "127.0.0.1:%u", c->nodes[1].rpc_port);
+        struct proc_spec spec = {.path = c->ehrctl,
+                                 .args =
+                                     PROC_ARGS("init", "--genesis", genesis, "--key", key, "--data",
+                                               data, "--peer-listen", "127.0.0.1:1", "--rpc-listen",
+                                               "127.0.0.1:2", "--join", via, NULL),
+                                 .env_inherit = true};
+        struct proc_result r = proc_run(&spec);
+        assert_int_equal(r.status, 1);
+        assert_non_null(strstr(r.err, "is not a member of chain \"ehr-cluster-test\" yet"));
+        proc_result_free(&r);
+        assert_int_not_equal(access(data, F_OK), 0);
         cluster_approve(c, 1, id); /* 2 of 3: carried */
         j->stage = 1;
     } else if (j->stage == 1) {
