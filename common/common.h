@@ -167,6 +167,9 @@ uint64_t ehr_log_limit_due_ms(const struct ehr_log_limit *limit);
  */
 int ehr_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
                           bool overwrite);
+/* fsync the directory DIR, so that a rename, link or unlink inside it is on
+ * disk. Returns 0 or -errno. */
+int ehr_dir_sync(const char *dir);
 int ehr_file_read(const char *path, void *buf, size_t buf_size, size_t *len_out);
 int ehr_file_read_alloc(const char *path, size_t max_bytes, uint8_t **data_out, size_t *len_out);
 

@@ -115,7 +115,7 @@ static int temp_publish(const char *temp, const char *path, bool overwrite)
     return 0;
 }
 
-static int dir_sync(const char *dir)
+int ehr_dir_sync(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -154,7 +154,7 @@ int ehr_file_write_atomic(const char *path, const void *data, size_t len, unsign
         unlink(temp);
         return rc;
     }
-    return dir_sync(dir);
+    return ehr_dir_sync(dir);
 }
 
 /*

@@ -90,17 +90,6 @@ static void path_dir(char out[PATH_BUF_BYTES], const char *path)
     out[len] = '\0';
 }
 
-/* fsync the directory DIR, so a rename inside it is on disk. */
-static int dir_sync(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rc;
-}
-
 static int file_sync(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -511,7 +500,7 @@ int ledger_snapshot_create(ledger *l, const char *path, ledger_snapshot_info *in
         memset(info, 0, sizeof *info);
         return rc;
     }
-    rc = dir_sync(dir);
+    rc = ehr_dir_sync(dir);
     if (rc != 0)
         return ehr_diag_fail(diag, rc, "syncing the directory %s: %s", dir, strerror(-rc));
     return 0;
@@ -784,7 +773,7 @@ int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
     if (rc == 0) {
         renamed = true;
         step_done(LEDGER__INSTALL_RENAMED);
-        rc = dir_sync(ledger_dir);
+        rc = ehr_dir_sync(ledger_dir);
         if (rc != 0)
             rc = ehr_diag_fail(diag, rc, "syncing %s: %s", ledger_dir, strerror(-rc));
     }

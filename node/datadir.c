@@ -273,10 +273,5 @@ int node_datadir_join_remove(const char *dir)
     join_path(path, sizeof path, dir);
     if (unlink(path) != 0)
         return -errno;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return rc;
+    return ehr_dir_sync(dir);
 }
