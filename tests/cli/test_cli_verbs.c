@@ -99,12 +99,7 @@ static int net_setup(void **state)
         return -1;
     struct cluster_limits lim = {.emergency_roles = "hospital"};
     cluster_create(&n->c, 2, EHRD, EHRCTL, &lim);
-    for (size_t i = 0; i < 2; i++) {
-        cluster_start(&n->c, i);
-        snprintf(n->node[i], sizeof n->node[i], "127.0.0.1:%u", n->c.nodes[i].rpc_port);
-        ehr_hex_encode(n->member_hex[i], n->c.nodes[i].node_key, EHR_SCHNORR_PUBLIC_BYTES);
-    }
-    if (cluster_wait_leader(&n->c, LEADER_WAIT_MS) == SIZE_MAX) {
+    if (cluster_start_all(&n->c, n->node, n->member_hex, LEADER_WAIT_MS) != 0) {
         cluster_destroy(&n->c, true);
         return -1;
     }
@@ -117,9 +112,7 @@ static int net_teardown(void **state)
     struct net *n = *state;
     if (n == NULL)
         return 0;
-    for (size_t i = 0; i < n->c.count; i++)
-        cluster_stop(&n->c, i);
-    cluster_destroy(&n->c, false);
+    cluster_stop_all(&n->c);
     free(n);
     return 0;
 }

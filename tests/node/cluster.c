@@ -326,6 +326,27 @@ pid_t cluster_start(struct cluster *c, size_t i)
     return cluster_start_env(c, i, NULL, NULL);
 }
 
+int cluster_start_all(struct cluster *c, char (*node)[32],
+                      char (*hex)[2 * EHR_SCHNORR_PUBLIC_BYTES + 1], uint64_t leader_wait_ms)
+{
+    for (size_t i = 0; i < c->count; i++) {
+        cluster_start(c, i);
+        if (node != NULL)
+            snprintf(node[i], sizeof node[i], "127.0.0.1:%u", c->nodes[i].rpc_port);
+        if (hex != NULL)
+            ehr_hex_encode(hex[i], c->nodes[i].node_key, EHR_SCHNORR_PUBLIC_BYTES);
+    }
+    return cluster_wait_leader(c, leader_wait_ms) == SIZE_MAX ? -1 : 0;
+}
+
+void cluster_stop_all(struct cluster *c)
+{
+    for (size_t i = 0; i < c->count; i++)
+        if (c->nodes[i].pid > 0)
+            cluster_stop(c, i);
+    cluster_destroy(c, false);
+}
+
 int cluster_wait_exit(struct cluster *c, size_t i, uint64_t timeout_ms)
 {
     struct cluster_node *n = &c->nodes[i];

@@ -97,6 +97,17 @@ void cluster_kill_all(void);
 /* Kill whatever still runs and remove the directory (unless KEEP). */
 void cluster_destroy(struct cluster *c, bool keep);
 
+/*
+ * Start nodes 0..C->count-1 and wait up to LEADER_WAIT_MS for a leader. Each
+ * node's API address goes to NODE[i] ("127.0.0.1:PORT"; may be NULL) and
+ * its member's node key, in hex, to HEX[i] (may be NULL). Returns 0, or -1
+ * when no leader came (the nodes keep running for a look; cluster_destroy).
+ */
+int cluster_start_all(struct cluster *c, char (*node)[32],
+                      char (*hex)[2 * EHR_SCHNORR_PUBLIC_BYTES + 1], uint64_t leader_wait_ms);
+/* SIGTERM every running node, wait for each, then cluster_destroy. */
+void cluster_stop_all(struct cluster *c);
+
 /* Start node I (ehrd --config ..., stderr to its log). Returns its pid. */
 pid_t cluster_start(struct cluster *c, size_t i);
 /* As cluster_start, with NAME=VALUE in the node's environment. */
