@@ -9,9 +9,14 @@
  * The rules (node/README.md, "Membership on a live network"):
  *
  * M1. The members this node links with are those of its applied state. A
- *     member the state no longer holds loses its links on the block that
- *     removed it: p2p closes them and refuses its handshakes from then on.
- *     A member the state gains is dialled on the block that admitted it.
+ *     member the state gains is dialled on the block that admitted it. A
+ *     member the state no longer holds stays linked ("leaving") only while
+ *     the consensus configuration in force here still holds it, so that
+ *     the configuration change removing it can gather its quorum (with
+ *     another voter down, the old configuration's quorum may need it);
+ *     once the configuration drops it, p2p closes its links and refuses
+ *     its handshakes from then on. A leaving member counts for nothing
+ *     else: not a current member, never added back to the configuration.
  * M2. The consensus configuration follows the applied member set, and only
  *     the leader changes it, one change at a time (raft_propose_config
  *     refuses a second while one is uncommitted): a voter or learner that
@@ -249,6 +254,11 @@ int node__members_publish(struct node *n, const struct node_member *members, siz
     return p2p_set_members(n->peers.p2p, pm, count);
 }
 
+static bool config_has(const struct raft_config *c, raft_id id)
+{
+    return raft_config_is_voter(c, id) || raft_config_is_learner(c, id);
+}
+
 /* Move the window's state digests from the old slots to the new (M5). */
 static void digests_remap(struct node *n, const struct member_list *next)
 {
@@ -320,6 +330,20 @@ void node__members_changed(struct node *n)
                 "members=%zu height=%" PRIu64, next.count, n->tip.height);
         n->peers.joining = false;
     }
+    /* M1: members gone from the state but still in the configuration. */
+    struct raft_status rs;
+    raft_status_get(n->cons.raft, &rs);
+    for (size_t i = 0; i < n->peers.count; i++) {
+        const struct node_member *m = &n->peers.members[i];
+        if (m->self || list_find(&next, m->key) != SIZE_MAX || !config_has(&rs.config, m->id))
+            continue;
+        if (list_add(&next, m->key, m->name, m->peer_address) == 0) {
+            next.m[list_find(&next, m->key)].leaving = true;
+            if (!m->leaving)
+                member_log("member removed: linked until the configuration drops it", m);
+        }
+    }
+    self_next = list_find(&next, self->key);
     next.m[self_next].self = true;
     for (size_t j = 0; j < next.count; j++) {
         if (peers_find(n, next.m[j].key) == SIZE_MAX)
@@ -328,6 +352,9 @@ void node__members_changed(struct node *n)
     for (size_t i = 0; i < n->peers.count; i++)
         if (!n->peers.members[i].self && list_find(&next, n->peers.members[i].key) == SIZE_MAX)
             member_log("member removed: its links are closed and refused", &n->peers.members[i]);
+    size_t leaving = 0;
+    for (size_t j = 0; j < next.count; j++)
+        leaving += next.m[j].leaving;
     /* M1: p2p first, with the old slots in place, so that the link-down
      * callbacks of removed members find them. */
     int rc = node__members_publish(n, next.m, next.count);
@@ -348,11 +375,12 @@ void node__members_changed(struct node *n)
     memcpy(n->peers.members, next.m, next.count * sizeof next.m[0]);
     n->peers.count = next.count;
     n->peers.self_index = self_next;
+    n->peers.leaving = leaving;
 }
 
 size_t node__members_current(const struct node *n)
 {
-    return n->peers.count - (n->peers.self_removed ? 1 : 0);
+    return n->peers.count - n->peers.leaving - (n->peers.self_removed ? 1 : 0);
 }
 
 /* Is ID a member of the applied state (this node's own slot aside once
@@ -360,22 +388,26 @@ size_t node__members_current(const struct node *n)
 static const struct node_member *member_current(const struct node *n, raft_id id)
 {
     const struct node_member *m = node__member_by_id(n, id);
-    if (m == NULL || (m->self && n->peers.self_removed))
+    if (m == NULL || m->leaving || (m->self && n->peers.self_removed))
         return NULL;
     return m;
 }
 
-static bool config_has(const struct raft_config *c, raft_id id)
-{
-    return raft_config_is_voter(c, id) || raft_config_is_learner(c, id);
-}
-
 void node__members_reconcile(struct node *n)
 {
-    if (n->stopping || n->cons.role != RAFT_LEADER || !n->prop.open || n->peers.joining)
+    if (n->stopping)
         return;
     struct raft_status rs;
     raft_status_get(n->cons.raft, &rs);
+    /* M1, on every node: a leaving member whose configuration is gone. */
+    for (size_t i = 0; n->peers.leaving > 0 && i < n->peers.count; i++) {
+        if (n->peers.members[i].leaving && !config_has(&rs.config, n->peers.members[i].id)) {
+            node__members_changed(n);
+            break;
+        }
+    }
+    if (n->stopping || n->cons.role != RAFT_LEADER || !n->prop.open || n->peers.joining)
+        return;
     const struct raft_config *c = &rs.config;
     enum raft_config_op op = 0;
     raft_id id = 0;
@@ -387,7 +419,7 @@ void node__members_reconcile(struct node *n)
             op = RAFT_CONFIG_REMOVE, id = c->learners[i];
     for (size_t i = 0; op == 0 && i < n->peers.count; i++) {
         const struct node_member *m = &n->peers.members[i];
-        if (!(m->self && n->peers.self_removed) && !config_has(c, m->id))
+        if (member_current(n, m->id) != NULL && !config_has(c, m->id))
             op = RAFT_CONFIG_ADD_LEARNER, id = m->id;
     }
     for (uint32_t i = 0; op == 0 && i < c->learner_count; i++) {

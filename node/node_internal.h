@@ -144,6 +144,10 @@ struct node_member {
     char rpc_address[NODE_CONFIG_ADDRESS_BYTES_MAX + 1]; /* learnt from its NodeInfo */
     bool self;
     bool link_up;
+    /* No longer a member of the applied state, but still in the consensus
+     * configuration in force: linked until the configuration drops it
+     * (members.c, M1). */
+    bool leaving;
 };
 
 /* A list link: the FIFO lists below are doubly linked through these. A
@@ -292,6 +296,7 @@ struct node__peers {
     bool joining;
     /* This node's member was removed from the chain; its slot stays. */
     bool self_removed;
+    size_t leaving; /* members flagged leaving */
     /* The join file's block, checked once the ledger holds it (0: none). */
     uint64_t join_height;
     uint8_t join_hash[EHR_HASH_BYTES];
@@ -575,8 +580,9 @@ int node__members_publish(struct node *n, const struct node_member *members, siz
 void node__members_changed(struct node *n);
 /* Members of the applied state, this node among them unless it was removed. */
 size_t node__members_current(const struct node *n);
-/* The leader's step towards a configuration of the current members (M2,
- * M3): at most one proposal per call; every tick. */
+/* Every tick: drop the links of leaving members the configuration no
+ * longer holds (M1); and, on the leader, one step towards a configuration
+ * of the current members (M2, M3): at most one proposal per call. */
 void node__members_reconcile(struct node *n);
 /* Check the join file's block once the ledger holds it (M4). */
 void node__members_join_check(struct node *n);

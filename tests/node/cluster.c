@@ -916,10 +916,15 @@ void cluster_propose(struct cluster *c, size_t proposer, bool admit, size_t subj
               id);
 }
 
-void cluster_approve(struct cluster *c, size_t member, const char *id)
+void cluster_approve_via(struct cluster *c, size_t member, size_t via, const char *id)
 {
-    CHECK(member < c->count);
+    CHECK(member < c->count && via < c->count);
     char key[CLUSTER_PATH_BYTES];
     pathf(key, "%s/node%zu.key", c->root, member);
-    ehrctl_tx(c, member, PROC_ARGS("member", "approve", id, "--key", key, "--wait", NULL), NULL);
+    ehrctl_tx(c, via, PROC_ARGS("member", "approve", id, "--key", key, "--wait", NULL), NULL);
+}
+
+void cluster_approve(struct cluster *c, size_t member, const char *id)
+{
+    cluster_approve_via(c, member, member, id);
 }

@@ -89,6 +89,9 @@ void cluster_propose(struct cluster *c, size_t proposer, bool admit, size_t subj
 /* `ehrctl member approve ID` by member node MEMBER through its own node,
  * with --wait. Aborts on a failure. */
 void cluster_approve(struct cluster *c, size_t member, const char *id);
+/* The same, signed by MEMBER's key but sent through node VIA (MEMBER's own
+ * node may be down). */
+void cluster_approve_via(struct cluster *c, size_t member, size_t via, const char *id);
 
 /* SIGKILL every node any cluster of this process still runs (a teardown for
  * tests that failed before cluster_destroy). */

@@ -301,6 +301,49 @@ static void test_a_removal_needs_a_majority_and_the_removed_member_is_refused(vo
     cluster_destroy(&c, getenv("EHR_TEST_KEEP") != NULL);
 }
 
+/* With one voter of four down, removing another still completes: the
+ * configuration change needs the old configuration's quorum (3 of 4),
+ * which the member being removed helps to make, so its links stay until
+ * the configuration drops it. Then the two left (of three voters) commit. */
+static void test_a_removal_completes_with_another_voter_down(void **state)
+{
+    (void)state;
+    struct cluster c;
+    struct cluster_limits limits = {0};
+    cluster_create(&c, 4, EHRD_PATH, EHRCTL_PATH, &limits);
+    assert_int_equal(cluster_start_all(&c, NULL, NULL, LEADER_WAIT_MS), 0);
+    size_t leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(leader, SIZE_MAX);
+    /* Neither is member 0, whose key signs the load's transactions. */
+    size_t pick[2], k = 0;
+    for (size_t i = 1; i < 4 && k < 2; i++)
+        if (i != leader)
+            pick[k++] = i;
+    size_t gone = pick[0], down = pick[1], other = 6 - leader - gone - down;
+    cluster_kill(&c, down);
+    char id[65];
+    cluster_propose(&c, leader, false, gone, id);
+    cluster_approve(&c, other, id);
+    cluster_approve_via(&c, down, leader, id); /* 3 of 4 */
+    /* The leader takes it out of the configuration, then every node lets it go. */
+    uint64_t end = cluster_now_us() + 30000000ull;
+    bool out = false;
+    while (!out && cluster_now_us() < end) {
+        struct peer_view v1, v2;
+        size_t l = cluster_wait_leader(&c, 5000);
+        out = l != SIZE_MAX && l != gone && peer_view(&c, leader, gone, &v1) == 0 &&
+              peer_view(&c, other, gone, &v2) == 0 && !v1.listed && !v2.listed;
+        usleep(100000);
+    }
+    assert_true(out);
+    cluster_kill(&c, gone);
+    size_t n = 100;
+    struct cluster_tx *t = cluster_txs_make(&c, n);
+    assert_int_equal(cluster_load(&c, t, n, 16, 60000, NULL, NULL), n);
+    cluster_txs_free(t, n);
+    cluster_destroy(&c, getenv("EHR_TEST_KEEP") != NULL);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -309,6 +352,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_a_removal_needs_a_majority_and_the_removed_member_is_refused,
                                   kill_leftovers),
+        cmocka_unit_test_teardown(test_a_removal_completes_with_another_voter_down, kill_leftovers),
         cmocka_unit_test_teardown(test_a_member_admitted_under_load_joins_catches_up_and_votes,
                                   kill_leftovers),
     };
