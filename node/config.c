@@ -97,6 +97,7 @@ void node_config_free(struct node_config *cfg)
     ehr_free(cfg->passphrase_file);
     ehr_free(cfg->peer_listen);
     ehr_free(cfg->rpc_listen);
+    ehr_free(cfg->metrics_listen);
     node_config_defaults(cfg);
 }
 
@@ -227,6 +228,9 @@ int node_config_check(const struct node_config *cfg, ehr_diag *diag)
         (rc = path_check("passphrase_file", cfg->passphrase_file, false, diag)) != 0 ||
         (rc = address_field_check("peer_listen", cfg->peer_listen, diag)) != 0 ||
         (rc = address_field_check("rpc_listen", cfg->rpc_listen, diag)) != 0)
+        return rc;
+    if (cfg->metrics_listen != NULL &&
+        (rc = address_field_check("metrics_listen", cfg->metrics_listen, diag)) != 0)
         return rc;
     if (cfg->log_level < EHR_LOG_DEBUG || cfg->log_level > EHR_LOG_ERROR)
         return ehr_diag_fail(diag, EHR_EINVAL, "log_level: must be debug, info, warn or error");
@@ -360,6 +364,8 @@ static int config_from_json(const struct loader *ld, json_t *root, struct node_c
             rc = address_get(ld, key, value, &cfg->peer_listen);
         else if (strcmp(key, "rpc_listen") == 0)
             rc = address_get(ld, key, value, &cfg->rpc_listen);
+        else if (strcmp(key, "metrics_listen") == 0)
+            rc = address_get(ld, key, value, &cfg->metrics_listen);
         else if (strcmp(key, "log_level") == 0)
             rc = log_level_get(ld, value, &cfg->log_level);
         else if (strcmp(key, "limits") == 0)
@@ -367,7 +373,7 @@ static int config_from_json(const struct loader *ld, json_t *root, struct node_c
         else
             rc = key_error(ld, key,
                            "unknown key (known: data_dir, key_file, passphrase_file, peer_listen, "
-                           "rpc_listen, log_level, limits)");
+                           "rpc_listen, metrics_listen, log_level, limits)");
         if (rc != 0)
             return rc;
     }
@@ -463,6 +469,7 @@ int node_config_write(const char *path, const struct node_config *cfg, bool over
         {"passphrase_file", cfg->passphrase_file},
         {"peer_listen", cfg->peer_listen},
         {"rpc_listen", cfg->rpc_listen},
+        {"metrics_listen", cfg->metrics_listen},
         {"log_level", log_level_names[cfg->log_level]},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(strings); i++) {

@@ -25,6 +25,7 @@
  *     "passphrase_file": "pass.txt",        optional; else $EHR_PASSPHRASE
  *     "peer_listen": "0.0.0.0:7000",        required, HOST:PORT
  *     "rpc_listen": "127.0.0.1:7001",       required, HOST:PORT
+ *     "metrics_listen": "127.0.0.1:7002",   optional, HOST:PORT; absent: no metrics
  *     "log_level": "info",                  debug, info, warn, error
  *     "limits": { "mempool_tx_count": 50000, ... }   each optional
  *   }
@@ -150,6 +151,7 @@ struct node_config {
     char *passphrase_file;
     char *peer_listen;
     char *rpc_listen;
+    char *metrics_listen; /* the Prometheus endpoint (node/metrics.h); NULL: none */
     enum ehr_log_level log_level;
     struct node_config_limits limits;
 };

@@ -93,6 +93,7 @@ static void test_written_config_loads_back_identically(void **state)
     out.passphrase_file = "/etc/ehrd/pass";
     out.peer_listen = "[::1]:7000";
     out.rpc_listen = "127.0.0.1:7001";
+    out.metrics_listen = "127.0.0.1:7002";
     out.log_level = EHR_LOG_WARN;
     out.limits.mempool_tx_count = 7;
     out.limits.mempool_bytes = NODE_CONFIG_MEMPOOL_BYTES_MAX;
@@ -124,6 +125,7 @@ static void test_written_config_loads_back_identically(void **state)
     assert_string_equal(in.passphrase_file, out.passphrase_file);
     assert_string_equal(in.peer_listen, out.peer_listen);
     assert_string_equal(in.rpc_listen, out.rpc_listen);
+    assert_string_equal(in.metrics_listen, out.metrics_listen);
     assert_int_equal(in.log_level, EHR_LOG_WARN);
     assert_memory_equal(&in.limits, &out.limits, sizeof in.limits);
     node_config_free(&in);
@@ -158,6 +160,7 @@ static void test_omitted_keys_take_their_defaults(void **state)
     assert_string_equal(cfg.data_dir, "/d");
     assert_string_equal(cfg.key_file, "/d/node.key");
     assert_null(cfg.passphrase_file);
+    assert_null(cfg.metrics_listen); /* no metrics endpoint unless asked for */
     assert_int_equal(cfg.log_level, EHR_LOG_INFO);
     assert_int_equal(cfg.limits.mempool_tx_count, NODE_CONFIG_MEMPOOL_TX_COUNT_DEFAULT);
     assert_int_equal(cfg.limits.mempool_bytes, NODE_CONFIG_MEMPOOL_BYTES_DEFAULT);
@@ -229,6 +232,8 @@ static void test_each_key_refuses_a_wrong_type_or_value_naming_it(void **state)
          "rpc_listen: \"h:x\" does not end in a port"},
         {"{\"data_dir\": \"/d\", \"peer_listen\": \"h:1\", \"rpc_listen\": 7001}",
          "rpc_listen: must be a string"},
+        {"{" BASE ", \"metrics_listen\": \"h:0\"}", "metrics_listen: "},
+        {"{" BASE ", \"metrics_listen\": 7002}", "metrics_listen: must be a string"},
         {"{" BASE ", \"log_level\": \"loud\"}", "log_level: must be one of"},
         {"{" BASE ", \"log_level\": \"off\"}", "log_level: must be one of"},
         {"{" BASE ", \"log_level\": 1}", "log_level: must be one of"},
