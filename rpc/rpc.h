@@ -219,6 +219,15 @@ uint16_t rpc_server_port(const struct rpc_server *server);
 /* Connections open now and calls the handlers hold now (for metrics and tests). */
 uint32_t rpc_server_connection_count(const struct rpc_server *server);
 uint32_t rpc_server_call_count(const struct rpc_server *server);
+/*
+ * Connections and streams refused or ended by a limit since the server
+ * started, for KIND in 0 .. RPC_SERVER_REFUSAL_KINDS - 1; *LIMIT (may be
+ * NULL) gets the name of the limit (a config field: "connections_max",
+ * "connections_per_address_max", "stream_stall_timeout_ms",
+ * "first_request_timeout_ms"), a static string.
+ */
+enum { RPC_SERVER_REFUSAL_KINDS = 4 };
+uint64_t rpc_server_refused_count(const struct rpc_server *server, size_t kind, const char **limit);
 
 /*
  * Graceful shutdown: stop accepting, send GOAWAY on every connection, end

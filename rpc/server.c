@@ -127,6 +127,8 @@ enum refusal {
 static const char *const refusal_limit_names[REFUSAL_COUNT_] = {
     "connections_max", "connections_per_address_max", "stream_stall_timeout_ms",
     "first_request_timeout_ms"};
+_Static_assert((int)REFUSAL_COUNT_ == (int)RPC_SERVER_REFUSAL_KINDS,
+               "rpc.h counts the refusals' kinds");
 
 struct rpc__method {
     char path[RPC_METHOD_PATH_BYTES_MAX + 1];
@@ -157,6 +159,7 @@ struct rpc_server {
     uv_timer_t grace_timer;
     uv_timer_t refusal_timer; /* logs the refusals held back when their interval ends */
     struct ehr_log_limit refusals[REFUSAL_COUNT_];
+    uint64_t refused_total[REFUSAL_COUNT_]; /* since the server started (metrics) */
     uint8_t *read_buf;
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *option;
@@ -355,6 +358,7 @@ static void server_refused(struct rpc_server *server, enum refusal kind)
 {
     uint64_t count;
     uint64_t now = uv_now(server->loop);
+    server->refused_total[kind]++;
     if (ehr_log_limit_hit(&server->refusals[kind], now, &count))
         refusal_log(server, kind, count);
     else if (!uv_is_active((uv_handle_t *)&server->refusal_timer))
@@ -1645,6 +1649,14 @@ uint32_t rpc_server_connection_count(const struct rpc_server *server)
 uint32_t rpc_server_call_count(const struct rpc_server *server)
 {
     return server->app_call_count;
+}
+
+uint64_t rpc_server_refused_count(const struct rpc_server *server, size_t kind, const char **limit)
+{
+    EHR_ASSERT(kind < REFUSAL_COUNT_);
+    if (limit != NULL)
+        *limit = refusal_limit_names[kind];
+    return server->refused_total[kind];
 }
 
 static void grace_cb(uv_timer_t *timer)
