@@ -318,7 +318,9 @@ static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *dia
                              .results = n->applying.result_views,
                              .result_count = v.header.tx_count,
                              .applied_index = e->index};
+        uint64_t append_ns = uv_hrtime();
         rc = ledger_append_block(n->ledger, &req, &why);
+        node__metrics_sync_write(n, true, uv_hrtime() - append_ns);
     }
     if (rc != 0) {
         contracts_block_end(cb);
@@ -351,6 +353,7 @@ static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *dia
     ledger_block_view_release(&v);
     mempool_remove_committed(&n->pool, (const uint8_t(*)[EHR_HASH_BYTES])n->applying.hashes, count);
     node__proposals_applied(n, e->index, false);
+    node__metrics_block_applied(n, e->term, e->index, count);
     n->api.block_applied(n, n->tip.height, (const uint8_t(*)[EHR_HASH_BYTES])n->applying.hashes,
                          n->applying.result_views, count);
     if (n->applying.test_faults.digest_fault_height != 0 &&

@@ -368,6 +368,7 @@ void node__members_changed(struct node *n)
         if (i == SIZE_MAX)
             continue;
         next.m[j].link_up = n->peers.members[i].link_up;
+        next.m[j].link_ups = n->peers.members[i].link_ups;
         memcpy(next.m[j].rpc_address, n->peers.members[i].rpc_address,
                sizeof next.m[j].rpc_address);
     }

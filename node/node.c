@@ -254,6 +254,7 @@ static void admit_finish(struct node *n, struct admit *a, bool stopped)
         if (rc == 0 && !uv_is_active((uv_handle_t *)&n->flush_timer))
             uv_timer_start(&n->flush_timer, on_flush, n->cfg.limits.block_flush_ms, 0);
     }
+    node__metrics_admission(n, rc, &res);
     a->cb(n, a->ctx, rc, &res);
     ehr_free(a->envelope);
     ehr_free(a);
@@ -319,6 +320,7 @@ void node__admit(struct node *n, const uint8_t *envelope, size_t len, node__admi
     mempool_admit_result res;
     int rc = mempool_admit_begin(&n->pool, envelope, len, &res);
     if (rc != 0) {
+        node__metrics_admission(n, rc, &res);
         cb(n, ctx, rc, &res);
         return;
     }
@@ -457,6 +459,7 @@ static void propose_blocks(struct node *n, bool flush)
         n->prop.time_ms = time_ms;
         n->prop.last_index = p.raft_index;
         n->prop.inflight++;
+        node__metrics_proposed(n, p.raft_term, p.raft_index);
         ehr_log(EHR_LOG_DEBUG, "block proposed",
                 "height=%" PRIu64 " index=%" PRIu64 " txs=%zu bytes=%zu", p.height, p.raft_index,
                 b.count, block_len);
@@ -548,7 +551,10 @@ static void process_ready(struct node *n)
                     (void)sigverify_prefetch(n->applying.sigv, rd.entries[i].data,
                                              rd.entries[i].size);
         ehr_diag why;
+        uint64_t persist_ns = uv_hrtime();
         rc = node_raft_store_persist(&n->cons.store, &rd, &why);
+        if (rd.entry_count > 0 || rd.hard_state_changed)
+            node__metrics_sync_write(n, false, uv_hrtime() - persist_ns);
         if (rc != 0) {
             node__fatal(n, NODE_EXIT_FAILURE, "cannot persist the consensus log",
                         "err=%s why=\"%s\"", ehr_errname(rc), why.msg);
@@ -627,6 +633,7 @@ static void on_tick(uv_timer_t *t)
     node__members_reconcile(n);
     hand_over(n);
     n->api.sweep(n);
+    node__metrics_publish(n);
 }
 
 /* ---- peer messages ---- */
@@ -788,6 +795,7 @@ static void on_link_up(void *user, const uint8_t peer[P2P_KEY_BYTES])
     if (m == NULL)
         return;
     m->link_up = true;
+    m->link_ups++;
     ehr_log(EHR_LOG_INFO, "peer link up", "peer=\"%s\"", m->name);
     send_node_info(n, m);
     node__digests_link_up(n, m);
@@ -928,6 +936,7 @@ static void config_copy(struct node_config *dst, const struct node_config *src)
     dst->passphrase_file = src->passphrase_file ? ehr_strdup(src->passphrase_file) : NULL;
     dst->peer_listen = ehr_strdup(src->peer_listen);
     dst->rpc_listen = ehr_strdup(src->rpc_listen);
+    dst->metrics_listen = src->metrics_listen ? ehr_strdup(src->metrics_listen) : NULL;
 }
 
 static void free_node(struct node *n);
@@ -1015,7 +1024,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     unlink(n->snap.creating); /* left by a node that stopped mid-copy */
     unlink(n->snap.stage_path);
     if ((rc = start_raft(n, diag)) != 0 || (rc = start_p2p(n, diag)) != 0 ||
-        (rc = node__service_start(n, diag)) != 0)
+        (rc = node__service_start(n, diag)) != 0 || (rc = node__metrics_start(n, diag)) != 0)
         goto fail;
     uv_timer_init(loop, &n->tick_timer);
     uv_timer_init(loop, &n->flush_timer);
@@ -1081,6 +1090,7 @@ uint16_t node_rpc_port(const struct node *n)
 
 static void free_node(struct node *n)
 {
+    node__metrics_stop(n); /* joins the HTTP thread (it holds nothing of the node) */
     if (n->cons.raft != NULL)
         raft_destroy(n->cons.raft);
     node_raft_store_close(&n->cons.store);

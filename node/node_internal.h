@@ -19,6 +19,7 @@
 #include "ehr_crypto.h"
 #include "ledger.h"
 #include "mempool.h"
+#include "metrics.h"
 #include "node.h"
 #include "p2p.h"
 #include "raft.h"
@@ -148,6 +149,7 @@ struct node_member {
      * configuration in force: linked until the configuration drops it
      * (members.c, M1). */
     bool leaving;
+    uint64_t link_ups; /* times the link came up (metrics) */
 };
 
 /* A list link: the FIFO lists below are doubly linked through these. A
@@ -498,6 +500,25 @@ struct node__submit_limit {
     uint64_t last_wait_ms;
 };
 
+/*
+ * The metrics endpoint (metrics_node.c; metrics.h, "Threads"): the loop's
+ * own copy of the values, counters and histograms updated as events happen
+ * on the loop and gauges filled in once per tick, when the copy is
+ * published to the HTTP server (NULL without metrics_listen). Proposals
+ * are timed from raft_propose to their application, in a small table
+ * keyed by Raft index.
+ */
+enum { NODE_METRICS_PROPOSALS_TIMED = 2 * NODE_PROPOSALS_INFLIGHT_MAX };
+struct node__metrics {
+    struct node_metrics_server *server;
+    struct node_metrics_snapshot values;
+    struct {
+        uint64_t index; /* 0: free */
+        uint64_t term;  /* the term it was proposed in */
+        uint64_t at_ns; /* uv_hrtime() at the proposal */
+    } proposed[NODE_METRICS_PROPOSALS_TIMED];
+};
+
 struct node {
     uv_loop_t *loop;
     struct node_config cfg; /* owned copy */
@@ -524,6 +545,7 @@ struct node {
     struct node__loop_meter meter;
     struct node__reads reads;
     struct node__submit_limit submit_limit;
+    struct node__metrics metrics;
 
     uv_timer_t tick_timer;
     uv_timer_t flush_timer;
@@ -756,6 +778,25 @@ void node__health_update(struct node *n);
 /* The node is stopping: send NOT_SERVING to every watch that can take it
  * and end them all UNAVAILABLE. */
 void node__health_drain(struct node *n);
+
+/* ---- metrics_node.c: the values of the metrics endpoint ---- */
+
+/* Start the metrics endpoint on cfg.metrics_listen, if set. Returns 0 or
+ * the error with why in DIAG (a bad address, a port in use). */
+int node__metrics_start(struct node *n, ehr_diag *diag);
+/* Stop it (joins its thread). Safe when it never started. */
+void node__metrics_stop(struct node *n);
+/* Fill in the gauges from N and publish the values (every tick). */
+void node__metrics_publish(struct node *n);
+/* A submission's admission at this node ended: RC 0 admitted, else
+ * refused for RESULT's verdict (or, without one, the rules or a stop). */
+void node__metrics_admission(struct node *n, int rc, const mempool_admit_result *result);
+/* The leader proposed a block at Raft index INDEX in TERM (timed until applied). */
+void node__metrics_proposed(struct node *n, uint64_t term, uint64_t index);
+/* The block of the entry at INDEX of TERM, with TX_COUNT transactions, was applied. */
+void node__metrics_block_applied(struct node *n, uint64_t term, uint64_t index, uint32_t tx_count);
+/* A durable write took NS nanoseconds: the Raft log's, or a block's (BLOCK). */
+void node__metrics_sync_write(struct node *n, bool block, uint64_t ns);
 
 /* ---- service.c, for node.c ---- */
 

@@ -42,7 +42,7 @@ fi
 field() { dpkg-deb -f "$deb" "$1"; }
 [ "$(field Package)" = ehrchain ] || { echo "FAIL: Package is $(field Package)"; fail=1; }
 for lib in libc6 libsodium23 libsecp256k1-1 liblmdb0 libuv1 libnghttp2-14 libprotobuf-c1 \
-    libjansson4 libsystemd0; do
+    libjansson4 libsystemd0 libmicrohttpd12; do
     if ! field Depends | tr ',' '\n' | grep -q "^ *$lib\( \|$\)"; then
         echo "FAIL: Depends lacks $lib: $(field Depends)"
         fail=1
