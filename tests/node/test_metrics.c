@@ -341,6 +341,7 @@ static void test_a_full_page_is_well_formed(void **state)
     assert_non_null(strstr(page, "\nprocess_open_fds 12\n"));
     /* Under the page bound with room to spare: the most members, the
      * longest names. */
+    printf("a full page: %zu bytes\n", t.len);
     assert_true(t.len < NODE_METRICS_TEXT_BYTES_MAX / 4);
 
     /* Without the process figures and the RPC refusals, still well formed. */

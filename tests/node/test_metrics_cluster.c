@@ -7,8 +7,9 @@
  * term and leader agree with GetStatus; the commit counters, the admission
  * counter and the latency histograms move under a load; the leader's
  * ehr_peer_up for a member drops to 0 when that member is killed and comes
- * back with one more link-up when it restarts; and a metrics port in use
- * stops ehrd at start with a message naming it.
+ * back with one more link-up when it restarts; every metric the example
+ * alerting rules (docs/ehrchain-alerts.yml) name is on the page; and a
+ * metrics port in use stops ehrd at start with a message naming it.
  */
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -170,6 +171,36 @@ static int promtool_check(const struct page *p)
     return status;
 }
 
+/* Every ehr_* name in the example alerting rules is served in P (a
+ * histogram's _bucket series included). */
+static void check_alert_rules_names(const struct page *p)
+{
+    uint8_t *rules = NULL;
+    size_t len = 0;
+    assert_int_equal(
+        ehr_file_read_alloc(EHR_SOURCE_DIR "/docs/ehrchain-alerts.yml", 1 << 20, &rules, &len), 0);
+    size_t names = 0;
+    for (size_t i = 0; i + 4 < len; i++) {
+        if (memcmp(rules + i, "ehr_", 4) != 0 ||
+            (i > 0 && rules[i - 1] != '(' && rules[i - 1] != ' ' && rules[i - 1] != '\n'))
+            continue;
+        char name[96];
+        size_t n = 0;
+        while (i + n < len && n + 1 < sizeof name &&
+               ((rules[i + n] >= 'a' && rules[i + n] <= 'z') || rules[i + n] == '_'))
+            name[n] = (char)rules[i + n], n++;
+        name[n] = '\0';
+        char line_start[100];
+        snprintf(line_start, sizeof line_start, "\n%s", name);
+        if (strstr(p->text, line_start) == NULL)
+            fail_msg("the alerting rules name %s, which the page does not serve", name);
+        names++;
+        i += n;
+    }
+    assert_true(names >= 9);
+    ehr_free(rules);
+}
+
 static void test_metrics_of_a_running_network(void **state)
 {
     (void)state;
@@ -240,6 +271,7 @@ static void test_metrics_of_a_running_network(void **state)
     assert_true(value_of(&p, "ehr_storage_sync_write_seconds_count{write=\"raft_log\"}") > 0);
     assert_true(value_of(&p, "ehr_storage_sync_write_seconds_count{write=\"block\"}") > 0);
     assert_int_equal(promtool_check(&p) == 0 || promtool_check(&p) == 77, 1);
+    check_alert_rules_names(&p);
     scrape(port[follower], &p);
     assert_true(value_of(&p, "ehr_transactions_committed_total") >= TXS);
     assert_int_equal(value_of(&p, "ehr_raft_proposals_inflight"), 0);
