@@ -12,9 +12,12 @@
  *     message, and the port is known before the daemon starts;
  *     MHD_stop_daemon closes it.
  *   - The bounds (connections, per address, idle timeout, request memory)
- *     are the daemon's options: a connection past a limit is closed at
- *     accept, an idle one after the timeout, a request whose headers pass
- *     the memory limit is answered with an error by the library.
+ *     are the daemon's options: a connection past the per-address limit
+ *     is closed at accept; at the server-wide limit the daemon stops
+ *     accepting, so more wait in the listen backlog (of the same size)
+ *     until one closes; an idle one is closed after the timeout; a
+ *     request whose headers pass the memory limit is answered with an
+ *     error by the library.
  *   - A response's buffer is freed by the library after it is sent
  *     (MHD_create_response_from_buffer_with_free_callback, our free).
  *

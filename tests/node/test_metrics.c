@@ -4,8 +4,9 @@
  * HELP, histogram buckets cumulative up to +Inf, _sum and _count), a whole
  * page checked line by line by a strict reader of the format, the page's
  * byte bound at its edge, and the HTTP server (GET, HEAD, 404, 405, 503
- * before the first publish, the per-address connection bound at its edge,
- * scrapes while the loop side publishes). The endpoint on a running node,
+ * before the first publish, the connection bounds per address and on the
+ * server, the idle timeout and the request memory at their edges, scrapes
+ * while the loop side publishes). The endpoint on a running node,
  * checked by promtool, is in test_metrics_cluster.
  */
 #include <arpa/inet.h>
@@ -372,14 +373,35 @@ static void test_a_page_over_its_bound_ends_at_a_whole_family(void **state)
 
 /* ---- the HTTP server ---- */
 
-static int connect_to(uint16_t port)
+/* A connection to PORT on 127.0.0.1 from the source address 127.0.0.SOURCE
+ * (1: the usual one; Linux answers the whole of 127/8 on loopback, so a
+ * test has as many client addresses as it wants). */
+static int connect_from(uint8_t source, uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl(INADDR_LOOPBACK - 1 + source);
+    assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof src), 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     return fd;
+}
+
+static int connect_to(uint16_t port)
+{
+    return connect_from(1, port);
+}
+
+/* Has the server closed FD (within WAIT_MS)? */
+static bool closed_by_server(int fd, int wait_ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, wait_ms) != 1)
+        return false;
+    char buf[64];
+    return read(fd, buf, sizeof buf) <= 0;
 }
 
 /* Read FD to its end (at most 5 s) into BUF (NUL-terminated); the bytes read. */
@@ -502,6 +524,86 @@ static void test_connections_from_one_address_are_bounded_at_the_edge(void **sta
     node_metrics_server_stop(srv);
 }
 
+/* The server-wide bound: NODE_METRICS_CONNECTIONS_MAX held from several
+ * addresses (each within its own bound); one more, from a fresh address,
+ * is not taken up (libmicrohttpd stops accepting: it waits in the listen
+ * backlog) until a held one closes, and is then served. */
+static void test_connections_are_bounded_at_the_edge(void **state)
+{
+    (void)state;
+    struct node_metrics_server *srv = NULL;
+    ehr_diag diag = {{0}};
+    assert_int_equal(node_metrics_server_start("127.0.0.1:0", &srv, &diag), 0);
+    uint16_t port = node_metrics_server_port(srv);
+    int held[NODE_METRICS_CONNECTIONS_MAX];
+    enum { PER = NODE_METRICS_CONNECTIONS_PER_ADDRESS_MAX };
+    for (int i = 0; i < NODE_METRICS_CONNECTIONS_MAX; i++)
+        held[i] = connect_from((uint8_t)(2 + i / PER), port);
+    usleep(200 * 1000);
+    for (int i = 0; i < NODE_METRICS_CONNECTIONS_MAX; i++)
+        assert_false(closed_by_server(held[i], 0));
+    int extra = connect_from(2 + NODE_METRICS_CONNECTIONS_MAX / PER + 1, port);
+    const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    assert_int_equal(write(extra, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    struct pollfd pfd = {.fd = extra, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 1000), 0); /* not served while the server is full */
+    close(held[0]);
+    read_all(extra, answer_buf, sizeof answer_buf);
+    assert_non_null(strstr(answer_buf, " 503 ")); /* served now (nothing published) */
+    close(extra);
+    for (int i = 1; i < NODE_METRICS_CONNECTIONS_MAX; i++)
+        close(held[i]);
+    node_metrics_server_stop(srv);
+}
+
+/* An idle connection lives NODE_METRICS_CONNECTION_TIMEOUT_S, not much
+ * longer (libmicrohttpd counts in whole seconds). */
+static void test_an_idle_connection_is_closed_after_the_timeout(void **state)
+{
+    (void)state;
+    struct node_metrics_server *srv = NULL;
+    ehr_diag diag = {{0}};
+    assert_int_equal(node_metrics_server_start("127.0.0.1:0", &srv, &diag), 0);
+    int fd = connect_to(node_metrics_server_port(srv));
+    assert_false(closed_by_server(fd, (NODE_METRICS_CONNECTION_TIMEOUT_S - 1) * 1000));
+    assert_true(closed_by_server(fd, 3000));
+    close(fd);
+    node_metrics_server_stop(srv);
+}
+
+/* A request is served within NODE_METRICS_CONNECTION_MEMORY_BYTES; one
+ * whose headers alone pass it is refused, not buffered. */
+static void test_a_request_over_the_memory_bound_is_refused(void **state)
+{
+    (void)state;
+    struct node_metrics_server *srv = NULL;
+    ehr_diag diag = {{0}};
+    assert_int_equal(node_metrics_server_start("127.0.0.1:0", &srv, &diag), 0);
+    uint16_t port = node_metrics_server_port(srv);
+    struct node_metrics_snapshot s;
+    full_snapshot(&s);
+    node_metrics_server_publish(srv, &s);
+    static char req[2 * NODE_METRICS_CONNECTION_MEMORY_BYTES];
+    size_t sizes[] = {NODE_METRICS_CONNECTION_MEMORY_BYTES / 8,
+                      NODE_METRICS_CONNECTION_MEMORY_BYTES + 1};
+    for (size_t k = 0; k < 2; k++) {
+        int n = snprintf(req, sizeof req, "GET /metrics HTTP/1.0\r\nX-Pad: ");
+        memset(req + n, 'a', sizes[k]);
+        n += (int)sizes[k];
+        n += snprintf(req + n, sizeof req - (size_t)n, "\r\n\r\n");
+        int fd = connect_to(port);
+        ssize_t w = write(fd, req, (size_t)n);
+        (void)w; /* the server may close before reading it all */
+        read_all(fd, answer_buf, sizeof answer_buf);
+        close(fd);
+        if (k == 0)
+            assert_non_null(strstr(answer_buf, " 200 OK\r\n"));
+        else
+            assert_null(strstr(answer_buf, " 200 OK\r\n"));
+    }
+    node_metrics_server_stop(srv);
+}
+
 struct scraper {
     uint16_t port;
     int ok;
@@ -557,6 +659,9 @@ int main(void)
         cmocka_unit_test(test_the_server_answers_get_head_and_refuses_the_rest),
         cmocka_unit_test(test_the_server_refuses_a_bad_address_and_a_port_in_use),
         cmocka_unit_test(test_connections_from_one_address_are_bounded_at_the_edge),
+        cmocka_unit_test(test_connections_are_bounded_at_the_edge),
+        cmocka_unit_test(test_an_idle_connection_is_closed_after_the_timeout),
+        cmocka_unit_test(test_a_request_over_the_memory_bound_is_refused),
         cmocka_unit_test(test_scrapes_while_the_loop_publishes_are_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
