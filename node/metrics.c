@@ -214,9 +214,12 @@ static void render_node(struct node_metrics_text *t, const struct node_metrics_s
           "1 when the health service answers SERVING (node/README.md, Health), else 0.",
           s->serving);
     node_metrics_text_family(t, "ehr_health_status", "gauge",
-                             "1 for the reason the health service judges now (ok when SERVING).");
-    struct node_metrics_label reason[] = {{"reason", s->health_reason}};
-    node_metrics_text_u64(t, "ehr_health_status", reason, 1, 1);
+                             "1 for the reason the health service judges now (ok when SERVING), 0 "
+                             "for the others.");
+    for (int r = 0; r < NODE_METRICS_HEALTH_REASONS; r++) {
+        struct node_metrics_label reason[] = {{"reason", s->health_reason_names[r]}};
+        node_metrics_text_u64(t, "ehr_health_status", reason, 1, s->health_reason == r);
+    }
 }
 
 static void render_consensus(struct node_metrics_text *t, const struct node_metrics_snapshot *s)
@@ -349,6 +352,8 @@ int node_metrics_render(struct node_metrics_text *t, const struct node_metrics_s
 {
     EHR_ASSERT(s->peer_count <= NODE_METRICS_PEERS_MAX);
     EHR_ASSERT(s->raft_role >= 0);
+    for (int r = 0; r < NODE_METRICS_HEALTH_REASONS; r++)
+        EHR_ASSERT(s->health_reason_names[r] != NULL);
     void (*const parts[])(struct node_metrics_text *, const struct node_metrics_snapshot *) = {
         render_node, render_consensus, render_ledger, render_mempool, render_peers, render_api};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(parts); i++) {

@@ -105,6 +105,10 @@ enum { NODE_METRICS_RPC_REFUSALS = 4 };
 /* Roles as ehr_raft_role shows them (the consensus core's enum raft_role). */
 enum { NODE_METRICS_ROLES = 4 };
 
+/* The health service's reasons (ok, diverged, stopping, no-leader,
+ * catching-up: node_internal.h's enum node__health_reason). */
+enum { NODE_METRICS_HEALTH_REASONS = 5 };
+
 struct node_metrics_peer {
     char name[NODE_METRICS_NAME_BYTES_MAX + 1];
     bool self;
@@ -152,9 +156,11 @@ struct node_metrics_snapshot {
     const char *rpc_refusal_limit[NODE_METRICS_RPC_REFUSALS]; /* static strings */
     uint64_t reads_refused_total;
     uint64_t loop_turn_max_us;
-    /* Health: 1 SERVING, 0 NOT_SERVING; and why, as health.c names it. */
+    /* Health: 1 SERVING, 0 NOT_SERVING; and why: HEALTH_REASON indexes
+     * HEALTH_REASON_NAMES (static strings, as health.c names them). */
     bool serving;
-    char health_reason[24];
+    int health_reason;
+    const char *health_reason_names[NODE_METRICS_HEALTH_REASONS];
 };
 
 /* Process-wide figures, read from /proc/self (node_metrics_process_read). */

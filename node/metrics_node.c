@@ -22,6 +22,8 @@ _Static_assert((int)NODE_METRICS_NAME_BYTES_MAX >= (int)EHR_MEMBER_NAME_BYTES_MA
 _Static_assert((int)NODE_METRICS_RPC_REFUSALS == (int)RPC_SERVER_REFUSAL_KINDS,
                "every RPC refusal");
 _Static_assert((int)NODE_METRICS_ROLES == (int)RAFT_LEADER + 1, "every Raft role");
+_Static_assert((int)NODE_METRICS_HEALTH_REASONS == (int)NODE_HEALTH_CATCHING_UP + 1,
+               "every health reason");
 /* The mempool's refusals come first, in its order, one less (no ADMITTED). */
 _Static_assert((int)NODE_METRICS_REFUSED_TOO_BIG == (int)MEMPOOL_REJECT_TOO_BIG - 1,
                "mempool order");
@@ -44,6 +46,9 @@ int node__metrics_start(struct node *n, ehr_diag *diag)
     snprintf(v->chain_id, sizeof v->chain_id, "%s", n->chain.chain_id);
     snprintf(v->version, sizeof v->version, "%s", ehr_version());
     v->start_time_ms = unix_ms();
+    for (int r = 0; r < NODE_METRICS_HEALTH_REASONS; r++)
+        v->health_reason_names[r] = node__health_reason_name((enum node__health_reason)r);
+    v->health_reason = NODE_HEALTH_NO_LEADER; /* until the first tick judges */
     if (n->cfg.metrics_listen == NULL)
         return 0;
     char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
@@ -67,8 +72,8 @@ void node__metrics_stop(struct node *n)
 
 void node__metrics_publish(struct node *n)
 {
-    if (n->metrics.server == NULL)
-        return;
+    if (n->metrics.server == NULL || n->stopping)
+        return; /* stopping: the RPC server is closing */
     struct node_metrics_snapshot *v = &n->metrics.values;
     v->raft_term = n->cons.term;
     EHR_ASSERT((int)n->cons.role >= 0);
@@ -104,8 +109,8 @@ void node__metrics_publish(struct node *n)
     v->reads_refused_total = n->reads.refused_count;
     v->loop_turn_max_us = node__loop_turn_max_us(n);
     v->serving = n->health.judged && n->health.reason == NODE_HEALTH_OK;
-    snprintf(v->health_reason, sizeof v->health_reason, "%s",
-             n->health.judged ? node__health_reason_name(n->health.reason) : "no-leader");
+    if (n->health.judged)
+        v->health_reason = (int)n->health.reason;
     node_metrics_server_publish(n->metrics.server, v);
 }
 

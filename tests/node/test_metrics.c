@@ -309,7 +309,11 @@ static void full_snapshot(struct node_metrics_snapshot *s)
     s->reads_refused_total = 9;
     s->loop_turn_max_us = 1234;
     s->serving = true;
-    snprintf(s->health_reason, sizeof s->health_reason, "ok");
+    static const char *const reasons[NODE_METRICS_HEALTH_REASONS] = {"ok", "diverged", "stopping",
+                                                                     "no-leader", "catching-up"};
+    for (int r = 0; r < NODE_METRICS_HEALTH_REASONS; r++)
+        s->health_reason_names[r] = reasons[r];
+    s->health_reason = 0;
 }
 
 static void test_a_full_page_is_well_formed(void **state)
@@ -328,6 +332,8 @@ static void test_a_full_page_is_well_formed(void **state)
     check_exposition(t.buf, t.len);
     page[t.len] = '\0';
     assert_non_null(strstr(page, "\nehr_raft_term 7\n"));
+    assert_non_null(strstr(page, "\nehr_health_status{reason=\"ok\"} 1\n"));
+    assert_non_null(strstr(page, "\nehr_health_status{reason=\"no-leader\"} 0\n"));
     assert_non_null(strstr(page, "\nehr_raft_role{role=\"leader\"} 1\n"));
     assert_non_null(strstr(page, "\nehr_raft_role{role=\"follower\"} 0\n"));
     assert_non_null(strstr(page, "\nehr_block_height 42\n"));

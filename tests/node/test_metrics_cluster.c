@@ -236,6 +236,10 @@ static void test_metrics_of_a_running_network(void **state)
         snprintf(series, sizeof series, "ehr_raft_leader{member=\"Member %zu\"}", leader);
         assert_int_equal(value_of(&p, series), 1);
         assert_true(value_of(&p, "ehr_raft_term") >= 1);
+        assert_int_equal(wait_value(port[i], "ehr_health_serving", 1, LEADER_WAIT_MS), 1);
+        scrape(port[i], &p);
+        assert_int_equal(value_of(&p, "ehr_health_status{reason=\"ok\"}"), 1);
+        assert_int_equal(value_of(&p, "ehr_health_status{reason=\"no-leader\"}"), 0);
         assert_true(value_of(&p, "ehr_block_height") >= 0);
         assert_true(value_of(&p, "process_resident_memory_bytes") > 0);
         for (size_t j = 0; j < NODES; j++) {
