@@ -320,7 +320,8 @@ static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *dia
                              .applied_index = e->index};
         uint64_t append_ns = uv_hrtime();
         rc = ledger_append_block(n->ledger, &req, &why);
-        node__metrics_sync_write(n, true, uv_hrtime() - append_ns);
+        if (rc == 0) /* a block refused by its checks writes nothing */
+            node__metrics_sync_write(n, true, uv_hrtime() - append_ns);
     }
     if (rc != 0) {
         contracts_block_end(cb);
