@@ -319,6 +319,17 @@ static void render_api(struct node_metrics_text *t, const struct node_metrics_sn
     node_metrics_text_u64(t, "ehr_rpc_streams", blocks, 1, s->block_streams);
     struct node_metrics_label watches[] = {{"kind", "health_watch"}};
     node_metrics_text_u64(t, "ehr_rpc_streams", watches, 1, s->health_watches);
+    node_metrics_text_family(t, "ehr_rpc_streams_refused_total", "counter",
+                             "Streaming calls refused RESOURCE_EXHAUSTED, by kind and by the "
+                             "limit: on the node, per connection, per client address.");
+    static const char *const kinds[NODE_METRICS_STREAM_KINDS] = {"block_stream", "health_watch"};
+    static const char *const limits[NODE_METRICS_STREAM_LIMITS] = {"node", "connection", "address"};
+    for (int k = 0; k < NODE_METRICS_STREAM_KINDS; k++)
+        for (int l = 0; l < NODE_METRICS_STREAM_LIMITS; l++) {
+            struct node_metrics_label ls[] = {{"kind", kinds[k]}, {"limit", limits[l]}};
+            node_metrics_text_u64(t, "ehr_rpc_streams_refused_total", ls, 2,
+                                  s->streams_refused_total[k][l]);
+        }
     if (s->rpc_refusals_known) {
         node_metrics_text_family(t, "ehr_rpc_refused_total", "counter",
                                  "Connections and streams the gRPC server refused or ended, by "

@@ -5,7 +5,8 @@
  * Three parts, each usable alone:
  *
  *   1. node_metrics_snapshot: every value the endpoint shows, in one plain
- *      struct of fixed size (no pointers). The node's loop fills its own
+ *      struct of fixed size (its only pointers are to static strings, so
+ *      a memcpy is a whole copy). The node's loop fills its own
  *      copy (counters and histograms as events happen, gauges once per
  *      tick) and publishes it; nothing else ever writes one.
  *   2. The exposition: node_metrics_text_* write Prometheus text format
@@ -43,9 +44,9 @@ enum {
     NODE_METRICS_NAME_BYTES_MAX = 128,
     /* Histogram buckets with an upper bound (+Inf comes on top). */
     NODE_METRICS_BUCKETS = 14,
-    /* The rendered page: a full snapshot takes about 16 KiB; a page that
-     * would pass this is cut at the last whole family and counted
-     * (ehr_metrics_render_truncated_total). */
+    /* The rendered page: a full snapshot (16 members with the longest
+     * names) takes about 16 KiB; a page that would pass this is cut at the
+     * last whole family (node_metrics_render says EHR_ETOOBIG). */
     NODE_METRICS_TEXT_BYTES_MAX = 256 * 1024,
     /* The HTTP server's bounds: connections at once, from one address,
      * the seconds a connection may stay idle, and the memory one
@@ -102,6 +103,10 @@ const char *node_metrics_refusal_name(enum node_metrics_refusal reason);
 /* The RPC server's refusals by the limit that refused (rpc.h). */
 enum { NODE_METRICS_RPC_REFUSALS = 4 };
 
+/* The node's streaming calls (block streams, health watches) and the
+ * limits on them: on the node, per connection, per address. */
+enum { NODE_METRICS_STREAM_KINDS = 2, NODE_METRICS_STREAM_LIMITS = 3 };
+
 /* Roles as ehr_raft_role shows them (the consensus core's enum raft_role). */
 enum { NODE_METRICS_ROLES = 4 };
 
@@ -151,6 +156,8 @@ struct node_metrics_snapshot {
     uint64_t rpc_calls;
     uint64_t block_streams;
     uint64_t health_watches;
+    /* [kind: block streams, health watches][limit: node, connection, address] */
+    uint64_t streams_refused_total[NODE_METRICS_STREAM_KINDS][NODE_METRICS_STREAM_LIMITS];
     bool rpc_refusals_known; /* the server reports its refusals */
     uint64_t rpc_refused_total[NODE_METRICS_RPC_REFUSALS];
     const char *rpc_refusal_limit[NODE_METRICS_RPC_REFUSALS]; /* static strings */

@@ -22,6 +22,8 @@ _Static_assert((int)NODE_METRICS_NAME_BYTES_MAX >= (int)EHR_MEMBER_NAME_BYTES_MA
 _Static_assert((int)NODE_METRICS_RPC_REFUSALS == (int)RPC_SERVER_REFUSAL_KINDS,
                "every RPC refusal");
 _Static_assert((int)NODE_METRICS_ROLES == (int)RAFT_LEADER + 1, "every Raft role");
+_Static_assert((int)NODE_METRICS_STREAM_LIMITS == (int)NODE_STREAM_LIMIT_COUNT_,
+               "every stream limit");
 _Static_assert((int)NODE_METRICS_HEALTH_REASONS == (int)NODE_HEALTH_CATCHING_UP + 1,
                "every health reason");
 /* The mempool's refusals come first, in its order, one less (no ADMITTED). */
@@ -103,6 +105,11 @@ void node__metrics_publish(struct node *n)
     v->rpc_calls = rpc_server_call_count(n->rpc);
     v->block_streams = n->waits.streams.count;
     v->health_watches = n->health.watches.count;
+    _Static_assert(NODE_METRICS_STREAM_KINDS == 2, "block streams, health watches");
+    memcpy(v->streams_refused_total[0], n->waits.streams.refused_total,
+           sizeof v->streams_refused_total[0]);
+    memcpy(v->streams_refused_total[1], n->health.watches.refused_total,
+           sizeof v->streams_refused_total[1]);
     v->rpc_refusals_known = true;
     for (size_t k = 0; k < NODE_METRICS_RPC_REFUSALS; k++)
         v->rpc_refused_total[k] = rpc_server_refused_count(n->rpc, k, &v->rpc_refusal_limit[k]);

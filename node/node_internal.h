@@ -200,11 +200,19 @@ struct node__stream_slot {
     struct rpc_peer_address address; /* rpc_stream_peer_address */
     struct node__link link;          /* in its set's list */
 };
+/* The limit that refused a stream (node__stream_set.refused_total). */
+enum node__stream_limit {
+    NODE_STREAM_LIMIT_NODE,
+    NODE_STREAM_LIMIT_CONNECTION,
+    NODE_STREAM_LIMIT_ADDRESS,
+    NODE_STREAM_LIMIT_COUNT_,
+};
 struct node__stream_set {
     const char *what; /* "block streams": named in the refusals */
     size_t max, per_connection_max, per_address_max;
     struct node__link slots;
     size_t count;
+    uint64_t refused_total[NODE_STREAM_LIMIT_COUNT_]; /* since start, by limit (metrics) */
 };
 
 /* Start SET empty, for calls named WHAT, with its three limits. */

@@ -26,6 +26,7 @@ void node__stream_set_init(struct node__stream_set *set, const char *what, size_
     set->per_address_max = per_address_max;
     node__link_init(&set->slots);
     set->count = 0;
+    memset(set->refused_total, 0, sizeof set->refused_total);
 }
 
 int node__stream_set_admit(struct node__stream_set *set, struct rpc_stream *stream,
@@ -36,6 +37,7 @@ int node__stream_set_admit(struct node__stream_set *set, struct rpc_stream *stre
         snprintf(msg, sizeof msg, "too many %s open on this node (the limit is %zu); retry later",
                  set->what, set->max);
         rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        set->refused_total[NODE_STREAM_LIMIT_NODE]++;
         return EHR_EFULL;
     }
     uint64_t connection_id = rpc_stream_connection_id(stream);
@@ -51,6 +53,7 @@ int node__stream_set_admit(struct node__stream_set *set, struct rpc_stream *stre
                  "too many %s open on this connection (the limit is %zu); close one first",
                  set->what, set->per_connection_max);
         rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        set->refused_total[NODE_STREAM_LIMIT_CONNECTION]++;
         return EHR_EFULL;
     }
     if (from_address >= set->per_address_max) {
@@ -58,6 +61,7 @@ int node__stream_set_admit(struct node__stream_set *set, struct rpc_stream *stre
                  "too many %s open from your address (the limit is %zu); close one first",
                  set->what, set->per_address_max);
         rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
+        set->refused_total[NODE_STREAM_LIMIT_ADDRESS]++;
         return EHR_EFULL;
     }
     slot->connection_id = connection_id;

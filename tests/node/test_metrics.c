@@ -300,6 +300,9 @@ static void full_snapshot(struct node_metrics_snapshot *s)
     s->rpc_calls = 5;
     s->block_streams = 1;
     s->health_watches = 2;
+    for (int k = 0; k < NODE_METRICS_STREAM_KINDS; k++)
+        for (int l = 0; l < NODE_METRICS_STREAM_LIMITS; l++)
+            s->streams_refused_total[k][l] = (uint64_t)(k * 4 + l * 2);
     s->rpc_refusals_known = true;
     const char *limits[NODE_METRICS_RPC_REFUSALS] = {"a", "b", "c", "d"};
     for (int k = 0; k < NODE_METRICS_RPC_REFUSALS; k++) {
@@ -344,6 +347,8 @@ static void test_a_full_page_is_well_formed(void **state)
     assert_null(strstr(page, "\nehr_peer_up{peer=\"\\\"\\\\A")); /* self has no link */
     assert_non_null(strstr(page, "\nehr_raft_leader{member=\"\\\"\\\\A"));
     assert_non_null(strstr(page, "\nehr_rpc_refused_total{limit=\"d\"} 30\n"));
+    assert_non_null(strstr(
+        page, "\nehr_rpc_streams_refused_total{kind=\"health_watch\",limit=\"address\"} 8\n"));
     assert_non_null(strstr(page, "\nehr_loop_turn_max_seconds 0.001234\n"));
     assert_non_null(strstr(page, "\nprocess_open_fds 12\n"));
     /* Under the page bound with room to spare: the most members, the
