@@ -231,6 +231,10 @@ static void render_consensus(struct node_metrics_text *t, const struct node_metr
         struct node_metrics_label l[] = {{"role", role_names[r]}};
         node_metrics_text_u64(t, "ehr_raft_role", l, 1, s->raft_role == r);
     }
+    gauge(t, "ehr_raft_voter",
+          "1 when this node votes in the Raft configuration it knows, 0 while it is a learner "
+          "(a joining member catching up).",
+          s->voter);
     gauge(t, "ehr_raft_has_leader",
           "1 when this node knows a leader (itself or the one it follows).", s->has_leader);
     node_metrics_text_family(t, "ehr_raft_leader", "gauge",

@@ -131,6 +131,7 @@ struct node_metrics_snapshot {
     uint64_t raft_term;
     int raft_role; /* enum raft_role: 0..NODE_METRICS_ROLES-1 */
     bool has_leader;
+    bool voter; /* in the configuration it knows; false while a learner */
     uint64_t commit_index;
     uint64_t applied_index;
     uint32_t proposals_inflight;

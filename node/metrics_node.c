@@ -82,6 +82,9 @@ void node__metrics_publish(struct node *n)
     EHR_ASSERT((int)n->cons.role < NODE_METRICS_ROLES);
     v->raft_role = (int)n->cons.role;
     v->has_leader = n->cons.leader != 0;
+    struct raft_status rs;
+    raft_status_get(n->cons.raft, &rs);
+    v->voter = raft_config_is_voter(&rs.config, rs.id);
     v->commit_index = n->cons.commit_index;
     v->applied_index = n->cons.applied_index;
     v->proposals_inflight = n->cons.role == RAFT_LEADER ? n->prop.inflight : 0;

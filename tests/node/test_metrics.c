@@ -266,6 +266,7 @@ static void full_snapshot(struct node_metrics_snapshot *s)
     s->raft_term = 7;
     s->raft_role = 3;
     s->has_leader = true;
+    s->voter = true;
     s->commit_index = 100;
     s->applied_index = 99;
     s->proposals_inflight = 2;
@@ -335,6 +336,7 @@ static void test_a_full_page_is_well_formed(void **state)
     check_exposition(t.buf, t.len);
     page[t.len] = '\0';
     assert_non_null(strstr(page, "\nehr_raft_term 7\n"));
+    assert_non_null(strstr(page, "\nehr_raft_voter 1\n"));
     assert_non_null(strstr(page, "\nehr_health_status{reason=\"ok\"} 1\n"));
     assert_non_null(strstr(page, "\nehr_health_status{reason=\"no-leader\"} 0\n"));
     assert_non_null(strstr(page, "\nehr_raft_role{role=\"leader\"} 1\n"));
