@@ -25,7 +25,8 @@
  *               many addresses as the per-address limit takes), never
  *               read.
  *   idle        RPC_CONNECTIONS_MAX connections that send nothing (from
- *               as many addresses as the per-address cap takes).
+ *               as many addresses as the per-address cap takes); the
+ *               node's newcomers take their places (counted as refused).
  *   badsig      SubmitTransaction with a bad signature, the control's
  *               shape, as fast as answered.
  *   malformed   In turn: a message whose length prefix says 5 MiB (over
@@ -43,8 +44,17 @@
  * probe's stall is not charged to the next; the leader's rss_bytes at the
  * end of the settle is printed as "rss after".
  *
+ * The leader's memory is read from /proc: its anonymous resident bytes
+ * (RssAnon) by the watcher, and at the end of each settle by kind (main
+ * heap, other anonymous, LMDB maps, binary; /proc/PID/smaps).
+ *
  * Prints a table (ratio: honest tx/s over the control's, same run) and
- * one JSON line. Nothing here judges the figures (docs/BENCHMARKS.md).
+ * one JSON line, then the checks one run can decide, per probe: no leader
+ * change, every new client served ("status fails" 0), the leader's
+ * anonymous memory within PEAK_ABOVE_BASE_BYTES_MAX of its level before
+ * the probes at its peak and within LEFT_BYTES_MAX after the settle; exits
+ * 1 if one fails. The throughput ratio is not judged here: one run cannot
+ * (docs/BENCHMARKS.md).
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -78,6 +88,22 @@ enum {
     PROBE_REQUESTS_MAX = 2000000,
 };
 
+/*
+ * The memory checks (node/README.md, "Memory"), on the leader's anonymous
+ * resident memory (heap, arenas, stacks: what clients can make it
+ * allocate; the LMDB maps are file pages that grow with the ledger and
+ * that the kernel may reclaim, reported apart). Under any probe it stays
+ * within the block streams' queues (the largest thing the probes here can
+ * make the node hold: NODE_BLOCK_STREAMS_MAX × RPC_STREAM_QUEUE_BYTES_MAX)
+ * plus PEAK_OTHER_BYTES_MAX (connections, HTTP/2 state, the honest load)
+ * above what it was before the probes; at the end of each settle it is
+ * back within LEFT_BYTES_MAX of it.
+ */
+#define PEAK_OTHER_BYTES_MAX (64ull << 20)
+#define PEAK_ABOVE_BASE_BYTES_MAX                                                                  \
+    ((uint64_t)NODE_BLOCK_STREAMS_MAX * RPC_STREAM_QUEUE_BYTES_MAX + PEAK_OTHER_BYTES_MAX)
+#define LEFT_BYTES_MAX (16ull << 20)
+
 #define SOURCE_CONTROL 0x7f000002u
 #define SOURCE_BADSIG 0x7f000003u
 #define SOURCE_MALFORMED 0x7f000004u
@@ -90,13 +116,77 @@ struct args {
 
 static struct cluster cluster;
 
+/* ---- the leader's memory, by kind (/proc/PID/smaps) ---- */
+
+/* Resident bytes: the main malloc arena ([heap]), other anonymous
+ * mappings (threads' malloc arenas and stacks, blocks glibc mmapped), the
+ * LMDB maps (data.mdb: the ledger's pages the kernel keeps cached in the
+ * process, file-backed and reclaimable), and the rest (the binary and its
+ * libraries). */
+struct rss_split {
+    uint64_t heap, anon, lmdb, other;
+};
+
+static struct rss_split rss_split_of(pid_t pid)
+{
+    struct rss_split r = {0};
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/smaps", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return r;
+    char line[512];
+    uint64_t *kind = &r.other;
+    while (fgets(line, sizeof line, f) != NULL) {
+        unsigned long long kb;
+        if (sscanf(line, "Rss: %llu kB", &kb) == 1) {
+            *kind += (uint64_t)kb * 1024;
+            continue;
+        }
+        /* A mapping's header: "start-end perms offset dev inode [path]". */
+        char range[64], perms[8], offset[32], dev[16], name[384] = "";
+        unsigned long inode;
+        if (sscanf(line, "%63s %7s %31s %15s %lu %383s", range, perms, offset, dev, &inode, name) <
+                5 ||
+            strchr(range, '-') == NULL)
+            continue;
+        if (strcmp(name, "[heap]") == 0)
+            kind = &r.heap;
+        else if (strstr(name, ".mdb") != NULL)
+            kind = &r.lmdb;
+        else if (name[0] == '\0' || strncmp(name, "[anon", 5) == 0)
+            kind = &r.anon;
+        else
+            kind = &r.other;
+    }
+    fclose(f);
+    return r;
+}
+
+/* Anonymous resident bytes of PID (/proc/PID/status RssAnon), 0 if unknown. */
+static uint64_t rss_anon_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "RssAnon: %llu kB", &kb) == 1)
+            break;
+    fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
 /* ---- the watcher ---- */
 
 struct watch {
     uint64_t term[3];
     bool seen[3];
     uint64_t leader_changes;
-    uint64_t turn_max_us, rss_max;
+    uint64_t turn_max_us, rss_max, rss_anon_max;
     uint64_t status_failures;
 };
 
@@ -119,6 +209,9 @@ static struct watch watch_run(size_t leader, uint64_t ms)
                 w.turn_max_us = s.loop_turn_max_us;
             if (i == leader && s.rss_bytes > w.rss_max)
                 w.rss_max = s.rss_bytes;
+            uint64_t anon = i == leader ? rss_anon_of(cluster.nodes[i].pid) : 0;
+            if (anon > w.rss_anon_max)
+                w.rss_anon_max = anon;
         }
         usleep(WATCH_PERIOD_US);
     }
@@ -214,6 +307,16 @@ static struct probe_counts probe_streams(uint16_t port, uint64_t end_us)
     return c;
 }
 
+/* Whether the node closed FD (EOF, or a reset, within a millisecond). */
+static bool closed_by_node(int fd)
+{
+    uint8_t buf[4096];
+    bool eof = false;
+    while (raw_read(fd, buf, sizeof buf, 1, &eof) == sizeof buf && !eof)
+        ;
+    return eof;
+}
+
 static struct probe_counts probe_idle(uint16_t port, uint64_t count, uint64_t end_us)
 {
     struct probe_counts c = {0};
@@ -229,14 +332,11 @@ static struct probe_counts probe_idle(uint16_t port, uint64_t count, uint64_t en
     }
     while (cluster_now_us() < end_us)
         usleep(50000);
-    /* Which of them the node closed meanwhile (EOF at once). */
+    /* Which of them the node closed meanwhile (given way to newcomers). */
     for (uint64_t k = 0; k < c.sent; k++) {
         if (fds[k] < 0)
             continue;
-        uint8_t buf[256];
-        bool eof = false;
-        raw_read(fds[k], buf, sizeof buf, 0, &eof);
-        if (eof)
+        if (closed_by_node(fds[k]))
             c.refused++;
         else
             c.answered++;
@@ -488,6 +588,12 @@ int main(int argc, char **argv)
     }
     struct cluster_status s0;
     cluster_status(&cluster, leader, &s0);
+    struct rss_split base = rss_split_of(cluster.nodes[leader].pid);
+    uint64_t base_anon = rss_anon_of(cluster.nodes[leader].pid);
+    printf("# leader before the probes: rss %.1f MB (heap %.1f, other anonymous %.1f, lmdb %.1f, "
+           "binary and libraries %.1f)\n",
+           (double)s0.rss_bytes / 1e6, (double)base.heap / 1e6, (double)base.anon / 1e6,
+           (double)base.lmdb / 1e6, (double)base.other / 1e6);
     printf("# 3 ehrd on loopback, ledger of %" PRIu64 " blocks; window %" PRIu64
            " ms per probe, honest load %" PRIu64 " in flight from 127.0.0.1, settle %" PRIu64
            " ms; nproc %ld\n",
@@ -498,7 +604,8 @@ int main(int argc, char **argv)
     struct honest hon[P_COUNT];
     struct watch wat[P_COUNT];
     struct probe_counts pc[P_COUNT];
-    uint64_t rss_after[P_COUNT];
+    uint64_t rss_after[P_COUNT], anon_after[P_COUNT];
+    struct rss_split split_after[P_COUNT];
     size_t leaders[P_COUNT];
     for (int p = 0; p < P_COUNT; p++) {
         leader = cluster_wait_leader(&cluster, LEADER_WAIT_MS);
@@ -532,8 +639,15 @@ int main(int argc, char **argv)
         struct cluster_status s = {0};
         cluster_status(&cluster, leader, &s);
         rss_after[p] = s.rss_bytes;
-        printf("# %-9s done: %.0f tx/s, p99 %.1f ms, %" PRIu64 " leader changes\n", probe_names[p],
-               hon[p].tx_per_s, hon[p].p99_ms, wat[p].leader_changes);
+        split_after[p] = rss_split_of(cluster.nodes[leader].pid);
+        anon_after[p] = rss_anon_of(cluster.nodes[leader].pid);
+        printf("# %-9s done: %.0f tx/s, p99 %.1f ms, %" PRIu64
+               " leader changes; leader anonymous peak %.1f MB; after: rss %.1f MB (heap %.1f, "
+               "other anonymous %.1f, lmdb %.1f)\n",
+               probe_names[p], hon[p].tx_per_s, hon[p].p99_ms, wat[p].leader_changes,
+               (double)wat[p].rss_anon_max / 1e6, (double)s.rss_bytes / 1e6,
+               (double)split_after[p].heap / 1e6, (double)split_after[p].anon / 1e6,
+               (double)split_after[p].lmdb / 1e6);
     }
     free(bad);
 
@@ -566,6 +680,30 @@ int main(int argc, char **argv)
                pc[p].failed);
     }
     printf("]}\n");
+
+    /* The checks of issue "The API under abuse" that one run can decide
+     * (the throughput ratio is printed, not checked: it needs repeated runs). */
+    int failed = 0;
+    printf("\n# checks (leader anonymous memory before the probes: %.1f MB; peak bound +%.0f MB, "
+           "left bound +%.0f MB)\n",
+           (double)base_anon / 1e6, (double)PEAK_ABOVE_BASE_BYTES_MAX / 1e6,
+           (double)LEFT_BYTES_MAX / 1e6);
+    for (int p = 0; p < P_COUNT; p++) {
+        bool leader_kept = wat[p].leader_changes == 0;
+        bool newcomers_served = wat[p].status_failures == 0;
+        bool peak_ok = wat[p].rss_anon_max <= base_anon + PEAK_ABOVE_BASE_BYTES_MAX;
+        bool left_ok = anon_after[p] <= base_anon + LEFT_BYTES_MAX;
+        printf("check %-10s leader kept %s, new clients served %s, anonymous peak %.1f MB %s, "
+               "after %.1f MB %s\n",
+               probe_names[p], leader_kept ? "ok" : "FAILED", newcomers_served ? "ok" : "FAILED",
+               (double)wat[p].rss_anon_max / 1e6, peak_ok ? "ok" : "FAILED",
+               (double)anon_after[p] / 1e6, left_ok ? "ok" : "FAILED");
+        failed += !leader_kept + !newcomers_served + !peak_ok + !left_ok;
+    }
     cluster_destroy(&cluster, getenv("EHR_TEST_KEEP") != NULL);
+    if (failed > 0) {
+        fprintf(stderr, "bench_abuse: %d checks failed\n", failed);
+        return 1;
+    }
     return 0;
 }
