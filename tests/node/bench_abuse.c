@@ -27,6 +27,15 @@
  *   idle        RPC_CONNECTIONS_MAX connections that send nothing (from
  *               as many addresses as the per-address cap takes); the
  *               node's newcomers take their places (counted as refused).
+ *   slowhs      RPC_CONNECTIONS_MAX connections (spread as idle's) that
+ *               trickle the HTTP/2 preface and SETTINGS one byte per
+ *               connection every SLOW_BYTE_PERIOD_MS, then PINGs the same
+ *               way; one the node closes is opened again.
+ *   headers     A header block that never ends: HEADERS without
+ *               END_HEADERS, then CONTINUATION frames of
+ *               HEADER_FLOOD_FRAME_BYTES as fast as the node reads, on
+ *               FLOOD_CONNECTIONS connections from one address, each
+ *               opened again when the node ends it.
  *   badsig      SubmitTransaction with a bad signature, the control's
  *               shape, as fast as answered.
  *   malformed   In turn: a message whose length prefix says 5 MiB (over
@@ -56,6 +65,7 @@
  * 1 if one fails. The throughput ratio is not judged here: one run cannot
  * (docs/BENCHMARKS.md).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -65,6 +75,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -86,6 +97,10 @@ enum {
     LEADER_WAIT_MS = 15000,
     /* A cap on what any probe sends, whatever the window. */
     PROBE_REQUESTS_MAX = 2000000,
+    /* A slow handshake's pace: one byte per connection per period. */
+    SLOW_BYTE_PERIOD_MS = 100,
+    /* A header flood's CONTINUATION frames: header fields this long each. */
+    HEADER_FLOOD_FRAME_BYTES = 1024,
 };
 
 /*
@@ -109,6 +124,8 @@ enum {
 #define SOURCE_MALFORMED 0x7f000004u
 #define SOURCE_STREAMS_FIRST 0x7f000010u /* .16 and up */
 #define SOURCE_IDLE_FIRST 0x7f000040u    /* .64 and up */
+#define SOURCE_SLOW_FIRST 0x7f000050u    /* .80 and up */
+#define SOURCE_HEADER_FLOOD 0x7f000005u
 
 struct args {
     uint64_t window_ms, inflight, ledger_txs, settle_ms, connections;
@@ -346,6 +363,185 @@ static struct probe_counts probe_idle(uint16_t port, uint64_t count, uint64_t en
     return c;
 }
 
+/* Send LEN bytes without waiting: 1 sent, 0 the socket is full, -1 closed. */
+static int send_nowait(int fd, const uint8_t *data, size_t len)
+{
+    ssize_t n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n == (ssize_t)len)
+        return 1;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    return n < 0 ? -1 : 1; /* a partial send: the rest is lost, the stream garbled, fine */
+}
+
+/* The client preface, then an empty SETTINGS frame. */
+static const uint8_t h2_preface_settings[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                             "\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+#define H2_PREFACE_SETTINGS_BYTES (sizeof h2_preface_settings - 1)
+/* A PING frame (what a slow client trickles once its preface is out). */
+static const uint8_t h2_ping[] = "\x00\x00\x08\x06\x00\x00\x00\x00\x00"
+                                 "\x01\x02\x03\x04\x05\x06\x07\x08";
+#define H2_PING_BYTES (sizeof h2_ping - 1)
+
+/* The byte a slow client sends at step N: the preface and SETTINGS, then PINGs. */
+static uint8_t slow_byte(uint64_t n)
+{
+    if (n < H2_PREFACE_SETTINGS_BYTES)
+        return h2_preface_settings[n];
+    return h2_ping[(n - H2_PREFACE_SETTINGS_BYTES) % H2_PING_BYTES];
+}
+
+/* COUNT connections (as the idle probe spreads them) that each send one
+ * byte every SLOW_BYTE_PERIOD_MS: the preface and SETTINGS a byte at a
+ * time, then PINGs; one the node closes is opened again. sent: connections
+ * opened; refused: closed by the node; answered: still open at the end. */
+static struct probe_counts probe_slow_handshake(uint16_t port, uint64_t count, uint64_t end_us)
+{
+    struct probe_counts c = {0};
+    int *fds = calloc(count, sizeof *fds);
+    uint64_t *step = calloc(count, sizeof *step);
+    if (fds == NULL || step == NULL)
+        _exit(3);
+    for (uint64_t k = 0; k < count; k++)
+        fds[k] = -1;
+    while (cluster_now_us() < end_us) {
+        for (uint64_t k = 0; k < count && cluster_now_us() < end_us; k++) {
+            if (fds[k] < 0) {
+                uint32_t source =
+                    SOURCE_SLOW_FIRST + (uint32_t)(k / RPC_CONNECTIONS_PER_ADDRESS_MAX);
+                fds[k] = raw_connect_from(source, port);
+                c.sent++;
+                step[k] = 0;
+                if (fds[k] < 0) {
+                    c.failed++;
+                    continue;
+                }
+            }
+            uint8_t b = slow_byte(step[k]++);
+            if (send_nowait(fds[k], &b, 1) < 0 || closed_by_node(fds[k])) {
+                c.refused++;
+                close(fds[k]);
+                fds[k] = -1;
+            }
+        }
+        usleep(SLOW_BYTE_PERIOD_MS * 1000);
+    }
+    for (uint64_t k = 0; k < count; k++) {
+        if (fds[k] < 0)
+            continue;
+        if (closed_by_node(fds[k]))
+            c.refused++;
+        else
+            c.answered++;
+        close(fds[k]);
+    }
+    free(fds);
+    free(step);
+    return c;
+}
+
+/* One HPACK literal header field, not indexed, new name (both under 127 bytes). */
+static size_t hpack_literal(uint8_t *out, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value), n = 0;
+    out[n++] = 0x00;
+    out[n++] = (uint8_t)nl;
+    memcpy(out + n, name, nl), n += nl;
+    out[n++] = (uint8_t)vl;
+    memcpy(out + n, value, vl), n += vl;
+    return n;
+}
+
+static size_t h2_frame_header(uint8_t *out, size_t len, uint8_t type, uint8_t flags,
+                              uint32_t stream)
+{
+    out[0] = (uint8_t)(len >> 16), out[1] = (uint8_t)(len >> 8), out[2] = (uint8_t)len;
+    out[3] = type, out[4] = flags;
+    out[5] = (uint8_t)(stream >> 24), out[6] = (uint8_t)(stream >> 16);
+    out[7] = (uint8_t)(stream >> 8), out[8] = (uint8_t)stream;
+    return 9;
+}
+
+/* A header block that never ends: the preface and SETTINGS, a request's
+ * HEADERS without END_HEADERS, then CONTINUATION frames of
+ * HEADER_FLOOD_FRAME_BYTES of header fields, as fast as the node reads
+ * them, on FLOOD_CONNECTIONS connections from one address; a connection
+ * the node ends is opened again. sent: header blocks started; refused:
+ * ended by the node; answered: still open at the end. */
+static struct probe_counts probe_header_flood(uint16_t port, uint64_t end_us)
+{
+    struct probe_counts c = {0};
+    static uint8_t start[H2_PREFACE_SETTINGS_BYTES + 9 + 256];
+    memcpy(start, h2_preface_settings, H2_PREFACE_SETTINGS_BYTES);
+    uint8_t *hb = start + H2_PREFACE_SETTINGS_BYTES + 9;
+    size_t hl = 0;
+    static const uint8_t pseudo[] = {0x83 /* :method POST */, 0x86 /* :scheme http */};
+    memcpy(hb, pseudo, sizeof pseudo), hl += sizeof pseudo;
+    hl += hpack_literal(hb + hl, ":path", "/ehr.v1.Node/GetStatus");
+    hl += hpack_literal(hb + hl, "content-type", "application/grpc");
+    hl += hpack_literal(hb + hl, "te", "trailers");
+    h2_frame_header(start + H2_PREFACE_SETTINGS_BYTES, hl, 0x1 /* HEADERS */, 0, 1);
+    size_t start_len = H2_PREFACE_SETTINGS_BYTES + 9 + hl;
+    static uint8_t cont[9 + HEADER_FLOOD_FRAME_BYTES];
+    size_t cl = 0;
+    static char value[101];
+    memset(value, 'v', 100);
+    for (int i = 0;; i++) {
+        char name[24];
+        snprintf(name, sizeof name, "x-flood-%d", i);
+        if (cl + 3 + strlen(name) + strlen(value) > HEADER_FLOOD_FRAME_BYTES)
+            break;
+        cl += hpack_literal(cont + 9 + cl, name, value);
+    }
+    h2_frame_header(cont, cl, 0x9 /* CONTINUATION */, 0, 1);
+    size_t cont_len = 9 + cl;
+    int fds[FLOOD_CONNECTIONS];
+    for (int k = 0; k < FLOOD_CONNECTIONS; k++)
+        fds[k] = -1;
+    uint64_t frames = 0;
+    while (cluster_now_us() < end_us && frames < PROBE_REQUESTS_MAX) {
+        bool progress = false;
+        for (int k = 0; k < FLOOD_CONNECTIONS; k++) {
+            if (fds[k] < 0) {
+                fds[k] = raw_connect_from(SOURCE_HEADER_FLOOD, port);
+                c.sent++;
+                if (fds[k] < 0) {
+                    c.failed++;
+                    continue;
+                }
+                if (raw_send(fds[k], start, start_len) != 0) {
+                    c.refused++;
+                    close(fds[k]);
+                    fds[k] = -1;
+                    continue;
+                }
+            }
+            int rv = send_nowait(fds[k], cont, cont_len);
+            if (rv > 0) {
+                frames++;
+                progress = true;
+            }
+            if (rv < 0 || closed_by_node(fds[k])) {
+                c.refused++;
+                close(fds[k]);
+                fds[k] = -1;
+            }
+        }
+        if (!progress)
+            usleep(1000);
+    }
+    for (int k = 0; k < FLOOD_CONNECTIONS; k++) {
+        if (fds[k] < 0)
+            continue;
+        if (closed_by_node(fds[k]))
+            c.refused++;
+        else
+            c.answered++;
+        close(fds[k]);
+    }
+    return c;
+}
+
 static struct probe_counts probe_malformed(uint16_t port, uint64_t end_us)
 {
     struct probe_counts c = {0};
@@ -424,9 +620,9 @@ static uint8_t *badsig_request(size_t *len)
     return f;
 }
 
-enum probe { P_CONTROL, P_STREAMS, P_IDLE, P_BADSIG, P_MALFORMED, P_COUNT };
-static const char *const probe_names[P_COUNT] = {"control", "streams", "idle", "badsig",
-                                                 "malformed"};
+enum probe { P_CONTROL, P_STREAMS, P_IDLE, P_SLOWHS, P_HEADERS, P_BADSIG, P_MALFORMED, P_COUNT };
+static const char *const probe_names[P_COUNT] = {"control", "streams", "idle",     "slowhs",
+                                                 "headers", "badsig",  "malformed"};
 
 static struct probe_counts probe_run(enum probe p, uint16_t port, const struct args *a,
                                      const uint8_t *bad, size_t bad_len)
@@ -441,6 +637,10 @@ static struct probe_counts probe_run(enum probe p, uint16_t port, const struct a
         return probe_streams(port, end);
     case P_IDLE:
         return probe_idle(port, a->connections, end);
+    case P_SLOWHS:
+        return probe_slow_handshake(port, a->connections, end);
+    case P_HEADERS:
+        return probe_header_flood(port, end);
     case P_BADSIG:
         return flood_calls(port, SOURCE_BADSIG, "/ehr.v1.Node/SubmitTransaction", bad, bad_len,
                            end);
