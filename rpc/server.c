@@ -1439,6 +1439,7 @@ static void on_connection(uv_stream_t *listener, int status)
         uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
         uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
         uv_close((uv_handle_t *)&conn->first_request_timer, conn_handle_closed);
+        server_pump(server); /* a connection evicted for it may have cancels to deliver */
         return;
     }
     EHR_ASSERT(server->conn_count <= server->config.connections_max);
