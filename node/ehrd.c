@@ -41,6 +41,20 @@
  */
 #define EHRD_MALLOC_MMAP_THRESHOLD_BYTES (256 * 1024)
 #define EHRD_MALLOC_TRIM_THRESHOLD_BYTES (1024 * 1024)
+/*
+ * What the two settings above cannot return: free chunks below the top of
+ * a heap, held there by live blocks above them. After a series of client
+ * floods the leader's main heap stayed at 26.7 MB resident of which
+ * malloc_trim(0) gave back 23.5 MB (node/README.md, "Memory"). So every
+ * period, when the arenas hold at least EHRD_MALLOC_TRIM_FREE_BYTES_MIN
+ * free (mallinfo2), ehrd calls malloc_trim(0) on a worker thread (libuv's
+ * pool): it madvises every free page of every arena, about 0.5 ms per MB
+ * returned in a test program (28 ms for 60 MB), too long for the
+ * consensus loop, which only waits if it allocates from the main arena
+ * while that arena is being trimmed.
+ */
+#define EHRD_MALLOC_TRIM_PERIOD_MS 10000u
+#define EHRD_MALLOC_TRIM_FREE_BYTES_MIN (4u * 1024 * 1024)
 
 static const char usage[] =
     "usage: ehrd --config FILE [--genesis FILE]\n"
@@ -81,6 +95,9 @@ static void service_notify(const char *state)
 struct daemon {
     struct node *node;
     uv_signal_t sigint, sigterm;
+    uv_timer_t trim_timer; /* returns the heaps' free pages (EHRD_MALLOC_TRIM_PERIOD_MS) */
+    uv_work_t trim_work;   /* malloc_trim, off the loop */
+    bool trimming;         /* trim_work is queued or running */
     int exit_code;
     int signals;
 };
@@ -140,6 +157,35 @@ static void on_stopped(void *user, int exit_code)
     d->node = NULL;
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->trim_timer, NULL);
+}
+
+static void trim_run(uv_work_t *w)
+{
+    (void)w;
+    malloc_trim(0);
+}
+
+static void trim_done(uv_work_t *w, int status)
+{
+    (void)status;
+    struct daemon *d = w->data;
+    EHR_ASSERT(d->trimming);
+    d->trimming = false;
+}
+
+static void on_trim_timer(uv_timer_t *h)
+{
+    struct daemon *d = h->data;
+    if (d->trimming)
+        return;
+    struct mallinfo2 mi = mallinfo2();
+    if (mi.fordblks < EHRD_MALLOC_TRIM_FREE_BYTES_MIN)
+        return;
+    ehr_log(EHR_LOG_DEBUG, "malloc trim", "free_bytes=%zu", mi.fordblks);
+    d->trim_work.data = d;
+    if (uv_queue_work(h->loop, &d->trim_work, trim_run, trim_done) == 0)
+        d->trimming = true;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -265,6 +311,11 @@ int main(int argc, char **argv)
     d.sigint.data = d.sigterm.data = &d;
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_timer_init(&loop, &d.trim_timer);
+    d.trim_timer.data = &d;
+    uv_timer_start(&d.trim_timer, on_trim_timer, EHRD_MALLOC_TRIM_PERIOD_MS,
+                   EHRD_MALLOC_TRIM_PERIOD_MS);
+    uv_unref((uv_handle_t *)&d.trim_timer); /* the node's own handles keep the loop alive */
     /* node_start returned with the peer and RPC listeners bound: the node
      * serves from here (clients are answered UNAVAILABLE until a leader is
      * known, which is the cluster's state, not this process's). */

@@ -67,6 +67,12 @@ enum rpc_status rpc_status_from_err(int err);
  * IPv6 with an IPv4-mapped address counted as the IPv4 one), so that a few
  * clients cannot take every connection; more are closed at once too. */
 #define RPC_CONNECTIONS_PER_ADDRESS_MAX 128u
+/* When a server holds all its connections, a newcomer takes the place of
+ * the idlest connection of the most-represented client address if that
+ * address holds at least this many more connections than the newcomer's
+ * (so one with none gets in while any address holds 2 or more); otherwise
+ * it is closed at once. Below 2 a newcomer would only swap two counts. */
+#define RPC_EVICTION_GAP_CONNECTIONS_MIN 2u
 /* SETTINGS_MAX_CONCURRENT_STREAMS the server advertises (and enforces). */
 #define RPC_STREAMS_PER_CONNECTION_MAX 128u
 /* Request header list (names + values + 32 per field, as HTTP/2 counts it). */
@@ -224,9 +230,11 @@ uint32_t rpc_server_call_count(const struct rpc_server *server);
  * started, for KIND in 0 .. RPC_SERVER_REFUSAL_KINDS - 1; *LIMIT (may be
  * NULL) gets the name of the limit (a config field: "connections_max",
  * "connections_per_address_max", "stream_stall_timeout_ms",
- * "first_request_timeout_ms"), a static string.
+ * "first_request_timeout_ms"; and "connections_max_evicted", the
+ * connections ended at the cap to make room for a newcomer), a static
+ * string.
  */
-enum { RPC_SERVER_REFUSAL_KINDS = 4 };
+enum { RPC_SERVER_REFUSAL_KINDS = 5 };
 uint64_t rpc_server_refused_count(const struct rpc_server *server, size_t kind, const char **limit);
 
 /*

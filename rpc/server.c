@@ -54,6 +54,15 @@
  *      connection's and the address's budget together (rpc__budget_take)
  *      and given back to both; when the address's last connection closes
  *      its budget is whole again.
+ *  11. Holding every connection locks nobody out who holds fewer: when
+ *      connections_max are open, a newcomer whose address holds at least
+ *      RPC_EVICTION_GAP_CONNECTIONS_MIN fewer connections than the
+ *      most-represented address takes the place of that address's idlest
+ *      connection (server_eviction_victim: fewest calls, then the oldest
+ *      request progress), which is closed at once; otherwise it is
+ *      refused. So no set of addresses can hold more than an equal share
+ *      against a newcomer, and an address with one connection is served
+ *      unless every connection is from an address of its own.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -71,6 +80,8 @@
  *   accepted / speaking --conn_first_request_cb--> closed at once (no
  *     byte came) or closing after a GOAWAY (invariant 9)
  *   used --conn_idle_cb (no call, no request progress)--> closing (GOAWAY)
+ *   any but closing --on_connection (evicted for a newcomer, invariant
+ *     11)--> closed at once (its calls' handlers told UNAVAILABLE)
  *   closing --conn_flush (output written)--> closed (conn_close)
  *
  * nghttp2 caveats (where they bite):
@@ -114,6 +125,9 @@ enum {
 /* Room for one status message once percent-encoded. */
 #define ENCODED_MESSAGE_BYTES (3 * RPC_STATUS_MESSAGE_BYTES_MAX + 1)
 
+_Static_assert(RPC_EVICTION_GAP_CONNECTIONS_MIN >= 2,
+               "an eviction must leave the two addresses closer than they were");
+
 /* Refusals a client provokes at will: each kind is logged at most once per
  * EHR_LOG_LIMIT_INTERVAL_MS, with the number refused (an attacker holding
  * the connection cap must not be able to flood the log). */
@@ -122,11 +136,12 @@ enum refusal {
     REFUSAL_CONNECTIONS_PER_ADDRESS,
     REFUSAL_STREAM_STALLED,
     REFUSAL_FIRST_REQUEST_LATE,
+    REFUSAL_EVICTED,
     REFUSAL_COUNT_
 };
 static const char *const refusal_limit_names[REFUSAL_COUNT_] = {
     "connections_max", "connections_per_address_max", "stream_stall_timeout_ms",
-    "first_request_timeout_ms"};
+    "first_request_timeout_ms", "connections_max_evicted"};
 _Static_assert((int)REFUSAL_COUNT_ == (int)RPC_SERVER_REFUSAL_KINDS,
                "rpc.h counts the refusals' kinds");
 
@@ -195,6 +210,7 @@ struct rpc__server_conn {
     uv_timer_t idle_timer;
     uv_timer_t first_request_timer; /* stopped by the first complete request */
     bool first_request_done;
+    uint64_t progress_ms;  /* loop time of the last request progress (the accept at first) */
     size_t request_budget; /* request bytes this connection may still buffer (budget) */
     uint8_t first_bytes[FIRST_BYTES_KEPT];
     uint32_t first_len;
@@ -323,6 +339,13 @@ static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t c
         ehr_log(EHR_LOG_WARN, "rpc connections closed: no complete request in time",
                 "limit=%s count=%" PRIu64 " first_request_timeout_ms=%" PRIu64,
                 refusal_limit_names[kind], count, server->config.first_request_timeout_ms);
+        return;
+    }
+    if (kind == REFUSAL_EVICTED) {
+        ehr_log(EHR_LOG_WARN, "rpc connections evicted: a newcomer took the place",
+                "limit=%s count=%" PRIu64 " connections=%u connections_max=%u",
+                refusal_limit_names[kind], count, server->conn_count,
+                server->config.connections_max);
         return;
     }
     ehr_log(EHR_LOG_WARN, "rpc connections refused",
@@ -954,8 +977,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     /* Only a request's progress keeps the connection from being idle:
      * PINGs and other control frames cost a holder nothing to send. */
     struct rpc__server_conn *conn = user_data;
-    if (!conn->io.socketless)
+    if (!conn->io.socketless) {
         uv_timer_again(&conn->idle_timer);
+        conn->progress_ms = uv_now(conn->server->loop);
+    }
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
         call_headers_done(call);
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
@@ -1327,6 +1352,40 @@ static void conn_address_join(struct rpc__server_conn *conn, struct rpc__address
     conn->address = entry;
 }
 
+/*
+ * At the connection cap (invariant 11): the connection a newcomer whose
+ * address holds NEWCOMER_COUNT connections may take the place of, or NULL
+ * if none. The most-represented address gives way when it holds at least
+ * RPC_EVICTION_GAP_CONNECTIONS_MIN more than the newcomer's (a smaller gap
+ * would only swap the two counts); of its connections, the one with the
+ * fewest calls, then the oldest request progress. Two scans of at most
+ * connections_max entries, at the cap only.
+ */
+static struct rpc__server_conn *server_eviction_victim(const struct rpc_server *server,
+                                                       uint32_t newcomer_count)
+{
+    const struct rpc__address *most = NULL;
+    for (struct rpc__link *l = server->addresses.next; l != &server->addresses; l = l->next) {
+        const struct rpc__address *e = RPC__CONTAINER(l, struct rpc__address, link);
+        if (most == NULL || e->connection_count > most->connection_count)
+            most = e;
+    }
+    if (most == NULL || most->connection_count < newcomer_count + RPC_EVICTION_GAP_CONNECTIONS_MIN)
+        return NULL;
+    struct rpc__server_conn *victim = NULL;
+    for (struct rpc__link *l = server->conns.next; l != &server->conns; l = l->next) {
+        struct rpc__server_conn *c = RPC__CONTAINER(l, struct rpc__server_conn, link_all);
+        if (c->address != most)
+            continue;
+        if (victim == NULL || c->call_count < victim->call_count ||
+            (c->call_count == victim->call_count && c->progress_ms < victim->progress_ms))
+            victim = c;
+    }
+    EHR_ASSERT(victim != NULL); /* an address entry exists only with a connection */
+    EHR_ASSERT(!victim->closing);
+    return victim;
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     struct rpc_server *server = listener->data;
@@ -1334,13 +1393,12 @@ static void on_connection(uv_stream_t *listener, int status)
         ehr_log(EHR_LOG_WARN, "rpc accept failed", "err=\"%s\"", uv_strerror(status));
         return;
     }
-    if (server->closing || server->conn_count >= server->config.connections_max) {
+    if (server->closing) {
         uv_tcp_t *reject = ehr_malloc(sizeof *reject);
         uv_tcp_init(server->loop, reject);
         reject->data = server;
         server->handles_open++;
-        if (uv_accept(listener, (uv_stream_t *)reject) == 0 && !server->closing)
-            server_refused(server, REFUSAL_CONNECTIONS_MAX);
+        (void)uv_accept(listener, (uv_stream_t *)reject);
         uv_close((uv_handle_t *)reject, reject_closed);
         return;
     }
@@ -1354,26 +1412,42 @@ static void on_connection(uv_stream_t *listener, int status)
     conn->handles_open = 3;
     conn->server = server;
     server->handles_open += 3;
-    bool over_address = false;
+    bool refused = false;
     int rv = uv_accept(listener, (uv_stream_t *)&conn->io.tcp);
     if (rv == 0) {
         conn->peer = peer_address_of(&conn->io.tcp);
         struct rpc__address *entry = server_address_find(server, &conn->peer);
-        over_address =
-            entry != NULL && entry->connection_count >= server->config.connections_per_address_max;
-        if (over_address)
+        uint32_t held = entry != NULL ? entry->connection_count : 0;
+        if (held >= server->config.connections_per_address_max) {
+            refused = true;
             server_refused(server, REFUSAL_CONNECTIONS_PER_ADDRESS);
-        else if (conn->peer.family != 0)
+        } else if (server->conn_count >= server->config.connections_max) {
+            /* Invariant 11; an address we cannot tell has no share to claim. */
+            struct rpc__server_conn *victim =
+                conn->peer.family != 0 ? server_eviction_victim(server, held) : NULL;
+            refused = victim == NULL;
+            if (refused) {
+                server_refused(server, REFUSAL_CONNECTIONS_MAX);
+            } else {
+                EHR_ASSERT(victim->address != entry);
+                server_refused(server, REFUSAL_EVICTED);
+                conn_close(victim, RPC_STATUS_UNAVAILABLE);
+            }
+        }
+        if (!refused && conn->peer.family != 0)
             conn_address_join(conn, entry);
     }
-    if (rv != 0 || over_address || conn_setup(server, conn, false) != 0) {
+    if (rv != 0 || refused || conn_setup(server, conn, false) != 0) {
         conn_address_leave(conn);
         conn->closing = true;
         uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
         uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
         uv_close((uv_handle_t *)&conn->first_request_timer, conn_handle_closed);
+        server_pump(server); /* a connection evicted for it may have cancels to deliver */
         return;
     }
+    EHR_ASSERT(server->conn_count <= server->config.connections_max);
+    conn->progress_ms = uv_now(server->loop);
     uv_tcp_nodelay(&conn->io.tcp, 1);
     uv_timer_start(&conn->idle_timer, conn_idle_cb, server->config.idle_timeout_ms,
                    server->config.idle_timeout_ms);

@@ -659,7 +659,9 @@ struct load {
     cluster_load_tick tick;
     void *tick_ctx;
     uint64_t deadline_us;
-    bool stopping; /* draining: submit nothing more */
+    bool stopping;       /* draining: submit nothing more */
+    uint64_t rate_per_s; /* 0: a closed loop; else one start per 1/rate s from start_us */
+    uint64_t start_us;
 };
 
 struct attempt {
@@ -715,7 +717,8 @@ static void on_done(void *data, enum rpc_status status, const char *message,
         L->done++;
     }
     free(a);
-    while (!L->stopping && L->inflight < L->inflight_max && L->next < L->count)
+    while (!L->stopping && L->rate_per_s == 0 && L->inflight < L->inflight_max &&
+           L->next < L->count)
         submit_one(L, L->next++);
     if (L->done == L->count)
         uv_stop(&L->loop);
@@ -748,8 +751,10 @@ static void submit_one(struct load *L, size_t tx)
     struct attempt *a = calloc(1, sizeof *a);
     CHECK(a != NULL);
     *a = (struct attempt){L, tx, node};
-    t->attempts++;
     t->sent_us = cluster_now_us();
+    if (t->attempts == 0 && L->rate_per_s == 0)
+        t->start_us = t->sent_us; /* paced: its slot, set by load_pace */
+    t->attempts++;
     L->inflight++;
     int rc = rpc_client_unary(L->conns[node].client, "/ehr.v1.Node/SubmitTransaction", buf, len,
                               10000, on_done, a, NULL);
@@ -764,10 +769,24 @@ static void submit_one(struct load *L, size_t tx)
     }
 }
 
+/* A paced load: start every transaction whose slot has come (as many as
+ * INFLIGHT allows; one held back keeps its slot as its start). */
+static void load_pace(struct load *L, uint64_t now)
+{
+    if (L->rate_per_s == 0 || now < L->start_us)
+        return;
+    uint64_t due = (now - L->start_us) * L->rate_per_s / 1000000 + 1;
+    while (!L->stopping && L->next < L->count && L->next < due && L->inflight < L->inflight_max) {
+        L->txs[L->next].start_us = L->start_us + L->next * 1000000 / L->rate_per_s;
+        submit_one(L, L->next++);
+    }
+}
+
 static void on_timer(uv_timer_t *h)
 {
     struct load *L = h->data;
     uint64_t now = cluster_now_us();
+    load_pace(L, now);
     if (L->tick != NULL)
         L->tick(L->tick_ctx, L->c, L->txs, L->count, now);
     for (size_t i = 0; i < L->c->count; i++)
@@ -800,8 +819,9 @@ static void on_close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-size_t cluster_load(struct cluster *c, struct cluster_tx *txs, size_t count, size_t inflight,
-                    uint64_t timeout_ms, cluster_load_tick tick, void *tick_ctx)
+static size_t load_run(struct cluster *c, struct cluster_tx *txs, size_t count, size_t inflight,
+                       uint64_t rate_per_s, uint64_t timeout_ms, cluster_load_tick tick,
+                       void *tick_ctx)
 {
     struct load *L = calloc(1, sizeof *L);
     CHECK(L != NULL);
@@ -814,11 +834,15 @@ size_t cluster_load(struct cluster *c, struct cluster_tx *txs, size_t count, siz
     L->retry = calloc(count + 1, sizeof *L->retry);
     L->retry_at = calloc(count + 1, sizeof *L->retry_at);
     L->deadline_us = cluster_now_us() + timeout_ms * 1000;
+    L->rate_per_s = rate_per_s;
     CHECK(uv_loop_init(&L->loop) == 0);
     uv_timer_init(&L->loop, &L->timer);
     L->timer.data = L;
-    uv_timer_start(&L->timer, on_timer, 10, 10);
-    while (L->inflight < L->inflight_max && L->next < L->count)
+    uv_timer_start(&L->timer, on_timer, rate_per_s == 0 ? 10 : 1, rate_per_s == 0 ? 10 : 1);
+    L->start_us = cluster_now_us();
+    if (rate_per_s != 0)
+        load_pace(L, L->start_us);
+    while (rate_per_s == 0 && L->inflight < L->inflight_max && L->next < L->count)
         submit_one(L, L->next++);
     uv_run(&L->loop, UV_RUN_DEFAULT);
     L->stopping = true;
@@ -834,6 +858,19 @@ size_t cluster_load(struct cluster *c, struct cluster_tx *txs, size_t count, siz
     free(L->retry_at);
     free(L);
     return committed;
+}
+
+size_t cluster_load(struct cluster *c, struct cluster_tx *txs, size_t count, size_t inflight,
+                    uint64_t timeout_ms, cluster_load_tick tick, void *tick_ctx)
+{
+    return load_run(c, txs, count, inflight, 0, timeout_ms, tick, tick_ctx);
+}
+
+size_t cluster_load_paced(struct cluster *c, struct cluster_tx *txs, size_t count,
+                          uint64_t rate_per_s, size_t inflight_max, uint64_t timeout_ms)
+{
+    CHECK(rate_per_s > 0);
+    return load_run(c, txs, count, inflight_max, rate_per_s, timeout_ms, NULL, NULL);
 }
 
 /* ---- waiting for the nodes ---- */

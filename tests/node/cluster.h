@@ -168,6 +168,7 @@ struct cluster_tx {
     int result_code; /* TxResult.code when the answer carried one, else -1 */
     uint32_t attempts;
     uint64_t sent_us, done_us; /* of the last attempt */
+    uint64_t start_us;         /* the first attempt's, or its slot in a paced load */
 };
 
 /* Sign BODY (its payload set) as member node MEMBER: the chain id, the
@@ -226,6 +227,18 @@ typedef void (*cluster_load_tick)(void *ctx, struct cluster *c, const struct clu
  */
 size_t cluster_load(struct cluster *c, struct cluster_tx *txs, size_t count, size_t inflight,
                     uint64_t timeout_ms, cluster_load_tick tick, void *tick_ctx);
+
+/*
+ * An open loop: start TXS[i] at i / RATE_PER_S seconds from now (at most
+ * INFLIGHT_MAX in flight: one held back by it starts late but keeps its
+ * slot as its start_us, so its latency counts the wait), retried as
+ * cluster_load does, until every one has a final status or TIMEOUT_MS
+ * passes. What the network does not keep up with shows as latency and as
+ * fewer commits in time, never as a slower offered rate. Returns the
+ * number committed.
+ */
+size_t cluster_load_paced(struct cluster *c, struct cluster_tx *txs, size_t count,
+                          uint64_t rate_per_s, size_t inflight_max, uint64_t timeout_ms);
 
 uint64_t cluster_now_us(void);
 

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -431,17 +432,72 @@ static void test_block_streams_are_limited_per_address(void **state)
         h2raw_close(&h[i]);
 }
 
+/* ---- connections ---- */
+
+/* The idle flood's addresses: 127.0.0.64 and up, each holding
+ * RPC_CONNECTIONS_PER_ADDRESS_MAX connections, together every connection
+ * the node takes. */
+#define IDLE_SOURCE_FIRST 0x7f000040u
+enum {
+    IDLE_ADDRESSES = RPC_CONNECTIONS_MAX / RPC_CONNECTIONS_PER_ADDRESS_MAX,
+    NEWCOMER_CALLS = 5,
+};
+_Static_assert(IDLE_ADDRESSES *RPC_CONNECTIONS_PER_ADDRESS_MAX == RPC_CONNECTIONS_MAX,
+               "the idle flood fills the node's connections exactly");
+
+/*
+ * Holding every connection locks nobody out who holds fewer (rpc/server.c,
+ * invariant 11): 8 addresses × 128 idle connections fill a node's
+ * RPC_CONNECTIONS_MAX, and new clients from another address (each
+ * GetStatus of cluster_status is a new connection from 127.0.0.1) are
+ * still served, each in the place of one idle connection.
+ */
+static void test_an_idle_flood_from_many_addresses_does_not_lock_new_clients_out(void **state)
+{
+    (void)state;
+    size_t node = (leader + 1) % 3;
+    uint16_t port = cluster.nodes[node].rpc_port;
+    static int fds[RPC_CONNECTIONS_MAX];
+    for (uint32_t k = 0; k < RPC_CONNECTIONS_MAX; k++) {
+        fds[k] = raw_connect_from(IDLE_SOURCE_FIRST + k / RPC_CONNECTIONS_PER_ADDRESS_MAX, port);
+        assert_true(fds[k] >= 0);
+    }
+    usleep(500000); /* the node has taken them all in */
+    for (int i = 0; i < NEWCOMER_CALLS; i++) {
+        struct cluster_status s;
+        assert_int_equal(cluster_status(&cluster, node, &s), 0);
+    }
+    uint32_t closed = 0;
+    for (uint32_t k = 0; k < RPC_CONNECTIONS_MAX; k++) {
+        uint8_t buf[64];
+        bool eof = false;
+        raw_read(fds[k], buf, sizeof buf, 1, &eof);
+        closed += eof;
+        close(fds[k]);
+    }
+    printf("# %u of %u idle connections gave way to %d newcomers\n", closed, RPC_CONNECTIONS_MAX,
+           NEWCOMER_CALLS);
+    assert_true(closed >= 1);
+    assert_true(closed <= NEWCOMER_CALLS + 8); /* the newcomers, and the cluster's own clients */
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
     assert_int_equal(ehr_crypto_init(), 0);
+    struct rlimit rl; /* the idle flood holds RPC_CONNECTIONS_MAX sockets */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_stream_flood_neither_stalls_the_leader_nor_costs_its_leadership),
         cmocka_unit_test(test_block_streams_are_limited_per_connection),
         cmocka_unit_test(test_block_streams_are_limited_per_address),
         cmocka_unit_test(test_a_submission_flood_from_one_address_is_throttled_and_others_commit),
+        cmocka_unit_test(test_an_idle_flood_from_many_addresses_does_not_lock_new_clients_out),
     };
     return cmocka_run_group_tests(tests, cluster_up, cluster_down);
 }

@@ -1591,6 +1591,61 @@ static void test_connections_per_address_edge(void **state)
     ts_join(ts);
 }
 
+/* Invariant 11 at its edge (RPC_EVICTION_GAP_CONNECTIONS_MIN): with every
+ * connection held, a newcomer whose address holds one fewer than the
+ * most-represented address is refused; one whose address holds that gap
+ * fewer takes the place of that address's idlest connection (the one with
+ * the oldest request progress, not the one that just made a call), which
+ * is closed; once every address holds one, a newcomer is refused. */
+static void test_connections_at_the_cap_evict_the_idlest_of_the_largest_address(void **state)
+{
+    (void)state;
+    _Static_assert(RPC_EVICTION_GAP_CONNECTIONS_MIN == 2, "the counts below assume a gap of 2");
+    struct rpc_server_config config = {.connections_max = 3};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t body[5];
+    h2raw_grpc_frame(body, 0, NULL, 0);
+    /* 127.0.0.1 holds two (the busy one, then the idle one), 127.0.0.2 one: the cap. */
+    struct h2raw busy;
+    assert_int_equal(h2raw_connect_from(&busy, 0x7f000001u, ts->port), 0);
+    struct h2raw_stream *s = h2raw_request(&busy, ECHO_SAY, NULL, body, 5, true);
+    assert_non_null(s);
+    assert_true(h2raw_wait(&busy, s, 5000));
+    int idle = connect_from("127.0.0.1", ts->port);
+    assert_true(h2_answers(idle));
+    int second = connect_from("127.0.0.2", ts->port);
+    assert_true(h2_answers(second));
+    usleep(20000); /* the busy connection's next call is later than the idle one's accept */
+    s = h2raw_request(&busy, ECHO_SAY, NULL, body, 5, true);
+    assert_non_null(s);
+    assert_true(h2raw_wait(&busy, s, 5000));
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    /* A gap of one (2 against 1): refused, nobody evicted. */
+    int narrow = connect_from("127.0.0.2", ts->port);
+    assert_false(h2_answers(narrow));
+    close(narrow);
+    /* A gap of two (2 against 0): served, in the idle connection's place. */
+    int newcomer = connect_from("127.0.0.3", ts->port);
+    assert_true(h2_answers(newcomer));
+    uint8_t buf[256];
+    bool eof = false;
+    raw_read(idle, buf, sizeof buf, 5000, &eof);
+    assert_true(eof);
+    close(idle);
+    s = h2raw_request(&busy, ECHO_SAY, NULL, body, 5, true);
+    assert_non_null(s);
+    assert_true(h2raw_wait(&busy, s, 5000));
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    /* One each: nobody has a share to give up. */
+    int fourth = connect_from("127.0.0.4", ts->port);
+    assert_false(h2_answers(fourth));
+    close(fourth);
+    h2raw_close(&busy);
+    close(second);
+    close(newcomer);
+    ts_join(ts);
+}
+
 /* HTTP/2 PINGs (a holder's cheapest way to look alive) do not extend the
  * idle timeout: a connection that only pings is closed about when one
  * that says nothing would be. */
@@ -2054,6 +2109,7 @@ int main(void)
         cmocka_unit_test(test_connection_limit_edge),
         cmocka_unit_test(test_connection_refusals_are_logged_once_per_interval_with_their_count),
         cmocka_unit_test(test_connections_per_address_edge),
+        cmocka_unit_test(test_connections_at_the_cap_evict_the_idlest_of_the_largest_address),
         cmocka_unit_test(test_pings_do_not_keep_a_connection_from_idling),
         cmocka_unit_test(test_requests_keep_a_connection_from_idling),
         cmocka_unit_test(test_an_unfinished_request_has_a_deadline),
