@@ -307,6 +307,34 @@ static void listing_header(struct listing *l)
 }
 
 /*
+ * Sign L's request (its auth field L->request_auth) for L's chain with the
+ * reader's key, valid for CLI_READ_WINDOW_MS from now, and call L->method
+ * with it once. The signature lives only for the call: *L->request_auth is
+ * NULL again on return. Returns 0 with RESULT (release with
+ * rpc_result_clear), or an exit status after saying why (the request
+ * cannot be signed, or the node's status), nothing to release.
+ */
+static int listing_call(struct listing *l, struct rpc_result *result)
+{
+    char path[NODE_READ_AUTH_METHOD_BYTES_MAX + 1];
+    snprintf(path, sizeof path, "/ehr.v1.Node/%s", l->method);
+    uint64_t now_ms = wall_ms();
+    struct node_read_auth_signed auth;
+    if (node_read_auth_sign(&auth, l->request, l->request_auth, l->chain_id, path,
+                            &l->reader->signing, now_ms, now_ms + CLI_READ_WINDOW_MS) != 0)
+        return cli__fail("cannot sign the request", "%s: %s", l->what, l->key_path);
+    enum rpc_status status = cli__node_call(&l->node, l->method, l->request, 0, result);
+    *l->request_auth = NULL;
+    sodium_memzero(&auth, sizeof auth);
+    if (status != RPC_STATUS_OK) {
+        int exit_code = cli__node_fail(&l->node, result, "%s", l->what);
+        rpc_result_clear(result);
+        return exit_code;
+    }
+    return 0;
+}
+
+/*
  * Run L to its end: one page, or every page with --all. Prints the JSON
  * object (ROOT, taken, gets "entries" under ENTRIES_KEY and
  * "next_page_token") or, in text, a closing line. Returns an exit status.
@@ -328,24 +356,10 @@ static int listing_run(struct listing *l, const struct query_args *q, json_t *ro
         }
         *l->request_token = (ProtobufCBinaryData){token_len, token_len > 0 ? token : NULL};
         /* Each page is its own request: signed afresh, with its token. */
-        char path[NODE_READ_AUTH_METHOD_BYTES_MAX + 1];
-        snprintf(path, sizeof path, "/ehr.v1.Node/%s", l->method);
-        uint64_t now_ms = wall_ms();
-        struct node_read_auth_signed auth;
-        if (node_read_auth_sign(&auth, l->request, l->request_auth, l->chain_id, path,
-                                &l->reader->signing, now_ms, now_ms + CLI_READ_WINDOW_MS) != 0) {
-            exit_code = cli__fail("cannot sign the request", "%s: %s", l->what, l->key_path);
-            break;
-        }
         struct rpc_result result;
-        enum rpc_status status = cli__node_call(&l->node, l->method, l->request, 0, &result);
-        *l->request_auth = NULL;
-        sodium_memzero(&auth, sizeof auth);
-        if (status != RPC_STATUS_OK) {
-            exit_code = cli__node_fail(&l->node, &result, "%s", l->what);
-            rpc_result_clear(&result);
+        exit_code = listing_call(l, &result);
+        if (exit_code != 0)
             break;
-        }
         ProtobufCMessage *response =
             protobuf_c_message_unpack(l->response_desc, NULL, result.response_len, result.response);
         rpc_result_clear(&result);
@@ -1135,25 +1149,20 @@ int cli__cmd_record_show(struct cli__ctx *ctx, int argc, char **argv)
         return exit_code;
     Ehr__V1__GetRecordRequest request = EHR__V1__GET_RECORD_REQUEST__INIT;
     request.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, id};
-    struct listing l = {.ctx = ctx, .what = "record show", .key_path = q.key_path};
+    /* One answer, not a listing: the listing's key, connection, names and
+     * signed call, without its pager. */
+    struct listing l = {.ctx = ctx,
+                        .what = "record show",
+                        .method = "GetRecord",
+                        .request = &request.base,
+                        .request_auth = &request.auth,
+                        .key_path = q.key_path};
     exit_code = listing_open(&l, &q);
     if (exit_code != 0)
         return exit_code;
-    uint64_t now_ms = wall_ms();
-    struct node_read_auth_signed auth;
-    if (node_read_auth_sign(&auth, &request.base, &request.auth, l.chain_id,
-                            "/ehr.v1.Node/GetRecord", &l.reader->signing, now_ms,
-                            now_ms + CLI_READ_WINDOW_MS) != 0) {
-        listing_close(&l);
-        return cli__fail("cannot sign the request", "record show: %s", q.key_path);
-    }
     struct rpc_result result;
-    enum rpc_status status = cli__node_call(&l.node, "GetRecord", &request.base, 0, &result);
-    request.auth = NULL;
-    sodium_memzero(&auth, sizeof auth);
-    if (status != RPC_STATUS_OK) {
-        exit_code = cli__node_fail(&l.node, &result, "record show");
-        rpc_result_clear(&result);
+    exit_code = listing_call(&l, &result);
+    if (exit_code != 0) {
         listing_close(&l);
         return exit_code;
     }
