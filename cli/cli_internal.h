@@ -216,6 +216,9 @@ json_t *cli__json_u64(uint64_t v);
 /* TIME_MS as YYYY-MM-DDTHH:MM:SS.mmmZ (UTC) into OUT (32 bytes suffice). */
 void cli__time_iso(uint64_t time_ms, char *out, size_t size);
 
+/* The wall clock (CLOCK_REALTIME) in ms since the Unix epoch. */
+uint64_t cli__wall_ms(void);
+
 /* A genesis file read and checked by the ledger's rules (cmd_genesis.c). */
 struct cli__genesis_file {
     uint8_t *bytes; /* the file, ehr_malloc'd */

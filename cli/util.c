@@ -277,6 +277,13 @@ void cli__time_iso(uint64_t time_ms, char *out, size_t size)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(time_ms % 1000));
 }
 
+uint64_t cli__wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* ---- public keys on the command line ---- */
 
 /* TEXT is nothing but hex digits. */
