@@ -3,7 +3,7 @@
  * integrators: a patient's consents as `Consent` resources and their audit
  * trail as `AuditEvent` resources, each listing in one `Bundle` of type
  * `collection` (`ehrctl consent list --fhir`, `ehrctl audit --fhir`;
- * cmd_query.c fetches and checks the entries). The mapping, field by field,
+ * cmd_consents.c and cmd_audit.c fetch and check the entries). The mapping, field by field,
  * is the table in cli/README.md ("FHIR R4 export"); keep the two together.
  *
  * Standard slots and code systems where FHIR R4 has one (v3 ActReason for
@@ -14,7 +14,7 @@
  * ledger holds no names, and a member institution's name (from the node's
  * status) is the one display text added.
  *
- * Not here: fetching (cmd_query.c), FHIR search, XML, resources other than
+ * Not here: fetching (cmd_consents.c, cmd_audit.c), FHIR search, XML, resources other than
  * the two, and any check of the output against the FHIR schema (the test
  * test_cli_fhir runs the official R4 JSON Schema on it).
  */

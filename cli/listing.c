@@ -4,7 +4,8 @@
  * are made of, and the pager (cli__listing_run). The contract, and the
  * steps a command takes, are in listing.h.
  *
- * Not here: any one listing's request, checks or lines (cmd_query.c).
+ * Not here: any one listing's request, checks or lines (cmd_audit.c,
+ * cmd_records.c, cmd_consents.c).
  */
 #include <stdio.h>
 #include <string.h>

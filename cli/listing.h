@@ -3,7 +3,8 @@
  * (listing.c): their options, the reader's key, member names from the node's
  * status, the pieces of text and JSON their lines are made of, and the pager
  * that fetches, checks and prints a listing page by page. Its users are
- * `ehrctl audit`, `records`, `record show` and `consents` (cmd_query.c).
+ * `ehrctl audit` (cmd_audit.c), `records` and `record show` (cmd_records.c)
+ * and `consents` (cmd_consents.c).
  *
  * A command fills a struct cli__listing with what is its own (the method,
  * the request, a function that checks and shows one page) and takes these
