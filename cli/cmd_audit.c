@@ -43,18 +43,6 @@ static const char *audit_event_check(const Ehr__V1__AuditEvent *e)
     return NULL;
 }
 
-static const char *decision_text(int decision)
-{
-    switch (decision) {
-    case EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT:
-        return "permit";
-    case EHR__V1__ACCESS_DECISION__ACCESS_DECISION_DENY:
-        return "deny";
-    default:
-        return NULL;
-    }
-}
-
 /* The actor of E in words: "patient", a member, or a practitioner of one. */
 static void actor_text(const struct cli__listing *l, const struct audit_state *st,
                        const Ehr__V1__AuditEvent *e, char *out, size_t size)
@@ -84,7 +72,7 @@ static void audit_event_print(const struct cli__listing *l, const struct audit_s
     snprintf(place, sizeof place, "%llu/%u", (unsigned long long)e->place->height,
              e->place->position);
     cli__time_iso(e->place->time_ms, time, sizeof time);
-    cli__listing_enum_short(&ehr__v1__audit_kind__descriptor, e->kind, kind, sizeof kind);
+    cli__enum_short(&ehr__v1__audit_kind__descriptor, e->kind, kind, sizeof kind);
     actor_text(l, st, e, actor, sizeof actor);
     size_t at = 0;
     details[0] = '\0';
@@ -98,10 +86,10 @@ static void audit_event_print(const struct cli__listing *l, const struct audit_s
         at += (size_t)snprintf(details + at, sizeof details - at, "  consent %s", id);
     }
     if (e->purpose != EHR__V1__PURPOSE__PURPOSE_UNSPECIFIED && at < sizeof details)
-        at += (size_t)snprintf(details + at, sizeof details - at, "  for %s",
-                               cli__listing_enum_short(&ehr__v1__purpose__descriptor, e->purpose,
-                                                       purpose, sizeof purpose));
-    const char *decision = decision_text(e->decision);
+        at += (size_t)snprintf(
+            details + at, sizeof details - at, "  for %s",
+            cli__enum_short(&ehr__v1__purpose__descriptor, e->purpose, purpose, sizeof purpose));
+    const char *decision = cli__result_decision_name(e->decision);
     if (decision != NULL && at < sizeof details)
         at += (size_t)snprintf(details + at, sizeof details - at, "  %s", decision);
     if (e->reason[0] != '\0' && at < sizeof details) {
@@ -118,7 +106,7 @@ static void audit_event_print(const struct cli__listing *l, const struct audit_s
 
 static json_t *audit_event_json(const struct cli__listing *l, const Ehr__V1__AuditEvent *e)
 {
-    const char *decision = decision_text(e->decision);
+    const char *decision = cli__result_decision_name(e->decision);
     json_t *j = json_pack(
         "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "kind",
         cli__json_enum(&ehr__v1__audit_kind__descriptor, e->kind), "place",

@@ -64,13 +64,13 @@ static void consent_print(const struct cli__listing *l, const Ehr__V1__ConsentIn
     cli__listing_who_text(&l->names, e->grantee_key.data, e->grantee_key.len, grantee,
                           sizeof grantee);
     cli__listing_short_hex(e->patient_key.data, EHR_SCHNORR_PUBLIC_BYTES, patient);
-    cli__listing_enum_short(&ehr__v1__purpose__descriptor, e->purpose, purpose, sizeof purpose);
+    cli__enum_short(&ehr__v1__purpose__descriptor, e->purpose, purpose, sizeof purpose);
     size_t at = 0;
     for (size_t i = 0; i < e->n_record_types && at < sizeof scope; i++) {
         char type[32];
         at += (size_t)snprintf(scope + at, sizeof scope - at, "%s%s", i > 0 ? "," : "",
-                               cli__listing_enum_short(&ehr__v1__record_type__descriptor,
-                                                       e->record_types[i], type, sizeof type));
+                               cli__enum_short(&ehr__v1__record_type__descriptor,
+                                               e->record_types[i], type, sizeof type));
     }
     if (e->n_record_ids > 0 && at < sizeof scope)
         at += (size_t)snprintf(scope + at, sizeof scope - at, "%s%zu record%s", at > 0 ? " + " : "",

@@ -48,7 +48,7 @@ static void record_print(const struct cli__listing *l, const Ehr__V1__RecordInfo
     char id[HASH_HEX_BYTES], type[32], custodian[CLI_LISTING_NAME_SHOWN_BYTES + 32], time[40];
     char line[CLI_LISTING_LINE_BYTES];
     ehr_hex_encode(id, r->record_id.data, EHR_HASH_BYTES);
-    cli__listing_enum_short(&ehr__v1__record_type__descriptor, e->record_type, type, sizeof type);
+    cli__enum_short(&ehr__v1__record_type__descriptor, e->record_type, type, sizeof type);
     cli__listing_who_text(&l->names, e->custodian.data, e->custodian.len, custodian,
                           sizeof custodian);
     cli__time_iso(e->anchored->time_ms, time, sizeof time);
@@ -222,8 +222,8 @@ static void record_show_print(const struct cli__listing *l, const Ehr__V1__Recor
     cli__print_field("record id", hex);
     ehr_hex_encode(hex, e->patient_key.data, EHR_SCHNORR_PUBLIC_BYTES);
     cli__print_field("patient", hex);
-    cli__print_field("type", cli__listing_enum_short(&ehr__v1__record_type__descriptor,
-                                                     e->record_type, text, sizeof text));
+    cli__print_field("type", cli__enum_short(&ehr__v1__record_type__descriptor, e->record_type,
+                                             text, sizeof text));
     cli__listing_who_text(&l->names, e->custodian.data, e->custodian.len, text, sizeof text);
     cli__print_field("custodian", text);
     cli__time_iso(e->anchored->time_ms, time, sizeof time);

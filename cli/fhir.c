@@ -273,17 +273,6 @@ static struct fhir_record_type fhir_record_type(int type)
     }
 }
 
-/* VALUE's short name in ED ("lab_result"), or its number, into OUT. */
-static void fhir_enum_name(const ProtobufCEnumDescriptor *ed, int value, char *out, size_t size)
-{
-    json_t *j = cli__json_enum(ed, value);
-    if (json_is_string(j))
-        snprintf(out, size, "%s", json_string_value(j));
-    else
-        snprintf(out, size, "%d", value);
-    json_decref(j);
-}
-
 /* ---- Consent ---- */
 
 /* Consent.provision: a permit to the grantee, for the purpose, in the
@@ -323,8 +312,8 @@ static json_t *fhir_provision(const Ehr__V1__ConsentEntry *e, const char *grante
         for (size_t i = 0; i < e->n_record_types; i++) {
             struct fhir_record_type t = fhir_record_type(e->record_types[i]);
             char name[64];
-            fhir_enum_name(&ehr__v1__record_type__descriptor, e->record_types[i], name,
-                           sizeof name);
+            cli__enum_short(&ehr__v1__record_type__descriptor, e->record_types[i], name,
+                            sizeof name);
             if (t.resource != NULL)
                 fhir_push(classes, fhir_coding(FHIR_RESOURCE_TYPES, t.resource, NULL));
             json_t *concept = fhir_concept(FHIR_SYSTEM_RECORD_TYPE, name, NULL);
@@ -467,7 +456,7 @@ json_t *cli__fhir_audit_event(const Ehr__V1__AuditEvent *e,
     EHR_ASSERT(e->actor.len == EHR_SCHNORR_PUBLIC_BYTES);
     char id[FHIR_HEX_BYTES], kind[64];
     fhir_hex(e->place->tx_hash.data, e->place->tx_hash.len, id);
-    fhir_enum_name(&ehr__v1__audit_kind__descriptor, e->kind, kind, sizeof kind);
+    cli__enum_short(&ehr__v1__audit_kind__descriptor, e->kind, kind, sizeof kind);
     json_t *r = fhir_object();
     fhir_set(r, "resourceType", fhir_string("AuditEvent"));
     /* One event per transaction in a patient's trail: its hash names it. */

@@ -188,18 +188,6 @@ json_t *cli__listing_place_json(const Ehr__V1__ChainPlace *p)
     return j;
 }
 
-const char *cli__listing_enum_short(const ProtobufCEnumDescriptor *ed, int value, char *out,
-                                    size_t size)
-{
-    json_t *j = cli__json_enum(ed, value);
-    if (json_is_string(j))
-        snprintf(out, size, "%s", json_string_value(j));
-    else
-        snprintf(out, size, "%d", value);
-    json_decref(j);
-    return out;
-}
-
 /* ---- one listing, paged ---- */
 
 void cli__listing_header(struct cli__listing *l)

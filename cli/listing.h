@@ -129,11 +129,6 @@ void cli__listing_who_text(const struct cli__listing_names *n, const uint8_t *ke
 void cli__listing_short_hex(const uint8_t *bytes, size_t len,
                             char out[CLI_LISTING_SHORT_HEX_DIGITS + 1]);
 
-/* VALUE's short name in ED (cli__json_enum), or its number, into OUT.
- * Returns OUT. */
-const char *cli__listing_enum_short(const ProtobufCEnumDescriptor *ed, int value, char *out,
-                                    size_t size);
-
 /* Whether P, an entry's place on the chain, is present with a 32-byte
  * transaction hash: what the page functions check before using it. */
 bool cli__listing_place_ok(const Ehr__V1__ChainPlace *p);

@@ -250,6 +250,17 @@ json_t *cli__json_enum(const ProtobufCEnumDescriptor *ed, int value)
     return json_string(text);
 }
 
+const char *cli__enum_short(const ProtobufCEnumDescriptor *ed, int value, char *out, size_t size)
+{
+    json_t *j = cli__json_enum(ed, value);
+    if (json_is_string(j))
+        snprintf(out, size, "%s", json_string_value(j));
+    else
+        snprintf(out, size, "%d", value);
+    json_decref(j);
+    return out;
+}
+
 json_t *cli__json_u64(uint64_t v)
 {
     json_t *j;
