@@ -116,11 +116,13 @@ json_t *cli__json_text(const char *text);
  * the short one in lower case ("lab_result": the full name less the prefix
  * all the enum's values share). cli__enum_value finds a value by either
  * (NULL if none); cli__json_enum gives VALUE's short name as JSON (the number
- * for a value the schema does not name); cli__enum_prefix_len the prefix's
- * length.
+ * for a value the schema does not name) and cli__enum_short the same as
+ * text into OUT (cut to fit SIZE; returns OUT); cli__enum_prefix_len the
+ * prefix's length.
  */
 const ProtobufCEnumValue *cli__enum_value(const ProtobufCEnumDescriptor *ed, const char *text);
 json_t *cli__json_enum(const ProtobufCEnumDescriptor *ed, int value);
+const char *cli__enum_short(const ProtobufCEnumDescriptor *ed, int value, char *out, size_t size);
 size_t cli__enum_prefix_len(const ProtobufCEnumDescriptor *ed);
 
 /* A JSON string of LEN bytes as lowercase hex. Never NULL (aborts on OOM). */
@@ -215,6 +217,9 @@ json_t *cli__json_u64(uint64_t v);
 
 /* TIME_MS as YYYY-MM-DDTHH:MM:SS.mmmZ (UTC) into OUT (32 bytes suffice). */
 void cli__time_iso(uint64_t time_ms, char *out, size_t size);
+
+/* The wall clock (CLOCK_REALTIME) in ms since the Unix epoch. */
+uint64_t cli__wall_ms(void);
 
 /* A genesis file read and checked by the ledger's rules (cmd_genesis.c). */
 struct cli__genesis_file {
@@ -409,6 +414,10 @@ const char *cli__result_check(const Ehr__V1__TxResult *r);
 /* The code's name as tx.proto spells it without its prefix: "OK", "NOT_FOUND"
  * (a number for a code the schema does not name), into OUT (32 bytes). */
 void cli__result_code_name(int code, char *out, size_t size);
+/* An access decision (AccessDecision) as text: "permit" or "deny" (a static
+ * string), or NULL for no decision (unspecified, or a value the schema does
+ * not name). */
+const char *cli__result_decision_name(int decision);
 /*
  * R as human fields (cli__print_field): "result" (the code, and the reason
  * when refused), and for an access decision "decision" (permit or deny,

@@ -15,7 +15,7 @@
  *
  * Not here: key fragments (record encryption is not built; a grant carries
  * none), signing and submitting (submit.c), listing consents (`consents`,
- * cmd_query.c).
+ * cmd_consents.c).
  */
 #include <stdio.h>
 #include <string.h>

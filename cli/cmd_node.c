@@ -10,9 +10,11 @@
  * answer" and exit 1, never trust. Failed calls map to exit statuses by
  * their gRPC status (cli_internal.h, CLI_EXIT_*).
  *
- * Not here: tx submit (submit.c), the listings (cmd_query.c), the benchmark
- * (cmd_bench.c), printing transactions and blocks (show.c, shared with the
- * offline forms), the option plumbing (node.c).
+ * Not here: tx submit (submit.c), the signed reads of a patient's data
+ * (listing.c and the commands on it: cmd_audit.c, cmd_records.c,
+ * cmd_consents.c), the benchmark (cmd_bench.c), printing transactions and
+ * blocks (show.c, shared with the offline forms), the option plumbing
+ * (node.c).
  */
 #include <errno.h>
 #include <signal.h>

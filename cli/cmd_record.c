@@ -12,7 +12,8 @@
  * encryption, when it is built, adds `record add` on top of this).
  *
  * Not here: signing and submitting (submit.c, cli__signed_tx_submit);
- * listing a patient's records (`records`, cmd_query.c).
+ * listing a patient's records and showing one (`records`, `record show`,
+ * cmd_records.c).
  */
 #include <errno.h>
 #include <sodium.h>

@@ -3,7 +3,7 @@
  * integrators: a patient's consents as `Consent` resources and their audit
  * trail as `AuditEvent` resources, each listing in one `Bundle` of type
  * `collection` (`ehrctl consent list --fhir`, `ehrctl audit --fhir`;
- * cmd_query.c fetches and checks the entries). The mapping, field by field,
+ * cmd_consents.c and cmd_audit.c fetch and check the entries). The mapping, field by field,
  * is the table in cli/README.md ("FHIR R4 export"); keep the two together.
  *
  * Standard slots and code systems where FHIR R4 has one (v3 ActReason for
@@ -14,7 +14,7 @@
  * ledger holds no names, and a member institution's name (from the node's
  * status) is the one display text added.
  *
- * Not here: fetching (cmd_query.c), FHIR search, XML, resources other than
+ * Not here: fetching (cmd_consents.c, cmd_audit.c), FHIR search, XML, resources other than
  * the two, and any check of the output against the FHIR schema (the test
  * test_cli_fhir runs the official R4 JSON Schema on it).
  */
@@ -273,17 +273,6 @@ static struct fhir_record_type fhir_record_type(int type)
     }
 }
 
-/* VALUE's short name in ED ("lab_result"), or its number, into OUT. */
-static void fhir_enum_name(const ProtobufCEnumDescriptor *ed, int value, char *out, size_t size)
-{
-    json_t *j = cli__json_enum(ed, value);
-    if (json_is_string(j))
-        snprintf(out, size, "%s", json_string_value(j));
-    else
-        snprintf(out, size, "%d", value);
-    json_decref(j);
-}
-
 /* ---- Consent ---- */
 
 /* Consent.provision: a permit to the grantee, for the purpose, in the
@@ -323,8 +312,8 @@ static json_t *fhir_provision(const Ehr__V1__ConsentEntry *e, const char *grante
         for (size_t i = 0; i < e->n_record_types; i++) {
             struct fhir_record_type t = fhir_record_type(e->record_types[i]);
             char name[64];
-            fhir_enum_name(&ehr__v1__record_type__descriptor, e->record_types[i], name,
-                           sizeof name);
+            cli__enum_short(&ehr__v1__record_type__descriptor, e->record_types[i], name,
+                            sizeof name);
             if (t.resource != NULL)
                 fhir_push(classes, fhir_coding(FHIR_RESOURCE_TYPES, t.resource, NULL));
             json_t *concept = fhir_concept(FHIR_SYSTEM_RECORD_TYPE, name, NULL);
@@ -467,7 +456,7 @@ json_t *cli__fhir_audit_event(const Ehr__V1__AuditEvent *e,
     EHR_ASSERT(e->actor.len == EHR_SCHNORR_PUBLIC_BYTES);
     char id[FHIR_HEX_BYTES], kind[64];
     fhir_hex(e->place->tx_hash.data, e->place->tx_hash.len, id);
-    fhir_enum_name(&ehr__v1__audit_kind__descriptor, e->kind, kind, sizeof kind);
+    cli__enum_short(&ehr__v1__audit_kind__descriptor, e->kind, kind, sizeof kind);
     json_t *r = fhir_object();
     fhir_set(r, "resourceType", fhir_string("AuditEvent"));
     /* One event per transaction in a patient's trail: its hash names it. */

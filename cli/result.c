@@ -42,7 +42,7 @@ void cli__result_code_name(int code, char *out, size_t size)
     snprintf(out, size, "%s", ev->name + cli__enum_prefix_len(ed));
 }
 
-static const char *decision_name(int decision)
+const char *cli__result_decision_name(int decision)
 {
     switch (decision) {
     case EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT:
@@ -64,7 +64,7 @@ void cli__result_print(const Ehr__V1__TxResult *r)
     EHR_ASSERT(cli__result_check(r) == NULL);
     cli__result_code_name(r->code, code, sizeof code);
     cli__text_shown(r->reason, reason, sizeof reason);
-    const char *decision = decision_name(r->decision);
+    const char *decision = cli__result_decision_name(r->decision);
     if (r->code != EHR__V1__TX_RESULT_CODE__TX_RESULT_OK || (decision == NULL && reason[0]))
         snprintf(line, sizeof line, "%s: %s", code, reason[0] ? reason : "-");
     else
@@ -88,7 +88,7 @@ json_t *cli__result_json(const Ehr__V1__TxResult *r)
     if (r == NULL)
         return json_null();
     EHR_ASSERT(cli__result_check(r) == NULL);
-    const char *decision = decision_name(r->decision);
+    const char *decision = cli__result_decision_name(r->decision);
     json_t *root = json_pack(
         "{s:o, s:b, s:o, s:o, s:o, s:o}", "code",
         cli__json_enum(&ehr__v1__tx_result_code__descriptor, r->code), "ok",

@@ -250,6 +250,17 @@ json_t *cli__json_enum(const ProtobufCEnumDescriptor *ed, int value)
     return json_string(text);
 }
 
+const char *cli__enum_short(const ProtobufCEnumDescriptor *ed, int value, char *out, size_t size)
+{
+    json_t *j = cli__json_enum(ed, value);
+    if (json_is_string(j))
+        snprintf(out, size, "%s", json_string_value(j));
+    else
+        snprintf(out, size, "%d", value);
+    json_decref(j);
+    return out;
+}
+
 json_t *cli__json_u64(uint64_t v)
 {
     json_t *j;
@@ -275,6 +286,13 @@ void cli__time_iso(uint64_t time_ms, char *out, size_t size)
     }
     snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(time_ms % 1000));
+}
+
+uint64_t cli__wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- public keys on the command line ---- */
