@@ -715,6 +715,14 @@ static bool send_append(struct raft *r, struct raft__progress *pr, bool allow_em
     uint64_t last = raft__log_last(r);
     RAFT_ASSERT(pr->next >= 1 && pr->next <= last + 1);
     RAFT_ASSERT(pr->next > pr->match); /* I8: never resend below the match */
+    /* I13: a learner is sent committed entries only. An uncommitted entry
+     * of a newer term on a learner would make its log "more up to date"
+     * than a voter's that a configuration counting the learner as a voter
+     * needs elected, while the learner, a learner in its own log, never
+     * campaigns: no leader could ever be elected. */
+    uint64_t end = last;
+    if (!pr->voter && r->commit < end)
+        end = r->commit;
     uint64_t prev = pr->next - 1;
     uint64_t prev_term = 0;
     int err = raft__log_term(r, prev, &prev_term);
@@ -727,8 +735,8 @@ static bool send_append(struct raft *r, struct raft__progress *pr, bool allow_em
     size_t count = 0;
     uint64_t bytes = 0;
     struct raft_entry *entries = NULL;
-    if (pr->next <= last) {
-        uint64_t want = last + 1 - pr->next;
+    if (pr->next <= end) {
+        uint64_t want = end + 1 - pr->next;
         if (want > r->opt.append_entries_max)
             want = r->opt.append_entries_max;
         uint64_t budget = r->opt.append_bytes_max;

@@ -94,7 +94,7 @@ struct raft_hard_state {
     uint64_t commit; /* highest index known committed, never decreases */
 };
 
-/* A cluster configuration: voters decide, learners only receive the log. */
+/* A cluster configuration: voters decide, learners only receive the committed log (I13). */
 struct raft_config {
     uint32_t voter_count;
     uint32_t learner_count;

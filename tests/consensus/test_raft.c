@@ -634,6 +634,41 @@ static void test_learner_catches_up_then_is_promoted(void **state)
     tn_free(&net);
 }
 
+/* I13: a learner is sent committed entries only. With the two other voters
+ * down the leader's new entries stay uncommitted, and the learner must not
+ * hold them: an uncommitted entry of a newer term on a learner can make an
+ * election impossible (seed 8000383286, consensus/README.md). Once the
+ * voters are back and the entries commit, the learner gets them. */
+static void test_learner_is_sent_committed_entries_only(void **state)
+{
+    (void)state;
+    struct tn_net net;
+    tn_init(&net, 4, 3, NULL);
+    elect(&net, 1);
+    struct raft *l = tn_node(&net, 1)->r;
+    assert_int_equal(raft_propose_config(l, RAFT_CONFIG_ADD_LEARNER, 4), 0);
+    assert_int_equal(tn_propose(&net, 1, 5, 8), 0);
+    tn_settle(&net);
+    uint64_t commit = tn_status(&net, 1).hard_state.commit;
+    assert_int_equal(tn_status(&net, 4).last_index, commit); /* caught up */
+    tn_crash(&net, 2);
+    tn_crash(&net, 3);
+    assert_int_equal(tn_propose(&net, 1, 10, 8), 0);
+    tn_tick_all(&net, 2);
+    tn_settle(&net);
+    assert_int_equal(tn_status(&net, 1).hard_state.commit, commit);
+    assert_true(tn_status(&net, 1).last_index > commit);
+    assert_int_equal(tn_status(&net, 4).last_index, commit); /* none of them */
+    tn_restart(&net, 2);
+    tn_restart(&net, 3);
+    tn_tick_all(&net, 3);
+    tn_settle(&net);
+    struct raft_status s1 = tn_status(&net, 1);
+    assert_true(s1.hard_state.commit > commit);
+    assert_int_equal(tn_status(&net, 4).last_index, s1.hard_state.commit);
+    tn_free(&net);
+}
+
 static void tweak_any_lag(struct raft_options *opt)
 {
     opt->promote_lag_max = UINT64_MAX;
@@ -1487,6 +1522,7 @@ int main(void)
         cmocka_unit_test(test_prevote_and_checkquorum_healed_cluster_elects_leader),
         cmocka_unit_test(test_follower_behind_compacted_log_receives_snapshot),
         cmocka_unit_test(test_learner_catches_up_then_is_promoted),
+        cmocka_unit_test(test_learner_is_sent_committed_entries_only),
         cmocka_unit_test(test_promote_lag_max_at_its_top),
         cmocka_unit_test(test_leader_removes_itself_and_hands_over),
         cmocka_unit_test(test_removed_leader_campaigns_until_its_removal_commits),
