@@ -18,7 +18,9 @@ Blobs: PutBlob stores 3 MiB by the custodian, GetBlob gives the patient,
 the custodian and a grantee with a committed permit the exact bytes back;
 PutBlob's refusals (short, long, a wrong hash, over the size and chunk
 limits, a non-member, unsigned) and GetBlob's (no standing, another blob,
-another record's permit, a denied request as permit, a blob not held).
+another record's permit, a denied request as permit, a blob not held);
+uploads held open at the per-connection and per-address limits, one more
+refused at each.
 Every signed read (GetAuditTrail, ListRecords, ListConsents by patient and
 by grantee, GetRecord) is made with a ReadAuth built here from node.proto's
 "Signed reads", its answer checked against what was submitted, paging
@@ -662,6 +664,54 @@ def main():
             refused(lambda: get_blob(grantee_secret, lab2.tx_hash, lab2_id,
                                      permit=purpose.tx_hash), D,
                     "GetBlob with a denied access request as permit", "permit_tx")
+
+            # Uploads open at once: BLOB_UPLOADS_PER_CONNECTION_MAX = 2 on
+            # one connection (a channel), BLOB_UPLOADS_PER_ADDRESS_MAX = 8
+            # from one address. Each held upload has sent its header and
+            # waits; the one past a limit is refused at once.
+            import threading
+            small = b"held upload"
+            small_id = hashlib.sha256(small).digest()
+            release = threading.Event()
+
+            def held_messages():
+                yield read_auth("/ehr.v1.Node/PutBlob",
+                                pb.PutBlobRequest(blob_id=small_id, size_bytes=len(small)), secret)
+                release.wait(30)
+                yield pb.PutBlobRequest(chunk=small)
+
+            # A local subchannel pool each: one TCP connection per channel.
+            channels = [grpc.insecure_channel(f"127.0.0.1:{args.port}",
+                                              options=[("grpc.use_local_subchannel_pool", 1)])
+                        for _ in range(5)]
+            stubs = [rpc.NodeStub(c) for c in channels]
+            held = []
+
+            def hold(i):
+                held.append(stubs[i].PutBlob.future(held_messages(), timeout=40))
+                time.sleep(0.3)  # the header reaches the node first
+
+            def refused_now(i, words):
+                f = stubs[i].PutBlob.future(held_messages(), timeout=40)
+                try:
+                    f.result(timeout=10)
+                    check(False, f"an upload past the limit is refused ({words})")
+                except grpc.RpcError as e:
+                    check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and words in e.details(),
+                          f"an upload past the limit is RESOURCE_EXHAUSTED ({e.details()})")
+
+            hold(0)
+            hold(0)
+            refused_now(0, "on this connection (the limit is 2)")
+            for i in (1, 2, 3):
+                hold(i)
+                hold(i)
+            refused_now(4, "from your address (the limit is 8)")
+            release.set()
+            check(all(f.result(timeout=30).blob_id == small_id for f in held),
+                  "the 8 uploads held at the limits complete once let go")
+            for c in channels:
+                c.close()
 
             # Members: those of the genesis, in node-key order, paged.
             g0 = blockpb.Block()
