@@ -11,7 +11,7 @@
  *   - two subkeys, keyed BLAKE2b-256 of k over a tag each: the stream key
  *     ("ehr.v1.record.stream") and the pointer key ("ehr.v1.record.pointer");
  *   - the ciphertext is libsodium's secretstream (XChaCha20-Poly1305): its
- *     24-byte header, then the file in RECORD_PLAIN_CHUNK_BYTES pieces, the
+ *     24-byte header, then the file in EHR_RECORD_PIECE_BYTES pieces, the
  *     last tagged FINAL (an empty file is one empty FINAL piece); constant
  *     memory whatever the file's size;
  *   - the ciphertext's SHA-256 (ehr_content_hash) is the blob id and the
@@ -38,31 +38,19 @@
 #include "contracts.h"
 #include "pre.h"
 #include "read_auth.h"
-
-#define STREAM_TAG "ehr.v1.record.stream"
-#define POINTER_TAG "ehr.v1.record.pointer"
-#define POINTER_MAGIC "EHRP"
-#define STREAM_ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
-#define STREAM_HEADER_BYTES crypto_secretstream_xchacha20poly1305_HEADERBYTES
+#include "record.h"
 
 enum {
-    RECORD_PLAIN_CHUNK_BYTES = 64 * 1024, /* plaintext per secretstream piece */
-    RECORD_CIPHER_CHUNK_BYTES = RECORD_PLAIN_CHUNK_BYTES + STREAM_ABYTES,
     RECORD_UPLOAD_CHUNK_BYTES = 256 * 1024, /* ciphertext per PutBlob message */
-    POINTER_VERSION = 1,
-    POINTER_PLAIN_FIXED_BYTES = 4 + 1 + 32,
-    POINTER_ADDRESS_BYTES_MAX = CLI_HOST_BYTES_MAX + 8,
-    POINTER_NONCE_BYTES = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
-    POINTER_ABYTES = crypto_aead_xchacha20poly1305_ietf_ABYTES,
     READ_WINDOW_MS = 60000,
     HEX32 = 2 * 32 + 1,
     TYPE_NAMES_BYTES = 256,
 };
-_Static_assert(POINTER_NONCE_BYTES + POINTER_PLAIN_FIXED_BYTES + POINTER_ADDRESS_BYTES_MAX +
-                       POINTER_ABYTES <=
-                   CONTRACTS_POINTER_BYTES_MAX,
+_Static_assert((int)EHR_RECORD_POINTER_BYTES_MAX <= (int)CONTRACTS_POINTER_BYTES_MAX,
                "a pointer fits the anchor");
-_Static_assert(RECORD_UPLOAD_CHUNK_BYTES >= STREAM_HEADER_BYTES + RECORD_CIPHER_CHUNK_BYTES,
+_Static_assert((int)EHR_RECORD_POINTER_ADDRESS_BYTES_MAX >= (int)CLI_HOST_BYTES_MAX + 7,
+               "a pointer holds any HOST:PORT ehrctl takes");
+_Static_assert(RECORD_UPLOAD_CHUNK_BYTES >= EHR_RECORD_HEADER_BYTES + EHR_RECORD_SEALED_PIECE_BYTES,
                "an upload message holds at least one piece");
 _Static_assert(READ_WINDOW_MS <= NODE_READ_AUTH_WINDOW_MS_MAX, "the node takes the window");
 
@@ -71,16 +59,6 @@ static uint64_t wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* The two subkeys of record key K. */
-static void record_subkeys(const uint8_t k[EHR_PRE_KEY_BYTES], uint8_t stream_key[32],
-                           uint8_t pointer_key[32])
-{
-    crypto_generichash(stream_key, 32, (const uint8_t *)STREAM_TAG, sizeof STREAM_TAG - 1, k,
-                       EHR_PRE_KEY_BYTES);
-    crypto_generichash(pointer_key, 32, (const uint8_t *)POINTER_TAG, sizeof POINTER_TAG - 1, k,
-                       EHR_PRE_KEY_BYTES);
 }
 
 /* Progress on a terminal (stderr), at most once per percent. */
@@ -128,11 +106,11 @@ struct sealer {
     FILE *file;
     const char *path;
     crypto_secretstream_xchacha20poly1305_state state;
-    uint8_t header[STREAM_HEADER_BYTES];
+    uint8_t header[EHR_RECORD_HEADER_BYTES];
     bool header_out;
     bool done;      /* the FINAL piece is out */
     int read_errno; /* a read failed */
-    uint8_t *plain; /* RECORD_PLAIN_CHUNK_BYTES */
+    uint8_t *plain; /* EHR_RECORD_PIECE_BYTES */
     uint64_t plain_bytes;
     struct progress *progress;
 };
@@ -142,17 +120,17 @@ static size_t sealer_fill(struct sealer *s, uint8_t *out, size_t cap)
 {
     size_t len = 0;
     if (!s->header_out) {
-        memcpy(out, s->header, STREAM_HEADER_BYTES);
-        len = STREAM_HEADER_BYTES;
+        memcpy(out, s->header, EHR_RECORD_HEADER_BYTES);
+        len = EHR_RECORD_HEADER_BYTES;
         s->header_out = true;
     }
-    while (!s->done && s->read_errno == 0 && cap - len >= RECORD_CIPHER_CHUNK_BYTES) {
-        size_t n = fread(s->plain, 1, RECORD_PLAIN_CHUNK_BYTES, s->file);
+    while (!s->done && s->read_errno == 0 && cap - len >= EHR_RECORD_SEALED_PIECE_BYTES) {
+        size_t n = fread(s->plain, 1, EHR_RECORD_PIECE_BYTES, s->file);
         if (ferror(s->file)) {
             s->read_errno = errno ? errno : EIO;
             break;
         }
-        bool last = n < RECORD_PLAIN_CHUNK_BYTES;
+        bool last = n < EHR_RECORD_PIECE_BYTES;
         if (!last) {
             int c = getc(s->file); /* is there more? */
             if (c == EOF)
@@ -160,11 +138,8 @@ static size_t sealer_fill(struct sealer *s, uint8_t *out, size_t cap)
             else
                 ungetc(c, s->file);
         }
-        unsigned long long clen = 0;
-        crypto_secretstream_xchacha20poly1305_push(
-            &s->state, out + len, &clen, s->plain, n, NULL, 0,
-            last ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
-        len += (size_t)clen;
+        ehr_record_seal_piece(&s->state, s->plain, n, last, out + len);
+        len += n + EHR_RECORD_ABYTES;
         s->plain_bytes += n;
         if (s->progress != NULL)
             progress_add(s->progress, n);
@@ -348,26 +323,6 @@ static int add_parse(struct cli__ctx *ctx, int argc, char **argv, struct add_arg
     return cli__signed_tx_finish(ctx, &a->tx);
 }
 
-/* Seal the pointer (blob ID at ADDRESS) with POINTER_KEY into OUT. Returns its length. */
-static size_t pointer_seal(const uint8_t pointer_key[32], const uint8_t id[32], const char *address,
-                           uint8_t out[CONTRACTS_POINTER_BYTES_MAX])
-{
-    uint8_t plain[POINTER_PLAIN_FIXED_BYTES + POINTER_ADDRESS_BYTES_MAX];
-    size_t alen = strnlen(address, POINTER_ADDRESS_BYTES_MAX);
-    memcpy(plain, POINTER_MAGIC, 4);
-    plain[4] = POINTER_VERSION;
-    memcpy(plain + 5, id, 32);
-    memcpy(plain + POINTER_PLAIN_FIXED_BYTES, address, alen);
-    size_t plen = POINTER_PLAIN_FIXED_BYTES + alen;
-    randombytes_buf(out, POINTER_NONCE_BYTES);
-    unsigned long long clen = 0;
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out + POINTER_NONCE_BYTES, &clen, plain, plen,
-                                               (const uint8_t *)POINTER_TAG, sizeof POINTER_TAG - 1,
-                                               NULL, out, pointer_key);
-    sodium_memzero(plain, sizeof plain);
-    return POINTER_NONCE_BYTES + (size_t)clen;
-}
-
 int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
 {
     struct add_args a = {0};
@@ -397,13 +352,16 @@ int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
         sodium_free(id);
         return cli__fail("the patient's delegating key is not valid", "record add");
     }
-    record_subkeys(k, stream_key, pointer_key);
+    ehr_record_subkeys(k, stream_key, pointer_key);
     sodium_memzero(k, sizeof k);
     struct sealer s = {.file = file, .path = a.file};
-    crypto_secretstream_xchacha20poly1305_state start;
-    crypto_secretstream_xchacha20poly1305_init_push(&start, s.header, stream_key);
+    struct ehr_record_sealer sealer;
+    ehr_record_sealer_init(&sealer, stream_key);
     sodium_memzero(stream_key, sizeof stream_key);
-    s.plain = ehr_malloc(RECORD_PLAIN_CHUNK_BYTES);
+    crypto_secretstream_xchacha20poly1305_state start = sealer.start;
+    memcpy(s.header, sealer.header, sizeof s.header);
+    ehr_record_sealer_wipe(&sealer);
+    s.plain = ehr_malloc(EHR_RECORD_PIECE_BYTES);
     uint8_t *piece = ehr_malloc(RECORD_UPLOAD_CHUNK_BYTES);
     size_t message_cap = RECORD_UPLOAD_CHUNK_BYTES + 64;
     uint8_t *message = ehr_malloc(message_cap);
@@ -482,8 +440,9 @@ int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
         goto out;
     }
     /* The anchor: the pointer sealed, the capsule, the hash and size. */
-    uint8_t pointer[CONTRACTS_POINTER_BYTES_MAX], capsule_bytes[EHR_PRE_CAPSULE_BYTES];
-    size_t pointer_len = pointer_seal(pointer_key, blob_id, node.address, pointer);
+    uint8_t pointer[EHR_RECORD_POINTER_BYTES_MAX], capsule_bytes[EHR_PRE_CAPSULE_BYTES];
+    size_t pointer_len = ehr_record_pointer_seal(pointer_key, blob_id, node.address, pointer);
+    EHR_ASSERT(pointer_len > 0); /* --node was parsed: printable, within CLI_HOST_BYTES_MAX */
     ehr_pre_capsule_encode(&capsule, capsule_bytes);
     Ehr__V1__RecordAnchor anchor = EHR__V1__RECORD_ANCHOR__INIT;
     anchor.patient_key = (ProtobufCBinaryData){32, patient};
@@ -512,7 +471,7 @@ out:
     sodium_memzero(pointer_key, sizeof pointer_key);
     sodium_memzero(&start, sizeof start);
     sodium_memzero(&s.state, sizeof s.state);
-    sodium_memzero(s.plain, RECORD_PLAIN_CHUNK_BYTES);
+    sodium_memzero(s.plain, EHR_RECORD_PIECE_BYTES);
     ehr_free(s.plain);
     ehr_free(piece);
     ehr_free(message);
@@ -523,131 +482,47 @@ out:
 
 /* ---- record get ---- */
 
-/* The ciphertext as it arrives: hashed, then opened piece by piece. */
-struct opener {
-    crypto_secretstream_xchacha20poly1305_state state;
-    uint8_t stream_key[32];
-    struct ehr_content_hash hash;
-    uint8_t *buf; /* gathers one piece: RECORD_CIPHER_CHUNK_BYTES */
-    size_t buf_len;
-    uint8_t *plain;
-    bool header_done;
-    bool final_seen;
+/* The blob as it streams in: its size first, then the ciphertext to the
+ * opener (record.h), the plaintext into OUT. */
+struct download {
+    struct ehr_record_opener opener;
     bool got_size;
     uint64_t size_bytes;
     uint64_t received;
     FILE *out;
-    const char *why; /* the first failure; nothing more is done after it */
+    int err; /* the first failure; nothing more is done after it */
+    ehr_diag why;
     struct progress progress;
 };
 
-/* Open the piece in BUF (the last one when LAST) and write its plaintext. */
-static void opener_piece(struct opener *o, bool last)
+static int download_write(void *ctx, const uint8_t *plain, size_t len)
 {
-    unsigned long long mlen = 0;
-    unsigned char tag = 0;
-    if (o->final_seen) {
-        o->why = "data after the final piece";
-        return;
-    }
-    if (crypto_secretstream_xchacha20poly1305_pull(&o->state, o->plain, &mlen, &tag, o->buf,
-                                                   o->buf_len, NULL, 0) != 0) {
-        o->why = "a piece does not decrypt (wrong key, or the ciphertext was altered)";
-        return;
-    }
-    bool is_final = tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL;
-    if (is_final != last) {
-        o->why = is_final ? "the final piece is not the last" : "the ciphertext is cut short";
-        return;
-    }
-    o->final_seen = is_final;
-    if (mlen > 0 && fwrite(o->plain, 1, (size_t)mlen, o->out) != (size_t)mlen)
-        o->why = "cannot write the output file";
-    o->buf_len = 0;
-}
-
-static void opener_feed(struct opener *o, const uint8_t *data, size_t len)
-{
-    ehr_content_hash_update(&o->hash, data, len);
-    o->received += len;
-    progress_add(&o->progress, len);
-    while (len > 0 && o->why == NULL) {
-        if (!o->header_done) {
-            size_t take = STREAM_HEADER_BYTES - o->buf_len;
-            take = take < len ? take : len;
-            memcpy(o->buf + o->buf_len, data, take);
-            o->buf_len += take;
-            data += take;
-            len -= take;
-            if (o->buf_len == STREAM_HEADER_BYTES) {
-                if (crypto_secretstream_xchacha20poly1305_init_pull(&o->state, o->buf,
-                                                                    o->stream_key) != 0)
-                    o->why = "the ciphertext's header is not valid";
-                o->header_done = true;
-                o->buf_len = 0;
-            }
-            continue;
-        }
-        /* A full piece is opened only once a byte after it shows it is not the last. */
-        if (o->buf_len == RECORD_CIPHER_CHUNK_BYTES) {
-            opener_piece(o, false);
-            continue;
-        }
-        size_t take = RECORD_CIPHER_CHUNK_BYTES - o->buf_len;
-        take = take < len ? take : len;
-        memcpy(o->buf + o->buf_len, data, take);
-        o->buf_len += take;
-        data += take;
-        len -= take;
-    }
+    struct download *d = ctx;
+    return fwrite(plain, 1, len, d->out) == len ? 0 : -EIO;
 }
 
 static void get_message(void *data, const uint8_t *message, size_t message_len)
 {
-    struct opener *o = data;
-    if (o->why != NULL)
+    struct download *d = data;
+    if (d->err != 0)
         return;
     Ehr__V1__GetBlobResponse *r = ehr__v1__get_blob_response__unpack(NULL, message_len, message);
     if (r == NULL) {
-        o->why = "a GetBlob message does not decode";
+        d->err = ehr_diag_fail(&d->why, EHR_EPROTO, "a GetBlob message does not decode");
         return;
     }
-    if (!o->got_size) {
-        o->got_size = true;
-        o->size_bytes = r->size_bytes;
-        o->progress.total = r->size_bytes;
-    } else if (o->received + r->chunk.len > o->size_bytes) {
-        o->why = "more bytes than the blob's size";
+    if (!d->got_size) {
+        d->got_size = true;
+        d->size_bytes = r->size_bytes;
+        d->progress.total = r->size_bytes;
+    } else if (d->received + r->chunk.len > d->size_bytes) {
+        d->err = ehr_diag_fail(&d->why, EHR_EPROTO, "more bytes than the blob's size");
     } else {
-        opener_feed(o, r->chunk.data, r->chunk.len);
+        d->received += r->chunk.len;
+        progress_add(&d->progress, r->chunk.len);
+        d->err = ehr_record_opener_feed(&d->opener, r->chunk.data, r->chunk.len, &d->why);
     }
     ehr__v1__get_blob_response__free_unpacked(r, NULL);
-}
-
-/* Open the pointer with POINTER_KEY: the blob id and the node's address. */
-static const char *pointer_open(const uint8_t pointer_key[32], const ProtobufCBinaryData *sealed,
-                                uint8_t id[32], char address[POINTER_ADDRESS_BYTES_MAX + 1])
-{
-    uint8_t plain[POINTER_PLAIN_FIXED_BYTES + POINTER_ADDRESS_BYTES_MAX];
-    if (sealed->len < POINTER_NONCE_BYTES + POINTER_ABYTES + POINTER_PLAIN_FIXED_BYTES ||
-        sealed->len > POINTER_NONCE_BYTES + POINTER_ABYTES + sizeof plain)
-        return "the encrypted pointer is not one ehrctl record add makes";
-    unsigned long long plen = 0;
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
-            plain, &plen, NULL, sealed->data + POINTER_NONCE_BYTES,
-            sealed->len - POINTER_NONCE_BYTES, (const uint8_t *)POINTER_TAG, sizeof POINTER_TAG - 1,
-            sealed->data, pointer_key) != 0)
-        return "the pointer does not decrypt with the record key";
-    if (memcmp(plain, POINTER_MAGIC, 4) != 0 || plain[4] != POINTER_VERSION)
-        return "the pointer is of an unknown version";
-    memcpy(id, plain + 5, 32);
-    size_t alen = (size_t)plen - POINTER_PLAIN_FIXED_BYTES;
-    memcpy(address, plain + POINTER_PLAIN_FIXED_BYTES, alen);
-    address[alen] = '\0';
-    for (size_t i = 0; i < alen; i++)
-        if (address[i] <= 0x20 || address[i] >= 0x7f)
-            return "the pointer's node address is not printable";
-    return NULL;
 }
 
 /* The record's anchor from GetRecord's answer, checked to be RECORD_ID's. */
@@ -722,7 +597,9 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
     struct cli__node node = {0};
     bool node_open = false;
     Ehr__V1__TxBody *body = NULL;
-    struct opener o = {0};
+    struct download d = {0};
+    bool opener_open = false;
+    uint8_t stream_key[32] = {0};
     char tmp_path[4096] = "";
     uint8_t pointer_key[32] = {0};
     if ((exit_code = cli__node_open(&node, &node_options, "record get")) != 0)
@@ -783,15 +660,18 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
         goto out;
     }
     ehr_pre_key_wipe(&dk);
-    record_subkeys(k, o.stream_key, pointer_key);
+    ehr_record_subkeys(k, stream_key, pointer_key);
     sodium_memzero(k, sizeof k);
     uint8_t blob_id[32];
-    char address[POINTER_ADDRESS_BYTES_MAX + 1];
-    bad = pointer_open(pointer_key, &an->encrypted_pointer, blob_id, address);
-    if (bad == NULL && memcmp(blob_id, an->ciphertext_hash.data, 32) != 0)
-        bad = "the pointer names another blob than the anchor's ciphertext_hash";
-    if (bad != NULL) {
-        exit_code = cli__fail(bad, "record get");
+    char address[EHR_RECORD_POINTER_ADDRESS_BYTES_MAX + 1];
+    if (ehr_record_pointer_open(pointer_key, an->encrypted_pointer.data, an->encrypted_pointer.len,
+                                blob_id, address, &why) != 0) {
+        exit_code = cli__fail(why.msg, "record get");
+        goto out;
+    }
+    if (memcmp(blob_id, an->ciphertext_hash.data, 32) != 0) {
+        exit_code = cli__fail("the pointer names another blob than the anchor's ciphertext_hash",
+                              "record get");
         goto out;
     }
     /* The blob, from the node the pointer names (or --blob-node). */
@@ -812,48 +692,46 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
         goto out;
     }
     snprintf(tmp_path, sizeof tmp_path, "%s.part", out_path);
-    o.out = fopen(tmp_path, "wb");
-    if (o.out == NULL) {
+    d.out = fopen(tmp_path, "wb");
+    if (d.out == NULL) {
         exit_code = cli__fail(strerror(errno), "write %s", tmp_path);
         tmp_path[0] = '\0';
         goto out;
     }
-    o.buf = ehr_malloc(RECORD_CIPHER_CHUNK_BYTES);
-    o.plain = ehr_malloc(RECORD_PLAIN_CHUNK_BYTES);
-    ehr_content_hash_init(&o.hash);
-    progress_start(&o.progress, "downloading", an->ciphertext_bytes, ctx->json);
+    ehr_record_opener_init(&d.opener, stream_key, download_write, &d);
+    opener_open = true;
+    progress_start(&d.progress, "downloading", an->ciphertext_bytes, ctx->json);
     size_t packed = ehr__v1__get_blob_request__get_packed_size(&gq);
     uint8_t *req = ehr_malloc(packed);
     ehr__v1__get_blob_request__pack(&gq, req);
     gq.auth = NULL;
-    st = rpc_sync_stream(node.sync, "/ehr.v1.Node/GetBlob", req, packed, 0, get_message, &o,
+    st = rpc_sync_stream(node.sync, "/ehr.v1.Node/GetBlob", req, packed, 0, get_message, &d,
                          &result);
     ehr_free(req);
-    progress_end(&o.progress);
+    progress_end(&d.progress);
     if (st != RPC_STATUS_OK) {
         exit_code = cli__node_fail(&node, &result, "record get: the blob");
         rpc_result_clear(&result);
         goto out;
     }
     rpc_result_clear(&result);
-    if (o.why == NULL && o.header_done && o.buf_len > 0)
-        opener_piece(&o, true);
     uint8_t got[32];
-    ehr_content_hash_final(&o.hash, got);
-    if (o.why == NULL && (o.received != an->ciphertext_bytes || o.received != o.size_bytes))
-        o.why = "the blob's size is not the anchor's ciphertext_bytes";
-    if (o.why == NULL && memcmp(got, an->ciphertext_hash.data, 32) != 0)
-        o.why = "the blob's SHA-256 is not the anchor's ciphertext_hash";
-    if (o.why == NULL && !o.final_seen)
-        o.why = "the ciphertext is cut short";
-    if (o.why == NULL && (fflush(o.out) != 0 || fsync(fileno(o.out)) != 0))
-        o.why = "cannot write the output file";
-    if (o.why != NULL) {
-        exit_code = cli__fail(o.why, "record get");
+    if (d.err == 0)
+        d.err = ehr_record_opener_finish(&d.opener, got, &d.why);
+    if (d.err == 0 && (d.received != an->ciphertext_bytes || d.received != d.size_bytes))
+        d.err = ehr_diag_fail(&d.why, EHR_ECORRUPT,
+                              "the blob's size is not the anchor's ciphertext_bytes");
+    if (d.err == 0 && memcmp(got, an->ciphertext_hash.data, 32) != 0)
+        d.err = ehr_diag_fail(&d.why, EHR_ECORRUPT,
+                              "the blob's SHA-256 is not the anchor's ciphertext_hash");
+    if (d.err == 0 && (fflush(d.out) != 0 || fsync(fileno(d.out)) != 0))
+        d.err = ehr_diag_fail(&d.why, -EIO, "cannot write the output file");
+    if (d.err != 0) {
+        exit_code = cli__fail(d.why.msg, "record get");
         goto out;
     }
-    fclose(o.out);
-    o.out = NULL;
+    fclose(d.out);
+    d.out = NULL;
     if (rename(tmp_path, out_path) != 0) {
         exit_code = cli__fail(strerror(errno), "write %s", out_path);
         goto out;
@@ -864,25 +742,21 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
     if (ctx->json) {
         exit_code =
             cli__json_print(json_pack("{s:s, s:s, s:o}", "out", out_path, "blob_id", blob_hex,
-                                      "ciphertext_bytes", cli__json_u64(o.received)));
+                                      "ciphertext_bytes", cli__json_u64(d.received)));
     } else {
         cli__print_field("record", argv[optind]);
         cli__print_field("blob", blob_hex);
         cli__print_field("wrote", out_path);
     }
 out:
-    if (o.out != NULL)
-        fclose(o.out);
+    if (d.out != NULL)
+        fclose(d.out);
     if (tmp_path[0] != '\0')
         unlink(tmp_path); /* nothing half-written is left */
-    ehr_content_hash_clear(&o.hash);
-    sodium_memzero(&o.state, sizeof o.state);
-    sodium_memzero(o.stream_key, sizeof o.stream_key);
+    if (opener_open)
+        ehr_record_opener_clear(&d.opener);
+    sodium_memzero(stream_key, sizeof stream_key);
     sodium_memzero(pointer_key, sizeof pointer_key);
-    if (o.plain != NULL)
-        sodium_memzero(o.plain, RECORD_PLAIN_CHUNK_BYTES);
-    ehr_free(o.plain);
-    ehr_free(o.buf);
     if (body != NULL)
         ehr__v1__tx_body__free_unpacked(body, NULL);
     if (node_open)
