@@ -5,12 +5,15 @@
  * check, decrypt). A multi-megabyte file and an empty one come back byte
  * for byte; the blob on the custodian's disk is the ciphertext the anchor
  * names; a blob altered on disk is refused and leaves no output file; a
- * key that is not the patient's is refused.
+ * key that is not the patient's is refused; an upload cut off half-way (the
+ * client killed) leaves nothing, and one whose node was killed leaves a
+ * temporary file that the node's restart sweeps.
  *
  * The network: two founding members on loopback (tests/node/cluster.h),
  * "Member 0" the custodian. ehrctl runs as a subprocess in the cluster's
  * directory with an empty environment and stdin from /dev/null.
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cluster.h"
@@ -276,11 +281,111 @@ static void test_record_get_refuses_an_altered_blob_and_another_key(void **state
     assert_int_not_equal(stat(proc_path(n->c.root, "report.back.part"), &st), 0);
 }
 
+/* Files under node I's blob store whose names begin with PREFIX ("": all). */
+static unsigned blob_files(const struct net *n, size_t i, const char *prefix)
+{
+    char top[600];
+    snprintf(top, sizeof top, "%s/blobs", n->c.nodes[i].dir);
+    unsigned count = 0;
+    DIR *d = opendir(top);
+    if (d == NULL)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sub[900];
+        snprintf(sub, sizeof sub, "%s/%s", top, e->d_name);
+        DIR *s = opendir(sub);
+        if (s == NULL)
+            continue;
+        struct dirent *f;
+        while ((f = readdir(s)) != NULL)
+            if (strcmp(f->d_name, ".") != 0 && strcmp(f->d_name, "..") != 0 &&
+                strncmp(f->d_name, prefix, strlen(prefix)) == 0)
+                count++;
+        closedir(s);
+    }
+    closedir(d);
+    return count;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Wait up to TIMEOUT_MS until node I holds WANT temporary files (or, with
+ * AT_LEAST, at least WANT); true if it did. */
+static bool wait_tmp(const struct net *n, size_t i, unsigned want, bool at_least,
+                     uint64_t timeout_ms)
+{
+    uint64_t end = mono_ms() + timeout_ms;
+    do {
+        unsigned got = blob_files(n, i, ".tmp-");
+        if (got == want || (at_least && got >= want))
+            return true;
+        usleep(2000);
+    } while (mono_ms() < end);
+    return false;
+}
+
+/* Start `record add BIG` for the patient PUB by member 0, output dropped. */
+static void add_spawn(struct net *n, const char *pub, struct proc_child *child)
+{
+    struct proc_spec spec = {.path = EHRCTL,
+                             .argv0 = "ehrctl",
+                             .args = PROC_ARGS("record", "add", "big.bin", "--patient", pub,
+                                               "--type", "imaging", "--key", "node0.key", "--node",
+                                               n->node[0], (const char *)NULL),
+                             .cwd = n->c.root,
+                             .out = {PROC_TO_NULL, NULL},
+                             .err = {PROC_TO_NULL, NULL}};
+    proc_spawn(&spec, child);
+}
+
+/*
+ * Cut off half-way: ehrctl killed while its upload is in the node's blob
+ * store (a temporary file there): the node sees the connection go, aborts
+ * the write, and nothing is left, neither the temporary file nor a blob.
+ * The node killed mid-upload leaves its temporary file; the node's restart
+ * sweeps it.
+ */
+static void test_record_add_cut_off_half_way_leaves_nothing(void **state)
+{
+    struct net *n = *state;
+    char key[32], pub[32];
+    patient_enrolled(n, key, pub);
+    free(data_file(n, "big.bin", 160u * 1024 * 1024, 11));
+    unsigned before = blob_files(n, 0, "");
+    struct proc_child child;
+    add_spawn(n, pub, &child);
+    assert_true(wait_tmp(n, 0, 1, true, 60000)); /* the upload is under way */
+    proc_end(child.pid, SIGKILL);
+    assert_true(wait_tmp(n, 0, 0, false, 10000));
+    assert_int_equal(blob_files(n, 0, ""), before);
+
+    /* The node killed mid-upload: its temporary file stays ... */
+    add_spawn(n, pub, &child);
+    assert_true(wait_tmp(n, 0, 1, true, 60000));
+    cluster_kill(&n->c, 0);
+    proc_end(child.pid, SIGKILL);
+    assert_true(blob_files(n, 0, ".tmp-") >= 1);
+    /* ... until it starts again and sweeps it. */
+    cluster_start(&n->c, 0);
+    assert_true(wait_tmp(n, 0, 0, false, 30000));
+    assert_int_equal(blob_files(n, 0, ""), before);
+    assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_record_add_then_patient_gets_the_exact_bytes),
         cmocka_unit_test(test_record_get_refuses_an_altered_blob_and_another_key),
+        cmocka_unit_test(test_record_add_cut_off_half_way_leaves_nothing),
     };
     return cmocka_run_group_tests_name("records with their data", tests, net_setup, net_teardown);
 }
