@@ -3,11 +3,11 @@
  * `patient public-keys`, `record add` (encrypt, PutBlob, anchor) and
  * `record get` (GetRecord, open the capsule and the pointer, GetBlob,
  * check, decrypt). A multi-megabyte file and an empty one come back byte
- * for byte; the blob on the custodian's disk is the ciphertext the anchor
- * names; a blob altered on disk is refused and leaves no output file; a
- * key that is not the patient's is refused; an upload cut off half-way (the
- * client killed) leaves nothing, and one whose node was killed leaves a
- * temporary file that the node's restart sweeps.
+ * for byte, the custodian's loop keeping its pace meanwhile; the blob on
+ * the custodian's disk is the ciphertext the anchor names; a blob altered on disk is refused and
+ * leaves no output file; a key that is not the patient's is refused; an upload cut off half-way
+ * (the client killed) leaves nothing, and one whose node was killed leaves a temporary file that
+ * the node's restart sweeps.
  *
  * The network: two founding members on loopback (tests/node/cluster.h),
  * "Member 0" the custodian. ehrctl runs as a subprocess in the cluster's
@@ -35,7 +35,7 @@
 #define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
 #define EHRD EHR_BINARY_DIR "/node/ehrd"
 
-enum { KEY_HEX = 65, LEADER_WAIT_MS = 30000 };
+enum { KEY_HEX = 65, LEADER_WAIT_MS = 30000, LOOP_TURN_BOUND_US = 250000 };
 
 struct net {
     struct cluster c;
@@ -94,8 +94,10 @@ static int net_teardown(void **state)
         return 0;
     int failed = 0;
     for (size_t i = 0; i < n->c.count; i++)
-        if (cluster_stop(&n->c, i) != 0) /* a clean stop: no leak, no error under ASan */
+        if (cluster_stop(&n->c, i) != 0) { /* a clean stop: no leak, no error under ASan */
+            print_error("node %zu did not stop cleanly (log: %s)\n", i, n->c.nodes[i].log);
             failed = -1;
+        }
     cluster_destroy(&n->c, failed != 0);
     free(n);
     return failed;
@@ -211,6 +213,15 @@ static void test_record_add_then_patient_gets_the_exact_bytes(void **state)
     assert_string_equal(hex, blob);
     assert_true(memmem(stored, stored_len, data, 64) == NULL); /* not the plaintext */
     free(stored);
+    /* The upload's file work ran on the worker pool: the custodian node's
+     * loop kept its pace (the bound test_node_abuse holds a flood to). */
+    struct cluster_status status;
+    assert_int_equal(cluster_status(&n->c, 0, &status), 0);
+    print_message("custodian's longest loop turn around the 5 MiB upload: %llu us\n",
+                  (unsigned long long)status.loop_turn_max_us);
+    if (status.loop_turn_max_us >= LOOP_TURN_BOUND_US)
+        fail_msg("the loop's longest turn was %llu us during the upload",
+                 (unsigned long long)status.loop_turn_max_us);
     struct proc_result r =
         run(n, "record", "get", record, "--key", key, "--out", "back.dcm", "--node", n->node[1]);
     assert_ok(&r);
@@ -359,6 +370,7 @@ static void test_record_add_cut_off_half_way_leaves_nothing(void **state)
     char key[32], pub[32];
     patient_enrolled(n, key, pub);
     free(data_file(n, "big.bin", 160u * 1024 * 1024, 11));
+    sync(); /* so the node's own fsyncs below do not wait for these 160 MiB */
     unsigned before = blob_files(n, 0, "");
     struct proc_child child;
     add_spawn(n, pub, &child);
@@ -377,6 +389,12 @@ static void test_record_add_cut_off_half_way_leaves_nothing(void **state)
     cluster_start(&n->c, 0);
     assert_true(wait_tmp(n, 0, 0, false, 30000));
     assert_int_equal(blob_files(n, 0, ""), before);
+    /* Started (serving its API) before the teardown stops it. */
+    struct cluster_status st;
+    uint64_t end = mono_ms() + LEADER_WAIT_MS;
+    while (cluster_status(&n->c, 0, &st) != 0 && mono_ms() < end)
+        usleep(50000);
+    assert_int_equal(cluster_status(&n->c, 0, &st), 0);
     assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
 }
 
