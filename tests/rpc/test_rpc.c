@@ -1132,6 +1132,16 @@ static Ehr__Test__SumReply *sum_reply(const struct outcome *o)
     return r;
 }
 
+static void on_connected_flag(struct rpc_client *client, int status, void *data)
+{
+    *(bool *)data = true;
+}
+
+static void on_flag_closed(void *data)
+{
+    *(bool *)data = true;
+}
+
 /* Run the loop for MS milliseconds of loop time. */
 static void run_for(uv_loop_t *loop, uint64_t ms)
 {
@@ -1307,6 +1317,59 @@ static void test_upload_refused_half_way_stops_the_client(void **state)
     say_call(&f, &o, "still here", 0, 0, 0, NULL, 0);
     assert_int_equal(o.status, RPC_STATUS_OK);
     outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+/* The client's upload queue at RPC_UPLOAD_QUEUE_BYTES_MAX: messages fill it
+ * exactly, the next (even empty) is EAGAIN and queues nothing; one larger
+ * message goes into an empty queue. Measured before the connection is up,
+ * so nothing drains meanwhile; then it all arrives. */
+static void test_upload_client_queue_edge(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct rpc_client *c;
+    bool connected = false;
+    assert_int_equal(
+        rpc_client_connect(&f.loop, "127.0.0.1", f.port, NULL, on_connected_flag, &connected, &c),
+        0);
+    struct outcome o = {0};
+    struct rpc_client_call *call;
+    assert_int_equal(rpc_client_upload(c, ECHO_SUM, 0, NULL, on_done, &o, &call), 0);
+    enum { HALF = RPC_UPLOAD_QUEUE_BYTES_MAX / 2 - 5 }; /* with its prefix: half the queue */
+    uint8_t *big = ehr_calloc(1, RPC_UPLOAD_QUEUE_BYTES_MAX + 1);
+    /* CountReply{payload: ...} packs to the bytes' own size plus 4 (tag, length). */
+    Ehr__Test__CountReply m = EHR__TEST__COUNT_REPLY__INIT;
+    m.payload.data = big;
+    m.payload.len = HALF - 4;
+    uint8_t *packed = ehr_malloc(RPC_UPLOAD_QUEUE_BYTES_MAX + 16);
+    size_t len = ehr__test__count_reply__pack(&m, packed);
+    assert_int_equal(len, HALF);
+    assert_int_equal(rpc_client_upload_send(call, packed, len), 0);
+    assert_int_equal(rpc_client_upload_send(call, packed, len), 0); /* exactly full */
+    assert_int_equal(rpc_client_upload_send(call, packed, 0), EHR_EAGAIN);
+    rpc_client_upload_close(call);
+    run_until(&f.loop, &o.done);
+    Ehr__Test__SumReply *r = sum_reply(&o);
+    assert_int_equal(r->messages, 2);
+    ehr__test__sum_reply__free_unpacked(r, NULL);
+    outcome_clear(&o);
+    /* One message over the queue's size into an empty queue is taken. */
+    m.payload.len = RPC_UPLOAD_QUEUE_BYTES_MAX;
+    len = ehr__test__count_reply__pack(&m, packed);
+    assert_int_equal(rpc_client_upload(c, ECHO_SUM, 0, NULL, on_done, &o, &call), 0);
+    assert_int_equal(rpc_client_upload_send(call, packed, len), 0);
+    rpc_client_upload_close(call);
+    run_until(&f.loop, &o.done);
+    r = sum_reply(&o);
+    assert_int_equal(r->bytes, RPC_UPLOAD_QUEUE_BYTES_MAX);
+    ehr__test__sum_reply__free_unpacked(r, NULL);
+    outcome_clear(&o);
+    bool closed = false;
+    rpc_client_close(c, on_flag_closed, &closed);
+    run_until(&f.loop, &closed);
+    ehr_free(big);
+    ehr_free(packed);
     fixture_stop(&f);
 }
 
@@ -2387,6 +2450,7 @@ int main(void)
         cmocka_unit_test(test_upload_cut_off_reaches_the_handler_as_a_cancel),
         cmocka_unit_test(test_upload_refused_half_way_stops_the_client),
         cmocka_unit_test(test_upload_message_limit_edge),
+        cmocka_unit_test(test_upload_client_queue_edge),
     };
     const struct CMUnitTest raw[] = {
         cmocka_unit_test(test_raw_http1_request_gets_505),
