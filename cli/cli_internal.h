@@ -651,5 +651,8 @@ int cli__cmd_member_list(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_member_propose(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_member_approve(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_record_show(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_patient_public_keys(struct cli__ctx *ctx, int argc, char **argv);
 
 #endif /* EHR_CLI_INTERNAL_H */

@@ -411,6 +411,47 @@ static const struct cli__command commands[] = {
      "" SIGNER_OPTIONS_HELP("the requester")
          SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
      cli__cmd_access_emergency},
+    {"record add", "FILE --patient PUBLIC_KEYS --type TYPE --key FILE [--wait] [--node HOST:PORT]",
+     "Encrypt a file, store it in the node's blob store and anchor it; prints its record id.",
+     "The custodian (--key, a member's node key) adds a record of an enrolled patient: the\n"
+     "file is encrypted with a fresh record key (libsodium's secretstream,\n"
+     "XChaCha20-Poly1305, in 64 KiB pieces: constant memory), the ciphertext's SHA-256 is\n"
+     "its blob id, the ciphertext is uploaded to the node (PutBlob), and the anchor\n"
+     "carries the record key encapsulated to the patient's delegating key for TYPE, the\n"
+     "pointer (node, blob id) encrypted under the record key, and the ciphertext's hash\n"
+     "and size. Progress on a terminal. Only the patient opens it (record get); a\n"
+     "grantee's path through the nodes' capsule fragments is not built yet.\n\n"
+     "options:\n"
+     "  --patient FILE          the patient's public keys (ehrctl patient public-keys --out)\n"
+     "  --type TYPE             the record's type (its delegating key is the type's)\n"
+     "" SIGNER_OPTIONS_HELP("the custodian")
+         SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
+     cli__cmd_record_add},
+    {"record get", "RECORD_ID --key FILE --out FILE [--blob-node HOST:PORT] [--node HOST:PORT]",
+     "The patient opens a record: the file back, checked against the anchor.",
+     "A signed GetRecord gives the anchor; the patient's delegating key for the record's\n"
+     "type (derived from --key) opens the record key; it opens the pointer, which names\n"
+     "the node that stores the blob (--blob-node overrides it); a signed GetBlob streams\n"
+     "the ciphertext, whose SHA-256 and size must be the anchor's, into FILE.part, which\n"
+     "becomes FILE only once all of it decrypted and checked (else it is removed).\n"
+     "The patient only: a grantee's path is not built yet.\n\n"
+     "options:\n"
+     "  --key FILE              the patient's key file (required)\n"
+     "  --passphrase-file FILE  its passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
+     "  --out FILE              where the record goes (required)\n"
+     "  --blob-node HOST:PORT   fetch the blob from this node, not the pointer's\n"
+     "" NODE_OPTIONS_HELP NODE_EXIT_HELP,
+     cli__cmd_record_get},
+    {"patient public-keys", "--patient FILE [--out FILE]",
+     "What a custodian needs to add a patient's records: their public keys.",
+     "Prints (or writes to --out) a JSON document: the patient's signing key and their\n"
+     "delegating key for each record type, derived one-way from the key file's secret\n"
+     "(crypto/PRE.md, \"Delegating keys\"). Public: hand it to custodians.\n\n"
+     "options:\n"
+     "  --patient FILE          the patient's key file (required)\n"
+     "  --passphrase-file FILE  its passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
+     "  --out FILE              write the document here\n",
+     cli__cmd_patient_public_keys},
     {"record show", "RECORD_ID --key FILE [--node HOST:PORT]",
      "One record's anchor: patient, custodian, type, pointer, ciphertext hash.",
      "RECORD_ID is the record's id (its anchor's transaction hash), 64 hex digits. A\n"

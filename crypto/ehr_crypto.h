@@ -45,6 +45,22 @@ void ehr_random_bytes(void *buf, size_t len);
 /* SHA-256 of DATA. */
 void ehr_sha256(uint8_t out[EHR_SHA256_BYTES], const void *data, size_t len);
 
+/*
+ * The content hash of record ciphertext, a blob's id: SHA-256 of the whole
+ * ciphertext (what `sha256sum` prints), streamed through OpenSSL's
+ * libcrypto, which uses the CPU's SHA instructions (content_hash.c says
+ * why). init, then update any number of times, then final (which also
+ * clears); clear drops an unfinished hash. A failure inside libcrypto
+ * (out of memory) aborts: there is no way on from it.
+ */
+struct ehr_content_hash {
+    void *ctx_; /* OpenSSL's EVP_MD_CTX (private) */
+};
+void ehr_content_hash_init(struct ehr_content_hash *h);
+void ehr_content_hash_update(struct ehr_content_hash *h, const void *data, size_t len);
+void ehr_content_hash_final(struct ehr_content_hash *h, uint8_t out[EHR_SHA256_BYTES]);
+void ehr_content_hash_clear(struct ehr_content_hash *h);
+
 /* A BIP-340 signing key pair. The secret must be wiped after use. */
 typedef struct ehr_signing_key {
     uint8_t secret[EHR_SCHNORR_SECRET_BYTES];

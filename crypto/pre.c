@@ -373,6 +373,27 @@ int ehr_pre_key_generate(ehr_pre_key *key)
     return 0;
 }
 
+int ehr_pre_delegating_key_derive(ehr_pre_key *key, const uint8_t root[EHR_PRE_ROOT_BYTES],
+                                  uint32_t record_type)
+{
+    EHR_ASSERT(record_type != 0);
+    static const char tag[] = EHR_PRE_TAG_DELEGATING;
+    uint8_t type_be[4] = {(uint8_t)(record_type >> 24), (uint8_t)(record_type >> 16),
+                          (uint8_t)(record_type >> 8), (uint8_t)record_type};
+    uint8_t wide[64], secret[S];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, root, EHR_PRE_ROOT_BYTES, sizeof wide);
+    crypto_generichash_update(&st, (const uint8_t *)tag, sizeof tag); /* with its NUL */
+    crypto_generichash_update(&st, type_be, sizeof type_be);
+    crypto_generichash_final(&st, wide, sizeof wide);
+    crypto_core_ristretto255_scalar_reduce(secret, wide);
+    int rc = ehr_pre_key_from_secret(key, secret); /* zero: probability 2^-252 */
+    sodium_memzero(&st, sizeof st);
+    sodium_memzero(wide, sizeof wide);
+    sodium_memzero(secret, sizeof secret);
+    return rc;
+}
+
 void ehr_pre_key_wipe(ehr_pre_key *key)
 {
     sodium_memzero(key, sizeof *key);

@@ -117,6 +117,21 @@ int ehr_pre_key_generate(ehr_pre_key *key);
  */
 int ehr_pre_key_from_secret(ehr_pre_key *key, const uint8_t secret[EHR_PRE_SECRET_BYTES]);
 
+/*
+ * A patient's delegating key pair for one record type (PRE.md, "Delegating
+ * keys"), derived from a 32-byte ROOT secret the patient holds (ehrctl
+ * passes the signing secret of the patient's key file): BLAKE2b-512 keyed
+ * with ROOT over EHR_PRE_TAG_DELEGATING (with its NUL) and RECORD_TYPE
+ * (4 bytes, big-endian, not 0), reduced mod L. One-way: a delegating
+ * secret (what a grantee colluding with t proxies could learn) reveals
+ * neither ROOT nor another type's secret. Returns 0, or EHR_EINVAL (a zero
+ * scalar, never in practice; KEY zeroed).
+ */
+#define EHR_PRE_TAG_DELEGATING "ehr.v1.pre.delegating"
+enum { EHR_PRE_ROOT_BYTES = 32 };
+int ehr_pre_delegating_key_derive(ehr_pre_key *key, const uint8_t root[EHR_PRE_ROOT_BYTES],
+                                  uint32_t record_type);
+
 /* Zero every byte of KEY. */
 void ehr_pre_key_wipe(ehr_pre_key *key);
 

@@ -1113,6 +1113,7 @@ static void free_node(struct node *n)
     ehr_free(n->applying.results);
     ehr_free(n->applying.result_views);
     sigverify_destroy(n->applying.sigv);
+    node__blob_service_close(n);
     ehr_free(n);
 }
 

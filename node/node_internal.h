@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include "blobs.h"
 #include "config.h"
 #include "contracts.h"
 #include "ehr/v1/p2p.pb-c.h"
@@ -226,8 +227,22 @@ void node__stream_set_init(struct node__stream_set *set, const char *what, size_
  */
 int node__stream_set_admit(struct node__stream_set *set, struct rpc_stream *stream,
                            struct node__stream_slot *slot);
+/* The same check for any call by its connection id and client address
+ * (an upload's): 0 with SLOT in the set, or EHR_EFULL with the refusal's
+ * message in MSG (MSG_SIZE bytes) and nothing else done. */
+int node__stream_set_take(struct node__stream_set *set, uint64_t connection_id,
+                          struct rpc_peer_address address, struct node__stream_slot *slot,
+                          char *msg, size_t msg_size);
 /* Take SLOT, admitted, out of SET. */
 void node__stream_set_remove(struct node__stream_set *set, struct node__stream_slot *slot);
+
+/* The blob store and its open calls (blob_service.c). */
+struct node__blob_api {
+    struct node_blobs store;
+    bool store_open;
+    struct node__stream_set uploads;
+    struct node__stream_set downloads;
+};
 
 /*
  * A SubmitTransaction call the node still holds: waiting for the leader's
@@ -550,6 +565,7 @@ struct node {
     struct node__api_hooks api; /* set by node__service_start */
     struct node__waits waits;
     struct node__health health;
+    struct node__blob_api blobs;
     struct node__loop_meter meter;
     struct node__reads reads;
     struct node__submit_limit submit_limit;
@@ -741,6 +757,13 @@ int node__read_authenticate(struct node *n, const char *method, ProtobufCMessage
 int node__read_standing(struct node *n, const char *method, enum node__read_kind kind,
                         ProtobufCBinaryData subject, struct node__reader *r, node__answer *a);
 void node__reader_release(struct node__reader *r);
+/* After node__read_authenticate: the member R's key is or acts for (R's
+ * institution and role filled). Returns 0, or -1 with *A failed:
+ * PERMISSION_DENIED with REFUSAL (counted and logged, SUBJECT, 32 bytes,
+ * naming the read) for a key that is neither a member nor a practitioner of
+ * one; INTERNAL if the state cannot be read. Nothing to release. */
+int node__read_institution(struct node *n, const char *method, ProtobufCBinaryData subject,
+                           struct node__reader *r, node__answer *a, const char *refusal);
 /* May R see the record RECORD_ID (its entry E)? The patient every one; a
  * member or practitioner those whose custodian it is or acts for, and those
  * a consent in R covers, by type or by id. */
@@ -752,6 +775,30 @@ void node__reads_refused(struct node *n, const char *method, enum rpc_status sta
                          const ProtobufCBinaryData *requester, const ProtobufCBinaryData *subject);
 /* Log the refusals an interval held back, once it has passed (every tick). */
 void node__reads_sweep(struct node *n);
+
+/* ---- blob_service.c: PutBlob and GetBlob over the blob store (blobs.h) ---- */
+
+/* A PutBlob chunk (node.proto, "Blobs"), and what GetBlob sends per message
+ * (less if rpc_message_bytes is smaller). */
+#define NODE_BLOB_CHUNK_BYTES_MAX (1024u * 1024)
+#define NODE_BLOB_SEND_BYTES (256u * 1024)
+enum {
+    /* Uploads and downloads open, each: on the node, one connection, one
+     * client address (stream_set.c). */
+    NODE_BLOB_UPLOADS_MAX = 64,
+    NODE_BLOB_UPLOADS_PER_CONNECTION_MAX = 2,
+    NODE_BLOB_UPLOADS_PER_ADDRESS_MAX = 8,
+    NODE_BLOB_DOWNLOADS_MAX = 64,
+    NODE_BLOB_DOWNLOADS_PER_CONNECTION_MAX = 2,
+    NODE_BLOB_DOWNLOADS_PER_ADDRESS_MAX = 8,
+};
+
+/* Open the blob store under the data directory (sweeping what unfinished
+ * writes left) and register PutBlob and GetBlob (node__service_start).
+ * Returns 0 or the store's error, with DIAG. */
+int node__blob_service_start(struct node *n, ehr_diag *diag);
+/* Close the store (free_node: every call is finished by then). */
+void node__blob_service_close(struct node *n);
 
 /* ---- submit_limit.c: submissions per second per client address ---- */
 

@@ -289,6 +289,22 @@ int node__read_standing(struct node *n, const char *method, enum node__read_kind
                   "patient's consent read the patient's records");
 }
 
+int node__read_institution(struct node *n, const char *method, ProtobufCBinaryData subject,
+                           struct node__reader *r, node__answer *a, const char *refusal)
+{
+    *a = (node__answer){.status = RPC_STATUS_OK};
+    int rc = institution_find(n->ledger, r);
+    if (rc != 0) {
+        a->status = RPC_STATUS_INTERNAL;
+        snprintf(a->msg, sizeof a->msg, "cannot read the world state: %s", ehr_strerror(rc));
+        return -1;
+    }
+    if (r->has_institution)
+        return 0;
+    const ProtobufCBinaryData requester = {EHR_SCHNORR_PUBLIC_BYTES, r->key};
+    return refuse(n, method, a, RPC_STATUS_PERMISSION_DENIED, &requester, &subject, refusal);
+}
+
 int node__read_check(struct node *n, const char *method, ProtobufCMessage *request,
                      Ehr__V1__ReadAuth **auth_field, enum node__read_kind kind,
                      ProtobufCBinaryData subject, struct node__reader *r, node__answer *a)

@@ -885,6 +885,9 @@ int node__service_start(struct node *n, ehr_diag *diag)
     rpc_server_add_stream(n->rpc, PATH_PREFIX "StreamBlocks", stream_blocks, n);
     node__listings_add(n);
     node__health_add(n);
+    rc = node__blob_service_start(n, diag);
+    if (rc != 0)
+        return rc;
     char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
     ehr_diag why;
     rc = node_config_listen_resolve(n->cfg.rpc_listen, listen, sizeof listen, &why);

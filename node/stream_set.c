@@ -1,6 +1,6 @@
 /*
- * stream_set.c - the limits on server-streaming calls of one kind
- * (StreamBlocks, Health.Watch): how many may be open on the node, on one
+ * stream_set.c - the limits on streaming calls of one kind (StreamBlocks,
+ * Health.Watch, GetBlob, and PutBlob's uploads): how many may be open on the node, on one
  * connection and from one client address, checked when a call opens, with
  * the refusal a client can act on. One mechanism for every kind, so that
  * a new streaming method gets the same three bounds.
@@ -29,19 +29,16 @@ void node__stream_set_init(struct node__stream_set *set, const char *what, size_
     memset(set->refused_total, 0, sizeof set->refused_total);
 }
 
-int node__stream_set_admit(struct node__stream_set *set, struct rpc_stream *stream,
-                           struct node__stream_slot *slot)
+int node__stream_set_take(struct node__stream_set *set, uint64_t connection_id,
+                          struct rpc_peer_address address, struct node__stream_slot *slot,
+                          char *msg, size_t msg_size)
 {
-    char msg[REFUSAL_BYTES_MAX];
     if (set->count >= set->max) {
-        snprintf(msg, sizeof msg, "too many %s open on this node (the limit is %zu); retry later",
+        snprintf(msg, msg_size, "too many %s open on this node (the limit is %zu); retry later",
                  set->what, set->max);
-        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
         set->refused_total[NODE_STREAM_LIMIT_NODE]++;
         return EHR_EFULL;
     }
-    uint64_t connection_id = rpc_stream_connection_id(stream);
-    struct rpc_peer_address address = rpc_stream_peer_address(stream);
     size_t on_connection = 0, from_address = 0;
     for (const struct node__link *l = set->slots.next; l != &set->slots; l = l->next) {
         const struct node__stream_slot *s = NODE__CONTAINER(l, struct node__stream_slot, link);
@@ -49,18 +46,16 @@ int node__stream_set_admit(struct node__stream_set *set, struct rpc_stream *stre
         from_address += memcmp(&s->address, &address, sizeof address) == 0;
     }
     if (on_connection >= set->per_connection_max) {
-        snprintf(msg, sizeof msg,
+        snprintf(msg, msg_size,
                  "too many %s open on this connection (the limit is %zu); close one first",
                  set->what, set->per_connection_max);
-        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
         set->refused_total[NODE_STREAM_LIMIT_CONNECTION]++;
         return EHR_EFULL;
     }
     if (from_address >= set->per_address_max) {
-        snprintf(msg, sizeof msg,
+        snprintf(msg, msg_size,
                  "too many %s open from your address (the limit is %zu); close one first",
                  set->what, set->per_address_max);
-        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
         set->refused_total[NODE_STREAM_LIMIT_ADDRESS]++;
         return EHR_EFULL;
     }
@@ -71,6 +66,17 @@ int node__stream_set_admit(struct node__stream_set *set, struct rpc_stream *stre
     set->count++;
     EHR_ASSERT(set->count <= set->max);
     return 0;
+}
+
+int node__stream_set_admit(struct node__stream_set *set, struct rpc_stream *stream,
+                           struct node__stream_slot *slot)
+{
+    char msg[REFUSAL_BYTES_MAX];
+    int rc = node__stream_set_take(set, rpc_stream_connection_id(stream),
+                                   rpc_stream_peer_address(stream), slot, msg, sizeof msg);
+    if (rc != 0)
+        rpc_stream_finish(stream, RPC_STATUS_RESOURCE_EXHAUSTED, msg);
+    return rc;
 }
 
 void node__stream_set_remove(struct node__stream_set *set, struct node__stream_slot *slot)

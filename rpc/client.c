@@ -20,6 +20,12 @@
  *   3. Message callbacks of a streaming call run inside nghttp2's receive
  *      callback: the caller may start or cancel calls and close the client
  *      there (all of which only submit or defer), nothing else of ours.
+ *   4. An upload (client-streaming call) holds at most
+ *      RPC_UPLOAD_QUEUE_BYTES_MAX of queued messages (one larger message
+ *      into an empty queue); past it rpc_client_upload_send says EAGAIN and
+ *      the writable callback follows from the pump once the queue is down
+ *      to half. Its END_STREAM goes only after rpc_client_upload_close and
+ *      every queued byte.
  *
  * nghttp2 caveats: as in server.c, session_send/session_del only from the
  * pump; a request body uses NO_COPY with a cursor (promised bytes are
@@ -60,8 +66,9 @@ struct rpc_client {
     bool settings_seen; /* the server's SETTINGS arrived: it speaks HTTP/2 */
     bool bytes_seen;    /* the server sent something, HTTP/2 or not */
     char down_reason[REASON_BYTES];
-    struct rpc__link calls; /* every call not recycled */
-    struct rpc__link done;  /* calls whose done callback is due */
+    struct rpc__link calls;    /* every call not recycled */
+    struct rpc__link done;     /* calls whose done callback is due */
+    struct rpc__link writable; /* uploads whose writable callback is due */
     struct rpc__link reap;
     struct rpc__link pool;
     uint32_t pool_count;
@@ -77,10 +84,16 @@ struct rpc_client {
 
 struct rpc_client_call {
     struct rpc_client *client;
-    struct rpc__link link;      /* client->calls, or reap / pool */
-    struct rpc__link link_done; /* client->done */
+    struct rpc__link link;          /* client->calls, or reap / pool */
+    struct rpc__link link_done;     /* client->done */
+    struct rpc__link link_writable; /* client->writable (uploads) */
     int32_t stream_id;
     bool streaming;
+    bool upload;        /* client-streaming */
+    bool send_closed;   /* rpc_client_upload_close: END_STREAM after the queue */
+    bool data_deferred; /* the data provider said DEFERRED: resume on the next send */
+    bool want_writable; /* rpc_client_upload_send said EAGAIN */
+    rpc_client_writable_cb writable_cb;
     bool submitted;
     bool stream_open;
     bool app_pending;
@@ -204,6 +217,7 @@ static struct rpc_client_call *call_get(struct rpc_client *client)
     call->client = client;
     rpc__list_init(&call->link);
     rpc__list_init(&call->link_done);
+    rpc__list_init(&call->link_writable);
     return call;
 }
 
@@ -215,6 +229,7 @@ static void call_reap(struct rpc_client_call *call)
     call->reaped = true;
     uv_timer_stop(&call->timer);
     rpc__list_remove(&call->link_done);
+    rpc__list_remove(&call->link_writable);
     rpc__list_remove(&call->link);
     rpc__list_push(&call->client->reap, &call->link);
 }
@@ -347,11 +362,16 @@ static ssize_t call_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 {
     struct rpc_client_call *call = source->ptr;
     size_t queued = call->out.len - call->out_pos;
+    bool last = !call->upload || call->send_closed;
+    if (queued == 0 && !last) {
+        call->data_deferred = true; /* an upload waiting for its next message */
+        return NGHTTP2_ERR_DEFERRED;
+    }
     size_t n = queued < length ? queued : length;
     if (n > 0)
         *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (n == queued)
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF; /* END_STREAM: one request message */
+    if (n == queued && last)
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF; /* END_STREAM: the request is whole */
     call->out_promised = n;
     return (ssize_t)n;
 }
@@ -372,6 +392,12 @@ static int client_send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
     rpc__conn_out_commit(&client->io, 9 + length);
     call->out_pos += length;
     call->out_promised = 0;
+    if (call->upload && call->want_writable && !call->done &&
+        call->out.len - call->out_pos <= RPC_UPLOAD_QUEUE_BYTES_MAX / 2) {
+        call->want_writable = false;
+        if (!rpc__list_linked(&call->link_writable))
+            rpc__list_push(&client->writable, &call->link_writable); /* invariant 4 */
+    }
     return 0;
 }
 
@@ -767,6 +793,14 @@ static void client_pump(struct rpc_client *client)
                 call_reap(call);
             continue;
         }
+        if (!rpc__list_empty(&client->writable)) {
+            struct rpc_client_call *call =
+                RPC__CONTAINER(client->writable.next, struct rpc_client_call, link_writable);
+            rpc__list_remove(&call->link_writable);
+            if (!call->done && call->app_pending && call->writable_cb != NULL)
+                call->writable_cb(call, call->data);
+            continue;
+        }
         if (client->dirty) {
             client_flush(client);
             continue;
@@ -809,6 +843,7 @@ int rpc_client_connect(uv_loop_t *loop, const char *host, uint16_t port,
              host, port);
     rpc__list_init(&client->calls);
     rpc__list_init(&client->done);
+    rpc__list_init(&client->writable);
     rpc__list_init(&client->reap);
     rpc__list_init(&client->pool);
     uv_idle_init(loop, &client->kick);
@@ -921,6 +956,78 @@ int rpc_client_stream(struct rpc_client *client, const char *path, const uint8_t
     EHR_ASSERT(message_cb != NULL);
     return client_call_start(client, path, request, request_len, timeout_ms, true, message_cb,
                              done_cb, data, out);
+}
+
+int rpc_client_upload(struct rpc_client *client, const char *path, uint64_t timeout_ms,
+                      rpc_client_writable_cb writable_cb, rpc_done_cb done_cb, void *data,
+                      struct rpc_client_call **out)
+{
+    EHR_ASSERT(out != NULL);
+    struct rpc_client_call *call = NULL;
+    int rv =
+        client_call_start(client, path, NULL, 0, timeout_ms, false, NULL, done_cb, data, &call);
+    if (rv != 0)
+        return rv;
+    /* Nothing is queued yet: client_call_start framed an empty message we drop. */
+    call->out.len = 0;
+    call->upload = true;
+    call->writable_cb = writable_cb;
+    *out = call;
+    return 0;
+}
+
+static void upload_resume(struct rpc_client_call *call)
+{
+    struct rpc_client *client = call->client;
+    if (call->data_deferred && call->stream_open && client->io.session != NULL) {
+        call->data_deferred = false;
+        nghttp2_session_resume_data(client->io.session, call->stream_id);
+    }
+    client->dirty = true;
+    client_kick(client);
+}
+
+int rpc_client_upload_send(struct rpc_client_call *call, const uint8_t *message, size_t message_len)
+{
+    EHR_ASSERT(call->upload);
+    EHR_ASSERT(call->app_pending); /* the handle is valid until the done callback */
+    EHR_ASSERT(!call->send_closed);
+    if (call->done)
+        return EHR_ECLOSED;
+    if (message_len > call->client->config.message_bytes_max)
+        return EHR_ETOOBIG;
+    size_t queued = call->out.len - call->out_pos;
+    if (queued > 0 && queued + RPC__PREFIX_BYTES + message_len > RPC_UPLOAD_QUEUE_BYTES_MAX) {
+        call->want_writable = true; /* invariant 4 */
+        return EHR_EAGAIN;
+    }
+    if (queued == 0) {
+        call->out.len = 0;
+        call->out_pos = 0;
+    } else if (call->out_pos > call->out.cap / 2) {
+        /* Safe: promised bytes are copied from out_pos later (a cursor, not a pointer). */
+        memmove(call->out.data, call->out.data + call->out_pos, queued);
+        call->out.len = queued;
+        call->out_pos = 0;
+    }
+    uint8_t *p = rpc__buf_reserve(&call->out, RPC__PREFIX_BYTES + message_len);
+    rpc__prefix_write(p, (uint32_t)message_len);
+    if (message_len > 0)
+        memcpy(p + RPC__PREFIX_BYTES, message, message_len);
+    call->out.len += RPC__PREFIX_BYTES + message_len;
+    upload_resume(call);
+    return 0;
+}
+
+void rpc_client_upload_close(struct rpc_client_call *call)
+{
+    EHR_ASSERT(call->upload);
+    EHR_ASSERT(call->app_pending);
+    if (call->send_closed)
+        return;
+    call->send_closed = true;
+    if (!call->done)
+        upload_resume(call);
 }
 
 uint32_t rpc__client_call_trailers_copy(const struct rpc_client_call *call, struct rpc_trailer *out)

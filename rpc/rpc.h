@@ -92,6 +92,9 @@ enum rpc_status rpc_status_from_err(int err);
  * of queued messages too.
  */
 #define RPC_STREAM_QUEUE_BYTES_MAX (1024u * 1024)
+/* A client's upload queues at most this many message bytes (one larger
+ * message into an empty queue): rpc_client_upload_send says EHR_EAGAIN past it. */
+#define RPC_UPLOAD_QUEUE_BYTES_MAX (1024u * 1024)
 /* Registered methods per server, and the length of a method path. */
 #define RPC_METHODS_MAX 64u
 #define RPC_METHOD_PATH_BYTES_MAX 128u
@@ -151,6 +154,7 @@ struct rpc_peer_address {
 struct rpc_server; /* one listening socket and its connections */
 struct rpc_call;   /* one unary call, owned by the handler until finished */
 struct rpc_stream; /* one server-streaming call, owned by the handler until finished */
+struct rpc_upload; /* one client-streaming call, owned by the handler until finished */
 
 /* Every field may be left 0 to take the default named in the comment. */
 struct rpc_server_config {
@@ -179,6 +183,20 @@ typedef void (*rpc_unary_handler)(struct rpc_call *call, const uint8_t *request,
                                   void *method_data);
 typedef void (*rpc_stream_handler)(struct rpc_stream *stream, const uint8_t *request,
                                    size_t request_len, void *method_data);
+
+/*
+ * Handler of a client-streaming method: called once the request's headers
+ * are accepted, before any message. The handler now owns UPLOAD and must
+ * finish it exactly once (rpc_upload_reply / rpc_upload_fail), now or
+ * later; it sets its message callbacks with rpc_upload_on_message
+ * (messages that arrive meanwhile wait).
+ */
+typedef void (*rpc_upload_handler)(struct rpc_upload *upload, void *method_data);
+/* One request message of an upload, in order; valid only during the callback. */
+typedef void (*rpc_upload_message_cb)(struct rpc_upload *upload, const uint8_t *message,
+                                      size_t message_len, void *data);
+/* The client half-closed and every message was delivered: the request is whole. */
+typedef void (*rpc_upload_end_cb)(struct rpc_upload *upload, void *data);
 
 /*
  * Told once when the call ended without the handler: the client cancelled or
@@ -213,6 +231,9 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *config,
 int rpc_server_add_unary(struct rpc_server *server, const char *path, rpc_unary_handler handler,
                          void *method_data);
 int rpc_server_add_stream(struct rpc_server *server, const char *path, rpc_stream_handler handler,
+                          void *method_data);
+/* The same for a client-streaming method (rpc_upload_*). */
+int rpc_server_add_upload(struct rpc_server *server, const char *path, rpc_upload_handler handler,
                           void *method_data);
 
 /*
@@ -303,6 +324,39 @@ uint64_t rpc_stream_connection_id(const struct rpc_stream *stream);
 /* The address the stream's connection comes from (rpc_call_peer_address). */
 struct rpc_peer_address rpc_stream_peer_address(const struct rpc_stream *stream);
 
+/*
+ * Uploads (client-streaming calls). Messages reach MESSAGE_CB one at a
+ * time, in order, from the server's pump; END_CB (may be NULL) follows the
+ * last once the client half-closed. Undelivered messages count against the
+ * connection's and the address's request budgets, and the client's HTTP/2
+ * stream window is extended only once the handler has taken every whole
+ * message and is not paused: a handler that cannot keep up pauses, and
+ * the client can then send at most one stream window more (rpc/README.md,
+ * "Client-streaming calls"). Set the callbacks from the handler.
+ */
+void rpc_upload_on_message(struct rpc_upload *upload, rpc_upload_message_cb message_cb,
+                           rpc_upload_end_cb end_cb, void *data);
+/* Deliver nothing more and extend no window until rpc_upload_resume (which
+ * may be called from anywhere on the loop's thread, even a callback). While
+ * paused, the client is not held to request_receive_timeout_ms. */
+void rpc_upload_pause(struct rpc_upload *upload);
+void rpc_upload_resume(struct rpc_upload *upload);
+/* As rpc_call_reply / rpc_call_fail / rpc_call_trailer_add / rpc_call_on_cancel.
+ * A reply or a failure before the request is whole stops the client's
+ * upload (RST_STREAM(NO_ERROR) after the status) and drops what is queued.
+ * The cancel callback also says why the server ended an upload it held:
+ * DEADLINE_EXCEEDED (a message not in time), RESOURCE_EXHAUSTED (a message
+ * or the buffered bytes over a limit), INTERNAL (a request cut inside a
+ * message, or a bad message frame). */
+int rpc_upload_reply(struct rpc_upload *upload, const uint8_t *response, size_t response_len);
+int rpc_upload_fail(struct rpc_upload *upload, enum rpc_status status, const char *message);
+int rpc_upload_trailer_add(struct rpc_upload *upload, const char *name, const char *value);
+void rpc_upload_on_cancel(struct rpc_upload *upload, rpc_cancel_cb cb, void *data);
+const char *rpc_upload_method(const struct rpc_upload *upload);
+uint64_t rpc_upload_deadline_left_ms(const struct rpc_upload *upload);
+uint64_t rpc_upload_connection_id(const struct rpc_upload *upload);
+struct rpc_peer_address rpc_upload_peer_address(const struct rpc_upload *upload);
+
 /* ---- client ---- */
 
 struct rpc_client;      /* one HTTP/2 connection to a server */
@@ -356,6 +410,25 @@ int rpc_client_unary(struct rpc_client *client, const char *path, const uint8_t 
 int rpc_client_stream(struct rpc_client *client, const char *path, const uint8_t *request,
                       size_t request_len, uint64_t timeout_ms, rpc_message_cb message_cb,
                       rpc_done_cb done_cb, void *data, struct rpc_client_call **out);
+
+/*
+ * Uploads (client-streaming calls). rpc_client_upload starts a call to PATH
+ * with no message yet (TIMEOUT_MS, DONE_CB and *OUT as rpc_client_unary;
+ * OUT is required). rpc_client_upload_send queues one message (copied):
+ * 0; EHR_EAGAIN when RPC_UPLOAD_QUEUE_BYTES_MAX are queued already (nothing
+ * queued: WRITABLE_CB follows, from the loop, once the queue is down to
+ * half); EHR_ETOOBIG over message_bytes_max; EHR_ECLOSED once the call has
+ * ended (its done callback is due). rpc_client_upload_close half-closes:
+ * the request is whole after the queued messages. The server may answer
+ * before the request is whole (a refusal): DONE_CB then runs as usual.
+ */
+typedef void (*rpc_client_writable_cb)(struct rpc_client_call *call, void *data);
+int rpc_client_upload(struct rpc_client *client, const char *path, uint64_t timeout_ms,
+                      rpc_client_writable_cb writable_cb, rpc_done_cb done_cb, void *data,
+                      struct rpc_client_call **out);
+int rpc_client_upload_send(struct rpc_client_call *call, const uint8_t *message,
+                           size_t message_len);
+void rpc_client_upload_close(struct rpc_client_call *call);
 
 /*
  * True once the connection is gone (refused, lost, GOAWAY, closed): every
@@ -417,6 +490,18 @@ enum rpc_status rpc_sync_unary(struct rpc_sync *sync, const char *path, const ui
 enum rpc_status rpc_sync_stream(struct rpc_sync *sync, const char *path, const uint8_t *request,
                                 size_t request_len, uint64_t timeout_ms, rpc_message_cb message_cb,
                                 void *data, struct rpc_result *result);
+
+/*
+ * A blocking upload: NEXT_CB gives the request messages one at a time (1
+ * and *MESSAGE / *MESSAGE_LEN, valid until its next call; 0 at the end; a
+ * negative code to give up, which cancels the call: RESULT then says
+ * CANCELLED with NEXT_CB's code named). It is called only when the upload
+ * has room, so the request streams in constant memory. Returns
+ * RESULT->status; the unary response is in RESULT.
+ */
+typedef int (*rpc_upload_next_cb)(void *data, const uint8_t **message, size_t *message_len);
+enum rpc_status rpc_sync_upload(struct rpc_sync *sync, const char *path, uint64_t timeout_ms,
+                                rpc_upload_next_cb next_cb, void *data, struct rpc_result *result);
 
 void rpc_sync_close(struct rpc_sync *sync);
 

@@ -1,8 +1,10 @@
 /*
  * server.c - the gRPC server: accepts h2c connections (prior knowledge),
  * turns each request stream into a call, dispatches it to the registered
- * handler, and carries the handler's answer back with gRPC framing, status
- * trailers, deadlines and bounds on everything a client can make us hold.
+ * handler (unary, server-streaming, or client-streaming: an "upload", fed
+ * to its handler message by message), and carries the handler's answer
+ * back with gRPC framing, status trailers, deadlines and bounds on
+ * everything a client can make us hold.
  *
  * It does not know any method's messages: handlers get and give bytes.
  *
@@ -30,7 +32,10 @@
  *   6. Nothing a client sends for free holds resources for ever: only a
  *      request's HEADERS or DATA reset a connection's idle timer (never a
  *      PING), and a request not whole within request_receive_timeout_ms
- *      ends, whatever its grpc-timeout, freeing what it buffered.
+ *      ends, whatever its grpc-timeout, freeing what it buffered. For an
+ *      upload the same time runs from its headers to its first message and
+ *      from each message to the next (or to its end), and stands still
+ *      while its handler has it paused (the client cannot send then).
  *   7. A client address holds at most connections_per_address_max of the
  *      connections, and refusals cost at most one log line per interval
  *      per kind (ehr_log_limit). A call keeps its connection's id and
@@ -43,7 +48,8 @@
  *      and resets the stream (closing the connection if even that cannot
  *      be written).
  *   9. A connection is used or closed: unless its first request arrives
- *      whole (preface, HEADERS, END_STREAM) within
+ *      whole (preface, HEADERS, END_STREAM; for an upload, its headers
+ *      accepted, as invariant 6 bounds the rest) within
  *      first_request_timeout_ms of its accept, conn_first_request_cb
  *      closes it, whatever it sent meanwhile (PINGs, SETTINGS, a request
  *      that never ends).
@@ -63,9 +69,27 @@
  *      refused. So no set of addresses can hold more than an equal share
  *      against a newcomer, and an address with one connection is served
  *      unless every connection is from an address of its own.
+ *  12. An upload's handler takes its messages in order, one at a time,
+ *      from the pump (call_deliver_input), then the end once the client
+ *      half-closed; never after the call ended. Whole messages not yet
+ *      delivered are charged to the budgets of invariant 10 (in_charged)
+ *      and dropped with their charge when the call ends. Flow control is
+ *      ours (no automatic WINDOW_UPDATE): every DATA byte is credited back
+ *      at once, except an upload's stream-level credit, which waits
+ *      (window_owed) until its handler holds no undelivered message and is
+ *      not paused (call_credit). So a handler that cannot keep up pauses,
+ *      and its client can send at most one stream window
+ *      (STREAM_WINDOW_BYTES) more; the budgets still refuse what exceeds
+ *      them.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
+ *   receiving (upload) --call_headers_done--> queued --call_deliver-->
+ *     with handler, receiving: messages queued by call_on_upload_message,
+ *     delivered by call_deliver_input; paused / running by
+ *     rpc_upload_pause / rpc_upload_resume; the end delivered after
+ *     call_request_done; a cut-off, an over-limit message or budget, or a
+ *     late message end it (call_end_told: its handler is told)
  *   receiving --call_timer_cb (not whole in time)--> ended, never dispatched
  *   with handler --rpc_call_reply/fail, rpc_stream_finish--> draining
  *   with handler --call_detach / deadline / shutdown--> ended, with handler
@@ -148,9 +172,11 @@ _Static_assert((int)REFUSAL_COUNT_ == (int)RPC_SERVER_REFUSAL_KINDS,
 struct rpc__method {
     char path[RPC_METHOD_PATH_BYTES_MAX + 1];
     size_t path_len;
-    bool streaming;
+    bool streaming; /* server-streaming */
+    bool upload;    /* client-streaming */
     rpc_unary_handler unary;
     rpc_stream_handler stream;
+    rpc_upload_handler upload_handler;
     void *data;
 };
 
@@ -266,11 +292,27 @@ struct rpc_call {
     void *cancel_data;
     rpc_writable_cb writable_cb;
     void *writable_data;
+    /* Client-streaming (upload) calls only: */
+    struct rpc__buf in;  /* whole messages not yet delivered: [4-byte length][body]... */
+    size_t in_pos;       /* in.data[in_pos..in.len) is still to deliver */
+    size_t in_charged;   /* bytes of `in` charged to the connection's budget */
+    size_t window_owed;  /* DATA bytes received but not yet credited to the stream window */
+    bool paused;         /* rpc_upload_pause: deliver nothing, credit nothing */
+    bool end_delivered;  /* the end callback ran */
+    bool notify_message; /* messages (or the end) may be deliverable */
+    rpc_upload_message_cb message_cb;
+    rpc_upload_end_cb end_cb;
+    void *message_data;
     uv_timer_t timer; /* the deadline */
 };
 
 /* A streaming call is a call; the distinct type only keeps the two APIs apart. */
 struct rpc_stream {
+    struct rpc_call call;
+};
+
+/* A client-streaming call is a call too, likewise. */
+struct rpc_upload {
     struct rpc_call call;
 };
 
@@ -419,7 +461,8 @@ static struct rpc_call *call_get(struct rpc_server *server)
         server->pool_count--;
         call = RPC__CONTAINER(link, struct rpc_call, link);
     } else {
-        /* Every call is allocated as a stream so either view is valid. */
+        /* Every call is allocated as a stream so every view is valid. */
+        _Static_assert(sizeof(struct rpc_stream) == sizeof(struct rpc_upload), "one size");
         call = (struct rpc_call *)ehr_calloc(1, sizeof(struct rpc_stream));
         call->server = server;
         uv_timer_init(server->loop, &call->timer);
@@ -437,17 +480,19 @@ static struct rpc_call *call_get(struct rpc_server *server)
 /* Clear a call for reuse, keeping its buffers (within the pooled size) and its timer. */
 static void call_reset(struct rpc_call *call)
 {
-    struct rpc__buf request = call->request, out = call->out;
+    struct rpc__buf request = call->request, out = call->out, in = call->in;
     struct rpc__reader reader = call->reader;
     uv_timer_t timer = call->timer;
     rpc__reader_release(&reader, NULL);
     rpc__buf_recycle(&request);
     rpc__buf_recycle(&out);
+    rpc__buf_recycle(&in);
     struct rpc_server *server = call->server;
     memset(call, 0, sizeof *call);
     call->server = server;
     call->request = request;
     call->out = out;
+    call->in = in;
     call->reader = reader;
     call->timer = timer;
     rpc__list_init(&call->link);
@@ -479,6 +524,7 @@ static void server_recycle_reaped(struct rpc_server *server)
             rpc__buf_free(&call->reader.body);
             rpc__buf_free(&call->request);
             rpc__buf_free(&call->out);
+            rpc__buf_free(&call->in);
             uv_close((uv_handle_t *)&call->timer, call_handle_closed);
             continue;
         }
@@ -503,6 +549,17 @@ static void call_uncharge_request(struct rpc_call *call)
     call->request_charged = 0;
 }
 
+/* An upload's undelivered messages: dropped, and their charge given back
+ * (invariant 12). */
+static void call_drop_input(struct rpc_call *call)
+{
+    if (call->conn != NULL)
+        rpc__budget_give(&call->conn->budget, call->in_charged);
+    call->in_charged = 0;
+    call->in.len = 0;
+    call->in_pos = 0;
+}
+
 /*
  * The stream is gone (closed, reset, or its connection closed). The handler,
  * if it holds the call, is told once (invariant 3); the call is reaped when
@@ -517,6 +574,7 @@ static void call_detach(struct rpc_call *call, enum rpc_status why)
     conn->call_count--;
     rpc__reader_release(&call->reader, &conn->budget);
     call_uncharge_request(call);
+    call_drop_input(call);
     if (conn->io.session != NULL)
         nghttp2_session_set_stream_user_data(conn->io.session, call->stream_id, NULL);
     call->conn = NULL;
@@ -635,6 +693,7 @@ static void call_end(struct rpc_call *call, const char *http_status, enum rpc_st
     call->final_status = status;
     call->final_message_len =
         rpc__percent_encode(message, call->final_message, sizeof call->final_message);
+    call_drop_input(call); /* an upload's undelivered messages go with its end */
     if (discard_queued)
         call->out.len = call->out_pos + call->out_promised; /* keep what nghttp2 was promised */
     nghttp2_session *session = call->conn->io.session;
@@ -656,6 +715,18 @@ static void call_end(struct rpc_call *call, const char *http_status, enum rpc_st
                                       NGHTTP2_INTERNAL_ERROR);
     }
     conn_mark_dirty(call->conn);
+}
+
+/* End CALL with STATUS as call_end does, and tell its handler if one holds
+ * it (an upload is with its handler while its request still arrives). */
+static void call_end_told(struct rpc_call *call, enum rpc_status status, const char *message,
+                          int end_err)
+{
+    call_end(call, "200", status, message, true, end_err);
+    if (call->app_owned) {
+        call->cancel_why = status;
+        call_notify(call, &call->notify_cancel);
+    }
 }
 
 /* Submit the response headers with our data provider (the first message or the end). */
@@ -699,7 +770,7 @@ static void call_timer_arm(struct rpc_call *call)
     uint64_t due = UINT64_MAX;
     if (call->has_deadline)
         due = call->deadline_ms;
-    if (!call->request_done && call->receive_by_ms < due)
+    if (!call->request_done && !call->paused && call->receive_by_ms < due)
         due = call->receive_by_ms;
     if (call->stall_by_ms != 0 && call->stall_by_ms < due)
         due = call->stall_by_ms;
@@ -758,13 +829,17 @@ static void call_timer_cb(uv_timer_t *timer)
     if (call->ended || !call->stream_attached)
         return;
     uint64_t now = uv_now(server->loop);
-    if (!call->request_done && now >= call->receive_by_ms) {
-        char message[96];
-        snprintf(message, sizeof message, "the request was not complete within %" PRIu64 " ms",
+    if (!call->request_done && !call->paused && now >= call->receive_by_ms) {
+        char message[128];
+        snprintf(message, sizeof message,
+                 call->method != NULL && call->method->upload
+                     ? "no request message arrived within %" PRIu64 " ms"
+                     : "the request was not complete within %" PRIu64 " ms",
                  server->config.request_receive_timeout_ms);
-        /* Not dispatched yet, so no handler to tell; the reset that follows
-         * our END_STREAM frees what the request buffered. */
-        call_end(call, "200", RPC_STATUS_DEADLINE_EXCEEDED, message, true, EHR_ETIMEDOUT);
+        /* A unary or server-streaming call is not dispatched yet, so there
+         * is no handler to tell; an upload's handler is told. The reset
+         * that follows our END_STREAM frees what the request buffered. */
+        call_end_told(call, RPC_STATUS_DEADLINE_EXCEEDED, message, EHR_ETIMEDOUT);
         server_pump(server);
         return;
     }
@@ -846,6 +921,19 @@ static void call_headers_done(struct rpc_call *call)
             call->deadline_ms = now + call->timeout_ms;
         call->receive_by_ms = now + server->config.request_receive_timeout_ms;
         call_timer_arm(call);
+        if (call->method->upload) {
+            /* Dispatched now, before any message (invariant 12); the
+             * connection counts as used (invariant 9), the upload's own
+             * receive timer bounds it from here. */
+            call->reader.messages_max = 0;
+            struct rpc__server_conn *conn = call->conn;
+            if (!conn->first_request_done) {
+                conn->first_request_done = true;
+                if (!conn->io.socketless)
+                    uv_timer_stop(&conn->first_request_timer);
+            }
+            call_notify(call, &call->notify_request);
+        }
     }
 }
 
@@ -863,12 +951,38 @@ static void call_request_done(struct rpc_call *call)
     }
     call_timer_arm(call); /* the request's own time limit no longer applies */
     if (!rpc__reader_idle(&call->reader))
-        call_end(call, "200", RPC_STATUS_INTERNAL, "request ended inside a message (truncated)",
-                 true, EHR_ECLOSED);
+        call_end_told(call, RPC_STATUS_INTERNAL, "request ended inside a message (truncated)",
+                      EHR_ECLOSED);
+    else if (call->method != NULL && call->method->upload)
+        call_notify(call, &call->notify_message); /* the end, after the messages */
     else if (!call->have_request)
         call_end(call, "200", RPC_STATUS_INTERNAL, "request has no message", true, EHR_ECLOSED);
     else
         call_notify(call, &call->notify_request);
+}
+
+/* One whole message of an upload: queued for its handler, charged to the
+ * budgets until delivered (invariant 12). */
+static enum rpc_status call_on_upload_message(struct rpc_call *call, const uint8_t *message,
+                                              size_t len, ehr_diag *diag)
+{
+    struct rpc__server_conn *conn = call->conn;
+    enum rpc_status st = rpc__budget_take(&conn->budget, len, diag);
+    if (st != RPC_STATUS_OK)
+        return st;
+    call->in_charged += len;
+    uint8_t *p = rpc__buf_reserve(&call->in, 4 + len);
+    p[0] = (uint8_t)(len >> 24);
+    p[1] = (uint8_t)(len >> 16);
+    p[2] = (uint8_t)(len >> 8);
+    p[3] = (uint8_t)len;
+    if (len > 0)
+        memcpy(p + 4, message, len);
+    call->in.len += 4 + len;
+    call->receive_by_ms =
+        uv_now(call->server->loop) + call->server->config.request_receive_timeout_ms;
+    call_notify(call, &call->notify_message);
+    return RPC_STATUS_OK;
 }
 
 static enum rpc_status call_on_request(void *ctx, const uint8_t *message, size_t len,
@@ -876,6 +990,8 @@ static enum rpc_status call_on_request(void *ctx, const uint8_t *message, size_t
 {
     struct rpc_call *call = ctx;
     struct rpc__server_conn *conn = call->conn;
+    if (call->method->upload)
+        return call_on_upload_message(call, message, len, diag);
     EHR_ASSERT(!call->have_request); /* the reader allows one message */
     enum rpc_status st = rpc__budget_take(&conn->budget, len, diag);
     if (st != RPC_STATUS_OK)
@@ -988,19 +1104,50 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     return 0;
 }
 
+/*
+ * Credit an upload's stream window with what it received, once its handler
+ * has taken every whole message and is not paused (invariant 12): until
+ * then the client can send at most one stream window more.
+ */
+static void call_credit(struct rpc_call *call)
+{
+    if (call->window_owed == 0 || call->conn == NULL || call->ended || call->request_done)
+        return;
+    if (call->paused || call->in_pos < call->in.len)
+        return;
+    nghttp2_session_consume_stream(call->conn->io.session, call->stream_id, call->window_owed);
+    call->window_owed = 0;
+    conn_mark_dirty(call->conn);
+}
+
 static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
                               const uint8_t *data, size_t len, void *user_data)
 {
     struct rpc__server_conn *conn = user_data;
     struct rpc_call *call = stream_call(session, stream_id);
+    /* Flow control is ours (no automatic WINDOW_UPDATE): the connection's
+     * window is credited at once, a stream's at once too except an
+     * upload's, which waits for its handler (call_credit). Our budgets,
+     * not the windows, bound what we buffer. */
+    bool upload = call != NULL && !call->ended && call->method != NULL && call->method->upload;
+    if (upload) {
+        nghttp2_session_consume_connection(session, len);
+        call->window_owed += len;
+    } else {
+        nghttp2_session_consume(session, stream_id, len);
+    }
     if (call == NULL || call->ended)
-        return 0; /* refused already: the rest is dropped (flow control still credits it) */
+        return 0; /* refused already: the rest is dropped */
     ehr_diag why;
     enum rpc_status status =
         rpc__reader_feed(&call->reader, data, len, conn->server->config.message_bytes_max,
                          &conn->budget, call_on_request, call, &why);
-    if (status != RPC_STATUS_OK)
-        call_end(call, "200", status, why.msg, true, EHR_ECLOSED);
+    if (status != RPC_STATUS_OK) {
+        call_end_told(call, status, why.msg, EHR_ECLOSED);
+    } else if (upload) {
+        call_credit(call);
+        call_timer_arm(call);
+    }
     return 0;
 }
 
@@ -1459,6 +1606,40 @@ static void on_connection(uv_stream_t *listener, int status)
 
 /* ---- the pump: deliver notifications, then flush, until quiet (invariant 4) ---- */
 
+/*
+ * Hand an upload's queued messages to its handler in order, then the end
+ * once the client half-closed and every message went; stop as soon as the
+ * handler pauses, finishes, or the call ends (invariant 12). The work is
+ * bounded by what the stream window let in.
+ */
+static void call_deliver_input(struct rpc_call *call)
+{
+    while (call->app_owned && !call->ended && !call->paused && call->message_cb != NULL) {
+        if (call->in_pos < call->in.len) {
+            const uint8_t *p = call->in.data + call->in_pos;
+            size_t len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+            EHR_ASSERT(call->in_pos + 4 + len <= call->in.len);
+            EHR_ASSERT(call->in_charged >= len);
+            call->in_pos += 4 + len;
+            call->in_charged -= len;
+            rpc__budget_give(&call->conn->budget, len);
+            /* The bytes stay where they are until the pump ends (invariant 5). */
+            call->message_cb((struct rpc_upload *)call, p + 4, len, call->message_data);
+            continue;
+        }
+        call->in.len = 0;
+        call->in_pos = 0;
+        if (call->request_done && !call->end_delivered) {
+            call->end_delivered = true;
+            if (call->end_cb != NULL)
+                call->end_cb((struct rpc_upload *)call, call->message_data);
+        }
+        break;
+    }
+    if (call->stream_attached)
+        call_credit(call);
+}
+
 static void call_deliver(struct rpc_call *call)
 {
     struct rpc_server *server = call->server;
@@ -1476,6 +1657,8 @@ static void call_deliver(struct rpc_call *call)
                 if (m->streaming)
                     m->stream((struct rpc_stream *)call, call->request.data, call->request.len,
                               m->data);
+                else if (m->upload)
+                    m->upload_handler((struct rpc_upload *)call, m->data);
                 else
                     m->unary(call, call->request.data, call->request.len, m->data);
             }
@@ -1484,6 +1667,10 @@ static void call_deliver(struct rpc_call *call)
          * stays until the pump ends (invariant 5), so this is safe. */
         call_uncharge_request(call);
         rpc__buf_recycle(&call->request);
+    }
+    if (call->notify_message) {
+        call->notify_message = false;
+        call_deliver_input(call);
     }
     if (call->notify_cancel) {
         call->notify_cancel = false;
@@ -1516,6 +1703,7 @@ static void server_teardown(struct rpc_server *server)
         rpc__buf_free(&call->reader.body);
         rpc__buf_free(&call->request);
         rpc__buf_free(&call->out);
+        rpc__buf_free(&call->in);
         uv_close((uv_handle_t *)&call->timer, call_handle_closed);
     }
     server->pool_count = 0;
@@ -1631,6 +1819,8 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *config, stru
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     EHR_ASSERT(nghttp2_option_new(&server->option) == 0);
     nghttp2_option_set_no_closed_streams(server->option, 1);
+    /* Window updates are ours: an upload's wait for its handler (invariant 12). */
+    nghttp2_option_set_no_auto_window_update(server->option, 1);
     *out = server;
     return 0;
 }
@@ -1651,7 +1841,8 @@ static bool path_valid(const char *path)
 }
 
 static int server_add(struct rpc_server *server, const char *path, bool streaming,
-                      rpc_unary_handler unary, rpc_stream_handler stream, void *data)
+                      rpc_unary_handler unary, rpc_stream_handler stream, rpc_upload_handler upload,
+                      void *data)
 {
     EHR_ASSERT(server != NULL && !server->closing);
     if (path == NULL || !path_valid(path))
@@ -1664,8 +1855,10 @@ static int server_add(struct rpc_server *server, const char *path, bool streamin
     m->path_len = strlen(path);
     memcpy(m->path, path, m->path_len + 1);
     m->streaming = streaming;
+    m->upload = upload != NULL;
     m->unary = unary;
     m->stream = stream;
+    m->upload_handler = upload;
     m->data = data;
     return 0;
 }
@@ -1674,14 +1867,21 @@ int rpc_server_add_unary(struct rpc_server *server, const char *path, rpc_unary_
                          void *method_data)
 {
     EHR_ASSERT(handler != NULL);
-    return server_add(server, path, false, handler, NULL, method_data);
+    return server_add(server, path, false, handler, NULL, NULL, method_data);
 }
 
 int rpc_server_add_stream(struct rpc_server *server, const char *path, rpc_stream_handler handler,
                           void *method_data)
 {
     EHR_ASSERT(handler != NULL);
-    return server_add(server, path, true, NULL, handler, method_data);
+    return server_add(server, path, true, NULL, handler, NULL, method_data);
+}
+
+int rpc_server_add_upload(struct rpc_server *server, const char *path, rpc_upload_handler handler,
+                          void *method_data)
+{
+    EHR_ASSERT(handler != NULL);
+    return server_add(server, path, false, NULL, NULL, handler, method_data);
 }
 
 int rpc_server_listen(struct rpc_server *server, const char *host, uint16_t port)
@@ -1816,6 +2016,7 @@ int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t respon
         return EHR_ETOOBIG;
     }
     call_queue_message(call, response, response_len);
+    call_drop_input(call);
     call->ended = true;
     uv_timer_stop(&call->timer);
     call->final_status = RPC_STATUS_OK;
@@ -1946,6 +2147,86 @@ uint64_t rpc_stream_connection_id(const struct rpc_stream *stream)
 struct rpc_peer_address rpc_stream_peer_address(const struct rpc_stream *stream)
 {
     return rpc_call_peer_address(&stream->call);
+}
+
+/* ---- public: uploads (client-streaming calls) ---- */
+
+void rpc_upload_on_message(struct rpc_upload *upload, rpc_upload_message_cb message_cb,
+                           rpc_upload_end_cb end_cb, void *data)
+{
+    struct rpc_call *call = &upload->call;
+    EHR_ASSERT(call->app_owned);
+    EHR_ASSERT(call->method->upload);
+    call->message_cb = message_cb;
+    call->end_cb = end_cb;
+    call->message_data = data;
+    call_notify(call, &call->notify_message); /* what arrived meanwhile */
+    server_kick(call->server);
+}
+
+void rpc_upload_pause(struct rpc_upload *upload)
+{
+    EHR_ASSERT(upload->call.app_owned);
+    upload->call.paused = true;
+    call_timer_arm(&upload->call); /* the client cannot be late while we hold it back */
+}
+
+void rpc_upload_resume(struct rpc_upload *upload)
+{
+    struct rpc_call *call = &upload->call;
+    EHR_ASSERT(call->app_owned);
+    if (!call->paused)
+        return;
+    call->paused = false;
+    if (call->ended)
+        return;
+    /* The client's time to send the next message starts again now. */
+    call->receive_by_ms =
+        uv_now(call->server->loop) + call->server->config.request_receive_timeout_ms;
+    call_timer_arm(call);
+    call_notify(call, &call->notify_message);
+    server_kick(call->server);
+}
+
+int rpc_upload_reply(struct rpc_upload *upload, const uint8_t *response, size_t response_len)
+{
+    return rpc_call_reply(&upload->call, response, response_len);
+}
+
+int rpc_upload_fail(struct rpc_upload *upload, enum rpc_status status, const char *message)
+{
+    return rpc_call_fail(&upload->call, status, message);
+}
+
+int rpc_upload_trailer_add(struct rpc_upload *upload, const char *name, const char *value)
+{
+    return rpc_call_trailer_add(&upload->call, name, value);
+}
+
+void rpc_upload_on_cancel(struct rpc_upload *upload, rpc_cancel_cb cb, void *data)
+{
+    rpc_call_on_cancel(&upload->call, cb, data);
+}
+
+const char *rpc_upload_method(const struct rpc_upload *upload)
+{
+    return upload->call.method->path;
+}
+
+uint64_t rpc_upload_deadline_left_ms(const struct rpc_upload *upload)
+{
+    return rpc_call_deadline_left_ms(&upload->call);
+}
+
+uint64_t rpc_upload_connection_id(const struct rpc_upload *upload)
+{
+    EHR_ASSERT(upload->call.conn_id != 0);
+    return upload->call.conn_id;
+}
+
+struct rpc_peer_address rpc_upload_peer_address(const struct rpc_upload *upload)
+{
+    return rpc_call_peer_address(&upload->call);
 }
 
 /* ---- socketless connections (fuzzing) ---- */

@@ -168,6 +168,78 @@ enum rpc_status rpc_sync_stream(struct rpc_sync *sync, const char *path, const u
     return sync_call(sync, path, request, request_len, timeout_ms, message_cb, data, result);
 }
 
+struct sync_upload {
+    struct sync_call call;
+    rpc_upload_next_cb next_cb;
+    void *data;
+    const uint8_t *message; /* from next_cb, not yet queued */
+    size_t message_len;
+    bool have_message;
+    bool closed;
+    int source_err; /* what next_cb said when it gave up */
+};
+
+/* Queue what the source gives until the upload is full, ended or closed. */
+static void sync_upload_fill(struct sync_upload *up)
+{
+    while (!up->call.done && !up->closed && up->source_err == 0) {
+        if (!up->have_message) {
+            int r = up->next_cb(up->data, &up->message, &up->message_len);
+            if (r < 0) {
+                up->source_err = r;
+                rpc_client_call_cancel(up->call.handle);
+                return;
+            }
+            if (r == 0) {
+                up->closed = true;
+                rpc_client_upload_close(up->call.handle);
+                return;
+            }
+            up->have_message = true;
+        }
+        int rv = rpc_client_upload_send(up->call.handle, up->message, up->message_len);
+        if (rv == EHR_EAGAIN)
+            return; /* the writable callback calls again */
+        if (rv == EHR_ETOOBIG) {
+            up->source_err = rv;
+            rpc_client_call_cancel(up->call.handle);
+            return;
+        }
+        if (rv != 0)
+            return; /* ended: the done callback is due */
+        up->have_message = false;
+    }
+}
+
+static void sync_upload_writable(struct rpc_client_call *handle, void *data)
+{
+    sync_upload_fill(data);
+}
+
+enum rpc_status rpc_sync_upload(struct rpc_sync *sync, const char *path, uint64_t timeout_ms,
+                                rpc_upload_next_cb next_cb, void *data, struct rpc_result *result)
+{
+    EHR_ASSERT(next_cb != NULL);
+    memset(result, 0, sizeof *result);
+    struct sync_upload up = {.call = {.result = result}, .next_cb = next_cb, .data = data};
+    int rv = rpc_client_upload(sync->client, path, timeout_ms, sync_upload_writable, sync_done_cb,
+                               &up, &up.call.handle);
+    if (rv != 0) {
+        result->status = rv == EHR_EINVAL ? RPC_STATUS_INTERNAL : RPC_STATUS_UNAVAILABLE;
+        snprintf(result->message, sizeof result->message, "call not started: %s", ehr_strerror(rv));
+        return result->status;
+    }
+    sync_upload_fill(&up);
+    while (!up.call.done)
+        uv_run(&sync->loop, UV_RUN_ONCE);
+    if (up.source_err != 0) {
+        result->status = RPC_STATUS_CANCELLED;
+        snprintf(result->message, sizeof result->message, "upload stopped: the source failed (%s)",
+                 ehr_errname(up.source_err));
+    }
+    return result->status;
+}
+
 void rpc_sync_close(struct rpc_sync *sync)
 {
     if (sync != NULL)

@@ -102,6 +102,48 @@ static void test_delegator_round_trip(void **state)
     assert_memory_not_equal(key, key2, 32);
 }
 
+/* Pinned from the first run of the derivation: a change to the tag, the
+ * type's encoding or the hash fails here. */
+#define DELEGATING_KAT_LAB "c0bb5ba00b523ad05d828221f9bc07e1051b461b217adf9009573b0644c1f712"
+
+/* Delegating keys per record type: the same root and type give the same
+ * pair, another type or another root another one; each opens what was
+ * encapsulated to it; the derivation is pinned by a known answer. */
+static void test_delegating_keys_per_record_type(void **state)
+{
+    (void)state;
+    uint8_t root[EHR_PRE_ROOT_BYTES], other_root[EHR_PRE_ROOT_BYTES];
+    for (size_t i = 0; i < sizeof root; i++) {
+        root[i] = (uint8_t)i;
+        other_root[i] = (uint8_t)(i + 1);
+    }
+    ehr_pre_key lab, lab_again, imaging, lab_other;
+    assert_int_equal(ehr_pre_delegating_key_derive(&lab, root, 2), 0);
+    assert_int_equal(ehr_pre_delegating_key_derive(&lab_again, root, 2), 0);
+    assert_int_equal(ehr_pre_delegating_key_derive(&imaging, root, 1), 0);
+    assert_int_equal(ehr_pre_delegating_key_derive(&lab_other, other_root, 2), 0);
+    assert_memory_equal(&lab, &lab_again, sizeof lab);
+    assert_memory_not_equal(lab.public_key, imaging.public_key, EHR_PRE_PUBLIC_BYTES);
+    assert_memory_not_equal(lab.public_key, lab_other.public_key, EHR_PRE_PUBLIC_BYTES);
+    assert_int_equal(ehr_pre_public_key_check(lab.public_key), 0);
+    ehr_pre_capsule capsule;
+    uint8_t key[32], opened[32], wrong[32];
+    assert_int_equal(ehr_pre_encapsulate(lab.public_key, &capsule, key), 0);
+    assert_int_equal(ehr_pre_decapsulate(&lab_again, &capsule, opened), 0);
+    assert_memory_equal(key, opened, 32);
+    assert_int_equal(ehr_pre_decapsulate(&imaging, &capsule, wrong), 0);
+    assert_memory_not_equal(key, wrong, 32);
+    /* Known answer: BLAKE2b-512 keyed with root 00..1f over the tag, its
+     * NUL and 00000002, reduced mod L, times the base point. */
+    char hex[2 * EHR_PRE_PUBLIC_BYTES + 1];
+    ehr_hex_encode(hex, lab.public_key, EHR_PRE_PUBLIC_BYTES);
+    assert_string_equal(hex, DELEGATING_KAT_LAB);
+    ehr_pre_key_wipe(&lab);
+    ehr_pre_key_wipe(&lab_again);
+    ehr_pre_key_wipe(&imaging);
+    ehr_pre_key_wipe(&lab_other);
+}
+
 /* Every t of every n up to 7: the first t, the last t and all n cfrags open the key. */
 static void test_threshold_round_trips(void **state)
 {
@@ -663,6 +705,7 @@ static void test_known_answers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_delegating_keys_per_record_type),
         cmocka_unit_test(test_generator_u_derivation),
         cmocka_unit_test(test_delegator_round_trip),
         cmocka_unit_test(test_threshold_round_trips),

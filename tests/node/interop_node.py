@@ -14,6 +14,13 @@ co-signs; as custodian it anchors three records, one superseding another;
 the patient grants another member (the grantee) the lab results for
 payment; the grantee's access requests come back PERMIT or DENY in the
 result of SubmitTransaction; the patient revokes, and the grantee is denied.
+Blobs: PutBlob stores 3 MiB by the custodian, GetBlob gives the patient,
+the custodian and a grantee with a committed permit the exact bytes back;
+PutBlob's refusals (short, long, a wrong hash, over the size and chunk
+limits, a non-member, unsigned) and GetBlob's (no standing, another blob,
+another record's permit, a denied request as permit, a blob not held);
+uploads held open at the per-connection and per-address limits, one more
+refused at each.
 Every signed read (GetAuditTrail, ListRecords, ListConsents by patient and
 by grantee, GetRecord) is made with a ReadAuth built here from node.proto's
 "Signed reads", its answer checked against what was submitted, paging
@@ -568,6 +575,143 @@ def main():
             st = stub.GetStatus(pb.GetStatusRequest(), timeout=10)
             check(st.reads_refused - refused_before == refusals,
                   f"GetStatus counts the {refusals} signed reads refused here")
+
+            # Blobs (node.proto, "Blobs"): the custodian stores a record's
+            # ciphertext with PutBlob (client-streaming), the patient and a
+            # permitted grantee read it with GetBlob (server-streaming).
+            def put_blob(signer_secret, blob_id, size, chunks, sign=True):
+                header = pb.PutBlobRequest(blob_id=blob_id, size_bytes=size)
+                if sign:
+                    header = read_auth("/ehr.v1.Node/PutBlob", header, signer_secret)
+                msgs = [header] + [pb.PutBlobRequest(chunk=c) for c in chunks]
+                return stub.PutBlob(iter(msgs), timeout=20)
+
+            def get_blob(reader_secret, record, blob_id, permit=b""):
+                q = read_auth("/ehr.v1.Node/GetBlob", pb.GetBlobRequest(
+                    record_id=record, blob_id=blob_id, permit_tx=permit), reader_secret)
+                parts = list(stub.GetBlob(q, timeout=20))
+                check(parts and parts[0].size_bytes == sum(len(p.chunk) for p in parts[1:]),
+                      "GetBlob: the first message gives the size the chunks add up to")
+                return b"".join(p.chunk for p in parts[1:])
+
+            cipher = os.urandom(3 * 1024 * 1024 + 5)
+            blob_id = hashlib.sha256(cipher).digest()
+            stored, _ = submit(secret, record_anchor=txpb.RecordAnchor(
+                patient_key=patient, record_type=txpb.RECORD_TYPE_LAB_RESULT,
+                encrypted_pointer=os.urandom(48), ciphertext_hash=blob_id,
+                ciphertext_bytes=len(cipher), key_capsule=os.urandom(96)))
+            pieces = [cipher[i:i + 1000000] for i in range(0, len(cipher), 1000000)]
+            r = put_blob(secret, blob_id, len(cipher), pieces)
+            check(r.blob_id == blob_id and r.size_bytes == len(cipher),
+                  "PutBlob: 3 MiB in 1 MB chunks stored under its SHA-256")
+            check(get_blob(patient_secret, stored.tx_hash, blob_id) == cipher,
+                  "GetBlob: the patient reads the exact bytes")
+            check(get_blob(secret, stored.tx_hash, blob_id) == cipher,
+                  "GetBlob: the custodian reads them too")
+            I, D, R = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED,
+                       grpc.StatusCode.RESOURCE_EXHAUSTED)
+            wrong = bytearray(cipher)
+            wrong[12345] ^= 1
+            other_id = hashlib.sha256(b"other").digest()
+            refused(lambda: put_blob(secret, other_id, len(wrong), [bytes(wrong)[:1000000]]), I,
+                    "PutBlob with fewer bytes than its header claims", "ended after")
+            refused(lambda: put_blob(secret, blob_id[:31] + b"x", len(cipher), pieces), I,
+                    "PutBlob whose content does not hash to its id", "not the claimed blob id")
+            refused(lambda: put_blob(secret, blob_id, 10, [b"x" * 11]), I,
+                    "PutBlob with more bytes than its header claims", "more bytes than")
+            refused(lambda: put_blob(secret, blob_id, 8 << 30 | 1, []), R,
+                    "PutBlob over BLOB_BYTES_MAX (8 GiB)", "over the limit")
+            refused(lambda: put_blob(secret, blob_id, 1024 * 1024 + 1,
+                                     [b"y" * (1024 * 1024 + 1)]), R,
+                    "a chunk over BLOB_CHUNK_BYTES_MAX (1 MiB)", "over the limit of 1048576")
+            check(put_blob(secret, hashlib.sha256(b"z" * 1048576).digest(), 1048576,
+                           [b"z" * 1048576]).size_bytes == 1048576,
+                  "a chunk of exactly BLOB_CHUNK_BYTES_MAX is taken")
+            refused(lambda: put_blob(patient_secret, blob_id, len(cipher), pieces), D,
+                    "PutBlob signed by a patient (not a member)", "member")
+            refused(lambda: put_blob(secret, blob_id, len(cipher), pieces, sign=False),
+                    grpc.StatusCode.UNAUTHENTICATED, "PutBlob unsigned")
+            refused(lambda: get_blob(grantee_secret, stored.tx_hash, blob_id), D,
+                    "GetBlob by a member with no standing", "permit")
+            # (The first consent is revoked by now: the patient grants again.)
+            now = int(time.time() * 1000)
+            submit(patient_secret, consent_grant=txpb.ConsentGrant(
+                grantee_key=grantee, record_types=[txpb.RECORD_TYPE_LAB_RESULT],
+                purpose=txpb.PURPOSE_PAYMENT, valid_from_ms=now - 60000,
+                valid_until_ms=now + 3600000))
+            permit2 = access(stored.tx_hash, txpb.PURPOSE_PAYMENT)
+            check(permit2.result.decision == txpb.ACCESS_DECISION_PERMIT
+                  and get_blob(grantee_secret, stored.tx_hash, blob_id,
+                               permit=permit2.tx_hash) == cipher,
+                  "GetBlob: the grantee, with its committed PERMIT for the record, reads it")
+            refused(lambda: get_blob(patient_secret, stored.tx_hash, blob_id,
+                                     permit=permit2.tx_hash) and get_blob(
+                        secret, stored.tx_hash, blob_id, permit=b"short"), I,
+                    "GetBlob with a permit_tx not 32 bytes", "32 bytes")
+            refused(lambda: get_blob(patient_secret, stored.tx_hash, other_id), I,
+                    "GetBlob naming a blob that is not the record's", "ciphertext_hash")
+            refused(lambda: get_blob(grantee_secret, stored.tx_hash, blob_id,
+                                     permit=permit.tx_hash), D,
+                    "GetBlob with a permit for another record", "permit_tx")
+            # lab2 is the record the grantee's permit is for; its blob was
+            # never stored here.
+            lab2_anchor = txpb.TxBody()
+            lab2_anchor.ParseFromString(txpb.TxEnvelope.FromString(lab2_env).body)
+            lab2_id = lab2_anchor.record_anchor.ciphertext_hash
+            refused(lambda: get_blob(grantee_secret, lab2.tx_hash, lab2_id,
+                                     permit=permit.tx_hash), grpc.StatusCode.NOT_FOUND,
+                    "GetBlob with a permit, of a blob this node does not hold", "no blob")
+            refused(lambda: get_blob(grantee_secret, lab2.tx_hash, lab2_id,
+                                     permit=purpose.tx_hash), D,
+                    "GetBlob with a denied access request as permit", "permit_tx")
+
+            # Uploads open at once: BLOB_UPLOADS_PER_CONNECTION_MAX = 2 on
+            # one connection (a channel), BLOB_UPLOADS_PER_ADDRESS_MAX = 8
+            # from one address. Each held upload has sent its header and
+            # waits; the one past a limit is refused at once.
+            import threading
+            small = b"held upload"
+            small_id = hashlib.sha256(small).digest()
+            release = threading.Event()
+
+            def held_messages():
+                yield read_auth("/ehr.v1.Node/PutBlob",
+                                pb.PutBlobRequest(blob_id=small_id, size_bytes=len(small)), secret)
+                release.wait(30)
+                yield pb.PutBlobRequest(chunk=small)
+
+            # A local subchannel pool each: one TCP connection per channel.
+            channels = [grpc.insecure_channel(f"127.0.0.1:{args.port}",
+                                              options=[("grpc.use_local_subchannel_pool", 1)])
+                        for _ in range(5)]
+            stubs = [rpc.NodeStub(c) for c in channels]
+            held = []
+
+            def hold(i):
+                held.append(stubs[i].PutBlob.future(held_messages(), timeout=40))
+                time.sleep(0.3)  # the header reaches the node first
+
+            def refused_now(i, words):
+                f = stubs[i].PutBlob.future(held_messages(), timeout=40)
+                try:
+                    f.result(timeout=10)
+                    check(False, f"an upload past the limit is refused ({words})")
+                except grpc.RpcError as e:
+                    check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and words in e.details(),
+                          f"an upload past the limit is RESOURCE_EXHAUSTED ({e.details()})")
+
+            hold(0)
+            hold(0)
+            refused_now(0, "on this connection (the limit is 2)")
+            for i in (1, 2, 3):
+                hold(i)
+                hold(i)
+            refused_now(4, "from your address (the limit is 8)")
+            release.set()
+            check(all(f.result(timeout=30).blob_id == small_id for f in held),
+                  "the 8 uploads held at the limits complete once let go")
+            for c in channels:
+                c.close()
 
             # Members: those of the genesis, in node-key order, paged.
             g0 = blockpb.Block()

@@ -74,6 +74,8 @@ def main():
             "ListConsents": (False, False),
             "GetRecord": (False, False),
             "ListMembers": (False, False),
+            "PutBlob": (True, False),
+            "GetBlob": (False, True),
         }
         check(shapes == want, f"methods and streaming shapes: {shapes}")
         for name in want:

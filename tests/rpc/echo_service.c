@@ -3,7 +3,8 @@
  * at once, later (a timer, with no cancel callback: the reply must then be
  * safe on a call whose client is gone) or with a requested error; Hang
  * never answers and finishes only from its cancel callback; Count streams
- * messages with back-pressure (EAGAIN, then the writable callback).
+ * messages with back-pressure (EAGAIN, then the writable callback); Sum
+ * adds up an upload, and can be held paused to test back-pressure.
  */
 #include <string.h>
 
@@ -210,14 +211,100 @@ static void count_handler(struct rpc_stream *stream, const uint8_t *request, siz
     count_pump(count);
 }
 
+/* ---- Sum ---- */
+
+struct sum {
+    struct echo_service *service;
+    struct rpc_upload *upload;
+    uint32_t messages;
+    uint64_t bytes;
+    bool in_order;
+};
+
+static void sum_done(struct sum *sum)
+{
+    if (sum->service->sum_held == sum->upload)
+        sum->service->sum_held = NULL;
+    ehr_free(sum);
+}
+
+static void sum_cancelled(void *data, enum rpc_status why)
+{
+    struct sum *sum = data;
+    atomic_fetch_add(&sum->service->stats.cancels[why], 1);
+    note_finish(sum->service, rpc_upload_fail(sum->upload, RPC_STATUS_CANCELLED, "gone"));
+    sum_done(sum);
+}
+
+static void sum_message(struct rpc_upload *upload, const uint8_t *message, size_t len, void *data)
+{
+    struct sum *sum = data;
+    atomic_fetch_add(&sum->service->stats.sum_messages, 1);
+    Ehr__Test__CountReply *m = ehr__test__count_reply__unpack(NULL, len, message);
+    if (m == NULL || m->index == ECHO_SUM_FAIL_INDEX) {
+        if (m == NULL)
+            atomic_fetch_add(&sum->service->stats.decode_errors, 1);
+        rpc_upload_fail(upload, RPC_STATUS_INVALID_ARGUMENT,
+                        m == NULL ? "malformed CountReply" : "failed as asked");
+        ehr__test__count_reply__free_unpacked(m, NULL);
+        sum_done(sum);
+        return;
+    }
+    if (m->index != sum->messages)
+        sum->in_order = false;
+    sum->messages++;
+    sum->bytes += m->payload.len;
+    ehr__test__count_reply__free_unpacked(m, NULL);
+}
+
+static void sum_end(struct rpc_upload *upload, void *data)
+{
+    struct sum *sum = data;
+    atomic_fetch_add(&sum->service->stats.sum_ends, 1);
+    Ehr__Test__SumReply reply = EHR__TEST__SUM_REPLY__INIT;
+    reply.messages = sum->messages;
+    reply.bytes = sum->bytes;
+    reply.in_order = sum->in_order;
+    uint8_t bytes[32];
+    size_t len = ehr__test__sum_reply__pack(&reply, bytes);
+    note_finish(sum->service, rpc_upload_reply(upload, bytes, len));
+    sum_done(sum);
+}
+
+static void sum_handler(struct rpc_upload *upload, void *data)
+{
+    struct echo_service *service = data;
+    atomic_fetch_add(&service->stats.calls, 1);
+    struct sum *sum = ehr_calloc(1, sizeof *sum);
+    sum->service = service;
+    sum->upload = upload;
+    sum->in_order = true;
+    rpc_upload_on_cancel(upload, sum_cancelled, sum);
+    rpc_upload_on_message(upload, sum_message, sum_end, sum);
+    if (service->sum_hold) {
+        rpc_upload_pause(upload);
+        service->sum_held = upload;
+    }
+}
+
+void echo_service_sum_resume(struct echo_service *service)
+{
+    if (service->sum_held != NULL)
+        rpc_upload_resume(service->sum_held);
+}
+
 int echo_service_register(struct echo_service *service, uv_loop_t *loop, struct rpc_server *server)
 {
     memset(&service->stats, 0, sizeof service->stats);
     service->loop = loop;
+    service->sum_hold = false;
+    service->sum_held = NULL;
     int rv = rpc_server_add_unary(server, ECHO_SAY, say, service);
     if (rv == 0)
         rv = rpc_server_add_unary(server, ECHO_HANG, hang_handler, service);
     if (rv == 0)
         rv = rpc_server_add_stream(server, ECHO_COUNT, count_handler, service);
+    if (rv == 0)
+        rv = rpc_server_add_upload(server, ECHO_SUM, sum_handler, service);
     return rv;
 }

@@ -14,6 +14,9 @@
 #define ECHO_SAY "/ehr.test.Echo/Say"
 #define ECHO_HANG "/ehr.test.Echo/Hang"
 #define ECHO_COUNT "/ehr.test.Echo/Count"
+#define ECHO_SUM "/ehr.test.Echo/Sum"
+/* A Sum message with this index makes Sum fail with INVALID_ARGUMENT. */
+#define ECHO_SUM_FAIL_INDEX UINT32_MAX
 
 /* Counters, atomic because tests read them from another thread. */
 struct echo_stats {
@@ -24,14 +27,23 @@ struct echo_stats {
     atomic_uint eagain;                     /* rpc_stream_send said EHR_EAGAIN */
     atomic_uint writable;                   /* writable callbacks */
     atomic_uint decode_errors;              /* requests that were not valid protobuf */
+    atomic_uint sum_messages;               /* Sum messages delivered to the handler */
+    atomic_uint sum_ends;                   /* Sum requests seen whole */
 };
 
 struct echo_service {
     uv_loop_t *loop;
     struct echo_stats stats;
+    /* Sum: when set (tests on the server's thread), a Sum pauses at its
+     * start, before any message; echo_service_sum_resume lets it go on. */
+    bool sum_hold;
+    struct rpc_upload *sum_held; /* the Sum held, or NULL */
 };
 
-/* Register Say, Hang and Count on SERVER. Returns 0 or the first error. */
+/* Resume the held Sum, if any. */
+void echo_service_sum_resume(struct echo_service *service);
+
+/* Register Say, Hang, Count and Sum on SERVER. Returns 0 or the first error. */
 int echo_service_register(struct echo_service *service, uv_loop_t *loop, struct rpc_server *server);
 
 #endif

@@ -131,6 +131,16 @@ def run(args, tmp):
         check(first == list(range(5)), "client cancels a hanging stream")
         expect_error(lambda: next(stream), grpc.StatusCode.CANCELLED, "cancelled stream")
 
+        summed = stub.Sum((echo_pb2.CountReply(index=i, payload=b"s" * 60000)
+                           for i in range(300)), timeout=20)
+        check(summed.messages == 300 and summed.bytes == 300 * 60000 and summed.in_order,
+              "client stream of 18 MB through the handler's window")
+        check(stub.Sum(iter(()), timeout=5).messages == 0, "client stream of no message")
+        expect_error(lambda: stub.Sum((echo_pb2.CountReply(index=i if i != 3 else 2**32 - 1)
+                                       for i in range(1000)), timeout=5),
+                     grpc.StatusCode.INVALID_ARGUMENT, "client stream refused half-way",
+                     "failed as asked")
+
         futures = [stub.Say.future(echo_pb2.EchoRequest(text=str(i)), timeout=10)
                    for i in range(300)]
         check(all(f.result().text == str(i) for i, f in enumerate(futures)),

@@ -75,6 +75,16 @@ def seeds():
         request_headers(7, "/f.F/Nope") + frame(DATA, END_STREAM, 7, grpc_message(b"")) +
         request_headers(9, "/f.F/Echo", [("grpc-encoding", "gzip")], end_stream=True) +
         frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0)))
+    # A client-streaming call: messages over frames, one pausing, then the
+    # end; a second upload that asks to fail half-way; a third cut off.
+    up = grpc_message(b"one") + grpc_message(b"pause") + grpc_message(b"three" * 20)
+    yield "upload", (start() + request_headers(1, "/f.F/Up") +
+                     frame(DATA, 0, 1, up[:10]) + frame(DATA, END_STREAM, 1, up[10:]) +
+                     request_headers(3, "/f.F/Up") +
+                     frame(DATA, 0, 3, grpc_message(b"a") + grpc_message(b"fail")) +
+                     frame(DATA, END_STREAM, 3, grpc_message(b"late")) +
+                     request_headers(5, "/f.F/Up") + frame(DATA, 0, 5, grpc_message(b"x" * 50)[:20]) +
+                     frame(RST_STREAM, 0, 5, struct.pack(">I", 8)))
     yield "http1", b"POST /f.F/Echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
 
 

@@ -1054,6 +1054,364 @@ static void test_method_registration_rules(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ------------------------------------------------------ client streaming */
+
+/* The client side of one Sum upload: sends COUNT messages of PAYLOAD bytes,
+ * as fast as the upload takes them (EAGAIN, then the writable callback). */
+struct uploader {
+    struct outcome outcome; /* first: the call's data points at both */
+    struct rpc_client_call *call;
+    uint32_t count;
+    uint32_t next;
+    uint32_t payload_bytes;
+    uint32_t fail_at; /* index sent as ECHO_SUM_FAIL_INDEX (count: never) */
+    uint64_t accepted_bytes;
+    uint32_t eagain;
+    bool hold_close; /* do not half-close after the last message */
+    bool closed;
+    uint8_t *scratch;
+    uint8_t *payload;
+};
+
+static void uploader_fill(struct uploader *up)
+{
+    while (!up->outcome.done && up->next < up->count) {
+        Ehr__Test__CountReply m = EHR__TEST__COUNT_REPLY__INIT;
+        m.index = up->next == up->fail_at ? ECHO_SUM_FAIL_INDEX : up->next;
+        m.payload.data = up->payload;
+        m.payload.len = up->payload_bytes;
+        size_t len = ehr__test__count_reply__pack(&m, up->scratch);
+        int rv = rpc_client_upload_send(up->call, up->scratch, len);
+        if (rv == EHR_EAGAIN) {
+            up->eagain++;
+            return;
+        }
+        if (rv != 0)
+            return;
+        up->accepted_bytes += len;
+        up->next++;
+    }
+    if (up->next == up->count && !up->closed && !up->hold_close && !up->outcome.done) {
+        up->closed = true;
+        rpc_client_upload_close(up->call);
+    }
+}
+
+static void uploader_writable(struct rpc_client_call *call, void *data)
+{
+    uploader_fill(data);
+}
+
+static void uploader_start(struct fixture *f, struct uploader *up, uint32_t count,
+                           uint32_t payload_bytes, uint64_t timeout_ms)
+{
+    memset(up, 0, sizeof *up);
+    up->count = count;
+    up->fail_at = count;
+    up->payload_bytes = payload_bytes;
+    up->payload = ehr_calloc(1, payload_bytes + 1);
+    memset(up->payload, 'u', payload_bytes);
+    up->scratch = ehr_malloc(payload_bytes + 32);
+    assert_int_equal(rpc_client_upload(f->client, ECHO_SUM, timeout_ms, uploader_writable, on_done,
+                                       &up->outcome, &up->call),
+                     0);
+}
+
+static void uploader_clear(struct uploader *up)
+{
+    ehr_free(up->payload);
+    ehr_free(up->scratch);
+    outcome_clear(&up->outcome);
+}
+
+static Ehr__Test__SumReply *sum_reply(const struct outcome *o)
+{
+    assert_int_equal(o->status, RPC_STATUS_OK);
+    Ehr__Test__SumReply *r = ehr__test__sum_reply__unpack(NULL, o->response_len, o->response);
+    assert_non_null(r);
+    return r;
+}
+
+static void on_connected_flag(struct rpc_client *client, int status, void *data)
+{
+    *(bool *)data = true;
+}
+
+static void on_flag_closed(void *data)
+{
+    *(bool *)data = true;
+}
+
+/* Run the loop for MS milliseconds of loop time. */
+static void run_for(uv_loop_t *loop, uint64_t ms)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, wake_cb, 10, 10);
+    uv_update_time(loop);
+    uint64_t end = uv_now(loop) + ms;
+    while (uv_now(loop) < end) {
+        uv_run(loop, UV_RUN_ONCE);
+        uv_update_time(loop);
+    }
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* Invariant 11: every message reaches the handler once, in order, then the
+ * end; the reply comes after it. 24 MiB pass through a 1 MiB window. */
+static void test_upload_messages_arrive_in_order_then_the_end(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct uploader up;
+    uploader_start(&f, &up, 384, 65536, 0);
+    uploader_fill(&up);
+    run_until(&f.loop, &up.outcome.done);
+    Ehr__Test__SumReply *r = sum_reply(&up.outcome);
+    assert_int_equal(r->messages, 384);
+    assert_int_equal(r->bytes, 384ull * 65536);
+    assert_true(r->in_order);
+    assert_true(up.eagain > 0); /* the client's own queue pushed back (its invariant 4) */
+    assert_int_equal(atomic_load(&f.service.stats.sum_ends), 1);
+    ehr__test__sum_reply__free_unpacked(r, NULL);
+    uploader_clear(&up);
+    /* An upload of no message at all is a whole request too. */
+    uploader_start(&f, &up, 0, 0, 0);
+    uploader_fill(&up);
+    run_until(&f.loop, &up.outcome.done);
+    r = sum_reply(&up.outcome);
+    assert_int_equal(r->messages, 0);
+    ehr__test__sum_reply__free_unpacked(r, NULL);
+    uploader_clear(&up);
+    fixture_stop(&f);
+}
+
+/*
+ * Invariant 11, back-pressure: a handler that pauses gets nothing more, and
+ * the client can send at most one stream window (1 MiB) past what it took:
+ * with its own 1 MiB queue, it gets no more than about 2 MiB accepted out
+ * of 16 MiB. Held past request_receive_timeout_ms, it is not timed out;
+ * resumed, everything arrives.
+ */
+static void test_upload_paused_handler_holds_the_client_to_one_window(void **state)
+{
+    struct rpc_server_config config = {.request_receive_timeout_ms = 200};
+    struct fixture f;
+    fixture_start(&f, &config, NULL);
+    f.service.sum_hold = true;
+    struct uploader up;
+    uploader_start(&f, &up, 256, 65536, 0);
+    uploader_fill(&up);
+    run_for(&f.loop, 500);
+    assert_false(up.outcome.done); /* not timed out while held */
+    assert_int_equal(atomic_load(&f.service.stats.sum_messages), 0);
+    assert_true(up.accepted_bytes > 1024 * 1024);
+    assert_true(up.accepted_bytes <= 2 * 1024 * 1024 + 2 * 65600);
+    echo_service_sum_resume(&f.service);
+    run_until(&f.loop, &up.outcome.done);
+    Ehr__Test__SumReply *r = sum_reply(&up.outcome);
+    assert_int_equal(r->messages, 256);
+    assert_true(r->in_order);
+    ehr__test__sum_reply__free_unpacked(r, NULL);
+    uploader_clear(&up);
+    fixture_stop(&f);
+}
+
+/*
+ * Invariants 10 and 11 at the edge: undelivered messages count against the
+ * connection's request budget. With a paused handler, room for exactly two
+ * messages: two wait, the third is refused RESOURCE_EXHAUSTED, and the
+ * handler is told so.
+ */
+static void test_upload_undelivered_messages_count_against_the_budget(void **state)
+{
+    enum { MESSAGE = 32768 };
+    struct rpc_server_config config = {.message_bytes_max = MESSAGE,
+                                       .connection_request_bytes_max = 2 * MESSAGE};
+    struct fixture f;
+    fixture_start(&f, &config, NULL);
+    f.service.sum_hold = true;
+    struct uploader up;
+    uploader_start(&f, &up, 2, MESSAGE - 8, 0); /* packs to just under MESSAGE */
+    up.hold_close = true;
+    uploader_fill(&up);
+    run_for(&f.loop, 200);
+    assert_false(up.outcome.done); /* two fit exactly */
+    up.count = 3;
+    uploader_fill(&up);
+    run_until(&f.loop, &up.outcome.done);
+    assert_int_equal(up.outcome.status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(atomic_load(&f.service.stats.cancels[RPC_STATUS_RESOURCE_EXHAUSTED]), 1);
+    assert_int_equal(atomic_load(&f.service.stats.sum_messages), 0);
+    uploader_clear(&up);
+    /* The budget came back whole: the same upload, not held, passes. */
+    f.service.sum_hold = false;
+    uploader_start(&f, &up, 3, MESSAGE - 8, 0);
+    uploader_fill(&up);
+    run_until(&f.loop, &up.outcome.done);
+    Ehr__Test__SumReply *r = sum_reply(&up.outcome);
+    assert_int_equal(r->messages, 3);
+    ehr__test__sum_reply__free_unpacked(r, NULL);
+    uploader_clear(&up);
+    fixture_stop(&f);
+}
+
+/* Invariant 6 for uploads: each message must arrive within
+ * request_receive_timeout_ms of the one before; a client that stops is
+ * ended DEADLINE_EXCEEDED and the handler told. */
+static void test_upload_a_client_that_stops_sending_is_timed_out(void **state)
+{
+    struct rpc_server_config config = {.request_receive_timeout_ms = 200};
+    struct fixture f;
+    fixture_start(&f, &config, NULL);
+    struct uploader up;
+    uploader_start(&f, &up, 3, 100, 0);
+    up.hold_close = true;
+    uploader_fill(&up);
+    run_until(&f.loop, &up.outcome.done);
+    assert_int_equal(up.outcome.status, RPC_STATUS_DEADLINE_EXCEEDED);
+    assert_int_equal(atomic_load(&f.service.stats.sum_messages), 3);
+    assert_int_equal(atomic_load(&f.service.stats.cancels[RPC_STATUS_DEADLINE_EXCEEDED]), 1);
+    assert_int_equal(atomic_load(&f.service.stats.sum_ends), 0);
+    uploader_clear(&up);
+    fixture_stop(&f);
+}
+
+/* A client that cancels half-way: the handler is told CANCELLED and never
+ * sees an end (what the blob store relies on to leave nothing behind). */
+static void test_upload_cut_off_reaches_the_handler_as_a_cancel(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct uploader up;
+    uploader_start(&f, &up, 10, 1000, 0);
+    up.hold_close = true;
+    uploader_fill(&up);
+    run_until_count(&f.loop, &f.service.stats.sum_messages, 10);
+    rpc_client_call_cancel(up.call);
+    run_until(&f.loop, &up.outcome.done);
+    assert_int_equal(up.outcome.status, RPC_STATUS_CANCELLED);
+    run_until_count(&f.loop, &f.service.stats.cancels[RPC_STATUS_CANCELLED], 1);
+    assert_int_equal(atomic_load(&f.service.stats.sum_ends), 0);
+    uploader_clear(&up);
+    fixture_stop(&f);
+}
+
+/* A handler that refuses half-way stops the client's upload: it gets the
+ * status, and its later sends say EHR_ECLOSED; the connection lives on. */
+static void test_upload_refused_half_way_stops_the_client(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct uploader up;
+    uploader_start(&f, &up, 200, 65536, 0);
+    up.fail_at = 5;
+    uploader_fill(&up);
+    run_until(&f.loop, &up.outcome.done);
+    assert_int_equal(up.outcome.status, RPC_STATUS_INVALID_ARGUMENT);
+    assert_int_equal(atomic_load(&f.service.stats.sum_messages), 6);
+    assert_true(up.next < 200);
+    uploader_clear(&up);
+    struct outcome o = {0};
+    say_call(&f, &o, "still here", 0, 0, 0, NULL, 0);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    outcome_clear(&o);
+    fixture_stop(&f);
+}
+
+/* The client's upload queue at RPC_UPLOAD_QUEUE_BYTES_MAX: messages fill it
+ * exactly, the next (even empty) is EAGAIN and queues nothing; one larger
+ * message goes into an empty queue. Measured before the connection is up,
+ * so nothing drains meanwhile; then it all arrives. */
+static void test_upload_client_queue_edge(void **state)
+{
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    struct rpc_client *c;
+    bool connected = false;
+    assert_int_equal(
+        rpc_client_connect(&f.loop, "127.0.0.1", f.port, NULL, on_connected_flag, &connected, &c),
+        0);
+    struct outcome o = {0};
+    struct rpc_client_call *call;
+    assert_int_equal(rpc_client_upload(c, ECHO_SUM, 0, NULL, on_done, &o, &call), 0);
+    enum { HALF = RPC_UPLOAD_QUEUE_BYTES_MAX / 2 - 5 }; /* with its prefix: half the queue */
+    uint8_t *big = ehr_calloc(1, RPC_UPLOAD_QUEUE_BYTES_MAX + 1);
+    /* CountReply{payload: ...} packs to the bytes' own size plus 4 (tag, length). */
+    Ehr__Test__CountReply m = EHR__TEST__COUNT_REPLY__INIT;
+    m.payload.data = big;
+    m.payload.len = HALF - 4;
+    uint8_t *packed = ehr_malloc(RPC_UPLOAD_QUEUE_BYTES_MAX + 16);
+    size_t len = ehr__test__count_reply__pack(&m, packed);
+    assert_int_equal(len, HALF);
+    assert_int_equal(rpc_client_upload_send(call, packed, len), 0);
+    assert_int_equal(rpc_client_upload_send(call, packed, len), 0); /* exactly full */
+    assert_int_equal(rpc_client_upload_send(call, packed, 0), EHR_EAGAIN);
+    rpc_client_upload_close(call);
+    run_until(&f.loop, &o.done);
+    Ehr__Test__SumReply *r = sum_reply(&o);
+    assert_int_equal(r->messages, 2);
+    ehr__test__sum_reply__free_unpacked(r, NULL);
+    outcome_clear(&o);
+    /* One message over the queue's size into an empty queue is taken. */
+    m.payload.len = RPC_UPLOAD_QUEUE_BYTES_MAX;
+    len = ehr__test__count_reply__pack(&m, packed);
+    assert_int_equal(rpc_client_upload(c, ECHO_SUM, 0, NULL, on_done, &o, &call), 0);
+    assert_int_equal(rpc_client_upload_send(call, packed, len), 0);
+    rpc_client_upload_close(call);
+    run_until(&f.loop, &o.done);
+    r = sum_reply(&o);
+    assert_int_equal(r->bytes, RPC_UPLOAD_QUEUE_BYTES_MAX);
+    ehr__test__sum_reply__free_unpacked(r, NULL);
+    outcome_clear(&o);
+    bool closed = false;
+    rpc_client_close(c, on_flag_closed, &closed);
+    run_until(&f.loop, &closed);
+    ehr_free(big);
+    ehr_free(packed);
+    fixture_stop(&f);
+}
+
+/* A message over message_bytes_max on an upload is refused before any of
+ * it is buffered, as on a unary call (its handler, if it was dispatched
+ * already, is told RESOURCE_EXHAUSTED). */
+static void test_upload_message_limit_edge(void **state)
+{
+    enum { MESSAGE = 16384 };
+    struct rpc_server_config config = {.message_bytes_max = MESSAGE};
+    struct fixture f;
+    fixture_start(&f, &config, NULL);
+    struct uploader up;
+    uploader_start(&f, &up, 1, 0, 0);
+    /* The largest payload that packs to exactly MESSAGE bytes passes ... */
+    uint32_t payload = MESSAGE;
+    Ehr__Test__CountReply m = EHR__TEST__COUNT_REPLY__INIT;
+    uint8_t *probe = ehr_calloc(1, MESSAGE + 64);
+    m.payload.data = probe;
+    m.payload.len = payload;
+    while (ehr__test__count_reply__get_packed_size(&m) > MESSAGE)
+        m.payload.len = --payload;
+    assert_int_equal(ehr__test__count_reply__get_packed_size(&m), MESSAGE);
+    uploader_clear(&up);
+    uploader_start(&f, &up, 1, payload, 0);
+    uploader_fill(&up);
+    run_until(&f.loop, &up.outcome.done);
+    Ehr__Test__SumReply *r = sum_reply(&up.outcome);
+    assert_int_equal(r->bytes, payload);
+    ehr__test__sum_reply__free_unpacked(r, NULL);
+    uploader_clear(&up);
+    /* ... one byte more does not. */
+    uploader_start(&f, &up, 1, payload + 1, 0);
+    uploader_fill(&up);
+    run_until(&f.loop, &up.outcome.done);
+    assert_int_equal(up.outcome.status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(atomic_load(&f.service.stats.sum_ends), 1); /* the first one only */
+    uploader_clear(&up);
+    ehr_free(probe);
+    fixture_stop(&f);
+}
+
 /* ------------------------------------------ a server thread and raw sockets */
 
 struct thread_server {
@@ -1902,6 +2260,57 @@ static void test_streams_per_connection_edge(void **state)
     ts_join(ts);
 }
 
+struct sync_source {
+    uint32_t count;
+    uint32_t next;
+    int fail_at_err; /* returned at index `fail_index` (0: never) */
+    uint32_t fail_index;
+    uint8_t scratch[256];
+};
+
+static int sync_source_next(void *data, const uint8_t **message, size_t *message_len)
+{
+    struct sync_source *src = data;
+    if (src->fail_at_err != 0 && src->next == src->fail_index)
+        return src->fail_at_err;
+    if (src->next == src->count)
+        return 0;
+    Ehr__Test__CountReply m = EHR__TEST__COUNT_REPLY__INIT;
+    m.index = src->next++;
+    m.payload.data = (uint8_t *)"0123456789";
+    m.payload.len = 10;
+    *message_len = ehr__test__count_reply__pack(&m, src->scratch);
+    *message = src->scratch;
+    return 1;
+}
+
+/* The blocking upload streams from its source and returns the reply; a
+ * source that gives up cancels the call and says so. */
+static void test_sync_client_upload(void **state)
+{
+    struct thread_server *ts = *state;
+    struct rpc_sync *sync;
+    assert_int_equal(rpc_sync_open("127.0.0.1", ts->port, 5000, &sync, NULL), 0);
+    struct sync_source src = {.count = 1000};
+    struct rpc_result result;
+    assert_int_equal(rpc_sync_upload(sync, ECHO_SUM, 5000, sync_source_next, &src, &result),
+                     RPC_STATUS_OK);
+    Ehr__Test__SumReply *r =
+        ehr__test__sum_reply__unpack(NULL, result.response_len, result.response);
+    assert_non_null(r);
+    assert_int_equal(r->messages, 1000);
+    assert_int_equal(r->bytes, 10000);
+    assert_true(r->in_order);
+    ehr__test__sum_reply__free_unpacked(r, NULL);
+    rpc_result_clear(&result);
+    struct sync_source bad = {.count = 1000, .fail_at_err = -EIO, .fail_index = 500};
+    assert_int_equal(rpc_sync_upload(sync, ECHO_SUM, 5000, sync_source_next, &bad, &result),
+                     RPC_STATUS_CANCELLED);
+    assert_non_null(strstr(result.message, "source failed"));
+    rpc_result_clear(&result);
+    rpc_sync_close(sync);
+}
+
 static void test_header_list_edge(void **state)
 {
     struct thread_server *ts = *state;
@@ -2089,6 +2498,14 @@ int main(void)
         cmocka_unit_test(test_connect_refused_is_unavailable),
         cmocka_unit_test(test_method_registration_rules),
         cmocka_unit_test(test_shutdown_grace_forces_held_calls),
+        cmocka_unit_test(test_upload_messages_arrive_in_order_then_the_end),
+        cmocka_unit_test(test_upload_paused_handler_holds_the_client_to_one_window),
+        cmocka_unit_test(test_upload_undelivered_messages_count_against_the_budget),
+        cmocka_unit_test(test_upload_a_client_that_stops_sending_is_timed_out),
+        cmocka_unit_test(test_upload_cut_off_reaches_the_handler_as_a_cancel),
+        cmocka_unit_test(test_upload_refused_half_way_stops_the_client),
+        cmocka_unit_test(test_upload_message_limit_edge),
+        cmocka_unit_test(test_upload_client_queue_edge),
     };
     const struct CMUnitTest raw[] = {
         cmocka_unit_test(test_raw_http1_request_gets_505),
@@ -2103,6 +2520,7 @@ int main(void)
         cmocka_unit_test(test_raw_server_enforces_grpc_timeout),
         cmocka_unit_test(test_raw_client_vanishes_mid_stream),
         cmocka_unit_test(test_sync_client_unary_and_stream),
+        cmocka_unit_test(test_sync_client_upload),
         cmocka_unit_test(test_header_list_edge),
     };
     const struct CMUnitTest limits[] = {

@@ -1,0 +1,766 @@
+/*
+ * cmd_record_data.c - records with their data: `ehrctl record add` (a
+ * custodian encrypts a file, stores the ciphertext in its node's blob store
+ * and anchors the record), `ehrctl record get` (the patient opens it back),
+ * and `ehrctl patient public-keys` (what a custodian needs of a patient to
+ * encrypt for them).
+ *
+ * A record (cli/README.md, "Records and their data"):
+ *   - the record key k comes from ehr_pre_encapsulate to the patient's
+ *     delegating key for the record's type; the capsule goes in the anchor;
+ *   - two subkeys, keyed BLAKE2b-256 of k over a tag each: the stream key
+ *     ("ehr.v1.record.stream") and the pointer key ("ehr.v1.record.pointer");
+ *   - the ciphertext is libsodium's secretstream (XChaCha20-Poly1305): its
+ *     24-byte header, then the file in EHR_RECORD_PIECE_BYTES pieces, the
+ *     last tagged FINAL (an empty file is one empty FINAL piece); constant
+ *     memory whatever the file's size;
+ *   - the ciphertext's SHA-256 (ehr_content_hash) is the blob id and the
+ *     anchor's ciphertext_hash. The id must be known before the upload
+ *     starts (PutBlob's header), so the file is encrypted twice from the
+ *     same secretstream state: once to hash, once to upload (the output is
+ *     identical; no temporary file holds the ciphertext);
+ *   - the pointer is "EHRP", a version byte, the blob id and the RPC
+ *     address of the node that stores it, sealed with the pointer key
+ *     (XChaCha20-Poly1305, random nonce first, the tag as associated data).
+ *
+ * Not here: the grantee's path (capsule fragments from the nodes,
+ * fragments carried by consents): not built yet.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli_internal.h"
+#include "contracts.h"
+#include "pre.h"
+#include "read_auth.h"
+#include "record.h"
+
+enum {
+    RECORD_UPLOAD_CHUNK_BYTES = 256 * 1024, /* ciphertext per PutBlob message */
+    READ_WINDOW_MS = 60000,
+    HEX32 = 2 * 32 + 1,
+    TYPE_NAMES_BYTES = 256,
+};
+_Static_assert((int)EHR_RECORD_POINTER_BYTES_MAX <= (int)CONTRACTS_POINTER_BYTES_MAX,
+               "a pointer fits the anchor");
+_Static_assert((int)EHR_RECORD_POINTER_ADDRESS_BYTES_MAX >= (int)CLI_HOST_BYTES_MAX + 7,
+               "a pointer holds any HOST:PORT ehrctl takes");
+_Static_assert(RECORD_UPLOAD_CHUNK_BYTES >= EHR_RECORD_HEADER_BYTES + EHR_RECORD_SEALED_PIECE_BYTES,
+               "an upload message holds at least one piece");
+_Static_assert(READ_WINDOW_MS <= NODE_READ_AUTH_WINDOW_MS_MAX, "the node takes the window");
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Progress on a terminal (stderr), at most once per percent. */
+struct progress {
+    const char *what;
+    uint64_t total, done;
+    int shown; /* the last percentage printed, -1: none */
+    bool on;
+};
+
+static void progress_start(struct progress *p, const char *what, uint64_t total, bool json)
+{
+    p->what = what;
+    p->total = total;
+    p->done = 0;
+    p->shown = -1;
+    p->on = !json && isatty(STDERR_FILENO);
+}
+
+static void progress_add(struct progress *p, uint64_t n)
+{
+    p->done += n;
+    if (!p->on)
+        return;
+    int pct = p->total == 0 ? 100 : (int)(p->done * 100 / p->total);
+    if (pct == p->shown)
+        return;
+    p->shown = pct;
+    fprintf(stderr, "\r%s: %3d%% (%.1f of %.1f MiB)", p->what, pct, p->done / 1048576.0,
+            p->total / 1048576.0);
+    fflush(stderr);
+}
+
+static void progress_end(struct progress *p)
+{
+    if (p->on && p->shown >= 0)
+        fputc('\n', stderr);
+}
+
+/* ---- the encrypting reader ---- */
+
+/* The file's ciphertext, produced piece by piece from a secretstream state
+ * copied from the one the header was made with. */
+struct sealer {
+    FILE *file;
+    const char *path;
+    crypto_secretstream_xchacha20poly1305_state state;
+    uint8_t header[EHR_RECORD_HEADER_BYTES];
+    bool header_out;
+    bool done;      /* the FINAL piece is out */
+    int read_errno; /* a read failed */
+    uint8_t *plain; /* EHR_RECORD_PIECE_BYTES */
+    uint64_t plain_bytes;
+    struct progress *progress;
+};
+
+/* Append pieces to OUT (capacity CAP) while one more fits; returns the length. */
+static size_t sealer_fill(struct sealer *s, uint8_t *out, size_t cap)
+{
+    size_t len = 0;
+    if (!s->header_out) {
+        memcpy(out, s->header, EHR_RECORD_HEADER_BYTES);
+        len = EHR_RECORD_HEADER_BYTES;
+        s->header_out = true;
+    }
+    while (!s->done && s->read_errno == 0 && cap - len >= EHR_RECORD_SEALED_PIECE_BYTES) {
+        size_t n = fread(s->plain, 1, EHR_RECORD_PIECE_BYTES, s->file);
+        if (ferror(s->file)) {
+            s->read_errno = errno ? errno : EIO;
+            break;
+        }
+        bool last = n < EHR_RECORD_PIECE_BYTES;
+        if (!last) {
+            int c = getc(s->file); /* is there more? */
+            if (c == EOF)
+                last = !ferror(s->file);
+            else
+                ungetc(c, s->file);
+        }
+        ehr_record_seal_piece(&s->state, s->plain, n, last, out + len);
+        len += n + EHR_RECORD_ABYTES;
+        s->plain_bytes += n;
+        if (s->progress != NULL)
+            progress_add(s->progress, n);
+        s->done = last;
+    }
+    return len;
+}
+
+/* ---- patient public-keys ---- */
+
+int cli__cmd_patient_public_keys(struct cli__ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {{"patient", required_argument, NULL, 'P'},
+                                            {"passphrase-file", required_argument, NULL, 'p'},
+                                            {"out", required_argument, NULL, 'o'},
+                                            CLI_COMMON_OPTIONS};
+    const char *patient = NULL, *passphrase_file = NULL, *out = NULL;
+    int c;
+    while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
+        if (c == 'P')
+            patient = optarg;
+        else if (c == 'p')
+            passphrase_file = optarg;
+        else if (c == 'o')
+            out = optarg;
+    }
+    if (c == CLI_OPT_EXIT)
+        return ctx->exit_code;
+    if (optind < argc)
+        return cli__usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+    if (patient == NULL)
+        return cli__usage_error(ctx, "--patient FILE, the patient's key file, is required");
+    ehr_identity *id = NULL;
+    ehr_keyfile_info info;
+    int exit_code = cli__identity_load(patient, passphrase_file, &id, &info);
+    if (exit_code != 0)
+        return exit_code;
+    json_t *keys = json_object();
+    const ProtobufCEnumDescriptor *ed = &ehr__v1__record_type__descriptor;
+    for (unsigned i = 0; i < ed->n_values; i++) {
+        int type = ed->values[i].value;
+        if (type == 0)
+            continue;
+        ehr_pre_key k;
+        if (ehr_pre_delegating_key_derive(&k, id->signing.secret, (uint32_t)type) != 0) {
+            sodium_free(id);
+            json_decref(keys);
+            return cli__fail("a delegating key is zero (never in practice)", "public-keys");
+        }
+        json_t *name = cli__json_enum(ed, type);
+        json_object_set_new(keys, json_string_value(name),
+                            cli__json_hex(k.public_key, EHR_PRE_PUBLIC_BYTES));
+        json_decref(name);
+        ehr_pre_key_wipe(&k);
+    }
+    json_t *root = json_pack("{s:o, s:o}", "patient_key",
+                             cli__json_hex(id->signing.public_key, EHR_SCHNORR_PUBLIC_BYTES),
+                             "delegating_keys", keys);
+    sodium_free(id);
+    if (root == NULL)
+        ehr_panic("out of memory building JSON");
+    if (out == NULL)
+        return cli__json_print(root);
+    int rc = json_dump_file(root, out, JSON_INDENT(2));
+    json_decref(root);
+    if (rc != 0)
+        return cli__fail(strerror(errno), "write %s", out);
+    if (!ctx->json)
+        printf("wrote %s\n", out);
+    return 0;
+}
+
+/* The patient's signing key and the delegating key for TYPE from a file
+ * `patient public-keys` wrote. Returns 0 or CLI_EXIT_FAIL (said why). */
+static int patient_keys_read(const char *path, int type, uint8_t patient[32],
+                             uint8_t delegating[EHR_PRE_PUBLIC_BYTES])
+{
+    json_error_t err;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (root == NULL)
+        return cli__fail(err.text, "read the patient's public keys %s", path);
+    const char *why = NULL;
+    const char *patient_hex = json_string_value(json_object_get(root, "patient_key"));
+    json_t *keys = json_object_get(root, "delegating_keys");
+    const char *key;
+    json_t *value;
+    const char *found = NULL;
+    json_object_foreach(keys, key, value)
+    {
+        int t;
+        if (cli__enum_arg(&ehr__v1__record_type__descriptor, key, &t) == 0 && t == type)
+            found = json_string_value(value);
+    }
+    ehr_diag d;
+    if (patient_hex == NULL || cli__hex_arg(patient_hex, patient, 32, &d) != 0)
+        why = "patient_key is not 64 hex digits";
+    else if (found == NULL)
+        why = "no delegating key for this record type";
+    else if (cli__hex_arg(found, delegating, EHR_PRE_PUBLIC_BYTES, &d) != 0 ||
+             ehr_pre_public_key_check(delegating) != 0)
+        why = "the delegating key for this record type is not a valid key";
+    json_decref(root);
+    if (why != NULL)
+        return cli__fail(why,
+                         "read the patient's public keys %s (ehrctl patient public-keys "
+                         "writes them)",
+                         path);
+    return 0;
+}
+
+/* ---- record add ---- */
+
+struct upload_source {
+    struct sealer *sealer;
+    Ehr__V1__PutBlobRequest header; /* sent first */
+    bool header_sent;
+    uint8_t *piece; /* RECORD_UPLOAD_CHUNK_BYTES */
+    uint8_t *message;
+    size_t message_cap;
+};
+
+static int upload_next(void *data, const uint8_t **message, size_t *message_len)
+{
+    struct upload_source *u = data;
+    if (!u->header_sent) {
+        u->header_sent = true;
+        *message_len = ehr__v1__put_blob_request__pack(&u->header, u->message);
+        *message = u->message;
+        return 1;
+    }
+    size_t n = sealer_fill(u->sealer, u->piece, RECORD_UPLOAD_CHUNK_BYTES);
+    if (u->sealer->read_errno != 0)
+        return -u->sealer->read_errno;
+    if (n == 0)
+        return 0;
+    Ehr__V1__PutBlobRequest r = EHR__V1__PUT_BLOB_REQUEST__INIT;
+    r.chunk = (ProtobufCBinaryData){n, u->piece};
+    EHR_ASSERT(ehr__v1__put_blob_request__get_packed_size(&r) <= u->message_cap);
+    *message_len = ehr__v1__put_blob_request__pack(&r, u->message);
+    *message = u->message;
+    return 1;
+}
+
+struct add_args {
+    const char *file, *patient, *type_arg;
+    int type;
+    struct cli__signed_tx tx;
+};
+
+static int add_parse(struct cli__ctx *ctx, int argc, char **argv, struct add_args *a)
+{
+    static const struct option options[] = {{"patient", required_argument, NULL, 'P'},
+                                            {"type", required_argument, NULL, 'y'},
+                                            CLI_SIGNED_TX_OPTIONS,
+                                            CLI_COMMON_OPTIONS};
+    int c;
+    while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
+        if (c == 'P')
+            a->patient = optarg;
+        else if (c == 'y')
+            a->type_arg = optarg;
+        else if (cli__signed_tx_option(ctx, c, optarg, &a->tx) != 0)
+            return CLI_EXIT_USAGE;
+    }
+    if (c == CLI_OPT_EXIT)
+        return ctx->exit_code;
+    if (argc - optind != 1)
+        return cli__usage_error(ctx, "give one FILE, the record to encrypt and add");
+    a->file = argv[optind];
+    if (a->patient == NULL)
+        return cli__usage_error(ctx, "--patient FILE, the patient's public keys (ehrctl patient "
+                                     "public-keys writes them), is required");
+    if (a->type_arg == NULL)
+        return cli__usage_error(ctx, "--type TYPE, the record's type, is required");
+    if (cli__enum_arg(&ehr__v1__record_type__descriptor, a->type_arg, &a->type) != 0) {
+        char names[TYPE_NAMES_BYTES];
+        cli__enum_names(&ehr__v1__record_type__descriptor, names, sizeof names);
+        return cli__usage_error(ctx, "--type \"%.40s\" is not a record type: %s", a->type_arg,
+                                names);
+    }
+    return cli__signed_tx_finish(ctx, &a->tx);
+}
+
+int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
+{
+    struct add_args a = {0};
+    int exit_code = add_parse(ctx, argc, argv, &a);
+    if (exit_code != 0)
+        return exit_code;
+    uint8_t patient[32], delegating[EHR_PRE_PUBLIC_BYTES];
+    if ((exit_code = patient_keys_read(a.patient, a.type, patient, delegating)) != 0)
+        return exit_code;
+    FILE *file = fopen(a.file, "rb");
+    if (file == NULL)
+        return cli__fail(strerror(errno), "read record file %s", a.file);
+    struct stat file_stat;
+    uint64_t file_bytes = fstat(fileno(file), &file_stat) == 0 ? (uint64_t)file_stat.st_size : 0;
+    ehr_identity *id = NULL;
+    ehr_keyfile_info info;
+    exit_code = cli__identity_load(a.tx.key_path, a.tx.passphrase_file, &id, &info);
+    if (exit_code != 0) {
+        fclose(file);
+        return exit_code;
+    }
+    /* The record key, its subkeys, the stream's header and first state. */
+    ehr_pre_capsule capsule;
+    uint8_t k[EHR_PRE_KEY_BYTES], stream_key[32], pointer_key[32];
+    if (ehr_pre_encapsulate(delegating, &capsule, k) != 0) {
+        fclose(file);
+        sodium_free(id);
+        return cli__fail("the patient's delegating key is not valid", "record add");
+    }
+    ehr_record_subkeys(k, stream_key, pointer_key);
+    sodium_memzero(k, sizeof k);
+    struct sealer s = {.file = file, .path = a.file};
+    struct ehr_record_sealer sealer;
+    ehr_record_sealer_init(&sealer, stream_key);
+    sodium_memzero(stream_key, sizeof stream_key);
+    crypto_secretstream_xchacha20poly1305_state start = sealer.start;
+    memcpy(s.header, sealer.header, sizeof s.header);
+    ehr_record_sealer_wipe(&sealer);
+    s.plain = ehr_malloc(EHR_RECORD_PIECE_BYTES);
+    uint8_t *piece = ehr_malloc(RECORD_UPLOAD_CHUNK_BYTES);
+    size_t message_cap = RECORD_UPLOAD_CHUNK_BYTES + 64;
+    uint8_t *message = ehr_malloc(message_cap);
+    struct cli__node node = {0};
+    bool node_open = false;
+    struct progress progress;
+    /* Pass 1: the ciphertext's hash and size. */
+    memcpy(&s.state, &start, sizeof start);
+    struct ehr_content_hash h;
+    ehr_content_hash_init(&h);
+    uint64_t cipher_bytes = 0;
+    progress_start(&progress, "encrypting", file_bytes, ctx->json);
+    s.progress = &progress;
+    for (;;) {
+        size_t n = sealer_fill(&s, piece, RECORD_UPLOAD_CHUNK_BYTES);
+        if (n == 0 || s.read_errno != 0)
+            break;
+        ehr_content_hash_update(&h, piece, n);
+        cipher_bytes += n;
+    }
+    progress_end(&progress);
+    uint8_t blob_id[32];
+    ehr_content_hash_final(&h, blob_id);
+    uint64_t plain_bytes = s.plain_bytes;
+    if (s.read_errno != 0) {
+        exit_code = cli__fail(strerror(s.read_errno), "read record file %s", a.file);
+        goto out;
+    }
+    /* Pass 2: the same ciphertext, uploaded. */
+    if ((exit_code = cli__node_open(&node, &a.tx.node, "record add")) != 0)
+        goto out;
+    node_open = true;
+    Ehr__V1__GetStatusResponse *status = NULL;
+    if ((exit_code = cli__node_get_status(&node, "record add", &status)) != 0)
+        goto out;
+    char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1];
+    snprintf(chain_id, sizeof chain_id, "%s", status->chain_id);
+    ehr__v1__get_status_response__free_unpacked(status, NULL);
+    rewind(file);
+    memcpy(&s.state, &start, sizeof start);
+    s.header_out = false;
+    s.done = false;
+    s.plain_bytes = 0;
+    struct upload_source u = {
+        .sealer = &s, .piece = piece, .message = message, .message_cap = message_cap};
+    Ehr__V1__PutBlobRequest *hdr = &u.header;
+    ehr__v1__put_blob_request__init(hdr);
+    hdr->blob_id = (ProtobufCBinaryData){32, blob_id};
+    hdr->size_bytes = cipher_bytes;
+    uint64_t now = wall_ms();
+    struct node_read_auth_signed auth;
+    if (node_read_auth_sign(&auth, &hdr->base, &hdr->auth, chain_id, "/ehr.v1.Node/PutBlob",
+                            &id->signing, now, now + READ_WINDOW_MS) != 0) {
+        exit_code = cli__fail("cannot sign the upload", "record add: %s", a.tx.key_path);
+        goto out;
+    }
+    progress_start(&progress, "uploading", plain_bytes, ctx->json);
+    struct rpc_result result;
+    enum rpc_status st =
+        rpc_sync_upload(node.sync, "/ehr.v1.Node/PutBlob", 0, upload_next, &u, &result);
+    progress_end(&progress);
+    hdr->auth = NULL;
+    sodium_memzero(&auth, sizeof auth);
+    if (st != RPC_STATUS_OK) {
+        exit_code = s.read_errno != 0
+                        ? cli__fail(strerror(s.read_errno), "read record file %s", a.file)
+                        : cli__node_fail(&node, &result,
+                                         "record add: store the "
+                                         "ciphertext");
+        rpc_result_clear(&result);
+        goto out;
+    }
+    rpc_result_clear(&result);
+    if (s.plain_bytes != plain_bytes) {
+        exit_code = cli__fail("the file changed while it was read", "record add %s", a.file);
+        goto out;
+    }
+    /* The anchor: the pointer sealed, the capsule, the hash and size. */
+    uint8_t pointer[EHR_RECORD_POINTER_BYTES_MAX], capsule_bytes[EHR_PRE_CAPSULE_BYTES];
+    size_t pointer_len = ehr_record_pointer_seal(pointer_key, blob_id, node.address, pointer);
+    EHR_ASSERT(pointer_len > 0); /* --node was parsed: printable, within CLI_HOST_BYTES_MAX */
+    ehr_pre_capsule_encode(&capsule, capsule_bytes);
+    Ehr__V1__RecordAnchor anchor = EHR__V1__RECORD_ANCHOR__INIT;
+    anchor.patient_key = (ProtobufCBinaryData){32, patient};
+    anchor.record_type = (Ehr__V1__RecordType)a.type;
+    anchor.encrypted_pointer = (ProtobufCBinaryData){pointer_len, pointer};
+    anchor.ciphertext_hash = (ProtobufCBinaryData){32, blob_id};
+    anchor.ciphertext_bytes = cipher_bytes;
+    anchor.key_capsule = (ProtobufCBinaryData){EHR_PRE_CAPSULE_BYTES, capsule_bytes};
+    Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
+    body.payload_case = EHR__V1__TX_BODY__PAYLOAD_RECORD_ANCHOR;
+    body.record_anchor = &anchor;
+    char blob_hex[HEX32], patient_hex[HEX32];
+    ehr_hex_encode(blob_hex, blob_id, 32);
+    ehr_hex_encode(patient_hex, patient, 32);
+    json_t *extra = json_pack("{s:s, s:s, s:o, s:o}", "patient_key", patient_hex, "blob_id",
+                              blob_hex, "ciphertext_bytes", cli__json_u64(cipher_bytes),
+                              "plaintext_bytes", cli__json_u64(plain_bytes));
+    if (extra == NULL)
+        ehr_panic("out of memory building JSON");
+    cli__node_close(&node);
+    node_open = false;
+    exit_code = cli__signed_tx_submit(ctx, &a.tx, id, &body, "record", extra);
+out:
+    if (node_open)
+        cli__node_close(&node);
+    sodium_memzero(pointer_key, sizeof pointer_key);
+    sodium_memzero(&start, sizeof start);
+    sodium_memzero(&s.state, sizeof s.state);
+    sodium_memzero(s.plain, EHR_RECORD_PIECE_BYTES);
+    ehr_free(s.plain);
+    ehr_free(piece);
+    ehr_free(message);
+    fclose(file);
+    sodium_free(id);
+    return exit_code;
+}
+
+/* ---- record get ---- */
+
+/* The blob as it streams in: its size first, then the ciphertext to the
+ * opener (record.h), the plaintext into OUT. */
+struct download {
+    struct ehr_record_opener opener;
+    bool got_size;
+    uint64_t size_bytes;
+    uint64_t received;
+    FILE *out;
+    int err; /* the first failure; nothing more is done after it */
+    ehr_diag why;
+    struct progress progress;
+};
+
+static int download_write(void *ctx, const uint8_t *plain, size_t len)
+{
+    struct download *d = ctx;
+    return fwrite(plain, 1, len, d->out) == len ? 0 : -EIO;
+}
+
+static void get_message(void *data, const uint8_t *message, size_t message_len)
+{
+    struct download *d = data;
+    if (d->err != 0)
+        return;
+    Ehr__V1__GetBlobResponse *r = ehr__v1__get_blob_response__unpack(NULL, message_len, message);
+    if (r == NULL) {
+        d->err = ehr_diag_fail(&d->why, EHR_EPROTO, "a GetBlob message does not decode");
+        return;
+    }
+    if (!d->got_size) {
+        d->got_size = true;
+        d->size_bytes = r->size_bytes;
+        d->progress.total = r->size_bytes;
+    } else if (d->received + r->chunk.len > d->size_bytes) {
+        d->err = ehr_diag_fail(&d->why, EHR_EPROTO, "more bytes than the blob's size");
+    } else {
+        d->received += r->chunk.len;
+        progress_add(&d->progress, r->chunk.len);
+        d->err = ehr_record_opener_feed(&d->opener, r->chunk.data, r->chunk.len, &d->why);
+    }
+    ehr__v1__get_blob_response__free_unpacked(r, NULL);
+}
+
+/* The record's anchor from GetRecord's answer, checked to be RECORD_ID's. */
+static const char *anchor_from(const struct rpc_result *result, const uint8_t record_id[32],
+                               Ehr__V1__TxBody **out)
+{
+    Ehr__V1__GetRecordResponse *r =
+        ehr__v1__get_record_response__unpack(NULL, result->response_len, result->response);
+    if (r == NULL)
+        return "the answer does not decode";
+    const char *bad = NULL;
+    ledger_tx_view v;
+    uint8_t hash[32];
+    if (ledger_tx_envelope_parse(r->anchor_envelope.data, r->anchor_envelope.len, &v, NULL) != 0)
+        bad = "the anchor is not a transaction envelope";
+    if (bad == NULL) {
+        ledger_tx_hash(v.body, v.body_len, hash);
+        if (memcmp(hash, record_id, 32) != 0)
+            bad = "the anchor does not hash to the record id";
+    }
+    if (bad == NULL) {
+        *out = ehr__v1__tx_body__unpack(NULL, v.body_len, v.body);
+        if (*out == NULL || (*out)->payload_case != EHR__V1__TX_BODY__PAYLOAD_RECORD_ANCHOR)
+            bad = "the anchor is not a record anchor";
+    }
+    ehr__v1__get_record_response__free_unpacked(r, NULL);
+    return bad;
+}
+
+int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {{"key", required_argument, NULL, 'k'},
+                                            {"passphrase-file", required_argument, NULL, 'p'},
+                                            {"out", required_argument, NULL, 'o'},
+                                            {"blob-node", required_argument, NULL, 'b'},
+                                            CLI_NODE_OPTIONS,
+                                            CLI_COMMON_OPTIONS};
+    const char *key_path = NULL, *passphrase_file = NULL, *out_path = NULL, *blob_node = NULL;
+    struct cli__node_options node_options = {0};
+    int c;
+    while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
+        if (c == 'k')
+            key_path = optarg;
+        else if (c == 'p')
+            passphrase_file = optarg;
+        else if (c == 'o')
+            out_path = optarg;
+        else if (c == 'b')
+            blob_node = optarg;
+        else if (cli__node_option(ctx, c, optarg, &node_options) != 0)
+            return CLI_EXIT_USAGE;
+    }
+    if (c == CLI_OPT_EXIT)
+        return ctx->exit_code;
+    if (argc - optind != 1)
+        return cli__usage_error(ctx, "give one RECORD_ID (the anchor's transaction hash)");
+    uint8_t record_id[32];
+    ehr_diag why;
+    if (cli__hex_arg(argv[optind], record_id, sizeof record_id, &why) != 0)
+        return cli__usage_error(ctx, "RECORD_ID %s", why.msg);
+    if (key_path == NULL)
+        return cli__usage_error(ctx, "--key FILE, the patient's key file, is required");
+    if (out_path == NULL)
+        return cli__usage_error(ctx, "--out FILE, where the record goes, is required");
+    int exit_code = cli__node_options_finish(ctx, &node_options);
+    if (exit_code != 0)
+        return exit_code;
+    ehr_identity *id = NULL;
+    ehr_keyfile_info info;
+    if ((exit_code = cli__identity_load(key_path, passphrase_file, &id, &info)) != 0)
+        return exit_code;
+    struct cli__node node = {0};
+    bool node_open = false;
+    Ehr__V1__TxBody *body = NULL;
+    struct download d = {0};
+    bool opener_open = false;
+    uint8_t stream_key[32] = {0};
+    char tmp_path[4096] = "";
+    uint8_t pointer_key[32] = {0};
+    if ((exit_code = cli__node_open(&node, &node_options, "record get")) != 0)
+        goto out;
+    node_open = true;
+    Ehr__V1__GetStatusResponse *status = NULL;
+    if ((exit_code = cli__node_get_status(&node, "record get", &status)) != 0)
+        goto out;
+    char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1];
+    snprintf(chain_id, sizeof chain_id, "%s", status->chain_id);
+    ehr__v1__get_status_response__free_unpacked(status, NULL);
+    /* The anchor (a signed GetRecord). */
+    Ehr__V1__GetRecordRequest rq = EHR__V1__GET_RECORD_REQUEST__INIT;
+    rq.record_id = (ProtobufCBinaryData){32, record_id};
+    uint64_t now = wall_ms();
+    struct node_read_auth_signed auth;
+    if (node_read_auth_sign(&auth, &rq.base, &rq.auth, chain_id, "/ehr.v1.Node/GetRecord",
+                            &id->signing, now, now + READ_WINDOW_MS) != 0) {
+        exit_code = cli__fail("cannot sign the request", "record get: %s", key_path);
+        goto out;
+    }
+    struct rpc_result result;
+    enum rpc_status st = cli__node_call(&node, "GetRecord", &rq.base, 0, &result);
+    rq.auth = NULL;
+    if (st != RPC_STATUS_OK) {
+        exit_code = cli__node_fail(&node, &result, "record get");
+        rpc_result_clear(&result);
+        goto out;
+    }
+    const char *bad = anchor_from(&result, record_id, &body);
+    rpc_result_clear(&result);
+    if (bad != NULL) {
+        exit_code = cli__node_bad_answer(&node, "record get", bad);
+        goto out;
+    }
+    const Ehr__V1__RecordAnchor *an = body->record_anchor;
+    if (memcmp(an->patient_key.data, id->signing.public_key, 32) != 0 ||
+        an->patient_key.len != 32) {
+        exit_code = cli__fail("this key is not the record's patient (a grantee's path through "
+                              "capsule fragments is not built yet)",
+                              "record get");
+        goto out;
+    }
+    /* The record key: the patient's delegating key for the type opens the capsule. */
+    ehr_pre_capsule capsule;
+    ehr_pre_key dk;
+    uint8_t k[EHR_PRE_KEY_BYTES];
+    if (an->ciphertext_hash.len != 32 ||
+        ehr_pre_capsule_decode(&capsule, an->key_capsule.data, an->key_capsule.len, NULL) != 0) {
+        exit_code =
+            cli__fail("the anchor has no valid key capsule (not made by record add)", "record get");
+        goto out;
+    }
+    if (ehr_pre_delegating_key_derive(&dk, id->signing.secret, (uint32_t)an->record_type) != 0 ||
+        ehr_pre_decapsulate(&dk, &capsule, k) != 0) {
+        ehr_pre_key_wipe(&dk);
+        exit_code = cli__fail("the key capsule does not open", "record get");
+        goto out;
+    }
+    ehr_pre_key_wipe(&dk);
+    ehr_record_subkeys(k, stream_key, pointer_key);
+    sodium_memzero(k, sizeof k);
+    uint8_t blob_id[32];
+    char address[EHR_RECORD_POINTER_ADDRESS_BYTES_MAX + 1];
+    if (ehr_record_pointer_open(pointer_key, an->encrypted_pointer.data, an->encrypted_pointer.len,
+                                blob_id, address, &why) != 0) {
+        exit_code = cli__fail(why.msg, "record get");
+        goto out;
+    }
+    if (memcmp(blob_id, an->ciphertext_hash.data, 32) != 0) {
+        exit_code = cli__fail("the pointer names another blob than the anchor's ciphertext_hash",
+                              "record get");
+        goto out;
+    }
+    /* The blob, from the node the pointer names (or --blob-node). */
+    struct cli__node_options blob_options = node_options;
+    blob_options.address = blob_node != NULL ? blob_node : address;
+    cli__node_close(&node);
+    node_open = false;
+    if ((exit_code = cli__node_open(&node, &blob_options, "record get: the blob's node")) != 0)
+        goto out;
+    node_open = true;
+    Ehr__V1__GetBlobRequest gq = EHR__V1__GET_BLOB_REQUEST__INIT;
+    gq.record_id = (ProtobufCBinaryData){32, record_id};
+    gq.blob_id = (ProtobufCBinaryData){32, blob_id};
+    now = wall_ms();
+    if (node_read_auth_sign(&auth, &gq.base, &gq.auth, chain_id, "/ehr.v1.Node/GetBlob",
+                            &id->signing, now, now + READ_WINDOW_MS) != 0) {
+        exit_code = cli__fail("cannot sign the request", "record get: %s", key_path);
+        goto out;
+    }
+    snprintf(tmp_path, sizeof tmp_path, "%s.part", out_path);
+    d.out = fopen(tmp_path, "wb");
+    if (d.out == NULL) {
+        exit_code = cli__fail(strerror(errno), "write %s", tmp_path);
+        tmp_path[0] = '\0';
+        goto out;
+    }
+    ehr_record_opener_init(&d.opener, stream_key, download_write, &d);
+    opener_open = true;
+    progress_start(&d.progress, "downloading", an->ciphertext_bytes, ctx->json);
+    size_t packed = ehr__v1__get_blob_request__get_packed_size(&gq);
+    uint8_t *req = ehr_malloc(packed);
+    ehr__v1__get_blob_request__pack(&gq, req);
+    gq.auth = NULL;
+    st = rpc_sync_stream(node.sync, "/ehr.v1.Node/GetBlob", req, packed, 0, get_message, &d,
+                         &result);
+    ehr_free(req);
+    progress_end(&d.progress);
+    if (st != RPC_STATUS_OK) {
+        exit_code = cli__node_fail(&node, &result, "record get: the blob");
+        rpc_result_clear(&result);
+        goto out;
+    }
+    rpc_result_clear(&result);
+    uint8_t got[32];
+    if (d.err == 0)
+        d.err = ehr_record_opener_finish(&d.opener, got, &d.why);
+    if (d.err == 0 && (d.received != an->ciphertext_bytes || d.received != d.size_bytes))
+        d.err = ehr_diag_fail(&d.why, EHR_ECORRUPT,
+                              "the blob's size is not the anchor's ciphertext_bytes");
+    if (d.err == 0 && memcmp(got, an->ciphertext_hash.data, 32) != 0)
+        d.err = ehr_diag_fail(&d.why, EHR_ECORRUPT,
+                              "the blob's SHA-256 is not the anchor's ciphertext_hash");
+    if (d.err == 0 && (fflush(d.out) != 0 || fsync(fileno(d.out)) != 0))
+        d.err = ehr_diag_fail(&d.why, -EIO, "cannot write the output file");
+    if (d.err != 0) {
+        exit_code = cli__fail(d.why.msg, "record get");
+        goto out;
+    }
+    fclose(d.out);
+    d.out = NULL;
+    if (rename(tmp_path, out_path) != 0) {
+        exit_code = cli__fail(strerror(errno), "write %s", out_path);
+        goto out;
+    }
+    tmp_path[0] = '\0';
+    char blob_hex[HEX32];
+    ehr_hex_encode(blob_hex, blob_id, 32);
+    if (ctx->json) {
+        exit_code =
+            cli__json_print(json_pack("{s:s, s:s, s:o}", "out", out_path, "blob_id", blob_hex,
+                                      "ciphertext_bytes", cli__json_u64(d.received)));
+    } else {
+        cli__print_field("record", argv[optind]);
+        cli__print_field("blob", blob_hex);
+        cli__print_field("wrote", out_path);
+    }
+out:
+    if (d.out != NULL)
+        fclose(d.out);
+    if (tmp_path[0] != '\0')
+        unlink(tmp_path); /* nothing half-written is left */
+    if (opener_open)
+        ehr_record_opener_clear(&d.opener);
+    sodium_memzero(stream_key, sizeof stream_key);
+    sodium_memzero(pointer_key, sizeof pointer_key);
+    if (body != NULL)
+        ehr__v1__tx_body__free_unpacked(body, NULL);
+    if (node_open)
+        cli__node_close(&node);
+    sodium_free(id);
+    return exit_code;
+}
