@@ -132,6 +132,53 @@ struct rpc_trailer {
     char value[RPC_TRAILER_VALUE_BYTES_MAX + 1];
 };
 
+/* ---- TLS ---- */
+
+/*
+ * A TLS context: TLS 1.3 only, ALPN "h2", OpenSSL under the HTTP/2
+ * connection (rpc/tls.c). A server's holds its certificate chain and key
+ * and, for mutual TLS, the CA its clients' certificates must chain to; a
+ * client's holds the CA the server's certificate must chain to (the host
+ * name or address the client connects to must match it) and, optionally,
+ * the client's own certificate and key. Servers and clients borrow it:
+ * free it after them. Files are PEM; a key protected by a passphrase is
+ * refused (there is no one to type it). No message ever quotes a key.
+ */
+struct rpc_tls;
+
+struct rpc_tls_server_files {
+    const char *cert_file;      /* certificate chain, leaf first: required */
+    const char *key_file;       /* its private key: required */
+    const char *client_ca_file; /* NULL: no client certificate asked; else required and checked */
+};
+
+struct rpc_tls_client_files {
+    const char *ca_file;   /* NULL: the system's CA store */
+    const char *cert_file; /* NULL, or a client certificate (with key_file) for mutual TLS */
+    const char *key_file;
+};
+
+/*
+ * Load a server's or a client's context. Returns 0 and *out, or EHR_EINVAL
+ * with a message naming the file and what is wrong with it in DIAG (may be
+ * NULL): unreadable, not PEM, a key that is not the certificate's.
+ */
+int rpc_tls_server_new(const struct rpc_tls_server_files *files, struct rpc_tls **out,
+                       ehr_diag *diag);
+int rpc_tls_client_new(const struct rpc_tls_client_files *files, struct rpc_tls **out,
+                       ehr_diag *diag);
+
+/*
+ * Load FILES again into the server context TLS: connections accepted from
+ * now on use the new certificate, open ones keep theirs. On error (as
+ * rpc_tls_server_new) TLS is unchanged and keeps serving the old one.
+ */
+int rpc_tls_server_reload(struct rpc_tls *tls, const struct rpc_tls_server_files *files,
+                          ehr_diag *diag);
+
+/* Free TLS (NULL is fine) once no server or client uses it. */
+void rpc_tls_free(struct rpc_tls *tls);
+
 /* ---- server ---- */
 
 /* A client's address as the server counts it: an IPv4-mapped IPv6 address
@@ -216,6 +263,17 @@ int rpc_server_add_stream(struct rpc_server *server, const char *path, rpc_strea
 int rpc_server_listen(struct rpc_server *server, const char *host, uint16_t port);
 uint16_t rpc_server_port(const struct rpc_server *server);
 
+/*
+ * Serve TLS with TLS (a server context, borrowed until the server is
+ * closed; rpc_tls_server_reload may change it meanwhile) on every
+ * connection accepted from now on: call it before rpc_server_listen. The
+ * handshake counts against first_request_timeout_ms like the first
+ * request; a failed one closes the connection (after OpenSSL's alert) and
+ * is logged as the refusals are, one line per interval with the count and
+ * the last reason.
+ */
+void rpc_server_use_tls(struct rpc_server *server, struct rpc_tls *tls);
+
 /* Connections open now and calls the handlers hold now (for metrics and tests). */
 uint32_t rpc_server_connection_count(const struct rpc_server *server);
 uint32_t rpc_server_call_count(const struct rpc_server *server);
@@ -293,9 +351,12 @@ struct rpc_client_call; /* one call in flight, valid until its done callback */
 
 struct rpc_client_config {
     size_t message_bytes_max; /* largest response message accepted: RPC_MESSAGE_BYTES_MAX */
+    struct rpc_tls *tls;      /* NULL: cleartext; else a client context (borrowed) */
 };
 
-/* The connection is up (STATUS 0) or could not be made (-errno / EHR_E*). */
+/* The connection is up (STATUS 0; with TLS, once the handshake is complete
+ * and the server's certificate checked) or could not be made (-errno /
+ * EHR_E*; EHR_EPROTO for a failed TLS handshake). */
 typedef void (*rpc_connect_cb)(struct rpc_client *client, int status, void *data);
 
 /*
@@ -389,6 +450,10 @@ const char *rpc_result_trailer(const struct rpc_result *result, const char *name
  */
 int rpc_sync_open(const char *host, uint16_t port, uint64_t timeout_ms, struct rpc_sync **out,
                   ehr_diag *diag);
+/* As rpc_sync_open, with CONFIG for the client (NULL: the defaults; its tls for TLS). */
+int rpc_sync_open_config(const char *host, uint16_t port, uint64_t timeout_ms,
+                         const struct rpc_client_config *config, struct rpc_sync **out,
+                         ehr_diag *diag);
 
 /*
  * One call, blocking until it ends; the outcome goes to *RESULT (always

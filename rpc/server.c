@@ -122,11 +122,14 @@ enum refusal {
     REFUSAL_CONNECTIONS_PER_ADDRESS,
     REFUSAL_STREAM_STALLED,
     REFUSAL_FIRST_REQUEST_LATE,
+    REFUSAL_TLS_HANDSHAKE,
     REFUSAL_COUNT_
 };
 static const char *const refusal_limit_names[REFUSAL_COUNT_] = {
     "connections_max", "connections_per_address_max", "stream_stall_timeout_ms",
-    "first_request_timeout_ms"};
+    "first_request_timeout_ms", "tls_handshake"};
+/* The last failed handshake's reason kept for its log line (OpenSSL's words, never a key). */
+#define TLS_REASON_BYTES 160u
 
 struct rpc__method {
     char path[RPC_METHOD_PATH_BYTES_MAX + 1];
@@ -176,6 +179,8 @@ struct rpc_server {
     bool torn_down;
     rpc_server_close_cb close_cb;
     void *close_data;
+    struct rpc_tls *tls; /* NULL: cleartext (rpc_server_use_tls) */
+    char tls_reason[TLS_REASON_BYTES];
 };
 
 struct rpc__server_conn {
@@ -320,6 +325,11 @@ static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t c
         ehr_log(EHR_LOG_WARN, "rpc connections closed: no complete request in time",
                 "limit=%s count=%" PRIu64 " first_request_timeout_ms=%" PRIu64,
                 refusal_limit_names[kind], count, server->config.first_request_timeout_ms);
+        return;
+    }
+    if (kind == REFUSAL_TLS_HANDSHAKE) {
+        ehr_log(EHR_LOG_WARN, "rpc TLS handshakes failed", "limit=%s count=%" PRIu64 " last=\"%s\"",
+                refusal_limit_names[kind], count, server->tls_reason);
         return;
     }
     ehr_log(EHR_LOG_WARN, "rpc connections refused",
@@ -1171,6 +1181,31 @@ static void conn_recv(struct rpc__server_conn *conn, const uint8_t *data, size_t
     conn_mark_dirty(conn);
 }
 
+static int conn_recv_plain(struct rpc__conn *io, const uint8_t *data, size_t len)
+{
+    conn_recv((struct rpc__server_conn *)io, data, len);
+    return 0;
+}
+
+/* Ciphertext from a TLS client: its plaintext to conn_recv; a failed
+ * handshake is counted and logged once per interval, its alert let out
+ * before the close (tls.c). */
+static void conn_recv_tls(struct rpc__server_conn *conn, const uint8_t *data, size_t len)
+{
+    bool was_open = rpc__tls_open(&conn->io);
+    ehr_diag why;
+    int rv = rpc__tls_recv(&conn->io, data, len, conn_recv_plain, &why);
+    if (rv != 0) {
+        if (!was_open && rv == EHR_EPROTO) {
+            snprintf(conn->server->tls_reason, sizeof conn->server->tls_reason, "%.*s",
+                     (int)sizeof conn->server->tls_reason - 1, why.msg);
+            server_refused(conn->server, REFUSAL_TLS_HANDSHAKE);
+        }
+        conn->close_after_write = true;
+    }
+    conn_mark_dirty(conn);
+}
+
 static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct rpc__server_conn *conn = stream->data;
@@ -1179,6 +1214,8 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
         return;
     if (nread < 0) {
         conn_close(conn, RPC_STATUS_CANCELLED);
+    } else if (conn->io.tls != NULL) {
+        conn_recv_tls(conn, (const uint8_t *)buf->base, (size_t)nread);
     } else {
         conn_recv(conn, (const uint8_t *)buf->base, (size_t)nread);
     }
@@ -1362,7 +1399,16 @@ static void on_connection(uv_stream_t *listener, int status)
         else if (conn->peer.family != 0)
             conn_address_join(conn, entry);
     }
-    if (rv != 0 || over_address || conn_setup(server, conn, false) != 0) {
+    if (rv == 0 && !over_address && (rv = conn_setup(server, conn, false)) == 0 &&
+        server->tls != NULL)
+        rv = rpc__tls_conn_new(&conn->io, server->tls, NULL, NULL);
+    if (rv != 0 || over_address) {
+        if (conn->io.session != NULL) { /* set up, then TLS failed: undo conn_setup */
+            nghttp2_session_del(conn->io.session);
+            conn->io.session = NULL;
+            rpc__list_remove(&conn->link_all);
+            server->conn_count--;
+        }
         conn_address_leave(conn);
         conn->closing = true;
         uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
@@ -1630,6 +1676,13 @@ int rpc_server_listen(struct rpc_server *server, const char *host, uint16_t port
     server->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
                                                : ntohs(((struct sockaddr_in *)&bound)->sin_port);
     return 0;
+}
+
+void rpc_server_use_tls(struct rpc_server *server, struct rpc_tls *tls)
+{
+    EHR_ASSERT(!server->listening);
+    EHR_ASSERT(tls != NULL);
+    server->tls = tls;
 }
 
 uint16_t rpc_server_port(const struct rpc_server *server)
