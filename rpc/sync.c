@@ -105,7 +105,7 @@ int rpc_sync_open_config(const char *host, uint16_t port, uint64_t timeout_ms,
     uv_timer_stop(&sync->timer);
     if (!sync->connect_known || sync->connect_status != 0) {
         rv = sync->connect_known ? sync->connect_status : EHR_ETIMEDOUT;
-        if (rv == EHR_EPROTO || (sync->connect_known && sync->client_tls))
+        if (sync->client_tls && (rv == EHR_EPROTO || rv == EHR_ECLOSED))
             ehr_diag_fail(diag, rv, "%s", rpc__client_down_reason(sync->client));
         else
             ehr_diag_fail(diag, rv, "cannot connect to %s:%u: %s", host, port,
