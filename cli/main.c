@@ -20,7 +20,12 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
 #define NODE_OPTIONS_HELP                                                                          \
     "  --node HOST:PORT        the node's gRPC address (default $EHR_NODE, else\n"                 \
     "                          " CLI_NODE_DEFAULT ")\n"                                            \
-    "  --timeout-ms N          deadline in ms to connect and for each call (default 10000)\n"
+    "  --timeout-ms N          deadline in ms to connect and for each call (default 10000)\n"      \
+    "  --tls-ca FILE           speak TLS; the node's certificate must chain to this CA\n"          \
+    "                          (PEM) and match the host of --node (default $EHR_TLS_CA)\n"         \
+    "  --tls-cert FILE         with --tls-key: a client certificate (PEM) for a node that\n"       \
+    "                          asks for one (default $EHR_TLS_CERT)\n"                             \
+    "  --tls-key FILE          its key, PEM without a passphrase (default $EHR_TLS_KEY)\n"
 #define NODE_EXIT_HELP                                                                             \
     "\nexit status: 0 ok; 1 failed; 2 usage error; and by the node's gRPC status:\n"               \
     "  3 INVALID_ARGUMENT    the node refused it (the line says which rule)\n"                     \
