@@ -342,6 +342,9 @@ struct cli__node {
  * after printing `ehrctl: WHAT: cannot connect to ... (UNAVAILABLE)`.
  */
 int cli__node_open(struct cli__node *node, const struct cli__node_options *o, const char *what);
+/* As cli__node_open, printing nothing: 0; EHR_EINVAL (a TLS file, or the
+ * address) or another code (cannot connect) with why in DIAG (may be NULL). */
+int cli__node_connect(struct cli__node *node, const struct cli__node_options *o, ehr_diag *diag);
 void cli__node_close(struct cli__node *node);
 
 /*

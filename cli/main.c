@@ -472,7 +472,7 @@ static const struct cli__command commands[] = {
      cli__cmd_member_approve},
     {"bench",
      "--key FILE... [--node HOST:PORT]... [--workload domain|anchors|both] [--txs N] "
-     "[--inflight K] [--rate R] [--warmup-s S] [--timeout-ms N]",
+     "[--inflight K] [--rate R] [--warmup-s S] [--timeout-ms N] [--tls-ca FILE]",
      "Measure a cluster: committed transactions per second, latency, CPU per node.",
      "First a setup, not measured: fresh patients (one per 100 transactions, 16 to 4096)\n"
      "enrolled by the members whose keys are given, then a record anchored and a consent\n"
@@ -503,6 +503,9 @@ static const struct cli__command commands[] = {
      "  --warmup-s S            leave the first S seconds of each workload out of its\n"
      "                          measured window (default 0)\n"
      "  --timeout-ms N          deadline of each submission (default 30000)\n"
+     "  --tls-ca FILE           every connection over TLS, the nodes' certificates checked\n"
+     "                          against this CA (default $EHR_TLS_CA); --tls-cert FILE and\n"
+     "                          --tls-key FILE for nodes that ask for a client certificate\n"
      "\nReport, per workload: submitted, committed, failed by status, retries, results\n"
      "(as expected, refused, decided otherwise), committed tx/s over the measured window\n"
      "(from the end of the warm-up to the last answer), commit latency p50/p99/max in ms\n"

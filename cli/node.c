@@ -110,34 +110,46 @@ int cli__node_options_finish(struct cli__ctx *ctx, struct cli__node_options *o)
     return 0;
 }
 
-int cli__node_open(struct cli__node *node, const struct cli__node_options *o, const char *what)
+int cli__node_connect(struct cli__node *node, const struct cli__node_options *o, ehr_diag *diag)
 {
     EHR_ASSERT(o->address != NULL && o->timeout_ms > 0);
     memset(node, 0, sizeof *node);
     int rc = cli__address_parse(o->address, node->host, &node->port);
-    EHR_ASSERT(rc == 0); /* checked by cli__node_options_finish */
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "--node wants HOST:PORT, not \"%.80s\"", o->address);
     snprintf(node->address, sizeof node->address, "%s", o->address);
     node->timeout_ms = o->timeout_ms;
-    ehr_diag err;
     struct rpc_client_config config = {0};
     if (o->tls_ca != NULL) {
         struct rpc_tls_client_files files = {
             .ca_file = o->tls_ca, .cert_file = o->tls_cert, .key_file = o->tls_key};
-        rc = rpc_tls_client_new(&files, &node->tls, &err);
-        if (rc != 0) {
-            cli__fail(err.msg, "%s", what);
-            return CLI_EXIT_FAIL;
-        }
+        rc = rpc_tls_client_new(&files, &node->tls, diag);
+        if (rc != 0)
+            return rc; /* EHR_EINVAL: a file */
         config.tls = node->tls;
     }
-    rc = rpc_sync_open_config(node->host, node->port, o->timeout_ms, &config, &node->sync, &err);
+    rc = rpc_sync_open_config(node->host, node->port, o->timeout_ms, &config, &node->sync, diag);
+    if (rc != 0) {
+        node->sync = NULL;
+        rpc_tls_free(node->tls);
+        node->tls = NULL;
+        return rc == EHR_EINVAL ? EHR_ECLOSED : rc; /* EHR_EINVAL means a file */
+    }
+    return 0;
+}
+
+int cli__node_open(struct cli__node *node, const struct cli__node_options *o, const char *what)
+{
+    ehr_diag err;
+    int rc = cli__node_connect(node, o, &err);
+    if (rc == EHR_EINVAL) {
+        cli__fail(err.msg, "%s", what);
+        return CLI_EXIT_FAIL;
+    }
     if (rc != 0) {
         char why[sizeof err.msg + 64];
         snprintf(why, sizeof why, "%s (UNAVAILABLE)", err.msg);
         cli__fail(why, "%s", what);
-        node->sync = NULL;
-        rpc_tls_free(node->tls);
-        node->tls = NULL;
         return CLI_EXIT_UNAVAILABLE;
     }
     return 0;

@@ -183,6 +183,9 @@ static void test_ehrctl_over_tls_and_a_reload_on_sighup(void **state)
     config_set(loopback(), api_crt, api_key, NULL, false);
     pid_t pid = cluster_start(&cl, 0);
     wait_serving(cert("ca.pem"));
+    /* --wait-leader polls over TLS too. */
+    expect_status("127.0.0.1", PROC_ARGS("--wait-leader", "30", "--tls-ca", cert("ca.pem"), NULL),
+                  NULL, 0, NULL);
     /* By name (the certificate holds localhost), and from $EHR_TLS_CA. */
     expect_status("localhost", PROC_ARGS("--tls-ca", cert("ca.pem"), NULL), NULL, 0, NULL);
     char env_ca[CLUSTER_PATH_BYTES + 16];
