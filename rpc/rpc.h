@@ -115,6 +115,12 @@ enum rpc_status rpc_status_from_err(int err);
  * RESOURCE_EXHAUSTED. A client must so read at least half a queue
  * (RPC_STREAM_QUEUE_BYTES_MAX / 2) per this period. */
 #define RPC_STREAM_STALL_TIMEOUT_MS 30000u
+/* TLS handshake steps (a ClientHello answered: a key exchange and a
+ * signature, about 0.1-0.2 ms; a client's Finished, with its certificate
+ * checked under mutual TLS) a server runs per turn of its loop; more wait
+ * for the next turn, their sockets unread meanwhile, so a flood of
+ * handshakes delays the loop's other work by at most this many per turn. */
+#define RPC_TLS_HANDSHAKES_PER_TURN_MAX 16u
 /* Graceful shutdown waits this long for in-flight calls before it forces them. */
 #define RPC_SHUTDOWN_GRACE_MS 5000u
 /*
@@ -208,6 +214,7 @@ struct rpc_server_config {
     uint64_t request_receive_timeout_ms;     /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
     uint64_t stream_stall_timeout_ms;        /* RPC_STREAM_STALL_TIMEOUT_MS */
     uint64_t shutdown_grace_ms;              /* RPC_SHUTDOWN_GRACE_MS */
+    uint32_t tls_handshakes_per_turn_max;    /* RPC_TLS_HANDSHAKES_PER_TURN_MAX */
 };
 
 /*

@@ -290,6 +290,9 @@ typedef int (*rpc__tls_deliver_fn)(struct rpc__conn *conn, const uint8_t *data, 
  */
 int rpc__tls_recv(struct rpc__conn *conn, const uint8_t *data, size_t len,
                   rpc__tls_deliver_fn deliver, ehr_diag *diag);
+/* Keep ciphertext DATA for a later rpc__tls_recv (LEN 0: none new), which
+ * a server whose handshake budget for this turn is spent calls next turn. */
+void rpc__tls_stash(struct rpc__conn *conn, const uint8_t *data, size_t len);
 /* rpc__conn_start_write under TLS: seal the gathered plaintext (once the
  * handshake is complete) and write the ciphertext. */
 int rpc__tls_start_write(struct rpc__conn *conn);
@@ -308,5 +311,7 @@ int rpc__server_conn_new_socketless(struct rpc_server *server, struct rpc__serve
 int rpc__server_conn_feed(struct rpc__server_conn *conn, const uint8_t *data, size_t len);
 /* Close it (as a socket EOF would). */
 void rpc__server_conn_close(struct rpc__server_conn *conn);
+/* TLS handshake steps SERVER put off to a later turn (its per-turn budget spent). */
+uint64_t rpc__server_tls_deferred(const struct rpc_server *server);
 
 #endif /* EHR_RPC_INTERNAL_H */

@@ -355,8 +355,7 @@ int rpc__tls_recv(struct rpc__conn *conn, const uint8_t *data, size_t len,
     EHR_ASSERT(len <= INT32_MAX);
     if (t->failed) /* told once already (invariant 3) */
         return ehr_diag_fail(diag, EHR_ECLOSED, "the TLS connection failed already");
-    int n = BIO_write(t->rbio, data, (int)len);
-    EHR_ASSERT(n == (int)len); /* a memory BIO takes everything */
+    rpc__tls_stash(conn, data, len);
     if (!t->open) {
         ERR_clear_error();
         int rv = SSL_do_handshake(t->ssl);
@@ -402,6 +401,15 @@ int rpc__tls_recv(struct rpc__conn *conn, const uint8_t *data, size_t len,
         }
         return tls_conn_fail(t, got, diag);
     }
+}
+
+void rpc__tls_stash(struct rpc__conn *conn, const uint8_t *data, size_t len)
+{
+    EHR_ASSERT(len <= INT32_MAX);
+    if (len == 0)
+        return;
+    int n = BIO_write(conn->tls->rbio, data, (int)len);
+    EHR_ASSERT(n == (int)len); /* a memory BIO takes everything */
 }
 
 int rpc__tls_start_write(struct rpc__conn *conn)

@@ -23,6 +23,7 @@
 #include "echo.pb-c.h"
 #include "echo_service.h"
 #include "rpc.h"
+#include "rpc_internal.h"
 
 static char certs_dir[256];
 
@@ -552,6 +553,43 @@ static void test_tls_handshake_bounded_by_first_request_deadline_and_address_lim
     server_stop(&f);
 }
 
+static void test_tls_handshakes_per_turn_bounded_and_all_served(void **state)
+{
+    struct fixture f;
+    struct rpc_tls_server_files sf = plain_server();
+    struct rpc_server_config config = {.tls_handshakes_per_turn_max = 1};
+    server_start(&f, &sf, &config);
+    struct rpc_tls_client_files cf = {.ca_file = cert("ca.pem")};
+    enum { CLIENTS = 8 };
+    struct client c[CLIENTS];
+    struct rpc_client_config cc = {0};
+    ehr_diag why;
+    struct rpc_tls *tls;
+    assert_int_equal(rpc_tls_client_new(&cf, &tls, &why), 0);
+    cc.tls = tls;
+    /* All at once: their ClientHellos arrive in the same turns. */
+    for (int i = 0; i < CLIENTS; i++) {
+        memset(&c[i], 0, sizeof c[i]);
+        assert_int_equal(rpc_client_connect(&f.loop, "127.0.0.1", f.port, &cc, on_connected, &c[i],
+                                            &c[i].client),
+                         0);
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        run_until(&f.loop, &c[i].connected);
+        assert_int_equal(c[i].connect_status, 0);
+    }
+    /* Some waited for a later turn, and every one is served. */
+    assert_true(rpc__server_tls_deferred(f.server) > 0);
+    for (int i = 0; i < CLIENTS; i++) {
+        struct outcome o;
+        say(&f, &c[i], &o, 10);
+        assert_int_equal(o.status, RPC_STATUS_OK);
+        client_stop(&f, &c[i]); /* frees c[i].tls: NULL, the context is shared */
+    }
+    rpc_tls_free(tls);
+    server_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -565,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_tls_files_refused_with_a_reason_and_never_a_key),
         cmocka_unit_test(test_tls_failed_handshakes_logged_once_per_interval),
         cmocka_unit_test(test_tls_handshake_bounded_by_first_request_deadline_and_address_limit),
+        cmocka_unit_test(test_tls_handshakes_per_turn_bounded_and_all_served),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
