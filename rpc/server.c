@@ -1247,6 +1247,8 @@ static void tls_turn_cb(uv_prepare_t *prepare)
 {
     struct rpc_server *server = prepare->data;
     server->tls_steps = 0;
+    if (rpc__list_empty(&server->tls_waiting))
+        return; /* the usual turn: nothing waited */
     while (!rpc__list_empty(&server->tls_waiting) &&
            server->tls_steps < server->config.tls_handshakes_per_turn_max) {
         struct rpc__server_conn *conn =
