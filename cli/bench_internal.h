@@ -197,6 +197,7 @@ struct bench {
     uint64_t timeout_ms;
     uint64_t warmup_ns;
     struct bench_run *run; /* the run in progress (invariant 4) */
+    struct rpc_tls *tls;   /* --tls-ca: every connection speaks TLS (NULL: cleartext) */
 };
 
 /* What a measured run's figures come to. */

@@ -68,7 +68,12 @@ struct cli__command {
 /* What one run of a command knows. */
 struct cli__ctx {
     const struct cli__command *command;
-    bool json;     /* --json: machine-readable output on stdout */
+    bool json; /* --json: machine-readable output on stdout */
+    /* --tls-ca, --tls-cert, --tls-key (CLI_NODE_OPTIONS), taken by
+     * cli__getopt and handed on by cli__node_options_finish. */
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
     int exit_code; /* set by cli__getopt when it returns CLI_OPT_EXIT; never 0 */
 };
 
@@ -288,11 +293,16 @@ enum {
 };
 #define CLI_TIMEOUT_MS_MAX (24ull * 3600 * 1000)
 
-/* The options table entries; their values are 'N' and 'T'. */
+/* The options table entries; their values are 'N' and 'T' (the command
+ * handles them with cli__node_option) and the CLI_OPT_TLS_* (cli__getopt
+ * takes them into the context itself). */
+enum { CLI_OPT_TLS_CA = 0x100, CLI_OPT_TLS_CERT, CLI_OPT_TLS_KEY };
 #define CLI_NODE_OPTIONS                                                                           \
-    {"node", required_argument, NULL, 'N'},                                                        \
+    {"node", required_argument, NULL, 'N'}, {"timeout-ms", required_argument, NULL, 'T'},          \
+        {"tls-ca", required_argument, NULL, CLI_OPT_TLS_CA},                                       \
+        {"tls-cert", required_argument, NULL, CLI_OPT_TLS_CERT},                                   \
     {                                                                                              \
-        "timeout-ms", required_argument, NULL, 'T'                                                 \
+        "tls-key", required_argument, NULL, CLI_OPT_TLS_KEY                                        \
     }
 
 struct cli__node_options {
@@ -300,6 +310,11 @@ struct cli__node_options {
     uint64_t timeout_ms;
     bool given;            /* --node was on the command line */
     bool timeout_ms_given; /* --timeout-ms was on the command line */
+    /* TLS (cli__node_options_finish: --tls-* else $EHR_TLS_CA, $EHR_TLS_CERT,
+     * $EHR_TLS_KEY): tls_ca NULL means cleartext. */
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
 };
 
 /*
@@ -311,7 +326,8 @@ int cli__address_parse(const char *text, char host[CLI_HOST_BYTES_MAX + 1], uint
 /* Handle option C ('N' or 'T') with ARG into O. Returns 0 or CLI_EXIT_USAGE (said why). */
 int cli__node_option(struct cli__ctx *ctx, int c, const char *arg, struct cli__node_options *o);
 
-/* Fill in the defaults ($EHR_NODE, CLI_NODE_DEFAULT). Returns 0 or CLI_EXIT_USAGE. */
+/* Fill in the defaults ($EHR_NODE, CLI_NODE_DEFAULT; the TLS files from
+ * the context, else $EHR_TLS_*). Returns 0 or CLI_EXIT_USAGE. */
 int cli__node_options_finish(struct cli__ctx *ctx, struct cli__node_options *o);
 
 /* A blocking connection to one node. */
@@ -321,13 +337,19 @@ struct cli__node {
     uint16_t port;
     uint64_t timeout_ms;
     struct rpc_sync *sync;
+    struct rpc_tls *tls; /* NULL: cleartext */
 };
 
 /*
- * Connect within O's timeout. Returns 0, or CLI_EXIT_UNAVAILABLE after
- * printing `ehrctl: WHAT: cannot connect to ... (UNAVAILABLE)`.
+ * Connect within O's timeout (over TLS when O names a CA: the node's
+ * certificate must chain to it and match the host of --node). Returns 0,
+ * CLI_EXIT_FAIL when a TLS file cannot be used, or CLI_EXIT_UNAVAILABLE
+ * after printing `ehrctl: WHAT: cannot connect to ... (UNAVAILABLE)`.
  */
 int cli__node_open(struct cli__node *node, const struct cli__node_options *o, const char *what);
+/* As cli__node_open, printing nothing: 0; EHR_EINVAL (a TLS file, or the
+ * address) or another code (cannot connect) with why in DIAG (may be NULL). */
+int cli__node_connect(struct cli__node *node, const struct cli__node_options *o, ehr_diag *diag);
 void cli__node_close(struct cli__node *node);
 
 /*

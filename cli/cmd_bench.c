@@ -133,7 +133,8 @@ static struct rpc_client *node_client(struct bench_node *node)
         node->reconnects++;
     }
     if (node->client == NULL) {
-        int rc = rpc_client_connect(&b->loop, node->host, node->port, NULL, node_connected, node,
+        struct rpc_client_config config = {.tls = b->tls};
+        int rc = rpc_client_connect(&b->loop, node->host, node->port, &config, node_connected, node,
                                     &node->client);
         if (rc != 0)
             ehr_panic("cannot start a connection to %s: %s", node->address, ehr_strerror(rc));
@@ -417,7 +418,8 @@ struct bench_args {
     const char *keys[BENCH_MEMBERS_MAX];
     size_t key_count;
     const char *passphrase_file;
-    int workloads; /* WORKLOAD_* */
+    struct cli__node_options tls; /* only its tls_* (cli__node_options_finish) */
+    int workloads;                /* WORKLOAD_* */
     uint64_t txs, inflight, rate, warmup_s, timeout_ms;
 };
 
@@ -432,6 +434,9 @@ static int bench_parse(struct cli__ctx *ctx, int argc, char **argv, struct bench
                                             {"rate", required_argument, NULL, 'r'},
                                             {"warmup-s", required_argument, NULL, 'w'},
                                             {"timeout-ms", required_argument, NULL, 'T'},
+                                            {"tls-ca", required_argument, NULL, CLI_OPT_TLS_CA},
+                                            {"tls-cert", required_argument, NULL, CLI_OPT_TLS_CERT},
+                                            {"tls-key", required_argument, NULL, CLI_OPT_TLS_KEY},
                                             CLI_COMMON_OPTIONS};
     a->txs = BENCH_TXS_DEFAULT;
     a->inflight = BENCH_INFLIGHT_DEFAULT;
@@ -501,13 +506,11 @@ static int bench_parse(struct cli__ctx *ctx, int argc, char **argv, struct bench
         return cli__usage_error(ctx, "give --key FILE: a member's node key (repeat it for more "
                                      "members) to enrol patients, anchor records and ask for "
                                      "access");
-    if (a->address_count == 0) {
-        struct cli__node_options o = {0};
-        int exit_code = cli__node_options_finish(ctx, &o);
-        if (exit_code != 0)
-            return exit_code;
-        a->addresses[a->address_count++] = o.address;
-    }
+    int exit_code = cli__node_options_finish(ctx, &a->tls); /* the TLS files, checked */
+    if (exit_code != 0)
+        return exit_code;
+    if (a->address_count == 0)
+        a->addresses[a->address_count++] = a->tls.address;
     return 0;
 }
 
@@ -521,7 +524,10 @@ static int bench_survey(struct bench *b, const struct bench_args *a,
     for (size_t i = 0; i < a->address_count; i++) {
         struct bench_node *node = &b->nodes[i];
         struct cli__node_options o = {.address = a->addresses[i],
-                                      .timeout_ms = CLI_TIMEOUT_MS_DEFAULT};
+                                      .timeout_ms = CLI_TIMEOUT_MS_DEFAULT,
+                                      .tls_ca = a->tls.tls_ca,
+                                      .tls_cert = a->tls.tls_cert,
+                                      .tls_key = a->tls.tls_key};
         struct cli__node conn;
         int exit_code = cli__node_open(&conn, &o, "bench");
         if (exit_code != 0)
@@ -611,6 +617,13 @@ int cli__cmd_bench(struct cli__ctx *ctx, int argc, char **argv)
     b->timeout_ms = a.timeout_ms;
     if (exit_code == 0)
         exit_code = bench_survey(b, &a, cast.chain_id);
+    if (exit_code == 0 && a.tls.tls_ca != NULL) {
+        struct rpc_tls_client_files files = {
+            .ca_file = a.tls.tls_ca, .cert_file = a.tls.tls_cert, .key_file = a.tls.tls_key};
+        ehr_diag why;
+        if (rpc_tls_client_new(&files, &b->tls, &why) != 0) /* the survey read them already */
+            exit_code = cli__fail(why.msg, "bench");
+    }
     bool progress = !ctx->json && isatty(STDERR_FILENO); /* signing 60,000 takes seconds */
     struct bench_run setup[2] = {{.name = "setup: enrolments"},
                                  {.name = "setup: records and consents"}};
@@ -694,6 +707,7 @@ int cli__cmd_bench(struct cli__ctx *ctx, int argc, char **argv)
     bench_close(b);
     rc = uv_loop_close(&b->loop);
     EHR_ASSERT(rc == 0);
+    rpc_tls_free(b->tls); /* after every client that borrowed it */
     ehr_free(b);
     bench_cast_free(&cast);
     for (size_t i = 0; i < cast.member_count; i++)

@@ -196,15 +196,8 @@ static uint64_t monotonic_ms(void)
  */
 static bool status_try_leader(const struct cli__node_options *o, struct cli__node *node)
 {
-    memset(node, 0, sizeof *node);
-    if (cli__address_parse(o->address, node->host, &node->port) != 0)
+    if (cli__node_connect(node, o, NULL) != 0)
         return false;
-    snprintf(node->address, sizeof node->address, "%s", o->address);
-    node->timeout_ms = o->timeout_ms;
-    if (rpc_sync_open(node->host, node->port, o->timeout_ms, &node->sync, NULL) != 0) {
-        node->sync = NULL;
-        return false;
-    }
     Ehr__V1__GetStatusRequest request = EHR__V1__GET_STATUS_REQUEST__INIT;
     struct rpc_result result;
     Ehr__V1__GetStatusResponse *s = NULL;
@@ -671,7 +664,16 @@ int cli__cmd_blocks_follow(struct cli__ctx *ctx, int argc, char **argv)
     request.from_height = f.next_height;
     uint8_t packed[16];
     size_t packed_len = ehr__v1__stream_blocks_request__pack(&request, packed);
-    rc = rpc_client_connect(&f.loop, f.node.host, f.node.port, NULL, follow_connected, &f,
+    struct rpc_client_config config = {0};
+    if (o.tls_ca != NULL) {
+        struct rpc_tls_client_files files = {
+            .ca_file = o.tls_ca, .cert_file = o.tls_cert, .key_file = o.tls_key};
+        ehr_diag why;
+        if (rpc_tls_client_new(&files, &f.node.tls, &why) != 0) /* read once already */
+            return cli__fail(why.msg, "blocks follow");
+        config.tls = f.node.tls;
+    }
+    rc = rpc_client_connect(&f.loop, f.node.host, f.node.port, &config, follow_connected, &f,
                             &f.client);
     if (rc != 0)
         f.client = NULL; /* nothing was created */
@@ -697,5 +699,6 @@ int cli__cmd_blocks_follow(struct cli__ctx *ctx, int argc, char **argv)
     uv_run(&f.loop, UV_RUN_DEFAULT);
     rc = uv_loop_close(&f.loop);
     EHR_ASSERT(rc == 0);
+    rpc_tls_free(f.node.tls); /* after the client that borrowed it */
     return exit_code;
 }

@@ -20,7 +20,12 @@ static int cmd_help(struct cli__ctx *ctx, int argc, char **argv);
 #define NODE_OPTIONS_HELP                                                                          \
     "  --node HOST:PORT        the node's gRPC address (default $EHR_NODE, else\n"                 \
     "                          " CLI_NODE_DEFAULT ")\n"                                            \
-    "  --timeout-ms N          deadline in ms to connect and for each call (default 10000)\n"
+    "  --timeout-ms N          deadline in ms to connect and for each call (default 10000)\n"      \
+    "  --tls-ca FILE           speak TLS; the node's certificate must chain to this CA\n"          \
+    "                          (PEM) and match the host of --node (default $EHR_TLS_CA)\n"         \
+    "  --tls-cert FILE         with --tls-key: a client certificate (PEM) for a node that\n"       \
+    "                          asks for one (default $EHR_TLS_CERT)\n"                             \
+    "  --tls-key FILE          its key, PEM without a passphrase (default $EHR_TLS_KEY)\n"
 #define NODE_EXIT_HELP                                                                             \
     "\nexit status: 0 ok; 1 failed; 2 usage error; and by the node's gRPC status:\n"               \
     "  3 INVALID_ARGUMENT    the node refused it (the line says which rule)\n"                     \
@@ -508,7 +513,7 @@ static const struct cli__command commands[] = {
      cli__cmd_member_approve},
     {"bench",
      "--key FILE... [--node HOST:PORT]... [--workload domain|anchors|both] [--txs N] "
-     "[--inflight K] [--rate R] [--warmup-s S] [--timeout-ms N]",
+     "[--inflight K] [--rate R] [--warmup-s S] [--timeout-ms N] [--tls-ca FILE]",
      "Measure a cluster: committed transactions per second, latency, CPU per node.",
      "First a setup, not measured: fresh patients (one per 100 transactions, 16 to 4096)\n"
      "enrolled by the members whose keys are given, then a record anchored and a consent\n"
@@ -539,6 +544,9 @@ static const struct cli__command commands[] = {
      "  --warmup-s S            leave the first S seconds of each workload out of its\n"
      "                          measured window (default 0)\n"
      "  --timeout-ms N          deadline of each submission (default 30000)\n"
+     "  --tls-ca FILE           every connection over TLS, the nodes' certificates checked\n"
+     "                          against this CA (default $EHR_TLS_CA); --tls-cert FILE and\n"
+     "                          --tls-key FILE for nodes that ask for a client certificate\n"
      "\nReport, per workload: submitted, committed, failed by status, retries, results\n"
      "(as expected, refused, decided otherwise), committed tx/s over the measured window\n"
      "(from the end of the warm-up to the last answer), commit latency p50/p99/max in ms\n"

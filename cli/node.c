@@ -77,6 +77,15 @@ int cli__node_option(struct cli__ctx *ctx, int c, const char *arg, struct cli__n
     return 0;
 }
 
+/* OPTION if given, else the environment variable ENV if set and not empty, else NULL. */
+static const char *option_or_env(const char *option, const char *env)
+{
+    if (option != NULL)
+        return option;
+    const char *value = getenv(env);
+    return value != NULL && value[0] != '\0' ? value : NULL;
+}
+
 int cli__node_options_finish(struct cli__ctx *ctx, struct cli__node_options *o)
 {
     if (o->address == NULL) {
@@ -89,24 +98,58 @@ int cli__node_options_finish(struct cli__ctx *ctx, struct cli__node_options *o)
     uint16_t port;
     if (cli__address_parse(o->address, host, &port) != 0)
         return cli__usage_error(ctx, "$EHR_NODE wants HOST:PORT, not \"%.80s\"", o->address);
+    o->tls_ca = option_or_env(ctx->tls_ca, "EHR_TLS_CA");
+    o->tls_cert = option_or_env(ctx->tls_cert, "EHR_TLS_CERT");
+    o->tls_key = option_or_env(ctx->tls_key, "EHR_TLS_KEY");
+    if ((o->tls_cert == NULL) != (o->tls_key == NULL))
+        return cli__usage_error(ctx, "--tls-cert and --tls-key (or $EHR_TLS_CERT and "
+                                     "$EHR_TLS_KEY) go together");
+    if (o->tls_cert != NULL && o->tls_ca == NULL)
+        return cli__usage_error(ctx, "--tls-cert needs --tls-ca (or $EHR_TLS_CA): the CA of the "
+                                     "node's certificate");
+    return 0;
+}
+
+int cli__node_connect(struct cli__node *node, const struct cli__node_options *o, ehr_diag *diag)
+{
+    EHR_ASSERT(o->address != NULL && o->timeout_ms > 0);
+    memset(node, 0, sizeof *node);
+    int rc = cli__address_parse(o->address, node->host, &node->port);
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "--node wants HOST:PORT, not \"%.80s\"", o->address);
+    snprintf(node->address, sizeof node->address, "%s", o->address);
+    node->timeout_ms = o->timeout_ms;
+    struct rpc_client_config config = {0};
+    if (o->tls_ca != NULL) {
+        struct rpc_tls_client_files files = {
+            .ca_file = o->tls_ca, .cert_file = o->tls_cert, .key_file = o->tls_key};
+        rc = rpc_tls_client_new(&files, &node->tls, diag);
+        if (rc != 0)
+            return rc; /* EHR_EINVAL: a file */
+        config.tls = node->tls;
+    }
+    rc = rpc_sync_open_config(node->host, node->port, o->timeout_ms, &config, &node->sync, diag);
+    if (rc != 0) {
+        node->sync = NULL;
+        rpc_tls_free(node->tls);
+        node->tls = NULL;
+        return rc == EHR_EINVAL ? EHR_ECLOSED : rc; /* EHR_EINVAL means a file */
+    }
     return 0;
 }
 
 int cli__node_open(struct cli__node *node, const struct cli__node_options *o, const char *what)
 {
-    EHR_ASSERT(o->address != NULL && o->timeout_ms > 0);
-    memset(node, 0, sizeof *node);
-    int rc = cli__address_parse(o->address, node->host, &node->port);
-    EHR_ASSERT(rc == 0); /* checked by cli__node_options_finish */
-    snprintf(node->address, sizeof node->address, "%s", o->address);
-    node->timeout_ms = o->timeout_ms;
     ehr_diag err;
-    rc = rpc_sync_open(node->host, node->port, o->timeout_ms, &node->sync, &err);
+    int rc = cli__node_connect(node, o, &err);
+    if (rc == EHR_EINVAL) {
+        cli__fail(err.msg, "%s", what);
+        return CLI_EXIT_FAIL;
+    }
     if (rc != 0) {
         char why[sizeof err.msg + 64];
         snprintf(why, sizeof why, "%s (UNAVAILABLE)", err.msg);
         cli__fail(why, "%s", what);
-        node->sync = NULL;
         return CLI_EXIT_UNAVAILABLE;
     }
     return 0;
@@ -116,6 +159,8 @@ void cli__node_close(struct cli__node *node)
 {
     rpc_sync_close(node->sync);
     node->sync = NULL;
+    rpc_tls_free(node->tls); /* after the client that borrowed it */
+    node->tls = NULL;
 }
 
 enum rpc_status cli__node_call(struct cli__node *node, const char *method,

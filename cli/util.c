@@ -27,6 +27,15 @@ int cli__getopt(struct cli__ctx *ctx, int argc, char **argv, const struct option
         case 'J':
             ctx->json = true;
             continue;
+        case CLI_OPT_TLS_CA:
+            ctx->tls_ca = optarg;
+            continue;
+        case CLI_OPT_TLS_CERT:
+            ctx->tls_cert = optarg;
+            continue;
+        case CLI_OPT_TLS_KEY:
+            ctx->tls_key = optarg;
+            continue;
         case 'h':
             cli__command_help(ctx->command);
             ctx->exit_code = CLI_EXIT_HELP_SHOWN;

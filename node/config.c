@@ -98,6 +98,9 @@ void node_config_free(struct node_config *cfg)
     ehr_free(cfg->peer_listen);
     ehr_free(cfg->rpc_listen);
     ehr_free(cfg->metrics_listen);
+    ehr_free(cfg->tls_cert_file);
+    ehr_free(cfg->tls_key_file);
+    ehr_free(cfg->tls_client_ca_file);
     node_config_defaults(cfg);
 }
 
@@ -137,6 +140,46 @@ int node_config_listen_resolve(const char *address, char *out, size_t out_size, 
     }
     freeaddrinfo(res);
     return 0;
+}
+
+bool node_config_address_is_loopback(const char *resolved)
+{
+    EHR_ASSERT(resolved != NULL);
+    const char *colon = strrchr(resolved, ':');
+    if (colon == NULL)
+        return false;
+    char host[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
+    size_t host_len = (size_t)(colon - resolved);
+    if (host_len >= sizeof host)
+        return false;
+    memcpy(host, resolved, host_len);
+    host[host_len] = '\0';
+    struct in_addr v4;
+    if (inet_pton(AF_INET, host, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (host_len >= 2 && host[0] == '[' && host[host_len - 1] == ']') {
+        host[host_len - 1] = '\0';
+        struct in6_addr v6;
+        return inet_pton(AF_INET6, host + 1, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+    }
+    return false;
+}
+
+int node_config_rpc_exposure_check(const struct node_config *cfg, const char *resolved,
+                                   bool *insecure, ehr_diag *diag)
+{
+    EHR_ASSERT(cfg != NULL);
+    EHR_ASSERT(resolved != NULL);
+    bool exposed = !node_config_address_is_loopback(resolved);
+    if (insecure != NULL)
+        *insecure = exposed && cfg->tls_cert_file == NULL;
+    if (!exposed || cfg->tls_cert_file != NULL || cfg->insecure_rpc)
+        return 0;
+    return ehr_diag_fail(diag, EHR_EINVAL,
+                         "rpc_listen %s (%s) is not a loopback address and TLS is not configured: "
+                         "set tls_cert_file and tls_key_file, or \"insecure_rpc\": true to serve "
+                         "the API in cleartext anyway",
+                         cfg->rpc_listen, resolved);
 }
 
 int node_config_address_check(const char *address, ehr_diag *diag)
@@ -219,6 +262,20 @@ static int address_field_check(const char *key, const char *address, ehr_diag *d
     return 0;
 }
 
+/* The TLS keys go together: a certificate with its key, a client CA with both. */
+static int tls_fields_check(const struct node_config *cfg, ehr_diag *diag)
+{
+    if (cfg->tls_cert_file != NULL && cfg->tls_key_file == NULL)
+        return ehr_diag_fail(diag, EHR_EINVAL, "tls_cert_file: needs tls_key_file too");
+    if (cfg->tls_key_file != NULL && cfg->tls_cert_file == NULL)
+        return ehr_diag_fail(diag, EHR_EINVAL, "tls_key_file: needs tls_cert_file too");
+    if (cfg->tls_client_ca_file != NULL && cfg->tls_cert_file == NULL)
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "tls_client_ca_file: needs tls_cert_file and tls_key_file (mutual "
+                             "TLS is TLS first)");
+    return 0;
+}
+
 int node_config_check(const struct node_config *cfg, ehr_diag *diag)
 {
     EHR_ASSERT(cfg != NULL);
@@ -231,6 +288,11 @@ int node_config_check(const struct node_config *cfg, ehr_diag *diag)
         return rc;
     if (cfg->metrics_listen != NULL &&
         (rc = address_field_check("metrics_listen", cfg->metrics_listen, diag)) != 0)
+        return rc;
+    if ((rc = path_check("tls_cert_file", cfg->tls_cert_file, false, diag)) != 0 ||
+        (rc = path_check("tls_key_file", cfg->tls_key_file, false, diag)) != 0 ||
+        (rc = path_check("tls_client_ca_file", cfg->tls_client_ca_file, false, diag)) != 0 ||
+        (rc = tls_fields_check(cfg, diag)) != 0)
         return rc;
     if (cfg->log_level < EHR_LOG_DEBUG || cfg->log_level > EHR_LOG_ERROR)
         return ehr_diag_fail(diag, EHR_EINVAL, "log_level: must be debug, info, warn or error");
@@ -346,6 +408,14 @@ static int log_level_get(const struct loader *ld, json_t *value, enum ehr_log_le
     return key_error(ld, "log_level", "must be one of \"debug\", \"info\", \"warn\", \"error\"");
 }
 
+static int bool_get(const struct loader *ld, const char *key, json_t *value, bool *out)
+{
+    if (!json_is_boolean(value))
+        return key_error(ld, key, "must be true or false");
+    *out = json_is_true(value);
+    return 0;
+}
+
 /* Fill CFG from the parsed object ROOT. */
 static int config_from_json(const struct loader *ld, json_t *root, struct node_config *cfg)
 {
@@ -366,6 +436,14 @@ static int config_from_json(const struct loader *ld, json_t *root, struct node_c
             rc = address_get(ld, key, value, &cfg->rpc_listen);
         else if (strcmp(key, "metrics_listen") == 0)
             rc = address_get(ld, key, value, &cfg->metrics_listen);
+        else if (strcmp(key, "tls_cert_file") == 0)
+            rc = path_get(ld, key, value, &cfg->tls_cert_file);
+        else if (strcmp(key, "tls_key_file") == 0)
+            rc = path_get(ld, key, value, &cfg->tls_key_file);
+        else if (strcmp(key, "tls_client_ca_file") == 0)
+            rc = path_get(ld, key, value, &cfg->tls_client_ca_file);
+        else if (strcmp(key, "insecure_rpc") == 0)
+            rc = bool_get(ld, key, value, &cfg->insecure_rpc);
         else if (strcmp(key, "log_level") == 0)
             rc = log_level_get(ld, value, &cfg->log_level);
         else if (strcmp(key, "limits") == 0)
@@ -373,7 +451,8 @@ static int config_from_json(const struct loader *ld, json_t *root, struct node_c
         else
             rc = key_error(ld, key,
                            "unknown key (known: data_dir, key_file, passphrase_file, peer_listen, "
-                           "rpc_listen, metrics_listen, log_level, limits)");
+                           "rpc_listen, metrics_listen, tls_cert_file, tls_key_file, "
+                           "tls_client_ca_file, insecure_rpc, log_level, limits)");
         if (rc != 0)
             return rc;
     }
@@ -391,7 +470,7 @@ static int config_from_json(const struct loader *ld, json_t *root, struct node_c
         cfg->key_file = ehr_strdup(joined);
     }
     ehr_diag why;
-    if (limits_check(&cfg->limits, &why) != 0)
+    if (limits_check(&cfg->limits, &why) != 0 || tls_fields_check(cfg, &why) != 0)
         return ehr_diag_fail(ld->diag, EHR_EINVAL, "%s: %s", ld->path, why.msg);
     return 0;
 }
@@ -470,6 +549,9 @@ int node_config_write(const char *path, const struct node_config *cfg, bool over
         {"peer_listen", cfg->peer_listen},
         {"rpc_listen", cfg->rpc_listen},
         {"metrics_listen", cfg->metrics_listen},
+        {"tls_cert_file", cfg->tls_cert_file},
+        {"tls_key_file", cfg->tls_key_file},
+        {"tls_client_ca_file", cfg->tls_client_ca_file},
         {"log_level", log_level_names[cfg->log_level]},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(strings); i++) {
@@ -483,6 +565,8 @@ int node_config_write(const char *path, const struct node_config *cfg, bool over
         }
         json_object_set_new(root, strings[i][0], s);
     }
+    if (cfg->insecure_rpc)
+        json_object_set_new(root, "insecure_rpc", json_true());
     for (size_t i = 0; i < EHR_ARRAY_COUNT(limit_specs); i++)
         json_object_set_new(limits, limit_specs[i].name,
                             json_integer((json_int_t)limit_get(&cfg->limits, &limit_specs[i])));

@@ -26,6 +26,10 @@
  *     "peer_listen": "0.0.0.0:7000",        required, HOST:PORT
  *     "rpc_listen": "127.0.0.1:7001",       required, HOST:PORT
  *     "metrics_listen": "127.0.0.1:7002",   optional, HOST:PORT; absent: no metrics
+ *     "tls_cert_file": "api.crt",           optional: serve the API over TLS
+ *     "tls_key_file": "api.key",            with tls_cert_file (PEM, no passphrase)
+ *     "tls_client_ca_file": "clients.pem",  optional: mutual TLS (needs the two above)
+ *     "insecure_rpc": false,                true: cleartext on a non-loopback rpc_listen
  *     "log_level": "info",                  debug, info, warn, error
  *     "limits": { "mempool_tx_count": 50000, ... }   each optional
  *   }
@@ -152,6 +156,10 @@ struct node_config {
     char *peer_listen;
     char *rpc_listen;
     char *metrics_listen; /* the Prometheus endpoint (node/metrics.h); NULL: none */
+    char *tls_cert_file;      /* NULL: the API speaks cleartext */
+    char *tls_key_file;       /* set exactly when tls_cert_file is */
+    char *tls_client_ca_file; /* NULL: no client certificate asked (needs tls_cert_file) */
+    bool insecure_rpc;        /* cleartext allowed on a non-loopback rpc_listen */
     enum ehr_log_level log_level;
     struct node_config_limits limits;
 };
@@ -189,6 +197,23 @@ int node_config_write(const char *path, const struct node_config *cfg, bool over
 
 /* Release CFG's strings and reset it to the defaults. Safe twice. */
 void node_config_free(struct node_config *cfg);
+
+/*
+ * Is RESOLVED (an IP literal and port, as node_config_listen_resolve
+ * writes it) a loopback address: 127.0.0.0/8 or [::1]? 0.0.0.0 and [::]
+ * (every interface) are not.
+ */
+bool node_config_address_is_loopback(const char *resolved);
+
+/*
+ * The rule for the API's exposure, given rpc_listen RESOLVED: a
+ * non-loopback address is served only with TLS (tls_cert_file) or with
+ * insecure_rpc. Returns 0, *INSECURE (may be NULL) true when the API will
+ * speak cleartext beyond this host (the caller logs a warning); or
+ * EHR_EINVAL with why and what to do in DIAG (may be NULL).
+ */
+int node_config_rpc_exposure_check(const struct node_config *cfg, const char *resolved,
+                                   bool *insecure, ehr_diag *diag);
 
 /*
  * Is ADDRESS a listen address: HOST:PORT with HOST a DNS name, an IPv4

@@ -3,10 +3,11 @@
  * the key file, locks the data directory, checks the ledger (and, when
  * given, that it belongs to a genesis file), then runs the node (node.h) in
  * the foreground until SIGINT or SIGTERM, logging structured lines to
- * stderr. Under systemd (packaging/ehrd.service, Type=notify) it tells the
- * service manager READY=1 once both listeners are bound and STOPPING=1 when
- * a signal starts the stop; built without libsystemd (EHR_SYSTEMD=OFF) it
- * tells nothing and the unit is installed with Type=simple.
+ * stderr (SIGHUP reloads the API's TLS certificate). Under systemd
+ * (packaging/ehrd.service, Type=notify) it tells the service manager
+ * READY=1 once both listeners are bound and STOPPING=1 when a signal starts
+ * the stop; built without libsystemd (EHR_SYSTEMD=OFF) it tells nothing
+ * and the unit is installed with Type=simple.
  *
  * Not here: anything the node does (node.c, service.c).
  */
@@ -70,6 +71,7 @@ static const char usage[] =
     "The key file's passphrase comes from the config's passphrase_file (one line),\n"
     "else from $EHR_PASSPHRASE; a key file written with --no-passphrase needs none.\n"
     "While it runs, DATA_DIR/ehrd.pid holds its pid (removed when it exits).\n"
+    "SIGHUP reads the API's TLS certificate, key and client CA files again.\n"
     "Exit status: 0 after a clean stop, 1 when the node cannot start or hits a\n"
     "storage or system error, 2 for a bad command line, 3 when this node's state\n"
     "diverged from the cluster's.\n";
@@ -94,7 +96,7 @@ static void service_notify(const char *state)
 
 struct daemon {
     struct node *node;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_timer_t trim_timer; /* returns the heaps' free pages (EHRD_MALLOC_TRIM_PERIOD_MS) */
     uv_work_t trim_work;   /* malloc_trim, off the loop */
     bool trimming;         /* trim_work is queued or running */
@@ -158,6 +160,7 @@ static void on_stopped(void *user, int exit_code)
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->trim_timer, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
 static void trim_run(uv_work_t *w)
@@ -186,6 +189,24 @@ static void on_trim_timer(uv_timer_t *h)
     d->trim_work.data = d;
     if (uv_queue_work(h->loop, &d->trim_work, trim_run, trim_done) == 0)
         d->trimming = true;
+}
+
+/* SIGHUP: the API's TLS certificate, key and client CA are read again from
+ * the files the config names; a bad file keeps the old ones (said why). */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    (void)signum;
+    if (d->node == NULL)
+        return;
+    ehr_diag why;
+    int rc = node_tls_reload(d->node, &why);
+    if (rc == 0)
+        ehr_log(EHR_LOG_INFO, "TLS certificate reloaded: new connections use it", "%s",
+                "signal=SIGHUP");
+    else
+        ehr_log(EHR_LOG_WARN, "TLS certificate not reloaded: the old one stays",
+                "signal=SIGHUP reason=\"%s\"", why.msg);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -308,7 +329,8 @@ int main(int argc, char **argv)
 #endif
     uv_signal_init(&loop, &d.sigint);
     uv_signal_init(&loop, &d.sigterm);
-    d.sigint.data = d.sigterm.data = &d;
+    uv_signal_init(&loop, &d.sighup);
+    d.sigint.data = d.sigterm.data = d.sighup.data = &d;
     uv_signal_start(&d.sigint, on_signal, SIGINT);
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_timer_init(&loop, &d.trim_timer);
@@ -316,6 +338,7 @@ int main(int argc, char **argv)
     uv_timer_start(&d.trim_timer, on_trim_timer, EHRD_MALLOC_TRIM_PERIOD_MS,
                    EHRD_MALLOC_TRIM_PERIOD_MS);
     uv_unref((uv_handle_t *)&d.trim_timer); /* the node's own handles keep the loop alive */
+    uv_signal_start(&d.sighup, on_sighup, SIGHUP);
     /* node_start returned with the peer and RPC listeners bound: the node
      * serves from here (clients are answered UNAVAILABLE until a leader is
      * known, which is the cluster's state, not this process's). */

@@ -101,7 +101,7 @@ enum node_metrics_refusal {
 const char *node_metrics_refusal_name(enum node_metrics_refusal reason);
 
 /* The RPC server's refusals by the limit that refused (rpc.h). */
-enum { NODE_METRICS_RPC_REFUSALS = 5 };
+enum { NODE_METRICS_RPC_REFUSALS = 6 };
 
 /* The node's streaming calls (block streams, health watches) and the
  * limits on them: on the node, per connection, per address. */

@@ -937,6 +937,9 @@ static void config_copy(struct node_config *dst, const struct node_config *src)
     dst->peer_listen = ehr_strdup(src->peer_listen);
     dst->rpc_listen = ehr_strdup(src->rpc_listen);
     dst->metrics_listen = src->metrics_listen ? ehr_strdup(src->metrics_listen) : NULL;
+    dst->tls_cert_file = src->tls_cert_file ? ehr_strdup(src->tls_cert_file) : NULL;
+    dst->tls_key_file = src->tls_key_file ? ehr_strdup(src->tls_key_file) : NULL;
+    dst->tls_client_ca_file = src->tls_client_ca_file ? ehr_strdup(src->tls_client_ca_file) : NULL;
 }
 
 static void free_node(struct node *n);
@@ -1103,6 +1106,7 @@ static void free_node(struct node *n)
         sodium_free(n->id);
     }
     node_config_free(&n->cfg);
+    rpc_tls_free(n->rpc_tls); /* after the RPC server, which borrowed it */
     ehr_free(n->applying.digests);
     ehr_free(n->peers.wire_buf);
     ehr_free(n->prop.batch_envelopes);

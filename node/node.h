@@ -81,6 +81,15 @@ struct node_test_faults {
 };
 void node_test_faults_set(struct node *n, const struct node_test_faults *faults);
 
+/*
+ * Read the TLS certificate, key and client CA of the config's files again
+ * (SIGHUP): connections accepted from now on use them, open ones keep
+ * theirs. Returns 0; EHR_ENOTFOUND when the API does not serve TLS; or
+ * EHR_EINVAL naming the file and why (the old certificate stays); with the
+ * message in DIAG (may be NULL).
+ */
+int node_tls_reload(struct node *n, ehr_diag *diag);
+
 /* The ports actually bound (useful when the config asked for port 0). */
 uint16_t node_peer_port(const struct node *n);
 uint16_t node_rpc_port(const struct node *n);

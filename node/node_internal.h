@@ -562,6 +562,7 @@ struct node {
     struct node__snapshots snap;
 
     struct rpc_server *rpc;
+    struct rpc_tls *rpc_tls;    /* NULL: the API speaks cleartext (tls_cert_file unset) */
     struct node__api_hooks api; /* set by node__service_start */
     struct node__waits waits;
     struct node__health health;

@@ -863,6 +863,26 @@ static int split_host_port(const char *address, char *host, size_t host_size, ui
 
 static void api_drain(struct node *n);
 
+/* The TLS files the config names. */
+static struct rpc_tls_server_files service_tls_files(const struct node *n)
+{
+    struct rpc_tls_server_files files = {.cert_file = n->cfg.tls_cert_file,
+                                         .key_file = n->cfg.tls_key_file,
+                                         .client_ca_file = n->cfg.tls_client_ca_file};
+    return files;
+}
+
+int node_tls_reload(struct node *n, ehr_diag *diag)
+{
+    EHR_ASSERT(n != NULL);
+    if (n->rpc_tls == NULL)
+        return ehr_diag_fail(
+            diag, EHR_ENOTFOUND,
+            "the API is not served over TLS (no tls_cert_file): nothing to reload");
+    struct rpc_tls_server_files files = service_tls_files(n);
+    return rpc_tls_server_reload(n->rpc_tls, &files, diag);
+}
+
 int node__service_start(struct node *n, ehr_diag *diag)
 {
     struct rpc_server_config rc_cfg = {.message_bytes_max = (size_t)n->cfg.limits.rpc_message_bytes,
@@ -893,6 +913,20 @@ int node__service_start(struct node *n, ehr_diag *diag)
     rc = node_config_listen_resolve(n->cfg.rpc_listen, listen, sizeof listen, &why);
     if (rc != 0)
         return ehr_diag_fail(diag, rc, "cannot serve RPC on %s: %s", n->cfg.rpc_listen, why.msg);
+    bool insecure = false;
+    rc = node_config_rpc_exposure_check(&n->cfg, listen, &insecure, diag);
+    if (rc != 0)
+        return rc;
+    if (insecure)
+        ehr_log(EHR_LOG_WARN, "the RPC API is served without TLS beyond this host",
+                "rpc_listen=%s insecure_rpc=true", n->cfg.rpc_listen);
+    if (n->cfg.tls_cert_file != NULL) {
+        struct rpc_tls_server_files files = service_tls_files(n);
+        rc = rpc_tls_server_new(&files, &n->rpc_tls, &why);
+        if (rc != 0)
+            return ehr_diag_fail(diag, rc, "cannot serve RPC over TLS: %s", why.msg);
+        rpc_server_use_tls(n->rpc, n->rpc_tls);
+    }
     char host[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
     uint16_t port;
     rc = split_host_port(listen, host, sizeof host, &port);

@@ -65,6 +65,7 @@ struct rpc_client {
     bool connect_reported;
     bool settings_seen; /* the server's SETTINGS arrived: it speaks HTTP/2 */
     bool bytes_seen;    /* the server sent something, HTTP/2 or not */
+    uint8_t first_byte; /* the first the server sent (a TLS record starts 0x15 or 0x16) */
     char down_reason[REASON_BYTES];
     struct rpc__link calls;    /* every call not recycled */
     struct rpc__link done;     /* calls whose done callback is due */
@@ -534,8 +535,22 @@ static void client_down(struct rpc_client *client, const char *reason)
      * or says something that is not HTTP/2, before one arrived reached
      * something else: say so, and what it usually is. */
     char not_grpc[REASON_BYTES];
-    if (client->state == CLIENT_UP && !client->settings_seen && !client->close_requested &&
-        !client->bytes_seen) {
+    if (client->io.tls != NULL && !rpc__tls_open(&client->io) && !client->close_requested &&
+        client->state == CLIENT_UP) {
+        snprintf(not_grpc, sizeof not_grpc,
+                 "TLS handshake with %s failed: %s (a node at its connection limit, or one "
+                 "that serves its API without TLS?)",
+                 client->authority, reason);
+        reason = not_grpc;
+    } else if (client->state == CLIENT_UP && !client->settings_seen && !client->close_requested &&
+               client->bytes_seen && client->io.tls == NULL &&
+               (client->first_byte == 0x15 || client->first_byte == 0x16)) {
+        snprintf(not_grpc, sizeof not_grpc,
+                 "%s answered with TLS: connect with TLS (ehrctl --tls-ca FILE) (%s)",
+                 client->authority, reason);
+        reason = not_grpc;
+    } else if (client->state == CLIENT_UP && !client->settings_seen && !client->close_requested &&
+               !client->bytes_seen) {
         /* Silence then a close is also how a node at its connection limit
          * (or past its limit per address) turns a client away. */
         snprintf(not_grpc, sizeof not_grpc,
@@ -554,7 +569,9 @@ static void client_down(struct rpc_client *client, const char *reason)
     bool was_connecting = client->state == CLIENT_CONNECTING;
     client->state = CLIENT_DOWN;
     snprintf(client->down_reason, sizeof client->down_reason, "%s", reason);
-    if (was_connecting && !client->connect_known) {
+    /* Not known yet: still connecting, or (TLS) still in the handshake. */
+    (void)was_connecting;
+    if (!client->connect_known) {
         client->connect_known = true;
         if (client->connect_status == 0)
             client->connect_status = EHR_ECLOSED;
@@ -597,6 +614,48 @@ static void client_flush(struct rpc_client *client)
         client_down(client, "the server closed the connection (GOAWAY)");
 }
 
+/* HTTP/2 bytes from the server (the plaintext, under TLS). Non-zero: the
+ * connection went down. */
+static int client_recv(struct rpc__conn *io, const uint8_t *data, size_t len)
+{
+    struct rpc_client *client = (struct rpc_client *)io;
+    if (client->state != CLIENT_UP)
+        return 1;
+    ssize_t rv = nghttp2_session_mem_recv(client->io.session, data, len);
+    if (rv < 0) {
+        char reason[REASON_BYTES];
+        snprintf(reason, sizeof reason, "HTTP/2 error from %s: %s", client->authority,
+                 nghttp2_strerror((int)rv));
+        client_down(client, reason);
+        return 1;
+    }
+    client->dirty = true;
+    return 0;
+}
+
+/* Ciphertext from the server: the handshake, then the HTTP/2 it carries.
+ * The connection is reported up once the handshake is complete. */
+static void client_recv_tls(struct rpc_client *client, const uint8_t *data, size_t len)
+{
+    ehr_diag why;
+    int rv = rpc__tls_recv(&client->io, data, len, client_recv, &why);
+    if (rv != 0 && client->state == CLIENT_UP) {
+        char reason[REASON_BYTES];
+        snprintf(reason, sizeof reason, "TLS with %s failed: %.240s", client->authority, why.msg);
+        if (!client->connect_known)
+            client->connect_status = EHR_EPROTO;
+        /* Best effort: OpenSSL's alert tells the server why (its log). */
+        (void)rpc__conn_start_write(&client->io);
+        client_down(client, reason);
+        return;
+    }
+    if (rpc__tls_open(&client->io) && !client->connect_known) {
+        client->connect_known = true;
+        client->connect_status = 0;
+    }
+    client->dirty = true; /* the handshake's answer, or what waited for it */
+}
+
 static void client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct rpc_client *client = stream->data;
@@ -608,17 +667,13 @@ static void client_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
                  nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread));
         client_down(client, reason);
     } else {
+        if (!client->bytes_seen)
+            client->first_byte = (uint8_t)buf->base[0];
         client->bytes_seen = true;
-        ssize_t rv =
-            nghttp2_session_mem_recv(client->io.session, (const uint8_t *)buf->base, (size_t)nread);
-        if (rv < 0) {
-            char reason[REASON_BYTES];
-            snprintf(reason, sizeof reason, "HTTP/2 error from %s: %s", client->authority,
-                     nghttp2_strerror((int)rv));
-            client_down(client, reason);
-        } else {
-            client->dirty = true;
-        }
+        if (client->io.tls != NULL)
+            client_recv_tls(client, (const uint8_t *)buf->base, (size_t)nread);
+        else
+            client_recv(&client->io, (const uint8_t *)buf->base, (size_t)nread);
     }
     client_pump(client);
 }
@@ -647,7 +702,7 @@ static void call_submit(struct rpc_client_call *call)
     nghttp2_nv nv[8];
     size_t n = 0;
     nv[n++] = nv_make(":method", "POST");
-    nv[n++] = nv_make(":scheme", "http");
+    nv[n++] = nv_make(":scheme", client->io.tls != NULL ? "https" : "http");
     nv[n++] = nv_make(":path", call->path);
     nv[n++] = nv_make(":authority", client->authority);
     nv[n++] = nv_make("content-type", "application/grpc");
@@ -671,8 +726,21 @@ static void call_submit(struct rpc_client_call *call)
 static void client_connected(struct rpc_client *client)
 {
     client->state = CLIENT_UP;
-    client->connect_known = true;
-    client->connect_status = 0;
+    if (client->config.tls != NULL) {
+        /* Known once the handshake is complete (client_recv_tls). */
+        ehr_diag why;
+        if (rpc__tls_conn_new(&client->io, client->config.tls, client->host, &why) != 0) {
+            char reason[REASON_BYTES];
+            snprintf(reason, sizeof reason, "TLS with %s cannot start: %.240s", client->authority,
+                     why.msg);
+            client->connect_status = EHR_EPROTO;
+            client_down(client, reason);
+            return;
+        }
+    } else {
+        client->connect_known = true;
+        client->connect_status = 0;
+    }
     uv_tcp_nodelay(&client->io.tcp, 1);
     uv_read_start((uv_stream_t *)&client->io.tcp, rpc__conn_alloc_cb, client_read_cb);
     for (struct rpc__link *l = client->calls.next; l != &client->calls; l = l->next) {
@@ -835,6 +903,7 @@ int rpc_client_connect(uv_loop_t *loop, const char *host, uint16_t port,
     client->io.on_write_done = client_write_done;
     client->loop = loop;
     client->config.message_bytes_max = message_bytes_max;
+    client->config.tls = config != NULL ? config->tls : NULL;
     client->connect_cb = connect_cb;
     client->connect_data = data;
     client->port = port;
@@ -933,6 +1002,11 @@ static int client_call_start(struct rpc_client *client, const char *path, const 
     if (out != NULL)
         *out = call;
     return 0;
+}
+
+const char *rpc__client_down_reason(const struct rpc_client *client)
+{
+    return client->down_reason;
 }
 
 bool rpc_client_is_down(const struct rpc_client *client)

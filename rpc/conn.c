@@ -31,6 +31,7 @@ void rpc__conn_init(struct rpc__conn *conn, size_t output_bytes_max)
     conn->socketless = false;
     conn->read_stopped = false;
     conn->in_send = false;
+    conn->tls = NULL;
     conn->output_bytes_max = output_bytes_max;
     conn->write_req.data = conn;
 }
@@ -40,6 +41,7 @@ void rpc__conn_free_buffers(struct rpc__conn *conn)
     EHR_ASSERT(!conn->writing);
     rpc__buf_free(&conn->out[0]);
     rpc__buf_free(&conn->out[1]);
+    rpc__tls_conn_free(conn);
 }
 
 size_t rpc__conn_output_bytes(const struct rpc__conn *conn)
@@ -89,8 +91,33 @@ static void conn_write_cb(uv_write_t *req, int status)
     conn->on_write_done(conn, status);
 }
 
+int rpc__conn_write_other(struct rpc__conn *conn)
+{
+    EHR_ASSERT(!conn->writing);
+    struct rpc__buf *other = &conn->out[conn->fill_index ^ 1];
+    if (other->len == 0)
+        return 0;
+    uv_buf_t buf = uv_buf_init((char *)other->data, (unsigned)other->len);
+    int n = uv_try_write((uv_stream_t *)&conn->tcp, &buf, 1);
+    if (n == (int)other->len) {
+        other->len = 0;
+        return 0;
+    }
+    if (n < 0 && n != UV_EAGAIN)
+        return n;
+    size_t done = n > 0 ? (size_t)n : 0;
+    buf = uv_buf_init((char *)other->data + done, (unsigned)(other->len - done));
+    int rv = uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &buf, 1, conn_write_cb);
+    if (rv != 0)
+        return rv;
+    conn->writing = true; /* conn_write_cb recycles out[fill_index ^ 1] */
+    return 0;
+}
+
 int rpc__conn_start_write(struct rpc__conn *conn)
 {
+    if (conn->tls != NULL)
+        return rpc__tls_start_write(conn);
     struct rpc__buf *fill = &conn->out[conn->fill_index];
     if (conn->writing || fill->len == 0)
         return 0;

@@ -124,6 +124,12 @@ enum rpc_status rpc_status_from_err(int err);
  * RESOURCE_EXHAUSTED. A client must so read at least half a queue
  * (RPC_STREAM_QUEUE_BYTES_MAX / 2) per this period. */
 #define RPC_STREAM_STALL_TIMEOUT_MS 30000u
+/* TLS handshake steps (a ClientHello answered: a key exchange and a
+ * signature, about 0.1-0.2 ms; a client's Finished, with its certificate
+ * checked under mutual TLS) a server runs per turn of its loop; more wait
+ * for the next turn, their sockets unread meanwhile, so a flood of
+ * handshakes delays the loop's other work by at most this many per turn. */
+#define RPC_TLS_HANDSHAKES_PER_TURN_MAX 16u
 /* Graceful shutdown waits this long for in-flight calls before it forces them. */
 #define RPC_SHUTDOWN_GRACE_MS 5000u
 /*
@@ -140,6 +146,53 @@ struct rpc_trailer {
     char name[RPC_TRAILER_NAME_BYTES_MAX + 1];
     char value[RPC_TRAILER_VALUE_BYTES_MAX + 1];
 };
+
+/* ---- TLS ---- */
+
+/*
+ * A TLS context: TLS 1.3 only, ALPN "h2", OpenSSL under the HTTP/2
+ * connection (rpc/tls.c). A server's holds its certificate chain and key
+ * and, for mutual TLS, the CA its clients' certificates must chain to; a
+ * client's holds the CA the server's certificate must chain to (the host
+ * name or address the client connects to must match it) and, optionally,
+ * the client's own certificate and key. Servers and clients borrow it:
+ * free it after them. Files are PEM; a key protected by a passphrase is
+ * refused (there is no one to type it). No message ever quotes a key.
+ */
+struct rpc_tls;
+
+struct rpc_tls_server_files {
+    const char *cert_file;      /* certificate chain, leaf first: required */
+    const char *key_file;       /* its private key: required */
+    const char *client_ca_file; /* NULL: no client certificate asked; else required and checked */
+};
+
+struct rpc_tls_client_files {
+    const char *ca_file;   /* NULL: the system's CA store */
+    const char *cert_file; /* NULL, or a client certificate (with key_file) for mutual TLS */
+    const char *key_file;
+};
+
+/*
+ * Load a server's or a client's context. Returns 0 and *out, or EHR_EINVAL
+ * with a message naming the file and what is wrong with it in DIAG (may be
+ * NULL): unreadable, not PEM, a key that is not the certificate's.
+ */
+int rpc_tls_server_new(const struct rpc_tls_server_files *files, struct rpc_tls **out,
+                       ehr_diag *diag);
+int rpc_tls_client_new(const struct rpc_tls_client_files *files, struct rpc_tls **out,
+                       ehr_diag *diag);
+
+/*
+ * Load FILES again into the server context TLS: connections accepted from
+ * now on use the new certificate, open ones keep theirs. On error (as
+ * rpc_tls_server_new) TLS is unchanged and keeps serving the old one.
+ */
+int rpc_tls_server_reload(struct rpc_tls *tls, const struct rpc_tls_server_files *files,
+                          ehr_diag *diag);
+
+/* Free TLS (NULL is fine) once no server or client uses it. */
+void rpc_tls_free(struct rpc_tls *tls);
 
 /* ---- server ---- */
 
@@ -171,6 +224,7 @@ struct rpc_server_config {
     uint64_t request_receive_timeout_ms;     /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
     uint64_t stream_stall_timeout_ms;        /* RPC_STREAM_STALL_TIMEOUT_MS */
     uint64_t shutdown_grace_ms;              /* RPC_SHUTDOWN_GRACE_MS */
+    uint32_t tls_handshakes_per_turn_max;    /* RPC_TLS_HANDSHAKES_PER_TURN_MAX */
 };
 
 /*
@@ -243,6 +297,17 @@ int rpc_server_add_upload(struct rpc_server *server, const char *path, rpc_uploa
 int rpc_server_listen(struct rpc_server *server, const char *host, uint16_t port);
 uint16_t rpc_server_port(const struct rpc_server *server);
 
+/*
+ * Serve TLS with TLS (a server context, borrowed until the server is
+ * closed; rpc_tls_server_reload may change it meanwhile) on every
+ * connection accepted from now on: call it before rpc_server_listen. The
+ * handshake counts against first_request_timeout_ms like the first
+ * request; a failed one closes the connection (after OpenSSL's alert) and
+ * is logged as the refusals are, one line per interval with the count and
+ * the last reason.
+ */
+void rpc_server_use_tls(struct rpc_server *server, struct rpc_tls *tls);
+
 /* Connections open now and calls the handlers hold now (for metrics and tests). */
 uint32_t rpc_server_connection_count(const struct rpc_server *server);
 uint32_t rpc_server_call_count(const struct rpc_server *server);
@@ -251,11 +316,11 @@ uint32_t rpc_server_call_count(const struct rpc_server *server);
  * started, for KIND in 0 .. RPC_SERVER_REFUSAL_KINDS - 1; *LIMIT (may be
  * NULL) gets the name of the limit (a config field: "connections_max",
  * "connections_per_address_max", "stream_stall_timeout_ms",
- * "first_request_timeout_ms"; and "connections_max_evicted", the
- * connections ended at the cap to make room for a newcomer), a static
- * string.
+ * "first_request_timeout_ms"; "connections_max_evicted", the connections
+ * ended at the cap to make room for a newcomer; "tls_handshake", the TLS
+ * handshakes that failed), a static string.
  */
-enum { RPC_SERVER_REFUSAL_KINDS = 5 };
+enum { RPC_SERVER_REFUSAL_KINDS = 6 };
 uint64_t rpc_server_refused_count(const struct rpc_server *server, size_t kind, const char **limit);
 
 /*
@@ -364,9 +429,12 @@ struct rpc_client_call; /* one call in flight, valid until its done callback */
 
 struct rpc_client_config {
     size_t message_bytes_max; /* largest response message accepted: RPC_MESSAGE_BYTES_MAX */
+    struct rpc_tls *tls;      /* NULL: cleartext; else a client context (borrowed) */
 };
 
-/* The connection is up (STATUS 0) or could not be made (-errno / EHR_E*). */
+/* The connection is up (STATUS 0; with TLS, once the handshake is complete
+ * and the server's certificate checked) or could not be made (-errno /
+ * EHR_E*; EHR_EPROTO for a failed TLS handshake). */
 typedef void (*rpc_connect_cb)(struct rpc_client *client, int status, void *data);
 
 /*
@@ -479,6 +547,10 @@ const char *rpc_result_trailer(const struct rpc_result *result, const char *name
  */
 int rpc_sync_open(const char *host, uint16_t port, uint64_t timeout_ms, struct rpc_sync **out,
                   ehr_diag *diag);
+/* As rpc_sync_open, with CONFIG for the client (NULL: the defaults; its tls for TLS). */
+int rpc_sync_open_config(const char *host, uint16_t port, uint64_t timeout_ms,
+                         const struct rpc_client_config *config, struct rpc_sync **out,
+                         ehr_diag *diag);
 
 /*
  * One call, blocking until it ends; the outcome goes to *RESULT (always

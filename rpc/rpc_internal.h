@@ -117,6 +117,9 @@ bool rpc__trailer_value_ok(const char *value, size_t value_len);
 uint32_t rpc__client_call_trailers_copy(const struct rpc_client_call *call,
                                         struct rpc_trailer *out);
 
+/* Why CLIENT is down ("" while it is not). */
+const char *rpc__client_down_reason(const struct rpc_client *client);
+
 /* The value of NAME among TRAILERS[0..COUNT), or NULL. */
 const char *rpc__trailer_find(const struct rpc_trailer *trailers, uint32_t count, const char *name);
 /* Decode a grpc-message value into OUT (NUL-terminated, cut to fit); bad escapes stay as is. */
@@ -192,6 +195,7 @@ void rpc__reader_release(struct rpc__reader *reader, const struct rpc__budget *b
 /* ---- the socket side of a connection ---- */
 
 struct rpc__conn;
+struct rpc__tls_conn; /* tls.c */
 typedef void (*rpc__conn_fn)(struct rpc__conn *conn);
 typedef void (*rpc__conn_err_fn)(struct rpc__conn *conn, int err);
 
@@ -214,10 +218,14 @@ struct rpc__conn {
     uint8_t *read_buf;              /* shared by every connection of the owner */
     rpc__conn_err_fn on_write_done; /* status 0 or -errno; owner flushes / closes */
     rpc__conn_fn on_readable_again; /* output drained below half: restart reading */
+    /* NULL: cleartext. Else TLS (tls.c): out[fill_index] gathers plaintext,
+     * the other buffer holds the ciphertext being written. */
+    struct rpc__tls_conn *tls;
 };
 
 /* Set up the output side (leaves tcp alone); the owner sets session, callbacks and read_buf. */
 void rpc__conn_init(struct rpc__conn *conn, size_t output_bytes_max);
+/* Free the output buffers and the TLS state, once the connection's handles are closed. */
 void rpc__conn_free_buffers(struct rpc__conn *conn);
 
 /* nghttp2 send_callback: append to the gathering buffer or say WOULDBLOCK. */
@@ -228,8 +236,11 @@ ssize_t rpc__conn_send_cb(nghttp2_session *session, const uint8_t *data, size_t 
 uint8_t *rpc__conn_out_reserve(struct rpc__conn *conn, size_t n);
 /* Count N bytes written at the pointer rpc__conn_out_reserve returned. */
 void rpc__conn_out_commit(struct rpc__conn *conn, size_t n);
-/* Start writing what was gathered, if no write is in flight. Returns 0 or -errno. */
+/* Start writing what was gathered, if no write is in flight (with TLS:
+ * sealed first, rpc__tls_start_write). Returns 0, -errno, or EHR_EPROTO. */
 int rpc__conn_start_write(struct rpc__conn *conn);
+/* Write out[fill_index ^ 1] (the TLS layer's ciphertext), no write being in flight. */
+int rpc__conn_write_other(struct rpc__conn *conn);
 
 /*
  * Let nghttp2 produce what it has (never call from inside an nghttp2
@@ -247,6 +258,45 @@ void rpc__conn_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 /* Fill ADDR from a numeric HOST and PORT. Returns 0 or EHR_EINVAL. */
 int rpc__addr_parse(const char *host, uint16_t port, struct sockaddr_storage *addr);
 
+/* ---- TLS under a connection (tls.c) ---- */
+
+/* Plaintext taken from OpenSSL per SSL_read: one TLS record's worth. */
+#define RPC__TLS_RECORD_BYTES_MAX 16384u
+
+/*
+ * Put CONN under TLS with the context TLS: a server connection (HOST NULL)
+ * waits for the ClientHello; a client connection (HOST: the name or
+ * address the certificate must match) has its ClientHello queued for the
+ * next flush. Returns 0, or EHR_EINVAL / EHR_EPROTO with why in DIAG (may
+ * be NULL); either way CONN->tls is set and freed by rpc__conn_free_buffers.
+ */
+int rpc__tls_conn_new(struct rpc__conn *conn, struct rpc_tls *tls, const char *host,
+                      ehr_diag *diag);
+void rpc__tls_conn_free(struct rpc__conn *conn);
+/* The handshake is complete (and ALPN is h2): application data flows. */
+bool rpc__tls_open(const struct rpc__conn *conn);
+
+/* Plaintext for the owner; non-zero stops the delivery (the owner is closing). */
+typedef int (*rpc__tls_deliver_fn)(struct rpc__conn *conn, const uint8_t *data, size_t len);
+
+/*
+ * Ciphertext DATA read from the socket: the handshake goes on, and the
+ * plaintext it carries goes to DELIVER (in pieces of at most
+ * RPC__TLS_RECORD_BYTES_MAX). What OpenSSL wants to send (handshake,
+ * alerts) waits for the owner's flush. Returns 0; EHR_EPROTO (handshake
+ * refused, a bad record, an alert, no ALPN h2) or EHR_ECLOSED (close_notify)
+ * with why in DIAG (may be NULL): the owner flushes what is queued (the
+ * alert) and closes.
+ */
+int rpc__tls_recv(struct rpc__conn *conn, const uint8_t *data, size_t len,
+                  rpc__tls_deliver_fn deliver, ehr_diag *diag);
+/* Keep ciphertext DATA for a later rpc__tls_recv (LEN 0: none new), which
+ * a server whose handshake budget for this turn is spent calls next turn. */
+void rpc__tls_stash(struct rpc__conn *conn, const uint8_t *data, size_t len);
+/* rpc__conn_start_write under TLS: seal the gathered plaintext (once the
+ * handshake is complete) and write the ciphertext. */
+int rpc__tls_start_write(struct rpc__conn *conn);
+
 /* ---- server internals the fuzz target uses ---- */
 
 struct rpc__server_conn;
@@ -261,5 +311,7 @@ int rpc__server_conn_new_socketless(struct rpc_server *server, struct rpc__serve
 int rpc__server_conn_feed(struct rpc__server_conn *conn, const uint8_t *data, size_t len);
 /* Close it (as a socket EOF would). */
 void rpc__server_conn_close(struct rpc__server_conn *conn);
+/* TLS handshake steps SERVER put off to a later turn (its per-turn budget spent). */
+uint64_t rpc__server_tls_deferred(const struct rpc_server *server);
 
 #endif /* EHR_RPC_INTERNAL_H */

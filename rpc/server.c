@@ -81,6 +81,11 @@
  *      and its client can send at most one stream window
  *      (STREAM_WINDOW_BYTES) more; the budgets still refuse what exceeds
  *      them.
+ *  13. A turn of the loop runs at most tls_handshakes_per_turn_max TLS
+ *      handshake steps over all connections: past it a connection's
+ *      ciphertext is stashed, its socket no longer read, and it waits in
+ *      tls_waiting for a later turn (tls_turn_cb), first come first served;
+ *      its first-request deadline runs on meanwhile.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -161,13 +166,16 @@ enum refusal {
     REFUSAL_STREAM_STALLED,
     REFUSAL_FIRST_REQUEST_LATE,
     REFUSAL_EVICTED,
+    REFUSAL_TLS_HANDSHAKE,
     REFUSAL_COUNT_
 };
 static const char *const refusal_limit_names[REFUSAL_COUNT_] = {
     "connections_max", "connections_per_address_max", "stream_stall_timeout_ms",
-    "first_request_timeout_ms", "connections_max_evicted"};
+    "first_request_timeout_ms", "connections_max_evicted", "tls_handshake"};
 _Static_assert((int)REFUSAL_COUNT_ == (int)RPC_SERVER_REFUSAL_KINDS,
                "rpc.h counts the refusals' kinds");
+/* The last failed handshake's reason kept for its log line (OpenSSL's words, never a key). */
+#define TLS_REASON_BYTES 160u
 
 struct rpc__method {
     char path[RPC_METHOD_PATH_BYTES_MAX + 1];
@@ -220,6 +228,13 @@ struct rpc_server {
     bool torn_down;
     rpc_server_close_cb close_cb;
     void *close_data;
+    struct rpc_tls *tls; /* NULL: cleartext (rpc_server_use_tls) */
+    char tls_reason[TLS_REASON_BYTES];
+    uv_prepare_t tls_turn;        /* each turn: the budget anew, waiting handshakes first */
+    uv_idle_t tls_wake;           /* keeps poll from sleeping while handshakes wait */
+    struct rpc__link tls_waiting; /* connections whose handshake waits for a turn (inv. 11) */
+    uint32_t tls_steps;           /* handshake steps run this turn */
+    uint64_t tls_deferred;        /* steps put off to a later turn */
 };
 
 struct rpc__server_conn {
@@ -243,6 +258,8 @@ struct rpc__server_conn {
     uint32_t handles_open;
     bool closing;
     bool close_after_write;
+    struct rpc__link link_tls_waiting; /* server tls_waiting (invariant 13) */
+    bool tls_paused;                   /* not read while its handshake waits */
 };
 
 struct rpc_call {
@@ -388,6 +405,11 @@ static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t c
                 "limit=%s count=%" PRIu64 " connections=%u connections_max=%u",
                 refusal_limit_names[kind], count, server->conn_count,
                 server->config.connections_max);
+        return;
+    }
+    if (kind == REFUSAL_TLS_HANDSHAKE) {
+        ehr_log(EHR_LOG_WARN, "rpc TLS handshakes failed", "limit=%s count=%" PRIu64 " last=\"%s\"",
+                refusal_limit_names[kind], count, server->tls_reason);
         return;
     }
     ehr_log(EHR_LOG_WARN, "rpc connections refused",
@@ -1223,6 +1245,7 @@ static void conn_close(struct rpc__server_conn *conn, enum rpc_status why)
     server->conn_count--;
     rpc__list_remove(&conn->link_dirty);
     rpc__list_remove(&conn->link_all);
+    rpc__list_remove(&conn->link_tls_waiting);
     while (!rpc__list_empty(&conn->calls))
         call_detach(RPC__CONTAINER(conn->calls.next, struct rpc_call, link), why);
     EHR_ASSERT(conn->call_count == 0);
@@ -1347,6 +1370,76 @@ static void conn_recv(struct rpc__server_conn *conn, const uint8_t *data, size_t
     conn_mark_dirty(conn);
 }
 
+static int conn_recv_plain(struct rpc__conn *io, const uint8_t *data, size_t len)
+{
+    conn_recv((struct rpc__server_conn *)io, data, len);
+    return 0;
+}
+
+static void tls_wake_cb(uv_idle_t *idle);
+
+/* Ciphertext from a TLS client: its plaintext to conn_recv; a failed
+ * handshake is counted and logged once per interval, its alert let out
+ * before the close (tls.c). */
+static void conn_recv_tls(struct rpc__server_conn *conn, const uint8_t *data, size_t len)
+{
+    struct rpc_server *server = conn->server;
+    bool was_open = rpc__tls_open(&conn->io);
+    if (!was_open && server->tls_steps >= server->config.tls_handshakes_per_turn_max) {
+        rpc__tls_stash(&conn->io, data, len); /* invariant 13 */
+        if (!rpc__list_linked(&conn->link_tls_waiting))
+            rpc__list_push(&server->tls_waiting, &conn->link_tls_waiting);
+        if (!conn->tls_paused) {
+            uv_read_stop((uv_stream_t *)&conn->io.tcp);
+            conn->tls_paused = true;
+        }
+        server->tls_deferred++;
+        uv_idle_start(&server->tls_wake, tls_wake_cb);
+        return;
+    }
+    if (!was_open)
+        server->tls_steps++;
+    ehr_diag why;
+    int rv = rpc__tls_recv(&conn->io, data, len, conn_recv_plain, &why);
+    if (rv != 0) {
+        if (!was_open && rv == EHR_EPROTO) {
+            snprintf(conn->server->tls_reason, sizeof conn->server->tls_reason, "%.*s",
+                     (int)sizeof conn->server->tls_reason - 1, why.msg);
+            server_refused(conn->server, REFUSAL_TLS_HANDSHAKE);
+        }
+        conn->close_after_write = true;
+    }
+    conn_mark_dirty(conn);
+}
+
+static void tls_wake_cb(uv_idle_t *idle)
+{
+    (void)idle; /* its being active is the point: poll does not sleep */
+}
+
+/* A new turn (before poll): the handshake budget anew, spent first on the
+ * connections that waited (invariant 13). */
+static void tls_turn_cb(uv_prepare_t *prepare)
+{
+    struct rpc_server *server = prepare->data;
+    server->tls_steps = 0;
+    if (rpc__list_empty(&server->tls_waiting))
+        return; /* the usual turn: nothing waited */
+    while (!rpc__list_empty(&server->tls_waiting) &&
+           server->tls_steps < server->config.tls_handshakes_per_turn_max) {
+        struct rpc__server_conn *conn =
+            RPC__CONTAINER(server->tls_waiting.next, struct rpc__server_conn, link_tls_waiting);
+        rpc__list_remove(&conn->link_tls_waiting);
+        conn->tls_paused = false;
+        if (!conn->io.read_stopped)
+            uv_read_start((uv_stream_t *)&conn->io.tcp, rpc__conn_alloc_cb, conn_read_cb);
+        conn_recv_tls(conn, NULL, 0); /* what it stashed */
+    }
+    if (rpc__list_empty(&server->tls_waiting))
+        uv_idle_stop(&server->tls_wake);
+    server_pump(server);
+}
+
 static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct rpc__server_conn *conn = stream->data;
@@ -1355,6 +1448,8 @@ static void conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
         return;
     if (nread < 0) {
         conn_close(conn, RPC_STATUS_CANCELLED);
+    } else if (conn->io.tls != NULL) {
+        conn_recv_tls(conn, (const uint8_t *)buf->base, (size_t)nread);
     } else {
         conn_recv(conn, (const uint8_t *)buf->base, (size_t)nread);
     }
@@ -1411,6 +1506,7 @@ static int conn_setup(struct rpc_server *server, struct rpc__server_conn *conn, 
         conn->budget.address_bytes = &conn->address->request_budget;
     rpc__list_init(&conn->link_all);
     rpc__list_init(&conn->link_dirty);
+    rpc__list_init(&conn->link_tls_waiting);
     rpc__list_init(&conn->calls);
     int rv =
         nghttp2_session_server_new2(&conn->io.session, server->callbacks, conn, server->option);
@@ -1584,7 +1680,16 @@ static void on_connection(uv_stream_t *listener, int status)
         if (!refused && conn->peer.family != 0)
             conn_address_join(conn, entry);
     }
-    if (rv != 0 || refused || conn_setup(server, conn, false) != 0) {
+    if (rv == 0 && !refused && (rv = conn_setup(server, conn, false)) == 0 &&
+        server->tls != NULL)
+        rv = rpc__tls_conn_new(&conn->io, server->tls, NULL, NULL);
+    if (rv != 0 || refused) {
+        if (conn->io.session != NULL) { /* set up, then TLS failed: undo conn_setup */
+            nghttp2_session_del(conn->io.session);
+            conn->io.session = NULL;
+            rpc__list_remove(&conn->link_all);
+            server->conn_count--;
+        }
         conn_address_leave(conn);
         conn->closing = true;
         uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
@@ -1696,6 +1801,8 @@ static void server_teardown(struct rpc_server *server)
     uv_close((uv_handle_t *)&server->kick, server_handle_closed);
     uv_close((uv_handle_t *)&server->grace_timer, server_handle_closed);
     uv_close((uv_handle_t *)&server->refusal_timer, server_handle_closed);
+    uv_close((uv_handle_t *)&server->tls_turn, server_handle_closed);
+    uv_close((uv_handle_t *)&server->tls_wake, server_handle_closed);
     while (!rpc__list_empty(&server->pool)) {
         struct rpc__link *link = server->pool.next;
         rpc__list_remove(link);
@@ -1771,6 +1878,8 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->first_request_timeout_ms = RPC_FIRST_REQUEST_TIMEOUT_MS;
     if (c->shutdown_grace_ms == 0)
         c->shutdown_grace_ms = RPC_SHUTDOWN_GRACE_MS;
+    if (c->tls_handshakes_per_turn_max == 0)
+        c->tls_handshakes_per_turn_max = RPC_TLS_HANDSHAKES_PER_TURN_MAX;
     /* A message must fit the 32-bit prefix and the connection's request budget. */
     if (c->message_bytes_max > UINT32_MAX || c->message_bytes_max > c->connection_request_bytes_max)
         return EHR_EINVAL;
@@ -1805,7 +1914,14 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *config, stru
     uv_timer_init(loop, &server->refusal_timer);
     server->refusal_timer.data = server;
     uv_unref((uv_handle_t *)&server->refusal_timer); /* a log line keeps no loop alive */
-    server->handles_open = 3;
+    uv_prepare_init(loop, &server->tls_turn);
+    server->tls_turn.data = server;
+    uv_unref((uv_handle_t *)&server->tls_turn);
+    uv_idle_init(loop, &server->tls_wake);
+    server->tls_wake.data = server;
+    uv_unref((uv_handle_t *)&server->tls_wake);
+    rpc__list_init(&server->tls_waiting);
+    server->handles_open = 5;
 
     EHR_ASSERT(nghttp2_session_callbacks_new(&server->callbacks) == 0);
     nghttp2_session_callbacks *cb = server->callbacks;
@@ -1908,6 +2024,14 @@ int rpc_server_listen(struct rpc_server *server, const char *host, uint16_t port
     server->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
                                                : ntohs(((struct sockaddr_in *)&bound)->sin_port);
     return 0;
+}
+
+void rpc_server_use_tls(struct rpc_server *server, struct rpc_tls *tls)
+{
+    EHR_ASSERT(!server->listening);
+    EHR_ASSERT(tls != NULL);
+    server->tls = tls;
+    uv_prepare_start(&server->tls_turn, tls_turn_cb);
 }
 
 uint16_t rpc_server_port(const struct rpc_server *server)
@@ -2253,6 +2377,11 @@ int rpc__server_conn_feed(struct rpc__server_conn *conn, const uint8_t *data, si
     conn_recv(conn, data, len);
     server_pump(conn->server);
     return conn->closing ? EHR_ECLOSED : 0;
+}
+
+uint64_t rpc__server_tls_deferred(const struct rpc_server *server)
+{
+    return server->tls_deferred;
 }
 
 void rpc__server_conn_close(struct rpc__server_conn *conn)

@@ -17,6 +17,7 @@ struct rpc_sync {
     bool connect_known;
     int connect_status;
     bool client_closed;
+    bool client_tls; /* a failure's reason is the client's (the handshake's) */
 };
 
 struct sync_call {
@@ -74,6 +75,13 @@ static void sync_free(struct rpc_sync *sync)
 int rpc_sync_open(const char *host, uint16_t port, uint64_t timeout_ms, struct rpc_sync **out,
                   ehr_diag *diag)
 {
+    return rpc_sync_open_config(host, port, timeout_ms, NULL, out, diag);
+}
+
+int rpc_sync_open_config(const char *host, uint16_t port, uint64_t timeout_ms,
+                         const struct rpc_client_config *config, struct rpc_sync **out,
+                         ehr_diag *diag)
+{
     EHR_ASSERT(out != NULL);
     struct rpc_sync *sync = ehr_calloc(1, sizeof *sync);
     int rv = uv_loop_init(&sync->loop);
@@ -83,7 +91,8 @@ int rpc_sync_open(const char *host, uint16_t port, uint64_t timeout_ms, struct r
     }
     uv_timer_init(&sync->loop, &sync->timer);
     sync->timer.data = sync;
-    rv = rpc_client_connect(&sync->loop, host, port, NULL, sync_connect_cb, sync, &sync->client);
+    sync->client_tls = config != NULL && config->tls != NULL;
+    rv = rpc_client_connect(&sync->loop, host, port, config, sync_connect_cb, sync, &sync->client);
     if (rv != 0) {
         sync->client = NULL;
         sync_free(sync);
@@ -96,8 +105,11 @@ int rpc_sync_open(const char *host, uint16_t port, uint64_t timeout_ms, struct r
     uv_timer_stop(&sync->timer);
     if (!sync->connect_known || sync->connect_status != 0) {
         rv = sync->connect_known ? sync->connect_status : EHR_ETIMEDOUT;
-        ehr_diag_fail(diag, rv, "cannot connect to %s:%u: %s", host, port,
-                      sync->connect_known ? uv_strerror(rv) : "timed out");
+        if (sync->client_tls && (rv == EHR_EPROTO || rv == EHR_ECLOSED))
+            ehr_diag_fail(diag, rv, "%s", rpc__client_down_reason(sync->client));
+        else
+            ehr_diag_fail(diag, rv, "cannot connect to %s:%u: %s", host, port,
+                          sync->connect_known ? uv_strerror(rv) : "timed out");
         sync_free(sync);
         return rv;
     }

@@ -437,6 +437,118 @@ static void test_listen_addresses_resolve_to_ip_literals(void **state)
     assert_non_null(strstr(err.msg, "cannot resolve \"no-such-host.invalid\""));
 }
 
+static void test_tls_keys_load_resolve_and_write_back(void **state)
+{
+    struct fixture *f = *state;
+    struct node_config cfg;
+    /* Omitted: cleartext, insecure_rpc false. */
+    assert_int_equal(load_text(f, "{" BASE "}", &cfg), 0);
+    assert_null(cfg.tls_cert_file);
+    assert_null(cfg.tls_key_file);
+    assert_null(cfg.tls_client_ca_file);
+    assert_false(cfg.insecure_rpc);
+    node_config_free(&cfg);
+    assert_int_equal(load_text(f,
+                               "{" BASE ", \"tls_cert_file\": \"api.crt\", \"tls_key_file\": "
+                               "\"/k/api.key\", \"tls_client_ca_file\": \"ca.pem\", "
+                               "\"insecure_rpc\": true}",
+                               &cfg),
+                     0);
+    char want[PATH_MAX + 16];
+    char dir[PATH_MAX];
+    assert_non_null(realpath(f->dir, dir));
+    snprintf(want, sizeof want, "%s/api.crt", dir);
+    assert_string_equal(cfg.tls_cert_file, want); /* relative to the config's directory */
+    assert_string_equal(cfg.tls_key_file, "/k/api.key");
+    snprintf(want, sizeof want, "%s/ca.pem", dir);
+    assert_string_equal(cfg.tls_client_ca_file, want);
+    assert_true(cfg.insecure_rpc);
+    /* Written and read back the same. */
+    assert_int_equal(node_config_write(f->path, &cfg, true, &f->err), 0);
+    struct node_config again;
+    assert_int_equal(node_config_load(f->path, &again, &f->err), 0);
+    assert_string_equal(again.tls_cert_file, cfg.tls_cert_file);
+    assert_string_equal(again.tls_key_file, cfg.tls_key_file);
+    assert_string_equal(again.tls_client_ca_file, cfg.tls_client_ca_file);
+    assert_true(again.insecure_rpc);
+    node_config_free(&again);
+    node_config_free(&cfg);
+}
+
+static void test_tls_keys_refused_alone_or_of_a_wrong_type(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        const char *text, *fragment;
+    } cases[] = {
+        {"{" BASE ", \"tls_cert_file\": \"a.crt\"}", "tls_cert_file: needs tls_key_file"},
+        {"{" BASE ", \"tls_key_file\": \"a.key\"}", "tls_key_file: needs tls_cert_file"},
+        {"{" BASE ", \"tls_client_ca_file\": \"ca.pem\"}",
+         "tls_client_ca_file: needs tls_cert_file"},
+        {"{" BASE ", \"tls_cert_file\": 1}", "tls_cert_file: must be a string"},
+        {"{" BASE ", \"tls_key_file\": \"\"}", "tls_key_file: must be 1 to"},
+        {"{" BASE ", \"tls_client_ca_file\": null}", "tls_client_ca_file: must be a string"},
+        {"{" BASE ", \"insecure_rpc\": \"yes\"}", "insecure_rpc: must be true or false"},
+        {"{" BASE ", \"insecure_rpc\": 1}", "insecure_rpc: must be true or false"},
+        {"{" BASE ", \"insecure_rpc\": null}", "insecure_rpc: must be true or false"},
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++)
+        expect_refused(f, cases[i].text, cases[i].fragment);
+    /* The same rules for a config built in memory (ehrctl init). */
+    struct node_config cfg;
+    node_config_defaults(&cfg);
+    cfg.data_dir = "/d";
+    cfg.peer_listen = "h:1";
+    cfg.rpc_listen = "h:2";
+    cfg.tls_key_file = "/k";
+    assert_int_equal(node_config_check(&cfg, &f->err), EHR_EINVAL);
+    assert_non_null(strstr(f->err.msg, "tls_key_file: needs tls_cert_file"));
+}
+
+static void test_loopback_addresses_at_their_edges(void **state)
+{
+    assert_true(node_config_address_is_loopback("127.0.0.1:7001"));
+    assert_true(node_config_address_is_loopback("127.255.255.254:1"));
+    assert_true(node_config_address_is_loopback("[::1]:7001"));
+    assert_false(node_config_address_is_loopback("128.0.0.1:7001"));
+    assert_false(node_config_address_is_loopback("126.255.255.255:7001"));
+    assert_false(node_config_address_is_loopback("0.0.0.0:7001"));
+    assert_false(node_config_address_is_loopback("[::]:7001"));
+    assert_false(node_config_address_is_loopback("[::2]:7001"));
+    assert_false(node_config_address_is_loopback("[::ffff:127.0.0.1]:7001"));
+    assert_false(node_config_address_is_loopback("10.0.0.1:7001"));
+    assert_false(node_config_address_is_loopback("localhost:7001")); /* resolve it first */
+    assert_false(node_config_address_is_loopback("nonsense"));
+}
+
+static void test_rpc_exposure_needs_tls_or_insecure_rpc_beyond_loopback(void **state)
+{
+    struct node_config cfg;
+    node_config_defaults(&cfg);
+    cfg.rpc_listen = "0.0.0.0:7001";
+    ehr_diag why;
+    bool insecure = true;
+    /* Loopback: cleartext is fine, and not insecure. */
+    assert_int_equal(node_config_rpc_exposure_check(&cfg, "127.0.0.1:7001", &insecure, &why), 0);
+    assert_false(insecure);
+    /* Beyond it, without TLS: refused, saying what to set. */
+    assert_int_equal(node_config_rpc_exposure_check(&cfg, "0.0.0.0:7001", &insecure, &why),
+                     EHR_EINVAL);
+    assert_non_null(strstr(why.msg, "not a loopback address and TLS is not configured"));
+    assert_non_null(strstr(why.msg, "tls_cert_file"));
+    assert_non_null(strstr(why.msg, "insecure_rpc"));
+    /* ... unless the operator says so: served, and flagged for the warning. */
+    cfg.insecure_rpc = true;
+    assert_int_equal(node_config_rpc_exposure_check(&cfg, "0.0.0.0:7001", &insecure, &why), 0);
+    assert_true(insecure);
+    /* With TLS: served, not insecure. */
+    cfg.insecure_rpc = false;
+    cfg.tls_cert_file = "/c";
+    cfg.tls_key_file = "/k";
+    assert_int_equal(node_config_rpc_exposure_check(&cfg, "[::]:7001", &insecure, &why), 0);
+    assert_false(insecure);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +567,11 @@ int main(void)
         cmocka_unit_test(test_listen_addresses_resolve_to_ip_literals),
         cmocka_unit_test_setup_teardown(test_relative_paths_resolve_against_the_config_directory,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_keys_load_resolve_and_write_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_keys_refused_alone_or_of_a_wrong_type, setup,
+                                        teardown),
+        cmocka_unit_test(test_loopback_addresses_at_their_edges),
+        cmocka_unit_test(test_rpc_exposure_needs_tls_or_insecure_rpc_beyond_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

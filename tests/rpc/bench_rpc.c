@@ -6,8 +6,11 @@
  * floor: the same request/response pattern as bare length-prefixed
  * messages over a libuv TCP connection (no HTTP/2, no gRPC), so the ratio
  * shows what the RPC layer costs on this machine under its current load.
+ * With --tls it also measures the same calls over TLS 1.3 (a second server
+ * in the child, certificates made for the run by make_tls_certs.sh), on a
+ * fresh connection after the cleartext run, and prints the ratio.
  *
- * Usage: bench_rpc [--calls M] [--inflight N] [--bytes B] [--pin] [--no-floor]
+ * Usage: bench_rpc [--calls M] [--inflight N] [--bytes B] [--pin] [--no-floor] [--tls]
  * Prints figures; judges nothing.
  */
 #include <errno.h>
@@ -30,6 +33,8 @@ struct options {
     uint32_t bytes;
     bool pin;
     bool floor;
+    bool tls;
+    char certs[64]; /* --tls: the run's certificates (a temporary directory) */
 };
 
 static void pin_to(int cpu)
@@ -93,15 +98,33 @@ static void floor_server_conn(uv_stream_t *listener, int status)
     uv_read_start((uv_stream_t *)&c->tcp, floor_alloc, floor_server_read);
 }
 
-static void run_server(int ready_fd, bool pin)
+static void run_server(int ready_fd, const struct options *opt)
 {
-    if (pin)
+    if (opt->pin)
         pin_to(0);
     uv_loop_t *loop = uv_default_loop();
     struct rpc_server *server;
     EHR_ASSERT(rpc_server_new(loop, NULL, &server) == 0);
     EHR_ASSERT(rpc_server_add_unary(server, BENCH_PATH, echo_handler, NULL) == 0);
     EHR_ASSERT(rpc_server_listen(server, "127.0.0.1", 0) == 0);
+    /* The same service over TLS, on its own port. */
+    struct rpc_server *tls_server;
+    EHR_ASSERT(rpc_server_new(loop, NULL, &tls_server) == 0);
+    EHR_ASSERT(rpc_server_add_unary(tls_server, BENCH_PATH, echo_handler, NULL) == 0);
+    if (opt->tls) {
+        char cert[128], key[128];
+        snprintf(cert, sizeof cert, "%s/server.pem", opt->certs);
+        snprintf(key, sizeof key, "%s/server.key", opt->certs);
+        struct rpc_tls_server_files files = {.cert_file = cert, .key_file = key};
+        struct rpc_tls *tls;
+        ehr_diag why;
+        if (rpc_tls_server_new(&files, &tls, &why) != 0) {
+            fprintf(stderr, "bench_rpc: %s\n", why.msg);
+            exit(1);
+        }
+        rpc_server_use_tls(tls_server, tls);
+    }
+    EHR_ASSERT(rpc_server_listen(tls_server, "127.0.0.1", 0) == 0);
     uv_tcp_t floor;
     uv_tcp_init(loop, &floor);
     struct sockaddr_in addr;
@@ -111,7 +134,8 @@ static void run_server(int ready_fd, bool pin)
     struct sockaddr_in bound;
     int bound_len = sizeof bound;
     uv_tcp_getsockname(&floor, (struct sockaddr *)&bound, &bound_len);
-    uint16_t ports[2] = {rpc_server_port(server), ntohs(bound.sin_port)};
+    uint16_t ports[3] = {rpc_server_port(server), ntohs(bound.sin_port),
+                         rpc_server_port(tls_server)};
     EHR_ASSERT(write(ready_fd, ports, sizeof ports) == sizeof ports);
     close(ready_fd);
     uv_run(loop, UV_RUN_DEFAULT); /* until the parent kills us */
@@ -194,15 +218,18 @@ static void report(const char *what, uint64_t calls, uint64_t elapsed_ns, uint64
            (double)latency[calls * 99 / 100] / 1e3, (unsigned long long)calls, seconds);
 }
 
-static double run_rpc(const struct options *opt, uint16_t port)
+/* The run's calls on one connection to PORT (over TLS with TLS, a client
+ * context; NULL: cleartext). Returns calls per second. */
+static double run_rpc(const struct options *opt, uint16_t port, struct rpc_tls *tls)
 {
     uv_loop_t *loop = uv_default_loop();
     struct bench b = {.loop = loop, .opt = opt};
     b.request = ehr_calloc(1, opt->bytes + 1);
     memset(b.request, 'r', opt->bytes);
     b.latency_ns = ehr_calloc(opt->calls, sizeof *b.latency_ns);
-    EHR_ASSERT(rpc_client_connect(loop, "127.0.0.1", port, NULL, bench_connected, &b, &b.client) ==
-               0);
+    struct rpc_client_config config = {.tls = tls};
+    EHR_ASSERT(
+        rpc_client_connect(loop, "127.0.0.1", port, &config, bench_connected, &b, &b.client) == 0);
     while (!b.connected)
         uv_run(loop, UV_RUN_ONCE);
     /* Warm up the pools and the connection. */
@@ -220,7 +247,8 @@ static double run_rpc(const struct options *opt, uint16_t port)
         exit(1);
     }
     char what[64];
-    snprintf(what, sizeof what, "rpc unary (%u in flight)", opt->inflight);
+    snprintf(what, sizeof what, "rpc%s unary (%u in flight)", tls != NULL ? " tls" : "",
+             opt->inflight);
     report(what, opt->calls, elapsed, b.latency_ns);
     rpc_client_close(b.client, bench_closed, &b);
     while (!b.closed)
@@ -369,10 +397,25 @@ int main(int argc, char **argv)
             opt.pin = true;
         else if (strcmp(argv[i], "--no-floor") == 0)
             opt.floor = false;
+        else if (strcmp(argv[i], "--tls") == 0)
+            opt.tls = true;
         else {
             fprintf(stderr, "usage: bench_rpc [--calls M] [--inflight N] [--bytes B] [--pin] "
-                            "[--no-floor]\n");
+                            "[--no-floor] [--tls]\n");
             return 2;
+        }
+    }
+    if (opt.tls) {
+        snprintf(opt.certs, sizeof opt.certs, "/tmp/ehr-bench-tls-XXXXXX");
+        if (mkdtemp(opt.certs) == NULL) {
+            perror("bench_rpc: mkdtemp");
+            return 1;
+        }
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "sh %s %s", EHR_TLS_CERTS_SCRIPT, opt.certs);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "bench_rpc: cannot make the TLS certificates\n");
+            return 1;
         }
     }
     if (opt.inflight > 4096 || opt.bytes > 60000) {
@@ -386,11 +429,11 @@ int main(int argc, char **argv)
     EHR_ASSERT(child >= 0);
     if (child == 0) {
         close(fds[0]);
-        run_server(fds[1], opt.pin);
+        run_server(fds[1], &opt);
         _exit(0);
     }
     close(fds[1]);
-    uint16_t ports[2];
+    uint16_t ports[3];
     if (read(fds[0], ports, sizeof ports) != sizeof ports) {
         fprintf(stderr, "bench_rpc: the server did not start\n");
         return 1;
@@ -401,7 +444,25 @@ int main(int argc, char **argv)
     printf("bench_rpc: %llu unary calls, %u bytes each way, one connection%s\n",
            (unsigned long long)opt.calls, opt.bytes,
            opt.pin ? ", processes pinned to cpu 0/1" : "");
-    double rpc = run_rpc(&opt, ports[0]);
+    double rpc = run_rpc(&opt, ports[0], NULL);
+    if (opt.tls) {
+        char ca[128];
+        snprintf(ca, sizeof ca, "%s/ca.pem", opt.certs);
+        struct rpc_tls_client_files files = {.ca_file = ca};
+        struct rpc_tls *tls;
+        ehr_diag why;
+        if (rpc_tls_client_new(&files, &tls, &why) != 0) {
+            fprintf(stderr, "bench_rpc: %s\n", why.msg);
+            return 1;
+        }
+        double over_tls = run_rpc(&opt, ports[2], tls);
+        rpc_tls_free(tls);
+        printf("tls / cleartext: %.2f\n", over_tls / rpc);
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", opt.certs);
+        if (system(cmd) != 0)
+            fprintf(stderr, "bench_rpc: cannot remove %s\n", opt.certs);
+    }
     if (opt.floor) {
         double floor = run_floor(&opt, ports[1]);
         printf("rpc / floor: %.2f\n", rpc / floor);

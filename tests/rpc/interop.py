@@ -150,12 +150,68 @@ def run(args, tmp):
     finally:
         if proc.poll() is None:
             stop_server(proc)
+    if args.tls_certs_script:
+        run_tls(args, tmp, echo_pb2, echo_pb2_grpc)
+
+
+def run_tls(args, tmp, echo_pb2, echo_pb2_grpc):
+    """The same server over TLS 1.3 (and mutual TLS), called by grpcio with
+    grpc.ssl_channel_credentials: certificates made now by make_tls_certs.sh."""
+    import grpc
+
+    certs = os.path.join(tmp, "certs")
+    subprocess.run(["sh", args.tls_certs_script, certs], check=True)
+
+    def read(name):
+        with open(os.path.join(certs, name), "rb") as f:
+            return f.read()
+
+    proc, port = start_server(args.server, "--tls-cert", os.path.join(certs, "server.pem"),
+                              "--tls-key", os.path.join(certs, "server.key"))
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=read("ca.pem"))
+        with grpc.secure_channel(f"localhost:{port}", creds) as channel:
+            stub = echo_pb2_grpc.EchoStub(channel)
+            reply = stub.Say(echo_pb2.EchoRequest(text="sealed", payload=b"t" * 5000), timeout=10)
+            check(reply.text == "sealed" and len(reply.payload) == 5000, "unary Say over TLS")
+            replies = list(stub.Count(echo_pb2.CountRequest(count=100, payload_bytes=1000),
+                                      timeout=10))
+            check(len(replies) == 100, "stream of 100 messages over TLS")
+        other = grpc.ssl_channel_credentials(root_certificates=read("other-ca.pem"))
+        with grpc.secure_channel(f"localhost:{port}", other) as channel:
+            expect_error(lambda: echo_pb2_grpc.EchoStub(channel).Say(
+                echo_pb2.EchoRequest(text="x"), timeout=5),
+                grpc.StatusCode.UNAVAILABLE, "a client without our CA is refused")
+    finally:
+        if proc.poll() is None:
+            stop_server(proc)
+
+    proc, port = start_server(args.server, "--tls-cert", os.path.join(certs, "server.pem"),
+                              "--tls-key", os.path.join(certs, "server.key"),
+                              "--tls-client-ca", os.path.join(certs, "ca.pem"))
+    try:
+        mutual = grpc.ssl_channel_credentials(root_certificates=read("ca.pem"),
+                                              private_key=read("client.key"),
+                                              certificate_chain=read("client.pem"))
+        with grpc.secure_channel(f"localhost:{port}", mutual) as channel:
+            reply = echo_pb2_grpc.EchoStub(channel).Say(echo_pb2.EchoRequest(text="both"),
+                                                        timeout=10)
+            check(reply.text == "both", "unary Say over mutual TLS")
+        plain = grpc.ssl_channel_credentials(root_certificates=read("ca.pem"))
+        with grpc.secure_channel(f"localhost:{port}", plain) as channel:
+            expect_error(lambda: echo_pb2_grpc.EchoStub(channel).Say(
+                echo_pb2.EchoRequest(text="x"), timeout=5),
+                grpc.StatusCode.UNAVAILABLE, "mutual TLS refuses a client without a certificate")
+    finally:
+        if proc.poll() is None:
+            stop_server(proc)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", required=True)
     parser.add_argument("--proto", required=True)
+    parser.add_argument("--tls-certs-script", help="make_tls_certs.sh: also check TLS")
     args = parser.parse_args()
     try:
         import grpc  # noqa: F401
