@@ -671,6 +671,7 @@ int cli__cmd_access_request(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_access_emergency(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_member_list(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_member_propose(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_member_remove(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_member_approve(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_record_show(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv);

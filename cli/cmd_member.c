@@ -340,6 +340,22 @@ int cli__cmd_member_propose(struct cli__ctx *ctx, int argc, char **argv)
     return exit_code;
 }
 
+/* ---- member remove: member propose --remove, NODE_KEY first ---- */
+
+int cli__cmd_member_remove(struct cli__ctx *ctx, int argc, char **argv)
+{
+    if (argc < 2 || argv[1][0] == '-')
+        return cli__cmd_member_propose(ctx, argc, argv); /* --help, or the usage error */
+    char **args = ehr_calloc((size_t)argc + 2, sizeof *args);
+    args[0] = argv[0];
+    args[1] = "--remove";
+    for (int i = 1; i < argc; i++)
+        args[i + 1] = argv[i];
+    int exit_code = cli__cmd_member_propose(ctx, argc + 1, args);
+    ehr_free(args);
+    return exit_code;
+}
+
 /* ---- member approve ---- */
 
 int cli__cmd_member_approve(struct cli__ctx *ctx, int argc, char **argv)

@@ -119,6 +119,14 @@ static const struct cli__command commands[] = {
      "  --kdf PROFILE           argon2id cost: interactive (default), moderate, sensitive\n"
      "  --force                 replace an existing FILE\n",
      cli__cmd_keygen},
+    {"patient keygen",
+     "--out FILE [--label TEXT] [--passphrase-file FILE | --no-passphrase] [--kdf PROFILE] "
+     "[--force]",
+     "A patient's signing and X25519 keys in one new passphrase-protected key file.",
+     "The same file as `keygen` makes, on the patient's device: its signing key signs the\n"
+     "patient's consents and reads, its secret derives the delegating key of each record\n"
+     "type. Options as `keygen`.\n",
+     cli__cmd_keygen},
     {"key show", "FILE", "Show a key file's label and public keys (no passphrase).", NULL,
      cli__cmd_key_show},
     {"key passwd",
@@ -489,7 +497,9 @@ static const struct cli__command commands[] = {
      "than half of the current members; until then nothing changes. The proposal id is\n"
      "the transaction's hash (printed first; JSON proposal_id): the others approve it.\n"
      "An admitted member is in the world state (it signs, is granted consents, reads as\n"
-     "a member); its node does not yet join the running nodes' peers and Raft.\n\n"
+     "a member), every node links with it, and the leader adds its node to consensus,\n"
+     "which it joins with `ehrctl init --join`; a removed member leaves consensus and\n"
+     "every node refuses its links. At most 16 members.\n\n"
      "options:\n"
      "  --admit ENTRY.json      the institution to admit: its entry, as `ehrctl genesis\n"
      "                          member --key FILE --name NAME --role ROLE --address\n"
@@ -501,6 +511,12 @@ static const struct cli__command commands[] = {
      "" SIGNER_OPTIONS_HELP("the proposing member")
          SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
      cli__cmd_member_propose},
+    {"member remove", "NODE_KEY --key MEMBER.key [--expires-days N] [--wait] [--node HOST:PORT]",
+     "A member proposes removing a member (as `member propose --remove NODE_KEY`).",
+     "The proposal `member propose --remove` makes, NODE_KEY first: the others approve it\n"
+     "with `member approve`; the approval that brings more than half of the current\n"
+     "members removes it. Options as `member propose`.\n",
+     cli__cmd_member_remove},
     {"member approve", "PROPOSAL_ID --key MEMBER.key [--wait] [--node HOST:PORT]",
      "A member approves a membership proposal; a majority makes the change.",
      "Signed by a current member other than those that approved already. The approval\n"

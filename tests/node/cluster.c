@@ -947,10 +947,13 @@ void cluster_propose(struct cluster *c, size_t proposer, bool admit, size_t subj
     pathf(key, "%s/node%zu.key", c->root, proposer);
     pathf(entry, "%s/member%zu.json", c->root, subject);
     ehr_hex_encode(subject_key, c->nodes[subject].node_key, EHR_SCHNORR_PUBLIC_BYTES);
-    ehrctl_tx(c, proposer,
-              PROC_ARGS("member", "propose", admit ? "--admit" : "--remove",
-                        admit ? entry : subject_key, "--key", key, "--wait", NULL),
-              id);
+    if (admit)
+        ehrctl_tx(c, proposer,
+                  PROC_ARGS("member", "propose", "--admit", entry, "--key", key, "--wait", NULL),
+                  id);
+    else
+        ehrctl_tx(c, proposer,
+                  PROC_ARGS("member", "remove", subject_key, "--key", key, "--wait", NULL), id);
 }
 
 void cluster_approve_via(struct cluster *c, size_t member, size_t via, const char *id)

@@ -82,9 +82,9 @@ void cluster_member_entry(const struct cluster *c, size_t i, char path[CLUSTER_P
  * node VIA's API (running), and the cluster's limits in its config. */
 void cluster_join_prepare(struct cluster *c, size_t i, size_t via);
 
-/* `ehrctl member propose` by member node PROPOSER through its own node,
- * admitting member-to-be SUBJECT (ADMIT) or removing member SUBJECT, with
- * --wait; the proposal id (64 hex digits) into ID. Aborts on a failure. */
+/* `ehrctl member propose --admit` (ADMIT: member-to-be SUBJECT) or
+ * `ehrctl member remove` (member SUBJECT) by member node PROPOSER through
+ * its own node, with --wait; the proposal id (64 hex digits) into ID. Aborts on a failure. */
 void cluster_propose(struct cluster *c, size_t proposer, bool admit, size_t subject, char id[65]);
 /* `ehrctl member approve ID` by member node MEMBER through its own node,
  * with --wait. Aborts on a failure. */
