@@ -155,7 +155,7 @@ struct node_config {
     char *passphrase_file;
     char *peer_listen;
     char *rpc_listen;
-    char *metrics_listen; /* the Prometheus endpoint (node/metrics.h); NULL: none */
+    char *metrics_listen;     /* the Prometheus endpoint (node/metrics.h); NULL: none */
     char *tls_cert_file;      /* NULL: the API speaks cleartext */
     char *tls_key_file;       /* set exactly when tls_cert_file is */
     char *tls_client_ca_file; /* NULL: no client certificate asked (needs tls_cert_file) */

@@ -170,8 +170,8 @@ enum refusal {
     REFUSAL_COUNT_
 };
 static const char *const refusal_limit_names[REFUSAL_COUNT_] = {
-    "connections_max", "connections_per_address_max", "stream_stall_timeout_ms",
-    "first_request_timeout_ms", "connections_max_evicted", "tls_handshake"};
+    "connections_max",          "connections_per_address_max", "stream_stall_timeout_ms",
+    "first_request_timeout_ms", "connections_max_evicted",     "tls_handshake"};
 _Static_assert((int)REFUSAL_COUNT_ == (int)RPC_SERVER_REFUSAL_KINDS,
                "rpc.h counts the refusals' kinds");
 /* The last failed handshake's reason kept for its log line (OpenSSL's words, never a key). */
@@ -1680,8 +1680,7 @@ static void on_connection(uv_stream_t *listener, int status)
         if (!refused && conn->peer.family != 0)
             conn_address_join(conn, entry);
     }
-    if (rv == 0 && !refused && (rv = conn_setup(server, conn, false)) == 0 &&
-        server->tls != NULL)
+    if (rv == 0 && !refused && (rv = conn_setup(server, conn, false)) == 0 && server->tls != NULL)
         rv = rpc__tls_conn_new(&conn->io, server->tls, NULL, NULL);
     if (rv != 0 || refused) {
         if (conn->io.session != NULL) { /* set up, then TLS failed: undo conn_setup */
