@@ -121,6 +121,15 @@ static const struct cli__command commands[] = {
      cli__cmd_keygen},
     {"key show", "FILE", "Show a key file's label and public keys (no passphrase).", NULL,
      cli__cmd_key_show},
+    {"key receiving-key", "FILE [--passphrase-file FILE]",
+     "Print the key a patient's grant re-encrypts to (consent grant --receiving-key).",
+     "A grantee (a member's node key file or a practitioner's) hands this public key to\n"
+     "the patients who grant it access: the key fragments of a grant re-encrypt record\n"
+     "keys to it. Derived one-way from the key file's X25519 secret (crypto/PRE.md,\n"
+     "\"Receiving keys\"), so it needs the passphrase. JSON: receiving_key.\n\n"
+     "options:\n"
+     "  --passphrase-file FILE  the passphrase (else $EHR_PASSPHRASE, else a prompt)\n",
+     cli__cmd_key_receiving_key},
     {"key passwd",
      "FILE [--passphrase-file FILE] [--new-passphrase-file FILE | --no-passphrase] [--kdf "
      "PROFILE]",
@@ -364,7 +373,8 @@ static const struct cli__command commands[] = {
      cli__cmd_record_anchor},
     {"consent grant",
      "(--grantee HEX | --grantee-key FILE) --purpose P [--type T]... [--record ID]... "
-     "[--from DATE] [--until DATE] [--policy FILE] --key PATIENT.key [--wait] [--node HOST:PORT]",
+     "[--from DATE] [--until DATE] [--policy FILE] [--receiving-key HEX [--threshold T]] "
+     "--key PATIENT.key [--wait] [--node HOST:PORT]",
      "The patient grants a member or practitioner access; prints the consent id.",
      "Signed by the patient (--key, the patient's key file). The consent covers the record\n"
      "types and/or the records named (at least one; up to 64 of each), for one purpose,\n"
@@ -384,6 +394,11 @@ static const struct cli__command commands[] = {
      "  --policy FILE           a policy that must also permit each access: source, compiled\n"
      "                          here (a compile error is FILE:LINE:COLUMN: message, exit 2),\n"
      "                          or a program `policy compile --out` wrote\n"
+     "  --receiving-key HEX     the grantee's receiving key (ehrctl key receiving-key): the\n"
+     "                          grant carries key fragments of the one --type's delegating\n"
+     "                          key for it, one per member, each sealed to the member's node\n"
+     "  --threshold T           nodes needed to open a record (default: a majority of the\n"
+     "                          members; 1 to the members' count)\n"
      "" SIGNER_OPTIONS_HELP("the patient") SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
      cli__cmd_consent_grant},
     {"consent revoke", "CONSENT_ID --key PATIENT.key [--wait] [--node HOST:PORT]",
