@@ -12,7 +12,13 @@
  *     the patient opens; a tampered fragment fails its proof; the denied
  *     insurer, and the insurer holding the lab's permit, get
  *     PERMISSION_DENIED and no fragment; with one node down the two others
- *     still open the record; once the revoke commits every node refuses.
+ *     still open the record; once the revoke commits every node refuses;
+ *   - `record get` as the grantee: with --permit, the exact bytes back from
+ *     three nodes' fragments; with --purpose and one node down, a warning
+ *     naming it and the bytes from the two others; one node named (under
+ *     the threshold), exit 1 and no file; for another purpose than the
+ *     consent's, the rules' deny (exit 8), no file; after the revoke, and for the
+ *     insurer (no consent), the anchor is refused already (exit 8), no file.
  *
  * The test signs its GetCapsuleFragment requests itself (node/read_auth.h)
  * with the members' key files' identities, as a client would.
@@ -198,6 +204,28 @@ static int cfrag_get(struct net *n, size_t i, size_t signer, const uint8_t recor
     return status;
 }
 
+static bool file_exists(struct net *n, const char *name)
+{
+    return access(proc_path(n->c.root, name), F_OK) == 0;
+}
+
+/* Files A and B in the cluster's directory hold the same bytes. */
+static void assert_file_equal(struct net *n, const char *a, const char *b)
+{
+    char pa[1024], pb[1024];
+    snprintf(pa, sizeof pa, "%s", proc_path(n->c.root, a));
+    snprintf(pb, sizeof pb, "%s", proc_path(n->c.root, b));
+    FILE *fa = fopen(pa, "rb"), *fb = fopen(pb, "rb");
+    assert_non_null(fa);
+    assert_non_null(fb);
+    char ba[4096], bb[4096];
+    size_t la = fread(ba, 1, sizeof ba, fa), lb = fread(bb, 1, sizeof bb, fb);
+    fclose(fa);
+    fclose(fb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(ba, bb, la);
+}
+
 /* The patient's delegating public key for lab results, from PUB.json. */
 static void delegating_public(struct net *n, uint8_t out[EHR_PRE_PUBLIC_BYTES])
 {
@@ -380,6 +408,44 @@ static void test_grantee_path(void **state)
                          RPC_STATUS_PERMISSION_DENIED);
     }
 
+    /* record get as the lab, with its permit: the exact bytes. */
+    char permit_hex[KEY_HEX];
+    sodium_bin2hex(permit_hex, sizeof permit_hex, permit, EHR_HASH_BYTES);
+    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
+            "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--fragment-node",
+            n->node[2], "--node", n->node[LAB], "--out", "lab-copy.txt", "--json");
+    assert_ok(&r);
+    out = parse_json(r.out);
+    assert_int_equal(json_integer_value(json_object_get(out, "capsule_fragments")), NODES);
+    json_decref(out);
+    proc_result_free(&r);
+    assert_file_equal(n, "lab-copy.txt", "result.txt");
+    /* The insurer through record get: no consent, so not even the anchor
+     * (exit 8), nothing written. */
+    r = run(n, "record", "get", record_hex, "--key", "node2.key", "--purpose", "treatment",
+            "--fragment-node", n->node[0], "--node", n->node[HOSPITAL], "--out", "insurer.txt");
+    assert_int_equal(r.status, 8);
+    if (strstr(r.err, "not yours to read") == NULL)
+        fail_msg("stderr: %s", r.err);
+    proc_result_free(&r);
+    assert_false(file_exists(n, "insurer.txt"));
+    /* The lab asking for another purpose than the consent's: the rules
+     * deny it (exit 8), nothing written. */
+    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--purpose", "research",
+            "--fragment-node", n->node[0], "--node", n->node[LAB], "--out", "research.txt");
+    assert_int_equal(r.status, 8);
+    if (strstr(r.err, "access denied") == NULL)
+        fail_msg("stderr: %s", r.err);
+    proc_result_free(&r);
+    assert_false(file_exists(n, "research.txt"));
+    /* One node named only: fewer than the threshold, refused, nothing written. */
+    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
+            "--fragment-node", n->node[0], "--node", n->node[LAB], "--out", "one.txt");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "threshold"));
+    proc_result_free(&r);
+    assert_false(file_exists(n, "one.txt"));
+
     /* One node down: the two others still open the record. */
     assert_int_equal(cluster_stop(&n->c, INSURER), 0);
     assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
@@ -388,6 +454,15 @@ static void test_grantee_path(void **state)
     assert_int_equal(ehr_pre_decapsulate_cfrags(&lab, delegating, &capsule, cfrags, 2, got, NULL),
                      0);
     assert_memory_equal(got, want, sizeof want);
+    /* The lab's record get with a new access request (--purpose), the
+     * insurer's node down and still named: a warning, and the bytes. */
+    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--purpose", "treatment",
+            "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--fragment-node",
+            n->node[2], "--node", n->node[LAB], "--out", "lab-again.txt");
+    assert_ok(&r);
+    assert_non_null(strstr(r.err, n->node[INSURER]));
+    proc_result_free(&r);
+    assert_file_equal(n, "lab-again.txt", "result.txt");
 
     /* Revoked: every node refuses from its block on. */
     char consent_hex[KEY_HEX];
@@ -396,6 +471,12 @@ static void test_grantee_path(void **state)
             "--wait", "--json");
     submitted(&r, hash, NULL, 0);
     cluster_start(&n->c, INSURER);
+    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
+            "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--node", n->node[LAB],
+            "--out", "revoked.txt");
+    assert_int_equal(r.status, 8); /* no current consent: not even the anchor is read */
+    proc_result_free(&r);
+    assert_false(file_exists(n, "revoked.txt"));
     for (size_t i = 0; i < NODES; i++) {
         int status = RPC_STATUS_UNAVAILABLE;
         for (int tries = 0; tries < 100 && status != RPC_STATUS_PERMISSION_DENIED; tries++) {
