@@ -51,6 +51,7 @@ struct capsule_job {
     uint8_t capsule[EHR_PRE_CAPSULE_BYTES];
     uint8_t cfrag[EHR_PRE_CFRAG_BYTES];
     uint8_t delegating_key[EHR_PRE_PUBLIC_BYTES]; /* as the kfrag names it */
+    uint64_t delay_ms;                            /* node_test_faults.capsule_delay_ms */
     int rc;
     ehr_diag why;
 };
@@ -213,6 +214,8 @@ static void capsule_job_run(uv_work_t *w)
     ehr_pre_kfrag kfrag;
     ehr_pre_capsule capsule;
     ehr_pre_cfrag cfrag;
+    if (j->delay_ms > 0) /* a test's fault (node_test_faults): fill the limit */
+        uv_sleep((unsigned)j->delay_ms);
     j->rc = ehr_pre_kfrag_unseal(&kfrag, j->sealed, sizeof j->sealed, &j->node->id->kx, &j->why);
     /* The kfrag names the keys it was made for; its signature must hold
      * for them (a patient's tool that sealed garbage is caught here, not
@@ -310,6 +313,7 @@ static void get_capsule_fragment(struct rpc_call *call, const uint8_t *req, size
     }
     j->node = n;
     j->call = call;
+    j->delay_ms = n->applying.test_faults.capsule_delay_ms;
     j->work.data = j;
     n->capsules.inflight_count++;
     int rc = uv_queue_work(n->loop, &j->work, capsule_job_run, capsule_job_done);

@@ -13,6 +13,9 @@
  *     insurer, and the insurer holding the lab's permit, get
  *     PERMISSION_DENIED and no fragment; with one node down the two others
  *     still open the record; once the revoke commits every node refuses;
+ *     NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX at its edge (jobs held on the
+ *     worker pool by ehrd-test's EHR_TEST_CAPSULE_DELAY_MS: of one more
+ *     requests than the limit at once, one is RESOURCE_EXHAUSTED);
  *   - `record get` as the grantee: with --permit, the exact bytes back from
  *     three nodes' fragments; with --purpose and one node down, a warning
  *     naming it and the bytes from the two others; one node named (under
@@ -23,6 +26,7 @@
  * The test signs its GetCapsuleFragment requests itself (node/read_auth.h)
  * with the members' key files' identities, as a client would.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,15 +46,21 @@
 #include "ehr/v1/tx.pb-c.h"
 #include "ehr_crypto.h"
 #include "ledger_format.h"
+#include "node_internal.h"
 #include "pre_seal.h"
 #include "proc.h"
 #include "read_auth.h"
 
 #define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
-#define EHRD EHR_BINARY_DIR "/node/ehrd"
+/* The test build of the daemon: the same node, with fault switches read
+ * from the environment (tests/node/ehrd_test_hooks.h). */
+#define EHRD EHR_BINARY_DIR "/tests/node/ehrd-test"
 
 enum { NODES = 3, KEY_HEX = 65, LEADER_WAIT_MS = 30000, CALL_MS = 10000 };
 enum { HOSPITAL = 0, LAB = 1, INSURER = 2 };
+/* The capsule-fragment limit's edge: this many requests at once, each job
+ * held CAPSULE_DELAY_MS on the node's worker pool. */
+enum { FLOOD = NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX + 1, CAPSULE_DELAY_MS = 500 };
 
 struct net {
     struct cluster c;
@@ -170,11 +180,9 @@ static Ehr__V1__TxBody *tx_body(struct net *n, size_t i, const uint8_t hash[EHR_
     return b;
 }
 
-/* GetCapsuleFragment from node I, signed by member SIGNER's key: the gRPC
- * status, and on OK the cfrag (decoded) and the delegating key it names. */
-static int cfrag_get(struct net *n, size_t i, size_t signer, const uint8_t record[EHR_HASH_BYTES],
-                     const uint8_t permit[EHR_HASH_BYTES], ehr_pre_cfrag *cfrag,
-                     uint8_t delegating[EHR_PRE_PUBLIC_BYTES])
+/* A GetCapsuleFragment request signed by member SIGNER, packed into BUF. */
+static size_t cfrag_request(struct net *n, size_t signer, const uint8_t record[EHR_HASH_BYTES],
+                            const uint8_t permit[EHR_HASH_BYTES], uint8_t buf[512])
 {
     Ehr__V1__GetCapsuleFragmentRequest q = EHR__V1__GET_CAPSULE_FRAGMENT_REQUEST__INIT;
     q.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)record};
@@ -185,8 +193,38 @@ static int cfrag_get(struct net *n, size_t i, size_t signer, const uint8_t recor
                          &auth, &q.base, &q.auth, n->c.chain_id, "/ehr.v1.Node/GetCapsuleFragment",
                          &n->c.nodes[signer].identity->signing, now - 1000, now + 60000),
                      0);
+    assert_true(ehr__v1__get_capsule_fragment_request__get_packed_size(&q) <= 512);
+    return ehr__v1__get_capsule_fragment_request__pack(&q, buf);
+}
+
+/* One request of the flood, sent from its own thread (no cmocka assert
+ * here: the main thread checks the statuses). */
+struct flood_call {
+    struct net *n;
+    size_t node;
+    uint8_t request[512];
+    size_t request_len;
+    int status;
+};
+
+static void *flood_run(void *arg)
+{
+    struct flood_call *f = arg;
+    struct rpc_result res;
+    f->status = cluster_call(&f->n->c, f->node, "GetCapsuleFragment", f->request, f->request_len,
+                             30000, &res);
+    rpc_result_clear(&res);
+    return NULL;
+}
+
+/* GetCapsuleFragment from node I, signed by member SIGNER's key: the gRPC
+ * status, and on OK the cfrag (decoded) and the delegating key it names. */
+static int cfrag_get(struct net *n, size_t i, size_t signer, const uint8_t record[EHR_HASH_BYTES],
+                     const uint8_t permit[EHR_HASH_BYTES], ehr_pre_cfrag *cfrag,
+                     uint8_t delegating[EHR_PRE_PUBLIC_BYTES])
+{
     uint8_t buf[512];
-    size_t len = ehr__v1__get_capsule_fragment_request__pack(&q, buf);
+    size_t len = cfrag_request(n, signer, record, permit, buf);
     struct rpc_result res;
     int status = cluster_call(&n->c, i, "GetCapsuleFragment", buf, len, CALL_MS, &res);
     if (status == 0) {
@@ -464,13 +502,45 @@ static void test_grantee_path(void **state)
     proc_result_free(&r);
     assert_file_equal(n, "lab-again.txt", "result.txt");
 
+    /* NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX at its edge: the insurer's node
+     * back, each job held CAPSULE_DELAY_MS; of FLOOD requests at once, the
+     * limit's worth are answered and one is RESOURCE_EXHAUSTED. */
+    char delay[16];
+    snprintf(delay, sizeof delay, "%d", CAPSULE_DELAY_MS);
+    cluster_start_env(&n->c, INSURER, "EHR_TEST_CAPSULE_DELAY_MS", delay);
+    int status = RPC_STATUS_UNAVAILABLE;
+    for (int tries = 0; tries < 100 && status != RPC_STATUS_OK; tries++) {
+        status = cfrag_get(n, INSURER, LAB, record, permit, &none, named);
+        if (status != RPC_STATUS_OK) /* starting, or catching up */
+            usleep(100 * 1000);
+    }
+    assert_int_equal(status, RPC_STATUS_OK);
+    struct flood_call *flood = calloc(FLOOD, sizeof *flood);
+    pthread_t threads[FLOOD];
+    assert_non_null(flood);
+    for (size_t i = 0; i < FLOOD; i++) {
+        flood[i].n = n;
+        flood[i].node = INSURER;
+        flood[i].request_len = cfrag_request(n, LAB, record, permit, flood[i].request);
+    }
+    for (size_t i = 0; i < FLOOD; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, flood_run, &flood[i]), 0);
+    unsigned answered = 0, exhausted = 0;
+    for (size_t i = 0; i < FLOOD; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        answered += flood[i].status == RPC_STATUS_OK;
+        exhausted += flood[i].status == RPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    free(flood);
+    assert_int_equal(answered, NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX);
+    assert_int_equal(exhausted, 1);
+
     /* Revoked: every node refuses from its block on. */
     char consent_hex[KEY_HEX];
     sodium_bin2hex(consent_hex, sizeof consent_hex, consent, EHR_HASH_BYTES);
     r = run(n, "consent", "revoke", consent_hex, "--key", "patient.key", "--node", any_node(n),
             "--wait", "--json");
     submitted(&r, hash, NULL, 0);
-    cluster_start(&n->c, INSURER);
     r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
             "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--node", n->node[LAB],
             "--out", "revoked.txt");
@@ -478,7 +548,7 @@ static void test_grantee_path(void **state)
     proc_result_free(&r);
     assert_false(file_exists(n, "revoked.txt"));
     for (size_t i = 0; i < NODES; i++) {
-        int status = RPC_STATUS_UNAVAILABLE;
+        status = RPC_STATUS_UNAVAILABLE;
         for (int tries = 0; tries < 100 && status != RPC_STATUS_PERMISSION_DENIED; tries++) {
             status = cfrag_get(n, i, LAB, record, permit, &none, named);
             if (status != RPC_STATUS_PERMISSION_DENIED) /* catching up, or starting */
