@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "capsule_answer.h"
 #include "cli_internal.h"
 #include "contracts.h"
 #include "pre_seal.h"
@@ -141,20 +142,10 @@ static int cfrag_ask(struct cli__ctx *ctx, const struct cli__node_options *base,
         rpc_result_clear(&result);
         return -1;
     }
-    Ehr__V1__GetCapsuleFragmentResponse *r =
-        ehr__v1__get_capsule_fragment_response__unpack(NULL, result.response_len, result.response);
+    uint8_t consent_id[32];
+    const char *bad = cli__capsule_answer_decode(result.response, result.response_len, cfrag,
+                                                 consent_id, delegating);
     rpc_result_clear(&result);
-    const char *bad = NULL;
-    if (r == NULL)
-        bad = "the answer does not decode";
-    else if (r->delegating_key.len != EHR_PRE_PUBLIC_BYTES)
-        bad = "delegating_key is not 32 bytes";
-    else if (ehr_pre_cfrag_decode(cfrag, r->cfrag.data, r->cfrag.len, &why) != 0)
-        bad = "the capsule fragment does not decode";
-    else
-        memcpy(delegating, r->delegating_key.data, EHR_PRE_PUBLIC_BYTES);
-    if (r != NULL)
-        ehr__v1__get_capsule_fragment_response__free_unpacked(r, NULL);
     if (bad != NULL) {
         fprintf(stderr, "ehrctl: record get: warning: %s: bad answer: %s\n", address, bad);
         return -1;
