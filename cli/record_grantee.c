@@ -107,12 +107,10 @@ static int permit_request(struct cli__ctx *ctx, struct cli__node *node, const eh
  * the delegating key the node names, or -1 after a warning on stderr
  * naming the node and why (the caller goes on with the others).
  */
-static int cfrag_ask(struct cli__ctx *ctx, const struct cli__node_options *base,
-                     const char *address, const ehr_identity *id,
-                     const struct cli__record_grantee *g, ehr_pre_cfrag *cfrag,
-                     uint8_t delegating[EHR_PRE_PUBLIC_BYTES])
+static int cfrag_ask(const struct cli__node_options *base, const char *address,
+                     const ehr_identity *id, const struct cli__record_grantee *g,
+                     ehr_pre_cfrag *cfrag, uint8_t delegating[EHR_PRE_PUBLIC_BYTES])
 {
-    (void)ctx;
     struct cli__node_options o = *base;
     o.address = address;
     struct cli__node node = {0};
@@ -173,7 +171,7 @@ int cli__record_key_as_grantee(struct cli__ctx *ctx, struct cli__node *node,
     size_t good = 0;
     for (size_t i = 0; i < node_count; i++) {
         uint8_t named[EHR_PRE_PUBLIC_BYTES];
-        if (cfrag_ask(ctx, node_options, nodes[i], id, g, &cfrags[good], named) != 0)
+        if (cfrag_ask(node_options, nodes[i], id, g, &cfrags[good], named) != 0)
             continue;
         if (good > 0 && memcmp(named, delegating, EHR_PRE_PUBLIC_BYTES) != 0) {
             fprintf(stderr,
