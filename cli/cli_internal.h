@@ -640,6 +640,7 @@ const char *cli__member_role_name(int role);
 
 int cli__cmd_keygen(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_key_show(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_key_receiving_key(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_key_passwd(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_genesis_create(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_genesis_show(struct cli__ctx *ctx, int argc, char **argv);

@@ -13,16 +13,33 @@
  * is sent. What needs the ledger (the grantee is a member, the records are
  * the patient's) the leader's rules answer at submission.
  *
- * Not here: key fragments (record encryption is not built; a grant carries
- * none), signing and submitting (submit.c), listing consents (`consents`,
- * cmd_consents.c).
+ * Key fragments (--receiving-key, the grantee's key from `key
+ * receiving-key`): for a grant of one record type, the patient's
+ * delegating key of that type (crypto/PRE.md, "Delegating keys") makes one
+ * kfrag per current member (ListMembers), threshold a majority or
+ * --threshold, each sealed to its member's X25519 key (crypto/pre_seal.h),
+ * in the members' order. A node later re-encapsulates a record's capsule
+ * with its own only for a permitted requester of a consent still in force
+ * (node/capsule_service.c).
+ *
+ * Not here: signing and submitting (submit.c), listing consents
+ * (`consents`, cmd_consents.c).
  */
+#include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli_internal.h"
 #include "contracts.h"
 #include "policy.h"
+#include "pre_seal.h"
+
+/* What the rules bound is what a grant of ehrctl's can carry. */
+_Static_assert((int)CONTRACTS_KEY_FRAGMENT_BYTES_MAX == (int)EHR_PRE_SEALED_KFRAG_BYTES,
+               "a key fragment is a sealed kfrag");
+_Static_assert((int)CONTRACTS_KEY_FRAGMENTS_MAX == (int)EHR_PRE_KFRAGS_MAX,
+               "a grant carries at most as many fragments as a PRE grant makes");
 
 enum {
     HASH_HEX_BYTES = 2 * EHR_HASH_BYTES + 1,
@@ -41,6 +58,7 @@ struct grant_args {
     const char *record_args[CONTRACTS_SCOPE_COUNT_MAX];
     size_t record_count;
     const char *from_arg, *until_arg, *policy_path;
+    const char *receiving_hex, *threshold_arg;
     struct cli__signed_tx tx;
     /* parsed */
     uint8_t grantee[EHR_SCHNORR_PUBLIC_BYTES];
@@ -50,6 +68,13 @@ struct grant_args {
     ProtobufCBinaryData record_ids[CONTRACTS_SCOPE_COUNT_MAX];
     uint64_t from_ms, until_ms;
     struct cli__policy_program policy;
+    uint8_t receiving[EHR_PRE_PUBLIC_BYTES];
+    size_t threshold; /* 0: a majority of the members */
+    /* the key fragments, one per member */
+    uint8_t member_kx[EHR_PRE_KFRAGS_MAX][EHR_KX_PUBLIC_BYTES];
+    size_t member_count;
+    uint8_t sealed[EHR_PRE_KFRAGS_MAX][EHR_PRE_SEALED_KFRAG_BYTES];
+    ProtobufCBinaryData fragments[EHR_PRE_KFRAGS_MAX];
 };
 
 /* Add ARG to a repeated option's list (LIST, *COUNT) of at most
@@ -119,7 +144,94 @@ static int grant_values(struct cli__ctx *ctx, struct grant_args *a)
             return cli__usage_error(ctx, "--policy %s: the program does not verify: %s",
                                     a->policy_path, why.msg);
     }
+    if (a->threshold_arg != NULL && a->receiving_hex == NULL)
+        return cli__usage_error(ctx, "--threshold is for the key fragments: give "
+                                     "--receiving-key too");
+    if (a->receiving_hex != NULL) {
+        ehr_diag why;
+        if (cli__hex_arg(a->receiving_hex, a->receiving, EHR_PRE_PUBLIC_BYTES, &why) != 0)
+            return cli__usage_error(ctx, "--receiving-key %s", why.msg);
+        if (ehr_pre_public_key_check(a->receiving) != 0)
+            return cli__usage_error(ctx, "--receiving-key is not a receiving key (a "
+                                         "ristretto255 point, as `ehrctl key receiving-key` "
+                                         "prints it)");
+        if (a->type_count != 1)
+            return cli__usage_error(ctx, "a grant with key fragments (--receiving-key) covers "
+                                         "exactly one record type: the fragments re-encrypt "
+                                         "that type's records only; give one --type");
+        if (a->threshold_arg != NULL) {
+            char *end = NULL;
+            unsigned long t = strtoul(a->threshold_arg, &end, 10);
+            if (end == a->threshold_arg || *end != '\0' || a->threshold_arg[0] == '-' || t == 0 ||
+                t > EHR_PRE_KFRAGS_MAX)
+                return cli__usage_error(ctx,
+                                        "--threshold wants a number from 1 to %d (at most "
+                                        "the members' count)",
+                                        EHR_PRE_KFRAGS_MAX);
+            a->threshold = (size_t)t;
+        }
+    }
     return cli__signed_tx_finish(ctx, &a->tx);
+}
+
+/* Collect each member's X25519 key into the grant's list (cli__members_each). */
+static int member_kx_add(void *ctx, const Ehr__V1__Member *m)
+{
+    struct grant_args *a = ctx;
+    if (a->member_count == EHR_PRE_KFRAGS_MAX)
+        return cli__fail("more members than a grant carries key fragments for (16)",
+                         "consent grant");
+    memcpy(a->member_kx[a->member_count++], m->kx_key.data, EHR_KX_PUBLIC_BYTES);
+    return 0;
+}
+
+/*
+ * The key fragments: the members from the node, then one kfrag each of the
+ * delegating key of the grant's type, sealed to the member. ID is the
+ * patient's. Returns 0 with A's fragments set, or an exit status after
+ * saying why. Every secret made here is wiped.
+ */
+static int grant_fragments(struct cli__ctx *ctx, struct grant_args *a, const ehr_identity *id)
+{
+    struct cli__node node = {0};
+    int exit_code = cli__node_open(&node, &a->tx.node, ctx->command->name);
+    size_t count = 0;
+    if (exit_code == 0)
+        exit_code =
+            cli__members_each(&node, "consent grant: list the members", member_kx_add, a, &count);
+    cli__node_close(&node);
+    if (exit_code != 0)
+        return exit_code;
+    if (a->member_count == 0)
+        return cli__fail("the node lists no members", "consent grant");
+    size_t t = a->threshold != 0 ? a->threshold : a->member_count / 2 + 1;
+    if (t > a->member_count)
+        return cli__usage_error(ctx, "--threshold %zu is over the %zu members' count", t,
+                                a->member_count);
+    a->threshold = t;
+    ehr_pre_key delegating;
+    if (ehr_pre_delegating_key_derive(&delegating, id->signing.secret, (uint32_t)a->types[0]) != 0)
+        return cli__fail("the delegating key is zero (never in practice)", "consent grant");
+    ehr_pre_kfrag *kfrags = sodium_malloc(EHR_PRE_KFRAGS_MAX * sizeof *kfrags);
+    if (kfrags == NULL) {
+        ehr_pre_key_wipe(&delegating);
+        return cli__fail("cannot allocate locked memory", "consent grant");
+    }
+    ehr_diag why;
+    int rc = ehr_pre_kfrags_generate(&delegating, a->receiving, t, a->member_count, kfrags, &why);
+    ehr_pre_key_wipe(&delegating);
+    for (size_t i = 0; rc == 0 && i < a->member_count; i++) {
+        rc = ehr_pre_kfrag_seal(&kfrags[i], a->member_kx[i], a->sealed[i]);
+        if (rc != 0)
+            snprintf(why.msg, sizeof why.msg, "member %zu's kx_key is not a usable X25519 key",
+                     i + 1);
+        a->fragments[i] = (ProtobufCBinaryData){EHR_PRE_SEALED_KFRAG_BYTES, a->sealed[i]};
+    }
+    sodium_memzero(kfrags, EHR_PRE_KFRAGS_MAX * sizeof *kfrags);
+    sodium_free(kfrags);
+    if (rc != 0)
+        return cli__fail(why.msg, "consent grant: key fragments");
+    return 0;
 }
 
 static int grant_parse(struct cli__ctx *ctx, int argc, char **argv, struct grant_args *a)
@@ -132,6 +244,8 @@ static int grant_parse(struct cli__ctx *ctx, int argc, char **argv, struct grant
                                             {"from", required_argument, NULL, 'F'},
                                             {"until", required_argument, NULL, 'U'},
                                             {"policy", required_argument, NULL, 'o'},
+                                            {"receiving-key", required_argument, NULL, 'R'},
+                                            {"threshold", required_argument, NULL, 't'},
                                             CLI_SIGNED_TX_OPTIONS,
                                             CLI_COMMON_OPTIONS};
     int c;
@@ -161,6 +275,12 @@ static int grant_parse(struct cli__ctx *ctx, int argc, char **argv, struct grant
             break;
         case 'o':
             a->policy_path = optarg;
+            break;
+        case 'R':
+            a->receiving_hex = optarg;
+            break;
+        case 't':
+            a->threshold_arg = optarg;
             break;
         default:
             exit_code = cli__signed_tx_option(ctx, c, optarg, &a->tx);
@@ -194,6 +314,21 @@ int cli__cmd_consent_grant(struct cli__ctx *ctx, int argc, char **argv)
     grant.valid_until_ms = a->until_ms;
     if (a->policy.len > 0)
         grant.policy_program = (ProtobufCBinaryData){a->policy.len, a->policy.code};
+    ehr_identity *id = NULL;
+    if (a->receiving_hex != NULL) {
+        ehr_keyfile_info info;
+        exit_code = cli__identity_load(a->tx.key_path, a->tx.passphrase_file, &id, &info);
+        if (exit_code == 0)
+            exit_code = grant_fragments(ctx, a, id);
+        if (exit_code != 0) {
+            if (id != NULL)
+                sodium_free(id);
+            ehr_free(a);
+            return exit_code;
+        }
+        grant.n_key_fragments = a->member_count;
+        grant.key_fragments = a->fragments;
+    }
     Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
     body.payload_case = EHR__V1__TX_BODY__PAYLOAD_CONSENT_GRANT;
     body.consent_grant = &grant;
@@ -205,7 +340,15 @@ int cli__cmd_consent_grant(struct cli__ctx *ctx, int argc, char **argv)
                         : json_pack("{s:s, s:o}", "grantee", grantee_hex, "purpose", purpose);
     if (extra == NULL)
         ehr_panic("out of memory building JSON");
-    exit_code = cli__signed_tx_submit(ctx, &a->tx, NULL, &body, "consent", extra);
+    if (grant.n_key_fragments > 0) {
+        char line[64];
+        snprintf(line, sizeof line, "%zu of %zu members", a->threshold, a->member_count);
+        if (json_object_set_new(extra, "key_fragments", json_string(line)) != 0)
+            ehr_panic("out of memory building JSON");
+    }
+    exit_code = cli__signed_tx_submit(ctx, &a->tx, id, &body, "consent", extra);
+    if (id != NULL)
+        sodium_free(id);
     ehr_free(a);
     return exit_code;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli_internal.h"
+#include "pre_seal.h"
 
 enum { PROMPT_BYTES = PATH_MAX + 64 };
 
@@ -245,6 +246,51 @@ int cli__cmd_key_show(struct cli__ctx *ctx, int argc, char **argv)
     if (ehr_keyfile_read_info(path, &info, &why) != 0)
         return cli__fail(why.msg, "read key file %s", path);
     return print_keyfile(ctx, path, &info);
+}
+
+/*
+ * `key receiving-key FILE`: the public half of the key file's receiving key
+ * (crypto/PRE.md, "Receiving keys"), which a patient names in a grant
+ * (consent grant --receiving-key) so that its key fragments re-encrypt to
+ * this key file's owner. Needs the passphrase: the key is derived from the
+ * X25519 secret.
+ */
+int cli__cmd_key_receiving_key(struct cli__ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {{"passphrase-file", required_argument, NULL, 'p'},
+                                            CLI_COMMON_OPTIONS};
+    const char *passphrase_file = NULL;
+    int c;
+    while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
+        EHR_ASSERT(c == 'p');
+        passphrase_file = optarg;
+    }
+    if (c == CLI_OPT_EXIT)
+        return ctx->exit_code;
+    if (argc - optind != 1)
+        return cli__usage_error(ctx, "expected exactly one FILE");
+    const char *path = argv[optind];
+    ehr_identity *id = NULL;
+    ehr_keyfile_info info;
+    int exit_code = cli__identity_load(path, passphrase_file, &id, &info);
+    if (exit_code != 0)
+        return exit_code;
+    ehr_pre_key receiving;
+    int rc = ehr_pre_receiving_key_derive(&receiving, id->kx.secret);
+    sodium_free(id);
+    if (rc != 0)
+        return cli__fail("the receiving key is zero (never in practice)", "receiving-key");
+    char hex[2 * EHR_PRE_PUBLIC_BYTES + 1];
+    ehr_hex_encode(hex, receiving.public_key, EHR_PRE_PUBLIC_BYTES);
+    ehr_pre_key_wipe(&receiving);
+    if (ctx->json) {
+        json_t *root = json_pack("{s:s}", "receiving_key", hex);
+        if (root == NULL)
+            ehr_panic("out of memory building JSON");
+        return cli__json_print(root);
+    }
+    cli__print_field("receiving key", hex);
+    return CLI_EXIT_OK;
 }
 
 int cli__cmd_key_passwd(struct cli__ctx *ctx, int argc, char **argv)

@@ -23,8 +23,9 @@
  *     address of the node that stores it, sealed with the pointer key
  *     (XChaCha20-Poly1305, random nonce first, the tag as associated data).
  *
- * Not here: the grantee's path (capsule fragments from the nodes,
- * fragments carried by consents): not built yet.
+ * A grantee's `record get` differs in one step, the record key: from the
+ * nodes' capsule fragments (record_grantee.c) instead of the patient's
+ * delegating key, and GetBlob carries the permit.
  */
 #include <errno.h>
 #include <sodium.h>
@@ -39,6 +40,7 @@
 #include "pre.h"
 #include "read_auth.h"
 #include "record.h"
+#include "record_grantee.h"
 
 enum {
     RECORD_UPLOAD_CHUNK_BYTES = 256 * 1024, /* ciphertext per PutBlob message */
@@ -558,13 +560,32 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
                                             {"passphrase-file", required_argument, NULL, 'p'},
                                             {"out", required_argument, NULL, 'o'},
                                             {"blob-node", required_argument, NULL, 'b'},
+                                            {"permit", required_argument, NULL, 'P'},
+                                            {"purpose", required_argument, NULL, 'u'},
+                                            {"fragment-node", required_argument, NULL, 'F'},
                                             CLI_NODE_OPTIONS,
                                             CLI_COMMON_OPTIONS};
     const char *key_path = NULL, *passphrase_file = NULL, *out_path = NULL, *blob_node = NULL;
+    const char *permit_arg = NULL, *purpose_arg = NULL;
     struct cli__node_options node_options = {0};
+    struct cli__record_grantee grantee = {0};
     int c;
     while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
-        if (c == 'k')
+        if (c == 'P')
+            permit_arg = optarg;
+        else if (c == 'u')
+            purpose_arg = optarg;
+        else if (c == 'F') {
+            if (grantee.fragment_node_count == CLI_FRAGMENT_NODES_MAX)
+                return cli__usage_error(ctx, "--fragment-node: at most %d nodes",
+                                        CLI_FRAGMENT_NODES_MAX);
+            char host[CLI_HOST_BYTES_MAX + 1];
+            uint16_t port;
+            if (cli__address_parse(optarg, host, &port) != 0)
+                return cli__usage_error(ctx, "--fragment-node wants HOST:PORT, not \"%.80s\"",
+                                        optarg);
+            grantee.fragment_nodes[grantee.fragment_node_count++] = optarg;
+        } else if (c == 'k')
             key_path = optarg;
         else if (c == 'p')
             passphrase_file = optarg;
@@ -587,6 +608,22 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
         return cli__usage_error(ctx, "--key FILE, the patient's key file, is required");
     if (out_path == NULL)
         return cli__usage_error(ctx, "--out FILE, where the record goes, is required");
+    if (permit_arg != NULL && purpose_arg != NULL)
+        return cli__usage_error(ctx, "--permit TX names a permit you hold, --purpose P asks for "
+                                     "one now: give one of them");
+    if (permit_arg != NULL) {
+        if (cli__hex_arg(permit_arg, grantee.permit, EHR_HASH_BYTES, &why) != 0)
+            return cli__usage_error(ctx, "--permit (an access request's hash) %s", why.msg);
+        grantee.permit_given = true;
+    }
+    if (purpose_arg != NULL &&
+        cli__enum_arg(&ehr__v1__purpose__descriptor, purpose_arg, &grantee.purpose) != 0) {
+        char names[TYPE_NAMES_BYTES];
+        cli__enum_names(&ehr__v1__purpose__descriptor, names, sizeof names);
+        return cli__usage_error(ctx, "--purpose \"%.40s\" is not a purpose: %s", purpose_arg,
+                                names);
+    }
+    memcpy(grantee.record_id, record_id, sizeof record_id);
     int exit_code = cli__node_options_finish(ctx, &node_options);
     if (exit_code != 0)
         return exit_code;
@@ -636,16 +673,15 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
         goto out;
     }
     const Ehr__V1__RecordAnchor *an = body->record_anchor;
-    if (memcmp(an->patient_key.data, id->signing.public_key, 32) != 0 ||
-        an->patient_key.len != 32) {
-        exit_code = cli__fail("this key is not the record's patient (a grantee's path through "
-                              "capsule fragments is not built yet)",
-                              "record get");
+    bool patient =
+        an->patient_key.len == 32 && memcmp(an->patient_key.data, id->signing.public_key, 32) == 0;
+    if (!patient && !grantee.permit_given && purpose_arg == NULL) {
+        exit_code = cli__usage_error(ctx, "this key is not the record's patient: as a grantee, "
+                                          "give --purpose P (the consent's) to ask for access "
+                                          "now, or --permit TX for a permit you hold");
         goto out;
     }
-    /* The record key: the patient's delegating key for the type opens the capsule. */
     ehr_pre_capsule capsule;
-    ehr_pre_key dk;
     uint8_t k[EHR_PRE_KEY_BYTES];
     if (an->ciphertext_hash.len != 32 ||
         ehr_pre_capsule_decode(&capsule, an->key_capsule.data, an->key_capsule.len, NULL) != 0) {
@@ -653,13 +689,25 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
             cli__fail("the anchor has no valid key capsule (not made by record add)", "record get");
         goto out;
     }
-    if (ehr_pre_delegating_key_derive(&dk, id->signing.secret, (uint32_t)an->record_type) != 0 ||
-        ehr_pre_decapsulate(&dk, &capsule, k) != 0) {
+    if (patient) {
+        /* The record key: the patient's delegating key for the type opens the capsule. */
+        ehr_pre_key dk;
+        if (ehr_pre_delegating_key_derive(&dk, id->signing.secret, (uint32_t)an->record_type) !=
+                0 ||
+            ehr_pre_decapsulate(&dk, &capsule, k) != 0) {
+            ehr_pre_key_wipe(&dk);
+            exit_code = cli__fail("the key capsule does not open", "record get");
+            goto out;
+        }
         ehr_pre_key_wipe(&dk);
-        exit_code = cli__fail("the key capsule does not open", "record get");
-        goto out;
+    } else {
+        /* A grantee: the permit, then the nodes' capsule fragments. */
+        grantee.chain_id = chain_id;
+        exit_code =
+            cli__record_key_as_grantee(ctx, &node, &node_options, id, &capsule, &grantee, k);
+        if (exit_code != 0)
+            goto out;
     }
-    ehr_pre_key_wipe(&dk);
     ehr_record_subkeys(k, stream_key, pointer_key);
     sodium_memzero(k, sizeof k);
     uint8_t blob_id[32];
@@ -685,6 +733,8 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
     Ehr__V1__GetBlobRequest gq = EHR__V1__GET_BLOB_REQUEST__INIT;
     gq.record_id = (ProtobufCBinaryData){32, record_id};
     gq.blob_id = (ProtobufCBinaryData){32, blob_id};
+    if (!patient)
+        gq.permit_tx = (ProtobufCBinaryData){EHR_HASH_BYTES, grantee.permit};
     now = wall_ms();
     if (node_read_auth_sign(&auth, &gq.base, &gq.auth, chain_id, "/ehr.v1.Node/GetBlob",
                             &id->signing, now, now + READ_WINDOW_MS) != 0) {
@@ -739,12 +789,21 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
     tmp_path[0] = '\0';
     char blob_hex[HEX32];
     ehr_hex_encode(blob_hex, blob_id, 32);
+    char permit_hex[HEX32] = "";
+    if (!patient)
+        ehr_hex_encode(permit_hex, grantee.permit, 32);
     if (ctx->json) {
-        exit_code =
-            cli__json_print(json_pack("{s:s, s:s, s:o}", "out", out_path, "blob_id", blob_hex,
-                                      "ciphertext_bytes", cli__json_u64(d.received)));
+        json_t *root = json_pack("{s:s, s:s, s:o}", "out", out_path, "blob_id", blob_hex,
+                                 "ciphertext_bytes", cli__json_u64(d.received));
+        if (root != NULL && !patient) {
+            json_object_set_new(root, "permit_tx", json_string(permit_hex));
+            json_object_set_new(root, "capsule_fragments", cli__json_u64(grantee.fragments_used));
+        }
+        exit_code = cli__json_print(root);
     } else {
         cli__print_field("record", argv[optind]);
+        if (!patient)
+            cli__print_field("permit", permit_hex);
         cli__print_field("blob", blob_hex);
         cli__print_field("wrote", out_path);
     }

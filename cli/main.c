@@ -129,6 +129,15 @@ static const struct cli__command commands[] = {
      cli__cmd_keygen},
     {"key show", "FILE", "Show a key file's label and public keys (no passphrase).", NULL,
      cli__cmd_key_show},
+    {"key receiving-key", "FILE [--passphrase-file FILE]",
+     "Print the key a patient's grant re-encrypts to (consent grant --receiving-key).",
+     "A grantee (a member's node key file or a practitioner's) hands this public key to\n"
+     "the patients who grant it access: the key fragments of a grant re-encrypt record\n"
+     "keys to it. Derived one-way from the key file's X25519 secret (crypto/PRE.md,\n"
+     "\"Receiving keys\"), so it needs the passphrase. JSON: receiving_key.\n\n"
+     "options:\n"
+     "  --passphrase-file FILE  the passphrase (else $EHR_PASSPHRASE, else a prompt)\n",
+     cli__cmd_key_receiving_key},
     {"key passwd",
      "FILE [--passphrase-file FILE] [--new-passphrase-file FILE | --no-passphrase] [--kdf "
      "PROFILE]",
@@ -372,7 +381,8 @@ static const struct cli__command commands[] = {
      cli__cmd_record_anchor},
     {"consent grant",
      "(--grantee HEX | --grantee-key FILE) --purpose P [--type T]... [--record ID]... "
-     "[--from DATE] [--until DATE] [--policy FILE] --key PATIENT.key [--wait] [--node HOST:PORT]",
+     "[--from DATE] [--until DATE] [--policy FILE] [--receiving-key HEX [--threshold T]] "
+     "--key PATIENT.key [--wait] [--node HOST:PORT]",
      "The patient grants a member or practitioner access; prints the consent id.",
      "Signed by the patient (--key, the patient's key file). The consent covers the record\n"
      "types and/or the records named (at least one; up to 64 of each), for one purpose,\n"
@@ -392,6 +402,11 @@ static const struct cli__command commands[] = {
      "  --policy FILE           a policy that must also permit each access: source, compiled\n"
      "                          here (a compile error is FILE:LINE:COLUMN: message, exit 2),\n"
      "                          or a program `policy compile --out` wrote\n"
+     "  --receiving-key HEX     the grantee's receiving key (ehrctl key receiving-key): the\n"
+     "                          grant carries key fragments of the one --type's delegating\n"
+     "                          key for it, one per member, each sealed to the member's node\n"
+     "  --threshold T           nodes needed to open a record (default: a majority of the\n"
+     "                          members; 1 to the members' count)\n"
      "" SIGNER_OPTIONS_HELP("the patient") SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
      cli__cmd_consent_grant},
     {"consent revoke", "CONSENT_ID --key PATIENT.key [--wait] [--node HOST:PORT]",
@@ -432,26 +447,35 @@ static const struct cli__command commands[] = {
      "its blob id, the ciphertext is uploaded to the node (PutBlob), and the anchor\n"
      "carries the record key encapsulated to the patient's delegating key for TYPE, the\n"
      "pointer (node, blob id) encrypted under the record key, and the ciphertext's hash\n"
-     "and size. Progress on a terminal. Only the patient opens it (record get); a\n"
-     "grantee's path through the nodes' capsule fragments is not built yet.\n\n"
+     "and size. Progress on a terminal. The patient opens it (record get), and so does a\n"
+     "grantee the patient's consent carries key fragments for.\n\n"
      "options:\n"
      "  --patient FILE          the patient's public keys (ehrctl patient public-keys --out)\n"
      "  --type TYPE             the record's type (its delegating key is the type's)\n"
      "" SIGNER_OPTIONS_HELP("the custodian")
          SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
      cli__cmd_record_add},
-    {"record get", "RECORD_ID --key FILE --out FILE [--blob-node HOST:PORT] [--node HOST:PORT]",
-     "The patient opens a record: the file back, checked against the anchor.",
-     "A signed GetRecord gives the anchor; the patient's delegating key for the record's\n"
-     "type (derived from --key) opens the record key; it opens the pointer, which names\n"
-     "the node that stores the blob (--blob-node overrides it); a signed GetBlob streams\n"
-     "the ciphertext, whose SHA-256 and size must be the anchor's, into FILE.part, which\n"
-     "becomes FILE only once all of it decrypted and checked (else it is removed).\n"
-     "The patient only: a grantee's path is not built yet.\n\n"
+    {"record get",
+     "RECORD_ID --key FILE --out FILE [--purpose P | --permit TX] [--fragment-node HOST:PORT]... "
+     "[--blob-node HOST:PORT] [--node HOST:PORT]",
+     "The patient or a permitted grantee opens a record: the file back, checked.",
+     "A signed GetRecord gives the anchor. The patient's delegating key for the record's\n"
+     "type (derived from --key) opens the record key. A grantee (a key that is not the\n"
+     "patient's) asks for access (--purpose, the consent's; or names a permit it holds,\n"
+     "--permit), then asks each --fragment-node (default: --node) for its capsule\n"
+     "fragment, checks each proof, discards the bad ones and opens the key from a\n"
+     "threshold of them. The key opens the pointer, which names the node that stores\n"
+     "the blob (--blob-node overrides it); a signed GetBlob (with the permit, for a\n"
+     "grantee) streams the ciphertext, whose SHA-256 and size must be the anchor's, into\n"
+     "FILE.part, which becomes FILE only once all of it decrypted and checked (else it is\n"
+     "removed). A deny is exit 8.\n\n"
      "options:\n"
-     "  --key FILE              the patient's key file (required)\n"
+     "  --key FILE              the patient's or the grantee's key file (required)\n"
      "  --passphrase-file FILE  its passphrase (else $EHR_PASSPHRASE, else a prompt)\n"
      "  --out FILE              where the record goes (required)\n"
+     "  --purpose P             a grantee: submit an access request for P and wait for it\n"
+     "  --permit TX             a grantee: the hash of a permitted access request of yours\n"
+     "  --fragment-node HOST:PORT  a node to ask for a capsule fragment; repeat, up to 16\n"
      "  --blob-node HOST:PORT   fetch the blob from this node, not the pointer's\n"
      "" NODE_OPTIONS_HELP NODE_EXIT_HELP,
      cli__cmd_record_get},

@@ -207,9 +207,12 @@ enum {
     CONTRACTS_CAPSULE_BYTES_MAX = 256,
     /* Record types and record ids one consent names (each list). */
     CONTRACTS_SCOPE_COUNT_MAX = 64,
-    /* Key fragments one consent carries, and the size of each. */
+    /* Key fragments one consent carries, and the size of each: a kfrag
+     * sealed to one node is 336 bytes (crypto/pre_seal.h,
+     * EHR_PRE_SEALED_KFRAG_BYTES; ehrctl and ehrd assert the two agree).
+     * The rules keep them opaque: the node each is for opens it. */
     CONTRACTS_KEY_FRAGMENTS_MAX = 16,
-    CONTRACTS_KEY_FRAGMENT_BYTES_MAX = 256,
+    CONTRACTS_KEY_FRAGMENT_BYTES_MAX = 336,
     /* The reason an emergency access states. */
     CONTRACTS_EMERGENCY_REASON_BYTES_MAX = 256,
     /* Members a chain can hold, hence approvals of one proposal. */

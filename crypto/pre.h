@@ -31,8 +31,8 @@
  * point is used (verification fails), never half-trusted. Call
  * ehr_crypto_init() first.
  *
- * Not here: the symmetric encryption of records, sealing kfrags to nodes,
- * and who may ask for a cfrag (consent): all outside this file.
+ * Not here: the symmetric encryption of records, sealing kfrags to nodes
+ * and receiving keys (pre_seal.h), and who may ask for a cfrag (consent).
  */
 #ifndef EHR_PRE_H
 #define EHR_PRE_H

@@ -78,6 +78,9 @@ struct node_test_faults {
      * own key over the same body (a malicious leader forging what another
      * signed); 0: never. Every node must record it as refused. */
     uint64_t forge_height;
+    /* Hold each GetCapsuleFragment job this long on the worker pool, so a
+     * test fills NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX; 0: no delay. */
+    uint64_t capsule_delay_ms;
 };
 void node_test_faults_set(struct node *n, const struct node_test_faults *faults);
 

@@ -244,6 +244,12 @@ struct node__blob_api {
     struct node__stream_set downloads;
 };
 
+/* GetCapsuleFragment (capsule_service.c): jobs on the worker pool. */
+struct node__capsule_api {
+    unsigned inflight_count; /* at most NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX */
+    uint64_t answered_count; /* capsule fragments sent */
+};
+
 /*
  * A SubmitTransaction call the node still holds: waiting for the leader's
  * verdict on a forward (request_id != 0), or for its transaction's block.
@@ -567,6 +573,7 @@ struct node {
     struct node__waits waits;
     struct node__health health;
     struct node__blob_api blobs;
+    struct node__capsule_api capsules;
     struct node__loop_meter meter;
     struct node__reads reads;
     struct node__submit_limit submit_limit;
@@ -800,6 +807,17 @@ enum {
 int node__blob_service_start(struct node *n, ehr_diag *diag);
 /* Close the store (free_node: every call is finished by then). */
 void node__blob_service_close(struct node *n);
+
+/* ---- capsule_service.c: GetCapsuleFragment ---- */
+
+enum {
+    /* Capsule fragments being made at once (each a job on the worker
+     * pool); past it a request is RESOURCE_EXHAUSTED. */
+    NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX = 16,
+};
+
+/* Register GetCapsuleFragment on N's RPC server (node__service_start). */
+void node__capsule_service_add(struct node *n);
 
 /* ---- submit_limit.c: submissions per second per client address ---- */
 

@@ -266,11 +266,12 @@ static void test_record_get_refuses_an_altered_blob_and_another_key(void **state
     assert_int_equal(r.status, 8);
     assert_non_null(strstr(r.err, "PERMISSION_DENIED"));
     proc_result_free(&r);
-    /* The custodian reads the anchor, but holds no delegating key: refused
-     * before any blob is fetched (a grantee's path is not built yet). */
+    /* The custodian reads the anchor, but holds no delegating key: without
+     * a permit to ask with (--purpose, --permit: the grantee's path,
+     * test_cli_grantee) it is told so before any blob is fetched. */
     r = run(n, "record", "get", record, "--key", "node0.key", "--out", "stolen.pdf", "--node",
             n->node[0]);
-    assert_int_equal(r.status, 1);
+    assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "not the record's patient"));
     proc_result_free(&r);
     struct stat st;

@@ -30,6 +30,10 @@ void ehrd_test_faults_read(struct node_test_faults *faults)
     if (faults->digest_fault_height != 0)
         fprintf(stderr, "ehrd-test: a wrong state digest will be published at height %llu\n",
                 (unsigned long long)faults->digest_fault_height);
+    faults->capsule_delay_ms = height_read("EHR_TEST_CAPSULE_DELAY_MS");
+    if (faults->capsule_delay_ms != 0)
+        fprintf(stderr, "ehrd-test: each capsule fragment job will take %llu ms more\n",
+                (unsigned long long)faults->capsule_delay_ms);
     faults->forge_height = height_read("EHR_TEST_FORGE_HEIGHT");
     if (faults->forge_height != 0)
         fprintf(stderr,

@@ -14,7 +14,8 @@
  * node publish a wrong state digest at height H; EHR_TEST_FORGE_HEIGHT=H
  * makes it, as leader, propose block H with its first transaction re-signed
  * by a key of the leader's choosing, never the signer's (a member's node
- * forging what another signed).
+ * forging what another signed); EHR_TEST_CAPSULE_DELAY_MS=MS holds each
+ * GetCapsuleFragment job MS more on the worker pool.
  * Unset: no fault.
  */
 void ehrd_test_faults_read(struct node_test_faults *faults);

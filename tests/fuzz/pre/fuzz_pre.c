@@ -1,6 +1,6 @@
 /*
  * libFuzzer targets for the proxy re-encryption decoders (crypto/pre.h), one
- * binary per decoder: FUZZ_PRE_CAPSULE, FUZZ_PRE_KFRAG or FUZZ_PRE_CFRAG
+ * binary per decoder: FUZZ_PRE_CAPSULE, FUZZ_PRE_KFRAG, FUZZ_PRE_CFRAG or FUZZ_PRE_SEALED
  * chooses which. Checks the decoder's promises on any bytes: only the
  * documented errors, EHR_ETRUNCATED exactly for short input, a message and
  * an all-zero output on every error, success only at the exact size, and an
@@ -10,6 +10,8 @@
  * verify; a kfrag is verified and re-encapsulates a real capsule, its cfrag
  * verifying exactly when the kfrag did; a cfrag is verified (it may fail,
  * never crash) and, when it verifies, opens the capsule with a real cfrag.
+ * FUZZ_PRE_SEALED: a kfrag sealed to a node (pre_seal.h), opened by the
+ * fixture's node.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,6 +38,7 @@ static bool all_zero(const void *p, size_t len)
     return true;
 }
 
+#if !defined(FUZZ_PRE_SEALED)
 /* The checks every decoder's result gets; true when DATA decoded. */
 static bool decoded(int rc, const ehr_diag *why, const void *out, size_t out_size, size_t size)
 {
@@ -49,6 +52,7 @@ static bool decoded(int rc, const ehr_diag *why, const void *out, size_t out_siz
     check(size == out_size);
     return true;
 }
+#endif
 
 static const pre_fixture *fixture(void)
 {
@@ -124,8 +128,46 @@ static void one_input(const pre_fixture *f, const uint8_t *data, size_t size)
         check(memcmp(key, f->key, sizeof key) == 0);
     }
 }
+#elif defined(FUZZ_PRE_SEALED)
+/* A sealed kfrag (pre_seal.h) as the fixture's node opens it: only the
+ * documented errors, a message and an all-zero kfrag on each; what opens
+ * is a kfrag that decodes again to itself and re-encapsulates. */
+static void one_input(const pre_fixture *f, const uint8_t *data, size_t size)
+{
+    uint8_t recipient[EHR_KX_PUBLIC_BYTES];
+    ehr_diag why = {""};
+    int rc = ehr_pre_sealed_kfrag_recipient(data, size, recipient, &why);
+    if (rc != 0) {
+        check(rc == EHR_ETRUNCATED || rc == EHR_EINVAL);
+        check((rc == EHR_ETRUNCATED) == (size < EHR_PRE_SEALED_KFRAG_BYTES));
+        check(why.msg[0] != '\0');
+        check(all_zero(recipient, sizeof recipient));
+    }
+    ehr_pre_kfrag kfrag;
+    why.msg[0] = '\0';
+    int opened = ehr_pre_kfrag_unseal(&kfrag, data, size, &f->node, &why);
+    if (rc != 0)
+        check(opened == rc);
+    if (opened != 0) {
+        check(opened == EHR_ETRUNCATED || opened == EHR_EINVAL || opened == EHR_EBADSIG ||
+              opened == EHR_ENOTFOUND);
+        check(why.msg[0] != '\0');
+        check(all_zero(&kfrag, sizeof kfrag));
+        return;
+    }
+    check(size == EHR_PRE_SEALED_KFRAG_BYTES);
+    check(memcmp(recipient, f->node.public_key, EHR_KX_PUBLIC_BYTES) == 0);
+    uint8_t again[EHR_PRE_KFRAG_BYTES];
+    ehr_pre_kfrag_encode(&kfrag, again);
+    ehr_pre_kfrag twice;
+    check(ehr_pre_kfrag_decode(&twice, again, sizeof again, NULL) == 0);
+    ehr_pre_cfrag cfrag;
+    check(ehr_pre_reencapsulate(&kfrag, &f->capsule, &cfrag) == 0);
+    ehr_pre_kfrag_wipe(&kfrag);
+    ehr_pre_kfrag_wipe(&twice);
+}
 #else
-#error "define FUZZ_PRE_CAPSULE, FUZZ_PRE_KFRAG or FUZZ_PRE_CFRAG"
+#error "define FUZZ_PRE_CAPSULE, FUZZ_PRE_KFRAG, FUZZ_PRE_CFRAG or FUZZ_PRE_SEALED"
 #endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -70,5 +70,19 @@ int main(int argc, char **argv)
         failures++;
     ehr_pre_cfrag_encode(&other, cfrag);
     put("fuzz_pre_cfrag", "ok-second-kfrag", cfrag, sizeof cfrag);
+    /* Sealed kfrags: one that opens (the seal is randomised: a new one each
+     * run), one sealed to another key, one altered, one cut short. */
+    uint8_t sealed[EHR_PRE_SEALED_KFRAG_BYTES];
+    if (ehr_pre_kfrag_seal(&f.kfrags[1], f.node.public_key, sealed) != 0)
+        failures++;
+    put("fuzz_pre_sealed", "ok-node", sealed, sizeof sealed);
+    put("fuzz_pre_sealed", "EHR_ETRUNCATED-short", sealed, sizeof sealed - 1);
+    sealed[100] ^= 0x01;
+    put("fuzz_pre_sealed", "EHR_EBADSIG-altered", sealed, sizeof sealed);
+    ehr_kx_key elsewhere;
+    ehr_kx_key_generate(&elsewhere);
+    if (ehr_pre_kfrag_seal(&f.kfrags[1], elsewhere.public_key, sealed) != 0)
+        failures++;
+    put("fuzz_pre_sealed", "EHR_ENOTFOUND-other-node", sealed, sizeof sealed);
     return failures == 0 ? 0 : 1;
 }

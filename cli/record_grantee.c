@@ -1,0 +1,215 @@
+/*
+ * record_grantee.c - how `ehrctl record get` opens a record's key for a
+ * grantee (cli/README.md, "Records and their data"): the permit (an
+ * access request submitted now and waited for, or --permit TX), then
+ * GetCapsuleFragment from each node named (--fragment-node, else --node),
+ * each answer checked (its proof, against the delegating key the first
+ * good answer names and this key file's receiving key) and a bad one
+ * discarded with a warning, then the key opened from the verified capsule
+ * fragments (ehr_pre_decapsulate_cfrags, which checks the result against
+ * the capsule: fewer than the grant's threshold fails, never a wrong key).
+ *
+ * Not here: the anchor, the pointer and the blob (cmd_record_data.c, the
+ * same for the patient and a grantee).
+ */
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "capsule_answer.h"
+#include "cli_internal.h"
+#include "contracts.h"
+#include "pre_seal.h"
+#include "read_auth.h"
+#include "record_grantee.h"
+
+enum { READ_WINDOW_MS = 60000 };
+_Static_assert(READ_WINDOW_MS <= NODE_READ_AUTH_WINDOW_MS_MAX, "the node takes the window");
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * Submit an access request for G's record with purpose G->purpose, signed
+ * by ID, and wait for its block. Returns 0 with G->permit set when the
+ * decision is PERMIT; otherwise an exit status after saying why (a deny
+ * is CLI_EXIT_DENIED, with the rules' reason).
+ */
+static int permit_request(struct cli__ctx *ctx, struct cli__node *node, const ehr_identity *id,
+                          struct cli__record_grantee *g)
+{
+    Ehr__V1__AccessRequest ar = EHR__V1__ACCESS_REQUEST__INIT;
+    ar.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)g->record_id};
+    ar.purpose = (Ehr__V1__Purpose)g->purpose;
+    ar.requester_kx_key = (ProtobufCBinaryData){EHR_KX_PUBLIC_BYTES, (uint8_t *)id->kx.public_key};
+    Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
+    body.payload_case = EHR__V1__TX_BODY__PAYLOAD_ACCESS_REQUEST;
+    body.access_request = &ar;
+    uint8_t *envelope = NULL;
+    size_t envelope_len = 0;
+    uint8_t hash[EHR_HASH_BYTES];
+    int exit_code = cli__tx_sign(ctx, &body, g->chain_id, CLI_EXPIRY_S_DEFAULT, &id->signing,
+                                 &envelope, &envelope_len, hash);
+    if (exit_code != 0)
+        return exit_code;
+    Ehr__V1__SubmitTransactionRequest q = EHR__V1__SUBMIT_TRANSACTION_REQUEST__INIT;
+    q.envelope = (ProtobufCBinaryData){envelope_len, envelope};
+    q.wait_for_commit = true;
+    struct rpc_result result;
+    enum rpc_status st = cli__node_call(node, "SubmitTransaction", &q.base, 0, &result);
+    ehr_free(envelope);
+    if (st != RPC_STATUS_OK) {
+        exit_code = cli__node_fail(node, &result, "record get: the access request");
+        rpc_result_clear(&result);
+        return exit_code;
+    }
+    Ehr__V1__SubmitTransactionResponse *r =
+        ehr__v1__submit_transaction_response__unpack(NULL, result.response_len, result.response);
+    rpc_result_clear(&result);
+    const char *bad = NULL;
+    if (r == NULL)
+        bad = "the answer does not decode";
+    else if (r->tx_hash.len != EHR_HASH_BYTES || memcmp(r->tx_hash.data, hash, EHR_HASH_BYTES))
+        bad = "tx_hash is not the hash of the access request sent";
+    else if (!r->committed || r->result == NULL)
+        bad = "the access request was not waited for until its block";
+    if (bad != NULL) {
+        if (r != NULL)
+            ehr__v1__submit_transaction_response__free_unpacked(r, NULL);
+        return cli__node_bad_answer(node, "record get: the access request", bad);
+    }
+    char reason[CONTRACTS_REASON_BYTES_MAX + 1], why[CONTRACTS_REASON_BYTES_MAX + 160];
+    cli__text_shown(r->result->reason, reason, sizeof reason);
+    if (r->result->code != EHR__V1__TX_RESULT_CODE__TX_RESULT_OK) {
+        snprintf(why, sizeof why, "the access request was refused by the rules: %s",
+                 reason[0] ? reason : "-");
+        cli__fail(why, "record get");
+        exit_code = CLI_EXIT_TX_REFUSED;
+    } else if (r->result->decision != EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT) {
+        snprintf(why, sizeof why, "access denied: %s", reason[0] ? reason : "-");
+        cli__fail(why, "record get");
+        exit_code = CLI_EXIT_DENIED;
+    } else {
+        memcpy(g->permit, hash, EHR_HASH_BYTES);
+    }
+    ehr__v1__submit_transaction_response__free_unpacked(r, NULL);
+    return exit_code;
+}
+
+/*
+ * GetCapsuleFragment from the node at ADDRESS: 0 with *CFRAG (decoded) and
+ * the delegating key the node names, or -1 after a warning on stderr
+ * naming the node and why (the caller goes on with the others).
+ */
+static int cfrag_ask(const struct cli__node_options *base, const char *address,
+                     const ehr_identity *id, const struct cli__record_grantee *g,
+                     ehr_pre_cfrag *cfrag, uint8_t delegating[EHR_PRE_PUBLIC_BYTES])
+{
+    struct cli__node_options o = *base;
+    o.address = address;
+    struct cli__node node = {0};
+    ehr_diag why;
+    if (cli__node_connect(&node, &o, &why) != 0) {
+        fprintf(stderr, "ehrctl: record get: warning: %s: %s\n", address, why.msg);
+        return -1;
+    }
+    Ehr__V1__GetCapsuleFragmentRequest q = EHR__V1__GET_CAPSULE_FRAGMENT_REQUEST__INIT;
+    q.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)g->record_id};
+    q.permit_tx = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)g->permit};
+    struct node_read_auth_signed auth;
+    uint64_t now = wall_ms();
+    int rc =
+        node_read_auth_sign(&auth, &q.base, &q.auth, g->chain_id, "/ehr.v1.Node/GetCapsuleFragment",
+                            &id->signing, now, now + READ_WINDOW_MS);
+    EHR_ASSERT(rc == 0); /* a key file's signing key signs */
+    struct rpc_result result;
+    enum rpc_status st = cli__node_call(&node, "GetCapsuleFragment", &q.base, 0, &result);
+    q.auth = NULL;
+    cli__node_close(&node);
+    if (st != RPC_STATUS_OK) {
+        char msg[160];
+        cli__text_shown(result.message, msg, sizeof msg);
+        fprintf(stderr, "ehrctl: record get: warning: %s: no capsule fragment (%s): %s\n", address,
+                rpc_status_name(st), msg);
+        rpc_result_clear(&result);
+        return -1;
+    }
+    uint8_t consent_id[32];
+    const char *bad = cli__capsule_answer_decode(result.response, result.response_len, cfrag,
+                                                 consent_id, delegating);
+    rpc_result_clear(&result);
+    if (bad != NULL) {
+        fprintf(stderr, "ehrctl: record get: warning: %s: bad answer: %s\n", address, bad);
+        return -1;
+    }
+    return 0;
+}
+
+int cli__record_key_as_grantee(struct cli__ctx *ctx, struct cli__node *node,
+                               const struct cli__node_options *node_options, const ehr_identity *id,
+                               const ehr_pre_capsule *capsule, struct cli__record_grantee *g,
+                               uint8_t key[EHR_PRE_KEY_BYTES])
+{
+    EHR_ASSERT(g->fragment_node_count <= CLI_FRAGMENT_NODES_MAX);
+    int exit_code = 0;
+    if (!g->permit_given && (exit_code = permit_request(ctx, node, id, g)) != 0)
+        return exit_code;
+    ehr_pre_key receiving;
+    if (ehr_pre_receiving_key_derive(&receiving, id->kx.secret) != 0)
+        return cli__fail("the receiving key is zero (never in practice)", "record get");
+    const char *only[1] = {node_options->address};
+    const char *const *nodes = g->fragment_node_count > 0 ? g->fragment_nodes : only;
+    size_t node_count = g->fragment_node_count > 0 ? g->fragment_node_count : 1;
+    ehr_pre_cfrag cfrags[CLI_FRAGMENT_NODES_MAX];
+    uint8_t delegating[EHR_PRE_PUBLIC_BYTES];
+    size_t good = 0;
+    for (size_t i = 0; i < node_count; i++) {
+        uint8_t named[EHR_PRE_PUBLIC_BYTES];
+        if (cfrag_ask(node_options, nodes[i], id, g, &cfrags[good], named) != 0)
+            continue;
+        if (good > 0 && memcmp(named, delegating, EHR_PRE_PUBLIC_BYTES) != 0) {
+            fprintf(stderr,
+                    "ehrctl: record get: warning: %s: names another delegating key than the "
+                    "first node did: discarded\n",
+                    nodes[i]);
+            continue;
+        }
+        if (ehr_pre_cfrag_verify(&cfrags[good], capsule, named, receiving.public_key) != 0) {
+            fprintf(stderr,
+                    "ehrctl: record get: warning: %s: its capsule fragment fails its proof: "
+                    "discarded\n",
+                    nodes[i]);
+            continue;
+        }
+        bool seen = false;
+        for (size_t j = 0; j < good; j++)
+            seen = seen || memcmp(cfrags[j].id, cfrags[good].id, EHR_PRE_KFRAG_ID_BYTES) == 0;
+        if (seen) /* the same node twice, under two addresses */
+            continue;
+        memcpy(delegating, named, EHR_PRE_PUBLIC_BYTES);
+        good++;
+    }
+    if (good == 0) {
+        ehr_pre_key_wipe(&receiving);
+        return cli__fail("no node gave a capsule fragment (see the warnings above)", "record get");
+    }
+    ehr_diag why;
+    int rc = ehr_pre_decapsulate_cfrags(&receiving, delegating, capsule, cfrags, good, key, &why);
+    ehr_pre_key_wipe(&receiving);
+    if (rc != 0) {
+        char msg[EHR_DIAG_BYTES_MAX + 160];
+        snprintf(msg, sizeof msg,
+                 "%zu verified capsule fragment%s do not open the record key (%s): fewer than "
+                 "the grant's threshold? name more nodes with --fragment-node",
+                 good, good == 1 ? "" : "s", why.msg);
+        return cli__fail(msg, "record get");
+    }
+    g->fragments_used = good;
+    return 0;
+}
