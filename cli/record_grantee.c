@@ -2,7 +2,8 @@
  * record_grantee.c - how `ehrctl record get` opens a record's key for a
  * grantee (cli/README.md, "Records and their data"): the permit (an
  * access request submitted now and waited for, or --permit TX), then
- * GetCapsuleFragment from each node named (--fragment-node, else --node),
+ * GetCapsuleFragment from each node named (--fragment-node; else --node and
+ * every peer whose API address --node learnt over their link),
  * each answer checked (its proof, against the delegating key the first
  * good answer names and this key file's receiving key) and a bad one
  * discarded with a warning, then the key opened from the verified capsule
@@ -151,6 +152,38 @@ static int cfrag_ask(const struct cli__node_options *base, const char *address,
     return 0;
 }
 
+/*
+ * The nodes to ask when none were named: NODE itself, then every peer whose
+ * API address it learnt over their link (GetStatus), at most
+ * CLI_FRAGMENT_NODES_MAX; an address that does not parse is left out.
+ * Returns how many, into OUT (pointing into TEXT).
+ */
+static size_t nodes_discover(struct cli__node *node, const struct cli__node_options *node_options,
+                             const char *out[CLI_FRAGMENT_NODES_MAX],
+                             char text[CLI_FRAGMENT_NODES_MAX][CLI_HOST_BYTES_MAX + 8])
+{
+    size_t count = 0;
+    snprintf(text[count], sizeof text[count], "%s", node_options->address);
+    out[count] = text[count];
+    count++;
+    Ehr__V1__GetStatusResponse *st = NULL;
+    if (cli__node_get_status(node, "record get", &st) != 0)
+        return count; /* said why; the node named still gets asked */
+    for (size_t i = 0; i < st->n_peers && count < CLI_FRAGMENT_NODES_MAX; i++) {
+        const char *a = st->peers[i]->rpc_address;
+        char host[CLI_HOST_BYTES_MAX + 1];
+        uint16_t port;
+        if (a == NULL || a[0] == '\0' || strlen(a) >= sizeof text[count] ||
+            cli__address_parse(a, host, &port) != 0)
+            continue;
+        snprintf(text[count], sizeof text[count], "%s", a);
+        out[count] = text[count];
+        count++;
+    }
+    ehr__v1__get_status_response__free_unpacked(st, NULL);
+    return count;
+}
+
 int cli__record_key_as_grantee(struct cli__ctx *ctx, struct cli__node *node,
                                const struct cli__node_options *node_options, const ehr_identity *id,
                                const ehr_pre_capsule *capsule, struct cli__record_grantee *g,
@@ -163,9 +196,14 @@ int cli__record_key_as_grantee(struct cli__ctx *ctx, struct cli__node *node,
     ehr_pre_key receiving;
     if (ehr_pre_receiving_key_derive(&receiving, id->kx.secret) != 0)
         return cli__fail("the receiving key is zero (never in practice)", "record get");
-    const char *only[1] = {node_options->address};
-    const char *const *nodes = g->fragment_node_count > 0 ? g->fragment_nodes : only;
-    size_t node_count = g->fragment_node_count > 0 ? g->fragment_node_count : 1;
+    const char *found[CLI_FRAGMENT_NODES_MAX];
+    char found_text[CLI_FRAGMENT_NODES_MAX][CLI_HOST_BYTES_MAX + 8];
+    const char *const *nodes = g->fragment_nodes;
+    size_t node_count = g->fragment_node_count;
+    if (node_count == 0) {
+        node_count = nodes_discover(node, node_options, found, found_text);
+        nodes = found;
+    }
     ehr_pre_cfrag cfrags[CLI_FRAGMENT_NODES_MAX];
     uint8_t delegating[EHR_PRE_PUBLIC_BYTES];
     size_t good = 0;

@@ -22,7 +22,7 @@ struct cli__record_grantee {
     int purpose; /* the access request's, when no --permit */
     bool permit_given;
     const char *fragment_nodes[CLI_FRAGMENT_NODES_MAX];
-    size_t fragment_node_count; /* 0: --node alone */
+    size_t fragment_node_count; /* 0: --node and the peers it knows (GetStatus) */
     /* in with --permit, else out */
     uint8_t permit[EHR_HASH_BYTES];
     /* out */

@@ -823,6 +823,7 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
         struct raft_progress_info pi;
         if (n->cons.role == RAFT_LEADER && raft_progress_get(n->cons.raft, m->id, &pi) == 0)
             p->match_index = pi.match;
+        p->rpc_address = (char *)m->rpc_address;
         p->voter = raft_config_is_voter(&rs.config, m->id);
         p->learner = raft_config_is_learner(&rs.config, m->id);
         peer_ptrs[np++] = p;

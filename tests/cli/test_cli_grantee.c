@@ -458,6 +458,18 @@ static void test_grantee_path(void **state)
     json_decref(out);
     proc_result_free(&r);
     assert_file_equal(n, "lab-copy.txt", "result.txt");
+    /* The same with no node named but the lab's own: it asks the peers the
+     * lab's node knows the API addresses of (GetStatus). */
+    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex, "--node",
+            n->node[LAB], "--out", "lab-found.txt", "--json");
+    assert_ok(&r);
+    out = parse_json(r.out);
+    /* More than the one node named: the peers were found (a peer whose
+     * link came up a moment ago may not have told its address yet). */
+    assert_true(json_integer_value(json_object_get(out, "capsule_fragments")) >= 2);
+    json_decref(out);
+    proc_result_free(&r);
+    assert_file_equal(n, "lab-found.txt", "result.txt");
     /* The insurer through record get: no consent, so not even the anchor
      * (exit 8), nothing written. */
     r = run(n, "record", "get", record_hex, "--key", "node2.key", "--purpose", "treatment",
