@@ -159,13 +159,15 @@ typedef enum rpc_status (*rpc__message_fn)(void *ctx, const uint8_t *message, si
 
 /*
  * Request bytes a server may still buffer for a call: its connection's
- * (connection_request_bytes_max) and its client address's over all the
+ * (connection_request_bytes_max), its client address's over all the
  * address's connections (unfinished_bytes_per_address_max; NULL: not
- * counted). A charge is taken from both or from neither.
+ * counted) and the server's over all connections (unfinished_bytes_max;
+ * NULL: not counted). A charge is taken from all of them or from none.
  */
 struct rpc__budget {
     size_t *connection_bytes;
     size_t *address_bytes;
+    size_t *server_bytes;
 };
 /* Take N bytes from BUDGET: RPC_STATUS_OK, or RESOURCE_EXHAUSTED with a
  * reason in DIAG (may be NULL) naming the budget that is short. */

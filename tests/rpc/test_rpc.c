@@ -175,7 +175,7 @@ static void test_reader_reassembles_at_every_split(void **state)
         struct rpc__reader reader = {0};
         struct gathered g = {0};
         size_t left = 1000;
-        struct rpc__budget budget = {&left, NULL};
+        struct rpc__budget budget = {&left, NULL, NULL};
         ehr_diag err;
         assert_int_equal(rpc__reader_feed(&reader, wire, split, 100, &budget, gather, &g, &err),
                          RPC_STATUS_OK);
@@ -237,7 +237,7 @@ static void test_reader_budget_limits_partial_messages(void **state)
     struct gathered g = {0};
     ehr_diag err;
     size_t left = 49;
-    struct rpc__budget budget = {&left, NULL};
+    struct rpc__budget budget = {&left, NULL, NULL};
     /* A partial message of 50 bytes needs 50 bytes of budget. */
     assert_int_equal(rpc__reader_feed(&reader, wire, 20, 100, &budget, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
@@ -250,7 +250,7 @@ static void test_reader_budget_limits_partial_messages(void **state)
     assert_int_equal(left, 50);
     /* With an address budget, a charge must fit both, and is taken from both. */
     size_t address_left = 49;
-    struct rpc__budget both = {&left, &address_left};
+    struct rpc__budget both = {&left, &address_left, NULL};
     struct rpc__reader reader3 = {0};
     assert_int_equal(rpc__reader_feed(&reader3, wire, 20, 100, &both, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
@@ -265,6 +265,25 @@ static void test_reader_budget_limits_partial_messages(void **state)
     rpc__reader_release(&reader4, &both);
     assert_int_equal(left, 50);
     assert_int_equal(address_left, 50);
+    /* With the server's too (invariant 14): all three, or none. */
+    size_t server_left = 49;
+    struct rpc__budget all = {&left, &address_left, &server_left};
+    struct rpc__reader reader5 = {0};
+    assert_int_equal(rpc__reader_feed(&reader5, wire, 20, 100, &all, gather, &g, &err),
+                     RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.msg, "the server may buffer"));
+    assert_int_equal(left, 50);
+    assert_int_equal(address_left, 50);
+    server_left = 50;
+    struct rpc__reader reader6 = {0};
+    assert_int_equal(rpc__reader_feed(&reader6, wire, 20, 100, &all, gather, &g, &err),
+                     RPC_STATUS_OK);
+    assert_int_equal(server_left, 0);
+    assert_int_equal(address_left, 0);
+    rpc__reader_release(&reader6, &all);
+    assert_int_equal(server_left, 50);
+    assert_int_equal(left, 50);
+    rpc__buf_free(&reader6.body);
     rpc__buf_free(&reader4.body);
     rpc__buf_free(&reader2.body);
 }
@@ -2431,6 +2450,201 @@ static void test_unfinished_bytes_per_address_edge(void **state)
     ts_join(ts);
 }
 
+/*
+ * Invariant 14: unfinished request bytes are bounded over the whole server
+ * (unfinished_bytes_max). With room for three messages on the server and
+ * two per connection and per address: two held from one address and one
+ * from a second fill it exactly; one more byte from the second address
+ * (which has room of its own) is refused RESOURCE_EXHAUSTED naming the
+ * server; once the first address leaves, the second is served again.
+ */
+static void test_unfinished_bytes_max_edge(void **state)
+{
+    (void)state;
+    enum { MESSAGE = 32768 };
+    struct rpc_server_config config = {.message_bytes_max = MESSAGE,
+                                       .connection_request_bytes_max = 2 * MESSAGE,
+                                       .unfinished_bytes_per_address_max = 2 * MESSAGE,
+                                       .unfinished_bytes_max = 3 * MESSAGE};
+    struct thread_server *ts = ts_start(&config);
+    size_t frame = 5 + MESSAGE;
+    uint8_t *big = calloc(1, frame);
+    assert_non_null(big);
+    h2raw_grpc_frame(big, 0, NULL, MESSAGE);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", 0, 0, 0, NULL);
+    uint8_t one[64];
+    size_t one_len = h2raw_grpc_frame(one, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    struct h2raw a, b;
+    assert_int_equal(h2raw_connect_from(&a, 0x7f000007u, ts->port), 0);
+    assert_int_equal(h2raw_connect_from(&b, 0x7f000008u, ts->port), 0);
+    struct h2raw_stream *a1 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
+    struct h2raw_stream *a2 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
+    h2raw_wait(&a, NULL, 200);
+    struct h2raw_stream *b1 = h2raw_request(&b, ECHO_SAY, NULL, big, frame, false);
+    h2raw_wait(&b, NULL, 200);
+    assert_false(a1->closed);
+    assert_false(a2->closed);
+    assert_false(b1->closed); /* exactly at the server's limit */
+    struct h2raw_stream *b2 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
+    assert_true(h2raw_wait(&b, b2, 5000));
+    assert_int_equal(b2->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(b2->grpc_message, "the server may buffer"));
+    /* What the first address held comes back with its connection. */
+    h2raw_close(&a);
+    struct h2raw_stream *b3 = NULL;
+    for (int i = 0; i < 50; i++) {
+        b3 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
+        assert_true(h2raw_wait(&b, b3, 5000));
+        if (b3->grpc_status == RPC_STATUS_OK)
+            break;
+        usleep(10000); /* the server sees the close on its own thread */
+    }
+    assert_int_equal(b3->grpc_status, RPC_STATUS_OK);
+    h2raw_close(&b);
+    free(big);
+    ts_join(ts);
+}
+
+/* The framed size of Say's reply to TEXT with a payload of PAYLOAD_LEN bytes. */
+static size_t say_reply_framed_bytes(const char *text, size_t payload_len)
+{
+    Ehr__Test__EchoReply reply = EHR__TEST__ECHO_REPLY__INIT;
+    reply.text = (char *)text;
+    reply.payload.len = payload_len;
+    return 5 + ehr__test__echo_reply__get_packed_size(&reply);
+}
+
+/*
+ * Invariant 15: replies not read are bounded over the whole server. Each
+ * Say reply takes R bytes; the budget is 4 R and a connection's share past
+ * half of it one message of the largest size (less than 2 R). Clients that
+ * give no flow-control window (so nothing of their replies leaves the
+ * server): one takes 2 R (half, exactly: allowed), a second and a third
+ * one each (the budget exactly); one more byte's worth, from a fourth, is
+ * refused RESOURCE_EXHAUSTED saying the server holds as many as it may.
+ * With one R free again, the second connection (holding R, past half) is
+ * refused its second reply while a client that reads is served; once the
+ * first leaves, the second is served again.
+ */
+static void test_unread_reply_bytes_max_edge(void **state)
+{
+    (void)state;
+    enum { PAYLOAD = 40000 };
+    size_t reply_bytes = say_reply_framed_bytes("c", PAYLOAD);
+    struct rpc_server_config config = {.message_bytes_max = 65536,
+                                       .unread_reply_bytes_max = 4 * reply_bytes};
+    assert_true(2 * reply_bytes > 5 + config.message_bytes_max); /* the share: one reply */
+    struct thread_server *ts = ts_start(&config);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", PAYLOAD, 0, 0, NULL);
+    uint8_t *frame = malloc(5 + say_len);
+    assert_non_null(frame);
+    size_t frame_len = h2raw_grpc_frame(frame, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    struct h2raw z1, z2, z3, z4, reader;
+    assert_int_equal(h2raw_connect_with(&z1, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    assert_int_equal(h2raw_connect_with(&z2, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    assert_int_equal(h2raw_connect_with(&z3, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    assert_int_equal(h2raw_connect_with(&z4, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    struct h2raw_stream *s11 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
+    struct h2raw_stream *s12 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
+    h2raw_wait(&z1, NULL, 200);
+    wait_count(&ts->service.stats.calls, 2);
+    struct h2raw_stream *s21 = h2raw_request(&z2, ECHO_SAY, NULL, frame, frame_len, true);
+    h2raw_wait(&z2, NULL, 200);
+    struct h2raw_stream *s31 = h2raw_request(&z3, ECHO_SAY, NULL, frame, frame_len, true);
+    h2raw_wait(&z3, NULL, 200);
+    wait_count(&ts->service.stats.calls, 4);
+    assert_false(s11->closed);
+    assert_false(s12->closed); /* half, exactly */
+    assert_false(s21->closed);
+    assert_false(s31->closed); /* the budget, exactly */
+    struct h2raw_stream *s41 = h2raw_request(&z4, ECHO_SAY, NULL, frame, frame_len, true);
+    assert_true(h2raw_wait(&z4, s41, 5000));
+    assert_int_equal(s41->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(s41->grpc_message, "as many replies not yet read"));
+    /* One R free: past half, a connection holding one is refused a second ... */
+    h2raw_close(&z3);
+    struct h2raw_stream *s22 = NULL;
+    for (int i = 0; i < 50; i++) {
+        s22 = h2raw_request(&z2, ECHO_SAY, NULL, frame, frame_len, true);
+        assert_true(h2raw_wait(&z2, s22, 5000));
+        if (strstr(s22->grpc_message, "your connection") != NULL)
+            break;
+        usleep(10000); /* the server sees the close on its own thread */
+    }
+    assert_int_equal(s22->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(s22->grpc_message, "your connection holds replies"));
+    /* ... while a client that reads is served from it, again and again. */
+    assert_int_equal(h2raw_connect(&reader, ts->port), 0);
+    for (int i = 0; i < 3; i++) {
+        struct h2raw_stream *r = h2raw_request(&reader, ECHO_SAY, NULL, frame, frame_len, true);
+        assert_true(h2raw_wait(&reader, r, 5000));
+        assert_int_equal(r->grpc_status, RPC_STATUS_OK);
+        assert_int_equal(r->data_len, reply_bytes);
+    }
+    /* The first leaves: half is free, and the second is served a second. */
+    h2raw_close(&z1);
+    struct h2raw_stream *s23 = NULL;
+    for (int i = 0; i < 50; i++) {
+        s23 = h2raw_request(&z2, ECHO_SAY, NULL, frame, frame_len, true);
+        h2raw_wait(&z2, s23, 100);
+        if (!s23->closed)
+            break; /* queued: it waits for a window */
+    }
+    assert_false(s23->closed);
+    h2raw_close(&z2);
+    h2raw_close(&z4);
+    h2raw_close(&reader);
+    free(frame);
+    ts_join(ts);
+}
+
+/*
+ * Invariant 15 for streams: a stream message that would pass the budget of
+ * unread replies waits as in a full queue (EHR_EAGAIN, then the writable
+ * callback) unless its stream's queue is empty. With a budget of 2 R, a
+ * client that gives no window holding R, and a reader asking for 20
+ * messages of 30,000 bytes (a stream queue holds all of them): the stream
+ * is held back to one message at a time, and completes.
+ */
+static void test_a_stream_past_the_unread_reply_budget_waits_and_completes(void **state)
+{
+    (void)state;
+    enum { PAYLOAD = 40000, COUNT = 20, COUNT_PAYLOAD = 30000 };
+    size_t reply_bytes = say_reply_framed_bytes("c", PAYLOAD);
+    struct rpc_server_config config = {.message_bytes_max = 65536,
+                                       .unread_reply_bytes_max = 2 * reply_bytes};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", PAYLOAD, 0, 0, NULL);
+    uint8_t *frame = malloc(5 + say_len);
+    assert_non_null(frame);
+    size_t frame_len = h2raw_grpc_frame(frame, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    struct h2raw z, reader;
+    assert_int_equal(h2raw_connect_with(&z, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    struct h2raw_stream *held = h2raw_request(&z, ECHO_SAY, NULL, frame, frame_len, true);
+    h2raw_wait(&z, NULL, 200);
+    wait_count(&ts->service.stats.calls, 1);
+    assert_false(held->closed);
+    uint8_t req[64];
+    size_t req_len = framed_count(req, COUNT, COUNT_PAYLOAD, false);
+    assert_int_equal(h2raw_connect(&reader, ts->port), 0);
+    struct h2raw_stream *s = h2raw_request(&reader, ECHO_COUNT, NULL, req, req_len, true);
+    assert_true(h2raw_wait(&reader, s, 10000));
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    assert_true(s->data_len > (size_t)COUNT * COUNT_PAYLOAD);
+    assert_true(atomic_load(&ts->service.stats.eagain) >= 1); /* held back by the budget */
+    assert_true(atomic_load(&ts->service.stats.writable) >= 1);
+    h2raw_close(&z);
+    h2raw_close(&reader);
+    free(frame);
+    ts_join(ts);
+}
+
 static void test_idle_connection_is_closed(void **state)
 {
     struct rpc_server_config config = {.idle_timeout_ms = 50};
@@ -2538,6 +2752,9 @@ int main(void)
         cmocka_unit_test(test_streams_per_connection_edge),
         cmocka_unit_test(test_connection_request_budget_edge),
         cmocka_unit_test(test_unfinished_bytes_per_address_edge),
+        cmocka_unit_test(test_unfinished_bytes_max_edge),
+        cmocka_unit_test(test_unread_reply_bytes_max_edge),
+        cmocka_unit_test(test_a_stream_past_the_unread_reply_budget_waits_and_completes),
         cmocka_unit_test(test_idle_connection_is_closed),
     };
     ehr_log_set_level(EHR_LOG_OFF);
