@@ -92,13 +92,17 @@ enum rpc_status rpc_status_from_err(int err);
 #define RPC_UNFINISHED_BYTES_MAX (256u * 1024 * 1024)
 /* Response bytes queued on the server's calls (unary replies and stream
  * messages, each with its 5-byte prefix) that their clients have not yet
- * taken into the connections' output, over all calls. A unary reply that
- * would pass it fails RESOURCE_EXHAUSTED (rpc_call_reply says EHR_EFULL);
- * past half of it a reply also fails if its connection would then hold
- * more than message_bytes_max of such bytes, so the clients that do not
- * read cannot take the second half from those that do. A stream message
- * past it waits as in a full queue (rpc_stream_send says EHR_EAGAIN) unless
- * the stream's queue is empty. rpc/README.md, "Unread replies". */
+ * taken into the connections' output, over all calls. Half of it is first
+ * come, first served; the other half is shared out equally, a quota of
+ * unread_reply_bytes_max / 2 / connections_max per connection (128 KiB at
+ * the defaults). A unary reply that would take the count past half while
+ * its connection would pass its quota fails RESOURCE_EXHAUSTED
+ * (rpc_call_reply says EHR_EFULL), and so do that connection's next unary
+ * calls, before their handlers run, until it reads. So unary replies never
+ * pass the budget, and a client that reads is always served a reply up to
+ * the quota. A stream message past half of it waits as in a full queue
+ * (rpc_stream_send says EHR_EAGAIN) unless the stream's queue is empty.
+ * rpc/README.md, "Unread replies". */
 #define RPC_UNREAD_REPLY_BYTES_MAX (256u * 1024 * 1024)
 /* Output a connection buffers for the socket before it stops producing more. */
 #define RPC_CONNECTION_OUTPUT_BYTES_MAX (256u * 1024)

@@ -97,12 +97,19 @@
  *      per connection) are counted per call (out_charged), per connection
  *      and for the server (call_out_charge, after every change of a
  *      queue; all given back at call_detach). A unary reply is queued only
- *      if the server's count stays within unread_reply_bytes_max and, past
- *      half of it, its connection's within one message of the largest
- *      size (call_reply_refusal); otherwise the call ends
- *      RESOURCE_EXHAUSTED. A stream message past unread_reply_bytes_max
- *      waits as in a full queue, unless its stream's queue is empty; so
- *      the count exceeds the bound by at most one message per open stream.
+ *      if the server's count stays within half of unread_reply_bytes_max
+ *      (first come, first served) or its connection's within its quota,
+ *      the other half over connections_max (call_reply_refusal, the same
+ *      for every connection); otherwise the call ends RESOURCE_EXHAUSTED,
+ *      and the connection's further unary calls end so before their
+ *      handlers run, until it reads (reply_refused). So unary replies
+ *      never pass unread_reply_bytes_max, and a connection that holds no
+ *      unread reply is always served one up to its quota, whatever the
+ *      others hold. A stream message past half of
+ *      unread_reply_bytes_max waits as in a full queue, unless its
+ *      stream's queue is empty (so streams never take the half unary
+ *      replies are served from, and a stream always moves on); so the
+ *      count exceeds the bound by at most one message per open stream.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -175,6 +182,8 @@ enum {
 
 _Static_assert(RPC__PREFIX_BYTES + RPC_MESSAGE_BYTES_MAX <= RPC_UNREAD_REPLY_BYTES_MAX / 2,
                "a reply of the largest size fits half the unread replies' budget");
+_Static_assert(RPC_UNREAD_REPLY_BYTES_MAX / 2 / RPC_CONNECTIONS_MAX >= 64 * 1024,
+               "every connection may always hold a reply of 64 KiB unread");
 _Static_assert(RPC_MESSAGE_BYTES_MAX <= RPC_UNFINISHED_BYTES_MAX,
                "a request of the largest size fits the server's request budget");
 _Static_assert(RPC_EVICTION_GAP_CONNECTIONS_MIN >= 2,
@@ -279,6 +288,7 @@ struct rpc__server_conn {
     uint64_t progress_ms;      /* loop time of the last request progress (the accept at first) */
     size_t request_budget;     /* request bytes this connection may still buffer (budget) */
     size_t unread_reply_bytes; /* its calls' share of the server's (invariant 15) */
+    bool reply_refused;        /* a reply refused for it, and it has not read since */
     uint8_t first_bytes[FIRST_BYTES_KEPT];
     uint32_t first_len;
     uint32_t handles_open;
@@ -608,30 +618,34 @@ static void call_out_charge(struct rpc_call *call, size_t bytes)
     if (conn != NULL) {
         EHR_ASSERT(conn->unread_reply_bytes >= call->out_charged);
         conn->unread_reply_bytes = conn->unread_reply_bytes - call->out_charged + bytes;
+        if (bytes < call->out_charged)
+            conn->reply_refused = false; /* it read (or dropped) some: it may ask again */
     }
     call->out_charged = bytes;
 }
 
-/*
- * Why a reply of BYTES (prefix included) on CALL must not be queued, or
- * NULL if it may (invariant 15): it would pass unread_reply_bytes_max, or
- * it would pass half of it while its connection would then hold more than
- * one message of the largest size unread.
- */
+/* What a connection may always hold of unread replies, whatever the
+ * others hold: the half of unread_reply_bytes_max that is not first come,
+ * first served, shared equally by connections_max connections
+ * (invariant 15). */
+static size_t server_reply_quota_bytes(const struct rpc_server *server)
+{
+    return server->config.unread_reply_bytes_max / 2 / server->config.connections_max;
+}
+
+/* Why a reply of BYTES (prefix included) on CALL must not be queued, or
+ * NULL if it may (invariant 15): past half of unread_reply_bytes_max, its
+ * connection would hold more than its quota. */
 static const char *call_reply_refusal(const struct rpc_call *call, size_t bytes)
 {
     const struct rpc_server *server = call->server;
-    size_t max = server->config.unread_reply_bytes_max;
     EHR_ASSERT(call->conn != NULL);
-    if (server->unread_reply_bytes + bytes > max)
-        return "the server holds as many replies not yet read by their clients as it may; "
-               "retry later";
-    size_t share = RPC__PREFIX_BYTES + server->config.message_bytes_max;
-    if (server->unread_reply_bytes + bytes > max / 2 &&
-        call->conn->unread_reply_bytes + bytes > share)
-        return "your connection holds replies it has not read while the server holds many; "
-               "read them, then retry";
-    return NULL;
+    if (server->unread_reply_bytes + bytes <= server->config.unread_reply_bytes_max / 2)
+        return NULL;
+    if (call->conn->unread_reply_bytes + bytes <= server_reply_quota_bytes(server))
+        return NULL;
+    return "the server holds many replies not yet read and your connection holds its share "
+           "of them; read them, then retry";
 }
 
 /* Give back what the held request charged to the connection. */
@@ -1832,6 +1846,15 @@ static void call_deliver(struct rpc_call *call)
             if (m->streaming && server->closing) {
                 call_end(call, "200", RPC_STATUS_UNAVAILABLE, "server shutting down", true,
                          EHR_ECLOSED);
+            } else if (!m->streaming && !m->upload && call->conn->reply_refused &&
+                       server->unread_reply_bytes + RPC__PREFIX_BYTES >
+                           server->config.unread_reply_bytes_max / 2) {
+                /* Its reply would be refused too: spare the handler's work
+                 * (invariant 15). */
+                call_end(call, "200", RPC_STATUS_RESOURCE_EXHAUSTED,
+                         "your connection was refused a reply for the replies it has not "
+                         "read; read them, then retry",
+                         true, EHR_ECLOSED);
             } else {
                 call->app_owned = true;
                 server->app_call_count++;
@@ -1968,7 +1991,7 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
     if (c->message_bytes_max > c->unfinished_bytes_max)
         return EHR_EINVAL;
     /* A reply of the largest size fits a server that holds no other. */
-    if (RPC__PREFIX_BYTES + c->message_bytes_max > c->unread_reply_bytes_max)
+    if (RPC__PREFIX_BYTES + c->message_bytes_max > c->unread_reply_bytes_max / 2)
         return EHR_EINVAL;
     if (c->streams_per_connection_max > (1u << 20))
         return EHR_EINVAL;
@@ -2227,6 +2250,7 @@ int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t respon
     }
     const char *refusal = call_reply_refusal(call, RPC__PREFIX_BYTES + response_len);
     if (refusal != NULL) {
+        call->conn->reply_refused = true;
         call_end(call, "200", RPC_STATUS_RESOURCE_EXHAUSTED, refusal, true, EHR_ECLOSED);
         return EHR_EFULL;
     }
@@ -2303,8 +2327,11 @@ int rpc_stream_send(struct rpc_stream *stream, const uint8_t *message, size_t me
     size_t queued = call_queued_bytes(call);
     size_t bytes = RPC__PREFIX_BYTES + message_len;
     /* Past either bound the message waits, unless the queue is empty (so
-     * the writable callback, at half a queue, always comes: invariant 15). */
-    bool server_full = call->server->unread_reply_bytes + bytes > config->unread_reply_bytes_max;
+     * the writable callback, at half a queue, always comes): streams keep
+     * to half the unread replies' budget, the rest is for unary replies
+     * (invariant 15). */
+    bool server_full =
+        call->server->unread_reply_bytes + bytes > config->unread_reply_bytes_max / 2;
     if (queued > 0 && (queued + bytes > config->stream_queue_bytes_max || server_full)) {
         call->want_writable = true;
         if (call->stall_by_ms == 0) { /* full from now: the client must read (invariant 8) */

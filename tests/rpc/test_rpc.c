@@ -2518,15 +2518,16 @@ static size_t say_reply_framed_bytes(const char *text, size_t payload_len)
 
 /*
  * Invariant 15: replies not read are bounded over the whole server. Each
- * Say reply takes R bytes; the budget is 4 R and a connection's share past
- * half of it one message of the largest size (less than 2 R). Clients that
- * give no flow-control window (so nothing of their replies leaves the
- * server): one takes 2 R (half, exactly: allowed), a second and a third
- * one each (the budget exactly); one more byte's worth, from a fourth, is
- * refused RESOURCE_EXHAUSTED saying the server holds as many as it may.
- * With one R free again, the second connection (holding R, past half) is
- * refused its second reply while a client that reads is served; once the
- * first leaves, the second is served again.
+ * Say reply takes R bytes; the budget is 8 R over 4 connections: half
+ * first come, first served, and a quota of (8 R / 2) / 4 = R for each
+ * connection past it. Clients that give no flow-control window (nothing
+ * of their replies leaves the server): the first takes 4 R (half,
+ * exactly); its fifth is refused (past half, over its quota), and its
+ * sixth before its handler runs. A second and a third each get one reply
+ * (their quota) and no second. A client that reads, on the fourth
+ * connection, is served from its own quota again and again: the server
+ * then holds 8 R, the budget exactly. Once the first leaves, the second
+ * is served from the first half again.
  */
 static void test_unread_reply_bytes_max_edge(void **state)
 {
@@ -2534,8 +2535,8 @@ static void test_unread_reply_bytes_max_edge(void **state)
     enum { PAYLOAD = 40000 };
     size_t reply_bytes = say_reply_framed_bytes("c", PAYLOAD);
     struct rpc_server_config config = {.message_bytes_max = 65536,
-                                       .unread_reply_bytes_max = 4 * reply_bytes};
-    assert_true(2 * reply_bytes > 5 + config.message_bytes_max); /* the share: one reply */
+                                       .connections_max = 4,
+                                       .unread_reply_bytes_max = 8 * reply_bytes};
     struct thread_server *ts = ts_start(&config);
     uint8_t *say;
     size_t say_len = pack_echo(&say, "c", PAYLOAD, 0, 0, NULL);
@@ -2543,41 +2544,39 @@ static void test_unread_reply_bytes_max_edge(void **state)
     assert_non_null(frame);
     size_t frame_len = h2raw_grpc_frame(frame, 0, say, (uint32_t)say_len);
     ehr_free(say);
-    struct h2raw z1, z2, z3, z4, reader;
+    struct h2raw z1, z2, z3, reader;
     assert_int_equal(h2raw_connect_with(&z1, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
     assert_int_equal(h2raw_connect_with(&z2, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
     assert_int_equal(h2raw_connect_with(&z3, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
-    assert_int_equal(h2raw_connect_with(&z4, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
-    struct h2raw_stream *s11 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
-    struct h2raw_stream *s12 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
+    struct h2raw_stream *held[4];
+    for (int i = 0; i < 4; i++)
+        held[i] = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
     h2raw_wait(&z1, NULL, 200);
-    wait_count(&ts->service.stats.calls, 2);
-    struct h2raw_stream *s21 = h2raw_request(&z2, ECHO_SAY, NULL, frame, frame_len, true);
-    h2raw_wait(&z2, NULL, 200);
-    struct h2raw_stream *s31 = h2raw_request(&z3, ECHO_SAY, NULL, frame, frame_len, true);
-    h2raw_wait(&z3, NULL, 200);
     wait_count(&ts->service.stats.calls, 4);
-    assert_false(s11->closed);
-    assert_false(s12->closed); /* half, exactly */
-    assert_false(s21->closed);
-    assert_false(s31->closed); /* the budget, exactly */
-    struct h2raw_stream *s41 = h2raw_request(&z4, ECHO_SAY, NULL, frame, frame_len, true);
-    assert_true(h2raw_wait(&z4, s41, 5000));
-    assert_int_equal(s41->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
-    assert_non_null(strstr(s41->grpc_message, "as many replies not yet read"));
-    /* One R free: past half, a connection holding one is refused a second ... */
-    h2raw_close(&z3);
-    struct h2raw_stream *s22 = NULL;
-    for (int i = 0; i < 50; i++) {
-        s22 = h2raw_request(&z2, ECHO_SAY, NULL, frame, frame_len, true);
-        assert_true(h2raw_wait(&z2, s22, 5000));
-        if (strstr(s22->grpc_message, "your connection") != NULL)
-            break;
-        usleep(10000); /* the server sees the close on its own thread */
+    for (int i = 0; i < 4; i++)
+        assert_false(held[i]->closed); /* half, exactly */
+    struct h2raw_stream *s15 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
+    assert_true(h2raw_wait(&z1, s15, 5000));
+    assert_int_equal(s15->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(s15->grpc_message, "your connection holds its share"));
+    assert_int_equal(atomic_load(&ts->service.stats.calls), 5);
+    struct h2raw_stream *s16 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
+    assert_true(h2raw_wait(&z1, s16, 5000));
+    assert_int_equal(s16->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(s16->grpc_message, "was refused a reply"));
+    assert_int_equal(atomic_load(&ts->service.stats.calls), 5); /* no handler ran */
+    struct h2raw *quota_holders[2] = {&z2, &z3};
+    for (int k = 0; k < 2; k++) {
+        struct h2raw *z = quota_holders[k];
+        struct h2raw_stream *first = h2raw_request(z, ECHO_SAY, NULL, frame, frame_len, true);
+        h2raw_wait(z, NULL, 200);
+        wait_count(&ts->service.stats.calls, 6 + 2 * (unsigned)k);
+        assert_false(first->closed); /* its quota */
+        struct h2raw_stream *second = h2raw_request(z, ECHO_SAY, NULL, frame, frame_len, true);
+        assert_true(h2raw_wait(z, second, 5000));
+        assert_int_equal(second->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
     }
-    assert_int_equal(s22->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
-    assert_non_null(strstr(s22->grpc_message, "your connection holds replies"));
-    /* ... while a client that reads is served from it, again and again. */
+    /* 7 R held: a client that reads is served from its own quota. */
     assert_int_equal(h2raw_connect(&reader, ts->port), 0);
     for (int i = 0; i < 3; i++) {
         struct h2raw_stream *r = h2raw_request(&reader, ECHO_SAY, NULL, frame, frame_len, true);
@@ -2585,30 +2584,32 @@ static void test_unread_reply_bytes_max_edge(void **state)
         assert_int_equal(r->grpc_status, RPC_STATUS_OK);
         assert_int_equal(r->data_len, reply_bytes);
     }
-    /* The first leaves: half is free, and the second is served a second. */
+    /* The first leaves: the first half is free, and the second is served. */
     h2raw_close(&z1);
-    struct h2raw_stream *s23 = NULL;
-    for (int i = 0; i < 50; i++) {
-        s23 = h2raw_request(&z2, ECHO_SAY, NULL, frame, frame_len, true);
-        h2raw_wait(&z2, s23, 100);
-        if (!s23->closed)
+    struct h2raw_stream *s22 = NULL;
+    for (int i = 0; i < 40; i++) {
+        s22 = h2raw_request(&z2, ECHO_SAY, NULL, frame, frame_len, true);
+        h2raw_wait(&z2, s22, 100);
+        if (!s22->closed)
             break; /* queued: it waits for a window */
     }
-    assert_false(s23->closed);
+    assert_false(s22->closed);
     h2raw_close(&z2);
-    h2raw_close(&z4);
+    h2raw_close(&z3);
     h2raw_close(&reader);
     free(frame);
     ts_join(ts);
 }
 
 /*
- * Invariant 15 for streams: a stream message that would pass the budget of
- * unread replies waits as in a full queue (EHR_EAGAIN, then the writable
- * callback) unless its stream's queue is empty. With a budget of 2 R, a
- * client that gives no window holding R, and a reader asking for 20
- * messages of 30,000 bytes (a stream queue holds all of them): the stream
- * is held back to one message at a time, and completes.
+ * Invariant 15 for streams: a stream message that would take the unread
+ * replies past half their budget waits as in a full queue (EHR_EAGAIN,
+ * then the writable callback) unless its stream's queue is empty. With a
+ * budget of 8 R over 4 connections, a client that gives no window holding
+ * 4 R (half, exactly), and a reader asking for 20 messages of 30,000 bytes
+ * (a stream queue holds all of them): the stream is held back to one
+ * message at a time, and completes; meanwhile a unary reply of R (to
+ * another connection) is still served from that connection's quota.
  */
 static void test_a_stream_past_the_unread_reply_budget_waits_and_completes(void **state)
 {
@@ -2616,7 +2617,8 @@ static void test_a_stream_past_the_unread_reply_budget_waits_and_completes(void 
     enum { PAYLOAD = 40000, COUNT = 20, COUNT_PAYLOAD = 30000 };
     size_t reply_bytes = say_reply_framed_bytes("c", PAYLOAD);
     struct rpc_server_config config = {.message_bytes_max = 65536,
-                                       .unread_reply_bytes_max = 2 * reply_bytes};
+                                       .connections_max = 4,
+                                       .unread_reply_bytes_max = 8 * reply_bytes};
     struct thread_server *ts = ts_start(&config);
     uint8_t *say;
     size_t say_len = pack_echo(&say, "c", PAYLOAD, 0, 0, NULL);
@@ -2624,22 +2626,31 @@ static void test_a_stream_past_the_unread_reply_budget_waits_and_completes(void 
     assert_non_null(frame);
     size_t frame_len = h2raw_grpc_frame(frame, 0, say, (uint32_t)say_len);
     ehr_free(say);
-    struct h2raw z, reader;
+    struct h2raw z, reader, unary;
     assert_int_equal(h2raw_connect_with(&z, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
-    struct h2raw_stream *held = h2raw_request(&z, ECHO_SAY, NULL, frame, frame_len, true);
+    struct h2raw_stream *held[4];
+    for (int i = 0; i < 4; i++)
+        held[i] = h2raw_request(&z, ECHO_SAY, NULL, frame, frame_len, true);
     h2raw_wait(&z, NULL, 200);
-    wait_count(&ts->service.stats.calls, 1);
-    assert_false(held->closed);
+    wait_count(&ts->service.stats.calls, 4);
+    for (int i = 0; i < 4; i++)
+        assert_false(held[i]->closed);
     uint8_t req[64];
     size_t req_len = framed_count(req, COUNT, COUNT_PAYLOAD, false);
     assert_int_equal(h2raw_connect(&reader, ts->port), 0);
     struct h2raw_stream *s = h2raw_request(&reader, ECHO_COUNT, NULL, req, req_len, true);
+    h2raw_wait(&reader, s, 50);
+    assert_int_equal(h2raw_connect(&unary, ts->port), 0);
+    struct h2raw_stream *u = h2raw_request(&unary, ECHO_SAY, NULL, frame, frame_len, true);
+    assert_true(h2raw_wait(&unary, u, 10000));
+    assert_int_equal(u->grpc_status, RPC_STATUS_OK);
     assert_true(h2raw_wait(&reader, s, 10000));
     assert_int_equal(s->grpc_status, RPC_STATUS_OK);
     assert_true(s->data_len > (size_t)COUNT * COUNT_PAYLOAD);
     assert_true(atomic_load(&ts->service.stats.eagain) >= 1); /* held back by the budget */
     assert_true(atomic_load(&ts->service.stats.writable) >= 1);
     h2raw_close(&z);
+    h2raw_close(&unary);
     h2raw_close(&reader);
     free(frame);
     ts_join(ts);
