@@ -25,6 +25,11 @@
 #define RPC__POOLED_BUFFER_BYTES_MAX (64u * 1024)
 /* Call objects kept on a free list for reuse. */
 #define RPC__POOLED_CALLS_MAX 1024u
+/* Buffer bytes (capacity) the pooled calls keep over all of them; a call
+ * recycled past it keeps none. Without it a burst of large answers left
+ * RPC__POOLED_CALLS_MAX x 3 buffers x RPC__POOLED_BUFFER_BYTES_MAX (192 MiB)
+ * held for reuse for good. */
+#define RPC__POOLED_BUFFERS_BYTES_MAX (8u * 1024 * 1024)
 /* Longest grpc-timeout value: 8 ASCII digits and a unit. */
 #define RPC__TIMEOUT_TEXT_BYTES_MAX 10u
 
@@ -313,6 +318,8 @@ int rpc__server_conn_new_socketless(struct rpc_server *server, struct rpc__serve
 int rpc__server_conn_feed(struct rpc__server_conn *conn, const uint8_t *data, size_t len);
 /* Close it (as a socket EOF would). */
 void rpc__server_conn_close(struct rpc__server_conn *conn);
+/* Buffer bytes SERVER's pooled calls keep (RPC__POOLED_BUFFERS_BYTES_MAX). */
+size_t rpc__server_pool_buffer_bytes(const struct rpc_server *server);
 /* TLS handshake steps SERVER put off to a later turn (its per-turn budget spent). */
 uint64_t rpc__server_tls_deferred(const struct rpc_server *server);
 

@@ -251,6 +251,7 @@ struct rpc_server {
     struct rpc__link reap;      /* calls to recycle at the end of the pump */
     struct rpc__link pool;      /* recycled calls (their timers initialised) */
     uint32_t pool_count;
+    size_t pool_buffer_bytes; /* capacity the pooled calls' buffers keep */
     uint32_t conn_count;
     size_t request_budget;     /* unfinished request bytes all connections may still buffer */
     size_t unread_reply_bytes; /* queued on calls, not yet in a connection's output (inv. 15) */
@@ -511,6 +512,12 @@ static void conn_mark_dirty(struct rpc__server_conn *conn)
 
 /* ---- calls: allocation and ownership ---- */
 
+/* Capacity of the buffers CALL keeps for reuse. */
+static size_t call_buffer_bytes(const struct rpc_call *call)
+{
+    return call->request.cap + call->out.cap + call->in.cap + call->reader.body.cap;
+}
+
 static struct rpc_call *call_get(struct rpc_server *server)
 {
     struct rpc_call *call;
@@ -519,6 +526,8 @@ static struct rpc_call *call_get(struct rpc_server *server)
         rpc__list_remove(link);
         server->pool_count--;
         call = RPC__CONTAINER(link, struct rpc_call, link);
+        EHR_ASSERT(server->pool_buffer_bytes >= call_buffer_bytes(call));
+        server->pool_buffer_bytes -= call_buffer_bytes(call);
     } else {
         /* Every call is allocated as a stream so every view is valid. */
         _Static_assert(sizeof(struct rpc_stream) == sizeof(struct rpc_upload), "one size");
@@ -589,6 +598,14 @@ static void server_recycle_reaped(struct rpc_server *server)
             continue;
         }
         call_reset(call);
+        if (server->pool_buffer_bytes + call_buffer_bytes(call) > RPC__POOLED_BUFFERS_BYTES_MAX) {
+            rpc__buf_free(&call->reader.body);
+            rpc__buf_free(&call->request);
+            rpc__buf_free(&call->out);
+            rpc__buf_free(&call->in);
+        }
+        server->pool_buffer_bytes += call_buffer_bytes(call);
+        EHR_ASSERT(server->pool_buffer_bytes <= RPC__POOLED_BUFFERS_BYTES_MAX);
         rpc__list_push(&server->pool, &call->link);
         server->pool_count++;
     }
@@ -2499,6 +2516,11 @@ int rpc__server_conn_feed(struct rpc__server_conn *conn, const uint8_t *data, si
     conn_recv(conn, data, len);
     server_pump(conn->server);
     return conn->closing ? EHR_ECLOSED : 0;
+}
+
+size_t rpc__server_pool_buffer_bytes(const struct rpc_server *server)
+{
+    return server->pool_buffer_bytes;
 }
 
 uint64_t rpc__server_tls_deferred(const struct rpc_server *server)

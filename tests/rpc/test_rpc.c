@@ -844,6 +844,36 @@ static void test_request_budget_is_returned_after_each_call(void **state)
     fixture_stop(&f);
 }
 
+/* The calls kept for reuse keep at most RPC__POOLED_BUFFERS_BYTES_MAX of
+ * buffers: after 300 calls of 60,000 bytes each way at once (their
+ * buffers, some 36 MB, would all fit the pool's per-buffer bound), the
+ * pool keeps some of them and no more than that. */
+static void test_pooled_calls_keep_their_buffers_within_the_bound(void **state)
+{
+    (void)state;
+    enum { CALLS = 300, PAYLOAD = 60000 };
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    static struct outcome o[CALLS];
+    memset(o, 0, sizeof o);
+    uint8_t *req;
+    size_t len = pack_echo(&req, "p", PAYLOAD, 0, 0, NULL);
+    for (int i = 0; i < CALLS; i++)
+        assert_int_equal(
+            rpc_client_unary(f.client, ECHO_SAY, req, len, 10000, on_done, &o[i], NULL), 0);
+    ehr_free(req);
+    for (int i = 0; i < CALLS; i++) {
+        run_until(&f.loop, &o[i].done);
+        assert_int_equal(o[i].status, RPC_STATUS_OK);
+        ehr_free(o[i].response);
+    }
+    size_t kept = rpc__server_pool_buffer_bytes(f.server);
+    assert_true(kept > 0);
+    assert_true(kept <= RPC__POOLED_BUFFERS_BYTES_MAX);
+    assert_true(kept > RPC__POOLED_BUFFERS_BYTES_MAX - 4 * RPC__POOLED_BUFFER_BYTES_MAX);
+    fixture_stop(&f);
+}
+
 static void test_many_concurrent_calls_on_one_connection(void **state)
 {
     enum { CALLS = 1000 };
@@ -2716,6 +2746,7 @@ int main(void)
         cmocka_unit_test(test_response_over_limit_fails_the_call),
         cmocka_unit_test(test_request_budget_is_returned_after_each_call),
         cmocka_unit_test(test_many_concurrent_calls_on_one_connection),
+        cmocka_unit_test(test_pooled_calls_keep_their_buffers_within_the_bound),
         cmocka_unit_test(test_client_disconnect_mid_stream_cancels_handler),
         cmocka_unit_test(test_reply_after_client_gone_is_safe),
         cmocka_unit_test(test_stream_queue_limit_edge),
