@@ -289,7 +289,7 @@ struct rpc__server_conn {
     uint64_t progress_ms;      /* loop time of the last request progress (the accept at first) */
     size_t request_budget;     /* request bytes this connection may still buffer (budget) */
     size_t unread_reply_bytes; /* its calls' share of the server's (invariant 15) */
-    bool reply_refused;        /* a reply refused for it, and it has not read since */
+    bool reply_refused;        /* refused a reply while holding some, and not read since */
     uint8_t first_bytes[FIRST_BYTES_KEPT];
     uint32_t first_len;
     uint32_t handles_open;
@@ -1864,6 +1864,7 @@ static void call_deliver(struct rpc_call *call)
                 call_end(call, "200", RPC_STATUS_UNAVAILABLE, "server shutting down", true,
                          EHR_ECLOSED);
             } else if (!m->streaming && !m->upload && call->conn->reply_refused &&
+                       call->conn->unread_reply_bytes > 0 &&
                        server->unread_reply_bytes + RPC__PREFIX_BYTES >
                            server->config.unread_reply_bytes_max / 2) {
                 /* Its reply would be refused too: spare the handler's work
@@ -2267,7 +2268,9 @@ int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t respon
     }
     const char *refusal = call_reply_refusal(call, RPC__PREFIX_BYTES + response_len);
     if (refusal != NULL) {
-        call->conn->reply_refused = true;
+        /* Only a connection that holds replies unread is refused before
+         * its handlers: one that reads was refused a reply over its quota. */
+        call->conn->reply_refused = call->conn->unread_reply_bytes > 0;
         call_end(call, "200", RPC_STATUS_RESOURCE_EXHAUSTED, refusal, true, EHR_ECLOSED);
         return EHR_EFULL;
     }

@@ -2555,8 +2555,9 @@ static size_t say_reply_framed_bytes(const char *text, size_t payload_len)
  * exactly); its fifth is refused (past half, over its quota), and its
  * sixth before its handler runs. A second and a third each get one reply
  * (their quota) and no second. A client that reads, on the fourth
- * connection, is served from its own quota again and again: the server
- * then holds 8 R, the budget exactly. Once the first leaves, the second
+ * connection, is refused a reply of 1.5 R (over its quota) and still
+ * served from its quota again and again: the server then holds 8 R, the
+ * budget exactly. Once the first leaves, the second
  * is served from the first half again.
  */
 static void test_unread_reply_bytes_max_edge(void **state)
@@ -2606,8 +2607,18 @@ static void test_unread_reply_bytes_max_edge(void **state)
         assert_true(h2raw_wait(z, second, 5000));
         assert_int_equal(second->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
     }
-    /* 7 R held: a client that reads is served from its own quota. */
+    /* 7 R held: a client that reads is refused a reply over its quota,
+     * and is still served the next one from it, again and again. */
     assert_int_equal(h2raw_connect(&reader, ts->port), 0);
+    size_t big_len = pack_echo(&say, "c", PAYLOAD * 3 / 2, 0, 0, NULL);
+    uint8_t *big = malloc(5 + big_len);
+    assert_non_null(big);
+    size_t big_frame_len = h2raw_grpc_frame(big, 0, say, (uint32_t)big_len);
+    ehr_free(say);
+    struct h2raw_stream *over = h2raw_request(&reader, ECHO_SAY, NULL, big, big_frame_len, true);
+    assert_true(h2raw_wait(&reader, over, 5000));
+    assert_int_equal(over->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    free(big);
     for (int i = 0; i < 3; i++) {
         struct h2raw_stream *r = h2raw_request(&reader, ECHO_SAY, NULL, frame, frame_len, true);
         assert_true(h2raw_wait(&reader, r, 5000));
