@@ -101,11 +101,12 @@
  *      (first come, first served) or its connection's within its quota,
  *      the other half over connections_max (call_reply_refusal, the same
  *      for every connection); otherwise the call ends RESOURCE_EXHAUSTED,
- *      and the connection's further unary calls end so before their
- *      handlers run, until it reads (reply_refused). So unary replies
- *      never pass unread_reply_bytes_max, and a connection that holds no
- *      unread reply is always served one up to its quota, whatever the
- *      others hold. A stream message past half of
+ *      and, if the connection holds unread replies, its further unary
+ *      calls end so before their handlers run until it reads
+ *      (reply_refused). So unary replies alone never take the count past
+ *      unread_reply_bytes_max, and a connection that holds no unread
+ *      reply is always served one up to its quota, whatever the others
+ *      hold. A stream message past half of
  *      unread_reply_bytes_max waits as in a full queue, unless its
  *      stream's queue is empty (so streams never take the half unary
  *      replies are served from, and a stream always moves on); so the
@@ -120,11 +121,18 @@
  *     call_request_done; a cut-off, an over-limit message or budget, or a
  *     late message end it (call_end_told: its handler is told)
  *   receiving --call_timer_cb (not whole in time)--> ended, never dispatched
+ *   queued (unary) --call_deliver, its connection refused a reply while
+ *     holding unread ones and the server past half the budget (invariant
+ *     15)--> ended RESOURCE_EXHAUSTED, never dispatched
  *   with handler --rpc_call_reply/fail, rpc_stream_finish--> draining
  *   with handler --rpc_call_reply past the unread replies' budget
  *     (call_reply_refusal, invariant 15)--> draining, RESOURCE_EXHAUSTED
  *   with handler --call_detach / deadline / shutdown--> ended, with handler
  *   with handler --call_stalled (queue full too long)--> ended, with handler
+ *   with handler (stream) --rpc_stream_send past its queue or past half
+ *     the unread replies' budget (EHR_EAGAIN)--> waiting for writable
+ *     --send_data_cb (queue at half)--> with handler, or --call_stalled-->
+ *     ended (invariants 8, 15)
  *   ended, with handler --finish--> draining or reaped
  *   any --call_detach (stream closed)--> reaped once app_owned is clear
  *
