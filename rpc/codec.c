@@ -302,9 +302,16 @@ enum rpc_status rpc__budget_take(const struct rpc__budget *budget, size_t n, ehr
                                 "message of %zu bytes does not fit what your address may buffer "
                                 "over all its connections",
                                 n);
+    if (budget->server_bytes != NULL && *budget->server_bytes < n)
+        return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
+                                "message of %zu bytes does not fit what the server may buffer "
+                                "for unfinished requests now; retry later",
+                                n);
     *budget->connection_bytes -= n;
     if (budget->address_bytes != NULL)
         *budget->address_bytes -= n;
+    if (budget->server_bytes != NULL)
+        *budget->server_bytes -= n;
     return RPC_STATUS_OK;
 }
 
@@ -313,6 +320,8 @@ void rpc__budget_give(const struct rpc__budget *budget, size_t n)
     *budget->connection_bytes += n;
     if (budget->address_bytes != NULL)
         *budget->address_bytes += n;
+    if (budget->server_bytes != NULL)
+        *budget->server_bytes += n;
 }
 
 enum rpc_status rpc__reader_feed(struct rpc__reader *reader, const uint8_t *data, size_t len,

@@ -84,6 +84,26 @@ enum rpc_status rpc_status_from_err(int err);
  * with RESOURCE_EXHAUSTED, as past the connection's; 4 connections' worth,
  * so one client cannot make the server hold 128 × 8 MiB. */
 #define RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX (32u * 1024 * 1024)
+/* The same bytes over every connection of the server: past it a request
+ * that would be buffered is refused with RESOURCE_EXHAUSTED, as past the
+ * address's, so many addresses together cannot make the server hold
+ * connections_max × 8 MiB. 8 addresses' worth: honest requests are small
+ * and whole within a read, so they never come near it. */
+#define RPC_UNFINISHED_BYTES_MAX (256u * 1024 * 1024)
+/* Response bytes queued on the server's calls (unary replies and stream
+ * messages, each with its 5-byte prefix) that their clients have not yet
+ * taken into the connections' output, over all calls. Half of it is first
+ * come, first served; the other half is shared out equally, a quota of
+ * unread_reply_bytes_max / 2 / connections_max per connection (128 KiB at
+ * the defaults). A unary reply that would take the count past half while
+ * its connection would pass its quota fails RESOURCE_EXHAUSTED
+ * (rpc_call_reply says EHR_EFULL), and so do that connection's next unary
+ * calls, before their handlers run, until it reads. So unary replies never
+ * pass the budget, and a client that reads is always served a reply up to
+ * the quota. A stream message past half of it waits as in a full queue
+ * (rpc_stream_send says EHR_EAGAIN) unless the stream's queue is empty.
+ * rpc/README.md, "Unread replies". */
+#define RPC_UNREAD_REPLY_BYTES_MAX (256u * 1024 * 1024)
 /* Output a connection buffers for the socket before it stops producing more. */
 #define RPC_CONNECTION_OUTPUT_BYTES_MAX (256u * 1024)
 /*
@@ -218,6 +238,8 @@ struct rpc_server_config {
     uint32_t header_list_bytes_max;          /* RPC_HEADER_LIST_BYTES_MAX */
     size_t connection_request_bytes_max;     /* RPC_CONNECTION_REQUEST_BYTES_MAX */
     size_t unfinished_bytes_per_address_max; /* RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX */
+    size_t unfinished_bytes_max;             /* RPC_UNFINISHED_BYTES_MAX */
+    size_t unread_reply_bytes_max;           /* RPC_UNREAD_REPLY_BYTES_MAX */
     size_t stream_queue_bytes_max;           /* RPC_STREAM_QUEUE_BYTES_MAX */
     uint64_t idle_timeout_ms;                /* RPC_IDLE_TIMEOUT_MS */
     uint64_t first_request_timeout_ms;       /* RPC_FIRST_REQUEST_TIMEOUT_MS */
@@ -340,8 +362,9 @@ void rpc_server_close(struct rpc_server *server, rpc_server_close_cb close_cb, v
  * On every return the call is finished and CALL is invalid. Returns 0 if the
  * answer was queued for the client; EHR_ECLOSED / EHR_ETIMEDOUT if the call
  * had already ended (cancel callback) and there is no one to answer;
- * EHR_ETOOBIG if the response was over the limit (the client gets
- * RESOURCE_EXHAUSTED instead).
+ * EHR_ETOOBIG if the response was over the limit, EHR_EFULL if it would
+ * pass the server's budget of unread replies (unread_reply_bytes_max; the
+ * client gets RESOURCE_EXHAUSTED instead in both cases).
  */
 int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t response_len);
 int rpc_call_fail(struct rpc_call *call, enum rpc_status status, const char *message);

@@ -25,6 +25,11 @@
 #define RPC__POOLED_BUFFER_BYTES_MAX (64u * 1024)
 /* Call objects kept on a free list for reuse. */
 #define RPC__POOLED_CALLS_MAX 1024u
+/* Buffer bytes (capacity) the pooled calls keep over all of them; a call
+ * recycled past it keeps none. Without it a burst of large answers left
+ * RPC__POOLED_CALLS_MAX x 3 buffers x RPC__POOLED_BUFFER_BYTES_MAX (192 MiB)
+ * held for reuse for good. */
+#define RPC__POOLED_BUFFERS_BYTES_MAX (8u * 1024 * 1024)
 /* Longest grpc-timeout value: 8 ASCII digits and a unit. */
 #define RPC__TIMEOUT_TEXT_BYTES_MAX 10u
 
@@ -159,13 +164,15 @@ typedef enum rpc_status (*rpc__message_fn)(void *ctx, const uint8_t *message, si
 
 /*
  * Request bytes a server may still buffer for a call: its connection's
- * (connection_request_bytes_max) and its client address's over all the
+ * (connection_request_bytes_max), its client address's over all the
  * address's connections (unfinished_bytes_per_address_max; NULL: not
- * counted). A charge is taken from both or from neither.
+ * counted) and the server's over all connections (unfinished_bytes_max;
+ * NULL: not counted). A charge is taken from all of them or from none.
  */
 struct rpc__budget {
     size_t *connection_bytes;
     size_t *address_bytes;
+    size_t *server_bytes;
 };
 /* Take N bytes from BUDGET: RPC_STATUS_OK, or RESOURCE_EXHAUSTED with a
  * reason in DIAG (may be NULL) naming the budget that is short. */
@@ -311,6 +318,8 @@ int rpc__server_conn_new_socketless(struct rpc_server *server, struct rpc__serve
 int rpc__server_conn_feed(struct rpc__server_conn *conn, const uint8_t *data, size_t len);
 /* Close it (as a socket EOF would). */
 void rpc__server_conn_close(struct rpc__server_conn *conn);
+/* Buffer bytes SERVER's pooled calls keep (RPC__POOLED_BUFFERS_BYTES_MAX). */
+size_t rpc__server_pool_buffer_bytes(const struct rpc_server *server);
 /* TLS handshake steps SERVER put off to a later turn (its per-turn budget spent). */
 uint64_t rpc__server_tls_deferred(const struct rpc_server *server);
 

@@ -86,6 +86,31 @@
  *      ciphertext is stashed, its socket no longer read, and it waits in
  *      tls_waiting for a later turn (tls_turn_cb), first come first served;
  *      its first-request deadline runs on meanwhile.
+ *  14. The request bytes buffered over all connections (as invariant 10
+ *      counts them) stay within unfinished_bytes_max: the server's budget
+ *      is the third that rpc__budget_take charges together with the
+ *      connection's and the address's, given back with them; when the
+ *      last connection closes it is whole again.
+ *  15. Replies not yet read (bytes queued on calls, unary replies and
+ *      stream messages with their prefixes, not yet copied into a
+ *      connection's output by send_data_cb; the output itself is bounded
+ *      per connection) are counted per call (out_charged), per connection
+ *      and for the server (call_out_charge, after every change of a
+ *      queue; all given back at call_detach). A unary reply is queued only
+ *      if the server's count stays within half of unread_reply_bytes_max
+ *      (first come, first served) or its connection's within its quota,
+ *      the other half over connections_max (call_reply_refusal, the same
+ *      for every connection); otherwise the call ends RESOURCE_EXHAUSTED,
+ *      and, if the connection holds unread replies, its further unary
+ *      calls end so before their handlers run until it reads
+ *      (reply_refused). So unary replies alone never take the count past
+ *      unread_reply_bytes_max, and a connection that holds no unread
+ *      reply is always served one up to its quota, whatever the others
+ *      hold. A stream message past half of
+ *      unread_reply_bytes_max waits as in a full queue, unless its
+ *      stream's queue is empty (so streams never take the half unary
+ *      replies are served from, and a stream always moves on); so the
+ *      count exceeds the bound by at most one message per open stream.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -96,9 +121,18 @@
  *     call_request_done; a cut-off, an over-limit message or budget, or a
  *     late message end it (call_end_told: its handler is told)
  *   receiving --call_timer_cb (not whole in time)--> ended, never dispatched
+ *   queued (unary) --call_deliver, its connection refused a reply while
+ *     holding unread ones and the server past half the budget (invariant
+ *     15)--> ended RESOURCE_EXHAUSTED, never dispatched
  *   with handler --rpc_call_reply/fail, rpc_stream_finish--> draining
+ *   with handler --rpc_call_reply past the unread replies' budget
+ *     (call_reply_refusal, invariant 15)--> draining, RESOURCE_EXHAUSTED
  *   with handler --call_detach / deadline / shutdown--> ended, with handler
  *   with handler --call_stalled (queue full too long)--> ended, with handler
+ *   with handler (stream) --rpc_stream_send past its queue or past half
+ *     the unread replies' budget (EHR_EAGAIN)--> waiting for writable
+ *     --send_data_cb (queue at half)--> with handler, or --call_stalled-->
+ *     ended (invariants 8, 15)
  *   ended, with handler --finish--> draining or reaped
  *   any --call_detach (stream closed)--> reaped once app_owned is clear
  *
@@ -154,6 +188,12 @@ enum {
 /* Room for one status message once percent-encoded. */
 #define ENCODED_MESSAGE_BYTES (3 * RPC_STATUS_MESSAGE_BYTES_MAX + 1)
 
+_Static_assert(RPC__PREFIX_BYTES + RPC_MESSAGE_BYTES_MAX <= RPC_UNREAD_REPLY_BYTES_MAX / 2,
+               "a reply of the largest size fits half the unread replies' budget");
+_Static_assert(RPC_UNREAD_REPLY_BYTES_MAX / 2 / RPC_CONNECTIONS_MAX >= 64 * 1024,
+               "every connection may always hold a reply of 64 KiB unread");
+_Static_assert(RPC_MESSAGE_BYTES_MAX <= RPC_UNFINISHED_BYTES_MAX,
+               "a request of the largest size fits the server's request budget");
 _Static_assert(RPC_EVICTION_GAP_CONNECTIONS_MIN >= 2,
                "an eviction must leave the two addresses closer than they were");
 
@@ -219,8 +259,11 @@ struct rpc_server {
     struct rpc__link reap;      /* calls to recycle at the end of the pump */
     struct rpc__link pool;      /* recycled calls (their timers initialised) */
     uint32_t pool_count;
+    size_t pool_buffer_bytes; /* capacity the pooled calls' buffers keep */
     uint32_t conn_count;
-    uint64_t conn_id_last; /* the last connection id given (rpc_stream_connection_id) */
+    size_t request_budget;     /* unfinished request bytes all connections may still buffer */
+    size_t unread_reply_bytes; /* queued on calls, not yet in a connection's output (inv. 15) */
+    uint64_t conn_id_last;     /* the last connection id given (rpc_stream_connection_id) */
     uint32_t app_call_count;
     uint32_t handles_open; /* every uv handle of the server, its connections and calls */
     bool pumping;
@@ -243,7 +286,7 @@ struct rpc__server_conn {
     uint64_t id;                  /* rpc_stream_connection_id */
     struct rpc_peer_address peer; /* 0: unknown (not counted per address) */
     struct rpc__address *address; /* NULL: unknown address, or socketless */
-    struct rpc__budget budget;    /* request_budget and the address's */
+    struct rpc__budget budget;    /* request_budget, the address's and the server's */
     struct rpc__link link_all;
     struct rpc__link link_dirty;
     struct rpc__link calls; /* calls whose stream is attached */
@@ -251,8 +294,10 @@ struct rpc__server_conn {
     uv_timer_t idle_timer;
     uv_timer_t first_request_timer; /* stopped by the first complete request */
     bool first_request_done;
-    uint64_t progress_ms;  /* loop time of the last request progress (the accept at first) */
-    size_t request_budget; /* request bytes this connection may still buffer (budget) */
+    uint64_t progress_ms;      /* loop time of the last request progress (the accept at first) */
+    size_t request_budget;     /* request bytes this connection may still buffer (budget) */
+    size_t unread_reply_bytes; /* its calls' share of the server's (invariant 15) */
+    bool reply_refused;        /* refused a reply while holding some, and not read since */
     uint8_t first_bytes[FIRST_BYTES_KEPT];
     uint32_t first_len;
     uint32_t handles_open;
@@ -305,6 +350,7 @@ struct rpc_call {
     struct rpc__buf out; /* framed response messages; out.data[out_pos..] not yet sent */
     size_t out_pos;
     size_t out_promised; /* bytes from out_pos the read callback promised (NO_COPY) */
+    size_t out_charged;  /* bytes of `out` counted as unread replies (invariant 15) */
     rpc_cancel_cb cancel_cb;
     void *cancel_data;
     rpc_writable_cb writable_cb;
@@ -474,6 +520,12 @@ static void conn_mark_dirty(struct rpc__server_conn *conn)
 
 /* ---- calls: allocation and ownership ---- */
 
+/* Capacity of the buffers CALL keeps for reuse. */
+static size_t call_buffer_bytes(const struct rpc_call *call)
+{
+    return call->request.cap + call->out.cap + call->in.cap + call->reader.body.cap;
+}
+
 static struct rpc_call *call_get(struct rpc_server *server)
 {
     struct rpc_call *call;
@@ -482,6 +534,8 @@ static struct rpc_call *call_get(struct rpc_server *server)
         rpc__list_remove(link);
         server->pool_count--;
         call = RPC__CONTAINER(link, struct rpc_call, link);
+        EHR_ASSERT(server->pool_buffer_bytes >= call_buffer_bytes(call));
+        server->pool_buffer_bytes -= call_buffer_bytes(call);
     } else {
         /* Every call is allocated as a stream so every view is valid. */
         _Static_assert(sizeof(struct rpc_stream) == sizeof(struct rpc_upload), "one size");
@@ -526,6 +580,7 @@ static void call_reap(struct rpc_call *call)
 {
     EHR_ASSERT(!call->app_owned);
     EHR_ASSERT(!call->stream_attached);
+    EHR_ASSERT(call->out_charged == 0); /* given back at call_detach (invariant 15) */
     if (call->reaped)
         return;
     call->reaped = true;
@@ -551,6 +606,14 @@ static void server_recycle_reaped(struct rpc_server *server)
             continue;
         }
         call_reset(call);
+        if (server->pool_buffer_bytes + call_buffer_bytes(call) > RPC__POOLED_BUFFERS_BYTES_MAX) {
+            rpc__buf_free(&call->reader.body);
+            rpc__buf_free(&call->request);
+            rpc__buf_free(&call->out);
+            rpc__buf_free(&call->in);
+        }
+        server->pool_buffer_bytes += call_buffer_bytes(call);
+        EHR_ASSERT(server->pool_buffer_bytes <= RPC__POOLED_BUFFERS_BYTES_MAX);
         rpc__list_push(&server->pool, &call->link);
         server->pool_count++;
     }
@@ -561,6 +624,53 @@ static void call_notify(struct rpc_call *call, bool *flag)
     *flag = true;
     if (!rpc__list_linked(&call->link_pending))
         rpc__list_push(&call->server->pending, &call->link_pending);
+}
+
+static size_t call_queued_bytes(const struct rpc_call *call)
+{
+    return call->out.len - call->out_pos;
+}
+
+/* Count BYTES of CALL's queue as unread replies, its server's and its
+ * connection's, in place of what was counted before (invariant 15). */
+static void call_out_charge(struct rpc_call *call, size_t bytes)
+{
+    struct rpc_server *server = call->server;
+    struct rpc__server_conn *conn = call->conn;
+    EHR_ASSERT(conn != NULL || bytes == 0);
+    EHR_ASSERT(server->unread_reply_bytes >= call->out_charged);
+    server->unread_reply_bytes = server->unread_reply_bytes - call->out_charged + bytes;
+    if (conn != NULL) {
+        EHR_ASSERT(conn->unread_reply_bytes >= call->out_charged);
+        conn->unread_reply_bytes = conn->unread_reply_bytes - call->out_charged + bytes;
+        if (bytes < call->out_charged)
+            conn->reply_refused = false; /* it read (or dropped) some: it may ask again */
+    }
+    call->out_charged = bytes;
+}
+
+/* What a connection may always hold of unread replies, whatever the
+ * others hold: the half of unread_reply_bytes_max that is not first come,
+ * first served, shared equally by connections_max connections
+ * (invariant 15). */
+static size_t server_reply_quota_bytes(const struct rpc_server *server)
+{
+    return server->config.unread_reply_bytes_max / 2 / server->config.connections_max;
+}
+
+/* Why a reply of BYTES (prefix included) on CALL must not be queued, or
+ * NULL if it may (invariant 15): past half of unread_reply_bytes_max, its
+ * connection would hold more than its quota. */
+static const char *call_reply_refusal(const struct rpc_call *call, size_t bytes)
+{
+    const struct rpc_server *server = call->server;
+    EHR_ASSERT(call->conn != NULL);
+    if (server->unread_reply_bytes + bytes <= server->config.unread_reply_bytes_max / 2)
+        return NULL;
+    if (call->conn->unread_reply_bytes + bytes <= server_reply_quota_bytes(server))
+        return NULL;
+    return "the server holds many replies not yet read and your connection holds its share "
+           "of them; read them, then retry";
 }
 
 /* Give back what the held request charged to the connection. */
@@ -597,6 +707,7 @@ static void call_detach(struct rpc_call *call, enum rpc_status why)
     rpc__reader_release(&call->reader, &conn->budget);
     call_uncharge_request(call);
     call_drop_input(call);
+    call_out_charge(call, 0); /* nothing more of it leaves */
     if (conn->io.session != NULL)
         nghttp2_session_set_stream_user_data(conn->io.session, call->stream_id, NULL);
     call->conn = NULL;
@@ -620,11 +731,6 @@ static void call_resume(struct rpc_call *call)
         call->data_deferred = false;
         nghttp2_session_resume_data(call->conn->io.session, call->stream_id);
     }
-}
-
-static size_t call_queued_bytes(const struct rpc_call *call)
-{
-    return call->out.len - call->out_pos;
 }
 
 /* The custom trailing metadata of CALL as header fields into OUT (room for
@@ -689,6 +795,7 @@ static int server_send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
         call->out.len = 0;
         call->out_pos = 0;
     }
+    call_out_charge(call, call_queued_bytes(call)); /* in the output now: read, as we count */
     if (call->want_writable && call->app_owned && !call->ended &&
         call_queued_bytes(call) <= conn->server->config.stream_queue_bytes_max / 2) {
         call->want_writable = false;
@@ -716,8 +823,10 @@ static void call_end(struct rpc_call *call, const char *http_status, enum rpc_st
     call->final_message_len =
         rpc__percent_encode(message, call->final_message, sizeof call->final_message);
     call_drop_input(call); /* an upload's undelivered messages go with its end */
-    if (discard_queued)
+    if (discard_queued) {
         call->out.len = call->out_pos + call->out_promised; /* keep what nghttp2 was promised */
+        call_out_charge(call, call_queued_bytes(call));
+    }
     nghttp2_session *session = call->conn->io.session;
     if (call->headers_sent) {
         call_resume(call);
@@ -781,6 +890,7 @@ static void call_queue_message(struct rpc_call *call, const uint8_t *message, si
     if (len > 0)
         memcpy(p + RPC__PREFIX_BYTES, message, len);
     call->out.len += RPC__PREFIX_BYTES + len;
+    call_out_charge(call, call_queued_bytes(call));
 }
 
 static void call_timer_cb(uv_timer_t *timer);
@@ -830,6 +940,7 @@ static void call_stalled(struct rpc_call *call)
         call->out_pos = 0;
         rpc__buf_free(&call->out);
     }
+    call_out_charge(call, call_queued_bytes(call));
     if (call->app_owned) {
         call->cancel_why = RPC_STATUS_RESOURCE_EXHAUSTED;
         call_notify(call, &call->notify_cancel);
@@ -1249,7 +1360,11 @@ static void conn_close(struct rpc__server_conn *conn, enum rpc_status why)
     while (!rpc__list_empty(&conn->calls))
         call_detach(RPC__CONTAINER(conn->calls.next, struct rpc_call, link), why);
     EHR_ASSERT(conn->call_count == 0);
+    EHR_ASSERT(conn->unread_reply_bytes == 0); /* given back by call_detach (invariant 15) */
     conn_address_leave(conn);
+    /* With no connection left, every request byte came back (invariant 14). */
+    if (server->conn_count == 0)
+        EHR_ASSERT(server->request_budget == server->config.unfinished_bytes_max);
     if (conn->io.session != NULL) {
         nghttp2_session_del(conn->io.session);
         conn->io.session = NULL;
@@ -1504,6 +1619,7 @@ static int conn_setup(struct rpc_server *server, struct rpc__server_conn *conn, 
     conn->budget.connection_bytes = &conn->request_budget;
     if (conn->address != NULL)
         conn->budget.address_bytes = &conn->address->request_budget;
+    conn->budget.server_bytes = &server->request_budget;
     rpc__list_init(&conn->link_all);
     rpc__list_init(&conn->link_dirty);
     rpc__list_init(&conn->link_tls_waiting);
@@ -1755,6 +1871,16 @@ static void call_deliver(struct rpc_call *call)
             if (m->streaming && server->closing) {
                 call_end(call, "200", RPC_STATUS_UNAVAILABLE, "server shutting down", true,
                          EHR_ECLOSED);
+            } else if (!m->streaming && !m->upload && call->conn->reply_refused &&
+                       call->conn->unread_reply_bytes > 0 &&
+                       server->unread_reply_bytes + RPC__PREFIX_BYTES >
+                           server->config.unread_reply_bytes_max / 2) {
+                /* Its reply would be refused too: spare the handler's work
+                 * (invariant 15). */
+                call_end(call, "200", RPC_STATUS_RESOURCE_EXHAUSTED,
+                         "your connection was refused a reply for the replies it has not "
+                         "read; read them, then retry",
+                         true, EHR_ECLOSED);
             } else {
                 call->app_owned = true;
                 server->app_call_count++;
@@ -1863,6 +1989,10 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->stream_stall_timeout_ms = RPC_STREAM_STALL_TIMEOUT_MS;
     if (c->unfinished_bytes_per_address_max == 0)
         c->unfinished_bytes_per_address_max = RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX;
+    if (c->unfinished_bytes_max == 0)
+        c->unfinished_bytes_max = RPC_UNFINISHED_BYTES_MAX;
+    if (c->unread_reply_bytes_max == 0)
+        c->unread_reply_bytes_max = RPC_UNREAD_REPLY_BYTES_MAX;
     if (c->streams_per_connection_max == 0)
         c->streams_per_connection_max = RPC_STREAMS_PER_CONNECTION_MAX;
     if (c->header_list_bytes_max == 0)
@@ -1884,6 +2014,11 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         return EHR_EINVAL;
     if (c->message_bytes_max > c->unfinished_bytes_per_address_max)
         return EHR_EINVAL;
+    if (c->message_bytes_max > c->unfinished_bytes_max)
+        return EHR_EINVAL;
+    /* A reply of the largest size fits a server that holds no other. */
+    if (RPC__PREFIX_BYTES + c->message_bytes_max > c->unread_reply_bytes_max / 2)
+        return EHR_EINVAL;
     if (c->streams_per_connection_max > (1u << 20))
         return EHR_EINVAL;
     return 0;
@@ -1899,6 +2034,7 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *config, stru
     struct rpc_server *server = ehr_calloc(1, sizeof *server);
     server->loop = loop;
     server->config = c;
+    server->request_budget = c.unfinished_bytes_max;
     server->read_buf = ehr_malloc(RPC__READ_BUFFER_BYTES);
     rpc__list_init(&server->conns);
     rpc__list_init(&server->addresses);
@@ -2138,6 +2274,14 @@ int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t respon
         call_end(call, "200", RPC_STATUS_RESOURCE_EXHAUSTED, message, true, EHR_ECLOSED);
         return EHR_ETOOBIG;
     }
+    const char *refusal = call_reply_refusal(call, RPC__PREFIX_BYTES + response_len);
+    if (refusal != NULL) {
+        /* Only a connection that holds replies unread is refused before
+         * its handlers: one that reads was refused a reply over its quota. */
+        call->conn->reply_refused = call->conn->unread_reply_bytes > 0;
+        call_end(call, "200", RPC_STATUS_RESOURCE_EXHAUSTED, refusal, true, EHR_ECLOSED);
+        return EHR_EFULL;
+    }
     call_queue_message(call, response, response_len);
     call_drop_input(call);
     call->ended = true;
@@ -2209,7 +2353,14 @@ int rpc_stream_send(struct rpc_stream *stream, const uint8_t *message, size_t me
     if (message_len > config->message_bytes_max)
         return EHR_ETOOBIG;
     size_t queued = call_queued_bytes(call);
-    if (queued > 0 && queued + RPC__PREFIX_BYTES + message_len > config->stream_queue_bytes_max) {
+    size_t bytes = RPC__PREFIX_BYTES + message_len;
+    /* Past either bound the message waits, unless the queue is empty (so
+     * the writable callback, at half a queue, always comes): streams keep
+     * to half the unread replies' budget, the rest is for unary replies
+     * (invariant 15). */
+    bool server_full =
+        call->server->unread_reply_bytes + bytes > config->unread_reply_bytes_max / 2;
+    if (queued > 0 && (queued + bytes > config->stream_queue_bytes_max || server_full)) {
         call->want_writable = true;
         if (call->stall_by_ms == 0) { /* full from now: the client must read (invariant 8) */
             call->stall_by_ms = uv_now(call->server->loop) + config->stream_stall_timeout_ms;
@@ -2376,6 +2527,11 @@ int rpc__server_conn_feed(struct rpc__server_conn *conn, const uint8_t *data, si
     conn_recv(conn, data, len);
     server_pump(conn->server);
     return conn->closing ? EHR_ECLOSED : 0;
+}
+
+size_t rpc__server_pool_buffer_bytes(const struct rpc_server *server)
+{
+    return server->pool_buffer_bytes;
 }
 
 uint64_t rpc__server_tls_deferred(const struct rpc_server *server)

@@ -45,6 +45,13 @@
  *               opened again when the node ends it.
  *   badsig      SubmitTransaction with a bad signature, the control's
  *               shape, as fast as answered.
+ *   unread      Large replies never read: --connections connections
+ *               (spread as idle's) that give the node no flow-control
+ *               window, each asking H2RAW_STREAMS_MAX GetBlock calls for
+ *               the largest block of the ledger (found first by reading
+ *               GetBlock from height 0), then holding them unread. Every
+ *               answer waits in the leader (RPC_UNREAD_REPLY_BYTES_MAX
+ *               bounds them; "refused" counts the calls refused past it).
  *   malformed   In turn: a message whose length prefix says 5 MiB (over
  *               RPC_MESSAGE_BYTES_MAX) with 64 KiB of it sent; a message
  *               that is not protobuf; a compressed flag; 1 KiB of bytes
@@ -118,9 +125,10 @@ enum {
  * resident memory (heap, arenas, stacks: what clients can make it
  * allocate; the LMDB maps are file pages that grow with the ledger and
  * that the kernel may reclaim, reported apart). Under any probe it stays
- * within the block streams' queues (the largest thing the probes here can
- * make the node hold: NODE_BLOCK_STREAMS_MAX × RPC_STREAM_QUEUE_BYTES_MAX)
- * plus PEAK_OTHER_BYTES_MAX (connections, HTTP/2 state, the honest load)
+ * within the larger of the block streams' queues (NODE_BLOCK_STREAMS_MAX ×
+ * RPC_STREAM_QUEUE_BYTES_MAX) and the unread replies' budget
+ * (RPC_UNREAD_REPLY_BYTES_MAX): the largest things the probes here can
+ * make the node hold, plus PEAK_OTHER_BYTES_MAX (connections, HTTP/2 state, the honest load)
  * above what it was before the probes; at the end of each settle it is
  * back within LEFT_BYTES_MAX of it, checked only when the settle is at
  * least LEFT_CHECK_SETTLE_MS_MIN: longer than ehrd's trim period
@@ -128,8 +136,11 @@ enum {
  * test's settle of 0 does not give it one).
  */
 #define PEAK_OTHER_BYTES_MAX (64ull << 20)
-#define PEAK_ABOVE_BASE_BYTES_MAX                                                                  \
-    ((uint64_t)NODE_BLOCK_STREAMS_MAX * RPC_STREAM_QUEUE_BYTES_MAX + PEAK_OTHER_BYTES_MAX)
+#define PEAK_STREAMS_BYTES_MAX ((uint64_t)NODE_BLOCK_STREAMS_MAX * RPC_STREAM_QUEUE_BYTES_MAX)
+#define PEAK_HELD_BYTES_MAX                                                                        \
+    (PEAK_STREAMS_BYTES_MAX > RPC_UNREAD_REPLY_BYTES_MAX ? PEAK_STREAMS_BYTES_MAX                  \
+                                                         : (uint64_t)RPC_UNREAD_REPLY_BYTES_MAX)
+#define PEAK_ABOVE_BASE_BYTES_MAX (PEAK_HELD_BYTES_MAX + PEAK_OTHER_BYTES_MAX)
 #define LEFT_BYTES_MAX (16ull << 20)
 #define LEFT_CHECK_SETTLE_MS_MIN 15000u
 
@@ -140,6 +151,9 @@ enum {
 #define SOURCE_IDLE_FIRST 0x7f000040u    /* .64 and up */
 #define SOURCE_SLOW_FIRST 0x7f000050u    /* .80 and up */
 #define SOURCE_HEADER_FLOOD 0x7f000005u
+#define SOURCE_UNREAD_FIRST 0x7f000060u /* .96 and up */
+/* Blocks the unread probe reads to find the largest (from height 0). */
+#define UNREAD_BLOCK_SCAN_MAX 4096u
 
 struct args {
     uint64_t window_ms, rate, inflight, ledger_txs, settle_ms, connections;
@@ -613,6 +627,97 @@ static struct probe_counts probe_malformed(uint16_t port, uint64_t end_us)
     return c;
 }
 
+/* GetBlockRequest for HEIGHT, framed into OUT (room for 16 bytes). */
+static size_t get_block_request(uint8_t *out, uint64_t height)
+{
+    Ehr__V1__GetBlockRequest req = EHR__V1__GET_BLOCK_REQUEST__INIT;
+    req.height = height;
+    uint8_t packed[11];
+    size_t len = ehr__v1__get_block_request__pack(&req, packed);
+    return h2raw_grpc_frame(out, 0, packed, (uint32_t)len);
+}
+
+/* The height of the largest of the ledger's first UNREAD_BLOCK_SCAN_MAX
+ * blocks, read with GetBlock from height 0 until one is not found; its
+ * answer's framed size in *REPLY_BYTES. */
+static uint64_t largest_block(uint16_t port, uint32_t source, size_t *reply_bytes)
+{
+    static uint8_t req[H2RAW_STREAMS_MAX][16];
+    static struct h2raw h;
+    uint64_t best = 0;
+    *reply_bytes = 0;
+    bool end = false;
+    for (uint64_t base = 0; base < UNREAD_BLOCK_SCAN_MAX && !end; base += H2RAW_STREAMS_MAX) {
+        if (h2raw_connect_from(&h, source, port) != 0)
+            break;
+        for (int i = 0; i < H2RAW_STREAMS_MAX; i++) {
+            size_t len = get_block_request(req[i], base + (uint64_t)i);
+            h2raw_request(&h, "/ehr.v1.Node/GetBlock", NULL, req[i], len, true);
+        }
+        for (int i = 0; i < h.stream_count; i++) {
+            struct h2raw_stream *s = &h.streams[i];
+            h2raw_wait(&h, s, 5000);
+            if (s->grpc_status != RPC_STATUS_OK) {
+                end = true;
+                continue;
+            }
+            if (s->data_len > *reply_bytes) {
+                *reply_bytes = s->data_len;
+                best = base + (uint64_t)i;
+            }
+        }
+        h2raw_close(&h);
+    }
+    return best;
+}
+
+static struct probe_counts probe_unread(uint16_t port, uint64_t count, uint64_t end_us)
+{
+    struct probe_counts c = {0};
+    size_t reply_bytes;
+    uint64_t height = largest_block(port, SOURCE_UNREAD_FIRST, &reply_bytes);
+    printf("# unread: GetBlock %" PRIu64 " answers %zu bytes; %" PRIu64 " connections × %d asks "
+           "%.1f MB\n",
+           height, reply_bytes, count, H2RAW_STREAMS_MAX,
+           (double)count * H2RAW_STREAMS_MAX * (double)reply_bytes / 1e6);
+    static uint8_t req[16];
+    size_t req_len = get_block_request(req, height);
+    struct h2raw *h = calloc(count, sizeof *h);
+    if (h == NULL)
+        _exit(3);
+    uint64_t open = 0;
+    for (uint64_t k = 0; k < count && cluster_now_us() < end_us; k++) {
+        uint32_t source = SOURCE_UNREAD_FIRST + (uint32_t)(k / RPC_CONNECTIONS_PER_ADDRESS_MAX);
+        if (h2raw_connect_with(&h[open], source, port, H2RAW_ZERO_WINDOW) != 0) {
+            c.failed++;
+            continue;
+        }
+        for (int i = 0; i < H2RAW_STREAMS_MAX; i++)
+            if (h2raw_request(&h[open], "/ehr.v1.Node/GetBlock", NULL, req, req_len, true) != NULL)
+                c.sent++;
+        h2raw_wait(&h[open], NULL, 1);
+        open++;
+    }
+    /* Held, never read: no window is ever given, so no reply byte leaves. */
+    while (cluster_now_us() < end_us)
+        usleep(50000);
+    for (uint64_t k = 0; k < open; k++) {
+        h2raw_wait(&h[k], NULL, 1); /* the refusals' trailers-only answers */
+        for (int i = 0; i < h[k].stream_count; i++) {
+            const struct h2raw_stream *s = &h[k].streams[i];
+            if (!s->closed)
+                c.answered++; /* its reply waits in the node, unread */
+            else if (s->grpc_status == RPC_STATUS_RESOURCE_EXHAUSTED)
+                c.refused++;
+            else
+                c.failed++;
+        }
+        h2raw_close(&h[k]);
+    }
+    free(h);
+    return c;
+}
+
 /* A bad-signature SubmitTransactionRequest, framed. */
 static uint8_t *badsig_request(size_t *len)
 {
@@ -634,9 +739,19 @@ static uint8_t *badsig_request(size_t *len)
     return f;
 }
 
-enum probe { P_CONTROL, P_STREAMS, P_IDLE, P_SLOWHS, P_HEADERS, P_BADSIG, P_MALFORMED, P_COUNT };
-static const char *const probe_names[P_COUNT] = {"control", "streams", "idle",     "slowhs",
-                                                 "headers", "badsig",  "malformed"};
+enum probe {
+    P_CONTROL,
+    P_STREAMS,
+    P_IDLE,
+    P_SLOWHS,
+    P_HEADERS,
+    P_BADSIG,
+    P_UNREAD,
+    P_MALFORMED,
+    P_COUNT
+};
+static const char *const probe_names[P_COUNT] = {"control", "streams", "idle",   "slowhs",
+                                                 "headers", "badsig",  "unread", "malformed"};
 
 static struct probe_counts probe_run(enum probe p, uint16_t port, const struct args *a,
                                      const uint8_t *bad, size_t bad_len)
@@ -658,6 +773,8 @@ static struct probe_counts probe_run(enum probe p, uint16_t port, const struct a
     case P_BADSIG:
         return flood_calls(port, SOURCE_BADSIG, "/ehr.v1.Node/SubmitTransaction", bad, bad_len,
                            end);
+    case P_UNREAD:
+        return probe_unread(port, a->connections, end);
     case P_MALFORMED:
     case P_COUNT:
         break;

@@ -216,7 +216,7 @@ int h2raw_connect_with(struct h2raw *h, uint32_t source, uint16_t port, unsigned
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame);
     nghttp2_option *option;
     nghttp2_option_new(&option);
-    if (flags & H2RAW_NO_WINDOW_UPDATE)
+    if (flags & (H2RAW_NO_WINDOW_UPDATE | H2RAW_ZERO_WINDOW))
         nghttp2_option_set_no_auto_window_update(option, 1);
     nghttp2_session_client_new2(&h->session, cb, h, option);
     nghttp2_option_del(option);
@@ -227,6 +227,9 @@ int h2raw_connect_with(struct h2raw *h, uint32_t source, uint16_t port, unsigned
         nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, &window, 1);
         nghttp2_session_set_local_window_size(h->session, NGHTTP2_FLAG_NONE, 0,
                                               NGHTTP2_MAX_WINDOW_SIZE);
+    } else if (flags & H2RAW_ZERO_WINDOW) {
+        nghttp2_settings_entry window = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0};
+        nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, &window, 1);
     } else {
         nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, NULL, 0);
     }

@@ -60,6 +60,10 @@ int h2raw_connect_from(struct h2raw *h, uint32_t source, uint16_t port);
 /* H2RAW_LARGE_WINDOW gives the server the largest windows HTTP/2 allows,
  * so only TCP holds it back from a client that does not read its socket. */
 #define H2RAW_LARGE_WINDOW 2u
+/* H2RAW_ZERO_WINDOW gives each stream a window of 0 and never credits it:
+ * the server can send headers and trailers-only answers, but not one DATA
+ * byte, so every reply stays queued on the server, unread. */
+#define H2RAW_ZERO_WINDOW 4u
 int h2raw_connect_with(struct h2raw *h, uint32_t source, uint16_t port, unsigned flags);
 /* The value of the response metadata NAME of S, or NULL. */
 const char *h2raw_meta(const struct h2raw_stream *s, const char *name);

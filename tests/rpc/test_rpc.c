@@ -175,7 +175,7 @@ static void test_reader_reassembles_at_every_split(void **state)
         struct rpc__reader reader = {0};
         struct gathered g = {0};
         size_t left = 1000;
-        struct rpc__budget budget = {&left, NULL};
+        struct rpc__budget budget = {&left, NULL, NULL};
         ehr_diag err;
         assert_int_equal(rpc__reader_feed(&reader, wire, split, 100, &budget, gather, &g, &err),
                          RPC_STATUS_OK);
@@ -237,7 +237,7 @@ static void test_reader_budget_limits_partial_messages(void **state)
     struct gathered g = {0};
     ehr_diag err;
     size_t left = 49;
-    struct rpc__budget budget = {&left, NULL};
+    struct rpc__budget budget = {&left, NULL, NULL};
     /* A partial message of 50 bytes needs 50 bytes of budget. */
     assert_int_equal(rpc__reader_feed(&reader, wire, 20, 100, &budget, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
@@ -250,7 +250,7 @@ static void test_reader_budget_limits_partial_messages(void **state)
     assert_int_equal(left, 50);
     /* With an address budget, a charge must fit both, and is taken from both. */
     size_t address_left = 49;
-    struct rpc__budget both = {&left, &address_left};
+    struct rpc__budget both = {&left, &address_left, NULL};
     struct rpc__reader reader3 = {0};
     assert_int_equal(rpc__reader_feed(&reader3, wire, 20, 100, &both, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
@@ -265,6 +265,25 @@ static void test_reader_budget_limits_partial_messages(void **state)
     rpc__reader_release(&reader4, &both);
     assert_int_equal(left, 50);
     assert_int_equal(address_left, 50);
+    /* With the server's too (invariant 14): all three, or none. */
+    size_t server_left = 49;
+    struct rpc__budget all = {&left, &address_left, &server_left};
+    struct rpc__reader reader5 = {0};
+    assert_int_equal(rpc__reader_feed(&reader5, wire, 20, 100, &all, gather, &g, &err),
+                     RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.msg, "the server may buffer"));
+    assert_int_equal(left, 50);
+    assert_int_equal(address_left, 50);
+    server_left = 50;
+    struct rpc__reader reader6 = {0};
+    assert_int_equal(rpc__reader_feed(&reader6, wire, 20, 100, &all, gather, &g, &err),
+                     RPC_STATUS_OK);
+    assert_int_equal(server_left, 0);
+    assert_int_equal(address_left, 0);
+    rpc__reader_release(&reader6, &all);
+    assert_int_equal(server_left, 50);
+    assert_int_equal(left, 50);
+    rpc__buf_free(&reader6.body);
     rpc__buf_free(&reader4.body);
     rpc__buf_free(&reader2.body);
 }
@@ -822,6 +841,36 @@ static void test_request_budget_is_returned_after_each_call(void **state)
         assert_int_equal(o.status, RPC_STATUS_OK);
         outcome_clear(&o);
     }
+    fixture_stop(&f);
+}
+
+/* The calls kept for reuse keep at most RPC__POOLED_BUFFERS_BYTES_MAX of
+ * buffers: after 300 calls of 60,000 bytes each way at once (their
+ * buffers, some 36 MB, would all fit the pool's per-buffer bound), the
+ * pool keeps some of them and no more than that. */
+static void test_pooled_calls_keep_their_buffers_within_the_bound(void **state)
+{
+    (void)state;
+    enum { CALLS = 300, PAYLOAD = 60000 };
+    struct fixture f;
+    fixture_start(&f, NULL, NULL);
+    static struct outcome o[CALLS];
+    memset(o, 0, sizeof o);
+    uint8_t *req;
+    size_t len = pack_echo(&req, "p", PAYLOAD, 0, 0, NULL);
+    for (int i = 0; i < CALLS; i++)
+        assert_int_equal(
+            rpc_client_unary(f.client, ECHO_SAY, req, len, 10000, on_done, &o[i], NULL), 0);
+    ehr_free(req);
+    for (int i = 0; i < CALLS; i++) {
+        run_until(&f.loop, &o[i].done);
+        assert_int_equal(o[i].status, RPC_STATUS_OK);
+        ehr_free(o[i].response);
+    }
+    size_t kept = rpc__server_pool_buffer_bytes(f.server);
+    assert_true(kept > 0);
+    assert_true(kept <= RPC__POOLED_BUFFERS_BYTES_MAX);
+    assert_true(kept > RPC__POOLED_BUFFERS_BYTES_MAX - 4 * RPC__POOLED_BUFFER_BYTES_MAX);
     fixture_stop(&f);
 }
 
@@ -2431,6 +2480,223 @@ static void test_unfinished_bytes_per_address_edge(void **state)
     ts_join(ts);
 }
 
+/*
+ * Invariant 14: unfinished request bytes are bounded over the whole server
+ * (unfinished_bytes_max). With room for three messages on the server and
+ * two per connection and per address: two held from one address and one
+ * from a second fill it exactly; one more byte from the second address
+ * (which has room of its own) is refused RESOURCE_EXHAUSTED naming the
+ * server; once the first address leaves, the second is served again.
+ */
+static void test_unfinished_bytes_max_edge(void **state)
+{
+    (void)state;
+    enum { MESSAGE = 32768 };
+    struct rpc_server_config config = {.message_bytes_max = MESSAGE,
+                                       .connection_request_bytes_max = 2 * MESSAGE,
+                                       .unfinished_bytes_per_address_max = 2 * MESSAGE,
+                                       .unfinished_bytes_max = 3 * MESSAGE};
+    struct thread_server *ts = ts_start(&config);
+    size_t frame = 5 + MESSAGE;
+    uint8_t *big = calloc(1, frame);
+    assert_non_null(big);
+    h2raw_grpc_frame(big, 0, NULL, MESSAGE);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", 0, 0, 0, NULL);
+    uint8_t one[64];
+    size_t one_len = h2raw_grpc_frame(one, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    struct h2raw a, b;
+    assert_int_equal(h2raw_connect_from(&a, 0x7f000007u, ts->port), 0);
+    assert_int_equal(h2raw_connect_from(&b, 0x7f000008u, ts->port), 0);
+    struct h2raw_stream *a1 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
+    struct h2raw_stream *a2 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
+    h2raw_wait(&a, NULL, 200);
+    struct h2raw_stream *b1 = h2raw_request(&b, ECHO_SAY, NULL, big, frame, false);
+    h2raw_wait(&b, NULL, 200);
+    assert_false(a1->closed);
+    assert_false(a2->closed);
+    assert_false(b1->closed); /* exactly at the server's limit */
+    struct h2raw_stream *b2 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
+    assert_true(h2raw_wait(&b, b2, 5000));
+    assert_int_equal(b2->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(b2->grpc_message, "the server may buffer"));
+    /* What the first address held comes back with its connection. */
+    h2raw_close(&a);
+    struct h2raw_stream *b3 = NULL;
+    for (int i = 0; i < 50; i++) {
+        b3 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
+        assert_true(h2raw_wait(&b, b3, 5000));
+        if (b3->grpc_status == RPC_STATUS_OK)
+            break;
+        usleep(10000); /* the server sees the close on its own thread */
+    }
+    assert_int_equal(b3->grpc_status, RPC_STATUS_OK);
+    h2raw_close(&b);
+    free(big);
+    ts_join(ts);
+}
+
+/* The framed size of Say's reply to TEXT with a payload of PAYLOAD_LEN bytes. */
+static size_t say_reply_framed_bytes(const char *text, size_t payload_len)
+{
+    Ehr__Test__EchoReply reply = EHR__TEST__ECHO_REPLY__INIT;
+    reply.text = (char *)text;
+    reply.payload.len = payload_len;
+    return 5 + ehr__test__echo_reply__get_packed_size(&reply);
+}
+
+/*
+ * Invariant 15: replies not read are bounded over the whole server. Each
+ * Say reply takes R bytes; the budget is 8 R over 4 connections: half
+ * first come, first served, and a quota of (8 R / 2) / 4 = R for each
+ * connection past it. Clients that give no flow-control window (nothing
+ * of their replies leaves the server): the first takes 4 R (half,
+ * exactly); its fifth is refused (past half, over its quota), and its
+ * sixth before its handler runs. A second and a third each get one reply
+ * (their quota) and no second. A client that reads, on the fourth
+ * connection, is refused a reply of 1.5 R (over its quota) and still
+ * served from its quota again and again: the server then holds 8 R, the
+ * budget exactly. Once the first leaves, the second
+ * is served from the first half again.
+ */
+static void test_unread_reply_bytes_max_edge(void **state)
+{
+    (void)state;
+    enum { PAYLOAD = 40000 };
+    size_t reply_bytes = say_reply_framed_bytes("c", PAYLOAD);
+    struct rpc_server_config config = {.message_bytes_max = 65536,
+                                       .connections_max = 4,
+                                       .unread_reply_bytes_max = 8 * reply_bytes};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", PAYLOAD, 0, 0, NULL);
+    uint8_t *frame = malloc(5 + say_len);
+    assert_non_null(frame);
+    size_t frame_len = h2raw_grpc_frame(frame, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    struct h2raw z1, z2, z3, reader;
+    assert_int_equal(h2raw_connect_with(&z1, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    assert_int_equal(h2raw_connect_with(&z2, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    assert_int_equal(h2raw_connect_with(&z3, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    struct h2raw_stream *held[4];
+    for (int i = 0; i < 4; i++)
+        held[i] = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
+    h2raw_wait(&z1, NULL, 200);
+    wait_count(&ts->service.stats.calls, 4);
+    for (int i = 0; i < 4; i++)
+        assert_false(held[i]->closed); /* half, exactly */
+    struct h2raw_stream *s15 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
+    assert_true(h2raw_wait(&z1, s15, 5000));
+    assert_int_equal(s15->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(s15->grpc_message, "your connection holds its share"));
+    assert_int_equal(atomic_load(&ts->service.stats.calls), 5);
+    struct h2raw_stream *s16 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
+    assert_true(h2raw_wait(&z1, s16, 5000));
+    assert_int_equal(s16->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(s16->grpc_message, "was refused a reply"));
+    assert_int_equal(atomic_load(&ts->service.stats.calls), 5); /* no handler ran */
+    struct h2raw *quota_holders[2] = {&z2, &z3};
+    for (int k = 0; k < 2; k++) {
+        struct h2raw *z = quota_holders[k];
+        struct h2raw_stream *first = h2raw_request(z, ECHO_SAY, NULL, frame, frame_len, true);
+        h2raw_wait(z, NULL, 200);
+        wait_count(&ts->service.stats.calls, 6 + 2 * (unsigned)k);
+        assert_false(first->closed); /* its quota */
+        struct h2raw_stream *second = h2raw_request(z, ECHO_SAY, NULL, frame, frame_len, true);
+        assert_true(h2raw_wait(z, second, 5000));
+        assert_int_equal(second->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    }
+    /* 7 R held: a client that reads is refused a reply over its quota,
+     * and is still served the next one from it, again and again. */
+    assert_int_equal(h2raw_connect(&reader, ts->port), 0);
+    size_t big_len = pack_echo(&say, "c", PAYLOAD * 3 / 2, 0, 0, NULL);
+    uint8_t *big = malloc(5 + big_len);
+    assert_non_null(big);
+    size_t big_frame_len = h2raw_grpc_frame(big, 0, say, (uint32_t)big_len);
+    ehr_free(say);
+    struct h2raw_stream *over = h2raw_request(&reader, ECHO_SAY, NULL, big, big_frame_len, true);
+    assert_true(h2raw_wait(&reader, over, 5000));
+    assert_int_equal(over->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    free(big);
+    for (int i = 0; i < 3; i++) {
+        struct h2raw_stream *r = h2raw_request(&reader, ECHO_SAY, NULL, frame, frame_len, true);
+        assert_true(h2raw_wait(&reader, r, 5000));
+        assert_int_equal(r->grpc_status, RPC_STATUS_OK);
+        assert_int_equal(r->data_len, reply_bytes);
+    }
+    /* The first leaves: the first half is free, and the second is served. */
+    h2raw_close(&z1);
+    struct h2raw_stream *s22 = NULL;
+    for (int i = 0; i < 40; i++) {
+        s22 = h2raw_request(&z2, ECHO_SAY, NULL, frame, frame_len, true);
+        h2raw_wait(&z2, s22, 100);
+        if (!s22->closed)
+            break; /* queued: it waits for a window */
+    }
+    assert_false(s22->closed);
+    h2raw_close(&z2);
+    h2raw_close(&z3);
+    h2raw_close(&reader);
+    free(frame);
+    ts_join(ts);
+}
+
+/*
+ * Invariant 15 for streams: a stream message that would take the unread
+ * replies past half their budget waits as in a full queue (EHR_EAGAIN,
+ * then the writable callback) unless its stream's queue is empty. With a
+ * budget of 8 R over 4 connections, a client that gives no window holding
+ * 4 R (half, exactly), and a reader asking for 20 messages of 30,000 bytes
+ * (a stream queue holds all of them): the stream is held back to one
+ * message at a time, and completes; meanwhile a unary reply of R (to
+ * another connection) is still served from that connection's quota.
+ */
+static void test_a_stream_past_the_unread_reply_budget_waits_and_completes(void **state)
+{
+    (void)state;
+    enum { PAYLOAD = 40000, COUNT = 20, COUNT_PAYLOAD = 30000 };
+    size_t reply_bytes = say_reply_framed_bytes("c", PAYLOAD);
+    struct rpc_server_config config = {.message_bytes_max = 65536,
+                                       .connections_max = 4,
+                                       .unread_reply_bytes_max = 8 * reply_bytes};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", PAYLOAD, 0, 0, NULL);
+    uint8_t *frame = malloc(5 + say_len);
+    assert_non_null(frame);
+    size_t frame_len = h2raw_grpc_frame(frame, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    struct h2raw z, reader, unary;
+    assert_int_equal(h2raw_connect_with(&z, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    struct h2raw_stream *held[4];
+    for (int i = 0; i < 4; i++)
+        held[i] = h2raw_request(&z, ECHO_SAY, NULL, frame, frame_len, true);
+    h2raw_wait(&z, NULL, 200);
+    wait_count(&ts->service.stats.calls, 4);
+    for (int i = 0; i < 4; i++)
+        assert_false(held[i]->closed);
+    uint8_t req[64];
+    size_t req_len = framed_count(req, COUNT, COUNT_PAYLOAD, false);
+    assert_int_equal(h2raw_connect(&reader, ts->port), 0);
+    struct h2raw_stream *s = h2raw_request(&reader, ECHO_COUNT, NULL, req, req_len, true);
+    h2raw_wait(&reader, s, 50);
+    assert_int_equal(h2raw_connect(&unary, ts->port), 0);
+    struct h2raw_stream *u = h2raw_request(&unary, ECHO_SAY, NULL, frame, frame_len, true);
+    assert_true(h2raw_wait(&unary, u, 10000));
+    assert_int_equal(u->grpc_status, RPC_STATUS_OK);
+    assert_true(h2raw_wait(&reader, s, 10000));
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    assert_true(s->data_len > (size_t)COUNT * COUNT_PAYLOAD);
+    assert_true(atomic_load(&ts->service.stats.eagain) >= 1); /* held back by the budget */
+    assert_true(atomic_load(&ts->service.stats.writable) >= 1);
+    h2raw_close(&z);
+    h2raw_close(&unary);
+    h2raw_close(&reader);
+    free(frame);
+    ts_join(ts);
+}
+
 static void test_idle_connection_is_closed(void **state)
 {
     struct rpc_server_config config = {.idle_timeout_ms = 50};
@@ -2491,6 +2757,7 @@ int main(void)
         cmocka_unit_test(test_response_over_limit_fails_the_call),
         cmocka_unit_test(test_request_budget_is_returned_after_each_call),
         cmocka_unit_test(test_many_concurrent_calls_on_one_connection),
+        cmocka_unit_test(test_pooled_calls_keep_their_buffers_within_the_bound),
         cmocka_unit_test(test_client_disconnect_mid_stream_cancels_handler),
         cmocka_unit_test(test_reply_after_client_gone_is_safe),
         cmocka_unit_test(test_stream_queue_limit_edge),
@@ -2538,6 +2805,9 @@ int main(void)
         cmocka_unit_test(test_streams_per_connection_edge),
         cmocka_unit_test(test_connection_request_budget_edge),
         cmocka_unit_test(test_unfinished_bytes_per_address_edge),
+        cmocka_unit_test(test_unfinished_bytes_max_edge),
+        cmocka_unit_test(test_unread_reply_bytes_max_edge),
+        cmocka_unit_test(test_a_stream_past_the_unread_reply_budget_waits_and_completes),
         cmocka_unit_test(test_idle_connection_is_closed),
     };
     ehr_log_set_level(EHR_LOG_OFF);

@@ -141,6 +141,8 @@ static void setup(void)
         .header_list_bytes_max = 1024,
         .connection_request_bytes_max = 8192,
         .stream_queue_bytes_max = 2048,
+        .unfinished_bytes_max = 12288,
+        .unread_reply_bytes_max = 8192,
     };
     if (rpc_server_new(&loop, &config, &server) != 0 ||
         rpc_server_add_unary(server, "/f.F/Echo", echo, NULL) != 0 ||
