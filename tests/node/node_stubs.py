@@ -76,6 +76,7 @@ def main():
             "ListMembers": (False, False),
             "PutBlob": (True, False),
             "GetBlob": (False, True),
+            "GetCapsuleFragment": (False, False),
         }
         check(shapes == want, f"methods and streaming shapes: {shapes}")
         for name in want:
