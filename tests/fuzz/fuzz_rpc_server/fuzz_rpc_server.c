@@ -142,7 +142,7 @@ static void setup(void)
         .connection_request_bytes_max = 8192,
         .stream_queue_bytes_max = 2048,
         .unfinished_bytes_max = 12288,
-        .unread_reply_bytes_max = 8192,
+        .unread_reply_bytes_max = 16384, /* half of it holds the largest reply */
     };
     if (rpc_server_new(&loop, &config, &server) != 0 ||
         rpc_server_add_unary(server, "/f.F/Echo", echo, NULL) != 0 ||
