@@ -12,9 +12,12 @@
  *     member the state gains is dialled on the block that admitted it. A
  *     member the state no longer holds stays linked ("leaving") only while
  *     the consensus configuration in force here still holds it, so that
- *     the configuration change removing it can gather its quorum (with
- *     another voter down, the old configuration's quorum may need it);
- *     once the configuration drops it, p2p closes its links and refuses
+ *     the consensus core never counts a voter this node cannot reach. A
+ *     removal takes effect on the leader when it appends it, so its
+ *     quorum never needs the removed node (a removal with another voter
+ *     of four down completes either way: test_membership); the links
+ *     outlive the block by one step of the leader at most. Once the
+ *     configuration drops it, p2p closes its links and refuses
  *     its handshakes from then on. A leaving member counts for nothing
  *     else: not a current member, never added back to the configuration.
  * M2. The consensus configuration follows the applied member set, and only
