@@ -75,6 +75,7 @@ struct grant_args {
     size_t member_count;
     uint8_t sealed[EHR_PRE_KFRAGS_MAX][EHR_PRE_SEALED_KFRAG_BYTES];
     ProtobufCBinaryData fragments[EHR_PRE_KFRAGS_MAX];
+    uint8_t delegating[EHR_PRE_PUBLIC_BYTES]; /* the public key they were made from */
 };
 
 /* Add ARG to a repeated option's list (LIST, *COUNT) of at most
@@ -219,6 +220,7 @@ static int grant_fragments(struct cli__ctx *ctx, struct grant_args *a, const ehr
     }
     ehr_diag why;
     int rc = ehr_pre_kfrags_generate(&delegating, a->receiving, t, a->member_count, kfrags, &why);
+    memcpy(a->delegating, delegating.public_key, EHR_PRE_PUBLIC_BYTES);
     ehr_pre_key_wipe(&delegating);
     for (size_t i = 0; rc == 0 && i < a->member_count; i++) {
         rc = ehr_pre_kfrag_seal(&kfrags[i], a->member_kx[i], a->sealed[i]);
@@ -328,6 +330,7 @@ int cli__cmd_consent_grant(struct cli__ctx *ctx, int argc, char **argv)
         }
         grant.n_key_fragments = a->member_count;
         grant.key_fragments = a->fragments;
+        grant.delegating_key = (ProtobufCBinaryData){EHR_PRE_PUBLIC_BYTES, a->delegating};
     }
     Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
     body.payload_case = EHR__V1__TX_BODY__PAYLOAD_CONSENT_GRANT;

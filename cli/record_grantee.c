@@ -4,8 +4,9 @@
  * access request submitted now and waited for, or --permit TX), then
  * GetCapsuleFragment from each node named (--fragment-node; else --node and
  * every peer whose API address --node learnt over their link),
- * each answer checked (its proof, against the delegating key the first
- * good answer names and this key file's receiving key) and a bad one
+ * each answer checked (its proof, against the delegating key that the
+ * permit's consent grant names, read from --node with its hash checked,
+ * and this key file's receiving key) and a bad one
  * discarded with a warning, then the key opened from the verified capsule
  * fragments (ehr_pre_decapsulate_cfrags, which checks the result against
  * the capsule: fewer than the grant's threshold fails, never a wrong key).
@@ -22,6 +23,7 @@
 #include "capsule_answer.h"
 #include "cli_internal.h"
 #include "contracts.h"
+#include "ledger_format.h"
 #include "pre_seal.h"
 #include "read_auth.h"
 #include "record_grantee.h"
@@ -104,13 +106,112 @@ static int permit_request(struct cli__ctx *ctx, struct cli__node *node, const eh
 }
 
 /*
+ * The committed transaction HASH from NODE (GetTransaction): its body,
+ * decoded and checked to hash to HASH, and its result. Returns 0 with
+ * *BODY and *RESULT (free both), or an exit status after saying why.
+ */
+static int tx_fetch(struct cli__node *node, const uint8_t hash[EHR_HASH_BYTES], const char *what,
+                    Ehr__V1__TxBody **body, Ehr__V1__TxResult **result)
+{
+    *body = NULL;
+    *result = NULL;
+    Ehr__V1__GetTransactionRequest q = EHR__V1__GET_TRANSACTION_REQUEST__INIT;
+    q.tx_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)hash};
+    struct rpc_result rr;
+    if (cli__node_call(node, "GetTransaction", &q.base, 0, &rr) != RPC_STATUS_OK) {
+        int exit_code = cli__node_fail(node, &rr, "record get: %s", what);
+        rpc_result_clear(&rr);
+        return exit_code;
+    }
+    Ehr__V1__GetTransactionResponse *r =
+        ehr__v1__get_transaction_response__unpack(NULL, rr.response_len, rr.response);
+    rpc_result_clear(&rr);
+    const char *bad = NULL;
+    ledger_tx_view v;
+    uint8_t got[EHR_HASH_BYTES];
+    if (r == NULL)
+        bad = "the answer does not decode";
+    else if (r->result == NULL)
+        bad = "the answer carries no result";
+    else if (ledger_tx_envelope_parse(r->envelope.data, r->envelope.len, &v, NULL) != 0)
+        bad = "the envelope is not a transaction envelope";
+    if (bad == NULL) {
+        ledger_tx_hash(v.body, v.body_len, got);
+        if (memcmp(got, hash, EHR_HASH_BYTES) != 0)
+            bad = "the transaction does not hash to the id asked for";
+    }
+    if (bad == NULL && (*body = ehr__v1__tx_body__unpack(NULL, v.body_len, v.body)) == NULL)
+        bad = "the transaction's body does not decode";
+    if (bad == NULL) {
+        *result = r->result;
+        r->result = NULL; /* now the caller's */
+    }
+    if (r != NULL)
+        ehr__v1__get_transaction_response__free_unpacked(r, NULL);
+    if (bad != NULL) {
+        char w[96];
+        snprintf(w, sizeof w, "record get: %s", what);
+        return cli__node_bad_answer(node, w, bad);
+    }
+    return 0;
+}
+
+/*
+ * The consent that permitted G->permit (the permit's result, from NODE:
+ * the grantee's own node) and the delegating key its grant names, signed
+ * by the patient: what every capsule fragment is checked against, so that
+ * no other node's answer chooses it. Returns 0 with CONSENT_ID and
+ * DELEGATING, or an exit status after saying why.
+ */
+static int grant_key(struct cli__node *node, const struct cli__record_grantee *g,
+                     uint8_t consent_id[EHR_HASH_BYTES], uint8_t delegating[EHR_PRE_PUBLIC_BYTES])
+{
+    Ehr__V1__TxBody *body = NULL;
+    Ehr__V1__TxResult *result = NULL;
+    int exit_code = tx_fetch(node, g->permit, "the permit", &body, &result);
+    if (exit_code != 0)
+        return exit_code;
+    const char *bad = NULL;
+    if (body->payload_case != EHR__V1__TX_BODY__PAYLOAD_ACCESS_REQUEST ||
+        body->access_request->record_id.len != EHR_HASH_BYTES ||
+        memcmp(body->access_request->record_id.data, g->record_id, EHR_HASH_BYTES) != 0)
+        bad = "the permit is not an access request for this record";
+    else if (result->decision != EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT ||
+             result->consent_id.len != EHR_HASH_BYTES)
+        bad = "the permit's result is not a PERMIT naming a consent";
+    else
+        memcpy(consent_id, result->consent_id.data, EHR_HASH_BYTES);
+    ehr__v1__tx_body__free_unpacked(body, NULL);
+    ehr__v1__tx_result__free_unpacked(result, NULL);
+    if (bad != NULL)
+        return cli__node_bad_answer(node, "record get: the permit", bad);
+    if ((exit_code = tx_fetch(node, consent_id, "the consent's grant", &body, &result)) != 0)
+        return exit_code;
+    if (body->payload_case != EHR__V1__TX_BODY__PAYLOAD_CONSENT_GRANT)
+        bad = "the consent is not a consent grant";
+    else if (body->consent_grant->n_key_fragments == 0)
+        bad = "the consent carries no key fragments (granted without --receiving-key)";
+    else if (body->consent_grant->delegating_key.len != EHR_PRE_PUBLIC_BYTES ||
+             ehr_pre_public_key_check(body->consent_grant->delegating_key.data) != 0)
+        bad = "the consent's delegating_key is not a delegating key";
+    else
+        memcpy(delegating, body->consent_grant->delegating_key.data, EHR_PRE_PUBLIC_BYTES);
+    ehr__v1__tx_body__free_unpacked(body, NULL);
+    ehr__v1__tx_result__free_unpacked(result, NULL);
+    if (bad != NULL)
+        return cli__fail(bad, "record get");
+    return 0;
+}
+
+/*
  * GetCapsuleFragment from the node at ADDRESS: 0 with *CFRAG (decoded) and
  * the delegating key the node names, or -1 after a warning on stderr
  * naming the node and why (the caller goes on with the others).
  */
 static int cfrag_ask(const struct cli__node_options *base, const char *address,
                      const ehr_identity *id, const struct cli__record_grantee *g,
-                     ehr_pre_cfrag *cfrag, uint8_t delegating[EHR_PRE_PUBLIC_BYTES])
+                     ehr_pre_cfrag *cfrag, uint8_t consent_id[EHR_HASH_BYTES],
+                     uint8_t delegating[EHR_PRE_PUBLIC_BYTES])
 {
     struct cli__node_options o = *base;
     o.address = address;
@@ -141,7 +242,6 @@ static int cfrag_ask(const struct cli__node_options *base, const char *address,
         rpc_result_clear(&result);
         return -1;
     }
-    uint8_t consent_id[32];
     const char *bad = cli__capsule_answer_decode(result.response, result.response_len, cfrag,
                                                  consent_id, delegating);
     rpc_result_clear(&result);
@@ -205,20 +305,25 @@ int cli__record_key_as_grantee(struct cli__ctx *ctx, struct cli__node *node,
         nodes = found;
     }
     ehr_pre_cfrag cfrags[CLI_FRAGMENT_NODES_MAX];
-    uint8_t delegating[EHR_PRE_PUBLIC_BYTES];
+    uint8_t consent_id[EHR_HASH_BYTES], delegating[EHR_PRE_PUBLIC_BYTES];
+    if ((exit_code = grant_key(node, g, consent_id, delegating)) != 0) {
+        ehr_pre_key_wipe(&receiving);
+        return exit_code;
+    }
     size_t good = 0;
     for (size_t i = 0; i < node_count; i++) {
-        uint8_t named[EHR_PRE_PUBLIC_BYTES];
-        if (cfrag_ask(node_options, nodes[i], id, g, &cfrags[good], named) != 0)
+        uint8_t named[EHR_PRE_PUBLIC_BYTES], named_consent[EHR_HASH_BYTES];
+        if (cfrag_ask(node_options, nodes[i], id, g, &cfrags[good], named_consent, named) != 0)
             continue;
-        if (good > 0 && memcmp(named, delegating, EHR_PRE_PUBLIC_BYTES) != 0) {
+        if (memcmp(named_consent, consent_id, EHR_HASH_BYTES) != 0 ||
+            memcmp(named, delegating, EHR_PRE_PUBLIC_BYTES) != 0) {
             fprintf(stderr,
-                    "ehrctl: record get: warning: %s: names another delegating key than the "
-                    "first node did: discarded\n",
+                    "ehrctl: record get: warning: %s: names another consent or delegating key "
+                    "than the permit's grant: discarded\n",
                     nodes[i]);
             continue;
         }
-        if (ehr_pre_cfrag_verify(&cfrags[good], capsule, named, receiving.public_key) != 0) {
+        if (ehr_pre_cfrag_verify(&cfrags[good], capsule, delegating, receiving.public_key) != 0) {
             fprintf(stderr,
                     "ehrctl: record get: warning: %s: its capsule fragment fails its proof: "
                     "discarded\n",
@@ -230,7 +335,6 @@ int cli__record_key_as_grantee(struct cli__ctx *ctx, struct cli__node *node,
             seen = seen || memcmp(cfrags[j].id, cfrags[good].id, EHR_PRE_KFRAG_ID_BYTES) == 0;
         if (seen) /* the same node twice, under two addresses */
             continue;
-        memcpy(delegating, named, EHR_PRE_PUBLIC_BYTES);
         good++;
     }
     if (good == 0) {

@@ -24,6 +24,7 @@
 
 #include "contracts_internal.h"
 #include "ehr/v1/state.pb-c.h"
+#include "pre.h"
 #include "vm.h"
 
 /* ---- results ---- */
@@ -463,6 +464,16 @@ static int apply_grant(struct apply *a)
             p->key_fragments[i].len > CONTRACTS_KEY_FRAGMENT_BYTES_MAX)
             return refuse(a->r, REFUSED, "key_fragments[%zu] must be 1 to %d bytes", i,
                           CONTRACTS_KEY_FRAGMENT_BYTES_MAX);
+    /* The fragments' delegating key, signed here by the patient: what the
+     * nodes and the grantee hold the fragments to (tx.proto). */
+    if (p->n_key_fragments > 0 && (p->delegating_key.len != EHR_PRE_PUBLIC_BYTES ||
+                                   ehr_pre_public_key_check(p->delegating_key.data) != 0))
+        return refuse(a->r, MALFORMED,
+                      "key_fragments need the delegating_key they were made from (%d bytes, a "
+                      "valid public key)",
+                      EHR_PRE_PUBLIC_BYTES);
+    if (p->n_key_fragments == 0 && p->delegating_key.len != 0)
+        return refuse(a->r, MALFORMED, "delegating_key without key_fragments");
     Ehr__V1__ConsentEntry e = EHR__V1__CONSENT_ENTRY__INIT;
     Ehr__V1__ChainPlace place;
     place_fill(a, &place);

@@ -50,7 +50,7 @@ struct capsule_job {
     uint8_t sealed[EHR_PRE_SEALED_KFRAG_BYTES];
     uint8_t capsule[EHR_PRE_CAPSULE_BYTES];
     uint8_t cfrag[EHR_PRE_CFRAG_BYTES];
-    uint8_t delegating_key[EHR_PRE_PUBLIC_BYTES]; /* as the kfrag names it */
+    uint8_t delegating_key[EHR_PRE_PUBLIC_BYTES]; /* as the grant names it */
     uint64_t delay_ms;                            /* node_test_faults.capsule_delay_ms */
     int rc;
     ehr_diag why;
@@ -185,6 +185,11 @@ static int capsule_authorise(struct node *n, const Ehr__V1__GetCapsuleFragmentRe
                "the record's anchor carries no proxy re-encryption capsule");
         goto done;
     }
+    if (g->delegating_key.len != EHR_PRE_PUBLIC_BYTES) { /* the rules ask for it */
+        answer(a, RPC_STATUS_INTERNAL, "the consent names no delegating key");
+        goto done;
+    }
+    memcpy(j->delegating_key, g->delegating_key.data, EHR_PRE_PUBLIC_BYTES);
     memcpy(j->sealed, g->key_fragments[found].data, EHR_PRE_SEALED_KFRAG_BYTES);
     memcpy(j->capsule, capsule.data, EHR_PRE_CAPSULE_BYTES);
     out = 0;
@@ -222,6 +227,14 @@ static void capsule_job_run(uv_work_t *w)
      * by the grantee). */
     if (j->rc == 0 && ehr_pre_kfrag_verify(&kfrag, kfrag.delegating_key, kfrag.receiving_key) != 0)
         j->rc = ehr_diag_fail(&j->why, EHR_EBADSIG, "the key fragment's signature fails");
+    /* ... and it must be made from the delegating key the patient signed
+     * in the grant: a fragment sealed under another key (a tool's fault, or
+     * a forgery slipped into a grant) is refused, never answered. */
+    if (j->rc == 0 &&
+        sodium_memcmp(kfrag.delegating_key, j->delegating_key, EHR_PRE_PUBLIC_BYTES) != 0)
+        j->rc = ehr_diag_fail(&j->why, EHR_EBADSIG,
+                              "the key fragment was made from another delegating key than the "
+                              "consent names");
     if (j->rc == 0) {
         ehr_diag why;
         j->rc = ehr_pre_capsule_decode(&capsule, j->capsule, sizeof j->capsule, &why);
@@ -230,10 +243,8 @@ static void capsule_job_run(uv_work_t *w)
     }
     if (j->rc == 0)
         j->rc = ehr_pre_reencapsulate(&kfrag, &capsule, &cfrag);
-    if (j->rc == 0) {
+    if (j->rc == 0)
         ehr_pre_cfrag_encode(&cfrag, j->cfrag);
-        memcpy(j->delegating_key, kfrag.delegating_key, EHR_PRE_PUBLIC_BYTES);
-    }
     ehr_pre_kfrag_wipe(&kfrag);
     sodium_memzero(j->sealed, sizeof j->sealed);
 }

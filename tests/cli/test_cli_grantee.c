@@ -13,6 +13,9 @@
  *     insurer, and the insurer holding the lab's permit, get
  *     PERMISSION_DENIED and no fragment; with one node down the two others
  *     still open the record; once the revoke commits every node refuses;
+ *     the grant names its fragments' delegating key, and a grant whose
+ *     fragments were made from another key than it names gets no
+ *     fragment from any node, though the rules permit the access;
  *     NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX at its edge (jobs held on the
  *     worker pool by ehrd-test's EHR_TEST_CAPSULE_DELAY_MS: of one more
  *     requests than the limit at once, one is RESOURCE_EXHAUSTED);
@@ -364,6 +367,10 @@ static void test_grantee_path(void **state)
     delegating_public(n, delegating);
     Ehr__V1__TxBody *grant = tx_body(n, HOSPITAL, consent);
     assert_int_equal(grant->consent_grant->n_key_fragments, NODES);
+    /* ... and the grant names that key, under the patient's signature. */
+    assert_int_equal(grant->consent_grant->delegating_key.len, EHR_PRE_PUBLIC_BYTES);
+    assert_memory_equal(grant->consent_grant->delegating_key.data, delegating,
+                        EHR_PRE_PUBLIC_BYTES);
     unsigned opened_at[NODES] = {0};
     for (size_t k = 0; k < NODES; k++) {
         const ProtobufCBinaryData *b = &grant->consent_grant->key_fragments[k];
@@ -499,6 +506,60 @@ static void test_grantee_path(void **state)
     assert_non_null(strstr(r.err, "threshold"));
     proc_result_free(&r);
     assert_false(file_exists(n, "one.txt"));
+
+    /* A grant whose fragments were made from another delegating key than
+     * the one it names (here: the lab-result fragments, the imaging key
+     * named), for research: the rules take it (they cannot open the
+     * fragments) and permit the lab's research request, but every node
+     * refuses a capsule fragment, so none is made from a key the patient
+     * did not name. */
+    {
+        Ehr__V1__TxBody *orig = tx_body(n, HOSPITAL, consent);
+        Ehr__V1__ConsentGrant forged = *orig->consent_grant;
+        forged.purpose = EHR__V1__PURPOSE__PURPOSE_RESEARCH;
+        ehr_identity *pat = sodium_malloc(sizeof *pat);
+        assert_int_equal(
+            ehr_keyfile_load(proc_path(n->c.root, "patient.key"), pat, NULL, "", 0, NULL), 0);
+        ehr_pre_key imaging;
+        assert_int_equal(ehr_pre_delegating_key_derive(&imaging, pat->signing.secret,
+                                                       EHR__V1__RECORD_TYPE__RECORD_TYPE_IMAGING),
+                         0);
+        forged.delegating_key = (ProtobufCBinaryData){EHR_PRE_PUBLIC_BYTES, imaging.public_key};
+        Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
+        body.payload_case = EHR__V1__TX_BODY__PAYLOAD_CONSENT_GRANT;
+        body.consent_grant = &forged;
+        uint8_t *env;
+        size_t env_len;
+        uint8_t forged_id[EHR_HASH_BYTES];
+        cluster_tx_sign_as(&n->c, &pat->signing, &body, &env, &env_len, forged_id);
+        int code = -1;
+        assert_int_equal(cluster_submit_wait(&n->c, HOSPITAL, env, env_len, &code), 0);
+        assert_int_equal(code, EHR__V1__TX_RESULT_CODE__TX_RESULT_OK);
+        ehr_pre_key_wipe(&imaging);
+        sodium_free(pat);
+        ehr__v1__tx_body__free_unpacked(orig, NULL);
+        r = run(n, "access", "request", record_hex, "--purpose", "research", "--key", "node1.key",
+                "--node", n->node[HOSPITAL], "--json");
+        submitted(&r, hash, decision, sizeof decision);
+        assert_string_equal(decision, "permit");
+        uint8_t research_permit[EHR_HASH_BYTES];
+        hex_decode(research_permit, hash, EHR_HASH_BYTES);
+        for (size_t i = 0; i < NODES; i++)
+            assert_int_equal(cfrag_get(n, i, LAB, record, research_permit, &none, named),
+                             RPC_STATUS_PERMISSION_DENIED);
+        r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", hash,
+                "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--node",
+                n->node[LAB], "--out", "forged.txt");
+        assert_int_equal(r.status, 1);
+        proc_result_free(&r);
+        assert_false(file_exists(n, "forged.txt"));
+        /* Revoked again, so that the revocation below leaves the lab none. */
+        char forged_hex[KEY_HEX];
+        sodium_bin2hex(forged_hex, sizeof forged_hex, forged_id, EHR_HASH_BYTES);
+        r = run(n, "consent", "revoke", forged_hex, "--key", "patient.key", "--node",
+                n->node[HOSPITAL], "--wait", "--json");
+        submitted(&r, hash, NULL, 0);
+    }
 
     /* One node down: the two others still open the record. */
     assert_int_equal(cluster_stop(&n->c, INSURER), 0);

@@ -708,6 +708,24 @@ static void test_grants(void **state)
     bad.n_fragments = 2, bad.fragment_len = 0;
     tx_grant(f->w, &f->patient, &bad, &t);
     apply_expect(f, &t, REFUSED, "key_fragments[0] must be 1 to");
+    /* The delegating key the fragments were made from: with them, exactly
+     * 32 bytes of a valid point; without them, none. */
+    bad.n_fragments = 1, bad.fragment_len = CONTRACTS_KEY_FRAGMENT_BYTES_MAX;
+    bad.delegating = GRANT_DELEGATING_NONE;
+    tx_grant(f->w, &f->patient, &bad, &t);
+    apply_expect(f, &t, MALFORMED, "need the delegating_key");
+    bad.delegating = GRANT_DELEGATING_SHORT;
+    tx_grant(f->w, &f->patient, &bad, &t);
+    apply_expect(f, &t, MALFORMED, "need the delegating_key");
+    bad.delegating = GRANT_DELEGATING_INVALID;
+    tx_grant(f->w, &f->patient, &bad, &t);
+    apply_expect(f, &t, MALFORMED, "need the delegating_key");
+    bad.delegating = GRANT_DELEGATING_VALID;
+    tx_grant(f->w, &f->patient, &bad, &t);
+    apply_expect(f, &t, OK, NULL);
+    bad.n_fragments = 0;
+    tx_grant(f->w, &f->patient, &bad, &t);
+    apply_expect(f, &t, MALFORMED, "delegating_key without key_fragments");
     /* A grant to a practitioner directly. */
     bad = g, bad.grantee = f->prac2.sig.public_key, bad.types = &types[1]; /* lab results */
     assert_int_equal(types[1], LAB_RESULT);

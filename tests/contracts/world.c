@@ -306,6 +306,19 @@ void tx_grant(struct world *w, const struct party *patient, const struct grant *
         frags[i] = (ProtobufCBinaryData){g->fragment_len, frag_bytes};
     c.n_key_fragments = g->n_fragments;
     c.key_fragments = frags;
+    /* A valid delegating key: a point from a hash; an invalid one: bytes
+     * that encode no ristretto255 point (a non-canonical encoding). */
+    uint8_t delegating[crypto_core_ristretto255_BYTES];
+    uint8_t seed[crypto_core_ristretto255_HASHBYTES] = {7};
+    crypto_core_ristretto255_from_hash(delegating, seed);
+    int mode = g->delegating;
+    if (mode == GRANT_DELEGATING_DEFAULT)
+        mode = g->n_fragments > 0 ? GRANT_DELEGATING_VALID : GRANT_DELEGATING_NONE;
+    if (mode == GRANT_DELEGATING_INVALID)
+        memset(delegating, 0xff, sizeof delegating);
+    if (mode != GRANT_DELEGATING_NONE)
+        c.delegating_key = (ProtobufCBinaryData){
+            mode == GRANT_DELEGATING_SHORT ? sizeof delegating - 1 : sizeof delegating, delegating};
     b.payload_case = EHR__V1__TX_BODY__PAYLOAD_CONSENT_GRANT;
     b.consent_grant = &c;
     tx_sign(w, patient, &b, out);

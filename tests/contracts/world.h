@@ -75,6 +75,15 @@ struct grant {
     size_t policy_len;
     size_t n_fragments; /* key fragments of FRAGMENT_LEN bytes each */
     size_t fragment_len;
+    /* The grant's delegating_key: by default a valid key with fragments
+     * and none without. */
+    enum {
+        GRANT_DELEGATING_DEFAULT,
+        GRANT_DELEGATING_NONE,
+        GRANT_DELEGATING_INVALID,
+        GRANT_DELEGATING_SHORT,
+        GRANT_DELEGATING_VALID
+    } delegating;
 };
 void tx_grant(struct world *w, const struct party *patient, const struct grant *g, struct tx *out);
 void tx_revoke(struct world *w, const struct party *patient, const uint8_t grant_id[EHR_HASH_BYTES],
