@@ -318,15 +318,18 @@ static void render_api(struct node_metrics_text *t, const struct node_metrics_sn
     gauge(t, "ehr_rpc_connections", "gRPC connections open.", s->rpc_connections);
     gauge(t, "ehr_rpc_calls", "gRPC calls the node holds now (unary and streaming).", s->rpc_calls);
     node_metrics_text_family(t, "ehr_rpc_streams", "gauge",
-                             "Server-streaming calls open, by kind (each bounded).");
+                             "Streaming calls open, by kind (each bounded).");
     struct node_metrics_label blocks[] = {{"kind", "block_stream"}};
     node_metrics_text_u64(t, "ehr_rpc_streams", blocks, 1, s->block_streams);
     struct node_metrics_label watches[] = {{"kind", "health_watch"}};
     node_metrics_text_u64(t, "ehr_rpc_streams", watches, 1, s->health_watches);
+    struct node_metrics_label reflection[] = {{"kind", "reflection_stream"}};
+    node_metrics_text_u64(t, "ehr_rpc_streams", reflection, 1, s->reflection_streams);
     node_metrics_text_family(t, "ehr_rpc_streams_refused_total", "counter",
                              "Streaming calls refused RESOURCE_EXHAUSTED, by kind and by the "
                              "limit: on the node, per connection, per client address.");
-    static const char *const kinds[NODE_METRICS_STREAM_KINDS] = {"block_stream", "health_watch"};
+    static const char *const kinds[NODE_METRICS_STREAM_KINDS] = {"block_stream", "health_watch",
+                                                                 "reflection_stream"};
     static const char *const limits[NODE_METRICS_STREAM_LIMITS] = {"node", "connection", "address"};
     for (int k = 0; k < NODE_METRICS_STREAM_KINDS; k++)
         for (int l = 0; l < NODE_METRICS_STREAM_LIMITS; l++) {

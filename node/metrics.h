@@ -105,7 +105,7 @@ enum { NODE_METRICS_RPC_REFUSALS = 6 };
 
 /* The node's streaming calls (block streams, health watches) and the
  * limits on them: on the node, per connection, per address. */
-enum { NODE_METRICS_STREAM_KINDS = 2, NODE_METRICS_STREAM_LIMITS = 3 };
+enum { NODE_METRICS_STREAM_KINDS = 3, NODE_METRICS_STREAM_LIMITS = 3 };
 
 /* Roles as ehr_raft_role shows them (the consensus core's enum raft_role). */
 enum { NODE_METRICS_ROLES = 4 };
@@ -157,7 +157,9 @@ struct node_metrics_snapshot {
     uint64_t rpc_calls;
     uint64_t block_streams;
     uint64_t health_watches;
-    /* [kind: block streams, health watches][limit: node, connection, address] */
+    uint64_t reflection_streams;
+    /* [kind: block streams, health watches, reflection streams]
+     * [limit: node, connection, address] */
     uint64_t streams_refused_total[NODE_METRICS_STREAM_KINDS][NODE_METRICS_STREAM_LIMITS];
     bool rpc_refusals_known; /* the server reports its refusals */
     uint64_t rpc_refused_total[NODE_METRICS_RPC_REFUSALS];

@@ -108,11 +108,15 @@ void node__metrics_publish(struct node *n)
     v->rpc_calls = rpc_server_call_count(n->rpc);
     v->block_streams = n->waits.streams.count;
     v->health_watches = n->health.watches.count;
-    _Static_assert(NODE_METRICS_STREAM_KINDS == 2, "block streams, health watches");
+    v->reflection_streams = n->reflection.streams.count;
+    _Static_assert(NODE_METRICS_STREAM_KINDS == 3,
+                   "block streams, health watches, reflection streams");
     memcpy(v->streams_refused_total[0], n->waits.streams.refused_total,
            sizeof v->streams_refused_total[0]);
     memcpy(v->streams_refused_total[1], n->health.watches.refused_total,
            sizeof v->streams_refused_total[1]);
+    memcpy(v->streams_refused_total[2], n->reflection.streams.refused_total,
+           sizeof v->streams_refused_total[2]);
     v->rpc_refusals_known = true;
     for (size_t k = 0; k < NODE_METRICS_RPC_REFUSALS; k++)
         v->rpc_refused_total[k] = rpc_server_refused_count(n->rpc, k, &v->rpc_refusal_limit[k]);

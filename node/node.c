@@ -1107,6 +1107,7 @@ static void free_node(struct node *n)
     }
     node_config_free(&n->cfg);
     rpc_tls_free(n->rpc_tls); /* after the RPC server, which borrowed it */
+    node__reflection_free(n); /* after the RPC server: its streams are gone */
     ehr_free(n->applying.digests);
     ehr_free(n->peers.wire_buf);
     ehr_free(n->prop.batch_envelopes);

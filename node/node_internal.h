@@ -458,6 +458,14 @@ struct node__health {
     struct node__link due; /* watches with a status to send, served in turn */
 };
 
+/* Server reflection (reflection.c): the index of the embedded descriptor
+ * set and the ServerReflectionInfo streams open. */
+struct reflection_index;
+struct node__reflection {
+    struct reflection_index *index; /* NULL until the API starts */
+    struct node__stream_set streams;
+};
+
 /* A turn of the loop is its busy time from one prepare to the next, less
  * the time it slept waiting for events (uv_metrics_idle_time). The longest
  * is kept per window of NODE_LOOP_TURN_WINDOW_MS, the current and the one
@@ -572,6 +580,7 @@ struct node {
     struct node__api_hooks api; /* set by node__service_start */
     struct node__waits waits;
     struct node__health health;
+    struct node__reflection reflection;
     struct node__blob_api blobs;
     struct node__capsule_api capsules;
     struct node__loop_meter meter;
@@ -852,6 +861,17 @@ void node__health_update(struct node *n);
 /* The node is stopping: send NOT_SERVING to every watch that can take it
  * and end them all UNAVAILABLE. */
 void node__health_drain(struct node *n);
+
+/* ---- reflection.c: the standard grpc.reflection.v1alpha service ---- */
+
+/* Index the descriptor set embedded at build time and register
+ * ServerReflectionInfo on N's RPC server (node__service_start). Returns 0,
+ * or the index's error with why in DIAG (a broken build). */
+int node__reflection_add(struct node *n, ehr_diag *diag);
+/* The node is stopping: end every reflection stream UNAVAILABLE. */
+void node__reflection_drain(struct node *n);
+/* Free the index, once the RPC server is gone. */
+void node__reflection_free(struct node *n);
 
 /* ---- metrics_node.c: the values of the metrics endpoint ---- */
 

@@ -8,7 +8,8 @@
  *
  * Not here: consensus, proposals and applying blocks (node.c); the
  * queries answered from the world state (listings.c); the health service
- * (health.c); the limits on open streams (stream_set.c).
+ * (health.c); server reflection (reflection.c); the limits on open
+ * streams (stream_set.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -906,6 +907,9 @@ int node__service_start(struct node *n, ehr_diag *diag)
     rpc_server_add_stream(n->rpc, PATH_PREFIX "StreamBlocks", stream_blocks, n);
     node__listings_add(n);
     node__health_add(n);
+    rc = node__reflection_add(n, diag);
+    if (rc != 0)
+        return rc;
     rc = node__blob_service_start(n, diag);
     if (rc != 0)
         return rc;
@@ -953,6 +957,7 @@ static void api_drain(struct node *n)
             waiter_free(w);
         }
     node__health_drain(n);
+    node__reflection_drain(n);
     struct node__link *streams = &n->waits.streams.slots;
     while (!node__link_alone(streams))
         stream_end(NODE__CONTAINER(streams->next, struct node__stream, slot.link),

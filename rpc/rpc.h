@@ -228,6 +228,8 @@ struct rpc_server; /* one listening socket and its connections */
 struct rpc_call;   /* one unary call, owned by the handler until finished */
 struct rpc_stream; /* one server-streaming call, owned by the handler until finished */
 struct rpc_upload; /* one client-streaming call, owned by the handler until finished */
+/* A bidirectional call is an rpc_upload (its requests) and an rpc_stream
+ * (its answers, rpc_upload_stream) at once: one call, one owner. */
 
 /* Every field may be left 0 to take the default named in the comment. */
 struct rpc_server_config {
@@ -311,6 +313,10 @@ int rpc_server_add_stream(struct rpc_server *server, const char *path, rpc_strea
 /* The same for a client-streaming method (rpc_upload_*). */
 int rpc_server_add_upload(struct rpc_server *server, const char *path, rpc_upload_handler handler,
                           void *method_data);
+/* The same for a bidirectional method: an upload that answers as a stream
+ * (rpc_upload_stream, below). */
+int rpc_server_add_bidi(struct rpc_server *server, const char *path, rpc_upload_handler handler,
+                        void *method_data);
 
 /*
  * Listen on HOST (numeric IPv4 or IPv6) and PORT (0: the kernel picks one;
@@ -411,6 +417,21 @@ uint64_t rpc_stream_deadline_left_ms(const struct rpc_stream *stream);
 uint64_t rpc_stream_connection_id(const struct rpc_stream *stream);
 /* The address the stream's connection comes from (rpc_call_peer_address). */
 struct rpc_peer_address rpc_stream_peer_address(const struct rpc_stream *stream);
+
+/*
+ * Bidirectional calls (rpc_server_add_bidi): the handler gets an upload
+ * and takes its requests as an upload's (rpc_upload_on_message, pause,
+ * resume: every rule below holds), and answers on the same call as a
+ * server-streaming handler does, through the stream rpc_upload_stream
+ * gives: rpc_stream_send at any time, before or after the client
+ * half-closed (the end callback), the writable callback, and
+ * rpc_stream_finish to finish it (never rpc_upload_reply). A client that
+ * sends nothing for request_receive_timeout_ms before it half-closes ends
+ * the call DEADLINE_EXCEEDED, as an upload's does. rpc_upload_stream is
+ * valid for a bidirectional call only and returns the same call: it is
+ * finished once, by rpc_stream_finish.
+ */
+struct rpc_stream *rpc_upload_stream(struct rpc_upload *upload);
 
 /*
  * Uploads (client-streaming calls). Messages reach MESSAGE_CB one at a

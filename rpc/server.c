@@ -1,8 +1,9 @@
 /*
  * server.c - the gRPC server: accepts h2c connections (prior knowledge),
  * turns each request stream into a call, dispatches it to the registered
- * handler (unary, server-streaming, or client-streaming: an "upload", fed
- * to its handler message by message), and carries the handler's answer
+ * handler (unary, server-streaming, client-streaming: an "upload", fed
+ * to its handler message by message, or bidirectional: an upload whose
+ * handler answers as a stream does), and carries the handler's answer
  * back with gRPC framing, status trailers, deadlines and bounds on
  * everything a client can make us hold.
  *
@@ -80,7 +81,10 @@
  *      not paused (call_credit). So a handler that cannot keep up pauses,
  *      and its client can send at most one stream window
  *      (STREAM_WINDOW_BYTES) more; the budgets still refuse what exceeds
- *      them.
+ *      them. A bidirectional call is an upload on its request side and a
+ *      stream on its answer side: everything here holds for its requests,
+ *      and invariants 8 and 15 for its answers, which it may send before
+ *      the client half-closed.
  *  13. A turn of the loop runs at most tls_handshakes_per_turn_max TLS
  *      handshake steps over all connections: past it a connection's
  *      ciphertext is stashed, its socket no longer read, and it waits in
@@ -120,6 +124,9 @@
  *     rpc_upload_pause / rpc_upload_resume; the end delivered after
  *     call_request_done; a cut-off, an over-limit message or budget, or a
  *     late message end it (call_end_told: its handler is told)
+ *   receiving (bidirectional) as an upload; with handler, it also sends as
+ *     a stream does (rpc_stream_send, the writable callback) and finishes
+ *     with rpc_stream_finish, whether or not the client half-closed
  *   receiving --call_timer_cb (not whole in time)--> ended, never dispatched
  *   queued (unary) --call_deliver, its connection refused a reply while
  *     holding unread ones and the server past half the budget (invariant
@@ -220,8 +227,8 @@ _Static_assert((int)REFUSAL_COUNT_ == (int)RPC_SERVER_REFUSAL_KINDS,
 struct rpc__method {
     char path[RPC_METHOD_PATH_BYTES_MAX + 1];
     size_t path_len;
-    bool streaming; /* server-streaming */
-    bool upload;    /* client-streaming */
+    bool streaming; /* server-streaming (with upload: bidirectional) */
+    bool upload;    /* client-streaming (with streaming: bidirectional) */
     rpc_unary_handler unary;
     rpc_stream_handler stream;
     rpc_upload_handler upload_handler;
@@ -1884,11 +1891,11 @@ static void call_deliver(struct rpc_call *call)
             } else {
                 call->app_owned = true;
                 server->app_call_count++;
-                if (m->streaming)
+                if (m->upload) /* client-streaming or bidirectional */
+                    m->upload_handler((struct rpc_upload *)call, m->data);
+                else if (m->streaming)
                     m->stream((struct rpc_stream *)call, call->request.data, call->request.len,
                               m->data);
-                else if (m->upload)
-                    m->upload_handler((struct rpc_upload *)call, m->data);
                 else
                     m->unary(call, call->request.data, call->request.len, m->data);
             }
@@ -2133,6 +2140,13 @@ int rpc_server_add_upload(struct rpc_server *server, const char *path, rpc_uploa
 {
     EHR_ASSERT(handler != NULL);
     return server_add(server, path, false, NULL, NULL, handler, method_data);
+}
+
+int rpc_server_add_bidi(struct rpc_server *server, const char *path, rpc_upload_handler handler,
+                        void *method_data)
+{
+    EHR_ASSERT(handler != NULL);
+    return server_add(server, path, true, NULL, NULL, handler, method_data);
 }
 
 int rpc_server_listen(struct rpc_server *server, const char *host, uint16_t port)
@@ -2460,6 +2474,13 @@ void rpc_upload_resume(struct rpc_upload *upload)
     call_timer_arm(call);
     call_notify(call, &call->notify_message);
     server_kick(call->server);
+}
+
+struct rpc_stream *rpc_upload_stream(struct rpc_upload *upload)
+{
+    EHR_ASSERT(upload->call.method->upload);
+    EHR_ASSERT(upload->call.method->streaming); /* registered with rpc_server_add_bidi */
+    return (struct rpc_stream *)&upload->call;
 }
 
 int rpc_upload_reply(struct rpc_upload *upload, const uint8_t *response, size_t response_len)

@@ -1121,6 +1121,34 @@ static void test_health_follows_the_leader_with_a_stock_client(void **state)
     assert_int_equal(status, 0);
 }
 
+/*
+ * Server reflection (node/reflection.c) to a stock client doing what
+ * grpcurl does (tests/node/interop_reflection.py): it lists the services,
+ * fetches the descriptors of ehr.v1.Node and calls GetStatus with message
+ * classes built from them alone, and finds each limit at its edge.
+ */
+static void test_reflection_describes_the_api_to_a_stock_client(void **state)
+{
+    (void)state;
+    struct cluster c;
+    cluster_create(&c, 1, EHRD_PATH, EHRCTL_PATH, NULL);
+    cluster_start(&c, 0);
+    assert_int_not_equal(cluster_wait_leader(&c, LEADER_WAIT_MS), SIZE_MAX);
+    char port[16];
+    snprintf(port, sizeof port, "%u", c.nodes[0].rpc_port);
+    struct proc_result r =
+        run("/usr/bin/python3",
+            PROC_ARGS(EHR_SOURCE_DIR "/tests/node/interop_reflection.py", "--proto-root",
+                      EHR_SOURCE_DIR "/proto", "--port", port, "--chain-id", c.chain_id, NULL),
+            PROC_TO_INHERIT, PROC_TO_INHERIT);
+    assert_int_equal(cluster_stop(&c, 0), 0);
+    cluster_destroy(&c, keep_dirs());
+    assert_int_equal(r.signal, 0);
+    if (r.status == 77)
+        skip();
+    assert_int_equal(r.status, 0);
+}
+
 /* A test that failed half-way leaves no node running. */
 static int kill_leftovers(void **state)
 {
@@ -1142,6 +1170,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_bad_input_gets_its_status_and_commits_nothing,
                                   kill_leftovers),
         cmocka_unit_test_teardown(test_stock_python_grpc_client_submits_and_reads, kill_leftovers),
+        cmocka_unit_test_teardown(test_reflection_describes_the_api_to_a_stock_client,
+                                  kill_leftovers),
         cmocka_unit_test_teardown(test_health_follows_the_leader_with_a_stock_client,
                                   kill_leftovers),
         cmocka_unit_test_teardown(

@@ -301,6 +301,7 @@ static void full_snapshot(struct node_metrics_snapshot *s)
     s->rpc_calls = 5;
     s->block_streams = 1;
     s->health_watches = 2;
+    s->reflection_streams = 3;
     for (int k = 0; k < NODE_METRICS_STREAM_KINDS; k++)
         for (int l = 0; l < NODE_METRICS_STREAM_LIMITS; l++)
             s->streams_refused_total[k][l] = (uint64_t)(k * 4 + l * 2);
@@ -351,6 +352,10 @@ static void test_a_full_page_is_well_formed(void **state)
     assert_non_null(strstr(page, "\nehr_rpc_refused_total{limit=\"d\"} 30\n"));
     assert_non_null(strstr(
         page, "\nehr_rpc_streams_refused_total{kind=\"health_watch\",limit=\"address\"} 8\n"));
+    assert_non_null(strstr(page, "\nehr_rpc_streams{kind=\"reflection_stream\"} 3\n"));
+    assert_non_null(strstr(
+        page,
+        "\nehr_rpc_streams_refused_total{kind=\"reflection_stream\",limit=\"connection\"} 10\n"));
     assert_non_null(strstr(page, "\nehr_loop_turn_max_seconds 0.001234\n"));
     assert_non_null(strstr(page, "\nprocess_open_fds 12\n"));
     /* Under the page bound with room to spare: the most members, the

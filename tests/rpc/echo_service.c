@@ -4,7 +4,9 @@
  * safe on a call whose client is gone) or with a requested error; Hang
  * never answers and finishes only from its cancel callback; Count streams
  * messages with back-pressure (EAGAIN, then the writable callback); Sum
- * adds up an upload, and can be held paused to test back-pressure.
+ * adds up an upload, and can be held paused to test back-pressure; Chat
+ * (bidirectional) answers each message at once with its echo, pausing its
+ * requests while its answers' queue is full.
  */
 #include <string.h>
 
@@ -293,6 +295,101 @@ void echo_service_sum_resume(struct echo_service *service)
         rpc_upload_resume(service->sum_held);
 }
 
+/* ---- Chat ---- */
+
+struct chat {
+    struct echo_service *service;
+    struct rpc_upload *upload;
+    struct rpc_stream *stream;
+    uint8_t *pending; /* an echo the queue had no room for: requests paused */
+    size_t pending_len;
+};
+
+static void chat_done(struct chat *chat, enum rpc_status status, const char *message)
+{
+    note_finish(chat->service, rpc_stream_finish(chat->stream, status, message));
+    ehr_free(chat->pending);
+    ehr_free(chat);
+}
+
+static void chat_cancelled(void *data, enum rpc_status why)
+{
+    struct chat *chat = data;
+    atomic_fetch_add(&chat->service->stats.cancels[why], 1);
+    chat_done(chat, RPC_STATUS_CANCELLED, "gone");
+}
+
+/* Send MESSAGE (copied), or hold it and pause. False if the chat ended. */
+static bool chat_send(struct chat *chat, const uint8_t *message, size_t len)
+{
+    int rv = rpc_stream_send(chat->stream, message, len);
+    if (rv == EHR_EAGAIN) {
+        chat->pending = ehr_malloc(len + 1);
+        memcpy(chat->pending, message, len);
+        chat->pending_len = len;
+        rpc_upload_pause(chat->upload);
+        return true;
+    }
+    if (rv != 0) {
+        chat_done(chat, RPC_STATUS_UNAVAILABLE, NULL);
+        return false;
+    }
+    return true;
+}
+
+static void chat_writable(struct rpc_stream *stream, void *data)
+{
+    (void)stream;
+    struct chat *chat = data;
+    if (chat->pending == NULL)
+        return;
+    uint8_t *held = chat->pending;
+    chat->pending = NULL;
+    bool alive = chat_send(chat, held, chat->pending_len);
+    ehr_free(held);
+    if (alive && chat->pending == NULL)
+        rpc_upload_resume(chat->upload);
+}
+
+static void chat_message(struct rpc_upload *upload, const uint8_t *message, size_t len, void *data)
+{
+    (void)upload;
+    struct chat *chat = data;
+    atomic_fetch_add(&chat->service->stats.sum_messages, 1);
+    Ehr__Test__CountReply *m = ehr__test__count_reply__unpack(NULL, len, message);
+    if (m == NULL || m->index == ECHO_SUM_FAIL_INDEX) {
+        if (m == NULL)
+            atomic_fetch_add(&chat->service->stats.decode_errors, 1);
+        ehr__test__count_reply__free_unpacked(m, NULL);
+        chat_done(chat, RPC_STATUS_INVALID_ARGUMENT,
+                  m == NULL ? "malformed CountReply" : "failed as asked");
+        return;
+    }
+    ehr__test__count_reply__free_unpacked(m, NULL);
+    chat_send(chat, message, len);
+}
+
+static void chat_end(struct rpc_upload *upload, void *data)
+{
+    (void)upload;
+    struct chat *chat = data;
+    atomic_fetch_add(&chat->service->stats.sum_ends, 1);
+    chat_done(chat, RPC_STATUS_OK, NULL);
+}
+
+static void chat_handler(struct rpc_upload *upload, void *data)
+{
+    struct echo_service *service = data;
+    atomic_fetch_add(&service->stats.calls, 1);
+    struct chat *chat = ehr_calloc(1, sizeof *chat);
+    chat->service = service;
+    chat->upload = upload;
+    chat->stream = rpc_upload_stream(upload);
+    rpc_stream_on_cancel(chat->stream, chat_cancelled, chat);
+    rpc_stream_on_writable(chat->stream, chat_writable, chat);
+    rpc_upload_on_message(upload, chat_message, chat_end, chat);
+}
+
 int echo_service_register(struct echo_service *service, uv_loop_t *loop, struct rpc_server *server)
 {
     memset(&service->stats, 0, sizeof service->stats);
@@ -306,5 +403,7 @@ int echo_service_register(struct echo_service *service, uv_loop_t *loop, struct 
         rv = rpc_server_add_stream(server, ECHO_COUNT, count_handler, service);
     if (rv == 0)
         rv = rpc_server_add_upload(server, ECHO_SUM, sum_handler, service);
+    if (rv == 0)
+        rv = rpc_server_add_bidi(server, ECHO_CHAT, chat_handler, service);
     return rv;
 }

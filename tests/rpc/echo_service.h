@@ -15,6 +15,7 @@
 #define ECHO_HANG "/ehr.test.Echo/Hang"
 #define ECHO_COUNT "/ehr.test.Echo/Count"
 #define ECHO_SUM "/ehr.test.Echo/Sum"
+#define ECHO_CHAT "/ehr.test.Echo/Chat"
 /* A Sum message with this index makes Sum fail with INVALID_ARGUMENT. */
 #define ECHO_SUM_FAIL_INDEX UINT32_MAX
 

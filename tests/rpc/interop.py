@@ -4,7 +4,7 @@
 Runs rpc_echo_server (tests/rpc/echo_server_main.c) and calls it with
 Debian's python3-grpcio, using stubs generated from echo.proto by protoc and
 grpc_python_plugin into a temporary directory (never committed). Checks
-unary and server-streaming calls, status codes and messages, deadlines,
+unary, server-streaming, client-streaming and bidirectional calls, status codes and messages, deadlines,
 cancellation, oversize and malformed messages, and a graceful shutdown.
 
 Run by CTest with Debian's /usr/bin/python3 (the python3 on PATH may be a
@@ -13,6 +13,7 @@ grpcio, protobuf, protoc or the plugin is missing.
 """
 import argparse
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -139,6 +140,34 @@ def run(args, tmp):
         expect_error(lambda: stub.Sum((echo_pb2.CountReply(index=i if i != 3 else 2**32 - 1)
                                        for i in range(1000)), timeout=5),
                      grpc.StatusCode.INVALID_ARGUMENT, "client stream refused half-way",
+                     "failed as asked")
+
+        # Bidirectional: each answer comes while the request stream is still
+        # open (the next message is sent only once it came), then a large
+        # pipelined stream through back-pressure, then a refusal half-way.
+        outbox = queue.Queue()
+
+        def chat_requests():
+            while True:
+                item = outbox.get()
+                if item is None:
+                    return
+                yield item
+
+        chat = stub.Chat(chat_requests(), timeout=20)
+        echoed = []
+        for i in range(50):
+            outbox.put(echo_pb2.CountReply(index=i, payload=b"c" * i))
+            echoed.append(next(chat).index)
+        outbox.put(None)
+        check(echoed == list(range(50)) and list(chat) == [] and chat.code() == grpc.StatusCode.OK,
+              "bidirectional stream answered message by message, then OK")
+        got = [r.index for r in stub.Chat((echo_pb2.CountReply(index=i, payload=b"b" * 60000)
+                                           for i in range(300)), timeout=30)]
+        check(got == list(range(300)), "bidirectional stream of 18 MB each way, in order")
+        expect_error(lambda: list(stub.Chat((echo_pb2.CountReply(index=i if i != 3 else 2**32 - 1)
+                                             for i in range(10)), timeout=5)),
+                     grpc.StatusCode.INVALID_ARGUMENT, "bidirectional stream refused half-way",
                      "failed as asked")
 
         futures = [stub.Say.future(echo_pb2.EchoRequest(text=str(i)), timeout=10)

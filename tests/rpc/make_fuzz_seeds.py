@@ -85,6 +85,17 @@ def seeds():
                      frame(DATA, END_STREAM, 3, grpc_message(b"late")) +
                      request_headers(5, "/f.F/Up") + frame(DATA, 0, 5, grpc_message(b"x" * 50)[:20]) +
                      frame(RST_STREAM, 0, 5, struct.pack(">I", 8)))
+    # A bidirectional call: messages answered while the request is open,
+    # then the end; a second that asks to fail half-way; a third reset.
+    bi = grpc_message(b"one") + grpc_message(b"two" * 30) + grpc_message(b"three" * 200)
+    yield "bidi", (start() + request_headers(1, "/f.F/Bidi") +
+                   frame(DATA, 0, 1, bi[:10]) + frame(DATA, 0, 1, bi[10:]) +
+                   frame(DATA, END_STREAM, 1, grpc_message(b"last")) +
+                   request_headers(3, "/f.F/Bidi") +
+                   frame(DATA, 0, 3, grpc_message(b"a") + grpc_message(b"fail")) +
+                   frame(DATA, END_STREAM, 3, grpc_message(b"late")) +
+                   request_headers(5, "/f.F/Bidi") + frame(DATA, 0, 5, grpc_message(b"x" * 3000)) +
+                   frame(RST_STREAM, 0, 5, struct.pack(">I", 8)))
     yield "http1", b"POST /f.F/Echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
 
 

@@ -1839,6 +1839,53 @@ static void test_sync_client_unary_and_stream(void **state)
     assert_non_null(strstr(err.msg, "127.0.0.1:1"));
 }
 
+/* A framed CountReply of INDEX into OUT (room for 32 bytes); returns its length. */
+static size_t chat_frame(uint8_t *out, uint32_t index)
+{
+    Ehr__Test__CountReply m = EHR__TEST__COUNT_REPLY__INIT;
+    m.index = index;
+    size_t len = ehr__test__count_reply__pack(&m, out + 5);
+    return h2raw_grpc_frame(out, 0, out + 5, (uint32_t)len);
+}
+
+/*
+ * A bidirectional call (invariant 12 and the state table): the echo of a
+ * message comes while the client's side of the stream is still open, then
+ * a client that sends nothing more for request_receive_timeout_ms is ended
+ * DEADLINE_EXCEEDED (invariant 6) and the handler told; a client that
+ * half-closes gets its echoes and OK.
+ */
+static void test_bidirectional_answers_before_the_half_close_and_idles_out(void **state)
+{
+    enum { RECEIVE_MS = 600 };
+    struct rpc_server_config config = {.request_receive_timeout_ms = RECEIVE_MS};
+    struct thread_server *ts = ts_start(&config);
+    unsigned cancels = atomic_load(&ts->service.stats.cancels[RPC_STATUS_DEADLINE_EXCEEDED]);
+    uint8_t body[32];
+    size_t len = chat_frame(body, 7);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    struct h2raw_stream *s = h2raw_request(&h, ECHO_CHAT, NULL, body, len, false);
+    assert_non_null(s);
+    assert_false(h2raw_wait(&h, s, RECEIVE_MS / 3)); /* still open ... */
+    assert_int_equal(s->data_len, len);              /* ... and answered */
+    assert_memory_equal(s->data, body, len);
+    assert_true(h2raw_wait(&h, s, 5000));
+    assert_int_equal(s->grpc_status, RPC_STATUS_DEADLINE_EXCEEDED);
+    wait_count(&ts->service.stats.cancels[RPC_STATUS_DEADLINE_EXCEEDED], cancels + 1);
+    h2raw_close(&h);
+
+    uint8_t two[64];
+    size_t two_len = chat_frame(two, 1);
+    two_len += chat_frame(two + two_len, 2);
+    s = raw_call(&h, ts->port, ECHO_CHAT, NULL, two, two_len, true);
+    assert_int_equal(s->grpc_status, RPC_STATUS_OK);
+    assert_int_equal(s->data_len, two_len);
+    assert_memory_equal(s->data, two, two_len);
+    h2raw_close(&h);
+    ts_join(ts);
+}
+
 static void test_connection_limit_edge(void **state)
 {
     struct rpc_server_config config = {.connections_max = 2};
@@ -2791,6 +2838,7 @@ int main(void)
         cmocka_unit_test(test_header_list_edge),
     };
     const struct CMUnitTest limits[] = {
+        cmocka_unit_test(test_bidirectional_answers_before_the_half_close_and_idles_out),
         cmocka_unit_test(test_connection_limit_edge),
         cmocka_unit_test(test_connection_refusals_are_logged_once_per_interval_with_their_count),
         cmocka_unit_test(test_connections_per_address_edge),
