@@ -4,7 +4,7 @@
  * ehrd processes (tests/node/cluster.h), against a plain copy of the same
  * file on the same disk, measured in the same run.
  *
- *   scripts/bench record-e2e [--mib N] [--rounds R] [--keep]
+ *   scripts/bench record-e2e [--mib N] [--rounds R] [--compare EHRCTL] [--keep]
  *
  * Set-up: three founding members; a patient enrolled by member 0 (the
  * custodian) and its public keys; a file of N MiB of random bytes in the
@@ -19,6 +19,9 @@
  *     GetBlob, the hash checked, decryption, the output fsynced; the
  *     output is checked to be the file's bytes (SHA-256) after the clock
  *     stops.
+ * With --compare, another ehrctl binary (an older build) does the same
+ * record add and record get right after, each round, against the same
+ * nodes: a before-and-after in one run.
  * Each figure is the best and the median of R rounds; × copy is the
  * operation's time over the copy's (best over best, median over median). The load average
  * (/proc/loadavg) before and after is printed: the machine may be shared. Prints figures only;
@@ -37,7 +40,7 @@
 #include "cluster.h"
 #include "proc.h"
 
-enum { NODES = 3, LEADER_WAIT_MS = 30000, MIB_MAX = 8192, ROUNDS_MAX = 20 };
+enum { NODES = 3, LEADER_WAIT_MS = 30000, MIB_MAX = 8192, ROUNDS_MAX = 20, CLIENTS_MAX = 2 };
 enum { COPY_BUFFER_BYTES = 1 << 20, LOADAVG_BYTES = 128 };
 
 #define DIE(...)                                                                                   \
@@ -57,18 +60,18 @@ static long arg_long(const char *name, const char *s, long max)
     return v;
 }
 
-/* ehrctl ARGS in the cluster's directory; dies with its output unless it
- * exits 0. */
-static void ehrctl(const struct cluster *c, const char *const *args)
+/* The ehrctl at PATH with ARGS in the cluster's directory; dies with its
+ * output unless it exits 0. */
+static void ehrctl_at(const struct cluster *c, const char *path, const char *const *args)
 {
-    struct proc_spec spec = {.path = EHRCTL_PATH, .argv0 = "ehrctl", .args = args, .cwd = c->root};
+    struct proc_spec spec = {.path = path, .argv0 = "ehrctl", .args = args, .cwd = c->root};
     struct proc_result r = proc_run(&spec);
     if (r.status != 0)
         DIE("ehrctl %s %s: exit %d: %s", args[0], args[1], r.status, r.err);
     proc_result_free(&r);
 }
 
-#define EHRCTL(c, ...) ehrctl(c, PROC_ARGS(__VA_ARGS__, (const char *)NULL))
+#define EHRCTL(c, ...) ehrctl_at(c, EHRCTL_PATH, PROC_ARGS(__VA_ARGS__, (const char *)NULL))
 
 static void loadavg(char out[LOADAVG_BYTES])
 {
@@ -145,13 +148,15 @@ static void file_sha256(const char *path, uint8_t out[crypto_hash_sha256_BYTES])
     crypto_hash_sha256_final(&st, out);
 }
 
-/* `record add` of the file by member 0: seconds, and the record id. */
-static double record_add_timed(const struct cluster *c, const char *node, char record[65])
+/* `record add` of the file by member 0 with the ehrctl at EHRCTL:
+ * seconds, and the record id. */
+static double record_add_timed(const struct cluster *c, const char *ehrctl, const char *node,
+                               char record[65])
 {
     const char *const args[] = {"record", "add",     "record.bin", "--patient",       "pub.json",
                                 "--type", "imaging", "--key",      "node0.key",       "--node",
                                 node,     "--wait",  "--json",     (const char *)NULL};
-    struct proc_spec spec = {.path = EHRCTL_PATH, .argv0 = "ehrctl", .args = args, .cwd = c->root};
+    struct proc_spec spec = {.path = ehrctl, .argv0 = "ehrctl", .args = args, .cwd = c->root};
     uint64_t t0 = cluster_now_us();
     struct proc_result r = proc_run(&spec);
     double s = (double)(cluster_now_us() - t0) / 1e6;
@@ -194,15 +199,21 @@ int main(int argc, char **argv)
 {
     long mib = 100, rounds = 3;
     bool keep = false;
+    /* The ehrctl built with this bench, and another to compare with it in
+     * the same run (--compare PATH: an older build, say). */
+    const char *clients[CLIENTS_MAX] = {EHRCTL_PATH, NULL};
+    size_t client_count = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--mib") == 0 && i + 1 < argc)
             mib = arg_long("--mib", argv[++i], MIB_MAX);
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
             rounds = arg_long("--rounds", argv[++i], ROUNDS_MAX);
+        else if (strcmp(argv[i], "--compare") == 0 && i + 1 < argc && client_count == 1)
+            clients[client_count++] = argv[++i];
         else if (strcmp(argv[i], "--keep") == 0)
             keep = true;
         else
-            DIE("usage: bench_record_e2e [--mib N] [--rounds R] [--keep]");
+            DIE("usage: bench_record_e2e [--mib N] [--rounds R] [--compare EHRCTL] [--keep]");
     }
     if (ehr_crypto_init() != 0)
         DIE("cannot initialise the crypto libraries");
@@ -226,42 +237,62 @@ int main(int argc, char **argv)
 
     char load_before[LOADAVG_BYTES], load_after[LOADAVG_BYTES];
     loadavg(load_before);
-    double copy_s[ROUNDS_MAX], add_s[ROUNDS_MAX], get_s[ROUNDS_MAX];
+    double copy_s[ROUNDS_MAX], add_s[CLIENTS_MAX][ROUNDS_MAX], get_s[CLIENTS_MAX][ROUNDS_MAX];
     for (long r = 0; r < rounds; r++) {
         copy_s[r] = copy_timed(path, copy);
         unlink(copy);
-        char record[65];
-        add_s[r] = record_add_timed(&c, node[0], record);
-        uint64_t t0 = cluster_now_us();
-        EHRCTL(&c, "record", "get", record, "--key", "patient.key", "--node", node[0], "--out",
-               "got.bin");
-        get_s[r] = (double)(cluster_now_us() - t0) / 1e6;
-        file_sha256(got, have);
-        if (memcmp(want, have, sizeof want) != 0)
-            DIE("record get wrote other bytes than the record's");
-        unlink(got);
-        fprintf(stderr, "bench_record_e2e: round %ld: copy %.3f s, add %.3f s, get %.3f s\n", r + 1,
-                copy_s[r], add_s[r], get_s[r]);
+        fprintf(stderr, "bench_record_e2e: round %ld: copy %.3f s", r + 1, copy_s[r]);
+        for (size_t k = 0; k < client_count; k++) {
+            char record[65];
+            add_s[k][r] = record_add_timed(&c, clients[k], node[0], record);
+            uint64_t t0 = cluster_now_us();
+            ehrctl_at(&c, clients[k],
+                      PROC_ARGS("record", "get", record, "--key", "patient.key", "--node", node[0],
+                                "--out", "got.bin", (const char *)NULL));
+            get_s[k][r] = (double)(cluster_now_us() - t0) / 1e6;
+            file_sha256(got, have);
+            if (memcmp(want, have, sizeof want) != 0)
+                DIE("record get wrote other bytes than the record's");
+            unlink(got);
+            fprintf(stderr, "; %s: add %.3f s, get %.3f s", k == 0 ? "ehrctl" : "compared",
+                    add_s[k][r], get_s[k][r]);
+        }
+        fputc('\n', stderr);
     }
     loadavg(load_after);
     double mb = (double)bytes / 1e6;
     size_t n = (size_t)rounds;
-    double copy_best = best(copy_s, n), add_best = best(add_s, n), get_best = best(get_s, n);
-    double copy_mid = median(copy_s, n), add_mid = median(add_s, n), get_mid = median(get_s, n);
+    double copy_best = best(copy_s, n), copy_mid = median(copy_s, n);
     printf("# a record of %ld MiB (%.1f MB) on a %d-node loopback network; %ld rounds\n", mib, mb,
            NODES, rounds);
     printf("# load average before: %s; after: %s\n", load_before, load_after);
-    printf("%-36s %9s %8s %8s %9s %8s\n", "operation", "best s", "MB/s", "x copy", "median s",
+    if (client_count > 1)
+        printf("# compared: %s\n", clients[1]);
+    printf("%-40s %8s %8s %8s %9s %8s\n", "operation", "best s", "MB/s", "x copy", "median s",
            "x copy");
-    printf("%-36s %9.3f %8.0f %8.2f %9.3f %8.2f\n", "floor: copy (read, write, fsync)", copy_best,
+    printf("%-40s %8.3f %8.0f %8.2f %9.3f %8.2f\n", "floor: copy (read, write, fsync)", copy_best,
            mb / copy_best, 1.0, copy_mid, 1.0);
-    printf("%-36s %9.3f %8.0f %8.2f %9.3f %8.2f\n", "record add --wait (custodian)", add_best,
-           mb / add_best, add_best / copy_best, add_mid, add_mid / copy_mid);
-    printf("%-36s %9.3f %8.0f %8.2f %9.3f %8.2f\n", "record get (patient)", get_best, mb / get_best,
-           get_best / copy_best, get_mid, get_mid / copy_mid);
-    printf("{\"bench\":\"record_e2e\",\"mib\":%ld,\"rounds\":%ld,\"copy_s\":%.3f,\"add_s\":%.3f,"
-           "\"get_s\":%.3f,\"copy_median_s\":%.3f,\"add_median_s\":%.3f,\"get_median_s\":%.3f}\n",
-           mib, rounds, copy_best, add_best, get_best, copy_mid, add_mid, get_mid);
+    for (size_t k = 0; k < client_count; k++) {
+        const char *who = k == 0 ? "" : ", compared";
+        char name[64];
+        double b = best(add_s[k], n), m = median(add_s[k], n);
+        snprintf(name, sizeof name, "record add --wait (custodian%s)", who);
+        printf("%-40s %8.3f %8.0f %8.2f %9.3f %8.2f\n", name, b, mb / b, b / copy_best, m,
+               m / copy_mid);
+        printf("{\"bench\":\"record_e2e\",\"op\":\"add\",\"client\":%zu,\"mib\":%ld,"
+               "\"rounds\":%ld,\"copy_s\":%.3f,\"best_s\":%.3f,\"copy_median_s\":%.3f,"
+               "\"median_s\":%.3f}\n",
+               k, mib, rounds, copy_best, b, copy_mid, m);
+        b = best(get_s[k], n);
+        m = median(get_s[k], n);
+        snprintf(name, sizeof name, "record get (patient%s)", who);
+        printf("%-40s %8.3f %8.0f %8.2f %9.3f %8.2f\n", name, b, mb / b, b / copy_best, m,
+               m / copy_mid);
+        printf("{\"bench\":\"record_e2e\",\"op\":\"get\",\"client\":%zu,\"mib\":%ld,"
+               "\"rounds\":%ld,\"copy_s\":%.3f,\"best_s\":%.3f,\"copy_median_s\":%.3f,"
+               "\"median_s\":%.3f}\n",
+               k, mib, rounds, copy_best, b, copy_mid, m);
+    }
     unlink(path);
     for (size_t i = 0; i < NODES; i++)
         cluster_stop(&c, i);
