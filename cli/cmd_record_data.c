@@ -16,9 +16,13 @@
  *     memory whatever the file's size;
  *   - the ciphertext's SHA-256 (ehr_content_hash) is the blob id and the
  *     anchor's ciphertext_hash. The id must be known before the upload
- *     starts (PutBlob's header), so the file is encrypted twice from the
- *     same secretstream state: once to hash, once to upload (the output is
- *     identical; no temporary file holds the ciphertext);
+ *     starts (PutBlob's header), so the file is read and encrypted once,
+ *     here, while a second thread (ehr_hash_pipe) hashes the ciphertext and
+ *     writes it to an unlinked temporary file in $TMPDIR (else /tmp); the
+ *     upload then sends that file. Encryption and hash run on two cores at
+ *     once, and the file is read once, so it cannot change between a hash
+ *     and an upload. `record get` likewise decrypts here while the hash of
+ *     what arrived runs on a second thread;
  *   - the pointer is "EHRP", a version byte, the blob id and the RPC
  *     address of the node that stores it, sealed with the pointer key
  *     (XChaCha20-Poly1305, random nonce first, the tag as associated data).
@@ -47,7 +51,10 @@ enum {
     READ_WINDOW_MS = 60000,
     HEX32 = 2 * 32 + 1,
     TYPE_NAMES_BYTES = 256,
+    SPOOL_PATH_BYTES_MAX = 4096, /* $TMPDIR and the temporary file's name */
 };
+_Static_assert((int)RECORD_UPLOAD_CHUNK_BYTES <= (int)EHR_HASH_PIPE_SLOT_BYTES_MAX,
+               "an upload message's worth of ciphertext fits a hash pipe slot");
 _Static_assert((int)EHR_RECORD_POINTER_BYTES_MAX <= (int)CONTRACTS_POINTER_BYTES_MAX,
                "a pointer fits the anchor");
 _Static_assert((int)EHR_RECORD_POINTER_ADDRESS_BYTES_MAX >= (int)CLI_HOST_BYTES_MAX + 7,
@@ -254,10 +261,54 @@ static int patient_keys_read(const char *path, int type, uint8_t patient[32],
 
 /* ---- record add ---- */
 
+/* The ciphertext while it is made: written to an unlinked temporary file
+ * on the hash pipe's thread (record.h, ehr_hash_pipe), its size counted. */
+struct spool {
+    int fd;
+    uint64_t bytes;
+};
+
+static int spool_write(void *ctx, const uint8_t *data, size_t len)
+{
+    struct spool *sp = ctx;
+    while (len > 0) {
+        ssize_t n = write(sp->fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        data += n;
+        len -= (size_t)n;
+        sp->bytes += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* A new temporary file in $TMPDIR (else /tmp), unlinked at once so that
+ * nothing is left behind whatever happens: its descriptor, or -errno. */
+static int spool_open(void)
+{
+    const char *dir = getenv("TMPDIR");
+    if (dir == NULL || dir[0] == '\0')
+        dir = "/tmp";
+    char path[SPOOL_PATH_BYTES_MAX];
+    if (snprintf(path, sizeof path, "%s/ehrctl-record-XXXXXX", dir) >= (int)sizeof path)
+        return -ENAMETOOLONG;
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -errno;
+    unlink(path);
+    return fd;
+}
+
+/* PutBlob's messages: the header, then the spooled ciphertext. */
 struct upload_source {
-    struct sealer *sealer;
+    int fd;
     Ehr__V1__PutBlobRequest header; /* sent first */
     bool header_sent;
+    int read_errno; /* a read of the spool failed */
+    uint64_t sent_bytes;
+    struct progress *progress;
     uint8_t *piece; /* RECORD_UPLOAD_CHUNK_BYTES */
     uint8_t *message;
     size_t message_cap;
@@ -272,13 +323,20 @@ static int upload_next(void *data, const uint8_t **message, size_t *message_len)
         *message = u->message;
         return 1;
     }
-    size_t n = sealer_fill(u->sealer, u->piece, RECORD_UPLOAD_CHUNK_BYTES);
-    if (u->sealer->read_errno != 0)
-        return -u->sealer->read_errno;
+    ssize_t n;
+    do
+        n = read(u->fd, u->piece, RECORD_UPLOAD_CHUNK_BYTES);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        u->read_errno = errno;
+        return -errno;
+    }
     if (n == 0)
         return 0;
+    u->sent_bytes += (uint64_t)n;
+    progress_add(u->progress, (uint64_t)n);
     Ehr__V1__PutBlobRequest r = EHR__V1__PUT_BLOB_REQUEST__INIT;
-    r.chunk = (ProtobufCBinaryData){n, u->piece};
+    r.chunk = (ProtobufCBinaryData){(size_t)n, u->piece};
     EHR_ASSERT(ehr__v1__put_blob_request__get_packed_size(&r) <= u->message_cap);
     *message_len = ehr__v1__put_blob_request__pack(&r, u->message);
     *message = u->message;
@@ -339,10 +397,16 @@ int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
         return cli__fail(strerror(errno), "read record file %s", a.file);
     struct stat file_stat;
     uint64_t file_bytes = fstat(fileno(file), &file_stat) == 0 ? (uint64_t)file_stat.st_size : 0;
+    struct spool spool = {.fd = spool_open()};
+    if (spool.fd < 0) {
+        fclose(file);
+        return cli__fail(strerror(-spool.fd), "record add: a temporary file for the ciphertext");
+    }
     ehr_identity *id = NULL;
     ehr_keyfile_info info;
     exit_code = cli__identity_load(a.tx.key_path, a.tx.passphrase_file, &id, &info);
     if (exit_code != 0) {
+        close(spool.fd);
         fclose(file);
         return exit_code;
     }
@@ -350,6 +414,7 @@ int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
     ehr_pre_capsule capsule;
     uint8_t k[EHR_PRE_KEY_BYTES], stream_key[32], pointer_key[32];
     if (ehr_pre_encapsulate(delegating, &capsule, k) != 0) {
+        close(spool.fd);
         fclose(file);
         sodium_free(id);
         return cli__fail("the patient's delegating key is not valid", "record add");
@@ -360,7 +425,7 @@ int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
     struct ehr_record_sealer sealer;
     ehr_record_sealer_init(&sealer, stream_key);
     sodium_memzero(stream_key, sizeof stream_key);
-    crypto_secretstream_xchacha20poly1305_state start = sealer.start;
+    memcpy(&s.state, &sealer.start, sizeof s.state);
     memcpy(s.header, sealer.header, sizeof s.header);
     ehr_record_sealer_wipe(&sealer);
     s.plain = ehr_malloc(EHR_RECORD_PIECE_BYTES);
@@ -370,29 +435,39 @@ int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
     struct cli__node node = {0};
     bool node_open = false;
     struct progress progress;
-    /* Pass 1: the ciphertext's hash and size. */
-    memcpy(&s.state, &start, sizeof start);
-    struct ehr_content_hash h;
-    ehr_content_hash_init(&h);
-    uint64_t cipher_bytes = 0;
+    /* One pass: the file read and encrypted here, the ciphertext hashed
+     * and spooled on the pipe's thread. */
+    struct ehr_hash_pipe *pipe = NULL;
+    int rc = ehr_hash_pipe_start(&pipe, RECORD_UPLOAD_CHUNK_BYTES, spool_write, &spool);
+    if (rc != 0) {
+        exit_code = cli__fail(strerror(-rc), "record add: a thread for the content hash");
+        goto out;
+    }
     progress_start(&progress, "encrypting", file_bytes, ctx->json);
     s.progress = &progress;
     for (;;) {
-        size_t n = sealer_fill(&s, piece, RECORD_UPLOAD_CHUNK_BYTES);
-        if (n == 0 || s.read_errno != 0)
+        size_t n = sealer_fill(&s, ehr_hash_pipe_slot(pipe), RECORD_UPLOAD_CHUNK_BYTES);
+        ehr_hash_pipe_push(pipe, n);
+        if (n == 0 || s.read_errno != 0 || ehr_hash_pipe_error(pipe) != 0)
             break;
-        ehr_content_hash_update(&h, piece, n);
-        cipher_bytes += n;
     }
     progress_end(&progress);
     uint8_t blob_id[32];
-    ehr_content_hash_final(&h, blob_id);
-    uint64_t plain_bytes = s.plain_bytes;
+    rc = ehr_hash_pipe_finish(pipe, blob_id);
     if (s.read_errno != 0) {
         exit_code = cli__fail(strerror(s.read_errno), "read record file %s", a.file);
         goto out;
     }
-    /* Pass 2: the same ciphertext, uploaded. */
+    if (rc != 0) {
+        exit_code = cli__fail(strerror(-rc), "record add: write the ciphertext to a temporary "
+                                             "file ($TMPDIR, else /tmp)");
+        goto out;
+    }
+    EHR_ASSERT(s.done);
+    uint64_t plain_bytes = s.plain_bytes;
+    uint64_t cipher_bytes = spool.bytes;
+    EHR_ASSERT(cipher_bytes == ehr_record_sealed_bytes(plain_bytes));
+    /* The upload: the spooled ciphertext, as it was hashed. */
     if ((exit_code = cli__node_open(&node, &a.tx.node, "record add")) != 0)
         goto out;
     node_open = true;
@@ -402,13 +477,15 @@ int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
     char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1];
     snprintf(chain_id, sizeof chain_id, "%s", status->chain_id);
     ehr__v1__get_status_response__free_unpacked(status, NULL);
-    rewind(file);
-    memcpy(&s.state, &start, sizeof start);
-    s.header_out = false;
-    s.done = false;
-    s.plain_bytes = 0;
-    struct upload_source u = {
-        .sealer = &s, .piece = piece, .message = message, .message_cap = message_cap};
+    if (lseek(spool.fd, 0, SEEK_SET) != 0) {
+        exit_code = cli__fail(strerror(errno), "record add: read the temporary file back");
+        goto out;
+    }
+    struct upload_source u = {.fd = spool.fd,
+                              .progress = &progress,
+                              .piece = piece,
+                              .message = message,
+                              .message_cap = message_cap};
     Ehr__V1__PutBlobRequest *hdr = &u.header;
     ehr__v1__put_blob_request__init(hdr);
     hdr->blob_id = (ProtobufCBinaryData){32, blob_id};
@@ -420,7 +497,7 @@ int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
         exit_code = cli__fail("cannot sign the upload", "record add: %s", a.tx.key_path);
         goto out;
     }
-    progress_start(&progress, "uploading", plain_bytes, ctx->json);
+    progress_start(&progress, "uploading", cipher_bytes, ctx->json);
     struct rpc_result result;
     enum rpc_status st =
         rpc_sync_upload(node.sync, "/ehr.v1.Node/PutBlob", 0, upload_next, &u, &result);
@@ -428,8 +505,8 @@ int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
     hdr->auth = NULL;
     sodium_memzero(&auth, sizeof auth);
     if (st != RPC_STATUS_OK) {
-        exit_code = s.read_errno != 0
-                        ? cli__fail(strerror(s.read_errno), "read record file %s", a.file)
+        exit_code = u.read_errno != 0
+                        ? cli__fail(strerror(u.read_errno), "record add: read the temporary file")
                         : cli__node_fail(&node, &result,
                                          "record add: store the "
                                          "ciphertext");
@@ -437,10 +514,7 @@ int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
         goto out;
     }
     rpc_result_clear(&result);
-    if (s.plain_bytes != plain_bytes) {
-        exit_code = cli__fail("the file changed while it was read", "record add %s", a.file);
-        goto out;
-    }
+    EHR_ASSERT(u.sent_bytes == cipher_bytes); /* the node took the size the header named */
     /* The anchor: the pointer sealed, the capsule, the hash and size. */
     uint8_t pointer[EHR_RECORD_POINTER_BYTES_MAX], capsule_bytes[EHR_PRE_CAPSULE_BYTES];
     size_t pointer_len = ehr_record_pointer_seal(pointer_key, blob_id, node.address, pointer);
@@ -471,12 +545,12 @@ out:
     if (node_open)
         cli__node_close(&node);
     sodium_memzero(pointer_key, sizeof pointer_key);
-    sodium_memzero(&start, sizeof start);
     sodium_memzero(&s.state, sizeof s.state);
     sodium_memzero(s.plain, EHR_RECORD_PIECE_BYTES);
     ehr_free(s.plain);
     ehr_free(piece);
     ehr_free(message);
+    close(spool.fd);
     fclose(file);
     sodium_free(id);
     return exit_code;
@@ -748,7 +822,11 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
         tmp_path[0] = '\0';
         goto out;
     }
-    ehr_record_opener_init(&d.opener, stream_key, download_write, &d);
+    int rc = ehr_record_opener_init_pipelined(&d.opener, stream_key, download_write, &d);
+    if (rc != 0) {
+        exit_code = cli__fail(strerror(-rc), "record get: a thread for the content hash");
+        goto out;
+    }
     opener_open = true;
     progress_start(&d.progress, "downloading", an->ciphertext_bytes, ctx->json);
     size_t packed = ehr__v1__get_blob_request__get_packed_size(&gq);

@@ -1,9 +1,8 @@
 /*
  * record.c - record encryption (record.h): subkeys, the sealed pointer,
  * and the secretstream ciphertext sealed piece by piece and opened from
- * pieces of any size. libsodium's secretstream: a state copied before the
- * first push gives the same ciphertext again (no randomness after
- * init_push), which record add relies on to hash before it uploads.
+ * pieces of any size, hashed on this thread or on a second one
+ * (hash_pipe.c).
  */
 #include <string.h>
 
@@ -128,6 +127,18 @@ void ehr_record_opener_init(struct ehr_record_opener *o, const uint8_t stream_ke
     o->write_ctx = write_ctx;
 }
 
+int ehr_record_opener_init_pipelined(struct ehr_record_opener *o, const uint8_t stream_key[32],
+                                     ehr_record_write_fn write, void *write_ctx)
+{
+    ehr_record_opener_init(o, stream_key, write, write_ctx);
+    int rc = ehr_hash_pipe_start(&o->pipe, EHR_RECORD_SEALED_PIECE_BYTES, NULL, NULL);
+    if (rc != 0) {
+        o->pipe = NULL;
+        ehr_record_opener_clear(o);
+    }
+    return rc;
+}
+
 static int opener_fail(struct ehr_record_opener *o, int err, ehr_diag *diag, const char *why)
 {
     o->err = err;
@@ -167,7 +178,10 @@ int ehr_record_opener_feed(struct ehr_record_opener *o, const uint8_t *data, siz
 {
     if (o->err != 0)
         return ehr_diag_fail(diag, o->err, "the ciphertext was refused already");
-    ehr_content_hash_update(&o->hash, data, len);
+    if (o->pipe != NULL)
+        ehr_hash_pipe_write(o->pipe, data, len);
+    else
+        ehr_content_hash_update(&o->hash, data, len);
     o->bytes += len;
     while (len > 0) {
         if (!o->header_done) {
@@ -220,12 +234,20 @@ int ehr_record_opener_finish(struct ehr_record_opener *o, uint8_t hash[EHR_SHA25
         if (rc != 0)
             return rc;
     }
-    ehr_content_hash_final(&o->hash, hash);
+    if (o->pipe != NULL) {
+        int rc = ehr_hash_pipe_finish(o->pipe, hash);
+        o->pipe = NULL;
+        EHR_ASSERT(rc == 0); /* the opener's pipe has no sink to fail */
+    } else {
+        ehr_content_hash_final(&o->hash, hash);
+    }
     return 0;
 }
 
 void ehr_record_opener_clear(struct ehr_record_opener *o)
 {
+    ehr_hash_pipe_free(o->pipe);
+    o->pipe = NULL;
     ehr_content_hash_clear(&o->hash);
     if (o->plain != NULL)
         sodium_memzero(o->plain, EHR_RECORD_PIECE_BYTES);

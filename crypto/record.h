@@ -10,8 +10,9 @@
  * The sealing side is two calls around the caller's file reading (the
  * caller owns I/O); the opening side (ehr_record_opener) takes the
  * ciphertext as it arrives, in pieces of any size, hashes it
- * (ehr_content_hash) and hands the plaintext to a callback: the decoder of
- * untrusted bytes, fuzzed (tests/fuzz/record).
+ * (ehr_content_hash, on this thread or on a second one: ehr_hash_pipe) and
+ * hands the plaintext to a callback: the decoder of untrusted bytes,
+ * fuzzed (tests/fuzz/record).
  *
  * Not here: where the record key comes from (pre.h), files, the network.
  */
@@ -86,6 +87,43 @@ void ehr_record_seal_piece(crypto_secretstream_xchacha20poly1305_state *state, c
                            size_t n, bool last, uint8_t *out);
 void ehr_record_sealer_wipe(struct ehr_record_sealer *s);
 
+/*
+ * The content hash on a second thread (hash_pipe.c): the caller takes a
+ * slot (ehr_hash_pipe_slot, which waits while all EHR_HASH_PIPE_SLOTS are
+ * in use), fills it and pushes it; the pipe's thread hashes the slots in
+ * order and hands each to SINK (may be NULL), which runs on that thread.
+ * So the caller encrypts or decrypts piece i+1 on its core while piece i
+ * is hashed (and written) on another. One producer thread only.
+ */
+enum {
+    EHR_HASH_PIPE_SLOTS = 8,
+    /* A slot's largest size: a few sealed pieces. */
+    EHR_HASH_PIPE_SLOT_BYTES_MAX = 4 * 1024 * 1024,
+};
+struct ehr_hash_pipe;
+/* Where a pipe hands the bytes it hashed: 0, or an error (-errno) after
+ * which it hashes and sinks nothing more. */
+typedef int (*ehr_hash_pipe_sink_fn)(void *ctx, const uint8_t *data, size_t len);
+/* Start a pipe of slots of SLOT_BYTES (1..EHR_HASH_PIPE_SLOT_BYTES_MAX).
+ * Returns 0 with *OUT (ehr_hash_pipe_finish or _free releases it), or
+ * -errno when the thread cannot be started (nothing to release). */
+int ehr_hash_pipe_start(struct ehr_hash_pipe **out, size_t slot_bytes, ehr_hash_pipe_sink_fn sink,
+                        void *sink_ctx);
+/* The next slot to fill (slot_bytes long), waiting for one to be free. */
+uint8_t *ehr_hash_pipe_slot(struct ehr_hash_pipe *p);
+/* Hand over the slot taken, its first LEN bytes filled. */
+void ehr_hash_pipe_push(struct ehr_hash_pipe *p, size_t len);
+/* Copy LEN bytes into as many slots as they need and push them. */
+void ehr_hash_pipe_write(struct ehr_hash_pipe *p, const uint8_t *data, size_t len);
+/* The sink's first error so far, or 0. */
+int ehr_hash_pipe_error(struct ehr_hash_pipe *p);
+/* Wait until every slot pushed is hashed and sunk, stop the thread and
+ * release P. Returns 0 with HASH (the SHA-256 of every byte pushed, in
+ * order), or the sink's first error (HASH untouched). */
+int ehr_hash_pipe_finish(struct ehr_hash_pipe *p, uint8_t hash[EHR_SHA256_BYTES]);
+/* Stop and release without a hash (NULL is fine): an error path. */
+void ehr_hash_pipe_free(struct ehr_hash_pipe *p);
+
 /* Where an opener puts plaintext: 0, or an error that stops it. */
 typedef int (*ehr_record_write_fn)(void *ctx, const uint8_t *plain, size_t len);
 
@@ -93,9 +131,10 @@ typedef int (*ehr_record_write_fn)(void *ctx, const uint8_t *plain, size_t len);
 struct ehr_record_opener {
     crypto_secretstream_xchacha20poly1305_state state;
     uint8_t stream_key[32];
-    struct ehr_content_hash hash;
-    uint8_t *buf;   /* one sealed piece (EHR_RECORD_SEALED_PIECE_BYTES) */
-    uint8_t *plain; /* EHR_RECORD_PIECE_BYTES */
+    struct ehr_content_hash hash; /* when PIPE is NULL */
+    struct ehr_hash_pipe *pipe;   /* the hash on a second thread, or NULL */
+    uint8_t *buf;                 /* one sealed piece (EHR_RECORD_SEALED_PIECE_BYTES) */
+    uint8_t *plain;               /* EHR_RECORD_PIECE_BYTES */
     size_t buf_len;
     bool header_done;
     bool final_seen;
@@ -106,6 +145,11 @@ struct ehr_record_opener {
 };
 void ehr_record_opener_init(struct ehr_record_opener *o, const uint8_t stream_key[32],
                             ehr_record_write_fn write, void *write_ctx);
+/* The same with the hash on a second thread (ehr_hash_pipe): each byte fed
+ * is copied to the pipe, and decrypted here meanwhile. Returns 0, or
+ * -errno when the thread cannot be started (then O is as after clear). */
+int ehr_record_opener_init_pipelined(struct ehr_record_opener *o, const uint8_t stream_key[32],
+                                     ehr_record_write_fn write, void *write_ctx);
 /* Feed LEN ciphertext bytes. Returns 0, or (now and on every later call)
  * EHR_ECORRUPT for a header, piece or order that does not check, or the
  * write callback's error; with a reason in DIAG. A full piece is opened

@@ -44,168 +44,29 @@
 
 #include <sodium.h>
 
-#include "cluster.h"
+#include "cli_net.h"
 #include "ehr/v1/node.pb-c.h"
 #include "ehr/v1/tx.pb-c.h"
 #include "ehr_crypto.h"
-#include "ledger_format.h"
 #include "node_internal.h"
 #include "pre_seal.h"
-#include "proc.h"
-#include "read_auth.h"
 
-#define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
 /* The test build of the daemon: the same node, with fault switches read
  * from the environment (tests/node/ehrd_test_hooks.h). */
 #define EHRD EHR_BINARY_DIR "/tests/node/ehrd-test"
 
-enum { NODES = 3, KEY_HEX = 65, LEADER_WAIT_MS = 30000, CALL_MS = 10000 };
+enum { NODES = 3, KEY_HEX = CLI_NET_HEX_BYTES, LEADER_WAIT_MS = 30000 };
 enum { HOSPITAL = 0, LAB = 1, INSURER = 2 };
 /* The capsule-fragment limit's edge: this many requests at once, each job
  * held CAPSULE_DELAY_MS on the node's worker pool. */
 enum { FLOOD = NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX + 1, CAPSULE_DELAY_MS = 500 };
 
-struct net {
-    struct cluster c;
-    char node[NODES][32];
-    char hex[NODES][2 * EHR_SCHNORR_PUBLIC_BYTES + 1];
-};
-
-static struct proc_result run_args(const struct net *n, const char *const *args)
-{
-    struct proc_spec spec = {
-        .path = EHRCTL, .argv0 = "ehrctl", .args = args, .env = NULL, .cwd = n->c.root};
-    return proc_run(&spec);
-}
-
-#define run(n, ...) run_args(n, PROC_ARGS(__VA_ARGS__, (const char *)NULL))
-
-static void assert_ok(const struct proc_result *r)
-{
-    if (r->status != 0)
-        fail_msg("exit %d; stdout: %s; stderr: %s", r->status, r->out, r->err);
-}
-
-static json_t *parse_json(const char *text)
-{
-    json_error_t error;
-    json_t *root = json_loads(text, 0, &error);
-    if (root == NULL)
-        fail_msg("output is not JSON (%s): %s", error.text, text);
-    return root;
-}
-
-static void hex_decode(uint8_t *out, const char *hex, size_t len)
-{
-    assert_non_null(hex);
-    assert_int_equal(strlen(hex), 2 * len);
-    size_t got = 0;
-    assert_int_equal(sodium_hex2bin(out, len, hex, 2 * len, NULL, &got, NULL), 0);
-    assert_int_equal(got, len);
-}
-
-static int net_setup(void **state)
-{
-    if (ehr_crypto_init() != 0)
-        return -1;
-    struct net *n = calloc(1, sizeof *n);
-    if (n == NULL)
-        return -1;
-    cluster_create(&n->c, NODES, EHRD, EHRCTL, NULL);
-    if (cluster_start_all(&n->c, n->node, n->hex, LEADER_WAIT_MS) != 0) {
-        cluster_destroy(&n->c, true);
-        return -1;
-    }
-    *state = n;
-    return 0;
-}
-
-static int net_teardown(void **state)
-{
-    struct net *n = *state;
-    if (n == NULL)
-        return 0;
-    int failed = 0;
-    for (size_t i = 0; i < n->c.count; i++)
-        if (n->c.nodes[i].pid != 0 && cluster_stop(&n->c, i) != 0) {
-            print_error("node %zu did not stop cleanly (log: %s)\n", i, n->c.nodes[i].log);
-            failed = -1;
-        }
-    cluster_destroy(&n->c, failed != 0);
-    free(n);
-    return failed;
-}
-
-/* A node that answers (the first one running). */
-static const char *any_node(const struct net *n)
-{
-    for (size_t i = 0; i < NODES; i++)
-        if (n->c.nodes[i].pid != 0)
-            return n->node[i];
-    fail_msg("no node runs");
-    return NULL;
-}
-
-/* Run an ehrctl command that submits with --wait --json; its hash (HASH,
- * 65 bytes) and, when DECISION is not NULL, the access decision. */
-static void submitted(struct proc_result *r, char hash[KEY_HEX], char *decision, size_t size)
-{
-    assert_ok(r);
-    json_t *out = parse_json(r->out);
-    snprintf(hash, KEY_HEX, "%s", json_string_value(json_object_get(out, "hash")));
-    json_t *result = json_object_get(out, "result");
-    assert_string_equal(json_string_value(json_object_get(result, "code")), "ok");
-    if (decision != NULL)
-        snprintf(decision, size, "%s", json_string_value(json_object_get(result, "decision")));
-    json_decref(out);
-    proc_result_free(r);
-    assert_int_equal(strlen(hash), 64);
-}
-
-/* GetTransaction HASH from node I: the decoded body (free it). */
-static Ehr__V1__TxBody *tx_body(struct net *n, size_t i, const uint8_t hash[EHR_HASH_BYTES])
-{
-    Ehr__V1__GetTransactionRequest q = EHR__V1__GET_TRANSACTION_REQUEST__INIT;
-    q.tx_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)hash};
-    uint8_t buf[64];
-    size_t len = ehr__v1__get_transaction_request__pack(&q, buf);
-    struct rpc_result res;
-    assert_int_equal(cluster_call(&n->c, i, "GetTransaction", buf, len, CALL_MS, &res), 0);
-    Ehr__V1__GetTransactionResponse *r =
-        ehr__v1__get_transaction_response__unpack(NULL, res.response_len, res.response);
-    assert_non_null(r);
-    ledger_tx_view v;
-    assert_int_equal(ledger_tx_envelope_parse(r->envelope.data, r->envelope.len, &v, NULL), 0);
-    Ehr__V1__TxBody *b = ehr__v1__tx_body__unpack(NULL, v.body_len, v.body);
-    assert_non_null(b);
-    ehr__v1__get_transaction_response__free_unpacked(r, NULL);
-    rpc_result_clear(&res);
-    return b;
-}
-
-/* A GetCapsuleFragment request signed by member SIGNER, packed into BUF. */
-static size_t cfrag_request(struct net *n, size_t signer, const uint8_t record[EHR_HASH_BYTES],
-                            const uint8_t permit[EHR_HASH_BYTES], uint8_t buf[512])
-{
-    Ehr__V1__GetCapsuleFragmentRequest q = EHR__V1__GET_CAPSULE_FRAGMENT_REQUEST__INIT;
-    q.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)record};
-    q.permit_tx = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)permit};
-    struct node_read_auth_signed auth;
-    uint64_t now = (uint64_t)time(NULL) * 1000;
-    assert_int_equal(node_read_auth_sign(
-                         &auth, &q.base, &q.auth, n->c.chain_id, "/ehr.v1.Node/GetCapsuleFragment",
-                         &n->c.nodes[signer].identity->signing, now - 1000, now + 60000),
-                     0);
-    assert_true(ehr__v1__get_capsule_fragment_request__get_packed_size(&q) <= 512);
-    return ehr__v1__get_capsule_fragment_request__pack(&q, buf);
-}
-
 /* One request of the flood, sent from its own thread (no cmocka assert
  * here: the main thread checks the statuses). */
 struct flood_call {
-    struct net *n;
+    struct cli_net *n;
     size_t node;
-    uint8_t request[512];
+    uint8_t request[CLI_NET_CFRAG_REQUEST_BYTES_MAX];
     size_t request_len;
     int status;
 };
@@ -220,60 +81,24 @@ static void *flood_run(void *arg)
     return NULL;
 }
 
-/* GetCapsuleFragment from node I, signed by member SIGNER's key: the gRPC
- * status, and on OK the cfrag (decoded) and the delegating key it names. */
-static int cfrag_get(struct net *n, size_t i, size_t signer, const uint8_t record[EHR_HASH_BYTES],
-                     const uint8_t permit[EHR_HASH_BYTES], ehr_pre_cfrag *cfrag,
-                     uint8_t delegating[EHR_PRE_PUBLIC_BYTES])
+static int net_setup(void **state)
 {
-    uint8_t buf[512];
-    size_t len = cfrag_request(n, signer, record, permit, buf);
-    struct rpc_result res;
-    int status = cluster_call(&n->c, i, "GetCapsuleFragment", buf, len, CALL_MS, &res);
-    if (status == 0) {
-        Ehr__V1__GetCapsuleFragmentResponse *r =
-            ehr__v1__get_capsule_fragment_response__unpack(NULL, res.response_len, res.response);
-        assert_non_null(r);
-        assert_int_equal(r->delegating_key.len, EHR_PRE_PUBLIC_BYTES);
-        memcpy(delegating, r->delegating_key.data, EHR_PRE_PUBLIC_BYTES);
-        assert_int_equal(ehr_pre_cfrag_decode(cfrag, r->cfrag.data, r->cfrag.len, NULL), 0);
-        ehr__v1__get_capsule_fragment_response__free_unpacked(r, NULL);
-    } else {
-        assert_int_equal(res.response_len, 0);
-    }
-    rpc_result_clear(&res);
-    return status;
+    *state = cli_net_start(NODES, EHRD, LEADER_WAIT_MS);
+    return *state != NULL ? 0 : -1;
 }
 
-static bool file_exists(struct net *n, const char *name)
+static int net_teardown(void **state)
 {
-    return access(proc_path(n->c.root, name), F_OK) == 0;
-}
-
-/* Files A and B in the cluster's directory hold the same bytes. */
-static void assert_file_equal(struct net *n, const char *a, const char *b)
-{
-    char pa[1024], pb[1024];
-    snprintf(pa, sizeof pa, "%s", proc_path(n->c.root, a));
-    snprintf(pb, sizeof pb, "%s", proc_path(n->c.root, b));
-    FILE *fa = fopen(pa, "rb"), *fb = fopen(pb, "rb");
-    assert_non_null(fa);
-    assert_non_null(fb);
-    char ba[4096], bb[4096];
-    size_t la = fread(ba, 1, sizeof ba, fa), lb = fread(bb, 1, sizeof bb, fb);
-    fclose(fa);
-    fclose(fb);
-    assert_int_equal(la, lb);
-    assert_memory_equal(ba, bb, la);
+    return cli_net_stop(*state);
 }
 
 /* The patient's delegating public key for lab results, from PUB.json. */
-static void delegating_public(struct net *n, uint8_t out[EHR_PRE_PUBLIC_BYTES])
+static void delegating_public(struct cli_net *n, uint8_t out[EHR_PRE_PUBLIC_BYTES])
 {
     json_error_t error;
     json_t *root = json_load_file(proc_path(n->c.root, "patient.pub.json"), 0, &error);
     assert_non_null(root);
-    hex_decode(
+    cli_hex_decode(
         out,
         json_string_value(json_object_get(json_object_get(root, "delegating_keys"), "lab_result")),
         EHR_PRE_PUBLIC_BYTES);
@@ -282,35 +107,37 @@ static void delegating_public(struct net *n, uint8_t out[EHR_PRE_PUBLIC_BYTES])
 
 static void test_grantee_path(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     /* The patient, enrolled by the hospital, and a lab result it holds. */
-    struct proc_result r = run(n, "keygen", "--out", "patient.key", "--no-passphrase");
-    assert_ok(&r);
+    struct proc_result r = cli_run(n, "keygen", "--out", "patient.key", "--no-passphrase");
+    cli_assert_ok(&r);
     proc_result_free(&r);
-    r = run(n, "patient", "enroll", "--patient", "patient.key", "--key", "node0.key", "--node",
-            n->node[HOSPITAL], "--wait");
-    assert_ok(&r);
+    r = cli_run(n, "patient", "enroll", "--patient", "patient.key", "--key", "node0.key", "--node",
+                n->node[HOSPITAL], "--wait");
+    cli_assert_ok(&r);
     proc_result_free(&r);
-    r = run(n, "patient", "public-keys", "--patient", "patient.key", "--out", "patient.pub.json");
-    assert_ok(&r);
+    r = cli_run(n, "patient", "public-keys", "--patient", "patient.key", "--out",
+                "patient.pub.json");
+    cli_assert_ok(&r);
     proc_result_free(&r);
     FILE *f = fopen(proc_path(n->c.root, "result.txt"), "w");
     assert_non_null(f);
     fputs("potassium 4.1 mmol/L\n", f);
     fclose(f);
-    r = run(n, "record", "add", "result.txt", "--patient", "patient.pub.json", "--type",
-            "lab_result", "--key", "node0.key", "--node", n->node[HOSPITAL], "--wait", "--json");
-    assert_ok(&r);
-    json_t *out = parse_json(r.out);
+    r = cli_run(n, "record", "add", "result.txt", "--patient", "patient.pub.json", "--type",
+                "lab_result", "--key", "node0.key", "--node", n->node[HOSPITAL], "--wait",
+                "--json");
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
     uint8_t record[EHR_HASH_BYTES];
-    hex_decode(record, json_string_value(json_object_get(out, "record_id")), EHR_HASH_BYTES);
+    cli_hex_decode(record, json_string_value(json_object_get(out, "record_id")), EHR_HASH_BYTES);
     json_decref(out);
     proc_result_free(&r);
 
     /* The lab's receiving key, as it hands it to the patient. */
-    r = run(n, "key", "receiving-key", "node1.key", "--json");
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "key", "receiving-key", "node1.key", "--json");
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     char receiving_hex[KEY_HEX];
     snprintf(receiving_hex, sizeof receiving_hex, "%s",
              json_string_value(json_object_get(out, "receiving_key")));
@@ -319,45 +146,46 @@ static void test_grantee_path(void **state)
     ehr_pre_key lab;
     assert_int_equal(ehr_pre_receiving_key_derive(&lab, n->c.nodes[LAB].identity->kx.secret), 0);
     uint8_t receiving[EHR_PRE_PUBLIC_BYTES];
-    hex_decode(receiving, receiving_hex, EHR_PRE_PUBLIC_BYTES);
+    cli_hex_decode(receiving, receiving_hex, EHR_PRE_PUBLIC_BYTES);
     assert_memory_equal(receiving, lab.public_key, EHR_PRE_PUBLIC_BYTES);
 
     /* Bad input: exit 2, nothing submitted. */
-    r = run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment", "--type",
-            "lab_result", "--type", "imaging", "--receiving-key", receiving_hex, "--key",
-            "patient.key", "--node", n->node[HOSPITAL]);
+    r = cli_run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment",
+                "--type", "lab_result", "--type", "imaging", "--receiving-key", receiving_hex,
+                "--key", "patient.key", "--node", n->node[HOSPITAL]);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "exactly one record type"));
     proc_result_free(&r);
-    r = run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment", "--type",
-            "lab_result", "--receiving-key", receiving_hex, "--threshold", "4", "--key",
-            "patient.key", "--node", n->node[HOSPITAL]);
+    r = cli_run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment",
+                "--type", "lab_result", "--receiving-key", receiving_hex, "--threshold", "4",
+                "--key", "patient.key", "--node", n->node[HOSPITAL]);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "over the 3 members"));
     proc_result_free(&r);
-    r = run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment", "--type",
-            "lab_result", "--threshold", "2", "--key", "patient.key", "--node", n->node[HOSPITAL]);
+    r = cli_run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment",
+                "--type", "lab_result", "--threshold", "2", "--key", "patient.key", "--node",
+                n->node[HOSPITAL]);
     assert_int_equal(r.status, 2);
     proc_result_free(&r);
     /* 32 bytes that no ristretto255 point encodes (above the field's
      * prime). A random key would be a valid encoding about one time in
      * eight, so a fixed one, not another party's key. */
-    r = run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment", "--type",
-            "lab_result", "--receiving-key",
-            "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "--key",
-            "patient.key", "--node", n->node[HOSPITAL]);
+    r = cli_run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment",
+                "--type", "lab_result", "--receiving-key",
+                "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "--key",
+                "patient.key", "--node", n->node[HOSPITAL]);
     assert_int_equal(r.status, 2);
     proc_result_free(&r);
 
     /* The grant: 2 of 3. */
-    r = run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment", "--type",
-            "lab_result", "--receiving-key", receiving_hex, "--key", "patient.key", "--node",
-            n->node[HOSPITAL], "--wait", "--json");
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment",
+                "--type", "lab_result", "--receiving-key", receiving_hex, "--key", "patient.key",
+                "--node", n->node[HOSPITAL], "--wait", "--json");
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     assert_string_equal(json_string_value(json_object_get(out, "key_fragments")), "2 of 3 members");
     uint8_t consent[EHR_HASH_BYTES];
-    hex_decode(consent, json_string_value(json_object_get(out, "consent_id")), EHR_HASH_BYTES);
+    cli_hex_decode(consent, json_string_value(json_object_get(out, "consent_id")), EHR_HASH_BYTES);
     json_decref(out);
     proc_result_free(&r);
 
@@ -365,7 +193,7 @@ static void test_grantee_path(void **state)
      * patient's lab-result key. */
     uint8_t delegating[EHR_PRE_PUBLIC_BYTES];
     delegating_public(n, delegating);
-    Ehr__V1__TxBody *grant = tx_body(n, HOSPITAL, consent);
+    Ehr__V1__TxBody *grant = cli_net_tx_body(n, HOSPITAL, consent);
     assert_int_equal(grant->consent_grant->n_key_fragments, NODES);
     /* ... and the grant names that key, under the patient's signature. */
     assert_int_equal(grant->consent_grant->delegating_key.len, EHR_PRE_PUBLIC_BYTES);
@@ -392,20 +220,20 @@ static void test_grantee_path(void **state)
     /* The lab asks and is permitted; the insurer asks and is denied. */
     char hash[KEY_HEX], decision[32], record_hex[KEY_HEX];
     sodium_bin2hex(record_hex, sizeof record_hex, record, EHR_HASH_BYTES);
-    r = run(n, "access", "request", record_hex, "--purpose", "treatment", "--key", "node1.key",
-            "--node", n->node[HOSPITAL], "--json");
-    submitted(&r, hash, decision, sizeof decision);
+    r = cli_run(n, "access", "request", record_hex, "--purpose", "treatment", "--key", "node1.key",
+                "--node", n->node[HOSPITAL], "--json");
+    cli_submitted(&r, hash, decision, sizeof decision);
     assert_string_equal(decision, "permit");
     uint8_t permit[EHR_HASH_BYTES], denied[EHR_HASH_BYTES];
-    hex_decode(permit, hash, EHR_HASH_BYTES);
-    r = run(n, "access", "request", record_hex, "--purpose", "treatment", "--key", "node2.key",
-            "--node", n->node[HOSPITAL], "--json");
-    submitted(&r, hash, decision, sizeof decision);
+    cli_hex_decode(permit, hash, EHR_HASH_BYTES);
+    r = cli_run(n, "access", "request", record_hex, "--purpose", "treatment", "--key", "node2.key",
+                "--node", n->node[HOSPITAL], "--json");
+    cli_submitted(&r, hash, decision, sizeof decision);
     assert_string_equal(decision, "deny");
-    hex_decode(denied, hash, EHR_HASH_BYTES);
+    cli_hex_decode(denied, hash, EHR_HASH_BYTES);
 
     /* The record key as the patient opens it, to compare. */
-    Ehr__V1__TxBody *anchor = tx_body(n, HOSPITAL, record);
+    Ehr__V1__TxBody *anchor = cli_net_tx_body(n, HOSPITAL, record);
     ehr_pre_capsule capsule;
     assert_int_equal(ehr_pre_capsule_decode(&capsule, anchor->record_anchor->key_capsule.data,
                                             anchor->record_anchor->key_capsule.len, NULL),
@@ -427,7 +255,8 @@ static void test_grantee_path(void **state)
     ehr_pre_cfrag cfrags[NODES];
     for (size_t i = 0; i < NODES; i++) {
         uint8_t named[EHR_PRE_PUBLIC_BYTES];
-        assert_int_equal(cfrag_get(n, i, LAB, record, permit, &cfrags[i], named), RPC_STATUS_OK);
+        assert_int_equal(cli_net_cfrag_get(n, i, LAB, record, permit, &cfrags[i], named),
+                         RPC_STATUS_OK);
         assert_memory_equal(named, delegating, EHR_PRE_PUBLIC_BYTES);
         assert_int_equal(ehr_pre_cfrag_verify(&cfrags[i], &capsule, delegating, receiving), 0);
     }
@@ -451,61 +280,61 @@ static void test_grantee_path(void **state)
     ehr_pre_cfrag none;
     uint8_t named[EHR_PRE_PUBLIC_BYTES];
     for (size_t i = 0; i < NODES; i++) {
-        assert_int_equal(cfrag_get(n, i, INSURER, record, denied, &none, named),
+        assert_int_equal(cli_net_cfrag_get(n, i, INSURER, record, denied, &none, named),
                          RPC_STATUS_PERMISSION_DENIED);
-        assert_int_equal(cfrag_get(n, i, INSURER, record, permit, &none, named),
+        assert_int_equal(cli_net_cfrag_get(n, i, INSURER, record, permit, &none, named),
                          RPC_STATUS_PERMISSION_DENIED);
     }
 
     /* record get as the lab, with its permit: the exact bytes. */
     char permit_hex[KEY_HEX];
     sodium_bin2hex(permit_hex, sizeof permit_hex, permit, EHR_HASH_BYTES);
-    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
-            "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--fragment-node",
-            n->node[2], "--node", n->node[LAB], "--out", "lab-copy.txt", "--json");
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
+                "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--fragment-node",
+                n->node[2], "--node", n->node[LAB], "--out", "lab-copy.txt", "--json");
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     assert_int_equal(json_integer_value(json_object_get(out, "capsule_fragments")), NODES);
     json_decref(out);
     proc_result_free(&r);
-    assert_file_equal(n, "lab-copy.txt", "result.txt");
+    cli_net_assert_same_file(n, "lab-copy.txt", "result.txt");
     /* The same with no node named but the lab's own: it asks the peers the
      * lab's node knows the API addresses of (GetStatus). */
-    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex, "--node",
-            n->node[LAB], "--out", "lab-found.txt", "--json");
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
+                "--node", n->node[LAB], "--out", "lab-found.txt", "--json");
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     /* More than the one node named: the peers were found (a peer whose
      * link came up a moment ago may not have told its address yet). */
     assert_true(json_integer_value(json_object_get(out, "capsule_fragments")) >= 2);
     json_decref(out);
     proc_result_free(&r);
-    assert_file_equal(n, "lab-found.txt", "result.txt");
+    cli_net_assert_same_file(n, "lab-found.txt", "result.txt");
     /* The insurer through record get: no consent, so not even the anchor
      * (exit 8), nothing written. */
-    r = run(n, "record", "get", record_hex, "--key", "node2.key", "--purpose", "treatment",
-            "--fragment-node", n->node[0], "--node", n->node[HOSPITAL], "--out", "insurer.txt");
+    r = cli_run(n, "record", "get", record_hex, "--key", "node2.key", "--purpose", "treatment",
+                "--fragment-node", n->node[0], "--node", n->node[HOSPITAL], "--out", "insurer.txt");
     assert_int_equal(r.status, 8);
     if (strstr(r.err, "not yours to read") == NULL)
         fail_msg("stderr: %s", r.err);
     proc_result_free(&r);
-    assert_false(file_exists(n, "insurer.txt"));
+    assert_false(cli_net_file_exists(n, "insurer.txt"));
     /* The lab asking for another purpose than the consent's: the rules
      * deny it (exit 8), nothing written. */
-    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--purpose", "research",
-            "--fragment-node", n->node[0], "--node", n->node[LAB], "--out", "research.txt");
+    r = cli_run(n, "record", "get", record_hex, "--key", "node1.key", "--purpose", "research",
+                "--fragment-node", n->node[0], "--node", n->node[LAB], "--out", "research.txt");
     assert_int_equal(r.status, 8);
     if (strstr(r.err, "access denied") == NULL)
         fail_msg("stderr: %s", r.err);
     proc_result_free(&r);
-    assert_false(file_exists(n, "research.txt"));
+    assert_false(cli_net_file_exists(n, "research.txt"));
     /* One node named only: fewer than the threshold, refused, nothing written. */
-    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
-            "--fragment-node", n->node[0], "--node", n->node[LAB], "--out", "one.txt");
+    r = cli_run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
+                "--fragment-node", n->node[0], "--node", n->node[LAB], "--out", "one.txt");
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "threshold"));
     proc_result_free(&r);
-    assert_false(file_exists(n, "one.txt"));
+    assert_false(cli_net_file_exists(n, "one.txt"));
 
     /* A grant whose fragments were made from another delegating key than
      * the one it names (here: the lab-result fragments, the imaging key
@@ -514,7 +343,7 @@ static void test_grantee_path(void **state)
      * refuses a capsule fragment, so none is made from a key the patient
      * did not name. */
     {
-        Ehr__V1__TxBody *orig = tx_body(n, HOSPITAL, consent);
+        Ehr__V1__TxBody *orig = cli_net_tx_body(n, HOSPITAL, consent);
         Ehr__V1__ConsentGrant forged = *orig->consent_grant;
         forged.purpose = EHR__V1__PURPOSE__PURPOSE_RESEARCH;
         ehr_identity *pat = sodium_malloc(sizeof *pat);
@@ -538,46 +367,47 @@ static void test_grantee_path(void **state)
         ehr_pre_key_wipe(&imaging);
         sodium_free(pat);
         ehr__v1__tx_body__free_unpacked(orig, NULL);
-        r = run(n, "access", "request", record_hex, "--purpose", "research", "--key", "node1.key",
-                "--node", n->node[HOSPITAL], "--json");
-        submitted(&r, hash, decision, sizeof decision);
+        r = cli_run(n, "access", "request", record_hex, "--purpose", "research", "--key",
+                    "node1.key", "--node", n->node[HOSPITAL], "--json");
+        cli_submitted(&r, hash, decision, sizeof decision);
         assert_string_equal(decision, "permit");
         uint8_t research_permit[EHR_HASH_BYTES];
-        hex_decode(research_permit, hash, EHR_HASH_BYTES);
+        cli_hex_decode(research_permit, hash, EHR_HASH_BYTES);
         for (size_t i = 0; i < NODES; i++)
-            assert_int_equal(cfrag_get(n, i, LAB, record, research_permit, &none, named),
+            assert_int_equal(cli_net_cfrag_get(n, i, LAB, record, research_permit, &none, named),
                              RPC_STATUS_PERMISSION_DENIED);
-        r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", hash,
-                "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--node",
-                n->node[LAB], "--out", "forged.txt");
+        r = cli_run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", hash,
+                    "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--node",
+                    n->node[LAB], "--out", "forged.txt");
         assert_int_equal(r.status, 1);
         proc_result_free(&r);
-        assert_false(file_exists(n, "forged.txt"));
+        assert_false(cli_net_file_exists(n, "forged.txt"));
         /* Revoked again, so that the revocation below leaves the lab none. */
         char forged_hex[KEY_HEX];
         sodium_bin2hex(forged_hex, sizeof forged_hex, forged_id, EHR_HASH_BYTES);
-        r = run(n, "consent", "revoke", forged_hex, "--key", "patient.key", "--node",
-                n->node[HOSPITAL], "--wait", "--json");
-        submitted(&r, hash, NULL, 0);
+        r = cli_run(n, "consent", "revoke", forged_hex, "--key", "patient.key", "--node",
+                    n->node[HOSPITAL], "--wait", "--json");
+        cli_submitted(&r, hash, NULL, 0);
     }
 
     /* One node down: the two others still open the record. */
     assert_int_equal(cluster_stop(&n->c, INSURER), 0);
     assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
     for (size_t i = 0; i < 2; i++)
-        assert_int_equal(cfrag_get(n, i, LAB, record, permit, &cfrags[i], named), RPC_STATUS_OK);
+        assert_int_equal(cli_net_cfrag_get(n, i, LAB, record, permit, &cfrags[i], named),
+                         RPC_STATUS_OK);
     assert_int_equal(ehr_pre_decapsulate_cfrags(&lab, delegating, &capsule, cfrags, 2, got, NULL),
                      0);
     assert_memory_equal(got, want, sizeof want);
     /* The lab's record get with a new access request (--purpose), the
      * insurer's node down and still named: a warning, and the bytes. */
-    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--purpose", "treatment",
-            "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--fragment-node",
-            n->node[2], "--node", n->node[LAB], "--out", "lab-again.txt");
-    assert_ok(&r);
+    r = cli_run(n, "record", "get", record_hex, "--key", "node1.key", "--purpose", "treatment",
+                "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--fragment-node",
+                n->node[2], "--node", n->node[LAB], "--out", "lab-again.txt");
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.err, n->node[INSURER]));
     proc_result_free(&r);
-    assert_file_equal(n, "lab-again.txt", "result.txt");
+    cli_net_assert_same_file(n, "lab-again.txt", "result.txt");
 
     /* NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX at its edge: the insurer's node
      * back, each job held CAPSULE_DELAY_MS; of FLOOD requests at once, the
@@ -587,7 +417,7 @@ static void test_grantee_path(void **state)
     cluster_start_env(&n->c, INSURER, "EHR_TEST_CAPSULE_DELAY_MS", delay);
     int status = RPC_STATUS_UNAVAILABLE;
     for (int tries = 0; tries < 100 && status != RPC_STATUS_OK; tries++) {
-        status = cfrag_get(n, INSURER, LAB, record, permit, &none, named);
+        status = cli_net_cfrag_get(n, INSURER, LAB, record, permit, &none, named);
         if (status != RPC_STATUS_OK) /* starting, or catching up */
             usleep(100 * 1000);
     }
@@ -598,7 +428,7 @@ static void test_grantee_path(void **state)
     for (size_t i = 0; i < FLOOD; i++) {
         flood[i].n = n;
         flood[i].node = INSURER;
-        flood[i].request_len = cfrag_request(n, LAB, record, permit, flood[i].request);
+        flood[i].request_len = cli_net_cfrag_request(n, LAB, record, permit, flood[i].request);
     }
     for (size_t i = 0; i < FLOOD; i++)
         assert_int_equal(pthread_create(&threads[i], NULL, flood_run, &flood[i]), 0);
@@ -615,19 +445,19 @@ static void test_grantee_path(void **state)
     /* Revoked: every node refuses from its block on. */
     char consent_hex[KEY_HEX];
     sodium_bin2hex(consent_hex, sizeof consent_hex, consent, EHR_HASH_BYTES);
-    r = run(n, "consent", "revoke", consent_hex, "--key", "patient.key", "--node", any_node(n),
-            "--wait", "--json");
-    submitted(&r, hash, NULL, 0);
-    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
-            "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--node", n->node[LAB],
-            "--out", "revoked.txt");
+    r = cli_run(n, "consent", "revoke", consent_hex, "--key", "patient.key", "--node",
+                cli_net_any_node(n), "--wait", "--json");
+    cli_submitted(&r, hash, NULL, 0);
+    r = cli_run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
+                "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--node",
+                n->node[LAB], "--out", "revoked.txt");
     assert_int_equal(r.status, 8); /* no current consent: not even the anchor is read */
     proc_result_free(&r);
-    assert_false(file_exists(n, "revoked.txt"));
+    assert_false(cli_net_file_exists(n, "revoked.txt"));
     for (size_t i = 0; i < NODES; i++) {
         status = RPC_STATUS_UNAVAILABLE;
         for (int tries = 0; tries < 100 && status != RPC_STATUS_PERMISSION_DENIED; tries++) {
-            status = cfrag_get(n, i, LAB, record, permit, &none, named);
+            status = cli_net_cfrag_get(n, i, LAB, record, permit, &none, named);
             if (status != RPC_STATUS_PERMISSION_DENIED) /* catching up, or starting */
                 usleep(100 * 1000);
         }

@@ -4,14 +4,17 @@
  * whole) with the right hash; an empty record and one of exactly whole
  * pieces; two passes from one sealer give the same bytes; a flipped byte,
  * a cut-off, a missing final piece, bytes after it and another key are
- * refused; the pointer round-trips, refuses another key, a bad length and
- * an address out of bounds (its limit at the edge).
+ * refused, with the hash on this thread and on a second one; the pointer
+ * round-trips, refuses another key, a bad length and an address out of
+ * bounds (its limit at the edge); the hash pipe (ehr_hash_pipe) hashes
+ * and sinks every byte in order and reports its sink's failure.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,12 +61,16 @@ static uint8_t *seal(const uint8_t key[32], const uint8_t *plain, size_t len, si
     return out;
 }
 
-/* Open CIPHER (LEN) with KEY in pieces of STEP; 0 and the plaintext in SINK, or the error. */
+/* Open CIPHER (LEN) with KEY in pieces of STEP, hashing on a second
+ * thread when PIPELINED; 0 and the plaintext in SINK, or the error. */
 static int open_all(const uint8_t key[32], const uint8_t *cipher, size_t len, size_t step,
-                    struct sink *sink, uint8_t hash[32])
+                    struct sink *sink, uint8_t hash[32], bool pipelined)
 {
     struct ehr_record_opener o;
-    ehr_record_opener_init(&o, key, sink_write, sink);
+    if (pipelined)
+        assert_int_equal(ehr_record_opener_init_pipelined(&o, key, sink_write, sink), 0);
+    else
+        ehr_record_opener_init(&o, key, sink_write, sink);
     int rc = 0;
     for (size_t off = 0; off < len && rc == 0; off += step)
         rc = ehr_record_opener_feed(&o, cipher + off, len - off < step ? len - off : step, NULL);
@@ -93,12 +100,14 @@ static void test_record_round_trips_in_any_pieces(void **state)
         assert_int_equal(clen, ehr_record_sealed_bytes(lens[i]));
         uint8_t want[32];
         ehr_sha256(want, cipher, clen);
-        for (size_t j = 0; j < EHR_ARRAY_COUNT(steps); j++) {
-            if (steps[j] == 1 && lens[i] > 70000)
+        for (size_t j = 0; j < 2 * EHR_ARRAY_COUNT(steps); j++) {
+            size_t step = steps[j / 2];
+            bool pipelined = j % 2 == 1;
+            if (step == 1 && lens[i] > 70000)
                 continue; /* a byte at a time is slow; the small ones cover it */
             struct sink sink = {.data = malloc(lens[i] + 1), .cap = lens[i]};
             uint8_t got[32];
-            assert_int_equal(open_all(key, cipher, clen, steps[j], &sink, got), 0);
+            assert_int_equal(open_all(key, cipher, clen, step, &sink, got, pipelined), 0);
             assert_int_equal(sink.len, lens[i]);
             assert_memory_equal(sink.data, plain, lens[i]);
             assert_memory_equal(got, want, 32);
@@ -111,9 +120,8 @@ static void test_record_round_trips_in_any_pieces(void **state)
 
 /* Any change is refused: a flipped byte anywhere, the last byte cut off, a
  * whole piece cut off, a byte appended, another key. */
-static void test_record_refuses_every_alteration(void **state)
+static void refuses_every_alteration(bool pipelined)
 {
-    (void)state;
     uint8_t key[32], other[32];
     randombytes_buf(key, sizeof key);
     randombytes_buf(other, sizeof other);
@@ -127,32 +135,128 @@ static void test_record_refuses_every_alteration(void **state)
     for (size_t i = 0; i < EHR_ARRAY_COUNT(flips); i++) {
         cipher[flips[i]] ^= 0x40;
         sink.len = 0;
-        assert_int_equal(open_all(key, cipher, clen, 4096, &sink, hash), EHR_ECORRUPT);
+        assert_int_equal(open_all(key, cipher, clen, 4096, &sink, hash, pipelined), EHR_ECORRUPT);
         cipher[flips[i]] ^= 0x40;
     }
     sink.len = 0;
-    assert_int_equal(open_all(key, cipher, clen - 1, 4096, &sink, hash), EHR_ECORRUPT);
+    assert_int_equal(open_all(key, cipher, clen - 1, 4096, &sink, hash, pipelined), EHR_ECORRUPT);
     sink.len = 0;
     assert_int_equal(open_all(key, cipher, EHR_RECORD_HEADER_BYTES + EHR_RECORD_SEALED_PIECE_BYTES,
-                              4096, &sink, hash),
+                              4096, &sink, hash, pipelined),
                      EHR_ECORRUPT); /* no final piece */
     sink.len = 0;
-    assert_int_equal(open_all(key, cipher, 10, 4096, &sink, hash), EHR_ECORRUPT);
+    assert_int_equal(open_all(key, cipher, 10, 4096, &sink, hash, pipelined), EHR_ECORRUPT);
     uint8_t *longer = malloc(clen + 1);
     memcpy(longer, cipher, clen);
     longer[clen] = 0;
     sink.len = 0;
-    assert_int_equal(open_all(key, longer, clen + 1, 4096, &sink, hash), EHR_ECORRUPT);
+    assert_int_equal(open_all(key, longer, clen + 1, 4096, &sink, hash, pipelined), EHR_ECORRUPT);
     sink.len = 0;
-    assert_int_equal(open_all(other, cipher, clen, 4096, &sink, hash), EHR_ECORRUPT);
+    assert_int_equal(open_all(other, cipher, clen, 4096, &sink, hash, pipelined), EHR_ECORRUPT);
     /* A write that fails stops the opener with its error. */
     struct sink tiny = {.data = malloc(10), .cap = 10};
-    assert_int_equal(open_all(key, cipher, clen, 4096, &tiny, hash), -1);
+    assert_int_equal(open_all(key, cipher, clen, 4096, &tiny, hash, pipelined), -1);
     free(tiny.data);
     free(longer);
     free(sink.data);
     free(cipher);
     free(plain);
+}
+
+static void test_record_refuses_every_alteration(void **state)
+{
+    (void)state;
+    refuses_every_alteration(false);
+    refuses_every_alteration(true); /* the hash on a second thread */
+}
+
+/* A hash pipe's sink: the bytes it is handed, in order; fails once
+ * FAIL_AFTER bytes have come (0: never). */
+struct pipe_sink {
+    uint8_t *data;
+    size_t len, cap, fail_after;
+    unsigned calls;
+};
+
+static int pipe_sink_write(void *ctx, const uint8_t *data, size_t len)
+{
+    struct pipe_sink *s = ctx;
+    s->calls++;
+    if (s->fail_after != 0 && s->len + len > s->fail_after)
+        return -ENOSPC;
+    assert_true(s->len + len <= s->cap);
+    memcpy(s->data + s->len, data, len);
+    s->len += len;
+    return 0;
+}
+
+/*
+ * ehr_hash_pipe: the SHA-256 of every byte pushed, in order, whatever the
+ * slots' fill (full, partial, empty, copied in by _write across slots), and
+ * the sink handed the same bytes; many more slots than the ring holds (the
+ * producer waits for the thread); the sink's first error from _error and
+ * _finish, after which it is not called again; _free with a slot taken.
+ */
+static void test_hash_pipe(void **state)
+{
+    (void)state;
+    enum { SLOT = 1000, TOTAL = 50 * EHR_HASH_PIPE_SLOTS * SLOT };
+    uint8_t *data = malloc(TOTAL);
+    assert_non_null(data);
+    randombytes_buf(data, TOTAL);
+    uint8_t want[32], got[32];
+    ehr_sha256(want, data, TOTAL);
+    struct pipe_sink sink = {.data = malloc(TOTAL), .cap = TOTAL};
+    struct ehr_hash_pipe *p;
+    assert_int_equal(ehr_hash_pipe_start(&p, SLOT, pipe_sink_write, &sink), 0);
+    size_t off = 0;
+    for (size_t i = 0; off < TOTAL; i++) {
+        size_t n = i % 3 == 0 ? SLOT : i % 3 == 1 ? SLOT / 3 : 0;
+        n = n < TOTAL - off ? n : TOTAL - off;
+        uint8_t *slot = ehr_hash_pipe_slot(p);
+        memcpy(slot, data + off, n);
+        ehr_hash_pipe_push(p, n);
+        off += n;
+    }
+    assert_int_equal(ehr_hash_pipe_error(p), 0);
+    assert_int_equal(ehr_hash_pipe_finish(p, got), 0);
+    assert_memory_equal(got, want, 32);
+    assert_int_equal(sink.len, TOTAL);
+    assert_memory_equal(sink.data, data, TOTAL);
+
+    /* _write across slots, no sink. */
+    assert_int_equal(ehr_hash_pipe_start(&p, SLOT, NULL, NULL), 0);
+    ehr_hash_pipe_write(p, data, 1);
+    ehr_hash_pipe_write(p, data + 1, TOTAL - 1);
+    assert_int_equal(ehr_hash_pipe_finish(p, got), 0);
+    assert_memory_equal(got, want, 32);
+
+    /* Nothing pushed: the hash of nothing. */
+    assert_int_equal(ehr_hash_pipe_start(&p, SLOT, NULL, NULL), 0);
+    assert_int_equal(ehr_hash_pipe_finish(p, got), 0);
+    ehr_sha256(want, data, 0);
+    assert_memory_equal(got, want, 32);
+
+    /* The sink fails: reported, and not called again. */
+    struct pipe_sink failing = {.data = malloc(TOTAL), .cap = TOTAL, .fail_after = 5 * SLOT};
+    assert_int_equal(ehr_hash_pipe_start(&p, SLOT, pipe_sink_write, &failing), 0);
+    ehr_hash_pipe_write(p, data, TOTAL);
+    memset(got, 0xaa, sizeof got);
+    assert_int_equal(ehr_hash_pipe_error(p), -ENOSPC); /* a full ring's wait ago */
+    assert_int_equal(ehr_hash_pipe_finish(p, got), -ENOSPC);
+    assert_int_equal(failing.calls, 6);
+    assert_int_equal(failing.len, 5 * SLOT);
+    assert_int_equal(got[0], 0xaa); /* no hash after a failure */
+
+    /* Released with a slot taken and never pushed. */
+    assert_int_equal(ehr_hash_pipe_start(&p, SLOT, NULL, NULL), 0);
+    ehr_hash_pipe_write(p, data, 3 * SLOT);
+    (void)ehr_hash_pipe_slot(p);
+    ehr_hash_pipe_free(p);
+    ehr_hash_pipe_free(NULL);
+    free(failing.data);
+    free(sink.data);
+    free(data);
 }
 
 static void test_record_pointer_round_trip_and_limits(void **state)
@@ -201,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_record_round_trips_in_any_pieces),
         cmocka_unit_test(test_record_refuses_every_alteration),
         cmocka_unit_test(test_record_pointer_round_trip_and_limits),
+        cmocka_unit_test(test_hash_pipe),
     };
     return cmocka_run_group_tests_name("record encryption", tests, NULL, NULL);
 }

@@ -1,0 +1,208 @@
+/*
+ * cli_net.c - the shared fixture and checks of the ehrctl tests on a real
+ * network of several members (cli_net.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cli_net.h"
+#include "ehr/v1/node.pb-c.h"
+#include "ehr_crypto.h"
+#include "ledger_format.h"
+#include "read_auth.h"
+
+struct cli_net *cli_net_start(size_t count, const char *ehrd, uint64_t leader_wait_ms)
+{
+    if (ehr_crypto_init() != 0)
+        return NULL;
+    struct cli_net *n = calloc(1, sizeof *n);
+    if (n == NULL)
+        return NULL;
+    cluster_create(&n->c, count, ehrd, CLI_NET_EHRCTL, NULL);
+    if (cluster_start_all(&n->c, n->node, n->hex, leader_wait_ms) != 0) {
+        cluster_destroy(&n->c, true);
+        free(n);
+        return NULL;
+    }
+    return n;
+}
+
+int cli_net_stop(struct cli_net *n)
+{
+    if (n == NULL)
+        return 0;
+    int failed = 0;
+    for (size_t i = 0; i < n->c.count; i++)
+        if (n->c.nodes[i].pid != 0 && cluster_stop(&n->c, i) != 0) {
+            print_error("node %zu did not stop cleanly (log: %s)\n", i, n->c.nodes[i].log);
+            failed = -1;
+        }
+    cluster_destroy(&n->c, failed != 0);
+    free(n);
+    return failed;
+}
+
+struct proc_result cli_net_run_args(const struct cli_net *n, const char *const *args)
+{
+    struct proc_spec spec = {
+        .path = CLI_NET_EHRCTL, .argv0 = "ehrctl", .args = args, .env = NULL, .cwd = n->c.root};
+    return proc_run(&spec);
+}
+
+void cli_assert_ok(const struct proc_result *r)
+{
+    if (r->status != 0)
+        fail_msg("exit %d; stdout: %s; stderr: %s", r->status, r->out, r->err);
+}
+
+json_t *cli_parse_json(const char *text)
+{
+    json_error_t error;
+    json_t *root = json_loads(text, 0, &error);
+    if (root == NULL)
+        fail_msg("output is not JSON (%s): %s", error.text, text);
+    return root;
+}
+
+void cli_hex_decode(uint8_t *out, const char *hex, size_t len)
+{
+    assert_non_null(hex);
+    assert_int_equal(strlen(hex), 2 * len);
+    size_t got = 0;
+    assert_int_equal(sodium_hex2bin(out, len, hex, 2 * len, NULL, &got, NULL), 0);
+    assert_int_equal(got, len);
+}
+
+void cli_submitted(struct proc_result *r, char hash[CLI_NET_HEX_BYTES], char *decision, size_t size)
+{
+    cli_assert_ok(r);
+    json_t *out = cli_parse_json(r->out);
+    snprintf(hash, CLI_NET_HEX_BYTES, "%s", json_string_value(json_object_get(out, "hash")));
+    json_t *result = json_object_get(out, "result");
+    assert_string_equal(json_string_value(json_object_get(result, "code")), "ok");
+    if (decision != NULL)
+        snprintf(decision, size, "%s", json_string_value(json_object_get(result, "decision")));
+    json_decref(out);
+    proc_result_free(r);
+    assert_int_equal(strlen(hash), 2 * EHR_HASH_BYTES);
+}
+
+const char *cli_net_any_node(const struct cli_net *n)
+{
+    for (size_t i = 0; i < n->c.count; i++)
+        if (n->c.nodes[i].pid != 0)
+            return n->node[i];
+    fail_msg("no node runs");
+    return NULL;
+}
+
+bool cli_net_file_exists(const struct cli_net *n, const char *name)
+{
+    return access(proc_path(n->c.root, name), F_OK) == 0;
+}
+
+void cli_net_file_sha256(const struct cli_net *n, const char *name, uint8_t hash[EHR_SHA256_BYTES],
+                         uint64_t *size)
+{
+    enum { READ_BYTES = 1 << 20 };
+    FILE *f = fopen(proc_path(n->c.root, name), "rb");
+    if (f == NULL)
+        fail_msg("cannot open %s", name);
+    uint8_t *buf = malloc(READ_BYTES);
+    assert_non_null(buf);
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    uint64_t total = 0;
+    size_t got;
+    while ((got = fread(buf, 1, READ_BYTES, f)) > 0) {
+        crypto_hash_sha256_update(&st, buf, got);
+        total += got;
+    }
+    assert_int_equal(ferror(f), 0);
+    fclose(f);
+    free(buf);
+    crypto_hash_sha256_final(&st, hash);
+    *size = total;
+}
+
+void cli_net_assert_same_file(const struct cli_net *n, const char *a, const char *b)
+{
+    uint8_t ha[EHR_SHA256_BYTES], hb[EHR_SHA256_BYTES];
+    uint64_t la, lb;
+    cli_net_file_sha256(n, a, ha, &la);
+    cli_net_file_sha256(n, b, hb, &lb);
+    if (la != lb || memcmp(ha, hb, sizeof ha) != 0)
+        fail_msg("%s (%llu bytes) and %s (%llu bytes) differ", a, (unsigned long long)la, b,
+                 (unsigned long long)lb);
+}
+
+Ehr__V1__TxBody *cli_net_tx_body(struct cli_net *n, size_t i, const uint8_t hash[EHR_HASH_BYTES])
+{
+    Ehr__V1__GetTransactionRequest q = EHR__V1__GET_TRANSACTION_REQUEST__INIT;
+    q.tx_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)hash};
+    uint8_t buf[64];
+    size_t len = ehr__v1__get_transaction_request__pack(&q, buf);
+    struct rpc_result res;
+    assert_int_equal(cluster_call(&n->c, i, "GetTransaction", buf, len, CLI_NET_CALL_MS, &res), 0);
+    Ehr__V1__GetTransactionResponse *r =
+        ehr__v1__get_transaction_response__unpack(NULL, res.response_len, res.response);
+    assert_non_null(r);
+    ledger_tx_view v;
+    assert_int_equal(ledger_tx_envelope_parse(r->envelope.data, r->envelope.len, &v, NULL), 0);
+    Ehr__V1__TxBody *b = ehr__v1__tx_body__unpack(NULL, v.body_len, v.body);
+    assert_non_null(b);
+    ehr__v1__get_transaction_response__free_unpacked(r, NULL);
+    rpc_result_clear(&res);
+    return b;
+}
+
+size_t cli_net_cfrag_request(struct cli_net *n, size_t signer, const uint8_t record[EHR_HASH_BYTES],
+                             const uint8_t permit[EHR_HASH_BYTES],
+                             uint8_t buf[CLI_NET_CFRAG_REQUEST_BYTES_MAX])
+{
+    Ehr__V1__GetCapsuleFragmentRequest q = EHR__V1__GET_CAPSULE_FRAGMENT_REQUEST__INIT;
+    q.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)record};
+    q.permit_tx = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)permit};
+    struct node_read_auth_signed auth;
+    uint64_t now = (uint64_t)time(NULL) * 1000;
+    assert_int_equal(node_read_auth_sign(
+                         &auth, &q.base, &q.auth, n->c.chain_id, "/ehr.v1.Node/GetCapsuleFragment",
+                         &n->c.nodes[signer].identity->signing, now - 1000, now + 60000),
+                     0);
+    assert_true(ehr__v1__get_capsule_fragment_request__get_packed_size(&q) <=
+                CLI_NET_CFRAG_REQUEST_BYTES_MAX);
+    return ehr__v1__get_capsule_fragment_request__pack(&q, buf);
+}
+
+int cli_net_cfrag_get(struct cli_net *n, size_t i, size_t signer,
+                      const uint8_t record[EHR_HASH_BYTES], const uint8_t permit[EHR_HASH_BYTES],
+                      ehr_pre_cfrag *cfrag, uint8_t delegating[EHR_PRE_PUBLIC_BYTES])
+{
+    uint8_t buf[CLI_NET_CFRAG_REQUEST_BYTES_MAX];
+    size_t len = cli_net_cfrag_request(n, signer, record, permit, buf);
+    struct rpc_result res;
+    int status = cluster_call(&n->c, i, "GetCapsuleFragment", buf, len, CLI_NET_CALL_MS, &res);
+    if (status == 0) {
+        Ehr__V1__GetCapsuleFragmentResponse *r =
+            ehr__v1__get_capsule_fragment_response__unpack(NULL, res.response_len, res.response);
+        assert_non_null(r);
+        assert_int_equal(r->delegating_key.len, EHR_PRE_PUBLIC_BYTES);
+        memcpy(delegating, r->delegating_key.data, EHR_PRE_PUBLIC_BYTES);
+        assert_int_equal(ehr_pre_cfrag_decode(cfrag, r->cfrag.data, r->cfrag.len, NULL), 0);
+        ehr__v1__get_capsule_fragment_response__free_unpacked(r, NULL);
+    } else {
+        assert_int_equal(res.response_len, 0);
+    }
+    rpc_result_clear(&res);
+    return status;
+}
