@@ -18,7 +18,9 @@
  *     the deny after it;
  *   - a node that finds the blob of an erased record at start (put back
  *     while it was down, as a node that missed the erase would hold it)
- *     deletes it.
+ *     deletes it;
+ *   - `ledger verify` of a node's data directory: the chain with the erase
+ *     still verifies, the erase replayed to the same result and state.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -446,6 +448,16 @@ static void test_patient_erases_a_record(void **state)
     eventually(RPC_STATUS_FAILED_PRECONDITION,
                blob_get(n, HOSPITAL, &patient->signing, record, blob, msg));
     assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
+
+    /* The chain still verifies offline, the erase replayed through the
+     * rules to the same results and state, the anchor in its block. */
+    assert_int_equal(cluster_stop(&n->c, LAB), 0);
+    r = run(n, "ledger", "verify", "--data", n->c.nodes[LAB].dir, "--json");
+    assert_ok(&r);
+    out = parse_json(r.out);
+    assert_true(json_is_true(json_object_get(out, "ok")));
+    json_decref(out);
+    proc_result_free(&r);
     sodium_free(patient);
     free(ciphertext);
 }
