@@ -668,6 +668,7 @@ int cli__cmd_practitioner_remove(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_record_anchor(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_consent_grant(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_consent_revoke(struct cli__ctx *ctx, int argc, char **argv);
+int cli__cmd_record_erase(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_access_request(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_access_emergency(struct cli__ctx *ctx, int argc, char **argv);
 int cli__cmd_member_list(struct cli__ctx *ctx, int argc, char **argv);

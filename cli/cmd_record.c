@@ -1,6 +1,10 @@
 /*
- * cmd_record.c - `ehrctl record anchor`: a custodian (the member whose key
- * signs) anchors an already-encrypted record kept off the ledger
+ * cmd_record.c - `ehrctl record anchor` and `record erase`. Erase: the
+ * patient (whose key signs) erases one of their records (tx.proto
+ * RecordErase): the anchor stays as a tombstone, every node refuses the
+ * record's blob, capsule fragments and new access from the erase's block
+ * on, and deletes its copy of the ciphertext. Anchor: a custodian (the
+ * member whose key signs) anchors an already-encrypted record kept off the ledger
  * (tx.proto RecordAnchor): the patient, the record type, the encrypted
  * pointer to the ciphertext, the ciphertext's SHA-256 and size, and what it
  * supersedes. The record's id is the transaction's hash, printed first.
@@ -220,4 +224,58 @@ int cli__cmd_record_anchor(struct cli__ctx *ctx, int argc, char **argv)
     if (extra == NULL)
         ehr_panic("out of memory building JSON");
     return cli__signed_tx_submit(ctx, &a.tx, NULL, &body, "record", extra);
+}
+
+int cli__cmd_record_erase(struct cli__ctx *ctx, int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"ground", required_argument, NULL, 'g'}, CLI_SIGNED_TX_OPTIONS, CLI_COMMON_OPTIONS};
+    struct cli__signed_tx tx = {0};
+    const char *ground_arg = NULL;
+    int c;
+    while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
+        if (c == 'g')
+            ground_arg = optarg;
+        else if (cli__signed_tx_option(ctx, c, optarg, &tx) != 0)
+            return CLI_EXIT_USAGE;
+    }
+    if (c == CLI_OPT_EXIT)
+        return ctx->exit_code;
+    if (argc - optind != 1)
+        return cli__usage_error(ctx, "give one RECORD_ID (the anchor's transaction hash, as "
+                                     "records and record add print it)");
+    uint8_t record_id[EHR_HASH_BYTES];
+    ehr_diag why;
+    if (cli__hex_arg(argv[optind], record_id, sizeof record_id, &why) != 0)
+        return cli__usage_error(ctx, "RECORD_ID %s", why.msg);
+    int ground = EHR__V1__ERASE_GROUND__ERASE_GROUND_UNSPECIFIED;
+    if (ground_arg != NULL &&
+        cli__enum_arg(&ehr__v1__erase_ground__descriptor, ground_arg, &ground) != 0) {
+        char names[TYPE_NAMES_BYTES];
+        cli__enum_names(&ehr__v1__erase_ground__descriptor, names, sizeof names);
+        return cli__usage_error(ctx, "--ground \"%.40s\" is not an erasure ground: %s", ground_arg,
+                                names);
+    }
+    int exit_code = cli__signed_tx_finish(ctx, &tx);
+    if (exit_code != 0)
+        return exit_code;
+    Ehr__V1__RecordErase erase = EHR__V1__RECORD_ERASE__INIT;
+    erase.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, record_id};
+    erase.ground = (Ehr__V1__EraseGround)ground;
+    Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
+    body.payload_case = EHR__V1__TX_BODY__PAYLOAD_RECORD_ERASE;
+    body.record_erase = &erase;
+    char record_hex[HASH_HEX_BYTES];
+    ehr_hex_encode(record_hex, record_id, EHR_HASH_BYTES);
+    json_t *extra =
+        ctx->json
+            ? json_pack("{s:s, s:o}", "record_id", record_hex, "ground",
+                        cli__json_enum(&ehr__v1__erase_ground__descriptor, ground))
+            : json_pack("{s:s, s:s}", "erases", record_hex, "then",
+                        "once committed, every node refuses the record's ciphertext, key "
+                        "fragments and new access, and deletes its copy of the ciphertext; the "
+                        "anchor and the audit trail stay");
+    if (extra == NULL)
+        ehr_panic("out of memory building JSON");
+    return cli__signed_tx_submit(ctx, &tx, NULL, &body, NULL, extra);
 }

@@ -601,10 +601,12 @@ static void get_message(void *data, const uint8_t *message, size_t message_len)
     ehr__v1__get_blob_response__free_unpacked(r, NULL);
 }
 
-/* The record's anchor from GetRecord's answer, checked to be RECORD_ID's. */
+/* The record's anchor from GetRecord's answer, checked to be RECORD_ID's;
+ * *ERASED_HEIGHT the height its patient erased it at (0: not erased). */
 static const char *anchor_from(const struct rpc_result *result, const uint8_t record_id[32],
-                               Ehr__V1__TxBody **out)
+                               Ehr__V1__TxBody **out, uint64_t *erased_height)
 {
+    *erased_height = 0;
     Ehr__V1__GetRecordResponse *r =
         ehr__v1__get_record_response__unpack(NULL, result->response_len, result->response);
     if (r == NULL)
@@ -623,6 +625,13 @@ static const char *anchor_from(const struct rpc_result *result, const uint8_t re
         *out = ehr__v1__tx_body__unpack(NULL, v.body_len, v.body);
         if (*out == NULL || (*out)->payload_case != EHR__V1__TX_BODY__PAYLOAD_RECORD_ANCHOR)
             bad = "the anchor is not a record anchor";
+    }
+    if (bad == NULL && r->record != NULL && r->record->record != NULL &&
+        r->record->record->erased) {
+        if (r->record->record->erased_at == NULL || r->record->record->erased_at->height == 0)
+            bad = "an erased record without the place of its erasure";
+        else
+            *erased_height = r->record->record->erased_at->height;
     }
     ehr__v1__get_record_response__free_unpacked(r, NULL);
     return bad;
@@ -740,10 +749,20 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
         rpc_result_clear(&result);
         goto out;
     }
-    const char *bad = anchor_from(&result, record_id, &body);
+    uint64_t erased_height = 0;
+    const char *bad = anchor_from(&result, record_id, &body, &erased_height);
     rpc_result_clear(&result);
     if (bad != NULL) {
         exit_code = cli__node_bad_answer(&node, "record get", bad);
+        goto out;
+    }
+    if (erased_height != 0) {
+        char erased[160];
+        snprintf(erased, sizeof erased,
+                 "the record was erased by its patient at height %llu: no node serves its "
+                 "ciphertext or makes a key fragment for it",
+                 (unsigned long long)erased_height);
+        exit_code = cli__fail(erased, "record get");
         goto out;
     }
     const Ehr__V1__RecordAnchor *an = body->record_anchor;

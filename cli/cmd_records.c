@@ -39,6 +39,8 @@ static const char *record_check(const Ehr__V1__RecordInfo *r)
         return "a record's supersedes is neither empty nor 32 bytes";
     if (r->record->superseded_by.len != 0 && r->record->superseded_by.len != EHR_HASH_BYTES)
         return "a record's superseded_by is neither empty nor 32 bytes";
+    if (r->record->erased && !cli__listing_place_ok(r->record->erased_at))
+        return "an erased record without the place of its erasure";
     return NULL;
 }
 
@@ -62,8 +64,11 @@ static void record_print(const struct cli__listing *l, const Ehr__V1__RecordInfo
     }
     if (e->superseded_by.len == EHR_HASH_BYTES && at < sizeof line) {
         cli__listing_short_hex(e->superseded_by.data, EHR_HASH_BYTES, other);
-        snprintf(line + at, sizeof line - at, "  superseded by %s", other);
+        at += (size_t)snprintf(line + at, sizeof line - at, "  superseded by %s", other);
     }
+    if (e->erased && at < sizeof line)
+        snprintf(line + at, sizeof line - at, "  ERASED at %llu/%u",
+                 (unsigned long long)e->erased_at->height, e->erased_at->position);
     printf("%s\n", line);
 }
 
@@ -80,7 +85,13 @@ static json_t *record_json(const struct cli__listing *l, const Ehr__V1__RecordIn
                   "anchored", cli__listing_place_json(e->anchored), "supersedes",
                   cli__listing_json_key(e->supersedes.data, e->supersedes.len), "superseded_by",
                   cli__listing_json_key(e->superseded_by.data, e->superseded_by.len));
-    if (j == NULL)
+    if (j == NULL || json_object_set_new(j, "erased", json_boolean(e->erased)) != 0 ||
+        json_object_set_new(j, "erased_at",
+                            e->erased ? cli__listing_place_json(e->erased_at) : json_null()) != 0 ||
+        json_object_set_new(
+            j, "erase_ground",
+            e->erased ? cli__json_enum(&ehr__v1__erase_ground__descriptor, (int)e->erase_ground)
+                      : json_null()) != 0)
         ehr_panic("out of memory building JSON");
     return j;
 }
@@ -170,7 +181,7 @@ int cli__cmd_records(struct cli__ctx *ctx, int argc, char **argv)
     } else {
         snprintf(l.header, sizeof l.header,
                  "records of patient %s (record id, type, anchored at height/position and "
-                 "time, custodian)",
+                 "time, custodian; ERASED once the patient erased it)",
                  patient_hex);
     }
     exit_code = cli__listing_run(&l, &q, root, "records");
@@ -238,6 +249,17 @@ static void record_show_print(const struct cli__listing *l, const Ehr__V1__Recor
     if (e->superseded_by.len == EHR_HASH_BYTES)
         ehr_hex_encode(hex, e->superseded_by.data, EHR_HASH_BYTES);
     cli__print_field("superseded by", hex[0] ? hex : "-");
+    if (e->erased) {
+        char ground[40];
+        cli__time_iso(e->erased_at->time_ms, time, sizeof time);
+        snprintf(text, sizeof text,
+                 "by the patient at height %llu, position %u, %s (%s): its ciphertext is deleted "
+                 "and no node serves it",
+                 (unsigned long long)e->erased_at->height, e->erased_at->position, time,
+                 cli__enum_short(&ehr__v1__erase_ground__descriptor, (int)e->erase_ground, ground,
+                                 sizeof ground));
+        cli__print_field("ERASED", text);
+    }
     /* The pointer is sealed: shown as hex, its first bytes only. */
     enum { POINTER_SHOWN_BYTES = 64 };
     char pointer[2 * POINTER_SHOWN_BYTES + 1];

@@ -403,7 +403,7 @@ json_t *cli__fhir_consent(const Ehr__V1__ConsentInfo *c, const char *grantee_nam
 
 /* ---- AuditEvent ---- */
 
-/* AuditEvent.action: C create, R read, U update (R4's AuditEventAction). */
+/* AuditEvent.action: C create, R read, U update, D delete (R4's AuditEventAction). */
 static const char *fhir_audit_action(int kind)
 {
     switch (kind) {
@@ -416,6 +416,8 @@ static const char *fhir_audit_action(int kind)
     case EHR__V1__AUDIT_KIND__AUDIT_KIND_ACCESS:
     case EHR__V1__AUDIT_KIND__AUDIT_KIND_EMERGENCY:
         return "R";
+    case EHR__V1__AUDIT_KIND__AUDIT_KIND_ERASE:
+        return "D";
     default:
         return "E";
     }

@@ -416,6 +416,21 @@ static const struct cli__command commands[] = {
      "options:\n"
      "" SIGNER_OPTIONS_HELP("the patient") SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
      cli__cmd_consent_revoke},
+    {"record erase", "RECORD_ID [--ground G] --key PATIENT.key [--wait] [--node HOST:PORT]",
+     "The patient erases one of their records (crypto-shredding).",
+     "Signed by the record's patient (--key, the patient's key file). Once the erase\n"
+     "commits, every node refuses the record's ciphertext (GetBlob), its capsule\n"
+     "fragments and any new access request (a DENY, audited), and deletes its copy of\n"
+     "the ciphertext; `records` and `record show` mark it ERASED and `record get` fails.\n"
+     "The anchor and the audit trail stay on the ledger, and so do the copies a grantee\n"
+     "already opened (docs/DESIGN.md, \"Erasure\", says what erasure does and does not\n"
+     "achieve). Once per record.\n\n"
+     "options:\n"
+     "  --ground G              why, a code (never free text, the ledger keeps it):\n"
+     "                          no_longer_needed, consent_withdrawn, objection, unlawful,\n"
+     "                          legal_obligation (default: not stated)\n"
+     "" SIGNER_OPTIONS_HELP("the patient") SUBMIT_OPTIONS_HELP NODE_OPTIONS_HELP BUILT_TX_EXIT_HELP,
+     cli__cmd_record_erase},
     {"access request", "RECORD_ID --purpose P --key FILE [--node HOST:PORT]",
      "Ask to open a record; prints the decision (permit or deny, why).",
      "Signed by a member's node key or a registered practitioner's key; the requester's\n"

@@ -171,6 +171,7 @@ void contracts_block_end(contracts_block *b);
 #define CONTRACTS_PREFIX_GRANTEE_CONSENTS "grantee-consents/" /* + grantee + consent id */
 #define CONTRACTS_PREFIX_AUDIT "audit/"                       /* + patient + height8 + pos4 */
 #define CONTRACTS_PREFIX_AUDIT_EMERGENCY "audit-emergency/"   /* + patient + height8 + pos4 */
+#define CONTRACTS_PREFIX_ERASED_RECORDS "erased-records/"     /* + record id: empty */
 
 enum {
     CONTRACTS_KEY_PART_BYTES = 32, /* a public key, a record, consent or proposal id */

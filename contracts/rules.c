@@ -360,11 +360,15 @@ static int apply_anchor(struct apply *a)
             memcmp(old->custodian.data, a->body->signer.data, EHR_SCHNORR_PUBLIC_BYTES) == 0 &&
             memcmp(old->patient_key.data, p->patient_key.data, EHR_SCHNORR_PUBLIC_BYTES) == 0;
         bool taken = old->superseded_by.len != 0;
-        if (!same || taken) {
+        bool erased = old->erased;
+        if (!same || taken || erased) {
             ehr__v1__record_entry__free_unpacked(old, NULL);
-            return same ? refuse(a->r, CONFLICT, "that record is superseded already")
-                        : refuse(a->r, NOT_AUTHORIZED,
-                                 "a record supersedes only one of the same custodian and patient");
+            if (!same)
+                return refuse(a->r, NOT_AUTHORIZED,
+                              "a record supersedes only one of the same custodian and patient");
+            return taken ? refuse(a->r, CONFLICT, "that record is superseded already")
+                         : refuse(a->r, REFUSED,
+                                  "that record was erased by its patient: it is not amended");
         }
         old->superseded_by = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)a->tx->hash};
         uint8_t k[CONTRACTS_KEY_BYTES_MAX];
@@ -402,6 +406,59 @@ static int apply_anchor(struct apply *a)
     ev.institution = a->body->signer;
     ev.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)a->tx->hash};
     return audit(a, p->patient_key.data, &ev);
+}
+
+/*
+ * RecordErase: the record's patient erases it (crypto-shredding). The
+ * entry stays as a tombstone (id, patient, custodian, type, where anchored)
+ * and gains the erase's place and ground; "erased-records/" + id lists the
+ * erased records, so a node finds the blobs it must not hold without
+ * reading every record. The anchor is untouched: the chain still verifies.
+ */
+static int apply_erase(struct apply *a)
+{
+    const Ehr__V1__RecordErase *p = a->body->record_erase;
+    if (p->record_id.len != EHR_HASH_BYTES)
+        return refuse(a->r, MALFORMED, "record_id is not %d bytes", EHR_HASH_BYTES);
+    if (p->ground < EHR__V1__ERASE_GROUND__ERASE_GROUND_UNSPECIFIED ||
+        p->ground > EHR__V1__ERASE_GROUND__ERASE_GROUND_LEGAL_OBLIGATION)
+        return refuse(a->r, MALFORMED, "ground %d is not a known erasure ground", (int)p->ground);
+    Ehr__V1__RecordEntry *rec = NULL;
+    int rc = record_get(a, p->record_id, &rec);
+    if (rc == EHR_ENOTFOUND)
+        return refuse(a->r, NOT_FOUND, "no such record");
+    if (rc != 0)
+        return rc;
+    EHR_ASSERT(rec->patient_key.len == EHR_SCHNORR_PUBLIC_BYTES); /* written by these rules */
+    if (memcmp(rec->patient_key.data, a->body->signer.data, EHR_SCHNORR_PUBLIC_BYTES) != 0)
+        rc = refuse(a->r, NOT_AUTHORIZED, "only the record's patient erases it");
+    else if (rec->erased)
+        rc = refuse(a->r, CONFLICT, "the record is erased already");
+    else {
+        Ehr__V1__ChainPlace place;
+        place_fill(a, &place);
+        rec->erased = true;
+        rec->erase_ground = p->ground;
+        Ehr__V1__ChainPlace *had = rec->erased_at;
+        rec->erased_at = &place;
+        uint8_t k[CONTRACTS_KEY_BYTES_MAX];
+        size_t n = contracts_key(k, CONTRACTS_PREFIX_RECORD, p->record_id.data, NULL, NULL);
+        rc = put_message(a, k, n, &rec->base);
+        rec->erased_at = had;
+        if (rc == 0) {
+            n = contracts_key(k, CONTRACTS_PREFIX_ERASED_RECORDS, p->record_id.data, NULL, NULL);
+            rc = contracts_block_put(a->b, k, n, NULL, 0);
+        }
+        if (rc == 0) {
+            Ehr__V1__AuditEvent ev = EHR__V1__AUDIT_EVENT__INIT;
+            ev.kind = EHR__V1__AUDIT_KIND__AUDIT_KIND_ERASE;
+            ev.actor = a->body->signer;
+            ev.record_id = p->record_id;
+            rc = audit(a, a->body->signer.data, &ev);
+        }
+    }
+    ehr__v1__record_entry__free_unpacked(rec, NULL);
+    return rc;
 }
 
 /* ---- consents ---- */
@@ -442,9 +499,12 @@ static int apply_grant(struct apply *a)
         if (rc != 0)
             return rc;
         bool theirs = memcmp(rec->patient_key.data, patient, EHR_SCHNORR_PUBLIC_BYTES) == 0;
+        bool erased = rec->erased;
         ehr__v1__record_entry__free_unpacked(rec, NULL);
         if (!theirs)
             return refuse(a->r, NOT_AUTHORIZED, "record_ids[%zu] is another patient's record", i);
+        if (erased)
+            return refuse(a->r, REFUSED, "record_ids[%zu] was erased", i);
     }
     if (!purpose_ok(p->purpose))
         return refuse(a->r, MALFORMED, "purpose %d is not a known purpose", (int)p->purpose);
@@ -692,7 +752,10 @@ static int apply_access(struct apply *a, bool emergency)
     struct search s = {
         .a = a, .rec = rec, .record_id = record_id.data, .purpose = purpose, .who = &who};
     snprintf(s.why, sizeof s.why, "no consent of the patient covers this request");
-    if (emergency) {
+    if (rec->erased) {
+        /* Neither a consent nor the emergency policy opens an erased record. */
+        snprintf(s.why, sizeof s.why, "the record was erased by its patient");
+    } else if (emergency) {
         /* By the chain's rules alone: its genesis policy and the role. */
         rc = contracts_emergency_allowed(a->b, who.role, &s.permitted, a->value);
         if (rc == 0 && !s.permitted)
@@ -920,6 +983,8 @@ static int apply_payload(struct apply *a)
         return apply_grant(a);
     case EHR__V1__TX_BODY__PAYLOAD_CONSENT_REVOKE:
         return apply_revoke(a);
+    case EHR__V1__TX_BODY__PAYLOAD_RECORD_ERASE:
+        return apply_erase(a);
     case EHR__V1__TX_BODY__PAYLOAD_ACCESS_REQUEST:
         return apply_access(a, false);
     case EHR__V1__TX_BODY__PAYLOAD_EMERGENCY_ACCESS:

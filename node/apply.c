@@ -350,6 +350,7 @@ static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *dia
     uint8_t effects[EHR_HASH_BYTES], digest[EHR_HASH_BYTES];
     effects_hash(writes, write_count, n->applying.result_views, count, effects);
     digest_compute(v.hash, v.header.height, e->index, effects, digest);
+    node__blob_erase_block(n, writes, write_count); /* the blobs of records it erased */
     contracts_block_end(cb);
     ledger_block_view_release(&v);
     mempool_remove_committed(&n->pool, (const uint8_t(*)[EHR_HASH_BYTES])n->applying.hashes, count);

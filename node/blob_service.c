@@ -18,7 +18,8 @@
  * close (which waits for every call) also waits for the work, and the node
  * outlives it.
  *
- * Not here: the store itself (blobs.c); replication and erasure (not built).
+ * Not here: the store itself (blobs.c); deleting the blobs of erased
+ * records (blob_erase.c); replication (not built).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -459,8 +460,8 @@ static bool is_permit(const uint8_t *envelope, size_t envelope_len, const uint8_
     return ok;
 }
 
-/* The record's anchor's ciphertext_hash into OUT. Returns 0 or an error. */
-static int anchor_blob_id(ledger *l, const uint8_t record_id[32], uint8_t out[32])
+int node__anchor_blob_id(ledger *l, const uint8_t record_id[EHR_HASH_BYTES],
+                         uint8_t out[NODE_BLOB_ID_BYTES])
 {
     ledger_tx_location loc;
     uint8_t *env = NULL;
@@ -487,7 +488,8 @@ static int anchor_blob_id(ledger *l, const uint8_t record_id[32], uint8_t out[32
  * Who may download the record's blob: the signature first, then the
  * record's entry (its patient and custodian), then the requester: the
  * patient; the custodian or a practitioner of it; or the signer of the
- * committed permit PERMIT_TX names. Returns 0 or -1 with *A failed.
+ * committed permit PERMIT_TX names; and then no one if the patient erased
+ * the record (FAILED_PRECONDITION). Returns 0 or -1 with *A failed.
  */
 static int get_authorise(struct node *n, Ehr__V1__GetBlobRequest *q, node__answer *a)
 {
@@ -511,7 +513,7 @@ static int get_authorise(struct node *n, Ehr__V1__GetBlobRequest *q, node__answe
     if (rc == EHR_ENOTFOUND) {
         *a = (node__answer){.status = RPC_STATUS_NOT_FOUND};
         snprintf(a->msg, sizeof a->msg, "no record has this id on the ledger");
-    } else if (rc != 0 || (rc = anchor_blob_id(n->ledger, q->record_id.data, want)) != 0) {
+    } else if (rc != 0 || (rc = node__anchor_blob_id(n->ledger, q->record_id.data, want)) != 0) {
         *a = (node__answer){.status = RPC_STATUS_INTERNAL};
         snprintf(a->msg, sizeof a->msg, "cannot read the record: %s", ehr_strerror(rc));
     } else if (memcmp(want, q->blob_id.data, NODE_BLOB_ID_BYTES) != 0) {
@@ -549,6 +551,18 @@ static int get_authorise(struct node *n, Ehr__V1__GetBlobRequest *q, node__answe
                  "only the record's patient, its custodian and the holder of a committed permit "
                  "for it (permit_tx) read its blob");
         node__reads_refused(n, "GetBlob", RPC_STATUS_PERMISSION_DENIED, &q->auth->requester_key,
+                            &e->patient_key);
+    }
+    if (result == 0 && e->erased) {
+        /* Whoever may read it is told why not, the same from the erase's
+         * block on, deleted here yet or not. */
+        result = -1;
+        *a = (node__answer){.status = RPC_STATUS_FAILED_PRECONDITION};
+        snprintf(a->msg, sizeof a->msg,
+                 "the record was erased by its patient at height %" PRIu64
+                 ": no node serves its ciphertext any more",
+                 e->erased_at != NULL ? e->erased_at->height : 0);
+        node__reads_refused(n, "GetBlob", RPC_STATUS_FAILED_PRECONDITION, &q->auth->requester_key,
                             &e->patient_key);
     }
     if (e != NULL)

@@ -1,6 +1,7 @@
 /*
  * blobs.c - the blob store (blobs.h): content-addressed files written
- * atomically, read in chunks, and the sweep of unfinished writes.
+ * atomically, read in chunks, deleted durably, and the sweep of unfinished
+ * writes.
  *
  * POSIX caveats where they bite: rename(2) is atomic within one file
  * system, hence the temporary file in the blob's own directory; a rename
@@ -165,6 +166,24 @@ int node_blobs_stat(const struct node_blobs *store, const uint8_t id[NODE_BLOB_I
         return EHR_ENOTFOUND;
     if (size != NULL)
         *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int node_blobs_remove(const struct node_blobs *store, const uint8_t id[NODE_BLOB_ID_BYTES],
+                      ehr_diag *diag)
+{
+    EHR_ASSERT(store->dir_fd >= 0);
+    char sub[NODE_BLOB_PATH_BYTES_MAX], path[NODE_BLOB_PATH_BYTES_MAX];
+    blob_paths(store, id, sub, path);
+    if (unlink(path) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return EHR_ENOTFOUND;
+        return ehr_diag_fail(diag, -errno, "cannot remove %s: %s", path, strerror(errno));
+    }
+    /* The unlink is durable only once the directory is. */
+    int rc = fsync_dir(sub);
+    if (rc != 0)
+        return ehr_diag_fail(diag, rc, "cannot fsync %s: %s", sub, strerror(-rc));
     return 0;
 }
 

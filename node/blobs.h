@@ -11,8 +11,9 @@
  * time; different ones may run at once (the store itself holds only the
  * directory's descriptor).
  *
- * Not here: who may upload or download (blob_service.c), replication to
- * other members' nodes, erasure (not built yet, node/README.md "Blob store").
+ * Not here: who may upload or download (blob_service.c), which blobs a
+ * node must delete because their record was erased (blob_erase.c),
+ * replication to other members' nodes.
  *
  * Invariants:
  *   1. A blob id reaches a path only as the 64 lowercase hex digits this
@@ -77,6 +78,16 @@ void node_blob_id_hex(char out[NODE_BLOB_ID_HEX_BYTES + 1], const uint8_t id[NOD
 /* Is the blob ID stored? Returns 0 with *SIZE (may be NULL), EHR_ENOTFOUND, or -errno. */
 int node_blobs_stat(const struct node_blobs *store, const uint8_t id[NODE_BLOB_ID_BYTES],
                     uint64_t *size);
+
+/*
+ * Delete the blob ID (its record was erased), durably: the file is
+ * unlinked and its directory fsync'd, so a crash cannot bring it back.
+ * Idempotent. Returns 0 (deleted), EHR_ENOTFOUND (not stored: nothing to
+ * do), or -errno with DIAG. A reader that has the file open keeps reading
+ * what it opened (POSIX); the caller refuses new readers first.
+ */
+int node_blobs_remove(const struct node_blobs *store, const uint8_t id[NODE_BLOB_ID_BYTES],
+                      ehr_diag *diag);
 
 /* One write in progress: begin, write any number of times, then commit or abort. */
 struct node_blob_writer {

@@ -10,11 +10,13 @@
  *   1. the request is signed (node__read_authenticate);
  *   2. permit_tx is a committed access request by the signer for
  *      record_id whose decision was PERMIT; its result names the consent;
- *   3. that consent is not revoked and its period covers the time of the
+ *   3. the record was not erased by its patient (else FAILED_PRECONDITION);
+ *   4. that consent is not revoked and its period covers the time of the
  *      node's last block (block time: what every node agrees on);
- *   4. its grant carries a fragment sealed to this node's X25519 key.
+ *   5. its grant carries a fragment sealed to this node's X25519 key.
  * Anything else is PERMISSION_DENIED, counted and logged as a refused read.
- * A revoke that commits makes step 3 fail from its block on.
+ * A revoke that commits makes step 4 fail from its block on, an erase
+ * step 3.
  *
  * The cryptography (open the sealed fragment, check it, decode the
  * capsule, re-encapsulate: a few hundred microseconds) runs on libuv's
@@ -99,7 +101,7 @@ static void answer(node__answer *a, enum rpc_status status, const char *msg)
 }
 
 /*
- * Steps 2-4 of the file's comment for the signed request Q of READER:
+ * Steps 2-5 of the file's comment for the signed request Q of READER:
  * fills J's consent id, sealed fragment and capsule. Returns 0, or -1 with
  * *A failed (a refusal counted).
  */
@@ -137,6 +139,18 @@ static int capsule_authorise(struct node *n, const Ehr__V1__GetCapsuleFragmentRe
         result->consent_id.len != EHR_HASH_BYTES) {
         refusal = "permit_tx is not a committed access request of yours for this record that a "
                   "consent permitted";
+        goto done;
+    }
+    bool erased = false;
+    if ((rc = node__state_record_erased(n->ledger, q->record_id.data, &erased)) != 0) {
+        answer(a, RPC_STATUS_INTERNAL, "cannot read the record's entry");
+        goto done;
+    }
+    if (erased) {
+        answer(a, RPC_STATUS_FAILED_PRECONDITION,
+               "the record was erased by its patient: no node makes a capsule fragment for it");
+        node__reads_refused(n, METHOD, RPC_STATUS_FAILED_PRECONDITION, &q->auth->requester_key,
+                            &q->record_id);
         goto done;
     }
     memcpy(j->consent_id, result->consent_id.data, EHR_HASH_BYTES);

@@ -1053,6 +1053,7 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
                 n->tip.height, n->tip.applied_index, cfg->peer_listen, cfg->rpc_listen,
                 ehr_version());
     }
+    node__blob_erase_start(n); /* once nothing can fail: no job is out on a failed start */
     *out = n;
     return 0;
 fail:
@@ -1118,14 +1119,22 @@ static void free_node(struct node *n)
     ehr_free(n->applying.results);
     ehr_free(n->applying.result_views);
     sigverify_destroy(n->applying.sigv);
+    node__blob_erase_close(n);
     node__blob_service_close(n);
     ehr_free(n);
 }
 
-/* Free the node once every handle is closed and no signature check is out. */
+void node__work_returned(struct node *n)
+{
+    if (n->stopping)
+        maybe_free(n);
+}
+
+/* Free the node once every handle is closed and no signature check or
+ * blob deletion is out. */
 static void maybe_free(struct node *n)
 {
-    if (n->closing > 0 || n->adm.inflight > 0)
+    if (n->closing > 0 || n->adm.inflight > 0 || n->blobs.erase.working)
         return;
     int code = n->exit_code;
     void (*cb)(void *, int) = n->on_stopped;

@@ -236,12 +236,50 @@ int node__stream_set_take(struct node__stream_set *set, uint64_t connection_id,
 /* Take SLOT, admitted, out of SET. */
 void node__stream_set_remove(struct node__stream_set *set, struct node__stream_slot *slot);
 
+enum {
+    /* Blob ids of erased records waiting for deletion; past it the ids are
+     * dropped and the catch-up scan finds them again once the ring drains. */
+    NODE_BLOB_ERASE_QUEUE_MAX = 4096,
+    /* Blobs one job deletes (each an unlink and a directory fsync). */
+    NODE_BLOB_ERASE_BATCH_MAX = 32,
+    /* Erased records one step of the catch-up scan reads on the loop (each
+     * an anchor read), so a long list never holds the loop for long. */
+    NODE_BLOB_ERASE_SCAN_STEP_MAX = 64,
+};
+_Static_assert(NODE_BLOB_ERASE_SCAN_STEP_MAX <= NODE_BLOB_ERASE_QUEUE_MAX,
+               "a scan step fits the ring");
+
+/* Blob ids of erased records waiting for deletion, and the one deletion
+ * job on the worker pool (blob_erase.c). */
+struct node__blob_erasure {
+    struct node *node;
+    uint8_t (*queue)[NODE_BLOB_ID_BYTES]; /* a ring of NODE_BLOB_ERASE_QUEUE_MAX */
+    size_t head;                          /* index of the oldest */
+    size_t count;                         /* ids waiting */
+    /* The scan of "erased-records/" that catches up (at start, after a
+     * snapshot, after the ring overflowed): not finished while SCANNING,
+     * and goes on after the key SCAN_AFTER (SCAN_AFTER_LEN 0: from the
+     * start). */
+    bool scanning;
+    uint8_t scan_after[EHR_STATE_KEY_BYTES_MAX];
+    size_t scan_after_len;
+    bool started; /* the node is up: jobs may run */
+    bool working; /* the job is on the worker pool */
+    uv_work_t work;
+    uint8_t batch[NODE_BLOB_ERASE_BATCH_MAX][NODE_BLOB_ID_BYTES]; /* the job's ids */
+    int batch_rc[NODE_BLOB_ERASE_BATCH_MAX];
+    size_t batch_count;
+    ehr_diag batch_diag;    /* the job's last failure */
+    uint64_t deleted_count; /* blobs deleted since start */
+};
+
 /* The blob store and its open calls (blob_service.c). */
 struct node__blob_api {
     struct node_blobs store;
     bool store_open;
     struct node__stream_set uploads;
     struct node__stream_set downloads;
+    struct node__blob_erasure erase;
 };
 
 /* GetCapsuleFragment (capsule_service.c): jobs on the worker pool. */
@@ -400,6 +438,15 @@ struct node__state_view {
     ehr_diag diag; /* why the last read failed */
 };
 struct contracts_state node__state_view(struct node__state_view *v, ledger *l);
+
+/*
+ * Was the record RECORD_ID erased by its patient, as of the committed
+ * state (the tip)? The one question a node asks before it serves or keeps
+ * anything of a record (GetBlob, GetCapsuleFragment, which blobs it
+ * holds). Returns 0 with *ERASED (false for a record that does not
+ * exist), or a ledger error.
+ */
+int node__state_record_erased(ledger *l, const uint8_t record_id[EHR_HASH_BYTES], bool *erased);
 
 /* The calls the API holds (service.c). */
 struct node__waits {
@@ -816,6 +863,32 @@ enum {
 int node__blob_service_start(struct node *n, ehr_diag *diag);
 /* Close the store (free_node: every call is finished by then). */
 void node__blob_service_close(struct node *n);
+
+/* The record's anchor's ciphertext_hash (its blob id) into OUT. Returns 0,
+ * EHR_ECORRUPT (the anchor is missing or not an anchor: the record's entry
+ * names it), or a ledger error. */
+int node__anchor_blob_id(ledger *l, const uint8_t record_id[EHR_HASH_BYTES],
+                         uint8_t out[NODE_BLOB_ID_BYTES]);
+
+/* ---- blob_erase.c: deleting the blobs of erased records ---- */
+
+/*
+ * Start deleting: the catch-up scan of every erased record (a node that
+ * was down, or lost its queue, deletes what it still holds), then the
+ * erasures each block brings. Called once the node is up, so that no job
+ * is out on a start that fails.
+ */
+void node__blob_erase_start(struct node *n);
+/* A block was appended with these state WRITES: queue the blob of every
+ * record it erased (an "erased-records/" key written). */
+void node__blob_erase_block(struct node *n, const ledger_state_write *writes, size_t count);
+/* The state was replaced (a snapshot installed): scan again. */
+void node__blob_erase_rescan(struct node *n);
+/* Free the ring (free_node: no job is out by then). */
+void node__blob_erase_close(struct node *n);
+/* A job of the node's came back from the worker pool while it stops: free
+ * the node if nothing else is left (node.c). */
+void node__work_returned(struct node *n);
 
 /* ---- capsule_service.c: GetCapsuleFragment ---- */
 

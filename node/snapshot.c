@@ -235,6 +235,7 @@ static int snapshot_install(struct node *n, const struct raft_snapshot_meta *met
             info.tip.height, info.tip.tx_count, info.file_bytes);
     node__members_changed(n); /* a new state, maybe new members (members.c) */
     node__members_join_check(n);
+    node__blob_erase_rescan(n); /* and maybe records erased meanwhile */
     return 0;
 }
 

@@ -2,7 +2,9 @@
  * state_view.c - the world state as contracts/ sees it (struct
  * contracts_state) over the node's ledger: its tables and overlay as of the
  * tip. The loop is the ledger's only writer, so the state cannot change
- * while a block or a submission is applied through the view.
+ * while a block or a submission is applied through the view. And the
+ * questions the node asks of that state about one record before it serves
+ * or keeps anything of it (node__state_record_erased).
  */
 #include <string.h>
 
@@ -69,4 +71,15 @@ struct contracts_state node__state_view(struct node__state_view *v, ledger *l)
     v->ledger = l;
     v->diag.msg[0] = '\0';
     return (struct contracts_state){.ctx = v, .get = view_get, .scan = view_scan};
+}
+
+int node__state_record_erased(ledger *l, const uint8_t record_id[EHR_HASH_BYTES], bool *erased)
+{
+    uint8_t k[CONTRACTS_KEY_BYTES_MAX], *v = NULL;
+    size_t klen = contracts_key(k, CONTRACTS_PREFIX_ERASED_RECORDS, record_id, NULL, NULL);
+    size_t vlen = 0;
+    int rc = ledger_state_get(l, k, klen, &v, &vlen, NULL);
+    ehr_free(v);
+    *erased = rc == 0;
+    return rc == EHR_ENOTFOUND ? 0 : rc;
 }

@@ -774,6 +774,136 @@ static void test_revokes(void **state)
     apply_expect(f, &t, CONFLICT, "revoked already");
 }
 
+static Ehr__V1__RecordEntry *record_entry(struct fx *f, const uint8_t id[EHR_HASH_BYTES])
+{
+    uint8_t k[CONTRACTS_KEY_BYTES_MAX];
+    size_t n = contracts_key(k, CONTRACTS_PREFIX_RECORD, id, NULL, NULL), len;
+    const uint8_t *v = world_get(f->w, k, n, &len);
+    assert_non_null(v);
+    Ehr__V1__RecordEntry *e = ehr__v1__record_entry__unpack(NULL, len, v);
+    assert_non_null(e);
+    return e;
+}
+
+#define NO_LONGER_NEEDED EHR__V1__ERASE_GROUND__ERASE_GROUND_NO_LONGER_NEEDED
+
+/* RecordErase: only the record's patient, once, of a record that exists;
+ * the entry stays as a tombstone with the erase's place; every later
+ * access, emergency included, is a DENY saying so, audited; nothing new
+ * may name the record (a grant of it, an amendment of it). */
+static void test_erasure(void **state)
+{
+    struct fx *f = *state;
+    struct grant g = {.grantee = f->hosp2.sig.public_key,
+                      .ids = &f->lab_record,
+                      .n_ids = 1,
+                      .purpose = TREATMENT,
+                      .from_ms = T0,
+                      .until_ms = T2};
+    struct tx t;
+    tx_grant(f->w, &f->patient, &g, &t);
+    apply_expect(f, &t, OK, NULL);
+    tx_access(f->w, &f->hosp2, f->lab_record, TREATMENT, &t);
+    assert_int_equal(apply_expect(f, &t, OK, NULL).decision, PERMIT);
+
+    /* Who may not, and what is not there. */
+    tx_erase(f->w, &f->hosp, f->lab_record, EHR_HASH_BYTES, NO_LONGER_NEEDED, &t);
+    apply_expect(f, &t, NOT_AUTHORIZED, "only the record's patient");
+    tx_erase(f->w, &f->hosp2, f->lab_record, EHR_HASH_BYTES, NO_LONGER_NEEDED, &t);
+    apply_expect(f, &t, NOT_AUTHORIZED, "only the record's patient");
+    tx_erase(f->w, &f->patient2, f->lab_record, EHR_HASH_BYTES, NO_LONGER_NEEDED, &t);
+    apply_expect(f, &t, NOT_AUTHORIZED, "only the record's patient");
+    tx_erase(f->w, &f->stranger, f->lab_record, EHR_HASH_BYTES, NO_LONGER_NEEDED, &t);
+    apply_expect(f, &t, NOT_AUTHORIZED, "only the record's patient");
+    tx_erase(f->w, &f->patient, f->patient.sig.public_key, EHR_HASH_BYTES, NO_LONGER_NEEDED, &t);
+    apply_expect(f, &t, NOT_FOUND, "no such record");
+    tx_erase(f->w, &f->patient, f->lab_record, EHR_HASH_BYTES - 1, NO_LONGER_NEEDED, &t);
+    apply_expect(f, &t, MALFORMED, "record_id is not 32 bytes");
+    tx_erase(f->w, &f->patient, f->lab_record, EHR_HASH_BYTES, (Ehr__V1__EraseGround)6, &t);
+    apply_expect(f, &t, MALFORMED, "ground 6");
+
+    /* A member's node forging the patient's erase: signed by the member,
+     * naming the patient as the signer. */
+    tx_erase(f->w, &f->patient, f->lab_record, EHR_HASH_BYTES, NO_LONGER_NEEDED, &t);
+    Ehr__V1__TxEnvelope *env = ehr__v1__tx_envelope__unpack(NULL, t.len, t.envelope);
+    uint8_t hash[32], sig[64];
+    ehr_sha256(hash, env->body.data, env->body.len);
+    assert_int_equal(ehr_schnorr_sign(&f->hosp.sig, hash, sig), 0);
+    memcpy(env->signature.data, sig, 64);
+    ehr__v1__tx_envelope__pack(env, t.envelope);
+    ehr__v1__tx_envelope__free_unpacked(env, NULL);
+    apply_expect(f, &t, BAD_SIGNATURE, "the signature does not verify");
+    Ehr__V1__RecordEntry *e = record_entry(f, f->lab_record);
+    assert_false(e->erased);
+    ehr__v1__record_entry__free_unpacked(e, NULL);
+    assert_false(has_key(f, CONTRACTS_PREFIX_ERASED_RECORDS, f->lab_record));
+
+    /* The patient erases: the tombstone keeps who, what and where, and
+     * says where it was erased; the index lists it. */
+    uint8_t before[EHR_HASH_BYTES], after[EHR_HASH_BYTES];
+    world_digest(f->w, before);
+    tx_erase(f->w, &f->patient, f->lab_record, EHR_HASH_BYTES, NO_LONGER_NEEDED, &t);
+    uint8_t erase_tx[EHR_HASH_BYTES];
+    memcpy(erase_tx, t.hash, EHR_HASH_BYTES);
+    apply_expect(f, &t, OK, NULL);
+    world_digest(f->w, after);
+    assert_memory_not_equal(before, after, EHR_HASH_BYTES); /* the state's hash covers it */
+    e = record_entry(f, f->lab_record);
+    assert_true(e->erased);
+    assert_non_null(e->erased_at);
+    assert_int_equal(e->erased_at->height, world_height(f->w));
+    assert_int_equal(e->erased_at->time_ms, T1);
+    assert_memory_equal(e->erased_at->tx_hash.data, erase_tx, EHR_HASH_BYTES);
+    assert_int_equal(e->erase_ground, NO_LONGER_NEEDED);
+    assert_memory_equal(e->patient_key.data, f->patient.sig.public_key, 32);
+    assert_memory_equal(e->custodian.data, f->hosp.sig.public_key, 32);
+    assert_int_equal(e->record_type, LAB_RESULT);
+    assert_non_null(e->anchored);
+    ehr__v1__record_entry__free_unpacked(e, NULL);
+    assert_true(has_key(f, CONTRACTS_PREFIX_ERASED_RECORDS, f->lab_record));
+    assert_false(has_key(f, CONTRACTS_PREFIX_ERASED_RECORDS, f->imaging_record));
+    e = record_entry(f, f->imaging_record); /* the patient's other record is untouched */
+    assert_false(e->erased);
+    ehr__v1__record_entry__free_unpacked(e, NULL);
+
+    /* Once. */
+    tx_erase(f->w, &f->patient, f->lab_record, EHR_HASH_BYTES, NO_LONGER_NEEDED, &t);
+    apply_expect(f, &t, CONFLICT, "erased already");
+
+    /* Access after the erase: a DENY saying why, audited; emergency too. */
+    tx_access(f->w, &f->hosp2, f->lab_record, TREATMENT, &t);
+    struct contracts_tx_result r = apply_expect(f, &t, OK, NULL);
+    assert_int_equal(r.decision, DENY);
+    assert_non_null(strstr(r.reason, "erased"));
+    tx_emergency(f->w, &f->hosp2, f->lab_record, "unconscious on arrival", &t);
+    r = apply_expect(f, &t, OK, NULL);
+    assert_int_equal(r.decision, DENY);
+    assert_non_null(strstr(r.reason, "erased"));
+
+    /* The trail keeps the earlier permit and shows the erase and the denies. */
+    Ehr__V1__AuditEvent **ev = NULL;
+    size_t count = world_audit(f->w, f->patient.sig.public_key, false, &ev);
+    size_t permits = 0, erases = 0, denies = 0;
+    for (size_t i = 0; i < count; i++) {
+        bool this_record = ev[i]->record_id.len == EHR_HASH_BYTES &&
+                           memcmp(ev[i]->record_id.data, f->lab_record, EHR_HASH_BYTES) == 0;
+        permits += this_record && ev[i]->decision == PERMIT;
+        denies += this_record && ev[i]->decision == DENY;
+        erases += this_record && ev[i]->kind == EHR__V1__AUDIT_KIND__AUDIT_KIND_ERASE;
+        ehr__v1__audit_event__free_unpacked(ev[i], NULL);
+    }
+    free(ev);
+    assert_int_equal(permits, 1);
+    assert_int_equal(erases, 1);
+    assert_int_equal(denies, 2);
+
+    /* Nothing new names it. */
+    tx_grant(f->w, &f->patient, &g, &t);
+    apply_expect(f, &t, REFUSED, "record_ids[0] was erased");
+    tx_anchor(f->w, &f->hosp, &f->patient, LAB_RESULT, f->lab_record, &t);
+    apply_expect(f, &t, REFUSED, "erased by its patient");
+}
+
 static void test_access_requests_invalid(void **state)
 {
     struct fx *f = *state;
@@ -1286,6 +1416,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_anchor_limits_at_their_edges, setup, teardown),
     cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
     cmocka_unit_test_setup_teardown(test_revokes, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_erasure, setup, teardown),
     cmocka_unit_test_setup_teardown(test_access_requests_invalid, setup, teardown),
     cmocka_unit_test_setup_teardown(test_emergency_reasons, setup, teardown),
     cmocka_unit_test_setup_teardown(test_access_consent_count_at_its_edge, setup, teardown),

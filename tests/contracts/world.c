@@ -338,6 +338,18 @@ void tx_revoke(struct world *w, const struct party *patient, const uint8_t grant
     tx_sign(w, patient, &b, out);
 }
 
+void tx_erase(struct world *w, const struct party *signer, const uint8_t *record_id,
+              size_t record_id_len, Ehr__V1__EraseGround ground, struct tx *out)
+{
+    Ehr__V1__TxBody b = EHR__V1__TX_BODY__INIT;
+    Ehr__V1__RecordErase e = EHR__V1__RECORD_ERASE__INIT;
+    e.record_id = (ProtobufCBinaryData){record_id_len, (uint8_t *)record_id};
+    e.ground = ground;
+    b.payload_case = EHR__V1__TX_BODY__PAYLOAD_RECORD_ERASE;
+    b.record_erase = &e;
+    tx_sign(w, signer, &b, out);
+}
+
 void tx_access(struct world *w, const struct party *requester,
                const uint8_t record_id[EHR_HASH_BYTES], Ehr__V1__Purpose purpose, struct tx *out)
 {

@@ -90,6 +90,9 @@ void tx_revoke(struct world *w, const struct party *patient, const uint8_t grant
                struct tx *out);
 void tx_access(struct world *w, const struct party *requester,
                const uint8_t record_id[EHR_HASH_BYTES], Ehr__V1__Purpose purpose, struct tx *out);
+/* A RecordErase of RECORD_ID (RECORD_ID_LEN bytes) on GROUND, signed by SIGNER. */
+void tx_erase(struct world *w, const struct party *signer, const uint8_t *record_id,
+              size_t record_id_len, Ehr__V1__EraseGround ground, struct tx *out);
 void tx_emergency(struct world *w, const struct party *requester,
                   const uint8_t record_id[EHR_HASH_BYTES], const char *reason, struct tx *out);
 void tx_propose_admit(struct world *w, const struct party *member, const struct party *newcomer,

@@ -263,6 +263,30 @@ static void test_blob_cut_off_and_restart_sweep(void **state)
 }
 
 /* An empty blob is a blob (the SHA-256 of nothing). */
+/* A blob of an erased record is deleted, once: removing it again (or one
+ * never stored) is EHR_ENOTFOUND, and the other blobs stay. */
+static void test_blob_removed_idempotently(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(node_blobs_open(&f->store, f->dir, NODE_BLOB_BYTES_MAX, NULL, NULL), 0);
+    uint8_t *a = pattern(1000, 7), *b = pattern(2000, 8), id_a[32], id_b[32];
+    ehr_sha256(id_a, a, 1000);
+    ehr_sha256(id_b, b, 2000);
+    assert_int_equal(put(f, id_a, a, 1000, 1000, NULL), 0);
+    assert_int_equal(put(f, id_b, b, 2000, 2000, NULL), 0);
+    assert_int_equal(count_files(f, ""), 2);
+    ehr_diag why = {{0}};
+    assert_int_equal(node_blobs_remove(&f->store, id_a, &why), 0);
+    assert_int_equal(node_blobs_stat(&f->store, id_a, NULL), EHR_ENOTFOUND);
+    assert_int_equal(node_blobs_stat(&f->store, id_b, NULL), 0);
+    assert_int_equal(count_files(f, ""), 1);
+    assert_int_equal(node_blobs_remove(&f->store, id_a, &why), EHR_ENOTFOUND);
+    struct node_blob_reader r;
+    assert_int_equal(node_blob_read_open(&f->store, id_a, &r, NULL), EHR_ENOTFOUND);
+    free(a);
+    free(b);
+}
+
 static void test_blob_empty(void **state)
 {
     struct fixture *f = *state;
@@ -284,6 +308,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_blob_bad_hash_refused_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_size_limit_edge_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_cut_off_and_restart_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blob_removed_idempotently, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blob_empty, setup, teardown),
     };
     return cmocka_run_group_tests_name("blob store", tests, NULL, NULL);

@@ -112,6 +112,11 @@ static void revoke(struct program *p, int by, int consent)
     emit(p, 4, FUZZ_APPLY_OP_REVOKE, by, consent, FUZZ_APPLY_SIG_VALID);
 }
 
+static void erase(struct program *p, int by, int record, int ground)
+{
+    emit(p, 5, FUZZ_APPLY_OP_ERASE, by, record, ground, FUZZ_APPLY_SIG_VALID);
+}
+
 static void access(struct program *p, int by, int record, int purpose)
 {
     emit(p, 5, FUZZ_APPLY_OP_ACCESS, by, record, purpose, FUZZ_APPLY_SIG_VALID);
@@ -188,6 +193,27 @@ int main(int argc, char **argv)
     access(&p, LAB, 0, TREATMENT);
     revoke(&p, PAT2, 0);
     put("same-block", &p);
+
+    /* Erasure: a permit, then others may not erase, the patient does (once),
+     * and every later access, emergency included, is denied; within one
+     * block and across blocks. */
+    p = (struct program){0};
+    emit(&p, 1, 0);
+    enroll(&p, H, PAT1);
+    anchor(&p, H, PAT1, LAB_RESULT, 0);
+    block(&p, 1);
+    grant(&p, PAT1, H, LAB_RESULT, TREATMENT, FUZZ_APPLY_POLICY_NONE, 0);
+    access(&p, H, 0, TREATMENT);
+    erase(&p, H, 0, 1);
+    erase(&p, PAT2, 0, 1);
+    erase(&p, PAT1, 0, 1);
+    access(&p, H, 0, TREATMENT);
+    erase(&p, PAT1, 0, 2);
+    block(&p, 1);
+    access(&p, H, 0, TREATMENT);
+    emergency(&p, LAB, 0, FUZZ_APPLY_REASON_OK);
+    anchor(&p, H, PAT1, LAB_RESULT, 1);
+    put("erase", &p);
 
     /* Policies: a practitioner permitted by its member's consent and role;
      * out of gas; a policy that denies lab results; programs that do not

@@ -2,7 +2,7 @@
  * fuzz_apply - libFuzzer target for the consent contract's rules
  * (contracts_apply_tx) over sequences of transactions: the input is a
  * program (fuzz_apply.h) that enrols, registers, anchors, grants, revokes,
- * requests access, proposes and approves among a fixed cast, groups the
+ * erases records, requests access, proposes and approves among a fixed cast, groups the
  * transactions into blocks whose times never go back, and sometimes flips a
  * byte of a signed envelope or says the signature was checked (or failed)
  * already. The world is in memory (tests/contracts/world.c), so nothing but
@@ -22,6 +22,8 @@
  *     accepted one changes it (the write set is the block's whole effect
  *     on the state, so this is the state digest per transaction, within
  *     blocks of many transactions);
+ *   - an access or emergency access to a record its patient erased (an
+ *     erase accepted earlier, nothing flipped since) is never a permit;
  *   - the same input run twice, on two fresh worlds, gives byte-identical
  *     results (contracts_tx_result_encode) and world digests.
  *
@@ -133,6 +135,8 @@ struct run {
     uint64_t time_ms;
     uint32_t position;
     struct seen records, consents, proposals;
+    struct seen erased;    /* records an accepted erase named */
+    const uint8_t *target; /* the record the step being applied names, or NULL */
     bool trace;
     /* what the determinism oracle compares */
     uint8_t results[RESULTS_MAX][CONTRACTS_RESULT_BYTES_MAX];
@@ -230,8 +234,8 @@ static void result_check(const struct contracts_tx_result *res, enum fuzz_apply_
 static const char *const code_names[] = {
     "OK", "MALFORMED", "BAD_SIGNATURE", "NOT_AUTHORIZED", "NOT_FOUND", "CONFLICT", "REFUSED"};
 static const char *const op_names[FUZZ_APPLY_OP_COUNT] = {
-    "block",  "enroll", "practitioner add", "practitioner remove", "anchor",         "grant",
-    "revoke", "access", "emergency",        "propose admit",       "propose remove", "approve"};
+    "block",  "enroll",    "practitioner add", "practitioner remove", "anchor",  "grant", "revoke",
+    "access", "emergency", "propose admit",    "propose remove",      "approve", "erase"};
 
 /* Apply T (its mode from the input) in the open block and check it. */
 static void apply(struct run *r, struct input *in, enum fuzz_apply_op op, const struct party *by,
@@ -271,6 +275,19 @@ static void apply(struct run *r, struct input *in, enum fuzz_apply_op op, const 
                                    : "",
                res.has_consent ? " (consent)" : "", res.reason, (unsigned long long)res.gas_used);
     result_check(&res, op, flipped);
+    bool ok = res.code == EHR__V1__TX_RESULT_CODE__TX_RESULT_OK;
+    if (ok && !flipped && r->target != NULL) {
+        bool erased = false;
+        size_t k = r->erased.count < FUZZ_APPLY_SEEN_MAX ? r->erased.count : FUZZ_APPLY_SEEN_MAX;
+        for (size_t i = 0; i < k; i++)
+            erased |= memcmp(r->erased.ids[i], r->target, EHR_HASH_BYTES) == 0;
+        if (is_access(op) && erased &&
+            res.decision == EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT)
+            abort(); /* an erased record opened */
+        if (op == FUZZ_APPLY_OP_ERASE && !erased)
+            seen_add(&r->erased, r->target);
+    }
+    r->target = NULL;
     writes_digest(r->b, after);
     bool changed = memcmp(before, after, sizeof before) != 0;
     if (changed != (res.code == EHR__V1__TX_RESULT_CODE__TX_RESULT_OK))
@@ -331,6 +348,7 @@ static void step_grant(struct run *r, struct input *in, const struct party *by, 
 static void step_emergency(struct run *r, struct input *in, const struct party *by, struct tx *t)
 {
     const uint8_t *record = seen_pick(&r->records, take(in));
+    r->target = record;
     char reason[CONTRACTS_EMERGENCY_REASON_BYTES_MAX + 2];
     enum fuzz_apply_reason kind = (enum fuzz_apply_reason)(take(in) % FUZZ_APPLY_REASON_COUNT);
     switch (kind) {
@@ -395,7 +413,14 @@ static void step_build(struct run *r, struct input *in, enum fuzz_apply_op op,
         break;
     case FUZZ_APPLY_OP_ACCESS: {
         const uint8_t *record = seen_pick(&r->records, take(in));
+        r->target = record;
         tx_access(r->w, by, record, (Ehr__V1__Purpose)(take(in) % 8), t);
+        break;
+    }
+    case FUZZ_APPLY_OP_ERASE: {
+        const uint8_t *record = seen_pick(&r->records, take(in));
+        r->target = record;
+        tx_erase(r->w, by, record, EHR_HASH_BYTES, (Ehr__V1__EraseGround)(take(in) % 7), t);
         break;
     }
     case FUZZ_APPLY_OP_EMERGENCY:

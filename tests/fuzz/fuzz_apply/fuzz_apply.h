@@ -31,6 +31,7 @@
  *   PROPOSE_ADMIT      signer newcomer role expires_hours (signed)
  *   PROPOSE_REMOVE     signer member expires_hours (signed)
  *   APPROVE            signer proposal
+ *   ERASE              signer record ground (modulo 7: one past the last)
  *
  * and every operation but BLOCK ends with a mode byte: its low two bits say
  * what the caller knows of the signature (FUZZ_APPLY_SIG_*), and
@@ -59,6 +60,7 @@ enum fuzz_apply_op {
     FUZZ_APPLY_OP_PROPOSE_ADMIT,
     FUZZ_APPLY_OP_PROPOSE_REMOVE,
     FUZZ_APPLY_OP_APPROVE,
+    FUZZ_APPLY_OP_ERASE,
     FUZZ_APPLY_OP_COUNT
 };
 
