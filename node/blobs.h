@@ -12,7 +12,8 @@
  * directory's descriptor).
  *
  * Not here: who may upload or download (blob_service.c), replication to
- * other members' nodes, erasure (not built yet, node/README.md "Blob store").
+ * other members' nodes (replication.c), erasure (not built yet,
+ * node/README.md "Blob store").
  *
  * Invariants:
  *   1. A blob id reaches a path only as the 64 lowercase hex digits this
@@ -126,6 +127,9 @@ int node_blob_read_open(const struct node_blobs *store, const uint8_t id[NODE_BL
 /* Read up to CAP bytes into BUF from where the last read stopped. Returns
  * the count (0 at the end), or -errno. */
 long node_blob_read(struct node_blob_reader *r, uint8_t *buf, size_t cap, ehr_diag *diag);
+/* Continue reading from OFFSET (at most the size). Returns 0, EHR_EINVAL
+ * past the end, or -errno. */
+int node_blob_read_seek(struct node_blob_reader *r, uint64_t offset, ehr_diag *diag);
 void node_blob_read_close(struct node_blob_reader *r);
 
 #endif /* EHR_NODE_BLOBS_H */
