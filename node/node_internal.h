@@ -17,6 +17,7 @@
 #include "config.h"
 #include "contracts.h"
 #include "ehr/v1/p2p.pb-c.h"
+#include "ehr/v1/state.pb-c.h"
 #include "ehr_crypto.h"
 #include "ledger.h"
 #include "mempool.h"
@@ -243,6 +244,150 @@ struct node__blob_api {
     struct node__stream_set uploads;
     struct node__stream_set downloads;
 };
+
+/* ---- replication.c: record ciphertext copied to other members' nodes ---- */
+
+/* How many members' nodes hold each record's ciphertext: the custodian's
+ * and the others the rendezvous choice ranks first (all of them when the
+ * chain has fewer members). */
+enum { NODE_BLOB_COPIES = 3 };
+/* A piece of a blob on a peer link: one BlobChunk's data, exactly this many
+ * bytes unless it ends the blob. */
+#define NODE_BLOB_REPLICA_CHUNK_BYTES (256u * 1024)
+enum {
+    /* Blobs being fetched at once, each with one BlobFetch outstanding, so
+     * at most NODE_BLOB_FETCHES_MAX pieces are in flight towards this node
+     * on links that also carry consensus. */
+    NODE_BLOB_FETCHES_MAX = 4,
+    /* Pieces being read for peers at once (worker-pool jobs, a piece's
+     * buffer each); past it a BlobFetch is answered "missing" (busy). */
+    NODE_BLOB_SERVES_MAX = 16,
+    /* Records waiting for a fetch (the apply trigger and the repair scan
+     * fill it; a full queue is caught up by the next pass). */
+    NODE_BLOB_QUEUE_MAX = 256,
+    /* Records the repair scan looks at per tick. */
+    NODE_BLOB_SCAN_PER_TICK_MAX = 64,
+};
+/* A repair pass over every committed record starts this long after the
+ * last one ended (and at start). */
+#define NODE_BLOB_REPAIR_INTERVAL_MS 60000u
+/* A fetch that found no member with a live link to ask (the node has just
+ * started, or is cut off) makes the next pass start this long after the
+ * current one, not NODE_BLOB_REPAIR_INTERVAL_MS. */
+#define NODE_BLOB_RETRY_MS 5000u
+/* A BlobFetch not answered in this long is asked of the next member. */
+#define NODE_BLOB_FETCH_TIMEOUT_MS 10000u
+#define NODE_BLOB_FETCH_BYTES_INFLIGHT_MAX                                                         \
+    ((uint64_t)NODE_BLOB_FETCHES_MAX * NODE_BLOB_REPLICA_CHUNK_BYTES)
+_Static_assert(NODE_BLOB_REPLICA_CHUNK_BYTES + 256 <= P2P_MESSAGE_BYTES_MAX,
+               "a BlobChunk with its envelope fits one p2p message");
+_Static_assert(NODE_BLOB_FETCH_BYTES_INFLIGHT_MAX <= P2P_QUEUE_BYTES_DEFAULT / 4,
+               "pieces in flight take at most a quarter of a link's queue");
+
+/* A FIFO of record ids without duplicates, at most NODE_BLOB_QUEUE_MAX. */
+struct node__blob_queue {
+    uint8_t ids[NODE_BLOB_QUEUE_MAX][EHR_HASH_BYTES];
+    size_t head;
+    size_t count;
+};
+/* Push ID: 0; EHR_EEXIST (queued already: nothing changes); EHR_EFULL. */
+int node__blob_queue_push(struct node__blob_queue *q, const uint8_t id[EHR_HASH_BYTES]);
+/* Pop the oldest into ID: 0, or EHR_ENOTFOUND when empty. */
+int node__blob_queue_pop(struct node__blob_queue *q, uint8_t id[EHR_HASH_BYTES]);
+
+/*
+ * The replica set of record RECORD_ID: indices into KEYS (COUNT member
+ * node keys) of the members that should hold its ciphertext, in OUT, the
+ * count returned. The custodian first when it is among KEYS, then the
+ * others by descending SHA-256("ehrchain/blob-replica/v1" || record id ||
+ * node key), until COPIES in all or every member. A pure function: every
+ * node computes the same set from the same committed members.
+ */
+size_t node__blob_replicas(const uint8_t record_id[EHR_HASH_BYTES],
+                           const uint8_t custodian[EHR_SCHNORR_PUBLIC_BYTES],
+                           const uint8_t (*keys)[EHR_SCHNORR_PUBLIC_BYTES], size_t count,
+                           size_t copies, size_t *out);
+
+/* What a fetch waits for: the piece at OFFSET of BLOB_ID (TOTAL_BYTES). */
+struct node__blob_want {
+    uint8_t record_id[EHR_HASH_BYTES];
+    uint8_t blob_id[NODE_BLOB_ID_BYTES];
+    uint64_t offset;
+    uint64_t total_bytes;
+};
+/*
+ * Is C the answer to WANT? 0 (take its data); EHR_ENOTFOUND (the sender
+ * says it has none: ask another); EHR_ETOOBIG (data over
+ * NODE_BLOB_REPLICA_CHUNK_BYTES); EHR_EINVAL (another record or blob, a
+ * wrong offset, size or length), with why in DIAG. Reads nothing else.
+ */
+int node__blob_chunk_check(const struct node__blob_want *want, const Ehr__V1__BlobChunk *c,
+                           ehr_diag *diag);
+
+/* One blob being fetched from peers (replication.c). */
+struct node__blob_fetch {
+    bool used;
+    bool working;     /* a job is on the worker pool */
+    bool writer_open; /* a temporary file exists */
+    bool waiting;     /* a BlobFetch is outstanding to sources[source] */
+    bool present;     /* the job found the blob stored already */
+    struct node__blob_want want;
+    uint8_t sources[NODE_MEMBERS_MAX][EHR_SCHNORR_PUBLIC_BYTES];
+    size_t source_count;
+    size_t source;        /* the member asked now */
+    size_t asked_count;   /* members asked so far */
+    uint64_t deadline_ms; /* of the outstanding BlobFetch */
+    struct node_blob_writer writer;
+    uint8_t *chunk; /* NODE_BLOB_REPLICA_CHUNK_BYTES */
+    size_t chunk_len;
+    int job;
+    int job_rc;
+    ehr_diag job_diag;
+    struct node *node;
+    uv_work_t work;
+};
+
+struct node__replication {
+    bool started;
+    struct node__blob_queue queue;
+    struct node__blob_fetch fetches[NODE_BLOB_FETCHES_MAX];
+    unsigned serves_inflight; /* at most NODE_BLOB_SERVES_MAX */
+    unsigned jobs_inflight;   /* fetch and serve jobs on the worker pool */
+    bool scanning;            /* a repair pass is under way */
+    bool retry_soon;          /* a fetch found no one to ask: NODE_BLOB_RETRY_MS */
+    uint64_t next_pass_ms;    /* when the next pass starts */
+    uint8_t cursor[64];       /* the last key the pass looked at */
+    size_t cursor_len;
+    uint64_t replicated_count;    /* blobs stored from a peer */
+    uint64_t repair_fetch_count;  /* fetches started (apply or repair) */
+    uint64_t hash_mismatch_count; /* fetched blobs that did not hash to their id */
+    uint64_t refused_chunk_count; /* BlobChunks refused */
+    uint64_t served_count;        /* pieces sent to peers */
+    struct ehr_log_limit refused_log;
+};
+
+/* Should this node hold record RECORD_ID's ciphertext (its entry E)? Only
+ * for a committed record, when this node is in its replica set among the
+ * current members. The one place that decides it. */
+bool node__blob_should_hold(const struct node *n, const uint8_t record_id[EHR_HASH_BYTES],
+                            const Ehr__V1__RecordEntry *e);
+/* After the blob store opened: start the first repair pass at once. */
+void node__replication_start(struct node *n);
+/* A block wrote the record entry RECORD_ID (apply.c): fetch its blob if
+ * this node should hold it and lacks it. */
+void node__replication_record_written(struct node *n, const uint8_t record_id[EHR_HASH_BYTES]);
+/* Every tick: timeouts, the repair scan's next step, fetches to start. */
+void node__replication_tick(struct node *n);
+/* A BlobFetch or BlobChunk from member FROM. */
+void node__replication_fetch_received(struct node *n, const struct node_member *from,
+                                      const Ehr__V1__BlobFetch *f);
+void node__replication_chunk_received(struct node *n, const struct node_member *from,
+                                      const Ehr__V1__BlobChunk *c);
+/* The link to M went down: its fetches ask the next member. */
+void node__replication_link_down(struct node *n, const struct node_member *m);
+/* The node stops: jobs still out finish with nothing more done; true
+ * while some are. */
+bool node__replication_busy(const struct node *n);
 
 /* GetCapsuleFragment (capsule_service.c): jobs on the worker pool. */
 struct node__capsule_api {
@@ -574,6 +719,7 @@ struct node {
     struct node__health health;
     struct node__blob_api blobs;
     struct node__capsule_api capsules;
+    struct node__replication replication;
     struct node__loop_meter meter;
     struct node__reads reads;
     struct node__submit_limit submit_limit;
@@ -595,6 +741,9 @@ struct node {
  * then a normal stop that reports EXIT_CODE. */
 void node__fatal(struct node *n, int exit_code, const char *msg, const char *kv_fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Free the node if it is stopping and nothing holds it any more (a job
+ * that came back from the worker pool after the stop). */
+void node__maybe_free(struct node *n);
 /* Pack PM and send it to M, or to every peer when M is NULL. */
 void node__send_kind(struct node *n, const struct node_member *m, const Ehr__V1__PeerMessage *pm);
 /* A consensus id as 16 hex digits, for logs. */
