@@ -18,7 +18,8 @@
  * close (which waits for every call) also waits for the work, and the node
  * outlives it.
  *
- * Not here: the store itself (blobs.c); replication and erasure (not built).
+ * Not here: the store itself (blobs.c); replication to other members'
+ * nodes (replication.c); erasure (not built).
  */
 #include <inttypes.h>
 #include <stdio.h>
