@@ -1178,6 +1178,7 @@ void node_stop(struct node *n)
     ehr_log(EHR_LOG_INFO, "node stopping", "applied=%" PRIu64 " tip=%" PRIu64,
             n->cons.applied_index, n->tip.height);
     admit_drain(n);
+    node__replication_stop(n);
     if (n->api.drain != NULL)
         n->api.drain(n); /* NULL when the API never started */
     node__snapshot_join(n);

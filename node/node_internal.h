@@ -271,9 +271,11 @@ enum {
 /* A repair pass over every committed record starts this long after the
  * last one ended (and at start). */
 #define NODE_BLOB_REPAIR_INTERVAL_MS 60000u
-/* A fetch that found no member with a live link to ask (the node has just
- * started, or is cut off) makes the next pass start this long after the
- * current one, not NODE_BLOB_REPAIR_INTERVAL_MS. */
+/* A fetch that gave up while some member it could not reach (no live
+ * link) might have the blob, and no member said it has none, makes the
+ * next pass start this long after the current one, not
+ * NODE_BLOB_REPAIR_INTERVAL_MS: the node has just started, or a link is
+ * coming back. */
 #define NODE_BLOB_RETRY_MS 5000u
 /* A BlobFetch not answered in this long is asked of the next member. */
 #define NODE_BLOB_FETCH_TIMEOUT_MS 10000u
@@ -336,6 +338,8 @@ struct node__blob_fetch {
     size_t source_count;
     size_t source;        /* the member asked now */
     size_t asked_count;   /* members asked so far */
+    size_t skipped_count; /* members passed over for want of a live link */
+    size_t missing_count; /* members that said they have none */
     uint64_t deadline_ms; /* of the outstanding BlobFetch */
     struct node_blob_writer writer;
     uint8_t *chunk; /* NODE_BLOB_REPLICA_CHUNK_BYTES */
@@ -385,8 +389,10 @@ void node__replication_chunk_received(struct node *n, const struct node_member *
                                       const Ehr__V1__BlobChunk *c);
 /* The link to M went down: its fetches ask the next member. */
 void node__replication_link_down(struct node *n, const struct node_member *m);
-/* The node stops: jobs still out finish with nothing more done; true
- * while some are. */
+/* The node stops: abandon every fetch (their temporary files removed on
+ * the worker pool); jobs still out finish with nothing more done. */
+void node__replication_stop(struct node *n);
+/* True while replication has jobs on the worker pool (the node waits). */
 bool node__replication_busy(const struct node *n);
 
 /* GetCapsuleFragment (capsule_service.c): jobs on the worker pool. */

@@ -441,8 +441,12 @@ static void fetch_ask(struct node__blob_fetch *f)
     EHR_ASSERT(f->writer_open);
     for (; f->source < f->source_count; f->source++) {
         struct node_member *m = member_by_key(n, f->sources[f->source]);
-        if (m == NULL || m->self || !m->link_up)
+        if (m == NULL || m->self)
             continue;
+        if (!m->link_up) {
+            f->skipped_count++;
+            continue;
+        }
         Ehr__V1__BlobFetch q = EHR__V1__BLOB_FETCH__INIT;
         q.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, f->want.record_id};
         q.blob_id = (ProtobufCBinaryData){NODE_BLOB_ID_BYTES, f->want.blob_id};
@@ -454,20 +458,24 @@ static void fetch_ask(struct node__blob_fetch *f)
         size_t len = ehr__v1__peer_message__get_packed_size(&pm);
         EHR_ASSERT(len <= sizeof buf);
         ehr__v1__peer_message__pack(&pm, buf);
-        if (p2p_send(n->peers.p2p, m->key, buf, len) != 0)
+        if (p2p_send(n->peers.p2p, m->key, buf, len) != 0) {
+            f->skipped_count++; /* its queue is full, or the link just went */
             continue;
+        }
         f->waiting = true;
         f->asked_count++;
         f->deadline_ms = node__now_ms() + NODE_BLOB_FETCH_TIMEOUT_MS;
         return;
     }
-    if (f->asked_count == 0) {
-        n->replication.retry_soon = true; /* no link up: try again soon */
+    bool unreachable = f->skipped_count > 0 && f->missing_count == 0;
+    if (f->asked_count > 0)
+        fetch_log(f, EHR_LOG_WARN, "blob not fetched: no member served it",
+                  unreachable ? "some members have no live link; the next pass comes soon"
+                              : "asked every member with a live link; the next pass tries again");
+    if (f->asked_count == 0 || unreachable) {
+        n->replication.retry_soon = true; /* someone unreachable may have it */
         if (!n->replication.scanning)
             n->replication.next_pass_ms = node__now_ms() + NODE_BLOB_RETRY_MS;
-    } else {
-        fetch_log(f, EHR_LOG_WARN, "blob not fetched: no member served it",
-                  "asked every member with a live link; the next repair pass tries again");
     }
     fetch_job_start(f, FETCH_ABORT);
 }
@@ -635,6 +643,7 @@ void node__replication_chunk_received(struct node *n, const struct node_member *
     ehr_diag why;
     int rc = node__blob_chunk_check(&f->want, c, &why);
     if (rc == EHR_ENOTFOUND) {
+        f->missing_count++;
         fetch_next(f);
         return;
     }
@@ -771,6 +780,19 @@ void node__replication_start(struct node *n)
     EHR_ASSERT(n->blobs.store_open);
     r->started = true;
     r->next_pass_ms = 0; /* a pass at once: a node back with an empty store refetches */
+}
+
+void node__replication_stop(struct node *n)
+{
+    for (size_t i = 0; i < NODE_BLOB_FETCHES_MAX; i++) {
+        struct node__blob_fetch *f = &n->replication.fetches[i];
+        if (!f->used || f->working)
+            continue; /* a job out: fetch_job_done finishes it */
+        if (f->writer_open)
+            fetch_job_start(f, FETCH_ABORT); /* R3: nothing half-written is left */
+        else
+            fetch_free(f);
+    }
 }
 
 bool node__replication_busy(const struct node *n)
