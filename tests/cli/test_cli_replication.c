@@ -13,6 +13,13 @@
  *     on disk: the piece fetched from the custodian does not hash to the
  *     id, is discarded (logged) and leaves nothing, and the copy comes from
  *     the other replica, the right bytes.
+ *   - bad input from a member's node (the test speaks p2p with member 2's
+ *     key while its ehrd is stopped): a BlobChunk not asked for is refused
+ *     and leaves nothing; a BlobFetch for a blob no committed anchor of the
+ *     record names, for another record, or past the blob's end is answered
+ *     "missing", a good one with the exact bytes; asked for a piece, a
+ *     piece over NODE_BLOB_REPLICA_CHUNK_BYTES is refused, and the node,
+ *     with no one else to ask, leaves nothing and holds no copy.
  * With three members and NODE_BLOB_COPIES = 3 every node holds every blob
  * (the replica choice itself is test_replication's).
  */
@@ -30,8 +37,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <uv.h>
+
 #include "cluster.h"
+#include "ehr/v1/p2p.pb-c.h"
 #include "ehr_crypto.h"
+#include "node_internal.h"
+#include "p2p.h"
 #include "proc.h"
 
 #define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
@@ -192,6 +205,14 @@ static bool log_has(const struct net *n, size_t i, const char *text)
     return found;
 }
 
+static bool wait_log(const struct net *n, size_t i, const char *text, uint64_t timeout_ms)
+{
+    uint64_t end = mono_ms() + timeout_ms;
+    while (!log_has(n, i, text) && mono_ms() < end)
+        usleep(50000);
+    return log_has(n, i, text);
+}
+
 static void wait_serving(struct net *n, size_t i)
 {
     struct cluster_status st;
@@ -219,9 +240,12 @@ static void get_back(struct net *n, const char *record, size_t via, const char *
     free(back);
 }
 
-static void test_replicated_read_from_a_replica_and_repaired(void **state)
+/* The patient (patient.key), enrolled by member 0 once. */
+static void patient_enrolled(struct net *n)
 {
-    struct net *n = *state;
+    struct stat st;
+    if (stat(proc_path(n->c.root, "patient.pub.json"), &st) == 0)
+        return;
     struct proc_result r = run(n, "keygen", "--out", "patient.key", "--no-passphrase");
     assert_ok(&r);
     proc_result_free(&r);
@@ -232,28 +256,47 @@ static void test_replicated_read_from_a_replica_and_repaired(void **state)
     r = run(n, "patient", "public-keys", "--patient", "patient.key", "--out", "patient.pub.json");
     assert_ok(&r);
     proc_result_free(&r);
+}
+
+/* DATA_BYTES (SEED) added by member 0 as NAME: the data (malloc'd), the
+ * record and blob ids and the ciphertext's size. */
+static uint8_t *record_added(struct net *n, const char *name, unsigned seed, char record[KEY_HEX],
+                             char blob[KEY_HEX], uint64_t *bytes)
+{
+    patient_enrolled(n);
     uint8_t *data = malloc(DATA_BYTES);
     assert_non_null(data);
     for (size_t i = 0; i < DATA_BYTES; i++)
-        data[i] = (uint8_t)(i * 2654435761u >> 13);
-    FILE *f = fopen(proc_path(n->c.root, "scan.dcm"), "wb");
+        data[i] = (uint8_t)((i + seed) * 2654435761u >> 13);
+    FILE *f = fopen(proc_path(n->c.root, name), "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(data, 1, DATA_BYTES, f), DATA_BYTES);
     assert_int_equal(fclose(f), 0);
-    r = run(n, "record", "add", "scan.dcm", "--patient", "patient.pub.json", "--type", "imaging",
-            "--key", "node0.key", "--node", n->node[0], "--wait", "--json");
+    struct proc_result r =
+        run(n, "record", "add", name, "--patient", "patient.pub.json", "--type", "imaging", "--key",
+            "node0.key", "--node", n->node[0], "--wait", "--json");
     assert_ok(&r);
     json_error_t error;
     json_t *out = json_loads(r.out, 0, &error);
     assert_non_null(out);
-    char record[KEY_HEX], blob[KEY_HEX];
-    snprintf(record, sizeof record, "%s", json_string_value(json_object_get(out, "record_id")));
-    snprintf(blob, sizeof blob, "%s", json_string_value(json_object_get(out, "blob_id")));
-    uint64_t bytes = (uint64_t)json_integer_value(json_object_get(out, "ciphertext_bytes"));
+    snprintf(record, KEY_HEX, "%s", json_string_value(json_object_get(out, "record_id")));
+    snprintf(blob, KEY_HEX, "%s", json_string_value(json_object_get(out, "blob_id")));
+    *bytes = (uint64_t)json_integer_value(json_object_get(out, "ciphertext_bytes"));
     json_decref(out);
     proc_result_free(&r);
+    assert_int_equal(strlen(record), 64);
     assert_int_equal(strlen(blob), 64);
-    assert_true(bytes > 2 * 256 * 1024);
+    assert_true(*bytes > 2 * NODE_BLOB_REPLICA_CHUNK_BYTES);
+    return data;
+}
+
+static void test_replicated_read_from_a_replica_and_repaired(void **state)
+{
+    struct net *n = *state;
+    char record[KEY_HEX], blob[KEY_HEX];
+    uint64_t bytes = 0;
+    uint8_t *data = record_added(n, "scan.dcm", 0, record, blob, &bytes);
+    FILE *f;
 
     /* Replicated: the two other nodes hold the same bytes. */
     assert_true(holds(n, 0, blob, bytes));
@@ -279,10 +322,12 @@ static void test_replicated_read_from_a_replica_and_repaired(void **state)
     assert_true(wait_holds(n, 0, blob, bytes));
     get_back(n, record, 0, "back3.dcm", data, DATA_BYTES, NULL);
 
-    /* A replica back without its copy while the custodian's is altered: the
-     * custodian is asked first, its blob does not hash to the id and is
-     * discarded, and the copy comes from the other replica. */
+    /* A replica back without its copy while the custodian's is altered and
+     * the other replica's node is down: the custodian's copy does not hash
+     * to the id, is discarded, and nothing is left; once the other replica
+     * is back, the copy comes from it. */
     assert_int_equal(cluster_stop(&n->c, 2), 0);
+    assert_int_equal(cluster_stop(&n->c, 1), 0);
     assert_int_equal(unlink(blob_path(n, 2, blob)), 0);
     f = fopen(blob_path(n, 0, blob), "r+b");
     assert_non_null(f);
@@ -293,17 +338,279 @@ static void test_replicated_read_from_a_replica_and_repaired(void **state)
     assert_int_equal(fclose(f), 0);
     cluster_start(&n->c, 2);
     wait_serving(n, 2);
+    assert_true(wait_log(n, 2, "fetched blob discarded", REPLICATE_WAIT_MS));
+    struct stat st;
+    assert_int_not_equal(stat(blob_path(n, 2, blob), &st), 0);
+    cluster_start(&n->c, 1);
+    wait_serving(n, 1);
     assert_true(wait_holds(n, 2, blob, bytes));
-    assert_true(log_has(n, 2, "fetched blob discarded"));
     assert_int_equal(blob_files(n, 2, ".tmp-"), 0);
     assert_int_equal(blob_files(n, 2, ""), 1);
+    assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
     free(data);
+}
+
+/* ---- a member's node played by the test, over p2p ---- */
+
+struct fake {
+    uv_loop_t loop;
+    p2p *p;
+    uint8_t peer[EHR_SCHNORR_PUBLIC_BYTES]; /* the real node it talks to */
+    bool up;
+    bool closed;
+    unsigned chunks; /* BlobChunks received; the last one below */
+    bool missing;
+    uint64_t offset, total_bytes;
+    uint8_t *data;
+    size_t data_len;
+    unsigned fetches; /* BlobFetches received; the last one's fields below */
+    uint8_t fetch_record[32], fetch_blob[32];
+    uint64_t fetch_offset;
+};
+
+static void fake_message(void *user, const uint8_t peer[P2P_KEY_BYTES], const uint8_t *data,
+                         size_t len)
+{
+    struct fake *f = user;
+    (void)peer;
+    Ehr__V1__PeerMessage *pm = ehr__v1__peer_message__unpack(NULL, len, data);
+    if (pm == NULL)
+        return;
+    if (pm->kind_case == EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK) {
+        const Ehr__V1__BlobChunk *c = pm->blob_chunk;
+        f->chunks++;
+        f->missing = c->missing;
+        f->offset = c->offset;
+        f->total_bytes = c->total_bytes;
+        free(f->data);
+        f->data = malloc(c->data.len + 1);
+        assert_non_null(f->data);
+        if (c->data.len > 0)
+            memcpy(f->data, c->data.data, c->data.len);
+        f->data_len = c->data.len;
+    } else if (pm->kind_case == EHR__V1__PEER_MESSAGE__KIND_BLOB_FETCH &&
+               pm->blob_fetch->record_id.len == 32 && pm->blob_fetch->blob_id.len == 32) {
+        f->fetches++;
+        memcpy(f->fetch_record, pm->blob_fetch->record_id.data, 32);
+        memcpy(f->fetch_blob, pm->blob_fetch->blob_id.data, 32);
+        f->fetch_offset = pm->blob_fetch->offset;
+    }
+    ehr__v1__peer_message__free_unpacked(pm, NULL);
+}
+
+static void fake_up(void *user, const uint8_t peer[P2P_KEY_BYTES])
+{
+    struct fake *f = user;
+    if (memcmp(peer, f->peer, P2P_KEY_BYTES) == 0)
+        f->up = true;
+}
+
+static void fake_down(void *user, const uint8_t peer[P2P_KEY_BYTES], int reason, uint64_t unsent)
+{
+    struct fake *f = user;
+    (void)reason;
+    (void)unsent;
+    if (memcmp(peer, f->peer, P2P_KEY_BYTES) == 0)
+        f->up = false;
+}
+
+static void fake_closed(void *user)
+{
+    ((struct fake *)user)->closed = true;
+}
+
+/* Run the fake's loop until *FLAG (or TIMEOUT_MS); true if it came. */
+static bool fake_wait(struct fake *f, const bool *flag, uint64_t timeout_ms)
+{
+    uint64_t end = mono_ms() + timeout_ms;
+    while (!*flag && mono_ms() < end) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(2000);
+    }
+    return *flag;
+}
+
+/* Run the fake's loop until its count *COUNT passes BEFORE. */
+static bool fake_wait_count(struct fake *f, const unsigned *count, unsigned before,
+                            uint64_t timeout_ms)
+{
+    uint64_t end = mono_ms() + timeout_ms;
+    while (*count == before && mono_ms() < end) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(2000);
+    }
+    return *count != before;
+}
+
+/* Member AS's node, played by the test, linked to node PEER alone. */
+static void fake_start(struct fake *f, struct net *n, size_t as, size_t peer)
+{
+    memset(f, 0, sizeof *f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    memcpy(f->peer, n->c.nodes[peer].node_key, P2P_KEY_BYTES);
+    p2p_config pc = {
+        .node_key = &n->c.nodes[as].identity->signing,
+        .chain_id = n->c.chain_id,
+        .callbacks = {.on_message = fake_message, .on_link_up = fake_up, .on_link_down = fake_down},
+        .user = f};
+    assert_int_equal(p2p_create(&f->loop, &pc, &f->p), 0);
+    p2p_member m[2];
+    memset(m, 0, sizeof m);
+    memcpy(m[0].node_key, n->c.nodes[peer].node_key, P2P_KEY_BYTES);
+    snprintf(m[0].address, sizeof m[0].address, "127.0.0.1:%u", n->c.nodes[peer].peer_port);
+    memcpy(m[1].node_key, n->c.nodes[as].node_key, P2P_KEY_BYTES);
+    assert_int_equal(p2p_set_members(f->p, m, 2), 0);
+}
+
+static void fake_stop(struct fake *f)
+{
+    p2p_close(f->p, fake_closed);
+    while (!f->closed)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f->data);
+}
+
+static void fake_send(struct fake *f, const Ehr__V1__PeerMessage *pm)
+{
+    size_t len = ehr__v1__peer_message__get_packed_size(pm);
+    uint8_t *buf = malloc(len + 1);
+    assert_non_null(buf);
+    ehr__v1__peer_message__pack(pm, buf);
+    assert_int_equal(p2p_send(f->p, f->peer, buf, len), 0);
+    free(buf);
+}
+
+static void fake_fetch(struct fake *f, const uint8_t record[32], const uint8_t blob[32],
+                       uint64_t offset)
+{
+    Ehr__V1__BlobFetch q = EHR__V1__BLOB_FETCH__INIT;
+    q.record_id = (ProtobufCBinaryData){32, (uint8_t *)record};
+    q.blob_id = (ProtobufCBinaryData){32, (uint8_t *)blob};
+    q.offset = offset;
+    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
+    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_FETCH;
+    pm.blob_fetch = &q;
+    unsigned before = f->chunks;
+    fake_send(f, &pm);
+    assert_true(fake_wait_count(f, &f->chunks, before, 10000));
+}
+
+static void fake_chunk(struct fake *f, const uint8_t record[32], const uint8_t blob[32],
+                       uint64_t offset, uint64_t total, size_t len)
+{
+    static uint8_t junk[NODE_BLOB_REPLICA_CHUNK_BYTES + 1];
+    memset(junk, 0x5c, sizeof junk);
+    Ehr__V1__BlobChunk c = EHR__V1__BLOB_CHUNK__INIT;
+    c.record_id = (ProtobufCBinaryData){32, (uint8_t *)record};
+    c.blob_id = (ProtobufCBinaryData){32, (uint8_t *)blob};
+    c.offset = offset;
+    c.total_bytes = total;
+    c.data = (ProtobufCBinaryData){len, junk};
+    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
+    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK;
+    pm.blob_chunk = &c;
+    fake_send(f, &pm);
+}
+
+static void hex32(uint8_t out[32], const char *hex)
+{
+    assert_int_equal(ehr_hex_decode(out, 32, hex), 0);
+}
+
+static void test_bad_input_from_a_member_is_refused(void **state)
+{
+    struct net *n = *state;
+    char record_hex[KEY_HEX], blob_hex[KEY_HEX];
+    uint64_t bytes = 0;
+    assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
+    free(record_added(n, "xray.dcm", 7, record_hex, blob_hex, &bytes));
+    assert_true(wait_holds(n, 2, blob_hex, bytes));
+    assert_true(wait_holds(n, 1, blob_hex, bytes));
+    uint8_t record[32], blob[32], other[32];
+    hex32(record, record_hex);
+    hex32(blob, blob_hex);
+    memset(other, 0xab, sizeof other);
+    size_t stored_len = 0;
+    uint8_t *stored = file_bytes(blob_path(n, 0, blob_hex), &stored_len);
+    assert_non_null(stored);
+    unsigned files_before = blob_files(n, 0, "");
+
+    /* Member 2's node, played by the test. */
+    assert_int_equal(cluster_stop(&n->c, 2), 0);
+    struct fake f;
+    fake_start(&f, n, 2, 0);
+    assert_true(fake_wait(&f, &f.up, 20000));
+
+    /* A piece never asked for: refused, nothing written. */
+    fake_chunk(&f, record, blob, 0, bytes, NODE_BLOB_REPLICA_CHUNK_BYTES);
+    fake_chunk(&f, other, other, 0, 10, 10);
+    assert_true(wait_log(n, 0, "a piece of a blob not asked for", 10000));
+    assert_int_equal(blob_files(n, 0, ".tmp-"), 0);
+    assert_int_equal(blob_files(n, 0, ""), files_before);
+
+    /* Served: the exact bytes of a committed anchor's blob, and nothing else. */
+    fake_fetch(&f, record, blob, NODE_BLOB_REPLICA_CHUNK_BYTES);
+    assert_false(f.missing);
+    assert_int_equal(f.offset, NODE_BLOB_REPLICA_CHUNK_BYTES);
+    assert_int_equal(f.total_bytes, bytes);
+    assert_int_equal(f.data_len, NODE_BLOB_REPLICA_CHUNK_BYTES);
+    assert_memory_equal(f.data, stored + NODE_BLOB_REPLICA_CHUNK_BYTES,
+                        NODE_BLOB_REPLICA_CHUNK_BYTES);
+    fake_fetch(&f, record, blob, 2 * NODE_BLOB_REPLICA_CHUNK_BYTES); /* the short last piece */
+    assert_false(f.missing);
+    assert_int_equal(f.data_len, bytes - 2 * NODE_BLOB_REPLICA_CHUNK_BYTES);
+    assert_memory_equal(f.data, stored + 2 * NODE_BLOB_REPLICA_CHUNK_BYTES, f.data_len);
+    fake_fetch(&f, record, other, 0); /* not the blob the anchor names */
+    assert_true(f.missing);
+    assert_int_equal(f.data_len, 0);
+    fake_fetch(&f, other, blob, 0); /* no such record */
+    assert_true(f.missing);
+    assert_int_equal(f.data_len, 0);
+    fake_fetch(&f, record, blob, bytes); /* past the end */
+    assert_true(f.missing);
+    assert_int_equal(f.data_len, 0);
+
+    /* Asked for a piece, the fake answers one byte over the limit: refused;
+     * with no one else to ask (member 1's node stopped) nothing is left. */
+    assert_int_equal(cluster_stop(&n->c, 1), 0);
+    fake_stop(&f);
+    assert_int_equal(cluster_stop(&n->c, 0), 0);
+    assert_int_equal(unlink(blob_path(n, 0, blob_hex)), 0);
+    cluster_start(&n->c, 0);
+    fake_start(&f, n, 2, 0);
+    assert_true(fake_wait(&f, &f.up, 30000));
+    bool asked = false;
+    uint64_t end = mono_ms() + 30000;
+    while (!asked && mono_ms() < end) {
+        unsigned before = f.fetches;
+        if (!fake_wait_count(&f, &f.fetches, before, 1000))
+            continue;
+        asked = memcmp(f.fetch_record, record, 32) == 0;
+    }
+    assert_true(asked);
+    assert_int_equal(f.fetch_offset, 0);
+    fake_chunk(&f, record, blob, 0, bytes, NODE_BLOB_REPLICA_CHUNK_BYTES + 1);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_true(wait_log(n, 0, "over the limit", 10000));
+    assert_true(wait_log(n, 0, "no member served it", 10000));
+    /* Stopped (a fetch tried again meanwhile is abandoned), nothing is left. */
+    assert_int_equal(cluster_stop(&n->c, 0), 0);
+    fake_stop(&f);
+    assert_int_equal(blob_files(n, 0, ".tmp-"), 0);
+    assert_false(holds(n, 0, blob_hex, bytes));
+    struct stat st;
+    assert_int_not_equal(stat(blob_path(n, 0, blob_hex), &st), 0);
+    free(stored);
 }
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN); /* p2p writes with write(2) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replicated_read_from_a_replica_and_repaired),
+        cmocka_unit_test(test_bad_input_from_a_member_is_refused),
     };
     return cmocka_run_group_tests(tests, net_setup, net_teardown);
 }
