@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include "blob_replica.h"
 #include "blobs.h"
 #include "config.h"
 #include "contracts.h"
@@ -247,13 +248,8 @@ struct node__blob_api {
 
 /* ---- replication.c: record ciphertext copied to other members' nodes ---- */
 
-/* How many members' nodes hold each record's ciphertext: the custodian's
- * and the others the rendezvous choice ranks first (all of them when the
- * chain has fewer members). */
-enum { NODE_BLOB_COPIES = 3 };
-/* A piece of a blob on a peer link: one BlobChunk's data, exactly this many
- * bytes unless it ends the blob. */
-#define NODE_BLOB_REPLICA_CHUNK_BYTES (256u * 1024)
+/* The pure parts (the replica set, a received piece, the queue) are in
+ * blob_replica.h. */
 enum {
     /* Blobs being fetched at once, each with one BlobFetch outstanding, so
      * at most NODE_BLOB_FETCHES_MAX pieces are in flight towards this node
@@ -262,9 +258,6 @@ enum {
     /* Pieces being read for peers at once (worker-pool jobs, a piece's
      * buffer each); past it a BlobFetch is answered "missing" (busy). */
     NODE_BLOB_SERVES_MAX = 16,
-    /* Records waiting for a fetch (the apply trigger and the repair scan
-     * fill it; a full queue is caught up by the next pass). */
-    NODE_BLOB_QUEUE_MAX = 256,
     /* Records the repair scan looks at per tick. */
     NODE_BLOB_SCAN_PER_TICK_MAX = 64,
 };
@@ -285,46 +278,8 @@ _Static_assert(NODE_BLOB_REPLICA_CHUNK_BYTES + 256 <= P2P_MESSAGE_BYTES_MAX,
                "a BlobChunk with its envelope fits one p2p message");
 _Static_assert(NODE_BLOB_FETCH_BYTES_INFLIGHT_MAX <= P2P_QUEUE_BYTES_DEFAULT / 4,
                "pieces in flight take at most a quarter of a link's queue");
-
-/* A FIFO of record ids without duplicates, at most NODE_BLOB_QUEUE_MAX. */
-struct node__blob_queue {
-    uint8_t ids[NODE_BLOB_QUEUE_MAX][EHR_HASH_BYTES];
-    size_t head;
-    size_t count;
-};
-/* Push ID: 0; EHR_EEXIST (queued already: nothing changes); EHR_EFULL. */
-int node__blob_queue_push(struct node__blob_queue *q, const uint8_t id[EHR_HASH_BYTES]);
-/* Pop the oldest into ID: 0, or EHR_ENOTFOUND when empty. */
-int node__blob_queue_pop(struct node__blob_queue *q, uint8_t id[EHR_HASH_BYTES]);
-
-/*
- * The replica set of record RECORD_ID: indices into KEYS (COUNT member
- * node keys) of the members that should hold its ciphertext, in OUT, the
- * count returned. The custodian first when it is among KEYS, then the
- * others by descending SHA-256("ehrchain/blob-replica/v1" || record id ||
- * node key), until COPIES in all or every member. A pure function: every
- * node computes the same set from the same committed members.
- */
-size_t node__blob_replicas(const uint8_t record_id[EHR_HASH_BYTES],
-                           const uint8_t custodian[EHR_SCHNORR_PUBLIC_BYTES],
-                           const uint8_t (*keys)[EHR_SCHNORR_PUBLIC_BYTES], size_t count,
-                           size_t copies, size_t *out);
-
-/* What a fetch waits for: the piece at OFFSET of BLOB_ID (TOTAL_BYTES). */
-struct node__blob_want {
-    uint8_t record_id[EHR_HASH_BYTES];
-    uint8_t blob_id[NODE_BLOB_ID_BYTES];
-    uint64_t offset;
-    uint64_t total_bytes;
-};
-/*
- * Is C the answer to WANT? 0 (take its data); EHR_ENOTFOUND (the sender
- * says it has none: ask another); EHR_ETOOBIG (data over
- * NODE_BLOB_REPLICA_CHUNK_BYTES); EHR_EINVAL (another record or blob, a
- * wrong offset, size or length), with why in DIAG. Reads nothing else.
- */
-int node__blob_chunk_check(const struct node__blob_want *want, const Ehr__V1__BlobChunk *c,
-                           ehr_diag *diag);
+_Static_assert((int)NODE_MEMBERS_MAX <= (int)NODE_BLOB_REPLICA_MEMBERS_MAX,
+               "the replica choice ranks every member");
 
 /* One blob being fetched from peers (replication.c). */
 struct node__blob_fetch {
