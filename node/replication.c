@@ -157,6 +157,7 @@ struct blob_serve {
     uint8_t *buf;
     size_t len;
     int rc;
+    uint64_t delay_ms; /* node_test_faults.blob_serve_delay_ms */
     uv_work_t work;
 };
 
@@ -180,6 +181,8 @@ static void send_chunk(struct node *n, const struct node_member *to,
 static void serve_run(uv_work_t *w)
 {
     struct blob_serve *s = w->data;
+    if (s->delay_ms > 0) /* a test's fault (node_test_faults): fill the limit */
+        uv_sleep((unsigned)s->delay_ms);
     struct node_blob_reader r = {.fd = -1};
     ehr_diag why;
     s->rc = node_blob_read_open(&s->node->blobs.store, s->want.blob_id, &r, &why);
@@ -252,6 +255,7 @@ void node__replication_fetch_received(struct node *n, const struct node_member *
     memcpy(s->peer, from->key, EHR_SCHNORR_PUBLIC_BYTES);
     s->want = w;
     s->buf = ehr_malloc(NODE_BLOB_REPLICA_CHUNK_BYTES);
+    s->delay_ms = n->applying.test_faults.blob_serve_delay_ms;
     s->work.data = s;
     n->replication.serves_inflight++;
     n->replication.jobs_inflight++;

@@ -19,7 +19,12 @@
  *     record names, for another record, or past the blob's end is answered
  *     "missing", a good one with the exact bytes; asked for a piece, a
  *     piece over NODE_BLOB_REPLICA_CHUNK_BYTES is refused, and the node,
- *     with no one else to ask, leaves nothing and holds no copy.
+ *     with no one else to ask, leaves nothing and holds no copy;
+ *   - NODE_BLOB_SERVES_MAX at its edge (pieces held on the worker pool by
+ *     ehrd-test's EHR_TEST_BLOB_SERVE_DELAY_MS: that many requests at once
+ *     all served, one more answered "missing" at once) and
+ *     NODE_BLOB_FETCHES_MAX (a wiped node with only a silent member to ask
+ *     has exactly that many fetches out, and one more once one ends).
  * With three members and NODE_BLOB_COPIES = 3 every node holds every blob
  * (the replica choice itself is test_replication's).
  */
@@ -48,7 +53,9 @@
 #include "proc.h"
 
 #define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
-#define EHRD EHR_BINARY_DIR "/node/ehrd"
+/* The test build of the daemon: the same node, with fault switches read
+ * from the environment (tests/node/ehrd_test_hooks.h). */
+#define EHRD EHR_BINARY_DIR "/tests/node/ehrd-test"
 
 enum { NODES = 3, KEY_HEX = 65, LEADER_WAIT_MS = 30000, REPLICATE_WAIT_MS = 60000 };
 /* Three pieces on the links: two whole, one short. */
@@ -260,17 +267,17 @@ static void patient_enrolled(struct net *n)
 
 /* DATA_BYTES (SEED) added by member 0 as NAME: the data (malloc'd), the
  * record and blob ids and the ciphertext's size. */
-static uint8_t *record_added(struct net *n, const char *name, unsigned seed, char record[KEY_HEX],
-                             char blob[KEY_HEX], uint64_t *bytes)
+static uint8_t *record_added_of(struct net *n, const char *name, unsigned seed, size_t len,
+                                char record[KEY_HEX], char blob[KEY_HEX], uint64_t *bytes)
 {
     patient_enrolled(n);
-    uint8_t *data = malloc(DATA_BYTES);
+    uint8_t *data = malloc(len);
     assert_non_null(data);
-    for (size_t i = 0; i < DATA_BYTES; i++)
+    for (size_t i = 0; i < len; i++)
         data[i] = (uint8_t)((i + seed) * 2654435761u >> 13);
     FILE *f = fopen(proc_path(n->c.root, name), "wb");
     assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, DATA_BYTES, f), DATA_BYTES);
+    assert_int_equal(fwrite(data, 1, len, f), len);
     assert_int_equal(fclose(f), 0);
     struct proc_result r =
         run(n, "record", "add", name, "--patient", "patient.pub.json", "--type", "imaging", "--key",
@@ -286,6 +293,14 @@ static uint8_t *record_added(struct net *n, const char *name, unsigned seed, cha
     proc_result_free(&r);
     assert_int_equal(strlen(record), 64);
     assert_int_equal(strlen(blob), 64);
+    assert_true(*bytes > len);
+    return data;
+}
+
+static uint8_t *record_added(struct net *n, const char *name, unsigned seed, char record[KEY_HEX],
+                             char blob[KEY_HEX], uint64_t *bytes)
+{
+    uint8_t *data = record_added_of(n, name, seed, DATA_BYTES, record, blob, bytes);
     assert_true(*bytes > 2 * NODE_BLOB_REPLICA_CHUNK_BYTES);
     return data;
 }
@@ -366,6 +381,9 @@ struct fake {
     unsigned fetches; /* BlobFetches received; the last one's fields below */
     uint8_t fetch_record[32], fetch_blob[32];
     uint64_t fetch_offset;
+    /* The distinct records asked for, with their blob ids. */
+    unsigned asked_count;
+    uint8_t asked_record[16][32], asked_blob[16][32];
 };
 
 static void fake_message(void *user, const uint8_t peer[P2P_KEY_BYTES], const uint8_t *data,
@@ -394,6 +412,14 @@ static void fake_message(void *user, const uint8_t peer[P2P_KEY_BYTES], const ui
         memcpy(f->fetch_record, pm->blob_fetch->record_id.data, 32);
         memcpy(f->fetch_blob, pm->blob_fetch->blob_id.data, 32);
         f->fetch_offset = pm->blob_fetch->offset;
+        bool seen = false;
+        for (unsigned i = 0; i < f->asked_count; i++)
+            seen = seen || memcmp(f->asked_record[i], f->fetch_record, 32) == 0;
+        if (!seen && f->asked_count < 16) {
+            memcpy(f->asked_record[f->asked_count], f->fetch_record, 32);
+            memcpy(f->asked_blob[f->asked_count], f->fetch_blob, 32);
+            f->asked_count++;
+        }
     }
     ehr__v1__peer_message__free_unpacked(pm, NULL);
 }
@@ -605,12 +631,121 @@ static void test_bad_input_from_a_member_is_refused(void **state)
     free(stored);
 }
 
+/* Run the fake's loop for MS. */
+static void fake_run_for(struct fake *f, uint64_t ms)
+{
+    uint64_t end = mono_ms() + ms;
+    while (mono_ms() < end) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(2000);
+    }
+}
+
+/* Send a BlobFetch without waiting for its answer. */
+static void fake_fetch_send(struct fake *f, const uint8_t record[32], const uint8_t blob[32])
+{
+    Ehr__V1__BlobFetch q = EHR__V1__BLOB_FETCH__INIT;
+    q.record_id = (ProtobufCBinaryData){32, (uint8_t *)record};
+    q.blob_id = (ProtobufCBinaryData){32, (uint8_t *)blob};
+    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
+    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_FETCH;
+    pm.blob_fetch = &q;
+    fake_send(f, &pm);
+}
+
+/*
+ * NODE_BLOB_SERVES_MAX and NODE_BLOB_FETCHES_MAX at their edges. Serving:
+ * with each piece held SERVE_DELAY_MS on member 0's worker pool
+ * (ehrd-test), NODE_BLOB_SERVES_MAX requests at once are all served, with
+ * data; one more at once is answered "missing" at once (busy). Fetching:
+ * member 0 back with its store wiped and only the test's node to ask, which
+ * answers nothing, has exactly NODE_BLOB_FETCHES_MAX fetches out; once the
+ * test answers one "missing", the next record is asked for.
+ */
+enum { SERVE_DELAY_MS = 1500, SMALL_BYTES = 10000 };
+
+static void test_limits_at_their_edges(void **state)
+{
+    struct net *n = *state;
+    for (size_t i = 0; i < NODES; i++)
+        if (n->c.nodes[i].pid == 0)
+            cluster_start(&n->c, i);
+    assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
+    /* Records enough that member 0, wiped, lacks one more than it fetches at once. */
+    char record_hex[KEY_HEX], blob_hex[KEY_HEX];
+    uint8_t record[32], blob[32];
+    uint64_t bytes = 0;
+    for (unsigned k = 0; k < NODE_BLOB_FETCHES_MAX; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "note%u.txt", k);
+        free(record_added_of(n, name, 100 + k, SMALL_BYTES, record_hex, blob_hex, &bytes));
+    }
+    hex32(record, record_hex);
+    hex32(blob, blob_hex);
+    assert_int_equal(cluster_stop(&n->c, 2), 0);
+    assert_int_equal(cluster_stop(&n->c, 1), 0);
+    assert_int_equal(cluster_stop(&n->c, 0), 0);
+
+    /* Serving. */
+    cluster_start_env(&n->c, 0, "EHR_TEST_BLOB_SERVE_DELAY_MS", "1500");
+    struct fake f;
+    fake_start(&f, n, 2, 0);
+    assert_true(fake_wait(&f, &f.up, 30000));
+    for (unsigned i = 0; i < NODE_BLOB_SERVES_MAX; i++)
+        fake_fetch_send(&f, record, blob);
+    fake_run_for(&f, SERVE_DELAY_MS / 3);
+    assert_int_equal(f.chunks, 0); /* all held on the worker pool */
+    fake_fetch_send(&f, record, blob);
+    assert_true(fake_wait_count(&f, &f.chunks, 0, SERVE_DELAY_MS / 3));
+    assert_int_equal(f.chunks, 1);
+    assert_true(f.missing); /* one over: busy */
+    uint64_t end = mono_ms() + 4 * SERVE_DELAY_MS;
+    while (f.chunks < NODE_BLOB_SERVES_MAX + 1 && mono_ms() < end)
+        fake_run_for(&f, 10);
+    assert_int_equal(f.chunks, NODE_BLOB_SERVES_MAX + 1);
+    assert_false(f.missing);
+    assert_int_equal(f.data_len, bytes);
+    fake_stop(&f);
+    assert_int_equal(cluster_stop(&n->c, 0), 0);
+
+    /* Fetching. */
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/blobs'", n->c.nodes[0].dir);
+    assert_int_equal(system(cmd), 0);
+    cluster_start(&n->c, 0);
+    fake_start(&f, n, 2, 0);
+    assert_true(fake_wait(&f, &f.up, 30000));
+    end = mono_ms() + 20000;
+    while (f.asked_count < NODE_BLOB_FETCHES_MAX && mono_ms() < end)
+        fake_run_for(&f, 10);
+    assert_int_equal(f.asked_count, NODE_BLOB_FETCHES_MAX);
+    fake_run_for(&f, 2000); /* nothing more while they wait (the timeout is 10 s) */
+    assert_int_equal(f.asked_count, NODE_BLOB_FETCHES_MAX);
+    /* One answered "missing": its fetch ends, the next record is asked for. */
+    Ehr__V1__BlobChunk c = EHR__V1__BLOB_CHUNK__INIT;
+    c.record_id = (ProtobufCBinaryData){32, f.asked_record[0]};
+    c.blob_id = (ProtobufCBinaryData){32, f.asked_blob[0]};
+    c.missing = true;
+    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
+    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK;
+    pm.blob_chunk = &c;
+    fake_send(&f, &pm);
+    end = mono_ms() + 5000;
+    while (f.asked_count < NODE_BLOB_FETCHES_MAX + 1 && mono_ms() < end)
+        fake_run_for(&f, 10);
+    assert_int_equal(f.asked_count, NODE_BLOB_FETCHES_MAX + 1);
+    assert_int_equal(cluster_stop(&n->c, 0), 0);
+    fake_stop(&f);
+    assert_int_equal(blob_files(n, 0, ".tmp-"), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* p2p writes with write(2) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replicated_read_from_a_replica_and_repaired),
         cmocka_unit_test(test_bad_input_from_a_member_is_refused),
+        cmocka_unit_test(test_limits_at_their_edges),
     };
     return cmocka_run_group_tests(tests, net_setup, net_teardown);
 }
