@@ -314,6 +314,7 @@ struct node__replication {
     unsigned jobs_inflight;   /* fetch and serve jobs on the worker pool */
     bool scanning;            /* a repair pass is under way */
     bool retry_soon;          /* a fetch found no one to ask: NODE_BLOB_RETRY_MS */
+    bool pass_due;            /* start another pass as soon as this one ends */
     uint64_t next_pass_ms;    /* when the next pass starts */
     uint8_t cursor[64];       /* the last key the pass looked at */
     size_t cursor_len;
@@ -335,6 +336,9 @@ void node__replication_start(struct node *n);
 /* A block wrote the record entry RECORD_ID (apply.c): fetch its blob if
  * this node should hold it and lacks it. */
 void node__replication_record_written(struct node *n, const uint8_t record_id[EHR_HASH_BYTES]);
+/* The members changed (members.c): a repair pass over every record soon,
+ * since the replica sets moved with them. */
+void node__replication_members_changed(struct node *n);
 /* Every tick: timeouts, the repair scan's next step, fetches to start. */
 void node__replication_tick(struct node *n);
 /* A BlobFetch or BlobChunk from member FROM. */

@@ -239,14 +239,16 @@ void node__replication_fetch_received(struct node *n, const struct node_member *
     struct node__blob_want w = {.offset = f->offset};
     memcpy(w.record_id, f->record_id.data, EHR_HASH_BYTES);
     memcpy(w.blob_id, f->blob_id.data, NODE_BLOB_ID_BYTES);
+    if (n->replication.serves_inflight >= NODE_BLOB_SERVES_MAX) {
+        send_chunk(n, from, &w, NULL, 0, true); /* busy: before any ledger read */
+        return;
+    }
     /* R1: only the blob a committed anchor names. */
     uint8_t named[NODE_BLOB_ID_BYTES];
     int rc = record_blob(n->ledger, w.record_id, named, &w.total_bytes);
-    bool serve = rc == 0 && memcmp(named, w.blob_id, NODE_BLOB_ID_BYTES) == 0 &&
-                 w.offset < w.total_bytes && w.total_bytes <= n->blobs.store.bytes_max;
-    if (!serve || n->replication.serves_inflight >= NODE_BLOB_SERVES_MAX) {
-        if (!serve)
-            w.total_bytes = 0;
+    if (rc != 0 || memcmp(named, w.blob_id, NODE_BLOB_ID_BYTES) != 0 || w.offset >= w.total_bytes ||
+        w.total_bytes > n->blobs.store.bytes_max) {
+        w.total_bytes = 0;
         send_chunk(n, from, &w, NULL, 0, true);
         return;
     }
@@ -562,13 +564,28 @@ void node__replication_link_down(struct node *n, const struct node_member *m)
     }
 }
 
+/* A pass over every record at once, or right after the one under way
+ * (which may have passed the records in question already). */
+static void pass_soon(struct node__replication *r)
+{
+    if (r->scanning)
+        r->pass_due = true;
+    else
+        r->next_pass_ms = 0;
+}
+
 void node__replication_record_written(struct node *n, const uint8_t record_id[EHR_HASH_BYTES])
 {
     if (!n->replication.started || fetching(n, record_id))
         return;
-    if (node__blob_queue_push(&n->replication.queue, record_id) == EHR_EFULL &&
-        !n->replication.scanning)
-        n->replication.next_pass_ms = 0; /* the next pass finds it */
+    if (node__blob_queue_push(&n->replication.queue, record_id) == EHR_EFULL)
+        pass_soon(&n->replication); /* the next pass finds it */
+}
+
+void node__replication_members_changed(struct node *n)
+{
+    if (n->replication.started)
+        pass_soon(&n->replication);
 }
 
 /* ---- the repair scan ---- */
@@ -642,8 +659,11 @@ static void scan_step(struct node *n, uint64_t now)
     }
     if ((size_t)seen < count) { /* the end: the pass is over */
         r->scanning = false;
-        r->next_pass_ms = now + (r->retry_soon ? NODE_BLOB_RETRY_MS : NODE_BLOB_REPAIR_INTERVAL_MS);
+        r->next_pass_ms = r->pass_due     ? now
+                          : r->retry_soon ? now + NODE_BLOB_RETRY_MS
+                                          : now + NODE_BLOB_REPAIR_INTERVAL_MS;
         r->retry_soon = false;
+        r->pass_due = false;
     }
 }
 
