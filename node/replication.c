@@ -243,9 +243,13 @@ void node__replication_fetch_received(struct node *n, const struct node_member *
         send_chunk(n, from, &w, NULL, 0, true); /* busy: before any ledger read */
         return;
     }
-    /* R1: only the blob a committed anchor names. */
+    /* R1: only the blob the anchor of a committed record names (an anchor
+     * the rules refused is in its block but made no record). */
+    Ehr__V1__RecordEntry *e = record_entry(n->ledger, w.record_id);
     uint8_t named[NODE_BLOB_ID_BYTES];
-    int rc = record_blob(n->ledger, w.record_id, named, &w.total_bytes);
+    int rc = e == NULL ? EHR_ENOTFOUND : record_blob(n->ledger, w.record_id, named, &w.total_bytes);
+    if (e != NULL)
+        ehr__v1__record_entry__free_unpacked(e, NULL);
     if (rc != 0 || memcmp(named, w.blob_id, NODE_BLOB_ID_BYTES) != 0 || w.offset >= w.total_bytes ||
         w.total_bytes > n->blobs.store.bytes_max) {
         w.total_bytes = 0;
