@@ -324,6 +324,7 @@ struct node__replication {
     uint64_t refused_chunk_count; /* BlobChunks refused */
     uint64_t served_count;        /* pieces sent to peers */
     struct ehr_log_limit refused_log;
+    struct ehr_log_limit gave_up_log; /* fetches that found no member serving */
 };
 
 /* Should this node hold record RECORD_ID's ciphertext (its entry E)? Only

@@ -369,10 +369,18 @@ static void fetch_ask(struct node__blob_fetch *f)
         return;
     }
     bool unreachable = f->skipped_count > 0 && f->missing_count == 0;
-    if (f->asked_count > 0)
-        fetch_log(f, EHR_LOG_WARN, "blob not fetched: no member served it",
-                  unreachable ? "some members have no live link; the next pass comes soon"
-                              : "asked every member with a live link; the next pass tries again");
+    uint64_t count = 0;
+    /* A record whose ciphertext lives outside the nodes (a PACS pointer)
+     * ends here on every pass: one line per interval, with the count. */
+    if (f->asked_count > 0 &&
+        ehr_log_limit_hit(&n->replication.gave_up_log, node__now_ms(), &count)) {
+        char hex[NODE_BLOB_ID_HEX_BYTES + 1];
+        node_blob_id_hex(hex, f->want.blob_id);
+        ehr_log(EHR_LOG_WARN, "blob not fetched: no member served it",
+                "count=%" PRIu64 " blob=%.16s why=\"%s\"", count, hex,
+                unreachable ? "some members have no live link; the next pass comes soon"
+                            : "asked every member with a live link; the next pass tries again");
+    }
     if (f->asked_count == 0 || unreachable) {
         n->replication.retry_soon = true; /* someone unreachable may have it */
         if (!n->replication.scanning)
