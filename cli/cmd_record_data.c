@@ -820,8 +820,13 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
         blob_options.address = sources.text[i];
         ehr_diag why_connect;
         if (cli__node_connect(&node, &blob_options, &why_connect) != 0) {
-            fprintf(stderr, "ehrctl: record get: %s%s: cannot connect: %s\n",
-                    last ? "" : "warning: ", sources.text[i], why_connect.msg);
+            char unreachable[sizeof why_connect.msg + 64];
+            snprintf(unreachable, sizeof unreachable, "%s (UNAVAILABLE)", why_connect.msg);
+            if (last)
+                cli__fail(unreachable, "record get: the blob's node %s", sources.text[i]);
+            else
+                fprintf(stderr, "ehrctl: record get: warning: %s: %s; trying the next node\n",
+                        sources.text[i], unreachable);
             exit_code = CLI_EXIT_UNAVAILABLE;
             continue;
         }
