@@ -5,7 +5,8 @@
  *   - a record added through member 0 shows up in the two other nodes'
  *     blob stores, the same bytes (hashing to the blob id);
  *   - with the custodian's blob deleted from its disk, `record get` still
- *     opens the record, from a replica, saying which node lacked it; with
+ *     opens the record, from a replica, saying which node lacked it (and
+ *     with --blob-node naming that node, fails and leaves no file); with
  *     the custodian's node down, too;
  *   - the custodian restarted with its blobs/ directory wiped repairs its
  *     copy (the same bytes);
@@ -323,6 +324,15 @@ static void test_replicated_read_from_a_replica_and_repaired(void **state)
     /* The custodian's copy deleted: record get falls back to a replica. */
     assert_int_equal(unlink(blob_path(n, 0, blob)), 0);
     get_back(n, record, 1, "back1.dcm", data, DATA_BYTES, n->node[0]);
+    /* --blob-node names that node alone: no fallback, no file. */
+    struct proc_result r = run(n, "record", "get", record, "--key", "patient.key", "--out",
+                               "alone.dcm", "--node", n->node[1], "--blob-node", n->node[0]);
+    assert_int_not_equal(r.status, 0);
+    assert_non_null(strstr(r.err, "NOT_FOUND"));
+    proc_result_free(&r);
+    struct stat st;
+    assert_int_not_equal(stat(proc_path(n->c.root, "alone.dcm"), &st), 0);
+    assert_int_not_equal(stat(proc_path(n->c.root, "alone.dcm.part"), &st), 0);
 
     /* The custodian's node down: the same. */
     assert_int_equal(cluster_stop(&n->c, 0), 0);
@@ -354,7 +364,6 @@ static void test_replicated_read_from_a_replica_and_repaired(void **state)
     cluster_start(&n->c, 2);
     wait_serving(n, 2);
     assert_true(wait_log(n, 2, "fetched blob discarded", REPLICATE_WAIT_MS));
-    struct stat st;
     assert_int_not_equal(stat(blob_path(n, 2, blob), &st), 0);
     cluster_start(&n->c, 1);
     wait_serving(n, 1);
