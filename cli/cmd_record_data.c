@@ -637,6 +637,56 @@ static const char *anchor_from(const struct rpc_result *result, const uint8_t re
     return bad;
 }
 
+/*
+ * Where record get asks for the blob, in order: --blob-node alone when it is
+ * given; else the node the pointer names (the custodian's, where it was
+ * uploaded), then --node, then every peer whose API address --node learnt
+ * over their link (GetStatus): the members' nodes that replicate it
+ * (node/README.md, "Blob replication"). Each address once.
+ */
+enum { BLOB_SOURCES_MAX = CLI_FRAGMENT_NODES_MAX + 2 };
+struct blob_sources {
+    char text[BLOB_SOURCES_MAX][CLI_HOST_BYTES_MAX + 8];
+    size_t count;
+};
+
+static void sources_add(struct blob_sources *s, const char *address)
+{
+    char host[CLI_HOST_BYTES_MAX + 1];
+    uint16_t port;
+    if (address == NULL || address[0] == '\0' || s->count == BLOB_SOURCES_MAX ||
+        strlen(address) >= sizeof s->text[0] || cli__address_parse(address, host, &port) != 0)
+        return;
+    for (size_t i = 0; i < s->count; i++)
+        if (strcmp(s->text[i], address) == 0)
+            return;
+    snprintf(s->text[s->count++], sizeof s->text[0], "%s", address);
+}
+
+/* Is a failure to get the blob from one node one that another node may
+ * not have: it lacks the blob or cannot be reached? A blob that arrives
+ * and does not check out is not retried elsewhere: it is reported. */
+static bool blob_try_next(enum rpc_status st)
+{
+    return st == RPC_STATUS_NOT_FOUND || st == RPC_STATUS_UNAVAILABLE ||
+           st == RPC_STATUS_DEADLINE_EXCEEDED;
+}
+
+/* Start D over for another node: the output file emptied, the opener new. */
+static int download_restart(struct download *d, const uint8_t stream_key[32])
+{
+    ehr_record_opener_clear(&d->opener);
+    ehr_record_opener_init(&d->opener, stream_key, download_write, d);
+    d->got_size = false;
+    d->size_bytes = 0;
+    d->received = 0;
+    d->err = 0;
+    d->progress.done = 0;
+    if (fflush(d->out) != 0 || ftruncate(fileno(d->out), 0) != 0 || fseek(d->out, 0, SEEK_SET) != 0)
+        return -EIO;
+    return 0;
+}
+
 int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
 {
     static const struct option options[] = {{"key", required_argument, NULL, 'k'},
@@ -730,6 +780,10 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
         goto out;
     char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1];
     snprintf(chain_id, sizeof chain_id, "%s", status->chain_id);
+    struct blob_sources others = {0}; /* --node, then its peers: replicas */
+    sources_add(&others, node_options.address);
+    for (size_t i = 0; i < status->n_peers; i++)
+        sources_add(&others, status->peers[i]->rpc_address);
     ehr__v1__get_status_response__free_unpacked(status, NULL);
     /* The anchor (a signed GetRecord). */
     Ehr__V1__GetRecordRequest rq = EHR__V1__GET_RECORD_REQUEST__INIT;
@@ -815,14 +869,14 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
                               "record get");
         goto out;
     }
-    /* The blob, from the node the pointer names (or --blob-node). */
-    struct cli__node_options blob_options = node_options;
-    blob_options.address = blob_node != NULL ? blob_node : address;
+    /* The blob: from the node the pointer names, else a replica (or only
+     * --blob-node). */
+    struct blob_sources sources = {0};
+    sources_add(&sources, blob_node != NULL ? blob_node : address);
+    for (size_t i = 0; blob_node == NULL && i < others.count; i++)
+        sources_add(&sources, others.text[i]);
     cli__node_close(&node);
     node_open = false;
-    if ((exit_code = cli__node_open(&node, &blob_options, "record get: the blob's node")) != 0)
-        goto out;
-    node_open = true;
     Ehr__V1__GetBlobRequest gq = EHR__V1__GET_BLOB_REQUEST__INIT;
     gq.record_id = (ProtobufCBinaryData){32, record_id};
     gq.blob_id = (ProtobufCBinaryData){32, blob_id};
@@ -852,16 +906,55 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
     uint8_t *req = ehr_malloc(packed);
     ehr__v1__get_blob_request__pack(&gq, req);
     gq.auth = NULL;
-    st = rpc_sync_stream(node.sync, "/ehr.v1.Node/GetBlob", req, packed, 0, get_message, &d,
-                         &result);
+    st = RPC_STATUS_UNAVAILABLE;
+    for (size_t i = 0; i < sources.count; i++) {
+        bool last = i + 1 == sources.count;
+        if (i > 0 && download_restart(&d, stream_key) != 0) {
+            exit_code = cli__fail("cannot write the output file", "write %s", tmp_path);
+            break;
+        }
+        struct cli__node_options blob_options = node_options;
+        blob_options.address = sources.text[i];
+        ehr_diag why_connect;
+        if (cli__node_connect(&node, &blob_options, &why_connect) != 0) {
+            char unreachable[sizeof why_connect.msg + 64];
+            snprintf(unreachable, sizeof unreachable, "%s (UNAVAILABLE)", why_connect.msg);
+            if (last)
+                cli__fail(unreachable, "record get: the blob's node %s", sources.text[i]);
+            else
+                fprintf(stderr, "ehrctl: record get: warning: %s: %s; trying the next node\n",
+                        sources.text[i], unreachable);
+            exit_code = CLI_EXIT_UNAVAILABLE;
+            continue;
+        }
+        node_open = true;
+        st = rpc_sync_stream(node.sync, "/ehr.v1.Node/GetBlob", req, packed, 0, get_message, &d,
+                             &result);
+        if (st == RPC_STATUS_OK) {
+            exit_code = 0;
+            rpc_result_clear(&result);
+            break;
+        }
+        if (!blob_try_next(st) || last) {
+            exit_code = cli__node_fail(&node, &result, "record get: the blob");
+            rpc_result_clear(&result);
+            break;
+        }
+        char msg[160];
+        cli__text_shown(result.message, msg, sizeof msg);
+        fprintf(stderr, "ehrctl: record get: warning: %s: no blob (%s): %s; trying the next node\n",
+                sources.text[i], rpc_status_name(st), msg);
+        rpc_result_clear(&result);
+        cli__node_close(&node);
+        node_open = false;
+    }
     ehr_free(req);
     progress_end(&d.progress);
     if (st != RPC_STATUS_OK) {
-        exit_code = cli__node_fail(&node, &result, "record get: the blob");
-        rpc_result_clear(&result);
+        if (exit_code == 0)
+            exit_code = CLI_EXIT_UNAVAILABLE;
         goto out;
     }
-    rpc_result_clear(&result);
     uint8_t got[32];
     if (d.err == 0)
         d.err = ehr_record_opener_finish(&d.opener, got, &d.why);

@@ -479,9 +479,11 @@ static const struct cli__command commands[] = {
      "patient's) asks for access (--purpose, the consent's; or names a permit it holds,\n"
      "--permit), then asks each --fragment-node (default: --node) for its capsule\n"
      "fragment, checks each proof, discards the bad ones and opens the key from a\n"
-     "threshold of them. The key opens the pointer, which names the node that stores\n"
-     "the blob (--blob-node overrides it); a signed GetBlob (with the permit, for a\n"
-     "grantee) streams the ciphertext, whose SHA-256 and size must be the anchor's, into\n"
+     "threshold of them. The key opens the pointer, which names the node the blob was\n"
+     "uploaded to; a signed GetBlob (with the permit, for a grantee) asks it, and when it\n"
+     "lacks the blob or cannot be reached, --node, then every peer --node knows (the\n"
+     "members' nodes replicate blobs); --blob-node asks that node alone. It streams the\n"
+     "ciphertext, whose SHA-256 and size must be the anchor's, into\n"
      "FILE.part, which becomes FILE only once all of it decrypted and checked (else it is\n"
      "removed). A deny is exit 8.\n\n"
      "options:\n"
@@ -491,7 +493,8 @@ static const struct cli__command commands[] = {
      "  --purpose P             a grantee: submit an access request for P and wait for it\n"
      "  --permit TX             a grantee: the hash of a permitted access request of yours\n"
      "  --fragment-node HOST:PORT  a node to ask for a capsule fragment; repeat, up to 16\n"
-     "  --blob-node HOST:PORT   fetch the blob from this node, not the pointer's\n"
+     "  --blob-node HOST:PORT   fetch the blob from this node alone, not the pointer's or\n"
+     "                          a replica\n"
      "" NODE_OPTIONS_HELP NODE_EXIT_HELP,
      cli__cmd_record_get},
     {"patient public-keys", "--patient FILE [--out FILE]",

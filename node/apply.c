@@ -281,6 +281,17 @@ int node__contracts_check(struct node *n, const uint8_t *envelope, size_t len,
  * with their writes in one append; a block every node refuses alike is
  * skipped (its index recorded as applied). Returns 0, or an error this node
  * cannot go on from with why in DIAG (may be NULL). */
+/* Tell replication about each record entry a block wrote (replication.c):
+ * a new record's blob is fetched by the nodes that should hold it. */
+static void records_written(struct node *n, const ledger_state_write *writes, size_t count)
+{
+    const size_t prefix = sizeof CONTRACTS_PREFIX_RECORD - 1;
+    for (size_t i = 0; i < count; i++)
+        if (!writes[i].remove && writes[i].key_len == prefix + EHR_HASH_BYTES &&
+            memcmp(writes[i].key, CONTRACTS_PREFIX_RECORD, prefix) == 0)
+            node__replication_record_written(n, writes[i].key + prefix);
+}
+
 static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *diag)
 {
     ehr_diag why = {{0}};
@@ -351,6 +362,7 @@ static int apply_block(struct node *n, const struct raft_entry *e, ehr_diag *dia
     effects_hash(writes, write_count, n->applying.result_views, count, effects);
     digest_compute(v.hash, v.header.height, e->index, effects, digest);
     node__blob_erase_block(n, writes, write_count); /* the blobs of records it erased */
+    records_written(n, writes, write_count);
     contracts_block_end(cb);
     ledger_block_view_release(&v);
     mempool_remove_committed(&n->pool, (const uint8_t(*)[EHR_HASH_BYTES])n->applying.hashes, count);

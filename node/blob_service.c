@@ -19,7 +19,8 @@
  * outlives it.
  *
  * Not here: the store itself (blobs.c); deleting the blobs of erased
- * records (blob_erase.c); replication (not built).
+ * records (blob_erase.c); replication to other members' nodes
+ * (replication.c).
  */
 #include <inttypes.h>
 #include <stdio.h>

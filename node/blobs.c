@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -325,6 +326,19 @@ long node_blob_read(struct node_blob_reader *r, uint8_t *buf, size_t cap, ehr_di
         r->offset += (uint64_t)k;
         return (long)k;
     }
+}
+
+int node_blob_read_seek(struct node_blob_reader *r, uint64_t offset, ehr_diag *diag)
+{
+    EHR_ASSERT(r->fd >= 0);
+    if (offset > r->size || offset > (uint64_t)INT64_MAX)
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "offset %" PRIu64 " is past the blob's %" PRIu64 " bytes", offset,
+                             r->size);
+    if (lseek(r->fd, (off_t)offset, SEEK_SET) < 0)
+        return ehr_diag_fail(diag, -errno, "cannot seek in a blob: %s", strerror(errno));
+    r->offset = offset;
+    return 0;
 }
 
 void node_blob_read_close(struct node_blob_reader *r)

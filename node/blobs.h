@@ -13,7 +13,7 @@
  *
  * Not here: who may upload or download (blob_service.c), which blobs a
  * node must delete because their record was erased (blob_erase.c),
- * replication to other members' nodes.
+ * replication to other members' nodes (replication.c).
  *
  * Invariants:
  *   1. A blob id reaches a path only as the 64 lowercase hex digits this
@@ -137,6 +137,9 @@ int node_blob_read_open(const struct node_blobs *store, const uint8_t id[NODE_BL
 /* Read up to CAP bytes into BUF from where the last read stopped. Returns
  * the count (0 at the end), or -errno. */
 long node_blob_read(struct node_blob_reader *r, uint8_t *buf, size_t cap, ehr_diag *diag);
+/* Continue reading from OFFSET (at most the size). Returns 0, EHR_EINVAL
+ * past the end, or -errno. */
+int node_blob_read_seek(struct node_blob_reader *r, uint64_t offset, ehr_diag *diag);
 void node_blob_read_close(struct node_blob_reader *r);
 
 #endif /* EHR_NODE_BLOBS_H */

@@ -380,6 +380,7 @@ void node__members_changed(struct node *n)
     n->peers.count = next.count;
     n->peers.self_index = self_next;
     n->peers.leaving = leaving;
+    node__replication_members_changed(n); /* the replica sets may have moved */
 }
 
 size_t node__members_current(const struct node *n)

@@ -348,6 +348,19 @@ static void render_api(struct node_metrics_text *t, const struct node_metrics_sn
     }
     counter(t, "ehr_reads_refused_total",
             "Signed reads refused (UNAUTHENTICATED or PERMISSION_DENIED).", s->reads_refused_total);
+    counter(t, "ehr_blobs_replicated_total",
+            "Record blobs this node stored from a peer (replication and repair).",
+            s->blobs_replicated_total);
+    counter(t, "ehr_blob_fetches_total",
+            "Blob fetches started for records this node should hold and may lack.",
+            s->blob_fetches_total);
+    counter(t, "ehr_blob_hash_mismatches_total",
+            "Blobs fetched from a peer that did not hash to their id, discarded.",
+            s->blob_hash_mismatches_total);
+    counter(t, "ehr_blob_pieces_refused_total",
+            "Blob pieces and requests from peers refused (not asked for, wrong offset, size "
+            "or length).",
+            s->blob_pieces_refused_total);
     gauge_seconds(t, "ehr_loop_turn_max_seconds",
                   "The longest turn of the node's event loop in the last 10 to 20 s "
                   "(GetStatus loop_turn_max_us).",

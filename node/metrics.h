@@ -166,6 +166,11 @@ struct node_metrics_snapshot {
     const char *rpc_refusal_limit[NODE_METRICS_RPC_REFUSALS]; /* static strings */
     uint64_t reads_refused_total;
     uint64_t loop_turn_max_us;
+    /* Blob replication (replication.c). */
+    uint64_t blobs_replicated_total;
+    uint64_t blob_fetches_total;
+    uint64_t blob_hash_mismatches_total;
+    uint64_t blob_pieces_refused_total;
     /* Health: 1 SERVING, 0 NOT_SERVING; and why: HEALTH_REASON indexes
      * HEALTH_REASON_NAMES (static strings, as health.c names them). */
     bool serving;

@@ -121,6 +121,10 @@ void node__metrics_publish(struct node *n)
     for (size_t k = 0; k < NODE_METRICS_RPC_REFUSALS; k++)
         v->rpc_refused_total[k] = rpc_server_refused_count(n->rpc, k, &v->rpc_refusal_limit[k]);
     v->reads_refused_total = n->reads.refused_count;
+    v->blobs_replicated_total = n->replication.replicated_count;
+    v->blob_fetches_total = n->replication.repair_fetch_count;
+    v->blob_hash_mismatches_total = n->replication.hash_mismatch_count;
+    v->blob_pieces_refused_total = n->replication.refused_chunk_count;
     v->loop_turn_max_us = node__loop_turn_max_us(n);
     v->serving = n->health.judged && n->health.reason == NODE_HEALTH_OK;
     if (n->health.judged)

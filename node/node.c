@@ -632,6 +632,7 @@ static void on_tick(uv_timer_t *t)
     mempool_expire(&n->pool, node__now_ms());
     node__members_reconcile(n);
     hand_over(n);
+    node__replication_tick(n);
     n->api.sweep(n);
     node__metrics_publish(n);
 }
@@ -741,6 +742,12 @@ static void peer_kind_received(struct node *n, struct node_member *from, const u
     case EHR__V1__PEER_MESSAGE__KIND_STATE_DIGEST:
         node__digest_received(n, (size_t)(from - n->peers.members), pm->state_digest);
         break;
+    case EHR__V1__PEER_MESSAGE__KIND_BLOB_FETCH:
+        node__replication_fetch_received(n, from, pm->blob_fetch);
+        break;
+    case EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK:
+        node__replication_chunk_received(n, from, pm->blob_chunk);
+        break;
     case EHR__V1__PEER_MESSAGE__KIND_NODE_INFO:
         if (node_config_address_check(pm->node_info->rpc_address, NULL) == 0)
             snprintf(from->rpc_address, sizeof from->rpc_address, "%s", pm->node_info->rpc_address);
@@ -812,6 +819,7 @@ static void on_link_down(void *user, const uint8_t peer[P2P_KEY_BYTES], int reas
                 ehr_errname(reason), unsent);
     m->link_up = false;
     n->api.link_down(n, m->id);
+    node__replication_link_down(n, m);
 }
 
 /* ---- start ---- */
@@ -1134,7 +1142,8 @@ void node__work_returned(struct node *n)
  * blob deletion is out. */
 static void maybe_free(struct node *n)
 {
-    if (n->closing > 0 || n->adm.inflight > 0 || n->blobs.erase.working)
+    if (n->closing > 0 || n->adm.inflight > 0 || n->blobs.erase.working ||
+        node__replication_busy(n))
         return;
     int code = n->exit_code;
     void (*cb)(void *, int) = n->on_stopped;
@@ -1143,6 +1152,11 @@ static void maybe_free(struct node *n)
     free_node(n);
     if (cb != NULL)
         cb(user, code);
+}
+
+void node__maybe_free(struct node *n)
+{
+    maybe_free(n);
 }
 
 static void closed_one(struct node *n)
@@ -1175,6 +1189,7 @@ void node_stop(struct node *n)
     ehr_log(EHR_LOG_INFO, "node stopping", "applied=%" PRIu64 " tip=%" PRIu64,
             n->cons.applied_index, n->tip.height);
     admit_drain(n);
+    node__replication_stop(n);
     if (n->api.drain != NULL)
         n->api.drain(n); /* NULL when the API never started */
     node__snapshot_join(n);

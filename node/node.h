@@ -81,6 +81,9 @@ struct node_test_faults {
     /* Hold each GetCapsuleFragment job this long on the worker pool, so a
      * test fills NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX; 0: no delay. */
     uint64_t capsule_delay_ms;
+    /* Hold each job that reads a blob piece for a peer this long on the
+     * worker pool, so a test fills NODE_BLOB_SERVES_MAX; 0: no delay. */
+    uint64_t blob_serve_delay_ms;
 };
 void node_test_faults_set(struct node *n, const struct node_test_faults *faults);
 

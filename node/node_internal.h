@@ -13,10 +13,12 @@
 
 #include <uv.h>
 
+#include "blob_replica.h"
 #include "blobs.h"
 #include "config.h"
 #include "contracts.h"
 #include "ehr/v1/p2p.pb-c.h"
+#include "ehr/v1/state.pb-c.h"
 #include "ehr_crypto.h"
 #include "ledger.h"
 #include "mempool.h"
@@ -281,6 +283,115 @@ struct node__blob_api {
     struct node__stream_set downloads;
     struct node__blob_erasure erase;
 };
+
+/* ---- replication.c: record ciphertext copied to other members' nodes ---- */
+
+/* The pure parts (the replica set, a received piece, the queue) are in
+ * blob_replica.h. */
+enum {
+    /* Blobs being fetched at once, each with one BlobFetch outstanding, so
+     * at most NODE_BLOB_FETCHES_MAX pieces are in flight towards this node
+     * on links that also carry consensus. */
+    NODE_BLOB_FETCHES_MAX = 4,
+    /* Pieces being read for peers at once (worker-pool jobs, a piece's
+     * buffer each); past it a BlobFetch is answered "missing" (busy). */
+    NODE_BLOB_SERVES_MAX = 16,
+    /* Records the repair scan looks at per tick. */
+    NODE_BLOB_SCAN_PER_TICK_MAX = 64,
+};
+/* A repair pass over every committed record starts this long after the
+ * last one ended (and at start). */
+#define NODE_BLOB_REPAIR_INTERVAL_MS 60000u
+/* A fetch that gave up while some member it could not reach (no live
+ * link) might have the blob, and no member said it has none, makes the
+ * next pass start this long after the current one, not
+ * NODE_BLOB_REPAIR_INTERVAL_MS: the node has just started, or a link is
+ * coming back. */
+#define NODE_BLOB_RETRY_MS 5000u
+/* A BlobFetch not answered in this long is asked of the next member. */
+#define NODE_BLOB_FETCH_TIMEOUT_MS 10000u
+#define NODE_BLOB_FETCH_BYTES_INFLIGHT_MAX                                                         \
+    ((uint64_t)NODE_BLOB_FETCHES_MAX * NODE_BLOB_REPLICA_CHUNK_BYTES)
+_Static_assert(NODE_BLOB_REPLICA_CHUNK_BYTES + 256 <= P2P_MESSAGE_BYTES_MAX,
+               "a BlobChunk with its envelope fits one p2p message");
+_Static_assert(NODE_BLOB_FETCH_BYTES_INFLIGHT_MAX <= P2P_QUEUE_BYTES_DEFAULT / 4,
+               "pieces in flight take at most a quarter of a link's queue");
+_Static_assert((int)NODE_MEMBERS_MAX <= (int)NODE_BLOB_REPLICA_MEMBERS_MAX,
+               "the replica choice ranks every member");
+
+/* One blob being fetched from peers (replication.c). */
+struct node__blob_fetch {
+    bool used;
+    bool working;     /* a job is on the worker pool */
+    bool writer_open; /* a temporary file exists */
+    bool waiting;     /* a BlobFetch is outstanding to sources[source] */
+    bool present;     /* the job found the blob stored already */
+    struct node__blob_want want;
+    uint8_t sources[NODE_MEMBERS_MAX][EHR_SCHNORR_PUBLIC_BYTES];
+    size_t source_count;
+    size_t source;        /* the member asked now */
+    size_t asked_count;   /* members asked so far */
+    size_t skipped_count; /* members passed over for want of a live link */
+    size_t missing_count; /* members that said they have none */
+    uint64_t deadline_ms; /* of the outstanding BlobFetch */
+    struct node_blob_writer writer;
+    uint8_t *chunk; /* NODE_BLOB_REPLICA_CHUNK_BYTES */
+    size_t chunk_len;
+    int job;
+    int job_rc;
+    ehr_diag job_diag;
+    struct node *node;
+    uv_work_t work;
+};
+
+struct node__replication {
+    bool started;
+    struct node__blob_queue queue;
+    struct node__blob_fetch fetches[NODE_BLOB_FETCHES_MAX];
+    unsigned serves_inflight; /* at most NODE_BLOB_SERVES_MAX */
+    unsigned jobs_inflight;   /* fetch and serve jobs on the worker pool */
+    bool scanning;            /* a repair pass is under way */
+    bool retry_soon;          /* a fetch found no one to ask: NODE_BLOB_RETRY_MS */
+    bool pass_due;            /* start another pass as soon as this one ends */
+    uint64_t next_pass_ms;    /* when the next pass starts */
+    uint8_t cursor[64];       /* the last key the pass looked at */
+    size_t cursor_len;
+    uint64_t replicated_count;    /* blobs stored from a peer */
+    uint64_t repair_fetch_count;  /* fetches started (apply or repair) */
+    uint64_t hash_mismatch_count; /* fetched blobs that did not hash to their id */
+    uint64_t refused_chunk_count; /* BlobChunks refused */
+    uint64_t served_count;        /* pieces sent to peers */
+    struct ehr_log_limit refused_log;
+    struct ehr_log_limit gave_up_log; /* fetches that found no member serving */
+};
+
+/* Should this node hold record RECORD_ID's ciphertext (its entry E)? Only
+ * for a committed record, when this node is in its replica set among the
+ * current members. The one place that decides it. */
+bool node__blob_should_hold(const struct node *n, const uint8_t record_id[EHR_HASH_BYTES],
+                            const Ehr__V1__RecordEntry *e);
+/* After the blob store opened: start the first repair pass at once. */
+void node__replication_start(struct node *n);
+/* A block wrote the record entry RECORD_ID (apply.c): fetch its blob if
+ * this node should hold it and lacks it. */
+void node__replication_record_written(struct node *n, const uint8_t record_id[EHR_HASH_BYTES]);
+/* The members changed (members.c): a repair pass over every record soon,
+ * since the replica sets moved with them. */
+void node__replication_members_changed(struct node *n);
+/* Every tick: timeouts, the repair scan's next step, fetches to start. */
+void node__replication_tick(struct node *n);
+/* A BlobFetch or BlobChunk from member FROM. */
+void node__replication_fetch_received(struct node *n, const struct node_member *from,
+                                      const Ehr__V1__BlobFetch *f);
+void node__replication_chunk_received(struct node *n, const struct node_member *from,
+                                      const Ehr__V1__BlobChunk *c);
+/* The link to M went down: its fetches ask the next member. */
+void node__replication_link_down(struct node *n, const struct node_member *m);
+/* The node stops: abandon every fetch (their temporary files removed on
+ * the worker pool); jobs still out finish with nothing more done. */
+void node__replication_stop(struct node *n);
+/* True while replication has jobs on the worker pool (the node waits). */
+bool node__replication_busy(const struct node *n);
 
 /* GetCapsuleFragment (capsule_service.c): jobs on the worker pool. */
 struct node__capsule_api {
@@ -630,6 +741,7 @@ struct node {
     struct node__reflection reflection;
     struct node__blob_api blobs;
     struct node__capsule_api capsules;
+    struct node__replication replication;
     struct node__loop_meter meter;
     struct node__reads reads;
     struct node__submit_limit submit_limit;
@@ -651,6 +763,9 @@ struct node {
  * then a normal stop that reports EXIT_CODE. */
 void node__fatal(struct node *n, int exit_code, const char *msg, const char *kv_fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Free the node if it is stopping and nothing holds it any more (a job
+ * that came back from the worker pool after the stop). */
+void node__maybe_free(struct node *n);
 /* Pack PM and send it to M, or to every peer when M is NULL. */
 void node__send_kind(struct node *n, const struct node_member *m, const Ehr__V1__PeerMessage *pm);
 /* A consensus id as 16 hex digits, for logs. */

@@ -914,6 +914,7 @@ int node__service_start(struct node *n, ehr_diag *diag)
     if (rc != 0)
         return rc;
     node__capsule_service_add(n);
+    node__replication_start(n);
     char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
     ehr_diag why;
     rc = node_config_listen_resolve(n->cfg.rpc_listen, listen, sizeof listen, &why);

@@ -7,18 +7,18 @@
  *     lab is permitted and opens the record byte for byte;
  *   - the lab cannot erase the patient's record (the rules refuse it, the
  *     blob stays);
- *   - `record erase` by the patient: the blob file is deleted from the
- *     node's data directory; `records` and `record show` say ERASED; the
- *     lab's `record get` with its earlier permit fails saying the record
- *     was erased, and writes nothing; GetBlob (signed by the patient) and
- *     GetCapsuleFragment (the lab's earlier permit) are FAILED_PRECONDITION
- *     on every node; a new access request is a DENY saying "erased"; a
+ *   - `record erase` by the patient: the blob file is deleted from every
+ *     node's data directory (the custodian's and the two replicas'); `records` and `record show`
+ * say ERASED; the lab's `record get` with its earlier permit fails saying the record was erased,
+ * and writes nothing; GetBlob (signed by the patient) and GetCapsuleFragment (the lab's earlier
+ * permit) are FAILED_PRECONDITION on every node; a new access request is a DENY saying "erased"; a
  *     second erase is refused;
  *   - the audit trail still holds the earlier permit, and the erase and
  *     the deny after it;
  *   - a node that finds the blob of an erased record at start (put back
  *     while it was down, as a node that missed the erase would hold it)
- *     deletes it;
+ *     deletes it, and its repair pass tries no fetch of it, though a
+ *     replica still holds a copy;
  *   - `ledger verify` of a node's data directory: the chain with the erase
  *     still verifies, the erase replayed to the same result and state.
  */
@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -173,6 +174,38 @@ static bool wait_gone(const char *path)
     while (exists(path) && mono_ms() < end)
         usleep(POLL_MS * 1000);
     return !exists(path);
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Whether the file at PATH holds NEEDLE past byte FROM. */
+static bool file_has_since(const char *path, long from, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    char *b = calloc(1, (size_t)(size > from ? size - from : 0) + 1);
+    assert_non_null(b);
+    fseek(f, from, SEEK_SET);
+    size_t got = size > from ? fread(b, 1, (size_t)(size - from), f) : 0;
+    b[got] = '\0';
+    fclose(f);
+    bool found = strstr(b, needle) != NULL;
+    free(b);
+    return found;
+}
+
+static bool wait_exists(const char *path)
+{
+    uint64_t end = mono_ms() + CATCH_UP_MS;
+    while (!exists(path) && mono_ms() < end)
+        usleep(POLL_MS * 1000);
+    return exists(path);
 }
 
 static uint8_t *file_bytes(const char *path, size_t *len)
@@ -347,6 +380,11 @@ static void test_patient_erases_a_record(void **state)
     proc_result_free(&r);
     assert_true(exists(stored));
 
+    /* Every member's node holds a copy (three members, NODE_BLOB_COPIES
+     * three): the erasure must reach the replicas too. */
+    for (size_t i = 0; i < NODES; i++)
+        assert_true(wait_exists(blob_path(n, i, blob_hex)));
+
     /* The patient erases it: what ehrctl says it did, then the blob goes. */
     r = run(n, "record", "erase", record_hex, "--ground", "no_longer_needed", "--key",
             "patient.key", "--node", n->node[HOSPITAL], "--wait");
@@ -355,6 +393,8 @@ static void test_patient_erases_a_record(void **state)
     assert_non_null(strstr(r.out, "deletes its copy of the ciphertext"));
     proc_result_free(&r);
     assert_true(wait_gone(stored));
+    for (size_t i = 0; i < NODES; i++)
+        assert_true(wait_gone(blob_path(n, i, blob_hex)));
 
     /* Listings mark it; record show says so. */
     r = run(n, "records", "patient.key", "--node", n->node[LAB]);
@@ -440,11 +480,23 @@ static void test_patient_erases_a_record(void **state)
     assert_int_equal(erases, 1);
     assert_int_equal(denies, 1);
 
-    /* A node that finds the blob of an erased record at start deletes it. */
+    /* A node that finds the blob of an erased record at start deletes it;
+     * and repair never brings an erased record's blob back, though a
+     * replica (the lab's, put back while it runs) still holds it: the
+     * custodian holds none of it, and the lab serves none of it. */
     assert_int_equal(cluster_stop(&n->c, HOSPITAL), 0);
     file_put(stored, ciphertext, ciphertext_len);
+    char lab_copy[600];
+    snprintf(lab_copy, sizeof lab_copy, "%s", blob_path(n, LAB, blob_hex));
+    file_put(lab_copy, ciphertext, ciphertext_len);
+    long log_from = file_size(n->c.nodes[HOSPITAL].log);
     cluster_start(&n->c, HOSPITAL);
     assert_true(wait_gone(stored));
+    usleep(3000 * 1000); /* the start's repair pass, and a fetch it would make */
+    assert_false(exists(stored));
+    /* No fetch was even tried (one would log its end: stored, or given up). */
+    assert_false(file_has_since(n->c.nodes[HOSPITAL].log, log_from, "blob replicated"));
+    assert_false(file_has_since(n->c.nodes[HOSPITAL].log, log_from, "blob not fetched"));
     eventually(RPC_STATUS_FAILED_PRECONDITION,
                blob_get(n, HOSPITAL, &patient->signing, record, blob, msg));
     assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);

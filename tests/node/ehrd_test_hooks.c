@@ -34,6 +34,10 @@ void ehrd_test_faults_read(struct node_test_faults *faults)
     if (faults->capsule_delay_ms != 0)
         fprintf(stderr, "ehrd-test: each capsule fragment job will take %llu ms more\n",
                 (unsigned long long)faults->capsule_delay_ms);
+    faults->blob_serve_delay_ms = height_read("EHR_TEST_BLOB_SERVE_DELAY_MS");
+    if (faults->blob_serve_delay_ms != 0)
+        fprintf(stderr, "ehrd-test: each blob piece served to a peer will take %llu ms more\n",
+                (unsigned long long)faults->blob_serve_delay_ms);
     faults->forge_height = height_read("EHR_TEST_FORGE_HEIGHT");
     if (faults->forge_height != 0)
         fprintf(stderr,

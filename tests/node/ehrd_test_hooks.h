@@ -15,7 +15,8 @@
  * makes it, as leader, propose block H with its first transaction re-signed
  * by a key of the leader's choosing, never the signer's (a member's node
  * forging what another signed); EHR_TEST_CAPSULE_DELAY_MS=MS holds each
- * GetCapsuleFragment job MS more on the worker pool.
+ * GetCapsuleFragment job MS more on the worker pool;
+ * EHR_TEST_BLOB_SERVE_DELAY_MS=MS each job reading a blob piece for a peer.
  * Unset: no fault.
  */
 void ehrd_test_faults_read(struct node_test_faults *faults);
