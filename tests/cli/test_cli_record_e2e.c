@@ -19,9 +19,10 @@
  *      refused (exit 8) and writes nothing;
  *   4. with the insurer's node down (t = 2 of 3), the lab still gets both
  *      files from the two other nodes' fragments, warned about the third;
- *   5. (with blob replication: the custodian's blob deleted from its disk,
- *      the record opens from a replica and the custodian repairs its copy;
- *      see the place marked in test_record_end_to_end);
+ *   5. the custodian's copy of the study's blob deleted from its disk: the
+ *      lab and the patient still get it byte for byte, from the lab's
+ *      node's replica; the custodian's node, restarted, repairs its copy
+ *      (the blob id's SHA-256 again at its path);
  *   6. once the patient revokes both consents, the lab is refused (exit 8,
  *      no file) and every running node refuses its capsule fragments.
  * Byte for byte means the SHA-256 and size of the whole file recovered are
@@ -59,12 +60,16 @@ enum { PICTURE_WIDTH = 2048, PICTURE_HEIGHT = 1536, PICTURE_BYTES_MIN = 8 * 1024
 enum { REPORT_PAGES = 6, REPORT_LINES = 48, REPORT_BYTES_MIN = 2048, REPORT_BYTES_MAX = 1 << 20 };
 /* Polls of a node that is catching up with a revoke. */
 enum { REVOKE_TRIES = 100, REVOKE_POLL_US = 100 * 1000 };
+/* How long a replica or a repair may take to arrive (a 9 MB blob in 256 KiB
+ * pieces, a restart), and how often to look. */
+enum { REPLICA_WAIT_MS = 30000, REPLICA_POLL_MS = 100 };
 
 struct record {
     const char *file, *type;
     char id[KEY_HEX];
     uint8_t id_bytes[EHR_HASH_BYTES];
     char consent[KEY_HEX];
+    char blob[KEY_HEX]; /* its ciphertext's SHA-256, the blob id */
 };
 
 struct e2e {
@@ -261,6 +266,9 @@ static void step_add_and_patient_gets(struct e2e *e)
         json_t *out = cli_parse_json(r.out);
         snprintf(rec->id, sizeof rec->id, "%s",
                  json_string_value(json_object_get(out, "record_id")));
+        snprintf(rec->blob, sizeof rec->blob, "%s",
+                 json_string_value(json_object_get(out, "blob_id")));
+        assert_int_equal(strlen(rec->blob), 2 * EHR_HASH_BYTES);
         uint8_t hash[EHR_SHA256_BYTES];
         uint64_t size;
         cli_net_file_sha256(n, rec->file, hash, &size);
@@ -369,6 +377,75 @@ static void step_one_node_down(struct e2e *e)
     }
 }
 
+/* Where node I keeps the blob BLOB (node/README.md, "Blob store"). */
+static void blob_path(const struct cli_net *n, size_t i, const char *blob, char *out, size_t size)
+{
+    snprintf(out, size, "%s/blobs/%.2s/%s", n->c.nodes[i].dir, blob, blob + 2);
+}
+
+/* Whether the file at PATH exists and its SHA-256 is the blob id BLOB. */
+static bool blob_intact(const char *path, const char *blob)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return false;
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    unsigned char buf[65536];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+        crypto_hash_sha256_update(&st, buf, got);
+    fclose(f);
+    uint8_t hash[EHR_HASH_BYTES];
+    crypto_hash_sha256_final(&st, hash);
+    char hex[KEY_HEX];
+    sodium_bin2hex(hex, sizeof hex, hash, sizeof hash);
+    return strcmp(hex, blob) == 0;
+}
+
+/* Wait up to REPLICA_WAIT_MS for BLOB to be intact at PATH. */
+static bool blob_wait(const char *path, const char *blob)
+{
+    for (int waited = 0; waited < REPLICA_WAIT_MS; waited += REPLICA_POLL_MS) {
+        if (blob_intact(path, blob))
+            return true;
+        usleep(REPLICA_POLL_MS * 1000);
+    }
+    return blob_intact(path, blob);
+}
+
+/* Step 5: the custodian's copy of the study deleted from its disk; the lab
+ * and the patient still get it, from a replica; the custodian, back from a
+ * restart, repairs its copy from the lab's node. */
+static void step_from_replica(struct e2e *e)
+{
+    struct cli_net *n = e->n;
+    const struct record *rec = &e->records[STUDY];
+    char custodian[1024], replica[1024];
+    blob_path(n, HOSPITAL, rec->blob, custodian, sizeof custodian);
+    blob_path(n, LAB, rec->blob, replica, sizeof replica);
+    /* Three members, three copies: the lab's node holds one by now. */
+    assert_true(blob_wait(replica, rec->blob));
+    assert_true(blob_intact(custodian, rec->blob));
+    assert_int_equal(unlink(custodian), 0);
+    char got[64];
+    snprintf(got, sizeof got, "lab-replica-%s", rec->file);
+    struct proc_result r = record_get(e, rec, LAB, got, "--purpose", "treatment");
+    cli_assert_ok(&r);
+    proc_result_free(&r);
+    cli_net_assert_same_file(n, got, rec->file);
+    snprintf(got, sizeof got, "patient-replica-%s", rec->file);
+    r = record_get(e, rec, PATIENT, got, NULL, NULL);
+    cli_assert_ok(&r);
+    proc_result_free(&r);
+    cli_net_assert_same_file(n, got, rec->file);
+    assert_false(blob_intact(custodian, rec->blob)); /* nothing put it back yet */
+    assert_int_equal(cluster_stop(&n->c, HOSPITAL), 0);
+    cluster_start(&n->c, HOSPITAL);
+    assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
+    assert_true(blob_wait(custodian, rec->blob));
+}
+
 /* Step 6: both consents revoked; the lab is refused everywhere. */
 static void step_revoked(struct e2e *e)
 {
@@ -412,14 +489,7 @@ static void test_record_end_to_end(void **state)
     step_lab_gets(e);
     step_insurer_denied(e);
     step_one_node_down(e);
-    /*
-     * Step 5 goes here, once blobs are replicated (docs/DESIGN.md, "Blob
-     * store": not yet replicated): delete the custodian's copy of the
-     * study's blob from the hospital's data directory, get the record
-     * (it opens from a replica, byte for byte), then check that the
-     * custodian has repaired its copy. The consents still hold here, so the
-     * lab's path can be used as well as the patient's.
-     */
+    step_from_replica(e);
     step_revoked(e);
 }
 
