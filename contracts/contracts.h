@@ -172,6 +172,9 @@ void contracts_block_end(contracts_block *b);
 #define CONTRACTS_PREFIX_AUDIT "audit/"                       /* + patient + height8 + pos4 */
 #define CONTRACTS_PREFIX_AUDIT_EMERGENCY "audit-emergency/"   /* + patient + height8 + pos4 */
 #define CONTRACTS_PREFIX_ERASED_RECORDS "erased-records/"     /* + record id: empty */
+/* + ciphertext hash: the id of the one record that names it (kept after
+ * an erase, so an erased ciphertext is never anchored again). */
+#define CONTRACTS_PREFIX_RECORD_BLOB "record-blobs/"
 
 enum {
     CONTRACTS_KEY_PART_BYTES = 32, /* a public key, a record, consent or proposal id */

@@ -349,6 +349,19 @@ static int apply_anchor(struct apply *a)
         return refuse(a->r, MALFORMED, "key_capsule is over %d bytes", CONTRACTS_CAPSULE_BYTES_MAX);
     if (!patient_enrolled(a, p->patient_key.data, &rc))
         return rc != 0 ? rc : refuse(a->r, NOT_FOUND, "the patient is not enrolled");
+    /* A ciphertext belongs to one record: its erasure deletes the blob on
+     * every node, which must take no other record's data with it, and no
+     * other record may keep an erased ciphertext alive (docs/DESIGN.md,
+     * "Erasure"). A new version of a record is a new ciphertext. */
+    uint8_t blob_key[CONTRACTS_KEY_BYTES_MAX];
+    size_t blob_key_len =
+        contracts_key(blob_key, CONTRACTS_PREFIX_RECORD_BLOB, p->ciphertext_hash.data, NULL, NULL);
+    size_t named_len;
+    rc = contracts_block_get(a->b, blob_key, blob_key_len, a->value, &named_len);
+    if (rc == 0)
+        return refuse(a->r, CONFLICT, "another record names this ciphertext_hash already");
+    if (rc != EHR_ENOTFOUND)
+        return rc;
     Ehr__V1__RecordEntry *old = NULL;
     if (p->supersedes.len != 0) {
         rc = record_get(a, p->supersedes, &old);
@@ -390,6 +403,8 @@ static int apply_anchor(struct apply *a)
     uint8_t k[CONTRACTS_KEY_BYTES_MAX];
     size_t n = contracts_key(k, CONTRACTS_PREFIX_RECORD, a->tx->hash, NULL, NULL);
     if ((rc = put_message(a, k, n, &e.base)) != 0)
+        return rc;
+    if ((rc = contracts_block_put(a->b, blob_key, blob_key_len, a->tx->hash, EHR_HASH_BYTES)) != 0)
         return rc;
     /* The patient's records by type and time. */
     uint8_t suffix[4 + 8 + 4];

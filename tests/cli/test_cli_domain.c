@@ -161,12 +161,13 @@ static struct proc_result submit(struct net *n, int node, const char *key, const
 static void anchor(struct net *n, int m, const char *patient_hex, const char *type,
                    char id[KEY_HEX])
 {
+    static int anchored; /* each record its own ciphertext (the rules) */
     char payload[512], key[16];
     snprintf(payload, sizeof payload,
              "{\"record_anchor\": {\"patient_key\": \"%s\", \"record_type\": \"%s\", "
              "\"encrypted_pointer\": \"0102030405060708\", \"ciphertext_hash\": \"%064d\", "
              "\"ciphertext_bytes\": 4096}}",
-             patient_hex, type, m);
+             patient_hex, type, ++anchored);
     snprintf(key, sizeof key, "node%d.key", m);
     struct proc_result r = submit(n, m, key, payload, true);
     assert_ok(&r);

@@ -239,8 +239,9 @@ static void story(struct net *n, char patient_hex[KEY_HEX], char consent_hospita
     proc_result_free(&r);
 
     /* the lab anchors a lab result, the hospital an imaging study */
-    char digest[KEY_HEX];
+    char digest[KEY_HEX], scan_digest[KEY_HEX]; /* a ciphertext per record (the rules) */
     snprintf(digest, sizeof digest, "%064d", 7);
+    snprintf(scan_digest, sizeof scan_digest, "%064d", 8);
     json_t *out =
         run_json(n, NULL,
                  PROC_ARGS("record", "anchor", "--key", "node1.key", "--patient", "patient.key",
@@ -251,8 +252,8 @@ static void story(struct net *n, char patient_hex[KEY_HEX], char consent_hospita
     json_decref(out);
     out = run_json(n, NULL,
                    PROC_ARGS("record", "anchor", "--key", "node0.key", "--patient", "patient.key",
-                             "--type", "imaging", "--pointer-text", "blob:scan", "--hash", digest,
-                             "--node", n->node[0], "--wait", "--json", NULL));
+                             "--type", "imaging", "--pointer-text", "blob:scan", "--hash",
+                             scan_digest, "--node", n->node[0], "--wait", "--json", NULL));
     snprintf(scan, KEY_HEX, "%s", json_str(out, "record_id"));
     json_decref(out);
 

@@ -197,10 +197,21 @@ static void test_patient_story_through_the_new_commands(void **state)
     assert_string_equal(json_str(json_object_get(out, "result"), "code"), "ok");
     json_decref(out);
 
-    /* the hospital anchors an imaging study from a given hash; human output */
+    /* a ciphertext belongs to one record: the lab's again is refused */
     struct proc_result r =
         run(n, "record", "anchor", "--key", "node0.key", "--patient-public", patient_hex, "--type",
             "RECORD_TYPE_IMAGING", "--pointer-text", "blob:7f3a9c", "--hash", digest_hex, "--size",
+            "52311", "--node", n->node[0], "--wait");
+    assert_int_equal(r.status, 10);
+    assert_non_null(strstr(r.err, "another record names this ciphertext_hash"));
+    proc_result_free(&r);
+    /* the hospital anchors an imaging study from a given hash; human output */
+    uint8_t study[EHR_HASH_BYTES];
+    ehr_sha256(study, "an imaging study", 16);
+    char study_hex[KEY_HEX];
+    ehr_hex_encode(study_hex, study, EHR_HASH_BYTES);
+    r = run(n, "record", "anchor", "--key", "node0.key", "--patient-public", patient_hex, "--type",
+            "RECORD_TYPE_IMAGING", "--pointer-text", "blob:7f3a9c", "--hash", study_hex, "--size",
             "52311", "--node", n->node[0], "--wait");
     assert_ok(&r);
     assert_int_equal(strncmp(r.out, "record id       ", 16), 0);

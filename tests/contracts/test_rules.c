@@ -607,6 +607,69 @@ static void test_anchors(void **state)
     assert_int_equal(world_scan(f->w, k, n, NULL, NULL), 2);
 }
 
+/* An anchor by MEMBER for PATIENT naming ciphertext HASH (and superseding
+ * SUPERSEDES when not NULL), signed into T. */
+static void anchor_naming(struct fx *f, const struct party *member, const struct party *patient,
+                          const uint8_t hash[EHR_HASH_BYTES], const uint8_t *supersedes,
+                          struct tx *t)
+{
+    uint8_t pointer[16];
+    memset(pointer, 3, sizeof pointer);
+    Ehr__V1__TxBody b = EHR__V1__TX_BODY__INIT;
+    Ehr__V1__RecordAnchor a = EHR__V1__RECORD_ANCHOR__INIT;
+    a.patient_key = (ProtobufCBinaryData){32, (uint8_t *)patient->sig.public_key};
+    a.record_type = LAB_RESULT;
+    a.encrypted_pointer = (ProtobufCBinaryData){sizeof pointer, pointer};
+    a.ciphertext_hash = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)hash};
+    if (supersedes != NULL)
+        a.supersedes = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)supersedes};
+    b.payload_case = EHR__V1__TX_BODY__PAYLOAD_RECORD_ANCHOR;
+    b.record_anchor = &a;
+    tx_sign(f->w, member, &b, t);
+}
+
+/*
+ * A ciphertext belongs to one record: an erase deletes the blob on every
+ * node, so another record naming the same ciphertext would lose its data
+ * (or, the other way, keep an erased ciphertext alive). Another member for
+ * another patient, the same custodian again, a new version, and anyone
+ * after the erase: all refused.
+ */
+static void test_a_ciphertext_belongs_to_one_record(void **state)
+{
+    struct fx *f = *state;
+    uint8_t hash[EHR_HASH_BYTES];
+    memset(hash, 0x42, sizeof hash);
+    struct tx t;
+    anchor_naming(f, &f->hosp, &f->patient, hash, NULL, &t);
+    uint8_t first[EHR_HASH_BYTES];
+    memcpy(first, t.hash, EHR_HASH_BYTES);
+    apply_expect(f, &t, OK, NULL);
+    uint8_t k[CONTRACTS_KEY_BYTES_MAX];
+    size_t n = contracts_key(k, CONTRACTS_PREFIX_RECORD_BLOB, hash, NULL, NULL), len;
+    const uint8_t *v = world_get(f->w, k, n, &len);
+    assert_non_null(v);
+    assert_int_equal(len, EHR_HASH_BYTES);
+    assert_memory_equal(v, first, EHR_HASH_BYTES);
+    anchor_naming(f, &f->hosp2, &f->patient2, hash, NULL, &t);
+    apply_expect(f, &t, CONFLICT, "names this ciphertext_hash already");
+    anchor_naming(f, &f->hosp, &f->patient, hash, NULL, &t);
+    apply_expect(f, &t, CONFLICT, "names this ciphertext_hash already");
+    anchor_naming(f, &f->hosp, &f->patient, hash, first, &t);
+    apply_expect(f, &t, CONFLICT, "names this ciphertext_hash already");
+    /* After the patient's erase, the index stays: never anchored again. */
+    tx_erase(f->w, &f->patient, first, EHR_HASH_BYTES,
+             EHR__V1__ERASE_GROUND__ERASE_GROUND_CONSENT_WITHDRAWN, &t);
+    apply_expect(f, &t, OK, NULL);
+    assert_non_null(world_get(f->w, k, n, &len));
+    anchor_naming(f, &f->hosp2, &f->patient2, hash, NULL, &t);
+    apply_expect(f, &t, CONFLICT, "names this ciphertext_hash already");
+    /* Another ciphertext is another record's. */
+    hash[0] ^= 1;
+    anchor_naming(f, &f->hosp2, &f->patient2, hash, NULL, &t);
+    apply_expect(f, &t, OK, NULL);
+}
+
 static void test_anchor_limits_at_their_edges(void **state)
 {
     struct fx *f = *state;
@@ -1414,6 +1477,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_practitioners, setup, teardown),
     cmocka_unit_test_setup_teardown(test_anchors, setup, teardown),
     cmocka_unit_test_setup_teardown(test_anchor_limits_at_their_edges, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_a_ciphertext_belongs_to_one_record, setup, teardown),
     cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
     cmocka_unit_test_setup_teardown(test_revokes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_erasure, setup, teardown),

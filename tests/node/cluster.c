@@ -591,7 +591,8 @@ void cluster_tx_anchor(const struct cluster *c, size_t member,
                        const uint8_t patient[EHR_SCHNORR_PUBLIC_BYTES], int type,
                        uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES])
 {
-    uint8_t ciphertext_hash[EHR_HASH_BYTES] = {(uint8_t)type};
+    uint8_t ciphertext_hash[EHR_HASH_BYTES];
+    ehr_random_bytes(ciphertext_hash, sizeof ciphertext_hash); /* one record's (the rules) */
     Ehr__V1__RecordAnchor a = EHR__V1__RECORD_ANCHOR__INIT;
     a.patient_key = (ProtobufCBinaryData){EHR_SCHNORR_PUBLIC_BYTES, (uint8_t *)patient};
     a.record_type = type;

@@ -193,8 +193,9 @@ void cluster_tx_enroll(const struct cluster *c, size_t member, ehr_identity *pat
                        uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES]);
 
 /* A record anchor by member node MEMBER for PATIENT (a record of TYPE, a
- * Ehr__V1__RecordType, with a placeholder pointer and a ciphertext hash made
- * from TYPE): the record's id is the transaction's HASH. */
+ * Ehr__V1__RecordType, with a placeholder pointer and a random ciphertext
+ * hash, as each record names its own): the record's id is the transaction's
+ * HASH. */
 void cluster_tx_anchor(const struct cluster *c, size_t member,
                        const uint8_t patient[EHR_SCHNORR_PUBLIC_BYTES], int type,
                        uint8_t **envelope, size_t *len, uint8_t hash[EHR_HASH_BYTES]);
