@@ -301,6 +301,7 @@ struct blob_get {
     struct node__stream_slot slot;
     struct node_blob_reader reader;
     uint8_t id[NODE_BLOB_ID_BYTES];
+    uint8_t record_id[EHR_HASH_BYTES]; /* whose erasure ends the download */
     bool working;
     bool cancelled;
     bool blocked; /* a send said EAGAIN: the message waits in `out` */
@@ -400,6 +401,15 @@ static void get_job_done(uv_work_t *w, int status)
         get_finish(g, st, g->job_diag.msg);
         return;
     }
+    /* Nothing of a record is served from its erase's block on, not even
+     * the rest of a download that began before it (the file may be gone
+     * from the directory, not from an open descriptor). */
+    bool erased = false;
+    if (node__state_record_erased(g->node->ledger, g->record_id, &erased) != 0 || erased) {
+        get_finish(g, RPC_STATUS_FAILED_PRECONDITION,
+                   erased ? "the record was erased by its patient" : "cannot read the record");
+        return;
+    }
     Ehr__V1__GetBlobResponse r = EHR__V1__GET_BLOB_RESPONSE__INIT;
     if (g->job == GET_OPEN) {
         r.size_bytes = g->reader.size;
@@ -430,6 +440,11 @@ static void get_cancelled(void *data, enum rpc_status why)
     struct blob_get *g = data;
     (void)why;
     g->cancelled = true;
+    /* With a job out, the call stays open until it is back (get_job_done
+     * finishes it): the server's close, and so the node's stop, wait for
+     * the job, which uses the store and the node (as uploads do). */
+    if (g->working)
+        return;
     get_finish(g, RPC_STATUS_CANCELLED, "gone");
 }
 
@@ -596,6 +611,7 @@ static void get_blob(struct rpc_stream *stream, const uint8_t *req, size_t len, 
         } else {
             g->stream = stream;
             memcpy(g->id, q->blob_id.data, NODE_BLOB_ID_BYTES);
+            memcpy(g->record_id, q->record_id.data, EHR_HASH_BYTES);
             size_t room = (size_t)n->cfg.limits.rpc_message_bytes - 32;
             g->send_bytes = room < NODE_BLOB_SEND_BYTES ? room : NODE_BLOB_SEND_BYTES;
             g->buf = ehr_malloc(g->send_bytes);
