@@ -71,6 +71,24 @@ static size_t current_keys(const struct node *n, uint8_t (*keys)[EHR_SCHNORR_PUB
     return count;
 }
 
+/* Whether the member KEY is in E's replica set (record RECORD_ID) among the
+ * current members. */
+static bool replica_of(const struct node *n, const uint8_t record_id[EHR_HASH_BYTES],
+                       const Ehr__V1__RecordEntry *e, const uint8_t key[EHR_SCHNORR_PUBLIC_BYTES])
+{
+    if (e->custodian.len != EHR_SCHNORR_PUBLIC_BYTES)
+        return false;
+    uint8_t keys[NODE_MEMBERS_MAX][EHR_SCHNORR_PUBLIC_BYTES];
+    size_t count = current_keys(n, keys);
+    size_t chosen[NODE_MEMBERS_MAX];
+    size_t k = node__blob_replicas(record_id, e->custodian.data, (const uint8_t(*)[32])keys, count,
+                                   NODE_BLOB_COPIES, chosen);
+    for (size_t i = 0; i < k; i++)
+        if (memcmp(keys[chosen[i]], key, EHR_SCHNORR_PUBLIC_BYTES) == 0)
+            return true;
+    return false;
+}
+
 bool node__blob_should_hold(const struct node *n, const uint8_t record_id[EHR_HASH_BYTES],
                             const Ehr__V1__RecordEntry *e)
 {
@@ -80,16 +98,7 @@ bool node__blob_should_hold(const struct node *n, const uint8_t record_id[EHR_HA
      * deletes the copies; repair must never fetch one back). */
     if (e->erased)
         return false;
-    uint8_t keys[NODE_MEMBERS_MAX][EHR_SCHNORR_PUBLIC_BYTES];
-    size_t count = current_keys(n, keys);
-    size_t chosen[NODE_MEMBERS_MAX];
-    size_t k = node__blob_replicas(record_id, e->custodian.data, (const uint8_t(*)[32])keys, count,
-                                   NODE_BLOB_COPIES, chosen);
-    const uint8_t *self = n->peers.members[n->peers.self_index].key;
-    for (size_t i = 0; i < k; i++)
-        if (memcmp(keys[chosen[i]], self, EHR_SCHNORR_PUBLIC_BYTES) == 0)
-            return true;
-    return false;
+    return replica_of(n, record_id, e, n->peers.members[n->peers.self_index].key);
 }
 
 /* ---- the ledger: a record and its anchor ---- */
@@ -220,6 +229,11 @@ static void serve_done(uv_work_t *w, int status)
     n->replication.serves_inflight--;
     n->replication.jobs_inflight--;
     struct node_member *to = member_by_key(n, s->peer);
+    /* An erase applied while the piece was read: nothing of it is served. */
+    bool erased = false;
+    if (s->rc == 0 &&
+        (node__state_record_erased(n->ledger, s->want.record_id, &erased) != 0 || erased))
+        s->rc = EHR_ENOTFOUND;
     if (!n->stopping && to != NULL) {
         if (s->rc == 0)
             n->replication.served_count++;
@@ -250,9 +264,12 @@ void node__replication_fetch_received(struct node *n, const struct node_member *
      * the rules refused is in its block but made no record). */
     Ehr__V1__RecordEntry *e = record_entry(n->ledger, w.record_id);
     uint8_t named[NODE_BLOB_ID_BYTES];
-    /* ... and not once its patient erased it, deleted here yet or not. */
-    int rc = e == NULL || e->erased ? EHR_ENOTFOUND
-                                    : record_blob(n->ledger, w.record_id, named, &w.total_bytes);
+    /* ... and not once its patient erased it, deleted here yet or not;
+     * and only to a member that should hold it (the custodian's node or a
+     * replica, not leaving): ciphertext goes no further than it must. */
+    int rc = e == NULL || e->erased || !replica_of(n, w.record_id, e, from->key)
+                 ? EHR_ENOTFOUND
+                 : record_blob(n->ledger, w.record_id, named, &w.total_bytes);
     if (e != NULL)
         ehr__v1__record_entry__free_unpacked(e, NULL);
     if (rc != 0 || memcmp(named, w.blob_id, NODE_BLOB_ID_BYTES) != 0 || w.offset >= w.total_bytes ||
