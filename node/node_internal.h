@@ -1050,10 +1050,11 @@ void node__health_update(struct node *n);
  * and end them all UNAVAILABLE. */
 void node__health_drain(struct node *n);
 
-/* ---- reflection.c: the standard grpc.reflection.v1alpha service ---- */
+/* ---- reflection.c: the standard grpc.reflection service, v1 and v1alpha ---- */
 
 /* Index the descriptor set embedded at build time and register
- * ServerReflectionInfo on N's RPC server (node__service_start). Returns 0,
+ * ServerReflectionInfo of both versions on N's RPC server
+ * (node__service_start). Returns 0,
  * or the index's error with why in DIAG (a broken build). */
 int node__reflection_add(struct node *n, ehr_diag *diag);
 /* The node is stopping: end every reflection stream UNAVAILABLE. */

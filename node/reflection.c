@@ -1,10 +1,17 @@
 /*
- * reflection.c - the standard gRPC server reflection service
- * (grpc.reflection.v1alpha.ServerReflection, proto/grpc/reflection/
- * v1alpha/reflection.proto) on the node's RPC server, so that grpcurl and
- * other stock tools list the node's services and describe their methods
- * and messages without the .proto files, and build requests from what
- * they learn.
+ * reflection.c - the standard gRPC server reflection service on the node's
+ * RPC server, in both of its versions: grpc.reflection.v1.ServerReflection
+ * (proto/grpc/reflection/v1/reflection.proto), which grpcurl, Postman,
+ * grpcui and grpcio-reflection ask for first, and grpc.reflection.v1alpha
+ * .ServerReflection (proto/grpc/reflection/v1alpha/reflection.proto), which
+ * older clients know alone. So stock tools list the node's services and
+ * describe their methods and messages without the .proto files, and build
+ * requests from what they learn.
+ *
+ * The two versions differ in their package only: every message is the same
+ * on the wire, field for field. Both paths are one handler over the
+ * v1alpha code (reflection_index.c), and their streams are one kind: a
+ * stream of either version counts against the same limits below.
  *
  * What it describes is what protoc wrote at build time: the
  * FileDescriptorSet of the files that define the node's services, with
@@ -20,7 +27,7 @@
  * NODE_REFLECTION_REQUESTS_PER_STREAM_MAX requests, and the streams open
  * are bounded on the node, per connection and per address (stream_set.c).
  * The consensus loop never waits on it (docs/DESIGN.md): an answer is a
- * lookup in the index and one copy of at most the whole set (13 KB
+ * lookup in the index and one copy of at most the whole set (15 KB
  * today); when a stream's queue is full, its requests are paused
  * (rpc_upload_pause) until the client reads, so a client that pipelines
  * requests and never reads gets at most a queue's worth of answers made.
@@ -34,7 +41,11 @@
 #include "node_internal.h"
 #include "reflection.h"
 
-#define REFLECTION_PATH "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+/* The method's path in each version, newest first. */
+static const char *const reflection_paths[] = {
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+};
 
 /* A request echo and an error's message beside the whole set: every
  * answer the node can give fits the limit, so none is cut. */
@@ -45,7 +56,7 @@ _Static_assert(EHR_PROTO_SERVICES_SET_BYTES + NODE_REFLECTION_REQUEST_BYTES_MAX 
 _Static_assert(NODE_REFLECTION_ANSWER_BYTES_MAX <= RPC_MESSAGE_BYTES_MAX,
                "an answer fits one gRPC message");
 
-/* One ServerReflectionInfo call. */
+/* One ServerReflectionInfo call, of either version. */
 struct node__reflection_stream {
     struct node *node;
     struct rpc_upload *upload;
@@ -175,8 +186,12 @@ int node__reflection_add(struct node *n, ehr_diag *diag)
     node__stream_set_init(&n->reflection.streams, "reflection streams", NODE_REFLECTION_STREAMS_MAX,
                           NODE_REFLECTION_STREAMS_PER_CONNECTION_MAX,
                           NODE_REFLECTION_STREAMS_PER_ADDRESS_MAX);
-    rc = rpc_server_add_bidi(n->rpc, REFLECTION_PATH, server_reflection_info, n);
-    EHR_ASSERT(rc == 0); /* a valid path, registered once, within RPC_METHODS_MAX */
+    /* One handler and one stream set for both versions: the limits are
+     * the node's, not each version's. */
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(reflection_paths); i++) {
+        rc = rpc_server_add_bidi(n->rpc, reflection_paths[i], server_reflection_info, n);
+        EHR_ASSERT(rc == 0); /* a valid path, registered once, within RPC_METHODS_MAX */
+    }
     return 0;
 }
 

@@ -1,9 +1,9 @@
 /*
- * reflection.h - gRPC server reflection (grpc.reflection.v1alpha,
- * proto/grpc/reflection/v1alpha/reflection.proto) without the service: an
- * index over a FileDescriptorSet (the one protoc wrote at build time for
- * the node's services, embedded in ehrd), and the answer to one
- * ServerReflectionRequest from it. reflection.c serves it on the node's
+ * reflection.h - gRPC server reflection (grpc.reflection.v1 and v1alpha,
+ * proto/grpc/reflection/, the same messages on the wire) without the
+ * service: an index over a FileDescriptorSet (the one protoc wrote at
+ * build time for the node's services, embedded in ehrd), and the answer
+ * to one ServerReflectionRequest of either version from it. reflection.c serves it on the node's
  * RPC server; a test or a fuzzer calls it directly.
  *
  * The index borrows the set's bytes (they must outlive it) and never
@@ -40,7 +40,8 @@ enum {
      * one per service and per file it lacks: a few dozen. */
     NODE_REFLECTION_REQUESTS_PER_STREAM_MAX = 256,
     /* ServerReflectionInfo streams open at once, on the node, on one
-     * connection and from one client address (as the block streams'). */
+     * connection and from one client address (as the block streams'),
+     * v1 and v1alpha streams counted together. */
     NODE_REFLECTION_STREAMS_MAX = 64,
     NODE_REFLECTION_STREAMS_PER_CONNECTION_MAX = 4,
     NODE_REFLECTION_STREAMS_PER_ADDRESS_MAX = 16,

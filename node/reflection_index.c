@@ -426,6 +426,8 @@ const char *reflection_index_service_name(const struct reflection_index *index, 
 
 /* ---- answers ---- */
 
+/* The v1alpha messages serve v1 requests too: the two versions' messages
+ * are the same on the wire (proto/grpc/reflection/v1/reflection.proto). */
 typedef Grpc__Reflection__V1alpha__ServerReflectionRequest reflection_request;
 typedef Grpc__Reflection__V1alpha__ServerReflectionResponse reflection_response;
 

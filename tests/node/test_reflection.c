@@ -2,8 +2,9 @@
  * test_reflection - server reflection without the network
  * (node/reflection.h): the index of the descriptor set embedded at build
  * time, and the answers and refusals of reflection_answer at their edges:
- * an unknown symbol, file or extension answers an error_response
- * NOT_FOUND; a request of NODE_REFLECTION_REQUEST_BYTES_MAX bytes is
+ * the set names both versions of reflection (v1, v1alpha), each answered
+ * with its own file; an unknown symbol, file or extension answers an
+ * error_response NOT_FOUND; a request of NODE_REFLECTION_REQUEST_BYTES_MAX bytes is
  * answered and one byte more refused; an answer of exactly the limit goes
  * out and one byte over becomes RESOURCE_EXHAUSTED; the index refuses sets
  * past its limits (files, nesting, name length) and broken ones. The
@@ -92,11 +93,13 @@ static void test_the_embedded_set_names_every_service_of_the_node(void **state)
 {
     (void)state;
     struct reflection_index *ix = index_of_the_node();
+    /* Both versions of reflection: the node serves both. */
     const char *want[] = {"ehr.v1.Node", "grpc.health.v1.Health",
+                          "grpc.reflection.v1.ServerReflection",
                           "grpc.reflection.v1alpha.ServerReflection"};
     size_t count = reflection_index_service_count(ix);
-    assert_int_equal(count, 3);
-    for (size_t w = 0; w < 3; w++) {
+    assert_int_equal(count, EHR_ARRAY_COUNT(want));
+    for (size_t w = 0; w < EHR_ARRAY_COUNT(want); w++) {
         bool found = false;
         for (size_t i = 0; i < count; i++)
             found = found || strcmp(reflection_index_service_name(ix, i), want[w]) == 0;
@@ -124,6 +127,41 @@ static void test_a_symbol_answers_its_file_first_then_its_imports(void **state)
         assert_int_equal(first->data[0], 0x0a);
         assert_memory_equal(first->data + 2, "ehr/v1/node.proto", 17);
         assert_string_equal(r->original_request->file_containing_symbol, symbols[i]);
+        free_response(r);
+    }
+    reflection_index_free(ix);
+}
+
+/* Each version of reflection is described by its own file, alone (it
+ * imports nothing): a client of either finds the service it speaks. */
+static void test_each_reflection_version_answers_its_own_file(void **state)
+{
+    (void)state;
+    struct reflection_index *ix = index_of_the_node();
+    static const char v1[] = "grpc/reflection/v1/reflection.proto";
+    static const char v1alpha[] = "grpc/reflection/v1alpha/reflection.proto";
+    const struct {
+        const char *symbol, *file;
+    } cases[] = {
+        {"grpc.reflection.v1.ServerReflection", v1},
+        {"grpc.reflection.v1.ServerReflection.ServerReflectionInfo", v1},
+        {"grpc.reflection.v1.ServerReflectionResponse", v1},
+        {"grpc.reflection.v1alpha.ServerReflection", v1alpha},
+        {"grpc.reflection.v1alpha.ServerReflectionRequest", v1alpha},
+    };
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
+        response_t *r = ask_symbol(ix, cases[i].symbol, NODE_REFLECTION_ANSWER_BYTES_MAX, NULL);
+        assert_int_equal(
+            r->message_response_case,
+            GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE);
+        assert_int_equal(r->file_descriptor_response->n_file_descriptor_proto, 1);
+        const ProtobufCBinaryData *file = &r->file_descriptor_response->file_descriptor_proto[0];
+        size_t name_len = strlen(cases[i].file);
+        /* FileDescriptorProto.name (field 1) comes first: 0x0a, length, name. */
+        assert_true(file->len > name_len + 2);
+        assert_int_equal(file->data[0], 0x0a);
+        assert_int_equal(file->data[1], name_len);
+        assert_memory_equal(file->data + 2, cases[i].file, name_len);
         free_response(r);
     }
     reflection_index_free(ix);
@@ -218,7 +256,7 @@ static void test_a_request_over_the_limit_is_refused_at_the_limit_answered(void 
     assert_int_equal(
         r->message_response_case,
         GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE);
-    assert_int_equal(r->list_services_response->n_service, 3);
+    assert_int_equal(r->list_services_response->n_service, reflection_index_service_count(ix));
     free_response(r);
     ehr_free(answer);
     ehr_free(at);
@@ -411,6 +449,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_the_embedded_set_names_every_service_of_the_node),
         cmocka_unit_test(test_a_symbol_answers_its_file_first_then_its_imports),
+        cmocka_unit_test(test_each_reflection_version_answers_its_own_file),
         cmocka_unit_test(test_an_unknown_symbol_answers_not_found),
         cmocka_unit_test(test_an_unknown_file_and_any_extension_answer_not_found),
         cmocka_unit_test(test_a_request_over_the_limit_is_refused_at_the_limit_answered),
