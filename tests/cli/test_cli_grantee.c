@@ -83,7 +83,7 @@ static void *flood_run(void *arg)
 
 static int net_setup(void **state)
 {
-    *state = cli_net_start(NODES, EHRD, LEADER_WAIT_MS);
+    *state = cli_net_start(NODES, EHRD, NULL, LEADER_WAIT_MS);
     return *state != NULL ? 0 : -1;
 }
 
@@ -109,17 +109,8 @@ static void test_grantee_path(void **state)
 {
     struct cli_net *n = *state;
     /* The patient, enrolled by the hospital, and a lab result it holds. */
-    struct proc_result r = cli_run(n, "keygen", "--out", "patient.key", "--no-passphrase");
-    cli_assert_ok(&r);
-    proc_result_free(&r);
-    r = cli_run(n, "patient", "enroll", "--patient", "patient.key", "--key", "node0.key", "--node",
-                n->node[HOSPITAL], "--wait");
-    cli_assert_ok(&r);
-    proc_result_free(&r);
-    r = cli_run(n, "patient", "public-keys", "--patient", "patient.key", "--out",
-                "patient.pub.json");
-    cli_assert_ok(&r);
-    proc_result_free(&r);
+    cli_net_patient_enroll(n, "patient.key", "patient.pub.json", n->node[HOSPITAL]);
+    struct proc_result r;
     FILE *f = fopen(proc_path(n->c.root, "result.txt"), "w");
     assert_non_null(f);
     fputs("potassium 4.1 mmol/L\n", f);
