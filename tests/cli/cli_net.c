@@ -78,29 +78,6 @@ json_t *cli_net_run_json(const struct cli_net *n, const char *save, const char *
     return out;
 }
 
-void cli_assert_ok(const struct proc_result *r)
-{
-    if (r->status != 0)
-        fail_msg("exit %d; stdout: %s; stderr: %s", r->status, r->out, r->err);
-}
-
-json_t *cli_parse_json(const char *text)
-{
-    json_error_t error;
-    json_t *root = json_loads(text, 0, &error);
-    if (root == NULL)
-        fail_msg("output is not JSON (%s): %s", error.text, text);
-    return root;
-}
-
-const char *cli_json_str(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_string(v))
-        fail_msg("no string \"%s\"", key);
-    return json_string_value(v);
-}
-
 void cli_hex_decode(uint8_t *out, const char *hex, size_t len)
 {
     assert_non_null(hex);

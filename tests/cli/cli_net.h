@@ -5,7 +5,8 @@
  * ehrctl run as a subprocess in the cluster's directory with an empty (or a
  * given) environment, the checks on what it prints, files in the cluster's
  * and the nodes' directories, and GetCapsuleFragment signed with a member's
- * key file identity as a client signs it.
+ * key file identity as a client signs it. The checks on what ehrctl
+ * printed are cli_check.h's (included).
  *
  * Test code only: the checks are cmocka assertions that fail the running
  * test. Compiled into each test that uses it (tests/cli/CMakeLists.txt).
@@ -19,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli_check.h"
 #include "cluster.h"
 #include "ehr/v1/tx.pb-c.h"
 #include "pre.h"
@@ -65,12 +67,6 @@ struct proc_result cli_net_run_args(const struct cli_net *n, const char *const *
  * directory, byte for byte. */
 json_t *cli_net_run_json(const struct cli_net *n, const char *save, const char *const *args);
 
-/* Fail the test, with what ehrctl printed, unless R exited 0. */
-void cli_assert_ok(const struct proc_result *r);
-/* TEXT parsed as JSON (json_decref it), or fail. */
-json_t *cli_parse_json(const char *text);
-/* The string KEY of OBJ (owned by OBJ), or fail. */
-const char *cli_json_str(json_t *obj, const char *key);
 /* HEX (2 * LEN digits) into OUT, or fail. */
 void cli_hex_decode(uint8_t *out, const char *hex, size_t len);
 /* A command run with --wait --json that submitted: it exited 0 and its
