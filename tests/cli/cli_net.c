@@ -125,6 +125,17 @@ void cli_net_patient_enroll(const struct cli_net *n, const char *key, const char
     proc_result_free(&r);
 }
 
+void cli_net_receiving_key(const struct cli_net *n, const char *key, char hex[CLI_NET_HEX_BYTES])
+{
+    struct proc_result r = cli_run(n, "key", "receiving-key", key, "--json");
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
+    snprintf(hex, CLI_NET_HEX_BYTES, "%s", cli_json_str(out, "receiving_key"));
+    json_decref(out);
+    proc_result_free(&r);
+    assert_int_equal(strlen(hex), 2 * EHR_PRE_PUBLIC_BYTES);
+}
+
 const char *cli_net_any_node(const struct cli_net *n)
 {
     for (size_t i = 0; i < n->c.count; i++)

@@ -84,6 +84,10 @@ void cli_net_key_hex(const struct cli_net *n, const char *name, char hex[CLI_NET
 void cli_net_patient_enroll(const struct cli_net *n, const char *key, const char *pub,
                             const char *node);
 
+/* `key receiving-key KEY --json`: the receiving key of the key file KEY
+ * (in the cluster's directory) in hex into HEX, or fail. */
+void cli_net_receiving_key(const struct cli_net *n, const char *key, char hex[CLI_NET_HEX_BYTES]);
+
 /* The API address of a running node (the first), or fail. */
 const char *cli_net_any_node(const struct cli_net *n);
 /* Does NAME exist in the cluster's directory? */

@@ -217,14 +217,8 @@ static void test_patient_erases_a_record(void **state)
     size_t ciphertext_len;
     uint8_t *ciphertext = cli_file_bytes(stored, &ciphertext_len);
 
-    r = cli_run(n, "key", "receiving-key", "node1.key", "--json");
-    cli_assert_ok(&r);
-    out = cli_parse_json(r.out);
     char receiving_hex[KEY_HEX];
-    snprintf(receiving_hex, sizeof receiving_hex, "%s",
-             json_string_value(json_object_get(out, "receiving_key")));
-    json_decref(out);
-    proc_result_free(&r);
+    cli_net_receiving_key(n, "node1.key", receiving_hex);
     r = cli_run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment",
                 "--type", "lab_result", "--receiving-key", receiving_hex, "--key", "patient.key",
                 "--node", n->node[HOSPITAL], "--wait", "--json");

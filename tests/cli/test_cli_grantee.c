@@ -126,14 +126,8 @@ static void test_grantee_path(void **state)
     proc_result_free(&r);
 
     /* The lab's receiving key, as it hands it to the patient. */
-    r = cli_run(n, "key", "receiving-key", "node1.key", "--json");
-    cli_assert_ok(&r);
-    out = cli_parse_json(r.out);
     char receiving_hex[KEY_HEX];
-    snprintf(receiving_hex, sizeof receiving_hex, "%s",
-             json_string_value(json_object_get(out, "receiving_key")));
-    json_decref(out);
-    proc_result_free(&r);
+    cli_net_receiving_key(n, "node1.key", receiving_hex);
     ehr_pre_key lab;
     assert_int_equal(ehr_pre_receiving_key_derive(&lab, n->c.nodes[LAB].identity->kx.secret), 0);
     uint8_t receiving[EHR_PRE_PUBLIC_BYTES];

@@ -272,14 +272,10 @@ static void step_add_and_patient_gets(struct e2e *e)
 static void step_lab_gets(struct e2e *e)
 {
     struct cli_net *n = e->n;
-    struct proc_result r = cli_run(n, "key", "receiving-key", "node1.key", "--json");
-    cli_assert_ok(&r);
-    json_t *out = cli_parse_json(r.out);
     char receiving[KEY_HEX];
-    snprintf(receiving, sizeof receiving, "%s",
-             json_string_value(json_object_get(out, "receiving_key")));
-    json_decref(out);
-    proc_result_free(&r);
+    cli_net_receiving_key(n, "node1.key", receiving);
+    struct proc_result r;
+    json_t *out;
     for (size_t i = 0; i < RECORDS; i++) {
         struct record *rec = &e->records[i];
         r = cli_run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment",
