@@ -48,6 +48,30 @@ static int net_teardown(void **state)
     return cli_net_stop(*state);
 }
 
+/* Case I of a table of bad input: CASE_ARGS (NULL-terminated within
+ * CASE_ARGS_COUNT) with --node NOBODY is refused with exit 2, FRAGMENT and
+ * the usage on stderr and nothing on stdout, before anything is sent. */
+static void refused_before_sending(struct cli_net *n, size_t i, const char *const *case_args,
+                                   size_t case_args_count, const char *fragment)
+{
+    enum { ARGS_MAX = 24 };
+    assert_true(case_args_count + 3 <= ARGS_MAX);
+    const char *args[ARGS_MAX];
+    size_t k = 0;
+    for (; k < case_args_count && case_args[k] != NULL; k++)
+        args[k] = case_args[k];
+    assert_true(k < case_args_count); /* the case's list ended with NULL */
+    args[k++] = "--node";
+    args[k++] = NOBODY;
+    args[k] = NULL;
+    struct proc_result r = cli_net_run_args(n, args);
+    if (r.status != 2 || strstr(r.err, fragment) == NULL ||
+        strstr(r.err, "\nusage: ehrctl ") == NULL)
+        fail_msg("case %zu (%s %s): exit %d; stderr: %s", i, args[0], args[1], r.status, r.err);
+    assert_string_equal(r.out, "");
+    proc_result_free(&r);
+}
+
 /* A new key file without a passphrase: its name into FILE, its signing key into HEX. */
 static void new_key(struct cli_net *n, const char *stem, char file[32], char hex[KEY_HEX])
 {
@@ -379,21 +403,9 @@ static void test_new_commands_refuse_bad_input(void **state)
         {{"access", "emergency", record, "--reason", "bell\a", "--key", "node0.key"},
          "without control characters"},
     };
-    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
-        const char *args[24];
-        size_t k = 0;
-        for (; cases[i].args[k] != NULL; k++)
-            args[k] = cases[i].args[k];
-        args[k++] = "--node";
-        args[k++] = NOBODY;
-        args[k] = NULL;
-        struct proc_result r = cli_net_run_args(n, args);
-        if (r.status != 2 || strstr(r.err, cases[i].fragment) == NULL ||
-            strstr(r.err, "\nusage: ehrctl ") == NULL)
-            fail_msg("case %zu (%s %s): exit %d; stderr: %s", i, args[0], args[1], r.status, r.err);
-        assert_string_equal(r.out, "");
-        proc_result_free(&r);
-    }
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++)
+        refused_before_sending(n, i, cases[i].args, EHR_ARRAY_COUNT(cases[i].args),
+                               cases[i].fragment);
 
     /* A policy with an error on line 2, column 31, to the real network: exit 2,
      * the file, line and column named, and no consent made. */
@@ -628,21 +640,9 @@ static void test_member_commands_refuse_bad_input(void **state)
          "RECORD_ID wants 64 hex digits (62 given)"},
         {{"record", "show", good}, "give --key FILE"},
     };
-    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
-        const char *args[16];
-        size_t k = 0;
-        for (; cases[i].args[k] != NULL; k++)
-            args[k] = cases[i].args[k];
-        args[k++] = "--node";
-        args[k++] = NOBODY;
-        args[k] = NULL;
-        struct proc_result r = cli_net_run_args(n, args);
-        if (r.status != 2 || strstr(r.err, cases[i].fragment) == NULL ||
-            strstr(r.err, "\nusage: ehrctl ") == NULL)
-            fail_msg("case %zu (%s %s): exit %d; stderr: %s", i, args[0], args[1], r.status, r.err);
-        assert_string_equal(r.out, "");
-        proc_result_free(&r);
-    }
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++)
+        refused_before_sending(n, i, cases[i].args, EHR_ARRAY_COUNT(cases[i].args),
+                               cases[i].fragment);
 }
 
 int main(void)
