@@ -721,6 +721,21 @@ static void *closer_serve(void *arg)
     return NULL;
 }
 
+/* A TCP socket listening on a free loopback port, its "127.0.0.1:PORT"
+ * into ADDRESS; fails the test if a step does. Close it. */
+static int loopback_listen(char address[32])
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t len = sizeof addr;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    snprintf(address, 32, "127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
+    return fd;
+}
+
 /* A node that closes the connection at once, before a byte of ours is
  * read (a FIN, or an RST), makes ehrctl's writes fail: an error with a
  * line naming the address and exit 6 (UNAVAILABLE), never death by SIGPIPE
@@ -732,18 +747,10 @@ static void test_a_node_that_closes_at_once_is_an_error_not_a_signal(void **stat
     struct fixture *fx = *state;
     for (int reset = 0; reset <= 1; reset++) {
         struct closer cl = {.connections = 1, .reset = reset};
-        cl.fd = socket(AF_INET, SOCK_STREAM, 0);
-        assert_true(cl.fd >= 0);
-        struct sockaddr_in addr = {.sin_family = AF_INET,
-                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        assert_int_equal(bind(cl.fd, (struct sockaddr *)&addr, sizeof addr), 0);
-        assert_int_equal(listen(cl.fd, 4), 0);
-        socklen_t len = sizeof addr;
-        assert_int_equal(getsockname(cl.fd, (struct sockaddr *)&addr, &len), 0);
+        char address[32];
+        cl.fd = loopback_listen(address);
         pthread_t thread;
         assert_int_equal(pthread_create(&thread, NULL, closer_serve, &cl), 0);
-        char address[32];
-        snprintf(address, sizeof address, "127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
         struct proc_result r = run(fx, "status", "--node", address);
         cli_assert_failure(&r, 6, address);
         proc_result_free(&r);
@@ -759,18 +766,10 @@ static void test_a_port_that_is_not_grpc_is_named_as_such(void **state)
     const char *answers[] = {NULL, "\x00\x00\x10garbage that is not HTTP/2 at all\n"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(answers); i++) {
         struct not_grpc ng = {.accepts = 1, .what = answers[i]};
-        ng.fd = socket(AF_INET, SOCK_STREAM, 0);
-        assert_true(ng.fd >= 0);
-        struct sockaddr_in addr = {.sin_family = AF_INET,
-                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        assert_int_equal(bind(ng.fd, (struct sockaddr *)&addr, sizeof addr), 0);
-        assert_int_equal(listen(ng.fd, 4), 0);
-        socklen_t len = sizeof addr;
-        assert_int_equal(getsockname(ng.fd, (struct sockaddr *)&addr, &len), 0);
+        char address[32];
+        ng.fd = loopback_listen(address);
         pthread_t thread;
         assert_int_equal(pthread_create(&thread, NULL, not_grpc_serve, &ng), 0);
-        char address[32];
-        snprintf(address, sizeof address, "127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
         struct proc_result r = run(fx, "status", "--node", address);
         cli_assert_failure(&r, 6, "is not a gRPC (HTTP/2) endpoint");
         assert_non_null(strstr(r.err, "peer port"));
