@@ -22,7 +22,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli_internal.h"
 
@@ -286,13 +285,6 @@ static int propose_parse(struct cli__ctx *ctx, int argc, char **argv, struct pro
     return cli__signed_tx_finish(ctx, &a->tx);
 }
 
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int cli__cmd_member_propose(struct cli__ctx *ctx, int argc, char **argv)
 {
     struct propose_args *a = ehr_calloc(1, sizeof *a);
@@ -305,7 +297,7 @@ int cli__cmd_member_propose(struct cli__ctx *ctx, int argc, char **argv)
     Ehr__V1__MemberProposal proposal = EHR__V1__MEMBER_PROPOSAL__INIT;
     /* Block time, which the wall clock approximates: the proposal lapses
      * for approvals in blocks after it. */
-    proposal.expires_ms = wall_ms() + a->expires_days * DAY_MS;
+    proposal.expires_ms = cli__wall_ms() + a->expires_days * DAY_MS;
     char key_hex[KEY_HEX_BYTES];
     if (a->entry != NULL) {
         proposal.change_case = EHR__V1__MEMBER_PROPOSAL__CHANGE_ADMIT;

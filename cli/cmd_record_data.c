@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli_internal.h"
@@ -62,13 +61,6 @@ _Static_assert((int)EHR_RECORD_POINTER_ADDRESS_BYTES_MAX >= (int)CLI_HOST_BYTES_
 _Static_assert(RECORD_UPLOAD_CHUNK_BYTES >= EHR_RECORD_HEADER_BYTES + EHR_RECORD_SEALED_PIECE_BYTES,
                "an upload message holds at least one piece");
 _Static_assert(READ_WINDOW_MS <= NODE_READ_AUTH_WINDOW_MS_MAX, "the node takes the window");
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Progress on a terminal (stderr), at most once per percent. */
 struct progress {
@@ -490,7 +482,7 @@ int cli__cmd_record_add(struct cli__ctx *ctx, int argc, char **argv)
     ehr__v1__put_blob_request__init(hdr);
     hdr->blob_id = (ProtobufCBinaryData){32, blob_id};
     hdr->size_bytes = cipher_bytes;
-    uint64_t now = wall_ms();
+    uint64_t now = cli__wall_ms();
     struct node_read_auth_signed auth;
     if (node_read_auth_sign(&auth, &hdr->base, &hdr->auth, chain_id, "/ehr.v1.Node/PutBlob",
                             &id->signing, now, now + READ_WINDOW_MS) != 0) {
@@ -788,7 +780,7 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
     /* The anchor (a signed GetRecord). */
     Ehr__V1__GetRecordRequest rq = EHR__V1__GET_RECORD_REQUEST__INIT;
     rq.record_id = (ProtobufCBinaryData){32, record_id};
-    uint64_t now = wall_ms();
+    uint64_t now = cli__wall_ms();
     struct node_read_auth_signed auth;
     if (node_read_auth_sign(&auth, &rq.base, &rq.auth, chain_id, "/ehr.v1.Node/GetRecord",
                             &id->signing, now, now + READ_WINDOW_MS) != 0) {
@@ -882,7 +874,7 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
     gq.blob_id = (ProtobufCBinaryData){32, blob_id};
     if (!patient)
         gq.permit_tx = (ProtobufCBinaryData){EHR_HASH_BYTES, grantee.permit};
-    now = wall_ms();
+    now = cli__wall_ms();
     if (node_read_auth_sign(&auth, &gq.base, &gq.auth, chain_id, "/ehr.v1.Node/GetBlob",
                             &id->signing, now, now + READ_WINDOW_MS) != 0) {
         exit_code = cli__fail("cannot sign the request", "record get: %s", key_path);

@@ -18,7 +18,6 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "capsule_answer.h"
 #include "cli_internal.h"
@@ -30,13 +29,6 @@
 
 enum { READ_WINDOW_MS = 60000 };
 _Static_assert(READ_WINDOW_MS <= NODE_READ_AUTH_WINDOW_MS_MAX, "the node takes the window");
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /*
  * Submit an access request for G's record with purpose G->purpose, signed
@@ -225,7 +217,7 @@ static int cfrag_ask(const struct cli__node_options *base, const char *address,
     q.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)g->record_id};
     q.permit_tx = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)g->permit};
     struct node_read_auth_signed auth;
-    uint64_t now = wall_ms();
+    uint64_t now = cli__wall_ms();
     int rc =
         node_read_auth_sign(&auth, &q.base, &q.auth, g->chain_id, "/ehr.v1.Node/GetCapsuleFragment",
                             &id->signing, now, now + READ_WINDOW_MS);

@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli_internal.h"
 #include "contracts.h"
@@ -43,13 +42,6 @@ static json_t *json_checked(json_t *v)
     if (v == NULL)
         ehr_panic("out of memory building JSON");
     return v;
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- the shared options and steps ---- */
@@ -104,7 +96,7 @@ int cli__tx_sign(struct cli__ctx *ctx, Ehr__V1__TxBody *body, const char *chain_
     EHR_ASSERT(expiry_s > 0 && expiry_s <= CLI_EXPIRY_S_MAX);
     uint8_t nonce[EHR_TX_NONCE_BYTES];
     ehr_random_bytes(nonce, sizeof nonce);
-    uint64_t now = wall_ms();
+    uint64_t now = cli__wall_ms();
     body->chain_id = (char *)chain_id;
     body->signer.data = (uint8_t *)key->public_key;
     body->signer.len = EHR_SCHNORR_PUBLIC_BYTES;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +22,15 @@
 #include "ledger_format.h"
 #include "read_auth.h"
 
-struct cli_net *cli_net_start(size_t count, const char *ehrd, uint64_t leader_wait_ms)
+struct cli_net *cli_net_start(size_t count, const char *ehrd, const struct cluster_limits *limits,
+                              uint64_t leader_wait_ms)
 {
     if (ehr_crypto_init() != 0)
         return NULL;
     struct cli_net *n = calloc(1, sizeof *n);
     if (n == NULL)
         return NULL;
-    cluster_create(&n->c, count, ehrd, CLI_NET_EHRCTL, NULL);
+    cluster_create(&n->c, count, ehrd, CLI_NET_EHRCTL, limits);
     if (cluster_start_all(&n->c, n->node, n->hex, leader_wait_ms) != 0) {
         cluster_destroy(&n->c, true);
         free(n);
@@ -52,26 +54,28 @@ int cli_net_stop(struct cli_net *n)
     return failed;
 }
 
-struct proc_result cli_net_run_args(const struct cli_net *n, const char *const *args)
+struct proc_result cli_net_run_env(const struct cli_net *n, const char *const *env,
+                                   const char *const *args)
 {
     struct proc_spec spec = {
-        .path = CLI_NET_EHRCTL, .argv0 = "ehrctl", .args = args, .env = NULL, .cwd = n->c.root};
+        .path = CLI_NET_EHRCTL, .argv0 = "ehrctl", .args = args, .env = env, .cwd = n->c.root};
     return proc_run(&spec);
 }
 
-void cli_assert_ok(const struct proc_result *r)
+struct proc_result cli_net_run_args(const struct cli_net *n, const char *const *args)
 {
-    if (r->status != 0)
-        fail_msg("exit %d; stdout: %s; stderr: %s", r->status, r->out, r->err);
+    return cli_net_run_env(n, NULL, args);
 }
 
-json_t *cli_parse_json(const char *text)
+json_t *cli_net_run_json(const struct cli_net *n, const char *save, const char *const *args)
 {
-    json_error_t error;
-    json_t *root = json_loads(text, 0, &error);
-    if (root == NULL)
-        fail_msg("output is not JSON (%s): %s", error.text, text);
-    return root;
+    struct proc_result r = cli_net_run_args(n, args);
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
+    if (save != NULL)
+        proc_text_write(proc_path(n->c.root, save), r.out);
+    proc_result_free(&r);
+    return out;
 }
 
 void cli_hex_decode(uint8_t *out, const char *hex, size_t len)
@@ -95,6 +99,41 @@ void cli_submitted(struct proc_result *r, char hash[CLI_NET_HEX_BYTES], char *de
     json_decref(out);
     proc_result_free(r);
     assert_int_equal(strlen(hash), 2 * EHR_HASH_BYTES);
+}
+
+void cli_net_key_hex(const struct cli_net *n, const char *name, char hex[CLI_NET_HEX_BYTES])
+{
+    ehr_keyfile_info info;
+    assert_int_equal(ehr_keyfile_read_info(proc_path(n->c.root, name), &info, NULL), 0);
+    ehr_hex_encode(hex, info.signing_public_key, EHR_SCHNORR_PUBLIC_BYTES);
+}
+
+void cli_net_patient_enroll(const struct cli_net *n, const char *key, const char *pub,
+                            const char *node)
+{
+    struct proc_result r = cli_run(n, "keygen", "--out", key, "--no-passphrase");
+    cli_assert_ok(&r);
+    proc_result_free(&r);
+    r = cli_run(n, "patient", "enroll", "--patient", key, "--key", "node0.key", "--node", node,
+                "--wait");
+    cli_assert_ok(&r);
+    proc_result_free(&r);
+    if (pub == NULL)
+        return;
+    r = cli_run(n, "patient", "public-keys", "--patient", key, "--out", pub);
+    cli_assert_ok(&r);
+    proc_result_free(&r);
+}
+
+void cli_net_receiving_key(const struct cli_net *n, const char *key, char hex[CLI_NET_HEX_BYTES])
+{
+    struct proc_result r = cli_run(n, "key", "receiving-key", key, "--json");
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
+    snprintf(hex, CLI_NET_HEX_BYTES, "%s", cli_json_str(out, "receiving_key"));
+    json_decref(out);
+    proc_result_free(&r);
+    assert_int_equal(strlen(hex), 2 * EHR_PRE_PUBLIC_BYTES);
 }
 
 const char *cli_net_any_node(const struct cli_net *n)
@@ -144,6 +183,83 @@ void cli_net_assert_same_file(const struct cli_net *n, const char *a, const char
     if (la != lb || memcmp(ha, hb, sizeof ha) != 0)
         fail_msg("%s (%llu bytes) and %s (%llu bytes) differ", a, (unsigned long long)la, b,
                  (unsigned long long)lb);
+}
+
+const char *cli_net_blob_path(const struct cli_net *n, size_t i, const char *blob)
+{
+    static char path[600];
+    assert_int_equal(strlen(blob), 2 * EHR_HASH_BYTES);
+    snprintf(path, sizeof path, "%s/blobs/%.2s/%s", n->c.nodes[i].dir, blob, blob + 2);
+    return path;
+}
+
+unsigned cli_net_blob_files(const struct cli_net *n, size_t i, const char *prefix)
+{
+    char top[600];
+    snprintf(top, sizeof top, "%s/blobs", n->c.nodes[i].dir);
+    DIR *d = opendir(top);
+    if (d == NULL)
+        return 0;
+    unsigned count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char sub[900];
+        snprintf(sub, sizeof sub, "%s/%s", top, e->d_name);
+        DIR *s = opendir(sub);
+        if (s == NULL)
+            continue;
+        struct dirent *f;
+        while ((f = readdir(s)) != NULL)
+            if (strcmp(f->d_name, ".") != 0 && strcmp(f->d_name, "..") != 0 &&
+                strncmp(f->d_name, prefix, strlen(prefix)) == 0)
+                count++;
+        closedir(s);
+    }
+    closedir(d);
+    return count;
+}
+
+uint64_t cli_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint8_t *cli_file_bytes_or_null(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    assert_true(size >= 0);
+    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
+    uint8_t *b = malloc((size_t)size + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    *len = (size_t)size;
+    return b;
+}
+
+uint8_t *cli_file_bytes(const char *path, size_t *len)
+{
+    uint8_t *b = cli_file_bytes_or_null(path, len);
+    if (b == NULL)
+        fail_msg("cannot open %s", path);
+    return b;
+}
+
+void cli_file_put(const char *path, const uint8_t *b, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+        fail_msg("cannot write %s", path);
+    assert_int_equal(fwrite(b, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
 }
 
 Ehr__V1__TxBody *cli_net_tx_body(struct cli_net *n, size_t i, const uint8_t hash[EHR_HASH_BYTES])

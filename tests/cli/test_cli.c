@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_check.h"
 #include "contracts.h"
 #include "ehr_crypto.h"
 #include "ledger.h"
@@ -95,36 +96,6 @@ static struct proc_result run_args(const struct fixture *f, const char *const *e
 #define run_env(f, env, ...) run_args(f, env, PROC_ARGS(__VA_ARGS__))
 #define run(f, ...) run_env(f, NULL, __VA_ARGS__, (const char *)NULL)
 
-static json_t *parse_json(const char *text)
-{
-    json_error_t error;
-    json_t *root = json_loads(text, 0, &error);
-    if (root == NULL)
-        fail_msg("output is not JSON (%s): %s", error.text, text);
-    return root;
-}
-
-static const char *json_str(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    assert_non_null(v);
-    assert_true(json_is_string(v));
-    return json_string_value(v);
-}
-
-/* A failure message is exactly one line `ehrctl: ...`. */
-static void assert_one_line_failure(const struct proc_result *r, const char *fragment)
-{
-    assert_int_equal(r->status, 1);
-    assert_int_equal(strncmp(r->err, "ehrctl: ", 8), 0);
-    const char *nl = strchr(r->err, '\n');
-    assert_non_null(nl);
-    assert_int_equal(nl[1], '\0');
-    if (strstr(r->err, fragment) == NULL)
-        fail_msg("stderr lacks \"%s\": %s", fragment, r->err);
-    assert_string_equal(r->out, "");
-}
-
 static void assert_usage_error(const struct proc_result *r)
 {
     assert_int_equal(r->status, 2);
@@ -158,7 +129,7 @@ static json_t *keygen(const struct fixture *f, const char *out, const char *labe
         run(f, "keygen", "--out", out, "--label", label, "--passphrase-file", "pw", "--json");
     if (r.status != 0)
         fail_msg("keygen failed: %s", r.err);
-    json_t *root = parse_json(r.out);
+    json_t *root = cli_parse_json(r.out);
     proc_result_free(&r);
     return root;
 }
@@ -174,19 +145,19 @@ static void test_keygen_and_key_show_agree(void **state)
 
     struct proc_result r = run(f, "key", "show", "node.key", "--json");
     assert_int_equal(r.status, 0);
-    json_t *shown = parse_json(r.out);
-    assert_string_equal(json_str(shown, "signing_key"), json_str(made, "signing_key"));
-    assert_string_equal(json_str(shown, "kx_key"), json_str(made, "kx_key"));
-    assert_string_equal(json_str(shown, "label"), "st-mary-1");
+    json_t *shown = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(shown, "signing_key"), cli_json_str(made, "signing_key"));
+    assert_string_equal(cli_json_str(shown, "kx_key"), cli_json_str(made, "kx_key"));
+    assert_string_equal(cli_json_str(shown, "label"), "st-mary-1");
     assert_true(json_is_true(json_object_get(shown, "passphrase")));
     uint8_t key[32];
-    assert_int_equal(ehr_hex_decode(key, 32, json_str(shown, "signing_key")), 0);
-    assert_int_equal(ehr_hex_decode(key, 32, json_str(shown, "kx_key")), 0);
+    assert_int_equal(ehr_hex_decode(key, 32, cli_json_str(shown, "signing_key")), 0);
+    assert_int_equal(ehr_hex_decode(key, 32, cli_json_str(shown, "kx_key")), 0);
     proc_result_free(&r);
 
     r = run(f, "key", "show", "node.key"); /* human output names the same key */
     assert_int_equal(r.status, 0);
-    assert_non_null(strstr(r.out, json_str(made, "signing_key")));
+    assert_non_null(strstr(r.out, cli_json_str(made, "signing_key")));
     assert_non_null(strstr(r.out, "st-mary-1"));
     assert_null(strchr(r.out, '{'));
     proc_result_free(&r);
@@ -204,7 +175,7 @@ static void test_wrong_passphrase_fails_and_changes_nothing(void **state)
     int entries = dir_entry_count(f);
     struct proc_result r = run(f, "key", "passwd", "node.key", "--passphrase-file", "wrong",
                                "--new-passphrase-file", "new");
-    assert_one_line_failure(&r, "wrong passphrase");
+    cli_assert_failure(&r, 1, "wrong passphrase");
     assert_non_null(strstr(r.err, "node.key"));
     proc_result_free(&r);
     char *after = proc_slurp(path_in(f, "node.key"), PROC_TEXT_BYTES_MAX);
@@ -222,12 +193,12 @@ static void test_passwd_changes_the_passphrase_and_keeps_the_keys(void **state)
     struct proc_result r = run_env(f, env, "key", "passwd", "node.key", "--json", NULL);
     if (r.status != 0)
         fail_msg("passwd failed: %s", r.err);
-    json_t *shown = parse_json(r.out);
-    assert_string_equal(json_str(shown, "signing_key"), json_str(made, "signing_key"));
+    json_t *shown = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(shown, "signing_key"), cli_json_str(made, "signing_key"));
     proc_result_free(&r);
     /* the old passphrase no longer opens it; the new one does */
     r = run_env(f, env, "key", "passwd", "node.key", NULL);
-    assert_one_line_failure(&r, "wrong passphrase");
+    cli_assert_failure(&r, 1, "wrong passphrase");
     proc_result_free(&r);
     const char *env2[] = {"EHR_PASSPHRASE=second", "EHR_NEW_PASSPHRASE=third", NULL};
     r = run_env(f, env2, "key", "passwd", "node.key", NULL);
@@ -243,18 +214,18 @@ static void test_keygen_refuses_to_overwrite_without_force(void **state)
     json_t *first = keygen(f, "node.key", "one");
     struct proc_result r =
         run(f, "keygen", "--out", "node.key", "--passphrase-file", "pw", "--label", "two");
-    assert_one_line_failure(&r, "already exists");
+    cli_assert_failure(&r, 1, "already exists");
     proc_result_free(&r);
     r = run(f, "key", "show", "node.key", "--json");
-    json_t *shown = parse_json(r.out);
-    assert_string_equal(json_str(shown, "signing_key"), json_str(first, "signing_key"));
+    json_t *shown = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(shown, "signing_key"), cli_json_str(first, "signing_key"));
     proc_result_free(&r);
     json_decref(shown);
 
     r = run(f, "keygen", "--out", "node.key", "--passphrase-file", "pw", "--force", "--json");
     assert_int_equal(r.status, 0);
-    shown = parse_json(r.out);
-    assert_string_not_equal(json_str(shown, "signing_key"), json_str(first, "signing_key"));
+    shown = cli_parse_json(r.out);
+    assert_string_not_equal(cli_json_str(shown, "signing_key"), cli_json_str(first, "signing_key"));
     proc_result_free(&r);
     json_decref(shown);
     json_decref(first);
@@ -265,27 +236,27 @@ static void test_keygen_passphrase_sources_and_empty_passphrase(void **state)
     struct fixture *f = *state;
     /* no file, no variable, no terminal: a clear failure, no file */
     struct proc_result r = run(f, "keygen", "--out", "a.key");
-    assert_one_line_failure(&r, "no passphrase");
+    cli_assert_failure(&r, 1, "no passphrase");
     assert_false(file_exists(f, "a.key"));
     proc_result_free(&r);
     /* an empty passphrase is refused unless asked for */
     proc_text_write(path_in(f, "empty"), "\n");
     r = run(f, "keygen", "--out", "a.key", "--passphrase-file", "empty");
-    assert_one_line_failure(&r, "empty passphrase");
+    cli_assert_failure(&r, 1, "empty passphrase");
     assert_false(file_exists(f, "a.key"));
     proc_result_free(&r);
     const char *env_empty[] = {"EHR_PASSPHRASE=", NULL};
     r = run_env(f, env_empty, "keygen", "--out", "a.key", NULL);
-    assert_one_line_failure(&r, "empty passphrase");
+    cli_assert_failure(&r, 1, "empty passphrase");
     proc_result_free(&r);
     /* a passphrase file of two lines is refused rather than guessed at */
     proc_text_write(path_in(f, "two"), "first\nsecond\n");
     r = run(f, "keygen", "--out", "a.key", "--passphrase-file", "two");
-    assert_one_line_failure(&r, "more than one line");
+    cli_assert_failure(&r, 1, "more than one line");
     proc_result_free(&r);
     r = run(f, "keygen", "--out", "a.key", "--no-passphrase", "--json");
     assert_int_equal(r.status, 0);
-    json_t *shown = parse_json(r.out);
+    json_t *shown = cli_parse_json(r.out);
     assert_true(json_is_false(json_object_get(shown, "passphrase")));
     json_decref(shown);
     proc_result_free(&r);
@@ -307,20 +278,20 @@ static void test_corrupt_key_files_are_named_clearly(void **state)
     char *good = proc_slurp(path_in(f, "node.key"), PROC_TEXT_BYTES_MAX);
     assert_int_equal(ehr_file_write_atomic(path_in(f, "short.key"), good, 100, 0600, false), 0);
     struct proc_result r = run(f, "key", "show", "short.key");
-    assert_one_line_failure(&r, "truncated");
+    cli_assert_failure(&r, 1, "truncated");
     proc_result_free(&r);
     proc_text_write(path_in(f, "text.key"), "hello, this is not a key file\n");
     r = run(f, "key", "show", "text.key");
-    assert_one_line_failure(&r, "not an ehrchain key file");
+    cli_assert_failure(&r, 1, "not an ehrchain key file");
     proc_result_free(&r);
     good[6] = 9; /* version */
     assert_int_equal(
         ehr_file_write_atomic(path_in(f, "v9.key"), good, EHR_KEYFILE_BYTES, 0600, false), 0);
     r = run(f, "key", "show", "v9.key");
-    assert_one_line_failure(&r, "version 9");
+    cli_assert_failure(&r, 1, "version 9");
     proc_result_free(&r);
     r = run(f, "key", "show", "missing.key");
-    assert_one_line_failure(&r, "No such file");
+    cli_assert_failure(&r, 1, "No such file");
     proc_result_free(&r);
     ehr_free(good);
 }
@@ -400,8 +371,8 @@ static void test_label_limit_edge(void **state)
     label[EHR_KEYFILE_LABEL_BYTES_MAX] = '\0';
     r = run(f, "keygen", "--out", "a.key", "--no-passphrase", "--label", label, "--json");
     assert_int_equal(r.status, 0);
-    json_t *shown = parse_json(r.out);
-    assert_string_equal(json_str(shown, "label"), label);
+    json_t *shown = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(shown, "label"), label);
     json_decref(shown);
     proc_result_free(&r);
 }
@@ -546,7 +517,7 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
                 "--address", address);
         if (r.status != 0)
             fail_msg("genesis member: %s", r.err);
-        json_array_append_new(list, parse_json(r.out));
+        json_array_append_new(list, cli_parse_json(r.out));
         proc_result_free(&r);
     }
     write_members(f, "members.json", list);
@@ -555,7 +526,7 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
             "--time-ms", "1700000000000", "--json");
     if (r.status != 0)
         fail_msg("genesis: %s", r.err);
-    json_t *made = parse_json(r.out);
+    json_t *made = cli_parse_json(r.out);
     proc_result_free(&r);
     /* the printed hash is SHA-256 of the file's bytes */
     uint8_t *bytes = NULL;
@@ -565,7 +536,7 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
     char hash_hex[65];
     ehr_sha256(hash, bytes, len);
     ehr_hex_encode(hash_hex, hash, 32);
-    assert_string_equal(json_str(made, "genesis_hash"), hash_hex);
+    assert_string_equal(cli_json_str(made, "genesis_hash"), hash_hex);
 
     /* the same input gives the same bytes */
     r = run(f, "genesis", "--members", "members.json", "--chain-id", "ehr-test-1", "--out", "g2.pb",
@@ -598,7 +569,7 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
     ehr_free(third);
     /* a list is not one entry; --members and --member do not mix */
     r = run(f, "genesis", "--member", "members.json", "--chain-id", "c", "--out", "g4.pb");
-    assert_one_line_failure(&r, "expected one member entry");
+    cli_assert_failure(&r, 1, "expected one member entry");
     proc_result_free(&r);
     r = run(f, "genesis", "--members", "members.json", "--member", "m0.json", "--chain-id", "c",
             "--out", "g4.pb");
@@ -609,15 +580,15 @@ static void test_genesis_from_key_files_is_deterministic(void **state)
     /* show gives back the members, in order, and the same hash */
     r = run(f, "genesis", "show", "g1.pb", "--json");
     assert_int_equal(r.status, 0);
-    json_t *shown = parse_json(r.out);
+    json_t *shown = cli_parse_json(r.out);
     assert_true(json_equal(json_object_get(shown, "members"), list));
-    assert_string_equal(json_str(shown, "chain_id"), "ehr-test-1");
+    assert_string_equal(cli_json_str(shown, "chain_id"), "ehr-test-1");
     assert_int_equal(json_integer_value(json_object_get(shown, "time_ms")), 1700000000000LL);
-    assert_string_equal(json_str(shown, "genesis_hash"), hash_hex);
+    assert_string_equal(cli_json_str(shown, "genesis_hash"), hash_hex);
     proc_result_free(&r);
     /* refuses to overwrite */
     r = run(f, "genesis", "--members", "members.json", "--chain-id", "other", "--out", "g1.pb");
-    assert_one_line_failure(&r, "already exists");
+    cli_assert_failure(&r, 1, "already exists");
     proc_result_free(&r);
 
     json_decref(shown);
@@ -664,7 +635,7 @@ static void test_genesis_emergency_roles(void **state)
     proc_result_free(&r);
     r = run(f, "genesis", "show", "g.pb", "--json");
     assert_int_equal(r.status, 0);
-    json_t *shown = parse_json(r.out);
+    json_t *shown = cli_parse_json(r.out);
     json_t *roles = json_object_get(shown, "emergency_roles");
     assert_int_equal(json_array_size(roles), 2);
     assert_string_equal(json_string_value(json_array_get(roles, 0)), "hospital");
@@ -762,7 +733,7 @@ static void test_init_warns_when_the_config_has_no_passphrase_source(void **stat
     proc_result_free(&r);
     r = run(f, "init", "--genesis", "g.pb", "--key", "n.key", "--data", "c", "--peer-listen",
             "127.0.0.1:7000", "--rpc-listen", "127.0.0.1:7001", "--passphrase-file", "nope");
-    assert_one_line_failure(&r, "cannot read the passphrase file nope");
+    cli_assert_failure(&r, 1, "cannot read the passphrase file nope");
     proc_result_free(&r);
 }
 
@@ -772,7 +743,7 @@ static void expect_genesis_rejects(const struct fixture *f, json_t *list, const 
     write_members(f, "bad.json", list);
     struct proc_result r =
         run(f, "genesis", "--members", "bad.json", "--chain-id", "c", "--out", "g.pb");
-    assert_one_line_failure(&r, fragment);
+    cli_assert_failure(&r, 1, fragment);
     proc_result_free(&r);
     assert_false(file_exists(f, "g.pb"));
     json_decref(list);
@@ -798,14 +769,14 @@ static void test_json_output_survives_file_names_that_are_not_utf8(void **state)
     struct proc_result r = run(f, "keygen", "--out", key, "--no-passphrase", "--json");
     if (r.status != 0)
         fail_msg("keygen: %s", r.err);
-    json_t *made = parse_json(r.out);
-    assert_string_equal(json_str(made, "file"), "n??.key");
+    json_t *made = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(made, "file"), "n??.key");
     json_decref(made);
     proc_result_free(&r);
     r = run(f, "key", "show", key, "--json");
     assert_int_equal(r.status, 0);
-    json_t *shown = parse_json(r.out);
-    assert_string_equal(json_str(shown, "file"), "n??.key");
+    json_t *shown = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(shown, "file"), "n??.key");
     json_decref(shown);
     proc_result_free(&r);
 
@@ -816,14 +787,14 @@ static void test_json_output_survives_file_names_that_are_not_utf8(void **state)
             "--json");
     if (r.status != 0)
         fail_msg("genesis: %s", r.err);
-    json_t *g = parse_json(r.out);
-    assert_string_equal(json_str(g, "file"), "g?(.pb");
+    json_t *g = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(g, "file"), "g?(.pb");
     json_decref(g);
     proc_result_free(&r);
     r = run(f, "genesis", "show", genesis, "--json");
     assert_int_equal(r.status, 0);
-    g = parse_json(r.out);
-    assert_string_equal(json_str(g, "file"), "g?(.pb");
+    g = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(g, "file"), "g?(.pb");
     json_decref(g);
     proc_result_free(&r);
 }
@@ -906,7 +877,7 @@ static void test_genesis_rejects_bad_members_naming_member_and_field(void **stat
     proc_text_write(path_in(f, "bad.json"), "{\"members\": [ {\"name\": } ]}");
     struct proc_result r =
         run(f, "genesis", "--members", "bad.json", "--chain-id", "c", "--out", "g.pb");
-    assert_one_line_failure(&r, "line 1");
+    cli_assert_failure(&r, 1, "line 1");
     proc_result_free(&r);
 }
 
@@ -925,7 +896,7 @@ static void test_genesis_member_count_limit_edge(void **state)
         run(f, "genesis", "--members", "max.json", "--chain-id", "c", "--out", "max.pb", "--json");
     if (r.status != 0)
         fail_msg("genesis at the member limit: %s", r.err);
-    json_t *made = parse_json(r.out);
+    json_t *made = cli_parse_json(r.out);
     assert_int_equal(json_integer_value(json_object_get(made, "member_count")),
                      EHR_GENESIS_MEMBERS_MAX);
     json_decref(made);
@@ -997,7 +968,7 @@ static void test_genesis_and_passphrase_limits_at_their_edges(void **state)
     assert_int_equal(fclose(fp), 0);
     struct proc_result r =
         run(f, "genesis", "--members", "huge.json", "--chain-id", "c", "--out", "g.pb");
-    assert_one_line_failure(&r, "larger than 1 MiB");
+    cli_assert_failure(&r, 1, "larger than 1 MiB");
     proc_result_free(&r);
     /* passphrase: 1024 bytes, plus its line ending */
     proc_text_write(path_in(f, "pw1024"), repeat('p', 1024, "\r\n"));
@@ -1006,7 +977,7 @@ static void test_genesis_and_passphrase_limits_at_their_edges(void **state)
     proc_result_free(&r);
     proc_text_write(path_in(f, "pw1025"), repeat('p', 1025, "\n"));
     r = run(f, "keygen", "--out", "b.key", "--passphrase-file", "pw1025");
-    assert_one_line_failure(&r, "longer than 1024 bytes");
+    cli_assert_failure(&r, 1, "longer than 1024 bytes");
     proc_result_free(&r);
     const char *env[] = {"EHR_PASSPHRASE=", NULL};
     char *long_env = ehr_malloc(1100);
@@ -1014,7 +985,7 @@ static void test_genesis_and_passphrase_limits_at_their_edges(void **state)
                      strlen("EHR_PASSPHRASE=") + 1025);
     env[0] = long_env;
     r = run_env(f, env, "keygen", "--out", "b.key", NULL);
-    assert_one_line_failure(&r, "longer than 1024 bytes");
+    cli_assert_failure(&r, 1, "longer than 1024 bytes");
     proc_result_free(&r);
     ehr_free(long_env);
     assert_false(file_exists(f, "b.key"));
@@ -1031,7 +1002,7 @@ static void test_genesis_show_rejects_what_is_not_a_genesis(void **state)
     proc_result_free(&r);
     proc_text_write(path_in(f, "empty.pb"), ""); /* decodes, but has no chain id and no members */
     r = run(f, "genesis", "show", "empty.pb");
-    assert_one_line_failure(&r, "chain id");
+    cli_assert_failure(&r, 1, "chain id");
     proc_result_free(&r);
 }
 
@@ -1227,7 +1198,7 @@ static json_t *verify_json(const struct fixture *f, const char *data, int *statu
 {
     struct proc_result r = run(f, "ledger", "verify", "--data", data, "--json");
     *status = r.status;
-    json_t *root = parse_json(r.out);
+    json_t *root = cli_parse_json(r.out);
     proc_result_free(&r);
     return root;
 }
@@ -1249,23 +1220,23 @@ static void test_ledger_init_then_verify_and_init_again(void **state)
         run(f, "ledger", "init", "--genesis", "g.pb", "--data", "data", "--json");
     if (r.status != 0)
         fail_msg("ledger init: %s", r.err);
-    json_t *made = parse_json(r.out);
+    json_t *made = cli_parse_json(r.out);
     proc_result_free(&r);
     assert_true(json_is_true(json_object_get(made, "created")));
-    assert_string_equal(json_str(made, "chain_id"), TU_CHAIN_ID);
-    assert_string_equal(json_str(made, "genesis_hash"), genesis_hex);
+    assert_string_equal(cli_json_str(made, "chain_id"), TU_CHAIN_ID);
+    assert_string_equal(cli_json_str(made, "genesis_hash"), genesis_hex);
     assert_int_equal(json_int(made, "members"), LEDGER_MEMBERS);
     struct stat st;
     assert_int_equal(stat(path_in(f, "data"), &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
 
     /* block 0's hash is the one block show and verify report */
-    const char *block0 = json_str(made, "block0_hash");
+    const char *block0 = cli_json_str(made, "block0_hash");
     r = run(f, "block", "show", "0", "--data", "data", "--json");
     assert_int_equal(r.status, 0);
-    json_t *shown = parse_json(r.out);
-    assert_string_equal(json_str(shown, "hash"), block0);
-    assert_string_equal(json_str(shown, "genesis_hash"), genesis_hex);
+    json_t *shown = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(shown, "hash"), block0);
+    assert_string_equal(cli_json_str(shown, "genesis_hash"), genesis_hex);
     assert_true(json_is_null(json_object_get(shown, "proposer")));
     json_decref(shown);
     proc_result_free(&r);
@@ -1285,10 +1256,10 @@ static void test_ledger_init_then_verify_and_init_again(void **state)
     const char *env[] = {"EHR_DATA=data", NULL}; /* --data defaults to $EHR_DATA */
     r = run_env(f, env, "ledger", "status", "--json", NULL);
     assert_int_equal(r.status, 0);
-    json_t *status = parse_json(r.out);
+    json_t *status = cli_parse_json(r.out);
     assert_int_equal(json_int(status, "tip_height"), 0);
-    assert_string_equal(json_str(status, "tip_hash"), block0);
-    assert_string_equal(json_str(status, "genesis_hash"), genesis_hex);
+    assert_string_equal(cli_json_str(status, "tip_hash"), block0);
+    assert_string_equal(cli_json_str(status, "genesis_hash"), genesis_hex);
     json_decref(status);
     proc_result_free(&r);
     json_decref(made);
@@ -1303,7 +1274,7 @@ static void test_ledger_init_refuses_another_chain_and_a_foreign_directory(void 
     assert_int_equal(r.status, 0);
     proc_result_free(&r);
     r = run(f, "ledger", "init", "--genesis", "other.pb", "--data", "data");
-    assert_one_line_failure(&r, "already holds chain");
+    cli_assert_failure(&r, 1, "already holds chain");
     proc_result_free(&r);
     r = run(f, "ledger", "verify", "--data", "data"); /* untouched */
     assert_int_equal(r.status, 0);
@@ -1313,21 +1284,21 @@ static void test_ledger_init_refuses_another_chain_and_a_foreign_directory(void 
     assert_int_equal(mkdir(path_in(f, "home"), 0700), 0);
     proc_text_write(path_in(f, "home/notes.txt"), "mine\n");
     r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "home");
-    assert_one_line_failure(&r, "not empty");
+    cli_assert_failure(&r, 1, "not empty");
     proc_result_free(&r);
     assert_int_equal(access(path_in(f, "home/data.mdb"), F_OK), -1);
     /* nor is a file; and a bad genesis stops before any directory is made */
     r = run(f, "ledger", "init", "--genesis", "g.pb", "--data", "g.pb");
-    assert_one_line_failure(&r, "not a directory");
+    cli_assert_failure(&r, 1, "not a directory");
     proc_result_free(&r);
     proc_text_write(path_in(f, "junk.pb"), "not a genesis");
     r = run(f, "ledger", "init", "--genesis", "junk.pb", "--data", "fresh");
-    assert_one_line_failure(&r, "genesis");
+    cli_assert_failure(&r, 1, "genesis");
     proc_result_free(&r);
     assert_false(file_exists(f, "fresh"));
     /* reading commands do not create a ledger where there is none */
     r = run(f, "ledger", "verify", "--data", "fresh");
-    assert_one_line_failure(&r, "no ledger");
+    cli_assert_failure(&r, 1, "no ledger");
     proc_result_free(&r);
     assert_false(file_exists(f, "fresh"));
 }
@@ -1338,7 +1309,7 @@ static void test_block_show_lists_transactions_and_names_the_tip(void **state)
     make_ledger(f, "data");
     struct proc_result r = run(f, "block", "show", "2", "--data", "data", "--json");
     assert_int_equal(r.status, 0);
-    json_t *block = parse_json(r.out);
+    json_t *block = cli_parse_json(r.out);
     proc_result_free(&r);
     assert_int_equal(json_int(block, "height"), 2);
     assert_int_equal(json_int(block, "tx_count"), LEDGER_BLOCK_TXS);
@@ -1348,10 +1319,10 @@ static void test_block_show_lists_transactions_and_names_the_tip(void **state)
     for (size_t i = 0; i < LEDGER_BLOCK_TXS; i++) {
         json_t *tx = json_array_get(txs, i);
         /* rules_batch_make: an enrolment first, then record anchors */
-        assert_string_equal(json_str(tx, "type"), i == 0 ? "patient_enroll" : "record_anchor");
-        r = run(f, "tx", "show", json_str(tx, "hash"), "--data", "data", "--json");
+        assert_string_equal(cli_json_str(tx, "type"), i == 0 ? "patient_enroll" : "record_anchor");
+        r = run(f, "tx", "show", cli_json_str(tx, "hash"), "--data", "data", "--json");
         assert_int_equal(r.status, 0);
-        json_t *shown = parse_json(r.out);
+        json_t *shown = cli_parse_json(r.out);
         assert_int_equal(json_int(shown, "height"), 2);
         assert_int_equal(json_int(shown, "index"), (json_int_t)i);
         json_decref(shown);
@@ -1360,14 +1331,14 @@ static void test_block_show_lists_transactions_and_names_the_tip(void **state)
     /* block 1 is block 2's predecessor */
     r = run(f, "block", "show", "1", "--data", "data", "--json");
     assert_int_equal(r.status, 0);
-    json_t *prev = parse_json(r.out);
-    assert_string_equal(json_str(prev, "hash"), json_str(block, "prev_hash"));
+    json_t *prev = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(prev, "hash"), cli_json_str(block, "prev_hash"));
     json_decref(prev);
     proc_result_free(&r);
     /* human output names the same transactions */
     r = run(f, "block", "show", "2", "--data", "data");
     assert_int_equal(r.status, 0);
-    assert_non_null(strstr(r.out, json_str(json_array_get(txs, 3), "hash")));
+    assert_non_null(strstr(r.out, cli_json_str(json_array_get(txs, 3), "hash")));
     assert_null(strchr(r.out, '{'));
     proc_result_free(&r);
 
@@ -1376,7 +1347,7 @@ static void test_block_show_lists_transactions_and_names_the_tip(void **state)
     snprintf(want, sizeof want, "no block at height %d (tip is %d)", LEDGER_BLOCKS + 1,
              LEDGER_BLOCKS);
     r = run(f, "block", "show", missing, "--data", "data");
-    assert_one_line_failure(&r, want);
+    cli_assert_failure(&r, 1, want);
     proc_result_free(&r);
     json_decref(block);
 }
@@ -1422,20 +1393,20 @@ static void test_tx_show_found_not_found_and_malformed(void **state)
 
     struct proc_result r = run(f, "tx", "show", hash_hex, "--data", "data", "--json");
     assert_int_equal(r.status, 0);
-    json_t *tx = parse_json(r.out);
+    json_t *tx = cli_parse_json(r.out);
     proc_result_free(&r);
-    assert_string_equal(json_str(tx, "hash"), hash_hex);
+    assert_string_equal(cli_json_str(tx, "hash"), hash_hex);
     assert_int_equal(json_int(tx, "height"), tip.height + 1);
     assert_int_equal(json_int(tx, "index"), 0);
-    assert_string_equal(json_str(tx, "chain_id"), TU_CHAIN_ID);
-    assert_string_equal(json_str(tx, "signer"), signer_hex);
-    assert_string_equal(json_str(tx, "nonce"), nonce_hex);
+    assert_string_equal(cli_json_str(tx, "chain_id"), TU_CHAIN_ID);
+    assert_string_equal(cli_json_str(tx, "signer"), signer_hex);
+    assert_string_equal(cli_json_str(tx, "nonce"), nonce_hex);
     assert_int_equal(json_int(tx, "expiry_ms"), (json_int_t)body->expiry_ms);
-    assert_string_equal(json_str(tx, "type"), "record_anchor");
+    assert_string_equal(cli_json_str(tx, "type"), "record_anchor");
     assert_true(json_is_true(json_object_get(tx, "valid")));
     json_t *payload = json_object_get(tx, "payload");
-    assert_string_equal(json_str(payload, "record_type"), "lab_result");
-    assert_string_equal(json_str(payload, "encrypted_pointer"), pointer_hex);
+    assert_string_equal(cli_json_str(payload, "record_type"), "lab_result");
+    assert_string_equal(cli_json_str(payload, "encrypted_pointer"), pointer_hex);
     assert_int_equal(json_int(payload, "ciphertext_bytes"),
                      (json_int_t)body->record_anchor->ciphertext_bytes);
     json_decref(tx);
@@ -1452,7 +1423,7 @@ static void test_tx_show_found_not_found_and_malformed(void **state)
 
     hash_hex[0] = hash_hex[0] == '0' ? '1' : '0'; /* a hash not on the ledger */
     r = run(f, "tx", "show", hash_hex, "--data", "data");
-    assert_one_line_failure(&r, "not on this ledger");
+    cli_assert_failure(&r, 1, "not on this ledger");
     proc_result_free(&r);
     hash_hex[63] = '\0'; /* 63 digits */
     r = run(f, "tx", "show", hash_hex, "--data", "data");
@@ -1554,13 +1525,13 @@ static char *expect_fault(const struct fixture *f, const char *data, const char 
     json_t *v = verify_json(f, data, &status);
     assert_int_equal(status, 1);
     assert_true(json_is_false(json_object_get(v, "ok")));
-    assert_string_equal(json_str(v, "fault"), ledger_fault_name(fault));
+    assert_string_equal(cli_json_str(v, "fault"), ledger_fault_name(fault));
     assert_int_equal(json_int(v, "height"), (json_int_t)height);
     if (tx_index < 0)
         assert_true(json_is_null(json_object_get(v, "tx_index")));
     else
         assert_int_equal(json_int(v, "tx_index"), tx_index);
-    assert_non_null(strstr(line, json_str(v, "message")));
+    assert_non_null(strstr(line, cli_json_str(v, "message")));
     json_decref(v);
     return line;
 }
@@ -1585,13 +1556,13 @@ static void test_verify_passes_a_sound_chain_and_names_three_planted_faults(void
     json_t *ok = verify_json(f, "d1", &status);
     assert_int_equal(status, 0);
     assert_true(json_is_true(json_object_get(ok, "ok")));
-    assert_string_equal(json_str(ok, "fault"), ledger_fault_name(LEDGER_FAULT_NONE));
+    assert_string_equal(cli_json_str(ok, "fault"), ledger_fault_name(LEDGER_FAULT_NONE));
     assert_int_equal(json_int(ok, "blocks_checked"), LEDGER_BLOCKS + 1);
     assert_int_equal(json_int(ok, "txs_checked"), LEDGER_BLOCKS * LEDGER_BLOCK_TXS);
     assert_int_equal(json_int(ok, "tip_height"), LEDGER_BLOCKS);
     r = run(f, "block", "show", "3", "--data", "d1", "--json");
-    json_t *tip = parse_json(r.out);
-    assert_string_equal(json_str(ok, "tip_hash"), json_str(tip, "hash"));
+    json_t *tip = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(ok, "tip_hash"), cli_json_str(tip, "hash"));
     json_decref(tip);
     json_decref(ok);
     proc_result_free(&r);
@@ -1858,7 +1829,7 @@ static void test_genesis_show_refuses_other_encodings_of_a_genesis(void **state)
         r = run(f, "genesis", "show", variants[i]);
         if (r.status != 1)
             fail_msg("genesis show accepted %s: %s", variants[i], r.out);
-        assert_one_line_failure(&r, "genesis is not in canonical form");
+        cli_assert_failure(&r, 1, "genesis is not in canonical form");
         proc_result_free(&r);
     }
 }
@@ -1877,7 +1848,7 @@ static void test_genesis_time_limit_edge(void **state)
     proc_result_free(&r);
     r = run(f, "genesis", "show", "max.pb", "--json");
     assert_int_equal(r.status, 0);
-    json_t *shown = parse_json(r.out);
+    json_t *shown = cli_parse_json(r.out);
     assert_true(json_integer_value(json_object_get(shown, "time_ms")) == INT64_MAX);
     json_decref(shown);
     proc_result_free(&r);
@@ -1908,7 +1879,7 @@ static void test_genesis_time_limit_edge(void **state)
     ehr_free(over);
     ehr_free(bytes);
     r = run(f, "genesis", "show", "over.pb", "--json");
-    assert_one_line_failure(&r, "time");
+    cli_assert_failure(&r, 1, "time");
     proc_result_free(&r);
 }
 

@@ -24,58 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster.h"
+#include "cli_net.h"
 #include "ehr_crypto.h"
-#include "proc.h"
 
-#define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
 #define EHRD EHR_BINARY_DIR "/node/ehrd"
 
-enum { KEY_HEX = 65, LEADER_WAIT_MS = 30000 };
+enum { KEY_HEX = CLI_NET_HEX_BYTES, LEADER_WAIT_MS = 30000 };
 
-struct net {
-    struct cluster c;
-    char node[2][32]; /* each node's gRPC HOST:PORT */
-    char member_hex[2][KEY_HEX];
-    unsigned patients; /* patient key files made so far, for unique names */
-};
-
-/* ------------------------------------------------------ running ehrctl */
-
-static struct proc_result run_args(const struct net *n, const char *const *env,
-                                   const char *const *args)
-{
-    struct proc_spec spec = {
-        .path = EHRCTL, .argv0 = "ehrctl", .args = args, .env = env, .cwd = n->c.root};
-    return proc_run(&spec);
-}
-
-#define run_env(n, env, ...) run_args(n, env, PROC_ARGS(__VA_ARGS__, (const char *)NULL))
-#define run(n, ...) run_env(n, NULL, __VA_ARGS__)
-
-static json_t *parse_json(const char *text)
-{
-    json_error_t error;
-    json_t *root = json_loads(text, 0, &error);
-    if (root == NULL)
-        fail_msg("output is not JSON (%s): %s", error.text, text);
-    return root;
-}
-
-static const char *json_str(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_string(v))
-        fail_msg("no string \"%s\"", key);
-    return json_string_value(v);
-}
-
-/* Exit 0, or fail the test showing what ehrctl said. */
-static void assert_ok(const struct proc_result *r)
-{
-    if (r->status != 0)
-        fail_msg("exit %d; stdout: %s; stderr: %s", r->status, r->out, r->err);
-}
+/* ------------------------------------------------------ checks on ehrctl */
 
 /* A failure: exit STATUS, FRAGMENT in the last line of stderr, nothing on stdout. */
 static void assert_failure(const struct proc_result *r, int status, const char *fragment)
@@ -91,74 +47,56 @@ static void assert_failure(const struct proc_result *r, int status, const char *
 
 static int net_setup(void **state)
 {
-    if (ehr_crypto_init() != 0)
-        return -1;
-    struct net *n = calloc(1, sizeof *n);
-    if (n == NULL)
-        return -1;
     struct cluster_limits lim = {.emergency_roles = "hospital"};
-    cluster_create(&n->c, 2, EHRD, EHRCTL, &lim);
-    if (cluster_start_all(&n->c, n->node, n->member_hex, LEADER_WAIT_MS) != 0) {
-        cluster_destroy(&n->c, true);
-        return -1;
-    }
-    *state = n;
-    return 0;
+    *state = cli_net_start(2, EHRD, &lim, LEADER_WAIT_MS);
+    return *state != NULL ? 0 : -1;
 }
 
 static int net_teardown(void **state)
 {
-    struct net *n = *state;
-    if (n == NULL)
-        return 0;
-    cluster_stop_all(&n->c);
-    free(n);
-    return 0;
+    return cli_net_stop(*state);
 }
 
 /* A new patient key file (PASS: its passphrase, NULL: none); its name into
  * FILE and its signing key into HEX (may be NULL). */
-static void patient_key(struct net *n, const char *pass, char file[32], char hex[KEY_HEX])
+static void patient_key(struct cli_net *n, const char *pass, char file[32], char hex[KEY_HEX])
 {
-    snprintf(file, 32, "patient%u.key", ++n->patients);
+    snprintf(file, 32, "patient%u.key", ++n->name_count);
     struct proc_result r;
     if (pass != NULL) {
         proc_text_write(proc_path(n->c.root, "patient.pass"), pass);
-        r = run(n, "keygen", "--out", file, "--passphrase-file", "patient.pass");
+        r = cli_run(n, "keygen", "--out", file, "--passphrase-file", "patient.pass");
     } else {
-        r = run(n, "keygen", "--out", file, "--no-passphrase");
+        r = cli_run(n, "keygen", "--out", file, "--no-passphrase");
     }
-    assert_ok(&r);
+    cli_assert_ok(&r);
     proc_result_free(&r);
-    if (hex != NULL) {
-        ehr_keyfile_info info;
-        assert_int_equal(ehr_keyfile_read_info(proc_path(n->c.root, file), &info, NULL), 0);
-        ehr_hex_encode(hex, info.signing_public_key, EHR_SCHNORR_PUBLIC_BYTES);
-    }
+    if (hex != NULL)
+        cli_net_key_hex(n, file, hex);
 }
 
 /* A patient enrolled by member 0 through node 0: its key file and key. */
-static void patient_enrolled(struct net *n, char file[32], char hex[KEY_HEX])
+static void patient_enrolled(struct cli_net *n, char file[32], char hex[KEY_HEX])
 {
     patient_key(n, NULL, file, hex);
-    struct proc_result r = run(n, "patient", "enroll", "--patient", file, "--key", "node0.key",
-                               "--node", n->node[0], "--wait");
-    assert_ok(&r);
+    struct proc_result r = cli_run(n, "patient", "enroll", "--patient", file, "--key", "node0.key",
+                                   "--node", n->node[0], "--wait");
+    cli_assert_ok(&r);
     proc_result_free(&r);
 }
 
 /* Write PAYLOAD to a file and submit it signed with KEY through node NODE,
  * waiting; returns the result (free it). */
-static struct proc_result submit(struct net *n, int node, const char *key, const char *payload,
+static struct proc_result submit(struct cli_net *n, int node, const char *key, const char *payload,
                                  bool json)
 {
     proc_text_write(proc_path(n->c.root, "payload.json"), payload);
-    return run(n, "tx", "submit", "--key", key, "--payload", "payload.json", "--node",
-               n->node[node], "--wait", json ? "--json" : "--wait");
+    return cli_run(n, "tx", "submit", "--key", key, "--payload", "payload.json", "--node",
+                   n->node[node], "--wait", json ? "--json" : "--wait");
 }
 
 /* Anchor a record of TYPE for PATIENT_HEX by member M; its id into ID. */
-static void anchor(struct net *n, int m, const char *patient_hex, const char *type,
+static void anchor(struct cli_net *n, int m, const char *patient_hex, const char *type,
                    char id[KEY_HEX])
 {
     static int anchored; /* each record its own ciphertext (the rules) */
@@ -170,29 +108,29 @@ static void anchor(struct net *n, int m, const char *patient_hex, const char *ty
              patient_hex, type, ++anchored);
     snprintf(key, sizeof key, "node%d.key", m);
     struct proc_result r = submit(n, m, key, payload, true);
-    assert_ok(&r);
-    json_t *out = parse_json(r.out);
-    assert_string_equal(json_str(json_object_get(out, "result"), "code"), "ok");
-    snprintf(id, KEY_HEX, "%s", json_str(out, "hash"));
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(json_object_get(out, "result"), "code"), "ok");
+    snprintf(id, KEY_HEX, "%s", cli_json_str(out, "hash"));
     json_decref(out);
     proc_result_free(&r);
 }
 
 /* The patient in FILE grants member M a treatment consent for TYPE records
  * (POLICY_HEX: a program, or ""); its id into ID. */
-static void grant(struct net *n, const char *file, int m, const char *type, const char *policy_hex,
-                  char id[KEY_HEX])
+static void grant(struct cli_net *n, const char *file, int m, const char *type,
+                  const char *policy_hex, char id[KEY_HEX])
 {
     char payload[4096];
     snprintf(payload, sizeof payload,
              "{\"consent_grant\": {\"grantee_key\": \"%s\", \"record_types\": [\"%s\"], "
              "\"purpose\": \"treatment\", \"valid_until_ms\": 4102444800000%s%s%s}}",
-             n->member_hex[m], type, policy_hex[0] ? ", \"policy_program\": \"" : "", policy_hex,
+             n->hex[m], type, policy_hex[0] ? ", \"policy_program\": \"" : "", policy_hex,
              policy_hex[0] ? "\"" : "");
     struct proc_result r = submit(n, 0, file, payload, true);
-    assert_ok(&r);
-    json_t *out = parse_json(r.out);
-    snprintf(id, KEY_HEX, "%s", json_str(out, "hash"));
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
+    snprintf(id, KEY_HEX, "%s", cli_json_str(out, "hash"));
     json_decref(out);
     proc_result_free(&r);
 }
@@ -208,23 +146,23 @@ static void grant(struct net *n, const char *file, int m, const char *type, cons
  */
 static void test_patient_enroll_with_both_key_files(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     char file[32], hex[KEY_HEX];
     patient_key(n, "patient secret", file, hex);
     struct proc_result r =
-        run(n, "patient", "enroll", "--patient", file, "--patient-passphrase-file", "patient.pass",
-            "--key", "node0.key", "--node", n->node[0], "--wait", "--json");
-    assert_ok(&r);
-    json_t *out = parse_json(r.out);
-    assert_string_equal(json_str(out, "patient_key"), hex);
+        cli_run(n, "patient", "enroll", "--patient", file, "--patient-passphrase-file",
+                "patient.pass", "--key", "node0.key", "--node", n->node[0], "--wait", "--json");
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(out, "patient_key"), hex);
     assert_true(json_is_true(json_object_get(out, "committed")));
-    assert_string_equal(json_str(json_object_get(out, "result"), "code"), "ok");
+    assert_string_equal(cli_json_str(json_object_get(out, "result"), "code"), "ok");
     json_decref(out);
     proc_result_free(&r);
 
     /* again: the leader's rules refuse it at submission */
-    r = run(n, "patient", "enroll", "--patient", file, "--patient-passphrase-file", "patient.pass",
-            "--key", "node1.key", "--node", n->node[1], "--wait");
+    r = cli_run(n, "patient", "enroll", "--patient", file, "--patient-passphrase-file",
+                "patient.pass", "--key", "node1.key", "--node", n->node[1], "--wait");
     assert_failure(&r, 10, "FAILED_PRECONDITION");
     assert_non_null(strstr(r.err, "the patient is enrolled already"));
     assert_int_equal(strncmp(r.err, "ehrctl: patient enroll ", 23), 0);
@@ -234,9 +172,9 @@ static void test_patient_enroll_with_both_key_files(void **state)
     char file2[32], hex2[KEY_HEX];
     patient_key(n, "another secret", file2, hex2);
     static const char *const env[] = {"EHR_PATIENT_PASSPHRASE=another secret", NULL};
-    r = run_env(n, env, "patient", "enroll", "--patient", file2, "--key", "node1.key", "--node",
-                n->node[0], "--wait");
-    assert_ok(&r);
+    r = cli_run_env(n, env, "patient", "enroll", "--patient", file2, "--key", "node1.key", "--node",
+                    n->node[0], "--wait");
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.out, hex2));
     assert_non_null(strstr(r.out, "\nresult          OK\n"));
     proc_result_free(&r);
@@ -245,12 +183,13 @@ static void test_patient_enroll_with_both_key_files(void **state)
     char file3[32];
     patient_key(n, "third secret", file3, NULL);
     static const char *const wrong[] = {"EHR_PATIENT_PASSPHRASE=not it", NULL};
-    r = run_env(n, wrong, "patient", "enroll", "--patient", file3, "--key", "node0.key", "--node",
-                n->node[0], "--wait");
+    r = cli_run_env(n, wrong, "patient", "enroll", "--patient", file3, "--key", "node0.key",
+                    "--node", n->node[0], "--wait");
     assert_failure(&r, 1, "open key file patient");
     proc_result_free(&r);
     /* no passphrase anywhere, no terminal: said which option and variable */
-    r = run(n, "patient", "enroll", "--patient", file3, "--key", "node0.key", "--node", n->node[0]);
+    r = cli_run(n, "patient", "enroll", "--patient", file3, "--key", "node0.key", "--node",
+                n->node[0]);
     assert_failure(&r, 1, "--patient-passphrase-file");
     assert_non_null(strstr(r.err, "EHR_PATIENT_PASSPHRASE"));
     proc_result_free(&r);
@@ -265,7 +204,7 @@ static void test_patient_enroll_with_both_key_files(void **state)
         {"patient", "enroll", "--patient-public", hex, "--key", "node0.key", NULL},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(cases); i++) {
-        r = run_args(n, NULL, cases[i]);
+        r = cli_net_run_args(n, cases[i]);
         if (r.status != 2)
             fail_msg("case %zu: exit %d, stderr %s", i, r.status, r.err);
         assert_string_equal(r.out, "");
@@ -283,28 +222,29 @@ static void test_patient_enroll_with_both_key_files(void **state)
  */
 static void test_patient_enroll_two_devices(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     char file[32], hex[KEY_HEX];
     patient_key(n, NULL, file, hex);
     /* --enroller as a key file; the member enrols */
-    struct proc_result r = run(n, "patient", "consent-to-enroll", "--patient", file, "--enroller",
-                               "node0.key", "--chain-id", n->c.chain_id, "--json");
-    assert_ok(&r);
-    json_t *consent = parse_json(r.out);
-    assert_string_equal(json_str(consent, "patient_key"), hex);
-    assert_string_equal(json_str(consent, "enroller"), n->member_hex[0]);
-    assert_string_equal(json_str(consent, "chain_id"), n->c.chain_id);
+    struct proc_result r =
+        cli_run(n, "patient", "consent-to-enroll", "--patient", file, "--enroller", "node0.key",
+                "--chain-id", n->c.chain_id, "--json");
+    cli_assert_ok(&r);
+    json_t *consent = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(consent, "patient_key"), hex);
+    assert_string_equal(cli_json_str(consent, "enroller"), n->hex[0]);
+    assert_string_equal(cli_json_str(consent, "chain_id"), n->c.chain_id);
     char kx[KEY_HEX], sig[129];
-    snprintf(kx, sizeof kx, "%s", json_str(consent, "patient_kx_key"));
-    snprintf(sig, sizeof sig, "%s", json_str(consent, "patient_signature"));
+    snprintf(kx, sizeof kx, "%s", cli_json_str(consent, "patient_kx_key"));
+    snprintf(sig, sizeof sig, "%s", cli_json_str(consent, "patient_signature"));
     json_decref(consent);
     proc_result_free(&r);
-    r = run(n, "patient", "enroll", "--patient-public", hex, "--patient-kx", kx,
-            "--patient-signature", sig, "--key", "node0.key", "--node", n->node[1], "--wait",
-            "--json");
-    assert_ok(&r);
-    json_t *out = parse_json(r.out);
-    assert_string_equal(json_str(json_object_get(out, "result"), "code"), "ok");
+    r = cli_run(n, "patient", "enroll", "--patient-public", hex, "--patient-kx", kx,
+                "--patient-signature", sig, "--key", "node0.key", "--node", n->node[1], "--wait",
+                "--json");
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(json_object_get(out, "result"), "code"), "ok");
     json_decref(out);
     assert_string_equal(r.err, "");
     proc_result_free(&r);
@@ -315,14 +255,14 @@ static void test_patient_enroll_two_devices(void **state)
     ehr_keyfile_info info;
     assert_int_equal(ehr_keyfile_read_info(proc_path(n->c.root, file2), &info, NULL), 0);
     ehr_hex_encode(kx2, info.kx_public_key, EHR_KX_PUBLIC_BYTES);
-    r = run(n, "patient", "consent-to-enroll", "--patient", file2, "--enroller", n->member_hex[0],
-            "--chain-id", "another-chain");
-    assert_ok(&r);
+    r = cli_run(n, "patient", "consent-to-enroll", "--patient", file2, "--enroller", n->hex[0],
+                "--chain-id", "another-chain");
+    cli_assert_ok(&r);
     assert_int_equal(strlen(r.out), 129);
     snprintf(sig, sizeof sig, "%.128s", r.out);
     proc_result_free(&r);
-    r = run(n, "patient", "enroll", "--patient-public", hex2, "--patient-kx", kx2,
-            "--patient-signature", sig, "--key", "node0.key", "--node", n->node[0], "--wait");
+    r = cli_run(n, "patient", "enroll", "--patient-public", hex2, "--patient-kx", kx2,
+                "--patient-signature", sig, "--key", "node0.key", "--node", n->node[0], "--wait");
     if (r.status != 10 || strstr(r.err, "FAILED_PRECONDITION") == NULL ||
         strstr(r.err, "the patient's signature on the enrolment does not verify") == NULL)
         fail_msg("exit %d; stderr: %s", r.status, r.err);
@@ -330,20 +270,20 @@ static void test_patient_enroll_two_devices(void **state)
     assert_string_equal(r.out, "");
     proc_result_free(&r);
     /* a co-signature for member 0 used by member 1: the same refusal */
-    r = run(n, "patient", "consent-to-enroll", "--patient", file2, "--enroller", "node0.key",
-            "--chain-id", n->c.chain_id);
-    assert_ok(&r);
+    r = cli_run(n, "patient", "consent-to-enroll", "--patient", file2, "--enroller", "node0.key",
+                "--chain-id", n->c.chain_id);
+    cli_assert_ok(&r);
     snprintf(sig, sizeof sig, "%.128s", r.out);
     proc_result_free(&r);
-    r = run(n, "patient", "enroll", "--patient-public", hex2, "--patient-kx", kx2,
-            "--patient-signature", sig, "--key", "node1.key", "--node", n->node[0], "--wait");
+    r = cli_run(n, "patient", "enroll", "--patient-public", hex2, "--patient-kx", kx2,
+                "--patient-signature", sig, "--key", "node1.key", "--node", n->node[0], "--wait");
     if (r.status != 10 || strstr(r.err, "does not verify") == NULL)
         fail_msg("exit %d; stderr: %s", r.status, r.err);
     proc_result_free(&r);
     /* by member 0, whom the patient named, it goes through */
-    r = run(n, "patient", "enroll", "--patient-public", hex2, "--patient-kx", kx2,
-            "--patient-signature", sig, "--key", "node0.key", "--node", n->node[0], "--wait");
-    assert_ok(&r);
+    r = cli_run(n, "patient", "enroll", "--patient-public", hex2, "--patient-kx", kx2,
+                "--patient-signature", sig, "--key", "node0.key", "--node", n->node[0], "--wait");
+    cli_assert_ok(&r);
     proc_result_free(&r);
 
     /* bad input: exit 2, nothing sent, the value's fault named */
@@ -357,15 +297,15 @@ static void test_patient_enroll_two_devices(void **state)
         {hex, kx, "00", "--patient-signature wants 128 hex digits (2 given)"},
     };
     for (size_t i = 0; i < EHR_ARRAY_COUNT(bad); i++) {
-        r = run(n, "patient", "enroll", "--patient-public", bad[i].public_hex, "--patient-kx",
-                bad[i].kx_hex, "--patient-signature", bad[i].sig_hex, "--key", "node0.key",
-                "--node", n->node[0], "--wait");
+        r = cli_run(n, "patient", "enroll", "--patient-public", bad[i].public_hex, "--patient-kx",
+                    bad[i].kx_hex, "--patient-signature", bad[i].sig_hex, "--key", "node0.key",
+                    "--node", n->node[0], "--wait");
         if (r.status != 2 || strstr(r.err, bad[i].fragment) == NULL)
             fail_msg("case %zu: exit %d; stderr: %s", i, r.status, r.err);
         proc_result_free(&r);
     }
-    r = run(n, "patient", "consent-to-enroll", "--patient", file2, "--enroller", short_hex,
-            "--chain-id", n->c.chain_id);
+    r = cli_run(n, "patient", "consent-to-enroll", "--patient", file2, "--enroller", short_hex,
+                "--chain-id", n->c.chain_id);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "62 hex digits (31 bytes)"));
     proc_result_free(&r);
@@ -383,7 +323,7 @@ static void test_patient_enroll_two_devices(void **state)
  */
 static void test_tx_submit_results_and_refusals(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     char file[32], hex[KEY_HEX], record[KEY_HEX], consent[KEY_HEX], payload[1024];
     patient_enrolled(n, file, hex);
     anchor(n, 1, hex, "lab_result", record);
@@ -403,11 +343,11 @@ static void test_tx_submit_results_and_refusals(void **state)
     /* a consent with a policy: lab results under a year old */
     proc_text_write(proc_path(n->c.root, "policy.txt"),
                     "permit if record.type == lab_result and record.age_days < 365\n");
-    r = run(n, "policy", "compile", "policy.txt", "--json");
-    assert_ok(&r);
-    json_t *compiled = parse_json(r.out);
+    r = cli_run(n, "policy", "compile", "policy.txt", "--json");
+    cli_assert_ok(&r);
+    json_t *compiled = cli_parse_json(r.out);
     char policy[2100];
-    snprintf(policy, sizeof policy, "%s", json_str(compiled, "hex"));
+    snprintf(policy, sizeof policy, "%s", cli_json_str(compiled, "hex"));
     json_decref(compiled);
     proc_result_free(&r);
     grant(n, file, 0, "lab_result", policy, consent);
@@ -422,12 +362,12 @@ static void test_tx_submit_results_and_refusals(void **state)
              "\"requester_kx_key\": \"%s\"}}",
              record, kx0);
     r = submit(n, 0, "node0.key", payload, true);
-    assert_ok(&r);
-    json_t *out = parse_json(r.out);
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
     json_t *res = json_object_get(out, "result");
-    assert_string_equal(json_str(res, "code"), "ok");
-    assert_string_equal(json_str(res, "decision"), "permit");
-    assert_string_equal(json_str(res, "consent_id"), consent);
+    assert_string_equal(cli_json_str(res, "code"), "ok");
+    assert_string_equal(cli_json_str(res, "decision"), "permit");
+    assert_string_equal(cli_json_str(res, "consent_id"), consent);
     assert_true(json_integer_value(json_object_get(res, "gas_used")) > 0);
     json_decref(out);
     proc_result_free(&r);
@@ -437,7 +377,7 @@ static void test_tx_submit_results_and_refusals(void **state)
              "\"requester_kx_key\": \"%s\"}}",
              record, kx0);
     r = submit(n, 1, "node0.key", payload, false);
-    assert_ok(&r);
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.out, "\ndecision        deny: the consent is for another purpose"));
     proc_result_free(&r);
 
@@ -449,7 +389,7 @@ static void test_tx_submit_results_and_refusals(void **state)
     proc_result_free(&r);
     /* by the patient; then again */
     r = submit(n, 0, file, payload, false);
-    assert_ok(&r);
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.out, "\nresult          OK\n"));
     proc_result_free(&r);
     r = submit(n, 0, file, payload, false);
@@ -462,25 +402,25 @@ static void test_tx_submit_results_and_refusals(void **state)
              "\"requester_kx_key\": \"%s\"}}",
              record, kx0);
     r = submit(n, 0, "node0.key", payload, true);
-    assert_ok(&r);
-    out = parse_json(r.out);
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     char denied[KEY_HEX];
-    snprintf(denied, sizeof denied, "%s", json_str(out, "hash"));
+    snprintf(denied, sizeof denied, "%s", cli_json_str(out, "hash"));
     json_decref(out);
     proc_result_free(&r);
     /* tx show prints the stored result, from the node that answered the wait
      * (it has applied the block) and from its data directory */
-    r = run(n, "tx", "show", denied, "--node", n->node[0]);
-    assert_ok(&r);
+    r = cli_run(n, "tx", "show", denied, "--node", n->node[0]);
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.out, "\ndecision        deny: the consent was revoked\n"));
     proc_result_free(&r);
-    r = run(n, "tx", "show", denied, "--data", n->c.nodes[0].dir, "--json");
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "tx", "show", denied, "--data", n->c.nodes[0].dir, "--json");
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     res = json_object_get(out, "result");
-    assert_string_equal(json_str(res, "code"), "ok");
-    assert_string_equal(json_str(res, "decision"), "deny");
-    assert_string_equal(json_str(res, "reason"), "the consent was revoked");
+    assert_string_equal(cli_json_str(res, "code"), "ok");
+    assert_string_equal(cli_json_str(res, "decision"), "deny");
+    assert_string_equal(cli_json_str(res, "reason"), "the consent was revoked");
     json_decref(out);
     proc_result_free(&r);
 }
@@ -497,12 +437,12 @@ static int lines_starting(const char *text, const char *prefix)
 }
 
 /* Submit PAYLOAD as member M's node key (access requests), expecting exit 0. */
-static void request_access(struct net *n, int m, const char *payload)
+static void request_access(struct cli_net *n, int m, const char *payload)
 {
     char key[16];
     snprintf(key, sizeof key, "node%d.key", m);
     struct proc_result r = submit(n, m, key, payload, false);
-    assert_ok(&r);
+    cli_assert_ok(&r);
     proc_result_free(&r);
 }
 
@@ -515,7 +455,7 @@ static void request_access(struct net *n, int m, const char *payload)
  */
 static void test_listings_page_through_a_patients_data(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     char file[32], hex[KEY_HEX], lab1[KEY_HEX], lab2[KEY_HEX], scan[KEY_HEX];
     char consent0[KEY_HEX], consent1[KEY_HEX], payload[1024], kx[2][KEY_HEX];
     for (int m = 0; m < 2; m++) {
@@ -546,8 +486,8 @@ static void test_listings_page_through_a_patients_data(void **state)
 
     /* one page of two, and the token of the next */
     struct proc_result r =
-        run(n, "audit", hex, "--key", file, "--limit", "2", "--node", n->node[0]);
-    assert_ok(&r);
+        cli_run(n, "audit", hex, "--key", file, "--limit", "2", "--node", n->node[0]);
+    cli_assert_ok(&r);
     assert_int_equal(lines_starting(r.out, "  "), 2);
     assert_non_null(strstr(r.out, " enroll     Member 0 ("));
     assert_non_null(strstr(r.out, " anchor     Member 1 ("));
@@ -557,17 +497,17 @@ static void test_listings_page_through_a_patients_data(void **state)
     assert_int_equal(sscanf(more, "(2 shown; more: --all, or --page-token %511[0-9a-f])", token),
                      1);
     proc_result_free(&r);
-    r = run(n, "audit", hex, "--key", file, "--limit", "2", "--page-token", token, "--node",
-            n->node[1]);
-    assert_ok(&r);
+    r = cli_run(n, "audit", hex, "--key", file, "--limit", "2", "--page-token", token, "--node",
+                n->node[1]);
+    cli_assert_ok(&r);
     assert_int_equal(lines_starting(r.out, "  "), 2);
     assert_null(strstr(r.out, " enroll "));
     assert_non_null(strstr(r.out, " anchor "));
     proc_result_free(&r);
 
     /* every page, from a key file; the emergency accesses marked */
-    r = run(n, "audit", file, "--limit", "2", "--all", "--node", n->node[1]);
-    assert_ok(&r);
+    r = cli_run(n, "audit", file, "--limit", "2", "--all", "--node", n->node[1]);
+    cli_assert_ok(&r);
     assert_int_equal(lines_starting(r.out, "  "), 7);
     assert_int_equal(lines_starting(r.out, "! "), 2);
     assert_non_null(strstr(r.out, "(9 entries)\n"));
@@ -576,11 +516,11 @@ static void test_listings_page_through_a_patients_data(void **state)
     assert_non_null(strstr(r.out, "for emergency  permit  \"unconscious in the ER\""));
     assert_non_null(strstr(r.out, "for emergency  deny  \"unconscious in the ER\""));
     proc_result_free(&r);
-    r = run(n, "audit", hex, "--key", file, "--limit", "2", "--all", "--json", "--node",
-            n->node[0]);
-    assert_ok(&r);
-    json_t *out = parse_json(r.out);
-    assert_string_equal(json_str(out, "patient"), hex);
+    r = cli_run(n, "audit", hex, "--key", file, "--limit", "2", "--all", "--json", "--node",
+                n->node[0]);
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(out, "patient"), hex);
     assert_true(json_is_null(json_object_get(out, "next_page_token")));
     json_t *events = json_object_get(out, "events");
     assert_int_equal(json_array_size(events), 9);
@@ -588,55 +528,56 @@ static void test_listings_page_through_a_patients_data(void **state)
                            "grant",  "access", "emergency", "emergency"};
     for (size_t i = 0; i < 9; i++) {
         json_t *e = json_array_get(events, i);
-        assert_string_equal(json_str(e, "kind"), kinds[i]);
+        assert_string_equal(cli_json_str(e, "kind"), kinds[i]);
         assert_int_equal(json_is_true(json_object_get(e, "emergency")), i >= 7);
         json_t *place = json_object_get(e, "place");
-        assert_int_equal(strlen(json_str(place, "tx_hash")), 64);
-        assert_int_equal(strlen(json_str(place, "time")), 24);
+        assert_int_equal(strlen(cli_json_str(place, "tx_hash")), 64);
+        assert_int_equal(strlen(cli_json_str(place, "time")), 24);
     }
     json_t *e0 = json_array_get(events, 0);
-    assert_string_equal(json_str(e0, "actor"), n->member_hex[0]);
-    assert_string_equal(json_str(e0, "actor_name"), "Member 0");
+    assert_string_equal(cli_json_str(e0, "actor"), n->hex[0]);
+    assert_string_equal(cli_json_str(e0, "actor_name"), "Member 0");
     json_t *e4 = json_array_get(events, 4);
-    assert_string_equal(json_str(e4, "actor"), hex);
+    assert_string_equal(cli_json_str(e4, "actor"), hex);
     assert_true(json_is_null(json_object_get(e4, "actor_name")));
-    assert_string_equal(json_str(e4, "consent_id"), consent0);
-    assert_string_equal(json_str(e4, "purpose"), "treatment");
+    assert_string_equal(cli_json_str(e4, "consent_id"), consent0);
+    assert_string_equal(cli_json_str(e4, "purpose"), "treatment");
     json_t *e6 = json_array_get(events, 6);
-    assert_string_equal(json_str(e6, "decision"), "permit");
-    assert_string_equal(json_str(e6, "record_id"), lab2);
-    assert_string_equal(json_str(e6, "consent_id"), consent0);
+    assert_string_equal(cli_json_str(e6, "decision"), "permit");
+    assert_string_equal(cli_json_str(e6, "record_id"), lab2);
+    assert_string_equal(cli_json_str(e6, "consent_id"), consent0);
     json_decref(out);
     proc_result_free(&r);
-    r = run(n, "audit", file, "--emergency", "--json", "--node", n->node[0]);
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "audit", file, "--emergency", "--json", "--node", n->node[0]);
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     events = json_object_get(out, "events");
     assert_int_equal(json_array_size(events), 2);
-    assert_string_equal(json_str(json_array_get(events, 0), "decision"), "permit");
-    assert_string_equal(json_str(json_array_get(events, 0), "actor_name"), "Member 0");
-    assert_string_equal(json_str(json_array_get(events, 1), "decision"), "deny");
-    assert_string_equal(json_str(json_array_get(events, 1), "reason"), "unconscious in the ER");
+    assert_string_equal(cli_json_str(json_array_get(events, 0), "decision"), "permit");
+    assert_string_equal(cli_json_str(json_array_get(events, 0), "actor_name"), "Member 0");
+    assert_string_equal(cli_json_str(json_array_get(events, 1), "decision"), "deny");
+    assert_string_equal(cli_json_str(json_array_get(events, 1), "reason"), "unconscious in the ER");
     assert_true(json_is_true(json_object_get(out, "emergency_only")));
     json_decref(out);
     proc_result_free(&r);
 
     /* records: by type then order; --type */
-    r = run(n, "records", file, "--limit", "2", "--all", "--json", "--node", n->node[1]);
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "records", file, "--limit", "2", "--all", "--json", "--node", n->node[1]);
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     json_t *records = json_object_get(out, "records");
     assert_int_equal(json_array_size(records), 3);
-    assert_string_equal(json_str(json_array_get(records, 0), "record_id"), scan); /* imaging: 1 */
-    assert_string_equal(json_str(json_array_get(records, 0), "custodian_name"), "Member 0");
-    assert_string_equal(json_str(json_array_get(records, 1), "record_id"), lab1);
-    assert_string_equal(json_str(json_array_get(records, 2), "record_id"), lab2);
-    assert_string_equal(json_str(json_array_get(records, 2), "record_type"), "lab_result");
-    assert_string_equal(json_str(json_array_get(records, 2), "custodian"), n->member_hex[1]);
+    assert_string_equal(cli_json_str(json_array_get(records, 0), "record_id"),
+                        scan); /* imaging: 1 */
+    assert_string_equal(cli_json_str(json_array_get(records, 0), "custodian_name"), "Member 0");
+    assert_string_equal(cli_json_str(json_array_get(records, 1), "record_id"), lab1);
+    assert_string_equal(cli_json_str(json_array_get(records, 2), "record_id"), lab2);
+    assert_string_equal(cli_json_str(json_array_get(records, 2), "record_type"), "lab_result");
+    assert_string_equal(cli_json_str(json_array_get(records, 2), "custodian"), n->hex[1]);
     json_decref(out);
     proc_result_free(&r);
-    r = run(n, "records", file, "--type", "lab_result", "--node", n->node[0]);
-    assert_ok(&r);
+    r = cli_run(n, "records", file, "--type", "lab_result", "--node", n->node[0]);
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.out, lab1));
     assert_non_null(strstr(r.out, lab2));
     assert_null(strstr(r.out, scan));
@@ -645,32 +586,33 @@ static void test_listings_page_through_a_patients_data(void **state)
     proc_result_free(&r);
 
     /* consents: the patient's two; the hospital holds one of them */
-    r = run(n, "consents", "--patient", hex, "--key", file, "--json", "--node", n->node[0]);
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "consents", "--patient", hex, "--key", file, "--json", "--node", n->node[0]);
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     json_t *consents = json_object_get(out, "consents");
     assert_int_equal(json_array_size(consents), 2);
     bool seen[2] = {false, false};
     for (size_t i = 0; i < 2; i++) {
         json_t *c = json_array_get(consents, i);
-        const char *id = json_str(c, "consent_id");
+        const char *id = cli_json_str(c, "consent_id");
         seen[0] |= strcmp(id, consent0) == 0;
         seen[1] |= strcmp(id, consent1) == 0;
-        assert_string_equal(json_str(c, "patient_key"), hex);
-        assert_string_equal(json_str(c, "purpose"), "treatment");
+        assert_string_equal(cli_json_str(c, "patient_key"), hex);
+        assert_string_equal(cli_json_str(c, "purpose"), "treatment");
         assert_false(json_is_true(json_object_get(c, "revoked")));
     }
     assert_true(seen[0] && seen[1]);
     json_decref(out);
     proc_result_free(&r);
-    r = run(n, "consents", "--grantee", "node0.key", "--all", "--limit", "1", "--node", n->node[1]);
-    assert_ok(&r);
+    r = cli_run(n, "consents", "--grantee", "node0.key", "--all", "--limit", "1", "--node",
+                n->node[1]);
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.out, consent0));
     assert_null(strstr(r.out, consent1));
     assert_non_null(strstr(r.out, "grantee Member 0 ("));
     proc_result_free(&r);
-    r = run(n, "consents", "--patient", file, "--limit", "1", "--node", n->node[1]);
-    assert_ok(&r);
+    r = cli_run(n, "consents", "--patient", file, "--limit", "1", "--node", n->node[1]);
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.out, "(1 shown; more: --all, or --page-token "));
     proc_result_free(&r);
 
@@ -679,21 +621,21 @@ static void test_listings_page_through_a_patients_data(void **state)
      * through the consent it holds; a member that is no regulator may not
      * read the audit trail, nor the patient's consents: PERMISSION_DENIED,
      * exit 8, nothing on stdout. */
-    r = run(n, "records", hex, "--key", "node1.key", "--json", "--node", n->node[0]);
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "records", hex, "--key", "node1.key", "--json", "--node", n->node[0]);
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     records = json_object_get(out, "records");
     assert_int_equal(json_array_size(records), 3);
-    assert_string_equal(json_str(json_array_get(records, 0), "record_id"), scan);
-    assert_string_equal(json_str(json_array_get(records, 1), "record_id"), lab1);
-    assert_string_equal(json_str(json_array_get(records, 2), "record_id"), lab2);
+    assert_string_equal(cli_json_str(json_array_get(records, 0), "record_id"), scan);
+    assert_string_equal(cli_json_str(json_array_get(records, 1), "record_id"), lab1);
+    assert_string_equal(cli_json_str(json_array_get(records, 2), "record_id"), lab2);
     json_decref(out);
     proc_result_free(&r);
-    r = run(n, "audit", hex, "--key", "node1.key", "--node", n->node[1]);
+    r = cli_run(n, "audit", hex, "--key", "node1.key", "--node", n->node[1]);
     assert_failure(&r, 8, "PERMISSION_DENIED");
     assert_non_null(strstr(r.err, "only the patient and a regulator read"));
     proc_result_free(&r);
-    r = run(n, "consents", "--patient", hex, "--key", "node0.key", "--node", n->node[1]);
+    r = cli_run(n, "consents", "--patient", hex, "--key", "node0.key", "--node", n->node[1]);
     assert_failure(&r, 8, "PERMISSION_DENIED");
     proc_result_free(&r);
 }
@@ -708,11 +650,11 @@ static void test_listings_page_through_a_patients_data(void **state)
  */
 static void test_listings_refuse_bad_input(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     char short_hex[63], hex_key[KEY_HEX];
     memset(short_hex, 'a', 62);
     short_hex[62] = '\0';
-    snprintf(hex_key, sizeof hex_key, "%s", n->member_hex[0]);
+    snprintf(hex_key, sizeof hex_key, "%s", n->hex[0]);
     struct {
         const char *args[8];
         const char *fragment;
@@ -740,14 +682,14 @@ static void test_listings_refuse_bad_input(void **state)
         args[k++] = "--node";
         args[k++] = "127.0.0.1:1";
         args[k] = NULL;
-        struct proc_result r = run_args(n, NULL, args);
+        struct proc_result r = cli_net_run_args(n, args);
         if (r.status != 2 || strstr(r.err, cases[i].fragment) == NULL)
             fail_msg("case %zu (%s): exit %d; stderr: %s", i, cases[i].args[0], r.status, r.err);
         assert_string_equal(r.out, "");
         proc_result_free(&r);
     }
     struct proc_result r =
-        run(n, "audit", "node0.key", "--page-token", "00ff", "--node", n->node[0]);
+        cli_run(n, "audit", "node0.key", "--page-token", "00ff", "--node", n->node[0]);
     assert_failure(&r, 3, "INVALID_ARGUMENT");
     assert_non_null(strstr(r.err, "page_token is not one this listing gave"));
     proc_result_free(&r);
@@ -763,12 +705,12 @@ static void test_listings_refuse_bad_input(void **state)
  */
 static void test_bench_domain_and_anchors_commit_as_the_rules_say(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     struct proc_result r =
-        run(n, "bench", "--node", n->node[0], "--node", n->node[1], "--key", "node0.key", "--key",
-            "node1.key", "--txs", "200", "--inflight", "32", "--json");
-    assert_ok(&r);
-    json_t *root = parse_json(r.out);
+        cli_run(n, "bench", "--node", n->node[0], "--node", n->node[1], "--key", "node0.key",
+                "--key", "node1.key", "--txs", "200", "--inflight", "32", "--json");
+    cli_assert_ok(&r);
+    json_t *root = cli_parse_json(r.out);
     assert_int_equal(json_integer_value(json_object_get(root, "members")), 2);
     json_t *workloads = json_object_get(root, "workloads");
     const char *names[] = {"domain", "anchors"};
@@ -797,9 +739,9 @@ static void test_bench_domain_and_anchors_commit_as_the_rules_say(void **state)
     json_decref(root);
     proc_result_free(&r);
     /* text, one member, the domain mix only */
-    r = run(n, "bench", "--node", n->node[1], "--key", "node1.key", "--txs", "40", "--workload",
-            "domain");
-    assert_ok(&r);
+    r = cli_run(n, "bench", "--node", n->node[1], "--key", "node1.key", "--txs", "40", "--workload",
+                "domain");
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.out, "workload domain: 16 record anchors, 4 consent grants, 10 "
                                   "access requests to permit, 10 access requests to deny"));
     assert_non_null(strstr(r.out, "40 as expected (10 permitted, 10 denied), 0 refused"));

@@ -37,99 +37,30 @@
 
 #include <sodium.h>
 
-#include "cluster.h"
+#include "cli_net.h"
 #include "ehr/v1/node.pb-c.h"
 #include "ehr/v1/tx.pb-c.h"
 #include "ehr_crypto.h"
 #include "ledger_format.h"
-#include "proc.h"
 #include "read_auth.h"
 #include "rpc.h"
 
-#define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
 #define EHRD EHR_BINARY_DIR "/tests/node/ehrd-test"
 
-enum { NODES = 3, KEY_HEX = 65, LEADER_WAIT_MS = 30000, CALL_MS = 10000 };
+enum { NODES = 3, KEY_HEX = CLI_NET_HEX_BYTES, LEADER_WAIT_MS = 30000, CALL_MS = 10000 };
 enum { HOSPITAL = 0, LAB = 1, INSURER = 2 };
 /* How long a node may take to apply a block and delete a blob. */
 enum { CATCH_UP_MS = 15000, POLL_MS = 100 };
 
-struct net {
-    struct cluster c;
-    char node[NODES][32];
-    char hex[NODES][2 * EHR_SCHNORR_PUBLIC_BYTES + 1];
-};
-
-static struct proc_result run_args(const struct net *n, const char *const *args)
-{
-    struct proc_spec spec = {
-        .path = EHRCTL, .argv0 = "ehrctl", .args = args, .env = NULL, .cwd = n->c.root};
-    return proc_run(&spec);
-}
-
-#define run(n, ...) run_args(n, PROC_ARGS(__VA_ARGS__, (const char *)NULL))
-
-static void assert_ok(const struct proc_result *r)
-{
-    if (r->status != 0)
-        fail_msg("exit %d; stdout: %s; stderr: %s", r->status, r->out, r->err);
-}
-
-static json_t *parse_json(const char *text)
-{
-    json_error_t error;
-    json_t *root = json_loads(text, 0, &error);
-    if (root == NULL)
-        fail_msg("output is not JSON (%s): %s", error.text, text);
-    return root;
-}
-
-static void hex_decode(uint8_t *out, const char *hex, size_t len)
-{
-    assert_non_null(hex);
-    assert_int_equal(strlen(hex), 2 * len);
-    size_t got = 0;
-    assert_int_equal(sodium_hex2bin(out, len, hex, 2 * len, NULL, &got, NULL), 0);
-    assert_int_equal(got, len);
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static int net_setup(void **state)
 {
-    if (ehr_crypto_init() != 0)
-        return -1;
-    struct net *n = calloc(1, sizeof *n);
-    if (n == NULL)
-        return -1;
-    cluster_create(&n->c, NODES, EHRD, EHRCTL, NULL);
-    if (cluster_start_all(&n->c, n->node, n->hex, LEADER_WAIT_MS) != 0) {
-        cluster_destroy(&n->c, true);
-        return -1;
-    }
-    *state = n;
-    return 0;
+    *state = cli_net_start(NODES, EHRD, NULL, LEADER_WAIT_MS);
+    return *state != NULL ? 0 : -1;
 }
 
 static int net_teardown(void **state)
 {
-    struct net *n = *state;
-    if (n == NULL)
-        return 0;
-    int failed = 0;
-    for (size_t i = 0; i < n->c.count; i++)
-        if (n->c.nodes[i].pid != 0 && cluster_stop(&n->c, i) != 0) {
-            print_error("node %zu did not stop cleanly (log: %s)\n", i, n->c.nodes[i].log);
-            failed = -1;
-        }
-    cluster_destroy(&n->c, failed != 0);
-    free(n);
-    return failed;
+    return cli_net_stop(*state);
 }
 
 /* An ehrctl command that submitted with --wait --json: its hash (HASH, 65
@@ -138,7 +69,7 @@ static int net_teardown(void **state)
 static void submitted(struct proc_result *r, char hash[KEY_HEX], const char *code, char *decision,
                       char *reason, size_t reason_size)
 {
-    json_t *out = parse_json(r->out);
+    json_t *out = cli_parse_json(r->out);
     snprintf(hash, KEY_HEX, "%s", json_string_value(json_object_get(out, "hash")));
     json_t *result = json_object_get(out, "result");
     const char *got = json_string_value(json_object_get(result, "code"));
@@ -154,14 +85,6 @@ static void submitted(struct proc_result *r, char hash[KEY_HEX], const char *cod
     assert_int_equal(strlen(hash), 64);
 }
 
-/* Where node I keeps the blob BLOB (hex). */
-static const char *blob_path(const struct net *n, size_t i, const char *blob)
-{
-    static char path[600];
-    snprintf(path, sizeof path, "%s/blobs/%.2s/%s", n->c.nodes[i].dir, blob, blob + 2);
-    return path;
-}
-
 static bool exists(const char *path)
 {
     return access(path, F_OK) == 0;
@@ -170,8 +93,8 @@ static bool exists(const char *path)
 /* Wait until PATH is gone; returns whether it went within CATCH_UP_MS. */
 static bool wait_gone(const char *path)
 {
-    uint64_t end = mono_ms() + CATCH_UP_MS;
-    while (exists(path) && mono_ms() < end)
+    uint64_t end = cli_mono_ms() + CATCH_UP_MS;
+    while (exists(path) && cli_mono_ms() < end)
         usleep(POLL_MS * 1000);
     return !exists(path);
 }
@@ -202,33 +125,10 @@ static bool file_has_since(const char *path, long from, const char *needle)
 
 static bool wait_exists(const char *path)
 {
-    uint64_t end = mono_ms() + CATCH_UP_MS;
-    while (!exists(path) && mono_ms() < end)
+    uint64_t end = cli_mono_ms() + CATCH_UP_MS;
+    while (!exists(path) && cli_mono_ms() < end)
         usleep(POLL_MS * 1000);
     return exists(path);
-}
-
-static uint8_t *file_bytes(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)size + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
-    *len = (size_t)size;
-    return b;
-}
-
-static void file_put(const char *path, const uint8_t *b, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(b, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
 }
 
 static void ignore_message(void *data, const uint8_t *message, size_t len)
@@ -238,7 +138,7 @@ static void ignore_message(void *data, const uint8_t *message, size_t len)
 
 /* GetBlob of RECORD's BLOB from node I, signed by KEY: the gRPC status and
  * its message (MSG). */
-static int blob_get(struct net *n, size_t i, const ehr_signing_key *key,
+static int blob_get(struct cli_net *n, size_t i, const ehr_signing_key *key,
                     const uint8_t record[EHR_HASH_BYTES], const uint8_t blob[EHR_HASH_BYTES],
                     char msg[RPC_STATUS_MESSAGE_BYTES_MAX + 1])
 {
@@ -266,22 +166,12 @@ static int blob_get(struct net *n, size_t i, const ehr_signing_key *key,
 
 /* GetCapsuleFragment of RECORD from node I with PERMIT, signed by member
  * SIGNER: the gRPC status and its message (MSG). */
-static int cfrag_get(struct net *n, size_t i, size_t signer, const uint8_t record[EHR_HASH_BYTES],
-                     const uint8_t permit[EHR_HASH_BYTES],
+static int cfrag_get(struct cli_net *n, size_t i, size_t signer,
+                     const uint8_t record[EHR_HASH_BYTES], const uint8_t permit[EHR_HASH_BYTES],
                      char msg[RPC_STATUS_MESSAGE_BYTES_MAX + 1])
 {
-    Ehr__V1__GetCapsuleFragmentRequest q = EHR__V1__GET_CAPSULE_FRAGMENT_REQUEST__INIT;
-    q.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)record};
-    q.permit_tx = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)permit};
-    struct node_read_auth_signed auth;
-    uint64_t now = (uint64_t)time(NULL) * 1000;
-    assert_int_equal(node_read_auth_sign(
-                         &auth, &q.base, &q.auth, n->c.chain_id, "/ehr.v1.Node/GetCapsuleFragment",
-                         &n->c.nodes[signer].identity->signing, now - 1000, now + 60000),
-                     0);
-    uint8_t buf[512];
-    assert_true(ehr__v1__get_capsule_fragment_request__get_packed_size(&q) <= sizeof buf);
-    size_t len = ehr__v1__get_capsule_fragment_request__pack(&q, buf);
+    uint8_t buf[CLI_NET_CFRAG_REQUEST_BYTES_MAX];
+    size_t len = cli_net_cfrag_request(n, signer, record, permit, buf);
     struct rpc_result res;
     int status = cluster_call(&n->c, i, "GetCapsuleFragment", buf, len, CALL_MS, &res);
     snprintf(msg, RPC_STATUS_MESSAGE_BYTES_MAX + 1, "%s", res.message);
@@ -294,31 +184,24 @@ static int cfrag_get(struct net *n, size_t i, size_t signer, const uint8_t recor
 #define eventually(want, call)                                                                     \
     do {                                                                                           \
         int got_ = -1;                                                                             \
-        uint64_t end_ = mono_ms() + CATCH_UP_MS;                                                   \
-        while ((got_ = (call)) != (want) && mono_ms() < end_)                                      \
+        uint64_t end_ = cli_mono_ms() + CATCH_UP_MS;                                               \
+        while ((got_ = (call)) != (want) && cli_mono_ms() < end_)                                  \
             usleep(POLL_MS * 1000);                                                                \
         assert_int_equal(got_, (want));                                                            \
     } while (0)
 
 static void test_patient_erases_a_record(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     /* The patient, a lab result the hospital holds, a grant to the lab. */
-    struct proc_result r = run(n, "keygen", "--out", "patient.key", "--no-passphrase");
-    assert_ok(&r);
-    proc_result_free(&r);
-    r = run(n, "patient", "enroll", "--patient", "patient.key", "--key", "node0.key", "--node",
-            n->node[HOSPITAL], "--wait");
-    assert_ok(&r);
-    proc_result_free(&r);
-    r = run(n, "patient", "public-keys", "--patient", "patient.key", "--out", "patient.pub.json");
-    assert_ok(&r);
-    proc_result_free(&r);
-    file_put(proc_path(n->c.root, "result.txt"), (const uint8_t *)"HbA1c 6.1 %\n", 12);
-    r = run(n, "record", "add", "result.txt", "--patient", "patient.pub.json", "--type",
-            "lab_result", "--key", "node0.key", "--node", n->node[HOSPITAL], "--wait", "--json");
-    assert_ok(&r);
-    json_t *out = parse_json(r.out);
+    cli_net_patient_enroll(n, "patient.key", "patient.pub.json", n->node[HOSPITAL]);
+    struct proc_result r;
+    cli_file_put(proc_path(n->c.root, "result.txt"), (const uint8_t *)"HbA1c 6.1 %\n", 12);
+    r = cli_run(n, "record", "add", "result.txt", "--patient", "patient.pub.json", "--type",
+                "lab_result", "--key", "node0.key", "--node", n->node[HOSPITAL], "--wait",
+                "--json");
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
     char record_hex[KEY_HEX], blob_hex[KEY_HEX];
     snprintf(record_hex, sizeof record_hex, "%s",
              json_string_value(json_object_get(out, "record_id")));
@@ -326,53 +209,47 @@ static void test_patient_erases_a_record(void **state)
     json_decref(out);
     proc_result_free(&r);
     uint8_t record[EHR_HASH_BYTES], blob[EHR_HASH_BYTES];
-    hex_decode(record, record_hex, EHR_HASH_BYTES);
-    hex_decode(blob, blob_hex, EHR_HASH_BYTES);
+    cli_hex_decode(record, record_hex, EHR_HASH_BYTES);
+    cli_hex_decode(blob, blob_hex, EHR_HASH_BYTES);
     char stored[600];
-    snprintf(stored, sizeof stored, "%s", blob_path(n, HOSPITAL, blob_hex));
+    snprintf(stored, sizeof stored, "%s", cli_net_blob_path(n, HOSPITAL, blob_hex));
     assert_true(exists(stored));
     size_t ciphertext_len;
-    uint8_t *ciphertext = file_bytes(stored, &ciphertext_len);
+    uint8_t *ciphertext = cli_file_bytes(stored, &ciphertext_len);
 
-    r = run(n, "key", "receiving-key", "node1.key", "--json");
-    assert_ok(&r);
-    out = parse_json(r.out);
     char receiving_hex[KEY_HEX];
-    snprintf(receiving_hex, sizeof receiving_hex, "%s",
-             json_string_value(json_object_get(out, "receiving_key")));
-    json_decref(out);
-    proc_result_free(&r);
-    r = run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment", "--type",
-            "lab_result", "--receiving-key", receiving_hex, "--key", "patient.key", "--node",
-            n->node[HOSPITAL], "--wait", "--json");
-    assert_ok(&r);
+    cli_net_receiving_key(n, "node1.key", receiving_hex);
+    r = cli_run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment",
+                "--type", "lab_result", "--receiving-key", receiving_hex, "--key", "patient.key",
+                "--node", n->node[HOSPITAL], "--wait", "--json");
+    cli_assert_ok(&r);
     proc_result_free(&r);
 
     /* The lab is permitted and opens the record. */
     char hash[KEY_HEX], decision[16], reason[256];
-    r = run(n, "access", "request", record_hex, "--purpose", "treatment", "--key", "node1.key",
-            "--node", n->node[HOSPITAL], "--json");
-    assert_ok(&r);
+    r = cli_run(n, "access", "request", record_hex, "--purpose", "treatment", "--key", "node1.key",
+                "--node", n->node[HOSPITAL], "--json");
+    cli_assert_ok(&r);
     submitted(&r, hash, "ok", decision, reason, sizeof reason);
     assert_string_equal(decision, "permit");
     char permit_hex[KEY_HEX];
     snprintf(permit_hex, sizeof permit_hex, "%s", hash);
     uint8_t permit[EHR_HASH_BYTES];
-    hex_decode(permit, permit_hex, EHR_HASH_BYTES);
-    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
-            "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--fragment-node",
-            n->node[2], "--node", n->node[LAB], "--out", "lab.txt");
-    assert_ok(&r);
+    cli_hex_decode(permit, permit_hex, EHR_HASH_BYTES);
+    r = cli_run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
+                "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--fragment-node",
+                n->node[2], "--node", n->node[LAB], "--out", "lab.txt");
+    cli_assert_ok(&r);
     proc_result_free(&r);
     size_t got_len;
-    uint8_t *got = file_bytes(proc_path(n->c.root, "lab.txt"), &got_len);
+    uint8_t *got = cli_file_bytes(proc_path(n->c.root, "lab.txt"), &got_len);
     assert_int_equal(got_len, 12);
     assert_memory_equal(got, "HbA1c 6.1 %\n", 12);
     free(got);
 
     /* Only the patient erases: the lab's erase is refused, the blob stays. */
-    r = run(n, "record", "erase", record_hex, "--key", "node1.key", "--node", n->node[HOSPITAL],
-            "--wait", "--json");
+    r = cli_run(n, "record", "erase", record_hex, "--key", "node1.key", "--node", n->node[HOSPITAL],
+                "--wait", "--json");
     assert_int_not_equal(r.status, 0);
     if (strstr(r.out, "only the record's patient") == NULL &&
         strstr(r.err, "only the record's patient") == NULL)
@@ -383,43 +260,43 @@ static void test_patient_erases_a_record(void **state)
     /* Every member's node holds a copy (three members, NODE_BLOB_COPIES
      * three): the erasure must reach the replicas too. */
     for (size_t i = 0; i < NODES; i++)
-        assert_true(wait_exists(blob_path(n, i, blob_hex)));
+        assert_true(wait_exists(cli_net_blob_path(n, i, blob_hex)));
 
     /* The patient erases it: what ehrctl says it did, then the blob goes. */
-    r = run(n, "record", "erase", record_hex, "--ground", "no_longer_needed", "--key",
-            "patient.key", "--node", n->node[HOSPITAL], "--wait");
-    assert_ok(&r);
+    r = cli_run(n, "record", "erase", record_hex, "--ground", "no_longer_needed", "--key",
+                "patient.key", "--node", n->node[HOSPITAL], "--wait");
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.out, record_hex));
     assert_non_null(strstr(r.out, "deletes its copy of the ciphertext"));
     proc_result_free(&r);
     assert_true(wait_gone(stored));
     for (size_t i = 0; i < NODES; i++)
-        assert_true(wait_gone(blob_path(n, i, blob_hex)));
+        assert_true(wait_gone(cli_net_blob_path(n, i, blob_hex)));
 
     /* Listings mark it; record show says so. */
-    r = run(n, "records", "patient.key", "--node", n->node[LAB]);
-    assert_ok(&r);
+    r = cli_run(n, "records", "patient.key", "--node", n->node[LAB]);
+    cli_assert_ok(&r);
     if (strstr(r.out, "ERASED at") == NULL)
         fail_msg("stdout: %s", r.out);
     proc_result_free(&r);
-    r = run(n, "records", "patient.key", "--node", n->node[LAB], "--json");
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "records", "patient.key", "--node", n->node[LAB], "--json");
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     json_t *first = json_array_get(json_object_get(out, "records"), 0);
     assert_true(json_is_true(json_object_get(first, "erased")));
     assert_string_equal(json_string_value(json_object_get(first, "erase_ground")),
                         "no_longer_needed");
     json_decref(out);
     proc_result_free(&r);
-    r = run(n, "record", "show", record_hex, "--key", "patient.key", "--node", n->node[LAB]);
-    assert_ok(&r);
+    r = cli_run(n, "record", "show", record_hex, "--key", "patient.key", "--node", n->node[LAB]);
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.out, "ERASED"));
     proc_result_free(&r);
 
     /* The lab's record get with its earlier permit: refused, nothing written. */
-    r = run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
-            "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--node", n->node[LAB],
-            "--out", "lab-after.txt");
+    r = cli_run(n, "record", "get", record_hex, "--key", "node1.key", "--permit", permit_hex,
+                "--fragment-node", n->node[0], "--fragment-node", n->node[1], "--node",
+                n->node[LAB], "--out", "lab-after.txt");
     assert_int_not_equal(r.status, 0);
     if (strstr(r.err, "erased by its patient") == NULL)
         fail_msg("stderr: %s", r.err);
@@ -443,23 +320,23 @@ static void test_patient_erases_a_record(void **state)
     }
 
     /* A new access request: a DENY saying why; a second erase: refused. */
-    r = run(n, "access", "request", record_hex, "--purpose", "treatment", "--key", "node1.key",
-            "--node", n->node[HOSPITAL], "--json");
-    assert_ok(&r);
+    r = cli_run(n, "access", "request", record_hex, "--purpose", "treatment", "--key", "node1.key",
+                "--node", n->node[HOSPITAL], "--json");
+    cli_assert_ok(&r);
     submitted(&r, hash, "ok", decision, reason, sizeof reason);
     assert_string_equal(decision, "deny");
     assert_non_null(strstr(reason, "erased"));
-    r = run(n, "record", "erase", record_hex, "--key", "patient.key", "--node", n->node[HOSPITAL],
-            "--wait", "--json");
+    r = cli_run(n, "record", "erase", record_hex, "--key", "patient.key", "--node",
+                n->node[HOSPITAL], "--wait", "--json");
     assert_int_not_equal(r.status, 0);
     if (strstr(r.out, "erased already") == NULL && strstr(r.err, "erased already") == NULL)
         fail_msg("stdout: %s; stderr: %s", r.out, r.err);
     proc_result_free(&r);
 
     /* The trail: the permit before, the erase, the deny after. */
-    r = run(n, "audit", "patient.key", "--all", "--node", n->node[INSURER], "--json");
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "audit", "patient.key", "--all", "--node", n->node[INSURER], "--json");
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     json_t *events = json_object_get(out, "events");
     size_t permits = 0, denies = 0, erases = 0, i;
     json_t *ev;
@@ -485,10 +362,10 @@ static void test_patient_erases_a_record(void **state)
      * replica (the lab's, put back while it runs) still holds it: the
      * custodian holds none of it, and the lab serves none of it. */
     assert_int_equal(cluster_stop(&n->c, HOSPITAL), 0);
-    file_put(stored, ciphertext, ciphertext_len);
+    cli_file_put(stored, ciphertext, ciphertext_len);
     char lab_copy[600];
-    snprintf(lab_copy, sizeof lab_copy, "%s", blob_path(n, LAB, blob_hex));
-    file_put(lab_copy, ciphertext, ciphertext_len);
+    snprintf(lab_copy, sizeof lab_copy, "%s", cli_net_blob_path(n, LAB, blob_hex));
+    cli_file_put(lab_copy, ciphertext, ciphertext_len);
     long log_from = file_size(n->c.nodes[HOSPITAL].log);
     cluster_start(&n->c, HOSPITAL);
     assert_true(wait_gone(stored));
@@ -504,9 +381,9 @@ static void test_patient_erases_a_record(void **state)
     /* The chain still verifies offline, the erase replayed through the
      * rules to the same results and state, the anchor in its block. */
     assert_int_equal(cluster_stop(&n->c, LAB), 0);
-    r = run(n, "ledger", "verify", "--data", n->c.nodes[LAB].dir, "--json");
-    assert_ok(&r);
-    out = parse_json(r.out);
+    r = cli_run(n, "ledger", "verify", "--data", n->c.nodes[LAB].dir, "--json");
+    cli_assert_ok(&r);
+    out = cli_parse_json(r.out);
     assert_true(json_is_true(json_object_get(out, "ok")));
     json_decref(out);
     proc_result_free(&r);

@@ -33,11 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster.h"
+#include "cli_net.h"
 #include "ehr_crypto.h"
-#include "proc.h"
 
-#define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
 #define EHRD EHR_BINARY_DIR "/node/ehrd"
 /* Set by tests/cli/CMakeLists.txt: node (empty when CMake found none), the
  * validator script and the npm packages' directory. */
@@ -51,69 +49,17 @@
 #define CHAIN_PLACE_URL "urn:ehrchain:fhir:extension:chain-place"
 
 enum {
-    KEY_HEX = 65,
+    KEY_HEX = CLI_NET_HEX_BYTES,
     LEADER_WAIT_MS = 30000,
     PAGE_LIMIT = 2,         /* small pages: the export must fetch them all */
     STORY_EVENTS = 9,       /* enrol, 2 anchors, 2 grants, 3 accesses, revoke */
     VALIDATOR_EXIT_BAD = 1, /* fhir_validate.js: a file is not valid FHIR R4 */
 };
 
-struct net {
-    struct cluster c;
-    char node[2][32]; /* each node's gRPC HOST:PORT */
-    char member_hex[2][KEY_HEX];
-};
-
 /* ------------------------------------------------------ running programs */
 
-static struct proc_result run_args(const struct net *n, const char *const *args)
-{
-    struct proc_spec spec = {
-        .path = EHRCTL, .argv0 = "ehrctl", .args = args, .env = NULL, .cwd = n->c.root};
-    return proc_run(&spec);
-}
-
-#define run(n, ...) run_args(n, PROC_ARGS(__VA_ARGS__, (const char *)NULL))
-
-static json_t *parse_json(const char *text)
-{
-    json_error_t error;
-    json_t *root = json_loads(text, 0, &error);
-    if (root == NULL)
-        fail_msg("output is not JSON (%s): %s", error.text, text);
-    return root;
-}
-
-static const char *json_str(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_string(v))
-        fail_msg("no string \"%s\"", key);
-    return json_string_value(v);
-}
-
-static void assert_ok(const struct proc_result *r)
-{
-    if (r->status != 0)
-        fail_msg("exit %d; stdout: %s; stderr: %s", r->status, r->out, r->err);
-}
-
-/* Run ARGS expecting exit 0 and JSON on stdout; returns it (json_decref).
- * With SAVE, the output is also written to that file in the cluster's
- * directory, byte for byte, for the validator. */
-static json_t *run_json(const struct net *n, const char *save, const char *const *args)
-{
-    struct proc_result r = run_args(n, args);
-    assert_ok(&r);
-    json_t *out = parse_json(r.out);
-    if (save != NULL)
-        proc_text_write(proc_path(n->c.root, save), r.out);
-    proc_result_free(&r);
-    return out;
-}
-
 /* The validator on FILE (in the cluster's directory); its result (free it). */
-static struct proc_result validate(const struct net *n, const char *file)
+static struct proc_result validate(const struct cli_net *n, const char *file)
 {
     if (NODE_JS[0] == '\0')
         fail_msg("node (Node.js) was not found when the build was configured: run "
@@ -128,7 +74,7 @@ static struct proc_result validate(const struct net *n, const char *file)
 
 /* FILE is valid FHIR R4 by the official schema, or the test fails with the
  * schema's complaints. */
-static void assert_valid_fhir(const struct net *n, const char *file)
+static void assert_valid_fhir(const struct cli_net *n, const char *file)
 {
     struct proc_result r = validate(n, file);
     if (r.status != 0)
@@ -141,29 +87,14 @@ static void assert_valid_fhir(const struct net *n, const char *file)
 
 static int net_setup(void **state)
 {
-    if (ehr_crypto_init() != 0)
-        return -1;
-    struct net *n = calloc(1, sizeof *n);
-    if (n == NULL)
-        return -1;
     struct cluster_limits lim = {.emergency_roles = "hospital"};
-    cluster_create(&n->c, 2, EHRD, EHRCTL, &lim);
-    if (cluster_start_all(&n->c, n->node, n->member_hex, LEADER_WAIT_MS) != 0) {
-        cluster_destroy(&n->c, true);
-        return -1;
-    }
-    *state = n;
-    return 0;
+    *state = cli_net_start(2, EHRD, &lim, LEADER_WAIT_MS);
+    return *state != NULL ? 0 : -1;
 }
 
 static int net_teardown(void **state)
 {
-    struct net *n = *state;
-    if (n == NULL)
-        return 0;
-    cluster_stop_all(&n->c);
-    free(n);
-    return 0;
+    return cli_net_stop(*state);
 }
 
 /* ------------------------------------------------------------ lookups */
@@ -176,7 +107,7 @@ static json_t *entry_by_id(json_t *bundle, const char *id)
     json_array_foreach(json_object_get(bundle, "entry"), i, entry)
     {
         json_t *resource = json_object_get(entry, "resource");
-        if (strcmp(json_str(resource, "id"), id) == 0)
+        if (strcmp(cli_json_str(resource, "id"), id) == 0)
             return resource;
     }
     fail_msg("no entry with id %s", id);
@@ -193,8 +124,8 @@ static bool concepts_have(json_t *array, const char *system, const char *code, c
     {
         json_array_foreach(json_object_get(concept, "coding"), j, coding)
         {
-            if (strcmp(json_str(coding, "system"), system) == 0 &&
-                strcmp(json_str(coding, "code"), code) == 0) {
+            if (strcmp(cli_json_str(coding, "system"), system) == 0 &&
+                strcmp(cli_json_str(coding, "code"), code) == 0) {
                 if (text != NULL)
                     *text = json_string_value(json_object_get(concept, "text"));
                 return true;
@@ -214,8 +145,8 @@ static json_t *event_of(json_t *bundle, const char *kind, const char *outcome)
     {
         json_t *e = json_object_get(entry, "resource");
         json_t *subtype = json_array_get(json_object_get(e, "subtype"), 0);
-        if (strcmp(json_str(subtype, "code"), kind) == 0 &&
-            strcmp(json_str(e, "outcome"), outcome) == 0)
+        if (strcmp(cli_json_str(subtype, "code"), kind) == 0 &&
+            strcmp(cli_json_str(e, "outcome"), outcome) == 0)
             return e;
     }
     return NULL;
@@ -223,80 +154,74 @@ static json_t *event_of(json_t *bundle, const char *kind, const char *outcome)
 
 /* ------------------------------------------------------------ the story */
 
-static void story(struct net *n, char patient_hex[KEY_HEX], char consent_hospital[KEY_HEX],
+static void story(struct cli_net *n, char patient_hex[KEY_HEX], char consent_hospital[KEY_HEX],
                   char consent_lab[KEY_HEX], char scan[KEY_HEX])
 {
     /* enrolled by the hospital */
-    struct proc_result r = run(n, "keygen", "--out", "patient.key", "--no-passphrase");
-    assert_ok(&r);
-    proc_result_free(&r);
-    ehr_keyfile_info info;
-    assert_int_equal(ehr_keyfile_read_info(proc_path(n->c.root, "patient.key"), &info, NULL), 0);
-    ehr_hex_encode(patient_hex, info.signing_public_key, EHR_SCHNORR_PUBLIC_BYTES);
-    r = run(n, "patient", "enroll", "--patient", "patient.key", "--key", "node0.key", "--node",
-            n->node[0], "--wait");
-    assert_ok(&r);
-    proc_result_free(&r);
+    cli_net_patient_enroll(n, "patient.key", NULL, n->node[0]);
+    cli_net_key_hex(n, "patient.key", patient_hex);
 
     /* the lab anchors a lab result, the hospital an imaging study */
     char digest[KEY_HEX], scan_digest[KEY_HEX]; /* a ciphertext per record (the rules) */
     snprintf(digest, sizeof digest, "%064d", 7);
     snprintf(scan_digest, sizeof scan_digest, "%064d", 8);
-    json_t *out =
-        run_json(n, NULL,
-                 PROC_ARGS("record", "anchor", "--key", "node1.key", "--patient", "patient.key",
-                           "--type", "lab_result", "--pointer-text", "blob:lab", "--hash", digest,
-                           "--node", n->node[1], "--wait", "--json", NULL));
+    json_t *out = cli_net_run_json(n, NULL,
+                                   PROC_ARGS("record", "anchor", "--key", "node1.key", "--patient",
+                                             "patient.key", "--type", "lab_result",
+                                             "--pointer-text", "blob:lab", "--hash", digest,
+                                             "--node", n->node[1], "--wait", "--json", NULL));
     char lab[KEY_HEX];
-    snprintf(lab, sizeof lab, "%s", json_str(out, "record_id"));
+    snprintf(lab, sizeof lab, "%s", cli_json_str(out, "record_id"));
     json_decref(out);
-    out = run_json(n, NULL,
-                   PROC_ARGS("record", "anchor", "--key", "node0.key", "--patient", "patient.key",
-                             "--type", "imaging", "--pointer-text", "blob:scan", "--hash",
-                             scan_digest, "--node", n->node[0], "--wait", "--json", NULL));
-    snprintf(scan, KEY_HEX, "%s", json_str(out, "record_id"));
+    out = cli_net_run_json(n, NULL,
+                           PROC_ARGS("record", "anchor", "--key", "node0.key", "--patient",
+                                     "patient.key", "--type", "imaging", "--pointer-text",
+                                     "blob:scan", "--hash", scan_digest, "--node", n->node[0],
+                                     "--wait", "--json", NULL));
+    snprintf(scan, KEY_HEX, "%s", cli_json_str(out, "record_id"));
     json_decref(out);
 
     /* the hospital: lab results and the scan by id, for treatment, under a
      * policy; the lab: imaging for research */
     proc_text_write(proc_path(n->c.root, "labs.policy"), "permit if record.type == lab_result\n");
-    out =
-        run_json(n, NULL,
-                 PROC_ARGS("consent", "grant", "--key", "patient.key", "--grantee-key", "node0.key",
-                           "--purpose", "treatment", "--type", "lab_result", "--record", scan,
-                           "--from", "2020-01-01", "--until", "2099-01-01", "--policy",
-                           "labs.policy", "--node", n->node[0], "--wait", "--json", NULL));
-    snprintf(consent_hospital, KEY_HEX, "%s", json_str(out, "consent_id"));
+    out = cli_net_run_json(n, NULL,
+                           PROC_ARGS("consent", "grant", "--key", "patient.key", "--grantee-key",
+                                     "node0.key", "--purpose", "treatment", "--type", "lab_result",
+                                     "--record", scan, "--from", "2020-01-01", "--until",
+                                     "2099-01-01", "--policy", "labs.policy", "--node", n->node[0],
+                                     "--wait", "--json", NULL));
+    snprintf(consent_hospital, KEY_HEX, "%s", cli_json_str(out, "consent_id"));
     json_decref(out);
-    out = run_json(n, NULL,
-                   PROC_ARGS("consent", "grant", "--key", "patient.key", "--grantee",
-                             n->member_hex[1], "--purpose", "research", "--type", "imaging",
-                             "--node", n->node[1], "--wait", "--json", NULL));
-    snprintf(consent_lab, KEY_HEX, "%s", json_str(out, "consent_id"));
+    out = cli_net_run_json(n, NULL,
+                           PROC_ARGS("consent", "grant", "--key", "patient.key", "--grantee",
+                                     n->hex[1], "--purpose", "research", "--type", "imaging",
+                                     "--node", n->node[1], "--wait", "--json", NULL));
+    snprintf(consent_lab, KEY_HEX, "%s", cli_json_str(out, "consent_id"));
     json_decref(out);
 
     /* permitted: the hospital, the lab result for treatment; denied: the lab,
      * the lab result for treatment (its consent is for research) */
-    out = run_json(n, NULL,
-                   PROC_ARGS("access", "request", lab, "--purpose", "treatment", "--key",
-                             "node0.key", "--node", n->node[0], "--json", NULL));
-    assert_string_equal(json_str(json_object_get(out, "result"), "decision"), "permit");
+    out = cli_net_run_json(n, NULL,
+                           PROC_ARGS("access", "request", lab, "--purpose", "treatment", "--key",
+                                     "node0.key", "--node", n->node[0], "--json", NULL));
+    assert_string_equal(cli_json_str(json_object_get(out, "result"), "decision"), "permit");
     json_decref(out);
-    out = run_json(n, NULL,
-                   PROC_ARGS("access", "request", lab, "--purpose", "treatment", "--key",
-                             "node1.key", "--node", n->node[1], "--json", NULL));
-    assert_string_equal(json_str(json_object_get(out, "result"), "decision"), "deny");
+    out = cli_net_run_json(n, NULL,
+                           PROC_ARGS("access", "request", lab, "--purpose", "treatment", "--key",
+                                     "node1.key", "--node", n->node[1], "--json", NULL));
+    assert_string_equal(cli_json_str(json_object_get(out, "result"), "decision"), "deny");
     json_decref(out);
     /* break-glass by the hospital */
-    out = run_json(n, NULL,
-                   PROC_ARGS("access", "emergency", scan, "--reason", "unconscious on arrival",
-                             "--key", "node0.key", "--node", n->node[0], "--json", NULL));
-    assert_string_equal(json_str(json_object_get(out, "result"), "decision"), "permit");
+    out = cli_net_run_json(n, NULL,
+                           PROC_ARGS("access", "emergency", scan, "--reason",
+                                     "unconscious on arrival", "--key", "node0.key", "--node",
+                                     n->node[0], "--json", NULL));
+    assert_string_equal(cli_json_str(json_object_get(out, "result"), "decision"), "permit");
     json_decref(out);
     /* the hospital's consent revoked */
-    r = run(n, "consent", "revoke", consent_hospital, "--key", "patient.key", "--node", n->node[0],
-            "--wait");
-    assert_ok(&r);
+    struct proc_result r = cli_run(n, "consent", "revoke", consent_hospital, "--key", "patient.key",
+                                   "--node", n->node[0], "--wait");
+    cli_assert_ok(&r);
     proc_result_free(&r);
 }
 
@@ -308,62 +233,64 @@ static void story(struct net *n, char patient_hex[KEY_HEX], char consent_hospita
  */
 static void test_fhir_export_of_a_patients_story(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     char patient[KEY_HEX], consent_hospital[KEY_HEX], consent_lab[KEY_HEX], scan[KEY_HEX];
     story(n, patient, consent_hospital, consent_lab, scan);
 
     /* ---- consents ---- */
-    json_t *bundle = run_json(n, "consents.fhir.json",
-                              PROC_ARGS("consent", "list", "--patient", "patient.key", "--fhir",
-                                        "--limit", "1", "--node", n->node[1], NULL));
+    json_t *bundle =
+        cli_net_run_json(n, "consents.fhir.json",
+                         PROC_ARGS("consent", "list", "--patient", "patient.key", "--fhir",
+                                   "--limit", "1", "--node", n->node[1], NULL));
     assert_valid_fhir(n, "consents.fhir.json");
-    assert_string_equal(json_str(bundle, "resourceType"), "Bundle");
-    assert_string_equal(json_str(bundle, "type"), "collection");
+    assert_string_equal(cli_json_str(bundle, "resourceType"), "Bundle");
+    assert_string_equal(cli_json_str(bundle, "type"), "collection");
     assert_int_equal(json_array_size(json_object_get(bundle, "entry")), 2); /* pages of 1 */
 
     json_t *revoked = entry_by_id(bundle, consent_hospital);
-    assert_string_equal(json_str(revoked, "resourceType"), "Consent");
-    assert_string_equal(json_str(revoked, "status"), "inactive"); /* revoked */
+    assert_string_equal(cli_json_str(revoked, "resourceType"), "Consent");
+    assert_string_equal(cli_json_str(revoked, "status"), "inactive"); /* revoked */
     assert_true(concepts_have(json_object_get(revoked, "category"), LOINC, "59284-0", NULL));
     json_t *patient_id = json_object_get(json_object_get(revoked, "patient"), "identifier");
-    assert_string_equal(json_str(patient_id, "system"), PATIENT_KEY_SYSTEM);
-    assert_string_equal(json_str(patient_id, "value"), patient);
+    assert_string_equal(cli_json_str(patient_id, "system"), PATIENT_KEY_SYSTEM);
+    assert_string_equal(cli_json_str(patient_id, "value"), patient);
     assert_null(json_object_get(json_object_get(revoked, "patient"), "display")); /* no names */
     json_t *provision = json_object_get(revoked, "provision");
-    assert_string_equal(json_str(provision, "type"), "permit");
+    assert_string_equal(cli_json_str(provision, "type"), "permit");
     json_t *purpose = json_array_get(json_object_get(provision, "purpose"), 0);
-    assert_string_equal(json_str(purpose, "system"), ACT_REASON);
-    assert_string_equal(json_str(purpose, "code"), "TREAT");
+    assert_string_equal(cli_json_str(purpose, "system"), ACT_REASON);
+    assert_string_equal(cli_json_str(purpose, "code"), "TREAT");
     json_t *period = json_object_get(provision, "period");
-    assert_string_equal(json_str(period, "start"), "2020-01-01T00:00:00.000Z");
-    assert_string_equal(json_str(period, "end"), "2099-01-01T00:00:00.000Z");
+    assert_string_equal(cli_json_str(period, "start"), "2020-01-01T00:00:00.000Z");
+    assert_string_equal(cli_json_str(period, "end"), "2099-01-01T00:00:00.000Z");
     json_t *grantee = json_object_get(
         json_object_get(json_array_get(json_object_get(provision, "actor"), 0), "reference"),
         "identifier");
-    assert_string_equal(json_str(grantee, "value"), n->member_hex[0]);
+    assert_string_equal(cli_json_str(grantee, "value"), n->hex[0]);
     json_t *data = json_array_get(json_object_get(provision, "data"), 0);
     assert_string_equal(
-        json_str(json_object_get(json_object_get(data, "reference"), "identifier"), "value"), scan);
+        cli_json_str(json_object_get(json_object_get(data, "reference"), "identifier"), "value"),
+        scan);
     json_t *rule =
         json_array_get(json_object_get(json_object_get(revoked, "policyRule"), "coding"), 0);
     assert_non_null(rule);
-    assert_string_equal(json_str(rule, "code"), "OPTINR"); /* restricted by a policy */
+    assert_string_equal(cli_json_str(rule, "code"), "OPTINR"); /* restricted by a policy */
     /* the grant's place, the revocation's and the policy's hash as extensions */
     assert_int_equal(json_array_size(json_object_get(revoked, "extension")), 3);
 
     json_t *active = entry_by_id(bundle, consent_lab);
-    assert_string_equal(json_str(active, "status"), "active");
+    assert_string_equal(cli_json_str(active, "status"), "active");
     purpose = json_array_get(json_object_get(json_object_get(active, "provision"), "purpose"), 0);
-    assert_string_equal(json_str(purpose, "code"), "HRESCH");
+    assert_string_equal(cli_json_str(purpose, "code"), "HRESCH");
     assert_int_equal(json_array_size(json_object_get(active, "extension")), 1);
     json_decref(bundle);
 
     /* ---- audit trail ---- */
-    json_t *trail = run_json(
+    json_t *trail = cli_net_run_json(
         n, NULL, PROC_ARGS("audit", "patient.key", "--all", "--node", n->node[0], "--json", NULL));
     size_t events = json_array_size(json_object_get(trail, "events"));
     assert_int_equal(events, STORY_EVENTS);
-    bundle = run_json(
+    bundle = cli_net_run_json(
         n, "audit.fhir.json",
         PROC_ARGS("audit", "patient.key", "--fhir", "--limit", "2", "--node", n->node[0], NULL));
     assert_valid_fhir(n, "audit.fhir.json");
@@ -377,10 +304,10 @@ static void test_fhir_export_of_a_patients_story(void **state)
         json_t *e = json_object_get(entry, "resource");
         json_t *place =
             json_object_get(json_array_get(json_object_get(trail, "events"), i), "place");
-        assert_string_equal(json_str(e, "resourceType"), "AuditEvent");
-        assert_string_equal(json_str(e, "id"), json_str(place, "tx_hash"));
+        assert_string_equal(cli_json_str(e, "resourceType"), "AuditEvent");
+        assert_string_equal(cli_json_str(e, "id"), cli_json_str(place, "tx_hash"));
         json_t *ext = json_array_get(json_object_get(e, "extension"), 0);
-        assert_string_equal(json_str(ext, "url"), CHAIN_PLACE_URL);
+        assert_string_equal(cli_json_str(ext, "url"), CHAIN_PLACE_URL);
         json_t *height =
             json_object_get(json_array_get(json_object_get(ext, "extension"), 0), "valueDecimal");
         assert_int_equal(json_integer_value(height),
@@ -390,11 +317,11 @@ static void test_fhir_export_of_a_patients_story(void **state)
 
     json_t *deny = event_of(bundle, "access", "4"); /* minor failure */
     assert_non_null(deny);
-    assert_string_equal(json_str(deny, "action"), "R");
+    assert_string_equal(cli_json_str(deny, "action"), "R");
     assert_non_null(json_object_get(deny, "outcomeDesc"));
     json_t *who = json_object_get(
         json_object_get(json_array_get(json_object_get(deny, "agent"), 0), "who"), "identifier");
-    assert_string_equal(json_str(who, "value"), n->member_hex[1]);
+    assert_string_equal(cli_json_str(who, "value"), n->hex[1]);
     assert_true(concepts_have(json_object_get(deny, "purposeOfEvent"), ACT_REASON, "TREAT", NULL));
     json_t *permit = event_of(bundle, "access", "0");
     assert_non_null(permit);
@@ -418,11 +345,11 @@ static void test_fhir_export_of_a_patients_story(void **state)
     }
     json_t *revoke = event_of(bundle, "revoke", "0");
     assert_non_null(revoke);
-    assert_string_equal(json_str(revoke, "action"), "U");
+    assert_string_equal(cli_json_str(revoke, "action"), "U");
     json_decref(bundle);
 
     /* the emergency accesses alone */
-    bundle = run_json(
+    bundle = cli_net_run_json(
         n, "emergency.fhir.json",
         PROC_ARGS("audit", "patient.key", "--emergency", "--fhir", "--node", n->node[1], NULL));
     assert_valid_fhir(n, "emergency.fhir.json");
@@ -434,7 +361,7 @@ static void test_fhir_export_of_a_patients_story(void **state)
  * have ("revoked") is refused, naming the element. */
 static void test_validator_refuses_an_invalid_bundle(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     proc_text_write(proc_path(n->c.root, "bad.fhir.json"),
                     "{\"resourceType\": \"Bundle\", \"type\": \"collection\", \"entry\": "
                     "[{\"resource\": {\"resourceType\": \"Consent\", \"status\": \"revoked\", "
@@ -450,15 +377,15 @@ static void test_validator_refuses_an_invalid_bundle(void **state)
  * --page-token (exit 2, nothing sent: the node is nobody). */
 static void test_fhir_usage_errors(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     static const char nobody[] = "127.0.0.1:1";
-    struct proc_result r = run(n, "audit", n->member_hex[0], "--key", "node0.key", "--fhir",
-                               "--json", "--node", nobody);
+    struct proc_result r =
+        cli_run(n, "audit", n->hex[0], "--key", "node0.key", "--fhir", "--json", "--node", nobody);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "--fhir"));
     proc_result_free(&r);
-    r = run(n, "consent", "list", "--grantee", "node0.key", "--fhir", "--page-token", "00",
-            "--node", nobody);
+    r = cli_run(n, "consent", "list", "--grantee", "node0.key", "--fhir", "--page-token", "00",
+                "--node", nobody);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "--page-token"));
     assert_string_equal(r.out, "");

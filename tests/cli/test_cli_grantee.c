@@ -83,7 +83,7 @@ static void *flood_run(void *arg)
 
 static int net_setup(void **state)
 {
-    *state = cli_net_start(NODES, EHRD, LEADER_WAIT_MS);
+    *state = cli_net_start(NODES, EHRD, NULL, LEADER_WAIT_MS);
     return *state != NULL ? 0 : -1;
 }
 
@@ -109,17 +109,8 @@ static void test_grantee_path(void **state)
 {
     struct cli_net *n = *state;
     /* The patient, enrolled by the hospital, and a lab result it holds. */
-    struct proc_result r = cli_run(n, "keygen", "--out", "patient.key", "--no-passphrase");
-    cli_assert_ok(&r);
-    proc_result_free(&r);
-    r = cli_run(n, "patient", "enroll", "--patient", "patient.key", "--key", "node0.key", "--node",
-                n->node[HOSPITAL], "--wait");
-    cli_assert_ok(&r);
-    proc_result_free(&r);
-    r = cli_run(n, "patient", "public-keys", "--patient", "patient.key", "--out",
-                "patient.pub.json");
-    cli_assert_ok(&r);
-    proc_result_free(&r);
+    cli_net_patient_enroll(n, "patient.key", "patient.pub.json", n->node[HOSPITAL]);
+    struct proc_result r;
     FILE *f = fopen(proc_path(n->c.root, "result.txt"), "w");
     assert_non_null(f);
     fputs("potassium 4.1 mmol/L\n", f);
@@ -135,14 +126,8 @@ static void test_grantee_path(void **state)
     proc_result_free(&r);
 
     /* The lab's receiving key, as it hands it to the patient. */
-    r = cli_run(n, "key", "receiving-key", "node1.key", "--json");
-    cli_assert_ok(&r);
-    out = cli_parse_json(r.out);
     char receiving_hex[KEY_HEX];
-    snprintf(receiving_hex, sizeof receiving_hex, "%s",
-             json_string_value(json_object_get(out, "receiving_key")));
-    json_decref(out);
-    proc_result_free(&r);
+    cli_net_receiving_key(n, "node1.key", receiving_hex);
     ehr_pre_key lab;
     assert_int_equal(ehr_pre_receiving_key_derive(&lab, n->c.nodes[LAB].identity->kx.secret), 0);
     uint8_t receiving[EHR_PRE_PUBLIC_BYTES];

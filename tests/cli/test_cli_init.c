@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli_check.h"
 #include "config.h"
 #include "datadir.h"
 #include "ehr_crypto.h"
@@ -110,18 +111,6 @@ static unsigned file_mode(const char *path)
     return st.st_mode & 07777;
 }
 
-static void assert_one_line_failure(const struct proc_result *r, const char *fragment)
-{
-    assert_int_equal(r->status, 1);
-    assert_int_equal(strncmp(r->err, "ehrctl: ", 8), 0);
-    const char *nl = strchr(r->err, '\n');
-    assert_non_null(nl);
-    assert_int_equal(nl[1], '\0');
-    if (strstr(r->err, fragment) == NULL)
-        fail_msg("stderr lacks \"%s\": %s", fragment, r->err);
-    assert_string_equal(r->out, "");
-}
-
 #define INIT_ARGS(data)                                                                            \
     "init", "--genesis", "genesis.pb", "--key", "a.key", "--data", data, "--peer-listen",          \
         "0.0.0.0:7000", "--rpc-listen", "127.0.0.1:7001"
@@ -200,7 +189,7 @@ static void test_init_refuses_a_key_that_is_not_a_founding_member(void **state)
     struct fixture *f = *state;
     struct proc_result r = run(f, "init", "--genesis", "genesis.pb", "--key", "b.key", "--data",
                                "node", "--peer-listen", "h:1", "--rpc-listen", "h:2");
-    assert_one_line_failure(&r, "this key is not a founding member of chain \"test-1\"");
+    cli_assert_failure(&r, 1, "this key is not a founding member of chain \"test-1\"");
     proc_result_free(&r);
     assert_int_equal(access(path_in(f, "node"), F_OK), -1);
 }
@@ -243,11 +232,11 @@ static void test_init_reads_the_passphrase_like_the_other_commands(void **state)
     /* No passphrase source (no terminal, no variable): refused, nothing created. */
     struct proc_result r = run(f, "init", "--genesis", "genesis.pb", "--key", "c.key", "--data",
                                "node", "--peer-listen", "h:1", "--rpc-listen", "h:2");
-    assert_one_line_failure(&r, "open key file c.key");
+    cli_assert_failure(&r, 1, "open key file c.key");
     proc_result_free(&r);
     r = run(f, "init", "--genesis", "genesis.pb", "--key", "c.key", "--data", "node",
             "--peer-listen", "h:1", "--rpc-listen", "h:2", "--passphrase-file", "wrong");
-    assert_one_line_failure(&r, "open key file c.key");
+    cli_assert_failure(&r, 1, "open key file c.key");
     proc_result_free(&r);
     assert_int_equal(access(path_in(f, "node"), F_OK), -1);
 
@@ -273,7 +262,7 @@ static void test_init_rerun_is_refused_unless_forced_and_changes_nothing(void **
 
     struct proc_result r = run(f, "init", "--genesis", "genesis.pb", "--key", "a.key", "--data",
                                "node", "--peer-listen", "0.0.0.0:7000", "--rpc-listen", "h:9");
-    assert_one_line_failure(&r, "not empty");
+    cli_assert_failure(&r, 1, "not empty");
     proc_result_free(&r);
     char *config_after = proc_slurp(path_in(f, "node/ehrd.json"), PROC_TEXT_BYTES_MAX);
     assert_string_equal(config_after, config_before);
@@ -294,7 +283,7 @@ static void test_init_rerun_is_refused_unless_forced_and_changes_nothing(void **
     genesis_make(f, "other.bin", "test-2", member, 1);
     r = run(f, "init", "--genesis", "other.bin", "--key", "a.key", "--data", "node",
             "--peer-listen", "h:1", "--rpc-listen", "h:3", "--force");
-    assert_one_line_failure(&r, "keep the existing ledger");
+    cli_assert_failure(&r, 1, "keep the existing ledger");
     assert_non_null(strstr(r.err, "test-2"));
     proc_result_free(&r);
     ehr_free(config_before);

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli_check.h"
 #include "ehr/v1/node.pb-c.h"
 #include "ehr_crypto.h"
 #include "ledger.h"
@@ -473,43 +474,12 @@ static struct proc_result run_args(const struct fixture *fx, const char *const *
 #define run_env(fx, env, ...) run_args(fx, env, PROC_ARGS(__VA_ARGS__))
 #define run(fx, ...) run_env(fx, NULL, __VA_ARGS__, (const char *)NULL)
 
-static json_t *parse_json(const char *text)
-{
-    json_error_t error;
-    json_t *root = json_loads(text, 0, &error);
-    if (root == NULL)
-        fail_msg("output is not JSON (%s): %s", error.text, text);
-    return root;
-}
-
-static const char *json_str(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_string(v))
-        fail_msg("no string \"%s\"", key);
-    return json_string_value(v);
-}
-
 static json_int_t json_int(json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
     if (!json_is_integer(v))
         fail_msg("no integer \"%s\"", key);
     return json_integer_value(v);
-}
-
-/* A failure is one line `ehrctl: ...` on stderr, with FRAGMENT, exit STATUS, nothing on stdout. */
-static void assert_failure(const struct proc_result *r, int status, const char *fragment)
-{
-    if (r->status != status)
-        fail_msg("exit %d, want %d; stderr: %s", r->status, status, r->err);
-    assert_int_equal(strncmp(r->err, "ehrctl: ", 8), 0);
-    const char *nl = strchr(r->err, '\n');
-    assert_non_null(nl);
-    assert_int_equal(nl[1], '\0');
-    if (strstr(r->err, fragment) == NULL)
-        fail_msg("stderr lacks \"%s\": %s", fragment, r->err);
-    assert_string_equal(r->out, "");
 }
 
 static void assert_usage_error(const struct proc_result *r, const char *fragment)
@@ -602,27 +572,27 @@ static void test_status_human_and_json_show_what_the_node_said(void **state)
     peer_hex[64] = '\0';
     struct proc_result r = run(fx, "status", "--node", fx->address, "--json");
     assert_int_equal(r.status, 0);
-    json_t *s = parse_json(r.out);
-    assert_string_equal(json_str(s, "node_id"), id_hex);
-    assert_string_equal(json_str(s, "name"), "St. Mary Hospital");
-    assert_string_equal(json_str(s, "role"), "leader");
+    json_t *s = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(s, "node_id"), id_hex);
+    assert_string_equal(cli_json_str(s, "name"), "St. Mary Hospital");
+    assert_string_equal(cli_json_str(s, "role"), "leader");
     assert_int_equal(json_int(s, "term"), 7);
-    assert_string_equal(json_str(s, "leader_id"), id_hex);
-    assert_string_equal(json_str(s, "leader_rpc_address"), fx->address);
+    assert_string_equal(cli_json_str(s, "leader_id"), id_hex);
+    assert_string_equal(cli_json_str(s, "leader_rpc_address"), fx->address);
     assert_int_equal(json_int(s, "commit_index"), 41);
     assert_int_equal(json_int(s, "applied_index"), 40);
     assert_int_equal(json_int(s, "tip_height"), LEDGER_BLOCKS);
-    assert_string_equal(json_str(s, "chain_id"), TU_CHAIN_ID);
+    assert_string_equal(cli_json_str(s, "chain_id"), TU_CHAIN_ID);
     assert_int_equal(json_int(s, "mempool_tx_count"), 3);
     assert_int_equal(json_int(s, "mempool_bytes"), 900);
     json_t *peers = json_object_get(s, "peers");
     assert_int_equal(json_array_size(peers), 2);
-    assert_string_equal(json_str(json_array_get(peers, 0), "node_id"), peer_hex);
-    assert_string_equal(json_str(json_array_get(peers, 0), "link_state"), "connected");
+    assert_string_equal(cli_json_str(json_array_get(peers, 0), "node_id"), peer_hex);
+    assert_string_equal(cli_json_str(json_array_get(peers, 0), "link_state"), "connected");
     assert_int_equal(json_int(json_array_get(peers, 0), "match_index"), 40);
-    assert_string_equal(json_str(json_array_get(peers, 1), "link_state"), "connecting");
-    assert_string_equal(json_str(json_array_get(peers, 1), "name"), "Acme Insurance");
-    const char *tip_hash = json_str(s, "tip_hash");
+    assert_string_equal(cli_json_str(json_array_get(peers, 1), "link_state"), "connecting");
+    assert_string_equal(cli_json_str(json_array_get(peers, 1), "name"), "Acme Insurance");
+    const char *tip_hash = cli_json_str(s, "tip_hash");
     char tip_copy[65];
     snprintf(tip_copy, sizeof tip_copy, "%s", tip_hash);
     json_decref(s);
@@ -651,19 +621,19 @@ static void test_status_unreachable_and_malformed_answers_fail_cleanly(void **st
     struct fixture *fx = *state;
     /* nobody listens on port 1 */
     struct proc_result r = run(fx, "status", "--node", "127.0.0.1:1");
-    assert_failure(&r, 6, "UNAVAILABLE");
+    cli_assert_failure(&r, 6, "UNAVAILABLE");
     proc_result_free(&r);
     /* a node id of 31 bytes is a bad answer, not a crash */
     fx->fake->short_node_id = true;
     r = run(fx, "status", "--node", fx->address);
     fx->fake->short_node_id = false;
-    assert_failure(&r, 1, "node_id is not 32 bytes");
+    cli_assert_failure(&r, 1, "node_id is not 32 bytes");
     proc_result_free(&r);
     /* so is a block hash of 31 bytes */
     fx->fake->short_block_hash = true;
     r = run(fx, "block", "show", "1", "--node", fx->address);
     fx->fake->short_block_hash = false;
-    assert_failure(&r, 1, "block_hash is not 32 bytes");
+    cli_assert_failure(&r, 1, "block_hash is not 32 bytes");
     proc_result_free(&r);
 }
 
@@ -676,8 +646,8 @@ static void test_status_wait_leader_waits_for_a_leader_or_gives_up(void **state)
     struct proc_result r =
         run(fx, "status", "--wait-leader", "10", "--node", fx->address, "--json");
     assert_int_equal(r.status, 0);
-    json_t *root = parse_json(r.out);
-    assert_true(strlen(json_str(root, "leader_id")) == 64);
+    json_t *root = cli_parse_json(r.out);
+    assert_true(strlen(cli_json_str(root, "leader_id")) == 64);
     json_decref(root);
     assert_true(fx->fake->status_calls >= fx->fake->no_leader_first + 1);
     proc_result_free(&r);
@@ -686,12 +656,12 @@ static void test_status_wait_leader_waits_for_a_leader_or_gives_up(void **state)
     uint64_t start = now_ms();
     r = run(fx, "status", "--wait-leader", "1", "--node", fx->address);
     fx->fake->no_leader_first = 0;
-    assert_failure(&r, 6, "no leader known within 1 s");
+    cli_assert_failure(&r, 6, "no leader known within 1 s");
     assert_true(now_ms() - start >= 1000);
     proc_result_free(&r);
     /* nobody listening: the same */
     r = run(fx, "status", "--wait-leader", "1", "--node", "127.0.0.1:1");
-    assert_failure(&r, 6, "no leader known within 1 s");
+    cli_assert_failure(&r, 6, "no leader known within 1 s");
     proc_result_free(&r);
     r = run(fx, "status", "--wait-leader", "0", "--node", fx->address);
     assert_usage_error(&r, "--wait-leader");
@@ -751,6 +721,21 @@ static void *closer_serve(void *arg)
     return NULL;
 }
 
+/* A TCP socket listening on a free loopback port, its "127.0.0.1:PORT"
+ * into ADDRESS; fails the test if a step does. Close it. */
+static int loopback_listen(char address[32])
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t len = sizeof addr;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    snprintf(address, 32, "127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
+    return fd;
+}
+
 /* A node that closes the connection at once, before a byte of ours is
  * read (a FIN, or an RST), makes ehrctl's writes fail: an error with a
  * line naming the address and exit 6 (UNAVAILABLE), never death by SIGPIPE
@@ -762,20 +747,12 @@ static void test_a_node_that_closes_at_once_is_an_error_not_a_signal(void **stat
     struct fixture *fx = *state;
     for (int reset = 0; reset <= 1; reset++) {
         struct closer cl = {.connections = 1, .reset = reset};
-        cl.fd = socket(AF_INET, SOCK_STREAM, 0);
-        assert_true(cl.fd >= 0);
-        struct sockaddr_in addr = {.sin_family = AF_INET,
-                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        assert_int_equal(bind(cl.fd, (struct sockaddr *)&addr, sizeof addr), 0);
-        assert_int_equal(listen(cl.fd, 4), 0);
-        socklen_t len = sizeof addr;
-        assert_int_equal(getsockname(cl.fd, (struct sockaddr *)&addr, &len), 0);
+        char address[32];
+        cl.fd = loopback_listen(address);
         pthread_t thread;
         assert_int_equal(pthread_create(&thread, NULL, closer_serve, &cl), 0);
-        char address[32];
-        snprintf(address, sizeof address, "127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
         struct proc_result r = run(fx, "status", "--node", address);
-        assert_failure(&r, 6, address);
+        cli_assert_failure(&r, 6, address);
         proc_result_free(&r);
         pthread_join(thread, NULL);
         close(cl.fd);
@@ -789,20 +766,12 @@ static void test_a_port_that_is_not_grpc_is_named_as_such(void **state)
     const char *answers[] = {NULL, "\x00\x00\x10garbage that is not HTTP/2 at all\n"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(answers); i++) {
         struct not_grpc ng = {.accepts = 1, .what = answers[i]};
-        ng.fd = socket(AF_INET, SOCK_STREAM, 0);
-        assert_true(ng.fd >= 0);
-        struct sockaddr_in addr = {.sin_family = AF_INET,
-                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        assert_int_equal(bind(ng.fd, (struct sockaddr *)&addr, sizeof addr), 0);
-        assert_int_equal(listen(ng.fd, 4), 0);
-        socklen_t len = sizeof addr;
-        assert_int_equal(getsockname(ng.fd, (struct sockaddr *)&addr, &len), 0);
+        char address[32];
+        ng.fd = loopback_listen(address);
         pthread_t thread;
         assert_int_equal(pthread_create(&thread, NULL, not_grpc_serve, &ng), 0);
-        char address[32];
-        snprintf(address, sizeof address, "127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
         struct proc_result r = run(fx, "status", "--node", address);
-        assert_failure(&r, 6, "is not a gRPC (HTTP/2) endpoint");
+        cli_assert_failure(&r, 6, "is not a gRPC (HTTP/2) endpoint");
         assert_non_null(strstr(r.err, "peer port"));
         proc_result_free(&r);
         pthread_join(thread, NULL);
@@ -847,7 +816,7 @@ static void test_node_options_usage_errors_exit_2(void **state)
     assert_int_equal(fake_count(fx->fake, &fx->fake->submits), 0);
     /* the [IPv6]:PORT form parses (and nobody listens there) */
     struct proc_result r = run(fx, "status", "--node", "[::1]:1", "--timeout-ms", "2000");
-    assert_failure(&r, 6, "UNAVAILABLE");
+    cli_assert_failure(&r, 6, "UNAVAILABLE");
     proc_result_free(&r);
 }
 
@@ -882,8 +851,8 @@ static void test_tx_submit_sends_a_valid_signed_envelope_and_prints_its_hash(voi
     Ehr__V1__TxBody *body = last_body(fx->fake, hash);
     char hash_hex[65];
     ehr_hex_encode(hash_hex, hash, 32);
-    json_t *out = parse_json(r.out);
-    assert_string_equal(json_str(out, "hash"), hash_hex);
+    json_t *out = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(out, "hash"), hash_hex);
     assert_false(json_is_true(json_object_get(out, "committed")));
     json_decref(out);
     proc_result_free(&r);
@@ -923,7 +892,7 @@ static void test_tx_submit_sends_a_valid_signed_envelope_and_prints_its_hash(voi
     unsigned admitted = fake_count(fx->fake, &fx->fake->admitted);
     r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload", "p.json", "--node",
                 fx->address, "--chain-id", "other-chain", (const char *)NULL);
-    assert_failure(&r, 3, "INVALID_ARGUMENT");
+    cli_assert_failure(&r, 3, "INVALID_ARGUMENT");
     assert_non_null(strstr(r.err, "chain"));
     proc_result_free(&r);
     assert_int_equal(fake_count(fx->fake, &fx->fake->admitted), admitted);
@@ -1106,7 +1075,7 @@ static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **st
         uv_mutex_unlock(&fx->fake->lock);
         struct proc_result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload",
                                        "p.json", "--node", fx->address, (const char *)NULL);
-        assert_failure(&r, cases[i].exit_code, cases[i].fragment);
+        cli_assert_failure(&r, cases[i].exit_code, cases[i].fragment);
         if (strstr(r.err, cases[i].fragment2) == NULL)
             fail_msg("case %zu: stderr lacks \"%s\": %s", i, cases[i].fragment2, r.err);
         /* the line names the transaction */
@@ -1125,7 +1094,7 @@ static void test_tx_submit_maps_each_error_status_to_its_line_and_exit(void **st
     struct proc_result r = run_env(fx, pass_env, "tx", "submit", "--key", "k", "--payload",
                                    "p.json", "--node", fx->address, (const char *)NULL);
     fx->fake->wrong_hash = false;
-    assert_failure(&r, 1, "not the hash of the transaction sent");
+    cli_assert_failure(&r, 1, "not the hash of the transaction sent");
     proc_result_free(&r);
 }
 
@@ -1167,9 +1136,9 @@ static void test_tx_submit_wait_prints_the_result(void **state)
     proc_result_free(&r);
     r = SUBMIT("--json");
     assert_int_equal(r.status, 0);
-    json_t *out = parse_json(r.out);
+    json_t *out = cli_parse_json(r.out);
     json_t *res = json_object_get(out, "result");
-    assert_string_equal(json_str(res, "code"), "ok");
+    assert_string_equal(cli_json_str(res, "code"), "ok");
     assert_true(json_is_true(json_object_get(res, "ok")));
     assert_true(json_is_null(json_object_get(res, "decision")));
     assert_true(json_is_null(json_object_get(res, "consent_id")));
@@ -1192,10 +1161,10 @@ static void test_tx_submit_wait_prints_the_result(void **state)
     proc_result_free(&r);
     r = SUBMIT("--json");
     assert_int_equal(r.status, 0);
-    out = parse_json(r.out);
+    out = cli_parse_json(r.out);
     res = json_object_get(out, "result");
-    assert_string_equal(json_str(res, "decision"), "permit");
-    assert_string_equal(json_str(res, "consent_id"), consent_hex);
+    assert_string_equal(cli_json_str(res, "decision"), "permit");
+    assert_string_equal(cli_json_str(res, "consent_id"), consent_hex);
     assert_int_equal(json_int(res, "gas_used"), 7);
     json_decref(out);
     proc_result_free(&r);
@@ -1210,10 +1179,10 @@ static void test_tx_submit_wait_prints_the_result(void **state)
     proc_result_free(&r);
     r = SUBMIT("--json");
     assert_int_equal(r.status, 0);
-    out = parse_json(r.out);
+    out = cli_parse_json(r.out);
     res = json_object_get(out, "result");
-    assert_string_equal(json_str(res, "decision"), "deny");
-    assert_string_equal(json_str(res, "reason"), "the consent was revoked");
+    assert_string_equal(cli_json_str(res, "decision"), "deny");
+    assert_string_equal(cli_json_str(res, "reason"), "the consent was revoked");
     assert_true(json_is_true(json_object_get(res, "ok")));
     json_decref(out);
     proc_result_free(&r);
@@ -1231,9 +1200,9 @@ static void test_tx_submit_wait_prints_the_result(void **state)
     proc_result_free(&r);
     r = SUBMIT("--json");
     assert_int_equal(r.status, 11);
-    out = parse_json(r.out);
+    out = cli_parse_json(r.out);
     res = json_object_get(out, "result");
-    assert_string_equal(json_str(res, "code"), "conflict");
+    assert_string_equal(cli_json_str(res, "code"), "conflict");
     assert_false(json_is_true(json_object_get(res, "ok")));
     json_decref(out);
     proc_result_free(&r);
@@ -1246,7 +1215,7 @@ static void test_tx_submit_wait_prints_the_result(void **state)
     proc_result_free(&r);
     r = SUBMIT("--json");
     assert_int_equal(r.status, 0);
-    out = parse_json(r.out);
+    out = cli_parse_json(r.out);
     assert_true(json_is_null(json_object_get(out, "result")));
     json_decref(out);
     proc_result_free(&r);
@@ -1256,7 +1225,7 @@ static void test_tx_submit_wait_prints_the_result(void **state)
     fake_result(fx->fake, EHR__V1__TX_RESULT_CODE__TX_RESULT_OK, "",
                 EHR__V1__ACCESS_DECISION__ACCESS_DECISION_PERMIT, 31, 1);
     r = SUBMIT("--timeout-ms", "10000");
-    assert_failure(&r, 1, "consent_id is neither empty nor 32 bytes");
+    cli_assert_failure(&r, 1, "consent_id is neither empty nor 32 bytes");
     proc_result_free(&r);
     fake_result(fx->fake, 0, "", 0, 0, 0);
 #undef SUBMIT
@@ -1286,7 +1255,7 @@ static void test_tx_submit_envelope_is_sent_as_is(void **state)
     unsigned submits = fake_count(fx->fake, &fx->fake->submits);
     proc_text_write(path_in(fx, "junk.bin"), "not an envelope");
     r = run(fx, "tx", "submit", "--envelope", "junk.bin", "--node", fx->address);
-    assert_failure(&r, 1, "not a TxEnvelope");
+    cli_assert_failure(&r, 1, "not a TxEnvelope");
     proc_result_free(&r);
     assert_int_equal(fake_count(fx->fake, &fx->fake->submits), submits);
     ehr_free(envelope);
@@ -1327,12 +1296,12 @@ static void test_show_online_prints_what_show_offline_prints(void **state)
     /* every transaction of the last block */
     struct proc_result r = run(fx, "block", "show", "3", "--node", fx->address, "--json");
     assert_int_equal(r.status, 0);
-    json_t *block = parse_json(r.out);
+    json_t *block = cli_parse_json(r.out);
     proc_result_free(&r);
     json_t *txs = json_object_get(block, "txs");
     assert_int_equal(json_array_size(txs), LEDGER_BLOCK_TXS);
     for (size_t i = 0; i < LEDGER_BLOCK_TXS; i++) {
-        const char *hash = json_str(json_array_get(txs, i), "hash");
+        const char *hash = cli_json_str(json_array_get(txs, i), "hash");
         for (int json = 0; json < 2; json++) {
             const char *offline[] = {"tx", "show", hash, "--data", data_dir, json ? "--json" : NULL,
                                      NULL};
@@ -1342,22 +1311,22 @@ static void test_show_online_prints_what_show_offline_prints(void **state)
         }
     }
     /* the result the ledger stored with the block: OK for these */
-    r = run(fx, "tx", "show", json_str(json_array_get(txs, 0), "hash"), "--node", fx->address,
+    r = run(fx, "tx", "show", cli_json_str(json_array_get(txs, 0), "hash"), "--node", fx->address,
             "--json");
     assert_int_equal(r.status, 0);
-    json_t *shown = parse_json(r.out);
-    assert_string_equal(json_str(json_object_get(shown, "result"), "code"), "ok");
+    json_t *shown = cli_parse_json(r.out);
+    assert_string_equal(cli_json_str(json_object_get(shown, "result"), "code"), "ok");
     json_decref(shown);
     proc_result_free(&r);
     /* not found: the same words as offline */
     r = run(fx, "block", "show", "9", "--node", fx->address);
-    assert_failure(&r, 1, "no block at height 9 (tip is 3)");
+    cli_assert_failure(&r, 1, "no block at height 9 (tip is 3)");
     proc_result_free(&r);
     char missing[65];
-    snprintf(missing, sizeof missing, "%s", json_str(json_array_get(txs, 0), "hash"));
+    snprintf(missing, sizeof missing, "%s", cli_json_str(json_array_get(txs, 0), "hash"));
     missing[0] = missing[0] == '0' ? '1' : '0';
     r = run(fx, "tx", "show", missing, "--node", fx->address);
-    assert_failure(&r, 1, "not on this ledger");
+    cli_assert_failure(&r, 1, "not on this ledger");
     proc_result_free(&r);
     json_decref(block);
 }
@@ -1375,16 +1344,16 @@ static void test_blocks_follow_prints_one_line_per_block_and_stops(void **state)
     char *line2 = strchr(r.out, '\n');
     assert_non_null(line2);
     *line2++ = '\0';
-    json_t *first = parse_json(r.out);
+    json_t *first = cli_parse_json(r.out);
     assert_int_equal(json_int(first, "height"), 1);
     assert_int_equal(json_int(first, "tx_count"), LEDGER_BLOCK_TXS);
-    json_t *second = parse_json(line2);
+    json_t *second = cli_parse_json(line2);
     assert_int_equal(json_int(second, "height"), 2);
     assert_int_equal(strchr(line2, '\n')[1], '\0'); /* two lines, no more */
     /* the hashes are the blocks' */
     struct proc_result b = run(fx, "block", "show", "2", "--node", fx->address, "--json");
-    json_t *block = parse_json(b.out);
-    assert_string_equal(json_str(second, "hash"), json_str(block, "hash"));
+    json_t *block = cli_parse_json(b.out);
+    assert_string_equal(cli_json_str(second, "hash"), cli_json_str(block, "hash"));
     json_decref(block);
     json_decref(first);
     json_decref(second);
@@ -1412,7 +1381,7 @@ static void test_blocks_follow_prints_one_line_per_block_and_stops(void **state)
 
     /* above the tip + 1: the node's NOT_FOUND */
     r = run(fx, "blocks", "follow", "--from", "9", "--node", fx->address);
-    assert_failure(&r, 9, "NOT_FOUND");
+    cli_assert_failure(&r, 9, "NOT_FOUND");
     proc_result_free(&r);
 }
 
@@ -1469,7 +1438,7 @@ static void test_bench_commits_every_transaction_and_reports_it(void **state)
                                    "60", "--inflight", "8", "--json", (const char *)NULL);
     if (r.status != 0)
         fail_msg("exit %d: %s", r.status, r.err);
-    json_t *root = parse_json(r.out);
+    json_t *root = cli_parse_json(r.out);
     /* every figure rounded to what is measured: no 1.9946829749999999 */
     for (const char *p = strchr(r.out, '.'); p != NULL; p = strchr(p + 1, '.')) {
         size_t digits = strspn(p + 1, "0123456789");
@@ -1583,7 +1552,7 @@ static void test_bench_commits_every_transaction_and_reports_it(void **state)
     r = run_env(fx, pass_env, "bench", "--node", fx->address, "--key", "k", "--workload", "domain",
                 "--txs", "20", "--json", (const char *)NULL);
     assert_int_equal(r.status, 1);
-    root = parse_json(r.out);
+    root = cli_parse_json(r.out);
     results =
         json_object_get(json_object_get(json_object_get(root, "workloads"), "domain"), "results");
     assert_int_equal(json_int(results, "unexpected"), 10); /* 5 permits, 5 denies */

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_check.h"
 #include "policy.h"
 #include "proc.h"
 
@@ -67,15 +68,6 @@ static struct proc_result run_args(const struct fixture *f, const char *const *a
 }
 
 #define run(f, ...) run_args(f, PROC_ARGS(__VA_ARGS__, (const char *)NULL))
-
-static json_t *parse_json(const char *text)
-{
-    json_error_t error;
-    json_t *root = json_loads(text, 0, &error);
-    if (root == NULL)
-        fail_msg("output is not JSON (%s): %s", error.text, text);
-    return root;
-}
 
 static void assert_one_line(const char *text, const char *expected_start)
 {
@@ -162,7 +154,7 @@ static void test_compile_writes_the_librarys_bytes(void **state)
     proc_result_free(&r);
     r = run(f, "policy", "compile", "p.txt", "--out", "p.bin", "--force", "--json");
     assert_int_equal(r.status, 0);
-    json_t *root = parse_json(r.out);
+    json_t *root = cli_parse_json(r.out);
     assert_int_equal(json_integer_value(json_object_get(root, "bytes")), 51);
     assert_string_equal(json_string_value(json_object_get(root, "hex")), EXAMPLE_HEX);
     assert_string_equal(json_string_value(json_object_get(root, "out")), "p.bin");
@@ -172,7 +164,7 @@ static void test_compile_writes_the_librarys_bytes(void **state)
     /* without --out nothing is written */
     r = run(f, "policy", "compile", "p.txt", "--json");
     assert_int_equal(r.status, 0);
-    root = parse_json(r.out);
+    root = cli_parse_json(r.out);
     assert_true(json_is_null(json_object_get(root, "out")));
     json_decref(root);
     proc_result_free(&r);
@@ -261,7 +253,7 @@ static void test_show_lists_source_and_compiled_alike(void **state)
 
     r = run(f, "policy", "show", "p.bin", "--json");
     assert_int_equal(r.status, 0);
-    json_t *root = parse_json(r.out);
+    json_t *root = cli_parse_json(r.out);
     assert_true(json_is_true(json_object_get(root, "verified")));
     assert_true(json_is_false(json_object_get(root, "source")));
     json_t *lines = json_object_get(root, "listing");
@@ -288,7 +280,7 @@ static void test_show_flags_a_program_that_does_not_verify(void **state)
     proc_result_free(&r);
     r = run(f, "policy", "show", "dead.bin", "--json");
     assert_int_equal(r.status, 1);
-    json_t *root = parse_json(r.out);
+    json_t *root = cli_parse_json(r.out);
     assert_true(json_is_false(json_object_get(root, "verified")));
     assert_non_null(strstr(json_string_value(json_object_get(root, "why")), "offset 3"));
     json_decref(root);
@@ -323,7 +315,7 @@ static void test_eval_exit_status_is_the_decision(void **state)
     r = run(f, "policy", "eval", "p.txt", "--request", "lab.json", "--json");
     assert_int_equal(r.status, 1);
     assert_string_equal(r.err, "");
-    json_t *root = parse_json(r.out);
+    json_t *root = cli_parse_json(r.out);
     assert_string_equal(json_string_value(json_object_get(root, "decision")), "deny");
     assert_string_equal(json_string_value(json_object_get(root, "reason")), "deny");
     assert_int_equal(json_integer_value(json_object_get(root, "offset")), 66);
@@ -332,7 +324,7 @@ static void test_eval_exit_status_is_the_decision(void **state)
 
     r = run(f, "policy", "eval", "p.txt", "--request", "hospital.json", "--json");
     assert_int_equal(r.status, 1);
-    root = parse_json(r.out);
+    root = cli_parse_json(r.out);
     assert_string_equal(json_string_value(json_object_get(root, "reason")), "end");
     json_decref(root);
     proc_result_free(&r);
@@ -355,7 +347,7 @@ static void test_eval_gas_at_its_edge(void **state)
     proc_result_free(&r);
     r = run(f, "policy", "eval", "p.txt", "--request", "req.json", "--gas", "13", "--json");
     assert_int_equal(r.status, 1);
-    json_t *root = parse_json(r.out);
+    json_t *root = cli_parse_json(r.out);
     assert_string_equal(json_string_value(json_object_get(root, "reason")), "gas");
     assert_int_equal(json_integer_value(json_object_get(root, "gas_used")), 13);
     json_decref(root);

@@ -83,7 +83,7 @@ static int net_setup(void **state)
     struct e2e *e = calloc(1, sizeof *e);
     if (e == NULL)
         return -1;
-    e->n = cli_net_start(NODES, EHRD, LEADER_WAIT_MS);
+    e->n = cli_net_start(NODES, EHRD, NULL, LEADER_WAIT_MS);
     if (e->n == NULL) {
         free(e);
         return -1;
@@ -246,17 +246,8 @@ static struct proc_result record_get(struct e2e *e, const struct record *rec, si
 static void step_add_and_patient_gets(struct e2e *e)
 {
     struct cli_net *n = e->n;
-    struct proc_result r = cli_run(n, "keygen", "--out", "patient.key", "--no-passphrase");
-    cli_assert_ok(&r);
-    proc_result_free(&r);
-    r = cli_run(n, "patient", "enroll", "--patient", "patient.key", "--key", "node0.key", "--node",
-                n->node[HOSPITAL], "--wait");
-    cli_assert_ok(&r);
-    proc_result_free(&r);
-    r = cli_run(n, "patient", "public-keys", "--patient", "patient.key", "--out",
-                "patient.pub.json");
-    cli_assert_ok(&r);
-    proc_result_free(&r);
+    cli_net_patient_enroll(n, "patient.key", "patient.pub.json", n->node[HOSPITAL]);
+    struct proc_result r;
     for (size_t i = 0; i < RECORDS; i++) {
         struct record *rec = &e->records[i];
         r = cli_run(n, "record", "add", rec->file, "--patient", "patient.pub.json", "--type",
@@ -289,14 +280,10 @@ static void step_add_and_patient_gets(struct e2e *e)
 static void step_lab_gets(struct e2e *e)
 {
     struct cli_net *n = e->n;
-    struct proc_result r = cli_run(n, "key", "receiving-key", "node1.key", "--json");
-    cli_assert_ok(&r);
-    json_t *out = cli_parse_json(r.out);
     char receiving[KEY_HEX];
-    snprintf(receiving, sizeof receiving, "%s",
-             json_string_value(json_object_get(out, "receiving_key")));
-    json_decref(out);
-    proc_result_free(&r);
+    cli_net_receiving_key(n, "node1.key", receiving);
+    struct proc_result r;
+    json_t *out;
     for (size_t i = 0; i < RECORDS; i++) {
         struct record *rec = &e->records[i];
         r = cli_run(n, "consent", "grant", "--grantee-key", "node1.key", "--purpose", "treatment",

@@ -13,7 +13,6 @@
  * "Member 0" the custodian. ehrctl runs as a subprocess in the cluster's
  * directory with an empty environment and stdin from /dev/null.
  */
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,105 +24,38 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "cluster.h"
+#include "cli_net.h"
 #include "ehr_crypto.h"
-#include "proc.h"
 
-#define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
 #define EHRD EHR_BINARY_DIR "/node/ehrd"
 
-enum { KEY_HEX = 65, LEADER_WAIT_MS = 30000, LOOP_TURN_BOUND_US = 250000 };
-
-struct net {
-    struct cluster c;
-    char node[2][32];
-    unsigned patients;
-};
-
-static struct proc_result run_args(const struct net *n, const char *const *args)
-{
-    struct proc_spec spec = {
-        .path = EHRCTL, .argv0 = "ehrctl", .args = args, .env = NULL, .cwd = n->c.root};
-    return proc_run(&spec);
-}
-
-#define run(n, ...) run_args(n, PROC_ARGS(__VA_ARGS__, (const char *)NULL))
-
-static void assert_ok(const struct proc_result *r)
-{
-    if (r->status != 0)
-        fail_msg("exit %d; stdout: %s; stderr: %s", r->status, r->out, r->err);
-}
-
-static json_t *parse_json(const char *text)
-{
-    json_error_t error;
-    json_t *root = json_loads(text, 0, &error);
-    if (root == NULL)
-        fail_msg("output is not JSON (%s): %s", error.text, text);
-    return root;
-}
+enum { KEY_HEX = CLI_NET_HEX_BYTES, LEADER_WAIT_MS = 30000, LOOP_TURN_BOUND_US = 250000 };
 
 static int net_setup(void **state)
 {
-    if (ehr_crypto_init() != 0)
-        return -1;
-    struct net *n = calloc(1, sizeof *n);
-    if (n == NULL)
-        return -1;
-    cluster_create(&n->c, 2, EHRD, EHRCTL, NULL);
-    for (size_t i = 0; i < 2; i++) {
-        cluster_start(&n->c, i);
-        snprintf(n->node[i], sizeof n->node[i], "127.0.0.1:%u", n->c.nodes[i].rpc_port);
-    }
-    if (cluster_wait_leader(&n->c, LEADER_WAIT_MS) == SIZE_MAX) {
-        cluster_destroy(&n->c, true);
-        return -1;
-    }
-    *state = n;
-    return 0;
+    *state = cli_net_start(2, EHRD, NULL, LEADER_WAIT_MS);
+    return *state != NULL ? 0 : -1;
 }
 
 static int net_teardown(void **state)
 {
-    struct net *n = *state;
-    if (n == NULL)
-        return 0;
-    int failed = 0;
-    for (size_t i = 0; i < n->c.count; i++)
-        if (cluster_stop(&n->c, i) != 0) { /* a clean stop: no leak, no error under ASan */
-            print_error("node %zu did not stop cleanly (log: %s)\n", i, n->c.nodes[i].log);
-            failed = -1;
-        }
-    cluster_destroy(&n->c, failed != 0);
-    free(n);
-    return failed;
+    return cli_net_stop(*state);
 }
 
 /* A new patient (key file FILE, no passphrase) enrolled by member 0, and
  * its public keys written to PUB. */
-static void patient_enrolled(struct net *n, char file[32], char pub[32])
+static void patient_enrolled(struct cli_net *n, char file[32], char pub[32])
 {
-    unsigned k = ++n->patients;
+    unsigned k = ++n->name_count;
     snprintf(file, 32, "patient%u.key", k);
     snprintf(pub, 32, "patient%u.pub.json", k);
-    struct proc_result r = run(n, "keygen", "--out", file, "--no-passphrase");
-    assert_ok(&r);
-    proc_result_free(&r);
-    r = run(n, "patient", "enroll", "--patient", file, "--key", "node0.key", "--node", n->node[0],
-            "--wait");
-    assert_ok(&r);
-    proc_result_free(&r);
-    r = run(n, "patient", "public-keys", "--patient", file, "--out", pub);
-    assert_ok(&r);
-    proc_result_free(&r);
+    cli_net_patient_enroll(n, file, pub, n->node[0]);
 }
 
 /* Write LEN pseudo-random bytes (SEED) to NAME in the cluster's directory. */
-static uint8_t *data_file(struct net *n, const char *name, size_t len, uint32_t seed)
+static uint8_t *data_file(struct cli_net *n, const char *name, size_t len, uint32_t seed)
 {
     uint8_t *data = malloc(len + 1);
     assert_non_null(data);
@@ -134,38 +66,19 @@ static uint8_t *data_file(struct net *n, const char *name, size_t len, uint32_t 
         x ^= x << 5;
         data[i] = (uint8_t)x;
     }
-    FILE *f = fopen(proc_path(n->c.root, name), "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
+    cli_file_put(proc_path(n->c.root, name), data, len);
     return data;
-}
-
-/* The bytes of NAME in the cluster's directory (*LEN), or fail. */
-static uint8_t *file_bytes(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)size + 1);
-    assert_int_equal(fread(b, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
-    *len = (size_t)size;
-    return b;
 }
 
 /* record add NAME for the patient PUB as TYPE by member 0: the record and
  * blob ids. */
-static void record_add(struct net *n, const char *name, const char *pub, const char *type,
+static void record_add(struct cli_net *n, const char *name, const char *pub, const char *type,
                        char record[KEY_HEX], char blob[KEY_HEX], uint64_t *cipher_bytes)
 {
-    struct proc_result r = run(n, "record", "add", name, "--patient", pub, "--type", type, "--key",
-                               "node0.key", "--node", n->node[0], "--wait", "--json");
-    assert_ok(&r);
-    json_t *out = parse_json(r.out);
+    struct proc_result r = cli_run(n, "record", "add", name, "--patient", pub, "--type", type,
+                                   "--key", "node0.key", "--node", n->node[0], "--wait", "--json");
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
     snprintf(record, KEY_HEX, "%s", json_string_value(json_object_get(out, "record_id")));
     snprintf(blob, KEY_HEX, "%s", json_string_value(json_object_get(out, "blob_id")));
     *cipher_bytes = (uint64_t)json_integer_value(json_object_get(out, "ciphertext_bytes"));
@@ -177,14 +90,6 @@ static void record_add(struct net *n, const char *name, const char *pub, const c
     assert_int_equal(strlen(blob), 64);
 }
 
-/* Where node I keeps the blob BLOB (hex). */
-static const char *blob_path(const struct net *n, size_t i, const char *blob)
-{
-    static char path[600];
-    snprintf(path, sizeof path, "%s/blobs/%.2s/%s", n->c.nodes[i].dir, blob, blob + 2);
-    return path;
-}
-
 /*
  * A 5 MiB file (and a piece over: not a whole number of 64 KiB pieces) is
  * added by the custodian and got back by the patient byte for byte, through
@@ -194,7 +99,7 @@ static const char *blob_path(const struct net *n, size_t i, const char *blob)
  */
 static void test_record_add_then_patient_gets_the_exact_bytes(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     char key[32], pub[32], record[KEY_HEX], blob[KEY_HEX];
     patient_enrolled(n, key, pub);
     const size_t len = 5 * 1024 * 1024 + 12345;
@@ -204,7 +109,7 @@ static void test_record_add_then_patient_gets_the_exact_bytes(void **state)
     size_t pieces = len / 65536 + 1;
     assert_int_equal(cipher_bytes, len + 24 + 17 * pieces);
     size_t stored_len;
-    uint8_t *stored = file_bytes(blob_path(n, 0, blob), &stored_len);
+    uint8_t *stored = cli_file_bytes(cli_net_blob_path(n, 0, blob), &stored_len);
     assert_int_equal(stored_len, cipher_bytes);
     uint8_t hash[32];
     char hex[KEY_HEX];
@@ -222,13 +127,13 @@ static void test_record_add_then_patient_gets_the_exact_bytes(void **state)
     if (status.loop_turn_max_us >= LOOP_TURN_BOUND_US)
         fail_msg("the loop's longest turn was %llu us during the upload",
                  (unsigned long long)status.loop_turn_max_us);
-    struct proc_result r =
-        run(n, "record", "get", record, "--key", key, "--out", "back.dcm", "--node", n->node[1]);
-    assert_ok(&r);
+    struct proc_result r = cli_run(n, "record", "get", record, "--key", key, "--out", "back.dcm",
+                                   "--node", n->node[1]);
+    cli_assert_ok(&r);
     assert_non_null(strstr(r.out, blob));
     proc_result_free(&r);
     size_t back_len;
-    uint8_t *back = file_bytes(proc_path(n->c.root, "back.dcm"), &back_len);
+    uint8_t *back = cli_file_bytes(proc_path(n->c.root, "back.dcm"), &back_len);
     assert_int_equal(back_len, len);
     assert_memory_equal(back, data, len);
     free(back);
@@ -237,8 +142,9 @@ static void test_record_add_then_patient_gets_the_exact_bytes(void **state)
     free(data_file(n, "empty.txt", 0, 1));
     record_add(n, "empty.txt", pub, "clinical_note", record, blob, &cipher_bytes);
     assert_int_equal(cipher_bytes, 24 + 17);
-    r = run(n, "record", "get", record, "--key", key, "--out", "empty.back", "--node", n->node[0]);
-    assert_ok(&r);
+    r = cli_run(n, "record", "get", record, "--key", key, "--out", "empty.back", "--node",
+                n->node[0]);
+    cli_assert_ok(&r);
     proc_result_free(&r);
     struct stat st;
     assert_int_equal(stat(proc_path(n->c.root, "empty.back"), &st), 0);
@@ -254,37 +160,38 @@ static void test_record_add_then_patient_gets_the_exact_bytes(void **state)
  */
 static void test_record_get_refuses_an_altered_blob_and_another_key(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     char key[32], pub[32], record[KEY_HEX], blob[KEY_HEX];
     patient_enrolled(n, key, pub);
     free(data_file(n, "report.pdf", 300000, 9));
     uint64_t cipher_bytes = 0;
     record_add(n, "report.pdf", pub, "lab_result", record, blob, &cipher_bytes);
     /* Another member: the node refuses the anchor (exit 8, PERMISSION_DENIED). */
-    struct proc_result r = run(n, "record", "get", record, "--key", "node1.key", "--out",
-                               "stolen.pdf", "--node", n->node[0]);
+    struct proc_result r = cli_run(n, "record", "get", record, "--key", "node1.key", "--out",
+                                   "stolen.pdf", "--node", n->node[0]);
     assert_int_equal(r.status, 8);
     assert_non_null(strstr(r.err, "PERMISSION_DENIED"));
     proc_result_free(&r);
     /* The custodian reads the anchor, but holds no delegating key: without
      * a permit to ask with (--purpose, --permit: the grantee's path,
      * test_cli_grantee) it is told so before any blob is fetched. */
-    r = run(n, "record", "get", record, "--key", "node0.key", "--out", "stolen.pdf", "--node",
-            n->node[0]);
+    r = cli_run(n, "record", "get", record, "--key", "node0.key", "--out", "stolen.pdf", "--node",
+                n->node[0]);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "not the record's patient"));
     proc_result_free(&r);
     struct stat st;
     assert_int_not_equal(stat(proc_path(n->c.root, "stolen.pdf"), &st), 0);
     /* One byte flipped in the middle of the stored ciphertext. */
-    FILE *f = fopen(blob_path(n, 0, blob), "r+b");
+    FILE *f = fopen(cli_net_blob_path(n, 0, blob), "r+b");
     assert_non_null(f);
     assert_int_equal(fseek(f, 150000, SEEK_SET), 0);
     int c = fgetc(f);
     assert_int_equal(fseek(f, 150000, SEEK_SET), 0);
     fputc(c ^ 0x01, f);
     assert_int_equal(fclose(f), 0);
-    r = run(n, "record", "get", record, "--key", key, "--out", "report.back", "--node", n->node[0]);
+    r = cli_run(n, "record", "get", record, "--key", key, "--out", "report.back", "--node",
+                n->node[0]);
     assert_int_equal(r.status, 1);
     assert_true(strstr(r.err, "does not decrypt") != NULL ||
                 strstr(r.err, "not the anchor's ciphertext_hash") != NULL);
@@ -293,61 +200,25 @@ static void test_record_get_refuses_an_altered_blob_and_another_key(void **state
     assert_int_not_equal(stat(proc_path(n->c.root, "report.back.part"), &st), 0);
 }
 
-/* Files under node I's blob store whose names begin with PREFIX ("": all). */
-static unsigned blob_files(const struct net *n, size_t i, const char *prefix)
-{
-    char top[600];
-    snprintf(top, sizeof top, "%s/blobs", n->c.nodes[i].dir);
-    unsigned count = 0;
-    DIR *d = opendir(top);
-    if (d == NULL)
-        return 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char sub[900];
-        snprintf(sub, sizeof sub, "%s/%s", top, e->d_name);
-        DIR *s = opendir(sub);
-        if (s == NULL)
-            continue;
-        struct dirent *f;
-        while ((f = readdir(s)) != NULL)
-            if (strcmp(f->d_name, ".") != 0 && strcmp(f->d_name, "..") != 0 &&
-                strncmp(f->d_name, prefix, strlen(prefix)) == 0)
-                count++;
-        closedir(s);
-    }
-    closedir(d);
-    return count;
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Wait up to TIMEOUT_MS until node I holds WANT temporary files (or, with
  * AT_LEAST, at least WANT); true if it did. */
-static bool wait_tmp(const struct net *n, size_t i, unsigned want, bool at_least,
+static bool wait_tmp(const struct cli_net *n, size_t i, unsigned want, bool at_least,
                      uint64_t timeout_ms)
 {
-    uint64_t end = mono_ms() + timeout_ms;
+    uint64_t end = cli_mono_ms() + timeout_ms;
     do {
-        unsigned got = blob_files(n, i, ".tmp-");
+        unsigned got = cli_net_blob_files(n, i, ".tmp-");
         if (got == want || (at_least && got >= want))
             return true;
         usleep(2000);
-    } while (mono_ms() < end);
+    } while (cli_mono_ms() < end);
     return false;
 }
 
 /* Start `record add BIG` for the patient PUB by member 0, output dropped. */
-static void add_spawn(struct net *n, const char *pub, struct proc_child *child)
+static void add_spawn(struct cli_net *n, const char *pub, struct proc_child *child)
 {
-    struct proc_spec spec = {.path = EHRCTL,
+    struct proc_spec spec = {.path = CLI_NET_EHRCTL,
                              .argv0 = "ehrctl",
                              .args = PROC_ARGS("record", "add", "big.bin", "--patient", pub,
                                                "--type", "imaging", "--key", "node0.key", "--node",
@@ -367,33 +238,33 @@ static void add_spawn(struct net *n, const char *pub, struct proc_child *child)
  */
 static void test_record_add_cut_off_half_way_leaves_nothing(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     char key[32], pub[32];
     patient_enrolled(n, key, pub);
     free(data_file(n, "big.bin", 160u * 1024 * 1024, 11));
     sync(); /* so the node's own fsyncs below do not wait for these 160 MiB */
-    unsigned before = blob_files(n, 0, "");
+    unsigned before = cli_net_blob_files(n, 0, "");
     struct proc_child child;
     add_spawn(n, pub, &child);
     assert_true(wait_tmp(n, 0, 1, true, 60000)); /* the upload is under way */
     proc_end(child.pid, SIGKILL);
     assert_true(wait_tmp(n, 0, 0, false, 10000));
-    assert_int_equal(blob_files(n, 0, ""), before);
+    assert_int_equal(cli_net_blob_files(n, 0, ""), before);
 
     /* The node killed mid-upload: its temporary file stays ... */
     add_spawn(n, pub, &child);
     assert_true(wait_tmp(n, 0, 1, true, 60000));
     cluster_kill(&n->c, 0);
     proc_end(child.pid, SIGKILL);
-    assert_true(blob_files(n, 0, ".tmp-") >= 1);
+    assert_true(cli_net_blob_files(n, 0, ".tmp-") >= 1);
     /* ... until it starts again and sweeps it. */
     cluster_start(&n->c, 0);
     assert_true(wait_tmp(n, 0, 0, false, 30000));
-    assert_int_equal(blob_files(n, 0, ""), before);
+    assert_int_equal(cli_net_blob_files(n, 0, ""), before);
     /* Started (serving its API) before the teardown stops it. */
     struct cluster_status st;
-    uint64_t end = mono_ms() + LEADER_WAIT_MS;
-    while (cluster_status(&n->c, 0, &st) != 0 && mono_ms() < end)
+    uint64_t end = cli_mono_ms() + LEADER_WAIT_MS;
+    while (cluster_status(&n->c, 0, &st) != 0 && cli_mono_ms() < end)
         usleep(50000);
     assert_int_equal(cluster_status(&n->c, 0, &st), 0);
     assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);

@@ -29,7 +29,6 @@
  * With three members and NODE_BLOB_COPIES = 3 every node holds every blob
  * (the replica choice itself is test_replication's).
  */
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,117 +39,41 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <signal.h>
 #include <uv.h>
 
-#include "cluster.h"
+#include "cli_net.h"
 #include "ehr/v1/p2p.pb-c.h"
 #include "ehr_crypto.h"
 #include "node_internal.h"
 #include "p2p.h"
-#include "proc.h"
 
-#define EHRCTL EHR_BINARY_DIR "/cli/ehrctl"
 /* The test build of the daemon: the same node, with fault switches read
  * from the environment (tests/node/ehrd_test_hooks.h). */
 #define EHRD EHR_BINARY_DIR "/tests/node/ehrd-test"
 
-enum { NODES = 3, KEY_HEX = 65, LEADER_WAIT_MS = 30000, REPLICATE_WAIT_MS = 60000 };
+enum { NODES = 3, KEY_HEX = CLI_NET_HEX_BYTES, LEADER_WAIT_MS = 30000, REPLICATE_WAIT_MS = 60000 };
 /* Three pieces on the links: two whole, one short. */
 enum { DATA_BYTES = 600 * 1024 };
 
-struct net {
-    struct cluster c;
-    char node[NODES][32];
-};
-
-static struct proc_result run_args(const struct net *n, const char *const *args)
-{
-    struct proc_spec spec = {
-        .path = EHRCTL, .argv0 = "ehrctl", .args = args, .env = NULL, .cwd = n->c.root};
-    return proc_run(&spec);
-}
-
-#define run(n, ...) run_args(n, PROC_ARGS(__VA_ARGS__, (const char *)NULL))
-
-static void assert_ok(const struct proc_result *r)
-{
-    if (r->status != 0)
-        fail_msg("exit %d; stdout: %s; stderr: %s", r->status, r->out, r->err);
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static int net_setup(void **state)
 {
-    if (ehr_crypto_init() != 0)
-        return -1;
-    struct net *n = calloc(1, sizeof *n);
-    if (n == NULL)
-        return -1;
-    cluster_create(&n->c, NODES, EHRD, EHRCTL, NULL);
-    if (cluster_start_all(&n->c, n->node, NULL, LEADER_WAIT_MS) != 0) {
-        cluster_destroy(&n->c, true);
-        return -1;
-    }
-    *state = n;
-    return 0;
+    *state = cli_net_start(NODES, EHRD, NULL, LEADER_WAIT_MS);
+    return *state != NULL ? 0 : -1;
 }
 
 static int net_teardown(void **state)
 {
-    struct net *n = *state;
-    if (n == NULL)
-        return 0;
-    int failed = 0;
-    for (size_t i = 0; i < n->c.count; i++)
-        if (n->c.nodes[i].pid != 0 && cluster_stop(&n->c, i) != 0) {
-            print_error("node %zu did not stop cleanly (log: %s)\n", i, n->c.nodes[i].log);
-            failed = -1;
-        }
-    cluster_destroy(&n->c, failed != 0);
-    free(n);
-    return failed;
-}
-
-/* The bytes of the file PATH (*LEN), or NULL if it cannot be read. */
-static uint8_t *file_bytes(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)size + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
-    *len = (size_t)size;
-    return b;
-}
-
-/* Where node I keeps the blob BLOB (hex). */
-static const char *blob_path(const struct net *n, size_t i, const char *blob)
-{
-    static char path[600];
-    snprintf(path, sizeof path, "%s/blobs/%.2s/%s", n->c.nodes[i].dir, blob, blob + 2);
-    return path;
+    return cli_net_stop(*state);
 }
 
 /* Does node I hold the blob BLOB, whole: its bytes hash to its id? */
-static bool holds(const struct net *n, size_t i, const char *blob, uint64_t bytes)
+static bool holds(const struct cli_net *n, size_t i, const char *blob, uint64_t bytes)
 {
     size_t len = 0;
-    uint8_t *b = file_bytes(blob_path(n, i, blob), &len);
+    uint8_t *b = cli_file_bytes_or_null(cli_net_blob_path(n, i, blob), &len);
     if (b == NULL)
         return false;
     uint8_t hash[32];
@@ -161,10 +84,10 @@ static bool holds(const struct net *n, size_t i, const char *blob, uint64_t byte
     return len == bytes && strcmp(hex, blob) == 0;
 }
 
-static bool wait_holds(const struct net *n, size_t i, const char *blob, uint64_t bytes)
+static bool wait_holds(const struct cli_net *n, size_t i, const char *blob, uint64_t bytes)
 {
-    uint64_t end = mono_ms() + REPLICATE_WAIT_MS;
-    while (mono_ms() < end) {
+    uint64_t end = cli_mono_ms() + REPLICATE_WAIT_MS;
+    while (cli_mono_ms() < end) {
         if (holds(n, i, blob, bytes))
             return true;
         usleep(50000);
@@ -172,39 +95,10 @@ static bool wait_holds(const struct net *n, size_t i, const char *blob, uint64_t
     return false;
 }
 
-/* Files under node I's blob store whose names begin with PREFIX. */
-static unsigned blob_files(const struct net *n, size_t i, const char *prefix)
-{
-    char top[600];
-    snprintf(top, sizeof top, "%s/blobs", n->c.nodes[i].dir);
-    DIR *d = opendir(top);
-    if (d == NULL)
-        return 0;
-    unsigned count = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || strlen(e->d_name) != 2)
-            continue;
-        char sub[700];
-        snprintf(sub, sizeof sub, "%s/%s", top, e->d_name);
-        DIR *s = opendir(sub);
-        if (s == NULL)
-            continue;
-        struct dirent *f;
-        while ((f = readdir(s)) != NULL)
-            if (strcmp(f->d_name, ".") != 0 && strcmp(f->d_name, "..") != 0 &&
-                strncmp(f->d_name, prefix, strlen(prefix)) == 0)
-                count++;
-        closedir(s);
-    }
-    closedir(d);
-    return count;
-}
-
-static bool log_has(const struct net *n, size_t i, const char *text)
+static bool log_has(const struct cli_net *n, size_t i, const char *text)
 {
     size_t len = 0;
-    uint8_t *b = file_bytes(n->c.nodes[i].log, &len);
+    uint8_t *b = cli_file_bytes_or_null(n->c.nodes[i].log, &len);
     if (b == NULL)
         return false;
     b[len] = '\0';
@@ -213,35 +107,35 @@ static bool log_has(const struct net *n, size_t i, const char *text)
     return found;
 }
 
-static bool wait_log(const struct net *n, size_t i, const char *text, uint64_t timeout_ms)
+static bool wait_log(const struct cli_net *n, size_t i, const char *text, uint64_t timeout_ms)
 {
-    uint64_t end = mono_ms() + timeout_ms;
-    while (!log_has(n, i, text) && mono_ms() < end)
+    uint64_t end = cli_mono_ms() + timeout_ms;
+    while (!log_has(n, i, text) && cli_mono_ms() < end)
         usleep(50000);
     return log_has(n, i, text);
 }
 
-static void wait_serving(struct net *n, size_t i)
+static void wait_serving(struct cli_net *n, size_t i)
 {
     struct cluster_status st;
-    uint64_t end = mono_ms() + LEADER_WAIT_MS;
-    while (cluster_status(&n->c, i, &st) != 0 && mono_ms() < end)
+    uint64_t end = cli_mono_ms() + LEADER_WAIT_MS;
+    while (cluster_status(&n->c, i, &st) != 0 && cli_mono_ms() < end)
         usleep(50000);
     assert_int_equal(cluster_status(&n->c, i, &st), 0);
 }
 
 /* `record get RECORD` as the patient through node VIA into NAME: the exact bytes back. */
-static void get_back(struct net *n, const char *record, size_t via, const char *name,
+static void get_back(struct cli_net *n, const char *record, size_t via, const char *name,
                      const uint8_t *data, size_t len, const char *warned)
 {
-    struct proc_result r = run(n, "record", "get", record, "--key", "patient.key", "--out", name,
-                               "--node", n->node[via]);
-    assert_ok(&r);
+    struct proc_result r = cli_run(n, "record", "get", record, "--key", "patient.key", "--out",
+                                   name, "--node", n->node[via]);
+    cli_assert_ok(&r);
     if (warned != NULL && strstr(r.err, warned) == NULL)
         fail_msg("no warning naming %s: %s", warned, r.err);
     proc_result_free(&r);
     size_t back_len = 0;
-    uint8_t *back = file_bytes(proc_path(n->c.root, name), &back_len);
+    uint8_t *back = cli_file_bytes_or_null(proc_path(n->c.root, name), &back_len);
     assert_non_null(back);
     assert_int_equal(back_len, len);
     assert_memory_equal(back, data, len);
@@ -249,26 +143,17 @@ static void get_back(struct net *n, const char *record, size_t via, const char *
 }
 
 /* The patient (patient.key), enrolled by member 0 once. */
-static void patient_enrolled(struct net *n)
+static void patient_enrolled(struct cli_net *n)
 {
     struct stat st;
     if (stat(proc_path(n->c.root, "patient.pub.json"), &st) == 0)
         return;
-    struct proc_result r = run(n, "keygen", "--out", "patient.key", "--no-passphrase");
-    assert_ok(&r);
-    proc_result_free(&r);
-    r = run(n, "patient", "enroll", "--patient", "patient.key", "--key", "node0.key", "--node",
-            n->node[0], "--wait");
-    assert_ok(&r);
-    proc_result_free(&r);
-    r = run(n, "patient", "public-keys", "--patient", "patient.key", "--out", "patient.pub.json");
-    assert_ok(&r);
-    proc_result_free(&r);
+    cli_net_patient_enroll(n, "patient.key", "patient.pub.json", n->node[0]);
 }
 
 /* DATA_BYTES (SEED) added by member 0 as NAME: the data (malloc'd), the
  * record and blob ids and the ciphertext's size. */
-static uint8_t *record_added_of(struct net *n, const char *name, unsigned seed, size_t len,
+static uint8_t *record_added_of(struct cli_net *n, const char *name, unsigned seed, size_t len,
                                 char record[KEY_HEX], char blob[KEY_HEX], uint64_t *bytes)
 {
     patient_enrolled(n);
@@ -276,17 +161,12 @@ static uint8_t *record_added_of(struct net *n, const char *name, unsigned seed, 
     assert_non_null(data);
     for (size_t i = 0; i < len; i++)
         data[i] = (uint8_t)((i + seed) * 2654435761u >> 13);
-    FILE *f = fopen(proc_path(n->c.root, name), "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
+    cli_file_put(proc_path(n->c.root, name), data, len);
     struct proc_result r =
-        run(n, "record", "add", name, "--patient", "patient.pub.json", "--type", "imaging", "--key",
-            "node0.key", "--node", n->node[0], "--wait", "--json");
-    assert_ok(&r);
-    json_error_t error;
-    json_t *out = json_loads(r.out, 0, &error);
-    assert_non_null(out);
+        cli_run(n, "record", "add", name, "--patient", "patient.pub.json", "--type", "imaging",
+                "--key", "node0.key", "--node", n->node[0], "--wait", "--json");
+    cli_assert_ok(&r);
+    json_t *out = cli_parse_json(r.out);
     snprintf(record, KEY_HEX, "%s", json_string_value(json_object_get(out, "record_id")));
     snprintf(blob, KEY_HEX, "%s", json_string_value(json_object_get(out, "blob_id")));
     *bytes = (uint64_t)json_integer_value(json_object_get(out, "ciphertext_bytes"));
@@ -298,8 +178,8 @@ static uint8_t *record_added_of(struct net *n, const char *name, unsigned seed, 
     return data;
 }
 
-static uint8_t *record_added(struct net *n, const char *name, unsigned seed, char record[KEY_HEX],
-                             char blob[KEY_HEX], uint64_t *bytes)
+static uint8_t *record_added(struct cli_net *n, const char *name, unsigned seed,
+                             char record[KEY_HEX], char blob[KEY_HEX], uint64_t *bytes)
 {
     uint8_t *data = record_added_of(n, name, seed, DATA_BYTES, record, blob, bytes);
     assert_true(*bytes > 2 * NODE_BLOB_REPLICA_CHUNK_BYTES);
@@ -308,7 +188,7 @@ static uint8_t *record_added(struct net *n, const char *name, unsigned seed, cha
 
 static void test_replicated_read_from_a_replica_and_repaired(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     char record[KEY_HEX], blob[KEY_HEX];
     uint64_t bytes = 0;
     uint8_t *data = record_added(n, "scan.dcm", 0, record, blob, &bytes);
@@ -318,15 +198,15 @@ static void test_replicated_read_from_a_replica_and_repaired(void **state)
     assert_true(holds(n, 0, blob, bytes));
     assert_true(wait_holds(n, 1, blob, bytes));
     assert_true(wait_holds(n, 2, blob, bytes));
-    assert_int_equal(blob_files(n, 1, ".tmp-"), 0);
-    assert_int_equal(blob_files(n, 2, ".tmp-"), 0);
+    assert_int_equal(cli_net_blob_files(n, 1, ".tmp-"), 0);
+    assert_int_equal(cli_net_blob_files(n, 2, ".tmp-"), 0);
 
     /* The custodian's copy deleted: record get falls back to a replica. */
-    assert_int_equal(unlink(blob_path(n, 0, blob)), 0);
+    assert_int_equal(unlink(cli_net_blob_path(n, 0, blob)), 0);
     get_back(n, record, 1, "back1.dcm", data, DATA_BYTES, n->node[0]);
     /* --blob-node names that node alone: no fallback, no file. */
-    struct proc_result r = run(n, "record", "get", record, "--key", "patient.key", "--out",
-                               "alone.dcm", "--node", n->node[1], "--blob-node", n->node[0]);
+    struct proc_result r = cli_run(n, "record", "get", record, "--key", "patient.key", "--out",
+                                   "alone.dcm", "--node", n->node[1], "--blob-node", n->node[0]);
     assert_int_not_equal(r.status, 0);
     assert_non_null(strstr(r.err, "NOT_FOUND"));
     proc_result_free(&r);
@@ -353,8 +233,8 @@ static void test_replicated_read_from_a_replica_and_repaired(void **state)
      * is back, the copy comes from it. */
     assert_int_equal(cluster_stop(&n->c, 2), 0);
     assert_int_equal(cluster_stop(&n->c, 1), 0);
-    assert_int_equal(unlink(blob_path(n, 2, blob)), 0);
-    f = fopen(blob_path(n, 0, blob), "r+b");
+    assert_int_equal(unlink(cli_net_blob_path(n, 2, blob)), 0);
+    f = fopen(cli_net_blob_path(n, 0, blob), "r+b");
     assert_non_null(f);
     assert_int_equal(fseek(f, 300000, SEEK_SET), 0);
     int c = fgetc(f);
@@ -364,12 +244,12 @@ static void test_replicated_read_from_a_replica_and_repaired(void **state)
     cluster_start(&n->c, 2);
     wait_serving(n, 2);
     assert_true(wait_log(n, 2, "fetched blob discarded", REPLICATE_WAIT_MS));
-    assert_int_not_equal(stat(blob_path(n, 2, blob), &st), 0);
+    assert_int_not_equal(stat(cli_net_blob_path(n, 2, blob), &st), 0);
     cluster_start(&n->c, 1);
     wait_serving(n, 1);
     assert_true(wait_holds(n, 2, blob, bytes));
-    assert_int_equal(blob_files(n, 2, ".tmp-"), 0);
-    assert_int_equal(blob_files(n, 2, ""), 1);
+    assert_int_equal(cli_net_blob_files(n, 2, ".tmp-"), 0);
+    assert_int_equal(cli_net_blob_files(n, 2, ""), 1);
     assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
     free(data);
 }
@@ -457,8 +337,8 @@ static void fake_closed(void *user)
 /* Run the fake's loop until *FLAG (or TIMEOUT_MS); true if it came. */
 static bool fake_wait(struct fake *f, const bool *flag, uint64_t timeout_ms)
 {
-    uint64_t end = mono_ms() + timeout_ms;
-    while (!*flag && mono_ms() < end) {
+    uint64_t end = cli_mono_ms() + timeout_ms;
+    while (!*flag && cli_mono_ms() < end) {
         uv_run(&f->loop, UV_RUN_NOWAIT);
         usleep(2000);
     }
@@ -469,8 +349,8 @@ static bool fake_wait(struct fake *f, const bool *flag, uint64_t timeout_ms)
 static bool fake_wait_count(struct fake *f, const unsigned *count, unsigned before,
                             uint64_t timeout_ms)
 {
-    uint64_t end = mono_ms() + timeout_ms;
-    while (*count == before && mono_ms() < end) {
+    uint64_t end = cli_mono_ms() + timeout_ms;
+    while (*count == before && cli_mono_ms() < end) {
         uv_run(&f->loop, UV_RUN_NOWAIT);
         usleep(2000);
     }
@@ -478,7 +358,7 @@ static bool fake_wait_count(struct fake *f, const unsigned *count, unsigned befo
 }
 
 /* Member AS's node, played by the test, linked to node PEER alone. */
-static void fake_start(struct fake *f, struct net *n, size_t as, size_t peer)
+static void fake_start(struct fake *f, struct cli_net *n, size_t as, size_t peer)
 {
     memset(f, 0, sizeof *f);
     assert_int_equal(uv_loop_init(&f->loop), 0);
@@ -549,14 +429,9 @@ static void fake_chunk(struct fake *f, const uint8_t record[32], const uint8_t b
     fake_send(f, &pm);
 }
 
-static void hex32(uint8_t out[32], const char *hex)
-{
-    assert_int_equal(ehr_hex_decode(out, 32, hex), 0);
-}
-
 static void test_bad_input_from_a_member_is_refused(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     char record_hex[KEY_HEX], blob_hex[KEY_HEX];
     uint64_t bytes = 0;
     assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
@@ -564,13 +439,13 @@ static void test_bad_input_from_a_member_is_refused(void **state)
     assert_true(wait_holds(n, 2, blob_hex, bytes));
     assert_true(wait_holds(n, 1, blob_hex, bytes));
     uint8_t record[32], blob[32], other[32];
-    hex32(record, record_hex);
-    hex32(blob, blob_hex);
+    cli_hex_decode(record, record_hex, 32);
+    cli_hex_decode(blob, blob_hex, 32);
     memset(other, 0xab, sizeof other);
     size_t stored_len = 0;
-    uint8_t *stored = file_bytes(blob_path(n, 0, blob_hex), &stored_len);
+    uint8_t *stored = cli_file_bytes_or_null(cli_net_blob_path(n, 0, blob_hex), &stored_len);
     assert_non_null(stored);
-    unsigned files_before = blob_files(n, 0, "");
+    unsigned files_before = cli_net_blob_files(n, 0, "");
 
     /* Member 2's node, played by the test. */
     assert_int_equal(cluster_stop(&n->c, 2), 0);
@@ -582,8 +457,8 @@ static void test_bad_input_from_a_member_is_refused(void **state)
     fake_chunk(&f, record, blob, 0, bytes, NODE_BLOB_REPLICA_CHUNK_BYTES);
     fake_chunk(&f, other, other, 0, 10, 10);
     assert_true(wait_log(n, 0, "a piece of a blob not asked for", 10000));
-    assert_int_equal(blob_files(n, 0, ".tmp-"), 0);
-    assert_int_equal(blob_files(n, 0, ""), files_before);
+    assert_int_equal(cli_net_blob_files(n, 0, ".tmp-"), 0);
+    assert_int_equal(cli_net_blob_files(n, 0, ""), files_before);
 
     /* Served: the exact bytes of a committed anchor's blob, and nothing else. */
     fake_fetch(&f, record, blob, NODE_BLOB_REPLICA_CHUNK_BYTES);
@@ -612,13 +487,13 @@ static void test_bad_input_from_a_member_is_refused(void **state)
     assert_int_equal(cluster_stop(&n->c, 1), 0);
     fake_stop(&f);
     assert_int_equal(cluster_stop(&n->c, 0), 0);
-    assert_int_equal(unlink(blob_path(n, 0, blob_hex)), 0);
+    assert_int_equal(unlink(cli_net_blob_path(n, 0, blob_hex)), 0);
     cluster_start(&n->c, 0);
     fake_start(&f, n, 2, 0);
     assert_true(fake_wait(&f, &f.up, 30000));
     bool asked = false;
-    uint64_t end = mono_ms() + 30000;
-    while (!asked && mono_ms() < end) {
+    uint64_t end = cli_mono_ms() + 30000;
+    while (!asked && cli_mono_ms() < end) {
         unsigned before = f.fetches;
         if (!fake_wait_count(&f, &f.fetches, before, 1000))
             continue;
@@ -633,18 +508,18 @@ static void test_bad_input_from_a_member_is_refused(void **state)
     /* Stopped (a fetch tried again meanwhile is abandoned), nothing is left. */
     assert_int_equal(cluster_stop(&n->c, 0), 0);
     fake_stop(&f);
-    assert_int_equal(blob_files(n, 0, ".tmp-"), 0);
+    assert_int_equal(cli_net_blob_files(n, 0, ".tmp-"), 0);
     assert_false(holds(n, 0, blob_hex, bytes));
     struct stat st;
-    assert_int_not_equal(stat(blob_path(n, 0, blob_hex), &st), 0);
+    assert_int_not_equal(stat(cli_net_blob_path(n, 0, blob_hex), &st), 0);
     free(stored);
 }
 
 /* Run the fake's loop for MS. */
 static void fake_run_for(struct fake *f, uint64_t ms)
 {
-    uint64_t end = mono_ms() + ms;
-    while (mono_ms() < end) {
+    uint64_t end = cli_mono_ms() + ms;
+    while (cli_mono_ms() < end) {
         uv_run(&f->loop, UV_RUN_NOWAIT);
         usleep(2000);
     }
@@ -675,7 +550,7 @@ enum { SERVE_DELAY_MS = 1500, SMALL_BYTES = 10000 };
 
 static void test_limits_at_their_edges(void **state)
 {
-    struct net *n = *state;
+    struct cli_net *n = *state;
     for (size_t i = 0; i < NODES; i++)
         if (n->c.nodes[i].pid == 0)
             cluster_start(&n->c, i);
@@ -689,8 +564,8 @@ static void test_limits_at_their_edges(void **state)
         snprintf(name, sizeof name, "note%u.txt", k);
         free(record_added_of(n, name, 100 + k, SMALL_BYTES, record_hex, blob_hex, &bytes));
     }
-    hex32(record, record_hex);
-    hex32(blob, blob_hex);
+    cli_hex_decode(record, record_hex, 32);
+    cli_hex_decode(blob, blob_hex, 32);
     assert_int_equal(cluster_stop(&n->c, 2), 0);
     assert_int_equal(cluster_stop(&n->c, 1), 0);
     assert_int_equal(cluster_stop(&n->c, 0), 0);
@@ -708,8 +583,8 @@ static void test_limits_at_their_edges(void **state)
     assert_true(fake_wait_count(&f, &f.chunks, 0, SERVE_DELAY_MS / 3));
     assert_int_equal(f.chunks, 1);
     assert_true(f.missing); /* one over: busy */
-    uint64_t end = mono_ms() + 4 * SERVE_DELAY_MS;
-    while (f.chunks < NODE_BLOB_SERVES_MAX + 1 && mono_ms() < end)
+    uint64_t end = cli_mono_ms() + 4 * SERVE_DELAY_MS;
+    while (f.chunks < NODE_BLOB_SERVES_MAX + 1 && cli_mono_ms() < end)
         fake_run_for(&f, 10);
     assert_int_equal(f.chunks, NODE_BLOB_SERVES_MAX + 1);
     assert_false(f.missing);
@@ -724,8 +599,8 @@ static void test_limits_at_their_edges(void **state)
     cluster_start(&n->c, 0);
     fake_start(&f, n, 2, 0);
     assert_true(fake_wait(&f, &f.up, 30000));
-    end = mono_ms() + 20000;
-    while (f.asked_count < NODE_BLOB_FETCHES_MAX && mono_ms() < end)
+    end = cli_mono_ms() + 20000;
+    while (f.asked_count < NODE_BLOB_FETCHES_MAX && cli_mono_ms() < end)
         fake_run_for(&f, 10);
     assert_int_equal(f.asked_count, NODE_BLOB_FETCHES_MAX);
     fake_run_for(&f, 2000); /* nothing more while they wait (the timeout is 10 s) */
@@ -739,13 +614,13 @@ static void test_limits_at_their_edges(void **state)
     pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK;
     pm.blob_chunk = &c;
     fake_send(&f, &pm);
-    end = mono_ms() + 5000;
-    while (f.asked_count < NODE_BLOB_FETCHES_MAX + 1 && mono_ms() < end)
+    end = cli_mono_ms() + 5000;
+    while (f.asked_count < NODE_BLOB_FETCHES_MAX + 1 && cli_mono_ms() < end)
         fake_run_for(&f, 10);
     assert_int_equal(f.asked_count, NODE_BLOB_FETCHES_MAX + 1);
     assert_int_equal(cluster_stop(&n->c, 0), 0);
     fake_stop(&f);
-    assert_int_equal(blob_files(n, 0, ".tmp-"), 0);
+    assert_int_equal(cli_net_blob_files(n, 0, ".tmp-"), 0);
 }
 
 int main(void)

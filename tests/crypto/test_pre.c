@@ -63,6 +63,19 @@ static void reencapsulate_all(const ehr_pre_kfrag *kfrags, size_t count,
         assert_int_equal(ehr_pre_reencapsulate(&kfrags[i], capsule, &cfrags[i]), 0);
 }
 
+/* A capsule to Alice (CAPSULE, its KEY), COUNT kfrags of THRESHOLD from
+ * Alice to GRANTEE (KFRAGS: the caller wipes them) and each kfrag's cfrag
+ * of the capsule (CFRAGS); fails the test if a step does. */
+static void grant_made(const parties *p, const uint8_t grantee[EHR_PRE_PUBLIC_BYTES],
+                       size_t threshold, size_t count, ehr_pre_capsule *capsule, uint8_t key[32],
+                       ehr_pre_kfrag *kfrags, ehr_pre_cfrag *cfrags)
+{
+    assert_int_equal(ehr_pre_encapsulate(p->alice.public_key, capsule, key), 0);
+    assert_int_equal(ehr_pre_kfrags_generate(&p->alice, grantee, threshold, count, kfrags, NULL),
+                     0);
+    reencapsulate_all(kfrags, count, capsule, cfrags);
+}
+
 static void hex_of(char *out, const void *data, size_t len)
 {
     assert_true(2 * len + 1 <= HEX_BYTES_MAX);
@@ -290,11 +303,9 @@ static void test_tampered_cfrag_caught(void **state)
     parties *p = *state;
     ehr_pre_capsule capsule;
     uint8_t key[32], opened[32];
-    assert_int_equal(ehr_pre_encapsulate(p->alice.public_key, &capsule, key), 0);
     ehr_pre_kfrag kfrags[2];
     ehr_pre_cfrag cfrags[2];
-    assert_int_equal(ehr_pre_kfrags_generate(&p->alice, p->bob.public_key, 2, 2, kfrags, NULL), 0);
-    reencapsulate_all(kfrags, 2, &capsule, cfrags);
+    grant_made(p, p->bob.public_key, 2, 2, &capsule, key, kfrags, cfrags);
     uint8_t g[32], one[32] = {1};
     assert_int_equal(crypto_scalarmult_ristretto255_base(g, one), 0);
 
@@ -358,11 +369,9 @@ static void test_duplicate_cfrags_refused(void **state)
     parties *p = *state;
     ehr_pre_capsule capsule;
     uint8_t key[32], opened[32];
-    assert_int_equal(ehr_pre_encapsulate(p->alice.public_key, &capsule, key), 0);
     ehr_pre_kfrag kfrags[3];
     ehr_pre_cfrag cfrags[3];
-    assert_int_equal(ehr_pre_kfrags_generate(&p->alice, p->bob.public_key, 2, 3, kfrags, NULL), 0);
-    reencapsulate_all(kfrags, 3, &capsule, cfrags);
+    grant_made(p, p->bob.public_key, 2, 3, &capsule, key, kfrags, cfrags);
     ehr_diag why = {""};
     ehr_pre_cfrag same[2] = {cfrags[1], cfrags[1]};
     assert_int_equal(

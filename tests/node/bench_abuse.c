@@ -377,6 +377,22 @@ static bool closed_by_node(int fd)
     return eof;
 }
 
+/* The last look at COUNT connections (FDS; -1: already closed): each the
+ * node closed meanwhile counts as refused, each still open as answered;
+ * all are closed. */
+static void probe_tally(struct probe_counts *c, const int *fds, uint64_t count)
+{
+    for (uint64_t k = 0; k < count; k++) {
+        if (fds[k] < 0)
+            continue;
+        if (closed_by_node(fds[k]))
+            c->refused++;
+        else
+            c->answered++;
+        close(fds[k]);
+    }
+}
+
 static struct probe_counts probe_idle(uint16_t port, uint64_t count, uint64_t end_us)
 {
     struct probe_counts c = {0};
@@ -393,15 +409,7 @@ static struct probe_counts probe_idle(uint16_t port, uint64_t count, uint64_t en
     while (cluster_now_us() < end_us)
         usleep(50000);
     /* Which of them the node closed meanwhile (given way to newcomers). */
-    for (uint64_t k = 0; k < c.sent; k++) {
-        if (fds[k] < 0)
-            continue;
-        if (closed_by_node(fds[k]))
-            c.refused++;
-        else
-            c.answered++;
-        close(fds[k]);
-    }
+    probe_tally(&c, fds, c.sent);
     free(fds);
     return c;
 }
@@ -469,15 +477,7 @@ static struct probe_counts probe_slow_handshake(uint16_t port, uint64_t count, u
         }
         usleep(SLOW_BYTE_PERIOD_MS * 1000);
     }
-    for (uint64_t k = 0; k < count; k++) {
-        if (fds[k] < 0)
-            continue;
-        if (closed_by_node(fds[k]))
-            c.refused++;
-        else
-            c.answered++;
-        close(fds[k]);
-    }
+    probe_tally(&c, fds, count);
     free(fds);
     free(step);
     return c;
@@ -573,15 +573,7 @@ static struct probe_counts probe_header_flood(uint16_t port, uint64_t end_us)
         if (!progress)
             usleep(1000);
     }
-    for (int k = 0; k < FLOOD_CONNECTIONS; k++) {
-        if (fds[k] < 0)
-            continue;
-        if (closed_by_node(fds[k]))
-            c.refused++;
-        else
-            c.answered++;
-        close(fds[k]);
-    }
+    probe_tally(&c, fds, FLOOD_CONNECTIONS);
     return c;
 }
 

@@ -454,14 +454,32 @@ static size_t http(uint16_t port, const char *method, const char *path, char *bu
 
 static char answer_buf[NODE_METRICS_TEXT_BYTES_MAX + 4096];
 
-static void test_the_server_answers_get_head_and_refuses_the_rest(void **state)
+/* A metrics server on a free loopback port, its port into *PORT; fails the
+ * test if it does not start. Stop it with node_metrics_server_stop. */
+static struct node_metrics_server *server_started(uint16_t *port)
 {
-    (void)state;
     struct node_metrics_server *srv = NULL;
     ehr_diag diag = {{0}};
     assert_int_equal(node_metrics_server_start("127.0.0.1:0", &srv, &diag), 0);
-    uint16_t port = node_metrics_server_port(srv);
-    assert_int_not_equal(port, 0);
+    *port = node_metrics_server_port(srv);
+    assert_int_not_equal(*port, 0);
+    return srv;
+}
+
+/* The same, serving a full snapshot (into S). */
+static struct node_metrics_server *server_serving(uint16_t *port, struct node_metrics_snapshot *s)
+{
+    struct node_metrics_server *srv = server_started(port);
+    full_snapshot(s);
+    node_metrics_server_publish(srv, s);
+    return srv;
+}
+
+static void test_the_server_answers_get_head_and_refuses_the_rest(void **state)
+{
+    (void)state;
+    uint16_t port;
+    struct node_metrics_server *srv = server_started(&port);
 
     http(port, "GET", "/metrics", answer_buf, sizeof answer_buf);
     assert_non_null(strstr(answer_buf, "HTTP/1.0 503") ?: strstr(answer_buf, "HTTP/1.1 503"));
@@ -514,13 +532,9 @@ static void test_the_server_refuses_a_bad_address_and_a_port_in_use(void **state
 static void test_connections_from_one_address_are_bounded_at_the_edge(void **state)
 {
     (void)state;
-    struct node_metrics_server *srv = NULL;
-    ehr_diag diag = {{0}};
-    assert_int_equal(node_metrics_server_start("127.0.0.1:0", &srv, &diag), 0);
-    uint16_t port = node_metrics_server_port(srv);
+    uint16_t port;
     struct node_metrics_snapshot s;
-    full_snapshot(&s);
-    node_metrics_server_publish(srv, &s);
+    struct node_metrics_server *srv = server_serving(&port, &s);
     int held[NODE_METRICS_CONNECTIONS_PER_ADDRESS_MAX];
     for (int i = 0; i < NODE_METRICS_CONNECTIONS_PER_ADDRESS_MAX; i++)
         held[i] = connect_to(port);
@@ -549,10 +563,8 @@ static void test_connections_from_one_address_are_bounded_at_the_edge(void **sta
 static void test_connections_are_bounded_at_the_edge(void **state)
 {
     (void)state;
-    struct node_metrics_server *srv = NULL;
-    ehr_diag diag = {{0}};
-    assert_int_equal(node_metrics_server_start("127.0.0.1:0", &srv, &diag), 0);
-    uint16_t port = node_metrics_server_port(srv);
+    uint16_t port;
+    struct node_metrics_server *srv = server_started(&port);
     int held[NODE_METRICS_CONNECTIONS_MAX];
     enum { PER = NODE_METRICS_CONNECTIONS_PER_ADDRESS_MAX };
     for (int i = 0; i < NODE_METRICS_CONNECTIONS_MAX; i++)
@@ -579,10 +591,9 @@ static void test_connections_are_bounded_at_the_edge(void **state)
 static void test_an_idle_connection_is_closed_after_the_timeout(void **state)
 {
     (void)state;
-    struct node_metrics_server *srv = NULL;
-    ehr_diag diag = {{0}};
-    assert_int_equal(node_metrics_server_start("127.0.0.1:0", &srv, &diag), 0);
-    int fd = connect_to(node_metrics_server_port(srv));
+    uint16_t port;
+    struct node_metrics_server *srv = server_started(&port);
+    int fd = connect_to(port);
     assert_false(closed_by_server(fd, (NODE_METRICS_CONNECTION_TIMEOUT_S - 1) * 1000));
     assert_true(closed_by_server(fd, 3000));
     close(fd);
@@ -594,13 +605,9 @@ static void test_an_idle_connection_is_closed_after_the_timeout(void **state)
 static void test_a_request_over_the_memory_bound_is_refused(void **state)
 {
     (void)state;
-    struct node_metrics_server *srv = NULL;
-    ehr_diag diag = {{0}};
-    assert_int_equal(node_metrics_server_start("127.0.0.1:0", &srv, &diag), 0);
-    uint16_t port = node_metrics_server_port(srv);
+    uint16_t port;
     struct node_metrics_snapshot s;
-    full_snapshot(&s);
-    node_metrics_server_publish(srv, &s);
+    struct node_metrics_server *srv = server_serving(&port, &s);
     static char req[2 * NODE_METRICS_CONNECTION_MEMORY_BYTES];
     size_t sizes[] = {NODE_METRICS_CONNECTION_MEMORY_BYTES / 8,
                       NODE_METRICS_CONNECTION_MEMORY_BYTES + 1};
@@ -648,13 +655,10 @@ static void *scrape_loop(void *arg)
 static void test_scrapes_while_the_loop_publishes_are_whole(void **state)
 {
     (void)state;
-    struct node_metrics_server *srv = NULL;
-    ehr_diag diag = {{0}};
-    assert_int_equal(node_metrics_server_start("127.0.0.1:0", &srv, &diag), 0);
+    uint16_t port;
     struct node_metrics_snapshot s;
-    full_snapshot(&s);
-    node_metrics_server_publish(srv, &s);
-    struct scraper sc = {.port = node_metrics_server_port(srv)};
+    struct node_metrics_server *srv = server_serving(&port, &s);
+    struct scraper sc = {.port = port};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, scrape_loop, &sc), 0);
     for (uint64_t i = 0; i < 20000; i++) {

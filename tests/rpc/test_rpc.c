@@ -2458,6 +2458,65 @@ static void test_connection_request_budget_edge(void **state)
     ts_join(ts);
 }
 
+/* What the unfinished-bytes edges send: BIG, a gRPC frame of a whole
+ * message of MESSAGE zero bytes (held unfinished while its stream stays
+ * open), and ONE, a small Say in a frame of its own. Free BIG. */
+struct held_frames {
+    uint8_t *big;
+    size_t big_len;
+    uint8_t one[64];
+    size_t one_len;
+};
+
+static void held_frames_make(struct held_frames *f, uint32_t message)
+{
+    f->big_len = 5 + (size_t)message;
+    f->big = calloc(1, f->big_len);
+    assert_non_null(f->big);
+    h2raw_grpc_frame(f->big, 0, NULL, message);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", 0, 0, 0, NULL);
+    assert_true(5 + say_len <= sizeof f->one);
+    f->one_len = h2raw_grpc_frame(f->one, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+}
+
+/* Two whole messages held on A and one on B (streams left open: they count
+ * until dispatch) meet the limit exactly; then ONE more on B is refused
+ * RESOURCE_EXHAUSTED with WHO in its message. */
+static void held_to_the_edge(struct h2raw *a, struct h2raw *b, const struct held_frames *f,
+                             const char *who)
+{
+    struct h2raw_stream *a1 = h2raw_request(a, ECHO_SAY, NULL, f->big, f->big_len, false);
+    struct h2raw_stream *a2 = h2raw_request(a, ECHO_SAY, NULL, f->big, f->big_len, false);
+    h2raw_wait(a, NULL, 200);
+    struct h2raw_stream *b1 = h2raw_request(b, ECHO_SAY, NULL, f->big, f->big_len, false);
+    h2raw_wait(b, NULL, 200);
+    assert_false(a1->closed);
+    assert_false(a2->closed);
+    assert_false(b1->closed); /* exactly at the limit */
+    struct h2raw_stream *b2 = h2raw_request(b, ECHO_SAY, NULL, f->one, f->one_len, true);
+    assert_true(h2raw_wait(b, b2, 5000));
+    assert_int_equal(b2->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(b2->grpc_message, who));
+}
+
+/* After a connection holding bytes closed, ONE on B is served again: the
+ * bytes given back are taken again (the server sees the close on its own
+ * thread, so a few tries). */
+static void served_again(struct h2raw *b, const struct held_frames *f)
+{
+    struct h2raw_stream *b3 = NULL;
+    for (int i = 0; i < 50; i++) {
+        b3 = h2raw_request(b, ECHO_SAY, NULL, f->one, f->one_len, true);
+        assert_true(h2raw_wait(b, b3, 5000));
+        if (b3->grpc_status == RPC_STATUS_OK)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(b3->grpc_status, RPC_STATUS_OK);
+}
+
 /*
  * Invariant 10: unfinished request bytes are bounded per client address
  * over all its connections. With room for three messages per address and
@@ -2474,15 +2533,9 @@ static void test_unfinished_bytes_per_address_edge(void **state)
                                        .connection_request_bytes_max = 2 * MESSAGE,
                                        .unfinished_bytes_per_address_max = 3 * MESSAGE};
     struct thread_server *ts = ts_start(&config);
-    size_t frame = 5 + MESSAGE;
-    uint8_t *big = calloc(1, frame);
-    assert_non_null(big);
-    h2raw_grpc_frame(big, 0, NULL, MESSAGE);
+    struct held_frames f;
+    held_frames_make(&f, MESSAGE);
     uint8_t *say;
-    size_t say_len = pack_echo(&say, "c", 0, 0, 0, NULL);
-    uint8_t one[64];
-    size_t one_len = h2raw_grpc_frame(one, 0, say, (uint32_t)say_len);
-    ehr_free(say);
     size_t big_say_len = pack_echo(&say, "c", MESSAGE - 64, 0, 0, NULL);
     uint8_t *big_say = malloc(5 + big_say_len);
     assert_non_null(big_say);
@@ -2492,37 +2545,18 @@ static void test_unfinished_bytes_per_address_edge(void **state)
     struct h2raw a, b, c;
     assert_int_equal(h2raw_connect_from(&a, address, ts->port), 0);
     assert_int_equal(h2raw_connect_from(&b, address, ts->port), 0);
-    /* Whole messages held (the streams left open) count until dispatch. */
-    struct h2raw_stream *a1 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
-    struct h2raw_stream *a2 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
-    h2raw_wait(&a, NULL, 200);
-    struct h2raw_stream *b1 = h2raw_request(&b, ECHO_SAY, NULL, big, frame, false);
-    h2raw_wait(&b, NULL, 200);
-    assert_false(a1->closed);
-    assert_false(a2->closed);
-    assert_false(b1->closed); /* exactly at the address's limit */
-    struct h2raw_stream *b2 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
-    assert_true(h2raw_wait(&b, b2, 5000));
-    assert_int_equal(b2->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
-    assert_non_null(strstr(b2->grpc_message, "your address"));
+    /* Whole messages held (the streams left open) fill the address's limit. */
+    held_to_the_edge(&a, &b, &f, "your address");
     assert_int_equal(h2raw_connect_from(&c, other, ts->port), 0);
     struct h2raw_stream *c1 = h2raw_request(&c, ECHO_SAY, NULL, big_say, big_say_frame, true);
     assert_true(h2raw_wait(&c, c1, 5000));
     assert_int_equal(c1->grpc_status, RPC_STATUS_OK);
     /* Bytes given back are taken again: one connection gone, room again. */
     h2raw_close(&a);
-    struct h2raw_stream *b3 = NULL;
-    for (int i = 0; i < 50; i++) {
-        b3 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
-        assert_true(h2raw_wait(&b, b3, 5000));
-        if (b3->grpc_status == RPC_STATUS_OK)
-            break;
-        usleep(10000); /* the server sees the close on its own thread */
-    }
-    assert_int_equal(b3->grpc_status, RPC_STATUS_OK);
+    served_again(&b, &f);
     h2raw_close(&b);
     h2raw_close(&c);
-    free(big);
+    free(f.big);
     free(big_say);
     ts_join(ts);
 }
@@ -2544,43 +2578,17 @@ static void test_unfinished_bytes_max_edge(void **state)
                                        .unfinished_bytes_per_address_max = 2 * MESSAGE,
                                        .unfinished_bytes_max = 3 * MESSAGE};
     struct thread_server *ts = ts_start(&config);
-    size_t frame = 5 + MESSAGE;
-    uint8_t *big = calloc(1, frame);
-    assert_non_null(big);
-    h2raw_grpc_frame(big, 0, NULL, MESSAGE);
-    uint8_t *say;
-    size_t say_len = pack_echo(&say, "c", 0, 0, 0, NULL);
-    uint8_t one[64];
-    size_t one_len = h2raw_grpc_frame(one, 0, say, (uint32_t)say_len);
-    ehr_free(say);
+    struct held_frames f;
+    held_frames_make(&f, MESSAGE);
     struct h2raw a, b;
     assert_int_equal(h2raw_connect_from(&a, 0x7f000007u, ts->port), 0);
     assert_int_equal(h2raw_connect_from(&b, 0x7f000008u, ts->port), 0);
-    struct h2raw_stream *a1 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
-    struct h2raw_stream *a2 = h2raw_request(&a, ECHO_SAY, NULL, big, frame, false);
-    h2raw_wait(&a, NULL, 200);
-    struct h2raw_stream *b1 = h2raw_request(&b, ECHO_SAY, NULL, big, frame, false);
-    h2raw_wait(&b, NULL, 200);
-    assert_false(a1->closed);
-    assert_false(a2->closed);
-    assert_false(b1->closed); /* exactly at the server's limit */
-    struct h2raw_stream *b2 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
-    assert_true(h2raw_wait(&b, b2, 5000));
-    assert_int_equal(b2->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
-    assert_non_null(strstr(b2->grpc_message, "the server may buffer"));
+    held_to_the_edge(&a, &b, &f, "the server may buffer"); /* at the server's limit */
     /* What the first address held comes back with its connection. */
     h2raw_close(&a);
-    struct h2raw_stream *b3 = NULL;
-    for (int i = 0; i < 50; i++) {
-        b3 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
-        assert_true(h2raw_wait(&b, b3, 5000));
-        if (b3->grpc_status == RPC_STATUS_OK)
-            break;
-        usleep(10000); /* the server sees the close on its own thread */
-    }
-    assert_int_equal(b3->grpc_status, RPC_STATUS_OK);
+    served_again(&b, &f);
     h2raw_close(&b);
-    free(big);
+    free(f.big);
     ts_join(ts);
 }
 
