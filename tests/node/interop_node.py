@@ -615,7 +615,10 @@ def main():
             other_id = hashlib.sha256(b"other").digest()
             refused(lambda: put_blob(secret, other_id, len(wrong), [bytes(wrong)[:1000000]]), I,
                     "PutBlob with fewer bytes than its header claims", "ended after")
-            refused(lambda: put_blob(secret, blob_id[:31] + b"x", len(cipher), pieces), I,
+            # Another id than the content's: its last byte flipped (a fixed
+            # byte would be the content's own one time in 256).
+            not_its_id = blob_id[:31] + bytes([blob_id[31] ^ 1])
+            refused(lambda: put_blob(secret, not_its_id, len(cipher), pieces), I,
                     "PutBlob whose content does not hash to its id", "not the claimed blob id")
             refused(lambda: put_blob(secret, blob_id, 10, [b"x" * 11]), I,
                     "PutBlob with more bytes than its header claims", "more bytes than")
