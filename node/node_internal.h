@@ -871,6 +871,8 @@ void node__metrics_proposed(struct node *n, uint64_t term, uint64_t index);
 void node__metrics_block_applied(struct node *n, uint64_t term, uint64_t index, uint32_t tx_count);
 /* A durable write took NS nanoseconds: the Raft log's, or a block's (BLOCK). */
 void node__metrics_sync_write(struct node *n, bool block, uint64_t ns);
+/* A snapshot received from the leader was installed in place of the ledger. */
+void node__metrics_snapshot_installed(struct node *n);
 
 /* ---- service.c, for node.c ---- */
 

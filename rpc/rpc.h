@@ -346,6 +346,24 @@ enum { RPC_SERVER_REFUSAL_KINDS = 6 };
 uint64_t rpc_server_refused_count(const struct rpc_server *server, size_t kind, const char **limit);
 
 /*
+ * Calls ended since the server started, by method and final status, for
+ * metrics: METHOD in 0 .. rpc_server_method_count(SERVER) - 1 is a
+ * registered method (in the order of registration), METHOD ==
+ * rpc_server_method_count(SERVER) the calls to a path no method has, so a
+ * client cannot add a method of its own to the count. STATUS is what the
+ * client was told: the handler's or the server's status,
+ * RESOURCE_EXHAUSTED for a stream reset for not reading
+ * (stream_stall_timeout_ms), or, for a call that ended before a status
+ * was decided, the status its handler was told (CANCELLED: the client
+ * left; UNAVAILABLE: the connection was closed). A call is counted once
+ * its stream is gone and its handler has finished it. *PATH (may be NULL)
+ * gets the method's path, or "unknown"; it lives as long as the server.
+ */
+uint32_t rpc_server_method_count(const struct rpc_server *server);
+uint64_t rpc_server_calls_ended_count(const struct rpc_server *server, uint32_t method,
+                                      enum rpc_status status, const char **path);
+
+/*
  * Graceful shutdown: stop accepting, send GOAWAY on every connection, end
  * streaming calls with UNAVAILABLE, let unary calls finish for up to
  * shutdown_grace_ms, then close what is left (handlers get cancel callbacks).

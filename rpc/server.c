@@ -111,6 +111,13 @@
  *      stream's queue is empty (so streams never take the half unary
  *      replies are served from, and a stream always moves on); so the
  *      count exceeds the bound by at most one message per open stream.
+ *  16. Every call is counted once, by method and outcome, when it is
+ *      reaped (call_reap): `outcome` is set where `ended` is first set
+ *      (the status the client is told, RESOURCE_EXHAUSTED for a reset
+ *      for not reading (call_stalled), or the cancel its handler is told
+ *      when no status was decided). Calls to a path no method has are
+ *      counted under one entry, so the table (calls_ended) is bounded by
+ *      RPC_METHODS_MAX + 1 entries whatever clients send.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -134,7 +141,8 @@
  *     --send_data_cb (queue at half)--> with handler, or --call_stalled-->
  *     ended (invariants 8, 15)
  *   ended, with handler --finish--> draining or reaped
- *   any --call_detach (stream closed)--> reaped once app_owned is clear
+ *   any --call_detach (stream closed)--> reaped once app_owned is clear,
+ *     and counted by method and outcome (call_reap, invariant 16)
  *
  * Connection states:
  *   accepted --conn_recv (the client's first bytes)--> speaking HTTP/2
@@ -241,6 +249,9 @@ struct rpc_server {
     struct rpc_server_config config;
     struct rpc__method methods[RPC_METHODS_MAX];
     uint32_t method_count;
+    /* Calls ended by method (index into methods; RPC_METHODS_MAX: a path no
+     * method has) and outcome, for metrics (invariant 16). */
+    uint64_t calls_ended[RPC_METHODS_MAX + 1][RPC_STATUS_COUNT_];
     uv_tcp_t listener;
     bool listening;
     uint16_t port;
@@ -341,7 +352,8 @@ struct rpc_call {
     bool notify_cancel;
     bool notify_writable;
     enum rpc_status cancel_why;
-    int end_err; /* what a late finish returns: EHR_ECLOSED or EHR_ETIMEDOUT */
+    int end_err;             /* what a late finish returns: EHR_ECLOSED or EHR_ETIMEDOUT */
+    enum rpc_status outcome; /* what the client was told, counted at reap (invariant 16) */
     enum rpc_status final_status;
     char final_message[ENCODED_MESSAGE_BYTES];
     size_t final_message_len;
@@ -584,6 +596,12 @@ static void call_reap(struct rpc_call *call)
     if (call->reaped)
         return;
     call->reaped = true;
+    EHR_ASSERT(call->ended); /* so its outcome is decided (invariant 16) */
+    EHR_ASSERT((unsigned)call->outcome < RPC_STATUS_COUNT_);
+    struct rpc_server *server = call->server;
+    size_t method =
+        call->method != NULL ? (size_t)(call->method - server->methods) : (size_t)RPC_METHODS_MAX;
+    server->calls_ended[method][call->outcome]++;
     uv_timer_stop(&call->timer);
     rpc__list_remove(&call->link_pending);
     rpc__list_remove(&call->link);
@@ -713,6 +731,8 @@ static void call_detach(struct rpc_call *call, enum rpc_status why)
     call->conn = NULL;
     call->stream_attached = false;
     uv_timer_stop(&call->timer);
+    if (!call->ended)
+        call->outcome = why; /* no status was decided: what its handler is told */
     if (call->app_owned && !call->ended) {
         call->end_err = EHR_ECLOSED;
         call->cancel_why = why;
@@ -818,6 +838,7 @@ static void call_end(struct rpc_call *call, const char *http_status, enum rpc_st
     EHR_ASSERT(!call->ended);
     call->ended = true;
     call->end_err = end_err;
+    call->outcome = status;
     uv_timer_stop(&call->timer);
     call->final_status = status;
     call->final_message_len =
@@ -932,6 +953,7 @@ static void call_stalled(struct rpc_call *call)
     EHR_ASSERT(!call->ended);
     call->ended = true;
     call->end_err = EHR_ECLOSED;
+    call->outcome = RPC_STATUS_RESOURCE_EXHAUSTED; /* as gRPC clients read the reset */
     call->stall_by_ms = 0;
     call->want_writable = false;
     uv_timer_stop(&call->timer);
@@ -2192,6 +2214,22 @@ uint64_t rpc_server_refused_count(const struct rpc_server *server, size_t kind, 
     return server->refused_total[kind];
 }
 
+uint32_t rpc_server_method_count(const struct rpc_server *server)
+{
+    return server->method_count;
+}
+
+uint64_t rpc_server_calls_ended_count(const struct rpc_server *server, uint32_t method,
+                                      enum rpc_status status, const char **path)
+{
+    EHR_ASSERT(method <= server->method_count);
+    EHR_ASSERT((unsigned)status < RPC_STATUS_COUNT_);
+    size_t index = method < server->method_count ? method : RPC_METHODS_MAX;
+    if (path != NULL)
+        *path = method < server->method_count ? server->methods[method].path : "unknown";
+    return server->calls_ended[index][status];
+}
+
 static void grace_cb(uv_timer_t *timer)
 {
     struct rpc_server *server = timer->data;
@@ -2285,6 +2323,7 @@ int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t respon
     call_queue_message(call, response, response_len);
     call_drop_input(call);
     call->ended = true;
+    call->outcome = RPC_STATUS_OK;
     uv_timer_stop(&call->timer);
     call->final_status = RPC_STATUS_OK;
     call->final_message_len = 0;

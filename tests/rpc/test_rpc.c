@@ -1468,6 +1468,13 @@ struct thread_server {
     uv_loop_t loop;
     uv_async_t stop;
     uv_sem_t ready;
+    /* A question the test thread asks of the server on its own thread
+     * (ts_ask): the server belongs to its loop. */
+    uv_async_t ask;
+    uv_sem_t answered;
+    uint64_t (*ask_fn)(const struct rpc_server *server, const void *arg);
+    const void *ask_arg;
+    uint64_t answer;
     struct rpc_server *server;
     struct echo_service service;
     struct rpc_server_config config;
@@ -1478,6 +1485,66 @@ static void ts_closed(struct rpc_server *server, void *data)
 {
     struct thread_server *ts = data;
     uv_close((uv_handle_t *)&ts->stop, NULL);
+    uv_close((uv_handle_t *)&ts->ask, NULL);
+}
+
+static void ts_ask_cb(uv_async_t *async)
+{
+    struct thread_server *ts = async->data;
+    if (ts->ask_fn == NULL)
+        return;
+    ts->answer = ts->ask_fn(ts->server, ts->ask_arg);
+    ts->ask_fn = NULL;
+    uv_sem_post(&ts->answered);
+}
+
+/* FN(server, ARG) run on the server's thread; its answer. */
+static uint64_t ts_ask(struct thread_server *ts,
+                       uint64_t (*fn)(const struct rpc_server *server, const void *arg),
+                       const void *arg)
+{
+    ts->ask_arg = arg;
+    ts->ask_fn = fn; /* published to the server's thread by uv_async_send */
+    uv_async_send(&ts->ask);
+    uv_sem_wait(&ts->answered);
+    return ts->answer;
+}
+
+struct calls_question {
+    const char *path; /* a method's, or "unknown" */
+    enum rpc_status status;
+};
+
+static uint64_t ask_calls(const struct rpc_server *server, const void *arg)
+{
+    const struct calls_question *q = arg;
+    for (uint32_t m = 0; m <= rpc_server_method_count(server); m++) {
+        const char *path;
+        uint64_t count = rpc_server_calls_ended_count(server, m, q->status, &path);
+        if (strcmp(path, q->path) == 0)
+            return count;
+    }
+    EHR_ASSERT(!"a method of that path");
+    return 0;
+}
+
+static uint64_t ask_method_count(const struct rpc_server *server, const void *arg)
+{
+    (void)arg;
+    return rpc_server_method_count(server);
+}
+
+/* Calls to PATH ("unknown": to no method) ended with STATUS, once COUNT
+ * of them are (the server counts a call once its stream is gone: wait at
+ * most 5 s for it); the count. */
+static uint64_t ts_calls_wait(struct thread_server *ts, const char *path, enum rpc_status status,
+                              uint64_t count)
+{
+    struct calls_question q = {path, status};
+    uint64_t got = 0;
+    for (int i = 0; i < 500 && (got = ts_ask(ts, ask_calls, &q)) < count; i++)
+        usleep(10000);
+    return got;
 }
 
 static void ts_stop(uv_async_t *async)
@@ -1492,6 +1559,8 @@ static void ts_main(void *arg)
     uv_loop_init(&ts->loop);
     uv_async_init(&ts->loop, &ts->stop, ts_stop);
     ts->stop.data = ts;
+    uv_async_init(&ts->loop, &ts->ask, ts_ask_cb);
+    ts->ask.data = ts;
     EHR_ASSERT(rpc_server_new(&ts->loop, &ts->config, &ts->server) == 0);
     EHR_ASSERT(echo_service_register(&ts->service, &ts->loop, ts->server) == 0);
     EHR_ASSERT(rpc_server_listen(ts->server, "127.0.0.1", 0) == 0);
@@ -1507,6 +1576,7 @@ static struct thread_server *ts_start(const struct rpc_server_config *config)
     if (config != NULL)
         ts->config = *config;
     uv_sem_init(&ts->ready, 0);
+    uv_sem_init(&ts->answered, 0);
     assert_int_equal(uv_thread_create(&ts->thread, ts_main, ts), 0);
     uv_sem_wait(&ts->ready);
     return ts;
@@ -1517,6 +1587,7 @@ static void ts_join(struct thread_server *ts)
     uv_async_send(&ts->stop);
     uv_thread_join(&ts->thread);
     uv_sem_destroy(&ts->ready);
+    uv_sem_destroy(&ts->answered);
     ehr_free(ts);
 }
 
@@ -2284,6 +2355,62 @@ static void test_a_connection_used_in_time_outlives_the_first_request_timeout(vo
     ts_join(ts);
 }
 
+/*
+ * Invariant 16: every call is counted once, by its method and the status
+ * its client was told: a reply (OK), a handler's failure, a call the
+ * server refused before its handler (a request with no message:
+ * INTERNAL), a call whose client left (CANCELLED); calls to paths no
+ * method has all count under "unknown", however many paths there are.
+ */
+static void test_calls_are_counted_by_method_and_status(void **state)
+{
+    (void)state;
+    struct thread_server *ts = ts_start(NULL);
+    uint64_t methods = ts_ask(ts, ask_method_count, NULL);
+    assert_true(methods >= 4);
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_OK, 0), 0);
+    assert_int_equal(ts_calls_wait(ts, "unknown", RPC_STATUS_UNIMPLEMENTED, 0), 0);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", 0, 0, 0, NULL);
+    uint8_t frame[64];
+    size_t frame_len = h2raw_grpc_frame(frame, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    size_t fail_len = pack_echo(&say, "c", 0, 0, RPC_STATUS_NOT_FOUND, NULL);
+    uint8_t fail[64];
+    size_t fail_frame_len = h2raw_grpc_frame(fail, 0, say, (uint32_t)fail_len);
+    ehr_free(say);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    struct h2raw_stream *s[6];
+    s[0] = h2raw_request(&h, ECHO_SAY, NULL, frame, frame_len, true);
+    s[1] = h2raw_request(&h, ECHO_SAY, NULL, frame, frame_len, true);
+    s[2] = h2raw_request(&h, ECHO_SAY, NULL, fail, fail_frame_len, true);
+    s[3] = h2raw_request(&h, ECHO_SAY, NULL, NULL, 0, true);
+    s[4] = h2raw_request(&h, "/no.Such/Method", NULL, frame, frame_len, true);
+    s[5] = h2raw_request(&h, "/another.Unknown/Path", NULL, frame, frame_len, true);
+    for (int i = 0; i < 6; i++)
+        assert_true(h2raw_wait(&h, s[i], 5000));
+    assert_int_equal(s[2]->grpc_status, RPC_STATUS_NOT_FOUND);
+    assert_int_equal(s[3]->grpc_status, RPC_STATUS_INTERNAL);
+    assert_int_equal(s[4]->grpc_status, RPC_STATUS_UNIMPLEMENTED);
+    struct h2raw_stream *hang = h2raw_request(&h, ECHO_HANG, NULL, frame, frame_len, true);
+    h2raw_wait(&h, hang, 200);
+    wait_count(&ts->service.stats.calls, 4); /* Say twice, Say failing, Hang */
+    h2raw_close(&h);                         /* Hang's client leaves */
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_OK, 2), 2);
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_NOT_FOUND, 1), 1);
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_INTERNAL, 1), 1);
+    assert_int_equal(ts_calls_wait(ts, ECHO_HANG, RPC_STATUS_CANCELLED, 1), 1);
+    assert_int_equal(ts_calls_wait(ts, "unknown", RPC_STATUS_UNIMPLEMENTED, 2), 2);
+    /* Counted once each: nothing more comes. */
+    usleep(50000);
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_OK, 0), 2);
+    assert_int_equal(ts_calls_wait(ts, ECHO_HANG, RPC_STATUS_OK, 0), 0);
+    /* Unknown paths added no method. */
+    assert_int_equal(ts_ask(ts, ask_method_count, NULL), methods);
+    ts_join(ts);
+}
+
 static void test_streams_per_connection_edge(void **state)
 {
     struct rpc_server_config config = {.streams_per_connection_max = 4};
@@ -2803,6 +2930,7 @@ int main(void)
         cmocka_unit_test(test_a_connection_without_a_first_request_is_closed),
         cmocka_unit_test(test_a_connection_used_in_time_outlives_the_first_request_timeout),
         cmocka_unit_test(test_streams_per_connection_edge),
+        cmocka_unit_test(test_calls_are_counted_by_method_and_status),
         cmocka_unit_test(test_connection_request_budget_edge),
         cmocka_unit_test(test_unfinished_bytes_per_address_edge),
         cmocka_unit_test(test_unfinished_bytes_max_edge),
