@@ -343,8 +343,8 @@ static void render_api(struct node_metrics_text *t, const struct node_metrics_sn
         }
     if (s->rpc_refusals_known) {
         node_metrics_text_family(t, "ehr_rpc_refused_total", "counter",
-                                 "Connections and streams the gRPC server refused or ended, by "
-                                 "the limit (rpc/README.md, Limits).");
+                                 "Connections, streams and calls the gRPC server refused or "
+                                 "ended, by the limit (rpc/README.md, Limits).");
         for (int k = 0; k < NODE_METRICS_RPC_REFUSALS; k++) {
             struct node_metrics_label l[] = {{"limit", s->rpc_refusal_limit[k]}};
             node_metrics_text_u64(t, "ehr_rpc_refused_total", l, 1, s->rpc_refused_total[k]);

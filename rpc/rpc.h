@@ -334,15 +334,21 @@ void rpc_server_use_tls(struct rpc_server *server, struct rpc_tls *tls);
 uint32_t rpc_server_connection_count(const struct rpc_server *server);
 uint32_t rpc_server_call_count(const struct rpc_server *server);
 /*
- * Connections and streams refused or ended by a limit since the server
- * started, for KIND in 0 .. RPC_SERVER_REFUSAL_KINDS - 1; *LIMIT (may be
- * NULL) gets the name of the limit (a config field: "connections_max",
- * "connections_per_address_max", "stream_stall_timeout_ms",
- * "first_request_timeout_ms"; "connections_max_evicted", the connections
- * ended at the cap to make room for a newcomer; "tls_handshake", the TLS
- * handshakes that failed), a static string.
+ * Connections, streams and calls refused or ended by a limit since the
+ * server started, for KIND in 0 .. RPC_SERVER_REFUSAL_KINDS - 1; *LIMIT
+ * (may be NULL) gets the name of the limit (a config field:
+ * "connections_max", "connections_per_address_max",
+ * "stream_stall_timeout_ms", "first_request_timeout_ms";
+ * "connection_request_bytes_max", "unfinished_bytes_per_address_max",
+ * "unfinished_bytes_max": requests refused for the bytes they would have
+ * buffered past that budget; "unread_reply_bytes_max": unary calls
+ * refused, before or after their handler, for the replies not read;
+ * "connections_max_evicted", the connections ended at the cap to make
+ * room for a newcomer; "tls_handshake", the TLS handshakes that failed), a
+ * static string. Each kind is logged at most once per interval, with the
+ * count.
  */
-enum { RPC_SERVER_REFUSAL_KINDS = 6 };
+enum { RPC_SERVER_REFUSAL_KINDS = 10 };
 uint64_t rpc_server_refused_count(const struct rpc_server *server, size_t kind, const char **limit);
 
 /*

@@ -215,11 +215,30 @@ enum refusal {
     REFUSAL_FIRST_REQUEST_LATE,
     REFUSAL_EVICTED,
     REFUSAL_TLS_HANDSHAKE,
+    /* A request over a budget of invariants 10 and 14, in rpc__budget_kind's
+     * order (refusal_budget_cb). */
+    REFUSAL_CONNECTION_REQUEST_BYTES,
+    REFUSAL_UNFINISHED_BYTES_PER_ADDRESS,
+    REFUSAL_UNFINISHED_BYTES,
+    REFUSAL_UNREAD_REPLY_BYTES, /* a unary call refused for unread replies (invariant 15) */
     REFUSAL_COUNT_
 };
-static const char *const refusal_limit_names[REFUSAL_COUNT_] = {
-    "connections_max",          "connections_per_address_max", "stream_stall_timeout_ms",
-    "first_request_timeout_ms", "connections_max_evicted",     "tls_handshake"};
+static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max",
+                                                                "connections_per_address_max",
+                                                                "stream_stall_timeout_ms",
+                                                                "first_request_timeout_ms",
+                                                                "connections_max_evicted",
+                                                                "tls_handshake",
+                                                                "connection_request_bytes_max",
+                                                                "unfinished_bytes_per_address_max",
+                                                                "unfinished_bytes_max",
+                                                                "unread_reply_bytes_max"};
+_Static_assert((int)REFUSAL_CONNECTION_REQUEST_BYTES + (int)RPC__BUDGET_ADDRESS ==
+                   (int)REFUSAL_UNFINISHED_BYTES_PER_ADDRESS,
+               "the budgets' refusals in their order");
+_Static_assert((int)REFUSAL_CONNECTION_REQUEST_BYTES + (int)RPC__BUDGET_SERVER ==
+                   (int)REFUSAL_UNFINISHED_BYTES,
+               "the budgets' refusals in their order");
 _Static_assert((int)REFUSAL_COUNT_ == (int)RPC_SERVER_REFUSAL_KINDS,
                "rpc.h counts the refusals' kinds");
 /* The last failed handshake's reason kept for its log line (OpenSSL's words, never a key). */
@@ -470,6 +489,21 @@ static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t c
                 refusal_limit_names[kind], count, server->tls_reason);
         return;
     }
+    if (kind == REFUSAL_UNREAD_REPLY_BYTES) {
+        ehr_log(EHR_LOG_WARN, "rpc calls refused: their clients do not read their replies",
+                "limit=%s count=%" PRIu64 " unread_reply_bytes=%zu unread_reply_bytes_max=%zu",
+                refusal_limit_names[kind], count, server->unread_reply_bytes,
+                server->config.unread_reply_bytes_max);
+        return;
+    }
+    if (kind >= REFUSAL_CONNECTION_REQUEST_BYTES && kind <= REFUSAL_UNFINISHED_BYTES) {
+        ehr_log(EHR_LOG_WARN, "rpc requests refused: over a budget of unfinished request bytes",
+                "limit=%s count=%" PRIu64 " unfinished_bytes=%zu unfinished_bytes_max=%zu",
+                refusal_limit_names[kind], count,
+                server->config.unfinished_bytes_max - server->request_budget,
+                server->config.unfinished_bytes_max);
+        return;
+    }
     ehr_log(EHR_LOG_WARN, "rpc connections refused",
             "limit=%s count=%" PRIu64 " connections=%u connections_max=%u",
             refusal_limit_names[kind], count, server->conn_count, server->config.connections_max);
@@ -508,6 +542,12 @@ static void server_refused(struct rpc_server *server, enum refusal kind)
         refusal_log(server, kind, count);
     else if (!uv_is_active((uv_handle_t *)&server->refusal_timer))
         refusal_flush(server, now);
+}
+
+/* A connection's request budget refused a charge (invariants 10, 14). */
+static void refusal_budget_cb(void *ctx, enum rpc__budget_kind kind)
+{
+    server_refused(ctx, (enum refusal)(REFUSAL_CONNECTION_REQUEST_BYTES + kind));
 }
 
 static void kick_cb(uv_idle_t *idle)
@@ -1642,6 +1682,8 @@ static int conn_setup(struct rpc_server *server, struct rpc__server_conn *conn, 
     if (conn->address != NULL)
         conn->budget.address_bytes = &conn->address->request_budget;
     conn->budget.server_bytes = &server->request_budget;
+    conn->budget.refused = refusal_budget_cb;
+    conn->budget.refused_ctx = server;
     rpc__list_init(&conn->link_all);
     rpc__list_init(&conn->link_dirty);
     rpc__list_init(&conn->link_tls_waiting);
@@ -1899,6 +1941,7 @@ static void call_deliver(struct rpc_call *call)
                            server->config.unread_reply_bytes_max / 2) {
                 /* Its reply would be refused too: spare the handler's work
                  * (invariant 15). */
+                server_refused(server, REFUSAL_UNREAD_REPLY_BYTES);
                 call_end(call, "200", RPC_STATUS_RESOURCE_EXHAUSTED,
                          "your connection was refused a reply for the replies it has not "
                          "read; read them, then retry",
@@ -2317,6 +2360,7 @@ int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t respon
         /* Only a connection that holds replies unread is refused before
          * its handlers: one that reads was refused a reply over its quota. */
         call->conn->reply_refused = call->conn->unread_reply_bytes > 0;
+        server_refused(call->server, REFUSAL_UNREAD_REPLY_BYTES);
         call_end(call, "200", RPC_STATUS_RESOURCE_EXHAUSTED, refusal, true, EHR_ECLOSED);
         return EHR_EFULL;
     }

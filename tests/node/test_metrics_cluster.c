@@ -319,6 +319,10 @@ static void test_metrics_of_a_running_network(void **state)
     rpc_result_clear(&r);
     assert_true(wait_at_least(port[leader], status_ok, status_ok0 + 1, 5000) >= status_ok0 + 1);
     assert_true(wait_at_least(port[leader], unknown, 1, 5000) >= 1);
+    /* The budgets' refusals have their lines (test_rpc provokes each). */
+    scrape(port[leader], &p);
+    assert_int_equal(value_of(&p, "ehr_rpc_refused_total{limit=\"unfinished_bytes_max\"}"), 0);
+    assert_int_equal(value_of(&p, "ehr_rpc_refused_total{limit=\"unread_reply_bytes_max\"}"), 0);
     scrape(port[follower], &p);
     assert_true(value_of(&p, "ehr_transactions_committed_total") >= TXS);
     assert_int_equal(value_of(&p, "ehr_raft_proposals_inflight"), 0);

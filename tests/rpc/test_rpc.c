@@ -175,7 +175,7 @@ static void test_reader_reassembles_at_every_split(void **state)
         struct rpc__reader reader = {0};
         struct gathered g = {0};
         size_t left = 1000;
-        struct rpc__budget budget = {&left, NULL, NULL};
+        struct rpc__budget budget = {.connection_bytes = &left};
         ehr_diag err;
         assert_int_equal(rpc__reader_feed(&reader, wire, split, 100, &budget, gather, &g, &err),
                          RPC_STATUS_OK);
@@ -228,8 +228,16 @@ static void test_reader_refuses_compressed_and_bad_flags(void **state)
     assert_int_equal(g.count, 0);
 }
 
+/* Which budget refused a charge, as rpc__budget_take tells its owner. */
+static void note_refused(void *ctx, enum rpc__budget_kind kind)
+{
+    int *refused = ctx;
+    refused[kind]++;
+}
+
 static void test_reader_budget_limits_partial_messages(void **state)
 {
+    int refused[3] = {0};
     uint8_t wire[5 + 50];
     memset(wire, 0, sizeof wire);
     h2raw_grpc_frame(wire, 0, NULL, 50);
@@ -237,10 +245,12 @@ static void test_reader_budget_limits_partial_messages(void **state)
     struct gathered g = {0};
     ehr_diag err;
     size_t left = 49;
-    struct rpc__budget budget = {&left, NULL, NULL};
+    struct rpc__budget budget = {
+        .connection_bytes = &left, .refused = note_refused, .refused_ctx = refused};
     /* A partial message of 50 bytes needs 50 bytes of budget. */
     assert_int_equal(rpc__reader_feed(&reader, wire, 20, 100, &budget, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(refused[RPC__BUDGET_CONNECTION], 1);
     left = 50;
     struct rpc__reader reader2 = {0};
     assert_int_equal(rpc__reader_feed(&reader2, wire, 20, 100, &budget, gather, &g, &err),
@@ -250,11 +260,15 @@ static void test_reader_budget_limits_partial_messages(void **state)
     assert_int_equal(left, 50);
     /* With an address budget, a charge must fit both, and is taken from both. */
     size_t address_left = 49;
-    struct rpc__budget both = {&left, &address_left, NULL};
+    struct rpc__budget both = {.connection_bytes = &left,
+                               .address_bytes = &address_left,
+                               .refused = note_refused,
+                               .refused_ctx = refused};
     struct rpc__reader reader3 = {0};
     assert_int_equal(rpc__reader_feed(&reader3, wire, 20, 100, &both, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(err.msg, "your address"));
+    assert_int_equal(refused[RPC__BUDGET_ADDRESS], 1);
     assert_int_equal(left, 50); /* nothing taken from either */
     address_left = 50;
     struct rpc__reader reader4 = {0};
@@ -267,11 +281,19 @@ static void test_reader_budget_limits_partial_messages(void **state)
     assert_int_equal(address_left, 50);
     /* With the server's too (invariant 14): all three, or none. */
     size_t server_left = 49;
-    struct rpc__budget all = {&left, &address_left, &server_left};
+    struct rpc__budget all = {.connection_bytes = &left,
+                              .address_bytes = &address_left,
+                              .server_bytes = &server_left,
+                              .refused = note_refused,
+                              .refused_ctx = refused};
     struct rpc__reader reader5 = {0};
     assert_int_equal(rpc__reader_feed(&reader5, wire, 20, 100, &all, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(err.msg, "the server may buffer"));
+    /* Each refusal told once, as the budget that was short. */
+    assert_int_equal(refused[RPC__BUDGET_SERVER], 1);
+    assert_int_equal(refused[RPC__BUDGET_CONNECTION], 1);
+    assert_int_equal(refused[RPC__BUDGET_ADDRESS], 1);
     assert_int_equal(left, 50);
     assert_int_equal(address_left, 50);
     server_left = 50;
@@ -1510,6 +1532,24 @@ static uint64_t ts_ask(struct thread_server *ts,
     return ts->answer;
 }
 
+static uint64_t ask_refused(const struct rpc_server *server, const void *arg)
+{
+    for (size_t k = 0; k < RPC_SERVER_REFUSAL_KINDS; k++) {
+        const char *limit;
+        uint64_t count = rpc_server_refused_count(server, k, &limit);
+        if (strcmp(limit, arg) == 0)
+            return count;
+    }
+    EHR_ASSERT(!"a refusal kind of that name");
+    return 0;
+}
+
+/* The server's refusals for the limit named LIMIT (rpc_server_refused_count). */
+static uint64_t ts_refused(struct thread_server *ts, const char *limit)
+{
+    return ts_ask(ts, ask_refused, limit);
+}
+
 struct calls_question {
     const char *path; /* a method's, or "unknown" */
     enum rpc_status status;
@@ -2527,9 +2567,12 @@ static void test_connection_request_budget_edge(void **state)
     struct h2raw_stream *sb = h2raw_request(&h, ECHO_SAY, NULL, b, frame, false);
     struct h2raw_stream *sc = h2raw_request(&h, ECHO_SAY, NULL, c, sizeof c, true);
     assert_true(h2raw_wait(&h, sc, 5000));
-    /* ... so a third, of one byte, does not fit. */
+    /* ... so a third, of one byte, does not fit, and is counted by its limit. */
     assert_int_equal(sc->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(sc->grpc_message, "connection"));
+    assert_int_equal(ts_refused(ts, "connection_request_bytes_max"), 1);
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_per_address_max"), 0);
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_max"), 0);
     assert_false(sa->closed);
     assert_false(sb->closed);
     h2raw_close(&h);
@@ -2581,10 +2624,14 @@ static void test_unfinished_bytes_per_address_edge(void **state)
     assert_false(a1->closed);
     assert_false(a2->closed);
     assert_false(b1->closed); /* exactly at the address's limit */
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_per_address_max"), 0);
     struct h2raw_stream *b2 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
     assert_true(h2raw_wait(&b, b2, 5000));
     assert_int_equal(b2->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(b2->grpc_message, "your address"));
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_per_address_max"), 1);
+    assert_int_equal(ts_refused(ts, "connection_request_bytes_max"), 0);
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_max"), 0);
     assert_int_equal(h2raw_connect_from(&c, other, ts->port), 0);
     struct h2raw_stream *c1 = h2raw_request(&c, ECHO_SAY, NULL, big_say, big_say_frame, true);
     assert_true(h2raw_wait(&c, c1, 5000));
@@ -2644,10 +2691,14 @@ static void test_unfinished_bytes_max_edge(void **state)
     assert_false(a1->closed);
     assert_false(a2->closed);
     assert_false(b1->closed); /* exactly at the server's limit */
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_max"), 0);
     struct h2raw_stream *b2 = h2raw_request(&b, ECHO_SAY, NULL, one, one_len, true);
     assert_true(h2raw_wait(&b, b2, 5000));
     assert_int_equal(b2->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(b2->grpc_message, "the server may buffer"));
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_max"), 1); /* counted by its limit */
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_per_address_max"), 0);
+    assert_int_equal(ts_refused(ts, "connection_request_bytes_max"), 0);
     /* What the first address held comes back with its connection. */
     h2raw_close(&a);
     struct h2raw_stream *b3 = NULL;
@@ -2713,16 +2764,19 @@ static void test_unread_reply_bytes_max_edge(void **state)
     wait_count(&ts->service.stats.calls, 4);
     for (int i = 0; i < 4; i++)
         assert_false(held[i]->closed); /* half, exactly */
+    assert_int_equal(ts_refused(ts, "unread_reply_bytes_max"), 0);
     struct h2raw_stream *s15 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
     assert_true(h2raw_wait(&z1, s15, 5000));
     assert_int_equal(s15->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(s15->grpc_message, "your connection holds its share"));
     assert_int_equal(atomic_load(&ts->service.stats.calls), 5);
+    assert_int_equal(ts_refused(ts, "unread_reply_bytes_max"), 1); /* after its handler */
     struct h2raw_stream *s16 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
     assert_true(h2raw_wait(&z1, s16, 5000));
     assert_int_equal(s16->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(s16->grpc_message, "was refused a reply"));
-    assert_int_equal(atomic_load(&ts->service.stats.calls), 5); /* no handler ran */
+    assert_int_equal(atomic_load(&ts->service.stats.calls), 5);    /* no handler ran */
+    assert_int_equal(ts_refused(ts, "unread_reply_bytes_max"), 2); /* before its handler */
     struct h2raw *quota_holders[2] = {&z2, &z3};
     for (int k = 0; k < 2; k++) {
         struct h2raw *z = quota_holders[k];
@@ -2752,6 +2806,11 @@ static void test_unread_reply_bytes_max_edge(void **state)
         assert_int_equal(r->grpc_status, RPC_STATUS_OK);
         assert_int_equal(r->data_len, reply_bytes);
     }
+    /* Every refusal counted by its limit: the fifth and sixth of the
+     * first, the second of the second and of the third, the reader's one
+     * over its quota; none for the request budgets. */
+    assert_int_equal(ts_refused(ts, "unread_reply_bytes_max"), 5);
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_max"), 0);
     /* The first leaves: the first half is free, and the second is served. */
     h2raw_close(&z1);
     struct h2raw_stream *s22 = NULL;
