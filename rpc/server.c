@@ -115,9 +115,21 @@
  *      reaped (call_reap): `outcome` is set where `ended` is first set
  *      (the status the client is told, RESOURCE_EXHAUSTED for a reset
  *      for not reading (call_stalled), or the cancel its handler is told
- *      when no status was decided). Calls to a path no method has are
- *      counted under one entry, so the table (calls_ended) is bounded by
- *      RPC_METHODS_MAX + 1 entries whatever clients send.
+ *      when no status was decided), and set again to RESOURCE_EXHAUSTED
+ *      if its answer is dropped unread (call_unread, invariant 17).
+ *      Calls to a path no method has are counted under one entry, so the
+ *      table (calls_ended) is bounded by RPC_METHODS_MAX + 1 entries
+ *      whatever clients send.
+ *  17. A call that ended with response bytes still queued (a unary reply
+ *      its client has not taken, a finished stream's last messages)
+ *      holds them for at most unread_reply_timeout_ms after its end:
+ *      unread_by_ms is set when it ends with bytes queued
+ *      (call_unread_arm), cleared only when send_data_cb has taken them
+ *      all, and never renewed by what the client sends (a WINDOW_UPDATE
+ *      of one byte is free); when it passes, call_unread frees the queue
+ *      and resets the stream (closing the connection if even that cannot
+ *      be written). With invariant 8 this bounds, in time, every byte a
+ *      client can make the server hold by not reading.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -135,6 +147,8 @@
  *   with handler --rpc_call_reply past the unread replies' budget
  *     (call_reply_refusal, invariant 15)--> draining, RESOURCE_EXHAUSTED
  *   with handler --call_detach / deadline / shutdown--> ended, with handler
+ *   draining, its bytes not all taken --call_unread (unread_reply_timeout_ms
+ *     passed, invariant 17)--> reset, its queue freed
  *   with handler --call_stalled (queue full too long)--> ended, with handler
  *   with handler (stream) --rpc_stream_send past its queue or past half
  *     the unread replies' budget (EHR_EAGAIN)--> waiting for writable
@@ -221,6 +235,7 @@ enum refusal {
     REFUSAL_UNFINISHED_BYTES_PER_ADDRESS,
     REFUSAL_UNFINISHED_BYTES,
     REFUSAL_UNREAD_REPLY_BYTES, /* a unary call refused for unread replies (invariant 15) */
+    REFUSAL_UNREAD_REPLY_LATE,  /* an answer dropped unread (invariant 17) */
     REFUSAL_COUNT_
 };
 static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max",
@@ -232,7 +247,8 @@ static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max
                                                                 "connection_request_bytes_max",
                                                                 "unfinished_bytes_per_address_max",
                                                                 "unfinished_bytes_max",
-                                                                "unread_reply_bytes_max"};
+                                                                "unread_reply_bytes_max",
+                                                                "unread_reply_timeout_ms"};
 _Static_assert((int)REFUSAL_CONNECTION_REQUEST_BYTES + (int)RPC__BUDGET_ADDRESS ==
                    (int)REFUSAL_UNFINISHED_BYTES_PER_ADDRESS,
                "the budgets' refusals in their order");
@@ -359,6 +375,7 @@ struct rpc_call {
     uint64_t deadline_ms;   /* loop time */
     uint64_t receive_by_ms; /* loop time: the request must be complete by then */
     uint64_t stall_by_ms;   /* loop time, 0: none; a full queue must drain to half by then */
+    uint64_t unread_by_ms;  /* loop time, 0: none; an ended call's queue must be taken by then */
     bool stream_attached;
     bool app_owned;
     bool ended;
@@ -412,6 +429,7 @@ struct rpc_upload {
 
 static void server_pump(struct rpc_server *server);
 static void conn_close(struct rpc__server_conn *conn, enum rpc_status why);
+static void call_timer_arm(struct rpc_call *call);
 
 #define NV(name, value)                                                                            \
     {                                                                                              \
@@ -487,6 +505,12 @@ static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t c
     if (kind == REFUSAL_TLS_HANDSHAKE) {
         ehr_log(EHR_LOG_WARN, "rpc TLS handshakes failed", "limit=%s count=%" PRIu64 " last=\"%s\"",
                 refusal_limit_names[kind], count, server->tls_reason);
+        return;
+    }
+    if (kind == REFUSAL_UNREAD_REPLY_LATE) {
+        ehr_log(EHR_LOG_WARN, "rpc replies dropped: the client did not read them",
+                "limit=%s count=%" PRIu64 " unread_reply_timeout_ms=%" PRIu64,
+                refusal_limit_names[kind], count, server->config.unread_reply_timeout_ms);
         return;
     }
     if (kind == REFUSAL_UNREAD_REPLY_BYTES) {
@@ -854,6 +878,10 @@ static int server_send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
     if (call->out_pos == call->out.len) {
         call->out.len = 0;
         call->out_pos = 0;
+        if (call->unread_by_ms != 0) { /* all taken in time (invariant 17) */
+            call->unread_by_ms = 0;
+            call_timer_arm(call);
+        }
     }
     call_out_charge(call, call_queued_bytes(call)); /* in the output now: read, as we count */
     if (call->want_writable && call->app_owned && !call->ended &&
@@ -863,6 +891,17 @@ static int server_send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
         call_notify(call, &call->notify_writable);
     }
     return 0;
+}
+
+/* CALL ended with response bytes still queued: its client must take them
+ * all within unread_reply_timeout_ms of now (invariant 17). */
+static void call_unread_arm(struct rpc_call *call)
+{
+    EHR_ASSERT(call->ended);
+    if (call_queued_bytes(call) == 0)
+        return;
+    call->unread_by_ms = uv_now(call->server->loop) + call->server->config.unread_reply_timeout_ms;
+    call_timer_arm(call);
 }
 
 /*
@@ -906,6 +945,7 @@ static void call_end(struct rpc_call *call, const char *http_status, enum rpc_st
             nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
                                       NGHTTP2_INTERNAL_ERROR);
     }
+    call_unread_arm(call);
     conn_mark_dirty(call->conn);
 }
 
@@ -961,12 +1001,18 @@ static void call_timer_cb(uv_timer_t *timer);
 static void call_timer_arm(struct rpc_call *call)
 {
     uint64_t due = UINT64_MAX;
-    if (call->has_deadline)
-        due = call->deadline_ms;
-    if (!call->request_done && !call->paused && call->receive_by_ms < due)
-        due = call->receive_by_ms;
-    if (call->stall_by_ms != 0 && call->stall_by_ms < due)
-        due = call->stall_by_ms;
+    if (call->ended) {
+        /* Only its answer's time to be taken is left (invariant 17). */
+        if (call->unread_by_ms != 0)
+            due = call->unread_by_ms;
+    } else {
+        if (call->has_deadline)
+            due = call->deadline_ms;
+        if (!call->request_done && !call->paused && call->receive_by_ms < due)
+            due = call->receive_by_ms;
+        if (call->stall_by_ms != 0 && call->stall_by_ms < due)
+            due = call->stall_by_ms;
+    }
     if (due == UINT64_MAX) {
         uv_timer_stop(&call->timer);
         return;
@@ -1017,13 +1063,56 @@ static void call_stalled(struct rpc_call *call)
     conn_mark_dirty(conn);
 }
 
+/*
+ * CALL ended unread_reply_timeout_ms ago and its client has still not
+ * taken its answer (invariant 17): it gives no window, or does not read
+ * its socket. As in call_stalled, the queue is freed now and the stream
+ * reset with ENHANCE_YOUR_CALM (gRPC clients report RESOURCE_EXHAUSTED,
+ * which is how the call is counted); a connection whose output is full
+ * and no longer read is closed. The handler finished it already.
+ */
+static void call_unread(struct rpc_call *call)
+{
+    struct rpc__server_conn *conn = call->conn;
+    EHR_ASSERT(call->stream_attached);
+    EHR_ASSERT(call->ended);
+    EHR_ASSERT(call_queued_bytes(call) > 0);
+    call->unread_by_ms = 0;
+    call->outcome = RPC_STATUS_RESOURCE_EXHAUSTED;      /* its answer never reached it (inv. 16) */
+    call->out.len = call->out_pos + call->out_promised; /* keep what nghttp2 was promised */
+    if (call->out_promised == 0) {
+        call->out_pos = 0;
+        rpc__buf_free(&call->out);
+    }
+    call_out_charge(call, call_queued_bytes(call));
+    server_refused(call->server, REFUSAL_UNREAD_REPLY_LATE);
+    if (conn->io.read_stopped) {
+        conn_close(conn, RPC_STATUS_RESOURCE_EXHAUSTED);
+        return;
+    }
+    nghttp2_submit_rst_stream(conn->io.session, NGHTTP2_FLAG_NONE, call->stream_id,
+                              NGHTTP2_ENHANCE_YOUR_CALM);
+    conn_mark_dirty(conn);
+}
+
 static void call_timer_cb(uv_timer_t *timer)
 {
     struct rpc_call *call = timer->data;
     struct rpc_server *server = call->server;
-    if (call->ended || !call->stream_attached)
+    if (!call->stream_attached)
         return;
     uint64_t now = uv_now(server->loop);
+    if (call->ended) {
+        if (call->unread_by_ms == 0)
+            return;
+        if (now < call->unread_by_ms) {
+            call_timer_arm(call);
+            return;
+        }
+        call_unread(call);
+        server_pump(server);
+        return;
+    }
     if (!call->request_done && !call->paused && now >= call->receive_by_ms) {
         char message[128];
         snprintf(message, sizeof message,
@@ -2052,6 +2141,8 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->request_receive_timeout_ms = RPC_REQUEST_RECEIVE_TIMEOUT_MS;
     if (c->stream_stall_timeout_ms == 0)
         c->stream_stall_timeout_ms = RPC_STREAM_STALL_TIMEOUT_MS;
+    if (c->unread_reply_timeout_ms == 0)
+        c->unread_reply_timeout_ms = RPC_UNREAD_REPLY_TIMEOUT_MS;
     if (c->unfinished_bytes_per_address_max == 0)
         c->unfinished_bytes_per_address_max = RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX;
     if (c->unfinished_bytes_max == 0)
@@ -2372,6 +2463,7 @@ int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t respon
     call->final_status = RPC_STATUS_OK;
     call->final_message_len = 0;
     call_send_headers(call);
+    call_unread_arm(call);
     conn_mark_dirty(call->conn);
     return 0;
 }

@@ -2725,6 +2725,99 @@ static size_t say_reply_framed_bytes(const char *text, size_t payload_len)
 }
 
 /*
+ * Invariant 17: an answer its client never takes (a client that gives no
+ * stream window) is held unread_reply_timeout_ms after the call ended,
+ * not less, then dropped: RST_STREAM(ENHANCE_YOUR_CALM), counted as the
+ * limit unread_reply_timeout_ms and the call as RESOURCE_EXHAUSTED, the
+ * connection kept. Its bytes are given back: with a budget whose half is
+ * one reply (R) and a little more, and a quota below R, a second reply to
+ * the same client is refused while the first is held, and queued again
+ * once it was dropped. A finished stream's last messages, not read (on a
+ * second such client), are dropped alike. A reader on the same server
+ * meanwhile is served and never reset.
+ */
+static void test_an_answer_not_read_is_dropped_after_the_unread_reply_timeout(void **state)
+{
+    (void)state;
+    enum { UNREAD_MS = 600, PAYLOAD = 30000 };
+    size_t reply_bytes = say_reply_framed_bytes("c", PAYLOAD);
+    struct rpc_server_config config = {.unread_reply_timeout_ms = UNREAD_MS,
+                                       .message_bytes_max = reply_bytes - 5,
+                                       .connections_max = 4,
+                                       .unread_reply_bytes_max = 2 * reply_bytes + 8192};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", PAYLOAD, 0, 0, NULL);
+    assert_true(say_len <= reply_bytes - 5);
+    uint8_t *frame = malloc(5 + say_len);
+    assert_non_null(frame);
+    size_t frame_len = h2raw_grpc_frame(frame, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    say_len = pack_echo(&say, "small", 0, 0, 0, NULL);
+    uint8_t small[64];
+    size_t small_len = h2raw_grpc_frame(small, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    uint8_t count_req[64];
+    size_t count_len = framed_count(count_req, 3, 100, false);
+    struct h2raw z, z2, reader;
+    assert_int_equal(h2raw_connect_with(&z, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    assert_int_equal(h2raw_connect_with(&z2, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    assert_int_equal(h2raw_connect(&reader, ts->port), 0);
+    struct h2raw_stream *held = h2raw_request(&z, ECHO_SAY, NULL, frame, frame_len, true);
+    h2raw_wait(&z, held, 1);
+    wait_count(&ts->service.stats.calls, 1); /* the reply is queued */
+    struct h2raw_stream *stream = h2raw_request(&z2, ECHO_COUNT, NULL, count_req, count_len, true);
+    h2raw_wait(&z2, stream, 1);
+    wait_count(&ts->service.stats.calls, 2); /* the stream's messages and end are queued */
+    uint64_t start_ms = now_ms();
+    h2raw_wait(&z, NULL, 50);
+    /* The budget is held: a second reply to it does not fit. */
+    struct h2raw_stream *refused = h2raw_request(&z, ECHO_SAY, NULL, frame, frame_len, true);
+    assert_true(h2raw_wait(&z, refused, 5000));
+    assert_int_equal(refused->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    /* Half the timeout later both are held; the reader is served. */
+    while (now_ms() - start_ms < UNREAD_MS / 2) {
+        struct h2raw_stream *r = h2raw_request(&reader, ECHO_SAY, NULL, small, small_len, true);
+        assert_true(h2raw_wait(&reader, r, 5000));
+        assert_int_equal(r->grpc_status, RPC_STATUS_OK);
+        h2raw_wait(&z, NULL, 10);
+        h2raw_wait(&z2, NULL, 10);
+        if (reader.stream_count == H2RAW_STREAMS_MAX) /* room for more */
+            break;
+    }
+    assert_false(held->closed);
+    assert_false(stream->closed);
+    assert_int_equal(ts_refused(ts, "unread_reply_timeout_ms"), 0);
+    while ((!held->closed || !stream->closed) && now_ms() - start_ms < 10 * UNREAD_MS) {
+        h2raw_wait(&z, NULL, 10);
+        h2raw_wait(&z2, NULL, 10);
+    }
+    assert_true(held->closed);
+    assert_true(stream->closed);
+    assert_int_equal(held->close_code, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_int_equal(stream->close_code, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_int_equal(held->data_len, 0);                 /* not a byte of it went out */
+    assert_true(now_ms() - start_ms >= UNREAD_MS - 100); /* the server's clock started earlier */
+    assert_int_equal(ts_refused(ts, "unread_reply_timeout_ms"), 2);
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_RESOURCE_EXHAUSTED, 2), 2);
+    assert_int_equal(ts_calls_wait(ts, ECHO_COUNT, RPC_STATUS_RESOURCE_EXHAUSTED, 1), 1);
+    assert_false(z.eof); /* the connections are kept */
+    assert_false(z2.eof);
+    /* Its bytes were given back: the same client's next reply is queued. */
+    struct h2raw_stream *again = h2raw_request(&z, ECHO_SAY, NULL, frame, frame_len, true);
+    h2raw_wait(&z, again, 200);
+    assert_false(again->closed);
+    /* The reader was never reset: its answers were taken at once. */
+    for (int i = 0; i < reader.stream_count; i++)
+        assert_int_equal(reader.streams[i].close_code, 0);
+    h2raw_close(&z);
+    h2raw_close(&z2);
+    h2raw_close(&reader);
+    free(frame);
+    ts_join(ts);
+}
+
+/*
  * Invariant 15: replies not read are bounded over the whole server. Each
  * Say reply takes R bytes; the budget is 8 R over 4 connections: half
  * first come, first served, and a quota of (8 R / 2) / 4 = R for each
@@ -2985,6 +3078,7 @@ int main(void)
         cmocka_unit_test(test_requests_keep_a_connection_from_idling),
         cmocka_unit_test(test_an_unfinished_request_has_a_deadline),
         cmocka_unit_test(test_a_stream_not_read_is_ended_after_the_stall_timeout),
+        cmocka_unit_test(test_an_answer_not_read_is_dropped_after_the_unread_reply_timeout),
         cmocka_unit_test(test_a_client_that_does_not_read_its_socket_loses_the_connection),
         cmocka_unit_test(test_a_connection_without_a_first_request_is_closed),
         cmocka_unit_test(test_a_connection_used_in_time_outlives_the_first_request_timeout),
