@@ -6,7 +6,8 @@
  * hold at their edges.
  *
  * The loop's pace is read from GetStatus (loop_turn_max_us: the longest
- * busy turn of the node's event loop in the last 10 to 20 s).
+ * busy turn of the node's event loop in the last 10 to 20 s;
+ * loop_turn_cpu_max_us: the most CPU time such a turn took).
  */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -50,7 +51,9 @@ enum {
      * election timeout (10 ticks of 50 ms), so no follower comes near to
      * starting an election. The loop's own fsyncs and a shared machine's
      * scheduling take up to about 170 ms of it with no client at all;
-     * the flood served without a budget took 1 to 2.3 s. */
+     * the flood served without a budget took 1 to 2.3 s. Its CPU time is
+     * held to it always; its wall-clock length only when the machine had
+     * a CPU for the loop (below). */
     LOOP_TURN_BOUND_US = 250000,
     /* The submission flood: invalid signatures from a second loopback
      * address, for FLOOD_SUBMIT_MS, SUBMIT_FLOOD_CONNECTIONS connections
@@ -138,8 +141,9 @@ static void streams_open(struct h2raw *h, size_t count, struct h2raw_stream **ou
 
 struct watch {
     uint64_t term[3];
-    uint64_t turn_max_us; /* the leader's longest turn seen */
-    uint64_t rss_max;     /* the leader's largest resident memory seen */
+    uint64_t turn_max_us;     /* the leader's longest turn seen */
+    uint64_t turn_cpu_max_us; /* the most CPU time one of its turns took */
+    uint64_t rss_max;         /* the leader's largest resident memory seen */
     size_t leader_changes;
     uint64_t last_us;
 };
@@ -156,6 +160,8 @@ static void watch_sample(struct watch *w)
         w->term[i] = s.term;
         if (i == leader && s.loop_turn_max_us > w->turn_max_us)
             w->turn_max_us = s.loop_turn_max_us;
+        if (i == leader && s.loop_turn_cpu_max_us > w->turn_cpu_max_us)
+            w->turn_cpu_max_us = s.loop_turn_cpu_max_us;
         if (i == leader && s.rss_bytes > w->rss_max)
             w->rss_max = s.rss_bytes;
     }
@@ -171,12 +177,27 @@ static void watch_tick(void *ctx, struct cluster *c, const struct cluster_tx *tx
         watch_sample(w);
 }
 
+/* Is the machine busier than its CPUs (the last minute's load average
+ * over the CPUs online)? Then a turn's wall-clock length says how the
+ * scheduler shared them out, not how long the loop worked; LOAD gets the
+ * load average. */
+static bool machine_overloaded(double *load)
+{
+    double avg[1] = {0};
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    *load = getloadavg(avg, 1) == 1 ? avg[0] : 0;
+    return cpus > 0 && *load > (double)cpus;
+}
+
 /*
  * The consensus loop never waits on a client (docs/DESIGN.md): the most
  * StreamBlocks a node takes, all from height 0 on a ledger larger than
  * their queues, held open by clients that read nothing, while an honest
- * load commits. The leader's longest loop turn stays under
- * LOOP_TURN_BOUND_US and no node's term moves.
+ * load commits. No node's term moves, and the CPU time of the leader's
+ * longest loop turn stays under LOOP_TURN_BOUND_US; so does its
+ * wall-clock length, unless the machine has more runnable processes than
+ * CPUs (seen failing 2 runs in 4 at a load of 13 to 15 on 2 CPUs, where
+ * turns of ~20 ms of work took 540-610 ms as the loop waited for a CPU).
  */
 static void test_a_stream_flood_neither_stalls_the_leader_nor_costs_its_leadership(void **state)
 {
@@ -185,6 +206,7 @@ static void test_a_stream_flood_neither_stalls_the_leader_nor_costs_its_leadersh
     watch_sample(&w);
     w.leader_changes = 0;
     w.turn_max_us = 0;
+    w.turn_cpu_max_us = 0;
     uint64_t rss_before = w.rss_max;
     struct h2raw *flood = calloc(FLOOD_CONNECTIONS, sizeof *flood);
     assert_non_null(flood);
@@ -212,10 +234,13 @@ static void test_a_stream_flood_neither_stalls_the_leader_nor_costs_its_leadersh
         usleep(200000);
         watch_sample(&w);
     }
+    double load = 0;
+    bool overloaded = machine_overloaded(&load);
     printf("# %d StreamBlocks from height 0 on %d connections: the leader's longest loop turn "
-           "%.1f ms, %zu leader changes, %zu of %d honest transactions committed\n",
+           "%.1f ms (%.1f ms of CPU at most; load average %.1f), %zu leader changes, %zu of %d "
+           "honest transactions committed\n",
            NODE_BLOCK_STREAMS_MAX, FLOOD_CONNECTIONS, (double)w.turn_max_us / 1000,
-           w.leader_changes, committed, HONEST_TXS);
+           (double)w.turn_cpu_max_us / 1000, load, w.leader_changes, committed, HONEST_TXS);
     for (size_t i = 0; i < FLOOD_CONNECTIONS; i++)
         h2raw_close(&flood[i]);
     free(flood);
@@ -239,7 +264,12 @@ static void test_a_stream_flood_neither_stalls_the_leader_nor_costs_its_leadersh
 #endif
     assert_int_equal(committed, HONEST_TXS);
     assert_int_equal(w.leader_changes, 0);
-    assert_true(w.turn_max_us < LOOP_TURN_BOUND_US);
+    assert_true(w.turn_cpu_max_us > 0); /* measured */
+    assert_true(w.turn_cpu_max_us < LOOP_TURN_BOUND_US);
+    if (overloaded)
+        printf("# the machine is busier than its CPUs: the wall-clock turn is not judged\n");
+    else
+        assert_true(w.turn_max_us < LOOP_TURN_BOUND_US);
 }
 
 /* NODE_BLOCK_STREAMS_PER_CONNECTION_MAX streams on one connection are
