@@ -25,37 +25,13 @@
 #include "config.h"
 #include "datadir.h"
 #include "ehr_crypto.h"
+#include "ehrd_malloc.h"
 #include "node.h"
 #ifdef EHR_TEST_HOOKS
 #include "ehrd_test_hooks.h" /* tests/node/: compiled into ehrd-test only */
 #endif
 
-/*
- * glibc's malloc, set at start so memory a burst of clients took comes back
- * (node/README.md, "Memory after a burst"): blocks from this size up are
- * mmapped and returned to the kernel when freed. Setting it fixes the
- * threshold, which glibc otherwise raises to the largest block freed (up
- * to 32 MiB), after which 1 MiB stream queues and 4 MiB requests come from
- * the heap, where small long-lived blocks pin them: 718 MB stayed resident
- * after a 720 MB burst in a test program, 2 MB with this. Free memory at
- * the top of the heap past the trim threshold is returned too.
- */
-#define EHRD_MALLOC_MMAP_THRESHOLD_BYTES (256 * 1024)
-#define EHRD_MALLOC_TRIM_THRESHOLD_BYTES (1024 * 1024)
-/*
- * What the two settings above cannot return: free chunks below the top of
- * a heap, held there by live blocks above them. After a series of client
- * floods the leader's main heap stayed at 26.7 MB resident of which
- * malloc_trim(0) gave back 23.5 MB (node/README.md, "Memory"). So every
- * period, when the arenas hold at least EHRD_MALLOC_TRIM_FREE_BYTES_MIN
- * free (mallinfo2), ehrd calls malloc_trim(0) on a worker thread (libuv's
- * pool): it madvises every free page of every arena, about 0.5 ms per MB
- * returned in a test program (28 ms for 60 MB), too long for the
- * consensus loop, which only waits if it allocates from the main arena
- * while that arena is being trimmed.
- */
-#define EHRD_MALLOC_TRIM_PERIOD_MS 10000u
-#define EHRD_MALLOC_TRIM_FREE_BYTES_MIN (4u * 1024 * 1024)
+/* glibc's malloc settings and the periodic trim: ehrd_malloc.h. */
 
 static const char usage[] =
     "usage: ehrd --config FILE [--genesis FILE]\n"
@@ -183,7 +159,7 @@ static void on_trim_timer(uv_timer_t *h)
     if (d->trimming)
         return;
     struct mallinfo2 mi = mallinfo2();
-    if (mi.fordblks < EHRD_MALLOC_TRIM_FREE_BYTES_MIN)
+    if (!ehrd_malloc_trim_wanted(mi.fordblks))
         return;
     ehr_log(EHR_LOG_DEBUG, "malloc trim", "free_bytes=%zu", mi.fordblks);
     d->trim_work.data = d;

@@ -250,6 +250,13 @@ static void render_consensus(struct node_metrics_text *t, const struct node_metr
     gauge(t, "ehr_raft_proposals_inflight",
           "Block proposals the leader has in flight (proposed, not applied; 0 on followers).",
           s->proposals_inflight);
+    counter(t, "ehr_snapshot_sends_total",
+            "Snapshot transfers this node started as leader, to a member behind its compacted "
+            "log.",
+            s->snapshot_sends_total);
+    counter(t, "ehr_snapshot_installs_total",
+            "Snapshots this node received from the leader and installed in place of its ledger.",
+            s->snapshot_installs_total);
 }
 
 static void render_ledger(struct node_metrics_text *t, const struct node_metrics_snapshot *s)
@@ -339,11 +346,27 @@ static void render_api(struct node_metrics_text *t, const struct node_metrics_sn
         }
     if (s->rpc_refusals_known) {
         node_metrics_text_family(t, "ehr_rpc_refused_total", "counter",
-                                 "Connections and streams the gRPC server refused or ended, by "
-                                 "the limit (rpc/README.md, Limits).");
+                                 "Connections, streams and calls the gRPC server refused or "
+                                 "ended, by the limit (rpc/README.md, Limits).");
         for (int k = 0; k < NODE_METRICS_RPC_REFUSALS; k++) {
             struct node_metrics_label l[] = {{"limit", s->rpc_refusal_limit[k]}};
             node_metrics_text_u64(t, "ehr_rpc_refused_total", l, 1, s->rpc_refused_total[k]);
+        }
+    }
+    node_metrics_text_family(t, "ehr_rpc_calls_total", "counter",
+                             "gRPC calls ended, by method and by the status the client was told "
+                             "(CANCELLED: it left first). Every method has its OK line, other "
+                             "statuses appear once they occur; calls to a path no method has "
+                             "count as method=\"unknown\".");
+    for (uint32_t m = 0; m <= s->rpc_method_count; m++) {
+        const char *method = m < s->rpc_method_count ? s->rpc_method_path[m] : "unknown";
+        for (int st = 0; st < NODE_METRICS_RPC_STATUSES; st++) {
+            uint64_t v = s->rpc_calls_total[m][st];
+            if (st != 0 && v == 0)
+                continue;
+            struct node_metrics_label l[] = {{"method", method},
+                                             {"status", s->rpc_status_names[st]}};
+            node_metrics_text_u64(t, "ehr_rpc_calls_total", l, 2, v);
         }
     }
     counter(t, "ehr_reads_refused_total",
@@ -385,6 +408,9 @@ int node_metrics_render(struct node_metrics_text *t, const struct node_metrics_s
     EHR_ASSERT(s->raft_role >= 0);
     for (int r = 0; r < NODE_METRICS_HEALTH_REASONS; r++)
         EHR_ASSERT(s->health_reason_names[r] != NULL);
+    EHR_ASSERT(s->rpc_method_count <= NODE_METRICS_RPC_METHODS_MAX);
+    for (int st = 0; st < NODE_METRICS_RPC_STATUSES; st++)
+        EHR_ASSERT(s->rpc_status_names[st] != NULL);
     void (*const parts[])(struct node_metrics_text *, const struct node_metrics_snapshot *) = {
         render_node, render_consensus, render_ledger, render_mempool, render_peers, render_api};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(parts); i++) {

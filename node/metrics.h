@@ -19,7 +19,7 @@
  * Threads. The node's state lives on one libuv loop thread and is not
  * thread-safe. The HTTP thread never sees it: the loop hands a finished
  * snapshot to node_metrics_server_publish, which copies it under the
- * server's mutex (once per tick, a few KiB); a scrape copies the published
+ * server's mutex (once per tick, about 20 KiB); a scrape copies the published
  * snapshot under the same mutex and renders its copy after unlocking. The
  * mutex guards nothing else, and neither side does anything else while
  * holding it, so the loop never waits on a scraper for more than one copy.
@@ -101,7 +101,16 @@ enum node_metrics_refusal {
 const char *node_metrics_refusal_name(enum node_metrics_refusal reason);
 
 /* The RPC server's refusals by the limit that refused (rpc.h). */
-enum { NODE_METRICS_RPC_REFUSALS = 6 };
+enum { NODE_METRICS_RPC_REFUSALS = 11 };
+
+/* gRPC calls by method and status: the methods a server may register
+ * (rpc.h's RPC_METHODS_MAX), the length of a method's path
+ * (RPC_METHOD_PATH_BYTES_MAX), and the gRPC status codes. */
+enum {
+    NODE_METRICS_RPC_METHODS_MAX = 64,
+    NODE_METRICS_RPC_METHOD_PATH_BYTES_MAX = 128,
+    NODE_METRICS_RPC_STATUSES = 17,
+};
 
 /* The node's streaming calls (block streams, health watches) and the
  * limits on them: on the node, per connection, per address. */
@@ -164,6 +173,15 @@ struct node_metrics_snapshot {
     bool rpc_refusals_known; /* the server reports its refusals */
     uint64_t rpc_refused_total[NODE_METRICS_RPC_REFUSALS];
     const char *rpc_refusal_limit[NODE_METRICS_RPC_REFUSALS]; /* static strings */
+    /* Calls ended, by method and status: RPC_METHOD_COUNT registered
+     * methods, their paths in RPC_METHOD_PATH, and in RPC_CALLS_TOTAL one
+     * row per method, then one (index RPC_METHOD_COUNT) for the calls to a
+     * path no method has, shown as method="unknown". RPC_STATUS_NAMES
+     * are static strings ("OK", "NOT_FOUND", ...). */
+    uint32_t rpc_method_count;
+    char rpc_method_path[NODE_METRICS_RPC_METHODS_MAX][NODE_METRICS_RPC_METHOD_PATH_BYTES_MAX + 1];
+    uint64_t rpc_calls_total[NODE_METRICS_RPC_METHODS_MAX + 1][NODE_METRICS_RPC_STATUSES];
+    const char *rpc_status_names[NODE_METRICS_RPC_STATUSES];
     uint64_t reads_refused_total;
     uint64_t loop_turn_max_us;
     /* Blob replication (replication.c). */
@@ -171,6 +189,10 @@ struct node_metrics_snapshot {
     uint64_t blob_fetches_total;
     uint64_t blob_hash_mismatches_total;
     uint64_t blob_pieces_refused_total;
+    /* Snapshots: transfers this node started as leader, and snapshots it
+     * received and installed in place of its ledger. */
+    uint64_t snapshot_sends_total;
+    uint64_t snapshot_installs_total;
     /* Health: 1 SERVING, 0 NOT_SERVING; and why: HEALTH_REASON indexes
      * HEALTH_REASON_NAMES (static strings, as health.c names them). */
     bool serving;

@@ -22,6 +22,10 @@ _Static_assert((int)NODE_METRICS_NAME_BYTES_MAX >= (int)EHR_MEMBER_NAME_BYTES_MA
 _Static_assert((int)NODE_METRICS_RPC_REFUSALS == (int)RPC_SERVER_REFUSAL_KINDS,
                "every RPC refusal");
 _Static_assert((int)NODE_METRICS_ROLES == (int)RAFT_LEADER + 1, "every Raft role");
+_Static_assert((int)NODE_METRICS_RPC_METHODS_MAX == (int)RPC_METHODS_MAX, "every method");
+_Static_assert((int)NODE_METRICS_RPC_METHOD_PATH_BYTES_MAX == (int)RPC_METHOD_PATH_BYTES_MAX,
+               "paths shown whole");
+_Static_assert((int)NODE_METRICS_RPC_STATUSES == (int)RPC_STATUS_COUNT_, "every status");
 _Static_assert((int)NODE_METRICS_STREAM_LIMITS == (int)NODE_STREAM_LIMIT_COUNT_,
                "every stream limit");
 _Static_assert((int)NODE_METRICS_HEALTH_REASONS == (int)NODE_HEALTH_CATCHING_UP + 1,
@@ -51,6 +55,8 @@ int node__metrics_start(struct node *n, ehr_diag *diag)
     for (int r = 0; r < NODE_METRICS_HEALTH_REASONS; r++)
         v->health_reason_names[r] = node__health_reason_name((enum node__health_reason)r);
     v->health_reason = NODE_HEALTH_NO_LEADER; /* until the first tick judges */
+    for (int st = 0; st < NODE_METRICS_RPC_STATUSES; st++)
+        v->rpc_status_names[st] = rpc_status_name(st);
     if (n->cfg.metrics_listen == NULL)
         return 0;
     char listen[NODE_CONFIG_ADDRESS_BYTES_MAX + 1];
@@ -120,6 +126,22 @@ void node__metrics_publish(struct node *n)
     v->rpc_refusals_known = true;
     for (size_t k = 0; k < NODE_METRICS_RPC_REFUSALS; k++)
         v->rpc_refused_total[k] = rpc_server_refused_count(n->rpc, k, &v->rpc_refusal_limit[k]);
+    /* Methods are registered before the server listens: their paths are
+     * copied once. */
+    uint32_t methods = rpc_server_method_count(n->rpc);
+    EHR_ASSERT(methods <= NODE_METRICS_RPC_METHODS_MAX);
+    for (uint32_t m = 0; m <= methods; m++) {
+        const char *path = NULL;
+        for (int st = 0; st < NODE_METRICS_RPC_STATUSES; st++)
+            v->rpc_calls_total[m][st] =
+                rpc_server_calls_ended_count(n->rpc, m, (enum rpc_status)st, &path);
+        if (m < methods && v->rpc_method_count != methods)
+            snprintf(v->rpc_method_path[m], sizeof v->rpc_method_path[m], "%s", path);
+    }
+    v->rpc_method_count = methods;
+    struct raft_stats stats;
+    raft_stats_get(n->cons.raft, &stats);
+    v->snapshot_sends_total = stats.snapshots_sent;
     v->reads_refused_total = n->reads.refused_count;
     v->blobs_replicated_total = n->replication.replicated_count;
     v->blob_fetches_total = n->replication.repair_fetch_count;
@@ -188,6 +210,11 @@ void node__metrics_block_applied(struct node *n, uint64_t term, uint64_t index, 
         }
         m->proposed[i].index = 0;
     }
+}
+
+void node__metrics_snapshot_installed(struct node *n)
+{
+    n->metrics.values.snapshot_installs_total++;
 }
 
 void node__metrics_sync_write(struct node *n, bool block, uint64_t ns)

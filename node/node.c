@@ -578,28 +578,44 @@ static void loop_meter_turn(struct node *n)
     struct node__loop_meter *m = &n->meter;
     uint64_t now_ns = uv_hrtime();
     uint64_t idle_ns = uv_metrics_idle_time(n->loop);
+    struct timespec cpu;
+    uint64_t cpu_ns = m->last_cpu_ns;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0)
+        cpu_ns = (uint64_t)cpu.tv_sec * 1000000000u + (uint64_t)cpu.tv_nsec;
     if (m->last_ns != 0) {
         uint64_t wall_ns = now_ns - m->last_ns;
         uint64_t slept_ns = idle_ns - m->last_idle_ns;
         uint64_t turn_us = (wall_ns > slept_ns ? wall_ns - slept_ns : 0) / 1000;
+        uint64_t turn_cpu_us = (cpu_ns > m->last_cpu_ns ? cpu_ns - m->last_cpu_ns : 0) / 1000;
         uint64_t now_ms = now_ns / 1000000;
         if (now_ms >= m->window_end_ms) {
             /* A window with no turn at all (impossible while the tick timer
              * runs) would leave an old maximum behind; it only errs long. */
             m->prev_max_us = m->max_us;
             m->max_us = 0;
+            m->prev_cpu_max_us = m->cpu_max_us;
+            m->cpu_max_us = 0;
             m->window_end_ms = now_ms + NODE_LOOP_TURN_WINDOW_MS;
         }
         if (turn_us > m->max_us)
             m->max_us = turn_us;
+        if (turn_cpu_us > m->cpu_max_us)
+            m->cpu_max_us = turn_cpu_us;
     }
     m->last_ns = now_ns;
     m->last_idle_ns = idle_ns;
+    m->last_cpu_ns = cpu_ns;
 }
 
 uint64_t node__loop_turn_max_us(const struct node *n)
 {
     return n->meter.max_us > n->meter.prev_max_us ? n->meter.max_us : n->meter.prev_max_us;
+}
+
+uint64_t node__loop_turn_cpu_max_us(const struct node *n)
+{
+    const struct node__loop_meter *m = &n->meter;
+    return m->cpu_max_us > m->prev_cpu_max_us ? m->cpu_max_us : m->prev_cpu_max_us;
 }
 
 static void on_prepare(uv_prepare_t *h)

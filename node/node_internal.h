@@ -628,14 +628,21 @@ struct node__reflection {
  * the time it slept waiting for events (uv_metrics_idle_time). The longest
  * is kept per window of NODE_LOOP_TURN_WINDOW_MS, the current and the one
  * before, so GetStatus says the longest turn of the last one to two
- * windows. */
+ * windows. That is wall-clock time: on a machine with more runnable
+ * processes than CPUs it includes the time the scheduler gave others. So
+ * the loop's thread's CPU time per turn (CLOCK_THREAD_CPUTIME_ID) is kept
+ * the same way: the work the loop did, whatever the machine's load (and
+ * without the time it waited on a disk). */
 #define NODE_LOOP_TURN_WINDOW_MS 10000u
 struct node__loop_meter {
     uint64_t last_ns;      /* uv_hrtime() at the last prepare (0: none yet) */
     uint64_t last_idle_ns; /* uv_metrics_idle_time() then */
+    uint64_t last_cpu_ns;  /* the loop thread's CPU time then */
     uint64_t window_end_ms;
-    uint64_t max_us;      /* the longest turn of this window */
-    uint64_t prev_max_us; /* and of the window before */
+    uint64_t max_us;          /* the longest turn of this window */
+    uint64_t prev_max_us;     /* and of the window before */
+    uint64_t cpu_max_us;      /* the most CPU time a turn of this window took */
+    uint64_t prev_cpu_max_us; /* and of the window before */
 };
 
 /* Snapshots (snapshot.c): one created at a time, in `thread`; completion
@@ -829,6 +836,8 @@ int node__snapshot_chunk(struct node *n, const struct raft_snapshot_chunk *c);
 uint64_t node__now_ms(void);
 /* The longest turn of the loop in the last one to two NODE_LOOP_TURN_WINDOW_MS, in µs. */
 uint64_t node__loop_turn_max_us(const struct node *n);
+/* The most CPU time a turn of the loop took in the same windows, in µs. */
+uint64_t node__loop_turn_cpu_max_us(const struct node *n);
 
 const struct node_member *node__member_by_id(const struct node *n, raft_id id);
 
@@ -1080,6 +1089,8 @@ void node__metrics_proposed(struct node *n, uint64_t term, uint64_t index);
 void node__metrics_block_applied(struct node *n, uint64_t term, uint64_t index, uint32_t tx_count);
 /* A durable write took NS nanoseconds: the Raft log's, or a block's (BLOCK). */
 void node__metrics_sync_write(struct node *n, bool block, uint64_t ns);
+/* A snapshot received from the leader was installed in place of the ledger. */
+void node__metrics_snapshot_installed(struct node *n);
 
 /* ---- service.c, for node.c ---- */
 

@@ -798,6 +798,7 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
     }
     resp.uptime_ms = uv_now(n->loop) - n->started_ms;
     resp.loop_turn_max_us = node__loop_turn_max_us(n);
+    resp.loop_turn_cpu_max_us = node__loop_turn_cpu_max_us(n);
     resp.reads_refused = n->reads.refused_count;
     resp.rss_bytes = rss_bytes();
 

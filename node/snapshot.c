@@ -233,6 +233,7 @@ static int snapshot_install(struct node *n, const struct raft_snapshot_meta *met
     ehr_log(EHR_LOG_INFO, "snapshot installed",
             "index=%" PRIu64 " height=%" PRIu64 " txs=%" PRIu64 " bytes=%" PRIu64, meta->index,
             info.tip.height, info.tip.tx_count, info.file_bytes);
+    node__metrics_snapshot_installed(n);
     node__members_changed(n); /* a new state, maybe new members (members.c) */
     node__members_join_check(n);
     node__blob_erase_rescan(n); /* and maybe records erased meanwhile */

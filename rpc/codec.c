@@ -292,21 +292,34 @@ enum rpc_status rpc__status_fail(ehr_diag *diag, enum rpc_status status, const c
     return status;
 }
 
+/* BUDGET refused a charge for being short of KIND: tell its owner. */
+static void budget_refused(const struct rpc__budget *budget, enum rpc__budget_kind kind)
+{
+    if (budget->refused != NULL)
+        budget->refused(budget->refused_ctx, kind);
+}
+
 enum rpc_status rpc__budget_take(const struct rpc__budget *budget, size_t n, ehr_diag *diag)
 {
-    if (*budget->connection_bytes < n)
+    if (*budget->connection_bytes < n) {
+        budget_refused(budget, RPC__BUDGET_CONNECTION);
         return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
                                 "message of %zu bytes does not fit the connection's buffer", n);
-    if (budget->address_bytes != NULL && *budget->address_bytes < n)
+    }
+    if (budget->address_bytes != NULL && *budget->address_bytes < n) {
+        budget_refused(budget, RPC__BUDGET_ADDRESS);
         return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
                                 "message of %zu bytes does not fit what your address may buffer "
                                 "over all its connections",
                                 n);
-    if (budget->server_bytes != NULL && *budget->server_bytes < n)
+    }
+    if (budget->server_bytes != NULL && *budget->server_bytes < n) {
+        budget_refused(budget, RPC__BUDGET_SERVER);
         return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
                                 "message of %zu bytes does not fit what the server may buffer "
                                 "for unfinished requests now; retry later",
                                 n);
+    }
     *budget->connection_bytes -= n;
     if (budget->address_bytes != NULL)
         *budget->address_bytes -= n;

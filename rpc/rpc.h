@@ -144,6 +144,15 @@ enum rpc_status rpc_status_from_err(int err);
  * RESOURCE_EXHAUSTED. A client must so read at least half a queue
  * (RPC_STREAM_QUEUE_BYTES_MAX / 2) per this period. */
 #define RPC_STREAM_STALL_TIMEOUT_MS 30000u
+/* A call that ended (a unary reply, or a stream finished) with response
+ * bytes still queued must have them all taken by its client within this
+ * long of its end, whatever the client sends meanwhile (a WINDOW_UPDATE of
+ * one byte renews nothing): past it the queue is freed, the client gets
+ * RST_STREAM(ENHANCE_YOUR_CALM), which gRPC clients report as
+ * RESOURCE_EXHAUSTED, and the connection is closed if its output is full
+ * too. So a client must read a whole reply (up to message_bytes_max)
+ * within this period. */
+#define RPC_UNREAD_REPLY_TIMEOUT_MS 30000u
 /* TLS handshake steps (a ClientHello answered: a key exchange and a
  * signature, about 0.1-0.2 ms; a client's Finished, with its certificate
  * checked under mutual TLS) a server runs per turn of its loop; more wait
@@ -247,6 +256,7 @@ struct rpc_server_config {
     uint64_t first_request_timeout_ms;       /* RPC_FIRST_REQUEST_TIMEOUT_MS */
     uint64_t request_receive_timeout_ms;     /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
     uint64_t stream_stall_timeout_ms;        /* RPC_STREAM_STALL_TIMEOUT_MS */
+    uint64_t unread_reply_timeout_ms;        /* RPC_UNREAD_REPLY_TIMEOUT_MS */
     uint64_t shutdown_grace_ms;              /* RPC_SHUTDOWN_GRACE_MS */
     uint32_t tls_handshakes_per_turn_max;    /* RPC_TLS_HANDSHAKES_PER_TURN_MAX */
 };
@@ -340,16 +350,41 @@ void rpc_server_use_tls(struct rpc_server *server, struct rpc_tls *tls);
 uint32_t rpc_server_connection_count(const struct rpc_server *server);
 uint32_t rpc_server_call_count(const struct rpc_server *server);
 /*
- * Connections and streams refused or ended by a limit since the server
- * started, for KIND in 0 .. RPC_SERVER_REFUSAL_KINDS - 1; *LIMIT (may be
- * NULL) gets the name of the limit (a config field: "connections_max",
- * "connections_per_address_max", "stream_stall_timeout_ms",
- * "first_request_timeout_ms"; "connections_max_evicted", the connections
- * ended at the cap to make room for a newcomer; "tls_handshake", the TLS
- * handshakes that failed), a static string.
+ * Connections, streams and calls refused or ended by a limit since the
+ * server started, for KIND in 0 .. RPC_SERVER_REFUSAL_KINDS - 1; *LIMIT
+ * (may be NULL) gets the name of the limit (a config field:
+ * "connections_max", "connections_per_address_max",
+ * "stream_stall_timeout_ms", "first_request_timeout_ms";
+ * "connection_request_bytes_max", "unfinished_bytes_per_address_max",
+ * "unfinished_bytes_max": requests refused for the bytes they would have
+ * buffered past that budget; "unread_reply_bytes_max": unary calls
+ * refused, before or after their handler, for the replies not read;
+ * "unread_reply_timeout_ms": replies (or a finished stream's last
+ * messages) dropped unread, their stream reset; "connections_max_evicted", the connections ended at
+ * the cap to make room for a newcomer; "tls_handshake", the TLS handshakes that failed), a static
+ * string. Each kind is logged at most once per interval, with the count.
  */
-enum { RPC_SERVER_REFUSAL_KINDS = 6 };
+enum { RPC_SERVER_REFUSAL_KINDS = 11 };
 uint64_t rpc_server_refused_count(const struct rpc_server *server, size_t kind, const char **limit);
+
+/*
+ * Calls ended since the server started, by method and final status, for
+ * metrics: METHOD in 0 .. rpc_server_method_count(SERVER) - 1 is a
+ * registered method (in the order of registration), METHOD ==
+ * rpc_server_method_count(SERVER) the calls to a path no method has, so a
+ * client cannot add a method of its own to the count. STATUS is what the
+ * client was told: the handler's or the server's status,
+ * RESOURCE_EXHAUSTED for a stream reset for not reading
+ * (stream_stall_timeout_ms, unread_reply_timeout_ms: a reply dropped
+ * unread counts so, not as its handler's status), or, for a call that ended before a status
+ * was decided, the status its handler was told (CANCELLED: the client
+ * left; UNAVAILABLE: the connection was closed). A call is counted once
+ * its stream is gone and its handler has finished it. *PATH (may be NULL)
+ * gets the method's path, or "unknown"; it lives as long as the server.
+ */
+uint32_t rpc_server_method_count(const struct rpc_server *server);
+uint64_t rpc_server_calls_ended_count(const struct rpc_server *server, uint32_t method,
+                                      enum rpc_status status, const char **path);
 
 /*
  * Graceful shutdown: stop accepting, send GOAWAY on every connection, end

@@ -169,10 +169,15 @@ typedef enum rpc_status (*rpc__message_fn)(void *ctx, const uint8_t *message, si
  * counted) and the server's over all connections (unfinished_bytes_max;
  * NULL: not counted). A charge is taken from all of them or from none.
  */
+enum rpc__budget_kind { RPC__BUDGET_CONNECTION, RPC__BUDGET_ADDRESS, RPC__BUDGET_SERVER };
 struct rpc__budget {
     size_t *connection_bytes;
     size_t *address_bytes;
     size_t *server_bytes;
+    /* Told which budget was short when a charge is refused (NULL: no one),
+     * so that the server counts its refusals by limit. */
+    void (*refused)(void *ctx, enum rpc__budget_kind kind);
+    void *refused_ctx;
 };
 /* Take N bytes from BUDGET: RPC_STATUS_OK, or RESOURCE_EXHAUSTED with a
  * reason in DIAG (may be NULL) naming the budget that is short. */

@@ -115,6 +115,25 @@
  *      stream's queue is empty (so streams never take the half unary
  *      replies are served from, and a stream always moves on); so the
  *      count exceeds the bound by at most one message per open stream.
+ *  16. Every call is counted once, by method and outcome, when it is
+ *      reaped (call_reap): `outcome` is set where `ended` is first set
+ *      (the status the client is told, RESOURCE_EXHAUSTED for a reset
+ *      for not reading (call_stalled), or the cancel its handler is told
+ *      when no status was decided), and set again to RESOURCE_EXHAUSTED
+ *      if its answer is dropped unread (call_unread, invariant 17).
+ *      Calls to a path no method has are counted under one entry, so the
+ *      table (calls_ended) is bounded by RPC_METHODS_MAX + 1 entries
+ *      whatever clients send.
+ *  17. A call that ended with response bytes still queued (a unary reply
+ *      its client has not taken, a finished stream's last messages)
+ *      holds them for at most unread_reply_timeout_ms after its end:
+ *      unread_by_ms is set when it ends with bytes queued
+ *      (call_unread_arm), cleared only when send_data_cb has taken them
+ *      all, and never renewed by what the client sends (a WINDOW_UPDATE
+ *      of one byte is free); when it passes, call_unread frees the queue
+ *      and resets the stream (closing the connection if even that cannot
+ *      be written). With invariant 8 this bounds, in time, every byte a
+ *      client can make the server hold by not reading.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -135,13 +154,16 @@
  *   with handler --rpc_call_reply past the unread replies' budget
  *     (call_reply_refusal, invariant 15)--> draining, RESOURCE_EXHAUSTED
  *   with handler --call_detach / deadline / shutdown--> ended, with handler
+ *   draining, its bytes not all taken --call_unread (unread_reply_timeout_ms
+ *     passed, invariant 17)--> reset, its queue freed
  *   with handler --call_stalled (queue full too long)--> ended, with handler
  *   with handler (stream) --rpc_stream_send past its queue or past half
  *     the unread replies' budget (EHR_EAGAIN)--> waiting for writable
  *     --send_data_cb (queue at half)--> with handler, or --call_stalled-->
  *     ended (invariants 8, 15)
  *   ended, with handler --finish--> draining or reaped
- *   any --call_detach (stream closed)--> reaped once app_owned is clear
+ *   any --call_detach (stream closed)--> reaped once app_owned is clear,
+ *     and counted by method and outcome (call_reap, invariant 16)
  *
  * Connection states:
  *   accepted --conn_recv (the client's first bytes)--> speaking HTTP/2
@@ -214,11 +236,32 @@ enum refusal {
     REFUSAL_FIRST_REQUEST_LATE,
     REFUSAL_EVICTED,
     REFUSAL_TLS_HANDSHAKE,
+    /* A request over a budget of invariants 10 and 14, in rpc__budget_kind's
+     * order (refusal_budget_cb). */
+    REFUSAL_CONNECTION_REQUEST_BYTES,
+    REFUSAL_UNFINISHED_BYTES_PER_ADDRESS,
+    REFUSAL_UNFINISHED_BYTES,
+    REFUSAL_UNREAD_REPLY_BYTES, /* a unary call refused for unread replies (invariant 15) */
+    REFUSAL_UNREAD_REPLY_LATE,  /* an answer dropped unread (invariant 17) */
     REFUSAL_COUNT_
 };
-static const char *const refusal_limit_names[REFUSAL_COUNT_] = {
-    "connections_max",          "connections_per_address_max", "stream_stall_timeout_ms",
-    "first_request_timeout_ms", "connections_max_evicted",     "tls_handshake"};
+static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max",
+                                                                "connections_per_address_max",
+                                                                "stream_stall_timeout_ms",
+                                                                "first_request_timeout_ms",
+                                                                "connections_max_evicted",
+                                                                "tls_handshake",
+                                                                "connection_request_bytes_max",
+                                                                "unfinished_bytes_per_address_max",
+                                                                "unfinished_bytes_max",
+                                                                "unread_reply_bytes_max",
+                                                                "unread_reply_timeout_ms"};
+_Static_assert((int)REFUSAL_CONNECTION_REQUEST_BYTES + (int)RPC__BUDGET_ADDRESS ==
+                   (int)REFUSAL_UNFINISHED_BYTES_PER_ADDRESS,
+               "the budgets' refusals in their order");
+_Static_assert((int)REFUSAL_CONNECTION_REQUEST_BYTES + (int)RPC__BUDGET_SERVER ==
+                   (int)REFUSAL_UNFINISHED_BYTES,
+               "the budgets' refusals in their order");
 _Static_assert((int)REFUSAL_COUNT_ == (int)RPC_SERVER_REFUSAL_KINDS,
                "rpc.h counts the refusals' kinds");
 /* The last failed handshake's reason kept for its log line (OpenSSL's words, never a key). */
@@ -248,6 +291,9 @@ struct rpc_server {
     struct rpc_server_config config;
     struct rpc__method methods[RPC_METHODS_MAX];
     uint32_t method_count;
+    /* Calls ended by method (index into methods; RPC_METHODS_MAX: a path no
+     * method has) and outcome, for metrics (invariant 16). */
+    uint64_t calls_ended[RPC_METHODS_MAX + 1][RPC_STATUS_COUNT_];
     uv_tcp_t listener;
     bool listening;
     uint16_t port;
@@ -336,6 +382,7 @@ struct rpc_call {
     uint64_t deadline_ms;   /* loop time */
     uint64_t receive_by_ms; /* loop time: the request must be complete by then */
     uint64_t stall_by_ms;   /* loop time, 0: none; a full queue must drain to half by then */
+    uint64_t unread_by_ms;  /* loop time, 0: none; an ended call's queue must be taken by then */
     bool stream_attached;
     bool app_owned;
     bool ended;
@@ -348,7 +395,8 @@ struct rpc_call {
     bool notify_cancel;
     bool notify_writable;
     enum rpc_status cancel_why;
-    int end_err; /* what a late finish returns: EHR_ECLOSED or EHR_ETIMEDOUT */
+    int end_err;             /* what a late finish returns: EHR_ECLOSED or EHR_ETIMEDOUT */
+    enum rpc_status outcome; /* what the client was told, counted at reap (invariant 16) */
     enum rpc_status final_status;
     char final_message[ENCODED_MESSAGE_BYTES];
     size_t final_message_len;
@@ -388,6 +436,7 @@ struct rpc_upload {
 
 static void server_pump(struct rpc_server *server);
 static void conn_close(struct rpc__server_conn *conn, enum rpc_status why);
+static void call_timer_arm(struct rpc_call *call);
 
 #define NV(name, value)                                                                            \
     {                                                                                              \
@@ -465,6 +514,27 @@ static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t c
                 refusal_limit_names[kind], count, server->tls_reason);
         return;
     }
+    if (kind == REFUSAL_UNREAD_REPLY_LATE) {
+        ehr_log(EHR_LOG_WARN, "rpc replies dropped: the client did not read them",
+                "limit=%s count=%" PRIu64 " unread_reply_timeout_ms=%" PRIu64,
+                refusal_limit_names[kind], count, server->config.unread_reply_timeout_ms);
+        return;
+    }
+    if (kind == REFUSAL_UNREAD_REPLY_BYTES) {
+        ehr_log(EHR_LOG_WARN, "rpc calls refused: their clients do not read their replies",
+                "limit=%s count=%" PRIu64 " unread_reply_bytes=%zu unread_reply_bytes_max=%zu",
+                refusal_limit_names[kind], count, server->unread_reply_bytes,
+                server->config.unread_reply_bytes_max);
+        return;
+    }
+    if (kind >= REFUSAL_CONNECTION_REQUEST_BYTES && kind <= REFUSAL_UNFINISHED_BYTES) {
+        ehr_log(EHR_LOG_WARN, "rpc requests refused: over a budget of unfinished request bytes",
+                "limit=%s count=%" PRIu64 " unfinished_bytes=%zu unfinished_bytes_max=%zu",
+                refusal_limit_names[kind], count,
+                server->config.unfinished_bytes_max - server->request_budget,
+                server->config.unfinished_bytes_max);
+        return;
+    }
     ehr_log(EHR_LOG_WARN, "rpc connections refused",
             "limit=%s count=%" PRIu64 " connections=%u connections_max=%u",
             refusal_limit_names[kind], count, server->conn_count, server->config.connections_max);
@@ -503,6 +573,12 @@ static void server_refused(struct rpc_server *server, enum refusal kind)
         refusal_log(server, kind, count);
     else if (!uv_is_active((uv_handle_t *)&server->refusal_timer))
         refusal_flush(server, now);
+}
+
+/* A connection's request budget refused a charge (invariants 10, 14). */
+static void refusal_budget_cb(void *ctx, enum rpc__budget_kind kind)
+{
+    server_refused(ctx, (enum refusal)(REFUSAL_CONNECTION_REQUEST_BYTES + kind));
 }
 
 static void kick_cb(uv_idle_t *idle)
@@ -591,6 +667,12 @@ static void call_reap(struct rpc_call *call)
     if (call->reaped)
         return;
     call->reaped = true;
+    EHR_ASSERT(call->ended); /* so its outcome is decided (invariant 16) */
+    EHR_ASSERT((unsigned)call->outcome < RPC_STATUS_COUNT_);
+    struct rpc_server *server = call->server;
+    size_t method =
+        call->method != NULL ? (size_t)(call->method - server->methods) : (size_t)RPC_METHODS_MAX;
+    server->calls_ended[method][call->outcome]++;
     uv_timer_stop(&call->timer);
     rpc__list_remove(&call->link_pending);
     rpc__list_remove(&call->link);
@@ -720,6 +802,8 @@ static void call_detach(struct rpc_call *call, enum rpc_status why)
     call->conn = NULL;
     call->stream_attached = false;
     uv_timer_stop(&call->timer);
+    if (!call->ended)
+        call->outcome = why; /* no status was decided: what its handler is told */
     if (call->app_owned && !call->ended) {
         call->end_err = EHR_ECLOSED;
         call->cancel_why = why;
@@ -801,6 +885,10 @@ static int server_send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
     if (call->out_pos == call->out.len) {
         call->out.len = 0;
         call->out_pos = 0;
+        if (call->unread_by_ms != 0) { /* all taken in time (invariant 17) */
+            call->unread_by_ms = 0;
+            call_timer_arm(call);
+        }
     }
     call_out_charge(call, call_queued_bytes(call)); /* in the output now: read, as we count */
     if (call->want_writable && call->app_owned && !call->ended &&
@@ -810,6 +898,17 @@ static int server_send_data_cb(nghttp2_session *session, nghttp2_frame *frame,
         call_notify(call, &call->notify_writable);
     }
     return 0;
+}
+
+/* CALL ended with response bytes still queued: its client must take them
+ * all within unread_reply_timeout_ms of now (invariant 17). */
+static void call_unread_arm(struct rpc_call *call)
+{
+    EHR_ASSERT(call->ended);
+    if (call_queued_bytes(call) == 0)
+        return;
+    call->unread_by_ms = uv_now(call->server->loop) + call->server->config.unread_reply_timeout_ms;
+    call_timer_arm(call);
 }
 
 /*
@@ -825,6 +924,7 @@ static void call_end(struct rpc_call *call, const char *http_status, enum rpc_st
     EHR_ASSERT(!call->ended);
     call->ended = true;
     call->end_err = end_err;
+    call->outcome = status;
     uv_timer_stop(&call->timer);
     call->final_status = status;
     call->final_message_len =
@@ -852,6 +952,7 @@ static void call_end(struct rpc_call *call, const char *http_status, enum rpc_st
             nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id,
                                       NGHTTP2_INTERNAL_ERROR);
     }
+    call_unread_arm(call);
     conn_mark_dirty(call->conn);
 }
 
@@ -907,12 +1008,18 @@ static void call_timer_cb(uv_timer_t *timer);
 static void call_timer_arm(struct rpc_call *call)
 {
     uint64_t due = UINT64_MAX;
-    if (call->has_deadline)
-        due = call->deadline_ms;
-    if (!call->request_done && !call->paused && call->receive_by_ms < due)
-        due = call->receive_by_ms;
-    if (call->stall_by_ms != 0 && call->stall_by_ms < due)
-        due = call->stall_by_ms;
+    if (call->ended) {
+        /* Only its answer's time to be taken is left (invariant 17). */
+        if (call->unread_by_ms != 0)
+            due = call->unread_by_ms;
+    } else {
+        if (call->has_deadline)
+            due = call->deadline_ms;
+        if (!call->request_done && !call->paused && call->receive_by_ms < due)
+            due = call->receive_by_ms;
+        if (call->stall_by_ms != 0 && call->stall_by_ms < due)
+            due = call->stall_by_ms;
+    }
     if (due == UINT64_MAX) {
         uv_timer_stop(&call->timer);
         return;
@@ -939,6 +1046,7 @@ static void call_stalled(struct rpc_call *call)
     EHR_ASSERT(!call->ended);
     call->ended = true;
     call->end_err = EHR_ECLOSED;
+    call->outcome = RPC_STATUS_RESOURCE_EXHAUSTED; /* as gRPC clients read the reset */
     call->stall_by_ms = 0;
     call->want_writable = false;
     uv_timer_stop(&call->timer);
@@ -962,13 +1070,56 @@ static void call_stalled(struct rpc_call *call)
     conn_mark_dirty(conn);
 }
 
+/*
+ * CALL ended unread_reply_timeout_ms ago and its client has still not
+ * taken its answer (invariant 17): it gives no window, or does not read
+ * its socket. As in call_stalled, the queue is freed now and the stream
+ * reset with ENHANCE_YOUR_CALM (gRPC clients report RESOURCE_EXHAUSTED,
+ * which is how the call is counted); a connection whose output is full
+ * and no longer read is closed. The handler finished it already.
+ */
+static void call_unread(struct rpc_call *call)
+{
+    struct rpc__server_conn *conn = call->conn;
+    EHR_ASSERT(call->stream_attached);
+    EHR_ASSERT(call->ended);
+    EHR_ASSERT(call_queued_bytes(call) > 0);
+    call->unread_by_ms = 0;
+    call->outcome = RPC_STATUS_RESOURCE_EXHAUSTED;      /* its answer never reached it (inv. 16) */
+    call->out.len = call->out_pos + call->out_promised; /* keep what nghttp2 was promised */
+    if (call->out_promised == 0) {
+        call->out_pos = 0;
+        rpc__buf_free(&call->out);
+    }
+    call_out_charge(call, call_queued_bytes(call));
+    server_refused(call->server, REFUSAL_UNREAD_REPLY_LATE);
+    if (conn->io.read_stopped) {
+        conn_close(conn, RPC_STATUS_RESOURCE_EXHAUSTED);
+        return;
+    }
+    nghttp2_submit_rst_stream(conn->io.session, NGHTTP2_FLAG_NONE, call->stream_id,
+                              NGHTTP2_ENHANCE_YOUR_CALM);
+    conn_mark_dirty(conn);
+}
+
 static void call_timer_cb(uv_timer_t *timer)
 {
     struct rpc_call *call = timer->data;
     struct rpc_server *server = call->server;
-    if (call->ended || !call->stream_attached)
+    if (!call->stream_attached)
         return;
     uint64_t now = uv_now(server->loop);
+    if (call->ended) {
+        if (call->unread_by_ms == 0)
+            return;
+        if (now < call->unread_by_ms) {
+            call_timer_arm(call);
+            return;
+        }
+        call_unread(call);
+        server_pump(server);
+        return;
+    }
     if (!call->request_done && !call->paused && now >= call->receive_by_ms) {
         char message[128];
         snprintf(message, sizeof message,
@@ -1627,6 +1778,8 @@ static int conn_setup(struct rpc_server *server, struct rpc__server_conn *conn, 
     if (conn->address != NULL)
         conn->budget.address_bytes = &conn->address->request_budget;
     conn->budget.server_bytes = &server->request_budget;
+    conn->budget.refused = refusal_budget_cb;
+    conn->budget.refused_ctx = server;
     rpc__list_init(&conn->link_all);
     rpc__list_init(&conn->link_dirty);
     rpc__list_init(&conn->link_tls_waiting);
@@ -1884,6 +2037,7 @@ static void call_deliver(struct rpc_call *call)
                            server->config.unread_reply_bytes_max / 2) {
                 /* Its reply would be refused too: spare the handler's work
                  * (invariant 15). */
+                server_refused(server, REFUSAL_UNREAD_REPLY_BYTES);
                 call_end(call, "200", RPC_STATUS_RESOURCE_EXHAUSTED,
                          "your connection was refused a reply for the replies it has not "
                          "read; read them, then retry",
@@ -1994,6 +2148,8 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->request_receive_timeout_ms = RPC_REQUEST_RECEIVE_TIMEOUT_MS;
     if (c->stream_stall_timeout_ms == 0)
         c->stream_stall_timeout_ms = RPC_STREAM_STALL_TIMEOUT_MS;
+    if (c->unread_reply_timeout_ms == 0)
+        c->unread_reply_timeout_ms = RPC_UNREAD_REPLY_TIMEOUT_MS;
     if (c->unfinished_bytes_per_address_max == 0)
         c->unfinished_bytes_per_address_max = RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX;
     if (c->unfinished_bytes_max == 0)
@@ -2206,6 +2362,22 @@ uint64_t rpc_server_refused_count(const struct rpc_server *server, size_t kind, 
     return server->refused_total[kind];
 }
 
+uint32_t rpc_server_method_count(const struct rpc_server *server)
+{
+    return server->method_count;
+}
+
+uint64_t rpc_server_calls_ended_count(const struct rpc_server *server, uint32_t method,
+                                      enum rpc_status status, const char **path)
+{
+    EHR_ASSERT(method <= server->method_count);
+    EHR_ASSERT((unsigned)status < RPC_STATUS_COUNT_);
+    size_t index = method < server->method_count ? method : RPC_METHODS_MAX;
+    if (path != NULL)
+        *path = method < server->method_count ? server->methods[method].path : "unknown";
+    return server->calls_ended[index][status];
+}
+
 static void grace_cb(uv_timer_t *timer)
 {
     struct rpc_server *server = timer->data;
@@ -2293,16 +2465,19 @@ int rpc_call_reply(struct rpc_call *call, const uint8_t *response, size_t respon
         /* Only a connection that holds replies unread is refused before
          * its handlers: one that reads was refused a reply over its quota. */
         call->conn->reply_refused = call->conn->unread_reply_bytes > 0;
+        server_refused(call->server, REFUSAL_UNREAD_REPLY_BYTES);
         call_end(call, "200", RPC_STATUS_RESOURCE_EXHAUSTED, refusal, true, EHR_ECLOSED);
         return EHR_EFULL;
     }
     call_queue_message(call, response, response_len);
     call_drop_input(call);
     call->ended = true;
+    call->outcome = RPC_STATUS_OK;
     uv_timer_stop(&call->timer);
     call->final_status = RPC_STATUS_OK;
     call->final_message_len = 0;
     call_send_headers(call);
+    call_unread_arm(call);
     conn_mark_dirty(call->conn);
     return 0;
 }

@@ -450,6 +450,7 @@ int cluster_status(struct cluster *c, size_t i, struct cluster_status *out)
     }
     out->mempool_tx_count = s->mempool_tx_count;
     out->loop_turn_max_us = s->loop_turn_max_us;
+    out->loop_turn_cpu_max_us = s->loop_turn_cpu_max_us;
     out->rss_bytes = s->rss_bytes;
     for (size_t p = 0; p < s->n_peers; p++)
         out->peers_connected +=

@@ -133,8 +133,9 @@ struct cluster_status {
     bool has_leader;
     uint64_t mempool_tx_count;
     size_t peers_connected;
-    uint64_t loop_turn_max_us; /* GetStatusResponse.loop_turn_max_us */
-    uint64_t rss_bytes;        /* GetStatusResponse.rss_bytes */
+    uint64_t loop_turn_max_us;     /* GetStatusResponse.loop_turn_max_us */
+    uint64_t loop_turn_cpu_max_us; /* GetStatusResponse.loop_turn_cpu_max_us */
+    uint64_t rss_bytes;            /* GetStatusResponse.rss_bytes */
 };
 
 /* GetStatus of node I. Returns the gRPC status (0 = OK). */

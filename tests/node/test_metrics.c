@@ -256,6 +256,14 @@ static void test_histogram_buckets_are_cumulative_up_to_inf(void **state)
     check_exposition(t.buf, t.len);
 }
 
+/* The gRPC status names as rpc_status_name gives them (metrics.c takes
+ * them from the snapshot: it links no RPC code). */
+static const char *const status_names[NODE_METRICS_RPC_STATUSES] = {
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
+
 /* A snapshot with every part in use, and names that need escaping. */
 static void full_snapshot(struct node_metrics_snapshot *s)
 {
@@ -306,11 +314,31 @@ static void full_snapshot(struct node_metrics_snapshot *s)
         for (int l = 0; l < NODE_METRICS_STREAM_LIMITS; l++)
             s->streams_refused_total[k][l] = (uint64_t)(k * 4 + l * 2);
     s->rpc_refusals_known = true;
-    const char *limits[NODE_METRICS_RPC_REFUSALS] = {"a", "b", "c", "d", "e", "f"};
+    const char *limits[NODE_METRICS_RPC_REFUSALS] = {"a", "b", "c", "d", "e", "f",
+                                                     "g", "h", "i", "j", "k"};
     for (int k = 0; k < NODE_METRICS_RPC_REFUSALS; k++) {
         s->rpc_refused_total[k] = (uint64_t)k * 10;
         s->rpc_refusal_limit[k] = limits[k];
     }
+    /* The most methods, each path of the longest length, some calls of
+     * each, and every status on the last. */
+    s->rpc_method_count = NODE_METRICS_RPC_METHODS_MAX;
+    for (size_t m = 0; m < NODE_METRICS_RPC_METHODS_MAX; m++) {
+        char *path = s->rpc_method_path[m];
+        memset(path, 'x', NODE_METRICS_RPC_METHOD_PATH_BYTES_MAX);
+        path[NODE_METRICS_RPC_METHOD_PATH_BYTES_MAX] = '\0';
+        int n = snprintf(path, 32, "/ehr.v1.Node/M%02zu", m);
+        path[n] = 'x';
+        s->rpc_calls_total[m][0] = 100 + m;
+        s->rpc_calls_total[m][5] = m % 2; /* NOT_FOUND on every other */
+    }
+    for (int st = 0; st < NODE_METRICS_RPC_STATUSES; st++) {
+        s->rpc_status_names[st] = status_names[st];
+        s->rpc_calls_total[NODE_METRICS_RPC_METHODS_MAX - 1][st] += 1;
+    }
+    s->rpc_calls_total[NODE_METRICS_RPC_METHODS_MAX][12] = 3; /* unknown, UNIMPLEMENTED */
+    s->snapshot_sends_total = 4;
+    s->snapshot_installs_total = 2;
     s->reads_refused_total = 9;
     s->loop_turn_max_us = 1234;
     s->serving = true;
@@ -358,6 +386,14 @@ static void test_a_full_page_is_well_formed(void **state)
         "\nehr_rpc_streams_refused_total{kind=\"reflection_stream\",limit=\"connection\"} 10\n"));
     assert_non_null(strstr(page, "\nehr_loop_turn_max_seconds 0.001234\n"));
     assert_non_null(strstr(page, "\nprocess_open_fds 12\n"));
+    assert_non_null(strstr(page, "\nehr_rpc_calls_total{method=\"/ehr.v1.Node/M00xxx"));
+    assert_non_null(strstr(page, "xx\",status=\"OK\"} 100\n"));
+    assert_non_null(strstr(page, "\nehr_rpc_calls_total{method=\"unknown\",status=\"OK\"} 0\n"));
+    assert_non_null(
+        strstr(page, "\nehr_rpc_calls_total{method=\"unknown\",status=\"UNIMPLEMENTED\"} 3\n"));
+    assert_non_null(strstr(page, "xx\",status=\"UNAUTHENTICATED\"} 1\n"));
+    assert_non_null(strstr(page, "\nehr_snapshot_sends_total 4\n"));
+    assert_non_null(strstr(page, "\nehr_snapshot_installs_total 2\n"));
     /* Under the page bound with room to spare: the most members, the
      * longest names. */
     printf("a full page: %zu bytes\n", t.len);
@@ -368,6 +404,64 @@ static void test_a_full_page_is_well_formed(void **state)
     t = text_of(sizeof page);
     assert_int_equal(node_metrics_render(&t, &s, NULL), 0);
     check_exposition(t.buf, t.len);
+}
+
+/* The value of the sample SERIES (a whole "name{labels}") on the page
+ * rendered from S, or -1 if there is no such line. */
+static double rendered_value(const struct node_metrics_snapshot *s, const char *series)
+{
+    struct node_metrics_text t = text_of(sizeof page);
+    assert_int_equal(node_metrics_render(&t, s, NULL), 0);
+    check_exposition(t.buf, t.len);
+    page[t.len] = '\0';
+    char want[256];
+    snprintf(want, sizeof want, "\n%s ", series);
+    const char *at = strstr(page, want);
+    return at != NULL ? strtod(at + strlen(want), NULL) : -1;
+}
+
+/* Calls by method and status: each registered method has its OK line
+ * from the start, another status appears once a call ends with it, calls
+ * to unknown paths have one line of their own; and each value moves with
+ * the snapshot (as the node's loop counts, metrics_node.c). The snapshot
+ * counters likewise. */
+static void test_rpc_calls_and_snapshots_are_shown_and_move(void **state)
+{
+    (void)state;
+    struct node_metrics_snapshot s;
+    full_snapshot(&s);
+    memset(s.rpc_calls_total, 0, sizeof s.rpc_calls_total);
+    s.rpc_method_count = 2;
+    snprintf(s.rpc_method_path[0], sizeof s.rpc_method_path[0], "/ehr.v1.Node/GetStatus");
+    snprintf(s.rpc_method_path[1], sizeof s.rpc_method_path[1], "/ehr.v1.Node/GetBlock");
+    s.snapshot_sends_total = 0;
+    s.snapshot_installs_total = 0;
+    const char *ok = "ehr_rpc_calls_total{method=\"/ehr.v1.Node/GetStatus\",status=\"OK\"}";
+    const char *not_found =
+        "ehr_rpc_calls_total{method=\"/ehr.v1.Node/GetBlock\",status=\"NOT_FOUND\"}";
+    const char *unknown = "ehr_rpc_calls_total{method=\"unknown\",status=\"UNIMPLEMENTED\"}";
+    assert_true(rendered_value(&s, ok) == 0);
+    assert_true(rendered_value(&s, "ehr_rpc_calls_total{method=\"/ehr.v1.Node/GetBlock\","
+                                   "status=\"OK\"}") == 0);
+    assert_true(rendered_value(&s, "ehr_rpc_calls_total{method=\"unknown\",status=\"OK\"}") == 0);
+    assert_true(rendered_value(&s, not_found) == -1);
+    assert_true(rendered_value(&s, unknown) == -1);
+    assert_true(rendered_value(&s, "ehr_snapshot_sends_total") == 0);
+    assert_true(rendered_value(&s, "ehr_snapshot_installs_total") == 0);
+    s.rpc_calls_total[0][0] = 1;
+    s.rpc_calls_total[1][5] = 2;
+    s.rpc_calls_total[2][12] = 7;
+    s.snapshot_sends_total = 1;
+    s.snapshot_installs_total = 1;
+    assert_true(rendered_value(&s, ok) == 1);
+    assert_true(rendered_value(&s, not_found) == 2);
+    assert_true(rendered_value(&s, unknown) == 7);
+    assert_true(rendered_value(&s, "ehr_snapshot_sends_total") == 1);
+    assert_true(rendered_value(&s, "ehr_snapshot_installs_total") == 1);
+    /* A third method is not shown while the server has two. */
+    snprintf(s.rpc_method_path[2], sizeof s.rpc_method_path[2], "/ehr.v1.Node/Other");
+    assert_true(rendered_value(&s, "ehr_rpc_calls_total{method=\"/ehr.v1.Node/Other\","
+                                   "status=\"OK\"}") == -1);
 }
 
 static void test_a_page_over_its_bound_ends_at_a_whole_family(void **state)
@@ -677,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_label_values_and_help_are_escaped),
         cmocka_unit_test(test_histogram_buckets_are_cumulative_up_to_inf),
         cmocka_unit_test(test_a_full_page_is_well_formed),
+        cmocka_unit_test(test_rpc_calls_and_snapshots_are_shown_and_move),
         cmocka_unit_test(test_a_page_over_its_bound_ends_at_a_whole_family),
         cmocka_unit_test(test_the_server_answers_get_head_and_refuses_the_rest),
         cmocka_unit_test(test_the_server_refuses_a_bad_address_and_a_port_in_use),

@@ -7,7 +7,10 @@
  * term and leader agree with GetStatus; the commit counters, the admission
  * counter and the latency histograms move under a load; the leader's
  * ehr_peer_up for a member drops to 0 when that member is killed and comes
- * back with one more link-up when it restarts; every metric the example
+ * back with one more link-up when it restarts, having missed enough to be
+ * sent a snapshot (the leader's ehr_snapshot_sends_total and its own
+ * ehr_snapshot_installs_total move); a GetStatus and a call to a method
+ * the node does not have move their ehr_rpc_calls_total lines; every metric the example
  * alerting rules (docs/ehrchain-alerts.yml) name is on the page; and a
  * metrics port in use stops ehrd at start with a message naming it.
  */
@@ -144,6 +147,23 @@ static double wait_value(uint16_t port, const char *series, double value, uint64
     return v;
 }
 
+/* Scrape PORT until SERIES is at least VALUE (at most TIMEOUT_MS); the last value. */
+static double wait_at_least(uint16_t port, const char *series, double value, uint64_t timeout_ms)
+{
+    struct page p = {0};
+    uint64_t until = cluster_now_us() + timeout_ms * 1000;
+    double v = -1;
+    do {
+        scrape(port, &p);
+        v = value_of(&p, series);
+        if (v >= value)
+            break;
+        usleep(100 * 1000);
+    } while (cluster_now_us() < until);
+    free(p.text);
+    return v;
+}
+
 /* `promtool check metrics` on P: its exit status (77: no promtool). */
 static int promtool_check(const struct page *p)
 {
@@ -205,7 +225,11 @@ static void test_metrics_of_a_running_network(void **state)
 {
     (void)state;
     struct cluster c;
-    cluster_create(&c, NODES, EHRD_PATH, EHRCTL_PATH, NULL);
+    /* Small blocks and frequent snapshots: a member down for a few hundred
+     * transactions falls behind the leader's compacted log. */
+    struct cluster_limits limits = {.block_tx_count = 8,
+                                    .snapshot_entries = NODE_CONFIG_SNAPSHOT_ENTRIES_MIN};
+    cluster_create(&c, NODES, EHRD_PATH, EHRCTL_PATH, &limits);
     uint16_t port[NODES];
     for (size_t i = 0; i < NODES; i++)
         port[i] = metrics_enable(&c, i);
@@ -277,6 +301,28 @@ static void test_metrics_of_a_running_network(void **state)
     assert_true(value_of(&p, "ehr_storage_sync_write_seconds_count{write=\"block\"}") > 0);
     assert_int_equal(promtool_check(&p) == 0 || promtool_check(&p) == 77, 1);
     check_alert_rules_names(&p);
+    /* Calls by method and status: a GetStatus moves its OK line, a call to
+     * a method the node does not have moves the unknown one. */
+    const char *status_ok = "ehr_rpc_calls_total{method=\"/ehr.v1.Node/GetStatus\",status=\"OK\"}";
+    const char *unknown = "ehr_rpc_calls_total{method=\"unknown\",status=\"UNIMPLEMENTED\"}";
+    scrape(port[leader], &p);
+    double status_ok0 = value_of(&p, status_ok);
+    assert_true(status_ok0 >= 0);
+    assert_int_equal(value_of(&p, unknown), -1); /* no such call yet: no line */
+    assert_true(value_of(&p, "ehr_rpc_calls_total{method=\"/ehr.v1.Node/SubmitTransaction\","
+                             "status=\"OK\"}") >= 1);
+    struct cluster_status cs;
+    assert_int_equal(cluster_status(&c, leader, &cs), 0);
+    struct rpc_result r;
+    assert_int_equal(cluster_call(&c, leader, "NoSuchMethod", NULL, 0, 5000, &r),
+                     RPC_STATUS_UNIMPLEMENTED);
+    rpc_result_clear(&r);
+    assert_true(wait_at_least(port[leader], status_ok, status_ok0 + 1, 5000) >= status_ok0 + 1);
+    assert_true(wait_at_least(port[leader], unknown, 1, 5000) >= 1);
+    /* The budgets' refusals have their lines (test_rpc provokes each). */
+    scrape(port[leader], &p);
+    assert_int_equal(value_of(&p, "ehr_rpc_refused_total{limit=\"unfinished_bytes_max\"}"), 0);
+    assert_int_equal(value_of(&p, "ehr_rpc_refused_total{limit=\"unread_reply_bytes_max\"}"), 0);
     scrape(port[follower], &p);
     assert_true(value_of(&p, "ehr_transactions_committed_total") >= TXS);
     assert_int_equal(value_of(&p, "ehr_raft_proposals_inflight"), 0);
@@ -290,8 +336,15 @@ static void test_metrics_of_a_running_network(void **state)
     scrape(port[leader], &p);
     double link_ups0 = value_of(&p, ups);
     assert_true(link_ups0 >= 1);
+    double sends0 = value_of(&p, "ehr_snapshot_sends_total");
+    assert_true(sends0 >= 0);
     cluster_kill(&c, victim);
     assert_int_equal(wait_value(port[leader], up, 0, 10000), 0);
+    /* What it misses meanwhile is more than the leader keeps in its log. */
+    enum { MISSED_TXS = 400 };
+    txs = cluster_txs_make(&c, MISSED_TXS);
+    assert_int_equal(cluster_load(&c, txs, MISSED_TXS, 64, 120000, NULL, NULL), MISSED_TXS);
+    cluster_txs_free(txs, MISSED_TXS);
     scrape(port[leader], &p);
     char other[96];
     snprintf(other, sizeof other, "ehr_peer_up{peer=\"Member %zu\"}", follower);
@@ -301,6 +354,12 @@ static void test_metrics_of_a_running_network(void **state)
     assert_int_equal(wait_value(port[leader], up, 1, 20000), 1);
     scrape(port[leader], &p);
     assert_true(value_of(&p, ups) >= link_ups0 + 1);
+    assert_int_equal(wait_value(port[victim], "ehr_snapshot_installs_total", 1, 30000), 1);
+    scrape(port[leader], &p);
+    printf("leader: snapshot sends %.0f -> %.0f\n", sends0,
+           value_of(&p, "ehr_snapshot_sends_total"));
+    assert_true(value_of(&p, "ehr_snapshot_sends_total") >= sends0 + 1);
+    assert_int_equal(promtool_check(&p) == 0 || promtool_check(&p) == 77, 1);
 
     free(p.text);
     for (size_t i = 0; i < NODES; i++)

@@ -175,7 +175,7 @@ static void test_reader_reassembles_at_every_split(void **state)
         struct rpc__reader reader = {0};
         struct gathered g = {0};
         size_t left = 1000;
-        struct rpc__budget budget = {&left, NULL, NULL};
+        struct rpc__budget budget = {.connection_bytes = &left};
         ehr_diag err;
         assert_int_equal(rpc__reader_feed(&reader, wire, split, 100, &budget, gather, &g, &err),
                          RPC_STATUS_OK);
@@ -228,8 +228,16 @@ static void test_reader_refuses_compressed_and_bad_flags(void **state)
     assert_int_equal(g.count, 0);
 }
 
+/* Which budget refused a charge, as rpc__budget_take tells its owner. */
+static void note_refused(void *ctx, enum rpc__budget_kind kind)
+{
+    int *refused = ctx;
+    refused[kind]++;
+}
+
 static void test_reader_budget_limits_partial_messages(void **state)
 {
+    int refused[3] = {0};
     uint8_t wire[5 + 50];
     memset(wire, 0, sizeof wire);
     h2raw_grpc_frame(wire, 0, NULL, 50);
@@ -237,10 +245,12 @@ static void test_reader_budget_limits_partial_messages(void **state)
     struct gathered g = {0};
     ehr_diag err;
     size_t left = 49;
-    struct rpc__budget budget = {&left, NULL, NULL};
+    struct rpc__budget budget = {
+        .connection_bytes = &left, .refused = note_refused, .refused_ctx = refused};
     /* A partial message of 50 bytes needs 50 bytes of budget. */
     assert_int_equal(rpc__reader_feed(&reader, wire, 20, 100, &budget, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(refused[RPC__BUDGET_CONNECTION], 1);
     left = 50;
     struct rpc__reader reader2 = {0};
     assert_int_equal(rpc__reader_feed(&reader2, wire, 20, 100, &budget, gather, &g, &err),
@@ -250,11 +260,15 @@ static void test_reader_budget_limits_partial_messages(void **state)
     assert_int_equal(left, 50);
     /* With an address budget, a charge must fit both, and is taken from both. */
     size_t address_left = 49;
-    struct rpc__budget both = {&left, &address_left, NULL};
+    struct rpc__budget both = {.connection_bytes = &left,
+                               .address_bytes = &address_left,
+                               .refused = note_refused,
+                               .refused_ctx = refused};
     struct rpc__reader reader3 = {0};
     assert_int_equal(rpc__reader_feed(&reader3, wire, 20, 100, &both, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(err.msg, "your address"));
+    assert_int_equal(refused[RPC__BUDGET_ADDRESS], 1);
     assert_int_equal(left, 50); /* nothing taken from either */
     address_left = 50;
     struct rpc__reader reader4 = {0};
@@ -267,11 +281,19 @@ static void test_reader_budget_limits_partial_messages(void **state)
     assert_int_equal(address_left, 50);
     /* With the server's too (invariant 14): all three, or none. */
     size_t server_left = 49;
-    struct rpc__budget all = {&left, &address_left, &server_left};
+    struct rpc__budget all = {.connection_bytes = &left,
+                              .address_bytes = &address_left,
+                              .server_bytes = &server_left,
+                              .refused = note_refused,
+                              .refused_ctx = refused};
     struct rpc__reader reader5 = {0};
     assert_int_equal(rpc__reader_feed(&reader5, wire, 20, 100, &all, gather, &g, &err),
                      RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(err.msg, "the server may buffer"));
+    /* Each refusal told once, as the budget that was short. */
+    assert_int_equal(refused[RPC__BUDGET_SERVER], 1);
+    assert_int_equal(refused[RPC__BUDGET_CONNECTION], 1);
+    assert_int_equal(refused[RPC__BUDGET_ADDRESS], 1);
     assert_int_equal(left, 50);
     assert_int_equal(address_left, 50);
     server_left = 50;
@@ -1468,6 +1490,13 @@ struct thread_server {
     uv_loop_t loop;
     uv_async_t stop;
     uv_sem_t ready;
+    /* A question the test thread asks of the server on its own thread
+     * (ts_ask): the server belongs to its loop. */
+    uv_async_t ask;
+    uv_sem_t answered;
+    uint64_t (*ask_fn)(const struct rpc_server *server, const void *arg);
+    const void *ask_arg;
+    uint64_t answer;
     struct rpc_server *server;
     struct echo_service service;
     struct rpc_server_config config;
@@ -1478,6 +1507,84 @@ static void ts_closed(struct rpc_server *server, void *data)
 {
     struct thread_server *ts = data;
     uv_close((uv_handle_t *)&ts->stop, NULL);
+    uv_close((uv_handle_t *)&ts->ask, NULL);
+}
+
+static void ts_ask_cb(uv_async_t *async)
+{
+    struct thread_server *ts = async->data;
+    if (ts->ask_fn == NULL)
+        return;
+    ts->answer = ts->ask_fn(ts->server, ts->ask_arg);
+    ts->ask_fn = NULL;
+    uv_sem_post(&ts->answered);
+}
+
+/* FN(server, ARG) run on the server's thread; its answer. */
+static uint64_t ts_ask(struct thread_server *ts,
+                       uint64_t (*fn)(const struct rpc_server *server, const void *arg),
+                       const void *arg)
+{
+    ts->ask_arg = arg;
+    ts->ask_fn = fn; /* published to the server's thread by uv_async_send */
+    uv_async_send(&ts->ask);
+    uv_sem_wait(&ts->answered);
+    return ts->answer;
+}
+
+static uint64_t ask_refused(const struct rpc_server *server, const void *arg)
+{
+    for (size_t k = 0; k < RPC_SERVER_REFUSAL_KINDS; k++) {
+        const char *limit;
+        uint64_t count = rpc_server_refused_count(server, k, &limit);
+        if (strcmp(limit, arg) == 0)
+            return count;
+    }
+    EHR_ASSERT(!"a refusal kind of that name");
+    return 0;
+}
+
+/* The server's refusals for the limit named LIMIT (rpc_server_refused_count). */
+static uint64_t ts_refused(struct thread_server *ts, const char *limit)
+{
+    return ts_ask(ts, ask_refused, limit);
+}
+
+struct calls_question {
+    const char *path; /* a method's, or "unknown" */
+    enum rpc_status status;
+};
+
+static uint64_t ask_calls(const struct rpc_server *server, const void *arg)
+{
+    const struct calls_question *q = arg;
+    for (uint32_t m = 0; m <= rpc_server_method_count(server); m++) {
+        const char *path;
+        uint64_t count = rpc_server_calls_ended_count(server, m, q->status, &path);
+        if (strcmp(path, q->path) == 0)
+            return count;
+    }
+    EHR_ASSERT(!"a method of that path");
+    return 0;
+}
+
+static uint64_t ask_method_count(const struct rpc_server *server, const void *arg)
+{
+    (void)arg;
+    return rpc_server_method_count(server);
+}
+
+/* Calls to PATH ("unknown": to no method) ended with STATUS, once COUNT
+ * of them are (the server counts a call once its stream is gone: wait at
+ * most 5 s for it); the count. */
+static uint64_t ts_calls_wait(struct thread_server *ts, const char *path, enum rpc_status status,
+                              uint64_t count)
+{
+    struct calls_question q = {path, status};
+    uint64_t got = 0;
+    for (int i = 0; i < 500 && (got = ts_ask(ts, ask_calls, &q)) < count; i++)
+        usleep(10000);
+    return got;
 }
 
 static void ts_stop(uv_async_t *async)
@@ -1492,6 +1599,8 @@ static void ts_main(void *arg)
     uv_loop_init(&ts->loop);
     uv_async_init(&ts->loop, &ts->stop, ts_stop);
     ts->stop.data = ts;
+    uv_async_init(&ts->loop, &ts->ask, ts_ask_cb);
+    ts->ask.data = ts;
     EHR_ASSERT(rpc_server_new(&ts->loop, &ts->config, &ts->server) == 0);
     EHR_ASSERT(echo_service_register(&ts->service, &ts->loop, ts->server) == 0);
     EHR_ASSERT(rpc_server_listen(ts->server, "127.0.0.1", 0) == 0);
@@ -1507,6 +1616,7 @@ static struct thread_server *ts_start(const struct rpc_server_config *config)
     if (config != NULL)
         ts->config = *config;
     uv_sem_init(&ts->ready, 0);
+    uv_sem_init(&ts->answered, 0);
     assert_int_equal(uv_thread_create(&ts->thread, ts_main, ts), 0);
     uv_sem_wait(&ts->ready);
     return ts;
@@ -1517,6 +1627,7 @@ static void ts_join(struct thread_server *ts)
     uv_async_send(&ts->stop);
     uv_thread_join(&ts->thread);
     uv_sem_destroy(&ts->ready);
+    uv_sem_destroy(&ts->answered);
     ehr_free(ts);
 }
 
@@ -2331,6 +2442,62 @@ static void test_a_connection_used_in_time_outlives_the_first_request_timeout(vo
     ts_join(ts);
 }
 
+/*
+ * Invariant 16: every call is counted once, by its method and the status
+ * its client was told: a reply (OK), a handler's failure, a call the
+ * server refused before its handler (a request with no message:
+ * INTERNAL), a call whose client left (CANCELLED); calls to paths no
+ * method has all count under "unknown", however many paths there are.
+ */
+static void test_calls_are_counted_by_method_and_status(void **state)
+{
+    (void)state;
+    struct thread_server *ts = ts_start(NULL);
+    uint64_t methods = ts_ask(ts, ask_method_count, NULL);
+    assert_true(methods >= 4);
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_OK, 0), 0);
+    assert_int_equal(ts_calls_wait(ts, "unknown", RPC_STATUS_UNIMPLEMENTED, 0), 0);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", 0, 0, 0, NULL);
+    uint8_t frame[64];
+    size_t frame_len = h2raw_grpc_frame(frame, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    size_t fail_len = pack_echo(&say, "c", 0, 0, RPC_STATUS_NOT_FOUND, NULL);
+    uint8_t fail[64];
+    size_t fail_frame_len = h2raw_grpc_frame(fail, 0, say, (uint32_t)fail_len);
+    ehr_free(say);
+    struct h2raw h;
+    assert_int_equal(h2raw_connect(&h, ts->port), 0);
+    struct h2raw_stream *s[6];
+    s[0] = h2raw_request(&h, ECHO_SAY, NULL, frame, frame_len, true);
+    s[1] = h2raw_request(&h, ECHO_SAY, NULL, frame, frame_len, true);
+    s[2] = h2raw_request(&h, ECHO_SAY, NULL, fail, fail_frame_len, true);
+    s[3] = h2raw_request(&h, ECHO_SAY, NULL, NULL, 0, true);
+    s[4] = h2raw_request(&h, "/no.Such/Method", NULL, frame, frame_len, true);
+    s[5] = h2raw_request(&h, "/another.Unknown/Path", NULL, frame, frame_len, true);
+    for (int i = 0; i < 6; i++)
+        assert_true(h2raw_wait(&h, s[i], 5000));
+    assert_int_equal(s[2]->grpc_status, RPC_STATUS_NOT_FOUND);
+    assert_int_equal(s[3]->grpc_status, RPC_STATUS_INTERNAL);
+    assert_int_equal(s[4]->grpc_status, RPC_STATUS_UNIMPLEMENTED);
+    struct h2raw_stream *hang = h2raw_request(&h, ECHO_HANG, NULL, frame, frame_len, true);
+    h2raw_wait(&h, hang, 200);
+    wait_count(&ts->service.stats.calls, 4); /* Say twice, Say failing, Hang */
+    h2raw_close(&h);                         /* Hang's client leaves */
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_OK, 2), 2);
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_NOT_FOUND, 1), 1);
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_INTERNAL, 1), 1);
+    assert_int_equal(ts_calls_wait(ts, ECHO_HANG, RPC_STATUS_CANCELLED, 1), 1);
+    assert_int_equal(ts_calls_wait(ts, "unknown", RPC_STATUS_UNIMPLEMENTED, 2), 2);
+    /* Counted once each: nothing more comes. */
+    usleep(50000);
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_OK, 0), 2);
+    assert_int_equal(ts_calls_wait(ts, ECHO_HANG, RPC_STATUS_OK, 0), 0);
+    /* Unknown paths added no method. */
+    assert_int_equal(ts_ask(ts, ask_method_count, NULL), methods);
+    ts_join(ts);
+}
+
 static void test_streams_per_connection_edge(void **state)
 {
     struct rpc_server_config config = {.streams_per_connection_max = 4};
@@ -2447,9 +2614,12 @@ static void test_connection_request_budget_edge(void **state)
     struct h2raw_stream *sb = h2raw_request(&h, ECHO_SAY, NULL, b, frame, false);
     struct h2raw_stream *sc = h2raw_request(&h, ECHO_SAY, NULL, c, sizeof c, true);
     assert_true(h2raw_wait(&h, sc, 5000));
-    /* ... so a third, of one byte, does not fit. */
+    /* ... so a third, of one byte, does not fit, and is counted by its limit. */
     assert_int_equal(sc->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(sc->grpc_message, "connection"));
+    assert_int_equal(ts_refused(ts, "connection_request_bytes_max"), 1);
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_per_address_max"), 0);
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_max"), 0);
     assert_false(sa->closed);
     assert_false(sb->closed);
     h2raw_close(&h);
@@ -2484,8 +2654,20 @@ static void held_frames_make(struct held_frames *f, uint32_t message)
 /* Two whole messages held on A and one on B (streams left open: they count
  * until dispatch) meet the limit exactly; then ONE more on B is refused
  * RESOURCE_EXHAUSTED with WHO in its message. */
-static void held_to_the_edge(struct h2raw *a, struct h2raw *b, const struct held_frames *f,
-                             const char *who)
+/* The three request budgets (invariant 14), as the refusal count names them. */
+static const char *const request_budgets[] = {
+    "connection_request_bytes_max", "unfinished_bytes_per_address_max", "unfinished_bytes_max"};
+
+/* Every budget's refusal count is 0, but LIMIT's (when not NULL): WANT. */
+static void budget_refusals_are(struct thread_server *ts, const char *limit, uint64_t want)
+{
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(request_budgets); i++)
+        assert_int_equal(ts_refused(ts, request_budgets[i]),
+                         limit != NULL && strcmp(limit, request_budgets[i]) == 0 ? want : 0);
+}
+
+static void held_to_the_edge(struct thread_server *ts, struct h2raw *a, struct h2raw *b,
+                             const struct held_frames *f, const char *who, const char *limit)
 {
     struct h2raw_stream *a1 = h2raw_request(a, ECHO_SAY, NULL, f->big, f->big_len, false);
     struct h2raw_stream *a2 = h2raw_request(a, ECHO_SAY, NULL, f->big, f->big_len, false);
@@ -2495,10 +2677,12 @@ static void held_to_the_edge(struct h2raw *a, struct h2raw *b, const struct held
     assert_false(a1->closed);
     assert_false(a2->closed);
     assert_false(b1->closed); /* exactly at the limit */
+    budget_refusals_are(ts, NULL, 0);
     struct h2raw_stream *b2 = h2raw_request(b, ECHO_SAY, NULL, f->one, f->one_len, true);
     assert_true(h2raw_wait(b, b2, 5000));
     assert_int_equal(b2->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(b2->grpc_message, who));
+    budget_refusals_are(ts, limit, 1); /* counted by its limit, the others not */
 }
 
 /* After a connection holding bytes closed, ONE on B is served again: the
@@ -2546,7 +2730,7 @@ static void test_unfinished_bytes_per_address_edge(void **state)
     assert_int_equal(h2raw_connect_from(&a, address, ts->port), 0);
     assert_int_equal(h2raw_connect_from(&b, address, ts->port), 0);
     /* Whole messages held (the streams left open) fill the address's limit. */
-    held_to_the_edge(&a, &b, &f, "your address");
+    held_to_the_edge(ts, &a, &b, &f, "your address", "unfinished_bytes_per_address_max");
     assert_int_equal(h2raw_connect_from(&c, other, ts->port), 0);
     struct h2raw_stream *c1 = h2raw_request(&c, ECHO_SAY, NULL, big_say, big_say_frame, true);
     assert_true(h2raw_wait(&c, c1, 5000));
@@ -2583,7 +2767,8 @@ static void test_unfinished_bytes_max_edge(void **state)
     struct h2raw a, b;
     assert_int_equal(h2raw_connect_from(&a, 0x7f000007u, ts->port), 0);
     assert_int_equal(h2raw_connect_from(&b, 0x7f000008u, ts->port), 0);
-    held_to_the_edge(&a, &b, &f, "the server may buffer"); /* at the server's limit */
+    held_to_the_edge(ts, &a, &b, &f, "the server may buffer", /* at the server's limit */
+                     "unfinished_bytes_max");
     /* What the first address held comes back with its connection. */
     h2raw_close(&a);
     served_again(&b, &f);
@@ -2599,6 +2784,99 @@ static size_t say_reply_framed_bytes(const char *text, size_t payload_len)
     reply.text = (char *)text;
     reply.payload.len = payload_len;
     return 5 + ehr__test__echo_reply__get_packed_size(&reply);
+}
+
+/*
+ * Invariant 17: an answer its client never takes (a client that gives no
+ * stream window) is held unread_reply_timeout_ms after the call ended,
+ * not less, then dropped: RST_STREAM(ENHANCE_YOUR_CALM), counted as the
+ * limit unread_reply_timeout_ms and the call as RESOURCE_EXHAUSTED, the
+ * connection kept. Its bytes are given back: with a budget whose half is
+ * one reply (R) and a little more, and a quota below R, a second reply to
+ * the same client is refused while the first is held, and queued again
+ * once it was dropped. A finished stream's last messages, not read (on a
+ * second such client), are dropped alike. A reader on the same server
+ * meanwhile is served and never reset.
+ */
+static void test_an_answer_not_read_is_dropped_after_the_unread_reply_timeout(void **state)
+{
+    (void)state;
+    enum { UNREAD_MS = 600, PAYLOAD = 30000 };
+    size_t reply_bytes = say_reply_framed_bytes("c", PAYLOAD);
+    struct rpc_server_config config = {.unread_reply_timeout_ms = UNREAD_MS,
+                                       .message_bytes_max = reply_bytes - 5,
+                                       .connections_max = 4,
+                                       .unread_reply_bytes_max = 2 * reply_bytes + 8192};
+    struct thread_server *ts = ts_start(&config);
+    uint8_t *say;
+    size_t say_len = pack_echo(&say, "c", PAYLOAD, 0, 0, NULL);
+    assert_true(say_len <= reply_bytes - 5);
+    uint8_t *frame = malloc(5 + say_len);
+    assert_non_null(frame);
+    size_t frame_len = h2raw_grpc_frame(frame, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    say_len = pack_echo(&say, "small", 0, 0, 0, NULL);
+    uint8_t small[64];
+    size_t small_len = h2raw_grpc_frame(small, 0, say, (uint32_t)say_len);
+    ehr_free(say);
+    uint8_t count_req[64];
+    size_t count_len = framed_count(count_req, 3, 100, false);
+    struct h2raw z, z2, reader;
+    assert_int_equal(h2raw_connect_with(&z, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    assert_int_equal(h2raw_connect_with(&z2, 0, ts->port, H2RAW_ZERO_WINDOW), 0);
+    assert_int_equal(h2raw_connect(&reader, ts->port), 0);
+    struct h2raw_stream *held = h2raw_request(&z, ECHO_SAY, NULL, frame, frame_len, true);
+    h2raw_wait(&z, held, 1);
+    wait_count(&ts->service.stats.calls, 1); /* the reply is queued */
+    struct h2raw_stream *stream = h2raw_request(&z2, ECHO_COUNT, NULL, count_req, count_len, true);
+    h2raw_wait(&z2, stream, 1);
+    wait_count(&ts->service.stats.calls, 2); /* the stream's messages and end are queued */
+    uint64_t start_ms = now_ms();
+    h2raw_wait(&z, NULL, 50);
+    /* The budget is held: a second reply to it does not fit. */
+    struct h2raw_stream *refused = h2raw_request(&z, ECHO_SAY, NULL, frame, frame_len, true);
+    assert_true(h2raw_wait(&z, refused, 5000));
+    assert_int_equal(refused->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    /* Half the timeout later both are held; the reader is served. */
+    while (now_ms() - start_ms < UNREAD_MS / 2) {
+        struct h2raw_stream *r = h2raw_request(&reader, ECHO_SAY, NULL, small, small_len, true);
+        assert_true(h2raw_wait(&reader, r, 5000));
+        assert_int_equal(r->grpc_status, RPC_STATUS_OK);
+        h2raw_wait(&z, NULL, 10);
+        h2raw_wait(&z2, NULL, 10);
+        if (reader.stream_count == H2RAW_STREAMS_MAX) /* room for more */
+            break;
+    }
+    assert_false(held->closed);
+    assert_false(stream->closed);
+    assert_int_equal(ts_refused(ts, "unread_reply_timeout_ms"), 0);
+    while ((!held->closed || !stream->closed) && now_ms() - start_ms < 10 * UNREAD_MS) {
+        h2raw_wait(&z, NULL, 10);
+        h2raw_wait(&z2, NULL, 10);
+    }
+    assert_true(held->closed);
+    assert_true(stream->closed);
+    assert_int_equal(held->close_code, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_int_equal(stream->close_code, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_int_equal(held->data_len, 0);                 /* not a byte of it went out */
+    assert_true(now_ms() - start_ms >= UNREAD_MS - 100); /* the server's clock started earlier */
+    assert_int_equal(ts_refused(ts, "unread_reply_timeout_ms"), 2);
+    assert_int_equal(ts_calls_wait(ts, ECHO_SAY, RPC_STATUS_RESOURCE_EXHAUSTED, 2), 2);
+    assert_int_equal(ts_calls_wait(ts, ECHO_COUNT, RPC_STATUS_RESOURCE_EXHAUSTED, 1), 1);
+    assert_false(z.eof); /* the connections are kept */
+    assert_false(z2.eof);
+    /* Its bytes were given back: the same client's next reply is queued. */
+    struct h2raw_stream *again = h2raw_request(&z, ECHO_SAY, NULL, frame, frame_len, true);
+    h2raw_wait(&z, again, 200);
+    assert_false(again->closed);
+    /* The reader was never reset: its answers were taken at once. */
+    for (int i = 0; i < reader.stream_count; i++)
+        assert_int_equal(reader.streams[i].close_code, 0);
+    h2raw_close(&z);
+    h2raw_close(&z2);
+    h2raw_close(&reader);
+    free(frame);
+    ts_join(ts);
 }
 
 /*
@@ -2641,16 +2919,19 @@ static void test_unread_reply_bytes_max_edge(void **state)
     wait_count(&ts->service.stats.calls, 4);
     for (int i = 0; i < 4; i++)
         assert_false(held[i]->closed); /* half, exactly */
+    assert_int_equal(ts_refused(ts, "unread_reply_bytes_max"), 0);
     struct h2raw_stream *s15 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
     assert_true(h2raw_wait(&z1, s15, 5000));
     assert_int_equal(s15->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(s15->grpc_message, "your connection holds its share"));
     assert_int_equal(atomic_load(&ts->service.stats.calls), 5);
+    assert_int_equal(ts_refused(ts, "unread_reply_bytes_max"), 1); /* after its handler */
     struct h2raw_stream *s16 = h2raw_request(&z1, ECHO_SAY, NULL, frame, frame_len, true);
     assert_true(h2raw_wait(&z1, s16, 5000));
     assert_int_equal(s16->grpc_status, RPC_STATUS_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(s16->grpc_message, "was refused a reply"));
-    assert_int_equal(atomic_load(&ts->service.stats.calls), 5); /* no handler ran */
+    assert_int_equal(atomic_load(&ts->service.stats.calls), 5);    /* no handler ran */
+    assert_int_equal(ts_refused(ts, "unread_reply_bytes_max"), 2); /* before its handler */
     struct h2raw *quota_holders[2] = {&z2, &z3};
     for (int k = 0; k < 2; k++) {
         struct h2raw *z = quota_holders[k];
@@ -2680,6 +2961,11 @@ static void test_unread_reply_bytes_max_edge(void **state)
         assert_int_equal(r->grpc_status, RPC_STATUS_OK);
         assert_int_equal(r->data_len, reply_bytes);
     }
+    /* Every refusal counted by its limit: the fifth and sixth of the
+     * first, the second of the second and of the third, the reader's one
+     * over its quota; none for the request budgets. */
+    assert_int_equal(ts_refused(ts, "unread_reply_bytes_max"), 5);
+    assert_int_equal(ts_refused(ts, "unfinished_bytes_max"), 0);
     /* The first leaves: the first half is free, and the second is served. */
     h2raw_close(&z1);
     struct h2raw_stream *s22 = NULL;
@@ -2855,10 +3141,12 @@ int main(void)
         cmocka_unit_test(test_requests_keep_a_connection_from_idling),
         cmocka_unit_test(test_an_unfinished_request_has_a_deadline),
         cmocka_unit_test(test_a_stream_not_read_is_ended_after_the_stall_timeout),
+        cmocka_unit_test(test_an_answer_not_read_is_dropped_after_the_unread_reply_timeout),
         cmocka_unit_test(test_a_client_that_does_not_read_its_socket_loses_the_connection),
         cmocka_unit_test(test_a_connection_without_a_first_request_is_closed),
         cmocka_unit_test(test_a_connection_used_in_time_outlives_the_first_request_timeout),
         cmocka_unit_test(test_streams_per_connection_edge),
+        cmocka_unit_test(test_calls_are_counted_by_method_and_status),
         cmocka_unit_test(test_connection_request_budget_edge),
         cmocka_unit_test(test_unfinished_bytes_per_address_edge),
         cmocka_unit_test(test_unfinished_bytes_max_edge),
