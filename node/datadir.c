@@ -165,6 +165,12 @@ _Static_assert(NODE_DATADIR_PATH_BYTES_MAX + sizeof "/" NODE_DATADIR_JOIN_NAME <
 /* What is wrong with JOIN, or NULL. */
 static const char *join_problem(const Ehr__V1__JoinInfo *join)
 {
+    /* Written by this build only (node_datadir_join_write): a field it does
+     * not know is a corrupt file, not something to carry along (protobuf-c
+     * keeps unknown fields, even one numbered 0 in a long varint, and
+     * writes them back in a form it then refuses). */
+    if (join->base.n_unknown_fields != 0)
+        return "it holds a field this version does not write";
     size_t chain_len = strlen(join->chain_id);
     if (chain_len == 0 || chain_len > EHR_CHAIN_ID_BYTES_MAX)
         return "no chain id, or one over 64 bytes";
@@ -174,6 +180,8 @@ static const char *join_problem(const Ehr__V1__JoinInfo *join)
         return "not 1 to 16 members";
     for (size_t i = 0; i < join->n_members; i++) {
         const Ehr__V1__Member *m = join->members[i];
+        if (m->base.n_unknown_fields != 0)
+            return "a member holds a field this version does not write";
         if (m->node_key.len != EHR_SCHNORR_PUBLIC_BYTES)
             return "a member's node key is not 32 bytes";
         if (strlen(m->peer_address) > EHR_PEER_ADDRESS_BYTES_MAX)
