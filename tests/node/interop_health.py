@@ -24,11 +24,10 @@ missing; any other failure exits non-zero.
 """
 import argparse
 import importlib
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
+
+import grpc_stubs
 import time
 
 SKIP = 77
@@ -57,23 +56,8 @@ def main():
     except ImportError as e:
         print(f"SKIPPED: python3-grpcio missing ({e})")
         sys.exit(SKIP)
-    protoc = shutil.which("protoc")
-    plugin = "/usr/bin/grpc_python_plugin"
-    if protoc is None or not os.path.exists(plugin):
-        print("SKIPPED: protoc or grpc_python_plugin missing")
-        sys.exit(SKIP)
-    proto = os.path.join(args.proto_root, "grpc", "health", "v1", "health.proto")
     with tempfile.TemporaryDirectory() as out:
-        # The file as is, under a module path of its own: at grpc/health/v1
-        # its Python modules would sit inside grpcio's package `grpc` and
-        # could not be imported. The service's name (grpc.health.v1.Health)
-        # comes from the file's package line, which is unchanged.
-        src = os.path.join(out, "src", "health_stub")
-        os.makedirs(src)
-        shutil.copy(proto, src)
-        subprocess.run([protoc, "-I", os.path.join(out, "src"), f"--python_out={out}",
-                        f"--grpc_out={out}", f"--plugin=protoc-gen-grpc={plugin}",
-                        os.path.join(src, "health.proto")], check=True)
+        grpc_stubs.standalone(args.proto_root, "grpc/health/v1/health.proto", out, "health_stub")
         sys.path.insert(0, out)
         pb = importlib.import_module("health_stub.health_pb2")
         rpc = importlib.import_module("health_stub.health_pb2_grpc")

@@ -33,14 +33,13 @@ Exits 77 (skipped) only if grpcio, protobuf, protoc or the plugin is
 missing; any other failure exits non-zero.
 """
 import argparse
-import glob
 import hashlib
 import importlib
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
+
+import grpc_stubs
 import time
 
 SKIP = 77
@@ -147,16 +146,8 @@ def main():
     except ImportError as e:
         print(f"SKIPPED: python3-grpcio missing ({e})")
         sys.exit(SKIP)
-    protoc = shutil.which("protoc")
-    plugin = "/usr/bin/grpc_python_plugin"
-    if protoc is None or not os.path.exists(plugin):
-        print("SKIPPED: protoc or grpc_python_plugin missing")
-        sys.exit(SKIP)
-    files = sorted(glob.glob(os.path.join(args.proto_root, "ehr", "v1", "*.proto")))
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run([protoc, "-I", args.proto_root, f"--python_out={out}",
-                        f"--grpc_out={out}", f"--plugin=protoc-gen-grpc={plugin}", *files],
-                       check=True)
+        grpc_stubs.ehr_v1(args.proto_root, out)
         sys.path.insert(0, out)
         pb = importlib.import_module("ehr.v1.node_pb2")
         rpc = importlib.import_module("ehr.v1.node_pb2_grpc")

@@ -41,12 +41,11 @@ missing; any other failure exits non-zero.
 """
 import argparse
 import importlib
-import os
 import queue
-import shutil
-import subprocess
 import sys
 import tempfile
+
+import grpc_stubs
 import time
 
 try:  # missing, the script skips (main)
@@ -106,25 +105,11 @@ def main():
     if MISSING is not None:
         print(f"SKIPPED: python3-grpcio or python3-protobuf missing ({MISSING})")
         sys.exit(SKIP)
-    protoc = shutil.which("protoc")
-    plugin = "/usr/bin/grpc_python_plugin"
-    if protoc is None or not os.path.exists(plugin):
-        print("SKIPPED: protoc or grpc_python_plugin missing")
-        sys.exit(SKIP)
     with tempfile.TemporaryDirectory() as out:
-        # As interop_health.py does: each file as is, under a module path
-        # of its own (at grpc/... it would sit inside grpcio's package);
-        # the two versions' packages differ, so both load side by side.
         pbs, rpcs = {}, {}
         for version in VERSIONS:
-            proto = os.path.join(args.proto_root, "grpc", "reflection", version,
-                                 "reflection.proto")
-            src = os.path.join(out, "src", f"reflection_{version}")
-            os.makedirs(src)
-            shutil.copy(proto, src)
-            subprocess.run([protoc, "-I", os.path.join(out, "src"), f"--python_out={out}",
-                            f"--grpc_out={out}", f"--plugin=protoc-gen-grpc={plugin}",
-                            os.path.join(src, "reflection.proto")], check=True)
+            grpc_stubs.standalone(args.proto_root, f"grpc/reflection/{version}/reflection.proto",
+                                  out, f"reflection_{version}")
         sys.path.insert(0, out)
         for version in VERSIONS:
             pbs[version] = importlib.import_module(f"reflection_{version}.reflection_pb2")

@@ -32,6 +32,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+
+import grpc_stubs
 import time
 
 SKIP = 77
@@ -150,15 +152,7 @@ def make_certs(d, lan):
 def health_stubs(proto_root, out):
     """Stubs for the standard health service, generated here (Debian's
     python3-grpcio has no health module), importable as health_stub.*"""
-    protoc = shutil.which("protoc")
-    plugin = "/usr/bin/grpc_python_plugin"
-    if protoc is None or not os.path.exists(plugin):
-        skip("protoc or grpc_python_plugin missing")
-    src = os.path.join(out, "src", "health_stub")
-    os.makedirs(src)
-    shutil.copy(os.path.join(proto_root, "grpc", "health", "v1", "health.proto"), src)
-    run([protoc, "-I", os.path.join(out, "src"), f"--python_out={out}", f"--grpc_out={out}",
-         f"--plugin=protoc-gen-grpc={plugin}", os.path.join(src, "health.proto")])
+    grpc_stubs.standalone(proto_root, "grpc/health/v1/health.proto", out, "health_stub")
 
 
 def health_probe(args):

@@ -13,13 +13,11 @@ Exits 77 (CTest: skipped) only if grpcio, protobuf, protoc or the plugin is
 missing; any other failure exits non-zero.
 """
 import argparse
-import glob
 import importlib
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
+
+import grpc_stubs
 
 SKIP = 77
 
@@ -45,17 +43,9 @@ def main():
         import google.protobuf  # noqa: F401
     except ImportError as e:
         skip(f"python3-grpcio or python3-protobuf missing ({e})")
-    protoc = shutil.which("protoc")
-    plugin = "/usr/bin/grpc_python_plugin"
-    if protoc is None or not os.path.exists(plugin):
-        skip("protoc or grpc_python_plugin missing")
-
-    files = sorted(glob.glob(os.path.join(args.proto_root, "ehr", "v1", "*.proto")))
-    check(any(f.endswith("node.proto") for f in files), "node.proto is among the schema files")
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run([protoc, "-I", args.proto_root, f"--python_out={out}",
-                        f"--grpc_out={out}", f"--plugin=protoc-gen-grpc={plugin}", *files],
-                       check=True)
+        files = grpc_stubs.ehr_v1(args.proto_root, out)
+        check(any(f.endswith("node.proto") for f in files), "node.proto is among the schema files")
         sys.path.insert(0, out)
         pb = importlib.import_module("ehr.v1.node_pb2")
         pb_grpc = importlib.import_module("ehr.v1.node_pb2_grpc")
