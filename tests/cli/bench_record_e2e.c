@@ -43,22 +43,7 @@
 enum { NODES = 3, LEADER_WAIT_MS = 30000, MIB_MAX = 8192, ROUNDS_MAX = 20, CLIENTS_MAX = 2 };
 enum { COPY_BUFFER_BYTES = 1 << 20, LOADAVG_BYTES = 128 };
 
-#define DIE(...)                                                                                   \
-    do {                                                                                           \
-        fprintf(stderr, "bench_record_e2e: " __VA_ARGS__);                                         \
-        fputc('\n', stderr);                                                                       \
-        cluster_kill_all();                                                                        \
-        exit(1);                                                                                   \
-    } while (0)
-
-static long arg_long(const char *name, const char *s, long max)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end != '\0' || v < 1 || v > max)
-        DIE("%s wants a number from 1 to %ld, not \"%s\"", name, max, s);
-    return v;
-}
+#define DIE(...) cluster_die("bench_record_e2e", __VA_ARGS__)
 
 /* The ehrctl at PATH with ARGS in the cluster's directory; dies with its
  * output unless it exits 0. */
@@ -205,9 +190,9 @@ int main(int argc, char **argv)
     size_t client_count = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--mib") == 0 && i + 1 < argc)
-            mib = arg_long("--mib", argv[++i], MIB_MAX);
+            mib = cluster_arg_long("bench_record_e2e", "--mib", argv[++i], MIB_MAX);
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
-            rounds = arg_long("--rounds", argv[++i], ROUNDS_MAX);
+            rounds = cluster_arg_long("bench_record_e2e", "--rounds", argv[++i], ROUNDS_MAX);
         else if (strcmp(argv[i], "--compare") == 0 && i + 1 < argc && client_count == 1)
             clients[client_count++] = argv[++i];
         else if (strcmp(argv[i], "--keep") == 0)

@@ -35,22 +35,7 @@
 
 enum { NODES = 4, FOUNDING = 3, NEWCOMER = 3, LEADER_WAIT_MS = 30000 };
 
-#define DIE(...)                                                                                   \
-    do {                                                                                           \
-        fprintf(stderr, "bench_join: " __VA_ARGS__);                                               \
-        fputc('\n', stderr);                                                                       \
-        cluster_kill_all();                                                                        \
-        exit(1);                                                                                   \
-    } while (0)
-
-static long arg_long(const char *name, const char *s, long max)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end != '\0' || v < 1 || v > max)
-        DIE("%s wants a number from 1 to %ld, not \"%s\"", name, max, s);
-    return v;
-}
+#define DIE(...) cluster_die("bench_join", __VA_ARGS__)
 
 /* Is M a voter in the leader's configuration, and is its tip the leader's? */
 static void newcomer_view(struct cluster *c, size_t leader, bool *voter, bool *caught_up)
@@ -138,13 +123,14 @@ int main(int argc, char **argv)
     bool keep = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--txs") == 0 && i + 1 < argc)
-            txs = arg_long("--txs", argv[++i], 100000000);
+            txs = cluster_arg_long("bench_join", "--txs", argv[++i], 100000000);
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
-            batch = arg_long("--batch", argv[++i], 1000000);
+            batch = cluster_arg_long("bench_join", "--batch", argv[++i], 1000000);
         else if (strcmp(argv[i], "--inflight") == 0 && i + 1 < argc)
-            inflight = arg_long("--inflight", argv[++i], 4096);
+            inflight = cluster_arg_long("bench_join", "--inflight", argv[++i], 4096);
         else if (strcmp(argv[i], "--snapshot-entries") == 0 && i + 1 < argc)
-            snapshot_entries = arg_long("--snapshot-entries", argv[++i], 1000000);
+            snapshot_entries =
+                cluster_arg_long("bench_join", "--snapshot-entries", argv[++i], 1000000);
         else if (strcmp(argv[i], "--keep") == 0)
             keep = true;
         else

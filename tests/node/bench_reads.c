@@ -37,13 +37,7 @@
 
 enum { NODES = 3, LEADER_WAIT_MS = 30000, CALL_MS = 10000, EVENTS_PER_PATIENT = 4 };
 
-#define DIE(...)                                                                                   \
-    do {                                                                                           \
-        fprintf(stderr, "bench_reads: " __VA_ARGS__);                                              \
-        fputc('\n', stderr);                                                                       \
-        cluster_kill_all();                                                                        \
-        exit(1);                                                                                   \
-    } while (0)
+#define DIE(...) cluster_die("bench_reads", __VA_ARGS__)
 
 static uint64_t wall_ms(void)
 {

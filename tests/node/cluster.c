@@ -321,6 +321,28 @@ void cluster_kill_all(void)
         }
 }
 
+void cluster_die(const char *prog, const char *fmt, ...)
+{
+    fprintf(stderr, "%s: ", prog);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cluster_kill_all();
+    exit(1);
+}
+
+long cluster_arg_long(const char *prog, const char *name, const char *s, long max)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < 1 || v > max)
+        cluster_die(prog, "%s wants a number from 1 to %ld, not \"%s\"", name, max, s);
+    return v;
+}
+
 pid_t cluster_start(struct cluster *c, size_t i)
 {
     return cluster_start_env(c, i, NULL, NULL);

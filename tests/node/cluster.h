@@ -97,6 +97,15 @@ void cluster_approve_via(struct cluster *c, size_t member, size_t via, const cha
  * tests that failed before cluster_destroy). */
 void cluster_kill_all(void);
 
+/* A bench's fatal error: "PROG: " and the message on stderr, every node
+ * killed (cluster_kill_all), exit 1. */
+_Noreturn void cluster_die(const char *prog, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The command-line number S of option NAME, from 1 to MAX; anything else
+ * dies (cluster_die) saying so. */
+long cluster_arg_long(const char *prog, const char *name, const char *s, long max);
+
 /* Kill whatever still runs and remove the directory (unless KEEP). */
 void cluster_destroy(struct cluster *c, bool keep);
 
