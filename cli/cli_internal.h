@@ -579,6 +579,13 @@ int cli__signed_tx_submit(struct cli__ctx *ctx, const struct cli__signed_tx *a,
  * date) or ms since the epoch. Returns 0 or EHR_EINVAL.
  */
 int cli__hex_arg(const char *text, uint8_t *out, size_t len, ehr_diag *diag);
+
+/* The one argument left after the options, a hash named NAME (RECORD_ID,
+ * CONSENT_ID, ...) in hex, into OUT. Returns 0, or CLI_EXIT_USAGE having
+ * said "give one NAME (HINT)" or why the hex is wrong. */
+int cli__one_hash_arg(struct cli__ctx *ctx, int argc, char **argv, const char *name,
+                      const char *hint, uint8_t out[EHR_HASH_BYTES]);
+#define CLI_RECORD_ID_HINT "the anchor's transaction hash, as record add and records print it"
 int cli__enum_arg(const ProtobufCEnumDescriptor *ed, const char *text, int *value);
 void cli__enum_names(const ProtobufCEnumDescriptor *ed, char *out, size_t size);
 int cli__date_arg(const char *text, uint64_t *ms);

@@ -54,12 +54,8 @@ static int access_parse(struct cli__ctx *ctx, int argc, char **argv, bool emerge
     }
     if (c == CLI_OPT_EXIT)
         return ctx->exit_code;
-    if (argc - optind != 1)
-        return cli__usage_error(ctx, "give one RECORD_ID (the record's anchor hash, as record "
-                                     "anchor and records print it)");
-    ehr_diag why;
-    if (cli__hex_arg(argv[optind], a->record_id, sizeof a->record_id, &why) != 0)
-        return cli__usage_error(ctx, "RECORD_ID %s", why.msg);
+    if (cli__one_hash_arg(ctx, argc, argv, "RECORD_ID", CLI_RECORD_ID_HINT, a->record_id) != 0)
+        return CLI_EXIT_USAGE;
     if (emergency) {
         /* The rules' own test of a reason, made first: 1..256 bytes of
          * printable UTF-8 (a reason is shown to people reading the trail). */

@@ -367,13 +367,11 @@ int cli__cmd_consent_revoke(struct cli__ctx *ctx, int argc, char **argv)
     }
     if (c == CLI_OPT_EXIT)
         return ctx->exit_code;
-    if (argc - optind != 1)
-        return cli__usage_error(ctx, "give one CONSENT_ID (the grant's transaction hash, as "
-                                     "consent grant and consents print it)");
     uint8_t grant_id[EHR_HASH_BYTES];
-    ehr_diag why;
-    if (cli__hex_arg(argv[optind], grant_id, sizeof grant_id, &why) != 0)
-        return cli__usage_error(ctx, "CONSENT_ID %s", why.msg);
+    if (cli__one_hash_arg(ctx, argc, argv, "CONSENT_ID",
+                          "the grant's transaction hash, as consent grant and consents print it",
+                          grant_id) != 0)
+        return CLI_EXIT_USAGE;
     int exit_code = cli__signed_tx_finish(ctx, &tx);
     if (exit_code != 0)
         return exit_code;

@@ -361,13 +361,10 @@ int cli__cmd_member_approve(struct cli__ctx *ctx, int argc, char **argv)
     }
     if (c == CLI_OPT_EXIT)
         return ctx->exit_code;
-    if (argc - optind != 1)
-        return cli__usage_error(ctx, "give one PROPOSAL_ID (the proposal's transaction hash, "
-                                     "as member propose prints it)");
     uint8_t id[EHR_HASH_BYTES];
-    ehr_diag why;
-    if (cli__hex_arg(argv[optind], id, sizeof id, &why) != 0)
-        return cli__usage_error(ctx, "PROPOSAL_ID %s", why.msg);
+    if (cli__one_hash_arg(ctx, argc, argv, "PROPOSAL_ID",
+                          "the proposal's transaction hash, as member propose prints it", id) != 0)
+        return CLI_EXIT_USAGE;
     int exit_code = cli__signed_tx_finish(ctx, &tx);
     if (exit_code != 0)
         return exit_code;

@@ -241,13 +241,9 @@ int cli__cmd_record_erase(struct cli__ctx *ctx, int argc, char **argv)
     }
     if (c == CLI_OPT_EXIT)
         return ctx->exit_code;
-    if (argc - optind != 1)
-        return cli__usage_error(ctx, "give one RECORD_ID (the anchor's transaction hash, as "
-                                     "records and record add print it)");
     uint8_t record_id[EHR_HASH_BYTES];
-    ehr_diag why;
-    if (cli__hex_arg(argv[optind], record_id, sizeof record_id, &why) != 0)
-        return cli__usage_error(ctx, "RECORD_ID %s", why.msg);
+    if (cli__one_hash_arg(ctx, argc, argv, "RECORD_ID", CLI_RECORD_ID_HINT, record_id) != 0)
+        return CLI_EXIT_USAGE;
     int ground = EHR__V1__ERASE_GROUND__ERASE_GROUND_UNSPECIFIED;
     if (ground_arg != NULL &&
         cli__enum_arg(&ehr__v1__erase_ground__descriptor, ground_arg, &ground) != 0) {

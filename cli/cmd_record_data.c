@@ -723,12 +723,9 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
     }
     if (c == CLI_OPT_EXIT)
         return ctx->exit_code;
-    if (argc - optind != 1)
-        return cli__usage_error(ctx, "give one RECORD_ID (the anchor's transaction hash)");
-    uint8_t record_id[32];
-    ehr_diag why;
-    if (cli__hex_arg(argv[optind], record_id, sizeof record_id, &why) != 0)
-        return cli__usage_error(ctx, "RECORD_ID %s", why.msg);
+    uint8_t record_id[EHR_HASH_BYTES];
+    if (cli__one_hash_arg(ctx, argc, argv, "RECORD_ID", CLI_RECORD_ID_HINT, record_id) != 0)
+        return CLI_EXIT_USAGE;
     if (key_path == NULL)
         return cli__usage_error(ctx, "--key FILE, the patient's key file, is required");
     if (out_path == NULL)
@@ -736,6 +733,7 @@ int cli__cmd_record_get(struct cli__ctx *ctx, int argc, char **argv)
     if (permit_arg != NULL && purpose_arg != NULL)
         return cli__usage_error(ctx, "--permit TX names a permit you hold, --purpose P asks for "
                                      "one now: give one of them");
+    ehr_diag why;
     if (permit_arg != NULL) {
         if (cli__hex_arg(permit_arg, grantee.permit, EHR_HASH_BYTES, &why) != 0)
             return cli__usage_error(ctx, "--permit (an access request's hash) %s", why.msg);

@@ -308,13 +308,9 @@ int cli__cmd_record_show(struct cli__ctx *ctx, int argc, char **argv)
     }
     if (c == CLI_OPT_EXIT)
         return ctx->exit_code;
-    if (argc - optind != 1)
-        return cli__usage_error(ctx, "give one RECORD_ID (the anchor's transaction hash, as "
-                                     "record anchor and records print it)");
     uint8_t id[EHR_HASH_BYTES];
-    ehr_diag why;
-    if (cli__hex_arg(argv[optind], id, sizeof id, &why) != 0)
-        return cli__usage_error(ctx, "RECORD_ID %s", why.msg);
+    if (cli__one_hash_arg(ctx, argc, argv, "RECORD_ID", CLI_RECORD_ID_HINT, id) != 0)
+        return CLI_EXIT_USAGE;
     if (q.key_path == NULL)
         return cli__usage_error(ctx, "a read of a record is signed by its reader: give --key "
                                      "FILE (the patient's key file, the custodian's, or a "

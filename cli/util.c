@@ -372,6 +372,17 @@ int cli__hex_arg(const char *text, uint8_t *out, size_t len, ehr_diag *diag)
     return 0;
 }
 
+int cli__one_hash_arg(struct cli__ctx *ctx, int argc, char **argv, const char *name,
+                      const char *hint, uint8_t out[EHR_HASH_BYTES])
+{
+    if (argc - optind != 1)
+        return cli__usage_error(ctx, "give one %s (%s)", name, hint);
+    ehr_diag why;
+    if (cli__hex_arg(argv[optind], out, EHR_HASH_BYTES, &why) != 0)
+        return cli__usage_error(ctx, "%s %s", name, why.msg);
+    return 0;
+}
+
 void cli__enum_names(const ProtobufCEnumDescriptor *ed, char *out, size_t size)
 {
     EHR_ASSERT(size > 0);
