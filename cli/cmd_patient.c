@@ -76,9 +76,7 @@ static bool patient_part_verifies(const struct patient_part *part, const char *c
 struct enroll_args {
     const char *patient_path, *patient_passphrase_file;
     const char *public_hex, *kx_hex, *signature_hex;
-    const char *key_path, *passphrase_file;
-    struct cli__submit_options submit;
-    struct cli__node_options node;
+    struct cli__signed_tx tx;  /* the enrolling member's key, submit and node options */
     struct patient_part given; /* the two-device form: parsed from the hex options */
 };
 
@@ -115,10 +113,7 @@ static int enroll_parse(struct cli__ctx *ctx, int argc, char **argv, struct enro
         {"patient-public", required_argument, NULL, 'u'},
         {"patient-kx", required_argument, NULL, 'X'},
         {"patient-signature", required_argument, NULL, 'S'},
-        {"key", required_argument, NULL, 'k'},
-        {"passphrase-file", required_argument, NULL, 'p'},
-        CLI_SUBMIT_OPTIONS,
-        CLI_NODE_OPTIONS,
+        CLI_SIGNED_TX_OPTIONS,
         CLI_COMMON_OPTIONS};
     int c;
     while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
@@ -138,25 +133,9 @@ static int enroll_parse(struct cli__ctx *ctx, int argc, char **argv, struct enro
         case 'S':
             a->signature_hex = optarg;
             break;
-        case 'k':
-            a->key_path = optarg;
-            break;
-        case 'p':
-            a->passphrase_file = optarg;
-            break;
-        case 'c':
-        case 'x':
-        case 'w':
-            if (cli__submit_option(ctx, c, optarg, &a->submit) != 0)
-                return CLI_EXIT_USAGE;
-            break;
-        case 'N':
-        case 'T':
-            if (cli__node_option(ctx, c, optarg, &a->node) != 0)
-                return CLI_EXIT_USAGE;
-            break;
         default:
-            EHR_ASSERT(0 && "option in the table but not handled");
+            if (cli__signed_tx_option(ctx, c, optarg, &a->tx) != 0)
+                return CLI_EXIT_USAGE;
         }
     }
     if (c == CLI_OPT_EXIT)
@@ -173,16 +152,16 @@ static int enroll_parse(struct cli__ctx *ctx, int argc, char **argv, struct enro
                                      "together (patient consent-to-enroll prints them)");
     if (given && a->patient_passphrase_file != NULL)
         return cli__usage_error(ctx, "--patient-passphrase-file goes with --patient FILE");
-    if (a->key_path == NULL)
+    if (a->tx.key_path == NULL)
         return cli__usage_error(ctx, "--key FILE, the enrolling member's key, is required");
     if (given) {
         int exit_code = enroll_given_parse(ctx, a);
         if (exit_code != 0)
             return exit_code;
     }
-    if (a->submit.expiry_s == 0)
-        a->submit.expiry_s = CLI_EXPIRY_S_DEFAULT;
-    return cli__node_options_finish(ctx, &a->node);
+    if (a->tx.submit.expiry_s == 0)
+        a->tx.submit.expiry_s = CLI_EXPIRY_S_DEFAULT;
+    return cli__node_options_finish(ctx, &a->tx.node);
 }
 
 int cli__cmd_patient_enroll(struct cli__ctx *ctx, int argc, char **argv)
@@ -199,7 +178,7 @@ int cli__cmd_patient_enroll(struct cli__ctx *ctx, int argc, char **argv)
                                             PATIENT_PASSPHRASE_FLAG, PATIENT_PASSPHRASE_ENV,
                                             &patient, &info);
     if (exit_code == 0)
-        exit_code = cli__identity_load(a.key_path, a.passphrase_file, &member, &info);
+        exit_code = cli__identity_load(a.tx.key_path, a.tx.passphrase_file, &member, &info);
     if (exit_code == 0 && patient != NULL &&
         memcmp(patient->signing.public_key, member->signing.public_key, EHR_SCHNORR_PUBLIC_BYTES) ==
             0)
@@ -208,9 +187,9 @@ int cli__cmd_patient_enroll(struct cli__ctx *ctx, int argc, char **argv)
     struct cli__node node = {0};
     char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1] = "";
     if (exit_code == 0)
-        exit_code = cli__node_open(&node, &a.node, "patient enroll");
+        exit_code = cli__node_open(&node, &a.tx.node, "patient enroll");
     if (exit_code == 0)
-        exit_code = cli__submit_chain_id(&node, &a.submit, "patient enroll", chain_id);
+        exit_code = cli__submit_chain_id(&node, &a.tx.submit, "patient enroll", chain_id);
     if (exit_code == 0 && patient != NULL)
         exit_code = patient_sign(patient, chain_id, member->signing.public_key, &part);
     if (exit_code == 0 && patient == NULL &&
@@ -236,7 +215,7 @@ int cli__cmd_patient_enroll(struct cli__ctx *ctx, int argc, char **argv)
         Ehr__V1__TxBody body = EHR__V1__TX_BODY__INIT;
         body.payload_case = EHR__V1__TX_BODY__PAYLOAD_PATIENT_ENROLL;
         body.patient_enroll = &enroll;
-        exit_code = cli__tx_sign(ctx, &body, chain_id, a.submit.expiry_s, &member->signing,
+        exit_code = cli__tx_sign(ctx, &body, chain_id, a.tx.submit.expiry_s, &member->signing,
                                  &envelope, &envelope_len, hash);
     }
     if (patient != NULL)
@@ -253,7 +232,7 @@ int cli__cmd_patient_enroll(struct cli__ctx *ctx, int argc, char **argv)
                       : json_pack("{s:s, s:s}", "patient", key_hex, "patient kx", kx_hex);
         if (extra == NULL)
             ehr_panic("out of memory building JSON");
-        exit_code = cli__tx_send(ctx, &node, envelope, envelope_len, hash, a.submit.wait, extra);
+        exit_code = cli__tx_send(ctx, &node, envelope, envelope_len, hash, a.tx.submit.wait, extra);
     }
     ehr_free(envelope);
     if (node.sync != NULL)

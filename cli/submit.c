@@ -318,52 +318,25 @@ int cli__signed_tx_submit(struct cli__ctx *ctx, const struct cli__signed_tx *a,
 /* ---- tx submit ---- */
 
 struct submit_args {
-    const char *key_path;
-    const char *passphrase_file;
+    struct cli__signed_tx tx; /* --key optional: an --envelope is signed already */
     const char *payload_path;
     const char *envelope_path;
-    struct cli__submit_options submit;
-    struct cli__node_options node;
 };
 
 static int submit_parse(struct cli__ctx *ctx, int argc, char **argv, struct submit_args *a)
 {
-    static const struct option options[] = {{"key", required_argument, NULL, 'k'},
-                                            {"passphrase-file", required_argument, NULL, 'p'},
-                                            {"payload", required_argument, NULL, 'P'},
+    static const struct option options[] = {{"payload", required_argument, NULL, 'P'},
                                             {"envelope", required_argument, NULL, 'e'},
-                                            CLI_SUBMIT_OPTIONS,
-                                            CLI_NODE_OPTIONS,
+                                            CLI_SIGNED_TX_OPTIONS,
                                             CLI_COMMON_OPTIONS};
     int c;
     while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
-        switch (c) {
-        case 'k':
-            a->key_path = optarg;
-            break;
-        case 'p':
-            a->passphrase_file = optarg;
-            break;
-        case 'P':
+        if (c == 'P')
             a->payload_path = optarg;
-            break;
-        case 'e':
+        else if (c == 'e')
             a->envelope_path = optarg;
-            break;
-        case 'c':
-        case 'x':
-        case 'w':
-            if (cli__submit_option(ctx, c, optarg, &a->submit) != 0)
-                return CLI_EXIT_USAGE;
-            break;
-        case 'N':
-        case 'T':
-            if (cli__node_option(ctx, c, optarg, &a->node) != 0)
-                return CLI_EXIT_USAGE;
-            break;
-        default:
-            EHR_ASSERT(0 && "option in the table but not handled");
-        }
+        else if (cli__signed_tx_option(ctx, c, optarg, &a->tx) != 0)
+            return CLI_EXIT_USAGE;
     }
     if (c == CLI_OPT_EXIT)
         return ctx->exit_code;
@@ -371,15 +344,15 @@ static int submit_parse(struct cli__ctx *ctx, int argc, char **argv, struct subm
         return cli__usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
     if ((a->payload_path != NULL) == (a->envelope_path != NULL))
         return cli__usage_error(ctx, "give --payload FILE.json (with --key) or --envelope FILE");
-    if (a->envelope_path != NULL && (a->key_path != NULL || a->passphrase_file != NULL ||
-                                     a->submit.chain_id != NULL || a->submit.expiry_s != 0))
+    if (a->envelope_path != NULL && (a->tx.key_path != NULL || a->tx.passphrase_file != NULL ||
+                                     a->tx.submit.chain_id != NULL || a->tx.submit.expiry_s != 0))
         return cli__usage_error(ctx, "--envelope is sent as is: --key, --passphrase-file, "
                                      "--chain-id and --expiry-s do not apply");
-    if (a->payload_path != NULL && a->key_path == NULL)
+    if (a->payload_path != NULL && a->tx.key_path == NULL)
         return cli__usage_error(ctx, "--payload needs --key FILE to sign with");
-    if (a->submit.expiry_s == 0)
-        a->submit.expiry_s = CLI_EXPIRY_S_DEFAULT;
-    return cli__node_options_finish(ctx, &a->node);
+    if (a->tx.submit.expiry_s == 0)
+        a->tx.submit.expiry_s = CLI_EXPIRY_S_DEFAULT;
+    return cli__node_options_finish(ctx, &a->tx.node);
 }
 
 /*
@@ -462,25 +435,25 @@ int cli__cmd_tx_submit(struct cli__ctx *ctx, int argc, char **argv)
         /* Payload first: a mistake there costs no passphrase and sends nothing. */
         exit_code = submit_payload_read(ctx, a.payload_path, &body);
         if (exit_code == 0)
-            exit_code = cli__identity_load(a.key_path, a.passphrase_file, &id, &info);
+            exit_code = cli__identity_load(a.tx.key_path, a.tx.passphrase_file, &id, &info);
         if (exit_code != 0) {
             cli__payload_free(&body);
             return exit_code;
         }
     }
     struct cli__node node;
-    exit_code = cli__node_open(&node, &a.node, "tx submit");
+    exit_code = cli__node_open(&node, &a.tx.node, "tx submit");
     char chain_id[EHR_CHAIN_ID_BYTES_MAX + 1] = "";
     if (exit_code == 0 && id != NULL)
-        exit_code = cli__submit_chain_id(&node, &a.submit, "tx submit", chain_id);
+        exit_code = cli__submit_chain_id(&node, &a.tx.submit, "tx submit", chain_id);
     if (exit_code == 0 && id != NULL)
-        exit_code = cli__tx_sign(ctx, &body, chain_id, a.submit.expiry_s, &id->signing, &envelope,
-                                 &envelope_len, hash);
+        exit_code = cli__tx_sign(ctx, &body, chain_id, a.tx.submit.expiry_s, &id->signing,
+                                 &envelope, &envelope_len, hash);
     if (id != NULL)
         sodium_free(id);
     cli__payload_free(&body);
     if (exit_code == 0)
-        exit_code = cli__tx_send(ctx, &node, envelope, envelope_len, hash, a.submit.wait, NULL);
+        exit_code = cli__tx_send(ctx, &node, envelope, envelope_len, hash, a.tx.submit.wait, NULL);
     if (node.sync != NULL)
         cli__node_close(&node);
     ehr_free(envelope);
