@@ -1673,7 +1673,7 @@ static void conn_recv_tls(struct rpc__server_conn *conn, const uint8_t *data, si
     if (!was_open)
         server->tls_steps++;
     ehr_diag why;
-    int rv = rpc__tls_recv(&conn->io, data, len, conn_recv_plain, &why);
+    int rv = rpc__tls_recv(&conn->io, data, len, NULL, conn_recv_plain, &why);
     if (rv != 0) {
         if (!was_open && rv == EHR_EPROTO) {
             snprintf(conn->server->tls_reason, sizeof conn->server->tls_reason, "%.*s",
