@@ -278,11 +278,24 @@ struct rpc__method {
     void *data;
 };
 
-/* A client address with open connections: what they hold together. */
-struct rpc__address {
-    struct rpc_peer_address peer;
+/* Bytes of what tells one client from another: its address (a struct
+ * rpc_peer_address, address_key), with room for a SHA-256. */
+#define CLIENT_KEY_BYTES RPC__TLS_FINGERPRINT_BYTES
+_Static_assert(1 + sizeof(((struct rpc_peer_address *)0)->bytes) <= CLIENT_KEY_BYTES,
+               "an address fits a client's key");
+
+/*
+ * A client with open connections, as the server tells clients apart: by
+ * address (server addresses: invariants 7, 10, 11). An entry lives while
+ * a connection counts in it (client_join, client_leave), so a list holds
+ * at most connections_max entries.
+ */
+struct rpc__client {
+    uint8_t key[CLIENT_KEY_BYTES]; /* compared whole */
     uint32_t connection_count;
-    size_t request_budget; /* unfinished request bytes its connections may still buffer */
+    /* An address's unfinished request bytes its connections may still
+     * buffer (invariant 10). */
+    size_t request_budget;
     struct rpc__link link; /* server addresses */
 };
 
@@ -306,7 +319,7 @@ struct rpc_server {
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *option;
     struct rpc__link conns;     /* open connections */
-    struct rpc__link addresses; /* rpc__address of the open connections (known addresses) */
+    struct rpc__link addresses; /* rpc__client of the open connections' known addresses */
     struct rpc__link dirty;     /* connections that may have output to produce */
     struct rpc__link pending;   /* calls with notifications to deliver */
     struct rpc__link reap;      /* calls to recycle at the end of the pump */
@@ -338,7 +351,7 @@ struct rpc__server_conn {
     struct rpc_server *server;
     uint64_t id;                  /* rpc_stream_connection_id */
     struct rpc_peer_address peer; /* 0: unknown (not counted per address) */
-    struct rpc__address *address; /* NULL: unknown address, or socketless */
+    struct rpc__client *address;  /* NULL: unknown address, or socketless */
     struct rpc__budget budget;    /* request_budget, the address's and the server's */
     struct rpc__link link_all;
     struct rpc__link link_dirty;
@@ -1482,22 +1495,58 @@ static void conn_handle_closed(uv_handle_t *handle)
         server_finish_close(server);
 }
 
-/* CONN no longer counts for its address; the entry goes with its last
- * connection. Precondition: no call of CONN holds request bytes. */
-static void conn_address_leave(struct rpc__server_conn *conn)
+/* The entry of the client KEY in LIST if it has open connections, else
+ * NULL. A scan of at most connections_max entries, on accept only. */
+static struct rpc__client *client_find(const struct rpc__link *list,
+                                       const uint8_t key[CLIENT_KEY_BYTES])
 {
-    struct rpc__address *address = conn->address;
-    if (address == NULL)
+    for (struct rpc__link *l = list->next; l != list; l = l->next) {
+        struct rpc__client *e = RPC__CONTAINER(l, struct rpc__client, link);
+        if (memcmp(e->key, key, CLIENT_KEY_BYTES) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Count one more connection of the client KEY in LIST: in ENTRY, its entry
+ * found by client_find, or, if NULL, in a new one with REQUEST_BUDGET.
+ * Returns the entry (owned by LIST until client_leave frees it). */
+static struct rpc__client *client_join(struct rpc__link *list, struct rpc__client *entry,
+                                       const uint8_t key[CLIENT_KEY_BYTES], size_t request_budget)
+{
+    if (entry == NULL) {
+        entry = ehr_calloc(1, sizeof *entry);
+        memcpy(entry->key, key, CLIENT_KEY_BYTES);
+        entry->request_budget = request_budget;
+        rpc__list_push(list, &entry->link);
+    }
+    EHR_ASSERT(memcmp(entry->key, key, CLIENT_KEY_BYTES) == 0);
+    entry->connection_count++;
+    return entry;
+}
+
+/* One connection fewer for ENTRY; the entry goes with its last, its
+ * request budget whole again (REQUEST_BUDGET, as client_join gave it). */
+static void client_leave(struct rpc__client *entry, size_t request_budget)
+{
+    EHR_ASSERT(entry->connection_count > 0);
+    if (--entry->connection_count > 0)
         return;
-    conn->address = NULL;
-    conn->budget.address_bytes = NULL;
-    EHR_ASSERT(address->connection_count > 0);
-    if (--address->connection_count > 0)
-        return;
-    /* Every byte its calls took came back (invariant 10). */
-    EHR_ASSERT(address->request_budget == conn->server->config.unfinished_bytes_per_address_max);
-    rpc__list_remove(&address->link);
-    ehr_free(address);
+    /* Every byte its connections' calls took came back (invariant 10). */
+    EHR_ASSERT(entry->request_budget == request_budget);
+    rpc__list_remove(&entry->link);
+    ehr_free(entry);
+}
+
+/* CONN no longer counts for its address. Precondition: no call of CONN
+ * holds request bytes. */
+static void conn_clients_leave(struct rpc__server_conn *conn)
+{
+    if (conn->address != NULL) {
+        client_leave(conn->address, conn->server->config.unfinished_bytes_per_address_max);
+        conn->address = NULL;
+        conn->budget.address_bytes = NULL;
+    }
 }
 
 /*
@@ -1519,7 +1568,7 @@ static void conn_close(struct rpc__server_conn *conn, enum rpc_status why)
         call_detach(RPC__CONTAINER(conn->calls.next, struct rpc_call, link), why);
     EHR_ASSERT(conn->call_count == 0);
     EHR_ASSERT(conn->unread_reply_bytes == 0); /* given back by call_detach (invariant 15) */
-    conn_address_leave(conn);
+    conn_clients_leave(conn);
     /* With no connection left, every request byte came back (invariant 14). */
     if (server->conn_count == 0)
         EHR_ASSERT(server->request_budget == server->config.unfinished_bytes_max);
@@ -1844,31 +1893,12 @@ static struct rpc_peer_address peer_address_of(uv_tcp_t *tcp)
     return a;
 }
 
-/* The entry of address A if it has open connections, else NULL. A scan of
- * at most connections_max entries, on accept only. */
-static struct rpc__address *server_address_find(const struct rpc_server *server,
-                                                const struct rpc_peer_address *a)
+/* The key address A is counted under: its family, its bytes, zeros. */
+static void address_key(const struct rpc_peer_address *a, uint8_t key[CLIENT_KEY_BYTES])
 {
-    for (struct rpc__link *l = server->addresses.next; l != &server->addresses; l = l->next) {
-        struct rpc__address *e = RPC__CONTAINER(l, struct rpc__address, link);
-        if (e->peer.family == a->family && memcmp(e->peer.bytes, a->bytes, sizeof a->bytes) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-/* Count CONN (accepted from a known address) in its address's entry. */
-static void conn_address_join(struct rpc__server_conn *conn, struct rpc__address *entry)
-{
-    struct rpc_server *server = conn->server;
-    if (entry == NULL) {
-        entry = ehr_calloc(1, sizeof *entry);
-        entry->peer = conn->peer;
-        entry->request_budget = server->config.unfinished_bytes_per_address_max;
-        rpc__list_push(&server->addresses, &entry->link);
-    }
-    entry->connection_count++;
-    conn->address = entry;
+    memset(key, 0, CLIENT_KEY_BYTES);
+    key[0] = a->family;
+    memcpy(key + 1, a->bytes, sizeof a->bytes);
 }
 
 /*
@@ -1883,9 +1913,9 @@ static void conn_address_join(struct rpc__server_conn *conn, struct rpc__address
 static struct rpc__server_conn *server_eviction_victim(const struct rpc_server *server,
                                                        uint32_t newcomer_count)
 {
-    const struct rpc__address *most = NULL;
+    const struct rpc__client *most = NULL;
     for (struct rpc__link *l = server->addresses.next; l != &server->addresses; l = l->next) {
-        const struct rpc__address *e = RPC__CONTAINER(l, struct rpc__address, link);
+        const struct rpc__client *e = RPC__CONTAINER(l, struct rpc__client, link);
         if (most == NULL || e->connection_count > most->connection_count)
             most = e;
     }
@@ -1935,7 +1965,9 @@ static void on_connection(uv_stream_t *listener, int status)
     int rv = uv_accept(listener, (uv_stream_t *)&conn->io.tcp);
     if (rv == 0) {
         conn->peer = peer_address_of(&conn->io.tcp);
-        struct rpc__address *entry = server_address_find(server, &conn->peer);
+        uint8_t key[CLIENT_KEY_BYTES];
+        address_key(&conn->peer, key);
+        struct rpc__client *entry = client_find(&server->addresses, key);
         uint32_t held = entry != NULL ? entry->connection_count : 0;
         if (held >= server->config.connections_per_address_max) {
             refused = true;
@@ -1954,7 +1986,8 @@ static void on_connection(uv_stream_t *listener, int status)
             }
         }
         if (!refused && conn->peer.family != 0)
-            conn_address_join(conn, entry);
+            conn->address = client_join(&server->addresses, entry, key,
+                                        server->config.unfinished_bytes_per_address_max);
     }
     if (rv == 0 && !refused && (rv = conn_setup(server, conn, false)) == 0 && server->tls != NULL)
         rv = rpc__tls_conn_new(&conn->io, server->tls, NULL, NULL);
@@ -1965,7 +1998,7 @@ static void on_connection(uv_stream_t *listener, int status)
             rpc__list_remove(&conn->link_all);
             server->conn_count--;
         }
-        conn_address_leave(conn);
+        conn_clients_leave(conn);
         conn->closing = true;
         uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
         uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
