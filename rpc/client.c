@@ -638,7 +638,7 @@ static int client_recv(struct rpc__conn *io, const uint8_t *data, size_t len)
 static void client_recv_tls(struct rpc_client *client, const uint8_t *data, size_t len)
 {
     ehr_diag why;
-    int rv = rpc__tls_recv(&client->io, data, len, client_recv, &why);
+    int rv = rpc__tls_recv(&client->io, data, len, NULL, client_recv, &why);
     if (rv != 0 && client->state == CLIENT_UP) {
         char reason[REASON_BYTES];
         snprintf(reason, sizeof reason, "TLS with %s failed: %.240s", client->authority, why.msg);

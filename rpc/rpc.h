@@ -67,6 +67,13 @@ enum rpc_status rpc_status_from_err(int err);
  * IPv6 with an IPv4-mapped address counted as the IPv4 one), so that a few
  * clients cannot take every connection; more are closed at once too. */
 #define RPC_CONNECTIONS_PER_ADDRESS_MAX 128u
+/* Under mutual TLS, connections a server holds at once from one client
+ * certificate (the SHA-256 of its DER encoding), from however many
+ * addresses: a client behind NAT or on many hosts cannot take every
+ * connection with one certificate. More are closed at once when their
+ * handshake completes. The per-address cap's value: a certificate names
+ * one client as an address does, and may hold the same share. */
+#define RPC_CONNECTIONS_PER_CERTIFICATE_MAX 128u
 /* When a server holds all its connections, a newcomer takes the place of
  * the idlest connection of the most-represented client address if that
  * address holds at least this many more connections than the newcomer's
@@ -242,23 +249,24 @@ struct rpc_upload; /* one client-streaming call, owned by the handler until fini
 
 /* Every field may be left 0 to take the default named in the comment. */
 struct rpc_server_config {
-    size_t message_bytes_max;                /* RPC_MESSAGE_BYTES_MAX */
-    uint32_t connections_max;                /* RPC_CONNECTIONS_MAX */
-    uint32_t connections_per_address_max;    /* RPC_CONNECTIONS_PER_ADDRESS_MAX */
-    uint32_t streams_per_connection_max;     /* RPC_STREAMS_PER_CONNECTION_MAX */
-    uint32_t header_list_bytes_max;          /* RPC_HEADER_LIST_BYTES_MAX */
-    size_t connection_request_bytes_max;     /* RPC_CONNECTION_REQUEST_BYTES_MAX */
-    size_t unfinished_bytes_per_address_max; /* RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX */
-    size_t unfinished_bytes_max;             /* RPC_UNFINISHED_BYTES_MAX */
-    size_t unread_reply_bytes_max;           /* RPC_UNREAD_REPLY_BYTES_MAX */
-    size_t stream_queue_bytes_max;           /* RPC_STREAM_QUEUE_BYTES_MAX */
-    uint64_t idle_timeout_ms;                /* RPC_IDLE_TIMEOUT_MS */
-    uint64_t first_request_timeout_ms;       /* RPC_FIRST_REQUEST_TIMEOUT_MS */
-    uint64_t request_receive_timeout_ms;     /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
-    uint64_t stream_stall_timeout_ms;        /* RPC_STREAM_STALL_TIMEOUT_MS */
-    uint64_t unread_reply_timeout_ms;        /* RPC_UNREAD_REPLY_TIMEOUT_MS */
-    uint64_t shutdown_grace_ms;              /* RPC_SHUTDOWN_GRACE_MS */
-    uint32_t tls_handshakes_per_turn_max;    /* RPC_TLS_HANDSHAKES_PER_TURN_MAX */
+    size_t message_bytes_max;                 /* RPC_MESSAGE_BYTES_MAX */
+    uint32_t connections_max;                 /* RPC_CONNECTIONS_MAX */
+    uint32_t connections_per_address_max;     /* RPC_CONNECTIONS_PER_ADDRESS_MAX */
+    uint32_t connections_per_certificate_max; /* RPC_CONNECTIONS_PER_CERTIFICATE_MAX */
+    uint32_t streams_per_connection_max;      /* RPC_STREAMS_PER_CONNECTION_MAX */
+    uint32_t header_list_bytes_max;           /* RPC_HEADER_LIST_BYTES_MAX */
+    size_t connection_request_bytes_max;      /* RPC_CONNECTION_REQUEST_BYTES_MAX */
+    size_t unfinished_bytes_per_address_max;  /* RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX */
+    size_t unfinished_bytes_max;              /* RPC_UNFINISHED_BYTES_MAX */
+    size_t unread_reply_bytes_max;            /* RPC_UNREAD_REPLY_BYTES_MAX */
+    size_t stream_queue_bytes_max;            /* RPC_STREAM_QUEUE_BYTES_MAX */
+    uint64_t idle_timeout_ms;                 /* RPC_IDLE_TIMEOUT_MS */
+    uint64_t first_request_timeout_ms;        /* RPC_FIRST_REQUEST_TIMEOUT_MS */
+    uint64_t request_receive_timeout_ms;      /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
+    uint64_t stream_stall_timeout_ms;         /* RPC_STREAM_STALL_TIMEOUT_MS */
+    uint64_t unread_reply_timeout_ms;         /* RPC_UNREAD_REPLY_TIMEOUT_MS */
+    uint64_t shutdown_grace_ms;               /* RPC_SHUTDOWN_GRACE_MS */
+    uint32_t tls_handshakes_per_turn_max;     /* RPC_TLS_HANDSHAKES_PER_TURN_MAX */
 };
 
 /*
@@ -354,6 +362,7 @@ uint32_t rpc_server_call_count(const struct rpc_server *server);
  * server started, for KIND in 0 .. RPC_SERVER_REFUSAL_KINDS - 1; *LIMIT
  * (may be NULL) gets the name of the limit (a config field:
  * "connections_max", "connections_per_address_max",
+ * "connections_per_certificate_max" (mutual TLS only),
  * "stream_stall_timeout_ms", "first_request_timeout_ms";
  * "connection_request_bytes_max", "unfinished_bytes_per_address_max",
  * "unfinished_bytes_max": requests refused for the bytes they would have
@@ -364,7 +373,7 @@ uint32_t rpc_server_call_count(const struct rpc_server *server);
  * the cap to make room for a newcomer; "tls_handshake", the TLS handshakes that failed), a static
  * string. Each kind is logged at most once per interval, with the count.
  */
-enum { RPC_SERVER_REFUSAL_KINDS = 11 };
+enum { RPC_SERVER_REFUSAL_KINDS = 12 };
 uint64_t rpc_server_refused_count(const struct rpc_server *server, size_t kind, const char **limit);
 
 /*

@@ -290,18 +290,32 @@ bool rpc__tls_open(const struct rpc__conn *conn);
 
 /* Plaintext for the owner; non-zero stops the delivery (the owner is closing). */
 typedef int (*rpc__tls_deliver_fn)(struct rpc__conn *conn, const uint8_t *data, size_t len);
+/* The handshake just completed, before any plaintext is delivered (the
+ * peer's certificate, if any, was checked); non-zero refuses the
+ * connection: nothing of it is delivered (the owner is closing). */
+typedef int (*rpc__tls_open_fn)(struct rpc__conn *conn);
 
 /*
  * Ciphertext DATA read from the socket: the handshake goes on, and the
  * plaintext it carries goes to DELIVER (in pieces of at most
  * RPC__TLS_RECORD_BYTES_MAX). What OpenSSL wants to send (handshake,
- * alerts) waits for the owner's flush. Returns 0; EHR_EPROTO (handshake
- * refused, a bad record, an alert, no ALPN h2) or EHR_ECLOSED (close_notify)
- * with why in DIAG (may be NULL): the owner flushes what is queued (the
- * alert) and closes.
+ * alerts) waits for the owner's flush. ON_OPEN (may be NULL) is told once,
+ * when the handshake completes. Returns 0 (also when ON_OPEN or DELIVER
+ * stopped it); EHR_EPROTO (handshake refused, a bad record, an alert, no
+ * ALPN h2) or EHR_ECLOSED (close_notify) with why in DIAG (may be NULL):
+ * the owner flushes what is queued (the alert) and closes.
  */
-int rpc__tls_recv(struct rpc__conn *conn, const uint8_t *data, size_t len,
+int rpc__tls_recv(struct rpc__conn *conn, const uint8_t *data, size_t len, rpc__tls_open_fn on_open,
                   rpc__tls_deliver_fn deliver, ehr_diag *diag);
+/* Bytes of a certificate's fingerprint (SHA-256). */
+#define RPC__TLS_FINGERPRINT_BYTES 32u
+/*
+ * The SHA-256 of the DER encoding of the certificate CONN's peer presented
+ * (the handshake complete): 0 and OUT, or EHR_ENOTFOUND if it presented
+ * none (a server without client_ca_file asks none).
+ */
+int rpc__tls_peer_fingerprint(const struct rpc__conn *conn,
+                              uint8_t out[RPC__TLS_FINGERPRINT_BYTES]);
 /* Keep ciphertext DATA for a later rpc__tls_recv (LEN 0: none new), which
  * a server whose handshake budget for this turn is spent calls next turn. */
 void rpc__tls_stash(struct rpc__conn *conn, const uint8_t *data, size_t len);

@@ -134,6 +134,18 @@
  *      and resets the stream (closing the connection if even that cannot
  *      be written). With invariant 8 this bounds, in time, every byte a
  *      client can make the server hold by not reading.
+ *  18. Under mutual TLS a client certificate (the SHA-256 of its DER
+ *      encoding) holds at most connections_per_certificate_max of the
+ *      connections, from however many addresses: when a handshake
+ *      completes, before any of its plaintext is read, conn_tls_opened
+ *      counts the connection in its certificate's entry or, past the cap,
+ *      closes it at once, refused as invariant 7's are (counted, one log
+ *      line per interval). The count is given back when the connection
+ *      closes, whichever way (conn_close, conn_clients_leave); the
+ *      entries are kept and freed as the addresses' are (client_join,
+ *      client_leave), so there are at most connections_max of them. A
+ *      connection without a client certificate (no client_ca_file) is
+ *      not counted; one still in its handshake is not yet.
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -168,6 +180,9 @@
  * Connection states:
  *   accepted --conn_recv (the client's first bytes)--> speaking HTTP/2
  *     (or answered 505 and closing)
+ *   accepted (TLS) --conn_recv_tls (handshake complete: conn_tls_opened)-->
+ *     speaking, counted for its client certificate; or, that certificate
+ *     at connections_per_certificate_max, closed at once (invariant 18)
  *   accepted / speaking --call_request_done (a first request whole)--> used
  *   accepted / speaking --conn_first_request_cb--> closed at once (no
  *     byte came) or closing after a GOAWAY (invariant 9)
@@ -223,6 +238,8 @@ _Static_assert(RPC_UNREAD_REPLY_BYTES_MAX / 2 / RPC_CONNECTIONS_MAX >= 64 * 1024
                "every connection may always hold a reply of 64 KiB unread");
 _Static_assert(RPC_MESSAGE_BYTES_MAX <= RPC_UNFINISHED_BYTES_MAX,
                "a request of the largest size fits the server's request budget");
+_Static_assert(RPC_CONNECTIONS_PER_CERTIFICATE_MAX < RPC_CONNECTIONS_MAX,
+               "one client certificate cannot hold every connection");
 _Static_assert(RPC_EVICTION_GAP_CONNECTIONS_MIN >= 2,
                "an eviction must leave the two addresses closer than they were");
 
@@ -243,6 +260,7 @@ enum refusal {
     REFUSAL_UNFINISHED_BYTES,
     REFUSAL_UNREAD_REPLY_BYTES, /* a unary call refused for unread replies (invariant 15) */
     REFUSAL_UNREAD_REPLY_LATE,  /* an answer dropped unread (invariant 17) */
+    REFUSAL_CONNECTIONS_PER_CERTIFICATE, /* mutual TLS (invariant 18) */
     REFUSAL_COUNT_
 };
 static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max",
@@ -255,7 +273,8 @@ static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max
                                                                 "unfinished_bytes_per_address_max",
                                                                 "unfinished_bytes_max",
                                                                 "unread_reply_bytes_max",
-                                                                "unread_reply_timeout_ms"};
+                                                                "unread_reply_timeout_ms",
+                                                                "connections_per_certificate_max"};
 _Static_assert((int)REFUSAL_CONNECTION_REQUEST_BYTES + (int)RPC__BUDGET_ADDRESS ==
                    (int)REFUSAL_UNFINISHED_BYTES_PER_ADDRESS,
                "the budgets' refusals in their order");
@@ -278,12 +297,26 @@ struct rpc__method {
     void *data;
 };
 
-/* A client address with open connections: what they hold together. */
-struct rpc__address {
-    struct rpc_peer_address peer;
+/* Bytes of what tells one client from another: its address (a struct
+ * rpc_peer_address, address_key) or its certificate's SHA-256. */
+#define CLIENT_KEY_BYTES RPC__TLS_FINGERPRINT_BYTES
+_Static_assert(1 + sizeof(((struct rpc_peer_address *)0)->bytes) <= CLIENT_KEY_BYTES,
+               "an address fits a client's key");
+
+/*
+ * A client with open connections, as the server tells clients apart: by
+ * address (server addresses: invariants 7, 10, 11) or, under mutual TLS,
+ * by certificate (server certificates: invariant 18). An entry lives while
+ * a connection counts in it (client_join, client_leave), so a list holds
+ * at most connections_max entries.
+ */
+struct rpc__client {
+    uint8_t key[CLIENT_KEY_BYTES]; /* compared whole */
     uint32_t connection_count;
-    size_t request_budget; /* unfinished request bytes its connections may still buffer */
-    struct rpc__link link; /* server addresses */
+    /* An address's unfinished request bytes its connections may still
+     * buffer (invariant 10); a certificate's is 0 and stays so. */
+    size_t request_budget;
+    struct rpc__link link; /* server addresses or certificates */
 };
 
 struct rpc_server {
@@ -305,12 +338,13 @@ struct rpc_server {
     uint8_t *read_buf;
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *option;
-    struct rpc__link conns;     /* open connections */
-    struct rpc__link addresses; /* rpc__address of the open connections (known addresses) */
-    struct rpc__link dirty;     /* connections that may have output to produce */
-    struct rpc__link pending;   /* calls with notifications to deliver */
-    struct rpc__link reap;      /* calls to recycle at the end of the pump */
-    struct rpc__link pool;      /* recycled calls (their timers initialised) */
+    struct rpc__link conns;        /* open connections */
+    struct rpc__link addresses;    /* rpc__client of the open connections' known addresses */
+    struct rpc__link certificates; /* rpc__client of their client certificates (inv. 18) */
+    struct rpc__link dirty;        /* connections that may have output to produce */
+    struct rpc__link pending;      /* calls with notifications to deliver */
+    struct rpc__link reap;         /* calls to recycle at the end of the pump */
+    struct rpc__link pool;         /* recycled calls (their timers initialised) */
     uint32_t pool_count;
     size_t pool_buffer_bytes; /* capacity the pooled calls' buffers keep */
     uint32_t conn_count;
@@ -336,10 +370,11 @@ struct rpc_server {
 struct rpc__server_conn {
     struct rpc__conn io; /* first: nghttp2 user_data and handle data point here */
     struct rpc_server *server;
-    uint64_t id;                  /* rpc_stream_connection_id */
-    struct rpc_peer_address peer; /* 0: unknown (not counted per address) */
-    struct rpc__address *address; /* NULL: unknown address, or socketless */
-    struct rpc__budget budget;    /* request_budget, the address's and the server's */
+    uint64_t id;                     /* rpc_stream_connection_id */
+    struct rpc_peer_address peer;    /* 0: unknown (not counted per address) */
+    struct rpc__client *address;     /* NULL: unknown address, or socketless */
+    struct rpc__client *certificate; /* NULL: no client certificate (yet) (invariant 18) */
+    struct rpc__budget budget;       /* request_budget, the address's and the server's */
     struct rpc__link link_all;
     struct rpc__link link_dirty;
     struct rpc__link calls; /* calls whose stream is attached */
@@ -1482,22 +1517,63 @@ static void conn_handle_closed(uv_handle_t *handle)
         server_finish_close(server);
 }
 
-/* CONN no longer counts for its address; the entry goes with its last
- * connection. Precondition: no call of CONN holds request bytes. */
-static void conn_address_leave(struct rpc__server_conn *conn)
+/* The entry of the client KEY in LIST if it has open connections, else
+ * NULL. A scan of at most connections_max entries, on accept (addresses)
+ * or a completed handshake (certificates) only. */
+static struct rpc__client *client_find(const struct rpc__link *list,
+                                       const uint8_t key[CLIENT_KEY_BYTES])
 {
-    struct rpc__address *address = conn->address;
-    if (address == NULL)
+    for (struct rpc__link *l = list->next; l != list; l = l->next) {
+        struct rpc__client *e = RPC__CONTAINER(l, struct rpc__client, link);
+        if (memcmp(e->key, key, CLIENT_KEY_BYTES) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Count one more connection of the client KEY in LIST: in ENTRY, its entry
+ * found by client_find, or, if NULL, in a new one with REQUEST_BUDGET.
+ * Returns the entry (owned by LIST until client_leave frees it). */
+static struct rpc__client *client_join(struct rpc__link *list, struct rpc__client *entry,
+                                       const uint8_t key[CLIENT_KEY_BYTES], size_t request_budget)
+{
+    if (entry == NULL) {
+        entry = ehr_calloc(1, sizeof *entry);
+        memcpy(entry->key, key, CLIENT_KEY_BYTES);
+        entry->request_budget = request_budget;
+        rpc__list_push(list, &entry->link);
+    }
+    EHR_ASSERT(memcmp(entry->key, key, CLIENT_KEY_BYTES) == 0);
+    entry->connection_count++;
+    return entry;
+}
+
+/* One connection fewer for ENTRY; the entry goes with its last, its
+ * request budget whole again (REQUEST_BUDGET, as client_join gave it). */
+static void client_leave(struct rpc__client *entry, size_t request_budget)
+{
+    EHR_ASSERT(entry->connection_count > 0);
+    if (--entry->connection_count > 0)
         return;
-    conn->address = NULL;
-    conn->budget.address_bytes = NULL;
-    EHR_ASSERT(address->connection_count > 0);
-    if (--address->connection_count > 0)
-        return;
-    /* Every byte its calls took came back (invariant 10). */
-    EHR_ASSERT(address->request_budget == conn->server->config.unfinished_bytes_per_address_max);
-    rpc__list_remove(&address->link);
-    ehr_free(address);
+    /* Every byte its connections' calls took came back (invariant 10). */
+    EHR_ASSERT(entry->request_budget == request_budget);
+    rpc__list_remove(&entry->link);
+    ehr_free(entry);
+}
+
+/* CONN no longer counts for its address nor for its certificate.
+ * Precondition: no call of CONN holds request bytes. */
+static void conn_clients_leave(struct rpc__server_conn *conn)
+{
+    if (conn->address != NULL) {
+        client_leave(conn->address, conn->server->config.unfinished_bytes_per_address_max);
+        conn->address = NULL;
+        conn->budget.address_bytes = NULL;
+    }
+    if (conn->certificate != NULL) {
+        client_leave(conn->certificate, 0); /* invariant 18 */
+        conn->certificate = NULL;
+    }
 }
 
 /*
@@ -1519,7 +1595,7 @@ static void conn_close(struct rpc__server_conn *conn, enum rpc_status why)
         call_detach(RPC__CONTAINER(conn->calls.next, struct rpc_call, link), why);
     EHR_ASSERT(conn->call_count == 0);
     EHR_ASSERT(conn->unread_reply_bytes == 0); /* given back by call_detach (invariant 15) */
-    conn_address_leave(conn);
+    conn_clients_leave(conn);
     /* With no connection left, every request byte came back (invariant 14). */
     if (server->conn_count == 0)
         EHR_ASSERT(server->request_budget == server->config.unfinished_bytes_max);
@@ -1649,6 +1725,31 @@ static int conn_recv_plain(struct rpc__conn *io, const uint8_t *data, size_t len
     return 0;
 }
 
+/*
+ * A TLS handshake is complete, before any of its plaintext is read: under
+ * mutual TLS the connection counts for its client's certificate, or is
+ * closed at once if that certificate holds connections_per_certificate_max
+ * already (invariant 18). Returns non-zero when it closed it.
+ */
+static int conn_tls_opened(struct rpc__conn *io)
+{
+    struct rpc__server_conn *conn = (struct rpc__server_conn *)io;
+    struct rpc_server *server = conn->server;
+    EHR_ASSERT(conn->certificate == NULL);
+    uint8_t key[CLIENT_KEY_BYTES];
+    if (rpc__tls_peer_fingerprint(io, key) != 0)
+        return 0; /* no client certificate was asked: not mutual TLS */
+    struct rpc__client *entry = client_find(&server->certificates, key);
+    if (entry != NULL &&
+        entry->connection_count >= server->config.connections_per_certificate_max) {
+        server_refused(server, REFUSAL_CONNECTIONS_PER_CERTIFICATE);
+        conn_close(conn, RPC_STATUS_CANCELLED); /* it holds no call yet */
+        return 1;
+    }
+    conn->certificate = client_join(&server->certificates, entry, key, 0);
+    return 0;
+}
+
 static void tls_wake_cb(uv_idle_t *idle);
 
 /* Ciphertext from a TLS client: its plaintext to conn_recv; a failed
@@ -1673,7 +1774,7 @@ static void conn_recv_tls(struct rpc__server_conn *conn, const uint8_t *data, si
     if (!was_open)
         server->tls_steps++;
     ehr_diag why;
-    int rv = rpc__tls_recv(&conn->io, data, len, conn_recv_plain, &why);
+    int rv = rpc__tls_recv(&conn->io, data, len, conn_tls_opened, conn_recv_plain, &why);
     if (rv != 0) {
         if (!was_open && rv == EHR_EPROTO) {
             snprintf(conn->server->tls_reason, sizeof conn->server->tls_reason, "%.*s",
@@ -1844,31 +1945,12 @@ static struct rpc_peer_address peer_address_of(uv_tcp_t *tcp)
     return a;
 }
 
-/* The entry of address A if it has open connections, else NULL. A scan of
- * at most connections_max entries, on accept only. */
-static struct rpc__address *server_address_find(const struct rpc_server *server,
-                                                const struct rpc_peer_address *a)
+/* The key address A is counted under: its family, its bytes, zeros. */
+static void address_key(const struct rpc_peer_address *a, uint8_t key[CLIENT_KEY_BYTES])
 {
-    for (struct rpc__link *l = server->addresses.next; l != &server->addresses; l = l->next) {
-        struct rpc__address *e = RPC__CONTAINER(l, struct rpc__address, link);
-        if (e->peer.family == a->family && memcmp(e->peer.bytes, a->bytes, sizeof a->bytes) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-/* Count CONN (accepted from a known address) in its address's entry. */
-static void conn_address_join(struct rpc__server_conn *conn, struct rpc__address *entry)
-{
-    struct rpc_server *server = conn->server;
-    if (entry == NULL) {
-        entry = ehr_calloc(1, sizeof *entry);
-        entry->peer = conn->peer;
-        entry->request_budget = server->config.unfinished_bytes_per_address_max;
-        rpc__list_push(&server->addresses, &entry->link);
-    }
-    entry->connection_count++;
-    conn->address = entry;
+    memset(key, 0, CLIENT_KEY_BYTES);
+    key[0] = a->family;
+    memcpy(key + 1, a->bytes, sizeof a->bytes);
 }
 
 /*
@@ -1883,9 +1965,9 @@ static void conn_address_join(struct rpc__server_conn *conn, struct rpc__address
 static struct rpc__server_conn *server_eviction_victim(const struct rpc_server *server,
                                                        uint32_t newcomer_count)
 {
-    const struct rpc__address *most = NULL;
+    const struct rpc__client *most = NULL;
     for (struct rpc__link *l = server->addresses.next; l != &server->addresses; l = l->next) {
-        const struct rpc__address *e = RPC__CONTAINER(l, struct rpc__address, link);
+        const struct rpc__client *e = RPC__CONTAINER(l, struct rpc__client, link);
         if (most == NULL || e->connection_count > most->connection_count)
             most = e;
     }
@@ -1935,7 +2017,9 @@ static void on_connection(uv_stream_t *listener, int status)
     int rv = uv_accept(listener, (uv_stream_t *)&conn->io.tcp);
     if (rv == 0) {
         conn->peer = peer_address_of(&conn->io.tcp);
-        struct rpc__address *entry = server_address_find(server, &conn->peer);
+        uint8_t key[CLIENT_KEY_BYTES];
+        address_key(&conn->peer, key);
+        struct rpc__client *entry = client_find(&server->addresses, key);
         uint32_t held = entry != NULL ? entry->connection_count : 0;
         if (held >= server->config.connections_per_address_max) {
             refused = true;
@@ -1954,7 +2038,8 @@ static void on_connection(uv_stream_t *listener, int status)
             }
         }
         if (!refused && conn->peer.family != 0)
-            conn_address_join(conn, entry);
+            conn->address = client_join(&server->addresses, entry, key,
+                                        server->config.unfinished_bytes_per_address_max);
     }
     if (rv == 0 && !refused && (rv = conn_setup(server, conn, false)) == 0 && server->tls != NULL)
         rv = rpc__tls_conn_new(&conn->io, server->tls, NULL, NULL);
@@ -1965,7 +2050,7 @@ static void on_connection(uv_stream_t *listener, int status)
             rpc__list_remove(&conn->link_all);
             server->conn_count--;
         }
-        conn_address_leave(conn);
+        conn_clients_leave(conn);
         conn->closing = true;
         uv_close((uv_handle_t *)&conn->io.tcp, conn_handle_closed);
         uv_close((uv_handle_t *)&conn->idle_timer, conn_handle_closed);
@@ -2144,6 +2229,8 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->connections_max = RPC_CONNECTIONS_MAX;
     if (c->connections_per_address_max == 0)
         c->connections_per_address_max = RPC_CONNECTIONS_PER_ADDRESS_MAX;
+    if (c->connections_per_certificate_max == 0)
+        c->connections_per_certificate_max = RPC_CONNECTIONS_PER_CERTIFICATE_MAX;
     if (c->request_receive_timeout_ms == 0)
         c->request_receive_timeout_ms = RPC_REQUEST_RECEIVE_TIMEOUT_MS;
     if (c->stream_stall_timeout_ms == 0)
@@ -2201,6 +2288,7 @@ int rpc_server_new(uv_loop_t *loop, const struct rpc_server_config *config, stru
     server->read_buf = ehr_malloc(RPC__READ_BUFFER_BYTES);
     rpc__list_init(&server->conns);
     rpc__list_init(&server->addresses);
+    rpc__list_init(&server->certificates);
     rpc__list_init(&server->dirty);
     rpc__list_init(&server->pending);
     rpc__list_init(&server->reap);

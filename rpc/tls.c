@@ -16,7 +16,8 @@
  * Design notes
  *
  * A TLS connection (struct rpc__tls_conn) is in one of three states:
- *   handshaking --rpc__tls_recv (SSL_do_handshake says done, ALPN is h2)--> open
+ *   handshaking --rpc__tls_recv (SSL_do_handshake says done, ALPN is h2;
+ *     the owner's open callback told, and it did not refuse)--> open
  *   handshaking / open --rpc__tls_recv (an alert, a bad record, a refused
  *     certificate, no ALPN h2)--> failed
  * Invariants:
@@ -32,6 +33,10 @@
  *   4. The memory a connection holds in OpenSSL is bounded by one record
  *      in the read BIO (we decrypt everything we are given at once) and
  *      one output buffer's worth in the write BIO.
+ *   5. The owner hears of a complete handshake (its open callback) once,
+ *      before any plaintext of the connection reaches it, so it can judge
+ *      the peer (a server counts its client's certificate) before it reads
+ *      a byte of HTTP/2.
  *
  * OpenSSL caveats (where they bite):
  *   - Its error queue is per thread and sticky: every SSL_* call here is
@@ -50,6 +55,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -347,7 +353,24 @@ static int tls_conn_fail(struct rpc__tls_conn *t, int rv, ehr_diag *diag)
     return ehr_diag_fail(diag, EHR_EPROTO, "%s", reason);
 }
 
-int rpc__tls_recv(struct rpc__conn *conn, const uint8_t *data, size_t len,
+int rpc__tls_peer_fingerprint(const struct rpc__conn *conn, uint8_t out[RPC__TLS_FINGERPRINT_BYTES])
+{
+    EHR_ASSERT(conn->tls != NULL);
+    EHR_ASSERT(conn->tls->open);
+    X509 *peer = SSL_get0_peer_certificate(conn->tls->ssl);
+    if (peer == NULL)
+        return EHR_ENOTFOUND;
+    unsigned int len = 0;
+    ERR_clear_error();
+    /* The digest of the certificate's DER encoding, as `openssl x509
+     * -fingerprint -sha256` prints it. */
+    int ok = X509_digest(peer, EVP_sha256(), out, &len);
+    EHR_ASSERT(ok == 1); /* only out of memory */
+    EHR_ASSERT(len == RPC__TLS_FINGERPRINT_BYTES);
+    return 0;
+}
+
+int rpc__tls_recv(struct rpc__conn *conn, const uint8_t *data, size_t len, rpc__tls_open_fn on_open,
                   rpc__tls_deliver_fn deliver, ehr_diag *diag)
 {
     struct rpc__tls_conn *t = conn->tls;
@@ -382,6 +405,8 @@ int rpc__tls_recv(struct rpc__conn *conn, const uint8_t *data, size_t len,
             return ehr_diag_fail(diag, EHR_EPROTO, "the peer did not agree on ALPN h2");
         }
         t->open = true;
+        if (on_open != NULL && on_open(conn) != 0)
+            return 0; /* refused (invariant 5): the owner is closing */
     }
     uint8_t plain[RPC__TLS_RECORD_BYTES_MAX];
     for (;;) {

@@ -6,6 +6,7 @@
 #   server2.pem/.key  another one from the same CA (a reload's new certificate)
 #   wrong-name.pem/.key  a server from the same CA for elsewhere.test only
 #   client.pem/.key   a client certificate from ca.pem
+#   client2.pem/.key  another client certificate from ca.pem (another client)
 #   other-ca.pem      a CA no one trusts
 #   other-client.pem/.key  a client certificate from other-ca.pem
 #   other-server.pem/.key  a server (127.0.0.1) from other-ca.pem
@@ -38,6 +39,7 @@ leaf server "localhost" ca "$server_ext"
 leaf server2 "localhost (renewed)" ca "$server_ext"
 leaf wrong-name "elsewhere.test" ca "subjectAltName=DNS:elsewhere.test"
 leaf client "integration engine" ca "$client_ext"
+leaf client2 "another integration engine" ca "$client_ext"
 leaf other-client "stranger" other-ca "$client_ext"
 leaf other-server "127.0.0.1" other-ca "$server_ext"
 openssl pkey -in client.key -aes256 -passout pass:secret -out locked.key 2>/dev/null

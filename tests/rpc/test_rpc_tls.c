@@ -6,8 +6,10 @@
  * does not match, mutual TLS without a certificate or with one from another
  * CA, a cleartext client on a TLS port and the reverse), who is served,
  * what a reload changes, what a refused file says, how failed handshakes
- * are logged, and that a handshake never outlives the first-request
- * deadline or the per-address limit.
+ * are logged, that a handshake never outlives the first-request
+ * deadline or the per-address limit, and that under mutual TLS one client
+ * certificate holds at most its share of the connections from however
+ * many addresses.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -590,6 +592,266 @@ static void test_tls_handshakes_per_turn_bounded_and_all_served(void **state)
     server_stop(&f);
 }
 
+/* ---- a relay that makes a client's connection come from another address ---- */
+
+/* Each connection accepted on 127.0.0.1:PORT is relayed to the server at
+ * 127.0.0.1:UPSTREAM_PORT from SOURCE (127.0.0.2: Linux routes all of
+ * 127/8 to the loopback), so the server sees another client address while
+ * the client still checks the server's certificate against 127.0.0.1. */
+struct relay {
+    uv_tcp_t listener;
+    struct sockaddr_in upstream;
+    struct sockaddr_in source;
+    uint16_t port;
+    uint32_t pairs_open; /* connections relayed and not yet closed */
+    bool closed;
+};
+
+struct relay_pair {
+    struct relay *relay;
+    uv_tcp_t down; /* from the client */
+    uv_tcp_t up;   /* to the server */
+    uv_connect_t connect_req;
+    uint32_t handles_open;
+    bool closing;
+};
+
+struct relay_write {
+    uv_write_t req;
+    char *data;
+};
+
+static void relay_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    *buf = uv_buf_init(ehr_malloc(65536), 65536);
+}
+
+static void relay_pair_handle_closed(uv_handle_t *h)
+{
+    struct relay_pair *p = h->data;
+    if (--p->handles_open > 0)
+        return;
+    p->relay->pairs_open--;
+    ehr_free(p);
+}
+
+static void relay_pair_close(struct relay_pair *p)
+{
+    if (p->closing)
+        return;
+    p->closing = true;
+    uv_close((uv_handle_t *)&p->down, relay_pair_handle_closed);
+    uv_close((uv_handle_t *)&p->up, relay_pair_handle_closed);
+}
+
+static void relay_written(uv_write_t *req, int status)
+{
+    struct relay_write *w = (struct relay_write *)req;
+    ehr_free(w->data);
+    ehr_free(w);
+}
+
+/* Bytes read on one side go to the other; an end or an error on either closes both. */
+static void relay_read(uv_stream_t *from, ssize_t nread, const uv_buf_t *buf)
+{
+    struct relay_pair *p = from->data;
+    if (nread <= 0 || p->closing) {
+        ehr_free(buf->base);
+        if (nread < 0)
+            relay_pair_close(p);
+        return;
+    }
+    uv_stream_t *to =
+        from == (uv_stream_t *)&p->down ? (uv_stream_t *)&p->up : (uv_stream_t *)&p->down;
+    struct relay_write *w = ehr_malloc(sizeof *w);
+    w->data = buf->base;
+    uv_buf_t out = uv_buf_init(buf->base, (unsigned)nread);
+    if (uv_write(&w->req, to, &out, 1, relay_written) != 0) {
+        relay_written(&w->req, 0);
+        relay_pair_close(p);
+    }
+}
+
+static void relay_up_connected(uv_connect_t *req, int status)
+{
+    struct relay_pair *p = req->data;
+    if (p->closing)
+        return;
+    if (status != 0) {
+        relay_pair_close(p);
+        return;
+    }
+    /* It does come from the other address. */
+    struct sockaddr_in bound;
+    int len = sizeof bound;
+    assert_int_equal(uv_tcp_getsockname(&p->up, (struct sockaddr *)&bound, &len), 0);
+    assert_int_equal(bound.sin_addr.s_addr, p->relay->source.sin_addr.s_addr);
+    uv_read_start((uv_stream_t *)&p->down, relay_alloc, relay_read);
+    uv_read_start((uv_stream_t *)&p->up, relay_alloc, relay_read);
+}
+
+static void relay_accepted(uv_stream_t *listener, int status)
+{
+    struct relay *r = listener->data;
+    assert_int_equal(status, 0);
+    struct relay_pair *p = ehr_calloc(1, sizeof *p);
+    p->relay = r;
+    uv_tcp_init(listener->loop, &p->down);
+    uv_tcp_init(listener->loop, &p->up);
+    p->down.data = p;
+    p->up.data = p;
+    p->connect_req.data = p;
+    p->handles_open = 2;
+    r->pairs_open++;
+    assert_int_equal(uv_accept(listener, (uv_stream_t *)&p->down), 0);
+    assert_int_equal(uv_tcp_bind(&p->up, (const struct sockaddr *)&r->source, 0), 0);
+    assert_int_equal(uv_tcp_connect(&p->connect_req, &p->up, (const struct sockaddr *)&r->upstream,
+                                    relay_up_connected),
+                     0);
+}
+
+static void relay_start(struct fixture *f, struct relay *r, const char *source)
+{
+    memset(r, 0, sizeof *r);
+    uv_ip4_addr("127.0.0.1", f->port, &r->upstream);
+    uv_ip4_addr(source, 0, &r->source);
+    struct sockaddr_in here;
+    uv_ip4_addr("127.0.0.1", 0, &here);
+    uv_tcp_init(&f->loop, &r->listener);
+    r->listener.data = r;
+    assert_int_equal(uv_tcp_bind(&r->listener, (const struct sockaddr *)&here, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&r->listener, 16, relay_accepted), 0);
+    int len = sizeof here;
+    uv_tcp_getsockname(&r->listener, (struct sockaddr *)&here, &len);
+    r->port = ntohs(here.sin_port);
+}
+
+static void relay_listener_closed(uv_handle_t *h)
+{
+    ((struct relay *)h->data)->closed = true;
+}
+
+/* Close the relay once every connection through it has closed. */
+static void relay_stop(struct fixture *f, struct relay *r)
+{
+    for (int i = 0; i < 1000 && r->pairs_open > 0; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(r->pairs_open, 0);
+    uv_close((uv_handle_t *)&r->listener, relay_listener_closed);
+    run_until(&f->loop, &r->closed);
+}
+
+/* Run the loop until the server holds COUNT connections (10 s at most). */
+static void run_until_connections(struct fixture *f, uint32_t count)
+{
+    for (int i = 0; i < 10000 && rpc_server_connection_count(f->server) != count; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(rpc_server_connection_count(f->server), count);
+}
+
+/* The server's refusals for the limit named LIMIT (rpc_server_refused_count). */
+static uint64_t refused(const struct fixture *f, const char *limit)
+{
+    for (size_t k = 0; k < RPC_SERVER_REFUSAL_KINDS; k++) {
+        const char *name;
+        uint64_t count = rpc_server_refused_count(f->server, k, &name);
+        if (strcmp(name, limit) == 0)
+            return count;
+    }
+    fail_msg("no refusal kind named %s", limit);
+    return 0;
+}
+
+/* Invariant 18 of rpc/server.c: under mutual TLS, connections_per_certificate_max
+ * connections with one client certificate, from two addresses, are served;
+ * one more with it is closed once its handshake completes, though its
+ * address holds one connection only, while another certificate is served
+ * from the same address; once one of the first closes, the certificate is
+ * served again. */
+static void test_connections_per_certificate_edge(void **state)
+{
+    struct fixture f;
+    struct rpc_tls_server_files sf = plain_server();
+    sf.client_ca_file = cert("ca.pem");
+    struct rpc_server_config config = {.connections_per_certificate_max = 2};
+    server_start(&f, &sf, &config);
+    struct relay relay;
+    relay_start(&f, &relay, "127.0.0.2");
+    struct rpc_tls_client_files one = {
+        .ca_file = cert("ca.pem"), .cert_file = cert("client.pem"), .key_file = cert("client.key")};
+    struct rpc_tls_client_files two = {.ca_file = cert("ca.pem"),
+                                       .cert_file = cert("client2.pem"),
+                                       .key_file = cert("client2.key")};
+    struct client first, second, third, other, again;
+    struct outcome o;
+    /* The cap's worth with one certificate: from 127.0.0.1 and from 127.0.0.2. */
+    assert_int_equal(client_start(&f, &first, "127.0.0.1", &one), 0);
+    say(&f, &first, &o, 10);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    uint16_t port = f.port;
+    f.port = relay.port;
+    assert_int_equal(client_start(&f, &second, "127.0.0.1", &one), 0);
+    f.port = port;
+    say(&f, &second, &o, 10);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    assert_int_equal(rpc_server_connection_count(f.server), 2);
+    /* One more with it, from 127.0.0.1, which holds one connection: TLS 1.3
+     * completes the client's side first, so its first call sees the close. */
+    client_start(&f, &third, "127.0.0.1", &one);
+    say(&f, &third, &o, 10);
+    assert_int_equal(o.status, RPC_STATUS_UNAVAILABLE);
+    assert_int_equal(refused(&f, "connections_per_certificate_max"), 1);
+    assert_int_equal(refused(&f, "connections_per_address_max"), 0);
+    assert_int_equal(refused(&f, "tls_handshake"), 0);
+    assert_int_equal(f.service.stats.calls, 2); /* nothing of it was read */
+    client_stop(&f, &third);
+    /* Meanwhile another certificate is served from the same address. */
+    assert_int_equal(client_start(&f, &other, "127.0.0.1", &two), 0);
+    say(&f, &other, &o, 10);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    assert_int_equal(rpc_server_connection_count(f.server), 3);
+    /* One of the first goes: its certificate is served again. */
+    client_stop(&f, &first);
+    run_until_connections(&f, 2);
+    assert_int_equal(client_start(&f, &again, "127.0.0.1", &one), 0);
+    say(&f, &again, &o, 10);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    assert_int_equal(refused(&f, "connections_per_certificate_max"), 1);
+    assert_int_equal(rpc_server_connection_count(f.server), 3);
+    client_stop(&f, &again);
+    client_stop(&f, &other);
+    client_stop(&f, &second);
+    run_until_connections(&f, 0);
+    relay_stop(&f, &relay);
+    server_stop(&f);
+}
+
+/* Without mutual TLS no certificate is counted: past the certificates' cap
+ * clients without one are served. */
+static void test_connections_per_certificate_not_counted_without_mutual_tls(void **state)
+{
+    struct fixture f;
+    struct rpc_tls_server_files sf = plain_server();
+    struct rpc_server_config config = {.connections_per_certificate_max = 1};
+    server_start(&f, &sf, &config);
+    struct rpc_tls_client_files cf = {.ca_file = cert("ca.pem")};
+    struct client c[3];
+    struct outcome o;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(client_start(&f, &c[i], "127.0.0.1", &cf), 0);
+        say(&f, &c[i], &o, 10);
+        assert_int_equal(o.status, RPC_STATUS_OK);
+    }
+    assert_int_equal(refused(&f, "connections_per_certificate_max"), 0);
+    for (int i = 0; i < 3; i++)
+        client_stop(&f, &c[i]);
+    server_stop(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -604,6 +866,8 @@ int main(void)
         cmocka_unit_test(test_tls_failed_handshakes_logged_once_per_interval),
         cmocka_unit_test(test_tls_handshake_bounded_by_first_request_deadline_and_address_limit),
         cmocka_unit_test(test_tls_handshakes_per_turn_bounded_and_all_served),
+        cmocka_unit_test(test_connections_per_certificate_edge),
+        cmocka_unit_test(test_connections_per_certificate_not_counted_without_mutual_tls),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
