@@ -362,7 +362,7 @@ struct rpc_server {
     char tls_reason[TLS_REASON_BYTES];
     uv_prepare_t tls_turn;        /* each turn: the budget anew, waiting handshakes first */
     uv_idle_t tls_wake;           /* keeps poll from sleeping while handshakes wait */
-    struct rpc__link tls_waiting; /* connections whose handshake waits for a turn (inv. 11) */
+    struct rpc__link tls_waiting; /* connections whose handshake waits for a turn (inv. 13) */
     uint32_t tls_steps;           /* handshake steps run this turn */
     uint64_t tls_deferred;        /* steps put off to a later turn */
 };
