@@ -35,15 +35,32 @@
  *   R4. Every file operation runs on libuv's worker pool; the ledger reads
  *       (a record entry, an anchor) run on the loop, bounded per tick.
  *   R5. No job outlives the node: the stop waits for jobs_inflight.
+ *   R6. Serving is bounded before any ledger read: at most
+ *       NODE_BLOB_SERVES_MAX pieces are read for peers at once, and at most
+ *       NODE_BLOB_SERVES_PER_MEMBER_MAX for one asking member (counted by
+ *       its key, released when the read ends even if the member left), so
+ *       one member cannot starve the others' repair. Past either the
+ *       answer is "busy", never "missing": "missing" says the sender does
+ *       not hold or serve the blob, "busy" that it did not look.
+ *   R7. A "busy" answer passes R2 like a piece (the member asked, the
+ *       record, blob and offset asked) and keeps what was written: the same
+ *       member is asked for the same offset NODE_BLOB_BUSY_RETRY_MS later
+ *       (the tick, never a sleep), at most NODE_BLOB_BUSY_RETRIES_MAX times
+ *       in a row; one more "busy" and the fetch moves on as after a
+ *       refusal.
  *
  * States of a fetch (struct node__blob_fetch), with the function that moves
  * between them: free -(fetch_start)-> BEGIN job (stat, else open a
  * temporary file) -(fetch_job_done)-> present: free; else waiting
  * (fetch_ask) -(chunk_received)-> WRITE job -(fetch_job_done)-> waiting
- * (fetch_ask), or at the end COMMIT job -(fetch_job_done)-> free. A
- * refusal, a timeout or a link down moves to the next member (fetch_next:
- * RESTART job when something was written, else fetch_ask); with none left,
- * ABORT job -> free (the next pass tries again).
+ * (fetch_ask), or at the end COMMIT job -(fetch_job_done)-> free. A "busy"
+ * answer: waiting -(chunk_received)-> resting -(node__replication_tick,
+ * after NODE_BLOB_BUSY_RETRY_MS)-> waiting (fetch_ask, the same member and
+ * offset). A refusal, "missing", a timeout, a link down (waiting or
+ * resting), or one "busy" past NODE_BLOB_BUSY_RETRIES_MAX moves to the
+ * next member (fetch_next: RESTART job when something was written, else
+ * fetch_ask); with none left, ABORT job -> free (the next pass tries
+ * again).
  *
  * Not here: the store (blobs.c), the client API (blob_service.c), deleting
  * an erased record's blob (blob_erase.c; node__blob_should_hold holds none
@@ -173,9 +190,12 @@ struct blob_serve {
     uv_work_t work;
 };
 
+/* What a BlobChunk says besides its data. */
+enum chunk_answer { CHUNK_DATA, CHUNK_MISSING, CHUNK_BUSY };
+
 static void send_chunk(struct node *n, const struct node_member *to,
                        const struct node__blob_want *w, const uint8_t *data, size_t len,
-                       bool missing)
+                       enum chunk_answer answer)
 {
     Ehr__V1__BlobChunk c = EHR__V1__BLOB_CHUNK__INIT;
     c.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)w->record_id};
@@ -183,11 +203,34 @@ static void send_chunk(struct node *n, const struct node_member *to,
     c.offset = w->offset;
     c.total_bytes = w->total_bytes;
     c.data = (ProtobufCBinaryData){len, (uint8_t *)data};
-    c.missing = missing;
+    c.missing = answer == CHUNK_MISSING;
+    c.busy = answer == CHUNK_BUSY;
     Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
     pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK;
     pm.blob_chunk = &c;
     node__send_kind(n, to, &pm); /* a full queue drops it: the fetcher asks again */
+}
+
+/* The count of pieces being read for the member KEY; with ADD, a free
+ * slot taken for it when it has none (there always is one: every serve in
+ * flight holds a count). NULL when it has none and ADD is false. */
+static struct node__blob_serving *serving_of(struct node *n, const uint8_t key[32], bool add)
+{
+    struct node__blob_serving *free_slot = NULL;
+    for (size_t i = 0; i < NODE_BLOB_SERVES_MAX; i++) {
+        struct node__blob_serving *c = &n->replication.serving[i];
+        if (c->count == 0) {
+            if (free_slot == NULL)
+                free_slot = c;
+        } else if (memcmp(c->key, key, EHR_SCHNORR_PUBLIC_BYTES) == 0) {
+            return c;
+        }
+    }
+    if (!add)
+        return NULL;
+    EHR_ASSERT(free_slot != NULL);
+    memcpy(free_slot->key, key, EHR_SCHNORR_PUBLIC_BYTES);
+    return free_slot;
 }
 
 static void serve_run(uv_work_t *w)
@@ -228,6 +271,11 @@ static void serve_done(uv_work_t *w, int status)
     EHR_ASSERT(n->replication.jobs_inflight > 0);
     n->replication.serves_inflight--;
     n->replication.jobs_inflight--;
+    /* By key: the member may have left meanwhile. */
+    struct node__blob_serving *held = serving_of(n, s->peer, false);
+    EHR_ASSERT(held != NULL);
+    EHR_ASSERT(held->count > 0);
+    held->count--;
     struct node_member *to = member_by_key(n, s->peer);
     /* An erase applied while the piece was read: nothing of it is served. */
     bool erased = false;
@@ -237,7 +285,8 @@ static void serve_done(uv_work_t *w, int status)
     if (!n->stopping && to != NULL) {
         if (s->rc == 0)
             n->replication.served_count++;
-        send_chunk(n, to, &s->want, s->buf, s->rc == 0 ? s->len : 0, s->rc != 0);
+        send_chunk(n, to, &s->want, s->buf, s->rc == 0 ? s->len : 0,
+                   s->rc == 0 ? CHUNK_DATA : CHUNK_MISSING);
     }
     ehr_free(s->buf);
     ehr_free(s);
@@ -256,8 +305,17 @@ void node__replication_fetch_received(struct node *n, const struct node_member *
     struct node__blob_want w = {.offset = f->offset};
     memcpy(w.record_id, f->record_id.data, EHR_HASH_BYTES);
     memcpy(w.blob_id, f->blob_id.data, NODE_BLOB_ID_BYTES);
-    if (n->replication.serves_inflight >= NODE_BLOB_SERVES_MAX) {
-        send_chunk(n, from, &w, NULL, 0, true); /* busy: before any ledger read */
+    /* Both limits before any ledger read: "busy", and the asker comes
+     * back for the same offset (total_bytes 0: not looked up). */
+    unsigned serves_max = NODE_BLOB_SERVES_MAX;
+    uint64_t lowered = n->applying.test_faults.blob_serves_max;
+    if (lowered != 0 && lowered < serves_max)
+        serves_max = (unsigned)lowered; /* a test's fault (node_test_faults) */
+    const struct node__blob_serving *mine = serving_of(n, from->key, false);
+    if (n->replication.serves_inflight >= serves_max ||
+        (mine != NULL && mine->count >= NODE_BLOB_SERVES_PER_MEMBER_MAX)) {
+        n->replication.busy_sent_count++;
+        send_chunk(n, from, &w, NULL, 0, CHUNK_BUSY);
         return;
     }
     /* R1: only the blob the anchor of a committed record names (an anchor
@@ -275,7 +333,7 @@ void node__replication_fetch_received(struct node *n, const struct node_member *
     if (rc != 0 || memcmp(named, w.blob_id, NODE_BLOB_ID_BYTES) != 0 || w.offset >= w.total_bytes ||
         w.total_bytes > n->blobs.store.bytes_max) {
         w.total_bytes = 0;
-        send_chunk(n, from, &w, NULL, 0, true);
+        send_chunk(n, from, &w, NULL, 0, CHUNK_MISSING);
         return;
     }
     struct blob_serve *s = ehr_calloc(1, sizeof *s);
@@ -286,6 +344,7 @@ void node__replication_fetch_received(struct node *n, const struct node_member *
     s->delay_ms = n->applying.test_faults.blob_serve_delay_ms;
     s->work.data = s;
     n->replication.serves_inflight++;
+    serving_of(n, from->key, true)->count++;
     n->replication.jobs_inflight++;
     rc = uv_queue_work(n->loop, &s->work, serve_run, serve_done);
     EHR_ASSERT(rc == 0);
@@ -333,6 +392,7 @@ static void fetch_job_start(struct node__blob_fetch *f, enum fetch_job job)
     f->job_diag.msg[0] = '\0';
     f->working = true;
     f->waiting = false;
+    f->resting = false;
     f->work.data = f;
     f->node->replication.jobs_inflight++;
     int rc = uv_queue_work(f->node->loop, &f->work, fetch_job_run, fetch_job_done);
@@ -361,6 +421,7 @@ static void fetch_ask(struct node__blob_fetch *f)
 {
     struct node *n = f->node;
     EHR_ASSERT(!f->working);
+    EHR_ASSERT(!f->resting);
     EHR_ASSERT(f->writer_open);
     for (; f->source < f->source_count; f->source++) {
         struct node_member *m = member_by_key(n, f->sources[f->source]);
@@ -390,7 +451,9 @@ static void fetch_ask(struct node__blob_fetch *f)
         f->deadline_ms = node__now_ms() + NODE_BLOB_FETCH_TIMEOUT_MS;
         return;
     }
-    bool unreachable = f->skipped_count > 0 && f->missing_count == 0;
+    /* A member unreachable, or too busy to answer (it did not look
+     * whether it serves the blob), may have it. */
+    bool unreachable = f->skipped_count + f->busy_passed_count > 0 && f->missing_count == 0;
     uint64_t count = 0;
     /* A record whose ciphertext lives outside the nodes (a PACS pointer)
      * ends here on every pass: one line per interval, with the count. */
@@ -400,7 +463,7 @@ static void fetch_ask(struct node__blob_fetch *f)
         node_blob_id_hex(hex, f->want.blob_id);
         ehr_log(EHR_LOG_WARN, "blob not fetched: no member served it",
                 "count=%" PRIu64 " blob=%.16s why=\"%s\"", count, hex,
-                unreachable ? "some members have no live link; the next pass comes soon"
+                unreachable ? "some members have no live link or are busy; the next pass comes soon"
                             : "asked every member with a live link; the next pass tries again");
     }
     if (f->asked_count == 0 || unreachable) {
@@ -411,12 +474,15 @@ static void fetch_ask(struct node__blob_fetch *f)
     fetch_job_start(f, FETCH_ABORT);
 }
 
-/* The current member failed (WHY): ask the next one, from the start of
- * the blob if anything was written. */
+/* The current member failed (it has none, refused, timed out, lost its
+ * link, or was busy too often): ask the next one, from the start of the
+ * blob if anything was written. */
 static void fetch_next(struct node__blob_fetch *f)
 {
     EHR_ASSERT(!f->working);
     f->waiting = false;
+    f->resting = false;
+    f->busy_count = 0;
     f->source++;
     if (f->source >= f->source_count) {
         fetch_ask(f); /* gives up */
@@ -586,11 +652,27 @@ void node__replication_chunk_received(struct node *n, const struct node_member *
         fetch_next(f);
         return;
     }
+    if (rc == EHR_EAGAIN) {
+        /* Busy: keep what is written, ask the same member for the same
+         * offset after a rest (node__replication_tick), a few times. */
+        n->replication.busy_received_count++;
+        if (f->busy_count >= NODE_BLOB_BUSY_RETRIES_MAX) {
+            f->busy_passed_count++;
+            fetch_next(f);
+            return;
+        }
+        f->busy_count++;
+        f->waiting = false;
+        f->resting = true;
+        f->deadline_ms = node__now_ms() + NODE_BLOB_BUSY_RETRY_MS;
+        return;
+    }
     if (rc != 0) {
         refused(n, from, why.msg);
         fetch_next(f);
         return;
     }
+    f->busy_count = 0;
     memcpy(f->chunk, c->data.data, c->data.len);
     f->chunk_len = c->data.len;
     fetch_job_start(f, FETCH_WRITE);
@@ -600,7 +682,7 @@ void node__replication_link_down(struct node *n, const struct node_member *m)
 {
     for (size_t i = 0; i < NODE_BLOB_FETCHES_MAX; i++) {
         struct node__blob_fetch *f = &n->replication.fetches[i];
-        if (f->used && f->waiting &&
+        if (f->used && (f->waiting || f->resting) &&
             memcmp(f->sources[f->source], m->key, EHR_SCHNORR_PUBLIC_BYTES) == 0)
             fetch_next(f);
     }
@@ -717,8 +799,12 @@ void node__replication_tick(struct node *n)
     uint64_t now = node__now_ms();
     for (size_t i = 0; i < NODE_BLOB_FETCHES_MAX; i++) {
         struct node__blob_fetch *f = &r->fetches[i];
-        if (f->used && f->waiting && now >= f->deadline_ms)
+        if (f->used && f->waiting && now >= f->deadline_ms) {
             fetch_next(f);
+        } else if (f->used && f->resting && now >= f->deadline_ms) {
+            f->resting = false;
+            fetch_ask(f); /* the busy member again, the same offset */
+        }
     }
     scan_step(n, now);
     for (size_t i = 0; i < NODE_BLOB_FETCHES_MAX && r->queue.count > 0; i++) {
