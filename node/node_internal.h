@@ -284,7 +284,7 @@ struct node__blob_api {
     struct node__blob_erasure erase;
 };
 
-/* ---- replication.c: record ciphertext copied to other members' nodes ---- */
+/* ---- replication.c, replication_serve.c: record ciphertext copied to other members' nodes ---- */
 
 /* The pure parts (the replica set, a received piece, the queue) are in
  * blob_replica.h. */
@@ -369,7 +369,7 @@ struct node__blob_fetch {
     uv_work_t work;
 };
 
-/* Pieces being read for one asking member (replication.c): a slot is
+/* Pieces being read for one asking member (replication_serve.c): a slot is
  * free when COUNT is 0. Keyed by the member's key, not struct node_member,
  * so a serve that ends after its member left still finds its count. */
 struct node__blob_serving {
@@ -408,6 +408,24 @@ struct node__replication {
  * current members. The one place that decides it. */
 bool node__blob_should_hold(const struct node *n, const uint8_t record_id[EHR_HASH_BYTES],
                             const Ehr__V1__RecordEntry *e);
+/* Is the member KEY in the replica set of record RECORD_ID (its entry E)
+ * among the current members? */
+bool node__blob_replica_of(const struct node *n, const uint8_t record_id[EHR_HASH_BYTES],
+                           const Ehr__V1__RecordEntry *e,
+                           const uint8_t key[EHR_SCHNORR_PUBLIC_BYTES]);
+/* Record RECORD_ID's committed entry (unpacked: the caller frees it), or
+ * NULL. Reads the ledger (on the loop). */
+Ehr__V1__RecordEntry *node__blob_record_entry(ledger *l, const uint8_t record_id[EHR_HASH_BYTES]);
+/* The blob id and size record RECORD_ID's committed anchor names. Returns
+ * 0, EHR_ENOTFOUND, or EHR_ECORRUPT (not an anchor). */
+int node__blob_record_blob(ledger *l, const uint8_t record_id[EHR_HASH_BYTES],
+                           uint8_t blob_id[NODE_BLOB_ID_BYTES], uint64_t *total_bytes);
+/* The member whose key is KEY (current or leaving), or NULL. */
+struct node_member *node__member_by_key(struct node *n,
+                                        const uint8_t key[EHR_SCHNORR_PUBLIC_BYTES]);
+/* A blob message from FROM refused (WHY): counted, logged at most once per
+ * interval. */
+void node__blob_refused(struct node *n, const struct node_member *from, const char *why);
 /* After the blob store opened: start the first repair pass at once. */
 void node__replication_start(struct node *n);
 /* A block wrote the record entry RECORD_ID (apply.c): fetch its blob if
