@@ -92,6 +92,18 @@ int node__blob_chunk_check(const struct node__blob_want *want, const Ehr__V1__Bl
         c->blob_id.len != NODE_BLOB_ID_BYTES ||
         memcmp(c->blob_id.data, want->blob_id, NODE_BLOB_ID_BYTES) != 0)
         return ehr_diag_fail(diag, EHR_EINVAL, "a piece of another record or blob than asked");
+    if (c->missing && c->busy)
+        return ehr_diag_fail(diag, EHR_EINVAL, "a piece said both missing and busy");
+    if (c->busy) {
+        if (c->data.len != 0)
+            return ehr_diag_fail(diag, EHR_EINVAL, "a piece said busy carries %zu bytes",
+                                 c->data.len);
+        if (c->offset != want->offset)
+            return ehr_diag_fail(diag, EHR_EINVAL,
+                                 "busy at offset %" PRIu64 " when %" PRIu64 " was asked for",
+                                 c->offset, want->offset);
+        return ehr_diag_fail(diag, EHR_EAGAIN, "the member is busy serving others");
+    }
     if (c->missing) {
         if (c->data.len != 0)
             return ehr_diag_fail(diag, EHR_EINVAL, "a piece said missing carries %zu bytes",

@@ -69,9 +69,11 @@ struct node__blob_want {
 /*
  * Is C the answer to WANT (OFFSET at most TOTAL_BYTES)? 0 (take its
  * data); EHR_ENOTFOUND (the sender says it has none: ask another);
- * EHR_ETOOBIG (data over NODE_BLOB_REPLICA_CHUNK_BYTES); EHR_EINVAL
- * (another record or blob, a wrong offset, size or length), with why in
- * DIAG. Reads nothing else.
+ * EHR_EAGAIN (the sender is busy, at the offset asked, with no data: ask
+ * it again later; its TOTAL_BYTES is not read); EHR_ETOOBIG (data over
+ * NODE_BLOB_REPLICA_CHUNK_BYTES); EHR_EINVAL (another record or blob, a
+ * wrong offset, size or length, data with "missing" or "busy", or both of
+ * them set), with why in DIAG. Reads nothing else.
  */
 int node__blob_chunk_check(const struct node__blob_want *want, const Ehr__V1__BlobChunk *c,
                            ehr_diag *diag);

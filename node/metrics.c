@@ -384,6 +384,13 @@ static void render_api(struct node_metrics_text *t, const struct node_metrics_sn
             "Blob pieces and requests from peers refused (not asked for, wrong offset, size "
             "or length).",
             s->blob_pieces_refused_total);
+    counter(t, "ehr_blob_busy_sent_total",
+            "Blob piece requests from peers answered busy (at the limit of pieces being served, "
+            "in all or to that peer).",
+            s->blob_busy_sent_total);
+    counter(t, "ehr_blob_busy_received_total",
+            "Busy answers from peers to this node's blob piece requests (asked again later).",
+            s->blob_busy_received_total);
     gauge_seconds(t, "ehr_loop_turn_max_seconds",
                   "The longest turn of the node's event loop in the last 10 to 20 s "
                   "(GetStatus loop_turn_max_us).",

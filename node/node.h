@@ -82,8 +82,13 @@ struct node_test_faults {
      * test fills NODE_CAPSULE_FRAGMENTS_INFLIGHT_MAX; 0: no delay. */
     uint64_t capsule_delay_ms;
     /* Hold each job that reads a blob piece for a peer this long on the
-     * worker pool, so a test fills NODE_BLOB_SERVES_MAX; 0: no delay. */
+     * worker pool, so a test fills the serving limits; 0: no delay. */
     uint64_t blob_serve_delay_ms;
+    /* Serve at most this many blob pieces to peers at once in all, below
+     * NODE_BLOB_SERVES_MAX, so a test whose few members each reach
+     * NODE_BLOB_SERVES_PER_MEMBER_MAX first can fill the total; 0 (or not
+     * below): NODE_BLOB_SERVES_MAX. */
+    uint64_t blob_serves_max;
 };
 void node_test_faults_set(struct node *n, const struct node_test_faults *faults);
 

@@ -284,7 +284,7 @@ struct node__blob_api {
     struct node__blob_erasure erase;
 };
 
-/* ---- replication.c: record ciphertext copied to other members' nodes ---- */
+/* ---- replication.c, replication_serve.c: record ciphertext copied to other members' nodes ---- */
 
 /* The pure parts (the replica set, a received piece, the queue) are in
  * blob_replica.h. */
@@ -294,8 +294,19 @@ enum {
      * on links that also carry consensus. */
     NODE_BLOB_FETCHES_MAX = 4,
     /* Pieces being read for peers at once (worker-pool jobs, a piece's
-     * buffer each); past it a BlobFetch is answered "missing" (busy). */
+     * buffer each); past it a BlobFetch is answered "busy". */
     NODE_BLOB_SERVES_MAX = 16,
+    /* Pieces being read for one asking member at once, counted by its key
+     * (struct node__blob_serving); past it the member's BlobFetch is
+     * answered "busy". An honest fetcher has at most NODE_BLOB_FETCHES_MAX
+     * BlobFetches out (one per blob), so this many serves all of them at
+     * once, and one member, honest or not, takes a quarter of
+     * NODE_BLOB_SERVES_MAX: the other members' repair goes on. */
+    NODE_BLOB_SERVES_PER_MEMBER_MAX = 4,
+    /* Times in a row a fetch asks a member that answered "busy" again, for
+     * the same offset, NODE_BLOB_BUSY_RETRY_MS apart; one more "busy" and
+     * it asks the next member. */
+    NODE_BLOB_BUSY_RETRIES_MAX = 3,
     /* Records the repair scan looks at per tick. */
     NODE_BLOB_SCAN_PER_TICK_MAX = 64,
 };
@@ -310,6 +321,11 @@ enum {
 #define NODE_BLOB_RETRY_MS 5000u
 /* A BlobFetch not answered in this long is asked of the next member. */
 #define NODE_BLOB_FETCH_TIMEOUT_MS 10000u
+/* A member that answered "busy" is asked again this long after: a piece
+ * takes a few milliseconds to read, so a slot is free by then unless the
+ * member is loaded, and NODE_BLOB_BUSY_RETRIES_MAX retries wait 1.5 s in
+ * all before the fetch moves on. */
+#define NODE_BLOB_BUSY_RETRY_MS 500u
 #define NODE_BLOB_FETCH_BYTES_INFLIGHT_MAX                                                         \
     ((uint64_t)NODE_BLOB_FETCHES_MAX * NODE_BLOB_REPLICA_CHUNK_BYTES)
 _Static_assert(NODE_BLOB_REPLICA_CHUNK_BYTES + 256 <= P2P_MESSAGE_BYTES_MAX,
@@ -318,6 +334,12 @@ _Static_assert(NODE_BLOB_FETCH_BYTES_INFLIGHT_MAX <= P2P_QUEUE_BYTES_DEFAULT / 4
                "pieces in flight take at most a quarter of a link's queue");
 _Static_assert((int)NODE_MEMBERS_MAX <= (int)NODE_BLOB_REPLICA_MEMBERS_MAX,
                "the replica choice ranks every member");
+_Static_assert(NODE_BLOB_SERVES_PER_MEMBER_MAX >= NODE_BLOB_FETCHES_MAX,
+               "an honest fetcher is never answered busy by a node with room");
+_Static_assert(NODE_BLOB_SERVES_PER_MEMBER_MAX < NODE_BLOB_SERVES_MAX,
+               "one member alone cannot take every piece being served");
+_Static_assert(NODE_BLOB_FETCH_TIMEOUT_MS / NODE_BLOB_BUSY_RETRY_MS > NODE_BLOB_BUSY_RETRIES_MAX,
+               "a busy member is given up on sooner than a silent one");
 
 /* One blob being fetched from peers (replication.c). */
 struct node__blob_fetch {
@@ -326,14 +348,17 @@ struct node__blob_fetch {
     bool writer_open; /* a temporary file exists */
     bool waiting;     /* a BlobFetch is outstanding to sources[source] */
     bool present;     /* the job found the blob stored already */
+    bool resting;     /* sources[source] answered "busy": asked again at deadline_ms */
     struct node__blob_want want;
     uint8_t sources[NODE_MEMBERS_MAX][EHR_SCHNORR_PUBLIC_BYTES];
     size_t source_count;
-    size_t source;        /* the member asked now */
-    size_t asked_count;   /* members asked so far */
-    size_t skipped_count; /* members passed over for want of a live link */
-    size_t missing_count; /* members that said they have none */
-    uint64_t deadline_ms; /* of the outstanding BlobFetch */
+    size_t source;            /* the member asked now */
+    size_t asked_count;       /* members asked so far */
+    size_t skipped_count;     /* members passed over for want of a live link */
+    size_t missing_count;     /* members that said they have none */
+    size_t busy_count;        /* "busy" answers in a row from sources[source] */
+    size_t busy_passed_count; /* members passed over after too many "busy" */
+    uint64_t deadline_ms;     /* of the outstanding BlobFetch, or when resting ends */
     struct node_blob_writer writer;
     uint8_t *chunk; /* NODE_BLOB_REPLICA_CHUNK_BYTES */
     size_t chunk_len;
@@ -342,6 +367,14 @@ struct node__blob_fetch {
     ehr_diag job_diag;
     struct node *node;
     uv_work_t work;
+};
+
+/* Pieces being read for one asking member (replication_serve.c): a slot is
+ * free when COUNT is 0. Keyed by the member's key, not struct node_member,
+ * so a serve that ends after its member left still finds its count. */
+struct node__blob_serving {
+    uint8_t key[EHR_SCHNORR_PUBLIC_BYTES];
+    unsigned count; /* at most NODE_BLOB_SERVES_PER_MEMBER_MAX */
 };
 
 struct node__replication {
@@ -361,8 +394,13 @@ struct node__replication {
     uint64_t hash_mismatch_count; /* fetched blobs that did not hash to their id */
     uint64_t refused_chunk_count; /* BlobChunks refused */
     uint64_t served_count;        /* pieces sent to peers */
+    uint64_t busy_sent_count;     /* BlobFetches answered "busy" */
+    uint64_t busy_received_count; /* "busy" answers taken from peers */
     struct ehr_log_limit refused_log;
     struct ehr_log_limit gave_up_log; /* fetches that found no member serving */
+    /* Pieces being read per asking member; every serve in flight holds one
+     * count, so NODE_BLOB_SERVES_MAX slots always suffice. */
+    struct node__blob_serving serving[NODE_BLOB_SERVES_MAX];
 };
 
 /* Should this node hold record RECORD_ID's ciphertext (its entry E)? Only
@@ -370,6 +408,24 @@ struct node__replication {
  * current members. The one place that decides it. */
 bool node__blob_should_hold(const struct node *n, const uint8_t record_id[EHR_HASH_BYTES],
                             const Ehr__V1__RecordEntry *e);
+/* Is the member KEY in the replica set of record RECORD_ID (its entry E)
+ * among the current members? */
+bool node__blob_replica_of(const struct node *n, const uint8_t record_id[EHR_HASH_BYTES],
+                           const Ehr__V1__RecordEntry *e,
+                           const uint8_t key[EHR_SCHNORR_PUBLIC_BYTES]);
+/* Record RECORD_ID's committed entry (unpacked: the caller frees it), or
+ * NULL. Reads the ledger (on the loop). */
+Ehr__V1__RecordEntry *node__blob_record_entry(ledger *l, const uint8_t record_id[EHR_HASH_BYTES]);
+/* The blob id and size record RECORD_ID's committed anchor names. Returns
+ * 0, EHR_ENOTFOUND, or EHR_ECORRUPT (not an anchor). */
+int node__blob_record_blob(ledger *l, const uint8_t record_id[EHR_HASH_BYTES],
+                           uint8_t blob_id[NODE_BLOB_ID_BYTES], uint64_t *total_bytes);
+/* The member whose key is KEY (current or leaving), or NULL. */
+struct node_member *node__member_by_key(struct node *n,
+                                        const uint8_t key[EHR_SCHNORR_PUBLIC_BYTES]);
+/* A blob message from FROM refused (WHY): counted, logged at most once per
+ * interval. */
+void node__blob_refused(struct node *n, const struct node_member *from, const char *why);
 /* After the blob store opened: start the first repair pass at once. */
 void node__replication_start(struct node *n);
 /* A block wrote the record entry RECORD_ID (apply.c): fetch its blob if

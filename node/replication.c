@@ -35,17 +35,35 @@
  *   R4. Every file operation runs on libuv's worker pool; the ledger reads
  *       (a record entry, an anchor) run on the loop, bounded per tick.
  *   R5. No job outlives the node: the stop waits for jobs_inflight.
+ *   R6. Serving is bounded before any ledger read: at most
+ *       NODE_BLOB_SERVES_MAX pieces are read for peers at once, and at most
+ *       NODE_BLOB_SERVES_PER_MEMBER_MAX for one asking member (counted by
+ *       its key, released when the read ends even if the member left), so
+ *       one member cannot starve the others' repair. Past either the
+ *       answer is "busy", never "missing": "missing" says the sender does
+ *       not hold or serve the blob, "busy" that it did not look.
+ *   R7. A "busy" answer passes R2 like a piece (the member asked, the
+ *       record, blob and offset asked) and keeps what was written: the same
+ *       member is asked for the same offset NODE_BLOB_BUSY_RETRY_MS later
+ *       (the tick, never a sleep), at most NODE_BLOB_BUSY_RETRIES_MAX times
+ *       in a row; one more "busy" and the fetch moves on as after a
+ *       refusal.
  *
  * States of a fetch (struct node__blob_fetch), with the function that moves
  * between them: free -(fetch_start)-> BEGIN job (stat, else open a
  * temporary file) -(fetch_job_done)-> present: free; else waiting
  * (fetch_ask) -(chunk_received)-> WRITE job -(fetch_job_done)-> waiting
- * (fetch_ask), or at the end COMMIT job -(fetch_job_done)-> free. A
- * refusal, a timeout or a link down moves to the next member (fetch_next:
- * RESTART job when something was written, else fetch_ask); with none left,
- * ABORT job -> free (the next pass tries again).
+ * (fetch_ask), or at the end COMMIT job -(fetch_job_done)-> free. A "busy"
+ * answer: waiting -(chunk_received)-> resting -(node__replication_tick,
+ * after NODE_BLOB_BUSY_RETRY_MS)-> waiting (fetch_ask, the same member and
+ * offset). A refusal, "missing", a timeout, a link down (waiting or
+ * resting), or one "busy" past NODE_BLOB_BUSY_RETRIES_MAX moves to the
+ * next member (fetch_next: RESTART job when something was written, else
+ * fetch_ask); with none left, ABORT job -> free (the next pass tries
+ * again).
  *
- * Not here: the store (blobs.c), the client API (blob_service.c), deleting
+ * Not here: serving pieces to peers (replication_serve.c: R1's serving
+ * side, R6), the store (blobs.c), the client API (blob_service.c), deleting
  * an erased record's blob (blob_erase.c; node__blob_should_hold holds none
  * and a node serves none of an erased record).
  */
@@ -71,10 +89,9 @@ static size_t current_keys(const struct node *n, uint8_t (*keys)[EHR_SCHNORR_PUB
     return count;
 }
 
-/* Whether the member KEY is in E's replica set (record RECORD_ID) among the
- * current members. */
-static bool replica_of(const struct node *n, const uint8_t record_id[EHR_HASH_BYTES],
-                       const Ehr__V1__RecordEntry *e, const uint8_t key[EHR_SCHNORR_PUBLIC_BYTES])
+bool node__blob_replica_of(const struct node *n, const uint8_t record_id[EHR_HASH_BYTES],
+                           const Ehr__V1__RecordEntry *e,
+                           const uint8_t key[EHR_SCHNORR_PUBLIC_BYTES])
 {
     if (e->custodian.len != EHR_SCHNORR_PUBLIC_BYTES)
         return false;
@@ -98,13 +115,12 @@ bool node__blob_should_hold(const struct node *n, const uint8_t record_id[EHR_HA
      * deletes the copies; repair must never fetch one back). */
     if (e->erased)
         return false;
-    return replica_of(n, record_id, e, n->peers.members[n->peers.self_index].key);
+    return node__blob_replica_of(n, record_id, e, n->peers.members[n->peers.self_index].key);
 }
 
 /* ---- the ledger: a record and its anchor ---- */
 
-/* Record RECORD_ID's entry (unpacked: the caller frees it), or NULL. */
-static Ehr__V1__RecordEntry *record_entry(ledger *l, const uint8_t record_id[EHR_HASH_BYTES])
+Ehr__V1__RecordEntry *node__blob_record_entry(ledger *l, const uint8_t record_id[EHR_HASH_BYTES])
 {
     uint8_t k[CONTRACTS_KEY_BYTES_MAX], *v = NULL;
     size_t klen = contracts_key(k, CONTRACTS_PREFIX_RECORD, record_id, NULL, NULL);
@@ -116,10 +132,8 @@ static Ehr__V1__RecordEntry *record_entry(ledger *l, const uint8_t record_id[EHR
     return e;
 }
 
-/* The blob id and size record RECORD_ID's committed anchor names. Returns
- * 0, EHR_ENOTFOUND, or EHR_ECORRUPT (not an anchor). */
-static int record_blob(ledger *l, const uint8_t record_id[EHR_HASH_BYTES],
-                       uint8_t blob_id[NODE_BLOB_ID_BYTES], uint64_t *total_bytes)
+int node__blob_record_blob(ledger *l, const uint8_t record_id[EHR_HASH_BYTES],
+                           uint8_t blob_id[NODE_BLOB_ID_BYTES], uint64_t *total_bytes)
 {
     ledger_tx_location loc;
     uint8_t *env = NULL;
@@ -143,7 +157,7 @@ static int record_blob(ledger *l, const uint8_t record_id[EHR_HASH_BYTES],
     return rc;
 }
 
-static struct node_member *member_by_key(struct node *n, const uint8_t key[32])
+struct node_member *node__member_by_key(struct node *n, const uint8_t key[32])
 {
     for (size_t i = 0; i < n->peers.count; i++)
         if (memcmp(n->peers.members[i].key, key, EHR_SCHNORR_PUBLIC_BYTES) == 0)
@@ -151,144 +165,13 @@ static struct node_member *member_by_key(struct node *n, const uint8_t key[32])
     return NULL;
 }
 
-static void refused(struct node *n, const struct node_member *from, const char *why)
+void node__blob_refused(struct node *n, const struct node_member *from, const char *why)
 {
     n->replication.refused_chunk_count++;
     uint64_t count = 0;
     if (ehr_log_limit_hit(&n->replication.refused_log, node__now_ms(), &count))
         ehr_log(EHR_LOG_WARN, "blob pieces refused", "count=%" PRIu64 " peer=\"%s\" why=\"%s\"",
                 count, from->name, why);
-}
-
-/* ---- serving a piece to a peer ---- */
-
-struct blob_serve {
-    struct node *node;
-    uint8_t peer[EHR_SCHNORR_PUBLIC_BYTES];
-    struct node__blob_want want;
-    uint8_t *buf;
-    size_t len;
-    int rc;
-    uint64_t delay_ms; /* node_test_faults.blob_serve_delay_ms */
-    uv_work_t work;
-};
-
-static void send_chunk(struct node *n, const struct node_member *to,
-                       const struct node__blob_want *w, const uint8_t *data, size_t len,
-                       bool missing)
-{
-    Ehr__V1__BlobChunk c = EHR__V1__BLOB_CHUNK__INIT;
-    c.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, (uint8_t *)w->record_id};
-    c.blob_id = (ProtobufCBinaryData){NODE_BLOB_ID_BYTES, (uint8_t *)w->blob_id};
-    c.offset = w->offset;
-    c.total_bytes = w->total_bytes;
-    c.data = (ProtobufCBinaryData){len, (uint8_t *)data};
-    c.missing = missing;
-    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
-    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK;
-    pm.blob_chunk = &c;
-    node__send_kind(n, to, &pm); /* a full queue drops it: the fetcher asks again */
-}
-
-static void serve_run(uv_work_t *w)
-{
-    struct blob_serve *s = w->data;
-    if (s->delay_ms > 0) /* a test's fault (node_test_faults): fill the limit */
-        uv_sleep((unsigned)s->delay_ms);
-    struct node_blob_reader r = {.fd = -1};
-    ehr_diag why;
-    s->rc = node_blob_read_open(&s->node->blobs.store, s->want.blob_id, &r, &why);
-    if (s->rc != 0)
-        return;
-    uint64_t left = s->want.total_bytes - s->want.offset;
-    size_t want =
-        left < NODE_BLOB_REPLICA_CHUNK_BYTES ? (size_t)left : NODE_BLOB_REPLICA_CHUNK_BYTES;
-    if (r.size != s->want.total_bytes) {
-        s->rc = EHR_ECORRUPT; /* a copy of another size: not this blob */
-    } else if ((s->rc = node_blob_read_seek(&r, s->want.offset, &why)) == 0) {
-        s->len = 0;
-        while (s->len < want) {
-            long k = node_blob_read(&r, s->buf + s->len, want - s->len, &why);
-            if (k <= 0) {
-                s->rc = k < 0 ? (int)k : EHR_ECORRUPT;
-                break;
-            }
-            s->len += (size_t)k;
-        }
-    }
-    node_blob_read_close(&r);
-}
-
-static void serve_done(uv_work_t *w, int status)
-{
-    (void)status;
-    struct blob_serve *s = w->data;
-    struct node *n = s->node;
-    EHR_ASSERT(n->replication.serves_inflight > 0);
-    EHR_ASSERT(n->replication.jobs_inflight > 0);
-    n->replication.serves_inflight--;
-    n->replication.jobs_inflight--;
-    struct node_member *to = member_by_key(n, s->peer);
-    /* An erase applied while the piece was read: nothing of it is served. */
-    bool erased = false;
-    if (s->rc == 0 &&
-        (node__state_record_erased(n->ledger, s->want.record_id, &erased) != 0 || erased))
-        s->rc = EHR_ENOTFOUND;
-    if (!n->stopping && to != NULL) {
-        if (s->rc == 0)
-            n->replication.served_count++;
-        send_chunk(n, to, &s->want, s->buf, s->rc == 0 ? s->len : 0, s->rc != 0);
-    }
-    ehr_free(s->buf);
-    ehr_free(s);
-    if (n->stopping)
-        node__maybe_free(n);
-}
-
-void node__replication_fetch_received(struct node *n, const struct node_member *from,
-                                      const Ehr__V1__BlobFetch *f)
-{
-    if (!n->replication.started || f->record_id.len != EHR_HASH_BYTES ||
-        f->blob_id.len != NODE_BLOB_ID_BYTES) {
-        refused(n, from, "a BlobFetch without a 32-byte record and blob id");
-        return;
-    }
-    struct node__blob_want w = {.offset = f->offset};
-    memcpy(w.record_id, f->record_id.data, EHR_HASH_BYTES);
-    memcpy(w.blob_id, f->blob_id.data, NODE_BLOB_ID_BYTES);
-    if (n->replication.serves_inflight >= NODE_BLOB_SERVES_MAX) {
-        send_chunk(n, from, &w, NULL, 0, true); /* busy: before any ledger read */
-        return;
-    }
-    /* R1: only the blob the anchor of a committed record names (an anchor
-     * the rules refused is in its block but made no record). */
-    Ehr__V1__RecordEntry *e = record_entry(n->ledger, w.record_id);
-    uint8_t named[NODE_BLOB_ID_BYTES];
-    /* ... and not once its patient erased it, deleted here yet or not;
-     * and only to a member that should hold it (the custodian's node or a
-     * replica, not leaving): ciphertext goes no further than it must. */
-    int rc = e == NULL || e->erased || !replica_of(n, w.record_id, e, from->key)
-                 ? EHR_ENOTFOUND
-                 : record_blob(n->ledger, w.record_id, named, &w.total_bytes);
-    if (e != NULL)
-        ehr__v1__record_entry__free_unpacked(e, NULL);
-    if (rc != 0 || memcmp(named, w.blob_id, NODE_BLOB_ID_BYTES) != 0 || w.offset >= w.total_bytes ||
-        w.total_bytes > n->blobs.store.bytes_max) {
-        w.total_bytes = 0;
-        send_chunk(n, from, &w, NULL, 0, true);
-        return;
-    }
-    struct blob_serve *s = ehr_calloc(1, sizeof *s);
-    s->node = n;
-    memcpy(s->peer, from->key, EHR_SCHNORR_PUBLIC_BYTES);
-    s->want = w;
-    s->buf = ehr_malloc(NODE_BLOB_REPLICA_CHUNK_BYTES);
-    s->delay_ms = n->applying.test_faults.blob_serve_delay_ms;
-    s->work.data = s;
-    n->replication.serves_inflight++;
-    n->replication.jobs_inflight++;
-    rc = uv_queue_work(n->loop, &s->work, serve_run, serve_done);
-    EHR_ASSERT(rc == 0);
 }
 
 /* ---- fetching ---- */
@@ -333,6 +216,7 @@ static void fetch_job_start(struct node__blob_fetch *f, enum fetch_job job)
     f->job_diag.msg[0] = '\0';
     f->working = true;
     f->waiting = false;
+    f->resting = false;
     f->work.data = f;
     f->node->replication.jobs_inflight++;
     int rc = uv_queue_work(f->node->loop, &f->work, fetch_job_run, fetch_job_done);
@@ -361,9 +245,10 @@ static void fetch_ask(struct node__blob_fetch *f)
 {
     struct node *n = f->node;
     EHR_ASSERT(!f->working);
+    EHR_ASSERT(!f->resting);
     EHR_ASSERT(f->writer_open);
     for (; f->source < f->source_count; f->source++) {
-        struct node_member *m = member_by_key(n, f->sources[f->source]);
+        struct node_member *m = node__member_by_key(n, f->sources[f->source]);
         if (m == NULL || m->self)
             continue;
         if (!m->link_up) {
@@ -390,7 +275,9 @@ static void fetch_ask(struct node__blob_fetch *f)
         f->deadline_ms = node__now_ms() + NODE_BLOB_FETCH_TIMEOUT_MS;
         return;
     }
-    bool unreachable = f->skipped_count > 0 && f->missing_count == 0;
+    /* A member unreachable, or too busy to answer (it did not look
+     * whether it serves the blob), may have it. */
+    bool unreachable = f->skipped_count + f->busy_passed_count > 0 && f->missing_count == 0;
     uint64_t count = 0;
     /* A record whose ciphertext lives outside the nodes (a PACS pointer)
      * ends here on every pass: one line per interval, with the count. */
@@ -400,7 +287,7 @@ static void fetch_ask(struct node__blob_fetch *f)
         node_blob_id_hex(hex, f->want.blob_id);
         ehr_log(EHR_LOG_WARN, "blob not fetched: no member served it",
                 "count=%" PRIu64 " blob=%.16s why=\"%s\"", count, hex,
-                unreachable ? "some members have no live link; the next pass comes soon"
+                unreachable ? "some members have no live link or are busy; the next pass comes soon"
                             : "asked every member with a live link; the next pass tries again");
     }
     if (f->asked_count == 0 || unreachable) {
@@ -411,12 +298,15 @@ static void fetch_ask(struct node__blob_fetch *f)
     fetch_job_start(f, FETCH_ABORT);
 }
 
-/* The current member failed (WHY): ask the next one, from the start of
- * the blob if anything was written. */
+/* The current member failed (it has none, refused, timed out, lost its
+ * link, or was busy too often): ask the next one, from the start of the
+ * blob if anything was written. */
 static void fetch_next(struct node__blob_fetch *f)
 {
     EHR_ASSERT(!f->working);
     f->waiting = false;
+    f->resting = false;
+    f->busy_count = 0;
     f->source++;
     if (f->source >= f->source_count) {
         fetch_ask(f); /* gives up */
@@ -485,7 +375,7 @@ static void fetch_job_done(uv_work_t *w, int status)
             /* Its patient may have erased the record while it came: the
              * erasure's deletion may have run before this commit, so list
              * the erased records again (blob_erase.c deletes it). */
-            Ehr__V1__RecordEntry *e = record_entry(n->ledger, f->want.record_id);
+            Ehr__V1__RecordEntry *e = node__blob_record_entry(n->ledger, f->want.record_id);
             if (e != NULL && e->erased)
                 node__blob_erase_rescan(n);
             if (e != NULL)
@@ -535,7 +425,7 @@ static void fetch_start(struct node *n, struct node__blob_fetch *f,
                         const uint8_t record_id[EHR_HASH_BYTES])
 {
     EHR_ASSERT(!f->used);
-    Ehr__V1__RecordEntry *e = record_entry(n->ledger, record_id);
+    Ehr__V1__RecordEntry *e = node__blob_record_entry(n->ledger, record_id);
     if (e == NULL)
         return;
     memset(f, 0, sizeof *f);
@@ -543,7 +433,7 @@ static void fetch_start(struct node *n, struct node__blob_fetch *f,
     f->writer.fd = -1;
     memcpy(f->want.record_id, record_id, EHR_HASH_BYTES);
     if (node__blob_should_hold(n, record_id, e) &&
-        record_blob(n->ledger, record_id, f->want.blob_id, &f->want.total_bytes) == 0 &&
+        node__blob_record_blob(n->ledger, record_id, f->want.blob_id, &f->want.total_bytes) == 0 &&
         f->want.total_bytes <= n->blobs.store.bytes_max) {
         fetch_sources(n, f, e);
         f->used = true;
@@ -576,7 +466,7 @@ void node__replication_chunk_received(struct node *n, const struct node_member *
             f = g;
     }
     if (f == NULL) {
-        refused(n, from, "a piece of a blob not asked for");
+        node__blob_refused(n, from, "a piece of a blob not asked for");
         return;
     }
     ehr_diag why;
@@ -586,11 +476,27 @@ void node__replication_chunk_received(struct node *n, const struct node_member *
         fetch_next(f);
         return;
     }
+    if (rc == EHR_EAGAIN) {
+        /* Busy: keep what is written, ask the same member for the same
+         * offset after a rest (node__replication_tick), a few times. */
+        n->replication.busy_received_count++;
+        if (f->busy_count >= NODE_BLOB_BUSY_RETRIES_MAX) {
+            f->busy_passed_count++;
+            fetch_next(f);
+            return;
+        }
+        f->busy_count++;
+        f->waiting = false;
+        f->resting = true;
+        f->deadline_ms = node__now_ms() + NODE_BLOB_BUSY_RETRY_MS;
+        return;
+    }
     if (rc != 0) {
-        refused(n, from, why.msg);
+        node__blob_refused(n, from, why.msg);
         fetch_next(f);
         return;
     }
+    f->busy_count = 0;
     memcpy(f->chunk, c->data.data, c->data.len);
     f->chunk_len = c->data.len;
     fetch_job_start(f, FETCH_WRITE);
@@ -600,7 +506,7 @@ void node__replication_link_down(struct node *n, const struct node_member *m)
 {
     for (size_t i = 0; i < NODE_BLOB_FETCHES_MAX; i++) {
         struct node__blob_fetch *f = &n->replication.fetches[i];
-        if (f->used && f->waiting &&
+        if (f->used && (f->waiting || f->resting) &&
             memcmp(f->sources[f->source], m->key, EHR_SCHNORR_PUBLIC_BYTES) == 0)
             fetch_next(f);
     }
@@ -717,8 +623,12 @@ void node__replication_tick(struct node *n)
     uint64_t now = node__now_ms();
     for (size_t i = 0; i < NODE_BLOB_FETCHES_MAX; i++) {
         struct node__blob_fetch *f = &r->fetches[i];
-        if (f->used && f->waiting && now >= f->deadline_ms)
+        if (f->used && f->waiting && now >= f->deadline_ms) {
             fetch_next(f);
+        } else if (f->used && f->resting && now >= f->deadline_ms) {
+            f->resting = false;
+            fetch_ask(f); /* the busy member again, the same offset */
+        }
     }
     scan_step(n, now);
     for (size_t i = 0; i < NODE_BLOB_FETCHES_MAX && r->queue.count > 0; i++) {

@@ -21,11 +21,16 @@
  *     "missing", a good one with the exact bytes; asked for a piece, a
  *     piece over NODE_BLOB_REPLICA_CHUNK_BYTES is refused, and the node,
  *     with no one else to ask, leaves nothing and holds no copy;
- *   - NODE_BLOB_SERVES_MAX at its edge (pieces held on the worker pool by
- *     ehrd-test's EHR_TEST_BLOB_SERVE_DELAY_MS: that many requests at once
- *     all served, one more answered "missing" at once) and
- *     NODE_BLOB_FETCHES_MAX (a wiped node with only a silent member to ask
- *     has exactly that many fetches out, and one more once one ends).
+ *   - the serving limits at their edges (pieces held on the worker pool by
+ *     ehrd-test's EHR_TEST_BLOB_SERVE_DELAY_MS): NODE_BLOB_SERVES_PER_MEMBER_MAX
+ *     from one member all served, its next answered "busy" at once; the
+ *     total (lowered by ehrd-test's EHR_TEST_BLOB_SERVES_MAX) reached by two
+ *     members and one more "busy"; NODE_BLOB_FETCHES_MAX (a wiped node with
+ *     only a silent member to ask has exactly that many fetches out, and one
+ *     more once one ends); and "busy" answered to a fetch: the same member
+ *     asked again for the same offset after NODE_BLOB_BUSY_RETRY_MS,
+ *     NODE_BLOB_BUSY_RETRIES_MAX times, nothing fetched again, then moving on
+ *     (test_limits_at_their_edges says how).
  * With three members and NODE_BLOB_COPIES = 3 every node holds every blob
  * (the replica choice itself is test_replication's).
  */
@@ -256,6 +261,24 @@ static void test_replicated_read_from_a_replica_and_repaired(void **state)
 
 /* ---- a member's node played by the test, over p2p ---- */
 
+/* How the fake answers BlobFetches for one record on its own: "busy" to
+ * BUSY_LEFT of them at BUSY_OFFSET, else the piece of DATA asked for (none
+ * without DATA). */
+struct fake_script {
+    uint8_t record[32], blob[32];
+    uint64_t busy_offset;
+    unsigned busy_left;
+    const uint8_t *data;
+    size_t data_len;
+};
+
+/* One BlobFetch the fake received. */
+struct fake_ask {
+    uint8_t record[32];
+    uint64_t offset;
+    uint64_t at_ms;
+};
+
 struct fake {
     uv_loop_t loop;
     p2p *p;
@@ -263,7 +286,8 @@ struct fake {
     bool up;
     bool closed;
     unsigned chunks; /* BlobChunks received; the last one below */
-    bool missing;
+    unsigned chunks_with_data;
+    bool missing, busy;
     uint64_t offset, total_bytes;
     uint8_t *data;
     size_t data_len;
@@ -273,7 +297,47 @@ struct fake {
     /* The distinct records asked for, with their blob ids. */
     unsigned asked_count;
     uint8_t asked_record[16][32], asked_blob[16][32];
+    /* Every BlobFetch (the first 64), and the records answered on their own. */
+    unsigned ask_count;
+    struct fake_ask asks[64];
+    unsigned script_count;
+    struct fake_script scripts[2];
 };
+
+static void fake_send(struct fake *f, const Ehr__V1__PeerMessage *pm);
+
+/* Send a BlobChunk: for BLOB of RECORD at OFFSET, of TOTAL bytes, LEN bytes
+ * of DATA, with its flags. */
+static void fake_reply(struct fake *f, const uint8_t record[32], const uint8_t blob[32],
+                       uint64_t offset, uint64_t total, const uint8_t *data, size_t len,
+                       bool missing, bool busy)
+{
+    Ehr__V1__BlobChunk c = EHR__V1__BLOB_CHUNK__INIT;
+    c.record_id = (ProtobufCBinaryData){32, (uint8_t *)record};
+    c.blob_id = (ProtobufCBinaryData){32, (uint8_t *)blob};
+    c.offset = offset;
+    c.total_bytes = total;
+    c.data = (ProtobufCBinaryData){len, (uint8_t *)data};
+    c.missing = missing;
+    c.busy = busy;
+    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
+    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK;
+    pm.blob_chunk = &c;
+    fake_send(f, &pm);
+}
+
+/* Answer the BlobFetch at OFFSET as script S says. */
+static void fake_script_answer(struct fake *f, struct fake_script *s, uint64_t offset)
+{
+    if (s->busy_left > 0 && offset == s->busy_offset) {
+        s->busy_left--;
+        fake_reply(f, s->record, s->blob, offset, 0, NULL, 0, false, true);
+    } else if (s->data != NULL && offset < s->data_len) {
+        size_t left = s->data_len - (size_t)offset;
+        size_t len = left < NODE_BLOB_REPLICA_CHUNK_BYTES ? left : NODE_BLOB_REPLICA_CHUNK_BYTES;
+        fake_reply(f, s->record, s->blob, offset, s->data_len, s->data + offset, len, false, false);
+    }
+}
 
 static void fake_message(void *user, const uint8_t peer[P2P_KEY_BYTES], const uint8_t *data,
                          size_t len)
@@ -286,7 +350,9 @@ static void fake_message(void *user, const uint8_t peer[P2P_KEY_BYTES], const ui
     if (pm->kind_case == EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK) {
         const Ehr__V1__BlobChunk *c = pm->blob_chunk;
         f->chunks++;
+        f->chunks_with_data += c->data.len > 0;
         f->missing = c->missing;
+        f->busy = c->busy;
         f->offset = c->offset;
         f->total_bytes = c->total_bytes;
         free(f->data);
@@ -301,6 +367,15 @@ static void fake_message(void *user, const uint8_t peer[P2P_KEY_BYTES], const ui
         memcpy(f->fetch_record, pm->blob_fetch->record_id.data, 32);
         memcpy(f->fetch_blob, pm->blob_fetch->blob_id.data, 32);
         f->fetch_offset = pm->blob_fetch->offset;
+        if (f->ask_count < 64) {
+            struct fake_ask *a = &f->asks[f->ask_count++];
+            memcpy(a->record, f->fetch_record, 32);
+            a->offset = f->fetch_offset;
+            a->at_ms = cli_mono_ms();
+        }
+        for (unsigned i = 0; i < f->script_count; i++)
+            if (memcmp(f->scripts[i].record, f->fetch_record, 32) == 0)
+                fake_script_answer(f, &f->scripts[i], f->fetch_offset);
         bool seen = false;
         for (unsigned i = 0; i < f->asked_count; i++)
             seen = seen || memcmp(f->asked_record[i], f->fetch_record, 32) == 0;
@@ -525,28 +600,104 @@ static void fake_run_for(struct fake *f, uint64_t ms)
     }
 }
 
-/* Send a BlobFetch without waiting for its answer. */
-static void fake_fetch_send(struct fake *f, const uint8_t record[32], const uint8_t blob[32])
+/* Send a BlobFetch at OFFSET without waiting for its answer. */
+static void fake_fetch_send(struct fake *f, const uint8_t record[32], const uint8_t blob[32],
+                            uint64_t offset)
 {
     Ehr__V1__BlobFetch q = EHR__V1__BLOB_FETCH__INIT;
     q.record_id = (ProtobufCBinaryData){32, (uint8_t *)record};
     q.blob_id = (ProtobufCBinaryData){32, (uint8_t *)blob};
+    q.offset = offset;
     Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
     pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_FETCH;
     pm.blob_fetch = &q;
     fake_send(f, &pm);
 }
 
+/* Run both fakes' loops for MS. */
+static void fakes_run_for(struct fake *a, struct fake *b, uint64_t ms)
+{
+    uint64_t end = cli_mono_ms() + ms;
+    while (cli_mono_ms() < end) {
+        uv_run(&a->loop, UV_RUN_NOWAIT);
+        uv_run(&b->loop, UV_RUN_NOWAIT);
+        usleep(2000);
+    }
+}
+
+/* Run both fakes' loops until A has WANT_A BlobChunks with data and B
+ * WANT_B (or TIMEOUT_MS). */
+static void fakes_wait_served(struct fake *a, unsigned want_a, struct fake *b, unsigned want_b,
+                              uint64_t timeout_ms)
+{
+    uint64_t end = cli_mono_ms() + timeout_ms;
+    while ((a->chunks_with_data < want_a || b->chunks_with_data < want_b) && cli_mono_ms() < end)
+        fakes_run_for(a, b, 10);
+}
+
+/* The asks the fake received for RECORD, from the FROM-th on, into OUT (at
+ * most OUT_MAX); their count. */
+static unsigned fake_asks_of(const struct fake *f, const uint8_t record[32], unsigned from,
+                             struct fake_ask *out, unsigned out_max)
+{
+    unsigned count = 0;
+    for (unsigned i = from; i < f->ask_count; i++)
+        if (memcmp(f->asks[i].record, record, 32) == 0 && count < out_max)
+            out[count++] = f->asks[i];
+    return count;
+}
+
+/* Node 2's stored copy of the blob BLOB (node 2 holds every blob: three
+ * members, three copies); malloc'd, its size in *LEN. */
+static uint8_t *blob_of_node2(struct cli_net *n, const uint8_t blob[32], size_t *len)
+{
+    char hex[KEY_HEX];
+    ehr_hex_encode(hex, blob, 32);
+    uint8_t *b = cli_file_bytes_or_null(cli_net_blob_path(n, 2, hex), len);
+    assert_non_null(b);
+    return b;
+}
+
 /*
- * NODE_BLOB_SERVES_MAX and NODE_BLOB_FETCHES_MAX at their edges. Serving:
- * with each piece held SERVE_DELAY_MS on member 0's worker pool
- * (ehrd-test), NODE_BLOB_SERVES_MAX requests at once are all served, with
- * data; one more at once is answered "missing" at once (busy). Fetching:
- * member 0 back with its store wiped and only the test's node to ask, which
- * answers nothing, has exactly NODE_BLOB_FETCHES_MAX fetches out; once the
- * test answers one "missing", the next record is asked for.
+ * The limits of replication at their edges.
+ *
+ * Serving (R6), each piece held SERVE_DELAY_MS on member 0's worker pool
+ * (ehrd-test's EHR_TEST_BLOB_SERVE_DELAY_MS), with the test's nodes of
+ * members 1 and 2 asking:
+ *   (a) member 2 gets NODE_BLOB_SERVES_PER_MEMBER_MAX pieces held; its
+ *       next BlobFetch is answered "busy" at once (not "missing", the
+ *       offset asked), and the held ones are then all served;
+ *   (b) the total. With three members, two of them asking, at most
+ *       2 * NODE_BLOB_SERVES_PER_MEMBER_MAX (8) pieces are ever held, below
+ *       NODE_BLOB_SERVES_MAX (16): the total cannot be reached at its own
+ *       value. Five or more nodes would reach it, but a member is served
+ *       only the records whose replica set holds it, which with more
+ *       members than NODE_BLOB_COPIES makes which fake may ask for what a
+ *       matter of hashes, and starts two more daemons. So member 0 runs
+ *       with the total lowered (ehrd-test's EHR_TEST_BLOB_SERVES_MAX,
+ *       SERVES_MAX_LOWERED, the same check with another bound): member 2
+ *       takes its NODE_BLOB_SERVES_PER_MEMBER_MAX again (so its count went
+ *       back down when its pieces were sent), member 1 the rest, and
+ *       member 1's next is "busy" though it holds fewer than its own
+ *       limit. That NODE_BLOB_SERVES_MAX is above the per-member limit is
+ *       checked at compile time.
+ * Fetching, member 0 back with its store wiped and only member 2's node
+ * (the test's) to ask:
+ *   - NODE_BLOB_FETCHES_MAX: exactly that many fetches out while the test
+ *     answers nothing; one answered "missing" ends, the next record is asked;
+ *   - (c) "busy" (R7): a fetch that has written its first piece, answered
+ *     "busy" at the second, asks member 2 again for that same offset
+ *     NODE_BLOB_BUSY_RETRY_MS later, NODE_BLOB_BUSY_RETRIES_MAX times, and
+ *     takes the piece then: the blob is whole, never started again; a fetch
+ *     answered "busy" NODE_BLOB_BUSY_RETRIES_MAX + 1 times in a row moves
+ *     on (no one else to ask: it gives up) and asks member 2 no more.
  */
-enum { SERVE_DELAY_MS = 1500, SMALL_BYTES = 10000 };
+enum {
+    SERVE_DELAY_MS = 3000,
+    SERVES_MAX_LOWERED = NODE_BLOB_SERVES_PER_MEMBER_MAX + 2,
+    NOTE_BYTES = 300 * 1024, /* two pieces */
+    NOTES = NODE_BLOB_FETCHES_MAX + 1,
+};
 
 static void test_limits_at_their_edges(void **state)
 {
@@ -555,14 +706,17 @@ static void test_limits_at_their_edges(void **state)
         if (n->c.nodes[i].pid == 0)
             cluster_start(&n->c, i);
     assert_int_not_equal(cluster_wait_leader(&n->c, LEADER_WAIT_MS), SIZE_MAX);
-    /* Records enough that member 0, wiped, lacks one more than it fetches at once. */
+    /* Records enough that member 0, wiped, lacks one more than it fetches
+     * at once; every one in node 2's store. */
     char record_hex[KEY_HEX], blob_hex[KEY_HEX];
     uint8_t record[32], blob[32];
     uint64_t bytes = 0;
-    for (unsigned k = 0; k < NODE_BLOB_FETCHES_MAX; k++) {
+    for (unsigned k = 0; k < NOTES; k++) {
         char name[32];
         snprintf(name, sizeof name, "note%u.txt", k);
-        free(record_added_of(n, name, 100 + k, SMALL_BYTES, record_hex, blob_hex, &bytes));
+        free(record_added_of(n, name, 100 + k, NOTE_BYTES, record_hex, blob_hex, &bytes));
+        assert_true(bytes > NODE_BLOB_REPLICA_CHUNK_BYTES);
+        assert_true(wait_holds(n, 2, blob_hex, bytes));
     }
     cli_hex_decode(record, record_hex, 32);
     cli_hex_decode(blob, blob_hex, 32);
@@ -570,56 +724,144 @@ static void test_limits_at_their_edges(void **state)
     assert_int_equal(cluster_stop(&n->c, 1), 0);
     assert_int_equal(cluster_stop(&n->c, 0), 0);
 
-    /* Serving. */
-    cluster_start_env(&n->c, 0, "EHR_TEST_BLOB_SERVE_DELAY_MS", "1500");
-    struct fake f;
+    /* Serving: member 0 alone, members 1 and 2 played by the test. */
+    char value[32];
+    snprintf(value, sizeof value, "%d", SERVES_MAX_LOWERED);
+    assert_int_equal(setenv("EHR_TEST_BLOB_SERVES_MAX", value, 1), 0); /* inherited */
+    snprintf(value, sizeof value, "%d", SERVE_DELAY_MS);
+    cluster_start_env(&n->c, 0, "EHR_TEST_BLOB_SERVE_DELAY_MS", value);
+    assert_int_equal(unsetenv("EHR_TEST_BLOB_SERVES_MAX"), 0);
+    struct fake f, g;
     fake_start(&f, n, 2, 0);
+    fake_start(&g, n, 1, 0);
     assert_true(fake_wait(&f, &f.up, 30000));
-    for (unsigned i = 0; i < NODE_BLOB_SERVES_MAX; i++)
-        fake_fetch_send(&f, record, blob);
-    fake_run_for(&f, SERVE_DELAY_MS / 3);
+    assert_true(fake_wait(&g, &g.up, 30000));
+
+    /* (a) One member: NODE_BLOB_SERVES_PER_MEMBER_MAX held, the next busy. */
+    for (unsigned i = 0; i < NODE_BLOB_SERVES_PER_MEMBER_MAX; i++)
+        fake_fetch_send(&f, record, blob, 0);
+    fakes_run_for(&f, &g, SERVE_DELAY_MS / 6);
     assert_int_equal(f.chunks, 0); /* all held on the worker pool */
-    fake_fetch_send(&f, record, blob);
+    fake_fetch_send(&f, record, blob, NODE_BLOB_REPLICA_CHUNK_BYTES);
     assert_true(fake_wait_count(&f, &f.chunks, 0, SERVE_DELAY_MS / 3));
     assert_int_equal(f.chunks, 1);
-    assert_true(f.missing); /* one over: busy */
-    uint64_t end = cli_mono_ms() + 4 * SERVE_DELAY_MS;
-    while (f.chunks < NODE_BLOB_SERVES_MAX + 1 && cli_mono_ms() < end)
-        fake_run_for(&f, 10);
-    assert_int_equal(f.chunks, NODE_BLOB_SERVES_MAX + 1);
+    assert_true(f.busy); /* one over its own limit: busy, not missing */
     assert_false(f.missing);
-    assert_int_equal(f.data_len, bytes);
+    assert_int_equal(f.data_len, 0);
+    assert_int_equal(f.offset, NODE_BLOB_REPLICA_CHUNK_BYTES);
+    fakes_wait_served(&f, NODE_BLOB_SERVES_PER_MEMBER_MAX, &g, 0, 4 * SERVE_DELAY_MS);
+    assert_int_equal(f.chunks_with_data, NODE_BLOB_SERVES_PER_MEMBER_MAX);
+    assert_int_equal(f.chunks, NODE_BLOB_SERVES_PER_MEMBER_MAX + 1);
+    assert_false(f.busy);
+    assert_false(f.missing);
+    assert_int_equal(f.data_len, NODE_BLOB_REPLICA_CHUNK_BYTES);
+
+    /* (b) The total (lowered): member 2 its limit again, member 1 the rest
+     * held; member 1's next is busy. */
+    unsigned f_before = f.chunks, g_before = g.chunks;
+    for (unsigned i = 0; i < NODE_BLOB_SERVES_PER_MEMBER_MAX; i++)
+        fake_fetch_send(&f, record, blob, 0);
+    for (unsigned i = NODE_BLOB_SERVES_PER_MEMBER_MAX; i < SERVES_MAX_LOWERED; i++)
+        fake_fetch_send(&g, record, blob, 0);
+    fakes_run_for(&f, &g, SERVE_DELAY_MS / 6);
+    assert_int_equal(f.chunks, f_before); /* all held */
+    assert_int_equal(g.chunks, g_before);
+    fake_fetch_send(&g, record, blob, 0);
+    assert_true(fake_wait_count(&g, &g.chunks, g_before, SERVE_DELAY_MS / 3));
+    assert_int_equal(g.chunks, g_before + 1);
+    assert_true(g.busy); /* below its own limit: the total */
+    assert_false(g.missing);
+    assert_int_equal(g.data_len, 0);
+    assert_int_equal(f.chunks, f_before);
+    fakes_wait_served(&f, 2 * NODE_BLOB_SERVES_PER_MEMBER_MAX, &g,
+                      SERVES_MAX_LOWERED - NODE_BLOB_SERVES_PER_MEMBER_MAX, 4 * SERVE_DELAY_MS);
+    assert_int_equal(f.chunks_with_data, 2 * NODE_BLOB_SERVES_PER_MEMBER_MAX);
+    assert_int_equal(g.chunks_with_data, SERVES_MAX_LOWERED - NODE_BLOB_SERVES_PER_MEMBER_MAX);
+    assert_false(g.busy);
+    fake_stop(&g);
     fake_stop(&f);
     assert_int_equal(cluster_stop(&n->c, 0), 0);
 
-    /* Fetching. */
+    /* Fetching: NODE_BLOB_FETCHES_MAX out while the test answers nothing. */
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s/blobs'", n->c.nodes[0].dir);
     assert_int_equal(system(cmd), 0);
     cluster_start(&n->c, 0);
     fake_start(&f, n, 2, 0);
     assert_true(fake_wait(&f, &f.up, 30000));
-    end = cli_mono_ms() + 20000;
+    uint64_t end = cli_mono_ms() + 20000;
     while (f.asked_count < NODE_BLOB_FETCHES_MAX && cli_mono_ms() < end)
         fake_run_for(&f, 10);
     assert_int_equal(f.asked_count, NODE_BLOB_FETCHES_MAX);
     fake_run_for(&f, 2000); /* nothing more while they wait (the timeout is 10 s) */
     assert_int_equal(f.asked_count, NODE_BLOB_FETCHES_MAX);
     /* One answered "missing": its fetch ends, the next record is asked for. */
-    Ehr__V1__BlobChunk c = EHR__V1__BLOB_CHUNK__INIT;
-    c.record_id = (ProtobufCBinaryData){32, f.asked_record[0]};
-    c.blob_id = (ProtobufCBinaryData){32, f.asked_blob[0]};
-    c.missing = true;
-    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
-    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK;
-    pm.blob_chunk = &c;
-    fake_send(&f, &pm);
+    fake_reply(&f, f.asked_record[0], f.asked_blob[0], 0, 0, NULL, 0, true, false);
     end = cli_mono_ms() + 5000;
     while (f.asked_count < NODE_BLOB_FETCHES_MAX + 1 && cli_mono_ms() < end)
         fake_run_for(&f, 10);
     assert_int_equal(f.asked_count, NODE_BLOB_FETCHES_MAX + 1);
+
+    /* (c) Busy. Two fetches still out, each asked of member 2 at offset 0:
+     * the first is given its first piece, then "busy" at the second
+     * NODE_BLOB_BUSY_RETRIES_MAX times, then the piece; the second is
+     * answered "busy" every time. */
+    size_t kept_len = 0;
+    uint8_t *kept = blob_of_node2(n, f.asked_blob[1], &kept_len);
+    assert_true(kept_len > NODE_BLOB_REPLICA_CHUNK_BYTES);
+    struct fake_script *s = &f.scripts[0];
+    memcpy(s->record, f.asked_record[1], 32);
+    memcpy(s->blob, f.asked_blob[1], 32);
+    s->busy_offset = NODE_BLOB_REPLICA_CHUNK_BYTES;
+    s->busy_left = NODE_BLOB_BUSY_RETRIES_MAX;
+    s->data = kept;
+    s->data_len = kept_len;
+    struct fake_script *t = &f.scripts[1];
+    memcpy(t->record, f.asked_record[2], 32);
+    memcpy(t->blob, f.asked_blob[2], 32);
+    t->busy_offset = 0;
+    t->busy_left = NODE_BLOB_BUSY_RETRIES_MAX + 1;
+    f.script_count = 2;
+    unsigned from = f.ask_count;
+    fake_script_answer(&f, s, 0); /* the first piece */
+    fake_script_answer(&f, t, 0); /* busy */
+    char kept_hex[KEY_HEX];
+    ehr_hex_encode(kept_hex, f.asked_blob[1], 32);
+    end = cli_mono_ms() + 20000;
+    while (!holds(n, 0, kept_hex, kept_len) && cli_mono_ms() < end)
+        fake_run_for(&f, 50);
+    assert_true(holds(n, 0, kept_hex, kept_len));
+    /* The second gave up after its last "busy": nothing more comes for it
+     * (a retry would within NODE_BLOB_BUSY_RETRY_MS; the next pass is
+     * NODE_BLOB_RETRY_MS away). */
+    end = cli_mono_ms() + 20000;
+    while (t->busy_left > 0 && cli_mono_ms() < end)
+        fake_run_for(&f, 10);
+    assert_int_equal(t->busy_left, 0);
+    fake_run_for(&f, 3 * NODE_BLOB_BUSY_RETRY_MS);
+    struct fake_ask a[16];
+    /* The first: asked again for the second piece, the same offset, each
+     * time after the rest; never from the start again (a blob of three
+     * pieces, from an earlier test, is asked for its third after). */
+    unsigned count = fake_asks_of(&f, s->record, from, a, 16);
+    assert_true(count >= NODE_BLOB_BUSY_RETRIES_MAX + 1);
+    for (unsigned i = 0; i <= NODE_BLOB_BUSY_RETRIES_MAX; i++)
+        assert_int_equal(a[i].offset, NODE_BLOB_REPLICA_CHUNK_BYTES);
+    for (unsigned i = 1; i <= NODE_BLOB_BUSY_RETRIES_MAX; i++)
+        assert_true(a[i].at_ms - a[i - 1].at_ms >= NODE_BLOB_BUSY_RETRY_MS * 3 / 4);
+    for (unsigned i = NODE_BLOB_BUSY_RETRIES_MAX + 1; i < count; i++)
+        assert_true(a[i].offset > NODE_BLOB_REPLICA_CHUNK_BYTES);
+    /* The second: asked again NODE_BLOB_BUSY_RETRIES_MAX times, then no more. */
+    count = fake_asks_of(&f, t->record, from, a, 16);
+    assert_int_equal(count, NODE_BLOB_BUSY_RETRIES_MAX);
+    for (unsigned i = 0; i < count; i++)
+        assert_int_equal(a[i].offset, 0);
+    for (unsigned i = 1; i < count; i++)
+        assert_true(a[i].at_ms - a[i - 1].at_ms >= NODE_BLOB_BUSY_RETRY_MS * 3 / 4);
+    assert_true(cli_mono_ms() - a[count - 1].at_ms >= 3 * NODE_BLOB_BUSY_RETRY_MS);
     assert_int_equal(cluster_stop(&n->c, 0), 0);
     fake_stop(&f);
+    free(kept);
     assert_int_equal(cli_net_blob_files(n, 0, ".tmp-"), 0);
 }
 

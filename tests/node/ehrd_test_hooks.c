@@ -38,6 +38,10 @@ void ehrd_test_faults_read(struct node_test_faults *faults)
     if (faults->blob_serve_delay_ms != 0)
         fprintf(stderr, "ehrd-test: each blob piece served to a peer will take %llu ms more\n",
                 (unsigned long long)faults->blob_serve_delay_ms);
+    faults->blob_serves_max = height_read("EHR_TEST_BLOB_SERVES_MAX");
+    if (faults->blob_serves_max != 0)
+        fprintf(stderr, "ehrd-test: at most %llu blob pieces will be served to peers at once\n",
+                (unsigned long long)faults->blob_serves_max);
     faults->forge_height = height_read("EHR_TEST_FORGE_HEIGHT");
     if (faults->forge_height != 0)
         fprintf(stderr,

@@ -207,6 +207,29 @@ static void test_chunk_taken_only_as_asked(void **state)
     c = chunk_of(&w, 0, 1);
     c.missing = true;
     assert_int_equal(node__blob_chunk_check(&w, &c, &why), EHR_EINVAL);
+    /* R7: "busy" at the offset asked: ask again later, whatever its
+     * total_bytes (the sender did not look it up); with data, at another
+     * offset, of another record or blob, or with "missing" too, refused. */
+    w.offset = NODE_BLOB_REPLICA_CHUNK_BYTES;
+    c = chunk_of(&w, w.offset, 0);
+    c.busy = true;
+    c.total_bytes = 0;
+    assert_int_equal(node__blob_chunk_check(&w, &c, &why), EHR_EAGAIN);
+    c.data.len = 1;
+    assert_int_equal(node__blob_chunk_check(&w, &c, &why), EHR_EINVAL);
+    c.data.len = 0;
+    c.offset = 0;
+    assert_int_equal(node__blob_chunk_check(&w, &c, &why), EHR_EINVAL);
+    assert_non_null(strstr(why.msg, "offset"));
+    c.offset = w.offset;
+    c.missing = true;
+    assert_int_equal(node__blob_chunk_check(&w, &c, &why), EHR_EINVAL);
+    c.missing = false;
+    c.record_id.data = other;
+    assert_int_equal(node__blob_chunk_check(&w, &c, &why), EHR_EINVAL);
+    c.record_id.data = w.record_id;
+    c.blob_id.data = other;
+    assert_int_equal(node__blob_chunk_check(&w, &c, &why), EHR_EINVAL);
 }
 
 /* ---- the queue ---- */

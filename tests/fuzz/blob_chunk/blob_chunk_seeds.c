@@ -1,7 +1,8 @@
 /*
  * blob_chunk_seeds.c - writes the seed corpus of fuzz_blob_chunk into DIR
  * (tests/fuzz/corpus/fuzz_blob_chunk): PeerMessages holding the last
- * piece of the fixed request's blob, which it takes, "missing", and one
+ * piece of the fixed request's blob, which it takes, "missing", "busy"
+ * (with its near misses: another offset, data, "missing" too), and one
  * near miss of each check (another record, another blob, a wrong offset,
  * a wrong size, a piece a byte short or long), and a BlobFetch. Usage:
  * blob_chunk_seeds DIR.
@@ -32,8 +33,8 @@ static void put(const char *dir, const char *name, const Ehr__V1__PeerMessage *p
     free(buf);
 }
 
-static void chunk(const char *dir, const char *name, struct node__blob_want *w, uint64_t offset,
-                  uint64_t total, size_t len, bool missing)
+static void chunk_of(const char *dir, const char *name, struct node__blob_want *w, uint64_t offset,
+                     uint64_t total, size_t len, bool missing, bool busy)
 {
     Ehr__V1__BlobChunk c = EHR__V1__BLOB_CHUNK__INIT;
     c.record_id = (ProtobufCBinaryData){sizeof w->record_id, w->record_id};
@@ -42,10 +43,17 @@ static void chunk(const char *dir, const char *name, struct node__blob_want *w, 
     c.total_bytes = total;
     c.data = (ProtobufCBinaryData){len, piece};
     c.missing = missing;
+    c.busy = busy;
     Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
     pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK;
     pm.blob_chunk = &c;
     put(dir, name, &pm);
+}
+
+static void chunk(const char *dir, const char *name, struct node__blob_want *w, uint64_t offset,
+                  uint64_t total, size_t len, bool missing)
+{
+    chunk_of(dir, name, w, offset, total, len, missing, false);
 }
 
 int main(int argc, char **argv)
@@ -66,6 +74,11 @@ int main(int argc, char **argv)
     chunk(dir, "taken_last", &w, 2 * k, t, 10, false);
     chunk(dir, "missing", &w, 0, 0, 0, true);
     chunk(dir, "missing_with_data", &w, 0, 0, 1, true);
+    /* "Busy" at the fixed request's offset (k), and near misses. */
+    chunk_of(dir, "busy", &w, k, 0, 0, false, true);
+    chunk_of(dir, "busy_offset", &w, 2 * k, 0, 0, false, true);
+    chunk_of(dir, "busy_with_data", &w, k, 0, 1, false, true);
+    chunk_of(dir, "busy_and_missing", &w, k, 0, 0, true, true);
     chunk(dir, "offset", &w, k, t, 10, false);
     chunk(dir, "total", &w, 2 * k, t + 1, 10, false);
     chunk(dir, "short", &w, 2 * k, t, 9, false);

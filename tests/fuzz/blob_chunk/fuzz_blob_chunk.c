@@ -7,7 +7,9 @@
  * Oracles, each an abort: a check returns one of its four codes; a piece
  * it takes (0) is for the record, blob and offset asked, of the size
  * asked, never over NODE_BLOB_REPLICA_CHUNK_BYTES, and never runs past the
- * blob's end; "missing" is taken as ENOTFOUND only without data.
+ * blob's end; "missing" is taken as ENOTFOUND only without data; "busy"
+ * as EAGAIN only without data, without "missing", for the record, blob
+ * and offset asked.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,12 +32,25 @@ static void judge(const struct node__blob_want *w, const Ehr__V1__BlobChunk *c)
 {
     ehr_diag why;
     int rc = node__blob_chunk_check(w, c, &why);
-    check(rc == 0 || rc == EHR_EINVAL || rc == EHR_ETOOBIG || rc == EHR_ENOTFOUND);
-    if (rc == EHR_ENOTFOUND)
+    check(rc == 0 || rc == EHR_EINVAL || rc == EHR_ETOOBIG || rc == EHR_ENOTFOUND ||
+          rc == EHR_EAGAIN);
+    if (rc == EHR_ENOTFOUND) {
         check(c->missing && c->data.len == 0);
+        check(!c->busy);
+    }
+    if (rc == EHR_EAGAIN) {
+        check(c->busy && c->data.len == 0);
+        check(!c->missing);
+        check(c->record_id.len == sizeof w->record_id);
+        check(memcmp(c->record_id.data, w->record_id, sizeof w->record_id) == 0);
+        check(c->blob_id.len == sizeof w->blob_id);
+        check(memcmp(c->blob_id.data, w->blob_id, sizeof w->blob_id) == 0);
+        check(c->offset == w->offset);
+    }
     if (rc != 0)
         return;
     check(!c->missing);
+    check(!c->busy);
     check(c->record_id.len == sizeof w->record_id);
     check(memcmp(c->record_id.data, w->record_id, sizeof w->record_id) == 0);
     check(c->blob_id.len == sizeof w->blob_id);
