@@ -94,14 +94,19 @@ int node__blob_chunk_check(const struct node__blob_want *want, const Ehr__V1__Bl
         return ehr_diag_fail(diag, EHR_EINVAL, "a piece of another record or blob than asked");
     if (c->missing && c->busy)
         return ehr_diag_fail(diag, EHR_EINVAL, "a piece said both missing and busy");
+    /* Every answer, "busy" and "missing" too, is for the offset asked: an
+     * answer to an earlier question (a delayed one) is refused. */
+    if (c->offset != want->offset)
+        return ehr_diag_fail(diag, EHR_EINVAL,
+                             "%s at offset %" PRIu64 " when %" PRIu64 " was asked for",
+                             c->busy      ? "busy"
+                             : c->missing ? "missing"
+                                          : "a piece",
+                             c->offset, want->offset);
     if (c->busy) {
         if (c->data.len != 0)
             return ehr_diag_fail(diag, EHR_EINVAL, "a piece said busy carries %zu bytes",
                                  c->data.len);
-        if (c->offset != want->offset)
-            return ehr_diag_fail(diag, EHR_EINVAL,
-                                 "busy at offset %" PRIu64 " when %" PRIu64 " was asked for",
-                                 c->offset, want->offset);
         return ehr_diag_fail(diag, EHR_EAGAIN, "the member is busy serving others");
     }
     if (c->missing) {
@@ -110,10 +115,6 @@ int node__blob_chunk_check(const struct node__blob_want *want, const Ehr__V1__Bl
                                  c->data.len);
         return ehr_diag_fail(diag, EHR_ENOTFOUND, "the member does not serve this blob");
     }
-    if (c->offset != want->offset)
-        return ehr_diag_fail(diag, EHR_EINVAL,
-                             "a piece at offset %" PRIu64 " when %" PRIu64 " was asked for",
-                             c->offset, want->offset);
     if (c->total_bytes != want->total_bytes)
         return ehr_diag_fail(diag, EHR_EINVAL,
                              "a blob of %" PRIu64 " bytes when the anchor says %" PRIu64,

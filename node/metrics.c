@@ -384,6 +384,9 @@ static void render_api(struct node_metrics_text *t, const struct node_metrics_sn
             "Blob pieces and requests from peers refused (not asked for, wrong offset, size "
             "or length).",
             s->blob_pieces_refused_total);
+    counter(t, "ehr_blob_pieces_served_total",
+            "Blob pieces this node read and sent to peers that should hold them.",
+            s->blob_pieces_served_total);
     counter(t, "ehr_blob_busy_sent_total",
             "Blob piece requests from peers answered busy (at the limit of pieces being served, "
             "in all or to that peer).",

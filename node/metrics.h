@@ -189,6 +189,7 @@ struct node_metrics_snapshot {
     uint64_t blob_fetches_total;
     uint64_t blob_hash_mismatches_total;
     uint64_t blob_pieces_refused_total;
+    uint64_t blob_pieces_served_total;
     uint64_t blob_busy_sent_total;
     uint64_t blob_busy_received_total;
     /* Snapshots: transfers this node started as leader, and snapshots it

@@ -147,6 +147,7 @@ void node__metrics_publish(struct node *n)
     v->blob_fetches_total = n->replication.repair_fetch_count;
     v->blob_hash_mismatches_total = n->replication.hash_mismatch_count;
     v->blob_pieces_refused_total = n->replication.refused_chunk_count;
+    v->blob_pieces_served_total = n->replication.served_count;
     v->blob_busy_sent_total = n->replication.busy_sent_count;
     v->blob_busy_received_total = n->replication.busy_received_count;
     v->loop_turn_max_us = node__loop_turn_max_us(n);

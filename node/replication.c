@@ -239,6 +239,29 @@ static void fetch_log(struct node__blob_fetch *f, int level, const char *msg, co
     ehr_log(level, msg, "blob=%.16s bytes=%" PRIu64 " why=\"%s\"", hex, f->want.total_bytes, why);
 }
 
+/* Ask member M for the fetch's next piece. Returns 0, or non-zero when
+ * the message could not be queued (its queue full, or the link just went). */
+static int fetch_send(struct node__blob_fetch *f, const struct node_member *m)
+{
+    Ehr__V1__BlobFetch q = EHR__V1__BLOB_FETCH__INIT;
+    q.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, f->want.record_id};
+    q.blob_id = (ProtobufCBinaryData){NODE_BLOB_ID_BYTES, f->want.blob_id};
+    q.offset = f->want.offset;
+    Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
+    pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_FETCH;
+    pm.blob_fetch = &q;
+    uint8_t buf[128];
+    size_t len = ehr__v1__peer_message__get_packed_size(&pm);
+    EHR_ASSERT(len <= sizeof buf);
+    ehr__v1__peer_message__pack(&pm, buf);
+    if (p2p_send(f->node->peers.p2p, m->key, buf, len) != 0)
+        return -1;
+    f->waiting = true;
+    f->asked_count++;
+    f->deadline_ms = node__now_ms() + NODE_BLOB_FETCH_TIMEOUT_MS;
+    return 0;
+}
+
 /* Ask the current member, or the next one with a live link, for the next
  * piece; with none left, give up (ABORT) until the next pass. */
 static void fetch_ask(struct node__blob_fetch *f)
@@ -249,31 +272,18 @@ static void fetch_ask(struct node__blob_fetch *f)
     EHR_ASSERT(f->writer_open);
     for (; f->source < f->source_count; f->source++) {
         struct node_member *m = node__member_by_key(n, f->sources[f->source]);
-        if (m == NULL || m->self)
-            continue;
-        if (!m->link_up) {
-            f->skipped_count++;
-            continue;
+        if (m != NULL && !m->self && m->link_up && fetch_send(f, m) == 0)
+            return;
+        if (m != NULL && !m->self)
+            f->skipped_count++; /* no live link, its queue is full, or the link just went */
+        if (f->want.offset > 0) {
+            /* What was written came from this member: another one starts
+             * over from byte 0 (R2), as fetch_next does. */
+            f->source++;
+            f->want.offset = 0;
+            fetch_job_start(f, FETCH_RESTART);
+            return;
         }
-        Ehr__V1__BlobFetch q = EHR__V1__BLOB_FETCH__INIT;
-        q.record_id = (ProtobufCBinaryData){EHR_HASH_BYTES, f->want.record_id};
-        q.blob_id = (ProtobufCBinaryData){NODE_BLOB_ID_BYTES, f->want.blob_id};
-        q.offset = f->want.offset;
-        Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
-        pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_FETCH;
-        pm.blob_fetch = &q;
-        uint8_t buf[128];
-        size_t len = ehr__v1__peer_message__get_packed_size(&pm);
-        EHR_ASSERT(len <= sizeof buf);
-        ehr__v1__peer_message__pack(&pm, buf);
-        if (p2p_send(n->peers.p2p, m->key, buf, len) != 0) {
-            f->skipped_count++; /* its queue is full, or the link just went */
-            continue;
-        }
-        f->waiting = true;
-        f->asked_count++;
-        f->deadline_ms = node__now_ms() + NODE_BLOB_FETCH_TIMEOUT_MS;
-        return;
     }
     /* A member unreachable, or too busy to answer (it did not look
      * whether it serves the blob), may have it. */

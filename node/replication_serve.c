@@ -48,7 +48,7 @@ static void send_chunk(struct node *n, const struct node_member *to,
     Ehr__V1__PeerMessage pm = EHR__V1__PEER_MESSAGE__INIT;
     pm.kind_case = EHR__V1__PEER_MESSAGE__KIND_BLOB_CHUNK;
     pm.blob_chunk = &c;
-    node__send_kind(n, to, &pm); /* a full queue drops it: the fetcher asks again */
+    node__send_kind(n, to, &pm); /* a full queue drops it: the fetcher times out, asks the next */
 }
 
 /* The count of pieces being read for the member KEY; with ADD, a free

@@ -340,6 +340,10 @@ static void full_snapshot(struct node_metrics_snapshot *s)
     s->snapshot_sends_total = 4;
     s->snapshot_installs_total = 2;
     s->reads_refused_total = 9;
+    s->blobs_replicated_total = 21;
+    s->blob_pieces_served_total = 22;
+    s->blob_busy_sent_total = 23;
+    s->blob_busy_received_total = 24;
     s->loop_turn_max_us = 1234;
     s->serving = true;
     static const char *const reasons[NODE_METRICS_HEALTH_REASONS] = {"ok", "diverged", "stopping",
@@ -394,6 +398,10 @@ static void test_a_full_page_is_well_formed(void **state)
     assert_non_null(strstr(page, "xx\",status=\"UNAUTHENTICATED\"} 1\n"));
     assert_non_null(strstr(page, "\nehr_snapshot_sends_total 4\n"));
     assert_non_null(strstr(page, "\nehr_snapshot_installs_total 2\n"));
+    assert_non_null(strstr(page, "\nehr_blobs_replicated_total 21\n"));
+    assert_non_null(strstr(page, "\nehr_blob_pieces_served_total 22\n"));
+    assert_non_null(strstr(page, "\nehr_blob_busy_sent_total 23\n"));
+    assert_non_null(strstr(page, "\nehr_blob_busy_received_total 24\n"));
     /* Under the page bound with room to spare: the most members, the
      * longest names. */
     printf("a full page: %zu bytes\n", t.len);

@@ -207,6 +207,10 @@ static void test_chunk_taken_only_as_asked(void **state)
     c = chunk_of(&w, 0, 1);
     c.missing = true;
     assert_int_equal(node__blob_chunk_check(&w, &c, &why), EHR_EINVAL);
+    c = chunk_of(&w, NODE_BLOB_REPLICA_CHUNK_BYTES, 0); /* for another offset */
+    c.missing = true;
+    assert_int_equal(node__blob_chunk_check(&w, &c, &why), EHR_EINVAL);
+    assert_non_null(strstr(why.msg, "missing at offset"));
     /* R7: "busy" at the offset asked: ask again later, whatever its
      * total_bytes (the sender did not look it up); with data, at another
      * offset, of another record or blob, or with "missing" too, refused. */

@@ -7,9 +7,9 @@
  * Oracles, each an abort: a check returns one of its four codes; a piece
  * it takes (0) is for the record, blob and offset asked, of the size
  * asked, never over NODE_BLOB_REPLICA_CHUNK_BYTES, and never runs past the
- * blob's end; "missing" is taken as ENOTFOUND only without data; "busy"
- * as EAGAIN only without data, without "missing", for the record, blob
- * and offset asked.
+ * blob's end; "missing" is taken as ENOTFOUND only without data, for the
+ * offset asked; "busy" as EAGAIN only without data, without "missing",
+ * for the record, blob and offset asked.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,6 +37,7 @@ static void judge(const struct node__blob_want *w, const Ehr__V1__BlobChunk *c)
     if (rc == EHR_ENOTFOUND) {
         check(c->missing && c->data.len == 0);
         check(!c->busy);
+        check(c->offset == w->offset);
     }
     if (rc == EHR_EAGAIN) {
         check(c->busy && c->data.len == 0);
