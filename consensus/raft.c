@@ -1364,9 +1364,11 @@ int raft_step(struct raft *r, const struct raft_message *m)
         if (!keep_term)
             become_follower(r, m->term, from_leader ? m->from : 0);
     } else if (m->term < r->term) {
-        if ((r->opt.check_quorum || r->opt.pre_vote) &&
+        if ((r->opt.check_quorum || r->opt.pre_vote || r->restore_term != 0) &&
             (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT)) {
-            /* Tell a stale leader about the newer term, so it steps down. */
+            /* Tell a stale leader about the newer term, so it steps down. A
+             * restored node (I14) always does: it may not campaign, and
+             * only a leader of its term or a later one lets it catch up. */
             struct raft_message resp = {
                 .type = RAFT_MSG_APPEND_RESP, .to = m->from, .term = r->term};
             send(r, &resp, false);

@@ -1083,6 +1083,39 @@ static void test_restored_node_votes_only_once_caught_up(void **state)
     tn_free(&net);
 }
 
+/* I14, liveness: the restored node's term is above the leader's, and it
+ * may not campaign; without pre-vote or check-quorum a follower ignores a
+ * lower-term leader, so the restored one answers it with its term instead:
+ * the leader steps down, the next leads in a term the restored node
+ * follows, and it catches up. */
+static void test_restored_node_deposes_a_lower_term_leader_to_catch_up(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 3, 3, tweak_plain);
+    elect(&net, 1);
+    assert_int_equal(tn_propose(&net, 1, 2, 8), 0);
+    tn_settle(&net);
+    uint64_t term = tn_status(&net, 1).hard_state.term;
+    struct raft_status s3 = tn_status(&net, 3);
+    struct raft_snapshot_meta backup = {.index = s3.hard_state.commit,
+                                        .term = term_at(&net, 3, s3.hard_state.commit),
+                                        .config = s3.config};
+    assert_int_equal(tn_propose(&net, 1, 2, 8), 0);
+    tn_settle(&net);
+    tn_restore(&net, 3, &backup);
+    assert_int_equal(tn_status(&net, 3).hard_state.restore_term, term + 1);
+    for (int i = 0; i < 300 && tn_status(&net, 3).hard_state.restore_term != 0; i++) {
+        tn_tick(&net, 1); /* only the leader's clock runs: its heartbeats */
+        tn_settle(&net);
+        if (tn_leader(&net) == 0)
+            tn_tick_all(&net, 1);
+    }
+    assert_int_equal(tn_status(&net, 3).hard_state.restore_term, 0);
+    assert_true(tn_status(&net, tn_leader(&net)).hard_state.term > term);
+    assert_int_equal(tn_status(&net, 3).hard_state.commit, tn_status(&net, 1).hard_state.commit);
+    tn_free(&net);
+}
+
 /* I14 kept across a restart (it is hard state), and a restored node whose
  * storage claims a restore term above its term is refused as corrupt. */
 static void test_restore_term_survives_restart_and_is_checked(void **state)
@@ -1658,6 +1691,7 @@ int main(void)
         cmocka_unit_test(test_read_index_waits_for_own_term_commit),
         cmocka_unit_test(test_read_confirmed_only_by_rounds_sent),
         cmocka_unit_test(test_restored_node_votes_only_once_caught_up),
+        cmocka_unit_test(test_restored_node_deposes_a_lower_term_leader_to_catch_up),
         cmocka_unit_test(test_restore_term_survives_restart_and_is_checked),
         cmocka_unit_test(test_restart_recovers_persisted_state),
         cmocka_unit_test(test_sole_voter_appends_wait_for_durable_term),
