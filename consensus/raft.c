@@ -525,8 +525,10 @@ static void campaign(struct raft *r, enum campaign_kind kind)
 {
     if (!promotable(r) || r->term >= RAFT_TERM_MAX)
         return; /* at the bound the next term would not be accepted (I1) */
+#ifndef RAFT_TEST_BUG_RESTORED_VOTES
     if (r->restore_term != 0)
         return; /* I14: restored, not caught up: no campaign, not even on a transfer */
+#endif
     uint64_t term;
     enum raft_message_type type;
     if (kind == CAMPAIGN_PRE) {
@@ -587,7 +589,11 @@ static void handle_vote(struct raft *r, const struct raft_message *m)
     bool sticky = pre && !m->transfer && in_lease(r);
     /* I14: a restored node may lack entries it helped commit; its vote could
      * elect a candidate that lacks them too. */
+#ifdef RAFT_TEST_BUG_RESTORED_VOTES
+    bool restoring = false; /* the bug: a restored node votes at once */
+#else
     bool restoring = r->restore_term != 0;
+#endif
     struct raft_message resp = {.type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP,
                                 .to = m->from};
     if (can_vote && up_to_date && !sticky && !restoring) {
