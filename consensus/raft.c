@@ -933,9 +933,11 @@ static bool maybe_commit(struct raft *r)
  * committed, an entry of term R or later: the entry at the commit index,
  * whose term is TERM. A leader of a term >= R was elected without any
  * restored node's vote, so by voters that all kept what they acknowledged;
- * its log held every entry committed before the restore (the restored
- * node took part in no term >= R before it), ahead of its own entries; a
- * log that matches it up to one of those holds them all.
+ * its log held every entry committed in earlier terms ahead of its own
+ * entries (leader completeness), and a log that matches it up to one of
+ * its own holds them all. Entries committed in terms >= R never counted
+ * this node (it took part in no such term before its restore): it may
+ * lack them as any lagging follower may.
  */
 static void restore_check(struct raft *r, uint64_t term)
 {

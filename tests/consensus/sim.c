@@ -330,8 +330,8 @@ struct sim_node {
     bool joined;    /* has been in a committed configuration */
     bool damaged;   /* a bit was flipped on its disk (found or not yet) */
     bool restoring; /* restored from a backup, not caught up yet (I14) */
-    /* at its restore: the highest index any node knew committed, which it
-     * must hold once it votes again */
+    /* at its restore: the highest index known committed in a term below its
+     * restore term, which it must hold once it votes again (I14) */
     uint64_t restore_floor;
     uint32_t gen; /* bumped at every crash: stale restarts are ignored */
     struct raft *r;
@@ -673,7 +673,19 @@ static void restore(struct sim *s, struct sim_node *nd, const struct backup *b)
     nd->disk = fresh;
     nd->durable_hs = hs;
     nd->restoring = true;
-    nd->restore_floor = s->committed_max;
+    /* Terms only grow along a log: the last index known committed in a
+     * term below the restore term (entries inside installed snapshots are
+     * not recorded; one below a recorded one is of no later term). Entries
+     * committed in later terms never counted this node (it took part in no
+     * such term), so it needs them no more than any follower that lags. */
+    nd->restore_floor = 0;
+    for (uint64_t i = s->committed_max; i > 0; i--) {
+        uint64_t t = vec_get(&s->committed_term, i);
+        if (t != 0 && t < term) {
+            nd->restore_floor = i;
+            break;
+        }
+    }
     s->res->restores++;
     trace(s, "crash n%llu, restored from its snapshot at %llu (term %llu), restore term %llu",
           (unsigned long long)nd->id, (unsigned long long)b->meta.index,
@@ -1106,7 +1118,7 @@ static void check_restoring(struct sim *s, struct sim_node *nd, const struct raf
     if (st->hard_state.commit < nd->restore_floor)
         violation(s,
                   "S11 restored node %llu votes again at commit %llu, below %llu known "
-                  "committed when it was restored",
+                  "committed in an earlier term when it was restored",
                   (unsigned long long)nd->id, (unsigned long long)st->hard_state.commit,
                   (unsigned long long)nd->restore_floor);
 }
