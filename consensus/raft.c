@@ -168,6 +168,13 @@ static bool promotable(const struct raft *r)
     return r->conf_index > r->commit && raft_config_is_voter(&r->conf_prev, r->id);
 }
 
+/* The hard state as it is now (what the next batch persists). */
+static struct raft_hard_state hard_state_now(const struct raft *r)
+{
+    return (struct raft_hard_state){
+        .term = r->term, .vote = r->vote, .commit = r->commit, .restore_term = r->restore_term};
+}
+
 /* ---- outbox ---- */
 
 /*
@@ -518,6 +525,10 @@ static void campaign(struct raft *r, enum campaign_kind kind)
 {
     if (!promotable(r) || r->term >= RAFT_TERM_MAX)
         return; /* at the bound the next term would not be accepted (I1) */
+#ifndef RAFT_TEST_BUG_RESTORED_VOTES
+    if (r->restore_term != 0)
+        return; /* I14: restored, not caught up: no campaign, not even on a transfer */
+#endif
     uint64_t term;
     enum raft_message_type type;
     if (kind == CAMPAIGN_PRE) {
@@ -576,9 +587,16 @@ static void handle_vote(struct raft *r, const struct raft_message *m)
 #endif
     /* Leader stickiness: a node that hears from a leader refuses pre-votes. */
     bool sticky = pre && !m->transfer && in_lease(r);
+    /* I14: a restored node may lack entries it helped commit; its vote could
+     * elect a candidate that lacks them too. */
+#ifdef RAFT_TEST_BUG_RESTORED_VOTES
+    bool restoring = false; /* the bug: a restored node votes at once */
+#else
+    bool restoring = r->restore_term != 0;
+#endif
     struct raft_message resp = {.type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP,
                                 .to = m->from};
-    if (can_vote && up_to_date && !sticky) {
+    if (can_vote && up_to_date && !sticky && !restoring) {
         resp.term = m->term;
         if (!pre) {
             RAFT_ASSERT(m->term == r->term);
@@ -910,6 +928,26 @@ static bool maybe_commit(struct raft *r)
     return true;
 }
 
+/*
+ * I14: a restored node (restore_term R) votes again once it holds,
+ * committed, an entry of term R or later: the entry at the commit index,
+ * whose term is TERM. A leader of a term >= R was elected without any
+ * restored node's vote, so by voters that all kept what they acknowledged;
+ * its log held every entry committed in earlier terms ahead of its own
+ * entries (leader completeness), and a log that matches it up to one of
+ * its own holds them all. Entries committed in terms >= R never counted
+ * this node (it took part in no such term before its restore): it may
+ * lack them as any lagging follower may.
+ */
+static void restore_check(struct raft *r, uint64_t term)
+{
+    if (r->restore_term == 0 || term < r->restore_term)
+        return;
+    RAFT_ASSERT(r->term >= term);
+    r->restore_term = 0;
+    r->stats.restores_completed++;
+}
+
 /* Follower: learn a commit index (I7: never past the log, never back). */
 static void commit_to(struct raft *r, uint64_t index)
 {
@@ -917,6 +955,9 @@ static void commit_to(struct raft *r, uint64_t index)
         return;
     RAFT_ASSERT(index <= raft__log_last(r));
     r->commit = index;
+    uint64_t term = 0;
+    if (r->restore_term != 0 && raft__log_term(r, index, &term) == 0)
+        restore_check(r, term);
 }
 
 /* ---- read-index (I12) ---- */
@@ -1079,6 +1120,7 @@ static void handle_snapshot(struct raft *r, const struct raft_message *m)
         r->conf_prev_index = meta->index;
         r->chunk.install = true;
         r->stats.snapshots_installed++;
+        restore_check(r, meta->term);
     }
     struct raft_message resp = {
         .type = RAFT_MSG_APPEND_RESP, .to = m->from, .term = r->term, .index = meta->index};
@@ -1330,9 +1372,11 @@ int raft_step(struct raft *r, const struct raft_message *m)
         if (!keep_term)
             become_follower(r, m->term, from_leader ? m->from : 0);
     } else if (m->term < r->term) {
-        if ((r->opt.check_quorum || r->opt.pre_vote) &&
+        if ((r->opt.check_quorum || r->opt.pre_vote || r->restore_term != 0) &&
             (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT)) {
-            /* Tell a stale leader about the newer term, so it steps down. */
+            /* Tell a stale leader about the newer term, so it steps down. A
+             * restored node (I14) always does: it may not campaign, and
+             * only a leader of its term or a later one lets it catch up. */
             struct raft_message resp = {
                 .type = RAFT_MSG_APPEND_RESP, .to = m->from, .term = r->term};
             send(r, &resp, false);
@@ -1606,7 +1650,7 @@ int raft_read_index(struct raft *r, uint64_t request)
 static bool hard_state_changed(const struct raft *r)
 {
     return r->term != r->hs_handed.term || r->vote != r->hs_handed.vote ||
-           r->commit != r->hs_handed.commit;
+           r->commit != r->hs_handed.commit || r->restore_term != r->hs_handed.restore_term;
 }
 
 static uint64_t apply_limit(const struct raft *r)
@@ -1700,8 +1744,7 @@ int raft_ready_get(struct raft *r, struct raft_ready *rd)
         return r->halted;
     if (hard_state_changed(r)) {
         rd->hard_state_changed = true;
-        rd->hard_state =
-            (struct raft_hard_state){.term = r->term, .vote = r->vote, .commit = r->commit};
+        rd->hard_state = hard_state_now(r);
     }
     if (r->chunk_pending)
         rd->snapshot = &r->chunk;
@@ -1768,7 +1811,7 @@ int raft_ready_advance(struct raft *r)
         r->conf_applied = r->conf_applying;
         r->conf_applying_set = false;
     }
-    r->hs_handed = (struct raft_hard_state){.term = r->term, .vote = r->vote, .commit = r->commit};
+    r->hs_handed = hard_state_now(r);
     r->chunk_pending = false;
     memset(&r->chunk, 0, sizeof r->chunk);
     r->out_now.count = 0;
@@ -1868,7 +1911,8 @@ int raft_create(struct raft **out, const struct raft_options *opt, const struct 
     }
     if (hs.commit < snap.index)
         hs.commit = snap.index; /* the snapshot holds only committed entries */
-    if (hs.commit > last || (hs.vote != 0 && hs.term == 0) || hs.term > RAFT_TERM_MAX) {
+    if (hs.commit > last || (hs.vote != 0 && hs.term == 0) || hs.term > RAFT_TERM_MAX ||
+        hs.restore_term > hs.term) {
         raft_destroy(r);
         return EHR_ECORRUPT;
     }
@@ -1902,6 +1946,7 @@ int raft_create(struct raft **out, const struct raft_options *opt, const struct 
         r->vote = hs.vote;
     }
     r->commit = hs.commit;
+    r->restore_term = hs.restore_term;
     r->hs_handed = hs;
     r->applied = opt->applied > snap.index ? opt->applied : snap.index;
     if (r->applied > r->commit) {
@@ -1955,8 +2000,7 @@ void raft_status_get(const struct raft *r, struct raft_status *out)
     out->id = r->id;
     out->role = r->role;
     out->leader = r->leader;
-    out->hard_state =
-        (struct raft_hard_state){.term = r->term, .vote = r->vote, .commit = r->commit};
+    out->hard_state = hard_state_now(r);
     out->applied = r->applied;
     out->first_index = raft__log_first(r);
     out->last_index = raft__log_last(r);

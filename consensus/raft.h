@@ -92,6 +92,15 @@ struct raft_hard_state {
     uint64_t term;   /* current term, never decreases */
     raft_id vote;    /* whom this node voted for in `term`, 0 if nobody */
     uint64_t commit; /* highest index known committed, never decreases */
+    /*
+     * 0, or the node was restored from a backup (I14, README.md): it has
+     * forgotten entries it once acknowledged, so it neither votes nor
+     * campaigns until it holds, committed, an entry of this term or a later
+     * one. Set only by whoever restores the node's storage (a term above
+     * every term the node knew, and its `term` at least this); the core
+     * clears it, never sets it.
+     */
+    uint64_t restore_term;
 };
 
 /* A cluster configuration: voters decide, learners only receive the committed log (I13). */
@@ -416,8 +425,9 @@ struct raft_stats {
     uint64_t appends_rejected; /* appends this node refused (log mismatch) */
     uint64_t snapshots_sent;   /* snapshot transfers started */
     uint64_t snapshots_installed;
-    uint64_t transfers_aborted; /* leadership transfers that timed out */
-    uint64_t quorum_lost;       /* check-quorum step-downs */
+    uint64_t transfers_aborted;  /* leadership transfers that timed out */
+    uint64_t quorum_lost;        /* check-quorum step-downs */
+    uint64_t restores_completed; /* I14: restore_term cleared, this node votes again */
 };
 
 void raft_stats_get(const struct raft *r, struct raft_stats *out);
@@ -449,7 +459,9 @@ uint32_t raft_crc32c(uint32_t crc, const uint8_t *data, size_t size);
 enum {
     RAFT_ENTRY_RECORD_HEADER_BYTES = 1 + 1 + 8 + 8 + 4, /* version type term index size */
     RAFT_RECORD_CRC_BYTES = 4,
-    RAFT_HARD_STATE_RECORD_BYTES = 1 + 8 + 8 + 8 + 4,
+    /* at most: a hard state without restore_term is written in the older,
+     * shorter form (1 + 8 + 8 + 8 + 4), which every version reads */
+    RAFT_HARD_STATE_RECORD_BYTES = 1 + 8 + 8 + 8 + 8 + 4,
     RAFT_SNAPSHOT_META_RECORD_BYTES = 1 + 8 + 8 + RAFT_CONFIG_ENCODED_BYTES_MAX + 4
 };
 

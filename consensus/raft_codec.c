@@ -253,33 +253,59 @@ int raft_entry_record_decode(const uint8_t *buf, size_t size, struct raft_entry 
     return 0;
 }
 
+/*
+ * A hard state: [version u8][term u64][vote u64][commit u64][crc u32], or,
+ * for a restored node (restore_term non-zero), version
+ * HARD_STATE_RESTORED_VERSION with [restore_term u64] before the crc. The
+ * common form is the first one, byte for byte as before restore_term
+ * existed, so a node that was never restored writes what an older version
+ * reads.
+ */
+enum {
+    HARD_STATE_RESTORED_VERSION = 2,
+    HARD_STATE_BODY_BYTES = 1 + 8 + 8 + 8,
+    HARD_STATE_PLAIN_BYTES = HARD_STATE_BODY_BYTES + RAFT_RECORD_CRC_BYTES
+};
+_Static_assert(HARD_STATE_PLAIN_BYTES + 8 == RAFT_HARD_STATE_RECORD_BYTES,
+               "the restored form adds restore_term");
+
 int raft_hard_state_record_encode(const struct raft_hard_state *hs, uint8_t *buf, size_t cap)
 {
     if (hs == NULL)
         return EHR_EINVAL;
-    if (cap < RAFT_HARD_STATE_RECORD_BYTES)
+    size_t body = HARD_STATE_BODY_BYTES + (hs->restore_term != 0 ? 8 : 0);
+    if (cap < body + RAFT_RECORD_CRC_BYTES)
         return EHR_ETOOBIG;
-    buf[0] = CODEC_VERSION;
+    buf[0] = hs->restore_term != 0 ? HARD_STATE_RESTORED_VERSION : CODEC_VERSION;
     put64(buf + 1, hs->term);
     put64(buf + 9, hs->vote);
     put64(buf + 17, hs->commit);
-    put32(buf + 25, raft_crc32c(0, buf, 25));
-    return RAFT_HARD_STATE_RECORD_BYTES;
+    if (hs->restore_term != 0)
+        put64(buf + 25, hs->restore_term);
+    put32(buf + body, raft_crc32c(0, buf, body));
+    return (int)(body + RAFT_RECORD_CRC_BYTES);
 }
 
 int raft_hard_state_record_decode(const uint8_t *buf, size_t size, struct raft_hard_state *out)
 {
-    if (buf == NULL || size < RAFT_HARD_STATE_RECORD_BYTES)
+    if (buf == NULL || size < HARD_STATE_PLAIN_BYTES)
         return EHR_ETRUNCATED;
     if (size > RAFT_HARD_STATE_RECORD_BYTES)
         return EHR_EINVAL;
-    if (check_crc(buf, 25) != 0)
+    size_t body = size - RAFT_RECORD_CRC_BYTES;
+    if (check_crc(buf, body) != 0)
         return EHR_ECORRUPT;
-    if (buf[0] != CODEC_VERSION)
+    bool restored = buf[0] == HARD_STATE_RESTORED_VERSION;
+    if (!restored && buf[0] != CODEC_VERSION)
         return EHR_EVERSION;
+    if (body != HARD_STATE_BODY_BYTES + (restored ? 8 : 0))
+        return EHR_EINVAL; /* a length its version does not have */
     out->term = get64(buf + 1);
     out->vote = get64(buf + 9);
     out->commit = get64(buf + 17);
+    out->restore_term = restored ? get64(buf + 25) : 0;
+    if (restored && out->restore_term == 0)
+        return EHR_EINVAL; /* the restored form always carries one */
     return 0;
 }
 

@@ -115,6 +115,7 @@ struct raft {
     uint64_t term;
     raft_id vote;
     uint64_t commit;
+    uint64_t restore_term;            /* I14: non-zero while a restored node catches up */
     struct raft_hard_state hs_handed; /* last hard state handed to the caller */
 
     /* volatile */

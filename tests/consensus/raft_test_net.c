@@ -237,6 +237,32 @@ void tn_restart(struct tn_net *net, raft_id id)
     start(net, id);
 }
 
+void tn_restore(struct tn_net *net, raft_id id, const struct raft_snapshot_meta *meta)
+{
+    struct tn_node *n = tn_node(net, id);
+    struct raft_storage st;
+    raft_mem_storage_interface(n->ms, &st);
+    struct raft_hard_state old = {0};
+    int err = st.hard_state(st.ctx, &old);
+    if (err != 0)
+        die("hard state", err);
+    if (n->up)
+        tn_crash(net, id);
+    raft_mem_storage_destroy(n->ms);
+    n->ms = raft_mem_storage_create(id % 2 == 1);
+    uint8_t data[16] = {0};
+    err = raft_mem_storage_stage_chunk(n->ms, 0, data, sizeof data);
+    if (err == 0)
+        err = raft_mem_storage_install_staged(n->ms, meta);
+    if (err != 0)
+        die("restore", err);
+    uint64_t term = (old.term > meta->term ? old.term : meta->term) + 1;
+    struct raft_hard_state hs = {.term = term, .commit = meta->index, .restore_term = term};
+    raft_mem_storage_set_hard_state(n->ms, &hs);
+    n->applied = meta->index;
+    start(net, id);
+}
+
 int tn_propose(struct tn_net *net, raft_id id, int count, uint32_t size)
 {
     uint8_t *buf = ehr_calloc(1, size > 0 ? size : 1);

@@ -77,6 +77,12 @@ void tn_heal(struct tn_net *net);                /* remove every cut */
 void tn_crash(struct tn_net *net, raft_id id);   /* drop the instance; storage survives */
 void tn_restart(struct tn_net *net, raft_id id);
 
+/* Restore node id from a backup of the committed state up to META (I14):
+ * its storage replaced by that snapshot with an empty log after it, its
+ * hard state one term above both its own and the backup's, no vote, that
+ * term as restore_term; then started. */
+void tn_restore(struct tn_net *net, raft_id id, const struct raft_snapshot_meta *meta);
+
 /* Propose `count` NORMAL entries of `size` bytes on node id. Returns the
  * first error, else 0. */
 int tn_propose(struct tn_net *net, raft_id id, int count, uint32_t size);

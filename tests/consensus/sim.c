@@ -29,6 +29,10 @@ enum {
     DRAIN_UNITS = 2500,
     READY_LOOPS_MAX = 64,
     DISK_REWRITE_BYTES = 256 * 1024,
+    /* of the crashes in chaos where the cluster can lose the node: the
+     * node comes back restored from its latest snapshot (I14) */
+    RESTORE_PPM = 300000,
+    BACKUP_DATA_BYTES_MAX = 16 + 600, /* take_snapshot's data at most */
 };
 
 /* ---- deterministic randomness ---- */
@@ -322,9 +326,13 @@ struct event {
 struct sim_node {
     raft_id id; /* 0: empty slot */
     bool up;
-    bool corrupt; /* refused to start: a flipped bit on its disk */
-    bool joined;  /* has been in a committed configuration */
-    bool damaged; /* a bit was flipped on its disk (found or not yet) */
+    bool corrupt;   /* refused to start: a flipped bit on its disk */
+    bool joined;    /* has been in a committed configuration */
+    bool damaged;   /* a bit was flipped on its disk (found or not yet) */
+    bool restoring; /* restored from a backup, not caught up yet (I14) */
+    /* at its restore: the highest index known committed in a term below its
+     * restore term, which it must hold once it votes again (I14) */
+    uint64_t restore_floor;
     uint32_t gen; /* bumped at every crash: stale restarts are ignored */
     struct raft *r;
     struct raft_mem_storage *ms;
@@ -342,6 +350,9 @@ struct sim {
     struct sim_options opt;
     struct sim_result *res;
     struct rng rng;
+    /* the restores' own stream: a history without a restore draws from
+     * `rng` exactly as before restores existed */
+    struct rng restore_rng;
     uint64_t now;
     uint64_t seq;
     struct event *heap;
@@ -583,12 +594,14 @@ static void schedule_restart(struct sim *s, uint32_t slot, uint64_t delay)
                               .gen = s->nodes[slot].gen});
 }
 
-/* Nodes whose disk took a flipped bit, detected yet or not. */
+/* Nodes whose disk took a flipped bit, detected yet or not, and nodes
+ * restored that do not vote yet: both lost to the cluster for now. */
 static uint32_t damaged_count(const struct sim *s)
 {
     uint32_t n = 0;
     for (uint32_t i = 0; i < s->n; i++)
-        n += s->nodes[i].id != 0 && (s->nodes[i].corrupt || s->nodes[i].damaged);
+        n += s->nodes[i].id != 0 &&
+             (s->nodes[i].corrupt || s->nodes[i].damaged || s->nodes[i].restoring);
     return n;
 }
 
@@ -618,10 +631,73 @@ static bool can_lose(const struct sim *s, uint32_t slot)
     return true;
 }
 
+/* A backup of a node: its latest snapshot, and the highest term it knew. */
+struct backup {
+    struct raft_snapshot_meta meta;
+    uint8_t data[BACKUP_DATA_BYTES_MAX];
+    uint64_t size;
+    uint64_t term;
+};
+
+static bool backup_take(struct sim_node *nd, struct backup *b)
+{
+    struct raft_storage st;
+    raft_mem_storage_interface(nd->ms, &st);
+    uint64_t size = 0;
+    if (st.snapshot_meta(st.ctx, &b->meta, &size) != 0 || b->meta.index == 0)
+        return false;
+    const uint8_t *data = raft_mem_storage_snapshot_data(nd->ms, &size);
+    if (size > sizeof b->data)
+        abort();
+    memcpy(b->data, data, (size_t)size);
+    b->size = size;
+    uint64_t term = node_status(nd).hard_state.term; /* at least the durable one */
+    b->term = term > nd->durable_hs.term ? term : nd->durable_hs.term;
+    return true;
+}
+
+/*
+ * Restore a crashed node from backup B as an operator would (I14): the
+ * disk holds the snapshot alone, and a hard state one term above every
+ * term the node knew, with no vote and that term as restore_term. Whatever
+ * it acknowledged after the snapshot is gone.
+ */
+static void restore(struct sim *s, struct sim_node *nd, const struct backup *b)
+{
+    uint64_t term = (b->term > b->meta.term ? b->term : b->meta.term) + 1;
+    struct raft_hard_state hs = {.term = term, .commit = b->meta.index, .restore_term = term};
+    struct disk fresh = {0};
+    disk_put_snapshot(&fresh, REC_SNAP_INSTALL, &b->meta, b->meta.index, b->data, b->size);
+    disk_put_hs(&fresh, &hs);
+    ehr_free(nd->disk.buf);
+    nd->disk = fresh;
+    nd->durable_hs = hs;
+    nd->restoring = true;
+    /* Terms only grow along a log: the last index known committed in a
+     * term below the restore term (entries inside installed snapshots are
+     * not recorded; one below a recorded one is of no later term). Entries
+     * committed in later terms never counted this node (it took part in no
+     * such term), so it needs them no more than any follower that lags. */
+    nd->restore_floor = 0;
+    for (uint64_t i = s->committed_max; i > 0; i--) {
+        uint64_t t = vec_get(&s->committed_term, i);
+        if (t != 0 && t < term) {
+            nd->restore_floor = i;
+            break;
+        }
+    }
+    s->res->restores++;
+    trace(s, "crash n%llu, restored from its snapshot at %llu (term %llu), restore term %llu",
+          (unsigned long long)nd->id, (unsigned long long)b->meta.index,
+          (unsigned long long)b->meta.term, (unsigned long long)term);
+}
+
 static void crash(struct sim *s, uint32_t slot, size_t torn_from)
 {
     struct sim_node *nd = &s->nodes[slot];
     nd->memo_config = node_status(nd).config;
+    struct backup b;
+    bool have_backup = !s->opt.no_restores && backup_take(nd, &b);
     raft_destroy(nd->r);
     nd->r = NULL;
     raft_mem_storage_destroy(nd->ms);
@@ -644,6 +720,11 @@ static void crash(struct sim *s, uint32_t slot, size_t torn_from)
         nd->disk.buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         trace(s, "crash n%llu with a flipped bit at byte %llu", (unsigned long long)nd->id,
               (unsigned long long)(bit / 8));
+    } else if (have_backup && !s->calm && rng_ppm(&s->restore_rng, RESTORE_PPM) &&
+               damaged_count(s) == 0 && can_lose(s, slot)) {
+        /* One lost node at a time, as for a broken disk: the restored one
+         * does not vote until it catches up. */
+        restore(s, nd, &b);
     } else {
         trace(s, "crash n%llu", (unsigned long long)nd->id);
     }
@@ -1015,6 +1096,33 @@ static void commit_seen(struct sim *s, uint64_t i, uint64_t term)
     }
 }
 
+/*
+ * S11 (I14): a restored node neither campaigns nor votes until it catches
+ * up; then it holds every entry known committed when it was restored.
+ */
+static void check_restoring(struct sim *s, struct sim_node *nd, const struct raft_status *st)
+{
+    if (st->hard_state.restore_term != 0) {
+        if (!s->opt.consequences_only && (st->role != RAFT_FOLLOWER || st->hard_state.vote != 0))
+            violation(s, "S11 restored node %llu is %s with vote %llu before catching up",
+                      (unsigned long long)nd->id, raft_role_name(st->role),
+                      (unsigned long long)st->hard_state.vote);
+        return;
+    }
+    if (!nd->restoring)
+        return;
+    nd->restoring = false;
+    s->res->restores_completed++;
+    trace(s, "n%llu caught up after its restore: commit %llu", (unsigned long long)nd->id,
+          (unsigned long long)st->hard_state.commit);
+    if (st->hard_state.commit < nd->restore_floor)
+        violation(s,
+                  "S11 restored node %llu votes again at commit %llu, below %llu known "
+                  "committed in an earlier term when it was restored",
+                  (unsigned long long)nd->id, (unsigned long long)st->hard_state.commit,
+                  (unsigned long long)nd->restore_floor);
+}
+
 static void check_node(struct sim *s, struct sim_node *nd)
 {
     struct raft_status st = node_status(nd);
@@ -1022,6 +1130,7 @@ static void check_node(struct sim *s, struct sim_node *nd)
         violation(s, "node %llu halted: %s", (unsigned long long)nd->id, ehr_errname(st.halted));
         return;
     }
+    check_restoring(s, nd, &st);
     uint64_t term = st.hard_state.term;
     if (term < nd->memo_term)
         violation(s, "I1 node %llu went from term %llu back to %llu", (unsigned long long)nd->id,
@@ -1615,6 +1724,7 @@ int sim_run(const struct sim_options *opt, struct sim_result *result)
         s->opt.trace_out = stderr;
     s->res = result;
     s->rng.s = opt->seed * 0x2545f4914f6cdd1dULL + 1;
+    s->restore_rng.s = opt->seed * 0x9e3779b97f4a7c15ULL + 0x5eed;
     /* drawn even when given, so that --nodes K replays a seed exactly */
     s->n = SIM_NODES_MIN + (uint32_t)rng_below(&s->rng, SIM_NODES_MAX - SIM_NODES_MIN + 1);
     if (opt->nodes != 0)

@@ -4,7 +4,8 @@
  * 3 to 7 raft instances in one process on a virtual clock; a network that
  * drops, delays, duplicates, reorders and partitions (symmetric and one-way);
  * crashes that lose whatever was not persisted; a simulated disk with torn
- * last writes and flipped bits that restart must detect; membership changes,
+ * last writes and flipped bits that restart must detect; nodes restored
+ * from a backup (an older snapshot, its log after it lost); membership changes,
  * leadership transfers, snapshots, read-index reads and client proposals
  * throughout. After every step it checks the safety properties listed in
  * consensus/README.md (S1..S9) and, in calm periods, liveness (L1).
@@ -33,6 +34,9 @@ struct sim_options {
      * and check only their consequences (split votes, lost or diverging
      * entries): to measure how quickly those alone expose a bug. */
     bool consequences_only;
+    /* No restores from a backup (I14): the histories of seeds found before
+     * the simulator restored nodes, replayed exactly. */
+    bool no_restores;
 };
 
 struct sim_result {
@@ -49,7 +53,9 @@ struct sim_result {
     uint64_t config_changes;
     uint64_t transfers;
     uint64_t reads;
-    uint64_t calm_checks; /* liveness checks passed */
+    uint64_t calm_checks;        /* liveness checks passed */
+    uint64_t restores;           /* nodes restored from a backup (I14) */
+    uint64_t restores_completed; /* ... that caught up and vote again */
 };
 
 /* Run one seed. Returns 0 (result filled; result->violated tells) or a

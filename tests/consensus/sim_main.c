@@ -2,7 +2,7 @@
  * sim_main.c - ehr-sim: run the consensus simulator over a range of seeds.
  *
  *   ehr-sim [--seed N] [--seeds COUNT] [--nodes K] [--steps N] [--trace]
- *           [--expect-violation] [--budget-env] [--no-rule-checks]
+ *           [--expect-violation] [--budget-env] [--no-rule-checks] [--no-restores]
  *
  * --seed N runs (and with --trace prints) exactly one seed, reproducing a
  * failure; --seeds COUNT runs seeds N..N+COUNT-1. Prints the seed budget,
@@ -12,7 +12,9 @@
  * violated. --budget-env lets EHR_SIM_SEEDS / EHR_SIM_STEPS override the
  * budget (CI uses it; sanitizer builds divide the default by four).
  * --no-rule-checks checks only the consequences of a broken rule (see
- * sim.h), to measure how quickly they alone expose a bug.
+ * sim.h), to measure how quickly they alone expose a bug. --no-restores
+ * restores no node from a backup: a seed found before restores existed
+ * replays its history exactly.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -53,14 +55,15 @@ static double now_seconds(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: ehr-sim [--seed N] [--seeds COUNT] [--nodes K] [--steps N] [--trace]\n"
-                    "               [--expect-violation] [--budget-env] [--no-rule-checks]\n");
+                    "               [--expect-violation] [--budget-env] [--no-rule-checks]\n"
+                    "               [--no-restores]\n");
 }
 
 int main(int argc, char **argv)
 {
     uint64_t seed = 1, seeds = 1, nodes = 0, steps = 20000;
     bool single = false, trace = false, expect = false, budget_env = false, seeds_given = false;
-    bool consequences_only = false;
+    bool consequences_only = false, no_restores = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -87,6 +90,8 @@ int main(int argc, char **argv)
             budget_env = true;
         } else if (strcmp(a, "--no-rule-checks") == 0) {
             consequences_only = true;
+        } else if (strcmp(a, "--no-restores") == 0) {
+            no_restores = true;
         } else {
             err = EHR_EINVAL;
         }
@@ -114,14 +119,16 @@ int main(int argc, char **argv)
     }
     double start = now_seconds();
     uint64_t total_steps = 0, violations = 0, acked = 0, committed = 0, crashes = 0, torn = 0,
-             corrupt = 0, snaps = 0, confs = 0, transfers = 0, reads = 0, calm = 0, leaders = 0;
+             corrupt = 0, snaps = 0, confs = 0, transfers = 0, reads = 0, calm = 0, leaders = 0,
+             restores = 0, restored = 0;
     uint64_t run = 0;
     for (uint64_t k = 0; k < seeds; k++, run++) {
         struct sim_options opt = {.seed = seed + k,
                                   .nodes = (uint32_t)nodes,
                                   .steps = steps,
                                   .trace = trace,
-                                  .consequences_only = consequences_only};
+                                  .consequences_only = consequences_only,
+                                  .no_restores = no_restores};
         struct sim_result res;
         if (sim_run(&opt, &res) != 0) {
             usage();
@@ -139,6 +146,8 @@ int main(int argc, char **argv)
         reads += res.reads;
         calm += res.calm_checks;
         leaders += res.leaders;
+        restores += res.restores;
+        restored += res.restores_completed;
         if (res.violated) {
             violations++;
             if (expect) {
@@ -157,11 +166,13 @@ int main(int argc, char **argv)
            (unsigned long long)violations);
     printf(SIM_NAME ": %llu leaders, %llu entries committed, %llu proposals acked, %llu reads, "
                     "%llu crashes (%llu torn writes, %llu corrupt disks refused), %llu snapshots "
-                    "installed, %llu config changes, %llu transfers, %llu calm checks\n",
+                    "installed, %llu config changes, %llu transfers, %llu calm checks, %llu "
+                    "restores (%llu caught up)\n",
            (unsigned long long)leaders, (unsigned long long)committed, (unsigned long long)acked,
            (unsigned long long)reads, (unsigned long long)crashes, (unsigned long long)torn,
            (unsigned long long)corrupt, (unsigned long long)snaps, (unsigned long long)confs,
-           (unsigned long long)transfers, (unsigned long long)calm);
+           (unsigned long long)transfers, (unsigned long long)calm, (unsigned long long)restores,
+           (unsigned long long)restored);
     printf(SIM_NAME ": %.2f s, %.1f seeds/s, %.0f steps/s\n", secs, (double)run / secs,
            (double)total_steps / secs);
     if (expect) {

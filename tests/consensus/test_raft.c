@@ -1007,6 +1007,165 @@ static void test_read_confirmed_only_by_rounds_sent(void **state)
 }
 
 /* A restarted node recovers its term, vote, commit index and configuration. */
+/*
+ * I14: a node restored from a backup has forgotten entries it helped
+ * commit. Here nodes 1 and 3 commit entries that node 2 (cut off) lacks;
+ * 3 is restored from a backup taken before them and 1 goes down. 2 and 3
+ * hold the same log, so 3's vote would elect 2 without the committed
+ * entries; 3 refuses it, and campaigns neither on its timeout nor when told
+ * to. Once 1 is back and leads, 3 catches up from it, and votes again only
+ * then.
+ */
+static void test_restored_node_votes_only_once_caught_up(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 3, 3, NULL);
+    elect(&net, 1);
+    assert_int_equal(tn_propose(&net, 1, 3, 8), 0);
+    tn_settle(&net);
+    struct raft_status s3 = tn_status(&net, 3);
+    struct raft_snapshot_meta backup = {.index = s3.hard_state.commit,
+                                        .term = term_at(&net, 3, s3.hard_state.commit),
+                                        .config = s3.config};
+    uint64_t old_term = s3.hard_state.term;
+
+    tn_isolate(&net, 2);
+    assert_int_equal(tn_propose(&net, 1, 3, 8), 0);
+    tn_settle(&net);
+    uint64_t committed = tn_status(&net, 1).hard_state.commit;
+    assert_int_equal(committed, backup.index + 3);
+    assert_int_equal(tn_status(&net, 3).last_index, committed);
+
+    tn_restore(&net, 3, &backup);
+    s3 = tn_status(&net, 3);
+    assert_int_equal(s3.hard_state.term, old_term + 1);
+    assert_int_equal(s3.hard_state.restore_term, old_term + 1);
+    assert_int_equal(s3.last_index, backup.index);
+    tn_crash(&net, 1);
+    tn_heal(&net);
+    tn_tick_all(&net, 100);
+    assert_int_equal(tn_leader(&net), 0);
+    assert_int_equal(stats_of(&net, 3).elections, 0);
+    assert_int_equal(tn_status(&net, 3).hard_state.vote, 0);
+    force_campaign(&net, 3);
+    tn_settle(&net);
+    assert_int_equal(tn_status(&net, 3).role, RAFT_FOLLOWER);
+    /* 2 asks without pre-vote too: refused */
+    struct raft_status s2 = tn_status(&net, 2);
+    struct raft_message req = {.type = RAFT_MSG_VOTE,
+                               .from = 2,
+                               .to = 3,
+                               .term = tn_status(&net, 3).hard_state.term + 1,
+                               .index = s2.last_index,
+                               .log_term = term_at(&net, 2, s2.last_index)};
+    assert_int_equal(raft_step(tn_node(&net, 3)->r, &req), 0);
+    tn_settle(&net);
+    assert_int_equal(tn_status(&net, 3).hard_state.vote, 0);
+    assert_int_not_equal(tn_status(&net, 2).role, RAFT_LEADER);
+
+    tn_restart(&net, 1);
+    for (int i = 0; i < 300 && tn_status(&net, 3).hard_state.restore_term != 0; i++)
+        tn_tick_all(&net, 1);
+    assert_int_equal(tn_leader(&net), 1);
+    s3 = tn_status(&net, 3);
+    assert_int_equal(s3.hard_state.restore_term, 0);
+    assert_int_equal(stats_of(&net, 3).restores_completed, 1);
+    assert_true(s3.hard_state.commit > committed);
+    for (uint64_t i = backup.index + 1; i <= committed; i++) {
+        assert_int_equal(term_at(&net, 3, i), term_at(&net, 1, i));
+        assert_int_equal(tn_node(&net, 3)->applied_hash[i], tn_node(&net, 1)->applied_hash[i]);
+    }
+    /* caught up, it votes again: with 1 down, 2 and 3 elect a leader */
+    tn_crash(&net, 1);
+    for (int i = 0; i < 300 && tn_leader(&net) == 0; i++)
+        tn_tick_all(&net, 1);
+    assert_int_not_equal(tn_leader(&net), 0);
+    tn_free(&net);
+}
+
+/* I14, liveness: the restored node's term is above the leader's, and it
+ * may not campaign; without pre-vote or check-quorum a follower ignores a
+ * lower-term leader, so the restored one answers it with its term instead:
+ * the leader steps down, the next leads in a term the restored node
+ * follows, and it catches up. */
+static void test_restored_node_deposes_a_lower_term_leader_to_catch_up(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 3, 3, tweak_plain);
+    elect(&net, 1);
+    assert_int_equal(tn_propose(&net, 1, 2, 8), 0);
+    tn_settle(&net);
+    uint64_t term = tn_status(&net, 1).hard_state.term;
+    struct raft_status s3 = tn_status(&net, 3);
+    struct raft_snapshot_meta backup = {.index = s3.hard_state.commit,
+                                        .term = term_at(&net, 3, s3.hard_state.commit),
+                                        .config = s3.config};
+    assert_int_equal(tn_propose(&net, 1, 2, 8), 0);
+    tn_settle(&net);
+    tn_restore(&net, 3, &backup);
+    assert_int_equal(tn_status(&net, 3).hard_state.restore_term, term + 1);
+    for (int i = 0; i < 300 && tn_status(&net, 3).hard_state.restore_term != 0; i++) {
+        tn_tick(&net, 1); /* only the leader's clock runs: its heartbeats */
+        tn_settle(&net);
+        if (tn_leader(&net) == 0)
+            tn_tick_all(&net, 1);
+    }
+    assert_int_equal(tn_status(&net, 3).hard_state.restore_term, 0);
+    assert_true(tn_status(&net, tn_leader(&net)).hard_state.term > term);
+    assert_int_equal(tn_status(&net, 3).hard_state.commit, tn_status(&net, 1).hard_state.commit);
+    tn_free(&net);
+}
+
+/* I14 kept across a restart (it is hard state), and a restored node whose
+ * storage claims a restore term above its term is refused as corrupt. */
+static void test_restore_term_survives_restart_and_is_checked(void **state)
+{
+    struct tn_net net;
+    tn_init(&net, 3, 3, NULL);
+    elect(&net, 1);
+    assert_int_equal(tn_propose(&net, 1, 2, 8), 0);
+    tn_settle(&net);
+    struct raft_status s3 = tn_status(&net, 3);
+    struct raft_snapshot_meta backup = {.index = s3.hard_state.commit,
+                                        .term = term_at(&net, 3, s3.hard_state.commit),
+                                        .config = s3.config};
+    tn_isolate(&net, 3);
+    tn_restore(&net, 3, &backup);
+    uint64_t restore_term = tn_status(&net, 3).hard_state.restore_term;
+    assert_true(restore_term > 0);
+    tn_tick_all(&net, 50); /* cut off: nothing to catch up from */
+    tn_restart(&net, 3);
+    assert_int_equal(tn_status(&net, 3).hard_state.restore_term, restore_term);
+    tn_tick_all(&net, 50);
+    assert_int_equal(stats_of(&net, 3).elections, 0);
+
+    struct raft_hard_state bad = {.term = 4, .commit = backup.index, .restore_term = 5};
+    struct raft_mem_storage *ms = raft_mem_storage_create(true);
+    uint8_t data[16] = {0};
+    assert_int_equal(raft_mem_storage_stage_chunk(ms, 0, data, sizeof data), 0);
+    assert_int_equal(raft_mem_storage_install_staged(ms, &backup), 0);
+    raft_mem_storage_set_hard_state(ms, &bad);
+    struct raft_storage st;
+    raft_mem_storage_interface(ms, &st);
+    struct raft_options opt;
+    raft_options_default(&opt);
+    opt.id = 3;
+    opt.seed = 1;
+    struct raft *r = NULL;
+    assert_int_equal(raft_create(&r, &opt, &st), EHR_ECORRUPT);
+    bad.term = 5;
+    raft_mem_storage_set_hard_state(ms, &bad);
+    assert_int_equal(raft_create(&r, &opt, &st), 0);
+    raft_destroy(r);
+    raft_mem_storage_destroy(ms);
+
+    tn_heal(&net);
+    for (int i = 0; i < 300 && tn_status(&net, 3).hard_state.restore_term != 0; i++)
+        tn_tick_all(&net, 1);
+    assert_int_equal(tn_status(&net, 3).hard_state.restore_term, 0);
+    tn_free(&net);
+}
+
 static void test_restart_recovers_persisted_state(void **state)
 {
     struct tn_net net;
@@ -1531,6 +1690,9 @@ int main(void)
         cmocka_unit_test(test_leadership_transfer_completes_or_times_out),
         cmocka_unit_test(test_read_index_waits_for_own_term_commit),
         cmocka_unit_test(test_read_confirmed_only_by_rounds_sent),
+        cmocka_unit_test(test_restored_node_votes_only_once_caught_up),
+        cmocka_unit_test(test_restored_node_deposes_a_lower_term_leader_to_catch_up),
+        cmocka_unit_test(test_restore_term_survives_restart_and_is_checked),
         cmocka_unit_test(test_restart_recovers_persisted_state),
         cmocka_unit_test(test_sole_voter_appends_wait_for_durable_term),
         cmocka_unit_test(test_torn_hard_state_after_entries_restarts_at_log_term),

@@ -99,14 +99,48 @@ static void test_entry_record_round_trips_and_detects_corruption(void **state)
 
 static void test_hard_state_record_round_trips_and_detects_corruption(void **state)
 {
+    /* A node never restored writes the form every version reads: version
+     * 1, term, vote, commit (little-endian), CRC32C of what precedes. */
+    enum { PLAIN = RAFT_HARD_STATE_RECORD_BYTES - 8 };
     struct raft_hard_state hs = {.term = 9, .vote = 3, .commit = 77}, d;
     uint8_t rec[RAFT_HARD_STATE_RECORD_BYTES];
-    assert_int_equal(raft_hard_state_record_encode(&hs, rec, sizeof rec - 1), EHR_ETOOBIG);
-    assert_int_equal(raft_hard_state_record_encode(&hs, rec, sizeof rec), (int)sizeof rec);
-    assert_int_equal(raft_hard_state_record_decode(rec, sizeof rec, &d), 0);
+    assert_int_equal(raft_hard_state_record_encode(&hs, rec, PLAIN - 1), EHR_ETOOBIG);
+    assert_int_equal(raft_hard_state_record_encode(&hs, rec, PLAIN), PLAIN);
+    uint8_t want[PLAIN] = {1, 9, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 77};
+    uint32_t crc = raft_crc32c(0, want, PLAIN - 4);
+    for (int i = 0; i < 4; i++)
+        want[PLAIN - 4 + i] = (uint8_t)(crc >> (8 * i));
+    assert_memory_equal(rec, want, PLAIN);
+    assert_int_equal(raft_hard_state_record_decode(rec, PLAIN, &d), 0);
     assert_memory_equal(&d, &hs, sizeof hs);
-    assert_int_equal(raft_hard_state_record_decode(rec, sizeof rec - 1, &d), EHR_ETRUNCATED);
+    assert_int_equal(raft_hard_state_record_decode(rec, PLAIN - 1, &d), EHR_ETRUNCATED);
+    assert_every_flip_detected(rec, PLAIN, decode_hs);
+
+    /* A restored node's (I14): version 2, restore_term after commit. */
+    struct raft_hard_state restored = {.term = 12, .commit = 40, .restore_term = 12};
+    assert_int_equal(raft_hard_state_record_encode(&restored, rec, sizeof rec - 1), EHR_ETOOBIG);
+    assert_int_equal(raft_hard_state_record_encode(&restored, rec, sizeof rec), (int)sizeof rec);
+    assert_int_equal(rec[0], 2);
+    assert_int_equal(raft_hard_state_record_decode(rec, sizeof rec, &d), 0);
+    assert_memory_equal(&d, &restored, sizeof restored);
     assert_every_flip_detected(rec, sizeof rec, decode_hs);
+    uint8_t longer[RAFT_HARD_STATE_RECORD_BYTES + 1] = {0};
+    assert_int_equal(raft_hard_state_record_decode(longer, sizeof longer, &d), EHR_EINVAL);
+
+    /* Each version has its one length, and the restored form a term. */
+    uint8_t forged[RAFT_HARD_STATE_RECORD_BYTES];
+    memcpy(forged, want, PLAIN - 4);
+    memset(forged + PLAIN - 4, 0, 8);
+    forged[0] = 1; /* version 1 with 8 bytes more */
+    crc = raft_crc32c(0, forged, sizeof forged - 4);
+    for (int i = 0; i < 4; i++)
+        forged[sizeof forged - 4 + i] = (uint8_t)(crc >> (8 * i));
+    assert_int_equal(raft_hard_state_record_decode(forged, sizeof forged, &d), EHR_EINVAL);
+    forged[0] = 2; /* version 2 whose restore_term is 0 */
+    crc = raft_crc32c(0, forged, sizeof forged - 4);
+    for (int i = 0; i < 4; i++)
+        forged[sizeof forged - 4 + i] = (uint8_t)(crc >> (8 * i));
+    assert_int_equal(raft_hard_state_record_decode(forged, sizeof forged, &d), EHR_EINVAL);
 }
 
 static void test_snapshot_meta_record_round_trips_and_detects_corruption(void **state)
