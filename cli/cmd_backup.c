@@ -246,7 +246,8 @@ int cli__cmd_restore(struct cli__ctx *ctx, int argc, char **argv)
     else
         snprintf(line, sizeof line, "no ledger");
     cli__print_field("replaced", line);
-    snprintf(line, sizeof line, "%llu (kept from the %s)", (unsigned long long)report.term,
+    snprintf(line, sizeof line, "%llu (one above the %s's; the leader steps down once)",
+             (unsigned long long)report.term,
              strcmp(report.term_from, "log") == 0 ? "backup's log" : report.term_from);
     cli__print_field("raft term", line);
     cli__print_field("kept", "the key file, the config and every other file in the directory");

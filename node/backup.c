@@ -33,13 +33,15 @@
  * (ledger_snapshot_inspect, inside the install) and compares.
  *
  * Raft and a restored node. A node that loses its ledger has lost the
- * entries it acknowledged and its vote. Restore keeps what it can: the
- * higher of the two terms it knows of (the directory's hard state, if any,
- * and the backup's) with that one's vote, so a node whose directory still
- * holds its hard state never votes twice in a term; and it starts the log
- * empty after the backup's applied index, so the node learns everything
- * later from the leader. Restore one node at a time, with the others
- * holding the chain (node/README.md, "Backups").
+ * entries it acknowledged and its vote. Restore starts the log empty after
+ * the backup's applied index, so the node learns everything later from the
+ * leader, and writes a term one above the higher of the two it knows of
+ * (the directory's hard state, if any, and the backup's), with no vote: the
+ * node never votes again in a term it remembers, and its first answer makes
+ * the current leader step down, so that the next leader replicates to it
+ * from scratch (a leader never resends what a follower once acknowledged).
+ * Restore one node at a time, with the others holding the chain
+ * (node/README.md, "Backups").
  */
 #include "backup.h"
 
@@ -572,16 +574,22 @@ static int reset_build(const char *stage, uint64_t i, const struct raft_hard_sta
     report->term_from = "log";
     if (dir_hs != NULL && (!have_bhs || dir_hs->term >= bhs.term) && dir_hs->term >= meta.term) {
         hs.term = dir_hs->term;
-        hs.vote = dir_hs->vote;
         report->term_from = "directory";
     } else if (have_bhs && bhs.term >= meta.term) {
         hs.term = bhs.term;
-        hs.vote = bhs.vote;
         report->term_from = "backup";
     }
     EHR_ASSERT(hs.term >= meta.term); /* a term never below the last entry's */
+    /* One term more, without a vote: the leader still counts this node as
+     * holding what it acknowledged before the restore and never sends it
+     * again (its replication state only moves forward). A node of a higher
+     * term makes the leader step down on its first answer; the election
+     * after it starts every follower's replication afresh. A term moved up
+     * with no vote cast in it is always safe. */
+    EHR_ASSERT(hs.term < UINT64_MAX);
+    hs.term++;
+    EHR_ASSERT(hs.vote == 0);
     report->term = hs.term;
-    report->vote = hs.vote;
     int mn = raft_snapshot_meta_record_encode(&meta, bufs->meta, sizeof bufs->meta);
     struct raft_entry b = {.term = meta.term, .index = i, .type = RAFT_ENTRY_EMPTY};
     int bn = raft_entry_record_encode(&b, bufs->boundary, sizeof bufs->boundary);

@@ -108,13 +108,13 @@ struct node_backup_restore_report {
     struct node_backup_info backup;
     bool had_ledger;     /* the directory held a ledger before */
     ledger_tip replaced; /* its tip, when it did */
-    /* The Raft hard state written: the term and vote come from the one of
-     * the directory's ledger or the backup's, whichever has the higher term
-     * (the directory's on a tie), so they never move back for this node;
-     * neither: term of the backup's last applied entry, no vote. */
+    /* The Raft hard state written: a term one above the higher of the
+     * directory's ledger's and the backup's (the directory's on a tie;
+     * neither: the term of the backup's applied entry), with no vote, so
+     * this node never votes twice in a term and its first answer makes the
+     * leader step down (backup.c, "Raft and a restored node"). */
     uint64_t term;
-    uint64_t vote;
-    const char *term_from;         /* "directory", "backup" or "log" */
+    const char *term_from;         /* the higher one: "directory", "backup" or "log" */
     size_t snapshot_files_removed; /* the replaced ledger's snapshots/snap-*.mdb */
 };
 
@@ -132,7 +132,8 @@ struct node_backup_restore_report {
  * backup's Raft records are replaced by an empty log after its applied
  * index I, a snapshot meta and boundary for I (the term of entry I, read
  * from the backup's log; the configuration in force there), and the hard
- * state described in the report (commit I). The key file, the config and
+ * state described in the report (commit I). The node's first answer after
+ * it starts makes the current leader step down: one election. The key file, the config and
  * everything else in the directory stay; the replaced ledger's snapshot
  * files are removed (the node takes a new one). When ehrd next starts it
  * rebuilds the derived tables and catches up from its peers.
