@@ -175,10 +175,9 @@ int cli__cmd_restore(struct cli__ctx *ctx, int argc, char **argv)
 {
     static const struct option options[] = {{"from", required_argument, NULL, 'F'},
                                             {"data", required_argument, NULL, 'd'},
-                                            {"genesis", required_argument, NULL, 'g'},
                                             {"force", no_argument, NULL, 'f'},
                                             CLI_COMMON_OPTIONS};
-    const char *given = NULL, *from = NULL, *genesis_path = NULL;
+    const char *given = NULL, *from = NULL;
     bool force = false;
     int c;
     while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
@@ -186,8 +185,6 @@ int cli__cmd_restore(struct cli__ctx *ctx, int argc, char **argv)
             from = optarg;
         else if (c == 'd')
             given = optarg;
-        else if (c == 'g')
-            genesis_path = optarg;
         else if (c == 'f')
             force = true;
         else
@@ -202,33 +199,25 @@ int cli__cmd_restore(struct cli__ctx *ctx, int argc, char **argv)
     const char *dir = data_dir(ctx, given);
     if (dir == NULL)
         return CLI_EXIT_USAGE;
-    struct cli__genesis_file genesis = {0};
     struct node_backup_restore_options opt = {.force = force};
-    if (genesis_path != NULL) {
-        if (cli__genesis_read(genesis_path, &genesis) != 0)
-            return CLI_EXIT_FAIL;
-        opt.chain_id = genesis.genesis->chain_id;
-        opt.genesis_hash = genesis.hash;
-    }
     struct node_backup_restore_report report;
     ehr_diag why;
     int rc = node_backup_restore(from, dir, &opt, &report, &why);
-    cli__genesis_file_free(&genesis);
     if (rc != 0)
         return cli__fail(why.msg, "restore %s into %s", from, dir);
     const struct node_backup_info *b = &report.backup;
     char hex[HEX_HASH_BYTES], line[LINE_BYTES];
     ehr_hex_encode(hex, b->tip.hash, EHR_HASH_BYTES);
     if (ctx->json) {
-        json_t *o = checked(json_pack("{s:s, s:s, s:s, s:s, s:b, s:s}", "data", dir, "from", from,
-                                      "chain_id", b->chain.chain_id, "tip_hash", hex, "had_ledger",
-                                      report.had_ledger, "term_from", report.term_from));
+        json_t *o =
+            checked(json_pack("{s:s, s:s, s:s, s:s, s:s}", "data", dir, "from", from, "chain_id",
+                              b->chain.chain_id, "tip_hash", hex, "term_from", report.term_from));
         json_object_set_new(o, "tip_height", cli__json_u64(b->tip.height));
         json_object_set_new(o, "applied_index", cli__json_u64(b->tip.applied_index));
-        json_object_set_new(o, "replaced_height",
-                            report.had_ledger ? cli__json_u64(report.replaced.height)
-                                              : json_null());
+        json_object_set_new(o, "replaced_height", cli__json_u64(report.replaced.height));
+        json_object_set_new(o, "directory_term", cli__json_u64(report.directory_term));
         json_object_set_new(o, "term", cli__json_u64(report.term));
+        json_object_set_new(o, "restore_term", cli__json_u64(report.restore_term));
         json_object_set_new(o, "snapshot_files_removed",
                             cli__json_u64(report.snapshot_files_removed));
         return cli__json_print(o);
@@ -240,18 +229,20 @@ int cli__cmd_restore(struct cli__ctx *ctx, int argc, char **argv)
     cli__print_field("tip hash", hex);
     snprintf(line, sizeof line, "%llu", (unsigned long long)b->tip.applied_index);
     cli__print_field("applied index", line);
-    if (report.had_ledger)
-        snprintf(line, sizeof line, "a ledger at height %llu",
-                 (unsigned long long)report.replaced.height);
-    else
-        snprintf(line, sizeof line, "no ledger");
+    snprintf(line, sizeof line, "a ledger at height %llu",
+             (unsigned long long)report.replaced.height);
     cli__print_field("replaced", line);
-    snprintf(line, sizeof line, "%llu (one above the %s's; the leader steps down once)",
+    snprintf(line, sizeof line, "%llu, no vote (one above the %s's term; the directory's was %llu)",
              (unsigned long long)report.term,
-             strcmp(report.term_from, "log") == 0 ? "backup's log" : report.term_from);
+             strcmp(report.term_from, "log") == 0 ? "backup's applied entry" : report.term_from,
+             (unsigned long long)report.directory_term);
     cli__print_field("raft term", line);
+    snprintf(line, sizeof line, "%llu: no vote, no campaign until a committed entry of that term",
+             (unsigned long long)report.restore_term);
+    cli__print_field("restore term", line);
     cli__print_field("kept", "the key file, the config and every other file in the directory");
     printf("Start ehrd: it rebuilds the tx index and world state, then catches up from its "
-           "peers.\n");
+           "peers; `ehrctl status` shows \"restoring\" until it votes again. Restore one node "
+           "at a time.\n");
     return CLI_EXIT_OK;
 }

@@ -212,20 +212,23 @@ static const struct cli__command commands[] = {
      "Reads the whole file and checks every byte against the header's checksum; changes\n"
      "nothing. Exit 0 when it is whole, 1 with the reason when it is not.\n",
      cli__cmd_backup_inspect},
-    {"restore", "--from FILE --data DIR [--genesis FILE] [--force]",
+    {"restore", "--from FILE --data DIR [--force]",
      "Restore a backup into a stopped node's data directory.",
      "options:\n"
      "  --from FILE     the backup (ehrctl backup writes one)\n"
      "  --data DIR      the node's data directory (default $EHR_DATA); ehrd must not be\n"
      "                  running there (its lock is taken for the whole restore)\n"
-     "  --genesis FILE  the chain's genesis file: required when DIR holds no ledger (a\n"
-     "                  lost disk), to check the backup is of the node's chain\n"
      "  --force         replace a ledger that is ahead of the backup\n"
-     "\nRefused: a backup that fails its checksum, of another chain, or older than the\n"
-     "ledger in DIR (unless --force; both heights are named). The swap is crash-safe:\n"
-     "DIR holds the old ledger or the restored one, whole. The key file, the config and\n"
-     "the node's Raft term and vote are kept. Restore one node at a time: when ehrd\n"
-     "starts it rebuilds the tx index and world state and catches up from its peers.\n",
+     "\nRefused: a directory without a readable Raft hard state (a lost or wiped disk:\n"
+     "that node rejoins as a new member, docs/OPERATIONS.md), a backup that fails its\n"
+     "checksum, of another chain, or older than the ledger in DIR (unless --force; both\n"
+     "heights are named). The swap is crash-safe: DIR holds the old ledger or the\n"
+     "restored one, whole. The Raft hard state written has a term R above every term the\n"
+     "node knew, no vote, and restore term R: the node votes and campaigns again only\n"
+     "once it holds a committed entry of term R (ehrctl status shows \"restoring\").\n"
+     "The key file and the config are kept. Restore one node at a time: until it catches\n"
+     "up, a restored voter counts as lost. When ehrd starts it rebuilds the tx index and\n"
+     "world state and catches up from its peers.\n",
      cli__cmd_restore},
     {"block show", "HEIGHT (--data DIR | --node HOST:PORT)",
      "Show a block's header and its transactions.",

@@ -32,16 +32,22 @@
  * read back from the snapshot it wrote; restore checks the snapshot again
  * (ledger_snapshot_inspect, inside the install) and compares.
  *
- * Raft and a restored node. A node that loses its ledger has lost the
- * entries it acknowledged and its vote. Restore starts the log empty after
- * the backup's applied index, so the node learns everything later from the
- * leader, and writes a term one above the higher of the two it knows of
- * (the directory's hard state, if any, and the backup's), with no vote: the
- * node never votes again in a term it remembers, and its first answer makes
- * the current leader step down, so that the next leader replicates to it
- * from scratch (a leader never resends what a follower once acknowledged).
- * Restore one node at a time, with the others holding the chain
- * (node/README.md, "Backups").
+ * Raft and a restored node (consensus/README.md, I14). A node restored
+ * from a backup has forgotten the entries it acknowledged after it, and its
+ * acknowledgement may be what committed one: counted as a vote, it could
+ * elect a leader lacking it. Restore starts the log empty after the
+ * backup's applied index I and writes the hard state {term R, no vote,
+ * commit I, restore_term R}, R one above every term the node knew: the
+ * directory's hard state (the node's own latest term: it took part in no
+ * later one), the backup's, and entry I's. The core then neither votes nor
+ * campaigns until it holds a committed entry of term >= R, and clears
+ * restore_term itself. Every leader that counted this node's
+ * acknowledgements is of a term below R, so the node's first answer deposes
+ * it, and the next leader, elected without it, replicates to it from
+ * scratch. A directory without a readable hard state (a lost or wiped
+ * disk) gives no such R and is refused: that node rejoins as a new member.
+ * Restored voters count as lost until they catch up: restore a minority at
+ * a time (node/README.md, "Backups").
  */
 #include "backup.h"
 
@@ -502,8 +508,9 @@ static int log_scan_entry(void *ctx, uint64_t index, const uint8_t *bytes, size_
 /*
  * Build the Raft reset for installing the staged snapshot STAGE at
  * applied index I: snapshot meta and boundary for I, an empty log after
- * it, and the hard state (REPORT says which). DIR_HS: the directory's hard
- * state record (NULL: none). Records go into the caller's buffers.
+ * it, and the restored hard state (I14; REPORT says what was written).
+ * DIR_HS (required): the directory's hard state. Records go into the
+ * caller's buffers.
  */
 struct reset_bufs {
     uint8_t boundary[RAFT_ENTRY_RECORD_HEADER_BYTES + RAFT_RECORD_CRC_BYTES];
@@ -570,26 +577,33 @@ static int reset_build(const char *stage, uint64_t i, const struct raft_hard_sta
                           "the backup records no Raft configuration at or below entry %" PRIu64, i);
         goto done;
     }
-    struct raft_hard_state hs = {.term = meta.term, .commit = i};
-    report->term_from = "log";
-    if (dir_hs != NULL && (!have_bhs || dir_hs->term >= bhs.term) && dir_hs->term >= meta.term) {
-        hs.term = dir_hs->term;
-        report->term_from = "directory";
-    } else if (have_bhs && bhs.term >= meta.term) {
-        hs.term = bhs.term;
+    /* R: one above the directory's term (the node's own), the backup's and
+     * entry I's, so the node took part in no term >= R (I14). */
+    EHR_ASSERT(dir_hs != NULL);
+    uint64_t known = dir_hs->term;
+    report->term_from = "directory";
+    if (have_bhs && bhs.term > known) {
+        known = bhs.term;
         report->term_from = "backup";
     }
-    EHR_ASSERT(hs.term >= meta.term); /* a term never below the last entry's */
-    /* One term more, without a vote: the leader still counts this node as
-     * holding what it acknowledged before the restore and never sends it
-     * again (its replication state only moves forward). A node of a higher
-     * term makes the leader step down on its first answer; the election
-     * after it starts every follower's replication afresh. A term moved up
-     * with no vote cast in it is always safe. */
-    EHR_ASSERT(hs.term < UINT64_MAX);
-    hs.term++;
+    if (meta.term > known) {
+        known = meta.term;
+        report->term_from = "log";
+    }
+    if (known >= RAFT_TERM_MAX) {
+        rc = ehr_diag_fail(diag, EHR_ECORRUPT,
+                           "the %s's Raft term %" PRIu64
+                           " leaves no term above it (the limit is %" PRIu64 ")",
+                           report->term_from, known, (uint64_t)RAFT_TERM_MAX);
+        goto done;
+    }
+    struct raft_hard_state hs = {.term = known + 1, .commit = i, .restore_term = known + 1};
+    EHR_ASSERT(hs.term > meta.term); /* a term never below the last entry's (I1) */
+    EHR_ASSERT(hs.term > dir_hs->term);
     EHR_ASSERT(hs.vote == 0);
     report->term = hs.term;
+    report->restore_term = hs.restore_term;
+    report->directory_term = dir_hs->term;
     int mn = raft_snapshot_meta_record_encode(&meta, bufs->meta, sizeof bufs->meta);
     struct raft_entry b = {.term = meta.term, .index = i, .type = RAFT_ENTRY_EMPTY};
     int bn = raft_entry_record_encode(&b, bufs->boundary, sizeof bufs->boundary);
@@ -606,16 +620,20 @@ done:
     return rc;
 }
 
-/* The directory's current ledger: whether there is one, its chain, tip and
- * hard state. */
+/* The directory's current ledger: whether there is one, its chain and tip,
+ * and its Raft hard state, or why there is none to read (NO_HS). */
 struct current {
     bool present;
     ledger_chain chain;
     ledger_tip tip;
     bool has_hs;
     struct raft_hard_state hs;
+    char no_hs[EHR_DIAG_BYTES_MAX];
 };
 
+/* Returns 0 (CUR->has_hs false, with CUR->no_hs saying why, when the
+ * directory holds no readable hard state); -errno when DIR cannot be
+ * looked at. */
 static int current_read(const char *dir, struct current *cur, ehr_diag *diag)
 {
     memset(cur, 0, sizeof *cur);
@@ -623,37 +641,43 @@ static int current_read(const char *dir, struct current *cur, ehr_diag *diag)
     snprintf(data, sizeof data, "%s/data.mdb", dir);
     struct stat st;
     if (stat(data, &st) != 0) {
-        if (errno == ENOENT)
-            return 0;
-        return ehr_diag_fail(diag, -errno, "%s: %s", data, strerror(errno));
+        if (errno != ENOENT)
+            return ehr_diag_fail(diag, -errno, "%s: %s", data, strerror(errno));
+        snprintf(cur->no_hs, sizeof cur->no_hs, "it holds no ledger");
+        return 0;
     }
     ledger *l;
     ehr_diag why = {{0}};
     int rc = ledger_open(dir, &(ledger_options){.read_only = true}, &l, &why);
-    if (rc != 0)
-        return ehr_diag_fail(diag, rc, "cannot read the ledger in %s: %s%s", dir, ehr_strerror(rc),
-                             why.msg[0] ? why.msg : "");
+    if (rc != 0) {
+        snprintf(cur->no_hs, sizeof cur->no_hs, "its ledger cannot be read: %s%s%.300s",
+                 ehr_strerror(rc), why.msg[0] ? ": " : "", why.msg);
+        return 0;
+    }
     rc = ledger_chain_get(l, &cur->chain, &why);
     if (rc == 0)
         rc = ledger_tip_get(l, &cur->tip, &why);
-    if (rc == EHR_ENOTFOUND) {
-        rc = 0; /* a ledger without a chain: nothing to keep */
-    } else if (rc == 0) {
+    if (rc == 0)
         cur->present = true;
-        uint8_t rec[LEDGER_RAFT_META_BYTES_MAX];
-        size_t len = 0;
-        int hrc = ledger_raft_hard_state_get(l, rec, sizeof rec, &len, &why);
-        if (hrc == 0) {
-            hrc = raft_hard_state_record_decode(rec, len, &cur->hs);
-            cur->has_hs = hrc == 0;
-            if (hrc != 0)
-                rc = ehr_diag_fail(diag, hrc, "the Raft hard state in %s does not decode: %s", dir,
-                                   ehr_strerror(hrc));
-        } else if (hrc != EHR_ENOTFOUND) {
-            rc = ehr_diag_fail(diag, hrc, "the Raft hard state in %s: %s", dir, why.msg);
-        }
-    } else {
+    else if (rc != EHR_ENOTFOUND) /* ENOTFOUND: a ledger without a chain */
         rc = ehr_diag_fail(diag, rc, "the ledger in %s: %s", dir, why.msg);
+    else
+        rc = 0;
+    uint8_t rec[LEDGER_RAFT_META_BYTES_MAX];
+    size_t len = 0;
+    int hrc = rc == 0 ? ledger_raft_hard_state_get(l, rec, sizeof rec, &len, &why) : rc;
+    if (hrc == 0) {
+        hrc = raft_hard_state_record_decode(rec, len, &cur->hs);
+        cur->has_hs = hrc == 0;
+        if (hrc != 0)
+            snprintf(cur->no_hs, sizeof cur->no_hs, "its Raft hard state does not decode: %s",
+                     ehr_strerror(hrc));
+    } else if (hrc == EHR_ENOTFOUND) {
+        snprintf(cur->no_hs, sizeof cur->no_hs,
+                 "its ledger holds no Raft hard state (the node never ran on it)");
+    } else if (rc == 0) {
+        snprintf(cur->no_hs, sizeof cur->no_hs, "its Raft hard state cannot be read: %.300s",
+                 why.msg);
     }
     ledger_close(l);
     return rc;
@@ -745,26 +769,32 @@ int node_backup_restore(const char *backup_path, const char *data_dir,
         rc = current_read(data_dir, &cur, diag);
     if (rc != 0)
         goto out;
-    const ledger_chain *bchain = &report->backup.chain;
-    if (options->chain_id != NULL) {
-        EHR_ASSERT(options->genesis_hash != NULL);
-        rc = chain_compare(bchain, options->chain_id, options->genesis_hash, "the genesis file's",
-                           diag);
+    if (!cur.has_hs) {
+        /* I14 needs a term above every term this node took part in: only
+         * its own durable hard state says which that is. */
+        rc = ehr_diag_fail(diag, EHR_EREFUSED,
+                           "%s holds no readable Raft hard state (%s); a restore needs it to "
+                           "choose a term above every term this node took part in, so it is "
+                           "refused and nothing was changed. A node that lost its disk must "
+                           "rejoin the network as a new member (docs/OPERATIONS.md, section 4, "
+                           "\"Backups\")",
+                           data_dir, cur.no_hs);
+        goto out;
     }
-    if (rc == 0 && cur.present)
+    const ledger_chain *bchain = &report->backup.chain;
+    if (!cur.present)
+        rc = ehr_diag_fail(diag, EHR_EINVAL,
+                           "%s holds a Raft hard state but no chain to check the backup's "
+                           "against",
+                           data_dir);
+    else
         rc = chain_compare(bchain, cur.chain.chain_id, cur.chain.genesis_hash, "the directory's",
                            diag);
-    if (rc == 0 && !cur.present && options->chain_id == NULL)
-        rc = ehr_diag_fail(diag, EHR_EINVAL,
-                           "%s holds no ledger to check the backup's chain against; give the "
-                           "chain's genesis file",
-                           data_dir);
     if (rc != 0)
         goto out;
-    report->had_ledger = cur.present;
     report->replaced = cur.tip;
     const ledger_tip *btip = &report->backup.tip;
-    if (cur.present && !options->force && cur.tip.applied_index > btip->applied_index)
+    if (!options->force && cur.tip.applied_index > btip->applied_index)
         rc = ehr_diag_fail(diag, EHR_EREFUSED,
                            "the backup (height %" PRIu64 ", applied index %" PRIu64
                            ") is older than the ledger in %s (height %" PRIu64
@@ -792,8 +822,7 @@ int node_backup_restore(const char *backup_path, const char *data_dir,
 
     struct reset_bufs bufs;
     ledger_raft_batch reset;
-    rc = reset_build(stage, btip->applied_index, cur.has_hs ? &cur.hs : NULL, &bufs, &reset, report,
-                     diag);
+    rc = reset_build(stage, btip->applied_index, &cur.hs, &bufs, &reset, report, diag);
     if (rc != 0)
         goto out;
     ledger_snapshot_expect expect = {.chain_id = bchain->chain_id,

@@ -92,13 +92,6 @@ int node_backup_check(const char *path, struct node_backup_info *info, ehr_diag 
 
 /* What restore is asked to do. */
 struct node_backup_restore_options {
-    /* The chain the directory must be of when it holds no ledger (after a
-     * lost disk): chain id and genesis hash, e.g. from the genesis file.
-     * NULL: a directory without a ledger is refused. When it holds one, the
-     * backup must be of that ledger's chain whatever is given here, and of
-     * this one too if given. */
-    const char *chain_id;
-    const uint8_t *genesis_hash; /* EHR_HASH_BYTES; with chain_id */
     /* Replace a ledger that has applied beyond the backup. */
     bool force;
 };
@@ -106,15 +99,19 @@ struct node_backup_restore_options {
 /* What restore did. */
 struct node_backup_restore_report {
     struct node_backup_info backup;
-    bool had_ledger;     /* the directory held a ledger before */
-    ledger_tip replaced; /* its tip, when it did */
-    /* The Raft hard state written: a term one above the higher of the
-     * directory's ledger's and the backup's (the directory's on a tie;
-     * neither: the term of the backup's applied entry), with no vote, so
-     * this node never votes twice in a term and its first answer makes the
-     * leader step down (backup.c, "Raft and a restored node"). */
+    ledger_tip replaced;     /* the tip of the ledger the directory held before */
+    uint64_t directory_term; /* the term of the directory's Raft hard state before */
+    /*
+     * The Raft hard state written (backup.c, "Raft and a restored node";
+     * consensus/README.md, I14): term R, no vote, commit at the backup's
+     * applied index, restore_term R, where R is one above the highest of
+     * the directory's hard state's term, the backup's, and the term of the
+     * backup's applied entry. The node neither votes nor campaigns until it
+     * holds a committed entry of term >= R.
+     */
     uint64_t term;
-    const char *term_from;         /* the higher one: "directory", "backup" or "log" */
+    uint64_t restore_term;         /* == term */
+    const char *term_from;         /* the highest: "directory", "backup" or "log" */
     size_t snapshot_files_removed; /* the replaced ledger's snapshots/snap-*.mdb */
 };
 
@@ -122,26 +119,30 @@ struct node_backup_restore_report {
  * Restore the backup BACKUP_PATH into the data directory DATA_DIR of a
  * stopped node. Takes the directory's lock first (node_datadir_lock; held
  * throughout, so ehrd cannot start meanwhile): EHR_EAGAIN while a node runs
- * there. Then: the backup's header is checked; it must be of the
- * directory's chain (its ledger's, else OPTIONS' chain: EHR_ECHAIN) and, unless
- * OPTIONS->force, not behind the directory's ledger (EHR_EREFUSED, both
- * heights in DIAG). The snapshot is copied into DATA_DIR/restore-incoming.mdb
- * while its checksum is checked (a mismatch: EHR_ECORRUPT, nothing changed),
- * fsync'd, and installed with ledger_snapshot_install, crash-safe as that
- * is (the directory holds the old ledger or the new one, whole): the
- * backup's Raft records are replaced by an empty log after its applied
- * index I, a snapshot meta and boundary for I (the term of entry I, read
- * from the backup's log; the configuration in force there), and the hard
- * state described in the report (commit I). The node's first answer after
- * it starts makes the current leader step down: one election. The key file, the config and
- * everything else in the directory stay; the replaced ledger's snapshot
- * files are removed (the node takes a new one). When ehrd next starts it
- * rebuilds the derived tables and catches up from its peers.
- * REPORT (required) says what was done. Returns 0; EHR_EAGAIN; EHR_ECHAIN;
- * EHR_EREFUSED; EHR_EINVAL (no chain to compare with; a bad path); a
+ * there. Then: the backup's header is checked; the directory must hold a
+ * ledger with a readable Raft hard state (EHR_EREFUSED otherwise: a lost or
+ * wiped disk, a ledger the node never ran on; no option bypasses it, the
+ * node rejoins as a new member); the backup must be of the directory's
+ * chain (EHR_ECHAIN) and, unless OPTIONS->force, not behind its ledger
+ * (EHR_EREFUSED, both heights in DIAG). The snapshot is copied into
+ * DATA_DIR/restore-incoming.mdb while its checksum is checked (a mismatch:
+ * EHR_ECORRUPT, nothing changed), fsync'd, and installed with
+ * ledger_snapshot_install, crash-safe as that is (the directory holds the
+ * old ledger or the new one, whole): the backup's Raft records are replaced
+ * by an empty log after its applied index I, a snapshot meta and boundary
+ * for I (the term of entry I, read from the backup's log; the configuration
+ * in force there), and the restored hard state described in the report
+ * (I14). The key file, the config and everything else in the directory
+ * stay; the replaced ledger's snapshot files are removed (the node takes a
+ * new one). When ehrd next starts it rebuilds the derived tables and
+ * catches up from its peers; it votes again once it holds a committed
+ * entry of the restore term.
+ * REPORT (required) says what was done. Returns 0; EHR_EAGAIN; EHR_EREFUSED;
+ * EHR_ECHAIN; EHR_EINVAL (a bad path; a hard state without a chain); a
  * node_backup_check error; a ledger_snapshot_install error; EHR_ECORRUPT
- * (the backup's Raft records do not hold entry I); -errno; with a sentence
- * in DIAG (may be NULL).
+ * (the backup's Raft records do not hold entry I; a term at the limit);
+ * -errno; with a sentence in DIAG (may be NULL). On every error the
+ * directory is as it was.
  */
 int node_backup_restore(const char *backup_path, const char *data_dir,
                         const struct node_backup_restore_options *options,

@@ -345,6 +345,7 @@ static void test_usage_errors_exit_2(void **state)
         {"restore", "--data", "d", NULL}, /* no --from */
         {"restore", "--from", "b", NULL}, /* no --data, no $EHR_DATA */
         {"restore", "--from", "b", "--data", "d", "stray", NULL},
+        {"restore", "--from", "b", "--data", "d", "--genesis", "g", NULL}, /* no such option */
         {"block", "show", "--data", "d", NULL},
         {"block", "show", "1", "2", "--data", "d", NULL},
         {"block", "show", "x", "--data", "d", NULL},

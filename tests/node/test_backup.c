@@ -1,11 +1,17 @@
 /*
  * test_backup.c - `ehrctl backup`, `backup inspect` and `restore` against
  * real ehrd processes (cluster.h): a backup taken from a running node under
- * load, the node stopped and its ledger wiped, the backup restored, and the
+ * load, the node stopped, the backup restored over its newer ledger, and the
  * node catching up from its peers to the same chain; and the refusals: a
- * damaged backup (one byte flipped, in the header or in the ledger copy), a
- * restore while the node runs, a backup of another chain, one older than
- * the directory's ledger.
+ * damaged backup (one byte flipped, in the header or in the ledger copy; cut
+ * short), a restore while the node runs, a backup of another chain, one
+ * older than the directory's ledger, a directory without a readable Raft
+ * hard state (no ledger; a ledger the node never ran on).
+ *
+ * The restored node (consensus/README.md, I14) reports its restore term R
+ * in GetStatus while it has not caught up: it is started while the other
+ * two are stopped, so nobody can bring it a committed entry of term R and
+ * the check does not race; once they run again it catches up and reports 0.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -24,6 +30,7 @@
 
 #include "backup.h"
 #include "cluster.h"
+#include "ehr/v1/node.pb-c.h"
 #include "proc.h"
 
 #ifndef EHRD_PATH
@@ -43,6 +50,10 @@ enum {
     BACKUP_AFTER_COMMITTED = 300,
     LATER_TXS = 300,
     CONVERGE_MS = 30000,
+    STATUS_WAIT_MS = 15000,
+    /* A restored node alone: long enough for several election timeouts,
+     * in which it must neither campaign nor leave its restore term. */
+    ALONE_MS = 1500,
 };
 
 static struct proc_result ehrctl(const char *const *args)
@@ -64,6 +75,31 @@ static bool file_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+/* Copy the first BYTES bytes of FROM to TO. */
+static void copy_prefix(const char *from, const char *to, uint64_t bytes)
+{
+    FILE *in = fopen(from, "rb");
+    FILE *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    int ch;
+    for (uint64_t at = 0; at < bytes && (ch = fgetc(in)) != EOF; at++)
+        assert_int_not_equal(fputc(ch, out), EOF);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* GetStatus of node I, retried until it answers, within STATUS_WAIT_MS. */
+static void status_of(struct cluster *c, size_t i, struct cluster_status *out)
+{
+    uint64_t end = cluster_now_us() + (uint64_t)STATUS_WAIT_MS * 1000;
+    while (cluster_status(c, i, out) != 0) {
+        if (cluster_now_us() > end)
+            fail_msg("node %zu does not answer GetStatus", i);
+        usleep(20000);
+    }
 }
 
 /* Copy FROM to TO with the byte at OFFSET flipped. */
@@ -142,7 +178,7 @@ static void test_a_node_restored_from_a_backup_taken_under_load_catches_up(void 
     const char *dir = c.nodes[n].dir;
     char path[CLUSTER_PATH_BYTES + 32], genesis[CLUSTER_PATH_BYTES + 32],
         other[CLUSTER_PATH_BYTES + 32], bad_body[CLUSTER_PATH_BYTES + 32],
-        bad_header[CLUSTER_PATH_BYTES + 32], file[CLUSTER_PATH_BYTES + 32];
+        bad_header[CLUSTER_PATH_BYTES + 32], file[CLUSTER_PATH_BYTES + 96];
     snprintf(path, sizeof path, "%s/node.backup", c.root);
     snprintf(genesis, sizeof genesis, "%s/genesis.pb", c.root);
     snprintf(other, sizeof other, "%s/other.backup", c.root);
@@ -178,64 +214,136 @@ static void test_a_node_restored_from_a_backup_taken_under_load_catches_up(void 
     proc_result_free(&r);
     assert_refused(PROC_ARGS("backup", "--data", dir, "--out", path, NULL), "exists");
 
-    /* 3. One byte flipped, in the ledger copy or in the header: refused. */
+    /* 3. One byte flipped, in the ledger copy or in the header: refused;
+     * a file cut short, inside the header or after it: refused, saying so. */
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     copy_flipped(path, bad_body, NODE_BACKUP_HEADER_BYTES + (uint64_t)st.st_size / 2);
     copy_flipped(path, bad_header, 40);
     assert_refused(PROC_ARGS("backup", "inspect", bad_body, NULL), "damaged");
     assert_refused(PROC_ARGS("backup", "inspect", bad_header, NULL), "damaged");
+    snprintf(file, sizeof file, "%s/short.backup", c.root);
+    copy_prefix(path, file, (uint64_t)st.st_size - 1);
+    assert_refused(PROC_ARGS("backup", "inspect", file, NULL), "is cut short");
+    copy_prefix(path, file, NODE_BACKUP_HEADER_BYTES / 2);
+    assert_refused(PROC_ARGS("backup", "inspect", file, NULL), "shorter than a header");
 
     /* 4. Restore while the node runs: refused, nothing touched. */
     assert_refused(PROC_ARGS("restore", "--from", path, "--data", dir, NULL), "stop ehrd");
 
-    /* 5. The node stopped: another chain's backup, and an older one. */
+    /* 5. The node stopped: another chain's backup, an older one, a damaged one. */
+    struct cluster_status cs;
+    status_of(&c, n, &cs);
+    uint64_t term_before = cs.term;
+    assert_int_equal(cs.restore_term, 0);
     assert_int_equal(cluster_stop(&c, n), 0);
     other_chain_backup(other);
     assert_refused(PROC_ARGS("restore", "--from", other, "--data", dir, NULL),
                    "not the directory's chain");
     assert_refused(PROC_ARGS("restore", "--from", path, "--data", dir, NULL), "is older than");
     assert_refused(PROC_ARGS("restore", "--from", bad_header, "--data", dir, NULL), "damaged");
+    assert_refused(PROC_ARGS("restore", "--from", bad_body, "--data", dir, "--force", NULL),
+                   "damaged");
 
-    /* 6. The ledger lost: wiped; a damaged backup still refused. */
-    const char *ledger_files[] = {"data.mdb", "lock.mdb", "derived.mdb", "derived.mdb-lock"};
-    for (size_t i = 0; i < EHR_ARRAY_COUNT(ledger_files); i++) {
-        snprintf(file, sizeof file, "%s/%s", dir, ledger_files[i]);
-        assert_int_equal(unlink(file), 0);
-    }
-    assert_refused(PROC_ARGS("restore", "--from", path, "--data", dir, NULL), "genesis");
-    assert_refused(
-        PROC_ARGS("restore", "--from", bad_body, "--data", dir, "--genesis", genesis, NULL),
-        "damaged");
-    snprintf(file, sizeof file, "%s/data.mdb", dir);
+    /* 6. No readable Raft hard state (I14 needs the node's own terms): a
+     * directory without a ledger (a lost disk), one whose ledger the node
+     * never ran on; refused even with --force, and left untouched. */
+    char empty[CLUSTER_PATH_BYTES + 32], fresh[CLUSTER_PATH_BYTES + 32];
+    snprintf(empty, sizeof empty, "%s/empty", c.root);
+    snprintf(fresh, sizeof fresh, "%s/fresh", c.root);
+    assert_int_equal(mkdir(empty, 0700), 0);
+    assert_refused(PROC_ARGS("restore", "--from", path, "--data", empty, "--force", NULL),
+                   "holds no readable Raft hard state (it holds no ledger)");
+    assert_refused(PROC_ARGS("restore", "--from", path, "--data", empty, NULL),
+                   "must rejoin the network as a new member");
+    snprintf(file, sizeof file, "%s/data.mdb", empty);
     assert_false(file_exists(file));
-    assert_refused(PROC_ARGS("restore", "--from", other, "--data", dir, "--genesis", genesis, NULL),
-                   "not the genesis file's chain");
+    snprintf(file, sizeof file, "%s/%s", empty, NODE_BACKUP_STAGE_NAME);
+    assert_false(file_exists(file));
+    r = ehrctl(PROC_ARGS("ledger", "init", "--genesis", genesis, "--data", fresh, NULL));
+    if (r.status != 0)
+        fail_msg("ledger init: exit %d, stderr: %s", r.status, r.err);
+    proc_result_free(&r);
+    assert_refused(PROC_ARGS("restore", "--from", path, "--data", fresh, "--force", NULL),
+                   "holds no Raft hard state");
+    r = ehrctl(PROC_ARGS("ledger", "status", "--data", fresh, "--json", NULL));
+    assert_int_equal(r.status, 0);
+    shown = json_loads(r.out, 0, NULL);
+    assert_non_null(shown);
+    assert_int_equal(json_integer_value(json_object_get(shown, "tip_height")), 0);
+    json_decref(shown);
+    proc_result_free(&r);
 
-    /* 7. Restored: the node starts, catches up, and holds the others' chain. */
-    r = ehrctl(
-        PROC_ARGS("restore", "--from", path, "--data", dir, "--genesis", genesis, "--json", NULL));
+    /* 7. Restored over its newer ledger (--force): term R above every term
+     * the node knew, no vote, restore term R. */
+    r = ehrctl(PROC_ARGS("restore", "--from", path, "--data", dir, "--force", "--json", NULL));
     if (r.status != 0)
         fail_msg("restore: exit %d, stderr: %s", r.status, r.err);
     shown = json_loads(r.out, 0, NULL);
     assert_non_null(shown);
     assert_int_equal(json_integer_value(json_object_get(shown, "tip_height")), backup_height);
-    assert_false(json_is_true(json_object_get(shown, "had_ledger")));
+    assert_true((uint64_t)json_integer_value(json_object_get(shown, "replaced_height")) >
+                backup_height);
+    uint64_t directory_term =
+        (uint64_t)json_integer_value(json_object_get(shown, "directory_term"));
+    uint64_t restore_term = (uint64_t)json_integer_value(json_object_get(shown, "restore_term"));
+    assert_true(directory_term >= term_before);
+    assert_true(restore_term > directory_term);
+    assert_int_equal(json_integer_value(json_object_get(shown, "term")), restore_term);
     json_decref(shown);
     proc_result_free(&r);
     snprintf(file, sizeof file, "%s/node.key", dir);
     assert_true(file_exists(file));
+
+    /* 8. Started alone (the others stopped): it reports its restore term,
+     * and neither campaigns nor leaves it. */
+    size_t others[2] = {(n + 1) % 3, (n + 2) % 3};
+    for (size_t k = 0; k < 2; k++)
+        assert_int_equal(cluster_stop(&c, others[k]), 0);
     cluster_start(&c, n);
+    status_of(&c, n, &cs);
+    assert_int_equal(cs.restore_term, restore_term);
+    assert_int_equal(cs.term, restore_term);
+    assert_int_equal(cs.tip_height, backup_height);
+    char rpc[32];
+    snprintf(rpc, sizeof rpc, "127.0.0.1:%u", c.nodes[n].rpc_port);
+    r = ehrctl(PROC_ARGS("status", "--node", rpc, NULL));
+    assert_int_equal(r.status, 0);
+    char want[96];
+    snprintf(want, sizeof want, "until a committed entry of term %" PRIu64, restore_term);
+    if (strstr(r.out, want) == NULL)
+        fail_msg("ehrctl status does not say \"%s\":\n%s", want, r.out);
+    proc_result_free(&r);
+    usleep(ALONE_MS * 1000);
+    status_of(&c, n, &cs);
+    assert_int_equal(cs.restore_term, restore_term);
+    assert_int_equal(cs.term, restore_term); /* no campaign */
+    assert_int_not_equal(cs.role, EHR__V1__NODE_ROLE__NODE_ROLE_LEADER);
+    assert_int_not_equal(cs.role, EHR__V1__NODE_ROLE__NODE_ROLE_CANDIDATE);
+
+    /* 9. The others back: it catches up, votes again (restore term 0), and
+     * holds the others' chain. */
+    for (size_t k = 0; k < 2; k++)
+        cluster_start(&c, others[k]);
+    assert_int_not_equal(cluster_wait_leader(&c, LEADER_WAIT_MS), SIZE_MAX);
     struct cluster_tx *later = cluster_txs_make(&c, LATER_TXS);
     assert_int_equal(cluster_load(&c, later, LATER_TXS, LOAD_INFLIGHT, LOAD_TIMEOUT_MS, NULL, NULL),
                      LATER_TXS);
     tip = cluster_wait_converged(&c, CONVERGE_MS);
     assert_true(tip != UINT64_MAX);
+    uint64_t end = cluster_now_us() + (uint64_t)STATUS_WAIT_MS * 1000;
+    for (status_of(&c, n, &cs); cs.restore_term != 0 && cluster_now_us() < end;
+         status_of(&c, n, &cs))
+        usleep(20000);
+    assert_int_equal(cs.restore_term, 0);
+    assert_true(cs.term >= restore_term);
+    leader = cluster_wait_leader(&c, LEADER_WAIT_MS);
+    assert_int_not_equal(leader, SIZE_MAX);
     for (uint64_t h = 0; h <= tip; h++) {
-        uint8_t want[EHR_HASH_BYTES], got[EHR_HASH_BYTES];
-        assert_int_equal(cluster_block(&c, leader, h, want, NULL), 0);
+        uint8_t want_hash[EHR_HASH_BYTES], got[EHR_HASH_BYTES];
+        assert_int_equal(cluster_block(&c, leader, h, want_hash, NULL), 0);
         assert_int_equal(cluster_block(&c, n, h, got, NULL), 0);
-        assert_memory_equal(want, got, EHR_HASH_BYTES);
+        assert_memory_equal(want_hash, got, EHR_HASH_BYTES);
     }
     for (size_t i = 0; i < 3; i++)
         assert_int_equal(cluster_stop(&c, i), 0);
