@@ -132,7 +132,8 @@ static void header_checksum(const uint8_t *h, uint8_t out[NODE_BACKUP_CHECKSUM_B
     crypto_generichash(out, NODE_BACKUP_CHECKSUM_BYTES, h, OFF_HEADER_CHECKSUM, NULL, 0);
 }
 
-static void header_encode(const struct node_backup_info *info, uint8_t h[NODE_BACKUP_HEADER_BYTES])
+void node_backup_header_encode(const struct node_backup_info *info,
+                               uint8_t h[NODE_BACKUP_HEADER_BYTES])
 {
     size_t id_len = strlen(info->chain.chain_id);
     EHR_ASSERT(id_len >= 1);
@@ -154,6 +155,26 @@ static void header_encode(const struct node_backup_info *info, uint8_t h[NODE_BA
     h[OFF_CHAIN_ID_LEN] = (uint8_t)id_len;
     memcpy(h + OFF_CHAIN_ID, info->chain.chain_id, id_len);
     header_checksum(h, h + OFF_HEADER_CHECKSUM);
+}
+
+static int header_decode(const uint8_t h[NODE_BACKUP_HEADER_BYTES], const char *path,
+                         struct node_backup_info *info, ehr_diag *diag);
+
+int node_backup_header_decode(const uint8_t *buf, size_t size, const char *name,
+                              struct node_backup_info *info, ehr_diag *diag)
+{
+    EHR_ASSERT(info != NULL);
+    EHR_ASSERT(name != NULL);
+    int rc = 0;
+    if (buf == NULL || size < NODE_BACKUP_HEADER_BYTES)
+        rc = ehr_diag_fail(diag, EHR_EINVAL,
+                           "%s is not an ehrchain backup (%zu bytes, shorter than a header)", name,
+                           buf == NULL ? (size_t)0 : size);
+    else
+        rc = header_decode(buf, name, info, diag);
+    if (rc != 0)
+        memset(info, 0, sizeof *info);
+    return rc;
 }
 
 /* Decode and check a header (PATH names the file in messages). */
@@ -185,6 +206,12 @@ static int header_decode(const uint8_t h[NODE_BACKUP_HEADER_BYTES], const char *
         return ehr_diag_fail(diag, EHR_ECORRUPT, "%s: a chain id of %zu bytes", path, id_len);
     memcpy(info->chain.chain_id, h + OFF_CHAIN_ID, id_len);
     info->chain.chain_id[id_len] = '\0';
+    if (strlen(info->chain.chain_id) != id_len)
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "%s: a NUL byte inside the chain id", path);
+    for (size_t i = OFF_CHAIN_ID + id_len; i < OFF_RESERVED; i++)
+        if (h[i] != 0)
+            return ehr_diag_fail(diag, EHR_ECORRUPT,
+                                 "%s: header byte %zu after the chain id is not zero", path, i);
     ehr_diag why;
     if (ledger_chain_id_check(info->chain.chain_id, &why) != 0)
         return ehr_diag_fail(diag, EHR_ECORRUPT, "%s: the chain id: %s", path, why.msg);
@@ -398,7 +425,7 @@ static int backup_write(int fd, const char *tmp, const char *snap, const ledger_
         return ehr_diag_fail(diag, rc, "%s %s: %s", which ? "writing" : "reading",
                              which ? tmp : snap, ehr_strerror(rc));
     uint8_t h[NODE_BACKUP_HEADER_BYTES];
-    header_encode(info, h);
+    node_backup_header_encode(info, h);
     rc = write_all(fd, h, sizeof h, 0);
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;

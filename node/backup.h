@@ -59,6 +59,32 @@ struct node_backup_info {
 };
 
 /*
+ * Encode INFO as a backup file's header into H (its layout in backup.c),
+ * with the header's own checksum. INFO->chain.chain_id must be a valid
+ * chain id (1..EHR_CHAIN_ID_BYTES_MAX bytes); file_bytes is not encoded
+ * (it is the header plus snapshot_bytes).
+ */
+void node_backup_header_encode(const struct node_backup_info *info,
+                               uint8_t h[NODE_BACKUP_HEADER_BYTES]);
+
+/*
+ * Decode and check the header at the start of a backup file: BUF holds its
+ * first SIZE bytes, of which the first NODE_BACKUP_HEADER_BYTES are read.
+ * NAME (required) names the file in DIAG's messages. Checks the magic, the
+ * header's own checksum, the format version, the chain id and its zero
+ * padding, the reserved bytes (zero), the snapshot size (at most
+ * LEDGER_SNAPSHOT_BYTES_MAX) and a non-zero applied index; not the snapshot
+ * bytes (node_backup_check does). INFO (required) gets what the header
+ * says, file_bytes included; zeroed on error. An accepted header encodes
+ * back (node_backup_header_encode) to the same bytes.
+ * Returns 0; EHR_EINVAL (shorter than a header; not a backup); EHR_ECORRUPT
+ * (a checksum mismatch, a malformed field); EHR_EVERSION (another backup
+ * format); EHR_ETOOBIG; with a sentence in DIAG (may be NULL).
+ */
+int node_backup_header_decode(const uint8_t *buf, size_t size, const char *name,
+                              struct node_backup_info *info, ehr_diag *diag);
+
+/*
  * Write a backup of L (open read-only or writable; a node may be appending
  * to it from another process meanwhile) to OUT_PATH: a ledger snapshot is
  * taken into a temporary file next to OUT_PATH, copied behind a header into
