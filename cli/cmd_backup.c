@@ -24,7 +24,8 @@ enum {
 /* What a backup does not hold, in one sentence for people. */
 #define BACKUP_EXCLUDES                                                                            \
     "the tx index and world state (rebuilt from the blocks on restore), the node's key "           \
-    "file and passphrase (back them up separately), the config file"
+    "file and passphrase (back them up separately), the config file, the blob store "              \
+    "(replicated by the members)"
 
 static json_t *checked(json_t *v)
 {

@@ -206,7 +206,9 @@ static const struct cli__command commands[] = {
      "write log, chain info and tip, the Raft log; a header records the chain, the tip\n"
      "and a checksum of every byte. Not in it: the tx index and world state (rebuilt\n"
      "from the blocks on restore), the node's key file and passphrase (back them up\n"
-     "separately), the config file. Needs free space for twice the ledger meanwhile.\n",
+     "separately), the config file, the blob store (record ciphertext: the members\n"
+     "replicate it and a node fetches back what it lacks). Needs free space for twice\n"
+     "the ledger meanwhile.\n",
      cli__cmd_backup},
     {"backup inspect", "FILE", "Check a backup file and show its chain, tip and size.",
      "Reads the whole file and checks every byte against the header's checksum; changes\n"

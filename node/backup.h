@@ -14,7 +14,9 @@
  * Not in a backup: the derived environment (tx index, world state: the
  * node rebuilds it from the blocks and the write log when it opens the
  * restored ledger), the node's key file and its passphrase (the operator
- * backs the key up separately), the config file, the node's snapshot files.
+ * backs the key up separately), the config file, the node's snapshot files,
+ * the blob store (record ciphertext: replicated to three members' nodes,
+ * and fetched back by a node that lacks its share).
  *
  * Not here: the command line (cli/cmd_backup.c), the snapshot format and
  * its install (ledger/snapshot.c).
