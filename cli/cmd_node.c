@@ -100,6 +100,14 @@ static void status_print_human(const struct cli__node *node, const Ehr__V1__GetS
     cli__print_field("role", role_name(s->role));
     snprintf(line, sizeof line, "%llu", (unsigned long long)s->term);
     cli__print_field("term", line);
+    if (s->restore_term != 0) {
+        /* consensus/README.md, I14: a restored node that has not caught up */
+        snprintf(line, sizeof line,
+                 "until a committed entry of term %llu (restored from a backup: no vote, no "
+                 "campaign)",
+                 (unsigned long long)s->restore_term);
+        cli__print_field("restoring", line);
+    }
     if (s->leader_id.len == EHR_SCHNORR_PUBLIC_BYTES) {
         char leader_hex[HASH_HEX_BYTES], address[CLI_HOST_BYTES_MAX + 8];
         ehr_hex_encode(leader_hex, s->leader_id.data, EHR_SCHNORR_PUBLIC_BYTES);
@@ -173,6 +181,7 @@ static json_t *status_json(const struct cli__node *node, const Ehr__V1__GetStatu
     json_object_set_new(root, "cpu_user_ms", json_u64(s->cpu_user_ms));
     json_object_set_new(root, "cpu_system_ms", json_u64(s->cpu_system_ms));
     json_object_set_new(root, "uptime_ms", json_u64(s->uptime_ms));
+    json_object_set_new(root, "restore_term", json_u64(s->restore_term));
     return root;
 }
 

@@ -194,6 +194,44 @@ static const struct cli__command commands[] = {
      "options:\n"
      "  --data DIR     the node's data directory (default $EHR_DATA), opened read-only\n",
      cli__cmd_ledger_status},
+    {"backup", "--data DIR --out FILE [--force]",
+     "Write a consistent copy of a node's ledger into one file, while the node runs.",
+     "options:\n"
+     "  --data DIR     the node's data directory (default $EHR_DATA), opened read-only:\n"
+     "                 the node may keep running and appending meanwhile\n"
+     "  --out FILE     the backup to write (a temporary file next to it, fsync'd, then\n"
+     "                 renamed); never replaced unless --force\n"
+     "  --force        replace an existing FILE\n"
+     "\nThe backup holds the ledger's main store as of one committed write: blocks,\n"
+     "write log, chain info and tip, the Raft log; a header records the chain, the tip\n"
+     "and a checksum of every byte. Not in it: the tx index and world state (rebuilt\n"
+     "from the blocks on restore), the node's key file and passphrase (back them up\n"
+     "separately), the config file, the blob store (record ciphertext: the members\n"
+     "replicate it and a node fetches back what it lacks). Needs free space for twice\n"
+     "the ledger meanwhile.\n",
+     cli__cmd_backup},
+    {"backup inspect", "FILE", "Check a backup file and show its chain, tip and size.",
+     "Reads the whole file and checks every byte against the header's checksum; changes\n"
+     "nothing. Exit 0 when it is whole, 1 with the reason when it is not.\n",
+     cli__cmd_backup_inspect},
+    {"restore", "--from FILE --data DIR [--force]",
+     "Restore a backup into a stopped node's data directory.",
+     "options:\n"
+     "  --from FILE     the backup (ehrctl backup writes one)\n"
+     "  --data DIR      the node's data directory (default $EHR_DATA); ehrd must not be\n"
+     "                  running there (its lock is taken for the whole restore)\n"
+     "  --force         replace a ledger that is ahead of the backup\n"
+     "\nRefused: a directory without a readable Raft hard state (a lost or wiped disk:\n"
+     "that node rejoins as a new member, docs/OPERATIONS.md), a backup that fails its\n"
+     "checksum, of another chain, or older than the ledger in DIR (unless --force; both\n"
+     "heights are named). The swap is crash-safe: DIR holds the old ledger or the\n"
+     "restored one, whole. The Raft hard state written has a term R above every term the\n"
+     "node knew, no vote, and restore term R: the node votes and campaigns again only\n"
+     "once it holds a committed entry of term R (ehrctl status shows \"restoring\").\n"
+     "The key file and the config are kept. Restore one node at a time: until it catches\n"
+     "up, a restored voter counts as lost. When ehrd starts it rebuilds the tx index and\n"
+     "world state and catches up from its peers.\n",
+     cli__cmd_restore},
     {"block show", "HEIGHT (--data DIR | --node HOST:PORT)",
      "Show a block's header and its transactions.",
      "From a ledger directory (--data) or from a running node (--node, GetBlock); the\n"

@@ -613,6 +613,10 @@ typedef struct ledger_snapshot_expect {
     const char *chain_id;                 /* required */
     uint8_t genesis_hash[EHR_HASH_BYTES]; /* required */
     uint64_t applied_index;               /* the Raft snapshot's index, >= 1 */
+    /* false (the node's case): a current ledger that has applied beyond
+     * the snapshot is refused. true: it is replaced all the same (an
+     * operator's restore of an older backup, asked for with --force). */
+    bool replace_newer;
 } ledger_snapshot_expect;
 
 /*
@@ -629,7 +633,8 @@ typedef struct ledger_snapshot_expect {
  * (EHR_EAGAIN) and an open that races the install waits for it. The
  * current ledger, if any, must be of the same chain and must not have
  * applied beyond the snapshot (EHR_EINVAL: that would move the applied
- * state back). Then, on the snapshot file itself: remove the sender's Raft
+ * state back), unless EXPECT->replace_newer (an operator's restore).
+ * Then, on the snapshot file itself: remove the sender's Raft
  * log, hard state, boundary and snapshot meta; apply RAFT_RESET with
  * ledger_raft_write's own code; sync. RAFT_RESET must compact to
  * applied_index + 1 with the boundary record for applied_index, set the
@@ -657,6 +662,35 @@ int ledger_snapshot_install(const char *ledger_dir, const char *snapshot_path,
                             const ledger_raft_batch *raft_reset,
                             const ledger_snapshot_expect *expect, ledger_snapshot_info *info,
                             ehr_diag *diag);
+
+/* The Raft records a ledger data file holds (see ledger_raft_write), each
+ * copied out; a record's length is 0 when the file has none. */
+typedef struct ledger_snapshot_raft {
+    uint64_t first, last; /* the log holds [first, last] (empty: last == first - 1) */
+    uint8_t hard_state[LEDGER_RAFT_META_BYTES_MAX];
+    size_t hard_state_len;
+    uint8_t snapshot_meta[LEDGER_RAFT_META_BYTES_MAX];
+    size_t snapshot_meta_len;
+    uint8_t boundary[LEDGER_RAFT_META_BYTES_MAX];
+    size_t boundary_len;
+} ledger_snapshot_raft;
+
+/*
+ * Read the Raft records of the LMDB data file PATH without a ledger handle:
+ * a snapshot file, or the data.mdb of a ledger that nothing writes
+ * meanwhile (its node stopped; opened without a lock file, as inspect
+ * does). OUT (required) gets the log's bounds and the hard state, snapshot
+ * meta and boundary records; then FN (may be NULL) is called for the stored
+ * entries in [LO, HI) that the log holds, in order, as ledger_raft_entries_read
+ * calls it (the bytes valid during the call only). Changes nothing.
+ * Returns 0; the ledger_snapshot_inspect file errors (EHR_ENOTFOUND,
+ * EHR_EINVAL, EHR_ETRUNCATED, EHR_EVERSION, EHR_ETOOBIG); EHR_ECORRUPT (a
+ * record over its limit, a log that is not one run); FN's error; -errno;
+ * with a sentence in DIAG naming the file.
+ */
+int ledger_snapshot_raft_read(const char *path, uint64_t lo, uint64_t hi, ledger_raft_entry_fn fn,
+                              void *ctx, ledger_snapshot_raft *out, ehr_diag *diag);
+
 /*
  * Bring the derived tables (tx index, world state) up to the tip now and
  * wait for it: ledger_close does this too; a node may call it before

@@ -467,6 +467,73 @@ int ledger_snapshot_inspect(const char *path, ledger_snapshot_info *info, ehr_di
     return inspect_file(path, info, diag);
 }
 
+/* ---- The Raft records of a file ---- */
+
+/* Copy the meta record NAME of S into BUF (*LEN 0 when there is none). */
+static int raft_record_copy(ledger *s,
+                            int (*get)(ledger *, uint8_t *, size_t, size_t *, ehr_diag *),
+                            uint8_t buf[LEDGER_RAFT_META_BYTES_MAX], size_t *len, ehr_diag *diag)
+{
+    int rc = get(s, buf, LEDGER_RAFT_META_BYTES_MAX, len, diag);
+    if (rc == EHR_ENOTFOUND) {
+        *len = 0;
+        return 0;
+    }
+    if (rc == EHR_ETOOBIG)
+        return ehr_diag_fail(diag, EHR_ECORRUPT, "a raft record of %zu bytes, over the limit %d",
+                             *len, LEDGER_RAFT_META_BYTES_MAX);
+    return rc;
+}
+
+int ledger_snapshot_raft_read(const char *path, uint64_t lo, uint64_t hi, ledger_raft_entry_fn fn,
+                              void *ctx, ledger_snapshot_raft *out, ehr_diag *diag)
+{
+    EHR_ASSERT(out != NULL);
+    memset(out, 0, sizeof *out);
+    ehr_diag local;
+    if (diag == NULL)
+        diag = &local;
+    int rc = path_check(path, "ledger file", diag);
+    if (rc != 0)
+        return rc;
+    uint64_t file_bytes = 0;
+    rc = file_check(path, &file_bytes, diag);
+    if (rc != 0)
+        return diag_prefix(diag, rc, path);
+    ledger *s;
+    rc = snap_open(path, false, file_bytes, &s, diag);
+    if (rc != 0)
+        return diag_prefix(diag, rc, path);
+    if (!s->raft_log_present) {
+        out->first = 1; /* a ledger made before the Raft log: none */
+        ledger_close(s);
+        return 0;
+    }
+    rc = ledger_raft_bounds(s, &out->first, &out->last, diag);
+    if (rc == 0)
+        rc = raft_record_copy(s, ledger_raft_hard_state_get, out->hard_state, &out->hard_state_len,
+                              diag);
+    if (rc == 0)
+        rc = raft_record_copy(s, ledger_raft_snapshot_meta_get, out->snapshot_meta,
+                              &out->snapshot_meta_len, diag);
+    if (rc == 0)
+        rc = raft_record_copy(s, ledger_raft_boundary_get, out->boundary, &out->boundary_len, diag);
+    uint64_t from = lo > out->first ? lo : out->first;
+    uint64_t to = hi < out->last + 1 ? hi : out->last + 1;
+    if (rc == 0 && fn != NULL && from < to) {
+        /* No byte bound: one read snapshot, until FN stops or HI. */
+        long n = ledger_raft_entries_read(s, from, to, UINT64_MAX, fn, ctx, diag);
+        if (n < 0)
+            rc = (int)n;
+    }
+    ledger_close(s);
+    if (rc != 0) {
+        memset(out, 0, sizeof *out);
+        return diag_prefix(diag, rc, path);
+    }
+    return 0;
+}
+
 /* ---- Create ---- */
 
 int ledger_snapshot_create(ledger *l, const char *path, ledger_snapshot_info *info, ehr_diag *diag)
@@ -604,7 +671,7 @@ static int current_read(const char *data_path, const ledger_snapshot_expect *exp
         rc = ehr_diag_fail(diag, rc, "the current ledger: %s", why.msg);
     } else if ((rc = chain_match(&chain, expect, "the current ledger", diag)) != 0) {
         /* another chain */
-    } else if (tip.applied_index > expect->applied_index) {
+    } else if (tip.applied_index > expect->applied_index && !expect->replace_newer) {
         rc = ehr_diag_fail(diag, EHR_EINVAL,
                            "the current ledger has applied up to %llu, beyond the snapshot's "
                            "%llu",

@@ -225,6 +225,10 @@ static void render_node(struct node_metrics_text *t, const struct node_metrics_s
 static void render_consensus(struct node_metrics_text *t, const struct node_metrics_snapshot *s)
 {
     gauge(t, "ehr_raft_term", "The current Raft term.", s->raft_term);
+    gauge(t, "ehr_raft_restore_term",
+          "0, or this node was restored from a backup and neither votes nor campaigns until it "
+          "holds a committed entry of this term (it counts as lost meanwhile).",
+          s->raft_restore_term);
     node_metrics_text_family(t, "ehr_raft_role", "gauge",
                              "1 for this node's Raft role, 0 for the others.");
     for (int r = 0; r < NODE_METRICS_ROLES; r++) {

@@ -138,7 +138,8 @@ struct node_metrics_snapshot {
     uint64_t start_time_ms; /* Unix time the node started */
     /* Consensus. */
     uint64_t raft_term;
-    int raft_role; /* enum raft_role: 0..NODE_METRICS_ROLES-1 */
+    uint64_t raft_restore_term; /* 0, or restored and not caught up (I14) */
+    int raft_role;              /* enum raft_role: 0..NODE_METRICS_ROLES-1 */
     bool has_leader;
     bool voter; /* in the configuration it knows; false while a learner */
     uint64_t commit_index;

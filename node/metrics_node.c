@@ -91,6 +91,7 @@ void node__metrics_publish(struct node *n)
     struct raft_status rs;
     raft_status_get(n->cons.raft, &rs);
     v->voter = raft_config_is_voter(&rs.config, rs.id);
+    v->raft_restore_term = rs.hard_state.restore_term;
     v->commit_index = n->cons.commit_index;
     v->applied_index = n->cons.applied_index;
     v->proposals_inflight = n->cons.role == RAFT_LEADER ? n->prop.inflight : 0;

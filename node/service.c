@@ -801,6 +801,7 @@ static void get_status(struct rpc_call *call, const uint8_t *req, size_t len, vo
     resp.loop_turn_cpu_max_us = node__loop_turn_cpu_max_us(n);
     resp.reads_refused = n->reads.refused_count;
     resp.rss_bytes = rss_bytes();
+    resp.restore_term = rs.hard_state.restore_term;
 
     Ehr__V1__PeerStatus peers[NODE_MEMBERS_MAX];
     Ehr__V1__PeerStatus *peer_ptrs[NODE_MEMBERS_MAX];

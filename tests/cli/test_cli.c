@@ -337,6 +337,15 @@ static void test_usage_errors_exit_2(void **state)
         {"ledger", "verify", "--data", "d", "--threads", "-1", NULL},
         {"ledger", "verify", "--data", "d", "extra", NULL},
         {"ledger", "status", "--data", "d", "extra", NULL},
+        {"backup", "--data", "d", NULL}, /* no --out */
+        {"backup", "--out", "b", NULL},  /* no --data, no $EHR_DATA */
+        {"backup", "--data", "d", "--out", "b", "stray", NULL},
+        {"backup", "inspect", NULL},
+        {"backup", "inspect", "a", "b", NULL},
+        {"restore", "--data", "d", NULL}, /* no --from */
+        {"restore", "--from", "b", NULL}, /* no --data, no $EHR_DATA */
+        {"restore", "--from", "b", "--data", "d", "stray", NULL},
+        {"restore", "--from", "b", "--data", "d", "--genesis", "g", NULL}, /* no such option */
         {"block", "show", "--data", "d", NULL},
         {"block", "show", "1", "2", "--data", "d", NULL},
         {"block", "show", "x", "--data", "d", NULL},
@@ -382,30 +391,14 @@ static void test_help_lists_every_command(void **state)
     struct fixture *f = *state;
     struct proc_result r = run(f, "help");
     assert_int_equal(r.status, 0);
-    const char *names[] = {"keygen",
-                           "key show",
-                           "key passwd",
-                           "genesis",
-                           "genesis show",
-                           "genesis member",
-                           "ledger init",
-                           "ledger verify",
-                           "ledger status",
-                           "block show",
-                           "tx show",
-                           "practitioner add",
-                           "practitioner remove",
-                           "record anchor",
-                           "record list",
-                           "consent grant",
-                           "consent revoke",
-                           "consent list",
-                           "access request",
-                           "access emergency",
-                           "record show",
-                           "member list",
-                           "member propose",
-                           "member approve"};
+    const char *names[] = {
+        "keygen",        "key show",       "key passwd",       "genesis",
+        "genesis show",  "genesis member", "ledger init",      "ledger verify",
+        "ledger status", "backup",         "backup inspect",   "restore",
+        "block show",    "tx show",        "practitioner add", "practitioner remove",
+        "record anchor", "record list",    "consent grant",    "consent revoke",
+        "consent list",  "access request", "access emergency", "record show",
+        "member list",   "member propose", "member approve"};
     for (size_t i = 0; i < EHR_ARRAY_COUNT(names); i++)
         assert_non_null(strstr(r.out, names[i]));
     proc_result_free(&r);

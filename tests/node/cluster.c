@@ -474,6 +474,7 @@ int cluster_status(struct cluster *c, size_t i, struct cluster_status *out)
     out->loop_turn_max_us = s->loop_turn_max_us;
     out->loop_turn_cpu_max_us = s->loop_turn_cpu_max_us;
     out->rss_bytes = s->rss_bytes;
+    out->restore_term = s->restore_term;
     for (size_t p = 0; p < s->n_peers; p++)
         out->peers_connected +=
             s->peers[p]->link_state == EHR__V1__LINK_STATE__LINK_STATE_CONNECTED;

@@ -145,6 +145,7 @@ struct cluster_status {
     uint64_t loop_turn_max_us;     /* GetStatusResponse.loop_turn_max_us */
     uint64_t loop_turn_cpu_max_us; /* GetStatusResponse.loop_turn_cpu_max_us */
     uint64_t rss_bytes;            /* GetStatusResponse.rss_bytes */
+    uint64_t restore_term;         /* GetStatusResponse.restore_term */
 };
 
 /* GetStatus of node I. Returns the gRPC status (0 = OK). */

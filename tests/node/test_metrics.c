@@ -272,6 +272,7 @@ static void full_snapshot(struct node_metrics_snapshot *s)
     snprintf(s->version, sizeof s->version, "0.1.0 (abc)");
     s->start_time_ms = 1764900000123;
     s->raft_term = 7;
+    s->raft_restore_term = 5;
     s->raft_role = 3;
     s->has_leader = true;
     s->voter = true;
@@ -369,6 +370,8 @@ static void test_a_full_page_is_well_formed(void **state)
     check_exposition(t.buf, t.len);
     page[t.len] = '\0';
     assert_non_null(strstr(page, "\nehr_raft_term 7\n"));
+    assert_non_null(strstr(page, "\n# TYPE ehr_raft_restore_term gauge\n"));
+    assert_non_null(strstr(page, "\nehr_raft_restore_term 5\n"));
     assert_non_null(strstr(page, "\nehr_raft_voter 1\n"));
     assert_non_null(strstr(page, "\nehr_health_status{reason=\"ok\"} 1\n"));
     assert_non_null(strstr(page, "\nehr_health_status{reason=\"no-leader\"} 0\n"));

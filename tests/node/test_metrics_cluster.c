@@ -260,7 +260,8 @@ static void test_metrics_of_a_running_network(void **state)
         snprintf(series, sizeof series, "ehr_raft_leader{member=\"Member %zu\"}", leader);
         assert_int_equal(value_of(&p, series), 1);
         assert_true(value_of(&p, "ehr_raft_term") >= 1);
-        assert_int_equal(value_of(&p, "ehr_raft_voter"), 1); /* founding members vote */
+        assert_int_equal(value_of(&p, "ehr_raft_voter"), 1);        /* founding members vote */
+        assert_int_equal(value_of(&p, "ehr_raft_restore_term"), 0); /* none restored */
         assert_int_equal(wait_value(port[i], "ehr_health_serving", 1, LEADER_WAIT_MS), 1);
         scrape(port[i], &p);
         assert_int_equal(value_of(&p, "ehr_health_status{reason=\"ok\"}"), 1);
