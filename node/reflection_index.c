@@ -576,6 +576,20 @@ static void answer_fill(reflection_response *r, struct answer_parts *p,
     }
 }
 
+/*
+ * Whether M kept an unknown field numbered 0. No such field exists in
+ * protobuf, but protobuf-c keeps one read from a padded key (0x80 0x00)
+ * and would write it back, in the echoed request, as a lone 0x00 byte that
+ * no reader accepts: a request holding one is malformed.
+ */
+static bool has_field_zero(const ProtobufCMessage *m)
+{
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return true;
+    return false;
+}
+
 int reflection_answer(const struct reflection_index *index, const uint8_t *request,
                       size_t request_len, size_t answer_bytes_max, uint8_t **answer,
                       size_t *answer_len, ehr_diag *diag)
@@ -590,6 +604,14 @@ int reflection_answer(const struct reflection_index *index, const uint8_t *reque
         grpc__reflection__v1alpha__server_reflection_request__unpack(NULL, request_len, request);
     if (q == NULL)
         return ehr_diag_fail(diag, EHR_EINVAL, "malformed request: not a ServerReflectionRequest");
+    bool extension =
+        q->message_request_case ==
+        GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION;
+    if (has_field_zero(&q->base) ||
+        (extension && has_field_zero(&q->file_containing_extension->base))) {
+        grpc__reflection__v1alpha__server_reflection_request__free_unpacked(q, NULL);
+        return ehr_diag_fail(diag, EHR_EINVAL, "malformed request: a field numbered 0");
+    }
     struct answer_parts *parts = ehr_calloc(1, sizeof *parts);
     reflection_response r = GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__INIT;
     r.valid_host = q->host;

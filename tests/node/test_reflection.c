@@ -279,6 +279,48 @@ static void test_a_request_over_the_limit_is_refused_at_the_limit_answered(void 
     reflection_index_free(ix);
 }
 
+/* A field numbered 0 (a padded key, 0x80 0x00, which protobuf-c keeps) is
+ * refused, in the request and in its extension request: echoed back it
+ * would make an answer nobody can read. Any other unknown field is echoed
+ * and the answer decodes. */
+static void test_a_field_numbered_zero_is_refused_other_unknown_fields_echoed(void **state)
+{
+    (void)state;
+    struct reflection_index *ix = index_of_the_node();
+    static const uint8_t zero[] = {0x80, 0x00, 0x00};
+    static const uint8_t listing_and_zero[] = {0x3a, 0x00, 0x80, 0x00, 0x00};
+    static const uint8_t extension_zero[] = {0x2a, 0x03, 0x80, 0x00, 0x00};
+    const struct {
+        const uint8_t *bytes;
+        size_t len;
+    } refused[] = {{zero, sizeof zero},
+                   {listing_and_zero, sizeof listing_and_zero},
+                   {extension_zero, sizeof extension_zero}};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(refused); i++) {
+        uint8_t *answer = NULL;
+        size_t len = 0;
+        ehr_diag diag = {{0}};
+        assert_int_equal(reflection_answer(ix, refused[i].bytes, refused[i].len,
+                                           NODE_REFLECTION_ANSWER_BYTES_MAX, &answer, &len, &diag),
+                         EHR_EINVAL);
+        assert_null(answer);
+        assert_non_null(strstr(diag.msg, "a field numbered 0"));
+    }
+    static const uint8_t listing_and_field_15[] = {0x3a, 0x00, 0x78, 0x01};
+    uint8_t *answer = NULL;
+    size_t len = 0;
+    assert_int_equal(reflection_answer(ix, listing_and_field_15, sizeof listing_and_field_15,
+                                       NODE_REFLECTION_ANSWER_BYTES_MAX, &answer, &len, NULL),
+                     0);
+    response_t *r =
+        grpc__reflection__v1alpha__server_reflection_response__unpack(NULL, len, answer);
+    assert_non_null(r);
+    assert_non_null(r->list_services_response);
+    free_response(r);
+    ehr_free(answer);
+    reflection_index_free(ix);
+}
+
 static void test_an_answer_over_its_limit_becomes_resource_exhausted(void **state)
 {
     (void)state;
@@ -453,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_an_unknown_symbol_answers_not_found),
         cmocka_unit_test(test_an_unknown_file_and_any_extension_answer_not_found),
         cmocka_unit_test(test_a_request_over_the_limit_is_refused_at_the_limit_answered),
+        cmocka_unit_test(test_a_field_numbered_zero_is_refused_other_unknown_fields_echoed),
         cmocka_unit_test(test_an_answer_over_its_limit_becomes_resource_exhausted),
         cmocka_unit_test(test_nesting_up_to_the_limit_is_indexed_deeper_refused),
         cmocka_unit_test(test_files_and_names_up_to_their_limits_are_indexed_more_refused),
