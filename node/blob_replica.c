@@ -84,6 +84,14 @@ size_t node__blob_replicas(const uint8_t record_id[EHR_SHA256_BYTES],
 
 /* ---- a received piece ---- */
 
+bool node__blob_chunk_is_late(const struct node__blob_want *want, const Ehr__V1__BlobChunk *c)
+{
+    return c->offset < want->offset && c->record_id.len == EHR_SHA256_BYTES &&
+           memcmp(c->record_id.data, want->record_id, EHR_SHA256_BYTES) == 0 &&
+           c->blob_id.len == NODE_BLOB_ID_BYTES &&
+           memcmp(c->blob_id.data, want->blob_id, NODE_BLOB_ID_BYTES) == 0;
+}
+
 int node__blob_chunk_check(const struct node__blob_want *want, const Ehr__V1__BlobChunk *c,
                            ehr_diag *diag)
 {

@@ -9,6 +9,7 @@
 #ifndef EHR_NODE_BLOB_REPLICA_H
 #define EHR_NODE_BLOB_REPLICA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,5 +78,11 @@ struct node__blob_want {
  */
 int node__blob_chunk_check(const struct node__blob_want *want, const Ehr__V1__BlobChunk *c,
                            ehr_diag *diag);
+
+/* Is C a late answer to an earlier question of the same fetch: the record
+ * and blob of WANT at an offset below WANT's (a serve slower than the
+ * fetch's timeout, answered after it asked again)? Such an answer is
+ * dropped, neither taken nor refused. */
+bool node__blob_chunk_is_late(const struct node__blob_want *want, const Ehr__V1__BlobChunk *c);
 
 #endif /* EHR_NODE_BLOB_REPLICA_H */

@@ -394,6 +394,7 @@ struct node__replication {
     uint64_t hash_mismatch_count; /* fetched blobs that did not hash to their id */
     uint64_t refused_chunk_count; /* BlobChunks refused */
     uint64_t served_count;        /* pieces sent to peers */
+    uint64_t late_answer_count;   /* answers to an earlier offset, dropped */
     uint64_t busy_sent_count;     /* BlobFetches answered "busy" */
     uint64_t busy_received_count; /* "busy" answers taken from peers */
     struct ehr_log_limit refused_log;

@@ -276,6 +276,7 @@ static void fetch_ask(struct node__blob_fetch *f)
             return;
         if (m != NULL && !m->self)
             f->skipped_count++; /* no live link, its queue is full, or the link just went */
+        f->busy_count = 0;      /* the next member has its own retries */
         if (f->want.offset > 0) {
             /* What was written came from this member: another one starts
              * over from byte 0 (R2), as fetch_next does. */
@@ -477,6 +478,13 @@ void node__replication_chunk_received(struct node *n, const struct node_member *
     }
     if (f == NULL) {
         node__blob_refused(n, from, "a piece of a blob not asked for");
+        return;
+    }
+    /* A late answer, from that member, to an earlier question of the same
+     * blob (a serve slower than NODE_BLOB_FETCH_TIMEOUT_MS, answered after
+     * the fetch asked again): dropped, the fetch still waits for its own. */
+    if (node__blob_chunk_is_late(&f->want, c)) {
+        n->replication.late_answer_count++;
         return;
     }
     ehr_diag why;

@@ -116,13 +116,18 @@ static void serve_done(uv_work_t *w, int status)
     EHR_ASSERT(held != NULL);
     EHR_ASSERT(held->count > 0);
     held->count--;
-    struct node_member *to = node__member_by_key(n, s->peer);
-    /* An erase applied while the piece was read: nothing of it is served. */
-    bool erased = false;
-    if (s->rc == 0 &&
-        (node__state_record_erased(n->ledger, s->want.record_id, &erased) != 0 || erased))
-        s->rc = EHR_ENOTFOUND;
-    if (!n->stopping && to != NULL) {
+    struct node_member *to = n->stopping ? NULL : node__member_by_key(n, s->peer);
+    /* R1 again for what changed while the piece was read: an erase applied
+     * (nothing of the record is served), or the asker no longer in the
+     * record's replica set (it left, or is leaving). */
+    if (s->rc == 0 && to != NULL) {
+        Ehr__V1__RecordEntry *e = node__blob_record_entry(n->ledger, s->want.record_id);
+        if (e == NULL || e->erased || !node__blob_replica_of(n, s->want.record_id, e, s->peer))
+            s->rc = EHR_ENOTFOUND;
+        if (e != NULL)
+            ehr__v1__record_entry__free_unpacked(e, NULL);
+    }
+    if (to != NULL) {
         if (s->rc == 0)
             n->replication.served_count++;
         send_chunk(n, to, &s->want, s->buf, s->rc == 0 ? s->len : 0,

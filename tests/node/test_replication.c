@@ -234,6 +234,21 @@ static void test_chunk_taken_only_as_asked(void **state)
     c.record_id.data = w.record_id;
     c.blob_id.data = other;
     assert_int_equal(node__blob_chunk_check(&w, &c, &why), EHR_EINVAL);
+    /* A late answer (an earlier offset of the same record and blob) is
+     * told apart, to be dropped; the offset asked, a later one, or another
+     * record or blob is not late. */
+    c = chunk_of(&w, 0, NODE_BLOB_REPLICA_CHUNK_BYTES);
+    assert_true(node__blob_chunk_is_late(&w, &c));
+    c.offset = w.offset;
+    assert_false(node__blob_chunk_is_late(&w, &c));
+    c.offset = w.offset + NODE_BLOB_REPLICA_CHUNK_BYTES;
+    assert_false(node__blob_chunk_is_late(&w, &c));
+    c.offset = 0;
+    c.blob_id.data = other;
+    assert_false(node__blob_chunk_is_late(&w, &c));
+    c.blob_id.data = w.blob_id;
+    c.record_id.data = other;
+    assert_false(node__blob_chunk_is_late(&w, &c));
 }
 
 /* ---- the queue ---- */
