@@ -23,7 +23,7 @@ enum {
 
 /* What a backup does not hold, in one sentence for people. */
 #define BACKUP_EXCLUDES                                                                            \
-    "the tx index and world state (rebuilt from the blocks on restore), the node's key "           \
+    "the tx index and world state (brought to the restored blocks at start), the node's key "      \
     "file and passphrase (back them up separately), the config file, the blob store "              \
     "(replicated by the members)"
 
@@ -242,7 +242,8 @@ int cli__cmd_restore(struct cli__ctx *ctx, int argc, char **argv)
              (unsigned long long)report.restore_term);
     cli__print_field("restore term", line);
     cli__print_field("kept", "the key file, the config and every other file in the directory");
-    printf("Start ehrd: it rebuilds the tx index and world state, then catches up from its "
+    printf("Start ehrd: it brings the tx index and world state to the restored ledger, then "
+           "catches up from its "
            "peers; `ehrctl status` shows \"restoring\" until it votes again. Restore one node "
            "at a time.\n");
     return CLI_EXIT_OK;

@@ -204,8 +204,8 @@ static const struct cli__command commands[] = {
      "  --force        replace an existing FILE\n"
      "\nThe backup holds the ledger's main store as of one committed write: blocks,\n"
      "write log, chain info and tip, the Raft log; a header records the chain, the tip\n"
-     "and a checksum of every byte. Not in it: the tx index and world state (rebuilt\n"
-     "from the blocks on restore), the node's key file and passphrase (back them up\n"
+     "and a checksum of every byte. Not in it: the tx index and world state (brought\n"
+     "to the restored blocks at start), the node's key file and passphrase (back them up\n"
      "separately), the config file, the blob store (record ciphertext: the members\n"
      "replicate it and a node fetches back what it lacks). Needs free space for twice\n"
      "the ledger meanwhile.\n",
@@ -224,13 +224,15 @@ static const struct cli__command commands[] = {
      "\nRefused: a directory without a readable Raft hard state (a lost or wiped disk:\n"
      "that node rejoins as a new member, docs/OPERATIONS.md), a backup that fails its\n"
      "checksum, of another chain, or older than the ledger in DIR (unless --force; both\n"
-     "heights are named). The swap is crash-safe: DIR holds the old ledger or the\n"
+     "applied indexes are named). The swap is crash-safe: DIR holds the old ledger or the\n"
      "restored one, whole. The Raft hard state written has a term R above every term the\n"
      "node knew, no vote, and restore term R: the node votes and campaigns again only\n"
      "once it holds a committed entry of term R (ehrctl status shows \"restoring\").\n"
      "The key file and the config are kept. Restore one node at a time: until it catches\n"
-     "up, a restored voter counts as lost. When ehrd starts it rebuilds the tx index and\n"
-     "world state and catches up from its peers.\n",
+     "up, a restored voter counts as lost. When ehrd starts it brings the tx index and\n"
+     "world state to the restored ledger (remove derived.mdb too, after damage to them,\n"
+     "and they are rebuilt whole) and catches up from its peers. Not for a data.mdb an\n"
+     "older copy replaced: its Raft term is older than the node's; rejoin as a new member.\n",
      cli__cmd_restore},
     {"block show", "HEIGHT (--data DIR | --node HOST:PORT)",
      "Show a block's header and its transactions.",

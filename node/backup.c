@@ -337,7 +337,9 @@ static int stream(int in, uint64_t in_offset, uint64_t bytes, int out, uint64_t 
 static int backup_read(const char *path, int out, struct node_backup_info *info, ehr_diag *diag)
 {
     memset(info, 0, sizeof *info);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO given as the file does not block the open; it is
+     * refused as not a regular file just below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int err = errno;
         return ehr_diag_fail(diag, err == ENOENT ? EHR_ENOTFOUND : -err, "%s: %s", path,
@@ -776,11 +778,17 @@ int node_backup_restore(const char *backup_path, const char *data_dir,
     int fd = -1;
     /* Cheap checks first: the header, the chain, the heights. */
     uint8_t h[NODE_BACKUP_HEADER_BYTES];
-    int hfd = open(backup_path, O_RDONLY | O_CLOEXEC);
+    int hfd = open(backup_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (hfd < 0) {
         int err = errno;
         rc = ehr_diag_fail(diag, err == ENOENT ? EHR_ENOTFOUND : -err, "%s: %s", backup_path,
                            strerror(err));
+        goto out;
+    }
+    struct stat hst;
+    if (fstat(hfd, &hst) != 0 || !S_ISREG(hst.st_mode)) {
+        close(hfd);
+        rc = ehr_diag_fail(diag, EHR_EINVAL, "%s is not a regular file", backup_path);
         goto out;
     }
     rc = read_all(hfd, h, sizeof h, 0);

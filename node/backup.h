@@ -11,12 +11,12 @@
  * checksum: LMDB does not checksum its pages, so without ours a flipped
  * byte in a backup would go unnoticed until it was restored.
  *
- * Not in a backup: the derived environment (tx index, world state: the
- * node rebuilds it from the blocks and the write log when it opens the
- * restored ledger), the node's key file and its passphrase (the operator
- * backs the key up separately), the config file, the node's snapshot files,
- * the blob store (record ciphertext: replicated to three members' nodes,
- * and fetched back by a node that lacks its share).
+ * Not in a backup: the derived environment (tx index, world state: left
+ * in place, the node brings it to the restored blocks and write log when
+ * it opens them, whole when it is ahead of them), the node's key file and its passphrase (the
+ * operator backs the key up separately), the config file, the node's snapshot files, the blob store
+ * (record ciphertext: replicated to three members' nodes, and fetched back by a node that lacks its
+ * share).
  *
  * Not here: the command line (cli/cmd_backup.c), the snapshot format and
  * its install (ledger/snapshot.c).
@@ -162,7 +162,7 @@ struct node_backup_restore_report {
  * in force there), and the restored hard state described in the report
  * (I14). The key file, the config and everything else in the directory
  * stay; the replaced ledger's snapshot files are removed (the node takes a
- * new one). When ehrd next starts it rebuilds the derived tables and
+ * new one). When ehrd next starts it brings the derived tables to them and
  * catches up from its peers; it votes again once it holds a committed
  * entry of the restore term.
  * REPORT (required) says what was done. Returns 0; EHR_EAGAIN; EHR_EREFUSED;

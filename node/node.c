@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backup.h"
 #include "ehr/v1/p2p.pb-c.h"
 #include "ehr/v1/tx.pb-c.h"
 #include "node_internal.h"
@@ -1050,6 +1051,11 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, const ehr_identit
     }
     unlink(n->snap.creating); /* left by a node that stopped mid-copy */
     unlink(n->snap.stage_path);
+    /* ... and by a restore that stopped mid-copy (ehrctl restore holds
+     * LOCK as we do: none runs now). */
+    char restore_stage[sizeof n->snap.stage_path];
+    snprintf(restore_stage, sizeof restore_stage, "%s/" NODE_BACKUP_STAGE_NAME, cfg->data_dir);
+    unlink(restore_stage);
     if ((rc = start_raft(n, diag)) != 0 || (rc = start_p2p(n, diag)) != 0 ||
         (rc = node__service_start(n, diag)) != 0 || (rc = node__metrics_start(n, diag)) != 0)
         goto fail;

@@ -31,6 +31,7 @@
 #include "backup.h"
 #include "cluster.h"
 #include "ehr/v1/node.pb-c.h"
+#include "ehr_crypto.h"
 #include "proc.h"
 
 #ifndef EHRD_PATH
@@ -78,6 +79,26 @@ static bool file_exists(const char *path)
 }
 
 /* Copy the first BYTES bytes of FROM to TO. */
+/* The whole of PATH (fails the test if it cannot be read). */
+static uint8_t *file_read_all(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    uint8_t *buf = malloc((size_t)st.st_size + 1);
+    assert_non_null(buf);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t k = read(fd, buf + got, (size_t)st.st_size - got);
+        assert_true(k > 0);
+        got += (size_t)k;
+    }
+    close(fd);
+    *len = got;
+    return buf;
+}
+
 static void copy_prefix(const char *from, const char *to, uint64_t bytes)
 {
     FILE *in = fopen(from, "rb");
@@ -198,6 +219,18 @@ static void test_a_node_restored_from_a_backup_taken_under_load_catches_up(void 
     uint64_t backup_height = (uint64_t)json_integer_value(json_object_get(shown, "tip_height"));
     assert_true(backup_height > 0);
     assert_false(json_is_true(json_object_get(shown, "includes_key")));
+    /* ... and indeed: no 32-byte run of the key file's sealed secrets is
+     * in it (its header holds the public keys, which the chain names). */
+    char key_path[CLUSTER_PATH_BYTES + 32];
+    snprintf(key_path, sizeof key_path, "%s/node.key", dir);
+    size_t key_len = 0, backup_len = 0;
+    uint8_t *key = file_read_all(key_path, &key_len);
+    uint8_t *whole = file_read_all(path, &backup_len);
+    assert_true(key_len >= EHR_KEYFILE_HEADER_BYTES + 32);
+    for (size_t at = EHR_KEYFILE_HEADER_BYTES; at + 32 <= key_len; at += 16)
+        assert_null(memmem(whole, backup_len, key + at, 32));
+    free(key);
+    free(whole);
     assert_int_equal(json_integer_value(json_object_get(shown, "bytes")),
                      json_integer_value(json_object_get(shown, "ledger_bytes")) +
                          NODE_BACKUP_HEADER_BYTES);
@@ -227,6 +260,10 @@ static void test_a_node_restored_from_a_backup_taken_under_load_catches_up(void 
     assert_refused(PROC_ARGS("backup", "inspect", file, NULL), "is cut short");
     copy_prefix(path, file, NODE_BACKUP_HEADER_BYTES / 2);
     assert_refused(PROC_ARGS("backup", "inspect", file, NULL), "shorter than a header");
+    /* A FIFO (nobody writing) is refused at once, not waited on. */
+    snprintf(file, sizeof file, "%s/fifo.backup", c.root);
+    assert_int_equal(mkfifo(file, 0600), 0);
+    assert_refused(PROC_ARGS("backup", "inspect", file, NULL), "not a regular file");
 
     /* 4. Restore while the node runs: refused, nothing touched. */
     assert_refused(PROC_ARGS("restore", "--from", path, "--data", dir, NULL), "stop ehrd");
@@ -244,6 +281,8 @@ static void test_a_node_restored_from_a_backup_taken_under_load_catches_up(void 
     assert_refused(PROC_ARGS("restore", "--from", bad_header, "--data", dir, NULL), "damaged");
     assert_refused(PROC_ARGS("restore", "--from", bad_body, "--data", dir, "--force", NULL),
                    "damaged");
+    assert_refused(PROC_ARGS("restore", "--from", file, "--data", dir, "--force", NULL),
+                   "not a regular file"); /* the FIFO */
 
     /* 6. No readable Raft hard state (I14 needs the node's own terms): a
      * directory without a ledger (a lost disk), one whose ledger the node
