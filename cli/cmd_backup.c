@@ -8,9 +8,11 @@
  * `ledger status` does: LMDB readers in another process are fine while the
  * node appends, and the data directory's lock is not needed), and prints.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "backup.h"
 #include "cli_internal.h"
@@ -35,6 +37,22 @@ static json_t *checked(json_t *v)
 }
 
 /* --data, else $EHR_DATA; NULL after a usage error. */
+/* Whether FILE's directory is DIR itself (the same inode, however named). */
+static bool in_directory(const char *file, const char *dir)
+{
+    char parent[4096];
+    const char *slash = strrchr(file, '/');
+    if (slash == NULL)
+        snprintf(parent, sizeof parent, ".");
+    else if (slash == file)
+        snprintf(parent, sizeof parent, "/");
+    else
+        snprintf(parent, sizeof parent, "%.*s", (int)(slash - file), file);
+    struct stat a, b;
+    return stat(parent, &a) == 0 && stat(dir, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
 static const char *data_dir(struct cli__ctx *ctx, const char *given)
 {
     if (given == NULL)
@@ -122,6 +140,11 @@ int cli__cmd_backup(struct cli__ctx *ctx, int argc, char **argv)
     const char *dir = data_dir(ctx, given);
     if (dir == NULL)
         return CLI_EXIT_USAGE;
+    if (in_directory(out, dir))
+        return cli__usage_error(ctx,
+                                "--out %s is in the data directory %s: keep a backup "
+                                "elsewhere (there, --force could replace the ledger itself)",
+                                out, dir);
     ledger *l;
     if (cli__ledger_open(dir, true, &l) != 0)
         return CLI_EXIT_FAIL;

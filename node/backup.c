@@ -482,8 +482,16 @@ int node_backup_create(ledger *l, const char *out_path, bool force, struct node_
     if (rc == 0 && (back.tip.height != info->tip.height ||
                     memcmp(back.tip.hash, info->tip.hash, EHR_HASH_BYTES) != 0))
         rc = ehr_diag_fail(diag, EHR_ECORRUPT, "the backup reads back another tip than written");
-    if (rc == 0 &&
-        renameat2(AT_FDCWD, tmp, AT_FDCWD, out_path, force ? 0 : RENAME_NOREPLACE) != 0) {
+    int renamed =
+        rc == 0 ? renameat2(AT_FDCWD, tmp, AT_FDCWD, out_path, force ? 0 : RENAME_NOREPLACE) : 0;
+    if (rc == 0 && renamed != 0 && errno == EINVAL && !force) {
+        /* A file system without rename flags (NFS): link() refuses an
+         * existing name too, atomically. */
+        renamed = link(tmp, out_path);
+        if (renamed == 0)
+            unlink(tmp);
+    }
+    if (rc == 0 && renamed != 0) {
         int err = errno;
         rc = err == EEXIST
                  ? ehr_diag_fail(diag, EHR_EEXIST, "%s exists (--force replaces it)", out_path)

@@ -246,6 +246,13 @@ static void test_a_node_restored_from_a_backup_taken_under_load_catches_up(void 
     assert_non_null(strstr(r.out, "backup ok"));
     proc_result_free(&r);
     assert_refused(PROC_ARGS("backup", "--data", dir, "--out", path, NULL), "exists");
+    /* Never into the data directory, however named (--force there could
+     * replace the ledger itself): a usage error, nothing written. */
+    snprintf(file, sizeof file, "%s/./data.mdb", dir);
+    r = ehrctl(PROC_ARGS("backup", "--data", dir, "--out", file, "--force", NULL));
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "is in the data directory"));
+    proc_result_free(&r);
 
     /* 3. One byte flipped, in the ledger copy or in the header: refused;
      * a file cut short, inside the header or after it: refused, saying so. */
