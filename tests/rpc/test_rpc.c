@@ -237,7 +237,7 @@ static void note_refused(void *ctx, enum rpc__budget_kind kind)
 
 static void test_reader_budget_limits_partial_messages(void **state)
 {
-    int refused[3] = {0};
+    int refused[4] = {0};
     uint8_t wire[5 + 50];
     memset(wire, 0, sizeof wire);
     h2raw_grpc_frame(wire, 0, NULL, 50);
@@ -305,6 +305,28 @@ static void test_reader_budget_limits_partial_messages(void **state)
     rpc__reader_release(&reader6, &all);
     assert_int_equal(server_left, 50);
     assert_int_equal(left, 50);
+    /* With a client certificate's too (mutual TLS): all four, or none. */
+    size_t certificate_left = 49;
+    all.certificate_bytes = &certificate_left;
+    struct rpc__reader reader7 = {0};
+    assert_int_equal(rpc__reader_feed(&reader7, wire, 20, 100, &all, gather, &g, &err),
+                     RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.msg, "your certificate"));
+    assert_int_equal(refused[RPC__BUDGET_CERTIFICATE], 1);
+    assert_int_equal(refused[RPC__BUDGET_SERVER], 1);
+    assert_int_equal(left, 50);
+    assert_int_equal(address_left, 50);
+    assert_int_equal(server_left, 50);
+    certificate_left = 50;
+    struct rpc__reader reader8 = {0};
+    assert_int_equal(rpc__reader_feed(&reader8, wire, 20, 100, &all, gather, &g, &err),
+                     RPC_STATUS_OK);
+    assert_int_equal(certificate_left, 0);
+    assert_int_equal(server_left, 0);
+    rpc__reader_release(&reader8, &all);
+    assert_int_equal(certificate_left, 50);
+    assert_int_equal(server_left, 50);
+    rpc__buf_free(&reader8.body);
     rpc__buf_free(&reader6.body);
     rpc__buf_free(&reader4.body);
     rpc__buf_free(&reader2.body);
