@@ -2310,6 +2310,16 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         return EHR_EINVAL;
     if (c->streams_per_connection_max > (1u << 20))
         return EHR_EINVAL;
+    /* One client certificate cannot hold every connection nor the whole
+     * request budget (invariants 18, 19): a cap given must be below the
+     * total. The defaults are (the _Static_asserts above); one left to its
+     * default over a smaller total given bounds no more than the total. */
+    if (in != NULL && in->connections_per_certificate_max != 0 &&
+        c->connections_per_certificate_max >= c->connections_max)
+        return EHR_EINVAL;
+    if (in != NULL && in->unfinished_bytes_per_certificate_max != 0 &&
+        c->unfinished_bytes_per_certificate_max >= c->unfinished_bytes_max)
+        return EHR_EINVAL;
     return 0;
 }
 

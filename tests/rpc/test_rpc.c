@@ -1147,6 +1147,51 @@ static void test_method_registration_rules(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Whether a server takes CONFIG (closed at once if it does): 0 or its error. */
+static int config_taken(const struct rpc_server_config *config)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rpc_server *server;
+    int rv = rpc_server_new(&loop, config, &server);
+    if (rv == 0) {
+        struct fixture f = {0};
+        rpc_server_close(server, on_server_closed, &f);
+        run_until(&loop, &f.server_closed);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    assert_int_equal(uv_loop_close(&loop), 0);
+    return rv;
+}
+
+/* Invariants 18 and 19: a certificate's caps given must be below the
+ * server's totals (one client certificate cannot hold every connection,
+ * nor the whole request budget); at the edge they are refused, one below
+ * taken; left to their defaults they are taken over smaller totals. */
+static void test_config_certificate_caps_below_the_totals(void **state)
+{
+    (void)state;
+    struct rpc_server_config c = {.connections_max = 10, .connections_per_certificate_max = 10};
+    assert_int_equal(config_taken(&c), EHR_EINVAL);
+    c.connections_per_certificate_max = 11;
+    assert_int_equal(config_taken(&c), EHR_EINVAL);
+    c.connections_per_certificate_max = 9;
+    assert_int_equal(config_taken(&c), 0);
+    c.connections_per_certificate_max = 0; /* the default, 128, over 10 */
+    assert_int_equal(config_taken(&c), 0);
+    enum { TOTAL = 1 << 20 };
+    struct rpc_server_config b = {.message_bytes_max = 65536,
+                                  .unfinished_bytes_max = TOTAL,
+                                  .unfinished_bytes_per_certificate_max = TOTAL};
+    assert_int_equal(config_taken(&b), EHR_EINVAL);
+    b.unfinished_bytes_per_certificate_max = TOTAL - 1;
+    assert_int_equal(config_taken(&b), 0);
+    b.unfinished_bytes_per_certificate_max = 65535; /* a message of the largest size must fit */
+    assert_int_equal(config_taken(&b), EHR_EINVAL);
+    b.unfinished_bytes_per_certificate_max = 0; /* the default, 32 MiB, over 1 MiB */
+    assert_int_equal(config_taken(&b), 0);
+}
+
 /* ------------------------------------------------------ client streaming */
 
 /* The client side of one Sum upload: sends COUNT messages of PAYLOAD bytes,
@@ -3127,6 +3172,7 @@ int main(void)
         cmocka_unit_test(test_graceful_close_lets_unary_finish_and_ends_streams),
         cmocka_unit_test(test_connect_refused_is_unavailable),
         cmocka_unit_test(test_method_registration_rules),
+        cmocka_unit_test(test_config_certificate_caps_below_the_totals),
         cmocka_unit_test(test_shutdown_grace_forces_held_calls),
         cmocka_unit_test(test_upload_messages_arrive_in_order_then_the_end),
         cmocka_unit_test(test_upload_paused_handler_holds_the_client_to_one_window),
