@@ -101,7 +101,7 @@ enum node_metrics_refusal {
 const char *node_metrics_refusal_name(enum node_metrics_refusal reason);
 
 /* The RPC server's refusals by the limit that refused (rpc.h). */
-enum { NODE_METRICS_RPC_REFUSALS = 12 };
+enum { NODE_METRICS_RPC_REFUSALS = 13 };
 
 /* gRPC calls by method and status: the methods a server may register
  * (rpc.h's RPC_METHODS_MAX), the length of a method's path

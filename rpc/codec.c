@@ -313,6 +313,13 @@ enum rpc_status rpc__budget_take(const struct rpc__budget *budget, size_t n, ehr
                                 "over all its connections",
                                 n);
     }
+    if (budget->certificate_bytes != NULL && *budget->certificate_bytes < n) {
+        budget_refused(budget, RPC__BUDGET_CERTIFICATE);
+        return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
+                                "message of %zu bytes does not fit what your certificate may "
+                                "buffer over all its connections",
+                                n);
+    }
     if (budget->server_bytes != NULL && *budget->server_bytes < n) {
         budget_refused(budget, RPC__BUDGET_SERVER);
         return rpc__status_fail(diag, RPC_STATUS_RESOURCE_EXHAUSTED,
@@ -323,6 +330,8 @@ enum rpc_status rpc__budget_take(const struct rpc__budget *budget, size_t n, ehr
     *budget->connection_bytes -= n;
     if (budget->address_bytes != NULL)
         *budget->address_bytes -= n;
+    if (budget->certificate_bytes != NULL)
+        *budget->certificate_bytes -= n;
     if (budget->server_bytes != NULL)
         *budget->server_bytes -= n;
     return RPC_STATUS_OK;
@@ -333,6 +342,8 @@ void rpc__budget_give(const struct rpc__budget *budget, size_t n)
     *budget->connection_bytes += n;
     if (budget->address_bytes != NULL)
         *budget->address_bytes += n;
+    if (budget->certificate_bytes != NULL)
+        *budget->certificate_bytes += n;
     if (budget->server_bytes != NULL)
         *budget->server_bytes += n;
 }

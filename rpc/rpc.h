@@ -91,6 +91,14 @@ enum rpc_status rpc_status_from_err(int err);
  * with RESOURCE_EXHAUSTED, as past the connection's; 4 connections' worth,
  * so one client cannot make the server hold 128 × 8 MiB. */
 #define RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX (32u * 1024 * 1024)
+/* Under mutual TLS, the same bytes over all the connections of one client
+ * certificate (counted as connections per certificate are, from however
+ * many addresses): past it a request that would be buffered is refused
+ * with RESOURCE_EXHAUSTED, as past the address's, so one certificate used
+ * from many addresses cannot make the server hold unfinished_bytes_max.
+ * The per-address budget's value: a certificate names one client as an
+ * address does, and may hold the same share. */
+#define RPC_UNFINISHED_BYTES_PER_CERTIFICATE_MAX RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX
 /* The same bytes over every connection of the server: past it a request
  * that would be buffered is refused with RESOURCE_EXHAUSTED, as past the
  * address's, so many addresses together cannot make the server hold
@@ -249,24 +257,25 @@ struct rpc_upload; /* one client-streaming call, owned by the handler until fini
 
 /* Every field may be left 0 to take the default named in the comment. */
 struct rpc_server_config {
-    size_t message_bytes_max;                 /* RPC_MESSAGE_BYTES_MAX */
-    uint32_t connections_max;                 /* RPC_CONNECTIONS_MAX */
-    uint32_t connections_per_address_max;     /* RPC_CONNECTIONS_PER_ADDRESS_MAX */
-    uint32_t connections_per_certificate_max; /* RPC_CONNECTIONS_PER_CERTIFICATE_MAX */
-    uint32_t streams_per_connection_max;      /* RPC_STREAMS_PER_CONNECTION_MAX */
-    uint32_t header_list_bytes_max;           /* RPC_HEADER_LIST_BYTES_MAX */
-    size_t connection_request_bytes_max;      /* RPC_CONNECTION_REQUEST_BYTES_MAX */
-    size_t unfinished_bytes_per_address_max;  /* RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX */
-    size_t unfinished_bytes_max;              /* RPC_UNFINISHED_BYTES_MAX */
-    size_t unread_reply_bytes_max;            /* RPC_UNREAD_REPLY_BYTES_MAX */
-    size_t stream_queue_bytes_max;            /* RPC_STREAM_QUEUE_BYTES_MAX */
-    uint64_t idle_timeout_ms;                 /* RPC_IDLE_TIMEOUT_MS */
-    uint64_t first_request_timeout_ms;        /* RPC_FIRST_REQUEST_TIMEOUT_MS */
-    uint64_t request_receive_timeout_ms;      /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
-    uint64_t stream_stall_timeout_ms;         /* RPC_STREAM_STALL_TIMEOUT_MS */
-    uint64_t unread_reply_timeout_ms;         /* RPC_UNREAD_REPLY_TIMEOUT_MS */
-    uint64_t shutdown_grace_ms;               /* RPC_SHUTDOWN_GRACE_MS */
-    uint32_t tls_handshakes_per_turn_max;     /* RPC_TLS_HANDSHAKES_PER_TURN_MAX */
+    size_t message_bytes_max;                    /* RPC_MESSAGE_BYTES_MAX */
+    uint32_t connections_max;                    /* RPC_CONNECTIONS_MAX */
+    uint32_t connections_per_address_max;        /* RPC_CONNECTIONS_PER_ADDRESS_MAX */
+    uint32_t connections_per_certificate_max;    /* RPC_CONNECTIONS_PER_CERTIFICATE_MAX */
+    uint32_t streams_per_connection_max;         /* RPC_STREAMS_PER_CONNECTION_MAX */
+    uint32_t header_list_bytes_max;              /* RPC_HEADER_LIST_BYTES_MAX */
+    size_t connection_request_bytes_max;         /* RPC_CONNECTION_REQUEST_BYTES_MAX */
+    size_t unfinished_bytes_per_address_max;     /* RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX */
+    size_t unfinished_bytes_per_certificate_max; /* RPC_UNFINISHED_BYTES_PER_CERTIFICATE_MAX */
+    size_t unfinished_bytes_max;                 /* RPC_UNFINISHED_BYTES_MAX */
+    size_t unread_reply_bytes_max;               /* RPC_UNREAD_REPLY_BYTES_MAX */
+    size_t stream_queue_bytes_max;               /* RPC_STREAM_QUEUE_BYTES_MAX */
+    uint64_t idle_timeout_ms;                    /* RPC_IDLE_TIMEOUT_MS */
+    uint64_t first_request_timeout_ms;           /* RPC_FIRST_REQUEST_TIMEOUT_MS */
+    uint64_t request_receive_timeout_ms;         /* RPC_REQUEST_RECEIVE_TIMEOUT_MS */
+    uint64_t stream_stall_timeout_ms;            /* RPC_STREAM_STALL_TIMEOUT_MS */
+    uint64_t unread_reply_timeout_ms;            /* RPC_UNREAD_REPLY_TIMEOUT_MS */
+    uint64_t shutdown_grace_ms;                  /* RPC_SHUTDOWN_GRACE_MS */
+    uint32_t tls_handshakes_per_turn_max;        /* RPC_TLS_HANDSHAKES_PER_TURN_MAX */
 };
 
 /*
@@ -365,6 +374,7 @@ uint32_t rpc_server_call_count(const struct rpc_server *server);
  * "connections_per_certificate_max" (mutual TLS only),
  * "stream_stall_timeout_ms", "first_request_timeout_ms";
  * "connection_request_bytes_max", "unfinished_bytes_per_address_max",
+ * "unfinished_bytes_per_certificate_max" (mutual TLS only),
  * "unfinished_bytes_max": requests refused for the bytes they would have
  * buffered past that budget; "unread_reply_bytes_max": unary calls
  * refused, before or after their handler, for the replies not read;
@@ -373,7 +383,7 @@ uint32_t rpc_server_call_count(const struct rpc_server *server);
  * the cap to make room for a newcomer; "tls_handshake", the TLS handshakes that failed), a static
  * string. Each kind is logged at most once per interval, with the count.
  */
-enum { RPC_SERVER_REFUSAL_KINDS = 12 };
+enum { RPC_SERVER_REFUSAL_KINDS = 13 };
 uint64_t rpc_server_refused_count(const struct rpc_server *server, size_t kind, const char **limit);
 
 /*

@@ -166,13 +166,22 @@ typedef enum rpc_status (*rpc__message_fn)(void *ctx, const uint8_t *message, si
  * Request bytes a server may still buffer for a call: its connection's
  * (connection_request_bytes_max), its client address's over all the
  * address's connections (unfinished_bytes_per_address_max; NULL: not
- * counted) and the server's over all connections (unfinished_bytes_max;
- * NULL: not counted). A charge is taken from all of them or from none.
+ * counted), under mutual TLS its client certificate's over all the
+ * certificate's connections (unfinished_bytes_per_certificate_max; NULL:
+ * not counted) and the server's over all connections (unfinished_bytes_max;
+ * NULL: not counted). A charge is taken from all of them or from none, and
+ * given back to the same ones.
  */
-enum rpc__budget_kind { RPC__BUDGET_CONNECTION, RPC__BUDGET_ADDRESS, RPC__BUDGET_SERVER };
+enum rpc__budget_kind {
+    RPC__BUDGET_CONNECTION,
+    RPC__BUDGET_ADDRESS,
+    RPC__BUDGET_SERVER,
+    RPC__BUDGET_CERTIFICATE,
+};
 struct rpc__budget {
     size_t *connection_bytes;
     size_t *address_bytes;
+    size_t *certificate_bytes;
     size_t *server_bytes;
     /* Told which budget was short when a charge is refused (NULL: no one),
      * so that the server counts its refusals by limit. */

@@ -60,7 +60,8 @@
  *      over all its connections: every charge is taken from the
  *      connection's and the address's budget together (rpc__budget_take)
  *      and given back to both; when the address's last connection closes
- *      its budget is whole again.
+ *      its budget is whole again. Under mutual TLS a certificate is a
+ *      client too (invariant 19).
  *  11. Holding every connection locks nobody out who holds fewer: when
  *      connections_max are open, a newcomer whose address holds at least
  *      RPC_EVICTION_GAP_CONNECTIONS_MIN fewer connections than the
@@ -92,9 +93,10 @@
  *      its first-request deadline runs on meanwhile.
  *  14. The request bytes buffered over all connections (as invariant 10
  *      counts them) stay within unfinished_bytes_max: the server's budget
- *      is the third that rpc__budget_take charges together with the
- *      connection's and the address's, given back with them; when the
- *      last connection closes it is whole again.
+ *      is the last that rpc__budget_take charges together with the
+ *      connection's, the address's and the certificate's (invariant 19),
+ *      given back with them; when the last connection closes it is whole
+ *      again.
  *  15. Replies not yet read (bytes queued on calls, unary replies and
  *      stream messages with their prefixes, not yet copied into a
  *      connection's output by send_data_cb; the output itself is bounded
@@ -146,6 +148,18 @@
  *      client_leave), so there are at most connections_max of them. A
  *      connection without a client certificate (no client_ca_file) is
  *      not counted; one still in its handshake is not yet.
+ *  19. Under mutual TLS the request bytes buffered for the calls of one
+ *      client certificate (as invariant 10 counts them) stay within
+ *      unfinished_bytes_per_certificate_max over all its connections,
+ *      from however many addresses: conn_tls_opened attaches the
+ *      certificate's budget to the connection's (budget.certificate_bytes)
+ *      when it counts the connection, before any plaintext is read, so
+ *      nothing was charged before; from then every charge is taken from
+ *      it together with the others and given back to the same entry
+ *      (call_detach gives back every charge before conn_clients_leave
+ *      detaches it), so the entry, freed with its last connection, is
+ *      whole again then. A request past it is refused as past the
+ *      address's (counted, one log line per interval).
  *
  * Call states (the function that moves between them):
  *   receiving --call_request_done--> queued --call_deliver--> with handler
@@ -240,6 +254,10 @@ _Static_assert(RPC_MESSAGE_BYTES_MAX <= RPC_UNFINISHED_BYTES_MAX,
                "a request of the largest size fits the server's request budget");
 _Static_assert(RPC_CONNECTIONS_PER_CERTIFICATE_MAX < RPC_CONNECTIONS_MAX,
                "one client certificate cannot hold every connection");
+_Static_assert(RPC_UNFINISHED_BYTES_PER_CERTIFICATE_MAX < RPC_UNFINISHED_BYTES_MAX,
+               "one client certificate cannot hold the server's whole request budget");
+_Static_assert(RPC_MESSAGE_BYTES_MAX <= RPC_UNFINISHED_BYTES_PER_CERTIFICATE_MAX,
+               "a request of the largest size fits a certificate's request budget");
 _Static_assert(RPC_EVICTION_GAP_CONNECTIONS_MIN >= 2,
                "an eviction must leave the two addresses closer than they were");
 
@@ -261,20 +279,24 @@ enum refusal {
     REFUSAL_UNREAD_REPLY_BYTES, /* a unary call refused for unread replies (invariant 15) */
     REFUSAL_UNREAD_REPLY_LATE,  /* an answer dropped unread (invariant 17) */
     REFUSAL_CONNECTIONS_PER_CERTIFICATE, /* mutual TLS (invariant 18) */
+    /* A request over its certificate's budget (mutual TLS, invariant 19). */
+    REFUSAL_UNFINISHED_BYTES_PER_CERTIFICATE,
     REFUSAL_COUNT_
 };
-static const char *const refusal_limit_names[REFUSAL_COUNT_] = {"connections_max",
-                                                                "connections_per_address_max",
-                                                                "stream_stall_timeout_ms",
-                                                                "first_request_timeout_ms",
-                                                                "connections_max_evicted",
-                                                                "tls_handshake",
-                                                                "connection_request_bytes_max",
-                                                                "unfinished_bytes_per_address_max",
-                                                                "unfinished_bytes_max",
-                                                                "unread_reply_bytes_max",
-                                                                "unread_reply_timeout_ms",
-                                                                "connections_per_certificate_max"};
+static const char *const refusal_limit_names[REFUSAL_COUNT_] = {
+    "connections_max",
+    "connections_per_address_max",
+    "stream_stall_timeout_ms",
+    "first_request_timeout_ms",
+    "connections_max_evicted",
+    "tls_handshake",
+    "connection_request_bytes_max",
+    "unfinished_bytes_per_address_max",
+    "unfinished_bytes_max",
+    "unread_reply_bytes_max",
+    "unread_reply_timeout_ms",
+    "connections_per_certificate_max",
+    "unfinished_bytes_per_certificate_max"};
 _Static_assert((int)REFUSAL_CONNECTION_REQUEST_BYTES + (int)RPC__BUDGET_ADDRESS ==
                    (int)REFUSAL_UNFINISHED_BYTES_PER_ADDRESS,
                "the budgets' refusals in their order");
@@ -313,8 +335,8 @@ _Static_assert(1 + sizeof(((struct rpc_peer_address *)0)->bytes) <= CLIENT_KEY_B
 struct rpc__client {
     uint8_t key[CLIENT_KEY_BYTES]; /* compared whole */
     uint32_t connection_count;
-    /* An address's unfinished request bytes its connections may still
-     * buffer (invariant 10); a certificate's is 0 and stays so. */
+    /* Unfinished request bytes its connections may still buffer: an
+     * address's (invariant 10), a certificate's (invariant 19). */
     size_t request_budget;
     struct rpc__link link; /* server addresses or certificates */
 };
@@ -374,7 +396,7 @@ struct rpc__server_conn {
     struct rpc_peer_address peer;    /* 0: unknown (not counted per address) */
     struct rpc__client *address;     /* NULL: unknown address, or socketless */
     struct rpc__client *certificate; /* NULL: no client certificate (yet) (invariant 18) */
-    struct rpc__budget budget;       /* request_budget, the address's and the server's */
+    struct rpc__budget budget; /* request_budget, the address's, the certificate's, the server's */
     struct rpc__link link_all;
     struct rpc__link link_dirty;
     struct rpc__link calls; /* calls whose stream is attached */
@@ -562,7 +584,8 @@ static void refusal_log(struct rpc_server *server, enum refusal kind, uint64_t c
                 server->config.unread_reply_bytes_max);
         return;
     }
-    if (kind >= REFUSAL_CONNECTION_REQUEST_BYTES && kind <= REFUSAL_UNFINISHED_BYTES) {
+    if ((kind >= REFUSAL_CONNECTION_REQUEST_BYTES && kind <= REFUSAL_UNFINISHED_BYTES) ||
+        kind == REFUSAL_UNFINISHED_BYTES_PER_CERTIFICATE) {
         ehr_log(EHR_LOG_WARN, "rpc requests refused: over a budget of unfinished request bytes",
                 "limit=%s count=%" PRIu64 " unfinished_bytes=%zu unfinished_bytes_max=%zu",
                 refusal_limit_names[kind], count,
@@ -610,10 +633,13 @@ static void server_refused(struct rpc_server *server, enum refusal kind)
         refusal_flush(server, now);
 }
 
-/* A connection's request budget refused a charge (invariants 10, 14). */
+/* A connection's request budget refused a charge (invariants 10, 14, 19). */
 static void refusal_budget_cb(void *ctx, enum rpc__budget_kind kind)
 {
-    server_refused(ctx, (enum refusal)(REFUSAL_CONNECTION_REQUEST_BYTES + kind));
+    if (kind == RPC__BUDGET_CERTIFICATE)
+        server_refused(ctx, REFUSAL_UNFINISHED_BYTES_PER_CERTIFICATE);
+    else
+        server_refused(ctx, (enum refusal)(REFUSAL_CONNECTION_REQUEST_BYTES + kind));
 }
 
 static void kick_cb(uv_idle_t *idle)
@@ -1571,8 +1597,10 @@ static void conn_clients_leave(struct rpc__server_conn *conn)
         conn->budget.address_bytes = NULL;
     }
     if (conn->certificate != NULL) {
-        client_leave(conn->certificate, 0); /* invariant 18 */
+        /* invariants 18, 19 */
+        client_leave(conn->certificate, conn->server->config.unfinished_bytes_per_certificate_max);
         conn->certificate = NULL;
+        conn->budget.certificate_bytes = NULL;
     }
 }
 
@@ -1736,6 +1764,11 @@ static int conn_tls_opened(struct rpc__conn *io)
     struct rpc__server_conn *conn = (struct rpc__server_conn *)io;
     struct rpc_server *server = conn->server;
     EHR_ASSERT(conn->certificate == NULL);
+    EHR_ASSERT(conn->budget.certificate_bytes == NULL);
+    /* No plaintext was read: nothing was charged that the certificate's
+     * budget would not get back (invariant 19). */
+    EHR_ASSERT(conn->call_count == 0);
+    EHR_ASSERT(conn->request_budget == server->config.connection_request_bytes_max);
     uint8_t key[CLIENT_KEY_BYTES];
     if (rpc__tls_peer_fingerprint(io, key) != 0)
         return 0; /* no client certificate was asked: not mutual TLS */
@@ -1746,7 +1779,9 @@ static int conn_tls_opened(struct rpc__conn *io)
         conn_close(conn, RPC_STATUS_CANCELLED); /* it holds no call yet */
         return 1;
     }
-    conn->certificate = client_join(&server->certificates, entry, key, 0);
+    conn->certificate = client_join(&server->certificates, entry, key,
+                                    server->config.unfinished_bytes_per_certificate_max);
+    conn->budget.certificate_bytes = &conn->certificate->request_budget;
     return 0;
 }
 
@@ -2239,6 +2274,8 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         c->unread_reply_timeout_ms = RPC_UNREAD_REPLY_TIMEOUT_MS;
     if (c->unfinished_bytes_per_address_max == 0)
         c->unfinished_bytes_per_address_max = RPC_UNFINISHED_BYTES_PER_ADDRESS_MAX;
+    if (c->unfinished_bytes_per_certificate_max == 0)
+        c->unfinished_bytes_per_certificate_max = RPC_UNFINISHED_BYTES_PER_CERTIFICATE_MAX;
     if (c->unfinished_bytes_max == 0)
         c->unfinished_bytes_max = RPC_UNFINISHED_BYTES_MAX;
     if (c->unread_reply_bytes_max == 0)
@@ -2264,12 +2301,24 @@ static int config_fill(struct rpc_server_config *c, const struct rpc_server_conf
         return EHR_EINVAL;
     if (c->message_bytes_max > c->unfinished_bytes_per_address_max)
         return EHR_EINVAL;
+    if (c->message_bytes_max > c->unfinished_bytes_per_certificate_max)
+        return EHR_EINVAL;
     if (c->message_bytes_max > c->unfinished_bytes_max)
         return EHR_EINVAL;
     /* A reply of the largest size fits a server that holds no other. */
     if (RPC__PREFIX_BYTES + c->message_bytes_max > c->unread_reply_bytes_max / 2)
         return EHR_EINVAL;
     if (c->streams_per_connection_max > (1u << 20))
+        return EHR_EINVAL;
+    /* One client certificate cannot hold every connection nor the whole
+     * request budget (invariants 18, 19): a cap given must be below the
+     * total. The defaults are (the _Static_asserts above); one left to its
+     * default over a smaller total given bounds no more than the total. */
+    if (in != NULL && in->connections_per_certificate_max != 0 &&
+        c->connections_per_certificate_max >= c->connections_max)
+        return EHR_EINVAL;
+    if (in != NULL && in->unfinished_bytes_per_certificate_max != 0 &&
+        c->unfinished_bytes_per_certificate_max >= c->unfinished_bytes_max)
         return EHR_EINVAL;
     return 0;
 }

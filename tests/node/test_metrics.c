@@ -315,8 +315,8 @@ static void full_snapshot(struct node_metrics_snapshot *s)
         for (int l = 0; l < NODE_METRICS_STREAM_LIMITS; l++)
             s->streams_refused_total[k][l] = (uint64_t)(k * 4 + l * 2);
     s->rpc_refusals_known = true;
-    const char *limits[NODE_METRICS_RPC_REFUSALS] = {"a", "b", "c", "d", "e", "f",
-                                                     "g", "h", "i", "j", "k", "l"};
+    const char *limits[NODE_METRICS_RPC_REFUSALS] = {"a", "b", "c", "d", "e", "f", "g",
+                                                     "h", "i", "j", "k", "l", "m"};
     for (int k = 0; k < NODE_METRICS_RPC_REFUSALS; k++) {
         s->rpc_refused_total[k] = (uint64_t)k * 10;
         s->rpc_refusal_limit[k] = limits[k];

@@ -237,7 +237,7 @@ static void note_refused(void *ctx, enum rpc__budget_kind kind)
 
 static void test_reader_budget_limits_partial_messages(void **state)
 {
-    int refused[3] = {0};
+    int refused[4] = {0};
     uint8_t wire[5 + 50];
     memset(wire, 0, sizeof wire);
     h2raw_grpc_frame(wire, 0, NULL, 50);
@@ -305,6 +305,28 @@ static void test_reader_budget_limits_partial_messages(void **state)
     rpc__reader_release(&reader6, &all);
     assert_int_equal(server_left, 50);
     assert_int_equal(left, 50);
+    /* With a client certificate's too (mutual TLS): all four, or none. */
+    size_t certificate_left = 49;
+    all.certificate_bytes = &certificate_left;
+    struct rpc__reader reader7 = {0};
+    assert_int_equal(rpc__reader_feed(&reader7, wire, 20, 100, &all, gather, &g, &err),
+                     RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(err.msg, "your certificate"));
+    assert_int_equal(refused[RPC__BUDGET_CERTIFICATE], 1);
+    assert_int_equal(refused[RPC__BUDGET_SERVER], 1);
+    assert_int_equal(left, 50);
+    assert_int_equal(address_left, 50);
+    assert_int_equal(server_left, 50);
+    certificate_left = 50;
+    struct rpc__reader reader8 = {0};
+    assert_int_equal(rpc__reader_feed(&reader8, wire, 20, 100, &all, gather, &g, &err),
+                     RPC_STATUS_OK);
+    assert_int_equal(certificate_left, 0);
+    assert_int_equal(server_left, 0);
+    rpc__reader_release(&reader8, &all);
+    assert_int_equal(certificate_left, 50);
+    assert_int_equal(server_left, 50);
+    rpc__buf_free(&reader8.body);
     rpc__buf_free(&reader6.body);
     rpc__buf_free(&reader4.body);
     rpc__buf_free(&reader2.body);
@@ -1123,6 +1145,51 @@ static void test_method_registration_rules(void **state)
     run_until(&loop, &f.server_closed);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* Whether a server takes CONFIG (closed at once if it does): 0 or its error. */
+static int config_taken(const struct rpc_server_config *config)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rpc_server *server;
+    int rv = rpc_server_new(&loop, config, &server);
+    if (rv == 0) {
+        struct fixture f = {0};
+        rpc_server_close(server, on_server_closed, &f);
+        run_until(&loop, &f.server_closed);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    assert_int_equal(uv_loop_close(&loop), 0);
+    return rv;
+}
+
+/* Invariants 18 and 19: a certificate's caps given must be below the
+ * server's totals (one client certificate cannot hold every connection,
+ * nor the whole request budget); at the edge they are refused, one below
+ * taken; left to their defaults they are taken over smaller totals. */
+static void test_config_certificate_caps_below_the_totals(void **state)
+{
+    (void)state;
+    struct rpc_server_config c = {.connections_max = 10, .connections_per_certificate_max = 10};
+    assert_int_equal(config_taken(&c), EHR_EINVAL);
+    c.connections_per_certificate_max = 11;
+    assert_int_equal(config_taken(&c), EHR_EINVAL);
+    c.connections_per_certificate_max = 9;
+    assert_int_equal(config_taken(&c), 0);
+    c.connections_per_certificate_max = 0; /* the default, 128, over 10 */
+    assert_int_equal(config_taken(&c), 0);
+    enum { TOTAL = 1 << 20 };
+    struct rpc_server_config b = {.message_bytes_max = 65536,
+                                  .unfinished_bytes_max = TOTAL,
+                                  .unfinished_bytes_per_certificate_max = TOTAL};
+    assert_int_equal(config_taken(&b), EHR_EINVAL);
+    b.unfinished_bytes_per_certificate_max = TOTAL - 1;
+    assert_int_equal(config_taken(&b), 0);
+    b.unfinished_bytes_per_certificate_max = 65535; /* a message of the largest size must fit */
+    assert_int_equal(config_taken(&b), EHR_EINVAL);
+    b.unfinished_bytes_per_certificate_max = 0; /* the default, 32 MiB, over 1 MiB */
+    assert_int_equal(config_taken(&b), 0);
 }
 
 /* ------------------------------------------------------ client streaming */
@@ -3105,6 +3172,7 @@ int main(void)
         cmocka_unit_test(test_graceful_close_lets_unary_finish_and_ends_streams),
         cmocka_unit_test(test_connect_refused_is_unavailable),
         cmocka_unit_test(test_method_registration_rules),
+        cmocka_unit_test(test_config_certificate_caps_below_the_totals),
         cmocka_unit_test(test_shutdown_grace_forces_held_calls),
         cmocka_unit_test(test_upload_messages_arrive_in_order_then_the_end),
         cmocka_unit_test(test_upload_paused_handler_holds_the_client_to_one_window),

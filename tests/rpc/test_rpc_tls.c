@@ -830,6 +830,151 @@ static void test_connections_per_certificate_edge(void **state)
     server_stop(&f);
 }
 
+/* Run the loop for MS of wall time (what two connections send meanwhile arrives). */
+static void run_for(struct fixture *f, uint32_t ms)
+{
+    for (uint32_t i = 0; i < ms; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+}
+
+/* A Say of PAYLOAD_LEN bytes, packed into *OUT (freed by the caller); its length. */
+static size_t say_packed(uint8_t **out, size_t payload_len)
+{
+    Ehr__Test__EchoRequest req = EHR__TEST__ECHO_REQUEST__INIT;
+    req.text = "held";
+    uint8_t *payload = ehr_calloc(1, payload_len + 1);
+    req.payload.data = payload;
+    req.payload.len = payload_len;
+    size_t len = ehr__test__echo_request__get_packed_size(&req);
+    *out = ehr_malloc(len + 1);
+    ehr__test__echo_request__pack(&req, *out);
+    ehr_free(payload);
+    return len;
+}
+
+/* A Say whose message is sent whole but whose request is left open (an
+ * upload not half-closed): held unfinished until upload_close. */
+struct held {
+    struct rpc_client_call *call;
+    struct outcome o;
+};
+
+static void hold(struct client *c, struct held *h, const uint8_t *message, size_t len)
+{
+    memset(h, 0, sizeof *h);
+    assert_int_equal(rpc_client_upload(c->client, ECHO_SAY, 10000, NULL, on_done, &h->o, &h->call),
+                     0);
+    assert_int_equal(rpc_client_upload_send(h->call, message, len), 0);
+}
+
+/* The request budgets' refusals (invariants 10, 14, 19): all 0 but LIMIT's (when not NULL): WANT.
+ */
+static void budget_refusals_are(const struct fixture *f, const char *limit, uint64_t want)
+{
+    static const char *const budgets[] = {
+        "connection_request_bytes_max", "unfinished_bytes_per_address_max",
+        "unfinished_bytes_per_certificate_max", "unfinished_bytes_max"};
+    for (size_t i = 0; i < EHR_ARRAY_COUNT(budgets); i++)
+        assert_int_equal(refused(f, budgets[i]),
+                         limit != NULL && strcmp(limit, budgets[i]) == 0 ? want : 0);
+}
+
+/* Invariant 19 of rpc/server.c: under mutual TLS, unfinished request bytes
+ * are bounded per client certificate over all its connections, from
+ * however many addresses. With room for three held messages per
+ * certificate and more per connection and per address: two held on one
+ * connection from 127.0.0.1 and one on a second from 127.0.0.2 fill it
+ * exactly; one more request with that certificate (whose connection and
+ * address have room of their own) is refused RESOURCE_EXHAUSTED naming the
+ * certificate, while another certificate's held request and call are
+ * served; once the held ones finish, the first certificate is served again. */
+static void test_unfinished_bytes_per_certificate_edge(void **state)
+{
+    uint8_t *big;
+    size_t big_len = say_packed(&big, 32000);
+    struct rpc_tls_server_files sf = plain_server();
+    sf.client_ca_file = cert("ca.pem");
+    struct rpc_server_config config = {.message_bytes_max = big_len,
+                                       .connection_request_bytes_max = 4 * big_len,
+                                       .unfinished_bytes_per_address_max = 8 * big_len,
+                                       .unfinished_bytes_per_certificate_max = 3 * big_len};
+    struct fixture f;
+    server_start(&f, &sf, &config);
+    struct relay relay;
+    relay_start(&f, &relay, "127.0.0.2");
+    struct rpc_tls_client_files one = {
+        .ca_file = cert("ca.pem"), .cert_file = cert("client.pem"), .key_file = cert("client.key")};
+    struct rpc_tls_client_files two = {.ca_file = cert("ca.pem"),
+                                       .cert_file = cert("client2.pem"),
+                                       .key_file = cert("client2.key")};
+    struct client first, second, other;
+    struct outcome o;
+    /* One certificate from 127.0.0.1 and from 127.0.0.2, each connection used once. */
+    assert_int_equal(client_start(&f, &first, "127.0.0.1", &one), 0);
+    say(&f, &first, &o, 10);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    uint16_t port = f.port;
+    f.port = relay.port;
+    assert_int_equal(client_start(&f, &second, "127.0.0.1", &one), 0);
+    f.port = port;
+    say(&f, &second, &o, 10);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    /* Held to the certificate's edge exactly: two on the first, one on the second. */
+    struct held h[3];
+    hold(&first, &h[0], big, big_len);
+    hold(&first, &h[1], big, big_len);
+    hold(&second, &h[2], big, big_len);
+    run_for(&f, 200);
+    for (int i = 0; i < 3; i++)
+        assert_false(h[i].o.done);
+    budget_refusals_are(&f, NULL, 0);
+    /* One more with it, on the second (its connection and 127.0.0.2 have room). */
+    say(&f, &second, &o, 10);
+    assert_int_equal(o.status, RPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(o.message, "your certificate"));
+    budget_refusals_are(&f, "unfinished_bytes_per_certificate_max", 1);
+    /* Meanwhile another certificate, from 127.0.0.1, holds a request and is served. */
+    assert_int_equal(client_start(&f, &other, "127.0.0.1", &two), 0);
+    say(&f, &other, &o, 10);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    struct held oh;
+    hold(&other, &oh, big, big_len);
+    run_for(&f, 100);
+    assert_false(oh.o.done);
+    say(&f, &other, &o, 10);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    budget_refusals_are(&f, "unfinished_bytes_per_certificate_max", 1);
+    /* The held requests finish: their bytes come back, the first certificate is served again. */
+    rpc_client_upload_close(oh.call);
+    run_until(&f.loop, &oh.o.done);
+    assert_int_equal(oh.o.status, RPC_STATUS_OK);
+    for (int i = 0; i < 3; i++) {
+        rpc_client_upload_close(h[i].call);
+        run_until(&f.loop, &h[i].o.done);
+        assert_int_equal(h[i].o.status, RPC_STATUS_OK);
+    }
+    say(&f, &second, &o, 10);
+    assert_int_equal(o.status, RPC_STATUS_OK);
+    /* And with as much held again: the budget came back whole. */
+    hold(&second, &h[0], big, big_len);
+    hold(&second, &h[1], big, big_len);
+    hold(&first, &h[2], big, big_len);
+    run_for(&f, 200);
+    for (int i = 0; i < 3; i++)
+        assert_false(h[i].o.done);
+    budget_refusals_are(&f, "unfinished_bytes_per_certificate_max", 1);
+    /* The connections close with requests held: their charges go back with them. */
+    client_stop(&f, &first);
+    client_stop(&f, &second);
+    client_stop(&f, &other);
+    run_until_connections(&f, 0);
+    relay_stop(&f, &relay);
+    server_stop(&f);
+    ehr_free(big);
+}
+
 /* Without mutual TLS no certificate is counted: past the certificates' cap
  * clients without one are served. */
 static void test_connections_per_certificate_not_counted_without_mutual_tls(void **state)
@@ -868,6 +1013,7 @@ int main(void)
         cmocka_unit_test(test_tls_handshakes_per_turn_bounded_and_all_served),
         cmocka_unit_test(test_connections_per_certificate_edge),
         cmocka_unit_test(test_connections_per_certificate_not_counted_without_mutual_tls),
+        cmocka_unit_test(test_unfinished_bytes_per_certificate_edge),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
