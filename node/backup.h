@@ -169,8 +169,10 @@ struct node_backup_restore_report {
  * EHR_ECHAIN; EHR_EINVAL (a bad path; a hard state without a chain); a
  * node_backup_check error; a ledger_snapshot_install error; EHR_ECORRUPT
  * (the backup's Raft records do not hold entry I; a term at the limit);
- * -errno; with a sentence in DIAG (may be NULL). On every error the
- * directory is as it was.
+ * -errno; with a sentence in DIAG (may be NULL). On an error before the
+ * install's swap the directory is as it was; after it (syncing the
+ * directory failed, or the installed tip is not the header's) the ledger
+ * may already be the backup's, whole (`ehrctl ledger status` tells).
  */
 int node_backup_restore(const char *backup_path, const char *data_dir,
                         const struct node_backup_restore_options *options,
