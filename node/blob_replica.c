@@ -84,6 +84,28 @@ size_t node__blob_replicas(const uint8_t record_id[EHR_SHA256_BYTES],
 
 /* ---- a received piece ---- */
 
+bool node__token_take(struct node__token_bucket *b, uint64_t now_ms, uint64_t rate_per_s,
+                      uint64_t burst)
+{
+    EHR_ASSERT(burst > 0 && burst <= UINT64_MAX / 1000);
+    const uint64_t full = burst * 1000;
+    if (!b->used) {
+        b->used = true;
+        b->level_milli = full;
+    } else if (now_ms > b->at_ms && b->level_milli < full && rate_per_s > 0) {
+        uint64_t elapsed = now_ms - b->at_ms;
+        uint64_t room = full - b->level_milli; /* thousandths a refill may add */
+        /* rate_per_s tokens a second are rate_per_s thousandths a ms */
+        b->level_milli += elapsed > room / rate_per_s ? room : elapsed * rate_per_s;
+    }
+    if (now_ms > b->at_ms)
+        b->at_ms = now_ms;
+    if (b->level_milli < 1000)
+        return false;
+    b->level_milli -= 1000;
+    return true;
+}
+
 bool node__blob_chunk_is_late(const struct node__blob_want *want, const Ehr__V1__BlobChunk *c)
 {
     return c->offset < want->offset && c->record_id.len == EHR_SHA256_BYTES &&

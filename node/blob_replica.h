@@ -60,6 +60,19 @@ size_t node__blob_replicas(const uint8_t record_id[EHR_SHA256_BYTES],
                            const uint8_t (*keys)[EHR_SCHNORR_PUBLIC_BYTES], size_t count,
                            size_t copies, size_t *out);
 
+/* A token bucket: LEVEL_MILLI thousandths of a token as of AT_MS; a bucket
+ * not USED yet is full. */
+struct node__token_bucket {
+    uint64_t level_milli;
+    uint64_t at_ms;
+    bool used;
+};
+/* Refill B at RATE_PER_S up to BURST tokens as of NOW_MS (a clock that
+ * never goes back), then take one: true, or false when less than one is
+ * left (nothing taken). */
+bool node__token_take(struct node__token_bucket *b, uint64_t now_ms, uint64_t rate_per_s,
+                      uint64_t burst);
+
 /* What a fetch waits for: the piece at OFFSET of BLOB_ID (TOTAL_BYTES). */
 struct node__blob_want {
     uint8_t record_id[EHR_SHA256_BYTES];

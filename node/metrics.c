@@ -393,7 +393,7 @@ static void render_api(struct node_metrics_text *t, const struct node_metrics_sn
             s->blob_pieces_served_total);
     counter(t, "ehr_blob_busy_sent_total",
             "Blob piece requests from peers answered busy (at the limit of pieces being served, "
-            "in all or to that peer).",
+            "in all or to that peer, or of that peer's requests a second).",
             s->blob_busy_sent_total);
     counter(t, "ehr_blob_busy_received_total",
             "Busy answers from peers to this node's blob piece requests (asked again later).",

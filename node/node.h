@@ -89,6 +89,10 @@ struct node_test_faults {
      * NODE_BLOB_SERVES_PER_MEMBER_MAX first can fill the total; 0 (or not
      * below): NODE_BLOB_SERVES_MAX. */
     uint64_t blob_serves_max;
+    /* Refill no member's bucket of BlobFetches (NODE_BLOB_FETCH_REQUESTS_*):
+     * each is answered NODE_BLOB_FETCH_REQUESTS_BURST of them, then "busy",
+     * whatever the time a test takes; 0: the real rate. */
+    uint64_t blob_fetch_no_refill;
 };
 void node_test_faults_set(struct node *n, const struct node_test_faults *faults);
 

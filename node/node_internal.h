@@ -153,6 +153,8 @@ struct node_member {
      * (members.c, M1). */
     bool leaving;
     uint64_t link_ups; /* times the link came up (metrics) */
+    /* Its BlobFetches still answered now (NODE_BLOB_FETCH_REQUESTS_*). */
+    struct node__token_bucket blob_fetches;
 };
 
 /* A list link: the FIFO lists below are doubly linked through these. A
@@ -303,6 +305,14 @@ enum {
      * once, and one member, honest or not, takes a quarter of
      * NODE_BLOB_SERVES_MAX: the other members' repair goes on. */
     NODE_BLOB_SERVES_PER_MEMBER_MAX = 4,
+    /* BlobFetches of one member answered per second, and at once: each
+     * costs ledger reads on the loop (the record, its anchor, the replica
+     * set) before any limit of pieces, and one answered "missing" takes no
+     * slot. An honest fetcher sends one per piece it receives, at most
+     * NODE_BLOB_FETCHES_MAX at a time: 256 a second is 64 MiB/s of pieces.
+     * Past it: "busy" (replication_serve.c, node__token_take). */
+    NODE_BLOB_FETCH_REQUESTS_PER_S = 256,
+    NODE_BLOB_FETCH_REQUESTS_BURST = 32,
     /* Times in a row a fetch asks a member that answered "busy" again, for
      * the same offset, NODE_BLOB_BUSY_RETRY_MS apart; one more "busy" and
      * it asks the next member. */

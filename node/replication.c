@@ -39,7 +39,10 @@
  *       NODE_BLOB_SERVES_MAX pieces are read for peers at once, and at most
  *       NODE_BLOB_SERVES_PER_MEMBER_MAX for one asking member (counted by
  *       its key, released when the read ends even if the member left), so
- *       one member cannot starve the others' repair. Past either the
+ *       one member cannot starve the others' repair; and a member's
+ *       BlobFetches are answered at most NODE_BLOB_FETCH_REQUESTS_PER_S a
+ *       second (a token bucket, NODE_BLOB_FETCH_REQUESTS_BURST at once),
+ *       which bounds the loop's ledger reads per member. Past any the
  *       answer is "busy", never "missing": "missing" says the sender does
  *       not hold or serve the blob, "busy" that it did not look.
  *   R7. A "busy" answer passes R2 like a piece (the member asked, the

@@ -150,14 +150,21 @@ void node__replication_fetch_received(struct node *n, const struct node_member *
     struct node__blob_want w = {.offset = f->offset};
     memcpy(w.record_id, f->record_id.data, EHR_HASH_BYTES);
     memcpy(w.blob_id, f->blob_id.data, NODE_BLOB_ID_BYTES);
-    /* Both limits before any ledger read: "busy", and the asker comes
-     * back for the same offset (total_bytes 0: not looked up). */
+    /* Every limit before any ledger read: "busy", and the asker comes
+     * back for the same offset (total_bytes 0: not looked up). The rate
+     * first: it bounds the loop's work per member, answered "missing" or
+     * not. */
     unsigned serves_max = NODE_BLOB_SERVES_MAX;
     uint64_t lowered = n->applying.test_faults.blob_serves_max;
     if (lowered != 0 && lowered < serves_max)
         serves_max = (unsigned)lowered; /* a test's fault (node_test_faults) */
+    uint64_t rate = n->applying.test_faults.blob_fetch_no_refill ? 0 /* a test's fault */
+                                                                 : NODE_BLOB_FETCH_REQUESTS_PER_S;
+    struct node_member *asker = node__member_by_key(n, from->key);
     const struct node__blob_serving *mine = serving_of(n, from->key, false);
-    if (n->replication.serves_inflight >= serves_max ||
+    if ((asker != NULL && !node__token_take(&asker->blob_fetches, node__now_ms(), rate,
+                                            NODE_BLOB_FETCH_REQUESTS_BURST)) ||
+        n->replication.serves_inflight >= serves_max ||
         (mine != NULL && mine->count >= NODE_BLOB_SERVES_PER_MEMBER_MAX)) {
         n->replication.busy_sent_count++;
         send_chunk(n, from, &w, NULL, 0, CHUNK_BUSY);

@@ -288,6 +288,7 @@ struct fake {
     unsigned chunks; /* BlobChunks received; the last one below */
     unsigned chunks_with_data;
     bool missing, busy;
+    unsigned missing_count, busy_count; /* of all BlobChunks received */
     uint64_t offset, total_bytes;
     uint8_t *data;
     size_t data_len;
@@ -353,6 +354,8 @@ static void fake_message(void *user, const uint8_t peer[P2P_KEY_BYTES], const ui
         f->chunks_with_data += c->data.len > 0;
         f->missing = c->missing;
         f->busy = c->busy;
+        f->missing_count += c->missing;
+        f->busy_count += c->busy;
         f->offset = c->offset;
         f->total_bytes = c->total_bytes;
         free(f->data);
@@ -865,6 +868,43 @@ static void test_limits_at_their_edges(void **state)
     assert_int_equal(cli_net_blob_files(n, 0, ".tmp-"), 0);
 }
 
+/*
+ * NODE_BLOB_FETCH_REQUESTS_BURST at its edge. With refills off (ehrd-test:
+ * EHR_TEST_BLOB_FETCH_NO_REFILL, so that the test's pace does not matter),
+ * a member's first BURST BlobFetches are answered, here "missing" (a record
+ * nobody anchored: each a ledger read), and the next one "busy", before
+ * any ledger read.
+ */
+static void test_fetch_rate_at_its_edge(void **state)
+{
+    struct cli_net *n = *state;
+    for (size_t i = 0; i < NODES; i++)
+        if (n->c.nodes[i].pid != 0)
+            assert_int_equal(cluster_stop(&n->c, i), 0);
+    cluster_start_env(&n->c, 0, "EHR_TEST_BLOB_FETCH_NO_REFILL", "1");
+    struct fake f;
+    fake_start(&f, n, 2, 0);
+    assert_true(fake_wait(&f, &f.up, 30000));
+    uint8_t record[32], blob[32];
+    memset(record, 0xab, sizeof record);
+    memset(blob, 0xcd, sizeof blob);
+    for (unsigned i = 0; i < NODE_BLOB_FETCH_REQUESTS_BURST; i++)
+        fake_fetch_send(&f, record, blob, 0);
+    uint64_t end = cli_mono_ms() + 20000;
+    while (f.chunks < NODE_BLOB_FETCH_REQUESTS_BURST && cli_mono_ms() < end)
+        fake_run_for(&f, 10);
+    assert_int_equal(f.chunks, NODE_BLOB_FETCH_REQUESTS_BURST);
+    assert_int_equal(f.missing_count, NODE_BLOB_FETCH_REQUESTS_BURST);
+    assert_int_equal(f.busy_count, 0);
+    fake_fetch_send(&f, record, blob, 0);
+    assert_true(fake_wait_count(&f, &f.chunks, NODE_BLOB_FETCH_REQUESTS_BURST, 20000));
+    assert_true(f.busy);
+    assert_int_equal(f.busy_count, 1);
+    assert_int_equal(f.missing_count, NODE_BLOB_FETCH_REQUESTS_BURST);
+    fake_stop(&f);
+    assert_int_equal(cluster_stop(&n->c, 0), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* p2p writes with write(2) */
@@ -872,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_replicated_read_from_a_replica_and_repaired),
         cmocka_unit_test(test_bad_input_from_a_member_is_refused),
         cmocka_unit_test(test_limits_at_their_edges),
+        cmocka_unit_test(test_fetch_rate_at_its_edge),
     };
     return cmocka_run_group_tests(tests, net_setup, net_teardown);
 }

@@ -42,6 +42,9 @@ void ehrd_test_faults_read(struct node_test_faults *faults)
     if (faults->blob_serves_max != 0)
         fprintf(stderr, "ehrd-test: at most %llu blob pieces will be served to peers at once\n",
                 (unsigned long long)faults->blob_serves_max);
+    faults->blob_fetch_no_refill = height_read("EHR_TEST_BLOB_FETCH_NO_REFILL");
+    if (faults->blob_fetch_no_refill != 0)
+        fprintf(stderr, "ehrd-test: no member's BlobFetches will be refilled past the burst\n");
     faults->forge_height = height_read("EHR_TEST_FORGE_HEIGHT");
     if (faults->forge_height != 0)
         fprintf(stderr,

@@ -251,6 +251,34 @@ static void test_chunk_taken_only_as_asked(void **state)
     assert_false(node__blob_chunk_is_late(&w, &c));
 }
 
+/* ---- the token bucket of BlobFetches ---- */
+
+/* Full at first (BURST), one token per take, refilled at RATE a second up
+ * to BURST and no further, never refilled at rate 0, a clock standing
+ * still refills nothing. */
+static void test_token_bucket_edges(void **state)
+{
+    (void)state;
+    struct node__token_bucket b = {0};
+    for (int i = 0; i < 4; i++)
+        assert_true(node__token_take(&b, 1000, 100, 4));
+    assert_false(node__token_take(&b, 1000, 100, 4)); /* the burst spent */
+    assert_false(node__token_take(&b, 1009, 100, 4)); /* 0.9 of a token */
+    assert_true(node__token_take(&b, 1010, 100, 4));  /* 1.0: 100/s is one per 10 ms */
+    assert_false(node__token_take(&b, 1010, 100, 4));
+    assert_true(node__token_take(&b, 1000000, 100, 4)); /* long idle: full, not more */
+    for (int i = 0; i < 3; i++)
+        assert_true(node__token_take(&b, 1000000, 100, 4));
+    assert_false(node__token_take(&b, 1000000, 100, 4));
+    assert_false(node__token_take(&b, 999000, 100, 4)); /* a clock going back adds nothing */
+    struct node__token_bucket z = {0};
+    assert_true(node__token_take(&z, 5, 0, 1));
+    assert_false(node__token_take(&z, UINT64_MAX, 0, 1)); /* rate 0: never refilled */
+    struct node__token_bucket big = {0};
+    assert_true(node__token_take(&big, 0, UINT64_MAX / 1000, UINT64_MAX / 1000));
+    assert_true(node__token_take(&big, UINT64_MAX, UINT64_MAX / 1000, UINT64_MAX / 1000));
+}
+
 /* ---- the queue ---- */
 
 static void test_queue_edge(void **state)
@@ -293,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_replicas_custodian_gone),
         cmocka_unit_test(test_replicas_spread),
         cmocka_unit_test(test_chunk_taken_only_as_asked),
+        cmocka_unit_test(test_token_bucket_edges),
         cmocka_unit_test(test_queue_edge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
