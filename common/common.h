@@ -170,6 +170,12 @@ int ehr_file_write_atomic(const char *path, const void *data, size_t len, unsign
 /* fsync the directory DIR, so that a rename, link or unlink inside it is on
  * disk. Returns 0 or -errno. */
 int ehr_dir_sync(const char *dir);
+/* pwrite() all LEN bytes of DATA at OFFSET of FD, retrying short writes and
+ * EINTR: 0 or -errno. */
+int ehr_pwrite_all(int fd, const uint8_t *data, size_t len, uint64_t offset);
+/* pread() exactly LEN bytes at OFFSET of FD into DATA, retrying short reads
+ * and EINTR: 0, EHR_ETRUNCATED (the file ends first) or -errno. */
+int ehr_pread_all(int fd, uint8_t *data, size_t len, uint64_t offset);
 int ehr_file_read(const char *path, void *buf, size_t buf_size, size_t *len_out);
 int ehr_file_read_alloc(const char *path, size_t max_bytes, uint8_t **data_out, size_t *len_out);
 

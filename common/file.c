@@ -115,6 +115,38 @@ static int temp_publish(const char *temp, const char *path, bool overwrite)
     return 0;
 }
 
+int ehr_pwrite_all(int fd, const uint8_t *data, size_t len, uint64_t offset)
+{
+    while (len > 0) {
+        ssize_t w = pwrite(fd, data, len, (off_t)offset);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        data += w;
+        len -= (size_t)w;
+        offset += (uint64_t)w;
+    }
+    return 0;
+}
+
+int ehr_pread_all(int fd, uint8_t *data, size_t len, uint64_t offset)
+{
+    while (len > 0) {
+        ssize_t r = pread(fd, data, len, (off_t)offset);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            return EHR_ETRUNCATED;
+        data += r;
+        len -= (size_t)r;
+        offset += (uint64_t)r;
+    }
+    return 0;
+}
+
 int ehr_dir_sync(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

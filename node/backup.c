@@ -260,49 +260,6 @@ static void path_dir(char out[PATH_BUF_BYTES], const char *path)
         snprintf(out, PATH_BUF_BYTES, "%.*s", (int)(slash - path), path);
 }
 
-static int dir_sync(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) != 0 ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
-static int write_all(int fd, const uint8_t *data, size_t len, uint64_t offset)
-{
-    while (len > 0) {
-        ssize_t w = pwrite(fd, data, len, (off_t)offset);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        data += w;
-        len -= (size_t)w;
-        offset += (uint64_t)w;
-    }
-    return 0;
-}
-
-/* Read exactly LEN bytes at OFFSET: 0, EHR_ETRUNCATED (the file ends first), -errno. */
-static int read_all(int fd, uint8_t *data, size_t len, uint64_t offset)
-{
-    while (len > 0) {
-        ssize_t r = pread(fd, data, len, (off_t)offset);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        if (r == 0)
-            return EHR_ETRUNCATED;
-        data += r;
-        len -= (size_t)r;
-        offset += (uint64_t)r;
-    }
-    return 0;
-}
-
 /*
  * Stream BYTES bytes of IN from IN_OFFSET into the checksum (and into OUT at
  * OUT_OFFSET when OUT >= 0). Returns 0, EHR_ETRUNCATED, -errno (WHICH says
@@ -318,8 +275,8 @@ static int stream(int in, uint64_t in_offset, uint64_t bytes, int out, uint64_t 
     *which = 0;
     for (uint64_t done = 0; rc == 0 && done < bytes;) {
         size_t n = bytes - done < COPY_BUF_BYTES ? (size_t)(bytes - done) : COPY_BUF_BYTES;
-        rc = read_all(in, buf, n, in_offset + done);
-        if (rc == 0 && out >= 0 && (rc = write_all(out, buf, n, out_offset + done)) != 0)
+        rc = ehr_pread_all(in, buf, n, in_offset + done);
+        if (rc == 0 && out >= 0 && (rc = ehr_pwrite_all(out, buf, n, out_offset + done)) != 0)
             *which = 1;
         if (rc == 0)
             crypto_generichash_update(&st, buf, n);
@@ -356,7 +313,7 @@ static int backup_read(const char *path, int out, struct node_backup_info *info,
                            "%s is not an ehrchain backup (%lld bytes, shorter than a header)", path,
                            (long long)st.st_size);
     uint8_t h[NODE_BACKUP_HEADER_BYTES];
-    if (rc == 0 && (rc = read_all(fd, h, sizeof h, 0)) != 0)
+    if (rc == 0 && (rc = ehr_pread_all(fd, h, sizeof h, 0)) != 0)
         rc = ehr_diag_fail(diag, rc, "%s: reading the header: %s", path, ehr_strerror(rc));
     if (rc == 0)
         rc = header_decode(h, path, info, diag);
@@ -428,7 +385,7 @@ static int backup_write(int fd, const char *tmp, const char *snap, const ledger_
                              which ? tmp : snap, ehr_strerror(rc));
     uint8_t h[NODE_BACKUP_HEADER_BYTES];
     node_backup_header_encode(info, h);
-    rc = write_all(fd, h, sizeof h, 0);
+    rc = ehr_pwrite_all(fd, h, sizeof h, 0);
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     if (rc != 0)
@@ -502,7 +459,7 @@ int node_backup_create(ledger *l, const char *out_path, bool force, struct node_
         memset(info, 0, sizeof *info);
         return rc;
     }
-    rc = dir_sync(dir);
+    rc = ehr_dir_sync(dir);
     if (rc != 0)
         return ehr_diag_fail(diag, rc, "syncing the directory %s: %s", dir, strerror(-rc));
     return 0;
@@ -755,7 +712,7 @@ static size_t snapshot_files_remove(const char *dir)
     }
     closedir(d);
     if (removed > 0)
-        dir_sync(sdir);
+        ehr_dir_sync(sdir);
     return removed;
 }
 
@@ -799,7 +756,7 @@ int node_backup_restore(const char *backup_path, const char *data_dir,
         rc = ehr_diag_fail(diag, EHR_EINVAL, "%s is not a regular file", backup_path);
         goto out;
     }
-    rc = read_all(hfd, h, sizeof h, 0);
+    rc = ehr_pread_all(hfd, h, sizeof h, 0);
     close(hfd);
     if (rc == EHR_ETRUNCATED)
         rc = ehr_diag_fail(diag, EHR_EINVAL, "%s is not an ehrchain backup (shorter than a header)",

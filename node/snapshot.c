@@ -117,21 +117,6 @@ void node__on_snapshot_done(uv_async_t *h)
             n->snap.info.tip.height, n->snap.info.file_bytes, n->cons.store.first);
 }
 
-static int write_all_at(int fd, const uint8_t *data, size_t len, uint64_t offset)
-{
-    while (len > 0) {
-        ssize_t w = pwrite(fd, data, len, (off_t)offset);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        data += w;
-        len -= (size_t)w;
-        offset += (uint64_t)w;
-    }
-    return 0;
-}
-
 /* Copy the file FROM to TO (created, fsync'd). */
 static int copy_file(const char *from, const char *to)
 {
@@ -155,7 +140,7 @@ static int copy_file(const char *from, const char *to)
             rc = r < 0 ? -errno : 0;
             break;
         }
-        if ((rc = write_all_at(out, buf, (size_t)r, at)) != 0)
+        if ((rc = ehr_pwrite_all(out, buf, (size_t)r, at)) != 0)
             break;
         at += (uint64_t)r;
     }
@@ -253,7 +238,7 @@ int node__snapshot_chunk(struct node *n, const struct raft_snapshot_chunk *c)
         rc = EHR_EINVAL; /* the core hands chunks in order from 0 */
     }
     if (rc == 0 && c->size > 0)
-        rc = write_all_at(n->snap.stage_fd, c->data, c->size, c->offset);
+        rc = ehr_pwrite_all(n->snap.stage_fd, c->data, c->size, c->offset);
     if (rc == 0 && c->done) {
         if (c->install && fsync(n->snap.stage_fd) != 0)
             rc = -errno;
