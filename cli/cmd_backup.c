@@ -110,24 +110,31 @@ static void info_print(const struct node_backup_info *info)
     cli__print_field("bytes", line);
 }
 
-/* ---- backup ---- */
-
-int cli__cmd_backup(struct cli__ctx *ctx, int argc, char **argv)
+/*
+ * The options backup and restore share: --data DIR (else $EHR_DATA), the
+ * backup file under option FILE_OPTION (required), --force. Returns 0 with
+ * *FILE, *DIR and *FORCE set, ctx->exit_code after --help, or
+ * CLI_EXIT_USAGE having said why.
+ */
+static int file_dir_force_parse(struct cli__ctx *ctx, int argc, char **argv,
+                                const char *file_option, const char **file, const char **dir,
+                                bool *force)
 {
-    static const struct option options[] = {{"data", required_argument, NULL, 'd'},
-                                            {"out", required_argument, NULL, 'o'},
-                                            {"force", no_argument, NULL, 'f'},
-                                            CLI_COMMON_OPTIONS};
-    const char *given = NULL, *out = NULL;
-    bool force = false;
+    const struct option options[] = {{"data", required_argument, NULL, 'd'},
+                                     {file_option, required_argument, NULL, 'F'},
+                                     {"force", no_argument, NULL, 'f'},
+                                     CLI_COMMON_OPTIONS};
+    const char *given = NULL;
+    *file = NULL;
+    *force = false;
     int c;
     while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
         if (c == 'd')
             given = optarg;
-        else if (c == 'o')
-            out = optarg;
+        else if (c == 'F')
+            *file = optarg;
         else if (c == 'f')
-            force = true;
+            *force = true;
         else
             EHR_ASSERT(0 && "option in the table but not handled");
     }
@@ -135,11 +142,21 @@ int cli__cmd_backup(struct cli__ctx *ctx, int argc, char **argv)
         return ctx->exit_code;
     if (optind < argc)
         return cli__usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
-    if (out == NULL || out[0] == '\0')
-        return cli__usage_error(ctx, "--out FILE is required");
-    const char *dir = data_dir(ctx, given);
-    if (dir == NULL)
-        return CLI_EXIT_USAGE;
+    if (*file == NULL || (*file)[0] == '\0')
+        return cli__usage_error(ctx, "--%s FILE is required", file_option);
+    *dir = data_dir(ctx, given);
+    return *dir == NULL ? CLI_EXIT_USAGE : 0;
+}
+
+/* ---- backup ---- */
+
+int cli__cmd_backup(struct cli__ctx *ctx, int argc, char **argv)
+{
+    const char *out, *dir;
+    bool force;
+    int parsed = file_dir_force_parse(ctx, argc, argv, "out", &out, &dir, &force);
+    if (parsed != 0)
+        return parsed;
     if (in_directory(out, dir))
         return cli__usage_error(ctx,
                                 "--out %s is in the data directory %s: keep a backup "
@@ -197,32 +214,11 @@ int cli__cmd_backup_inspect(struct cli__ctx *ctx, int argc, char **argv)
 
 int cli__cmd_restore(struct cli__ctx *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {{"from", required_argument, NULL, 'F'},
-                                            {"data", required_argument, NULL, 'd'},
-                                            {"force", no_argument, NULL, 'f'},
-                                            CLI_COMMON_OPTIONS};
-    const char *given = NULL, *from = NULL;
-    bool force = false;
-    int c;
-    while ((c = cli__getopt(ctx, argc, argv, options)) >= 0) {
-        if (c == 'F')
-            from = optarg;
-        else if (c == 'd')
-            given = optarg;
-        else if (c == 'f')
-            force = true;
-        else
-            EHR_ASSERT(0 && "option in the table but not handled");
-    }
-    if (c == CLI_OPT_EXIT)
-        return ctx->exit_code;
-    if (optind < argc)
-        return cli__usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
-    if (from == NULL || from[0] == '\0')
-        return cli__usage_error(ctx, "--from FILE is required");
-    const char *dir = data_dir(ctx, given);
-    if (dir == NULL)
-        return CLI_EXIT_USAGE;
+    const char *from, *dir;
+    bool force;
+    int parsed = file_dir_force_parse(ctx, argc, argv, "from", &from, &dir, &force);
+    if (parsed != 0)
+        return parsed;
     struct node_backup_restore_options opt = {.force = force};
     struct node_backup_restore_report report;
     ehr_diag why;
